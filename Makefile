@@ -1,0 +1,43 @@
+# Two commands for a fresh machine: `make demo` (the whole pipeline, end to end) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test up down status fetch lint bench-stream clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; v=sys.version_info; sys.exit(0 if (3,9)<=v[:2]<=(3,11) else "Python 3.9-3.11 is needed (apache-flink 2.0); set PYTHON=python3.11")'
+	@echo "[setup] creating $(VENV) and installing dependencies (first run: a few minutes) ..."
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@$(PY) -m pip install --progress-bar off -c constraints.txt -e '.[dev]' >> $(VENV)/install.log 2>&1 \
+		|| { tail -40 $(VENV)/install.log; echo "[setup] pip install failed; full log: $(VENV)/install.log" >&2; exit 1; }
+	@touch $(STAMP)
+	@echo "[setup] done"
+
+fetch: $(STAMP)
+	@$(PY) -m infra fetch
+
+demo: fetch
+	@$(PY) -m jobs.demo
+
+test: fetch
+	@$(PY) -m pytest tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; exit $$rc
+
+up: fetch
+	@$(PY) -m infra up
+
+down:
+	@test -x $(PY) && $(PY) -m infra down || true
+
+status: $(STAMP)
+	@$(PY) -m infra status
+
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy .
+
+clean: down
+	rm -rf .state

@@ -1,0 +1,45 @@
+"""CLI: ``python -m infra {fetch,up,down,status} [service ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from infra import artifacts, stack
+from infra.errors import InfraError
+from infra.settings import StackSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser("fetch", help="download and verify the pinned JVM artifacts")
+    fetch.add_argument("components", nargs="*", default=list(artifacts.COMPONENTS))
+    fetch.add_argument("--force", action="store_true")
+    for name, help_text in (("up", "start services (idempotent)"), ("down", "stop services we started")):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("services", nargs="*")
+    sub.add_parser("status", help="what runs")
+    args = parser.parse_args(argv)
+    settings = StackSettings.from_env()
+    try:
+        if args.command == "fetch":
+            for component in args.components:
+                artifacts.fetch(settings, component, force=args.force)
+        elif args.command == "up":
+            stack.up(settings, args.services)
+        elif args.command == "down":
+            stack.down(settings, args.services)
+        else:
+            for name, state in stack.status(settings).items():
+                print(f"{name:10} {state}")
+    except InfraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

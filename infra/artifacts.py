@@ -1,0 +1,123 @@
+"""Fetch the pinned JVM artifacts from Maven Central into the cache, and verify them.
+
+Maven resolves each component's dependency closure from the POMs under ``infra/maven/`` and, run
+with ``--strict-checksums``, refuses any file whose checksum does not match Maven Central's. After a
+fetch we record the SHA-256 of every jar in ``<cache>/<component>/manifest.txt``; ``verify`` checks
+the jars against that manifest so a truncated or swapped file is caught before a JVM starts on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from infra.errors import InfraError
+from infra.settings import REPO_DIR, StackSettings
+
+COMPONENTS = ("kafka", "cassandra", "flink")
+_MAVEN_DIR = REPO_DIR / "infra" / "maven"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest_path(settings: StackSettings, component: str) -> Path:
+    return settings.cache_dir / component / "manifest.txt"
+
+
+def _pom_digest(component: str) -> str:
+    return hashlib.sha256((_MAVEN_DIR / component / "pom.xml").read_bytes()).hexdigest()[:16]
+
+
+def is_fetched(settings: StackSettings, component: str) -> bool:
+    manifest = _manifest_path(settings, component)
+    if not manifest.exists():
+        return False
+    first = manifest.read_text().splitlines()[:1]
+    return first == [f"# pom {_pom_digest(component)}"]
+
+
+def verify(settings: StackSettings, component: str) -> None:
+    """Raise InfraError unless every jar of the component matches its recorded SHA-256."""
+    manifest = _manifest_path(settings, component)
+    if not is_fetched(settings, component):
+        raise InfraError(f"{component}: not fetched (or its POM changed); run `python -m infra fetch`")
+    lib = settings.lib_dir(component)
+    for line in manifest.read_text().splitlines()[1:]:
+        digest, name = line.split("  ", 1)
+        path = lib / name
+        if not path.exists() or _sha256(path) != digest:
+            raise InfraError(f"{component}: {name} is missing or corrupt; run `python -m infra fetch --force`")
+
+
+def fetch(settings: StackSettings, component: str, *, force: bool = False) -> None:
+    """Download a component's jars (with progress on stderr) unless already fetched and intact."""
+    if not force and is_fetched(settings, component):
+        verify(settings, component)
+        print(f"[fetch] {component}: cached in {settings.lib_dir(component)}", file=sys.stderr)
+        return
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise InfraError("Maven (`mvn`) is not on PATH; install it (apt-get install maven) to fetch jars")
+    lib = settings.lib_dir(component)
+    staging = lib.with_name("lib.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    cmd = [
+        mvn, "-B", "--strict-checksums", "-f", str(_MAVEN_DIR / component / "pom.xml"),
+        "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
+        f"-Dmaven.repo.local={settings.cache_dir / 'm2'}",
+        "-Dmaven.wagon.http.retryHandler.count=3", "-Dmaven.wagon.rto=60000",
+    ]  # fmt: skip
+    print(f"[fetch] {component}: resolving from Maven Central ...", file=sys.stderr)
+    started = time.monotonic()
+    downloaded = 0
+    tail: list[str] = []
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            tail = (tail + [line.rstrip()])[-25:]
+            if "Downloaded from" in line and line.rstrip().endswith(")"):
+                downloaded += 1
+                if downloaded % 10 == 0:
+                    elapsed = time.monotonic() - started
+                    print(f"[fetch] {component}: {downloaded} files downloaded, {elapsed:.0f}s", file=sys.stderr)
+            if time.monotonic() - started > settings.fetch_timeout_s:
+                proc.kill()
+                raise InfraError(f"{component}: fetch took longer than {settings.fetch_timeout_s:.0f}s")
+        rc = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if rc != 0:
+        detail = "\n".join(line for line in tail if "ERROR" in line) or "\n".join(tail)
+        raise InfraError(f"{component}: download from Maven Central failed (mvn exit {rc}):\n{detail}")
+    jars = sorted(staging.glob("*.jar"))
+    if not jars:
+        raise InfraError(f"{component}: Maven finished but produced no jars")
+    lines = [f"# pom {_pom_digest(component)}"] + [f"{_sha256(j)}  {j.name}" for j in jars]
+    size_mb = sum(j.stat().st_size for j in jars) / 1e6
+    shutil.rmtree(lib, ignore_errors=True)
+    staging.rename(lib)
+    _manifest_path(settings, component).write_text("\n".join(lines) + "\n")
+    print(f"[fetch] {component}: {len(jars)} jars, {size_mb:.0f} MB, {time.monotonic() - started:.0f}s", file=sys.stderr)
+
+
+def classpath(settings: StackSettings, component: str) -> str:
+    verify(settings, component)
+    return str(settings.lib_dir(component) / "*")
+
+
+def jar_urls(settings: StackSettings, component: str) -> list[str]:
+    """file:// URLs of a component's jars, for Flink's ``pipeline.jars``."""
+    verify(settings, component)
+    return [j.resolve().as_uri() for j in sorted(settings.lib_dir(component).glob("*.jar"))]

@@ -1,0 +1,7 @@
+"""Errors of the local stack tooling. They end the CLI with a message and a non-zero exit."""
+
+from registry.errors import FeatureStoreError
+
+
+class InfraError(FeatureStoreError):
+    """A service could not be fetched, started, checked or stopped."""

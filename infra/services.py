@@ -1,0 +1,187 @@
+"""The services of the local stack: how each is configured, started and health-checked."""
+
+from __future__ import annotations
+
+import base64
+import os
+import string
+import subprocess
+import sys
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from infra import artifacts
+from infra.errors import InfraError
+from infra.java import find_java17
+from infra.process import port_open
+from infra.settings import REPO_DIR, StackSettings
+
+CONF_DIR = REPO_DIR / "infra" / "conf"
+
+
+def _render(template: Path, target: Path, values: dict[str, str]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(string.Template(template.read_text()).substitute(values))
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    ports: Callable[[StackSettings], list[int]]
+    prepare: Callable[[StackSettings], list[str]]
+    healthy: Callable[[StackSettings], bool]
+    stop_grace_s: float = 20.0
+    env: Callable[[StackSettings], dict[str, str]] | None = None
+
+
+# --- Kafka -------------------------------------------------------------------------------------
+
+
+def _kafka_prepare(s: StackSettings) -> list[str]:
+    java = find_java17()
+    home = s.service_dir("kafka")
+    data = home / "data"
+    props = home / "server.properties"
+    _render(
+        CONF_DIR / "kafka" / "server.properties",
+        props,
+        {
+            "FS_KAFKA_HOST": s.host,
+            "FS_KAFKA_ADVERTISED_HOST": s.host,
+            "FS_KAFKA_PORT": str(s.kafka_port),
+            "FS_KAFKA_CONTROLLER_PORT": str(s.kafka_controller_port),
+            "FS_KAFKA_DATA_DIR": str(data),
+        },
+    )
+    cp = artifacts.classpath(s, "kafka")
+    base = [str(java), f"-Xmx{s.kafka_heap}", f"-Xms{s.kafka_heap}", "-cp", cp,
+            f"-Dlog4j2.configurationFile={CONF_DIR / 'kafka' / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={home / 'logs'}"]  # fmt: skip
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run(
+            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if fmt.returncode != 0:
+            raise InfraError(f"kafka: formatting storage failed:\n{fmt.stdout}{fmt.stderr}")
+    return [*base, "kafka.Kafka", str(props)]
+
+
+def _kafka_healthy(s: StackSettings) -> bool:
+    if not port_open(s.host, s.kafka_port):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": f"{s.host}:{s.kafka_port}", "socket.timeout.ms": 2000})
+    try:
+        meta = admin.list_topics(timeout=3)
+    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+        return False
+    return bool(meta.brokers)
+
+
+# --- Cassandra ---------------------------------------------------------------------------------
+
+
+def _cassandra_prepare(s: StackSettings) -> list[str]:
+    java = find_java17()
+    home = s.service_dir("cassandra")
+    yaml = home / "cassandra.yaml"
+    _render(
+        CONF_DIR / "cassandra" / "cassandra.yaml",
+        yaml,
+        {
+            "FS_CASSANDRA_HOST": s.host,
+            "FS_CASSANDRA_PORT": str(s.cassandra_port),
+            "FS_CASSANDRA_STORAGE_PORT": str(s.cassandra_storage_port),
+            "FS_CASSANDRA_DATA_DIR": str(home),
+        },
+    )
+    # One option per line; "--add-opens X" is two JVM arguments, so join with "=".
+    opts = [
+        "=".join(line.split(None, 1))
+        for line in (CONF_DIR / "cassandra" / "jvm17.options").read_text().splitlines()
+        if line.strip().startswith("-")
+    ]
+    return [
+        str(java), *opts, f"-Xms{s.cassandra_heap}", f"-Xmx{s.cassandra_heap}",
+        f"-Dcassandra.config={yaml.resolve().as_uri()}",
+        f"-Dcassandra.storagedir={home}", f"-Dcassandra.logdir={home / 'logs'}",
+        f"-Dlogback.configurationFile={CONF_DIR / 'cassandra' / 'logback.xml'}",
+        "-cp", artifacts.classpath(s, "cassandra"), "org.apache.cassandra.service.CassandraDaemon",
+    ]  # fmt: skip
+
+
+def _cassandra_healthy(s: StackSettings) -> bool:
+    if not port_open(s.host, s.cassandra_port):
+        return False
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster([s.host], port=s.cassandra_port, connect_timeout=3, control_connection_timeout=3)
+    try:
+        session = cluster.connect()
+        session.execute("SELECT release_version FROM system.local", timeout=3)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+        return False
+    finally:
+        cluster.shutdown()
+
+
+# --- this project's Python services --------------------------------------------------------------
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL we built
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _python_env(s: StackSettings) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_DIR), env.get("PYTHONPATH")]))
+    env.setdefault("FS_STATE_DIR", str(s.state_dir))
+    return env
+
+
+SERVICES: dict[str, Service] = {
+    "kafka": Service(
+        name="kafka",
+        ports=lambda s: [s.kafka_port, s.kafka_controller_port],
+        prepare=_kafka_prepare,
+        healthy=_kafka_healthy,
+        stop_grace_s=30.0,
+    ),
+    "cassandra": Service(
+        name="cassandra",
+        ports=lambda s: [s.cassandra_port, s.cassandra_storage_port],
+        prepare=_cassandra_prepare,
+        healthy=_cassandra_healthy,
+        stop_grace_s=30.0,
+    ),
+    "registry": Service(
+        name="registry",
+        ports=lambda s: [s.registry_port],
+        prepare=lambda s: [sys.executable, "-m", "registry", "--host", s.host, "--port", str(s.registry_port)],
+        healthy=lambda s: _http_ok(f"http://{s.host}:{s.registry_port}/health"),
+        stop_grace_s=10.0,
+        env=_python_env,
+    ),
+    "api": Service(
+        name="api",
+        ports=lambda s: [s.api_port],
+        prepare=lambda s: [sys.executable, "-m", "serving", "--host", s.host, "--port", str(s.api_port)],
+        healthy=lambda s: _http_ok(f"http://{s.host}:{s.api_port}/health"),
+        stop_grace_s=10.0,
+        env=_python_env,
+    ),
+}
+
+# Start order: the API reads Cassandra and the registry, so it comes last.
+ORDER = ("kafka", "cassandra", "registry", "api")

@@ -1,0 +1,64 @@
+"""Where the local stack keeps things and which ports it uses, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise SystemExit(f"{name}={port} is outside 1-65535")
+    return port
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Ports, folders and limits of the local stack (all overridable by FS_* variables)."""
+
+    cache_dir: Path
+    state_dir: Path
+    host: str
+    kafka_port: int
+    kafka_controller_port: int
+    cassandra_port: int
+    cassandra_storage_port: int
+    registry_port: int
+    api_port: int
+    kafka_heap: str
+    cassandra_heap: str
+    start_timeout_s: float
+    fetch_timeout_s: float
+
+    @classmethod
+    def from_env(cls) -> StackSettings:
+        env = os.environ
+        return cls(
+            cache_dir=Path(env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore")),
+            state_dir=Path(env.get("FS_STATE_DIR", REPO_DIR / ".state")).resolve(),
+            host=env.get("FS_HOST", "127.0.0.1"),
+            kafka_port=_port("FS_KAFKA_PORT", 9092),
+            kafka_controller_port=_port("FS_KAFKA_CONTROLLER_PORT", 9093),
+            cassandra_port=_port("FS_CASSANDRA_PORT", 9042),
+            cassandra_storage_port=_port("FS_CASSANDRA_STORAGE_PORT", 7000),
+            registry_port=_port("FS_REGISTRY_PORT", 8081),
+            api_port=_port("FS_API_PORT", 8000),
+            kafka_heap=env.get("FS_KAFKA_HEAP", "512m"),
+            cassandra_heap=env.get("FS_CASSANDRA_HEAP", "1G"),
+            start_timeout_s=float(env.get("FS_START_TIMEOUT_S", "180")),
+            fetch_timeout_s=float(env.get("FS_FETCH_TIMEOUT_S", "900")),
+        )
+
+    def lib_dir(self, component: str) -> Path:
+        return self.cache_dir / component / "lib"
+
+    def service_dir(self, service: str) -> Path:
+        return self.state_dir / service

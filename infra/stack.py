@@ -1,0 +1,144 @@
+"""Bring services up (idempotently), report their status, and stop the ones we started."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+
+from infra import artifacts
+from infra.errors import InfraError
+from infra.process import PidFile, alive, log_tail, port_open, spawn, terminate
+from infra.services import ORDER, SERVICES, Service
+from infra.settings import REPO_DIR, StackSettings
+
+_JVM_COMPONENT = {"kafka": "kafka", "cassandra": "cassandra"}
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _pidfile(settings: StackSettings, name: str) -> PidFile:
+    return PidFile(settings.service_dir(name) / "pid")
+
+
+def _log(settings: StackSettings, name: str):  # noqa: ANN202 - Path
+    return settings.service_dir(name) / "process.log"
+
+
+def _select(names: Iterable[str] | None) -> list[str]:
+    wanted = list(names) if names else list(ORDER)
+    unknown = [n for n in wanted if n not in SERVICES]
+    if unknown:
+        raise InfraError(f"unknown service(s): {', '.join(unknown)} (known: {', '.join(ORDER)})")
+    return [n for n in ORDER if n in wanted]
+
+
+def _start(settings: StackSettings, svc: Service) -> int | None:
+    """Spawn svc unless it already runs; return the PID to wait for (None if already healthy)."""
+    pidfile = _pidfile(settings, svc.name)
+    pid = pidfile.read()
+    if pid is not None and alive(pid):
+        _say(f"[up] {svc.name}: already running (pid {pid})")
+        return pid
+    busy = [p for p in svc.ports(settings) if port_open(settings.host, p)]
+    if busy:
+        raise InfraError(
+            f"{svc.name}: port(s) {', '.join(map(str, busy))} on {settings.host} already in use by another "
+            f"process; stop it or choose other ports (FS_*_PORT variables)"
+        )
+    component = _JVM_COMPONENT.get(svc.name)
+    if component:
+        artifacts.fetch(settings, component)
+    settings.service_dir(svc.name).mkdir(parents=True, exist_ok=True)
+    cmd = svc.prepare(settings)
+    env = svc.env(settings) if svc.env else None
+    pid = spawn(cmd, log_path=_log(settings, svc.name), cwd=settings.service_dir(svc.name), env=env)
+    pidfile.write(pid)
+    _say(f"[up] {svc.name}: started (pid {pid}), log {_log(settings, svc.name)}")
+    return pid
+
+
+def _wait_healthy(settings: StackSettings, names: list[str], pids: dict[str, int]) -> None:
+    started = time.monotonic()
+    pending = list(names)
+    last_report = 0.0
+    while pending:
+        for name in list(pending):
+            svc = SERVICES[name]
+            pid = pids[name]
+            if not alive(pid):
+                _pidfile(settings, name).clear()
+                raise InfraError(
+                    f"{name}: exited during start-up; last log lines:\n{log_tail(_log(settings, name))}"
+                )
+            if svc.healthy(settings):
+                _say(f"[up] {name}: healthy after {time.monotonic() - started:.0f}s")
+                pending.remove(name)
+        elapsed = time.monotonic() - started
+        if pending and elapsed > settings.start_timeout_s:
+            for name in pending:
+                terminate(pids[name], grace_s=5)
+                _pidfile(settings, name).clear()
+            raise InfraError(
+                f"{', '.join(pending)}: not healthy within {settings.start_timeout_s:.0f}s (stopped); "
+                f"see {settings.state_dir}/<service>/process.log"
+            )
+        if pending and elapsed - last_report >= 10:
+            last_report = elapsed
+            _say(f"[up] waiting for {', '.join(pending)} ... {elapsed:.0f}s")
+        if pending:
+            time.sleep(0.5)
+
+
+def up(settings: StackSettings, names: Iterable[str] | None = None) -> list[str]:
+    """Start the named services (all by default); return the names this call actually started."""
+    selected = _select(names)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    started: list[str] = []
+    # JVMs first and together (they take the longest), then the Python services that need them.
+    for group in ([n for n in selected if n in _JVM_COMPONENT], [n for n in selected if n not in _JVM_COMPONENT]):
+        pids: dict[str, int] = {}
+        for name in group:
+            was_running = _pidfile(settings, name).read()
+            pid = _start(settings, SERVICES[name])
+            if pid is not None:
+                pids[name] = pid
+                if was_running is None or not alive(was_running):
+                    started.append(name)
+        try:
+            _wait_healthy(settings, list(pids), pids)
+        except InfraError:
+            down(settings, started)
+            raise
+    return started
+
+
+def down(settings: StackSettings, names: Iterable[str] | None = None) -> None:
+    """Stop the named services that we started (by PID file); never touch anything else."""
+    for name in reversed(_select(names)):
+        pidfile = _pidfile(settings, name)
+        pid = pidfile.read()
+        if pid is None or not alive(pid):
+            pidfile.clear()
+            continue
+        _say(f"[down] {name}: stopping pid {pid}")
+        terminate(pid, grace_s=SERVICES[name].stop_grace_s)
+        pidfile.clear()
+
+
+def status(settings: StackSettings) -> dict[str, str]:
+    report: dict[str, str] = {}
+    for name in ORDER:
+        pid = _pidfile(settings, name).read()
+        if pid is not None and alive(pid):
+            health = "healthy" if SERVICES[name].healthy(settings) else "starting or unhealthy"
+            report[name] = f"running (pid {pid}), {health}"
+        else:
+            busy = [p for p in SERVICES[name].ports(settings) if port_open(settings.host, p)]
+            report[name] = f"not started by us; port {busy[0]} busy (another process)" if busy else "stopped"
+    return report
+
+
+__all__ = ["up", "down", "status", "REPO_DIR"]

@@ -1,0 +1,115 @@
+"""Produce events to Kafka in the Confluent wire format, registering their schema on first use.
+
+The Kafka message key is the entity key (all of one user's events land in one partition, in order)
+and the message timestamp is the event time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from registry.errors import StoreUnavailableError
+from registry.settings import Settings
+from schemas import schema_text
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 3, timeout_s: float = 30) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
+    missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+    if not missing:
+        return
+    for topic, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise StoreUnavailableError(f"could not create topic {topic}: {exc}") from exc
+
+
+class EventProducer:
+    """Serializes event dicts with the registered Avro schema and sends them keyed by entity."""
+
+    def __init__(self, producer: Producer, registry: SchemaRegistryClient, schema_name: str, *, key_field: str,
+                 time_field: str) -> None:  # fmt: skip
+        self._producer = producer
+        self._serializer = AvroSerializer(registry, schema_text(schema_name))
+        self._key_field = key_field
+        self._time_field = time_field
+        self.errors: list[str] = []
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.errors.append(str(err))
+
+    def send(self, topic: str, events: Iterable[dict[str, Any]]) -> int:
+        ctx = SerializationContext(topic, MessageField.VALUE)
+        sent = 0
+        for event in events:
+            value = self._serializer(event, ctx)
+            while True:
+                try:
+                    self._producer.produce(topic, key=str(event[self._key_field]).encode(), value=value,
+                                           timestamp=int(event[self._time_field]), on_delivery=self._delivered)  # fmt: skip
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+            sent += 1
+            if sent % 10_000 == 0:
+                self._producer.poll(0)
+        return sent
+
+    def send_raw(self, topic: str, key: bytes, value: bytes | None, timestamp_ms: int) -> None:
+        """Send bytes as they are (tests use this to send malformed records)."""
+        self._producer.produce(topic, key=key, value=value, timestamp=timestamp_ms, on_delivery=self._delivered)
+
+    def flush(self, timeout_s: float = 60) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining or self.errors:
+            raise StoreUnavailableError(f"{remaining} events undelivered; errors: {self.errors[:3]}")
+
+
+def make_producer(settings: Settings) -> EventProducer:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "acks": "all",
+                         "enable.idempotence": True, "message.timeout.ms": 30_000})  # fmt: skip
+    registry = SchemaRegistryClient({"url": settings.schema_registry_url, "timeout": 10})
+    return EventProducer(producer, registry, "card_transaction", key_field="user_id", time_field="event_time")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobs.events import synthetic_transactions
+
+    parser = argparse.ArgumentParser(prog="python -m jobs.produce", description=__doc__)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--span-minutes", type=int, default=90, help="events spread over the last N minutes")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    now_ms = time.time_ns() // 1_000_000
+    events = synthetic_transactions(args.seed, users=args.users, events=args.events,
+                                    start_ms=now_ms - args.span_minutes * 60_000, span_ms=args.span_minutes * 60_000 - 60_000)  # fmt: skip
+    ensure_topics(settings.kafka_bootstrap, ["card_transactions", "card_transactions.dlq"])
+    producer = make_producer(settings)
+    sent = producer.send("card_transactions", events)
+    producer.flush()
+    print(f"produced {sent} events to card_transactions", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

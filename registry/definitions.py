@@ -1,0 +1,153 @@
+"""The feature definition: the one model that drives the streaming job, the sinks and serving.
+
+Everything downstream is derived from these frozen objects: the Flink SQL of the window job
+(``jobs/sql.py``), the online row layout (``sinks/online_layout.py``), the offline table schema
+(``sinks/offline_layout.py``), the point-in-time join and the serving API's freshness and expiry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from registry.durations import Duration
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+ValueType = Literal["long", "double", "string", "boolean"]
+AggregationFunction = Literal["count", "sum", "mean", "min", "max", "last", "count_distinct"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Source(_Frozen):
+    """Where a feature's events come from and how their time and entity key are read."""
+
+    topic: str = Field(min_length=1)
+    event_schema: str = Field(pattern=NAME_PATTERN, description="reader schema: schemas/<event_schema>.avsc")
+    subject: str = Field(min_length=1, description="schema-registry subject of the event schema")
+    entity_key: str = Field(min_length=1, description="event field holding the entity id")
+    timestamp_field: str = Field(min_length=1, description="event field holding event time (timestamp-millis)")
+    max_out_of_orderness: Duration = timedelta(seconds=5)
+    idle_timeout: Duration = Field(
+        default=timedelta(seconds=30), description="a partition silent this long stops holding the watermark back"
+    )
+
+
+class Window(_Frozen):
+    kind: Literal["tumbling", "sliding", "session"]
+    size: Duration | None = None
+    slide: Duration | None = None
+    gap: Duration | None = None
+    allowed_lateness: Duration = timedelta(0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Window:
+        if self.kind == "session":
+            if self.gap is None or self.size is not None or self.slide is not None:
+                raise ValueError("a session window takes `gap` only")
+        elif self.size is None or self.gap is not None:
+            raise ValueError(f"a {self.kind} window takes `size` (and no `gap`)")
+        if self.kind == "sliding":
+            if self.slide is None or self.size is None or self.slide <= timedelta(0):
+                raise ValueError("a sliding window takes `size` and a positive `slide`")
+            if self.size % self.slide != timedelta(0):
+                raise ValueError("a sliding window's `size` must be a whole multiple of its `slide`")
+        if self.kind == "tumbling" and self.slide is not None:
+            raise ValueError("a tumbling window takes no `slide`")
+        for name in ("size", "slide", "gap"):
+            value = getattr(self, name)
+            if value is not None and value <= timedelta(0):
+                raise ValueError(f"window `{name}` must be positive")
+        return self
+
+
+class Aggregation(_Frozen):
+    function: AggregationFunction
+    field: str | None = None
+
+    @model_validator(mode="after")
+    def _field(self) -> Aggregation:
+        if self.function == "count" and self.field is not None:
+            raise ValueError("`count` counts events and takes no `field`")
+        if self.function != "count" and not self.field:
+            raise ValueError(f"`{self.function}` needs the event `field` it aggregates")
+        return self
+
+
+_RESULT_TYPES: dict[str, set[str]] = {
+    "count": {"long"},
+    "count_distinct": {"long"},
+    "sum": {"long", "double"},
+    "mean": {"double"},
+    "min": {"long", "double", "string"},
+    "max": {"long", "double", "string"},
+    "last": {"long", "double", "string", "boolean"},
+}
+
+
+class FeatureDefinition(_Frozen):
+    """One version of one feature of one entity type. Versions are immutable."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    entity: str = Field(pattern=NAME_PATTERN, description="entity type, e.g. `user`")
+    version: int = Field(ge=1)
+    owner: str = Field(min_length=1, description="owning team")
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    value_type: ValueType
+    source: Source
+    window: Window
+    aggregation: Aggregation
+    freshness_slo: Duration
+    ttl: Duration = Field(description="a value older than this (from its feature timestamp) is expired")
+    offline_retention: Duration = timedelta(days=3 * 365)
+    sensitivity: Literal["public", "internal", "confidential", "restricted"] = "internal"
+    status: Literal["active", "deprecated"] = "active"
+    deprecated_after: date | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureDefinition:
+        allowed = _RESULT_TYPES[self.aggregation.function]
+        if self.value_type not in allowed:
+            raise ValueError(
+                f"{self.name}: `{self.aggregation.function}` yields {' or '.join(sorted(allowed))}, "
+                f"not {self.value_type}"
+            )
+        if self.ttl <= timedelta(0) or self.freshness_slo <= timedelta(0):
+            raise ValueError(f"{self.name}: `ttl` and `freshness_slo` must be positive")
+        if self.status == "deprecated" and self.deprecated_after is None:
+            raise ValueError(f"{self.name}: a deprecated feature needs `deprecated_after`")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.entity, self.name, self.version)
+
+    def transform_spec(self) -> dict[str, object]:
+        """What determines the feature's values; two definitions with equal specs compute equal values."""
+        return {
+            "source": self.source.model_dump(mode="json"),
+            "window": self.window.model_dump(mode="json"),
+            "aggregation": self.aggregation.model_dump(mode="json"),
+            "value_type": self.value_type,
+        }
+
+    @property
+    def transform_hash(self) -> str:
+        canonical = json.dumps(self.transform_spec(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def transform_ref(self) -> str:
+        w = self.transform_spec()["window"]
+        agg = self.aggregation
+        target = agg.field or "*"
+        return f"{self.source.topic}:{w['kind']}({w.get('size') or w.get('gap')}" + (
+            f"/{w['slide']})" if self.window.slide else ")"
+        ) + f":{agg.function}({target})@{self.transform_hash}"

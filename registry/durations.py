@@ -1,0 +1,44 @@
+"""Durations written the way people write them in definition files: ``500ms``, ``30s``, ``5m``, ``1h``, ``7d``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_PATTERN = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``"5m"``-style text (or pass a timedelta through); raise ValueError naming the input."""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"duration must be text like '5m' or '1h', got {value!r}")
+    match = _PATTERN.match(value)
+    if not match:
+        raise ValueError(f"duration {value!r} is not a whole number followed by ms, s, m, h or d")
+    return timedelta(milliseconds=int(match.group(1)) * _UNITS_MS[match.group(2)])
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest exact ``"5m"``-style spelling of a duration."""
+    ms = int(value / timedelta(milliseconds=1))
+    for unit in ("d", "h", "m", "s"):
+        if ms and ms % _UNITS_MS[unit] == 0:
+            return f"{ms // _UNITS_MS[unit]}{unit}"
+    return f"{ms}ms"
+
+
+def to_millis(value: timedelta) -> int:
+    return int(value / timedelta(milliseconds=1))
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]

@@ -1,0 +1,172 @@
+"""Point-in-time correct training sets from the offline (Iceberg) table.
+
+For every label row, in input order, exactly one output row: each feature's value is that of the
+latest window ending at or before the row's timestamp, resolved by the same rule serving uses
+(``registry.timeline``): a later closed window with no row means an empty window, and a stored
+row older than the TTL is expired. Ties on a window end (a window recomputed and re-ingested)
+resolve to the latest ingestion. The join is vectorized (``pandas.merge_asof``), never row by row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from registry.catalog import FeatureCatalog
+from registry.definitions import FeatureDefinition
+from registry.durations import to_millis
+from registry.errors import DefinitionError
+from registry.timeline import empty_value, step_ms
+from sinks.online_layout import VALUE_COLUMNS
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+_PER_MS = {"s": 0.001, "ms": 1, "us": 1_000, "ns": 1_000_000}
+
+
+def _millis(ts: pa.ChunkedArray) -> np.ndarray:
+    """Epoch milliseconds, floored (a label at 12:00:00.999 sees windows ending by 12:00:00.999)."""
+    raw = ts.cast(pa.int64()).to_numpy()
+    unit = ts.type.unit
+    return raw * 1000 if unit == "s" else raw // int(_PER_MS[unit])
+
+
+_ARROW_TYPES = {"long": pa.int64(), "double": pa.float64(), "string": pa.string(), "boolean": pa.bool_()}
+
+
+def _label_millis(labels: pa.Table, column: str) -> np.ndarray:
+    if column not in labels.column_names:
+        raise DefinitionError(f"label frame has no {column!r} column (columns: {labels.column_names})")
+    ts = labels.column(column)
+    if not pa.types.is_timestamp(ts.type):
+        raise DefinitionError(f"label column {column!r} must be a timestamp, not {ts.type}")
+    if ts.null_count:
+        raise DefinitionError(f"label column {column!r} has {ts.null_count} null timestamps")
+    return _millis(ts)  # a naive timestamp is taken as UTC
+
+
+def _scan(table: Table, entity_type: str, definitions: list[FeatureDefinition], max_ms: int,
+          snapshot_id: int | None) -> pd.DataFrame:  # fmt: skip
+    from pyiceberg.expressions import And, EqualTo, In, LessThanOrEqual
+
+    names = sorted({d.name for d in definitions})
+    row_filter = And(
+        EqualTo("entity_type", entity_type),
+        In("feature_name", names) if len(names) > 1 else EqualTo("feature_name", names[0]),
+        LessThanOrEqual("event_time", pd.Timestamp(max_ms, unit="ms", tz="UTC").isoformat()),
+    )
+    columns = ("entity_id", "feature_name", "feature_version", "event_time", "ingested_at", *VALUE_COLUMNS.values())
+    arrow = table.scan(row_filter=row_filter, selected_fields=columns, snapshot_id=snapshot_id).to_arrow()
+    frame = pd.DataFrame({
+        "entity_id": arrow.column("entity_id").to_numpy(zero_copy_only=False),
+        "feature_name": arrow.column("feature_name").to_numpy(zero_copy_only=False),
+        "feature_version": arrow.column("feature_version").to_numpy(zero_copy_only=False),
+        "event_ms": _millis(arrow.column("event_time")),
+        "ingested_ms": _millis(arrow.column("ingested_at")),
+    })  # fmt: skip
+    for col in VALUE_COLUMNS.values():
+        frame[col] = arrow.column(col).to_pandas()
+    return frame
+
+
+def _join_feature(labels: pd.DataFrame, rows: pd.DataFrame, d: FeatureDefinition) -> pa.Array:
+    """The feature's value for every label row (labels sorted by ts_ms), as an Arrow array in that order."""
+    value_col = VALUE_COLUMNS[d.value_type]
+    mine = rows[(rows["feature_name"] == d.name) & (rows["feature_version"] == d.version)]
+    mine = mine.sort_values(["event_ms", "ingested_ms"], kind="stable")
+    mine = mine.drop_duplicates(subset=["entity_id", "event_ms"], keep="last")[["entity_id", "event_ms", value_col]]
+    joined = pd.merge_asof(
+        labels[["ts_ms", "__entity"]],
+        mine.rename(columns={"entity_id": "__entity"}),
+        left_on="ts_ms",
+        right_on="event_ms",
+        by="__entity",
+        direction="backward",
+        allow_exact_matches=True,
+    )
+    ts = joined["ts_ms"].to_numpy()
+    end = joined["event_ms"].to_numpy(dtype="float64")  # NaN where no window ended yet
+    values = joined[value_col].astype(object).where(joined[value_col].notna(), None).to_numpy()
+    matched = ~np.isnan(end)
+    expired = matched & (ts - end > to_millis(d.ttl))
+    step = step_ms(d)
+    if step is not None:
+        empty = matched & ~expired & (end < (ts // step) * step)
+        values[empty] = empty_value(d)
+    values[~matched | expired] = None
+    return pa.array(list(values), type=_ARROW_TYPES[d.value_type])
+
+
+def get_historical_features(
+    table: Table,
+    catalog: FeatureCatalog,
+    labels: pa.Table,
+    features: list[str],
+    *,
+    entity_type: str,
+    entity_column: str,
+    timestamp_column: str = "event_timestamp",
+    snapshot_id: int | None = None,
+) -> pa.Table:
+    """Label columns (all, in input order) plus one column per feature, point-in-time correct."""
+    definitions = catalog.resolve(entity_type, features)
+    if entity_column not in labels.column_names:
+        raise DefinitionError(f"label frame has no entity column {entity_column!r}")
+    clash = [d.name for d in definitions if d.name in labels.column_names]
+    if clash:
+        raise DefinitionError(f"label frame already has column(s) named like features: {clash}")
+    ts_ms = _label_millis(labels, timestamp_column)
+    if labels.num_rows == 0:
+        return _with_columns(labels, definitions, {})
+    frame = pd.DataFrame({
+        "__row": np.arange(labels.num_rows),
+        "__entity": labels.column(entity_column).cast(pa.string()).to_numpy(zero_copy_only=False),
+        "ts_ms": ts_ms,
+    }).sort_values(["ts_ms", "__row"], kind="stable")  # fmt: skip
+    rows = _scan(table, entity_type, definitions, int(ts_ms.max()), snapshot_id)
+    order = np.argsort(frame["__row"].to_numpy())  # from ts-sorted positions back to input order
+    columns = {d.name: _join_feature(frame, rows, d).take(pa.array(order)) for d in definitions}
+    return _with_columns(labels, definitions, columns)
+
+
+def _with_columns(labels: pa.Table, definitions: list[FeatureDefinition], columns: dict[str, pa.Array]) -> pa.Table:
+    out = labels
+    for d in definitions:
+        out = out.append_column(d.name, columns.get(d.name, pa.array([], type=_ARROW_TYPES[d.value_type])))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from registry.settings import Settings
+    from sinks.factory import connect_iceberg
+    from sinks.offline_layout import TABLE
+
+    parser = argparse.ArgumentParser(prog="python -m serving.historical", description=__doc__)
+    parser.add_argument("--labels", required=True, help="Parquet: entity column, event_timestamp, anything else")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--entity-type", required=True)
+    parser.add_argument("--entity-column", required=True)
+    parser.add_argument("--features", required=True, help="comma-separated names")
+    parser.add_argument("--snapshot-id", type=int)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+    result = get_historical_features(
+        table, FeatureCatalog.from_folder(settings.definitions_dir), pq.read_table(args.labels),
+        args.features.split(","), entity_type=args.entity_type, entity_column=args.entity_column,
+        snapshot_id=args.snapshot_id,
+    )  # fmt: skip
+    pq.write_table(result, args.out)
+    print(f"wrote {result.num_rows} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

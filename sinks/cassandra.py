@@ -1,0 +1,94 @@
+"""Online writer: window results into Cassandra, newest-wins by feature time, TTL from the definition."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from registry.catalog import FeatureCatalog
+from registry.durations import to_millis
+from registry.errors import StoreUnavailableError
+from sinks import online_layout
+from sinks.records import FeatureRow
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Session
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def ensure_schema(session: Session, keyspace: str) -> None:
+    """Create the keyspace and tables if missing (idempotent)."""
+    session.execute(online_layout.keyspace_ddl(keyspace), timeout=30)
+    for ddl in online_layout.table_ddl(keyspace):
+        session.execute(ddl, timeout=30)
+
+
+class OnlineWriter:
+    """Buffers rows and writes them with bounded concurrency at ``flush``.
+
+    A value whose TTL has already run out at write time is not written (it would be expired on
+    read anyway); ``skipped_expired`` counts them. After the values, the writer records per source
+    the latest window end it has written (``source_progress``), which readers use to tell an empty
+    window from a value that is still current.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        keyspace: str,
+        catalog: FeatureCatalog,
+        *,
+        concurrency: int = 64,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._session = session
+        self._catalog = catalog
+        self._concurrency = concurrency
+        self._clock_ms = clock_ms
+        self._insert = {t: session.prepare(online_layout.insert_cql(keyspace, t)) for t in online_layout.VALUE_COLUMNS}
+        self._progress = session.prepare(online_layout.progress_cql(keyspace))
+        self._buffer: list[FeatureRow] = []
+        self.written = 0
+        self.skipped_expired = 0
+
+    def add(self, row: FeatureRow) -> None:
+        self._buffer.append(row)
+
+    def flush(self) -> None:
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        if not self._buffer:
+            return
+        now_ms = self._clock_ms()
+        by_type: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        progress: dict[str, int] = {}
+        for row in self._buffer:
+            definition = self._catalog.get(row.entity_type, row.feature_name, row.feature_version)
+            progress[row.source] = max(progress.get(row.source, 0), row.window_end_ms)
+            ttl_s = math.ceil((row.window_end_ms + to_millis(definition.ttl) - now_ms) / 1000)
+            if ttl_s <= 0:
+                self.skipped_expired += 1
+                continue
+            by_type[definition.value_type].append((
+                row.entity_type, row.entity_id, row.feature_name, row.feature_version, row.value,
+                _ts(row.window_end_ms), _ts(row.window_start_ms), _ts(now_ms),
+                row.window_end_ms * 1000, ttl_s,
+            ))  # fmt: skip
+        try:
+            for value_type, params in by_type.items():
+                results = execute_concurrent_with_args(
+                    self._session, self._insert[value_type], params, concurrency=self._concurrency, raise_on_first_error=True
+                )
+                self.written += len(results)
+            for source, end_ms in progress.items():
+                self._session.execute(self._progress, (source, _ts(end_ms), _ts(now_ms), end_ms * 1000), timeout=10)
+        except Exception as exc:
+            raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
+        self._buffer.clear()

@@ -1,0 +1,53 @@
+"""Build the store clients from Settings. Called by entry points only; everything else gets clients passed in."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from registry.errors import StoreUnavailableError
+from registry.settings import Settings
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Cluster, Session
+    from pyiceberg.catalog import Catalog
+
+
+def connect_cassandra(settings: Settings, *, connect_timeout_s: float = 5.0) -> tuple[Cluster, Session]:
+    """A connected session with the online schema in place; StoreUnavailableError if Cassandra is down."""
+    from cassandra.cluster import Cluster, NoHostAvailable
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+    from sinks.cassandra import ensure_schema
+
+    cluster = Cluster(
+        list(settings.cassandra_hosts),
+        port=settings.cassandra_port,
+        connect_timeout=connect_timeout_s,
+        control_connection_timeout=connect_timeout_s,
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        protocol_version=5,
+    )
+    try:
+        session = cluster.connect()
+        ensure_schema(session, settings.cassandra_keyspace)
+        session.set_keyspace(settings.cassandra_keyspace)
+    except (NoHostAvailable, OSError) as exc:
+        cluster.shutdown()
+        hosts = ",".join(settings.cassandra_hosts)
+        raise StoreUnavailableError(f"Cassandra at {hosts}:{settings.cassandra_port} unavailable: {exc}") from exc
+    return cluster, session
+
+
+def connect_iceberg(settings: Settings) -> Catalog:
+    """The SQL catalog holding the offline tables (SQLite by default, PostgreSQL in production)."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    if settings.iceberg_catalog_uri.startswith("sqlite:///"):
+        Path(settings.iceberg_catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    warehouse = urlparse(settings.iceberg_warehouse)
+    if warehouse.scheme == "file":
+        Path(warehouse.path).mkdir(parents=True, exist_ok=True)
+    return SqlCatalog("feature_store", uri=settings.iceberg_catalog_uri, warehouse=settings.iceberg_warehouse)

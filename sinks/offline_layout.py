@@ -1,0 +1,47 @@
+"""The offline store's layout in Iceberg, derived here and nowhere else.
+
+Long format, one row per (entity, feature version, window): training reads select features by
+name and version and join on entity and time. Partitioned by day of ``event_time`` (the window
+end) for time-range scans; each append is sorted by feature and entity so file statistics prune
+reads of one feature without a partition per feature (10,000 features x days would be too many).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import DayTransform
+from pyiceberg.types import (
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+TABLE = "offline_feature_values"
+
+SCHEMA = Schema(
+    NestedField(1, "entity_type", StringType(), required=True),
+    NestedField(2, "entity_id", StringType(), required=True),
+    NestedField(3, "feature_name", StringType(), required=True),
+    NestedField(4, "feature_version", IntegerType(), required=True),
+    NestedField(5, "event_time", TimestamptzType(), required=True, doc="window end: when the value became true"),
+    NestedField(6, "window_start", TimestamptzType(), required=False),
+    NestedField(7, "value_long", LongType(), required=False),
+    NestedField(8, "value_double", DoubleType(), required=False),
+    NestedField(9, "value_string", StringType(), required=False),
+    NestedField(10, "value_boolean", BooleanType(), required=False),
+    NestedField(11, "ingested_at", TimestamptzType(), required=True, doc="when the row was committed"),
+)
+
+PARTITION_SPEC = PartitionSpec(PartitionField(source_id=5, field_id=1000, transform=DayTransform(), name="event_day"))
+
+SORT_COLUMNS = ["feature_name", "feature_version", "entity_id", "event_time"]
+
+
+def arrow_schema() -> pa.Schema:
+    return SCHEMA.as_arrow()

@@ -1,0 +1,67 @@
+"""The online store's layout in Cassandra, derived here and nowhere else.
+
+One partition per entity ``(entity_type, entity_id)`` holds the whole feature vector, so a serving
+read is one single-partition query. Rows cluster by ``(feature_name, feature_version)``; a value is
+written with ``USING TIMESTAMP <feature time in µs>`` so a write of an older window can never
+overwrite a newer one, whatever order writes arrive in, and replays are idempotent.
+"""
+
+from __future__ import annotations
+
+from registry.definitions import ValueType
+
+TABLE = "online_feature_values"
+PROGRESS_TABLE = "source_progress"
+VALUE_COLUMNS: dict[ValueType, str] = {
+    "long": "value_long",
+    "double": "value_double",
+    "string": "value_string",
+    "boolean": "value_boolean",
+}
+_CQL_TYPES = {"long": "bigint", "double": "double", "string": "text", "boolean": "boolean"}
+
+
+def keyspace_ddl(keyspace: str, replication_factor: int = 1) -> str:
+    return (
+        f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
+        f"{{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}"
+    )
+
+
+def table_ddl(keyspace: str) -> list[str]:
+    value_columns = ", ".join(f"{col} {_CQL_TYPES[t]}" for t, col in VALUE_COLUMNS.items())
+    return [
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.{TABLE} ("
+        "entity_type text, entity_id text, feature_name text, feature_version int, "
+        f"{value_columns}, feature_ts timestamp, window_start timestamp, written_at timestamp, "
+        "PRIMARY KEY ((entity_type, entity_id), feature_name, feature_version))",
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.{PROGRESS_TABLE} ("
+        "source text PRIMARY KEY, closed_through timestamp, updated_at timestamp)",
+    ]
+
+
+def insert_cql(keyspace: str, value_type: ValueType) -> str:
+    col = VALUE_COLUMNS[value_type]
+    return (
+        f"INSERT INTO {keyspace}.{TABLE} (entity_type, entity_id, feature_name, feature_version, {col}, "
+        "feature_ts, window_start, written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
+    )
+
+
+def progress_cql(keyspace: str) -> str:
+    return (
+        f"INSERT INTO {keyspace}.{PROGRESS_TABLE} (source, closed_through, updated_at) VALUES (?, ?, ?) "
+        "USING TIMESTAMP ?"
+    )
+
+
+def select_entity_cql(keyspace: str) -> str:
+    cols = ", ".join(VALUE_COLUMNS.values())
+    return (
+        f"SELECT feature_name, feature_version, {cols}, feature_ts FROM {keyspace}.{TABLE} "
+        "WHERE entity_type = ? AND entity_id = ?"
+    )
+
+
+def select_progress_cql(keyspace: str) -> str:
+    return f"SELECT source, closed_through FROM {keyspace}.{PROGRESS_TABLE}"
