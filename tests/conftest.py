@@ -1,0 +1,81 @@
+"""Shared fixtures. Integration tests get a real local stack, started here if it is not running."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra import stack
+from infra.settings import StackSettings
+from registry.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[StackSettings]:
+    """Kafka, Cassandra and the schema registry, up for the whole session.
+
+    Services that were already running (``make up``) are reused and left running; the ones this
+    fixture started are stopped at the end.
+    """
+    settings = StackSettings.from_env()
+    started = stack.up(settings, ["kafka", "cassandra", "registry"])
+    try:
+        yield settings
+    finally:
+        stack.down(settings, started)
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def it_settings(local_stack: StackSettings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings with a keyspace, Iceberg catalog and definitions folder of this test session only."""
+    base = Settings.from_env()
+    iceberg = tmp_path_factory.mktemp("iceberg")
+    definitions = tmp_path_factory.mktemp("definitions")
+    settings = base.model_copy(
+        update={
+            "cassandra_keyspace": f"it_{run_id}",
+            "iceberg_catalog_uri": f"sqlite:///{iceberg / 'catalog.db'}",
+            "iceberg_warehouse": (iceberg / "warehouse").as_uri(),
+            "iceberg_namespace": f"it_{run_id}",
+            "definitions_dir": definitions,
+        }
+    )
+    yield settings
+    from sinks.factory import connect_cassandra
+
+    cluster, session = connect_cassandra(settings)
+    session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
+    cluster.shutdown()
+    shutil.rmtree(iceberg, ignore_errors=True)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The FS_* environment that makes a child process (the Flink job) use these settings."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "FS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "FS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+            "FS_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts),
+            "FS_CASSANDRA_PORT": str(settings.cassandra_port),
+            "FS_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
+            "FS_ICEBERG_CATALOG_URI": settings.iceberg_catalog_uri,
+            "FS_ICEBERG_WAREHOUSE": settings.iceberg_warehouse,
+            "FS_ICEBERG_NAMESPACE": settings.iceberg_namespace,
+            "FS_DEFINITIONS_DIR": str(settings.definitions_dir),
+            "FS_FLINK_JARS_DIR": str(settings.flink_jars_dir),
+        }
+    )
+    return env
