@@ -19,7 +19,7 @@ from infra.errors import InfraError
 from infra.settings import REPO_DIR, StackSettings
 
 COMPONENTS = ("kafka", "cassandra", "flink")
-_MAVEN_DIR = REPO_DIR / "infra" / "maven"
+MAVEN_DIR = REPO_DIR / "infra" / "maven"
 
 
 def _sha256(path: Path) -> str:
@@ -34,16 +34,16 @@ def _manifest_path(settings: StackSettings, component: str) -> Path:
     return settings.cache_dir / component / "manifest.txt"
 
 
-def _pom_digest(component: str) -> str:
-    return hashlib.sha256((_MAVEN_DIR / component / "pom.xml").read_bytes()).hexdigest()[:16]
+def _pom_digest(component: str, maven_dir: Path = MAVEN_DIR) -> str:
+    return hashlib.sha256((maven_dir / component / "pom.xml").read_bytes()).hexdigest()[:16]
 
 
-def is_fetched(settings: StackSettings, component: str) -> bool:
+def is_fetched(settings: StackSettings, component: str, maven_dir: Path = MAVEN_DIR) -> bool:
     manifest = _manifest_path(settings, component)
     if not manifest.exists():
         return False
     first = manifest.read_text().splitlines()[:1]
-    return first == [f"# pom {_pom_digest(component)}"]
+    return first == [f"# pom {_pom_digest(component, maven_dir)}"]
 
 
 def verify(settings: StackSettings, component: str) -> None:
@@ -59,9 +59,9 @@ def verify(settings: StackSettings, component: str) -> None:
             raise InfraError(f"{component}: {name} is missing or corrupt; run `python -m infra fetch --force`")
 
 
-def fetch(settings: StackSettings, component: str, *, force: bool = False) -> None:
+def fetch(settings: StackSettings, component: str, *, force: bool = False, maven_dir: Path = MAVEN_DIR) -> None:
     """Download a component's jars (with progress on stderr) unless already fetched and intact."""
-    if not force and is_fetched(settings, component):
+    if not force and is_fetched(settings, component, maven_dir):
         verify(settings, component)
         print(f"[fetch] {component}: cached in {settings.lib_dir(component)}", file=sys.stderr)
         return
@@ -72,7 +72,7 @@ def fetch(settings: StackSettings, component: str, *, force: bool = False) -> No
     staging = lib.with_name("lib.partial")
     shutil.rmtree(staging, ignore_errors=True)
     cmd = [
-        mvn, "-B", "--strict-checksums", "-f", str(_MAVEN_DIR / component / "pom.xml"),
+        mvn, "-B", "--strict-checksums", "-f", str(maven_dir / component / "pom.xml"),
         "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
         f"-Dmaven.repo.local={settings.cache_dir / 'm2'}",
         "-Dmaven.wagon.http.retryHandler.count=3", "-Dmaven.wagon.rto=60000",
@@ -85,7 +85,7 @@ def fetch(settings: StackSettings, component: str, *, force: bool = False) -> No
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
-            tail = (tail + [line.rstrip()])[-25:]
+            tail = ([*tail, line.rstrip()])[-25:]
             if "Downloaded from" in line and line.rstrip().endswith(")"):
                 downloaded += 1
                 if downloaded % 10 == 0:
@@ -104,12 +104,14 @@ def fetch(settings: StackSettings, component: str, *, force: bool = False) -> No
     jars = sorted(staging.glob("*.jar"))
     if not jars:
         raise InfraError(f"{component}: Maven finished but produced no jars")
-    lines = [f"# pom {_pom_digest(component)}"] + [f"{_sha256(j)}  {j.name}" for j in jars]
+    lines = [f"# pom {_pom_digest(component, maven_dir)}"] + [f"{_sha256(j)}  {j.name}" for j in jars]
     size_mb = sum(j.stat().st_size for j in jars) / 1e6
     shutil.rmtree(lib, ignore_errors=True)
     staging.rename(lib)
     _manifest_path(settings, component).write_text("\n".join(lines) + "\n")
-    print(f"[fetch] {component}: {len(jars)} jars, {size_mb:.0f} MB, {time.monotonic() - started:.0f}s", file=sys.stderr)
+    print(
+        f"[fetch] {component}: {len(jars)} jars, {size_mb:.0f} MB, {time.monotonic() - started:.0f}s", file=sys.stderr
+    )
 
 
 def classpath(settings: StackSettings, component: str) -> str:

@@ -20,14 +20,21 @@ def _major_version(java: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def find_java17() -> Path:
-    """Path of a Java 17 ``java`` binary, or InfraError naming what to install or set."""
+def default_candidates() -> list[Path]:
+    """FS_JAVA_HOME, JAVA_HOME, Debian's JDK 17 folders, then the ``java`` on the default path."""
     candidates: list[Path] = []
     for var in ("FS_JAVA_HOME", "JAVA_HOME"):
         if os.environ.get(var):
             candidates.append(Path(os.environ[var]) / "bin" / "java")
     candidates += [Path(p) / "bin" / "java" for p in sorted(glob.glob("/usr/lib/jvm/*17*"))]
     candidates.append(Path("/usr/bin/java"))
+    return candidates
+
+
+def find_java17(candidates: list[Path] | None = None) -> Path:
+    """Path of a Java 17 ``java`` binary, or InfraError naming what to install or set."""
+    if candidates is None:
+        candidates = default_candidates()
     seen: list[str] = []
     for java in candidates:
         if java.exists():

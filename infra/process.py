@@ -6,6 +6,7 @@ process after a reboot or crash is never mistaken for ours and never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -87,10 +88,8 @@ def terminate(pid: int, *, grace_s: float) -> None:
             return
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             if not alive(pid):
                 return
             time.sleep(0.1)

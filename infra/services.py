@@ -79,7 +79,7 @@ def _kafka_healthy(s: StackSettings) -> bool:
     admin = AdminClient({"bootstrap.servers": f"{s.host}:{s.kafka_port}", "socket.timeout.ms": 2000})
     try:
         meta = admin.list_topics(timeout=3)
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+    except Exception:
         return False
     return bool(meta.brokers)
 
@@ -126,7 +126,7 @@ def _cassandra_healthy(s: StackSettings) -> bool:
         session = cluster.connect()
         session.execute("SELECT release_version FROM system.local", timeout=3)
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+    except Exception:
         return False
     finally:
         cluster.shutdown()
@@ -137,7 +137,7 @@ def _cassandra_healthy(s: StackSettings) -> bool:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL we built
+        with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False

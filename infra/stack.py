@@ -23,7 +23,7 @@ def _pidfile(settings: StackSettings, name: str) -> PidFile:
     return PidFile(settings.service_dir(name) / "pid")
 
 
-def _log(settings: StackSettings, name: str):  # noqa: ANN202 - Path
+def _log(settings: StackSettings, name: str):
     return settings.service_dir(name) / "process.log"
 
 
@@ -70,9 +70,7 @@ def _wait_healthy(settings: StackSettings, names: list[str], pids: dict[str, int
             pid = pids[name]
             if not alive(pid):
                 _pidfile(settings, name).clear()
-                raise InfraError(
-                    f"{name}: exited during start-up; last log lines:\n{log_tail(_log(settings, name))}"
-                )
+                raise InfraError(f"{name}: exited during start-up; last log lines:\n{log_tail(_log(settings, name))}")
             if svc.healthy(settings):
                 _say(f"[up] {name}: healthy after {time.monotonic() - started:.0f}s")
                 pending.remove(name)
@@ -141,4 +139,4 @@ def status(settings: StackSettings) -> dict[str, str]:
     return report
 
 
-__all__ = ["up", "down", "status", "REPO_DIR"]
+__all__ = ["REPO_DIR", "down", "status", "up"]

@@ -8,6 +8,7 @@ Services stay up afterwards; ``make down`` stops them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -64,10 +65,8 @@ def _reset(settings: Settings) -> None:
     for table in ("online_feature_values", "source_progress"):
         session.execute(f"TRUNCATE {settings.cassandra_keyspace}.{table}", timeout=60)
     cluster.shutdown()
-    try:
+    with contextlib.suppress(NoSuchTableError):
         connect_iceberg(settings).drop_table(f"{settings.iceberg_namespace}.{TABLE}")
-    except NoSuchTableError:
-        pass
 
 
 def _run_job() -> None:
@@ -92,7 +91,11 @@ def _run_job() -> None:
 
 def _expected(events: list[dict[str, Any]], user: str, window_end_ms: int) -> tuple[int, float]:
     """Brute force over the produced events: the user's count and sum in [end - 1 h, end)."""
-    inside = [e["amount"] for e in events if e["user_id"] == user and window_end_ms - 3_600_000 <= e["event_time"] < window_end_ms]
+    inside = [
+        e["amount"]
+        for e in events
+        if e["user_id"] == user and window_end_ms - 3_600_000 <= e["event_time"] < window_end_ms
+    ]
     return len(inside), sum(inside)
 
 

@@ -8,9 +8,7 @@ from typing import Any
 CURRENCIES = ("EUR", "USD", "GBP")
 
 
-def synthetic_transactions(
-    seed: int, *, users: int, events: int, start_ms: int, span_ms: int
-) -> list[dict[str, Any]]:
+def synthetic_transactions(seed: int, *, users: int, events: int, start_ms: int, span_ms: int) -> list[dict[str, Any]]:
     """``events`` transactions by ``users`` users, uniformly over [start_ms, start_ms + span_ms), time-ordered.
 
     User activity is skewed (a few users are hot), as in real payment traffic.

@@ -59,7 +59,9 @@ def _row_type(schema: dict[str, Any]) -> Any:
 def create_environment(settings: Settings, *, parallelism: int = 1) -> StreamExecutionEnvironment:
     jars = sorted(settings.flink_jars_dir.glob("*.jar"))
     if not jars:
-        raise FeatureStoreError(f"no Flink connector jars in {settings.flink_jars_dir}; run `python -m infra fetch flink`")
+        raise FeatureStoreError(
+            f"no Flink connector jars in {settings.flink_jars_dir}; run `python -m infra fetch flink`"
+        )
     config = Configuration()
     config.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in jars))
     config.set_string("python.executable", sys.executable)
@@ -141,9 +143,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings, definitions: list
         # Keyed into a few buckets by entity only so the writer can use event-time timers as commit points.
         t_env.to_data_stream(result).key_by(_bucket, key_type=Types.INT()).process(
             WriteWindowResults(settings, group.features)
-        ).name(
-            f"write:{group.entity}[{names}]"
-        )
+        ).name(f"write:{group.entity}[{names}]")
 
 
 def main(argv: list[str] | None = None) -> int:

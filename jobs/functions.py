@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pyflink.common import Row
-from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.common.typeinfo import Types
+from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 
 from registry.catalog import FeatureCatalog
 from registry.definitions import FeatureDefinition

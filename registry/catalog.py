@@ -6,11 +6,11 @@ Lookups are dictionary reads, so serving cost does not grow with the number of d
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from pydantic import ValidationError
 
 from registry.definitions import FeatureDefinition
@@ -36,7 +36,9 @@ def parse_file(path: Path) -> list[FeatureDefinition]:
         raise DefinitionError(f"{path}: cannot read definitions: {exc}") from exc
     unknown = set(doc) - {"defaults", "feature"}
     if unknown:
-        raise DefinitionError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected [defaults] and [[feature]]")
+        raise DefinitionError(
+            f"{path}: unknown top-level key(s) {sorted(unknown)}; expected [defaults] and [[feature]]"
+        )
     defaults = doc.get("defaults", {})
     out = []
     for i, raw in enumerate(doc.get("feature", [])):

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.durations import Duration
+from registry.durations import Duration, format_duration
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 ValueType = Literal["long", "double", "string", "boolean"]
@@ -145,9 +145,8 @@ class FeatureDefinition(_Frozen):
 
     @property
     def transform_ref(self) -> str:
-        w = self.transform_spec()["window"]
-        agg = self.aggregation
-        target = agg.field or "*"
-        return f"{self.source.topic}:{w['kind']}({w.get('size') or w.get('gap')}" + (
-            f"/{w['slide']})" if self.window.slide else ")"
-        ) + f":{agg.function}({target})@{self.transform_hash}"
+        """Readable reference plus content hash, e.g. ``card_transactions:sliding(1h/5m):count(*)@3f2a...``."""
+        w = self.window
+        parts = [format_duration(d) for d in (w.gap if w.kind == "session" else w.size, w.slide) if d is not None]
+        target = self.aggregation.field or "*"
+        return f"{self.source.topic}:{w.kind}({'/'.join(parts)}):{self.aggregation.function}({target})@{self.transform_hash}"

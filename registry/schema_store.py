@@ -77,9 +77,9 @@ class SchemaStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT id FROM schemas WHERE normalized = ?", (normalized,)).fetchone()
-            schema_id = row[0] if row else conn.execute(
-                "INSERT INTO schemas (normalized) VALUES (?)", (normalized,)
-            ).lastrowid
+            schema_id = (
+                row[0] if row else conn.execute("INSERT INTO schemas (normalized) VALUES (?)", (normalized,)).lastrowid
+            )
             existing = conn.execute(
                 "SELECT version FROM subject_versions WHERE subject = ? AND schema_id = ? AND deleted = 0",
                 (subject, schema_id),

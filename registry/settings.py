@@ -36,7 +36,9 @@ class Settings(BaseModel):
         cache = Path(env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"))
         return cls(
             kafka_bootstrap=env.get("FS_KAFKA_BOOTSTRAP", f"{host}:{env.get('FS_KAFKA_PORT', '9092')}"),
-            schema_registry_url=env.get("FS_SCHEMA_REGISTRY_URL", f"http://{host}:{env.get('FS_REGISTRY_PORT', '8081')}"),
+            schema_registry_url=env.get(
+                "FS_SCHEMA_REGISTRY_URL", f"http://{host}:{env.get('FS_REGISTRY_PORT', '8081')}"
+            ),
             cassandra_hosts=tuple(env.get("FS_CASSANDRA_HOSTS", host).split(",")),
             cassandra_port=int(env.get("FS_CASSANDRA_PORT", "9042")),
             cassandra_keyspace=env.get("FS_CASSANDRA_KEYSPACE", "feature_store"),

@@ -11,19 +11,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
 
 from registry.catalog import FeatureCatalog
 from registry.errors import StoreUnavailableError, UnknownFeatureError
 from serving.vectors import VectorSource, feature_vector, iso, select
 
+
+class JSONResponse(Response):
+    """JSON encoded by orjson (several times faster than the standard library on feature vectors)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
 MAX_NAMES = 1000
 
 
-def _problem(status: int, error: str, message: str, **extra: Any) -> ORJSONResponse:
-    return ORJSONResponse({"error": error, "message": message, **extra}, status_code=status)
+def _problem(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
 
 
 def create_app(
@@ -32,14 +43,14 @@ def create_app(
     *,
     clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
 ) -> FastAPI:
-    app = FastAPI(title="feature store", version="0.1.0", default_response_class=ORJSONResponse)
+    app = FastAPI(title="feature store", version="0.1.0", default_response_class=JSONResponse)
 
     @app.exception_handler(UnknownFeatureError)
-    async def _unknown(_: Request, exc: UnknownFeatureError) -> ORJSONResponse:
+    async def _unknown(_: Request, exc: UnknownFeatureError) -> JSONResponse:
         return _problem(404, "unknown_feature", str(exc), entity_type=exc.entity_type, names=exc.names)
 
     @app.exception_handler(StoreUnavailableError)
-    async def _unavailable(_: Request, exc: StoreUnavailableError) -> ORJSONResponse:
+    async def _unavailable(_: Request, exc: StoreUnavailableError) -> JSONResponse:
         return _problem(503, "store_unavailable", str(exc))
 
     @app.get("/health")
@@ -51,7 +62,7 @@ def create_app(
         entity_type: str,
         entity_id: str,
         names: str | None = Query(None, description="comma-separated feature names; all of the entity's if omitted"),
-    ) -> ORJSONResponse:
+    ) -> JSONResponse:
         if entity_type not in catalog.entity_types():
             return _problem(404, "unknown_entity_type", f"no features are registered for entity type {entity_type!r}")
         if not _ID.match(entity_id):
@@ -64,7 +75,7 @@ def create_app(
         definitions = select(catalog, entity_type, requested)
         now_ms = clock_ms()
         values = feature_vector(source, definitions, entity_type, entity_id, now_ms)
-        return ORJSONResponse({
+        return JSONResponse({
             "entity_type": entity_type,
             "entity_id": entity_id,
             "served_at": iso(now_ms),
@@ -72,13 +83,13 @@ def create_app(
         })  # fmt: skip
 
     @app.get("/v1/feature-definitions")
-    def list_definitions(entity: str | None = None) -> ORJSONResponse:
+    def list_definitions(entity: str | None = None) -> JSONResponse:
         found = [d for d in catalog if entity is None or d.entity == entity]
-        return ORJSONResponse([_definition_json(d) for d in sorted(found, key=lambda d: d.key)])
+        return JSONResponse([_definition_json(d) for d in sorted(found, key=lambda d: d.key)])
 
     @app.get("/v1/feature-definitions/{entity}/{name}")
-    def get_definition(entity: str, name: str, version: int | None = None) -> ORJSONResponse:
-        return ORJSONResponse(_definition_json(catalog.get(entity, name, version)))
+    def get_definition(entity: str, name: str, version: int | None = None) -> JSONResponse:
+        return JSONResponse(_definition_json(catalog.get(entity, name, version)))
 
     return app
 

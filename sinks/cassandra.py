@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from registry.catalog import FeatureCatalog
+from registry.definitions import ValueType
 from registry.durations import to_millis
 from registry.errors import StoreUnavailableError
 from sinks import online_layout
@@ -67,7 +68,7 @@ class OnlineWriter:
         if not self._buffer:
             return
         now_ms = self._clock_ms()
-        by_type: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        by_type: dict[ValueType, list[tuple[Any, ...]]] = defaultdict(list)
         progress: dict[str, int] = {}
         for row in self._buffer:
             definition = self._catalog.get(row.entity_type, row.feature_name, row.feature_version)
@@ -84,7 +85,11 @@ class OnlineWriter:
         try:
             for value_type, params in by_type.items():
                 results = execute_concurrent_with_args(
-                    self._session, self._insert[value_type], params, concurrency=self._concurrency, raise_on_first_error=True
+                    self._session,
+                    self._insert[value_type],
+                    params,
+                    concurrency=self._concurrency,
+                    raise_on_first_error=True,
                 )
                 self.written += len(results)
             for source, end_ms in progress.items():

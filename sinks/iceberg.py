@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,13 +26,13 @@ def ensure_table(catalog: Catalog, namespace: str) -> Table:
     """Load the offline table, creating namespace and table on first use."""
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
 
-    try:
+    with contextlib.suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace(namespace)
-    except NamespaceAlreadyExistsError:
-        pass
     identifier = f"{namespace}.{offline_layout.TABLE}"
     try:
-        return catalog.create_table(identifier, schema=offline_layout.SCHEMA, partition_spec=offline_layout.PARTITION_SPEC)
+        return catalog.create_table(
+            identifier, schema=offline_layout.SCHEMA, partition_spec=offline_layout.PARTITION_SPEC
+        )
     except TableAlreadyExistsError:
         return catalog.load_table(identifier)
 

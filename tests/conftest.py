@@ -38,7 +38,9 @@ def run_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def it_settings(local_stack: StackSettings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def it_settings(
+    local_stack: StackSettings, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
     """Settings with a keyspace, Iceberg catalog and definitions folder of this test session only."""
     base = Settings.from_env()
     iceberg = tmp_path_factory.mktemp("iceberg")

@@ -12,8 +12,8 @@ import io
 import json
 import math
 import time
-from datetime import datetime, timedelta, timezone
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import fastavro
@@ -56,7 +56,7 @@ class EventDecoder:
                 raise DecodeError("unknown_schema_id", f"schema id {schema_id} is not in the schema registry")
             try:
                 writer = fastavro.parse_schema(json.loads(text))
-            except Exception as exc:  # noqa: BLE001 - any parse failure is the writer's problem
+            except Exception as exc:
                 raise DecodeError("bad_writer_schema", f"schema id {schema_id}: {exc}") from exc
             self._writers[schema_id] = writer
         return writer
@@ -67,7 +67,7 @@ class EventDecoder:
         buf = io.BytesIO(body)
         try:
             record = fastavro.schemaless_reader(buf, writer, self._reader)
-        except Exception as exc:  # noqa: BLE001 - fastavro raises many types for bad bytes
+        except Exception as exc:
             raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc!r}") from exc
         if buf.tell() != len(body):
             raise DecodeError("undecodable", f"{len(body) - buf.tell()} trailing bytes after the Avro record")
@@ -88,7 +88,9 @@ class EventDecoder:
         ts_ms = _epoch_ms(ts)
         record[self._timestamp_field] = ts_ms
         if ts_ms > self._clock_ms() + self._max_future_ms:
-            raise DecodeError("future_timestamp", f"{self._timestamp_field}={ts_ms} is beyond now + {self._max_future_ms} ms")
+            raise DecodeError(
+                "future_timestamp", f"{self._timestamp_field}={ts_ms} is beyond now + {self._max_future_ms} ms"
+            )
         if ts_ms < 0:
             raise DecodeError("bad_timestamp", f"{self._timestamp_field}={ts_ms} is before 1970")
 

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -70,7 +70,7 @@ def pipeline_run(it_settings: Settings, run_id: str) -> Iterator[tuple[Settings,
     producer.send(topic, events)
     # Two bad records: not Confluent-framed, and a payload time that disagrees with the Kafka timestamp.
     producer.send_raw(topic, b"alice", b"\x07not avro at all", BASE + 3 * MIN)
-    good = producer._serializer(dict(events[0], transaction_id="t-skew"), _ctx(topic))  # noqa: SLF001
+    good = producer._serializer(dict(events[0], transaction_id="t-skew"), _ctx(topic))
     producer.send_raw(topic, b"alice", good, BASE + 4 * MIN)
     producer.flush()
     started = time.monotonic()
@@ -78,7 +78,9 @@ def pipeline_run(it_settings: Settings, run_id: str) -> Iterator[tuple[Settings,
         [sys.executable, "-m", "jobs.feature_job", "--bounded"],
         cwd=REPO, env=settings_env(it_settings), capture_output=True, text=True, timeout=420,
     )  # fmt: skip
-    assert job.returncode == 0, f"job failed after {time.monotonic() - started:.0f}s:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    assert job.returncode == 0, (
+        f"job failed after {time.monotonic() - started:.0f}s:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    )
     yield it_settings, topic
 
 
@@ -168,12 +170,12 @@ def test_bad_records_go_to_the_dead_letter_topic(pipeline_run: tuple[Settings, s
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"it-{run_id}-dlq",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
     consumer.subscribe([f"{topic}.dlq"])
-    letters = []
+    letters: list[dict[str, Any]] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and len(letters) < 3:
         for msg in consumer.consume(10, timeout=1):
             if msg.error() is None:
-                letters.append(json.loads(msg.value()))
+                letters.append(json.loads(msg.value() or b"null"))
         if len(letters) == 2:
             deadline = min(deadline, time.monotonic() + 3)  # a moment more, to catch an unexpected third
     consumer.close()
