@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test up down status fetch lint bench-stream clean
 
 $(STAMP): pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; v=sys.version_info; sys.exit(0 if (3,9)<=v[:2]<=(3,11) else "Python 3.9-3.11 is needed (apache-flink 2.0); set PYTHON=python3.11")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is needed (tomllib; apache-flink 2.0 stops at 3.11): set PYTHON=python3.11")'
 	@echo "[setup] creating $(VENV) and installing dependencies (first run: a few minutes) ..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
@@ -28,7 +28,7 @@ test: fetch
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; exit $$rc
 
 up: fetch
-	@$(PY) -m infra up
+	@$(PY) -m infra up && $(PY) -m registry.cli apply
 
 down:
 	@test -x $(PY) && $(PY) -m infra down || true

@@ -51,12 +51,16 @@ def verify(settings: StackSettings, component: str) -> None:
     manifest = _manifest_path(settings, component)
     if not is_fetched(settings, component):
         raise InfraError(f"{component}: not fetched (or its POM changed); run `python -m infra fetch`")
-    lib = settings.lib_dir(component)
+    verify_manifest(settings.lib_dir(component), manifest)
+
+
+def verify_manifest(lib: Path, manifest: Path) -> None:
+    """Raise InfraError unless every jar listed in the manifest is in lib with its recorded SHA-256."""
     for line in manifest.read_text().splitlines()[1:]:
         digest, name = line.split("  ", 1)
         path = lib / name
         if not path.exists() or _sha256(path) != digest:
-            raise InfraError(f"{component}: {name} is missing or corrupt; run `python -m infra fetch --force`")
+            raise InfraError(f"{lib.parent.name}: {name} is missing or corrupt; run `python -m infra fetch --force`")
 
 
 def fetch(settings: StackSettings, component: str, *, force: bool = False, maven_dir: Path = MAVEN_DIR) -> None:

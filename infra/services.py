@@ -9,9 +9,9 @@ import subprocess
 import sys
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from infra import artifacts
 from infra.errors import InfraError

@@ -25,8 +25,10 @@ from infra.errors import InfraError
 from infra.settings import REPO_DIR, StackSettings
 from jobs.events import synthetic_transactions
 from jobs.produce import ensure_topics, make_producer
-from registry.catalog import FeatureCatalog
+from registry.catalog import load_folder
+from registry.definition_store import DefinitionStore
 from registry.errors import FeatureStoreError
+from registry.plan import apply
 from registry.settings import Settings
 
 TOPIC = "card_transactions"
@@ -42,6 +44,7 @@ def _reset(settings: Settings) -> None:
     from confluent_kafka.admin import AdminClient
     from pyiceberg.exceptions import NoSuchTableError
 
+    from sinks import online_layout
     from sinks.factory import connect_cassandra, connect_iceberg
     from sinks.offline_layout import TABLE
 
@@ -62,7 +65,7 @@ def _reset(settings: Settings) -> None:
                 raise
             time.sleep(0.5)
     cluster, session = connect_cassandra(settings)
-    for table in ("online_feature_values", "source_progress"):
+    for table in (online_layout.TABLE, online_layout.PROGRESS_TABLE):
         session.execute(f"TRUNCATE {settings.cassandra_keyspace}.{table}", timeout=60)
     cluster.shutdown()
     with contextlib.suppress(NoSuchTableError):
@@ -106,7 +109,10 @@ def main() -> int:
         _step(1, "starting Kafka, Cassandra and the schema registry (first run downloads them)")
         stack.up(stack_settings, ["kafka", "cassandra", "registry"])
 
-        _step(2, "resetting the demo's topic and tables")
+        _step(2, "registering the feature definitions and resetting the demo's topic and tables")
+        for result in apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir)):
+            d = result.definition
+            print(f"      {d.entity}.{d.name} v{d.version}: {result.action} ({d.transform_ref})", file=sys.stderr)
         _reset(settings)
 
         _step(3, "producing 5,000 seeded card transactions over the last 90 minutes")
@@ -154,7 +160,7 @@ def main() -> int:
         })  # fmt: skip
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
         training = get_historical_features(
-            table, FeatureCatalog.from_folder(settings.definitions_dir), labels,
+            table, DefinitionStore(settings.definitions_db).catalog(), labels,
             ["txn_count_1h", "txn_amount_sum_1h"], entity_type="user", entity_column="user_id",
         )  # fmt: skip
         print(training.to_pandas().to_string(index=False))

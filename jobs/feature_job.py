@@ -24,9 +24,10 @@ from pyflink.datastream.connectors.kafka import (
 )
 from pyflink.table import Schema, StreamTableEnvironment
 
+from infra.artifacts import verify_manifest
 from jobs.functions import DEAD_LETTER, DecodeEvents, WriteWindowResults
 from jobs.sql import aggregate_sql, window_groups
-from registry.catalog import FeatureCatalog
+from registry.definition_store import DefinitionStore
 from registry.definitions import FeatureDefinition, Source
 from registry.durations import to_millis
 from registry.errors import FeatureStoreError
@@ -63,6 +64,9 @@ def create_environment(settings: Settings, *, parallelism: int = 1) -> StreamExe
             f"no Flink connector jars in {settings.flink_jars_dir}; run `python -m infra fetch flink`"
         )
     config = Configuration()
+    manifest = settings.flink_jars_dir.parent / "manifest.txt"
+    if manifest.exists():  # fetched by infra: check the jars against their recorded SHA-256 first
+        verify_manifest(settings.flink_jars_dir, manifest)
     config.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in jars))
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
@@ -153,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-id", default="featurestore-job")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    catalog = FeatureCatalog.from_folder(settings.definitions_dir)
+    catalog = DefinitionStore(settings.definitions_db).catalog()
+    if not len(catalog):
+        raise FeatureStoreError(
+            f"no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`"
+        )
     env = create_environment(settings, parallelism=args.parallelism)
     if not args.bounded:
         env.enable_checkpointing(10_000)

@@ -103,7 +103,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         catalog = FeatureCatalog(self._features)
         self._cluster, session = connect_cassandra(self._settings)
         table = ensure_table(connect_iceberg(self._settings), self._settings.iceberg_namespace)
-        self._online = OnlineWriter(session, self._settings.cassandra_keyspace, catalog)
+        writer_id = str(runtime_context.get_index_of_this_subtask())
+        self._online = OnlineWriter(session, self._settings.cassandra_keyspace, catalog, writer_id=writer_id)
         self._offline = OfflineWriter(table, catalog)
         self.dropped_open_windows = 0
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from registry.definitions import FeatureDefinition, Source, Window
 from registry.durations import to_millis
+from registry.errors import DefinitionError
 
 _SQL_TYPES = {"long": "BIGINT", "double": "DOUBLE", "string": "STRING", "boolean": "BOOLEAN"}
 
@@ -77,6 +78,12 @@ def window_tvf(group: WindowGroup, view: str, time_column: str) -> str:
 
 def aggregate_sql(group: WindowGroup, view: str, time_column: str = "rowtime") -> str:
     """One row per (entity, window): entity_id, window_start, window_end, then one column per feature."""
+    if group.window.allowed_lateness:
+        names = ", ".join(d.name for d in group.features)
+        raise DefinitionError(
+            f"{names}: allowed_lateness is not supported by the stream job yet (late rows would be dropped); "
+            "set it to 0 or wait for late-data support"
+        )
     key = f"`{group.source.entity_key}`"
     aggregates = ",\n  ".join(_aggregate(d) for d in group.features)
     return (

@@ -6,11 +6,11 @@ Lookups are dictionary reads, so serving cost does not grow with the number of d
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import tomllib
 from pydantic import ValidationError
 
 from registry.definitions import FeatureDefinition
@@ -50,26 +50,51 @@ def parse_file(path: Path) -> list[FeatureDefinition]:
     return out
 
 
-class FeatureCatalog:
-    """Definitions indexed by (entity, name, version), with the active version of each feature."""
+def load_folder(folder: Path = DEFAULT_FOLDER) -> list[FeatureDefinition]:
+    """Every definition in ``folder/*.toml``; DefinitionError names the file and feature at fault."""
+    files = sorted(folder.glob("*.toml"))
+    if not files:
+        raise DefinitionError(f"no *.toml feature definitions in {folder}")
+    return [d for f in files for d in parse_file(f)]
 
-    def __init__(self, definitions: Iterable[FeatureDefinition]) -> None:
+
+class FeatureCatalog:
+    """Definitions indexed by (entity, name, version), with the active version of each feature.
+
+    ``active`` maps (entity, name) to the version that serves; a feature it leaves out is served
+    at its highest version. Former names (``aliases``) resolve to the feature that carries them.
+    """
+
+    def __init__(
+        self, definitions: Iterable[FeatureDefinition], active: Mapping[tuple[str, str], int] | None = None
+    ) -> None:
         self._by_key: dict[tuple[str, str, int], FeatureDefinition] = {}
-        self._active: dict[tuple[str, str], FeatureDefinition] = {}
         for d in definitions:
             if d.key in self._by_key and self._by_key[d.key] != d:
                 raise DefinitionError(f"{d.entity}.{d.name} v{d.version} is defined twice, differently")
             self._by_key[d.key] = d
+        self._active: dict[tuple[str, str], FeatureDefinition] = {}
+        for d in self._by_key.values():
             current = self._active.get((d.entity, d.name))
             if current is None or d.version > current.version:
                 self._active[(d.entity, d.name)] = d
+        for (entity, name), version in (active or {}).items():
+            if (entity, name, version) not in self._by_key:
+                raise DefinitionError(f"active version {entity}.{name} v{version} is not defined")
+            self._active[(entity, name)] = self._by_key[(entity, name, version)]
+        self._aliases: dict[tuple[str, str], FeatureDefinition] = {}
+        for d in self._active.values():
+            for alias in d.aliases:
+                if (d.entity, alias) in self._active or (d.entity, alias) in self._aliases:
+                    raise DefinitionError(
+                        f"alias {d.entity}.{alias} of {d.name} collides with another feature or alias"
+                    )
+                self._aliases[(d.entity, alias)] = d
+        self._entity_types = frozenset(entity for entity, _ in self._active)
 
     @classmethod
     def from_folder(cls, folder: Path = DEFAULT_FOLDER) -> FeatureCatalog:
-        files = sorted(folder.glob("*.toml"))
-        if not files:
-            raise DefinitionError(f"no *.toml feature definitions in {folder}")
-        return cls(d for f in files for d in parse_file(f))
+        return cls(load_folder(folder))
 
     def __iter__(self) -> Iterator[FeatureDefinition]:
         return iter(self._by_key.values())
@@ -80,22 +105,36 @@ class FeatureCatalog:
     def active(self) -> list[FeatureDefinition]:
         return list(self._active.values())
 
-    def entity_types(self) -> set[str]:
-        return {entity for entity, _ in self._active}
+    def entity_types(self) -> frozenset[str]:
+        return self._entity_types
+
+    def _lookup(self, entity: str, name: str) -> FeatureDefinition | None:
+        return self._active.get((entity, name)) or self._aliases.get((entity, name))
 
     def get(self, entity: str, name: str, version: int | None = None) -> FeatureDefinition:
-        found = self._active.get((entity, name)) if version is None else self._by_key.get((entity, name, version))
+        if version is None:
+            found = self._lookup(entity, name)
+        else:
+            found = self._by_key.get((entity, name, version))
+            if found is None and (entity, name) in self._aliases:
+                found = self._by_key.get((entity, self._aliases[(entity, name)].name, version))
         if found is None:
             raise UnknownFeatureError(entity, [name if version is None else f"{name}@v{version}"])
         return found
 
     def resolve(self, entity: str, names: Iterable[str]) -> list[FeatureDefinition]:
-        """Active definitions for names (order kept); UnknownFeatureError lists every unknown name."""
+        """Active definitions for names or aliases (order kept); UnknownFeatureError lists every unknown name."""
         names = list(names)
-        missing = [n for n in names if (entity, n) not in self._active]
+        found = [self._lookup(entity, n) for n in names]
+        missing = [n for n, d in zip(names, found, strict=True) if d is None]
         if missing:
             raise UnknownFeatureError(entity, missing)
-        return [self._active[(entity, n)] for n in names]
+        return [d for d in found if d is not None]
 
     def for_entity(self, entity: str) -> list[FeatureDefinition]:
         return [d for (e, _), d in self._active.items() if e == entity]
+
+    def versions(self, entity: str, name: str) -> list[FeatureDefinition]:
+        return sorted(
+            (d for d in self._by_key.values() if d.entity == entity and d.name == name), key=lambda d: d.version
+        )

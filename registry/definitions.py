@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date, timedelta
 from typing import Literal
 
@@ -110,9 +111,13 @@ class FeatureDefinition(_Frozen):
     sensitivity: Literal["public", "internal", "confidential", "restricted"] = "internal"
     status: Literal["active", "deprecated"] = "active"
     deprecated_after: date | None = None
+    aliases: tuple[str, ...] = Field(default=(), description="former names that still resolve (renames)")
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureDefinition:
+        for alias in self.aliases:
+            if not re.match(NAME_PATTERN, alias) or alias == self.name:
+                raise ValueError(f"{self.name}: alias {alias!r} must be a valid name other than the feature's own")
         allowed = _RESULT_TYPES[self.aggregation.function]
         if self.value_type not in allowed:
             raise ValueError(
@@ -138,10 +143,35 @@ class FeatureDefinition(_Frozen):
             "value_type": self.value_type,
         }
 
+    def identity(self) -> dict[str, object]:
+        """What a version pins: its values (the transform) and how long they stay valid (TTL).
+
+        A change to any of these is a new version; everything else (owner, description, tags,
+        freshness SLO, retention, sensitivity, status, aliases) is metadata of the version.
+        """
+        return {**self.transform_spec(), "ttl": format_duration(self.ttl)}
+
+    @property
+    def identity_hash(self) -> str:
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def value_schema(self) -> dict[str, object]:
+        """The Avro schema of the feature's value (null where a window holds no value)."""
+        return {"type": ["null", self.value_type]}
+
     @property
     def transform_hash(self) -> str:
         canonical = json.dumps(self.transform_spec(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def stream(self) -> str:
+        """The window group this feature is computed in: features of one stream close windows together."""
+        w = self.window
+        parts = [format_duration(d) for d in (w.gap if w.kind == "session" else w.size, w.slide) if d is not None]
+        return f"{self.source.topic}/{self.entity}/{w.kind}({'/'.join(parts)})"
 
     @property
     def transform_ref(self) -> str:

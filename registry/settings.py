@@ -24,6 +24,7 @@ class Settings(BaseModel):
     iceberg_warehouse: str = (_REPO / ".state" / "iceberg" / "warehouse").as_uri()
     iceberg_namespace: str = "feature_store"
     definitions_dir: Path = Path(__file__).resolve().parent / "features"
+    definitions_db: Path = _REPO / ".state" / "registry" / "definitions.db"
     flink_jars_dir: Path = Path.home() / ".cache" / "featurestore" / "flink" / "lib"
     flink_remote: str | None = None  # "host:port" of a JobManager; None runs the local mini-cluster
 
@@ -46,6 +47,7 @@ class Settings(BaseModel):
             iceberg_warehouse=env.get("FS_ICEBERG_WAREHOUSE", (state / "iceberg" / "warehouse").as_uri()),
             iceberg_namespace=env.get("FS_ICEBERG_NAMESPACE", "feature_store"),
             definitions_dir=Path(env.get("FS_DEFINITIONS_DIR", Path(__file__).resolve().parent / "features")),
+            definitions_db=Path(env.get("FS_DEFINITIONS_DB", state / "registry" / "definitions.db")),
             flink_jars_dir=Path(env.get("FS_FLINK_JARS_DIR", cache / "flink" / "lib")),
             flink_remote=env.get("FS_FLINK_REMOTE") or None,
         )

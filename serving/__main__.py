@@ -8,8 +8,9 @@ import sys
 
 import uvicorn
 
-from registry.catalog import FeatureCatalog
+from registry.definition_store import DefinitionStore
 from registry.errors import FeatureStoreError
+from registry.live import LiveCatalog
 from registry.settings import Settings
 from serving.app import create_app
 from serving.online import OnlineReader
@@ -23,12 +24,15 @@ def main() -> int:
     args = parser.parse_args()
     settings = Settings.from_env()
     try:
-        catalog = FeatureCatalog.from_folder(settings.definitions_dir)
+        live = LiveCatalog(DefinitionStore(settings.definitions_db))
         cluster, session = connect_cassandra(settings)
     except FeatureStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    app = create_app(catalog, OnlineReader(session, settings.cassandra_keyspace))
+    if not len(live.current()):
+        print(f"warning: no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`",
+              file=sys.stderr)  # fmt: skip
+    app = create_app(live, OnlineReader(session, settings.cassandra_keyspace))
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:

@@ -3,7 +3,8 @@
 For every label row, in input order, exactly one output row: each feature's value is that of the
 latest window ending at or before the row's timestamp, resolved by the same rule serving uses
 (``registry.timeline``): a later closed window with no row means an empty window, and a stored
-row older than the TTL is expired. Ties on a window end (a window recomputed and re-ingested)
+row older than the TTL is expired. "Closed" offline means closed by the label time *and* reached by
+the data: the latest window end stored for the feature bounds it, as stream progress does online. Ties on a window end (a window recomputed and re-ingested)
 resolve to the latest ingestion. The join is vectorized (``pandas.merge_asof``), never row by row.
 """
 
@@ -92,13 +93,17 @@ def _join_feature(labels: pd.DataFrame, rows: pd.DataFrame, d: FeatureDefinition
         allow_exact_matches=True,
     )
     ts = joined["ts_ms"].to_numpy()
+    # How far the offline data reaches: a label after the last window end written for the feature
+    # must not read "no row for the latest window" as an empty window.
+    progress_ms = int(mine["event_ms"].max()) if len(mine) else np.iinfo(np.int64).min
+    closed = np.minimum(ts, progress_ms)
     end = joined["event_ms"].to_numpy(dtype="float64")  # NaN where no window ended yet
     values = joined[value_col].astype(object).where(joined[value_col].notna(), None).to_numpy()
     matched = ~np.isnan(end)
     expired = matched & (ts - end > to_millis(d.ttl))
     step = step_ms(d)
     if step is not None:
-        empty = matched & ~expired & (end < (ts // step) * step)
+        empty = matched & ~expired & (end < (closed // step) * step)
         values[empty] = empty_value(d)
     values[~matched | expired] = None
     return pa.array(list(values), type=_ARROW_TYPES[d.value_type])
@@ -144,6 +149,7 @@ def _with_columns(labels: pa.Table, definitions: list[FeatureDefinition], column
 
 
 def main(argv: list[str] | None = None) -> int:
+    from registry.definition_store import DefinitionStore
     from registry.settings import Settings
     from sinks.factory import connect_iceberg
     from sinks.offline_layout import TABLE
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
     result = get_historical_features(
-        table, FeatureCatalog.from_folder(settings.definitions_dir), pq.read_table(args.labels),
+        table, DefinitionStore(settings.definitions_db).catalog(), pq.read_table(args.labels),
         args.features.split(","), entity_type=args.entity_type, entity_column=args.entity_column,
         snapshot_id=args.snapshot_id,
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""Single-partition reads of an entity's feature vector from Cassandra, and source progress."""
+"""Single-partition reads of an entity's feature vector from Cassandra, and stream progress."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from registry.errors import StoreUnavailableError
@@ -15,12 +15,12 @@ from sinks import online_layout
 if TYPE_CHECKING:
     from cassandra.cluster import Session
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _ms(value: datetime) -> int:
     if value.tzinfo is None:  # the driver returns naive UTC datetimes
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return int((value - _EPOCH).total_seconds() * 1000)
 
 
@@ -33,7 +33,7 @@ class StoredValue:
 class OnlineReader:
     """Reads one entity's stored values with one prepared, token-aware, single-partition query.
 
-    Source progress (the latest closed window per source) is one small table, cached for
+    Stream progress (the latest window closed by every writer of a stream) is one small table, cached for
     ``progress_ttl_s`` so that a request costs one Cassandra read, not two.
     """
 
@@ -69,7 +69,7 @@ class OnlineReader:
         return out
 
     def progress(self) -> dict[str, int]:
-        """Latest closed window end (epoch ms) per source, at most ``progress_ttl_s`` old."""
+        """Latest window end (epoch ms) closed by all writers of each stream, at most ``progress_ttl_s`` old."""
         now = self._clock()
         if now - self._progress_at < self._progress_ttl_s:
             return self._progress
@@ -79,6 +79,10 @@ class OnlineReader:
                     rows = self._session.execute(self._progress_stmt, timeout=self._timeout_s)
                 except Exception as exc:
                     raise StoreUnavailableError(f"online store read failed: {type(exc).__name__}: {exc}") from exc
-                self._progress = {r.source: _ms(r.closed_through) for r in rows}
+                progress: dict[str, int] = {}
+                for r in rows:
+                    closed = _ms(r.closed_through)
+                    progress[r.stream] = min(progress.get(r.stream, closed), closed)
+                self._progress = progress
                 self._progress_at = now
         return self._progress

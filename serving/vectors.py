@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from registry.catalog import FeatureCatalog
@@ -19,7 +19,7 @@ class VectorSource(Protocol):
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ def feature_vector(
     out = []
     for d in definitions:
         hit = stored.get((d.name, d.version))
-        closed = min(now_ms, progress.get(d.source.topic, 0))
+        closed = min(now_ms, progress.get(d.stream, 0))
         r = resolve(
             d,
             hit.feature_ts_ms if hit else None,

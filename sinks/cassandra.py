@@ -6,7 +6,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from registry.catalog import FeatureCatalog
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _ts(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def ensure_schema(session: Session, keyspace: str) -> None:
@@ -35,9 +35,9 @@ class OnlineWriter:
     """Buffers rows and writes them with bounded concurrency at ``flush``.
 
     A value whose TTL has already run out at write time is not written (it would be expired on
-    read anyway); ``skipped_expired`` counts them. After the values, the writer records per source
-    the latest window end it has written (``source_progress``), which readers use to tell an empty
-    window from a value that is still current.
+    read anyway); ``skipped_expired`` counts them. After the values, the writer records per stream
+    the latest window end it has written (``stream_progress``, one row per writer); readers take the
+    minimum over a stream's writers to tell an empty window from a value that is still current.
     """
 
     def __init__(
@@ -46,6 +46,7 @@ class OnlineWriter:
         keyspace: str,
         catalog: FeatureCatalog,
         *,
+        writer_id: str = "0",
         concurrency: int = 64,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
@@ -55,6 +56,7 @@ class OnlineWriter:
         self._clock_ms = clock_ms
         self._insert = {t: session.prepare(online_layout.insert_cql(keyspace, t)) for t in online_layout.VALUE_COLUMNS}
         self._progress = session.prepare(online_layout.progress_cql(keyspace))
+        self._writer_id = writer_id
         self._buffer: list[FeatureRow] = []
         self.written = 0
         self.skipped_expired = 0
@@ -72,7 +74,7 @@ class OnlineWriter:
         progress: dict[str, int] = {}
         for row in self._buffer:
             definition = self._catalog.get(row.entity_type, row.feature_name, row.feature_version)
-            progress[row.source] = max(progress.get(row.source, 0), row.window_end_ms)
+            progress[row.stream] = max(progress.get(row.stream, 0), row.window_end_ms)
             ttl_s = math.ceil((row.window_end_ms + to_millis(definition.ttl) - now_ms) / 1000)
             if ttl_s <= 0:
                 self.skipped_expired += 1
@@ -92,8 +94,10 @@ class OnlineWriter:
                     raise_on_first_error=True,
                 )
                 self.written += len(results)
-            for source, end_ms in progress.items():
-                self._session.execute(self._progress, (source, _ts(end_ms), _ts(now_ms), end_ms * 1000), timeout=10)
+            for stream, end_ms in progress.items():
+                self._session.execute(
+                    self._progress, (stream, self._writer_id, _ts(end_ms), _ts(now_ms), end_ms * 1000), timeout=10
+                )
         except Exception as exc:
             raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
         self._buffer.clear()

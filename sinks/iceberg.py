@@ -87,10 +87,10 @@ class OfflineWriter:
             try:
                 self._table.append(batch)
                 break
-            except CommitFailedException:
+            except CommitFailedException as exc:
                 # Another writer committed first: refresh metadata and retry on top of its snapshot.
                 if attempt == _COMMIT_RETRIES - 1:
-                    raise
+                    raise StoreUnavailableError(f"Iceberg commit lost {_COMMIT_RETRIES} races in a row") from exc
                 self._table.refresh()
             except OSError as exc:
                 raise StoreUnavailableError(f"Iceberg append failed: {exc}") from exc

@@ -11,7 +11,8 @@ from __future__ import annotations
 from registry.definitions import ValueType
 
 TABLE = "online_feature_values"
-PROGRESS_TABLE = "source_progress"
+PROGRESS_TABLE = "stream_progress"
+PROGRESS_TTL_S = 86_400  # a writer that stopped (rescaled away) stops holding its stream back after a day
 VALUE_COLUMNS: dict[ValueType, str] = {
     "long": "value_long",
     "double": "value_double",
@@ -36,7 +37,7 @@ def table_ddl(keyspace: str) -> list[str]:
         f"{value_columns}, feature_ts timestamp, window_start timestamp, written_at timestamp, "
         "PRIMARY KEY ((entity_type, entity_id), feature_name, feature_version))",
         f"CREATE TABLE IF NOT EXISTS {keyspace}.{PROGRESS_TABLE} ("
-        "source text PRIMARY KEY, closed_through timestamp, updated_at timestamp)",
+        "stream text, writer text, closed_through timestamp, updated_at timestamp, PRIMARY KEY (stream, writer))",
     ]
 
 
@@ -50,8 +51,8 @@ def insert_cql(keyspace: str, value_type: ValueType) -> str:
 
 def progress_cql(keyspace: str) -> str:
     return (
-        f"INSERT INTO {keyspace}.{PROGRESS_TABLE} (source, closed_through, updated_at) VALUES (?, ?, ?) "
-        "USING TIMESTAMP ?"
+        f"INSERT INTO {keyspace}.{PROGRESS_TABLE} (stream, writer, closed_through, updated_at) VALUES (?, ?, ?, ?) "
+        f"USING TIMESTAMP ? AND TTL {PROGRESS_TTL_S}"
     )
 
 
@@ -64,4 +65,4 @@ def select_entity_cql(keyspace: str) -> str:
 
 
 def select_progress_cql(keyspace: str) -> str:
-    return f"SELECT source, closed_through FROM {keyspace}.{PROGRESS_TABLE}"
+    return f"SELECT stream, writer, closed_through FROM {keyspace}.{PROGRESS_TABLE}"

@@ -18,7 +18,7 @@ class FeatureRow:
     value: Value
     window_start_ms: int
     window_end_ms: int  # the feature timestamp: the value holds from here until the next window closes
-    source: str  # topic the value was computed from; progress is tracked per source
+    stream: str  # the window group that computed the value (FeatureDefinition.stream); progress is per stream
 
     @classmethod
     def of(cls, definition: FeatureDefinition, entity_id: str, value: Value, start_ms: int, end_ms: int) -> FeatureRow:
@@ -30,5 +30,5 @@ class FeatureRow:
             value=value,
             window_start_ms=start_ms,
             window_end_ms=end_ms,
-            source=definition.source.topic,
+            stream=definition.stream,
         )

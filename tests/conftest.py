@@ -52,6 +52,7 @@ def it_settings(
             "iceberg_warehouse": (iceberg / "warehouse").as_uri(),
             "iceberg_namespace": f"it_{run_id}",
             "definitions_dir": definitions,
+            "definitions_db": definitions / "definitions.db",
         }
     )
     yield settings
@@ -77,6 +78,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "FS_ICEBERG_WAREHOUSE": settings.iceberg_warehouse,
             "FS_ICEBERG_NAMESPACE": settings.iceberg_namespace,
             "FS_DEFINITIONS_DIR": str(settings.definitions_dir),
+            "FS_DEFINITIONS_DB": str(settings.definitions_db),
             "FS_FLINK_JARS_DIR": str(settings.flink_jars_dir),
         }
     )

@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fastavro
@@ -95,7 +95,7 @@ class EventDecoder:
             raise DecodeError("bad_timestamp", f"{self._timestamp_field}={ts_ms} is before 1970")
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _epoch_ms(value: Any) -> int:
@@ -103,5 +103,5 @@ def _epoch_ms(value: Any) -> int:
     if isinstance(value, int):
         return value
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // timedelta(milliseconds=1)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -20,7 +20,10 @@ from confluent_kafka import Consumer
 from fastapi.testclient import TestClient
 
 from jobs.produce import ensure_topics, make_producer
-from registry.catalog import FeatureCatalog
+from registry.catalog import load_folder
+from registry.definition_store import DefinitionStore
+from registry.live import LiveCatalog
+from registry.plan import apply
 from registry.settings import Settings
 from serving.app import create_app
 from serving.historical import get_historical_features
@@ -60,6 +63,7 @@ def reference_windows(events: list[tuple[str, int, float]]) -> dict[tuple[str, i
 def pipeline_run(it_settings: Settings, run_id: str) -> Iterator[tuple[Settings, str]]:
     topic = f"it_{run_id}_card_transactions"
     (it_settings.definitions_dir / "user_transactions.toml").write_text(_definitions_toml(topic))
+    apply(DefinitionStore(it_settings.definitions_db), load_folder(it_settings.definitions_dir))
     ensure_topics(it_settings.kafka_bootstrap, [topic, f"{topic}.dlq"])
     producer = make_producer(it_settings)
     events = [
@@ -91,15 +95,15 @@ def _ctx(topic: str):  # type: ignore[no-untyped-def]
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def test_online_vector_served_over_http(pipeline_run: tuple[Settings, str]) -> None:
     settings, _ = pipeline_run
-    catalog = FeatureCatalog.from_folder(settings.definitions_dir)
+    live = LiveCatalog(DefinitionStore(settings.definitions_db))
     cluster, session = connect_cassandra(settings)
     try:
-        client = TestClient(create_app(catalog, OnlineReader(session, settings.cassandra_keyspace)))
+        client = TestClient(create_app(live, OnlineReader(session, settings.cassandra_keyspace)))
         alice = client.get("/v1/features/user/alice", params={"names": "txn_count_1h,txn_amount_sum_1h"})
         bob = client.get("/v1/features/user/bob")
         carol = client.get("/v1/features/user/carol", params={"names": "txn_count_1h"})
@@ -146,23 +150,25 @@ def test_offline_rows_equal_brute_force_windows(pipeline_run: tuple[Settings, st
 def test_point_in_time_training_set(pipeline_run: tuple[Settings, str]) -> None:
     settings, _ = pipeline_run
     table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
-    minutes = [10, 9.999, 65, 170, 30, 30, 5]
-    users = ["alice", "alice", "alice", "alice", "bob", "carol", "bob"]
+    minutes = [10, 9.999, 65, 170, 30, 30, 5, 100]
+    users = ["alice", "alice", "alice", "alice", "bob", "carol", "bob", "bob"]
     labels = pa.table({
         "user_id": users,
         "event_timestamp": pa.array([BASE + int(m * MIN) for m in minutes], pa.timestamp("ms", tz="UTC")),
         "row_id": list(range(len(users))),
     })  # fmt: skip
     result = get_historical_features(
-        table, FeatureCatalog.from_folder(settings.definitions_dir), labels, ["txn_count_1h", "txn_amount_sum_1h"],
+        table, DefinitionStore(settings.definitions_db).catalog(), labels, ["txn_count_1h", "txn_amount_sum_1h"],
         entity_type="user", entity_column="user_id",
     )  # fmt: skip
     assert result.column("row_id").to_pylist() == list(range(len(users)))
     # alice@10m: window [-50m, 10m) holds 10+20+5.5; @9.999m only the window ending 5m is closed;
-    # @65m: [5m, 65m) holds 5.5; @170m: the window ending 170m is empty; bob@30m: 100.0;
-    # carol has no rows; bob@5m: the window ending exactly at 5m counts (end <= label time).
-    assert result.column("txn_count_1h").to_pylist() == [3, 2, 1, 0, 1, None, 1]
-    assert result.column("txn_amount_sum_1h").to_pylist() == [35.5, 30.0, 5.5, 0.0, 100.0, None, 100.0]
+    # @65m: [5m, 65m) holds 5.5; @170m: no data reaches past the window ending 130m, so that window
+    # is the latest known closed, and it holds 1.0 (online serves the same); bob@30m: 100.0;
+    # carol has no rows; bob@5m: the window ending exactly at 5m counts (end <= label time);
+    # bob@100m: his windows ended at 60m, and the data reaches 130m: the window ending 100m was empty.
+    assert result.column("txn_count_1h").to_pylist() == [3, 2, 1, 1, 1, None, 1, 0]
+    assert result.column("txn_amount_sum_1h").to_pylist() == [35.5, 30.0, 5.5, 1.0, 100.0, None, 100.0, 0.0]
 
 
 def test_bad_records_go_to_the_dead_letter_topic(pipeline_run: tuple[Settings, str], run_id: str) -> None:

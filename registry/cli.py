@@ -1,0 +1,78 @@
+"""Definition registry commands: ``python -m registry.cli {plan,apply,activate,list,gate}``.
+
+``plan`` exits 0 when nothing would change and 2 when something would (like ``terraform plan
+-detailed-exitcode``), so CI can tell; any error exits 1 with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from registry.catalog import load_folder
+from registry.definition_store import DefinitionStore
+from registry.errors import FeatureStoreError
+from registry.plan import apply, plan
+from registry.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="python -m registry.cli", description=__doc__)
+    parser.add_argument("--db", type=Path, default=settings.definitions_db, help="definition store (SQLite)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("plan", "apply"):
+        cmd = sub.add_parser(name, help=f"{name} a folder of definition files")
+        cmd.add_argument("folder", type=Path, nargs="?", default=settings.definitions_dir)
+    act = sub.add_parser("activate", help="move a feature's serving pointer to a version")
+    act.add_argument("entity")
+    act.add_argument("name")
+    act.add_argument("version", type=int)
+    sub.add_parser("list", help="registered features, versions and which one serves")
+    gate = sub.add_parser("gate", help="refuse a model whose pinned features are missing, changed or deprecated")
+    gate.add_argument("model", type=Path, help="TOML file with the model's pinned features")
+    gate.add_argument("--schema-registry", default=settings.schema_registry_url)
+    gate.add_argument("--no-schema-check", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        store = DefinitionStore(args.db)
+        if args.command == "plan":
+            changes = plan(store, load_folder(args.folder))
+            for change in changes:
+                print(change)
+            print(f"{len(changes)} change(s)" if changes else "no changes")
+            return 2 if changes else 0
+        if args.command == "apply":
+            results = apply(store, load_folder(args.folder))
+            for r in results:
+                print(f"{r.action:16} {r.definition.entity}.{r.definition.name} v{r.definition.version}"
+                      f" (active v{r.active_version})")  # fmt: skip
+            return 0
+        if args.command == "activate":
+            store.activate(args.entity, args.name, args.version)
+            print(f"{args.entity}.{args.name}: v{args.version} is active")
+            return 0
+        if args.command == "list":
+            catalog = store.catalog()
+            for d in sorted(catalog.active(), key=lambda d: d.key):
+                versions = ",".join(str(v.version) for v in catalog.versions(d.entity, d.name))
+                print(f"{d.entity}.{d.name}  active v{d.version}  versions [{versions}]  owner {d.owner}  {d.status}")
+            return 0
+        from registry.gate import check_model, load_model
+
+        problems = check_model(
+            load_model(args.model), store.catalog(), None if args.no_schema_check else args.schema_registry
+        )
+        for problem in problems:
+            print(f"REFUSED: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"{args.model}: every pinned feature is present, unchanged and not deprecated")
+        return 1 if problems else 0
+    except FeatureStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Durable registry of feature definitions: immutable versions and an active-version pointer.
+
+A version's identity (transform and TTL, ``FeatureDefinition.identity``) never changes once
+registered; its metadata (owner, description, tags, SLO, status, ...) may, and every change is
+recorded in ``changes``. Which version serves is a pointer moved by one UPDATE, so readers see the
+old or the new version, never a mix. Every write runs in one ``BEGIN IMMEDIATE`` transaction:
+two registry processes sharing the file cannot both create the same version.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from registry.catalog import FeatureCatalog
+from registry.definitions import FeatureDefinition
+from registry.errors import DefinitionError, UnknownFeatureError
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS feature_versions (
+    entity TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+    spec TEXT NOT NULL, identity_hash TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (entity, name, version)
+);
+CREATE TABLE IF NOT EXISTS active_versions (
+    entity TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (entity, name)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,
+    entity TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, action TEXT NOT NULL
+);
+"""
+
+Action = Literal["created", "new_version", "metadata_updated", "unchanged", "activated"]
+
+
+class DefinitionConflictError(DefinitionError):
+    """The request contradicts what is registered (e.g. a different transform under an existing version)."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    action: Action
+    definition: FeatureDefinition
+    active_version: int
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _spec(d: FeatureDefinition) -> str:
+    return json.dumps(d.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+class DefinitionStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        conn = self._connect()
+        try:
+            conn.executescript(_DDL)
+        finally:
+            conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    def register(
+        self, definition: FeatureDefinition, *, version_given: bool = True, activate: bool = False
+    ) -> Registered:
+        """Register one definition; idempotent for an identical one.
+
+        With ``version_given=False`` the store picks the version: the latest one if its identity is
+        unchanged (a metadata update or nothing), else the next number. The first version of a
+        feature becomes active; later ones only with ``activate=True``.
+        """
+        d = definition
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT version, spec, identity_hash FROM feature_versions WHERE entity = ? AND name = ? ORDER BY version",
+                (d.entity, d.name),
+            ).fetchall()
+            by_version = {v: (spec, ident) for v, spec, ident in rows}
+            latest = rows[-1][0] if rows else 0
+            if not version_given:
+                same = latest and by_version[latest][1] == d.identity_hash
+                d = d.model_copy(update={"version": latest if same else latest + 1})
+            if d.version in by_version:
+                spec, ident = by_version[d.version]
+                if ident != d.identity_hash:
+                    raise DefinitionConflictError(
+                        f"{d.entity}.{d.name} v{d.version} is registered with a different transform or TTL; "
+                        f"versions are immutable: register the change as v{latest + 1}"
+                    )
+                action: Action = "unchanged" if spec == _spec(d) else "metadata_updated"
+                if action == "metadata_updated":
+                    conn.execute(
+                        "UPDATE feature_versions SET spec = ? WHERE entity = ? AND name = ? AND version = ?",
+                        (_spec(d), d.entity, d.name, d.version),
+                    )
+            else:
+                if d.version < latest:
+                    raise DefinitionConflictError(
+                        f"{d.entity}.{d.name} is at v{latest}; a new version must be numbered above it, not v{d.version}"
+                    )
+                conn.execute(
+                    "INSERT INTO feature_versions VALUES (?, ?, ?, ?, ?, ?)",
+                    (d.entity, d.name, d.version, _spec(d), d.identity_hash, _now()),
+                )
+                action = "created" if not rows else "new_version"
+            active = conn.execute(
+                "SELECT version FROM active_versions WHERE entity = ? AND name = ?", (d.entity, d.name)
+            ).fetchone()
+            if active is None or (activate and active[0] != d.version):
+                self._point(conn, d.entity, d.name, d.version)
+                active_version = d.version
+            else:
+                active_version = active[0]
+            if action != "unchanged":
+                conn.execute(
+                    "INSERT INTO changes (at, entity, name, version, action) VALUES (?, ?, ?, ?, ?)",
+                    (_now(), d.entity, d.name, d.version, action),
+                )
+        return Registered(action, d, active_version)
+
+    def _point(self, conn: sqlite3.Connection, entity: str, name: str, version: int) -> None:
+        conn.execute(
+            "INSERT INTO active_versions VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (entity, name) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+            (entity, name, version, _now()),
+        )
+        conn.execute(
+            "INSERT INTO changes (at, entity, name, version, action) VALUES (?, ?, ?, ?, 'activated')",
+            (_now(), entity, name, version),
+        )
+
+    def activate(self, entity: str, name: str, version: int) -> None:
+        """Move the serving pointer to ``version`` (atomically)."""
+        with self._tx() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM feature_versions WHERE entity = ? AND name = ? AND version = ?", (entity, name, version)
+            ).fetchone()
+            if exists is None:
+                raise UnknownFeatureError(entity, [f"{name}@v{version}"])
+            self._point(conn, entity, name, version)
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def change_seq(self) -> int:
+        """A number that grows with every change: readers reload their catalog when it moves."""
+        conn = self._connect()
+        try:
+            (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
+        finally:
+            conn.close()
+        return int(seq)
+
+    def catalog(self) -> FeatureCatalog:
+        """Every registered version, with the active pointers, as one consistent snapshot."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")
+            specs = [r[0] for r in conn.execute("SELECT spec FROM feature_versions")]
+            active = {(e, n): v for e, n, v in conn.execute("SELECT entity, name, version FROM active_versions")}
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return FeatureCatalog((FeatureDefinition.model_validate_json(s) for s in specs), active)
+
+    def history(self, entity: str, name: str) -> list[dict[str, object]]:
+        conn = self._connect()
+        try:
+            rows = conn.execute(
+                "SELECT seq, at, version, action FROM changes WHERE entity = ? AND name = ? ORDER BY seq",
+                (entity, name),
+            ).fetchall()
+        finally:
+            conn.close()
+        return [{"seq": s, "at": at, "version": v, "action": a} for s, at, v, a in rows]

@@ -1,0 +1,114 @@
+"""The deployment gate: refuse a model whose pinned features would not mean what it was trained on.
+
+A model file (TOML) pins each feature it reads::
+
+    model = "fraud-detector"
+    [[features]]
+    entity = "user"
+    name = "txn_count_1h"
+    version = 1
+    value_type = "long"                    # optional: the type the model was trained on
+    identity_hash = "dd3438e9e13f3e10"     # optional: the exact transform and TTL it was trained on
+
+The gate refuses when a pinned feature is missing, when what would serve it differs from what was
+pinned (another version serves, the type or transform differs, the event schema in the schema
+registry can no longer be read by the feature's reader schema), or when it is deprecated past its
+date.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from registry.catalog import FeatureCatalog
+from registry.definitions import NAME_PATTERN, FeatureDefinition, ValueType
+from registry.errors import DefinitionError, UnknownFeatureError
+
+
+class PinnedFeature(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    entity: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN)
+    version: int = Field(ge=1)
+    value_type: ValueType | None = None
+    identity_hash: str | None = None
+
+
+class ModelManifest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(min_length=1)
+    version: str | None = None
+    features: tuple[PinnedFeature, ...] = Field(min_length=1)
+
+
+def load_model(path: Path) -> ModelManifest:
+    try:
+        return ModelManifest.model_validate(tomllib.loads(path.read_text()))
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise DefinitionError(f"{path}: not a valid model file: {exc}") from exc
+
+
+def _latest_schema(registry_url: str, subject: str) -> str | None:
+    url = f"{registry_url.rstrip('/')}/subjects/{urllib.parse.quote(subject, safe='')}/versions/latest"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(json.loads(resp.read())["schema"])
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise DefinitionError(f"schema registry {registry_url}: HTTP {exc.code} for {subject}") from exc
+    except OSError as exc:
+        raise DefinitionError(f"schema registry {registry_url} unreachable: {exc}") from exc
+
+
+def _schema_problems(d: FeatureDefinition, registry_url: str) -> list[str]:
+    from registry.avro_compat import incompatibilities
+    from schemas import load_schema
+
+    latest = _latest_schema(registry_url, d.source.subject)
+    if latest is None:
+        return [f"{d.entity}.{d.name}: its event subject {d.source.subject!r} has no schema in the registry"]
+    problems = incompatibilities(reader=load_schema(d.source.event_schema), writer=json.loads(latest))
+    return [f"{d.entity}.{d.name}: events now written to {d.source.subject!r} cannot be read: {p}" for p in problems]
+
+
+def check_model(
+    model: ModelManifest, catalog: FeatureCatalog, registry_url: str | None, *, today: date | None = None
+) -> list[str]:
+    """Every reason to refuse the model (empty: deploy)."""
+    today = today or date.today()
+    problems: list[str] = []
+    for pin in model.features:
+        label = f"{pin.entity}.{pin.name}@v{pin.version}"
+        try:
+            pinned = catalog.get(pin.entity, pin.name, pin.version)
+            serving = catalog.get(pin.entity, pin.name)
+        except UnknownFeatureError:
+            problems.append(f"{label}: not registered")
+            continue
+        if pin.value_type is not None and pin.value_type != pinned.value_type:
+            problems.append(f"{label}: trained on {pin.value_type}, registered as {pinned.value_type}")
+        if pin.identity_hash is not None and pin.identity_hash != pinned.identity_hash:
+            problems.append(
+                f"{label}: transform/TTL changed since training ({pin.identity_hash} -> {pinned.identity_hash})"
+            )
+        if serving.version != pinned.version and serving.identity_hash != pinned.identity_hash:
+            problems.append(
+                f"{label}: v{serving.version} serves now, with a different transform; retrain on "
+                f"v{serving.version} or activate v{pinned.version}"
+            )
+        if pinned.status == "deprecated" and pinned.deprecated_after is not None and pinned.deprecated_after < today:
+            problems.append(f"{label}: deprecated since {pinned.deprecated_after.isoformat()}")
+        if registry_url is not None:
+            problems.extend(_schema_problems(pinned, registry_url))
+    return problems

@@ -1,0 +1,65 @@
+"""Plan and apply a folder of definition files against the definition store.
+
+``plan`` says what ``apply`` would change and changes nothing. Apply registers new features and
+versions and updates metadata; it moves no serving pointer except to a feature's first version
+(promotion is an explicit ``activate``, so registering v2 for a backfill never disturbs v1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from registry.definition_store import DefinitionConflictError, DefinitionStore, Registered
+from registry.definitions import FeatureDefinition
+
+ChangeKind = Literal["create", "new_version", "update_metadata"]
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: ChangeKind
+    definition: FeatureDefinition
+    detail: str
+
+    def __str__(self) -> str:
+        d = self.definition
+        symbol = {"create": "+", "new_version": "+", "update_metadata": "~"}[self.kind]
+        return f"{symbol} {d.entity}.{d.name} v{d.version}: {self.detail}"
+
+
+def plan(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[Change]:
+    """What applying ``definitions`` would change; DefinitionConflictError if it would break immutability."""
+    catalog = store.catalog()
+    changes: list[Change] = []
+    conflicts: list[str] = []
+    for d in sorted(definitions, key=lambda d: d.key):
+        existing = [v for v in catalog.versions(d.entity, d.name)]
+        same = next((v for v in existing if v.version == d.version), None)
+        if same is None:
+            if not existing:
+                changes.append(Change("create", d, "new feature (becomes active)"))
+            elif d.version < existing[-1].version:
+                conflicts.append(
+                    f"{d.entity}.{d.name} v{d.version}: below the latest registered v{existing[-1].version}"
+                )
+            else:
+                active = catalog.get(d.entity, d.name).version
+                changes.append(Change("new_version", d, f"new version (inactive; v{active} keeps serving)"))
+        elif same.identity_hash != d.identity_hash:
+            conflicts.append(
+                f"{d.entity}.{d.name} v{d.version}: transform or TTL differs from the registered version; "
+                "versions are immutable, give the change a new version number"
+            )
+        elif same != d:
+            fields = sorted(k for k in d.model_fields if getattr(d, k) != getattr(same, k))
+            changes.append(Change("update_metadata", d, "metadata: " + ", ".join(fields)))
+    if conflicts:
+        raise DefinitionConflictError("; ".join(conflicts))
+    return changes
+
+
+def apply(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[Registered]:
+    """Register every definition (after a plan that found no conflict); returns what happened to each."""
+    plan(store, definitions)
+    return [store.register(d) for d in sorted(definitions, key=lambda d: d.key)]
