@@ -134,6 +134,11 @@ class DefinitionStore:
                     (d.entity, d.name, d.version, _spec(d), d.identity_hash, _now()),
                 )
                 action = "created" if not rows else "new_version"
+            if action != "unchanged":
+                conn.execute(
+                    "INSERT INTO changes (at, entity, name, version, action) VALUES (?, ?, ?, ?, ?)",
+                    (_now(), d.entity, d.name, d.version, action),
+                )
             active = conn.execute(
                 "SELECT version FROM active_versions WHERE entity = ? AND name = ?", (d.entity, d.name)
             ).fetchone()
@@ -142,11 +147,6 @@ class DefinitionStore:
                 active_version = d.version
             else:
                 active_version = active[0]
-            if action != "unchanged":
-                conn.execute(
-                    "INSERT INTO changes (at, entity, name, version, action) VALUES (?, ?, ?, ?, ?)",
-                    (_now(), d.entity, d.name, d.version, action),
-                )
         return Registered(action, d, active_version)
 
     def _point(self, conn: sqlite3.Connection, entity: str, name: str, version: int) -> None:

@@ -1,0 +1,190 @@
+"""The definition registry: immutable versions, the active pointer, plan/apply, and its HTTP API."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from registry import cli
+from registry.catalog import DEFAULT_FOLDER, load_folder
+from registry.definition_store import DefinitionConflictError, DefinitionStore
+from registry.definitions import FeatureDefinition
+from registry.live import LiveCatalog
+from registry.plan import apply, plan
+from serving.app import create_app
+from serving.online import StoredValue
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> DefinitionStore:
+    return DefinitionStore(tmp_path / "definitions.db")
+
+
+@pytest.fixture
+def count() -> FeatureDefinition:
+    return next(d for d in load_folder() if d.name == "txn_count_1h")
+
+
+def test_register_is_idempotent_and_versions_are_immutable(store: DefinitionStore, count: FeatureDefinition) -> None:
+    assert store.register(count).action == "created"
+    assert store.register(count).action == "unchanged"
+    assert store.register(count.model_copy(update={"description": "new words"})).action == "metadata_updated"
+    assert store.catalog().get("user", "txn_count_1h").description == "new words"
+    with pytest.raises(DefinitionConflictError, match=r"v1 is registered with a different transform.*as v2"):
+        store.register(count.model_copy(update={"ttl": timedelta(hours=5)}))
+    assert store.catalog().get("user", "txn_count_1h").ttl == count.ttl  # nothing half-written
+
+
+def test_new_version_does_not_serve_until_activated(store: DefinitionStore, count: FeatureDefinition) -> None:
+    store.register(count)
+    before = store.change_seq()
+    result = store.register(count.model_copy(update={"ttl": timedelta(hours=5)}), version_given=False)
+    assert (result.action, result.definition.version, result.active_version) == ("new_version", 2, 1)
+    assert store.catalog().get("user", "txn_count_1h").version == 1
+    store.activate("user", "txn_count_1h", 2)
+    assert store.catalog().get("user", "txn_count_1h").version == 2
+    assert store.change_seq() > before
+    assert [h["action"] for h in store.history("user", "txn_count_1h")] == [
+        "created", "activated", "new_version", "activated",
+    ]  # fmt: skip
+    store.register(count.model_copy(update={"version": 4, "ttl": timedelta(hours=9)}))  # gaps are allowed
+    with pytest.raises(DefinitionConflictError, match="is at v4; a new version must be numbered above it"):
+        store.register(count.model_copy(update={"version": 3, "ttl": timedelta(hours=8)}))
+
+
+def test_state_survives_reopening(tmp_path: Path, count: FeatureDefinition) -> None:
+    DefinitionStore(tmp_path / "d.db").register(count)
+    reopened = DefinitionStore(tmp_path / "d.db").catalog()
+    assert reopened.get("user", "txn_count_1h") == count
+
+
+def _register_many(path: str, worker: int, n: int) -> None:
+    store = DefinitionStore(Path(path))
+    base = next(d for d in load_folder() if d.name == "txn_count_1h")
+    for i in range(n):
+        ttl = timedelta(minutes=10_000 + worker * 1000 + i)  # a distinct identity each time: a new version
+        store.register(base.model_copy(update={"ttl": ttl}), version_given=False)
+
+
+def test_two_processes_never_create_the_same_version(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_register_many, args=(str(tmp_path / "d.db"), w, 25)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    versions = DefinitionStore(tmp_path / "d.db").catalog().versions("user", "txn_count_1h")
+    assert [v.version for v in versions] == list(range(1, 51))
+    assert len({v.ttl for v in versions}) == 50
+
+
+def test_plan_changes_nothing_and_apply_converges(store: DefinitionStore, tmp_path: Path) -> None:
+    definitions = load_folder()
+    changes = plan(store, definitions)
+    assert sorted((c.kind, c.definition.name) for c in changes) == [
+        ("create", "txn_amount_sum_1h"), ("create", "txn_count_1h"),
+    ]  # fmt: skip
+    assert len(store.catalog()) == 0
+    assert {r.action for r in apply(store, definitions)} == {"created"}
+    assert plan(store, definitions) == []
+    edited = [d.model_copy(update={"owner": "fraud-team"}) for d in definitions]
+    assert {c.kind for c in plan(store, edited)} == {"update_metadata"}
+    broken = [d.model_copy(update={"ttl": timedelta(hours=7)}) for d in definitions]
+    with pytest.raises(DefinitionConflictError, match="versions are immutable"):
+        plan(store, broken)
+
+
+def test_cli_plan_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "d.db")
+    folder = tmp_path / "features"
+    shutil.copytree(DEFAULT_FOLDER, folder)
+    assert cli.main(["--db", db, "plan", str(folder)]) == 2
+    assert "+ user.txn_count_1h v1: new feature" in capsys.readouterr().out
+    assert cli.main(["--db", db, "apply", str(folder)]) == 0
+    assert cli.main(["--db", db, "plan", str(folder)]) == 0
+    toml = (folder / "user_transactions.toml").read_text().replace('ttl = "2h"', 'ttl = "3h"')
+    (folder / "user_transactions.toml").write_text(toml)
+    assert cli.main(["--db", db, "plan", str(folder)]) == 1
+    assert "versions are immutable" in capsys.readouterr().err
+    assert cli.main(["--db", db, "activate", "user", "txn_count_1h", "9"]) == 1
+
+
+class _NoValues:
+    def read(self, entity_type: str, entity_id: str) -> dict[tuple[str, int], StoredValue]:
+        return {}
+
+    def progress(self) -> dict[str, int]:
+        return {}
+
+
+@pytest.fixture
+def client(store: DefinitionStore) -> TestClient:
+    apply(store, load_folder())
+    return TestClient(create_app(LiveCatalog(store), _NoValues()))
+
+
+def _body(d: FeatureDefinition, **changes: object) -> dict[str, object]:
+    body = d.model_dump(mode="json")
+    body.update(changes)
+    return body
+
+
+def test_http_register_search_and_lineage(client: TestClient, count: FeatureDefinition) -> None:
+    body = _body(count, name="txn_count_30m", window={"kind": "sliding", "size": "30m", "slide": "5m"}, tags=["fresh"])
+    del body["version"]
+    created = client.post("/v1/feature-definitions", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["result"] == "created" and created.json()["definition"]["version"] == 1
+    again = client.post("/v1/feature-definitions", json=body)
+    assert (again.status_code, again.json()["result"]) == (200, "unchanged")
+    changed = client.post("/v1/feature-definitions", json=dict(body, ttl="4h"))
+    assert (changed.status_code, changed.json()["result"], changed.json()["definition"]["version"]) == (
+        201,
+        "new_version",
+        2,
+    )
+    assert changed.json()["definition"]["active_version"] == 1
+    assert [d["name"] for d in client.get("/v1/feature-definitions", params={"tag": "fresh"}).json()] == [
+        "txn_count_30m"
+    ]
+    assert len(client.get("/v1/feature-definitions", params={"owner": "risk-team", "entity": "user"}).json()) == 3
+    assert [d["name"] for d in client.get("/v1/feature-definitions", params={"q": "total amount"}).json()] == [
+        "txn_amount_sum_1h"
+    ]
+    one = client.get("/v1/feature-definitions/user/txn_count_30m").json()
+    assert one["versions"] == [1, 2] and one["active_version"] == 1
+    assert one["lineage"]["source_topic"] == "card_transactions"
+    assert one["lineage"]["transform"].startswith("card_transactions:sliding(30m/5m):count(*)@")
+    assert one["freshness_slo"] == "10m" and one["value_schema"] == {"type": ["null", "long"]}
+    activated = client.post("/v1/feature-definitions/user/txn_count_30m/activate", params={"version": 2})
+    assert activated.status_code == 200
+    assert client.get("/v1/feature-definitions/user/txn_count_30m").json()["ttl"] == "4h"
+
+
+def test_http_bad_definitions_name_the_problem(client: TestClient, count: FeatureDefinition) -> None:
+    assert client.post("/v1/feature-definitions", content=b"{not json").status_code == 400
+    unknown = client.post("/v1/feature-definitions", json=_body(count, colour="red"))
+    assert unknown.status_code == 422 and "colour" in unknown.json()["message"]
+    wrong = client.post("/v1/feature-definitions", json=_body(count, ttl=5))
+    assert wrong.status_code == 422 and "ttl" in wrong.json()["message"]
+    clash = client.post("/v1/feature-definitions", json=_body(count, ttl="9h"))
+    assert clash.status_code == 409 and "immutable" in clash.json()["message"]
+    big = client.post("/v1/feature-definitions", content=b"[" + b"1," * 200_000 + b"1]")
+    assert big.status_code == 413
+    assert client.get("/v1/feature-definitions/user/txn_count_1h").json()["ttl"] == "2h"  # nothing half-written
+    assert client.get("/v1/feature-definitions/user/nope").status_code == 404
+
+
+def test_renamed_feature_answers_to_its_old_name(client: TestClient, count: FeatureDefinition) -> None:
+    renamed = _body(count, name="card_txn_count_1h", aliases=["txn_count_1h_old"])
+    assert client.post("/v1/feature-definitions", json=renamed).status_code == 201
+    response = client.get("/v1/features/user/u1", params={"names": "txn_count_1h_old"})
+    assert response.status_code == 200, response.text
+    assert response.json()["features"]["txn_count_1h_old"]["status"] == "missing"
+    assert client.get("/v1/feature-definitions/user/txn_count_1h_old").json()["name"] == "card_txn_count_1h"
