@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
             for component in args.components:
                 artifacts.fetch(settings, component, force=args.force)
         elif args.command == "up":
-            stack.up(settings, args.services)
+            stack.up(settings, args.services or None)
         elif args.command == "down":
-            stack.down(settings, args.services)
+            stack.down(settings, args.services or None)
         else:
             for name, state in stack.status(settings).items():
                 print(f"{name:10} {state}")

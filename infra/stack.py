@@ -28,7 +28,8 @@ def _log(settings: StackSettings, name: str):
 
 
 def _select(names: Iterable[str] | None) -> list[str]:
-    wanted = list(names) if names else list(ORDER)
+    """The named services in start order; None means all of them, an empty list none."""
+    wanted = list(ORDER) if names is None else list(names)
     unknown = [n for n in wanted if n not in SERVICES]
     if unknown:
         raise InfraError(f"unknown service(s): {', '.join(unknown)} (known: {', '.join(ORDER)})")

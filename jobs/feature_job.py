@@ -1,8 +1,8 @@
 """The streaming feature job: Kafka -> decode -> event-time windows (Flink SQL) -> Cassandra + Iceberg.
 
 Run ``python -m jobs.feature_job`` (unbounded, checkpointed) or with ``--bounded`` to process what
-the topics hold now and stop: tests, the demo and backfills use that. With FS_FLINK_REMOTE set the
-same job is submitted to a Flink cluster instead of the local mini-cluster.
+the topics hold now and stop: tests, the demo and backfills use that. ``flink run -m <jobmanager>
+--python jobs/feature_job.py`` submits the same job, unchanged, to a Flink cluster.
 """
 
 from __future__ import annotations
@@ -71,11 +71,9 @@ def create_environment(settings: Settings, *, parallelism: int = 1) -> StreamExe
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
     config.set_string("table.local-time-zone", "UTC")
-    if settings.flink_remote:
-        host, port = settings.flink_remote.rsplit(":", 1)
-        env = StreamExecutionEnvironment.create_remote_environment(host, int(port), config)  # type: ignore[attr-defined]
-    else:
-        env = StreamExecutionEnvironment.get_execution_environment(config)
+    # Run locally this builds a mini-cluster; under `flink run -m <jobmanager> --python jobs/feature_job.py`
+    # the same call returns the cluster's environment, so the job is submitted unchanged.
+    env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(parallelism)
     return env
 

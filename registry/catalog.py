@@ -40,8 +40,11 @@ def parse_file(path: Path) -> list[FeatureDefinition]:
             f"{path}: unknown top-level key(s) {sorted(unknown)}; expected [defaults] and [[feature]]"
         )
     defaults = doc.get("defaults", {})
+    features = doc.get("feature", [])
+    if not isinstance(defaults, dict) or not isinstance(features, list):
+        raise DefinitionError(f"{path}: `defaults` must be a table and features an array of tables ([[feature]])")
     out = []
-    for i, raw in enumerate(doc.get("feature", [])):
+    for i, raw in enumerate(features):
         try:
             out.append(FeatureDefinition.model_validate(_merge(defaults, raw)))
         except ValidationError as exc:

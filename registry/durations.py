@@ -21,12 +21,15 @@ def parse_duration(value: object) -> timedelta:
     match = _PATTERN.match(value)
     if not match:
         raise ValueError(f"duration {value!r} is not a whole number followed by ms, s, m, h or d")
-    return timedelta(milliseconds=int(match.group(1)) * _UNITS_MS[match.group(2)])
+    try:
+        return timedelta(milliseconds=int(match.group(1)) * _UNITS_MS[match.group(2)])
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is out of range") from None
 
 
 def format_duration(value: timedelta) -> str:
     """The shortest exact ``"5m"``-style spelling of a duration."""
-    ms = int(value / timedelta(milliseconds=1))
+    ms = to_millis(value)
     for unit in ("d", "h", "m", "s"):
         if ms and ms % _UNITS_MS[unit] == 0:
             return f"{ms // _UNITS_MS[unit]}{unit}"
@@ -34,7 +37,8 @@ def format_duration(value: timedelta) -> str:
 
 
 def to_millis(value: timedelta) -> int:
-    return int(value / timedelta(milliseconds=1))
+    """Whole milliseconds, in integer arithmetic (exact at any range a timedelta holds)."""
+    return value // timedelta(milliseconds=1)
 
 
 Duration = Annotated[

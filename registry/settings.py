@@ -26,7 +26,6 @@ class Settings(BaseModel):
     definitions_dir: Path = Path(__file__).resolve().parent / "features"
     definitions_db: Path = _REPO / ".state" / "registry" / "definitions.db"
     flink_jars_dir: Path = Path.home() / ".cache" / "featurestore" / "flink" / "lib"
-    flink_remote: str | None = None  # "host:port" of a JobManager; None runs the local mini-cluster
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,5 +48,4 @@ class Settings(BaseModel):
             definitions_dir=Path(env.get("FS_DEFINITIONS_DIR", Path(__file__).resolve().parent / "features")),
             definitions_db=Path(env.get("FS_DEFINITIONS_DB", state / "registry" / "definitions.db")),
             flink_jars_dir=Path(env.get("FS_FLINK_JARS_DIR", cache / "flink" / "lib")),
-            flink_remote=env.get("FS_FLINK_REMOTE") or None,
         )

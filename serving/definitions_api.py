@@ -12,7 +12,7 @@ from registry.definition_store import DefinitionConflictError
 from registry.definitions import FeatureDefinition
 from registry.live import LiveCatalog
 from serving.responses import JSONResponse, problem
-from sinks import offline_layout, online_layout
+from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -28,8 +28,8 @@ def definition_json(d: FeatureDefinition, active_version: int | None = None) -> 
             "source_topic": d.source.topic,
             "event_subject": d.source.subject,
             "transform": d.transform_ref,
-            "online_table": online_layout.TABLE,
-            "offline_table": offline_layout.TABLE,
+            "online_table": ONLINE_TABLE,
+            "offline_table": OFFLINE_TABLE,
         },
     )
     if active_version is not None:

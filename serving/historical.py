@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from registry.catalog import FeatureCatalog
@@ -53,14 +54,23 @@ def _label_millis(labels: pa.Table, column: str) -> np.ndarray:
     return _millis(ts)  # a naive timestamp is taken as UTC
 
 
-def _scan(table: Table, entity_type: str, definitions: list[FeatureDefinition], max_ms: int,
-          snapshot_id: int | None) -> pd.DataFrame:  # fmt: skip
-    from pyiceberg.expressions import And, EqualTo, In, LessThanOrEqual
+def _feature_filter(entity_type: str, definitions: list[FeatureDefinition]):  # type: ignore[no-untyped-def]
+    from pyiceberg.expressions import And, EqualTo, In
 
     names = sorted({d.name for d in definitions})
-    row_filter = And(
+    return And(
         EqualTo("entity_type", entity_type),
         In("feature_name", names) if len(names) > 1 else EqualTo("feature_name", names[0]),
+    )
+
+
+def _scan(table: Table, entity_type: str, definitions: list[FeatureDefinition], max_ms: int,
+          snapshot_id: int | None) -> tuple[pd.DataFrame, pa.Table]:  # fmt: skip
+    """Rows that can answer a label at or before ``max_ms``: keys in pandas, values left in Arrow."""
+    from pyiceberg.expressions import And, LessThanOrEqual
+
+    row_filter = And(
+        _feature_filter(entity_type, definitions),
         LessThanOrEqual("event_time", pd.Timestamp(max_ms, unit="ms", tz="UTC").isoformat()),
     )
     columns = ("entity_id", "feature_name", "feature_version", "event_time", "ingested_at", *VALUE_COLUMNS.values())
@@ -71,18 +81,38 @@ def _scan(table: Table, entity_type: str, definitions: list[FeatureDefinition], 
         "feature_version": arrow.column("feature_version").to_numpy(zero_copy_only=False),
         "event_ms": _millis(arrow.column("event_time")),
         "ingested_ms": _millis(arrow.column("ingested_at")),
+        "__idx": np.arange(arrow.num_rows),
     })  # fmt: skip
-    for col in VALUE_COLUMNS.values():
-        frame[col] = arrow.column(col).to_pandas()
-    return frame
+    return frame, arrow
 
 
-def _join_feature(labels: pd.DataFrame, rows: pd.DataFrame, d: FeatureDefinition) -> pa.Array:
+def _reach(table: Table, entity_type: str, definitions: list[FeatureDefinition],
+           snapshot_id: int | None) -> dict[tuple[str, int], int]:  # fmt: skip
+    """The latest window end stored per feature version: how far the offline data reaches.
+
+    Read over the whole history (one column), so that one label's answer never depends on which
+    other labels share the request.
+    """
+    arrow = table.scan(
+        row_filter=_feature_filter(entity_type, definitions),
+        selected_fields=("feature_name", "feature_version", "event_time"),
+        snapshot_id=snapshot_id,
+    ).to_arrow()
+    if arrow.num_rows == 0:
+        return {}
+    grouped = arrow.group_by(["feature_name", "feature_version"]).aggregate([("event_time", "max")])
+    ends = _millis(grouped.column("event_time_max"))
+    names = grouped.column("feature_name").to_pylist()
+    versions = grouped.column("feature_version").to_pylist()
+    return {(n, v): int(e) for n, v, e in zip(names, versions, ends, strict=True)}
+
+
+def _join_feature(labels: pd.DataFrame, rows: pd.DataFrame, values: pa.Table, d: FeatureDefinition,
+                  reach_ms: int | None) -> pa.Array:  # fmt: skip
     """The feature's value for every label row (labels sorted by ts_ms), as an Arrow array in that order."""
-    value_col = VALUE_COLUMNS[d.value_type]
     mine = rows[(rows["feature_name"] == d.name) & (rows["feature_version"] == d.version)]
     mine = mine.sort_values(["event_ms", "ingested_ms"], kind="stable")
-    mine = mine.drop_duplicates(subset=["entity_id", "event_ms"], keep="last")[["entity_id", "event_ms", value_col]]
+    mine = mine.drop_duplicates(subset=["entity_id", "event_ms"], keep="last")[["entity_id", "event_ms", "__idx"]]
     joined = pd.merge_asof(
         labels[["ts_ms", "__entity"]],
         mine.rename(columns={"entity_id": "__entity"}),
@@ -93,20 +123,22 @@ def _join_feature(labels: pd.DataFrame, rows: pd.DataFrame, d: FeatureDefinition
         allow_exact_matches=True,
     )
     ts = joined["ts_ms"].to_numpy()
-    # How far the offline data reaches: a label after the last window end written for the feature
-    # must not read "no row for the latest window" as an empty window.
-    progress_ms = int(mine["event_ms"].max()) if len(mine) else np.iinfo(np.int64).min
-    closed = np.minimum(ts, progress_ms)
     end = joined["event_ms"].to_numpy(dtype="float64")  # NaN where no window ended yet
-    values = joined[value_col].astype(object).where(joined[value_col].notna(), None).to_numpy()
     matched = ~np.isnan(end)
     expired = matched & (ts - end > to_millis(d.ttl))
+    keep = matched & ~expired
+    # Values stay in Arrow (a long through float64 would lose exactness above 2**53): take by row index.
+    index = pa.array(joined["__idx"].to_numpy(dtype="float64"), mask=~keep).cast(pa.int64(), safe=False)
+    column = values.column(VALUE_COLUMNS[d.value_type]).combine_chunks()
+    result = column.take(index)
     step = step_ms(d)
-    if step is not None:
-        empty = matched & ~expired & (end < (closed // step) * step)
-        values[empty] = empty_value(d)
-    values[~matched | expired] = None
-    return pa.array(list(values), type=_ARROW_TYPES[d.value_type])
+    if step is not None and reach_ms is not None:
+        # "Closed" offline: by the label time, and reached by the data (as stream progress online).
+        closed = np.minimum(ts, reach_ms)
+        empty = keep & (end < (closed // step) * step)
+        if empty.any():
+            result = pc.if_else(pa.array(empty), pa.scalar(empty_value(d), type=column.type), result)
+    return result.cast(_ARROW_TYPES[d.value_type])
 
 
 def get_historical_features(
@@ -135,9 +167,13 @@ def get_historical_features(
         "__entity": labels.column(entity_column).cast(pa.string()).to_numpy(zero_copy_only=False),
         "ts_ms": ts_ms,
     }).sort_values(["ts_ms", "__row"], kind="stable")  # fmt: skip
-    rows = _scan(table, entity_type, definitions, int(ts_ms.max()), snapshot_id)
+    rows, values = _scan(table, entity_type, definitions, int(ts_ms.max()), snapshot_id)
+    reach = _reach(table, entity_type, definitions, snapshot_id)
     order = np.argsort(frame["__row"].to_numpy())  # from ts-sorted positions back to input order
-    columns = {d.name: _join_feature(frame, rows, d).take(pa.array(order)) for d in definitions}
+    columns = {
+        d.name: _join_feature(frame, rows, values, d, reach.get((d.name, d.version))).take(pa.array(order))
+        for d in definitions
+    }
     return _with_columns(labels, definitions, columns)
 
 

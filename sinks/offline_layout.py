@@ -22,7 +22,9 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-TABLE = "offline_feature_values"
+from sinks.names import OFFLINE_TABLE
+
+TABLE = OFFLINE_TABLE
 
 SCHEMA = Schema(
     NestedField(1, "entity_type", StringType(), required=True),

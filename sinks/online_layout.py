@@ -9,9 +9,10 @@ overwrite a newer one, whatever order writes arrive in, and replays are idempote
 from __future__ import annotations
 
 from registry.definitions import ValueType
+from sinks.names import ONLINE_TABLE, PROGRESS_TABLE
 
-TABLE = "online_feature_values"
-PROGRESS_TABLE = "stream_progress"
+TABLE = ONLINE_TABLE
+__all__ = ["PROGRESS_TABLE", "TABLE"]
 PROGRESS_TTL_S = 86_400  # a writer that stopped (rescaled away) stops holding its stream back after a day
 VALUE_COLUMNS: dict[ValueType, str] = {
     "long": "value_long",

@@ -70,6 +70,11 @@ def test_down_stops_what_up_started_and_nothing_else(tmp_path: Path) -> None:
         stranger.wait()
 
 
+def test_down_of_an_empty_list_stops_nothing(local_stack: StackSettings) -> None:
+    stack.down(local_stack, [])  # what a test session that started nothing passes on teardown
+    assert all(state.startswith("running") for name, state in stack.status(local_stack).items() if name != "api")
+
+
 def test_unknown_service_is_refused() -> None:
     with pytest.raises(InfraError, match="unknown service"):
         stack.up(StackSettings.from_env(), ["zookeeper"])
