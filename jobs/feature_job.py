@@ -10,23 +10,20 @@ from __future__ import annotations
 import argparse
 import sys
 import zlib
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
-from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
+from pyflink.common import Configuration, Types
+from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
-from pyflink.datastream.connectors.kafka import (
-    KafkaOffsetsInitializer,
-    KafkaRecordSerializationSchema,
-    KafkaSink,
-    KafkaSource,
-)
+from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 from pyflink.table import Schema, StreamTableEnvironment
 
 from infra.artifacts import verify_manifest
 from jobs.functions import DEAD_LETTER, DecodeEvents, WriteWindowResults
-from jobs.sql import aggregate_sql, window_groups
+from jobs.sql import aggregate_sql, dedup_sql, source_ddl, source_lateness, source_select, window_groups
 from registry.definition_store import DefinitionStore
 from registry.definitions import FeatureDefinition, Source
 from registry.durations import to_millis
@@ -38,8 +35,8 @@ _AVRO_TO_FLINK = {"string": Types.STRING(), "double": Types.DOUBLE(), "float": T
                   "long": Types.LONG(), "int": Types.INT(), "boolean": Types.BOOLEAN()}  # fmt: skip
 
 
-def _bucket(row: Any) -> int:
-    return zlib.crc32(str(row[0]).encode()) % 16
+def _bucket(row: Any, buckets: int) -> int:
+    return zlib.crc32(str(row[0]).encode()) % buckets
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -57,7 +54,14 @@ def _row_type(schema: dict[str, Any]) -> Any:
     return Types.ROW_NAMED(names, types)
 
 
-def create_environment(settings: Settings, *, parallelism: int = 1) -> StreamExecutionEnvironment:
+def create_environment(
+    settings: Settings,
+    *,
+    parallelism: int = 1,
+    checkpoint_dir: Path | None = None,
+    checkpoint_interval_ms: int | None = None,
+    restore_from: str | None = None,
+) -> StreamExecutionEnvironment:
     jars = sorted(settings.flink_jars_dir.glob("*.jar"))
     if not jars:
         raise FeatureStoreError(
@@ -71,6 +75,13 @@ def create_environment(settings: Settings, *, parallelism: int = 1) -> StreamExe
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
     config.set_string("table.local-time-zone", "UTC")
+    if checkpoint_dir is not None:
+        config.set_string("execution.checkpointing.dir", checkpoint_dir.resolve().as_uri())
+        config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    if checkpoint_interval_ms is not None:
+        config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")
+    if restore_from is not None:
+        config.set_string("execution.state-recovery.path", restore_from)
     # Run locally this builds a mini-cluster; under `flink run -m <jobmanager> --python jobs/feature_job.py`
     # the same call returns the cluster's environment, so the job is submitted unchanged.
     env = StreamExecutionEnvironment.get_execution_environment(config)
@@ -78,56 +89,51 @@ def create_environment(settings: Settings, *, parallelism: int = 1) -> StreamExe
     return env
 
 
-def _events_view(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: Settings,
-                 source: Source, *, bounded: bool, group_id: str) -> str:  # fmt: skip
-    """Register the decoded, watermarked events of a topic as a view; wire its dead-letter sink."""
-    schema = load_schema(source.event_schema)
-    builder = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(settings.kafka_bootstrap)
-        .set_topics(source.topic)
-        .set_group_id(group_id)
-        .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets())
-        .set_value_only_deserializer(ByteArraySchema())
-        .set_property("auto.offset.reset", "earliest")
-    )
-    if bounded:
-        builder = builder.set_starting_offsets(KafkaOffsetsInitializer.earliest()).set_bounded(
-            KafkaOffsetsInitializer.latest()
-        )
-    # Watermarks are made inside the source, per Kafka partition, from the record timestamp (the
-    # producer contract: Kafka timestamp = event time; the decoder dead-letters records that break
-    # it). A watermark made after the partitions merge would run ahead on the partition read first
-    # and turn the other partitions' events late.
-    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(
-        Duration.of_millis(to_millis(source.max_out_of_orderness))
-    ).with_idleness(Duration.of_millis(to_millis(source.idle_timeout)))
-    raw = env.from_source(builder.build(), watermarks, f"kafka:{source.topic}")
-    decoded = raw.process(
-        DecodeEvents(settings, schema, source.timestamp_field, source.topic), output_type=_row_type(schema)
-    ).name(f"decode:{source.topic}")
-    dlq_sink = (
+def _dead_letter_sink(settings: Settings, topic: str) -> KafkaSink:
+    return (
         KafkaSink.builder()
         .set_bootstrap_servers(settings.kafka_bootstrap)
         .set_record_serializer(
             KafkaRecordSerializationSchema.builder()
-            .set_topic(dead_letter_topic(source.topic))
+            .set_topic(dead_letter_topic(topic))
             .set_value_serialization_schema(SimpleStringSchema())
             .build()
         )
         .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
         .build()
     )
-    decoded.get_side_output(DEAD_LETTER).sink_to(dlq_sink).name(f"dead-letter:{source.topic}")
+
+
+def _events_view(t_env: StreamTableEnvironment, settings: Settings, source: Source, lateness: timedelta,
+                 *, bounded: bool, group_id: str) -> str:  # fmt: skip
+    """Register the decoded, deduplicated, watermarked events of a topic as a view; wire its dead letters."""
+    schema = load_schema(source.event_schema)
+    slug = source.topic.replace(".", "_").replace("-", "_")
+    raw_table = f"raw_{slug}"
+    t_env.execute_sql(
+        source_ddl(raw_table, source, lateness, bootstrap=settings.kafka_bootstrap, group_id=group_id, bounded=bounded)
+    )
+    raw = t_env.to_data_stream(t_env.sql_query(source_select(raw_table, lateness)))
+    decoded = raw.process(
+        DecodeEvents(settings, schema, source.timestamp_field, source.topic), output_type=_row_type(schema)
+    ).name(f"decode:{source.topic}")
+    decoded.get_side_output(DEAD_LETTER).sink_to(_dead_letter_sink(settings, source.topic)).name(
+        f"dead-letter:{source.topic}"
+    )
     table = t_env.from_data_stream(
         decoded,
         Schema.new_builder()
         .column_by_metadata("rowtime", "TIMESTAMP_LTZ(3)")
         .watermark("rowtime", "SOURCE_WATERMARK()")
+        .column_by_expression("proctime", "PROCTIME()")
         .build(),
     )
-    view = f"events_{source.topic.replace('.', '_').replace('-', '_')}"
-    t_env.create_temporary_view(view, table)
+    view = f"events_{slug}"
+    t_env.create_temporary_view(f"{view}_all", table)
+    if source.event_id_field is None:
+        return f"{view}_all"
+    columns = [f["name"] for f in schema["fields"]]
+    t_env.create_temporary_view(view, t_env.sql_query(dedup_sql(f"{view}_all", source, columns)))
     return view
 
 
@@ -135,15 +141,27 @@ def build(env: StreamExecutionEnvironment, settings: Settings, definitions: list
           *, bounded: bool, group_id: str = "featurestore-job") -> None:  # fmt: skip
     """Add the whole pipeline for the given definitions to env."""
     t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("table.local-time-zone", "UTC")
+    config = t_env.get_config()
+    config.set("table.local-time-zone", "UTC")
+    config.set("table.exec.state.ttl", "1 d")  # event-id dedup state; windows clean up by watermark
+    lateness = source_lateness(definitions)
+    most = max(lateness.values(), default=timedelta(0))
+    if most > timedelta(0):
+        # Legacy group windows re-fire on every late event within the allowed lateness (-U/+U).
+        config.set("table.exec.emit.late-fire.enabled", "true")
+        config.set("table.exec.emit.late-fire.delay", "0 s")
+        config.set("table.exec.emit.allow-lateness", f"{to_millis(most)} ms")
     views: dict[Source, str] = {}
+    buckets = env.get_parallelism()
     for group in window_groups(definitions):
         if group.source not in views:
-            views[group.source] = _events_view(env, t_env, settings, group.source, bounded=bounded, group_id=group_id)
+            views[group.source] = _events_view(
+                t_env, settings, group.source, lateness[group.source], bounded=bounded, group_id=group_id
+            )
         result = t_env.sql_query(aggregate_sql(group, views[group.source]))
         names = ",".join(d.name for d in group.features)
-        # Keyed into a few buckets by entity only so the writer can use event-time timers as commit points.
-        t_env.to_data_stream(result).key_by(_bucket, key_type=Types.INT()).process(
+        # Keyed into one bucket per subtask only so the writer can keep state and use timers as commit points.
+        t_env.to_changelog_stream(result).key_by(lambda row, n=buckets: _bucket(row, n), key_type=Types.INT()).process(
             WriteWindowResults(settings, group.features)
         ).name(f"write:{group.entity}[{names}]")
 
@@ -153,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bounded", action="store_true", help="process the topics' current contents, then stop")
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--group-id", default="featurestore-job")
+    parser.add_argument("--checkpoint-dir", type=Path, help="where checkpoints are kept (retained on cancel)")
+    parser.add_argument("--checkpoint-interval-ms", type=int, help="default: 10000 unbounded, off bounded")
+    parser.add_argument("--restore-from", help="a retained checkpoint (…/chk-N) to resume from")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     catalog = DefinitionStore(settings.definitions_db).catalog()
@@ -160,9 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         raise FeatureStoreError(
             f"no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`"
         )
-    env = create_environment(settings, parallelism=args.parallelism)
-    if not args.bounded:
-        env.enable_checkpointing(10_000)
+    interval = args.checkpoint_interval_ms if args.checkpoint_interval_ms else (None if args.bounded else 10_000)
+    env = create_environment(
+        settings,
+        parallelism=args.parallelism,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_interval_ms=interval,
+        restore_from=args.restore_from,
+    )
     build(env, settings, catalog.active(), bounded=args.bounded, group_id=args.group_id)
     env.execute("feature-store: window features")
     return 0

@@ -11,7 +11,9 @@ from typing import Any
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import ListStateDescriptor
 
+from jobs.sql import decode_last
 from registry.catalog import FeatureCatalog
 from registry.definitions import FeatureDefinition
 from registry.errors import DecodeError, StoreUnavailableError
@@ -20,10 +22,23 @@ from sinks.records import FeatureRow
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 _EPOCH = datetime(1970, 1, 1)
+_UPDATE_BEFORE, _DELETE = "UPDATE_BEFORE", "DELETE"
+
+
+def dead_letter(topic: str, reason: str, detail: str, payload: bytes | None) -> str:
+    return json.dumps({
+        "topic": topic, "reason": reason, "detail": detail,
+        "payload_b64": base64.b64encode(payload or b"").decode(),
+        "dead_lettered_at_ms": time.time_ns() // 1_000_000,
+    })  # fmt: skip
 
 
 class DecodeEvents(ProcessFunction):  # type: ignore[misc]
-    """Bytes -> Row of the reader schema's fields; undecodable records go to the dead-letter output."""
+    """(payload, kafka_ts, too_late) -> Row of the reader schema's fields.
+
+    Records that arrived too late for any window (decided at the source), or that cannot be
+    decoded, go to the dead-letter output with their reason; nothing is dropped silently.
+    """
 
     def __init__(self, settings: Settings, reader_schema: dict[str, Any], timestamp_field: str, topic: str) -> None:
         self._settings = settings
@@ -52,9 +67,16 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
 
         self._decoder = EventDecoder(lookup, self._reader_schema, timestamp_field=self._timestamp_field)
 
-    def process_element(self, value: bytes, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
+    def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
+        payload, too_late = value[0], value[2]
+        if too_late:
+            yield DEAD_LETTER, dead_letter(
+                self._topic, "too_late", f"event time {ctx.timestamp()} ms is behind the watermark by more than "
+                "the allowed lateness", payload,
+            )  # fmt: skip
+            return
         try:
-            event = self._decoder.decode(value)
+            event = self._decoder.decode(payload)
             if event[self._timestamp_field] != ctx.timestamp():
                 raise DecodeError(
                     "timestamp_mismatch",
@@ -62,11 +84,7 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
                     f"{ctx.timestamp()}; producers must set the record timestamp to the event time",
                 )
         except DecodeError as exc:
-            yield DEAD_LETTER, json.dumps({
-                "topic": self._topic, "reason": exc.reason, "detail": exc.detail,
-                "payload_b64": base64.b64encode(value or b"").decode(),
-                "dead_lettered_at_ms": time.time_ns() // 1_000_000,
-            })  # fmt: skip
+            yield DEAD_LETTER, dead_letter(self._topic, exc.reason, exc.detail, payload)
             return
         yield Row(*(event[name] for name in self._fields))
 
@@ -77,23 +95,25 @@ def _ms(value: datetime) -> int:
 
 
 class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
-    """Unpivots each (entity, window) row into one FeatureRow per feature and writes both stores.
+    """Unpivots each (entity, window) result into one FeatureRow per feature and writes both stores.
 
-    Commit points are event-time timers at each window end: a window operator emits all results of
-    a window when the watermark passes its end, so the timer fires right after the last of them
-    (and the final watermark of a bounded run fires every pending timer). ``close()`` is no commit
-    point: PyFlink runs it during worker teardown without waiting for it. A flush also happens when
-    ``flush_rows`` rows are buffered. Offline is written first, so a crash can leave the online
-    store behind the offline log, never ahead of it.
+    Input is the window operator's changelog: ``+I`` for a window's first result and ``-U``/``+U``
+    for each late update; only the new values are written, each with its revision.
 
-    Rows for windows that end after the wall clock are dropped: a window cannot have closed before
-    its end; such rows appear only when a bounded run's final watermark fires open windows.
+    Results wait in Flink keyed state (checkpointed), not in Python memory, until an event-time timer
+    at the window end flushes them: the window operator emits a window's results when the watermark
+    passes its end, so the timer fires right after them. A crash between a checkpoint and a flush
+    therefore loses nothing (the state comes back with the checkpoint), and a flush repeated after a
+    crash is harmless (online writes are idempotent by write time, offline commits by row identity).
+    ``close()`` is never a commit point: PyFlink runs it during worker teardown without waiting.
+
+    Results for windows that end after the wall clock are dropped: a window cannot have closed before
+    its end; such results appear only when a bounded run's final watermark fires open windows.
     """
 
-    def __init__(self, settings: Settings, features: tuple[FeatureDefinition, ...], *, flush_rows: int = 5000) -> None:
+    def __init__(self, settings: Settings, features: tuple[FeatureDefinition, ...]) -> None:
         self._settings = settings
         self._features = features
-        self._flush_rows = flush_rows
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from sinks.cassandra import OnlineWriter
@@ -106,31 +126,37 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         writer_id = str(runtime_context.get_index_of_this_subtask())
         self._online = OnlineWriter(session, self._settings.cassandra_keyspace, catalog, writer_id=writer_id)
         self._offline = OfflineWriter(table, catalog)
+        self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self.dropped_open_windows = 0
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
-        entity_id, start, end = value[0], _ms(value[1]), _ms(value[2])
+        if str(value.get_row_kind()) in (_UPDATE_BEFORE, _DELETE):
+            return
+        end = _ms(value[2])
         if end > time.time_ns() // 1_000_000:
             self.dropped_open_windows += 1
             return
-        for i, definition in enumerate(self._features):
-            row = FeatureRow.of(definition, entity_id, value[3 + i], start, end)
-            self._online.add(row)
-            self._offline.add(row)
+        self._pending.add((value[0], _ms(value[1]), end, int(value[3]), tuple(value[4:])))
         ctx.timer_service().register_event_time_timer(end - 1)
-        if len(self._offline) >= self._flush_rows:
-            self._flush()
         return
         yield  # a generator that emits nothing: this operator is the end of the pipeline
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
-        self._flush()
+        pending = list(self._pending.get() or [])
+        if pending:
+            for entity_id, start, end, revision, values in pending:
+                for definition, raw in zip(self._features, values, strict=True):
+                    value = (
+                        decode_last(raw, definition.value_type) if definition.aggregation.function == "last" else raw
+                    )
+                    row = FeatureRow.of(definition, entity_id, value, start, end, revision)
+                    self._online.add(row)
+                    self._offline.add(row)
+            self._offline.flush()
+            self._online.flush()
+            self._pending.clear()
         return
         yield
-
-    def _flush(self) -> None:
-        self._offline.flush()
-        self._online.flush()
 
     def close(self) -> None:
         self._cluster.shutdown()

@@ -38,6 +38,21 @@ def window_groups(definitions: Iterable[FeatureDefinition]) -> list[WindowGroup]
     ]
 
 
+def source_lateness(definitions: Iterable[FeatureDefinition]) -> dict[Source, timedelta]:
+    """Allowed lateness per source. Lateness is decided once per event, at the source, so the
+    features of one source must agree on it (run features with other lateness in another job)."""
+    found: dict[Source, dict[timedelta, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for d in definitions:
+        found[d.source][d.window.allowed_lateness].append(d.name)
+    out = {}
+    for source, by_lateness in found.items():
+        if len(by_lateness) > 1:
+            detail = "; ".join(f"{to_millis(k)} ms: {', '.join(v)}" for k, v in by_lateness.items())
+            raise DefinitionError(f"features of topic {source.topic} disagree on allowed_lateness ({detail})")
+        out[source] = next(iter(by_lateness))
+    return out
+
+
 def interval(value: timedelta) -> str:
     """A Flink SQL interval literal for a duration."""
     ms = to_millis(value)
@@ -48,46 +63,118 @@ def interval(value: timedelta) -> str:
     return f"INTERVAL '{ms / 1000:.3f}' SECOND({max(2, len(str(ms // 1000)))}, 3)"
 
 
+def source_ddl(table: str, source: Source, lateness: timedelta, *, bootstrap: str, group_id: str, bounded: bool) -> str:
+    """A Kafka table of raw record values with event time = the Kafka timestamp.
+
+    Watermarks are made in the source, per partition and on every record (``on-event``), so
+    whether a record is late is decided by the records before it, not by processing-time timing.
+    ``too_late`` is computed here, in Java, before the Python decoder: downstream of a Python
+    operator the watermark is held back per bundle and the decision would depend on timing.
+    """
+    startup = (
+        "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"
+        if bounded
+        else ("'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest'")
+    )
+    return (
+        f"CREATE TEMPORARY TABLE `{table}` (\n"
+        "  payload BYTES,\n"
+        "  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',\n"
+        f"  WATERMARK FOR kafka_ts AS kafka_ts - {interval(source.max_out_of_orderness)}\n"
+        ") WITH (\n"
+        f"  'connector' = 'kafka', 'topic' = '{source.topic}', 'properties.bootstrap.servers' = '{bootstrap}',\n"
+        f"  'properties.group.id' = '{group_id}', {startup}, 'format' = 'raw',\n"
+        "  'scan.watermark.emit.strategy' = 'on-event',\n"
+        f"  'scan.watermark.idle-timeout' = '{to_millis(source.idle_timeout)} ms'\n"
+        ")"
+    )
+
+
+def source_select(table: str, lateness: timedelta) -> str:
+    """Raw records with their time and whether they arrived too late for any window to accept them."""
+    return (
+        f"SELECT payload, kafka_ts, CURRENT_WATERMARK(kafka_ts) IS NOT NULL AND "
+        f"kafka_ts < CURRENT_WATERMARK(kafka_ts) - {interval(lateness)} AS too_late FROM `{table}`"
+    )
+
+
+def dedup_sql(view: str, source: Source, columns: list[str]) -> str:
+    """Keep the first arrival of each event id (a resend counts once); append-only, rowtime kept."""
+    assert source.event_id_field is not None
+    cols = ", ".join(f"`{c}`" for c in columns)
+    return (
+        f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY `{source.event_id_field}` "
+        f"ORDER BY proctime ASC) AS __rn FROM {view}) WHERE __rn = 1"
+    )
+
+
+LAST_SEPARATOR = "|"
+_LAST_PAD = 20
+
+
 def _aggregate(d: FeatureDefinition) -> str:
-    agg, target = d.aggregation.function, f"`{d.aggregation.field}`"
+    target = f"`{d.aggregation.field}`"
     sql_type = _SQL_TYPES[d.value_type]
+    agg = d.aggregation.function
+    if agg == "last":
+        # The value of the latest event by event time: the max of "<zero-padded event ms>|<value>".
+        ts = f"`{d.source.timestamp_field}`"
+        return (
+            f"MAX(CONCAT(LPAD(CAST({ts} AS STRING), {_LAST_PAD}, '0'), '{LAST_SEPARATOR}', CAST({target} AS STRING)))"
+            f" AS `{d.name}`"
+        )
     expr = {
         "count": "COUNT(*)",
         "sum": f"SUM(CAST({target} AS {sql_type}))",
         "mean": f"AVG(CAST({target} AS DOUBLE))",
         "min": f"MIN({target})",
         "max": f"MAX({target})",
-        "last": f"LAST_VALUE({target})",
         "count_distinct": f"COUNT(DISTINCT {target})",
     }[agg]
     return f"CAST({expr} AS {sql_type}) AS `{d.name}`"
 
 
-def window_tvf(group: WindowGroup, view: str, time_column: str) -> str:
+def decode_last(text: str | None, value_type: str) -> int | float | str | bool | None:
+    """The value part of a ``last`` aggregate, in its type."""
+    if text is None:
+        return None
+    raw = text.split(LAST_SEPARATOR, 1)[1]
+    if value_type == "long":
+        return int(raw)
+    if value_type == "double":
+        return float(raw)
+    if value_type == "boolean":
+        return raw.upper() == "TRUE"
+    return raw
+
+
+def _group_window(group: WindowGroup, time_column: str) -> tuple[str, str, str]:
     w = group.window
     if w.kind == "sliding":
         assert w.slide is not None and w.size is not None
-        return f"HOP(TABLE {view}, DESCRIPTOR({time_column}), {interval(w.slide)}, {interval(w.size)})"
+        args = f"{time_column}, {interval(w.slide)}, {interval(w.size)}"
+        return f"HOP({args})", f"HOP_START({args})", f"HOP_END({args})"
     if w.kind == "tumbling":
         assert w.size is not None
-        return f"TUMBLE(TABLE {view}, DESCRIPTOR({time_column}), {interval(w.size)})"
+        args = f"{time_column}, {interval(w.size)}"
+        return f"TUMBLE({args})", f"TUMBLE_START({args})", f"TUMBLE_END({args})"
     assert w.gap is not None
-    key = f"`{group.source.entity_key}`"
-    return f"SESSION(TABLE {view} PARTITION BY {key}, DESCRIPTOR({time_column}), {interval(w.gap)})"
+    args = f"{time_column}, {interval(w.gap)}"
+    return f"SESSION({args})", f"SESSION_START({args})", f"SESSION_END({args})"
 
 
 def aggregate_sql(group: WindowGroup, view: str, time_column: str = "rowtime") -> str:
-    """One row per (entity, window): entity_id, window_start, window_end, then one column per feature."""
-    if group.window.allowed_lateness:
-        names = ", ".join(d.name for d in group.features)
-        raise DefinitionError(
-            f"{names}: allowed_lateness is not supported by the stream job yet (late rows would be dropped); "
-            "set it to 0 or wait for late-data support"
-        )
+    """One row per (entity, window) and per update of it: entity_id, window_start, window_end,
+    ``revision`` (events in the window: grows with every late update), then one column per feature.
+
+    Legacy group windows, because they alone re-fire on late events (``table.exec.emit.late-fire.*``).
+    """
     key = f"`{group.source.entity_key}`"
+    window, start, end = _group_window(group, time_column)
     aggregates = ",\n  ".join(_aggregate(d) for d in group.features)
     return (
-        f"SELECT CAST({key} AS STRING) AS entity_id, window_start, window_end,\n  {aggregates}\n"
-        f"FROM TABLE({window_tvf(group, view, time_column)})\n"
-        f"GROUP BY {key}, window_start, window_end"
+        f"SELECT CAST({key} AS STRING) AS entity_id, {start} AS window_start, {end} AS window_end,\n"
+        f"  COUNT(*) AS revision,\n  {aggregates}\n"
+        f"FROM {view}\n"
+        f"GROUP BY {key}, {window}"
     )

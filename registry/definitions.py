@@ -34,6 +34,9 @@ class Source(_Frozen):
     subject: str = Field(min_length=1, description="schema-registry subject of the event schema")
     entity_key: str = Field(min_length=1, description="event field holding the entity id")
     timestamp_field: str = Field(min_length=1, description="event field holding event time (timestamp-millis)")
+    event_id_field: str | None = Field(
+        default=None, description="event field identifying an event; resends with the same id count once"
+    )
     max_out_of_orderness: Duration = timedelta(seconds=5)
     idle_timeout: Duration = Field(
         default=timedelta(seconds=30), description="a partition silent this long stops holding the watermark back"

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from registry.catalog import FeatureCatalog
-from registry.definitions import ValueType
+from registry.definitions import FeatureDefinition, ValueType
 from registry.durations import to_millis
 from registry.errors import StoreUnavailableError
+from registry.timeline import step_ms
 from sinks import online_layout
 from sinks.records import FeatureRow
 
@@ -22,6 +23,18 @@ if TYPE_CHECKING:
 
 def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def write_timestamp_us(definition: FeatureDefinition, row: FeatureRow) -> int:
+    """Cassandra's write time for a value: newest window wins, then the latest revision of a window.
+
+    The window end in microseconds plus the revision (its event count), capped below the next
+    window's end, so a late update beats the value it corrects and never an older window's value
+    beats a newer one, whatever order writes arrive in. A replay writes the same timestamp: idempotent.
+    """
+    step = step_ms(definition)
+    cap = step * 1000 - 1 if step is not None else 999
+    return row.window_end_ms * 1000 + min(row.revision, cap)
 
 
 def ensure_schema(session: Session, keyspace: str) -> None:
@@ -82,7 +95,7 @@ class OnlineWriter:
             by_type[definition.value_type].append((
                 row.entity_type, row.entity_id, row.feature_name, row.feature_version, row.value,
                 _ts(row.window_end_ms), _ts(row.window_start_ms), _ts(now_ms),
-                row.window_end_ms * 1000, ttl_s,
+                write_timestamp_us(definition, row), ttl_s,
             ))  # fmt: skip
         try:
             for value_type, params in by_type.items():

@@ -1,10 +1,16 @@
-"""Offline writer: every window result appended to the Iceberg table, with its ingestion time."""
+"""Offline writer: every window result appended to the Iceberg table, with its ingestion time.
+
+Commits are idempotent: a flush appends only rows whose identity (entity, feature, version,
+window end, revision) the table does not hold yet, so a replay after a crash (at-least-once
+delivery from the stream job) adds no duplicate, and a result is never lost to a replay either.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -22,6 +28,10 @@ if TYPE_CHECKING:
 _COMMIT_RETRIES = 5
 
 
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
 def ensure_table(catalog: Catalog, namespace: str) -> Table:
     """Load the offline table, creating namespace and table on first use."""
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
@@ -34,7 +44,14 @@ def ensure_table(catalog: Catalog, namespace: str) -> Table:
             identifier, schema=offline_layout.SCHEMA, partition_spec=offline_layout.PARTITION_SPEC
         )
     except TableAlreadyExistsError:
-        return catalog.load_table(identifier)
+        table = catalog.load_table(identifier)
+    missing = [f for f in offline_layout.SCHEMA.fields if f.name not in table.schema().column_names]
+    if missing:  # a table made by an older version of this layout: add the new optional columns
+        with table.update_schema() as update:
+            for field in missing:
+                update.add_column(field.name, field.field_type, doc=field.doc)
+        table = catalog.load_table(identifier)
+    return table
 
 
 class OfflineWriter:
@@ -72,6 +89,7 @@ class OfflineWriter:
             for vt, col in VALUE_COLUMNS.items():
                 columns[col].append(row.value if vt == value_type else None)
             columns["ingested_at"].append(ingested_ms * 1000)
+            columns["revision"].append(row.revision)
         schema = offline_layout.arrow_schema()
         arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
         table = pa.Table.from_arrays(arrays, schema=schema)
@@ -82,7 +100,11 @@ class OfflineWriter:
 
         if not self._buffer:
             return
-        batch = self.to_arrow(self._buffer, self._clock_ms())
+        rows = self._new_rows(self._buffer)
+        if not rows:
+            self._buffer.clear()
+            return
+        batch = self.to_arrow(rows, self._clock_ms())
         for attempt in range(_COMMIT_RETRIES):
             try:
                 self._table.append(batch)
@@ -94,5 +116,29 @@ class OfflineWriter:
                 self._table.refresh()
             except OSError as exc:
                 raise StoreUnavailableError(f"Iceberg append failed: {exc}") from exc
-        self.written += len(self._buffer)
+        self.written += len(rows)
         self._buffer.clear()
+
+    def _new_rows(self, rows: list[FeatureRow]) -> list[FeatureRow]:
+        """The rows whose identity neither the table nor an earlier row of this batch holds."""
+        from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
+
+        lo = _iso(min(r.window_end_ms for r in rows))
+        hi = _iso(max(r.window_end_ms for r in rows))
+        self._table.refresh()
+        existing = self._table.scan(
+            row_filter=And(GreaterThanOrEqual("event_time", lo), LessThanOrEqual("event_time", hi)),
+            selected_fields=offline_layout.IDENTITY_COLUMNS,
+        ).to_arrow()
+        seen: set[tuple[object, ...]] = set()
+        if existing.num_rows:
+            ends = existing.column("event_time").cast(pa.int64()).to_pylist()
+            cols = [existing.column(c).to_pylist() for c in offline_layout.IDENTITY_COLUMNS]
+            for i in range(existing.num_rows):
+                seen.add((cols[0][i], cols[1][i], cols[2][i], cols[3][i], ends[i] // 1000, cols[5][i] or 0))
+        fresh = []
+        for row in rows:
+            if row.identity not in seen:
+                seen.add(row.identity)
+                fresh.append(row)
+        return fresh

@@ -38,11 +38,15 @@ SCHEMA = Schema(
     NestedField(9, "value_string", StringType(), required=False),
     NestedField(10, "value_boolean", BooleanType(), required=False),
     NestedField(11, "ingested_at", TimestamptzType(), required=True, doc="when the row was committed"),
+    NestedField(
+        12, "revision", LongType(), required=False, doc="events in the window when computed; late updates raise it"
+    ),
 )
 
 PARTITION_SPEC = PartitionSpec(PartitionField(source_id=5, field_id=1000, transform=DayTransform(), name="event_day"))
 
-SORT_COLUMNS = ["feature_name", "feature_version", "entity_id", "event_time"]
+SORT_COLUMNS = ["feature_name", "feature_version", "entity_id", "event_time", "revision"]
+IDENTITY_COLUMNS = ("entity_type", "entity_id", "feature_name", "feature_version", "event_time", "revision")
 
 
 def arrow_schema() -> pa.Schema:

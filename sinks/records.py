@@ -19,9 +19,23 @@ class FeatureRow:
     window_start_ms: int
     window_end_ms: int  # the feature timestamp: the value holds from here until the next window closes
     stream: str  # the window group that computed the value (FeatureDefinition.stream); progress is per stream
+    revision: int = 0  # events in the window when this value was computed: grows with each late update
+
+    @property
+    def identity(self) -> tuple[str, str, str, int, int, int]:
+        """What makes two rows the same result: a replay of a result repeats its identity."""
+        return (
+            self.entity_type,
+            self.entity_id,
+            self.feature_name,
+            self.feature_version,
+            self.window_end_ms,
+            self.revision,
+        )
 
     @classmethod
-    def of(cls, definition: FeatureDefinition, entity_id: str, value: Value, start_ms: int, end_ms: int) -> FeatureRow:
+    def of(cls, definition: FeatureDefinition, entity_id: str, value: Value, start_ms: int, end_ms: int,
+           revision: int = 0) -> FeatureRow:  # fmt: skip
         return cls(
             entity_type=definition.entity,
             entity_id=entity_id,
@@ -31,4 +45,5 @@ class FeatureRow:
             window_start_ms=start_ms,
             window_end_ms=end_ms,
             stream=definition.stream,
+            revision=revision,
         )
