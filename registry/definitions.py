@@ -95,6 +95,9 @@ _RESULT_TYPES: dict[str, set[str]] = {
 }
 
 
+_ADDED_LATER_SOURCE_FIELDS = ("event_id_field",)
+
+
 class FeatureDefinition(_Frozen):
     """One version of one feature of one entity type. Versions are immutable."""
 
@@ -138,9 +141,17 @@ class FeatureDefinition(_Frozen):
         return (self.entity, self.name, self.version)
 
     def transform_spec(self) -> dict[str, object]:
-        """What determines the feature's values; two definitions with equal specs compute equal values."""
+        """What determines the feature's values; two definitions with equal specs compute equal values.
+
+        Fields added to the model after definitions were first registered are left out while
+        unset, so adding one does not change the hash of every definition that does not use it.
+        """
+        source = self.source.model_dump(mode="json")
+        for name in _ADDED_LATER_SOURCE_FIELDS:
+            if source.get(name) is None:
+                source.pop(name, None)
         return {
-            "source": self.source.model_dump(mode="json"),
+            "source": source,
             "window": self.window.model_dump(mode="json"),
             "aggregation": self.aggregation.model_dump(mode="json"),
             "value_type": self.value_type,

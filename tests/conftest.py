@@ -64,6 +64,19 @@ def it_settings(
     shutil.rmtree(iceberg, ignore_errors=True)
 
 
+def isolated(settings: Settings, name: str, folder: Path) -> Settings:
+    """A copy of ``settings`` with its own keyspace, Iceberg namespace and definitions (for one test module)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return settings.model_copy(
+        update={
+            "cassandra_keyspace": f"{settings.cassandra_keyspace}_{name}",
+            "iceberg_namespace": f"{settings.iceberg_namespace}_{name}",
+            "definitions_dir": folder,
+            "definitions_db": folder / "definitions.db",
+        }
+    )
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The FS_* environment that makes a child process (the Flink job) use these settings."""
     env = dict(os.environ)

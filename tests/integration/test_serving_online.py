@@ -1,0 +1,196 @@
+"""The read path against real Cassandra: batch reads, a feature service pinning an older version, and a
+store that stops answering (503 within the request budget, then recovery)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pytest
+from fastapi.testclient import TestClient
+
+from registry.catalog import FeatureCatalog
+from registry.definition_store import DefinitionStore
+from registry.feature_services import FeatureServiceStore, LiveFeatureServices
+from registry.live import LiveCatalog
+from registry.settings import Settings
+from serving.app import create_app
+from serving.online import OnlineReader
+from sinks.cassandra import OnlineWriter
+from sinks.factory import connect_cassandra
+from sinks.records import FeatureRow
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+BUDGET_S = 0.1
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@pytest.fixture(scope="module")
+def serving_settings(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    folder = tmp_path_factory.mktemp("serving_online")
+    settings = it_settings.model_copy(update={
+        "cassandra_keyspace": f"{it_settings.cassandra_keyspace}_serving", "definitions_db": folder / "definitions.db"})  # fmt: skip
+    yield settings
+    cluster, session = connect_cassandra(settings)
+    session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def seeded(serving_settings: Settings) -> int:
+    """txn_count_1h v1 and v2 (v2 active, other values) and txn_amount_sum_1h v1 for alice and bob; returns the window end."""
+    shipped = FeatureCatalog.from_folder()
+    v1 = shipped.get("user", "txn_count_1h")
+    v2 = v1.model_copy(update={"version": 2, "ttl": v1.ttl * 2})
+    total = shipped.get("user", "txn_amount_sum_1h")
+    store = DefinitionStore(serving_settings.definitions_db)
+    for d in (v1, total):
+        store.register(d)
+    store.register(v2, activate=True)
+    end = time.time_ns() // 1_000_000 // (5 * MIN) * 5 * MIN
+    cluster, session = connect_cassandra(serving_settings)
+    try:
+        writer = OnlineWriter(session, serving_settings.cassandra_keyspace, store.catalog())
+        for entity, count, amount in (("alice", 3, 35.5), ("bob", 1, 100.0)):
+            writer.add(FeatureRow.of(v1, entity, count, end - 60 * MIN, end))
+            writer.add(FeatureRow.of(v2, entity, count * 10, end - 60 * MIN, end))
+            writer.add(FeatureRow.of(total, entity, amount, end - 60 * MIN, end))
+        writer.flush()
+    finally:
+        cluster.shutdown()
+    return end
+
+
+def _app(settings: Settings, *, port: int | None = None, budget_s: float = BUDGET_S) -> tuple[TestClient, Cluster]:
+    from cassandra.query import tuple_factory
+
+    cluster, session = connect_cassandra(
+        settings if port is None else settings.model_copy(update={"cassandra_port": port})
+    )
+    session.row_factory = tuple_factory
+    live = LiveCatalog(DefinitionStore(settings.definitions_db))
+    services = LiveFeatureServices(FeatureServiceStore(settings.definitions_db))
+    reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s)
+    return TestClient(create_app(live, reader, services=services), raise_server_exceptions=False), cluster
+
+
+def test_batch_reads_real_partitions(serving_settings: Settings, seeded: int) -> None:
+    client, cluster = _app(serving_settings)
+    try:
+        response = client.post("/v1/features/user/batch", json={
+            "entity_ids": ["alice", "carol", "bob"], "names": ["txn_count_1h", "txn_amount_sum_1h"]})  # fmt: skip
+    finally:
+        cluster.shutdown()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["names"], body["versions"]) == (["txn_count_1h", "txn_amount_sum_1h"], [2, 1])
+    alice, carol, bob = body["results"]
+    assert (alice["entity_id"], alice["values"], alice["statuses"]) == ("alice", [30, 35.5], ["present", "present"])
+    assert alice["feature_timestamps"] == [_iso(seeded), _iso(seeded)]
+    assert carol["statuses"] == ["missing", "missing"]
+    assert bob["values"] == [10, 100.0]
+
+
+def test_feature_service_serves_the_pinned_older_version(serving_settings: Settings, seeded: int) -> None:
+    client, cluster = _app(serving_settings)
+    try:
+        registered = client.post("/v1/feature-services", json={"name": "fraud-detector", "features": [
+            {"entity": "user", "name": "txn_count_1h", "version": 1},
+            {"entity": "user", "name": "txn_amount_sum_1h", "version": 1}]})  # fmt: skip
+        assert registered.status_code in (200, 201), registered.text
+        ref = registered.json()["feature_service"]["ref"]
+        pinned = client.get("/v1/features/user/alice", params={"feature_service": ref}).json()["features"]
+        active = client.get("/v1/features/user/alice", params={"names": "txn_count_1h"}).json()["features"]
+        batch = client.post("/v1/features/user/batch", json={"entity_ids": ["bob"], "feature_service": ref}).json()
+    finally:
+        cluster.shutdown()
+    assert (pinned["txn_count_1h"]["value"], pinned["txn_count_1h"]["version"]) == (3, 1)  # v1's row, not v2's
+    assert pinned["txn_amount_sum_1h"]["value"] == 35.5
+    assert (active["txn_count_1h"]["value"], active["txn_count_1h"]["version"]) == (30, 2)
+    assert (batch["versions"], batch["results"][0]["values"]) == ([1, 1], [1, 100.0])
+
+
+class _Proxy:
+    """A TCP proxy to Cassandra that can stop forwarding (a node that hangs) or drop every connection (a dead one)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.paused = threading.Event()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                while self.paused.is_set() and not self._closed.is_set():
+                    time.sleep(0.005)
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def drop_all(self) -> None:
+        self._closed.set()
+        self._server.close()
+        for s in self._sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+def test_a_hanging_or_dead_store_answers_503_within_the_budget(serving_settings: Settings, seeded: int) -> None:
+    proxy = _Proxy((serving_settings.cassandra_hosts[0], serving_settings.cassandra_port))
+    client, cluster = _app(serving_settings, port=proxy.port)
+    try:
+        assert client.get("/v1/features/user/alice").status_code == 200
+        proxy.paused.set()  # Cassandra stops answering, connections stay open
+        for path in ("/v1/features/user/bob", "/v1/features/user/dave"):
+            started = time.perf_counter()
+            response = client.get(path)
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 503, response.text
+            assert response.json()["error"] == "store_unavailable"
+            assert elapsed < BUDGET_S * 1.5 + 0.2, elapsed  # the budget, a timer's slack and TestClient's overhead
+        started = time.perf_counter()
+        batch = client.post("/v1/features/user/batch", json={"entity_ids": ["alice", "bob", "erin"]})
+        assert batch.status_code == 503
+        assert time.perf_counter() - started < BUDGET_S * 1.5 + 0.2
+        proxy.paused.clear()
+        deadline = time.monotonic() + 15
+        while client.get("/v1/features/user/bob").status_code != 200:  # the same client recovers by itself
+            assert time.monotonic() < deadline, "no recovery after the store answered again"
+            time.sleep(0.2)
+        proxy.drop_all()  # the node is gone: connections refused
+        started = time.perf_counter()
+        gone = client.get("/v1/features/user/frank")
+        assert gone.status_code == 503
+        assert time.perf_counter() - started < BUDGET_S * 1.5 + 0.2
+    finally:
+        proxy.drop_all()
+        cluster.shutdown()

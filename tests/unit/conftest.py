@@ -1,0 +1,91 @@
+"""Shared builders for the unit tests: feature definitions built from plain dicts, the shipped catalog."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from registry.catalog import FeatureCatalog
+from registry.definitions import FeatureDefinition
+
+# A complete, valid definition (the shape of the shipped txn_count_1h). Tests override top-level keys.
+BASE_DEFINITION: dict[str, Any] = {
+    "name": "txn_count_1h",
+    "entity": "user",
+    "version": 1,
+    "owner": "risk-team",
+    "description": "Number of card transactions in the last hour.",
+    "tags": ["risk"],
+    "value_type": "long",
+    "source": {
+        "topic": "card_transactions",
+        "event_schema": "card_transaction",
+        "subject": "card_transactions-value",
+        "entity_key": "user_id",
+        "timestamp_field": "event_time",
+    },
+    "window": {"kind": "sliding", "size": "1h", "slide": "5m"},
+    "aggregation": {"function": "count"},
+    "freshness_slo": "10m",
+    "ttl": "2h",
+}
+
+
+def definition_dict(**overrides: Any) -> dict[str, Any]:
+    """BASE_DEFINITION with keys replaced; ``"source.topic"`` style keys replace one nested key.
+
+    A top-level nested dict (``window={...}``) replaces the whole table; a value of None removes the key.
+    """
+    raw = copy.deepcopy(BASE_DEFINITION)
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        target = raw
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        if value is None:
+            target.pop(leaf, None)
+        else:
+            target[leaf] = value
+    return raw
+
+
+def build_definition(**overrides: Any) -> FeatureDefinition:
+    return FeatureDefinition.model_validate(definition_dict(**overrides))
+
+
+@pytest.fixture(scope="session")
+def make_definition() -> Callable[..., FeatureDefinition]:
+    """``make_definition(name="x", window={...}, **{"source.topic": "t"})``: a validated definition."""
+    return build_definition
+
+
+@pytest.fixture(scope="session")
+def make_definition_dict() -> Callable[..., dict[str, Any]]:
+    return definition_dict
+
+
+@pytest.fixture(scope="session")
+def shipped_catalog() -> FeatureCatalog:
+    return FeatureCatalog.from_folder()
+
+
+# Hypothesis keeps no example database and writes its cache to a temporary directory, not the checkout.
+def _configure_hypothesis() -> None:
+    import atexit
+    import shutil
+    import tempfile
+
+    from hypothesis import settings
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    home = tempfile.mkdtemp(prefix="featurestore-hypothesis-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    set_hypothesis_home_dir(home)
+    settings.register_profile("unit", database=None)
+    settings.load_profile("unit")
+
+
+_configure_hypothesis()

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import io
+import json
+import struct
+from typing import Any
+
+import fastavro
+import pytest
+
+from registry.errors import DecodeError, SchemaError
+from schemas import load_schema, schema_text
+from schemas.wire import frame, unframe
+from udfs.decode import EventDecoder
+
+NOW_MS = 1_700_000_000_000
+READER = load_schema("card_transaction")
+V1, V2, V_FLOAT, V_BAD = 1, 2, 3, 4
+
+# The producer's newer schema: one field more, in another position (a reader on v1 ignores it).
+EVOLVED = {
+    **READER,
+    "fields": [
+        *READER["fields"][:3],
+        {"name": "channel", "type": "string"},
+        *READER["fields"][3:],
+    ],
+}
+# An older producer that wrote the amount as float (promoted to double by Avro resolution).
+FLOAT_AMOUNT = {
+    **READER,
+    "fields": [f if f["name"] != "amount" else {"name": "amount", "type": "float"} for f in READER["fields"]],
+}
+
+SCHEMAS = {V1: schema_text("card_transaction"), V2: json.dumps(EVOLVED), V_FLOAT: json.dumps(FLOAT_AMOUNT),
+           V_BAD: '{"type": "record", "name": "Broken", "fields": [{"name": "x", "type": "nope"}]}'}  # fmt: skip
+
+EVENT = {
+    "transaction_id": "txn_1",
+    "user_id": "user_00001",
+    "merchant_id": "merchant_0001",
+    "amount": 12.5,
+    "currency": "EUR",
+    "event_time": NOW_MS - 5_000,
+}
+
+
+class CountingLookup:
+    def __init__(self, schemas: dict[int, str]) -> None:
+        self.schemas = schemas
+        self.calls: list[int] = []
+
+    def __call__(self, schema_id: int) -> str | None:
+        self.calls.append(schema_id)
+        return self.schemas.get(schema_id)
+
+
+def body(record: dict[str, Any], schema: dict[str, Any] = READER) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), record)
+    return out.getvalue()
+
+
+def decoder(**kwargs: Any) -> EventDecoder:
+    kwargs.setdefault("clock_ms", lambda: NOW_MS)
+    return EventDecoder(CountingLookup(SCHEMAS), READER, timestamp_field="event_time", **kwargs)
+
+
+def reason_of(payload: bytes | None, dec: EventDecoder | None = None) -> str:
+    with pytest.raises(DecodeError) as info:
+        (dec or decoder()).decode(payload)
+    assert isinstance(info.value, SchemaError)
+    assert str(info.value).startswith(f"{info.value.reason}: ")
+    return info.value.reason
+
+
+def test_good_record() -> None:
+    record = decoder().decode(frame(V1, body(EVENT)))
+    assert record == EVENT
+    assert type(record["event_time"]) is int
+
+
+def test_writer_schema_is_looked_up_once_per_id() -> None:
+    lookup = CountingLookup(SCHEMAS)
+    dec = EventDecoder(lookup, READER, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+    for _ in range(3):
+        dec.decode(frame(V1, body(EVENT)))
+    assert lookup.calls == [V1]
+
+
+def test_frame_layout() -> None:
+    payload = frame(258, b"xyz")
+    assert payload == b"\x00\x00\x00\x01\x02xyz"
+    schema_id, rest = unframe(payload)
+    assert schema_id == 258
+    assert bytes(rest) == b"xyz"
+
+
+def test_schema_evolution_extra_writer_field() -> None:
+    written = {**EVENT, "channel": "web"}
+    record = decoder().decode(frame(V2, body(written, EVOLVED)))
+    assert record == EVENT
+    assert list(record) == [f["name"] for f in READER["fields"]]
+
+
+def test_schema_evolution_float_promoted_to_double() -> None:
+    record = decoder().decode(frame(V_FLOAT, body({**EVENT, "amount": 2.5}, FLOAT_AMOUNT)))
+    assert record == {**EVENT, "amount": 2.5}
+    assert type(record["amount"]) is float
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (None, "empty"),
+        (b"", "empty"),
+        (b"\x00", "truncated"),
+        (b"\x00\x00\x00\x01", "truncated"),
+        (b"\x01\x00\x00\x00\x01" + body(EVENT), "bad_magic"),
+        (b"\xff\x00\x00\x00\x01" + body(EVENT), "bad_magic"),
+        (frame(99, body(EVENT)), "unknown_schema_id"),
+        (frame(V_BAD, body(EVENT)), "bad_writer_schema"),
+        (frame(V1, b""), "undecodable"),
+        (frame(V1, b"\xff" * 10), "undecodable"),
+        (frame(V1, b"\x02a"), "undecodable"),
+        (frame(V1, body(EVENT)[:-3]), "undecodable"),
+        (frame(V1, body(EVENT) + b"\x00"), "undecodable"),
+        (frame(V2, body(EVENT)), "undecodable"),  # v1 bytes announced as v2
+        (frame(V1, body({**EVENT, "amount": float("nan")})), "non_finite"),
+        (frame(V1, body({**EVENT, "amount": float("inf")})), "non_finite"),
+        (frame(V1, body({**EVENT, "amount": float("-inf")})), "non_finite"),
+        (frame(V1, body({**EVENT, "user_id": ""})), "missing_field"),
+        (frame(V1, body({**EVENT, "transaction_id": ""})), "missing_field"),
+        (frame(V1, body({**EVENT, "event_time": NOW_MS + 3_600_001})), "future_timestamp"),
+        (frame(V1, body({**EVENT, "event_time": -1})), "bad_timestamp"),
+    ],
+)
+def test_rejection_reasons(payload: bytes | None, reason: str) -> None:
+    assert reason_of(payload) == reason
+
+
+def test_trailing_bytes_detail() -> None:
+    with pytest.raises(DecodeError) as info:
+        decoder().decode(frame(V1, body(EVENT) + b"\x00\x00"))
+    assert info.value.reason == "undecodable"
+    assert info.value.detail == "2 trailing bytes after the Avro record"
+
+
+def test_details_name_the_problem() -> None:
+    with pytest.raises(DecodeError) as info:
+        decoder().decode(frame(V1, body({**EVENT, "user_id": ""})))
+    assert info.value.detail == "required field 'user_id' is missing or empty"
+    with pytest.raises(DecodeError) as info:
+        decoder().decode(frame(99, body(EVENT)))
+    assert info.value.detail == "schema id 99 is not in the schema registry"
+    with pytest.raises(DecodeError) as info:
+        decoder().decode(b"\x07\x00\x00\x00\x01")
+    assert info.value.detail == "first byte is 7, not the Confluent magic byte 0"
+
+
+def test_empty_currency_is_not_a_missing_id() -> None:
+    record = decoder().decode(frame(V1, body({**EVENT, "currency": ""})))
+    assert record["currency"] == ""
+
+
+def test_future_timestamp_boundary_uses_injected_clock() -> None:
+    at_limit = {**EVENT, "event_time": NOW_MS + 3_600_000}
+    assert decoder().decode(frame(V1, body(at_limit)))["event_time"] == NOW_MS + 3_600_000
+    clock = [NOW_MS]
+    dec = decoder(clock_ms=lambda: clock[0], max_future_ms=1_000)
+    payload = frame(V1, body({**EVENT, "event_time": NOW_MS + 1_001}))
+    assert reason_of(payload, dec) == "future_timestamp"
+    clock[0] = NOW_MS + 1  # the same record, a millisecond later, is acceptable
+    assert dec.decode(payload)["event_time"] == NOW_MS + 1_001
+
+
+def test_epoch_zero_is_a_valid_timestamp() -> None:
+    assert decoder().decode(frame(V1, body({**EVENT, "event_time": 0})))["event_time"] == 0
+
+
+def test_header_is_big_endian_signed_magic() -> None:
+    # A schema id above 2**31 is still an unsigned 4-byte id.
+    payload = struct.pack(">bI", 0, 2**32 - 1) + body(EVENT)
+    assert reason_of(payload) == "unknown_schema_id"

@@ -1,0 +1,530 @@
+"""serving.historical.get_historical_features against a brute-force reference, on a real local Iceberg table.
+
+The reference is deliberately naive: for every label row and feature, scan every row written to the
+offline table, keep those of the same entity type, entity, feature name and version whose window
+ended at or before the label time, take the latest window end (ties: the latest ingestion), then
+apply ``registry.timeline.resolve`` with the label time as "now". "Closed through" is the label time
+capped by how far the feature's data reaches (the latest window end stored for that feature version,
+any entity), the offline counterpart of stream progress, as serving/historical.py documents it.
+
+The data is adversarial: window ends on the step grid with labels exactly on them, 1 µs / 1 ms
+either side, exactly at and just past the TTL; windows re-ingested with other values in batches
+whose ingestion clock runs backwards (revisions drawn independently of it); an older version and another entity type sharing names and
+ids; label rows for entities with no rows, duplicated, out of time order, naive or tz-aware.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from registry.catalog import FeatureCatalog
+from registry.definitions import FeatureDefinition
+from registry.durations import to_millis
+from registry.errors import DefinitionError, UnknownFeatureError
+from registry.timeline import resolve, step_ms
+from serving.historical import get_historical_features
+from sinks.iceberg import OfflineWriter, ensure_table
+from sinks.records import FeatureRow
+
+MIN = 60_000
+HOUR = 60 * MIN
+T0 = 1_700_000_000_000 // HOUR * HOUR  # on every grid used below (5, 10 and 15 minutes)
+SPAN = 3 * HOUR  # window ends are generated in [T0, T0 + SPAN]
+CLOCK0 = T0 + 10 * HOUR  # ingestion clock (any value works: only its order matters)
+
+USERS = ("u0", "u1", "u2")
+GHOST = "u_never_seen"
+
+
+def _catalog(shipped: FeatureCatalog, build_definition: Callable[..., FeatureDefinition]) -> FeatureCatalog:
+    tumbling = {"kind": "tumbling", "size": "10m"}
+    max_15m = {"aggregation": {"function": "max", "field": "amount"}, "value_type": "double",
+               "window": {"kind": "tumbling", "size": "15m"}}  # fmt: skip
+    return FeatureCatalog([
+        *shipped,  # user.txn_count_1h (sliding 1h/5m, long) and user.txn_amount_sum_1h (sliding, double), ttl 2h
+        build_definition(name="txn_count_10m", window=tumbling, ttl="25m"),
+        build_definition(name="amount_max_15m", version=1, ttl="40m", **max_15m),
+        build_definition(name="amount_max_15m", version=2, ttl="35m", **max_15m),  # active
+        build_definition(name="txn_count_1h", entity="merchant", ttl="3h"),  # same name and ids, other entity type
+        build_definition(name="last_merchant_5m", value_type="string", ttl="20m",
+                         aggregation={"function": "last", "field": "merchant_id"},
+                         window={"kind": "tumbling", "size": "5m"}),
+    ])  # fmt: skip
+
+
+FEATURES = ("txn_count_1h", "txn_amount_sum_1h", "txn_count_10m", "amount_max_15m", "last_merchant_5m")
+ARROW_TYPES = {"long": pa.int64(), "double": pa.float64(), "string": pa.string()}
+
+
+@pytest.fixture(scope="module")
+def catalog(shipped_catalog: FeatureCatalog, make_definition: Callable[..., FeatureDefinition]) -> FeatureCatalog:
+    return _catalog(shipped_catalog, make_definition)
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Written:
+    row: FeatureRow
+    ingested_ms: int
+
+
+def reference(
+    written: Sequence[Written], catalog: FeatureCatalog, entity_type: str, features: Sequence[str],
+    labels: Sequence[tuple[str, int]],
+) -> dict[str, list[Any]]:  # fmt: skip
+    """labels: (entity id, label time in epoch µs) per row."""
+    definitions = [catalog.get(entity_type, name) for name in features]
+    reach: dict[tuple[str, str, int], int] = {}  # latest window end stored per feature version, any entity
+    for w in written:
+        key = (w.row.entity_type, w.row.feature_name, w.row.feature_version)
+        reach[key] = max(reach.get(key, w.row.window_end_ms), w.row.window_end_ms)
+    out: dict[str, list[Any]] = {name: [] for name in features}
+    for entity_id, label_us in labels:
+        label_ms = label_us // 1000
+        for d in definitions:
+            best: Written | None = None
+            for w in written:
+                r = w.row
+                if (r.entity_type, r.entity_id, r.feature_name, r.feature_version) != (
+                    entity_type,
+                    entity_id,
+                    d.name,
+                    d.version,
+                ):
+                    continue
+                if r.window_end_ms > label_ms:
+                    continue
+                if best is None or (r.window_end_ms, w.ingested_ms) > (best.row.window_end_ms, best.ingested_ms):
+                    best = w
+            resolved = resolve(
+                d,
+                best.row.window_end_ms if best else None,
+                best.row.value if best else None,
+                closed_through_ms=min(label_ms, reach.get((entity_type, d.name, d.version), label_ms)),
+                now_ms=label_ms,
+            )
+            out[d.name].append(resolved.value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario generation, driven by either a seeded Random or Hypothesis (which then shrinks failures)
+# ---------------------------------------------------------------------------------------------
+
+
+class Chooser(Protocol):
+    def integer(self, lo: int, hi: int) -> int: ...
+
+    def choice(self, options: Sequence[Any]) -> Any: ...
+
+
+class RandomChooser:
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self._rng.randint(lo, hi)
+
+    def choice(self, options: Sequence[Any]) -> Any:
+        return self._rng.choice(list(options))
+
+
+class DataChooser:
+    def __init__(self, data: st.DataObject) -> None:
+        self._data = data
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self._data.draw(st.integers(min_value=lo, max_value=hi))
+
+    def choice(self, options: Sequence[Any]) -> Any:
+        return self._data.draw(st.sampled_from(list(options)))
+
+
+def _shuffled(c: Chooser, items: Sequence[Any]) -> list[Any]:
+    pool, out = list(items), []
+    while pool:
+        out.append(pool.pop(c.integer(0, len(pool) - 1)))
+    return out
+
+
+def _value(c: Chooser, d: FeatureDefinition) -> int | float | str:
+    if d.value_type == "long":
+        return c.integer(1, 500)
+    if d.value_type == "string":
+        return c.choice(["merchant_0001", "merchant_0002", "", "m\u00fcnchen-caf\u00e9"])
+    return c.choice([0.0, 0.01, 1.5, 12.25, 99.99, 1e-9, 123456.78]) if c.integer(0, 1) else c.integer(0, 10**7) / 100
+
+
+@dataclass
+class Scenario:
+    batches: list[tuple[int, list[FeatureRow]]]  # (ingestion clock ms, rows), in append order
+    features: list[str]
+    labels: list[tuple[str, int]]  # (entity id, epoch µs)
+    tz: str | None
+
+
+def generate(c: Chooser, catalog: FeatureCatalog) -> Scenario:
+    # Ingestion clocks: distinct, 1 ms apart, in an order unrelated to the append order.
+    n_batches = c.integer(1, 4)
+    clocks = [CLOCK0 + k for k in _shuffled(c, range(n_batches))]
+    batches: list[list[FeatureRow]] = [[] for _ in range(n_batches)]
+    ends_seen: list[tuple[FeatureDefinition, int]] = []
+
+    revisions: dict[tuple[Any, ...], set[int]] = {}
+    for d in catalog:  # every version and entity type, active or not
+        step = step_ms(d)
+        assert step is not None
+        size = to_millis(d.window.size) if d.window.size else step
+        for entity_id in USERS:
+            for _ in range(c.integer(0, 5)):
+                end = T0 + step * c.integer(0, SPAN // step)
+                ends_seen.append((d, end))
+                # The same window written by 1..n_batches batches (re-ingestion), each with its own value.
+                for b in _shuffled(c, range(n_batches))[: c.integer(1, n_batches)]:
+                    if any(r.window_end_ms == end and r.entity_id == entity_id and r.feature_name == d.name
+                           and r.feature_version == d.version and r.entity_type == d.entity for r in batches[b]):  # fmt: skip
+                        continue  # one row per window per batch: equal ingestion times would be ambiguous
+                    # Each copy has its own revision (the writer drops a repeated identity). Revisions are
+                    # drawn independently of the ingestion clock: the latest ingestion wins, not the revision.
+                    key = (d.key, entity_id, end)
+                    revision = c.choice([r for r in range(1, 9) if r not in revisions.setdefault(key, set())])
+                    revisions[key].add(revision)
+                    batches[b].append(FeatureRow.of(d, entity_id, _value(c, d), end - size, end, revision))
+
+    features = _shuffled(c, FEATURES)[: c.integer(1, len(FEATURES))]
+    user_defs = [catalog.get("user", name) for name in FEATURES]
+    deltas_us = [0, 0, -1, 1, -1000, 1000, 999, -999, 1001, -1001]
+    labels: list[tuple[str, int]] = []
+    for _ in range(c.integer(1, 25)):
+        entity_id = c.choice([*USERS, *USERS, GHOST])
+        kind = c.choice(["grid", "row_end", "ttl_edge", "ttl_edge", "random", "dup"])
+        if kind == "dup" and labels:
+            labels.append(labels[c.integer(0, len(labels) - 1)])
+            continue
+        if kind in ("row_end", "ttl_edge") and ends_seen:
+            d, end = ends_seen[c.integer(0, len(ends_seen) - 1)]
+            at_ms = end
+            if kind == "ttl_edge":
+                at_ms += to_millis(c.choice([d, *user_defs]).ttl)
+            label_us = at_ms * 1000 + c.choice(deltas_us)
+        elif kind == "random":
+            label_us = (T0 + c.integer(-HOUR, SPAN + 3 * HOUR)) * 1000 + c.integer(0, 999)
+        else:  # grid, or a fallback when nothing to copy from
+            step = c.choice([5 * MIN, 10 * MIN, 15 * MIN])
+            label_us = (T0 + step * c.integer(-2, (SPAN + 3 * HOUR) // step)) * 1000 + c.choice(deltas_us)
+        labels.append((entity_id, label_us))
+
+    tz = c.choice([None, "UTC", "America/New_York"])
+    return Scenario(list(zip(clocks, batches, strict=True)), features, labels, tz)
+
+
+def label_table(labels: Sequence[tuple[str, int]], tz: str | None) -> pa.Table:
+    return pa.table({
+        "row_id": pa.array(range(len(labels)), type=pa.int64()),
+        "user": pa.array([e for e, _ in labels], type=pa.string()),
+        "event_timestamp": pa.array([us for _, us in labels], type=pa.timestamp("us", tz=tz)),
+        "label": pa.array([i % 3 == 0 for i in range(len(labels))], type=pa.bool_()),
+    })  # fmt: skip
+
+
+def iceberg_table(folder: Path) -> Any:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    sql_catalog = SqlCatalog("unit", uri=f"sqlite:///{folder}/cat.db", warehouse=f"file://{folder}/wh")
+    return ensure_table(sql_catalog, "fs")
+
+
+def write(table: Any, catalog: FeatureCatalog, batches: Sequence[tuple[int, Sequence[FeatureRow]]]) -> list[Written]:
+    now = [0]
+    writer = OfflineWriter(table, catalog, clock_ms=lambda: now[0])
+    written: list[Written] = []
+    for clock, rows in batches:
+        now[0] = clock
+        for row in rows:
+            writer.add(row)
+        writer.flush()
+        written.extend(Written(row, clock) for row in rows)
+    assert writer.written == len(written)
+    assert len(writer) == 0
+    return written
+
+
+def check(table: Any, catalog: FeatureCatalog, written: Sequence[Written], features: Sequence[str],
+          labels: Sequence[tuple[str, int]], tz: str | None) -> None:  # fmt: skip
+    given_labels = label_table(labels, tz)
+    result = get_historical_features(
+        table, catalog, given_labels, list(features), entity_type="user", entity_column="user"
+    )
+    expected = reference(written, catalog, "user", features, labels)
+
+    assert result.num_rows == len(labels)
+    assert result.column_names == [*given_labels.column_names, *features]
+    assert result.select(given_labels.column_names).equals(given_labels)  # label columns untouched, input order
+    assert result.column("row_id").to_pylist() == list(range(len(labels)))
+    for name in features:
+        d = catalog.get("user", name)
+        assert result.schema.field(name).type == ARROW_TYPES[d.value_type]
+        got = result.column(name).to_pylist()
+        assert got == expected[name], f"{name}: labels={labels}"
+        assert [type(v) for v in got] == [type(v) for v in expected[name]], name
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_matches_reference_seeded(seed: int, tmp_path: Path, catalog: FeatureCatalog) -> None:
+    scenario = generate(RandomChooser(seed), catalog)
+    table = iceberg_table(tmp_path)
+    written = write(table, catalog, scenario.batches)
+    check(table, catalog, written, scenario.features, scenario.labels, scenario.tz)
+    # Every requested feature at once, in the catalog's order, on the same table.
+    check(table, catalog, written, list(FEATURES), scenario.labels, scenario.tz)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_matches_reference_property(data: st.DataObject, catalog: FeatureCatalog) -> None:
+    scenario = generate(DataChooser(data), catalog)
+    with tempfile.TemporaryDirectory(prefix="fs-hist-") as folder:
+        table = iceberg_table(Path(folder))
+        written = write(table, catalog, scenario.batches)
+        check(table, catalog, written, scenario.features, scenario.labels, scenario.tz)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-computed cases: exact values that do not depend on registry.timeline being right
+# ---------------------------------------------------------------------------------------------
+
+
+def _us(ms: int, extra_us: int = 0) -> int:
+    return ms * 1000 + extra_us
+
+
+@pytest.fixture
+def hand_table(tmp_path: Path, catalog: FeatureCatalog) -> tuple[Any, list[Written]]:
+    count = catalog.get("user", "txn_count_1h")
+    total = catalog.get("user", "txn_amount_sum_1h")
+    max_v1 = catalog.get("user", "amount_max_15m", 1)
+    max_v2 = catalog.get("user", "amount_max_15m", 2)
+    merchant = catalog.get("merchant", "txn_count_1h")
+    w1, w2, w3 = T0, T0 + 10 * MIN, T0 + 30 * MIN  # w3: another entity's rows; the data reaches T0 + 30m
+    batches = [
+        (CLOCK0 + 1, [FeatureRow.of(count, "u1", 5, w1 - HOUR, w1), FeatureRow.of(total, "u1", 10.5, w1 - HOUR, w1),
+                      FeatureRow.of(count, "u1", 9, w2 - HOUR, w2), FeatureRow.of(max_v1, "u1", 999.0, w1 - 15 * MIN, w1),
+                      FeatureRow.of(max_v2, "u1", 42.0, w1 - 15 * MIN, w1),
+                      FeatureRow.of(merchant, "u2", 777, w1 - HOUR, w1),
+                      FeatureRow.of(count, "u0", 3, w3 - HOUR, w3), FeatureRow.of(total, "u0", 4.5, w3 - HOUR, w3),
+                      FeatureRow.of(max_v2, "u0", 7.0, w3 - 15 * MIN, w3)]),
+        (CLOCK0 + 3, [FeatureRow.of(count, "u1", 6, w1 - HOUR, w1, 1), FeatureRow.of(total, "u1", 11.25, w1 - HOUR, w1, 1)]),
+        (CLOCK0 + 2, [FeatureRow.of(count, "u1", 7, w1 - HOUR, w1, 5), FeatureRow.of(total, "u1", 99.0, w1 - HOUR, w1, 5)]),
+    ]  # fmt: skip
+    table = iceberg_table(tmp_path)
+    return table, write(table, catalog, batches)
+
+
+HAND_CASES = [
+    # (entity, label µs, txn_count_1h, txn_amount_sum_1h, amount_max_15m)
+    ("u1", _us(T0), 6, 11.25, 42.0),  # a window ending exactly at the label is visible; latest ingestion wins
+    ("u1", _us(T0, -1), None, None, None),  # 1 µs before the first window end
+    ("u1", _us(T0, 999), 6, 11.25, 42.0),  # floored to T0
+    ("u1", _us(T0 + 5 * MIN - 1), 6, 11.25, 42.0),  # next 5-minute window not closed yet
+    ("u1", _us(T0 + 5 * MIN), 0, 0.0, 42.0),  # it closed with no row: empty (the 15-minute one has not)
+    ("u1", _us(T0 + 10 * MIN), 9, 0.0, 42.0),
+    ("u1", _us(T0 + 15 * MIN), 0, 0.0, None),  # max of an empty tumbling window has no value
+    ("u1", _us(T0 + 10 * MIN + 2 * HOUR), 0, None, None),  # count: exactly ttl old, not expired; sum: expired
+    ("u1", _us(T0 + 10 * MIN + 2 * HOUR + 1), None, None, None),  # 1 ms past ttl: expired
+    ("u1", _us(T0 + 10 * MIN + 2 * HOUR, 999), 0, None, None),  # +999 µs floors to the ttl boundary
+    ("u2", _us(T0 + 10 * MIN), None, None, None),  # only a merchant row has this id
+    (GHOST, _us(T0 + 10 * MIN), None, None, None),
+    ("u1", _us(T0 - HOUR), None, None, None),
+    ("u1", _us(T0), 6, 11.25, 42.0),  # duplicate of the first row
+    ("u0", _us(T0 + 30 * MIN), 3, 4.5, 7.0),
+    ("u0", _us(T0 + 45 * MIN), 3, 4.5, 7.0),  # beyond the data's reach: later windows are not known closed
+    ("u1", _us(T0 + 45 * MIN), 0, 0.0, None),  # windows up to the reach closed empty; max: 45m > 35m ttl
+]
+
+
+@pytest.mark.parametrize("tz", [None, "UTC", "Asia/Kolkata"])
+def test_hand_computed_values(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog, tz: str | None) -> None:
+    table, written = hand_table
+    features = ["amount_max_15m", "txn_count_1h", "txn_amount_sum_1h"]
+    order = [3, 0, 8, 15, 13, 1, 6, 11, 16, 2, 9, 4, 12, 7, 14, 5, 10]  # out of time order
+    assert sorted(order) == list(range(len(HAND_CASES)))
+    labels = [(HAND_CASES[i][0], HAND_CASES[i][1]) for i in order]
+    result = get_historical_features(table, catalog, label_table(labels, tz), features, entity_type="user",
+                                     entity_column="user")  # fmt: skip
+    assert result.column("row_id").to_pylist() == list(range(len(order)))
+    assert result.column("txn_count_1h").to_pylist() == [HAND_CASES[i][2] for i in order]
+    assert result.column("txn_amount_sum_1h").to_pylist() == [HAND_CASES[i][3] for i in order]
+    assert result.column("amount_max_15m").to_pylist() == [HAND_CASES[i][4] for i in order]
+    # And the reference agrees with the hand-computed values.
+    assert reference(written, catalog, "user", features, labels) == {
+        "amount_max_15m": [HAND_CASES[i][4] for i in order],
+        "txn_count_1h": [HAND_CASES[i][2] for i in order],
+        "txn_amount_sum_1h": [HAND_CASES[i][3] for i in order],
+    }
+
+
+def test_label_result_does_not_depend_on_other_labels(hand_table: tuple[Any, list[Written]],
+                                                      catalog: FeatureCatalog) -> None:  # fmt: skip
+    table, _ = hand_table
+
+    def count_at(*labels: tuple[str, int]) -> list[Any]:
+        result = get_historical_features(table, catalog, label_table(labels, None), ["txn_count_1h"],
+                                         entity_type="user", entity_column="user")  # fmt: skip
+        return result.column("txn_count_1h").to_pylist()
+
+    # The data reaches T0 + 30m (u0's row), so by T0 + 5m the window ending then has closed, empty for u1.
+    assert count_at(("u1", _us(T0 + 5 * MIN)), ("u0", _us(T0 + 30 * MIN))) == [0, 3]
+    # Alone: the reach must still come from the whole table, not from rows up to this label (that gave 6).
+    assert count_at(("u1", _us(T0 + 5 * MIN))) == [0]
+
+
+@pytest.mark.parametrize(
+    ("unit", "value", "expected"),
+    [
+        ("s", T0 // 1000, 6),
+        ("ms", T0, 6),
+        ("ms", T0 - 1, None),
+        ("ns", T0 * 1_000_000, 6),
+        ("ns", T0 * 1_000_000 - 1, None),
+        ("ns", (T0 + 5 * MIN) * 1_000_000 - 1, 6),
+    ],
+)
+def test_timestamp_units(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog, unit: str, value: int,
+                         expected: int | None) -> None:  # fmt: skip
+    table, _ = hand_table
+    labels = pa.table({"user": ["u1"], "event_timestamp": pa.array([value], type=pa.timestamp(unit))})
+    result = get_historical_features(table, catalog, labels, ["txn_count_1h"], entity_type="user", entity_column="user")
+    assert result.column("txn_count_1h").to_pylist() == [expected]
+
+
+def test_snapshot_id_reads_the_table_as_of_that_snapshot(hand_table: tuple[Any, list[Written]],
+                                                         catalog: FeatureCatalog) -> None:  # fmt: skip
+    table, _ = hand_table
+    snapshots = sorted(table.metadata.snapshots, key=lambda s: s.sequence_number)
+    assert len(snapshots) == 3
+    labels = label_table([("u1", _us(T0))], None)
+    values = [
+        get_historical_features(table, catalog, labels, ["txn_count_1h"], entity_type="user", entity_column="user",
+                                snapshot_id=s.snapshot_id).column("txn_count_1h").to_pylist()
+        for s in snapshots
+    ]  # fmt: skip
+    # Batch 2 (ingested at +3, revision 1) beats batch 3 (ingested at +2, revision 5), appended later:
+    # the latest ingestion wins before the revision.
+    assert values == [[5], [6], [6]]
+
+
+def test_replayed_rows_are_not_appended_again(hand_table: tuple[Any, list[Written]],
+                                              catalog: FeatureCatalog) -> None:  # fmt: skip
+    table, written = hand_table
+    before = table.scan().to_arrow().num_rows
+    snapshots = len(table.metadata.snapshots)
+    count = catalog.get("user", "txn_count_1h")
+    replay = [FeatureRow.of(count, "u1", 5, T0 - HOUR, T0), FeatureRow.of(count, "u1", 6, T0 - HOUR, T0, 1)]
+    now = [CLOCK0 + 100]
+    writer = OfflineWriter(table, catalog, clock_ms=lambda: now[0])
+    for row in replay:
+        writer.add(row)
+    writer.flush()
+    assert writer.written == 0
+    assert len(writer) == 0
+    table.refresh()
+    assert table.scan().to_arrow().num_rows == before == len(written)
+    assert len(table.metadata.snapshots) == snapshots
+    labels = label_table([("u1", _us(T0))], None)
+    result = get_historical_features(table, catalog, labels, ["txn_count_1h"], entity_type="user", entity_column="user")
+    assert result.column("txn_count_1h").to_pylist() == [6]
+
+
+def test_no_rows_at_all(tmp_path: Path, catalog: FeatureCatalog) -> None:
+    table = iceberg_table(tmp_path)  # created, never appended to
+    labels = label_table([("u1", _us(T0)), (GHOST, _us(T0 + HOUR))], "UTC")
+    result = get_historical_features(table, catalog, labels, ["txn_amount_sum_1h", "txn_count_1h"],
+                                     entity_type="user", entity_column="user")  # fmt: skip
+    assert result.column("txn_amount_sum_1h").to_pylist() == [None, None]
+    assert result.column("txn_count_1h").to_pylist() == [None, None]
+    assert result.schema.field("txn_count_1h").type == pa.int64()
+
+
+def test_labels_before_every_row(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog) -> None:
+    table, _ = hand_table
+    labels = label_table([("u1", _us(T0 - 1)), ("u1", _us(T0 - 2 * HOUR))], None)
+    result = get_historical_features(table, catalog, labels, list(FEATURES), entity_type="user", entity_column="user")
+    assert {name: result.column(name).to_pylist() for name in FEATURES} == {name: [None, None] for name in FEATURES}
+
+
+def test_empty_label_frame(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog) -> None:
+    table, _ = hand_table
+    result = get_historical_features(table, catalog, label_table([], None), ["txn_count_1h", "txn_amount_sum_1h"],
+                                     entity_type="user", entity_column="user")  # fmt: skip
+    assert result.num_rows == 0
+    assert result.column_names == ["row_id", "user", "event_timestamp", "label", "txn_count_1h", "txn_amount_sum_1h"]
+    assert result.schema.field("txn_count_1h").type == pa.int64()
+    assert result.schema.field("txn_amount_sum_1h").type == pa.float64()
+
+
+def test_integer_entity_column_is_matched_as_text(tmp_path: Path, catalog: FeatureCatalog) -> None:
+    table = iceberg_table(tmp_path)
+    count = catalog.get("user", "txn_count_1h")
+    write(table, catalog, [(CLOCK0, [FeatureRow.of(count, "42", 3, T0 - HOUR, T0)])])
+    labels = pa.table({"user": pa.array([42, 43], type=pa.int64()),
+                       "event_timestamp": pa.array([_us(T0)] * 2, type=pa.timestamp("us"))})  # fmt: skip
+    result = get_historical_features(table, catalog, labels, ["txn_count_1h"], entity_type="user", entity_column="user")
+    assert result.column("txn_count_1h").to_pylist() == [3, None]
+
+
+@pytest.mark.parametrize(
+    ("labels", "kwargs", "error", "message"),
+    [
+        (pa.table({"user": ["u1"]}), {}, DefinitionError, "label frame has no 'event_timestamp' column (columns: ['user'])"),
+        (pa.table({"user": ["u1"], "event_timestamp": [1]}), {}, DefinitionError,
+         "label column 'event_timestamp' must be a timestamp, not int64"),
+        (pa.table({"user": ["u1", "u2"], "event_timestamp": pa.array([1, None], type=pa.timestamp("us"))}), {},
+         DefinitionError, "label column 'event_timestamp' has 1 null timestamps"),
+        (pa.table({"who": ["u1"], "event_timestamp": pa.array([1], type=pa.timestamp("us"))}), {},
+         DefinitionError, "label frame has no entity column 'user'"),
+        (pa.table({"user": ["u1"], "txn_count_1h": [1], "event_timestamp": pa.array([1], type=pa.timestamp("us"))}),
+         {}, DefinitionError, "label frame already has column(s) named like features: ['txn_count_1h']"),
+        (pa.table({"user": ["u1"], "ts": pa.array([1], type=pa.timestamp("us"))}), {"features": ["nope", "txn_count_1h", "nada"]},
+         UnknownFeatureError, "unknown feature(s) for entity type 'user': nada, nope"),
+    ],
+)  # fmt: skip
+def test_bad_label_frames(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog, labels: pa.Table,
+                          kwargs: dict[str, Any], error: type[Exception], message: str) -> None:  # fmt: skip
+    table, _ = hand_table
+    features = kwargs.get("features", ["txn_count_1h"])
+    with pytest.raises(error) as info:
+        get_historical_features(table, catalog, labels, features, entity_type="user", entity_column="user")
+    assert str(info.value) == message
+
+
+def test_long_values_are_exact(tmp_path: Path, catalog: FeatureCatalog) -> None:
+    table = iceberg_table(tmp_path)
+    count = catalog.get("user", "txn_count_1h")
+    total = catalog.get("user", "txn_amount_sum_1h")
+    big = 2**53 + 1
+    write(table, catalog, [(CLOCK0, [FeatureRow.of(count, "u1", big, T0 - HOUR, T0),
+                                     FeatureRow.of(total, "u1", 1.0, T0 - HOUR, T0)])])  # fmt: skip
+    labels = label_table([("u1", _us(T0)), (GHOST, _us(T0))], None)
+    result = get_historical_features(table, catalog, labels, ["txn_count_1h", "txn_amount_sum_1h"],
+                                     entity_type="user", entity_column="user")  # fmt: skip
+    assert result.column("txn_amount_sum_1h").to_pylist() == [1.0, None]
+    assert result.column("txn_count_1h").to_pylist() == [big, None]

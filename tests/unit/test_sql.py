@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from jobs.sql import aggregate_sql, decode_last, interval, source_lateness, window_groups
+from registry.catalog import FeatureCatalog
+from registry.definitions import FeatureDefinition
+from registry.errors import DefinitionError
+
+MakeDef = Callable[..., FeatureDefinition]
+
+
+def test_shipped_definitions_are_one_group(shipped_catalog: FeatureCatalog) -> None:
+    (group,) = window_groups(shipped_catalog.active())
+    assert group.entity == "user"
+    assert group.source.topic == "card_transactions"
+    assert group.window.kind == "sliding"
+    assert [d.name for d in group.features] == ["txn_amount_sum_1h", "txn_count_1h"]
+
+
+HOP_1H = "HOP(rowtime, INTERVAL '5' MINUTE(2), INTERVAL '1' HOUR(2))"
+
+
+def test_shipped_aggregate_sql(shipped_catalog: FeatureCatalog) -> None:
+    (group,) = window_groups(shipped_catalog.active())
+    sql = aggregate_sql(group, "card_transactions_events")
+    lines = sql.splitlines()
+    assert lines[0] == (
+        "SELECT CAST(`user_id` AS STRING) AS entity_id, "
+        f"{HOP_1H.replace('HOP(', 'HOP_START(')} AS window_start, {HOP_1H.replace('HOP(', 'HOP_END(')} AS window_end,"
+    )
+    # One column per feature, named after it, in name order.
+    assert [line for line in lines if " AS `txn_" in line] == [
+        "  CAST(SUM(CAST(`amount` AS DOUBLE)) AS DOUBLE) AS `txn_amount_sum_1h`,",
+        "  CAST(COUNT(*) AS BIGINT) AS `txn_count_1h`",
+    ]
+    assert lines[-2] == "FROM card_transactions_events"
+    # Grouped by the entity key and the 1-hour window sliding by 5 minutes, nothing else.
+    assert lines[-1] == f"GROUP BY `user_id`, {HOP_1H}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (timedelta(seconds=90), "INTERVAL '90' SECOND(2)"),
+        (timedelta(milliseconds=1500), "INTERVAL '1.500' SECOND(2, 3)"),
+        (timedelta(milliseconds=250), "INTERVAL '0.250' SECOND(2, 3)"),
+        (timedelta(days=2), "INTERVAL '2' DAY(2)"),
+        (timedelta(days=100), "INTERVAL '100' DAY(3)"),
+        (timedelta(hours=1), "INTERVAL '1' HOUR(2)"),
+        (timedelta(hours=36), "INTERVAL '36' HOUR(2)"),
+        (timedelta(minutes=5), "INTERVAL '5' MINUTE(2)"),
+        (timedelta(minutes=90), "INTERVAL '90' MINUTE(2)"),
+        (timedelta(seconds=1), "INTERVAL '1' SECOND(2)"),
+        (timedelta(seconds=123), "INTERVAL '123' SECOND(3)"),
+    ],
+)
+def test_interval(value: timedelta, expected: str) -> None:
+    assert interval(value) == expected
+
+
+def test_window_groups_share_and_separate(make_definition: MakeDef) -> None:
+    hour_count = make_definition(name="c_1h")
+    hour_sum = make_definition(name="a_sum_1h", value_type="double", aggregation={"function": "sum", "field": "amount"})
+    day_count = make_definition(name="c_1d", window={"kind": "sliding", "size": "1d", "slide": "1h"})
+    tumbling = make_definition(name="c_10m", window={"kind": "tumbling", "size": "10m"})
+    merchant = make_definition(name="m_1h", entity="merchant", **{"source.entity_key": "merchant_id"})
+    other_topic = make_definition(name="o_1h", **{"source.topic": "refunds"})
+
+    groups = window_groups([day_count, hour_count, merchant, tumbling, hour_sum, other_topic])
+    by_features = {tuple(d.name for d in g.features): g for g in groups}
+    assert set(by_features) == {("a_sum_1h", "c_1h"), ("c_1d",), ("c_10m",), ("m_1h",), ("o_1h",)}
+    assert len(groups) == 5
+    assert by_features[("c_1d",)].window.size == timedelta(days=1)
+    assert by_features[("m_1h",)].entity == "merchant"
+    assert by_features[("o_1h",)].source.topic == "refunds"
+    # Deterministic order: by topic, then entity, then window.
+    assert [g.source.topic for g in groups] == ["card_transactions"] * 4 + ["refunds"]
+    assert [g.entity for g in groups] == ["merchant", "user", "user", "user", "user"]
+
+
+def test_window_groups_order_does_not_depend_on_input_order(make_definition: MakeDef) -> None:
+    defs = [
+        make_definition(name="b"),
+        make_definition(name="a"),
+        make_definition(name="t", window={"kind": "tumbling", "size": "10m"}),
+    ]
+    forward = [(g.window, tuple(d.name for d in g.features)) for g in window_groups(defs)]
+    backward = [(g.window, tuple(d.name for d in g.features)) for g in window_groups(reversed(defs))]
+    assert forward == backward
+    assert ("a", "b") in [names for _, names in forward]
+
+
+def test_tumbling_and_session_windows(make_definition: MakeDef) -> None:
+    (tumbling,) = window_groups([make_definition(window={"kind": "tumbling", "size": "10m"})])
+    assert (
+        aggregate_sql(tumbling, "v").splitlines()[-1] == "GROUP BY `user_id`, TUMBLE(rowtime, INTERVAL '10' MINUTE(2))"
+    )
+    (session,) = window_groups([make_definition(window={"kind": "session", "gap": "30m"})])
+    sql = aggregate_sql(session, "v", time_column="ts")
+    assert sql.splitlines()[-1] == "GROUP BY `user_id`, SESSION(ts, INTERVAL '30' MINUTE(2))"
+    assert "SESSION_END(ts, INTERVAL '30' MINUTE(2)) AS window_end" in sql
+
+
+def test_merchant_group_keys_by_its_entity_key(make_definition: MakeDef) -> None:
+    (group,) = window_groups([make_definition(entity="merchant", **{"source.entity_key": "merchant_id"})])
+    sql = aggregate_sql(group, "v")
+    assert sql.startswith("SELECT CAST(`merchant_id` AS STRING) AS entity_id, ")
+    assert sql.splitlines()[-1] == f"GROUP BY `merchant_id`, {HOP_1H}"
+
+
+@pytest.mark.parametrize(
+    ("function", "field", "value_type", "expression"),
+    [
+        ("count", None, "long", "CAST(COUNT(*) AS BIGINT) AS `f`"),
+        ("sum", "amount", "long", "CAST(SUM(CAST(`amount` AS BIGINT)) AS BIGINT) AS `f`"),
+        ("mean", "amount", "double", "CAST(AVG(CAST(`amount` AS DOUBLE)) AS DOUBLE) AS `f`"),
+        ("min", "merchant_id", "string", "CAST(MIN(`merchant_id`) AS STRING) AS `f`"),
+        ("max", "amount", "double", "CAST(MAX(`amount`) AS DOUBLE) AS `f`"),
+        (
+            "last",
+            "flag",
+            "boolean",
+            "MAX(CONCAT(LPAD(CAST(`event_time` AS STRING), 20, '0'), '|', CAST(`flag` AS STRING))) AS `f`",
+        ),
+        ("count_distinct", "merchant_id", "long", "CAST(COUNT(DISTINCT `merchant_id`) AS BIGINT) AS `f`"),
+    ],
+)
+def test_aggregate_expressions(make_definition: MakeDef, function: str, field: str | None, value_type: str,
+                               expression: str) -> None:  # fmt: skip
+    aggregation = {"function": function} if field is None else {"function": function, "field": field}
+    (group,) = window_groups([make_definition(name="f", aggregation=aggregation, value_type=value_type)])
+    assert f"  {expression}\n" in aggregate_sql(group, "v")
+
+
+@pytest.mark.parametrize(
+    ("text", "value_type", "expected"),
+    [
+        (None, "long", None),
+        ("00000001700000000000|42", "long", 42),
+        ("00000001700000000000|-1.5", "double", -1.5),
+        ("00000001700000000000|TRUE", "boolean", True),
+        ("00000001700000000000|false", "boolean", False),
+        ("00000001700000000000|a|b", "string", "a|b"),
+        ("00000001700000000000|", "string", ""),
+    ],
+)
+def test_decode_last(text: str | None, value_type: str, expected: object) -> None:
+    value = decode_last(text, value_type)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_last_encoding_orders_by_event_time() -> None:
+    # The aggregate is MAX over "<event ms, zero-padded to 20>|<value>": later events sort higher.
+    earlier, later = f"{999:020d}|zzz", f"{1000:020d}|aaa"
+    assert max(earlier, later) == later
+    assert decode_last(max(earlier, later), "string") == "aaa"
+
+
+def test_source_lateness_must_agree(make_definition: MakeDef) -> None:
+    a = make_definition(name="a", window={"kind": "tumbling", "size": "10m", "allowed_lateness": "1m"})
+    b = make_definition(name="b", window={"kind": "sliding", "size": "1h", "slide": "5m", "allowed_lateness": "1m"})
+    (lateness,) = source_lateness([a, b]).values()
+    assert lateness == timedelta(minutes=1)
+    c = make_definition(name="c")
+    with pytest.raises(DefinitionError, match=r"features of topic card_transactions disagree on allowed_lateness"):
+        source_lateness([a, b, c])
