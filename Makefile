@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test up down status fetch lint bench-stream clean
+.PHONY: demo test up down status fetch lint bench-stream bench-pit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is needed (tomllib; apache-flink 2.0 stops at 3.11): set PYTHON=python3.11")'
@@ -35,6 +35,13 @@ down:
 
 status: $(STAMP)
 	@$(PY) -m infra status
+
+bench-pit: $(STAMP)
+	@$(PY) bench/pit_join.py --scale 1 10
+
+.PHONY: bench-serving
+bench-serving: $(STAMP)  # load benchmark of the feature API on the running local stack (make up)
+	@$(PY) -m bench.serving_load
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy .

@@ -23,6 +23,7 @@ from sinks.records import FeatureRow
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 _EPOCH = datetime(1970, 1, 1)
 _UPDATE_BEFORE, _DELETE = "UPDATE_BEFORE", "DELETE"
+_END_OF_TIME = 2**63 - 2  # fires only when a bounded input ends (its final watermark is Long.MAX_VALUE)
 
 
 def dead_letter(topic: str, reason: str, detail: str, payload: bytes | None) -> str:
@@ -102,7 +103,11 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
 
     Results wait in Flink keyed state (checkpointed), not in Python memory, until an event-time timer
     at the window end flushes them: the window operator emits a window's results when the watermark
-    passes its end, so the timer fires right after them. A crash between a checkpoint and a flush
+    passes its end, so the timer fires right after them. Live (the window ended less than
+    ``live_within_ms`` ago) every timer flushes, for freshness; in a backfill timers flush once
+    ``batch_rows`` results wait or ``batch_interval_s`` passed, and a timer at the end of time flushes
+    what remains when a bounded input ends, so a long replay makes few large commits, not one per
+    window. A crash between a checkpoint and a flush
     therefore loses nothing (the state comes back with the checkpoint), and a flush repeated after a
     crash is harmless (online writes are idempotent by write time, offline commits by row identity).
     ``close()`` is never a commit point: PyFlink runs it during worker teardown without waiting.
@@ -111,9 +116,20 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     its end; such results appear only when a bounded run's final watermark fires open windows.
     """
 
-    def __init__(self, settings: Settings, features: tuple[FeatureDefinition, ...]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        features: tuple[FeatureDefinition, ...],
+        *,
+        live_within_ms: int = 60_000,
+        batch_rows: int = 50_000,
+        batch_interval_s: float = 5.0,
+    ) -> None:
         self._settings = settings
         self._features = features
+        self._live_within_ms = live_within_ms
+        self._batch_rows = batch_rows
+        self._batch_interval_s = batch_interval_s
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from sinks.cassandra import OnlineWriter
@@ -127,6 +143,9 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._online = OnlineWriter(session, self._settings.cassandra_keyspace, catalog, writer_id=writer_id)
         self._offline = OfflineWriter(table, catalog)
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
+        self._pending_count = 0  # since the last flush in this process (0 after a restore: flushes later)
+        self._timers: set[int] = set()  # window ends with a timer registered by this process
+        self._last_flush = time.monotonic()
         self.dropped_open_windows = 0
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
@@ -137,11 +156,24 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
             self.dropped_open_windows += 1
             return
         self._pending.add((value[0], _ms(value[1]), end, int(value[3]), tuple(value[4:])))
-        ctx.timer_service().register_event_time_timer(end - 1)
+        self._pending_count += 1
+        if end not in self._timers:  # one timer per window end (Flink dedupes too, but each call costs a round trip)
+            self._timers.add(end)
+            ctx.timer_service().register_event_time_timer(end - 1)
+            ctx.timer_service().register_event_time_timer(_END_OF_TIME)
         return
         yield  # a generator that emits nothing: this operator is the end of the pipeline
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        self._timers.discard(timestamp + 1)
+        live = time.time_ns() // 1_000_000 - timestamp < self._live_within_ms
+        due = self._pending_count >= self._batch_rows or time.monotonic() - self._last_flush >= self._batch_interval_s
+        if live or due or timestamp == _END_OF_TIME:
+            self._flush()
+        return
+        yield
+
+    def _flush(self) -> None:
         pending = list(self._pending.get() or [])
         if pending:
             for entity_id, start, end, revision, values in pending:
@@ -155,8 +187,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
             self._offline.flush()
             self._online.flush()
             self._pending.clear()
-        return
-        yield
+        self._pending_count = 0
+        self._last_flush = time.monotonic()
 
     def close(self) -> None:
         self._cluster.shutdown()

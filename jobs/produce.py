@@ -73,9 +73,15 @@ class EventProducer:
                 self._producer.poll(0)
         return sent
 
-    def send_raw(self, topic: str, key: bytes, value: bytes | None, timestamp_ms: int) -> None:
-        """Send bytes as they are (tests use this to send malformed records)."""
-        self._producer.produce(topic, key=key, value=value, timestamp=timestamp_ms, on_delivery=self._delivered)
+    def send_raw(self, topic: str, key: bytes, value: bytes | None, timestamp_ms: int, partition: int = -1) -> None:
+        """Send bytes as they are (tests use this for malformed records); partition -1 lets the key decide."""
+        self._producer.produce(
+            topic, key=key, value=value, timestamp=timestamp_ms, partition=partition, on_delivery=self._delivered
+        )
+
+    def serialize(self, topic: str, event: dict[str, Any]) -> bytes:
+        """An event in the Confluent wire format, its schema registered under ``<topic>-value``."""
+        return bytes(self._serializer(event, SerializationContext(topic, MessageField.VALUE)))
 
     def flush(self, timeout_s: float = 60) -> None:
         remaining = self._producer.flush(timeout_s)

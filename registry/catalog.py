@@ -94,6 +94,13 @@ class FeatureCatalog:
                     )
                 self._aliases[(d.entity, alias)] = d
         self._entity_types = frozenset(entity for entity, _ in self._active)
+        # Per-entity and per-feature indexes: no lookup scans the whole catalog (10,000 definitions and more).
+        self._by_entity: dict[str, list[FeatureDefinition]] = {}
+        for (entity, _), d in self._active.items():
+            self._by_entity.setdefault(entity, []).append(d)
+        self._versions: dict[tuple[str, str], list[FeatureDefinition]] = {}
+        for d in sorted(self._by_key.values(), key=lambda d: d.version):
+            self._versions.setdefault((d.entity, d.name), []).append(d)
 
     @classmethod
     def from_folder(cls, folder: Path = DEFAULT_FOLDER) -> FeatureCatalog:
@@ -135,9 +142,8 @@ class FeatureCatalog:
         return [d for d in found if d is not None]
 
     def for_entity(self, entity: str) -> list[FeatureDefinition]:
-        return [d for (e, _), d in self._active.items() if e == entity]
+        """The active definition of every feature of ``entity`` (an index lookup, whatever the catalog's size)."""
+        return list(self._by_entity.get(entity, ()))
 
     def versions(self, entity: str, name: str) -> list[FeatureDefinition]:
-        return sorted(
-            (d for d in self._by_key.values() if d.entity == entity and d.name == name), key=lambda d: d.version
-        )
+        return list(self._versions.get((entity, name), ()))

@@ -2,10 +2,13 @@
 
 FeatureStoreError
 ├── DefinitionError          a feature definition is invalid, unknown or conflicts
-│   └── UnknownFeatureError  a name that no registered definition has
+│   ├── UnknownFeatureError  a name that no registered definition has
+│   └── UnknownFeatureServiceError  a feature service (name or version) that is not registered
 ├── SchemaError              an Avro schema is invalid or a schema registry call failed
 │   └── DecodeError          a record cannot be decoded (its ``reason`` goes to the dead-letter topic)
-└── StoreUnavailableError    a backing service (Cassandra, Kafka, Iceberg catalog) is down or timed out
+├── DatasetError             a training set or export cannot be built or reproduced as asked
+├── StoreUnavailableError    a backing service (Cassandra, Kafka, Iceberg catalog) is down or timed out
+└── RequestError             the feature API refused a client's request (``code`` says why)
 
 HTTP status codes are chosen in ``serving/`` only; nothing here knows about HTTP.
 """
@@ -30,6 +33,14 @@ class UnknownFeatureError(DefinitionError):
         super().__init__(f"unknown feature(s) for entity type {entity_type!r}: {', '.join(self.names)}")
 
 
+class UnknownFeatureServiceError(DefinitionError):
+    """A feature service name, or a version of it, that is not registered."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(f"unknown feature service {ref!r}")
+
+
 class SchemaError(FeatureStoreError):
     """An Avro schema is invalid, or the schema registry refused or failed a call."""
 
@@ -43,5 +54,18 @@ class DecodeError(SchemaError):
         super().__init__(f"{reason}: {detail}")
 
 
+class DatasetError(FeatureStoreError):
+    """A training set, its manifest or an export request cannot be honoured (unknown snapshot, bad
+    ``as_of``, labels or rebuilt content that differ from the manifest)."""
+
+
 class StoreUnavailableError(FeatureStoreError):
     """A backing service did not answer within its budget."""
+
+
+class RequestError(FeatureStoreError):
+    """The feature API refused a request (``serving.client``): ``code`` is its machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")

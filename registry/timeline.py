@@ -46,6 +46,57 @@ class Resolved:
     status: Status
 
 
+# Before every window end a reader can meet: a session window (no grid) is never superseded by a later one.
+_NO_GRID = -(2**63)
+
+Cut = tuple[int, int, int, object, int]
+"""The rule of one feature at one instant: ``(expired_before_ms, latest_closed_ms, stale_before_ms, empty,
+present_from_ms)``; a stored row whose window end is at or after ``present_from_ms`` is served as stored, present."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One definition's timeline rule with its durations in milliseconds, computed once per definition.
+
+    ``cut(closed_through_ms, now_ms)`` fixes the rule at one instant; ``judge`` then applies it to a
+    stored row with three integer comparisons, which is what a vector of many features pays per feature.
+    """
+
+    ttl_ms: int
+    freshness_ms: int
+    step_ms: int | None
+    empty: int | float | None
+
+    @classmethod
+    def of(cls, definition: FeatureDefinition) -> Rule:
+        return cls(to_millis(definition.ttl), to_millis(definition.freshness_slo), step_ms(definition),
+                   empty_value(definition))  # fmt: skip
+
+    def cut(self, closed_through_ms: int, now_ms: int) -> Cut:
+        step = self.step_ms
+        latest_closed = closed_through_ms // step * step if step is not None else _NO_GRID
+        expired_before, stale_before = now_ms - self.ttl_ms, now_ms - self.freshness_ms
+        return (
+            expired_before,
+            latest_closed,
+            stale_before,
+            self.empty,
+            max(expired_before, latest_closed, stale_before),
+        )
+
+
+def judge(cut: Cut, stored_end_ms: int | None, stored_value: object) -> tuple[object, int | None, Status]:
+    """``(value, feature_ts_ms, status)`` of the latest stored row (or None) under a rule fixed by ``Rule.cut``."""
+    if stored_end_ms is None:
+        return None, None, "missing"
+    expired_before, latest_closed, stale_before, empty, _ = cut
+    if stored_end_ms < expired_before:  # now - W > ttl
+        return None, stored_end_ms, "expired"
+    if stored_end_ms < latest_closed:  # a later window closed without a row: it held no events
+        return empty, latest_closed, ("stale" if latest_closed < stale_before else "present")
+    return stored_value, stored_end_ms, ("stale" if stored_end_ms < stale_before else "present")
+
+
 def resolve(
     definition: FeatureDefinition,
     stored_end_ms: int | None,
@@ -55,16 +106,5 @@ def resolve(
     now_ms: int,
 ) -> Resolved:
     """The value a reader at ``now_ms`` sees, given the latest stored row (or None)."""
-    if stored_end_ms is None:
-        return Resolved(None, None, "missing")
-    if now_ms - stored_end_ms > to_millis(definition.ttl):
-        return Resolved(None, stored_end_ms, "expired")
-    value, feature_ts = stored_value, stored_end_ms
-    step = step_ms(definition)
-    if step is not None:
-        latest_closed = closed_through_ms // step * step
-        if stored_end_ms < latest_closed:
-            value, feature_ts = empty_value(definition), latest_closed
-    if now_ms - feature_ts > to_millis(definition.freshness_slo):
-        return Resolved(value, feature_ts, "stale")
-    return Resolved(value, feature_ts, "present")
+    value, feature_ts, status = judge(Rule.of(definition).cut(closed_through_ms, now_ms), stored_end_ms, stored_value)
+    return Resolved(value, feature_ts, status)

@@ -1,78 +1,102 @@
 """The feature API: an app factory, so tests and servers build it with the clients they choose.
 
-HTTP status codes are chosen in ``serving/`` and only here: an unknown entity type or feature is
-404 (naming what is unknown), a malformed id or name list is 400, an invalid definition 422, a
-version conflict 409, and a store that fails or times out 503.
+HTTP status codes are chosen in ``serving/`` and only here and in its routers: an unknown entity
+type, feature or feature service is 404 (naming what is unknown), a malformed id or name list is
+400, an invalid definition 422, a version conflict 409, and a store that fails or does not answer
+within the request budget 503.
+
+Routes: ``/v1/features/...`` (vectors), ``/v1/feature-definitions``, ``/v1/feature-services``,
+``/metrics`` (Prometheus text format), ``/health``, and FastAPI's ``/openapi.json`` and ``/docs``.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
+from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from registry.errors import StoreUnavailableError, UnknownFeatureError
+from registry.errors import StoreUnavailableError, UnknownFeatureError, UnknownFeatureServiceError
+from registry.feature_services import LiveFeatureServices
 from registry.live import LiveCatalog
+from serving.cache import DEFAULT_MAX_ENTRIES, VectorCache
 from serving.definitions_api import definitions_router
+from serving.features_api import MAX_NAMES, docs_router, feature_routes
+from serving.metrics import Metrics, MetricsMiddleware
+from serving.plans import Plans
 from serving.responses import JSONResponse, problem
-from serving.vectors import VectorSource, feature_vector, iso, select
+from serving.services_api import services_router
+from serving.vectors import AsyncVectorSource, VectorSource, as_async
 
-_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
-MAX_NAMES = 1000
+__all__ = ["MAX_NAMES", "create_app"]
 
 
 def create_app(
     live: LiveCatalog,
-    source: VectorSource,
+    source: VectorSource | AsyncVectorSource,
     *,
     clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    services: LiveFeatureServices | None = None,
+    cache_ttl_ms: int = 0,
+    cache_max_entries: int = DEFAULT_MAX_ENTRIES,
+    registry: CollectorRegistry | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="feature store", version="0.1.0", default_response_class=JSONResponse)
+    """The API over a catalog and a vector source.
+
+    Args:
+        live: definitions, refreshed on change (no registry read per request).
+        source: stored vectors; an ``AsyncVectorSource`` (``OnlineReader``) enforces the request budget itself.
+        clock_ms: wall clock in epoch ms: ages, statuses and the cache's TTL are computed from it.
+        services: feature services; without them ``feature_service=`` answers 404.
+        cache_ttl_ms: how long a read vector may be served again (0: never; concurrent reads still coalesce).
+        cache_max_entries: bound of the vector cache (least recently used out first).
+        registry: where the metrics are registered (a fresh registry if None, never the global one).
+    """
+    app = FastAPI(title="feature store", version="0.2.0", default_response_class=JSONResponse)
+    cache = VectorCache(as_async(source), clock_ms=clock_ms, ttl_ms=cache_ttl_ms, max_entries=cache_max_entries)
+    metrics = Metrics(registry if registry is not None else CollectorRegistry(auto_describe=True), cache)
+    app.state.cache = cache
+    app.state.metrics = metrics
 
     @app.exception_handler(UnknownFeatureError)
     async def _unknown(_: Request, exc: UnknownFeatureError) -> JSONResponse:
+        metrics.error("unknown_feature")
         return problem(404, "unknown_feature", str(exc), entity_type=exc.entity_type, names=exc.names)
+
+    @app.exception_handler(UnknownFeatureServiceError)
+    async def _unknown_service(_: Request, exc: UnknownFeatureServiceError) -> JSONResponse:
+        metrics.error("unknown_feature_service")
+        return problem(404, "unknown_feature_service", str(exc), feature_service=exc.ref)
 
     @app.exception_handler(StoreUnavailableError)
     async def _unavailable(_: Request, exc: StoreUnavailableError) -> JSONResponse:
+        metrics.error("store_unavailable")
         return problem(503, "store_unavailable", str(exc))
 
-    @app.get("/health")
+    @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/features/{entity_type}/{entity_id}")
-    def get_features(
-        entity_type: str,
-        entity_id: str,
-        names: str | None = Query(None, description="comma-separated feature names; all of the entity's if omitted"),
-    ) -> JSONResponse:
-        catalog = live.current()
-        if entity_type not in catalog.entity_types():
-            return problem(404, "unknown_entity_type", f"no features are registered for entity type {entity_type!r}")
-        if not _ID.match(entity_id):
-            return problem(400, "bad_entity_id", "entity id must be 1-256 characters of A-Z a-z 0-9 _ . : @ -")
-        requested = None
-        if names is not None:
-            requested = [n.strip() for n in names.split(",")]
-            if not all(requested) or len(requested) > MAX_NAMES:
-                return problem(400, "bad_names", f"`names` must list 1-{MAX_NAMES} non-empty, comma-separated names")
-        definitions = select(catalog, entity_type, requested)
-        now_ms = clock_ms()
-        values = feature_vector(source, definitions, entity_type, entity_id, now_ms)
-        keys = (
-            requested if requested is not None else [v.name for v in values]
-        )  # a renamed feature answers to its old name
-        return JSONResponse(
-            {
-                "entity_type": entity_type,
-                "entity_id": entity_id,
-                "served_at": iso(now_ms),
-                "features": {key: v.as_json(now_ms) for key, v in zip(keys, values, strict=True)},
-            }
-        )
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.router.routes[:0] = feature_routes(Plans(live, services), cache, metrics, clock_ms)  # matched first
     app.include_router(definitions_router(live))
+    if services is not None:
+        app.include_router(services_router(live, services))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    docs = docs_router()
+
+    def openapi() -> dict[str, Any]:
+        # The read routes are plain ASGI endpoints (see serving.features_api); their documented twins live in ``docs``.
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(title=app.title, version=app.version, routes=[*docs.routes, *app.routes])
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

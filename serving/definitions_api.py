@@ -50,7 +50,7 @@ def _matches(d: FeatureDefinition, entity: str | None, owner: str | None, tag: s
     return True
 
 
-def _validation_message(exc: ValidationError) -> str:
+def validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "body"
@@ -86,7 +86,7 @@ def definitions_router(live: LiveCatalog) -> APIRouter:
         try:
             definition = FeatureDefinition.model_validate(body)
         except ValidationError as exc:
-            return problem(422, "invalid_definition", _validation_message(exc))
+            return problem(422, "invalid_definition", validation_message(exc))
         try:
             result = live.store.register(definition, version_given=version_given, activate=activate)
         except DefinitionConflictError as exc:

@@ -85,9 +85,18 @@ class OnlineWriter:
         now_ms = self._clock_ms()
         by_type: dict[ValueType, list[tuple[Any, ...]]] = defaultdict(list)
         progress: dict[str, int] = {}
+        # Only the newest value of each (entity, feature, version) can survive in Cassandra (write time
+        # decides), so write just that one: a replay or backfill flush shrinks to one write per key.
+        newest: dict[tuple[str, str, str, int], tuple[int, FeatureRow]] = {}
         for row in self._buffer:
             definition = self._catalog.get(row.entity_type, row.feature_name, row.feature_version)
             progress[row.stream] = max(progress.get(row.stream, 0), row.window_end_ms)
+            key = (row.entity_type, row.entity_id, row.feature_name, row.feature_version)
+            ts = write_timestamp_us(definition, row)
+            if key not in newest or newest[key][0] < ts:
+                newest[key] = (ts, row)
+        for _, row in newest.values():
+            definition = self._catalog.get(row.entity_type, row.feature_name, row.feature_version)
             ttl_s = math.ceil((row.window_end_ms + to_millis(definition.ttl) - now_ms) / 1000)
             if ttl_s <= 0:
                 self.skipped_expired += 1

@@ -42,7 +42,10 @@ def _records(seed: int) -> list[Record]:
     """On-time events with small disorder, then late-but-allowed, too-late, duplicate and malformed ones."""
     rng = random.Random(seed)
     events = sorted(
-        (Record(f"u{rng.randrange(5)}", BASE + rng.randrange(120 * MIN), f"e{i}", rng.randrange(1, 400) / 4) for i in range(150)),
+        (
+            Record(f"u{rng.randrange(5)}", BASE + rng.randrange(120 * MIN), f"e{i}", rng.randrange(1, 400) / 4)
+            for i in range(150)
+        ),
         key=lambda r: r.timestamp_ms,
     )
     for i in range(0, len(events) - 1, 3):  # swap neighbours: disorder well inside the 5 s bound? not always
@@ -64,7 +67,9 @@ def _records(seed: int) -> list[Record]:
 
 
 @pytest.fixture(scope="module")
-def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str, Reference]]:
+def run(
+    it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, str, Reference]]:
     settings = isolated(it_settings, "sem", tmp_path_factory.mktemp("sem"))
     topic = f"it_{run_id}_sem"
     toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()

@@ -484,41 +484,48 @@ def test_request_cost_does_not_grow_with_10000_definitions(
     stored = {(f"f{i}", 1): StoredValue(i, T) for i in range(10)}
     names = ",".join(f"f{i}" for i in range(10))
 
-    def per_request(live: LiveCatalog, path: str, n: int = 200) -> float:
-        """Best of 5 rounds of ``n`` requests, in-process over ASGI (no server, no threads)."""
-        app = create_app(live, Source({"u1": stored}), clock_ms=lambda: NOW)
+    def per_request(path: str, n: int = 200, rounds: int = 7) -> dict[str, float]:
+        """Best per-request time of each catalog, in-process over ASGI, rounds alternating between the two
+        (so a burst of load on this shared machine slows both, not one)."""
+        apps = {key: create_app(live, Source({"u1": stored}), clock_ms=lambda: NOW) for key, live in catalogs.items()}
 
-        async def rounds() -> float:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        async def measure() -> dict[str, float]:
+            best = dict.fromkeys(apps, float("inf"))
+            clients = {
+                k: httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://t") for k, a in apps.items()
+            }
+            for client in clients.values():
                 assert (await client.get(path)).json()["features"]["f3"]["value"] == 3
-                best = float("inf")
-                for _ in range(5):
+            for _ in range(rounds):
+                for key, client in clients.items():
                     started = time.perf_counter()
                     for _ in range(n):
                         await client.get(path)
-                    best = min(best, (time.perf_counter() - started) / n)
-                return best
+                    best[key] = min(best[key], (time.perf_counter() - started) / n)
+            for client in clients.values():
+                await client.aclose()
+            return best
 
-        return asyncio.run(rounds())
+        return asyncio.run(measure())
 
     for path in (f"/v1/features/user/u1?names={names}", "/v1/features/user/u1"):
-        ratio = per_request(catalogs["many"], path) / per_request(catalogs["few"], path)
-        assert ratio < 2.0, (path, ratio)
+        best = per_request(path)
+        assert best["many"] / best["few"] < 2.0, (path, best)
     # Catalog lookups alone: an index, not a scan.
-    for catalog_name, bound in (("for_entity", 2.0), ("resolve", 2.0)):
-        timings = {}
-        for key, live in catalogs.items():
-            catalog = live.current()
-            call = (lambda c=catalog: c.for_entity("user")) if catalog_name == "for_entity" else (
-                lambda c=catalog: c.resolve("user", [f"f{i}" for i in range(10)]))  # fmt: skip
-            best = float("inf")
-            for _ in range(5):
+    calls = {
+        "for_entity": lambda c: c.for_entity("user"),
+        "resolve": lambda c: c.resolve("user", [f"f{i}" for i in range(10)]),
+    }
+    for name, call in calls.items():
+        timings = dict.fromkeys(catalogs, float("inf"))
+        for _ in range(7):
+            for key, live in catalogs.items():
+                catalog = live.current()
                 started = time.perf_counter()
                 for _ in range(2000):
-                    call()
-                best = min(best, time.perf_counter() - started)
-            timings[key] = best
-        assert timings["many"] / timings["few"] < bound, (catalog_name, timings)
+                    call(catalog)
+                timings[key] = min(timings[key], time.perf_counter() - started)
+        assert timings["many"] / timings["few"] < 2.0, (name, timings)
 
 
 # --- the time rule's fast path ---------------------------------------------------------------------

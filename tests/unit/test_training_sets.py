@@ -517,3 +517,35 @@ def test_cli_build_link_show_rebuild(built: tuple[Any, list[Row], list[tuple[str
     assert training.main(["show", "--model", "fraud"]) == 0
     assert manifest.id in capsys.readouterr().out
     assert training.main(["rebuild", "--id", "nope", "--out", str(tmp_path / "x.parquet")]) == 1
+
+
+def test_null_and_integer_entities_and_the_historical_cli(tmp_path: Path, catalog: FeatureCatalog,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from serving import historical
+
+    folder = tmp_path / "cli"
+    table = iceberg_table(folder, "feature_store")
+    count = _feature(catalog, "count_5m")
+    append(table, [Row(count, "7", 3, T0, INGEST0), Row(count, "8", 4, T0, INGEST0)])
+    labels = pa.table({"who": pa.array([7, None, 8, 9], pa.int64()),
+                       "event_timestamp": pa.array([T0] * 4, pa.timestamp("ms"))})  # fmt: skip
+    result = get_historical_features(table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who")
+    assert result.column("count_5m").to_pylist() == [3, None, 4, None]
+    db = folder / "definitions.db"
+    store = DefinitionStore(db)
+    for d in sorted(catalog, key=lambda d: d.key):
+        store.register(d)
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(db))
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{folder}/cat.db")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (folder / "wh").as_uri())
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
+    pq.write_table(labels, tmp_path / "labels.parquet")
+    args = ["--labels", str(tmp_path / "labels.parquet"), "--out", str(tmp_path / "out.parquet"),
+            "--entity-type", "user", "--entity-column", "who", "--features", "count_5m", "--chunk-rows", "2"]  # fmt: skip
+    assert historical.main(args) == 0
+    assert pq.read_table(tmp_path / "out.parquet").equals(result)
+    assert historical.main([*args, "--as-of", "2000-01-01T00:00:00Z"]) == 0  # before any snapshot: all null
+    assert pq.read_table(tmp_path / "out.parquet").column("count_5m").null_count == 4
+    assert historical.main([*args, "--as-of", "yesterday"]) == 1
+    assert historical.main([*args, "--features", "nope"]) == 1
+    assert not list(tmp_path.glob(".out.parquet.*"))  # no partial file left behind

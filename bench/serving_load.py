@@ -1,0 +1,341 @@
+"""Load benchmark of the online feature API: ``python -m bench.serving_load`` (or ``make bench-serving``).
+
+Self-contained on the running local stack (Cassandra on 9042): it registers 100 feature
+definitions in a temporary definitions DB, writes one window's values for ``--entities`` entities
+into its own keyspace through ``OnlineWriter`` (the job's writer, so rows have the job's layout,
+TTL and write time), starts ``python -m serving`` on a free loopback port, and runs the load
+generator (``bench.loadgen``, a separate process) for:
+
+    (a) GET  /v1/features/user/{id}?names=<100 names>           1 entity  x 100 features
+    (b) POST /v1/features/user/batch  {100 ids, 100 names}       100 entities x 100 features
+
+each at a fixed request rate (open loop, latency from the due time) and at saturation (closed
+loop), first with the vector cache off (entity ids uniform: every entity read goes to Cassandra)
+and then with it on (``FS_CACHE_TTL_MS``) under hot-key traffic (entity ids Zipf-distributed,
+``--zipf``; 0 for uniform). It prints one table, drops its
+keyspace and stops the server. ``--profile`` also samples where the server's time goes (yappi if
+installed, else cProfile of the event-loop thread) during a saturation run of (a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+ENTITY = "user"
+N_FEATURES = 100
+MIN_MS = 60_000
+
+
+def _definitions() -> list[Any]:
+    from registry.definitions import FeatureDefinition
+
+    kinds = [
+        ("count", None, "long"),
+        ("sum", "amount", "double"),
+        ("max", "merchant_id", "string"),
+        ("last", "is_foreign", "boolean"),
+    ]
+    out = []
+    for i in range(N_FEATURES):
+        function, field, value_type = kinds[i % len(kinds)]
+        out.append(FeatureDefinition.model_validate({
+            "name": f"bench_{function}_{i:03d}", "entity": ENTITY, "version": 1, "owner": "bench",
+            "value_type": value_type,
+            "source": {"topic": "bench_events", "event_schema": "card_transaction", "subject": "bench_events-value",
+                       "entity_key": "user_id", "timestamp_field": "event_time"},
+            "window": {"kind": "sliding", "size": "1h", "slide": "5m"},
+            "aggregation": {"function": function, "field": field} if field else {"function": function},
+            "freshness_slo": "1h", "ttl": "1d",
+        }))  # fmt: skip
+    return out
+
+
+def _value(value_type: str, e: int, i: int) -> object:
+    if value_type == "long":
+        return (e * 31 + i) % 1000
+    if value_type == "double":
+        return ((e * 17 + i) % 10_000) / 4
+    if value_type == "string":
+        return f"m{(e + i) % 500:04d}"
+    return (e + i) % 2 == 0
+
+
+def seed(settings: Any, entities: int) -> tuple[list[str], list[str]]:
+    """Definitions into the settings' DB and one window of values per (entity, feature) into its keyspace."""
+    from registry.catalog import FeatureCatalog
+    from registry.definition_store import DefinitionStore
+    from sinks.cassandra import OnlineWriter
+    from sinks.factory import connect_cassandra
+    from sinks.records import FeatureRow
+
+    definitions = _definitions()
+    store = DefinitionStore(settings.definitions_db)
+    for d in definitions:
+        store.register(d)
+    cluster, session = connect_cassandra(settings)
+    try:
+        writer = OnlineWriter(session, settings.cassandra_keyspace, FeatureCatalog(definitions), concurrency=128)
+        end = time.time_ns() // 1_000_000 // (5 * MIN_MS) * 5 * MIN_MS
+        ids = [f"u{e:06d}" for e in range(entities)]
+        for e, eid in enumerate(ids):
+            for i, d in enumerate(definitions):
+                writer.add(FeatureRow.of(d, eid, _value(d.value_type, e, i), end - 60 * MIN_MS, end))  # type: ignore[arg-type]
+            if (e + 1) % 200 == 0:
+                writer.flush()
+        writer.flush()
+    finally:
+        cluster.shutdown()
+    return ids, [d.name for d in definitions]
+
+
+def drop_keyspace(settings: Any) -> None:
+    from sinks.factory import connect_cassandra
+
+    cluster, session = connect_cassandra(settings)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
+    finally:
+        cluster.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(settings: Any, cache_ttl_ms: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "FS_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts), "FS_CASSANDRA_PORT": str(settings.cassandra_port),
+        "FS_CASSANDRA_KEYSPACE": settings.cassandra_keyspace, "FS_DEFINITIONS_DB": str(settings.definitions_db),
+        "FS_CACHE_TTL_MS": str(cache_ttl_ms), "PYTHONPATH": str(REPO),
+    })  # fmt: skip
+    return env
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cassandra_pid() -> int | None:
+    """The local stack's Cassandra (its PID file), to report its CPU time per request; None if not found."""
+    from infra.settings import StackSettings
+
+    try:
+        pid = int((StackSettings.from_env().service_dir("cassandra") / "pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if cpu_seconds(pid) is not None else None
+
+
+@contextmanager
+def server(settings: Any, *, port: int, workers: int, cache_ttl_ms: int, profile: Path | None) -> Iterator[int]:
+    cmd = [sys.executable, "-m", "serving", "--port", str(port), "--workers", str(workers)]
+    if profile is not None:
+        cmd = [sys.executable, "-m", "bench.profiled", str(profile), "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(settings, cache_ttl_ms), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}") from None
+                time.sleep(0.2)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _get(port: int, eid: str, names: str) -> str:
+    return f"GET /v1/features/{ENTITY}/{eid}?names={names} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+
+
+def _post(port: int, ids: list[str], names: list[str]) -> str:
+    body = json.dumps({"entity_ids": ids, "names": names}, separators=(",", ":"))
+    return (f"POST /v1/features/{ENTITY}/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}")  # fmt: skip
+
+
+def _draw(ids: list[str], rng: random.Random, zipf_s: float, k: int) -> list[str]:
+    """``k`` distinct ids, uniformly or with Zipf weights (rank r drawn with weight r^-s: a few hot entities)."""
+    if zipf_s <= 0:
+        return rng.sample(ids, k)
+    cum = list(itertools.accumulate(1 / (rank**zipf_s) for rank in range(1, len(ids) + 1)))
+    out: dict[str, None] = {}
+    for _ in range(100):  # bounded: distinct draws from a skewed distribution
+        for eid in rng.choices(ids, cum_weights=cum, k=4 * k):
+            out.setdefault(eid, None)
+            if len(out) == k:
+                return list(out)
+    return list(out)
+
+
+def requests_for(scenario: str, port: int, ids: list[str], names: list[str], rng: random.Random,
+                 zipf_s: float = 0.0) -> list[str]:  # fmt: skip
+    if scenario == "a":
+        joined = ",".join(names)
+        return [_get(port, _draw(ids, rng, zipf_s, 1)[0], joined) for _ in range(4000)]
+    return [_post(port, _draw(ids, rng, zipf_s, 100), names) for _ in range(300)]
+
+
+def load(port: int, requests: list[str], *, mode: str, rate: float, connections: int, duration_s: float,
+         warmup_s: float) -> dict[str, Any]:  # fmt: skip
+    spec = {"host": "127.0.0.1", "port": port, "mode": mode, "rate": rate, "connections": connections,
+            "duration_s": duration_s, "warmup_s": warmup_s, "requests": requests, "timeout_s": 10.0,
+            "max_requests": 1_000_000}  # fmt: skip
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(spec, f)
+    try:
+        out = subprocess.run([sys.executable, "-m", "bench.loadgen", f.name], cwd=REPO, capture_output=True,
+                             text=True, timeout=duration_s + warmup_s + 60, check=True)  # fmt: skip
+    finally:
+        os.unlink(f.name)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def cache_hit_rate(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return "?"
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("fs_cache_requests_total{"):
+            result = line.split('result="', 1)[1].split('"', 1)[0]
+            counts[result] = float(line.rsplit(" ", 1)[1])
+    total = sum(counts.values())
+    return f"{counts.get('hit', 0) / total:.0%}" if total else "-"
+
+
+ROW = "{:<32} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9} {:>7}"
+
+
+def _us(cpu: float | None, n: int) -> str:
+    return f"{cpu / n * 1e6:.0f}" if cpu is not None and n else "-"
+
+
+def print_row(label: str, cache: str, r: dict[str, Any], server_cpu: float | None, cassandra_cpu: float | None) -> None:
+    target = f"{r['target_rate']:.0f}" if r["target_rate"] else "sat"
+    errors = sum(r["errors"].values())
+    n = r["answered"]
+    print(ROW.format(label, cache, target, f"{r['achieved_rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+                     f"{r['p999_ms']:.2f}", errors, _us(server_cpu, n), _us(cassandra_cpu, n),
+                     f"{r['generator_cpu_us_per_request']:.0f}"), flush=True)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.serving_load", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--entities", type=int, default=1000, help="entities seeded (100 rows each)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (1 measured best on 2 cores)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds sent before measuring")
+    parser.add_argument("--cache-ttl-ms", type=int, default=1000, help="TTL of the cached runs")
+    parser.add_argument(
+        "--zipf",
+        type=float,
+        default=1.1,
+        help="skew of entity ids in the cached runs (Zipf exponent; 0: uniform like the uncached runs)",
+    )
+    parser.add_argument("--only", choices=["off", "on"], help="only the runs with the cache off or on")
+    parser.add_argument("--profile", action="store_true", help="also profile the server under saturation of (a)")
+    args = parser.parse_args(argv)
+
+    from registry.settings import Settings
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    settings = Settings.from_env().model_copy(
+        update={"cassandra_keyspace": f"bench_{uuid.uuid4().hex[:8]}", "definitions_db": tmp / "definitions.db"}
+    )
+    rng = random.Random(7)
+    print(f"keyspace {settings.cassandra_keyspace}; seeding {args.entities} entities x {N_FEATURES} features "
+          "through OnlineWriter ...", flush=True)  # fmt: skip
+    try:
+        started = time.monotonic()
+        ids, names = seed(settings, args.entities)
+        print(f"seeded {len(ids) * len(names)} rows in {time.monotonic() - started:.0f}s; server: "
+              f"{args.workers} worker(s), loopback; load generator: a separate process", flush=True)  # fmt: skip
+        cassandra = cassandra_pid()
+        print(
+            f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes share the 2 cores)"
+        )
+        print(ROW.format("scenario", "cache", "target", "achieved", "p50 ms", "p99 ms", "p99.9 ms", "errors",
+                         "server us", "cassandra", "gen us"))  # fmt: skip
+        runs = [
+            ("(a) 1 entity x 100 features", "a", "fixed", 1000.0, 32),
+            ("(a) 1 entity x 100 features", "a", "saturate", 0.0, 8),
+            ("(b) 100 entities x 100 features", "b", "fixed", 20.0, 8),
+            ("(b) 100 entities x 100 features", "b", "saturate", 0.0, 2),
+        ]
+        for cache_ttl in (0, args.cache_ttl_ms):
+            if args.only == ("on" if cache_ttl == 0 else "off"):
+                continue
+            port = free_port()
+            with server(settings, port=port, workers=args.workers, cache_ttl_ms=cache_ttl, profile=None) as pid:
+                for label, scenario, mode, rate, conns in runs:
+                    reqs = requests_for(scenario, port, ids, names, rng, args.zipf if cache_ttl else 0.0)
+                    server0, cassandra0 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
+                    r = load(port, reqs, mode=mode, rate=rate, connections=conns, duration_s=args.duration,
+                             warmup_s=args.warmup)  # fmt: skip
+                    server1, cassandra1 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
+                    print_row(label, "off" if cache_ttl == 0 else f"{cache_ttl}ms" + ("/z" if args.zipf > 0 else ""), r,
+                              None if server0 is None or server1 is None else server1 - server0,
+                              None if cassandra0 is None or cassandra1 is None else cassandra1 - cassandra0)  # fmt: skip
+                if cache_ttl:
+                    print(f"cache hit rate (/metrics): {cache_hit_rate(port)}; /z: entity ids Zipf(s={args.zipf}) "
+                          f"over {len(ids)} entities (uncached runs: uniform)", flush=True)  # fmt: skip
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; server us, cassandra: CPU "
+              "microseconds per answered request; gen us: the load generator's")  # fmt: skip
+        if args.profile:
+            out = tmp / "profile.txt"
+            port = free_port()
+            with server(settings, port=port, workers=1, cache_ttl_ms=0, profile=out):
+                load(port, requests_for("a", port, ids, names, rng), mode="saturate", rate=0, connections=8,
+                     duration_s=args.duration, warmup_s=args.warmup)  # fmt: skip
+            time.sleep(0.5)
+            print(f"\nprofile of one server process at saturation of (a), cache off ({out}):")
+            print(out.read_text() if out.exists() else "(no profile written)")
+    finally:
+        drop_keyspace(settings)
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"dropped keyspace {settings.cassandra_keyspace}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Feature services: named, versioned lists of pinned feature versions that a model reads together.
+
+A model pins ``(entity, name, version)`` of every feature it was trained on; serving a feature
+service reads exactly those versions' rows, whatever version of each feature is active. A
+service's versions are immutable: registering the same content again is ``unchanged``, different
+content under an existing version is a conflict, and without a version the store picks the latest
+(same content) or the next number. Services live in the definition store's SQLite file, in their
+own table, written in one ``BEGIN IMMEDIATE`` transaction like definitions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from registry.catalog import FeatureCatalog
+from registry.definition_store import DefinitionConflictError
+from registry.errors import UnknownFeatureError, UnknownFeatureServiceError
+from registry.gate import PinnedFeature
+
+SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+MAX_FEATURES = 1000
+_REF = re.compile(r"^([a-z][a-z0-9_-]{0,62})(?:@v?([1-9][0-9]{0,8}))?$")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS feature_services (
+    name TEXT NOT NULL, version INTEGER NOT NULL, spec TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+"""
+
+Action = Literal["created", "new_version", "unchanged"]
+
+
+class FeatureService(BaseModel):
+    """One immutable version of a feature service. Feature order is the order vectors are returned in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=SERVICE_NAME_PATTERN)
+    version: int = Field(ge=1)
+    description: str = ""
+    features: tuple[PinnedFeature, ...] = Field(min_length=1, max_length=MAX_FEATURES)
+
+    @model_validator(mode="after")
+    def _one_version_per_feature(self) -> FeatureService:
+        seen: set[tuple[str, str]] = set()
+        for pin in self.features:
+            if (pin.entity, pin.name) in seen:
+                raise ValueError(f"{pin.entity}.{pin.name} is pinned twice; a service reads one version of a feature")
+            seen.add((pin.entity, pin.name))
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def for_entity(self, entity: str) -> tuple[PinnedFeature, ...]:
+        return tuple(p for p in self.features if p.entity == entity)
+
+    def content(self) -> str:
+        """Canonical JSON of what a version fixes (everything but its number)."""
+        return json.dumps(self.model_dump(mode="json", exclude={"version"}), sort_keys=True, separators=(",", ":"))
+
+    def check(self, catalog: FeatureCatalog) -> list[str]:
+        """Pins the catalog cannot serve as pinned; UnknownFeatureError when a pinned version is not registered."""
+        missing: dict[str, list[str]] = {}
+        problems = []
+        for pin in self.features:
+            try:
+                d = catalog.get(pin.entity, pin.name, pin.version)
+            except UnknownFeatureError:
+                missing.setdefault(pin.entity, []).append(f"{pin.name}@v{pin.version}")
+                continue
+            if d.name != pin.name:
+                problems.append(f"{pin.entity}.{pin.name}: is a former name of {d.name}; pin the feature's own name")
+            if pin.value_type is not None and pin.value_type != d.value_type:
+                problems.append(
+                    f"{pin.entity}.{pin.name}@v{pin.version}: pinned as {pin.value_type}, is {d.value_type}"
+                )
+            if pin.identity_hash is not None and pin.identity_hash != d.identity_hash:
+                problems.append(
+                    f"{pin.entity}.{pin.name}@v{pin.version}: pinned identity {pin.identity_hash}, is {d.identity_hash}"
+                )
+        for entity, names in missing.items():
+            raise UnknownFeatureError(entity, names)
+        return problems
+
+
+@dataclass(frozen=True)
+class RegisteredService:
+    action: Action
+    service: FeatureService
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``name``, ``name@3`` or ``name@v3`` -> (name, version or None for the latest)."""
+    match = _REF.match(ref)
+    if match is None:
+        raise UnknownFeatureServiceError(ref)
+    return match.group(1), int(match.group(2)) if match.group(2) else None
+
+
+class FeatureServiceStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        conn = self._connect()
+        try:
+            conn.executescript(_DDL)
+        finally:
+            conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def register(self, service: FeatureService, *, version_given: bool = True) -> RegisteredService:
+        """Register one version; idempotent for identical content, a conflict for different content."""
+        s = service
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT version, spec FROM feature_services WHERE name = ? ORDER BY version", (s.name,)
+            ).fetchall()
+            contents = {v: FeatureService.model_validate_json(spec).content() for v, spec in rows}
+            latest = rows[-1][0] if rows else 0
+            if not version_given:
+                s = s.model_copy(
+                    update={"version": latest if latest and contents[latest] == s.content() else latest + 1}
+                )
+            if s.version in contents:
+                if contents[s.version] != s.content():
+                    raise DefinitionConflictError(
+                        f"feature service {s.ref} is registered with other features; versions are immutable: "
+                        f"register the change as {s.name}@{latest + 1}"
+                    )
+                return RegisteredService("unchanged", s)
+            if s.version < latest:
+                raise DefinitionConflictError(
+                    f"feature service {s.name} is at version {latest}; a new version must be numbered above it"
+                )
+            conn.execute(
+                "INSERT INTO feature_services VALUES (?, ?, ?, ?)",
+                (s.name, s.version, s.model_dump_json(), datetime.now(UTC).isoformat()),
+            )
+        return RegisteredService("created" if not rows else "new_version", s)
+
+    def change_seq(self) -> int:
+        """Grows with every registration (versions are never updated or deleted)."""
+        conn = self._connect()
+        try:
+            (seq,) = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM feature_services").fetchone()
+        finally:
+            conn.close()
+        return int(seq)
+
+    def all(self) -> list[FeatureService]:
+        conn = self._connect()
+        try:
+            specs = [r[0] for r in conn.execute("SELECT spec FROM feature_services ORDER BY name, version")]
+        finally:
+            conn.close()
+        return [FeatureService.model_validate_json(s) for s in specs]
+
+
+class ServiceIndex:
+    """Every registered service version, indexed by name; lookups are dictionary reads."""
+
+    def __init__(self, services: list[FeatureService]) -> None:
+        self._by_name: dict[str, dict[int, FeatureService]] = {}
+        for s in services:
+            self._by_name.setdefault(s.name, {})[s.version] = s
+        self._latest = {name: versions[max(versions)] for name, versions in self._by_name.items()}
+
+    def get(self, ref: str) -> FeatureService:
+        """The service named by ``name@version`` (``name`` alone: its latest version)."""
+        name, version = parse_ref(ref)
+        found = self._latest.get(name) if version is None else self._by_name.get(name, {}).get(version)
+        if found is None:
+            raise UnknownFeatureServiceError(ref)
+        return found
+
+    def all(self) -> list[FeatureService]:
+        return [s for name in sorted(self._by_name) for _, s in sorted(self._by_name[name].items())]
+
+
+class LiveFeatureServices:
+    """The store's services, reloaded when its change sequence moves (checked at most every ``refresh_s``)."""
+
+    def __init__(
+        self, store: FeatureServiceStore, *, refresh_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seq = store.change_seq()
+        self._index = ServiceIndex(store.all())
+        self._checked_at = clock()
+
+    def current(self) -> ServiceIndex:
+        if self._clock() - self._checked_at < self._refresh_s:
+            return self._index
+        with self._lock:
+            if self._clock() - self._checked_at >= self._refresh_s:
+                self._reload_if_changed()
+        return self._index
+
+    def invalidate(self) -> None:
+        """Reload now (after a write through this process)."""
+        with self._lock:
+            self._reload_if_changed()
+
+    def _reload_if_changed(self) -> None:
+        seq = self.store.change_seq()
+        if seq != self._seq:
+            self._index, self._seq = ServiceIndex(self.store.all()), seq
+        self._checked_at = self._clock()
