@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 from registry.catalog import FeatureCatalog
 from registry.definitions import FeatureDefinition
 from registry.errors import DefinitionError, UnknownFeatureError
+from registry.sqlite_store import SqliteStore
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS feature_versions (
@@ -60,34 +58,8 @@ def _spec(d: FeatureDefinition) -> str:
     return json.dumps(d.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
-class DefinitionStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        conn = self._connect()
-        try:
-            conn.executescript(_DDL)
-        finally:
-            conn.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
+class DefinitionStore(SqliteStore):
+    DDL = _DDL
 
     # --- writes -----------------------------------------------------------------------------------
 

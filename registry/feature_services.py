@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -28,6 +25,7 @@ from registry.catalog import FeatureCatalog
 from registry.definition_store import DefinitionConflictError
 from registry.errors import UnknownFeatureError, UnknownFeatureServiceError
 from registry.gate import PinnedFeature
+from registry.sqlite_store import SqliteStore
 
 SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 MAX_FEATURES = 1000
@@ -112,34 +110,8 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     return match.group(1), int(match.group(2)) if match.group(2) else None
 
 
-class FeatureServiceStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        conn = self._connect()
-        try:
-            conn.executescript(_DDL)
-        finally:
-            conn.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
+class FeatureServiceStore(SqliteStore):
+    DDL = _DDL
 
     def register(self, service: FeatureService, *, version_given: bool = True) -> RegisteredService:
         """Register one version; idempotent for identical content, a conflict for different content."""

@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.definitions import NAME_PATTERN, FeatureDefinition
 from registry.errors import DatasetError
+from registry.sqlite_store import SqliteStore
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS training_sets (
@@ -131,37 +131,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class TrainingSetStore:
+class TrainingSetStore(SqliteStore):
     """Manifests by id, and which model versions were trained on which training sets."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        conn = self._connect()
-        try:
-            conn.executescript(_DDL)
-        finally:
-            conn.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA foreign_keys=ON")
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
+    DDL = _DDL
+    PRAGMAS = ("foreign_keys=ON",)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
