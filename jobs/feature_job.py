@@ -8,6 +8,7 @@ the topics hold now and stop: tests, the demo and backfills use that. ``flink ru
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import zlib
 from datetime import timedelta
@@ -24,6 +25,7 @@ from pyflink.table import Schema, StreamTableEnvironment
 from infra.artifacts import verify_manifest
 from jobs.functions import DEAD_LETTER, DecodeEvents, WriteWindowResults
 from jobs.sql import aggregate_sql, dedup_sql, source_ddl, source_lateness, source_select, window_groups
+from registry.catalog import FeatureCatalog
 from registry.definition_store import DefinitionStore
 from registry.definitions import FeatureDefinition, Source
 from registry.durations import to_millis
@@ -33,6 +35,9 @@ from schemas import load_schema
 
 _AVRO_TO_FLINK = {"string": Types.STRING(), "double": Types.DOUBLE(), "float": Types.FLOAT(),
                   "long": Types.LONG(), "int": Types.INT(), "boolean": Types.BOOLEAN()}  # fmt: skip
+
+
+_REF = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)@(\d+)$")
 
 
 def _bucket(row: Any, buckets: int) -> int:
@@ -166,6 +171,14 @@ def build(env: StreamExecutionEnvironment, settings: Settings, definitions: list
         ).name(f"write:{group.entity}[{names}]")
 
 
+def resolve_ref(catalog: FeatureCatalog, ref: str) -> FeatureDefinition:
+    """``entity.name@version`` -> that registered version (UnknownFeatureError names it if missing)."""
+    match = _REF.match(ref.strip())
+    if not match:
+        raise FeatureStoreError(f"{ref!r} is not entity.name@version")
+    return catalog.get(match.group(1), match.group(2), int(match.group(3)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.feature_job", description=__doc__)
     parser.add_argument("--bounded", action="store_true", help="process the topics' current contents, then stop")
@@ -174,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-dir", type=Path, help="where checkpoints are kept (retained on cancel)")
     parser.add_argument("--checkpoint-interval-ms", type=int, help="default: 10000 unbounded, off bounded")
     parser.add_argument("--restore-from", help="a retained checkpoint (…/chk-N) to resume from")
+    parser.add_argument(
+        "--versions",
+        help="compute these versions (entity.name@v, comma-separated) instead of the active ones: a backfill",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     catalog = DefinitionStore(settings.definitions_db).catalog()
@@ -189,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_interval_ms=interval,
         restore_from=args.restore_from,
     )
-    build(env, settings, catalog.active(), bounded=args.bounded, group_id=args.group_id)
+    definitions = (
+        catalog.active() if not args.versions else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]
+    )
+    build(env, settings, definitions, bounded=args.bounded, group_id=args.group_id)
     env.execute("feature-store: window features")
     return 0
 

@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from registry.definition_store import DefinitionStore
+from registry.definitions import FeatureDefinition
 from registry.durations import to_millis
 from registry.errors import DefinitionError
 from registry.timeline import step_ms
@@ -58,6 +59,17 @@ class Readiness:
         return head + ("" if self.ready else ": " + "; ".join(self.problems))
 
 
+def _events_covered(definition: FeatureDefinition, reach_ms: int) -> int:
+    """How far in event time a version's data reaches: its last window end less the window's length.
+
+    Versions with different windows end their last windows at different times over the same events
+    (a 30-minute window's last end is 30 minutes before a 1-hour window's); compare what they cover.
+    """
+    window = definition.window
+    length = window.size if window.size is not None else window.gap
+    return reach_ms - (to_millis(length) if length is not None else 0)
+
+
 def readiness(store: DefinitionStore, table: Table, entity: str, name: str, version: int, *,
               max_lag: timedelta | None = None) -> Readiness:  # fmt: skip
     """Whether ``version`` may take over serving from the active version.
@@ -75,7 +87,11 @@ def readiness(store: DefinitionStore, table: Table, entity: str, name: str, vers
     problems = []
     if active_reach is not None and reach is None:
         problems.append(f"v{version} has no offline rows: has its backfill run?")
-    elif active_reach is not None and reach is not None and reach < active_reach - lag_ms:
+    elif (
+        active_reach is not None
+        and reach is not None
+        and _events_covered(candidate, reach) < _events_covered(active, active_reach) - lag_ms
+    ):
         problems.append(f"v{version} trails v{active.version} by {(active_reach - reach) / 1000:.0f}s "
                         f"(allowed {lag_ms / 1000:.0f}s): the backfill has not caught up")  # fmt: skip
     return Readiness(entity, name, version, active.version, reach, active_reach, tuple(problems))

@@ -1,0 +1,121 @@
+"""Backfill: recompute feature versions from a Kafka replay while the active versions keep serving.
+
+``python -m jobs.backfill user.txn_count_1h@2 [--promote]`` runs the stream job itself (the same
+definition, SQL and writer as streaming, so the same values) bounded over what the topic retains,
+computing only the named versions. Their rows go to both stores under their own version number;
+nothing serves them until promotion moves the registry pointer. The active version is never a
+target (a backfill must not rewrite what models read), and a failed backfill leaves it untouched.
+Progress (rows committed offline, elapsed time) is printed every few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from jobs.feature_job import resolve_ref
+from registry.definition_store import DefinitionStore
+from registry.errors import DefinitionError, FeatureStoreError
+from registry.settings import Settings
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _committed_rows(settings: Settings, since_snapshot: int | None) -> int:
+    """Rows appended to the offline table since ``since_snapshot`` (from snapshot metadata only)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from sinks.factory import connect_iceberg
+    from sinks.offline_layout import TABLE
+
+    try:
+        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+    except NoSuchTableError:
+        return 0
+    total, seen_start = 0, since_snapshot is None
+    for entry in table.history():
+        if seen_start:
+            snapshot = table.snapshot_by_id(entry.snapshot_id)
+            if snapshot is not None and snapshot.summary is not None:
+                total += int(snapshot.summary.additional_properties.get("added-records", 0))
+        seen_start = seen_start or entry.snapshot_id == since_snapshot
+    return total
+
+
+def _current_snapshot(settings: Settings) -> int | None:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from sinks.factory import connect_iceberg
+    from sinks.offline_layout import TABLE
+
+    try:
+        snapshot = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").current_snapshot()
+    except NoSuchTableError:
+        return None
+    return snapshot.snapshot_id if snapshot else None
+
+
+def run(settings: Settings, refs: list[str], *, progress_every_s: float = 5.0, timeout_s: float = 6 * 3600) -> None:
+    """Run the backfill job for ``refs``; FeatureStoreError (active versions untouched) if it fails."""
+    store = DefinitionStore(settings.definitions_db)
+    catalog = store.catalog()
+    for ref in refs:
+        d = resolve_ref(catalog, ref)
+        if catalog.get(d.entity, d.name).version == d.version:
+            raise DefinitionError(f"{ref} is the active version: backfill into a new version, then promote it")
+    start_snapshot = _current_snapshot(settings)
+    cmd = [sys.executable, "-m", "jobs.feature_job", "--bounded", "--versions", ",".join(refs),
+           "--group-id", f"backfill-{uuid.uuid4().hex[:8]}"]  # fmt: skip
+    started = time.monotonic()
+    log = settings.definitions_db.parent / f"backfill-{int(time.time())}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=_REPO, stdout=out, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            time.sleep(min(progress_every_s, 1.0))
+            elapsed = time.monotonic() - started
+            if elapsed > timeout_s:
+                proc.kill()
+                raise FeatureStoreError(f"backfill exceeded {timeout_s:.0f}s; active versions untouched; log {log}")
+            if int(elapsed) % max(1, int(progress_every_s)) == 0:
+                rows = _committed_rows(settings, start_snapshot)
+                print(f"[backfill] {elapsed:.0f}s: {rows:,} offline rows committed", file=sys.stderr, flush=True)
+    if proc.returncode != 0:
+        raise FeatureStoreError(
+            f"backfill job failed (exit {proc.returncode}); active versions untouched; log {log}:\n"
+            + log.read_text()[-2000:]
+        )
+    rows = _committed_rows(settings, start_snapshot)
+    print(f"[backfill] done in {time.monotonic() - started:.0f}s: {rows:,} offline rows", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.backfill", description=__doc__)
+    parser.add_argument("versions", nargs="+", help="entity.name@version of each version to compute")
+    parser.add_argument("--promote", action="store_true", help="promote each version once it is ready")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        run(settings, args.versions)
+        if args.promote:
+            from serving.promotion import promote
+            from sinks.factory import connect_iceberg
+            from sinks.offline_layout import TABLE
+
+            store = DefinitionStore(settings.definitions_db)
+            table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+            for ref in args.versions:
+                d = resolve_ref(store.catalog(), ref)
+                ready = promote(store, table, d.entity, d.name, d.version)
+                print(f"promoted: {ready.describe()}", file=sys.stderr)
+    except FeatureStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Backfill a new version from a Kafka replay while the active version serves, then promote it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from jobs import backfill
+from jobs.produce import ensure_topics, make_producer
+from registry.catalog import load_folder
+from registry.definition_store import DefinitionStore
+from registry.definitions import Window
+from registry.errors import DefinitionError, FeatureStoreError
+from registry.live import LiveCatalog
+from registry.plan import apply
+from registry.settings import Settings
+from serving.app import create_app
+from serving.online import OnlineReader
+from serving.promotion import promote
+from sinks.factory import connect_cassandra, connect_iceberg
+from sinks.offline_layout import TABLE
+from tests.conftest import REPO, isolated, settings_env
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+HOUR = 60 * MIN
+BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 3 * HOUR
+EVENTS = [("alice", 1, 10.0), ("alice", 2, 20.0), ("bob", 3, 100.0), ("alice", 7, 5.5), ("alice", 70, 1.0)]
+
+
+def _windows(size_min: int) -> dict[tuple[str, int], int]:
+    """Brute force: (user, window end) -> count, for windows of size_min sliding by 5 min."""
+    out: dict[tuple[str, int], int] = {}
+    for end_min in range(5, 70 + size_min + 5, 5):
+        for user in ("alice", "bob"):
+            n = sum(1 for u, m, _ in EVENTS if u == user and end_min - size_min <= m < end_min)
+            if n:
+                out[(user, BASE + end_min * MIN)] = n
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    settings = isolated(it_settings, "bf", tmp_path_factory.mktemp("bf"))
+    topic = f"it_{run_id}_bf"
+    toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
+    (settings.definitions_dir / "f.toml").write_text(
+        toml.replace('topic = "card_transactions"', f'topic = "{topic}"').replace('ttl = "2h"', 'ttl = "1d"')
+    )
+    store = DefinitionStore(settings.definitions_db)
+    apply(store, load_folder(settings.definitions_dir))
+    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"])
+    producer = make_producer(settings)
+    producer.send(topic, [
+        {"transaction_id": f"t{i}", "user_id": u, "merchant_id": "m", "amount": a, "currency": "EUR",
+         "event_time": BASE + m * MIN}
+        for i, (u, m, a) in enumerate(EVENTS)
+    ])  # fmt: skip
+    producer.flush()
+    live = subprocess.run([sys.executable, "-m", "jobs.feature_job", "--bounded"], cwd=REPO,
+                          env=settings_env(settings), capture_output=True, text=True, timeout=420)  # fmt: skip
+    assert live.returncode == 0, live.stdout[-3000:] + live.stderr[-3000:]
+    v1 = store.catalog().get("user", "txn_count_1h")
+    v2 = v1.model_copy(
+        update={"version": 2, "window": Window(kind="sliding", size=timedelta(minutes=30), slide=timedelta(minutes=5))}
+    )
+    store.register(v2)  # registered, not active
+    yield settings
+
+
+def _served(settings: Settings, store: DefinitionStore) -> dict[str, dict[str, object]]:
+    cluster, session = connect_cassandra(settings)
+    try:
+        client = TestClient(
+            create_app(LiveCatalog(store, refresh_s=0), OnlineReader(session, settings.cassandra_keyspace))
+        )
+        return {u: client.get(f"/v1/features/user/{u}", params={"names": "txn_count_1h"}).json()["features"]["txn_count_1h"]
+                for u in ("alice", "bob")}  # fmt: skip
+    finally:
+        cluster.shutdown()
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_backfill_computes_the_new_version_while_the_old_one_serves(
+    setup: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = setup
+    for key, value in settings_env(settings).items():
+        monkeypatch.setenv(key, value)  # the backfill's job subprocess reads its settings from FS_*
+    store = DefinitionStore(settings.definitions_db)
+    with pytest.raises(DefinitionError, match="is the active version"):
+        backfill.run(settings, ["user.txn_count_1h@1"])
+    backfill.run(settings, ["user.txn_count_1h@2"], progress_every_s=1)
+
+    rows = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").scan().to_arrow().to_pylist()
+    by_version = {
+        v: {(r["entity_id"], int(r["event_time"].timestamp() * 1000)): r["value_long"] for r in rows
+            if r["feature_name"] == "txn_count_1h" and r["feature_version"] == v}
+        for v in (1, 2)
+    }  # fmt: skip
+    assert by_version[2] == _windows(30)
+    assert by_version[1] == _windows(60)  # the active version's rows are untouched
+
+    before = _served(settings, store)  # v1 still serves: its latest window ends at 130 min
+    assert {u: (f["version"], f["feature_timestamp"], f["value"]) for u, f in before.items()} == {
+        "alice": (1, _iso(BASE + 130 * MIN), 1), "bob": (1, _iso(BASE + 130 * MIN), 0),
+    }  # fmt: skip
+    table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+    promote(store, table, "user", "txn_count_1h", 2)
+    after = _served(settings, store)  # v2's latest window ends at 100 min: [70 min, 100 min) holds alice's 1.0
+    assert {u: (f["version"], f["feature_timestamp"], f["value"]) for u, f in after.items()} == {
+        "alice": (2, _iso(BASE + 100 * MIN), 1), "bob": (2, _iso(BASE + 100 * MIN), 0),
+    }  # fmt: skip
+
+
+def test_a_failed_backfill_leaves_the_active_version(setup: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = setup
+    for key, value in settings_env(settings).items():
+        monkeypatch.setenv(key, value)
+    store = DefinitionStore(settings.definitions_db)
+    active = store.catalog().get("user", "txn_amount_sum_1h").version
+    with pytest.raises(FeatureStoreError):
+        backfill.run(settings, ["user.txn_amount_sum_1h@7"])
+    assert store.catalog().get("user", "txn_amount_sum_1h").version == active
