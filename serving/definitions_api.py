@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from registry.definition_store import DefinitionConflictError
 from registry.definitions import FeatureDefinition
 from registry.live import LiveCatalog
-from serving.responses import JSONResponse, problem
+from serving.responses import JSONResponse, json_object, problem
 from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
 
 MAX_BODY_BYTES = 256 * 1024
@@ -72,15 +71,9 @@ def definitions_router(live: LiveCatalog) -> APIRouter:
 
     @router.post("")
     async def register(request: Request, activate: bool = False) -> JSONResponse:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return problem(413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return problem(400, "bad_json", f"request body is not JSON: {exc}")
-        if not isinstance(body, dict):
-            return problem(422, "invalid_definition", "request body must be a JSON object")
+        body = await json_object(request, max_bytes=MAX_BODY_BYTES, error="invalid_definition")
+        if isinstance(body, JSONResponse):
+            return body
         version_given = "version" in body
         body.setdefault("version", 1)
         try:

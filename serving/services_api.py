@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
@@ -12,7 +11,7 @@ from registry.definition_store import DefinitionConflictError
 from registry.feature_services import FeatureService, LiveFeatureServices
 from registry.live import LiveCatalog
 from serving.definitions_api import MAX_BODY_BYTES, validation_message
-from serving.responses import JSONResponse, problem
+from serving.responses import JSONResponse, json_object, problem
 
 
 def service_json(s: FeatureService) -> dict[str, Any]:
@@ -41,15 +40,9 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices) -> APIRout
         },
     )
     async def register(request: Request) -> JSONResponse:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return problem(413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return problem(400, "bad_json", f"request body is not JSON: {exc}")
-        if not isinstance(body, dict):
-            return problem(422, "invalid_feature_service", "request body must be a JSON object")
+        body = await json_object(request, max_bytes=MAX_BODY_BYTES, error="invalid_feature_service")
+        if isinstance(body, JSONResponse):
+            return body
         version_given = "version" in body
         body.setdefault("version", 1)
         try:
