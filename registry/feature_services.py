@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from registry.catalog import FeatureCatalog
 from registry.definition_store import DefinitionConflictError
 from registry.errors import UnknownFeatureError, UnknownFeatureServiceError
 from registry.gate import PinnedFeature
+from registry.live import Following
 from registry.sqlite_store import SqliteStore
 
 SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -182,35 +182,11 @@ class ServiceIndex:
         return [s for name in sorted(self._by_name) for _, s in sorted(self._by_name[name].items())]
 
 
-class LiveFeatureServices:
+class LiveFeatureServices(Following[ServiceIndex]):
     """The store's services, reloaded when its change sequence moves (checked at most every ``refresh_s``)."""
 
     def __init__(
         self, store: FeatureServiceStore, *, refresh_s: float = 1.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        super().__init__(store, lambda: ServiceIndex(store.all()), refresh_s=refresh_s, clock=clock)
         self.store = store
-        self._refresh_s = refresh_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._seq = store.change_seq()
-        self._index = ServiceIndex(store.all())
-        self._checked_at = clock()
-
-    def current(self) -> ServiceIndex:
-        if self._clock() - self._checked_at < self._refresh_s:
-            return self._index
-        with self._lock:
-            if self._clock() - self._checked_at >= self._refresh_s:
-                self._reload_if_changed()
-        return self._index
-
-    def invalidate(self) -> None:
-        """Reload now (after a write through this process)."""
-        with self._lock:
-            self._reload_if_changed()
-
-    def _reload_if_changed(self) -> None:
-        seq = self.store.change_seq()
-        if seq != self._seq:
-            self._index, self._seq = ServiceIndex(self.store.all()), seq
-        self._checked_at = self._clock()

@@ -1,34 +1,48 @@
-"""A catalog that follows the definition store without a store read per request."""
+"""Snapshots that follow a store without a store read per request.
+
+A reader keeps one snapshot and checks the store's change sequence at most every ``refresh_s``;
+only when it moved is the snapshot rebuilt. Requests read the snapshot they were handed, whole.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 from registry.catalog import FeatureCatalog
 from registry.definition_store import DefinitionStore
 
+T = TypeVar("T")
 
-class LiveCatalog:
-    """The store's catalog, reloaded when its change sequence moves (checked at most every ``refresh_s``)."""
 
-    def __init__(self, store: DefinitionStore, *, refresh_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
-        self.store = store
+class _Sequenced(Protocol):
+    def change_seq(self) -> int: ...
+
+
+class Following(Generic[T]):
+    """A snapshot built by ``load`` from a store, rebuilt when the store's change sequence moves."""
+
+    def __init__(
+        self, store: _Sequenced, load: Callable[[], T], *, refresh_s: float, clock: Callable[[], float]
+    ) -> None:
+        self._store = store
+        self._load = load
         self._refresh_s = refresh_s
         self._clock = clock
         self._lock = threading.Lock()
         self._seq = store.change_seq()
-        self._catalog = store.catalog()
+        self._snapshot = load()
         self._checked_at = clock()
 
-    def current(self) -> FeatureCatalog:
+    def current(self) -> T:
         if self._clock() - self._checked_at < self._refresh_s:
-            return self._catalog
+            return self._snapshot
         with self._lock:
             if self._clock() - self._checked_at >= self._refresh_s:
                 self._reload_if_changed()
-        return self._catalog
+        return self._snapshot
 
     def invalidate(self) -> None:
         """Reload now (after a write through this process)."""
@@ -36,7 +50,15 @@ class LiveCatalog:
             self._reload_if_changed()
 
     def _reload_if_changed(self) -> None:
-        seq = self.store.change_seq()
+        seq = self._store.change_seq()
         if seq != self._seq:
-            self._catalog, self._seq = self.store.catalog(), seq
+            self._snapshot, self._seq = self._load(), seq
         self._checked_at = self._clock()
+
+
+class LiveCatalog(Following[FeatureCatalog]):
+    """The definition store's catalog, reloaded when it changes (checked at most every ``refresh_s``)."""
+
+    def __init__(self, store: DefinitionStore, *, refresh_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__(store, store.catalog, refresh_s=refresh_s, clock=clock)
+        self.store = store

@@ -60,6 +60,18 @@ def format_ms(ms: int) -> str:
 iso = lru_cache(maxsize=16_384)(format_ms)  # window ends repeat across features and entities: format each once
 
 
+def _value(
+    cut: Any, hit: tuple[Any, int] | None, label: tuple[str, str, int], tally: Tally
+) -> tuple[Any, int | None, Status]:
+    """One feature's (value, feature timestamp, status) from its stored row; counts non-present statuses."""
+    if hit is not None and hit[1] >= cut[4]:  # the fast path: a row for the latest closed window or newer
+        return hit[0], hit[1], "present"
+    value, ts, status = judge(cut, None, None) if hit is None else judge(cut, hit[1], hit[0])
+    if status != "present":
+        tally[(label, status)] = tally.get((label, status), 0) + 1
+    return value, ts, status
+
+
 def features_object(
     plan: Plan, stored: Stored, progress: Mapping[str, int], now_ms: int, tally: Tally
 ) -> dict[str, dict[str, Any]]:
@@ -69,17 +81,7 @@ def features_object(
     stamps: dict[int, tuple[str, float]] = {}  # window ends repeat across features: format and age each once
     out = {}
     for key, row_key, group, version, label in plan.items:
-        cut = cuts[group]
-        hit = get(row_key)
-        ts: int | None
-        status: Status
-        if hit is not None and hit[1] >= cut[4]:
-            value, ts = hit
-            status = "present"
-        else:
-            value, ts, status = judge(cut, None, None) if hit is None else judge(cut, hit[1], hit[0])
-            if status != "present":
-                tally[(label, status)] = tally.get((label, status), 0) + 1
+        value, ts, status = _value(cuts[group], get(row_key), label, tally)
         if ts is None:
             out[key] = {"value": value, "feature_timestamp": None, "age_seconds": None, "version": version,
                         "status": status}  # fmt: skip
@@ -110,17 +112,7 @@ class ColumnWriter:
         ages: list[float | None] = []
         statuses: list[str] = []
         for _, row_key, group, _, label in plan.items:
-            cut = cuts[group]
-            hit = get(row_key)
-            ts: int | None
-            status: Status
-            if hit is not None and hit[1] >= cut[4]:
-                value, ts = hit
-                status = "present"
-            else:
-                value, ts, status = judge(cut, None, None) if hit is None else judge(cut, hit[1], hit[0])
-                if status != "present":
-                    tally[(label, status)] = tally.get((label, status), 0) + 1
+            value, ts, status = _value(cuts[group], get(row_key), label, tally)
             values.append(value)
             statuses.append(status)
             if ts is None:
