@@ -10,7 +10,7 @@ from typing import Any
 
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext, TimeDomain
 from pyflink.datastream.state import ListStateDescriptor
 
 from jobs.sql import decode_last
@@ -145,6 +145,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._pending_count = 0  # since the last flush in this process (0 after a restore: flushes later)
         self._timers: set[int] = set()  # window ends with a timer registered by this process
+        self._backstop_at: int | None = None  # the processing-time flush this process registered
         self._last_flush = time.monotonic()
         self.dropped_open_windows = 0
 
@@ -161,10 +162,19 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
             self._timers.add(end)
             ctx.timer_service().register_event_time_timer(end - 1)
             ctx.timer_service().register_event_time_timer(_END_OF_TIME)
+        if self._backstop_at is None:
+            # An unbounded replay whose watermark stops (the topic is drained) fires no more event-time
+            # timers: this flushes what the batching held back, at most one interval later.
+            self._backstop_at = time.time_ns() // 1_000_000 + int(self._batch_interval_s * 1000)
+            ctx.timer_service().register_processing_time_timer(self._backstop_at)
         return
         yield  # a generator that emits nothing: this operator is the end of the pipeline
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            self._backstop_at = None
+            self._flush()
+            return
         self._timers.discard(timestamp + 1)
         live = time.time_ns() // 1_000_000 - timestamp < self._live_within_ms
         due = self._pending_count >= self._batch_rows or time.monotonic() - self._last_flush >= self._batch_interval_s
