@@ -8,6 +8,7 @@ the topics hold now and stop: tests, the demo and backfills use that. ``flink ru
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import zlib
@@ -37,6 +38,7 @@ _AVRO_TO_FLINK = {"string": Types.STRING(), "double": Types.DOUBLE(), "float": T
                   "long": Types.LONG(), "int": Types.INT(), "boolean": Types.BOOLEAN()}  # fmt: skip
 
 
+_PROMETHEUS_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
 _REF = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)@(\d+)$")
 
 
@@ -59,6 +61,18 @@ def _row_type(schema: dict[str, Any]) -> Any:
     return Types.ROW_NAMED(names, types)
 
 
+def _put_prometheus_reporter_on_classpath() -> None:
+    """PyFlink's local mini-cluster finds metric reporters on its classpath only, not among the plugins
+    PyFlink ships; the gateway JVM (started by the first PyFlink call) adds HADOOP_CLASSPATH to it."""
+    import pyflink
+
+    jars = sorted((Path(pyflink.__file__).parent / "plugins" / "metrics-prometheus").glob("*.jar"))
+    if not jars:
+        raise FeatureStoreError("PyFlink's plugins/metrics-prometheus jar is missing; run with --metrics-port 0")
+    existing = os.environ.get("HADOOP_CLASSPATH")
+    os.environ["HADOOP_CLASSPATH"] = os.pathsep.join([*([existing] if existing else []), str(jars[0])])
+
+
 def create_environment(
     settings: Settings,
     *,
@@ -66,12 +80,15 @@ def create_environment(
     checkpoint_dir: Path | None = None,
     checkpoint_interval_ms: int | None = None,
     restore_from: str | None = None,
+    metrics_port: int | None = None,
 ) -> StreamExecutionEnvironment:
     jars = sorted(settings.flink_jars_dir.glob("*.jar"))
     if not jars:
         raise FeatureStoreError(
             f"no Flink connector jars in {settings.flink_jars_dir}; run `python -m infra fetch flink`"
         )
+    if metrics_port:
+        _put_prometheus_reporter_on_classpath()
     config = Configuration()
     manifest = settings.flink_jars_dir.parent / "manifest.txt"
     if manifest.exists():  # fetched by infra: check the jars against their recorded SHA-256 first
@@ -87,6 +104,11 @@ def create_environment(
         config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")
     if restore_from is not None:
         config.set_string("execution.state-recovery.path", restore_from)
+    if metrics_port:
+        # Flink's own Prometheus reporter (a plugin PyFlink ships): the job's metrics, ours included,
+        # at http://<host>:<port>/metrics. On a Flink cluster the cluster's configuration decides this.
+        config.set_string("metrics.reporter.prom.factory.class", _PROMETHEUS_REPORTER)
+        config.set_string("metrics.reporter.prom.port", str(metrics_port))
     # Run locally this builds a mini-cluster; under `flink run -m <jobmanager> --python jobs/feature_job.py`
     # the same call returns the cluster's environment, so the job is submitted unchanged.
     env = StreamExecutionEnvironment.get_execution_environment(config)
@@ -188,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-interval-ms", type=int, help="default: 10000 unbounded, off bounded")
     parser.add_argument("--restore-from", help="a retained checkpoint (…/chk-N) to resume from")
     parser.add_argument(
+        "--metrics-port", type=int, default=9249, help="Prometheus endpoint of the job's metrics (0: none)"
+    )
+    parser.add_argument(
         "--versions",
         help="compute these versions (entity.name@v, comma-separated) instead of the active ones: a backfill",
     )
@@ -205,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_interval_ms=interval,
         restore_from=args.restore_from,
+        metrics_port=args.metrics_port,
     )
     definitions = (
         catalog.active() if not args.versions else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]

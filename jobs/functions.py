@@ -35,10 +35,14 @@ def dead_letter(topic: str, reason: str, detail: str, payload: bytes | None) -> 
 
 
 class DecodeEvents(ProcessFunction):  # type: ignore[misc]
-    """(payload, kafka_ts, too_late) -> Row of the reader schema's fields.
+    """(payload, kafka_ts, too_late, late) -> Row of the reader schema's fields.
 
     Records that arrived too late for any window (decided at the source), or that cannot be
     decoded, go to the dead-letter output with their reason; nothing is dropped silently.
+
+    Metrics (labelled by ``topic``): ``events_in``, ``events_late`` (behind the watermark but within
+    the allowed lateness: they update windows already emitted) and ``events_dead_lettered`` with a
+    ``reason`` label (``too_late`` or the decoder's reason).
     """
 
     def __init__(self, settings: Settings, reader_schema: dict[str, Any], timestamp_field: str, topic: str) -> None:
@@ -67,13 +71,24 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
                 raise StoreUnavailableError(f"schema registry unreachable: {exc}") from exc
 
         self._decoder = EventDecoder(lookup, self._reader_schema, timestamp_field=self._timestamp_field)
+        self._metrics = runtime_context.get_metrics_group().add_group("topic", self._topic)
+        self._events_in = self._metrics.counter("events_in")
+        self._events_late = self._metrics.counter("events_late")
+        self._dead_lettered: dict[str, Any] = {}
+
+    def _dead_letter(self, reason: str, detail: str, payload: bytes | None) -> tuple[OutputTag, str]:
+        if reason not in self._dead_lettered:
+            self._dead_lettered[reason] = self._metrics.add_group("reason", reason).counter("events_dead_lettered")
+        self._dead_lettered[reason].inc()
+        return DEAD_LETTER, dead_letter(self._topic, reason, detail, payload)
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
-        payload, too_late = value[0], value[2]
+        payload, too_late, late = value[0], value[2], value[3]
+        self._events_in.inc()
         if too_late:
-            yield DEAD_LETTER, dead_letter(
-                self._topic, "too_late", f"event time {ctx.timestamp()} ms is behind the watermark by more than "
-                "the allowed lateness", payload,
+            yield self._dead_letter(
+                "too_late", f"event time {ctx.timestamp()} ms is behind the watermark by more than the allowed "
+                "lateness", payload,
             )  # fmt: skip
             return
         try:
@@ -85,8 +100,10 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
                     f"{ctx.timestamp()}; producers must set the record timestamp to the event time",
                 )
         except DecodeError as exc:
-            yield DEAD_LETTER, dead_letter(self._topic, exc.reason, exc.detail, payload)
+            yield self._dead_letter(exc.reason, exc.detail, payload)
             return
+        if late:
+            self._events_late.inc()
         yield Row(*(event[name] for name in self._fields))
 
 
@@ -114,6 +131,13 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
 
     Results for windows that end after the wall clock are dropped: a window cannot have closed before
     its end; such results appear only when a bounded run's final watermark fires open windows.
+
+    Metrics: ``watermark_ms`` (this operator's event-time watermark; watermark lag is the wall clock
+    minus it), ``rows_written`` and ``flushes``, and per ``feature`` label ``online_window_end_ms`` (the
+    newest window end written online: the freshness lag is the wall clock minus it) and
+    ``freshness_lag_ms`` (at the latest online write, its wall-clock time minus that window end).
+    Times are exported as epoch milliseconds, not as lags, because PyFlink reports Python metrics only
+    when a bundle finishes: a lag computed then would freeze while the stream is idle.
     """
 
     def __init__(
@@ -148,8 +172,20 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._backstop_at: int | None = None  # the processing-time flush this process registered
         self._last_flush = time.monotonic()
         self.dropped_open_windows = 0
+        metrics = runtime_context.get_metrics_group()
+        self._watermark_ms = 0
+        metrics.gauge("watermark_ms", lambda: self._watermark_ms)
+        self._rows_written = metrics.counter("rows_written")
+        self._flushes = metrics.counter("flushes")
+        self._online_end_ms = {d.name: 0 for d in self._features}
+        self._freshness_lag_ms = {d.name: 0 for d in self._features}
+        for name in self._online_end_ms:
+            group = metrics.add_group("feature", name)
+            group.gauge("online_window_end_ms", lambda n=name: self._online_end_ms[n])
+            group.gauge("freshness_lag_ms", lambda n=name: self._freshness_lag_ms[n])
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        self._watermark_ms = max(self._watermark_ms, ctx.timer_service().current_watermark())
         if str(value.get_row_kind()) in (_UPDATE_BEFORE, _DELETE):
             return
         end = _ms(value[2])
@@ -171,6 +207,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         yield  # a generator that emits nothing: this operator is the end of the pipeline
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        self._watermark_ms = max(self._watermark_ms, min(ctx.timer_service().current_watermark(), _END_OF_TIME))
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
             self._backstop_at = None
             self._flush()
@@ -186,6 +223,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     def _flush(self) -> None:
         pending = list(self._pending.get() or [])
         if pending:
+            newest_end = max(end for _, _, end, _, _ in pending)
             for entity_id, start, end, revision, values in pending:
                 for definition, raw in zip(self._features, values, strict=True):
                     value = (
@@ -197,6 +235,13 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
             self._offline.flush()
             self._online.flush()
             self._pending.clear()
+            written_ms = time.time_ns() // 1_000_000
+            for name in self._online_end_ms:
+                if newest_end > self._online_end_ms[name]:
+                    self._online_end_ms[name] = newest_end
+                    self._freshness_lag_ms[name] = written_ms - newest_end
+            self._rows_written.inc(len(pending) * len(self._features))
+            self._flushes.inc()
         self._pending_count = 0
         self._last_flush = time.monotonic()
 

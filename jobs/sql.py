@@ -91,11 +91,10 @@ def source_ddl(table: str, source: Source, lateness: timedelta, *, bootstrap: st
 
 
 def source_select(table: str, lateness: timedelta) -> str:
-    """Raw records with their time and whether they arrived too late for any window to accept them."""
-    return (
-        f"SELECT payload, kafka_ts, CURRENT_WATERMARK(kafka_ts) IS NOT NULL AND "
-        f"kafka_ts < CURRENT_WATERMARK(kafka_ts) - {interval(lateness)} AS too_late FROM `{table}`"
-    )
+    """Raw records with their time, whether they arrived too late for any window to accept them, and
+    whether they are late at all (behind the watermark: accepted only thanks to the allowed lateness)."""
+    behind = "CURRENT_WATERMARK(kafka_ts) IS NOT NULL AND kafka_ts < CURRENT_WATERMARK(kafka_ts)"
+    return f"SELECT payload, kafka_ts, {behind} - {interval(lateness)} AS too_late, {behind} AS late FROM `{table}`"
 
 
 def dedup_sql(view: str, source: Source, columns: list[str]) -> str:

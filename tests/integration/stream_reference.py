@@ -25,6 +25,7 @@ class Record:
 class Reference:
     dead_letters: list[Record] = field(default_factory=list)
     accepted: list[Record] = field(default_factory=list)
+    late: int = 0  # decodable records behind the watermark yet within the allowed lateness (resends too)
 
     def windows(self, size_ms: int, slide_ms: int) -> dict[tuple[str, int], tuple[int, float]]:
         """(entity, window end) -> (count, sum) for every window holding an accepted event."""
@@ -46,7 +47,10 @@ def simulate(records: list[Record], *, out_of_orderness_ms: int, lateness_ms: in
         highest = r.timestamp_ms if highest is None else max(highest, r.timestamp_ms)
         if (watermark is not None and r.timestamp_ms < watermark - lateness_ms) or r.event_id is None:
             ref.dead_letters.append(r)
-        elif r.event_id not in seen_ids:
+            continue
+        if watermark is not None and r.timestamp_ms < watermark:
+            ref.late += 1
+        if r.event_id not in seen_ids:
             seen_ids.add(r.event_id)
             ref.accepted.append(r)
     return ref

@@ -48,7 +48,7 @@ def _prepare(settings: Settings, topic: str) -> None:
 
 def _job(settings: Settings, group: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.feature_job", "--group-id", group, *extra],
+        [sys.executable, "-m", "jobs.feature_job", "--group-id", group, "--metrics-port", "0", *extra],
         cwd=REPO, env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip

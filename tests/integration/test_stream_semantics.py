@@ -5,17 +5,23 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import random
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import fastavro
 import pytest
 from confluent_kafka import Consumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.produce import ensure_topics, make_producer
 from registry.catalog import load_folder
@@ -36,6 +42,8 @@ HOUR = 60 * MIN
 BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 4 * HOUR
 OUT_OF_ORDERNESS = 5_000
 LATENESS = 30 * MIN
+MARKER = "zz_marker"
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, labels) -> value
 
 
 def _records(seed: int) -> list[Record]:
@@ -66,10 +74,22 @@ def _records(seed: int) -> list[Record]:
     return out
 
 
+@dataclass(frozen=True)
+class Run:
+    settings: Settings
+    topic: str
+    reference: Reference
+    sent: int  # records sent to the topic, the marker included
+    metrics: Metrics  # scraped from the job's Prometheus endpoint at the end
+
+
 @pytest.fixture(scope="module")
-def run(
-    it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Settings, str, Reference]]:
+def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """The records, then a marker event whose watermark closes every window, through an unbounded job.
+
+    The job runs as in production (unbounded, checkpointed); the fixture waits until both stores hold
+    the reference's final windows, then scrapes the job's Prometheus endpoint and kills it.
+    """
     settings = isolated(it_settings, "sem", tmp_path_factory.mktemp("sem"))
     topic = f"it_{run_id}_sem"
     toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
@@ -81,7 +101,8 @@ def run(
     records = _records(seed=5)
     producer = make_producer(settings)
     ctx = _ctx(topic)
-    for r in records:
+    marker_ms = time.time_ns() // 1_000_000 - MIN  # after the last window of every real user ends
+    for r in [*records, Record(MARKER, marker_ms, "marker")]:
         if r.event_id is None:
             producer.send_raw(topic, r.key.encode(), b"\x07not an event", r.timestamp_ms)
             continue
@@ -89,17 +110,83 @@ def run(
                  "currency": "EUR", "event_time": r.timestamp_ms}  # fmt: skip
         producer.send_raw(topic, r.key.encode(), producer._serializer(event, ctx), r.timestamp_ms)
     producer.flush()
-    job = subprocess.run(
-        [sys.executable, "-m", "jobs.feature_job", "--bounded"],
-        cwd=REPO, env=settings_env(settings), capture_output=True, text=True, timeout=420,
-    )  # fmt: skip
-    assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
     reference = simulate(records, out_of_orderness_ms=OUT_OF_ORDERNESS, lateness_ms=LATENESS)
     # The event set must exercise what it claims to: some late-but-accepted, some too late, some resent.
     assert any(r.event_id and r.event_id.startswith("late") for r in reference.accepted)
     assert any(r.event_id and r.event_id.startswith("tooLate") for r in reference.dead_letters)
     assert len({r.event_id for r in records if r.event_id}) < sum(1 for r in records if r.event_id)
-    yield settings, topic, reference
+
+    port = _free_port()
+    job = subprocess.Popen(
+        [sys.executable, "-m", "jobs.feature_job", "--group-id", f"it-{run_id}-sem", "--metrics-port", str(port)],
+        cwd=REPO, env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        expected = reference.windows(HOUR, 5 * MIN)
+        deadline = time.monotonic() + 300
+        while not _final_windows_written(settings, expected):
+            assert job.poll() is None, (job.stdout.read() if job.stdout else "")[-4000:]
+            assert time.monotonic() < deadline, "the job did not write every final window within 300 s"
+            time.sleep(1)
+        last_end = max(end for _, end in expected)
+        sent = len(records) + 1
+
+        def complete(m: Metrics) -> bool:
+            ends = [_value(m, "online_window_end_ms", feature=f) for f in ("txn_count_1h", "txn_amount_sum_1h")]
+            return _value(m, "events_in") == sent and ends == [last_end, last_end]
+
+        metrics = _scrape_until(port, complete, time.monotonic() + 60)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    yield Run(settings, topic, reference, sent, metrics)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _final_windows_written(settings: Settings, expected: dict[tuple[str, int], tuple[int, float]]) -> bool:
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    try:
+        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+    except (NoSuchTableError, NoSuchNamespaceError):
+        return False
+    if table.current_snapshot() is None:
+        return False
+    rows = table.scan(selected_fields=("entity_id", "event_time", "revision")).to_arrow().to_pylist()
+    written = {(r["entity_id"], int(r["event_time"].timestamp() * 1000), r["revision"]) for r in rows}
+    return all((user, end, count) in written for (user, end), (count, _) in expected.items())
+
+
+def _scrape_until(port: int, ready: Callable[[Metrics], bool], deadline: float) -> Metrics:
+    """The job's Prometheus metrics (ours only: their names without Flink's scope prefix)."""
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            text = ""
+        found = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                name = sample.name.removeprefix("flink_taskmanager_job_task_operator_")
+                name = name.removeprefix("topic_").removeprefix("reason_").removeprefix("feature_")
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k in ("topic", "reason", "feature")))
+                found[(name, labels)] = sample.value
+        if (found and ready(found)) or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+def _value(metrics: Metrics, name: str, **labels: str) -> float:
+    want = tuple(sorted(labels.items()))
+    values = [v for (n, found), v in metrics.items() if n == name and all(item in found for item in want)]
+    return sum(values)
 
 
 def _ctx(topic: str) -> Any:
@@ -108,10 +195,11 @@ def _ctx(topic: str) -> Any:
     return SerializationContext(topic, MessageField.VALUE)
 
 
-def test_offline_holds_every_window_and_its_final_value(run: tuple[Settings, str, Reference]) -> None:
-    settings, _, reference = run
+def test_offline_holds_every_window_and_its_final_value(run: Run) -> None:
+    settings, reference = run.settings, run.reference
     expected = reference.windows(HOUR, 5 * MIN)
     rows = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").scan().to_arrow().to_pylist()
+    rows = [r for r in rows if r["entity_id"] != MARKER]
     identities = [(r["entity_id"], r["feature_name"], r["event_time"], r["revision"]) for r in rows]
     assert len(identities) == len(set(identities)), "a result was written twice"
     final: dict[tuple[str, int], dict[str, Any]] = {}
@@ -125,8 +213,8 @@ def test_offline_holds_every_window_and_its_final_value(run: tuple[Settings, str
     assert max(v["revision"] for v in final.values()) > 1
 
 
-def test_online_holds_each_entitys_latest_window(run: tuple[Settings, str, Reference]) -> None:
-    settings, _, reference = run
+def test_online_holds_each_entitys_latest_window(run: Run) -> None:
+    settings, reference = run.settings, run.reference
     expected = reference.windows(HOUR, 5 * MIN)
     cluster, session = connect_cassandra(settings)
     try:
@@ -141,8 +229,8 @@ def test_online_holds_each_entitys_latest_window(run: tuple[Settings, str, Refer
         cluster.shutdown()
 
 
-def test_dead_letters_are_exactly_the_too_late_and_malformed(run: tuple[Settings, str, Reference], run_id: str) -> None:
-    settings, topic, reference = run
+def test_dead_letters_are_exactly_the_too_late_and_malformed(run: Run, run_id: str) -> None:
+    settings, topic, reference = run.settings, run.topic, run.reference
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"it-{run_id}-sem",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
     consumer.subscribe([f"{topic}.dlq"])
@@ -166,3 +254,20 @@ def test_dead_letters_are_exactly_the_too_late_and_malformed(run: tuple[Settings
     got = Counter((letter["reason"], event_id(letter)) for letter in letters)
     want = Counter(("too_late", r.event_id) if r.event_id else ("bad_magic", None) for r in reference.dead_letters)
     assert got == want
+
+
+def test_metrics_count_what_the_job_saw(run: Run) -> None:
+    metrics, reference, topic = run.metrics, run.reference, run.topic
+    expected = reference.windows(HOUR, 5 * MIN)
+    too_late = sum(1 for r in reference.dead_letters if r.event_id is not None)
+    malformed = sum(1 for r in reference.dead_letters if r.event_id is None)
+    assert _value(metrics, "events_in", topic=topic) == run.sent
+    assert _value(metrics, "events_late", topic=topic) == reference.late > 0
+    assert _value(metrics, "events_dead_lettered", topic=topic, reason="too_late") == too_late > 0
+    assert _value(metrics, "events_dead_lettered", topic=topic, reason="bad_magic") == malformed > 0
+    last_end = max(end for _, end in expected)
+    for feature in ("txn_count_1h", "txn_amount_sum_1h"):
+        assert _value(metrics, "online_window_end_ms", feature=feature) == last_end
+        assert _value(metrics, "freshness_lag_ms", feature=feature) >= time.time_ns() // 1_000_000 - last_end - 600_000
+    # The watermark passed every real window and stopped at the marker's time minus the out-of-orderness.
+    assert last_end <= _value(metrics, "watermark_ms") <= time.time_ns() // 1_000_000 - MIN - OUT_OF_ORDERNESS
