@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from registry.errors import StoreUnavailableError
@@ -10,6 +11,8 @@ from registry.settings import Settings
 if TYPE_CHECKING:
     from cassandra.cluster import Cluster, Session
     from pyiceberg.catalog import Catalog
+
+_CATALOG_INIT_ATTEMPTS = 5
 
 
 def connect_cassandra(settings: Settings, *, connect_timeout_s: float = 5.0) -> tuple[Cluster, Session]:
@@ -44,10 +47,20 @@ def connect_iceberg(settings: Settings) -> Catalog:
     from urllib.parse import urlparse
 
     from pyiceberg.catalog.sql import SqlCatalog
+    from sqlalchemy.exc import OperationalError
 
     if settings.iceberg_catalog_uri.startswith("sqlite:///"):
         Path(settings.iceberg_catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     warehouse = urlparse(settings.iceberg_warehouse)
     if warehouse.scheme == "file":
         Path(warehouse.path).mkdir(parents=True, exist_ok=True)
-    return SqlCatalog("feature_store", uri=settings.iceberg_catalog_uri, warehouse=settings.iceberg_warehouse)
+    for attempt in range(_CATALOG_INIT_ATTEMPTS):
+        try:
+            return SqlCatalog("feature_store", uri=settings.iceberg_catalog_uri, warehouse=settings.iceberg_warehouse)
+        except OperationalError as exc:
+            # Writers opening a new catalog together race to create its tables (check, then CREATE);
+            # the losers see "already exists" and find the tables there on the next attempt.
+            if "already exists" not in str(exc) or attempt == _CATALOG_INIT_ATTEMPTS - 1:
+                raise StoreUnavailableError(f"Iceberg catalog {settings.iceberg_catalog_uri}: {exc}") from exc
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")

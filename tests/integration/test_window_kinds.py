@@ -1,0 +1,222 @@
+"""Every window kind and every aggregation, computed by the real job from definitions alone, against
+a brute-force reference in plain Python.
+
+One seeded random event set (disorder inside the out-of-orderness bound, two partitions) and one
+definitions file with tumbling, sliding and session features: one job run computes them all.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from jobs.produce import ensure_topics, make_producer
+from registry.catalog import load_folder
+from registry.definition_store import DefinitionStore
+from registry.plan import apply
+from registry.settings import Settings
+from serving.online import OnlineReader
+from sinks.factory import connect_cassandra, connect_iceberg
+from sinks.offline_layout import TABLE
+from tests.conftest import REPO, isolated, settings_env
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+HOUR = 60 * MIN
+BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 5 * HOUR
+OUT_OF_ORDERNESS = 5_000
+USERS = 4
+
+Event = dict[str, Any]  # a card transaction
+Window = tuple[int, int]  # (start ms, end ms)
+
+# name -> (window, function, field, value type); the TOML below is generated from this table.
+FEATURES: dict[str, tuple[dict[str, str], str, str | None, str]] = {
+    "t_count": ({"kind": "tumbling", "size": "10m"}, "count", None, "long"),
+    "t_min": ({"kind": "tumbling", "size": "10m"}, "min", "amount", "double"),
+    "t_max": ({"kind": "tumbling", "size": "10m"}, "max", "amount", "double"),
+    "t_mean": ({"kind": "tumbling", "size": "10m"}, "mean", "amount", "double"),
+    "s_sum": ({"kind": "sliding", "size": "30m", "slide": "10m"}, "sum", "amount", "double"),
+    "s_last_amount": ({"kind": "sliding", "size": "30m", "slide": "10m"}, "last", "amount", "double"),
+    "s_last_merchant": ({"kind": "sliding", "size": "30m", "slide": "10m"}, "last", "merchant_id", "string"),
+    "s_distinct": ({"kind": "sliding", "size": "30m", "slide": "10m"}, "count_distinct", "merchant_id", "long"),
+    "g_count": ({"kind": "session", "gap": "5m"}, "count", None, "long"),
+    "g_max": ({"kind": "session", "gap": "5m"}, "max", "amount", "double"),
+    "g_last": ({"kind": "session", "gap": "5m"}, "last", "merchant_id", "string"),
+}
+_MS = {"m": MIN, "h": HOUR}
+
+
+def _ms(duration: str) -> int:
+    return int(duration[:-1]) * _MS[duration[-1]]
+
+
+def _toml(topic: str) -> str:
+    lines = [
+        '[defaults]\nentity = "user"\nowner = "it"\nfreshness_slo = "10m"\nttl = "1d"\n',
+        f'[defaults.source]\ntopic = "{topic}"\nevent_schema = "card_transaction"\nsubject = "{topic}-value"',
+        'entity_key = "user_id"\ntimestamp_field = "event_time"\nevent_id_field = "transaction_id"\n',
+    ]
+    for name, (window, function, field, value_type) in FEATURES.items():
+        window_toml = ", ".join(f'{k} = "{v}"' for k, v in window.items())
+        aggregation = f'function = "{function}"' + (f', field = "{field}"' if field else "")
+        lines.append(
+            f'[[feature]]\nname = "{name}"\nversion = 1\nvalue_type = "{value_type}"\n'
+            f"window = {{ {window_toml} }}\naggregation = {{ {aggregation} }}\n"
+        )
+    return "\n".join(lines)
+
+
+def _events(seed: int) -> list[Event]:
+    """Events over three hours, sent out of time order, but never by more than the disorder bound."""
+    rng = random.Random(seed)
+    times = rng.sample(range(BASE, BASE + 3 * HOUR), 320)  # distinct: `last` has one answer
+    events: list[Event] = [
+        {"transaction_id": f"k{i}", "user_id": f"u{rng.randrange(USERS)}", "merchant_id": f"m{rng.randrange(6)}",
+         "amount": rng.randrange(1, 4000) / 4, "currency": "EUR", "event_time": t}
+        for i, t in enumerate(times)
+    ]  # fmt: skip
+    # Sent in order of time plus a jitter below the bound: an event is never behind the watermark.
+    jitter = {e["transaction_id"]: rng.randrange(OUT_OF_ORDERNESS) for e in events}
+    return sorted(events, key=lambda e: e["event_time"] + jitter[e["transaction_id"]])
+
+
+# ---- the brute-force reference ----------------------------------------------------------------
+
+
+def _fixed_windows(t: int, window: dict[str, str]) -> list[Window]:
+    size = _ms(window["size"])
+    slide = _ms(window.get("slide", window["size"]))
+    ends = range(t // slide * slide + slide, t + size + 1, slide)
+    return [(end - size, end) for end in ends if end - size <= t < end]
+
+
+def _sessions(times: list[int], gap: int) -> list[tuple[Window, list[int]]]:
+    """Each event opens [t, t + gap); overlapping windows merge (Flink's session semantics)."""
+    out: list[tuple[Window, list[int]]] = []
+    for t in sorted(times):
+        if out and t < out[-1][0][1]:
+            (start, _), members = out[-1]
+            out[-1] = ((start, t + gap), [*members, t])
+        else:
+            out.append(((t, t + gap), [t]))
+    return out
+
+
+_AGGREGATE: dict[str, Callable[[list[Event], Any], Any]] = {
+    "count": lambda es, _: len(es),
+    "sum": lambda es, f: sum(e[f] for e in es),
+    "mean": lambda es, f: sum(e[f] for e in es) / len(es),
+    "min": lambda es, f: min(e[f] for e in es),
+    "max": lambda es, f: max(e[f] for e in es),
+    "last": lambda es, f: max(es, key=lambda e: e["event_time"])[f],
+    "count_distinct": lambda es, f: len({e[f] for e in es}),
+}
+
+
+def reference(events: list[Event]) -> dict[tuple[str, str, Window], Any]:
+    """(feature, user, window) -> final value, for every window that holds an event."""
+    out: dict[tuple[str, str, Window], Any] = {}
+    by_user: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        by_user[e["user_id"]].append(e)
+    for name, (window, function, field, _) in FEATURES.items():
+        for user, user_events in by_user.items():
+            members: dict[Window, list[Event]] = defaultdict(list)
+            if window["kind"] == "session":
+                at = {e["event_time"]: e for e in user_events}
+                for w, times in _sessions(list(at), _ms(window["gap"])):
+                    members[w] = [at[t] for t in times]
+            else:
+                for e in user_events:
+                    for w in _fixed_windows(e["event_time"], window):
+                        members[w].append(e)
+            for w, es in members.items():
+                out[(name, user, w)] = _AGGREGATE[function](es, field)
+    return out
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    settings = isolated(it_settings, "kinds", tmp_path_factory.mktemp("kinds"))
+    topic = f"it_{run_id}_kinds"
+    (settings.definitions_dir / "features.toml").write_text(_toml(topic))
+    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
+    producer = make_producer(settings)
+    producer.send(topic, _events(seed=11))
+    producer.flush()
+    job = subprocess.run(
+        [sys.executable, "-m", "jobs.feature_job", "--bounded", "--metrics-port", "0"],
+        cwd=REPO, env=settings_env(settings), capture_output=True, text=True, timeout=420,
+    )  # fmt: skip
+    assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    yield settings
+
+
+def _value(row: dict[str, Any]) -> Any:
+    value_type = FEATURES[row["feature_name"]][3]
+    return row[f"value_{value_type}"]
+
+
+def _final_offline(settings: Settings) -> dict[tuple[str, str, Window], Any]:
+    rows = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").scan().to_arrow().to_pylist()
+    final: dict[tuple[str, str, Window], tuple[int, Any]] = {}
+    for r in rows:
+        window = (int(r["window_start"].timestamp() * 1000), int(r["event_time"].timestamp() * 1000))
+        key = (r["feature_name"], r["entity_id"], window)
+        if key not in final or final[key][0] < r["revision"]:
+            final[key] = (r["revision"], _value(r))
+    return {k: v for k, (_, v) in final.items()}
+
+
+def test_reference_exercises_every_kind() -> None:
+    expected = reference(_events(seed=11))
+    sessions = [w for (name, _, w) in expected if name == "g_count"]
+    assert any(end - start > _ms("5m") for start, end in sessions), "no session merged two events"
+    assert len({v for (name, _, _), v in expected.items() if name == "s_distinct"}) > 2
+    assert any(v > 1 for (name, _, _), v in expected.items() if name == "t_count")
+    times = [e["event_time"] for e in _events(seed=11)]
+    assert times != sorted(times), "the events are sent in time order: no disorder"
+
+
+def test_offline_values_equal_the_reference(run: Settings) -> None:
+    got = _final_offline(run)
+    expected = reference(_events(seed=11))
+    assert set(got) == set(expected)
+    mismatched = {
+        k: (got[k], v)
+        for k, v in expected.items()
+        if got[k] != (pytest.approx(v, rel=1e-12) if isinstance(v, float) else v)
+    }
+    assert not mismatched, dict(list(mismatched.items())[:10])
+
+
+def test_online_holds_each_features_latest_window(run: Settings) -> None:
+    expected = reference(_events(seed=11))
+    cluster, session = connect_cassandra(run)
+    try:
+        reader = OnlineReader(session, run.cassandra_keyspace)
+        for user in (f"u{i}" for i in range(USERS)):
+            stored = reader.read("user", user)
+            for name in FEATURES:
+                windows = [w for (n, u, w) in expected if n == name and u == user]
+                latest = max(windows, key=lambda w: w[1])
+                value = expected[(name, user, latest)]
+                assert stored[(name, 1)].feature_ts_ms == latest[1], name
+                assert stored[(name, 1)].value == (
+                    pytest.approx(value, rel=1e-12) if isinstance(value, float) else value
+                )
+    finally:
+        cluster.shutdown()

@@ -1,0 +1,37 @@
+"""Store clients built from settings."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from registry.settings import Settings
+from sinks.factory import connect_iceberg
+
+
+def test_writers_opening_a_new_catalog_together_all_succeed(tmp_path: Path) -> None:
+    # The stream job opens one catalog per writer operator at once; on a fresh SQLite catalog they
+    # race to create its tables.
+    for round_ in range(5):
+        settings = Settings(
+            iceberg_catalog_uri=f"sqlite:///{tmp_path / f'catalog{round_}.db'}",
+            iceberg_warehouse=(tmp_path / f"warehouse{round_}").as_uri(),
+        )
+        barrier = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def open_catalog(
+            settings: Settings = settings, barrier: threading.Barrier = barrier, errors: list[BaseException] = errors
+        ) -> None:
+            barrier.wait()
+            try:
+                connect_iceberg(settings).list_namespaces()
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_catalog) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[0]
