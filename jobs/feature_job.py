@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pyflink.common import Configuration, Types
+from pyflink.common import Configuration, Types, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
@@ -24,7 +24,7 @@ from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, 
 from pyflink.table import Schema, StreamTableEnvironment
 
 from infra.artifacts import verify_manifest
-from jobs.functions import DEAD_LETTER, DecodeEvents, WriteWindowResults
+from jobs.functions import DEAD_LETTER, DeadLetteredAt, DecodeEvents, WriteWindowResults
 from jobs.sql import aggregate_sql, dedup_sql, source_ddl, source_lateness, source_select, window_groups
 from registry.catalog import FeatureCatalog
 from registry.definition_store import DefinitionStore
@@ -144,9 +144,10 @@ def _events_view(t_env: StreamTableEnvironment, settings: Settings, source: Sour
     decoded = raw.process(
         DecodeEvents(settings, schema, source.timestamp_field, source.topic), output_type=_row_type(schema)
     ).name(f"decode:{source.topic}")
-    decoded.get_side_output(DEAD_LETTER).sink_to(_dead_letter_sink(settings, source.topic)).name(
-        f"dead-letter:{source.topic}"
+    dead_letters = decoded.get_side_output(DEAD_LETTER).assign_timestamps_and_watermarks(
+        WatermarkStrategy.no_watermarks().with_timestamp_assigner(DeadLetteredAt())
     )
+    dead_letters.sink_to(_dead_letter_sink(settings, source.topic)).name(f"dead-letter:{source.topic}")
     table = t_env.from_data_stream(
         decoded,
         Schema.new_builder()

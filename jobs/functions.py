@@ -10,6 +10,7 @@ from typing import Any
 
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
+from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext, TimeDomain
 from pyflink.datastream.state import ListStateDescriptor
 
@@ -32,6 +33,15 @@ def dead_letter(topic: str, reason: str, detail: str, payload: bytes | None) -> 
         "payload_b64": base64.b64encode(payload or b"").decode(),
         "dead_lettered_at_ms": time.time_ns() // 1_000_000,
     })  # fmt: skip
+
+
+class DeadLetteredAt(TimestampAssigner):  # type: ignore[misc]
+    """A dead letter's Kafka timestamp is when it was dead-lettered, not its event time: a record
+    from a clock far ahead would be refused by the dead-letter topic (and fail the job), and one
+    far behind would fall out of the topic's time-based retention at once."""
+
+    def extract_timestamp(self, value: str, record_timestamp: int) -> int:
+        return int(json.loads(value)["dead_lettered_at_ms"])
 
 
 class DecodeEvents(ProcessFunction):  # type: ignore[misc]

@@ -23,14 +23,25 @@ from registry.settings import Settings
 from schemas import schema_text
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 3, timeout_s: float = 30) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+def ensure_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    partitions: int = 3,
+    config: dict[str, str] | None = None,
+    timeout_s: float = 30,
+) -> None:
+    """Create the topics that do not exist yet (idempotent), with topic-level ``config`` if given."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
-    missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+    missing = [
+        NewTopic(t, num_partitions=partitions, replication_factor=1, config=dict(config or {}))
+        for t in topics
+        if t not in existing
+    ]
     if not missing:
         return
     for topic, future in admin.create_topics(missing, operation_timeout=timeout_s).items():

@@ -16,6 +16,7 @@ from datetime import timedelta
 from registry.definitions import FeatureDefinition, Source, Window
 from registry.durations import to_millis
 from registry.errors import DefinitionError
+from udfs.decode import MAX_FUTURE_MS
 
 _SQL_TYPES = {"long": "BIGINT", "double": "DOUBLE", "string": "STRING", "boolean": "BOOLEAN"}
 
@@ -76,11 +77,16 @@ def source_ddl(table: str, source: Source, lateness: timedelta, *, bootstrap: st
         if bounded
         else ("'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest'")
     )
+    future = timedelta(milliseconds=MAX_FUTURE_MS)
     return (
         f"CREATE TEMPORARY TABLE `{table}` (\n"
         "  payload BYTES,\n"
         "  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',\n"
-        f"  WATERMARK FOR kafka_ts AS kafka_ts - {interval(source.max_out_of_orderness)}\n"
+        # A record further ahead than MAX_FUTURE_MS (dead-lettered by the decoder) must not move the
+        # watermark: it would make every on-time record after it too late. The watermark only grows,
+        # so such a record contributes the epoch, i.e. nothing.
+        f"  WATERMARK FOR kafka_ts AS CASE WHEN kafka_ts > CURRENT_TIMESTAMP + {interval(future)}\n"
+        f"    THEN TO_TIMESTAMP_LTZ(0, 3) ELSE kafka_ts END - {interval(source.max_out_of_orderness)}\n"
         ") WITH (\n"
         f"  'connector' = 'kafka', 'topic' = '{source.topic}', 'properties.bootstrap.servers' = '{bootstrap}',\n"
         f"  'properties.group.id' = '{group_id}', {startup}, 'format' = 'raw',\n"

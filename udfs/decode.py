@@ -22,6 +22,11 @@ from fastavro.types import Schema
 from registry.errors import DecodeError
 from schemas.wire import unframe
 
+# Event times further ahead of the wall clock are a producer's broken clock: dead-lettered as
+# ``future_timestamp``, and kept out of the watermark (``jobs.sql.source_ddl``). Kafka 4 brokers
+# refuse such records already (``log.message.timestamp.after.max.ms``, 1 h by default).
+MAX_FUTURE_MS = 3_600_000
+
 SchemaLookup = Callable[[int], str | None]
 """Returns the writer schema text for a registry id, None if the registry has no such id."""
 
@@ -35,7 +40,7 @@ class EventDecoder:
         reader_schema: dict[str, Any],
         *,
         timestamp_field: str,
-        max_future_ms: int = 3_600_000,
+        max_future_ms: int = MAX_FUTURE_MS,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._lookup = lookup

@@ -1,10 +1,10 @@
 """Brute-force reference of the stream job's semantics, in plain Python, for tests.
 
 It replays records in partition order exactly as the job defines lateness: the watermark after a
-record is the highest Kafka timestamp seen so far minus the out-of-orderness bound; a record is too
-late when its timestamp is below the watermark before it minus the allowed lateness. Too-late and
-undecodable records are dead-lettered; the rest are deduplicated by event id (first arrival wins)
-and aggregated per sliding window.
+record is the highest Kafka timestamp seen so far minus the out-of-orderness bound, where a timestamp
+too far in the future does not count; a record is too late when its timestamp is below the
+watermark before it minus the allowed lateness. Too-late and bad records are dead-lettered; the
+rest are deduplicated by event id (first arrival wins) and aggregated per sliding window.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 class Record:
     key: str
     timestamp_ms: int
-    event_id: str | None  # None: the record is malformed and will not decode
+    event_id: str | None  # None: the record is not an event at all
     amount: float = 0.0
+    bad: str | None = None  # the dead-letter reason the decoder must give this record, if any
 
 
 @dataclass
 class Reference:
-    dead_letters: list[Record] = field(default_factory=list)
+    dead_letters: list[tuple[str, Record]] = field(default_factory=list)  # (reason, record)
     accepted: list[Record] = field(default_factory=list)
     late: int = 0  # decodable records behind the watermark yet within the allowed lateness (resends too)
 
@@ -44,10 +45,15 @@ def simulate(records: list[Record], *, out_of_orderness_ms: int, lateness_ms: in
     seen_ids: set[str] = set()
     for r in records:
         watermark = None if highest is None else highest - out_of_orderness_ms
-        highest = r.timestamp_ms if highest is None else max(highest, r.timestamp_ms)
-        if (watermark is not None and r.timestamp_ms < watermark - lateness_ms) or r.event_id is None:
-            ref.dead_letters.append(r)
+        if r.bad != "future_timestamp":  # a clock far ahead must not move everyone's watermark
+            highest = r.timestamp_ms if highest is None else max(highest, r.timestamp_ms)
+        if watermark is not None and r.timestamp_ms < watermark - lateness_ms:
+            ref.dead_letters.append(("too_late", r))
             continue
+        if r.bad is not None:
+            ref.dead_letters.append((r.bad, r))
+            continue
+        assert r.event_id is not None, "a record that is not an event must say its reason"
         if watermark is not None and r.timestamp_ms < watermark:
             ref.late += 1
         if r.event_id not in seen_ids:
