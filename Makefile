@@ -43,6 +43,9 @@ bench-pit: $(STAMP)
 bench-serving: $(STAMP)  # load benchmark of the feature API on the running local stack (make up)
 	@$(PY) -m bench.serving_load
 
+bench-stream: $(STAMP)  # events/s and window-close-to-online latency of the stream job on the running local stack (make up)
+	@$(PY) -m bench.stream
+
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy .
 
