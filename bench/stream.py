@@ -23,17 +23,26 @@ demo's data is never touched; keyspaces and topics are dropped at the end, even 
 
 2. **Latency.** The same aggregations with ``--live-size`` windows sliding by ``--live-slide``,
    on a job run the production way (unbounded, checkpointing every 10 s). Once the job is up, a
-   separate producer process sends ``--live-rate`` events/s with event time = the wall clock. The
+   separate producer process sends each of ``--live-rates`` events/s in turn, over ``--live-users``
+   users, with event time = the wall clock. The
    bench polls ``stream_progress`` every ``--poll-ms``; for every window end that the row passes,
    it records when the bench saw it (all values of that flush are in Cassandra then) and the
    writer's ``updated_at`` (taken when the flush started writing to Cassandra, after the Iceberg
    commit). Latency is printed from the window end and from the window close = window end + the
    source's ``max_out_of_orderness`` (the earliest moment the watermark can pass the end). Closes
-   during the first ``--live-warmup`` seconds of load are not counted.
+   during the first ``--live-warmup`` seconds of each rate are not counted; a rate the job cannot
+   keep up with shows as growing latency, and the bench estimates the rate the job did process
+   from how fast window closes advanced.
+
+The job runs unchanged, by default with ``--python-workers process`` (a Python worker process per
+task slot, as on a cluster; PyFlink's local default, ``loopback``, runs every subtask's Python in
+the job's client process). ``--flink-conf KEY=VALUE`` adds a Flink option to the job's
+configuration through ``bench.stream_whatif``, to measure a setting before changing the job.
 
 CPU: while measuring, the CPU seconds of the job's processes (the client, the JVM running the
 Flink mini-cluster, the Python workers), of Kafka and of Cassandra are read from /proc and shown
-as cores used; the machine has 2 cores and is shared.
+as cores used and as CPU microseconds per event; the machine has 2 cores and is shared, so the
+load average is printed at the start of each phase.
 """
 
 from __future__ import annotations
@@ -102,16 +111,10 @@ def isolated(base: Settings, run_id: str, name: str, tmp: Path) -> Settings:
     )
 
 
-def job_env(settings: Settings, python_workers: str | None = None) -> dict[str, str]:
-    """The FS_* environment that makes the job use these settings (as tests/conftest.py's settings_env).
-
-    ``python_workers``: PyFlink's ``_python_worker_execution_mode``; "loopback" (its default for a local
-    run: the Python operators of every subtask run in the job's client process, one GIL) or "process"
-    (a Python worker process per task slot, as on a cluster).
-    """
+def job_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The FS_* environment that makes the job use these settings (as tests/conftest.py's settings_env)."""
     env = dict(os.environ)
-    if python_workers is not None:
-        env["_python_worker_execution_mode"] = python_workers
+    env.update(extra or {})
     env.update({
         "FS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "FS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "FS_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts), "FS_CASSANDRA_PORT": str(settings.cassandra_port),
@@ -184,12 +187,32 @@ def drop_keyspace(settings: Settings) -> None:
 # ---- the job as a subprocess ---------------------------------------------------------------------------------
 
 
+def runtime_env(args: argparse.Namespace) -> dict[str, str]:
+    """PyFlink's Python worker mode for the job: ``_python_worker_execution_mode``.
+
+    "loopback" is PyFlink's default for a local run: the Python operators of every subtask run in the
+    job's client process, under one GIL. "process" starts a Python worker process per task slot, as
+    on a cluster.
+    """
+    env = {"_python_worker_execution_mode": args.python_workers}
+    if args.flink_conf:
+        env["FLINK_CONF"] = ";".join(args.flink_conf)
+    return env
+
+
 @contextmanager
-def feature_job(settings: Settings, log: Path, python_workers: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m jobs.feature_job ARGS`` in its own session; the whole process group is killed at the end."""
+def feature_job(
+    settings: Settings, log: Path, runtime: dict[str, str], *args: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m jobs.feature_job ARGS`` in its own session; the whole process group is killed at the end.
+
+    With ``FLINK_CONF`` in ``runtime`` (KEY=VALUE options, ";"-separated) it runs under ``bench.stream_whatif``.
+    """
+    extra = [o for o in runtime.get("FLINK_CONF", "").split(";") if o]
+    module = ["bench.stream_whatif", *extra, "--"] if extra else ["jobs.feature_job"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jobs.feature_job", *args], cwd=REPO, env=job_env(settings, python_workers),
+            [sys.executable, "-m", *module, *args], cwd=REPO, env=job_env(settings, runtime),
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
@@ -419,7 +442,7 @@ def run_throughput(args: argparse.Namespace, base: Settings, run_id: str, tmp: P
     run = ThroughputRun(launched_s=time.monotonic())
     cpu_first: dict[str, float] | None = None
     try:
-        with feature_job(settings, log, args.python_workers, "--bounded", "--parallelism", str(args.parallelism),
+        with feature_job(settings, log, args.runtime, "--bounded", "--parallelism", str(args.parallelism),
                          "--group-id", f"bench-{run_id}-tput") as proc:  # fmt: skip
             deadline = run.launched_s + args.timeout
             last: tuple[int, int] | None = None
@@ -560,15 +583,14 @@ def run_latency(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path
     poller = ProgressPoller(settings, d.stream)
     log = tmp / "live-job.log"
     print(f"feature group: {', '.join(x.name for x in definitions)} ({d.stream}), max_out_of_orderness "
-          f"{ooo_ms} ms; job: unbounded, --parallelism {args.parallelism}, Python workers: {args.python_workers}, "
-          f"checkpoints every 10 s; load: {' then '.join(f'{r:,}' for r in rates)} events/s over "
+          f"{ooo_ms} ms; job unbounded, checkpoints every 10 s; load: {' then '.join(f'{r:,}' for r in rates)} events/s over "
           f"{args.live_users:,} users, event time = now, each rate for {warmup_s:g}s of warm-up + "
           f"{args.live_closes} window closes; polling every {args.poll_ms} ms; load average before: {loadavg()}",
           flush=True)  # fmt: skip
     segments: list[Segment] = []
     producer: subprocess.Popen[str] | None = None
     try:
-        with feature_job(settings, log, args.python_workers, "--parallelism", str(args.parallelism),
+        with feature_job(settings, log, args.runtime, "--parallelism", str(args.parallelism),
                          "--group-id", f"bench-{run_id}-live", "--checkpoint-dir", str(tmp / "checkpoints"),
                          "--checkpoint-interval-ms", "10000") as job:  # fmt: skip
             launched = time.monotonic()
@@ -683,6 +705,10 @@ def main(argv: list[str] | None = None) -> int:
         default="process",
         help="PyFlink's Python worker mode (loopback: its local default, all Python in one process)",
     )
+    parser.add_argument("--flink-conf", action="append", metavar="KEY=VALUE",
+                        help="a Flink option added to the job's configuration, e.g. "
+                        "python.fn-execution.bundle.time=100 (repeatable; a what-if run through "
+                        "bench.stream_whatif: the job's code is unchanged)")  # fmt: skip
     parser.add_argument("--live-rates", default="2000,20000", help="events/s of the latency phase, in turn")
     parser.add_argument("--live-users", type=int, default=1000)
     parser.add_argument("--live-size", default="1m", help="window size of the latency phase")
@@ -703,6 +729,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"bench.stream {run_id}: load average at start {loadavg()} ({os.cpu_count()} cores, shared); "
           f"temporary folder {tmp}", flush=True)  # fmt: skip
+    args.runtime = runtime_env(args)
+    print(f"job: python -m jobs.feature_job, parallelism {args.parallelism}, Python workers: {args.python_workers}"
+          + (f", Flink options: {'; '.join(args.flink_conf)}" if args.flink_conf else ""), flush=True)  # fmt: skip
     try:
         if args.only in (None, "throughput"):
             print("\n== throughput: a backlog through the job, bounded ==", flush=True)
