@@ -173,6 +173,16 @@ def delete_topics(settings: Settings, topics: list[str]) -> None:
             future.result(timeout=30)
 
 
+def delete_subject(settings: Settings, subject: str) -> None:
+    """Remove the schema subject the bench registered (soft, then permanent, as the registry requires)."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": settings.schema_registry_url, "timeout": 10})
+    for permanent in (False, True):
+        with suppress(Exception):
+            client.delete_subject(subject, permanent=permanent)
+
+
 def drop_keyspace(settings: Settings) -> None:
     from cassandra.cluster import Cluster
 
@@ -690,14 +700,17 @@ def report_latency(segment: Segment, ooo_ms: int, slide_ms: int) -> None:
 # ---- main ------------------------------------------------------------------------------------------------------
 
 
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--only", choices=["throughput", "latency"])
+    parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__, formatter_class=_Help)
+    parser.add_argument("--only", choices=["throughput", "latency"], help="one phase only; both when not given")
     parser.add_argument("--events", type=int, default=1_000_000, help="backlog size of the throughput phase")
-    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--users", type=int, default=10_000, help="users of the backlog")
     parser.add_argument("--hours", type=float, default=3.0, help="event time the backlog spans")
-    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=3, help="of the bench's topics")
     parser.add_argument("--parallelism", type=int, default=1, help="of the job, both phases")
     parser.add_argument(
         "--python-workers",
@@ -710,13 +723,13 @@ def main(argv: list[str] | None = None) -> int:
                         "python.fn-execution.bundle.time=100 (repeatable; a what-if run through "
                         "bench.stream_whatif: the job's code is unchanged)")  # fmt: skip
     parser.add_argument("--live-rates", default="2000,20000", help="events/s of the latency phase, in turn")
-    parser.add_argument("--live-users", type=int, default=1000)
+    parser.add_argument("--live-users", type=int, default=1000, help="users of the live load")
     parser.add_argument("--live-size", default="1m", help="window size of the latency phase")
     parser.add_argument("--live-slide", default="2s", help="window slide of the latency phase")
     parser.add_argument("--live-closes", type=int, default=50, help="window closes measured per rate")
     parser.add_argument("--live-warmup", default="20s", help="load at each rate before closes count")
-    parser.add_argument("--poll-ms", type=int, default=25)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--poll-ms", type=int, default=25, help="how often stream_progress is read")
+    parser.add_argument("--seed", type=int, default=7, help="of the generated events")
     parser.add_argument("--timeout", type=float, default=900, help="bound on each job run, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (job logs)")
     args = parser.parse_args(argv)
@@ -745,11 +758,12 @@ def main(argv: list[str] | None = None) -> int:
                 drop_keyspace(settings)
             with suppress(Exception):
                 delete_topics(settings, [topic, f"{topic}.dlq"])
+            delete_subject(settings, f"{topic}-value")
         if args.keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-        print(f"\ndropped keyspaces and topics {', '.join(t for _, t in cleanup)}; bench took "
+        print(f"\ndropped the keyspaces, topics and schema subjects of {', '.join(t for _, t in cleanup)}; bench took "
               f"{time.monotonic() - started:.0f}s; load average at end {loadavg()}", flush=True)  # fmt: skip
     return 0
 
