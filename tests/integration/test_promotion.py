@@ -11,7 +11,6 @@ failed promotion leaves v1 serving.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from registry.definition_store import DefinitionStore
 from registry.definitions import FeatureDefinition
@@ -37,6 +35,7 @@ from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
 from tests.conftest import isolated
+from tests.http_server import serving as serve_app
 
 pytestmark = pytest.mark.integration
 
@@ -100,22 +99,8 @@ def backfill(stack: Stack, definitions: list[FeatureDefinition], value: int, *, 
 def serving(stack: Stack) -> Iterator[str]:
     app = create_app(LiveCatalog(stack.store, refresh_s=REFRESH_S),
                      OnlineReader(stack.session, stack.settings.cassandra_keyspace, timeout_s=5.0))  # fmt: skip
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_app(app) as url:
+        yield url
 
 
 @dataclass(frozen=True)
