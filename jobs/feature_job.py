@@ -165,9 +165,23 @@ def _events_view(t_env: StreamTableEnvironment, settings: Settings, source: Sour
     return view
 
 
+def prepare_stores(settings: Settings) -> None:
+    """Create the online schema and the offline table once, here in the client, before any writer starts.
+
+    The writers (one per subtask, each in its own Python worker) then only load them, so no two
+    processes race to create a namespace, table or keyspace, however many the job runs.
+    """
+    from sinks.factory import connect_cassandra, connect_iceberg
+    from sinks.iceberg import ensure_table
+
+    cluster, _ = connect_cassandra(settings)
+    cluster.shutdown()
+    ensure_table(connect_iceberg(settings), settings.iceberg_namespace)
+
+
 def build(env: StreamExecutionEnvironment, settings: Settings, definitions: list[FeatureDefinition],
           *, bounded: bool, group_id: str = "featurestore-job") -> None:  # fmt: skip
-    """Add the whole pipeline for the given definitions to env."""
+    """Add the whole pipeline for the given definitions to env (the stores must exist: ``prepare_stores``)."""
     t_env = StreamTableEnvironment.create(env)
     config = t_env.get_config()
     config.set("table.local-time-zone", "UTC")
@@ -236,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     definitions = (
         catalog.active() if not args.versions else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]
     )
+    prepare_stores(settings)
     build(env, settings, definitions, bounded=args.bounded, group_id=args.group_id)
     env.execute("feature-store: window features")
     return 0

@@ -168,11 +168,12 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     def open(self, runtime_context: RuntimeContext) -> None:
         from sinks.cassandra import OnlineWriter
         from sinks.factory import connect_cassandra, connect_iceberg
-        from sinks.iceberg import OfflineWriter, ensure_table
+        from sinks.iceberg import OfflineWriter, load_table
 
         catalog = FeatureCatalog(self._features)
-        self._cluster, session = connect_cassandra(self._settings)
-        table = ensure_table(connect_iceberg(self._settings), self._settings.iceberg_namespace)
+        # The job's client created both stores' tables (jobs.feature_job.prepare_stores): load only.
+        self._cluster, session = connect_cassandra(self._settings, create_schema=False)
+        table = load_table(connect_iceberg(self._settings), self._settings.iceberg_namespace)
         writer_id = str(runtime_context.get_index_of_this_subtask())
         self._online = OnlineWriter(session, self._settings.cassandra_keyspace, catalog, writer_id=writer_id)
         self._offline = OfflineWriter(table, catalog)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
@@ -31,7 +31,11 @@ def ensure_topics(
     config: dict[str, str] | None = None,
     timeout_s: float = 30,
 ) -> None:
-    """Create the topics that do not exist yet (idempotent), with topic-level ``config`` if given."""
+    """Create the topics that do not exist yet (idempotent), with topic-level ``config`` if given.
+
+    Safe from several processes at once: a topic another process created between the listing and
+    the creation answers TOPIC_ALREADY_EXISTS, which counts as success.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
@@ -48,7 +52,8 @@ def ensure_topics(
         try:
             future.result(timeout=timeout_s)
         except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            error = exc.args[0] if exc.args else None
+            if not (isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS):
                 raise StoreUnavailableError(f"could not create topic {topic}: {exc}") from exc
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import fastavro
 
-from registry import avro_compat
+from registry import avro_compat, sqlite_store
 from registry.avro_compat import CompatibilityLevel, InvalidSchemaError, parse_level
 from registry.errors import SchemaError, StoreUnavailableError
 
@@ -187,10 +187,7 @@ class SchemaStore:
     # -- connections --------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
+        return sqlite_store.connect(self._path)
 
     @contextmanager
     def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:

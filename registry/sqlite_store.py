@@ -8,9 +8,39 @@ other is handing out at the same moment.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+_WAL_ATTEMPTS = 50
+
+
+def connect(path: Path, pragmas: tuple[str, ...] = ()) -> sqlite3.Connection:
+    """A connection in WAL mode with a 30 s busy timeout, safe while other processes open the same file.
+
+    Switching a new database to WAL needs a moment of exclusive access, and SQLite answers "database
+    is locked" at once rather than waiting on the busy timeout when another process holds the file
+    (as when several processes open a new database together): the switch is retried. WAL is recorded
+    in the file, so only the first opens of a new database ever wait here.
+    """
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout=30000")
+        for attempt in range(_WAL_ATTEMPTS):
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        for pragma in pragmas:
+            conn.execute(f"PRAGMA {pragma}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class SqliteStore:
@@ -29,12 +59,7 @@ class SqliteStore:
             conn.close()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        for pragma in self.PRAGMAS:
-            conn.execute(f"PRAGMA {pragma}")
-        return conn
+        return connect(self._path, self.PRAGMAS)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

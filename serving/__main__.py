@@ -38,15 +38,18 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
-def build(settings: Settings, env: dict[str, str]) -> tuple[FastAPI, Cluster]:
-    """The app and the Cassandra cluster it reads through (the caller shuts the cluster down)."""
+def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True) -> tuple[FastAPI, Cluster]:
+    """The app and the Cassandra cluster it reads through (the caller shuts the cluster down).
+
+    ``create_schema=False`` in each of several workers: the parent created the schema once before them.
+    """
     from cassandra.query import tuple_factory
 
     sys.setswitchinterval(int(env.get("FS_GIL_SWITCH_INTERVAL_US", "500")) / 1e6)
 
     live = LiveCatalog(DefinitionStore(settings.definitions_db))
     services = LiveFeatureServices(FeatureServiceStore(settings.definitions_db))
-    cluster, session = connect_cassandra(settings)
+    cluster, session = connect_cassandra(settings, create_schema=create_schema)
     session.row_factory = tuple_factory  # the default builds a namedtuple class per result set
     budget_s = int(env.get("FS_REQUEST_BUDGET_MS", str(int(DEFAULT_BUDGET_S * 1000)))) / 1000
     reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s)
@@ -66,7 +69,9 @@ def build(settings: Settings, env: dict[str, str]) -> tuple[FastAPI, Cluster]:
 
 def worker_app() -> FastAPI:
     """uvicorn's factory for ``--workers`` > 1: each worker process builds its own clients."""
-    app, _ = build(Settings.from_env(), dict(os.environ))  # the driver shuts its clusters down at exit
+    app, _ = build(
+        Settings.from_env(), dict(os.environ), create_schema=False
+    )  # the driver shuts its clusters down at exit
     return app
 
 
@@ -86,6 +91,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("FS_API_WORKERS", "1")))
     args = parser.parse_args()
     if args.workers > 1:
+        try:  # the schema once here, so the workers starting together do not race to create it
+            cluster, _ = connect_cassandra(Settings.from_env())
+            cluster.shutdown()
+        except FeatureStoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         uvicorn.run("serving.__main__:worker_app", factory=True, host=args.host, port=args.port,
                     workers=args.workers, **_server_options())  # fmt: skip
         return 0

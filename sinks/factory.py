@@ -15,8 +15,15 @@ if TYPE_CHECKING:
 _CATALOG_INIT_ATTEMPTS = 5
 
 
-def connect_cassandra(settings: Settings, *, connect_timeout_s: float = 5.0) -> tuple[Cluster, Session]:
-    """A connected session with the online schema in place; StoreUnavailableError if Cassandra is down."""
+def connect_cassandra(
+    settings: Settings, *, connect_timeout_s: float = 5.0, create_schema: bool = True
+) -> tuple[Cluster, Session]:
+    """A connected session with the online schema in place; StoreUnavailableError if Cassandra is down.
+
+    ``create_schema=False`` is for processes started many at once (the job's writers, the API's
+    workers): one process creates the schema before them, so no two race to create one table, which
+    a cluster of several nodes can answer with two table ids and a schema disagreement.
+    """
     from cassandra.cluster import Cluster, NoHostAvailable
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
@@ -32,7 +39,8 @@ def connect_cassandra(settings: Settings, *, connect_timeout_s: float = 5.0) -> 
     )
     try:
         session = cluster.connect()
-        ensure_schema(session, settings.cassandra_keyspace)
+        if create_schema:
+            ensure_schema(session, settings.cassandra_keyspace)
         session.set_keyspace(settings.cassandra_keyspace)
     except (NoHostAvailable, OSError) as exc:
         cluster.shutdown()

@@ -7,7 +7,6 @@ delivery from the stream job) adds no duplicate, and a result is never lost to a
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,25 +32,77 @@ def _iso(ms: int) -> str:
 
 
 def ensure_table(catalog: Catalog, namespace: str) -> Table:
-    """Load the offline table, creating namespace and table on first use."""
+    """Load the offline table, creating namespace and table and adding missing columns on first use.
+
+    Safe to call from any number of processes at once: each step is "create, and if that fails, check
+    whether it exists now". A SQL catalog checks, then inserts, so the loser of a race between two
+    processes gets the database's unique-key error (not ``NamespaceAlreadyExistsError``); what counts
+    is the outcome, so whoever finds the object there afterwards goes on. The stream job calls this once
+    in the client that plans it (``jobs.feature_job.prepare_stores``); its writers only ``load_table``.
+    """
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
 
-    with contextlib.suppress(NamespaceAlreadyExistsError):
+    try:
         catalog.create_namespace(namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+    except Exception:
+        if not _namespace_exists(catalog, namespace):
+            raise
     identifier = f"{namespace}.{offline_layout.TABLE}"
     try:
-        return catalog.create_table(
+        table = catalog.create_table(
             identifier, schema=offline_layout.SCHEMA, partition_spec=offline_layout.PARTITION_SPEC
         )
     except TableAlreadyExistsError:
         table = catalog.load_table(identifier)
-    missing = [f for f in offline_layout.SCHEMA.fields if f.name not in table.schema().column_names]
-    if missing:  # a table made by an older version of this layout: add the new optional columns
-        with table.update_schema() as update:
-            for field in missing:
-                update.add_column(field.name, field.field_type, doc=field.doc)
+    except Exception:
+        if not catalog.table_exists(identifier):
+            raise
         table = catalog.load_table(identifier)
-    return table
+    return _add_missing_columns(catalog, identifier, table)
+
+
+def load_table(catalog: Catalog, namespace: str) -> Table:
+    """The offline table, which must exist (``ensure_table`` made it); StoreUnavailableError if not."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    identifier = f"{namespace}.{offline_layout.TABLE}"
+    try:
+        return catalog.load_table(identifier)
+    except (NoSuchTableError, NoSuchNamespaceError) as exc:
+        raise StoreUnavailableError(
+            f"offline table {identifier} does not exist: the job's client creates it before the job starts"
+        ) from exc
+
+
+def _namespace_exists(catalog: Catalog, namespace: str) -> bool:
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
+    try:
+        catalog.load_namespace_properties(namespace)
+    except NoSuchNamespaceError:
+        return False
+    return True
+
+
+def _add_missing_columns(catalog: Catalog, identifier: str, table: Table) -> Table:
+    """A table made by an older version of this layout gains the new optional columns (race-safe)."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    for _ in range(_COMMIT_RETRIES):
+        names = table.schema().column_names
+        missing = [f for f in offline_layout.SCHEMA.fields if f.name not in names]
+        if not missing:
+            return table
+        try:
+            with table.update_schema() as update:
+                for field in missing:
+                    update.add_column(field.name, field.field_type, doc=field.doc)
+        except (CommitFailedException, ValueError):
+            pass  # another process changed the schema first (ValueError: a column it just added): look again
+        table = catalog.load_table(identifier)
+    raise StoreUnavailableError(f"could not bring {identifier}'s schema up to date: {_COMMIT_RETRIES} races lost")
 
 
 class OfflineWriter:
