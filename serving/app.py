@@ -39,7 +39,7 @@ def create_app(
     live: LiveCatalog,
     source: VectorSource | AsyncVectorSource,
     *,
-    clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
     services: LiveFeatureServices | None = None,
     cache_ttl_ms: int = 0,
     cache_max_entries: int = DEFAULT_MAX_ENTRIES,
@@ -50,14 +50,16 @@ def create_app(
     Args:
         live: definitions, refreshed on change (no registry read per request).
         source: stored vectors; an ``AsyncVectorSource`` (``OnlineReader``) enforces the request budget itself.
-        clock_ms: wall clock in epoch ms: ages, statuses and the cache's TTL are computed from it.
+        clock_us: wall clock in epoch µs: ages, statuses and the cache's TTL are computed from it.
         services: feature services; without them ``feature_service=`` answers 404.
         cache_ttl_ms: how long a read vector may be served again (0: never; concurrent reads still coalesce).
         cache_max_entries: bound of the vector cache (least recently used out first).
         registry: where the metrics are registered (a fresh registry if None, never the global one).
     """
     app = FastAPI(title="feature store", version="0.2.0", default_response_class=JSONResponse)
-    cache = VectorCache(as_async(source), clock_ms=clock_ms, ttl_ms=cache_ttl_ms, max_entries=cache_max_entries)
+    cache = VectorCache(
+        as_async(source), clock_ms=lambda: clock_us() // 1000, ttl_ms=cache_ttl_ms, max_entries=cache_max_entries
+    )
     metrics = Metrics(registry if registry is not None else CollectorRegistry(auto_describe=True), cache)
     app.state.cache = cache
     app.state.metrics = metrics
@@ -85,7 +87,7 @@ def create_app(
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.router.routes[:0] = feature_routes(Plans(live, services), cache, metrics, clock_ms)  # matched first
+    app.router.routes[:0] = feature_routes(Plans(live, services), cache, metrics, clock_us)  # matched first
     app.include_router(definitions_router(live))
     if services is not None:
         app.include_router(services_router(live, services))

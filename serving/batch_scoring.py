@@ -48,7 +48,7 @@ def feature_vector_batches(table: Table, catalog: FeatureCatalog, entity_type: s
     definitions = resolve_features(catalog, entity_type, features)
     at_us = epoch_us(as_of)
     point = read_point(table, read_as_of)
-    entities = distinct_entities(table, point, entity_type, definitions, at_us // 1000)
+    entities = distinct_entities(table, point, entity_type, definitions, at_us)
 
     def labels() -> Iterator[pa.RecordBatch]:
         for start in range(0, len(entities), chunk_rows):

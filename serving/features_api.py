@@ -121,11 +121,11 @@ def _names(names: list[str]) -> list[str]:
 class FeatureReads:
     """The two read routes, as ``(status, JSON body)`` computations over plans, the cache and the clock."""
 
-    def __init__(self, plans: Plans, cache: VectorCache, metrics: Metrics, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, plans: Plans, cache: VectorCache, metrics: Metrics, clock_us: Callable[[], int]) -> None:
         self._plans = plans
         self._cache = cache
         self._metrics = metrics
-        self._clock_ms = clock_ms
+        self._clock_us = clock_us
 
     def _check_entity_type(self, entity_type: str) -> None:
         if entity_type not in self._plans.snapshot()[0].entity_types():
@@ -156,12 +156,12 @@ class FeatureReads:
             requested = None if names is None else _names([n.strip() for n in names.split(",")])
             plan = self._compile(key, entity_type, requested, service)
         (snapshot,) = await self._cache.get_many(entity_type, (entity_id,))
-        now_ms = self._clock_ms()
+        now_us = self._clock_us()
         body = {
             "entity_type": entity_type,
             "entity_id": entity_id,
-            "served_at": format_ms(now_ms),
-            "features": features_object(plan, snapshot.stored, snapshot.progress, now_ms, self._metrics.tally),
+            "served_at": format_ms(now_us // 1000),
+            "features": features_object(plan, snapshot.stored, snapshot.progress, now_us, self._metrics.tally),
         }
         self._metrics.vectors(plan, 1)
         return orjson.dumps(body)
@@ -192,12 +192,12 @@ class FeatureReads:
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
         snapshots = await self._cache.get_many(entity_type, ids)
-        now_ms = self._clock_ms()
-        writer = ColumnWriter(plan, now_ms, self._metrics.tally)
+        now_us = self._clock_us()
+        writer = ColumnWriter(plan, now_us, self._metrics.tally)
         self._metrics.vectors(plan, len(ids))
         return orjson.dumps({
             "entity_type": entity_type,
-            "served_at": format_ms(now_ms),
+            "served_at": format_ms(now_us // 1000),
             "names": plan.keys,
             "versions": plan.versions,
             "results": [writer.row(eid, snap.stored, snap.progress) for eid, snap in zip(ids, snapshots, strict=True)],
@@ -258,8 +258,8 @@ class _Batch(_Endpoint):
         return await self._reads.batch(scope["path_params"]["entity_type"], b"".join(chunks))
 
 
-def feature_routes(plans: Plans, cache: VectorCache, metrics: Metrics, clock_ms: Callable[[], int]) -> list[Route]:
-    reads = FeatureReads(plans, cache, metrics, clock_ms)
+def feature_routes(plans: Plans, cache: VectorCache, metrics: Metrics, clock_us: Callable[[], int]) -> list[Route]:
+    reads = FeatureReads(plans, cache, metrics, clock_us)
     # The hot GET first; a POST to .../batch only partly matches it (method) and goes on to the batch route.
     return [
         Route(GET_PATH, _Get(reads, metrics), methods=["GET"]),

@@ -27,6 +27,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,10 +39,10 @@ import pyarrow.parquet as pq
 
 from registry.catalog import FeatureCatalog
 from registry.definitions import FeatureDefinition
-from registry.durations import to_millis
 from registry.errors import DatasetError, DefinitionError, UnknownFeatureError
+from registry.timeline import Rule
 from serving.asof_join import ARROW_TYPES, LabelKeys, join_feature
-from serving.offline_reads import Band, ReadPoint, data_reach, millis, read_point, read_rows
+from serving.offline_reads import Band, ReadPoint, data_reach, micros, read_point, read_rows
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -89,10 +90,23 @@ def _check_schema(schema: pa.Schema, definitions: Sequence[FeatureDefinition], e
         raise DefinitionError(f"label column {timestamp_column!r} must be a timestamp, not {ts_type}")
 
 
-def _label_millis(ts: pa.Array | pa.ChunkedArray, column: str) -> np.ndarray:
+def _label_micros(ts: pa.Array | pa.ChunkedArray, column: str) -> LabelTimes:
+    """Label times in epoch µs, exactly: floored and ceiled views differ only for nanosecond labels."""
     if ts.null_count:
         raise DefinitionError(f"label column {column!r} has {ts.null_count} null timestamps")
-    return millis(ts)  # a naive timestamp is taken as UTC
+    floor = micros(ts)  # a naive timestamp is taken as UTC
+    return LabelTimes(floor, micros(ts, ceil=True) if ts.type.unit == "ns" else floor)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelTimes:
+    """Label times in epoch µs: ``floor_us`` for "at or before the label", ``ceil_us`` for the TTL test."""
+
+    floor_us: np.ndarray
+    ceil_us: np.ndarray
+
+    def take(self, at: np.ndarray) -> LabelTimes:
+        return LabelTimes(self.floor_us[at], self.ceil_us[at])
 
 
 def output_schema(labels: pa.Schema, definitions: Sequence[FeatureDefinition]) -> pa.Schema:
@@ -118,21 +132,21 @@ class PointInTimeJoin:
         self.point = point
         self._reach = data_reach(table, point, entity_type, self.definitions)
 
-    def join(self, entities: pa.Array, label_ms: np.ndarray) -> list[pa.Array]:
-        """One array per feature, aligned with ``entities`` (strings, nulls allowed) and ``label_ms``."""
-        n = len(label_ms)
+    def join(self, entities: pa.Array, times: LabelTimes) -> list[pa.Array]:
+        """One array per feature, aligned with ``entities`` (strings, nulls allowed) and ``times``."""
+        n = len(times.floor_us)
         if n == 0 or not self.definitions:
             return [pa.nulls(n, ARROW_TYPES[d.value_type]) for d in self.definitions]
         encoded = pc.dictionary_encode(entities)
         label_code = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        lo, hi = int(label_ms.min()), int(label_ms.max())
-        bands = [Band(d, lo - to_millis(d.ttl), hi) for d in self.definitions]
+        lo, hi = int(times.ceil_us.min()), int(times.floor_us.max())
+        bands = [Band(d, lo - Rule.of(d).ttl_us, hi) for d in self.definitions]
         rows = read_rows(self._table, self.point, self._entity_type, bands, encoded.dictionary)
-        keys = LabelKeys.build(label_code, label_ms, rows.code, rows.end_ms)
+        keys = LabelKeys.build(label_code, times.floor_us, rows.code, rows.end_us, times.ceil_us)
 
         def one(i: int) -> pa.Array:
             d, mine = self.definitions[i], rows.rows_for(i)
-            return join_feature(keys, mine.code, mine.end_ms, mine.ingested_ms, mine.revision, mine.values, d,
+            return join_feature(keys, mine.code, mine.end_us, mine.ingested_us, mine.revision, mine.values, d,
                                 self._reach.get((d.name, d.version)))  # fmt: skip
 
         # numpy's sorts and searches and Arrow's takes release the GIL: features join in parallel.
@@ -160,18 +174,18 @@ def join_labels(
     if chunk_rows < 1:
         raise DatasetError(f"chunk_rows must be positive, not {chunk_rows}")
     _check_schema(labels.schema, definitions, entity_column, timestamp_column)
-    ts_ms = _label_millis(labels.column(timestamp_column), timestamp_column)
+    times = _label_micros(labels.column(timestamp_column), timestamp_column)
     schema = output_schema(labels.schema, definitions)
     if labels.num_rows == 0:
         empty = [pa.array([], ARROW_TYPES[d.value_type]) for d in definitions]
         return pa.Table.from_arrays([*labels.columns, *empty], schema=schema)
     join = PointInTimeJoin(table, definitions, entity_type, point)
     entities = _entities(labels.column(entity_column))
-    order = np.argsort(ts_ms, kind="stable")
+    order = np.argsort(times.floor_us, kind="stable")
     parts: list[list[pa.Array]] = [[] for _ in definitions]
     for start in range(0, len(order), chunk_rows):
         at = order[start : start + chunk_rows]
-        for part, array in zip(parts, join.join(entities.take(pa.array(at)), ts_ms[at]), strict=True):
+        for part, array in zip(parts, join.join(entities.take(pa.array(at)), times.take(at)), strict=True):
             part.append(array)
     back = np.empty_like(order)
     back[order] = np.arange(len(order))  # from time-sorted positions back to input order
@@ -199,8 +213,8 @@ def join_label_batches(
     schema = output_schema(labels_schema, definitions)
     join = PointInTimeJoin(table, definitions, entity_type, point)
     for batch in batches:
-        ts_ms = _label_millis(batch.column(timestamp_column), timestamp_column)
-        columns = join.join(_entities(batch.column(entity_column)), ts_ms)
+        times = _label_micros(batch.column(timestamp_column), timestamp_column)
+        columns = join.join(_entities(batch.column(entity_column)), times)
         yield pa.RecordBatch.from_arrays([*batch.columns, *columns], schema=schema)
 
 

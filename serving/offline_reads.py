@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _VALUE_TYPES = {"value_long": pa.int64(), "value_double": pa.float64(), "value_string": pa.large_string(),
                 "value_boolean": pa.bool_()}  # fmt: skip
-_DAY_MS = 86_400_000
+_DAY_US = 86_400_000_000
 
 
 def epoch_us(at: datetime) -> int:
@@ -84,22 +84,22 @@ def point_from(snapshot_id: int | None, ingested_until_us: int | None, table: Ta
 
 
 def _filter(entity_type: str, definitions: Sequence[FeatureDefinition], point: ReadPoint,
-            lo_ms: int | None = None, hi_ms: int | None = None) -> BooleanExpression:  # fmt: skip
-    """Rows of the features' names with window ends in ``[lo_ms, hi_ms]``, visible at ``point``.
+            lo_us: int | None = None, hi_us: int | None = None) -> BooleanExpression:  # fmt: skip
+    """Rows of the features' names with window ends in ``[lo_us, hi_us]`` (epoch µs), visible at ``point``.
 
     Kept simple on purpose (names, one time range): it prunes partitions and files; the exact
     per-feature version and time band are applied to the rows in numpy, which is cheaper than an
     expression with one branch per feature evaluated on every row.
     """
-    from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, In, LessThan, LessThanOrEqual
+    from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, In, LessThanOrEqual
 
     names = sorted({d.name for d in definitions})
     terms = [EqualTo("entity_type", entity_type),
              In("feature_name", names) if len(names) > 1 else EqualTo("feature_name", names[0])]  # fmt: skip
-    if lo_ms is not None:
-        terms.append(GreaterThanOrEqual("event_time", iso_us(lo_ms * 1000)))
-    if hi_ms is not None:  # event_time floors to hi_ms: anything below (hi_ms + 1) ms
-        terms.append(LessThan("event_time", iso_us((hi_ms + 1) * 1000)))
+    if lo_us is not None:
+        terms.append(GreaterThanOrEqual("event_time", iso_us(lo_us)))
+    if hi_us is not None:
+        terms.append(LessThanOrEqual("event_time", iso_us(hi_us)))
     if point.ingested_until_us is not None:
         terms.append(LessThanOrEqual("ingested_at", iso_us(point.ingested_until_us)))
     return And(*terms)
@@ -173,31 +173,34 @@ def _scan(table: Table, point: ReadPoint, expression: BooleanExpression, columns
     return [part for parts in ExecutorFactory.get_or_create().map(read, groups) for part in parts]
 
 
-def millis(ts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Epoch milliseconds of a timestamp column, floored (12:00:00.999 is 12:00:00.999, not 12:00:01)."""
+_PER_US = {"s": (1_000_000, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000)}  # unit -> (multiply, divide)
+
+
+def micros(ts: pa.Array | pa.ChunkedArray, *, ceil: bool = False) -> np.ndarray:
+    """Epoch microseconds of a timestamp column: exact for s, ms and µs; nanoseconds floored (or ceiled)."""
     raw = ts.cast(pa.int64()).to_numpy()
-    unit = ts.type.unit
-    if unit == "s":
-        return raw * 1000
-    return raw // {"ms": 1, "us": 1_000, "ns": 1_000_000}[unit]
+    multiply, divide = _PER_US[ts.type.unit]
+    if divide == 1:
+        return raw * multiply
+    return -(-raw // divide) if ceil else raw // divide
 
 
 @dataclass(frozen=True, slots=True)
 class Band:
-    """Rows of one feature version with window ends in ``[lo_ms, hi_ms]``."""
+    """Rows of one feature version with window ends in ``[lo_us, hi_us]`` (epoch µs)."""
 
     definition: FeatureDefinition
-    lo_ms: int
-    hi_ms: int
+    lo_us: int
+    hi_us: int
 
 
 @dataclass(frozen=True)
 class FeatureRows:
-    """One feature version's rows of a chunk: entity code, window end, ingestion, revision, value."""
+    """One feature version's rows of a chunk: entity code, window end and ingestion (epoch µs), revision, value."""
 
     code: np.ndarray
-    end_ms: np.ndarray
-    ingested_ms: np.ndarray
+    end_us: np.ndarray
+    ingested_us: np.ndarray
     revision: np.ndarray
     values: pa.Array
 
@@ -211,8 +214,8 @@ class RowBlock:
     """
 
     code: np.ndarray  # every row, grouped by band
-    end_ms: np.ndarray
-    ingested_ms: np.ndarray
+    end_us: np.ndarray
+    ingested_us: np.ndarray
     revision: np.ndarray
     values: dict[str, pa.ChunkedArray]  # value column -> values in the block's original row order
     order: np.ndarray  # grouped position -> original row
@@ -225,7 +228,7 @@ class RowBlock:
     def rows_for(self, i: int) -> FeatureRows:
         at = slice(int(self.starts[i]), int(self.starts[i + 1]))
         column = self.values[VALUE_COLUMNS[self.bands[i].definition.value_type]]
-        return FeatureRows(self.code[at], self.end_ms[at], self.ingested_ms[at], self.revision[at],
+        return FeatureRows(self.code[at], self.end_us[at], self.ingested_us[at], self.revision[at],
                            column.take(pa.array(self.order[at])).combine_chunks())  # fmt: skip
 
     @classmethod
@@ -236,8 +239,8 @@ class RowBlock:
         starts = np.searchsorted(feature[order], np.arange(len(bands) + 1))
         return cls(
             code=rows.column("code").to_numpy()[order].astype(np.int64),
-            end_ms=millis(rows.column("event_time"))[order],
-            ingested_ms=millis(rows.column("ingested_at"))[order],
+            end_us=micros(rows.column("event_time"))[order],
+            ingested_us=micros(rows.column("ingested_at"))[order],
             revision=rows.column("revision").to_numpy()[order].astype(np.int64),
             values={c: rows.column(c) for c in rows.column_names[5:]},
             order=order,
@@ -277,8 +280,8 @@ def read_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[
     value_sets = {t: entities.cast(t) for t in (pa.string(), pa.large_string())}
     revised = "revision" in table.schema().column_names  # tables written before revisions existed lack it
     # Each feature's own band, applied as rows are read: the scan's filter can only take their union.
-    lo_us = np.array([b.lo_ms * 1000 for b in bands], dtype=np.int64)
-    hi_us = np.array([(b.hi_ms + 1) * 1000 for b in bands], dtype=np.int64)
+    lo_us = np.array([b.lo_us for b in bands], dtype=np.int64)
+    hi_us = np.array([b.hi_us for b in bands], dtype=np.int64)
     until_us = point.ingested_until_us
 
     def keep(rows: pa.Table) -> pa.Table | None:
@@ -286,7 +289,7 @@ def read_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[
         code = pc.index_in(ids, value_set=value_sets[ids.type]).fill_null(-1).to_numpy()
         index, of_version = versions.mask(rows)
         end_us = rows.column("event_time").cast(pa.int64()).to_numpy()
-        wanted = (code >= 0) & of_version & (end_us >= lo_us[index]) & (end_us < hi_us[index])
+        wanted = (code >= 0) & of_version & (end_us >= lo_us[index]) & (end_us <= hi_us[index])
         if until_us is not None:
             wanted &= rows.column("ingested_at").cast(pa.int64()).to_numpy() <= until_us
         revision = rows.column("revision").fill_null(0) if revised else pa.array(np.zeros(rows.num_rows, np.int64))
@@ -297,7 +300,7 @@ def read_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[
         )  # fmt: skip
         return kept if wanted.all() else kept.filter(pa.array(wanted))
 
-    expression = _filter(entity_type, definitions, point, min(b.lo_ms for b in bands), max(b.hi_ms for b in bands))
+    expression = _filter(entity_type, definitions, point, min(b.lo_us for b in bands), max(b.hi_us for b in bands))
     columns = ("entity_id", "feature_name", "feature_version", "event_time", "ingested_at",
                *(("revision",) if revised else ()), *value_columns)  # fmt: skip
     # Files are chosen by the whole expression; rows by the entity type only (Arrow skips even that where
@@ -313,7 +316,7 @@ def read_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[
 
 def _event_time_bounds(table: Table, point: ReadPoint, entity_type: str,
                        definitions: Sequence[FeatureDefinition]) -> tuple[int, int] | None:  # fmt: skip
-    """(lowest, highest) event time in ms over the files that may hold the features; None if unknown."""
+    """(lowest, highest) event time in µs over the files that may hold the features; None if unknown."""
     from pyiceberg.conversions import from_bytes
     from pyiceberg.types import PrimitiveType
 
@@ -326,8 +329,8 @@ def _event_time_bounds(table: Table, point: ReadPoint, entity_type: str,
         upper = (task.file.upper_bounds or {}).get(field.field_id)
         if lower is None or upper is None:
             return None
-        lows.append(int(from_bytes(field.field_type, lower)) // 1000)
-        highs.append(int(from_bytes(field.field_type, upper)) // 1000)
+        lows.append(int(from_bytes(field.field_type, lower)))
+        highs.append(int(from_bytes(field.field_type, upper)))
     if not highs:
         return (0, -1)  # no file can hold the features
     return min(lows), max(highs)
@@ -335,7 +338,7 @@ def _event_time_bounds(table: Table, point: ReadPoint, entity_type: str,
 
 def data_reach(table: Table, point: ReadPoint, entity_type: str,
                definitions: Sequence[FeatureDefinition]) -> dict[tuple[str, int], int]:  # fmt: skip
-    """The latest window end (epoch ms) visible per feature version, any entity, whole history.
+    """The latest window end (epoch µs) visible per feature version, any entity, whole history.
 
     Reads bands of event time down from the newest file's upper bound (one day, then 4x wider each
     time) and stops per feature at the first band holding one of its rows: memory is bounded by the
@@ -350,7 +353,7 @@ def data_reach(table: Table, point: ReadPoint, entity_type: str,
     reach: dict[tuple[str, int], int] = {}
     remaining = list(definitions)
     hi: int | None = None  # the first band is open above: statistics only guide the search
-    width = _DAY_MS
+    width = _DAY_US
     while remaining and (hi is None or hi > lowest):
         lo = (highest if hi is None else hi) - width
         found = _latest_ends(table, point, entity_type, remaining, lo, None if hi is None else hi - 1)
@@ -361,16 +364,16 @@ def data_reach(table: Table, point: ReadPoint, entity_type: str,
 
 
 def _latest_ends(table: Table, point: ReadPoint, entity_type: str, definitions: Sequence[FeatureDefinition],
-                 lo_ms: int | None, hi_ms: int | None) -> dict[tuple[str, int], int]:  # fmt: skip
+                 lo_us: int | None, hi_us: int | None) -> dict[tuple[str, int], int]:  # fmt: skip
     wanted = {(d.name, d.version) for d in definitions}
 
     def latest(rows: pa.Table) -> pa.Table | None:
         return rows.group_by(["feature_name", "feature_version"]).aggregate([("event_time", "max")])
 
     best: dict[tuple[str, int], int] = {}
-    expression = _filter(entity_type, definitions, point, lo_ms, hi_ms)
+    expression = _filter(entity_type, definitions, point, lo_us, hi_us)
     for part in _scan(table, point, expression, ("feature_name", "feature_version", "event_time"), latest):
-        ends = millis(part.column("event_time_max"))
+        ends = micros(part.column("event_time_max"))
         for name, version, end in zip(part.column("feature_name").to_pylist(),
                                       part.column("feature_version").to_pylist(), ends, strict=True):  # fmt: skip
             if (name, version) in wanted:
@@ -379,8 +382,8 @@ def _latest_ends(table: Table, point: ReadPoint, entity_type: str, definitions: 
 
 
 def distinct_entities(table: Table, point: ReadPoint, entity_type: str,
-                      definitions: Sequence[FeatureDefinition], until_ms: int) -> pa.Array:  # fmt: skip
-    """Every entity id with a visible row of the feature versions ending at or before ``until_ms``, sorted.
+                      definitions: Sequence[FeatureDefinition], until_us: int) -> pa.Array:  # fmt: skip
+    """Every entity id with a visible row of the feature versions ending at or before ``until_us``, sorted.
 
     Memory: the distinct ids (deduplicated per batch as read), not the rows.
     """
@@ -390,7 +393,7 @@ def distinct_entities(table: Table, point: ReadPoint, entity_type: str,
         unique = pc.unique(rows.column("entity_id").filter(pa.array(wanted.mask(rows)[1])).cast(pa.string()))
         return pa.table({"entity_id": unique})
 
-    expression = _filter(entity_type, definitions, point, None, until_ms)
+    expression = _filter(entity_type, definitions, point, None, until_us)
     parts = _scan(table, point, expression, ("entity_id", "feature_name", "feature_version"), ids)
     if not parts:
         return pa.array([], pa.string())

@@ -34,7 +34,7 @@ class Plan:
     rule_groups: tuple[tuple[Rule, str], ...]
     rule_of: tuple[int, ...]
     items: tuple[tuple[str, tuple[str, int], int, int, tuple[str, str, int]], ...]  # the above, per feature
-    memo: list[object] = field(default_factory=list)  # the last (progress, now_ms, cuts): reused within a ms
+    memo: list[object] = field(default_factory=list)  # the last (progress, now_us, cuts): reused at the same instant
 
     @classmethod
     def of(cls, entity_type: str, keys: Sequence[str], definitions: Sequence[FeatureDefinition]) -> Plan:
@@ -54,13 +54,18 @@ class Plan:
             items=tuple(zip(keys, row_keys, rule_of, versions, labels, strict=True)),
         )
 
-    def cuts(self, progress: Mapping[str, int], now_ms: int) -> list[Cut]:
-        """One cut per rule group: the rule at ``now_ms`` with each stream's progress (capped at now)."""
+    def cuts(self, progress: Mapping[str, int], now_us: int) -> list[Cut]:
+        """One cut per rule group: the rule at ``now_us`` with each stream's progress (epoch ms, capped at now).
+
+        The cuts are in milliseconds, the online store's unit (``Rule.cut(..., unit_us=1000)``), and
+        exact for its whole-millisecond window ends at the microsecond ``now_us``.
+        """
         memo = self.memo
-        if memo and memo[0] is progress and memo[1] == now_ms:
+        if memo and memo[0] is progress and memo[1] == now_us:
             return memo[2]  # type: ignore[return-value]
-        cuts = [rule.cut(min(now_ms, progress.get(stream, 0)), now_ms) for rule, stream in self.rule_groups]
-        self.memo[:] = (progress, now_ms, cuts)
+        cuts = [rule.cut(min(now_us, progress.get(stream, 0) * 1000), now_us, unit_us=1000)
+                for rule, stream in self.rule_groups]  # fmt: skip
+        self.memo[:] = (progress, now_us, cuts)
         return cuts
 
 

@@ -59,6 +59,10 @@ class Readiness:
         return head + ("" if self.ready else ": " + "; ".join(self.problems))
 
 
+def _ms(us: int | None) -> int | None:
+    return us // 1000 if us is not None else None
+
+
 def _events_covered(definition: FeatureDefinition, reach_ms: int) -> int:
     """How far in event time a version's data reaches: its last window end less the window's length.
 
@@ -81,8 +85,8 @@ def readiness(store: DefinitionStore, table: Table, entity: str, name: str, vers
     active = catalog.get(entity, name)
     candidate = catalog.get(entity, name, version)  # UnknownFeatureError if not registered
     point = read_point(table, None)
-    reach = data_reach(table, point, entity, [candidate]).get((name, version))
-    active_reach = data_reach(table, point, entity, [active]).get((name, active.version))
+    reach = _ms(data_reach(table, point, entity, [candidate]).get((name, version)))
+    active_reach = _ms(data_reach(table, point, entity, [active]).get((name, active.version)))
     lag_ms = to_millis(max_lag) if max_lag is not None else (step_ms(candidate) or 0)
     problems = []
     if active_reach is not None and reach is None:

@@ -73,10 +73,10 @@ def _value(
 
 
 def features_object(
-    plan: Plan, stored: Stored, progress: Mapping[str, int], now_ms: int, tally: Tally
+    plan: Plan, stored: Stored, progress: Mapping[str, int], now_us: int, tally: Tally
 ) -> dict[str, dict[str, Any]]:
-    """``{key: {value, feature_timestamp, age_seconds, version, status}}`` for one entity."""
-    cuts = plan.cuts(progress, now_ms)
+    """``{key: {value, feature_timestamp, age_seconds, version, status}}`` for one entity (``now_us``: epoch µs)."""
+    cuts = plan.cuts(progress, now_us)
     get = stored.get
     stamps: dict[int, tuple[str, float]] = {}  # window ends repeat across features: format and age each once
     out = {}
@@ -88,7 +88,7 @@ def features_object(
             continue
         stamp = stamps.get(ts)
         if stamp is None:
-            stamp = stamps[ts] = (iso(ts), round((now_ms - ts) / 1000, 3))
+            stamp = stamps[ts] = (iso(ts), round((now_us - ts * 1000) / 1e6, 3))
         out[key] = {"value": value, "feature_timestamp": stamp[0], "age_seconds": stamp[1], "version": version,
                     "status": status}  # fmt: skip
     return out
@@ -97,15 +97,15 @@ def features_object(
 class ColumnWriter:
     """Many entities' vectors as columns aligned with ``plan.keys``."""
 
-    def __init__(self, plan: Plan, now_ms: int, tally: Tally) -> None:
+    def __init__(self, plan: Plan, now_us: int, tally: Tally) -> None:
         self._plan = plan
-        self._now_ms = now_ms
+        self._now_us = now_us
         self._tally = tally
         self._stamps: dict[int, tuple[str, float]] = {}
 
     def row(self, entity_id: str, stored: Stored, progress: Mapping[str, int]) -> dict[str, Any]:
-        plan, now_ms, tally, stamps = self._plan, self._now_ms, self._tally, self._stamps
-        cuts = plan.cuts(progress, now_ms)
+        plan, now_us, tally, stamps = self._plan, self._now_us, self._tally, self._stamps
+        cuts = plan.cuts(progress, now_us)
         get = stored.get
         values: list[Any] = []
         times: list[str | None] = []
@@ -121,7 +121,7 @@ class ColumnWriter:
                 continue
             stamp = stamps.get(ts)
             if stamp is None:
-                stamp = stamps[ts] = (iso(ts), round((now_ms - ts) / 1000, 3))
+                stamp = stamps[ts] = (iso(ts), round((now_us - ts * 1000) / 1e6, 3))
             times.append(stamp[0])
             ages.append(stamp[1])
         return {"entity_id": entity_id, "values": values, "feature_timestamps": times, "age_seconds": ages,

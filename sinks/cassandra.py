@@ -13,7 +13,7 @@ from registry.catalog import FeatureCatalog
 from registry.definitions import FeatureDefinition, ValueType
 from registry.durations import to_millis
 from registry.errors import StoreUnavailableError
-from registry.timeline import step_ms
+from registry.timeline import step_ms, tie_key
 from sinks import online_layout
 from sinks.records import FeatureRow
 
@@ -87,13 +87,22 @@ class OnlineWriter:
         progress: dict[str, int] = {}
         # Only the newest value of each (entity, feature, version) can survive in Cassandra (write time
         # decides), so write just that one: a replay or backfill flush shrinks to one write per key.
+        # Of two rows with one write time, the one Cassandra itself would keep (``tie_key``), not the first.
         newest: dict[tuple[str, str, str, int], tuple[int, FeatureRow]] = {}
         for row in self._buffer:
             definition = self._catalog.get(row.entity_type, row.feature_name, row.feature_version)
             progress[row.stream] = max(progress.get(row.stream, 0), row.window_end_ms)
             key = (row.entity_type, row.entity_id, row.feature_name, row.feature_version)
             ts = write_timestamp_us(definition, row)
-            if key not in newest or newest[key][0] < ts:
+            held = newest.get(key)
+            if (
+                held is None
+                or held[0] < ts
+                or (
+                    held[0] == ts
+                    and tie_key(row.value, definition.value_type) > tie_key(held[1].value, definition.value_type)
+                )
+            ):
                 newest[key] = (ts, row)
         for _, row in newest.values():
             definition = self._catalog.get(row.entity_type, row.feature_name, row.feature_version)

@@ -55,7 +55,7 @@ def live(tmp_path: Path, shipped_catalog: FeatureCatalog) -> LiveCatalog:
 
 
 def client_for(live: LiveCatalog, source: MemorySource, now_ms: int = NOW) -> TestClient:
-    return TestClient(create_app(live, source, clock_ms=lambda: now_ms), raise_server_exceptions=False)
+    return TestClient(create_app(live, source, clock_us=lambda: now_ms * 1000), raise_server_exceptions=False)
 
 
 def _stored(

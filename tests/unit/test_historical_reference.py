@@ -31,7 +31,7 @@ from registry.catalog import FeatureCatalog
 from registry.definitions import FeatureDefinition
 from registry.durations import to_millis
 from registry.errors import DefinitionError, UnknownFeatureError
-from registry.timeline import resolve, step_ms
+from registry.timeline import empty_value, step_ms
 from serving.historical import get_historical_features
 from sinks.iceberg import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
@@ -80,21 +80,25 @@ def catalog(shipped_catalog: FeatureCatalog, make_definition: Callable[..., Feat
 class Written:
     row: FeatureRow
     ingested_ms: int
+    end_us: int  # the stored window end: the row's whole millisecond, or up to 999 µs past it
 
 
 def reference(
     written: Sequence[Written], catalog: FeatureCatalog, entity_type: str, features: Sequence[str],
-    labels: Sequence[tuple[str, int]],
+    labels: Sequence[tuple[str, int]], per_ms: int = 1000,
 ) -> dict[str, list[Any]]:  # fmt: skip
-    """labels: (entity id, label time in epoch µs) per row."""
+    """labels: (entity id, label time) per row, in units of ``1 / per_ms`` ms (1000: µs, 10**6: ns).
+
+    Every comparison is made in the labels' unit, at full precision: no rounding anywhere.
+    """
+    per_us = per_ms // 1000
     definitions = [catalog.get(entity_type, name) for name in features]
     reach: dict[tuple[str, str, int], int] = {}  # latest window end stored per feature version, any entity
     for w in written:
         key = (w.row.entity_type, w.row.feature_name, w.row.feature_version)
-        reach[key] = max(reach.get(key, w.row.window_end_ms), w.row.window_end_ms)
+        reach[key] = max(reach.get(key, w.end_us), w.end_us)
     out: dict[str, list[Any]] = {name: [] for name in features}
-    for entity_id, label_us in labels:
-        label_ms = label_us // 1000
+    for entity_id, label in labels:
         for d in definitions:
             best: Written | None = None
             for w in written:
@@ -106,19 +110,28 @@ def reference(
                     d.version,
                 ):
                     continue
-                if r.window_end_ms > label_ms:
+                if w.end_us * per_us > label:
                     continue
-                if best is None or (r.window_end_ms, w.ingested_ms) > (best.row.window_end_ms, best.ingested_ms):
+                if best is None or (w.end_us, w.ingested_ms) > (best.end_us, best.ingested_ms):
                     best = w
-            resolved = resolve(
-                d,
-                best.row.window_end_ms if best else None,
-                best.row.value if best else None,
-                closed_through_ms=min(label_ms, reach.get((entity_type, d.name, d.version), label_ms)),
-                now_ms=label_ms,
-            )
-            out[d.name].append(resolved.value)
+            out[d.name].append(_rule_value(d, best, label, reach.get((entity_type, d.name, d.version)), per_ms))
     return out
+
+
+def _rule_value(d: FeatureDefinition, best: Written | None, label: int, reach_us: int | None, per_ms: int) -> Any:
+    """The time rule as docs/design.md states it, at the label's own precision: expired past the TTL, and
+    an empty window where a later window closed (by the label and by the data's reach) with no row."""
+    if best is None:
+        return None
+    end = best.end_us * (per_ms // 1000)
+    if label - end > to_millis(d.ttl) * per_ms:
+        return None
+    step = step_ms(d)
+    assert step is not None and reach_us is not None
+    closed = min(label, reach_us * (per_ms // 1000))
+    if end < closed // (step * per_ms) * (step * per_ms):
+        return empty_value(d)
+    return best.row.value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,18 +184,23 @@ def _value(c: Chooser, d: FeatureDefinition) -> int | float | str:
 
 @dataclass
 class Scenario:
-    batches: list[tuple[int, list[FeatureRow]]]  # (ingestion clock ms, rows), in append order
+    batches: list[tuple[int, list[tuple[FeatureRow, int]]]]  # (ingestion clock ms, [(row, end µs)]), append order
     features: list[str]
-    labels: list[tuple[str, int]]  # (entity id, epoch µs)
+    labels: list[tuple[str, int]]  # (entity id, epoch time in ``unit``)
     tz: str | None
+    unit: str = "us"  # the label column's unit: "us" or "ns"
+
+    @property
+    def per_ms(self) -> int:
+        return 1000 if self.unit == "us" else 1_000_000
 
 
 def generate(c: Chooser, catalog: FeatureCatalog) -> Scenario:
     # Ingestion clocks: distinct, 1 ms apart, in an order unrelated to the append order.
     n_batches = c.integer(1, 4)
     clocks = [CLOCK0 + k for k in _shuffled(c, range(n_batches))]
-    batches: list[list[FeatureRow]] = [[] for _ in range(n_batches)]
-    ends_seen: list[tuple[FeatureDefinition, int]] = []
+    batches: list[list[tuple[FeatureRow, int]]] = [[] for _ in range(n_batches)]
+    ends_seen: list[tuple[FeatureDefinition, int]] = []  # (definition, window end µs)
 
     revisions: dict[tuple[Any, ...], set[int]] = {}
     for d in catalog:  # every version and entity type, active or not
@@ -192,18 +210,24 @@ def generate(c: Chooser, catalog: FeatureCatalog) -> Scenario:
         for entity_id in USERS:
             for _ in range(c.integer(0, 5)):
                 end = T0 + step * c.integer(0, SPAN // step)
-                ends_seen.append((d, end))
+                # Window ends off the whole millisecond too (other writers than the stream job store them),
+                # several of them within one millisecond.
+                end_us = end * 1000 + c.choice([0, 0, 0, 1, 500, 999])
+                ends_seen.append((d, end_us))
                 # The same window written by 1..n_batches batches (re-ingestion), each with its own value.
                 for b in _shuffled(c, range(n_batches))[: c.integer(1, n_batches)]:
-                    if any(r.window_end_ms == end and r.entity_id == entity_id and r.feature_name == d.name
-                           and r.feature_version == d.version and r.entity_type == d.entity for r in batches[b]):  # fmt: skip
+                    if any(e == end_us and r.entity_id == entity_id and r.feature_name == d.name
+                           and r.feature_version == d.version and r.entity_type == d.entity for r, e in batches[b]):  # fmt: skip
                         continue  # one row per window per batch: equal ingestion times would be ambiguous
-                    # Each copy has its own revision (the writer drops a repeated identity). Revisions are
-                    # drawn independently of the ingestion clock: the latest ingestion wins, not the revision.
+                    # Each copy has its own revision (the writer drops a repeated identity, which names the
+                    # whole millisecond). Revisions are drawn independently of the ingestion clock: the
+                    # latest ingestion wins, not the revision.
                     key = (d.key, entity_id, end)
-                    revision = c.choice([r for r in range(1, 9) if r not in revisions.setdefault(key, set())])
+                    if len(revisions.setdefault(key, set())) == 8:
+                        continue
+                    revision = c.choice([r for r in range(1, 9) if r not in revisions[key]])
                     revisions[key].add(revision)
-                    batches[b].append(FeatureRow.of(d, entity_id, _value(c, d), end - size, end, revision))
+                    batches[b].append((FeatureRow.of(d, entity_id, _value(c, d), end - size, end, revision), end_us))
 
     features = _shuffled(c, FEATURES)[: c.integer(1, len(FEATURES))]
     user_defs = [catalog.get("user", name) for name in FEATURES]
@@ -216,11 +240,11 @@ def generate(c: Chooser, catalog: FeatureCatalog) -> Scenario:
             labels.append(labels[c.integer(0, len(labels) - 1)])
             continue
         if kind in ("row_end", "ttl_edge") and ends_seen:
-            d, end = ends_seen[c.integer(0, len(ends_seen) - 1)]
-            at_ms = end
+            d, end_us = ends_seen[c.integer(0, len(ends_seen) - 1)]
+            at_us = end_us
             if kind == "ttl_edge":
-                at_ms += to_millis(c.choice([d, *user_defs]).ttl)
-            label_us = at_ms * 1000 + c.choice(deltas_us)
+                at_us += to_millis(c.choice([d, *user_defs]).ttl) * 1000
+            label_us = at_us + c.choice(deltas_us)
         elif kind == "random":
             label_us = (T0 + c.integer(-HOUR, SPAN + 3 * HOUR)) * 1000 + c.integer(0, 999)
         else:  # grid, or a fallback when nothing to copy from
@@ -229,14 +253,17 @@ def generate(c: Chooser, catalog: FeatureCatalog) -> Scenario:
         labels.append((entity_id, label_us))
 
     tz = c.choice([None, "UTC", "America/New_York"])
-    return Scenario(list(zip(clocks, batches, strict=True)), features, labels, tz)
+    unit = c.choice(["us", "us", "ns"])
+    if unit == "ns":  # a nanosecond either side of a stored microsecond, too
+        labels = [(e, us * 1000 + c.choice([0, 0, 1, 999, -1])) for e, us in labels]
+    return Scenario(list(zip(clocks, batches, strict=True)), features, labels, tz, unit)
 
 
-def label_table(labels: Sequence[tuple[str, int]], tz: str | None) -> pa.Table:
+def label_table(labels: Sequence[tuple[str, int]], tz: str | None, unit: str = "us") -> pa.Table:
     return pa.table({
         "row_id": pa.array(range(len(labels)), type=pa.int64()),
         "user": pa.array([e for e, _ in labels], type=pa.string()),
-        "event_timestamp": pa.array([us for _, us in labels], type=pa.timestamp("us", tz=tz)),
+        "event_timestamp": pa.array([t for _, t in labels], type=pa.timestamp(unit, tz=tz)),
         "label": pa.array([i % 3 == 0 for i in range(len(labels))], type=pa.bool_()),
     })  # fmt: skip
 
@@ -248,28 +275,42 @@ def iceberg_table(folder: Path) -> Any:
     return ensure_table(sql_catalog, "fs")
 
 
-def write(table: Any, catalog: FeatureCatalog, batches: Sequence[tuple[int, Sequence[FeatureRow]]]) -> list[Written]:
+def write(table: Any, catalog: FeatureCatalog,
+          batches: Sequence[tuple[int, Sequence[FeatureRow | tuple[FeatureRow, int]]]]) -> list[Written]:  # fmt: skip
+    """Whole-millisecond rows through the stream job's writer; the others (given as ``(row, window end µs)``)
+    appended as another writer (a batch source, a migration) would."""
     now = [0]
     writer = OfflineWriter(table, catalog, clock_ms=lambda: now[0])
     written: list[Written] = []
-    for clock, rows in batches:
+    through_writer = 0
+    for clock, supplied in batches:
         now[0] = clock
-        for row in rows:
-            writer.add(row)
+        rows = [(r, r.window_end_ms * 1000) if isinstance(r, FeatureRow) else r for r in supplied]
+        finer = []
+        for row, end_us in rows:
+            if end_us == row.window_end_ms * 1000:
+                writer.add(row)
+                through_writer += 1
+            else:
+                one = writer.to_arrow([row], clock)
+                at = one.schema.get_field_index("event_time")
+                finer.append(one.set_column(at, one.schema.field(at), pa.array([end_us], one.schema.field(at).type)))
         writer.flush()
-        written.extend(Written(row, clock) for row in rows)
-    assert writer.written == len(written)
+        if finer:
+            table.append(pa.concat_tables(finer))
+        written.extend(Written(row, clock, end_us) for row, end_us in rows)
+    assert writer.written == through_writer
     assert len(writer) == 0
     return written
 
 
 def check(table: Any, catalog: FeatureCatalog, written: Sequence[Written], features: Sequence[str],
-          labels: Sequence[tuple[str, int]], tz: str | None) -> None:  # fmt: skip
-    given_labels = label_table(labels, tz)
+          labels: Sequence[tuple[str, int]], tz: str | None, unit: str = "us") -> None:  # fmt: skip
+    given_labels = label_table(labels, tz, unit)
     result = get_historical_features(
         table, catalog, given_labels, list(features), entity_type="user", entity_column="user"
     )
-    expected = reference(written, catalog, "user", features, labels)
+    expected = reference(written, catalog, "user", features, labels, 1000 if unit == "us" else 1_000_000)
 
     assert result.num_rows == len(labels)
     assert result.column_names == [*given_labels.column_names, *features]
@@ -293,9 +334,9 @@ def test_matches_reference_seeded(seed: int, tmp_path: Path, catalog: FeatureCat
     scenario = generate(RandomChooser(seed), catalog)
     table = iceberg_table(tmp_path)
     written = write(table, catalog, scenario.batches)
-    check(table, catalog, written, scenario.features, scenario.labels, scenario.tz)
+    check(table, catalog, written, scenario.features, scenario.labels, scenario.tz, scenario.unit)
     # Every requested feature at once, in the catalog's order, on the same table.
-    check(table, catalog, written, list(FEATURES), scenario.labels, scenario.tz)
+    check(table, catalog, written, list(FEATURES), scenario.labels, scenario.tz, scenario.unit)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -305,7 +346,7 @@ def test_matches_reference_property(data: st.DataObject, catalog: FeatureCatalog
     with tempfile.TemporaryDirectory(prefix="fs-hist-") as folder:
         table = iceberg_table(Path(folder))
         written = write(table, catalog, scenario.batches)
-        check(table, catalog, written, scenario.features, scenario.labels, scenario.tz)
+        check(table, catalog, written, scenario.features, scenario.labels, scenario.tz, scenario.unit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,14 +384,14 @@ HAND_CASES = [
     # (entity, label µs, txn_count_1h, txn_amount_sum_1h, amount_max_15m)
     ("u1", _us(T0), 6, 11.25, 42.0),  # a window ending exactly at the label is visible; latest ingestion wins
     ("u1", _us(T0, -1), None, None, None),  # 1 µs before the first window end
-    ("u1", _us(T0, 999), 6, 11.25, 42.0),  # floored to T0
+    ("u1", _us(T0, 999), 6, 11.25, 42.0),  # 999 µs after the window end: the same rows
     ("u1", _us(T0 + 5 * MIN - 1), 6, 11.25, 42.0),  # next 5-minute window not closed yet
     ("u1", _us(T0 + 5 * MIN), 0, 0.0, 42.0),  # it closed with no row: empty (the 15-minute one has not)
     ("u1", _us(T0 + 10 * MIN), 9, 0.0, 42.0),
     ("u1", _us(T0 + 15 * MIN), 0, 0.0, None),  # max of an empty tumbling window has no value
     ("u1", _us(T0 + 10 * MIN + 2 * HOUR), 0, None, None),  # count: exactly ttl old, not expired; sum: expired
     ("u1", _us(T0 + 10 * MIN + 2 * HOUR + 1), None, None, None),  # 1 ms past ttl: expired
-    ("u1", _us(T0 + 10 * MIN + 2 * HOUR, 999), 0, None, None),  # +999 µs floors to the ttl boundary
+    ("u1", _us(T0 + 10 * MIN + 2 * HOUR, 999), None, None, None),  # 999 µs past the ttl: expired, not "same ms"
     ("u2", _us(T0 + 10 * MIN), None, None, None),  # only a merchant row has this id
     (GHOST, _us(T0 + 10 * MIN), None, None, None),
     ("u1", _us(T0 - HOUR), None, None, None),
@@ -380,6 +421,40 @@ def test_hand_computed_values(hand_table: tuple[Any, list[Written]], catalog: Fe
         "txn_count_1h": [HAND_CASES[i][2] for i in order],
         "txn_amount_sum_1h": [HAND_CASES[i][3] for i in order],
     }
+
+
+def test_sub_millisecond_hand_computed_values(tmp_path: Path, catalog: FeatureCatalog) -> None:
+    """Two windows ending within one millisecond, labels at and around them in µs and ns, and the TTL edge."""
+    count = catalog.get("user", "txn_count_1h")  # sliding 1h / 5m, ttl 2h
+    table = iceberg_table(tmp_path)
+    early, late = FeatureRow.of(count, "u1", 5, T0 - HOUR, T0, 1), FeatureRow.of(count, "u1", 8, T0 - HOUR, T0, 2)
+    write(table, catalog, [(CLOCK0, [(early, _us(T0, 300)), (late, _us(T0, 700))])])
+    ttl_us = 2 * HOUR * 1000
+    cases_us = [
+        (_us(T0, 299), None),  # 1 µs before the first row: it is in this label's future
+        (_us(T0, 300), 5),
+        (_us(T0, 699), 5),  # the later row of the same millisecond is still in the future
+        (_us(T0, 700), 8),
+        (_us(T0, 700) + ttl_us, 8),  # exactly the TTL old: kept
+        (_us(T0, 701) + ttl_us, None),  # 1 µs older than the TTL: expired
+    ]
+    cases_ns = [
+        (_us(T0, 300) * 1000 - 1, None),  # 1 ns before the row
+        (_us(T0, 300) * 1000, 5),
+        (_us(T0, 700) * 1000 + 999, 8),
+        ((_us(T0, 700) + ttl_us) * 1000, 8),
+        ((_us(T0, 700) + ttl_us) * 1000 + 1, None),  # 1 ns older than the TTL
+    ]
+    for unit, cases in (("us", cases_us), ("ns", cases_ns)):
+        labels = [("u1", at) for at, _ in cases]
+        result = get_historical_features(table, catalog, label_table(labels, None, unit), ["txn_count_1h"],
+                                         entity_type="user", entity_column="user")  # fmt: skip
+        expected = [value for _, value in cases]
+        assert result.column("txn_count_1h").to_pylist() == expected, unit
+        written = [Written(early, CLOCK0, _us(T0, 300)), Written(late, CLOCK0, _us(T0, 700))]
+        assert reference(written, catalog, "user", ["txn_count_1h"], labels, 1000 if unit == "us" else 10**6) == {
+            "txn_count_1h": expected
+        }
 
 
 def test_label_result_does_not_depend_on_other_labels(hand_table: tuple[Any, list[Written]],
@@ -528,3 +603,29 @@ def test_long_values_are_exact(tmp_path: Path, catalog: FeatureCatalog) -> None:
                                      entity_type="user", entity_column="user")  # fmt: skip
     assert result.column("txn_amount_sum_1h").to_pylist() == [1.0, None]
     assert result.column("txn_count_1h").to_pylist() == [big, None]
+
+
+@pytest.mark.parametrize(
+    ("feature", "values", "expected"),
+    [
+        ("txn_count_1h", [5, -3, 2], -3),  # a negative long's bytes are above every non-negative one's
+        ("txn_count_1h", [5, 2**40, 3], 2**40),
+        ("txn_amount_sum_1h", [2.0, -0.5, -0.25], -0.5),  # negative doubles: by magnitude, above positives
+        ("txn_amount_sum_1h", [1.5, 99.0, 0.0], 99.0),
+        ("last_merchant_5m", ["z", "\u00fcber", "m\u00fcnchen"], "\u00fcber"),  # UTF-8 bytes: ü (0xC3..) above z
+        ("last_merchant_5m", ["m\u00fcnchen", "z", "b"], "z"),
+        ("txn_amount_sum_1h", [1.5, None, 2.0], None),  # no value: Cassandra's tombstone wins a tie
+    ],
+)
+def test_rows_tied_on_end_ingestion_and_revision_resolve_like_cassandra_cells(
+    tmp_path: Path, catalog: FeatureCatalog, feature: str, values: list[Any], expected: Any
+) -> None:
+    """Docs §5.1: registry.timeline.tie_key, the order Cassandra keeps one of two equal-time cells in."""
+    d = catalog.get("user", feature)
+    table = iceberg_table(tmp_path)
+    writer = OfflineWriter(table, catalog)
+    for value in values:  # appended one by one, in this order: the stream job's writer refuses a repeated identity
+        table.append(writer.to_arrow([FeatureRow.of(d, "u1", value, T0 - HOUR, T0, 3)], CLOCK0))
+    result = get_historical_features(table, catalog, label_table([("u1", _us(T0))], None), [feature],
+                                     entity_type="user", entity_column="user")  # fmt: skip
+    assert result.column(feature).to_pylist() == [expected]

@@ -94,7 +94,9 @@ def services(db: Path) -> LiveFeatureServices:
 
 
 def app_for(live: LiveCatalog, source: Source, clock: Callable[[], int] = lambda: NOW, **kwargs: Any) -> TestClient:
-    return TestClient(create_app(live, source, clock_ms=clock, **kwargs), raise_server_exceptions=False)
+    return TestClient(
+        create_app(live, source, clock_us=lambda: clock() * 1000, **kwargs), raise_server_exceptions=False
+    )
 
 
 def rows(count: tuple[int, Any] | None = None, total: tuple[int, Any] | None = None,
@@ -291,7 +293,7 @@ def test_concurrent_misses_share_one_read(live: LiveCatalog) -> None:
     async def scenario() -> tuple[list[int], list[tuple[str, ...]]]:
         source = Source({"hot": rows(count_v2=(T, 7))})
         source.gate = asyncio.Event()
-        app = create_app(live, source, clock_ms=lambda: NOW, cache_ttl_ms=0)  # single-flight without caching
+        app = create_app(live, source, clock_us=lambda: NOW * 1000, cache_ttl_ms=0)  # single-flight without caching
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             pending = [asyncio.ensure_future(client.get("/v1/features/user/hot")) for _ in range(50)]
             await asyncio.sleep(0.05)
@@ -487,7 +489,9 @@ def test_request_cost_does_not_grow_with_10000_definitions(
     def per_request(path: str, n: int = 200, rounds: int = 7) -> dict[str, float]:
         """Best per-request time of each catalog, in-process over ASGI, rounds alternating between the two
         (so a burst of load on this shared machine slows both, not one)."""
-        apps = {key: create_app(live, Source({"u1": stored}), clock_ms=lambda: NOW) for key, live in catalogs.items()}
+        apps = {
+            key: create_app(live, Source({"u1": stored}), clock_us=lambda: NOW * 1000) for key, live in catalogs.items()
+        }
 
         async def measure() -> dict[str, float]:
             best = dict.fromkeys(apps, float("inf"))
@@ -557,5 +561,5 @@ def test_present_from_is_exactly_when_a_row_is_served_as_stored(ttl: int, slo: i
 
 
 def test_resolve_still_takes_a_definition(make_definition: Callable[..., FeatureDefinition]) -> None:
-    r = resolve(make_definition(), T, 4, closed_through_ms=T + 5 * MIN, now_ms=T + 6 * MIN)
-    assert (r.value, r.feature_ts_ms, r.status) == (0, T + 5 * MIN, "present")
+    r = resolve(make_definition(), T * 1000, 4, closed_through_us=(T + 5 * MIN) * 1000, now_us=(T + 6 * MIN) * 1000)
+    assert (r.value, r.feature_ts_us, r.status) == (0, (T + 5 * MIN) * 1000, "present")

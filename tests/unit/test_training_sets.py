@@ -27,7 +27,7 @@ from registry.definition_store import DefinitionStore
 from registry.definitions import FeatureDefinition
 from registry.durations import to_millis
 from registry.errors import DatasetError, DefinitionError
-from registry.timeline import resolve, step_ms
+from registry.timeline import resolve, step_ms, tie_key
 from registry.training_sets import Manifest, TrainingSetStore
 from serving.content_hash import ContentHasher, content_sha256
 from serving.historical import get_historical_features, join_label_batches, resolve_features
@@ -129,12 +129,12 @@ def reference(rows: Sequence[Row], catalog: FeatureCatalog, features: Sequence[s
             candidates = [r for r in mine if r.entity_id == entity and r.end_ms <= at]
             best = max(
                 candidates,
-                key=lambda r: (r.end_ms, r.ingested_ms, r.revision, r.value is not None, r.value),
+                key=lambda r: (r.end_ms, r.ingested_ms, r.revision, tie_key(r.value, d.value_type)),
                 default=None,
             )
             closed = at if reach is None else min(at, reach)
-            values.append(resolve(d, best.end_ms if best else None, best.value if best else None,
-                                  closed_through_ms=closed, now_ms=at).value)  # fmt: skip
+            values.append(resolve(d, best.end_ms * 1000 if best else None, best.value if best else None,
+                                  closed_through_us=closed * 1000, now_us=at * 1000).value)  # fmt: skip
         out[name] = values
     return out
 
@@ -321,7 +321,7 @@ def test_equal_ingestion_ties_do_not_depend_on_append_order(tmp_path: Path, cata
     assert results == [[7.0]] * 3
 
 
-def test_sub_millisecond_window_ends_floor_like_labels(tmp_path: Path, catalog: FeatureCatalog) -> None:
+def test_sub_millisecond_window_ends_compare_at_full_precision(tmp_path: Path, catalog: FeatureCatalog) -> None:
     table = iceberg_table(tmp_path)
     count = _feature(catalog, "count_5m")
     schema = offline_layout.arrow_schema()
@@ -329,10 +329,12 @@ def test_sub_millisecond_window_ends_floor_like_labels(tmp_path: Path, catalog: 
            "event_time": T0 * 1000 + 500, "window_start": None, "value_long": 3, "value_double": None,
            "value_string": None, "value_boolean": None, "ingested_at": INGEST0 * 1000}  # fmt: skip
     table.append(pa.Table.from_pylist([row], schema=schema))
-    labels = pa.table({"who": ["e1", "e1", "e1"],
-                       "event_timestamp": pa.array([T0 * 1000 + 400, T0 * 1000, T0 * 1000 - 1], pa.timestamp("us"))})  # fmt: skip
+    labels = pa.table({"who": ["e1", "e1", "e1", "e1"],
+                       "event_timestamp": pa.array([T0 * 1000 + 500, T0 * 1000 + 499, T0 * 1000, T0 * 1000 + 501],
+                                                   pa.timestamp("us"))})  # fmt: skip
     result = get_historical_features(table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who")
-    assert result.column("count_5m").to_pylist() == [3, 3, None]  # both sides floor to ms: the row ends "at" T0
+    # The row ends at T0 + 500 µs: in the future of labels before that, by any fraction of a millisecond.
+    assert result.column("count_5m").to_pylist() == [3, None, None, 3]
 
 
 def test_reach_searches_back_beyond_the_newest_day(tmp_path: Path, catalog: FeatureCatalog) -> None:
@@ -344,7 +346,7 @@ def test_reach_searches_back_beyond_the_newest_day(tmp_path: Path, catalog: Feat
     append(table, [Row(total, "e0", 2.0, T0 - 200 * DAY, INGEST0 + 1)])
     point = read_point(table, None)
     assert data_reach(table, point, "user", [count, total, last]) == {
-        ("count_5m", 1): T0 + 40 * DAY, ("sum_10m", 1): T0 - 3 * DAY,
+        ("count_5m", 1): (T0 + 40 * DAY) * 1000, ("sum_10m", 1): (T0 - 3 * DAY) * 1000,
     }  # fmt: skip
     assert data_reach(table, point, "merchant", [catalog.get("merchant", "count_5m")]) == {}
 

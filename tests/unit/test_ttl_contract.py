@@ -96,7 +96,7 @@ def setup(
 def test_serving_and_offline_agree_and_expiry_is_reported(setup: tuple[Any, Any, StoredRows,
                                                                        list[FeatureDefinition]]) -> None:  # fmt: skip
     table, store, source, definitions = setup
-    client = TestClient(create_app(LiveCatalog(store, refresh_s=0), source, clock_ms=lambda: source.now))
+    client = TestClient(create_app(LiveCatalog(store, refresh_s=0), source, clock_us=lambda: source.now * 1000))
     rng = random.Random(3)
     times = {T0 - 1}
     for d in definitions:

@@ -1,0 +1,73 @@
+"""Cassandra keeps, of two cells written with one write time, the one ``registry.timeline.tie_key`` ranks higher.
+
+docs/design.md §5.1 promises that results tied on window end, ingestion and revision resolve alike
+online and offline. Offline the join applies ``tie_key``; online Cassandra reconciles the cells
+itself. This checks that claim against the real Cassandra, and that the online writer, given both
+rows in one flush, keeps the same one Cassandra keeps when they arrive in separate flushes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from registry.catalog import FeatureCatalog
+from registry.definitions import FeatureDefinition
+from registry.settings import Settings
+from registry.timeline import tie_key
+from serving.online import OnlineReader
+from sinks.cassandra import OnlineWriter
+from sinks.records import FeatureRow
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+T0 = (1_900_000_000_000 // (60 * MIN)) * 60 * MIN  # the writer's clock: a fixed instant, TTLs run from it
+
+PAIRS: dict[str, list[tuple[Any, Any]]] = {
+    "long": [(5, -3), (-1, -(2**63)), (2**40, 3), (0, 2**63 - 1), (7, None)],
+    "double": [(2.0, -0.5), (-0.5, -0.25), (-0.0, 1e300), (1.5, 99.0), (0.0, None)],
+    "string": [("z", "m\u00fcnchen"), ("b", ""), ("\u00e9", "\U0001f600"), ("a", None)],
+}  # no event field yields a boolean feature, so booleans are checked offline only (tests/unit/test_timeline.py)
+
+
+def _definitions() -> dict[str, FeatureDefinition]:
+    shipped = FeatureCatalog.from_folder()
+    count, total = shipped.get("user", "txn_count_1h"), shipped.get("user", "txn_amount_sum_1h")
+    last = total.model_copy(update={"name": "tie_last_merchant", "value_type": "string",
+                                    "aggregation": count.aggregation.model_copy(
+                                        update={"function": "last", "field": "merchant_id"})})  # fmt: skip
+    return {"long": count, "double": total, "string": last}
+
+
+def _winner(value_type: str, a: Any, b: Any) -> Any:
+    return a if tie_key(a, value_type) > tie_key(b, value_type) else b  # type: ignore[arg-type]
+
+
+def test_equal_write_times_keep_the_cell_tie_key_ranks_higher(it_settings: Settings) -> None:
+    from sinks.factory import connect_cassandra
+
+    definitions = _definitions()
+    catalog = FeatureCatalog(list(definitions.values()))
+    cluster, session = connect_cassandra(it_settings)
+    try:
+        reader = OnlineReader(session, it_settings.cassandra_keyspace, timeout_s=10)
+        writer = OnlineWriter(session, it_settings.cassandra_keyspace, catalog, clock_ms=lambda: T0)
+        for value_type, pairs in PAIRS.items():
+            d = definitions[value_type]
+            for i, (a, b) in enumerate(pairs):
+                expected = _winner(value_type, a, b)
+                for j, order in enumerate(((a, b), (b, a))):
+                    for flushes in ("apart", "together"):
+                        entity = f"tie-{value_type}-{i}-{j}-{flushes}"
+                        for value in order:  # same window, same revision: the same write time
+                            writer.add(FeatureRow.of(d, entity, value, T0 - 5 * MIN, T0, 4))
+                            if flushes == "apart":
+                                writer.flush()
+                        writer.flush()
+                        stored = reader.read("user", entity).get((d.name, d.version))
+                        got = None if stored is None else stored.value
+                        assert got == expected, (value_type, order, flushes, got)
+    finally:
+        cluster.shutdown()
