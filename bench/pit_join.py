@@ -1,13 +1,16 @@
 """Benchmark of the point-in-time join: label rows per second and peak memory.
 
-    python bench/pit_join.py                 # 100K labels against 1M feature rows (10 features)
-    python bench/pit_join.py --scale 10      # 1M labels against 10M feature rows
+    python bench/pit_join.py                 # 100K label rows against 1M feature rows of 10 features: 10M values
+    python bench/pit_join.py --scale 10      # 1M label rows against 10M feature rows of 10 features: 100M values
     python bench/pit_join.py --scale 1 10    # both (what `make bench-pit` runs)
+
+The sizes count three things and print all three: label rows, feature rows (each carries all 10
+features) and values (feature rows x 10). Entities: feature rows / 100 (10K, then 100K).
 
 Each case writes its data to a real Iceberg table (SQLite catalog in a temporary folder; pyarrow
 appends straight in the offline layout, ~2M rows per snapshot), then runs the join in a *fresh*
 process, so that the peak RSS reported is the join's (labels, scans, join, result) and not the
-generator's. Data: entities ~ feature rows / 100, 10 features of four value types over 30 days on
+generator's. Data: entities = feature rows / 100, 10 features of four value types over 30 days on
 their window grids, ~1 % of windows ingested twice (replays). Labels: 80 % shortly (0-30 min) after a
 stored window of their entity, as labels of activity are, 20 % at uniformly random times, 5 % of all
 for entities with no rows. Times are wall-clock after the table is written (warm page cache): the
@@ -119,15 +122,17 @@ def _rows(rng: np.random.Generator, d: FeatureDefinition, n: int, entities: int,
     return pa.table({f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schema}).cast(schema)
 
 
-def generate(folder: Path, labels: int, rows: int, seed: int = 7) -> dict[str, float]:
+def generate(folder: Path, labels: int, feature_rows: int, seed: int = 7) -> dict[str, float]:
+    """``feature_rows`` rows of every one of the 10 features (``feature_rows * 10`` values), for
+    ``feature_rows / 100`` entities, and ``labels`` label rows."""
     from sinks import offline_layout
 
     rng = np.random.default_rng(seed)
     table = _table(folder)
     defs = list(catalog())
-    entities = max(rows // 100, 1)
+    entities = max(feature_rows // 100, 1)
     started = time.perf_counter()
-    per_feature = rows // len(defs)
+    per_feature = feature_rows
     batch_rows = 2_000_000
     pending: list[pa.Table] = []
     pending_rows = 0
@@ -217,11 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     from serving.historical import DEFAULT_CHUNK_ROWS
 
     chunk_rows = args.chunk_rows or DEFAULT_CHUNK_ROWS
-    print(f"{'labels':>10} {'rows':>11} {'write s':>8} {'cold s':>7} {'labels/s':>10} {'warm s':>7} {'labels/s':>10} "
+    print(f"{'labels':>10} {'feat. rows':>11} {'values':>12} {'write s':>8} {'cold s':>7} {'labels/s':>10} {'warm s':>7} {'labels/s':>10} "
           f"{'CPU s':>6} {'peak RSS MiB':>12} {'RSS before':>10} {'non-null':>8} {'load':>5}  "
           f"(10 features, chunk_rows={chunk_rows}, {os.cpu_count()} CPUs)")  # fmt: skip
     for scale in args.scale:
-        labels, rows = 100_000 * scale, 1_000_000 * scale
+        labels, rows = 100_000 * scale, 1_000_000 * scale  # rows: feature rows, each of all 10 features
         with tempfile.TemporaryDirectory(prefix="fs-bench-pit-") as tmp:
             folder = Path(tmp)
             written = generate(folder, labels, rows)
@@ -234,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(child.stderr, file=sys.stderr)
                 return 1
             r = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"{labels:>10,} {rows:>11,} {written['write_s']:>8.1f} {r['cold_s']:>7.2f} {labels / r['cold_s']:>10,.0f} "
+        print(f"{labels:>10,} {rows:>11,} {rows * len(FEATURES):>12,} {written['write_s']:>8.1f} {r['cold_s']:>7.2f} {labels / r['cold_s']:>10,.0f} "
               f"{r['warm_s']:>7.2f} {labels / r['warm_s']:>10,.0f} {r['warm_cpu_s']:>6.2f} {r['peak_rss_mib']:>12,.0f} "
               f"{r['rss_before_join_mib']:>10,.0f} {r['non_null_share']:>8.0%} {load:>5.1f}")  # fmt: skip
     return 0
