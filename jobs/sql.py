@@ -21,6 +21,17 @@ from udfs.decode import MAX_FUTURE_MS
 _SQL_TYPES = {"long": "BIGINT", "double": "DOUBLE", "string": "STRING", "boolean": "BOOLEAN"}
 
 
+def ident(name: str) -> str:
+    """A Flink SQL identifier: in backticks, a backtick inside doubled. Definitions are validated
+    against a strict grammar when registered (``registry.definitions``); this holds even if one was not."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def literal(text: str) -> str:
+    """A Flink SQL string literal: in single quotes, a quote inside doubled."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 @dataclass(frozen=True)
 class WindowGroup:
     source: Source
@@ -79,7 +90,7 @@ def source_ddl(table: str, source: Source, lateness: timedelta, *, bootstrap: st
     )
     future = timedelta(milliseconds=MAX_FUTURE_MS)
     return (
-        f"CREATE TEMPORARY TABLE `{table}` (\n"
+        f"CREATE TEMPORARY TABLE {ident(table)} (\n"
         "  payload BYTES,\n"
         "  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',\n"
         # A record further ahead than MAX_FUTURE_MS (dead-lettered by the decoder) must not move the
@@ -88,8 +99,8 @@ def source_ddl(table: str, source: Source, lateness: timedelta, *, bootstrap: st
         f"  WATERMARK FOR kafka_ts AS CASE WHEN kafka_ts > CURRENT_TIMESTAMP + {interval(future)}\n"
         f"    THEN TO_TIMESTAMP_LTZ(0, 3) ELSE kafka_ts END - {interval(source.max_out_of_orderness)}\n"
         ") WITH (\n"
-        f"  'connector' = 'kafka', 'topic' = '{source.topic}', 'properties.bootstrap.servers' = '{bootstrap}',\n"
-        f"  'properties.group.id' = '{group_id}', {startup}, 'format' = 'raw',\n"
+        f"  'connector' = 'kafka', 'topic' = {literal(source.topic)}, 'properties.bootstrap.servers' = {literal(bootstrap)},\n"
+        f"  'properties.group.id' = {literal(group_id)}, {startup}, 'format' = 'raw',\n"
         "  'scan.watermark.emit.strategy' = 'on-event',\n"
         f"  'scan.watermark.idle-timeout' = '{to_millis(source.idle_timeout)} ms'\n"
         ")"
@@ -100,16 +111,18 @@ def source_select(table: str, lateness: timedelta) -> str:
     """Raw records with their time, whether they arrived too late for any window to accept them, and
     whether they are late at all (behind the watermark: accepted only thanks to the allowed lateness)."""
     behind = "CURRENT_WATERMARK(kafka_ts) IS NOT NULL AND kafka_ts < CURRENT_WATERMARK(kafka_ts)"
-    return f"SELECT payload, kafka_ts, {behind} - {interval(lateness)} AS too_late, {behind} AS late FROM `{table}`"
+    return (
+        f"SELECT payload, kafka_ts, {behind} - {interval(lateness)} AS too_late, {behind} AS late FROM {ident(table)}"
+    )
 
 
 def dedup_sql(view: str, source: Source, columns: list[str]) -> str:
     """Keep the first arrival of each event id (a resend counts once); append-only, rowtime kept."""
     assert source.event_id_field is not None
-    cols = ", ".join(f"`{c}`" for c in columns)
+    cols = ", ".join(ident(c) for c in columns)
     return (
-        f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY `{source.event_id_field}` "
-        f"ORDER BY proctime ASC) AS __rn FROM {view}) WHERE __rn = 1"
+        f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {ident(source.event_id_field)} "
+        f"ORDER BY proctime ASC) AS __rn FROM {ident(view)}) WHERE __rn = 1"
     )
 
 
@@ -118,15 +131,15 @@ _LAST_PAD = 20
 
 
 def _aggregate(d: FeatureDefinition) -> str:
-    target = f"`{d.aggregation.field}`"
+    target = ident(d.aggregation.field) if d.aggregation.field is not None else ""
     sql_type = _SQL_TYPES[d.value_type]
     agg = d.aggregation.function
     if agg == "last":
         # The value of the latest event by event time: the max of "<zero-padded event ms>|<value>".
-        ts = f"`{d.source.timestamp_field}`"
+        ts = ident(d.source.timestamp_field)
         return (
             f"MAX(CONCAT(LPAD(CAST({ts} AS STRING), {_LAST_PAD}, '0'), '{LAST_SEPARATOR}', CAST({target} AS STRING)))"
-            f" AS `{d.name}`"
+            f" AS {ident(d.name)}"
         )
     expr = {
         "count": "COUNT(*)",
@@ -136,7 +149,7 @@ def _aggregate(d: FeatureDefinition) -> str:
         "max": f"MAX({target})",
         "count_distinct": f"COUNT(DISTINCT {target})",
     }[agg]
-    return f"CAST({expr} AS {sql_type}) AS `{d.name}`"
+    return f"CAST({expr} AS {sql_type}) AS {ident(d.name)}"
 
 
 def decode_last(text: str | None, value_type: str) -> int | float | str | bool | None:
@@ -174,12 +187,12 @@ def aggregate_sql(group: WindowGroup, view: str, time_column: str = "rowtime") -
 
     Legacy group windows, because they alone re-fire on late events (``table.exec.emit.late-fire.*``).
     """
-    key = f"`{group.source.entity_key}`"
+    key = ident(group.source.entity_key)
     window, start, end = _group_window(group, time_column)
     aggregates = ",\n  ".join(_aggregate(d) for d in group.features)
     return (
         f"SELECT CAST({key} AS STRING) AS entity_id, {start} AS window_start, {end} AS window_end,\n"
         f"  COUNT(*) AS revision,\n  {aggregates}\n"
-        f"FROM {view}\n"
+        f"FROM {ident(view)}\n"
         f"GROUP BY {key}, {window}"
     )

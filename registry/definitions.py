@@ -11,13 +11,43 @@ import hashlib
 import json
 import re
 from datetime import date, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from registry.durations import Duration, format_duration
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+# Names that reach generated SQL (the job's Flink SQL) or other systems are held to a strict grammar
+# when a definition is registered; the SQL builder quotes them as well (jobs/sql.py).
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # Kafka's own rule ("." and ".." are refused too)
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")  # Avro's rule for field names, at most 255 characters
+_SUBJECT = re.compile(r"^[A-Za-z0-9._:@-]{1,255}$")  # printable, no spaces or quotes, e.g. `<topic>-value`
+
+
+def _topic_name(value: str) -> str:
+    if not _TOPIC.match(value) or value in (".", ".."):
+        raise ValueError(f"topic {value[:300]!r} is not a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)")
+    return value
+
+
+def _field_name(value: str, what: str = "") -> str:
+    if not _FIELD.match(value):
+        raise ValueError(
+            f"{what}{value[:300]!r} is not an event field name (A-Z a-z 0-9 _, not starting with a digit, at most 255)"
+        )
+    return value
+
+
+def _subject_name(value: str) -> str:
+    if not _SUBJECT.match(value):
+        raise ValueError(f"subject {value[:300]!r} must be 1-255 of A-Z a-z 0-9 . _ : @ -")
+    return value
+
+
+TopicName = Annotated[str, AfterValidator(_topic_name)]
+FieldName = Annotated[str, AfterValidator(_field_name)]
+SubjectName = Annotated[str, AfterValidator(_subject_name)]
 ValueType = Literal["long", "double", "string", "boolean"]
 AggregationFunction = Literal["count", "sum", "mean", "min", "max", "last", "count_distinct"]
 
@@ -29,12 +59,12 @@ class _Frozen(BaseModel):
 class Source(_Frozen):
     """Where a feature's events come from and how their time and entity key are read."""
 
-    topic: str = Field(min_length=1)
+    topic: TopicName = Field(description="Kafka topic: 1-249 of A-Z a-z 0-9 . _ -")
     event_schema: str = Field(pattern=NAME_PATTERN, description="reader schema: schemas/<event_schema>.avsc")
-    subject: str = Field(min_length=1, description="schema-registry subject of the event schema")
-    entity_key: str = Field(min_length=1, description="event field holding the entity id")
-    timestamp_field: str = Field(min_length=1, description="event field holding event time (timestamp-millis)")
-    event_id_field: str | None = Field(
+    subject: SubjectName = Field(description="schema-registry subject of the event schema")
+    entity_key: FieldName = Field(description="event field holding the entity id")
+    timestamp_field: FieldName = Field(description="event field holding event time (timestamp-millis)")
+    event_id_field: FieldName | None = Field(
         default=None, description="event field identifying an event; resends with the same id count once"
     )
     max_out_of_orderness: Duration = timedelta(seconds=5)
@@ -81,6 +111,8 @@ class Aggregation(_Frozen):
             raise ValueError("`count` counts events and takes no `field`")
         if self.function != "count" and not self.field:
             raise ValueError(f"`{self.function}` needs the event `field` it aggregates")
+        if self.field is not None:
+            _field_name(self.field, "`field` ")
         return self
 
 

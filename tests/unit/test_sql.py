@@ -37,7 +37,7 @@ def test_shipped_aggregate_sql(shipped_catalog: FeatureCatalog) -> None:
         "  CAST(SUM(CAST(`amount` AS DOUBLE)) AS DOUBLE) AS `txn_amount_sum_1h`,",
         "  CAST(COUNT(*) AS BIGINT) AS `txn_count_1h`",
     ]
-    assert lines[-2] == "FROM card_transactions_events"
+    assert lines[-2] == "FROM `card_transactions_events`"
     # Grouped by the entity key and the 1-hour window sliding by 5 minutes, nothing else.
     assert lines[-1] == f"GROUP BY `user_id`, {HOP_1H}"
 
