@@ -18,7 +18,7 @@ from typing import Any
 
 from pyflink.common import Configuration, Types, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
-from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 from pyflink.table import Schema, StreamTableEnvironment
@@ -131,12 +131,15 @@ def _dead_letter_sink(settings: Settings, topic: str) -> KafkaSink:
     )
 
 
-def _events_view(t_env: StreamTableEnvironment, settings: Settings, source: Source, lateness: timedelta,
-                 *, bounded: bool, group_id: str) -> str:  # fmt: skip
-    """Register the decoded, deduplicated, watermarked events of a topic as a view; wire its dead letters."""
+def _slug(source: Source) -> str:
+    return source.topic.replace(".", "_").replace("-", "_")
+
+
+def _decoded(t_env: StreamTableEnvironment, settings: Settings, source: Source, lateness: timedelta,
+             *, bounded: bool, group_id: str) -> DataStream:  # fmt: skip
+    """A topic's decoded, watermarked events (read and decoded once per job); its dead letters wired."""
     schema = load_schema(source.event_schema)
-    slug = source.topic.replace(".", "_").replace("-", "_")
-    raw_table = f"raw_{slug}"
+    raw_table = f"raw_{_slug(source)}"
     t_env.execute_sql(
         source_ddl(raw_table, source, lateness, bootstrap=settings.kafka_bootstrap, group_id=group_id, bounded=bounded)
     )
@@ -148,6 +151,12 @@ def _events_view(t_env: StreamTableEnvironment, settings: Settings, source: Sour
         WatermarkStrategy.no_watermarks().with_timestamp_assigner(DeadLetteredAt())
     )
     dead_letters.sink_to(_dead_letter_sink(settings, source.topic)).name(f"dead-letter:{source.topic}")
+    return decoded
+
+
+def _events_view(t_env: StreamTableEnvironment, decoded: DataStream, source: Source) -> str:
+    """Register a topic's decoded events, deduplicated by event id, as a view of ``t_env``."""
+    schema = load_schema(source.event_schema)
     table = t_env.from_data_stream(
         decoded,
         Schema.new_builder()
@@ -156,7 +165,7 @@ def _events_view(t_env: StreamTableEnvironment, settings: Settings, source: Sour
         .column_by_expression("proctime", "PROCTIME()")
         .build(),
     )
-    view = f"events_{slug}"
+    view = f"events_{_slug(source)}"
     t_env.create_temporary_view(f"{view}_all", table)
     if source.event_id_field is None:
         return f"{view}_all"
@@ -179,28 +188,47 @@ def prepare_stores(settings: Settings) -> None:
     ensure_table(connect_iceberg(settings), settings.iceberg_namespace)
 
 
-def build(env: StreamExecutionEnvironment, settings: Settings, definitions: list[FeatureDefinition],
-          *, bounded: bool, group_id: str = "featurestore-job") -> None:  # fmt: skip
-    """Add the whole pipeline for the given definitions to env (the stores must exist: ``prepare_stores``)."""
+def _table_environment(env: StreamExecutionEnvironment, late_fire: timedelta | None) -> StreamTableEnvironment:
     t_env = StreamTableEnvironment.create(env)
     config = t_env.get_config()
     config.set("table.local-time-zone", "UTC")
     config.set("table.exec.state.ttl", "1 d")  # event-id dedup state; windows clean up by watermark
-    lateness = source_lateness(definitions)
-    most = max(lateness.values(), default=timedelta(0))
-    if most > timedelta(0):
+    if late_fire is not None:
         # Legacy group windows re-fire on every late event within the allowed lateness (-U/+U).
         config.set("table.exec.emit.late-fire.enabled", "true")
         config.set("table.exec.emit.late-fire.delay", "0 s")
-        config.set("table.exec.emit.allow-lateness", f"{to_millis(most)} ms")
-    views: dict[Source, str] = {}
+        config.set("table.exec.emit.allow-lateness", f"{to_millis(late_fire)} ms")
+    return t_env
+
+
+def build(env: StreamExecutionEnvironment, settings: Settings, definitions: list[FeatureDefinition],
+          *, bounded: bool, group_id: str = "featurestore-job") -> None:  # fmt: skip
+    """Add the whole pipeline for the given definitions to env (the stores must exist: ``prepare_stores``).
+
+    Late firing (a window re-emitted for each late event within the allowed lateness) is one setting
+    of a table environment, and Flink refuses it for session windows (which take no lateness, see
+    ``registry.definitions.Window``). So session groups are computed in a table environment of their
+    own without it, fed by the same decoded events: a session feature and a feature with allowed
+    lateness can run in one job.
+    """
+    lateness = source_lateness(definitions)
+    most = max(lateness.values(), default=timedelta(0))
+    environments: dict[bool, StreamTableEnvironment] = {}  # late firing on -> its table environment
+    decoded: dict[Source, DataStream] = {}
+    views: dict[tuple[bool, Source], str] = {}
     buckets = env.get_parallelism()
     for group in window_groups(definitions):
-        if group.source not in views:
-            views[group.source] = _events_view(
+        late_fire = most > timedelta(0) and group.window.kind != "session"
+        if late_fire not in environments:
+            environments[late_fire] = _table_environment(env, most if late_fire else None)
+        t_env = environments[late_fire]
+        if group.source not in decoded:
+            decoded[group.source] = _decoded(
                 t_env, settings, group.source, lateness[group.source], bounded=bounded, group_id=group_id
             )
-        result = t_env.sql_query(aggregate_sql(group, views[group.source]))
+        if (late_fire, group.source) not in views:
+            views[(late_fire, group.source)] = _events_view(t_env, decoded[group.source], group.source)
+        result = t_env.sql_query(aggregate_sql(group, views[(late_fire, group.source)]))
         names = ",".join(d.name for d in group.features)
         # Keyed into one bucket per subtask only so the writer can keep state and use timers as commit points.
         t_env.to_changelog_stream(result).key_by(lambda row, n=buckets: _bucket(row, n), key_type=Types.INT()).process(

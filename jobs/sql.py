@@ -108,12 +108,19 @@ def source_ddl(table: str, source: Source, lateness: timedelta, *, bootstrap: st
 
 
 def source_select(table: str, lateness: timedelta) -> str:
-    """Raw records with their time, whether they arrived too late for any window to accept them, and
-    whether they are late at all (behind the watermark: accepted only thanks to the allowed lateness)."""
-    behind = "CURRENT_WATERMARK(kafka_ts) IS NOT NULL AND kafka_ts < CURRENT_WATERMARK(kafka_ts)"
-    return (
-        f"SELECT payload, kafka_ts, {behind} - {interval(lateness)} AS too_late, {behind} AS late FROM {ident(table)}"
-    )
+    """Raw records with their time, whether they arrived too late, and whether they are late at all.
+
+    Late is Flink's own meaning: at or behind the watermark (a watermark ``w`` says no record with a
+    timestamp ``<= w`` is still to come). Too late is at or behind ``watermark - allowed_lateness``;
+    exactly there Flink's window operator already treats a window as gone (it drops a record once
+    ``window end - 1 + lateness <= watermark``, and a record in a window's last millisecond has
+    ``timestamp = end - 1``). So every record this lets through is accepted by every window holding
+    it, and every record a window would drop is dead-lettered here: none is dropped silently.
+    """
+    wm = "CURRENT_WATERMARK(kafka_ts)"
+    too_late = f"{wm} IS NOT NULL AND kafka_ts <= {wm} - {interval(lateness)}"
+    late = f"{wm} IS NOT NULL AND kafka_ts <= {wm}"
+    return f"SELECT payload, kafka_ts, {too_late} AS too_late, {late} AS late FROM {ident(table)}"
 
 
 def dedup_sql(view: str, source: Source, columns: list[str]) -> str:

@@ -85,6 +85,11 @@ class Window(_Frozen):
         if self.kind == "session":
             if self.gap is None or self.size is not None or self.slide is not None:
                 raise ValueError("a session window takes `gap` only")
+            if self.allowed_lateness > timedelta(0):
+                raise ValueError(
+                    "a session window takes no `allowed_lateness`: Flink cannot update a session window "
+                    "for late events (records behind the watermark are dead-lettered as too late)"
+                )
         elif self.size is None or self.gap is not None:
             raise ValueError(f"a {self.kind} window takes `size` (and no `gap`)")
         if self.kind == "sliding":

@@ -2,8 +2,8 @@
 
 It replays records in partition order exactly as the job defines lateness: the watermark after a
 record is the highest Kafka timestamp seen so far minus the out-of-orderness bound, where a timestamp
-too far in the future does not count; a record is too late when its timestamp is below the
-watermark before it minus the allowed lateness. Too-late and bad records are dead-lettered; the
+too far in the future does not count; a record is too late when its timestamp is at or below the
+watermark before it minus the allowed lateness, and late when it is at or below that watermark. Too-late and bad records are dead-lettered; the
 rest are deduplicated by event id (first arrival wins) and aggregated per sliding window.
 """
 
@@ -47,14 +47,14 @@ def simulate(records: list[Record], *, out_of_orderness_ms: int, lateness_ms: in
         watermark = None if highest is None else highest - out_of_orderness_ms
         if r.bad != "future_timestamp":  # a clock far ahead must not move everyone's watermark
             highest = r.timestamp_ms if highest is None else max(highest, r.timestamp_ms)
-        if watermark is not None and r.timestamp_ms < watermark - lateness_ms:
+        if watermark is not None and r.timestamp_ms <= watermark - lateness_ms:
             ref.dead_letters.append(("too_late", r))
             continue
         if r.bad is not None:
             ref.dead_letters.append((r.bad, r))
             continue
         assert r.event_id is not None, "a record that is not an event must say its reason"
-        if watermark is not None and r.timestamp_ms < watermark:
+        if watermark is not None and r.timestamp_ms <= watermark:
             ref.late += 1
         if r.event_id not in seen_ids:
             seen_ids.add(r.event_id)

@@ -69,12 +69,25 @@ def _records(seed: int) -> list[Record]:
             out.append(Record(f"u{rng.randrange(5)}", newest - rng.randrange(40 * MIN, 60 * MIN), f"tooLate{i}", 9.0))
         if i % 15 == 14:  # a resend of an earlier event (same id, time and amount)
             out.append(rng.choice([x for x in out[:-1] if x.bad is None]))
+        if i == 90:  # exactly at watermark - allowed lateness, in the last millisecond of a window
+            out.extend(_edge_of_lateness(newest, f"u{rng.randrange(5)}", i))
         if i in _BAD_AT:  # bad input of every kind; a timestamp far ahead must not move the watermark
             reason = _BAD_AT[i]
             at = time.time_ns() // 1_000_000 + 86_400_000 if reason == "future_timestamp" else newest
             event_id = None if reason in ("bad_magic", "unknown_schema_id") else f"bad{i}"
             out.append(Record("u0", at, event_id, 1.0, bad=reason))
     return out
+
+
+def _edge_of_lateness(newest: int, key: str, i: int) -> list[Record]:
+    """An on-time event that sets the watermark to W, then one at exactly W - allowed lateness, which is
+    the last millisecond of a 5-minute window: too late (Flink's window operator has let that window
+    go), so dead-lettered, not half-counted by the windows that would still take it."""
+    step = 5 * MIN
+    lead = newest + (OUT_OF_ORDERNESS - 1 - newest) % step  # watermark after it: k * step - 1
+    edge = lead - OUT_OF_ORDERNESS - LATENESS
+    assert (edge + 1) % step == 0 and lead >= newest
+    return [Record(key, lead, f"edgeLead{i}", 1.0), Record(key, edge, f"edge{i}", 7.0)]
 
 
 _BAD_AT = {
@@ -138,6 +151,7 @@ def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
     # The event set must exercise what it claims to: some late-but-accepted, some too late, some resent.
     assert any(r.event_id and r.event_id.startswith("late") for r in reference.accepted)
     assert any(r.event_id and r.event_id.startswith("tooLate") for _, r in reference.dead_letters)
+    assert ("too_late", next(r for r in records if r.event_id == "edge90")) in reference.dead_letters
     assert {reason for reason, _ in reference.dead_letters} == {"too_late", *_BAD_AT.values()}
     assert len({r.event_id for r in records if r.event_id}) < sum(1 for r in records if r.event_id)
 

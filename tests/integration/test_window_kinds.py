@@ -152,8 +152,17 @@ def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
     settings = isolated(it_settings, "kinds", tmp_path_factory.mktemp("kinds"))
     topic = f"it_{run_id}_kinds"
     (settings.definitions_dir / "features.toml").write_text(_toml(topic))
+    # A feature with allowed lateness on another topic: late firing is on in the job, and the session
+    # features above must still run (Flink refuses late firing for session windows).
+    late_topic = f"{topic}_late"
+    (settings.definitions_dir / "late.toml").write_text(
+        _toml(late_topic).split("[[feature]]")[0]
+        + '[[feature]]\nname = "late_count"\nversion = 1\nvalue_type = "long"\n'
+        'window = { kind = "tumbling", size = "10m", allowed_lateness = "5m" }\naggregation = { function = "count" }\n'
+    )
     apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
     ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
+    ensure_topics(settings.kafka_bootstrap, [late_topic, f"{late_topic}.dlq"], partitions=1)
     producer = make_producer(settings)
     producer.send(topic, _events(seed=11))
     producer.flush()

@@ -145,6 +145,10 @@ def test_valid_shapes(overrides: dict[str, Any], make_definition: MakeDef) -> No
         ({"window": {"kind": "session", "gap": "30m", "slide": "1m"}}, "a session window takes `gap` only"),
         ({"window": {"kind": "session"}}, "a session window takes `gap` only"),
         ({"window": {"kind": "session", "gap": "0s"}}, "window `gap` must be positive"),
+        (
+            {"window": {"kind": "session", "gap": "30m", "allowed_lateness": "1m"}},
+            "a session window takes no `allowed_lateness`",
+        ),
         ({"window": {"kind": "tumbling", "size": "10m", "slide": "5m"}}, "a tumbling window takes no `slide`"),
         ({"window": {"kind": "tumbling", "size": "10m", "gap": "5m"}}, "a tumbling window takes `size` (and no `gap`)"),
         ({"window": {"kind": "tumbling"}}, "a tumbling window takes `size` (and no `gap`)"),
