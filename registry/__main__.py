@@ -43,9 +43,14 @@ def main() -> None:
     # client) waits ~40 ms per request on Nagle + delayed ACK: uvicorn only sets it on sockets it binds.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((args.host, args.port))
+    sock.listen(2048)  # before announcing: a client that connects on the announcement must not be refused
     port = sock.getsockname()[1]
     print(f"listening on http://{args.host}:{port}", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    # h11 with a 1 MiB limit on the request head: a long subject in the path reaches the app and gets a
+    # Confluent-shaped answer, not the HTTP parser's plain-text 400 (the registry is not a hot path).
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", http="h11", h11_max_incomplete_event_size=1 << 20)
+    )
     server.run(sockets=[sock])
 
 

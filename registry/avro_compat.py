@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from registry import bounded_json
 from registry.errors import SchemaError
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
@@ -260,7 +261,7 @@ def _load(schema: object) -> _Node:
     parsed = schema
     if isinstance(schema, str) and not _BARE_NAME.fullmatch(schema):
         try:
-            parsed = json.loads(schema)
+            parsed = bounded_json.loads(schema)
         except ValueError as exc:
             raise InvalidSchemaError(f"not JSON: {exc}") from exc
     return _Parser().parse(parsed, "")

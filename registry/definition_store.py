@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from registry.catalog import FeatureCatalog
-from registry.definitions import FeatureDefinition
+from registry.definitions import MAX_VERSION, FeatureDefinition
 from registry.errors import DefinitionError, UnknownFeatureError
 from registry.sqlite_store import SqliteStore
 
@@ -72,53 +72,63 @@ class DefinitionStore(SqliteStore):
         unchanged (a metadata update or nothing), else the next number. The first version of a
         feature becomes active; later ones only with ``activate=True``.
         """
-        d = definition
         with self._tx() as conn:
-            rows = conn.execute(
-                "SELECT version, spec, identity_hash FROM feature_versions WHERE entity = ? AND name = ? ORDER BY version",
-                (d.entity, d.name),
-            ).fetchall()
-            by_version = {v: (spec, ident) for v, spec, ident in rows}
-            latest = rows[-1][0] if rows else 0
-            if not version_given:
-                same = latest and by_version[latest][1] == d.identity_hash
-                d = d.model_copy(update={"version": latest if same else latest + 1})
-            if d.version in by_version:
-                spec, ident = by_version[d.version]
-                if ident != d.identity_hash:
-                    raise DefinitionConflictError(
-                        f"{d.entity}.{d.name} v{d.version} is registered with a different transform or TTL; "
-                        f"versions are immutable: register the change as v{latest + 1}"
-                    )
-                action: Action = "unchanged" if spec == _spec(d) else "metadata_updated"
-                if action == "metadata_updated":
-                    conn.execute(
-                        "UPDATE feature_versions SET spec = ? WHERE entity = ? AND name = ? AND version = ?",
-                        (_spec(d), d.entity, d.name, d.version),
-                    )
-            else:
-                if d.version < latest:
-                    raise DefinitionConflictError(
-                        f"{d.entity}.{d.name} is at v{latest}; a new version must be numbered above it, not v{d.version}"
-                    )
-                conn.execute(
-                    "INSERT INTO feature_versions VALUES (?, ?, ?, ?, ?, ?)",
-                    (d.entity, d.name, d.version, _spec(d), d.identity_hash, _now()),
+            return self._register(conn, definition, version_given=version_given, activate=activate)
+
+    def register_all(self, definitions: list[FeatureDefinition]) -> list[Registered]:
+        """Register every definition in one transaction: all of them, or (on any error) none."""
+        with self._tx() as conn:
+            return [self._register(conn, d, version_given=True, activate=False) for d in definitions]
+
+    def _register(
+        self, conn: sqlite3.Connection, definition: FeatureDefinition, *, version_given: bool, activate: bool
+    ) -> Registered:
+        d = definition
+        rows = conn.execute(
+            "SELECT version, spec, identity_hash FROM feature_versions WHERE entity = ? AND name = ? ORDER BY version",
+            (d.entity, d.name),
+        ).fetchall()
+        by_version = {v: (spec, ident) for v, spec, ident in rows}
+        latest = rows[-1][0] if rows else 0
+        if not version_given:
+            same = latest and by_version[latest][1] == d.identity_hash
+            d = d.model_copy(update={"version": latest if same else latest + 1})
+        if d.version in by_version:
+            spec, ident = by_version[d.version]
+            if ident != d.identity_hash:
+                raise DefinitionConflictError(
+                    f"{d.entity}.{d.name} v{d.version} is registered with a different transform or TTL; "
+                    f"versions are immutable: register the change as v{latest + 1}"
                 )
-                action = "created" if not rows else "new_version"
-            if action != "unchanged":
+            action: Action = "unchanged" if spec == _spec(d) else "metadata_updated"
+            if action == "metadata_updated":
                 conn.execute(
-                    "INSERT INTO changes (at, entity, name, version, action) VALUES (?, ?, ?, ?, ?)",
-                    (_now(), d.entity, d.name, d.version, action),
+                    "UPDATE feature_versions SET spec = ? WHERE entity = ? AND name = ? AND version = ?",
+                    (_spec(d), d.entity, d.name, d.version),
                 )
-            active = conn.execute(
-                "SELECT version FROM active_versions WHERE entity = ? AND name = ?", (d.entity, d.name)
-            ).fetchone()
-            if active is None or (activate and active[0] != d.version):
-                self._point(conn, d.entity, d.name, d.version)
-                active_version = d.version
-            else:
-                active_version = active[0]
+        else:
+            if d.version < latest:
+                raise DefinitionConflictError(
+                    f"{d.entity}.{d.name} is at v{latest}; a new version must be numbered above it, not v{d.version}"
+                )
+            conn.execute(
+                "INSERT INTO feature_versions VALUES (?, ?, ?, ?, ?, ?)",
+                (d.entity, d.name, d.version, _spec(d), d.identity_hash, _now()),
+            )
+            action = "created" if not rows else "new_version"
+        if action != "unchanged":
+            conn.execute(
+                "INSERT INTO changes (at, entity, name, version, action) VALUES (?, ?, ?, ?, ?)",
+                (_now(), d.entity, d.name, d.version, action),
+            )
+        active = conn.execute(
+            "SELECT version FROM active_versions WHERE entity = ? AND name = ?", (d.entity, d.name)
+        ).fetchone()
+        if active is None or (activate and active[0] != d.version):
+            self._point(conn, d.entity, d.name, d.version)
+            active_version = d.version
+        else:
+            active_version = active[0]
         return Registered(action, d, active_version)
 
     def _point(self, conn: sqlite3.Connection, entity: str, name: str, version: int) -> None:
@@ -134,6 +144,8 @@ class DefinitionStore(SqliteStore):
 
     def activate(self, entity: str, name: str, version: int) -> None:
         """Move the serving pointer to ``version`` (atomically)."""
+        if not 1 <= version <= MAX_VERSION:  # no such version, and beyond what SQLite's integers hold
+            raise UnknownFeatureError(entity, [f"{name}@v{version}"])
         with self._tx() as conn:
             exists = conn.execute(
                 "SELECT 1 FROM feature_versions WHERE entity = ? AND name = ? AND version = ?", (entity, name, version)

@@ -45,6 +45,25 @@ def _subject_name(value: str) -> str:
     return value
 
 
+MAX_VERSION = 2**31 - 1  # versions are 32-bit, as Flink's INT and the stores' int columns
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _plain_text(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _prose(value: str) -> str:
+    if _CONTROL_BUT_LINES.search(value):
+        raise ValueError("must not contain control characters other than newlines and tabs")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_plain_text)]
+Prose = Annotated[str, AfterValidator(_prose)]
 TopicName = Annotated[str, AfterValidator(_topic_name)]
 FieldName = Annotated[str, AfterValidator(_field_name)]
 SubjectName = Annotated[str, AfterValidator(_subject_name)]
@@ -140,10 +159,10 @@ class FeatureDefinition(_Frozen):
 
     name: str = Field(pattern=NAME_PATTERN)
     entity: str = Field(pattern=NAME_PATTERN, description="entity type, e.g. `user`")
-    version: int = Field(ge=1)
-    owner: str = Field(min_length=1, description="owning team")
-    description: str = ""
-    tags: tuple[str, ...] = ()
+    version: int = Field(ge=1, le=MAX_VERSION)
+    owner: PlainText = Field(min_length=1, max_length=256, description="owning team")
+    description: Prose = Field(default="", max_length=4096)
+    tags: tuple[Annotated[PlainText, Field(min_length=1, max_length=64)], ...] = Field(default=(), max_length=64)
     value_type: ValueType
     source: Source
     window: Window

@@ -1,8 +1,10 @@
 """Plan and apply a folder of definition files against the definition store.
 
-``plan`` says what ``apply`` would change and changes nothing. Apply registers new features and
-versions and updates metadata; it moves no serving pointer except to a feature's first version
-(promotion is an explicit ``activate``, so registering v2 for a backfill never disturbs v1).
+``plan`` says what ``apply`` would change and changes nothing; it finds every conflict, those with
+the store and those inside the folder (one version defined twice, differently). Apply registers new
+features and versions and updates metadata, all in one transaction: the whole folder or nothing.
+It moves no serving pointer except to a feature's first version (promotion is an explicit
+``activate``, so registering v2 for a backfill never disturbs v1).
 """
 
 from __future__ import annotations
@@ -28,12 +30,24 @@ class Change:
         return f"{symbol} {d.entity}.{d.name} v{d.version}: {self.detail}"
 
 
+def _distinct(definitions: list[FeatureDefinition], conflicts: list[str]) -> list[FeatureDefinition]:
+    """The definitions sorted by key, each once; a version defined twice differently is a conflict."""
+    first: dict[tuple[str, str, int], FeatureDefinition] = {}
+    for d in sorted(definitions, key=lambda d: d.key):
+        seen = first.setdefault(d.key, d)
+        if seen is not d and seen != d:
+            what = "transform or TTL" if seen.identity_hash != d.identity_hash else "metadata"
+            conflicts.append(f"{d.entity}.{d.name} v{d.version}: defined more than once in the folder, with "
+                             f"different {what}; keep one definition per version")  # fmt: skip
+    return list(first.values())
+
+
 def plan(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[Change]:
-    """What applying ``definitions`` would change; DefinitionConflictError if it would break immutability."""
+    """What applying ``definitions`` would change; DefinitionConflictError naming every conflict."""
     catalog = store.catalog()
     changes: list[Change] = []
     conflicts: list[str] = []
-    for d in sorted(definitions, key=lambda d: d.key):
+    for d in _distinct(definitions, conflicts):
         existing = [v for v in catalog.versions(d.entity, d.name)]
         same = next((v for v in existing if v.version == d.version), None)
         if same is None:
@@ -60,6 +74,8 @@ def plan(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[C
 
 
 def apply(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[Registered]:
-    """Register every definition (after a plan that found no conflict); returns what happened to each."""
+    """Register every definition in one transaction, after a plan that found no conflict; returns what
+    happened to each. A conflict that appears between the plan and the write (another writer) fails
+    the whole transaction: nothing of the folder is written."""
     plan(store, definitions)
-    return [store.register(d) for d in sorted(definitions, key=lambda d: d.key)]
+    return store.register_all(_distinct(definitions, []))

@@ -12,7 +12,6 @@ ignored), and a field it defines that this registry does not implement is accept
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from registry import bounded_json
 from registry.avro_compat import InvalidCompatibilityLevelError
 from registry.errors import SchemaError, StoreUnavailableError
 from registry.schema_store import (
@@ -141,11 +141,17 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "false").strip().lower() in ("true", "1")
 
 
+MAX_SCHEMA_ID = 2**31 - 1  # Confluent's ids are 32-bit
+
+
 def _schema_id(text: str) -> int:
     try:
-        return int(text)
+        schema_id = int(text)
     except ValueError:
-        raise SchemaNotFoundError(f"schema id {text} not found") from None
+        raise SchemaNotFoundError(f"schema id {text[:100]} not found") from None
+    if not 0 <= schema_id <= MAX_SCHEMA_ID:  # no such id, and past what the store's integers hold
+        raise SchemaNotFoundError(f"schema id {text[:100]} not found")
+    return schema_id
 
 
 async def _json_body(request: Request) -> Any:
@@ -160,7 +166,9 @@ async def _json_body(request: Request) -> Any:
             raise RequestRejectedError(413, 41301, f"request body larger than {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
+        return bounded_json.loads(b"".join(chunks))
+    except bounded_json.NestingError as exc:
+        raise RequestRejectedError(422, 42201, f"request body is {exc}") from None
     except ValueError:
         raise RequestRejectedError(422, 42201, "request body is not JSON") from None
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import fastavro
 
-from registry import avro_compat, sqlite_store
+from registry import avro_compat, bounded_json, sqlite_store
 from registry.avro_compat import CompatibilityLevel, InvalidSchemaError, parse_level
 from registry.errors import SchemaError, StoreUnavailableError
 
@@ -141,7 +141,7 @@ class RegisteredSchema:
 def normalize(schema_text: str) -> str:
     """Parse, validate and re-serialise a schema so equal schemas compare equal as text."""
     try:
-        parsed = json.loads(schema_text)
+        parsed = bounded_json.loads(schema_text)
     except (ValueError, TypeError) as exc:
         raise InvalidSchemaError(f"invalid Avro schema: not JSON: {exc}") from exc
     # Our own parser first: it names what is wrong, and what it accepts the compatibility checks can read.

@@ -100,6 +100,36 @@ def test_plan_changes_nothing_and_apply_converges(store: DefinitionStore, tmp_pa
         plan(store, broken)
 
 
+def test_a_version_defined_twice_in_a_folder_is_a_conflict_and_nothing_is_written(
+    store: DefinitionStore, count: FeatureDefinition
+) -> None:
+    other = next(d for d in load_folder() if d.name != count.name)
+    twice = count.model_copy(update={"ttl": timedelta(hours=5)})  # same version, another TTL
+    renamed_owner = other.model_copy(update={"owner": "fraud-team"})  # same version, other metadata
+    folder = [count, other, twice, renamed_owner, count]  # an identical repeat is no conflict
+    with pytest.raises(DefinitionConflictError) as info:
+        plan(store, folder)
+    message = str(info.value)
+    assert f"user.{count.name} v1: defined more than once in the folder, with different transform or TTL" in message
+    assert f"user.{other.name} v1: defined more than once in the folder, with different metadata" in message
+    with pytest.raises(DefinitionConflictError):
+        apply(store, folder)
+    assert len(store.catalog()) == 0
+    assert store.change_seq() == 0  # no version, no active pointer, no change row
+    assert {r.action for r in apply(store, [count, other, count])} == {"created"}
+
+
+def test_apply_writes_a_folder_in_one_transaction(store: DefinitionStore, count: FeatureDefinition) -> None:
+    apply(store, [count])
+    seq = store.change_seq()
+    new = next(d for d in load_folder() if d.name != count.name)
+    conflicting = count.model_copy(update={"ttl": timedelta(hours=9)})  # registered v1 with another TTL
+    with pytest.raises(DefinitionConflictError, match="versions are immutable"):
+        store.register_all([new, conflicting])  # the first would be written alone without a transaction
+    assert [d.name for d in store.catalog()] == [count.name]
+    assert store.change_seq() == seq
+
+
 def test_cli_plan_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "d.db")
     folder = tmp_path / "features"
