@@ -25,6 +25,7 @@ from pyflink.table import Schema, StreamTableEnvironment
 
 from infra.artifacts import verify_manifest
 from jobs.functions import DEAD_LETTER, DeadLetteredAt, DecodeEvents, WriteWindowResults
+from jobs.reporter import FACTORY as PROMETHEUS_REPORTER
 from jobs.sql import aggregate_sql, dedup_sql, source_ddl, source_lateness, source_select, window_groups
 from registry.catalog import FeatureCatalog
 from registry.definition_store import DefinitionStore
@@ -38,7 +39,10 @@ _AVRO_TO_FLINK = {"string": Types.STRING(), "double": Types.DOUBLE(), "float": T
                   "long": Types.LONG(), "int": Types.INT(), "boolean": Types.BOOLEAN()}  # fmt: skip
 
 
-_PROMETHEUS_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+# Where a local run's Flink listeners bind and what they advertise. On a cluster (`flink run -m ...`)
+# the cluster's own configuration decides.
+_BIND_KEYS = ("rest.bind-address", "rest.address", "jobmanager.bind-host", "jobmanager.rpc.address",
+              "taskmanager.bind-host", "taskmanager.host")  # fmt: skip
 _REF = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)@(\d+)$")
 
 
@@ -61,16 +65,52 @@ def _row_type(schema: dict[str, Any]) -> Any:
     return Types.ROW_NAMED(names, types)
 
 
-def _put_prometheus_reporter_on_classpath() -> None:
-    """PyFlink's local mini-cluster finds metric reporters on its classpath only, not among the plugins
-    PyFlink ships; the gateway JVM (started by the first PyFlink call) adds HADOOP_CLASSPATH to it."""
+def _put_prometheus_reporter_on_classpath(settings: Settings) -> None:
+    """Put Flink's Prometheus reporter and ours (``jobs.reporter``: the same, bound to one host) on the
+    mini-cluster's classpath: PyFlink's local mini-cluster finds metric reporters there only, not among
+    the plugins PyFlink ships; the gateway JVM (started by the first PyFlink call) adds HADOOP_CLASSPATH."""
     import pyflink
 
-    jars = sorted((Path(pyflink.__file__).parent / "plugins" / "metrics-prometheus").glob("*.jar"))
-    if not jars:
-        raise FeatureStoreError("PyFlink's plugins/metrics-prometheus jar is missing; run with --metrics-port 0")
+    from jobs.reporter import reporter_jar
+
+    home = Path(pyflink.__file__).parent
+    plugin = sorted((home / "plugins" / "metrics-prometheus").glob("*.jar"))
+    dist = sorted((home / "lib").glob("flink-dist-*.jar"))
+    if not plugin or not dist:
+        raise FeatureStoreError("PyFlink's metrics-prometheus or flink-dist jar is missing; run with --metrics-port 0")
+    ours = reporter_jar(settings.flink_jars_dir.parent / "reporter", [dist[0], plugin[0]])
     existing = os.environ.get("HADOOP_CLASSPATH")
-    os.environ["HADOOP_CLASSPATH"] = os.pathsep.join([*([existing] if existing else []), str(jars[0])])
+    os.environ["HADOOP_CLASSPATH"] = os.pathsep.join([*([existing] if existing else []), str(plugin[0]), str(ours)])
+
+
+def _loopback_worker_pool_on_localhost() -> None:
+    """Bind PyFlink's loopback worker pool to the loopback addresses instead of every interface.
+
+    Run locally, PyFlink serves a gRPC worker pool through which the mini-cluster (in this process's
+    own JVM) starts Python workers; PyFlink 2.0 binds it to ``[::]:0``, hard-coded in
+    ``pyflink.fn_execution.beam.beam_worker_pool_service``, and starts one per environment. This is
+    that method with one change: ``localhost:0``, which gRPC binds on 127.0.0.1 and ::1 alike, so the
+    ``localhost:<port>`` address it hands the mini-cluster still resolves.
+    """
+    import atexit
+    import functools
+
+    import grpc
+    from apache_beam.portability.api import beam_fn_api_pb2_grpc
+    from apache_beam.utils import thread_pool_executor
+    from pyflink.fn_execution.beam.beam_worker_pool_service import BeamFnLoopbackWorkerPoolServicer
+
+    def start(self: Any) -> str:
+        if not self._worker_address:
+            server = grpc.server(thread_pool_executor.shared_unbounded_instance())
+            address = f"localhost:{server.add_insecure_port('localhost:0')}"
+            beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(self, server)
+            server.start()
+            self._worker_address = address
+            atexit.register(functools.partial(server.stop, 1))
+        return str(self._worker_address)
+
+    BeamFnLoopbackWorkerPoolServicer.start = start
 
 
 def create_environment(
@@ -81,6 +121,7 @@ def create_environment(
     checkpoint_interval_ms: int | None = None,
     restore_from: str | None = None,
     metrics_port: int | None = None,
+    bind_host: str = "127.0.0.1",
 ) -> StreamExecutionEnvironment:
     jars = sorted(settings.flink_jars_dir.glob("*.jar"))
     if not jars:
@@ -88,7 +129,9 @@ def create_environment(
             f"no Flink connector jars in {settings.flink_jars_dir}; run `python -m infra fetch flink`"
         )
     if metrics_port:
-        _put_prometheus_reporter_on_classpath()
+        _put_prometheus_reporter_on_classpath(settings)
+    if bind_host in ("127.0.0.1", "localhost"):
+        _loopback_worker_pool_on_localhost()
     config = Configuration()
     manifest = settings.flink_jars_dir.parent / "manifest.txt"
     if manifest.exists():  # fetched by infra: check the jars against their recorded SHA-256 first
@@ -97,6 +140,8 @@ def create_environment(
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
     config.set_string("table.local-time-zone", "UTC")
+    for key in _BIND_KEYS:  # the mini-cluster's listeners (REST, RPC, blob, data) on one host only
+        config.set_string(key, bind_host)
     if checkpoint_dir is not None:
         config.set_string("execution.checkpointing.dir", checkpoint_dir.resolve().as_uri())
         config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
@@ -105,9 +150,10 @@ def create_environment(
     if restore_from is not None:
         config.set_string("execution.state-recovery.path", restore_from)
     if metrics_port:
-        # Flink's own Prometheus reporter (a plugin PyFlink ships): the job's metrics, ours included,
+        # Flink's Prometheus reporter, bound to bind_host (jobs.reporter): the job's metrics, ours included,
         # at http://<host>:<port>/metrics. On a Flink cluster the cluster's configuration decides this.
-        config.set_string("metrics.reporter.prom.factory.class", _PROMETHEUS_REPORTER)
+        config.set_string("metrics.reporter.prom.factory.class", PROMETHEUS_REPORTER)
+        config.set_string("metrics.reporter.prom.host", bind_host)
         config.set_string("metrics.reporter.prom.port", str(metrics_port))
     # Run locally this builds a mini-cluster; under `flink run -m <jobmanager> --python jobs/feature_job.py`
     # the same call returns the cluster's environment, so the job is submitted unchanged.

@@ -126,9 +126,9 @@ def test_feature_service_serves_the_pinned_older_version(serving_settings: Setti
 class _Proxy:
     """A TCP proxy to Cassandra that can stop forwarding (a node that hangs) or drop every connection (a dead one)."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], port: int = 0) -> None:
         self._target = target
-        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server = socket.create_server(("127.0.0.1", port))  # SO_REUSEADDR: a restart takes the same port
         self.port = self._server.getsockname()[1]
         self.paused = threading.Event()
         self._closed = threading.Event()
@@ -191,6 +191,44 @@ def test_a_hanging_or_dead_store_answers_503_within_the_budget(serving_settings:
         gone = client.get("/v1/features/user/frank")
         assert gone.status_code == 503
         assert time.perf_counter() - started < BUDGET_S * 1.5 + 0.2
+    finally:
+        proxy.drop_all()
+        cluster.shutdown()
+
+
+def test_reads_recover_within_2_s_of_the_store_returning_whatever_the_outage(
+    serving_settings: Settings, seeded: int
+) -> None:
+    """A node gone for 12 s (past the early steps of an exponential reconnection schedule): every read in
+    the outage is a fast 503, and reads answer correctly again within 2 s of the node's return."""
+    target = (serving_settings.cassandra_hosts[0], serving_settings.cassandra_port)
+    proxy = _Proxy(target)
+    port = proxy.port
+    client, cluster = _app(serving_settings, port=port)
+    try:
+        healthy = client.get("/v1/features/user/bob").json()["features"]
+        proxy.drop_all()
+        outage_ends = time.monotonic() + 12
+        refused = 0
+        while time.monotonic() < outage_ends:
+            started = time.perf_counter()
+            response = client.get("/v1/features/user/bob")
+            assert response.status_code == 503, response.text
+            assert time.perf_counter() - started < BUDGET_S * 1.5 + 0.2
+            refused += 1
+            time.sleep(0.25)
+        proxy = _Proxy(target, port=port)  # the node is back, at the same address
+        back = time.monotonic()
+        while (response := client.get("/v1/features/user/bob")).status_code != 200:
+            assert response.status_code == 503, response.text
+            assert time.monotonic() - back < 2.0, "no answer within 2 s of the store's return"
+            time.sleep(0.05)
+        recovered_s = time.monotonic() - back
+        print(f"{refused} fast 503s in the outage; recovered {recovered_s:.2f} s after the store returned")
+        after = response.json()["features"]
+        assert {k: (v["value"], v["feature_timestamp"], v["version"]) for k, v in after.items()} == {
+            k: (v["value"], v["feature_timestamp"], v["version"]) for k, v in healthy.items()
+        }  # the values and timestamps served before the outage: nothing false served
     finally:
         proxy.drop_all()
         cluster.shutdown()
