@@ -16,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry.errors import StoreUnavailableError, UnknownFeatureError, UnknownFeatureServiceError
 from registry.feature_services import LiveFeatureServices
@@ -78,6 +80,19 @@ def create_app(
     async def _unavailable(_: Request, exc: StoreUnavailableError) -> JSONResponse:
         metrics.error("store_unavailable")
         return problem(503, "store_unavailable", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # A malformed path or query parameter (``?version=x``): the service's own error shape, not FastAPI's.
+        metrics.error("bad_request")
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
+        return problem(400, "bad_request", f"invalid request: {where}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown routes (404) and methods (405), in the service's own error shape.
+        error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(exc.status_code, error, f"{exc.status_code}: {exc.detail}")
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

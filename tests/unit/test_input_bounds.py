@@ -158,3 +158,16 @@ def test_activating_a_version_out_of_range_is_unknown(definitions: TestClient,
     response = definitions.post(f"/v1/feature-definitions/user/txn_count_1h/activate?version={version}")
     assert response.status_code == 404, response.text
     assert response.json()["error"] == "unknown_feature"
+
+
+def test_malformed_parameters_and_unknown_routes_answer_in_the_apis_own_shape(
+    definitions: TestClient, make_definition_dict: Callable[..., dict[str, Any]]
+) -> None:
+    assert definitions.post("/v1/feature-definitions", json=make_definition_dict()).status_code == 201
+    bad = definitions.post("/v1/feature-definitions/user/txn_count_1h/activate?version=x")
+    assert (bad.status_code, bad.json()["error"]) == (400, "bad_request")
+    assert "query.version" in bad.json()["message"]
+    missing = definitions.get("/v1/no-such-route")
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    wrong = definitions.delete("/v1/feature-definitions")
+    assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
