@@ -7,7 +7,6 @@ the objects they need, and the loser of a "check, then create" race must see suc
 
 from __future__ import annotations
 
-import multiprocessing
 import traceback
 import uuid
 from multiprocessing.synchronize import Barrier
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from registry.settings import Settings
+from tests.processes import race
 
 pytestmark = pytest.mark.integration
 
@@ -46,28 +46,12 @@ def _ensure_schema(settings: Settings, keyspaces: list[str], barrier: Barrier, e
             errors.put(traceback.format_exc())
 
 
-def _race(target: Any, *args: Any) -> list[str]:
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(PROCESSES)
-    errors = ctx.Queue()
-    workers = [ctx.Process(target=target, args=(*args, barrier, errors)) for _ in range(PROCESSES)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=300)
-    failures = []
-    while not errors.empty():
-        failures.append(errors.get())
-    assert all(w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
-    return failures
-
-
 @pytest.mark.timeout(600)
 def test_processes_creating_the_same_new_topics_together_all_succeed(it_settings: Settings) -> None:
     from confluent_kafka.admin import AdminClient
 
     rounds = [[f"race_{uuid.uuid4().hex[:8]}_{i}" for i in range(3)] for _ in range(5)]
-    failures = _race(_ensure_topics, it_settings, rounds)
+    failures = race(_ensure_topics, it_settings, rounds, processes=PROCESSES)
     assert not failures, failures[0]
     admin = AdminClient({"bootstrap.servers": it_settings.kafka_bootstrap})
     topics = admin.list_topics(timeout=30).topics
@@ -82,7 +66,7 @@ def test_processes_creating_the_same_new_keyspace_together_all_succeed(it_settin
     from sinks.factory import connect_cassandra
 
     keyspaces = [f"{it_settings.cassandra_keyspace}_race{i}" for i in range(3)]
-    failures = _race(_ensure_schema, it_settings, keyspaces)
+    failures = race(_ensure_schema, it_settings, keyspaces, processes=PROCESSES)
     cluster, session = connect_cassandra(it_settings)
     try:
         for keyspace in keyspaces:

@@ -7,7 +7,6 @@ Processes (not threads), because that is how the job's Python workers and the se
 
 from __future__ import annotations
 
-import multiprocessing
 import traceback
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from registry.settings import Settings
+from tests.processes import race
 
 PROCESSES = 6
 ROUNDS = 12
@@ -58,29 +58,13 @@ def _open_registry_stores(base: Path, rounds: int, barrier: Barrier, errors: Any
             errors.put(traceback.format_exc())
 
 
-def _race(target: Any, base: Path) -> list[str]:
-    ctx = multiprocessing.get_context("spawn")  # no state inherited: each worker opens everything itself
-    barrier = ctx.Barrier(PROCESSES)
-    errors = ctx.Queue()
-    workers = [ctx.Process(target=target, args=(base, ROUNDS, barrier, errors)) for _ in range(PROCESSES)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=300)
-    failures = []
-    while not errors.empty():
-        failures.append(errors.get())
-    assert all(w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
-    return failures
-
-
 @pytest.mark.timeout(600)
 def test_processes_ensuring_one_new_offline_table_together_all_succeed(tmp_path: Path) -> None:
-    failures = _race(_ensure_offline_table, tmp_path)
+    failures = race(_ensure_offline_table, tmp_path, ROUNDS, processes=PROCESSES)
     assert not failures, f"{len(failures)} of {PROCESSES * ROUNDS} failed; first:\n{failures[0]}"
 
 
 @pytest.mark.timeout(600)
 def test_processes_opening_new_registry_databases_together_all_succeed(tmp_path: Path) -> None:
-    failures = _race(_open_registry_stores, tmp_path)
+    failures = race(_open_registry_stores, tmp_path, ROUNDS, processes=PROCESSES)
     assert not failures, f"{len(failures)} of {PROCESSES * ROUNDS} failed; first:\n{failures[0]}"
