@@ -128,9 +128,14 @@ def create_environment(
         raise FeatureStoreError(
             f"no Flink connector jars in {settings.flink_jars_dir}; run `python -m infra fetch flink`"
         )
+    # Under `flink run` the Flink CLI launched PyFlink's gateway (and set PYFLINK_GATEWAY_PORT): the job is
+    # submitted to a cluster whose own configuration decides listeners and metric reporters. Run locally,
+    # the mini-cluster is ours to configure.
+    local = "PYFLINK_GATEWAY_PORT" not in os.environ
+    metrics_port = metrics_port if local else None
     if metrics_port:
         _put_prometheus_reporter_on_classpath(settings)
-    if bind_host in ("127.0.0.1", "localhost"):
+    if local and bind_host in ("127.0.0.1", "localhost"):
         _loopback_worker_pool_on_localhost()
     config = Configuration()
     manifest = settings.flink_jars_dir.parent / "manifest.txt"
@@ -140,7 +145,7 @@ def create_environment(
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
     config.set_string("table.local-time-zone", "UTC")
-    for key in _BIND_KEYS:  # the mini-cluster's listeners (REST, RPC, blob, data) on one host only
+    for key in _BIND_KEYS if local else ():  # the mini-cluster's listeners (REST, RPC, blob, data) on one host
         config.set_string(key, bind_host)
     if checkpoint_dir is not None:
         config.set_string("execution.checkpointing.dir", checkpoint_dir.resolve().as_uri())
@@ -151,7 +156,7 @@ def create_environment(
         config.set_string("execution.state-recovery.path", restore_from)
     if metrics_port:
         # Flink's Prometheus reporter, bound to bind_host (jobs.reporter): the job's metrics, ours included,
-        # at http://<host>:<port>/metrics. On a Flink cluster the cluster's configuration decides this.
+        # at http://<host>:<port>/metrics.
         config.set_string("metrics.reporter.prom.factory.class", PROMETHEUS_REPORTER)
         config.set_string("metrics.reporter.prom.host", bind_host)
         config.set_string("metrics.reporter.prom.port", str(metrics_port))
@@ -302,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics-port", type=int, default=9249, help="Prometheus endpoint of the job's metrics (0: none)"
     )
     parser.add_argument(
+        "--bind-host", default="127.0.0.1", help="where a local run's Flink, Python-worker and metrics ports listen"
+    )
+    parser.add_argument(
         "--versions",
         help="compute these versions (entity.name@v, comma-separated) instead of the active ones: a backfill",
     )
@@ -320,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_interval_ms=interval,
         restore_from=args.restore_from,
         metrics_port=args.metrics_port,
+        bind_host=args.bind_host,
     )
     definitions = (
         catalog.active() if not args.versions else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]
