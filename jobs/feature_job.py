@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import zlib
 from datetime import timedelta
@@ -32,6 +31,7 @@ from registry.definition_store import DefinitionStore
 from registry.definitions import FeatureDefinition, Source
 from registry.durations import to_millis
 from registry.errors import FeatureStoreError
+from registry.refs import parse_ref
 from registry.settings import Settings
 from schemas import load_schema
 
@@ -43,7 +43,6 @@ _AVRO_TO_FLINK = {"string": Types.STRING(), "double": Types.DOUBLE(), "float": T
 # the cluster's own configuration decides.
 _BIND_KEYS = ("rest.bind-address", "rest.address", "jobmanager.bind-host", "jobmanager.rpc.address",
               "taskmanager.bind-host", "taskmanager.host")  # fmt: skip
-_REF = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)@(\d+)$")
 
 
 def _bucket(row: Any, buckets: int) -> int:
@@ -289,10 +288,10 @@ def build(env: StreamExecutionEnvironment, settings: Settings, definitions: list
 
 def resolve_ref(catalog: FeatureCatalog, ref: str) -> FeatureDefinition:
     """``entity.name@version`` -> that registered version (UnknownFeatureError names it if missing)."""
-    match = _REF.match(ref.strip())
-    if not match:
+    parsed = parse_ref(ref, with_entity=True)
+    if parsed is None or parsed.entity is None or parsed.version is None:
         raise FeatureStoreError(f"{ref!r} is not entity.name@version")
-    return catalog.get(match.group(1), match.group(2), int(match.group(3)))
+    return catalog.get(parsed.entity, parsed.name, parsed.version)
 
 
 def main(argv: list[str] | None = None) -> int:

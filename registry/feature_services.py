@@ -11,7 +11,6 @@ own table, written in one ``BEGIN IMMEDIATE`` transaction like definitions.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,16 +19,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from registry import refs
 from registry.catalog import FeatureCatalog
 from registry.definition_store import DefinitionConflictError
 from registry.errors import UnknownFeatureError, UnknownFeatureServiceError
 from registry.gate import PinnedFeature
 from registry.live import Following
+from registry.refs import SERVICE_NAME_PATTERN
 from registry.sqlite_store import SqliteStore
 
-SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 MAX_FEATURES = 1000
-_REF = re.compile(r"^([a-z][a-z0-9_-]{0,62})(?:@v?([1-9][0-9]{0,8}))?$")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS feature_services (
@@ -103,11 +102,11 @@ class RegisteredService:
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
-    """``name``, ``name@3`` or ``name@v3`` -> (name, version or None for the latest)."""
-    match = _REF.match(ref)
-    if match is None:
+    """``name``, ``name@3`` or ``name@v3`` (``registry.refs``) -> (name, version or None for the latest)."""
+    parsed = refs.parse_ref(ref, name_pattern=SERVICE_NAME_PATTERN)
+    if parsed is None:
         raise UnknownFeatureServiceError(ref)
-    return match.group(1), int(match.group(2)) if match.group(2) else None
+    return parsed.name, parsed.version
 
 
 class FeatureServiceStore(SqliteStore):

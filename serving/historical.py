@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,7 @@ import pyarrow.parquet as pq
 from registry.catalog import FeatureCatalog
 from registry.definitions import FeatureDefinition
 from registry.errors import DatasetError, DefinitionError, UnknownFeatureError
+from registry.refs import parse_ref
 from registry.timeline import Rule
 from serving.asof_join import ARROW_TYPES, LabelKeys, join_feature
 from serving.offline_reads import Band, ReadPoint, data_reach, micros, read_point, read_rows
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 DEFAULT_CHUNK_ROWS = 250_000
-_PINNED = re.compile(r"^(?P<name>[^@]+)@v(?P<version>[0-9]+)$")
 
 
 def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[FeatureDefinition]:
@@ -59,12 +58,14 @@ def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequen
     found: list[FeatureDefinition] = []
     unknown: list[str] = []
     for feature in features:
-        pinned = _PINNED.match(feature)
+        ref = parse_ref(feature)
         try:
-            if pinned:
-                found.append(catalog.get(entity_type, pinned["name"], int(pinned["version"])))
+            if ref is None:
+                raise UnknownFeatureError(entity_type, [feature])
+            if ref.version is not None:
+                found.append(catalog.get(entity_type, ref.name, ref.version))
             else:
-                found.extend(catalog.resolve(entity_type, [feature]))
+                found.extend(catalog.resolve(entity_type, [ref.name]))
         except UnknownFeatureError:
             unknown.append(feature)
     if unknown:

@@ -1,0 +1,51 @@
+"""One syntax for references to versions: ``[entity.]name[@[v]N]`` (registry.refs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from registry.refs import SERVICE_NAME_PATTERN, Ref, parse_ref
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("txn_count_1h", Ref(None, "txn_count_1h", None)),
+        ("txn_count_1h@3", Ref(None, "txn_count_1h", 3)),
+        ("txn_count_1h@v3", Ref(None, "txn_count_1h", 3)),
+        (" txn_count_1h@v2147483647 ", Ref(None, "txn_count_1h", 2**31 - 1)),
+        ("txn_count_1h@v0", None),
+        ("txn_count_1h@v2147483648", None),
+        ("txn_count_1h@", None),
+        ("txn_count_1h@v", None),
+        ("txn_count_1h@-1", None),
+        ("txn_count_1h@vv1", None),
+        ("Txn", None),
+        ("", None),
+        ("user.txn_count_1h@3", None),  # no entity expected here
+    ],
+)
+def test_feature_refs(text: str, expected: Ref | None) -> None:
+    assert parse_ref(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("user.txn_count_1h@3", Ref("user", "txn_count_1h", 3)),
+        ("user.txn_count_1h@v3", Ref("user", "txn_count_1h", 3)),
+        ("user.txn_count_1h", Ref("user", "txn_count_1h", None)),
+        ("txn_count_1h@3", None),
+        ("User.txn@1", None),
+        ("user.a.b@1", None),
+    ],
+)
+def test_refs_with_an_entity(text: str, expected: Ref | None) -> None:
+    assert parse_ref(text, with_entity=True) == expected
+
+
+def test_service_names_may_hold_hyphens_and_refs_print_one_way() -> None:
+    assert parse_ref("fraud-model@v2", name_pattern=SERVICE_NAME_PATTERN) == Ref(None, "fraud-model", 2)
+    assert parse_ref("fraud-model@v2") is None
+    assert str(Ref("user", "txn_count_1h", 3)) == "user.txn_count_1h@v3"
+    assert str(Ref(None, "fraud", None)) == "fraud"
