@@ -53,10 +53,24 @@ def dead_letter_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
+def _avro_primitive(field: dict[str, Any]) -> str:
+    """The primitive type of an event field: ``"long"``, ``{"type": "long", ...}``, or an optional field's
+    ``["null", T]`` (a field added to a schema later: null from producers on the earlier version)."""
+    avro_type = field["type"]
+    if isinstance(avro_type, list):
+        branches = [b for b in avro_type if b != "null"]
+        if len(branches) != 1 or len(avro_type) != 2:
+            raise FeatureStoreError(
+                f'event field {field["name"]!r}: union {avro_type!r} is not supported; only ["null", <type>]'
+            )
+        avro_type = branches[0]
+    return str(avro_type["type"] if isinstance(avro_type, dict) else avro_type)
+
+
 def _row_type(schema: dict[str, Any]) -> Any:
     names, types = [], []
     for field in schema["fields"]:
-        avro_type = field["type"]["type"] if isinstance(field["type"], dict) else field["type"]
+        avro_type = _avro_primitive(field)
         if avro_type not in _AVRO_TO_FLINK:
             raise FeatureStoreError(f"event field {field['name']!r}: Avro type {avro_type!r} is not supported yet")
         names.append(field["name"])
