@@ -11,7 +11,9 @@ Routes: ``/v1/features/...`` (vectors), ``/v1/feature-definitions``, ``/v1/featu
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +37,7 @@ from serving.services_api import services_router
 from serving.vectors import AsyncVectorSource, VectorSource, as_async
 
 __all__ = ["MAX_NAMES", "create_app"]
+log = logging.getLogger("featurestore.api")
 
 
 def create_app(
@@ -80,6 +83,17 @@ def create_app(
     async def _unavailable(_: Request, exc: StoreUnavailableError) -> JSONResponse:
         metrics.error("store_unavailable")
         return problem(503, "store_unavailable", str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a store that is down (that is StoreUnavailableError, a 503): a 500 whose request id
+        # finds the traceback in the log.
+        request_id = uuid.uuid4().hex[:16]
+        log.error("unexpected error (request id %s) on %s %s", request_id, request.method, request.url.path,
+                  exc_info=exc)  # fmt: skip
+        metrics.error("internal_error")
+        return problem(500, "internal_error", f"unexpected error; request id {request_id} in the server log",
+                       request_id=request_id)  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

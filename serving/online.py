@@ -69,6 +69,23 @@ def _unavailable(exc: BaseException) -> StoreUnavailableError:
     return StoreUnavailableError(f"online store read failed: {type(exc).__name__}: {exc}")
 
 
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What the driver raises when the store failed, not our code: no host, timeouts, unavailable or
+    failed replicas, broken connections, errors the server reports as its own. These are a 503.
+    Anything else (a TypeError binding a value, an InvalidRequest for a query the store refuses) is a
+    bug and propagates: a 500 with a request id, never disguised as the store being down."""
+    from cassandra import OperationTimedOut, RequestExecutionException
+    from cassandra.cluster import NoHostAvailable
+    from cassandra.connection import ConnectionException
+    from cassandra.protocol import ErrorMessage
+
+    return (NoHostAvailable, OperationTimedOut, RequestExecutionException, ConnectionException, ErrorMessage, OSError)
+
+
+def _failure(exc: BaseException, expected: tuple[type[BaseException], ...]) -> BaseException:
+    return _unavailable(exc) if isinstance(exc, expected) else exc
+
+
 class OnlineReader:
     """Reads entity vectors with one prepared, token-aware, single-partition query per entity.
 
@@ -96,6 +113,7 @@ class OnlineReader:
         self._progress_at = float("-inf")
         self._progress_refresh: asyncio.Future[dict[str, int]] | None = None
         self._lock = threading.Lock()
+        self._store_errors = store_errors()
 
     @property
     def timeout_s(self) -> float:
@@ -107,7 +125,7 @@ class OnlineReader:
         """One entity's stored rows, as StoredValue (named fields; the async path keeps plain tuples)."""
         try:
             rows = self._session.execute(self._select, (entity_type, entity_id), timeout=self._timeout_s)
-        except Exception as exc:
+        except self._store_errors as exc:
             raise _unavailable(exc) from exc
         return {key: StoredValue(*cell) for key, cell in _vector(rows).items()}
 
@@ -120,7 +138,7 @@ class OnlineReader:
             if now - self._progress_at >= self._progress_ttl_s:
                 try:
                     rows = self._session.execute(self._progress_stmt, timeout=self._timeout_s)
-                except Exception as exc:
+                except self._store_errors as exc:
                     raise _unavailable(exc) from exc
                 self._set_progress(rows, now)
         return self._progress
@@ -179,7 +197,7 @@ class OnlineReader:
                 loop.call_soon_threadsafe(finish, results)
 
         def on_error(exc: BaseException) -> None:
-            loop.call_soon_threadsafe(finish, _unavailable(exc))
+            loop.call_soon_threadsafe(finish, _failure(exc, self._store_errors))
 
         # The driver's own timer fails each query at the budget; this guard answers even if it did not.
         guard = loop.call_later(self._timeout_s * 1.5 + 0.01, finish, StoreUnavailableError(
@@ -187,8 +205,8 @@ class OnlineReader:
         for i, (stmt, params) in enumerate(queries):
             try:
                 future = self._session.execute_async(stmt, params, timeout=self._timeout_s)
-            except Exception as exc:  # NoHostAvailable and the like are raised before any I/O
-                finish(_unavailable(exc))
+            except Exception as exc:  # NoHostAvailable and the like are raised before any I/O; a bug too
+                finish(_failure(exc, self._store_errors))
                 break
             future.add_callbacks(on_rows, on_error, callback_args=(i,))
         if not queries:
