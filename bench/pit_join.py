@@ -39,10 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from registry.catalog import FeatureCatalog  # noqa: E402
-from registry.definitions import FeatureDefinition  # noqa: E402
-from registry.durations import to_millis  # noqa: E402
-from registry.timeline import step_ms  # noqa: E402
+from registry.core.catalog import FeatureCatalog  # noqa: E402
+from registry.core.definitions import FeatureDefinition  # noqa: E402
+from registry.core.durations import to_millis  # noqa: E402
+from registry.core.timeline import step_ms  # noqa: E402
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -83,7 +83,7 @@ def catalog() -> FeatureCatalog:
 def _table(folder: Path) -> Any:
     from pyiceberg.catalog.sql import SqlCatalog
 
-    from sinks.iceberg import ensure_table
+    from sinks.iceberg.writer import ensure_table
 
     sql = SqlCatalog("bench", uri=f"sqlite:///{folder}/catalog.db", warehouse=(folder / "warehouse").as_uri())
     return ensure_table(sql, "bench")
@@ -91,7 +91,7 @@ def _table(folder: Path) -> Any:
 
 def _rows(rng: np.random.Generator, d: FeatureDefinition, n: int, entities: int, ingested_us: int,
           sample: list[tuple[np.ndarray, np.ndarray]]) -> pa.Table:  # fmt: skip
-    from sinks import offline_layout
+    from sinks.iceberg import layout as offline_layout
 
     step = step_ms(d)
     assert step is not None
@@ -125,7 +125,7 @@ def _rows(rng: np.random.Generator, d: FeatureDefinition, n: int, entities: int,
 def generate(folder: Path, labels: int, feature_rows: int, seed: int = 7) -> dict[str, float]:
     """``feature_rows`` rows of every one of the 10 features (``feature_rows * 10`` values), for
     ``feature_rows / 100`` entities, and ``labels`` label rows."""
-    from sinks import offline_layout
+    from sinks.iceberg import layout as offline_layout
 
     rng = np.random.default_rng(seed)
     table = _table(folder)
@@ -179,7 +179,7 @@ def peak_rss_mib() -> float:
 
 def run(folder: Path, chunk_rows: int) -> dict[str, float]:
     """The join alone, in this (fresh) process: wall time and peak RSS."""
-    from serving.historical import get_historical_features
+    from serving.offline.historical import get_historical_features
 
     table = _table(folder)
     labels = pq.read_table(folder / "labels.parquet")
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.run is not None:
         print(json.dumps(run(args.run, args.chunk_rows)))
         return 0
-    from serving.historical import DEFAULT_CHUNK_ROWS
+    from serving.offline.historical import DEFAULT_CHUNK_ROWS
 
     chunk_rows = args.chunk_rows or DEFAULT_CHUNK_ROWS
     print(f"{'labels':>10} {'feat. rows':>11} {'values':>12} {'write s':>8} {'cold s':>7} {'labels/s':>10} {'warm s':>7} {'labels/s':>10} "

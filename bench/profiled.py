@@ -20,8 +20,8 @@ from pathlib import Path
 
 import uvicorn
 
-from registry.settings import Settings
-from serving.__main__ import _server_options, build
+from registry.core.settings import Settings
+from serving.online.__main__ import _server_options, build
 
 AREAS = [
     ("cassandra/", "cassandra driver (query, I/O thread, decoding)"),

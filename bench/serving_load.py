@@ -3,7 +3,7 @@
 Self-contained on the running local stack (Cassandra on 9042): it registers 100 feature
 definitions in a temporary definitions DB, writes one window's values for ``--entities`` entities
 into its own keyspace through ``OnlineWriter`` (the job's writer, so rows have the job's layout,
-TTL and write time), starts ``python -m serving`` on a free loopback port, and runs the load
+TTL and write time), starts ``python -m serving.online`` on a free loopback port, and runs the load
 generator (``bench.loadgen``, a separate process) for:
 
     (a) GET  /v1/features/user/{id}?names=<100 names>           1 entity  x 100 features
@@ -44,7 +44,7 @@ MIN_MS = 60_000
 
 
 def _definitions() -> list[Any]:
-    from registry.definitions import FeatureDefinition
+    from registry.core.definitions import FeatureDefinition
 
     kinds = [
         ("count", None, "long"),
@@ -79,9 +79,9 @@ def _value(value_type: str, e: int, i: int) -> object:
 
 def seed(settings: Any, entities: int) -> tuple[list[str], list[str]]:
     """Definitions into the settings' DB and one window of values per (entity, feature) into its keyspace."""
-    from registry.catalog import FeatureCatalog
+    from registry.core.catalog import FeatureCatalog
     from registry.definition_store import DefinitionStore
-    from sinks.cassandra import OnlineWriter
+    from sinks.cassandra.writer import OnlineWriter
     from sinks.factory import connect_cassandra
     from sinks.records import FeatureRow
 
@@ -155,7 +155,7 @@ def cassandra_pid() -> int | None:
 
 @contextmanager
 def server(settings: Any, *, port: int, workers: int, cache_ttl_ms: int, profile: Path | None) -> Iterator[int]:
-    cmd = [sys.executable, "-m", "serving", "--port", str(port), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "serving.online", "--port", str(port), "--workers", str(workers)]
     if profile is not None:
         cmd = [sys.executable, "-m", "bench.profiled", str(profile), "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(settings, cache_ttl_ms), stdout=subprocess.DEVNULL,
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also profile the server under saturation of (a)")
     args = parser.parse_args(argv)
 
-    from registry.settings import Settings
+    from registry.core.settings import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     settings = Settings.from_env().model_copy(

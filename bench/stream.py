@@ -87,7 +87,7 @@ from bench.stream_support import (
     register_definitions,
     runtime_env,
 )
-from registry.settings import Settings
+from registry.core.settings import Settings
 
 
 @dataclass
@@ -119,7 +119,7 @@ def expected_offline_rows(events: Events, *, size_ms: int, slide_ms: int, featur
 
 def offline_rows(settings: Settings) -> int:
     from sinks.factory import connect_iceberg
-    from sinks.offline_layout import TABLE
+    from sinks.iceberg.layout import TABLE
 
     table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
     snapshot = table.current_snapshot()
@@ -291,7 +291,7 @@ def _stop_producer(producer: subprocess.Popen[str], stop_file: Path) -> dict[str
 
 
 def run_latency(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path, cleanup: list[Any]) -> None:
-    from registry.durations import parse_duration
+    from registry.core.durations import parse_duration
 
     settings = isolated(base, run_id, "live", tmp)
     topic = f"bench_{run_id}_live"

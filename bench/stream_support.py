@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from registry.settings import Settings
+from registry.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SEC = 1000
@@ -81,7 +81,7 @@ def _replace_once(text: str, old: str, new: str) -> str:
 def register_definitions(settings: Settings, topic: str, *, ttl: str, size: str | None = None,
                          slide: str | None = None) -> list[Any]:  # fmt: skip
     """The real feature file with the bench's topic, TTL and (optionally) window; registered in the phase's DB."""
-    from registry.catalog import load_folder
+    from registry.core.catalog import load_folder
     from registry.definition_store import DefinitionStore
     from registry.plan import apply
 
@@ -189,7 +189,7 @@ def log_tail(log: Path, lines: int = 40) -> str:
 
 def offline_table_exists(settings: Settings) -> bool:
     """True once the job's writer has opened (it creates the Iceberg table in ``open``)."""
-    from sinks.offline_layout import TABLE
+    from sinks.iceberg.layout import TABLE
 
     path = settings.iceberg_catalog_uri.removeprefix("sqlite:///")
     if not Path(path).exists():
@@ -292,8 +292,8 @@ class ProgressPoller:
     """Reads ``stream_progress`` of one stream: (closed through = min over writers, its updated_at), ms."""
 
     def __init__(self, settings: Settings, stream: str) -> None:
+        from sinks.cassandra.layout import PROGRESS_TABLE
         from sinks.factory import connect_cassandra
-        from sinks.online_layout import PROGRESS_TABLE
 
         self._cluster, self._session = connect_cassandra(settings)  # creates the keyspace the job will write
         self._select = self._session.prepare(
@@ -310,7 +310,7 @@ class ProgressPoller:
         return _ms(laggard.closed_through), _ms(laggard.updated_at)
 
     def count_online(self, keyspace: str) -> int:
-        from sinks.online_layout import TABLE
+        from sinks.cassandra.layout import TABLE
 
         row = self._session.execute(f"SELECT count(*) FROM {keyspace}.{TABLE}", timeout=120).one()
         return int(row[0])

@@ -1,6 +1,6 @@
 """Errors of the local stack tooling. They end the CLI with a message and a non-zero exit."""
 
-from registry.errors import FeatureStoreError
+from registry.core.errors import FeatureStoreError
 
 
 class InfraError(FeatureStoreError):

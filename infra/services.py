@@ -168,7 +168,15 @@ SERVICES: dict[str, Service] = {
     "registry": Service(
         name="registry",
         ports=lambda s: [s.registry_port],
-        prepare=lambda s: [sys.executable, "-m", "registry", "--host", s.host, "--port", str(s.registry_port)],
+        prepare=lambda s: [
+            sys.executable,
+            "-m",
+            "registry.schema_registry",
+            "--host",
+            s.host,
+            "--port",
+            str(s.registry_port),
+        ],
         healthy=lambda s: _http_ok(f"http://{s.host}:{s.registry_port}/health"),
         stop_grace_s=10.0,
         env=_python_env,
@@ -176,7 +184,7 @@ SERVICES: dict[str, Service] = {
     "api": Service(
         name="api",
         ports=lambda s: [s.api_port],
-        prepare=lambda s: [sys.executable, "-m", "serving", "--host", s.host, "--port", str(s.api_port)],
+        prepare=lambda s: [sys.executable, "-m", "serving.online", "--host", s.host, "--port", str(s.api_port)],
         healthy=lambda s: _http_ok(f"http://{s.host}:{s.api_port}/health"),
         stop_grace_s=10.0,
         env=_python_env,

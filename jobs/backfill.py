@@ -18,9 +18,9 @@ import uuid
 from pathlib import Path
 
 from jobs.feature_job import resolve_ref
+from registry.core.errors import DefinitionError, FeatureStoreError
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
-from registry.errors import DefinitionError, FeatureStoreError
-from registry.settings import Settings
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ def _committed_rows(settings: Settings, since_snapshot: int | None) -> int:
     from pyiceberg.exceptions import NoSuchTableError
 
     from sinks.factory import connect_iceberg
-    from sinks.offline_layout import TABLE
+    from sinks.iceberg.layout import TABLE
 
     try:
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
@@ -50,7 +50,7 @@ def _current_snapshot(settings: Settings) -> int | None:
     from pyiceberg.exceptions import NoSuchTableError
 
     from sinks.factory import connect_iceberg
-    from sinks.offline_layout import TABLE
+    from sinks.iceberg.layout import TABLE
 
     try:
         snapshot = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").current_snapshot()
@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(settings, args.versions)
         if args.promote:
-            from serving.promotion import promote
+            from serving.offline.promotion import promote
             from sinks.factory import connect_iceberg
-            from sinks.offline_layout import TABLE
+            from sinks.iceberg.layout import TABLE
 
             store = DefinitionStore(settings.definitions_db)
             table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")

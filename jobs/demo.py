@@ -25,11 +25,11 @@ from infra.errors import InfraError
 from infra.settings import REPO_DIR, StackSettings
 from jobs.events import synthetic_transactions
 from jobs.produce import ensure_topics, make_producer
-from registry.catalog import load_folder
+from registry.core.catalog import load_folder
+from registry.core.errors import FeatureStoreError
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
-from registry.errors import FeatureStoreError
 from registry.plan import apply
-from registry.settings import Settings
 
 TOPIC = "card_transactions"
 STEPS = 6
@@ -44,9 +44,9 @@ def _reset(settings: Settings) -> None:
     from confluent_kafka.admin import AdminClient
     from pyiceberg.exceptions import NoSuchTableError
 
-    from sinks import online_layout
+    from sinks.cassandra import layout as online_layout
     from sinks.factory import connect_cassandra, connect_iceberg
-    from sinks.offline_layout import TABLE
+    from sinks.iceberg.layout import TABLE
 
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     doomed = [t for t in (TOPIC, f"{TOPIC}.dlq") if t in admin.list_topics(timeout=10).topics]
@@ -147,9 +147,9 @@ def main() -> int:
             return 1
 
         _step(6, "building a point-in-time training set from the Iceberg table")
-        from serving.historical import get_historical_features
+        from serving.offline.historical import get_historical_features
         from sinks.factory import connect_iceberg
-        from sinks.offline_layout import TABLE
+        from sinks.iceberg.layout import TABLE
 
         users = [u for u, _ in Counter(e["user_id"] for e in events).most_common(3)]
         label_times = [now_ms - m * 60_000 for m in (60, 30, 5)]

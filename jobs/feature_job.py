@@ -26,13 +26,13 @@ from infra.artifacts import verify_manifest
 from jobs.functions import DEAD_LETTER, DeadLetteredAt, DecodeEvents, WriteWindowResults
 from jobs.reporter import FACTORY as PROMETHEUS_REPORTER
 from jobs.sql import aggregate_sql, dedup_sql, source_ddl, source_lateness, source_select, window_groups
-from registry.catalog import FeatureCatalog
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition, Source
+from registry.core.durations import to_millis
+from registry.core.errors import FeatureStoreError
+from registry.core.refs import parse_ref
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
-from registry.definitions import FeatureDefinition, Source
-from registry.durations import to_millis
-from registry.errors import FeatureStoreError
-from registry.refs import parse_ref
-from registry.settings import Settings
 from schemas import load_schema
 
 _AVRO_TO_FLINK = {"string": Types.STRING(), "double": Types.DOUBLE(), "float": Types.FLOAT(),
@@ -245,7 +245,7 @@ def prepare_stores(settings: Settings) -> None:
     processes race to create a namespace, table or keyspace, however many the job runs.
     """
     from sinks.factory import connect_cassandra, connect_iceberg
-    from sinks.iceberg import ensure_table
+    from sinks.iceberg.writer import ensure_table
 
     cluster, _ = connect_cassandra(settings)
     cluster.shutdown()
@@ -271,7 +271,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings, definitions: list
 
     Late firing (a window re-emitted for each late event within the allowed lateness) is one setting
     of a table environment, and Flink refuses it for session windows (which take no lateness, see
-    ``registry.definitions.Window``). So session groups are computed in a table environment of their
+    ``registry.core.definitions.Window``). So session groups are computed in a table environment of their
     own without it, fed by the same decoded events: a session feature and a feature with allowed
     lateness can run in one job.
     """

@@ -15,10 +15,10 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction,
 from pyflink.datastream.state import ListStateDescriptor
 
 from jobs.sql import decode_last
-from registry.catalog import FeatureCatalog
-from registry.definitions import FeatureDefinition
-from registry.errors import DecodeError, StoreUnavailableError
-from registry.settings import Settings
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DecodeError, StoreUnavailableError
+from registry.core.settings import Settings
 from sinks.records import FeatureRow
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
@@ -166,9 +166,9 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._batch_interval_s = batch_interval_s
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from sinks.cassandra import OnlineWriter
+        from sinks.cassandra.writer import OnlineWriter
         from sinks.factory import connect_cassandra, connect_iceberg
-        from sinks.iceberg import OfflineWriter, load_table
+        from sinks.iceberg.writer import OfflineWriter, load_table
 
         catalog = FeatureCatalog(self._features)
         # The job's client created both stores' tables (jobs.feature_job.prepare_stores): load only.

@@ -18,8 +18,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from registry.errors import StoreUnavailableError
-from registry.settings import Settings
+from registry.core.errors import StoreUnavailableError
+from registry.core.settings import Settings
 from schemas import schema_text
 
 

@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from registry.errors import FeatureStoreError
+from registry.core.errors import FeatureStoreError
 
 FACTORY = "org.apache.flink.metrics.prometheus.HostPrometheusReporterFactory"
 _SOURCES = Path(__file__).resolve().parent / "java"

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from registry.definitions import FeatureDefinition, Source, Window
-from registry.durations import to_millis
-from registry.errors import DefinitionError
+from registry.core.definitions import FeatureDefinition, Source, Window
+from registry.core.durations import to_millis
+from registry.core.errors import DefinitionError
 from udfs.decode import MAX_FUTURE_MS
 
 _SQL_TYPES = {"long": "BIGINT", "double": "DOUBLE", "string": "STRING", "boolean": "BOOLEAN"}
@@ -23,7 +23,7 @@ _SQL_TYPES = {"long": "BIGINT", "double": "DOUBLE", "string": "STRING", "boolean
 
 def ident(name: str) -> str:
     """A Flink SQL identifier: in backticks, a backtick inside doubled. Definitions are validated
-    against a strict grammar when registered (``registry.definitions``); this holds even if one was not."""
+    against a strict grammar when registered (``registry.core.definitions``); this holds even if one was not."""
     return "`" + name.replace("`", "``") + "`"
 
 

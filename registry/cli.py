@@ -10,11 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from registry.catalog import load_folder
+from registry.core.catalog import load_folder
+from registry.core.errors import FeatureStoreError
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
-from registry.errors import FeatureStoreError
 from registry.plan import apply, plan
-from registry.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from registry.catalog import FeatureCatalog
-from registry.definitions import MAX_VERSION, FeatureDefinition
-from registry.errors import DefinitionError, UnknownFeatureError
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import MAX_VERSION, FeatureDefinition
+from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.sqlite_store import SqliteStore
 
 _DDL = """

@@ -19,13 +19,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry import refs
-from registry.catalog import FeatureCatalog
+from registry.core import refs
+from registry.core.catalog import FeatureCatalog
+from registry.core.errors import UnknownFeatureError, UnknownFeatureServiceError
+from registry.core.refs import SERVICE_NAME_PATTERN
 from registry.definition_store import DefinitionConflictError
-from registry.errors import UnknownFeatureError, UnknownFeatureServiceError
 from registry.gate import PinnedFeature
 from registry.live import Following
-from registry.refs import SERVICE_NAME_PATTERN
 from registry.sqlite_store import SqliteStore
 
 MAX_FEATURES = 1000
@@ -102,7 +102,7 @@ class RegisteredService:
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
-    """``name``, ``name@3`` or ``name@v3`` (``registry.refs``) -> (name, version or None for the latest)."""
+    """``name``, ``name@3`` or ``name@v3`` (``registry.core.refs``) -> (name, version or None for the latest)."""
     parsed = refs.parse_ref(ref, name_pattern=SERVICE_NAME_PATTERN)
     if parsed is None:
         raise UnknownFeatureServiceError(ref)

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from registry.catalog import FeatureCatalog
-from registry.definitions import NAME_PATTERN, FeatureDefinition, ValueType
-from registry.errors import DefinitionError, UnknownFeatureError
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import NAME_PATTERN, FeatureDefinition, ValueType
+from registry.core.errors import DefinitionError, UnknownFeatureError
 
 
 class PinnedFeature(BaseModel):
@@ -72,7 +72,7 @@ def _latest_schema(registry_url: str, subject: str) -> str | None:
 
 
 def _schema_problems(d: FeatureDefinition, registry_url: str) -> list[str]:
-    from registry.avro_compat import incompatibilities
+    from registry.schema_registry.avro_compat import incompatibilities
     from schemas import load_schema
 
     latest = _latest_schema(registry_url, d.source.subject)

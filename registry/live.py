@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from registry.catalog import FeatureCatalog
+from registry.core.catalog import FeatureCatalog
 from registry.definition_store import DefinitionStore
 
 T = TypeVar("T")

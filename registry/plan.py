@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from registry.core.definitions import FeatureDefinition
 from registry.definition_store import DefinitionConflictError, DefinitionStore, Registered
-from registry.definitions import FeatureDefinition
 
 ChangeKind = Literal["create", "new_version", "update_metadata"]
 

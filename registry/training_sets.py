@@ -2,7 +2,7 @@
 
 A manifest says exactly what a training set is made of: the feature versions (with the hashes of
 their transforms and TTLs), the offline snapshot read and the ingestion cut-off, the label file's
-content hash, and the result's row count and content hash. ``serving.training.rebuild`` turns a
+content hash, and the result's row count and content hash. ``serving.offline.training.rebuild`` turns a
 manifest and the same labels back into a byte-identical table. The store keeps manifests next to the
 feature definitions (same SQLite file, one ``BEGIN IMMEDIATE`` transaction per write) and links
 model versions to the training sets they were trained on, so model -> dataset -> feature versions
@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.definitions import NAME_PATTERN, FeatureDefinition
-from registry.errors import DatasetError
+from registry.core.definitions import NAME_PATTERN, FeatureDefinition
+from registry.core.errors import DatasetError
 from registry.sqlite_store import SqliteStore
 
 _DDL = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from registry.errors import DecodeError
+from registry.core.errors import DecodeError
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")

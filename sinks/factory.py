@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from registry.errors import StoreUnavailableError
-from registry.settings import Settings
+from registry.core.errors import StoreUnavailableError
+from registry.core.settings import Settings
 
 if TYPE_CHECKING:
     from cassandra.cluster import Cluster, Session
@@ -28,7 +28,7 @@ def connect_cassandra(
     from cassandra.cluster import Cluster, NoHostAvailable
     from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-    from sinks.cassandra import ensure_schema
+    from sinks.cassandra.writer import ensure_schema
 
     cluster = Cluster(
         list(settings.cassandra_hosts),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from registry.definitions import FeatureDefinition
+from registry.core.definitions import FeatureDefinition
 
 Value = int | float | str | bool | None
 

@@ -12,7 +12,7 @@ import pytest
 
 from infra import stack
 from infra.settings import StackSettings
-from registry.settings import Settings
+from registry.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 

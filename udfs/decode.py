@@ -19,7 +19,7 @@ from typing import Any
 import fastavro
 from fastavro.types import Schema
 
-from registry.errors import DecodeError
+from registry.core.errors import DecodeError
 from schemas.wire import unframe
 
 # Event times further ahead of the wall clock are a producer's broken clock: dead-lettered as

@@ -13,18 +13,18 @@ from fastapi.testclient import TestClient
 
 from jobs import backfill
 from jobs.produce import ensure_topics, make_producer
-from registry.catalog import load_folder
+from registry.core.catalog import load_folder
+from registry.core.definitions import Window
+from registry.core.errors import DefinitionError, FeatureStoreError
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
-from registry.definitions import Window
-from registry.errors import DefinitionError, FeatureStoreError
 from registry.live import LiveCatalog
 from registry.plan import apply
-from registry.settings import Settings
-from serving.app import create_app
-from serving.online import OnlineReader
-from serving.promotion import promote
+from serving.offline.promotion import promote
+from serving.online.app import create_app
+from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
-from sinks.offline_layout import TABLE
+from sinks.iceberg.layout import TABLE
 from tests.conftest import REPO, isolated, settings_env
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from registry.settings import Settings
+from registry.core.settings import Settings
 from tests.processes import race
 
 pytestmark = pytest.mark.integration

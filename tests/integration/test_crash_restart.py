@@ -22,12 +22,12 @@ import pytest
 
 from jobs.events import synthetic_transactions
 from jobs.produce import ensure_topics, make_producer
-from registry.catalog import load_folder
+from registry.core.catalog import load_folder
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
-from registry.settings import Settings
 from sinks.factory import connect_cassandra, connect_iceberg
-from sinks.offline_layout import TABLE
+from sinks.iceberg.layout import TABLE
 from tests.conftest import REPO, isolated, settings_env
 
 pytestmark = pytest.mark.integration

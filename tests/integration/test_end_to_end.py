@@ -20,16 +20,16 @@ from confluent_kafka import Consumer
 from fastapi.testclient import TestClient
 
 from jobs.produce import ensure_topics, make_producer
-from registry.catalog import load_folder
+from registry.core.catalog import load_folder
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.live import LiveCatalog
 from registry.plan import apply
-from registry.settings import Settings
-from serving.app import create_app
-from serving.historical import get_historical_features
-from serving.online import OnlineReader
+from serving.offline.historical import get_historical_features
+from serving.online.app import create_app
+from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
-from sinks.offline_layout import TABLE
+from sinks.iceberg.layout import TABLE
 from tests.conftest import REPO, settings_env
 
 pytestmark = pytest.mark.integration

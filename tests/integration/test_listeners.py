@@ -24,10 +24,10 @@ import pytest
 from infra import stack
 from infra.process import PidFile
 from infra.settings import StackSettings
-from registry.catalog import load_folder
+from registry.core.catalog import load_folder
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
-from registry.settings import Settings
 from tests.conftest import REPO, isolated, settings_env
 
 pytestmark = pytest.mark.integration

@@ -22,17 +22,17 @@ from typing import Any
 import httpx
 import pytest
 
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import UnknownFeatureError
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
-from registry.definitions import FeatureDefinition
-from registry.errors import UnknownFeatureError
 from registry.live import LiveCatalog
-from registry.settings import Settings
-from serving.app import create_app
-from serving.online import OnlineReader
-from serving.promotion import PromotionRefusedError, promote, readiness
-from sinks.cassandra import OnlineWriter
+from serving.offline.promotion import PromotionRefusedError, promote, readiness
+from serving.online.app import create_app
+from sinks.cassandra.reader import OnlineReader
+from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra, connect_iceberg
-from sinks.iceberg import OfflineWriter, ensure_table
+from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
 from tests.conftest import isolated
 from tests.http_server import serving as serve_app

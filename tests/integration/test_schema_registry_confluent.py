@@ -1,4 +1,4 @@
-"""Two ``python -m registry`` server processes sharing one SQLite file: ids and versions stay unique and
+"""Two ``python -m registry.schema_registry`` server processes sharing one SQLite file: ids and versions stay unique and
 gap-free under concurrent registration, compatibility holds across processes, and a restart keeps it all.
 
 Needs no Kafka or Cassandra (so no ``integration`` marker): each server binds a free loopback port
@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.schema_store import normalize
+from registry.schema_registry.store import normalize
 
 REPO = Path(__file__).resolve().parent.parent.parent
 HEADERS = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
@@ -31,7 +31,7 @@ class Server:
     def __init__(self, db: Path, log: Path) -> None:
         self._log = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "registry", "--host", "127.0.0.1", "--port", "0", "--db", str(db)],
+            [sys.executable, "-m", "registry.schema_registry", "--host", "127.0.0.1", "--port", "0", "--db", str(db)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=self._log,

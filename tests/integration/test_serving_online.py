@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.catalog import FeatureCatalog
+from registry.core.catalog import FeatureCatalog
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
-from registry.settings import Settings
-from serving.app import create_app
-from serving.online import OnlineReader
-from sinks.cassandra import OnlineWriter
+from serving.online.app import create_app
+from sinks.cassandra.reader import OnlineReader
+from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
 

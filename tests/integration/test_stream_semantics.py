@@ -24,14 +24,14 @@ from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.produce import ensure_topics, make_producer
-from registry.catalog import load_folder
+from registry.core.catalog import load_folder
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
-from registry.settings import Settings
 from schemas import load_schema
-from serving.online import OnlineReader
+from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
-from sinks.offline_layout import TABLE
+from sinks.iceberg.layout import TABLE
 from tests.conftest import REPO, isolated, settings_env
 from tests.integration.stream_reference import Record, Reference, simulate
 

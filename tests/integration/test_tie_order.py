@@ -1,4 +1,4 @@
-"""Cassandra keeps, of two cells written with one write time, the one ``registry.timeline.tie_key`` ranks higher.
+"""Cassandra keeps, of two cells written with one write time, the one ``registry.core.timeline.tie_key`` ranks higher.
 
 docs/design.md §5.1 promises that results tied on window end, ingestion and revision resolve alike
 online and offline. Offline the join applies ``tie_key``; online Cassandra reconciles the cells
@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from registry.catalog import FeatureCatalog
-from registry.definitions import FeatureDefinition
-from registry.settings import Settings
-from registry.timeline import tie_key
-from serving.online import OnlineReader
-from sinks.cassandra import OnlineWriter
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.settings import Settings
+from registry.core.timeline import tie_key
+from sinks.cassandra.reader import OnlineReader
+from sinks.cassandra.writer import OnlineWriter
 from sinks.records import FeatureRow
 
 pytestmark = pytest.mark.integration

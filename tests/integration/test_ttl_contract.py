@@ -5,7 +5,7 @@ checks value and status against the offline join at every TTL edge with an in-me
 With Cassandra, the row's own TTL deletes it about when the feature's TTL passes: from then on the
 API can only say ``missing``. The value stays null (the contract on values holds); the reason is
 lost. That half is marked xfail(strict): it passes once the online writer keeps rows for a grace
-period past the feature's TTL (``sinks/cassandra.py``, ``ttl_s``), and then must be unmarked.
+period past the feature's TTL (``sinks/cassandra/writer.py``, ``ttl_s``), and then must be unmarked.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from registry.core.definitions import FeatureDefinition
+from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
-from registry.definitions import FeatureDefinition
 from registry.live import LiveCatalog
-from registry.settings import Settings
-from serving.app import create_app
-from serving.online import OnlineReader
-from sinks.cassandra import OnlineWriter
+from serving.online.app import create_app
+from sinks.cassandra.reader import OnlineReader
+from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
 from tests.conftest import isolated
@@ -75,7 +75,7 @@ def test_value_is_null_once_past_ttl(served: tuple[Any, int]) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="Cassandra drops the row at the feature's TTL, so serving says `missing`; "
-                   "sinks/cassandra.py would need to keep rows a grace period past it")  # fmt: skip
+                   "sinks/cassandra/writer.py would need to keep rows a grace period past it")  # fmt: skip
 def test_status_is_expired_once_past_ttl(served: tuple[Any, int]) -> None:
     client, end = served
     time.sleep(max(0.0, (end + TTL_MS + 3000) / 1000 - time.time()))

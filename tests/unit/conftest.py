@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from registry.catalog import FeatureCatalog
-from registry.definitions import FeatureDefinition
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
 
 # A complete, valid definition (the shape of the shipped txn_count_1h). Tests override top-level keys.
 BASE_DEFINITION: dict[str, Any] = {

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.catalog import FeatureCatalog
+from registry.core.catalog import FeatureCatalog
+from registry.core.errors import StoreUnavailableError
 from registry.definition_store import DefinitionStore
-from registry.errors import StoreUnavailableError
 from registry.live import LiveCatalog
-from serving.app import create_app
-from serving.online import StoredValue
+from serving.online.app import create_app
+from sinks.cassandra.reader import StoredValue
 
 MIN = 60_000
 T = 1_700_000_100_000  # 2023-11-14T22:15:00Z, a 5-minute window end

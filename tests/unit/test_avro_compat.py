@@ -1,4 +1,4 @@
-"""Avro schema resolution (registry.avro_compat): a table of reader/writer pairs, then the compatibility modes."""
+"""Avro schema resolution (registry.schema_registry.avro_compat): a table of reader/writer pairs, then the compatibility modes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.avro_compat import (
+from registry.schema_registry.avro_compat import (
     CompatibilityLevel,
     InvalidCompatibilityLevelError,
     InvalidSchemaError,

@@ -12,14 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from registry.catalog import FeatureCatalog
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.definition_store import DefinitionStore
-from registry.definitions import FeatureDefinition
-from registry.errors import DatasetError, UnknownFeatureError
-from serving.batch_scoring import export_feature_vectors, main
-from serving.historical import get_historical_features
-from sinks import offline_layout
-from sinks.iceberg import ensure_table
+from serving.offline.batch_scoring import export_feature_vectors, main
+from serving.offline.historical import get_historical_features
+from sinks.iceberg import layout as offline_layout
+from sinks.iceberg.writer import ensure_table
 
 MIN = 60_000
 T0 = 1_700_000_000_000 // (60 * MIN) * (60 * MIN)

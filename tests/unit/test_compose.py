@@ -116,7 +116,7 @@ def test_kafka_command_renders_every_placeholder(compose: dict[str, Any], defaul
 
 
 def test_fs_variables_are_ones_the_code_reads(compose: dict[str, Any], defaults: StackSettings) -> None:
-    read = {*re.findall(r"\"(FS_\w+)\"", (REPO / "registry" / "settings.py").read_text()),
+    read = {*re.findall(r"\"(FS_\w+)\"", (REPO / "registry" / "core" / "settings.py").read_text()),
             *re.findall(r"\"(FS_\w+)\"", (REPO / "infra" / "settings.py").read_text())}  # fmt: skip
     dockerfile = (REPO / "infra" / "docker" / "Dockerfile").read_text()
     names = set(re.findall(r"\b(FS_\w+)=", dockerfile))
@@ -141,8 +141,8 @@ def test_versions_match_infra_pins(compose: dict[str, Any]) -> None:
 
 
 def test_image_copies_every_package() -> None:
-    packages = re.search(r"^packages\s*=\s*\[(.*?)\]", (REPO / "pyproject.toml").read_text(), re.M | re.S)
+    packages = re.search(r"^include\s*=\s*\[(.*?)\]", (REPO / "pyproject.toml").read_text(), re.M | re.S)
     assert packages
     final_stage = (REPO / "infra" / "docker" / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
-    for package in re.findall(r"\"(\w+)\"", packages.group(1)):
+    for package in re.findall(r"\"(\w+)\*\"", packages.group(1)):
         assert re.search(rf"^COPY {package}/ ", final_stage, re.M), f"Dockerfile does not copy {package}/"

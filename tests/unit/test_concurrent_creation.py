@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from registry.settings import Settings
+from registry.core.settings import Settings
 from tests.processes import race
 
 PROCESSES = 6
@@ -30,7 +30,7 @@ def _settings(base: Path, round_: int) -> Settings:
 
 def _ensure_offline_table(base: Path, rounds: int, barrier: Barrier, errors: Any) -> None:
     from sinks.factory import connect_iceberg
-    from sinks.iceberg import ensure_table
+    from sinks.iceberg.writer import ensure_table
 
     for round_ in range(rounds):
         barrier.wait(timeout=120)
@@ -44,7 +44,7 @@ def _ensure_offline_table(base: Path, rounds: int, barrier: Barrier, errors: Any
 def _open_registry_stores(base: Path, rounds: int, barrier: Barrier, errors: Any) -> None:
     from registry.definition_store import DefinitionStore
     from registry.feature_services import FeatureServiceStore
-    from registry.schema_store import SchemaStore
+    from registry.schema_registry.store import SchemaStore
     from registry.training_sets import TrainingSetStore
 
     for round_ in range(rounds):

@@ -8,7 +8,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from registry.errors import DecodeError, SchemaError
+from registry.core.errors import DecodeError, SchemaError
 from schemas import load_schema, schema_text
 from schemas.wire import frame, unframe
 from udfs.decode import EventDecoder

@@ -11,13 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from registry import cli
-from registry.catalog import DEFAULT_FOLDER, load_folder
+from registry.core.catalog import DEFAULT_FOLDER, load_folder
+from registry.core.definitions import FeatureDefinition
 from registry.definition_store import DefinitionConflictError, DefinitionStore
-from registry.definitions import FeatureDefinition
 from registry.live import LiveCatalog
 from registry.plan import apply, plan
-from serving.app import create_app
-from serving.online import StoredValue
+from serving.online.app import create_app
+from sinks.cassandra.reader import StoredValue
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from registry.catalog import DEFAULT_FOLDER, FeatureCatalog, parse_file
-from registry.definitions import FeatureDefinition
-from registry.errors import DefinitionError, UnknownFeatureError
+from registry.core.catalog import DEFAULT_FOLDER, FeatureCatalog, parse_file
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DefinitionError, UnknownFeatureError
 
 MakeDef = Callable[..., FeatureDefinition]
 REPO = Path(__file__).resolve().parents[2]
@@ -214,7 +214,7 @@ def test_transform_hash_is_stable(make_definition: MakeDef) -> None:
     int(a.transform_hash, 16)  # hex
     # The same in another interpreter with another hash seed (no dependence on set or dict order).
     code = (
-        "from registry.definitions import FeatureDefinition; import json, sys; "
+        "from registry.core.definitions import FeatureDefinition; import json, sys; "
         "print(FeatureDefinition.model_validate(json.loads(sys.argv[1])).transform_hash)"
     )
     for seed in ("1", "2"):

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from registry.durations import Duration, format_duration, parse_duration, to_millis
+from registry.core.durations import Duration, format_duration, parse_duration, to_millis
 
 UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 

@@ -11,13 +11,13 @@ from cassandra import InvalidRequest, OperationTimedOut, ReadTimeout
 from cassandra.cluster import NoHostAvailable
 from fastapi.testclient import TestClient
 
-from registry.catalog import load_folder
+from registry.core.catalog import load_folder
+from registry.core.errors import StoreUnavailableError
 from registry.definition_store import DefinitionStore
-from registry.errors import StoreUnavailableError
 from registry.live import LiveCatalog
 from registry.plan import apply
-from serving.app import create_app
-from serving.online import OnlineReader
+from serving.online.app import create_app
+from sinks.cassandra.reader import OnlineReader
 
 
 class _Future:

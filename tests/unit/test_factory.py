@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from registry.settings import Settings
+from registry.core.settings import Settings
 from sinks.factory import connect_iceberg
 
 

@@ -31,15 +31,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from registry.catalog import load_folder
+from registry.core.catalog import load_folder
 from registry.definition_store import DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
 from registry.plan import apply
-from registry.schema_api import create_schema_registry_app
-from registry.schema_store import SchemaStore
-from serving.app import create_app
-from serving.online import StoredValue
+from registry.schema_registry.api import create_schema_registry_app
+from registry.schema_registry.store import SchemaStore
+from serving.online.app import create_app
+from sinks.cassandra.reader import StoredValue
 
 T = 1_700_000_000_000 // 300_000 * 300_000
 SENT = {"feature api": 0, "schema registry": 0}

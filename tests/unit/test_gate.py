@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from registry import cli
-from registry.catalog import FeatureCatalog, load_folder
+from registry.core.catalog import FeatureCatalog, load_folder
 from registry.definition_store import DefinitionStore
 from registry.gate import ModelManifest, PinnedFeature, check_model, load_model
 from registry.plan import apply

@@ -1,11 +1,11 @@
-"""serving.historical.get_historical_features against a brute-force reference, on a real local Iceberg table.
+"""serving.offline.historical.get_historical_features against a brute-force reference, on a real local Iceberg table.
 
 The reference is deliberately naive: for every label row and feature, scan every row written to the
 offline table, keep those of the same entity type, entity, feature name and version whose window
 ended at or before the label time, take the latest window end (ties: the latest ingestion), then
-apply ``registry.timeline.resolve`` with the label time as "now". "Closed through" is the label time
+apply ``registry.core.timeline.resolve`` with the label time as "now". "Closed through" is the label time
 capped by how far the feature's data reaches (the latest window end stored for that feature version,
-any entity), the offline counterpart of stream progress, as serving/historical.py documents it.
+any entity), the offline counterpart of stream progress, as serving/offline/historical.py documents it.
 
 The data is adversarial: window ends on the step grid with labels exactly on them, 1 µs / 1 ms
 either side, exactly at and just past the TTL; windows re-ingested with other values in batches
@@ -27,13 +27,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.catalog import FeatureCatalog
-from registry.definitions import FeatureDefinition
-from registry.durations import to_millis
-from registry.errors import DefinitionError, UnknownFeatureError
-from registry.timeline import empty_value, step_ms
-from serving.historical import get_historical_features
-from sinks.iceberg import OfflineWriter, ensure_table
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.durations import to_millis
+from registry.core.errors import DefinitionError, UnknownFeatureError
+from registry.core.timeline import empty_value, step_ms
+from serving.offline.historical import get_historical_features
+from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
 
 MIN = 60_000
@@ -350,7 +350,7 @@ def test_matches_reference_property(data: st.DataObject, catalog: FeatureCatalog
 
 
 # ---------------------------------------------------------------------------------------------
-# Hand-computed cases: exact values that do not depend on registry.timeline being right
+# Hand-computed cases: exact values that do not depend on registry.core.timeline being right
 # ---------------------------------------------------------------------------------------------
 
 
@@ -620,7 +620,7 @@ def test_long_values_are_exact(tmp_path: Path, catalog: FeatureCatalog) -> None:
 def test_rows_tied_on_end_ingestion_and_revision_resolve_like_cassandra_cells(
     tmp_path: Path, catalog: FeatureCatalog, feature: str, values: list[Any], expected: Any
 ) -> None:
-    """Docs §5.1: registry.timeline.tie_key, the order Cassandra keeps one of two equal-time cells in."""
+    """Docs §5.1: registry.core.timeline.tie_key, the order Cassandra keeps one of two equal-time cells in."""
     d = catalog.get("user", feature)
     table = iceberg_table(tmp_path)
     writer = OfflineWriter(table, catalog)

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.bounded_json import MAX_NESTING
-from registry.schema_api import create_schema_registry_app
-from registry.schema_store import SchemaStore
+from registry.core.bounded_json import MAX_NESTING
+from registry.schema_registry.api import create_schema_registry_app
+from registry.schema_registry.store import SchemaStore
 
 REPO = Path(__file__).resolve().parents[2]
 DEEP_JSON = "[" * 1000 + "]" * 1000
@@ -74,7 +74,7 @@ def test_nesting_up_to_the_limit_still_registers_and_checks(registry: TestClient
 @pytest.fixture
 def registry_server(tmp_path: Path) -> Iterator[int]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "registry", "--port", "0", "--db", str(tmp_path / "schemas.db")],
+        [sys.executable, "-m", "registry.schema_registry", "--port", "0", "--db", str(tmp_path / "schemas.db")],
         cwd=REPO, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -110,7 +110,7 @@ def test_a_100k_character_subject_gets_a_confluent_error_from_the_real_server(re
 def definitions(tmp_path: Path) -> TestClient:
     from registry.definition_store import DefinitionStore
     from registry.live import LiveCatalog
-    from serving.app import create_app
+    from serving.online.app import create_app
 
     class NoValues:
         def read(self, entity_type: str, entity_id: str) -> dict[Any, Any]:

@@ -28,7 +28,7 @@ def _loaded(modules: str, prefixes: tuple[str, ...]) -> list[str]:
 
 def test_serving_process_imports_neither_flink_nor_iceberg() -> None:
     result = _run(
-        "import serving.app, serving.online, serving.vectors, serving.__main__; import sys; "
+        "import serving.online.app, sinks.cassandra.reader, serving.online.vectors, serving.online.__main__; import sys; "
         "bad=[m for m in sys.modules if m.startswith(('pyflink','pyiceberg'))]; assert not bad, bad"
     )
     assert result.returncode == 0, result.stderr
@@ -36,7 +36,7 @@ def test_serving_process_imports_neither_flink_nor_iceberg() -> None:
 
 def test_the_check_itself_can_fail() -> None:
     result = _run(
-        "import serving.historical, pyiceberg.expressions; import sys; "
+        "import serving.offline.historical, pyiceberg.expressions; import sys; "
         "bad=[m for m in sys.modules if m.startswith(('pyflink','pyiceberg'))]; assert not bad, bad"
     )
     assert result.returncode != 0
@@ -50,9 +50,9 @@ HEAVY = ("pyflink", "pyarrow", "pyiceberg", "cassandra", "fastapi", "pandas", "n
 @pytest.mark.parametrize(
     "modules",
     [
-        "registry.definitions",
-        "registry.timeline",
-        "registry.definitions, registry.timeline, registry.catalog, registry.durations, registry.errors",
+        "registry.core.definitions",
+        "registry.core.timeline",
+        "registry.core.definitions, registry.core.timeline, registry.core.catalog, registry.core.durations, registry.core.errors",
     ],
 )
 def test_definition_modules_import_nothing_heavy(modules: str) -> None:

@@ -1,10 +1,10 @@
-"""One syntax for references to versions: ``[entity.]name[@[v]N]`` (registry.refs)."""
+"""One syntax for references to versions: ``[entity.]name[@[v]N]`` (registry.core.refs)."""
 
 from __future__ import annotations
 
 import pytest
 
-from registry.refs import SERVICE_NAME_PATTERN, Ref, parse_ref
+from registry.core.refs import SERVICE_NAME_PATTERN, Ref, parse_ref
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from registry.errors import FeatureStoreError
+from registry.core.errors import FeatureStoreError
 from schemas import load_schema
 
 

@@ -15,8 +15,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastapi.testclient import TestClient
 
-from registry.schema_api import CONTENT_TYPE, create_schema_registry_app
-from registry.schema_store import SchemaStore, normalize
+from registry.schema_registry.api import CONTENT_TYPE, create_schema_registry_app
+from registry.schema_registry.store import SchemaStore, normalize
 from schemas import load_schema
 from tests.http_server import serving
 
@@ -53,7 +53,7 @@ def db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db: Path) -> SchemaStore:
-    return SchemaStore(db, default_compatibility="BACKWARD")  # as `python -m registry` runs it
+    return SchemaStore(db, default_compatibility="BACKWARD")  # as `python -m registry.schema_registry` runs it
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.schema_api import create_schema_registry_app
-from registry.schema_store import InvalidSchemaError, SchemaNotFoundError, SchemaStore, normalize
+from registry.schema_registry.api import create_schema_registry_app
+from registry.schema_registry.store import InvalidSchemaError, SchemaNotFoundError, SchemaStore, normalize
 from schemas import schema_text
 
 CARD = schema_text("card_transaction")

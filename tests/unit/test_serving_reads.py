@@ -19,22 +19,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from registry.catalog import FeatureCatalog
-from registry.definition_store import DefinitionConflictError, DefinitionStore
-from registry.definitions import FeatureDefinition
-from registry.errors import (
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import (
     RequestError,
     StoreUnavailableError,
     UnknownFeatureError,
     UnknownFeatureServiceError,
 )
+from registry.core.timeline import Rule, judge, resolve
+from registry.definition_store import DefinitionConflictError, DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
-from registry.timeline import Rule, judge, resolve
-from serving.app import create_app
-from serving.cache import VectorCache
-from serving.client import FeatureClient
-from serving.online import OnlineReader, Stored, StoredValue
+from serving.online.app import create_app
+from serving.online.cache import VectorCache
+from serving.online.client import FeatureClient
+from sinks.cassandra.reader import OnlineReader, Stored, StoredValue
 
 MIN = 60_000
 T = 1_700_000_100_000  # 2023-11-14T22:15:00Z, a 5-minute window end

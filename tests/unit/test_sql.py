@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 
 from jobs.sql import aggregate_sql, decode_last, interval, source_lateness, window_groups
-from registry.catalog import FeatureCatalog
-from registry.definitions import FeatureDefinition
-from registry.errors import DefinitionError
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DefinitionError
 
 MakeDef = Callable[..., FeatureDefinition]
 

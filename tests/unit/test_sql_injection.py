@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from jobs.sql import aggregate_sql, dedup_sql, source_ddl, window_groups
-from registry.definitions import Aggregation, FeatureDefinition
+from registry.core.definitions import Aggregation, FeatureDefinition
 
 PAYLOADS = [
     "x', 'properties.bootstrap.servers' = 'evil.example:9092",
@@ -60,7 +60,7 @@ def test_the_http_route_answers_422_naming_the_field(
 ) -> None:
     from registry.definition_store import DefinitionStore
     from registry.live import LiveCatalog
-    from serving.app import create_app
+    from serving.online.app import create_app
 
     class NoValues:
         def read(self, entity_type: str, entity_id: str) -> dict[Any, Any]:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.definitions import FeatureDefinition
-from registry.timeline import Resolved, Rule, empty_value, judge, resolve, step_ms, step_us, tie_key
+from registry.core.definitions import FeatureDefinition
+from registry.core.timeline import Resolved, Rule, empty_value, judge, resolve, step_ms, step_us, tie_key
 
 # The rule works in epoch microseconds: every "+ 1" below is one microsecond.
 MIN = 60_000_000
@@ -254,7 +254,7 @@ _ARROW = {"long": pa.int64(), "double": pa.float64(), "string": pa.large_string(
 @given(case=st.sampled_from(sorted(_VALUES)).flatmap(
     lambda t: st.tuples(st.just(t), st.lists(st.one_of(st.none(), _VALUES[t]), min_size=1, max_size=12))))  # fmt: skip
 def test_vectorized_tie_keys_order_like_tie_key(case: tuple[str, list[object]]) -> None:
-    from serving.asof_join import tie_keys
+    from serving.offline.asof_join import tie_keys
 
     value_type, values = case
     order = np.lexsort(tie_keys(pa.array(values, _ARROW[value_type])))

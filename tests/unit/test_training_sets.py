@@ -22,19 +22,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from registry.catalog import FeatureCatalog
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.durations import to_millis
+from registry.core.errors import DatasetError, DefinitionError
+from registry.core.timeline import resolve, step_ms, tie_key
 from registry.definition_store import DefinitionStore
-from registry.definitions import FeatureDefinition
-from registry.durations import to_millis
-from registry.errors import DatasetError, DefinitionError
-from registry.timeline import resolve, step_ms, tie_key
 from registry.training_sets import Manifest, TrainingSetStore
-from serving.content_hash import ContentHasher, content_sha256
-from serving.historical import get_historical_features, join_label_batches, resolve_features
-from serving.offline_reads import data_reach, read_point
-from serving.training import build_parquet, build_training_set, rebuild, rebuild_parquet
-from sinks import offline_layout
-from sinks.iceberg import ensure_table
+from serving.offline.content_hash import ContentHasher, content_sha256
+from serving.offline.historical import get_historical_features, join_label_batches, resolve_features
+from serving.offline.training import build_parquet, build_training_set, rebuild, rebuild_parquet
+from sinks.iceberg import layout as offline_layout
+from sinks.iceberg.reader import data_reach, read_point
+from sinks.iceberg.writer import ensure_table
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -488,7 +488,7 @@ def test_store_keeps_manifests_and_model_links(built: tuple[Any, list[Row], list
 def test_cli_build_link_show_rebuild(built: tuple[Any, list[Row], list[tuple[str, int]]], catalog: FeatureCatalog,
                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    from serving import training
+    from serving.offline import training
 
     _, rows, labels = built
     folder = tmp_path / "cli"
@@ -523,7 +523,7 @@ def test_cli_build_link_show_rebuild(built: tuple[Any, list[Row], list[tuple[str
 
 def test_null_and_integer_entities_and_the_historical_cli(tmp_path: Path, catalog: FeatureCatalog,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    from serving import historical
+    from serving.offline import historical
 
     folder = tmp_path / "cli"
     table = iceberg_table(folder, "feature_store")

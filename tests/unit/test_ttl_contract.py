@@ -18,15 +18,15 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
+from registry.core.definitions import FeatureDefinition
+from registry.core.durations import to_millis
 from registry.definition_store import DefinitionStore
-from registry.definitions import FeatureDefinition
-from registry.durations import to_millis
 from registry.live import LiveCatalog
-from serving.app import create_app
-from serving.historical import get_historical_features
-from serving.online import StoredValue
-from sinks import offline_layout
-from sinks.iceberg import ensure_table
+from serving.offline.historical import get_historical_features
+from serving.online.app import create_app
+from sinks.cassandra.reader import StoredValue
+from sinks.iceberg import layout as offline_layout
+from sinks.iceberg.writer import ensure_table
 
 MIN = 60_000
 T0 = 1_700_000_000_000 // (60 * MIN) * (60 * MIN)

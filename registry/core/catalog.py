@@ -1,0 +1,149 @@
+"""An in-memory index of feature definitions, loaded from a folder of TOML files.
+
+The folder is reviewed like code; each file holds ``[[feature]]`` tables and optional ``[defaults]``.
+Lookups are dictionary reads, so serving cost does not grow with the number of definitions.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DefinitionError, UnknownFeatureError
+
+DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "features"
+
+
+def _merge(defaults: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in feature.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_file(path: Path) -> list[FeatureDefinition]:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise DefinitionError(f"{path}: cannot read definitions: {exc}") from exc
+    unknown = set(doc) - {"defaults", "feature"}
+    if unknown:
+        raise DefinitionError(
+            f"{path}: unknown top-level key(s) {sorted(unknown)}; expected [defaults] and [[feature]]"
+        )
+    defaults = doc.get("defaults", {})
+    features = doc.get("feature", [])
+    if not isinstance(defaults, dict) or not isinstance(features, list):
+        raise DefinitionError(f"{path}: `defaults` must be a table and features an array of tables ([[feature]])")
+    out = []
+    for i, raw in enumerate(features):
+        try:
+            out.append(FeatureDefinition.model_validate(_merge(defaults, raw)))
+        except ValidationError as exc:
+            label = raw.get("name", f"#{i + 1}")
+            raise DefinitionError(f"{path}: feature {label}: {exc}") from exc
+    return out
+
+
+def load_folder(folder: Path = DEFAULT_FOLDER) -> list[FeatureDefinition]:
+    """Every definition in ``folder/*.toml``; DefinitionError names the file and feature at fault."""
+    files = sorted(folder.glob("*.toml"))
+    if not files:
+        raise DefinitionError(f"no *.toml feature definitions in {folder}")
+    return [d for f in files for d in parse_file(f)]
+
+
+class FeatureCatalog:
+    """Definitions indexed by (entity, name, version), with the active version of each feature.
+
+    ``active`` maps (entity, name) to the version that serves; a feature it leaves out is served
+    at its highest version. Former names (``aliases``) resolve to the feature that carries them.
+    """
+
+    def __init__(
+        self, definitions: Iterable[FeatureDefinition], active: Mapping[tuple[str, str], int] | None = None
+    ) -> None:
+        self._by_key: dict[tuple[str, str, int], FeatureDefinition] = {}
+        for d in definitions:
+            if d.key in self._by_key and self._by_key[d.key] != d:
+                raise DefinitionError(f"{d.entity}.{d.name} v{d.version} is defined twice, differently")
+            self._by_key[d.key] = d
+        self._active: dict[tuple[str, str], FeatureDefinition] = {}
+        for d in self._by_key.values():
+            current = self._active.get((d.entity, d.name))
+            if current is None or d.version > current.version:
+                self._active[(d.entity, d.name)] = d
+        for (entity, name), version in (active or {}).items():
+            if (entity, name, version) not in self._by_key:
+                raise DefinitionError(f"active version {entity}.{name} v{version} is not defined")
+            self._active[(entity, name)] = self._by_key[(entity, name, version)]
+        self._aliases: dict[tuple[str, str], FeatureDefinition] = {}
+        for d in self._active.values():
+            for alias in d.aliases:
+                if (d.entity, alias) in self._active or (d.entity, alias) in self._aliases:
+                    raise DefinitionError(
+                        f"alias {d.entity}.{alias} of {d.name} collides with another feature or alias"
+                    )
+                self._aliases[(d.entity, alias)] = d
+        self._entity_types = frozenset(entity for entity, _ in self._active)
+        # Per-entity and per-feature indexes: no lookup scans the whole catalog (10,000 definitions and more).
+        self._by_entity: dict[str, list[FeatureDefinition]] = {}
+        for (entity, _), d in self._active.items():
+            self._by_entity.setdefault(entity, []).append(d)
+        self._versions: dict[tuple[str, str], list[FeatureDefinition]] = {}
+        for d in sorted(self._by_key.values(), key=lambda d: d.version):
+            self._versions.setdefault((d.entity, d.name), []).append(d)
+
+    @classmethod
+    def from_folder(cls, folder: Path = DEFAULT_FOLDER) -> FeatureCatalog:
+        return cls(load_folder(folder))
+
+    def __iter__(self) -> Iterator[FeatureDefinition]:
+        return iter(self._by_key.values())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def active(self) -> list[FeatureDefinition]:
+        return list(self._active.values())
+
+    def entity_types(self) -> frozenset[str]:
+        return self._entity_types
+
+    def _lookup(self, entity: str, name: str) -> FeatureDefinition | None:
+        return self._active.get((entity, name)) or self._aliases.get((entity, name))
+
+    def get(self, entity: str, name: str, version: int | None = None) -> FeatureDefinition:
+        if version is None:
+            found = self._lookup(entity, name)
+        else:
+            found = self._by_key.get((entity, name, version))
+            if found is None and (entity, name) in self._aliases:
+                found = self._by_key.get((entity, self._aliases[(entity, name)].name, version))
+        if found is None:
+            raise UnknownFeatureError(entity, [name if version is None else f"{name}@v{version}"])
+        return found
+
+    def resolve(self, entity: str, names: Iterable[str]) -> list[FeatureDefinition]:
+        """Active definitions for names or aliases (order kept); UnknownFeatureError lists every unknown name."""
+        names = list(names)
+        found = [self._lookup(entity, n) for n in names]
+        missing = [n for n, d in zip(names, found, strict=True) if d is None]
+        if missing:
+            raise UnknownFeatureError(entity, missing)
+        return [d for d in found if d is not None]
+
+    def for_entity(self, entity: str) -> list[FeatureDefinition]:
+        """The active definition of every feature of ``entity`` (an index lookup, whatever the catalog's size)."""
+        return list(self._by_entity.get(entity, ()))
+
+    def versions(self, entity: str, name: str) -> list[FeatureDefinition]:
+        return list(self._versions.get((entity, name), ()))

@@ -1,0 +1,252 @@
+"""The feature definition: the one model that drives the streaming job, the sinks and serving.
+
+Everything downstream is derived from these frozen objects: the Flink SQL of the window job
+(``jobs/sql.py``), the online row layout (``sinks/cassandra/layout.py``), the offline table schema
+(``sinks/iceberg/layout.py``), the point-in-time join and the serving API's freshness and expiry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date, timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from registry.core.durations import Duration, format_duration
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+# Names that reach generated SQL (the job's Flink SQL) or other systems are held to a strict grammar
+# when a definition is registered; the SQL builder quotes them as well (jobs/sql.py).
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # Kafka's own rule ("." and ".." are refused too)
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")  # Avro's rule for field names, at most 255 characters
+_SUBJECT = re.compile(r"^[A-Za-z0-9._:@-]{1,255}$")  # printable, no spaces or quotes, e.g. `<topic>-value`
+
+
+def _topic_name(value: str) -> str:
+    if not _TOPIC.match(value) or value in (".", ".."):
+        raise ValueError(f"topic {value[:300]!r} is not a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)")
+    return value
+
+
+def _field_name(value: str, what: str = "") -> str:
+    if not _FIELD.match(value):
+        raise ValueError(
+            f"{what}{value[:300]!r} is not an event field name (A-Z a-z 0-9 _, not starting with a digit, at most 255)"
+        )
+    return value
+
+
+def _subject_name(value: str) -> str:
+    if not _SUBJECT.match(value):
+        raise ValueError(f"subject {value[:300]!r} must be 1-255 of A-Z a-z 0-9 . _ : @ -")
+    return value
+
+
+MAX_VERSION = 2**31 - 1  # versions are 32-bit, as Flink's INT and the stores' int columns
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _plain_text(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _prose(value: str) -> str:
+    if _CONTROL_BUT_LINES.search(value):
+        raise ValueError("must not contain control characters other than newlines and tabs")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_plain_text)]
+Prose = Annotated[str, AfterValidator(_prose)]
+TopicName = Annotated[str, AfterValidator(_topic_name)]
+FieldName = Annotated[str, AfterValidator(_field_name)]
+SubjectName = Annotated[str, AfterValidator(_subject_name)]
+ValueType = Literal["long", "double", "string", "boolean"]
+AggregationFunction = Literal["count", "sum", "mean", "min", "max", "last", "count_distinct"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Source(_Frozen):
+    """Where a feature's events come from and how their time and entity key are read."""
+
+    topic: TopicName = Field(description="Kafka topic: 1-249 of A-Z a-z 0-9 . _ -")
+    event_schema: str = Field(pattern=NAME_PATTERN, description="reader schema: schemas/<event_schema>.avsc")
+    subject: SubjectName = Field(description="schema-registry subject of the event schema")
+    entity_key: FieldName = Field(description="event field holding the entity id")
+    timestamp_field: FieldName = Field(description="event field holding event time (timestamp-millis)")
+    event_id_field: FieldName | None = Field(
+        default=None, description="event field identifying an event; resends with the same id count once"
+    )
+    max_out_of_orderness: Duration = timedelta(seconds=5)
+    idle_timeout: Duration = Field(
+        default=timedelta(seconds=30), description="a partition silent this long stops holding the watermark back"
+    )
+
+
+class Window(_Frozen):
+    kind: Literal["tumbling", "sliding", "session"]
+    size: Duration | None = None
+    slide: Duration | None = None
+    gap: Duration | None = None
+    allowed_lateness: Duration = timedelta(0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Window:
+        if self.kind == "session":
+            if self.gap is None or self.size is not None or self.slide is not None:
+                raise ValueError("a session window takes `gap` only")
+            if self.allowed_lateness > timedelta(0):
+                raise ValueError(
+                    "a session window takes no `allowed_lateness`: Flink cannot update a session window "
+                    "for late events (records behind the watermark are dead-lettered as too late)"
+                )
+        elif self.size is None or self.gap is not None:
+            raise ValueError(f"a {self.kind} window takes `size` (and no `gap`)")
+        if self.kind == "sliding":
+            if self.slide is None or self.size is None or self.slide <= timedelta(0):
+                raise ValueError("a sliding window takes `size` and a positive `slide`")
+            if self.size % self.slide != timedelta(0):
+                raise ValueError("a sliding window's `size` must be a whole multiple of its `slide`")
+        if self.kind == "tumbling" and self.slide is not None:
+            raise ValueError("a tumbling window takes no `slide`")
+        for name in ("size", "slide", "gap"):
+            value = getattr(self, name)
+            if value is not None and value <= timedelta(0):
+                raise ValueError(f"window `{name}` must be positive")
+        return self
+
+
+class Aggregation(_Frozen):
+    function: AggregationFunction
+    field: str | None = None
+
+    @model_validator(mode="after")
+    def _field(self) -> Aggregation:
+        if self.function == "count" and self.field is not None:
+            raise ValueError("`count` counts events and takes no `field`")
+        if self.function != "count" and not self.field:
+            raise ValueError(f"`{self.function}` needs the event `field` it aggregates")
+        if self.field is not None:
+            _field_name(self.field, "`field` ")
+        return self
+
+
+_RESULT_TYPES: dict[str, set[str]] = {
+    "count": {"long"},
+    "count_distinct": {"long"},
+    "sum": {"long", "double"},
+    "mean": {"double"},
+    "min": {"long", "double", "string"},
+    "max": {"long", "double", "string"},
+    "last": {"long", "double", "string", "boolean"},
+}
+
+
+_ADDED_LATER_SOURCE_FIELDS = ("event_id_field",)
+
+
+class FeatureDefinition(_Frozen):
+    """One version of one feature of one entity type. Versions are immutable."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    entity: str = Field(pattern=NAME_PATTERN, description="entity type, e.g. `user`")
+    version: int = Field(ge=1, le=MAX_VERSION)
+    owner: PlainText = Field(min_length=1, max_length=256, description="owning team")
+    description: Prose = Field(default="", max_length=4096)
+    tags: tuple[Annotated[PlainText, Field(min_length=1, max_length=64)], ...] = Field(default=(), max_length=64)
+    value_type: ValueType
+    source: Source
+    window: Window
+    aggregation: Aggregation
+    freshness_slo: Duration
+    ttl: Duration = Field(description="a value older than this (from its feature timestamp) is expired")
+    offline_retention: Duration = timedelta(days=3 * 365)
+    sensitivity: Literal["public", "internal", "confidential", "restricted"] = "internal"
+    status: Literal["active", "deprecated"] = "active"
+    deprecated_after: date | None = None
+    aliases: tuple[str, ...] = Field(default=(), description="former names that still resolve (renames)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureDefinition:
+        for alias in self.aliases:
+            if not re.match(NAME_PATTERN, alias) or alias == self.name:
+                raise ValueError(f"{self.name}: alias {alias!r} must be a valid name other than the feature's own")
+        allowed = _RESULT_TYPES[self.aggregation.function]
+        if self.value_type not in allowed:
+            raise ValueError(
+                f"{self.name}: `{self.aggregation.function}` yields {' or '.join(sorted(allowed))}, "
+                f"not {self.value_type}"
+            )
+        if self.ttl <= timedelta(0) or self.freshness_slo <= timedelta(0):
+            raise ValueError(f"{self.name}: `ttl` and `freshness_slo` must be positive")
+        if self.status == "deprecated" and self.deprecated_after is None:
+            raise ValueError(f"{self.name}: a deprecated feature needs `deprecated_after`")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.entity, self.name, self.version)
+
+    def transform_spec(self) -> dict[str, object]:
+        """What determines the feature's values; two definitions with equal specs compute equal values.
+
+        Fields added to the model after definitions were first registered are left out while
+        unset, so adding one does not change the hash of every definition that does not use it.
+        """
+        source = self.source.model_dump(mode="json")
+        for name in _ADDED_LATER_SOURCE_FIELDS:
+            if source.get(name) is None:
+                source.pop(name, None)
+        return {
+            "source": source,
+            "window": self.window.model_dump(mode="json"),
+            "aggregation": self.aggregation.model_dump(mode="json"),
+            "value_type": self.value_type,
+        }
+
+    def identity(self) -> dict[str, object]:
+        """What a version pins: its values (the transform) and how long they stay valid (TTL).
+
+        A change to any of these is a new version; everything else (owner, description, tags,
+        freshness SLO, retention, sensitivity, status, aliases) is metadata of the version.
+        """
+        return {**self.transform_spec(), "ttl": format_duration(self.ttl)}
+
+    @property
+    def identity_hash(self) -> str:
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def value_schema(self) -> dict[str, object]:
+        """The Avro schema of the feature's value (null where a window holds no value)."""
+        return {"type": ["null", self.value_type]}
+
+    @property
+    def transform_hash(self) -> str:
+        canonical = json.dumps(self.transform_spec(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def stream(self) -> str:
+        """The window group this feature is computed in: features of one stream close windows together."""
+        w = self.window
+        parts = [format_duration(d) for d in (w.gap if w.kind == "session" else w.size, w.slide) if d is not None]
+        return f"{self.source.topic}/{self.entity}/{w.kind}({'/'.join(parts)})"
+
+    @property
+    def transform_ref(self) -> str:
+        """Readable reference plus content hash, e.g. ``card_transactions:sliding(1h/5m):count(*)@3f2a...``."""
+        w = self.window
+        parts = [format_duration(d) for d in (w.gap if w.kind == "session" else w.size, w.slide) if d is not None]
+        target = self.aggregation.field or "*"
+        return f"{self.source.topic}:{w.kind}({'/'.join(parts)}):{self.aggregation.function}({target})@{self.transform_hash}"

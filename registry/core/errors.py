@@ -1,0 +1,71 @@
+"""The one exception tree of the feature store.
+
+FeatureStoreError
+├── DefinitionError          a feature definition is invalid, unknown or conflicts
+│   ├── UnknownFeatureError  a name that no registered definition has
+│   └── UnknownFeatureServiceError  a feature service (name or version) that is not registered
+├── SchemaError              an Avro schema is invalid or a schema registry call failed
+│   └── DecodeError          a record cannot be decoded (its ``reason`` goes to the dead-letter topic)
+├── DatasetError             a training set or export cannot be built or reproduced as asked
+├── StoreUnavailableError    a backing service (Cassandra, Kafka, Iceberg catalog) is down or timed out
+└── RequestError             the feature API refused a client's request (``code`` says why)
+
+HTTP status codes are chosen in ``serving/`` only; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class FeatureStoreError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class DefinitionError(FeatureStoreError):
+    """A feature definition is invalid, unknown, or conflicts with another."""
+
+
+class UnknownFeatureError(DefinitionError):
+    """One or more feature names are not registered for the entity type."""
+
+    def __init__(self, entity_type: str, names: list[str]) -> None:
+        self.entity_type = entity_type
+        self.names = sorted(names)
+        super().__init__(f"unknown feature(s) for entity type {entity_type!r}: {', '.join(self.names)}")
+
+
+class UnknownFeatureServiceError(DefinitionError):
+    """A feature service name, or a version of it, that is not registered."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(f"unknown feature service {ref!r}")
+
+
+class SchemaError(FeatureStoreError):
+    """An Avro schema is invalid, or the schema registry refused or failed a call."""
+
+
+class DecodeError(SchemaError):
+    """A Kafka record could not be decoded into an event; ``reason`` is a short machine-readable tag."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+class DatasetError(FeatureStoreError):
+    """A training set, its manifest or an export request cannot be honoured (unknown snapshot, bad
+    ``as_of``, labels or rebuilt content that differ from the manifest)."""
+
+
+class StoreUnavailableError(FeatureStoreError):
+    """A backing service did not answer within its budget."""
+
+
+class RequestError(FeatureStoreError):
+    """The feature API refused a request (``serving.online.client``): ``code`` is its machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")

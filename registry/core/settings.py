@@ -1,0 +1,51 @@
+"""Connection settings of the feature store's clients: one frozen model, read at entry points only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseModel):
+    """Where the services are. Built once by an entry point (``from_env``) and passed in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    schema_registry_url: str = "http://127.0.0.1:8081"
+    cassandra_hosts: tuple[str, ...] = ("127.0.0.1",)
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "feature_store"
+    iceberg_catalog_uri: str = f"sqlite:///{_REPO / '.state' / 'iceberg' / 'catalog.db'}"
+    iceberg_warehouse: str = (_REPO / ".state" / "iceberg" / "warehouse").as_uri()
+    iceberg_namespace: str = "feature_store"
+    definitions_dir: Path = Path(__file__).resolve().parents[1] / "features"
+    definitions_db: Path = _REPO / ".state" / "registry" / "definitions.db"
+    flink_jars_dir: Path = Path.home() / ".cache" / "featurestore" / "flink" / "lib"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read FS_* variables, falling back to the local stack's defaults."""
+        env = os.environ
+        host = env.get("FS_HOST", "127.0.0.1")
+        state = Path(env.get("FS_STATE_DIR", _REPO / ".state")).resolve()
+        cache = Path(env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"))
+        return cls(
+            kafka_bootstrap=env.get("FS_KAFKA_BOOTSTRAP", f"{host}:{env.get('FS_KAFKA_PORT', '9092')}"),
+            schema_registry_url=env.get(
+                "FS_SCHEMA_REGISTRY_URL", f"http://{host}:{env.get('FS_REGISTRY_PORT', '8081')}"
+            ),
+            cassandra_hosts=tuple(env.get("FS_CASSANDRA_HOSTS", host).split(",")),
+            cassandra_port=int(env.get("FS_CASSANDRA_PORT", "9042")),
+            cassandra_keyspace=env.get("FS_CASSANDRA_KEYSPACE", "feature_store"),
+            iceberg_catalog_uri=env.get("FS_ICEBERG_CATALOG_URI", f"sqlite:///{state / 'iceberg' / 'catalog.db'}"),
+            iceberg_warehouse=env.get("FS_ICEBERG_WAREHOUSE", (state / "iceberg" / "warehouse").as_uri()),
+            iceberg_namespace=env.get("FS_ICEBERG_NAMESPACE", "feature_store"),
+            definitions_dir=Path(env.get("FS_DEFINITIONS_DIR", Path(__file__).resolve().parents[1] / "features")),
+            definitions_db=Path(env.get("FS_DEFINITIONS_DB", state / "registry" / "definitions.db")),
+            flink_jars_dir=Path(env.get("FS_FLINK_JARS_DIR", cache / "flink" / "lib")),
+        )

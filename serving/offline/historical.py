@@ -1,0 +1,336 @@
+"""Point-in-time correct training sets from the offline (Iceberg) table.
+
+For every label row, in input order, exactly one output row: each feature's value is that of the
+latest window ending at or before the row's timestamp, resolved by the same rule serving uses
+(``registry.core.timeline``): a later closed window with no row means an empty window, and a stored
+row older than the TTL is expired. "Closed" offline means closed by the label time *and* reached by
+the data: the latest window end stored for the feature bounds it, as stream progress does online.
+Ties on a window end (a window recomputed and re-ingested) resolve to the latest ingestion, then
+the highest revision, then the greatest value: never to the physical order of rows.
+
+``as_of`` pins what the join sees: a snapshot id, or a time (the snapshot current then, and only
+rows ingested by then, so a later backfill cannot leak into an earlier dataset).
+
+Memory is bounded by the chunk, not the input: labels are joined ``chunk_rows`` at a time (sorted by
+time, so a chunk spans a short time range), and each chunk reads only the rows of its entities with
+window ends in ``[earliest label - ttl, latest label]`` (``sinks.iceberg.reader``). Peak memory is
+about ``chunk_rows`` labels plus the offline rows of those labels' entities within that range, plus
+the output columns (a streaming caller, ``join_label_batches`` or the CLI, does not hold those).
+The join itself is vectorized (``serving.offline.asof_join``), never row by row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
+from registry.core.refs import parse_ref
+from registry.core.timeline import Rule
+from serving.offline.asof_join import ARROW_TYPES, LabelKeys, join_feature
+from sinks.iceberg.reader import Band, ReadPoint, data_reach, micros, read_point, read_rows
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+DEFAULT_CHUNK_ROWS = 250_000
+
+
+def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[FeatureDefinition]:
+    """Definitions for ``name`` (the active version, aliases too) or ``name@vN`` (that version).
+
+    UnknownFeatureError lists every unknown name; a feature asked for twice is a DefinitionError.
+    """
+    found: list[FeatureDefinition] = []
+    unknown: list[str] = []
+    for feature in features:
+        ref = parse_ref(feature)
+        try:
+            if ref is None:
+                raise UnknownFeatureError(entity_type, [feature])
+            if ref.version is not None:
+                found.append(catalog.get(entity_type, ref.name, ref.version))
+            else:
+                found.extend(catalog.resolve(entity_type, [ref.name]))
+        except UnknownFeatureError:
+            unknown.append(feature)
+    if unknown:
+        raise UnknownFeatureError(entity_type, unknown)
+    names = [d.name for d in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DefinitionError(f"feature(s) requested more than once (one version per request): {twice}")
+    return found
+
+
+def _check_schema(schema: pa.Schema, definitions: Sequence[FeatureDefinition], entity_column: str,
+                  timestamp_column: str) -> None:  # fmt: skip
+    if entity_column not in schema.names:
+        raise DefinitionError(f"label frame has no entity column {entity_column!r}")
+    clash = [d.name for d in definitions if d.name in schema.names]
+    if clash:
+        raise DefinitionError(f"label frame already has column(s) named like features: {clash}")
+    if timestamp_column not in schema.names:
+        raise DefinitionError(f"label frame has no {timestamp_column!r} column (columns: {schema.names})")
+    ts_type = schema.field(timestamp_column).type
+    if not pa.types.is_timestamp(ts_type):
+        raise DefinitionError(f"label column {timestamp_column!r} must be a timestamp, not {ts_type}")
+
+
+def _label_micros(ts: pa.Array | pa.ChunkedArray, column: str) -> LabelTimes:
+    """Label times in epoch µs, exactly: floored and ceiled views differ only for nanosecond labels."""
+    if ts.null_count:
+        raise DefinitionError(f"label column {column!r} has {ts.null_count} null timestamps")
+    floor = micros(ts)  # a naive timestamp is taken as UTC
+    return LabelTimes(floor, micros(ts, ceil=True) if ts.type.unit == "ns" else floor)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelTimes:
+    """Label times in epoch µs: ``floor_us`` for "at or before the label", ``ceil_us`` for the TTL test."""
+
+    floor_us: np.ndarray
+    ceil_us: np.ndarray
+
+    def take(self, at: np.ndarray) -> LabelTimes:
+        return LabelTimes(self.floor_us[at], self.ceil_us[at])
+
+
+def output_schema(labels: pa.Schema, definitions: Sequence[FeatureDefinition]) -> pa.Schema:
+    """Label columns (metadata kept), then one nullable column per feature in request order."""
+    schema = labels
+    for d in definitions:
+        schema = schema.append(pa.field(d.name, ARROW_TYPES[d.value_type]))
+    return schema
+
+
+class PointInTimeJoin:
+    """One join request pinned to one read point; chunks of labels are joined independently.
+
+    A label's answer depends only on its own entity and time (and on the data's reach, read once
+    over the whole history), never on which other labels share its chunk.
+    """
+
+    def __init__(self, table: Table, definitions: Sequence[FeatureDefinition], entity_type: str,
+                 point: ReadPoint) -> None:  # fmt: skip
+        self._table = table
+        self.definitions = list(definitions)
+        self._entity_type = entity_type
+        self.point = point
+        self._reach = data_reach(table, point, entity_type, self.definitions)
+
+    def join(self, entities: pa.Array, times: LabelTimes) -> list[pa.Array]:
+        """One array per feature, aligned with ``entities`` (strings, nulls allowed) and ``times``."""
+        n = len(times.floor_us)
+        if n == 0 or not self.definitions:
+            return [pa.nulls(n, ARROW_TYPES[d.value_type]) for d in self.definitions]
+        encoded = pc.dictionary_encode(entities)
+        label_code = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        lo, hi = int(times.ceil_us.min()), int(times.floor_us.max())
+        bands = [Band(d, lo - Rule.of(d).ttl_us, hi) for d in self.definitions]
+        rows = read_rows(self._table, self.point, self._entity_type, bands, encoded.dictionary)
+        keys = LabelKeys.build(label_code, times.floor_us, rows.code, rows.end_us, times.ceil_us)
+
+        def one(i: int) -> pa.Array:
+            d, mine = self.definitions[i], rows.rows_for(i)
+            return join_feature(keys, mine.code, mine.end_us, mine.ingested_us, mine.revision, mine.values, d,
+                                self._reach.get((d.name, d.version)))  # fmt: skip
+
+        # numpy's sorts and searches and Arrow's takes release the GIL: features join in parallel.
+        with ThreadPoolExecutor(max_workers=min(len(self.definitions), os.cpu_count() or 1)) as pool:
+            return list(pool.map(one, range(len(self.definitions))))
+
+
+def _entities(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    strings = column.cast(pa.string())
+    return strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
+
+
+def join_labels(
+    table: Table,
+    definitions: Sequence[FeatureDefinition],
+    labels: pa.Table,
+    *,
+    entity_type: str,
+    entity_column: str,
+    timestamp_column: str,
+    point: ReadPoint,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> pa.Table:
+    """The in-memory join: labels sorted by time, joined ``chunk_rows`` at a time, put back in input order."""
+    if chunk_rows < 1:
+        raise DatasetError(f"chunk_rows must be positive, not {chunk_rows}")
+    _check_schema(labels.schema, definitions, entity_column, timestamp_column)
+    times = _label_micros(labels.column(timestamp_column), timestamp_column)
+    schema = output_schema(labels.schema, definitions)
+    if labels.num_rows == 0:
+        empty = [pa.array([], ARROW_TYPES[d.value_type]) for d in definitions]
+        return pa.Table.from_arrays([*labels.columns, *empty], schema=schema)
+    join = PointInTimeJoin(table, definitions, entity_type, point)
+    entities = _entities(labels.column(entity_column))
+    order = np.argsort(times.floor_us, kind="stable")
+    parts: list[list[pa.Array]] = [[] for _ in definitions]
+    for start in range(0, len(order), chunk_rows):
+        at = order[start : start + chunk_rows]
+        for part, array in zip(parts, join.join(entities.take(pa.array(at)), times.take(at)), strict=True):
+            part.append(array)
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))  # from time-sorted positions back to input order
+    columns = [pa.concat_arrays(part).take(pa.array(back)) for part in parts]
+    return pa.Table.from_arrays([*labels.columns, *columns], schema=schema)
+
+
+def join_label_batches(
+    table: Table,
+    definitions: Sequence[FeatureDefinition],
+    labels_schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    *,
+    entity_type: str,
+    entity_column: str,
+    timestamp_column: str,
+    point: ReadPoint,
+) -> Iterator[pa.RecordBatch]:
+    """The streaming join: one output batch per input batch, in input order, for inputs larger than RAM.
+
+    Each batch is one chunk (its size bounds memory); the result equals ``join_labels``'s. A batch
+    reads the rows of its own time range (plus the TTLs): label files sorted by time read the least.
+    """
+    _check_schema(labels_schema, definitions, entity_column, timestamp_column)
+    schema = output_schema(labels_schema, definitions)
+    join = PointInTimeJoin(table, definitions, entity_type, point)
+    for batch in batches:
+        times = _label_micros(batch.column(timestamp_column), timestamp_column)
+        columns = join.join(_entities(batch.column(entity_column)), times)
+        yield pa.RecordBatch.from_arrays([*batch.columns, *columns], schema=schema)
+
+
+def get_historical_features(
+    table: Table,
+    catalog: FeatureCatalog,
+    labels: pa.Table,
+    features: list[str],
+    *,
+    entity_type: str,
+    entity_column: str,
+    timestamp_column: str = "event_timestamp",
+    snapshot_id: int | None = None,
+    as_of: int | datetime | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> pa.Table:
+    """Label columns (all, in input order) plus one column per feature, point-in-time correct.
+
+    Args:
+        features: names (the active version) or ``name@vN`` (a pinned version).
+        snapshot_id: read this snapshot (same as ``as_of=<snapshot id>``).
+        as_of: a snapshot id, or a timezone-aware time: the snapshot current then, and only rows
+            ingested at or before it. Default: the table's current snapshot.
+        chunk_rows: labels joined at a time; bounds memory, never changes the result.
+
+    ``serving.offline.training.build_training_set`` returns the same table with its manifest.
+    """
+    definitions = resolve_features(catalog, entity_type, features)
+    if snapshot_id is not None and as_of is not None:
+        raise DatasetError("give either snapshot_id or as_of, not both")
+    point = read_point(table, as_of if as_of is not None else snapshot_id)
+    return join_labels(table, definitions, labels, entity_type=entity_type, entity_column=entity_column,
+                       timestamp_column=timestamp_column, point=point, chunk_rows=chunk_rows)  # fmt: skip
+
+
+def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path) -> int:
+    """Write batches to ``out`` atomically (a partial file never appears under that name); rows written."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def parse_as_of(snapshot_id: int | None, as_of: str | None) -> int | datetime | None:
+    """CLI form: ``--snapshot-id N`` or ``--as-of`` an ISO-8601 time with a zone, or epoch ms digits."""
+    from datetime import UTC, timedelta
+
+    if snapshot_id is not None and as_of is not None:
+        raise DatasetError("give either --snapshot-id or --as-of, not both")
+    if as_of is None:
+        return snapshot_id
+    if as_of.isdigit():
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(as_of))
+    try:
+        parsed = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise DatasetError(f"--as-of {as_of!r} is neither an ISO-8601 time nor epoch milliseconds") from exc
+    if parsed.tzinfo is None:
+        raise DatasetError(f"--as-of {as_of!r} needs a time zone (e.g. 2024-05-01T00:00:00Z)")
+    return parsed
+
+
+def add_join_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--labels", required=True, type=Path,
+                        help="Parquet: entity column, timestamp column, anything else (carried through)")  # fmt: skip
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--entity-type", required=True)
+    parser.add_argument("--entity-column", required=True)
+    parser.add_argument("--timestamp-column", default="event_timestamp")
+    parser.add_argument("--features", required=True, help="comma-separated names; name@vN pins a version")
+    parser.add_argument("--snapshot-id", type=int, help="read this Iceberg snapshot")
+    parser.add_argument(
+        "--as-of", help="ISO-8601 time with zone, or epoch ms: the snapshot then, rows ingested by then"
+    )
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="labels per chunk (bounds memory)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from registry.core.errors import FeatureStoreError
+    from registry.core.settings import Settings
+    from registry.definition_store import DefinitionStore
+    from sinks.factory import connect_iceberg
+    from sinks.iceberg.layout import TABLE
+
+    parser = argparse.ArgumentParser(prog="python -m serving.offline.historical", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    add_join_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+        definitions = resolve_features(DefinitionStore(settings.definitions_db).catalog(), args.entity_type,
+                                       args.features.split(","))  # fmt: skip
+        point = read_point(table, parse_as_of(args.snapshot_id, args.as_of))
+        labels = pq.ParquetFile(args.labels)
+        schema = output_schema(labels.schema_arrow, definitions)
+        batches = join_label_batches(
+            table, definitions, labels.schema_arrow, labels.iter_batches(batch_size=args.chunk_rows),
+            entity_type=args.entity_type, entity_column=args.entity_column,
+            timestamp_column=args.timestamp_column, point=point,
+        )  # fmt: skip
+        rows = write_parquet(batches, schema, args.out)
+    except FeatureStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {rows} rows to {args.out} (snapshot {point.snapshot_id})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

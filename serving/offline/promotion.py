@@ -1,0 +1,148 @@
+"""Promote a backfilled feature version: move the serving pointer only once the new version is ready.
+
+A backfill recomputes a feature into a *new* version (the stream job replays history into it) while
+the active version keeps serving; nothing reads the new version's rows until promotion. ``promote``
+checks that the candidate is registered and that its offline data has caught up with the active
+version's (its latest window end is at most ``max_lag`` behind; the writer commits offline before
+online, so online has those windows too), then moves the pointer with one atomic UPDATE
+(``DefinitionStore.activate``). Serving processes pick the move up at their next catalog refresh
+(``LiveCatalog``); a request resolves all its names against one catalog snapshot, so it reports one
+version per feature, old or new, never a value of one under the number of the other. A refused or
+failed promotion (unknown version, a backfill that stopped short) leaves the active version as it was.
+
+CLI: ``python -m serving.offline.promotion user txn_count_1h 2 [--max-lag 10m] [--force]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from registry.core.definitions import FeatureDefinition
+from registry.core.durations import to_millis
+from registry.core.errors import DefinitionError
+from registry.core.timeline import step_ms
+from registry.definition_store import DefinitionStore
+from sinks.iceberg.reader import data_reach, iso_us, read_point
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+
+class PromotionRefusedError(DefinitionError):
+    """The candidate version is not ready to serve; the active version was left untouched."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    entity: str
+    name: str
+    version: int
+    active_version: int
+    reach_ms: int | None  # latest window end stored offline for the candidate
+    active_reach_ms: int | None  # ... and for the active version
+    problems: tuple[str, ...]
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+    def describe(self) -> str:
+        def at(ms: int | None) -> str:
+            return "no rows" if ms is None else iso_us(ms * 1000)
+
+        head = (f"{self.entity}.{self.name}: v{self.version} reaches {at(self.reach_ms)}, "
+                f"active v{self.active_version} reaches {at(self.active_reach_ms)}")  # fmt: skip
+        return head + ("" if self.ready else ": " + "; ".join(self.problems))
+
+
+def _ms(us: int | None) -> int | None:
+    return us // 1000 if us is not None else None
+
+
+def _events_covered(definition: FeatureDefinition, reach_ms: int) -> int:
+    """How far in event time a version's data reaches: its last window end less the window's length.
+
+    Versions with different windows end their last windows at different times over the same events
+    (a 30-minute window's last end is 30 minutes before a 1-hour window's); compare what they cover.
+    """
+    window = definition.window
+    length = window.size if window.size is not None else window.gap
+    return reach_ms - (to_millis(length) if length is not None else 0)
+
+
+def readiness(store: DefinitionStore, table: Table, entity: str, name: str, version: int, *,
+              max_lag: timedelta | None = None) -> Readiness:  # fmt: skip
+    """Whether ``version`` may take over serving from the active version.
+
+    ``max_lag``: how far the candidate's offline data may trail the active version's (default: one
+    window step of the candidate, the batch a running writer may still be flushing).
+    """
+    catalog = store.catalog()
+    active = catalog.get(entity, name)
+    candidate = catalog.get(entity, name, version)  # UnknownFeatureError if not registered
+    point = read_point(table, None)
+    reach = _ms(data_reach(table, point, entity, [candidate]).get((name, version)))
+    active_reach = _ms(data_reach(table, point, entity, [active]).get((name, active.version)))
+    lag_ms = to_millis(max_lag) if max_lag is not None else (step_ms(candidate) or 0)
+    problems = []
+    if active_reach is not None and reach is None:
+        problems.append(f"v{version} has no offline rows: has its backfill run?")
+    elif (
+        active_reach is not None
+        and reach is not None
+        and _events_covered(candidate, reach) < _events_covered(active, active_reach) - lag_ms
+    ):
+        problems.append(f"v{version} trails v{active.version} by {(active_reach - reach) / 1000:.0f}s "
+                        f"(allowed {lag_ms / 1000:.0f}s): the backfill has not caught up")  # fmt: skip
+    return Readiness(entity, name, version, active.version, reach, active_reach, tuple(problems))
+
+
+def promote(store: DefinitionStore, table: Table, entity: str, name: str, version: int, *,
+            max_lag: timedelta | None = None, force: bool = False) -> Readiness:  # fmt: skip
+    """Make ``version`` the serving version if it is ready (or ``force``); PromotionRefusedError if not."""
+    ready = readiness(store, table, entity, name, version, max_lag=max_lag)
+    if not ready.ready and not force:
+        raise PromotionRefusedError(f"not promoted: {ready.describe()}")
+    store.activate(entity, name, version)
+    return ready
+
+
+def main(argv: list[str] | None = None) -> int:
+    from registry.core.durations import parse_duration
+    from registry.core.errors import FeatureStoreError
+    from registry.core.settings import Settings
+    from sinks.factory import connect_iceberg
+    from sinks.iceberg.layout import TABLE
+
+    parser = argparse.ArgumentParser(prog="python -m serving.offline.promotion", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("entity")
+    parser.add_argument("name")
+    parser.add_argument("version", type=int)
+    parser.add_argument("--max-lag", help="how far the candidate may trail the active version, e.g. 10m")
+    parser.add_argument("--force", action="store_true", help="promote even if not caught up")
+    parser.add_argument("--check", action="store_true", help="only report readiness")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        store = DefinitionStore(settings.definitions_db)
+        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+        max_lag = parse_duration(args.max_lag) if args.max_lag else None
+        if args.check:
+            ready = readiness(store, table, args.entity, args.name, args.version, max_lag=max_lag)
+            print(("ready: " if ready.ready else "not ready: ") + ready.describe())
+            return 0 if ready.ready else 2
+        ready = promote(store, table, args.entity, args.name, args.version, max_lag=max_lag, force=args.force)
+    except (FeatureStoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"promoted: {ready.describe()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""Reproducible training sets: the point-in-time join plus a manifest it can be rebuilt from.
+
+``build_training_set`` returns the table and its manifest (``registry.training_sets.Manifest``):
+the pinned feature versions with their transform and identity hashes, the Iceberg snapshot read,
+the ingestion cut-off, the labels' and the result's content hashes (``serving.offline.content_hash``).
+``rebuild`` joins the same labels against the same snapshot with the same feature versions (the
+ones the manifest names, not whichever are active now) and checks that the result hashes the same,
+so it is byte-identical; anything that differs (labels, a definition, an expired snapshot, the
+content) is a ``DatasetError`` naming it.
+
+CLI (streams Parquet chunk by chunk, so label files larger than memory work)::
+
+    python -m serving.offline.training build --labels labels.parquet --out train.parquet --entity-type user \\
+        --entity-column user_id --features txn_count_1h,txn_amount_sum_1h@v1 [--as-of 2024-05-01T00:00:00Z]
+    python -m serving.offline.training rebuild --id <training set id> --out again.parquet
+    python -m serving.offline.training link-model --id <training set id> --model fraud --model-version 7
+    python -m serving.offline.training show --id <training set id>      (or --model fraud [--model-version 7])
+
+``build`` writes the manifest next to the output (``<out>.manifest.json``) and records it, with the
+labels' path, in the definitions database, where ``link-model`` ties model versions to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib.metadata
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DatasetError, UnknownFeatureError
+from registry.training_sets import Manifest, ManifestFeature
+from serving.offline.content_hash import ContentHasher, content_sha256
+from serving.offline.historical import (
+    DEFAULT_CHUNK_ROWS,
+    add_join_arguments,
+    join_label_batches,
+    join_labels,
+    output_schema,
+    parse_as_of,
+    resolve_features,
+    write_parquet,
+)
+from sinks.iceberg.reader import ReadPoint, epoch_us, iso_us, point_from, read_point
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    table: pa.Table
+    manifest: Manifest
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict[str, str]:
+    """Versions that can change the bytes of a result: this package, Arrow, pyiceberg, the git commit."""
+    versions = {"pyarrow": pa.__version__}
+    for package in ("featurestore", "pyiceberg"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[package] = importlib.metadata.version(package)
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=_REPO,
+                                capture_output=True, text=True, timeout=5)  # fmt: skip
+        if commit.returncode == 0:
+            versions["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return versions
+
+
+def _as_of_text(as_of: int | datetime | None) -> str | None:
+    if as_of is None:
+        return None
+    return f"snapshot:{as_of}" if isinstance(as_of, int) else iso_us(epoch_us(as_of))
+
+
+def _manifest(table: Table, definitions: Sequence[FeatureDefinition], point: ReadPoint,
+              as_of: int | datetime | None, *, entity_type: str, entity_column: str, timestamp_column: str,
+              labels_sha256: str, labels_rows: int, row_count: int, content: str) -> Manifest:  # fmt: skip
+    return Manifest.create(
+        entity_type=entity_type,
+        entity_column=entity_column,
+        timestamp_column=timestamp_column,
+        features=[ManifestFeature.of(d) for d in definitions],
+        offline_table=".".join(table.name()),
+        snapshot_id=point.snapshot_id,
+        as_of=_as_of_text(as_of),
+        ingested_until=iso_us(point.ingested_until_us) if point.ingested_until_us is not None else None,
+        labels_sha256=labels_sha256,
+        labels_rows=labels_rows,
+        row_count=row_count,
+        content_sha256=content,
+        code_version=code_version(),
+    )
+
+
+def build_training_set(
+    table: Table,
+    catalog: FeatureCatalog,
+    labels: pa.Table,
+    features: Sequence[str],
+    *,
+    entity_type: str,
+    entity_column: str,
+    timestamp_column: str = "event_timestamp",
+    as_of: int | datetime | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> TrainingSet:
+    """``get_historical_features``'s table, plus the manifest that rebuilds it."""
+    definitions = resolve_features(catalog, entity_type, features)
+    point = read_point(table, as_of)
+    result = join_labels(table, definitions, labels, entity_type=entity_type, entity_column=entity_column,
+                         timestamp_column=timestamp_column, point=point, chunk_rows=chunk_rows)  # fmt: skip
+    manifest = _manifest(
+        table, definitions, point, as_of, entity_type=entity_type, entity_column=entity_column,
+        timestamp_column=timestamp_column, labels_sha256=content_sha256(labels), labels_rows=labels.num_rows,
+        row_count=result.num_rows, content=content_sha256(result),
+    )  # fmt: skip
+    return TrainingSet(result, manifest)
+
+
+def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest) -> list[FeatureDefinition]:
+    """The manifest's feature versions, checked to compute and expire exactly as they did."""
+    out = []
+    for f in manifest.features:
+        try:
+            d = catalog.get(f.entity, f.name, f.version)
+        except UnknownFeatureError as exc:
+            raise DatasetError(f"{f.entity}.{f.ref} of training set {manifest.id} is not registered: {exc}") from exc
+        if (d.transform_hash, d.identity_hash) != (f.transform_hash, f.identity_hash):
+            raise DatasetError(
+                f"{f.entity}.{f.ref} changed since training set {manifest.id} was built: transform/identity hash "
+                f"{d.transform_hash}/{d.identity_hash}, manifest has {f.transform_hash}/{f.identity_hash}"
+            )
+        out.append(d)
+    return out
+
+
+def _read_point(table: Table, manifest: Manifest) -> ReadPoint:
+    until = manifest.ingested_until
+    until_us = epoch_us(datetime.fromisoformat(until)) if until is not None else None
+    return point_from(manifest.snapshot_id, until_us, table)
+
+
+def _check_labels(manifest: Manifest, labels_sha256: str) -> None:
+    if labels_sha256 != manifest.labels_sha256:
+        raise DatasetError(
+            f"these labels are not training set {manifest.id}'s: content hash {labels_sha256}, "
+            f"manifest has {manifest.labels_sha256}"
+        )
+
+
+def _check_content(manifest: Manifest, content: str, rows: int) -> None:
+    if (content, rows) != (manifest.content_sha256, manifest.row_count):
+        versions = "" if manifest.code_version == code_version() else (
+            f" (built with {manifest.code_version}, rebuilt with {code_version()})"
+        )  # fmt: skip
+        raise DatasetError(
+            f"rebuilt training set {manifest.id} differs: {rows} rows hashing {content}, "
+            f"manifest has {manifest.row_count} rows hashing {manifest.content_sha256}{versions}"
+        )
+
+
+def rebuild(table: Table, catalog: FeatureCatalog, manifest: Manifest, labels: pa.Table, *,
+            chunk_rows: int = DEFAULT_CHUNK_ROWS) -> TrainingSet:  # fmt: skip
+    """The training set of ``manifest`` again, byte-identical, or a DatasetError saying what differs."""
+    _check_labels(manifest, content_sha256(labels))
+    result = join_labels(
+        table, pinned_definitions(catalog, manifest), labels, entity_type=manifest.entity_type,
+        entity_column=manifest.entity_column, timestamp_column=manifest.timestamp_column,
+        point=_read_point(table, manifest), chunk_rows=chunk_rows,
+    )  # fmt: skip
+    _check_content(manifest, content_sha256(result), result.num_rows)
+    return TrainingSet(result, manifest)
+
+
+# --- Parquet in, Parquet out, streaming ------------------------------------------------------------
+
+
+def _stream(table: Table, definitions: Sequence[FeatureDefinition], labels_path: Path, out: Path, *,
+            point: ReadPoint, entity_type: str, entity_column: str, timestamp_column: str, chunk_rows: int,
+            verify: Manifest | None = None) -> tuple[str, int, str, int]:  # fmt: skip
+    """Join a Parquet label file into ``out``; (labels hash, label rows, output hash, output rows)."""
+    if chunk_rows < 1:
+        raise DatasetError(f"chunk_rows must be positive, not {chunk_rows}")
+    labels = pq.ParquetFile(labels_path)
+    schema = output_schema(labels.schema_arrow, definitions)
+    labels_hash, out_hash = ContentHasher(labels.schema_arrow), ContentHasher(schema)
+
+    def hashed_input() -> Iterator[pa.RecordBatch]:
+        for batch in labels.iter_batches(batch_size=chunk_rows):
+            labels_hash.update(batch)
+            yield batch
+
+    def hashed_output() -> Iterator[pa.RecordBatch]:
+        batches = join_label_batches(table, definitions, labels.schema_arrow, hashed_input(),
+                                     entity_type=entity_type, entity_column=entity_column,
+                                     timestamp_column=timestamp_column, point=point)  # fmt: skip
+        for batch in batches:
+            out_hash.update(batch)
+            yield batch
+        if verify is not None:  # raising here keeps a differing result from ever appearing under `out`
+            _check_labels(verify, labels_hash.hexdigest())
+            _check_content(verify, out_hash.hexdigest(), out_hash.rows)
+
+    write_parquet(hashed_output(), schema, out)
+    return labels_hash.hexdigest(), labels_hash.rows, out_hash.hexdigest(), out_hash.rows
+
+
+def build_parquet(table: Table, catalog: FeatureCatalog, labels_path: Path, out: Path, features: Sequence[str], *,
+                  entity_type: str, entity_column: str, timestamp_column: str = "event_timestamp",
+                  as_of: int | datetime | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Manifest:  # fmt: skip
+    """``build_training_set`` from a Parquet file to a Parquet file, in bounded memory."""
+    definitions = resolve_features(catalog, entity_type, features)
+    point = read_point(table, as_of)
+    labels_sha256, labels_rows, content, rows = _stream(
+        table, definitions, labels_path, out, point=point, entity_type=entity_type, entity_column=entity_column,
+        timestamp_column=timestamp_column, chunk_rows=chunk_rows,
+    )  # fmt: skip
+    return _manifest(table, definitions, point, as_of, entity_type=entity_type, entity_column=entity_column,
+                     timestamp_column=timestamp_column, labels_sha256=labels_sha256, labels_rows=labels_rows,
+                     row_count=rows, content=content)  # fmt: skip
+
+
+def rebuild_parquet(table: Table, catalog: FeatureCatalog, manifest: Manifest, labels_path: Path, out: Path, *,
+                    chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:  # fmt: skip
+    """``rebuild`` from a Parquet label file; ``out`` appears only if the result is identical."""
+    _stream(table, pinned_definitions(catalog, manifest), labels_path, out, point=_read_point(table, manifest),
+            entity_type=manifest.entity_type, entity_column=manifest.entity_column,
+            timestamp_column=manifest.timestamp_column, chunk_rows=chunk_rows, verify=manifest)  # fmt: skip
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+
+
+def _show(stored: object) -> str:
+    from dataclasses import asdict
+
+    from registry.training_sets import StoredTrainingSet
+
+    assert isinstance(stored, StoredTrainingSet)
+    out = asdict(stored)
+    out["manifest"] = stored.manifest.model_dump(mode="json")
+    return json.dumps(out, indent=2, sort_keys=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from registry.core.errors import FeatureStoreError
+    from registry.core.settings import Settings
+    from registry.definition_store import DefinitionStore
+    from registry.training_sets import TrainingSetStore
+    from sinks.factory import connect_iceberg
+
+    parser = argparse.ArgumentParser(prog="python -m serving.offline.training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="join labels into a training set; write it, its manifest, and record it")
+    add_join_arguments(build)
+    build.add_argument("--manifest", type=Path, help="where to write the manifest (default: <out>.manifest.json)")
+    build.add_argument("--copy-labels-to", type=Path, help="keep a copy of the labels here for later rebuilds")
+    again = sub.add_parser("rebuild", help="rebuild a recorded training set and check it is byte-identical")
+    which = again.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", help="a recorded training set")
+    which.add_argument("--manifest", type=Path, help="a manifest file")
+    again.add_argument("--labels", type=Path, help="default: the labels path recorded at build time")
+    again.add_argument("--out", type=Path, required=True)
+    again.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
+    link = sub.add_parser("link-model", help="record that a model version was trained on a training set")
+    link.add_argument("--id", required=True)
+    link.add_argument("--model", required=True)
+    link.add_argument("--model-version", required=True)
+    show = sub.add_parser("show", help="a training set's manifest and models, or a model's training sets")
+    what = show.add_mutually_exclusive_group(required=True)
+    what.add_argument("--id")
+    what.add_argument("--model")
+    show.add_argument("--model-version")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        store = TrainingSetStore(settings.definitions_db)
+        if args.command == "link-model":
+            linked = store.link_model(args.model, args.model_version, args.id)
+            print(f"{linked.model} {linked.model_version} <- training set {linked.training_set_id}")
+            return 0
+        if args.command == "show":
+            if args.id:
+                print(_show(store.get(args.id)))
+            else:
+                for m in store.training_sets_for(args.model, args.model_version):
+                    print(f"{m.model} {m.model_version}  training set {m.training_set_id}  linked {m.linked_at}")
+            return 0
+        from sinks.iceberg.layout import TABLE
+
+        catalog = DefinitionStore(settings.definitions_db).catalog()
+        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+        if args.command == "build":
+            manifest = build_parquet(
+                table, catalog, args.labels, args.out, args.features.split(","), entity_type=args.entity_type,
+                entity_column=args.entity_column, timestamp_column=args.timestamp_column,
+                as_of=parse_as_of(args.snapshot_id, args.as_of), chunk_rows=args.chunk_rows,
+            )  # fmt: skip
+            labels_uri = args.labels
+            if args.copy_labels_to is not None:
+                args.copy_labels_to.mkdir(parents=True, exist_ok=True)
+                labels_uri = args.copy_labels_to / f"{manifest.id}.labels.parquet"
+                shutil.copyfile(args.labels, labels_uri)
+            manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
+            manifest_path.write_text(manifest.to_json())
+            store.record(manifest, labels_uri=str(labels_uri.resolve()), output_uri=str(args.out.resolve()))
+            print(f"training set {manifest.id}: {manifest.row_count} rows, snapshot {manifest.snapshot_id}, "
+                  f"manifest {manifest_path}")  # fmt: skip
+            return 0
+        if args.id:
+            stored = store.get(args.id)
+            manifest, labels_path = stored.manifest, args.labels or stored.labels_uri
+        else:
+            manifest, labels_path = Manifest.from_json(args.manifest.read_text()), args.labels
+        if labels_path is None:
+            raise DatasetError(f"no labels path recorded for training set {manifest.id}: pass --labels")
+        rebuild_parquet(table, catalog, manifest, Path(labels_path), args.out, chunk_rows=args.chunk_rows)
+        print(f"training set {manifest.id} rebuilt to {args.out}: identical ({manifest.content_sha256})")
+        return 0
+    except (FeatureStoreError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

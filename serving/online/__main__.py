@@ -1,0 +1,116 @@
+"""Run the feature API: ``python -m serving.online [--host H] [--port P] [--workers N]``. Builds the clients, then serves.
+
+Configuration, besides the stores' ``FS_*`` settings (``registry.core.settings``):
+
+- ``FS_REQUEST_BUDGET_MS`` (default 100): every Cassandra read fails past it, and the request answers 503.
+- ``FS_CACHE_TTL_MS`` (default 1000, 0 turns the cache off) and ``FS_CACHE_MAX_ENTRIES`` (default 1024,
+  about 30 MB of 100-feature vectors): the hot-entity vector cache of each worker process.
+- ``--workers`` (``FS_API_WORKERS``, default 1): server processes sharing the port; each builds its own clients.
+- ``FS_GIL_SWITCH_INTERVAL_US`` (default 500): how long the event loop may hold the GIL while the Cassandra
+  driver's I/O thread waits for it (Python's default, 5 ms, shows up directly in p50 and p99 latency).
+
+uvloop and httptools are used when installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from registry.core.errors import FeatureStoreError
+from registry.core.settings import Settings
+from registry.definition_store import DefinitionStore
+from registry.feature_services import FeatureServiceStore, LiveFeatureServices
+from registry.live import LiveCatalog
+from serving.online.app import create_app
+from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
+from sinks.cassandra.reader import DEFAULT_BUDGET_S, OnlineReader
+from sinks.factory import connect_cassandra
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Cluster
+    from fastapi import FastAPI
+
+
+def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True) -> tuple[FastAPI, Cluster]:
+    """The app and the Cassandra cluster it reads through (the caller shuts the cluster down).
+
+    ``create_schema=False`` in each of several workers: the parent created the schema once before them.
+    """
+    from cassandra.query import tuple_factory
+
+    sys.setswitchinterval(int(env.get("FS_GIL_SWITCH_INTERVAL_US", "500")) / 1e6)
+
+    live = LiveCatalog(DefinitionStore(settings.definitions_db))
+    services = LiveFeatureServices(FeatureServiceStore(settings.definitions_db))
+    cluster, session = connect_cassandra(settings, create_schema=create_schema)
+    session.row_factory = tuple_factory  # the default builds a namedtuple class per result set
+    budget_s = int(env.get("FS_REQUEST_BUDGET_MS", str(int(DEFAULT_BUDGET_S * 1000)))) / 1000
+    reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s)
+    app = create_app(
+        live,
+        reader,
+        services=services,
+        cache_ttl_ms=int(env.get("FS_CACHE_TTL_MS", str(DEFAULT_TTL_MS))),
+        cache_max_entries=int(env.get("FS_CACHE_MAX_ENTRIES", str(DEFAULT_MAX_ENTRIES))),
+    )
+    if not len(live.current()):
+        print(f"warning: no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`",
+              file=sys.stderr)  # fmt: skip
+    gc.freeze()  # what start-up built lives as long as the process: keep it out of every full collection
+    return app, cluster
+
+
+def worker_app() -> FastAPI:
+    """uvicorn's factory for ``--workers`` > 1: each worker process builds its own clients."""
+    app, _ = build(
+        Settings.from_env(), dict(os.environ), create_schema=False
+    )  # the driver shuts its clusters down at exit
+    return app
+
+
+def _server_options() -> dict[str, Any]:
+    return {
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "auto",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "auto",
+        "log_level": "warning",
+        "access_log": False,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FS_API_PORT", "8000")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("FS_API_WORKERS", "1")))
+    args = parser.parse_args()
+    if args.workers > 1:
+        try:  # the schema once here, so the workers starting together do not race to create it
+            cluster, _ = connect_cassandra(Settings.from_env())
+            cluster.shutdown()
+        except FeatureStoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        uvicorn.run("serving.online.__main__:worker_app", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, **_server_options())  # fmt: skip
+        return 0
+    try:
+        app, cluster = build(Settings.from_env(), dict(os.environ))
+    except FeatureStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, **_server_options())
+    finally:
+        cluster.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

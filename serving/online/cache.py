@@ -1,0 +1,136 @@
+"""Hot-entity protection: a short-lived, bounded, in-process cache of stored vectors with single-flight reads.
+
+What is cached is what the store returned (each feature's value and window end) together with the
+stream progress read *before* it, never a resolved answer: freshness, status and age are computed
+when the vector is served, so a value served from the cache reports its true age, and a cached
+vector never meets a progress newer than itself (which would turn a value not yet seen into a
+false empty window).
+
+Concurrent misses for one entity share one store read (single-flight), whether they come from many
+requests or from one batch naming an entity twice. The cache holds at most ``max_entries`` vectors
+(least recently used out first); an entry costs about 300 bytes per stored feature row (measured
+with tracemalloc: dict slot, key and value tuples, name string, ints), so the default 1,024 entries
+of 100-feature vectors hold about 30 MB per process. ``ttl_ms=0`` keeps
+single-flight and caches nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from serving.online.vectors import AsyncVectorSource
+from sinks.cassandra.reader import Stored
+
+DEFAULT_TTL_MS = 1000
+DEFAULT_MAX_ENTRIES = 1024
+
+
+class Snapshot(NamedTuple):
+    """One entity's stored vector and the stream progress read before it."""
+
+    stored: Stored
+    progress: dict[str, int]
+    read_at_ms: int
+
+
+class VectorCache:
+    def __init__(
+        self,
+        source: AsyncVectorSource,
+        *,
+        clock_ms: Callable[[], int],
+        ttl_ms: int = DEFAULT_TTL_MS,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        if ttl_ms < 0 or max_entries < 1:
+            raise ValueError("ttl_ms must be >= 0 and max_entries >= 1")
+        self._source = source
+        self._clock_ms = clock_ms
+        self._ttl_ms = ttl_ms
+        self._max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str], Snapshot] = OrderedDict()
+        self._inflight: dict[tuple[str, str], asyncio.Future[Snapshot]] = {}
+        self.hits = 0
+        self.misses = 0
+        self.coalesced = 0
+
+    @property
+    def ttl_ms(self) -> int:
+        return self._ttl_ms
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get_many(self, entity_type: str, entity_ids: Sequence[str]) -> list[Snapshot]:
+        """Snapshots in the order of ``entity_ids``; a failed store read fails every request waiting on it."""
+        now = self._clock_ms()
+        ttl = self._ttl_ms
+        entries = self._entries
+        out: list[Snapshot | None] = [None] * len(entity_ids)
+        waits: list[tuple[int, asyncio.Future[Snapshot]]] = []
+        miss_ids: list[str] = []
+        miss_slots: list[list[int]] = []
+        miss_at: dict[str, int] = {}
+        for i, eid in enumerate(entity_ids):
+            key = (entity_type, eid)
+            entry = entries.get(key)
+            if entry is not None and now - entry.read_at_ms < ttl:
+                entries.move_to_end(key)
+                out[i] = entry
+                self.hits += 1
+                continue
+            pending = self._inflight.get(key)
+            if pending is not None:
+                waits.append((i, pending))
+                self.coalesced += 1
+            elif eid in miss_at:
+                miss_slots[miss_at[eid]].append(i)
+                self.coalesced += 1
+            else:
+                miss_at[eid] = len(miss_ids)
+                miss_ids.append(eid)
+                miss_slots.append([i])
+                self.misses += 1
+        if miss_ids:
+            # Registered before anything awaits, so a concurrent request finds the read in flight. The read
+            # runs as its own task: a requester that goes away does not cancel it for the others.
+            loop = asyncio.get_running_loop()
+            keys = [(entity_type, eid) for eid in miss_ids]
+            futures: list[asyncio.Future[Snapshot]] = [loop.create_future() for _ in keys]
+            self._inflight.update(zip(keys, futures, strict=True))
+            read = asyncio.ensure_future(self._load(entity_type, miss_ids, keys, futures, now))
+            snapshots = await asyncio.shield(read)
+            for snap, slots in zip(snapshots, miss_slots, strict=True):
+                for i in slots:
+                    out[i] = snap
+        for i, pending in waits:
+            out[i] = await asyncio.shield(pending)
+        return out  # type: ignore[return-value]  # every slot is filled above
+
+    async def _load(self, entity_type: str, ids: list[str], keys: list[tuple[str, str]],
+                    futures: list[asyncio.Future[Snapshot]], now: int) -> list[Snapshot]:  # fmt: skip
+        try:
+            progress = await self._source.progress_async()  # first: progress never runs ahead of the rows
+            vectors = await self._source.read_many_async(entity_type, ids)
+        except BaseException as exc:
+            for key, fut in zip(keys, futures, strict=True):
+                self._inflight.pop(key, None)
+                if isinstance(exc, asyncio.CancelledError):
+                    fut.cancel()
+                else:
+                    fut.set_exception(exc)
+                    fut.exception()  # retrieved: nobody else may be waiting
+            raise
+        snapshots = [Snapshot(stored, progress, now) for stored in vectors]
+        for key, fut, snap in zip(keys, futures, snapshots, strict=True):
+            self._inflight.pop(key, None)
+            fut.set_result(snap)
+            if self._ttl_ms > 0:
+                self._entries[key] = snap
+                self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+        return snapshots

@@ -1,0 +1,126 @@
+"""A small Python client of the feature API.
+
+    with FeatureClient("http://127.0.0.1:8000") as fs:
+        vector = fs.get_features("user", "u1", ["txn_count_1h"])
+        vector["features"]["txn_count_1h"]["status"]       # present | missing | expired | stale
+
+The HTTP client is injected (any ``httpx.Client``: a test passes FastAPI's ``TestClient``), and
+failures arrive as the project's errors: ``UnknownFeatureError`` and ``UnknownFeatureServiceError``
+for what is not registered, ``DefinitionConflictError`` for a version conflict,
+``StoreUnavailableError`` when the API or its store does not answer, ``RequestError`` for any
+other refusal (``code`` is the API's error code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import RequestError, StoreUnavailableError, UnknownFeatureError, UnknownFeatureServiceError
+from registry.definition_store import DefinitionConflictError
+from registry.feature_services import FeatureService
+
+
+class FeatureClient:
+    def __init__(self, base_url: str | None = None, *, client: httpx.Client | None = None,
+                 timeout_s: float = 1.0) -> None:  # fmt: skip
+        if client is None:
+            if base_url is None:
+                raise ValueError("give the API's base_url or an httpx.Client")
+            client = httpx.Client(base_url=base_url, timeout=timeout_s)
+            self._owned = True
+        else:
+            self._owned = False
+        self._http = client
+
+    def __enter__(self) -> FeatureClient:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owned:
+            self._http.close()
+
+    # --- feature vectors ---------------------------------------------------------------------------
+
+    def get_features(self, entity_type: str, entity_id: str, names: Sequence[str] | None = None, *,
+                     feature_service: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """``{entity_type, entity_id, served_at, features: {name: {value, feature_timestamp, age_seconds,
+        version, status}}}``; all of the entity's features when neither names nor a feature service is given."""
+        params = {}
+        if names is not None:
+            params["names"] = ",".join(names)
+        if feature_service is not None:
+            params["feature_service"] = feature_service
+        return dict(self._call("GET", f"/v1/features/{entity_type}/{entity_id}", params=params))
+
+    def get_features_batch(self, entity_type: str, entity_ids: Sequence[str], names: Sequence[str] | None = None, *,
+                           feature_service: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """One ``{entity_id, features: {name: {...}}}`` per id, in order (the API's columns, reshaped)."""
+        body: dict[str, Any] = {"entity_ids": list(entity_ids)}
+        if names is not None:
+            body["names"] = list(names)
+        if feature_service is not None:
+            body["feature_service"] = feature_service
+        out = self._call("POST", f"/v1/features/{entity_type}/batch", json=body)
+        keys, versions = out["names"], out["versions"]
+        results = []
+        for r in out["results"]:
+            columns = zip(
+                keys, versions, r["values"], r["feature_timestamps"], r["age_seconds"], r["statuses"], strict=True
+            )
+            features = {
+                key: {"value": v, "feature_timestamp": t, "age_seconds": a, "version": ver, "status": s}
+                for key, ver, v, t, a, s in columns
+            }
+            results.append({"entity_id": r["entity_id"], "features": features})
+        return results
+
+    # --- registry ----------------------------------------------------------------------------------
+
+    def list_definitions(self, *, entity: str | None = None, owner: str | None = None, tag: str | None = None,
+                         q: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        params = {k: v for k, v in {"entity": entity, "owner": owner, "tag": tag, "q": q}.items() if v is not None}
+        return list(self._call("GET", "/v1/feature-definitions", params=params))
+
+    def register_definition(self, definition: FeatureDefinition | dict[str, Any], *,
+                            activate: bool = False) -> dict[str, Any]:  # fmt: skip
+        """``{result: created|new_version|metadata_updated|unchanged, definition: {...}}``."""
+        body = definition.model_dump(mode="json") if isinstance(definition, FeatureDefinition) else definition
+        return dict(self._call("POST", "/v1/feature-definitions", json=body,
+                               params={"activate": "true"} if activate else None))  # fmt: skip
+
+    def register_feature_service(self, service: FeatureService | dict[str, Any]) -> dict[str, Any]:
+        """``{result: created|new_version|unchanged, feature_service: {...}}``."""
+        body = service.model_dump(mode="json") if isinstance(service, FeatureService) else service
+        return dict(self._call("POST", "/v1/feature-services", json=body))
+
+    # --- transport ---------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise StoreUnavailableError(f"feature API unreachable: {type(exc).__name__}: {exc}") from exc
+        if response.status_code < 400:
+            return response.json()
+        try:
+            problem = response.json()
+            code, message = str(problem["error"]), str(problem["message"])
+        except (ValueError, KeyError, TypeError):
+            problem, code, message = {}, f"http_{response.status_code}", response.text[:500]
+        if code == "unknown_feature":
+            raise UnknownFeatureError(str(problem.get("entity_type", "")), list(problem.get("names", [])))
+        if code == "unknown_feature_service":
+            raise UnknownFeatureServiceError(str(problem.get("feature_service", "")))
+        if code == "version_conflict":
+            raise DefinitionConflictError(message)
+        if response.status_code == 503:
+            raise StoreUnavailableError(message)
+        raise RequestError(code, message)

@@ -1,0 +1,113 @@
+"""``/v1/feature-definitions``: register, list, search and inspect feature definitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from registry.core.definitions import FeatureDefinition
+from registry.definition_store import DefinitionConflictError
+from registry.live import LiveCatalog
+from serving.online.responses import JSONResponse, json_object, problem
+from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+def definition_json(d: FeatureDefinition, active_version: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = d.model_dump(mode="json")
+    body.update(
+        value_schema=d.value_schema,
+        transform_ref=d.transform_ref,
+        transform_hash=d.transform_hash,
+        identity_hash=d.identity_hash,
+        lineage={
+            "source_topic": d.source.topic,
+            "event_subject": d.source.subject,
+            "transform": d.transform_ref,
+            "online_table": ONLINE_TABLE,
+            "offline_table": OFFLINE_TABLE,
+        },
+    )
+    if active_version is not None:
+        body["active_version"] = active_version
+    return body
+
+
+def _matches(d: FeatureDefinition, entity: str | None, owner: str | None, tag: str | None, q: str | None) -> bool:
+    if entity is not None and d.entity != entity:
+        return False
+    if owner is not None and d.owner != owner:
+        return False
+    if tag is not None and tag not in d.tags:
+        return False
+    if q is not None:
+        text = " ".join((d.name, d.description, *d.tags, *d.aliases)).lower()
+        return all(word in text for word in q.lower().split())
+    return True
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def definitions_router(live: LiveCatalog) -> APIRouter:
+    router = APIRouter(prefix="/v1/feature-definitions", tags=["definitions"])
+
+    @router.get("")
+    def search(
+        entity: str | None = None, owner: str | None = None, tag: str | None = None, q: str | None = None
+    ) -> JSONResponse:
+        """Active definitions, filtered by entity, owner, tag and words in name/description/tags."""
+        catalog = live.current()
+        found = [d for d in catalog.active() if _matches(d, entity, owner, tag, q)]
+        return JSONResponse([definition_json(d, d.version) for d in sorted(found, key=lambda d: d.key)])
+
+    @router.post("")
+    async def register(request: Request, activate: bool = False) -> JSONResponse:
+        body = await json_object(request, max_bytes=MAX_BODY_BYTES, error="invalid_definition")
+        if isinstance(body, JSONResponse):
+            return body
+        version_given = "version" in body
+        body.setdefault("version", 1)
+        try:
+            definition = FeatureDefinition.model_validate(body)
+        except ValidationError as exc:
+            return problem(422, "invalid_definition", validation_message(exc))
+        try:
+            result = live.store.register(definition, version_given=version_given, activate=activate)
+        except DefinitionConflictError as exc:
+            return problem(409, "version_conflict", str(exc))
+        live.invalidate()
+        status = 201 if result.action in ("created", "new_version") else 200
+        return JSONResponse(
+            {"result": result.action, "definition": definition_json(result.definition, result.active_version)},
+            status_code=status,
+        )
+
+    @router.get("/{entity}/{name}")
+    def get(entity: str, name: str, version: int | None = None) -> JSONResponse:
+        catalog = live.current()
+        d = catalog.get(entity, name, version)
+        body = definition_json(d, catalog.get(entity, d.name).version)
+        body["versions"] = [v.version for v in catalog.versions(entity, d.name)]
+        return JSONResponse(body)
+
+    @router.get("/{entity}/{name}/history")
+    def history(entity: str, name: str) -> JSONResponse:
+        live.current().get(entity, name)  # 404 for an unknown feature
+        return JSONResponse(live.store.history(entity, name))
+
+    @router.post("/{entity}/{name}/activate")
+    def activate_version(entity: str, name: str, version: int) -> JSONResponse:
+        live.store.activate(entity, name, version)
+        live.invalidate()
+        return JSONResponse({"entity": entity, "name": name, "active_version": version})
+
+    return router

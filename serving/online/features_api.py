@@ -1,0 +1,295 @@
+"""``/v1/features``: feature vectors of one entity (GET) or of many (POST .../batch), with freshness.
+
+The hot path does no pydantic validation, no framework parameter resolution and no registry read:
+the two routes are plain ASGI endpoints; the request's names or feature service resolve through
+the plan cache (keyed by the raw query string, so a repeated request is not even parsed); the
+stored vectors come from the vector cache (one single-partition read per entity on a miss,
+concurrent for a batch); the body is encoded by orjson. Errors raised here (unknown feature or
+service, store unavailable) go to the app's exception handlers. ``docs_router`` describes the
+routes, with the pydantic models below, for the OpenAPI document only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qs
+
+import orjson
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import Route
+
+from serving.online.cache import VectorCache
+from serving.online.metrics import Metrics
+from serving.online.plans import Plan, PlanKey, Plans
+from serving.online.vectors import ColumnWriter, features_object, format_ms
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
+ENTITY_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
+MAX_NAMES = 1000
+MAX_BATCH = 1000
+MAX_BATCH_BODY_BYTES = 1024 * 1024
+_JSON = "application/json"
+
+
+# --- response documents (OpenAPI) ------------------------------------------------------------------
+
+Status = Literal["present", "missing", "expired", "stale"]
+
+
+class FeatureValueDoc(BaseModel):
+    value: Any = Field(description="null when missing or expired, or when an empty window has no value")
+    feature_timestamp: str | None = Field(description="end of the window the value describes (ISO 8601, UTC)")
+    age_seconds: float | None = Field(description="served_at minus feature_timestamp")
+    version: int
+    status: Status = Field(description="present; missing (no row); expired (past ttl); stale (past freshness_slo)")
+
+
+class FeatureVectorDoc(BaseModel):
+    entity_type: str
+    entity_id: str
+    served_at: str
+    features: dict[str, FeatureValueDoc]
+
+
+class BatchRequestDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    entity_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    names: list[str] | None = Field(None, description="feature names; all of the entity type's if omitted")
+    feature_service: str | None = Field(None, description="`name@version` (or `name` for its latest version)")
+
+
+class EntityColumnsDoc(BaseModel):
+    entity_id: str
+    values: list[Any]
+    feature_timestamps: list[str | None]
+    age_seconds: list[float | None]
+    statuses: list[Status]
+
+
+class BatchDoc(BaseModel):
+    entity_type: str
+    served_at: str
+    names: list[str] = Field(description="column order of every result's lists")
+    versions: list[int]
+    results: list[EntityColumnsDoc] = Field(description="one per requested entity id, in request order")
+
+
+class ProblemDoc(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="machine-readable, e.g. unknown_feature, bad_entity_id, store_unavailable")
+    message: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        400: "malformed entity id, names or body",
+        404: "unknown entity type, feature (all named) or feature service",
+        413: "body too large",
+        503: "the online store failed or did not answer within the request budget",
+    }
+    return {code: {"model": ProblemDoc, "description": text[code]} for code in codes}
+
+
+# --- routes ----------------------------------------------------------------------------------------
+
+GET_PATH = "/v1/features/{entity_type}/{entity_id}"
+BATCH_PATH = "/v1/features/{entity_type}/batch"
+_HEADERS = [(b"content-type", b"application/json")]
+
+
+class Refused(Exception):
+    """A refused request (control flow inside this module): becomes a problem response, never leaves it."""
+
+    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
+        self.status = status
+        self.body = {"error": error, "message": message, **extra}
+
+
+def _names(names: list[str]) -> list[str]:
+    if not names or len(names) > MAX_NAMES or not all(names):
+        raise Refused(400, "bad_names", f"`names` must list 1-{MAX_NAMES} non-empty, comma-separated names")
+    return names
+
+
+class FeatureReads:
+    """The two read routes, as ``(status, JSON body)`` computations over plans, the cache and the clock."""
+
+    def __init__(self, plans: Plans, cache: VectorCache, metrics: Metrics, clock_us: Callable[[], int]) -> None:
+        self._plans = plans
+        self._cache = cache
+        self._metrics = metrics
+        self._clock_us = clock_us
+
+    def _check_entity_type(self, entity_type: str) -> None:
+        if entity_type not in self._plans.snapshot()[0].entity_types():
+            raise Refused(404, "unknown_entity_type", f"no features are registered for entity type {entity_type!r}")
+
+    def _compile(self, key: PlanKey, entity_type: str, names: list[str] | None, service: str | None) -> Plan:
+        if names is not None and service is not None:
+            raise Refused(400, "bad_request", "give `names` or `feature_service`, not both")
+        if service is None:
+            return self._plans.for_names(key, entity_type, names)
+        plan = self._plans.for_service(key, entity_type, service)
+        if not plan.keys:
+            raise Refused(400, "bad_feature_service",
+                          f"feature service {service!r} has no features of entity type {entity_type!r}")  # fmt: skip
+        return plan
+
+    async def get(self, entity_type: str, entity_id: str, query: bytes) -> bytes:
+        key = ("get", entity_type, query.decode("latin-1"))
+        plan = self._plans.cached(key)
+        if plan is None:
+            self._check_entity_type(entity_type)
+        if not ENTITY_ID.match(entity_id):
+            raise Refused(400, "bad_entity_id", "entity id must be 1-256 characters of A-Z a-z 0-9 _ . : @ -")
+        if plan is None:
+            params = parse_qs(key[2], keep_blank_values=True)
+            names = params.get("names", [None])[-1]
+            service = params.get("feature_service", [None])[-1]
+            requested = None if names is None else _names([n.strip() for n in names.split(",")])
+            plan = self._compile(key, entity_type, requested, service)
+        (snapshot,) = await self._cache.get_many(entity_type, (entity_id,))
+        now_us = self._clock_us()
+        body = {
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "served_at": format_ms(now_us // 1000),
+            "features": features_object(plan, snapshot.stored, snapshot.progress, now_us, self._metrics.tally),
+        }
+        self._metrics.vectors(plan, 1)
+        return orjson.dumps(body)
+
+    async def batch(self, entity_type: str, raw: bytes) -> bytes:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Refused(400, "bad_json", f"request body is not JSON: {exc}") from exc
+        if not isinstance(body, dict) or set(body) - {"entity_ids", "names", "feature_service"}:
+            raise Refused(400, "bad_request",
+                          "body must be an object with `entity_ids` and optional `names` or `feature_service`")  # fmt: skip
+        ids, names, service = body.get("entity_ids"), body.get("names"), body.get("feature_service")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BATCH:
+            raise Refused(400, "bad_entity_ids", f"`entity_ids` must list 1-{MAX_BATCH} entity ids")
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise Refused(400, "bad_names", f"`names` must list 1-{MAX_NAMES} non-empty names")
+        if service is not None and not isinstance(service, str):
+            raise Refused(400, "bad_request", "`feature_service` must be a string like `name@3`")
+        key = ("batch", entity_type, "\x1f".join(names) if names is not None else None, service)
+        plan = self._plans.cached(key)
+        if plan is None:
+            self._check_entity_type(entity_type)
+        bad = [i for i in ids if not isinstance(i, str) or not ENTITY_ID.match(i)]
+        if bad:
+            raise Refused(400, "bad_entity_id", "entity ids must be 1-256 characters of A-Z a-z 0-9 _ . : @ -",
+                          entity_ids=[str(b)[:300] for b in bad[:10]])  # fmt: skip
+        if plan is None:
+            plan = self._compile(key, entity_type, None if names is None else _names(names), service)
+        snapshots = await self._cache.get_many(entity_type, ids)
+        now_us = self._clock_us()
+        writer = ColumnWriter(plan, now_us, self._metrics.tally)
+        self._metrics.vectors(plan, len(ids))
+        return orjson.dumps({
+            "entity_type": entity_type,
+            "served_at": format_ms(now_us // 1000),
+            "names": plan.keys,
+            "versions": plan.versions,
+            "results": [writer.row(eid, snap.stored, snap.progress) for eid, snap in zip(ids, snapshots, strict=True)],
+        })  # fmt: skip
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Endpoint:
+    """A plain ASGI endpoint: no Request object, no parameter resolution, one orjson body."""
+
+    route_path = ""
+
+    def __init__(self, reads: FeatureReads, metrics: Metrics) -> None:
+        self._reads = reads
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await self._body(scope, receive)
+        except Refused as refused:
+            self._metrics.error(str(refused.body["error"]))
+            await _send(send, refused.status, orjson.dumps(refused.body))
+            return
+        await _send(send, 200, body)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        raise NotImplementedError
+
+
+class _Get(_Endpoint):
+    route_path = GET_PATH
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        params = scope["path_params"]
+        return await self._reads.get(params["entity_type"], params["entity_id"], scope["query_string"])
+
+
+class _Batch(_Endpoint):
+    route_path = BATCH_PATH
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BATCH_BODY_BYTES:
+                raise Refused(413, "body_too_large", f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return await self._reads.batch(scope["path_params"]["entity_type"], b"".join(chunks))
+
+
+def feature_routes(plans: Plans, cache: VectorCache, metrics: Metrics, clock_us: Callable[[], int]) -> list[Route]:
+    reads = FeatureReads(plans, cache, metrics, clock_us)
+    # The hot GET first; a POST to .../batch only partly matches it (method) and goes on to the batch route.
+    return [
+        Route(GET_PATH, _Get(reads, metrics), methods=["GET"]),
+        Route(BATCH_PATH, _Batch(reads, metrics), methods=["POST"]),
+    ]
+
+
+def docs_router() -> APIRouter:
+    """The read routes as FastAPI sees them, for the OpenAPI document only (``feature_routes`` serves them)."""
+    router = APIRouter(tags=["features"])
+
+    @router.get(
+        GET_PATH,
+        summary="One entity's feature vector, with per-feature freshness",
+        responses={200: {"model": FeatureVectorDoc, "description": "the vector"}, **_errors(400, 404, 503)},
+    )
+    async def get_features(
+        entity_type: str,
+        entity_id: str,
+        names: str | None = Query(None, description="comma-separated feature names; all of the entity's if omitted"),
+        feature_service: str | None = Query(None, description="`name@version` or `name`: the versions it pins"),
+    ) -> None:
+        raise NotImplementedError
+
+    @router.post(
+        BATCH_PATH,
+        summary="Many entities' feature vectors, as columns aligned with `names`",
+        responses={200: {"model": BatchDoc, "description": "one result per entity id"}, **_errors(400, 404, 413, 503)},
+    )
+    async def get_features_batch(entity_type: str, body: BatchRequestDoc) -> None:
+        raise NotImplementedError
+
+    return router

@@ -1,0 +1,137 @@
+"""Prometheus metrics of the feature API, registered in a registry the app factory is given.
+
+Per request the API pays one counter increment and one histogram observation (in an ASGI
+middleware). Per-feature counts would cost a locked increment per feature and request, so the hot
+path only counts in plain dicts: vectors served per read plan, and values served with a status
+other than ``present``; this module expands them into per-feature series when Prometheus scrapes.
+
+Series:
+    fs_requests_total{route,status}, fs_request_seconds{route} (histogram),
+    fs_errors_total{class} (the error code of a refused or failed request),
+    fs_cache_requests_total{result=hit|miss|coalesced}, fs_cache_entries,
+    fs_values_served_total{entity_type,feature,version,status}.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from serving.online.plans import Plan
+from serving.online.vectors import Tally
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from serving.online.cache import VectorCache
+
+_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_MAX_PLANS = 1024
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, cache: VectorCache | None = None) -> None:
+        self.registry = registry
+        self._requests = Counter("fs_requests", "HTTP requests by route and status", ["route", "status"],
+                                 registry=registry)  # fmt: skip
+        self._latency = Histogram("fs_request_seconds", "HTTP request latency by route", ["route"],
+                                  buckets=_BUCKETS, registry=registry)  # fmt: skip
+        self._errors = Counter("fs_errors", "Refused or failed requests by error class", ["class"], registry=registry)
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self.tally: Tally = {}
+        self._vectors_by_plan: dict[Plan, int] = {}
+        self._vectors_folded: dict[tuple[str, str, int], int] = {}
+        registry.register(_ServingCollector(self, cache))
+
+    def request(self, route: str, status: int, seconds: float) -> None:
+        children = self._children.get((route, status))
+        if children is None:
+            children = self._children[(route, status)] = (
+                self._requests.labels(route, str(status)),
+                self._latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def error(self, kind: str) -> None:
+        self._errors.labels(kind).inc()
+
+    def vectors(self, plan: Plan, n: int) -> None:
+        """``n`` entity vectors were served under ``plan`` (each feature of the plan once per vector)."""
+        self._vectors_by_plan[plan] = self._vectors_by_plan.get(plan, 0) + n
+        if len(self._vectors_by_plan) > _MAX_PLANS:
+            self._fold()
+
+    def _fold(self) -> None:
+        for plan, n in self._vectors_by_plan.items():
+            for label in plan.labels:
+                self._vectors_folded[label] = self._vectors_folded.get(label, 0) + n
+        self._vectors_by_plan = {}
+
+    def served_values(self) -> dict[tuple[tuple[str, str, int], str], int]:
+        """Values served per (feature label, status), ``present`` included."""
+        self._fold()
+        out: dict[tuple[tuple[str, str, int], str], int] = {}
+        others: dict[tuple[str, str, int], int] = {}
+        for (label, status), n in self.tally.items():
+            out[(label, status)] = n
+            others[label] = others.get(label, 0) + n
+        for label, total in self._vectors_folded.items():
+            out[(label, "present")] = total - others.get(label, 0)
+        return out
+
+
+class _ServingCollector(Collector):
+    def __init__(self, metrics: Metrics, cache: VectorCache | None) -> None:
+        self._metrics = metrics
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        if self._cache is not None:
+            requests = CounterMetricFamily("fs_cache_requests", "Vector cache lookups by result", labels=["result"])
+            requests.add_metric(["hit"], self._cache.hits)
+            requests.add_metric(["miss"], self._cache.misses)
+            requests.add_metric(["coalesced"], self._cache.coalesced)
+            yield requests
+            yield GaugeMetricFamily("fs_cache_entries", "Entity vectors held in the cache", value=len(self._cache))
+        served = CounterMetricFamily(
+            "fs_values_served",
+            "Feature values served by status",
+            labels=["entity_type", "feature", "version", "status"],
+        )
+        for ((entity, name, version), status), n in sorted(self._metrics.served_values().items()):
+            served.add_metric([entity, name, str(version), status], n)
+        yield served
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by its route template (bounded label values) and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            # FastAPI routes set scope["route"]; the plain read endpoints carry their template as ``route_path``.
+            route = getattr(scope.get("route"), "path", None) or getattr(scope.get("endpoint"), "route_path", None)
+            self._metrics.request(route or "unmatched", status, time.perf_counter() - started)

@@ -1,0 +1,72 @@
+"""``/v1/feature-services``: register, list and inspect feature services (pinned feature versions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from registry.definition_store import DefinitionConflictError
+from registry.feature_services import FeatureService, LiveFeatureServices
+from registry.live import LiveCatalog
+from serving.online.definitions_api import MAX_BODY_BYTES, validation_message
+from serving.online.responses import JSONResponse, json_object, problem
+
+
+def service_json(s: FeatureService) -> dict[str, Any]:
+    return {**s.model_dump(mode="json"), "ref": s.ref}
+
+
+def services_router(live: LiveCatalog, services: LiveFeatureServices) -> APIRouter:
+    router = APIRouter(prefix="/v1/feature-services", tags=["feature services"])
+
+    @router.get("", summary="Every registered feature service version")
+    def list_services() -> JSONResponse:
+        return JSONResponse([service_json(s) for s in services.current().all()])
+
+    @router.post(
+        "",
+        summary="Register a feature service version (201 created, 200 unchanged, 409 conflict)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": FeatureService.model_json_schema(ref_template="#/components/schemas/{model}")
+                    }
+                },
+            }
+        },
+    )
+    async def register(request: Request) -> JSONResponse:
+        body = await json_object(request, max_bytes=MAX_BODY_BYTES, error="invalid_feature_service")
+        if isinstance(body, JSONResponse):
+            return body
+        version_given = "version" in body
+        body.setdefault("version", 1)
+        try:
+            service = FeatureService.model_validate(body)
+        except ValidationError as exc:
+            return problem(422, "invalid_feature_service", validation_message(exc))
+        mismatches = service.check(live.current())  # UnknownFeatureError (404) for a pin that is not registered
+        if mismatches:
+            return problem(422, "invalid_feature_service", "; ".join(mismatches))
+        try:
+            result = services.store.register(service, version_given=version_given)
+        except DefinitionConflictError as exc:
+            return problem(409, "version_conflict", str(exc))
+        services.invalidate()
+        status = 200 if result.action == "unchanged" else 201
+        return JSONResponse({"result": result.action, "feature_service": service_json(result.service)},
+                            status_code=status)  # fmt: skip
+
+    @router.get("/{name}", summary="A feature service's latest version, or `?version=`")
+    def get(name: str, version: int | None = None) -> JSONResponse:
+        index = services.current()
+        found = index.get(name if version is None else f"{name}@{version}")
+        body = service_json(found)
+        body["versions"] = [s.version for s in index.all() if s.name == found.name]
+        return JSONResponse(body)
+
+    return router

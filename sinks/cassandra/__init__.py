@@ -1,0 +1,1 @@
+"""The online store (Cassandra): its layout (``layout``), writer (``writer``) and reader (``reader``)."""

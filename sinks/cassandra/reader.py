@@ -1,0 +1,214 @@
+"""Single-partition reads of entity feature vectors from Cassandra, and stream progress.
+
+Every read is one prepared, token-aware query on one partition, ``(entity_type, entity_id)``, with a
+driver timeout equal to the request budget, so a store that is down or slow becomes
+``StoreUnavailableError`` (a 503) within the budget instead of a hang. The async methods bridge the
+driver's callbacks (which run on its I/O thread) to the asyncio loop with one wake-up per batch.
+
+Give the reader a session whose ``row_factory`` is ``cassandra.query.tuple_factory`` (the serving
+entry point does): the driver's default builds a new namedtuple class for every result set, which
+costs more than the rest of the decoding. Rows are read by position, so either factory is correct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from registry.core.errors import StoreUnavailableError
+from sinks.cassandra import layout as online_layout
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Session
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DEFAULT_BUDGET_S = 0.1
+
+
+def _ms(value: datetime) -> int:
+    if value.tzinfo is None:  # the driver returns naive UTC datetimes
+        value = value.replace(tzinfo=UTC)
+    return int((value - _EPOCH).total_seconds() * 1000)
+
+
+class StoredValue(NamedTuple):
+    """The latest stored row of one feature version: its value and window end (epoch ms)."""
+
+    value: object
+    feature_ts_ms: int
+
+
+Stored = Mapping[tuple[str, int], tuple[object, int]]
+"""An entity's stored rows by (feature name, version): ``(value, window end ms)``, a StoredValue or a plain tuple."""
+
+
+def select_vector_cql(keyspace: str) -> str:
+    """The entity read: the layout's columns, with the window end as epoch milliseconds (no datetime decoding)."""
+    cols = ", ".join(online_layout.VALUE_COLUMNS.values())
+    return (
+        f"SELECT feature_name, feature_version, {cols}, toUnixTimestamp(feature_ts) FROM {keyspace}.{online_layout.TABLE} "
+        "WHERE entity_type = ? AND entity_id = ?"
+    )
+
+
+def _vector(rows: Any) -> Stored:
+    # Exactly one value column is set per row (the definition's value type). Plain tuples: a NamedTuple
+    # costs a Python-level __new__ per row.
+    return {
+        (name, version): (a if a is not None else b if b is not None else c if c is not None else d, ts)
+        for name, version, a, b, c, d, ts in rows
+    }
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailableError:
+    return StoreUnavailableError(f"online store read failed: {type(exc).__name__}: {exc}")
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What the driver raises when the store failed, not our code: no host, timeouts, unavailable or
+    failed replicas, broken connections, errors the server reports as its own. These are a 503.
+    Anything else (a TypeError binding a value, an InvalidRequest for a query the store refuses) is a
+    bug and propagates: a 500 with a request id, never disguised as the store being down."""
+    from cassandra import OperationTimedOut, RequestExecutionException
+    from cassandra.cluster import NoHostAvailable
+    from cassandra.connection import ConnectionException
+    from cassandra.protocol import ErrorMessage
+
+    return (NoHostAvailable, OperationTimedOut, RequestExecutionException, ConnectionException, ErrorMessage, OSError)
+
+
+def _failure(exc: BaseException, expected: tuple[type[BaseException], ...]) -> BaseException:
+    return _unavailable(exc) if isinstance(exc, expected) else exc
+
+
+class OnlineReader:
+    """Reads entity vectors with one prepared, token-aware, single-partition query per entity.
+
+    Stream progress (the latest window closed by every writer of a stream) is one small table, cached for
+    ``progress_ttl_s`` so that a request costs one Cassandra read, not two. ``timeout_s`` is the request
+    budget given to every read: past it, the read fails with StoreUnavailableError.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        keyspace: str,
+        *,
+        timeout_s: float = DEFAULT_BUDGET_S,
+        progress_ttl_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._timeout_s = timeout_s
+        self._select = session.prepare(select_vector_cql(keyspace))
+        self._progress_stmt = session.prepare(online_layout.select_progress_cql(keyspace))
+        self._progress_ttl_s = progress_ttl_s
+        self._clock = clock
+        self._progress: dict[str, int] = {}
+        self._progress_at = float("-inf")
+        self._progress_refresh: asyncio.Future[dict[str, int]] | None = None
+        self._lock = threading.Lock()
+        self._store_errors = store_errors()
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
+    # --- synchronous ------------------------------------------------------------------------------
+
+    def read(self, entity_type: str, entity_id: str) -> dict[tuple[str, int], StoredValue]:
+        """One entity's stored rows, as StoredValue (named fields; the async path keeps plain tuples)."""
+        try:
+            rows = self._session.execute(self._select, (entity_type, entity_id), timeout=self._timeout_s)
+        except self._store_errors as exc:
+            raise _unavailable(exc) from exc
+        return {key: StoredValue(*cell) for key, cell in _vector(rows).items()}
+
+    def progress(self) -> dict[str, int]:
+        """Latest window end (epoch ms) closed by all writers of each stream, at most ``progress_ttl_s`` old."""
+        now = self._clock()
+        if now - self._progress_at < self._progress_ttl_s:
+            return self._progress
+        with self._lock:
+            if now - self._progress_at >= self._progress_ttl_s:
+                try:
+                    rows = self._session.execute(self._progress_stmt, timeout=self._timeout_s)
+                except self._store_errors as exc:
+                    raise _unavailable(exc) from exc
+                self._set_progress(rows, now)
+        return self._progress
+
+    def _set_progress(self, rows: Any, at: float) -> None:
+        progress: dict[str, int] = {}
+        for r in rows:
+            closed = _ms(r[2])
+            progress[r[0]] = min(progress.get(r[0], closed), closed)
+        self._progress = progress
+        self._progress_at = at
+
+    # --- asyncio ----------------------------------------------------------------------------------
+
+    async def read_many_async(self, entity_type: str, entity_ids: Sequence[str]) -> list[Stored]:
+        """One concurrent single-partition read per entity; the first failure fails the whole call."""
+        rows = await self._gather([(self._select, (entity_type, eid)) for eid in entity_ids])
+        return [_vector(r) for r in rows]
+
+    async def progress_async(self) -> dict[str, int]:
+        now = self._clock()
+        if now - self._progress_at < self._progress_ttl_s:
+            return self._progress
+        if self._progress_refresh is None:  # one refresh at a time; concurrent requests wait for it
+            self._progress_refresh = asyncio.ensure_future(self._refresh_progress(now))
+        return await asyncio.shield(self._progress_refresh)
+
+    async def _refresh_progress(self, now: float) -> dict[str, int]:
+        try:
+            (rows,) = await self._gather([(self._progress_stmt, ())])
+            self._set_progress(rows, now)
+            return self._progress
+        finally:
+            self._progress_refresh = None
+
+    def _gather(self, queries: list[tuple[Any, tuple[Any, ...]]]) -> asyncio.Future[list[Any]]:
+        """Start every query now; the future resolves on the loop once all have answered (one wake-up)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Any]] = loop.create_future()
+        n = len(queries)
+        results: list[Any] = [None] * n
+        answered = itertools.count(1)  # next() on it is atomic: callbacks may run on two threads
+
+        def finish(value: list[Any] | BaseException) -> None:
+            guard.cancel()
+            if done.done():
+                return
+            if isinstance(value, BaseException):
+                done.set_exception(value)
+            else:
+                done.set_result(value)
+
+        def on_rows(rows: Any, i: int) -> None:  # runs on the driver's I/O thread (or here, if already answered)
+            results[i] = rows
+            if next(answered) == n:
+                loop.call_soon_threadsafe(finish, results)
+
+        def on_error(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(finish, _failure(exc, self._store_errors))
+
+        # The driver's own timer fails each query at the budget; this guard answers even if it did not.
+        guard = loop.call_later(self._timeout_s * 1.5 + 0.01, finish, StoreUnavailableError(
+            f"online store read failed: no answer within {self._timeout_s * 1000:.0f} ms"))  # fmt: skip
+        for i, (stmt, params) in enumerate(queries):
+            try:
+                future = self._session.execute_async(stmt, params, timeout=self._timeout_s)
+            except Exception as exc:  # NoHostAvailable and the like are raised before any I/O; a bug too
+                finish(_failure(exc, self._store_errors))
+                break
+            future.add_callbacks(on_rows, on_error, callback_args=(i,))
+        if not queries:
+            finish([])
+        return done

@@ -1,0 +1,195 @@
+"""Offline writer: every window result appended to the Iceberg table, with its ingestion time.
+
+Commits are idempotent: a flush appends only rows whose identity (entity, feature, version,
+window end, revision) the table does not hold yet, so a replay after a crash (at-least-once
+delivery from the stream job) adds no duplicate, and a result is never lost to a replay either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.errors import StoreUnavailableError
+from sinks.cassandra.layout import VALUE_COLUMNS
+from sinks.iceberg import layout as offline_layout
+from sinks.records import FeatureRow
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+_COMMIT_RETRIES = 5
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+def ensure_table(catalog: Catalog, namespace: str) -> Table:
+    """Load the offline table, creating namespace and table and adding missing columns on first use.
+
+    Safe to call from any number of processes at once: each step is "create, and if that fails, check
+    whether it exists now". A SQL catalog checks, then inserts, so the loser of a race between two
+    processes gets the database's unique-key error (not ``NamespaceAlreadyExistsError``); what counts
+    is the outcome, so whoever finds the object there afterwards goes on. The stream job calls this once
+    in the client that plans it (``jobs.feature_job.prepare_stores``); its writers only ``load_table``.
+    """
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+
+    try:
+        catalog.create_namespace(namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+    except Exception:
+        if not _namespace_exists(catalog, namespace):
+            raise
+    identifier = f"{namespace}.{offline_layout.TABLE}"
+    try:
+        table = catalog.create_table(
+            identifier, schema=offline_layout.SCHEMA, partition_spec=offline_layout.PARTITION_SPEC
+        )
+    except TableAlreadyExistsError:
+        table = catalog.load_table(identifier)
+    except Exception:
+        if not catalog.table_exists(identifier):
+            raise
+        table = catalog.load_table(identifier)
+    return _add_missing_columns(catalog, identifier, table)
+
+
+def load_table(catalog: Catalog, namespace: str) -> Table:
+    """The offline table, which must exist (``ensure_table`` made it); StoreUnavailableError if not."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    identifier = f"{namespace}.{offline_layout.TABLE}"
+    try:
+        return catalog.load_table(identifier)
+    except (NoSuchTableError, NoSuchNamespaceError) as exc:
+        raise StoreUnavailableError(
+            f"offline table {identifier} does not exist: the job's client creates it before the job starts"
+        ) from exc
+
+
+def _namespace_exists(catalog: Catalog, namespace: str) -> bool:
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
+    try:
+        catalog.load_namespace_properties(namespace)
+    except NoSuchNamespaceError:
+        return False
+    return True
+
+
+def _add_missing_columns(catalog: Catalog, identifier: str, table: Table) -> Table:
+    """A table made by an older version of this layout gains the new optional columns (race-safe)."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    for _ in range(_COMMIT_RETRIES):
+        names = table.schema().column_names
+        missing = [f for f in offline_layout.SCHEMA.fields if f.name not in names]
+        if not missing:
+            return table
+        try:
+            with table.update_schema() as update:
+                for field in missing:
+                    update.add_column(field.name, field.field_type, doc=field.doc)
+        except (CommitFailedException, ValueError):
+            pass  # another process changed the schema first (ValueError: a column it just added): look again
+        table = catalog.load_table(identifier)
+    raise StoreUnavailableError(f"could not bring {identifier}'s schema up to date: {_COMMIT_RETRIES} races lost")
+
+
+class OfflineWriter:
+    """Buffers rows and appends them as one Iceberg snapshot per ``flush``."""
+
+    def __init__(
+        self,
+        table: Table,
+        catalog: FeatureCatalog,
+        *,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._table = table
+        self._catalog = catalog
+        self._clock_ms = clock_ms
+        self._buffer: list[FeatureRow] = []
+        self.written = 0
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def add(self, row: FeatureRow) -> None:
+        self._buffer.append(row)
+
+    def to_arrow(self, rows: list[FeatureRow], ingested_ms: int) -> pa.Table:
+        columns: dict[str, list[object]] = {name: [] for name in offline_layout.arrow_schema().names}
+        for row in rows:
+            value_type = self._catalog.get(row.entity_type, row.feature_name, row.feature_version).value_type
+            columns["entity_type"].append(row.entity_type)
+            columns["entity_id"].append(row.entity_id)
+            columns["feature_name"].append(row.feature_name)
+            columns["feature_version"].append(row.feature_version)
+            columns["event_time"].append(row.window_end_ms * 1000)
+            columns["window_start"].append(row.window_start_ms * 1000)
+            for vt, col in VALUE_COLUMNS.items():
+                columns[col].append(row.value if vt == value_type else None)
+            columns["ingested_at"].append(ingested_ms * 1000)
+            columns["revision"].append(row.revision)
+        schema = offline_layout.arrow_schema()
+        arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        return table.sort_by([(c, "ascending") for c in offline_layout.SORT_COLUMNS])
+
+    def flush(self) -> None:
+        from pyiceberg.exceptions import CommitFailedException
+
+        if not self._buffer:
+            return
+        rows = self._new_rows(self._buffer)
+        if not rows:
+            self._buffer.clear()
+            return
+        batch = self.to_arrow(rows, self._clock_ms())
+        for attempt in range(_COMMIT_RETRIES):
+            try:
+                self._table.append(batch)
+                break
+            except CommitFailedException as exc:
+                # Another writer committed first: refresh metadata and retry on top of its snapshot.
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise StoreUnavailableError(f"Iceberg commit lost {_COMMIT_RETRIES} races in a row") from exc
+                self._table.refresh()
+            except OSError as exc:
+                raise StoreUnavailableError(f"Iceberg append failed: {exc}") from exc
+        self.written += len(rows)
+        self._buffer.clear()
+
+    def _new_rows(self, rows: list[FeatureRow]) -> list[FeatureRow]:
+        """The rows whose identity neither the table nor an earlier row of this batch holds."""
+        from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
+
+        lo = _iso(min(r.window_end_ms for r in rows))
+        hi = _iso(max(r.window_end_ms for r in rows))
+        self._table.refresh()
+        existing = self._table.scan(
+            row_filter=And(GreaterThanOrEqual("event_time", lo), LessThanOrEqual("event_time", hi)),
+            selected_fields=offline_layout.IDENTITY_COLUMNS,
+        ).to_arrow()
+        seen: set[tuple[object, ...]] = set()
+        if existing.num_rows:
+            ends = existing.column("event_time").cast(pa.int64()).to_pylist()
+            cols = [existing.column(c).to_pylist() for c in offline_layout.IDENTITY_COLUMNS]
+            for i in range(existing.num_rows):
+                seen.add((cols[0][i], cols[1][i], cols[2][i], cols[3][i], ends[i] // 1000, cols[5][i] or 0))
+        fresh = []
+        for row in rows:
+            if row.identity not in seen:
+                seen.add(row.identity)
+                fresh.append(row)
+        return fresh
