@@ -16,9 +16,8 @@ from datetime import timedelta
 from registry.core.definitions import FeatureDefinition, Source, Window
 from registry.core.durations import to_millis
 from registry.core.errors import DefinitionError
+from registry.core.value_types import SPECS, Value, ValueType, from_text
 from udfs.decode import MAX_FUTURE_MS
-
-_SQL_TYPES = {"long": "BIGINT", "double": "DOUBLE", "string": "STRING", "boolean": "BOOLEAN"}
 
 
 def ident(name: str) -> str:
@@ -139,7 +138,7 @@ _LAST_PAD = 20
 
 def _aggregate(d: FeatureDefinition) -> str:
     target = ident(d.aggregation.field) if d.aggregation.field is not None else ""
-    sql_type = _SQL_TYPES[d.value_type]
+    sql_type = SPECS[d.value_type].flink_sql
     agg = d.aggregation.function
     if agg == "last":
         # The value of the latest event by event time: the max of "<zero-padded event ms>|<value>".
@@ -159,18 +158,11 @@ def _aggregate(d: FeatureDefinition) -> str:
     return f"CAST({expr} AS {sql_type}) AS {ident(d.name)}"
 
 
-def decode_last(text: str | None, value_type: str) -> int | float | str | bool | None:
+def decode_last(text: str | None, value_type: ValueType) -> Value | None:
     """The value part of a ``last`` aggregate, in its type."""
     if text is None:
         return None
-    raw = text.split(LAST_SEPARATOR, 1)[1]
-    if value_type == "long":
-        return int(raw)
-    if value_type == "double":
-        return float(raw)
-    if value_type == "boolean":
-        return raw.upper() == "TRUE"
-    return raw
+    return from_text(text.split(LAST_SEPARATOR, 1)[1], value_type)
 
 
 def _group_window(group: WindowGroup, time_column: str) -> tuple[str, str, str]:

@@ -16,6 +16,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from registry.core.durations import Duration, format_duration
+from registry.core.value_types import SPECS, ValueType
+
+__all__ = ["ValueType"]  # re-exported: the value types themselves live in registry.core.value_types
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 # Names that reach generated SQL (the job's Flink SQL) or other systems are held to a strict grammar
@@ -67,7 +70,6 @@ Prose = Annotated[str, AfterValidator(_prose)]
 TopicName = Annotated[str, AfterValidator(_topic_name)]
 FieldName = Annotated[str, AfterValidator(_field_name)]
 SubjectName = Annotated[str, AfterValidator(_subject_name)]
-ValueType = Literal["long", "double", "string", "boolean"]
 AggregationFunction = Literal["count", "sum", "mean", "min", "max", "last", "count_distinct"]
 
 
@@ -229,7 +231,7 @@ class FeatureDefinition(_Frozen):
     @property
     def value_schema(self) -> dict[str, object]:
         """The Avro schema of the feature's value (null where a window holds no value)."""
-        return {"type": ["null", self.value_type]}
+        return {"type": ["null", SPECS[self.value_type].avro]}
 
     @property
     def transform_hash(self) -> str:

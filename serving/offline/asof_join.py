@@ -30,8 +30,8 @@ import pyarrow.compute as pc
 
 from registry.core.definitions import FeatureDefinition
 from registry.core.timeline import Rule
+from registry.core.value_types import arrow_type
 
-ARROW_TYPES = {"long": pa.int64(), "double": pa.float64(), "string": pa.string(), "boolean": pa.bool_()}
 _KEY_LIMIT = 2**62
 
 
@@ -133,7 +133,7 @@ def join_feature(
         definition: the feature version joined.
         reach_us: the latest window end stored for the feature version (any entity), or None.
     """
-    out_type = ARROW_TYPES[definition.value_type]
+    out_type = arrow_type(definition.value_type)
     n = len(labels.code)
     if len(code) == 0 or n == 0:
         return pa.nulls(n, out_type)

@@ -41,7 +41,8 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
 from registry.core.refs import parse_ref
 from registry.core.timeline import Rule
-from serving.offline.asof_join import ARROW_TYPES, LabelKeys, join_feature
+from registry.core.value_types import arrow_type
+from serving.offline.asof_join import LabelKeys, join_feature
 from sinks.iceberg.reader import Band, ReadPoint, data_reach, micros, read_point, read_rows
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def output_schema(labels: pa.Schema, definitions: Sequence[FeatureDefinition]) -
     """Label columns (metadata kept), then one nullable column per feature in request order."""
     schema = labels
     for d in definitions:
-        schema = schema.append(pa.field(d.name, ARROW_TYPES[d.value_type]))
+        schema = schema.append(pa.field(d.name, arrow_type(d.value_type)))
     return schema
 
 
@@ -137,7 +138,7 @@ class PointInTimeJoin:
         """One array per feature, aligned with ``entities`` (strings, nulls allowed) and ``times``."""
         n = len(times.floor_us)
         if n == 0 or not self.definitions:
-            return [pa.nulls(n, ARROW_TYPES[d.value_type]) for d in self.definitions]
+            return [pa.nulls(n, arrow_type(d.value_type)) for d in self.definitions]
         encoded = pc.dictionary_encode(entities)
         label_code = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         lo, hi = int(times.ceil_us.min()), int(times.floor_us.max())
@@ -178,7 +179,7 @@ def join_labels(
     times = _label_micros(labels.column(timestamp_column), timestamp_column)
     schema = output_schema(labels.schema, definitions)
     if labels.num_rows == 0:
-        empty = [pa.array([], ARROW_TYPES[d.value_type]) for d in definitions]
+        empty = [pa.array([], arrow_type(d.value_type)) for d in definitions]
         return pa.Table.from_arrays([*labels.columns, *empty], schema=schema)
     join = PointInTimeJoin(table, definitions, entity_type, point)
     entities = _entities(labels.column(entity_column))

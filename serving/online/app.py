@@ -25,19 +25,50 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry.core.errors import StoreUnavailableError, UnknownFeatureError, UnknownFeatureServiceError
+from registry.definition_store import DefinitionConflictError
 from registry.feature_services import LiveFeatureServices
 from registry.live import LiveCatalog
 from serving.online.cache import DEFAULT_MAX_ENTRIES, VectorCache
 from serving.online.definitions_api import definitions_router
 from serving.online.features_api import MAX_NAMES, docs_router, feature_routes
+from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics, MetricsMiddleware
 from serving.online.plans import Plans
-from serving.online.responses import JSONResponse, problem
+from serving.online.responses import JSONResponse
 from serving.online.services_api import services_router
 from serving.online.vectors import AsyncVectorSource, VectorSource, as_async
 
 __all__ = ["MAX_NAMES", "create_app"]
 log = logging.getLogger("featurestore.api")
+
+
+def api_error(request: Request, exc: Exception) -> ApiError:
+    """The refusal an exception stands for: the project's errors by kind, the framework's by status,
+    anything else a bug (500 ``internal_error`` whose request id finds the traceback in the log; a store
+    that is down is ``StoreUnavailableError``, a 503, never this)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, UnknownFeatureError):
+        return ApiError(ErrorCode.UNKNOWN_FEATURE, str(exc), entity_type=exc.entity_type, names=exc.names)
+    if isinstance(exc, UnknownFeatureServiceError):
+        return ApiError(ErrorCode.UNKNOWN_FEATURE_SERVICE, str(exc), feature_service=exc.ref)
+    if isinstance(exc, DefinitionConflictError):
+        return ApiError(ErrorCode.VERSION_CONFLICT, str(exc))
+    if isinstance(exc, StoreUnavailableError):
+        return ApiError(ErrorCode.STORE_UNAVAILABLE, str(exc))
+    if isinstance(exc, RequestValidationError):
+        # A malformed path or query parameter (``?version=x``): the service's own error shape, not FastAPI's.
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
+        return ApiError(ErrorCode.BAD_REQUEST, f"invalid request: {where}")
+    if isinstance(exc, StarletteHTTPException):
+        # Unknown routes (404) and methods (405), in the service's own error shape.
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.HTTP_ERROR)
+        return ApiError(code, f"{exc.status_code}: {exc.detail}", status=exc.status_code)
+    request_id = uuid.uuid4().hex[:16]
+    log.error("unexpected error (request id %s) on %s %s", request_id, request.method, request.url.path, exc_info=exc)
+    return ApiError(
+        ErrorCode.INTERNAL_ERROR, f"unexpected error; request id {request_id} in the server log", request_id=request_id
+    )
 
 
 def create_app(
@@ -69,44 +100,17 @@ def create_app(
     app.state.cache = cache
     app.state.metrics = metrics
 
-    @app.exception_handler(UnknownFeatureError)
-    async def _unknown(_: Request, exc: UnknownFeatureError) -> JSONResponse:
-        metrics.error("unknown_feature")
-        return problem(404, "unknown_feature", str(exc), entity_type=exc.entity_type, names=exc.names)
+    async def _refuse(request: Request, exc: Exception) -> Response:
+        # The one handler: every error a route lets out becomes a problem body with its code's status.
+        error = api_error(request, exc)
+        if not isinstance(exc, StarletteHTTPException):
+            metrics.error(error.code)
+        status, body = render(error)
+        return Response(body, status_code=status, media_type="application/json")
 
-    @app.exception_handler(UnknownFeatureServiceError)
-    async def _unknown_service(_: Request, exc: UnknownFeatureServiceError) -> JSONResponse:
-        metrics.error("unknown_feature_service")
-        return problem(404, "unknown_feature_service", str(exc), feature_service=exc.ref)
-
-    @app.exception_handler(StoreUnavailableError)
-    async def _unavailable(_: Request, exc: StoreUnavailableError) -> JSONResponse:
-        metrics.error("store_unavailable")
-        return problem(503, "store_unavailable", str(exc))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # A bug, not a store that is down (that is StoreUnavailableError, a 503): a 500 whose request id
-        # finds the traceback in the log.
-        request_id = uuid.uuid4().hex[:16]
-        log.error("unexpected error (request id %s) on %s %s", request_id, request.method, request.url.path,
-                  exc_info=exc)  # fmt: skip
-        metrics.error("internal_error")
-        return problem(500, "internal_error", f"unexpected error; request id {request_id} in the server log",
-                       request_id=request_id)  # fmt: skip
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # A malformed path or query parameter (``?version=x``): the service's own error shape, not FastAPI's.
-        metrics.error("bad_request")
-        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
-        return problem(400, "bad_request", f"invalid request: {where}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # Unknown routes (404) and methods (405), in the service's own error shape.
-        error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return problem(exc.status_code, error, f"{exc.status_code}: {exc.detail}")
+    for handled in (ApiError, UnknownFeatureError, UnknownFeatureServiceError, DefinitionConflictError,
+                    StoreUnavailableError, RequestValidationError, StarletteHTTPException, Exception):  # fmt: skip
+        app.add_exception_handler(handled, _refuse)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

@@ -8,7 +8,7 @@ The HTTP client is injected (any ``httpx.Client``: a test passes FastAPI's ``Tes
 failures arrive as the project's errors: ``UnknownFeatureError`` and ``UnknownFeatureServiceError``
 for what is not registered, ``DefinitionConflictError`` for a version conflict,
 ``StoreUnavailableError`` when the API or its store does not answer, ``RequestError`` for any
-other refusal (``code`` is the API's error code).
+other refusal (``code`` is the API's ``ErrorCode``, from the table the server uses too).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.errors import RequestError, StoreUnavailableError, UnknownFeatureError, UnknownFeatureServiceError
 from registry.definition_store import DefinitionConflictError
 from registry.feature_services import FeatureService
+from serving.online.http_errors import ErrorCode, code_of
 
 
 class FeatureClient:
@@ -112,15 +113,16 @@ class FeatureClient:
             return response.json()
         try:
             problem = response.json()
-            code, message = str(problem["error"]), str(problem["message"])
-        except (ValueError, KeyError, TypeError):
-            problem, code, message = {}, f"http_{response.status_code}", response.text[:500]
-        if code == "unknown_feature":
-            raise UnknownFeatureError(str(problem.get("entity_type", "")), list(problem.get("names", [])))
-        if code == "unknown_feature_service":
-            raise UnknownFeatureServiceError(str(problem.get("feature_service", "")))
-        if code == "version_conflict":
+        except ValueError:
+            problem = response.text[:500]
+        code, message = code_of(problem, response.status_code)
+        details = problem if isinstance(problem, dict) else {}
+        if code is ErrorCode.UNKNOWN_FEATURE:
+            raise UnknownFeatureError(str(details.get("entity_type", "")), list(details.get("names", [])))
+        if code is ErrorCode.UNKNOWN_FEATURE_SERVICE:
+            raise UnknownFeatureServiceError(str(details.get("feature_service", "")))
+        if code is ErrorCode.VERSION_CONFLICT:
             raise DefinitionConflictError(message)
-        if response.status_code == 503:
+        if code is ErrorCode.STORE_UNAVAILABLE or response.status_code == 503:
             raise StoreUnavailableError(message)
         raise RequestError(code, message)

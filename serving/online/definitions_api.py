@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from registry.core.definitions import FeatureDefinition
-from registry.definition_store import DefinitionConflictError
 from registry.live import LiveCatalog
-from serving.online.responses import JSONResponse, json_object, problem
+from serving.online.http_errors import ApiError, ErrorCode
+from serving.online.responses import JSONResponse, json_object
 from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
 
 MAX_BODY_BYTES = 256 * 1024
@@ -71,19 +71,14 @@ def definitions_router(live: LiveCatalog) -> APIRouter:
 
     @router.post("")
     async def register(request: Request, activate: bool = False) -> JSONResponse:
-        body = await json_object(request, max_bytes=MAX_BODY_BYTES, error="invalid_definition")
-        if isinstance(body, JSONResponse):
-            return body
+        body = await json_object(request, max_bytes=MAX_BODY_BYTES, error=ErrorCode.INVALID_DEFINITION)
         version_given = "version" in body
         body.setdefault("version", 1)
         try:
             definition = FeatureDefinition.model_validate(body)
         except ValidationError as exc:
-            return problem(422, "invalid_definition", validation_message(exc))
-        try:
-            result = live.store.register(definition, version_given=version_given, activate=activate)
-        except DefinitionConflictError as exc:
-            return problem(409, "version_conflict", str(exc))
+            raise ApiError(ErrorCode.INVALID_DEFINITION, validation_message(exc)) from exc
+        result = live.store.register(definition, version_given=version_given, activate=activate)  # 409 on conflict
         live.invalidate()
         status = 201 if result.action in ("created", "new_version") else 200
         return JSONResponse(

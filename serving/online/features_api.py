@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Route
 
 from serving.online.cache import VectorCache
+from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics
 from serving.online.plans import Plan, PlanKey, Plans
 from serving.online.vectors import ColumnWriter, features_object, format_ms
@@ -104,17 +105,9 @@ BATCH_PATH = "/v1/features/{entity_type}/batch"
 _HEADERS = [(b"content-type", b"application/json")]
 
 
-class Refused(Exception):
-    """A refused request (control flow inside this module): becomes a problem response, never leaves it."""
-
-    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
-        self.status = status
-        self.body = {"error": error, "message": message, **extra}
-
-
 def _names(names: list[str]) -> list[str]:
     if not names or len(names) > MAX_NAMES or not all(names):
-        raise Refused(400, "bad_names", f"`names` must list 1-{MAX_NAMES} non-empty, comma-separated names")
+        raise ApiError(ErrorCode.BAD_NAMES, f"`names` must list 1-{MAX_NAMES} non-empty, comma-separated names")
     return names
 
 
@@ -129,16 +122,16 @@ class FeatureReads:
 
     def _check_entity_type(self, entity_type: str) -> None:
         if entity_type not in self._plans.snapshot()[0].entity_types():
-            raise Refused(404, "unknown_entity_type", f"no features are registered for entity type {entity_type!r}")
+            raise ApiError(ErrorCode.UNKNOWN_ENTITY_TYPE, f"no features are registered for entity type {entity_type!r}")
 
     def _compile(self, key: PlanKey, entity_type: str, names: list[str] | None, service: str | None) -> Plan:
         if names is not None and service is not None:
-            raise Refused(400, "bad_request", "give `names` or `feature_service`, not both")
+            raise ApiError(ErrorCode.BAD_REQUEST, "give `names` or `feature_service`, not both")
         if service is None:
             return self._plans.for_names(key, entity_type, names)
         plan = self._plans.for_service(key, entity_type, service)
         if not plan.keys:
-            raise Refused(400, "bad_feature_service",
+            raise ApiError(ErrorCode.BAD_FEATURE_SERVICE,
                           f"feature service {service!r} has no features of entity type {entity_type!r}")  # fmt: skip
         return plan
 
@@ -148,7 +141,7 @@ class FeatureReads:
         if plan is None:
             self._check_entity_type(entity_type)
         if not ENTITY_ID.match(entity_id):
-            raise Refused(400, "bad_entity_id", "entity id must be 1-256 characters of A-Z a-z 0-9 _ . : @ -")
+            raise ApiError(ErrorCode.BAD_ENTITY_ID, "entity id must be 1-256 characters of A-Z a-z 0-9 _ . : @ -")
         if plan is None:
             params = parse_qs(key[2], keep_blank_values=True)
             names = params.get("names", [None])[-1]
@@ -170,24 +163,24 @@ class FeatureReads:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise Refused(400, "bad_json", f"request body is not JSON: {exc}") from exc
+            raise ApiError(ErrorCode.BAD_JSON, f"request body is not JSON: {exc}") from exc
         if not isinstance(body, dict) or set(body) - {"entity_ids", "names", "feature_service"}:
-            raise Refused(400, "bad_request",
+            raise ApiError(ErrorCode.BAD_REQUEST,
                           "body must be an object with `entity_ids` and optional `names` or `feature_service`")  # fmt: skip
         ids, names, service = body.get("entity_ids"), body.get("names"), body.get("feature_service")
         if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BATCH:
-            raise Refused(400, "bad_entity_ids", f"`entity_ids` must list 1-{MAX_BATCH} entity ids")
+            raise ApiError(ErrorCode.BAD_ENTITY_IDS, f"`entity_ids` must list 1-{MAX_BATCH} entity ids")
         if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise Refused(400, "bad_names", f"`names` must list 1-{MAX_NAMES} non-empty names")
+            raise ApiError(ErrorCode.BAD_NAMES, f"`names` must list 1-{MAX_NAMES} non-empty names")
         if service is not None and not isinstance(service, str):
-            raise Refused(400, "bad_request", "`feature_service` must be a string like `name@3`")
+            raise ApiError(ErrorCode.BAD_REQUEST, "`feature_service` must be a string like `name@3`")
         key = ("batch", entity_type, "\x1f".join(names) if names is not None else None, service)
         plan = self._plans.cached(key)
         if plan is None:
             self._check_entity_type(entity_type)
         bad = [i for i in ids if not isinstance(i, str) or not ENTITY_ID.match(i)]
         if bad:
-            raise Refused(400, "bad_entity_id", "entity ids must be 1-256 characters of A-Z a-z 0-9 _ . : @ -",
+            raise ApiError(ErrorCode.BAD_ENTITY_ID, "entity ids must be 1-256 characters of A-Z a-z 0-9 _ . : @ -",
                           entity_ids=[str(b)[:300] for b in bad[:10]])  # fmt: skip
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
@@ -222,9 +215,9 @@ class _Endpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             body = await self._body(scope, receive)
-        except Refused as refused:
-            self._metrics.error(str(refused.body["error"]))
-            await _send(send, refused.status, orjson.dumps(refused.body))
+        except ApiError as refused:  # answered here, without the exception middleware: the same body as render's
+            self._metrics.error(refused.code)
+            await _send(send, *render(refused))
             return
         await _send(send, 200, body)
 
@@ -251,7 +244,7 @@ class _Batch(_Endpoint):
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BATCH_BODY_BYTES:
-                raise Refused(413, "body_too_large", f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
+                raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break

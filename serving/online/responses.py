@@ -8,6 +8,8 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
+from serving.online.http_errors import ApiError, ErrorCode
+
 
 class JSONResponse(Response):
     """JSON encoded by orjson (several times faster than the standard library on feature vectors)."""
@@ -18,20 +20,16 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def problem(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
-    """An error body: a stable machine-readable ``error`` and a message that names the problem."""
-    return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
-
-
-async def json_object(request: Request, *, max_bytes: int, error: str) -> dict[str, Any] | JSONResponse:
-    """The request body as a JSON object, or the error response that says what is wrong with it."""
+async def json_object(request: Request, *, max_bytes: int, error: ErrorCode) -> dict[str, Any]:
+    """The request body as a JSON object; ``ApiError`` saying what is wrong with it otherwise
+    (``error`` is the code of a body that is JSON but not an object)."""
     raw = await request.body()
     if len(raw) > max_bytes:
-        return problem(413, "body_too_large", f"request body is larger than {max_bytes} bytes")
+        raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {max_bytes} bytes")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return problem(400, "bad_json", f"request body is not JSON: {exc}")
+        raise ApiError(ErrorCode.BAD_JSON, f"request body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
-        return problem(422, error, "request body must be a JSON object")
+        raise ApiError(error, "request body must be a JSON object")
     return body

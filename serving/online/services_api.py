@@ -7,11 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from registry.definition_store import DefinitionConflictError
 from registry.feature_services import FeatureService, LiveFeatureServices
 from registry.live import LiveCatalog
 from serving.online.definitions_api import MAX_BODY_BYTES, validation_message
-from serving.online.responses import JSONResponse, json_object, problem
+from serving.online.http_errors import ApiError, ErrorCode
+from serving.online.responses import JSONResponse, json_object
 
 
 def service_json(s: FeatureService) -> dict[str, Any]:
@@ -40,22 +40,17 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices) -> APIRout
         },
     )
     async def register(request: Request) -> JSONResponse:
-        body = await json_object(request, max_bytes=MAX_BODY_BYTES, error="invalid_feature_service")
-        if isinstance(body, JSONResponse):
-            return body
+        body = await json_object(request, max_bytes=MAX_BODY_BYTES, error=ErrorCode.INVALID_FEATURE_SERVICE)
         version_given = "version" in body
         body.setdefault("version", 1)
         try:
             service = FeatureService.model_validate(body)
         except ValidationError as exc:
-            return problem(422, "invalid_feature_service", validation_message(exc))
+            raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, validation_message(exc)) from exc
         mismatches = service.check(live.current())  # UnknownFeatureError (404) for a pin that is not registered
         if mismatches:
-            return problem(422, "invalid_feature_service", "; ".join(mismatches))
-        try:
-            result = services.store.register(service, version_given=version_given)
-        except DefinitionConflictError as exc:
-            return problem(409, "version_conflict", str(exc))
+            raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, "; ".join(mismatches))
+        result = services.store.register(service, version_given=version_given)  # 409 on conflict
         services.invalidate()
         status = 200 if result.action == "unchanged" else 201
         return JSONResponse({"result": result.action, "feature_service": service_json(result.service)},

@@ -8,19 +8,12 @@ overwrite a newer one, whatever order writes arrive in, and replays are idempote
 
 from __future__ import annotations
 
-from registry.core.definitions import ValueType
+from registry.core.value_types import SPECS, VALUE_COLUMNS, ValueType
 from sinks.names import ONLINE_TABLE, PROGRESS_TABLE
 
 TABLE = ONLINE_TABLE
-__all__ = ["PROGRESS_TABLE", "TABLE"]
+__all__ = ["PROGRESS_TABLE", "TABLE", "VALUE_COLUMNS"]
 PROGRESS_TTL_S = 86_400  # a writer that stopped (rescaled away) stops holding its stream back after a day
-VALUE_COLUMNS: dict[ValueType, str] = {
-    "long": "value_long",
-    "double": "value_double",
-    "string": "value_string",
-    "boolean": "value_boolean",
-}
-_CQL_TYPES = {"long": "bigint", "double": "double", "string": "text", "boolean": "boolean"}
 
 
 def keyspace_ddl(keyspace: str, replication_factor: int = 1) -> str:
@@ -31,7 +24,7 @@ def keyspace_ddl(keyspace: str, replication_factor: int = 1) -> str:
 
 
 def table_ddl(keyspace: str) -> list[str]:
-    value_columns = ", ".join(f"{col} {_CQL_TYPES[t]}" for t, col in VALUE_COLUMNS.items())
+    value_columns = ", ".join(f"{col} {SPECS[t].cql}" for t, col in VALUE_COLUMNS.items())
     return [
         f"CREATE TABLE IF NOT EXISTS {keyspace}.{TABLE} ("
         "entity_type text, entity_id text, feature_name text, feature_version int, "

@@ -12,16 +12,9 @@ import pyarrow as pa
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform
-from pyiceberg.types import (
-    BooleanType,
-    DoubleType,
-    IntegerType,
-    LongType,
-    NestedField,
-    StringType,
-    TimestamptzType,
-)
+from pyiceberg.types import IntegerType, LongType, NestedField, StringType, TimestamptzType
 
+from registry.core.value_types import VALUE_COLUMNS, iceberg_type
 from sinks.names import OFFLINE_TABLE
 
 TABLE = OFFLINE_TABLE
@@ -33,10 +26,11 @@ SCHEMA = Schema(
     NestedField(4, "feature_version", IntegerType(), required=True),
     NestedField(5, "event_time", TimestamptzType(), required=True, doc="window end: when the value became true"),
     NestedField(6, "window_start", TimestamptzType(), required=False),
-    NestedField(7, "value_long", LongType(), required=False),
-    NestedField(8, "value_double", DoubleType(), required=False),
-    NestedField(9, "value_string", StringType(), required=False),
-    NestedField(10, "value_boolean", BooleanType(), required=False),
+    # field ids 7-10: one value column per value type, in the value-type table's order
+    *(
+        NestedField(7 + i, column, iceberg_type(t), required=False)
+        for i, (t, column) in enumerate(VALUE_COLUMNS.items())
+    ),
     NestedField(11, "ingested_at", TimestamptzType(), required=True, doc="when the row was committed"),
     NestedField(
         12, "revision", LongType(), required=False, doc="events in the window when computed; late updates raise it"

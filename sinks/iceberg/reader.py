@@ -28,16 +28,15 @@ import pyarrow.compute as pc
 
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError
-from sinks.cassandra.layout import VALUE_COLUMNS
+from registry.core.value_types import VALUE_COLUMNS, arrow_type
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_VALUE_TYPES = {"value_long": pa.int64(), "value_double": pa.float64(), "value_string": pa.large_string(),
-                "value_boolean": pa.bool_()}  # fmt: skip
 _DAY_US = 86_400_000_000
+_COLUMN_TYPES = {column: arrow_type(t, large_strings=True) for t, column in VALUE_COLUMNS.items()}
 
 
 def epoch_us(at: datetime) -> int:
@@ -309,7 +308,7 @@ def read_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[
     if not parts:
         schema = pa.schema([("code", pa.int32()), ("feature", pa.int64()), ("event_time", pa.timestamp("us")),
                             ("ingested_at", pa.timestamp("us")), ("revision", pa.int64()),
-                            *((c, _VALUE_TYPES[c]) for c in value_columns)])  # fmt: skip
+                            *((c, _COLUMN_TYPES[c]) for c in value_columns)])  # fmt: skip
         return RowBlock.of(schema.empty_table(), bands)
     return RowBlock.of(pa.concat_tables(parts), bands)
 

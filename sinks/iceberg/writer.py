@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import StoreUnavailableError
-from sinks.cassandra.layout import VALUE_COLUMNS
+from registry.core.value_types import VALUE_COLUMNS
 from sinks.iceberg import layout as offline_layout
 from sinks.records import FeatureRow
 

@@ -53,6 +53,8 @@ HEAVY = ("pyflink", "pyarrow", "pyiceberg", "cassandra", "fastapi", "pandas", "n
         "registry.core.definitions",
         "registry.core.timeline",
         "registry.core.definitions, registry.core.timeline, registry.core.catalog, registry.core.durations, registry.core.errors",
+        "registry.core.value_types, registry.core.refs, registry.core.settings, registry.core.bounded_json",
+        "serving.online.http_errors",
     ],
 )
 def test_definition_modules_import_nothing_heavy(modules: str) -> None:

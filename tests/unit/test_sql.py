@@ -9,6 +9,7 @@ from jobs.sql import aggregate_sql, decode_last, interval, source_lateness, wind
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DefinitionError
+from registry.core.value_types import ValueType
 
 MakeDef = Callable[..., FeatureDefinition]
 
@@ -148,7 +149,7 @@ def test_aggregate_expressions(make_definition: MakeDef, function: str, field: s
         ("00000001700000000000|", "string", ""),
     ],
 )
-def test_decode_last(text: str | None, value_type: str, expected: object) -> None:
+def test_decode_last(text: str | None, value_type: ValueType, expected: object) -> None:
     value = decode_last(text, value_type)
     assert value == expected
     assert type(value) is type(expected)
