@@ -195,15 +195,11 @@ def _dead_letter_sink(settings: Settings, topic: str) -> KafkaSink:
     )
 
 
-def _slug(source: Source) -> str:
-    return source.topic.replace(".", "_").replace("-", "_")
-
-
 def _decoded(t_env: StreamTableEnvironment, settings: Settings, source: Source, lateness: timedelta,
              *, bounded: bool, group_id: str) -> DataStream:  # fmt: skip
     """A topic's decoded, watermarked events (read and decoded once per job); its dead letters wired."""
     schema = load_schema(source.event_schema)
-    raw_table = f"raw_{_slug(source)}"
+    raw_table = f"raw_{source.slug}"
     t_env.execute_sql(
         source_ddl(raw_table, source, lateness, bootstrap=settings.kafka_bootstrap, group_id=group_id, bounded=bounded)
     )
@@ -229,7 +225,7 @@ def _events_view(t_env: StreamTableEnvironment, decoded: DataStream, source: Sou
         .column_by_expression("proctime", "PROCTIME()")
         .build(),
     )
-    view = f"events_{_slug(source)}"
+    view = f"events_{source.slug}"
     t_env.create_temporary_view(f"{view}_all", table)
     if source.event_id_field is None:
         return f"{view}_all"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from registry.core.definitions import FeatureDefinition, Source, Window
+from registry.core.definitions import FeatureDefinition, Source, Window, check_streams
 from registry.core.durations import to_millis
 from registry.core.errors import DefinitionError
 from registry.core.value_types import SPECS, Value, ValueType, from_text
@@ -40,6 +40,9 @@ class WindowGroup:
 
 
 def window_groups(definitions: Iterable[FeatureDefinition]) -> list[WindowGroup]:
+    """The job's window groups: one per stream (``FeatureDefinition.stream``), each with one source."""
+    definitions = list(definitions)
+    check_streams(definitions)
     grouped: dict[tuple[Source, Window, str], list[FeatureDefinition]] = defaultdict(list)
     for d in definitions:
         grouped[(d.source, d.window, d.entity)].append(d)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from registry.core.catalog import FeatureCatalog
-from registry.core.definitions import MAX_VERSION, FeatureDefinition
+from registry.core.definitions import MAX_VERSION, FeatureDefinition, check_streams
 from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.sqlite_store import SqliteStore
 
@@ -73,12 +73,16 @@ class DefinitionStore(SqliteStore):
         feature becomes active; later ones only with ``activate=True``.
         """
         with self._tx() as conn:
-            return self._register(conn, definition, version_given=version_given, activate=activate)
+            registered = self._register(conn, definition, version_given=version_given, activate=activate)
+            self._check_streams(conn, {(definition.entity, definition.source.topic)})
+            return registered
 
     def register_all(self, definitions: list[FeatureDefinition]) -> list[Registered]:
         """Register every definition in one transaction: all of them, or (on any error) none."""
         with self._tx() as conn:
-            return [self._register(conn, d, version_given=True, activate=False) for d in definitions]
+            registered = [self._register(conn, d, version_given=True, activate=False) for d in definitions]
+            self._check_streams(conn, {(d.entity, d.source.topic) for d in definitions})
+            return registered
 
     def _register(
         self, conn: sqlite3.Connection, definition: FeatureDefinition, *, version_given: bool, activate: bool
@@ -142,8 +146,22 @@ class DefinitionStore(SqliteStore):
             (_now(), entity, name, version),
         )
 
+    def _check_streams(self, conn: sqlite3.Connection, moved: set[tuple[str, str]]) -> None:
+        """After active pointers moved for ``moved`` (entity, topic) pairs: DefinitionError if two active
+        features of one stream now read it differently (``check_streams``), so the transaction rolls back:
+        the catalog could not load them, nor the job run them, together."""
+        for entity, topic in moved:
+            specs = conn.execute(
+                "SELECT f.spec FROM active_versions a JOIN feature_versions f "
+                "ON f.entity = a.entity AND f.name = a.name AND f.version = a.version "
+                "WHERE a.entity = ? AND json_extract(f.spec, '$.source.topic') = ?",
+                (entity, topic),
+            ).fetchall()
+            check_streams(FeatureDefinition.model_validate_json(s) for (s,) in specs)
+
     def activate(self, entity: str, name: str, version: int) -> None:
-        """Move the serving pointer to ``version`` (atomically)."""
+        """Move the serving pointer to ``version`` (atomically); DefinitionError if that version reads its
+        stream's topic differently from the stream's other active features."""
         if not 1 <= version <= MAX_VERSION:  # no such version, and beyond what SQLite's integers hold
             raise UnknownFeatureError(entity, [f"{name}@v{version}"])
         with self._tx() as conn:
@@ -153,6 +171,12 @@ class DefinitionStore(SqliteStore):
             if exists is None:
                 raise UnknownFeatureError(entity, [f"{name}@v{version}"])
             self._point(conn, entity, name, version)
+            (topic,) = conn.execute(
+                "SELECT json_extract(spec, '$.source.topic') FROM feature_versions "
+                "WHERE entity = ? AND name = ? AND version = ?",
+                (entity, name, version),
+            ).fetchone()
+            self._check_streams(conn, {(entity, topic)})
 
     # --- reads ------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from registry.core.definitions import FeatureDefinition
+from registry.core.definitions import FeatureDefinition, check_streams
 from registry.core.errors import DefinitionError, UnknownFeatureError
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "features"
@@ -93,6 +93,7 @@ class FeatureCatalog:
                         f"alias {d.entity}.{alias} of {d.name} collides with another feature or alias"
                     )
                 self._aliases[(d.entity, alias)] = d
+        check_streams(self._active.values())  # the active versions run together in the live job
         self._entity_types = frozenset(entity for entity, _ in self._active)
         # Per-entity and per-feature indexes: no lookup scans the whole catalog (10,000 definitions and more).
         self._by_entity: dict[str, list[FeatureDefinition]] = {}

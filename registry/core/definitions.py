@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from registry.core.durations import Duration, format_duration
+from registry.core.errors import DefinitionError
 from registry.core.value_types import SPECS, ValueType
 
 __all__ = ["ValueType"]  # re-exported: the value types themselves live in registry.core.value_types
@@ -92,6 +94,13 @@ class Source(_Frozen):
     idle_timeout: Duration = Field(
         default=timedelta(seconds=30), description="a partition silent this long stops holding the watermark back"
     )
+
+    @property
+    def slug(self) -> str:
+        """An identifier naming this source in the job's SQL: the topic made SQL-safe plus a hash of the
+        whole source, so two sources never share one (not ``a.b`` and ``a_b``, nor two readings of one topic)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return f"{re.sub(r'[^A-Za-z0-9_]', '_', self.topic)}_{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
 
 
 class Window(_Frozen):
@@ -240,7 +249,10 @@ class FeatureDefinition(_Frozen):
 
     @property
     def stream(self) -> str:
-        """The window group this feature is computed in: features of one stream close windows together."""
+        """The window group this feature is computed in: features of one stream close windows together.
+
+        The key of the group's progress (``registry.core.timeline``); ``check_streams`` makes sure one key
+        never stands for two different sources."""
         w = self.window
         parts = [format_duration(d) for d in (w.gap if w.kind == "session" else w.size, w.slide) if d is not None]
         return f"{self.source.topic}/{self.entity}/{w.kind}({'/'.join(parts)})"
@@ -252,3 +264,21 @@ class FeatureDefinition(_Frozen):
         parts = [format_duration(d) for d in (w.gap if w.kind == "session" else w.size, w.slide) if d is not None]
         target = self.aggregation.field or "*"
         return f"{self.source.topic}:{w.kind}({'/'.join(parts)}):{self.aggregation.function}({target})@{self.transform_hash}"
+
+
+def check_streams(definitions: Iterable[FeatureDefinition]) -> dict[str, Source]:
+    """The source of each stream (``FeatureDefinition.stream``) of ``definitions``.
+
+    A stream key is the identity of a window group's progress, so features computed together under one
+    key must read one source the same way (event schema, key, time and id fields, out-of-orderness).
+    DefinitionError names two features that disagree; they need another topic, entity or window.
+    """
+    found: dict[str, tuple[Source, FeatureDefinition]] = {}
+    for d in definitions:
+        held = found.setdefault(d.stream, (d.source, d))
+        if held[0] != d.source:
+            raise DefinitionError(
+                f"{held[1].entity}.{held[1].name} v{held[1].version} and {d.entity}.{d.name} v{d.version} are one "
+                f"stream ({d.stream}) but read its topic differently: one stream must have one source"
+            )
+    return {stream: source for stream, (source, _) in found.items()}

@@ -24,7 +24,12 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry.core.errors import StoreUnavailableError, UnknownFeatureError, UnknownFeatureServiceError
+from registry.core.errors import (
+    DefinitionError,
+    StoreUnavailableError,
+    UnknownFeatureError,
+    UnknownFeatureServiceError,
+)
 from registry.definition_store import DefinitionConflictError
 from registry.feature_services import LiveFeatureServices
 from registry.live import LiveCatalog
@@ -56,6 +61,8 @@ def api_error(request: Request, exc: Exception) -> ApiError:
         return ApiError(ErrorCode.VERSION_CONFLICT, str(exc))
     if isinstance(exc, StoreUnavailableError):
         return ApiError(ErrorCode.STORE_UNAVAILABLE, str(exc))
+    if isinstance(exc, DefinitionError):  # a definition valid alone that the registry's others refuse
+        return ApiError(ErrorCode.INVALID_DEFINITION, str(exc))
     if isinstance(exc, RequestValidationError):
         # A malformed path or query parameter (``?version=x``): the service's own error shape, not FastAPI's.
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
@@ -108,7 +115,7 @@ def create_app(
         status, body = render(error)
         return Response(body, status_code=status, media_type="application/json")
 
-    for handled in (ApiError, UnknownFeatureError, UnknownFeatureServiceError, DefinitionConflictError,
+    for handled in (ApiError, UnknownFeatureError, UnknownFeatureServiceError, DefinitionConflictError, DefinitionError,
                     StoreUnavailableError, RequestValidationError, StarletteHTTPException, Exception):  # fmt: skip
         app.add_exception_handler(handled, _refuse)
 

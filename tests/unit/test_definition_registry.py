@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from registry import cli
 from registry.core.catalog import DEFAULT_FOLDER, load_folder
 from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DefinitionError
 from registry.definition_store import DefinitionConflictError, DefinitionStore
 from registry.live import LiveCatalog
 from registry.plan import apply, plan
@@ -218,3 +219,26 @@ def test_renamed_feature_answers_to_its_old_name(client: TestClient, count: Feat
     assert response.status_code == 200, response.text
     assert response.json()["features"]["txn_count_1h_old"]["status"] == "missing"
     assert client.get("/v1/feature-definitions/user/txn_count_1h_old").json()["name"] == "card_txn_count_1h"
+
+
+def test_a_stream_read_two_ways_is_refused_at_registration_and_activation(
+    store: DefinitionStore, client: TestClient, count: FeatureDefinition
+) -> None:
+    other_source = count.source.model_copy(update={"timestamp_field": "other_ts"})
+    # A new feature in the same stream (topic, entity, window) reading the topic differently: refused whole.
+    newcomer = count.model_copy(update={"name": "txn_count_1h_b", "source": other_source})
+    before = store.change_seq()
+    with pytest.raises(DefinitionError, match="one stream must have one source"):
+        store.register(newcomer)
+    assert store.change_seq() == before
+    assert "txn_count_1h_b" not in {d.name for d in store.catalog()}
+    response = client.post("/v1/feature-definitions", json=_body(newcomer))
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_definition"
+    assert "one stream must have one source" in response.json()["message"]
+    # A new version of an existing feature may read it differently while inactive, not be activated so.
+    v2 = count.model_copy(update={"version": count.version + 1, "source": other_source})
+    store.register(v2)
+    refused = client.post(f"/v1/feature-definitions/user/txn_count_1h/activate?version={v2.version}")
+    assert refused.status_code == 422, refused.text
+    assert store.catalog().get("user", "txn_count_1h").version == count.version

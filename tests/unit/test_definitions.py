@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from jobs.sql import window_groups
 from registry.core.catalog import DEFAULT_FOLDER, FeatureCatalog, parse_file
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DefinitionError, UnknownFeatureError
@@ -562,3 +564,26 @@ def test_alias_colliding_with_a_feature_or_alias_is_rejected(make_definition: Ma
 def test_alias_must_be_a_valid_other_name(make_definition_dict: Callable[..., dict[str, Any]], alias: str) -> None:
     with pytest.raises(ValidationError, match=f"alias '{alias}' must be a valid name other than the feature's own"):
         FeatureDefinition.model_validate(make_definition_dict(aliases=[alias]))
+
+
+def test_one_stream_key_never_stands_for_two_sources(make_definition: Callable[..., FeatureDefinition]) -> None:
+    a = make_definition(name="a")
+    b = make_definition(name="b", **{"source.timestamp_field": "other_ts"})
+    assert a.stream == b.stream and a.source != b.source
+    with pytest.raises(DefinitionError, match="one stream must have one source"):
+        FeatureCatalog([a, b])
+    with pytest.raises(DefinitionError, match="one stream must have one source"):
+        window_groups([a, b])
+    # Another window is another stream: both readings of the topic may run, under distinct SQL names.
+    c = make_definition(name="c", window={"kind": "tumbling", "size": "2h"}, **{"source.timestamp_field": "other_ts"})
+    assert len(FeatureCatalog([a, c])) == 2
+    assert a.source.slug != c.source.slug
+    assert {g.source for g in window_groups([a, c])} == {a.source, c.source}
+
+
+def test_source_slugs_are_sql_safe_and_distinct(make_definition: Callable[..., FeatureDefinition]) -> None:
+    dotted = make_definition(**{"source.topic": "a.b"}).source
+    underscored = make_definition(**{"source.topic": "a_b"}).source
+    assert dotted.slug != underscored.slug
+    for slug in (dotted.slug, underscored.slug):
+        assert re.fullmatch(r"[A-Za-z0-9_]+", slug)
