@@ -11,10 +11,18 @@ import sys
 from pathlib import Path
 
 from registry.core.catalog import load_folder
-from registry.core.errors import FeatureStoreError
+from registry.core.errors import DefinitionError, FeatureStoreError
+from registry.core.refs import parse_ref
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.plan import apply, plan
+
+
+def _pointer(text: str) -> tuple[str, str, int]:
+    ref = parse_ref(text, with_entity=True)
+    if ref is None or ref.entity is None or ref.version is None:
+        raise DefinitionError(f"{text!r} is not a versioned feature reference like user.txn_count_1h@2")
+    return ref.entity, ref.name, ref.version
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     act.add_argument("entity")
     act.add_argument("name")
     act.add_argument("version", type=int)
+    act_all = sub.add_parser("activate-all", help="move several serving pointers at once (all or none)")
+    act_all.add_argument("refs", nargs="+", metavar="entity.name@N")
     sub.add_parser("list", help="registered features, versions and which one serves")
     gate = sub.add_parser("gate", help="refuse a model whose pinned features are missing, changed or deprecated")
     gate.add_argument("model", type=Path, help="TOML file with the model's pinned features")
@@ -52,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "activate":
             store.activate(args.entity, args.name, args.version)
             print(f"{args.entity}.{args.name}: v{args.version} is active")
+            return 0
+        if args.command == "activate-all":
+            pointers = [_pointer(ref) for ref in args.refs]
+            store.activate_all(pointers)
+            for entity, name, version in pointers:
+                print(f"{entity}.{name}: v{version} is active")
             return 0
         if args.command == "list":
             catalog = store.catalog()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -161,22 +162,27 @@ class DefinitionStore(SqliteStore):
 
     def activate(self, entity: str, name: str, version: int) -> None:
         """Move the serving pointer to ``version`` (atomically); DefinitionError if that version reads its
-        stream's topic differently from the stream's other active features."""
-        if not 1 <= version <= MAX_VERSION:  # no such version, and beyond what SQLite's integers hold
-            raise UnknownFeatureError(entity, [f"{name}@v{version}"])
+        stream's topic differently from the stream's other active features (``activate_all`` moves several)."""
+        self.activate_all([(entity, name, version)])
+
+    def activate_all(self, pointers: Sequence[tuple[str, str, int]]) -> None:
+        """Move several serving pointers in one transaction: all of them or none. The way to change how a
+        stream reads its topic: every active feature of the stream moves to a version with the new source at once."""
         with self._tx() as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM feature_versions WHERE entity = ? AND name = ? AND version = ?", (entity, name, version)
-            ).fetchone()
-            if exists is None:
-                raise UnknownFeatureError(entity, [f"{name}@v{version}"])
-            self._point(conn, entity, name, version)
-            (topic,) = conn.execute(
-                "SELECT json_extract(spec, '$.source.topic') FROM feature_versions "
-                "WHERE entity = ? AND name = ? AND version = ?",
-                (entity, name, version),
-            ).fetchone()
-            self._check_streams(conn, {(entity, topic)})
+            moved: set[tuple[str, str]] = set()
+            for entity, name, version in pointers:
+                if not 1 <= version <= MAX_VERSION:  # no such version, and beyond what SQLite's integers hold
+                    raise UnknownFeatureError(entity, [f"{name}@v{version}"])
+                found = conn.execute(
+                    "SELECT json_extract(spec, '$.source.topic') FROM feature_versions "
+                    "WHERE entity = ? AND name = ? AND version = ?",
+                    (entity, name, version),
+                ).fetchone()
+                if found is None:
+                    raise UnknownFeatureError(entity, [f"{name}@v{version}"])
+                self._point(conn, entity, name, version)
+                moved.add((entity, found[0]))
+            self._check_streams(conn, moved)
 
     # --- reads ------------------------------------------------------------------------------------
 

@@ -242,3 +242,23 @@ def test_a_stream_read_two_ways_is_refused_at_registration_and_activation(
     refused = client.post(f"/v1/feature-definitions/user/txn_count_1h/activate?version={v2.version}")
     assert refused.status_code == 422, refused.text
     assert store.catalog().get("user", "txn_count_1h").version == count.version
+
+
+def test_a_stream_changes_how_it_reads_its_topic_by_activating_all_its_features_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "definitions.db"
+    store = DefinitionStore(db)
+    apply(store, load_folder())
+    active = [d for d in store.catalog().active() if d.stream == "card_transactions/user/sliding(1h/5m)"]
+    assert len(active) >= 2
+    moved = []
+    for d in active:
+        v2 = d.model_copy(
+            update={"version": d.version + 1, "source": d.source.model_copy(update={"event_id_field": None})}
+        )
+        store.register(v2)
+        moved.append(f"{d.entity}.{d.name}@{v2.version}")
+    # One at a time, the first move would leave the stream read two ways: refused, nothing moves.
+    assert cli.main(["--db", str(db), "activate", "user", active[0].name, str(active[0].version + 1)]) == 1
+    assert cli.main(["--db", str(db), "activate-all", *moved]) == 0
+    now = {d.name: d for d in store.catalog().active()}
+    assert all(now[d.name].version == d.version + 1 and now[d.name].source.event_id_field is None for d in active)

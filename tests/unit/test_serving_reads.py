@@ -84,7 +84,8 @@ def live(db: Path, shipped_catalog: FeatureCatalog, make_definition: Callable[..
     for d in shipped_catalog:
         store.register(d)
     # v2 of txn_count_1h (a 2h TTL -> 3h: a new identity), active: v1 rows stay readable by pinning.
-    store.register(make_definition(version=2, ttl="3h"), activate=True)
+    shipped = shipped_catalog.get("user", "txn_count_1h", 1)  # same source: one stream reads its topic one way
+    store.register(make_definition(version=2, ttl="3h", source=shipped.source.model_dump(mode="json")), activate=True)
     return LiveCatalog(store)
 
 
