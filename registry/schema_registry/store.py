@@ -351,13 +351,19 @@ class SchemaStore:
         number = _version_spec(version)
         with self._transaction() as conn:
             rows = dict(self._versions_of(conn, subject, deleted=True))
-            # a soft delete sees what listings see; a permanent one also sees soft-deleted versions
-            visible = rows if permanent else {v: d for v, d in rows.items() if not d}
-            if not visible:
+            # in Confluent's order: a numbered version is found among soft-deleted ones too; `latest` is
+            # the latest live one for a soft delete, the latest of all for a permanent one
+            if number is None:
+                visible = rows if permanent else {v: d for v, d in rows.items() if not d}
+                if not visible:
+                    raise SubjectNotFoundError(subject)
+                number = max(visible)
+            if not rows:
                 raise SubjectNotFoundError(subject)
-            number = max(visible) if number is None else number
             if number not in rows:
                 raise VersionNotFoundError(subject, number)
+            if rows[number] and not permanent:
+                raise AlreadySoftDeletedError(subject, number)
             if self._referenced_by(conn, subject, number, deleted=permanent):
                 raise ReferenceExistsError(subject, number)
             if permanent:
@@ -365,8 +371,6 @@ class SchemaStore:
                     raise NotSoftDeletedError(subject, number)
                 conn.execute("DELETE FROM subject_versions WHERE subject = ? AND version = ?", (subject, number))
             else:
-                if rows[number]:
-                    raise AlreadySoftDeletedError(subject, number)
                 conn.execute(
                     "UPDATE subject_versions SET deleted = 1 WHERE subject = ? AND version = ?", (subject, number)
                 )
