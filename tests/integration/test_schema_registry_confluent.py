@@ -216,10 +216,10 @@ def test_confluent_serdes_with_schema_references(tmp_path: Path, start_server: C
     assert AvroDeserializer(fresh)(written, ctx) == record
     registered = fresh.get_latest_version("payments-value")
     assert (registered.schema_id, registered.version) == (2, 1)
-    assert [(r.name, r.subject, r.version) for r in registered.schema.references] == [
+    assert [(r.name, r.subject, r.version) for r in registered.schema.references or []] == [
         ("fs.common.Money", "money-value", 1)
     ]
-    assert [(r.name, r.subject, r.version) for r in fresh.get_schema(2).references] == [
+    assert [(r.name, r.subject, r.version) for r in fresh.get_schema(2).references or []] == [
         ("fs.common.Money", "money-value", 1)
     ]
     assert fresh.lookup_schema("payments-value", Schema(PAYMENT, "AVRO", [ref])).version == 1
