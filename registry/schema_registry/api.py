@@ -2,8 +2,9 @@
 
 Shapes, status codes and ``error_code`` values follow Confluent Schema Registry's REST API, so
 ``confluent_kafka.schema_registry.SchemaRegistryClient`` and the Avro serdes work unchanged. Handlers
-are plain module functions that find the store on ``request.app.state``; the store raises typed
-errors and :func:`_error_for` is the one place that turns them into status codes.
+are plain module functions that find the store on ``request.app.state``; the store and the request
+readers raise :class:`~registry.schema_registry.errors.RegistryError`, whose kind (one table in
+``errors.py``) fixes the status, Confluent's ``error_code`` and the message.
 
 Request bodies are read with a size cap and checked against the fields Confluent defines: a field it
 does not define is refused by name (a typo such as ``schemaTyp`` would otherwise be silently
@@ -23,18 +24,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry.core import bounded_json
 from registry.core.errors import SchemaError, StoreUnavailableError
-from registry.schema_registry.avro_compat import InvalidCompatibilityLevelError
-from registry.schema_registry.store import (
-    AlreadySoftDeletedError,
+from registry.schema_registry.errors import (
+    HTTP_ERROR_TEMPLATE,
     ConfigNotFoundError,
-    IncompatibleSchemaError,
-    InvalidSchemaError,
-    InvalidVersionError,
-    NotSoftDeletedError,
+    InvalidSchemaTypeError,
+    RegistryError,
+    RegistryErrorKind,
     SchemaNotFoundError,
-    SchemaStore,
     SubjectNotFoundError,
-    VersionNotFoundError,
+)
+from registry.schema_registry.store import (
+    RegisteredSchema,
+    SchemaReference,
+    SchemaStore,
+    StoredSchema,
+    parse_references,
 )
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -63,15 +67,6 @@ _CONFIG_FIELDS_IF_EMPTY = frozenset(
 )
 
 
-class RequestRejectedError(SchemaError):
-    """A request this registry will not act on; carries Confluent's status and error code."""
-
-    def __init__(self, status: int, code: int, message: str) -> None:
-        self.status = status
-        self.code = code
-        super().__init__(message)
-
-
 # --------------------------------------------------------------------------------------------------
 # Replies and errors
 # --------------------------------------------------------------------------------------------------
@@ -81,49 +76,29 @@ def _reply(body: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=CONTENT_TYPE)
 
 
-def _error(status: int, code: int, message: str) -> JSONResponse:
-    return _reply({"error_code": code, "message": message}, status)
-
-
-def _error_for(exc: SchemaError) -> tuple[int, int]:
-    """(HTTP status, Confluent error code) of a store error; subclasses before their bases."""
-    if isinstance(exc, RequestRejectedError):
-        return exc.status, exc.code
-    if isinstance(exc, AlreadySoftDeletedError):
-        return 404, 40404 if exc.version is None else 40406
-    if isinstance(exc, NotSoftDeletedError):
-        return 404, 40405 if exc.version is None else 40407
-    table: list[tuple[type[SchemaError], int, int]] = [
-        (SubjectNotFoundError, 404, 40401),
-        (VersionNotFoundError, 404, 40402),
-        (ConfigNotFoundError, 404, 40408),
-        (SchemaNotFoundError, 404, 40403),
-        (IncompatibleSchemaError, 409, 409),
-        (InvalidSchemaError, 422, 42201),
-        (InvalidVersionError, 422, 42202),
-        (InvalidCompatibilityLevelError, 422, 42203),
-    ]
-    return next(((status, code) for kind, status, code in table if isinstance(exc, kind)), (500, 50001))
+async def _on_registry_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RegistryError)
+    return _reply(exc.body(), exc.status)
 
 
 async def _on_schema_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SchemaError)
-    status, code = _error_for(exc)
-    return _error(status, code, str(exc))
+    """A SchemaError that is not a RegistryError is a bug here: Confluent's store error, not a 4xx."""
+    return _reply(RegistryError(RegistryErrorKind.STORE_ERROR, detail=str(exc)).body(), 500)
 
 
 async def _on_store_unavailable(_: Request, exc: Exception) -> Response:
-    return _error(500, 50002, str(exc))
+    return _reply(RegistryError(RegistryErrorKind.STORE_UNAVAILABLE, detail=str(exc)).body(), 500)
 
 
 async def _on_http_error(_: Request, exc: Exception) -> Response:
-    """Unknown routes and methods, in Confluent's error shape instead of FastAPI's ``{"detail": ...}``."""
+    """Unknown routes and methods, in Confluent's (Jersey's) shape instead of FastAPI's ``{"detail": ...}``."""
     assert isinstance(exc, StarletteHTTPException)
-    return _error(exc.status_code, exc.status_code, f"HTTP {exc.status_code} {exc.detail}")
+    message = HTTP_ERROR_TEMPLATE.format(status=exc.status_code, reason=exc.detail)
+    return _reply({"error_code": exc.status_code, "message": message}, exc.status_code)
 
 
 async def _on_validation_error(_: Request, exc: Exception) -> Response:
-    return _error(422, 422, str(exc))
+    return _reply({"error_code": 422, "message": str(exc)}, 422)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,9 +123,9 @@ def _schema_id(text: str) -> int:
     try:
         schema_id = int(text)
     except ValueError:
-        raise SchemaNotFoundError(f"schema id {text[:100]} not found") from None
+        raise SchemaNotFoundError(text[:100]) from None
     if not 0 <= schema_id <= MAX_SCHEMA_ID:  # no such id, and past what the store's integers hold
-        raise SchemaNotFoundError(f"schema id {text[:100]} not found")
+        raise SchemaNotFoundError(text[:100])
     return schema_id
 
 
@@ -158,19 +133,19 @@ async def _json_body(request: Request) -> Any:
     """The request body as JSON, refused past :data:`MAX_BODY_BYTES` without reading it all."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise RequestRejectedError(413, 41301, f"request body larger than {MAX_BODY_BYTES} bytes")
+        raise RegistryError(RegistryErrorKind.BODY_TOO_LARGE, limit=MAX_BODY_BYTES)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise RequestRejectedError(413, 41301, f"request body larger than {MAX_BODY_BYTES} bytes")
+            raise RegistryError(RegistryErrorKind.BODY_TOO_LARGE, limit=MAX_BODY_BYTES)
         chunks.append(chunk)
     try:
         return bounded_json.loads(b"".join(chunks))
     except bounded_json.NestingError as exc:
-        raise RequestRejectedError(422, 42201, f"request body is {exc}") from None
+        raise RegistryError(RegistryErrorKind.BODY_TOO_DEEP, detail=str(exc)) from None
     except ValueError:
-        raise RequestRejectedError(422, 42201, "request body is not JSON") from None
+        raise RegistryError(RegistryErrorKind.BODY_NOT_JSON) from None
 
 
 def _is_empty(value: Any) -> bool:
@@ -180,44 +155,48 @@ def _is_empty(value: Any) -> bool:
 def _check_fields(body: dict[str, Any], known: frozenset[str], if_empty: frozenset[str]) -> None:
     unknown = sorted(set(body) - known - if_empty)
     if unknown:
-        raise RequestRejectedError(
-            422, 422, f"unknown field(s) in request body: {', '.join(unknown)}; accepted: {', '.join(sorted(known))}"
+        raise RegistryError(
+            RegistryErrorKind.UNKNOWN_FIELDS, fields=", ".join(unknown)[:300], accepted=", ".join(sorted(known))
         )
     unsupported = sorted(k for k in if_empty if not _is_empty(body.get(k)))
     if unsupported:
-        raise RequestRejectedError(
-            422, 422, f"field(s) {', '.join(unsupported)} are not supported by this registry; send null or omit them"
-        )
+        raise RegistryError(RegistryErrorKind.UNSUPPORTED_FIELDS, fields=", ".join(unsupported))
 
 
-async def _schema_from(request: Request) -> str:
-    """The schema text of a register / lookup / compatibility request."""
+async def _schema_from(request: Request) -> tuple[str, tuple[SchemaReference, ...]]:
+    """The schema text and references of a register / lookup / compatibility request."""
     body = await _json_body(request)
     if not isinstance(body, dict):
-        raise RequestRejectedError(422, 42201, "request body needs a string field `schema`")
+        raise RegistryError(RegistryErrorKind.BODY_NOT_SCHEMA_REQUEST)
     _check_fields(body, _SCHEMA_FIELDS, _SCHEMA_FIELDS_IF_EMPTY)
     if not isinstance(body.get("schema"), str):
-        raise RequestRejectedError(422, 42201, "request body needs a string field `schema`")
+        raise RegistryError(RegistryErrorKind.BODY_NOT_SCHEMA_REQUEST)
     schema_type = body.get("schemaType") or "AVRO"
     if schema_type != "AVRO":
-        raise RequestRejectedError(422, 42201, f"schemaType {schema_type!r} is not supported; only AVRO")
-    if not _is_empty(body.get("references")):
-        raise RequestRejectedError(
-            422, 42201, "schema references are not supported yet; inline the referenced named types in the schema"
-        )
-    return str(body["schema"])
+        raise InvalidSchemaTypeError(schema_type)
+    return str(body["schema"]), parse_references(body.get("references"))
 
 
 async def _level_from(request: Request) -> Any:
     body = await _json_body(request)
     if not isinstance(body, dict):
-        raise RequestRejectedError(422, 422, 'request body must be a JSON object such as {"compatibility": "BACKWARD"}')
+        raise RegistryError(RegistryErrorKind.BODY_NOT_CONFIG_REQUEST)
     _check_fields(body, _CONFIG_FIELDS, _CONFIG_FIELDS_IF_EMPTY)
     return body.get("compatibility") or body.get("compatibilityLevel")
 
 
-def _version_body(found: Any) -> dict[str, Any]:
-    return {"subject": found.subject, "version": found.version, "id": found.id, "schema": found.schema}
+def _with_references(body: dict[str, Any], references: tuple[SchemaReference, ...]) -> dict[str, Any]:
+    """``references`` is left out when empty, as Confluent's entities do (``JsonInclude.NON_EMPTY``)."""
+    return {**body, "references": [r.as_json() for r in references]} if references else body
+
+
+def _version_body(found: RegisteredSchema) -> dict[str, Any]:
+    body = {"subject": found.subject, "version": found.version, "id": found.id, "schema": found.schema}
+    return _with_references(body, found.references)
+
+
+def _schema_body(found: StoredSchema) -> dict[str, Any]:
+    return _with_references({"schema": found.schema}, found.references)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,16 +226,20 @@ def get_version_schema(request: Request, subject: str, version: str) -> Response
     return Response(found.schema, media_type=CONTENT_TYPE)
 
 
+def get_referenced_by(request: Request, subject: str, version: str) -> JSONResponse:
+    return _reply(_store(request).referenced_by(subject, version, deleted=_flag(request, "deleted")))
+
+
 async def register(request: Request, subject: str) -> JSONResponse:
-    schema = await _schema_from(request)
-    registered = await run_in_threadpool(_store(request).register, subject, schema)
+    schema, references = await _schema_from(request)
+    registered = await run_in_threadpool(_store(request).register, subject, schema, references)
     return _reply({"id": registered.id})
 
 
 async def lookup(request: Request, subject: str) -> JSONResponse:
-    schema = await _schema_from(request)
+    schema, references = await _schema_from(request)
     store, deleted = _store(request), _flag(request, "deleted")
-    found = await run_in_threadpool(lambda: store.lookup(subject, schema, deleted=deleted))
+    found = await run_in_threadpool(lambda: store.lookup(subject, schema, references, deleted=deleted))
     return _reply(_version_body(found))
 
 
@@ -274,7 +257,7 @@ def delete_version(request: Request, subject: str, version: str) -> JSONResponse
 
 
 def get_schema(request: Request, schema_id: str) -> JSONResponse:
-    return _reply({"schema": _store(request).by_id(_schema_id(schema_id))})
+    return _reply(_schema_body(_store(request).stored(_schema_id(schema_id))))
 
 
 def get_raw_schema(request: Request, schema_id: str) -> Response:
@@ -300,9 +283,9 @@ def schema_types(request: Request) -> JSONResponse:
 
 
 async def _compatibility(request: Request, subject: str, version: str | None) -> JSONResponse:
-    schema = await _schema_from(request)
+    schema, references = await _schema_from(request)
     store = _store(request)
-    problems = await run_in_threadpool(store.check_compatibility, subject, schema, version)
+    problems = await run_in_threadpool(store.check_compatibility, subject, schema, version, references)
     return _reply({"is_compatible": not problems, "messages": problems if _flag(request, "verbose") else []})
 
 
@@ -332,7 +315,7 @@ def get_subject_config(request: Request, subject: str) -> JSONResponse:
     store = _store(request)
     level = store.compatibility(subject) if _flag(request, "defaultToGlobal") else store.subject_compatibility(subject)
     if level is None:
-        raise ConfigNotFoundError(f"subject {subject!r} does not have subject-level compatibility configured")
+        raise ConfigNotFoundError(subject)
     return _reply({"compatibilityLevel": level.value})
 
 
@@ -346,7 +329,7 @@ def delete_subject_config(request: Request, subject: str) -> JSONResponse:
     try:
         level = _store(request).delete_compatibility(subject)
     except ConfigNotFoundError as exc:  # Confluent answers "subject not found" here
-        raise SubjectNotFoundError(str(exc)) from exc
+        raise SubjectNotFoundError(subject) from exc
     return _reply({"compatibilityLevel": level.value})
 
 
@@ -367,6 +350,7 @@ _ROUTES: list[tuple[str, str, _Handler]] = [
     ("GET", "/subjects/{subject}/versions/{version}", get_version),
     ("DELETE", "/subjects/{subject}/versions/{version}", delete_version),
     ("GET", "/subjects/{subject}/versions/{version}/schema", get_version_schema),
+    ("GET", "/subjects/{subject}/versions/{version}/referencedby", get_referenced_by),
     ("POST", "/subjects/{subject}", lookup),
     ("DELETE", "/subjects/{subject}", delete_subject),
     ("GET", "/schemas/types", schema_types),
@@ -387,6 +371,7 @@ _ROUTES: list[tuple[str, str, _Handler]] = [
 ]
 
 _ERROR_HANDLERS: list[tuple[type[Exception], Callable[[Request, Exception], Awaitable[Response]]]] = [
+    (RegistryError, _on_registry_error),
     (SchemaError, _on_schema_error),
     (StoreUnavailableError, _on_store_unavailable),
     (StarletteHTTPException, _on_http_error),

@@ -257,18 +257,40 @@ def _require(node: dict[str, Any], key: str, where: str = "") -> Any:
     return node[key]
 
 
-def _load(schema: object) -> _Node:
-    parsed = schema
+@dataclass(frozen=True)
+class WithReferences:
+    """A schema whose named types may be declared in the schemas it references (Confluent's ``references``).
+
+    ``references`` are the referenced schemas' texts (or parsed JSON), every transitive one included,
+    each after the ones it depends on: they are parsed first, in that order, into one set of names,
+    as Confluent's Avro provider does.
+    """
+
+    schema: object
+    references: tuple[object, ...] = ()
+
+
+def _json(schema: object) -> object:
     if isinstance(schema, str) and not _BARE_NAME.fullmatch(schema):
         try:
-            parsed = bounded_json.loads(schema)
+            return bounded_json.loads(schema)
         except ValueError as exc:
             raise InvalidSchemaError(f"not JSON: {exc}") from exc
-    return _Parser().parse(parsed, "")
+    return schema
+
+
+def _load(schema: object) -> _Node:
+    parser = _Parser()
+    if isinstance(schema, WithReferences):
+        for referenced in schema.references:
+            parser.parse(_json(referenced), "")
+        schema = schema.schema
+    return parser.parse(_json(schema), "")
 
 
 def validate(schema: object) -> None:
-    """Raise :class:`InvalidSchemaError` if ``schema`` (JSON text or parsed JSON) cannot be resolved."""
+    """Raise :class:`InvalidSchemaError` if ``schema`` (JSON text, parsed JSON or :class:`WithReferences`)
+    cannot be resolved."""
     _load(schema)
 
 

@@ -4,8 +4,14 @@ Every write runs in one ``BEGIN IMMEDIATE`` transaction, so two registry process
 database file cannot hand out the same id or version, and cannot both register successors that are
 each compatible with the old latest version but not with each other: the compatibility check reads
 the versions and the config inside the same transaction that inserts. An identical schema (after
-normalisation) gets the id it already has, in any subject. Ids are never reused and stay resolvable
+normalisation) with the same references gets the id it already has, in any subject. Ids are never reused and stay resolvable
 after their versions are deleted, so records already on a topic can still be decoded.
+
+References follow Confluent: a schema may name types declared in other subjects' versions
+(``references: [{name, subject, version}]``); they are resolved, transitively, when the schema is
+parsed, normalised and checked for compatibility, stored with it (``-1`` resolved to the version it
+meant then), and a referenced version cannot be deleted while a schema that references it is held
+by a version (:class:`ReferenceExistsError`).
 
 Deletes follow Confluent: a soft delete hides a version (or every version of a subject) from
 listings, ``deleted=True`` shows it again, and only a soft-deleted version may be deleted permanently.
@@ -20,18 +26,32 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import fastavro
 
 from registry import sqlite_store
 from registry.core import bounded_json
-from registry.core.errors import SchemaError, StoreUnavailableError
+from registry.core.errors import StoreUnavailableError
 from registry.schema_registry import avro_compat
-from registry.schema_registry.avro_compat import CompatibilityLevel, InvalidSchemaError, parse_level
+from registry.schema_registry.avro_compat import CompatibilityLevel, WithReferences
+from registry.schema_registry.errors import (
+    AlreadySoftDeletedError,
+    ConfigNotFoundError,
+    IncompatibleSchemaError,
+    InvalidCompatibilityLevelError,
+    InvalidSchemaError,
+    InvalidVersionError,
+    NotSoftDeletedError,
+    ReferenceExistsError,
+    SchemaNotFoundError,
+    SubjectNotFoundError,
+    VersionNotFoundError,
+)
 
 __all__ = [
     "AlreadySoftDeletedError",
@@ -41,8 +61,10 @@ __all__ = [
     "InvalidSchemaError",
     "InvalidVersionError",
     "NotSoftDeletedError",
+    "ReferenceExistsError",
     "RegisteredSchema",
     "SchemaNotFoundError",
+    "SchemaReference",
     "SchemaStore",
     "SubjectNotFoundError",
     "VersionNotFoundError",
@@ -52,9 +74,19 @@ __all__ = [
 _DDL = """
 CREATE TABLE IF NOT EXISTS schemas (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    normalized TEXT NOT NULL UNIQUE,
-    schema_type TEXT NOT NULL DEFAULT 'AVRO'
+    normalized TEXT NOT NULL,
+    schema_type TEXT NOT NULL DEFAULT 'AVRO',
+    refs TEXT NOT NULL DEFAULT '[]',
+    UNIQUE (normalized, refs)
 );
+CREATE TABLE IF NOT EXISTS schema_references (
+    schema_id INTEGER NOT NULL REFERENCES schemas(id),
+    name TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (schema_id, name)
+);
+CREATE INDEX IF NOT EXISTS schema_references_by_target ON schema_references (subject, version);
 CREATE TABLE IF NOT EXISTS subject_versions (
     subject TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -73,63 +105,82 @@ CREATE TABLE IF NOT EXISTS subject_config (
 );
 """
 
+# A store written before references existed has `normalized` unique on its own: the table is rebuilt
+# with (normalized, refs) unique, keeping every id.
+_MIGRATE_REFS = """
+CREATE TABLE schemas_with_refs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    normalized TEXT NOT NULL,
+    schema_type TEXT NOT NULL DEFAULT 'AVRO',
+    refs TEXT NOT NULL DEFAULT '[]',
+    UNIQUE (normalized, refs)
+);
+INSERT INTO schemas_with_refs (id, normalized, schema_type) SELECT id, normalized, schema_type FROM schemas;
+DROP TABLE schemas;
+ALTER TABLE schemas_with_refs RENAME TO schemas
+"""
+
 _MAX_VERSION = 2**31 - 1
 
 VersionSpec = int | str
 """A version number, ``-1`` or ``"latest"``; also the text of a number, as it arrives in a URL."""
 
 
-class SchemaNotFoundError(SchemaError):
-    """No such subject, version or id, or the schema is not registered under the subject."""
+@dataclass(frozen=True)
+class SchemaReference:
+    """Confluent's ``{"name", "subject", "version"}``: the named type(s) of ``subject`` at ``version``.
+
+    ``name`` is the referenced type's full name for Avro (what Confluent's serializers send); the
+    registry checks only that names are unique within one schema's references.
+    """
+
+    name: str
+    subject: str
+    version: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "subject": self.subject, "version": self.version}
 
 
-class SubjectNotFoundError(SchemaNotFoundError):
-    """The subject has no version (that the caller asked to see)."""
+def parse_references(raw: object) -> tuple[SchemaReference, ...]:
+    """References from a request body's ``references`` (None or a list of objects).
 
-
-class VersionNotFoundError(SchemaNotFoundError):
-    """The subject exists but has no such version."""
-
-
-class ConfigNotFoundError(SchemaNotFoundError):
-    """The subject has no subject-level compatibility level."""
-
-
-class AlreadySoftDeletedError(SchemaNotFoundError):
-    """A soft delete of a subject or version that is already soft-deleted (``version`` None: the subject)."""
-
-    def __init__(self, subject: str, version: int | None = None) -> None:
-        self.subject = subject
-        self.version = version
-        what = f"subject {subject!r}" if version is None else f"subject {subject!r} version {version}"
-        super().__init__(f"{what} was soft deleted; set permanent=true to delete permanently")
-
-
-class NotSoftDeletedError(SchemaError):
-    """A permanent delete of a subject or version that was not soft-deleted first."""
-
-    def __init__(self, subject: str, version: int | None = None) -> None:
-        self.subject = subject
-        self.version = version
-        what = f"subject {subject!r}" if version is None else f"subject {subject!r} version {version}"
-        super().__init__(f"{what} was not deleted first before being permanently deleted")
-
-
-class InvalidVersionError(SchemaError):
-    """A version that is neither a number in [1, 2^31-1], -1 nor ``latest``."""
-
-
-class IncompatibleSchemaError(SchemaError):
-    """The schema breaks the subject's compatibility level; ``messages`` say where."""
-
-    def __init__(self, subject: str, level: CompatibilityLevel, messages: list[str]) -> None:
-        self.subject = subject
-        self.level = level
-        self.messages = messages
-        super().__init__(
-            f"Schema being registered is incompatible with an earlier schema for subject {json.dumps(subject)} "
-            f"(compatibility {level.value}), details: [{'; '.join(messages)}]"
+    Raises:
+        InvalidSchemaError: not a list of ``{name: str, subject: str, version: int}`` with distinct names.
+    """
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidSchemaError("references must be a list")
+    out: list[SchemaReference] = []
+    for item in raw:
+        ok = isinstance(item, dict) and set(item) <= {"name", "subject", "version"}
+        name, subject, version = (
+            item.get(k) if isinstance(item, dict) else None for k in ("name", "subject", "version")
         )
+        if (
+            not ok
+            or not isinstance(name, str)
+            or not isinstance(subject, str)
+            or isinstance(version, bool)
+            or not isinstance(version, int)
+            or not (version == -1 or 1 <= version <= _MAX_VERSION)
+        ):
+            shown = f"{{name='{name}', subject='{subject}', version={'null' if version is None else version}}}"
+            raise InvalidSchemaError(f"Invalid reference: {shown[:300]}")
+        out.append(SchemaReference(name, subject, version))
+    names = [r.name for r in out]
+    if len(set(names)) != len(names):
+        raise InvalidSchemaError(f"duplicate reference names in {names}"[:300])
+    return tuple(out)
+
+
+def _refs_json(references: Sequence[SchemaReference]) -> str:
+    return json.dumps([r.as_json() for r in references], separators=(",", ":"))
+
+
+def _refs_from_json(text: str) -> tuple[SchemaReference, ...]:
+    return tuple(SchemaReference(r["name"], r["subject"], r["version"]) for r in json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -138,23 +189,38 @@ class RegisteredSchema:
     subject: str
     version: int
     schema: str
+    references: tuple[SchemaReference, ...] = field(default=())
 
 
-def normalize(schema_text: str) -> str:
-    """Parse, validate and re-serialise a schema so equal schemas compare equal as text."""
+@dataclass(frozen=True)
+class StoredSchema:
+    """A schema by id: its text and the references it was registered with."""
+
+    schema: str
+    references: tuple[SchemaReference, ...] = ()
+
+
+def normalize(schema_text: str, dependencies: Sequence[str] = ()) -> str:
+    """Parse, validate and re-serialise a schema so equal schemas compare equal as text.
+
+    ``dependencies`` are the texts of the schemas it references (see :class:`WithReferences`).
+    """
     try:
         parsed = bounded_json.loads(schema_text)
     except (ValueError, TypeError) as exc:
-        raise InvalidSchemaError(f"invalid Avro schema: not JSON: {exc}") from exc
+        raise InvalidSchemaError(f"not JSON: {exc}") from exc
     # Our own parser first: it names what is wrong, and what it accepts the compatibility checks can read.
     try:
-        avro_compat.validate(parsed)
-    except InvalidSchemaError as exc:
-        raise InvalidSchemaError(f"invalid Avro schema: {exc}") from exc
+        avro_compat.validate(WithReferences(parsed, tuple(dependencies)))
+    except avro_compat.InvalidSchemaError as exc:
+        raise InvalidSchemaError(str(exc)) from exc
     try:
-        fastavro.parse_schema(parsed)
+        named: dict[str, Any] = {}
+        for dependency in dependencies:
+            fastavro.parse_schema(json.loads(dependency), named_schemas=named)
+        fastavro.parse_schema(parsed, named_schemas=named)
     except Exception as exc:  # fastavro signals bad input with many exception types (KeyError among them)
-        raise InvalidSchemaError(f"invalid Avro schema: {type(exc).__name__}: {exc}") from exc
+        raise InvalidSchemaError(f"{type(exc).__name__}: {exc}") from exc
     return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
 
 
@@ -167,11 +233,15 @@ def _version_spec(version: VersionSpec) -> int | None:
         with suppress(ValueError):
             number = int(version)
     if isinstance(number, bool) or not isinstance(number, int) or not (number == -1 or 1 <= number <= _MAX_VERSION):
-        raise InvalidVersionError(
-            f"The specified version {version!r} is not a valid version id. "
-            'Allowed values are between [1, 2^31-1] and the string "latest"'
-        )
+        raise InvalidVersionError(version)
     return None if number == -1 else number
+
+
+def _parse_level(level: object) -> CompatibilityLevel:
+    try:
+        return avro_compat.parse_level(level)
+    except avro_compat.InvalidCompatibilityLevelError:
+        raise InvalidCompatibilityLevelError() from None
 
 
 class SchemaStore:
@@ -180,8 +250,12 @@ class SchemaStore:
     def __init__(self, path: Path, *, default_compatibility: CompatibilityLevel | str = "NONE") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
-        self._default = parse_level(default_compatibility)
+        self._default = _parse_level(default_compatibility)
         with self._transaction() as conn:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(schemas)")}
+            if columns and "refs" not in columns:
+                for statement in _MIGRATE_REFS.split(";"):
+                    conn.execute(statement)
             for statement in _DDL.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -217,33 +291,43 @@ class SchemaStore:
 
     # -- writes -------------------------------------------------------------------------------------
 
-    def register(self, subject: str, schema_text: str) -> RegisteredSchema:
+    def register(self, subject: str, schema_text: str, references: Sequence[SchemaReference] = ()) -> RegisteredSchema:
         """Register a schema under ``subject``: its existing version if it has one, else a new version.
 
+        The schema's identity is its normalised text with its references (a ``-1`` version resolved
+        to the referenced subject's latest), as in Confluent: the same pair gets the same id in any subject.
+
         Raises:
-            InvalidSchemaError: not a valid Avro schema.
+            InvalidSchemaError: not a valid Avro schema, or a reference that does not resolve.
             IncompatibleSchemaError: a new version would break the subject's compatibility level.
         """
-        normalized = normalize(schema_text)
         with self._transaction() as conn:
+            refs, dependencies = self._resolve(conn, references)
+            normalized = normalize(schema_text, dependencies)
+            refs_text = _refs_json(refs)
             existing = conn.execute(
                 "SELECT v.version, s.id FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
-                "WHERE v.subject = ? AND s.normalized = ? AND v.deleted = 0 ORDER BY v.version LIMIT 1",
-                (subject, normalized),
+                "WHERE v.subject = ? AND s.normalized = ? AND s.refs = ? AND v.deleted = 0 ORDER BY v.version LIMIT 1",
+                (subject, normalized, refs_text),
             ).fetchone()
             if existing:
-                return RegisteredSchema(id=existing[1], subject=subject, version=existing[0], schema=normalized)
+                return RegisteredSchema(existing[1], subject, existing[0], normalized, refs)
             level = self._effective_level(conn, subject)
             live = self._schemas_of(conn, subject, deleted=False)
-            problems = avro_compat.check(
-                level, normalized, [text for _, text, _ in live], labels=[f"version {v}" for v, _, _ in live]
-            )
-            if problems:
-                raise IncompatibleSchemaError(subject, level, problems)
-            row = conn.execute("SELECT id FROM schemas WHERE normalized = ?", (normalized,)).fetchone()
-            schema_id = (
-                row[0] if row else conn.execute("INSERT INTO schemas (normalized) VALUES (?)", (normalized,)).lastrowid
-            )
+            self._check_or_raise(conn, subject, level, WithReferences(normalized, tuple(dependencies)), live)
+            row = conn.execute(
+                "SELECT id FROM schemas WHERE normalized = ? AND refs = ?", (normalized, refs_text)
+            ).fetchone()
+            if row:
+                schema_id = row[0]
+            else:
+                schema_id = conn.execute(
+                    "INSERT INTO schemas (normalized, refs) VALUES (?, ?)", (normalized, refs_text)
+                ).lastrowid
+                conn.executemany(
+                    "INSERT INTO schema_references (schema_id, name, subject, version) VALUES (?, ?, ?, ?)",
+                    [(schema_id, r.name, r.subject, r.version) for r in refs],
+                )
             (latest,) = conn.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM subject_versions WHERE subject = ?", (subject,)
             ).fetchone()
@@ -252,33 +336,41 @@ class SchemaStore:
                 (subject, latest + 1, schema_id),
             )
         assert schema_id is not None
-        return RegisteredSchema(id=schema_id, subject=subject, version=latest + 1, schema=normalized)
+        return RegisteredSchema(schema_id, subject, latest + 1, normalized, refs)
 
     def delete_version(self, subject: str, version: VersionSpec, *, permanent: bool = False) -> int:
         """Soft-delete one version, or permanently delete a soft-deleted one; returns its number.
 
         Raises:
             SubjectNotFoundError, VersionNotFoundError, InvalidVersionError: nothing to delete.
+            ReferenceExistsError: another schema references the version (a live one, or for a
+                permanent delete any, as in Confluent).
             AlreadySoftDeletedError: a soft delete of a soft-deleted version.
             NotSoftDeletedError: a permanent delete of a version that was not soft-deleted first.
         """
+        number = _version_spec(version)
         with self._transaction() as conn:
             rows = dict(self._versions_of(conn, subject, deleted=True))
-            # a soft delete sees what listings see; a permanent one also sees soft-deleted versions
-            visible = rows if permanent else {v: d for v, d in rows.items() if not d}
-            if not visible:
-                raise SubjectNotFoundError(f"subject {subject!r} not found")
-            number = _version_spec(version)
-            number = max(visible) if number is None else number
+            # in Confluent's order: a numbered version is found among soft-deleted ones too; `latest` is
+            # the latest live one for a soft delete, the latest of all for a permanent one
+            if number is None:
+                visible = rows if permanent else {v: d for v, d in rows.items() if not d}
+                if not visible:
+                    raise SubjectNotFoundError(subject)
+                number = max(visible)
+            if not rows:
+                raise SubjectNotFoundError(subject)
             if number not in rows:
-                raise VersionNotFoundError(f"subject {subject!r} has no version {number}")
+                raise VersionNotFoundError(subject, number)
+            if rows[number] and not permanent:
+                raise AlreadySoftDeletedError(subject, number)
+            if self._referenced_by(conn, subject, number, deleted=permanent):
+                raise ReferenceExistsError(subject, number)
             if permanent:
                 if not rows[number]:
                     raise NotSoftDeletedError(subject, number)
                 conn.execute("DELETE FROM subject_versions WHERE subject = ? AND version = ?", (subject, number))
             else:
-                if rows[number]:
-                    raise AlreadySoftDeletedError(subject, number)
                 conn.execute(
                     "UPDATE subject_versions SET deleted = 1 WHERE subject = ? AND version = ?", (subject, number)
                 )
@@ -290,14 +382,18 @@ class SchemaStore:
 
         Raises:
             SubjectNotFoundError: the subject has no version at all.
+            ReferenceExistsError: a version is referenced from another subject.
             AlreadySoftDeletedError: a soft delete of a subject whose versions are all soft-deleted.
             NotSoftDeletedError: a permanent delete of a subject with live versions.
         """
         with self._transaction() as conn:
             rows = self._versions_of(conn, subject, deleted=True)
             if not rows:
-                raise SubjectNotFoundError(f"subject {subject!r} not found")
+                raise SubjectNotFoundError(subject)
             live = [v for v, deleted in rows if not deleted]
+            for number in [v for v, _ in rows] if permanent else live:
+                if any(s != subject for s, _ in self._referenced_by(conn, subject, number, deleted=permanent)):
+                    raise ReferenceExistsError(subject, number)
             if permanent:
                 if live:
                     raise NotSoftDeletedError(subject)
@@ -317,7 +413,7 @@ class SchemaStore:
         Raises:
             InvalidCompatibilityLevelError: not a level.
         """
-        parsed = parse_level(level)
+        parsed = _parse_level(level)
         with self._transaction() as conn:
             if subject is None:
                 conn.execute(
@@ -346,18 +442,27 @@ class SchemaStore:
                 return previous
             row = conn.execute("SELECT compatibility FROM subject_config WHERE subject = ?", (subject,)).fetchone()
             if row is None:
-                raise ConfigNotFoundError(f"subject {subject!r} does not have subject-level compatibility configured")
+                raise ConfigNotFoundError(subject)
             conn.execute("DELETE FROM subject_config WHERE subject = ?", (subject,))
         return CompatibilityLevel(row[0])
 
     # -- reads --------------------------------------------------------------------------------------
 
     def by_id(self, schema_id: int) -> str:
+        """The normalised text of schema ``schema_id``.
+
+        Raises:
+            SchemaNotFoundError: no such id.
+        """
+        return self.stored(schema_id).schema
+
+    def stored(self, schema_id: int) -> StoredSchema:
+        """Schema ``schema_id`` with the references it was registered with (see :meth:`by_id`)."""
         with self._read() as conn:
-            row = conn.execute("SELECT normalized FROM schemas WHERE id = ?", (schema_id,)).fetchone()
+            row = conn.execute("SELECT normalized, refs FROM schemas WHERE id = ?", (schema_id,)).fetchone()
         if row is None:
-            raise SchemaNotFoundError(f"schema id {schema_id} not found")
-        return str(row[0])
+            raise SchemaNotFoundError(schema_id)
+        return StoredSchema(str(row[0]), _refs_from_json(row[1]))
 
     def subjects(self, *, deleted: bool = False, deleted_only: bool = False) -> list[str]:
         """Subjects with a live version; ``deleted`` adds soft-deleted ones, ``deleted_only`` lists only those."""
@@ -375,7 +480,7 @@ class SchemaStore:
         with self._read() as conn:
             rows = self._versions_of(conn, subject, deleted=deleted)
         if not rows:
-            raise SubjectNotFoundError(f"subject {subject!r} not found")
+            raise SubjectNotFoundError(subject)
         return [v for v, _ in rows]
 
     def version(self, subject: str, version: VersionSpec, *, deleted: bool = False) -> RegisteredSchema:
@@ -383,35 +488,52 @@ class SchemaStore:
         with self._read() as conn:
             rows = self._schemas_of(conn, subject, deleted=deleted)
         if not rows:
-            raise SubjectNotFoundError(f"subject {subject!r} not found")
+            raise SubjectNotFoundError(subject)
         found = rows[-1] if number is None else next((r for r in rows if r[0] == number), None)
         if found is None:
-            raise VersionNotFoundError(f"subject {subject!r} has no version {version}")
-        number, schema, schema_id = found[0], found[1], found[2]
-        return RegisteredSchema(id=schema_id, subject=subject, version=number, schema=schema)
+            raise VersionNotFoundError(subject, version)
+        return RegisteredSchema(found[2], subject, found[0], found[1], found[3])
 
-    def lookup(self, subject: str, schema_text: str, *, deleted: bool = False) -> RegisteredSchema:
-        """The version of ``subject`` that holds this schema (a live one first, then the latest).
+    def referenced_by(self, subject: str, version: VersionSpec, *, deleted: bool = False) -> list[int]:
+        """Ids of the schemas that reference ``subject`` at ``version`` (and are held by a live version,
+        unless ``deleted``), ascending, as Confluent's ``GET .../referencedby``.
 
         Raises:
-            InvalidSchemaError: not a valid Avro schema.
+            SubjectNotFoundError, VersionNotFoundError, InvalidVersionError: no such version.
+        """
+        found = self.version(subject, version, deleted=True)
+        with self._read() as conn:
+            return sorted(
+                {schema_id for _, schema_id in self._referenced_by(conn, subject, found.version, deleted=deleted)}
+            )
+
+    def lookup(
+        self, subject: str, schema_text: str, references: Sequence[SchemaReference] = (), *, deleted: bool = False
+    ) -> RegisteredSchema:
+        """The version of ``subject`` that holds this schema with these references (a live one first, then
+        the latest).
+
+        Raises:
+            InvalidSchemaError: not a valid Avro schema, or a reference that does not resolve.
             SubjectNotFoundError: the subject has no (live, unless ``deleted``) version.
             SchemaNotFoundError: the subject does not hold this schema.
         """
-        normalized = normalize(schema_text)
         hidden = "" if deleted else "AND v.deleted = 0"
         with self._read() as conn:
+            refs, dependencies = self._resolve(conn, references)
+            normalized = normalize(schema_text, dependencies)
             row = conn.execute(
                 "SELECT v.version, s.id FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
-                f"WHERE v.subject = ? AND s.normalized = ? {hidden} ORDER BY v.deleted, v.version DESC LIMIT 1",
-                (subject, normalized),
+                f"WHERE v.subject = ? AND s.normalized = ? AND s.refs = ? {hidden} "
+                "ORDER BY v.deleted, v.version DESC LIMIT 1",
+                (subject, normalized, _refs_json(refs)),
             ).fetchone()
             known = row is not None or bool(self._versions_of(conn, subject, deleted=deleted))
         if not known:
-            raise SubjectNotFoundError(f"subject {subject!r} not found")
+            raise SubjectNotFoundError(subject)
         if row is None:
-            raise SchemaNotFoundError(f"schema not registered under subject {subject!r}")
-        return RegisteredSchema(id=row[1], subject=subject, version=row[0], schema=normalized)
+            raise SchemaNotFoundError()
+        return RegisteredSchema(row[1], subject, row[0], normalized, refs)
 
     def versions_of_id(self, schema_id: int, *, deleted: bool = False) -> list[tuple[str, int]]:
         """The (subject, version) pairs that hold schema ``schema_id``.
@@ -422,7 +544,7 @@ class SchemaStore:
         hidden = "" if deleted else "AND deleted = 0"
         with self._read() as conn:
             if conn.execute("SELECT 1 FROM schemas WHERE id = ?", (schema_id,)).fetchone() is None:
-                raise SchemaNotFoundError(f"schema id {schema_id} not found")
+                raise SchemaNotFoundError(schema_id)
             rows = conn.execute(
                 f"SELECT subject, version FROM subject_versions WHERE schema_id = ? {hidden} ORDER BY subject, version",
                 (schema_id,),
@@ -443,7 +565,13 @@ class SchemaStore:
         with self._read() as conn:
             return self._subject_level(conn, subject)
 
-    def check_compatibility(self, subject: str, schema_text: str, version: VersionSpec | None = "latest") -> list[str]:
+    def check_compatibility(
+        self,
+        subject: str,
+        schema_text: str,
+        version: VersionSpec | None = "latest",
+        references: Sequence[SchemaReference] = (),
+    ) -> list[str]:
         """Why ``schema_text`` breaks the subject's level against one version (or, with ``version`` None,
         against the versions its level names); empty if it does not. Registers nothing.
 
@@ -454,26 +582,110 @@ class SchemaStore:
             InvalidSchemaError, InvalidVersionError: bad input.
             SubjectNotFoundError, VersionNotFoundError: a numbered version that does not exist.
         """
-        normalized = normalize(schema_text)
         number = None if version is None else _version_spec(version)
         with self._read() as conn:
+            _, dependencies = self._resolve(conn, references)
+            normalized = normalize(schema_text, dependencies)
             level = self._effective_level(conn, subject)
             live = self._schemas_of(conn, subject, deleted=False)
-        if number is not None:
-            if not live:
-                raise SubjectNotFoundError(f"subject {subject!r} not found")
-            live = [row for row in live if row[0] == number]
-            if not live:
-                raise VersionNotFoundError(f"subject {subject!r} has no version {number}")
-        elif version is not None:
-            live = live[-1:]
-        if version is not None:
-            level = CompatibilityLevel(level.value.replace("_TRANSITIVE", ""))
+            if number is not None:
+                if not live:
+                    raise SubjectNotFoundError(subject)
+                live = [row for row in live if row[0] == number]
+                if not live:
+                    raise VersionNotFoundError(subject, number)
+            elif version is not None:
+                live = live[-1:]
+            if version is not None:
+                level = CompatibilityLevel(level.value.replace("_TRANSITIVE", ""))
+            existing = [WithReferences(text, tuple(self._resolve(conn, refs)[1])) for _, text, _, refs in live]
         return avro_compat.check(
-            level, normalized, [text for _, text, _ in live], labels=[f"version {v}" for v, *_ in live]
+            level,
+            WithReferences(normalized, tuple(dependencies)),
+            existing,
+            labels=[f"version {v}" for v, *_ in live],
         )
 
     # -- helpers (inside a transaction) -------------------------------------------------------------
+
+    def _check_or_raise(
+        self,
+        conn: sqlite3.Connection,
+        subject: str,
+        level: CompatibilityLevel,
+        new: WithReferences,
+        live: list[tuple[int, str, int, tuple[SchemaReference, ...]]],
+    ) -> None:
+        """Raise :class:`IncompatibleSchemaError` naming the first existing version (oldest first, as
+        Confluent's validators iterate) that ``new`` may not follow under ``level``."""
+        if level is CompatibilityLevel.NONE or not live:
+            return
+        for number, text, _, refs in live if level.transitive else live[-1:]:
+            old = WithReferences(text, tuple(self._resolve(conn, refs)[1]))
+            problems = avro_compat.check(level, new, [old], labels=[f"version {number}"])
+            if problems:
+                raise IncompatibleSchemaError(subject, level, problems, number, text)
+
+    def _resolve(
+        self, conn: sqlite3.Connection, references: Sequence[SchemaReference]
+    ) -> tuple[tuple[SchemaReference, ...], list[str]]:
+        """The references with ``-1`` resolved to the latest version, and the texts of every schema they
+        bring in, transitively, each after the ones it depends on (Confluent's ``resolveReferences``:
+        depth first, a reference name taken once).
+
+        Raises:
+            InvalidSchemaError: a reference to a subject version that does not exist.
+        """
+        taken: set[str] = set()
+        texts: list[str] = []
+
+        def visit(refs: Sequence[SchemaReference], depth: int) -> tuple[SchemaReference, ...]:
+            if depth > 32:
+                raise InvalidSchemaError("references nested more than 32 levels")
+            resolved = []
+            for ref in refs:
+                row = self._referenced_row(conn, ref)
+                if row is None:
+                    raise InvalidSchemaError(
+                        f'No schema reference found for subject "{ref.subject}" and version {ref.version}'
+                    )
+                number, text, own_refs = row
+                resolved.append(SchemaReference(ref.name, ref.subject, number))
+                if ref.name not in taken:
+                    taken.add(ref.name)  # before its own references: a cycle back to this name stops
+                    visit(own_refs, depth + 1)
+                    texts.append(text)
+            return tuple(resolved)
+
+        return visit(references, 0), texts
+
+    @staticmethod
+    def _referenced_row(
+        conn: sqlite3.Connection, ref: SchemaReference
+    ) -> tuple[int, str, tuple[SchemaReference, ...]] | None:
+        """(version, text, references) of a referenced subject version, soft-deleted ones included (Confluent
+        resolves references to deleted versions so that existing schemas keep parsing)."""
+        order = "ORDER BY v.deleted, v.version DESC LIMIT 1" if ref.version == -1 else "AND v.version = ?"
+        params: tuple[Any, ...] = (ref.subject,) if ref.version == -1 else (ref.subject, ref.version)
+        row = conn.execute(
+            "SELECT v.version, s.normalized, s.refs FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
+            f"WHERE v.subject = ? {order}",
+            params,
+        ).fetchone()
+        return None if row is None else (row[0], row[1], _refs_from_json(row[2]))
+
+    @staticmethod
+    def _referenced_by(conn: sqlite3.Connection, subject: str, version: int, *, deleted: bool) -> list[tuple[str, int]]:
+        """(subject, schema id) of the versions whose schema references ``subject`` at ``version``; only
+        live versions unless ``deleted``."""
+        hidden = "" if deleted else "AND v.deleted = 0"
+        rows = conn.execute(
+            "SELECT DISTINCT v.subject, r.schema_id FROM schema_references r "
+            "JOIN subject_versions v ON v.schema_id = r.schema_id "
+            f"WHERE r.subject = ? AND r.version = ? {hidden}",
+            (subject, version),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     @staticmethod
     def _versions_of(conn: sqlite3.Connection, subject: str, *, deleted: bool) -> list[tuple[int, bool]]:
@@ -484,15 +696,17 @@ class SchemaStore:
         return [(r[0], bool(r[1])) for r in rows]
 
     @staticmethod
-    def _schemas_of(conn: sqlite3.Connection, subject: str, *, deleted: bool) -> list[tuple[int, str, int]]:
-        """(version, schema, id) of the subject's versions, oldest first."""
+    def _schemas_of(
+        conn: sqlite3.Connection, subject: str, *, deleted: bool
+    ) -> list[tuple[int, str, int, tuple[SchemaReference, ...]]]:
+        """(version, schema, id, references) of the subject's versions, oldest first."""
         hidden = "" if deleted else "AND v.deleted = 0"
         rows = conn.execute(
-            "SELECT v.version, s.normalized, s.id FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
+            "SELECT v.version, s.normalized, s.id, s.refs FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
             f"WHERE v.subject = ? {hidden} ORDER BY v.version",
             (subject,),
         ).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2], _refs_from_json(r[3])) for r in rows]
 
     def _global_level(self, conn: sqlite3.Connection) -> CompatibilityLevel:
         row = conn.execute("SELECT compatibility FROM global_config").fetchone()

@@ -1,5 +1,7 @@
 """Two ``python -m registry.schema_registry`` server processes sharing one SQLite file: ids and versions stay unique and
-gap-free under concurrent registration, compatibility holds across processes, and a restart keeps it all.
+gap-free under concurrent registration, compatibility holds across processes, and a restart keeps it all;
+then confluent-kafka's own client and Avro serdes against a server process: schema references, and the
+error statuses, codes and messages Confluent's registry answers with.
 
 Needs no Kafka or Cassandra (so no ``integration`` marker): each server binds a free loopback port
 (``--port 0``) and announces it on its first stdout line.
@@ -18,6 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient, SchemaRegistryError
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from registry.schema_registry.store import normalize
 
@@ -170,3 +175,122 @@ def test_two_processes_cannot_both_extend_a_subject_incompatibly(
         outcomes.append(sorted(statuses))
         assert a.http.get(f"/subjects/{subject}/versions").json() == [1, 2]
     assert outcomes == [[200, 409]] * 8
+
+
+# ---------------------------------------------------------------------------------------------
+# confluent-kafka's SchemaRegistryClient and Avro serdes against the server process
+# ---------------------------------------------------------------------------------------------
+
+MONEY = json.dumps(
+    {
+        "type": "record",
+        "name": "Money",
+        "namespace": "fs.common",
+        "fields": [{"name": "amount", "type": "double"}, {"name": "currency", "type": "string"}],
+    }
+)
+PAYMENT = json.dumps(
+    {
+        "type": "record",
+        "name": "Payment",
+        "namespace": "fs.events",
+        "fields": [{"name": "id", "type": "string"}, {"name": "price", "type": "fs.common.Money"}],
+    }
+)
+
+
+def test_confluent_serdes_with_schema_references(tmp_path: Path, start_server: Callable[[Path], Server]) -> None:
+    """A referenced schema registered first, a schema using it registered by the serializer itself; the
+    deserializer resolves the reference from the writer id alone, as against Confluent's registry."""
+    server = start_server(tmp_path / "schemas.db")
+    client = SchemaRegistryClient({"url": server.url})
+    assert client.register_schema("money-value", Schema(MONEY, "AVRO")) == 1
+
+    ref = SchemaReference("fs.common.Money", "money-value", 1)
+    ctx = SerializationContext("payments", MessageField.VALUE)
+    record = {"id": "p-1", "price": {"amount": 9.99, "currency": "EUR"}}
+    written = AvroSerializer(client, Schema(PAYMENT, "AVRO", [ref]))(record, ctx)
+    assert written is not None and written[:5] == b"\x00\x00\x00\x00\x02"
+
+    fresh = SchemaRegistryClient({"url": server.url})  # no cache: everything comes from the server
+    assert AvroDeserializer(fresh)(written, ctx) == record
+    registered = fresh.get_latest_version("payments-value")
+    assert (registered.schema_id, registered.version) == (2, 1)
+    assert [(r.name, r.subject, r.version) for r in registered.schema.references or []] == [
+        ("fs.common.Money", "money-value", 1)
+    ]
+    assert [(r.name, r.subject, r.version) for r in fresh.get_schema(2).references or []] == [
+        ("fs.common.Money", "money-value", 1)
+    ]
+    assert fresh.lookup_schema("payments-value", Schema(PAYMENT, "AVRO", [ref])).version == 1
+    assert fresh.get_referenced_by("money-value", 1) == [2]
+    # the same schema and reference, registered again, is the same id: no new version
+    assert fresh.register_schema("payments-value", Schema(PAYMENT, "AVRO", [ref])) == 2
+    assert fresh.get_versions("payments-value") == [1]
+
+    with pytest.raises(SchemaRegistryError) as referenced:
+        fresh.delete_version("money-value", 1)
+    assert (referenced.value.http_status_code, referenced.value.error_code) == (422, 42206)
+    assert referenced.value.error_message == (
+        "One or more references exist to the schema {magic=1,keytype=SCHEMA,subject=money-value,version=1}."
+    )
+
+
+def test_confluent_client_sees_confluents_errors(tmp_path: Path, start_server: Callable[[Path], Server]) -> None:
+    """``SchemaRegistryError`` carries the status, code and message Confluent's registry answers with."""
+    server = start_server(tmp_path / "schemas.db")
+    client = SchemaRegistryClient({"url": server.url})
+
+    def refused(call: Callable[[], object]) -> tuple[int, int, str]:
+        with pytest.raises(SchemaRegistryError) as caught:
+            call()
+        return caught.value.http_status_code, caught.value.error_code, caught.value.error_message
+
+    assert refused(lambda: client.get_latest_version("nope")) == (404, 40401, "Subject 'nope' not found.")
+    assert refused(lambda: client.get_versions("nope")) == (404, 40401, "Subject 'nope' not found.")
+    assert refused(lambda: client.get_schema(42)) == (404, 40403, "Schema 42 not found")
+
+    v1 = json.dumps({"type": "record", "name": "R", "fields": [{"name": "a", "type": "double"}]})
+    assert client.register_schema("s", Schema(v1, "AVRO")) == 1
+    assert refused(lambda: client.get_version("s", 7)) == (404, 40402, "Version 7 not found.")
+    assert refused(lambda: client.lookup_schema("s", Schema(MONEY, "AVRO"))) == (404, 40403, "Schema not found")
+
+    v2 = json.dumps({"type": "record", "name": "R", "fields": [{"name": "a", "type": "string"}]})
+    status, code, message = refused(lambda: client.register_schema("s", Schema(v2, "AVRO")))
+    assert (status, code) == (409, 40901)
+    prefix = 'Schema being registered is incompatible with an earlier schema for subject "s", details: ['
+    assert message.startswith(prefix)
+    assert message.endswith(
+        f"{{oldSchemaVersion: 1}}, {{oldSchema: '{normalize(v1)}'}}, "
+        "{validateFields: 'false', compatibility: 'BACKWARD'}]"
+    )
+
+    status, code, message = refused(lambda: client.register_schema("s", Schema('{"type": "record"}', "AVRO")))
+    assert (status, code, message) == (
+        422,
+        42201,
+        "Invalid schema of type AVRO, details: 'record' schema has no 'name'",
+    )
+    assert refused(lambda: client.register_schema("s", Schema("{}", "JSON"))) == (
+        422,
+        42201,
+        "Invalid schema type JSON",
+    )
+    assert refused(lambda: client.get_version("s", 0)) == (
+        422,
+        42202,
+        "The specified version '0' is not a valid version id. "
+        'Allowed values are between [1, 2^31-1] and the string "latest"',
+    )
+    assert refused(lambda: client.set_compatibility("s", "SIDEWAYS")) == (
+        422,
+        42203,
+        "Invalid compatibility level. Valid values are none, backward, forward, full, "
+        "backward_transitive, forward_transitive, and full_transitive",
+    )
+    assert client.delete_version("s", 1) == 1
+    assert refused(lambda: client.delete_version("s", 1)) == (
+        404,
+        40406,
+        "Subject 's' Version 1 was soft deleted.Set permanent=true to delete permanently",
+    )

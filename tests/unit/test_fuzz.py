@@ -89,7 +89,7 @@ def test_feature_api_never_answers_5xx(case: Any) -> None:
 
 _ROUTES = [
     ("GET", "/subjects"), ("GET", "/subjects/{s}/versions"), ("GET", "/subjects/{s}/versions/{v}"),
-    ("GET", "/subjects/{s}/versions/{v}/schema"), ("POST", "/subjects/{s}/versions"), ("POST", "/subjects/{s}"),
+    ("GET", "/subjects/{s}/versions/{v}/schema"), ("GET", "/subjects/{s}/versions/{v}/referencedby"), ("POST", "/subjects/{s}/versions"), ("POST", "/subjects/{s}"),
     ("DELETE", "/subjects/{s}"), ("DELETE", "/subjects/{s}/versions/{v}"), ("GET", "/schemas/ids/{i}"),
     ("GET", "/schemas/ids/{i}/schema"), ("GET", "/schemas/ids/{i}/subjects"), ("GET", "/schemas/ids/{i}/versions"),
     ("GET", "/schemas/types"), ("POST", "/compatibility/subjects/{s}/versions/{v}"),
@@ -127,6 +127,9 @@ _BODIES = st.one_of(
     st.integers(900, 3000).map(lambda n: _Raw('{"schema": ' + "[" * n + "]" * n + "}")),
     st.builds(lambda s: {"schema": s}, _SCHEMAS | st.text(max_size=60)),
     st.builds(lambda s, extra: {"schema": s, **extra}, _SCHEMAS, st.dictionaries(st.text(max_size=12), _JSON, max_size=3)),
+    st.builds(lambda s, refs: {"schema": s, "references": refs}, _SCHEMAS, _JSON
+              | st.lists(st.fixed_dictionaries({"name": st.text(max_size=8), "subject": st.sampled_from(["known", "x"]),
+                                                "version": st.sampled_from(_EDGES) | st.integers(-2, 3)}), max_size=3)),
     st.builds(lambda level: {"compatibility": level}, st.sampled_from(["BACKWARD", "FULL_TRANSITIVE", "NONE", "bogus", ""])
               | st.text(max_size=10) | _JSON),
     _JSON,

@@ -138,10 +138,10 @@ def test_not_found_codes(client: TestClient) -> None:
 def test_incompatible_schema_is_409_and_writes_nothing(client: TestClient) -> None:
     client.post(f"/subjects/{SUBJECT}/versions", json=body(CARD))
     response = client.post(f"/subjects/{SUBJECT}/versions", json=body(CARD_BAD))
-    assert error(response) == (409, 409)
+    assert error(response) == (409, 40901)
     assert "field `amount`: writer type double cannot be read as string" in response.json()["message"]
     assert "BACKWARD" in response.json()["message"]
-    assert error(client.post(f"/subjects/{SUBJECT}/versions", json=body(CARD_REQUIRED))) == (409, 409)
+    assert error(client.post(f"/subjects/{SUBJECT}/versions", json=body(CARD_REQUIRED))) == (409, 40901)
     assert client.get(f"/subjects/{SUBJECT}/versions").json() == [1]
     # the refused schemas took no id: the next new schema gets 2
     assert client.post(f"/subjects/{SUBJECT}/versions", json=body(CARD_V2)).json() == {"id": 2}
@@ -167,7 +167,7 @@ def test_subject_config_overrides_global(client: TestClient) -> None:
     assert client.get("/config").json() == {"compatibilityLevel": "BACKWARD"}
 
     assert client.post("/subjects/loose/versions", json=body(CARD_BAD)).status_code == 200
-    assert error(client.post("/subjects/strict/versions", json=body(CARD_BAD))) == (409, 409)
+    assert error(client.post("/subjects/strict/versions", json=body(CARD_BAD))) == (409, 40901)
 
     # FORWARD on one subject: a new required field is fine there (old readers ignore it), not elsewhere
     client.put("/config/strict", json={"compatibility": "FORWARD"})
@@ -176,7 +176,7 @@ def test_subject_config_overrides_global(client: TestClient) -> None:
     assert client.delete("/config/loose").json() == {"compatibilityLevel": "NONE"}
     assert error(client.delete("/config/loose")) == (404, 40401)
     assert client.get("/config/loose?defaultToGlobal=true").json() == {"compatibilityLevel": "BACKWARD"}
-    assert error(client.post("/subjects/loose/versions", json=body(CARD_V2))) == (409, 409)  # back under BACKWARD
+    assert error(client.post("/subjects/loose/versions", json=body(CARD_V2))) == (409, 40901)  # back under BACKWARD
 
 
 def test_invalid_compatibility_level_is_42203(client: TestClient) -> None:
@@ -195,7 +195,7 @@ def test_transitive_level_checks_all_versions(client: TestClient) -> None:
         assert client.post("/subjects/s/versions", json=body(schema)).status_code == 200
     client.put("/config/s", json={"compatibility": "BACKWARD_TRANSITIVE"})
     response = client.post("/subjects/s/versions", json=body(v3))
-    assert error(response) == (409, 409)
+    assert error(response) == (409, 40901)
     assert "against version 1" in response.json()["message"]
     client.put("/config/s", json={"compatibility": "BACKWARD"})
     assert client.post("/subjects/s/versions", json=body(v3)).json() == {"id": 3}
@@ -299,14 +299,20 @@ def test_soft_then_hard_delete_of_a_subject(client: TestClient) -> None:
             body(CARD, references=[{"name": "x", "subject": "y", "version": 1}]),
             422,
             42201,
-            "schema references are not supported",
+            'Invalid schema of type AVRO, details: No schema reference found for subject "y" and version 1',
+        ),
+        (
+            body(CARD, references=[{"name": "x", "subject": "y"}]),
+            422,
+            42201,
+            "Invalid schema of type AVRO, details: Invalid reference: {name='x', subject='y', version=null}",
         ),
         (body(CARD, metadata={"properties": {"owner": "me"}}), 422, 422, "field(s) metadata are not supported"),
         (body(CARD, ruleSet={"domainRules": []}), 422, 422, "field(s) ruleSet are not supported"),
-        (body(CARD, schemaType="JSON"), 422, 42201, "schemaType 'JSON' is not supported"),
+        (body(CARD, schemaType="JSON"), 422, 42201, "Invalid schema type JSON"),
         ({"schema": 5}, 422, 42201, "request body needs a string field `schema`"),
-        (body("{}"), 422, 42201, "invalid Avro schema"),
-        (body('{"type": "enum", "name": "E"}'), 422, 42201, "invalid Avro schema"),
+        (body("{}"), 422, 42201, "Invalid schema of type AVRO, details: "),
+        (body('{"type": "enum", "name": "E"}'), 422, 42201, "Invalid schema of type AVRO, details: "),
         (
             body('{"type": "record", "name": "R", "fields": [{"name": "a", "type": "Nope"}]}'),
             422,
@@ -418,7 +424,7 @@ def test_confluent_serdes_round_trip_and_evolution(registry_url: str) -> None:
 
     with pytest.raises(SchemaRegistryError) as refused:
         AvroSerializer(client, CARD_BAD)({**TXN, "amount": "12.5"}, ctx)
-    assert (refused.value.http_status_code, refused.value.error_code) == (409, 409)
+    assert (refused.value.http_status_code, refused.value.error_code) == (409, 40901)
     assert "field `amount`" in refused.value.error_message
     assert client.get_versions(SUBJECT) == [1, 2]
 
@@ -461,3 +467,176 @@ def test_confluent_client_admin_calls(registry_url: str) -> None:
     assert (gone.value.http_status_code, gone.value.error_code) == (404, 40401)
     fresh = SchemaRegistryClient({"url": registry_url})  # no cache: ids stay resolvable after deletes
     assert json.loads(fresh.get_schema(2).schema_str or "") == json.loads(CARD_BAD)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema references (Confluent's `references: [{name, subject, version}]`)
+# ---------------------------------------------------------------------------------------------
+
+MONEY = json.dumps(
+    {
+        "type": "record",
+        "name": "Money",
+        "namespace": "fs.common",
+        "fields": [{"name": "amount", "type": "double"}, {"name": "currency", "type": "string"}],
+    }
+)
+MONEY_V2 = json.dumps(
+    {
+        "type": "record",
+        "name": "Money",
+        "namespace": "fs.common",
+        "fields": [
+            {"name": "amount", "type": "double"},
+            {"name": "currency", "type": "string"},
+            {"name": "scale", "type": "int", "default": 2},
+        ],
+    }
+)
+PAYMENT = json.dumps(
+    {
+        "type": "record",
+        "name": "Payment",
+        "fields": [{"name": "id", "type": "string"}, {"name": "price", "type": "fs.common.Money"}],
+    }
+)
+MONEY_REF = {"name": "fs.common.Money", "subject": "money-value", "version": 1}
+
+
+def test_references_register_resolve_and_read_back(client: TestClient) -> None:
+    assert client.post("/subjects/money-value/versions", json=body(MONEY)).json() == {"id": 1}
+    # without its reference the named type is unknown
+    unresolved = client.post("/subjects/payments-value/versions", json=body(PAYMENT))
+    assert error(unresolved) == (422, 42201)
+    assert unresolved.json()["message"] == "Invalid schema of type AVRO, details: unknown type name 'fs.common.Money'"
+
+    assert client.post("/subjects/payments-value/versions", json=body(PAYMENT, references=[MONEY_REF])).json() == {
+        "id": 2
+    }
+    expected = {"schema": normalize(PAYMENT, [MONEY]), "references": [MONEY_REF]}
+    assert client.get("/schemas/ids/2").json() == expected
+    assert client.get("/schemas/ids/1").json() == {"schema": normalize(MONEY)}  # no empty `references`
+    version = client.get("/subjects/payments-value/versions/1").json()
+    assert version == {"subject": "payments-value", "version": 1, "id": 2, **expected}
+    assert client.get("/subjects/payments-value/versions/latest").json() == version
+    assert client.post("/subjects/payments-value", json=body(PAYMENT, references=[MONEY_REF])).json() == version
+    # the same text without the reference is not the same schema
+    assert error(client.post("/subjects/payments-value", json=body(PAYMENT))) == (422, 42201)
+    assert client.get("/subjects/money-value/versions/1/referencedby").json() == [2]
+    assert client.get("/subjects/money-value/versions/latest/referencedby").json() == [2]
+    assert error(client.get("/subjects/money-value/versions/2/referencedby")) == (404, 40402)
+    assert error(client.get("/subjects/nope/versions/1/referencedby")) == (404, 40401)
+
+
+def test_reference_identity_follows_confluent(client: TestClient) -> None:
+    """Same text and same references: same id, in any subject. Same text, other references: a new id."""
+    client.post("/subjects/money-value/versions", json=body(MONEY))
+    client.put("/config/money-value", json={"compatibility": "NONE"})
+    client.post("/subjects/money-value/versions", json=body(MONEY_V2))
+    first = client.post("/subjects/a-value/versions", json=body(PAYMENT, references=[MONEY_REF])).json()
+    assert client.post("/subjects/b-value/versions", json=body(PAYMENT, references=[MONEY_REF])).json() == first
+    assert client.post("/subjects/a-value/versions", json=body(PAYMENT, references=[MONEY_REF])).json() == first
+    assert client.get("/subjects/a-value/versions").json() == [1]
+    on_v2 = {**MONEY_REF, "version": 2}
+    second = client.post("/subjects/a-value/versions", json=body(PAYMENT, references=[on_v2])).json()
+    assert second["id"] != first["id"]
+    assert client.get(f"/schemas/ids/{second['id']}").json()["references"] == [on_v2]
+    # version -1 is resolved to the latest version when registering, and stored resolved
+    latest = client.post("/subjects/c-value/versions", json=body(PAYMENT, references=[{**MONEY_REF, "version": -1}]))
+    assert latest.json() == second
+    assert sorted(client.get("/subjects/money-value/versions/1/referencedby").json()) == [first["id"]]
+    assert client.get("/subjects/money-value/versions/2/referencedby").json() == [second["id"]]
+
+
+def test_referenced_version_cannot_be_deleted(client: TestClient) -> None:
+    client.post("/subjects/money-value/versions", json=body(MONEY))
+    client.post("/subjects/payments-value/versions", json=body(PAYMENT, references=[MONEY_REF]))
+    refused = client.delete("/subjects/money-value/versions/1")
+    assert error(refused) == (422, 42206)
+    assert refused.json()["message"] == (
+        "One or more references exist to the schema {magic=1,keytype=SCHEMA,subject=money-value,version=1}."
+    )
+    assert error(client.delete("/subjects/money-value")) == (422, 42206)
+    assert client.get("/subjects/money-value/versions").json() == [1]
+
+    # once the referrer is only soft-deleted, a soft delete of the target is allowed, a permanent one is not
+    assert client.delete("/subjects/payments-value").json() == [1]
+    assert client.get("/subjects/money-value/versions/1/referencedby").json() == []
+    assert client.get("/subjects/money-value/versions/1/referencedby?deleted=true").json() == [2]
+    assert client.delete("/subjects/money-value/versions/1").json() == 1
+    assert error(client.delete("/subjects/money-value/versions/1?permanent=true")) == (422, 42206)
+    # the referrer still parses (its reference resolves to the soft-deleted version) and still decodes
+    assert client.get("/schemas/ids/2").json()["references"] == [MONEY_REF]
+    assert client.delete("/subjects/payments-value?permanent=true").json() == [1]
+    assert client.delete("/subjects/money-value/versions/1?permanent=true").json() == 1
+
+
+def test_compatibility_resolves_referenced_types(client: TestClient) -> None:
+    """A change inside a referenced type is checked like an inline one: BACKWARD refuses a reference to a
+    Money whose `amount` became a string, and accepts one that gained a defaulted field."""
+    client.put("/config/money-value", json={"compatibility": "NONE"})
+    client.post("/subjects/money-value/versions", json=body(MONEY))
+    client.post("/subjects/money-value/versions", json=body(MONEY_V2))
+    broken = json.loads(MONEY)
+    broken["fields"][0]["type"] = "string"
+    client.post("/subjects/money-value/versions", json=body(json.dumps(broken)))
+    assert client.post("/subjects/payments-value/versions", json=body(PAYMENT, references=[MONEY_REF])).json() == {
+        "id": 4
+    }
+
+    url = "/compatibility/subjects/payments-value/versions/latest?verbose=true"
+    ok = client.post(url, json=body(PAYMENT, references=[{**MONEY_REF, "version": 2}])).json()
+    assert ok == {"is_compatible": True, "messages": []}
+    bad = client.post(url, json=body(PAYMENT, references=[{**MONEY_REF, "version": 3}])).json()
+    assert bad["is_compatible"] is False
+    assert bad["messages"] == [
+        "BACKWARD check against version 1: field `price.amount`: writer type double cannot be read as string"
+    ]
+    refused = client.post(
+        "/subjects/payments-value/versions", json=body(PAYMENT, references=[{**MONEY_REF, "version": 3}])
+    )
+    assert error(refused) == (409, 40901)
+    assert client.post(
+        "/subjects/payments-value/versions", json=body(PAYMENT, references=[{**MONEY_REF, "version": 2}])
+    ).json() == {"id": 5}
+
+
+def test_references_nest_and_survive_a_reopen(client: TestClient, db: Path) -> None:
+    """A reference's own references are resolved too (depth first), and the store keeps them across a restart."""
+    client.post("/subjects/money-value/versions", json=body(MONEY))
+    client.post("/subjects/payments-value/versions", json=body(PAYMENT, references=[MONEY_REF]))
+    refund = json.dumps({"type": "record", "name": "Refund", "fields": [{"name": "of", "type": "Payment"}]})
+    payment_ref = {"name": "Payment", "subject": "payments-value", "version": 1}
+    assert client.post("/subjects/refunds-value/versions", json=body(refund, references=[payment_ref])).json() == {
+        "id": 3
+    }
+    reopened = TestClient(create_schema_registry_app(SchemaStore(db, default_compatibility="BACKWARD")))
+    assert reopened.get("/schemas/ids/3").json() == {
+        "schema": normalize(refund, [MONEY, PAYMENT]),
+        "references": [payment_ref],
+    }
+    assert reopened.get("/subjects/payments-value/versions/1/referencedby").json() == [3]
+
+
+def test_a_store_from_before_references_is_migrated(tmp_path: Path) -> None:
+    """A database whose `schemas` table has `normalized` unique on its own keeps its ids and accepts references."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE schemas (id INTEGER PRIMARY KEY AUTOINCREMENT, normalized TEXT NOT NULL UNIQUE,
+                                  schema_type TEXT NOT NULL DEFAULT 'AVRO');
+            CREATE TABLE subject_versions (subject TEXT NOT NULL, version INTEGER NOT NULL,
+                                           schema_id INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+                                           PRIMARY KEY (subject, version));
+            """
+        )
+        conn.execute("INSERT INTO schemas (id, normalized) VALUES (7, ?)", (normalize(MONEY),))
+        conn.execute("INSERT INTO subject_versions VALUES ('money-value', 1, 7, 0)")
+    client = TestClient(create_schema_registry_app(SchemaStore(path)))
+    assert client.get("/schemas/ids/7").json() == {"schema": normalize(MONEY)}
+    assert client.post("/subjects/money-value/versions", json=body(MONEY)).json() == {"id": 7}
+    ref = {**MONEY_REF, "version": 1}
+    assert client.post("/subjects/p-value/versions", json=body(PAYMENT, references=[ref])).json() == {"id": 8}
