@@ -79,7 +79,6 @@ def _value(value_type: str, e: int, i: int) -> object:
 
 def seed(settings: Any, entities: int) -> tuple[list[str], list[str]]:
     """Definitions into the settings' DB and one window of values per (entity, feature) into its keyspace."""
-    from registry.core.catalog import FeatureCatalog
     from registry.definition_store import DefinitionStore
     from sinks.cassandra.writer import OnlineWriter
     from sinks.factory import connect_cassandra
@@ -91,7 +90,7 @@ def seed(settings: Any, entities: int) -> tuple[list[str], list[str]]:
         store.register(d)
     cluster, session = connect_cassandra(settings)
     try:
-        writer = OnlineWriter(session, settings.cassandra_keyspace, FeatureCatalog(definitions), concurrency=128)
+        writer = OnlineWriter(session, settings.cassandra_keyspace, concurrency=128)
         end = time.time_ns() // 1_000_000 // (5 * MIN_MS) * 5 * MIN_MS
         ids = [f"u{e:06d}" for e in range(entities)]
         for e, eid in enumerate(ids):

@@ -15,7 +15,6 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction,
 from pyflink.datastream.state import ListStateDescriptor
 
 from jobs.sql import decode_last
-from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DecodeError, StoreUnavailableError
 from registry.core.settings import Settings
@@ -167,16 +166,17 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from sinks.cassandra.writer import OnlineWriter
+        from sinks.dual import DualWriter
         from sinks.factory import connect_cassandra, connect_iceberg
         from sinks.iceberg.writer import OfflineWriter, load_table
 
-        catalog = FeatureCatalog(self._features)
         # The job's client created both stores' tables (jobs.feature_job.prepare_stores): load only.
         self._cluster, session = connect_cassandra(self._settings, create_schema=False)
         table = load_table(connect_iceberg(self._settings), self._settings.iceberg_namespace)
         writer_id = str(runtime_context.get_index_of_this_subtask())
-        self._online = OnlineWriter(session, self._settings.cassandra_keyspace, catalog, writer_id=writer_id)
-        self._offline = OfflineWriter(table, catalog)
+        self._stores = DualWriter(
+            OfflineWriter(table), OnlineWriter(session, self._settings.cassandra_keyspace, writer_id=writer_id)
+        )
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._pending_count = 0  # since the last flush in this process (0 after a restore: flushes later)
         self._timers: set[int] = set()  # window ends with a timer registered by this process
@@ -241,10 +241,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
                         decode_last(raw, definition.value_type) if definition.aggregation.function == "last" else raw
                     )
                     row = FeatureRow.of(definition, entity_id, value, start, end, revision)
-                    self._online.add(row)
-                    self._offline.add(row)
-            self._offline.flush()
-            self._online.flush()
+                    self._stores.add(row)
+            self._stores.flush()  # offline, then online (sinks.dual)
             self._pending.clear()
             written_ms = time.time_ns() // 1_000_000
             for name in self._online_end_ms:

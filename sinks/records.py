@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from registry.core.definitions import FeatureDefinition
 
@@ -20,6 +20,9 @@ class FeatureRow:
     window_end_ms: int  # the feature timestamp: the value holds from here until the next window closes
     stream: str  # the window group that computed the value (FeatureDefinition.stream); progress is per stream
     revision: int = 0  # events in the window when this value was computed: grows with each late update
+    definition: FeatureDefinition | None = field(default=None, compare=False, repr=False)
+    """The definition that computed it (``of`` sets it): writers read its value type and TTL here instead of
+    looking the row's name and version up again."""
 
     @property
     def identity(self) -> tuple[str, str, str, int, int, int]:
@@ -46,4 +49,14 @@ class FeatureRow:
             window_end_ms=end_ms,
             stream=definition.stream,
             revision=revision,
+            definition=definition,
         )
+
+    @property
+    def defined_by(self) -> FeatureDefinition:
+        """The computing definition; a row built without one (not through ``of``) is a programming error."""
+        if self.definition is None:
+            raise ValueError(
+                f"{self.entity_type}.{self.feature_name} v{self.feature_version}: row without its definition"
+            )
+        return self.definition

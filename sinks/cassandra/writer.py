@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, ValueType
 from registry.core.durations import to_millis
 from registry.core.errors import StoreUnavailableError
@@ -57,14 +56,12 @@ class OnlineWriter:
         self,
         session: Session,
         keyspace: str,
-        catalog: FeatureCatalog,
         *,
         writer_id: str = "0",
         concurrency: int = 64,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._session = session
-        self._catalog = catalog
         self._concurrency = concurrency
         self._clock_ms = clock_ms
         self._insert = {t: session.prepare(online_layout.insert_cql(keyspace, t)) for t in online_layout.VALUE_COLUMNS}
@@ -90,7 +87,7 @@ class OnlineWriter:
         # Of two rows with one write time, the one Cassandra itself would keep (``tie_key``), not the first.
         newest: dict[tuple[str, str, str, int], tuple[int, FeatureRow]] = {}
         for row in self._buffer:
-            definition = self._catalog.get(row.entity_type, row.feature_name, row.feature_version)
+            definition = row.defined_by
             progress[row.stream] = max(progress.get(row.stream, 0), row.window_end_ms)
             key = (row.entity_type, row.entity_id, row.feature_name, row.feature_version)
             ts = write_timestamp_us(definition, row)
@@ -105,7 +102,7 @@ class OnlineWriter:
             ):
                 newest[key] = (ts, row)
         for _, row in newest.values():
-            definition = self._catalog.get(row.entity_type, row.feature_name, row.feature_version)
+            definition = row.defined_by
             ttl_s = math.ceil((row.window_end_ms + to_millis(definition.ttl) - now_ms) / 1000)
             if ttl_s <= 0:
                 self.skipped_expired += 1

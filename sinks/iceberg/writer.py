@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from registry.core.catalog import FeatureCatalog
 from registry.core.errors import StoreUnavailableError
 from registry.core.value_types import VALUE_COLUMNS
 from sinks.iceberg import layout as offline_layout
@@ -111,12 +110,10 @@ class OfflineWriter:
     def __init__(
         self,
         table: Table,
-        catalog: FeatureCatalog,
         *,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._table = table
-        self._catalog = catalog
         self._clock_ms = clock_ms
         self._buffer: list[FeatureRow] = []
         self.written = 0
@@ -130,7 +127,7 @@ class OfflineWriter:
     def to_arrow(self, rows: list[FeatureRow], ingested_ms: int) -> pa.Table:
         columns: dict[str, list[object]] = {name: [] for name in offline_layout.arrow_schema().names}
         for row in rows:
-            value_type = self._catalog.get(row.entity_type, row.feature_name, row.feature_version).value_type
+            value_type = row.defined_by.value_type
             columns["entity_type"].append(row.entity_type)
             columns["entity_id"].append(row.entity_id)
             columns["feature_name"].append(row.feature_name)

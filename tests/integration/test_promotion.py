@@ -78,11 +78,10 @@ def backfill(stack: Stack, definitions: list[FeatureDefinition], value: int, *, 
              offline_only: bool = False) -> None:  # fmt: skip
     """What a backfill leaves behind: offline rows, then online rows, for every entity (the last
     ``behind`` windows missing: a backfill that stopped short)."""
-    catalog = stack.store.catalog()
     now = time.time_ns() // 1_000_000
     last_end = now // (5 * MIN) * (5 * MIN)
-    offline = OfflineWriter(stack.table, catalog)
-    online = OnlineWriter(stack.session, stack.settings.cassandra_keyspace, catalog)
+    offline = OfflineWriter(stack.table)
+    online = OnlineWriter(stack.session, stack.settings.cassandra_keyspace)
     for d in definitions:
         for i, entity in enumerate(ENTITIES):
             for w in range(windows):

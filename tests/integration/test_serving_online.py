@@ -63,7 +63,7 @@ def seeded(serving_settings: Settings) -> int:
     end = time.time_ns() // 1_000_000 // (5 * MIN) * 5 * MIN
     cluster, session = connect_cassandra(serving_settings)
     try:
-        writer = OnlineWriter(session, serving_settings.cassandra_keyspace, store.catalog())
+        writer = OnlineWriter(session, serving_settings.cassandra_keyspace)
         for entity, count, amount in (("alice", 3, 35.5), ("bob", 1, 100.0)):
             writer.add(FeatureRow.of(v1, entity, count, end - 60 * MIN, end))
             writer.add(FeatureRow.of(v2, entity, count * 10, end - 60 * MIN, end))

@@ -49,11 +49,10 @@ def test_equal_write_times_keep_the_cell_tie_key_ranks_higher(it_settings: Setti
     from sinks.factory import connect_cassandra
 
     definitions = _definitions()
-    catalog = FeatureCatalog(list(definitions.values()))
     cluster, session = connect_cassandra(it_settings)
     try:
         reader = OnlineReader(session, it_settings.cassandra_keyspace, timeout_s=10)
-        writer = OnlineWriter(session, it_settings.cassandra_keyspace, catalog, clock_ms=lambda: T0)
+        writer = OnlineWriter(session, it_settings.cassandra_keyspace, clock_ms=lambda: T0)
         for value_type, pairs in PAIRS.items():
             d = definitions[value_type]
             for i, (a, b) in enumerate(pairs):

@@ -49,7 +49,7 @@ def served(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
     try:
         # A window that ended TTL - 2 s ago: Cassandra keeps the row for about 2 more seconds.
         end = time.time_ns() // 1_000_000 - TTL_MS + 2000
-        writer = OnlineWriter(session, settings.cassandra_keyspace, store.catalog())
+        writer = OnlineWriter(session, settings.cassandra_keyspace)
         writer.add(FeatureRow.of(d, "t1", 5, end - 1000, end))
         writer.flush()
         assert writer.written == 1

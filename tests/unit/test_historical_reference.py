@@ -280,7 +280,7 @@ def write(table: Any, catalog: FeatureCatalog,
     """Whole-millisecond rows through the stream job's writer; the others (given as ``(row, window end µs)``)
     appended as another writer (a batch source, a migration) would."""
     now = [0]
-    writer = OfflineWriter(table, catalog, clock_ms=lambda: now[0])
+    writer = OfflineWriter(table, clock_ms=lambda: now[0])
     written: list[Written] = []
     through_writer = 0
     for clock, supplied in batches:
@@ -515,7 +515,7 @@ def test_replayed_rows_are_not_appended_again(hand_table: tuple[Any, list[Writte
     count = catalog.get("user", "txn_count_1h")
     replay = [FeatureRow.of(count, "u1", 5, T0 - HOUR, T0), FeatureRow.of(count, "u1", 6, T0 - HOUR, T0, 1)]
     now = [CLOCK0 + 100]
-    writer = OfflineWriter(table, catalog, clock_ms=lambda: now[0])
+    writer = OfflineWriter(table, clock_ms=lambda: now[0])
     for row in replay:
         writer.add(row)
     writer.flush()
@@ -623,7 +623,7 @@ def test_rows_tied_on_end_ingestion_and_revision_resolve_like_cassandra_cells(
     """Docs §5.1: registry.core.timeline.tie_key, the order Cassandra keeps one of two equal-time cells in."""
     d = catalog.get("user", feature)
     table = iceberg_table(tmp_path)
-    writer = OfflineWriter(table, catalog)
+    writer = OfflineWriter(table)
     for value in values:  # appended one by one, in this order: the stream job's writer refuses a repeated identity
         table.append(writer.to_arrow([FeatureRow.of(d, "u1", value, T0 - HOUR, T0, 3)], CLOCK0))
     result = get_historical_features(table, catalog, label_table([("u1", _us(T0))], None), [feature],

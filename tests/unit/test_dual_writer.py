@@ -1,0 +1,58 @@
+"""The dual commit order, encoded once: offline first, and online only after offline succeeded."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.errors import StoreUnavailableError
+from sinks.dual import DualWriter
+from sinks.records import FeatureRow
+
+
+class _Recorder:
+    def __init__(self, name: str, log: list[str], fail: bool = False) -> None:
+        self.name, self.log, self.fail = name, log, fail
+        self.rows: list[FeatureRow] = []
+
+    def add(self, row: FeatureRow) -> None:
+        self.rows.append(row)
+
+    def flush(self) -> None:
+        if self.fail:
+            raise StoreUnavailableError(f"{self.name} down")
+        self.log.append(self.name)
+
+
+def _row(shipped_catalog: FeatureCatalog) -> FeatureRow:
+    return FeatureRow.of(shipped_catalog.get("user", "txn_count_1h"), "u1", 3, 0, 3_600_000)
+
+
+def test_offline_commits_before_online(shipped_catalog: FeatureCatalog) -> None:
+    log: list[str] = []
+    offline, online = _Recorder("offline", log), _Recorder("online", log)
+    writer = DualWriter(offline, online)
+    writer.add(_row(shipped_catalog))
+    writer.flush()
+    assert log == ["offline", "online"]
+    assert offline.rows == online.rows == [_row(shipped_catalog)]
+
+
+def test_online_is_not_written_when_offline_fails(shipped_catalog: FeatureCatalog) -> None:
+    log: list[str] = []
+    writer = DualWriter(_Recorder("offline", log, fail=True), _Recorder("online", log))
+    writer.add(_row(shipped_catalog))
+    with pytest.raises(StoreUnavailableError):
+        writer.flush()
+    assert log == []
+
+
+def test_a_row_carries_its_definition(shipped_catalog: FeatureCatalog) -> None:
+    row = _row(shipped_catalog)
+    assert row.defined_by is shipped_catalog.get("user", "txn_count_1h")
+    bare = FeatureRow("user", "u1", "txn_count_1h", 1, 3, 0, 1, "s")
+    with pytest.raises(ValueError, match="without its definition"):
+        _ = bare.defined_by
+    assert dataclasses.replace(row, definition=None) == row  # the definition is not part of a row's identity
