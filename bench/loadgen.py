@@ -52,10 +52,18 @@ class Spec:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"load is sent to loopback addresses only, not {host}")
         requests = [r.encode("latin-1") for r in doc["requests"]]
-        return cls(host, int(doc["port"]), requests, doc["mode"], float(doc.get("rate", 0.0)),
-                   int(doc.get("connections", 16)), float(doc.get("duration_s", 10.0)),
-                   float(doc.get("warmup_s", 2.0)), int(doc.get("max_requests", 2_000_000)),
-                   float(doc.get("timeout_s", 10.0)))  # fmt: skip
+        return cls(
+            host,
+            int(doc["port"]),
+            requests,
+            doc["mode"],
+            float(doc.get("rate", 0.0)),
+            int(doc.get("connections", 16)),
+            float(doc.get("duration_s", 10.0)),
+            float(doc.get("warmup_s", 2.0)),
+            int(doc.get("max_requests", 2_000_000)),
+            float(doc.get("timeout_s", 10.0)),
+        )
 
 
 @dataclass

@@ -49,35 +49,70 @@ HOUR = 60 * MIN
 DAY = 24 * HOUR
 T0 = 1_700_000_000_000 // DAY * DAY
 SPAN = 30 * DAY
-SOURCE = {"topic": "card_transactions", "event_schema": "card_transaction", "subject": "card_transactions-value",
-          "entity_key": "user_id", "timestamp_field": "event_time"}  # fmt: skip
+SOURCE = {
+    "topic": "card_transactions",
+    "event_schema": "card_transaction",
+    "subject": "card_transactions-value",
+    "entity_key": "user_id",
+    "timestamp_field": "event_time",
+}
 # (name, value type, window, aggregation, ttl)
 FEATURES: list[tuple[str, str, dict[str, str], dict[str, str], str]] = [
     ("txn_count_1h", "long", {"kind": "sliding", "size": "1h", "slide": "5m"}, {"function": "count"}, "2h"),
     ("txn_count_1d", "long", {"kind": "sliding", "size": "1d", "slide": "1h"}, {"function": "count"}, "2d"),
     ("amount_sum_1h", "double", {"kind": "tumbling", "size": "1h"}, {"function": "sum", "field": "amount"}, "6h"),
     ("amount_max_1d", "double", {"kind": "tumbling", "size": "1d"}, {"function": "max", "field": "amount"}, "3d"),
-    ("amount_mean_1h", "double", {"kind": "sliding", "size": "1h", "slide": "15m"},
-     {"function": "mean", "field": "amount"}, "12h"),
-    ("merchants_1d", "long", {"kind": "tumbling", "size": "1d"},
-     {"function": "count_distinct", "field": "merchant_id"}, "7d"),
-    ("last_merchant", "string", {"kind": "tumbling", "size": "10m"},
-     {"function": "last", "field": "merchant_id"}, "1d"),
+    (
+        "amount_mean_1h",
+        "double",
+        {"kind": "sliding", "size": "1h", "slide": "15m"},
+        {"function": "mean", "field": "amount"},
+        "12h",
+    ),
+    (
+        "merchants_1d",
+        "long",
+        {"kind": "tumbling", "size": "1d"},
+        {"function": "count_distinct", "field": "merchant_id"},
+        "7d",
+    ),
+    (
+        "last_merchant",
+        "string",
+        {"kind": "tumbling", "size": "10m"},
+        {"function": "last", "field": "merchant_id"},
+        "1d",
+    ),
     ("last_country", "string", {"kind": "tumbling", "size": "1h"}, {"function": "last", "field": "country"}, "2d"),
-    ("last_is_online", "boolean", {"kind": "tumbling", "size": "30m"},
-     {"function": "last", "field": "is_online"}, "1d"),
+    (
+        "last_is_online",
+        "boolean",
+        {"kind": "tumbling", "size": "30m"},
+        {"function": "last", "field": "is_online"},
+        "1d",
+    ),
     ("max_merchant", "string", {"kind": "tumbling", "size": "1d"}, {"function": "max", "field": "merchant_id"}, "3d"),
-]  # fmt: skip
+]
 
 
 def catalog() -> FeatureCatalog:
     return FeatureCatalog(
-        FeatureDefinition.model_validate({
-            "name": name, "entity": "user", "version": 1, "owner": "bench", "value_type": value_type,
-            "source": SOURCE, "window": window, "aggregation": aggregation, "freshness_slo": "10m", "ttl": ttl,
-        })
+        FeatureDefinition.model_validate(
+            {
+                "name": name,
+                "entity": "user",
+                "version": 1,
+                "owner": "bench",
+                "value_type": value_type,
+                "source": SOURCE,
+                "window": window,
+                "aggregation": aggregation,
+                "freshness_slo": "10m",
+                "ttl": ttl,
+            }
+        )
         for name, value_type, window, aggregation, ttl in FEATURES
-    )  # fmt: skip
+    )
 
 
 def _table(folder: Path) -> Any:
@@ -89,8 +124,14 @@ def _table(folder: Path) -> Any:
     return ensure_table(sql, "bench")
 
 
-def _rows(rng: np.random.Generator, d: FeatureDefinition, n: int, entities: int, ingested_us: int,
-          sample: list[tuple[np.ndarray, np.ndarray]]) -> pa.Table:  # fmt: skip
+def _rows(
+    rng: np.random.Generator,
+    d: FeatureDefinition,
+    n: int,
+    entities: int,
+    ingested_us: int,
+    sample: list[tuple[np.ndarray, np.ndarray]],
+) -> pa.Table:
     from sinks.iceberg import layout as offline_layout
 
     step = step_ms(d)
@@ -157,11 +198,16 @@ def generate(folder: Path, labels: int, feature_rows: int, seed: int = 7) -> dic
     label_ms = np.where(near, pool_ends[pick] + rng.integers(0, 30 * MIN, labels), T0 + rng.integers(0, SPAN, labels))
     unknown = rng.random(labels) < 0.05
     label_ids = np.where(unknown, entities + rng.integers(0, entities, labels), label_ids)
-    pq.write_table(pa.table({
-        "user_id": pa.array(np.char.add("user_", label_ids.astype(str)).astype(object)),
-        "event_timestamp": pa.array(label_ms, pa.timestamp("ms", tz="UTC")),
-        "label": pa.array(rng.random(labels) < 0.1),
-    }), folder / "labels.parquet")  # fmt: skip
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array(np.char.add("user_", label_ids.astype(str)).astype(object)),
+                "event_timestamp": pa.array(label_ms, pa.timestamp("ms", tz="UTC")),
+                "label": pa.array(rng.random(labels) < 0.1),
+            }
+        ),
+        folder / "labels.parquet",
+    )
     return {"write_s": written}
 
 
@@ -188,14 +234,16 @@ def run(folder: Path, chunk_rows: int) -> dict[str, float]:
     times, cpu = [], []
     for _ in range(4):  # the first call in a fresh process, then warm ones (the best is reported)
         started, started_cpu = time.perf_counter(), time.process_time()
-        result = get_historical_features(table, catalog(), labels, names, entity_type="user", entity_column="user_id",
-                                         chunk_rows=chunk_rows)  # fmt: skip
+        result = get_historical_features(
+            table, catalog(), labels, names, entity_type="user", entity_column="user_id", chunk_rows=chunk_rows
+        )
         times.append(time.perf_counter() - started)
         cpu.append(time.process_time() - started_cpu)
         assert result.num_rows == labels.num_rows
         del result
-    result = get_historical_features(table, catalog(), labels.slice(0, 1000), names, entity_type="user",
-                                     entity_column="user_id")  # fmt: skip
+    result = get_historical_features(
+        table, catalog(), labels.slice(0, 1000), names, entity_type="user", entity_column="user_id"
+    )
     non_null = sum(result.num_rows - result.column(n).null_count for n in names) / (len(names) * result.num_rows)
     best = min(range(1, len(times)), key=lambda i: times[i])
     return {
@@ -222,9 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     from serving.offline.historical import DEFAULT_CHUNK_ROWS
 
     chunk_rows = args.chunk_rows or DEFAULT_CHUNK_ROWS
-    print(f"{'labels':>10} {'feat. rows':>11} {'values':>12} {'write s':>8} {'cold s':>7} {'labels/s':>10} {'warm s':>7} {'labels/s':>10} "
-          f"{'CPU s':>6} {'peak RSS MiB':>12} {'RSS before':>10} {'non-null':>8} {'load':>5}  "
-          f"(10 features, chunk_rows={chunk_rows}, {os.cpu_count()} CPUs)")  # fmt: skip
+    print(
+        f"{'labels':>10} {'feat. rows':>11} {'values':>12} {'write s':>8} {'cold s':>7} {'labels/s':>10} {'warm s':>7} {'labels/s':>10} "
+        f"{'CPU s':>6} {'peak RSS MiB':>12} {'RSS before':>10} {'non-null':>8} {'load':>5}  "
+        f"(10 features, chunk_rows={chunk_rows}, {os.cpu_count()} CPUs)"
+    )
     for scale in args.scale:
         labels, rows = 100_000 * scale, 1_000_000 * scale  # rows: feature rows, each of all 10 features
         with tempfile.TemporaryDirectory(prefix="fs-bench-pit-") as tmp:
@@ -233,15 +283,20 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]  # other work on the machine skews wall times: shown with them
             child = subprocess.run(
                 [sys.executable, __file__, "--run", str(folder), "--chunk-rows", str(chunk_rows)],
-                capture_output=True, text=True, timeout=600, cwd=REPO,
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=REPO,
+            )
             if child.returncode != 0:
                 print(child.stderr, file=sys.stderr)
                 return 1
             r = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"{labels:>10,} {rows:>11,} {rows * len(FEATURES):>12,} {written['write_s']:>8.1f} {r['cold_s']:>7.2f} {labels / r['cold_s']:>10,.0f} "
-              f"{r['warm_s']:>7.2f} {labels / r['warm_s']:>10,.0f} {r['warm_cpu_s']:>6.2f} {r['peak_rss_mib']:>12,.0f} "
-              f"{r['rss_before_join_mib']:>10,.0f} {r['non_null_share']:>8.0%} {load:>5.1f}")  # fmt: skip
+        print(
+            f"{labels:>10,} {rows:>11,} {rows * len(FEATURES):>12,} {written['write_s']:>8.1f} {r['cold_s']:>7.2f} {labels / r['cold_s']:>10,.0f} "
+            f"{r['warm_s']:>7.2f} {labels / r['warm_s']:>10,.0f} {r['warm_cpu_s']:>6.2f} {r['peak_rss_mib']:>12,.0f} "
+            f"{r['rss_before_join_mib']:>10,.0f} {r['non_null_share']:>8.0%} {load:>5.1f}"
+        )
     return 0
 
 

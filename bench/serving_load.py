@@ -55,15 +55,28 @@ def _definitions() -> list[Any]:
     out = []
     for i in range(N_FEATURES):
         function, field, value_type = kinds[i % len(kinds)]
-        out.append(FeatureDefinition.model_validate({
-            "name": f"bench_{function}_{i:03d}", "entity": ENTITY, "version": 1, "owner": "bench",
-            "value_type": value_type,
-            "source": {"topic": "bench_events", "event_schema": "card_transaction", "subject": "bench_events-value",
-                       "entity_key": "user_id", "timestamp_field": "event_time"},
-            "window": {"kind": "sliding", "size": "1h", "slide": "5m"},
-            "aggregation": {"function": function, "field": field} if field else {"function": function},
-            "freshness_slo": "1h", "ttl": "1d",
-        }))  # fmt: skip
+        out.append(
+            FeatureDefinition.model_validate(
+                {
+                    "name": f"bench_{function}_{i:03d}",
+                    "entity": ENTITY,
+                    "version": 1,
+                    "owner": "bench",
+                    "value_type": value_type,
+                    "source": {
+                        "topic": "bench_events",
+                        "event_schema": "card_transaction",
+                        "subject": "bench_events-value",
+                        "entity_key": "user_id",
+                        "timestamp_field": "event_time",
+                    },
+                    "window": {"kind": "sliding", "size": "1h", "slide": "5m"},
+                    "aggregation": {"function": function, "field": field} if field else {"function": function},
+                    "freshness_slo": "1h",
+                    "ttl": "1d",
+                }
+            )
+        )
     return out
 
 
@@ -122,11 +135,16 @@ def free_port() -> int:
 
 def _env(settings: Any, cache_ttl_ms: int) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "FS_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts), "FS_CASSANDRA_PORT": str(settings.cassandra_port),
-        "FS_CASSANDRA_KEYSPACE": settings.cassandra_keyspace, "FS_DEFINITIONS_DB": str(settings.definitions_db),
-        "FS_CACHE_TTL_MS": str(cache_ttl_ms), "PYTHONPATH": str(REPO),
-    })  # fmt: skip
+    env.update(
+        {
+            "FS_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts),
+            "FS_CASSANDRA_PORT": str(settings.cassandra_port),
+            "FS_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
+            "FS_DEFINITIONS_DB": str(settings.definitions_db),
+            "FS_CACHE_TTL_MS": str(cache_ttl_ms),
+            "PYTHONPATH": str(REPO),
+        }
+    )
     return env
 
 
@@ -157,8 +175,9 @@ def server(settings: Any, *, port: int, workers: int, cache_ttl_ms: int, profile
     cmd = [sys.executable, "-m", "serving.online", "--port", str(port), "--workers", str(workers)]
     if profile is not None:
         cmd = [sys.executable, "-m", "bench.profiled", str(profile), "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(settings, cache_ttl_ms), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=_env(settings, cache_ttl_ms), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -185,8 +204,10 @@ def _get(port: int, eid: str, names: str) -> str:
 
 def _post(port: int, ids: list[str], names: list[str]) -> str:
     body = json.dumps({"entity_ids": ids, "names": names}, separators=(",", ":"))
-    return (f"POST /v1/features/{ENTITY}/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}")  # fmt: skip
+    return (
+        f"POST /v1/features/{ENTITY}/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    )
 
 
 def _draw(ids: list[str], rng: random.Random, zipf_s: float, k: int) -> list[str]:
@@ -203,24 +224,41 @@ def _draw(ids: list[str], rng: random.Random, zipf_s: float, k: int) -> list[str
     return list(out)
 
 
-def requests_for(scenario: str, port: int, ids: list[str], names: list[str], rng: random.Random,
-                 zipf_s: float = 0.0) -> list[str]:  # fmt: skip
+def requests_for(
+    scenario: str, port: int, ids: list[str], names: list[str], rng: random.Random, zipf_s: float = 0.0
+) -> list[str]:
     if scenario == "a":
         joined = ",".join(names)
         return [_get(port, _draw(ids, rng, zipf_s, 1)[0], joined) for _ in range(4000)]
     return [_post(port, _draw(ids, rng, zipf_s, 100), names) for _ in range(300)]
 
 
-def load(port: int, requests: list[str], *, mode: str, rate: float, connections: int, duration_s: float,
-         warmup_s: float) -> dict[str, Any]:  # fmt: skip
-    spec = {"host": "127.0.0.1", "port": port, "mode": mode, "rate": rate, "connections": connections,
-            "duration_s": duration_s, "warmup_s": warmup_s, "requests": requests, "timeout_s": 10.0,
-            "max_requests": 1_000_000}  # fmt: skip
+def load(
+    port: int, requests: list[str], *, mode: str, rate: float, connections: int, duration_s: float, warmup_s: float
+) -> dict[str, Any]:
+    spec = {
+        "host": "127.0.0.1",
+        "port": port,
+        "mode": mode,
+        "rate": rate,
+        "connections": connections,
+        "duration_s": duration_s,
+        "warmup_s": warmup_s,
+        "requests": requests,
+        "timeout_s": 10.0,
+        "max_requests": 1_000_000,
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
     try:
-        out = subprocess.run([sys.executable, "-m", "bench.loadgen", f.name], cwd=REPO, capture_output=True,
-                             text=True, timeout=duration_s + warmup_s + 60, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.loadgen", f.name],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=duration_s + warmup_s + 60,
+            check=True,
+        )
     finally:
         os.unlink(f.name)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -252,14 +290,28 @@ def print_row(label: str, cache: str, r: dict[str, Any], server_cpu: float | Non
     target = f"{r['target_rate']:.0f}" if r["target_rate"] else "sat"
     errors = sum(r["errors"].values())
     n = r["answered"]
-    print(ROW.format(label, cache, target, f"{r['achieved_rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                     f"{r['p999_ms']:.2f}", errors, _us(server_cpu, n), _us(cassandra_cpu, n),
-                     f"{r['generator_cpu_us_per_request']:.0f}"), flush=True)  # fmt: skip
+    print(
+        ROW.format(
+            label,
+            cache,
+            target,
+            f"{r['achieved_rate']:.0f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['p999_ms']:.2f}",
+            errors,
+            _us(server_cpu, n),
+            _us(cassandra_cpu, n),
+            f"{r['generator_cpu_us_per_request']:.0f}",
+        ),
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.serving_load", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.serving_load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--entities", type=int, default=1000, help="entities seeded (100 rows each)")
     parser.add_argument("--workers", type=int, default=1, help="server processes (1 measured best on 2 cores)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per run")
@@ -282,19 +334,38 @@ def main(argv: list[str] | None = None) -> int:
         update={"cassandra_keyspace": f"bench_{uuid.uuid4().hex[:8]}", "definitions_db": tmp / "definitions.db"}
     )
     rng = random.Random(7)
-    print(f"keyspace {settings.cassandra_keyspace}; seeding {args.entities} entities x {N_FEATURES} features "
-          "through OnlineWriter ...", flush=True)  # fmt: skip
+    print(
+        f"keyspace {settings.cassandra_keyspace}; seeding {args.entities} entities x {N_FEATURES} features "
+        "through OnlineWriter ...",
+        flush=True,
+    )
     try:
         started = time.monotonic()
         ids, names = seed(settings, args.entities)
-        print(f"seeded {len(ids) * len(names)} rows in {time.monotonic() - started:.0f}s; server: "
-              f"{args.workers} worker(s), loopback; load generator: a separate process", flush=True)  # fmt: skip
+        print(
+            f"seeded {len(ids) * len(names)} rows in {time.monotonic() - started:.0f}s; server: "
+            f"{args.workers} worker(s), loopback; load generator: a separate process",
+            flush=True,
+        )
         cassandra = cassandra_pid()
         print(
             f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes share the 2 cores)"
         )
-        print(ROW.format("scenario", "cache", "target", "achieved", "p50 ms", "p99 ms", "p99.9 ms", "errors",
-                         "server us", "cassandra", "gen us"))  # fmt: skip
+        print(
+            ROW.format(
+                "scenario",
+                "cache",
+                "target",
+                "achieved",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "errors",
+                "server us",
+                "cassandra",
+                "gen us",
+            )
+        )
         runs = [
             ("(a) 1 entity x 100 features", "a", "fixed", 1000.0, 32),
             ("(a) 1 entity x 100 features", "a", "saturate", 0.0, 8),
@@ -309,23 +380,46 @@ def main(argv: list[str] | None = None) -> int:
                 for label, scenario, mode, rate, conns in runs:
                     reqs = requests_for(scenario, port, ids, names, rng, args.zipf if cache_ttl else 0.0)
                     server0, cassandra0 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
-                    r = load(port, reqs, mode=mode, rate=rate, connections=conns, duration_s=args.duration,
-                             warmup_s=args.warmup)  # fmt: skip
+                    r = load(
+                        port,
+                        reqs,
+                        mode=mode,
+                        rate=rate,
+                        connections=conns,
+                        duration_s=args.duration,
+                        warmup_s=args.warmup,
+                    )
                     server1, cassandra1 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
-                    print_row(label, "off" if cache_ttl == 0 else f"{cache_ttl}ms" + ("/z" if args.zipf > 0 else ""), r,
-                              None if server0 is None or server1 is None else server1 - server0,
-                              None if cassandra0 is None or cassandra1 is None else cassandra1 - cassandra0)  # fmt: skip
+                    print_row(
+                        label,
+                        "off" if cache_ttl == 0 else f"{cache_ttl}ms" + ("/z" if args.zipf > 0 else ""),
+                        r,
+                        None if server0 is None or server1 is None else server1 - server0,
+                        None if cassandra0 is None or cassandra1 is None else cassandra1 - cassandra0,
+                    )
                 if cache_ttl:
-                    print(f"cache hit rate (/metrics): {cache_hit_rate(port)}; /z: entity ids Zipf(s={args.zipf}) "
-                          f"over {len(ids)} entities (uncached runs: uniform)", flush=True)  # fmt: skip
-        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; server us, cassandra: CPU "
-              "microseconds per answered request; gen us: the load generator's")  # fmt: skip
+                    print(
+                        f"cache hit rate (/metrics): {cache_hit_rate(port)}; /z: entity ids Zipf(s={args.zipf}) "
+                        f"over {len(ids)} entities (uncached runs: uniform)",
+                        flush=True,
+                    )
+        print(
+            f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; server us, cassandra: CPU "
+            "microseconds per answered request; gen us: the load generator's"
+        )
         if args.profile:
             out = tmp / "profile.txt"
             port = free_port()
             with server(settings, port=port, workers=1, cache_ttl_ms=0, profile=out):
-                load(port, requests_for("a", port, ids, names, rng), mode="saturate", rate=0, connections=8,
-                     duration_s=args.duration, warmup_s=args.warmup)  # fmt: skip
+                load(
+                    port,
+                    requests_for("a", port, ids, names, rng),
+                    mode="saturate",
+                    rate=0,
+                    connections=8,
+                    duration_s=args.duration,
+                    warmup_s=args.warmup,
+                )
             time.sleep(0.5)
             print(f"\nprofile of one server process at saturation of (a), cache off ({out}):")
             print(out.read_text() if out.exists() else "(no profile written)")

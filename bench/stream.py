@@ -152,22 +152,35 @@ def run_throughput(args: argparse.Namespace, base: Settings, run_id: str, tmp: P
     in_topic = topic_size(settings.kafka_bootstrap, topic)
     if in_topic != len(events):
         raise RuntimeError(f"topic {topic} holds {in_topic} records, {len(events)} were sent")
-    print(f"backlog: {len(events):,} events, {args.users:,} users, event time {args.hours:g} h "
-          f"({len(events) / (args.hours * 12):,.0f} events per 5 min), {args.partitions} partitions; "
-          f"generated + encoded-check in {generated - started:.1f}s, produced in {sent - generated:.1f}s "
-          f"({len(events) / (sent - generated):,.0f} events/s, acks=all, lz4), all {in_topic:,} in the topic",
-          flush=True)  # fmt: skip
-    print(f"feature group: {', '.join(x.name for x in definitions)} ({d.stream}; {size_ms // MIN} min windows "
-          f"sliding by {slide_ms // MIN} min, max_out_of_orderness {ooo_ms} ms, ttl 7d); job: --bounded "
-          f"--parallelism {args.parallelism}; load average before: {loadavg()}", flush=True)  # fmt: skip
+    print(
+        f"backlog: {len(events):,} events, {args.users:,} users, event time {args.hours:g} h "
+        f"({len(events) / (args.hours * 12):,.0f} events per 5 min), {args.partitions} partitions; "
+        f"generated + encoded-check in {generated - started:.1f}s, produced in {sent - generated:.1f}s "
+        f"({len(events) / (sent - generated):,.0f} events/s, acks=all, lz4), all {in_topic:,} in the topic",
+        flush=True,
+    )
+    print(
+        f"feature group: {', '.join(x.name for x in definitions)} ({d.stream}; {size_ms // MIN} min windows "
+        f"sliding by {slide_ms // MIN} min, max_out_of_orderness {ooo_ms} ms, ttl 7d); job: --bounded "
+        f"--parallelism {args.parallelism}; load average before: {loadavg()}",
+        flush=True,
+    )
 
     poller = ProgressPoller(settings, d.stream)
     log = tmp / "tput-job.log"
     run = ThroughputRun(launched_s=time.monotonic())
     cpu_first: dict[str, float] | None = None
     try:
-        with feature_job(settings, log, args.runtime, "--bounded", "--parallelism", str(args.parallelism),
-                         "--group-id", f"bench-{run_id}-tput") as proc:  # fmt: skip
+        with feature_job(
+            settings,
+            log,
+            args.runtime,
+            "--bounded",
+            "--parallelism",
+            str(args.parallelism),
+            "--group-id",
+            f"bench-{run_id}-tput",
+        ) as proc:
             deadline = run.launched_s + args.timeout
             last: tuple[int, int] | None = None
             while True:
@@ -193,14 +206,33 @@ def run_throughput(args: argparse.Namespace, base: Settings, run_id: str, tmp: P
         if len(run.flushes) < 2 or cpu_first is None:
             raise RuntimeError(f"saw {len(run.flushes)} flushes; cannot measure a rate:\n{log_tail(log)}")
         run.cpu = (cpu_first, cpu_last)
-        report_throughput(settings, topic, poller, run, events, size_ms=size_ms, slide_ms=slide_ms, ooo_ms=ooo_ms,
-                          features=len(definitions))  # fmt: skip
+        report_throughput(
+            settings,
+            topic,
+            poller,
+            run,
+            events,
+            size_ms=size_ms,
+            slide_ms=slide_ms,
+            ooo_ms=ooo_ms,
+            features=len(definitions),
+        )
     finally:
         poller.close()
 
 
-def report_throughput(settings: Settings, topic: str, poller: ProgressPoller, run: ThroughputRun,
-                      events: Events, *, size_ms: int, slide_ms: int, ooo_ms: int, features: int) -> None:  # fmt: skip
+def report_throughput(
+    settings: Settings,
+    topic: str,
+    poller: ProgressPoller,
+    run: ThroughputRun,
+    events: Events,
+    *,
+    size_ms: int,
+    slide_ms: int,
+    ooo_ms: int,
+    features: int,
+) -> None:
     first, last = run.flushes[0], run.flushes[-1]
     n = len(events)
 
@@ -210,11 +242,14 @@ def report_throughput(settings: Settings, topic: str, poller: ProgressPoller, ru
     counted = n - done_by(first)
     seconds = last.seen_s - first.seen_s
     assert run.exited_s is not None
-    print(f"job: launch -> Python operators running (the writer makes its Iceberg table on its first bundle) "
-          f"{(run.opened_s or first.seen_s) - run.launched_s:.1f}s; -> first flush seen "
-          f"{first.seen_s - run.launched_s:.1f}s ({done_by(first):,} events done by then); last flush seen at "
-          f"{last.seen_s - run.launched_s:.1f}s; process exit at {run.exited_s - run.launched_s:.1f}s; "
-          f"{len(run.flushes)} flushes seen", flush=True)  # fmt: skip
+    print(
+        f"job: launch -> Python operators running (the writer makes its Iceberg table on its first bundle) "
+        f"{(run.opened_s or first.seen_s) - run.launched_s:.1f}s; -> first flush seen "
+        f"{first.seen_s - run.launched_s:.1f}s ({done_by(first):,} events done by then); last flush seen at "
+        f"{last.seen_s - run.launched_s:.1f}s; process exit at {run.exited_s - run.launched_s:.1f}s; "
+        f"{len(run.flushes)} flushes seen",
+        flush=True,
+    )
     # steadiness: rate over consecutive ~10 s stretches of flushes
     stretches, mark = [], first
     for f in run.flushes[1:]:
@@ -231,13 +266,17 @@ def report_throughput(settings: Settings, topic: str, poller: ProgressPoller, ru
     users = len(np.unique(events.users))
     dead = topic_size(settings.kafka_bootstrap, f"{topic}.dlq")
     ok = offline == expected and online == users * features and dead == 0
-    print(f"  check: Iceberg rows {offline:,} (expected {expected:,}), online rows {online:,} (expected "
-          f"{users * features:,}), dead letters {dead}: {'OK' if ok else 'MISMATCH'}")  # fmt: skip
-    print(f"THROUGHPUT: {counted / seconds:,.0f} events/s sustained through Kafka -> job -> Iceberg + Cassandra "
-          f"({counted:,} events in {seconds:.1f}s between the first and the last flush seen); "
-          f"{n / (run.exited_s - run.launched_s):,.0f} events/s with start-up and exit "
-          f"({run.exited_s - run.launched_s:.1f}s for all {n:,}); {offline / seconds:,.0f} offline rows/s",
-          flush=True)  # fmt: skip
+    print(
+        f"  check: Iceberg rows {offline:,} (expected {expected:,}), online rows {online:,} (expected "
+        f"{users * features:,}), dead letters {dead}: {'OK' if ok else 'MISMATCH'}"
+    )
+    print(
+        f"THROUGHPUT: {counted / seconds:,.0f} events/s sustained through Kafka -> job -> Iceberg + Cassandra "
+        f"({counted:,} events in {seconds:.1f}s between the first and the last flush seen); "
+        f"{n / (run.exited_s - run.launched_s):,.0f} events/s with start-up and exit "
+        f"({run.exited_s - run.launched_s:.1f}s for all {n:,}); {offline / seconds:,.0f} offline rows/s",
+        flush=True,
+    )
 
 
 # ---- phase 2: latency ------------------------------------------------------------------------------------------
@@ -271,10 +310,14 @@ class Segment:
 def _start_producer(settings: Settings, spec: dict[str, Any], spec_file: Path) -> subprocess.Popen[str]:
     spec_file.write_text(json.dumps(spec))
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.stream_events", "live", str(spec_file)], cwd=REPO,
+        [sys.executable, "-m", "bench.stream_events", "live", str(spec_file)],
+        cwd=REPO,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _stop_producer(producer: subprocess.Popen[str], stop_file: Path) -> dict[str, Any]:
@@ -306,17 +349,29 @@ def run_latency(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path
     header = wire_header(settings, topic)
     poller = ProgressPoller(settings, d.stream)
     log = tmp / "live-job.log"
-    print(f"feature group: {', '.join(x.name for x in definitions)} ({d.stream}), max_out_of_orderness "
-          f"{ooo_ms} ms; job unbounded, checkpoints every 10 s; load: {' then '.join(f'{r:,}' for r in rates)} events/s over "
-          f"{args.live_users:,} users, event time = now, each rate for {warmup_s:g}s of warm-up + "
-          f"{args.live_closes} window closes; polling every {args.poll_ms} ms; load average before: {loadavg()}",
-          flush=True)  # fmt: skip
+    print(
+        f"feature group: {', '.join(x.name for x in definitions)} ({d.stream}), max_out_of_orderness "
+        f"{ooo_ms} ms; job unbounded, checkpoints every 10 s; load: {' then '.join(f'{r:,}' for r in rates)} events/s over "
+        f"{args.live_users:,} users, event time = now, each rate for {warmup_s:g}s of warm-up + "
+        f"{args.live_closes} window closes; polling every {args.poll_ms} ms; load average before: {loadavg()}",
+        flush=True,
+    )
     segments: list[Segment] = []
     producer: subprocess.Popen[str] | None = None
     try:
-        with feature_job(settings, log, args.runtime, "--parallelism", str(args.parallelism),
-                         "--group-id", f"bench-{run_id}-live", "--checkpoint-dir", str(tmp / "checkpoints"),
-                         "--checkpoint-interval-ms", "10000") as job:  # fmt: skip
+        with feature_job(
+            settings,
+            log,
+            args.runtime,
+            "--parallelism",
+            str(args.parallelism),
+            "--group-id",
+            f"bench-{run_id}-live",
+            "--checkpoint-dir",
+            str(tmp / "checkpoints"),
+            "--checkpoint-interval-ms",
+            "10000",
+        ) as job:
             launched = time.monotonic()
             # Running once it has completed a checkpoint (all tasks deployed); the Python operators
             # themselves start on their first bundle, so the warm-up covers their start.
@@ -329,11 +384,22 @@ def run_latency(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path
             for n, rate in enumerate(rates):
                 stop_file = tmp / f"live-{n}.stop"
                 bound_s = warmup_s + args.live_closes * slide_ms / SEC + 60  # a job that falls behind stops here
-                producer = _start_producer(settings, {
-                    "bootstrap": settings.kafka_bootstrap, "topic": topic, "rate": rate, "seconds": bound_s + 60,
-                    "users": args.live_users, "seed": args.seed + 1 + n, "header_hex": header.hex(),
-                    "id_prefix": f"l{run_id}{n}_", "stop_file": str(stop_file), "linger_ms": 5,
-                }, tmp / f"live-{n}.json")  # fmt: skip
+                producer = _start_producer(
+                    settings,
+                    {
+                        "bootstrap": settings.kafka_bootstrap,
+                        "topic": topic,
+                        "rate": rate,
+                        "seconds": bound_s + 60,
+                        "users": args.live_users,
+                        "seed": args.seed + 1 + n,
+                        "header_hex": header.hex(),
+                        "id_prefix": f"l{run_id}{n}_",
+                        "stop_file": str(stop_file),
+                        "linger_ms": 5,
+                    },
+                    tmp / f"live-{n}.json",
+                )
                 segment = Segment(rate, now_ms() + int(warmup_s * SEC))
                 segments.append(segment)
                 cpu_from: dict[str, float] | None = None
@@ -375,40 +441,56 @@ def report_latency(segment: Segment, ooo_ms: int, slide_ms: int) -> None:
     produced, closes = segment.produced, segment.closes
     print(f"-- {segment.rate:,} events/s --")
     if "rate" in produced:
-        print(f"  producer: {produced['sent']:,} events in {produced['seconds']:.1f}s = {produced['rate']:,.0f} "
-              f"events/s (most behind its schedule: {produced['max_behind']:,} events; undelivered "
-              f"{produced['undelivered']})")  # fmt: skip
+        print(
+            f"  producer: {produced['sent']:,} events in {produced['seconds']:.1f}s = {produced['rate']:,.0f} "
+            f"events/s (most behind its schedule: {produced['max_behind']:,} events; undelivered "
+            f"{produced['undelivered']})"
+        )
     else:
         print(f"  producer: no report ({produced})")
     if segment.cpu:
         print("  " + segment.cpu)
     if not closes:
-        print(f"LATENCY at {segment.rate:,} events/s: no window closed within the time allowed (the job is far "
-              "behind this load)", flush=True)  # fmt: skip
+        print(
+            f"LATENCY at {segment.rate:,} events/s: no window closed within the time allowed (the job is far "
+            "behind this load)",
+            flush=True,
+        )
         return
     from_close = [float(c.seen_ms - c.window_end_ms - ooo_ms) for c in closes]
     from_end = [float(c.seen_ms - c.window_end_ms) for c in closes]
     flush_start = [float(c.flush_started_ms - c.window_end_ms - ooo_ms) for c in closes]
     blocks = [from_close[i : i + 10] for i in range(0, len(from_close), 10)]
     growing = len(blocks) >= 2 and percentile(blocks[-1], 50) > 2 * percentile(blocks[0], 50) + slide_ms
-    print("  p50 from close per 10 closes, in order: " + " ".join(f"{percentile(b, 50) / 1000:.2f}s" for b in blocks)
-          + ("  <- growing: the job falls behind this load" if growing else ""))  # fmt: skip
+    print(
+        "  p50 from close per 10 closes, in order: "
+        + " ".join(f"{percentile(b, 50) / 1000:.2f}s" for b in blocks)
+        + ("  <- growing: the job falls behind this load" if growing else "")
+    )
     if len(closes) >= 2 and closes[-1].seen_ms > closes[0].seen_ms:
         advance = (closes[-1].window_end_ms - closes[0].window_end_ms) / (closes[-1].seen_ms - closes[0].seen_ms)
-        print(f"  windows closed online {advance:.2f} s of event time per second (kept pace: ~1.00): the job "
-              f"processed ~{advance * produced.get('rate', segment.rate):,.0f} events/s of this load")  # fmt: skip
+        print(
+            f"  windows closed online {advance:.2f} s of event time per second (kept pace: ~1.00): the job "
+            f"processed ~{advance * produced.get('rate', segment.rate):,.0f} events/s of this load"
+        )
     if not segment.complete:
         print(f"  only {len(closes)} window closes seen in the time allowed: the job is behind this load")
 
     def stats(values: list[float]) -> str:
-        return (f"p50 {percentile(values, 50) / 1000:.3f}s  p90 {percentile(values, 90) / 1000:.3f}s  "
-                f"p99 {percentile(values, 99) / 1000:.3f}s  max {max(values) / 1000:.3f}s")  # fmt: skip
+        return (
+            f"p50 {percentile(values, 50) / 1000:.3f}s  p90 {percentile(values, 90) / 1000:.3f}s  "
+            f"p99 {percentile(values, 99) / 1000:.3f}s  max {max(values) / 1000:.3f}s"
+        )
 
     print(f"  writer's flush start (stream_progress.updated_at) from window close: {stats(flush_start)}")
-    print(f"LATENCY at {segment.rate:,} events/s, window end -> online store ({len(closes)} closes, every "
-          f"{slide_ms / 1000:g}s): {stats(from_end)}")  # fmt: skip
-    print(f"LATENCY at {segment.rate:,} events/s, window close (end + {ooo_ms} ms) -> online store: "
-          f"{stats(from_close)}", flush=True)  # fmt: skip
+    print(
+        f"LATENCY at {segment.rate:,} events/s, window end -> online store ({len(closes)} closes, every "
+        f"{slide_ms / 1000:g}s): {stats(from_end)}"
+    )
+    print(
+        f"LATENCY at {segment.rate:,} events/s, window close (end + {ooo_ms} ms) -> online store: {stats(from_close)}",
+        flush=True,
+    )
 
 
 # ---- main ------------------------------------------------------------------------------------------------------
@@ -432,10 +514,14 @@ def main(argv: list[str] | None = None) -> int:
         default="process",
         help="PyFlink's Python worker mode (loopback: its local default, all Python in one process)",
     )
-    parser.add_argument("--flink-conf", action="append", metavar="KEY=VALUE",
-                        help="a Flink option added to the job's configuration, e.g. "
-                        "python.fn-execution.bundle.time=100 (repeatable; a what-if run through "
-                        "bench.stream_whatif: the job's code is unchanged)")  # fmt: skip
+    parser.add_argument(
+        "--flink-conf",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a Flink option added to the job's configuration, e.g. "
+        "python.fn-execution.bundle.time=100 (repeatable; a what-if run through "
+        "bench.stream_whatif: the job's code is unchanged)",
+    )
     parser.add_argument("--live-rates", default="2000,20000", help="events/s of the latency phase, in turn")
     parser.add_argument("--live-users", type=int, default=1000, help="users of the live load")
     parser.add_argument("--live-size", default="1m", help="window size of the latency phase")
@@ -454,11 +540,17 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     cleanup: list[tuple[Settings, str]] = []
     started = time.monotonic()
-    print(f"bench.stream {run_id}: load average at start {loadavg()} ({os.cpu_count()} cores, shared); "
-          f"temporary folder {tmp}", flush=True)  # fmt: skip
+    print(
+        f"bench.stream {run_id}: load average at start {loadavg()} ({os.cpu_count()} cores, shared); "
+        f"temporary folder {tmp}",
+        flush=True,
+    )
     args.runtime = runtime_env(args)
-    print(f"job: python -m jobs.feature_job, parallelism {args.parallelism}, Python workers: {args.python_workers}"
-          + (f", Flink options: {'; '.join(args.flink_conf)}" if args.flink_conf else ""), flush=True)  # fmt: skip
+    print(
+        f"job: python -m jobs.feature_job, parallelism {args.parallelism}, Python workers: {args.python_workers}"
+        + (f", Flink options: {'; '.join(args.flink_conf)}" if args.flink_conf else ""),
+        flush=True,
+    )
     try:
         if args.only in (None, "throughput"):
             print("\n== throughput: a backlog through the job, bounded ==", flush=True)
@@ -477,8 +569,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-        print(f"\ndropped the keyspaces, topics and schema subjects of {', '.join(t for _, t in cleanup)}; bench took "
-              f"{time.monotonic() - started:.0f}s; load average at end {loadavg()}", flush=True)  # fmt: skip
+        print(
+            f"\ndropped the keyspaces, topics and schema subjects of {', '.join(t for _, t in cleanup)}; bench took "
+            f"{time.monotonic() - started:.0f}s; load average at end {loadavg()}",
+            flush=True,
+        )
     return 0
 
 

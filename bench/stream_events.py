@@ -96,18 +96,32 @@ class Encoder:
         return f"{self._prefix}{i:09d}"
 
     def payload(self, i: int, user: int, merchant: int, currency: int, amount: float, time_ms: int) -> bytes:
-        return b"".join((
-            self._header, self._id_header, f"{self._prefix}{i:09d}".encode(), self.users[user],
-            self._merchants[merchant], _DOUBLE(amount), self._currencies[currency], _varint(time_ms),
-        ))  # fmt: skip
+        return b"".join(
+            (
+                self._header,
+                self._id_header,
+                f"{self._prefix}{i:09d}".encode(),
+                self.users[user],
+                self._merchants[merchant],
+                _DOUBLE(amount),
+                self._currencies[currency],
+                _varint(time_ms),
+            )
+        )
 
 
 def wire_header(settings: Any, topic: str) -> bytes:
     """The 5-byte Confluent header of ``<topic>-value``, registering the schema as the job's producers do."""
     from jobs.produce import make_producer
 
-    sample = {"transaction_id": "x", "user_id": "u", "merchant_id": "m", "amount": 1.0, "currency": "EUR",
-              "event_time": 0}  # fmt: skip
+    sample = {
+        "transaction_id": "x",
+        "user_id": "u",
+        "merchant_id": "m",
+        "amount": 1.0,
+        "currency": "EUR",
+        "event_time": 0,
+    }
     return make_producer(settings).serialize(topic, sample)[:5]
 
 
@@ -128,20 +142,33 @@ def check_encoding(encoder: Encoder, events: Events, sample: int = 200) -> None:
         when = record["event_time"]
         ms = when if isinstance(when, int) else int(when.timestamp() * 1000)
         expected = (encoder.transaction_id(i), user_id(u), f"merchant_{m:04d}", a, CURRENCIES[c], t)
-        got = (record["transaction_id"], record["user_id"], record["merchant_id"], record["amount"],
-               record["currency"], ms)  # fmt: skip
+        got = (
+            record["transaction_id"],
+            record["user_id"],
+            record["merchant_id"],
+            record["amount"],
+            record["currency"],
+            ms,
+        )
         assert got == expected, f"hand-encoded event {i} decodes as {got}, not {expected}"
 
 
 def producer(bootstrap: str, *, linger_ms: int) -> Any:
     from confluent_kafka import Producer
 
-    return Producer({
-        "bootstrap.servers": bootstrap, "linger.ms": linger_ms, "acks": "all",
-        "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
-        "batch.num.messages": 100_000, "batch.size": 4_000_000, "compression.type": "lz4",
-        "message.timeout.ms": 120_000,
-    })  # fmt: skip
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": linger_ms,
+            "acks": "all",
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "batch.num.messages": 100_000,
+            "batch.size": 4_000_000,
+            "compression.type": "lz4",
+            "message.timeout.ms": 120_000,
+        }
+    )
 
 
 def send_backlog(bootstrap: str, topic: str, encoder: Encoder, events: Events) -> None:
@@ -149,9 +176,13 @@ def send_backlog(bootstrap: str, topic: str, encoder: Encoder, events: Events) -
     p = producer(bootstrap, linger_ms=50)
     produce, poll, payload, keys = p.produce, p.poll, encoder.payload, encoder.keys
     columns = zip(
-        events.users.tolist(), events.merchants.tolist(), events.currencies.tolist(), events.amounts.tolist(),
-        events.times.tolist(), strict=True,
-    )  # fmt: skip
+        events.users.tolist(),
+        events.merchants.tolist(),
+        events.currencies.tolist(),
+        events.amounts.tolist(),
+        events.times.tolist(),
+        strict=True,
+    )
     for i, (u, m, c, a, t) in enumerate(columns):
         value = payload(i, u, m, c, a, t)
         while True:
@@ -225,8 +256,14 @@ def live(spec: dict[str, Any]) -> dict[str, Any]:
         poll(0)
     elapsed = time.monotonic() - start
     remaining = p.flush(30)
-    return {"sent": sent, "seconds": elapsed, "rate": sent / elapsed if elapsed else 0.0, "undelivered": remaining,
-            "max_behind": behind_max, "buffer_full": full}  # fmt: skip
+    return {
+        "sent": sent,
+        "seconds": elapsed,
+        "rate": sent / elapsed if elapsed else 0.0,
+        "undelivered": remaining,
+        "max_behind": behind_max,
+        "buffer_full": full,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,14 +61,22 @@ def job_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str
     """The FS_* environment that makes the job use these settings (as tests/conftest.py's settings_env)."""
     env = dict(os.environ)
     env.update(extra or {})
-    env.update({
-        "FS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "FS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-        "FS_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts), "FS_CASSANDRA_PORT": str(settings.cassandra_port),
-        "FS_CASSANDRA_KEYSPACE": settings.cassandra_keyspace, "FS_ICEBERG_CATALOG_URI": settings.iceberg_catalog_uri,
-        "FS_ICEBERG_WAREHOUSE": settings.iceberg_warehouse, "FS_ICEBERG_NAMESPACE": settings.iceberg_namespace,
-        "FS_DEFINITIONS_DIR": str(settings.definitions_dir), "FS_DEFINITIONS_DB": str(settings.definitions_db),
-        "FS_FLINK_JARS_DIR": str(settings.flink_jars_dir), "PYTHONPATH": str(REPO),
-    })  # fmt: skip
+    env.update(
+        {
+            "FS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "FS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+            "FS_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts),
+            "FS_CASSANDRA_PORT": str(settings.cassandra_port),
+            "FS_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
+            "FS_ICEBERG_CATALOG_URI": settings.iceberg_catalog_uri,
+            "FS_ICEBERG_WAREHOUSE": settings.iceberg_warehouse,
+            "FS_ICEBERG_NAMESPACE": settings.iceberg_namespace,
+            "FS_DEFINITIONS_DIR": str(settings.definitions_dir),
+            "FS_DEFINITIONS_DB": str(settings.definitions_db),
+            "FS_FLINK_JARS_DIR": str(settings.flink_jars_dir),
+            "PYTHONPATH": str(REPO),
+        }
+    )
     return env
 
 
@@ -78,8 +86,9 @@ def _replace_once(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def register_definitions(settings: Settings, topic: str, *, ttl: str, size: str | None = None,
-                         slide: str | None = None) -> list[Any]:  # fmt: skip
+def register_definitions(
+    settings: Settings, topic: str, *, ttl: str, size: str | None = None, slide: str | None = None
+) -> list[Any]:
     """The real feature file with the bench's topic, TTL and (optionally) window; registered in the phase's DB."""
     from registry.core.catalog import load_folder
     from registry.definition_store import DefinitionStore
@@ -168,9 +177,13 @@ def feature_job(
     module = ["bench.stream_whatif", *extra, "--"] if extra else ["jobs.feature_job"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", *module, *args], cwd=REPO, env=job_env(settings, runtime),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-m", *module, *args],
+            cwd=REPO,
+            env=job_env(settings, runtime),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             yield proc
         finally:
@@ -280,8 +293,10 @@ def cpu_report(before: dict[str, float], after: dict[str, float], seconds: float
         job = {k: v for k, v in spent.items() if k.startswith("job")}
         per = ", ".join(f"{k.removeprefix('job ')} {v / events * 1e6:.0f}" for k, v in job.items())
         cass = spent.get("cassandra", 0.0) / events * 1e6
-        out += (f"\n  CPU per event (us): job {sum(job.values()) / events * 1e6:.0f} ({per}), cassandra {cass:.0f}, "
-                f"kafka {spent.get('kafka', 0.0) / events * 1e6:.0f}")  # fmt: skip
+        out += (
+            f"\n  CPU per event (us): job {sum(job.values()) / events * 1e6:.0f} ({per}), cassandra {cass:.0f}, "
+            f"kafka {spent.get('kafka', 0.0) / events * 1e6:.0f}"
+        )
     return out
 
 

@@ -76,11 +76,18 @@ def fetch(settings: StackSettings, component: str, *, force: bool = False, maven
     staging = lib.with_name("lib.partial")
     shutil.rmtree(staging, ignore_errors=True)
     cmd = [
-        mvn, "-B", "--strict-checksums", "-f", str(maven_dir / component / "pom.xml"),
-        "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
+        mvn,
+        "-B",
+        "--strict-checksums",
+        "-f",
+        str(maven_dir / component / "pom.xml"),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={staging}",
         f"-Dmaven.repo.local={settings.cache_dir / 'm2'}",
-        "-Dmaven.wagon.http.retryHandler.count=3", "-Dmaven.wagon.rto=60000",
-    ]  # fmt: skip
+        "-Dmaven.wagon.http.retryHandler.count=3",
+        "-Dmaven.wagon.rto=60000",
+    ]
     print(f"[fetch] {component}: resolving from Maven Central ...", file=sys.stderr)
     started = time.monotonic()
     downloaded = 0

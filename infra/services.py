@@ -57,15 +57,23 @@ def _kafka_prepare(s: StackSettings) -> list[str]:
         },
     )
     cp = artifacts.classpath(s, "kafka")
-    base = [str(java), f"-Xmx{s.kafka_heap}", f"-Xms{s.kafka_heap}", "-cp", cp,
-            f"-Dlog4j2.configurationFile={CONF_DIR / 'kafka' / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={home / 'logs'}"]  # fmt: skip
+    base = [
+        str(java),
+        f"-Xmx{s.kafka_heap}",
+        f"-Xms{s.kafka_heap}",
+        "-cp",
+        cp,
+        f"-Dlog4j2.configurationFile={CONF_DIR / 'kafka' / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={home / 'logs'}",
+    ]
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run(
             [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if fmt.returncode != 0:
             raise InfraError(f"kafka: formatting storage failed:\n{fmt.stdout}{fmt.stderr}")
     return [*base, "kafka.Kafka", str(props)]
@@ -108,12 +116,18 @@ def _cassandra_prepare(s: StackSettings) -> list[str]:
         if line.strip().startswith("-")
     ]
     return [
-        str(java), *opts, f"-Xms{s.cassandra_heap}", f"-Xmx{s.cassandra_heap}",
+        str(java),
+        *opts,
+        f"-Xms{s.cassandra_heap}",
+        f"-Xmx{s.cassandra_heap}",
         f"-Dcassandra.config={yaml.resolve().as_uri()}",
-        f"-Dcassandra.storagedir={home}", f"-Dcassandra.logdir={home / 'logs'}",
+        f"-Dcassandra.storagedir={home}",
+        f"-Dcassandra.logdir={home / 'logs'}",
         f"-Dlogback.configurationFile={CONF_DIR / 'cassandra' / 'logback.xml'}",
-        "-cp", artifacts.classpath(s, "cassandra"), "org.apache.cassandra.service.CassandraDaemon",
-    ]  # fmt: skip
+        "-cp",
+        artifacts.classpath(s, "cassandra"),
+        "org.apache.cassandra.service.CassandraDaemon",
+    ]
 
 
 def _cassandra_healthy(s: StackSettings) -> bool:

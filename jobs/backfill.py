@@ -68,8 +68,18 @@ def run(settings: Settings, refs: list[str], *, progress_every_s: float = 5.0, t
         if catalog.get(d.entity, d.name).version == d.version:
             raise DefinitionError(f"{ref} is the active version: backfill into a new version, then promote it")
     start_snapshot = _current_snapshot(settings)
-    cmd = [sys.executable, "-m", "jobs.feature_job", "--bounded", "--versions", ",".join(refs),
-           "--group-id", f"backfill-{uuid.uuid4().hex[:8]}", "--metrics-port", "0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.feature_job",
+        "--bounded",
+        "--versions",
+        ",".join(refs),
+        "--group-id",
+        f"backfill-{uuid.uuid4().hex[:8]}",
+        "--metrics-port",
+        "0",
+    ]
     started = time.monotonic()
     log = settings.definitions_db.parent / f"backfill-{int(time.time())}.log"
     with log.open("w") as out:

@@ -140,9 +140,12 @@ def main() -> int:
         end_ms = int(stamp.timestamp() * 1000)
         count, total = _expected(events, user, end_ms)
         ok = served["txn_count_1h"]["value"] == count and abs(served["txn_amount_sum_1h"]["value"] - total) < 1e-6
-        print(f"      brute force over the produced events for {user} in the window ending "
-              f"{served['txn_count_1h']['feature_timestamp']}: count={count}, sum={total:.2f} -> "
-              f"{'MATCH' if ok else 'MISMATCH'}", file=sys.stderr)  # fmt: skip
+        print(
+            f"      brute force over the produced events for {user} in the window ending "
+            f"{served['txn_count_1h']['feature_timestamp']}: count={count}, sum={total:.2f} -> "
+            f"{'MATCH' if ok else 'MISMATCH'}",
+            file=sys.stderr,
+        )
         if not ok:
             return 1
 
@@ -153,16 +156,22 @@ def main() -> int:
 
         users = [u for u, _ in Counter(e["user_id"] for e in events).most_common(3)]
         label_times = [now_ms - m * 60_000 for m in (60, 30, 5)]
-        labels = pa.table({
-            "user_id": [u for u in users for _ in label_times],
-            "event_timestamp": pa.array([t for _ in users for t in label_times], pa.timestamp("ms", tz="UTC")),
-            "label": [i % 2 for i in range(len(users) * len(label_times))],
-        })  # fmt: skip
+        labels = pa.table(
+            {
+                "user_id": [u for u in users for _ in label_times],
+                "event_timestamp": pa.array([t for _ in users for t in label_times], pa.timestamp("ms", tz="UTC")),
+                "label": [i % 2 for i in range(len(users) * len(label_times))],
+            }
+        )
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
         training = get_historical_features(
-            table, DefinitionStore(settings.definitions_db).catalog(), labels,
-            ["txn_count_1h", "txn_amount_sum_1h"], entity_type="user", entity_column="user_id",
-        )  # fmt: skip
+            table,
+            DefinitionStore(settings.definitions_db).catalog(),
+            labels,
+            ["txn_count_1h", "txn_amount_sum_1h"],
+            entity_type="user",
+            entity_column="user_id",
+        )
         print(training.to_pandas().to_string(index=False))
         print(f"\nDone. Services are still running (try: curl '{url}'); `make down` stops them.", file=sys.stderr)
         return 0

@@ -18,13 +18,15 @@ def synthetic_transactions(seed: int, *, users: int, events: int, start_ms: int,
     user_ids = [f"user_{i:05d}" for i in range(users)]
     out = []
     for i in range(events):
-        out.append({
-            "transaction_id": f"txn_{seed}_{i:08d}",
-            "user_id": rng.choices(user_ids, weights)[0],
-            "merchant_id": f"merchant_{rng.randrange(200):04d}",
-            "amount": round(rng.lognormvariate(3.0, 1.0), 2),
-            "currency": rng.choice(CURRENCIES),
-            "event_time": start_ms + rng.randrange(span_ms),
-        })  # fmt: skip
+        out.append(
+            {
+                "transaction_id": f"txn_{seed}_{i:08d}",
+                "user_id": rng.choices(user_ids, weights)[0],
+                "merchant_id": f"merchant_{rng.randrange(200):04d}",
+                "amount": round(rng.lognormvariate(3.0, 1.0), 2),
+                "currency": rng.choice(CURRENCIES),
+                "event_time": start_ms + rng.randrange(span_ms),
+            }
+        )
     out.sort(key=lambda e: (e["event_time"], e["transaction_id"]))
     return out

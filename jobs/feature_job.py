@@ -35,14 +35,26 @@ from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from schemas import load_schema
 
-_AVRO_TO_FLINK = {"string": Types.STRING(), "double": Types.DOUBLE(), "float": Types.FLOAT(),
-                  "long": Types.LONG(), "int": Types.INT(), "boolean": Types.BOOLEAN()}  # fmt: skip
+_AVRO_TO_FLINK = {
+    "string": Types.STRING(),
+    "double": Types.DOUBLE(),
+    "float": Types.FLOAT(),
+    "long": Types.LONG(),
+    "int": Types.INT(),
+    "boolean": Types.BOOLEAN(),
+}
 
 
 # Where a local run's Flink listeners bind and what they advertise. On a cluster (`flink run -m ...`)
 # the cluster's own configuration decides.
-_BIND_KEYS = ("rest.bind-address", "rest.address", "jobmanager.bind-host", "jobmanager.rpc.address",
-              "taskmanager.bind-host", "taskmanager.host")  # fmt: skip
+_BIND_KEYS = (
+    "rest.bind-address",
+    "rest.address",
+    "jobmanager.bind-host",
+    "jobmanager.rpc.address",
+    "taskmanager.bind-host",
+    "taskmanager.host",
+)
 
 
 def _bucket(row: Any, buckets: int) -> int:
@@ -195,8 +207,15 @@ def _dead_letter_sink(settings: Settings, topic: str) -> KafkaSink:
     )
 
 
-def _decoded(t_env: StreamTableEnvironment, settings: Settings, source: Source, lateness: timedelta,
-             *, bounded: bool, group_id: str) -> DataStream:  # fmt: skip
+def _decoded(
+    t_env: StreamTableEnvironment,
+    settings: Settings,
+    source: Source,
+    lateness: timedelta,
+    *,
+    bounded: bool,
+    group_id: str,
+) -> DataStream:
     """A topic's decoded, watermarked events (read and decoded once per job); its dead letters wired."""
     schema = load_schema(source.event_schema)
     raw_table = f"raw_{source.slug}"
@@ -261,8 +280,14 @@ def _table_environment(env: StreamExecutionEnvironment, late_fire: timedelta | N
     return t_env
 
 
-def build(env: StreamExecutionEnvironment, settings: Settings, definitions: list[FeatureDefinition],
-          *, bounded: bool, group_id: str = "featurestore-job") -> None:  # fmt: skip
+def build(
+    env: StreamExecutionEnvironment,
+    settings: Settings,
+    definitions: list[FeatureDefinition],
+    *,
+    bounded: bool,
+    group_id: str = "featurestore-job",
+) -> None:
     """Add the whole pipeline for the given definitions to env (the stores must exist: ``prepare_stores``).
 
     Late firing (a window re-emitted for each late event within the allowed lateness) is one setting

@@ -27,11 +27,15 @@ _END_OF_TIME = 2**63 - 2  # fires only when a bounded input ends (its final wate
 
 
 def dead_letter(topic: str, reason: str, detail: str, payload: bytes | None) -> str:
-    return json.dumps({
-        "topic": topic, "reason": reason, "detail": detail,
-        "payload_b64": base64.b64encode(payload or b"").decode(),
-        "dead_lettered_at_ms": time.time_ns() // 1_000_000,
-    })  # fmt: skip
+    return json.dumps(
+        {
+            "topic": topic,
+            "reason": reason,
+            "detail": detail,
+            "payload_b64": base64.b64encode(payload or b"").decode(),
+            "dead_lettered_at_ms": time.time_ns() // 1_000_000,
+        }
+    )
 
 
 class DeadLetteredAt(TimestampAssigner):  # type: ignore[misc]
@@ -96,9 +100,10 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
         self._events_in.inc()
         if too_late:
             yield self._dead_letter(
-                "too_late", f"event time {ctx.timestamp()} ms is behind the watermark by more than the allowed "
-                "lateness", payload,
-            )  # fmt: skip
+                "too_late",
+                f"event time {ctx.timestamp()} ms is behind the watermark by more than the allowed lateness",
+                payload,
+            )
             return
         try:
             event = self._decoder.decode(payload)

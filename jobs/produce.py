@@ -60,8 +60,9 @@ def ensure_topics(
 class EventProducer:
     """Serializes event dicts with the registered Avro schema and sends them keyed by entity."""
 
-    def __init__(self, producer: Producer, registry: SchemaRegistryClient, schema_name: str, *, key_field: str,
-                 time_field: str) -> None:  # fmt: skip
+    def __init__(
+        self, producer: Producer, registry: SchemaRegistryClient, schema_name: str, *, key_field: str, time_field: str
+    ) -> None:
         self._producer = producer
         self._serializer = AvroSerializer(registry, schema_text(schema_name))
         self._key_field = key_field
@@ -79,8 +80,13 @@ class EventProducer:
             value = self._serializer(event, ctx)
             while True:
                 try:
-                    self._producer.produce(topic, key=str(event[self._key_field]).encode(), value=value,
-                                           timestamp=int(event[self._time_field]), on_delivery=self._delivered)  # fmt: skip
+                    self._producer.produce(
+                        topic,
+                        key=str(event[self._key_field]).encode(),
+                        value=value,
+                        timestamp=int(event[self._time_field]),
+                        on_delivery=self._delivered,
+                    )
                     break
                 except BufferError:
                     self._producer.poll(0.1)
@@ -106,8 +112,15 @@ class EventProducer:
 
 
 def make_producer(settings: Settings) -> EventProducer:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "acks": "all",
-                         "enable.idempotence": True, "message.timeout.ms": 30_000})  # fmt: skip
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "linger.ms": 20,
+            "acks": "all",
+            "enable.idempotence": True,
+            "message.timeout.ms": 30_000,
+        }
+    )
     registry = SchemaRegistryClient({"url": settings.schema_registry_url, "timeout": 10})
     return EventProducer(producer, registry, "card_transaction", key_field="user_id", time_field="event_time")
 
@@ -123,8 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     now_ms = time.time_ns() // 1_000_000
-    events = synthetic_transactions(args.seed, users=args.users, events=args.events,
-                                    start_ms=now_ms - args.span_minutes * 60_000, span_ms=args.span_minutes * 60_000 - 60_000)  # fmt: skip
+    events = synthetic_transactions(
+        args.seed,
+        users=args.users,
+        events=args.events,
+        start_ms=now_ms - args.span_minutes * 60_000,
+        span_ms=args.span_minutes * 60_000 - 60_000,
+    )
     ensure_topics(settings.kafka_bootstrap, ["card_transactions", "card_transactions.dlq"])
     producer = make_producer(settings)
     sent = producer.send("card_transactions", events)

@@ -46,10 +46,21 @@ def reporter_jar(cache_dir: Path, flink_jars: list[Path]) -> Path:
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
         classes = Path(tmp) / "classes"
         compiled = subprocess.run(
-            [_javac(), "--release", "11", "-nowarn", "-d", str(classes), "-cp", os.pathsep.join(map(str, flink_jars)),
-             *map(str, sources)],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                _javac(),
+                "--release",
+                "11",
+                "-nowarn",
+                "-d",
+                str(classes),
+                "-cp",
+                os.pathsep.join(map(str, flink_jars)),
+                *map(str, sources),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if compiled.returncode != 0:
             raise FeatureStoreError(f"building the job's metrics reporter failed:\n{compiled.stderr[-2000:]}")
         built = Path(tmp) / jar.name

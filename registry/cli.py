@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "apply":
             results = apply(store, load_folder(args.folder))
             for r in results:
-                print(f"{r.action:16} {r.definition.entity}.{r.definition.name} v{r.definition.version}"
-                      f" (active v{r.active_version})")  # fmt: skip
+                print(
+                    f"{r.action:16} {r.definition.entity}.{r.definition.name} v{r.definition.version}"
+                    f" (active v{r.active_version})"
+                )
             return 0
         if args.command == "activate":
             store.activate(args.entity, args.name, args.version)

@@ -37,8 +37,10 @@ def _distinct(definitions: list[FeatureDefinition], conflicts: list[str]) -> lis
         seen = first.setdefault(d.key, d)
         if seen is not d and seen != d:
             what = "transform or TTL" if seen.identity_hash != d.identity_hash else "metadata"
-            conflicts.append(f"{d.entity}.{d.name} v{d.version}: defined more than once in the folder, with "
-                             f"different {what}; keep one definition per version")  # fmt: skip
+            conflicts.append(
+                f"{d.entity}.{d.name} v{d.version}: defined more than once in the folder, with "
+                f"different {what}; keep one definition per version"
+            )
     return list(first.values())
 
 

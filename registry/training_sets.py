@@ -56,8 +56,14 @@ class ManifestFeature(_Frozen):
 
     @classmethod
     def of(cls, d: FeatureDefinition) -> ManifestFeature:
-        return cls(entity=d.entity, name=d.name, version=d.version, value_type=d.value_type,
-                   transform_hash=d.transform_hash, identity_hash=d.identity_hash)  # fmt: skip
+        return cls(
+            entity=d.entity,
+            name=d.name,
+            version=d.version,
+            value_type=d.value_type,
+            transform_hash=d.transform_hash,
+            identity_hash=d.identity_hash,
+        )
 
     @property
     def ref(self) -> str:
@@ -155,8 +161,10 @@ class TrainingSetStore(SqliteStore):
                 "SELECT labels_uri, output_uri FROM training_sets WHERE id = ?", (manifest.id,)
             ).fetchone()
             if row is None:
-                conn.execute("INSERT INTO training_sets VALUES (?, ?, ?, ?, ?)",
-                             (manifest.id, manifest.to_json(), labels_uri, output_uri, _now()))  # fmt: skip
+                conn.execute(
+                    "INSERT INTO training_sets VALUES (?, ?, ?, ?, ?)",
+                    (manifest.id, manifest.to_json(), labels_uri, output_uri, _now()),
+                )
                 return True
             conn.execute(
                 "UPDATE training_sets SET labels_uri = COALESCE(labels_uri, ?), output_uri = COALESCE(output_uri, ?) "
@@ -189,8 +197,10 @@ class TrainingSetStore(SqliteStore):
         with self._tx() as conn:
             if conn.execute("SELECT 1 FROM training_sets WHERE id = ?", (training_set_id,)).fetchone() is None:
                 raise DatasetError(f"no training set {training_set_id!r} is recorded: build or record it first")
-            conn.execute("INSERT OR IGNORE INTO training_set_models VALUES (?, ?, ?, ?)",
-                         (model, model_version, training_set_id, _now()))  # fmt: skip
+            conn.execute(
+                "INSERT OR IGNORE INTO training_set_models VALUES (?, ?, ?, ?)",
+                (model, model_version, training_set_id, _now()),
+            )
             row = conn.execute(
                 "SELECT model, model_version, training_set_id, linked_at FROM training_set_models "
                 "WHERE model = ? AND model_version = ? AND training_set_id = ?",

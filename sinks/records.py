@@ -37,8 +37,9 @@ class FeatureRow:
         )
 
     @classmethod
-    def of(cls, definition: FeatureDefinition, entity_id: str, value: Value, start_ms: int, end_ms: int,
-           revision: int = 0) -> FeatureRow:  # fmt: skip
+    def of(
+        cls, definition: FeatureDefinition, entity_id: str, value: Value, start_ms: int, end_ms: int, revision: int = 0
+    ) -> FeatureRow:
         return cls(
             entity_type=definition.entity,
             entity_id=entity_id,

@@ -113,8 +113,12 @@ class Rule:
 
     @classmethod
     def of(cls, definition: FeatureDefinition) -> Rule:
-        return cls(to_millis(definition.ttl) * 1000, to_millis(definition.freshness_slo) * 1000,
-                   step_us(definition), empty_value(definition))  # fmt: skip
+        return cls(
+            to_millis(definition.ttl) * 1000,
+            to_millis(definition.freshness_slo) * 1000,
+            step_us(definition),
+            empty_value(definition),
+        )
 
     def cut(self, closed_through_us: int, now_us: int, *, unit_us: int = 1) -> Cut:
         """The rule at ``now_us`` for stored window ends counted in units of ``unit_us`` microseconds.

@@ -51,8 +51,14 @@ class LabelKeys:
     sorted_ceil_us: np.ndarray  # label time ceiled to µs (equal to sorted_us unless given in ns): the TTL test
 
     @classmethod
-    def build(cls, code: np.ndarray, us: np.ndarray, row_code: np.ndarray, row_end_us: np.ndarray,
-              ceil_us: np.ndarray | None = None) -> LabelKeys:  # fmt: skip
+    def build(
+        cls,
+        code: np.ndarray,
+        us: np.ndarray,
+        row_code: np.ndarray,
+        row_end_us: np.ndarray,
+        ceil_us: np.ndarray | None = None,
+    ) -> LabelKeys:
         """Keys for labels ``(code, us)`` that also fit every row ``(row_code, row_end_us)`` of the chunk.
 
         ``ceil_us``: the label times ceiled to µs where they were given more finely (default: ``us``).
@@ -69,9 +75,13 @@ class LabelKeys:
         keys = cls(code, us, base, span, times, empty, empty, empty, empty, empty)
         key = np.where(code >= 0, keys.pack(code, us), -1)
         order = np.argsort(key)
-        for name, value in (("order", order), ("sorted_key", key[order]), ("sorted_code", code[order]),
-                            ("sorted_us", us[order]),
-                            ("sorted_ceil_us", (us if ceil_us is None else ceil_us)[order])):  # fmt: skip
+        for name, value in (
+            ("order", order),
+            ("sorted_key", key[order]),
+            ("sorted_code", code[order]),
+            ("sorted_us", us[order]),
+            ("sorted_ceil_us", (us if ceil_us is None else ceil_us)[order]),
+        ):
             object.__setattr__(keys, name, value)
         return keys
 
@@ -90,8 +100,9 @@ def tie_keys(values: pa.Array) -> list[np.ndarray]:
     return [pc.rank(values, sort_keys="ascending", null_placement="at_end", tiebreaker="dense").to_numpy()]
 
 
-def _winners_last(order: np.ndarray, sorted_key: np.ndarray, ingested_us: np.ndarray, revision: np.ndarray,
-                  values: pa.Array) -> None:  # fmt: skip
+def _winners_last(
+    order: np.ndarray, sorted_key: np.ndarray, ingested_us: np.ndarray, revision: np.ndarray, values: pa.Array
+) -> None:
     """Where rows share a key, put the one that counts last: latest ingestion, highest revision, then
     ``registry.core.timeline.tie_key`` (the order Cassandra keeps equal-time cells in, so online agrees).
 

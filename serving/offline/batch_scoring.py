@@ -44,9 +44,16 @@ TIME_COLUMN = "as_of"
 _LABELS = pa.schema([pa.field(ENTITY_COLUMN, pa.string()), pa.field(TIME_COLUMN, pa.timestamp("us", tz="UTC"))])
 
 
-def feature_vector_batches(table: Table, catalog: FeatureCatalog, entity_type: str, features: Sequence[str],
-                           as_of: datetime, *, read_as_of: int | datetime | None = None,
-                           chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:  # fmt: skip
+def feature_vector_batches(
+    table: Table,
+    catalog: FeatureCatalog,
+    entity_type: str,
+    features: Sequence[str],
+    as_of: datetime,
+    *,
+    read_as_of: int | datetime | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The export as (schema, batches of at most ``chunk_rows`` entities): memory bounded by the chunk
     plus the list of distinct entity ids."""
     if chunk_rows < 1:
@@ -62,14 +69,29 @@ def feature_vector_batches(table: Table, catalog: FeatureCatalog, entity_type: s
             at = pa.array([at_us] * len(ids), pa.int64()).cast(_LABELS.field(TIME_COLUMN).type)
             yield pa.RecordBatch.from_arrays([ids, at], schema=_LABELS)
 
-    batches = join_label_batches(table, definitions, _LABELS, labels(), entity_type=entity_type,
-                                 entity_column=ENTITY_COLUMN, timestamp_column=TIME_COLUMN, point=point)  # fmt: skip
+    batches = join_label_batches(
+        table,
+        definitions,
+        _LABELS,
+        labels(),
+        entity_type=entity_type,
+        entity_column=ENTITY_COLUMN,
+        timestamp_column=TIME_COLUMN,
+        point=point,
+    )
     return output_schema(_LABELS, definitions), batches
 
 
-def export_feature_vectors(table: Table, catalog: FeatureCatalog, entity_type: str, features: Sequence[str],
-                           as_of: datetime, *, read_as_of: int | datetime | None = None,
-                           chunk_rows: int = DEFAULT_CHUNK_ROWS) -> pa.Table:  # fmt: skip
+def export_feature_vectors(
+    table: Table,
+    catalog: FeatureCatalog,
+    entity_type: str,
+    features: Sequence[str],
+    as_of: datetime,
+    *,
+    read_as_of: int | datetime | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> pa.Table:
     """``entity_id``, ``as_of`` and one column per feature, one row per entity (sorted by id).
 
     Args:
@@ -78,8 +100,9 @@ def export_feature_vectors(table: Table, catalog: FeatureCatalog, entity_type: s
             a time (the snapshot then, rows ingested by then). Default: the current snapshot.
         chunk_rows: entities joined at a time (bounds memory, never changes the result).
     """
-    schema, batches = feature_vector_batches(table, catalog, entity_type, features, as_of,
-                                             read_as_of=read_as_of, chunk_rows=chunk_rows)  # fmt: skip
+    schema, batches = feature_vector_batches(
+        table, catalog, entity_type, features, as_of, read_as_of=read_as_of, chunk_rows=chunk_rows
+    )
     return pa.Table.from_batches(list(batches), schema=schema)
 
 
@@ -91,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.factory import connect_iceberg
     from sinks.iceberg.layout import TABLE
 
-    parser = argparse.ArgumentParser(prog="python -m serving.offline.batch_scoring", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.offline.batch_scoring",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--entity-type", required=True)
     parser.add_argument("--features", required=True, help="comma-separated names; name@vN pins a version")
     parser.add_argument("--as-of", required=True, help="time of the vectors: ISO-8601 with zone, or epoch ms")
@@ -107,9 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         assert isinstance(as_of, datetime)
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
         schema, batches = feature_vector_batches(
-            table, DefinitionStore(settings.definitions_db).catalog(), args.entity_type, args.features.split(","),
-            as_of, read_as_of=parse_as_of(args.snapshot_id, args.read_as_of), chunk_rows=args.chunk_rows,
-        )  # fmt: skip
+            table,
+            DefinitionStore(settings.definitions_db).catalog(),
+            args.entity_type,
+            args.features.split(","),
+            as_of,
+            read_as_of=parse_as_of(args.snapshot_id, args.read_as_of),
+            chunk_rows=args.chunk_rows,
+        )
         rows = write_parquet(batches, schema, args.out)
     except (FeatureStoreError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

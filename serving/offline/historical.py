@@ -78,8 +78,9 @@ def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequen
     return found
 
 
-def _check_schema(schema: pa.Schema, definitions: Sequence[FeatureDefinition], entity_column: str,
-                  timestamp_column: str) -> None:  # fmt: skip
+def _check_schema(
+    schema: pa.Schema, definitions: Sequence[FeatureDefinition], entity_column: str, timestamp_column: str
+) -> None:
     if entity_column not in schema.names:
         raise DefinitionError(f"label frame has no entity column {entity_column!r}")
     clash = [d.name for d in definitions if d.name in schema.names]
@@ -126,8 +127,9 @@ class PointInTimeJoin:
     over the whole history), never on which other labels share its chunk.
     """
 
-    def __init__(self, table: Table, definitions: Sequence[FeatureDefinition], entity_type: str,
-                 point: ReadPoint) -> None:  # fmt: skip
+    def __init__(
+        self, table: Table, definitions: Sequence[FeatureDefinition], entity_type: str, point: ReadPoint
+    ) -> None:
         self._table = table
         self.definitions = list(definitions)
         self._entity_type = entity_type
@@ -148,8 +150,16 @@ class PointInTimeJoin:
 
         def one(i: int) -> pa.Array:
             d, mine = self.definitions[i], rows.rows_for(i)
-            return join_feature(keys, mine.code, mine.end_us, mine.ingested_us, mine.revision, mine.values, d,
-                                self._reach.get((d.name, d.version)))  # fmt: skip
+            return join_feature(
+                keys,
+                mine.code,
+                mine.end_us,
+                mine.ingested_us,
+                mine.revision,
+                mine.values,
+                d,
+                self._reach.get((d.name, d.version)),
+            )
 
         # numpy's sorts and searches and Arrow's takes release the GIL: features join in parallel.
         with ThreadPoolExecutor(max_workers=min(len(self.definitions), os.cpu_count() or 1)) as pool:
@@ -248,8 +258,16 @@ def get_historical_features(
     if snapshot_id is not None and as_of is not None:
         raise DatasetError("give either snapshot_id or as_of, not both")
     point = read_point(table, as_of if as_of is not None else snapshot_id)
-    return join_labels(table, definitions, labels, entity_type=entity_type, entity_column=entity_column,
-                       timestamp_column=timestamp_column, point=point, chunk_rows=chunk_rows)  # fmt: skip
+    return join_labels(
+        table,
+        definitions,
+        labels,
+        entity_type=entity_type,
+        entity_column=entity_column,
+        timestamp_column=timestamp_column,
+        point=point,
+        chunk_rows=chunk_rows,
+    )
 
 
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path) -> int:
@@ -287,8 +305,12 @@ def parse_as_of(snapshot_id: int | None, as_of: str | None) -> int | datetime | 
 
 
 def add_join_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--labels", required=True, type=Path,
-                        help="Parquet: entity column, timestamp column, anything else (carried through)")  # fmt: skip
+    parser.add_argument(
+        "--labels",
+        required=True,
+        type=Path,
+        help="Parquet: entity column, timestamp column, anything else (carried through)",
+    )
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--entity-type", required=True)
     parser.add_argument("--entity-column", required=True)
@@ -308,23 +330,32 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.factory import connect_iceberg
     from sinks.iceberg.layout import TABLE
 
-    parser = argparse.ArgumentParser(prog="python -m serving.offline.historical", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.offline.historical",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_join_arguments(parser)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
-        definitions = resolve_features(DefinitionStore(settings.definitions_db).catalog(), args.entity_type,
-                                       args.features.split(","))  # fmt: skip
+        definitions = resolve_features(
+            DefinitionStore(settings.definitions_db).catalog(), args.entity_type, args.features.split(",")
+        )
         point = read_point(table, parse_as_of(args.snapshot_id, args.as_of))
         labels = pq.ParquetFile(args.labels)
         schema = output_schema(labels.schema_arrow, definitions)
         batches = join_label_batches(
-            table, definitions, labels.schema_arrow, labels.iter_batches(batch_size=args.chunk_rows),
-            entity_type=args.entity_type, entity_column=args.entity_column,
-            timestamp_column=args.timestamp_column, point=point,
-        )  # fmt: skip
+            table,
+            definitions,
+            labels.schema_arrow,
+            labels.iter_batches(batch_size=args.chunk_rows),
+            entity_type=args.entity_type,
+            entity_column=args.entity_column,
+            timestamp_column=args.timestamp_column,
+            point=point,
+        )
         rows = write_parquet(batches, schema, args.out)
     except FeatureStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -54,8 +54,10 @@ class Readiness:
         def at(ms: int | None) -> str:
             return "no rows" if ms is None else iso_us(ms * 1000)
 
-        head = (f"{self.entity}.{self.name}: v{self.version} reaches {at(self.reach_ms)}, "
-                f"active v{self.active_version} reaches {at(self.active_reach_ms)}")  # fmt: skip
+        head = (
+            f"{self.entity}.{self.name}: v{self.version} reaches {at(self.reach_ms)}, "
+            f"active v{self.active_version} reaches {at(self.active_reach_ms)}"
+        )
         return head + ("" if self.ready else ": " + "; ".join(self.problems))
 
 
@@ -74,8 +76,9 @@ def _events_covered(definition: FeatureDefinition, reach_ms: int) -> int:
     return reach_ms - (to_millis(length) if length is not None else 0)
 
 
-def readiness(store: DefinitionStore, table: Table, entity: str, name: str, version: int, *,
-              max_lag: timedelta | None = None) -> Readiness:  # fmt: skip
+def readiness(
+    store: DefinitionStore, table: Table, entity: str, name: str, version: int, *, max_lag: timedelta | None = None
+) -> Readiness:
     """Whether ``version`` may take over serving from the active version.
 
     ``max_lag``: how far the candidate's offline data may trail the active version's (default: one
@@ -96,13 +99,23 @@ def readiness(store: DefinitionStore, table: Table, entity: str, name: str, vers
         and reach is not None
         and _events_covered(candidate, reach) < _events_covered(active, active_reach) - lag_ms
     ):
-        problems.append(f"v{version} trails v{active.version} by {(active_reach - reach) / 1000:.0f}s "
-                        f"(allowed {lag_ms / 1000:.0f}s): the backfill has not caught up")  # fmt: skip
+        problems.append(
+            f"v{version} trails v{active.version} by {(active_reach - reach) / 1000:.0f}s "
+            f"(allowed {lag_ms / 1000:.0f}s): the backfill has not caught up"
+        )
     return Readiness(entity, name, version, active.version, reach, active_reach, tuple(problems))
 
 
-def promote(store: DefinitionStore, table: Table, entity: str, name: str, version: int, *,
-            max_lag: timedelta | None = None, force: bool = False) -> Readiness:  # fmt: skip
+def promote(
+    store: DefinitionStore,
+    table: Table,
+    entity: str,
+    name: str,
+    version: int,
+    *,
+    max_lag: timedelta | None = None,
+    force: bool = False,
+) -> Readiness:
     """Make ``version`` the serving version if it is ready (or ``force``); PromotionRefusedError if not."""
     ready = readiness(store, table, entity, name, version, max_lag=max_lag)
     if not ready.ready and not force:
@@ -118,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.factory import connect_iceberg
     from sinks.iceberg.layout import TABLE
 
-    parser = argparse.ArgumentParser(prog="python -m serving.offline.promotion", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.offline.promotion",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("entity")
     parser.add_argument("name")
     parser.add_argument("version", type=int)

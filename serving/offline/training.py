@@ -76,8 +76,13 @@ def code_version() -> dict[str, str]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[package] = importlib.metadata.version(package)
     try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=_REPO,
-                                capture_output=True, text=True, timeout=5)  # fmt: skip
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=40"],
+            cwd=_REPO,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if commit.returncode == 0:
             versions["git_commit"] = commit.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -91,9 +96,20 @@ def _as_of_text(as_of: int | datetime | None) -> str | None:
     return f"snapshot:{as_of}" if isinstance(as_of, int) else iso_us(epoch_us(as_of))
 
 
-def _manifest(table: Table, definitions: Sequence[FeatureDefinition], point: ReadPoint,
-              as_of: int | datetime | None, *, entity_type: str, entity_column: str, timestamp_column: str,
-              labels_sha256: str, labels_rows: int, row_count: int, content: str) -> Manifest:  # fmt: skip
+def _manifest(
+    table: Table,
+    definitions: Sequence[FeatureDefinition],
+    point: ReadPoint,
+    as_of: int | datetime | None,
+    *,
+    entity_type: str,
+    entity_column: str,
+    timestamp_column: str,
+    labels_sha256: str,
+    labels_rows: int,
+    row_count: int,
+    content: str,
+) -> Manifest:
     return Manifest.create(
         entity_type=entity_type,
         entity_column=entity_column,
@@ -126,13 +142,29 @@ def build_training_set(
     """``get_historical_features``'s table, plus the manifest that rebuilds it."""
     definitions = resolve_features(catalog, entity_type, features)
     point = read_point(table, as_of)
-    result = join_labels(table, definitions, labels, entity_type=entity_type, entity_column=entity_column,
-                         timestamp_column=timestamp_column, point=point, chunk_rows=chunk_rows)  # fmt: skip
+    result = join_labels(
+        table,
+        definitions,
+        labels,
+        entity_type=entity_type,
+        entity_column=entity_column,
+        timestamp_column=timestamp_column,
+        point=point,
+        chunk_rows=chunk_rows,
+    )
     manifest = _manifest(
-        table, definitions, point, as_of, entity_type=entity_type, entity_column=entity_column,
-        timestamp_column=timestamp_column, labels_sha256=content_sha256(labels), labels_rows=labels.num_rows,
-        row_count=result.num_rows, content=content_sha256(result),
-    )  # fmt: skip
+        table,
+        definitions,
+        point,
+        as_of,
+        entity_type=entity_type,
+        entity_column=entity_column,
+        timestamp_column=timestamp_column,
+        labels_sha256=content_sha256(labels),
+        labels_rows=labels.num_rows,
+        row_count=result.num_rows,
+        content=content_sha256(result),
+    )
     return TrainingSet(result, manifest)
 
 
@@ -169,24 +201,32 @@ def _check_labels(manifest: Manifest, labels_sha256: str) -> None:
 
 def _check_content(manifest: Manifest, content: str, rows: int) -> None:
     if (content, rows) != (manifest.content_sha256, manifest.row_count):
-        versions = "" if manifest.code_version == code_version() else (
-            f" (built with {manifest.code_version}, rebuilt with {code_version()})"
-        )  # fmt: skip
+        versions = (
+            ""
+            if manifest.code_version == code_version()
+            else (f" (built with {manifest.code_version}, rebuilt with {code_version()})")
+        )
         raise DatasetError(
             f"rebuilt training set {manifest.id} differs: {rows} rows hashing {content}, "
             f"manifest has {manifest.row_count} rows hashing {manifest.content_sha256}{versions}"
         )
 
 
-def rebuild(table: Table, catalog: FeatureCatalog, manifest: Manifest, labels: pa.Table, *,
-            chunk_rows: int = DEFAULT_CHUNK_ROWS) -> TrainingSet:  # fmt: skip
+def rebuild(
+    table: Table, catalog: FeatureCatalog, manifest: Manifest, labels: pa.Table, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> TrainingSet:
     """The training set of ``manifest`` again, byte-identical, or a DatasetError saying what differs."""
     _check_labels(manifest, content_sha256(labels))
     result = join_labels(
-        table, pinned_definitions(catalog, manifest), labels, entity_type=manifest.entity_type,
-        entity_column=manifest.entity_column, timestamp_column=manifest.timestamp_column,
-        point=_read_point(table, manifest), chunk_rows=chunk_rows,
-    )  # fmt: skip
+        table,
+        pinned_definitions(catalog, manifest),
+        labels,
+        entity_type=manifest.entity_type,
+        entity_column=manifest.entity_column,
+        timestamp_column=manifest.timestamp_column,
+        point=_read_point(table, manifest),
+        chunk_rows=chunk_rows,
+    )
     _check_content(manifest, content_sha256(result), result.num_rows)
     return TrainingSet(result, manifest)
 
@@ -194,9 +234,19 @@ def rebuild(table: Table, catalog: FeatureCatalog, manifest: Manifest, labels: p
 # --- Parquet in, Parquet out, streaming ------------------------------------------------------------
 
 
-def _stream(table: Table, definitions: Sequence[FeatureDefinition], labels_path: Path, out: Path, *,
-            point: ReadPoint, entity_type: str, entity_column: str, timestamp_column: str, chunk_rows: int,
-            verify: Manifest | None = None) -> tuple[str, int, str, int]:  # fmt: skip
+def _stream(
+    table: Table,
+    definitions: Sequence[FeatureDefinition],
+    labels_path: Path,
+    out: Path,
+    *,
+    point: ReadPoint,
+    entity_type: str,
+    entity_column: str,
+    timestamp_column: str,
+    chunk_rows: int,
+    verify: Manifest | None = None,
+) -> tuple[str, int, str, int]:
     """Join a Parquet label file into ``out``; (labels hash, label rows, output hash, output rows)."""
     if chunk_rows < 1:
         raise DatasetError(f"chunk_rows must be positive, not {chunk_rows}")
@@ -210,9 +260,16 @@ def _stream(table: Table, definitions: Sequence[FeatureDefinition], labels_path:
             yield batch
 
     def hashed_output() -> Iterator[pa.RecordBatch]:
-        batches = join_label_batches(table, definitions, labels.schema_arrow, hashed_input(),
-                                     entity_type=entity_type, entity_column=entity_column,
-                                     timestamp_column=timestamp_column, point=point)  # fmt: skip
+        batches = join_label_batches(
+            table,
+            definitions,
+            labels.schema_arrow,
+            hashed_input(),
+            entity_type=entity_type,
+            entity_column=entity_column,
+            timestamp_column=timestamp_column,
+            point=point,
+        )
         for batch in batches:
             out_hash.update(batch)
             yield batch
@@ -224,27 +281,70 @@ def _stream(table: Table, definitions: Sequence[FeatureDefinition], labels_path:
     return labels_hash.hexdigest(), labels_hash.rows, out_hash.hexdigest(), out_hash.rows
 
 
-def build_parquet(table: Table, catalog: FeatureCatalog, labels_path: Path, out: Path, features: Sequence[str], *,
-                  entity_type: str, entity_column: str, timestamp_column: str = "event_timestamp",
-                  as_of: int | datetime | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Manifest:  # fmt: skip
+def build_parquet(
+    table: Table,
+    catalog: FeatureCatalog,
+    labels_path: Path,
+    out: Path,
+    features: Sequence[str],
+    *,
+    entity_type: str,
+    entity_column: str,
+    timestamp_column: str = "event_timestamp",
+    as_of: int | datetime | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Manifest:
     """``build_training_set`` from a Parquet file to a Parquet file, in bounded memory."""
     definitions = resolve_features(catalog, entity_type, features)
     point = read_point(table, as_of)
     labels_sha256, labels_rows, content, rows = _stream(
-        table, definitions, labels_path, out, point=point, entity_type=entity_type, entity_column=entity_column,
-        timestamp_column=timestamp_column, chunk_rows=chunk_rows,
-    )  # fmt: skip
-    return _manifest(table, definitions, point, as_of, entity_type=entity_type, entity_column=entity_column,
-                     timestamp_column=timestamp_column, labels_sha256=labels_sha256, labels_rows=labels_rows,
-                     row_count=rows, content=content)  # fmt: skip
+        table,
+        definitions,
+        labels_path,
+        out,
+        point=point,
+        entity_type=entity_type,
+        entity_column=entity_column,
+        timestamp_column=timestamp_column,
+        chunk_rows=chunk_rows,
+    )
+    return _manifest(
+        table,
+        definitions,
+        point,
+        as_of,
+        entity_type=entity_type,
+        entity_column=entity_column,
+        timestamp_column=timestamp_column,
+        labels_sha256=labels_sha256,
+        labels_rows=labels_rows,
+        row_count=rows,
+        content=content,
+    )
 
 
-def rebuild_parquet(table: Table, catalog: FeatureCatalog, manifest: Manifest, labels_path: Path, out: Path, *,
-                    chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:  # fmt: skip
+def rebuild_parquet(
+    table: Table,
+    catalog: FeatureCatalog,
+    manifest: Manifest,
+    labels_path: Path,
+    out: Path,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> None:
     """``rebuild`` from a Parquet label file; ``out`` appears only if the result is identical."""
-    _stream(table, pinned_definitions(catalog, manifest), labels_path, out, point=_read_point(table, manifest),
-            entity_type=manifest.entity_type, entity_column=manifest.entity_column,
-            timestamp_column=manifest.timestamp_column, chunk_rows=chunk_rows, verify=manifest)  # fmt: skip
+    _stream(
+        table,
+        pinned_definitions(catalog, manifest),
+        labels_path,
+        out,
+        point=_read_point(table, manifest),
+        entity_type=manifest.entity_type,
+        entity_column=manifest.entity_column,
+        timestamp_column=manifest.timestamp_column,
+        chunk_rows=chunk_rows,
+        verify=manifest,
+    )
 
 
 # --- CLI ---------------------------------------------------------------------------------------------
@@ -268,8 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     from registry.training_sets import TrainingSetStore
     from sinks.factory import connect_iceberg
 
-    parser = argparse.ArgumentParser(prog="python -m serving.offline.training", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.offline.training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="join labels into a training set; write it, its manifest, and record it")
     add_join_arguments(build)
@@ -312,10 +415,17 @@ def main(argv: list[str] | None = None) -> int:
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
         if args.command == "build":
             manifest = build_parquet(
-                table, catalog, args.labels, args.out, args.features.split(","), entity_type=args.entity_type,
-                entity_column=args.entity_column, timestamp_column=args.timestamp_column,
-                as_of=parse_as_of(args.snapshot_id, args.as_of), chunk_rows=args.chunk_rows,
-            )  # fmt: skip
+                table,
+                catalog,
+                args.labels,
+                args.out,
+                args.features.split(","),
+                entity_type=args.entity_type,
+                entity_column=args.entity_column,
+                timestamp_column=args.timestamp_column,
+                as_of=parse_as_of(args.snapshot_id, args.as_of),
+                chunk_rows=args.chunk_rows,
+            )
             labels_uri = args.labels
             if args.copy_labels_to is not None:
                 args.copy_labels_to.mkdir(parents=True, exist_ok=True)
@@ -324,8 +434,10 @@ def main(argv: list[str] | None = None) -> int:
             manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
             manifest_path.write_text(manifest.to_json())
             store.record(manifest, labels_uri=str(labels_uri.resolve()), output_uri=str(args.out.resolve()))
-            print(f"training set {manifest.id}: {manifest.row_count} rows, snapshot {manifest.snapshot_id}, "
-                  f"manifest {manifest_path}")  # fmt: skip
+            print(
+                f"training set {manifest.id}: {manifest.row_count} rows, snapshot {manifest.snapshot_id}, "
+                f"manifest {manifest_path}"
+            )
             return 0
         if args.id:
             stored = store.get(args.id)

@@ -61,8 +61,10 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         cache_max_entries=int(env.get("FS_CACHE_MAX_ENTRIES", str(DEFAULT_MAX_ENTRIES))),
     )
     if not len(live.current()):
-        print(f"warning: no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`",
+            file=sys.stderr,
+        )
     gc.freeze()  # what start-up built lives as long as the process: keep it out of every full collection
     return app, cluster
 
@@ -97,8 +99,14 @@ def main() -> int:
         except FeatureStoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        uvicorn.run("serving.online.__main__:worker_app", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, **_server_options())  # fmt: skip
+        uvicorn.run(
+            "serving.online.__main__:worker_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            **_server_options(),
+        )
         return 0
     try:
         app, cluster = build(Settings.from_env(), dict(os.environ))

@@ -115,8 +115,17 @@ def create_app(
         status, body = render(error)
         return Response(body, status_code=status, media_type="application/json")
 
-    for handled in (ApiError, UnknownFeatureError, UnknownFeatureServiceError, DefinitionConflictError, DefinitionError,
-                    StoreUnavailableError, RequestValidationError, StarletteHTTPException, Exception):  # fmt: skip
+    for handled in (
+        ApiError,
+        UnknownFeatureError,
+        UnknownFeatureServiceError,
+        DefinitionConflictError,
+        DefinitionError,
+        StoreUnavailableError,
+        RequestValidationError,
+        StarletteHTTPException,
+        Exception,
+    ):
         app.add_exception_handler(handled, _refuse)
 
     @app.get("/health", tags=["ops"])

@@ -110,8 +110,14 @@ class VectorCache:
             out[i] = await asyncio.shield(pending)
         return out  # type: ignore[return-value]  # every slot is filled above
 
-    async def _load(self, entity_type: str, ids: list[str], keys: list[tuple[str, str]],
-                    futures: list[asyncio.Future[Snapshot]], now: int) -> list[Snapshot]:  # fmt: skip
+    async def _load(
+        self,
+        entity_type: str,
+        ids: list[str],
+        keys: list[tuple[str, str]],
+        futures: list[asyncio.Future[Snapshot]],
+        now: int,
+    ) -> list[Snapshot]:
         try:
             progress = await self._source.progress_async()  # first: progress never runs ahead of the rows
             vectors = await self._source.read_many_async(entity_type, ids)

@@ -27,8 +27,9 @@ from serving.online.http_errors import ErrorCode, code_of
 
 
 class FeatureClient:
-    def __init__(self, base_url: str | None = None, *, client: httpx.Client | None = None,
-                 timeout_s: float = 1.0) -> None:  # fmt: skip
+    def __init__(
+        self, base_url: str | None = None, *, client: httpx.Client | None = None, timeout_s: float = 1.0
+    ) -> None:
         if client is None:
             if base_url is None:
                 raise ValueError("give the API's base_url or an httpx.Client")
@@ -50,8 +51,14 @@ class FeatureClient:
 
     # --- feature vectors ---------------------------------------------------------------------------
 
-    def get_features(self, entity_type: str, entity_id: str, names: Sequence[str] | None = None, *,
-                     feature_service: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def get_features(
+        self,
+        entity_type: str,
+        entity_id: str,
+        names: Sequence[str] | None = None,
+        *,
+        feature_service: str | None = None,
+    ) -> dict[str, Any]:
         """``{entity_type, entity_id, served_at, features: {name: {value, feature_timestamp, age_seconds,
         version, status}}}``; all of the entity's features when neither names nor a feature service is given."""
         params = {}
@@ -61,8 +68,14 @@ class FeatureClient:
             params["feature_service"] = feature_service
         return dict(self._call("GET", f"/v1/features/{entity_type}/{entity_id}", params=params))
 
-    def get_features_batch(self, entity_type: str, entity_ids: Sequence[str], names: Sequence[str] | None = None, *,
-                           feature_service: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def get_features_batch(
+        self,
+        entity_type: str,
+        entity_ids: Sequence[str],
+        names: Sequence[str] | None = None,
+        *,
+        feature_service: str | None = None,
+    ) -> list[dict[str, Any]]:
         """One ``{entity_id, features: {name: {...}}}`` per id, in order (the API's columns, reshaped)."""
         body: dict[str, Any] = {"entity_ids": list(entity_ids)}
         if names is not None:
@@ -85,17 +98,20 @@ class FeatureClient:
 
     # --- registry ----------------------------------------------------------------------------------
 
-    def list_definitions(self, *, entity: str | None = None, owner: str | None = None, tag: str | None = None,
-                         q: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def list_definitions(
+        self, *, entity: str | None = None, owner: str | None = None, tag: str | None = None, q: str | None = None
+    ) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"entity": entity, "owner": owner, "tag": tag, "q": q}.items() if v is not None}
         return list(self._call("GET", "/v1/feature-definitions", params=params))
 
-    def register_definition(self, definition: FeatureDefinition | dict[str, Any], *,
-                            activate: bool = False) -> dict[str, Any]:  # fmt: skip
+    def register_definition(
+        self, definition: FeatureDefinition | dict[str, Any], *, activate: bool = False
+    ) -> dict[str, Any]:
         """``{result: created|new_version|metadata_updated|unchanged, definition: {...}}``."""
         body = definition.model_dump(mode="json") if isinstance(definition, FeatureDefinition) else definition
-        return dict(self._call("POST", "/v1/feature-definitions", json=body,
-                               params={"activate": "true"} if activate else None))  # fmt: skip
+        return dict(
+            self._call("POST", "/v1/feature-definitions", json=body, params={"activate": "true"} if activate else None)
+        )
 
     def register_feature_service(self, service: FeatureService | dict[str, Any]) -> dict[str, Any]:
         """``{result: created|new_version|unchanged, feature_service: {...}}``."""

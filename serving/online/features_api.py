@@ -131,8 +131,10 @@ class FeatureReads:
             return self._plans.for_names(key, entity_type, names)
         plan = self._plans.for_service(key, entity_type, service)
         if not plan.keys:
-            raise ApiError(ErrorCode.BAD_FEATURE_SERVICE,
-                          f"feature service {service!r} has no features of entity type {entity_type!r}")  # fmt: skip
+            raise ApiError(
+                ErrorCode.BAD_FEATURE_SERVICE,
+                f"feature service {service!r} has no features of entity type {entity_type!r}",
+            )
         return plan
 
     async def get(self, entity_type: str, entity_id: str, query: bytes) -> bytes:
@@ -165,8 +167,10 @@ class FeatureReads:
         except orjson.JSONDecodeError as exc:
             raise ApiError(ErrorCode.BAD_JSON, f"request body is not JSON: {exc}") from exc
         if not isinstance(body, dict) or set(body) - {"entity_ids", "names", "feature_service"}:
-            raise ApiError(ErrorCode.BAD_REQUEST,
-                          "body must be an object with `entity_ids` and optional `names` or `feature_service`")  # fmt: skip
+            raise ApiError(
+                ErrorCode.BAD_REQUEST,
+                "body must be an object with `entity_ids` and optional `names` or `feature_service`",
+            )
         ids, names, service = body.get("entity_ids"), body.get("names"), body.get("feature_service")
         if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BATCH:
             raise ApiError(ErrorCode.BAD_ENTITY_IDS, f"`entity_ids` must list 1-{MAX_BATCH} entity ids")
@@ -180,26 +184,38 @@ class FeatureReads:
             self._check_entity_type(entity_type)
         bad = [i for i in ids if not isinstance(i, str) or not ENTITY_ID.match(i)]
         if bad:
-            raise ApiError(ErrorCode.BAD_ENTITY_ID, "entity ids must be 1-256 characters of A-Z a-z 0-9 _ . : @ -",
-                          entity_ids=[str(b)[:300] for b in bad[:10]])  # fmt: skip
+            raise ApiError(
+                ErrorCode.BAD_ENTITY_ID,
+                "entity ids must be 1-256 characters of A-Z a-z 0-9 _ . : @ -",
+                entity_ids=[str(b)[:300] for b in bad[:10]],
+            )
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
         snapshots = await self._cache.get_many(entity_type, ids)
         now_us = self._clock_us()
         writer = ColumnWriter(plan, now_us, self._metrics.tally)
         self._metrics.vectors(plan, len(ids))
-        return orjson.dumps({
-            "entity_type": entity_type,
-            "served_at": format_ms(now_us // 1000),
-            "names": plan.keys,
-            "versions": plan.versions,
-            "results": [writer.row(eid, snap.stored, snap.progress) for eid, snap in zip(ids, snapshots, strict=True)],
-        })  # fmt: skip
+        return orjson.dumps(
+            {
+                "entity_type": entity_type,
+                "served_at": format_ms(now_us // 1000),
+                "names": plan.keys,
+                "versions": plan.versions,
+                "results": [
+                    writer.row(eid, snap.stored, snap.progress) for eid, snap in zip(ids, snapshots, strict=True)
+                ],
+            }
+        )
 
 
 async def _send(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

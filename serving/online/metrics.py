@@ -37,10 +37,12 @@ _MAX_PLANS = 1024
 class Metrics:
     def __init__(self, registry: CollectorRegistry, cache: VectorCache | None = None) -> None:
         self.registry = registry
-        self._requests = Counter("fs_requests", "HTTP requests by route and status", ["route", "status"],
-                                 registry=registry)  # fmt: skip
-        self._latency = Histogram("fs_request_seconds", "HTTP request latency by route", ["route"],
-                                  buckets=_BUCKETS, registry=registry)  # fmt: skip
+        self._requests = Counter(
+            "fs_requests", "HTTP requests by route and status", ["route", "status"], registry=registry
+        )
+        self._latency = Histogram(
+            "fs_request_seconds", "HTTP request latency by route", ["route"], buckets=_BUCKETS, registry=registry
+        )
         self._errors = Counter("fs_errors", "Refused or failed requests by error class", ["class"], registry=registry)
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.tally: Tally = {}

@@ -63,8 +63,10 @@ class Plan:
         memo = self.memo
         if memo and memo[0] is progress and memo[1] == now_us:
             return memo[2]  # type: ignore[return-value]
-        cuts = [rule.cut(min(now_us, progress.get(stream, 0) * 1000), now_us, unit_us=1000)
-                for rule, stream in self.rule_groups]  # fmt: skip
+        cuts = [
+            rule.cut(min(now_us, progress.get(stream, 0) * 1000), now_us, unit_us=1000)
+            for rule, stream in self.rule_groups
+        ]
         self.memo[:] = (progress, now_us, cuts)
         return cuts
 

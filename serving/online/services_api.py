@@ -53,8 +53,9 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices) -> APIRout
         result = services.store.register(service, version_given=version_given)  # 409 on conflict
         services.invalidate()
         status = 200 if result.action == "unchanged" else 201
-        return JSONResponse({"result": result.action, "feature_service": service_json(result.service)},
-                            status_code=status)  # fmt: skip
+        return JSONResponse(
+            {"result": result.action, "feature_service": service_json(result.service)}, status_code=status
+        )
 
     @router.get("/{name}", summary="A feature service's latest version, or `?version=`")
     def get(name: str, version: int | None = None) -> JSONResponse:

@@ -83,14 +83,24 @@ def features_object(
     for key, row_key, group, version, label in plan.items:
         value, ts, status = _value(cuts[group], get(row_key), label, tally)
         if ts is None:
-            out[key] = {"value": value, "feature_timestamp": None, "age_seconds": None, "version": version,
-                        "status": status}  # fmt: skip
+            out[key] = {
+                "value": value,
+                "feature_timestamp": None,
+                "age_seconds": None,
+                "version": version,
+                "status": status,
+            }
             continue
         stamp = stamps.get(ts)
         if stamp is None:
             stamp = stamps[ts] = (iso(ts), round((now_us - ts * 1000) / 1e6, 3))
-        out[key] = {"value": value, "feature_timestamp": stamp[0], "age_seconds": stamp[1], "version": version,
-                    "status": status}  # fmt: skip
+        out[key] = {
+            "value": value,
+            "feature_timestamp": stamp[0],
+            "age_seconds": stamp[1],
+            "version": version,
+            "status": status,
+        }
     return out
 
 
@@ -124,5 +134,10 @@ class ColumnWriter:
                 stamp = stamps[ts] = (iso(ts), round((now_us - ts * 1000) / 1e6, 3))
             times.append(stamp[0])
             ages.append(stamp[1])
-        return {"entity_id": entity_id, "values": values, "feature_timestamps": times, "age_seconds": ages,
-                "statuses": statuses}  # fmt: skip
+        return {
+            "entity_id": entity_id,
+            "values": values,
+            "feature_timestamps": times,
+            "age_seconds": ages,
+            "statuses": statuses,
+        }

@@ -200,8 +200,11 @@ class OnlineReader:
             loop.call_soon_threadsafe(finish, _failure(exc, self._store_errors))
 
         # The driver's own timer fails each query at the budget; this guard answers even if it did not.
-        guard = loop.call_later(self._timeout_s * 1.5 + 0.01, finish, StoreUnavailableError(
-            f"online store read failed: no answer within {self._timeout_s * 1000:.0f} ms"))  # fmt: skip
+        guard = loop.call_later(
+            self._timeout_s * 1.5 + 0.01,
+            finish,
+            StoreUnavailableError(f"online store read failed: no answer within {self._timeout_s * 1000:.0f} ms"),
+        )
         for i, (stmt, params) in enumerate(queries):
             try:
                 future = self._session.execute_async(stmt, params, timeout=self._timeout_s)

@@ -107,11 +107,20 @@ class OnlineWriter:
             if ttl_s <= 0:
                 self.skipped_expired += 1
                 continue
-            by_type[definition.value_type].append((
-                row.entity_type, row.entity_id, row.feature_name, row.feature_version, row.value,
-                _ts(row.window_end_ms), _ts(row.window_start_ms), _ts(now_ms),
-                write_timestamp_us(definition, row), ttl_s,
-            ))  # fmt: skip
+            by_type[definition.value_type].append(
+                (
+                    row.entity_type,
+                    row.entity_id,
+                    row.feature_name,
+                    row.feature_version,
+                    row.value,
+                    _ts(row.window_end_ms),
+                    _ts(row.window_start_ms),
+                    _ts(now_ms),
+                    write_timestamp_us(definition, row),
+                    ttl_s,
+                )
+            )
         try:
             for value_type, params in by_type.items():
                 results = execute_concurrent_with_args(

@@ -82,8 +82,13 @@ def point_from(snapshot_id: int | None, ingested_until_us: int | None, table: Ta
     return ReadPoint(snapshot_id, ingested_until_us)
 
 
-def _filter(entity_type: str, definitions: Sequence[FeatureDefinition], point: ReadPoint,
-            lo_us: int | None = None, hi_us: int | None = None) -> BooleanExpression:  # fmt: skip
+def _filter(
+    entity_type: str,
+    definitions: Sequence[FeatureDefinition],
+    point: ReadPoint,
+    lo_us: int | None = None,
+    hi_us: int | None = None,
+) -> BooleanExpression:
     """Rows of the features' names with window ends in ``[lo_us, hi_us]`` (epoch µs), visible at ``point``.
 
     Kept simple on purpose (names, one time range): it prunes partitions and files; the exact
@@ -93,8 +98,10 @@ def _filter(entity_type: str, definitions: Sequence[FeatureDefinition], point: R
     from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, In, LessThanOrEqual
 
     names = sorted({d.name for d in definitions})
-    terms = [EqualTo("entity_type", entity_type),
-             In("feature_name", names) if len(names) > 1 else EqualTo("feature_name", names[0])]  # fmt: skip
+    terms = [
+        EqualTo("entity_type", entity_type),
+        In("feature_name", names) if len(names) > 1 else EqualTo("feature_name", names[0]),
+    ]
     if lo_us is not None:
         terms.append(GreaterThanOrEqual("event_time", iso_us(lo_us)))
     if hi_us is not None:
@@ -120,9 +127,14 @@ def _groups(tasks: Sequence[Any], rows: int) -> list[list[Any]]:
     return [g for g in groups if g]
 
 
-def _scan(table: Table, point: ReadPoint, expression: BooleanExpression, columns: Sequence[str],
-          transform: Callable[[pa.Table], pa.Table | None],
-          row_filter: BooleanExpression | None = None) -> list[pa.Table]:  # fmt: skip
+def _scan(
+    table: Table,
+    point: ReadPoint,
+    expression: BooleanExpression,
+    columns: Sequence[str],
+    transform: Callable[[pa.Table], pa.Table | None],
+    row_filter: BooleanExpression | None = None,
+) -> list[pa.Table]:
     """``transform`` of what the scan yields, in groups of ~``_GROUP_ROWS`` rows read in parallel,
     results in file order.
 
@@ -144,8 +156,13 @@ def _scan(table: Table, point: ReadPoint, expression: BooleanExpression, columns
     # below 2 GiB, and what is kept across groups is cast back to large types by the transform.
     io = copy.copy(scan.io)
     io.properties = {**scan.io.properties, PYARROW_USE_LARGE_TYPES_ON_READ: "False"}
-    reader = ArrowScan(scan.table_metadata, io, scan.projection(), row_filter if row_filter is not None else
-                       scan.row_filter, scan.case_sensitive)  # fmt: skip
+    reader = ArrowScan(
+        scan.table_metadata,
+        io,
+        scan.projection(),
+        row_filter if row_filter is not None else scan.row_filter,
+        scan.case_sensitive,
+    )
 
     def read(group: list[Any]) -> list[pa.Table]:
         out: list[pa.Table] = []
@@ -227,8 +244,13 @@ class RowBlock:
     def rows_for(self, i: int) -> FeatureRows:
         at = slice(int(self.starts[i]), int(self.starts[i + 1]))
         column = self.values[VALUE_COLUMNS[self.bands[i].definition.value_type]]
-        return FeatureRows(self.code[at], self.end_us[at], self.ingested_us[at], self.revision[at],
-                           column.take(pa.array(self.order[at])).combine_chunks())  # fmt: skip
+        return FeatureRows(
+            self.code[at],
+            self.end_us[at],
+            self.ingested_us[at],
+            self.revision[at],
+            column.take(pa.array(self.order[at])).combine_chunks(),
+        )
 
     @classmethod
     def of(cls, rows: pa.Table, bands: Sequence[Band]) -> RowBlock:
@@ -268,8 +290,7 @@ def _large(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column.cast(pa.large_string()) if pa.types.is_string(column.type) else column
 
 
-def read_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[Band],
-              entities: pa.Array) -> RowBlock:  # fmt: skip
+def read_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[Band], entities: pa.Array) -> RowBlock:
     """Rows for ``bands`` whose entity is one of ``entities`` (distinct strings), filtered as read."""
     from pyiceberg.expressions import EqualTo
 
@@ -293,28 +314,49 @@ def read_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[
             wanted &= rows.column("ingested_at").cast(pa.int64()).to_numpy() <= until_us
         revision = rows.column("revision").fill_null(0) if revised else pa.array(np.zeros(rows.num_rows, np.int64))
         kept = pa.Table.from_arrays(
-            [pa.array(code), pa.array(index), rows.column("event_time"), rows.column("ingested_at"), revision,
-             *(_large(rows.column(c)) for c in value_columns)],
+            [
+                pa.array(code),
+                pa.array(index),
+                rows.column("event_time"),
+                rows.column("ingested_at"),
+                revision,
+                *(_large(rows.column(c)) for c in value_columns),
+            ],
             names=["code", "feature", "event_time", "ingested_at", "revision", *value_columns],
-        )  # fmt: skip
+        )
         return kept if wanted.all() else kept.filter(pa.array(wanted))
 
     expression = _filter(entity_type, definitions, point, min(b.lo_us for b in bands), max(b.hi_us for b in bands))
-    columns = ("entity_id", "feature_name", "feature_version", "event_time", "ingested_at",
-               *(("revision",) if revised else ()), *value_columns)  # fmt: skip
+    columns = (
+        "entity_id",
+        "feature_name",
+        "feature_version",
+        "event_time",
+        "ingested_at",
+        *(("revision",) if revised else ()),
+        *value_columns,
+    )
     # Files are chosen by the whole expression; rows by the entity type only (Arrow skips even that where
     # a row group's statistics settle it): names, versions, bands and ingestion are checked in `keep`.
     parts = _scan(table, point, expression, columns, keep, row_filter=EqualTo("entity_type", entity_type))
     if not parts:
-        schema = pa.schema([("code", pa.int32()), ("feature", pa.int64()), ("event_time", pa.timestamp("us")),
-                            ("ingested_at", pa.timestamp("us")), ("revision", pa.int64()),
-                            *((c, _COLUMN_TYPES[c]) for c in value_columns)])  # fmt: skip
+        schema = pa.schema(
+            [
+                ("code", pa.int32()),
+                ("feature", pa.int64()),
+                ("event_time", pa.timestamp("us")),
+                ("ingested_at", pa.timestamp("us")),
+                ("revision", pa.int64()),
+                *((c, _COLUMN_TYPES[c]) for c in value_columns),
+            ]
+        )
         return RowBlock.of(schema.empty_table(), bands)
     return RowBlock.of(pa.concat_tables(parts), bands)
 
 
-def _event_time_bounds(table: Table, point: ReadPoint, entity_type: str,
-                       definitions: Sequence[FeatureDefinition]) -> tuple[int, int] | None:  # fmt: skip
+def _event_time_bounds(
+    table: Table, point: ReadPoint, entity_type: str, definitions: Sequence[FeatureDefinition]
+) -> tuple[int, int] | None:
     """(lowest, highest) event time in µs over the files that may hold the features; None if unknown."""
     from pyiceberg.conversions import from_bytes
     from pyiceberg.types import PrimitiveType
@@ -335,8 +377,9 @@ def _event_time_bounds(table: Table, point: ReadPoint, entity_type: str,
     return min(lows), max(highs)
 
 
-def data_reach(table: Table, point: ReadPoint, entity_type: str,
-               definitions: Sequence[FeatureDefinition]) -> dict[tuple[str, int], int]:  # fmt: skip
+def data_reach(
+    table: Table, point: ReadPoint, entity_type: str, definitions: Sequence[FeatureDefinition]
+) -> dict[tuple[str, int], int]:
     """The latest window end (epoch µs) visible per feature version, any entity, whole history.
 
     Reads bands of event time down from the newest file's upper bound (one day, then 4x wider each
@@ -362,8 +405,14 @@ def data_reach(table: Table, point: ReadPoint, entity_type: str,
     return reach
 
 
-def _latest_ends(table: Table, point: ReadPoint, entity_type: str, definitions: Sequence[FeatureDefinition],
-                 lo_us: int | None, hi_us: int | None) -> dict[tuple[str, int], int]:  # fmt: skip
+def _latest_ends(
+    table: Table,
+    point: ReadPoint,
+    entity_type: str,
+    definitions: Sequence[FeatureDefinition],
+    lo_us: int | None,
+    hi_us: int | None,
+) -> dict[tuple[str, int], int]:
     wanted = {(d.name, d.version) for d in definitions}
 
     def latest(rows: pa.Table) -> pa.Table | None:
@@ -373,15 +422,17 @@ def _latest_ends(table: Table, point: ReadPoint, entity_type: str, definitions: 
     expression = _filter(entity_type, definitions, point, lo_us, hi_us)
     for part in _scan(table, point, expression, ("feature_name", "feature_version", "event_time"), latest):
         ends = micros(part.column("event_time_max"))
-        for name, version, end in zip(part.column("feature_name").to_pylist(),
-                                      part.column("feature_version").to_pylist(), ends, strict=True):  # fmt: skip
+        for name, version, end in zip(
+            part.column("feature_name").to_pylist(), part.column("feature_version").to_pylist(), ends, strict=True
+        ):
             if (name, version) in wanted:
                 best[(name, version)] = max(best.get((name, version), int(end)), int(end))
     return best
 
 
-def distinct_entities(table: Table, point: ReadPoint, entity_type: str,
-                      definitions: Sequence[FeatureDefinition], until_us: int) -> pa.Array:  # fmt: skip
+def distinct_entities(
+    table: Table, point: ReadPoint, entity_type: str, definitions: Sequence[FeatureDefinition], until_us: int
+) -> pa.Array:
     """Every entity id with a visible row of the feature versions ending at or before ``until_us``, sorted.
 
     Memory: the distinct ids (deduplicated per batch as read), not the rows.

@@ -58,14 +58,29 @@ def setup(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathF
     apply(store, load_folder(settings.definitions_dir))
     ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"])
     producer = make_producer(settings)
-    producer.send(topic, [
-        {"transaction_id": f"t{i}", "user_id": u, "merchant_id": "m", "amount": a, "currency": "EUR",
-         "event_time": BASE + m * MIN}
-        for i, (u, m, a) in enumerate(EVENTS)
-    ])  # fmt: skip
+    producer.send(
+        topic,
+        [
+            {
+                "transaction_id": f"t{i}",
+                "user_id": u,
+                "merchant_id": "m",
+                "amount": a,
+                "currency": "EUR",
+                "event_time": BASE + m * MIN,
+            }
+            for i, (u, m, a) in enumerate(EVENTS)
+        ],
+    )
     producer.flush()
-    live = subprocess.run([sys.executable, "-m", "jobs.feature_job", "--bounded"], cwd=REPO,
-                          env=settings_env(settings), capture_output=True, text=True, timeout=420)  # fmt: skip
+    live = subprocess.run(
+        [sys.executable, "-m", "jobs.feature_job", "--bounded"],
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
     assert live.returncode == 0, live.stdout[-3000:] + live.stderr[-3000:]
     v1 = store.catalog().get("user", "txn_count_1h")
     v2 = v1.model_copy(
@@ -81,8 +96,10 @@ def _served(settings: Settings, store: DefinitionStore) -> dict[str, dict[str, o
         client = TestClient(
             create_app(LiveCatalog(store, refresh_s=0), OnlineReader(session, settings.cassandra_keyspace))
         )
-        return {u: client.get(f"/v1/features/user/{u}", params={"names": "txn_count_1h"}).json()["features"]["txn_count_1h"]
-                for u in ("alice", "bob")}  # fmt: skip
+        return {
+            u: client.get(f"/v1/features/user/{u}", params={"names": "txn_count_1h"}).json()["features"]["txn_count_1h"]
+            for u in ("alice", "bob")
+        }
     finally:
         cluster.shutdown()
 
@@ -104,23 +121,28 @@ def test_backfill_computes_the_new_version_while_the_old_one_serves(
 
     rows = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").scan().to_arrow().to_pylist()
     by_version = {
-        v: {(r["entity_id"], int(r["event_time"].timestamp() * 1000)): r["value_long"] for r in rows
-            if r["feature_name"] == "txn_count_1h" and r["feature_version"] == v}
+        v: {
+            (r["entity_id"], int(r["event_time"].timestamp() * 1000)): r["value_long"]
+            for r in rows
+            if r["feature_name"] == "txn_count_1h" and r["feature_version"] == v
+        }
         for v in (1, 2)
-    }  # fmt: skip
+    }
     assert by_version[2] == _windows(30)
     assert by_version[1] == _windows(60)  # the active version's rows are untouched
 
     before = _served(settings, store)  # v1 still serves: its latest window ends at 130 min
     assert {u: (f["version"], f["feature_timestamp"], f["value"]) for u, f in before.items()} == {
-        "alice": (1, _iso(BASE + 130 * MIN), 1), "bob": (1, _iso(BASE + 130 * MIN), 0),
-    }  # fmt: skip
+        "alice": (1, _iso(BASE + 130 * MIN), 1),
+        "bob": (1, _iso(BASE + 130 * MIN), 0),
+    }
     table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
     promote(store, table, "user", "txn_count_1h", 2)
     after = _served(settings, store)  # v2's latest window ends at 100 min: [70 min, 100 min) holds alice's 1.0
     assert {u: (f["version"], f["feature_timestamp"], f["value"]) for u, f in after.items()} == {
-        "alice": (2, _iso(BASE + 100 * MIN), 1), "bob": (2, _iso(BASE + 100 * MIN), 0),
-    }  # fmt: skip
+        "alice": (2, _iso(BASE + 100 * MIN), 1),
+        "bob": (2, _iso(BASE + 100 * MIN), 0),
+    }
 
 
 def test_a_failed_backfill_leaves_the_active_version(setup: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,9 +49,13 @@ def _prepare(settings: Settings, topic: str) -> None:
 def _job(settings: Settings, group: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "jobs.feature_job", "--group-id", group, "--metrics-port", "0", *extra],
-        cwd=REPO, env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        env=settings_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
 
 
 def _finish(proc: subprocess.Popen[str], timeout_s: float = 420) -> None:
@@ -138,8 +142,10 @@ def runs(
     proc.wait()
     rows_at_crash = len(_offline(crashed))
     latest = retained()[-1]
-    print(f"killed at {time.monotonic() - started:.0f}s with {rows_at_crash} rows committed; restoring {latest.parent.name}",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"killed at {time.monotonic() - started:.0f}s with {rows_at_crash} rows committed; restoring {latest.parent.name}",
+        file=sys.stderr,
+    )
     restarted = _job(crashed, f"{run_id}-crashed", "--restore-from", latest.parent.resolve().as_uri())
     try:
         target = len(_offline(clean))

@@ -67,10 +67,16 @@ def pipeline_run(it_settings: Settings, run_id: str) -> Iterator[tuple[Settings,
     ensure_topics(it_settings.kafka_bootstrap, [topic, f"{topic}.dlq"])
     producer = make_producer(it_settings)
     events = [
-        {"transaction_id": f"t{i}", "user_id": u, "merchant_id": "m1", "amount": a, "currency": "EUR",
-         "event_time": BASE + m * MIN}
+        {
+            "transaction_id": f"t{i}",
+            "user_id": u,
+            "merchant_id": "m1",
+            "amount": a,
+            "currency": "EUR",
+            "event_time": BASE + m * MIN,
+        }
         for i, (u, m, a) in enumerate(EVENTS)
-    ]  # fmt: skip
+    ]
     producer.send(topic, events)
     # Two bad records: not Confluent-framed, and a payload time that disagrees with the Kafka timestamp.
     producer.send_raw(topic, b"alice", b"\x07not avro at all", BASE + 3 * MIN)
@@ -80,8 +86,12 @@ def pipeline_run(it_settings: Settings, run_id: str) -> Iterator[tuple[Settings,
     started = time.monotonic()
     job = subprocess.run(
         [sys.executable, "-m", "jobs.feature_job", "--bounded"],
-        cwd=REPO, env=settings_env(it_settings), capture_output=True, text=True, timeout=420,
-    )  # fmt: skip
+        cwd=REPO,
+        env=settings_env(it_settings),
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
     assert job.returncode == 0, (
         f"job failed after {time.monotonic() - started:.0f}s:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
     )
@@ -123,8 +133,12 @@ def test_online_vector_served_over_http(pipeline_run: tuple[Settings, str]) -> N
     assert bob_features["txn_amount_sum_1h"]["value"] == 0.0
     assert bob_features["txn_count_1h"]["feature_timestamp"] == _iso(BASE + 130 * MIN)
     assert carol.json()["features"]["txn_count_1h"] == {
-        "value": None, "feature_timestamp": None, "age_seconds": None, "version": 1, "status": "missing"
-    }  # fmt: skip
+        "value": None,
+        "feature_timestamp": None,
+        "age_seconds": None,
+        "version": 1,
+        "status": "missing",
+    }
 
 
 def test_offline_rows_equal_brute_force_windows(pipeline_run: tuple[Settings, str]) -> None:
@@ -152,15 +166,21 @@ def test_point_in_time_training_set(pipeline_run: tuple[Settings, str]) -> None:
     table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
     minutes = [10, 9.999, 65, 170, 30, 30, 5, 100]
     users = ["alice", "alice", "alice", "alice", "bob", "carol", "bob", "bob"]
-    labels = pa.table({
-        "user_id": users,
-        "event_timestamp": pa.array([BASE + int(m * MIN) for m in minutes], pa.timestamp("ms", tz="UTC")),
-        "row_id": list(range(len(users))),
-    })  # fmt: skip
+    labels = pa.table(
+        {
+            "user_id": users,
+            "event_timestamp": pa.array([BASE + int(m * MIN) for m in minutes], pa.timestamp("ms", tz="UTC")),
+            "row_id": list(range(len(users))),
+        }
+    )
     result = get_historical_features(
-        table, DefinitionStore(settings.definitions_db).catalog(), labels, ["txn_count_1h", "txn_amount_sum_1h"],
-        entity_type="user", entity_column="user_id",
-    )  # fmt: skip
+        table,
+        DefinitionStore(settings.definitions_db).catalog(),
+        labels,
+        ["txn_count_1h", "txn_amount_sum_1h"],
+        entity_type="user",
+        entity_column="user_id",
+    )
     assert result.column("row_id").to_pylist() == list(range(len(users)))
     # alice@10m: window [-50m, 10m) holds 10+20+5.5; @9.999m only the window ending 5m is closed;
     # @65m: [5m, 65m) holds 5.5; @170m: no data reaches past the window ending 130m, so that window
@@ -173,8 +193,14 @@ def test_point_in_time_training_set(pipeline_run: tuple[Settings, str]) -> None:
 
 def test_bad_records_go_to_the_dead_letter_topic(pipeline_run: tuple[Settings, str], run_id: str) -> None:
     settings, topic = pipeline_run
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"it-{run_id}-dlq",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"it-{run_id}-dlq",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([f"{topic}.dlq"])
     letters: list[dict[str, Any]] = []
     deadline = time.monotonic() + 30

@@ -79,9 +79,12 @@ def job(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "jobs.feature_job", "--metrics-port", str(port), "--group-id", f"{run_id}-listen"],
-        cwd=REPO, env=settings_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=settings_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 180
         while True:

@@ -45,13 +45,26 @@ REFRESH_S = 0.05
 
 
 def _definition(name: str, version: int, ttl: str) -> FeatureDefinition:
-    return FeatureDefinition.model_validate({
-        "name": name, "entity": "user", "version": version, "owner": "it", "value_type": "long",
-        "source": {"topic": "promo_events", "event_schema": "card_transaction", "subject": "promo_events-value",
-                   "entity_key": "user_id", "timestamp_field": "event_time"},
-        "window": {"kind": "sliding", "size": "1h", "slide": "5m"}, "aggregation": {"function": "count"},
-        "freshness_slo": "1h", "ttl": ttl,
-    })  # fmt: skip
+    return FeatureDefinition.model_validate(
+        {
+            "name": name,
+            "entity": "user",
+            "version": version,
+            "owner": "it",
+            "value_type": "long",
+            "source": {
+                "topic": "promo_events",
+                "event_schema": "card_transaction",
+                "subject": "promo_events-value",
+                "entity_key": "user_id",
+                "timestamp_field": "event_time",
+            },
+            "window": {"kind": "sliding", "size": "1h", "slide": "5m"},
+            "aggregation": {"function": "count"},
+            "freshness_slo": "1h",
+            "ttl": ttl,
+        }
+    )
 
 
 @dataclass
@@ -74,8 +87,15 @@ def stack(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         cluster.shutdown()
 
 
-def backfill(stack: Stack, definitions: list[FeatureDefinition], value: int, *, windows: int = 3, behind: int = 0,
-             offline_only: bool = False) -> None:  # fmt: skip
+def backfill(
+    stack: Stack,
+    definitions: list[FeatureDefinition],
+    value: int,
+    *,
+    windows: int = 3,
+    behind: int = 0,
+    offline_only: bool = False,
+) -> None:
     """What a backfill leaves behind: offline rows, then online rows, for every entity (the last
     ``behind`` windows missing: a backfill that stopped short)."""
     now = time.time_ns() // 1_000_000
@@ -96,8 +116,10 @@ def backfill(stack: Stack, definitions: list[FeatureDefinition], value: int, *, 
 
 @contextmanager
 def serving(stack: Stack) -> Iterator[str]:
-    app = create_app(LiveCatalog(stack.store, refresh_s=REFRESH_S),
-                     OnlineReader(stack.session, stack.settings.cassandra_keyspace, timeout_s=5.0))  # fmt: skip
+    app = create_app(
+        LiveCatalog(stack.store, refresh_s=REFRESH_S),
+        OnlineReader(stack.session, stack.settings.cassandra_keyspace, timeout_s=5.0),
+    )
     with serve_app(app) as url:
         yield url
 
@@ -127,8 +149,17 @@ def read_loop(url: str, name: str, stop: threading.Event, out: list[Read], reade
                 continue
             finished = time.monotonic()
             feature = response.json().get("features", {}).get(name, {}) if response.status_code == 200 else {}
-            out.append(Read(started, finished, response.status_code, entity, feature.get("version"),
-                            feature.get("value"), response.text[:300]))  # fmt: skip
+            out.append(
+                Read(
+                    started,
+                    finished,
+                    response.status_code,
+                    entity,
+                    feature.get("version"),
+                    feature.get("value"),
+                    response.text[:300],
+                )
+            )
 
 
 def expected_value(entity: str, version: int, value: int) -> int:

@@ -41,8 +41,12 @@ def _iso(ms: int) -> str:
 @pytest.fixture(scope="module")
 def serving_settings(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     folder = tmp_path_factory.mktemp("serving_online")
-    settings = it_settings.model_copy(update={
-        "cassandra_keyspace": f"{it_settings.cassandra_keyspace}_serving", "definitions_db": folder / "definitions.db"})  # fmt: skip
+    settings = it_settings.model_copy(
+        update={
+            "cassandra_keyspace": f"{it_settings.cassandra_keyspace}_serving",
+            "definitions_db": folder / "definitions.db",
+        }
+    )
     yield settings
     cluster, session = connect_cassandra(settings)
     session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
@@ -90,8 +94,10 @@ def _app(settings: Settings, *, port: int | None = None, budget_s: float = BUDGE
 def test_batch_reads_real_partitions(serving_settings: Settings, seeded: int) -> None:
     client, cluster = _app(serving_settings)
     try:
-        response = client.post("/v1/features/user/batch", json={
-            "entity_ids": ["alice", "carol", "bob"], "names": ["txn_count_1h", "txn_amount_sum_1h"]})  # fmt: skip
+        response = client.post(
+            "/v1/features/user/batch",
+            json={"entity_ids": ["alice", "carol", "bob"], "names": ["txn_count_1h", "txn_amount_sum_1h"]},
+        )
     finally:
         cluster.shutdown()
     assert response.status_code == 200, response.text
@@ -107,9 +113,16 @@ def test_batch_reads_real_partitions(serving_settings: Settings, seeded: int) ->
 def test_feature_service_serves_the_pinned_older_version(serving_settings: Settings, seeded: int) -> None:
     client, cluster = _app(serving_settings)
     try:
-        registered = client.post("/v1/feature-services", json={"name": "fraud-detector", "features": [
-            {"entity": "user", "name": "txn_count_1h", "version": 1},
-            {"entity": "user", "name": "txn_amount_sum_1h", "version": 1}]})  # fmt: skip
+        registered = client.post(
+            "/v1/feature-services",
+            json={
+                "name": "fraud-detector",
+                "features": [
+                    {"entity": "user", "name": "txn_count_1h", "version": 1},
+                    {"entity": "user", "name": "txn_amount_sum_1h", "version": 1},
+                ],
+            },
+        )
         assert registered.status_code in (200, 201), registered.text
         ref = registered.json()["feature_service"]["ref"]
         pinned = client.get("/v1/features/user/alice", params={"feature_service": ref}).json()["features"]

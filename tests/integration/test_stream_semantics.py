@@ -91,9 +91,15 @@ def _edge_of_lateness(newest: int, key: str, i: int) -> list[Record]:
 
 
 _BAD_AT = {
-    30: "unknown_schema_id", 45: "future_timestamp", 50: "bad_magic", 60: "undecodable", 70: "non_finite",
-    80: "missing_field", 100: "bad_magic", 120: "future_timestamp",
-}  # fmt: skip
+    30: "unknown_schema_id",
+    45: "future_timestamp",
+    50: "bad_magic",
+    60: "undecodable",
+    70: "non_finite",
+    80: "missing_field",
+    100: "bad_magic",
+    120: "future_timestamp",
+}
 
 
 def _payload(producer: Any, topic: str, r: Record) -> bytes:
@@ -102,8 +108,14 @@ def _payload(producer: Any, topic: str, r: Record) -> bytes:
         return b"\x07not an event"
     if r.bad == "unknown_schema_id":
         return b"\x00" + (987_654).to_bytes(4, "big") + b"\x02"
-    event = {"transaction_id": r.event_id, "user_id": r.key, "merchant_id": "m", "amount": r.amount,
-             "currency": "EUR", "event_time": r.timestamp_ms}  # fmt: skip
+    event = {
+        "transaction_id": r.event_id,
+        "user_id": r.key,
+        "merchant_id": "m",
+        "amount": r.amount,
+        "currency": "EUR",
+        "event_time": r.timestamp_ms,
+    }
     if r.bad == "non_finite":
         event["amount"] = float("nan")
     if r.bad == "missing_field":
@@ -158,9 +170,13 @@ def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
     port = _free_port()
     job = subprocess.Popen(
         [sys.executable, "-m", "jobs.feature_job", "--group-id", f"it-{run_id}-sem", "--metrics-port", str(port)],
-        cwd=REPO, env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        env=settings_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         expected = reference.windows(HOUR, 5 * MIN)
         deadline = time.monotonic() + 300
@@ -270,8 +286,14 @@ def test_online_holds_each_entitys_latest_window(run: Run) -> None:
 
 def test_dead_letters_are_exactly_the_too_late_and_malformed(run: Run, run_id: str) -> None:
     settings, topic, reference = run.settings, run.topic, run.reference
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"it-{run_id}-sem",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"it-{run_id}-sem",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([f"{topic}.dlq"])
     letters: list[dict[str, Any]] = []
     deadline = time.monotonic() + 30

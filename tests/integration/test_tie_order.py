@@ -35,9 +35,13 @@ PAIRS: dict[str, list[tuple[Any, Any]]] = {
 def _definitions() -> dict[str, FeatureDefinition]:
     shipped = FeatureCatalog.from_folder()
     count, total = shipped.get("user", "txn_count_1h"), shipped.get("user", "txn_amount_sum_1h")
-    last = total.model_copy(update={"name": "tie_last_merchant", "value_type": "string",
-                                    "aggregation": count.aggregation.model_copy(
-                                        update={"function": "last", "field": "merchant_id"})})  # fmt: skip
+    last = total.model_copy(
+        update={
+            "name": "tie_last_merchant",
+            "value_type": "string",
+            "aggregation": count.aggregation.model_copy(update={"function": "last", "field": "merchant_id"}),
+        }
+    )
     return {"long": count, "double": total, "string": last}
 
 

@@ -36,13 +36,26 @@ TTL_MS = 60_000
 @pytest.fixture(scope="module")
 def served(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, int]]:
     settings = isolated(it_settings, "ttl", tmp_path_factory.mktemp("ttl"))
-    d = FeatureDefinition.model_validate({
-        "name": "ttl_count", "entity": "user", "version": 1, "owner": "it", "value_type": "long",
-        "source": {"topic": "ttl_events", "event_schema": "card_transaction", "subject": "ttl_events-value",
-                   "entity_key": "user_id", "timestamp_field": "event_time"},
-        "window": {"kind": "session", "gap": "1m"}, "aggregation": {"function": "count"},
-        "freshness_slo": "1h", "ttl": "1m",
-    })  # fmt: skip
+    d = FeatureDefinition.model_validate(
+        {
+            "name": "ttl_count",
+            "entity": "user",
+            "version": 1,
+            "owner": "it",
+            "value_type": "long",
+            "source": {
+                "topic": "ttl_events",
+                "event_schema": "card_transaction",
+                "subject": "ttl_events-value",
+                "entity_key": "user_id",
+                "timestamp_field": "event_time",
+            },
+            "window": {"kind": "session", "gap": "1m"},
+            "aggregation": {"function": "count"},
+            "freshness_slo": "1h",
+            "ttl": "1m",
+        }
+    )
     store = DefinitionStore(settings.definitions_db)
     store.register(d)
     cluster, session = connect_cassandra(settings)
@@ -53,8 +66,9 @@ def served(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         writer.add(FeatureRow.of(d, "t1", 5, end - 1000, end))
         writer.flush()
         assert writer.written == 1
-        client = TestClient(create_app(LiveCatalog(store), OnlineReader(session, settings.cassandra_keyspace,
-                                                                        timeout_s=5.0)))  # fmt: skip
+        client = TestClient(
+            create_app(LiveCatalog(store), OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0))
+        )
         yield client, end
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
@@ -74,8 +88,11 @@ def test_value_is_null_once_past_ttl(served: tuple[Any, int]) -> None:
     assert _feature(client)["value"] is None
 
 
-@pytest.mark.xfail(strict=True, reason="Cassandra drops the row at the feature's TTL, so serving says `missing`; "
-                   "sinks/cassandra/writer.py would need to keep rows a grace period past it")  # fmt: skip
+@pytest.mark.xfail(
+    strict=True,
+    reason="Cassandra drops the row at the feature's TTL, so serving says `missing`; "
+    "sinks/cassandra/writer.py would need to keep rows a grace period past it",
+)
 def test_status_is_expired_once_past_ttl(served: tuple[Any, int]) -> None:
     client, end = served
     time.sleep(max(0.0, (end + TTL_MS + 3000) / 1000 - time.time()))

@@ -80,10 +80,16 @@ def _events(seed: int) -> list[Event]:
     rng = random.Random(seed)
     times = rng.sample(range(BASE, BASE + 3 * HOUR), 320)  # distinct: `last` has one answer
     events: list[Event] = [
-        {"transaction_id": f"k{i}", "user_id": f"u{rng.randrange(USERS)}", "merchant_id": f"m{rng.randrange(6)}",
-         "amount": rng.randrange(1, 4000) / 4, "currency": "EUR", "event_time": t}
+        {
+            "transaction_id": f"k{i}",
+            "user_id": f"u{rng.randrange(USERS)}",
+            "merchant_id": f"m{rng.randrange(6)}",
+            "amount": rng.randrange(1, 4000) / 4,
+            "currency": "EUR",
+            "event_time": t,
+        }
         for i, t in enumerate(times)
-    ]  # fmt: skip
+    ]
     # Sent in order of time plus a jitter below the bound: an event is never behind the watermark.
     jitter = {e["transaction_id"]: rng.randrange(OUT_OF_ORDERNESS) for e in events}
     return sorted(events, key=lambda e: e["event_time"] + jitter[e["transaction_id"]])
@@ -168,8 +174,12 @@ def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
     producer.flush()
     job = subprocess.run(
         [sys.executable, "-m", "jobs.feature_job", "--bounded", "--metrics-port", "0"],
-        cwd=REPO, env=settings_env(settings), capture_output=True, text=True, timeout=420,
-    )  # fmt: skip
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
     assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
     yield settings
 

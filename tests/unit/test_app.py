@@ -25,9 +25,13 @@ STREAM = "card_transactions/user/sliding(1h/5m)"  # the window group of both shi
 class MemorySource:
     """Stored values and stream progress held in dicts; ``fail`` makes every read raise it."""
 
-    def __init__(self, values: dict[tuple[str, str], dict[tuple[str, int], StoredValue]] | None = None,
-                 progress: dict[str, int] | None = None, fail: Exception | None = None,
-                 fail_progress: Exception | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        values: dict[tuple[str, str], dict[tuple[str, int], StoredValue]] | None = None,
+        progress: dict[str, int] | None = None,
+        fail: Exception | None = None,
+        fail_progress: Exception | None = None,
+    ) -> None:
         self.values = values or {}
         self.progress_ms = progress if progress is not None else {STREAM: T}
         self.fail = fail
@@ -82,12 +86,22 @@ def test_present_and_missing(live: LiveCatalog) -> None:
         "entity_id": "u1",
         "served_at": "2023-11-14T22:16:30.000Z",
         "features": {
-            "txn_count_1h": {"value": 7, "feature_timestamp": "2023-11-14T22:15:00.000Z", "age_seconds": 90.0,
-                             "version": 1, "status": "present"},
-            "txn_amount_sum_1h": {"value": None, "feature_timestamp": None, "age_seconds": None, "version": 1,
-                                  "status": "missing"},
+            "txn_count_1h": {
+                "value": 7,
+                "feature_timestamp": "2023-11-14T22:15:00.000Z",
+                "age_seconds": 90.0,
+                "version": 1,
+                "status": "present",
+            },
+            "txn_amount_sum_1h": {
+                "value": None,
+                "feature_timestamp": None,
+                "age_seconds": None,
+                "version": 1,
+                "status": "missing",
+            },
         },
-    }  # fmt: skip
+    }
     assert source.reads == [("user", "u1")]
 
 
@@ -95,8 +109,13 @@ def test_stale_when_the_pipeline_lags(live: LiveCatalog) -> None:
     lagging = T - 15 * MIN
     source = MemorySource({("user", "u1"): _stored(count=(lagging, 7), total=(lagging, 12.5))}, {STREAM: lagging})
     features = client_for(live, source).get("/v1/features/user/u1").json()["features"]
-    assert features["txn_count_1h"] == {"value": 7, "feature_timestamp": "2023-11-14T22:00:00.000Z",
-                                        "age_seconds": 990.0, "version": 1, "status": "stale"}  # fmt: skip
+    assert features["txn_count_1h"] == {
+        "value": 7,
+        "feature_timestamp": "2023-11-14T22:00:00.000Z",
+        "age_seconds": 990.0,
+        "version": 1,
+        "status": "stale",
+    }
     assert features["txn_amount_sum_1h"]["value"] == 12.5
     assert features["txn_amount_sum_1h"]["status"] == "stale"
 
@@ -105,18 +124,33 @@ def test_later_closed_window_without_row_is_empty(live: LiveCatalog) -> None:
     quiet = T - 30 * MIN
     source = MemorySource({("user", "u1"): _stored(count=(quiet, 7), total=(quiet, 12.5))})
     features = client_for(live, source).get("/v1/features/user/u1").json()["features"]
-    assert features["txn_count_1h"] == {"value": 0, "feature_timestamp": "2023-11-14T22:15:00.000Z",
-                                        "age_seconds": 90.0, "version": 1, "status": "present"}  # fmt: skip
-    assert features["txn_amount_sum_1h"] == {"value": 0.0, "feature_timestamp": "2023-11-14T22:15:00.000Z",
-                                             "age_seconds": 90.0, "version": 1, "status": "present"}  # fmt: skip
+    assert features["txn_count_1h"] == {
+        "value": 0,
+        "feature_timestamp": "2023-11-14T22:15:00.000Z",
+        "age_seconds": 90.0,
+        "version": 1,
+        "status": "present",
+    }
+    assert features["txn_amount_sum_1h"] == {
+        "value": 0.0,
+        "feature_timestamp": "2023-11-14T22:15:00.000Z",
+        "age_seconds": 90.0,
+        "version": 1,
+        "status": "present",
+    }
 
 
 def test_expired(live: LiveCatalog) -> None:
     old = T - 2 * 60 * MIN - 5 * MIN  # 2h 6m 30s before NOW; ttl is 2h
     source = MemorySource({("user", "u1"): _stored(count=(old, 7))})
     features = client_for(live, source).get("/v1/features/user/u1").json()["features"]
-    assert features["txn_count_1h"] == {"value": None, "feature_timestamp": "2023-11-14T20:10:00.000Z",
-                                        "age_seconds": 7590.0, "version": 1, "status": "expired"}  # fmt: skip
+    assert features["txn_count_1h"] == {
+        "value": None,
+        "feature_timestamp": "2023-11-14T20:10:00.000Z",
+        "age_seconds": 7590.0,
+        "version": 1,
+        "status": "expired",
+    }
 
 
 def test_ttl_boundary_uses_the_injected_clock(live: LiveCatalog) -> None:
@@ -141,8 +175,13 @@ def test_progress_ahead_of_the_clock_is_capped_at_now(live: LiveCatalog) -> None
 def test_no_progress_recorded_keeps_the_stored_value(live: LiveCatalog) -> None:
     source = MemorySource({("user", "u1"): _stored(count=(T - 5 * MIN, 7))}, {})
     features = client_for(live, source).get("/v1/features/user/u1").json()["features"]
-    assert features["txn_count_1h"] == {"value": 7, "feature_timestamp": "2023-11-14T22:10:00.000Z",
-                                        "age_seconds": 390.0, "version": 1, "status": "present"}  # fmt: skip
+    assert features["txn_count_1h"] == {
+        "value": 7,
+        "feature_timestamp": "2023-11-14T22:10:00.000Z",
+        "age_seconds": 390.0,
+        "version": 1,
+        "status": "present",
+    }
 
 
 def test_names_select_and_order(live: LiveCatalog) -> None:
@@ -203,8 +242,10 @@ def test_bad_names(live: LiveCatalog, names: str) -> None:
     source = MemorySource()
     response = client_for(live, source).get("/v1/features/user/u1", params={"names": names})
     assert response.status_code == 400
-    assert response.json() == {"error": "bad_names",
-                               "message": "`names` must list 1-1000 non-empty, comma-separated names"}  # fmt: skip
+    assert response.json() == {
+        "error": "bad_names",
+        "message": "`names` must list 1-1000 non-empty, comma-separated names",
+    }
     assert source.reads == []
 
 
@@ -217,8 +258,10 @@ def test_store_unavailable_is_503_quickly(live: LiveCatalog, which: str) -> None
     response = client.get("/v1/features/user/u1")
     elapsed = time.perf_counter() - started
     assert response.status_code == 503
-    assert response.json() == {"error": "store_unavailable",
-                               "message": "online store read failed: OperationTimedOut: errors={}"}  # fmt: skip
+    assert response.json() == {
+        "error": "store_unavailable",
+        "message": "online store read failed: OperationTimedOut: errors={}",
+    }
     assert elapsed < 1.0
 
 
@@ -239,8 +282,13 @@ def test_feature_definitions_list(live: LiveCatalog, shipped_catalog: FeatureCat
         assert lineage["transform"] == d.transform_ref
         assert lineage["online_table"] == "online_feature_values"
         assert lineage["offline_table"] == "offline_feature_values"
-        assert item["window"] == {"kind": "sliding", "size": "1h", "slide": "5m", "gap": None,
-                                  "allowed_lateness": "0ms"}  # fmt: skip
+        assert item["window"] == {
+            "kind": "sliding",
+            "size": "1h",
+            "slide": "5m",
+            "gap": None,
+            "allowed_lateness": "0ms",
+        }
         assert item["ttl"] == "2h"
     assert body[0]["transform_hash"] != body[1]["transform_hash"]
 

@@ -33,24 +33,39 @@ def _at(ms: int) -> datetime:
 @pytest.fixture(scope="module")
 def catalog(make_definition: Callable[..., FeatureDefinition]) -> FeatureCatalog:
     five = {"kind": "tumbling", "size": "5m"}
-    return FeatureCatalog([
-        make_definition(name="count_5m", window=five, ttl="20m"),
-        make_definition(name="last_merchant", value_type="string", window=five, ttl="1h",
-                        aggregation={"function": "last", "field": "merchant_id"}),
-        make_definition(name="count_5m", version=2, window=five, ttl="30m"),
-        make_definition(name="count_5m", entity="merchant", window=five, ttl="20m"),
-    ], {("user", "count_5m"): 1})  # fmt: skip
+    return FeatureCatalog(
+        [
+            make_definition(name="count_5m", window=five, ttl="20m"),
+            make_definition(
+                name="last_merchant",
+                value_type="string",
+                window=five,
+                ttl="1h",
+                aggregation={"function": "last", "field": "merchant_id"},
+            ),
+            make_definition(name="count_5m", version=2, window=five, ttl="30m"),
+            make_definition(name="count_5m", entity="merchant", window=five, ttl="20m"),
+        ],
+        {("user", "count_5m"): 1},
+    )
 
 
 def _append(table: Any, rows: list[tuple[FeatureDefinition, str, Any, int, int]]) -> int:
     schema = offline_layout.arrow_schema()
     records = [
-        {"entity_type": d.entity, "entity_id": e, "feature_name": d.name, "feature_version": d.version,
-         "event_time": end * 1000, "window_start": (end - 5 * MIN) * 1000,
-         "value_long": v if d.value_type == "long" else None, "value_string": v if d.value_type == "string" else None,
-         "ingested_at": ingested * 1000}
+        {
+            "entity_type": d.entity,
+            "entity_id": e,
+            "feature_name": d.name,
+            "feature_version": d.version,
+            "event_time": end * 1000,
+            "window_start": (end - 5 * MIN) * 1000,
+            "value_long": v if d.value_type == "long" else None,
+            "value_string": v if d.value_type == "string" else None,
+            "ingested_at": ingested * 1000,
+        }
         for d, e, v, end, ingested in rows
-    ]  # fmt: skip
+    ]
     table.append(pa.Table.from_pylist(records, schema=schema))
     return table.metadata.current_snapshot_id
 
@@ -59,18 +74,23 @@ def _append(table: Any, rows: list[tuple[FeatureDefinition, str, Any, int, int]]
 def offline(tmp_path: Path, catalog: FeatureCatalog) -> tuple[Any, int, datetime]:
     from pyiceberg.catalog.sql import SqlCatalog
 
-    table = ensure_table(SqlCatalog("feature_store", uri=f"sqlite:///{tmp_path}/cat.db",
-                                    warehouse=(tmp_path / "wh").as_uri()), "fs")  # fmt: skip
+    table = ensure_table(
+        SqlCatalog("feature_store", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=(tmp_path / "wh").as_uri()), "fs"
+    )
     count, last = catalog.get("user", "count_5m", 1), catalog.get("user", "last_merchant")
     v2, merchant = catalog.get("user", "count_5m", 2), catalog.get("merchant", "count_5m")
-    first = _append(table, [
-        (count, "u1", 4, T0, OLD), (last, "u1", "m9", T0 - 5 * MIN, OLD),   # fresh at T0 + 10m
-        (count, "u2", 2, T0 - 30 * MIN, OLD),                               # expired by T0 + 10m (ttl 20m)
-        (count, "u3", 8, T0 + 20 * MIN, OLD),                               # only after the time: not an entity yet
-        (v2, "u4", 1, T0, OLD),                                             # another version only
-        (merchant, "m1", 5, T0, OLD),                                       # another entity type
-        (count, "u0", 1, T0 + 10 * MIN, OLD),                               # the data reaches T0 + 10m
-    ])  # fmt: skip
+    first = _append(
+        table,
+        [
+            (count, "u1", 4, T0, OLD),
+            (last, "u1", "m9", T0 - 5 * MIN, OLD),  # fresh at T0 + 10m
+            (count, "u2", 2, T0 - 30 * MIN, OLD),  # expired by T0 + 10m (ttl 20m)
+            (count, "u3", 8, T0 + 20 * MIN, OLD),  # only after the time: not an entity yet
+            (v2, "u4", 1, T0, OLD),  # another version only
+            (merchant, "m1", 5, T0, OLD),  # another entity type
+            (count, "u0", 1, T0 + 10 * MIN, OLD),  # the data reaches T0 + 10m
+        ],
+    )
     time.sleep(0.01)
     between = datetime.now(UTC)
     time.sleep(0.01)
@@ -78,8 +98,9 @@ def offline(tmp_path: Path, catalog: FeatureCatalog) -> tuple[Any, int, datetime
     return table, first, between
 
 
-def test_every_entity_seen_by_then_with_the_training_rule(offline: tuple[Any, int, datetime],
-                                                          catalog: FeatureCatalog) -> None:  # fmt: skip
+def test_every_entity_seen_by_then_with_the_training_rule(
+    offline: tuple[Any, int, datetime], catalog: FeatureCatalog
+) -> None:
     table, _, _ = offline
     at = _at(T0 + 10 * MIN)
     vectors = export_feature_vectors(table, catalog, "user", ["count_5m", "last_merchant"], at, chunk_rows=2)
@@ -90,8 +111,9 @@ def test_every_entity_seen_by_then_with_the_training_rule(offline: tuple[Any, in
     assert set(vectors.column("as_of").to_pylist()) == {at}
     # The same values a training row labelled at that time gets.
     labels = pa.table({"user": vectors.column("entity_id"), "event_timestamp": vectors.column("as_of")})
-    joined = get_historical_features(table, catalog, labels, ["count_5m", "last_merchant"], entity_type="user",
-                                     entity_column="user")  # fmt: skip
+    joined = get_historical_features(
+        table, catalog, labels, ["count_5m", "last_merchant"], entity_type="user", entity_column="user"
+    )
     assert joined.column("count_5m").equals(vectors.column("count_5m"))
     assert joined.column("last_merchant").equals(vectors.column("last_merchant"))
 
@@ -122,8 +144,9 @@ def test_pinned_versions_empty_results_and_errors(offline: tuple[Any, int, datet
         export_feature_vectors(table, catalog, "user", ["count_5m"], datetime(2024, 1, 1))
 
 
-def test_cli_writes_parquet(offline: tuple[Any, int, datetime], catalog: FeatureCatalog, tmp_path: Path,
-                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_cli_writes_parquet(
+    offline: tuple[Any, int, datetime], catalog: FeatureCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = tmp_path / "definitions.db"
     store = DefinitionStore(db)
     for d in sorted(catalog, key=lambda d: d.key):

@@ -69,8 +69,12 @@ def test_services_present(compose: dict[str, Any]) -> None:
 
 
 def test_host_ports_match_infra_defaults(compose: dict[str, Any], defaults: StackSettings) -> None:
-    expected = {"kafka": defaults.kafka_port, "cassandra": defaults.cassandra_port,
-                "registry": defaults.registry_port, "api": defaults.api_port}  # fmt: skip
+    expected = {
+        "kafka": defaults.kafka_port,
+        "cassandra": defaults.cassandra_port,
+        "registry": defaults.registry_port,
+        "api": defaults.api_port,
+    }
     for name, port in expected.items():
         # the same port inside: the services in the network use kafka:9092, registry:8081, ...
         assert _published(compose["services"][name]) == [(defaults.host, port, port)], name
@@ -116,8 +120,10 @@ def test_kafka_command_renders_every_placeholder(compose: dict[str, Any], defaul
 
 
 def test_fs_variables_are_ones_the_code_reads(compose: dict[str, Any], defaults: StackSettings) -> None:
-    read = {*re.findall(r"\"(FS_\w+)\"", (REPO / "registry" / "core" / "settings.py").read_text()),
-            *re.findall(r"\"(FS_\w+)\"", (REPO / "infra" / "settings.py").read_text())}  # fmt: skip
+    read = {
+        *re.findall(r"\"(FS_\w+)\"", (REPO / "registry" / "core" / "settings.py").read_text()),
+        *re.findall(r"\"(FS_\w+)\"", (REPO / "infra" / "settings.py").read_text()),
+    }
     dockerfile = (REPO / "infra" / "docker" / "Dockerfile").read_text()
     names = set(re.findall(r"\b(FS_\w+)=", dockerfile))
     for service in compose["services"].values():

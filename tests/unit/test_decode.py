@@ -32,8 +32,12 @@ FLOAT_AMOUNT = {
     "fields": [f if f["name"] != "amount" else {"name": "amount", "type": "float"} for f in READER["fields"]],
 }
 
-SCHEMAS = {V1: schema_text("card_transaction"), V2: json.dumps(EVOLVED), V_FLOAT: json.dumps(FLOAT_AMOUNT),
-           V_BAD: '{"type": "record", "name": "Broken", "fields": [{"name": "x", "type": "nope"}]}'}  # fmt: skip
+SCHEMAS = {
+    V1: schema_text("card_transaction"),
+    V2: json.dumps(EVOLVED),
+    V_FLOAT: json.dumps(FLOAT_AMOUNT),
+    V_BAD: '{"type": "record", "name": "Broken", "fields": [{"name": "x", "type": "nope"}]}',
+}
 
 EVENT = {
     "transaction_id": "txn_1",

@@ -51,8 +51,11 @@ def test_new_version_does_not_serve_until_activated(store: DefinitionStore, coun
     assert store.catalog().get("user", "txn_count_1h").version == 2
     assert store.change_seq() > before
     assert [h["action"] for h in store.history("user", "txn_count_1h")] == [
-        "created", "activated", "new_version", "activated",
-    ]  # fmt: skip
+        "created",
+        "activated",
+        "new_version",
+        "activated",
+    ]
     store.register(count.model_copy(update={"version": 4, "ttl": timedelta(hours=9)}))  # gaps are allowed
     with pytest.raises(DefinitionConflictError, match="is at v4; a new version must be numbered above it"):
         store.register(count.model_copy(update={"version": 3, "ttl": timedelta(hours=8)}))
@@ -89,8 +92,9 @@ def test_plan_changes_nothing_and_apply_converges(store: DefinitionStore, tmp_pa
     definitions = load_folder()
     changes = plan(store, definitions)
     assert sorted((c.kind, c.definition.name) for c in changes) == [
-        ("create", "txn_amount_sum_1h"), ("create", "txn_count_1h"),
-    ]  # fmt: skip
+        ("create", "txn_amount_sum_1h"),
+        ("create", "txn_count_1h"),
+    ]
     assert len(store.catalog()) == 0
     assert {r.action for r in apply(store, definitions)} == {"created"}
     assert plan(store, definitions) == []

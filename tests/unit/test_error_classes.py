@@ -53,8 +53,12 @@ def _client(tmp_path: Path, session: _Session) -> TestClient:
     return TestClient(create_app(LiveCatalog(store), OnlineReader(session, "ks")), raise_server_exceptions=False)  # type: ignore[arg-type]
 
 
-STORE_DOWN = [NoHostAvailable("no host", {}), OperationTimedOut("timed out"), OSError("connection reset"),
-              ReadTimeout("read timeout", consistency=1, required_responses=1, received_responses=0)]  # fmt: skip
+STORE_DOWN = [
+    NoHostAvailable("no host", {}),
+    OperationTimedOut("timed out"),
+    OSError("connection reset"),
+    ReadTimeout("read timeout", consistency=1, required_responses=1, received_responses=0),
+]
 BUGS = [TypeError("bad bind"), InvalidRequest("unconfigured table"), KeyError("x")]
 
 
@@ -67,8 +71,9 @@ def test_a_store_that_is_down_is_a_503(tmp_path: Path, error: BaseException, whe
 
 @pytest.mark.parametrize("error", BUGS, ids=lambda e: type(e).__name__)
 @pytest.mark.parametrize("when", ["raise_now", "fail_later"])
-def test_a_bug_is_a_500_with_a_request_id_in_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                      error: BaseException, when: str) -> None:  # fmt: skip
+def test_a_bug_is_a_500_with_a_request_id_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, error: BaseException, when: str
+) -> None:
     with caplog.at_level(logging.ERROR, logger="featurestore.api"):
         response = _client(tmp_path, _Session(**{when: error})).get("/v1/features/user/u1")
     assert (response.status_code, response.json()["error"]) == (500, "internal_error"), response.text

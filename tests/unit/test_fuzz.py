@@ -64,8 +64,12 @@ def _feature_api() -> FastAPI:
     atexit.register(shutil.rmtree, db.parent, ignore_errors=True)
     store = DefinitionStore(db)
     apply(store, load_folder())
-    return create_app(LiveCatalog(store), _Values(), services=LiveFeatureServices(FeatureServiceStore(db)),
-                      clock_us=lambda: (T + 60_000) * 1000)  # fmt: skip
+    return create_app(
+        LiveCatalog(store),
+        _Values(),
+        services=LiveFeatureServices(FeatureServiceStore(db)),
+        clock_us=lambda: (T + 60_000) * 1000,
+    )
 
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _feature_api())
@@ -88,15 +92,31 @@ def test_feature_api_never_answers_5xx(case: Any) -> None:
 # --- the schema registry's Confluent routes ---------------------------------------------------------
 
 _ROUTES = [
-    ("GET", "/subjects"), ("GET", "/subjects/{s}/versions"), ("GET", "/subjects/{s}/versions/{v}"),
-    ("GET", "/subjects/{s}/versions/{v}/schema"), ("GET", "/subjects/{s}/versions/{v}/referencedby"), ("POST", "/subjects/{s}/versions"), ("POST", "/subjects/{s}"),
-    ("DELETE", "/subjects/{s}"), ("DELETE", "/subjects/{s}/versions/{v}"), ("GET", "/schemas/ids/{i}"),
-    ("GET", "/schemas/ids/{i}/schema"), ("GET", "/schemas/ids/{i}/subjects"), ("GET", "/schemas/ids/{i}/versions"),
-    ("GET", "/schemas/types"), ("POST", "/compatibility/subjects/{s}/versions/{v}"),
-    ("POST", "/compatibility/subjects/{s}/versions"), ("GET", "/config"), ("PUT", "/config"), ("DELETE", "/config"),
-    ("GET", "/config/{s}"), ("PUT", "/config/{s}"), ("DELETE", "/config/{s}"), ("GET", "/mode"),
+    ("GET", "/subjects"),
+    ("GET", "/subjects/{s}/versions"),
+    ("GET", "/subjects/{s}/versions/{v}"),
+    ("GET", "/subjects/{s}/versions/{v}/schema"),
+    ("GET", "/subjects/{s}/versions/{v}/referencedby"),
+    ("POST", "/subjects/{s}/versions"),
+    ("POST", "/subjects/{s}"),
+    ("DELETE", "/subjects/{s}"),
+    ("DELETE", "/subjects/{s}/versions/{v}"),
+    ("GET", "/schemas/ids/{i}"),
+    ("GET", "/schemas/ids/{i}/schema"),
+    ("GET", "/schemas/ids/{i}/subjects"),
+    ("GET", "/schemas/ids/{i}/versions"),
+    ("GET", "/schemas/types"),
+    ("POST", "/compatibility/subjects/{s}/versions/{v}"),
+    ("POST", "/compatibility/subjects/{s}/versions"),
+    ("GET", "/config"),
+    ("PUT", "/config"),
+    ("DELETE", "/config"),
+    ("GET", "/config/{s}"),
+    ("PUT", "/config/{s}"),
+    ("DELETE", "/config/{s}"),
+    ("GET", "/mode"),
     ("GET", "/mode/{s}"),
-]  # fmt: skip
+]
 _EDGES = [2**31 - 1, 2**31, 2**32, 2**63 - 1, 2**63, 2**64, 2**70, -(2**31), -(2**63) - 1, 0, -1]
 _SEGMENT = st.one_of(
     st.sampled_from(_EDGES).map(str),
@@ -114,26 +134,51 @@ _JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=20,
 )
-_SCHEMAS = st.sampled_from([
-    '"int"', '"string"', '{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}',
-    '{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":["null","string"],'
-    '"default":null}]}', '{"type":"enum","name":"E","symbols":["A","B"]}', '{"type":"array","items":"long"}',
-    '{"type":"record","name":"R","fields":[{"name":"a","type":"nope"}]}', "not json", "",
-    '[' * 300 + ']' * 300, '{"type":"array","items":' * 300 + '"int"' + '}' * 300,
-    '{"type":"array","items":' * 1200 + '"int"' + '}' * 1200,
-])  # fmt: skip
+_SCHEMAS = st.sampled_from(
+    [
+        '"int"',
+        '"string"',
+        '{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}',
+        '{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":["null","string"],'
+        '"default":null}]}',
+        '{"type":"enum","name":"E","symbols":["A","B"]}',
+        '{"type":"array","items":"long"}',
+        '{"type":"record","name":"R","fields":[{"name":"a","type":"nope"}]}',
+        "not json",
+        "",
+        "[" * 300 + "]" * 300,
+        '{"type":"array","items":' * 300 + '"int"' + "}" * 300,
+        '{"type":"array","items":' * 1200 + '"int"' + "}" * 1200,
+    ]
+)
 _BODIES = st.one_of(
     st.integers(900, 3000).map(lambda n: _Raw("[" * n + "]" * n)),
     st.integers(900, 3000).map(lambda n: _Raw('{"schema": ' + "[" * n + "]" * n + "}")),
     st.builds(lambda s: {"schema": s}, _SCHEMAS | st.text(max_size=60)),
-    st.builds(lambda s, extra: {"schema": s, **extra}, _SCHEMAS, st.dictionaries(st.text(max_size=12), _JSON, max_size=3)),
-    st.builds(lambda s, refs: {"schema": s, "references": refs}, _SCHEMAS, _JSON
-              | st.lists(st.fixed_dictionaries({"name": st.text(max_size=8), "subject": st.sampled_from(["known", "x"]),
-                                                "version": st.sampled_from(_EDGES) | st.integers(-2, 3)}), max_size=3)),
-    st.builds(lambda level: {"compatibility": level}, st.sampled_from(["BACKWARD", "FULL_TRANSITIVE", "NONE", "bogus", ""])
-              | st.text(max_size=10) | _JSON),
+    st.builds(
+        lambda s, extra: {"schema": s, **extra}, _SCHEMAS, st.dictionaries(st.text(max_size=12), _JSON, max_size=3)
+    ),
+    st.builds(
+        lambda s, refs: {"schema": s, "references": refs},
+        _SCHEMAS,
+        _JSON
+        | st.lists(
+            st.fixed_dictionaries(
+                {
+                    "name": st.text(max_size=8),
+                    "subject": st.sampled_from(["known", "x"]),
+                    "version": st.sampled_from(_EDGES) | st.integers(-2, 3),
+                }
+            ),
+            max_size=3,
+        ),
+    ),
+    st.builds(
+        lambda level: {"compatibility": level},
+        st.sampled_from(["BACKWARD", "FULL_TRANSITIVE", "NONE", "bogus", ""]) | st.text(max_size=10) | _JSON,
+    ),
     _JSON,
-)  # fmt: skip
+)
 
 
 class _Raw(str):
@@ -149,10 +194,17 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-@given(route=st.sampled_from(_ROUTES), segment=_SEGMENT, version=_SEGMENT, body=_BODIES,
-       raw=st.booleans(), flags=st.sampled_from(["", "?permanent=true", "?deleted=true", "?normalize=true"]))  # fmt: skip
-def test_schema_registry_routes_never_answer_5xx(registry: TestClient, route: tuple[str, str], segment: str,
-                                                  version: str, body: Any, raw: bool, flags: str) -> None:  # fmt: skip
+@given(
+    route=st.sampled_from(_ROUTES),
+    segment=_SEGMENT,
+    version=_SEGMENT,
+    body=_BODIES,
+    raw=st.booleans(),
+    flags=st.sampled_from(["", "?permanent=true", "?deleted=true", "?normalize=true"]),
+)
+def test_schema_registry_routes_never_answer_5xx(
+    registry: TestClient, route: tuple[str, str], segment: str, version: str, body: Any, raw: bool, flags: str
+) -> None:
     method, template = route
     s, v = quote(segment, safe=""), quote(version, safe="")  # as a client sends them
     path = template.replace("{s}", s).replace("{v}", v).replace("{i}", v) + flags
@@ -160,8 +212,9 @@ def test_schema_registry_routes_never_answer_5xx(registry: TestClient, route: tu
     if method in ("POST", "PUT"):
         text = str(body) if isinstance(body, _Raw) else json.dumps(body)
         content = text if not raw else text[: len(text) // 2]
-        response = registry.request(method, path, content=content,
-                                    headers={"content-type": "application/vnd.schemaregistry.v1+json"})  # fmt: skip
+        response = registry.request(
+            method, path, content=content, headers={"content-type": "application/vnd.schemaregistry.v1+json"}
+        )
     else:
         response = registry.request(method, path)
     SENT["schema registry"] += 1
@@ -179,12 +232,23 @@ def test_the_fuzzed_app_holds_what_was_registered(registry: TestClient) -> None:
 # --- definition bodies: the registration route reads raw JSON, which its OpenAPI does not model -------
 
 _BASE = {
-    "name": "txn_count_1h", "entity": "user", "version": 1, "owner": "risk-team", "value_type": "long",
-    "source": {"topic": "card_transactions", "event_schema": "card_transaction", "subject": "card_transactions-value",
-               "entity_key": "user_id", "timestamp_field": "event_time"},
-    "window": {"kind": "sliding", "size": "1h", "slide": "5m"}, "aggregation": {"function": "count"},
-    "freshness_slo": "10m", "ttl": "2h",
-}  # fmt: skip
+    "name": "txn_count_1h",
+    "entity": "user",
+    "version": 1,
+    "owner": "risk-team",
+    "value_type": "long",
+    "source": {
+        "topic": "card_transactions",
+        "event_schema": "card_transaction",
+        "subject": "card_transactions-value",
+        "entity_key": "user_id",
+        "timestamp_field": "event_time",
+    },
+    "window": {"kind": "sliding", "size": "1h", "slide": "5m"},
+    "aggregation": {"function": "count"},
+    "freshness_slo": "10m",
+    "ttl": "2h",
+}
 _ODD = st.one_of(
     st.sampled_from(_EDGES),
     st.sampled_from(["", "\x00", "a\x00b", "\n", "1h", "-1h", "0s", "99999999999d", "x" * 5000]),
@@ -198,15 +262,41 @@ def definitions_client() -> TestClient:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(path=st.lists(st.sampled_from(["version", "owner", "name", "ttl", "freshness_slo", "tags", "description",
-                                      "window", "aggregation", "source", "value_type", "window.size",
-                                      "window.slide", "window.allowed_lateness", "source.topic", "source.entity_key",
-                                      "aggregation.field", "aliases", "sensitivity", "offline_retention"]),
-                     min_size=1, max_size=3),
-       values=st.lists(_ODD, min_size=3, max_size=3),
-       activate=st.sampled_from(_EDGES).map(str) | st.text(max_size=8))  # fmt: skip
-def test_definition_routes_never_answer_5xx(definitions_client: TestClient, path: list[str], values: list[Any],
-                                            activate: str) -> None:  # fmt: skip
+@given(
+    path=st.lists(
+        st.sampled_from(
+            [
+                "version",
+                "owner",
+                "name",
+                "ttl",
+                "freshness_slo",
+                "tags",
+                "description",
+                "window",
+                "aggregation",
+                "source",
+                "value_type",
+                "window.size",
+                "window.slide",
+                "window.allowed_lateness",
+                "source.topic",
+                "source.entity_key",
+                "aggregation.field",
+                "aliases",
+                "sensitivity",
+                "offline_retention",
+            ]
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    values=st.lists(_ODD, min_size=3, max_size=3),
+    activate=st.sampled_from(_EDGES).map(str) | st.text(max_size=8),
+)
+def test_definition_routes_never_answer_5xx(
+    definitions_client: TestClient, path: list[str], values: list[Any], activate: str
+) -> None:
     body = json.loads(json.dumps(_BASE))
     for key, value in zip(path, values, strict=False):
         *parents, leaf = key.split(".")

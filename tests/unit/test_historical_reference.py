@@ -48,18 +48,27 @@ GHOST = "u_never_seen"
 
 def _catalog(shipped: FeatureCatalog, build_definition: Callable[..., FeatureDefinition]) -> FeatureCatalog:
     tumbling = {"kind": "tumbling", "size": "10m"}
-    max_15m = {"aggregation": {"function": "max", "field": "amount"}, "value_type": "double",
-               "window": {"kind": "tumbling", "size": "15m"}}  # fmt: skip
-    return FeatureCatalog([
-        *shipped,  # user.txn_count_1h (sliding 1h/5m, long) and user.txn_amount_sum_1h (sliding, double), ttl 2h
-        build_definition(name="txn_count_10m", window=tumbling, ttl="25m"),
-        build_definition(name="amount_max_15m", version=1, ttl="40m", **max_15m),
-        build_definition(name="amount_max_15m", version=2, ttl="35m", **max_15m),  # active
-        build_definition(name="txn_count_1h", entity="merchant", ttl="3h"),  # same name and ids, other entity type
-        build_definition(name="last_merchant_5m", value_type="string", ttl="20m",
-                         aggregation={"function": "last", "field": "merchant_id"},
-                         window={"kind": "tumbling", "size": "5m"}),
-    ])  # fmt: skip
+    max_15m = {
+        "aggregation": {"function": "max", "field": "amount"},
+        "value_type": "double",
+        "window": {"kind": "tumbling", "size": "15m"},
+    }
+    return FeatureCatalog(
+        [
+            *shipped,  # user.txn_count_1h (sliding 1h/5m, long) and user.txn_amount_sum_1h (sliding, double), ttl 2h
+            build_definition(name="txn_count_10m", window=tumbling, ttl="25m"),
+            build_definition(name="amount_max_15m", version=1, ttl="40m", **max_15m),
+            build_definition(name="amount_max_15m", version=2, ttl="35m", **max_15m),  # active
+            build_definition(name="txn_count_1h", entity="merchant", ttl="3h"),  # same name and ids, other entity type
+            build_definition(
+                name="last_merchant_5m",
+                value_type="string",
+                ttl="20m",
+                aggregation={"function": "last", "field": "merchant_id"},
+                window={"kind": "tumbling", "size": "5m"},
+            ),
+        ]
+    )
 
 
 FEATURES = ("txn_count_1h", "txn_amount_sum_1h", "txn_count_10m", "amount_max_15m", "last_merchant_5m")
@@ -84,9 +93,13 @@ class Written:
 
 
 def reference(
-    written: Sequence[Written], catalog: FeatureCatalog, entity_type: str, features: Sequence[str],
-    labels: Sequence[tuple[str, int]], per_ms: int = 1000,
-) -> dict[str, list[Any]]:  # fmt: skip
+    written: Sequence[Written],
+    catalog: FeatureCatalog,
+    entity_type: str,
+    features: Sequence[str],
+    labels: Sequence[tuple[str, int]],
+    per_ms: int = 1000,
+) -> dict[str, list[Any]]:
     """labels: (entity id, label time) per row, in units of ``1 / per_ms`` ms (1000: µs, 10**6: ns).
 
     Every comparison is made in the labels' unit, at full precision: no rounding anywhere.
@@ -216,8 +229,14 @@ def generate(c: Chooser, catalog: FeatureCatalog) -> Scenario:
                 ends_seen.append((d, end_us))
                 # The same window written by 1..n_batches batches (re-ingestion), each with its own value.
                 for b in _shuffled(c, range(n_batches))[: c.integer(1, n_batches)]:
-                    if any(e == end_us and r.entity_id == entity_id and r.feature_name == d.name
-                           and r.feature_version == d.version and r.entity_type == d.entity for r, e in batches[b]):  # fmt: skip
+                    if any(
+                        e == end_us
+                        and r.entity_id == entity_id
+                        and r.feature_name == d.name
+                        and r.feature_version == d.version
+                        and r.entity_type == d.entity
+                        for r, e in batches[b]
+                    ):
                         continue  # one row per window per batch: equal ingestion times would be ambiguous
                     # Each copy has its own revision (the writer drops a repeated identity, which names the
                     # whole millisecond). Revisions are drawn independently of the ingestion clock: the
@@ -260,12 +279,14 @@ def generate(c: Chooser, catalog: FeatureCatalog) -> Scenario:
 
 
 def label_table(labels: Sequence[tuple[str, int]], tz: str | None, unit: str = "us") -> pa.Table:
-    return pa.table({
-        "row_id": pa.array(range(len(labels)), type=pa.int64()),
-        "user": pa.array([e for e, _ in labels], type=pa.string()),
-        "event_timestamp": pa.array([t for _, t in labels], type=pa.timestamp(unit, tz=tz)),
-        "label": pa.array([i % 3 == 0 for i in range(len(labels))], type=pa.bool_()),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "row_id": pa.array(range(len(labels)), type=pa.int64()),
+            "user": pa.array([e for e, _ in labels], type=pa.string()),
+            "event_timestamp": pa.array([t for _, t in labels], type=pa.timestamp(unit, tz=tz)),
+            "label": pa.array([i % 3 == 0 for i in range(len(labels))], type=pa.bool_()),
+        }
+    )
 
 
 def iceberg_table(folder: Path) -> Any:
@@ -275,8 +296,9 @@ def iceberg_table(folder: Path) -> Any:
     return ensure_table(sql_catalog, "fs")
 
 
-def write(table: Any, catalog: FeatureCatalog,
-          batches: Sequence[tuple[int, Sequence[FeatureRow | tuple[FeatureRow, int]]]]) -> list[Written]:  # fmt: skip
+def write(
+    table: Any, catalog: FeatureCatalog, batches: Sequence[tuple[int, Sequence[FeatureRow | tuple[FeatureRow, int]]]]
+) -> list[Written]:
     """Whole-millisecond rows through the stream job's writer; the others (given as ``(row, window end µs)``)
     appended as another writer (a batch source, a migration) would."""
     now = [0]
@@ -304,8 +326,15 @@ def write(table: Any, catalog: FeatureCatalog,
     return written
 
 
-def check(table: Any, catalog: FeatureCatalog, written: Sequence[Written], features: Sequence[str],
-          labels: Sequence[tuple[str, int]], tz: str | None, unit: str = "us") -> None:  # fmt: skip
+def check(
+    table: Any,
+    catalog: FeatureCatalog,
+    written: Sequence[Written],
+    features: Sequence[str],
+    labels: Sequence[tuple[str, int]],
+    tz: str | None,
+    unit: str = "us",
+) -> None:
     given_labels = label_table(labels, tz, unit)
     result = get_historical_features(
         table, catalog, given_labels, list(features), entity_type="user", entity_column="user"
@@ -367,15 +396,29 @@ def hand_table(tmp_path: Path, catalog: FeatureCatalog) -> tuple[Any, list[Writt
     merchant = catalog.get("merchant", "txn_count_1h")
     w1, w2, w3 = T0, T0 + 10 * MIN, T0 + 30 * MIN  # w3: another entity's rows; the data reaches T0 + 30m
     batches = [
-        (CLOCK0 + 1, [FeatureRow.of(count, "u1", 5, w1 - HOUR, w1), FeatureRow.of(total, "u1", 10.5, w1 - HOUR, w1),
-                      FeatureRow.of(count, "u1", 9, w2 - HOUR, w2), FeatureRow.of(max_v1, "u1", 999.0, w1 - 15 * MIN, w1),
-                      FeatureRow.of(max_v2, "u1", 42.0, w1 - 15 * MIN, w1),
-                      FeatureRow.of(merchant, "u2", 777, w1 - HOUR, w1),
-                      FeatureRow.of(count, "u0", 3, w3 - HOUR, w3), FeatureRow.of(total, "u0", 4.5, w3 - HOUR, w3),
-                      FeatureRow.of(max_v2, "u0", 7.0, w3 - 15 * MIN, w3)]),
-        (CLOCK0 + 3, [FeatureRow.of(count, "u1", 6, w1 - HOUR, w1, 1), FeatureRow.of(total, "u1", 11.25, w1 - HOUR, w1, 1)]),
-        (CLOCK0 + 2, [FeatureRow.of(count, "u1", 7, w1 - HOUR, w1, 5), FeatureRow.of(total, "u1", 99.0, w1 - HOUR, w1, 5)]),
-    ]  # fmt: skip
+        (
+            CLOCK0 + 1,
+            [
+                FeatureRow.of(count, "u1", 5, w1 - HOUR, w1),
+                FeatureRow.of(total, "u1", 10.5, w1 - HOUR, w1),
+                FeatureRow.of(count, "u1", 9, w2 - HOUR, w2),
+                FeatureRow.of(max_v1, "u1", 999.0, w1 - 15 * MIN, w1),
+                FeatureRow.of(max_v2, "u1", 42.0, w1 - 15 * MIN, w1),
+                FeatureRow.of(merchant, "u2", 777, w1 - HOUR, w1),
+                FeatureRow.of(count, "u0", 3, w3 - HOUR, w3),
+                FeatureRow.of(total, "u0", 4.5, w3 - HOUR, w3),
+                FeatureRow.of(max_v2, "u0", 7.0, w3 - 15 * MIN, w3),
+            ],
+        ),
+        (
+            CLOCK0 + 3,
+            [FeatureRow.of(count, "u1", 6, w1 - HOUR, w1, 1), FeatureRow.of(total, "u1", 11.25, w1 - HOUR, w1, 1)],
+        ),
+        (
+            CLOCK0 + 2,
+            [FeatureRow.of(count, "u1", 7, w1 - HOUR, w1, 5), FeatureRow.of(total, "u1", 99.0, w1 - HOUR, w1, 5)],
+        ),
+    ]
     table = iceberg_table(tmp_path)
     return table, write(table, catalog, batches)
 
@@ -409,8 +452,9 @@ def test_hand_computed_values(hand_table: tuple[Any, list[Written]], catalog: Fe
     order = [3, 0, 8, 15, 13, 1, 6, 11, 16, 2, 9, 4, 12, 7, 14, 5, 10]  # out of time order
     assert sorted(order) == list(range(len(HAND_CASES)))
     labels = [(HAND_CASES[i][0], HAND_CASES[i][1]) for i in order]
-    result = get_historical_features(table, catalog, label_table(labels, tz), features, entity_type="user",
-                                     entity_column="user")  # fmt: skip
+    result = get_historical_features(
+        table, catalog, label_table(labels, tz), features, entity_type="user", entity_column="user"
+    )
     assert result.column("row_id").to_pylist() == list(range(len(order)))
     assert result.column("txn_count_1h").to_pylist() == [HAND_CASES[i][2] for i in order]
     assert result.column("txn_amount_sum_1h").to_pylist() == [HAND_CASES[i][3] for i in order]
@@ -447,8 +491,9 @@ def test_sub_millisecond_hand_computed_values(tmp_path: Path, catalog: FeatureCa
     ]
     for unit, cases in (("us", cases_us), ("ns", cases_ns)):
         labels = [("u1", at) for at, _ in cases]
-        result = get_historical_features(table, catalog, label_table(labels, None, unit), ["txn_count_1h"],
-                                         entity_type="user", entity_column="user")  # fmt: skip
+        result = get_historical_features(
+            table, catalog, label_table(labels, None, unit), ["txn_count_1h"], entity_type="user", entity_column="user"
+        )
         expected = [value for _, value in cases]
         assert result.column("txn_count_1h").to_pylist() == expected, unit
         written = [Written(early, CLOCK0, _us(T0, 300)), Written(late, CLOCK0, _us(T0, 700))]
@@ -457,13 +502,15 @@ def test_sub_millisecond_hand_computed_values(tmp_path: Path, catalog: FeatureCa
         }
 
 
-def test_label_result_does_not_depend_on_other_labels(hand_table: tuple[Any, list[Written]],
-                                                      catalog: FeatureCatalog) -> None:  # fmt: skip
+def test_label_result_does_not_depend_on_other_labels(
+    hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog
+) -> None:
     table, _ = hand_table
 
     def count_at(*labels: tuple[str, int]) -> list[Any]:
-        result = get_historical_features(table, catalog, label_table(labels, None), ["txn_count_1h"],
-                                         entity_type="user", entity_column="user")  # fmt: skip
+        result = get_historical_features(
+            table, catalog, label_table(labels, None), ["txn_count_1h"], entity_type="user", entity_column="user"
+        )
         return result.column("txn_count_1h").to_pylist()
 
     # The data reaches T0 + 30m (u0's row), so by T0 + 5m the window ending then has closed, empty for u1.
@@ -483,32 +530,42 @@ def test_label_result_does_not_depend_on_other_labels(hand_table: tuple[Any, lis
         ("ns", (T0 + 5 * MIN) * 1_000_000 - 1, 6),
     ],
 )
-def test_timestamp_units(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog, unit: str, value: int,
-                         expected: int | None) -> None:  # fmt: skip
+def test_timestamp_units(
+    hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog, unit: str, value: int, expected: int | None
+) -> None:
     table, _ = hand_table
     labels = pa.table({"user": ["u1"], "event_timestamp": pa.array([value], type=pa.timestamp(unit))})
     result = get_historical_features(table, catalog, labels, ["txn_count_1h"], entity_type="user", entity_column="user")
     assert result.column("txn_count_1h").to_pylist() == [expected]
 
 
-def test_snapshot_id_reads_the_table_as_of_that_snapshot(hand_table: tuple[Any, list[Written]],
-                                                         catalog: FeatureCatalog) -> None:  # fmt: skip
+def test_snapshot_id_reads_the_table_as_of_that_snapshot(
+    hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog
+) -> None:
     table, _ = hand_table
     snapshots = sorted(table.metadata.snapshots, key=lambda s: s.sequence_number)
     assert len(snapshots) == 3
     labels = label_table([("u1", _us(T0))], None)
     values = [
-        get_historical_features(table, catalog, labels, ["txn_count_1h"], entity_type="user", entity_column="user",
-                                snapshot_id=s.snapshot_id).column("txn_count_1h").to_pylist()
+        get_historical_features(
+            table,
+            catalog,
+            labels,
+            ["txn_count_1h"],
+            entity_type="user",
+            entity_column="user",
+            snapshot_id=s.snapshot_id,
+        )
+        .column("txn_count_1h")
+        .to_pylist()
         for s in snapshots
-    ]  # fmt: skip
+    ]
     # Batch 2 (ingested at +3, revision 1) beats batch 3 (ingested at +2, revision 5), appended later:
     # the latest ingestion wins before the revision.
     assert values == [[5], [6], [6]]
 
 
-def test_replayed_rows_are_not_appended_again(hand_table: tuple[Any, list[Written]],
-                                              catalog: FeatureCatalog) -> None:  # fmt: skip
+def test_replayed_rows_are_not_appended_again(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog) -> None:
     table, written = hand_table
     before = table.scan().to_arrow().num_rows
     snapshots = len(table.metadata.snapshots)
@@ -532,8 +589,9 @@ def test_replayed_rows_are_not_appended_again(hand_table: tuple[Any, list[Writte
 def test_no_rows_at_all(tmp_path: Path, catalog: FeatureCatalog) -> None:
     table = iceberg_table(tmp_path)  # created, never appended to
     labels = label_table([("u1", _us(T0)), (GHOST, _us(T0 + HOUR))], "UTC")
-    result = get_historical_features(table, catalog, labels, ["txn_amount_sum_1h", "txn_count_1h"],
-                                     entity_type="user", entity_column="user")  # fmt: skip
+    result = get_historical_features(
+        table, catalog, labels, ["txn_amount_sum_1h", "txn_count_1h"], entity_type="user", entity_column="user"
+    )
     assert result.column("txn_amount_sum_1h").to_pylist() == [None, None]
     assert result.column("txn_count_1h").to_pylist() == [None, None]
     assert result.schema.field("txn_count_1h").type == pa.int64()
@@ -548,8 +606,14 @@ def test_labels_before_every_row(hand_table: tuple[Any, list[Written]], catalog:
 
 def test_empty_label_frame(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog) -> None:
     table, _ = hand_table
-    result = get_historical_features(table, catalog, label_table([], None), ["txn_count_1h", "txn_amount_sum_1h"],
-                                     entity_type="user", entity_column="user")  # fmt: skip
+    result = get_historical_features(
+        table,
+        catalog,
+        label_table([], None),
+        ["txn_count_1h", "txn_amount_sum_1h"],
+        entity_type="user",
+        entity_column="user",
+    )
     assert result.num_rows == 0
     assert result.column_names == ["row_id", "user", "event_timestamp", "label", "txn_count_1h", "txn_amount_sum_1h"]
     assert result.schema.field("txn_count_1h").type == pa.int64()
@@ -560,8 +624,12 @@ def test_integer_entity_column_is_matched_as_text(tmp_path: Path, catalog: Featu
     table = iceberg_table(tmp_path)
     count = catalog.get("user", "txn_count_1h")
     write(table, catalog, [(CLOCK0, [FeatureRow.of(count, "42", 3, T0 - HOUR, T0)])])
-    labels = pa.table({"user": pa.array([42, 43], type=pa.int64()),
-                       "event_timestamp": pa.array([_us(T0)] * 2, type=pa.timestamp("us"))})  # fmt: skip
+    labels = pa.table(
+        {
+            "user": pa.array([42, 43], type=pa.int64()),
+            "event_timestamp": pa.array([_us(T0)] * 2, type=pa.timestamp("us")),
+        }
+    )
     result = get_historical_features(table, catalog, labels, ["txn_count_1h"], entity_type="user", entity_column="user")
     assert result.column("txn_count_1h").to_pylist() == [3, None]
 
@@ -569,21 +637,52 @@ def test_integer_entity_column_is_matched_as_text(tmp_path: Path, catalog: Featu
 @pytest.mark.parametrize(
     ("labels", "kwargs", "error", "message"),
     [
-        (pa.table({"user": ["u1"]}), {}, DefinitionError, "label frame has no 'event_timestamp' column (columns: ['user'])"),
-        (pa.table({"user": ["u1"], "event_timestamp": [1]}), {}, DefinitionError,
-         "label column 'event_timestamp' must be a timestamp, not int64"),
-        (pa.table({"user": ["u1", "u2"], "event_timestamp": pa.array([1, None], type=pa.timestamp("us"))}), {},
-         DefinitionError, "label column 'event_timestamp' has 1 null timestamps"),
-        (pa.table({"who": ["u1"], "event_timestamp": pa.array([1], type=pa.timestamp("us"))}), {},
-         DefinitionError, "label frame has no entity column 'user'"),
-        (pa.table({"user": ["u1"], "txn_count_1h": [1], "event_timestamp": pa.array([1], type=pa.timestamp("us"))}),
-         {}, DefinitionError, "label frame already has column(s) named like features: ['txn_count_1h']"),
-        (pa.table({"user": ["u1"], "ts": pa.array([1], type=pa.timestamp("us"))}), {"features": ["nope", "txn_count_1h", "nada"]},
-         UnknownFeatureError, "unknown feature(s) for entity type 'user': nada, nope"),
+        (
+            pa.table({"user": ["u1"]}),
+            {},
+            DefinitionError,
+            "label frame has no 'event_timestamp' column (columns: ['user'])",
+        ),
+        (
+            pa.table({"user": ["u1"], "event_timestamp": [1]}),
+            {},
+            DefinitionError,
+            "label column 'event_timestamp' must be a timestamp, not int64",
+        ),
+        (
+            pa.table({"user": ["u1", "u2"], "event_timestamp": pa.array([1, None], type=pa.timestamp("us"))}),
+            {},
+            DefinitionError,
+            "label column 'event_timestamp' has 1 null timestamps",
+        ),
+        (
+            pa.table({"who": ["u1"], "event_timestamp": pa.array([1], type=pa.timestamp("us"))}),
+            {},
+            DefinitionError,
+            "label frame has no entity column 'user'",
+        ),
+        (
+            pa.table({"user": ["u1"], "txn_count_1h": [1], "event_timestamp": pa.array([1], type=pa.timestamp("us"))}),
+            {},
+            DefinitionError,
+            "label frame already has column(s) named like features: ['txn_count_1h']",
+        ),
+        (
+            pa.table({"user": ["u1"], "ts": pa.array([1], type=pa.timestamp("us"))}),
+            {"features": ["nope", "txn_count_1h", "nada"]},
+            UnknownFeatureError,
+            "unknown feature(s) for entity type 'user': nada, nope",
+        ),
     ],
-)  # fmt: skip
-def test_bad_label_frames(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog, labels: pa.Table,
-                          kwargs: dict[str, Any], error: type[Exception], message: str) -> None:  # fmt: skip
+)
+def test_bad_label_frames(
+    hand_table: tuple[Any, list[Written]],
+    catalog: FeatureCatalog,
+    labels: pa.Table,
+    kwargs: dict[str, Any],
+    error: type[Exception],
+    message: str,
+) -> None:
     table, _ = hand_table
     features = kwargs.get("features", ["txn_count_1h"])
     with pytest.raises(error) as info:
@@ -596,11 +695,15 @@ def test_long_values_are_exact(tmp_path: Path, catalog: FeatureCatalog) -> None:
     count = catalog.get("user", "txn_count_1h")
     total = catalog.get("user", "txn_amount_sum_1h")
     big = 2**53 + 1
-    write(table, catalog, [(CLOCK0, [FeatureRow.of(count, "u1", big, T0 - HOUR, T0),
-                                     FeatureRow.of(total, "u1", 1.0, T0 - HOUR, T0)])])  # fmt: skip
+    write(
+        table,
+        catalog,
+        [(CLOCK0, [FeatureRow.of(count, "u1", big, T0 - HOUR, T0), FeatureRow.of(total, "u1", 1.0, T0 - HOUR, T0)])],
+    )
     labels = label_table([("u1", _us(T0)), (GHOST, _us(T0))], None)
-    result = get_historical_features(table, catalog, labels, ["txn_count_1h", "txn_amount_sum_1h"],
-                                     entity_type="user", entity_column="user")  # fmt: skip
+    result = get_historical_features(
+        table, catalog, labels, ["txn_count_1h", "txn_amount_sum_1h"], entity_type="user", entity_column="user"
+    )
     assert result.column("txn_amount_sum_1h").to_pylist() == [1.0, None]
     assert result.column("txn_count_1h").to_pylist() == [big, None]
 
@@ -626,6 +729,7 @@ def test_rows_tied_on_end_ingestion_and_revision_resolve_like_cassandra_cells(
     writer = OfflineWriter(table)
     for value in values:  # appended one by one, in this order: the stream job's writer refuses a repeated identity
         table.append(writer.to_arrow([FeatureRow.of(d, "u1", value, T0 - HOUR, T0, 3)], CLOCK0))
-    result = get_historical_features(table, catalog, label_table([("u1", _us(T0))], None), [feature],
-                                     entity_type="user", entity_column="user")  # fmt: skip
+    result = get_historical_features(
+        table, catalog, label_table([("u1", _us(T0))], None), [feature], entity_type="user", entity_column="user"
+    )
     assert result.column(feature).to_pylist() == [expected]

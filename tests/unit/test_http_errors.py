@@ -102,6 +102,21 @@ def test_an_unknown_code_from_a_newer_server_stays_a_string() -> None:
     assert code_of("<html>bad gateway</html>", 502) == ("http_502", "<html>bad gateway</html>")
 
 
-_DEFINITION_FIELDS = {"entity", "name", "version", "description", "owner", "tags", "source", "window", "aggregation",
-                      "value_type", "ttl", "freshness_slo", "sensitivity", "offline_retention", "allowed_lateness",
-                      "key_field"}  # fmt: skip
+_DEFINITION_FIELDS = {
+    "entity",
+    "name",
+    "version",
+    "description",
+    "owner",
+    "tags",
+    "source",
+    "window",
+    "aggregation",
+    "value_type",
+    "ttl",
+    "freshness_slo",
+    "sensitivity",
+    "offline_retention",
+    "allowed_lateness",
+    "key_field",
+}

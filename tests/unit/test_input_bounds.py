@@ -48,8 +48,9 @@ def registry(tmp_path: Path) -> TestClient:
         ("DELETE", f"/subjects/s/versions/{2**70}", 422, 42202),  # Confluent parses the version first
     ],
 )
-def test_ids_and_versions_past_every_integer_width(registry: TestClient, method: str, path: str, status: int,
-                                                   code: int) -> None:  # fmt: skip
+def test_ids_and_versions_past_every_integer_width(
+    registry: TestClient, method: str, path: str, status: int, code: int
+) -> None:
     response = registry.request(method, path)
     assert (response.status_code, response.json()["error_code"]) == (status, code), response.text
 
@@ -75,8 +76,10 @@ def test_nesting_up_to_the_limit_still_registers_and_checks(registry: TestClient
 def registry_server(tmp_path: Path) -> Iterator[int]:
     process = subprocess.Popen(
         [sys.executable, "-m", "registry.schema_registry", "--port", "0", "--db", str(tmp_path / "schemas.db")],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -119,8 +122,9 @@ def definitions(tmp_path: Path) -> TestClient:
         def progress(self) -> dict[str, int]:
             return {}
 
-    return TestClient(create_app(LiveCatalog(DefinitionStore(tmp_path / "d.db")), NoValues()),
-                      raise_server_exceptions=False)  # fmt: skip
+    return TestClient(
+        create_app(LiveCatalog(DefinitionStore(tmp_path / "d.db")), NoValues()), raise_server_exceptions=False
+    )
 
 
 @pytest.mark.parametrize(
@@ -135,8 +139,12 @@ def definitions(tmp_path: Path) -> TestClient:
         ({"owner": "x" * 257}, "owner: String should have at most 256 characters"),
     ],
 )
-def test_definition_fields_out_of_range(definitions: TestClient, make_definition_dict: Callable[..., dict[str, Any]],
-                                        overrides: dict[str, Any], message: str) -> None:  # fmt: skip
+def test_definition_fields_out_of_range(
+    definitions: TestClient,
+    make_definition_dict: Callable[..., dict[str, Any]],
+    overrides: dict[str, Any],
+    message: str,
+) -> None:
     response = definitions.post("/v1/feature-definitions", json=make_definition_dict(**overrides))
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "invalid_definition"
@@ -151,9 +159,9 @@ def test_descriptions_keep_newlines(
 
 
 @pytest.mark.parametrize("version", [2**31, 2**63, 2**70, 0, -1])
-def test_activating_a_version_out_of_range_is_unknown(definitions: TestClient,
-                                                       make_definition_dict: Callable[..., dict[str, Any]],
-                                                       version: int) -> None:  # fmt: skip
+def test_activating_a_version_out_of_range_is_unknown(
+    definitions: TestClient, make_definition_dict: Callable[..., dict[str, Any]], version: int
+) -> None:
     assert definitions.post("/v1/feature-definitions", json=make_definition_dict()).status_code == 201
     response = definitions.post(f"/v1/feature-definitions/user/txn_count_1h/activate?version={version}")
     assert response.status_code == 404, response.text

@@ -198,8 +198,11 @@ def test_api_register_and_fetch(client: TestClient) -> None:
     assert client.get("/subjects").json() == ["s"]
     assert client.get("/subjects/s/versions").json() == [1, 2]
     assert client.get("/subjects/s/versions/latest").json() == {
-        "subject": "s", "version": 2, "id": 2, "schema": normalize(schema_for(1))
-    }  # fmt: skip
+        "subject": "s",
+        "version": 2,
+        "id": 2,
+        "schema": normalize(schema_for(1)),
+    }
     assert client.get("/subjects/s/versions/1").json()["id"] == 1
     response = client.post("/subjects/s", json={"schema": json.dumps(json.loads(CARD), indent=2)})
     assert response.json() == {"subject": "s", "version": 1, "id": 1, "schema": normalize(CARD)}

@@ -53,8 +53,11 @@ class Clock:
 class Source:
     """In-memory stored vectors; ``gate`` holds reads until set; ``fail`` makes reads raise."""
 
-    def __init__(self, values: dict[str, dict[tuple[str, int], StoredValue]] | None = None,
-                 progress: dict[str, int] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        values: dict[str, dict[tuple[str, int], StoredValue]] | None = None,
+        progress: dict[str, int] | None = None,
+    ) -> None:
         self.values = values or {}
         self.progress_ms = {STREAM: T} if progress is None else progress
         self.reads: list[tuple[str, ...]] = []
@@ -100,8 +103,9 @@ def app_for(live: LiveCatalog, source: Source, clock: Callable[[], int] = lambda
     )
 
 
-def rows(count: tuple[int, Any] | None = None, total: tuple[int, Any] | None = None,
-         count_v2: tuple[int, Any] | None = None) -> dict[tuple[str, int], StoredValue]:  # fmt: skip
+def rows(
+    count: tuple[int, Any] | None = None, total: tuple[int, Any] | None = None, count_v2: tuple[int, Any] | None = None
+) -> dict[tuple[str, int], StoredValue]:
     out = {}
     for key, cell in ((("txn_count_1h", 1), count), (("txn_amount_sum_1h", 1), total), (("txn_count_1h", 2), count_v2)):
         if cell is not None:
@@ -119,20 +123,33 @@ def iso(ms: int) -> str:
 def test_batch_reports_every_status(live: LiveCatalog) -> None:
     lagging = T - 15 * MIN  # stale: 16.5 min old, freshness 10 min, progress stuck at the same window
     source = Source(
-        {"fresh": rows(count=(T, 7), total=(T, 2.5), count_v2=(T, 70)),
-         "old": rows(total=(T - 2 * 60 * MIN - 5 * MIN, 1.0)),  # total past its 2h TTL: expired
-         "lag": rows(count_v2=(lagging, 3))},
+        {
+            "fresh": rows(count=(T, 7), total=(T, 2.5), count_v2=(T, 70)),
+            "old": rows(total=(T - 2 * 60 * MIN - 5 * MIN, 1.0)),  # total past its 2h TTL: expired
+            "lag": rows(count_v2=(lagging, 3)),
+        },
         progress={STREAM: T},
-    )  # fmt: skip
+    )
     stale_source = Source({"lag": rows(count_v2=(lagging, 3))}, progress={STREAM: lagging})
-    body = app_for(live, source).post("/v1/features/user/batch", json={
-        "entity_ids": ["fresh", "old", "nobody"], "names": ["txn_count_1h", "txn_amount_sum_1h"]}).json()  # fmt: skip
+    body = (
+        app_for(live, source)
+        .post(
+            "/v1/features/user/batch",
+            json={"entity_ids": ["fresh", "old", "nobody"], "names": ["txn_count_1h", "txn_amount_sum_1h"]},
+        )
+        .json()
+    )
     assert body["names"] == ["txn_count_1h", "txn_amount_sum_1h"]
     assert body["versions"] == [2, 1]  # the active versions
     assert body["served_at"] == iso(NOW)
     fresh, old, nobody = body["results"]
-    assert fresh == {"entity_id": "fresh", "values": [70, 2.5], "feature_timestamps": [iso(T), iso(T)],
-                     "age_seconds": [90.0, 90.0], "statuses": ["present", "present"]}  # fmt: skip
+    assert fresh == {
+        "entity_id": "fresh",
+        "values": [70, 2.5],
+        "feature_timestamps": [iso(T), iso(T)],
+        "age_seconds": [90.0, 90.0],
+        "statuses": ["present", "present"],
+    }
     assert old["statuses"] == ["missing", "expired"]
     assert old["values"] == [None, None]
     assert old["feature_timestamps"] == [None, iso(T - 125 * MIN)]
@@ -195,8 +212,10 @@ def test_store_down_is_503_for_single_and_batch(live: LiveCatalog) -> None:
     source = Source()
     source.fail = StoreUnavailableError("online store read failed: NoHostAvailable")
     client = app_for(live, source)
-    for response in (client.get("/v1/features/user/u1"), client.post("/v1/features/user/batch",
-                                                                       json={"entity_ids": ["a", "b"]})):  # fmt: skip
+    for response in (
+        client.get("/v1/features/user/u1"),
+        client.post("/v1/features/user/batch", json={"entity_ids": ["a", "b"]}),
+    ):
         assert response.status_code == 503
         assert response.json() == {"error": "store_unavailable", "message": "online store read failed: NoHostAvailable"}
 
@@ -207,8 +226,13 @@ def test_store_down_is_503_for_single_and_batch(live: LiveCatalog) -> None:
 def test_feature_service_pins_versions(live: LiveCatalog, services: LiveFeatureServices) -> None:
     source = Source({"u1": rows(count=(T, 5), total=(T, 9.5), count_v2=(T, 50))})
     client = app_for(live, source, services=services)
-    pinned = {"name": "fraud-model", "features": [{"entity": "user", "name": "txn_count_1h", "version": 1},
-                                                   {"entity": "user", "name": "txn_amount_sum_1h", "version": 1}]}  # fmt: skip
+    pinned = {
+        "name": "fraud-model",
+        "features": [
+            {"entity": "user", "name": "txn_count_1h", "version": 1},
+            {"entity": "user", "name": "txn_amount_sum_1h", "version": 1},
+        ],
+    }
     created = client.post("/v1/feature-services", json=pinned)
     assert created.status_code == 201, created.text
     assert created.json()["feature_service"]["ref"] == "fraud-model@1"
@@ -220,11 +244,20 @@ def test_feature_service_pins_versions(live: LiveCatalog, services: LiveFeatureS
     assert conflict.json()["error"] == "version_conflict"
 
     v1 = client.get("/v1/features/user/u1", params={"feature_service": "fraud-model@1"}).json()["features"]
-    assert {k: (f["value"], f["version"]) for k, f in v1.items()} == {"txn_count_1h": (5, 1),
-                                                                       "txn_amount_sum_1h": (9.5, 1)}  # fmt: skip
+    assert {k: (f["value"], f["version"]) for k, f in v1.items()} == {
+        "txn_count_1h": (5, 1),
+        "txn_amount_sum_1h": (9.5, 1),
+    }
     latest = client.get("/v1/features/user/u1", params={"feature_service": "fraud-model"}).json()["features"]
-    assert latest == {"txn_count_1h": {"value": 50, "feature_timestamp": iso(T), "age_seconds": 90.0, "version": 2,
-                                       "status": "present"}}  # fmt: skip
+    assert latest == {
+        "txn_count_1h": {
+            "value": 50,
+            "feature_timestamp": iso(T),
+            "age_seconds": 90.0,
+            "version": 2,
+            "status": "present",
+        }
+    }
     batch = client.post("/v1/features/user/batch", json={"entity_ids": ["u1"], "feature_service": "fraud-model@v1"})
     assert batch.json()["versions"] == [1, 1]
     assert client.get("/v1/feature-services/fraud-model").json()["versions"] == [1, 2]
@@ -233,20 +266,38 @@ def test_feature_service_pins_versions(live: LiveCatalog, services: LiveFeatureS
 
 def test_feature_service_errors(live: LiveCatalog, services: LiveFeatureServices) -> None:
     client = app_for(live, Source(), services=services)
-    unknown_pin = client.post("/v1/feature-services", json={
-        "name": "m", "features": [{"entity": "user", "name": "txn_count_1h", "version": 9}]})  # fmt: skip
+    unknown_pin = client.post(
+        "/v1/feature-services",
+        json={"name": "m", "features": [{"entity": "user", "name": "txn_count_1h", "version": 9}]},
+    )
     assert unknown_pin.status_code == 404
     assert unknown_pin.json()["names"] == ["txn_count_1h@v9"]
-    twice = client.post("/v1/feature-services", json={"name": "m", "features": [
-        {"entity": "user", "name": "txn_count_1h", "version": 1}, {"entity": "user", "name": "txn_count_1h", "version": 2}]})  # fmt: skip
+    twice = client.post(
+        "/v1/feature-services",
+        json={
+            "name": "m",
+            "features": [
+                {"entity": "user", "name": "txn_count_1h", "version": 1},
+                {"entity": "user", "name": "txn_count_1h", "version": 2},
+            ],
+        },
+    )
     assert twice.status_code == 422
-    wrong_type = client.post("/v1/feature-services", json={"name": "m", "features": [
-        {"entity": "user", "name": "txn_count_1h", "version": 1, "value_type": "double"}]})  # fmt: skip
+    wrong_type = client.post(
+        "/v1/feature-services",
+        json={
+            "name": "m",
+            "features": [{"entity": "user", "name": "txn_count_1h", "version": 1, "value_type": "double"}],
+        },
+    )
     assert wrong_type.status_code == 422
     missing = client.get("/v1/features/user/u1", params={"feature_service": "nope@2"})
     assert missing.status_code == 404
-    assert missing.json() == {"error": "unknown_feature_service", "message": "unknown feature service 'nope@2'",
-                              "feature_service": "nope@2"}  # fmt: skip
+    assert missing.json() == {
+        "error": "unknown_feature_service",
+        "message": "unknown feature service 'nope@2'",
+        "feature_service": "nope@2",
+    }
     assert client.get("/v1/feature-services/nope").status_code == 404
     client.post(
         "/v1/feature-services",
@@ -414,16 +465,33 @@ def test_openapi_describes_the_routes(live: LiveCatalog, services: LiveFeatureSe
 # --- the Python client -----------------------------------------------------------------------------
 
 
-def test_client_against_the_app(live: LiveCatalog, services: LiveFeatureServices,
-                                make_definition_dict: Callable[..., dict[str, Any]]) -> None:  # fmt: skip
+def test_client_against_the_app(
+    live: LiveCatalog, services: LiveFeatureServices, make_definition_dict: Callable[..., dict[str, Any]]
+) -> None:
     source = Source({"u1": rows(count_v2=(T, 7), total=(T, 2.5))})
     fs = FeatureClient(client=app_for(live, source, services=services))
     vector = fs.get_features("user", "u1", ["txn_count_1h"])
     assert vector["features"]["txn_count_1h"]["value"] == 7
     batch = fs.get_features_batch("user", ["u1", "u2"], ["txn_amount_sum_1h", "txn_count_1h"])
-    assert batch[0] == {"entity_id": "u1", "features": {
-        "txn_amount_sum_1h": {"value": 2.5, "feature_timestamp": iso(T), "age_seconds": 90.0, "version": 1, "status": "present"},
-        "txn_count_1h": {"value": 7, "feature_timestamp": iso(T), "age_seconds": 90.0, "version": 2, "status": "present"}}}  # fmt: skip
+    assert batch[0] == {
+        "entity_id": "u1",
+        "features": {
+            "txn_amount_sum_1h": {
+                "value": 2.5,
+                "feature_timestamp": iso(T),
+                "age_seconds": 90.0,
+                "version": 1,
+                "status": "present",
+            },
+            "txn_count_1h": {
+                "value": 7,
+                "feature_timestamp": iso(T),
+                "age_seconds": 90.0,
+                "version": 2,
+                "status": "present",
+            },
+        },
+    }
     assert batch[1]["features"]["txn_count_1h"]["status"] == "missing"
     assert {d["name"] for d in fs.list_definitions(entity="user")} == {"txn_count_1h", "txn_amount_sum_1h"}
     created = fs.register_definition(
@@ -439,8 +507,9 @@ def test_client_against_the_app(live: LiveCatalog, services: LiveFeatureServices
         fs.get_features("user", "a b")
     assert bad.value.code == "bad_entity_id"
     with pytest.raises(DefinitionConflictError):
-        fs.register_definition(make_definition_dict(name="txn_count_10m", window={"kind": "tumbling", "size": "20m"},
-                                                    version=1))  # fmt: skip
+        fs.register_definition(
+            make_definition_dict(name="txn_count_10m", window={"kind": "tumbling", "size": "20m"}, version=1)
+        )
     source.fail = StoreUnavailableError("down")
     with pytest.raises(StoreUnavailableError):
         fs.get_features_batch("user", ["u9"])
@@ -464,12 +533,16 @@ def _bulk_store(path: Path, definitions: list[FeatureDefinition]) -> DefinitionS
     now = datetime.now(UTC).isoformat()
     conn = sqlite3.connect(path)
     with conn:
-        conn.executemany("INSERT INTO feature_versions VALUES (?, ?, ?, ?, ?, ?)", [
-            (d.entity, d.name, d.version, d.model_dump_json(), d.identity_hash, now) for d in definitions])  # fmt: skip
-        conn.executemany("INSERT INTO active_versions VALUES (?, ?, ?, ?)",
-                         [(d.entity, d.name, d.version, now) for d in definitions])  # fmt: skip
-        conn.execute("INSERT INTO changes (at, entity, name, version, action) VALUES (?, 'bulk', 'bulk', 0, 'created')",
-                     (now,))  # fmt: skip
+        conn.executemany(
+            "INSERT INTO feature_versions VALUES (?, ?, ?, ?, ?, ?)",
+            [(d.entity, d.name, d.version, d.model_dump_json(), d.identity_hash, now) for d in definitions],
+        )
+        conn.executemany(
+            "INSERT INTO active_versions VALUES (?, ?, ?, ?)", [(d.entity, d.name, d.version, now) for d in definitions]
+        )
+        conn.execute(
+            "INSERT INTO changes (at, entity, name, version, action) VALUES (?, 'bulk', 'bulk', 0, 'created')", (now,)
+        )
     conn.close()
     return store
 
@@ -481,8 +554,10 @@ def test_request_cost_does_not_grow_with_10000_definitions(
     few = [template.model_copy(update={"name": f"f{i}"}) for i in range(10)]
     # 10,000 definitions over 1,000 entity types; the requested entity type has the same 10 features.
     many = few + [template.model_copy(update={"name": f"f{i % 10}", "entity": f"e{i // 10:04d}"}) for i in range(9_990)]
-    catalogs = {"few": LiveCatalog(_bulk_store(tmp_path / "few.db", few)),
-                "many": LiveCatalog(_bulk_store(tmp_path / "many.db", many))}  # fmt: skip
+    catalogs = {
+        "few": LiveCatalog(_bulk_store(tmp_path / "few.db", few)),
+        "many": LiveCatalog(_bulk_store(tmp_path / "many.db", many)),
+    }
     assert len(catalogs["many"].current()) == 10_000
     stored = {(f"f{i}", 1): StoredValue(i, T) for i in range(10)}
     names = ",".join(f"f{i}" for i in range(10))
@@ -537,12 +612,17 @@ def test_request_cost_does_not_grow_with_10000_definitions(
 
 
 @given(
-    ttl=st.integers(1, 10**8), slo=st.integers(1, 10**8), step=st.sampled_from([None, 60_000, 300_000]),
-    empty=st.sampled_from([0, 0.0, None]), closed=st.integers(0, 2 * 10**9), now=st.integers(0, 2 * 10**9),
+    ttl=st.integers(1, 10**8),
+    slo=st.integers(1, 10**8),
+    step=st.sampled_from([None, 60_000, 300_000]),
+    empty=st.sampled_from([0, 0.0, None]),
+    closed=st.integers(0, 2 * 10**9),
+    now=st.integers(0, 2 * 10**9),
     stored=st.one_of(st.none(), st.integers(0, 2 * 10**9)),
-)  # fmt: skip
-def test_present_from_is_exactly_when_a_row_is_served_as_stored(ttl: int, slo: int, step: int | None, empty: float | None,
-                                                                  closed: int, now: int, stored: int | None) -> None:  # fmt: skip
+)
+def test_present_from_is_exactly_when_a_row_is_served_as_stored(
+    ttl: int, slo: int, step: int | None, empty: float | None, closed: int, now: int, stored: int | None
+) -> None:
     cut = Rule(ttl, slo, step, empty).cut(closed, now)
     value, ts, status = judge(cut, stored, "v")
     if stored is not None and stored >= cut[4]:

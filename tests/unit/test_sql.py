@@ -130,8 +130,9 @@ def test_merchant_group_keys_by_its_entity_key(make_definition: MakeDef) -> None
         ("count_distinct", "merchant_id", "long", "CAST(COUNT(DISTINCT `merchant_id`) AS BIGINT) AS `f`"),
     ],
 )
-def test_aggregate_expressions(make_definition: MakeDef, function: str, field: str | None, value_type: str,
-                               expression: str) -> None:  # fmt: skip
+def test_aggregate_expressions(
+    make_definition: MakeDef, function: str, field: str | None, value_type: str, expression: str
+) -> None:
     aggregation = {"function": function} if field is None else {"function": function, "field": field}
     (group,) = window_groups([make_definition(name="f", aggregation=aggregation, value_type=value_type)])
     assert f"  {expression}\n" in aggregate_sql(group, "v")

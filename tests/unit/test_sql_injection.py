@@ -34,8 +34,14 @@ PAYLOADS = [
     'x"y',
     "",
 ]
-FIELDS = ["source.topic", "source.subject", "source.entity_key", "source.timestamp_field", "source.event_id_field",
-          "aggregation.field"]  # fmt: skip
+FIELDS = [
+    "source.topic",
+    "source.subject",
+    "source.entity_key",
+    "source.timestamp_field",
+    "source.event_id_field",
+    "aggregation.field",
+]
 
 
 def _overrides(field: str, payload: str) -> dict[str, Any]:
@@ -79,9 +85,16 @@ def test_the_http_route_answers_422_naming_the_field(
 
 
 def test_valid_names_still_register(make_definition_dict: Callable[..., dict[str, Any]]) -> None:
-    d = FeatureDefinition.model_validate(make_definition_dict(**{
-        "source.topic": "Payments.card-events_v2", "source.subject": "payments.card-events_v2-value",
-        "source.entity_key": "_user_Id9", "source.event_id_field": "txn_id"}))  # fmt: skip
+    d = FeatureDefinition.model_validate(
+        make_definition_dict(
+            **{
+                "source.topic": "Payments.card-events_v2",
+                "source.subject": "payments.card-events_v2-value",
+                "source.entity_key": "_user_Id9",
+                "source.event_id_field": "txn_id",
+            }
+        )
+    )
     assert d.source.topic == "Payments.card-events_v2"
     for topic in (".", "..", "a" * 250, "a/b"):
         with pytest.raises(ValidationError, match="topic"):
@@ -102,8 +115,11 @@ def _shape(sql: str) -> list[str]:
 
 def _quoted(sql: str) -> list[str]:
     """The contents of the quoted tokens, unescaped."""
-    return [t[1:-1].replace("''", "'") if t.startswith("'") else t[1:-1].replace("``", "`")
-            for t in _TOKEN.findall(sql) if t[:1] in "'`"]  # fmt: skip
+    return [
+        t[1:-1].replace("''", "'") if t.startswith("'") else t[1:-1].replace("``", "`")
+        for t in _TOKEN.findall(sql)
+        if t[:1] in "'`"
+    ]
 
 
 def _options(ddl: str) -> dict[str, str]:
@@ -118,8 +134,9 @@ def _bypassing(d: FeatureDefinition, **source_fields: str) -> FeatureDefinition:
 
 
 @pytest.mark.parametrize("payload", PAYLOADS[:5])
-def test_source_ddl_keeps_its_shape_whatever_the_topic(make_definition: Callable[..., FeatureDefinition],
-                                                       payload: str) -> None:  # fmt: skip
+def test_source_ddl_keeps_its_shape_whatever_the_topic(
+    make_definition: Callable[..., FeatureDefinition], payload: str
+) -> None:
     benign = make_definition()
     hostile = _bypassing(benign, topic=payload)
     kwargs: dict[str, Any] = {"bootstrap": "127.0.0.1:9092", "group_id": "g", "bounded": True}
@@ -138,8 +155,12 @@ def test_source_ddl_keeps_its_shape_whatever_the_topic(make_definition: Callable
 def test_window_and_dedup_sql_keep_their_shape_whatever_the_field(
     make_definition: Callable[..., FeatureDefinition], payload: str, field: str
 ) -> None:
-    last = make_definition(name="last_m", value_type="string", aggregation={"function": "last", "field": "merchant_id"},
-                           **{"source.event_id_field": "transaction_id"})  # fmt: skip
+    last = make_definition(
+        name="last_m",
+        value_type="string",
+        aggregation={"function": "last", "field": "merchant_id"},
+        **{"source.event_id_field": "transaction_id"},
+    )
     if field == "aggregation":
         hostile = last.model_copy(update={"aggregation": Aggregation.model_construct(function="last", field=payload)})
     else:

@@ -41,8 +41,12 @@ def tumbling_def(make_definition: MakeDef) -> FeatureDefinition:
     return make_definition(name="count_10m", window={"kind": "tumbling", "size": "10m"})
 
 
-def test_step(make_definition: MakeDef, count_def: FeatureDefinition, session_def: FeatureDefinition,
-              tumbling_def: FeatureDefinition) -> None:  # fmt: skip
+def test_step(
+    make_definition: MakeDef,
+    count_def: FeatureDefinition,
+    session_def: FeatureDefinition,
+    tumbling_def: FeatureDefinition,
+) -> None:
     assert step_ms(count_def) == 5 * MIN // 1000
     assert step_us(count_def) == 5 * MIN
     assert step_us(tumbling_def) == 10 * MIN
@@ -64,8 +68,9 @@ def test_step(make_definition: MakeDef, count_def: FeatureDefinition, session_de
         ("last", "merchant_id", "string", None),
     ],
 )
-def test_empty_value(make_definition: MakeDef, function: str, field: str | None, value_type: str,
-                     expected: object) -> None:  # fmt: skip
+def test_empty_value(
+    make_definition: MakeDef, function: str, field: str | None, value_type: str, expected: object
+) -> None:
     aggregation = {"function": function} if field is None else {"function": function, "field": field}
     d = make_definition(aggregation=aggregation, value_type=value_type)
     value = empty_value(d)
@@ -108,8 +113,9 @@ def test_ttl_boundary_with_later_closed_window_is_empty(count_def: FeatureDefini
         ("last", "merchant_id", "string", None),
     ],
 )
-def test_empty_window_after_stored_one(make_definition: MakeDef, function: str, field: str | None,
-                                       value_type: str, expected: object) -> None:  # fmt: skip
+def test_empty_window_after_stored_one(
+    make_definition: MakeDef, function: str, field: str | None, value_type: str, expected: object
+) -> None:
     aggregation = {"function": function} if field is None else {"function": function, "field": field}
     d = make_definition(aggregation=aggregation, value_type=value_type)
     r = resolve(d, T, 123, closed_through_us=T + 5 * MIN, now_us=T + 5 * MIN + 30_000)
@@ -172,8 +178,9 @@ def test_session_windows_have_no_empty_inference(session_def: FeatureDefinition)
     now_offset=st.integers(min_value=0, max_value=4 * HOUR),
     value=st.integers(min_value=1, max_value=10**6),
 )
-def test_resolve_invariants(count_def: FeatureDefinition, stored_steps: int, closed_offset: int, now_offset: int,
-                            value: int) -> None:  # fmt: skip
+def test_resolve_invariants(
+    count_def: FeatureDefinition, stored_steps: int, closed_offset: int, now_offset: int, value: int
+) -> None:
     """Properties of the rule for an aligned sliding count, stated without re-deriving its formula."""
     w = T + stored_steps * 5 * MIN
     now = w + now_offset
@@ -212,10 +219,13 @@ def test_sub_millisecond_window_ends_order_within_a_millisecond(count_def: Featu
 
 
 @given(
-    ttl_ms=st.integers(1, 10**6), slo_ms=st.integers(1, 10**6), step_ms_=st.sampled_from([None, 1, 60_000, 300_000]),
-    closed_us=st.integers(0, 2 * 10**12), now_us=st.integers(0, 2 * 10**12),
+    ttl_ms=st.integers(1, 10**6),
+    slo_ms=st.integers(1, 10**6),
+    step_ms_=st.sampled_from([None, 1, 60_000, 300_000]),
+    closed_us=st.integers(0, 2 * 10**12),
+    now_us=st.integers(0, 2 * 10**12),
     stored_ms=st.one_of(st.none(), st.integers(0, 2 * 10**9)),
-)  # fmt: skip
+)
 def test_a_cut_in_whole_milliseconds_judges_like_the_microsecond_rule(
     ttl_ms: int, slo_ms: int, step_ms_: int | None, closed_us: int, now_us: int, stored_ms: int | None
 ) -> None:
@@ -251,8 +261,11 @@ _ARROW = {"long": pa.int64(), "double": pa.float64(), "string": pa.large_string(
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=st.sampled_from(sorted(_VALUES)).flatmap(
-    lambda t: st.tuples(st.just(t), st.lists(st.one_of(st.none(), _VALUES[t]), min_size=1, max_size=12))))  # fmt: skip
+@given(
+    case=st.sampled_from(sorted(_VALUES)).flatmap(
+        lambda t: st.tuples(st.just(t), st.lists(st.one_of(st.none(), _VALUES[t]), min_size=1, max_size=12))
+    )
+)
 def test_vectorized_tie_keys_order_like_tie_key(case: tuple[str, list[object]]) -> None:
     from serving.offline.asof_join import tie_keys
 

@@ -48,18 +48,33 @@ GHOST = "nobody"
 @pytest.fixture(scope="module")
 def catalog(make_definition: Callable[..., FeatureDefinition]) -> FeatureCatalog:
     tumbling_5m = {"kind": "tumbling", "size": "5m"}
-    max_15m = {"aggregation": {"function": "max", "field": "amount"}, "value_type": "double",
-               "window": {"kind": "tumbling", "size": "15m"}}  # fmt: skip
-    return FeatureCatalog([
-        make_definition(name="count_5m", window=tumbling_5m, ttl="20m"),
-        make_definition(name="sum_10m", value_type="double", window={"kind": "sliding", "size": "10m", "slide": "5m"},
-                        aggregation={"function": "sum", "field": "amount"}, ttl="30m"),
-        make_definition(name="last_merchant", value_type="string", window=tumbling_5m, ttl="15m",
-                        aggregation={"function": "last", "field": "merchant_id"}),
-        make_definition(name="amount_max", version=1, ttl="40m", **max_15m),
-        make_definition(name="amount_max", version=2, ttl="35m", **max_15m),
-        make_definition(name="count_5m", entity="merchant", window=tumbling_5m, ttl="1h"),
-    ])  # fmt: skip
+    max_15m = {
+        "aggregation": {"function": "max", "field": "amount"},
+        "value_type": "double",
+        "window": {"kind": "tumbling", "size": "15m"},
+    }
+    return FeatureCatalog(
+        [
+            make_definition(name="count_5m", window=tumbling_5m, ttl="20m"),
+            make_definition(
+                name="sum_10m",
+                value_type="double",
+                window={"kind": "sliding", "size": "10m", "slide": "5m"},
+                aggregation={"function": "sum", "field": "amount"},
+                ttl="30m",
+            ),
+            make_definition(
+                name="last_merchant",
+                value_type="string",
+                window=tumbling_5m,
+                ttl="15m",
+                aggregation={"function": "last", "field": "merchant_id"},
+            ),
+            make_definition(name="amount_max", version=1, ttl="40m", **max_15m),
+            make_definition(name="amount_max", version=2, ttl="35m", **max_15m),
+            make_definition(name="count_5m", entity="merchant", window=tumbling_5m, ttl="1h"),
+        ]
+    )
 
 
 FEATURES = ["count_5m", "sum_10m", "last_merchant", "amount_max"]
@@ -94,8 +109,12 @@ def append(table: Any, rows: Sequence[Row]) -> int:
         columns["feature_version"].append(r.d.version)
         columns["event_time"].append(r.end_ms * 1000)
         columns["window_start"].append(r.end_ms * 1000 - 1)
-        for vt, col in (("long", "value_long"), ("double", "value_double"), ("string", "value_string"),
-                        ("boolean", "value_boolean")):  # fmt: skip
+        for vt, col in (
+            ("long", "value_long"),
+            ("double", "value_double"),
+            ("string", "value_string"),
+            ("boolean", "value_boolean"),
+        ):
             columns[col].append(r.value if r.d.value_type == vt else None)
         columns["ingested_at"].append(r.ingested_ms * 1000)
         columns["revision"].append(r.revision)
@@ -105,20 +124,33 @@ def append(table: Any, rows: Sequence[Row]) -> int:
 
 
 def labels_table(labels: Sequence[tuple[str, int]]) -> pa.Table:
-    return pa.table({
-        "row_id": pa.array(range(len(labels)), pa.int64()),
-        "who": pa.array([e for e, _ in labels], pa.string()),
-        "event_timestamp": pa.array([ms for _, ms in labels], pa.timestamp("ms", tz="UTC")),
-        "target": pa.array([i % 2 == 0 for i in range(len(labels))]),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "row_id": pa.array(range(len(labels)), pa.int64()),
+            "who": pa.array([e for e, _ in labels], pa.string()),
+            "event_timestamp": pa.array([ms for _, ms in labels], pa.timestamp("ms", tz="UTC")),
+            "target": pa.array([i % 2 == 0 for i in range(len(labels))]),
+        }
+    )
 
 
-def reference(rows: Sequence[Row], catalog: FeatureCatalog, features: Sequence[str], labels: Sequence[tuple[str, int]],
-              *, snapshot: int | None = None, ingested_until_ms: int | None = None) -> dict[str, list[Any]]:  # fmt: skip
+def reference(
+    rows: Sequence[Row],
+    catalog: FeatureCatalog,
+    features: Sequence[str],
+    labels: Sequence[tuple[str, int]],
+    *,
+    snapshot: int | None = None,
+    ingested_until_ms: int | None = None,
+) -> dict[str, list[Any]]:
     """Brute force: visible rows only; latest window end <= label; ties: latest ingestion, highest revision,
     greatest value."""
-    visible = [r for r in rows if (snapshot is None or r.snapshot <= snapshot)
-               and (ingested_until_ms is None or r.ingested_ms <= ingested_until_ms)]  # fmt: skip
+    visible = [
+        r
+        for r in rows
+        if (snapshot is None or r.snapshot <= snapshot)
+        and (ingested_until_ms is None or r.ingested_ms <= ingested_until_ms)
+    ]
     out: dict[str, list[Any]] = {}
     for name in features:
         d = catalog.get("user", name)
@@ -133,8 +165,15 @@ def reference(rows: Sequence[Row], catalog: FeatureCatalog, features: Sequence[s
                 default=None,
             )
             closed = at if reach is None else min(at, reach)
-            values.append(resolve(d, best.end_ms * 1000 if best else None, best.value if best else None,
-                                  closed_through_us=closed * 1000, now_us=at * 1000).value)  # fmt: skip
+            values.append(
+                resolve(
+                    d,
+                    best.end_ms * 1000 if best else None,
+                    best.value if best else None,
+                    closed_through_us=closed * 1000,
+                    now_us=at * 1000,
+                ).value
+            )
         out[name] = values
     return out
 
@@ -188,18 +227,28 @@ def write(table: Any, batches: Sequence[Sequence[Row]]) -> list[int]:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_chunked_and_streamed_joins_equal_the_reference_at_every_snapshot(seed: int, tmp_path: Path,
-                                                                          catalog: FeatureCatalog) -> None:  # fmt: skip
+def test_chunked_and_streamed_joins_equal_the_reference_at_every_snapshot(
+    seed: int, tmp_path: Path, catalog: FeatureCatalog
+) -> None:
     batches, labels = scenario(seed, catalog)
     batches = [b for b in batches if b]
-    batches = [[Row(r.d, r.entity_id, r.value, r.end_ms, r.ingested_ms, i, r.revision) for r in b]
-               for i, b in enumerate(batches)]  # fmt: skip
+    batches = [
+        [Row(r.d, r.entity_id, r.value, r.end_ms, r.ingested_ms, i, r.revision) for r in b]
+        for i, b in enumerate(batches)
+    ]
     table = iceberg_table(tmp_path)
     snapshots = write(table, batches)
     rows = [r for b in batches for r in b]
     given = labels_table(labels)
-    join = lambda **kw: get_historical_features(table, catalog, given, FEATURES, entity_type="user",  # noqa: E731
-                                                entity_column="who", **kw)  # fmt: skip
+    join = lambda **kw: get_historical_features(  # noqa: E731
+        table,
+        catalog,
+        given,
+        FEATURES,
+        entity_type="user",
+        entity_column="who",
+        **kw,
+    )
     whole = join()
     expected = reference(rows, catalog, FEATURES, labels)
     assert {n: whole.column(n).to_pylist() for n in FEATURES} == expected, labels
@@ -208,29 +257,39 @@ def test_chunked_and_streamed_joins_equal_the_reference_at_every_snapshot(seed: 
         assert join(chunk_rows=chunk_rows).equals(whole), chunk_rows
     definitions = resolve_features(catalog, "user", FEATURES)
     for batch_rows in (1, 4):
-        streamed = join_label_batches(table, definitions, given.schema, given.to_batches(max_chunksize=batch_rows),
-                                      entity_type="user", entity_column="who", timestamp_column="event_timestamp",
-                                      point=read_point(table, None))  # fmt: skip
+        streamed = join_label_batches(
+            table,
+            definitions,
+            given.schema,
+            given.to_batches(max_chunksize=batch_rows),
+            entity_type="user",
+            entity_column="who",
+            timestamp_column="event_timestamp",
+            point=read_point(table, None),
+        )
         assert pa.Table.from_batches(list(streamed)).equals(whole)
     for i, snapshot_id in enumerate(snapshots):
         at = join(as_of=snapshot_id)
-        assert {n: at.column(n).to_pylist() for n in FEATURES} == reference(rows, catalog, FEATURES, labels,
-                                                                            snapshot=i), i  # fmt: skip
+        assert {n: at.column(n).to_pylist() for n in FEATURES} == reference(
+            rows, catalog, FEATURES, labels, snapshot=i
+        ), i
         assert join(snapshot_id=snapshot_id).equals(at)
     # As of now: the last snapshot, minus the rows of the writer whose clock runs ahead.
     now = datetime.now(UTC)
     at = join(as_of=now)
     until = (now - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
-    assert {n: at.column(n).to_pylist() for n in FEATURES} == reference(rows, catalog, FEATURES, labels,
-                                                                        ingested_until_ms=until)  # fmt: skip
+    assert {n: at.column(n).to_pylist() for n in FEATURES} == reference(
+        rows, catalog, FEATURES, labels, ingested_until_ms=until
+    )
 
 
 def _feature(catalog: FeatureCatalog, name: str, version: int | None = None) -> FeatureDefinition:
     return catalog.get("user", name, version)
 
 
-def test_as_of_a_time_reads_the_snapshot_then_and_rows_ingested_by_then(tmp_path: Path,
-                                                                        catalog: FeatureCatalog) -> None:  # fmt: skip
+def test_as_of_a_time_reads_the_snapshot_then_and_rows_ingested_by_then(
+    tmp_path: Path, catalog: FeatureCatalog
+) -> None:
     table = iceberg_table(tmp_path)
     count = _feature(catalog, "count_5m")
     wall = int(time.time() * 1000)
@@ -243,8 +302,13 @@ def test_as_of_a_time_reads_the_snapshot_then_and_rows_ingested_by_then(tmp_path
     labels = labels_table([("e1", T0), ("e2", T0), ("e1", T0 + 1)])
 
     def count_at(as_of: Any) -> list[Any]:
-        return get_historical_features(table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who",
-                                       as_of=as_of).column("count_5m").to_pylist()  # fmt: skip
+        return (
+            get_historical_features(
+                table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who", as_of=as_of
+            )
+            .column("count_5m")
+            .to_pylist()
+        )
 
     assert count_at(None) == [2, 5, 2]
     assert count_at(between) == [1, 5, 1]
@@ -266,8 +330,13 @@ def test_as_of_also_bounds_the_reach_of_the_data(tmp_path: Path, catalog: Featur
     labels = labels_table([("e1", T0 + 10 * MIN)])
 
     def count_at(as_of: Any) -> list[Any]:
-        return get_historical_features(table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who",
-                                       as_of=as_of).column("count_5m").to_pylist()  # fmt: skip
+        return (
+            get_historical_features(
+                table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who", as_of=as_of
+            )
+            .column("count_5m")
+            .to_pylist()
+        )
 
     assert count_at(None) == [0]  # the data reaches T0 + 30m: the window ending T0 + 10m closed empty
     assert count_at(early) == [4]  # as of the first snapshot the data reached T0 only: the value holds
@@ -287,11 +356,20 @@ def test_bad_as_of(tmp_path: Path, catalog: FeatureCatalog, kwargs: dict[str, An
     table = iceberg_table(tmp_path)
     snapshot = append(table, [Row(_feature(catalog, "count_5m"), "e1", 1, T0, INGEST0)])
     with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        get_historical_features(table, catalog, labels_table([("e1", T0)]), ["count_5m"], entity_type="user",
-                                entity_column="who", **kwargs)  # fmt: skip
+        get_historical_features(
+            table, catalog, labels_table([("e1", T0)]), ["count_5m"], entity_type="user", entity_column="who", **kwargs
+        )
     with pytest.raises(DatasetError, match="either snapshot_id or as_of"):
-        get_historical_features(table, catalog, labels_table([("e1", T0)]), ["count_5m"], entity_type="user",
-                                entity_column="who", snapshot_id=snapshot, as_of=snapshot)  # fmt: skip
+        get_historical_features(
+            table,
+            catalog,
+            labels_table([("e1", T0)]),
+            ["count_5m"],
+            entity_type="user",
+            entity_column="who",
+            snapshot_id=snapshot,
+            as_of=snapshot,
+        )
 
 
 def test_pinned_versions_and_duplicates(tmp_path: Path, catalog: FeatureCatalog) -> None:
@@ -299,8 +377,14 @@ def test_pinned_versions_and_duplicates(tmp_path: Path, catalog: FeatureCatalog)
     v1, v2 = _feature(catalog, "amount_max", 1), _feature(catalog, "amount_max", 2)
     append(table, [Row(v1, "e1", 1.0, T0, INGEST0), Row(v2, "e1", 2.0, T0, INGEST0)])
     labels = labels_table([("e1", T0)])
-    join = lambda features: get_historical_features(table, catalog, labels, features,  # noqa: E731
-                                                    entity_type="user", entity_column="who")  # fmt: skip
+    join = lambda features: get_historical_features(  # noqa: E731
+        table,
+        catalog,
+        labels,
+        features,
+        entity_type="user",
+        entity_column="who",
+    )
     assert join(["amount_max"]).column("amount_max").to_pylist() == [2.0]
     assert join(["amount_max@v1"]).column("amount_max").to_pylist() == [1.0]
     with pytest.raises(DefinitionError, match="more than once"):
@@ -316,8 +400,13 @@ def test_equal_ingestion_ties_do_not_depend_on_append_order(tmp_path: Path, cata
         table = iceberg_table(tmp_path / str(i))
         for value in order:
             append(table, [Row(total, "e1", value, T0, INGEST0)])
-        results.append(get_historical_features(table, catalog, labels_table([("e1", T0)]), ["sum_10m"],
-                                               entity_type="user", entity_column="who").column("sum_10m").to_pylist())  # fmt: skip
+        results.append(
+            get_historical_features(
+                table, catalog, labels_table([("e1", T0)]), ["sum_10m"], entity_type="user", entity_column="who"
+            )
+            .column("sum_10m")
+            .to_pylist()
+        )
     assert results == [[7.0]] * 3
 
 
@@ -325,13 +414,28 @@ def test_sub_millisecond_window_ends_compare_at_full_precision(tmp_path: Path, c
     table = iceberg_table(tmp_path)
     count = _feature(catalog, "count_5m")
     schema = offline_layout.arrow_schema()
-    row = {"entity_type": "user", "entity_id": "e1", "feature_name": count.name, "feature_version": count.version,
-           "event_time": T0 * 1000 + 500, "window_start": None, "value_long": 3, "value_double": None,
-           "value_string": None, "value_boolean": None, "ingested_at": INGEST0 * 1000}  # fmt: skip
+    row = {
+        "entity_type": "user",
+        "entity_id": "e1",
+        "feature_name": count.name,
+        "feature_version": count.version,
+        "event_time": T0 * 1000 + 500,
+        "window_start": None,
+        "value_long": 3,
+        "value_double": None,
+        "value_string": None,
+        "value_boolean": None,
+        "ingested_at": INGEST0 * 1000,
+    }
     table.append(pa.Table.from_pylist([row], schema=schema))
-    labels = pa.table({"who": ["e1", "e1", "e1", "e1"],
-                       "event_timestamp": pa.array([T0 * 1000 + 500, T0 * 1000 + 499, T0 * 1000, T0 * 1000 + 501],
-                                                   pa.timestamp("us"))})  # fmt: skip
+    labels = pa.table(
+        {
+            "who": ["e1", "e1", "e1", "e1"],
+            "event_timestamp": pa.array(
+                [T0 * 1000 + 500, T0 * 1000 + 499, T0 * 1000, T0 * 1000 + 501], pa.timestamp("us")
+            ),
+        }
+    )
     result = get_historical_features(table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who")
     # The row ends at T0 + 500 µs: in the future of labels before that, by any fraction of a millisecond.
     assert result.column("count_5m").to_pylist() == [3, None, None, 3]
@@ -341,13 +445,21 @@ def test_reach_searches_back_beyond_the_newest_day(tmp_path: Path, catalog: Feat
     table = iceberg_table(tmp_path)
     count, total = _feature(catalog, "count_5m"), _feature(catalog, "sum_10m")
     last = _feature(catalog, "last_merchant")
-    append(table, [Row(count, "e1", 1, T0 + 40 * DAY, INGEST0), Row(count, "e2", 1, T0, INGEST0),
-                   Row(total, "e1", 2.0, T0 - 3 * DAY, INGEST0), Row(total, "e2", 2.0, T0 - 90 * DAY, INGEST0)])  # fmt: skip
+    append(
+        table,
+        [
+            Row(count, "e1", 1, T0 + 40 * DAY, INGEST0),
+            Row(count, "e2", 1, T0, INGEST0),
+            Row(total, "e1", 2.0, T0 - 3 * DAY, INGEST0),
+            Row(total, "e2", 2.0, T0 - 90 * DAY, INGEST0),
+        ],
+    )
     append(table, [Row(total, "e0", 2.0, T0 - 200 * DAY, INGEST0 + 1)])
     point = read_point(table, None)
     assert data_reach(table, point, "user", [count, total, last]) == {
-        ("count_5m", 1): (T0 + 40 * DAY) * 1000, ("sum_10m", 1): (T0 - 3 * DAY) * 1000,
-    }  # fmt: skip
+        ("count_5m", 1): (T0 + 40 * DAY) * 1000,
+        ("sum_10m", 1): (T0 - 3 * DAY) * 1000,
+    }
     assert data_reach(table, point, "merchant", [catalog.get("merchant", "count_5m")]) == {}
 
 
@@ -362,19 +474,24 @@ def built(tmp_path: Path, catalog: FeatureCatalog) -> tuple[Any, list[Row], list
     return table, [r for b in batches for r in b], labels
 
 
-def test_manifest_rebuilds_an_identical_table(built: tuple[Any, list[Row], list[tuple[str, int]]],
-                                              catalog: FeatureCatalog) -> None:  # fmt: skip
+def test_manifest_rebuilds_an_identical_table(
+    built: tuple[Any, list[Row], list[tuple[str, int]]], catalog: FeatureCatalog
+) -> None:
     table, _, labels = built
     given = labels_table(labels)
-    first = build_training_set(table, catalog, given, FEATURES, entity_type="user", entity_column="who",
-                               chunk_rows=3)  # fmt: skip
+    first = build_training_set(table, catalog, given, FEATURES, entity_type="user", entity_column="who", chunk_rows=3)
     m = first.manifest
-    assert first.table.equals(get_historical_features(table, catalog, given, FEATURES, entity_type="user",
-                                                      entity_column="who"))  # fmt: skip
+    assert first.table.equals(
+        get_historical_features(table, catalog, given, FEATURES, entity_type="user", entity_column="who")
+    )
     assert m.row_count == given.num_rows == m.labels_rows
     assert m.snapshot_id == table.metadata.current_snapshot_id and m.as_of is None and m.ingested_until is None
-    assert [(f.name, f.version) for f in m.features] == [("count_5m", 1), ("sum_10m", 1), ("last_merchant", 1),
-                                                        ("amount_max", 2)]  # fmt: skip
+    assert [(f.name, f.version) for f in m.features] == [
+        ("count_5m", 1),
+        ("sum_10m", 1),
+        ("last_merchant", 1),
+        ("amount_max", 2),
+    ]
     assert m.features[3].identity_hash == _feature(catalog, "amount_max").identity_hash
     assert m.content_sha256 == content_sha256(first.table) and m.labels_sha256 == content_sha256(given)
     assert "pyarrow" in m.code_version
@@ -388,19 +505,25 @@ def test_manifest_rebuilds_an_identical_table(built: tuple[Any, list[Row], list[
     assert again.manifest == m
 
 
-def test_rebuild_refuses_what_differs(built: tuple[Any, list[Row], list[tuple[str, int]]], catalog: FeatureCatalog,
-                                      make_definition: Callable[..., FeatureDefinition]) -> None:  # fmt: skip
+def test_rebuild_refuses_what_differs(
+    built: tuple[Any, list[Row], list[tuple[str, int]]],
+    catalog: FeatureCatalog,
+    make_definition: Callable[..., FeatureDefinition],
+) -> None:
     table, _, labels = built
     given = labels_table(labels)
     as_of = datetime.now(UTC)
-    m = build_training_set(table, catalog, given, FEATURES, entity_type="user", entity_column="who",
-                           as_of=as_of).manifest  # fmt: skip
+    m = build_training_set(
+        table, catalog, given, FEATURES, entity_type="user", entity_column="who", as_of=as_of
+    ).manifest
     assert m.as_of is not None and m.ingested_until == m.as_of
     assert rebuild(table, catalog, m, given).table.num_rows == given.num_rows
     with pytest.raises(DatasetError, match="these labels are not training set"):
         rebuild(table, catalog, m, given.slice(1))
-    changed = FeatureCatalog([d for d in catalog if d.name != "count_5m" or d.entity != "user"]
-                             + [make_definition(name="count_5m", window={"kind": "tumbling", "size": "5m"}, ttl="21m")])  # fmt: skip
+    changed = FeatureCatalog(
+        [d for d in catalog if d.name != "count_5m" or d.entity != "user"]
+        + [make_definition(name="count_5m", window={"kind": "tumbling", "size": "5m"}, ttl="21m")]
+    )
     with pytest.raises(DatasetError, match="count_5m@v1 changed since"):
         rebuild(table, changed, m, given)
     with pytest.raises(DatasetError, match="differs"):
@@ -421,21 +544,31 @@ def test_manifest_id_is_its_content(
     assert json.loads(a.to_json())["id"] == a.id == Manifest.content_id(a.model_dump(mode="json"))
 
 
-def test_parquet_build_and_rebuild_match_the_in_memory_ones(built: tuple[Any, list[Row], list[tuple[str, int]]],
-                                                            catalog: FeatureCatalog, tmp_path: Path) -> None:  # fmt: skip
+def test_parquet_build_and_rebuild_match_the_in_memory_ones(
+    built: tuple[Any, list[Row], list[tuple[str, int]]], catalog: FeatureCatalog, tmp_path: Path
+) -> None:
     table, _, labels = built
     pq.write_table(labels_table(labels), tmp_path / "labels.parquet")
     given = pq.read_table(tmp_path / "labels.parquet")
     in_memory = build_training_set(table, catalog, given, FEATURES, entity_type="user", entity_column="who")
-    m = build_parquet(table, catalog, tmp_path / "labels.parquet", tmp_path / "out.parquet", FEATURES,
-                      entity_type="user", entity_column="who", chunk_rows=4)  # fmt: skip
+    m = build_parquet(
+        table,
+        catalog,
+        tmp_path / "labels.parquet",
+        tmp_path / "out.parquet",
+        FEATURES,
+        entity_type="user",
+        entity_column="who",
+        chunk_rows=4,
+    )
     assert (m.content_sha256, m.labels_sha256) == (in_memory.manifest.content_sha256, in_memory.manifest.labels_sha256)
     assert pq.read_table(tmp_path / "out.parquet").equals(in_memory.table)
     rebuild_parquet(table, catalog, m, tmp_path / "labels.parquet", tmp_path / "again.parquet", chunk_rows=5)
     assert pq.read_table(tmp_path / "again.parquet").equals(in_memory.table)
     with pytest.raises(DatasetError, match="differs"):
-        rebuild_parquet(table, catalog, m.model_copy(update={"row_count": 1}), tmp_path / "labels.parquet",
-                        tmp_path / "bad.parquet")  # fmt: skip
+        rebuild_parquet(
+            table, catalog, m.model_copy(update={"row_count": 1}), tmp_path / "labels.parquet", tmp_path / "bad.parquet"
+        )
     assert not (tmp_path / "bad.parquet").exists()  # a differing result never appears under its name
 
 
@@ -443,8 +576,12 @@ def test_content_hash_ignores_layout_and_bytes_under_nulls() -> None:
     values = pa.array([1, 99, 3, 77, 5], pa.int64())
     masked = pa.array([True, False, True, False, True])
     a = pa.table({"x": pa.array([1, None, 3, None, 5], pa.int64()), "s": ["a", None, "c", None, "e"]})
-    b = pa.table({"x": values.take(pa.array([0, None, 2, None, 4])),
-                  "s": pa.array(["a", "zz", "c", "yy", "e"]).filter(pa.array([True] * 5))})  # fmt: skip
+    b = pa.table(
+        {
+            "x": values.take(pa.array([0, None, 2, None, 4])),
+            "s": pa.array(["a", "zz", "c", "yy", "e"]).filter(pa.array([True] * 5)),
+        }
+    )
     b = b.set_column(1, "s", pa.compute.if_else(masked, b.column("s"), pa.scalar(None, pa.string())))
     b = b.set_column(0, "x", pa.compute.if_else(masked, values, pa.scalar(None, pa.int64())))
     assert a.equals(b) and content_sha256(a) == content_sha256(b)
@@ -459,11 +596,13 @@ def test_content_hash_ignores_layout_and_bytes_under_nulls() -> None:
 # --- the store of manifests and model links, and the CLI -------------------------------------------
 
 
-def test_store_keeps_manifests_and_model_links(built: tuple[Any, list[Row], list[tuple[str, int]]],
-                                               catalog: FeatureCatalog, tmp_path: Path) -> None:  # fmt: skip
+def test_store_keeps_manifests_and_model_links(
+    built: tuple[Any, list[Row], list[tuple[str, int]]], catalog: FeatureCatalog, tmp_path: Path
+) -> None:
     table, _, labels = built
-    m = build_training_set(table, catalog, labels_table(labels), FEATURES, entity_type="user",
-                           entity_column="who").manifest  # fmt: skip
+    m = build_training_set(
+        table, catalog, labels_table(labels), FEATURES, entity_type="user", entity_column="who"
+    ).manifest
     db = tmp_path / "registry" / "definitions.db"
     DefinitionStore(db)  # the same file holds the definitions
     store = TrainingSetStore(db)
@@ -485,9 +624,13 @@ def test_store_keeps_manifests_and_model_links(built: tuple[Any, list[Row], list
         reopened.get("x")
 
 
-def test_cli_build_link_show_rebuild(built: tuple[Any, list[Row], list[tuple[str, int]]], catalog: FeatureCatalog,
-                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_cli_build_link_show_rebuild(
+    built: tuple[Any, list[Row], list[tuple[str, int]]],
+    catalog: FeatureCatalog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from serving.offline import training
 
     _, rows, labels = built
@@ -502,10 +645,24 @@ def test_cli_build_link_show_rebuild(built: tuple[Any, list[Row], list[tuple[str
     monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (folder / "wh").as_uri())
     monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
     pq.write_table(labels_table(labels), tmp_path / "labels.parquet")
-    args = ["--labels", str(tmp_path / "labels.parquet"), "--entity-type", "user", "--entity-column", "who",
-            "--features", "count_5m,amount_max@v1", "--chunk-rows", "3"]  # fmt: skip
-    assert training.main(["build", *args, "--out", str(tmp_path / "train.parquet"),
-                          "--copy-labels-to", str(tmp_path / "kept")]) == 0  # fmt: skip
+    args = [
+        "--labels",
+        str(tmp_path / "labels.parquet"),
+        "--entity-type",
+        "user",
+        "--entity-column",
+        "who",
+        "--features",
+        "count_5m,amount_max@v1",
+        "--chunk-rows",
+        "3",
+    ]
+    assert (
+        training.main(
+            ["build", *args, "--out", str(tmp_path / "train.parquet"), "--copy-labels-to", str(tmp_path / "kept")]
+        )
+        == 0
+    )
     manifest = Manifest.from_json((tmp_path / "train.parquet.manifest.json").read_text())
     assert [f.ref for f in manifest.features] == ["count_5m@v1", "amount_max@v1"]
     assert training.main(["link-model", "--id", manifest.id, "--model", "fraud", "--model-version", "3"]) == 0
@@ -521,16 +678,18 @@ def test_cli_build_link_show_rebuild(built: tuple[Any, list[Row], list[tuple[str
     assert training.main(["rebuild", "--id", "nope", "--out", str(tmp_path / "x.parquet")]) == 1
 
 
-def test_null_and_integer_entities_and_the_historical_cli(tmp_path: Path, catalog: FeatureCatalog,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_null_and_integer_entities_and_the_historical_cli(
+    tmp_path: Path, catalog: FeatureCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from serving.offline import historical
 
     folder = tmp_path / "cli"
     table = iceberg_table(folder, "feature_store")
     count = _feature(catalog, "count_5m")
     append(table, [Row(count, "7", 3, T0, INGEST0), Row(count, "8", 4, T0, INGEST0)])
-    labels = pa.table({"who": pa.array([7, None, 8, 9], pa.int64()),
-                       "event_timestamp": pa.array([T0] * 4, pa.timestamp("ms"))})  # fmt: skip
+    labels = pa.table(
+        {"who": pa.array([7, None, 8, 9], pa.int64()), "event_timestamp": pa.array([T0] * 4, pa.timestamp("ms"))}
+    )
     result = get_historical_features(table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who")
     assert result.column("count_5m").to_pylist() == [3, None, 4, None]
     db = folder / "definitions.db"
@@ -542,8 +701,20 @@ def test_null_and_integer_entities_and_the_historical_cli(tmp_path: Path, catalo
     monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (folder / "wh").as_uri())
     monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
     pq.write_table(labels, tmp_path / "labels.parquet")
-    args = ["--labels", str(tmp_path / "labels.parquet"), "--out", str(tmp_path / "out.parquet"),
-            "--entity-type", "user", "--entity-column", "who", "--features", "count_5m", "--chunk-rows", "2"]  # fmt: skip
+    args = [
+        "--labels",
+        str(tmp_path / "labels.parquet"),
+        "--out",
+        str(tmp_path / "out.parquet"),
+        "--entity-type",
+        "user",
+        "--entity-column",
+        "who",
+        "--features",
+        "count_5m",
+        "--chunk-rows",
+        "2",
+    ]
     assert historical.main(args) == 0
     assert pq.read_table(tmp_path / "out.parquet").equals(result)
     assert historical.main([*args, "--as-of", "2000-01-01T00:00:00Z"]) == 0  # before any snapshot: all null

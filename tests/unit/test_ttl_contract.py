@@ -65,26 +65,46 @@ def setup(
     from pyiceberg.catalog.sql import SqlCatalog
 
     definitions = [
-        make_definition(name="count_10m", window={"kind": "sliding", "size": "10m", "slide": "5m"}, ttl="20m",
-                        freshness_slo="1h"),
-        make_definition(name="amount_sum", value_type="double", window={"kind": "tumbling", "size": "15m"},
-                        aggregation={"function": "sum", "field": "amount"}, ttl="25m"),
-        make_definition(name="last_merchant", value_type="string", window={"kind": "tumbling", "size": "5m"},
-                        aggregation={"function": "last", "field": "merchant_id"}, ttl="12m"),
-    ]  # fmt: skip
+        make_definition(
+            name="count_10m", window={"kind": "sliding", "size": "10m", "slide": "5m"}, ttl="20m", freshness_slo="1h"
+        ),
+        make_definition(
+            name="amount_sum",
+            value_type="double",
+            window={"kind": "tumbling", "size": "15m"},
+            aggregation={"function": "sum", "field": "amount"},
+            ttl="25m",
+        ),
+        make_definition(
+            name="last_merchant",
+            value_type="string",
+            window={"kind": "tumbling", "size": "5m"},
+            aggregation={"function": "last", "field": "merchant_id"},
+            ttl="12m",
+        ),
+    ]
     store = DefinitionStore(tmp_path / "definitions.db")
     for d in definitions:
         store.register(d)
-    table = ensure_table(SqlCatalog("unit", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=(tmp_path / "wh").as_uri()),
-                         "fs")  # fmt: skip
+    table = ensure_table(
+        SqlCatalog("unit", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=(tmp_path / "wh").as_uri()), "fs"
+    )
     rows: dict[FeatureDefinition, list[tuple[int, Any]]] = {
         d: [(T0 + m * MIN, v) for m, v in ROWS[d.name]] for d in definitions
     }
     records = [
-        {"entity_type": "user", "entity_id": "e1", "feature_name": d.name, "feature_version": d.version,
-         "event_time": end * 1000, f"value_{d.value_type}": value, "ingested_at": T0 * 1000 + 10**9}
-        for d, stored in rows.items() for end, value in stored
-    ]  # fmt: skip
+        {
+            "entity_type": "user",
+            "entity_id": "e1",
+            "feature_name": d.name,
+            "feature_version": d.version,
+            "event_time": end * 1000,
+            f"value_{d.value_type}": value,
+            "ingested_at": T0 * 1000 + 10**9,
+        }
+        for d, stored in rows.items()
+        for end, value in stored
+    ]
     table.append(pa.Table.from_pylist(records, schema=offline_layout.arrow_schema()))
     progress: dict[str, int] = {}
     for d, stored in rows.items():  # online progress = offline reach (per stream; one feature per stream here)
@@ -93,8 +113,9 @@ def setup(
     return table, store, StoredRows(rows, progress), definitions
 
 
-def test_serving_and_offline_agree_and_expiry_is_reported(setup: tuple[Any, Any, StoredRows,
-                                                                       list[FeatureDefinition]]) -> None:  # fmt: skip
+def test_serving_and_offline_agree_and_expiry_is_reported(
+    setup: tuple[Any, Any, StoredRows, list[FeatureDefinition]],
+) -> None:
     table, store, source, definitions = setup
     client = TestClient(create_app(LiveCatalog(store, refresh_s=0), source, clock_us=lambda: source.now * 1000))
     rng = random.Random(3)
@@ -106,8 +127,9 @@ def test_serving_and_offline_agree_and_expiry_is_reported(setup: tuple[Any, Any,
     times.update(T0 + rng.randint(-5 * MIN, 90 * MIN) for _ in range(20))
     times_sorted = sorted(times)
     names = [d.name for d in definitions]
-    labels = pa.table({"who": ["e1"] * len(times_sorted),
-                       "event_timestamp": pa.array(times_sorted, pa.timestamp("ms", tz="UTC"))})  # fmt: skip
+    labels = pa.table(
+        {"who": ["e1"] * len(times_sorted), "event_timestamp": pa.array(times_sorted, pa.timestamp("ms", tz="UTC"))}
+    )
     offline = get_historical_features(table, store.catalog(), labels, names, entity_type="user", entity_column="who")
     expired_seen = 0
     for i, now in enumerate(times_sorted):
