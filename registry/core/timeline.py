@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from registry.core.definitions import FeatureDefinition, ValueType
 from registry.core.durations import to_millis
@@ -92,9 +92,18 @@ class Resolved:
 # Before every window end a reader can meet: a session window (no grid) is never superseded by a later one.
 _NO_GRID = -(2**63)
 
-Cut = tuple[int, int, int, object, int]
-"""The rule of one feature at one instant, in one time unit: ``(expired_before, latest_closed, stale_before,
-empty, present_from)``; a stored row whose window end is at or after ``present_from`` is served as stored, present."""
+
+class Cut(NamedTuple):
+    """The rule of one feature at one instant, in one time unit (a tuple: the hot path unpacks it by position).
+
+    A stored row whose window end is at or after ``present_from`` is served as stored, present.
+    """
+
+    expired_before: int
+    latest_closed: int
+    stale_before: int
+    empty: object
+    present_from: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +144,8 @@ class Rule:
             if step is not None:
                 latest_closed //= unit_us  # exact: window ends lie on a grid of whole milliseconds
             expired_before, stale_before = ceil_div(expired_before, unit_us), ceil_div(stale_before, unit_us)
-        return (
-            expired_before,
-            latest_closed,
-            stale_before,
-            self.empty,
-            max(expired_before, latest_closed, stale_before),
+        return Cut(
+            expired_before, latest_closed, stale_before, self.empty, max(expired_before, latest_closed, stale_before)
         )
 
 
