@@ -66,12 +66,12 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
         self._fields = [f["name"] for f in reader_schema["fields"]]
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+        from jobs.registry_client import registry_client
         from udfs.decode import EventDecoder
 
-        client = SchemaRegistryClient({"url": self._settings.schema_registry_url, "timeout": 10})
+        client = registry_client(self._settings.schema_registry_url)
 
         def lookup(schema_id: int) -> str | None:
             try:

@@ -18,6 +18,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from jobs.registry_client import registry_client
 from registry.core.errors import StoreUnavailableError
 from registry.core.settings import Settings
 from schemas import schema_text
@@ -111,17 +112,24 @@ class EventProducer:
             raise StoreUnavailableError(f"{remaining} events undelivered; errors: {self.errors[:3]}")
 
 
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The event producer's settings: idempotent with acks=all (a retry after a broker failure never
+    duplicates an event), and reconnection attempts at most 1 s apart (librdkafka's default backs off to
+    10 s), so sending resumes within about a second of the broker's return."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "linger.ms": 20,
+        "acks": "all",
+        "enable.idempotence": True,
+        "message.timeout.ms": 30_000,
+        "reconnect.backoff.ms": 100,
+        "reconnect.backoff.max.ms": 1000,
+    }
+
+
 def make_producer(settings: Settings) -> EventProducer:
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "linger.ms": 20,
-            "acks": "all",
-            "enable.idempotence": True,
-            "message.timeout.ms": 30_000,
-        }
-    )
-    registry = SchemaRegistryClient({"url": settings.schema_registry_url, "timeout": 10})
+    producer = Producer(producer_config(settings))
+    registry = registry_client(settings.schema_registry_url)
     return EventProducer(producer, registry, "card_transaction", key_field="user_id", time_field="event_time")
 
 

@@ -199,9 +199,10 @@ class OnlineReader:
         def on_error(exc: BaseException) -> None:
             loop.call_soon_threadsafe(finish, _failure(exc, self._store_errors))
 
-        # The driver's own timer fails each query at the budget; this guard answers even if it did not.
+        # The driver's own timer fails each query at the budget; this guard, due at the same instant, answers
+        # even if it did not (a callback lost with a connection): the 503 leaves at the budget plus loop latency.
         guard = loop.call_later(
-            self._timeout_s * 1.5 + 0.01,
+            self._timeout_s,
             finish,
             StoreUnavailableError(f"online store read failed: no answer within {self._timeout_s * 1000:.0f} ms"),
         )

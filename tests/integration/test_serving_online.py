@@ -189,11 +189,13 @@ def test_a_hanging_or_dead_store_answers_503_within_the_budget(serving_settings:
             elapsed = time.perf_counter() - started
             assert response.status_code == 503, response.text
             assert response.json()["error"] == "store_unavailable"
-            assert elapsed < BUDGET_S * 1.5 + 0.2, elapsed  # the budget, a timer's slack and TestClient's overhead
+            assert elapsed < BUDGET_S + 0.3, (
+                elapsed
+            )  # the budget, plus a loaded machine's scheduling and TestClient's overhead
         started = time.perf_counter()
         batch = client.post("/v1/features/user/batch", json={"entity_ids": ["alice", "bob", "erin"]})
         assert batch.status_code == 503
-        assert time.perf_counter() - started < BUDGET_S * 1.5 + 0.2
+        assert time.perf_counter() - started < BUDGET_S + 0.3
         proxy.paused.clear()
         deadline = time.monotonic() + 15
         while client.get("/v1/features/user/bob").status_code != 200:  # the same client recovers by itself
@@ -203,7 +205,7 @@ def test_a_hanging_or_dead_store_answers_503_within_the_budget(serving_settings:
         started = time.perf_counter()
         gone = client.get("/v1/features/user/frank")
         assert gone.status_code == 503
-        assert time.perf_counter() - started < BUDGET_S * 1.5 + 0.2
+        assert time.perf_counter() - started < BUDGET_S + 0.3
     finally:
         proxy.drop_all()
         cluster.shutdown()
@@ -227,7 +229,7 @@ def test_reads_recover_within_2_s_of_the_store_returning_whatever_the_outage(
             started = time.perf_counter()
             response = client.get("/v1/features/user/bob")
             assert response.status_code == 503, response.text
-            assert time.perf_counter() - started < BUDGET_S * 1.5 + 0.2
+            assert time.perf_counter() - started < BUDGET_S + 0.3
             refused += 1
             time.sleep(0.25)
         proxy = _Proxy(target, port=port)  # the node is back, at the same address

@@ -1,0 +1,28 @@
+"""The schema-registry client every long-running process of the job side uses (producer, decoder).
+
+Bounded everywhere: one attempt waits at most ``timeout`` seconds, and a failed attempt is retried at most
+twice with short backoff, so a registry that hangs becomes an error within about 3.6 s (named by the
+caller as ``StoreUnavailableError``), one that refuses connections within a few hundred ms, and a registry
+that comes back is used again within half a second. Confluent's defaults (no timeout, retries backing off
+to 20 s) would turn a paused registry into a stalled job.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+CLIENT_CONFIG: dict[str, Any] = {
+    "timeout": 1,  # seconds per attempt
+    "max.retries": 2,
+    "retries.wait.ms": 100,
+    "retries.max.wait.ms": 500,
+}
+
+
+def registry_client(url: str) -> SchemaRegistryClient:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    return SchemaRegistryClient({"url": url, **CLIENT_CONFIG})
