@@ -138,6 +138,15 @@ def _loopback_worker_pool_on_localhost() -> None:
     BeamFnLoopbackWorkerPoolServicer.start = start
 
 
+RESTART_STRATEGY = {
+    "restart-strategy.type": "exponential-delay",
+    "restart-strategy.exponential-delay.initial-backoff": "500 ms",
+    "restart-strategy.exponential-delay.max-backoff": "2 s",
+    "restart-strategy.exponential-delay.backoff-multiplier": "2.0",
+    "restart-strategy.exponential-delay.attempts-before-reset-backoff": "2147483647",
+}
+
+
 def create_environment(
     settings: Settings,
     *,
@@ -177,6 +186,11 @@ def create_environment(
         config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     if checkpoint_interval_ms is not None:
         config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")
+        # A store that fails a flush fails the task; the job restarts from its last checkpoint. Retry every
+        # 0.5 s, backing off to at most 2 s (Flink's default backs off to a minute), and never give up:
+        # the job is running again within about 2 s of a store's return, whatever the outage's length.
+        for key, value in RESTART_STRATEGY.items():
+            config.set_string(key, value)
     if restore_from is not None:
         config.set_string("execution.state-recovery.path", restore_from)
     if metrics_port:

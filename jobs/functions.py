@@ -184,8 +184,11 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         )
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._pending_count = 0  # since the last flush in this process (0 after a restore: flushes later)
-        self._timers: set[int] = set()  # window ends with a timer registered by this process
-        self._backstop_at: int | None = None  # the processing-time flush this process registered
+        # Timers, like the pending rows, belong to a key (a bucket of entities): a process may hold several
+        # keys (parallelism above 1 maps buckets to subtasks by key group), and each key's rows flush only on
+        # its own timers. So the bookkeeping of what is registered is per key too.
+        self._timers: dict[int, set[int]] = {}  # key -> window ends with a timer registered by this process
+        self._backstop_at: dict[int, int] = {}  # key -> the processing-time flush registered for it
         self._last_flush = time.monotonic()
         self.dropped_open_windows = 0
         metrics = runtime_context.get_metrics_group()
@@ -210,25 +213,27 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
             return
         self._pending.add((value[0], _ms(value[1]), end, int(value[3]), tuple(value[4:])))
         self._pending_count += 1
-        if end not in self._timers:  # one timer per window end (Flink dedupes too, but each call costs a round trip)
-            self._timers.add(end)
+        key = ctx.get_current_key()
+        timers = self._timers.setdefault(key, set())
+        if end not in timers:  # one timer per key and window end (Flink dedupes too, but each call costs a round trip)
+            timers.add(end)
             ctx.timer_service().register_event_time_timer(end - 1)
             ctx.timer_service().register_event_time_timer(_END_OF_TIME)
-        if self._backstop_at is None:
+        if key not in self._backstop_at:
             # An unbounded replay whose watermark stops (the topic is drained) fires no more event-time
             # timers: this flushes what the batching held back, at most one interval later.
-            self._backstop_at = time.time_ns() // 1_000_000 + int(self._batch_interval_s * 1000)
-            ctx.timer_service().register_processing_time_timer(self._backstop_at)
+            self._backstop_at[key] = time.time_ns() // 1_000_000 + int(self._batch_interval_s * 1000)
+            ctx.timer_service().register_processing_time_timer(self._backstop_at[key])
         return
         yield  # a generator that emits nothing: this operator is the end of the pipeline
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
         self._watermark_ms = max(self._watermark_ms, min(ctx.timer_service().current_watermark(), _END_OF_TIME))
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
-            self._backstop_at = None
+            self._backstop_at.pop(ctx.get_current_key(), None)
             self._flush()
             return
-        self._timers.discard(timestamp + 1)
+        self._timers.get(ctx.get_current_key(), set()).discard(timestamp + 1)
         live = time.time_ns() // 1_000_000 - timestamp < self._live_within_ms
         due = self._pending_count >= self._batch_rows or time.monotonic() - self._last_flush >= self._batch_interval_s
         if live or due or timestamp == _END_OF_TIME:

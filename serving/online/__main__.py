@@ -30,6 +30,7 @@ from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
 from serving.online.app import create_app
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
+from serving.online.overload import DEFAULT_MAX_IN_FLIGHT
 from sinks.cassandra.reader import DEFAULT_BUDGET_S, OnlineReader
 from sinks.factory import connect_cassandra
 
@@ -59,6 +60,7 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         services=services,
         cache_ttl_ms=int(env.get("FS_CACHE_TTL_MS", str(DEFAULT_TTL_MS))),
         cache_max_entries=int(env.get("FS_CACHE_MAX_ENTRIES", str(DEFAULT_MAX_ENTRIES))),
+        max_in_flight=int(env.get("FS_MAX_IN_FLIGHT", str(DEFAULT_MAX_IN_FLIGHT))),
     )
     if not len(live.current()):
         print(

@@ -38,6 +38,7 @@ from serving.online.definitions_api import definitions_router
 from serving.online.features_api import MAX_NAMES, docs_router, feature_routes
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics, MetricsMiddleware
+from serving.online.overload import DEFAULT_MAX_IN_FLIGHT, InFlightLimit
 from serving.online.plans import Plans
 from serving.online.responses import JSONResponse
 from serving.online.services_api import services_router
@@ -87,6 +88,7 @@ def create_app(
     cache_ttl_ms: int = 0,
     cache_max_entries: int = DEFAULT_MAX_ENTRIES,
     registry: CollectorRegistry | None = None,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
 ) -> FastAPI:
     """The API over a catalog and a vector source.
 
@@ -98,7 +100,10 @@ def create_app(
         cache_ttl_ms: how long a read vector may be served again (0: never; concurrent reads still coalesce).
         cache_max_entries: bound of the vector cache (least recently used out first).
         registry: where the metrics are registered (a fresh registry if None, never the global one).
+        max_in_flight: requests the process works on at once; past it, an immediate 503 ``overloaded``.
     """
+    if max_in_flight < 1:
+        raise ValueError("max_in_flight: the in-flight limit must be at least 1")
     app = FastAPI(title="feature store", version="0.2.0", default_response_class=JSONResponse)
     cache = VectorCache(
         as_async(source), clock_ms=lambda: clock_us() // 1000, ttl_ms=cache_ttl_ms, max_entries=cache_max_entries
@@ -140,6 +145,7 @@ def create_app(
     app.include_router(definitions_router(live))
     if services is not None:
         app.include_router(services_router(live, services))
+    app.add_middleware(InFlightLimit, limit=max_in_flight)  # inside the metrics: shed requests are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     docs = docs_router()
 

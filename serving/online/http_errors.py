@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     INVALID_FEATURE_SERVICE = "invalid_feature_service"
     INTERNAL_ERROR = "internal_error"  # a bug: the body's request_id finds the traceback in the server log
     STORE_UNAVAILABLE = "store_unavailable"  # the online store failed or did not answer within the budget
+    OVERLOADED = "overloaded"  # more requests in flight in the process than it admits: retry (Retry-After)
     HTTP_ERROR = "http_error"  # any other status the web framework chose
 
     @property
@@ -62,6 +63,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_FEATURE_SERVICE: 422,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.STORE_UNAVAILABLE: 503,
+    ErrorCode.OVERLOADED: 503,
     ErrorCode.HTTP_ERROR: 500,
 }
 

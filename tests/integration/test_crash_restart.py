@@ -20,6 +20,9 @@ from typing import Any
 
 import pytest
 
+from infra import stack
+from infra.process import PidFile, alive
+from infra.settings import StackSettings
 from jobs.events import synthetic_transactions
 from jobs.produce import ensure_topics, make_producer
 from registry.core.catalog import load_folder
@@ -169,3 +172,65 @@ def test_restart_from_checkpoint_matches_a_clean_run(runs: tuple[Settings, Setti
     assert len(crashed_rows) == len(set(crashed_rows)), "a row was written twice"
     assert crashed_rows == clean_rows
     assert _online(crashed) == _online(clean)
+
+
+@pytest.fixture(scope="module")
+def faulted(
+    runs: tuple[Settings, Settings, int],
+    local_stack: StackSettings,
+    it_settings: Settings,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Settings]:
+    """The same events through a running job while its stores fail under it: Cassandra hangs for 5 s (the
+    online flush times out, the task fails and restarts from its checkpoint), then the Kafka broker is
+    killed and restarted. Waits until the stores hold what the clean run's do."""
+    clean, _, _ = runs
+    settings = isolated(it_settings, "faulted", tmp_path_factory.mktemp("faulted"))
+    _prepare(settings, f"it_{run_id}_crash")
+    checkpoints = tmp_path_factory.mktemp("faulted_checkpoints")
+    proc = _job(settings, f"{run_id}-faulted", "--checkpoint-dir", str(checkpoints), "--checkpoint-interval-ms", "300")
+    started = time.monotonic()
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None and not _committed(settings):
+            time.sleep(0.05)
+        assert proc.poll() is None, (proc.stdout.read() if proc.stdout else "")[-4000:]
+        cassandra = PidFile(local_stack.service_dir("cassandra") / "pid").read()
+        assert cassandra is not None
+        os.kill(cassandra, signal.SIGSTOP)
+        try:
+            time.sleep(5)
+        finally:
+            os.kill(cassandra, signal.SIGCONT)
+        kafka = PidFile(local_stack.service_dir("kafka") / "pid").read()
+        assert kafka is not None
+        os.kill(kafka, signal.SIGKILL)
+        while alive(kafka):
+            time.sleep(0.05)
+        time.sleep(2)
+        stack.up(local_stack, ["kafka"])
+        print(f"faults injected by {time.monotonic() - started:.0f}s", file=sys.stderr)
+        target, online = len(_offline(clean)), _online(clean)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(_offline(settings)) >= target and _online(settings) == online:
+                break
+            time.sleep(1)
+        print(f"faulted run caught up at {time.monotonic() - started:.0f}s", file=sys.stderr)
+        time.sleep(3)  # a moment more, so a late duplicate commit would show
+        assert proc.poll() is None, (proc.stdout.read() if proc.stdout else "")[-4000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    yield settings
+
+
+def test_store_faults_under_a_running_job_lose_and_duplicate_nothing(
+    runs: tuple[Settings, Settings, int], faulted: Settings
+) -> None:
+    clean, _, _ = runs
+    rows = _offline(faulted)
+    assert len(rows) == len(set(rows)), "a row was written twice"
+    assert rows == _offline(clean)
+    assert _online(faulted) == _online(clean)

@@ -30,7 +30,7 @@ from serving.online.app import create_app
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
-from tests.conftest import REPO, settings_env
+from tests.conftest import REPO, isolated, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +59,18 @@ def reference_windows(events: list[tuple[str, int, float]]) -> dict[tuple[str, i
     return out
 
 
-@pytest.fixture(scope="module")
-def pipeline_run(it_settings: Settings, run_id: str) -> Iterator[tuple[Settings, str]]:
-    topic = f"it_{run_id}_card_transactions"
-    (it_settings.definitions_dir / "user_transactions.toml").write_text(_definitions_toml(topic))
-    apply(DefinitionStore(it_settings.definitions_db), load_folder(it_settings.definitions_dir))
-    ensure_topics(it_settings.kafka_bootstrap, [topic, f"{topic}.dlq"])
-    producer = make_producer(it_settings)
+@pytest.fixture(scope="module", params=[1, 2], ids=["parallelism1", "parallelism2"])
+def pipeline_run(
+    request: pytest.FixtureRequest, it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, str]]:
+    """The events through a bounded job at parallelism 1 and 2 (4 partitions): the same results either way."""
+    parallelism: int = request.param
+    settings = isolated(it_settings, f"e2e{parallelism}", tmp_path_factory.mktemp(f"e2e{parallelism}"))
+    topic = f"it_{run_id}_card_transactions_p{parallelism}"
+    (settings.definitions_dir / "user_transactions.toml").write_text(_definitions_toml(topic))
+    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=4)
+    producer = make_producer(settings)
     events = [
         {
             "transaction_id": f"t{i}",
@@ -85,9 +90,18 @@ def pipeline_run(it_settings: Settings, run_id: str) -> Iterator[tuple[Settings,
     producer.flush()
     started = time.monotonic()
     job = subprocess.run(
-        [sys.executable, "-m", "jobs.feature_job", "--bounded"],
+        [
+            sys.executable,
+            "-m",
+            "jobs.feature_job",
+            "--bounded",
+            "--parallelism",
+            str(parallelism),
+            "--metrics-port",
+            "0",
+        ],
         cwd=REPO,
-        env=settings_env(it_settings),
+        env=settings_env(settings),
         capture_output=True,
         text=True,
         timeout=420,
@@ -95,7 +109,7 @@ def pipeline_run(it_settings: Settings, run_id: str) -> Iterator[tuple[Settings,
     assert job.returncode == 0, (
         f"job failed after {time.monotonic() - started:.0f}s:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
     )
-    yield it_settings, topic
+    yield settings, topic
 
 
 def _ctx(topic: str):  # type: ignore[no-untyped-def]
@@ -196,7 +210,7 @@ def test_bad_records_go_to_the_dead_letter_topic(pipeline_run: tuple[Settings, s
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"it-{run_id}-dlq",
+            "group.id": f"it-{run_id}-{topic}-dlq",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }

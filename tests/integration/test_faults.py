@@ -250,7 +250,7 @@ def test_the_schema_registry_stopped_or_killed_fails_fast_and_keeps_its_ids(loca
     def found() -> bool:
         try:  # a fresh client each time: nothing answered from a client-side cache
             stored = _registry_client(local_stack).get_schema(schema_id).schema_str
-            return bool(json.loads(stored) == json.loads(schema.schema_str))
+            return bool(json.loads(stored or "null") == json.loads(schema.schema_str or "null"))
         except Exception:
             return False
 

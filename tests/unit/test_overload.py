@@ -1,0 +1,73 @@
+"""Past its in-flight bound an API process answers 503 ``overloaded`` at once instead of queueing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+from registry.core.catalog import load_folder
+from registry.definition_store import DefinitionStore
+from registry.live import LiveCatalog
+from registry.plan import apply
+from serving.online.app import create_app
+from sinks.cassandra.reader import Stored
+
+
+class _Held:
+    """An async vector source whose reads wait until released: requests stay in flight."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.reads = 0
+
+    async def read_many_async(self, entity_type: str, entity_ids: Sequence[str]) -> list[Stored]:
+        self.reads += 1
+        await self.release.wait()
+        return [{} for _ in entity_ids]
+
+    async def progress_async(self) -> dict[str, int]:
+        return {}
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> LiveCatalog:
+    store = DefinitionStore(tmp_path / "d.db")
+    apply(store, load_folder())
+    return LiveCatalog(store)
+
+
+def test_requests_past_the_bound_are_shed_at_once_and_the_admitted_ones_answer(live: LiveCatalog) -> None:
+    async def scenario() -> None:
+        source = _Held()
+        app = create_app(live, source, max_in_flight=3, cache_ttl_ms=0)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            admitted = [asyncio.create_task(client.get(f"/v1/features/user/u{i}")) for i in range(3)]
+            while source.reads < 3:
+                await asyncio.sleep(0.001)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            shed = await asyncio.gather(*(client.get(f"/v1/features/user/x{i}") for i in range(5)))
+            assert loop.time() - started < 0.5  # answered without waiting for the held reads
+            for response in shed:
+                assert response.status_code == 503
+                assert response.json()["error"] == "overloaded"
+                assert response.headers["retry-after"] == "1"
+            assert (await client.get("/health")).status_code == 200  # never shed
+            metrics = (await client.get("/metrics")).text
+            assert 'status="503"' in metrics  # shed requests are counted
+            source.release.set()
+            for response in await asyncio.gather(*admitted):
+                assert response.status_code == 200, response.text
+            assert (await client.get("/v1/features/user/again")).status_code == 200  # the bound frees up
+
+    asyncio.run(scenario())
+
+
+def test_the_bound_must_admit_something(live: LiveCatalog) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        create_app(live, _Held(), max_in_flight=0)
