@@ -184,7 +184,8 @@ def faulted(
 ) -> Iterator[Settings]:
     """The same events through a running job while its stores fail under it: Cassandra hangs for 5 s (the
     online flush times out, the task fails and restarts from its checkpoint), then the Kafka broker is
-    killed and restarted. Waits until the stores hold what the clean run's do."""
+    killed and restarted, then the job itself hangs for 3 s (SIGSTOP). Waits until the stores hold what
+    the clean run's do."""
     clean, _, _ = runs
     settings = isolated(it_settings, "faulted", tmp_path_factory.mktemp("faulted"))
     _prepare(settings, f"it_{run_id}_crash")
@@ -210,6 +211,11 @@ def faulted(
             time.sleep(0.05)
         time.sleep(2)
         stack.up(local_stack, ["kafka"])
+        os.killpg(proc.pid, signal.SIGSTOP)  # the job itself hangs: client, mini-cluster and Python workers
+        try:
+            time.sleep(3)
+        finally:
+            os.killpg(proc.pid, signal.SIGCONT)
         print(f"faults injected by {time.monotonic() - started:.0f}s", file=sys.stderr)
         target, online = len(_offline(clean)), _online(clean)
         deadline = time.monotonic() + 300
