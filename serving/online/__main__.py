@@ -31,7 +31,7 @@ from registry.live import LiveCatalog
 from serving.online.app import create_app
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
 from serving.online.overload import DEFAULT_MAX_IN_FLIGHT
-from sinks.cassandra.reader import DEFAULT_BUDGET_S, OnlineReader
+from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, OnlineReader
 from sinks.factory import connect_cassandra
 
 if TYPE_CHECKING:
@@ -53,7 +53,8 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
     cluster, session = connect_cassandra(settings, create_schema=create_schema)
     session.row_factory = tuple_factory  # the default builds a namedtuple class per result set
     budget_s = int(env.get("FS_REQUEST_BUDGET_MS", str(int(DEFAULT_BUDGET_S * 1000)))) / 1000
-    reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s)
+    batch_budget_s = int(env.get("FS_BATCH_BUDGET_MS", str(int(DEFAULT_BATCH_BUDGET_S * 1000)))) / 1000
+    reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s, batch_timeout_s=batch_budget_s)
     app = create_app(
         live,
         reader,

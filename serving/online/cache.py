@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from registry.core.errors import StoreUnavailableError
 from serving.online.vectors import AsyncVectorSource
 from sinks.cassandra.reader import Stored
 
@@ -66,10 +67,18 @@ class VectorCache:
 
     async def get_many(self, entity_type: str, entity_ids: Sequence[str]) -> list[Snapshot]:
         """Snapshots in the order of ``entity_ids``; a failed store read fails every request waiting on it."""
+        out = await self.get_each(entity_type, entity_ids, partial=False)
+        return out  # type: ignore[return-value]  # without ``partial`` every slot is a Snapshot or it raised
+
+    async def get_each(
+        self, entity_type: str, entity_ids: Sequence[str], *, partial: bool = True
+    ) -> list[Snapshot | StoreUnavailableError]:
+        """``get_many`` for a batch: with ``partial``, an entity whose read failed is its StoreUnavailableError
+        and the others are served (the source's ``read_each_async`` when it has one, with the batch budget)."""
         now = self._clock_ms()
         ttl = self._ttl_ms
         entries = self._entries
-        out: list[Snapshot | None] = [None] * len(entity_ids)
+        out: list[Snapshot | StoreUnavailableError | None] = [None] * len(entity_ids)
         waits: list[tuple[int, asyncio.Future[Snapshot]]] = []
         miss_ids: list[str] = []
         miss_slots: list[list[int]] = []
@@ -101,13 +110,20 @@ class VectorCache:
             keys = [(entity_type, eid) for eid in miss_ids]
             futures: list[asyncio.Future[Snapshot]] = [loop.create_future() for _ in keys]
             self._inflight.update(zip(keys, futures, strict=True))
-            read = asyncio.ensure_future(self._load(entity_type, miss_ids, keys, futures, now))
+            read = asyncio.ensure_future(self._load(entity_type, miss_ids, keys, futures, now, partial=partial))
             snapshots = await asyncio.shield(read)
             for snap, slots in zip(snapshots, miss_slots, strict=True):
+                if isinstance(snap, StoreUnavailableError) and not partial:
+                    raise snap
                 for i in slots:
                     out[i] = snap
         for i, pending in waits:
-            out[i] = await asyncio.shield(pending)
+            try:
+                out[i] = await asyncio.shield(pending)
+            except StoreUnavailableError as exc:
+                if not partial:
+                    raise
+                out[i] = exc
         return out  # type: ignore[return-value]  # every slot is filled above
 
     async def _load(
@@ -117,10 +133,17 @@ class VectorCache:
         keys: list[tuple[str, str]],
         futures: list[asyncio.Future[Snapshot]],
         now: int,
-    ) -> list[Snapshot]:
+        *,
+        partial: bool = False,
+    ) -> list[Snapshot | StoreUnavailableError]:
         try:
             progress = await self._source.progress_async()  # first: progress never runs ahead of the rows
-            vectors = await self._source.read_many_async(entity_type, ids)
+            each = getattr(self._source, "read_each_async", None) if partial else None
+            vectors: list[Stored | StoreUnavailableError] = list(
+                await each(entity_type, ids)
+                if each is not None
+                else await self._source.read_many_async(entity_type, ids)
+            )
         except BaseException as exc:
             for key, fut in zip(keys, futures, strict=True):
                 self._inflight.pop(key, None)
@@ -130,9 +153,15 @@ class VectorCache:
                     fut.set_exception(exc)
                     fut.exception()  # retrieved: nobody else may be waiting
             raise
-        snapshots = [Snapshot(stored, progress, now) for stored in vectors]
+        snapshots: list[Snapshot | StoreUnavailableError] = [
+            v if isinstance(v, StoreUnavailableError) else Snapshot(v, progress, now) for v in vectors
+        ]
         for key, fut, snap in zip(keys, futures, snapshots, strict=True):
             self._inflight.pop(key, None)
+            if isinstance(snap, StoreUnavailableError):
+                fut.set_exception(snap)
+                fut.exception()  # retrieved: nobody else may be waiting
+                continue
             fut.set_result(snap)
             if self._ttl_ms > 0:
                 self._entries[key] = snap

@@ -76,7 +76,8 @@ class FeatureClient:
         *,
         feature_service: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One ``{entity_id, features: {name: {...}}}`` per id, in order (the API's columns, reshaped)."""
+        """One ``{entity_id, features: {name: {...}}}`` per id, in order (the API's columns, reshaped); an entity
+        whose read failed while others succeeded is ``{entity_id, error: "store_unavailable", message}``."""
         body: dict[str, Any] = {"entity_ids": list(entity_ids)}
         if names is not None:
             body["names"] = list(names)
@@ -86,6 +87,9 @@ class FeatureClient:
         keys, versions = out["names"], out["versions"]
         results = []
         for r in out["results"]:
+            if "error" in r:  # this entity's read failed while others succeeded
+                results.append({"entity_id": r["entity_id"], "error": r["error"], "message": r.get("message", "")})
+                continue
             columns = zip(
                 keys, versions, r["values"], r["feature_timestamps"], r["age_seconds"], r["statuses"], strict=True
             )

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Route
 
+from registry.core.errors import StoreUnavailableError
 from serving.online.cache import VectorCache
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics
@@ -67,10 +68,14 @@ class BatchRequestDoc(BaseModel):
 
 class EntityColumnsDoc(BaseModel):
     entity_id: str
-    values: list[Any]
-    feature_timestamps: list[str | None]
-    age_seconds: list[float | None]
-    statuses: list[Status]
+    values: list[Any] | None = Field(None, description="absent when this entity's read failed (see `error`)")
+    feature_timestamps: list[str | None] | None = None
+    age_seconds: list[float | None] | None = None
+    statuses: list[Status] | None = None
+    error: Literal["store_unavailable"] | None = Field(
+        None, description="this entity's read failed or missed the batch budget while others succeeded"
+    )
+    message: str | None = None
 
 
 class BatchDoc(BaseModel):
@@ -191,10 +196,15 @@ class FeatureReads:
             )
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
-        snapshots = await self._cache.get_many(entity_type, ids)
+        snapshots = await self._cache.get_each(entity_type, ids)
+        failed = [s for s in snapshots if isinstance(s, StoreUnavailableError)]
+        if len(failed) == len(snapshots):
+            raise failed[0]  # nothing to serve: the store is down (503)
         now_us = self._clock_us()
         writer = ColumnWriter(plan, now_us, self._metrics.tally)
-        self._metrics.vectors(plan, len(ids))
+        self._metrics.vectors(plan, len(ids) - len(failed))
+        for _ in failed:
+            self._metrics.error(ErrorCode.STORE_UNAVAILABLE)
         return orjson.dumps(
             {
                 "entity_type": entity_type,
@@ -202,10 +212,18 @@ class FeatureReads:
                 "names": plan.keys,
                 "versions": plan.versions,
                 "results": [
-                    writer.row(eid, snap.stored, snap.progress) for eid, snap in zip(ids, snapshots, strict=True)
+                    _unavailable(eid, snap)
+                    if isinstance(snap, StoreUnavailableError)
+                    else writer.row(eid, snap.stored, snap.progress)
+                    for eid, snap in zip(ids, snapshots, strict=True)
                 ],
             }
         )
+
+
+def _unavailable(entity_id: str, error: StoreUnavailableError) -> dict[str, Any]:
+    """A batch result for an entity whose read failed while others succeeded: its error, no columns."""
+    return {"entity_id": entity_id, "error": ErrorCode.STORE_UNAVAILABLE.value, "message": str(error)}
 
 
 async def _send(send: Send, status: int, body: bytes) -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEFAULT_BUDGET_S = 0.1
+DEFAULT_BATCH_BUDGET_S = 1.0  # a batch of up to 1,000 entities: all in flight at once, each answer merged as it arrives
 
 
 def _ms(value: datetime) -> int:
@@ -100,11 +101,13 @@ class OnlineReader:
         keyspace: str,
         *,
         timeout_s: float = DEFAULT_BUDGET_S,
+        batch_timeout_s: float = DEFAULT_BATCH_BUDGET_S,
         progress_ttl_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session
         self._timeout_s = timeout_s
+        self._batch_timeout_s = batch_timeout_s
         self._select = session.prepare(select_vector_cql(keyspace))
         self._progress_stmt = session.prepare(online_layout.select_progress_cql(keyspace))
         self._progress_ttl_s = progress_ttl_s
@@ -157,6 +160,70 @@ class OnlineReader:
         """One concurrent single-partition read per entity; the first failure fails the whole call."""
         rows = await self._gather([(self._select, (entity_type, eid)) for eid in entity_ids])
         return [_vector(r) for r in rows]
+
+    async def read_each_async(
+        self, entity_type: str, entity_ids: Sequence[str]
+    ) -> list[Stored | StoreUnavailableError]:
+        """A batch read: every entity's query in flight at once within the batch budget, each answer kept as it
+        arrives; an entity whose read failed or did not answer in time gets its own StoreUnavailableError
+        (the others are served). A bug (not a store error) still fails the whole call."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Stored | StoreUnavailableError]] = loop.create_future()
+        n = len(entity_ids)
+        results: list[Stored | StoreUnavailableError | None] = [None] * n
+        answered = itertools.count(1)
+        late = StoreUnavailableError(
+            f"online store read failed: no answer within {self._batch_timeout_s * 1000:.0f} ms"
+        )
+
+        def finish() -> None:
+            guard.cancel()
+            if not done.done():
+                done.set_result([late if r is None else r for r in results])
+
+        def fail(exc: BaseException) -> None:
+            guard.cancel()
+            if not done.done():
+                done.set_exception(exc)
+
+        def settle(i: int, value: Stored | BaseException) -> None:  # on the loop
+            if done.done():
+                return
+            if isinstance(value, BaseException):
+                failure = _failure(value, self._store_errors)
+                if not isinstance(failure, StoreUnavailableError):
+                    fail(failure)
+                    return
+                value = failure
+            results[i] = value
+
+        def on_rows(rows: Any, i: int) -> None:  # the driver's I/O thread: decode there, merge on the loop
+            try:
+                vector: Stored | BaseException = _vector(rows)
+            except Exception as exc:
+                vector = exc
+            loop.call_soon_threadsafe(settle, i, vector)
+            if next(answered) == n:
+                loop.call_soon_threadsafe(finish)
+
+        def on_error(exc: BaseException, i: int) -> None:
+            loop.call_soon_threadsafe(settle, i, exc)
+            if next(answered) == n:
+                loop.call_soon_threadsafe(finish)
+
+        guard = loop.call_later(self._batch_timeout_s, finish)  # whatever has not answered by then is unavailable
+        for i, eid in enumerate(entity_ids):
+            try:
+                future = self._session.execute_async(self._select, (entity_type, eid), timeout=self._batch_timeout_s)
+            except Exception as exc:  # NoHostAvailable and the like are raised before any I/O
+                settle(i, exc)
+                if next(answered) == n:
+                    finish()
+                continue
+            future.add_callbacks(on_rows, on_error, callback_args=(i,), errback_args=(i,))
+        if not entity_ids:
+            finish()
+        return await done
 
     async def progress_async(self) -> dict[str, int]:
         now = self._clock()
