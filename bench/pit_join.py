@@ -165,8 +165,9 @@ def _rows(
 
 def generate(folder: Path, labels: int, feature_rows: int, seed: int = 7) -> dict[str, float]:
     """``feature_rows`` rows of every one of the 10 features (``feature_rows * 10`` values), for
-    ``feature_rows / 100`` entities, and ``labels`` label rows."""
-    from sinks.iceberg import layout as offline_layout
+    ``feature_rows / 100`` entities, and ``labels`` label rows. Written as the offline writer writes:
+    sorted in the layout's order, one snapshot per 2M rows (``sinks.iceberg.writer``)."""
+    from sinks.iceberg.writer import append_rows, sorted_rows
 
     rng = np.random.default_rng(seed)
     table = _table(folder)
@@ -185,10 +186,10 @@ def generate(folder: Path, labels: int, feature_rows: int, seed: int = 7) -> dic
             pending.append(part)
             pending_rows += part.num_rows
             if pending_rows >= batch_rows:
-                table.append(pa.concat_tables(pending).sort_by([(c, "ascending") for c in offline_layout.SORT_COLUMNS]))
+                append_rows(table, sorted_rows(pa.concat_tables(pending)))
                 pending, pending_rows = [], 0
     if pending:
-        table.append(pa.concat_tables(pending).sort_by([(c, "ascending") for c in offline_layout.SORT_COLUMNS]))
+        append_rows(table, sorted_rows(pa.concat_tables(pending)))
     written = time.perf_counter() - started
     pool_ids = np.concatenate([ids for ids, _ in sample])
     pool_ends = np.concatenate([ends for _, ends in sample])
