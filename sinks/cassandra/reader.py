@@ -166,7 +166,9 @@ class OnlineReader:
     ) -> list[Stored | StoreUnavailableError]:
         """A batch read: every entity's query in flight at once within the batch budget, each answer kept as it
         arrives; an entity whose read failed or did not answer in time gets its own StoreUnavailableError
-        (the others are served). A bug (not a store error) still fails the whole call."""
+        (the others are served). A store that has answered none of them within the request budget is taken
+        for hung or down: every entity fails then (a 503 at the request budget, as for a single read), rather
+        than at the batch budget. A bug (not a store error) still fails the whole call."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Stored | StoreUnavailableError]] = loop.create_future()
         n = len(entity_ids)
@@ -178,11 +180,23 @@ class OnlineReader:
 
         def finish() -> None:
             guard.cancel()
+            first.cancel()
             if not done.done():
                 done.set_result([late if r is None else r for r in results])
 
+        def none_yet() -> None:  # at the request budget
+            if not any(r is not None and not isinstance(r, StoreUnavailableError) for r in results):
+                hung = StoreUnavailableError(
+                    f"online store read failed: none of {n} entities answered within {self._timeout_s * 1000:.0f} ms"
+                )
+                for i, r in enumerate(results):
+                    if r is None:
+                        results[i] = hung
+                finish()
+
         def fail(exc: BaseException) -> None:
             guard.cancel()
+            first.cancel()
             if not done.done():
                 done.set_exception(exc)
 
@@ -212,6 +226,7 @@ class OnlineReader:
                 loop.call_soon_threadsafe(finish)
 
         guard = loop.call_later(self._batch_timeout_s, finish)  # whatever has not answered by then is unavailable
+        first = loop.call_later(min(self._timeout_s, self._batch_timeout_s), none_yet)
         for i, eid in enumerate(entity_ids):
             try:
                 future = self._session.execute_async(self._select, (entity_type, eid), timeout=self._batch_timeout_s)

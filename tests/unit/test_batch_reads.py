@@ -72,6 +72,15 @@ def test_each_entity_answers_for_itself_within_the_batch_budget() -> None:
     assert set(session.timeouts) == {0.3}
 
 
+def test_a_store_that_answers_nothing_fails_the_batch_at_the_request_budget() -> None:
+    session = _Session({"a": "never", "b": "never"})
+    reader = OnlineReader(session, "ks", timeout_s=0.1, batch_timeout_s=5.0)  # type: ignore[arg-type]
+    started = time.perf_counter()
+    results = asyncio.run(reader.read_each_async("user", ["a", "b"]))
+    assert time.perf_counter() - started < 0.1 + 0.5  # not the 5 s batch budget
+    assert all(isinstance(r, StoreUnavailableError) and "within 100 ms" in str(r) for r in results)
+
+
 def test_a_bug_fails_the_whole_batch() -> None:
     reader = OnlineReader(_Session({"a": ROWS, "b": TypeError("bad bind")}), "ks")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
