@@ -17,6 +17,12 @@ from registry.core.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that pause, kill or restart the shared services run last (in their own order): a Cassandra
+    busy replaying its commit log after a restart must not eat into another test's 100 ms budget."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[StackSettings]:
     """Kafka, Cassandra and the schema registry, up for the whole session.

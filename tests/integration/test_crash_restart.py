@@ -33,7 +33,7 @@ from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
 from tests.conftest import REPO, isolated, settings_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.disruptive]  # the faulted run pauses Cassandra, kills Kafka
 
 HOUR = 3_600_000
 BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 12 * HOUR

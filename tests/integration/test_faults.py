@@ -41,6 +41,8 @@ from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
 from tests.conftest import REPO, isolated, settings_env
 
+pytestmark = [pytest.mark.integration, pytest.mark.disruptive]
+
 BUDGET_MS = 100
 FAST_S = BUDGET_MS / 1000 + 0.3  # the budget, plus a loaded machine's scheduling and an HTTP round trip
 RECOVERY_S = 2.0
