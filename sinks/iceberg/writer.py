@@ -110,11 +110,15 @@ _DAY_US = 86_400_000_000
 
 
 def sorted_rows(rows: pa.Table) -> pa.Table:
-    """``rows`` in the layout's sort order (``SORT_COLUMNS``, nulls last), by a numpy lexsort over integer codes:
-    Arrow's multi-column ``sort_by`` compares the strings row by row (~1.5 s per million rows). Leading keys
-    with few distinct values (feature, version, entity) are packed into one code, so the lexsort has 3 keys."""
-    packed = np.zeros(rows.num_rows, np.int64)
-    span = 1  # distinct values the packed code can take
+    """``rows`` grouped by day of ``event_time`` (the partition) and, within a day, in the layout's sort order
+    (``SORT_COLUMNS``, nulls last): what each data file holds. A numpy lexsort over integer codes: Arrow's
+    multi-column ``sort_by`` compares the strings row by row (~1.5 s per million rows). Leading keys with
+    few distinct values (day, feature, version, entity) are packed into one code, so the lexsort has 3 keys;
+    ``append_rows`` then splits the days without reordering."""
+    day = rows.column("event_time").cast(pa.int64()).to_numpy() // _DAY_US
+    first_day = int(day.min()) if rows.num_rows else 0
+    packed = day - first_day
+    span = int(packed.max()) + 1 if rows.num_rows else 1  # distinct values the packed code can take
     keys: list[np.ndarray] = []
     for name in offline_layout.SORT_COLUMNS:
         column = rows.column(name)
@@ -131,8 +135,10 @@ def sorted_rows(rows: pa.Table) -> pa.Table:
             codes, cardinality = pc.index_in(column, value_set=distinct), len(distinct) + 1
         code = codes.fill_null(cardinality - 1).to_numpy().astype(np.int64)  # a null sorts last
         span *= cardinality
-        if span > np.iinfo(np.int64).max:  # cannot pack (billions of distinct keys): Arrow's own sort
-            return rows.sort_by([(c, "ascending") for c in offline_layout.SORT_COLUMNS])
+        if span > np.iinfo(np.int64).max:  # cannot pack (billions of distinct keys): two stable sorts instead
+            within = rows.sort_by([(c, "ascending") for c in offline_layout.SORT_COLUMNS])
+            days = within.column("event_time").cast(pa.int64()).to_numpy() // _DAY_US
+            return within.take(pa.array(np.argsort(days, kind="stable")))
         packed = packed * cardinality + code
     order = [packed, *keys]
     return rows.take(pa.array(np.lexsort(order[::-1])))
@@ -157,8 +163,9 @@ def append_rows(table: Table, rows: pa.Table) -> None:
     if not rows.num_rows:
         return
     day = rows.column("event_time").cast(pa.int64()).to_numpy() // _DAY_US
-    order = np.argsort(day, kind="stable")  # keeps the sort order within each day
-    rows, day = rows.take(pa.array(order)), day[order]
+    if np.any(np.diff(day) < 0):  # not grouped by day yet (``sorted_rows`` groups them): a stable regroup
+        order = np.argsort(day, kind="stable")  # keeps the sort order within each day
+        rows, day = rows.take(pa.array(order)), day[order]
     bounds = np.flatnonzero(np.diff(day)) + 1
     starts, ends = np.concatenate(([0], bounds)), np.concatenate((bounds, [len(day)]))
     target = (

@@ -41,10 +41,12 @@ def _rows(n: int, seed: int = 3) -> pa.Table:
     return pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
 
 
-def test_the_lexsort_orders_rows_as_arrow_sort_by_does() -> None:
+def test_the_lexsort_orders_rows_by_day_then_as_arrow_sort_by_does() -> None:
     rows = _rows(5_000)
-    expected = rows.sort_by([(c, "ascending") for c in offline_layout.SORT_COLUMNS])
-    assert sorted_rows(rows).equals(expected)
+    day = pa.array(np.asarray(rows.column("event_time").cast(pa.int64())) // DAY_US)
+    keyed = rows.append_column("day", day)
+    expected = keyed.sort_by([("day", "ascending"), *((c, "ascending") for c in offline_layout.SORT_COLUMNS)])
+    assert sorted_rows(rows).equals(expected.drop_columns(["day"]))
 
 
 def test_append_rows_writes_each_day_to_its_partition(tmp_path: Path) -> None:
