@@ -22,7 +22,7 @@ from registry.schema_registry.store import SchemaStore
 
 def main() -> None:
     state = Path(os.environ.get("FS_STATE_DIR", Path(__file__).resolve().parents[2] / ".state"))
-    parser = argparse.ArgumentParser(prog="python -m registry")
+    parser = argparse.ArgumentParser(prog="python -m registry.schema_registry")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("FS_REGISTRY_PORT", "8081")))
     parser.add_argument("--db", type=Path, default=state / "registry" / "schemas.db")

@@ -90,7 +90,7 @@ def _server_options() -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving")
+    parser = argparse.ArgumentParser(prog="python -m serving.online")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("FS_API_PORT", "8000")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("FS_API_WORKERS", "1")))
