@@ -58,26 +58,8 @@ def isolated(base: Settings, run_id: str, name: str, tmp: Path) -> Settings:
 
 
 def job_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The FS_* environment that makes the job use these settings (as tests/conftest.py's settings_env)."""
-    env = dict(os.environ)
-    env.update(extra or {})
-    env.update(
-        {
-            "FS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "FS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-            "FS_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts),
-            "FS_CASSANDRA_PORT": str(settings.cassandra_port),
-            "FS_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
-            "FS_ICEBERG_CATALOG_URI": settings.iceberg_catalog_uri,
-            "FS_ICEBERG_WAREHOUSE": settings.iceberg_warehouse,
-            "FS_ICEBERG_NAMESPACE": settings.iceberg_namespace,
-            "FS_DEFINITIONS_DIR": str(settings.definitions_dir),
-            "FS_DEFINITIONS_DB": str(settings.definitions_db),
-            "FS_FLINK_JARS_DIR": str(settings.flink_jars_dir),
-            "PYTHONPATH": str(REPO),
-        }
-    )
-    return env
+    """The environment that makes the job use these settings (``Settings.to_env``), run from the repository."""
+    return {**os.environ, **(extra or {}), **settings.to_env(), "PYTHONPATH": str(REPO)}
 
 
 def _replace_once(text: str, old: str, new: str) -> str:

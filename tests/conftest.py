@@ -84,21 +84,5 @@ def isolated(settings: Settings, name: str, folder: Path) -> Settings:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The FS_* environment that makes a child process (the Flink job) use these settings."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "FS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "FS_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-            "FS_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts),
-            "FS_CASSANDRA_PORT": str(settings.cassandra_port),
-            "FS_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
-            "FS_ICEBERG_CATALOG_URI": settings.iceberg_catalog_uri,
-            "FS_ICEBERG_WAREHOUSE": settings.iceberg_warehouse,
-            "FS_ICEBERG_NAMESPACE": settings.iceberg_namespace,
-            "FS_DEFINITIONS_DIR": str(settings.definitions_dir),
-            "FS_DEFINITIONS_DB": str(settings.definitions_db),
-            "FS_FLINK_JARS_DIR": str(settings.flink_jars_dir),
-        }
-    )
-    return env
+    """The environment that makes a child process (the Flink job) use these settings."""
+    return {**os.environ, **settings.to_env()}

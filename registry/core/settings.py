@@ -49,3 +49,19 @@ class Settings(BaseModel):
             definitions_db=Path(env.get("FS_DEFINITIONS_DB", state / "registry" / "definitions.db")),
             flink_jars_dir=Path(env.get("FS_FLINK_JARS_DIR", cache / "flink" / "lib")),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The FS_* variables that make ``from_env`` in a child process (the stream job) return these settings."""
+        return {
+            "FS_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "FS_SCHEMA_REGISTRY_URL": self.schema_registry_url,
+            "FS_CASSANDRA_HOSTS": ",".join(self.cassandra_hosts),
+            "FS_CASSANDRA_PORT": str(self.cassandra_port),
+            "FS_CASSANDRA_KEYSPACE": self.cassandra_keyspace,
+            "FS_ICEBERG_CATALOG_URI": self.iceberg_catalog_uri,
+            "FS_ICEBERG_WAREHOUSE": self.iceberg_warehouse,
+            "FS_ICEBERG_NAMESPACE": self.iceberg_namespace,
+            "FS_DEFINITIONS_DIR": str(self.definitions_dir),
+            "FS_DEFINITIONS_DB": str(self.definitions_db),
+            "FS_FLINK_JARS_DIR": str(self.flink_jars_dir),
+        }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from registry.core.settings import Settings
 from sinks.factory import connect_iceberg
 
@@ -35,3 +37,22 @@ def test_writers_opening_a_new_catalog_together_all_succeed(tmp_path: Path) -> N
         for t in threads:
             t.join()
         assert not errors, errors[0]
+
+
+def test_settings_survive_the_trip_through_a_child_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    custom = Settings(
+        kafka_bootstrap="k:1",
+        schema_registry_url="http://r:2",
+        cassandra_hosts=("a", "b"),
+        cassandra_port=3,
+        cassandra_keyspace="ks",
+        iceberg_catalog_uri="sqlite:///x.db",
+        iceberg_warehouse="file:///w",
+        iceberg_namespace="ns",
+        definitions_dir=Path("/d"),
+        definitions_db=Path("/d/x.db"),
+        flink_jars_dir=Path("/j"),
+    )
+    for key, value in custom.to_env().items():
+        monkeypatch.setenv(key, value)
+    assert Settings.from_env() == custom
