@@ -4,19 +4,24 @@
     python bench/pit_join.py --scale 10      # 1M label rows against 10M feature rows of 10 features: 100M values
     python bench/pit_join.py --scale 1 10    # both (what `make bench-pit` runs)
 
-The sizes count three things and print all three: label rows, feature rows (each carries all 10
-features) and values (feature rows x 10). Entities: feature rows / 100 (10K, then 100K).
+The sizes count three things and print all three: label rows, feature rows (windows stored, for
+each of the 10 features) and values (feature rows x 10; the offline table's long layout holds one
+value per row, so values = table rows). Entities: feature rows / 100 (10K, then 100K).
+`val. scanned`: the rows of the data files the join's scans plan.
 
 Each case writes its data to a real Iceberg table (SQLite catalog in a temporary folder; sorted and
 appended as the offline writer does, ~2M rows per snapshot; `write s` is that sorting and appending,
 `gen. s` the making of the random data), then runs the join in a *fresh*
 process, so that the peak RSS reported is the join's (labels, scans, join, result) and not the
 generator's. Data: entities = feature rows / 100, 10 features of four value types over 30 days on
-their window grids, ~1 % of windows ingested twice (replays). Labels: 80 % shortly (0-30 min) after a
+their window grids: each entity's 100 rows of a feature are distinct windows, except ~1 % that store
+the window before them again, ingested a second later (replays). Labels: 80 % shortly (0-30 min) after a
 stored window of their entity, as labels of activity are, 20 % at uniformly random times, 5 % of all
 for entities with no rows. Times are wall-clock after the table is written (warm page cache): the
 first call in a fresh process (cold: lazy imports, thread pool start), then the best of three warm calls
 with the CPU time it used (all threads); `load` is the 1-minute load average when the join started.
+`DuckDB s`: DuckDB's ASOF JOIN over the same Parquet files in another fresh process, as a yardstick
+(see ``yardstick``: it skips the TTL, empty-window and tie rules, so it does less than the join).
 """
 
 from __future__ import annotations
@@ -57,12 +62,19 @@ SOURCE = {
     "entity_key": "user_id",
     "timestamp_field": "event_time",
 }
-# (name, value type, window, aggregation, ttl)
+# (name, value type, window, aggregation, ttl). Every window grid has at least 720 ends in the 30 days,
+# so each entity's 100 rows per feature are 100 distinct windows (as a stream job writes them).
 FEATURES: list[tuple[str, str, dict[str, str], dict[str, str], str]] = [
     ("txn_count_1h", "long", {"kind": "sliding", "size": "1h", "slide": "5m"}, {"function": "count"}, "2h"),
     ("txn_count_1d", "long", {"kind": "sliding", "size": "1d", "slide": "1h"}, {"function": "count"}, "2d"),
     ("amount_sum_1h", "double", {"kind": "tumbling", "size": "1h"}, {"function": "sum", "field": "amount"}, "6h"),
-    ("amount_max_1d", "double", {"kind": "tumbling", "size": "1d"}, {"function": "max", "field": "amount"}, "3d"),
+    (
+        "amount_max_1d",
+        "double",
+        {"kind": "sliding", "size": "1d", "slide": "1h"},
+        {"function": "max", "field": "amount"},
+        "3d",
+    ),
     (
         "amount_mean_1h",
         "double",
@@ -73,7 +85,7 @@ FEATURES: list[tuple[str, str, dict[str, str], dict[str, str], str]] = [
     (
         "merchants_1d",
         "long",
-        {"kind": "tumbling", "size": "1d"},
+        {"kind": "sliding", "size": "1d", "slide": "1h"},
         {"function": "count_distinct", "field": "merchant_id"},
         "7d",
     ),
@@ -92,7 +104,13 @@ FEATURES: list[tuple[str, str, dict[str, str], dict[str, str], str]] = [
         {"function": "last", "field": "is_online"},
         "1d",
     ),
-    ("max_merchant", "string", {"kind": "tumbling", "size": "1d"}, {"function": "max", "field": "merchant_id"}, "3d"),
+    (
+        "max_merchant",
+        "string",
+        {"kind": "sliding", "size": "1d", "slide": "1h"},
+        {"function": "max", "field": "merchant_id"},
+        "3d",
+    ),
 ]
 
 
@@ -138,9 +156,15 @@ def _rows(
     step = step_ms(d)
     assert step is not None
     size = to_millis(d.window.size) if d.window.size else step
-    ids = rng.integers(0, entities, n)
-    ends = T0 + rng.integers(1, SPAN // step, n) * step
-    sample.append((ids[: n // 10], ends[: n // 10]))
+    per = n // entities  # rows per entity: distinct window ends, as a stream job writes them
+    slots = SPAN // step - 1
+    assert per * entities == n and per <= slots, (n, entities, slots)
+    # A sorted draw of `per` from [0, slots - per], plus 0..per-1: `per` distinct slots per entity.
+    drawn = np.sort(rng.integers(0, slots - per + 1, (entities, per)), axis=1) + np.arange(per)
+    ids = np.repeat(np.arange(entities), per)
+    ends = T0 + (drawn.ravel() + 1) * step
+    some = rng.integers(0, n, n // 10)
+    sample.append((ids[some], ends[some]))
     if d.value_type == "long":
         values: dict[str, pa.Array] = {"value_long": pa.array(rng.integers(0, 10_000, n))}
     elif d.value_type == "double":
@@ -149,9 +173,12 @@ def _rows(
         values = {"value_string": pa.array(np.char.add("m_", rng.integers(0, 5000, n).astype(str)).astype(object))}
     else:
         values = {"value_boolean": pa.array(rng.random(n) < 0.5)}
-    replay = rng.random(n) < 0.01  # a replayed window: same end, ingested a second later
+    # ~1 % replays: a window of the entity's stored again (recomputed), ingested a second later
+    replay = (rng.random(n) < 0.01) & (np.arange(n) % per != 0)
+    ends[replay] = ends[np.flatnonzero(replay) - 1]
     columns = {
         "entity_type": pa.array(np.full(n, "user", dtype=object)),
+        "revision": pa.array(np.full(n, 1, dtype=np.int64)),
         "entity_id": pa.array(np.char.add("user_", ids.astype(str)).astype(object)),
         "feature_name": pa.array(np.full(n, d.name, dtype=object)),
         "feature_version": pa.array(np.full(n, d.version, dtype=np.int32)),
@@ -255,6 +282,21 @@ def run(folder: Path, chunk_rows: int) -> dict[str, float]:
         table, catalog(), labels.slice(0, 1000), names, entity_type="user", entity_column="user_id"
     )
     non_null = sum(result.num_rows - result.column(n).null_count for n in names) / (len(names) * result.num_rows)
+    from sinks.iceberg.reader import _filter, read_point
+
+    times_us = labels.column("event_timestamp").cast(pa.int64()).to_numpy() * 1000
+    scanned = sum(  # the rows of the data files the join's scan plans (what it reads, before row groups are pruned)
+        task.file.record_count
+        for task in table.scan(
+            row_filter=_filter(
+                "user",
+                list(catalog()),
+                read_point(table, None),
+                int(times_us.min()) - 7 * DAY * 1000,
+                int(times_us.max()),
+            )
+        ).plan_files()
+    )
     best = min(range(1, len(times)), key=lambda i: times[i])
     return {
         "cold_s": times[0],
@@ -263,7 +305,60 @@ def run(folder: Path, chunk_rows: int) -> dict[str, float]:
         "peak_rss_mib": peak_rss_mib(),
         "rss_before_join_mib": rss_before,
         "non_null_share": non_null,
+        "values_scanned": scanned,
     }
+
+
+def yardstick(folder: Path) -> dict[str, float]:
+    """DuckDB's ASOF JOIN on the same data, in this (fresh) process: per feature, the latest window end
+    at or before each label, read from the same Parquet files (the table's current snapshot).
+
+    A yardstick for the engine, not the same answer: it applies neither the TTL, nor empty windows, nor
+    the tie rule (a window stored twice may give either row). One query per feature (its row groups
+    pruned by the feature name, as the join's reads are), DuckDB's memory limited to 3 GB (it spills
+    beyond); best of three calls after one to warm up.
+    """
+    import duckdb
+
+    table = _table(folder)
+    files = [task.file.file_path for task in table.scan().plan_files()]
+    column = {"long": "value_long", "double": "value_double", "string": "value_string", "boolean": "value_boolean"}
+    labels = folder / "labels.parquet"
+    connection = duckdb.connect()
+    connection.execute("SET memory_limit = '3GB'")
+    connection.execute(
+        "CREATE TEMP TABLE labels AS SELECT row_number() OVER () AS i, user_id, event_timestamp AS ts"
+        f" FROM read_parquet('{labels}')"
+    )
+    times = []
+    for _ in range(4):
+        started = time.perf_counter()
+        columns = {}
+        for name, value_type, *_ in FEATURES:
+            query = (
+                f"SELECT f.v FROM labels l ASOF LEFT JOIN (SELECT entity_id, event_time, {column[value_type]} AS v"
+                f" FROM read_parquet({files!r}) WHERE entity_type = 'user' AND feature_name = '{name}'"
+                " AND feature_version = 1) f ON l.user_id = f.entity_id AND f.event_time <= l.ts ORDER BY l.i"
+            )
+            columns[name] = connection.sql(query).to_arrow_table().column(0)
+        times.append(time.perf_counter() - started)
+        assert all(len(c) == pq.ParquetFile(labels).metadata.num_rows for c in columns.values())
+    return {"duckdb_s": min(times[1:]), "duckdb_peak_rss_mib": peak_rss_mib()}
+
+
+def _child(flag: str, folder: Path, chunk_rows: int) -> dict[str, float] | None:
+    child = subprocess.run(
+        [sys.executable, __file__, flag, str(folder), "--chunk-rows", str(chunk_rows)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+    )
+    if child.returncode != 0:
+        print(child.stderr, file=sys.stderr)
+        return None
+    result: dict[str, float] = json.loads(child.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,39 +368,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--chunk-rows", type=int, default=None, help="labels per chunk (default: the library's)")
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)  # internal: join only, in a fresh process
+    parser.add_argument("--duckdb", type=Path, help=argparse.SUPPRESS)  # internal: the yardstick, in another
     args = parser.parse_args(argv)
     if args.run is not None:
         print(json.dumps(run(args.run, args.chunk_rows)))
+        return 0
+    if args.duckdb is not None:
+        print(json.dumps(yardstick(args.duckdb)))
         return 0
     from serving.offline.historical import DEFAULT_CHUNK_ROWS
 
     chunk_rows = args.chunk_rows or DEFAULT_CHUNK_ROWS
     print(
         f"{'labels':>10} {'feat. rows':>11} {'values':>12} {'write s':>8} {'gen. s':>7} {'cold s':>7} {'labels/s':>10} {'warm s':>7} {'labels/s':>10} "
-        f"{'CPU s':>6} {'peak RSS MiB':>12} {'RSS before':>10} {'non-null':>8} {'load':>5}  "
+        f"{'CPU s':>6} {'peak RSS MiB':>12} {'RSS before':>10} {'val. scanned':>12} {'non-null':>8} {'DuckDB s':>8} {'labels/s':>10} "
+        f"{'its RSS':>9} {'load':>5}  "
         f"(10 features, chunk_rows={chunk_rows}, {os.cpu_count()} CPUs)"
     )
     for scale in args.scale:
-        labels, rows = 100_000 * scale, 1_000_000 * scale  # rows: feature rows, each of all 10 features
+        labels, rows = 100_000 * scale, 1_000_000 * scale  # rows: feature rows (windows) of each of the 10 features
         with tempfile.TemporaryDirectory(prefix="fs-bench-pit-") as tmp:
             folder = Path(tmp)
             written = generate(folder, labels, rows)
             load = os.getloadavg()[0]  # other work on the machine skews wall times: shown with them
-            child = subprocess.run(
-                [sys.executable, __file__, "--run", str(folder), "--chunk-rows", str(chunk_rows)],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                cwd=REPO,
-            )
-            if child.returncode != 0:
-                print(child.stderr, file=sys.stderr)
+            r = _child("--run", folder, chunk_rows)
+            duck = _child("--duckdb", folder, chunk_rows)
+            if r is None or duck is None:
                 return 1
-            r = json.loads(child.stdout.strip().splitlines()[-1])
         print(
             f"{labels:>10,} {rows:>11,} {rows * len(FEATURES):>12,} {written['write_s']:>8.1f} {written['generate_s']:>7.1f} {r['cold_s']:>7.2f} {labels / r['cold_s']:>10,.0f} "
             f"{r['warm_s']:>7.2f} {labels / r['warm_s']:>10,.0f} {r['warm_cpu_s']:>6.2f} {r['peak_rss_mib']:>12,.0f} "
-            f"{r['rss_before_join_mib']:>10,.0f} {r['non_null_share']:>8.0%} {load:>5.1f}"
+            f"{r['rss_before_join_mib']:>10,.0f} {r['values_scanned']:>12,} {r['non_null_share']:>8.0%} {duck['duckdb_s']:>8.2f} "
+            f"{labels / duck['duckdb_s']:>10,.0f} {duck['duckdb_peak_rss_mib']:>9,.0f} {load:>5.1f}"
         )
     return 0
 

@@ -22,6 +22,7 @@ row index.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,21 +56,21 @@ class LabelKeys:
         cls,
         code: np.ndarray,
         us: np.ndarray,
-        row_code: np.ndarray,
-        row_end_us: np.ndarray,
+        row_end_us: Sequence[np.ndarray],
         ceil_us: np.ndarray | None = None,
     ) -> LabelKeys:
-        """Keys for labels ``(code, us)`` that also fit every row ``(row_code, row_end_us)`` of the chunk.
+        """Keys for labels ``(code, us)`` that also fit every row of the chunk (window ends ``row_end_us``,
+        per feature; row entity codes index the labels' entities, so they are below ``code``'s bound).
 
         ``ceil_us``: the label times ceiled to µs where they were given more finely (default: ``us``).
         """
         times: np.ndarray | None = None
-        all_us = np.concatenate([us, row_end_us])
-        base = int(all_us.min()) if len(all_us) else 0
-        span = int(all_us.max()) - base + 1 if len(all_us) else 1
-        codes = int(max(code.max(initial=-1), row_code.max(initial=-1))) + 1
+        parts = [a for a in (us, *row_end_us) if len(a)]
+        base = min(int(a.min()) for a in parts) if parts else 0
+        span = max(int(a.max()) for a in parts) - base + 1 if parts else 1
+        codes = int(code.max(initial=-1)) + 1
         if codes * span >= _KEY_LIMIT:  # times too far apart to pack: pack their ranks instead
-            times = np.unique(all_us)
+            times = np.unique(np.concatenate(parts))
             base, span = 0, len(times)
         empty = np.empty(0, np.int64)
         keys = cls(code, us, base, span, times, empty, empty, empty, empty, empty)

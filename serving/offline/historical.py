@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,12 +43,22 @@ from registry.core.refs import parse_ref
 from registry.core.timeline import Rule
 from registry.core.value_types import arrow_type
 from serving.offline.asof_join import LabelKeys, join_feature
-from sinks.iceberg.reader import Band, ReadPoint, data_reach, micros, read_point, read_rows
+from sinks.iceberg.reader import (
+    Band,
+    FeaturePieces,
+    ReadPoint,
+    data_reach,
+    micros,
+    planned_rows,
+    read_point,
+    read_rows,
+)
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 DEFAULT_CHUNK_ROWS = 250_000
+ROWS_PER_READ = 16_000_000  # offline rows read at once (~50 bytes each in memory); more are read in feature groups
 
 
 def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[FeatureDefinition]:
@@ -128,13 +138,20 @@ class PointInTimeJoin:
     """
 
     def __init__(
-        self, table: Table, definitions: Sequence[FeatureDefinition], entity_type: str, point: ReadPoint
+        self,
+        table: Table,
+        definitions: Sequence[FeatureDefinition],
+        entity_type: str,
+        point: ReadPoint,
+        *,
+        rows_per_read: int = ROWS_PER_READ,
     ) -> None:
         self._table = table
         self.definitions = list(definitions)
         self._entity_type = entity_type
         self.point = point
         self._reach = data_reach(table, point, entity_type, self.definitions)
+        self._rows_per_read = rows_per_read
 
     def join(self, entities: pa.Array, times: LabelTimes) -> list[pa.Array]:
         """One array per feature, aligned with ``entities`` (strings, nulls allowed) and ``times``."""
@@ -145,25 +162,61 @@ class PointInTimeJoin:
         label_code = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         lo, hi = int(times.ceil_us.min()), int(times.floor_us.max())
         bands = [Band(d, lo - Rule.of(d).ttl_us, hi) for d in self.definitions]
-        rows = read_rows(self._table, self.point, self._entity_type, bands, encoded.dictionary)
-        keys = LabelKeys.build(label_code, times.floor_us, rows.code, rows.end_us, times.ceil_us)
+        # Keys sized by the bands (every row read ends inside its band), so that features can be read a
+        # few at a time when the chunk's files hold more than ``rows_per_read`` rows: memory holds one
+        # group's rows, not the chunk's every row.
+        edges = [np.array([b.lo_us, b.hi_us], dtype=np.int64) for b in bands]
+        keys = LabelKeys.build(label_code, times.floor_us, edges, times.ceil_us)
+        per_read = len(bands)
+        if keys.times is None:  # as many groups of features as it takes to keep each read near rows_per_read
+            planned = planned_rows(self._table, self.point, self._entity_type, bands)
+            per_read = -(-len(bands) // max(1, -(-planned // self._rows_per_read)))
+        out: list[pa.Array] = []
+        for start in range(0, len(bands), per_read):
+            group = list(range(start, min(start + per_read, len(bands))))
+            rows = read_rows(self._table, self.point, self._entity_type, [bands[i] for i in group], encoded.dictionary)
+            if keys.times is not None:  # times too far apart to pack: ranked over the rows' own window ends
+                keys = LabelKeys.build(label_code, times.floor_us, [e for r in rows for e in r.end_us()], times.ceil_us)
 
-        def one(i: int) -> pa.Array:
-            d, mine = self.definitions[i], rows.rows_for(i)
-            return join_feature(
-                keys,
-                mine.code,
-                mine.end_us,
-                mine.ingested_us,
-                mine.revision,
-                mine.values,
-                d,
-                self._reach.get((d.name, d.version)),
-            )
+            def one(
+                j: int, group: list[int] = group, rows: list[FeaturePieces] = rows, keys: LabelKeys = keys
+            ) -> pa.Array:
+                d, mine = self.definitions[group[j]], rows[j].rows()
+                return join_feature(
+                    keys,
+                    mine.code,
+                    mine.end_us,
+                    mine.ingested_us,
+                    mine.revision,
+                    mine.values,
+                    d,
+                    self._reach.get((d.name, d.version)),
+                )
 
-        # numpy's sorts and searches and Arrow's takes release the GIL: features join in parallel.
-        with ThreadPoolExecutor(max_workers=min(len(self.definitions), os.cpu_count() or 1)) as pool:
-            return list(pool.map(one, range(len(self.definitions))))
+            # numpy's sorts and searches and Arrow's takes release the GIL: features join in parallel.
+            with ThreadPoolExecutor(max_workers=min(len(group), os.cpu_count() or 1)) as pool:
+                out.extend(pool.map(one, range(len(group))))
+            del rows, one
+            release_memory()
+        return out
+
+
+def _trim() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)``, or a no-op elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+release_memory = _trim()
+"""Hand the memory a group's arrays held back to the operating system. The join's threads allocate
+from several malloc arenas, which otherwise keep what one chunk freed: the process's resident size
+then grows with the number of chunks, not with the largest chunk."""
 
 
 def _entities(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -191,7 +244,7 @@ def join_labels(
     if labels.num_rows == 0:
         empty = [pa.array([], arrow_type(d.value_type)) for d in definitions]
         return pa.Table.from_arrays([*labels.columns, *empty], schema=schema)
-    join = PointInTimeJoin(table, definitions, entity_type, point)
+    join = PointInTimeJoin(table, definitions, entity_type, point, rows_per_read=ROWS_PER_READ)
     entities = _entities(labels.column(entity_column))
     order = np.argsort(times.floor_us, kind="stable")
     parts: list[list[pa.Array]] = [[] for _ in definitions]
@@ -223,7 +276,7 @@ def join_label_batches(
     """
     _check_schema(labels_schema, definitions, entity_column, timestamp_column)
     schema = output_schema(labels_schema, definitions)
-    join = PointInTimeJoin(table, definitions, entity_type, point)
+    join = PointInTimeJoin(table, definitions, entity_type, point, rows_per_read=ROWS_PER_READ)
     for batch in batches:
         times = _label_micros(batch.column(timestamp_column), timestamp_column)
         columns = join.join(_entities(batch.column(entity_column)), times)

@@ -17,7 +17,7 @@ Three questions, each answered with bounded memory:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError
 from registry.core.value_types import VALUE_COLUMNS, arrow_type
+from sinks.iceberg.files import GROUP_ROWS, FileReader, file_groups
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
@@ -111,22 +113,6 @@ def _filter(
     return And(*terms)
 
 
-_GROUP_ROWS = 262_144  # rows a reader thread gathers before one transform: lookups set up once per group
-
-
-def _groups(tasks: Sequence[Any], rows: int) -> list[list[Any]]:
-    """Consecutive tasks (files) in groups of about ``rows`` rows, in order."""
-    groups: list[list[Any]] = [[]]
-    count = 0
-    for task in tasks:
-        if count >= rows:
-            groups.append([])
-            count = 0
-        groups[-1].append(task)
-        count += task.file.record_count
-    return [g for g in groups if g]
-
-
 def _scan(
     table: Table,
     point: ReadPoint,
@@ -135,7 +121,7 @@ def _scan(
     transform: Callable[[pa.Table], pa.Table | None],
     row_filter: BooleanExpression | None = None,
 ) -> list[pa.Table]:
-    """``transform`` of what the scan yields, in groups of ~``_GROUP_ROWS`` rows read in parallel,
+    """``transform`` of what the scan yields, in groups of ~``GROUP_ROWS`` rows read in parallel,
     results in file order.
 
     ``expression`` chooses the files; ``row_filter`` (default: the same) the rows Arrow returns, when
@@ -180,12 +166,12 @@ def _scan(
         for batch in reader.to_record_batches(group):
             pending.append(batch)
             pending_rows += batch.num_rows
-            if pending_rows >= _GROUP_ROWS:
+            if pending_rows >= GROUP_ROWS:
                 flush()
         flush()
         return out
 
-    groups = _groups(tasks, _GROUP_ROWS)
+    groups = file_groups(tasks, GROUP_ROWS)
     return [part for parts in ExecutorFactory.get_or_create().map(read, groups) for part in parts]
 
 
@@ -222,52 +208,28 @@ class FeatureRows:
 
 
 @dataclass(frozen=True)
-class RowBlock:
-    """Offline rows for one chunk of labels, grouped by band (numpy columns; values stay in Arrow).
+class FeaturePieces:
+    """One feature version's rows of a chunk as read: pieces (slices of batches) not yet concatenated,
+    so that callers concatenate each feature where they join it (in parallel)."""
 
-    ``code`` indexes the chunk's entity values; ``rows_for(i)`` are band ``i``'s rows (``read_rows``
-    keeps nothing outside the bands).
-    """
+    pieces: Sequence[FeatureRows]
+    value_type: pa.DataType
 
-    code: np.ndarray  # every row, grouped by band
-    end_us: np.ndarray
-    ingested_us: np.ndarray
-    revision: np.ndarray
-    values: dict[str, pa.ChunkedArray]  # value column -> values in the block's original row order
-    order: np.ndarray  # grouped position -> original row
-    starts: np.ndarray  # band i's rows are [starts[i], starts[i + 1])
-    bands: Sequence[Band]
+    def rows(self) -> FeatureRows:
+        if not self.pieces:
+            empty = np.empty(0, np.int64)
+            return FeatureRows(empty, empty, empty, empty, pa.array([], self.value_type))
 
-    def __len__(self) -> int:
-        return len(self.code)
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in self.pieces])
 
-    def rows_for(self, i: int) -> FeatureRows:
-        at = slice(int(self.starts[i]), int(self.starts[i + 1]))
-        column = self.values[VALUE_COLUMNS[self.bands[i].definition.value_type]]
+        values = [p.values if p.values.type == self.value_type else p.values.cast(self.value_type) for p in self.pieces]
         return FeatureRows(
-            self.code[at],
-            self.end_us[at],
-            self.ingested_us[at],
-            self.revision[at],
-            column.take(pa.array(self.order[at])).combine_chunks(),
+            joined("code"), joined("end_us"), joined("ingested_us"), joined("revision"), pa.concat_arrays(values)
         )
 
-    @classmethod
-    def of(cls, rows: pa.Table, bands: Sequence[Band]) -> RowBlock:
-        """From the kept batches as they are (values are not copied: ``take`` reads chunked arrays)."""
-        feature = rows.column("feature").to_numpy().astype(np.int16)
-        order = np.argsort(feature, kind="stable")  # a radix sort: linear in the rows
-        starts = np.searchsorted(feature[order], np.arange(len(bands) + 1))
-        return cls(
-            code=rows.column("code").to_numpy()[order].astype(np.int64),
-            end_us=micros(rows.column("event_time"))[order],
-            ingested_us=micros(rows.column("ingested_at"))[order],
-            revision=rows.column("revision").to_numpy()[order].astype(np.int64),
-            values={c: rows.column(c) for c in rows.column_names[5:]},
-            order=order,
-            starts=starts,
-            bands=bands,
-        )
+    def end_us(self) -> list[np.ndarray]:
+        return [p.end_us for p in self.pieces]
 
 
 class _VersionFilter:
@@ -277,57 +239,154 @@ class _VersionFilter:
         self._names = pa.array([d.name for d in definitions], pa.string())
         self._versions = np.array([d.version for d in definitions], dtype=np.int64)
 
-    def mask(self, rows: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    def mask(self, rows: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
         """(index of the feature per row, 0 if none; whether the row is of a requested feature version)."""
-        names = rows.column("feature_name")
-        index = pc.index_in(names, value_set=self._names.cast(names.type)).fill_null(-1).to_numpy()
+        index = lookup(rows.column("feature_name"), self._names)
         version = rows.column("feature_version").to_numpy()
         safe = np.maximum(index, 0)
         return safe, (index >= 0) & (self._versions[safe] == version)
 
 
-def _large(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    return column.cast(pa.large_string()) if pa.types.is_string(column.type) else column
+def lookup(column: pa.Array | pa.ChunkedArray, values: pa.Array) -> np.ndarray:
+    """Per row, the index of its value in ``values`` (distinct strings), or -1.
+
+    A dictionary-encoded column is looked up once per distinct value of its dictionary, not per row.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        if column.num_chunks == 1:
+            column = column.chunk(0)
+        else:
+            parts = [lookup(c, values) for c in column.chunks]
+            return np.concatenate(parts) if parts else np.empty(0, np.int64)
+    if pa.types.is_dictionary(column.type):
+        found = lookup(column.dictionary, values)
+        if not len(found):
+            return np.full(len(column), -1, np.int64)
+        indices = column.indices
+        if indices.null_count:
+            return np.where(indices.is_null().to_numpy(), -1, found[indices.fill_null(0).to_numpy()])
+        return found[indices.to_numpy()]
+    value_set = values if values.type == column.type else values.cast(column.type)
+    found = pc.index_in(column, value_set=value_set)
+    return (found.fill_null(-1) if found.null_count else found).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def read_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[Band], entities: pa.Array) -> RowBlock:
-    """Rows for ``bands`` whose entity is one of ``entities`` (distinct strings), filtered as read."""
+def _us(column: pa.Array) -> np.ndarray:
+    """A timestamp column (µs, no nulls) as epoch µs, without a copy where possible."""
+    return column.cast(pa.int64()).to_numpy()
+
+
+def _time_filter(column: str, lo_us: int | None, hi_us: int | None) -> ds.Expression | None:
+    unit = pa.timestamp("us", tz="UTC")
+    terms = []
+    if lo_us is not None:
+        terms.append(pc.field(column) >= pa.scalar(lo_us, unit))
+    if hi_us is not None:
+        terms.append(pc.field(column) <= pa.scalar(hi_us, unit))
+    if not terms:
+        return None
+    return terms[0] if len(terms) == 1 else terms[0] & terms[1]
+
+
+def _by_feature(feature: np.ndarray, wanted: np.ndarray, features: int) -> Iterator[tuple[int, slice | np.ndarray]]:
+    """The wanted rows of a batch grouped by feature index: slices where they are contiguous.
+
+    Files are sorted by feature, so a batch is a few runs of one feature each, usually wanted whole.
+    """
+    changes = np.flatnonzero(feature[1:] != feature[:-1]) + 1
+    if len(changes) >= 4 * features:  # not sorted by feature (a foreign file): group by sorting
+        at = np.flatnonzero(wanted & (feature >= 0))
+        if not len(at):
+            return
+        order = np.argsort(feature[at], kind="stable")
+        of = feature[at][order]
+        firsts = np.flatnonzero(np.r_[True, of[1:] != of[:-1]])
+        for a, b in zip(firsts, [*firsts[1:], len(at)], strict=True):
+            yield int(of[a]), at[order[a:b]]
+        return
+    for a, b in zip([0, *changes], [*changes, len(feature)], strict=True):
+        i = int(feature[a])
+        if i < 0:
+            continue
+        mine = wanted[a:b]
+        if mine.all():
+            yield i, slice(int(a), int(b))
+        elif mine.any():
+            yield i, a + np.flatnonzero(mine)
+
+
+def planned_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[Band]) -> int:
+    """Rows of the data files a ``read_rows`` of ``bands`` would open (before row groups are skipped)."""
+    if point.snapshot_id is None or not bands:
+        return 0
+    definitions = [b.definition for b in bands]
+    expression = _filter(entity_type, definitions, point, min(b.lo_us for b in bands), max(b.hi_us for b in bands))
+    scan = table.scan(row_filter=expression, snapshot_id=point.snapshot_id)
+    return sum(task.file.record_count for task in scan.plan_files())
+
+
+def read_rows(
+    table: Table, point: ReadPoint, entity_type: str, bands: Sequence[Band], entities: pa.Array
+) -> list[FeaturePieces]:
+    """Per band, the rows whose entity is one of ``entities`` (distinct strings), filtered as read.
+
+    Files are read in parallel (``sinks.iceberg.files``): entity ids and feature names stay
+    dictionary-encoded, so matching them costs a lookup per distinct value, and each batch's rows are
+    split by feature as they arrive (files are sorted by feature: usually one slice per batch).
+    """
     from pyiceberg.expressions import EqualTo
 
     definitions = [b.definition for b in bands]
+    targets = [_COLUMN_TYPES[VALUE_COLUMNS[d.value_type]] for d in definitions]
+    if point.snapshot_id is None or not bands:
+        return [FeaturePieces([], t) for t in targets]
     value_columns = sorted({VALUE_COLUMNS[d.value_type] for d in definitions})
-    versions = _VersionFilter(definitions)
-    value_sets = {t: entities.cast(t) for t in (pa.string(), pa.large_string())}
+    column_of = [VALUE_COLUMNS[d.value_type] for d in definitions]
+    names = pa.array([d.name for d in definitions], pa.string())
+    versions = np.array([d.version for d in definitions], dtype=np.int64)
+    wanted_ids = entities.cast(pa.string())
+    of_type = pa.array([entity_type], pa.string())
     revised = "revision" in table.schema().column_names  # tables written before revisions existed lack it
     # Each feature's own band, applied as rows are read: the scan's filter can only take their union.
     lo_us = np.array([b.lo_us for b in bands], dtype=np.int64)
     hi_us = np.array([b.hi_us for b in bands], dtype=np.int64)
     until_us = point.ingested_until_us
+    lo, hi = min(b.lo_us for b in bands), max(b.hi_us for b in bands)
 
-    def keep(rows: pa.Table) -> pa.Table | None:
-        ids = rows.column("entity_id")
-        code = pc.index_in(ids, value_set=value_sets[ids.type]).fill_null(-1).to_numpy()
-        index, of_version = versions.mask(rows)
-        end_us = rows.column("event_time").cast(pa.int64()).to_numpy()
-        wanted = (code >= 0) & of_version & (end_us >= lo_us[index]) & (end_us <= hi_us[index])
-        if until_us is not None:
-            wanted &= rows.column("ingested_at").cast(pa.int64()).to_numpy() <= until_us
-        revision = rows.column("revision").fill_null(0) if revised else pa.array(np.zeros(rows.num_rows, np.int64))
-        kept = pa.Table.from_arrays(
-            [
-                pa.array(code),
-                pa.array(index),
-                rows.column("event_time"),
-                rows.column("ingested_at"),
-                revision,
-                *(_large(rows.column(c)) for c in value_columns),
-            ],
-            names=["code", "feature", "event_time", "ingested_at", "revision", *value_columns],
-        )
-        return kept if wanted.all() else kept.filter(pa.array(wanted))
+    def consume(batches: Iterator[pa.RecordBatch]) -> list[list[FeatureRows]]:
+        out: list[list[FeatureRows]] = [[] for _ in bands]
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            feature = lookup(batch.column("feature_name"), names)
+            safe = np.maximum(feature, 0)
+            end_us = _us(batch.column("event_time"))
+            wanted = (feature >= 0) & (versions[safe] == batch.column("feature_version").to_numpy())
+            wanted &= lookup(batch.column("entity_type"), of_type) == 0
+            wanted &= (end_us >= lo_us[safe]) & (end_us <= hi_us[safe])
+            ingested_us = _us(batch.column("ingested_at"))
+            if until_us is not None:
+                wanted &= ingested_us <= until_us
+            if not wanted.any():
+                continue
+            code = lookup(batch.column("entity_id"), wanted_ids)
+            wanted &= code >= 0
+            revision_column = batch.column("revision") if revised else None
+            revision = (
+                np.zeros(batch.num_rows, np.int64)
+                if revision_column is None
+                else revision_column.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            )
+            for i, rows in _by_feature(feature, wanted, len(bands)):
+                values = batch.column(column_of[i])
+                values = (
+                    values.slice(rows.start, rows.stop - rows.start) if isinstance(rows, slice) else values.take(rows)
+                )
+                out[i].append(FeatureRows(code[rows], end_us[rows], ingested_us[rows], revision[rows], values))
+        return out
 
-    expression = _filter(entity_type, definitions, point, min(b.lo_us for b in bands), max(b.hi_us for b in bands))
     columns = (
+        "entity_type",
         "entity_id",
         "feature_name",
         "feature_version",
@@ -336,22 +395,23 @@ def read_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[
         *(("revision",) if revised else ()),
         *value_columns,
     )
-    # Files are chosen by the whole expression; rows by the entity type only (Arrow skips even that where
-    # a row group's statistics settle it): names, versions, bands and ingestion are checked in `keep`.
-    parts = _scan(table, point, expression, columns, keep, row_filter=EqualTo("entity_type", entity_type))
-    if not parts:
-        schema = pa.schema(
-            [
-                ("code", pa.int32()),
-                ("feature", pa.int64()),
-                ("event_time", pa.timestamp("us")),
-                ("ingested_at", pa.timestamp("us")),
-                ("revision", pa.int64()),
-                *((c, _COLUMN_TYPES[c]) for c in value_columns),
-            ]
-        )
-        return RowBlock.of(schema.empty_table(), bands)
-    return RowBlock.of(pa.concat_tables(parts), bands)
+    arrow_filter = (pc.field("entity_type") == entity_type) & pc.field("feature_name").isin(names)
+    times = _time_filter("event_time", lo, hi)
+    if times is not None:
+        arrow_filter &= times
+    if until_us is not None:
+        arrow_filter &= pc.field("ingested_at") <= pa.scalar(until_us, pa.timestamp("us", tz="UTC"))
+    reader = FileReader(
+        table,
+        point.snapshot_id,
+        _filter(entity_type, definitions, point, lo, hi),
+        EqualTo("entity_type", entity_type),
+        arrow_filter,
+        columns,
+        dictionary_columns=("entity_type", "entity_id", "feature_name"),
+    )
+    parts = reader.map(consume)  # in file order
+    return [FeaturePieces([piece for part in parts for piece in part[i]], targets[i]) for i in range(len(bands))]
 
 
 def _event_time_bounds(

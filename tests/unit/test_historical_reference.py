@@ -32,6 +32,7 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
 from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.core.timeline import empty_value, step_ms
+from serving.offline import historical
 from serving.offline.historical import get_historical_features
 from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
@@ -365,6 +366,19 @@ def test_matches_reference_seeded(seed: int, tmp_path: Path, catalog: FeatureCat
     written = write(table, catalog, scenario.batches)
     check(table, catalog, written, scenario.features, scenario.labels, scenario.tz, scenario.unit)
     # Every requested feature at once, in the catalog's order, on the same table.
+    check(table, catalog, written, list(FEATURES), scenario.labels, scenario.tz, scenario.unit)
+
+
+@pytest.mark.parametrize("seed", range(12, 18))
+def test_matches_reference_reading_features_in_groups(
+    seed: int, tmp_path: Path, catalog: FeatureCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk whose files hold more than ``ROWS_PER_READ`` rows reads its features a group at a time:
+    here one feature per read (the bound is one row), with the same answers."""
+    monkeypatch.setattr(historical, "ROWS_PER_READ", 1)
+    scenario = generate(RandomChooser(seed), catalog)
+    table = iceberg_table(tmp_path)
+    written = write(table, catalog, scenario.batches)
     check(table, catalog, written, list(FEATURES), scenario.labels, scenario.tz, scenario.unit)
 
 

@@ -1,0 +1,139 @@
+"""The data files a scan plans, read as Arrow record batches: directly where a file allows it.
+
+pyiceberg's own reader (``ArrowScan``) handles every case Iceberg allows (delete files, renamed or
+added columns, other timestamp units) but decodes strings in full and re-projects every batch in
+Python. Most of the offline table's files are the plain case: written by this project, no delete
+files, every requested column present under its current name and field id. Those are read here
+with Arrow's dataset scanner directly: low-cardinality string columns stay dictionary-encoded (a
+lookup runs over a row group's few distinct ids, not over every row), and the row filter is pushed
+down to Parquet's row-group statistics. Every other file goes through ``ArrowScan`` unchanged, so
+the batches a caller sees may be dictionary-encoded or not and must be handled either way.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+if TYPE_CHECKING:
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.table import Table
+
+T = TypeVar("T")
+
+_FIELD_ID = b"PARQUET:field_id"
+GROUP_ROWS = 262_144  # rows per group of consecutive files read by one thread
+
+
+def file_groups(tasks: Sequence[Any], rows: int) -> list[list[Any]]:
+    """Consecutive tasks (files) in groups of about ``rows`` rows, in order."""
+    groups: list[list[Any]] = [[]]
+    count = 0
+    for task in tasks:
+        if count >= rows:
+            groups.append([])
+            count = 0
+        groups[-1].append(task)
+        count += task.file.record_count
+    return [g for g in groups if g]
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    """The type with 64-bit string offsets taken as 32-bit ones (and dictionaries as their values)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}.get(t, t)
+
+
+class FileReader:
+    """Batches of a planned scan's files, restricted to ``columns``.
+
+    ``file_filter`` chooses the files (partitions and file statistics); ``row_filter`` (pyiceberg) is
+    what ``ArrowScan`` applies to the rows of the files it reads; ``arrow_filter``, for the files read
+    directly, skips the row groups whose statistics rule it out. All three may keep more rows than
+    the caller wants: callers filter exactly themselves.
+    """
+
+    def __init__(
+        self,
+        table: Table,
+        snapshot_id: int,
+        file_filter: BooleanExpression,
+        row_filter: BooleanExpression,
+        arrow_filter: ds.Expression | None,
+        columns: Sequence[str],
+        dictionary_columns: Sequence[str] = (),
+    ) -> None:
+        from pyiceberg.io import PYARROW_USE_LARGE_TYPES_ON_READ
+        from pyiceberg.io.pyarrow import ArrowScan
+
+        self._table = table
+        scan = table.scan(row_filter=file_filter, selected_fields=tuple(columns), snapshot_id=snapshot_id)
+        self.tasks = list(scan.plan_files())
+        schema = table.schema()
+        self._columns = list(columns)
+        self._ids = {c: schema.find_field(c).field_id for c in columns}
+        self._expected = {f.name: f.type for f in schema.as_arrow() if f.name in self._ids}
+        self._arrow_filter = arrow_filter
+        self._format = ds.ParquetFileFormat(
+            read_options=ds.ParquetReadOptions(dictionary_columns=list(dictionary_columns)), pre_buffer=True
+        )
+        # 32-bit string offsets on the fallback path too: no copy of every string into large_string.
+        io = copy.copy(scan.io)
+        io.properties = {**scan.io.properties, PYARROW_USE_LARGE_TYPES_ON_READ: "False"}
+        self._io = io
+        self._fallback = ArrowScan(scan.table_metadata, io, scan.projection(), row_filter, scan.case_sensitive)
+
+    def _direct(self, task: Any) -> Iterator[pa.RecordBatch] | None:
+        """The file's batches read directly, or None where its layout needs pyiceberg's reader."""
+        from pyiceberg.io.pyarrow import _fs_from_file_path, _parse_location
+
+        if task.delete_files or str(task.file.file_format).upper().find("PARQUET") < 0:
+            return None
+        fs = _fs_from_file_path(task.file.file_path, self._io)
+        _, _, path = _parse_location(task.file.file_path)
+        source = fs.open_input_file(path)
+        fragment = self._format.make_fragment(source)
+        physical = fragment.physical_schema
+        for name, field_id in self._ids.items():
+            index = physical.get_field_index(name)
+            if index < 0:
+                source.close()
+                return None
+            field = physical.field(index)
+            if (field.metadata or {}).get(_FIELD_ID) != str(field_id).encode():
+                source.close()
+                return None
+            if _plain(field.type) != _plain(self._expected[name]):  # promoted since, or another unit or zone
+                source.close()
+                return None
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                # Row groups pruned by their statistics only: a row-by-row filter here costs more than
+                # the caller's exact one, which runs on dictionary codes.
+                part = fragment if self._arrow_filter is None else fragment.subset(self._arrow_filter)
+                yield from ds.Scanner.from_fragment(part, columns=self._columns).to_batches()
+            finally:
+                source.close()
+
+        return batches()
+
+    def batches(self, tasks: Sequence[Any]) -> Iterator[pa.RecordBatch]:
+        for task in tasks:
+            direct = self._direct(task)
+            if direct is None:
+                yield from self._fallback.to_record_batches([task])
+            else:
+                yield from direct
+
+    def map(self, consume: Callable[[Iterator[pa.RecordBatch]], T], rows: int = GROUP_ROWS) -> list[T]:
+        """``consume`` of each group of consecutive files' batches, groups read in parallel, in file order."""
+        from pyiceberg.utils.concurrent import ExecutorFactory
+
+        groups = file_groups(self.tasks, rows)
+        return list(ExecutorFactory.get_or_create().map(lambda g: consume(self.batches(g)), groups))

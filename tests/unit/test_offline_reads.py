@@ -1,0 +1,197 @@
+"""The offline read path (``sinks.iceberg.reader.read_rows`` over ``sinks.iceberg.files``): files read
+directly with Arrow and files read by pyiceberg give the same rows, and both equal a brute-force filter
+of what was written (entity type, entity, feature name and version, time band, ingestion bound)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+
+from registry.core.definitions import FeatureDefinition
+from sinks.iceberg import files as offline_files
+from sinks.iceberg import layout as offline_layout
+from sinks.iceberg.reader import Band, ReadPoint, _by_feature, read_rows
+from sinks.iceberg.writer import append_rows, ensure_table, sorted_rows
+
+DAY_US = 86_400_000_000
+T0_US = 1_700_000_000_000_000 // DAY_US * DAY_US
+NAMES = ("f_long", "f_double", "f_string")
+
+
+def _definitions(make_definition: Any) -> list[FeatureDefinition]:
+    return [
+        make_definition(name="f_long", version=1, value_type="long"),
+        make_definition(
+            name="f_double", version=2, value_type="double", aggregation={"function": "sum", "field": "amount"}
+        ),
+        make_definition(
+            name="f_string", version=1, value_type="string", aggregation={"function": "last", "field": "merchant_id"}
+        ),
+    ]
+
+
+def _rows(rng: np.random.Generator, n: int) -> pa.Table:
+    ends = T0_US + rng.integers(0, 4, n) * DAY_US + rng.integers(0, 24, n) * 3_600_000_000
+    feature = rng.integers(0, 3, n)
+    values = rng.integers(0, 1000, n)
+    columns = {
+        "entity_type": np.where(rng.random(n) < 0.2, "merchant", "user").astype(object),
+        "entity_id": np.char.add("u", rng.integers(0, 40, n).astype(str)).astype(object),
+        "feature_name": np.array(NAMES, dtype=object)[feature],
+        "feature_version": np.where(rng.random(n) < 0.15, 9, np.array([1, 2, 1])[feature]).astype(np.int32),
+        "event_time": pa.array(ends, pa.timestamp("us", tz="UTC")),
+        "window_start": pa.array(ends - 3_600_000_000, pa.timestamp("us", tz="UTC")),
+        "value_long": [int(v) if f == 0 and v % 7 else None for f, v in zip(feature, values, strict=True)],
+        "value_double": [float(v) / 3 if f == 1 else None for f, v in zip(feature, values, strict=True)],
+        "value_string": [f"m{v}" if f == 2 and v % 5 else None for f, v in zip(feature, values, strict=True)],
+        "value_boolean": [None] * n,
+        "ingested_at": pa.array(T0_US + 10 * DAY_US + rng.integers(0, 3, n) * 1_000_000, pa.timestamp("us", tz="UTC")),
+        "revision": [None if i % 11 == 0 else int(r) for i, r in enumerate(rng.integers(1, 4, n))],
+    }
+    schema = offline_layout.arrow_schema()
+    return pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Any:
+    """Sorted appends (as the writer makes them) and one unsorted append (as another writer might)."""
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    table = ensure_table(catalog, "ns")
+    rng = np.random.default_rng(11)
+    append_rows(table, sorted_rows(_rows(rng, 3_000)))
+    append_rows(table, sorted_rows(_rows(rng, 2_000)))
+    table.append(_rows(rng, 1_500))
+    return catalog.load_table("ns." + offline_layout.TABLE)
+
+
+def _brute_force(
+    table: Any, definition: FeatureDefinition, band: Band, entities: list[str], until_us: int | None
+) -> Counter[tuple[Any, ...]]:
+    column = f"value_{definition.value_type}"
+    out: Counter[tuple[Any, ...]] = Counter()
+    for row in table.scan().to_arrow().to_pylist():
+        end_us = int(row["event_time"].timestamp() * 1_000_000)
+        ingested_us = int(row["ingested_at"].timestamp() * 1_000_000)
+        if (
+            row["entity_type"] == "user"
+            and row["entity_id"] in entities
+            and row["feature_name"] == definition.name
+            and row["feature_version"] == definition.version
+            and band.lo_us <= end_us <= band.hi_us
+            and (until_us is None or ingested_us <= until_us)
+        ):
+            key = (entities.index(row["entity_id"]), end_us, ingested_us, row["revision"] or 0, row[column])
+            out[key] += 1
+    return out
+
+
+def _read(table: Any, bands: list[Band], entities: list[str], until_us: int | None) -> list[Counter[tuple[Any, ...]]]:
+    point = ReadPoint(table.current_snapshot().snapshot_id, until_us)
+    got = []
+    for pieces in read_rows(table, point, "user", bands, pa.array(entities)):
+        rows = pieces.rows()
+        got.append(
+            Counter(
+                zip(
+                    rows.code.tolist(),
+                    rows.end_us.tolist(),
+                    rows.ingested_us.tolist(),
+                    rows.revision.tolist(),
+                    rows.values.to_pylist(),
+                    strict=True,
+                )
+            )
+        )
+    return got
+
+
+@pytest.mark.parametrize("until", [None, T0_US + 10 * DAY_US + 1_000_000])
+def test_direct_and_pyiceberg_reads_equal_a_brute_force_filter(
+    table: Any, make_definition: Any, monkeypatch: pytest.MonkeyPatch, until: int | None
+) -> None:
+    definitions = _definitions(make_definition)
+    bands = [
+        Band(definitions[0], T0_US, T0_US + 4 * DAY_US),
+        Band(definitions[1], T0_US + DAY_US, T0_US + 2 * DAY_US),  # the band's ends are in
+        Band(definitions[2], T0_US + 30 * 3_600_000_000, T0_US + 3 * DAY_US - 1),
+    ]
+    entities = [f"u{i}" for i in range(0, 40, 3)] + ["nobody"]
+    expected = [_brute_force(table, d, b, entities, until) for d, b in zip(definitions, bands, strict=True)]
+    assert all(expected), "the scenario must keep rows of every feature"
+
+    direct = {"direct": 0, "pyiceberg": 0}
+    chosen = offline_files.FileReader._direct
+
+    def counting(self: Any, task: Any) -> Any:
+        batches = chosen(self, task)
+        direct["direct" if batches is not None else "pyiceberg"] += 1
+        return batches
+
+    monkeypatch.setattr(offline_files.FileReader, "_direct", counting)
+    assert _read(table, bands, entities, until) == expected
+    assert direct["direct"] > 0 and direct["pyiceberg"] == 0  # files this project writes are read directly
+
+    monkeypatch.setattr(offline_files.FileReader, "_direct", lambda self, task: None)
+    assert _read(table, bands, entities, until) == expected  # pyiceberg's reader: the same rows
+
+
+def test_files_written_before_a_column_existed_are_read_by_pyiceberg(
+    tmp_path: Path, make_definition: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table written before ``revision`` existed: its old files lack the column (read as revision 0),
+    next to files written since."""
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    table = ensure_table(catalog, "ns")
+    rows = sorted_rows(_rows(np.random.default_rng(5), 500))
+    with table.update_schema(allow_incompatible_changes=True) as update:
+        update.delete_column("revision")
+    table.append(rows.drop_columns(["revision"]))
+    with table.update_schema() as update:
+        update.add_column("revision", offline_layout.SCHEMA.find_field("revision").field_type)
+    table = catalog.load_table("ns." + offline_layout.TABLE)
+    newer = sorted_rows(_rows(np.random.default_rng(6), 500))
+    append_rows(table, newer)
+    table = catalog.load_table("ns." + offline_layout.TABLE)
+    definitions = _definitions(make_definition)
+    bands = [Band(d, T0_US, T0_US + 4 * DAY_US) for d in definitions]
+    entities = [f"u{i}" for i in range(40)]
+    kinds = {"direct": 0, "pyiceberg": 0}
+    chosen = offline_files.FileReader._direct
+
+    def counting(self: Any, task: Any) -> Any:
+        batches = chosen(self, task)
+        kinds["direct" if batches is not None else "pyiceberg"] += 1
+        return batches
+
+    monkeypatch.setattr(offline_files.FileReader, "_direct", counting)
+    got = _read(table, bands, entities, None)
+    assert kinds["direct"] > 0 and kinds["pyiceberg"] > 0
+    for counted, d in zip(got, definitions, strict=True):
+        assert counted == _brute_force(table, d, Band(d, T0_US, T0_US + 4 * DAY_US), entities, None)
+    assert sum(sum(c.values()) for c in got) == sum(
+        1
+        for r in [*rows.to_pylist(), *newer.to_pylist()]
+        if r["entity_type"] == "user"
+        and (r["feature_name"], r["feature_version"]) in {("f_long", 1), ("f_double", 2), ("f_string", 1)}
+    )
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_by_feature_groups_exactly_the_wanted_rows(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, features = int(rng.integers(1, 400)), 3
+    feature = rng.integers(-1, features, n)
+    if seed % 3:  # sorted by feature, as the writer's files are
+        feature = np.sort(feature)
+    wanted = rng.random(n) < (0.5 if seed % 2 else 1.0)
+    got: dict[int, list[int]] = {}
+    for i, rows in _by_feature(feature, wanted, features):
+        got.setdefault(i, []).extend(np.arange(n)[rows].tolist())
+    expected = {i: np.flatnonzero(wanted & (feature == i)).tolist() for i in range(features)}
+    assert {i: sorted(v) for i, v in got.items()} == {i: v for i, v in expected.items() if v}
