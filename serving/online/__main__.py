@@ -6,6 +6,9 @@ Configuration, besides the stores' ``FS_*`` settings (``registry.core.settings``
 - ``FS_CACHE_TTL_MS`` (default 1000, 0 turns the cache off) and ``FS_CACHE_MAX_ENTRIES`` (default 1024,
   about 30 MB of 100-feature vectors): the hot-entity vector cache of each worker process.
 - ``--workers`` (``FS_API_WORKERS``, default 1): server processes sharing the port; each builds its own clients.
+- ``FS_SERVING_LOG_SAMPLE`` (default 0.01; 0 turns it off) and ``FS_SERVING_LOG_TOPIC`` (default
+  ``fs_serving_log``): the share of requests whose served vectors are logged to Kafka
+  (``serving.online.serving_log``; ``python -m sinks.serving_log`` creates the topic and lands it in Iceberg).
 - ``FS_GIL_SWITCH_INTERVAL_US`` (default 500): how long the event loop may hold the GIL while the Cassandra
   driver's I/O thread waits for it (Python's default, 5 ms, shows up directly in p50 and p99 latency).
 
@@ -15,6 +18,7 @@ uvloop and httptools are used when installed.
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import importlib.util
 import os
@@ -31,6 +35,7 @@ from registry.live import LiveCatalog
 from serving.online.app import create_app
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
 from serving.online.overload import DEFAULT_MAX_IN_FLIGHT
+from serving.online.serving_log import DEFAULT_SAMPLE, DEFAULT_TOPIC, KafkaSink, producer_config
 from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, OnlineReader
 from sinks.factory import connect_cassandra
 
@@ -55,6 +60,15 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
     budget_s = int(env.get("FS_REQUEST_BUDGET_MS", str(int(DEFAULT_BUDGET_S * 1000)))) / 1000
     batch_budget_s = int(env.get("FS_BATCH_BUDGET_MS", str(int(DEFAULT_BATCH_BUDGET_S * 1000)))) / 1000
     reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s, batch_timeout_s=batch_budget_s)
+    sample = float(env.get("FS_SERVING_LOG_SAMPLE", str(DEFAULT_SAMPLE)))
+    log_sink = None
+    if sample > 0:
+        from confluent_kafka import Producer
+
+        log_sink = KafkaSink(
+            Producer(producer_config(settings.kafka_bootstrap)), env.get("FS_SERVING_LOG_TOPIC", DEFAULT_TOPIC)
+        )
+        atexit.register(log_sink.close)
     app = create_app(
         live,
         reader,
@@ -62,6 +76,8 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         cache_ttl_ms=int(env.get("FS_CACHE_TTL_MS", str(DEFAULT_TTL_MS))),
         cache_max_entries=int(env.get("FS_CACHE_MAX_ENTRIES", str(DEFAULT_MAX_ENTRIES))),
         max_in_flight=int(env.get("FS_MAX_IN_FLIGHT", str(DEFAULT_MAX_IN_FLIGHT))),
+        serving_log=log_sink,
+        serving_log_sample=sample,
     )
     if not len(live.current()):
         print(

@@ -42,6 +42,7 @@ from serving.online.overload import DEFAULT_MAX_IN_FLIGHT, InFlightLimit
 from serving.online.plans import Plans
 from serving.online.responses import JSONResponse
 from serving.online.services_api import services_router
+from serving.online.serving_log import KafkaSink, ServingLog, Sink
 from serving.online.vectors import AsyncVectorSource, VectorSource, as_async
 
 __all__ = ["MAX_NAMES", "create_app"]
@@ -89,6 +90,8 @@ def create_app(
     cache_max_entries: int = DEFAULT_MAX_ENTRIES,
     registry: CollectorRegistry | None = None,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    serving_log: Sink | None = None,
+    serving_log_sample: float = 0.0,
 ) -> FastAPI:
     """The API over a catalog and a vector source.
 
@@ -101,6 +104,8 @@ def create_app(
         cache_max_entries: bound of the vector cache (least recently used out first).
         registry: where the metrics are registered (a fresh registry if None, never the global one).
         max_in_flight: requests the process works on at once; past it, an immediate 503 ``overloaded``.
+        serving_log: where sampled served vectors go (``serving.online.serving_log``); None logs nothing.
+        serving_log_sample: the share of requests logged, within [0, 1].
     """
     if max_in_flight < 1:
         raise ValueError("max_in_flight: the in-flight limit must be at least 1")
@@ -111,6 +116,12 @@ def create_app(
     metrics = Metrics(registry if registry is not None else CollectorRegistry(auto_describe=True), cache)
     app.state.cache = cache
     app.state.metrics = metrics
+    log = None
+    if serving_log is not None:
+        log = ServingLog(serving_log, serving_log_sample, metrics.registry)
+        if isinstance(serving_log, KafkaSink):
+            serving_log.on_failure = log.delivery_failed
+    app.state.serving_log = log
 
     async def _refuse(request: Request, exc: Exception) -> Response:
         # The one handler: every error a route lets out becomes a problem body with its code's status.
@@ -141,7 +152,7 @@ def create_app(
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.router.routes[:0] = feature_routes(Plans(live, services), cache, metrics, clock_us)  # matched first
+    app.router.routes[:0] = feature_routes(Plans(live, services), cache, metrics, clock_us, log)  # matched first
     app.include_router(definitions_router(live))
     if services is not None:
         app.include_router(services_router(live, services))

@@ -12,7 +12,7 @@ routes, with the pydantic models below, for the OpenAPI document only.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
 
@@ -26,6 +26,7 @@ from serving.online.cache import VectorCache
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics
 from serving.online.plans import Plan, PlanKey, Plans
+from serving.online.serving_log import ServingLog, request_context
 from serving.online.vectors import ColumnWriter, features_object, format_ms
 
 if TYPE_CHECKING:
@@ -119,11 +120,19 @@ def _names(names: list[str]) -> list[str]:
 class FeatureReads:
     """The two read routes, as ``(status, JSON body)`` computations over plans, the cache and the clock."""
 
-    def __init__(self, plans: Plans, cache: VectorCache, metrics: Metrics, clock_us: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        plans: Plans,
+        cache: VectorCache,
+        metrics: Metrics,
+        clock_us: Callable[[], int],
+        serving_log: ServingLog | None = None,
+    ) -> None:
         self._plans = plans
         self._cache = cache
         self._metrics = metrics
         self._clock_us = clock_us
+        self._log = serving_log
 
     def _check_entity_type(self, entity_type: str) -> None:
         if entity_type not in self._plans.snapshot()[0].entity_types():
@@ -142,7 +151,9 @@ class FeatureReads:
             )
         return plan
 
-    async def get(self, entity_type: str, entity_id: str, query: bytes) -> bytes:
+    async def get(
+        self, entity_type: str, entity_id: str, query: bytes, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> bytes:
         key = ("get", entity_type, query.decode("latin-1"))
         plan = self._plans.cached(key)
         if plan is None:
@@ -164,9 +175,28 @@ class FeatureReads:
             "features": features_object(plan, snapshot.stored, snapshot.progress, now_us, self._metrics.tally),
         }
         self._metrics.vectors(plan, 1)
+        if self._log is not None and self._log.sampled():
+            features: dict[str, dict[str, Any]] = body["features"]  # type: ignore[assignment]
+            served = [features[k] for k in plan.keys]
+            service = parse_qs(key[2]).get("feature_service", [None])[-1]
+            self._log.log(
+                request_context(headers, service),
+                now_us // 1000,
+                entity_type,
+                [name for name, _ in plan.row_keys],
+                plan.versions,
+                [
+                    (
+                        entity_id,
+                        [f["value"] for f in served],
+                        [f["feature_timestamp"] for f in served],
+                        [f["status"] for f in served],
+                    )
+                ],
+            )
         return orjson.dumps(body)
 
-    async def batch(self, entity_type: str, raw: bytes) -> bytes:
+    async def batch(self, entity_type: str, raw: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -205,18 +235,32 @@ class FeatureReads:
         self._metrics.vectors(plan, len(ids) - len(failed))
         for _ in failed:
             self._metrics.error(ErrorCode.STORE_UNAVAILABLE)
+        results = [
+            _unavailable(eid, snap)
+            if isinstance(snap, StoreUnavailableError)
+            else writer.row(eid, snap.stored, snap.progress)
+            for eid, snap in zip(ids, snapshots, strict=True)
+        ]
+        if self._log is not None and self._log.sampled():
+            self._log.log(
+                request_context(headers, service),
+                now_us // 1000,
+                entity_type,
+                [name for name, _ in plan.row_keys],
+                plan.versions,
+                [
+                    (r["entity_id"], r["values"], r["feature_timestamps"], r["statuses"])
+                    for r in results
+                    if "values" in r
+                ],
+            )
         return orjson.dumps(
             {
                 "entity_type": entity_type,
                 "served_at": format_ms(now_us // 1000),
                 "names": plan.keys,
                 "versions": plan.versions,
-                "results": [
-                    _unavailable(eid, snap)
-                    if isinstance(snap, StoreUnavailableError)
-                    else writer.row(eid, snap.stored, snap.progress)
-                    for eid, snap in zip(ids, snapshots, strict=True)
-                ],
+                "results": results,
             }
         )
 
@@ -264,7 +308,9 @@ class _Get(_Endpoint):
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         params = scope["path_params"]
-        return await self._reads.get(params["entity_type"], params["entity_id"], scope["query_string"])
+        return await self._reads.get(
+            params["entity_type"], params["entity_id"], scope["query_string"], scope.get("headers", ())
+        )
 
 
 class _Batch(_Endpoint):
@@ -282,11 +328,17 @@ class _Batch(_Endpoint):
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return await self._reads.batch(scope["path_params"]["entity_type"], b"".join(chunks))
+        return await self._reads.batch(scope["path_params"]["entity_type"], b"".join(chunks), scope.get("headers", ()))
 
 
-def feature_routes(plans: Plans, cache: VectorCache, metrics: Metrics, clock_us: Callable[[], int]) -> list[Route]:
-    reads = FeatureReads(plans, cache, metrics, clock_us)
+def feature_routes(
+    plans: Plans,
+    cache: VectorCache,
+    metrics: Metrics,
+    clock_us: Callable[[], int],
+    serving_log: ServingLog | None = None,
+) -> list[Route]:
+    reads = FeatureReads(plans, cache, metrics, clock_us, serving_log)
     # The hot GET first; a POST to .../batch only partly matches it (method) and goes on to the batch route.
     return [
         Route(GET_PATH, _Get(reads, metrics), methods=["GET"]),

@@ -23,6 +23,8 @@ from sinks.records import FeatureRow
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
     from pyiceberg.table import Table
 
 _COMMIT_RETRIES = 5
@@ -35,11 +37,23 @@ def _iso(ms: int) -> str:
 def ensure_table(catalog: Catalog, namespace: str) -> Table:
     """Load the offline table, creating namespace and table and adding missing columns on first use.
 
+    Safe to call from any number of processes at once (``create_or_load``). The stream job calls this
+    once in the client that plans it (``jobs.feature_job.prepare_stores``); its writers only ``load_table``.
+    """
+    identifier = f"{namespace}.{offline_layout.TABLE}"
+    table = create_or_load(
+        catalog, namespace, offline_layout.TABLE, offline_layout.SCHEMA, offline_layout.PARTITION_SPEC
+    )
+    return _add_missing_columns(catalog, identifier, table)
+
+
+def create_or_load(catalog: Catalog, namespace: str, name: str, schema: Schema, spec: PartitionSpec) -> Table:
+    """The table ``namespace.name``, created (with its namespace) if it does not exist.
+
     Safe to call from any number of processes at once: each step is "create, and if that fails, check
     whether it exists now". A SQL catalog checks, then inserts, so the loser of a race between two
     processes gets the database's unique-key error (not ``NamespaceAlreadyExistsError``); what counts
-    is the outcome, so whoever finds the object there afterwards goes on. The stream job calls this once
-    in the client that plans it (``jobs.feature_job.prepare_stores``); its writers only ``load_table``.
+    is the outcome, so whoever finds the object there afterwards goes on.
     """
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
 
@@ -50,18 +64,15 @@ def ensure_table(catalog: Catalog, namespace: str) -> Table:
     except Exception:
         if not _namespace_exists(catalog, namespace):
             raise
-    identifier = f"{namespace}.{offline_layout.TABLE}"
+    identifier = f"{namespace}.{name}"
     try:
-        table = catalog.create_table(
-            identifier, schema=offline_layout.SCHEMA, partition_spec=offline_layout.PARTITION_SPEC
-        )
+        return catalog.create_table(identifier, schema=schema, partition_spec=spec)
     except TableAlreadyExistsError:
-        table = catalog.load_table(identifier)
+        return catalog.load_table(identifier)
     except Exception:
         if not catalog.table_exists(identifier):
             raise
-        table = catalog.load_table(identifier)
-    return _add_missing_columns(catalog, identifier, table)
+        return catalog.load_table(identifier)
 
 
 def load_table(catalog: Catalog, namespace: str) -> Table:

@@ -1,0 +1,217 @@
+"""Online/offline parity: was what the API served the value the training join reads for the same window?
+
+For every value in the serving log (``sinks.serving_log``) served between ``since`` and ``until`` with
+status ``present`` or ``stale`` (the statuses that carry a window), the offline value of the same
+feature *version* for the same entity is read by the training join's own rule
+(``serving.offline.historical``) with the label time set to the served value's feature timestamp
+(its window end): the window that was served, as the offline table holds it now. Then, per feature
+and version:
+
+- ``checked``: logged values compared (a value logged twice, by an at-least-once landing, counts once);
+- ``mismatched``: the offline value differs (a double compared exactly: both sides come from one
+  computation, and JSON round-trips doubles exactly; NaN equals NaN);
+- ``missing_offline``: the offline join has no value where one was served;
+- ``mismatch_ratio`` and ``missing_ratio``: those over ``checked``;
+- ``examples``: up to ``examples`` of each, with entity, feature timestamp, and both values.
+
+A window revised by late events after it was served reads its revised value offline, and counts as a
+mismatch: a model trained on that table sees a value that serving never gave. Values served as
+``missing`` or ``expired`` carry no window and are only counted (``without_window``).
+
+``python -m serving.offline.parity --since 1h`` prints the report as JSON; ``--every 10m`` repeats it;
+``--fail-above R`` exits 3 when any feature's mismatch or missing ratio is above ``R``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.durations import to_millis
+from registry.core.errors import DatasetError, UnknownFeatureError
+from serving.offline.historical import LabelTimes, PointInTimeJoin
+from sinks.iceberg.reader import iso_us, micros, read_point
+from sinks.serving_log import ARROW_SCHEMA, IDENTITY
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+WITH_WINDOW = ("present", "stale")
+
+
+@dataclass
+class FeatureParity:
+    entity_type: str
+    feature: str
+    version: int
+    checked: int = 0
+    mismatched: int = 0
+    missing_offline: int = 0
+    mismatch_ratio: float = 0.0
+    missing_ratio: float = 0.0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ParityReport:
+    since: str
+    until: str
+    features: list[FeatureParity]
+    without_window: int
+    unknown_versions: list[str]
+
+    def worst(self) -> float:
+        return max((max(f.mismatch_ratio, f.missing_ratio) for f in self.features), default=0.0)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+
+
+def _logged(log: Table, since_us: int, until_us: int) -> pa.Table:
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+    if log.current_snapshot() is None:
+        return ARROW_SCHEMA.empty_table()
+    rows = log.scan(
+        row_filter=And(GreaterThanOrEqual("served_at", iso_us(since_us)), LessThan("served_at", iso_us(until_us)))
+    ).to_arrow()
+    if not rows.num_rows:
+        return rows
+    # One row per identity (topic, partition, offset, position): an at-least-once landing may hold a batch twice.
+    keyed = rows.append_column("_row", pa.array(np.arange(rows.num_rows)))
+    first = keyed.group_by(list(IDENTITY), use_threads=False).aggregate([("_row", "min")])
+    kept = first.column("_row_min")
+    return rows.take(pc.take(kept, pc.sort_indices(kept)))  # in the log's order
+
+
+def _same(online: Any, offline: Any) -> bool:
+    if isinstance(online, float) and isinstance(offline, float) and math.isnan(online) and math.isnan(offline):
+        return True
+    if isinstance(online, bool) or isinstance(offline, bool):
+        return online is offline
+    return bool(online == offline)
+
+
+def parity_report(
+    log: Table,
+    offline: Table,
+    catalog: FeatureCatalog,
+    since_us: int,
+    until_us: int,
+    *,
+    examples: int = 5,
+) -> ParityReport:
+    """The report for values served in ``[since_us, until_us)`` (epoch µs), against the offline table now."""
+    if until_us <= since_us:
+        raise DatasetError("parity: `until` must be after `since`")
+    rows = _logged(log, since_us, until_us)
+    statuses = rows.column("status")
+    has_window = pc.and_(pc.is_in(statuses, pa.array(WITH_WINDOW)), pc.is_valid(rows.column("feature_time")))
+    without_window = rows.num_rows - pc.sum(has_window.cast(pa.int64())).as_py() if rows.num_rows else 0
+    rows = rows.filter(has_window) if rows.num_rows else rows
+    point = read_point(offline, None)
+    out: list[FeatureParity] = []
+    unknown: list[str] = []
+    keyed = rows.append_column("_row", pa.array(np.arange(rows.num_rows)))
+    groups = keyed.group_by(["entity_type", "feature_name", "feature_version"], use_threads=False).aggregate(
+        [("_row", "list")]
+    )
+    for group in sorted(groups.to_pylist(), key=lambda g: (g["entity_type"], g["feature_name"], g["feature_version"])):
+        entity_type, name, version = group["entity_type"], group["feature_name"], group["feature_version"]
+        mine = rows.take(pa.array(group["_row_list"], pa.int64()))
+        try:
+            definition = catalog.get(entity_type, name, version)
+        except UnknownFeatureError:
+            unknown.append(f"{entity_type}.{name}@v{version}")
+            continue
+        times_us = micros(mine.column("feature_time"))
+        entities = mine.column("entity_id").combine_chunks()
+        (values,) = PointInTimeJoin(offline, [definition], entity_type, point).join(
+            entities, LabelTimes(times_us, times_us)
+        )
+        report = FeatureParity(entity_type, name, version, checked=mine.num_rows)
+        served = [orjson.loads(v) if v is not None else None for v in mine.column("value_json").to_pylist()]
+        stored = values.to_pylist()
+        ids = entities.to_pylist()
+        for i, (online, held) in enumerate(zip(served, stored, strict=True)):
+            if held is None and online is not None:
+                report.missing_offline += 1
+                kind = "missing_offline"
+            elif not _same(online, held):
+                report.mismatched += 1
+                kind = "mismatch"
+            else:
+                continue
+            if len(report.examples) < examples:
+                report.examples.append(
+                    {
+                        "kind": kind,
+                        "entity_id": ids[i],
+                        "feature_timestamp": iso_us(int(times_us[i])),
+                        "online": online,
+                        "offline": held,
+                    }
+                )
+        report.mismatch_ratio = report.mismatched / report.checked
+        report.missing_ratio = report.missing_offline / report.checked
+        out.append(report)
+    return ParityReport(iso_us(since_us), iso_us(until_us), out, int(without_window), unknown)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from registry.core.errors import FeatureStoreError
+    from registry.core.settings import Settings
+    from registry.definition_store import DefinitionStore
+    from sinks.factory import connect_iceberg
+    from sinks.iceberg.layout import TABLE
+    from sinks.serving_log import ensure_log_table
+
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.offline.parity",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--since", default="1h", help="how far back from now: a duration such as 15m, 1h, 2d")
+    parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
+    parser.add_argument("--fail-above", type=float, help="exit 3 if a mismatch or missing ratio is above this")
+    parser.add_argument("--examples", type=int, default=5)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        since_ms = to_millis(args.since)
+        every_s = to_millis(args.every) / 1000 if args.every else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    while True:
+        try:
+            iceberg = connect_iceberg(settings)
+            log = ensure_log_table(iceberg, settings.iceberg_namespace)
+            offline = iceberg.load_table(f"{settings.iceberg_namespace}.{TABLE}")
+            catalog = DefinitionStore(settings.definitions_db).catalog()
+            now_us = time.time_ns() // 1000
+            report = parity_report(log, offline, catalog, now_us - since_ms * 1000, now_us, examples=args.examples)
+        except FeatureStoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        sys.stdout.write(report.to_json().decode() + "\n")
+        sys.stdout.flush()
+        if args.fail_above is not None and report.worst() > args.fail_above:
+            return 3
+        if every_s is None:
+            return 0
+        time.sleep(every_s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The serving log's landing: the Kafka topic the feature API logs to, appended to an Iceberg table.
+
+``python -m sinks.serving_log [--once]`` consumes the topic (``serving.online.serving_log`` says what
+a record holds) and appends one table row per served feature value, in batches, then commits the
+consumer's offsets: at-least-once, so a crash between the append and the commit appends a batch
+twice. Each row carries its Kafka topic, partition, offset and position in the record, which identify it:
+readers (``serving.offline.parity``) drop the repeats.
+
+The table ``serving_log`` is partitioned by day of ``served_at``. ``value_json`` is the value as the
+API served it, in JSON (exact for longs, doubles, strings and booleans). A record that is not valid
+JSON of that shape is skipped and counted (it can only come from something other than the API), and
+never stops the sink.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow as pa
+
+from registry.core.errors import StoreUnavailableError
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Message
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+TABLE = "serving_log"
+TOPIC = "fs_serving_log"  # serving.online.serving_log.DEFAULT_TOPIC
+GROUP = "fs-serving-log-sink"
+_TS = pa.timestamp("us", tz="UTC")
+
+ARROW_SCHEMA = pa.schema(
+    [
+        pa.field("served_at", _TS, nullable=False),
+        pa.field("request_id", pa.string()),
+        pa.field("caller", pa.string()),
+        pa.field("feature_service", pa.string()),
+        pa.field("model_name", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("entity_type", pa.string(), nullable=False),
+        pa.field("entity_id", pa.string(), nullable=False),
+        pa.field("feature_name", pa.string(), nullable=False),
+        pa.field("feature_version", pa.int32(), nullable=False),
+        pa.field("value_json", pa.string()),
+        pa.field("feature_time", _TS),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("kafka_topic", pa.string(), nullable=False),
+        pa.field("kafka_partition", pa.int32(), nullable=False),
+        pa.field("kafka_offset", pa.int64(), nullable=False),
+        pa.field("position", pa.int32(), nullable=False),
+    ]
+)
+IDENTITY = ("kafka_topic", "kafka_partition", "kafka_offset", "position")
+
+
+def ensure_log_table(catalog: Catalog, namespace: str) -> Table:
+    """The serving-log table, created on first use (race-safe), partitioned by day of ``served_at``."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import DayTransform
+    from pyiceberg.types import IcebergType, IntegerType, LongType, NestedField, StringType, TimestamptzType
+
+    from sinks.iceberg.writer import create_or_load
+
+    types: dict[pa.DataType, IcebergType] = {
+        _TS: TimestamptzType(),
+        pa.string(): StringType(),
+        pa.int32(): IntegerType(),
+        pa.int64(): LongType(),
+    }
+    schema = Schema(
+        *(NestedField(i + 1, f.name, types[f.type], required=not f.nullable) for i, f in enumerate(ARROW_SCHEMA))
+    )
+    spec = PartitionSpec(PartitionField(source_id=1, field_id=1000, transform=DayTransform(), name="served_day"))
+    return create_or_load(catalog, namespace, TABLE, schema, spec)
+
+
+@dataclass
+class Batch:
+    """Rows decoded from a run of messages, column by column."""
+
+    columns: dict[str, list[Any]]
+    bad: int = 0
+
+    @classmethod
+    def empty(cls) -> Batch:
+        return cls({f.name: [] for f in ARROW_SCHEMA})
+
+    def __len__(self) -> int:
+        return len(self.columns["served_at"])
+
+    def add(self, value: bytes | None, topic: str, partition: int, offset: int) -> None:
+        try:
+            record = orjson.loads(value or b"")
+            names: Sequence[str] = record["names"]
+            versions: Sequence[int] = record["versions"]
+            values: Sequence[Any] = record["values"]
+            times: Sequence[str | None] = record["feature_timestamps"]
+            statuses: Sequence[str] = record["statuses"]
+            if not len(names) == len(versions) == len(values) == len(times) == len(statuses):
+                raise ValueError("columns of different lengths")
+            served_us = int(record["served_at"]) * 1000
+            common = {
+                "served_at": served_us,
+                "request_id": record.get("request_id"),
+                "caller": record.get("caller"),
+                "feature_service": record.get("feature_service"),
+                "model_name": record.get("model_name"),
+                "model_version": record.get("model_version"),
+                "entity_type": str(record["entity_type"]),
+                "entity_id": str(record["entity_id"]),
+                "kafka_topic": topic,
+                "kafka_partition": partition,
+                "kafka_offset": offset,
+            }
+            encoded = [orjson.dumps(v).decode() for v in values]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            self.bad += 1
+            return
+        c = self.columns
+        for i, name in enumerate(names):
+            for field, value in common.items():
+                c[field].append(value)
+            c["feature_name"].append(name)
+            c["feature_version"].append(versions[i])
+            c["value_json"].append(encoded[i])
+            c["feature_time"].append(times[i])
+            c["status"].append(statuses[i])
+            c["position"].append(i)
+
+    def to_arrow(self) -> pa.Table:
+        arrays = []
+        for field in ARROW_SCHEMA:
+            values = self.columns[field.name]
+            if field.name == "feature_time":  # ISO 8601 with a Z, as the API writes it: parsed by Arrow
+                arrays.append(pa.array(values, pa.string()).cast(_TS))
+            else:
+                arrays.append(pa.array(values, field.type))
+        return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)
+
+
+def consumer_config(bootstrap: str, group: str = GROUP) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+        "reconnect.backoff.max.ms": 1000,
+    }
+
+
+class ServingLogSink:
+    """Consume, append, commit; ``run(once=True)`` stops when every assigned partition is read to its end."""
+
+    def __init__(self, consumer: Consumer, table: Table, *, batch_rows: int = 50_000, max_wait_s: float = 5.0) -> None:
+        self._consumer = consumer
+        self._table = table
+        self._batch_rows = batch_rows
+        self._max_wait_s = max_wait_s
+        self.rows = 0
+        self.bad = 0
+
+    def _messages(self, deadline: float, eof: set[tuple[str, int]]) -> Iterator[Message]:
+        from confluent_kafka import KafkaError, KafkaException
+
+        while time.monotonic() < deadline:
+            for message in self._consumer.consume(num_messages=1000, timeout=0.5):
+                error = message.error()
+                where = (str(message.topic()), int(message.partition() or 0))
+                if error is None:
+                    eof.discard(where)
+                    yield message
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    eof.add(where)
+                elif error.fatal() or not error.retriable():
+                    raise StoreUnavailableError(f"serving log consumer: {KafkaException(error)}")
+
+    def run(self, *, once: bool = False, timeout_s: float = 120.0) -> int:
+        """Append until stopped (or, with ``once``, until caught up); returns the rows appended.
+
+        ``once`` fails with StoreUnavailableError if it is not caught up within ``timeout_s``.
+        """
+        eof: set[tuple[str, int]] = set()
+        started = time.monotonic()
+        while True:
+            batch = Batch.empty()
+            deadline = time.monotonic() + self._max_wait_s
+            for message in self._messages(deadline, eof):
+                batch.add(
+                    message.value(), str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
+                )
+                if len(batch) >= self._batch_rows or (once and self._caught_up(eof)):
+                    break
+            self.bad += batch.bad
+            if len(batch):
+                self._table.append(batch.to_arrow())
+                self.rows += len(batch)
+            if len(batch) or batch.bad:
+                self._consumer.commit(asynchronous=False)
+            if once and self._caught_up(eof):
+                return self.rows
+            if once and time.monotonic() - started > timeout_s:
+                raise StoreUnavailableError(f"serving log not caught up within {timeout_s:.0f} s")
+
+    def _caught_up(self, eof: set[tuple[str, int]]) -> bool:
+        assigned = {(p.topic, p.partition) for p in self._consumer.assignment()}
+        return bool(assigned) and assigned <= eof
+
+
+def main(argv: list[str] | None = None) -> int:
+    from confluent_kafka import Consumer
+
+    from registry.core.errors import FeatureStoreError
+    from registry.core.settings import Settings
+    from sinks.factory import connect_iceberg
+    from sinks.topics import ensure_topics
+
+    parser = argparse.ArgumentParser(prog="python -m sinks.serving_log", description=__doc__)
+    parser.add_argument("--topic", default=TOPIC)
+    parser.add_argument("--once", action="store_true", help="stop when caught up (for a schedule or a test)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        ensure_topics(settings.kafka_bootstrap, [args.topic])
+        table = ensure_log_table(connect_iceberg(settings), settings.iceberg_namespace)
+        consumer = Consumer(consumer_config(settings.kafka_bootstrap))
+        consumer.subscribe([args.topic])
+        try:
+            sink = ServingLogSink(consumer, table)
+            rows = sink.run(once=args.once)
+        finally:
+            consumer.close()
+    except FeatureStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    print(f"appended {rows} rows ({sink.bad} records skipped as malformed)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
