@@ -162,6 +162,7 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
         "compression.type": "lz4",
         "acks": 1,
         # A broker that is down or a topic not created yet: the delivery reports count it; librdkafka's
-        # own error callback would only repeat it on stderr.
+        # own error callback and log lines would only repeat it on the API's stderr.
         "error_cb": lambda error: None,
+        "log_level": 0,
     }
