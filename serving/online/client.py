@@ -9,6 +9,10 @@ failures arrive as the project's errors: ``UnknownFeatureError`` and ``UnknownFe
 for what is not registered, ``DefinitionConflictError`` for a version conflict,
 ``StoreUnavailableError`` when the API or its store does not answer, ``RequestError`` for any
 other refusal (``code`` is the API's ``ErrorCode``, from the table the server uses too).
+
+``score_vector`` and ``score_vectors`` judge vectors by a model's ``ModelPolicy``
+(``serving.online.policy``): a required feature that is stale, expired or missing (as the policy says)
+gives the policy's named fallback, counted, instead of a silent default.
 """
 
 from __future__ import annotations
@@ -24,12 +28,23 @@ from registry.core.errors import RequestError, StoreUnavailableError, UnknownFea
 from registry.definition_store import DefinitionConflictError
 from registry.feature_services import FeatureService
 from serving.online.http_errors import ErrorCode, code_of
+from serving.online.policy import Decision, Fallbacks, ModelPolicy, decide, unavailable
 
 
 class FeatureClient:
     def __init__(
-        self, base_url: str | None = None, *, client: httpx.Client | None = None, timeout_s: float = 1.0
+        self,
+        base_url: str | None = None,
+        *,
+        client: httpx.Client | None = None,
+        timeout_s: float = 1.0,
+        caller: str | None = None,
+        fallbacks: Fallbacks | None = None,
     ) -> None:
+        """``caller`` is sent as ``x-caller`` (the serving log records it); ``fallbacks`` counts the
+        fallbacks ``score_vector`` takes (a fresh registry's counter if None)."""
+        self._headers = {"x-caller": caller} if caller else {}
+        self.fallbacks = fallbacks if fallbacks is not None else Fallbacks()
         if client is None:
             if base_url is None:
                 raise ValueError("give the API's base_url or an httpx.Client")
@@ -58,15 +73,83 @@ class FeatureClient:
         names: Sequence[str] | None = None,
         *,
         feature_service: str | None = None,
+        model: tuple[str, str] | None = None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """``{entity_type, entity_id, served_at, features: {name: {value, feature_timestamp, age_seconds,
-        version, status}}}``; all of the entity's features when neither names nor a feature service is given."""
+        version, status}}}``; all of the entity's features when neither names nor a feature service is given.
+
+        ``model`` (name, version) and ``request_id`` are sent as headers for the serving log.
+        """
         params = {}
         if names is not None:
             params["names"] = ",".join(names)
         if feature_service is not None:
             params["feature_service"] = feature_service
-        return dict(self._call("GET", f"/v1/features/{entity_type}/{entity_id}", params=params))
+        return dict(
+            self._call(
+                "GET",
+                f"/v1/features/{entity_type}/{entity_id}",
+                params=params,
+                headers=self._request_headers(model, request_id),
+            )
+        )
+
+    def score_vector(
+        self,
+        policy: ModelPolicy,
+        entity_type: str,
+        entity_id: str,
+        names: Sequence[str] | None = None,
+        *,
+        feature_service: str | None = None,
+        request_id: str | None = None,
+    ) -> Decision:
+        """The vector judged by ``policy``: its fallback, named, when a required feature's status is refused.
+
+        ``names`` default to the policy's required features (a feature service, if given, instead).
+        """
+        if names is None and feature_service is None:
+            names = list(policy.required)
+        vector = self.get_features(
+            entity_type,
+            entity_id,
+            names,
+            feature_service=feature_service,
+            model=(policy.model, policy.version),
+            request_id=request_id,
+        )
+        return decide(policy, entity_id, vector["features"], self.fallbacks)
+
+    def score_vectors(
+        self,
+        policy: ModelPolicy,
+        entity_type: str,
+        entity_ids: Sequence[str],
+        names: Sequence[str] | None = None,
+        *,
+        feature_service: str | None = None,
+    ) -> list[Decision]:
+        """``score_vector`` for many entities in one batch request; an entity whose read failed falls back."""
+        if names is None and feature_service is None:
+            names = list(policy.required)
+        results = self.get_features_batch(
+            entity_type, entity_ids, names, feature_service=feature_service, model=(policy.model, policy.version)
+        )
+        return [
+            unavailable(policy, r["entity_id"], self.fallbacks, r["error"])
+            if "error" in r
+            else decide(policy, r["entity_id"], r["features"], self.fallbacks)
+            for r in results
+        ]
+
+    def _request_headers(self, model: tuple[str, str] | None, request_id: str | None) -> dict[str, str]:
+        headers = dict(self._headers)
+        if model is not None:
+            headers["x-model-name"], headers["x-model-version"] = model
+        if request_id is not None:
+            headers["x-request-id"] = request_id
+        return headers
 
     def get_features_batch(
         self,
@@ -75,6 +158,8 @@ class FeatureClient:
         names: Sequence[str] | None = None,
         *,
         feature_service: str | None = None,
+        model: tuple[str, str] | None = None,
+        request_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """One ``{entity_id, features: {name: {...}}}`` per id, in order (the API's columns, reshaped); an entity
         whose read failed while others succeeded is ``{entity_id, error: "store_unavailable", message}``."""
@@ -83,7 +168,9 @@ class FeatureClient:
             body["names"] = list(names)
         if feature_service is not None:
             body["feature_service"] = feature_service
-        out = self._call("POST", f"/v1/features/{entity_type}/batch", json=body)
+        out = self._call(
+            "POST", f"/v1/features/{entity_type}/batch", json=body, headers=self._request_headers(model, request_id)
+        )
         keys, versions = out["names"], out["versions"]
         results = []
         for r in out["results"]:
