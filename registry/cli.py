@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from registry.core.catalog import load_folder
+from registry.core.catalog import FeatureCatalog, load_folder
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.plan import apply, plan
+
+if TYPE_CHECKING:
+    from registry.gate import Guardrails
 
 
 def _pointer(text: str) -> tuple[str, str, int]:
@@ -44,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("model", type=Path, help="TOML file with the model's pinned features")
     gate.add_argument("--schema-registry", default=settings.schema_registry_url)
     gate.add_argument("--no-schema-check", action="store_true")
+    gate.add_argument(
+        "--guardrails",
+        action="store_true",
+        help="also refuse features the serving log shows stale or skewed (reads the Iceberg tables)",
+    )
+    gate.add_argument("--since", default="24h", help="the serving log's span for --guardrails (default 24h)")
+    gate.add_argument("--max-stale-share", type=float, default=0.01, help="share of values served stale (default 0.01)")
+    gate.add_argument("--max-parity-ratio", type=float, default=0.001, help="mismatch or missing ratio (default 0.001)")
     args = parser.parse_args(argv)
     try:
         store = DefinitionStore(args.db)
@@ -79,8 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from registry.gate import check_model, load_model
 
+        catalog = store.catalog()
+        guardrails = _guardrails(settings, catalog, args) if args.guardrails else None
         problems = check_model(
-            load_model(args.model), store.catalog(), None if args.no_schema_check else args.schema_registry
+            load_model(args.model),
+            catalog,
+            None if args.no_schema_check else args.schema_registry,
+            guardrails=guardrails,
         )
         for problem in problems:
             print(f"REFUSED: {problem}", file=sys.stderr)
@@ -90,6 +107,29 @@ def main(argv: list[str] | None = None) -> int:
     except FeatureStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _guardrails(settings: Settings, catalog: FeatureCatalog, args: argparse.Namespace) -> Guardrails:
+    """The serving log's health of the last ``--since``: this entry point composes the offline side."""
+    import time
+
+    from registry.core.durations import parse_duration, to_millis
+    from registry.gate import Guardrails
+    from serving.offline.parity import parity_report
+    from sinks.factory import connect_iceberg
+    from sinks.iceberg.writer import ensure_table
+    from sinks.serving_log import ensure_log_table
+
+    try:
+        span_ms = to_millis(parse_duration(args.since))
+    except ValueError as exc:
+        raise DefinitionError(f"--since {args.since!r}: {exc}") from exc
+    iceberg = connect_iceberg(settings)
+    log = ensure_log_table(iceberg, settings.iceberg_namespace)
+    offline = ensure_table(iceberg, settings.iceberg_namespace)
+    now_us = time.time_ns() // 1000
+    report = parity_report(log, offline, catalog, now_us - span_ms * 1000, now_us + 1)
+    return Guardrails(report.health(), args.since, args.max_stale_share, args.max_parity_ratio)
 
 
 if __name__ == "__main__":

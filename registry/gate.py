@@ -13,7 +13,10 @@ A model file (TOML) pins each feature it reads::
 The gate refuses when a pinned feature is missing, when what would serve it differs from what was
 pinned (another version serves, the type or transform differs, the event schema in the schema
 registry can no longer be read by the feature's reader schema), or when it is deprecated past its
-date.
+date. Given what the serving log says of the last hours (``health``, from ``serving.offline.parity``),
+it also refuses a feature served ``stale`` in more than ``max_stale_share`` of its logged values, or
+whose online/offline mismatch or missing ratio is above ``max_parity_ratio`` (each strictly above: a
+share equal to its threshold passes).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -31,6 +36,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import NAME_PATTERN, FeatureDefinition, ValueType
 from registry.core.errors import DefinitionError, UnknownFeatureError
+
+
+@dataclass(frozen=True)
+class ServedHealth:
+    """One feature version in the serving log over a span of time: values logged, of them ``stale``, and
+    the parity ratios (``serving.offline.parity``)."""
+
+    served: int
+    stale: int
+    mismatch_ratio: float
+    missing_ratio: float
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """The serving log's verdicts the gate applies, and over what span (for the messages)."""
+
+    health: Mapping[tuple[str, str, int], ServedHealth]
+    span: str = "24h"
+    max_stale_share: float = 0.01
+    max_parity_ratio: float = 0.001
 
 
 class PinnedFeature(BaseModel):
@@ -82,8 +108,31 @@ def _schema_problems(d: FeatureDefinition, registry_url: str) -> list[str]:
     return [f"{d.entity}.{d.name}: events now written to {d.source.subject!r} cannot be read: {p}" for p in problems]
 
 
+def _health_problems(label: str, health: ServedHealth | None, guard: Guardrails) -> list[str]:
+    if health is None:
+        return []
+    problems = []
+    if health.served and health.stale / health.served > guard.max_stale_share:
+        problems.append(
+            f"{label}: served stale in {health.stale} of {health.served} logged values in the last {guard.span} "
+            f"({health.stale / health.served:.2%} > {guard.max_stale_share:.2%}): it missed its freshness SLO"
+        )
+    for what, ratio in (("mismatched offline", health.mismatch_ratio), ("missing offline", health.missing_ratio)):
+        if ratio > guard.max_parity_ratio:
+            problems.append(
+                f"{label}: {ratio:.2%} of values served in the last {guard.span} {what} "
+                f"(> {guard.max_parity_ratio:.2%}): online and offline disagree"
+            )
+    return problems
+
+
 def check_model(
-    model: ModelManifest, catalog: FeatureCatalog, registry_url: str | None, *, today: date | None = None
+    model: ModelManifest,
+    catalog: FeatureCatalog,
+    registry_url: str | None,
+    *,
+    today: date | None = None,
+    guardrails: Guardrails | None = None,
 ) -> list[str]:
     """Every reason to refuse the model (empty: deploy)."""
     today = today or date.today()
@@ -111,4 +160,7 @@ def check_model(
             problems.append(f"{label}: deprecated since {pinned.deprecated_after.isoformat()}")
         if registry_url is not None:
             problems.extend(_schema_problems(pinned, registry_url))
+        if guardrails is not None:
+            key = (pin.entity, pin.name, pin.version)
+            problems.extend(_health_problems(label, guardrails.health.get(key), guardrails))
     return problems

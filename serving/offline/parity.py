@@ -14,6 +14,10 @@ and version:
 - ``mismatch_ratio`` and ``missing_ratio``: those over ``checked``;
 - ``examples``: up to ``examples`` of each, with entity, feature timestamp, and both values.
 
+``served`` counts every logged value per feature version by status (``stale`` among them: values
+served past their freshness SLO); ``health()`` is what the deployment gate applies
+(``python -m registry.cli gate --guardrails``).
+
 A window revised by late events after it was served reads its revised value offline, and counts as a
 mismatch: a model trained on that table sees a value that serving never gave. Values served as
 ``missing`` or ``expired`` carry no window and are only counted (``without_window``).
@@ -37,8 +41,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from registry.core.catalog import FeatureCatalog
-from registry.core.durations import to_millis
+from registry.core.durations import parse_duration, to_millis
 from registry.core.errors import DatasetError, UnknownFeatureError
+from registry.gate import ServedHealth
 from serving.offline.historical import LabelTimes, PointInTimeJoin
 from sinks.iceberg.reader import iso_us, micros, read_point
 from sinks.serving_log import ARROW_SCHEMA, IDENTITY
@@ -69,6 +74,22 @@ class ParityReport:
     features: list[FeatureParity]
     without_window: int
     unknown_versions: list[str]
+    served: list[dict[str, Any]] = field(default_factory=list)  # per feature version: values logged by status
+
+    def health(self) -> dict[tuple[str, str, int], ServedHealth]:
+        """What the deployment gate applies (``registry.gate.Guardrails``), per (entity, name, version)."""
+        compared = {(f.entity_type, f.feature, f.version): f for f in self.features}
+        out = {}
+        for entry in self.served:
+            key = (entry["entity_type"], entry["feature"], entry["version"])
+            parity = compared.get(key)
+            out[key] = ServedHealth(
+                served=sum(entry["statuses"].values()),
+                stale=entry["statuses"].get("stale", 0),
+                mismatch_ratio=parity.mismatch_ratio if parity else 0.0,
+                missing_ratio=parity.missing_ratio if parity else 0.0,
+            )
+        return out
 
     def worst(self) -> float:
         return max((max(f.mismatch_ratio, f.missing_ratio) for f in self.features), default=0.0)
@@ -115,6 +136,14 @@ def parity_report(
     if until_us <= since_us:
         raise DatasetError("parity: `until` must be after `since`")
     rows = _logged(log, since_us, until_us)
+    by_status: dict[tuple[str, str, int], dict[str, int]] = {}
+    if rows.num_rows:
+        counts = rows.group_by(
+            ["entity_type", "feature_name", "feature_version", "status"], use_threads=False
+        ).aggregate([("status", "count")])
+        for c in counts.to_pylist():
+            key = (c["entity_type"], c["feature_name"], c["feature_version"])
+            by_status.setdefault(key, {})[c["status"]] = c["status_count"]
     statuses = rows.column("status")
     has_window = pc.and_(pc.is_in(statuses, pa.array(WITH_WINDOW)), pc.is_valid(rows.column("feature_time")))
     without_window = rows.num_rows - pc.sum(has_window.cast(pa.int64())).as_py() if rows.num_rows else 0
@@ -165,7 +194,11 @@ def parity_report(
         report.mismatch_ratio = report.mismatched / report.checked
         report.missing_ratio = report.missing_offline / report.checked
         out.append(report)
-    return ParityReport(iso_us(since_us), iso_us(until_us), out, int(without_window), unknown)
+    counted = [
+        {"entity_type": e, "feature": n, "version": v, "statuses": dict(sorted(c.items()))}
+        for (e, n, v), c in sorted(by_status.items())
+    ]
+    return ParityReport(iso_us(since_us), iso_us(until_us), out, int(without_window), unknown, counted)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
-        since_ms = to_millis(args.since)
-        every_s = to_millis(args.every) / 1000 if args.every else None
+        since_ms = to_millis(parse_duration(args.since))
+        every_s = to_millis(parse_duration(args.every)) / 1000 if args.every else None
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

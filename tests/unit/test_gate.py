@@ -10,7 +10,7 @@ import pytest
 from registry import cli
 from registry.core.catalog import FeatureCatalog, load_folder
 from registry.definition_store import DefinitionStore
-from registry.gate import ModelManifest, PinnedFeature, check_model, load_model
+from registry.gate import Guardrails, ModelManifest, PinnedFeature, ServedHealth, check_model, load_model
 from registry.plan import apply
 
 TODAY = date(2026, 11, 21)
@@ -86,3 +86,73 @@ def test_cli_gate_exit_codes(store: DefinitionStore, tmp_path: Path, capsys: pyt
     assert cli.main(["--db", db, "gate", str(broken), "--no-schema-check"]) == 1
     assert "not a valid model file" in capsys.readouterr().err
     assert load_model(good).features[0].name == "txn_count_1h"
+
+
+def _health(served: int, stale: int, mismatch: float = 0.0, missing: float = 0.0) -> Guardrails:
+    return Guardrails({("user", "txn_count_1h", 1): ServedHealth(served, stale, mismatch, missing)})
+
+
+PIN = PinnedFeature(entity="user", name="txn_count_1h", version=1)
+
+
+@pytest.mark.parametrize(
+    ("guardrails", "refusals"),
+    [
+        (_health(100, 1), []),  # 1 % stale: at the threshold, which passes
+        (_health(100, 2), ["served stale in 2 of 100 logged values in the last 24h (2.00% > 1.00%)"]),
+        (_health(1000, 0, mismatch=0.001), []),  # at the parity threshold
+        (_health(1000, 0, mismatch=0.002), ["0.20% of values served in the last 24h mismatched offline"]),
+        (_health(1000, 0, missing=0.5), ["50.00% of values served in the last 24h missing offline"]),
+        (_health(0, 0), []),  # not served in the span: nothing to say
+        (Guardrails({}), []),  # not in the log at all
+    ],
+)
+def test_guardrails_refuse_features_served_stale_or_skewed(
+    store: DefinitionStore, guardrails: Guardrails, refusals: list[str]
+) -> None:
+    problems = check_model(_model(PIN), store.catalog(), None, today=TODAY, guardrails=guardrails)
+    assert len(problems) == len(refusals)
+    for problem, expected in zip(problems, refusals, strict=True):
+        assert problem.startswith("user.txn_count_1h@v1: ") and expected in problem
+
+
+def test_cli_gate_guardrails_read_the_serving_log(
+    store: DefinitionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``gate --guardrails``: a feature served stale in the last day is refused; a span before it passes."""
+    import time
+
+    import orjson
+
+    from registry.core.settings import Settings
+    from sinks.factory import connect_iceberg
+    from sinks.serving_log import Batch, ensure_log_table
+
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/c.db")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "w").as_uri())
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "ns")
+    log = ensure_log_table(connect_iceberg(Settings.from_env()), "ns")
+    now_ms = time.time_ns() // 1_000_000
+    batch = Batch.empty()
+    for i, status in enumerate(["stale", "present", "missing"]):
+        record = {
+            "served_at": now_ms - 3_600_000,
+            "entity_type": "user",
+            "entity_id": f"u{i}",
+            "names": ["txn_count_1h"],
+            "versions": [1],
+            "values": [None],
+            "feature_timestamps": [None],
+            "statuses": [status],
+        }
+        batch.add(orjson.dumps(record), "t", 0, i)
+    log.append(batch.to_arrow())
+    model = tmp_path / "m.toml"
+    model.write_text('model = "fraud"\n[[features]]\nentity = "user"\nname = "txn_count_1h"\nversion = 1\n')
+    db = str(tmp_path / "d.db")
+    assert cli.main(["--db", db, "gate", str(model), "--no-schema-check", "--guardrails"]) == 1
+    assert (
+        "REFUSED: user.txn_count_1h@v1: served stale in 1 of 3 logged values in the last 24h" in capsys.readouterr().err
+    )
+    assert cli.main(["--db", db, "gate", str(model), "--no-schema-check", "--guardrails", "--since", "30m"]) == 0
+    assert cli.main(["--db", db, "gate", str(model), "--no-schema-check"]) == 0  # without --guardrails: not read

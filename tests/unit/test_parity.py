@@ -113,3 +113,43 @@ def test_only_values_served_in_the_range_are_read(tables: tuple[Any, Any], shipp
     assert parity_report(log, offline, shipped_catalog, SERVED * 1000 + 1, SERVED * 1000 + 2).features == []
     (count,) = parity_report(log, offline, shipped_catalog, SERVED * 1000, SERVED * 1000 + 1).features
     assert count.mismatched == 1
+
+
+def test_cli_prints_the_report_and_fails_above_the_ratio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], shipped_catalog: FeatureCatalog
+) -> None:
+    import time
+
+    from registry.core.settings import Settings
+    from registry.definition_store import DefinitionStore
+    from serving.offline import parity
+    from sinks.factory import connect_iceberg
+
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/c.db")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "w").as_uri())
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "ns")
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "d.db"))
+    store = DefinitionStore(tmp_path / "d.db")
+    for d in shipped_catalog:
+        store.register(d)
+    iceberg = connect_iceberg(Settings.from_env())
+    offline, log = ensure_table(iceberg, "ns"), ensure_log_table(iceberg, "ns")
+    writer = OfflineWriter(offline)
+    writer.add(FeatureRow.of(shipped_catalog.get("user", "txn_count_1h"), "a", 3, END - 60 * MIN, END))
+    writer.flush()
+    now_ms = time.time_ns() // 1_000_000
+    batch = Batch.empty()
+    record = orjson.loads(_record("a", ["txn_count_1h"], [1], [4], [END], ["present"]))
+    batch.add(orjson.dumps({**record, "served_at": now_ms - 60_000}), "t", 0, 1)
+    log.append(batch.to_arrow())
+
+    assert parity.main(["--since", "1h"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    ((count,),) = [[f for f in report["features"] if f["feature"] == "txn_count_1h"]]
+    assert (count["checked"], count["mismatched"]) == (1, 1)
+    assert parity.main(["--since", "1h", "--fail-above", "0.5"]) == 3
+    capsys.readouterr()
+    assert parity.main(["--since", "30s"]) == 0  # served before the span: nothing compared
+    assert orjson.loads(capsys.readouterr().out)["features"] == []
+    assert parity.main(["--since", "an hour"]) == 2
+    assert "duration 'an hour'" in capsys.readouterr().err
