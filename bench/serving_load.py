@@ -324,10 +324,19 @@ def main(argv: list[str] | None = None) -> int:
         help="skew of entity ids in the cached runs (Zipf exponent; 0: uniform like the uncached runs)",
     )
     parser.add_argument("--only", choices=["off", "on"], help="only the runs with the cache off or on")
+    parser.add_argument(
+        "--log-sample",
+        type=float,
+        default=0.01,
+        help="share of requests the API logs to the serving-log topic (its default 0.01; 0 turns it off)",
+    )
     parser.add_argument("--profile", action="store_true", help="also profile the server under saturation of (a)")
     args = parser.parse_args(argv)
+    os.environ["FS_SERVING_LOG_SAMPLE"] = str(args.log_sample)
 
     from registry.core.settings import Settings
+    from serving.online.serving_log import DEFAULT_TOPIC
+    from sinks.topics import ensure_topics
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     settings = Settings.from_env().model_copy(
@@ -348,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         cassandra = cassandra_pid()
+        if args.log_sample > 0:
+            ensure_topics(settings.kafka_bootstrap, [DEFAULT_TOPIC])  # so that the logged records reach Kafka
+        print(f"serving log: {args.log_sample:.0%} of requests to the topic {DEFAULT_TOPIC}")
         print(
             f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes share the 2 cores)"
         )
