@@ -185,7 +185,8 @@ def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest) -> list[Feat
     return out
 
 
-def _read_point(table: Table, manifest: Manifest) -> ReadPoint:
+def manifest_point(table: Table, manifest: Manifest) -> ReadPoint:
+    """What the manifest's training set read: its snapshot, and only rows ingested by its ``ingested_until``."""
     until = manifest.ingested_until
     until_us = epoch_us(datetime.fromisoformat(until)) if until is not None else None
     return point_from(manifest.snapshot_id, until_us, table)
@@ -224,7 +225,7 @@ def rebuild(
         entity_type=manifest.entity_type,
         entity_column=manifest.entity_column,
         timestamp_column=manifest.timestamp_column,
-        point=_read_point(table, manifest),
+        point=manifest_point(table, manifest),
         chunk_rows=chunk_rows,
     )
     _check_content(manifest, content_sha256(result), result.num_rows)
@@ -338,7 +339,7 @@ def rebuild_parquet(
         pinned_definitions(catalog, manifest),
         labels_path,
         out,
-        point=_read_point(table, manifest),
+        point=manifest_point(table, manifest),
         entity_type=manifest.entity_type,
         entity_column=manifest.entity_column,
         timestamp_column=manifest.timestamp_column,

@@ -1,0 +1,94 @@
+"""Data-quality statistics per feature version and hour, and PSI drift, over a local Iceberg offline table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from serving.offline.statistics import drift as drift_of
+from serving.offline.statistics import hourly, psi
+from sinks.iceberg.reader import read_point
+from sinks.iceberg.writer import OfflineWriter, ensure_table
+from sinks.records import FeatureRow
+
+H = 3_600_000  # ms
+T0 = 1_700_000_000_000 // H * H  # an hour boundary (ms)
+
+
+def _table(tmp_path: Path) -> Any:
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    return ensure_table(catalog, "ns")
+
+
+def _write(table: Any, rows: list[tuple[FeatureDefinition, str, Any, int]]) -> None:
+    writer = OfflineWriter(table)
+    for d, entity, value, end in rows:
+        writer.add(FeatureRow.of(d, entity, value, end - H, end))
+    writer.flush()
+
+
+def test_hourly_counts_rates_moments_and_quantiles(tmp_path: Path, make_definition: Any) -> None:
+    count = make_definition(name="n", value_type="long")
+    merchant = make_definition(name="m", value_type="string", aggregation={"function": "last", "field": "merchant_id"})
+    table = _table(tmp_path)
+    first = [0, 0, 1, 2, 3, 4, 5, 6, 7, 100]  # ends in the first hour (one exactly at its start)
+    rows: list[tuple[FeatureDefinition, str, Any, int]] = [
+        (count, f"u{i}", v, T0 + i * 60_000) for i, v in enumerate(first)
+    ]
+    rows += [(count, "u0", 5, T0 + H), (count, "u1", 7, T0 + H + 1)]  # the next hour, from its first ms
+    rows += [(merchant, "u0", "a", T0 + 5), (merchant, "u1", None, T0 + 6)]
+    _write(table, rows)
+    stats = hourly(table, read_point(table, None), "user", [count, merchant], T0 * 1000, (T0 + 2 * H) * 1000)
+    by = {(s["feature"], s["hour"]): s for s in stats}
+    one = by[("n", "2023-11-14T22:00:00+00:00")]
+    assert (one["count"], one["nulls"], one["zeros"]) == (10, 0, 2)
+    assert one["zero_rate"] == 0.2 and one["null_rate"] == 0.0
+    assert one["mean"] == pytest.approx(np.mean(first)) and one["stddev"] == pytest.approx(np.std(first))
+    assert one["p50"] == pytest.approx(np.quantile(first, 0.5), abs=1.0) and one["p99"] <= 100
+    two = by[("n", "2023-11-14T23:00:00+00:00")]
+    assert (two["count"], two["mean"]) == (2, 6.0)
+    text = by[("m", "2023-11-14T22:00:00+00:00")]
+    assert (text["count"], text["nulls"], text["null_rate"], text["mean"], text["p50"]) == (2, 1, 0.5, None, None)
+    # The range is half-open on window ends: [since, until).
+    assert hourly(table, read_point(table, None), "user", [count], T0 * 1000, (T0 + H) * 1000)[-1]["count"] == 10
+
+
+def test_psi_is_zero_for_the_same_distribution_and_grows_with_a_shift() -> None:
+    rng = np.random.default_rng(1)
+    reference = rng.normal(0, 1, 20_000)
+    same, near, far = (psi(reference, rng.normal(mean, 1, 20_000)) for mean in (0, 0.5, 1.5))
+    assert same is not None and near is not None and far is not None
+    assert same < 0.01 and 0.1 < near < far
+    assert psi(reference, np.array([])) is None and psi(np.array([np.nan]), reference) is None
+
+
+def test_psi_matches_its_formula_by_hand() -> None:
+    reference = np.arange(10.0)  # deciles at 1..9: one value per bin
+    current = np.array([0.0, 0.0, 0.0, 0.0, 9.0])  # 0.8 in the first bin, 0.2 in the last
+    ref = np.full(10, 0.1)
+    cur = np.array([0.8] + [1e-4] * 8 + [0.2])
+    assert psi(reference, current) == pytest.approx(float(np.sum((cur - ref) * np.log(cur / ref))))
+
+
+def test_drift_against_a_pinned_snapshot(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+    count, total = shipped_catalog.get("user", "txn_count_1h"), shipped_catalog.get("user", "txn_amount_sum_1h")
+    table = _table(tmp_path)
+    rng = np.random.default_rng(2)
+    _write(table, [(count, f"u{i}", int(v), T0) for i, v in enumerate(rng.poisson(5, 500))])
+    _write(table, [(total, f"u{i}", float(v), T0) for i, v in enumerate(rng.normal(50, 10, 500))])
+    pinned = read_point(table, None)
+    later = T0 + 24 * H
+    _write(table, [(count, f"u{i}", int(v), later) for i, v in enumerate(rng.poisson(5, 500))])  # unchanged
+    _write(table, [(total, f"u{i}", float(v), later) for i, v in enumerate(rng.normal(80, 10, 500))])  # shifted
+    scores = drift_of(table, pinned, read_point(table, None), "user", [count, total], later * 1000, (later + 1) * 1000)
+    by = {s["feature"]: s for s in scores}
+    assert by["txn_count_1h"]["psi"] < 0.1 and by["txn_amount_sum_1h"]["psi"] > 0.25
+    assert by["txn_amount_sum_1h"]["reference_values"] == 500 and by["txn_amount_sum_1h"]["current_values"] == 500
+    assert not math.isnan(by["txn_count_1h"]["psi"])
