@@ -23,7 +23,9 @@ mismatch: a model trained on that table sees a value that serving never gave. Va
 ``missing`` or ``expired`` carry no window and are only counted (``without_window``).
 
 ``python -m serving.offline.parity --since 1h`` prints the report as JSON; ``--every 10m`` repeats it;
-``--fail-above R`` exits 3 when any feature's mismatch or missing ratio is above ``R``.
+``--fail-above R`` exits 3 when any feature's mismatch or missing ratio is above ``R``;
+``--metrics-file F`` also writes it as Prometheus gauges (``write_metrics``) for node_exporter's
+textfile collector, where alert rules can read it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -201,6 +204,36 @@ def parity_report(
     return ParityReport(iso_us(since_us), iso_us(until_us), out, int(without_window), unknown, counted)
 
 
+def write_metrics(report: ParityReport, path: Path, now_us: int) -> None:
+    """The report as gauges, written atomically (``fs_parity_*`` per entity type, feature and version).
+
+    ``fs_parity_mismatch_ratio`` and ``fs_parity_missing_ratio`` (absent for a feature with no value
+    to compare), ``fs_parity_checked``, ``fs_served_stale_share`` (values served stale over values
+    logged), and ``fs_parity_last_run_timestamp_seconds``.
+    """
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+    registry = CollectorRegistry()
+    labels = ["entity_type", "feature", "version"]
+    mismatch = Gauge(
+        "fs_parity_mismatch_ratio", "Served values the offline table disagrees with", labels, registry=registry
+    )
+    missing = Gauge("fs_parity_missing_ratio", "Served values the offline table lacks", labels, registry=registry)
+    checked = Gauge("fs_parity_checked", "Served values compared with the offline table", labels, registry=registry)
+    stale = Gauge("fs_served_stale_share", "Logged values served stale", labels, registry=registry)
+    last = Gauge("fs_parity_last_run_timestamp_seconds", "When the parity report was made", registry=registry)
+    for f in report.features:
+        key = (f.entity_type, f.feature, str(f.version))
+        mismatch.labels(*key).set(f.mismatch_ratio)
+        missing.labels(*key).set(f.missing_ratio)
+        checked.labels(*key).set(f.checked)
+    for (entity_type, name, version), health in report.health().items():
+        if health.served:
+            stale.labels(entity_type, name, str(version)).set(health.stale / health.served)
+    last.set(now_us / 1e6)
+    write_to_textfile(str(path), registry)
+
+
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import Settings
@@ -218,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
     parser.add_argument("--fail-above", type=float, help="exit 3 if a mismatch or missing ratio is above this")
     parser.add_argument("--examples", type=int, default=5)
+    parser.add_argument(
+        "--metrics-file",
+        type=Path,
+        help="also write the report as Prometheus gauges to this file (node_exporter's textfile format)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
@@ -238,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         sys.stdout.write(report.to_json().decode() + "\n")
+        if args.metrics_file is not None:
+            write_metrics(report, args.metrics_file, now_us)
         sys.stdout.flush()
         if args.fail_above is not None and report.worst() > args.fail_above:
             return 3

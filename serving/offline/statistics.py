@@ -13,7 +13,8 @@ rows ingested by its ``ingested_until``, every window end): ten bins at the refe
 empty bins given a share of 0.0001, ``PSI = sum((cur - ref) * ln(cur / ref))``. Zero means the same
 distribution; the usual reading is below 0.1 stable, 0.1-0.25 moderate, above 0.25 shifted.
 
-``python -m serving.offline.statistics --since 1d [--training-set ID]`` prints both as JSON.
+``python -m serving.offline.statistics --since 1d [--training-set ID]`` prints both as JSON;
+``--metrics-file F`` also writes gauges for node_exporter's textfile collector (``write_metrics``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -180,6 +182,31 @@ def drift(
     return out
 
 
+def write_metrics(hours: Sequence[dict[str, Any]], drifts: Sequence[dict[str, Any]], path: Path) -> None:
+    """Gauges per entity type, feature and version, written atomically: ``fs_feature_null_rate`` and
+    ``fs_feature_zero_rate`` of each feature's latest hour in the report, and ``fs_feature_psi`` (with
+    the training set's id) where drift was computed."""
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+    registry = CollectorRegistry()
+    labels = ["entity_type", "feature", "version"]
+    null_rate = Gauge("fs_feature_null_rate", "Null share of the latest hour's values", labels, registry=registry)
+    zero_rate = Gauge("fs_feature_zero_rate", "Zero share of the latest hour's values", labels, registry=registry)
+    score = Gauge(
+        "fs_feature_psi", "PSI against a training set's snapshot", [*labels, "training_set"], registry=registry
+    )
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for h in hours:  # in hour order per feature: the last one stays
+        latest[(h["entity_type"], h["feature"], str(h["version"]))] = h
+    for key, h in latest.items():
+        null_rate.labels(*key).set(h["null_rate"])
+        zero_rate.labels(*key).set(h["zero_rate"])
+    for d in drifts:
+        if d["psi"] is not None:
+            score.labels(d["entity_type"], d["feature"], str(d["version"]), d.get("training_set", "")).set(d["psi"])
+    write_to_textfile(str(path), registry)
+
+
 def main(argv: list[str] | None = None) -> int:
     from registry.core.durations import parse_duration, to_millis
     from registry.core.errors import FeatureStoreError
@@ -199,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--since", default="1d", help="window ends from this long ago until now (a duration)")
     parser.add_argument("--entity-type", default="user")
     parser.add_argument("--training-set", help="a training set id: drift of its features against its snapshot")
+    parser.add_argument(
+        "--metrics-file",
+        type=Path,
+        help="also write the latest hour's rates and the drift as Prometheus gauges (textfile format)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
@@ -216,15 +248,18 @@ def main(argv: list[str] | None = None) -> int:
             manifest = TrainingSetStore(settings.definitions_db).get(args.training_set).manifest
             definitions = pinned_definitions(catalog, manifest)
             report["training_set"] = manifest.id
-            report["drift"] = drift(
-                table,
-                manifest_point(table, manifest),
-                point,
-                manifest.entity_type,
-                definitions,
-                now_us - since_ms * 1000,
-                now_us,
-            )
+            report["drift"] = [
+                {**entry, "training_set": manifest.id}
+                for entry in drift(
+                    table,
+                    manifest_point(table, manifest),
+                    point,
+                    manifest.entity_type,
+                    definitions,
+                    now_us - since_ms * 1000,
+                    now_us,
+                )
+            ]
         else:
             definitions = [d for d in catalog.active() if d.entity == args.entity_type]
         report["hourly"] = hourly(table, point, args.entity_type, definitions, now_us - since_ms * 1000, now_us)
@@ -232,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if args.metrics_file is not None:
+        write_metrics(report.get("hourly", []), report.get("drift", []), args.metrics_file)
     return 0
 
 

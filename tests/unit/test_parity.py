@@ -153,3 +153,31 @@ def test_cli_prints_the_report_and_fails_above_the_ratio(
     assert orjson.loads(capsys.readouterr().out)["features"] == []
     assert parity.main(["--since", "an hour"]) == 2
     assert "duration 'an hour'" in capsys.readouterr().err
+
+
+def test_the_report_as_prometheus_gauges(
+    tables: tuple[Any, Any], shipped_catalog: FeatureCatalog, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from serving.offline.parity import write_metrics
+
+    offline, log = tables
+    batch = Batch.empty()
+    batch.add(_record("a", ["txn_count_1h"], [1], [3], [END], ["stale"]), "t", 0, 1)
+    batch.add(_record("b", ["txn_count_1h"], [1], [6], [END], ["present"]), "t", 0, 2)
+    batch.add(_record("c", ["txn_count_1h"], [1], [None], [None], ["missing"]), "t", 0, 3)
+    log.append(batch.to_arrow())
+    report = parity_report(log, offline, shipped_catalog, SERVED * 1000, SERVED * 1000 + 1)
+    path = tmp_path / "parity.prom"
+    write_metrics(report, path, SERVED * 1000)
+    samples = {
+        (s.name, s.labels.get("feature")): s.value
+        for family in text_string_to_metric_families(path.read_text())
+        for s in family.samples
+    }
+    assert samples[("fs_parity_mismatch_ratio", "txn_count_1h")] == 0.5
+    assert samples[("fs_parity_missing_ratio", "txn_count_1h")] == 0.0
+    assert samples[("fs_parity_checked", "txn_count_1h")] == 2
+    assert samples[("fs_served_stale_share", "txn_count_1h")] == pytest.approx(1 / 3)
+    assert samples[("fs_parity_last_run_timestamp_seconds", None)] == SERVED / 1000

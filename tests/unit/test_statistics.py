@@ -92,3 +92,30 @@ def test_drift_against_a_pinned_snapshot(tmp_path: Path, shipped_catalog: Featur
     assert by["txn_count_1h"]["psi"] < 0.1 and by["txn_amount_sum_1h"]["psi"] > 0.25
     assert by["txn_amount_sum_1h"]["reference_values"] == 500 and by["txn_amount_sum_1h"]["current_values"] == 500
     assert not math.isnan(by["txn_count_1h"]["psi"])
+
+
+def test_gauges_carry_the_latest_hour_and_the_drift(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from serving.offline.statistics import write_metrics
+
+    hours = [
+        {"entity_type": "user", "feature": "n", "version": 1, "null_rate": 0.5, "zero_rate": 0.1},
+        {"entity_type": "user", "feature": "n", "version": 1, "null_rate": 0.25, "zero_rate": 0.0},
+    ]
+    drifts = [
+        {"entity_type": "user", "feature": "n", "version": 1, "psi": 0.3, "training_set": "abc"},
+        {"entity_type": "user", "feature": "m", "version": 1, "psi": None, "training_set": "abc"},
+    ]
+    path = tmp_path / "stats.prom"
+    write_metrics(hours, drifts, path)
+    samples = {
+        (s.name, s.labels.get("feature"), s.labels.get("training_set")): s.value
+        for family in text_string_to_metric_families(path.read_text())
+        for s in family.samples
+    }
+    assert samples == {
+        ("fs_feature_null_rate", "n", None): 0.25,
+        ("fs_feature_zero_rate", "n", None): 0.0,
+        ("fs_feature_psi", "n", "abc"): 0.3,
+    }
