@@ -24,6 +24,7 @@ demo: fetch
 	@$(PY) -m jobs.demo
 
 test: fetch
+	@$(PY) -m infra promtool > /dev/null
 	@$(PY) -m pytest tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; exit $$rc
 

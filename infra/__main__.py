@@ -1,4 +1,4 @@
-"""CLI: ``python -m infra {fetch,up,down,status} [service ...]``."""
+"""CLI: ``python -m infra {fetch,up,down,status,promtool} [service ...]``."""
 
 from __future__ import annotations
 
@@ -20,12 +20,17 @@ def main(argv: list[str] | None = None) -> int:
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("services", nargs="*")
     sub.add_parser("status", help="what runs")
+    sub.add_parser("promtool", help="build (once) the pinned promtool the alert-rule tests run")
     args = parser.parse_args(argv)
     settings = StackSettings.from_env()
     try:
         if args.command == "fetch":
             for component in args.components:
                 artifacts.fetch(settings, component, force=args.force)
+        elif args.command == "promtool":
+            from infra.promtool import ensure_promtool
+
+            print(ensure_promtool(settings.cache_dir))
         elif args.command == "up":
             stack.up(settings, args.services or None)
         elif args.command == "down":
