@@ -151,6 +151,19 @@ class FeatureReads:
             )
         return plan
 
+    @staticmethod
+    def _log_served(
+        log: ServingLog,
+        headers: Sequence[tuple[bytes, bytes]],
+        service: str | None,
+        now_us: int,
+        plan: Plan,
+        vectors: Sequence[tuple[str, Sequence[Any], Sequence[str | None], Sequence[str]]],
+    ) -> None:
+        """A sampled request's served vectors to the serving log, with the plan's stored names and versions."""
+        names = [name for name, _ in plan.row_keys]
+        log.log(request_context(headers, service), now_us // 1000, plan.entity_type, names, plan.versions, vectors)
+
     async def get(
         self, entity_type: str, entity_id: str, query: bytes, headers: Sequence[tuple[bytes, bytes]] = ()
     ) -> bytes:
@@ -178,22 +191,14 @@ class FeatureReads:
         if self._log is not None and self._log.sampled():
             features: dict[str, dict[str, Any]] = body["features"]  # type: ignore[assignment]
             served = [features[k] for k in plan.keys]
-            service = parse_qs(key[2]).get("feature_service", [None])[-1]
-            self._log.log(
-                request_context(headers, service),
-                now_us // 1000,
-                entity_type,
-                [name for name, _ in plan.row_keys],
-                plan.versions,
-                [
-                    (
-                        entity_id,
-                        [f["value"] for f in served],
-                        [f["feature_timestamp"] for f in served],
-                        [f["status"] for f in served],
-                    )
-                ],
+            vector = (
+                entity_id,
+                [f["value"] for f in served],
+                [f["feature_timestamp"] for f in served],
+                [f["status"] for f in served],
             )
+            service = parse_qs(key[2]).get("feature_service", [None])[-1]
+            self._log_served(self._log, headers, service, now_us, plan, [vector])
         return orjson.dumps(body)
 
     async def batch(self, entity_type: str, raw: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
@@ -242,18 +247,10 @@ class FeatureReads:
             for eid, snap in zip(ids, snapshots, strict=True)
         ]
         if self._log is not None and self._log.sampled():
-            self._log.log(
-                request_context(headers, service),
-                now_us // 1000,
-                entity_type,
-                [name for name, _ in plan.row_keys],
-                plan.versions,
-                [
-                    (r["entity_id"], r["values"], r["feature_timestamps"], r["statuses"])
-                    for r in results
-                    if "values" in r
-                ],
-            )
+            vectors = [
+                (r["entity_id"], r["values"], r["feature_timestamps"], r["statuses"]) for r in results if "values" in r
+            ]
+            self._log_served(self._log, headers, service, now_us, plan, vectors)
         return orjson.dumps(
             {
                 "entity_type": entity_type,

@@ -111,6 +111,20 @@ def _read(table: Any, bands: list[Band], entities: list[str], until_us: int | No
     return got
 
 
+def _count_paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts of files read directly and by pyiceberg's reader, from now on."""
+    counts = {"direct": 0, "pyiceberg": 0}
+    chosen = offline_files.FileReader._direct
+
+    def counting(self: Any, task: Any) -> Any:
+        batches = chosen(self, task)
+        counts["direct" if batches is not None else "pyiceberg"] += 1
+        return batches
+
+    monkeypatch.setattr(offline_files.FileReader, "_direct", counting)
+    return counts
+
+
 @pytest.mark.parametrize("until", [None, T0_US + 10 * DAY_US + 1_000_000])
 def test_direct_and_pyiceberg_reads_equal_a_brute_force_filter(
     table: Any, make_definition: Any, monkeypatch: pytest.MonkeyPatch, until: int | None
@@ -125,15 +139,7 @@ def test_direct_and_pyiceberg_reads_equal_a_brute_force_filter(
     expected = [_brute_force(table, d, b, entities, until) for d, b in zip(definitions, bands, strict=True)]
     assert all(expected), "the scenario must keep rows of every feature"
 
-    direct = {"direct": 0, "pyiceberg": 0}
-    chosen = offline_files.FileReader._direct
-
-    def counting(self: Any, task: Any) -> Any:
-        batches = chosen(self, task)
-        direct["direct" if batches is not None else "pyiceberg"] += 1
-        return batches
-
-    monkeypatch.setattr(offline_files.FileReader, "_direct", counting)
+    direct = _count_paths(monkeypatch)
     assert _read(table, bands, entities, until) == expected
     assert direct["direct"] > 0 and direct["pyiceberg"] == 0  # files this project writes are read directly
 
@@ -161,15 +167,7 @@ def test_files_written_before_a_column_existed_are_read_by_pyiceberg(
     definitions = _definitions(make_definition)
     bands = [Band(d, T0_US, T0_US + 4 * DAY_US) for d in definitions]
     entities = [f"u{i}" for i in range(40)]
-    kinds = {"direct": 0, "pyiceberg": 0}
-    chosen = offline_files.FileReader._direct
-
-    def counting(self: Any, task: Any) -> Any:
-        batches = chosen(self, task)
-        kinds["direct" if batches is not None else "pyiceberg"] += 1
-        return batches
-
-    monkeypatch.setattr(offline_files.FileReader, "_direct", counting)
+    kinds = _count_paths(monkeypatch)
     got = _read(table, bands, entities, None)
     assert kinds["direct"] > 0 and kinds["pyiceberg"] > 0
     for counted, d in zip(got, definitions, strict=True):
