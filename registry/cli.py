@@ -51,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument(
         "--guardrails",
         action="store_true",
-        help="also refuse features the serving log shows stale or skewed (reads the Iceberg tables)",
+        help="also refuse features the serving log shows stale or skewed, or that drifted (reads the Iceberg tables)",
     )
     gate.add_argument("--since", default="24h", help="the serving log's span for --guardrails (default 24h)")
     gate.add_argument("--max-stale-share", type=float, default=0.01, help="share of values served stale (default 0.01)")
     gate.add_argument("--max-parity-ratio", type=float, default=0.001, help="mismatch or missing ratio (default 0.001)")
+    gate.add_argument("--max-psi", type=float, default=0.25, help="drift score against a training set (default 0.25)")
     args = parser.parse_args(argv)
     try:
         store = DefinitionStore(args.db)
@@ -112,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 def _guardrails(settings: Settings, catalog: FeatureCatalog, args: argparse.Namespace) -> Guardrails:
     """The serving log's health of the last ``--since``: this entry point composes the offline side."""
     import time
+    from datetime import UTC, datetime, timedelta
 
     from registry.core.durations import parse_duration, to_millis
     from registry.gate import Guardrails
+    from registry.quality import QualityStore
     from serving.offline.parity import parity_report
     from sinks.factory import connect_iceberg
     from sinks.iceberg.writer import ensure_table
@@ -129,7 +132,8 @@ def _guardrails(settings: Settings, catalog: FeatureCatalog, args: argparse.Name
     offline = ensure_table(iceberg, settings.iceberg_namespace)
     now_us = time.time_ns() // 1000
     report = parity_report(log, offline, catalog, now_us - span_ms * 1000, now_us + 1)
-    return Guardrails(report.health(), args.since, args.max_stale_share, args.max_parity_ratio)
+    drift = QualityStore(Path(args.db)).worst_drift(datetime.now(UTC) - timedelta(milliseconds=span_ms))
+    return Guardrails(report.health(), args.since, args.max_stale_share, args.max_parity_ratio, drift, args.max_psi)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ pinned (another version serves, the type or transform differs, the event schema 
 registry can no longer be read by the feature's reader schema), or when it is deprecated past its
 date. Given what the serving log says of the last hours (``health``, from ``serving.offline.parity``),
 it also refuses a feature served ``stale`` in more than ``max_stale_share`` of its logged values, or
-whose online/offline mismatch or missing ratio is above ``max_parity_ratio`` (each strictly above: a
-share equal to its threshold passes).
+whose online/offline mismatch or missing ratio is above ``max_parity_ratio``, or whose highest drift
+score (PSI, stored by ``serving.offline.statistics`` in ``registry.quality``, offline or served
+values) in that span is above ``max_psi`` (each strictly above: a value equal to its threshold
+passes).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -57,6 +59,8 @@ class Guardrails:
     span: str = "24h"
     max_stale_share: float = 0.01
     max_parity_ratio: float = 0.001
+    drift: Mapping[tuple[str, str, int], tuple[float, str, str]] = field(default_factory=dict)
+    max_psi: float = 0.25
 
 
 class PinnedFeature(BaseModel):
@@ -106,6 +110,17 @@ def _schema_problems(d: FeatureDefinition, registry_url: str) -> list[str]:
         return [f"{d.entity}.{d.name}: its event subject {d.source.subject!r} has no schema in the registry"]
     problems = incompatibilities(reader=load_schema(d.source.event_schema), writer=json.loads(latest))
     return [f"{d.entity}.{d.name}: events now written to {d.source.subject!r} cannot be read: {p}" for p in problems]
+
+
+def _drift_problems(label: str, worst: tuple[float, str, str] | None, guard: Guardrails) -> list[str]:
+    if worst is None or not worst[0] > guard.max_psi:
+        return []
+    score, training_set, source = worst
+    where = "its served values" if source == "serving_log" else "its offline values"
+    return [
+        f"{label}: drifted from training set {training_set} in the last {guard.span}: PSI {score:.3f} of {where} "
+        f"(> {guard.max_psi:g})"
+    ]
 
 
 def _health_problems(label: str, health: ServedHealth | None, guard: Guardrails) -> list[str]:
@@ -163,4 +178,5 @@ def check_model(
         if guardrails is not None:
             key = (pin.entity, pin.name, pin.version)
             problems.extend(_health_problems(label, guardrails.health.get(key), guardrails))
+            problems.extend(_drift_problems(label, guardrails.drift.get(key), guardrails))
     return problems

@@ -21,8 +21,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from registry.core.errors import StoreUnavailableError
 
@@ -80,6 +82,26 @@ def ensure_log_table(catalog: Catalog, namespace: str) -> Table:
     )
     spec = PartitionSpec(PartitionField(source_id=1, field_id=1000, transform=DayTransform(), name="served_day"))
     return create_or_load(catalog, namespace, TABLE, schema, spec)
+
+
+def read_logged(log: Table, since_us: int, until_us: int) -> pa.Table:
+    """Logged rows served in ``[since_us, until_us)`` (epoch µs), each once (by its identity), in the log's order."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+    from sinks.iceberg.reader import iso_us
+
+    if log.current_snapshot() is None:
+        return ARROW_SCHEMA.empty_table()
+    rows = log.scan(
+        row_filter=And(GreaterThanOrEqual("served_at", iso_us(since_us)), LessThan("served_at", iso_us(until_us)))
+    ).to_arrow()
+    if not rows.num_rows:
+        return rows
+    # One row per identity (topic, partition, offset, position): an at-least-once landing may hold a batch twice.
+    keyed = rows.append_column("_row", pa.array(np.arange(rows.num_rows)))
+    first = keyed.group_by(list(IDENTITY), use_threads=False).aggregate([("_row", "min")])
+    kept = first.column("_row_min")
+    return rows.take(pc.take(kept, pc.sort_indices(kept)))  # in the log's order
 
 
 @dataclass

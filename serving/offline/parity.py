@@ -23,9 +23,10 @@ mismatch: a model trained on that table sees a value that serving never gave. Va
 ``missing`` or ``expired`` carry no window and are only counted (``without_window``).
 
 ``python -m serving.offline.parity --since 1h`` prints the report as JSON; ``--every 10m`` repeats it;
-``--fail-above R`` exits 3 when any feature's mismatch or missing ratio is above ``R``;
-``--metrics-file F`` also writes it as Prometheus gauges (``write_metrics``) for node_exporter's
-textfile collector, where alert rules can read it.
+``--fail-above R`` exits 3 when any feature's mismatch or missing ratio is above ``R``. Each run is
+kept in the registry's database (``registry.quality``: the counts and ratios, not the examples;
+``--no-store`` does not); ``--metrics-file F`` also writes it as Prometheus gauges
+(``write_metrics``) for node_exporter's textfile collector, where alert rules can read it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +51,7 @@ from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.gate import ServedHealth
 from serving.offline.historical import LabelTimes, PointInTimeJoin
 from sinks.iceberg.reader import iso_us, micros, read_point
-from sinks.serving_log import ARROW_SCHEMA, IDENTITY
+from sinks.serving_log import read_logged
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -94,28 +96,34 @@ class ParityReport:
             )
         return out
 
+    def quality_rows(self) -> list[dict[str, Any]]:
+        """One row per feature version logged or compared, in ``registry.quality.PARITY_COLUMNS``'s terms."""
+        compared = {(f.entity_type, f.feature, f.version): f for f in self.features}
+        health = self.health()
+        out = []
+        for key in sorted(compared.keys() | health.keys()):
+            parity, served = compared.get(key), health.get(key)
+            out.append(
+                {
+                    "entity_type": key[0],
+                    "feature": key[1],
+                    "version": key[2],
+                    "checked": parity.checked if parity else 0,
+                    "mismatched": parity.mismatched if parity else 0,
+                    "missing_offline": parity.missing_offline if parity else 0,
+                    "mismatch_ratio": parity.mismatch_ratio if parity else None,
+                    "missing_ratio": parity.missing_ratio if parity else None,
+                    "served": served.served if served else 0,
+                    "stale": served.stale if served else 0,
+                }
+            )
+        return out
+
     def worst(self) -> float:
         return max((max(f.mismatch_ratio, f.missing_ratio) for f in self.features), default=0.0)
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
-
-
-def _logged(log: Table, since_us: int, until_us: int) -> pa.Table:
-    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
-
-    if log.current_snapshot() is None:
-        return ARROW_SCHEMA.empty_table()
-    rows = log.scan(
-        row_filter=And(GreaterThanOrEqual("served_at", iso_us(since_us)), LessThan("served_at", iso_us(until_us)))
-    ).to_arrow()
-    if not rows.num_rows:
-        return rows
-    # One row per identity (topic, partition, offset, position): an at-least-once landing may hold a batch twice.
-    keyed = rows.append_column("_row", pa.array(np.arange(rows.num_rows)))
-    first = keyed.group_by(list(IDENTITY), use_threads=False).aggregate([("_row", "min")])
-    kept = first.column("_row_min")
-    return rows.take(pc.take(kept, pc.sort_indices(kept)))  # in the log's order
 
 
 def _same(online: Any, offline: Any) -> bool:
@@ -138,7 +146,7 @@ def parity_report(
     """The report for values served in ``[since_us, until_us)`` (epoch µs), against the offline table now."""
     if until_us <= since_us:
         raise DatasetError("parity: `until` must be after `since`")
-    rows = _logged(log, since_us, until_us)
+    rows = read_logged(log, since_us, until_us)
     by_status: dict[tuple[str, str, int], dict[str, int]] = {}
     if rows.num_rows:
         counts = rows.group_by(
@@ -238,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import Settings
     from registry.definition_store import DefinitionStore
+    from registry.quality import QualityStore
     from sinks.factory import connect_iceberg
     from sinks.iceberg.layout import TABLE
     from sinks.serving_log import ensure_log_table
@@ -251,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
     parser.add_argument("--fail-above", type=float, help="exit 3 if a mismatch or missing ratio is above this")
     parser.add_argument("--examples", type=int, default=5)
+    parser.add_argument("--no-store", action="store_true", help="print only; do not keep the report")
     parser.add_argument(
         "--metrics-file",
         type=Path,
@@ -272,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
             catalog = DefinitionStore(settings.definitions_db).catalog()
             now_us = time.time_ns() // 1000
             report = parity_report(log, offline, catalog, now_us - since_ms * 1000, now_us, examples=args.examples)
+            if not args.no_store:
+                since, until, now = (
+                    datetime.fromisoformat(iso_us(t)) for t in (now_us - since_ms * 1000, now_us, now_us)
+                )
+                QualityStore(settings.definitions_db).put_parity(report.quality_rows(), since, until, now)
         except FeatureStoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

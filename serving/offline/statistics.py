@@ -1,20 +1,34 @@
-"""Data-quality statistics of the offline table, and drift against what a training set was built from.
+"""Data-quality statistics of the offline table and of the serving log, and drift against what a
+training set was built from.
 
-``hourly``: per feature version and hour of event time (the window end, floored to the hour, UTC), over
-the rows visible at a read point with window ends in ``[since, until)``: ``count`` (rows),
-``nulls``, ``zeros`` (rows whose value is 0, or false), ``null_rate`` and ``zero_rate`` (over
-``count``), ``mean`` and ``stddev`` (population, over non-null values), and the ``p01``, ``p50`` and
-``p99`` quantiles (t-digest estimates). A boolean counts as 0/1; a string feature has counts and
-rates only (the numeric columns are null).
+``hourly`` (source ``offline``): per feature version and hour of event time (the window end, floored
+to the hour, UTC), over the rows visible at a read point with window ends in ``[since, until)``:
+``count`` (rows), ``nulls``, ``zeros`` (rows whose value is 0, or false), ``null_rate`` and
+``zero_rate`` (over ``count``), ``mean`` and ``stddev`` (population, over non-null values), the
+``p01``, ``p50`` and ``p99`` quantiles (t-digest estimates), and ``lag_p50_ms`` / ``lag_p99_ms``:
+how long after its window closed a row was ingested (``ingested_at - window end``). A boolean counts
+as 0/1; a string feature has counts and rates only (the numeric columns are null).
 
-``drift``: per numeric feature version, the population stability index of the values with window
-ends in ``[since, until)`` now, against the values the training set's manifest pins (its snapshot,
-rows ingested by its ``ingested_until``, every window end): ten bins at the reference's deciles,
-empty bins given a share of 0.0001, ``PSI = sum((cur - ref) * ln(cur / ref))``. Zero means the same
-distribution; the usual reading is below 0.1 stable, 0.1-0.25 moderate, above 0.25 shifted.
+``served_hourly`` (source ``serving_log``): the same per feature version and hour of *serving* time,
+over the values logged as served in ``[since, until)`` (each logged value once): a value served
+``missing`` or ``expired`` counts as a null, and the lag is the served value's age
+(``served_at - feature timestamp``, null where it had none). Versions the registry does not know
+are left out.
 
-``python -m serving.offline.statistics --since 1d [--training-set ID]`` prints both as JSON;
-``--metrics-file F`` also writes gauges for node_exporter's textfile collector (``write_metrics``).
+``drift`` and ``served_drift``: per numeric feature version, the population stability index of the
+values of ``[since, until)`` (offline: by window end; served: by serving time, nulls left out)
+against the values the training set's manifest pins (its snapshot, rows ingested by its
+``ingested_until``, every window end): ten bins at the reference's deciles, empty bins given a share
+of 0.0001, ``PSI = sum((cur - ref) * ln(cur / ref))``. Zero means the same distribution; the usual
+reading is below 0.1 stable, 0.1-0.25 moderate, above 0.25 shifted (the alert's and the gate's
+threshold, each strictly above).
+
+``python -m serving.offline.statistics --since 1d [--training-set ID]`` prints the report as JSON
+(``hourly`` holds both sources' hours, ``drift`` both sources' scores, each entry naming its
+``source``) and keeps it in the registry's database (``registry.quality``; ``--no-store`` does not):
+an hour computed again replaces the stored one. ``--every 1h`` repeats it; ``--fail-above R`` exits 3
+when a PSI is above ``R``; ``--metrics-file F`` also writes gauges for node_exporter's textfile
+collector (``write_metrics``).
 """
 
 from __future__ import annotations
@@ -22,7 +36,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +46,17 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import DatasetError
+from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.core.value_types import VALUE_COLUMNS
-from sinks.iceberg.reader import ReadPoint, _filter, iso_us, micros
+from registry.quality import SOURCES, QualityStore
+from sinks.iceberg.reader import ReadPoint, _filter, iso_us, micros, read_point
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
+
+    from registry.training_sets import Manifest
 
 HOUR_US = 3_600_000_000
 QUANTILES = (0.01, 0.5, 0.99)
@@ -47,10 +66,10 @@ PSI_FLOOR = 1e-4
 
 def _rows(
     table: Table, point: ReadPoint, entity_type: str, d: FeatureDefinition, lo_us: int | None, hi_us: int | None
-) -> tuple[np.ndarray, pa.Array]:
-    """(window end µs, value) of every visible row of ``d`` with ``lo_us <= end < hi_us``."""
+) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """(window end µs, value, ingested at µs) of every visible row of ``d`` with ``lo_us <= end < hi_us``."""
     if point.snapshot_id is None:
-        return np.empty(0, np.int64), pa.array([], pa.float64())
+        return np.empty(0, np.int64), pa.array([], pa.float64()), np.empty(0, np.int64)
     column = VALUE_COLUMNS[d.value_type]
     rows = table.scan(
         row_filter=_filter(entity_type, [d], point, lo_us, None if hi_us is None else hi_us - 1),
@@ -62,7 +81,7 @@ def _rows(
         ingested = pa.array(micros(rows.column("ingested_at")) <= point.ingested_until_us)
         keep = pc.and_(keep, ingested)
     rows = rows.filter(keep)
-    return micros(rows.column("event_time")), rows.column(column).combine_chunks()
+    return micros(rows.column("event_time")), rows.column(column).combine_chunks(), micros(rows.column("ingested_at"))
 
 
 def _numeric(values: pa.Array) -> pa.Array | None:
@@ -73,6 +92,68 @@ def _numeric(values: pa.Array) -> pa.Array | None:
     return None
 
 
+def _summaries(
+    source: str,
+    entity_type: str,
+    d: FeatureDefinition,
+    hours_us: np.ndarray,
+    values: pa.Array,
+    lags_ms: pa.Array,
+) -> list[dict[str, Any]]:
+    """The hourly entries of one feature version's values (``values[i]`` in hour ``hours_us[i]``)."""
+    numeric = _numeric(values)
+    n = len(hours_us)
+    is_zero = (pc.equal(numeric, 0.0) if numeric is not None else pa.array(np.zeros(n, bool))).fill_null(False)
+    frame = pa.table(
+        {
+            "hour": pa.array(hours_us),
+            "value": numeric if numeric is not None else pa.nulls(n, pa.float64()),
+            "is_null": values.is_null(),
+            "is_zero": is_zero,
+            "lag": lags_ms,
+        }
+    )
+    grouped = frame.group_by("hour").aggregate(
+        [
+            ("is_null", "count"),
+            ("is_null", "sum"),
+            ("is_zero", "sum"),
+            ("value", "mean"),
+            ("value", "stddev"),
+            ("value", "tdigest", pc.TDigestOptions(q=list(QUANTILES))),
+            ("lag", "tdigest", pc.TDigestOptions(q=[0.5, 0.99])),
+        ]
+    )
+    out = []
+    for g in sorted(grouped.to_pylist(), key=lambda g: g["hour"]):
+        count = int(g["is_null_count"])
+        quantiles = g["value_tdigest"] if numeric is not None else [None] * len(QUANTILES)
+        lags = [None if q is None or np.isnan(q) else float(q) for q in g["lag_tdigest"]]
+        out.append(
+            {
+                "source": source,
+                "entity_type": entity_type,
+                "feature": d.name,
+                "version": d.version,
+                "hour": iso_us(int(g["hour"])),
+                "count": count,
+                "nulls": int(g["is_null_sum"]),
+                "zeros": int(g["is_zero_sum"]),
+                "null_rate": int(g["is_null_sum"]) / count,
+                "zero_rate": int(g["is_zero_sum"]) / count,
+                "mean": g["value_mean"] if numeric is not None else None,
+                "stddev": g["value_stddev"] if numeric is not None else None,
+                **{
+                    f"p{round(q * 100):02d}": None if v is None or np.isnan(v) else float(v)
+                    for q, v in zip(QUANTILES, quantiles, strict=True)
+                },
+                "lag_p50_ms": lags[0] if lags else None,
+                "lag_p99_ms": lags[1] if lags else None,
+            }
+        )
+    return out
+
+
 def hourly(
     table: Table,
     point: ReadPoint,
@@ -81,57 +162,62 @@ def hourly(
     since_us: int,
     until_us: int,
 ) -> list[dict[str, Any]]:
-    """One entry per feature version and hour with rows, in feature then hour order."""
+    """One entry per feature version and hour with rows, in feature then hour order (source ``offline``)."""
     if until_us <= since_us:
         raise DatasetError("statistics: `until` must be after `since`")
     out: list[dict[str, Any]] = []
     for d in definitions:
-        ends, values = _rows(table, point, entity_type, d, since_us, until_us)
-        if not len(ends):
-            continue
-        numeric = _numeric(values)
-        hours = ends // HOUR_US * HOUR_US
-        is_zero = (pc.equal(numeric, 0.0) if numeric is not None else pa.array(np.zeros(len(ends), bool))).fill_null(
-            False
-        )
-        frame = pa.table(
-            {
-                "hour": pa.array(hours),
-                "value": numeric if numeric is not None else pa.nulls(len(ends), pa.float64()),
-                "is_null": values.is_null(),
-                "is_zero": is_zero,
-            }
-        )
-        grouped = frame.group_by("hour").aggregate(
-            [
-                ("is_null", "count"),
-                ("is_null", "sum"),
-                ("is_zero", "sum"),
-                ("value", "mean"),
-                ("value", "stddev"),
-                ("value", "tdigest", pc.TDigestOptions(q=list(QUANTILES))),
-            ]
-        )
-        for g in sorted(grouped.to_pylist(), key=lambda g: g["hour"]):
-            count = int(g["is_null_count"])
-            quantiles = g["value_tdigest"] if numeric is not None else [None] * len(QUANTILES)
-            quantiles = [None if q is None or np.isnan(q) else float(q) for q in quantiles]
-            out.append(
-                {
-                    "entity_type": entity_type,
-                    "feature": d.name,
-                    "version": d.version,
-                    "hour": iso_us(int(g["hour"])),
-                    "count": count,
-                    "nulls": int(g["is_null_sum"]),
-                    "zeros": int(g["is_zero_sum"]),
-                    "null_rate": int(g["is_null_sum"]) / count,
-                    "zero_rate": int(g["is_zero_sum"]) / count,
-                    "mean": g["value_mean"] if numeric is not None else None,
-                    "stddev": g["value_stddev"] if numeric is not None else None,
-                    **{f"p{round(q * 100):02d}": v for q, v in zip(QUANTILES, quantiles, strict=True)},
-                }
-            )
+        ends, values, ingested = _rows(table, point, entity_type, d, since_us, until_us)
+        if len(ends):
+            lags = pa.array((ingested - ends) / 1000.0)
+            out.extend(_summaries("offline", entity_type, d, ends // HOUR_US * HOUR_US, values, lags))
+    return out
+
+
+def served_values(text: pa.Array, value_type: str) -> pa.Array:
+    """The logged ``value_json`` of one feature as its value type (JSON ``null`` and no value are null;
+    a string feature's values stay JSON text, which is all its statistics need)."""
+    text = pc.if_else(pc.equal(text, "null"), pa.scalar(None, pa.string()), text)
+    if value_type in ("long", "double"):
+        return text.cast(pa.float64())
+    if value_type == "boolean":
+        return pc.equal(text, "true")
+    return text
+
+
+def _served(log: Table, since_us: int, until_us: int) -> Iterator[tuple[tuple[str, str, int], pa.Table]]:
+    """The serving log's rows of ``[since, until)`` (each logged value once) per (entity type, feature, version)."""
+    from sinks.serving_log import read_logged
+
+    rows = read_logged(log, since_us, until_us)
+    if not rows.num_rows:
+        return
+    keyed = rows.append_column("_row", pa.array(np.arange(rows.num_rows)))
+    groups = keyed.group_by(["entity_type", "feature_name", "feature_version"], use_threads=False).aggregate(
+        [("_row", "list")]
+    )
+    for g in sorted(groups.to_pylist(), key=lambda g: (g["entity_type"], g["feature_name"], g["feature_version"])):
+        key = (g["entity_type"], g["feature_name"], int(g["feature_version"]))
+        yield key, rows.take(pa.array(g["_row_list"], pa.int64()))
+
+
+def served_hourly(log: Table, catalog: FeatureCatalog, since_us: int, until_us: int) -> list[dict[str, Any]]:
+    """What ``hourly`` says of the offline table, of the values served in ``[since, until)`` (source
+    ``serving_log``): hours of serving time, every logged value counted (``missing`` and ``expired``
+    ones as nulls), and the lag is serving time minus the served value's feature timestamp."""
+    if until_us <= since_us:
+        raise DatasetError("statistics: `until` must be after `since`")
+    out: list[dict[str, Any]] = []
+    for (entity_type, name, version), rows in _served(log, since_us, until_us):
+        try:
+            d = catalog.get(entity_type, name, version)
+        except UnknownFeatureError:
+            continue  # parity reports unknown versions; statistics of values with no type mean nothing
+        served = micros(rows.column("served_at"))
+        times = rows.column("feature_time").combine_chunks()
+        lags = pc.divide(pc.subtract(pa.array(served), times.cast(pa.int64())).cast(pa.float64()), 1000.0)
+        values = served_values(rows.column("value_json").combine_chunks(), d.value_type)
+        out.extend(_summaries("serving_log", entity_type, d, served // HOUR_US * HOUR_US, values, lags))
     return out
 
 
@@ -151,6 +237,23 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> flo
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
+def _psi_entry(
+    source: str, entity_type: str, d: FeatureDefinition, before: pa.Array, now: pa.Array
+) -> dict[str, Any] | None:
+    ref, cur = _numeric(before), _numeric(now)
+    if ref is None or cur is None:
+        return None
+    return {
+        "source": source,
+        "entity_type": entity_type,
+        "feature": d.name,
+        "version": d.version,
+        "psi": psi(ref.fill_null(np.nan).to_numpy(), cur.fill_null(np.nan).to_numpy()),
+        "reference_values": len(ref) - ref.null_count,
+        "current_values": len(cur) - cur.null_count,
+    }
+
+
 def drift(
     table: Table,
     reference_point: ReadPoint,
@@ -163,48 +266,107 @@ def drift(
     """Per numeric feature version: PSI of ``[since, until)`` at ``point`` against everything at ``reference_point``."""
     out = []
     for d in definitions:
-        _, before = _rows(table, reference_point, entity_type, d, None, None)
-        _, now = _rows(table, point, entity_type, d, since_us, until_us)
-        ref, cur = _numeric(before), _numeric(now)
-        if ref is None or cur is None:
+        _, before, _ = _rows(table, reference_point, entity_type, d, None, None)
+        _, now, _ = _rows(table, point, entity_type, d, since_us, until_us)
+        entry = _psi_entry("offline", entity_type, d, before, now)
+        if entry is not None:
+            out.append(entry)
+    return out
+
+
+def served_drift(
+    table: Table,
+    reference_point: ReadPoint,
+    log: Table,
+    entity_type: str,
+    definitions: Sequence[FeatureDefinition],
+    since_us: int,
+    until_us: int,
+) -> list[dict[str, Any]]:
+    """Per numeric feature version: PSI of the values served in ``[since, until)`` (nulls left out)
+    against everything the offline table held at ``reference_point``."""
+    wanted = {(entity_type, d.name, d.version): d for d in definitions}
+    out = []
+    for key, rows in _served(log, since_us, until_us):
+        d = wanted.get(key)
+        if d is None:
             continue
-        score = psi(ref.fill_null(np.nan).to_numpy(), cur.fill_null(np.nan).to_numpy())
-        out.append(
-            {
-                "entity_type": entity_type,
-                "feature": d.name,
-                "version": d.version,
-                "psi": score,
-                "reference_values": len(ref) - ref.null_count,
-                "current_values": len(cur) - cur.null_count,
-            }
-        )
+        _, before, _ = _rows(table, reference_point, entity_type, d, None, None)
+        now = served_values(rows.column("value_json").combine_chunks(), d.value_type)
+        entry = _psi_entry("serving_log", entity_type, d, before, now)
+        if entry is not None:
+            out.append(entry)
     return out
 
 
 def write_metrics(hours: Sequence[dict[str, Any]], drifts: Sequence[dict[str, Any]], path: Path) -> None:
-    """Gauges per entity type, feature and version, written atomically: ``fs_feature_null_rate`` and
-    ``fs_feature_zero_rate`` of each feature's latest hour in the report, and ``fs_feature_psi`` (with
-    the training set's id) where drift was computed."""
+    """Gauges per entity type, feature, version and source (``offline`` or ``serving_log``), written
+    atomically: ``fs_feature_null_rate`` and ``fs_feature_zero_rate`` of each feature's latest hour in
+    the report, and ``fs_feature_psi`` (with the training set's id) where drift was computed."""
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
     registry = CollectorRegistry()
-    labels = ["entity_type", "feature", "version"]
+    labels = ["entity_type", "feature", "version", "source"]
     null_rate = Gauge("fs_feature_null_rate", "Null share of the latest hour's values", labels, registry=registry)
     zero_rate = Gauge("fs_feature_zero_rate", "Zero share of the latest hour's values", labels, registry=registry)
     score = Gauge(
         "fs_feature_psi", "PSI against a training set's snapshot", [*labels, "training_set"], registry=registry
     )
-    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def key(entry: dict[str, Any]) -> tuple[str, str, str, str]:
+        return (entry["entity_type"], entry["feature"], str(entry["version"]), entry.get("source", "offline"))
+
+    latest: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for h in hours:  # in hour order per feature: the last one stays
-        latest[(h["entity_type"], h["feature"], str(h["version"]))] = h
-    for key, h in latest.items():
-        null_rate.labels(*key).set(h["null_rate"])
-        zero_rate.labels(*key).set(h["zero_rate"])
+        latest[key(h)] = h
+    for labelled, h in latest.items():
+        null_rate.labels(*labelled).set(h["null_rate"])
+        zero_rate.labels(*labelled).set(h["zero_rate"])
     for d in drifts:
         if d["psi"] is not None:
-            score.labels(d["entity_type"], d["feature"], str(d["version"]), d.get("training_set", "")).set(d["psi"])
+            score.labels(*key(d), d.get("training_set", "")).set(d["psi"])
     write_to_textfile(str(path), registry)
+
+
+def report(
+    table: Table,
+    log: Table,
+    catalog: FeatureCatalog,
+    manifest: Manifest | None,
+    entity_type: str,
+    since_us: int,
+    until_us: int,
+) -> dict[str, Any]:
+    """Hourly statistics of the offline table (the entity type's active features, or the training
+    set's) and of the serving log, and with a training set, both drifts against its snapshot."""
+    from serving.offline.training import manifest_point, pinned_definitions
+
+    point = read_point(table, None)
+    out: dict[str, Any] = {"since": iso_us(since_us), "until": iso_us(until_us)}
+    if manifest is not None:
+        entity_type = manifest.entity_type
+        definitions = pinned_definitions(catalog, manifest)
+        reference = manifest_point(table, manifest)
+        out["training_set"] = manifest.id
+        offline = drift(table, reference, point, entity_type, definitions, since_us, until_us)
+        served = served_drift(table, reference, log, entity_type, definitions, since_us, until_us)
+        out["drift"] = [{**entry, "training_set": manifest.id} for entry in (*offline, *served)]
+    else:
+        definitions = [d for d in catalog.active() if d.entity == entity_type]
+    out["hourly"] = [
+        *hourly(table, point, entity_type, definitions, since_us, until_us),
+        *served_hourly(log, catalog, since_us, until_us),
+    ]
+    return out
+
+
+def store(quality: QualityStore, result: dict[str, Any], computed_at: datetime) -> None:
+    """Keep a report's entries (``registry.quality``): hours replaced, drift scores added."""
+    since, until = (datetime.fromisoformat(result[k]) for k in ("since", "until"))
+    for source in SOURCES:
+        quality.put_hourly(source, [h for h in result["hourly"] if h["source"] == source], computed_at)
+        drifts = [d for d in result.get("drift", []) if d["source"] == source]
+        quality.put_drift(source, drifts, since, until, computed_at)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,19 +375,23 @@ def main(argv: list[str] | None = None) -> int:
     from registry.core.settings import Settings
     from registry.definition_store import DefinitionStore
     from registry.training_sets import TrainingSetStore
-    from serving.offline.training import manifest_point, pinned_definitions
     from sinks.factory import connect_iceberg
     from sinks.iceberg.layout import TABLE
-    from sinks.iceberg.reader import read_point
+    from sinks.serving_log import ensure_log_table
 
     parser = argparse.ArgumentParser(
         prog="python -m serving.offline.statistics",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--since", default="1d", help="window ends from this long ago until now (a duration)")
+    parser.add_argument("--since", default="1d", help="window ends (and serving times) from this long ago until now")
     parser.add_argument("--entity-type", default="user")
     parser.add_argument("--training-set", help="a training set id: drift of its features against its snapshot")
+    parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
+    parser.add_argument("--no-store", action="store_true", help="print only; do not keep the results")
+    parser.add_argument(
+        "--fail-above", type=float, help="exit 3 if a drift score (PSI) is above this (needs --training-set)"
+    )
     parser.add_argument(
         "--metrics-file",
         type=Path,
@@ -235,41 +401,36 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     try:
         since_ms = to_millis(parse_duration(args.since))
+        every_s = to_millis(parse_duration(args.every)) / 1000 if args.every else None
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
-        catalog = DefinitionStore(settings.definitions_db).catalog()
-        now_us = time.time_ns() // 1000
-        point = read_point(table, None)
-        report: dict[str, Any] = {"since": iso_us(now_us - since_ms * 1000), "until": iso_us(now_us)}
-        if args.training_set:
-            manifest = TrainingSetStore(settings.definitions_db).get(args.training_set).manifest
-            definitions = pinned_definitions(catalog, manifest)
-            report["training_set"] = manifest.id
-            report["drift"] = [
-                {**entry, "training_set": manifest.id}
-                for entry in drift(
-                    table,
-                    manifest_point(table, manifest),
-                    point,
-                    manifest.entity_type,
-                    definitions,
-                    now_us - since_ms * 1000,
-                    now_us,
-                )
-            ]
-        else:
-            definitions = [d for d in catalog.active() if d.entity == args.entity_type]
-        report["hourly"] = hourly(table, point, args.entity_type, definitions, now_us - since_ms * 1000, now_us)
-    except FeatureStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
-    if args.metrics_file is not None:
-        write_metrics(report.get("hourly", []), report.get("drift", []), args.metrics_file)
-    return 0
+    while True:
+        try:
+            iceberg = connect_iceberg(settings)
+            table = iceberg.load_table(f"{settings.iceberg_namespace}.{TABLE}")
+            log = ensure_log_table(iceberg, settings.iceberg_namespace)
+            catalog = DefinitionStore(settings.definitions_db).catalog()
+            manifest = None
+            if args.training_set:
+                manifest = TrainingSetStore(settings.definitions_db).get(args.training_set).manifest
+            now_us = time.time_ns() // 1000
+            result = report(table, log, catalog, manifest, args.entity_type, now_us - since_ms * 1000, now_us)
+            if not args.no_store:
+                store(QualityStore(settings.definitions_db), result, datetime.fromisoformat(iso_us(now_us)))
+        except FeatureStoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.flush()
+        if args.metrics_file is not None:
+            write_metrics(result["hourly"], result.get("drift", []), args.metrics_file)
+        worst = max((d["psi"] for d in result.get("drift", []) if d["psi"] is not None), default=0.0)
+        if args.fail_above is not None and worst > args.fail_above:
+            return 3
+        if every_s is None:
+            return 0
+        time.sleep(every_s)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
+from registry.quality import QualityStore
 from serving.online.app import create_app
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
 from serving.online.overload import DEFAULT_MAX_IN_FLIGHT
@@ -78,6 +79,7 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         max_in_flight=int(env.get("FS_MAX_IN_FLIGHT", str(DEFAULT_MAX_IN_FLIGHT))),
         serving_log=log_sink,
         serving_log_sample=sample,
+        quality=QualityStore(settings.definitions_db),
     )
     if not len(live.current()):
         print(

@@ -6,6 +6,7 @@ type, feature or feature service is 404 (naming what is unknown), a malformed id
 within the request budget 503.
 
 Routes: ``/v1/features/...`` (vectors), ``/v1/feature-definitions``, ``/v1/feature-services``,
+``/v1/quality`` (stored statistics, drift and parity),
 ``/metrics`` (Prometheus text format), ``/health``, and FastAPI's ``/openapi.json`` and ``/docs``.
 """
 
@@ -33,6 +34,7 @@ from registry.core.errors import (
 from registry.definition_store import DefinitionConflictError
 from registry.feature_services import LiveFeatureServices
 from registry.live import LiveCatalog
+from registry.quality import QualityStore
 from serving.online.cache import DEFAULT_MAX_ENTRIES, VectorCache
 from serving.online.definitions_api import definitions_router
 from serving.online.features_api import MAX_NAMES, docs_router, feature_routes
@@ -40,6 +42,7 @@ from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics, MetricsMiddleware
 from serving.online.overload import DEFAULT_MAX_IN_FLIGHT, InFlightLimit
 from serving.online.plans import Plans
+from serving.online.quality_api import quality_router
 from serving.online.responses import JSONResponse
 from serving.online.services_api import services_router
 from serving.online.serving_log import KafkaSink, ServingLog, Sink
@@ -92,6 +95,7 @@ def create_app(
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     serving_log: Sink | None = None,
     serving_log_sample: float = 0.0,
+    quality: QualityStore | None = None,
 ) -> FastAPI:
     """The API over a catalog and a vector source.
 
@@ -106,6 +110,7 @@ def create_app(
         max_in_flight: requests the process works on at once; past it, an immediate 503 ``overloaded``.
         serving_log: where sampled served vectors go (``serving.online.serving_log``); None logs nothing.
         serving_log_sample: the share of requests logged, within [0, 1].
+        quality: stored data-quality results, served at ``/v1/quality/...``; None answers 404 there.
     """
     if max_in_flight < 1:
         raise ValueError("max_in_flight: the in-flight limit must be at least 1")
@@ -156,6 +161,8 @@ def create_app(
     app.include_router(definitions_router(live))
     if services is not None:
         app.include_router(services_router(live, services))
+    if quality is not None:
+        app.include_router(quality_router(live, quality, clock_us))
     app.add_middleware(InFlightLimit, limit=max_in_flight)  # inside the metrics: shed requests are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     docs = docs_router()

@@ -156,3 +156,52 @@ def test_cli_gate_guardrails_read_the_serving_log(
     )
     assert cli.main(["--db", db, "gate", str(model), "--no-schema-check", "--guardrails", "--since", "30m"]) == 0
     assert cli.main(["--db", db, "gate", str(model), "--no-schema-check"]) == 0  # without --guardrails: not read
+
+
+@pytest.mark.parametrize(
+    ("drift", "refusals"),
+    [
+        ({}, []),  # no drift computed
+        ({("user", "txn_count_1h", 1): (0.25, "ts1", "offline")}, []),  # at the threshold, which passes
+        (
+            {("user", "txn_count_1h", 1): (0.4, "ts1", "serving_log")},
+            ["drifted from training set ts1 in the last 24h: PSI 0.400 of its served values (> 0.25)"],
+        ),
+        ({("user", "txn_count_1h", 2): (0.9, "ts1", "offline")}, []),  # another version drifted
+    ],
+)
+def test_guardrails_refuse_features_that_drifted(
+    store: DefinitionStore, drift: dict[tuple[str, str, int], tuple[float, str, str]], refusals: list[str]
+) -> None:
+    guardrails = Guardrails({}, drift=drift)
+    problems = check_model(_model(PIN), store.catalog(), None, today=TODAY, guardrails=guardrails)
+    assert [p.removeprefix("user.txn_count_1h@v1: ") for p in problems] == refusals
+
+
+def test_cli_gate_guardrails_read_the_stored_drift(
+    store: DefinitionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``gate --guardrails`` refuses a feature whose stored PSI of the span is above ``--max-psi``."""
+    from datetime import UTC, datetime, timedelta
+
+    from registry.quality import QualityStore
+
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/c.db")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "w").as_uri())
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "ns")
+    db = tmp_path / "d.db"
+    now = datetime.now(UTC)
+    score = {"entity_type": "user", "feature": "txn_count_1h", "version": 1, "training_set": "ts9", "psi": 0.6}
+    QualityStore(db).put_drift(
+        "offline", [score], now - timedelta(hours=3), now - timedelta(hours=2), now - timedelta(hours=2)
+    )
+    model = tmp_path / "m.toml"
+    model.write_text('model = "fraud"\n[[features]]\nentity = "user"\nname = "txn_count_1h"\nversion = 1\n')
+    args = ["--db", str(db), "gate", str(model), "--no-schema-check", "--guardrails"]
+    assert cli.main(args) == 1
+    assert (
+        "REFUSED: user.txn_count_1h@v1: drifted from training set ts9 in the last 24h: PSI 0.600"
+        in capsys.readouterr().err
+    )
+    assert cli.main([*args, "--max-psi", "0.6"]) == 0  # equal to the threshold passes
+    assert cli.main([*args, "--since", "1h"]) == 0  # computed before the span

@@ -114,8 +114,108 @@ def test_gauges_carry_the_latest_hour_and_the_drift(tmp_path: Path) -> None:
         for family in text_string_to_metric_families(path.read_text())
         for s in family.samples
     }
+    assert {
+        s.labels["source"] for family in text_string_to_metric_families(path.read_text()) for s in family.samples
+    } == {"offline"}
     assert samples == {
         ("fs_feature_null_rate", "n", None): 0.25,
         ("fs_feature_zero_rate", "n", None): 0.0,
         ("fs_feature_psi", "n", "abc"): 0.3,
     }
+
+
+def _record(served_ms: int, entity: str, values: list[Any], ends: list[int | None]) -> bytes:
+    import orjson
+
+    from serving.online.vectors import format_ms
+
+    return orjson.dumps(
+        {
+            "served_at": served_ms,
+            "entity_type": "user",
+            "entity_id": entity,
+            "names": ["txn_count_1h", "txn_amount_sum_1h"],
+            "versions": [1, 1],
+            "values": values,
+            "feature_timestamps": [None if e is None else format_ms(e) for e in ends],
+            "statuses": ["present" if e is not None else "missing" for e in ends],
+        }
+    )
+
+
+def _land(log: Any, records: list[bytes]) -> None:
+    from sinks.serving_log import Batch
+
+    batch = Batch.empty()
+    for offset, record in enumerate(records):
+        batch.add(record, "t", 0, offset)
+    log.append(batch.to_arrow())
+
+
+def test_served_hourly_counts_what_was_served_by_hour_of_serving(
+    tmp_path: Path, shipped_catalog: FeatureCatalog
+) -> None:
+    from serving.offline.statistics import served_hourly
+    from sinks.serving_log import ensure_log_table
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    log = ensure_log_table(catalog, "ns")
+    records = [
+        _record(T0 + 60_000, "a", [3, 7.5], [T0, T0]),  # 1 minute old when served
+        _record(T0 + 120_000, "b", [0, 0.5], [T0, T0]),  # 2 minutes old
+        _record(T0 + 180_000, "c", [None, None], [None, None]),  # missing: a null, no age
+        _record(T0 + H, "a", [5, 1.0], [T0 + H - 60_000, T0 + H - 60_000]),  # the next hour, from its first ms
+    ]
+    _land(log, records)
+    _land(log, records)  # the same batch landed twice (at least once): counted once
+    stats = served_hourly(log, shipped_catalog, T0 * 1000, (T0 + 2 * H) * 1000)
+    by = {(s["feature"], s["hour"]): s for s in stats}
+    first = by[("txn_count_1h", "2023-11-14T22:00:00+00:00")]
+    assert first["source"] == "serving_log"
+    assert (first["count"], first["nulls"], first["zeros"], first["mean"]) == (3, 1, 1, 1.5)
+    assert first["null_rate"] == pytest.approx(1 / 3) and first["zero_rate"] == pytest.approx(1 / 3)
+    assert first["lag_p50_ms"] == pytest.approx(90_000, rel=0.5) and first["lag_p99_ms"] <= 120_000
+    amount = by[("txn_amount_sum_1h", "2023-11-14T22:00:00+00:00")]
+    assert (amount["count"], amount["mean"]) == (3, 4.0)
+    assert by[("txn_count_1h", "2023-11-14T23:00:00+00:00")]["count"] == 1
+    # [since, until) on serving time: the hour at `until` is out.
+    assert {s["hour"] for s in served_hourly(log, shipped_catalog, T0 * 1000, (T0 + H) * 1000)} == {
+        "2023-11-14T22:00:00+00:00"
+    }
+
+
+def test_served_drift_and_the_stored_report(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from registry.quality import QualityStore
+    from serving.offline.statistics import served_drift, store
+    from sinks.serving_log import ensure_log_table
+
+    count, total = shipped_catalog.get("user", "txn_count_1h"), shipped_catalog.get("user", "txn_amount_sum_1h")
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    table, log = ensure_table(catalog, "ns"), ensure_log_table(catalog, "ns")
+    rng = np.random.default_rng(3)
+    _write(table, [(count, f"u{i}", int(v), T0) for i, v in enumerate(rng.poisson(5, 400))])
+    _write(table, [(total, f"u{i}", float(v), T0) for i, v in enumerate(rng.normal(50, 10, 400))])
+    pinned = read_point(table, None)
+    # Served: counts as trained, amounts shifted by three standard deviations.
+    _land(
+        log, [_record(T0 + H, f"u{i}", [int(rng.poisson(5)), float(rng.normal(80, 10))], [T0, T0]) for i in range(400)]
+    )
+    scores = served_drift(table, pinned, log, "user", [count, total], T0 * 1000, (T0 + 2 * H) * 1000)
+    by = {s["feature"]: s for s in scores}
+    assert by["txn_count_1h"]["psi"] < 0.1 and by["txn_amount_sum_1h"]["psi"] > 0.25
+    assert by["txn_amount_sum_1h"]["source"] == "serving_log" and by["txn_amount_sum_1h"]["current_values"] == 400
+
+    quality = QualityStore(tmp_path / "q.db")
+    since, until = datetime.fromtimestamp(T0 / 1000, UTC), datetime.fromtimestamp((T0 + 2 * H) / 1000, UTC)
+    report = {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "hourly": [*hourly(table, read_point(table, None), "user", [count], T0 * 1000, (T0 + 2 * H) * 1000)],
+        "drift": [{**s, "training_set": "ts"} for s in scores],
+    }
+    store(quality, report, until)
+    kept = quality.feature("user", "txn_amount_sum_1h", 1, since, until + timedelta(hours=1))
+    assert [(d["source"], d["training_set"]) for d in kept["drift"]] == [("serving_log", "ts")]
+    assert quality.feature("user", "txn_count_1h", 1, since, until)["hourly"][0]["count"] == 400

@@ -1,0 +1,56 @@
+"""``/v1/quality``: the stored data-quality results of a feature (``registry.quality``).
+
+``GET /v1/quality/{entity_type}/{name}?version=N&since=T&until=T`` answers ``{"entity_type", "feature",
+"since", "until", "hourly": [...], "drift": [...], "parity": [...]}``: the hourly statistics whose hour
+is in ``[since, until)`` (both sources, in hour order) and the drift and parity runs computed in
+``[since, until)`` (in time order), of one version or (without ``version``) of every version.
+``since`` and ``until`` are ISO-8601 instants with a UTC offset (``2026-11-30T10:00:00Z``);
+``until`` defaults to now and ``since`` to 24 hours before ``until``. An unknown feature or version is
+404; a malformed or offset-less time, or ``since`` not before ``until``, is 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter
+
+from registry.live import LiveCatalog
+from registry.quality import QualityStore, iso
+from serving.online.http_errors import ApiError, ErrorCode
+from serving.online.responses import JSONResponse
+
+DEFAULT_SPAN = timedelta(hours=24)
+
+
+def _instant(name: str, text: str | None, default: datetime) -> datetime:
+    if text is None:
+        return default
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: not an ISO-8601 instant: {text!r}") from exc
+    if parsed.tzinfo is None:
+        raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: give a UTC offset (Z or +00:00): {text!r}")
+    return parsed.astimezone(UTC)
+
+
+def quality_router(live: LiveCatalog, quality: QualityStore, clock_us: Callable[[], int]) -> APIRouter:
+    router = APIRouter(prefix="/v1/quality", tags=["quality"])
+
+    @router.get("/{entity_type}/{name}", summary="Stored hourly statistics, drift and parity runs of a feature")
+    def feature_quality(
+        entity_type: str, name: str, version: int | None = None, since: str | None = None, until: str | None = None
+    ) -> JSONResponse:
+        d = live.current().get(entity_type, name, version)  # 404 for an unknown feature or version
+        end = _instant("until", until, datetime.fromtimestamp(clock_us() / 1e6, UTC))
+        start = _instant("since", since, end - DEFAULT_SPAN)
+        if start >= end:
+            raise ApiError(ErrorCode.BAD_REQUEST, "since: must be before until")
+        stored = quality.feature(entity_type, d.name, version, start, end)
+        return JSONResponse(
+            {"entity_type": entity_type, "feature": d.name, "since": iso(start), "until": iso(end), **stored}
+        )
+
+    return router
