@@ -107,10 +107,13 @@ def test_parity_is_clean_then_names_only_the_skewed_feature(log_settings: Settin
                 ("txn_count_1h", 2 * len(USERS), 0, 0),
             ]
 
-            # Skew: txn_amount_sum_1h written wrong online only (same window, a value that wins the tie).
+            # Skew: txn_amount_sum_1h written wrong online only: the same window as a later revision, whose
+            # write time is higher. (At the same revision the write times tie and Cassandra keeps the cell
+            # expiring later: the second write's TTL is computed a moment later, so which one wins would
+            # depend on where the second boundary falls between the two writes.)
             online = OnlineWriter(session, settings.cassandra_keyspace)
             for i, user in enumerate(USERS):
-                online.add(FeatureRow.of(total, user, 1_000_000 + 10.25 * (i + 1), end - 60 * MIN, end))
+                online.add(FeatureRow.of(total, user, 1_000_000 + 10.25 * (i + 1), end - 60 * MIN, end, revision=1))
             online.flush()
             skewed_since = time.time_ns() // 1000
             for user in USERS:
