@@ -128,20 +128,30 @@ def _payload(producer: Any, topic: str, r: Record) -> bytes:
 class Run:
     settings: Settings
     topic: str
+    group_id: str
     reference: Reference
     sent: int  # records sent to the topic, the marker included
     metrics: Metrics  # scraped from the job's Prometheus endpoint at the end
 
 
-@pytest.fixture(scope="module")
-def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+@pytest.fixture(scope="module", params=[1, 2], ids=["parallelism1", "parallelism2"])
+def run(
+    it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Run]:
     """The records, then a marker event whose watermark closes every window, through an unbounded job.
 
-    The job runs as in production (unbounded, checkpointed); the fixture waits until both stores hold
-    the reference's final windows, then scrapes the job's Prometheus endpoint and kills it.
+    The job runs as in production (unbounded, checkpointed) at parallelism 1 and 2; the fixture waits
+    until both stores hold the reference's final windows, then scrapes the job's Prometheus endpoint
+    and kills it. The topic has one partition at both parallelisms: whether a record is too late is
+    decided against its source subtask's watermark, and one partition read in order makes that
+    decision deterministic, so the reference holds exactly. At parallelism 2 the second source
+    subtask has no partition (idle), and the windows, the decoder and the writers run as two subtasks
+    each, keyed by entity.
     """
-    settings = isolated(it_settings, "sem", tmp_path_factory.mktemp("sem"))
-    topic = f"it_{run_id}_sem"
+    parallelism: int = request.param
+    settings = isolated(it_settings, f"sem{parallelism}", tmp_path_factory.mktemp(f"sem{parallelism}"))
+    topic = f"it_{run_id}_sem_p{parallelism}"
+    group_id = f"it-{run_id}-sem-p{parallelism}"
     toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
     toml = toml.replace('topic = "card_transactions"', f'topic = "{topic}"').replace('ttl = "2h"', 'ttl = "1d"')
     toml = toml.replace('slide = "5m"', 'slide = "5m"\nallowed_lateness = "30m"')
@@ -169,7 +179,17 @@ def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
 
     port = _free_port()
     job = subprocess.Popen(
-        [sys.executable, "-m", "jobs.feature_job", "--group-id", f"it-{run_id}-sem", "--metrics-port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "jobs.feature_job",
+            "--group-id",
+            group_id,
+            "--metrics-port",
+            str(port),
+            "--parallelism",
+            str(parallelism),
+        ],
         cwd=REPO,
         env=settings_env(settings),
         stdout=subprocess.PIPE,
@@ -188,14 +208,17 @@ def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
         sent = len(records) + 1
 
         def complete(m: Metrics) -> bool:
-            ends = [_value(m, "online_window_end_ms", feature=f) for f in ("txn_count_1h", "txn_amount_sum_1h")]
-            return _value(m, "events_in") == sent and ends == [last_end, last_end]
+            ends = [_gauge(m, "online_window_end_ms", feature=f) for f in ("txn_count_1h", "txn_amount_sum_1h")]
+            # Python metrics are reported when a bundle finishes, and the writer may flush (on its processing-time
+            # backstop) before the watermark reaches it: wait for the watermark too.
+            watermark_reported = _gauge(m, "watermark_ms") >= last_end
+            return _value(m, "events_in") == sent and ends == [last_end, last_end] and watermark_reported
 
         metrics = _scrape_until(port, complete, time.monotonic() + 60)
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
-    yield Run(settings, topic, reference, sent, metrics)
+    yield Run(settings, topic, group_id, reference, sent, metrics)
 
 
 def _free_port() -> int:
@@ -231,17 +254,28 @@ def _scrape_until(port: int, ready: Callable[[Metrics], bool], deadline: float) 
             for sample in family.samples:
                 name = sample.name.removeprefix("flink_taskmanager_job_task_operator_")
                 name = name.removeprefix("topic_").removeprefix("reason_").removeprefix("feature_")
-                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k in ("topic", "reason", "feature")))
+                kept = ("topic", "reason", "feature", "subtask_index")  # one series per subtask at parallelism > 1
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k in kept))
                 found[(name, labels)] = sample.value
         if (found and ready(found)) or time.monotonic() > deadline:
             return found
         time.sleep(1)
 
 
-def _value(metrics: Metrics, name: str, **labels: str) -> float:
+def _values(metrics: Metrics, name: str, labels: dict[str, str]) -> list[float]:
     want = tuple(sorted(labels.items()))
-    values = [v for (n, found), v in metrics.items() if n == name and all(item in found for item in want)]
-    return sum(values)
+    return [v for (n, found), v in metrics.items() if n == name and all(item in found for item in want)]
+
+
+def _value(metrics: Metrics, name: str, **labels: str) -> float:
+    """A counter: the sum over subtasks."""
+    return sum(_values(metrics, name, labels))
+
+
+def _gauge(metrics: Metrics, name: str, **labels: str) -> float:
+    """A time gauge (a window end, a watermark, a lag): the greatest over subtasks (a subtask that has
+    seen nothing reports 0)."""
+    return max(_values(metrics, name, labels), default=0.0)
 
 
 def _ctx(topic: str) -> Any:
@@ -284,12 +318,12 @@ def test_online_holds_each_entitys_latest_window(run: Run) -> None:
         cluster.shutdown()
 
 
-def test_dead_letters_are_exactly_the_too_late_and_malformed(run: Run, run_id: str) -> None:
+def test_dead_letters_are_exactly_the_too_late_and_malformed(run: Run) -> None:
     settings, topic, reference = run.settings, run.topic, run.reference
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"it-{run_id}-sem",
+            "group.id": run.group_id,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
@@ -328,7 +362,20 @@ def test_metrics_count_what_the_job_saw(run: Run) -> None:
     assert _value(metrics, "events_dead_lettered", topic=topic) == sum(reasons.values())
     last_end = max(end for _, end in expected)
     for feature in ("txn_count_1h", "txn_amount_sum_1h"):
-        assert _value(metrics, "online_window_end_ms", feature=feature) == last_end
-        assert _value(metrics, "freshness_lag_ms", feature=feature) >= time.time_ns() // 1_000_000 - last_end - 600_000
-    # The watermark passed every real window and stopped at the marker's time minus the out-of-orderness.
-    assert last_end <= _value(metrics, "watermark_ms") <= time.time_ns() // 1_000_000 - MIN - OUT_OF_ORDERNESS
+        assert _gauge(metrics, "online_window_end_ms", feature=feature) == last_end
+        assert _gauge(metrics, "freshness_lag_ms", feature=feature) >= time.time_ns() // 1_000_000 - last_end - 600_000
+
+
+def test_the_writer_sees_the_watermark(run: Run, request: pytest.FixtureRequest) -> None:
+    """The writer's watermark passed every real window and stopped at the marker's time minus the
+    out-of-orderness. Known defect at parallelism 2 (#12 item 4): in some runs a writer subtask's
+    event-time watermark never advances (its gauge stays 0 while it has written the last window), so
+    its event-time timers never fire and its rows are flushed only by the processing-time backstop
+    (``WriteWindowResults``: within ``batch_interval_s``, 5 s); the rows are still exact (the other
+    tests here), their freshness is not."""
+    if "parallelism2" in request.node.callspec.id:
+        request.applymarker(
+            pytest.mark.xfail(reason="#12 item 4: the writer's watermark can stall at p=2", strict=False)
+        )
+    last_end = max(end for _, end in run.reference.windows(HOUR, 5 * MIN))
+    assert last_end <= _gauge(run.metrics, "watermark_ms") <= time.time_ns() // 1_000_000 - MIN - OUT_OF_ORDERNESS

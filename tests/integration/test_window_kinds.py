@@ -1,8 +1,9 @@
 """Every window kind and every aggregation, computed by the real job from definitions alone, against
 a brute-force reference in plain Python.
 
-One seeded random event set (disorder inside the out-of-orderness bound, two partitions) and one
-definitions file with tumbling, sliding and session features: one job run computes them all.
+One seeded random event set (disorder inside the out-of-orderness bound, so no event is late however
+the partitions interleave) and one definitions file with tumbling, sliding and session features: one
+job run computes them all, at parallelism 1 (two partitions) and at parallelism 2 (four partitions).
 """
 
 from __future__ import annotations
@@ -153,10 +154,13 @@ def reference(events: list[Event]) -> dict[tuple[str, str, Window], Any]:
 # ---- the run ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = isolated(it_settings, "kinds", tmp_path_factory.mktemp("kinds"))
-    topic = f"it_{run_id}_kinds"
+@pytest.fixture(scope="module", params=[1, 2], ids=["parallelism1", "parallelism2"])
+def run(
+    it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Settings]:
+    parallelism: int = request.param
+    settings = isolated(it_settings, f"kinds{parallelism}", tmp_path_factory.mktemp(f"kinds{parallelism}"))
+    topic = f"it_{run_id}_kinds_p{parallelism}"
     (settings.definitions_dir / "features.toml").write_text(_toml(topic))
     # A feature with allowed lateness on another topic: late firing is on in the job, and the session
     # features above must still run (Flink refuses late firing for session windows).
@@ -167,13 +171,22 @@ def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
         'window = { kind = "tumbling", size = "10m", allowed_lateness = "5m" }\naggregation = { function = "count" }\n'
     )
     apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
-    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
+    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2 * parallelism)
     ensure_topics(settings.kafka_bootstrap, [late_topic, f"{late_topic}.dlq"], partitions=1)
     producer = make_producer(settings)
     producer.send(topic, _events(seed=11))
     producer.flush()
     job = subprocess.run(
-        [sys.executable, "-m", "jobs.feature_job", "--bounded", "--metrics-port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "jobs.feature_job",
+            "--bounded",
+            "--metrics-port",
+            "0",
+            "--parallelism",
+            str(parallelism),
+        ],
         cwd=REPO,
         env=settings_env(settings),
         capture_output=True,
