@@ -1,7 +1,7 @@
 """Kill the job mid-stream, restart it from its checkpoint: same offline rows and online values as a clean run.
 
-The clean run is bounded, at parallelism 1. The crashed run, at parallelism 1 and at 2 (four
-partitions), is a real unbounded stream job (a bounded Kafka source
+The clean run is bounded, at parallelism 1. The crashed run, at parallelism 1 and at 2, is a real
+unbounded stream job (a bounded Kafka source
 restored from a checkpoint does not end: its finished partitions are not in the checkpoint and the
 restored enumerator never says "no more splits"), so the event set ends with a marker event whose
 watermark closes every window of the real users, and the test waits until the restarted job's
@@ -40,7 +40,7 @@ HOUR = 3_600_000
 BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 12 * HOUR
 EVENTS = 60_000
 MARKER = "zz_watermark_marker"
-PARTITIONS = 4  # parallelism 2 reads two partitions per source subtask
+PARTITIONS = 2  # at parallelism 2, one per source subtask
 
 
 def _prepare(settings: Settings, topic: str) -> None:

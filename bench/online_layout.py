@@ -1,0 +1,144 @@
+"""What an online layout costs per read, before changing it: ``python -m bench.online_layout`` (issue #19 item 1).
+
+On the running local stack (``make up``), in a keyspace of its own (dropped at the end), it writes
+``--entities`` entities x 100 double features in three layouts and reads each entity's vector
+``--reads`` times, sequentially and with 32 reads in flight (as the API does), printing wall time,
+this process's CPU (the driver and the decoding) and Cassandra's CPU per read:
+
+- ``rows``: today's layout (``sinks.cassandra.layout``): one clustering row per feature version,
+  value columns per type; decoded as ``sinks.cassandra.reader`` does;
+- ``map``: one row per entity, ``cells map<text, blob>``, one cell per feature version (its own write
+  time and TTL, so per-feature event-time ordering would hold), each blob ``>qBd`` (window end ms, a
+  type tag, the value) decoded in Python;
+- ``one``: one clustering row of today's table (the floor of a single-partition read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import struct
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.serving_load import cassandra_pid, cpu_seconds
+
+FEATURES = 100
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cassandra.concurrent import execute_concurrent_with_args
+    from cassandra.query import tuple_factory
+
+    from registry.core.settings import Settings
+    from sinks.cassandra.layout import table_ddl
+    from sinks.cassandra.reader import _vector, select_vector_cql
+    from sinks.factory import connect_cassandra
+
+    parser = argparse.ArgumentParser(prog="python -m bench.online_layout", description=__doc__)
+    parser.add_argument("--entities", type=int, default=1000)
+    parser.add_argument("--reads", type=int, default=3000, help="reads per layout and mode")
+    args = parser.parse_args(argv)
+    keyspace = f"bench_layout_{uuid.uuid4().hex[:8]}"
+    settings = Settings.from_env().model_copy(update={"cassandra_keyspace": keyspace})
+    cluster, session = connect_cassandra(settings)  # creates the keyspace and today's tables
+    session.row_factory = tuple_factory
+    cassandra = cassandra_pid()
+    try:
+        for ddl in table_ddl(keyspace):
+            session.execute(ddl, timeout=30)
+        session.execute(
+            f"CREATE TABLE {keyspace}.vectors (entity_type text, entity_id text, cells map<text, blob>, "
+            "PRIMARY KEY ((entity_type, entity_id)))",
+            timeout=30,
+        )
+        now_ms = time.time_ns() // 1_000_000
+        end = datetime.fromtimestamp(now_ms / 1000, UTC)
+        insert = session.prepare(
+            f"INSERT INTO {keyspace}.online_feature_values (entity_type, entity_id, feature_name, feature_version, "
+            "value_double, feature_ts) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL 7200"
+        )
+        update = session.prepare(
+            f"UPDATE {keyspace}.vectors USING TIMESTAMP ? AND TTL 7200 SET cells[?] = ? "
+            "WHERE entity_type = ? AND entity_id = ?"
+        )
+        ids = [f"u{e}" for e in range(args.entities)]
+        rows = [
+            ("user", i, f"f{f:03d}", 1, e * 1.5 + f, end, now_ms * 1000)
+            for e, i in enumerate(ids)
+            for f in range(FEATURES)
+        ]
+        cells = [
+            (now_ms * 1000, f"f{f:03d}@1", struct.pack(">qBd", now_ms, 2, e * 1.5 + f), "user", i)
+            for e, i in enumerate(ids)
+            for f in range(FEATURES)
+        ]
+        started = time.monotonic()
+        execute_concurrent_with_args(session, insert, rows, concurrency=64, raise_on_first_error=True)
+        execute_concurrent_with_args(session, update, cells, concurrency=64, raise_on_first_error=True)
+        print(
+            f"keyspace {keyspace}: {args.entities} entities x {FEATURES} features written in both layouts "
+            f"in {time.monotonic() - started:.0f} s; {args.reads} reads per row below"
+        )
+
+        keys: dict[str, tuple[str, int]] = {}
+        head = struct.Struct(">qB").unpack_from
+        double = struct.Struct(">d").unpack_from
+
+        def decode_map(result: Any) -> dict[tuple[str, int], tuple[object, int]]:
+            out: dict[tuple[str, int], tuple[object, int]] = {}
+            for (held,) in result:
+                for k, blob in (held or {}).items():
+                    key = keys.get(k)
+                    if key is None:
+                        name, _, version = k.rpartition("@")
+                        key = keys[k] = (name, int(version))
+                    end_ms, _ = head(blob)
+                    out[key] = (double(blob, 9)[0], end_ms)
+            return out
+
+        layouts: list[tuple[str, Any, Callable[[Any], Any], int]] = [
+            ("rows", session.prepare(select_vector_cql(keyspace)), _vector, FEATURES),
+            (
+                "map",
+                session.prepare(f"SELECT cells FROM {keyspace}.vectors WHERE entity_type = ? AND entity_id = ?"),
+                decode_map,
+                FEATURES,
+            ),
+            ("one", session.prepare(select_vector_cql(keyspace) + " AND feature_name = 'f001'"), _vector, 1),
+        ]
+        print(f"{'layout':7}{'mode':12}{'wall us/read':>14}{'client cpu us':>15}{'cassandra cpu us':>18}")
+        for mode in ("sequential", "32 in flight"):
+            for name, statement, decode, size in layouts:
+                params = [("user", ids[i % len(ids)]) for i in range(args.reads)]
+                c0, k0, t0 = _cpu(), cpu_seconds(cassandra), time.perf_counter()
+                if mode == "sequential":
+                    vectors = [decode(session.execute(statement, p)) for p in params]
+                else:
+                    results = execute_concurrent_with_args(session, statement, params, concurrency=32)
+                    vectors = [decode(r.result_or_exc) for r in results]
+                c1, k1, t1 = _cpu(), cpu_seconds(cassandra), time.perf_counter()
+                assert all(len(v) == size for v in vectors), name
+                server = (
+                    f"{1e6 * (k1 - k0) / args.reads:18.0f}" if k0 is not None and k1 is not None else f"{'n/a':>18}"
+                )
+                print(
+                    f"{name:7}{mode:12}{1e6 * (t1 - t0) / args.reads:14.0f}{1e6 * (c1 - c0) / args.reads:15.0f}{server}"
+                )
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        cluster.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
