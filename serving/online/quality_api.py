@@ -6,7 +6,8 @@ is in ``[since, until)`` (both sources, in hour order) and the drift and parity 
 ``[since, until)`` (in time order), of one version or (without ``version``) of every version.
 ``since`` and ``until`` are ISO-8601 instants with a UTC offset (``2026-11-30T10:00:00Z``);
 ``until`` defaults to now and ``since`` to 24 hours before ``until``. An unknown feature or version is
-404; a malformed or offset-less time, or ``since`` not before ``until``, is 400.
+404; a malformed or offset-less time, one outside years 1-9999 once in UTC, or ``since`` not before
+``until``, is 400.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.responses import JSONResponse
 
 DEFAULT_SPAN = timedelta(hours=24)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)  # a default `since` no earlier than this (then `until` is refused)
 
 
 def _instant(name: str, text: str | None, default: datetime) -> datetime:
@@ -33,7 +35,10 @@ def _instant(name: str, text: str | None, default: datetime) -> datetime:
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: not an ISO-8601 instant: {text!r}") from exc
     if parsed.tzinfo is None:
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: give a UTC offset (Z or +00:00): {text!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # year 1 or 9999 at an offset: outside what a UTC datetime holds
+        raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: out of range in UTC: {text!r}") from exc
 
 
 def quality_router(live: LiveCatalog, quality: QualityStore, clock_us: Callable[[], int]) -> APIRouter:
@@ -45,7 +50,7 @@ def quality_router(live: LiveCatalog, quality: QualityStore, clock_us: Callable[
     ) -> JSONResponse:
         d = live.current().get(entity_type, name, version)  # 404 for an unknown feature or version
         end = _instant("until", until, datetime.fromtimestamp(clock_us() / 1e6, UTC))
-        start = _instant("since", since, end - DEFAULT_SPAN)
+        start = _instant("since", since, end - DEFAULT_SPAN if end > _EARLIEST + DEFAULT_SPAN else end)
         if start >= end:
             raise ApiError(ErrorCode.BAD_REQUEST, "since: must be before until")
         stored = quality.feature(entity_type, d.name, version, start, end)

@@ -39,13 +39,18 @@ USERS = [f"user_{i}" for i in range(6)]
 NAMES = "txn_count_1h,txn_amount_sum_1h"
 
 
-@pytest.fixture(scope="module")
-def log_settings(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = isolated(it_settings, "servlog", Path(tmp_path_factory.mktemp("servlog")))
+def _own_stores(it_settings: Settings, name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings with a keyspace, namespace and registry of their own; the keyspace dropped afterwards."""
+    settings = isolated(it_settings, name, Path(tmp_path_factory.mktemp(name)))
     yield settings
     cluster, session = connect_cassandra(settings)
     session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
     cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def log_settings(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    yield from _own_stores(it_settings, "servlog", tmp_path_factory)
 
 
 def _land(settings: Settings, topic: str, group: str) -> int:
@@ -146,11 +151,7 @@ class _NoVectors:
 
 @pytest.fixture(scope="module")
 def drift_settings(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = isolated(it_settings, "drift", Path(tmp_path_factory.mktemp("drift")))
-    yield settings
-    cluster, session = connect_cassandra(settings)
-    session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
-    cluster.shutdown()
+    yield from _own_stores(it_settings, "drift", tmp_path_factory)
 
 
 def _drift_alerts(metrics_file: Path, tmp_path: Path) -> list[tuple[str, str]]:

@@ -36,6 +36,7 @@ from registry.definition_store import DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
 from registry.plan import apply
+from registry.quality import QualityStore
 from registry.schema_registry.api import create_schema_registry_app
 from registry.schema_registry.store import SchemaStore
 from serving.online.app import create_app
@@ -69,6 +70,7 @@ def _feature_api() -> FastAPI:
         _Values(),
         services=LiveFeatureServices(FeatureServiceStore(db)),
         clock_us=lambda: (T + 60_000) * 1000,
+        quality=QualityStore(db),
     )
 
 

@@ -109,6 +109,9 @@ def test_the_default_span_is_the_24_hours_before_now(client: TestClient) -> None
         ("/v1/quality/user/txn_count_1h?since=2026-11-30T10:00:00", 400, "since: give a UTC offset"),
         ("/v1/quality/user/txn_count_1h?since=2026-11-30T10:00:00Z&until=2026-11-30T10:00:00Z", 400, "before until"),
         ("/v1/quality/user/txn_count_1h?version=x", 400, "version"),
+        ("/v1/quality/user/txn_count_1h?since=0001-01-01T00:00:00%2B01:00", 400, "since: out of range in UTC"),
+        ("/v1/quality/user/txn_count_1h?until=9999-12-31T23:59:59-01:00", 400, "until: out of range in UTC"),
+        ("/v1/quality/user/txn_count_1h?until=0001-01-01T00:00:00Z", 400, "since: must be before until"),
     ],
 )
 def test_bad_requests_are_named(client: TestClient, query: str, status: int, says: str) -> None:
