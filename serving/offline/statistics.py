@@ -254,6 +254,22 @@ def _psi_entry(
     }
 
 
+References = dict[tuple[str, int], pa.Array]
+"""A feature version's values at a training set's snapshot, read once for both drifts (``report``)."""
+
+
+def _reference(
+    table: Table, point: ReadPoint, entity_type: str, d: FeatureDefinition, cache: References | None
+) -> pa.Array:
+    key = (d.name, d.version)
+    if cache is not None and key in cache:
+        return cache[key]
+    _, values, _ = _rows(table, point, entity_type, d, None, None)
+    if cache is not None:
+        cache[key] = values
+    return values
+
+
 def drift(
     table: Table,
     reference_point: ReadPoint,
@@ -262,11 +278,13 @@ def drift(
     definitions: Sequence[FeatureDefinition],
     since_us: int,
     until_us: int,
+    *,
+    cache: References | None = None,
 ) -> list[dict[str, Any]]:
     """Per numeric feature version: PSI of ``[since, until)`` at ``point`` against everything at ``reference_point``."""
     out = []
     for d in definitions:
-        _, before, _ = _rows(table, reference_point, entity_type, d, None, None)
+        before = _reference(table, reference_point, entity_type, d, cache)
         _, now, _ = _rows(table, point, entity_type, d, since_us, until_us)
         entry = _psi_entry("offline", entity_type, d, before, now)
         if entry is not None:
@@ -282,6 +300,8 @@ def served_drift(
     definitions: Sequence[FeatureDefinition],
     since_us: int,
     until_us: int,
+    *,
+    cache: References | None = None,
 ) -> list[dict[str, Any]]:
     """Per numeric feature version: PSI of the values served in ``[since, until)`` (nulls left out)
     against everything the offline table held at ``reference_point``."""
@@ -291,7 +311,7 @@ def served_drift(
         d = wanted.get(key)
         if d is None:
             continue
-        _, before, _ = _rows(table, reference_point, entity_type, d, None, None)
+        before = _reference(table, reference_point, entity_type, d, cache)
         now = served_values(rows.column("value_json").combine_chunks(), d.value_type)
         entry = _psi_entry("serving_log", entity_type, d, before, now)
         if entry is not None:
@@ -348,8 +368,9 @@ def report(
         definitions = pinned_definitions(catalog, manifest)
         reference = manifest_point(table, manifest)
         out["training_set"] = manifest.id
-        offline = drift(table, reference, point, entity_type, definitions, since_us, until_us)
-        served = served_drift(table, reference, log, entity_type, definitions, since_us, until_us)
+        cache: References = {}
+        offline = drift(table, reference, point, entity_type, definitions, since_us, until_us, cache=cache)
+        served = served_drift(table, reference, log, entity_type, definitions, since_us, until_us, cache=cache)
         out["drift"] = [{**entry, "training_set": manifest.id} for entry in (*offline, *served)]
     else:
         definitions = [d for d in catalog.active() if d.entity == entity_type]
