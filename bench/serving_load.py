@@ -12,7 +12,10 @@ generator (``bench.loadgen``, a separate process) for:
 each at a fixed request rate (open loop, latency from the due time) and at saturation (closed
 loop), first with the vector cache off (entity ids uniform: every entity read goes to Cassandra)
 and then with it on (``FS_CACHE_TTL_MS``) under hot-key traffic (entity ids Zipf-distributed,
-``--zipf``; 0 for uniform). It prints one table, drops its
+``--zipf``; 0 for uniform). ``--auth on`` runs the server with ``FS_AUTH=on`` and every request
+carries a bearer token (10 of the 100 features are confidential, granted to the caller's team, so
+each request also checks a grant and writes audit records); ``--auth both`` runs the uncached set
+with auth off, then on. It prints one table, drops its
 keyspace and stops the server. ``--profile`` also samples where the server's time goes (yappi if
 installed, else cProfile of the event-loop thread) during a saturation run of (a).
 """
@@ -30,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -61,7 +65,10 @@ def _definitions() -> list[Any]:
                     "name": f"bench_{function}_{i:03d}",
                     "entity": ENTITY,
                     "version": 1,
-                    "owner": "bench",
+                    # Every tenth feature is confidential and owned by another team: with auth on, each
+                    # request's grant check and audit records are part of what is measured.
+                    "owner": "bench-fraud" if i % 10 == 0 else "bench",
+                    "sensitivity": "confidential" if i % 10 == 0 else "internal",
                     "value_type": value_type,
                     "source": {
                         "topic": "bench_events",
@@ -133,8 +140,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(settings: Any, cache_ttl_ms: int) -> dict[str, str]:
+def _env(settings: Any, cache_ttl_ms: int, auth: bool = False) -> dict[str, str]:
     env = dict(os.environ)
+    env["FS_AUTH"] = "on" if auth else "off"
     env.update(
         {
             "FS_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts),
@@ -171,12 +179,18 @@ def cassandra_pid() -> int | None:
 
 
 @contextmanager
-def server(settings: Any, *, port: int, workers: int, cache_ttl_ms: int, profile: Path | None) -> Iterator[int]:
+def server(
+    settings: Any, *, port: int, workers: int, cache_ttl_ms: int, profile: Path | None, auth: bool = False
+) -> Iterator[int]:
     cmd = [sys.executable, "-m", "serving.online", "--port", str(port), "--workers", str(workers)]
     if profile is not None:
         cmd = [sys.executable, "-m", "bench.profiled", str(profile), "--port", str(port)]
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=_env(settings, cache_ttl_ms), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=REPO,
+        env=_env(settings, cache_ttl_ms, auth),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # auth off logs one warning per route; a failed start is seen at /health
     )
     try:
         deadline = time.monotonic() + 60
@@ -184,9 +198,13 @@ def server(settings: Any, *, port: int, workers: int, cache_ttl_ms: int, profile
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
                     break
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401 and auth:
+                    break  # up, and refusing the anonymous
+                raise
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}") from None
+                    raise RuntimeError(f"server did not start (exit {proc.poll()})") from None
                 time.sleep(0.2)
         yield proc.pid
     finally:
@@ -198,14 +216,20 @@ def server(settings: Any, *, port: int, workers: int, cache_ttl_ms: int, profile
             proc.wait(timeout=10)
 
 
-def _get(port: int, eid: str, names: str) -> str:
-    return f"GET /v1/features/{ENTITY}/{eid}?names={names} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+def _auth_header(token: str | None) -> str:
+    return f"Authorization: Bearer {token}\r\n" if token else ""
 
 
-def _post(port: int, ids: list[str], names: list[str]) -> str:
+def _get(port: int, eid: str, names: str, token: str | None = None) -> str:
+    return (
+        f"GET /v1/features/{ENTITY}/{eid}?names={names} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{_auth_header(token)}\r\n"
+    )
+
+
+def _post(port: int, ids: list[str], names: list[str], token: str | None = None) -> str:
     body = json.dumps({"entity_ids": ids, "names": names}, separators=(",", ":"))
     return (
-        f"POST /v1/features/{ENTITY}/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"POST /v1/features/{ENTITY}/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{_auth_header(token)}"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
     )
 
@@ -225,12 +249,18 @@ def _draw(ids: list[str], rng: random.Random, zipf_s: float, k: int) -> list[str
 
 
 def requests_for(
-    scenario: str, port: int, ids: list[str], names: list[str], rng: random.Random, zipf_s: float = 0.0
+    scenario: str,
+    port: int,
+    ids: list[str],
+    names: list[str],
+    rng: random.Random,
+    zipf_s: float = 0.0,
+    token: str | None = None,
 ) -> list[str]:
     if scenario == "a":
         joined = ",".join(names)
-        return [_get(port, _draw(ids, rng, zipf_s, 1)[0], joined) for _ in range(4000)]
-    return [_post(port, _draw(ids, rng, zipf_s, 100), names) for _ in range(300)]
+        return [_get(port, _draw(ids, rng, zipf_s, 1)[0], joined, token) for _ in range(4000)]
+    return [_post(port, _draw(ids, rng, zipf_s, 100), names, token) for _ in range(300)]
 
 
 def load(
@@ -279,7 +309,7 @@ def cache_hit_rate(port: int) -> str:
     return f"{counts.get('hit', 0) / total:.0%}" if total else "-"
 
 
-ROW = "{:<32} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9} {:>7}"
+ROW = "{:<37} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9} {:>7}"
 
 
 def _us(cpu: float | None, n: int) -> str:
@@ -331,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
         help="share of requests the API logs to the serving-log topic (its default 0.01; 0 turns it off)",
     )
     parser.add_argument("--profile", action="store_true", help="also profile the server under saturation of (a)")
+    parser.add_argument(
+        "--auth",
+        choices=["off", "on", "both"],
+        default="off",
+        help="FS_AUTH of the server; both: the uncached runs with auth off, then on",
+    )
     args = parser.parse_args(argv)
     os.environ["FS_SERVING_LOG_SAMPLE"] = str(args.log_sample)
 
@@ -384,13 +420,28 @@ def main(argv: list[str] | None = None) -> int:
             ("(b) 100 entities x 100 features", "b", "fixed", 20.0, 8),
             ("(b) 100 entities x 100 features", "b", "saturate", 0.0, 2),
         ]
-        for cache_ttl in (0, args.cache_ttl_ms):
+        token = None
+        if args.auth != "off":
+            from registry.access import AccessStore
+
+            access = AccessStore(settings.definitions_db)
+            token = access.issue("bench-scorer", "bench")
+            access.grant("bench-fraud", "bench")
+        sets = [(0, False), (args.cache_ttl_ms, False)]
+        if args.auth == "on":
+            sets = [(0, True), (args.cache_ttl_ms, True)]
+        elif args.auth == "both":
+            sets = [(0, False), (0, True)]
+        for cache_ttl, auth in sets:
             if args.only == ("on" if cache_ttl == 0 else "off"):
                 continue
             port = free_port()
-            with server(settings, port=port, workers=args.workers, cache_ttl_ms=cache_ttl, profile=None) as pid:
+            with server(
+                settings, port=port, workers=args.workers, cache_ttl_ms=cache_ttl, profile=None, auth=auth
+            ) as pid:
                 for label, scenario, mode, rate, conns in runs:
-                    reqs = requests_for(scenario, port, ids, names, rng, args.zipf if cache_ttl else 0.0)
+                    zipf = args.zipf if cache_ttl else 0.0
+                    reqs = requests_for(scenario, port, ids, names, rng, zipf, token if auth else None)
                     server0, cassandra0 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
                     r = load(
                         port,
@@ -403,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     server1, cassandra1 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
                     print_row(
-                        label,
+                        label + (" auth" if auth else ""),
                         "off" if cache_ttl == 0 else f"{cache_ttl}ms" + ("/z" if args.zipf > 0 else ""),
                         r,
                         None if server0 is None or server1 is None else server1 - server0,

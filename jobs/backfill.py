@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from jobs.feature_job import resolve_ref
+from registry.access import guard_catalog
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
@@ -62,9 +63,10 @@ def _current_snapshot(settings: Settings) -> int | None:
 def run(settings: Settings, refs: list[str], *, progress_every_s: float = 5.0, timeout_s: float = 6 * 3600) -> None:
     """Run the backfill job for ``refs``; FeatureStoreError (active versions untouched) if it fails."""
     store = DefinitionStore(settings.definitions_db)
-    catalog = store.catalog()
+    catalog = guard_catalog(store.catalog(), settings, action="backfill")
     for ref in refs:
         d = resolve_ref(catalog, ref)
+        catalog.check_read([d])  # a backfill computes and writes the feature's values: the same grant as a read
         if catalog.get(d.entity, d.name).version == d.version:
             raise DefinitionError(f"{ref} is the active version: backfill into a new version, then promote it")
     start_snapshot = _current_snapshot(settings)

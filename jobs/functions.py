@@ -71,7 +71,7 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
         from jobs.registry_client import registry_client
         from udfs.decode import EventDecoder
 
-        client = registry_client(self._settings.schema_registry_url)
+        client = registry_client(self._settings.schema_registry_url, self._settings.token)
 
         def lookup(schema_id: int) -> str | None:
             try:

@@ -97,7 +97,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 
 def make_producer(settings: Settings) -> EventProducer:
     producer = Producer(producer_config(settings))
-    registry = registry_client(settings.schema_registry_url)
+    registry = registry_client(settings.schema_registry_url, settings.token)
     return EventProducer(producer, registry, "card_transaction", key_field="user_id", time_field="event_time")
 
 

@@ -22,7 +22,14 @@ CLIENT_CONFIG: dict[str, Any] = {
 }
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
+def auth_config(token: str | None) -> dict[str, Any]:
+    """Confluent client settings that send ``token`` (``registry.access``) as Basic credentials, if given."""
+    if not token:
+        return {}
+    return {"basic.auth.user.info": f"featurestore:{token}"}
+
+
+def registry_client(url: str, token: str | None = None) -> SchemaRegistryClient:
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
-    return SchemaRegistryClient({"url": url, **CLIENT_CONFIG})
+    return SchemaRegistryClient({"url": url, **CLIENT_CONFIG, **auth_config(token)})

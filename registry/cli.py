@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             catalog,
             None if args.no_schema_check else args.schema_registry,
             guardrails=guardrails,
+            token=settings.token,
         )
         for problem in problems:
             print(f"REFUSED: {problem}", file=sys.stderr)

@@ -88,10 +88,11 @@ def load_model(path: Path) -> ModelManifest:
         raise DefinitionError(f"{path}: not a valid model file: {exc}") from exc
 
 
-def _latest_schema(registry_url: str, subject: str) -> str | None:
+def _latest_schema(registry_url: str, subject: str, token: str | None = None) -> str | None:
     url = f"{registry_url.rstrip('/')}/subjects/{urllib.parse.quote(subject, safe='')}/versions/latest"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return str(json.loads(resp.read())["schema"])
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -101,11 +102,11 @@ def _latest_schema(registry_url: str, subject: str) -> str | None:
         raise DefinitionError(f"schema registry {registry_url} unreachable: {exc}") from exc
 
 
-def _schema_problems(d: FeatureDefinition, registry_url: str) -> list[str]:
+def _schema_problems(d: FeatureDefinition, registry_url: str, token: str | None = None) -> list[str]:
     from registry.schema_registry.avro_compat import incompatibilities
     from schemas import load_schema
 
-    latest = _latest_schema(registry_url, d.source.subject)
+    latest = _latest_schema(registry_url, d.source.subject, token)
     if latest is None:
         return [f"{d.entity}.{d.name}: its event subject {d.source.subject!r} has no schema in the registry"]
     problems = incompatibilities(reader=load_schema(d.source.event_schema), writer=json.loads(latest))
@@ -148,8 +149,9 @@ def check_model(
     *,
     today: date | None = None,
     guardrails: Guardrails | None = None,
+    token: str | None = None,
 ) -> list[str]:
-    """Every reason to refuse the model (empty: deploy)."""
+    """Every reason to refuse the model (empty: deploy). ``token``: sent to the schema registry (FS_AUTH=on)."""
     today = today or date.today()
     problems: list[str] = []
     for pin in model.features:
@@ -174,7 +176,7 @@ def check_model(
         if pinned.status == "deprecated" and pinned.deprecated_after is not None and pinned.deprecated_after < today:
             problems.append(f"{label}: deprecated since {pinned.deprecated_after.isoformat()}")
         if registry_url is not None:
-            problems.extend(_schema_problems(pinned, registry_url))
+            problems.extend(_schema_problems(pinned, registry_url, token))
         if guardrails is not None:
             key = (pin.entity, pin.name, pin.version)
             problems.extend(_health_problems(label, guardrails.health.get(key), guardrails))

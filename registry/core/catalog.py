@@ -6,8 +6,9 @@ Lookups are dictionary reads, so serving cost does not grow with the number of d
 
 from __future__ import annotations
 
+import copy
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,19 @@ class FeatureCatalog:
         self._versions: dict[tuple[str, str], list[FeatureDefinition]] = {}
         for d in sorted(self._by_key.values(), key=lambda d: d.version):
             self._versions.setdefault((d.entity, d.name), []).append(d)
+        self._read_check: Callable[[Sequence[FeatureDefinition]], None] | None = None
+
+    def guarded(self, check: Callable[[Sequence[FeatureDefinition]], None]) -> FeatureCatalog:
+        """This catalog for one caller: ``check_read`` runs ``check`` (which raises to refuse a read)."""
+        view = copy.copy(self)
+        view._read_check = check
+        return view
+
+    def check_read(self, definitions: Sequence[FeatureDefinition]) -> None:
+        """Refuse (the guard's error) reading the values of ``definitions``; every offline read of values
+        resolves its definitions and then calls this (``registry.access.guard_catalog`` sets the guard)."""
+        if self._read_check is not None:
+            self._read_check(definitions)
 
     @classmethod
     def from_folder(cls, folder: Path = DEFAULT_FOLDER) -> FeatureCatalog:

@@ -8,6 +8,9 @@ FeatureStoreError
 │   └── DecodeError          a record cannot be decoded (its ``reason`` goes to the dead-letter topic)
 ├── DatasetError             a training set or export cannot be built or reproduced as asked
 ├── StoreUnavailableError    a backing service (Cassandra, Kafka, Iceberg catalog) is down or timed out
+├── AccessError              a caller is not who it must be, or may not do what it asked
+│   ├── UnauthenticatedError no token, or one that is malformed, unknown or revoked
+│   └── ForbiddenError       a valid caller without the owning team's role or a read grant
 └── RequestError             the feature API refused a client's request (``code`` says why)
 
 HTTP status codes are chosen in ``serving/`` only; nothing here knows about HTTP.
@@ -61,6 +64,22 @@ class DatasetError(FeatureStoreError):
 
 class StoreUnavailableError(FeatureStoreError):
     """A backing service did not answer within its budget."""
+
+
+class AccessError(FeatureStoreError):
+    """A caller is not authenticated, or may not do what it asked (``registry.access``)."""
+
+
+class UnauthenticatedError(AccessError):
+    """No API token, or a malformed, unknown or revoked one; the message says which."""
+
+
+class ForbiddenError(AccessError):
+    """An authenticated caller without the role or grant the action needs; ``names`` lists refused features."""
+
+    def __init__(self, message: str, *, names: list[str] | None = None) -> None:
+        self.names = names or []
+        super().__init__(message)
 
 
 class RequestError(FeatureStoreError):

@@ -10,6 +10,13 @@ from pydantic import BaseModel, ConfigDict
 _REPO = Path(__file__).resolve().parents[2]
 
 
+def _switch(name: str, value: str) -> bool:
+    value = value.strip().lower()
+    if value not in ("on", "off", ""):
+        raise ValueError(f"{name} must be 'on' or 'off', not {value!r}")
+    return value == "on"
+
+
 class Settings(BaseModel):
     """Where the services are. Built once by an entry point (``from_env``) and passed in."""
 
@@ -26,6 +33,8 @@ class Settings(BaseModel):
     definitions_dir: Path = Path(__file__).resolve().parents[1] / "features"
     definitions_db: Path = _REPO / ".state" / "registry" / "definitions.db"
     flink_jars_dir: Path = Path.home() / ".cache" / "featurestore" / "flink" / "lib"
+    auth: bool = False  # FS_AUTH=on: services check tokens, grants and ownership (registry.access)
+    token: str | None = None  # FS_TOKEN: this process's API token (registry.access), for services run with FS_AUTH=on
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +57,8 @@ class Settings(BaseModel):
             definitions_dir=Path(env.get("FS_DEFINITIONS_DIR", Path(__file__).resolve().parents[1] / "features")),
             definitions_db=Path(env.get("FS_DEFINITIONS_DB", state / "registry" / "definitions.db")),
             flink_jars_dir=Path(env.get("FS_FLINK_JARS_DIR", cache / "flink" / "lib")),
+            auth=_switch("FS_AUTH", env.get("FS_AUTH", "off")),
+            token=env.get("FS_TOKEN") or None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -64,4 +75,6 @@ class Settings(BaseModel):
             "FS_DEFINITIONS_DIR": str(self.definitions_dir),
             "FS_DEFINITIONS_DB": str(self.definitions_db),
             "FS_FLINK_JARS_DIR": str(self.flink_jars_dir),
+            "FS_AUTH": "on" if self.auth else "off",
+            **({"FS_TOKEN": self.token} if self.token else {}),
         }

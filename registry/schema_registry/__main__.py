@@ -3,18 +3,23 @@
 ``--port 0`` binds a free port; the first line on stdout is always ``listening on http://HOST:PORT``,
 so a test or a supervisor can start it without guessing a port that something else may take first.
 The global compatibility level defaults to BACKWARD, as in Confluent Schema Registry, until a
-``PUT /config`` stores another.
+``PUT /config`` stores another. ``FS_AUTH=on`` makes every route need a token of ``registry.access``
+(kept in the feature registry's database, ``--access-db``, default ``FS_DEFINITIONS_DB``); see
+``registry.schema_registry.auth``.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import socket
 from pathlib import Path
 
 import uvicorn
 
+from registry.access import Access
+from registry.core.settings import Settings
 from registry.schema_registry.api import create_schema_registry_app
 from registry.schema_registry.avro_compat import CompatibilityLevel
 from registry.schema_registry.store import SchemaStore
@@ -33,8 +38,13 @@ def main() -> None:
         default=CompatibilityLevel.BACKWARD.value,
         help="global compatibility level while none is set through PUT /config (default: BACKWARD)",
     )
+    parser.add_argument(
+        "--access-db", type=Path, default=Settings.from_env().definitions_db, help="tokens and grants (FS_AUTH=on)"
+    )
     args = parser.parse_args()
-    app = create_schema_registry_app(SchemaStore(args.db, default_compatibility=args.compatibility))
+    access = Access.of(Settings.from_env(), args.access_db)
+    atexit.register(access.close)
+    app = create_schema_registry_app(SchemaStore(args.db, default_compatibility=args.compatibility), access)
 
     # Bind here rather than in uvicorn, so the port actually bound (for --port 0) can be announced.
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)

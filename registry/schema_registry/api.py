@@ -13,6 +13,7 @@ ignored), and a field it defines that this registry does not implement is accept
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,8 +23,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from registry.access import Access
 from registry.core import bounded_json
 from registry.core.errors import SchemaError, StoreUnavailableError
+from registry.schema_registry.auth import RegistryAuth
 from registry.schema_registry.errors import (
     HTTP_ERROR_TEMPLATE,
     ConfigNotFoundError,
@@ -42,6 +45,7 @@ from registry.schema_registry.store import (
 )
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+auth_log = logging.getLogger("featurestore.auth")
 MAX_BODY_BYTES = 1 << 20
 
 # Fields of Confluent's RegisterSchemaRequest. The first set is implemented; the second is accepted
@@ -379,12 +383,21 @@ _ERROR_HANDLERS: list[tuple[type[Exception], Callable[[Request, Exception], Awai
 ]
 
 
-def create_schema_registry_app(store: SchemaStore) -> FastAPI:
-    """The registry's ASGI app over ``store``; nothing is shared between apps."""
+def create_schema_registry_app(store: SchemaStore, access: Access | None = None) -> FastAPI:
+    """The registry's ASGI app over ``store``; nothing is shared between apps.
+
+    ``access`` enabled: every route needs a token and writes the owning team's role
+    (``registry.schema_registry.auth``); None or disabled: every route is open, logged once per route.
+    """
     app = FastAPI(title="feature-store schema registry", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.schema_store = store
     for method, path, handler in _ROUTES:
         app.add_api_route(path, handler, methods=[method], response_class=JSONResponse)
     for kind, on_error in _ERROR_HANDLERS:
         app.add_exception_handler(kind, on_error)
+    if access is not None and access.enabled:
+        app.add_middleware(RegistryAuth, access=access)
+    else:
+        for method, path, _ in _ROUTES:
+            auth_log.warning("auth off: %s %s is open to every caller", method, path)
     return app

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from registry.access import guard_catalog
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DatasetError
 from serving.offline.historical import (
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
         schema, batches = feature_vector_batches(
             table,
-            DefinitionStore(settings.definitions_db).catalog(),
+            guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="batch_scoring"),
             args.entity_type,
             args.features.split(","),
             as_of,

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from registry.access import guard_catalog
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
@@ -85,6 +86,7 @@ def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequen
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise DefinitionError(f"feature(s) requested more than once (one version per request): {twice}")
+    catalog.check_read(found)  # ForbiddenError naming every feature the caller has no grant for
     return found
 
 
@@ -394,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
         definitions = resolve_features(
-            DefinitionStore(settings.definitions_db).catalog(), args.entity_type, args.features.split(",")
+            guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="historical_features"),
+            args.entity_type,
+            args.features.split(","),
         )
         point = read_point(table, parse_as_of(args.snapshot_id, args.as_of))
         labels = pq.ParquetFile(args.labels)

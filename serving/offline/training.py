@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from registry.access import guard_catalog
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
@@ -182,6 +183,7 @@ def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest) -> list[Feat
                 f"{d.transform_hash}/{d.identity_hash}, manifest has {f.transform_hash}/{f.identity_hash}"
             )
         out.append(d)
+    catalog.check_read(out)  # ForbiddenError naming every feature the caller has no grant for
     return out
 
 
@@ -412,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from sinks.iceberg.layout import TABLE
 
-        catalog = DefinitionStore(settings.definitions_db).catalog()
+        catalog = guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="training_set")
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
         if args.command == "build":
             manifest = build_parquet(

@@ -9,6 +9,9 @@ Configuration, besides the stores' ``FS_*`` settings (``registry.core.settings``
 - ``FS_SERVING_LOG_SAMPLE`` (default 0.01; 0 turns it off) and ``FS_SERVING_LOG_TOPIC`` (default
   ``fs_serving_log``): the share of requests whose served vectors are logged to Kafka
   (``serving.online.serving_log``; ``python -m sinks.serving_log`` creates the topic and lands it in Iceberg).
+- ``FS_AUTH`` (default ``off``): ``on`` makes every route need ``Authorization: Bearer <token>`` (tokens, grants
+  and the audit log: ``registry.access``, in the registry's database); off, every route is open, and each
+  says so in a warning at start-up.
 - ``FS_GIL_SWITCH_INTERVAL_US`` (default 500): how long the event loop may hold the GIL while the Cassandra
   driver's I/O thread waits for it (Python's default, 5 ms, shows up directly in p50 and p99 latency).
 
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from registry.access import Access
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
@@ -70,6 +74,8 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
             Producer(producer_config(settings.kafka_bootstrap)), env.get("FS_SERVING_LOG_TOPIC", DEFAULT_TOPIC)
         )
         atexit.register(log_sink.close)
+    access = Access.of(settings)
+    atexit.register(access.close)  # the last second of buffered audit records
     app = create_app(
         live,
         reader,
@@ -80,6 +86,7 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         serving_log=log_sink,
         serving_log_sample=sample,
         quality=QualityStore(settings.definitions_db),
+        access=access,
     )
     if not len(live.current()):
         print(

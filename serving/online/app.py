@@ -25,9 +25,12 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from registry.access import Access
 from registry.core.errors import (
     DefinitionError,
+    ForbiddenError,
     StoreUnavailableError,
+    UnauthenticatedError,
     UnknownFeatureError,
     UnknownFeatureServiceError,
 )
@@ -35,6 +38,7 @@ from registry.definition_store import DefinitionConflictError
 from registry.feature_services import LiveFeatureServices
 from registry.live import LiveCatalog
 from registry.quality import QualityStore
+from serving.online.auth import Authenticate, route_table
 from serving.online.cache import DEFAULT_MAX_ENTRIES, VectorCache
 from serving.online.definitions_api import definitions_router
 from serving.online.features_api import MAX_NAMES, docs_router, feature_routes
@@ -50,6 +54,7 @@ from serving.online.vectors import AsyncVectorSource, VectorSource, as_async
 
 __all__ = ["MAX_NAMES", "create_app"]
 log = logging.getLogger("featurestore.api")
+auth_log = logging.getLogger("featurestore.auth")
 
 
 def api_error(request: Request, exc: Exception) -> ApiError:
@@ -58,6 +63,14 @@ def api_error(request: Request, exc: Exception) -> ApiError:
     that is down is ``StoreUnavailableError``, a 503, never this)."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, UnauthenticatedError):
+        return ApiError(ErrorCode.UNAUTHENTICATED, str(exc))
+    if isinstance(exc, ForbiddenError):
+        return (
+            ApiError(ErrorCode.FORBIDDEN, str(exc), names=exc.names)
+            if exc.names
+            else ApiError(ErrorCode.FORBIDDEN, str(exc))
+        )
     if isinstance(exc, UnknownFeatureError):
         return ApiError(ErrorCode.UNKNOWN_FEATURE, str(exc), entity_type=exc.entity_type, names=exc.names)
     if isinstance(exc, UnknownFeatureServiceError):
@@ -96,6 +109,7 @@ def create_app(
     serving_log: Sink | None = None,
     serving_log_sample: float = 0.0,
     quality: QualityStore | None = None,
+    access: Access | None = None,
 ) -> FastAPI:
     """The API over a catalog and a vector source.
 
@@ -111,6 +125,8 @@ def create_app(
         serving_log: where sampled served vectors go (``serving.online.serving_log``); None logs nothing.
         serving_log_sample: the share of requests logged, within [0, 1].
         quality: stored data-quality results, served at ``/v1/quality/...``; None answers 404 there.
+        access: tokens, ownership and grants (``registry.access``); None or disabled: every route open,
+            which the app logs at start-up, one line per route.
     """
     if max_in_flight < 1:
         raise ValueError("max_in_flight: the in-flight limit must be at least 1")
@@ -138,6 +154,8 @@ def create_app(
 
     for handled in (
         ApiError,
+        ForbiddenError,
+        UnauthenticatedError,
         UnknownFeatureError,
         UnknownFeatureServiceError,
         DefinitionConflictError,
@@ -157,12 +175,19 @@ def create_app(
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.router.routes[:0] = feature_routes(Plans(live, services), cache, metrics, clock_us, log)  # matched first
-    app.include_router(definitions_router(live))
+    access = access if access is not None else Access(None, enabled=False)
+    app.state.access = access
+    app.router.routes[:0] = feature_routes(Plans(live, services), cache, metrics, clock_us, log, access)  # first
+    app.include_router(definitions_router(live, access))
     if services is not None:
-        app.include_router(services_router(live, services))
+        app.include_router(services_router(live, services, access))
     if quality is not None:
-        app.include_router(quality_router(live, quality, clock_us))
+        app.include_router(quality_router(live, quality, clock_us, access))
+    if access.enabled:
+        app.add_middleware(Authenticate, access=access)  # innermost: a shed or counted request needs no token check
+    else:
+        for method, path in route_table(app.routes):
+            auth_log.warning("auth off: %s %s is open to every caller", method, path)
     app.add_middleware(InFlightLimit, limit=max_in_flight)  # inside the metrics: shed requests are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     docs = docs_router()

@@ -24,7 +24,14 @@ from typing import Any
 import httpx
 
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import RequestError, StoreUnavailableError, UnknownFeatureError, UnknownFeatureServiceError
+from registry.core.errors import (
+    ForbiddenError,
+    RequestError,
+    StoreUnavailableError,
+    UnauthenticatedError,
+    UnknownFeatureError,
+    UnknownFeatureServiceError,
+)
 from registry.definition_store import DefinitionConflictError
 from registry.feature_services import FeatureService
 from serving.online.http_errors import ErrorCode, code_of
@@ -40,10 +47,14 @@ class FeatureClient:
         timeout_s: float = 1.0,
         caller: str | None = None,
         fallbacks: Fallbacks | None = None,
+        token: str | None = None,
     ) -> None:
         """``caller`` is sent as ``x-caller`` (the serving log records it); ``fallbacks`` counts the
-        fallbacks ``score_vector`` takes (a fresh registry's counter if None)."""
+        fallbacks ``score_vector`` takes (a fresh registry's counter if None); ``token`` is sent as
+        ``Authorization: Bearer`` (needed when the API runs with ``FS_AUTH=on``)."""
         self._headers = {"x-caller": caller} if caller else {}
+        if token:
+            self._headers["authorization"] = f"Bearer {token}"
         self.fallbacks = fallbacks if fallbacks is not None else Fallbacks()
         if client is None:
             if base_url is None:
@@ -212,6 +223,7 @@ class FeatureClient:
     # --- transport ---------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("headers", self._headers)
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -228,6 +240,10 @@ class FeatureClient:
             raise UnknownFeatureError(str(details.get("entity_type", "")), list(details.get("names", [])))
         if code is ErrorCode.UNKNOWN_FEATURE_SERVICE:
             raise UnknownFeatureServiceError(str(details.get("feature_service", "")))
+        if code is ErrorCode.UNAUTHENTICATED:
+            raise UnauthenticatedError(message)
+        if code is ErrorCode.FORBIDDEN:
+            raise ForbiddenError(message, names=[str(n) for n in details.get("names", [])])
         if code is ErrorCode.VERSION_CONFLICT:
             raise DefinitionConflictError(message)
         if code is ErrorCode.STORE_UNAVAILABLE or response.status_code == 503:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
+from registry.access import Access
 from registry.core.definitions import FeatureDefinition
+from registry.core.errors import UnknownFeatureError
 from registry.live import LiveCatalog
+from serving.online.auth import authorize_write, client_of
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.responses import JSONResponse, json_object
 from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
@@ -57,7 +61,21 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def definitions_router(live: LiveCatalog) -> APIRouter:
+def _owners(live: LiveCatalog, access: Access, entity: str, name: str, version: int | None = None) -> list[str | None]:
+    """The teams whose role a write to the feature needs: its latest version's ``owner`` (None for a new
+    feature) and, with ``version``, that version's. Read from the store, not the cached catalog; empty with auth off."""
+    if not access.enabled:
+        return []
+    catalog = live.store.catalog()
+    versions = catalog.versions(entity, name)
+    owners: list[str | None] = [versions[-1].owner if versions else None]
+    if version is not None:
+        with contextlib.suppress(UnknownFeatureError):  # the activation itself answers 404
+            owners.append(catalog.get(entity, name, version).owner)
+    return owners
+
+
+def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
     router = APIRouter(prefix="/v1/feature-definitions", tags=["definitions"])
 
     @router.get("")
@@ -78,9 +96,14 @@ def definitions_router(live: LiveCatalog) -> APIRouter:
             definition = FeatureDefinition.model_validate(body)
         except ValidationError as exc:
             raise ApiError(ErrorCode.INVALID_DEFINITION, validation_message(exc)) from exc
+        target = f"{definition.entity}/{definition.name}@{definition.version}"
+        owners = [definition.owner, *_owners(live, access, definition.entity, definition.name)]
+        caller = authorize_write(access, request.scope, "register_definition", target, owners)
         result = live.store.register(definition, version_given=version_given, activate=activate)  # 409 on conflict
         live.invalidate()
         status = 201 if result.action in ("created", "new_version") else 200
+        target = f"{definition.entity}/{definition.name}@{result.definition.version}"
+        access.write_audited(caller, "register_definition", target, status, client_of(request.scope), result.action)
         return JSONResponse(
             {"result": result.action, "definition": definition_json(result.definition, result.active_version)},
             status_code=status,
@@ -100,9 +123,14 @@ def definitions_router(live: LiveCatalog) -> APIRouter:
         return JSONResponse(live.store.history(entity, name))
 
     @router.post("/{entity}/{name}/activate")
-    def activate_version(entity: str, name: str, version: int) -> JSONResponse:
+    def activate_version(request: Request, entity: str, name: str, version: int) -> JSONResponse:
+        target = f"{entity}/{name}@{version}"
+        caller = authorize_write(
+            access, request.scope, "activate", target, _owners(live, access, entity, name, version)
+        )
         live.store.activate(entity, name, version)
         live.invalidate()
+        access.write_audited(caller, "activate", target, 200, client_of(request.scope))
         return JSONResponse({"entity": entity, "name": name, "active_version": version})
 
     return router

@@ -21,7 +21,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Route
 
-from registry.core.errors import StoreUnavailableError
+from registry.access import ANONYMOUS, Access, Caller
+from registry.core.errors import ForbiddenError, StoreUnavailableError
+from serving.online.auth import caller_of, client_of
 from serving.online.cache import VectorCache
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics
@@ -127,7 +129,9 @@ class FeatureReads:
         metrics: Metrics,
         clock_us: Callable[[], int],
         serving_log: ServingLog | None = None,
+        access: Access | None = None,
     ) -> None:
+        self._access = access if access is not None and access.enabled else None
         self._plans = plans
         self._cache = cache
         self._metrics = metrics
@@ -151,6 +155,14 @@ class FeatureReads:
             )
         return plan
 
+    def _authorize(self, plan: Plan, caller: Caller, client: str) -> None:
+        """403 naming every feature above `internal` the caller has no grant for (audited either way)."""
+        if self._access is not None and plan.sensitive:
+            try:
+                self._access.check_read(caller, plan.sensitive, action="read_features", client=client)
+            except ForbiddenError as exc:
+                raise ApiError(ErrorCode.FORBIDDEN, str(exc), names=exc.names) from exc
+
     @staticmethod
     def _log_served(
         log: ServingLog,
@@ -165,7 +177,13 @@ class FeatureReads:
         log.log(request_context(headers, service), now_us // 1000, plan.entity_type, names, plan.versions, vectors)
 
     async def get(
-        self, entity_type: str, entity_id: str, query: bytes, headers: Sequence[tuple[bytes, bytes]] = ()
+        self,
+        entity_type: str,
+        entity_id: str,
+        query: bytes,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        caller: Caller = ANONYMOUS,
+        client: str = "",
     ) -> bytes:
         key = ("get", entity_type, query.decode("latin-1"))
         plan = self._plans.cached(key)
@@ -179,6 +197,7 @@ class FeatureReads:
             service = params.get("feature_service", [None])[-1]
             requested = None if names is None else _names([n.strip() for n in names.split(",")])
             plan = self._compile(key, entity_type, requested, service)
+        self._authorize(plan, caller, client)
         (snapshot,) = await self._cache.get_many(entity_type, (entity_id,))
         now_us = self._clock_us()
         body = {
@@ -201,7 +220,14 @@ class FeatureReads:
             self._log_served(self._log, headers, service, now_us, plan, [vector])
         return orjson.dumps(body)
 
-    async def batch(self, entity_type: str, raw: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+    async def batch(
+        self,
+        entity_type: str,
+        raw: bytes,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        caller: Caller = ANONYMOUS,
+        client: str = "",
+    ) -> bytes:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -231,6 +257,7 @@ class FeatureReads:
             )
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
+        self._authorize(plan, caller, client)
         snapshots = await self._cache.get_each(entity_type, ids)
         failed = [s for s in snapshots if isinstance(s, StoreUnavailableError)]
         if len(failed) == len(snapshots):
@@ -306,7 +333,12 @@ class _Get(_Endpoint):
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         params = scope["path_params"]
         return await self._reads.get(
-            params["entity_type"], params["entity_id"], scope["query_string"], scope.get("headers", ())
+            params["entity_type"],
+            params["entity_id"],
+            scope["query_string"],
+            scope.get("headers", ()),
+            caller_of(scope),
+            client_of(scope),
         )
 
 
@@ -325,7 +357,13 @@ class _Batch(_Endpoint):
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return await self._reads.batch(scope["path_params"]["entity_type"], b"".join(chunks), scope.get("headers", ()))
+        return await self._reads.batch(
+            scope["path_params"]["entity_type"],
+            b"".join(chunks),
+            scope.get("headers", ()),
+            caller_of(scope),
+            client_of(scope),
+        )
 
 
 def feature_routes(
@@ -334,8 +372,9 @@ def feature_routes(
     metrics: Metrics,
     clock_us: Callable[[], int],
     serving_log: ServingLog | None = None,
+    access: Access | None = None,
 ) -> list[Route]:
-    reads = FeatureReads(plans, cache, metrics, clock_us, serving_log)
+    reads = FeatureReads(plans, cache, metrics, clock_us, serving_log, access)
     # The hot GET first; a POST to .../batch only partly matches it (method) and goes on to the batch route.
     return [
         Route(GET_PATH, _Get(reads, metrics), methods=["GET"]),

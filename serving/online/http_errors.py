@@ -26,6 +26,8 @@ class ErrorCode(StrEnum):
     BAD_ENTITY_ID = "bad_entity_id"  # an entity id outside the allowed characters or length
     BAD_ENTITY_IDS = "bad_entity_ids"  # `entity_ids` not a list of 1..MAX_BATCH ids
     BAD_FEATURE_SERVICE = "bad_feature_service"  # a feature service with no features of the entity type
+    UNAUTHENTICATED = "unauthenticated"  # no API token, or a malformed, unknown or revoked one (auth on)
+    FORBIDDEN = "forbidden"  # the caller's team does not own what it writes, or has no grant to read it
     UNKNOWN_ENTITY_TYPE = "unknown_entity_type"
     UNKNOWN_FEATURE = "unknown_feature"  # names every unknown feature
     UNKNOWN_FEATURE_SERVICE = "unknown_feature_service"
@@ -52,6 +54,8 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_ENTITY_ID: 400,
     ErrorCode.BAD_ENTITY_IDS: 400,
     ErrorCode.BAD_FEATURE_SERVICE: 400,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
     ErrorCode.UNKNOWN_ENTITY_TYPE: 404,
     ErrorCode.UNKNOWN_FEATURE: 404,
     ErrorCode.UNKNOWN_FEATURE_SERVICE: 404,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from registry.access import needs_grant
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import UnknownFeatureServiceError
@@ -34,6 +35,7 @@ class Plan:
     rule_groups: tuple[tuple[Rule, str], ...]
     rule_of: tuple[int, ...]
     items: tuple[tuple[str, tuple[str, int], int, int, tuple[str, str, int]], ...]  # the above, per feature
+    sensitive: tuple[FeatureDefinition, ...]  # features above `internal`: a read needs their team or its grant
     memo: list[object] = field(default_factory=list)  # the last (progress, now_us, cuts): reused at the same instant
 
     @classmethod
@@ -52,6 +54,7 @@ class Plan:
             rule_groups=tuple(groups),
             rule_of=rule_of,
             items=tuple(zip(keys, row_keys, rule_of, versions, labels, strict=True)),
+            sensitive=tuple(d for d in definitions if needs_grant(d.sensitivity)),
         )
 
     def cuts(self, progress: Mapping[str, int], now_us: int) -> list[Cut]:

@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from registry.access import Access
+from registry.core.errors import ForbiddenError
 from registry.live import LiveCatalog
 from registry.quality import QualityStore, iso
 from serving.online.http_errors import ApiError, ErrorCode
@@ -41,14 +43,28 @@ def _instant(name: str, text: str | None, default: datetime) -> datetime:
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: out of range in UTC: {text!r}") from exc
 
 
-def quality_router(live: LiveCatalog, quality: QualityStore, clock_us: Callable[[], int]) -> APIRouter:
+def quality_router(
+    live: LiveCatalog, quality: QualityStore, clock_us: Callable[[], int], access: Access | None = None
+) -> APIRouter:
     router = APIRouter(prefix="/v1/quality", tags=["quality"])
 
     @router.get("/{entity_type}/{name}", summary="Stored hourly statistics, drift and parity runs of a feature")
     def feature_quality(
-        entity_type: str, name: str, version: int | None = None, since: str | None = None, until: str | None = None
+        request: Request,
+        entity_type: str,
+        name: str,
+        version: int | None = None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> JSONResponse:
         d = live.current().get(entity_type, name, version)  # 404 for an unknown feature or version
+        if access is not None and access.enabled:  # statistics describe the values: the same grant as a read
+            from serving.online.auth import caller_of, client_of
+
+            try:
+                access.check_read(caller_of(request.scope), [d], action="read_quality", client=client_of(request.scope))
+            except ForbiddenError as exc:
+                raise ApiError(ErrorCode.FORBIDDEN, str(exc), names=exc.names) from exc
         end = _instant("until", until, datetime.fromtimestamp(clock_us() / 1e6, UTC))
         start = _instant("since", since, end - DEFAULT_SPAN if end > _EARLIEST + DEFAULT_SPAN else end)
         if start >= end:

@@ -7,8 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
+from registry.access import Access
 from registry.feature_services import FeatureService, LiveFeatureServices
 from registry.live import LiveCatalog
+from serving.online.auth import authorize_write, client_of
 from serving.online.definitions_api import MAX_BODY_BYTES, validation_message
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.responses import JSONResponse, json_object
@@ -18,7 +20,7 @@ def service_json(s: FeatureService) -> dict[str, Any]:
     return {**s.model_dump(mode="json"), "ref": s.ref}
 
 
-def services_router(live: LiveCatalog, services: LiveFeatureServices) -> APIRouter:
+def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Access) -> APIRouter:
     router = APIRouter(prefix="/v1/feature-services", tags=["feature services"])
 
     @router.get("", summary="Every registered feature service version")
@@ -50,9 +52,17 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices) -> APIRout
         mismatches = service.check(live.current())  # UnknownFeatureError (404) for a pin that is not registered
         if mismatches:
             raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, "; ".join(mismatches))
+        target = f"feature_service:{service.name}"
+        owner = access.store.owner("feature_service", service.name) if access.enabled and access.store else None
+        caller = authorize_write(access, request.scope, "register_feature_service", target, (owner,))
         result = services.store.register(service, version_given=version_given)  # 409 on conflict
+        if access.enabled and access.store is not None and owner is None:
+            access.store.claim("feature_service", service.name, caller.team)  # the first writer's team owns it
         services.invalidate()
         status = 200 if result.action == "unchanged" else 201
+        access.write_audited(
+            caller, "register_feature_service", f"{target}@{result.service.version}", status, client_of(request.scope)
+        )
         return JSONResponse(
             {"result": result.action, "feature_service": service_json(result.service)}, status_code=status
         )

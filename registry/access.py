@@ -1,0 +1,572 @@
+"""Who may define, read and change what: API tokens, ownership, read grants and the audit trail.
+
+One SQLite store in the registry's database (``AccessStore``) and one in-memory view of it that the
+services check every request against (``Access``), reloaded when the store changes (checked at most
+once a second, so a revoked token or grant stops working within a second).
+
+- **Tokens** are issued to a *principal* (a team, or a service account of a team) and act for its
+  *team*; an ``admin`` token may write anything. A token reads ``fs_<id>_<secret>``; only the SHA-256
+  of the secret is stored, and it is compared in constant time (``hmac.compare_digest``). The text is
+  shown once, when it is issued.
+- **Ownership.** A feature is owned by the team in its definition's ``owner``; a feature service or a
+  schema-registry subject by the team whose token first wrote it (``owners``). Writing needs the
+  owning team (or admin); registering a feature needs the caller's team to be the definition's
+  ``owner`` and, for a feature that exists, its current owner.
+- **Grants.** Reading a feature whose ``sensitivity`` is above ``internal`` (``confidential``,
+  ``restricted``) needs the owning team or a grant of that team to the caller's team; ``public`` and
+  ``internal`` features are readable by every authenticated caller. The check is one set lookup per
+  owning team in the request, whatever the number of definitions.
+- **Audit.** Every write (allowed or refused) and every read of a feature above ``internal`` leaves a
+  record: who (principal, team), what (action, target), when (UTC, µs), from where (client address)
+  and the outcome (HTTP-like status). Writes are recorded before they answer; reads are buffered and
+  written at least once a second (``AuditLog``), so a crash loses at most the last second of reads.
+
+Auth is off unless switched on (``FS_AUTH=on``); with it off every caller is anonymous and allowed,
+and the services say so at start-up. Pure SQLite and the standard library: the feature API imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import ForbiddenError, UnauthenticatedError
+from registry.core.settings import Settings
+from registry.sqlite_store import SqliteStore
+
+log = logging.getLogger("featurestore.access")
+
+SENSITIVITY_ORDER = ("public", "internal", "confidential", "restricted")
+GRANT_ABOVE = "internal"  # reads of a sensitivity above this need the owning team or a grant
+OwnedKind = Literal["feature_service", "subject"]
+_TOKEN_PREFIX = "fs_"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS access_tokens (
+    token_id TEXT PRIMARY KEY, secret_sha256 TEXT NOT NULL, principal TEXT NOT NULL, team TEXT NOT NULL,
+    admin INTEGER NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS access_grants (
+    owner_team TEXT NOT NULL, grantee_team TEXT NOT NULL, granted_at TEXT NOT NULL,
+    PRIMARY KEY (owner_team, grantee_team)
+);
+CREATE TABLE IF NOT EXISTS access_owners (
+    kind TEXT NOT NULL, name TEXT NOT NULL, team TEXT NOT NULL, claimed_at TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+CREATE TABLE IF NOT EXISTS access_seq (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+INSERT OR IGNORE INTO access_seq VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, principal TEXT NOT NULL, team TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT NOT NULL, outcome INTEGER NOT NULL, client TEXT NOT NULL, detail TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS audit_by_target ON audit_log (target, at);
+CREATE INDEX IF NOT EXISTS audit_by_principal ON audit_log (principal, at);
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+_NEEDS_GRANT = frozenset(SENSITIVITY_ORDER[SENSITIVITY_ORDER.index(GRANT_ABOVE) + 1 :])
+
+
+def needs_grant(sensitivity: str) -> bool:
+    """Whether reading a feature of this sensitivity needs the owning team or its grant."""
+    return sensitivity in _NEEDS_GRANT
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller: who (``principal``), for which team, and whether it may write anything."""
+
+    principal: str
+    team: str
+    admin: bool = False
+    token_id: str = ""
+
+    @property
+    def who(self) -> str:
+        return f"{self.principal} (team {self.team})"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    principal: str
+    team: str
+    action: str  # e.g. "register_definition", "read_features", "delete_subject"
+    target: str  # "user/txn_count_1h@2", "subject:card_transactions-value", "feature_service:fraud"
+    outcome: int  # the answer's HTTP status (200, 201, 401, 403, ...)
+    client: str = ""  # the caller's address (IP, no port)
+    detail: str = ""
+    at: str = ""  # ISO UTC µs; for an aggregated record, the first one's time
+    count: int = 1  # records this row stands for (reads are aggregated per flush interval, see AuditLog)
+
+
+ANONYMOUS = Caller("anonymous", "", admin=True)
+
+
+class AccessStore(SqliteStore):
+    """Tokens, grants, owners and the audit log in the registry's SQLite file."""
+
+    DDL = _DDL
+
+    # -- tokens --------------------------------------------------------------------------------------
+    def issue(self, principal: str, team: str, *, admin: bool = False) -> str:
+        """A new token for ``principal`` acting for ``team``; the returned text is never stored."""
+        for value, what in ((principal, "principal"), (team, "team")):
+            if not value or len(value) > 256 or not value.isprintable():
+                raise ValueError(f"{what} must be 1-256 printable characters, not {value!r}")
+        token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO access_tokens VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (token_id, _sha256(secret), principal, team, int(admin), now_iso()),
+            )
+            self._bump(conn)
+        return f"{_TOKEN_PREFIX}{token_id}_{secret}"
+
+    def revoke(self, token_id: str) -> bool:
+        """Revoke a token by its id (the part after ``fs_``); False if no live token has that id."""
+        with self._tx() as conn:
+            done = conn.execute(
+                "UPDATE access_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
+                (now_iso(), token_id),
+            ).rowcount
+            self._bump(conn)
+        return bool(done)
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """Every token's id, principal, team, admin flag and times (never a secret or its hash)."""
+        conn = self._connect()
+        try:
+            rows = conn.execute(
+                "SELECT token_id, principal, team, admin, created_at, revoked_at FROM access_tokens ORDER BY created_at"
+            ).fetchall()
+        finally:
+            conn.close()
+        keys = ("token_id", "principal", "team", "admin", "created_at", "revoked_at")
+        return [dict(zip(keys, (*r[:3], bool(r[3]), *r[4:]), strict=True)) for r in rows]
+
+    # -- grants and owners -------------------------------------------------------------------------
+    def grant(self, owner_team: str, grantee_team: str) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO access_grants VALUES (?, ?, ?)", (owner_team, grantee_team, now_iso()))
+            self._bump(conn)
+
+    def revoke_grant(self, owner_team: str, grantee_team: str) -> bool:
+        with self._tx() as conn:
+            done = conn.execute(
+                "DELETE FROM access_grants WHERE owner_team = ? AND grantee_team = ?", (owner_team, grantee_team)
+            ).rowcount
+            self._bump(conn)
+        return bool(done)
+
+    def grants(self) -> list[tuple[str, str]]:
+        conn = self._connect()
+        try:
+            return [tuple(r) for r in conn.execute("SELECT owner_team, grantee_team FROM access_grants ORDER BY 1, 2")]  # type: ignore[misc]
+        finally:
+            conn.close()
+
+    def owner(self, kind: OwnedKind, name: str) -> str | None:
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT team FROM access_owners WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+        finally:
+            conn.close()
+        return None if row is None else str(row[0])
+
+    def claim(self, kind: OwnedKind, name: str, team: str) -> str:
+        """The owning team of ``kind:name``, which becomes ``team`` if nobody owned it."""
+        with self._tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO access_owners VALUES (?, ?, ?, ?)", (kind, name, team, now_iso()))
+            row = conn.execute("SELECT team FROM access_owners WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+        return str(row[0])
+
+    # -- snapshot ------------------------------------------------------------------------------------
+    def change_seq(self) -> int:
+        conn = self._connect()
+        try:
+            return int(conn.execute("SELECT seq FROM access_seq WHERE id = 1").fetchone()[0])
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE access_seq SET seq = seq + 1 WHERE id = 1")
+
+    def snapshot(self) -> tuple[dict[str, tuple[str, Caller]], frozenset[tuple[str, str]]]:
+        """Live tokens by id (hash, caller) and grants as (owner team, grantee team) pairs."""
+        conn = self._connect()
+        try:
+            tokens = {
+                token_id: (digest, Caller(principal, team, bool(admin), token_id))
+                for token_id, digest, principal, team, admin in conn.execute(
+                    "SELECT token_id, secret_sha256, principal, team, admin FROM access_tokens WHERE revoked_at IS NULL"
+                )
+            }
+            grants = frozenset((o, g) for o, g in conn.execute("SELECT owner_team, grantee_team FROM access_grants"))
+        finally:
+            conn.close()
+        return tokens, grants
+
+    # -- audit ---------------------------------------------------------------------------------------
+    def record(self, records: Iterable[AuditRecord]) -> int:
+        rows = [
+            (r.at or now_iso(), r.principal, r.team, r.action, r.target, r.outcome, r.client, r.detail, r.count)
+            for r in records
+        ]
+        if not rows:
+            return 0
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO audit_log (at, principal, team, action, target, outcome, client, detail, count) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def audit(
+        self, *, target: str | None = None, principal: str | None = None, since: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Audit records, newest first. ``target`` matches exactly or as a prefix ending in ``@``
+        (``user/txn_count_1h`` finds every version's records); ``since`` is an ISO time, inclusive."""
+        terms, args = [], []
+        if target is not None:
+            terms.append("(target = ? OR substr(target, 1, ?) = ?)")
+            args += [target, len(target) + 1, target + "@"]
+        if principal is not None:
+            terms.append("principal = ?")
+            args.append(principal)
+        if since is not None:
+            terms.append("at >= ?")
+            args.append(since)
+        where = f"WHERE {' AND '.join(terms)}" if terms else ""
+        conn = self._connect()
+        try:
+            rows = conn.execute(
+                f"SELECT at, principal, team, action, target, outcome, client, detail, count FROM audit_log {where} "
+                "ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        finally:
+            conn.close()
+        keys = ("at", "principal", "team", "action", "target", "outcome", "client", "detail", "count")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+class AuditLog:
+    """Audit records to the store: writes at once (``now=True``); reads counted and flushed every second.
+
+    Buffered records are aggregated: the records of one flush interval that agree on everything but
+    their time become one row whose ``count`` says how many there were and whose ``at`` is the first
+    one's time, so the audit table grows with distinct (caller, feature, outcome, client) per second,
+    not with the read rate.
+    """
+
+    def __init__(self, store: AccessStore, *, flush_s: float | None = 1.0) -> None:
+        """``flush_s`` None: no flushing thread (buffered records are written by ``flush``/``close`` only)."""
+        self._store = store
+        self._pending: dict[tuple[str, str, str, str, int, str, str], list[float]] = {}  # key -> [first, count]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if flush_s is not None:
+            self._thread = threading.Thread(target=self._run, args=(flush_s,), name="audit-flush", daemon=True)
+            self._thread.start()
+
+    def add(self, record: AuditRecord, *, now: bool = False) -> None:
+        if now:
+            self._store.record([record if record.at else _stamped(record)])
+            return
+        self.count(
+            (record.principal, record.team, record.action, record.target, record.outcome, record.client, record.detail)
+        )
+
+    def count(self, key: tuple[str, str, str, str, int, str, str], at_s: float | None = None) -> None:
+        """One more record ``(principal, team, action, target, outcome, client, detail)``, buffered."""
+        at = time.time() if at_s is None else at_s
+        with self._lock:
+            seen = self._pending.get(key)
+            if seen is None:
+                self._pending[key] = [at, 1]
+            else:
+                seen[1] += 1
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        records = [
+            AuditRecord(*key, at=datetime.fromtimestamp(first, UTC).isoformat(timespec="microseconds"), count=int(n))
+            for key, (first, n) in pending.items()
+        ]
+        try:
+            self._store.record(records)
+        except sqlite3.Error:
+            log.exception("audit records could not be written; kept for the next flush")
+            with self._lock:
+                for key, (first, n) in pending.items():
+                    seen = self._pending.setdefault(key, [first, 0])
+                    seen[0], seen[1] = min(seen[0], first), seen[1] + n
+
+    def _run(self, flush_s: float) -> None:
+        while not self._stop.wait(flush_s):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush()
+
+
+def _stamped(r: AuditRecord) -> AuditRecord:
+    return AuditRecord(r.principal, r.team, r.action, r.target, r.outcome, r.client, r.detail, now_iso(), r.count)
+
+
+class Access:
+    """The checks every service makes, against a snapshot of the store reloaded when it changes.
+
+    ``enabled`` False (auth off): ``authenticate`` answers ``ANONYMOUS`` and every check passes.
+    """
+
+    def __init__(
+        self, store: AccessStore | None, *, enabled: bool, refresh_s: float = 1.0, audit: AuditLog | None = None
+    ) -> None:
+        if enabled and store is None:
+            raise ValueError("auth on needs an access store")
+        self.enabled = enabled
+        self.store = store
+        # Without an audit log given, records are written when the check asks for it (``now``) or at ``close``.
+        self.audit = audit if audit is not None or store is None else AuditLog(store, flush_s=None)
+        self._refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[str, Caller]] = {}
+        self._grants: frozenset[tuple[str, str]] = frozenset()
+        self._seq = -1
+        self._checked_at = -1e18
+        if enabled:
+            self._reload()
+
+    @classmethod
+    def of(cls, settings: Settings, db: Path | None = None, *, buffered_audit: bool = True) -> Access:
+        """Auth as ``settings.auth`` says (``FS_AUTH``), with tokens in the registry database (or ``db``).
+
+        ``buffered_audit`` False (one-shot commands): no flushing thread; write audit records with ``now=True``.
+        """
+        if not settings.auth:
+            return cls(None, enabled=False)
+        store = AccessStore(db if db is not None else settings.definitions_db)
+        return cls(store, enabled=True, audit=AuditLog(store) if buffered_audit else AuditLog(store, flush_s=None))
+
+    def _reload(self) -> None:
+        assert self.store is not None
+        with self._lock:
+            seq = self.store.change_seq()
+            if seq != self._seq:
+                self._tokens, self._grants = self.store.snapshot()
+                self._seq = seq
+            self._checked_at = time.monotonic()
+
+    def _fresh(self) -> None:
+        if time.monotonic() - self._checked_at >= self._refresh_s:
+            self._reload()
+
+    def authenticate(self, token: str | None) -> Caller:
+        """The caller a token stands for; ``UnauthenticatedError`` naming what is wrong with it."""
+        if not self.enabled:
+            return ANONYMOUS
+        if not token:
+            raise UnauthenticatedError("no API token: send `Authorization: Bearer <token>`")
+        parts = token.split("_", 2) if token.startswith(_TOKEN_PREFIX) else []
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise UnauthenticatedError("malformed API token: expected fs_<id>_<secret>")
+        self._fresh()
+        found = self._tokens.get(parts[1])
+        if found is None or not hmac.compare_digest(found[0], _sha256(parts[2])):
+            raise UnauthenticatedError(f"unknown or revoked API token fs_{parts[1][:32]}_…")
+        return found[1]
+
+    def authenticate_header(self, value: str | None) -> Caller:
+        """The caller of an ``Authorization`` header value (``Bearer <token>``)."""
+        if not self.enabled:
+            return ANONYMOUS
+        if value is None:
+            return self.authenticate(None)
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            raise UnauthenticatedError(f"unsupported Authorization scheme {scheme!r}: send `Bearer <token>`")
+        return self.authenticate(token.strip())
+
+    def may_read(self, caller: Caller, owner_team: str) -> bool:
+        """Whether ``caller`` may read features above ``internal`` owned by ``owner_team`` (a set lookup)."""
+        if not self.enabled or caller.admin or caller.team == owner_team:
+            return True
+        self._fresh()
+        return (owner_team, caller.team) in self._grants
+
+    def refused_reads(self, caller: Caller, definitions: Sequence[FeatureDefinition]) -> list[str]:
+        """``entity/name@version`` of each definition above ``internal`` that ``caller`` may not read."""
+        return [
+            f"{d.entity}/{d.name}@{d.version}"
+            for d in definitions
+            if d.sensitivity in _NEEDS_GRANT and not self.may_read(caller, d.owner)
+        ]
+
+    def check_read(
+        self,
+        caller: Caller,
+        definitions: Sequence[FeatureDefinition],
+        *,
+        action: str,
+        client: str = "",
+        now: bool = False,
+    ) -> None:
+        """Refuse (``ForbiddenError`` naming every feature) reads the caller has no grant for; audit
+        each read of a feature above ``internal``, allowed or not (``now``: written before returning)."""
+        if not self.enabled:
+            return
+        refused = self.refused_reads(caller, definitions)
+        audit = self.audit
+        if audit is not None:
+            at = time.time()
+            for d in definitions:
+                if d.sensitivity in _NEEDS_GRANT:
+                    ref = f"{d.entity}/{d.name}@{d.version}"
+                    status = 403 if ref in refused else 200
+                    if now:
+                        audit.add(AuditRecord(caller.principal, caller.team, action, ref, status, client), now=True)
+                    else:
+                        audit.count((caller.principal, caller.team, action, ref, status, client, ""), at)
+        if refused:
+            owners = sorted({d.owner for d in definitions if f"{d.entity}/{d.name}@{d.version}" in refused})
+            raise ForbiddenError(
+                f"{caller.who} has no grant to read {', '.join(refused)} "
+                f"(owned by {', '.join(owners)}; sensitivity above {GRANT_ABOVE})",
+                names=refused,
+            )
+
+    def check_write(self, caller: Caller, owners: Iterable[str | None], *, what: str) -> None:
+        """Refuse a write to ``what`` unless the caller is admin or of every owning team (None: unowned)."""
+        if not self.enabled or caller.admin:
+            return
+        wrong = sorted({o for o in owners if o is not None and o != caller.team})
+        if wrong:
+            raise ForbiddenError(f"{caller.who} may not write {what}: it is owned by team {', '.join(wrong)}")
+
+    def write_audited(
+        self, caller: Caller, action: str, target: str, outcome: int, client: str, detail: str = ""
+    ) -> None:
+        if self.enabled and self.audit is not None:
+            self.audit.add(
+                AuditRecord(caller.principal, caller.team, action, target, outcome, client, detail), now=True
+            )
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
+
+
+def guard_catalog(catalog: FeatureCatalog, settings: Settings, *, action: str) -> FeatureCatalog:
+    """``catalog`` as the caller of ``settings.token`` may read it offline (training sets, batch scoring,
+    backfills): with auth on, ``UnauthenticatedError`` without a known token, and every read of values
+    refuses (``ForbiddenError``, naming them) the features above ``internal`` it has no grant for."""
+    access = Access.of(settings, buffered_audit=False)
+    if not access.enabled:
+        return catalog
+    caller = access.authenticate(settings.token)
+
+    def check(definitions: Sequence[FeatureDefinition]) -> None:
+        # Audit records written at once: an offline command may exit right after.
+        access.check_read(caller, definitions, action=action, client="offline", now=True)
+
+    return catalog.guarded(check)
+
+
+# --- CLI -------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(
+        prog="python -m registry.access", description="API tokens, grants and the audit log"
+    )
+    parser.add_argument("--db", type=Path, default=settings.definitions_db, help="the registry's SQLite file")
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create-token", help="issue a token (printed once; only its hash is stored)")
+    create.add_argument("--principal", required=True, help="the team, or a service account's name")
+    create.add_argument("--team", help="the team it acts for (default: the principal)")
+    create.add_argument("--admin", action="store_true", help="may write anything and read every feature")
+    sub.add_parser("list-tokens", help="every token's id, principal, team and state (no secrets)")
+    revoke = sub.add_parser("revoke-token", help="revoke a token by its id (fs_<id>_...)")
+    revoke.add_argument("token_id")
+    grant = sub.add_parser("grant", help="let a team read another team's features above internal")
+    grant.add_argument("--owner", required=True)
+    grant.add_argument("--to", required=True, dest="grantee")
+    ungrant = sub.add_parser("revoke-grant")
+    ungrant.add_argument("--owner", required=True)
+    ungrant.add_argument("--to", required=True, dest="grantee")
+    sub.add_parser("list-grants")
+    audit = sub.add_parser("audit", help="audit records, newest first, as JSON lines")
+    audit.add_argument("--feature", help="entity/name or entity/name@version")
+    audit.add_argument("--target", help="any target, e.g. subject:card_transactions-value")
+    audit.add_argument("--caller", help="a principal")
+    audit.add_argument("--since", help="ISO time, inclusive")
+    audit.add_argument("--limit", type=int, default=1000)
+    args = parser.parse_args(argv)
+    store = AccessStore(args.db)
+    try:
+        if args.command == "create-token":
+            print(store.issue(args.principal, args.team or args.principal, admin=args.admin))
+        elif args.command == "list-tokens":
+            for row in store.tokens():
+                print(json.dumps(row))
+        elif args.command == "revoke-token":
+            token_id = args.token_id.removeprefix(_TOKEN_PREFIX).split("_")[0]
+            if not store.revoke(token_id):
+                print(f"error: no live token with id {token_id!r}", file=sys.stderr)
+                return 1
+            print(f"revoked {token_id}")
+        elif args.command == "grant":
+            store.grant(args.owner, args.grantee)
+        elif args.command == "revoke-grant":
+            if not store.revoke_grant(args.owner, args.grantee):
+                print(f"error: {args.owner} had granted nothing to {args.grantee}", file=sys.stderr)
+                return 1
+        elif args.command == "list-grants":
+            for owner, grantee in store.grants():
+                print(json.dumps({"owner_team": owner, "grantee_team": grantee}))
+        else:
+            target = args.target if args.feature is None else args.feature
+            for row in store.audit(target=target, principal=args.caller, since=args.since, limit=args.limit):
+                print(json.dumps(row))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

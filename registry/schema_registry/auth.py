@@ -1,0 +1,145 @@
+"""Authentication and write authorization of the schema registry, in Confluent's error shape.
+
+With auth on (``FS_AUTH=on``, tokens of ``registry.access``) every request needs a token, sent the way
+Confluent's clients send credentials:
+
+- ``Authorization: Bearer <token>`` (``bearer.auth.credential.source: STATIC_TOKEN`` and
+  ``bearer.auth.token``; the logical-cluster and identity-pool headers that client adds are ignored), or
+- ``Authorization: Basic base64(<user>:<token>)`` (``basic.auth.user.info: "<user>:<token>"``; Java
+  clients add ``basic.auth.credentials.source: USER_INFO``); the user part is not checked, the token
+  names the caller.
+
+A missing, malformed, unknown or revoked token is 401 ``{"error_code": 401, "message": "Unauthorized: ..."}``
+on every route. Writes need a role: registering a version (``POST /subjects/{s}/versions``) needs the
+team that owns the subject (the first team to register a version of it owns it); deleting a subject or
+version and setting or deleting a subject's compatibility need the owning team too (an admin token
+for a subject nobody owns); the global compatibility (``PUT``/``DELETE /config``) needs an admin token.
+A refusal is 403 ``{"error_code": 40301, "message": "User <principal> is denied operation Write on
+Subject: <s> ..."}`` (Confluent's RBAC code) and changes nothing. Every write, allowed or refused,
+leaves an audit record (target ``subject:<s>`` or ``config:global``) with its HTTP status.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING
+
+import orjson
+
+from registry.access import Access, Caller
+from registry.core.errors import UnauthenticatedError
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_CONTENT_TYPE = b"application/vnd.schemaregistry.v1+json"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def token_of(authorization: str | None) -> str | None:
+    """The token in a Bearer or Basic ``Authorization`` value (None when there is none)."""
+    if authorization is None:
+        return None
+    scheme, _, rest = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return rest.strip()
+    if scheme.lower() == "basic":
+        try:
+            user_info = base64.b64decode(rest.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise UnauthenticatedError("malformed Basic credentials: expected base64 of <user>:<token>") from exc
+        _, colon, token = user_info.partition(":")
+        if not colon:
+            raise UnauthenticatedError("malformed Basic credentials: expected <user>:<token>")
+        return token
+    raise UnauthenticatedError(f"unsupported Authorization scheme {scheme!r}: send Bearer or Basic credentials")
+
+
+def write_of(method: str, path: str) -> tuple[str, str | None] | None:
+    """``(action, subject)`` of a write request (subject None: the global config), None for a read."""
+    parts = path.strip("/").split("/")
+    if method == "POST" and len(parts) == 3 and parts[0] == "subjects" and parts[2] == "versions":
+        return "register_schema", parts[1]
+    if method == "DELETE" and parts[0] == "subjects" and len(parts) == 2:
+        return "delete_subject", parts[1]
+    if method == "DELETE" and parts[0] == "subjects" and len(parts) == 4 and parts[2] == "versions":
+        return "delete_schema_version", parts[1]
+    if method in ("PUT", "DELETE") and parts == ["config"]:
+        return f"{method.lower()}_global_config", None
+    if method in ("PUT", "DELETE") and len(parts) == 2 and parts[0] == "config":
+        return f"{method.lower()}_subject_config", parts[1]
+    return None
+
+
+async def _answer(send: Send, status: int, error_code: int, message: str) -> None:
+    body = orjson.dumps({"error_code": error_code, "message": message})
+    headers = [(b"content-type", _CONTENT_TYPE), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Basic realm="schema-registry", Bearer'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RegistryAuth:
+    """ASGI middleware: 401 without a known token, 403 for a write without the owning team's role."""
+
+    def __init__(self, app: ASGIApp, access: Access) -> None:
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            caller = self.access.authenticate(token_of(_header(scope, b"authorization")))
+        except UnauthenticatedError as exc:
+            await _answer(send, 401, 401, f"Unauthorized: {exc}")
+            return
+        write = write_of(scope["method"], scope["path"])
+        if write is None:
+            await self.app(scope, receive, send)
+            return
+        action, subject = write
+        target = "config:global" if subject is None else f"subject:{subject}"
+        client = scope.get("client")
+        where = str(client[0]) if client else ""
+        refusal = self._refusal(caller, action, subject)
+        if refusal is not None:
+            self.access.write_audited(caller, action, target, 403, where, refusal)
+            await _answer(send, 403, 40301, f"User {caller.principal} is denied operation Write on {refusal}")
+            return
+        status = 0
+
+        async def recording(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, recording)
+        if action == "register_schema" and status == 200 and subject is not None and self.access.store is not None:
+            self.access.store.claim("subject", subject, caller.team)
+        self.access.write_audited(caller, action, target, status, where)
+
+    def _refusal(self, caller: Caller, action: str, subject: str | None) -> str | None:
+        """Why ``caller`` may not do ``action`` (Confluent's "... on <resource>" wording), or None."""
+        if caller.admin:
+            return None
+        if subject is None:
+            return "Cluster: global compatibility config (needs an admin token)"
+        owner = self.access.store.owner("subject", subject) if self.access.store is not None else None
+        if owner is None:
+            return (
+                None if action == "register_schema" else f"Subject: {subject} (no team owns it: needs an admin token)"
+            )
+        if owner != caller.team:
+            return f"Subject: {subject} (owned by team {owner}; caller's team is {caller.team})"
+        return None

@@ -1,0 +1,97 @@
+"""Authentication of every feature-API request, and the helpers routes use to authorize and audit.
+
+``Authenticate`` (ASGI middleware) reads ``Authorization: Bearer <token>`` on every HTTP request, on
+every route (``/health``, ``/metrics`` and ``/docs`` included), and answers 401 ``unauthenticated``
+(with ``WWW-Authenticate: Bearer``) before any route runs when the token is missing, malformed, unknown
+or revoked. The caller it found is ``scope["fs.caller"]``; routes read it with ``caller_of``. With auth
+off the middleware is not installed and every caller is ``registry.access.ANONYMOUS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from registry.access import ANONYMOUS, Access, Caller
+from registry.core.errors import ForbiddenError, UnauthenticatedError
+from serving.online.http_errors import ApiError, ErrorCode, render
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+CALLER = "fs.caller"
+
+
+def route_table(routes: Iterable[Any]) -> list[tuple[str, str]]:
+    """(method, path) of every route, included routers' routes too (FastAPI keeps those in a wrapper)."""
+    out: list[tuple[str, str]] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            out.extend(route_table(inner.routes))
+            continue
+        path = getattr(route, "path", None)
+        for method in sorted(getattr(route, "methods", None) or ()):
+            if path is not None and method != "HEAD":
+                out.append((method, path))
+    return out
+
+
+def caller_of(scope: Scope) -> Caller:
+    found = scope.get(CALLER)
+    return found if isinstance(found, Caller) else ANONYMOUS
+
+
+def client_of(scope: Scope) -> str:
+    """The caller's address as the audit log records it: the host, without the (ephemeral) port."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class Authenticate:
+    """Refuse, with 401, every HTTP request whose bearer token ``access`` does not know."""
+
+    def __init__(self, app: ASGIApp, access: Access) -> None:
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope[CALLER] = self.access.authenticate_header(header(scope, b"authorization"))
+        except UnauthenticatedError as exc:
+            status, body = render(ApiError(ErrorCode.UNAUTHENTICATED, str(exc)))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"www-authenticate", b'Bearer realm="feature-store"'),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def authorize_write(access: Access, scope: Scope, action: str, target: str, owners: Iterable[str | None]) -> Caller:
+    """The caller, if it may write ``target`` (owned by ``owners``); else the refusal is audited and raised (403)."""
+    caller = caller_of(scope)
+    try:
+        access.check_write(caller, owners, what=target)
+    except ForbiddenError:
+        access.write_audited(caller, action, target, ErrorCode.FORBIDDEN.status, client_of(scope))
+        raise
+    return caller

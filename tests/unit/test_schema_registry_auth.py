@@ -1,0 +1,163 @@
+"""The schema registry with auth on: tokens from Confluent's own client settings, subject ownership, audit.
+
+Served by uvicorn on a loopback port (``tests.http_server``), so Confluent's ``SchemaRegistryClient``
+sends its credentials exactly as it would to Confluent's registry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
+
+from registry.access import Access, AccessStore
+from registry.schema_registry.api import _ROUTES, create_schema_registry_app
+from registry.schema_registry.auth import token_of, write_of
+from registry.schema_registry.store import SchemaStore
+from tests.http_server import serving
+
+SCHEMA = json.dumps({"type": "record", "name": "Txn", "fields": [{"name": "id", "type": "string"}]})
+SCHEMA_2 = json.dumps(
+    {
+        "type": "record",
+        "name": "Txn",
+        "fields": [{"name": "id", "type": "string"}, {"name": "note", "type": ["null", "string"], "default": None}],
+    }
+)
+
+
+@pytest.fixture
+def access_store(tmp_path: Path) -> AccessStore:
+    return AccessStore(tmp_path / "definitions.db")
+
+
+@pytest.fixture
+def url(tmp_path: Path, access_store: AccessStore) -> Iterator[str]:
+    access = Access(access_store, enabled=True, refresh_s=0)
+    with serving(create_schema_registry_app(SchemaStore(tmp_path / "schemas.db"), access)) as base:
+        yield base
+    access.close()
+
+
+def _basic(token: str) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": _url[0], "basic.auth.user.info": f"anyone:{token}"})
+
+
+_url: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _remember(url: str) -> Iterator[None]:
+    _url[:] = [url]
+    yield
+    _url.clear()
+
+
+def _bearer(token: str) -> SchemaRegistryClient:
+    return SchemaRegistryClient(
+        {
+            "url": _url[0],
+            "bearer.auth.credentials.source": "STATIC_TOKEN",
+            "bearer.auth.token": token,
+            "bearer.auth.logical.cluster": "lsrc-local",
+        }
+    )
+
+
+def _refused(call: Any) -> tuple[int, int, str]:
+    with pytest.raises(SchemaRegistryError) as caught:
+        call()
+    return caught.value.http_status_code, caught.value.error_code, caught.value.error_message
+
+
+def test_every_route_answers_401_without_a_known_token(url: str, access_store: AccessStore) -> None:
+    access_store.issue("risk-bot", "risk-team")
+    with httpx.Client(base_url=url) as http:
+        for method, path in [*((m, p) for m, p, _ in _ROUTES), ("GET", "/no/such/route")]:
+            filled = path.replace("{subject}", "s").replace("{version}", "1").replace("{schema_id}", "1")
+            for headers in ({}, {"Authorization": "Bearer fs_000000000000_nope"}, {"Authorization": "Basic !!"}):
+                response = http.request(method, filled, headers=headers)
+                assert response.status_code == 401, (method, filled, headers, response.text)
+                assert response.json()["error_code"] == 401
+                assert response.json()["message"].startswith("Unauthorized: ")
+    # Confluent's client without credentials sees the 401 as a SchemaRegistryError.
+    status, code, _ = _refused(lambda: SchemaRegistryClient({"url": url}).get_subjects())
+    assert (status, code) == (401, 401)
+
+
+def test_confluent_clients_authenticate_with_basic_or_bearer_credentials(access_store: AccessStore) -> None:
+    token = access_store.issue("risk-bot", "risk-team")
+    schema_id = _basic(token).register_schema("txn-value", Schema(SCHEMA, "AVRO"))
+    assert json.loads(str(_bearer(token).get_schema(schema_id).schema_str)) == json.loads(SCHEMA)
+    assert _bearer(token).get_subjects() == ["txn-value"]
+
+
+def test_a_subject_belongs_to_the_team_that_registered_it_first(access_store: AccessStore) -> None:
+    risk = _basic(access_store.issue("risk-bot", "risk-team"))
+    fraud = _basic(access_store.issue("fraud-bot", "fraud-team"))
+    risk.register_schema("txn-value", Schema(SCHEMA, "AVRO"))
+    status, code, message = _refused(lambda: fraud.register_schema("txn-value", Schema(SCHEMA_2, "AVRO")))
+    assert (status, code) == (403, 40301)
+    assert "fraud-bot is denied operation Write on Subject: txn-value" in message
+    assert "owned by team risk-team" in message
+    for call in (
+        lambda: fraud.delete_subject("txn-value"),
+        lambda: fraud.delete_version("txn-value", 1),
+        lambda: fraud.set_compatibility("txn-value", "NONE"),
+    ):
+        assert _refused(call)[:2] == (403, 40301)
+    assert fraud.get_versions("txn-value") == [1]  # nothing changed; reads are open to any token
+    assert risk.register_schema("txn-value", Schema(SCHEMA_2, "AVRO")) > 0  # the owner evolves it
+    assert risk.get_versions("txn-value") == [1, 2]
+
+
+def test_the_global_compatibility_needs_an_admin_token(access_store: AccessStore) -> None:
+    risk = _basic(access_store.issue("risk-bot", "risk-team"))
+    admin = _basic(access_store.issue("platform", "platform-team", admin=True))
+    status, code, message = _refused(lambda: risk.set_compatibility(level="NONE"))
+    assert (status, code) == (403, 40301)
+    assert "admin" in message
+    assert admin.set_compatibility(level="FULL") == {"compatibility": "FULL"}
+
+
+def test_every_write_is_audited_allowed_or_refused(access_store: AccessStore) -> None:
+    risk = _basic(access_store.issue("risk-bot", "risk-team"))
+    fraud = _basic(access_store.issue("fraud-bot", "fraud-team"))
+    risk.register_schema("txn-value", Schema(SCHEMA, "AVRO"))
+    _refused(lambda: fraud.delete_subject("txn-value"))
+    records = access_store.audit(target="subject:txn-value")
+    assert [(r["principal"], r["action"], r["outcome"]) for r in records] == [
+        ("fraud-bot", "delete_subject", 403),
+        ("risk-bot", "register_schema", 200),
+    ]
+    assert all(r["client"] == "127.0.0.1" for r in records)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "write"),
+    [
+        ("POST", "/subjects/s/versions", ("register_schema", "s")),
+        ("POST", "/subjects/s", None),  # lookup
+        ("POST", "/compatibility/subjects/s/versions", None),
+        ("DELETE", "/subjects/s", ("delete_subject", "s")),
+        ("DELETE", "/subjects/s/versions/3", ("delete_schema_version", "s")),
+        ("PUT", "/config", ("put_global_config", None)),
+        ("DELETE", "/config/s", ("delete_subject_config", "s")),
+        ("GET", "/config/s", None),
+    ],
+)
+def test_writes_are_told_from_reads(method: str, path: str, write: tuple[str, str | None] | None) -> None:
+    assert write_of(method, path) == write
+
+
+def test_tokens_come_from_bearer_or_basic_credentials() -> None:
+    import base64
+
+    assert token_of("Bearer fs_a_b") == "fs_a_b"
+    assert token_of("Basic " + base64.b64encode(b"user:fs_a_b:c").decode()) == "fs_a_b:c"
+    assert token_of(None) is None
