@@ -170,6 +170,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._batch_interval_s = batch_interval_s
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        from registry.erasures import ErasedEntities
         from sinks.cassandra.writer import OnlineWriter
         from sinks.dual import DualWriter
         from sinks.factory import connect_cassandra, connect_iceberg
@@ -179,8 +180,11 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._cluster, session = connect_cassandra(self._settings, create_schema=False)
         table = load_table(connect_iceberg(self._settings), self._settings.iceberg_namespace)
         writer_id = str(runtime_context.get_index_of_this_subtask())
+        erased = ErasedEntities.at(self._settings.definitions_db)  # a replay must not bring an erased entity back
         self._stores = DualWriter(
-            OfflineWriter(table), OnlineWriter(session, self._settings.cassandra_keyspace, writer_id=writer_id)
+            OfflineWriter(table),
+            OnlineWriter(session, self._settings.cassandra_keyspace, writer_id=writer_id),
+            erased.blocks,
         )
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._pending_count = 0  # since the last flush in this process (0 after a restore: flushes later)

@@ -5,13 +5,20 @@ it, so at any instant online is at most *behind* offline, never ahead: promotion
 (``serving.offline.promotion``) rebuild online from offline, and a crash between the two flushes is
 repaired by the replay (the offline writer skips rows it already holds; online writes are idempotent
 by write time). If the offline flush fails, the online one is not attempted.
+
+An erased entity's results that reach back before its erasure (a replay of its old events) are
+dropped here, before either store (``registry.erasures``); ``dropped_erased`` counts them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from sinks.records import FeatureRow
+
+Erased = Callable[[str, str, int], bool]
+"""``(entity type, entity id, window start ms)`` -> whether the result predates the entity's erasure."""
 
 
 class Writer(Protocol):
@@ -23,11 +30,16 @@ class Writer(Protocol):
 
 
 class DualWriter:
-    def __init__(self, offline: Writer, online: Writer) -> None:
+    def __init__(self, offline: Writer, online: Writer, erased: Erased | None = None) -> None:
         self.offline = offline
         self.online = online
+        self._erased = erased
+        self.dropped_erased = 0
 
     def add(self, row: FeatureRow) -> None:
+        if self._erased is not None and self._erased(row.entity_type, row.entity_id, row.window_start_ms):
+            self.dropped_erased += 1
+            return
         self.offline.add(row)
         self.online.add(row)
 

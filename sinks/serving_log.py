@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from registry.core.errors import StoreUnavailableError
+from registry.erasures import ErasedEntities
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
@@ -182,9 +183,21 @@ def consumer_config(bootstrap: str, group: str = GROUP) -> dict[str, Any]:
 class ServingLogSink:
     """Consume, append, commit; ``run(once=True)`` stops when every assigned partition is read to its end."""
 
-    def __init__(self, consumer: Consumer, table: Table, *, batch_rows: int = 50_000, max_wait_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        table: Table,
+        *,
+        batch_rows: int = 50_000,
+        max_wait_s: float = 5.0,
+        erased: ErasedEntities | None = None,
+    ) -> None:
+        """``erased``: records of an erased entity served before its erasure (``registry.erasures``) are
+        dropped, counted in ``dropped_erased``."""
         self._consumer = consumer
         self._table = table
+        self._erased = erased
+        self.dropped_erased = 0
         self._batch_rows = batch_rows
         self._max_wait_s = max_wait_s
         self.rows = 0
@@ -223,14 +236,37 @@ class ServingLogSink:
                     break
             self.bad += batch.bad
             if len(batch):
-                self._table.append(batch.to_arrow())
-                self.rows += len(batch)
+                rows = self._without_erased(batch.to_arrow())
+                if rows.num_rows:
+                    self._table.append(rows)
+                self.rows += rows.num_rows
             if len(batch) or batch.bad:
                 self._consumer.commit(asynchronous=False)
             if once and self._caught_up(eof):
                 return self.rows
             if once and time.monotonic() - started > timeout_s:
                 raise StoreUnavailableError(f"serving log not caught up within {timeout_s:.0f} s")
+
+    def _without_erased(self, rows: pa.Table) -> pa.Table:
+        """The batch without records of erased entities served before their erasure (vectorized: only
+        rows whose entity id is an erased one are looked at one by one)."""
+        erased = self._erased.current() if self._erased is not None else None
+        if not erased:
+            return rows
+        candidates = pc.is_in(rows.column("entity_id"), value_set=pa.array(sorted({i for _, i in erased})))
+        at = np.flatnonzero(candidates.to_numpy(zero_copy_only=False))
+        if not len(at):
+            return rows
+        picked = rows.take(pa.array(at)).select(["entity_type", "entity_id", "served_at"]).to_pylist()
+        drop = [
+            int(j)
+            for j, r in zip(at, picked, strict=True)
+            if r["served_at"].timestamp() * 1000 < erased.get((r["entity_type"], r["entity_id"]), -(2**63))
+        ]
+        self.dropped_erased += len(drop)
+        keep = np.ones(rows.num_rows, dtype=bool)
+        keep[drop] = False
+        return rows.filter(pa.array(keep))
 
     def _caught_up(self, eof: set[tuple[str, int]]) -> bool:
         assigned = {(p.topic, p.partition) for p in self._consumer.assignment()}
@@ -256,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         consumer = Consumer(consumer_config(settings.kafka_bootstrap))
         consumer.subscribe([args.topic])
         try:
-            sink = ServingLogSink(consumer, table)
+            sink = ServingLogSink(consumer, table, erased=ErasedEntities.at(settings.definitions_db))
             rows = sink.run(once=args.once)
         finally:
             consumer.close()

@@ -60,3 +60,13 @@ def select_entity_cql(keyspace: str) -> str:
 
 def select_progress_cql(keyspace: str) -> str:
     return f"SELECT stream, writer, closed_through FROM {keyspace}.{PROGRESS_TABLE}"
+
+
+def erase_entity_cql(keyspace: str) -> str:
+    """Delete an entity's partition at a write time (``USING TIMESTAMP``): cells written later with an
+    older write time (a replay of old windows) stay deleted."""
+    return f"DELETE FROM {keyspace}.{TABLE} USING TIMESTAMP ? WHERE entity_type = ? AND entity_id = ?"
+
+
+def count_entity_cql(keyspace: str) -> str:
+    return f"SELECT feature_name FROM {keyspace}.{TABLE} WHERE entity_type = ? AND entity_id = ?"

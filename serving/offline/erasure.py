@@ -1,0 +1,234 @@
+"""Per-entity erasure: one entity removed from every store, time travel included, for good.
+
+``python -m serving.offline.erasure --entity-type user --entity-id X [--requested-by WHO]``
+
+In this order, at one instant ``erased_at`` (now, epoch ms):
+
+1. **Record** the erasure in the registry (``registry.erasures``), then wait ``SETTLE_S`` (2 s): the
+   stream job's writers and the serving-log landing reload the record within 1 s and check it for
+   every row they write, so from then on nothing of the entity that reaches back before ``erased_at``
+   (a window *starting* before it, a vector *served* before it) is written again, by the live job, a
+   restart, a replay of the topic or a backfill.
+2. **Online** (Cassandra): the entity's partition is deleted ``USING TIMESTAMP`` ``erased_at`` in µs
+   (+999): every stored value had an older write time (window end plus revision), and so would a
+   replayed old window, which the tombstone keeps deleted (for Cassandra's ``gc_grace_seconds``, 10
+   days by default, longer than the 7-day Kafka retention it would replay from; and the writers
+   drop such rows anyway).
+3. **Offline** (Iceberg) and the **serving log** table: the entity's rows are deleted
+   (copy-on-write), then every snapshot but the new current one is expired and the files only they
+   reached deleted (``sinks.iceberg.maintenance``): no snapshot that can still be read holds the
+   entity. Training-set manifests whose snapshot is thereby expired are named as invalidated (they can
+   no longer be rebuilt byte for byte).
+4. **What it cannot erase** is named with when it ages out: the entity's events in each Kafka topic
+   that may hold them (the sources of the entity type's features, their ``.dlq`` topics and the
+   serving-log topic) are deleted by Kafka's retention, at the latest ``now + retention.ms +
+   segment.ms`` (Kafka deletes whole segments; its check runs every few minutes on top of that).
+
+The report (JSON) gives per store the rows removed, the snapshots expired and files deleted, the
+manifests invalidated and what is left with its date. A re-run finds nothing (and moves ``erased_at``
+forward, so it also erases what the entity did between the two runs). With ``FS_AUTH=on`` only an
+admin token may erase, and the erasure is audited (target ``entity:<type>/<id>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.errors import StoreUnavailableError
+from registry.erasures import ErasureStore
+from registry.training_sets import TrainingSetStore
+from serving.offline.retention import invalidated, manifest_pins
+from sinks.cassandra import layout as online_layout
+from sinks.iceberg.maintenance import delete_rows, expire_snapshots
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Session
+    from pyiceberg.table import Table
+
+SETTLE_S = 2.0  # > the writers' 1 s reload of the erasure record, plus a flush in progress
+
+
+@dataclass
+class StoreErased:
+    rows_removed: int = 0
+    snapshots_expired: int = 0
+    files_deleted: int = 0
+
+
+@dataclass
+class ErasureReport:
+    entity_type: str
+    entity_id: str
+    erased_at: str
+    requested_by: str
+    online: StoreErased = field(default_factory=StoreErased)
+    offline: StoreErased = field(default_factory=StoreErased)
+    serving_log: StoreErased | None = None  # None: no serving-log table
+    manifests_invalidated: list[str] = field(default_factory=list)
+    not_erased: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: str, erased_at_ms: int) -> int:
+    """Delete the entity's partition at ``erased_at``; the cells it held."""
+    count = session.prepare(online_layout.count_entity_cql(keyspace))
+    rows = list(session.execute(count, (entity_type, entity_id), timeout=30))
+    session.execute(
+        session.prepare(online_layout.erase_entity_cql(keyspace)),
+        (erased_at_ms * 1000 + 999, entity_type, entity_id),
+        timeout=30,
+    )
+    return len(rows)
+
+
+def erase_table(table: Table, entity_type: str, entity_id: str) -> tuple[Table, StoreErased, list[int]]:
+    """Delete the entity's rows, then expire every snapshot but the current one; the expired ids too."""
+    from pyiceberg.expressions import And, EqualTo
+
+    where = And(EqualTo("entity_type", entity_type), EqualTo("entity_id", entity_id))
+    rows = 0
+    if table.current_snapshot() is not None:
+        rows = table.scan(row_filter=where, selected_fields=("entity_id",)).to_arrow().num_rows
+    if rows:
+        table = delete_rows(table, where)
+        left = table.scan(row_filter=where, selected_fields=("entity_id",)).to_arrow().num_rows
+        if left:
+            raise StoreUnavailableError(f"{left} rows of {entity_type}/{entity_id} still in {table.name()}")
+    table, expired = expire_snapshots(table)
+    return table, StoreErased(rows, len(expired.snapshot_ids), expired.files_deleted), list(expired.snapshot_ids)
+
+
+def kafka_horizon(bootstrap: str, topics: list[str], now: datetime) -> list[dict[str, str]]:
+    """Per topic, the latest time its current records (the entity's events among them) are deleted."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    out: list[dict[str, str]] = []
+    try:
+        existing = set(admin.list_topics(timeout=10).topics)
+    except KafkaException as exc:
+        return [{"where": f"Kafka topics {', '.join(topics)}", "until": "unknown", "why": f"Kafka unreachable: {exc}"}]
+    for topic in sorted(set(topics) & existing):
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        try:
+            configs = admin.describe_configs([resource])[resource].result(timeout=10)
+        except KafkaException as exc:
+            out.append({"where": f"Kafka topic {topic}", "until": "unknown", "why": str(exc)})
+            continue
+        retention_ms = int(configs["retention.ms"].value)
+        segment_ms = int(configs["segment.ms"].value)
+        if retention_ms < 0:
+            until, why = "never", "retention.ms = -1 (kept forever): delete the records or compact the topic"
+        else:
+            until = (now + timedelta(milliseconds=retention_ms + segment_ms)).isoformat(timespec="seconds")
+            why = f"events age out: retention.ms {retention_ms} + segment.ms {segment_ms} (whole segments)"
+        out.append({"where": f"Kafka topic {topic}", "until": until, "why": why})
+    return out
+
+
+def erase(
+    entity_type: str,
+    entity_id: str,
+    *,
+    session: Session,
+    keyspace: str,
+    offline: Table,
+    serving_log: Table | None,
+    catalog: FeatureCatalog,
+    erasures: ErasureStore,
+    training_sets: TrainingSetStore,
+    kafka_bootstrap: str | None,
+    serving_log_topic: str,
+    requested_by: str = "cli",
+    settle_s: float = SETTLE_S,
+    now: datetime | None = None,
+) -> ErasureReport:
+    """Erase one entity from every store (see the module doc); the report."""
+    if not entity_type or not entity_id:
+        raise ValueError("give an entity type and an entity id")
+    now = now if now is not None else datetime.now(UTC)
+    erased_at_ms = int(now.timestamp() * 1000)
+    report = ErasureReport(entity_type, entity_id, now.isoformat(timespec="milliseconds"), requested_by)
+    erasures.record(entity_type, entity_id, erased_at_ms, requested_by, "{}")
+    time.sleep(settle_s)
+    report.online.rows_removed = erase_online(session, keyspace, entity_type, entity_id, erased_at_ms)
+    pins = manifest_pins(training_sets, offline, now=now, pin_days=float("inf"))
+    _, report.offline, expired = erase_table(offline, entity_type, entity_id)
+    report.manifests_invalidated = invalidated(pins, expired)
+    if serving_log is not None:
+        _, report.serving_log, _ = erase_table(serving_log, entity_type, entity_id)
+    topics = sorted({d.source.topic for d in catalog if d.entity == entity_type})
+    topics += [f"{t}.dlq" for t in topics] + [serving_log_topic]
+    if kafka_bootstrap is not None:
+        report.not_erased = kafka_horizon(kafka_bootstrap, topics, now)
+    erasures.record(entity_type, entity_id, erased_at_ms, requested_by, report.to_json())
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    from registry.access import Access
+    from registry.core.errors import FeatureStoreError
+    from registry.core.settings import Settings
+    from registry.definition_store import DefinitionStore
+    from sinks.factory import connect_cassandra, connect_iceberg
+    from sinks.iceberg.writer import load_table
+    from sinks.serving_log import TABLE as LOG_TABLE
+    from sinks.serving_log import TOPIC as LOG_TOPIC
+
+    parser = argparse.ArgumentParser(prog="python -m serving.offline.erasure", description=__doc__)
+    parser.add_argument("--entity-type", required=True)
+    parser.add_argument("--entity-id", required=True)
+    parser.add_argument("--requested-by", default="cli", help="who asked (kept with the erasure record)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        access = Access.of(settings, buffered_audit=False)
+        caller = access.authenticate(settings.token)
+        target = f"entity:{args.entity_type}/{args.entity_id}"
+        if access.enabled and not caller.admin:
+            access.write_audited(caller, "erase", target, 403, "offline")
+            print(f"error: {caller.who} may not erase entities: it needs an admin token", file=sys.stderr)
+            return 1
+        iceberg = connect_iceberg(settings)
+        log_table: Any = None
+        identifier = f"{settings.iceberg_namespace}.{LOG_TABLE}"
+        if iceberg.table_exists(identifier):
+            log_table = iceberg.load_table(identifier)
+        cluster, session = connect_cassandra(settings)
+        try:
+            report = erase(
+                args.entity_type,
+                args.entity_id,
+                session=session,
+                keyspace=settings.cassandra_keyspace,
+                offline=load_table(iceberg, settings.iceberg_namespace),
+                serving_log=log_table,
+                catalog=DefinitionStore(settings.definitions_db).catalog(),
+                erasures=ErasureStore(settings.definitions_db),
+                training_sets=TrainingSetStore(settings.definitions_db),
+                kafka_bootstrap=settings.kafka_bootstrap,
+                serving_log_topic=LOG_TOPIC,
+                requested_by=args.requested_by if not access.enabled else caller.principal,
+            )
+        finally:
+            cluster.shutdown()
+        access.write_audited(caller, "erase", target, 200, "offline")
+    except (FeatureStoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(report.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

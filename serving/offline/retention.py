@@ -1,0 +1,263 @@
+"""Offline retention: each feature version's ``offline_retention`` applied to the offline table.
+
+``python -m serving.offline.retention [--dry-run] [--pin-days 30] [--expire-pinned] [--orphans-older-than 1d]``
+
+1. **Rows.** A row of feature version *f* whose window end (``event_time``) is earlier than
+   ``now - f.offline_retention`` is deleted; a row exactly at that instant is kept. Rows of feature
+   versions the registry does not define are kept. Deletes are Iceberg
+   copy-on-write: files wholly past retention are dropped, the others rewritten without those rows.
+2. **Time travel.** Every older snapshot is then expired, and the files only they reached deleted,
+   so no snapshot that can still be read holds a row past retention, except the snapshots that a
+   training-set manifest recorded in the last ``--pin-days`` days pins (so it can be rebuilt byte for
+   byte). Those are kept and named, with the rows past retention they still hold, until their pin
+   lapses; ``--expire-pinned`` expires them too and names the manifests it invalidates (a rebuild of
+   one then fails with "no snapshot ... any more"). Manifests older than the pin window lose their
+   snapshot on the next run and are named as invalidated.
+3. **Orphans.** Files under the table's location that no snapshot reaches and that are older than
+   ``--orphans-older-than`` (default 1 day: younger ones may belong to a commit in progress) are deleted.
+
+It prints the report as JSON: rows removed per feature version, snapshots expired and kept, files
+deleted, manifests kept and invalidated. ``--dry-run`` counts the rows and names the snapshots without
+changing anything. Online retention stays each feature's TTL (Cassandra expires the cells).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.durations import to_millis
+from registry.core.errors import StoreUnavailableError
+from registry.training_sets import TrainingSetStore
+from sinks.iceberg.maintenance import expire_snapshots, remove_orphan_files
+from sinks.iceberg.reader import iso_us
+
+if TYPE_CHECKING:
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.table import Table
+
+DEFAULT_PIN_DAYS = 30.0
+
+
+@dataclass(frozen=True)
+class Pins:
+    """Training-set manifests by the offline snapshot they pin: still pinning, or lapsed."""
+
+    kept: dict[int, list[str]] = field(default_factory=dict)  # snapshot id -> manifest ids
+    lapsed: dict[int, list[str]] = field(default_factory=dict)
+
+
+def manifest_pins(training_sets: TrainingSetStore, table: Table, *, now: datetime, pin_days: float) -> Pins:
+    """The snapshots of ``table`` that manifests recorded within ``pin_days`` of ``now`` pin (``kept``),
+    and those only older manifests pin (``lapsed``)."""
+    identifier = ".".join(table.name())
+    try:
+        since = now - timedelta(days=pin_days)
+    except OverflowError:  # pin_days = inf: every manifest pins
+        since = datetime.min.replace(tzinfo=UTC)
+    pins = Pins()
+    for training_set_id in training_sets.ids():
+        manifest = training_sets.get(training_set_id).manifest
+        if manifest.snapshot_id is None or manifest.offline_table != identifier:
+            continue
+        created = datetime.fromisoformat(manifest.created_at)
+        target = pins.kept if created >= since else pins.lapsed
+        target.setdefault(manifest.snapshot_id, []).append(manifest.id)
+    for snapshot_id in pins.kept:
+        pins.lapsed.pop(snapshot_id, None)  # a snapshot a recent manifest pins stays, whoever else pins it
+    return pins
+
+
+def invalidated(pins: Pins, expired: Iterable[int]) -> list[str]:
+    """Manifests whose pinned snapshot was expired (they can no longer be rebuilt)."""
+    gone = set(expired)
+    return sorted({m for s, ms in (*pins.kept.items(), *pins.lapsed.items()) if s in gone for m in ms})
+
+
+def _past(d: FeatureDefinition, now_us: int) -> BooleanExpression:
+    from pyiceberg.expressions import And, EqualTo, LessThan
+
+    cutoff_us = now_us - to_millis(d.offline_retention) * 1000
+    return And(
+        EqualTo("entity_type", d.entity),
+        EqualTo("feature_name", d.name),
+        EqualTo("feature_version", d.version),
+        LessThan("event_time", iso_us(cutoff_us)),
+    )
+
+
+def past_retention(definitions: Sequence[FeatureDefinition], now_us: int) -> BooleanExpression:
+    """Rows of ``definitions`` whose window ended before ``now - offline_retention`` of their version."""
+    from pyiceberg.expressions import AlwaysFalse, Or
+
+    terms = [_past(d, now_us) for d in definitions]
+    if not terms:
+        return AlwaysFalse()
+    return terms[0] if len(terms) == 1 else Or(*terms)
+
+
+def count_rows(table: Table, where: BooleanExpression, snapshot_id: int | None = None) -> Counter[str]:
+    """Rows matching ``where`` per ``entity/name@version`` (reads only the key columns of the files it plans)."""
+    import pyarrow as pa
+
+    if table.current_snapshot() is None:
+        return Counter()
+    scan = table.scan(
+        row_filter=where,
+        selected_fields=("entity_type", "feature_name", "feature_version"),
+        snapshot_id=snapshot_id,
+    )
+    counts: Counter[str] = Counter()
+    for batch in scan.to_arrow_batch_reader():
+        grouped = (
+            pa.Table.from_batches([batch])
+            .group_by(["entity_type", "feature_name", "feature_version"])
+            .aggregate([("feature_name", "count")])
+        )
+        for row in grouped.to_pylist():
+            counts[f"{row['entity_type']}/{row['feature_name']}@{row['feature_version']}"] += row["feature_name_count"]
+    return counts
+
+
+@dataclass
+class RetentionReport:
+    now: str
+    dry_run: bool
+    rows_removed: dict[str, int]
+    rows_removed_total: int
+    snapshots_expired: list[int]
+    snapshots_kept: list[int]
+    files_deleted: int
+    orphan_files_deleted: int
+    manifests_keeping_snapshots: dict[str, list[str]]
+    rows_past_retention_in_kept_snapshots: dict[str, int]
+    manifests_invalidated: list[str]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def apply_retention(
+    table: Table,
+    catalog: FeatureCatalog,
+    training_sets: TrainingSetStore,
+    *,
+    now: datetime | None = None,
+    pin_days: float = DEFAULT_PIN_DAYS,
+    expire_pinned: bool = False,
+    orphans_older_than_s: float = 86_400.0,
+    dry_run: bool = False,
+) -> RetentionReport:
+    """Apply every defined feature version's ``offline_retention`` to ``table`` (see the module doc)."""
+    from sinks.iceberg.maintenance import delete_rows
+
+    now = now if now is not None else datetime.now(UTC)
+    now_us = (now - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    definitions = list(catalog)
+    where = past_retention(definitions, now_us)
+    counts = count_rows(table, where)
+    pins = manifest_pins(training_sets, table, now=now, pin_days=pin_days)
+    keep = [] if expire_pinned else list(pins.kept)
+    if dry_run:
+        current = table.current_snapshot()
+        would_keep = {current.snapshot_id, *keep} if current is not None else set()
+        expiring = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in would_keep]
+        return RetentionReport(
+            now.isoformat(),
+            True,
+            dict(sorted(counts.items())),
+            sum(counts.values()),
+            expiring,
+            sorted(would_keep),
+            0,
+            0,
+            {str(s): ms for s, ms in pins.kept.items() if s in would_keep},
+            _still_held(table, where, [s for s in keep if table.snapshot_by_id(s) is not None]),
+            invalidated(pins, expiring),
+        )
+    removed = 0
+    if counts:
+        table = delete_rows(table, where)
+        left = count_rows(table, where)
+        if left:
+            raise StoreUnavailableError(f"rows past retention still there after the delete: {dict(left)}")
+        removed = sum(counts.values())
+    table, expired = expire_snapshots(table, keep)
+    orphans = remove_orphan_files(table, older_than_s=orphans_older_than_s)
+    current = table.current_snapshot()
+    pinned_kept = [s for s in expired.kept if current is None or s != current.snapshot_id]
+    return RetentionReport(
+        now.isoformat(),
+        False,
+        dict(sorted(counts.items())),
+        removed,
+        list(expired.snapshot_ids),
+        list(expired.kept),
+        expired.files_deleted,
+        orphans,
+        {str(s): ms for s, ms in pins.kept.items() if s in expired.kept},
+        _still_held(table, where, pinned_kept),
+        invalidated(pins, expired.snapshot_ids),
+    )
+
+
+def _still_held(table: Table, where: BooleanExpression, snapshot_ids: Iterable[int]) -> dict[str, int]:
+    """Rows past retention that kept (pinned) snapshots still hold, per snapshot id."""
+    return {str(s): sum(count_rows(table, where, s).values()) for s in snapshot_ids}
+
+
+def _duration_s(text: str) -> float:
+    from registry.core.durations import parse_duration
+
+    return parse_duration(text).total_seconds()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from registry.core.errors import FeatureStoreError
+    from registry.core.settings import Settings
+    from registry.definition_store import DefinitionStore
+    from sinks.factory import connect_iceberg
+    from sinks.iceberg.writer import load_table
+
+    parser = argparse.ArgumentParser(prog="python -m serving.offline.retention", description=__doc__)
+    parser.add_argument("--dry-run", action="store_true", help="count and name, change nothing")
+    parser.add_argument(
+        "--pin-days", type=float, default=DEFAULT_PIN_DAYS, help="how long a manifest pins its snapshot"
+    )
+    parser.add_argument(
+        "--expire-pinned", action="store_true", help="expire pinned snapshots too (names the manifests)"
+    )
+    parser.add_argument("--orphans-older-than", default="1d", help="age of unreachable files to delete (default 1d)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    started = time.monotonic()
+    try:
+        table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
+        report = apply_retention(
+            table,
+            DefinitionStore(settings.definitions_db).catalog(),
+            TrainingSetStore(settings.definitions_db),
+            pin_days=args.pin_days,
+            expire_pinned=args.expire_pinned,
+            orphans_older_than_s=_duration_s(args.orphans_older_than),
+            dry_run=args.dry_run,
+        )
+    except (FeatureStoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(report.to_json())
+    print(f"retention applied in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

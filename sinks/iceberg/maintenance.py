@@ -1,0 +1,155 @@
+"""Maintenance of our Iceberg tables: row deletes, snapshot expiry, and removal of unreachable files.
+
+What retention (``serving.offline.retention``) and erasure (``serving.offline.erasure``) need so that
+deleted rows are gone for time travel too:
+
+- ``delete_rows``: pyiceberg's copy-on-write delete (files wholly matched are dropped, others rewritten
+  without the rows), one or two snapshots.
+- ``expire_snapshots``: removes snapshots from the table's metadata (never the current one), then
+  deletes every manifest list, manifest and data file that only the removed snapshots reached. A
+  reader can then time-travel only to the snapshots kept.
+- ``remove_orphan_files``: deletes files under the table's location that no snapshot reaches and
+  that are older than a cutoff (left by failed or abandoned commits).
+
+pyiceberg 0.8.1 defines the ``remove-snapshots`` metadata update but does not apply it; this module
+registers how to apply it (the Iceberg spec's semantics: the snapshots, their snapshot-log entries,
+and refs to them are dropped) unless the installed pyiceberg already does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from registry.core.errors import StoreUnavailableError
+
+if TYPE_CHECKING:
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.table import Table
+
+_COMMIT_RETRIES = 5
+
+
+def _register_remove_snapshots() -> None:
+    from pyiceberg.table.update import RemoveSnapshotsUpdate, _apply_table_update
+
+    if _apply_table_update.dispatch(RemoveSnapshotsUpdate) is not _apply_table_update.dispatch(object):
+        return  # this pyiceberg applies it itself
+
+    @_apply_table_update.register(RemoveSnapshotsUpdate)
+    def _(update: RemoveSnapshotsUpdate, base: Any, context: Any) -> Any:
+        removed = set(update.snapshot_ids)
+        if base.current_snapshot_id in removed:
+            raise ValueError(f"cannot expire the current snapshot {base.current_snapshot_id}")
+        context.add_update(update)
+        return base.model_copy(
+            update={
+                "snapshots": [s for s in base.snapshots if s.snapshot_id not in removed],
+                "snapshot_log": [e for e in base.snapshot_log if e.snapshot_id not in removed],
+                "refs": {name: ref for name, ref in base.refs.items() if ref.snapshot_id not in removed},
+            }
+        )
+
+
+def delete_rows(table: Table, where: BooleanExpression) -> Table:
+    """Delete the rows matching ``where`` (retried on a lost commit race); the reloaded table."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    for _ in range(_COMMIT_RETRIES):
+        try:
+            table.delete(where)
+        except CommitFailedException:
+            table = table.refresh()
+            continue
+        return table.refresh()
+    raise StoreUnavailableError(f"could not delete rows of {table.name()}: {_COMMIT_RETRIES} commit races lost")
+
+
+def _reachable(table: Table, snapshot_ids: Iterable[int]) -> set[str]:
+    """Every file the snapshots reach: manifest lists, manifests, live data and delete files."""
+    io = table.io
+    out: set[str] = set()
+    for snapshot_id in snapshot_ids:
+        snapshot = table.snapshot_by_id(snapshot_id)
+        if snapshot is None:
+            continue
+        if snapshot.manifest_list:
+            out.add(snapshot.manifest_list)
+        for manifest in snapshot.manifests(io):
+            out.add(manifest.manifest_path)
+            for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
+                out.add(entry.data_file.file_path)
+    return out
+
+
+@dataclass(frozen=True)
+class Expired:
+    snapshot_ids: tuple[int, ...]
+    files_deleted: int
+    kept: tuple[int, ...] = field(default=())
+
+
+def expire_snapshots(table: Table, keep: Iterable[int] = ()) -> tuple[Table, Expired]:
+    """Remove every snapshot but the current one and ``keep`` (ids no longer in the table are ignored),
+    then delete the files only they reached. Retried when a writer commits in between."""
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotsUpdate
+
+    _register_remove_snapshots()
+    for _ in range(_COMMIT_RETRIES):
+        current = table.current_snapshot()
+        if current is None:
+            return table, Expired((), 0)
+        kept = {current.snapshot_id, *(k for k in keep if table.snapshot_by_id(k) is not None)}
+        every = [s.snapshot_id for s in table.metadata.snapshots]
+        removed = [s for s in every if s not in kept]
+        if not removed:
+            return table, Expired((), 0, tuple(sorted(kept)))
+        before = _reachable(table, every)
+        try:
+            table.catalog.commit_table(
+                table,
+                (AssertRefSnapshotId.model_validate({"ref": "main", "snapshot-id": current.snapshot_id}),),
+                (RemoveSnapshotsUpdate.model_validate({"snapshot-ids": removed}),),
+            )
+        except CommitFailedException:
+            table = table.refresh()
+            continue
+        table = table.refresh()
+        gone = before - _reachable(table, [s.snapshot_id for s in table.metadata.snapshots])
+        for path in sorted(gone):
+            table.io.delete(path)
+        return table, Expired(tuple(removed), len(gone), tuple(sorted(kept)))
+    raise StoreUnavailableError(f"could not expire snapshots of {table.name()}: {_COMMIT_RETRIES} commit races lost")
+
+
+def remove_orphan_files(table: Table, *, older_than_s: float = 86_400.0) -> int:
+    """Delete data and manifest files under the table's location that no snapshot reaches and that were
+    last modified more than ``older_than_s`` ago (a younger one may belong to a commit in progress).
+    Metadata JSON files are left alone (the catalog keeps their history). Returns the files deleted."""
+    import pyarrow.fs as pafs
+
+    filesystem, root = pafs.FileSystem.from_uri(table.location())
+    reachable = {_path_of(p) for p in _reachable(table, [s.snapshot_id for s in table.metadata.snapshots])}
+    cutoff = time.time() - older_than_s
+    deleted = 0
+    try:
+        infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot list {table.location()}: {exc}") from exc
+    for info in infos:
+        if info.type != pafs.FileType.File or info.path.endswith(".metadata.json"):
+            continue
+        if info.path in reachable or info.mtime is None or info.mtime.timestamp() > cutoff:
+            continue
+        filesystem.delete_file(info.path)
+        deleted += 1
+    return deleted
+
+
+def _path_of(uri: str) -> str:
+    import pyarrow.fs as pafs
+
+    return str(pafs.FileSystem.from_uri(uri)[1])

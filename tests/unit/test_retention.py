@@ -1,0 +1,178 @@
+"""Offline retention on a real Iceberg table (SQLite catalog, local warehouse), against a brute-force filter.
+
+Exactly the rows past each version's ``offline_retention`` go (a row exactly at the limit stays), no
+older snapshot can be read afterwards and no file on disk still holds a removed row, except what a
+recently recorded training-set manifest pins (kept and named, or expired and named as invalidated).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.training_sets import Manifest, TrainingSetStore
+from serving.offline.retention import apply_retention
+from sinks.iceberg.writer import OfflineWriter
+from sinks.records import FeatureRow
+from tests.unit.conftest import build_definition
+from tests.unit.test_training_sets import iceberg_table
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+DAY_MS = 86_400_000
+SHORT = build_definition(name="short_count", offline_retention="10d")
+LONG = build_definition(name="long_count", offline_retention="30d")
+LONG_V2 = build_definition(name="long_count", version=2, offline_retention="5d", ttl="4h")
+CATALOG = FeatureCatalog([SHORT, LONG, LONG_V2])
+# Window ends (ms before NOW) written for every feature version, one append (snapshot) per group.
+AGES_MS = [
+    [1 * DAY_MS, 5 * DAY_MS, 5 * DAY_MS + 1],
+    [10 * DAY_MS - 1, 10 * DAY_MS, 10 * DAY_MS + 1],
+    [30 * DAY_MS, 30 * DAY_MS + 1, 45 * DAY_MS],
+]
+
+
+def _write(table: Any) -> list[int]:
+    snapshots = []
+    for ages in AGES_MS:
+        writer = OfflineWriter(table, clock_ms=lambda: NOW_MS)
+        for d in (SHORT, LONG, LONG_V2):
+            for age in ages:
+                for entity in ("alice", "bob"):
+                    end = NOW_MS - age
+                    writer.add(FeatureRow.of(d, entity, 1, end - 3_600_000, end))
+        writer.flush()
+        table = table.refresh()
+        snapshots.append(table.current_snapshot().snapshot_id)
+    return snapshots
+
+
+def _limit_ms(d: FeatureDefinition) -> int:
+    return NOW_MS - int(d.offline_retention.total_seconds() * 1000)
+
+
+def _expected_kept() -> set[tuple[str, int, str, int]]:
+    """Brute force: every written row whose window end is not before now - retention of its version."""
+    return {
+        (d.name, d.version, entity, NOW_MS - age)
+        for d in (SHORT, LONG, LONG_V2)
+        for ages in AGES_MS
+        for age in ages
+        for entity in ("alice", "bob")
+        if NOW_MS - age >= _limit_ms(d)
+    }
+
+
+def _rows(table: Any, snapshot_id: int | None = None) -> set[tuple[str, int, str, int]]:
+    rows = table.scan(snapshot_id=snapshot_id).to_arrow().to_pylist()
+    return {
+        (r["feature_name"], r["feature_version"], r["entity_id"], int(r["event_time"].timestamp() * 1000)) for r in rows
+    }
+
+
+def _on_disk(folder: Path) -> set[tuple[str, int, str, int]]:
+    out = set()
+    for path in (folder / "wh").rglob("*.parquet"):
+        for r in pq.read_table(path).to_pylist():
+            out.add((r["feature_name"], r["feature_version"], r["entity_id"], int(r["event_time"].timestamp() * 1000)))
+    return out
+
+
+def _manifest(snapshot_id: int, created: datetime) -> Manifest:
+    return Manifest.create(
+        entity_type="user",
+        entity_column="user_id",
+        timestamp_column="event_timestamp",
+        features=(),
+        offline_table="fs.offline_feature_values",
+        snapshot_id=snapshot_id,
+        as_of=None,
+        ingested_until=None,
+        labels_sha256="0" * 64,
+        labels_rows=0,
+        row_count=0,
+        content_sha256=f"{snapshot_id:064d}",
+        created_at=created.isoformat(),
+    )
+
+
+def test_exactly_the_rows_past_retention_go_and_time_travel_cannot_reach_them(tmp_path: Path) -> None:
+    table = iceberg_table(tmp_path)
+    snapshots = _write(table)
+    written = _rows(table)
+    assert len(written) == 3 * 9 * 2
+    report = apply_retention(table, CATALOG, TrainingSetStore(tmp_path / "ts.db"), now=NOW, orphans_older_than_s=0)
+    table = table.refresh()
+    kept = _expected_kept()
+    assert _rows(table) == kept
+    removed = written - kept
+    assert report.rows_removed_total == len(removed) == sum(report.rows_removed.values())
+    assert report.rows_removed == {
+        "user/short_count@1": 2 * 4,  # 10 d + 1 ms, 30 d, 30 d + 1 ms, 45 d (10 d exactly stays)
+        "user/long_count@1": 2 * 2,  # 30 d + 1 ms, 45 d
+        "user/long_count@2": 2 * 7,  # everything older than 5 d
+    }
+    assert ("short_count", 1, "alice", NOW_MS - 10 * DAY_MS) in kept  # at exactly the limit: in
+    assert ("long_count", 1, "alice", NOW_MS - 30 * DAY_MS) in kept
+    # No older snapshot is left to time-travel to, and no file on disk holds a removed row.
+    assert set(report.snapshots_expired) >= set(snapshots)
+    assert [s.snapshot_id for s in table.metadata.snapshots] == [table.current_snapshot().snapshot_id]
+    for old in snapshots:
+        assert table.snapshot_by_id(old) is None
+    assert _on_disk(tmp_path) == kept
+    assert report.files_deleted > 0
+    # A second run finds nothing to remove.
+    again = apply_retention(table, CATALOG, TrainingSetStore(tmp_path / "ts.db"), now=NOW)
+    assert (again.rows_removed_total, again.rows_removed, again.snapshots_expired) == (0, {}, [])
+
+
+def test_a_recent_manifests_snapshot_is_kept_and_named_unless_expired_on_purpose(tmp_path: Path) -> None:
+    table = iceberg_table(tmp_path)
+    snapshots = _write(table)
+    store = TrainingSetStore(tmp_path / "ts.db")
+    recent, old = _manifest(snapshots[2], NOW - timedelta(days=1)), _manifest(snapshots[0], NOW - timedelta(days=60))
+    store.record(recent)
+    store.record(old)
+    report = apply_retention(table, CATALOG, store, now=NOW, pin_days=30)
+    table = table.refresh()
+    assert report.manifests_keeping_snapshots == {str(snapshots[2]): [recent.id]}
+    assert report.manifests_invalidated == [old.id]  # its pin lapsed: its snapshot went
+    assert table.snapshot_by_id(snapshots[2]) is not None and table.snapshot_by_id(snapshots[0]) is None
+    held = len(_rows(table, snapshots[2]) - _expected_kept())
+    assert held > 0 and report.rows_past_retention_in_kept_snapshots == {str(snapshots[2]): held}
+    assert _rows(table) == _expected_kept()
+    # --expire-pinned: the pinned snapshot goes too, and its manifest is named.
+    strict = apply_retention(table, CATALOG, store, now=NOW, pin_days=30, expire_pinned=True, orphans_older_than_s=0)
+    table = table.refresh()
+    assert strict.manifests_invalidated == [recent.id]
+    assert table.snapshot_by_id(snapshots[2]) is None
+    assert _on_disk(tmp_path) == _expected_kept()
+
+
+def test_a_dry_run_changes_nothing(tmp_path: Path) -> None:
+    table = iceberg_table(tmp_path)
+    snapshots = _write(table)
+    report = apply_retention(table, CATALOG, TrainingSetStore(tmp_path / "ts.db"), now=NOW, dry_run=True)
+    table = table.refresh()
+    assert report.dry_run and report.rows_removed_total == len(_rows(table) - _expected_kept())
+    assert [s.snapshot_id for s in table.metadata.snapshots] == snapshots
+    assert sorted(report.snapshots_expired) == sorted(snapshots[:2])
+
+
+@pytest.mark.parametrize("text", ["0d", "1d"])
+def test_orphan_files_younger_than_the_cutoff_stay(tmp_path: Path, text: str) -> None:
+    from sinks.iceberg.maintenance import remove_orphan_files
+
+    table = iceberg_table(tmp_path)
+    _write(table)
+    stray = tmp_path / "wh" / "fs.db" / "offline_feature_values" / "data" / "stray.parquet"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"not reachable")
+    deleted = remove_orphan_files(table.refresh(), older_than_s=0 if text == "0d" else 86_400)
+    assert (deleted, stray.exists()) == ((1, False) if text == "0d" else (0, True))
