@@ -92,6 +92,14 @@ def _sha256(secret: str) -> str:
 _NEEDS_GRANT = frozenset(SENSITIVITY_ORDER[SENSITIVITY_ORDER.index(GRANT_ABOVE) + 1 :])
 
 
+def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The value of header ``name`` (lower case) among an ASGI scope's ``headers``, or None."""
+    for key, value in headers:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
 def needs_grant(sensitivity: str) -> bool:
     """Whether reading a feature of this sensitivity needs the owning team or its grant."""
     return sensitivity in _NEEDS_GRANT

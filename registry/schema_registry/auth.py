@@ -27,20 +27,13 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from registry.access import Access, Caller
+from registry.access import Access, Caller, header_value
 from registry.core.errors import UnauthenticatedError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _CONTENT_TYPE = b"application/vnd.schemaregistry.v1+json"
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
 
 
 def token_of(authorization: str | None) -> str | None:
@@ -99,7 +92,7 @@ class RegistryAuth:
             await self.app(scope, receive, send)
             return
         try:
-            caller = self.access.authenticate(token_of(_header(scope, b"authorization")))
+            caller = self.access.authenticate(token_of(header_value(scope.get("headers", ()), b"authorization")))
         except UnauthenticatedError as exc:
             await _answer(send, 401, 401, f"Unauthorized: {exc}")
             return

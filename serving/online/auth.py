@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from registry.access import ANONYMOUS, Access, Caller
+from registry.access import ANONYMOUS, Access, Caller, header_value
 from registry.core.errors import ForbiddenError, UnauthenticatedError
 from serving.online.http_errors import ApiError, ErrorCode, render
 
@@ -48,13 +48,6 @@ def client_of(scope: Scope) -> str:
     return str(client[0]) if client else ""
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
 class Authenticate:
     """Refuse, with 401, every HTTP request whose bearer token ``access`` does not know."""
 
@@ -67,7 +60,7 @@ class Authenticate:
             await self.app(scope, receive, send)
             return
         try:
-            scope[CALLER] = self.access.authenticate_header(header(scope, b"authorization"))
+            scope[CALLER] = self.access.authenticate_header(header_value(scope.get("headers", ()), b"authorization"))
         except UnauthenticatedError as exc:
             status, body = render(ApiError(ErrorCode.UNAUTHENTICATED, str(exc)))
             await send(
