@@ -56,6 +56,11 @@ SETTLE_S = 2.0  # > the writers' 1 s reload of the erasure record, plus a flush 
 
 
 @dataclass
+class OnlineErased:
+    rows_removed: int = 0  # cells (feature versions) the entity's partition held
+
+
+@dataclass
 class StoreErased:
     rows_removed: int = 0
     snapshots_expired: int = 0
@@ -68,7 +73,7 @@ class ErasureReport:
     entity_id: str
     erased_at: str
     requested_by: str
-    online: StoreErased = field(default_factory=StoreErased)
+    online: OnlineErased = field(default_factory=OnlineErased)
     offline: StoreErased = field(default_factory=StoreErased)
     serving_log: StoreErased | None = None  # None: no serving-log table
     manifests_invalidated: list[str] = field(default_factory=list)
