@@ -47,6 +47,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import ForbiddenError, UnauthenticatedError
 from registry.core.settings import Settings
+from registry.live import Following
 from registry.sqlite_store import SqliteStore
 
 log = logging.getLogger("featurestore.access")
@@ -369,14 +370,11 @@ class Access:
         self.store = store
         # Without an audit log given, records are written when the check asks for it (``now``) or at ``close``.
         self.audit = audit if audit is not None or store is None else AuditLog(store, flush_s=None)
-        self._refresh_s = refresh_s
-        self._lock = threading.Lock()
-        self._tokens: dict[str, tuple[str, Caller]] = {}
-        self._grants: frozenset[tuple[str, str]] = frozenset()
-        self._seq = -1
-        self._checked_at = -1e18
-        if enabled:
-            self._reload()
+        self._snapshot = (
+            Following(store, store.snapshot, refresh_s=refresh_s, clock=time.monotonic)
+            if enabled and store is not None
+            else None
+        )
 
     @classmethod
     def of(cls, settings: Settings, db: Path | None = None, *, buffered_audit: bool = True) -> Access:
@@ -389,18 +387,9 @@ class Access:
         store = AccessStore(db if db is not None else settings.definitions_db)
         return cls(store, enabled=True, audit=AuditLog(store) if buffered_audit else AuditLog(store, flush_s=None))
 
-    def _reload(self) -> None:
-        assert self.store is not None
-        with self._lock:
-            seq = self.store.change_seq()
-            if seq != self._seq:
-                self._tokens, self._grants = self.store.snapshot()
-                self._seq = seq
-            self._checked_at = time.monotonic()
-
-    def _fresh(self) -> None:
-        if time.monotonic() - self._checked_at >= self._refresh_s:
-            self._reload()
+    def _current(self) -> tuple[dict[str, tuple[str, Caller]], frozenset[tuple[str, str]]]:
+        assert self._snapshot is not None
+        return self._snapshot.current()
 
     def authenticate(self, token: str | None) -> Caller:
         """The caller a token stands for; ``UnauthenticatedError`` naming what is wrong with it."""
@@ -411,8 +400,7 @@ class Access:
         parts = token.split("_", 2) if token.startswith(_TOKEN_PREFIX) else []
         if len(parts) != 3 or not parts[1] or not parts[2]:
             raise UnauthenticatedError("malformed API token: expected fs_<id>_<secret>")
-        self._fresh()
-        found = self._tokens.get(parts[1])
+        found = self._current()[0].get(parts[1])
         if found is None or not hmac.compare_digest(found[0], _sha256(parts[2])):
             raise UnauthenticatedError(f"unknown or revoked API token fs_{parts[1][:32]}_…")
         return found[1]
@@ -432,8 +420,7 @@ class Access:
         """Whether ``caller`` may read features above ``internal`` owned by ``owner_team`` (a set lookup)."""
         if not self.enabled or caller.admin or caller.team == owner_team:
             return True
-        self._fresh()
-        return (owner_team, caller.team) in self._grants
+        return (owner_team, caller.team) in self._current()[1]
 
     def refused_reads(self, caller: Caller, definitions: Sequence[FeatureDefinition]) -> list[str]:
         """``entity/name@version`` of each definition above ``internal`` that ``caller`` may not read."""

@@ -100,16 +100,20 @@ def erase_table(table: Table, entity_type: str, entity_id: str) -> tuple[Table, 
     from pyiceberg.expressions import And, EqualTo
 
     where = And(EqualTo("entity_type", entity_type), EqualTo("entity_id", entity_id))
-    rows = 0
-    if table.current_snapshot() is not None:
-        rows = table.scan(row_filter=where, selected_fields=("entity_id",)).to_arrow().num_rows
+    rows = _rows(table, where)
     if rows:
         table = delete_rows(table, where)
-        left = table.scan(row_filter=where, selected_fields=("entity_id",)).to_arrow().num_rows
+        left = _rows(table, where)
         if left:
             raise StoreUnavailableError(f"{left} rows of {entity_type}/{entity_id} still in {table.name()}")
     table, expired = expire_snapshots(table)
     return table, StoreErased(rows, len(expired.snapshot_ids), expired.files_deleted), list(expired.snapshot_ids)
+
+
+def _rows(table: Table, where: Any) -> int:
+    if table.current_snapshot() is None:
+        return 0
+    return int(table.scan(row_filter=where, selected_fields=("entity_id",)).to_arrow().num_rows)
 
 
 def kafka_horizon(bootstrap: str, topics: list[str], now: datetime) -> list[dict[str, str]]:

@@ -21,6 +21,7 @@ from registry.access import Access
 from registry.core.errors import ForbiddenError
 from registry.live import LiveCatalog
 from registry.quality import QualityStore, iso
+from serving.online.auth import caller_of, client_of
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.responses import JSONResponse
 
@@ -59,8 +60,6 @@ def quality_router(
     ) -> JSONResponse:
         d = live.current().get(entity_type, name, version)  # 404 for an unknown feature or version
         if access is not None and access.enabled:  # statistics describe the values: the same grant as a read
-            from serving.online.auth import caller_of, client_of
-
             try:
                 access.check_read(caller_of(request.scope), [d], action="read_quality", client=client_of(request.scope))
             except ForbiddenError as exc:
