@@ -15,7 +15,9 @@ and then with it on (``FS_CACHE_TTL_MS``) under hot-key traffic (entity ids Zipf
 ``--zipf``; 0 for uniform). ``--auth on`` runs the server with ``FS_AUTH=on`` and every request
 carries a bearer token (10 of the 100 features are confidential, granted to the caller's team, so
 each request also checks a grant and writes audit records); ``--auth both`` runs the uncached set
-with auth off, then on. It prints one table, drops its
+with auth off, then on. ``--request-feature on`` adds one request-time feature to every request (its
+function divides the request's ``amount`` by a stored feature; ``both``: the uncached set without,
+then with it), so the difference of the rows is its cost. It prints one table, drops its
 keyspace and stops the server. ``--profile`` also samples where the server's time goes (yappi if
 installed, else cProfile of the event-loop thread) during a saturation run of (a).
 """
@@ -45,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 ENTITY = "user"
 N_FEATURES = 100
 MIN_MS = 60_000
+REQUEST_FEATURE = "bench_amount_per_count"
 
 
 def _definitions() -> list[Any]:
@@ -99,6 +102,7 @@ def _value(value_type: str, e: int, i: int) -> object:
 
 def seed(settings: Any, entities: int) -> tuple[list[str], list[str]]:
     """Definitions into the settings' DB and one window of values per (entity, feature) into its keyspace."""
+    from registry.core.request_features import RequestFeature
     from registry.definition_store import DefinitionStore
     from sinks.cassandra.writer import OnlineWriter
     from sinks.factory import connect_cassandra
@@ -108,6 +112,19 @@ def seed(settings: Any, entities: int) -> tuple[list[str], list[str]]:
     store = DefinitionStore(settings.definitions_db)
     for d in definitions:
         store.register(d)
+    request = RequestFeature.model_validate(
+        {
+            "name": REQUEST_FEATURE,
+            "entity": ENTITY,
+            "version": 1,
+            "owner": "bench",
+            "value_type": "double",
+            "function": "bench.request_fns:amount_per_count",
+            "inputs": ["bench_count_000@v1"],
+            "request_fields": [{"name": "amount", "value_type": "double"}],
+        }
+    )
+    store.register_all([], [request])
     cluster, session = connect_cassandra(settings)
     try:
         writer = OnlineWriter(session, settings.cassandra_keyspace, concurrency=128)
@@ -220,14 +237,20 @@ def _auth_header(token: str | None) -> str:
     return f"Authorization: Bearer {token}\r\n" if token else ""
 
 
-def _get(port: int, eid: str, names: str, token: str | None = None) -> str:
+def _get(port: int, eid: str, names: str, token: str | None = None, query: str = "") -> str:
     return (
-        f"GET /v1/features/{ENTITY}/{eid}?names={names} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{_auth_header(token)}\r\n"
+        f"GET /v1/features/{ENTITY}/{eid}?names={names}{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"{_auth_header(token)}\r\n"
     )
 
 
-def _post(port: int, ids: list[str], names: list[str], token: str | None = None) -> str:
-    body = json.dumps({"entity_ids": ids, "names": names}, separators=(",", ":"))
+def _post(
+    port: int, ids: list[str], names: list[str], token: str | None = None, data: dict[str, Any] | None = None
+) -> str:
+    asked: dict[str, Any] = {"entity_ids": ids, "names": names}
+    if data is not None:
+        asked["request_data"] = data
+    body = json.dumps(asked, separators=(",", ":"))
     return (
         f"POST /v1/features/{ENTITY}/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{_auth_header(token)}"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
@@ -256,10 +279,32 @@ def requests_for(
     rng: random.Random,
     zipf_s: float = 0.0,
     token: str | None = None,
+    request_feature: bool = False,
 ) -> list[str]:
+    """Request texts; with ``request_feature`` each also asks for the request-time feature, with an amount."""
     if scenario == "a":
-        joined = ",".join(names)
-        return [_get(port, _draw(ids, rng, zipf_s, 1)[0], joined, token) for _ in range(4000)]
+        joined = ",".join([*names, REQUEST_FEATURE] if request_feature else names)
+        return [
+            _get(
+                port,
+                _draw(ids, rng, zipf_s, 1)[0],
+                joined,
+                token,
+                f"&amount={rng.randint(1, 99_999) / 100}" if request_feature else "",
+            )
+            for _ in range(4000)
+        ]
+    if request_feature:
+        return [
+            _post(
+                port,
+                _draw(ids, rng, zipf_s, 100),
+                [*names, REQUEST_FEATURE],
+                token,
+                {"amount": [rng.randint(1, 99_999) / 100 for _ in range(100)]},
+            )
+            for _ in range(300)
+        ]
     return [_post(port, _draw(ids, rng, zipf_s, 100), names, token) for _ in range(300)]
 
 
@@ -309,7 +354,7 @@ def cache_hit_rate(port: int) -> str:
     return f"{counts.get('hit', 0) / total:.0%}" if total else "-"
 
 
-ROW = "{:<37} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9} {:>7}"
+ROW = "{:<46} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9} {:>7}"
 
 
 def _us(cpu: float | None, n: int) -> str:
@@ -366,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["off", "on", "both"],
         default="off",
         help="FS_AUTH of the server; both: the uncached runs with auth off, then on",
+    )
+    parser.add_argument(
+        "--request-feature",
+        choices=["off", "on", "both"],
+        default="off",
+        help="add a request-time feature to every request; both: the uncached runs without, then with it",
     )
     args = parser.parse_args(argv)
     os.environ["FS_SERVING_LOG_SAMPLE"] = str(args.log_sample)
@@ -427,12 +478,15 @@ def main(argv: list[str] | None = None) -> int:
             access = AccessStore(settings.definitions_db)
             token = access.issue("bench-scorer", "bench")
             access.grant("bench-fraud", "bench")
-        sets = [(0, False), (args.cache_ttl_ms, False)]
+        with_request = args.request_feature == "on"
+        sets = [(0, False, with_request), (args.cache_ttl_ms, False, with_request)]
         if args.auth == "on":
-            sets = [(0, True), (args.cache_ttl_ms, True)]
+            sets = [(0, True, with_request), (args.cache_ttl_ms, True, with_request)]
         elif args.auth == "both":
-            sets = [(0, False), (0, True)]
-        for cache_ttl, auth in sets:
+            sets = [(0, False, with_request), (0, True, with_request)]
+        if args.request_feature == "both":
+            sets = [(0, args.auth == "on", False), (0, args.auth == "on", True)]
+        for cache_ttl, auth, asks_request in sets:
             if args.only == ("on" if cache_ttl == 0 else "off"):
                 continue
             port = free_port()
@@ -441,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             ) as pid:
                 for label, scenario, mode, rate, conns in runs:
                     zipf = args.zipf if cache_ttl else 0.0
-                    reqs = requests_for(scenario, port, ids, names, rng, zipf, token if auth else None)
+                    reqs = requests_for(scenario, port, ids, names, rng, zipf, token if auth else None, asks_request)
                     server0, cassandra0 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
                     r = load(
                         port,
@@ -454,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     server1, cassandra1 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
                     print_row(
-                        label + (" auth" if auth else ""),
+                        label + (" auth" if auth else "") + (" +request" if asks_request else ""),
                         "off" if cache_ttl == 0 else f"{cache_ttl}ms" + ("/z" if args.zipf > 0 else ""),
                         r,
                         None if server0 is None or server1 is None else server1 - server0,

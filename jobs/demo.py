@@ -25,7 +25,7 @@ from infra.errors import InfraError
 from infra.settings import REPO_DIR, StackSettings
 from jobs.events import synthetic_transactions
 from jobs.produce import ensure_topics, make_producer
-from registry.core.catalog import load_folder
+from registry.core.catalog import load_folder, load_request_folder
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
@@ -110,7 +110,11 @@ def main() -> int:
         stack.up(stack_settings, ["kafka", "cassandra", "registry"])
 
         _step(2, "registering the feature definitions and resetting the demo's topic and tables")
-        for result in apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir)):
+        for result in apply(
+            DefinitionStore(settings.definitions_db),
+            load_folder(settings.definitions_dir),
+            load_request_folder(settings.definitions_dir),
+        ):
             d = result.definition
             print(f"      {d.entity}.{d.name} v{d.version}: {result.action} ({d.transform_ref})", file=sys.stderr)
         _reset(settings)

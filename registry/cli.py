@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from registry.core.catalog import FeatureCatalog, load_folder
+from registry.core.catalog import FeatureCatalog, load_folder, load_request_folder
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
-from registry.plan import apply, plan
+from registry.plan import apply, plan, plan_requests
 
 if TYPE_CHECKING:
     from registry.gate import Guardrails
@@ -61,18 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = DefinitionStore(args.db)
         if args.command == "plan":
-            changes = plan(store, load_folder(args.folder))
+            changes = [str(c) for c in plan(store, load_folder(args.folder))]
+            changes += plan_requests(store, load_request_folder(args.folder))
             for change in changes:
                 print(change)
             print(f"{len(changes)} change(s)" if changes else "no changes")
             return 2 if changes else 0
         if args.command == "apply":
-            results = apply(store, load_folder(args.folder))
+            requests = load_request_folder(args.folder)
+            results = apply(store, load_folder(args.folder), requests)
             for r in results:
                 print(
                     f"{r.action:16} {r.definition.entity}.{r.definition.name} v{r.definition.version}"
                     f" (active v{r.active_version})"
                 )
+            for q in requests:
+                print(f"{'registered':16} request feature {q.entity}.{q.name} v{q.version} ({q.function})")
             return 0
         if args.command == "activate":
             store.activate(args.entity, args.name, args.version)
@@ -89,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             for d in sorted(catalog.active(), key=lambda d: d.key):
                 versions = ",".join(str(v.version) for v in catalog.versions(d.entity, d.name))
                 print(f"{d.entity}.{d.name}  active v{d.version}  versions [{versions}]  owner {d.owner}  {d.status}")
+            for q in sorted(catalog.request_features(), key=lambda q: q.key):
+                print(
+                    f"{q.entity}.{q.name}  request feature v{q.version}  {q.function} @{q.function_hash}  owner {q.owner}"
+                )
             return 0
         from registry.gate import check_model, load_model
 

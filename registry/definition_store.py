@@ -19,6 +19,7 @@ from typing import Literal
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import MAX_VERSION, FeatureDefinition, check_streams
 from registry.core.errors import DefinitionError, UnknownFeatureError
+from registry.core.request_features import RequestFeature
 from registry.sqlite_store import SqliteStore
 
 _DDL = """
@@ -30,6 +31,11 @@ CREATE TABLE IF NOT EXISTS feature_versions (
 CREATE TABLE IF NOT EXISTS active_versions (
     entity TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
     PRIMARY KEY (entity, name)
+);
+CREATE TABLE IF NOT EXISTS request_feature_versions (
+    entity TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+    spec TEXT NOT NULL, identity_hash TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (entity, name, version)
 );
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,
@@ -55,7 +61,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _spec(d: FeatureDefinition) -> str:
+def _spec(d: FeatureDefinition | RequestFeature) -> str:
     return json.dumps(d.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
@@ -78,12 +84,61 @@ class DefinitionStore(SqliteStore):
             self._check_streams(conn, {(definition.entity, definition.source.topic)})
             return registered
 
-    def register_all(self, definitions: list[FeatureDefinition]) -> list[Registered]:
-        """Register every definition in one transaction: all of them, or (on any error) none."""
+    def register_all(
+        self, definitions: list[FeatureDefinition], request_features: Sequence[RequestFeature] = ()
+    ) -> list[Registered]:
+        """Register every definition (and request feature) in one transaction: all of them, or (on any error) none.
+
+        A request feature's ``function_hash`` is taken from its function's source as importable now
+        (``RequestFeature.with_function_hash``); its version is immutable like a feature's, and the
+        highest registered version is the one read by name."""
+        hashed = [r.with_function_hash() for r in request_features]
         with self._tx() as conn:
             registered = [self._register(conn, d, version_given=True, activate=False) for d in definitions]
             self._check_streams(conn, {(d.entity, d.source.topic) for d in definitions})
+            for r in hashed:
+                self._register_request(conn, r)
+            if hashed:
+                self._catalog(conn)  # DefinitionError (rolling back) if an input is unregistered or a name is taken
             return registered
+
+    def _register_request(self, conn: sqlite3.Connection, r: RequestFeature) -> None:
+        rows = conn.execute(
+            "SELECT version, spec, identity_hash FROM request_feature_versions WHERE entity = ? AND name = ? "
+            "ORDER BY version",
+            (r.entity, r.name),
+        ).fetchall()
+        by_version = {v: (spec, ident) for v, spec, ident in rows}
+        latest = rows[-1][0] if rows else 0
+        if r.version in by_version:
+            spec, ident = by_version[r.version]
+            if ident != r.identity_hash:
+                raise DefinitionConflictError(
+                    f"request feature {r.entity}.{r.name} v{r.version} is registered with another function, "
+                    f"function source, inputs, request fields or type; versions are immutable: register the "
+                    f"change as v{latest + 1}"
+                )
+            if spec == _spec(r):
+                return
+            conn.execute(
+                "UPDATE request_feature_versions SET spec = ? WHERE entity = ? AND name = ? AND version = ?",
+                (_spec(r), r.entity, r.name, r.version),
+            )
+            action = "metadata_updated"
+        else:
+            if r.version < latest:
+                raise DefinitionConflictError(
+                    f"request feature {r.entity}.{r.name} is at v{latest}; a new version must be numbered above it"
+                )
+            conn.execute(
+                "INSERT INTO request_feature_versions VALUES (?, ?, ?, ?, ?, ?)",
+                (r.entity, r.name, r.version, _spec(r), r.identity_hash, _now()),
+            )
+            action = "created" if not rows else "new_version"
+        conn.execute(
+            "INSERT INTO changes (at, entity, name, version, action) VALUES (?, ?, ?, ?, ?)",
+            (_now(), r.entity, r.name, r.version, action),
+        )
 
     def _register(
         self, conn: sqlite3.Connection, definition: FeatureDefinition, *, version_given: bool, activate: bool
@@ -200,12 +255,22 @@ class DefinitionStore(SqliteStore):
         conn = self._connect()
         try:
             conn.execute("BEGIN")
-            specs = [r[0] for r in conn.execute("SELECT spec FROM feature_versions")]
-            active = {(e, n): v for e, n, v in conn.execute("SELECT entity, name, version FROM active_versions")}
+            catalog = self._catalog(conn)
             conn.execute("COMMIT")
         finally:
             conn.close()
-        return FeatureCatalog((FeatureDefinition.model_validate_json(s) for s in specs), active)
+        return catalog
+
+    @staticmethod
+    def _catalog(conn: sqlite3.Connection) -> FeatureCatalog:
+        specs = [r[0] for r in conn.execute("SELECT spec FROM feature_versions")]
+        active = {(e, n): v for e, n, v in conn.execute("SELECT entity, name, version FROM active_versions")}
+        requests = [r[0] for r in conn.execute("SELECT spec FROM request_feature_versions")]
+        return FeatureCatalog(
+            (FeatureDefinition.model_validate_json(s) for s in specs),
+            active,
+            (RequestFeature.model_validate_json(s) for s in requests),
+        )
 
     def history(self, entity: str, name: str) -> list[dict[str, object]]:
         conn = self._connect()

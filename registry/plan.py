@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from registry.core.definitions import FeatureDefinition
+from registry.core.request_features import RequestFeature
 from registry.definition_store import DefinitionConflictError, DefinitionStore, Registered
 
 ChangeKind = Literal["create", "new_version", "update_metadata"]
@@ -75,9 +76,36 @@ def plan(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[C
     return changes
 
 
-def apply(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[Registered]:
-    """Register every definition in one transaction, after a plan that found no conflict; returns what
-    happened to each. A conflict that appears between the plan and the write (another writer) fails
-    the whole transaction: nothing of the folder is written."""
+def plan_requests(store: DefinitionStore, request_features: list[RequestFeature]) -> list[str]:
+    """What applying ``request_features`` would register (one line each); DefinitionConflictError naming
+    every version whose function, function source, inputs, request fields or type differ from the
+    registered one. Imports each function to hash its source (``RequestFeature.with_function_hash``)."""
+    catalog = store.catalog()
+    lines: list[str] = []
+    conflicts: list[str] = []
+    for r in sorted((r.with_function_hash() for r in request_features), key=lambda r: r.key):
+        held = catalog.request_feature(r.entity, r.name, r.version)
+        if held is None:
+            lines.append(f"+ request feature {r.entity}.{r.name} v{r.version}: {r.function} @{r.function_hash}")
+        elif held.identity_hash != r.identity_hash:
+            conflicts.append(
+                f"request feature {r.entity}.{r.name} v{r.version}: function, its source, inputs, request fields "
+                f"or type differ from the registered version (source hash {r.function_hash}, registered "
+                f"{held.function_hash}); give the change a new version number"
+            )
+        elif held != r:
+            lines.append(f"~ request feature {r.entity}.{r.name} v{r.version}: metadata")
+    if conflicts:
+        raise DefinitionConflictError("; ".join(conflicts))
+    return lines
+
+
+def apply(
+    store: DefinitionStore, definitions: list[FeatureDefinition], request_features: list[RequestFeature] | None = None
+) -> list[Registered]:
+    """Register every definition (and request feature) in one transaction, after a plan that found no
+    conflict; returns what happened to each definition. A conflict that appears between the plan and the
+    write (another writer) fails the whole transaction: nothing of the folder is written."""
     plan(store, definitions)
-    return store.register_all(_distinct(definitions, []))
+    plan_requests(store, request_features or [])
+    return store.register_all(_distinct(definitions, []), request_features or [])

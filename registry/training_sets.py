@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry.core.definitions import NAME_PATTERN, FeatureDefinition
 from registry.core.errors import DatasetError
+from registry.core.request_features import RequestFeature
 from registry.sqlite_store import SqliteStore
 
 _DDL = """
@@ -63,6 +64,18 @@ class ManifestFeature(_Frozen):
             value_type=d.value_type,
             transform_hash=d.transform_hash,
             identity_hash=d.identity_hash,
+        )
+
+    @classmethod
+    def of_request(cls, r: RequestFeature) -> ManifestFeature:
+        """A request-time feature: its function's source hash stands for the transform."""
+        return cls(
+            entity=r.entity,
+            name=r.name,
+            version=r.version,
+            value_type=r.value_type,
+            transform_hash=r.function_hash or "",
+            identity_hash=r.identity_hash,
         )
 
     @property

@@ -1,6 +1,8 @@
 """An in-memory index of feature definitions, loaded from a folder of TOML files.
 
-The folder is reviewed like code; each file holds ``[[feature]]`` tables and optional ``[defaults]``.
+The folder is reviewed like code; each file holds ``[[feature]]`` tables and optional ``[defaults]``,
+and may hold ``[[request_feature]]`` tables (request-time features, ``registry.core.request_features``:
+they take ``entity``, ``owner`` and ``tags`` from ``[defaults]``, nothing else).
 Lookups are dictionary reads, so serving cost does not grow with the number of definitions.
 """
 
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 
 from registry.core.definitions import FeatureDefinition, check_streams
 from registry.core.errors import DefinitionError, UnknownFeatureError
+from registry.core.request_features import RequestFeature
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "features"
 
@@ -30,16 +33,40 @@ def _merge(defaults: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str,
     return merged
 
 
-def parse_file(path: Path) -> list[FeatureDefinition]:
+def _document(path: Path) -> dict[str, Any]:
     try:
         doc = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise DefinitionError(f"{path}: cannot read definitions: {exc}") from exc
-    unknown = set(doc) - {"defaults", "feature"}
+    unknown = set(doc) - {"defaults", "feature", "request_feature"}
     if unknown:
         raise DefinitionError(
-            f"{path}: unknown top-level key(s) {sorted(unknown)}; expected [defaults] and [[feature]]"
+            f"{path}: unknown top-level key(s) {sorted(unknown)}; expected [defaults], [[feature]] "
+            "and [[request_feature]]"
         )
+    return doc
+
+
+def parse_request_features(path: Path) -> list[RequestFeature]:
+    """The ``[[request_feature]]`` tables of one file (``entity``, ``owner``, ``tags`` default from ``[defaults]``)."""
+    doc = _document(path)
+    defaults = doc.get("defaults", {})
+    raw_features = doc.get("request_feature", [])
+    if not isinstance(defaults, dict) or not isinstance(raw_features, list):
+        raise DefinitionError(f"{path}: request features must be an array of tables ([[request_feature]])")
+    inherited = {k: v for k, v in defaults.items() if k in ("entity", "owner", "tags")}
+    out = []
+    for i, raw in enumerate(raw_features):
+        try:
+            out.append(RequestFeature.model_validate({**inherited, **raw}))
+        except ValidationError as exc:
+            label = raw.get("name", f"#{i + 1}") if isinstance(raw, dict) else f"#{i + 1}"
+            raise DefinitionError(f"{path}: request feature {label}: {exc}") from exc
+    return out
+
+
+def parse_file(path: Path) -> list[FeatureDefinition]:
+    doc = _document(path)
     defaults = doc.get("defaults", {})
     features = doc.get("feature", [])
     if not isinstance(defaults, dict) or not isinstance(features, list):
@@ -62,6 +89,11 @@ def load_folder(folder: Path = DEFAULT_FOLDER) -> list[FeatureDefinition]:
     return [d for f in files for d in parse_file(f)]
 
 
+def load_request_folder(folder: Path = DEFAULT_FOLDER) -> list[RequestFeature]:
+    """Every request feature in ``folder/*.toml`` (as written: ``function_hash`` is filled at registration)."""
+    return [r for f in sorted(folder.glob("*.toml")) for r in parse_request_features(f)]
+
+
 class FeatureCatalog:
     """Definitions indexed by (entity, name, version), with the active version of each feature.
 
@@ -70,7 +102,10 @@ class FeatureCatalog:
     """
 
     def __init__(
-        self, definitions: Iterable[FeatureDefinition], active: Mapping[tuple[str, str], int] | None = None
+        self,
+        definitions: Iterable[FeatureDefinition],
+        active: Mapping[tuple[str, str], int] | None = None,
+        request_features: Iterable[RequestFeature] = (),
     ) -> None:
         self._by_key: dict[tuple[str, str, int], FeatureDefinition] = {}
         for d in definitions:
@@ -104,6 +139,22 @@ class FeatureCatalog:
         for d in sorted(self._by_key.values(), key=lambda d: d.version):
             self._versions.setdefault((d.entity, d.name), []).append(d)
         self._read_check: Callable[[Sequence[FeatureDefinition]], None] | None = None
+        self._requests: dict[tuple[str, str], list[RequestFeature]] = {}
+        for r in sorted(request_features, key=lambda r: r.version):
+            self._check_request(r)
+            self._requests.setdefault((r.entity, r.name), []).append(r)
+
+    def _check_request(self, r: RequestFeature) -> None:
+        if (r.entity, r.name) in self._versions or (r.entity, r.name) in self._aliases:
+            raise DefinitionError(f"request feature {r.entity}.{r.name} has the name of a stored feature or alias")
+        held = next((h for h in self._requests.get((r.entity, r.name), ()) if h.version == r.version), None)
+        if held is not None and held != r:
+            raise DefinitionError(f"request feature {r.entity}.{r.name} v{r.version} is defined twice, differently")
+        missing = [f"{n}@v{v}" for n, v in r.input_refs if (r.entity, n, v) not in self._by_key]
+        if missing:
+            raise DefinitionError(
+                f"request feature {r.entity}.{r.name} v{r.version} reads unregistered feature version(s): {missing}"
+            )
 
     def guarded(self, check: Callable[[Sequence[FeatureDefinition]], None]) -> FeatureCatalog:
         """This catalog for one caller: ``check_read`` runs ``check`` (which raises to refuse a read)."""
@@ -119,7 +170,8 @@ class FeatureCatalog:
 
     @classmethod
     def from_folder(cls, folder: Path = DEFAULT_FOLDER) -> FeatureCatalog:
-        return cls(load_folder(folder))
+        """The folder's features, and its request features hashed from the code importable now."""
+        return cls(load_folder(folder), request_features=[r.with_function_hash() for r in load_request_folder(folder)])
 
     def __iter__(self) -> Iterator[FeatureDefinition]:
         return iter(self._by_key.values())
@@ -162,3 +214,20 @@ class FeatureCatalog:
 
     def versions(self, entity: str, name: str) -> list[FeatureDefinition]:
         return list(self._versions.get((entity, name), ()))
+
+    def request_feature(self, entity: str, name: str, version: int | None = None) -> RequestFeature | None:
+        """A request-time feature: ``version`` or, without one, its highest registered version; None if not one."""
+        versions = self._requests.get((entity, name))
+        if not versions:
+            return None
+        if version is None:
+            return versions[-1]
+        return next((r for r in versions if r.version == version), None)
+
+    def request_features(self) -> list[RequestFeature]:
+        """Every registered version of every request feature."""
+        return [r for versions in self._requests.values() for r in versions]
+
+    def inputs_of(self, feature: RequestFeature) -> list[FeatureDefinition]:
+        """The stored feature versions ``feature`` reads, in its declared order."""
+        return [self._by_key[(feature.entity, n, v)] for n, v in feature.input_refs]

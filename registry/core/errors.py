@@ -7,6 +7,7 @@ FeatureStoreError
 ├── SchemaError              an Avro schema is invalid or a schema registry call failed
 │   └── DecodeError          a record cannot be decoded (its ``reason`` goes to the dead-letter topic)
 ├── DatasetError             a training set or export cannot be built or reproduced as asked
+├── RequestFeatureError      a request-time feature's function cannot run, failed, or returned bad values
 ├── StoreUnavailableError    a backing service (Cassandra, Kafka, Iceberg catalog) is down or timed out
 ├── AccessError              a caller is not who it must be, or may not do what it asked
 │   ├── UnauthenticatedError no token, or one that is malformed, unknown or revoked
@@ -60,6 +61,16 @@ class DecodeError(SchemaError):
 class DatasetError(FeatureStoreError):
     """A training set, its manifest or an export request cannot be honoured (unknown snapshot, bad
     ``as_of``, labels or rebuilt content that differ from the manifest)."""
+
+
+class RequestFeatureError(FeatureStoreError):
+    """A request-time feature's function cannot be loaded (missing, or changed since its version was
+    registered), raised, or returned values that are not its type; ``feature`` names the feature."""
+
+    def __init__(self, feature: str, detail: str) -> None:
+        self.feature = feature
+        self.detail = detail
+        super().__init__(f"request feature {feature!r}: {detail}")
 
 
 class StoreUnavailableError(FeatureStoreError):

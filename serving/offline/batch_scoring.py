@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from registry.access import guard_catalog
 from registry.core.catalog import FeatureCatalog
-from registry.core.errors import DatasetError
+from registry.core.errors import DatasetError, DefinitionError
+from registry.core.refs import parse_ref
 from serving.offline.historical import (
     DEFAULT_CHUNK_ROWS,
     join_label_batches,
@@ -59,6 +60,13 @@ def feature_vector_batches(
     plus the list of distinct entity ids."""
     if chunk_rows < 1:
         raise DatasetError(f"chunk_rows must be positive, not {chunk_rows}")
+    asked = [parse_ref(f) for f in features]
+    requests = [str(r) for r in asked if r is not None and catalog.request_feature(entity_type, r.name) is not None]
+    if requests:
+        raise DefinitionError(
+            f"request-time feature(s) {requests} need request data: batch scoring exports stored features only "
+            "(join them with `serving.offline.historical` on a label frame holding the request fields)"
+        )
     definitions = resolve_features(catalog, entity_type, features)
     at_us = epoch_us(as_of)
     point = read_point(table, read_as_of)

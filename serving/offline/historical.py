@@ -44,6 +44,7 @@ from registry.core.refs import parse_ref
 from registry.core.timeline import Rule
 from registry.core.value_types import arrow_type
 from serving.offline.asof_join import LabelKeys, join_feature
+from serving.offline.request_columns import Column, RequestColumn, assemble, check_request_fields, stored_of
 from sinks.iceberg.reader import (
     Band,
     FeaturePieces,
@@ -90,9 +91,42 @@ def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequen
     return found
 
 
-def _check_schema(
-    schema: pa.Schema, definitions: Sequence[FeatureDefinition], entity_column: str, timestamp_column: str
-) -> None:
+def resolve_columns(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[Column]:
+    """``resolve_features`` for stored features and request-time features alike (order kept).
+
+    A request feature is ``name`` (its highest version) or ``name@vN``; its function is loaded and
+    checked against its registered source here (RequestFeatureError), and reading it needs the grants
+    its stored inputs need."""
+    found: dict[int, Column] = {}
+    stored: list[tuple[int, str]] = []
+    unknown: list[str] = []
+    for i, feature in enumerate(features):
+        ref = parse_ref(feature)
+        if ref is None or catalog.request_feature(entity_type, ref.name) is None:
+            stored.append((i, feature))
+            continue
+        request = catalog.request_feature(entity_type, ref.name, ref.version)
+        if request is None:
+            unknown.append(feature)
+        else:
+            found[i] = RequestColumn.of(catalog, request)
+    try:
+        definitions = resolve_features(catalog, entity_type, [f for _, f in stored])
+    except UnknownFeatureError as exc:
+        raise UnknownFeatureError(entity_type, [*exc.names, *unknown]) from exc
+    if unknown:
+        raise UnknownFeatureError(entity_type, unknown)
+    found.update((i, d) for (i, _), d in zip(stored, definitions, strict=True))
+    columns = [found[i] for i in range(len(features))]
+    names = [c.name for c in columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DefinitionError(f"feature(s) requested more than once (one version per request): {twice}")
+    catalog.check_read([d for c in columns if isinstance(c, RequestColumn) for d in c.inputs])
+    return columns
+
+
+def _check_schema(schema: pa.Schema, definitions: Sequence[Column], entity_column: str, timestamp_column: str) -> None:
     if entity_column not in schema.names:
         raise DefinitionError(f"label frame has no entity column {entity_column!r}")
     clash = [d.name for d in definitions if d.name in schema.names]
@@ -103,6 +137,7 @@ def _check_schema(
     ts_type = schema.field(timestamp_column).type
     if not pa.types.is_timestamp(ts_type):
         raise DefinitionError(f"label column {timestamp_column!r} must be a timestamp, not {ts_type}")
+    check_request_fields(schema, definitions)
 
 
 def _label_micros(ts: pa.Array | pa.ChunkedArray, column: str) -> LabelTimes:
@@ -124,7 +159,7 @@ class LabelTimes:
         return LabelTimes(self.floor_us[at], self.ceil_us[at])
 
 
-def output_schema(labels: pa.Schema, definitions: Sequence[FeatureDefinition]) -> pa.Schema:
+def output_schema(labels: pa.Schema, definitions: Sequence[Column]) -> pa.Schema:
     """Label columns (metadata kept), then one nullable column per feature in request order."""
     schema = labels
     for d in definitions:
@@ -228,7 +263,7 @@ def _entities(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def join_labels(
     table: Table,
-    definitions: Sequence[FeatureDefinition],
+    definitions: Sequence[Column],
     labels: pa.Table,
     *,
     entity_type: str,
@@ -246,10 +281,11 @@ def join_labels(
     if labels.num_rows == 0:
         empty = [pa.array([], arrow_type(d.value_type)) for d in definitions]
         return pa.Table.from_arrays([*labels.columns, *empty], schema=schema)
-    join = PointInTimeJoin(table, definitions, entity_type, point, rows_per_read=ROWS_PER_READ)
+    stored = stored_of(definitions)
+    join = PointInTimeJoin(table, stored, entity_type, point, rows_per_read=ROWS_PER_READ)
     entities = _entities(labels.column(entity_column))
     order = np.argsort(times.floor_us, kind="stable")
-    parts: list[list[pa.Array]] = [[] for _ in definitions]
+    parts: list[list[pa.Array]] = [[] for _ in stored]
     for start in range(0, len(order), chunk_rows):
         at = order[start : start + chunk_rows]
         for part, array in zip(parts, join.join(entities.take(pa.array(at)), times.take(at)), strict=True):
@@ -257,12 +293,12 @@ def join_labels(
     back = np.empty_like(order)
     back[order] = np.arange(len(order))  # from time-sorted positions back to input order
     columns = [pa.concat_arrays(part).take(pa.array(back)) for part in parts]
-    return pa.Table.from_arrays([*labels.columns, *columns], schema=schema)
+    return pa.Table.from_arrays([*labels.columns, *assemble(definitions, stored, columns, labels)], schema=schema)
 
 
 def join_label_batches(
     table: Table,
-    definitions: Sequence[FeatureDefinition],
+    definitions: Sequence[Column],
     labels_schema: pa.Schema,
     batches: Iterable[pa.RecordBatch],
     *,
@@ -278,11 +314,14 @@ def join_label_batches(
     """
     _check_schema(labels_schema, definitions, entity_column, timestamp_column)
     schema = output_schema(labels_schema, definitions)
-    join = PointInTimeJoin(table, definitions, entity_type, point, rows_per_read=ROWS_PER_READ)
+    stored = stored_of(definitions)
+    join = PointInTimeJoin(table, stored, entity_type, point, rows_per_read=ROWS_PER_READ)
     for batch in batches:
         times = _label_micros(batch.column(timestamp_column), timestamp_column)
         columns = join.join(_entities(batch.column(entity_column)), times)
-        yield pa.RecordBatch.from_arrays([*batch.columns, *columns], schema=schema)
+        yield pa.RecordBatch.from_arrays(
+            [*batch.columns, *assemble(definitions, stored, columns, batch)], schema=schema
+        )
 
 
 def get_historical_features(
@@ -301,7 +340,8 @@ def get_historical_features(
     """Label columns (all, in input order) plus one column per feature, point-in-time correct.
 
     Args:
-        features: names (the active version) or ``name@vN`` (a pinned version).
+        features: names (the active version) or ``name@vN`` (a pinned version); a request-time
+            feature's request fields are the label columns of those names.
         snapshot_id: read this snapshot (same as ``as_of=<snapshot id>``).
         as_of: a snapshot id, or a timezone-aware time: the snapshot current then, and only rows
             ingested at or before it. Default: the table's current snapshot.
@@ -309,7 +349,7 @@ def get_historical_features(
 
     ``serving.offline.training.build_training_set`` returns the same table with its manifest.
     """
-    definitions = resolve_features(catalog, entity_type, features)
+    definitions = resolve_columns(catalog, entity_type, features)
     if snapshot_id is not None and as_of is not None:
         raise DatasetError("give either snapshot_id or as_of, not both")
     point = read_point(table, as_of if as_of is not None else snapshot_id)
@@ -395,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     try:
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
-        definitions = resolve_features(
+        definitions = resolve_columns(
             guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="historical_features"),
             args.entity_type,
             args.features.split(","),

@@ -365,7 +365,8 @@ def report(
     out: dict[str, Any] = {"since": iso_us(since_us), "until": iso_us(until_us)}
     if manifest is not None:
         entity_type = manifest.entity_type
-        definitions = pinned_definitions(catalog, manifest)
+        # Statistics and drift cover stored features (a request-time feature's values depend on request data).
+        definitions = [d for d in pinned_definitions(catalog, manifest) if isinstance(d, FeatureDefinition)]
         reference = manifest_point(table, manifest)
         out["training_set"] = manifest.id
         cache: References = {}

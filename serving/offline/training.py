@@ -52,9 +52,10 @@ from serving.offline.historical import (
     join_labels,
     output_schema,
     parse_as_of,
-    resolve_features,
+    resolve_columns,
     write_parquet,
 )
+from serving.offline.request_columns import Column, RequestColumn
 from sinks.iceberg.reader import ReadPoint, epoch_us, iso_us, point_from, read_point
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def _as_of_text(as_of: int | datetime | None) -> str | None:
 
 def _manifest(
     table: Table,
-    definitions: Sequence[FeatureDefinition],
+    definitions: Sequence[Column],
     point: ReadPoint,
     as_of: int | datetime | None,
     *,
@@ -115,7 +116,10 @@ def _manifest(
         entity_type=entity_type,
         entity_column=entity_column,
         timestamp_column=timestamp_column,
-        features=[ManifestFeature.of(d) for d in definitions],
+        features=[
+            ManifestFeature.of_request(d.feature) if isinstance(d, RequestColumn) else ManifestFeature.of(d)
+            for d in definitions
+        ],
         offline_table=".".join(table.name()),
         snapshot_id=point.snapshot_id,
         as_of=_as_of_text(as_of),
@@ -141,7 +145,7 @@ def build_training_set(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> TrainingSet:
     """``get_historical_features``'s table, plus the manifest that rebuilds it."""
-    definitions = resolve_features(catalog, entity_type, features)
+    definitions = resolve_columns(catalog, entity_type, features)
     point = read_point(table, as_of)
     result = join_labels(
         table,
@@ -169,10 +173,20 @@ def build_training_set(
     return TrainingSet(result, manifest)
 
 
-def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest) -> list[FeatureDefinition]:
-    """The manifest's feature versions, checked to compute and expire exactly as they did."""
-    out = []
+def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest) -> list[Column]:
+    """The manifest's feature versions, checked to compute and expire exactly as they did (a request-time
+    feature: the same function source, inputs, request fields and type)."""
+    out: list[Column] = []
     for f in manifest.features:
+        request = catalog.request_feature(f.entity, f.name, f.version)
+        if request is not None:
+            if request.identity_hash != f.identity_hash:
+                raise DatasetError(
+                    f"{f.entity}.{f.ref} changed since training set {manifest.id} was built: identity hash "
+                    f"{request.identity_hash}, manifest has {f.identity_hash}"
+                )
+            out.append(RequestColumn.of(catalog, request))
+            continue
         try:
             d = catalog.get(f.entity, f.name, f.version)
         except UnknownFeatureError as exc:
@@ -183,7 +197,8 @@ def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest) -> list[Feat
                 f"{d.transform_hash}/{d.identity_hash}, manifest has {f.transform_hash}/{f.identity_hash}"
             )
         out.append(d)
-    catalog.check_read(out)  # ForbiddenError naming every feature the caller has no grant for
+    stored = [d for c in out for d in ((c,) if isinstance(c, FeatureDefinition) else c.inputs)]
+    catalog.check_read(stored)  # ForbiddenError naming every feature the caller has no grant for
     return out
 
 
@@ -239,7 +254,7 @@ def rebuild(
 
 def _stream(
     table: Table,
-    definitions: Sequence[FeatureDefinition],
+    definitions: Sequence[Column],
     labels_path: Path,
     out: Path,
     *,
@@ -298,7 +313,7 @@ def build_parquet(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Manifest:
     """``build_training_set`` from a Parquet file to a Parquet file, in bounded memory."""
-    definitions = resolve_features(catalog, entity_type, features)
+    definitions = resolve_columns(catalog, entity_type, features)
     point = read_point(table, as_of)
     labels_sha256, labels_rows, content, rows = _stream(
         table,

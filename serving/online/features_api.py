@@ -23,13 +23,15 @@ from starlette.routing import Route
 
 from registry.access import ANONYMOUS, Access, Caller
 from registry.core.errors import ForbiddenError, StoreUnavailableError
+from registry.core.request_features import check_json, parse_text
 from serving.online.auth import caller_of, client_of
 from serving.online.cache import VectorCache
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics
 from serving.online.plans import Plan, PlanKey, Plans
+from serving.online.request_values import Served, request_values
 from serving.online.serving_log import ServingLog, request_context
-from serving.online.vectors import ColumnWriter, features_object, format_ms
+from serving.online.vectors import ColumnWriter, features_object, format_ms, iso
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -186,35 +188,46 @@ class FeatureReads:
         client: str = "",
     ) -> bytes:
         key = ("get", entity_type, query.decode("latin-1"))
-        plan = self._plans.cached(key)
+        plan = self._plans.cached(key)  # a plan without request-time features, under its raw query string
         if plan is None:
             self._check_entity_type(entity_type)
         if not ENTITY_ID.match(entity_id):
             raise ApiError(ErrorCode.BAD_ENTITY_ID, "entity id must be 1-256 characters of A-Z a-z 0-9 _ . : @ -")
+        data: dict[str, list[Any]] = {}
         if plan is None:
             params = parse_qs(key[2], keep_blank_values=True)
             names = params.get("names", [None])[-1]
             service = params.get("feature_service", [None])[-1]
-            requested = None if names is None else _names([n.strip() for n in names.split(",")])
-            plan = self._compile(key, entity_type, requested, service)
+            named = ("get-names", entity_type, names, service)
+            plan = self._plans.cached(named)
+            if plan is None:
+                requested = None if names is None else _names([n.strip() for n in names.split(",")])
+                plan = self._compile(named, entity_type, requested, service)
+            if plan.requests:  # request data varies per request: the plan is kept by names, not by query string
+                data = _query_data(plan, params)
+            else:
+                self._plans.alias(key, plan)
         self._authorize(plan, caller, client)
         (snapshot,) = await self._cache.get_many(entity_type, (entity_id,))
         now_us = self._clock_us()
+        features = features_object(plan, snapshot.stored, snapshot.progress, now_us, self._metrics.tally)
+        if plan.requests:
+            served = request_values(plan, [(snapshot.stored, snapshot.progress)], data, now_us, self._metrics.tally)
+            features = _object_in_order(plan, features, [s[0] for s in served], now_us)
         body = {
             "entity_type": entity_type,
             "entity_id": entity_id,
             "served_at": format_ms(now_us // 1000),
-            "features": features_object(plan, snapshot.stored, snapshot.progress, now_us, self._metrics.tally),
+            "features": features,
         }
         self._metrics.vectors(plan, 1)
         if self._log is not None and self._log.sampled():
-            features: dict[str, dict[str, Any]] = body["features"]  # type: ignore[assignment]
-            served = [features[k] for k in plan.keys]
+            logged = [features[k] for k in plan.keys]
             vector = (
                 entity_id,
-                [f["value"] for f in served],
-                [f["feature_timestamp"] for f in served],
-                [f["status"] for f in served],
+                [f["value"] for f in logged],
+                [f["feature_timestamp"] for f in logged],
+                [f["status"] for f in logged],
             )
             service = parse_qs(key[2]).get("feature_service", [None])[-1]
             self._log_served(self._log, headers, service, now_us, plan, [vector])
@@ -232,10 +245,11 @@ class FeatureReads:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ApiError(ErrorCode.BAD_JSON, f"request body is not JSON: {exc}") from exc
-        if not isinstance(body, dict) or set(body) - {"entity_ids", "names", "feature_service"}:
+        if not isinstance(body, dict) or set(body) - {"entity_ids", "names", "feature_service", "request_data"}:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
-                "body must be an object with `entity_ids` and optional `names` or `feature_service`",
+                "body must be an object with `entity_ids` and optional `names` or `feature_service`, "
+                "and `request_data`",
             )
         ids, names, service = body.get("entity_ids"), body.get("names"), body.get("feature_service")
         if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BATCH:
@@ -257,6 +271,7 @@ class FeatureReads:
             )
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
+        data = _body_data(plan, body.get("request_data"), len(ids))
         self._authorize(plan, caller, client)
         snapshots = await self._cache.get_each(entity_type, ids)
         failed = [s for s in snapshots if isinstance(s, StoreUnavailableError)]
@@ -278,15 +293,116 @@ class FeatureReads:
                 (r["entity_id"], r["values"], r["feature_timestamps"], r["statuses"]) for r in results if "values" in r
             ]
             self._log_served(self._log, headers, service, now_us, plan, vectors)
+        if plan.requests:
+            ok = [i for i, snap in enumerate(snapshots) if not isinstance(snap, StoreUnavailableError)]
+            pairs = [
+                (s.stored, s.progress) for s in (snapshots[i] for i in ok) if not isinstance(s, StoreUnavailableError)
+            ]
+            served = request_values(
+                plan, pairs, {f: [column[i] for i in ok] for f, column in data.items()}, now_us, self._metrics.tally
+            )
+            for row, i in enumerate(ok):
+                _columns_in_order(plan, results[i], [s[row] for s in served], now_us)
         return orjson.dumps(
             {
                 "entity_type": entity_type,
                 "served_at": format_ms(now_us // 1000),
-                "names": plan.keys,
-                "versions": plan.versions,
+                "names": plan.output_keys,
+                "versions": plan.output_versions,
                 "results": results,
             }
         )
+
+
+def _query_data(plan: Plan, params: dict[str, list[str]]) -> dict[str, list[Any]]:
+    """The request fields of ``plan``'s request-time features from a query string (one value each)."""
+    missing = [f.name for f in plan.fields if f.name not in params]
+    if missing:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST_DATA,
+            f"request-time features need query parameter(s) {missing}",
+            fields=missing,
+        )
+    try:
+        return {f.name: [parse_text(f, params[f.name][-1])] for f in plan.fields}
+    except ValueError as exc:
+        raise ApiError(ErrorCode.BAD_REQUEST_DATA, str(exc)) from exc
+
+
+def _body_data(plan: Plan, raw: Any, n: int) -> dict[str, list[Any]]:
+    """``request_data`` of a batch body: per request field, one value (or null) per entity id."""
+    if raw is None and not plan.fields:
+        return {}
+    if not isinstance(raw, dict):
+        raise ApiError(
+            ErrorCode.BAD_REQUEST_DATA,
+            "`request_data` must be an object of request fields, each a list with one value per entity id",
+        )
+    wanted = {f.name: f for f in plan.fields}
+    missing = sorted(set(wanted) - set(raw))
+    extra = sorted(set(raw) - set(wanted))
+    if missing or extra:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST_DATA,
+            f"`request_data` must hold exactly the requested features' request fields: missing {missing}, "
+            f"not taken {extra[:20]}",
+            fields=missing,
+        )
+    out: dict[str, list[Any]] = {}
+    for name, values in raw.items():
+        if not isinstance(values, list) or len(values) != n:
+            raise ApiError(
+                ErrorCode.BAD_REQUEST_DATA, f"`request_data.{name}` must list {n} values (one per entity id)"
+            )
+        try:
+            out[name] = [check_json(wanted[name], v) for v in values]
+        except ValueError as exc:
+            raise ApiError(ErrorCode.BAD_REQUEST_DATA, str(exc)) from exc
+    return out
+
+
+def _stamp(ts: int | None, now_us: int) -> tuple[str | None, float | None]:
+    return (None, None) if ts is None else (iso(ts), round((now_us - ts * 1000) / 1e6, 3))
+
+
+def _object_in_order(
+    plan: Plan, stored: dict[str, dict[str, Any]], served: list[Served], now_us: int
+) -> dict[str, dict[str, Any]]:
+    """One entity's features object with its request-time features, in request order."""
+    entries: list[tuple[str, dict[str, Any]]] = [("", {})] * len(plan.output_keys)
+    for i, key in zip(plan.stored_at, plan.keys, strict=True):
+        entries[i] = (key, stored[key])
+    for r, (value, ts, status, message) in zip(plan.requests, served, strict=True):
+        at, age = _stamp(ts, now_us)
+        entry = {"value": value, "feature_timestamp": at, "age_seconds": age, "version": r.feature.version}
+        entry["status"] = status
+        if message is not None:
+            entry["message"] = message
+        entries[r.position] = (r.key, entry)
+    return dict(entries)
+
+
+def _columns_in_order(plan: Plan, result: dict[str, Any], served: list[Served], now_us: int) -> None:
+    """One entity's batch columns with its request-time features put in request order (in place)."""
+    width = len(plan.output_keys)
+    columns: dict[str, list[Any]] = {
+        k: [None] * width for k in ("values", "feature_timestamps", "age_seconds", "statuses")
+    }
+    for j, i in enumerate(plan.stored_at):
+        for name, column in columns.items():
+            column[i] = result[name][j]
+    errors: dict[str, str] = {}
+    for r, (value, ts, status, message) in zip(plan.requests, served, strict=True):
+        at, age = _stamp(ts, now_us)
+        columns["values"][r.position] = value
+        columns["feature_timestamps"][r.position] = at
+        columns["age_seconds"][r.position] = age
+        columns["statuses"][r.position] = status
+        if message is not None:
+            errors[r.key] = message
+    result.update(columns)
+    if errors:
+        result["errors"] = errors
 
 
 def _unavailable(entity_id: str, error: StoreUnavailableError) -> dict[str, Any]:

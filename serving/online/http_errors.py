@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     BAD_ENTITY_ID = "bad_entity_id"  # an entity id outside the allowed characters or length
     BAD_ENTITY_IDS = "bad_entity_ids"  # `entity_ids` not a list of 1..MAX_BATCH ids
     BAD_FEATURE_SERVICE = "bad_feature_service"  # a feature service with no features of the entity type
+    BAD_REQUEST_DATA = "bad_request_data"  # a request-time feature's request field missing or not its type
     UNAUTHENTICATED = "unauthenticated"  # no API token, or a malformed, unknown or revoked one (auth on)
     FORBIDDEN = "forbidden"  # the caller's team does not own what it writes, or has no grant to read it
     UNKNOWN_ENTITY_TYPE = "unknown_entity_type"
@@ -54,6 +55,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_ENTITY_ID: 400,
     ErrorCode.BAD_ENTITY_IDS: 400,
     ErrorCode.BAD_FEATURE_SERVICE: 400,
+    ErrorCode.BAD_REQUEST_DATA: 400,
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.UNKNOWN_ENTITY_TYPE: 404,

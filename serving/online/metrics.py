@@ -71,7 +71,7 @@ class Metrics:
 
     def _fold(self) -> None:
         for plan, n in self._vectors_by_plan.items():
-            for label in plan.labels:
+            for label in (*plan.labels, *(r.label for r in plan.requests)):
                 self._vectors_folded[label] = self._vectors_folded.get(label, 0) + n
         self._vectors_by_plan = {}
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from registry.access import needs_grant
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import UnknownFeatureServiceError
+from registry.core.errors import RequestFeatureError, UnknownFeatureError, UnknownFeatureServiceError
+from registry.core.request_features import RequestFeature, RequestField, Transform, request_fields
 from registry.core.timeline import Cut, Rule
 from registry.feature_services import LiveFeatureServices, ServiceIndex
 from registry.live import LiveCatalog
@@ -37,6 +38,12 @@ class Plan:
     items: tuple[tuple[str, tuple[str, int], int, int, tuple[str, str, int]], ...]  # the above, per feature
     sensitive: tuple[FeatureDefinition, ...]  # features above `internal`: a read needs their team or its grant
     memo: list[object] = field(default_factory=list)  # the last (progress, now_us, cuts): reused at the same instant
+    # Request-time features (none for most plans): computed after the stored ones, placed in request order.
+    requests: tuple[RequestPlan, ...] = ()
+    output_keys: tuple[str, ...] = ()  # every key in request order (``keys`` when there are no requests)
+    output_versions: tuple[int, ...] = ()
+    stored_at: tuple[int, ...] = ()  # the output position of each stored item
+    fields: tuple[RequestField, ...] = ()  # the request fields the request features take
 
     @classmethod
     def of(cls, entity_type: str, keys: Sequence[str], definitions: Sequence[FeatureDefinition]) -> Plan:
@@ -55,6 +62,47 @@ class Plan:
             rule_of=rule_of,
             items=tuple(zip(keys, row_keys, rule_of, versions, labels, strict=True)),
             sensitive=tuple(d for d in definitions if needs_grant(d.sensitivity)),
+            output_keys=tuple(keys),
+            output_versions=versions,
+            stored_at=tuple(range(len(keys))),
+        )
+
+    @classmethod
+    def mixed(
+        cls,
+        catalog: FeatureCatalog,
+        entity_type: str,
+        keys: Sequence[str],
+        features: Sequence[FeatureDefinition | RequestFeature],
+    ) -> Plan:
+        """A plan of stored and request-time features (``keys[i]`` answers ``features[i]``)."""
+        stored = [(k, f) for k, f in zip(keys, features, strict=True) if isinstance(f, FeatureDefinition)]
+        asked = [
+            (i, k, f) for i, (k, f) in enumerate(zip(keys, features, strict=True)) if isinstance(f, RequestFeature)
+        ]
+        base = cls.of(entity_type, [k for k, _ in stored], [d for _, d in stored])
+        if not asked:
+            return base
+        requests = tuple(RequestPlan.of(catalog, i, k, f) for i, k, f in asked)
+        sensitive = {id(d): d for d in base.sensitive}
+        for r in requests:
+            sensitive.update((id(d), d) for d in r.inputs.sensitive)
+        request_at = {i for i, _, _ in asked}
+        return cls(
+            entity_type=base.entity_type,
+            keys=base.keys,
+            row_keys=base.row_keys,
+            versions=base.versions,
+            labels=base.labels,
+            rule_groups=base.rule_groups,
+            rule_of=base.rule_of,
+            items=base.items,
+            sensitive=tuple(sensitive.values()),
+            requests=requests,
+            output_keys=tuple(keys),
+            output_versions=tuple(f.version for f in features),
+            stored_at=tuple(i for i in range(len(keys)) if i not in request_at),
+            fields=tuple(request_fields([r.feature for r in requests]).values()),
         )
 
     def cuts(self, progress: Mapping[str, int], now_us: int) -> list[Cut]:
@@ -72,6 +120,37 @@ class Plan:
         ]
         self.memo[:] = (progress, now_us, cuts)
         return cuts
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class RequestPlan:
+    """One request-time feature of a plan: its output position, its function (or why it cannot run) and
+    a plan of its stored inputs, read from the same entity snapshot as the rest of the vector."""
+
+    position: int
+    key: str
+    feature: RequestFeature
+    transform: Transform | RequestFeatureError
+    inputs: Plan
+    inputs_definitions: tuple[FeatureDefinition, ...]
+    label: tuple[str, str, int]
+
+    @classmethod
+    def of(cls, catalog: FeatureCatalog, position: int, key: str, feature: RequestFeature) -> RequestPlan:
+        try:
+            transform: Transform | RequestFeatureError = Transform.of(feature)
+        except RequestFeatureError as exc:  # answered as this feature's error on every read, not as a failed request
+            transform = exc
+        inputs = catalog.inputs_of(feature)
+        return cls(
+            position=position,
+            key=key,
+            feature=feature,
+            transform=transform,
+            inputs=Plan.of(feature.entity, [d.name for d in inputs], inputs),
+            inputs_definitions=tuple(inputs),
+            label=feature.key,
+        )
 
 
 PlanKey = tuple[str | None, ...]
@@ -109,13 +188,29 @@ class Plans:
     def for_names(self, key: PlanKey, entity_type: str, names: list[str] | None) -> Plan:
         """All active features of the entity (``names`` None) or the named ones; UnknownFeatureError names the unknown."""
         catalog, _ = self.snapshot()
-        if names is None:
+        if names is None:  # request features are read by name only: they need the request's data
             definitions = catalog.for_entity(entity_type)
-            keys = [d.name for d in definitions]
-        else:
-            definitions = catalog.resolve(entity_type, names)
-            keys = names
-        return self._keep(key, Plan.of(entity_type, keys, definitions))
+            return self._keep(key, Plan.of(entity_type, [d.name for d in definitions], definitions))
+        requests = [catalog.request_feature(entity_type, n) for n in names]
+        if not any(requests):
+            return self._keep(key, Plan.of(entity_type, names, catalog.resolve(entity_type, names)))
+        unknown: list[str] = []
+        features: list[FeatureDefinition | RequestFeature] = []
+        for name, request in zip(names, requests, strict=True):
+            if request is not None:
+                features.append(request)
+                continue
+            try:
+                features.extend(catalog.resolve(entity_type, [name]))
+            except UnknownFeatureError:
+                unknown.append(name)
+        if unknown:
+            raise UnknownFeatureError(entity_type, unknown)
+        return self._keep(key, Plan.mixed(catalog, entity_type, names, features))
+
+    def alias(self, key: PlanKey, plan: Plan) -> None:
+        """Keep ``plan`` under another key too (a raw query string that resolved to it)."""
+        self._keep(key, plan)
 
     def for_service(self, key: PlanKey, entity_type: str, ref: str) -> Plan:
         """The pinned versions of a feature service's features of ``entity_type`` (empty if it has none)."""

@@ -16,8 +16,9 @@ from registry.core.timeline import Status, judge
 from serving.online.plans import Plan
 from sinks.cassandra.reader import Stored
 
-Tally = dict[tuple[tuple[str, str, int], Status], int]
-"""Values served with a status other than ``present``, by feature label and status (for metrics)."""
+Tally = dict[tuple[tuple[str, str, int], str], int]
+"""Values served with a status other than ``present`` (a timeline status, or ``error`` for a request-time
+feature whose function failed), by feature label and status (for metrics)."""
 
 
 class VectorSource(Protocol):

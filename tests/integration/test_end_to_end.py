@@ -20,7 +20,7 @@ from confluent_kafka import Consumer
 from fastapi.testclient import TestClient
 
 from jobs.produce import ensure_topics, make_producer
-from registry.core.catalog import load_folder
+from registry.core.catalog import load_folder, load_request_folder
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.live import LiveCatalog
@@ -68,7 +68,11 @@ def pipeline_run(
     settings = isolated(it_settings, f"e2e{parallelism}", tmp_path_factory.mktemp(f"e2e{parallelism}"))
     topic = f"it_{run_id}_card_transactions_p{parallelism}"
     (settings.definitions_dir / "user_transactions.toml").write_text(_definitions_toml(topic))
-    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+    apply(
+        DefinitionStore(settings.definitions_db),
+        load_folder(settings.definitions_dir),
+        load_request_folder(settings.definitions_dir),
+    )
     ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=4)
     producer = make_producer(settings)
     events = [
@@ -203,6 +207,44 @@ def test_point_in_time_training_set(pipeline_run: tuple[Settings, str]) -> None:
     # bob@100m: his windows ended at 60m, and the data reaches 130m: the window ending 100m was empty.
     assert result.column("txn_count_1h").to_pylist() == [3, 2, 1, 1, 1, None, 1, 0]
     assert result.column("txn_amount_sum_1h").to_pylist() == [35.5, 30.0, 5.5, 1.0, 100.0, None, 100.0, 0.0]
+
+
+def test_request_feature_online_and_offline_agree(pipeline_run: tuple[Settings, str]) -> None:
+    """The shipped request feature (amount / mean amount of the last hour) served by the API from Cassandra
+    and joined from Iceberg at the same instant, for the same amounts: the same values, worked out by hand."""
+    settings, _ = pipeline_run
+    store = DefinitionStore(settings.definitions_db)
+    users = ["alice", "bob", "carol", "alice"]
+    amounts = [3.0, 50.0, 1.0, None]
+    cluster, session = connect_cassandra(settings)
+    try:
+        client = TestClient(create_app(LiveCatalog(store), OnlineReader(session, settings.cassandra_keyspace)))
+        single = client.get("/v1/features/user/alice", params={"names": "amount_vs_mean_1h", "amount": "3"})
+        batch = client.post(
+            "/v1/features/user/batch",
+            json={"entity_ids": users, "names": ["amount_vs_mean_1h"], "request_data": {"amount": amounts}},
+        )
+        at_ms = time.time_ns() // 1_000_000
+    finally:
+        cluster.shutdown()
+    assert single.status_code == 200 and batch.status_code == 200, (single.text, batch.text)
+    online = [r["values"][0] for r in batch.json()["results"]]
+    # alice's latest window (ending BASE+130m) holds 1.0: mean 1.0, so 3.0 -> 3.0; bob's closed window was
+    # empty (count 0): no mean; carol has no rows; no amount: null.
+    assert online == [3.0, None, None, None]
+    assert single.json()["features"]["amount_vs_mean_1h"]["value"] == 3.0
+    labels = pa.table(
+        {
+            "user_id": users,
+            "event_timestamp": pa.array([at_ms] * len(users), pa.timestamp("ms", tz="UTC")),
+            "amount": pa.array(amounts, pa.float64()),
+        }
+    )
+    table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+    offline = get_historical_features(
+        table, store.catalog(), labels, ["amount_vs_mean_1h"], entity_type="user", entity_column="user_id"
+    )
+    assert offline.column("amount_vs_mean_1h").to_pylist() == online
 
 
 def test_bad_records_go_to_the_dead_letter_topic(pipeline_run: tuple[Settings, str], run_id: str) -> None:

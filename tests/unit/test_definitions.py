@@ -481,7 +481,9 @@ def test_parse_file_rejects_unknown_top_level_key(tmp_path: Path) -> None:
     path = _write(tmp_path, _DEFAULTS + '\n[features]\nname = "x"\n')
     with pytest.raises(DefinitionError) as info:
         parse_file(path)
-    assert str(info.value) == (f"{path}: unknown top-level key(s) ['features']; expected [defaults] and [[feature]]")
+    assert str(info.value) == (
+        f"{path}: unknown top-level key(s) ['features']; expected [defaults], [[feature]] and [[request_feature]]"
+    )
 
 
 def test_from_folder_reads_every_file_and_detects_conflicts(tmp_path: Path) -> None:

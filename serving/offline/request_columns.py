@@ -1,0 +1,123 @@
+"""Request-time features in the training-set join: computed from the joined inputs and the label frame.
+
+A request feature's stored inputs are joined like any feature (requested or not: an input that is not
+requested is joined and dropped), its request fields are the label frame's columns of those names
+(cast to their types), and its function runs once per chunk of labels over those columns: the same
+function, on the same values, as the online API (``registry.core.request_features``). A function that
+cannot run or fails fails the join with ``RequestFeatureError`` naming the feature (offline there is
+no per-value error status: a training set with a silently missing column would be worse).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DefinitionError
+from registry.core.request_features import RequestFeature, Transform
+from registry.core.value_types import ValueType, arrow_type
+
+
+@dataclass(frozen=True, slots=True)
+class RequestColumn:
+    """One request feature of a join: its checked function and the stored feature versions it reads."""
+
+    feature: RequestFeature
+    transform: Transform
+    inputs: tuple[FeatureDefinition, ...]
+
+    @classmethod
+    def of(cls, catalog: FeatureCatalog, feature: RequestFeature) -> RequestColumn:
+        """RequestFeatureError if the function cannot be imported or differs from its registered source."""
+        return cls(feature, Transform.of(feature), tuple(catalog.inputs_of(feature)))
+
+    @property
+    def name(self) -> str:
+        return self.feature.name
+
+    @property
+    def value_type(self) -> ValueType:
+        return self.feature.value_type
+
+    @property
+    def version(self) -> int:
+        return self.feature.version
+
+    def compute(
+        self,
+        joined: Mapping[tuple[str, str, int], pa.Array],
+        labels: pa.Table | pa.RecordBatch,
+    ) -> pa.Array:
+        """The feature's values for ``labels``' rows from its joined inputs (aligned with the labels)."""
+        columns = {d.name: joined[d.key] for d in self.inputs}
+        for f in self.feature.request_fields:
+            column = labels.column(f.name)
+            if isinstance(column, pa.ChunkedArray):
+                column = column.combine_chunks()
+            try:
+                columns[f.name] = column.cast(arrow_type(f.value_type), safe=True)
+            except pa.ArrowException as exc:  # e.g. an unsigned value past int64
+                raise DefinitionError(
+                    f"{self.name}: label column {f.name!r} does not convert to {f.value_type}: {exc}"
+                ) from exc
+        return self.transform.run(columns, labels.num_rows)
+
+
+Column = FeatureDefinition | RequestColumn
+"""An output column of a join: a stored feature version, or a request-time feature."""
+
+
+def stored_of(columns: Iterable[Column]) -> list[FeatureDefinition]:
+    """The stored feature versions a join reads for ``columns``: requested ones, then inputs, each once."""
+    found: dict[tuple[str, str, int], FeatureDefinition] = {}
+    for c in columns:
+        if isinstance(c, FeatureDefinition):
+            found.setdefault(c.key, c)
+    for c in columns:
+        if isinstance(c, RequestColumn):
+            for d in c.inputs:
+                found.setdefault(d.key, d)
+    return list(found.values())
+
+
+def check_request_fields(schema: pa.Schema, columns: Sequence[Column]) -> None:
+    """DefinitionError naming every request field the label frame lacks or holds in a type that does not cast."""
+    problems: list[str] = []
+    for c in columns:
+        if not isinstance(c, RequestColumn):
+            continue
+        for f in c.feature.request_fields:
+            if f.name not in schema.names:
+                problems.append(f"{c.name} needs label column {f.name!r} ({f.value_type})")
+                continue
+            have = schema.field(f.name).type
+            want = arrow_type(f.value_type)
+            if have != want and not _castable(have, want):
+                problems.append(f"{c.name}: label column {f.name!r} is {have}, not {f.value_type}")
+    if problems:
+        raise DefinitionError("; ".join(problems))
+
+
+def _castable(have: pa.DataType, want: pa.DataType) -> bool:
+    if pa.types.is_integer(want):
+        return pa.types.is_integer(have)  # a float column would lose its fractions
+    if pa.types.is_floating(want):
+        return pa.types.is_integer(have) or pa.types.is_floating(have)
+    if pa.types.is_string(want):
+        return pa.types.is_string(have) or pa.types.is_large_string(have) or pa.types.is_dictionary(have)
+    return pa.types.is_boolean(have)
+
+
+def assemble(
+    columns: Sequence[Column],
+    stored: Sequence[FeatureDefinition],
+    arrays: Sequence[pa.Array],
+    labels: pa.Table | pa.RecordBatch,
+) -> list[pa.Array]:
+    """The output arrays in ``columns`` order from the joined ``arrays`` (aligned with ``stored``)."""
+    joined = {d.key: a for d, a in zip(stored, arrays, strict=True)}
+    return [joined[c.key] if isinstance(c, FeatureDefinition) else c.compute(joined, labels) for c in columns]

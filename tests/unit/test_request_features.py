@@ -1,0 +1,549 @@
+"""Request-time features: the definition, its registration (source hash), the online API and the join.
+
+Online values are checked by hand and against the same formula in plain Python; offline values against
+the brute-force join reference of test_training_sets with the formula applied to its values. The two
+paths agreeing on the same inputs is checked here on an in-memory vector and on a real Iceberg table,
+and on the real stack in tests/integration/test_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from registry.core.catalog import FeatureCatalog, load_request_folder
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DatasetError, DefinitionError, RequestFeatureError, UnknownFeatureError
+from registry.core.request_features import RequestFeature, Transform, source_hash
+from registry.definition_store import DefinitionConflictError, DefinitionStore
+from registry.live import LiveCatalog
+from registry.plan import plan_requests
+from serving.offline.historical import get_historical_features
+from serving.offline.training import build_training_set, rebuild
+from serving.online.app import create_app
+from sinks.cassandra.reader import StoredValue
+from tests.unit.test_training_sets import (
+    FEATURES,
+    Row,
+    iceberg_table,
+    labels_table,
+    reference,
+    scenario,
+    write,
+)
+
+MIN = 60_000
+T = 1_700_000_100_000  # a 5-minute window end
+NOW = T + 90_000
+STREAM = "card_transactions/user/sliding(1h/5m)"
+
+
+def request_feature(**overrides: Any) -> RequestFeature:
+    raw: dict[str, Any] = {
+        "name": "amount_vs_mean_1h",
+        "entity": "user",
+        "version": 1,
+        "owner": "risk-team",
+        "value_type": "double",
+        "function": "udfs.request:amount_vs_mean_1h",
+        "inputs": ["txn_count_1h@v1", "txn_amount_sum_1h@v1"],
+        "request_fields": [{"name": "amount", "value_type": "double"}],
+    }
+    raw.update(overrides)
+    return RequestFeature.model_validate(raw)
+
+
+# --- the definition -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"inputs": ["txn_count_1h"]}, "inputs must pin a version"),
+        ({"request_fields": [{"name": "names", "value_type": "long"}]}, "taken by the read routes"),
+        ({"request_fields": [{"name": "txn_count_1h", "value_type": "long"}]}, "must be distinct"),
+        ({"function": "udfs.request.amount_vs_mean_1h"}, "must be `package.module:function`"),
+        ({"function": "os:system; rm"}, "must be `package.module:function`"),
+        ({"inputs": [], "request_fields": []}, "at least one input or request field"),
+        ({"value_type": "decimal"}, "value_type"),
+        ({"function_hash": "xyz"}, "function_hash"),
+    ],
+)
+def test_invalid_definitions_are_refused_naming_the_problem(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        request_feature(**overrides)
+    assert message in str(info.value)
+
+
+def test_registration_records_the_functions_source_hash() -> None:
+    hashed = request_feature().with_function_hash()
+    from udfs import request
+
+    assert hashed.function_hash == source_hash(request.amount_vs_mean_1h)
+    assert hashed.identity_hash != request_feature().identity_hash
+    with pytest.raises(RequestFeatureError, match="not the 0000000000000000 this version names"):
+        request_feature(function_hash="0" * 16).with_function_hash()
+    with pytest.raises(RequestFeatureError, match=r"cannot import udfs\.request:nope"):
+        request_feature(function="udfs.request:nope").with_function_hash()
+    with pytest.raises(RequestFeatureError, match="is not a function"):
+        request_feature(function="tests.request_fns:NOT_A_FUNCTION").with_function_hash()
+
+
+def test_a_changed_function_refuses_to_run_under_the_old_version() -> None:
+    registered = request_feature().with_function_hash().model_copy(update={"function_hash": "0123456789abcdef"})
+    with pytest.raises(RequestFeatureError) as info:
+        Transform.of(registered)
+    assert "has changed since v1 was registered" in str(info.value)
+    assert "register the change as a new version" in str(info.value)
+
+
+def test_the_shipped_folder_holds_a_request_feature(shipped_catalog: FeatureCatalog) -> None:
+    (found,) = load_request_folder()
+    assert found.name == "amount_vs_mean_1h" and found.function_hash is None  # filled at registration
+    served = shipped_catalog.request_feature("user", "amount_vs_mean_1h")
+    assert served is not None and served.function_hash is not None
+    assert [d.key for d in shipped_catalog.inputs_of(served)] == [
+        ("user", "txn_count_1h", 1),
+        ("user", "txn_amount_sum_1h", 1),
+    ]
+    assert all(d.name != "amount_vs_mean_1h" for d in shipped_catalog)  # not a stored feature: no job, no sink
+
+
+def test_the_catalog_refuses_unregistered_inputs_and_taken_names(shipped_catalog: FeatureCatalog) -> None:
+    stored = list(shipped_catalog)
+    with pytest.raises(DefinitionError, match=r"reads unregistered feature version\(s\): \['txn_count_1h@v9'\]"):
+        FeatureCatalog(stored, request_features=[request_feature(inputs=["txn_count_1h@v9"])])
+    with pytest.raises(DefinitionError, match="has the name of a stored feature"):
+        FeatureCatalog(stored, request_features=[request_feature(name="txn_count_1h")])
+
+
+def test_the_store_keeps_versions_immutable(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register_all(list(shipped_catalog), [request_feature()])
+    store.register_all([], [request_feature(description="metadata may change")])  # same version, new metadata
+    catalog = store.catalog()
+    held = catalog.request_feature("user", "amount_vs_mean_1h")
+    assert held is not None and held.description == "metadata may change" and held.function_hash is not None
+    changed = request_feature(function="tests.request_fns:sum_times_amount")
+    with pytest.raises(DefinitionConflictError, match="register the change as v2"):
+        store.register_all([], [changed])
+    with pytest.raises(DefinitionConflictError, match="differ from the registered version"):
+        plan_requests(store, [changed])
+    assert plan_requests(store, [changed.model_copy(update={"version": 2})])[0].startswith(
+        "+ request feature user.amount_vs_mean_1h v2: tests.request_fns:sum_times_amount @"
+    )
+    with pytest.raises(DefinitionError, match="unregistered"):  # rolled back whole
+        store.register_all([], [request_feature(name="other", inputs=["txn_count_1h@v7"])])
+    assert store.catalog().request_feature("user", "other") is None
+
+
+# --- online -------------------------------------------------------------------------------------------
+
+
+class Source:
+    def __init__(self, values: dict[str, dict[tuple[str, int], StoredValue]], progress: int = T) -> None:
+        self.values = values
+        self.progress_ms = {STREAM: progress}
+
+    async def read_many_async(self, entity_type: str, entity_ids: Any) -> list[Any]:
+        return [dict(self.values.get(e, {})) for e in entity_ids]
+
+    async def progress_async(self) -> dict[str, int]:
+        return self.progress_ms
+
+
+def vector(count: int | None = None, total: float | None = None, at: int = T) -> dict[tuple[str, int], StoredValue]:
+    out = {}
+    if count is not None:
+        out[("txn_count_1h", 1)] = StoredValue(count, at)
+    if total is not None:
+        out[("txn_amount_sum_1h", 1)] = StoredValue(total, at)
+    return out
+
+
+def store_with(db: Path, shipped: FeatureCatalog, *extra: RequestFeature) -> DefinitionStore:
+    store = DefinitionStore(db)
+    store.register_all(list(shipped), [request_feature(), *extra])
+    return store
+
+
+def client_for(store: DefinitionStore, source: Source) -> TestClient:
+    app = create_app(LiveCatalog(store), source, clock_us=lambda: NOW * 1000)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def iso(ms: int) -> str:
+    from serving.online.vectors import format_ms
+
+    return format_ms(ms)
+
+
+def formula(count: int | None, total: float | None, amount: float | None) -> float | None:
+    """``udfs.request.amount_vs_mean_1h`` in plain Python."""
+    if count is None or total is None or amount is None or count <= 0 or total / count == 0:
+        return None
+    return amount / (total / count)
+
+
+@pytest.fixture
+def shipped_store(tmp_path: Path, shipped_catalog: FeatureCatalog) -> DefinitionStore:
+    return store_with(tmp_path / "d.db", shipped_catalog)
+
+
+def test_get_computes_the_feature_from_the_request_and_the_served_inputs(shipped_store: DefinitionStore) -> None:
+    client = client_for(shipped_store, Source({"u1": vector(4, 10.0)}))
+    response = client.get("/v1/features/user/u1?names=txn_count_1h,amount_vs_mean_1h&amount=5")
+    assert response.status_code == 200, response.text
+    features = response.json()["features"]
+    assert list(features) == ["txn_count_1h", "amount_vs_mean_1h"]  # request order
+    assert features["amount_vs_mean_1h"] == {
+        "value": 2.0,  # 5 / (10 / 4)
+        "feature_timestamp": iso(T),
+        "age_seconds": 90.0,
+        "version": 1,
+        "status": "present",
+    }
+    other = client.get("/v1/features/user/u1?names=txn_count_1h,amount_vs_mean_1h&amount=7.5").json()
+    assert other["features"]["amount_vs_mean_1h"]["value"] == 3.0  # the plan is cached, the request data is not
+    default = client.get("/v1/features/user/u1").json()["features"]
+    assert "amount_vs_mean_1h" not in default  # read by name only: it needs request data
+
+
+@pytest.mark.parametrize(
+    ("stored", "status"),
+    [
+        (vector(0, 0.0), "present"),  # no transactions: no mean, null
+        (vector(4, None), "missing"),  # an input with no row: null input, the least fresh status
+        (vector(4, 10.0, at=T - 3 * 60 * MIN), "expired"),  # past the 2h TTL
+        ({}, "missing"),
+    ],
+)
+def test_statuses_follow_the_least_fresh_input(
+    shipped_store: DefinitionStore, stored: dict[tuple[str, int], StoredValue], status: str
+) -> None:
+    body = client_for(shipped_store, Source({"u1": stored})).get(
+        "/v1/features/user/u1", params={"names": "amount_vs_mean_1h", "amount": "5"}
+    )
+    got = body.json()["features"]["amount_vs_mean_1h"]
+    assert got["status"] == status
+    assert got["value"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("names=amount_vs_mean_1h", "need query parameter(s) ['amount']"),
+        ("names=amount_vs_mean_1h&amount=abc", "`amount` must be a finite number"),
+        ("names=amount_vs_mean_1h&amount=nan", "`amount` must be a finite number"),
+        ("names=amount_vs_mean_1h&amount=inf", "`amount` must be a finite number"),
+    ],
+)
+def test_bad_request_data_is_a_400_naming_the_field(shipped_store: DefinitionStore, query: str, message: str) -> None:
+    response = client_for(shipped_store, Source({})).get(f"/v1/features/user/u1?{query}")
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request_data"
+    assert message in response.json()["message"]
+
+
+def test_batch_takes_one_request_value_per_entity(shipped_store: DefinitionStore) -> None:
+    source = Source({"a": vector(2, 8.0), "b": vector(0, 0.0), "c": vector(5, 5.0)})
+    response = client_for(shipped_store, source).post(
+        "/v1/features/user/batch",
+        json={
+            "entity_ids": ["a", "b", "c", "nobody"],
+            "names": ["amount_vs_mean_1h", "txn_count_1h"],
+            "request_data": {"amount": [8, 1.5, None, 2.0]},
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["names"] == ["amount_vs_mean_1h", "txn_count_1h"]
+    assert body["versions"] == [1, 1]
+    a, b, c, nobody = body["results"]
+    assert a == {
+        "entity_id": "a",
+        "values": [2.0, 2],
+        "feature_timestamps": [iso(T), iso(T)],
+        "age_seconds": [90.0, 90.0],
+        "statuses": ["present", "present"],
+    }
+    assert b["values"] == [None, 0] and c["values"] == [None, 5]  # no mean; no amount
+    assert nobody["values"] == [None, None] and nobody["statuses"] == ["missing", "missing"]
+
+
+@pytest.mark.parametrize(
+    ("request_data", "message"),
+    [
+        (None, "`request_data` must be an object"),
+        ({}, "missing ['amount']"),
+        ({"amount": [1.0], "extra": [1]}, "not taken ['extra']"),
+        ({"amount": [1.0, 2.0]}, "must list 1 values"),
+        ({"amount": [True]}, "`amount` values must be double or null"),
+        ({"amount": ["1.0"]}, "`amount` values must be double or null"),
+    ],
+)
+def test_batch_request_data_is_checked(shipped_store: DefinitionStore, request_data: Any, message: str) -> None:
+    body: dict[str, Any] = {"entity_ids": ["a"], "names": ["amount_vs_mean_1h"]}
+    if request_data is not None:
+        body["request_data"] = request_data
+    response = client_for(shipped_store, Source({})).post("/v1/features/user/batch", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_request_data"
+    assert message in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ("tests.request_fns:fails", "raised ZeroDivisionError: boom"),
+        ("tests.request_fns:wrong_type", "returned values that are not double"),
+        ("tests.request_fns:wrong_length", "returned 1 values for 2 rows"),
+    ],
+)
+def test_a_failing_function_is_that_features_error_not_a_500(
+    tmp_path: Path, shipped_catalog: FeatureCatalog, function: str, message: str
+) -> None:
+    broken = request_feature(name="broken", function=function)
+    client = client_for(store_with(tmp_path / "d.db", shipped_catalog, broken), Source({"a": vector(2, 8.0)}))
+    batch = client.post(
+        "/v1/features/user/batch",
+        json={"entity_ids": ["a", "b"], "names": ["txn_count_1h", "broken"], "request_data": {"amount": [1.0, 2.0]}},
+    )
+    assert batch.status_code == 200, batch.text
+    first = batch.json()["results"][0]
+    assert first["values"] == [2, None]
+    assert first["statuses"] == ["present", "error"]
+    assert message in first["errors"]["broken"]
+    if function.endswith("wrong_length"):
+        return  # one entity: one value is the right length
+    single = client.get("/v1/features/user/a?names=broken,txn_count_1h&amount=1").json()["features"]
+    assert single["broken"]["status"] == "error" and single["broken"]["value"] is None
+    assert message in single["broken"]["message"]
+    assert single["txn_count_1h"]["value"] == 2
+    metrics = client.get("/metrics").text
+    assert 'feature="broken"' in metrics and 'status="error"' in metrics
+
+
+def test_values_json_cannot_carry_are_null(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+    infinite = request_feature(name="infinite", function="tests.request_fns:not_finite")
+    client = client_for(store_with(tmp_path / "d.db", shipped_catalog, infinite), Source({"a": vector(2, 8.0)}))
+    got = client.get("/v1/features/user/a?names=infinite&amount=1").json()["features"]["infinite"]
+    assert got["value"] is None and got["status"] == "present"
+
+
+def test_a_function_changed_since_registration_answers_error(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+    store = store_with(tmp_path / "d.db", shipped_catalog)
+    with sqlite3.connect(tmp_path / "d.db") as conn:  # the registered hash of another source text
+        (spec,) = conn.execute("SELECT spec FROM request_feature_versions").fetchone()
+        conn.execute(
+            "UPDATE request_feature_versions SET spec = ?",
+            (json.dumps({**json.loads(spec), "function_hash": "0" * 16}),),
+        )
+    got = client_for(store, Source({"a": vector(2, 8.0)})).get("/v1/features/user/a?names=amount_vs_mean_1h&amount=1")
+    assert got.status_code == 200
+    feature = got.json()["features"]["amount_vs_mean_1h"]
+    assert feature["status"] == "error" and "has changed since v1 was registered" in feature["message"]
+
+
+# --- offline ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def offline_catalog(make_definition: Callable[..., FeatureDefinition]) -> FeatureCatalog:
+    tumbling_5m = {"kind": "tumbling", "size": "5m"}
+    stored = [  # test_training_sets's catalog (its reference knows these)
+        make_definition(name="count_5m", window=tumbling_5m, ttl="20m"),
+        make_definition(
+            name="sum_10m",
+            value_type="double",
+            window={"kind": "sliding", "size": "10m", "slide": "5m"},
+            aggregation={"function": "sum", "field": "amount"},
+            ttl="30m",
+        ),
+        make_definition(
+            name="last_merchant",
+            value_type="string",
+            window=tumbling_5m,
+            ttl="15m",
+            aggregation={"function": "last", "field": "merchant_id"},
+        ),
+        *(
+            make_definition(
+                name="amount_max",
+                version=v,
+                ttl=ttl,
+                aggregation={"function": "max", "field": "amount"},
+                value_type="double",
+                window={"kind": "tumbling", "size": "15m"},
+            )
+            for v, ttl in ((1, "40m"), (2, "35m"))
+        ),
+    ]
+    requests = [
+        RequestFeature.model_validate(
+            {
+                "name": "count_plus_amount",
+                "entity": "user",
+                "version": 1,
+                "owner": "risk-team",
+                "value_type": "double",
+                "function": "tests.request_fns:count_plus_amount",
+                "inputs": ["count_5m@v1"],
+                "request_fields": [{"name": "amount", "value_type": "double"}],
+            }
+        ).with_function_hash(),
+        RequestFeature.model_validate(
+            {
+                "name": "label_of",
+                "entity": "user",
+                "version": 1,
+                "owner": "risk-team",
+                "value_type": "string",
+                "function": "tests.request_fns:label_of",
+                "inputs": ["last_merchant@v1"],
+                "request_fields": [{"name": "channel", "value_type": "string"}],
+            }
+        ).with_function_hash(),
+        RequestFeature.model_validate(
+            {
+                "name": "broken",
+                "entity": "user",
+                "version": 1,
+                "owner": "risk-team",
+                "value_type": "double",
+                "function": "tests.request_fns:fails",
+                "inputs": ["count_5m@v1"],
+            }
+        ).with_function_hash(),
+    ]
+    return FeatureCatalog(stored, request_features=requests)
+
+
+def with_request_columns(labels: pa.Table, seed: int) -> pa.Table:
+    rng = random.Random(seed)
+    n = labels.num_rows
+    amounts = [rng.choice([None, 0.5, 2.0, -1.25]) for _ in range(n)]
+    channels = [rng.choice(["web", "app", None]) for _ in range(n)]
+    return labels.append_column("amount", pa.array(amounts, pa.float32())).append_column(
+        "channel", pa.array(channels, pa.string())
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_join_computes_request_features_from_the_reference_values(
+    seed: int, tmp_path: Path, offline_catalog: FeatureCatalog
+) -> None:
+    batches, labels = scenario(seed, offline_catalog)
+    table = iceberg_table(tmp_path)
+    write(table, [[Row(r.d, r.entity_id, r.value, r.end_ms, r.ingested_ms, 0, r.revision) for r in b] for b in batches])
+    rows = [r for b in batches for r in b]
+    given = with_request_columns(labels_table(labels), seed)
+    asked = ["count_plus_amount", "sum_10m", "label_of@v1"]
+    result = get_historical_features(table, offline_catalog, given, asked, entity_type="user", entity_column="who")
+    assert result.column_names == [*given.column_names, "count_plus_amount", "sum_10m", "label_of"]
+    expected = reference(rows, offline_catalog, FEATURES, labels)
+    amounts = given.column("amount").to_pylist()
+    channels = given.column("channel").to_pylist()
+    assert result.column("sum_10m").to_pylist() == expected["sum_10m"]
+    assert result.column("count_plus_amount").to_pylist() == [
+        None if c is None or a is None else c + a for c, a in zip(expected["count_5m"], amounts, strict=True)
+    ]
+    assert result.column("label_of").to_pylist() == [
+        None if m is None else f"{m}|{ch}" for m, ch in zip(expected["last_merchant"], channels, strict=True)
+    ]
+    for chunk_rows in (1, 3):
+        assert get_historical_features(
+            table, offline_catalog, given, asked, entity_type="user", entity_column="who", chunk_rows=chunk_rows
+        ).equals(result)
+
+
+def test_the_join_refuses_what_it_cannot_compute(tmp_path: Path, offline_catalog: FeatureCatalog) -> None:
+    table = iceberg_table(tmp_path)
+    labels = labels_table([("e0", 1_700_000_000_000)])
+    join = lambda labels, features: get_historical_features(  # noqa: E731
+        table, offline_catalog, labels, features, entity_type="user", entity_column="who"
+    )
+    with pytest.raises(DefinitionError, match="count_plus_amount needs label column 'amount'"):
+        join(labels, ["count_plus_amount"])
+    wrong = labels.append_column("amount", pa.array(["x"]))
+    with pytest.raises(DefinitionError, match="label column 'amount' is string, not double"):
+        join(wrong, ["count_plus_amount"])
+    unsigned = labels.append_column("amount", pa.array([2**64 - 1], pa.uint64()))
+    with pytest.raises(DefinitionError, match="label column 'amount' does not convert to double"):
+        join(unsigned, ["count_plus_amount"])
+    with pytest.raises(UnknownFeatureError, match="count_plus_amount@v2"):
+        join(labels.append_column("amount", pa.array([1.0])), ["count_plus_amount@v2"])
+    with pytest.raises(RequestFeatureError, match="raised ZeroDivisionError: boom"):
+        join(labels, ["broken"])
+
+
+def test_training_sets_pin_request_features_and_rebuild(tmp_path: Path, offline_catalog: FeatureCatalog) -> None:
+    batches, labels = scenario(1, offline_catalog)
+    table = iceberg_table(tmp_path)
+    write(table, [[Row(r.d, r.entity_id, r.value, r.end_ms, r.ingested_ms, 0, r.revision) for r in b] for b in batches])
+    given = with_request_columns(labels_table(labels), 1)
+    built = build_training_set(
+        table, offline_catalog, given, ["count_5m", "count_plus_amount"], entity_type="user", entity_column="who"
+    )
+    pinned = built.manifest.features[1]
+    held = offline_catalog.request_feature("user", "count_plus_amount")
+    assert held is not None
+    assert (pinned.name, pinned.identity_hash, pinned.transform_hash) == (
+        "count_plus_amount",
+        held.identity_hash,
+        held.function_hash,
+    )
+    assert rebuild(table, offline_catalog, built.manifest, given).table.equals(built.table)
+    changed = FeatureCatalog(
+        list(offline_catalog),
+        request_features=[
+            r
+            if r.name != "count_plus_amount"
+            else r.model_copy(update={"function": "tests.request_fns:sum_times_amount"})
+            for r in offline_catalog.request_features()
+        ],
+    )
+    with pytest.raises(DatasetError, match="count_plus_amount@v1 changed since training set"):
+        rebuild(table, changed, built.manifest, given)
+
+
+def test_online_and_offline_agree_on_the_same_inputs(
+    tmp_path: Path, shipped_store: DefinitionStore, shipped_catalog: FeatureCatalog
+) -> None:
+    """The same stored values served online at NOW and joined offline at NOW give the same request values."""
+    count = shipped_catalog.get("user", "txn_count_1h", 1)
+    total = shipped_catalog.get("user", "txn_amount_sum_1h", 1)
+    cases = {"a": (3, 12.0, 2.0), "b": (0, 0.0, 1.0), "c": (7, 3.5, -4.0), "d": (1, 0.25, 0.1)}
+    table = iceberg_table(tmp_path)
+    rows = [Row(d, e, v, T, T + 1000) for e, (c, s, _) in cases.items() for d, v in ((count, c), (total, s))]
+    write(table, [rows])
+    online = client_for(shipped_store, Source({e: vector(c, s) for e, (c, s, _) in cases.items()})).post(
+        "/v1/features/user/batch",
+        json={
+            "entity_ids": list(cases),
+            "names": ["amount_vs_mean_1h"],
+            "request_data": {"amount": [a for _, _, a in cases.values()]},
+        },
+    )
+    labels = pa.table(
+        {
+            "user_id": list(cases),
+            "event_timestamp": pa.array([NOW] * len(cases), pa.timestamp("ms", tz="UTC")),
+            "amount": [a for _, _, a in cases.values()],
+        }
+    )
+    offline = get_historical_features(
+        table, shipped_store.catalog(), labels, ["amount_vs_mean_1h"], entity_type="user", entity_column="user_id"
+    )
+    online_values = [r["values"][0] for r in online.json()["results"]]
+    assert online_values == offline.column("amount_vs_mean_1h").to_pylist()
+    assert online_values == [formula(c, s, a) for c, s, a in cases.values()]
