@@ -75,6 +75,18 @@ class FeatureService(BaseModel):
         missing: dict[str, list[str]] = {}
         problems = []
         for pin in self.features:
+            request = catalog.request_feature(pin.entity, pin.name, pin.version)
+            if request is not None:  # a request-time feature: pinned by its type and identity the same way
+                if pin.value_type is not None and pin.value_type != request.value_type:
+                    problems.append(
+                        f"{pin.entity}.{pin.name}@v{pin.version}: pinned as {pin.value_type}, is {request.value_type}"
+                    )
+                if pin.identity_hash is not None and pin.identity_hash != request.identity_hash:
+                    problems.append(
+                        f"{pin.entity}.{pin.name}@v{pin.version}: pinned identity {pin.identity_hash}, "
+                        f"is {request.identity_hash}"
+                    )
+                continue
             try:
                 d = catalog.get(pin.entity, pin.name, pin.version)
             except UnknownFeatureError:

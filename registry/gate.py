@@ -142,6 +142,32 @@ def _health_problems(label: str, health: ServedHealth | None, guard: Guardrails)
     return problems
 
 
+def _request_problems(label: str, pin: PinnedFeature, catalog: FeatureCatalog) -> list[str]:
+    """A request-time feature a model pins: registered as pinned, its function runnable by this code, and
+    the version its name reads now computing the same thing."""
+    from registry.core.errors import RequestFeatureError
+    from registry.core.request_features import Transform
+
+    pinned = catalog.request_feature(pin.entity, pin.name, pin.version)
+    serving = catalog.request_feature(pin.entity, pin.name)
+    if pinned is None or serving is None:
+        return [f"{label}: not registered"]
+    problems = []
+    if pin.value_type is not None and pin.value_type != pinned.value_type:
+        problems.append(f"{label}: trained on {pin.value_type}, registered as {pinned.value_type}")
+    if pin.identity_hash is not None and pin.identity_hash != pinned.identity_hash:
+        problems.append(
+            f"{label}: function, inputs or type changed since training ({pin.identity_hash} -> {pinned.identity_hash})"
+        )
+    if serving.version != pinned.version and serving.identity_hash != pinned.identity_hash:
+        problems.append(f"{label}: v{serving.version} is read by name now, computing something else; retrain on it")
+    try:
+        Transform.of(pinned)
+    except RequestFeatureError as exc:
+        problems.append(f"{label}: {exc.detail}")
+    return problems
+
+
 def check_model(
     model: ModelManifest,
     catalog: FeatureCatalog,
@@ -156,6 +182,9 @@ def check_model(
     problems: list[str] = []
     for pin in model.features:
         label = f"{pin.entity}.{pin.name}@v{pin.version}"
+        if catalog.request_feature(pin.entity, pin.name) is not None:
+            problems.extend(_request_problems(label, pin, catalog))
+            continue
         try:
             pinned = catalog.get(pin.entity, pin.name, pin.version)
             serving = catalog.get(pin.entity, pin.name)

@@ -219,5 +219,8 @@ class Plans:
             raise UnknownFeatureServiceError(ref)
         service = index.get(ref)
         pins = service.for_entity(entity_type)
-        definitions = [catalog.get(p.entity, p.name, p.version) for p in pins]
-        return self._keep(key, Plan.of(entity_type, [p.name for p in pins], definitions))
+        features = [
+            catalog.request_feature(p.entity, p.name, p.version) or catalog.get(p.entity, p.name, p.version)
+            for p in pins
+        ]
+        return self._keep(key, Plan.mixed(catalog, entity_type, [p.name for p in pins], features))

@@ -547,3 +547,59 @@ def test_online_and_offline_agree_on_the_same_inputs(
     online_values = [r["values"][0] for r in online.json()["results"]]
     assert online_values == offline.column("amount_vs_mean_1h").to_pylist()
     assert online_values == [formula(c, s, a) for c, s, a in cases.values()]
+
+
+# --- feature services and the deployment gate ----------------------------------------------------------
+
+
+def test_a_feature_service_pins_a_request_feature(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+    from registry.feature_services import FeatureServiceStore, LiveFeatureServices
+
+    store = store_with(tmp_path / "d.db", shipped_catalog)
+    services = LiveFeatureServices(FeatureServiceStore(tmp_path / "d.db"))
+    app = create_app(
+        LiveCatalog(store), Source({"u1": vector(4, 10.0)}), clock_us=lambda: NOW * 1000, services=services
+    )
+    client = TestClient(app, raise_server_exceptions=False)
+    held = store.catalog().request_feature("user", "amount_vs_mean_1h")
+    assert held is not None
+    service = {
+        "name": "fraud-model",
+        "features": [
+            {"entity": "user", "name": "amount_vs_mean_1h", "version": 1, "identity_hash": held.identity_hash},
+            {"entity": "user", "name": "txn_count_1h", "version": 1},
+        ],
+    }
+    created = client.post("/v1/feature-services", json=service)
+    assert created.status_code == 201, created.text
+    got = client.get("/v1/features/user/u1?feature_service=fraud-model@1&amount=5").json()["features"]
+    assert list(got) == ["amount_vs_mean_1h", "txn_count_1h"]
+    assert got["amount_vs_mean_1h"]["value"] == 2.0
+    missing = client.get("/v1/features/user/u1?feature_service=fraud-model@1")
+    assert missing.status_code == 400 and missing.json()["error"] == "bad_request_data"
+    batch = client.post(
+        "/v1/features/user/batch",
+        json={"entity_ids": ["u1"], "feature_service": "fraud-model", "request_data": {"amount": [10.0]}},
+    ).json()
+    assert batch["names"] == ["amount_vs_mean_1h", "txn_count_1h"] and batch["results"][0]["values"] == [4.0, 4]
+    wrong = {**service, "name": "other", "features": [{**service["features"][0], "identity_hash": "0" * 16}]}
+    refused = client.post("/v1/feature-services", json=wrong)
+    assert refused.status_code == 422 and "pinned identity 0000000000000000" in refused.text
+
+
+def test_the_gate_checks_a_pinned_request_feature(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+    from registry.gate import ModelManifest, PinnedFeature, check_model
+
+    store = store_with(tmp_path / "d.db", shipped_catalog)
+    held = store.catalog().request_feature("user", "amount_vs_mean_1h")
+    assert held is not None
+    pin = PinnedFeature(entity="user", name="amount_vs_mean_1h", version=1, identity_hash=held.identity_hash)
+    model = ModelManifest(model="fraud", features=(pin,))
+    assert check_model(model, store.catalog(), None) == []
+    changed = FeatureCatalog(
+        list(store.catalog()), request_features=[held.model_copy(update={"function_hash": "0" * 16})]
+    )
+    problems = check_model(model, changed, None)
+    assert any("changed since training" in p for p in problems) and any("has changed since v1" in p for p in problems)
+    unknown = ModelManifest(model="fraud", features=(pin.model_copy(update={"version": 3}),))
+    assert check_model(unknown, store.catalog(), None) == ["user.amount_vs_mean_1h@v3: not registered"]
