@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from registry.core import refs
 from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
 from registry.core.errors import UnknownFeatureError, UnknownFeatureServiceError
 from registry.core.refs import SERVICE_NAME_PATTERN
+from registry.core.request_features import RequestFeature
 from registry.definition_store import DefinitionConflictError
 from registry.gate import PinnedFeature
 from registry.live import Following
@@ -76,19 +78,8 @@ class FeatureService(BaseModel):
         problems = []
         for pin in self.features:
             request = catalog.request_feature(pin.entity, pin.name, pin.version)
-            if request is not None:  # a request-time feature: pinned by its type and identity the same way
-                if pin.value_type is not None and pin.value_type != request.value_type:
-                    problems.append(
-                        f"{pin.entity}.{pin.name}@v{pin.version}: pinned as {pin.value_type}, is {request.value_type}"
-                    )
-                if pin.identity_hash is not None and pin.identity_hash != request.identity_hash:
-                    problems.append(
-                        f"{pin.entity}.{pin.name}@v{pin.version}: pinned identity {pin.identity_hash}, "
-                        f"is {request.identity_hash}"
-                    )
-                continue
-            try:
-                d = catalog.get(pin.entity, pin.name, pin.version)
+            try:  # a request-time feature is pinned by its type and identity the same way
+                d: FeatureDefinition | RequestFeature = request or catalog.get(pin.entity, pin.name, pin.version)
             except UnknownFeatureError:
                 missing.setdefault(pin.entity, []).append(f"{pin.name}@v{pin.version}")
                 continue

@@ -37,7 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import NAME_PATTERN, FeatureDefinition, ValueType
-from registry.core.errors import DefinitionError, UnknownFeatureError
+from registry.core.errors import DefinitionError, RequestFeatureError, UnknownFeatureError
+from registry.core.request_features import RequestFeature, Transform
 
 
 @dataclass(frozen=True)
@@ -142,32 +143,6 @@ def _health_problems(label: str, health: ServedHealth | None, guard: Guardrails)
     return problems
 
 
-def _request_problems(label: str, pin: PinnedFeature, catalog: FeatureCatalog) -> list[str]:
-    """A request-time feature a model pins: registered as pinned, its function runnable by this code, and
-    the version its name reads now computing the same thing."""
-    from registry.core.errors import RequestFeatureError
-    from registry.core.request_features import Transform
-
-    pinned = catalog.request_feature(pin.entity, pin.name, pin.version)
-    serving = catalog.request_feature(pin.entity, pin.name)
-    if pinned is None or serving is None:
-        return [f"{label}: not registered"]
-    problems = []
-    if pin.value_type is not None and pin.value_type != pinned.value_type:
-        problems.append(f"{label}: trained on {pin.value_type}, registered as {pinned.value_type}")
-    if pin.identity_hash is not None and pin.identity_hash != pinned.identity_hash:
-        problems.append(
-            f"{label}: function, inputs or type changed since training ({pin.identity_hash} -> {pinned.identity_hash})"
-        )
-    if serving.version != pinned.version and serving.identity_hash != pinned.identity_hash:
-        problems.append(f"{label}: v{serving.version} is read by name now, computing something else; retrain on it")
-    try:
-        Transform.of(pinned)
-    except RequestFeatureError as exc:
-        problems.append(f"{label}: {exc.detail}")
-    return problems
-
-
 def check_model(
     model: ModelManifest,
     catalog: FeatureCatalog,
@@ -177,31 +152,44 @@ def check_model(
     guardrails: Guardrails | None = None,
     token: str | None = None,
 ) -> list[str]:
-    """Every reason to refuse the model (empty: deploy). ``token``: sent to the schema registry (FS_AUTH=on)."""
+    """Every reason to refuse the model (empty: deploy). ``token``: sent to the schema registry (FS_AUTH=on).
+
+    A pinned request-time feature is checked like a stored one (registered, same type and identity, the
+    version its name reads computing the same thing), and its function must run as registered here."""
     today = today or date.today()
     problems: list[str] = []
     for pin in model.features:
         label = f"{pin.entity}.{pin.name}@v{pin.version}"
-        if catalog.request_feature(pin.entity, pin.name) is not None:
-            problems.extend(_request_problems(label, pin, catalog))
-            continue
+        request = catalog.request_feature(pin.entity, pin.name) is not None
         try:
-            pinned = catalog.get(pin.entity, pin.name, pin.version)
-            serving = catalog.get(pin.entity, pin.name)
+            pinned: FeatureDefinition | RequestFeature
+            serving: FeatureDefinition | RequestFeature
+            if request:
+                found = catalog.request_feature(pin.entity, pin.name, pin.version)
+                if found is None:
+                    raise UnknownFeatureError(pin.entity, [pin.name])
+                pinned, serving = found, catalog.request_feature(pin.entity, pin.name) or found
+            else:
+                pinned, serving = catalog.get(pin.entity, pin.name, pin.version), catalog.get(pin.entity, pin.name)
         except UnknownFeatureError:
             problems.append(f"{label}: not registered")
             continue
         if pin.value_type is not None and pin.value_type != pinned.value_type:
             problems.append(f"{label}: trained on {pin.value_type}, registered as {pinned.value_type}")
         if pin.identity_hash is not None and pin.identity_hash != pinned.identity_hash:
-            problems.append(
-                f"{label}: transform/TTL changed since training ({pin.identity_hash} -> {pinned.identity_hash})"
-            )
+            what = "function, inputs or type" if request else "transform/TTL"
+            problems.append(f"{label}: {what} changed since training ({pin.identity_hash} -> {pinned.identity_hash})")
         if serving.version != pinned.version and serving.identity_hash != pinned.identity_hash:
             problems.append(
                 f"{label}: v{serving.version} serves now, with a different transform; retrain on "
-                f"v{serving.version} or activate v{pinned.version}"
+                f"v{serving.version}" + ("" if request else f" or activate v{pinned.version}")
             )
+        if isinstance(pinned, RequestFeature):
+            try:
+                Transform.of(pinned)
+            except RequestFeatureError as exc:
+                problems.append(f"{label}: {exc.detail}")
+            continue
         if pinned.status == "deprecated" and pinned.deprecated_after is not None and pinned.deprecated_after < today:
             problems.append(f"{label}: deprecated since {pinned.deprecated_after.isoformat()}")
         if registry_url is not None:

@@ -38,6 +38,7 @@ from tests.unit.test_training_sets import (
     labels_table,
     reference,
     scenario,
+    stored_definitions,
     write,
 )
 
@@ -359,35 +360,7 @@ def test_a_function_changed_since_registration_answers_error(tmp_path: Path, shi
 
 @pytest.fixture(scope="module")
 def offline_catalog(make_definition: Callable[..., FeatureDefinition]) -> FeatureCatalog:
-    tumbling_5m = {"kind": "tumbling", "size": "5m"}
-    stored = [  # test_training_sets's catalog (its reference knows these)
-        make_definition(name="count_5m", window=tumbling_5m, ttl="20m"),
-        make_definition(
-            name="sum_10m",
-            value_type="double",
-            window={"kind": "sliding", "size": "10m", "slide": "5m"},
-            aggregation={"function": "sum", "field": "amount"},
-            ttl="30m",
-        ),
-        make_definition(
-            name="last_merchant",
-            value_type="string",
-            window=tumbling_5m,
-            ttl="15m",
-            aggregation={"function": "last", "field": "merchant_id"},
-        ),
-        *(
-            make_definition(
-                name="amount_max",
-                version=v,
-                ttl=ttl,
-                aggregation={"function": "max", "field": "amount"},
-                value_type="double",
-                window={"kind": "tumbling", "size": "15m"},
-            )
-            for v, ttl in ((1, "40m"), (2, "35m"))
-        ),
-    ]
+    stored = stored_definitions(make_definition)
     requests = [
         RequestFeature.model_validate(
             {

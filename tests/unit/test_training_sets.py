@@ -45,36 +45,39 @@ ENTITIES = ("e0", "e1", "e2")
 GHOST = "nobody"
 
 
-@pytest.fixture(scope="module")
-def catalog(make_definition: Callable[..., FeatureDefinition]) -> FeatureCatalog:
+def stored_definitions(make_definition: Callable[..., FeatureDefinition]) -> list[FeatureDefinition]:
+    """The definitions of this module's catalog (test_request_features.py joins them too)."""
     tumbling_5m = {"kind": "tumbling", "size": "5m"}
     max_15m = {
         "aggregation": {"function": "max", "field": "amount"},
         "value_type": "double",
         "window": {"kind": "tumbling", "size": "15m"},
     }
-    return FeatureCatalog(
-        [
-            make_definition(name="count_5m", window=tumbling_5m, ttl="20m"),
-            make_definition(
-                name="sum_10m",
-                value_type="double",
-                window={"kind": "sliding", "size": "10m", "slide": "5m"},
-                aggregation={"function": "sum", "field": "amount"},
-                ttl="30m",
-            ),
-            make_definition(
-                name="last_merchant",
-                value_type="string",
-                window=tumbling_5m,
-                ttl="15m",
-                aggregation={"function": "last", "field": "merchant_id"},
-            ),
-            make_definition(name="amount_max", version=1, ttl="40m", **max_15m),
-            make_definition(name="amount_max", version=2, ttl="35m", **max_15m),
-            make_definition(name="count_5m", entity="merchant", window=tumbling_5m, ttl="1h"),
-        ]
-    )
+    return [
+        make_definition(name="count_5m", window=tumbling_5m, ttl="20m"),
+        make_definition(
+            name="sum_10m",
+            value_type="double",
+            window={"kind": "sliding", "size": "10m", "slide": "5m"},
+            aggregation={"function": "sum", "field": "amount"},
+            ttl="30m",
+        ),
+        make_definition(
+            name="last_merchant",
+            value_type="string",
+            window=tumbling_5m,
+            ttl="15m",
+            aggregation={"function": "last", "field": "merchant_id"},
+        ),
+        make_definition(name="amount_max", version=1, ttl="40m", **max_15m),
+        make_definition(name="amount_max", version=2, ttl="35m", **max_15m),
+        make_definition(name="count_5m", entity="merchant", window=tumbling_5m, ttl="1h"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def catalog(make_definition: Callable[..., FeatureDefinition]) -> FeatureCatalog:
+    return FeatureCatalog(stored_definitions(make_definition))
 
 
 FEATURES = ["count_5m", "sum_10m", "last_merchant", "amount_max"]
