@@ -536,10 +536,11 @@ def test_a_feature_service_pins_a_request_feature(tmp_path: Path, shipped_catalo
     client = TestClient(app, raise_server_exceptions=False)
     held = store.catalog().request_feature("user", "amount_vs_mean_1h")
     assert held is not None
+    pin: dict[str, Any] = {"entity": "user", "name": "amount_vs_mean_1h", "version": 1}
     service = {
         "name": "fraud-model",
         "features": [
-            {"entity": "user", "name": "amount_vs_mean_1h", "version": 1, "identity_hash": held.identity_hash},
+            {**pin, "identity_hash": held.identity_hash},
             {"entity": "user", "name": "txn_count_1h", "version": 1},
         ],
     }
@@ -555,7 +556,7 @@ def test_a_feature_service_pins_a_request_feature(tmp_path: Path, shipped_catalo
         json={"entity_ids": ["u1"], "feature_service": "fraud-model", "request_data": {"amount": [10.0]}},
     ).json()
     assert batch["names"] == ["amount_vs_mean_1h", "txn_count_1h"] and batch["results"][0]["values"] == [4.0, 4]
-    wrong = {**service, "name": "other", "features": [{**service["features"][0], "identity_hash": "0" * 16}]}
+    wrong = {"name": "other", "features": [{**pin, "identity_hash": "0" * 16}]}
     refused = client.post("/v1/feature-services", json=wrong)
     assert refused.status_code == 422 and "pinned identity 0000000000000000" in refused.text
 
