@@ -144,6 +144,14 @@ class DefinitionStore(SqliteStore):
         self, conn: sqlite3.Connection, definition: FeatureDefinition, *, version_given: bool, activate: bool
     ) -> Registered:
         d = definition
+        for name in (d.name, *d.aliases):
+            taken = conn.execute(
+                "SELECT 1 FROM request_feature_versions WHERE entity = ? AND name = ? LIMIT 1", (d.entity, name)
+            ).fetchone()
+            if taken is not None:
+                raise DefinitionConflictError(
+                    f"{d.entity}.{name} is the name of a request-time feature; a stored feature needs another name"
+                )
         rows = conn.execute(
             "SELECT version, spec, identity_hash FROM feature_versions WHERE entity = ? AND name = ? ORDER BY version",
             (d.entity, d.name),

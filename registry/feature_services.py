@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from registry.core import refs
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import UnknownFeatureError, UnknownFeatureServiceError
+from registry.core.errors import RequestFeatureError, UnknownFeatureError, UnknownFeatureServiceError
 from registry.core.refs import SERVICE_NAME_PATTERN
-from registry.core.request_features import RequestFeature
+from registry.core.request_features import RequestFeature, request_fields
 from registry.definition_store import DefinitionConflictError
 from registry.gate import PinnedFeature
 from registry.live import Following
@@ -95,6 +95,16 @@ class FeatureService(BaseModel):
                 )
         for entity, names in missing.items():
             raise UnknownFeatureError(entity, names)
+        pinned_requests: dict[str, list[RequestFeature]] = {}
+        for pin in self.features:
+            request = catalog.request_feature(pin.entity, pin.name, pin.version)
+            if request is not None:
+                pinned_requests.setdefault(pin.entity, []).append(request)
+        for requests in pinned_requests.values():
+            try:  # one request carries one value per field: two types for one field cannot be served together
+                request_fields(requests)
+            except RequestFeatureError as exc:
+                problems.append(str(exc))
         return problems
 
 

@@ -189,6 +189,15 @@ def check_model(
                 Transform.of(pinned)
             except RequestFeatureError as exc:
                 problems.append(f"{label}: {exc.detail}")
+            # The live job computes active versions only: an input pinned at another version stops
+            # being written, and the feature would be computed from expired (null) inputs.
+            for d in catalog.inputs_of(pinned):
+                active = catalog.get(d.entity, d.name).version
+                if active != d.version:
+                    problems.append(
+                        f"{label}: input {d.name}@v{d.version} is not computed by the live job (v{active} is "
+                        f"active); register a version of {pin.name} that reads v{active}, or activate v{d.version}"
+                    )
             continue
         if pinned.status == "deprecated" and pinned.deprecated_after is not None and pinned.deprecated_after < today:
             problems.append(f"{label}: deprecated since {pinned.deprecated_after.isoformat()}")

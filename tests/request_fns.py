@@ -44,3 +44,12 @@ def not_finite(columns: Mapping[str, pa.Array]) -> pa.Array:
 
 
 NOT_A_FUNCTION = 42
+
+
+def too_big(columns: Mapping[str, pa.Array]) -> list[int]:
+    """An integer past 64 bits, for a long feature."""
+    return [2**70] * len(columns["amount"])
+
+
+def amount_as_long(columns: Mapping[str, pa.Array]) -> pa.Array:
+    return columns["amount"]

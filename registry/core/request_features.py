@@ -9,9 +9,10 @@ array per input, aligned row by row), so the two cannot compute different things
 - offline, it is the point-in-time value the join gives for the label row (the same rule), and a
   request field is the label frame's column of that name.
 
-The function's source is part of the version: its SHA-256 (``function_hash``) is recorded when the
-version is registered, and a process whose code differs refuses to run it (``RequestFeatureError``
-naming both hashes), so a change to the code without a new version cannot skew training and serving.
+The function's module source is part of the version: its SHA-256 (``function_hash``) is recorded when
+the version is registered, and a process whose module differs refuses to run it (``RequestFeatureError``
+naming both hashes), so a change to the code without a new version cannot skew training and serving
+(code imported from other modules is not covered).
 
 The function contract: ``fn(columns: Mapping[str, pyarrow.Array]) -> pyarrow.Array | Sequence``, where
 ``columns`` maps each input's feature name and each request field's name to an array of ``n`` rows,
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 _FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_FIELDS = frozenset({"names", "feature_service", "entity_ids"})  # the read routes' own parameters
 MAX_STRING = 4096
+_LONG = re.compile(r"-?[0-9]{1,100}", re.ASCII)  # then range-checked
+_DOUBLE = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)  # JSON-like, ASCII digits
 
 
 class _Frozen(BaseModel):
@@ -133,8 +136,12 @@ class RequestFeature(_Frozen):
 
 
 def source_hash(fn: Callable[..., Any]) -> str:
-    """The first 16 hex digits of the SHA-256 of ``fn``'s source text."""
-    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+    """The first 16 hex digits of the SHA-256 of the source of ``fn``'s whole module (its helpers and
+    constants included: any edit of the module is a change). Code it imports from other modules is not
+    covered."""
+    module = inspect.getmodule(fn)
+    text = inspect.getsource(module) if module is not None else inspect.getsource(fn)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_function(ref: str, feature: str) -> tuple[Callable[..., Any], str]:
@@ -190,7 +197,7 @@ class Transform:
             array = result if isinstance(result, pa.Array) else pa.array(result)
             if array.type != target:
                 array = array.cast(target, safe=True)
-        except (pa.ArrowException, TypeError, ValueError) as exc:
+        except Exception as exc:  # whatever the returned object does on conversion (e.g. an int past 64 bits)
             raise RequestFeatureError(
                 f.name, f"{f.function} returned values that are not {f.value_type}: {exc}"
             ) from exc
@@ -208,7 +215,10 @@ class Transform:
 
 
 def parse_text(field: RequestField, text: str) -> Any:
-    """A query-string value of ``field`` as its type; ValueError naming the field and the expected form."""
+    """A query-string value of ``field`` as its type; ValueError naming the field and the expected form.
+
+    long: optional ``-`` and ASCII digits, within 64 bits; double: a decimal or exponent number of ASCII
+    digits that is finite as a double; boolean: ``true`` or ``false``; string: up to 4,096 characters."""
     t = field.value_type
     if t == "string":
         if len(text) > MAX_STRING:
@@ -219,13 +229,10 @@ def parse_text(field: RequestField, text: str) -> Any:
             raise ValueError(f"`{field.name}` must be true or false, not {text[:100]!r}")
         return text == "true"
     if t == "long":
-        if not re.fullmatch(r"-?[0-9]{1,19}", text) or not -(2**63) <= int(text) < 2**63:
+        if not _LONG.fullmatch(text) or not -(2**63) <= int(text) < 2**63:
             raise ValueError(f"`{field.name}` must be a 64-bit integer, not {text[:100]!r}")
         return int(text)
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = float(text) if _DOUBLE.fullmatch(text) else math.nan
     if not math.isfinite(value):
         raise ValueError(f"`{field.name}` must be a finite number, not {text[:100]!r}")
     return value

@@ -18,7 +18,7 @@ import pyarrow as pa
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DefinitionError
-from registry.core.request_features import RequestFeature, Transform
+from registry.core.request_features import MAX_STRING, RequestFeature, Transform
 from registry.core.value_types import ValueType, arrow_type
 
 
@@ -64,6 +64,7 @@ class RequestColumn:
                 raise DefinitionError(
                     f"{self.name}: label column {f.name!r} does not convert to {f.value_type}: {exc}"
                 ) from exc
+            _check_values(self.name, f.name, f.value_type, columns[f.name])
         return self.transform.run(columns, labels.num_rows)
 
 
@@ -102,11 +103,22 @@ def check_request_fields(schema: pa.Schema, columns: Sequence[Column]) -> None:
         raise DefinitionError("; ".join(problems))
 
 
+def _check_values(feature: str, field: str, value_type: ValueType, column: pa.Array) -> None:
+    """DefinitionError for label values the online API would refuse (non-finite doubles, strings over
+    ``MAX_STRING`` characters): the function must see what it can see online."""
+    import pyarrow.compute as pc
+
+    if value_type == "double" and pc.any(pc.invert(pc.is_finite(column))).as_py():
+        raise DefinitionError(f"{feature}: label column {field!r} holds NaN or infinite values (online: 400)")
+    if value_type == "string" and len(column) and (pc.max(pc.utf8_length(column)).as_py() or 0) > MAX_STRING:
+        raise DefinitionError(f"{feature}: label column {field!r} holds strings over {MAX_STRING} characters")
+
+
 def _castable(have: pa.DataType, want: pa.DataType) -> bool:
     if pa.types.is_integer(want):
         return pa.types.is_integer(have)  # a float column would lose its fractions
-    if pa.types.is_floating(want):
-        return pa.types.is_integer(have) or pa.types.is_floating(have)
+    if pa.types.is_floating(want):  # not float32: its values are not the doubles a client would send
+        return pa.types.is_integer(have) or have == pa.float64()
     if pa.types.is_string(want):
         return pa.types.is_string(have) or pa.types.is_large_string(have) or pa.types.is_dictionary(have)
     return pa.types.is_boolean(have)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Route
 
 from registry.access import ANONYMOUS, Access, Caller
-from registry.core.errors import ForbiddenError, StoreUnavailableError
+from registry.core.errors import ForbiddenError, RequestFeatureError, StoreUnavailableError
 from registry.core.request_features import check_json, parse_text
 from serving.online.auth import caller_of, client_of
 from serving.online.cache import VectorCache
@@ -45,7 +45,7 @@ _JSON = "application/json"
 
 # --- response documents (OpenAPI) ------------------------------------------------------------------
 
-Status = Literal["present", "missing", "expired", "stale"]
+Status = Literal["present", "missing", "expired", "stale", "error"]
 
 
 class FeatureValueDoc(BaseModel):
@@ -53,7 +53,11 @@ class FeatureValueDoc(BaseModel):
     feature_timestamp: str | None = Field(description="end of the window the value describes (ISO 8601, UTC)")
     age_seconds: float | None = Field(description="served_at minus feature_timestamp")
     version: int
-    status: Status = Field(description="present; missing (no row); expired (past ttl); stale (past freshness_slo)")
+    status: Status = Field(
+        description="present; missing (no row); expired (past ttl); stale (past freshness_slo); "
+        "error (a request-time feature whose function failed: see `message`)"
+    )
+    message: str | None = Field(None, description="why a request-time feature is `error` (only then)")
 
 
 class FeatureVectorDoc(BaseModel):
@@ -69,6 +73,11 @@ class BatchRequestDoc(BaseModel):
     entity_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
     names: list[str] | None = Field(None, description="feature names; all of the entity type's if omitted")
     feature_service: str | None = Field(None, description="`name@version` (or `name` for its latest version)")
+    request_data: dict[str, list[Any]] | None = Field(
+        None,
+        description="request-time features' fields: per field, one value (or null) per entity id; "
+        "exactly the requested features' fields",
+    )
 
 
 class EntityColumnsDoc(BaseModel):
@@ -81,6 +90,9 @@ class EntityColumnsDoc(BaseModel):
         None, description="this entity's read failed or missed the batch budget while others succeeded"
     )
     message: str | None = None
+    errors: dict[str, str] | None = Field(
+        None, description="request-time features whose function failed for this request: name -> message"
+    )
 
 
 class BatchDoc(BaseModel):
@@ -100,7 +112,7 @@ class ProblemDoc(BaseModel):
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
-        400: "malformed entity id, names or body",
+        400: "malformed entity id, names, body or request data",
         404: "unknown entity type, feature (all named) or feature service",
         413: "body too large",
         503: "the online store failed or did not answer within the request budget",
@@ -147,10 +159,13 @@ class FeatureReads:
     def _compile(self, key: PlanKey, entity_type: str, names: list[str] | None, service: str | None) -> Plan:
         if names is not None and service is not None:
             raise ApiError(ErrorCode.BAD_REQUEST, "give `names` or `feature_service`, not both")
-        if service is None:
-            return self._plans.for_names(key, entity_type, names)
-        plan = self._plans.for_service(key, entity_type, service)
-        if not plan.keys:
+        try:
+            if service is None:
+                return self._plans.for_names(key, entity_type, names)
+            plan = self._plans.for_service(key, entity_type, service)
+        except RequestFeatureError as exc:  # two request features giving one request field two types
+            raise ApiError(ErrorCode.BAD_REQUEST_DATA, str(exc)) from exc
+        if not plan.output_keys:
             raise ApiError(
                 ErrorCode.BAD_FEATURE_SERVICE,
                 f"feature service {service!r} has no features of entity type {entity_type!r}",
@@ -505,6 +520,9 @@ def docs_router() -> APIRouter:
     @router.get(
         GET_PATH,
         summary="One entity's feature vector, with per-feature freshness",
+        description="A request-time feature among the names (or the service's pins) takes each of its request "
+        "fields as a query parameter of that field's name, e.g. `?names=amount_vs_mean_1h&amount=12.5`; a "
+        "missing or malformed one is 400 `bad_request_data`.",
         responses={200: {"model": FeatureVectorDoc, "description": "the vector"}, **_errors(400, 404, 503)},
     )
     async def get_features(

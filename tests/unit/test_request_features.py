@@ -406,7 +406,7 @@ def with_request_columns(labels: pa.Table, seed: int) -> pa.Table:
     n = labels.num_rows
     amounts = [rng.choice([None, 0.5, 2.0, -1.25]) for _ in range(n)]
     channels = [rng.choice(["web", "app", None]) for _ in range(n)]
-    return labels.append_column("amount", pa.array(amounts, pa.float32())).append_column(
+    return labels.append_column("amount", pa.array(amounts, pa.float64())).append_column(
         "channel", pa.array(channels, pa.string())
     )
 
@@ -450,6 +450,16 @@ def test_the_join_refuses_what_it_cannot_compute(tmp_path: Path, offline_catalog
     wrong = labels.append_column("amount", pa.array(["x"]))
     with pytest.raises(DefinitionError, match="label column 'amount' is string, not double"):
         join(wrong, ["count_plus_amount"])
+    single = labels.append_column("amount", pa.array([0.1], pa.float32()))
+    with pytest.raises(DefinitionError, match="label column 'amount' is float, not double"):
+        join(single, ["count_plus_amount"])
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(DefinitionError, match="label column 'amount' holds NaN or infinite values"):
+            join(labels.append_column("amount", pa.array([bad])), ["count_plus_amount"])
+    long_text = labels.append_column("channel", pa.array(["x" * 4097]))
+    with pytest.raises(DefinitionError, match="label column 'channel' holds strings over 4096 characters"):
+        join(long_text, ["label_of"])
+    assert join(labels.append_column("channel", pa.array(["x" * 4096])), ["label_of"]).num_rows == 1
     unsigned = labels.append_column("amount", pa.array([2**64 - 1], pa.uint64()))
     with pytest.raises(DefinitionError, match="label column 'amount' does not convert to double"):
         join(unsigned, ["count_plus_amount"])
@@ -577,3 +587,93 @@ def test_the_gate_checks_a_pinned_request_feature(tmp_path: Path, shipped_catalo
     assert any("changed since training" in p for p in problems) and any("has changed since v1" in p for p in problems)
     unknown = ModelManifest(model="fraud", features=(pin.model_copy(update={"version": 3}),))
     assert check_model(unknown, store.catalog(), None) == ["user.amount_vs_mean_1h@v3: not registered"]
+
+
+def test_parse_text_boundaries() -> None:
+    from registry.core.request_features import RequestField, parse_text
+
+    double = RequestField(name="a", value_type="double")
+    long = RequestField(name="a", value_type="long")
+    text = RequestField(name="a", value_type="string")
+    flag = RequestField(name="a", value_type="boolean")
+    assert [parse_text(double, t) for t in ("1", "-1.5", ".5", "1e3", "+2.")] == [1.0, -1.5, 0.5, 1000.0, 2.0]
+    for bad in ("1_000", " 5", "\u0661\u0662", "1e400", "inf", "nan", "", "0x10"):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            parse_text(double, bad)
+    assert parse_text(long, str(2**63 - 1)) == 2**63 - 1 and parse_text(long, str(-(2**63))) == -(2**63)
+    assert parse_text(long, "0" * 30 + "5") == 5
+    for bad in (str(2**63), "1.0", "+1", " 1", ""):
+        with pytest.raises(ValueError, match="must be a 64-bit integer"):
+            parse_text(long, bad)
+    assert parse_text(text, "x" * 4096) == "x" * 4096
+    with pytest.raises(ValueError, match="longer than 4096"):
+        parse_text(text, "x" * 4097)
+    assert (parse_text(flag, "true"), parse_text(flag, "false")) == (True, False)
+    with pytest.raises(ValueError, match="true or false"):
+        parse_text(flag, "True")
+
+
+def test_the_hash_covers_the_whole_module() -> None:
+    from tests import request_fns
+    from udfs import request
+
+    assert source_hash(request_fns.fails) == source_hash(request_fns.count_plus_amount)  # one module, one hash
+    assert source_hash(request_fns.fails) != source_hash(request.amount_vs_mean_1h)
+
+
+def test_a_stored_feature_may_not_take_a_request_features_name(
+    shipped_store: DefinitionStore, make_definition: Callable[..., FeatureDefinition]
+) -> None:
+    shipped = shipped_store.catalog().get("user", "txn_count_1h")
+    source = shipped.source.model_dump(mode="json")
+    with pytest.raises(DefinitionConflictError, match="is the name of a request-time feature"):
+        shipped_store.register(make_definition(name="amount_vs_mean_1h", source=source))
+    with pytest.raises(DefinitionConflictError, match="is the name of a request-time feature"):
+        shipped_store.register(make_definition(name="renamed", aliases=["amount_vs_mean_1h"], source=source))
+    assert shipped_store.catalog().request_feature("user", "amount_vs_mean_1h") is not None  # still loads
+
+
+def test_request_fields_of_two_types_are_refused_together(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+    from registry.feature_services import FeatureServiceStore, LiveFeatureServices
+
+    as_long = request_feature(
+        name="amount_long",
+        value_type="long",
+        function="tests.request_fns:amount_as_long",
+        request_fields=[{"name": "amount", "value_type": "long"}],
+    )
+    too_big = request_feature(name="too_big", value_type="long", function="tests.request_fns:too_big")
+    store = store_with(tmp_path / "d.db", shipped_catalog, as_long, too_big)
+    services = LiveFeatureServices(FeatureServiceStore(tmp_path / "d.db"))
+    app = create_app(
+        LiveCatalog(store), Source({"u1": vector(4, 10.0)}), clock_us=lambda: NOW * 1000, services=services
+    )
+    client = TestClient(app, raise_server_exceptions=False)
+    both = client.get("/v1/features/user/u1?names=amount_vs_mean_1h,amount_long&amount=5")
+    assert both.status_code == 400 and both.json()["error"] == "bad_request_data"
+    assert "request field `amount` is long here and double elsewhere" in both.json()["message"]
+    assert client.get("/v1/features/user/u1?names=amount_long&amount=5").json()["features"]["amount_long"]["value"] == 5
+    overflow = client.get("/v1/features/user/u1?names=too_big&amount=5").json()["features"]["too_big"]
+    assert overflow["status"] == "error" and "returned values that are not long" in overflow["message"]
+    pins = [{"entity": "user", "name": n, "version": 1} for n in ("amount_vs_mean_1h", "amount_long")]
+    refused = client.post("/v1/feature-services", json={"name": "mixed", "features": pins})
+    assert refused.status_code == 422 and "is long here and double elsewhere" in refused.text
+    only = client.post("/v1/feature-services", json={"name": "only-request", "features": pins[:1]})
+    assert only.status_code == 201, only.text
+    got = client.get("/v1/features/user/u1?feature_service=only-request&amount=5")
+    assert got.status_code == 200 and got.json()["features"]["amount_vs_mean_1h"]["value"] == 2.0
+
+
+def test_the_gate_refuses_inputs_the_live_job_no_longer_computes(
+    tmp_path: Path, shipped_catalog: FeatureCatalog, make_definition: Callable[..., FeatureDefinition]
+) -> None:
+    from registry.gate import ModelManifest, PinnedFeature, check_model
+
+    store = store_with(tmp_path / "d.db", shipped_catalog)
+    pin = PinnedFeature(entity="user", name="amount_vs_mean_1h", version=1)
+    model = ModelManifest(model="fraud", features=(pin,))
+    assert check_model(model, store.catalog(), None) == []
+    shipped = shipped_catalog.get("user", "txn_count_1h", 1)
+    store.register(make_definition(version=2, ttl="3h", source=shipped.source.model_dump(mode="json")), activate=True)
+    (problem,) = check_model(model, store.catalog(), None)
+    assert "input txn_count_1h@v1 is not computed by the live job (v2 is active)" in problem
