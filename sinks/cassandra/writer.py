@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from registry.core.definitions import FeatureDefinition, ValueType
+from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
 from registry.core.errors import StoreUnavailableError
 from registry.core.timeline import step_ms, tie_key
@@ -18,6 +18,9 @@ from sinks.records import FeatureRow
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
+
+
+BATCH_ROWS = 16
 
 
 def _ts(ms: int) -> datetime:
@@ -44,7 +47,7 @@ def ensure_schema(session: Session, keyspace: str) -> None:
 
 
 class OnlineWriter:
-    """Buffers rows and writes them with bounded concurrency at ``flush``.
+    """Buffers rows and writes them with bounded concurrency at ``flush``, one request per entity.
 
     A value whose TTL has already run out at write time is not written (it would be expired on
     read anyway); ``skipped_expired`` counts them. After the values, the writer records per stream
@@ -69,18 +72,19 @@ class OnlineWriter:
         self._writer_id = writer_id
         self._buffer: list[FeatureRow] = []
         self.written = 0
+        self.requests = 0  # Cassandra requests the values took (one per entity, or per BATCH_ROWS of its values)
         self.skipped_expired = 0
 
     def add(self, row: FeatureRow) -> None:
         self._buffer.append(row)
 
     def flush(self) -> None:
-        from cassandra.concurrent import execute_concurrent_with_args
+        from cassandra.concurrent import execute_concurrent
+        from cassandra.query import BatchStatement, BatchType
 
         if not self._buffer:
             return
         now_ms = self._clock_ms()
-        by_type: dict[ValueType, list[tuple[Any, ...]]] = defaultdict(list)
         progress: dict[str, int] = {}
         # Only the newest value of each (entity, feature, version) can survive in Cassandra (write time
         # decides), so write just that one: a replay or backfill flush shrinks to one write per key.
@@ -101,36 +105,50 @@ class OnlineWriter:
                 )
             ):
                 newest[key] = (ts, row)
-        for _, row in newest.values():
+        # One request per entity (Cassandra partition) rather than per value: its values go as one
+        # UNLOGGED batch (a single-partition batch is one mutation, no batch log), at most
+        # ``BATCH_ROWS`` values each so that no batch nears Cassandra's size warning (5 KiB).
+        by_partition: dict[tuple[str, str], list[tuple[Any, tuple[Any, ...]]]] = defaultdict(list)
+        for ts, row in newest.values():
             definition = row.defined_by
             ttl_s = math.ceil((row.window_end_ms + to_millis(definition.ttl) - now_ms) / 1000)
             if ttl_s <= 0:
                 self.skipped_expired += 1
                 continue
-            by_type[definition.value_type].append(
+            by_partition[(row.entity_type, row.entity_id)].append(
                 (
-                    row.entity_type,
-                    row.entity_id,
-                    row.feature_name,
-                    row.feature_version,
-                    row.value,
-                    _ts(row.window_end_ms),
-                    _ts(row.window_start_ms),
-                    _ts(now_ms),
-                    write_timestamp_us(definition, row),
-                    ttl_s,
+                    self._insert[definition.value_type],
+                    (
+                        row.entity_type,
+                        row.entity_id,
+                        row.feature_name,
+                        row.feature_version,
+                        row.value,
+                        _ts(row.window_end_ms),
+                        _ts(row.window_start_ms),
+                        _ts(now_ms),
+                        ts,
+                        ttl_s,
+                    ),
                 )
             )
+        requests: list[tuple[Any, Any]] = []
+        values = 0
+        for items in by_partition.values():
+            values += len(items)
+            for start in range(0, len(items), BATCH_ROWS):
+                chunk = items[start : start + BATCH_ROWS]
+                if len(chunk) == 1:
+                    requests.append(chunk[0])
+                    continue
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for statement, params in chunk:
+                    batch.add(statement, params)
+                requests.append((batch, None))
         try:
-            for value_type, params in by_type.items():
-                results = execute_concurrent_with_args(
-                    self._session,
-                    self._insert[value_type],
-                    params,
-                    concurrency=self._concurrency,
-                    raise_on_first_error=True,
-                )
-                self.written += len(results)
+            execute_concurrent(self._session, requests, concurrency=self._concurrency, raise_on_first_error=True)
+            self.written += values
+            self.requests += len(requests)
             for stream, end_ms in progress.items():
                 self._session.execute(
                     self._progress, (stream, self._writer_id, _ts(end_ms), _ts(now_ms), end_ms * 1000), timeout=10

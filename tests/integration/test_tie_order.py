@@ -92,3 +92,35 @@ def _flush_straddles_a_second(writer: OnlineWriter) -> bool:
     before = time.time_ns() // 1_000_000_000
     writer.flush()
     return time.time_ns() // 1_000_000_000 != before
+
+
+def test_one_request_per_entity_and_newest_wins_inside_batches(it_settings: Settings) -> None:
+    """A flush sends an entity's values as single-partition batches (at most ``BATCH_ROWS`` values each),
+    and each value keeps its own write time inside them: an older window written later never wins."""
+    from sinks.cassandra.writer import BATCH_ROWS
+    from sinks.factory import connect_cassandra
+
+    count = _definitions()["long"]
+    features = [count.model_copy(update={"name": f"batched_{i:02d}"}) for i in range(2 * BATCH_ROWS + 3)]
+    entity, lone = f"batched-{time.time_ns()}", f"lone-{time.time_ns()}"
+    cluster, session = connect_cassandra(it_settings)
+    try:
+        reader = OnlineReader(session, it_settings.cassandra_keyspace, timeout_s=10)
+        writer = OnlineWriter(session, it_settings.cassandra_keyspace)
+        for i, d in enumerate(features):
+            writer.add(FeatureRow.of(d, entity, i, T0 - 5 * MIN, T0, 1))
+        writer.add(FeatureRow.of(features[0], lone, 99, T0 - 5 * MIN, T0, 1))
+        writer.flush()
+        assert (writer.written, writer.requests) == (len(features) + 1, 3 + 1)  # 16 + 16 + 3 values, and the lone one
+        for i, d in enumerate(features):  # an older window, and the same window at a lower revision
+            writer.add(FeatureRow.of(d, entity, -i, T0 - 10 * MIN, T0 - 5 * MIN, 9))
+            writer.add(FeatureRow.of(d, entity, -i - 100, T0 - 5 * MIN, T0, 0))
+        writer.flush()
+        stored = reader.read("user", entity)
+        assert {name: stored[(name, 1)].value for name in (d.name for d in features)} == {
+            d.name: i for i, d in enumerate(features)
+        }
+        assert all(stored[(d.name, 1)].feature_ts_ms == T0 for d in features)
+        assert reader.read("user", lone)[(features[0].name, 1)].value == 99
+    finally:
+        cluster.shutdown()
