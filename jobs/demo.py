@@ -134,7 +134,8 @@ def main() -> int:
         stack.up(stack_settings, ["api"])
         user = Counter(e["user_id"] for e in events).most_common(1)[0][0]
         url = f"http://{stack_settings.host}:{stack_settings.api_port}/v1/features/user/{user}"
-        response = httpx.get(url, params={"names": "txn_count_1h,txn_amount_sum_1h"}, timeout=5)
+        names = "txn_count_1h,txn_amount_sum_1h,amount_vs_mean_1h"  # the last: a request-time feature
+        response = httpx.get(url, params={"names": names, "amount": "42.5"}, timeout=5)
         response.raise_for_status()
         body = response.json()
         print(f"GET {response.request.url}")
@@ -143,11 +144,17 @@ def main() -> int:
         stamp = datetime.fromisoformat(served["txn_count_1h"]["feature_timestamp"].replace("Z", "+00:00"))
         end_ms = int(stamp.timestamp() * 1000)
         count, total = _expected(events, user, end_ms)
-        ok = served["txn_count_1h"]["value"] == count and abs(served["txn_amount_sum_1h"]["value"] - total) < 1e-6
+        ratio = 42.5 / (total / count) if count and total else None
+        got_ratio = served["amount_vs_mean_1h"]["value"]
+        ok = (
+            served["txn_count_1h"]["value"] == count
+            and abs(served["txn_amount_sum_1h"]["value"] - total) < 1e-6
+            and (got_ratio is None if ratio is None else got_ratio is not None and abs(got_ratio - ratio) < 1e-9)
+        )
         print(
             f"      brute force over the produced events for {user} in the window ending "
-            f"{served['txn_count_1h']['feature_timestamp']}: count={count}, sum={total:.2f} -> "
-            f"{'MATCH' if ok else 'MISMATCH'}",
+            f"{served['txn_count_1h']['feature_timestamp']}: count={count}, sum={total:.2f}, "
+            f"amount 42.5 / mean = {ratio} -> {'MATCH' if ok else 'MISMATCH'}",
             file=sys.stderr,
         )
         if not ok:
@@ -165,6 +172,7 @@ def main() -> int:
                 "user_id": [u for u in users for _ in label_times],
                 "event_timestamp": pa.array([t for _ in users for t in label_times], pa.timestamp("ms", tz="UTC")),
                 "label": [i % 2 for i in range(len(users) * len(label_times))],
+                "amount": [42.5] * (len(users) * len(label_times)),  # the request field of amount_vs_mean_1h
             }
         )
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
@@ -172,7 +180,7 @@ def main() -> int:
             table,
             DefinitionStore(settings.definitions_db).catalog(),
             labels,
-            ["txn_count_1h", "txn_amount_sum_1h"],
+            ["txn_count_1h", "txn_amount_sum_1h", "amount_vs_mean_1h"],
             entity_type="user",
             entity_column="user_id",
         )

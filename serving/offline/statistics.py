@@ -366,7 +366,9 @@ def report(
     if manifest is not None:
         entity_type = manifest.entity_type
         # Statistics and drift cover stored features (a request-time feature's values depend on request data).
-        definitions = [d for d in pinned_definitions(catalog, manifest) if isinstance(d, FeatureDefinition)]
+        definitions = [
+            d for d in pinned_definitions(catalog, manifest, requests=False) if isinstance(d, FeatureDefinition)
+        ]
         reference = manifest_point(table, manifest)
         out["training_set"] = manifest.id
         cache: References = {}

@@ -173,12 +173,15 @@ def build_training_set(
     return TrainingSet(result, manifest)
 
 
-def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest) -> list[Column]:
+def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest, *, requests: bool = True) -> list[Column]:
     """The manifest's feature versions, checked to compute and expire exactly as they did (a request-time
-    feature: the same function source, inputs, request fields and type)."""
+    feature: the same function source, inputs, request fields and type). ``requests=False`` leaves
+    request-time features out (their functions are then neither imported nor checked)."""
     out: list[Column] = []
     for f in manifest.features:
         request = catalog.request_feature(f.entity, f.name, f.version)
+        if request is not None and not requests:
+            continue
         if request is not None:
             if request.identity_hash != f.identity_hash:
                 raise DatasetError(
