@@ -62,21 +62,26 @@ def main(argv: list[str] | None = None) -> int:
         store = DefinitionStore(args.db)
         if args.command == "plan":
             changes = [str(c) for c in plan(store, load_folder(args.folder))]
-            changes += plan_requests(store, load_request_folder(args.folder))
+            changes += [str(c) for c in plan_requests(store, load_request_folder(args.folder))]
             for change in changes:
                 print(change)
             print(f"{len(changes)} change(s)" if changes else "no changes")
             return 2 if changes else 0
         if args.command == "apply":
             requests = load_request_folder(args.folder)
+            request_changes = plan_requests(store, requests)
             results = apply(store, load_folder(args.folder), requests)
             for r in results:
                 print(
                     f"{r.action:16} {r.definition.entity}.{r.definition.name} v{r.definition.version}"
                     f" (active v{r.active_version})"
                 )
+            changed = {c.feature.key: c.kind for c in request_changes}
             for q in requests:
-                print(f"{'registered':16} request feature {q.entity}.{q.name} v{q.version} ({q.function})")
+                action = {"create": "created", "update_metadata": "metadata_updated"}.get(
+                    changed.get(q.key, ""), "unchanged"
+                )
+                print(f"{action:16} request feature {q.entity}.{q.name} v{q.version} ({q.function})")
             return 0
         if args.command == "activate":
             store.activate(args.entity, args.name, args.version)

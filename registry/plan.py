@@ -76,17 +76,29 @@ def plan(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[C
     return changes
 
 
-def plan_requests(store: DefinitionStore, request_features: list[RequestFeature]) -> list[str]:
-    """What applying ``request_features`` would register (one line each); DefinitionConflictError naming
-    every version whose function, function source, inputs, request fields or type differ from the
-    registered one. Imports each function to hash its source (``RequestFeature.with_function_hash``)."""
+@dataclass(frozen=True)
+class RequestChange:
+    kind: Literal["create", "update_metadata"]
+    feature: RequestFeature
+
+    def __str__(self) -> str:
+        r = self.feature
+        if self.kind == "create":
+            return f"+ request feature {r.entity}.{r.name} v{r.version}: {r.function} @{r.function_hash}"
+        return f"~ request feature {r.entity}.{r.name} v{r.version}: metadata"
+
+
+def plan_requests(store: DefinitionStore, request_features: list[RequestFeature]) -> list[RequestChange]:
+    """What applying ``request_features`` would register; DefinitionConflictError naming every version
+    whose function, function source, inputs, request fields or type differ from the registered one.
+    Imports each function to hash its module's source (``RequestFeature.with_function_hash``)."""
     catalog = store.catalog()
-    lines: list[str] = []
+    lines: list[RequestChange] = []
     conflicts: list[str] = []
     for r in sorted((r.with_function_hash() for r in request_features), key=lambda r: r.key):
         held = catalog.request_feature(r.entity, r.name, r.version)
         if held is None:
-            lines.append(f"+ request feature {r.entity}.{r.name} v{r.version}: {r.function} @{r.function_hash}")
+            lines.append(RequestChange("create", r))
         elif held.identity_hash != r.identity_hash:
             conflicts.append(
                 f"request feature {r.entity}.{r.name} v{r.version}: function, its source, inputs, request fields "
@@ -94,7 +106,7 @@ def plan_requests(store: DefinitionStore, request_features: list[RequestFeature]
                 f"{held.function_hash}); give the change a new version number"
             )
         elif held != r:
-            lines.append(f"~ request feature {r.entity}.{r.name} v{r.version}: metadata")
+            lines.append(RequestChange("update_metadata", r))
     if conflicts:
         raise DefinitionConflictError("; ".join(conflicts))
     return lines

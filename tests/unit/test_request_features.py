@@ -139,7 +139,7 @@ def test_the_store_keeps_versions_immutable(tmp_path: Path, shipped_catalog: Fea
         store.register_all([], [changed])
     with pytest.raises(DefinitionConflictError, match="differ from the registered version"):
         plan_requests(store, [changed])
-    assert plan_requests(store, [changed.model_copy(update={"version": 2})])[0].startswith(
+    assert str(plan_requests(store, [changed.model_copy(update={"version": 2})])[0]).startswith(
         "+ request feature user.amount_vs_mean_1h v2: tests.request_fns:sum_times_amount @"
     )
     with pytest.raises(DefinitionError, match="unregistered"):  # rolled back whole
