@@ -65,6 +65,62 @@ def _spec(d: FeatureDefinition | RequestFeature) -> str:
     return json.dumps(d.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
+_VersionRow = tuple[int, str, str]  # version, spec, identity hash
+
+
+def _versions(conn: sqlite3.Connection, table: str, entity: str, name: str) -> list[_VersionRow]:
+    """The registered versions of one feature (or request feature), oldest first."""
+    return [
+        (int(v), str(spec), str(ident))
+        for v, spec, ident in conn.execute(
+            f"SELECT version, spec, identity_hash FROM {table} WHERE entity = ? AND name = ? ORDER BY version",
+            (entity, name),
+        )
+    ]
+
+
+def _put_version(
+    conn: sqlite3.Connection,
+    table: str,
+    d: FeatureDefinition | RequestFeature,
+    spec: str,
+    rows: list[_VersionRow],
+    *,
+    changed: str,
+    below: str,
+) -> Action:
+    """Write one immutable version into ``table`` (``feature_versions`` or ``request_feature_versions``)
+    and record the change. The same identity under its number is at most a metadata update; another
+    identity under it (``changed``), or a new number below the latest (``below``), is a conflict."""
+    by_version = {v: (held, ident) for v, held, ident in rows}
+    latest = rows[-1][0] if rows else 0
+    action: Action
+    if d.version in by_version:
+        held, ident = by_version[d.version]
+        if ident != d.identity_hash:
+            raise DefinitionConflictError(changed)
+        action = "unchanged" if held == spec else "metadata_updated"
+        if action == "metadata_updated":
+            conn.execute(
+                f"UPDATE {table} SET spec = ? WHERE entity = ? AND name = ? AND version = ?",
+                (spec, d.entity, d.name, d.version),
+            )
+    else:
+        if d.version < latest:
+            raise DefinitionConflictError(below)
+        conn.execute(
+            f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
+            (d.entity, d.name, d.version, spec, d.identity_hash, _now()),
+        )
+        action = "created" if not rows else "new_version"
+    if action != "unchanged":
+        conn.execute(
+            "INSERT INTO changes (at, entity, name, version, action) VALUES (?, ?, ?, ?, ?)",
+            (_now(), d.entity, d.name, d.version, action),
+        )
+    return action
+
+
 class DefinitionStore(SqliteStore):
     DDL = _DDL
 
@@ -103,41 +159,18 @@ class DefinitionStore(SqliteStore):
             return registered
 
     def _register_request(self, conn: sqlite3.Connection, r: RequestFeature) -> None:
-        rows = conn.execute(
-            "SELECT version, spec, identity_hash FROM request_feature_versions WHERE entity = ? AND name = ? "
-            "ORDER BY version",
-            (r.entity, r.name),
-        ).fetchall()
-        by_version = {v: (spec, ident) for v, spec, ident in rows}
+        rows = _versions(conn, "request_feature_versions", r.entity, r.name)
         latest = rows[-1][0] if rows else 0
-        if r.version in by_version:
-            spec, ident = by_version[r.version]
-            if ident != r.identity_hash:
-                raise DefinitionConflictError(
-                    f"request feature {r.entity}.{r.name} v{r.version} is registered with another function, "
-                    f"function source, inputs, request fields or type; versions are immutable: register the "
-                    f"change as v{latest + 1}"
-                )
-            if spec == _spec(r):
-                return
-            conn.execute(
-                "UPDATE request_feature_versions SET spec = ? WHERE entity = ? AND name = ? AND version = ?",
-                (_spec(r), r.entity, r.name, r.version),
-            )
-            action = "metadata_updated"
-        else:
-            if r.version < latest:
-                raise DefinitionConflictError(
-                    f"request feature {r.entity}.{r.name} is at v{latest}; a new version must be numbered above it"
-                )
-            conn.execute(
-                "INSERT INTO request_feature_versions VALUES (?, ?, ?, ?, ?, ?)",
-                (r.entity, r.name, r.version, _spec(r), r.identity_hash, _now()),
-            )
-            action = "created" if not rows else "new_version"
-        conn.execute(
-            "INSERT INTO changes (at, entity, name, version, action) VALUES (?, ?, ?, ?, ?)",
-            (_now(), r.entity, r.name, r.version, action),
+        _put_version(
+            conn,
+            "request_feature_versions",
+            r,
+            _spec(r),
+            rows,
+            changed=f"request feature {r.entity}.{r.name} v{r.version} is registered with another function, "
+            f"function source, inputs, request fields or type; versions are immutable: register the "
+            f"change as v{latest + 1}",
+            below=f"request feature {r.entity}.{r.name} is at v{latest}; a new version must be numbered above it",
         )
 
     def _register(
@@ -152,43 +185,21 @@ class DefinitionStore(SqliteStore):
                 raise DefinitionConflictError(
                     f"{d.entity}.{name} is the name of a request-time feature; a stored feature needs another name"
                 )
-        rows = conn.execute(
-            "SELECT version, spec, identity_hash FROM feature_versions WHERE entity = ? AND name = ? ORDER BY version",
-            (d.entity, d.name),
-        ).fetchall()
-        by_version = {v: (spec, ident) for v, spec, ident in rows}
+        rows = _versions(conn, "feature_versions", d.entity, d.name)
         latest = rows[-1][0] if rows else 0
         if not version_given:
-            same = latest and by_version[latest][1] == d.identity_hash
+            same = latest and rows[-1][2] == d.identity_hash
             d = d.model_copy(update={"version": latest if same else latest + 1})
-        if d.version in by_version:
-            spec, ident = by_version[d.version]
-            if ident != d.identity_hash:
-                raise DefinitionConflictError(
-                    f"{d.entity}.{d.name} v{d.version} is registered with a different transform or TTL; "
-                    f"versions are immutable: register the change as v{latest + 1}"
-                )
-            action: Action = "unchanged" if spec == _spec(d) else "metadata_updated"
-            if action == "metadata_updated":
-                conn.execute(
-                    "UPDATE feature_versions SET spec = ? WHERE entity = ? AND name = ? AND version = ?",
-                    (_spec(d), d.entity, d.name, d.version),
-                )
-        else:
-            if d.version < latest:
-                raise DefinitionConflictError(
-                    f"{d.entity}.{d.name} is at v{latest}; a new version must be numbered above it, not v{d.version}"
-                )
-            conn.execute(
-                "INSERT INTO feature_versions VALUES (?, ?, ?, ?, ?, ?)",
-                (d.entity, d.name, d.version, _spec(d), d.identity_hash, _now()),
-            )
-            action = "created" if not rows else "new_version"
-        if action != "unchanged":
-            conn.execute(
-                "INSERT INTO changes (at, entity, name, version, action) VALUES (?, ?, ?, ?, ?)",
-                (_now(), d.entity, d.name, d.version, action),
-            )
+        action = _put_version(
+            conn,
+            "feature_versions",
+            d,
+            _spec(d),
+            rows,
+            changed=f"{d.entity}.{d.name} v{d.version} is registered with a different transform or TTL; "
+            f"versions are immutable: register the change as v{latest + 1}",
+            below=f"{d.entity}.{d.name} is at v{latest}; a new version must be numbered above it, not v{d.version}",
+        )
         active = conn.execute(
             "SELECT version FROM active_versions WHERE entity = ? AND name = ?", (d.entity, d.name)
         ).fetchone()
