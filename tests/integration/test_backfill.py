@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -90,14 +91,22 @@ def setup(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathF
     yield settings
 
 
+def _body(response: Any) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
 def _served(settings: Settings, store: DefinitionStore) -> dict[str, dict[str, object]]:
     cluster, session = connect_cassandra(settings)
     try:
         client = TestClient(
-            create_app(LiveCatalog(store, refresh_s=0), OnlineReader(session, settings.cassandra_keyspace))
+            create_app(
+                LiveCatalog(store, refresh_s=0),
+                OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0, batch_timeout_s=10.0),
+            )
         )
         return {
-            u: client.get(f"/v1/features/user/{u}", params={"names": "txn_count_1h"}).json()["features"]["txn_count_1h"]
+            u: _body(client.get(f"/v1/features/user/{u}", params={"names": "txn_count_1h"}))["features"]["txn_count_1h"]
             for u in ("alice", "bob")
         }
     finally:

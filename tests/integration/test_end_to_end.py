@@ -131,7 +131,9 @@ def test_online_vector_served_over_http(pipeline_run: tuple[Settings, str]) -> N
     live = LiveCatalog(DefinitionStore(settings.definitions_db))
     cluster, session = connect_cassandra(settings)
     try:
-        client = TestClient(create_app(live, OnlineReader(session, settings.cassandra_keyspace)))
+        client = TestClient(
+            create_app(live, OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0, batch_timeout_s=10.0))
+        )
         alice = client.get("/v1/features/user/alice", params={"names": "txn_count_1h,txn_amount_sum_1h"})
         bob = client.get("/v1/features/user/bob")
         carol = client.get("/v1/features/user/carol", params={"names": "txn_count_1h"})
@@ -218,7 +220,12 @@ def test_request_feature_online_and_offline_agree(pipeline_run: tuple[Settings, 
     amounts = [3.0, 50.0, 1.0, None]
     cluster, session = connect_cassandra(settings)
     try:
-        client = TestClient(create_app(LiveCatalog(store), OnlineReader(session, settings.cassandra_keyspace)))
+        client = TestClient(
+            create_app(
+                LiveCatalog(store),
+                OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0, batch_timeout_s=10.0),
+            )
+        )
         single = client.get("/v1/features/user/alice", params={"names": "amount_vs_mean_1h", "amount": "3"})
         batch = client.post(
             "/v1/features/user/batch",

@@ -307,7 +307,7 @@ def test_online_holds_each_entitys_latest_window(run: Run) -> None:
     expected = reference.windows(HOUR, 5 * MIN)
     cluster, session = connect_cassandra(settings)
     try:
-        reader = OnlineReader(session, settings.cassandra_keyspace)
+        reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0)
         for user in sorted({k for k, _ in expected}):
             latest = max(end for (u, end) in expected if u == user)
             stored = reader.read("user", user)
