@@ -2,6 +2,7 @@
 
     python -m bench.stream                      # both phases (what `make bench-stream` runs)
     python -m bench.stream --only throughput    # or --only latency; --help for the sizes
+    python -m bench.stream --only batch         # the throughput backlog read from a Parquet file (--events)
 
 Needs the running stack (`make up`: Kafka, Cassandra, schema registry). Each phase has its own
 topic, keyspace, Iceberg SQL catalog (SQLite, in a temporary folder) and definitions DB, so the
@@ -33,6 +34,11 @@ demo's data is never touched; keyspaces and topics are dropped at the end, even 
    during the first ``--live-warmup`` seconds of each rate are not counted; a rate the job cannot
    keep up with shows as growing latency, and the bench estimates the rate the job did process
    from how fast window closes advanced.
+
+3. **Batch** (only with ``--only batch``). The throughput phase's backlog and feature group, written
+   to one Parquet file and read by the job with ``--events`` instead of from Kafka (a batch source);
+   measured and checked the same way (its dead-letter topic stays empty: a batch run writes the
+   records it refuses to a file).
 
 The job runs unchanged, by default with ``--python-workers process`` (a Python worker process per
 task slot, as on a cluster; PyFlink's local default, ``loopback``, runs every subtask's Python in
@@ -167,45 +173,18 @@ def run_throughput(args: argparse.Namespace, base: Settings, run_id: str, tmp: P
     )
 
     poller = ProgressPoller(settings, d.stream)
-    log = tmp / "tput-job.log"
-    run = ThroughputRun(launched_s=time.monotonic())
-    cpu_first: dict[str, float] | None = None
     try:
-        with feature_job(
+        run = measure_job(
             settings,
-            log,
-            args.runtime,
+            args,
+            poller,
+            tmp / "tput-job.log",
             "--bounded",
             "--parallelism",
             str(args.parallelism),
             "--group-id",
             f"bench-{run_id}-tput",
-        ) as proc:
-            deadline = run.launched_s + args.timeout
-            last: tuple[int, int] | None = None
-            while True:
-                now = time.monotonic()
-                if now > deadline:
-                    raise RuntimeError(f"the job did not finish within {args.timeout:.0f}s:\n{log_tail(log)}")
-                done = proc.poll() is not None
-                if run.opened_s is None and offline_table_exists(settings):
-                    run.opened_s = now
-                got = poller.read()
-                if got is not None and got != last:
-                    run.flushes.append(Flush(now, got[0], got[1]))
-                    if cpu_first is None:
-                        cpu_first = cpu_sample(proc.pid)
-                    cpu_last = cpu_sample(proc.pid)
-                    last = got
-                if done:
-                    run.exited_s, run.returncode = now, proc.returncode
-                    break
-                time.sleep(args.poll_ms / 1000)
-        if run.returncode != 0:
-            raise RuntimeError(f"the job exited with {run.returncode}:\n{log_tail(log)}")
-        if len(run.flushes) < 2 or cpu_first is None:
-            raise RuntimeError(f"saw {len(run.flushes)} flushes; cannot measure a rate:\n{log_tail(log)}")
-        run.cpu = (cpu_first, cpu_last)
+        )
         report_throughput(
             settings,
             topic,
@@ -216,6 +195,107 @@ def run_throughput(args: argparse.Namespace, base: Settings, run_id: str, tmp: P
             slide_ms=slide_ms,
             ooo_ms=ooo_ms,
             features=len(definitions),
+        )
+    finally:
+        poller.close()
+
+
+def measure_job(
+    settings: Settings, args: argparse.Namespace, poller: ProgressPoller, log: Path, *job_args: str
+) -> ThroughputRun:
+    """Run the job to its end, noting each flush it makes (``stream_progress``) and the CPU it used between them."""
+    run = ThroughputRun(launched_s=time.monotonic())
+    cpu_first: dict[str, float] | None = None
+    with feature_job(settings, log, args.runtime, *job_args) as proc:
+        deadline = run.launched_s + args.timeout
+        last: tuple[int, int] | None = None
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                raise RuntimeError(f"the job did not finish within {args.timeout:.0f}s:\n{log_tail(log)}")
+            done = proc.poll() is not None
+            if run.opened_s is None and offline_table_exists(settings):
+                run.opened_s = now
+            got = poller.read()
+            if got is not None and got != last:
+                run.flushes.append(Flush(now, got[0], got[1]))
+                if cpu_first is None:
+                    cpu_first = cpu_sample(proc.pid)
+                cpu_last = cpu_sample(proc.pid)
+                last = got
+            if done:
+                run.exited_s, run.returncode = now, proc.returncode
+                break
+            time.sleep(args.poll_ms / 1000)
+    if run.returncode != 0:
+        raise RuntimeError(f"the job exited with {run.returncode}:\n{log_tail(log)}")
+    if len(run.flushes) < 2 or cpu_first is None:
+        raise RuntimeError(f"saw {len(run.flushes)} flushes; cannot measure a rate:\n{log_tail(log)}")
+    run.cpu = (cpu_first, cpu_last)
+    return run
+
+
+def run_batch(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path, cleanup: list[Any]) -> None:
+    """The throughput phase's backlog and feature group, read from a Parquet file (``--events``), not Kafka."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bench.stream_events import CURRENCIES, user_id
+
+    settings = isolated(base, run_id, "batch", tmp)
+    topic = f"bench_{run_id}_batch"  # named by the definitions; only its (empty) dead-letter topic is read
+    cleanup.append((settings, topic))
+    definitions = register_definitions(settings, topic, ttl="7d")
+    d = definitions[0]
+    size_ms, slide_ms = int(d.window.size.total_seconds() * SEC), int(d.window.slide.total_seconds() * SEC)
+    ooo_ms = int(d.source.max_out_of_orderness.total_seconds() * SEC)
+    ensure_topic(settings, topic, 1)
+    end_ms = (now_ms() - size_ms - 10 * MIN) // slide_ms * slide_ms
+    start_ms = end_ms - int(args.hours * HOUR)
+    events = generate(args.seed, events=args.events, users=args.users, start_ms=start_ms, span_ms=end_ms - start_ms)
+    users = np.array([user_id(u) for u in range(args.users)], dtype=object)
+    currencies = np.array(CURRENCIES, dtype=object)
+    path = tmp / "batch-events.parquet"
+    started = time.monotonic()
+    pq.write_table(
+        pa.table(
+            {
+                "transaction_id": pa.array(
+                    np.char.add(f"b{run_id}_", np.arange(len(events)).astype(str)).astype(object)
+                ),
+                "user_id": pa.array(users[events.users]),
+                "merchant_id": pa.array(
+                    np.char.add("merchant_", np.char.zfill(events.merchants.astype(str), 4)).astype(object)
+                ),
+                "amount": pa.array(events.amounts),
+                "currency": pa.array(currencies[events.currencies]),
+                "event_time": pa.array(events.times, pa.timestamp("ms", tz="UTC")),
+            }
+        ),
+        path,
+    )
+    print(
+        f"events table: {len(events):,} events, {args.users:,} users, event time {args.hours:g} h, one Parquet file "
+        f"of {path.stat().st_size / 2**20:,.0f} MiB written in {time.monotonic() - started:.1f}s; job: --events "
+        f"--parallelism {args.parallelism}; load average before: {loadavg()}",
+        flush=True,
+    )
+    poller = ProgressPoller(settings, d.stream)
+    try:
+        run = measure_job(
+            settings, args, poller, tmp / "batch-job.log", "--events", str(path), "--parallelism", str(args.parallelism)
+        )
+        report_throughput(
+            settings,
+            topic,
+            poller,
+            run,
+            events,
+            size_ms=size_ms,
+            slide_ms=slide_ms,
+            ooo_ms=ooo_ms,
+            features=len(definitions),
+            through="a Parquet file",
         )
     finally:
         poller.close()
@@ -232,6 +312,7 @@ def report_throughput(
     slide_ms: int,
     ooo_ms: int,
     features: int,
+    through: str = "Kafka",
 ) -> None:
     first, last = run.flushes[0], run.flushes[-1]
     n = len(events)
@@ -271,7 +352,7 @@ def report_throughput(
         f"{users * features:,}), dead letters {dead}: {'OK' if ok else 'MISMATCH'}"
     )
     print(
-        f"THROUGHPUT: {counted / seconds:,.0f} events/s sustained through Kafka -> job -> Iceberg + Cassandra "
+        f"THROUGHPUT: {counted / seconds:,.0f} events/s sustained through {through} -> job -> Iceberg + Cassandra "
         f"({counted:,} events in {seconds:.1f}s between the first and the last flush seen); "
         f"{n / (run.exited_s - run.launched_s):,.0f} events/s with start-up and exit "
         f"({run.exited_s - run.launched_s:.1f}s for all {n:,}); {offline / seconds:,.0f} offline rows/s",
@@ -502,7 +583,12 @@ class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpF
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__, formatter_class=_Help)
-    parser.add_argument("--only", choices=["throughput", "latency"], help="one phase only; both when not given")
+    parser.add_argument(
+        "--only",
+        choices=["throughput", "latency", "batch"],
+        help="one phase only; throughput and latency when not given (batch: the throughput backlog from a Parquet "
+        "file through `--events`)",
+    )
     parser.add_argument("--events", type=int, default=1_000_000, help="backlog size of the throughput phase")
     parser.add_argument("--users", type=int, default=10_000, help="users of the backlog")
     parser.add_argument("--hours", type=float, default=3.0, help="event time the backlog spans")
@@ -555,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "throughput"):
             print("\n== throughput: a backlog through the job, bounded ==", flush=True)
             run_throughput(args, base, run_id, tmp, cleanup)
+        if args.only == "batch":
+            print("\n== batch: the backlog from a table of events (--events), bounded ==", flush=True)
+            run_batch(args, base, run_id, tmp, cleanup)
         if args.only in (None, "latency"):
             print("\n== latency: window close -> online store, live ==", flush=True)
             run_latency(args, base, run_id, tmp, cleanup)

@@ -3,7 +3,9 @@
 ``python -m jobs.backfill user.txn_count_1h@2 [--promote]`` runs the stream job itself (the same
 definition, SQL and writer as streaming, so the same values) bounded over what the topic retains,
 computing only the named versions. Their rows go to both stores under their own version number;
-nothing serves them until promotion moves the registry pointer. The active version is never a
+nothing serves them until promotion moves the registry pointer. With ``--events LOCATION`` the
+events come from a table (Parquet files or ``iceberg:<namespace>.<table>``, ``jobs.events_table``)
+instead of the topic: history the topic no longer holds. The active version is never a
 target (a backfill must not rewrite what models read), and a failed backfill leaves it untouched.
 Progress (rows committed offline, elapsed time) is printed every few seconds.
 """
@@ -60,8 +62,16 @@ def _current_snapshot(settings: Settings) -> int | None:
     return snapshot.snapshot_id if snapshot else None
 
 
-def run(settings: Settings, refs: list[str], *, progress_every_s: float = 5.0, timeout_s: float = 6 * 3600) -> None:
-    """Run the backfill job for ``refs``; FeatureStoreError (active versions untouched) if it fails."""
+def run(
+    settings: Settings,
+    refs: list[str],
+    *,
+    events: str | None = None,
+    progress_every_s: float = 5.0,
+    timeout_s: float = 6 * 3600,
+) -> None:
+    """Run the backfill job for ``refs``, over the topic or the table of events at ``events``;
+    FeatureStoreError (active versions untouched) if it fails."""
     store = DefinitionStore(settings.definitions_db)
     catalog = guard_catalog(store.catalog(), settings, action="backfill")
     for ref in refs:
@@ -81,6 +91,7 @@ def run(settings: Settings, refs: list[str], *, progress_every_s: float = 5.0, t
         f"backfill-{uuid.uuid4().hex[:8]}",
         "--metrics-port",
         "0",
+        *(["--events", events] if events is not None else []),
     ]
     started = time.monotonic()
     log = settings.definitions_db.parent / f"backfill-{int(time.time())}.log"
@@ -108,10 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.backfill", description=__doc__)
     parser.add_argument("versions", nargs="+", help="entity.name@version of each version to compute")
     parser.add_argument("--promote", action="store_true", help="promote each version once it is ready")
+    parser.add_argument(
+        "--events",
+        metavar="LOCATION",
+        help="read the events from a table instead of the topic: a Parquet file or directory, or "
+        "iceberg:<namespace>.<table> (records the decoder would refuse are written beside the definitions database)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
-        run(settings, args.versions)
+        run(settings, args.versions, events=args.events)
         if args.promote:
             from serving.offline.promotion import promote
             from sinks.factory import connect_iceberg

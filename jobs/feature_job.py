@@ -1,7 +1,9 @@
 """The streaming feature job: Kafka -> decode -> event-time windows (Flink SQL) -> Cassandra + Iceberg.
 
 Run ``python -m jobs.feature_job`` (unbounded, checkpointed) or with ``--bounded`` to process what
-the topics hold now and stop: tests, the demo and backfills use that. ``flink run -m <jobmanager>
+the topics hold now and stop: tests, the demo and backfills use that. With ``--events LOCATION`` the
+events come from a table (Parquet files, an Iceberg table: ``jobs.events_table``) instead of the
+topic, through the same windows and writer: a batch run. ``flink run -m <jobmanager>
 --python jobs/feature_job.py`` submits the same job, unchanged, to a Flink cluster.
 """
 
@@ -15,17 +17,27 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from pyflink.common import Configuration, Types, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
-from pyflink.table import Schema, StreamTableEnvironment
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from infra.artifacts import verify_manifest
 from jobs.functions import DEAD_LETTER, DeadLetteredAt, DecodeEvents, WriteWindowResults
 from jobs.reporter import FACTORY as PROMETHEUS_REPORTER
-from jobs.sql import aggregate_sql, dedup_sql, source_ddl, source_lateness, source_select, window_groups
+from jobs.sql import (
+    aggregate_sql,
+    dedup_sql,
+    ident,
+    interval,
+    source_ddl,
+    source_lateness,
+    source_select,
+    window_groups,
+)
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, Source
 from registry.core.durations import to_millis
@@ -33,7 +45,7 @@ from registry.core.errors import FeatureStoreError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
-from schemas import load_schema
+from schemas import field_type, load_schema
 
 _AVRO_TO_FLINK = {
     "string": Types.STRING(),
@@ -57,6 +69,16 @@ _BIND_KEYS = (
 )
 
 
+_ARROW_TO_SQL = {  # jobs.events_table's column types
+    "string": DataTypes.STRING(),
+    "double": DataTypes.DOUBLE(),
+    "float": DataTypes.FLOAT(),
+    "int64": DataTypes.BIGINT(),
+    "int32": DataTypes.INT(),
+    "bool": DataTypes.BOOLEAN(),
+}
+
+
 def _bucket(row: Any, buckets: int) -> int:
     return zlib.crc32(str(row[0]).encode()) % buckets
 
@@ -65,24 +87,10 @@ def dead_letter_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
-def _avro_primitive(field: dict[str, Any]) -> str:
-    """The primitive type of an event field: ``"long"``, ``{"type": "long", ...}``, or an optional field's
-    ``["null", T]`` (a field added to a schema later: null from producers on the earlier version)."""
-    avro_type = field["type"]
-    if isinstance(avro_type, list):
-        branches = [b for b in avro_type if b != "null"]
-        if len(branches) != 1 or len(avro_type) != 2:
-            raise FeatureStoreError(
-                f'event field {field["name"]!r}: union {avro_type!r} is not supported; only ["null", <type>]'
-            )
-        avro_type = branches[0]
-    return str(avro_type["type"] if isinstance(avro_type, dict) else avro_type)
-
-
 def _row_type(schema: dict[str, Any]) -> Any:
     names, types = [], []
     for field in schema["fields"]:
-        avro_type = _avro_primitive(field)
+        avro_type = field_type(field)
         if avro_type not in _AVRO_TO_FLINK:
             raise FeatureStoreError(f"event field {field['name']!r}: Avro type {avro_type!r} is not supported yet")
         names.append(field["name"])
@@ -247,17 +255,44 @@ def _decoded(
     return decoded
 
 
-def _events_view(t_env: StreamTableEnvironment, decoded: DataStream, source: Source) -> str:
-    """Register a topic's decoded events, deduplicated by event id, as a view of ``t_env``."""
+def one_source(definitions: list[FeatureDefinition]) -> Source:
+    """The one source a table of events stands for; FeatureStoreError if the definitions read several."""
+    sources = {d.source for d in definitions}
+    if len(sources) != 1:
+        raise FeatureStoreError(
+            f"a table of events is one source's; these definitions read {len(sources)}: run one source at a time"
+        )
+    return sources.pop()
+
+
+def _table_events(t_env: StreamTableEnvironment, events: pa.Table) -> DataStream:
+    """A table of events (``jobs.events_table``, sorted by event time) as a stream of rows, read in Java.
+
+    ``from_pandas`` hands Flink the columns as Arrow record batches: no Python call per record. One
+    split, so the rows keep their time order and no record is ever behind the watermark. An integer
+    column with nulls (an optional field) goes as Python objects, so that it stays exact (pandas would
+    make it a double)."""
+    row = DataTypes.ROW([DataTypes.FIELD(f.name, _ARROW_TO_SQL[str(f.type)]) for f in events.schema])
+    table = t_env.from_pandas(events.to_pandas(integer_object_nulls=True), row, splits_num=1)
+    return t_env.to_data_stream(table)
+
+
+def _events_view(t_env: StreamTableEnvironment, events: DataStream, source: Source, *, from_table: bool) -> str:
+    """Register a source's events, deduplicated by event id, as a view of ``t_env``.
+
+    Event time: the record timestamp and the source's watermarks for the decoded topic; for a table of
+    events (sorted), the timestamp field and a watermark 1 ms behind the latest event, so windows
+    close as the sorted events pass them and none is late."""
     schema = load_schema(source.event_schema)
-    table = t_env.from_data_stream(
-        decoded,
-        Schema.new_builder()
-        .column_by_metadata("rowtime", "TIMESTAMP_LTZ(3)")
-        .watermark("rowtime", "SOURCE_WATERMARK()")
-        .column_by_expression("proctime", "PROCTIME()")
-        .build(),
-    )
+    builder = Schema.new_builder()
+    if from_table:
+        ts = ident(source.timestamp_field)
+        builder = builder.column_by_expression("rowtime", f"TO_TIMESTAMP_LTZ({ts}, 3)").watermark(
+            "rowtime", f"rowtime - {interval(timedelta(milliseconds=1))}"
+        )
+    else:
+        builder = builder.column_by_metadata("rowtime", "TIMESTAMP_LTZ(3)").watermark("rowtime", "SOURCE_WATERMARK()")
+    table = t_env.from_data_stream(events, builder.column_by_expression("proctime", "PROCTIME()").build())
     view = f"events_{source.slug}"
     t_env.create_temporary_view(f"{view}_all", table)
     if source.event_id_field is None:
@@ -301,8 +336,12 @@ def build(
     *,
     bounded: bool,
     group_id: str = "featurestore-job",
+    events: pa.Table | None = None,
 ) -> None:
     """Add the whole pipeline for the given definitions to env (the stores must exist: ``prepare_stores``).
+
+    ``events``: the events of the definitions' one source, from a table (``jobs.events_table``), read
+    instead of its topic (a batch run: bounded, no dead-letter output; the caller keeps the rejected).
 
     Late firing (a window re-emitted for each late event within the allowed lateness) is one setting
     of a table environment, and Flink refuses it for session windows (which take no lateness, see
@@ -311,6 +350,8 @@ def build(
     lateness can run in one job.
     """
     lateness = source_lateness(definitions)
+    if events is not None:
+        one_source(definitions)
     most = max(lateness.values(), default=timedelta(0))
     environments: dict[bool, StreamTableEnvironment] = {}  # late firing on -> its table environment
     decoded: dict[Source, DataStream] = {}
@@ -322,11 +363,15 @@ def build(
             environments[late_fire] = _table_environment(env, most if late_fire else None)
         t_env = environments[late_fire]
         if group.source not in decoded:
-            decoded[group.source] = _decoded(
-                t_env, settings, group.source, lateness[group.source], bounded=bounded, group_id=group_id
+            decoded[group.source] = (
+                _table_events(t_env, events)
+                if events is not None
+                else _decoded(t_env, settings, group.source, lateness[group.source], bounded=bounded, group_id=group_id)
             )
         if (late_fire, group.source) not in views:
-            views[(late_fire, group.source)] = _events_view(t_env, decoded[group.source], group.source)
+            views[(late_fire, group.source)] = _events_view(
+                t_env, decoded[group.source], group.source, from_table=events is not None
+            )
         result = t_env.sql_query(aggregate_sql(group, views[(late_fire, group.source)]))
         names = ",".join(d.name for d in group.features)
         # Keyed into one bucket per subtask only so the writer can keep state and use timers as commit points.
@@ -361,6 +406,18 @@ def main(argv: list[str] | None = None) -> int:
         "--versions",
         help="compute these versions (entity.name@v, comma-separated) instead of the active ones: a backfill",
     )
+    parser.add_argument(
+        "--events",
+        metavar="LOCATION",
+        help="read the source's events from a table instead of its topic (implies --bounded): a Parquet file or "
+        "directory, or iceberg:<namespace>.<table>; the definitions must share one source",
+    )
+    parser.add_argument(
+        "--rejected",
+        type=Path,
+        help="with --events: where the records the decoder would dead-letter are written, with their reason "
+        "(Parquet; default: batch-rejected-<time>.parquet beside the definitions database)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     catalog = DefinitionStore(settings.definitions_db).catalog()
@@ -368,24 +425,60 @@ def main(argv: list[str] | None = None) -> int:
         raise FeatureStoreError(
             f"no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`"
         )
-    interval = args.checkpoint_interval_ms if args.checkpoint_interval_ms else (None if args.bounded else 10_000)
+    definitions = (
+        catalog.active() if not args.versions else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]
+    )
+    # A table of events is read and checked before the mini-cluster starts: a bad one fails in a second.
+    events = None if args.events is None else _read_events_table(settings, args.events, definitions, args.rejected)
+    bounded = args.bounded or events is not None
+    checkpoint_ms = args.checkpoint_interval_ms if args.checkpoint_interval_ms else (None if bounded else 10_000)
     env = create_environment(
         settings,
         parallelism=args.parallelism,
         checkpoint_dir=args.checkpoint_dir,
-        checkpoint_interval_ms=interval,
+        checkpoint_interval_ms=checkpoint_ms,
         restore_from=args.restore_from,
         metrics_port=args.metrics_port,
         bind_host=args.bind_host,
     )
-    definitions = (
-        catalog.active() if not args.versions else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]
-    )
     prepare_stores(settings)
-    build(env, settings, definitions, bounded=args.bounded, group_id=args.group_id)
+    build(env, settings, definitions, bounded=bounded, group_id=args.group_id, events=events)
     env.execute("feature-store: window features")
     return 0
 
 
+def _read_events_table(
+    settings: Settings, location: str, definitions: list[FeatureDefinition], rejected_path: Path | None
+) -> pa.Table:
+    """The valid events of ``location`` for the definitions' one source; the rest written to
+    ``rejected_path`` with their reasons (nothing is dropped silently), and counted on stderr."""
+    import time
+
+    import pyarrow.parquet as pq
+
+    from jobs.events_table import read_events
+    from sinks.factory import connect_iceberg
+
+    source = one_source(definitions)
+    events = read_events(location, source, lambda: connect_iceberg(settings), now_ms=time.time_ns() // 1_000_000)
+    print(f"[events] {location}: {events.valid.num_rows:,} events", file=sys.stderr, flush=True)
+    if events.rejected.num_rows:
+        path = rejected_path or settings.definitions_db.parent / f"batch-rejected-{int(time.time())}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(events.rejected, path)
+        counts = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(events.reasons().items()))
+        print(f"[events] {events.rejected.num_rows:,} rejected ({counts}), written to {path}", file=sys.stderr)
+    return events.valid
+
+
+def _main() -> int:
+    """``main`` with this project's errors (bad definitions, an unreadable table of events) as one line."""
+    try:
+        return main()
+    except FeatureStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())

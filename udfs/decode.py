@@ -1,7 +1,7 @@
 """Decode Confluent-framed Avro events and validate them before they reach a window.
 
 A record that fails here raises DecodeError with a short ``reason`` (the dead-letter topic keys on
-it). A schema registry that cannot be reached is *not* a bad record: that raises
+it). ``check_events`` holds a table of events (a batch source) to the same rules, a column at a time. A schema registry that cannot be reached is *not* a bad record: that raises
 StoreUnavailableError so the job fails and restarts from its checkpoint instead of dead-lettering
 good data.
 """
@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fastavro
+import pyarrow as pa
+import pyarrow.compute as pc
 from fastavro.types import Schema
 
 from registry.core.errors import DecodeError
@@ -49,9 +51,7 @@ class EventDecoder:
         self._timestamp_field = timestamp_field
         self._max_future_ms = max_future_ms
         self._clock_ms = clock_ms
-        self._required = [
-            f["name"] for f in reader_schema["fields"] if not (isinstance(f["type"], list) and "null" in f["type"])
-        ]
+        self._required = required_fields(reader_schema)
 
     def _writer(self, schema_id: int) -> Schema:
         writer = self._writers.get(schema_id)
@@ -82,6 +82,7 @@ class EventDecoder:
         return record
 
     def _validate(self, record: dict[str, Any]) -> None:
+        # The rules, in this order, are also check_events's (a table of events): keep the two in step.
         for name in self._required:
             value = record.get(name)
             if value is None or (isinstance(value, str) and name.endswith("_id") and not value):
@@ -110,3 +111,62 @@ def _epoch_ms(value: Any) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def required_fields(reader_schema: dict[str, Any]) -> list[str]:
+    """The fields an event must carry: those whose type is not a union with null."""
+    return [f["name"] for f in reader_schema["fields"] if not (isinstance(f["type"], list) and "null" in f["type"])]
+
+
+def check_events(
+    events: pa.Table,
+    reader_schema: dict[str, Any],
+    *,
+    timestamp_field: str,
+    now_ms: int,
+    max_future_ms: int = MAX_FUTURE_MS,
+) -> tuple[pa.Table, pa.Table]:
+    """Split a table of events into those that pass ``EventDecoder``'s rules and those that do not.
+
+    ``events`` has one column per reader-schema field, in the schema's types (the timestamp field as
+    epoch milliseconds, int64). The rules are the decoder's, in its order, so a record gets the reason
+    the stream would dead-letter it with: a required field null, or a required ``*_id`` string empty
+    (``missing_field``); a float field NaN or infinite (``non_finite``); the timestamp beyond
+    ``now_ms + max_future_ms`` (``future_timestamp``) or before 1970 (``bad_timestamp``).
+
+    Returns ``(valid, rejected)``: ``rejected`` is the failing rows with two more columns, ``reason``
+    and ``detail``, as a dead letter has.
+    """
+    n = events.num_rows
+    reason = pa.nulls(n, pa.string())
+    detail = pa.nulls(n, pa.string())
+
+    def flag(failed: pa.ChunkedArray | pa.Array, why: str, what: str) -> None:
+        nonlocal reason, detail
+        failed = pc.fill_null(failed, True)
+        first = pc.and_(failed, pc.is_null(reason))  # the first rule a row fails gives its reason
+        reason = pc.if_else(first, pa.scalar(why), reason)
+        detail = pc.if_else(first, pa.scalar(what), detail)
+
+    for name in required_fields(reader_schema):
+        column = events.column(name)
+        failed = pc.is_null(column)
+        if name.endswith("_id") and pa.types.is_string(column.type):
+            failed = pc.or_(failed, pc.equal(pc.utf8_length(column), 0))
+        flag(failed, "missing_field", f"required field {name!r} is missing or empty")
+    for name in events.column_names:
+        column = events.column(name)
+        if pa.types.is_floating(column.type):
+            flag(pc.invert(pc.is_finite(column)), "non_finite", f"field {name!r} is not finite")
+    ts = events.column(timestamp_field)
+    flag(
+        pc.greater(ts, now_ms + max_future_ms),
+        "future_timestamp",
+        f"{timestamp_field} is beyond now + {max_future_ms} ms",
+    )
+    flag(pc.less(ts, 0), "bad_timestamp", f"{timestamp_field} is before 1970")
+    bad = pc.is_valid(reason)
+    rejected = (
+        events.filter(bad).append_column("reason", reason.filter(bad)).append_column("detail", detail.filter(bad))
+    )
+    return events.filter(pc.invert(bad)), rejected

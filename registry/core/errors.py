@@ -58,6 +58,12 @@ class DecodeError(SchemaError):
         super().__init__(f"{reason}: {detail}")
 
 
+class EventsTableError(SchemaError):
+    """A table of events (Parquet files, an Iceberg table) cannot be read as a source's events: the
+    location does not exist or cannot be read, a field of the event schema has no column, or a column's
+    type cannot hold the field's."""
+
+
 class DatasetError(FeatureStoreError):
     """A training set, its manifest or an export request cannot be honoured (unknown snapshot, bad
     ``as_of``, labels or rebuilt content that differ from the manifest)."""

@@ -7,8 +7,11 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
@@ -36,12 +39,13 @@ BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 3 * HOUR
 EVENTS = [("alice", 1, 10.0), ("alice", 2, 20.0), ("bob", 3, 100.0), ("alice", 7, 5.5), ("alice", 70, 1.0)]
 
 
-def _windows(size_min: int) -> dict[tuple[str, int], int]:
+def _windows(size_min: int, events: list[tuple[str, int, float]] = EVENTS) -> dict[tuple[str, int], int]:
     """Brute force: (user, window end) -> count, for windows of size_min sliding by 5 min."""
     out: dict[tuple[str, int], int] = {}
-    for end_min in range(5, 70 + size_min + 5, 5):
+    first = min(m for _, m, _ in events) // 5 * 5 + 5
+    for end_min in range(first, 70 + size_min + 5, 5):
         for user in ("alice", "bob"):
-            n = sum(1 for u, m, _ in EVENTS if u == user and end_min - size_min <= m < end_min)
+            n = sum(1 for u, m, _ in events if u == user and end_min - size_min <= m < end_min)
             if n:
                 out[(user, BASE + end_min * MIN)] = n
     return out
@@ -152,6 +156,52 @@ def test_backfill_computes_the_new_version_while_the_old_one_serves(
         "alice": (2, _iso(BASE + 100 * MIN), 1),
         "bob": (2, _iso(BASE + 100 * MIN), 0),
     }
+
+
+def test_a_backfill_reads_history_the_topic_never_held_from_a_table_of_events(
+    setup: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The topic's events and older ones (before BASE) in a Parquet file: the new version's windows
+    cover both, as the brute force over all of them gives."""
+    settings = setup
+    for key, value in settings_env(settings).items():
+        monkeypatch.setenv(key, value)
+    store = DefinitionStore(settings.definitions_db)
+    v1 = store.catalog().get("user", "txn_count_1h", 1)
+    store.register(
+        v1.model_copy(
+            update={
+                "version": 3,
+                "window": Window(kind="sliding", size=timedelta(minutes=15), slide=timedelta(minutes=5)),
+            }
+        )
+    )
+    history = [("alice", -50, 3.0), ("bob", -48, 4.0), ("bob", -20, 1.0), *EVENTS]
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {
+                    "transaction_id": f"h{i}",
+                    "user_id": u,
+                    "merchant_id": "m",
+                    "amount": a,
+                    "currency": "EUR",
+                    "event_time": BASE + m * MIN,
+                }
+                for i, (u, m, a) in enumerate(history)
+            ]
+        ),
+        tmp_path / "history.parquet",
+    )
+    backfill.run(settings, ["user.txn_count_1h@3"], events=str(tmp_path / "history.parquet"), progress_every_s=1)
+    rows = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").scan().to_arrow().to_pylist()
+    got = {
+        (r["entity_id"], int(r["event_time"].timestamp() * 1000)): r["value_long"]
+        for r in rows
+        if r["feature_name"] == "txn_count_1h" and r["feature_version"] == 3
+    }
+    assert got == _windows(15, history)
+    assert min(end for _, end in got) == BASE - 45 * MIN  # [-60 min, -45 min): the first window of alice's oldest event
 
 
 def test_a_failed_backfill_leaves_the_active_version(setup: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,19 +3,25 @@ a brute-force reference in plain Python.
 
 One seeded random event set (disorder inside the out-of-orderness bound, so no event is late however
 the partitions interleave) and one definitions file with tumbling, sliding and session features: one
-job run computes them all, at parallelism 1 (two partitions) and at parallelism 2 (four partitions).
+job run computes them all, at parallelism 1 (two partitions) and at parallelism 2 (four partitions),
+and a batch run computes them from the same events in a table (Parquet files, an Iceberg table)
+instead of the topic: its offline rows equal the stream runs' row for row.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from jobs.produce import ensure_topics, make_producer
@@ -195,6 +201,115 @@ def run(
     )
     assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
     yield settings
+
+
+BATCH_LOCATIONS = ["parquet", "iceberg"]  # where a batch run reads the events from
+
+
+def _events_table(events: list[Event]) -> pa.Table:
+    """The events as a table, shuffled, with event time as a timestamp column, two resends (the
+    event-id dedup drops them) and three records the decoder would dead-letter."""
+    rng = random.Random(3)
+    rows = [*events, events[5], events[40]]
+    rows += [
+        {**events[0], "transaction_id": "bad_nan", "amount": math.nan},
+        {**events[1], "transaction_id": "bad_user", "user_id": ""},
+        {**events[2], "transaction_id": "bad_time", "event_time": -5},
+    ]
+    rng.shuffle(rows)
+    table = pa.Table.from_pylist(rows)
+    ts = table.column("event_time").cast(pa.timestamp("ms", tz="UTC"))
+    return table.set_column(table.schema.get_field_index("event_time"), "event_time", ts)
+
+
+def _batch_job(settings: Settings, events: str, rejected: Path) -> None:
+    job = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.feature_job",
+            "--events",
+            events,
+            "--rejected",
+            str(rejected),
+            "--metrics-port",
+            "0",
+        ],
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    assert "3 rejected" in job.stderr, job.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def batch_runs(
+    it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Settings, Path]]:
+    """The same definitions and events, read from a table by `python -m jobs.feature_job --events`: once
+    from a folder of Parquet files, once from an Iceberg table. Location -> (its settings, rejected file)."""
+    table = _events_table(_events(seed=11))
+    out = {}
+    for kind in BATCH_LOCATIONS:
+        folder = tmp_path_factory.mktemp(f"batch_{kind}")
+        settings = isolated(it_settings, f"kinds_batch_{kind}", folder / "definitions")
+        topic = f"it_{run_id}_kinds_batch"  # named by the definitions, never read: the events come from the table
+        (settings.definitions_dir / "features.toml").write_text(_toml(topic))
+        apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+        if kind == "parquet":
+            (folder / "events").mkdir()
+            pq.write_table(table.slice(0, 100), folder / "events" / "part-0.parquet")
+            pq.write_table(table.slice(100), folder / "events" / "part-1.parquet")
+            events = str(folder / "events")
+        else:
+            catalog = connect_iceberg(settings)
+            namespace = f"{settings.iceberg_namespace}_raw"
+            catalog.create_namespace_if_not_exists(namespace)
+            catalog.create_table(f"{namespace}.card_transactions", schema=table.schema).append(table)
+            events = f"iceberg:{namespace}.card_transactions"
+        _batch_job(settings, events, folder / "rejected.parquet")
+        out[kind] = (settings, folder / "rejected.parquet")
+    return out
+
+
+def _offline_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Every offline row but its commit time, in a fixed order."""
+    table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").scan().to_arrow()
+    rows = table.drop_columns(["ingested_at"]).to_pylist()
+    return sorted(rows, key=lambda r: (r["feature_name"], r["entity_id"], r["event_time"], r["revision"]))
+
+
+@pytest.mark.parametrize("location", BATCH_LOCATIONS)
+def test_a_batch_run_writes_the_stream_runs_offline_rows(
+    run: Settings, batch_runs: dict[str, tuple[Settings, Path]], location: str
+) -> None:
+    """Same windows, values and revisions, bit for bit (the amounts are quarters: every sum is exact in
+    either order of addition), whether the events came from the topic or from a table."""
+    stream, batch = _offline_rows(run), _offline_rows(batch_runs[location][0])
+    assert len(stream) > 500
+    assert batch == stream
+
+
+@pytest.mark.parametrize("location", BATCH_LOCATIONS)
+def test_a_batch_run_keeps_the_records_the_decoder_refuses(
+    batch_runs: dict[str, tuple[Settings, Path]], location: str
+) -> None:
+    rejected = pq.read_table(batch_runs[location][1]).to_pylist()
+    assert {(r["transaction_id"], r["reason"]) for r in rejected} == {
+        ("bad_nan", "non_finite"),
+        ("bad_user", "missing_field"),
+        ("bad_time", "bad_timestamp"),
+    }
+
+
+@pytest.mark.parametrize("location", BATCH_LOCATIONS)
+def test_a_batch_run_serves_each_features_latest_window(
+    batch_runs: dict[str, tuple[Settings, Path]], location: str
+) -> None:
+    test_online_holds_each_features_latest_window(batch_runs[location][0])
 
 
 def _value(row: dict[str, Any]) -> Any:

@@ -1,0 +1,158 @@
+"""A source's events read from a table instead of its topic: Parquet files or an Iceberg table.
+
+A batch run (``python -m jobs.feature_job --events LOCATION``) feeds the stream job's own window SQL
+and writer from such a table, so a definition computes its windows the same way from either input.
+This module only reads: the table's columns named like the fields of the source's reader schema
+(``schemas/<event_schema>.avsc``), cast to the field types, the timestamp field as epoch
+milliseconds, sorted by it; and it splits off the records the stream's decoder would dead-letter
+(``udfs.decode.check_events``).
+
+Locations: ``iceberg:<namespace>.<table>`` (a table of the offline store's catalog), or a path to a
+Parquet file or a directory of them (read recursively). Columns the schema does not name are
+ignored; a field without a column, or a column whose type cannot hold the field's, is an
+``EventsTableError`` before anything runs. Accepted column types per field type: ``long`` and
+``int``: integers that fit (checked value by value); ``double`` and ``float``: floating point or
+integers; ``string``: strings (plain, large or dictionary-encoded); ``boolean``: booleans. The
+timestamp field: integers (epoch milliseconds) or timestamps of any unit (naive ones are UTC), floored
+to the millisecond.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from registry.core.definitions import Source
+from registry.core.errors import EventsTableError
+from schemas import field_type, load_schema
+from udfs.decode import check_events
+
+_ARROW = {
+    "string": pa.string(),
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "long": pa.int64(),
+    "int": pa.int32(),
+    "boolean": pa.bool_(),
+}
+_ICEBERG_PREFIX = "iceberg:"
+_UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+@dataclass(frozen=True)
+class Events:
+    """A table of events split as the decoder would: ``valid`` sorted by event time, ``rejected`` with
+    ``reason`` and ``detail`` columns."""
+
+    valid: pa.Table
+    rejected: pa.Table
+
+    def reasons(self) -> dict[str, int]:
+        """Rejected records per reason."""
+        if not self.rejected.num_rows:
+            return {}
+        counts = pc.value_counts(self.rejected.column("reason")).to_pylist()
+        return {c["values"]: c["counts"] for c in counts}
+
+
+def arrow_schema(source: Source) -> pa.Schema:
+    """The Arrow schema of a source's events: one column per reader-schema field (the timestamp as int64 ms)."""
+    fields = []
+    for field in load_schema(source.event_schema)["fields"]:
+        avro = field_type(field)
+        if avro not in _ARROW:
+            raise EventsTableError(f"event field {field['name']!r}: Avro type {avro!r} is not supported")
+        fields.append(pa.field(field["name"], _ARROW[avro]))
+    return pa.schema(fields)
+
+
+def read_raw(location: str, columns: list[str], catalog: Callable[[], Any]) -> pa.Table:
+    """The named columns of the table at ``location``, as stored (``catalog`` opens the Iceberg catalog)."""
+    if location.startswith(_ICEBERG_PREFIX):
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+        name = location.removeprefix(_ICEBERG_PREFIX)
+        try:
+            table = catalog().load_table(name)
+        except (NoSuchTableError, NoSuchNamespaceError, ValueError) as exc:
+            raise EventsTableError(f"events table {name!r}: not in the Iceberg catalog ({exc})") from exc
+        _check_present(location, table.schema().column_names, columns)
+        return table.scan(selected_fields=tuple(columns)).to_arrow()
+    import pyarrow.dataset as ds
+
+    path = Path(location)
+    if not path.exists():
+        raise EventsTableError(f"events table {location!r}: no such file or directory")
+    try:
+        dataset = ds.dataset(path, format="parquet")
+        _check_present(location, dataset.schema.names, columns)
+        return dataset.to_table(columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise EventsTableError(f"events table {location!r}: not readable as Parquet ({exc})") from exc
+
+
+def _check_present(location: str, have: list[str], columns: list[str]) -> None:
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise EventsTableError(f"events table {location!r} has no column for event field(s) {', '.join(missing)}")
+
+
+def _epoch_ms(column: pa.ChunkedArray, name: str) -> pa.Array:
+    """Event times as epoch milliseconds: integers as they are, timestamps floored to the millisecond."""
+    if pa.types.is_integer(column.type):
+        return _cast(column, pa.int64(), name)
+    if not pa.types.is_timestamp(column.type):
+        raise EventsTableError(f"timestamp field {name!r} is {column.type}: epoch milliseconds or a timestamp")
+    raw = column.combine_chunks().cast(pa.timestamp(column.type.unit)).cast(pa.int64())
+    values = raw.fill_null(0).to_numpy(zero_copy_only=False)
+    unit_ns = _UNIT_NS[column.type.unit]
+    ms = (
+        values * (unit_ns // _UNIT_NS["ms"])
+        if unit_ns > _UNIT_NS["ms"]
+        else np.floor_divide(values, _UNIT_NS["ms"] // unit_ns)
+    )
+    return pa.array(ms, pa.int64(), mask=raw.is_null().to_numpy(zero_copy_only=False))
+
+
+def _cast(column: pa.ChunkedArray, to: pa.DataType, name: str) -> pa.Array:
+    have = column.type
+    if pa.types.is_dictionary(have):
+        have = have.value_type
+    allowed = {
+        "int64": pa.types.is_integer,
+        "int32": pa.types.is_integer,
+        "double": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t),
+        "float": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t),
+        "string": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+        "bool": pa.types.is_boolean,
+    }[str(to)]
+    if not allowed(have):
+        raise EventsTableError(f"event field {name!r}: a column of {column.type} cannot hold {to}")
+    try:
+        return column.combine_chunks().cast(to)  # a safe cast: an integer that does not fit fails
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise EventsTableError(f"event field {name!r}: {exc}") from exc
+
+
+def read_events(location: str, source: Source, catalog: Callable[[], Any], *, now_ms: int) -> Events:
+    """The source's events in the table at ``location``, checked and sorted by event time (stable)."""
+    schema = arrow_schema(source)
+    raw = read_raw(location, schema.names, catalog)
+    columns = [
+        _epoch_ms(raw.column(f.name), f.name)
+        if f.name == source.timestamp_field
+        else _cast(raw.column(f.name), f.type, f.name)
+        for f in schema
+    ]
+    events = pa.Table.from_arrays(columns, schema=schema)
+    valid, rejected = check_events(
+        events, load_schema(source.event_schema), timestamp_field=source.timestamp_field, now_ms=now_ms
+    )
+    order = pc.sort_indices(valid, sort_keys=[(source.timestamp_field, "ascending")])
+    return Events(valid.take(order), rejected)

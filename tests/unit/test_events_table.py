@@ -1,0 +1,214 @@
+"""A table of events as a batch source: read, cast, checked by the decoder's rules, sorted by event time."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.events_table import arrow_schema, read_events
+from registry.core.definitions import Source
+from registry.core.errors import DecodeError, EventsTableError
+from schemas import load_schema
+from udfs.decode import MAX_FUTURE_MS, EventDecoder, check_events
+
+NOW_MS = 1_800_000_000_000
+SOURCE = Source(
+    topic="card_transactions",
+    event_schema="card_transaction",
+    subject="card_transactions-value",
+    entity_key="user_id",
+    timestamp_field="event_time",
+    event_id_field="transaction_id",
+)
+
+
+def _no_catalog() -> Any:
+    raise AssertionError("no catalog for a Parquet location")
+
+
+def _events(n: int = 4, **overrides: pa.Array) -> pa.Table:
+    columns: dict[str, pa.Array] = {
+        "transaction_id": pa.array([f"t{i}" for i in range(n)]),
+        "user_id": pa.array([f"u{i % 2}" for i in range(n)]),
+        "merchant_id": pa.array(["m"] * n),
+        "amount": pa.array([float(i) for i in range(n)]),
+        "currency": pa.array(["EUR"] * n),
+        "event_time": pa.array([NOW_MS - 1000 * (n - i) for i in range(n)], pa.int64()),
+    }
+    columns.update(overrides)
+    return pa.table(columns)
+
+
+def _parquet(tmp_path: Path, table: pa.Table, name: str = "events.parquet") -> str:
+    path = tmp_path / name
+    pq.write_table(table, path)
+    return str(path)
+
+
+def test_batch_rules_give_every_record_the_reason_the_decoder_gives_it() -> None:
+    """check_events (a column at a time) against EventDecoder's own per-record rules, on random records."""
+    rng = random.Random(5)
+    schema = load_schema("card_transaction")
+    decoder = EventDecoder(lambda _: None, schema, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+    records = []
+    for i in range(2000):
+        records.append(
+            {
+                "transaction_id": rng.choice([f"t{i}", "", None]),
+                "user_id": rng.choice(["u1", "u2", "", None]),
+                "merchant_id": rng.choice(["m", "", None]),  # an `*_id` field: empty is missing
+                "amount": rng.choice([1.5, 0.0, -2.0, math.nan, math.inf, -math.inf, None]),
+                "currency": rng.choice(["EUR", "", None]),
+                "event_time": rng.choice(
+                    [NOW_MS, NOW_MS + MAX_FUTURE_MS, NOW_MS + MAX_FUTURE_MS + 1, -1, 0, None, NOW_MS - 10**9]
+                ),
+            }
+        )
+    expected: list[str | None] = []
+    for record in records:
+        try:
+            decoder._validate(dict(record))
+            expected.append(None)
+        except DecodeError as exc:
+            expected.append(exc.reason)
+    table = pa.Table.from_pylist(records, schema=arrow_schema(SOURCE)).append_column(
+        "i", pa.array(range(len(records)), pa.int64())
+    )
+    valid, rejected = check_events(table, schema, timestamp_field="event_time", now_ms=NOW_MS)
+    got: list[str | None] = [None] * len(records)
+    for i, reason in zip(rejected.column("i").to_pylist(), rejected.column("reason").to_pylist(), strict=True):
+        got[i] = reason
+    assert got == expected
+    assert sorted(valid.column("i").to_pylist()) == [i for i, r in enumerate(expected) if r is None]
+    assert {r for r in expected if r} == {"missing_field", "non_finite", "future_timestamp", "bad_timestamp"}
+
+
+def test_a_parquet_table_is_cast_sorted_and_split(tmp_path: Path) -> None:
+    table = _events(
+        5,
+        amount=pa.array([3, 1, 2, 4, 5], pa.int32()),  # integers widen to double
+        user_id=pa.array(["u1", "u2", "u1", "", "u2"]).dictionary_encode(),
+        event_time=pa.array([5000, 1000, 3000, 2000, 4000], pa.int64()),
+    ).append_column("extra", pa.array(["ignored"] * 5))
+    events = read_events(_parquet(tmp_path, table), SOURCE, _no_catalog, now_ms=NOW_MS)
+    assert events.valid.schema == arrow_schema(SOURCE)
+    assert events.valid.column("event_time").to_pylist() == [1000, 3000, 4000, 5000]
+    assert events.valid.column("amount").to_pylist() == [1.0, 2.0, 5.0, 3.0]
+    assert events.rejected.column("reason").to_pylist() == ["missing_field"]
+    assert events.reasons() == {"missing_field": 1}
+
+
+@pytest.mark.parametrize(
+    ("unit", "raw", "expected_ms"),
+    [("s", 2, 2000), ("ms", 1234, 1234), ("us", 1_234_999, 1234), ("ns", 1_234_999_999, 1234), ("us", -1, -1)],
+)
+def test_timestamp_columns_are_floored_to_the_millisecond(
+    tmp_path: Path, unit: str, raw: int, expected_ms: int
+) -> None:
+    table = _events(1, event_time=pa.array([raw], pa.timestamp(unit, tz="UTC")))
+    events = read_events(_parquet(tmp_path, table), SOURCE, _no_catalog, now_ms=NOW_MS)
+    both = pa.concat_tables([events.valid, events.rejected.drop_columns(["reason", "detail"])])
+    assert both.column("event_time").to_pylist() == [expected_ms]
+    if expected_ms < 0:  # floored, not truncated toward zero: a time before 1970 stays before it
+        assert events.reasons() == {"bad_timestamp": 1}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"amount": pa.array(["1.0"] * 2)}, "'amount': a column of string cannot hold double"),
+        ({"event_time": pa.array([1.5, 2.5])}, "timestamp field 'event_time' is double"),
+        ({"currency": pa.array([1, 2])}, "'currency': a column of int64 cannot hold string"),
+    ],
+)
+def test_a_column_that_cannot_hold_its_field_is_named(
+    tmp_path: Path, override: dict[str, pa.Array], message: str
+) -> None:
+    with pytest.raises(EventsTableError, match=message):
+        read_events(_parquet(tmp_path, _events(2, **override)), SOURCE, _no_catalog, now_ms=NOW_MS)
+
+
+def test_missing_columns_and_locations_are_named(tmp_path: Path) -> None:
+    with pytest.raises(EventsTableError, match=r"no column for event field\(s\) currency"):
+        read_events(_parquet(tmp_path, _events(2).drop_columns(["currency"])), SOURCE, _no_catalog, now_ms=NOW_MS)
+    with pytest.raises(EventsTableError, match="no such file or directory"):
+        read_events(str(tmp_path / "nowhere"), SOURCE, _no_catalog, now_ms=NOW_MS)
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(EventsTableError, match="not readable as Parquet"):
+        read_events(str(tmp_path / "junk.parquet"), SOURCE, _no_catalog, now_ms=NOW_MS)
+
+
+def test_a_directory_of_parquet_files_is_one_table(tmp_path: Path) -> None:
+    folder = tmp_path / "events"
+    folder.mkdir()
+    _parquet(folder, _events(4).slice(2), "b.parquet")
+    _parquet(folder, _events(4).slice(0, 2), "a.parquet")
+    events = read_events(str(folder), SOURCE, _no_catalog, now_ms=NOW_MS)
+    assert events.valid.column("transaction_id").to_pylist() == ["t0", "t1", "t2", "t3"]
+
+
+def test_an_iceberg_table_reads_like_its_parquet(tmp_path: Path) -> None:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/catalog.db", warehouse=(tmp_path / "wh").as_uri())
+    catalog.create_namespace("raw")
+    table = _events(6, event_time=pa.array([NOW_MS - i for i in range(6)], pa.timestamp("ms", tz="UTC")))
+    iceberg = catalog.create_table("raw.card_transactions", schema=table.schema)
+    iceberg.append(table)
+    from_iceberg = read_events("iceberg:raw.card_transactions", SOURCE, lambda: catalog, now_ms=NOW_MS)
+    from_parquet = read_events(_parquet(tmp_path, table), SOURCE, _no_catalog, now_ms=NOW_MS)
+    assert from_iceberg.valid.equals(from_parquet.valid)
+    assert from_iceberg.valid.column("event_time").to_pylist() == [NOW_MS - i for i in range(5, -1, -1)]
+    with pytest.raises(EventsTableError, match="not in the Iceberg catalog"):
+        read_events("iceberg:raw.nothing", SOURCE, lambda: catalog, now_ms=NOW_MS)
+
+
+def test_a_table_of_events_stands_for_one_source() -> None:
+    from jobs.feature_job import one_source
+    from registry.core.catalog import load_folder
+    from registry.core.errors import FeatureStoreError
+    from tests.conftest import REPO
+
+    shipped = list(load_folder(REPO / "registry" / "features"))
+    assert one_source(shipped) == shipped[0].source
+    other = shipped[0].model_copy(update={"source": shipped[0].source.model_copy(update={"topic": "other"})})
+    with pytest.raises(FeatureStoreError, match="these definitions read 2: run one source at a time"):
+        one_source([*shipped, other])
+
+
+def test_a_bad_table_fails_the_job_in_one_line_before_flink_starts(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from registry.core.catalog import load_folder
+    from registry.core.settings import Settings
+    from registry.definition_store import DefinitionStore
+    from registry.plan import apply
+    from tests.conftest import REPO
+
+    settings = Settings.from_env().model_copy(update={"definitions_db": tmp_path / "definitions.db"})
+    apply(DefinitionStore(settings.definitions_db), load_folder(REPO / "registry" / "features"))
+    started = time.monotonic()
+    job = subprocess.run(
+        [sys.executable, "-m", "jobs.feature_job", "--events", str(tmp_path / "nowhere")],
+        cwd=REPO,
+        env={**os.environ, **settings.to_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert job.returncode == 1
+    assert (
+        job.stderr.strip().splitlines()[-1]
+        == f"error: events table {str(tmp_path / 'nowhere')!r}: no such file or directory"
+    )
+    assert "Traceback" not in job.stderr
+    assert time.monotonic() - started < 60  # no mini-cluster was started
