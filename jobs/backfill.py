@@ -5,9 +5,11 @@ definition, SQL and writer as streaming, so the same values) bounded over what t
 computing only the named versions. Their rows go to both stores under their own version number;
 nothing serves them until promotion moves the registry pointer. With ``--events LOCATION`` the
 events come from a table (Parquet files or ``iceberg:<namespace>.<table>``, ``jobs.events_table``)
-instead of the topic: history the topic no longer holds. The active version is never a
+instead of the topic: history the topic no longer holds; ``--events archive`` reads the topic's
+archive (``sinks.archive``) and then the topic from where the archive ends (``jobs.history``), and
+``--since``/``--until`` limit it to the events and whole windows of a time range. The active version is never a
 target (a backfill must not rewrite what models read), and a failed backfill leaves it untouched.
-Progress (rows committed offline, elapsed time) is printed every few seconds.
+Progress (the events read, rows committed offline, elapsed time) is printed every few seconds.
 """
 
 from __future__ import annotations
@@ -62,15 +64,32 @@ def _current_snapshot(settings: Settings) -> int | None:
     return snapshot.snapshot_id if snapshot else None
 
 
+def _echo_progress(log: Path, shown: int) -> int:
+    """Echo the job's reading progress (its ``[events]`` and ``[history]`` lines) written to ``log``
+    after byte ``shown``; returns the new position."""
+    with log.open("rb") as f:
+        f.seek(shown)
+        chunk = f.read()
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    for line in complete.decode(errors="replace").splitlines():
+        if line.startswith(("[events]", "[history]")):
+            print(line, file=sys.stderr, flush=True)
+    return shown + len(complete)
+
+
 def run(
     settings: Settings,
     refs: list[str],
     *,
     events: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
     progress_every_s: float = 5.0,
     timeout_s: float = 6 * 3600,
 ) -> None:
-    """Run the backfill job for ``refs``, over the topic or the table of events at ``events``;
+    """Run the backfill job for ``refs``, over the topic or the table of events at ``events``
+    (``archive``: the topic's archive, then the topic); with ``since``/``until`` (ISO-8601 with a zone
+    or epoch ms; ``events`` needed) only the events and the whole windows in that range.
     FeatureStoreError (active versions untouched) if it fails."""
     store = DefinitionStore(settings.definitions_db)
     catalog = guard_catalog(store.catalog(), settings, action="backfill")
@@ -92,13 +111,17 @@ def run(
         "--metrics-port",
         "0",
         *(["--events", events] if events is not None else []),
+        *(["--since", since] if since is not None else []),
+        *(["--until", until] if until is not None else []),
     ]
     started = time.monotonic()
     log = settings.definitions_db.parent / f"backfill-{int(time.time())}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=_REPO, stdout=out, stderr=subprocess.STDOUT)
+        shown = 0
         while proc.poll() is None:
             time.sleep(min(progress_every_s, 1.0))
+            shown = _echo_progress(log, shown)
             elapsed = time.monotonic() - started
             if elapsed > timeout_s:
                 proc.kill()
@@ -106,6 +129,7 @@ def run(
             if int(elapsed) % max(1, int(progress_every_s)) == 0:
                 rows = _committed_rows(settings, start_snapshot)
                 print(f"[backfill] {elapsed:.0f}s: {rows:,} offline rows committed", file=sys.stderr, flush=True)
+    _echo_progress(log, shown)
     if proc.returncode != 0:
         raise FeatureStoreError(
             f"backfill job failed (exit {proc.returncode}); active versions untouched; log {log}:\n"
@@ -122,13 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--events",
         metavar="LOCATION",
-        help="read the events from a table instead of the topic: a Parquet file or directory, or "
-        "iceberg:<namespace>.<table> (records the decoder would refuse are written beside the definitions database)",
+        help="read the events from a table instead of the topic: a Parquet file or directory, "
+        "iceberg:<namespace>.<table>, or `archive` (the topic's archive, then the topic from where it ends); records "
+        "the decoder refuses are written beside the definitions database",
     )
+    parser.add_argument("--since", help="with --events: events and whole windows from this time (ISO-8601 or epoch ms)")
+    parser.add_argument("--until", help="with --events: events before and whole windows up to this time")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
-        run(settings, args.versions, events=args.events)
+        if (args.since or args.until) and args.events is None:
+            raise FeatureStoreError("--since and --until need --events")
+        run(settings, args.versions, events=args.events, since=args.since, until=args.until)
         if args.promote:
             from serving.offline.promotion import promote
             from sinks.factory import connect_iceberg

@@ -337,11 +337,15 @@ def build(
     bounded: bool,
     group_id: str = "featurestore-job",
     events: pa.Table | None = None,
+    window_range_ms: tuple[int, int] | None = None,
 ) -> None:
     """Add the whole pipeline for the given definitions to env (the stores must exist: ``prepare_stores``).
 
     ``events``: the events of the definitions' one source, from a table (``jobs.events_table``), read
     instead of its topic (a batch run: bounded, no dead-letter output; the caller keeps the rejected).
+    ``window_range_ms``: ``(since, until)``, epoch ms: only windows inside ``[since, until]`` are
+    written (``window_start >= since`` and ``window_end <= until``), so none is cut off by the range
+    (the events must be those in ``[since, until)``: ``in_range``).
 
     Late firing (a window re-emitted for each late event within the allowed lateness) is one setting
     of a table environment, and Flink refuses it for session windows (which take no lateness, see
@@ -372,7 +376,14 @@ def build(
             views[(late_fire, group.source)] = _events_view(
                 t_env, decoded[group.source], group.source, from_table=events is not None
             )
-        result = t_env.sql_query(aggregate_sql(group, views[(late_fire, group.source)]))
+        query = aggregate_sql(group, views[(late_fire, group.source)])
+        if window_range_ms is not None:
+            since, until = window_range_ms
+            query = (
+                f"SELECT * FROM ({query})\nWHERE window_start >= TO_TIMESTAMP_LTZ({since}, 3)"
+                f" AND window_end <= TO_TIMESTAMP_LTZ({until}, 3)"
+            )
+        result = t_env.sql_query(query)
         names = ",".join(d.name for d in group.features)
         # Keyed into one bucket per subtask only so the writer can keep state and use timers as commit points.
         t_env.to_changelog_stream(result).key_by(lambda row, n=buckets: _bucket(row, n), key_type=Types.INT()).process(
@@ -410,7 +421,18 @@ def main(argv: list[str] | None = None) -> int:
         "--events",
         metavar="LOCATION",
         help="read the source's events from a table instead of its topic (implies --bounded): a Parquet file or "
-        "directory, or iceberg:<namespace>.<table>; the definitions must share one source",
+        "directory, iceberg:<namespace>.<table>, or `archive` (the topic's archive, then the topic from where the "
+        "archive ends: jobs.history); the definitions must share one source",
+    )
+    parser.add_argument(
+        "--since",
+        help="with --events: only events at or after this time, and only windows starting at or after it "
+        "(ISO-8601 with a zone, or epoch ms)",
+    )
+    parser.add_argument(
+        "--until",
+        help="with --events: only events before this time, and only windows ending at or before it "
+        "(ISO-8601 with a zone, or epoch ms)",
     )
     parser.add_argument(
         "--rejected",
@@ -419,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         "(Parquet; default: batch-rejected-<time>.parquet beside the definitions database)",
     )
     args = parser.parse_args(argv)
+    window_range_ms = _window_range(args.since, args.until)
+    if window_range_ms is not None and args.events is None:
+        raise FeatureStoreError("--since and --until need --events (a run over a topic has no end)")
     settings = Settings.from_env()
     catalog = DefinitionStore(settings.definitions_db).catalog()
     if not len(catalog):
@@ -429,7 +454,11 @@ def main(argv: list[str] | None = None) -> int:
         catalog.active() if not args.versions else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]
     )
     # A table of events is read and checked before the mini-cluster starts: a bad one fails in a second.
-    events = None if args.events is None else _read_events_table(settings, args.events, definitions, args.rejected)
+    events = (
+        None
+        if args.events is None
+        else _read_events_table(settings, args.events, definitions, args.rejected, window_range_ms)
+    )
     bounded = args.bounded or events is not None
     checkpoint_ms = args.checkpoint_interval_ms if args.checkpoint_interval_ms else (None if bounded else 10_000)
     env = create_environment(
@@ -442,25 +471,79 @@ def main(argv: list[str] | None = None) -> int:
         bind_host=args.bind_host,
     )
     prepare_stores(settings)
-    build(env, settings, definitions, bounded=bounded, group_id=args.group_id, events=events)
+    build(
+        env,
+        settings,
+        definitions,
+        bounded=bounded,
+        group_id=args.group_id,
+        events=events,
+        window_range_ms=window_range_ms,
+    )
     env.execute("feature-store: window features")
     return 0
 
 
+def _epoch_ms_arg(text: str, flag: str) -> int:
+    """A CLI time: epoch milliseconds, or ISO-8601 with a zone."""
+    from datetime import UTC, datetime
+
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise FeatureStoreError(f"{flag} {text!r} is neither an ISO-8601 time nor epoch milliseconds") from exc
+    if parsed.tzinfo is None:
+        raise FeatureStoreError(f"{flag} {text!r} needs a time zone (e.g. 2026-11-01T00:00:00Z)")
+    return (parsed - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)  # floored to the ms
+
+
+def _window_range(since: str | None, until: str | None) -> tuple[int, int] | None:
+    """``(since, until)`` in epoch ms from the CLI (an open side is the whole of time), or None."""
+    if since is None and until is None:
+        return None
+    lo = _epoch_ms_arg(since, "--since") if since is not None else 0
+    hi = _epoch_ms_arg(until, "--until") if until is not None else 2**62
+    if lo >= hi:
+        raise FeatureStoreError(f"--since must be before --until (got {lo} ms and {hi} ms)")
+    return lo, hi
+
+
+def in_range(events: pa.Table, timestamp_field: str, window_range_ms: tuple[int, int]) -> pa.Table:
+    """The events with ``since <= time < until``."""
+    import pyarrow.compute as pc
+
+    ts = events.column(timestamp_field)
+    since, until = window_range_ms
+    return events.filter(pc.and_(pc.greater_equal(ts, since), pc.less(ts, until)))
+
+
 def _read_events_table(
-    settings: Settings, location: str, definitions: list[FeatureDefinition], rejected_path: Path | None
+    settings: Settings,
+    location: str,
+    definitions: list[FeatureDefinition],
+    rejected_path: Path | None,
+    window_range_ms: tuple[int, int] | None = None,
 ) -> pa.Table:
-    """The valid events of ``location`` for the definitions' one source; the rest written to
-    ``rejected_path`` with their reasons (nothing is dropped silently), and counted on stderr."""
+    """The valid events of ``location`` for the definitions' one source (in ``window_range_ms`` if
+    given); the rest written to ``rejected_path`` with their reasons (nothing is dropped silently),
+    and counted on stderr."""
     import time
 
     import pyarrow.parquet as pq
 
     from jobs.events_table import read_events
+    from jobs.history import ARCHIVE, read_history
     from sinks.factory import connect_iceberg
 
     source = one_source(definitions)
-    events = read_events(location, source, lambda: connect_iceberg(settings), now_ms=time.time_ns() // 1_000_000)
+    now_ms = time.time_ns() // 1_000_000
+    events = (
+        read_history(settings, source, now_ms=now_ms)
+        if location == ARCHIVE
+        else read_events(location, source, lambda: connect_iceberg(settings), now_ms=now_ms)
+    )
     print(f"[events] {location}: {events.valid.num_rows:,} events", file=sys.stderr, flush=True)
     if events.rejected.num_rows:
         path = rejected_path or settings.definitions_db.parent / f"batch-rejected-{int(time.time())}.parquet"
@@ -468,7 +551,11 @@ def _read_events_table(
         pq.write_table(events.rejected, path)
         counts = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(events.reasons().items()))
         print(f"[events] {events.rejected.num_rows:,} rejected ({counts}), written to {path}", file=sys.stderr)
-    return events.valid
+    if window_range_ms is None:
+        return events.valid
+    chosen = in_range(events.valid, source.timestamp_field, window_range_ms)
+    print(f"[events] {chosen.num_rows:,} events in [{window_range_ms[0]}, {window_range_ms[1]}) ms", file=sys.stderr)
+    return chosen
 
 
 def _main() -> int:

@@ -16,7 +16,7 @@ from pyflink.datastream.state import ListStateDescriptor
 
 from jobs.sql import decode_last
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import DecodeError, StoreUnavailableError
+from registry.core.errors import DecodeError
 from registry.core.settings import Settings
 from sinks.records import FeatureRow
 
@@ -66,23 +66,10 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
         self._fields = [f["name"] for f in reader_schema["fields"]]
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-        from jobs.registry_client import registry_client
+        from jobs.registry_client import schema_lookup
         from udfs.decode import EventDecoder
 
-        client = registry_client(self._settings.schema_registry_url, self._settings.token)
-
-        def lookup(schema_id: int) -> str | None:
-            try:
-                return str(client.get_schema(schema_id).schema_str)
-            except SchemaRegistryError as exc:
-                if exc.http_status_code == 404:
-                    return None
-                raise StoreUnavailableError(f"schema registry: {exc}") from exc
-            except Exception as exc:  # connection refused, timeout
-                raise StoreUnavailableError(f"schema registry unreachable: {exc}") from exc
-
+        lookup = schema_lookup(self._settings.schema_registry_url, self._settings.token)
         self._decoder = EventDecoder(lookup, self._reader_schema, timestamp_field=self._timestamp_field)
         self._metrics = runtime_context.get_metrics_group().add_group("topic", self._topic)
         self._events_in = self._metrics.counter("events_in")

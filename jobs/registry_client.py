@@ -9,7 +9,10 @@ to 20 s) would turn a paused registry into a stalled job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from registry.core.errors import StoreUnavailableError
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -33,3 +36,24 @@ def registry_client(url: str, token: str | None = None) -> SchemaRegistryClient:
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
     return SchemaRegistryClient({"url": url, **CLIENT_CONFIG, **auth_config(token)})
+
+
+def schema_lookup(url: str, token: str | None = None) -> Callable[[int], str | None]:
+    """The decoder's schema lookup (``udfs.decode.SchemaLookup``): the writer schema text of a registry
+    id, None if the registry has no such id; StoreUnavailableError if the registry cannot answer (a
+    registry that is down is not a bad record)."""
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    client = registry_client(url, token)
+
+    def lookup(schema_id: int) -> str | None:
+        try:
+            return str(client.get_schema(schema_id).schema_str)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                return None
+            raise StoreUnavailableError(f"schema registry: {exc}") from exc
+        except Exception as exc:  # connection refused, timeout
+            raise StoreUnavailableError(f"schema registry unreachable: {exc}") from exc
+
+    return lookup

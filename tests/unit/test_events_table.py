@@ -212,3 +212,39 @@ def test_a_bad_table_fails_the_job_in_one_line_before_flink_starts(tmp_path: Pat
     )
     assert "Traceback" not in job.stderr
     assert time.monotonic() - started < 60  # no mini-cluster was started
+
+
+def test_a_time_range_keeps_events_from_since_up_to_but_not_including_until() -> None:
+    from jobs.feature_job import _window_range, in_range
+
+    events = _events(5, event_time=pa.array([999, 1000, 1500, 1999, 2000], pa.int64()))
+    assert in_range(events, "event_time", (1000, 2000)).column("event_time").to_pylist() == [1000, 1500, 1999]
+    assert _window_range("2026-11-01T00:00:00Z", "1793491200001") == (1_793_491_200_000, 1_793_491_200_001)
+    assert _window_range("2026-11-01T01:00:00.0009+01:00", None) == (1_793_491_200_000, 2**62)  # floored to the ms
+    assert _window_range(None, None) is None
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "message"),
+    [
+        ("2026-11-01T00:00:00", None, "needs a time zone"),
+        ("yesterday", None, "neither an ISO-8601 time nor epoch milliseconds"),
+        ("2000", "2000", "--since must be before --until"),
+    ],
+)
+def test_a_bad_time_range_is_named(since: str, until: str | None, message: str) -> None:
+    from jobs.feature_job import _window_range
+    from registry.core.errors import FeatureStoreError
+
+    with pytest.raises(FeatureStoreError, match=message):
+        _window_range(since, until)
+
+
+def test_the_seam_is_the_archive_end_or_what_kafka_holds_and_a_gap_is_named() -> None:
+    from sinks.archive import ArchiveError, seam
+
+    kafka = {0: (0, 10), 1: (5, 9), 2: (3, 3)}
+    assert seam({0: 7, 1: 9}, kafka, "t") == {0: 7, 1: 9, 2: 3}  # partition 2 never archived: from what Kafka holds
+    assert seam({0: 7, 1: 5, 2: 3}, kafka, "t") == {0: 7, 1: 5, 2: 3}  # exactly at Kafka's first offset: no gap
+    with pytest.raises(ArchiveError, match=r"'t' partition 1: offsets 4\.\.4 are neither archived nor in Kafka"):
+        seam({0: 7, 1: 4}, kafka, "t")
