@@ -485,26 +485,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _epoch_ms_arg(text: str, flag: str) -> int:
-    """A CLI time: epoch milliseconds, or ISO-8601 with a zone."""
-    from datetime import UTC, datetime
+    """A CLI time (``registry.core.durations.parse_instant``) as epoch ms, floored."""
+    from registry.core.durations import EPOCH, parse_instant
 
-    if text.lstrip("-").isdigit():
-        return int(text)
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (parse_instant(text) - EPOCH) // timedelta(milliseconds=1)
     except ValueError as exc:
-        raise FeatureStoreError(f"{flag} {text!r} is neither an ISO-8601 time nor epoch milliseconds") from exc
-    if parsed.tzinfo is None:
-        raise FeatureStoreError(f"{flag} {text!r} needs a time zone (e.g. 2026-11-01T00:00:00Z)")
-    return (parsed - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)  # floored to the ms
+        raise FeatureStoreError(f"{flag} {exc}") from None
+
+
+LAST_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the latest time Flink SQL and Iceberg hold: the end of an open range."""
 
 
 def _window_range(since: str | None, until: str | None) -> tuple[int, int] | None:
-    """``(since, until)`` in epoch ms from the CLI (an open side is the whole of time), or None."""
+    """``(since, until)`` in epoch ms from the CLI (an open side: 1970, or ``LAST_MS``), or None."""
     if since is None and until is None:
         return None
     lo = _epoch_ms_arg(since, "--since") if since is not None else 0
-    hi = _epoch_ms_arg(until, "--until") if until is not None else 2**62
+    hi = _epoch_ms_arg(until, "--until") if until is not None else LAST_MS
     if lo >= hi:
         raise FeatureStoreError(f"--since must be before --until (got {lo} ms and {hi} ms)")
     return lo, hi
@@ -540,7 +539,7 @@ def _read_events_table(
     source = one_source(definitions)
     now_ms = time.time_ns() // 1_000_000
     events = (
-        read_history(settings, source, now_ms=now_ms)
+        read_history(settings, source, now_ms=now_ms, time_range_ms=window_range_ms)
         if location == ARCHIVE
         else read_events(location, source, lambda: connect_iceberg(settings), now_ms=now_ms)
     )

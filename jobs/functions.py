@@ -93,13 +93,7 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
             )
             return
         try:
-            event = self._decoder.decode(payload)
-            if event[self._timestamp_field] != ctx.timestamp():
-                raise DecodeError(
-                    "timestamp_mismatch",
-                    f"{self._timestamp_field}={event[self._timestamp_field]} but the Kafka timestamp is "
-                    f"{ctx.timestamp()}; producers must set the record timestamp to the event time",
-                )
+            event = self._decoder.decode_record(payload, ctx.timestamp())
         except DecodeError as exc:
             yield self._dead_letter(exc.reason, exc.detail, payload)
             return

@@ -57,10 +57,15 @@ def _decoder(settings: Settings, source: Source, now_ms: int) -> EventDecoder:
     )
 
 
-def read_history(settings: Settings, source: Source, *, now_ms: int) -> Events:
+def read_history(
+    settings: Settings, source: Source, *, now_ms: int, time_range_ms: tuple[int, int] | None = None
+) -> Events:
     """The source's events (``jobs.events_table.arrow_schema``) sorted by event time, stably from
     partition and offset order (the archive's records, then the topic's), and the records refused
-    (``REJECTED_SCHEMA``)."""
+    (``REJECTED_SCHEMA``). ``time_range_ms`` (``[since, until)``, epoch ms): only the records whose
+    Kafka timestamp is in it are read and decoded (the archive's scan is pruned by its day partitions
+    and file statistics); an accepted event's time is its record's timestamp, so this keeps exactly
+    the events of the range."""
     from confluent_kafka import Consumer
 
     from jobs.events_table import arrow_schema
@@ -74,18 +79,14 @@ def read_history(settings: Settings, source: Source, *, now_ms: int) -> Events:
     try:
         kafka = kafka_offsets(consumer, source.topic)
         start = seam(archived, kafka, source.topic)
-        old = (
-            table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=("partition", "offset", "payload"))
-            .to_arrow()
-            .sort_by([("partition", "ascending"), ("offset", "ascending")])
-            if snapshot is not None
-            else pa.table({"partition": pa.array([], pa.int32()), "offset": [], "payload": pa.array([], pa.binary())})
-        )
+        old = _archived(table, snapshot.snapshot_id if snapshot else None, time_range_ms)
         _progress(f"archive {'.'.join(table.name())}: {old.num_rows:,} records below offsets {_show(start)}")
         end = {p: high for p, (_, high) in kafka.items()}
+        lo, hi = time_range_ms if time_range_ms is not None else (-(2**63), 2**63)
         new = [
-            (int(m.partition() or 0), int(m.offset() or 0), m.value())
+            (int(m.partition() or 0), int(m.offset() or 0), m.timestamp()[1], m.value())
             for m in read_range(consumer, source.topic, start, end)
+            if lo <= m.timestamp()[1] < hi
         ]
         _progress(f"topic {source.topic}: {len(new):,} records from offsets {_show(start)} to {_show(end)}")
     finally:
@@ -97,13 +98,14 @@ def read_history(settings: Settings, source: Source, *, now_ms: int) -> Events:
     records = zip(
         old.column("partition").to_pylist(),
         old.column("offset").to_pylist(),
+        pc.divide(old.column("kafka_timestamp").cast(pa.int64()), 1000).to_pylist(),
         old.column("payload").to_pylist(),
         strict=True,
     )
     for from_archive, batch in ((True, records), (False, iter(new))):
-        for partition, offset, payload in batch:
+        for partition, offset, record_ms, payload in batch:
             try:
-                event = decoder.decode(payload)
+                event = decoder.decode_record(payload, record_ms)
             except DecodeError as exc:
                 rejected.append(
                     {
@@ -121,6 +123,28 @@ def read_history(settings: Settings, source: Source, *, now_ms: int) -> Events:
     valid = pa.Table.from_pylist(rows, schema=arrow_schema(source))
     order = pc.sort_indices(valid, sort_keys=[(source.timestamp_field, "ascending")])  # stable
     return Events(valid.take(order), pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
+
+
+def _archived(table: Any, snapshot_id: int | None, time_range_ms: tuple[int, int] | None) -> pa.Table:
+    """The archive's records in the snapshot (in the range of Kafka timestamps, if given), in partition
+    and offset order."""
+    from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterThanOrEqual, LessThan
+
+    from sinks.archive import ARROW_SCHEMA
+    from sinks.iceberg.reader import iso_us
+
+    columns = ("partition", "offset", "kafka_timestamp", "payload")
+    if snapshot_id is None:
+        return ARROW_SCHEMA.empty_table().select(list(columns))
+    where: BooleanExpression = AlwaysTrue()
+    if time_range_ms is not None:
+        since, until = time_range_ms
+        where = And(
+            GreaterThanOrEqual("kafka_timestamp", iso_us(since * 1000)),
+            LessThan("kafka_timestamp", iso_us(until * 1000)),
+        )
+    rows = table.scan(snapshot_id=snapshot_id, row_filter=where, selected_fields=columns).to_arrow()
+    return rows.sort_by([("partition", "ascending"), ("offset", "ascending")])
 
 
 def _show(offsets: dict[int, int]) -> str:

@@ -81,6 +81,19 @@ class EventDecoder:
         self._validate(record)
         return record
 
+    def decode_record(self, payload: bytes | None, record_ms: int) -> dict[str, Any]:
+        """``decode`` a Kafka record's value, and refuse it as ``timestamp_mismatch`` if its event time
+        is not the record's timestamp (``record_ms``): the stream windows by the record timestamp, so
+        producers must set it to the event time."""
+        event = self.decode(payload)
+        if event[self._timestamp_field] != record_ms:
+            raise DecodeError(
+                "timestamp_mismatch",
+                f"{self._timestamp_field}={event[self._timestamp_field]} but the Kafka timestamp is "
+                f"{record_ms}; producers must set the record timestamp to the event time",
+            )
+        return event
+
     def _validate(self, record: dict[str, Any]) -> None:
         # The rules, in this order, are also check_events's (a table of events): keep the two in step.
         for name in self._required:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -46,3 +46,20 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_instant(text: str) -> datetime:
+    """A point in time as a command line gives it: epoch milliseconds (digits), or ISO-8601 with a zone
+    (``Z`` or an offset); an aware datetime. ValueError naming the input otherwise (the caller adds the flag)."""
+    if text.isdigit():
+        return EPOCH + timedelta(milliseconds=int(text))
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither an ISO-8601 time nor epoch milliseconds") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} needs a time zone (e.g. 2024-05-01T00:00:00Z)")
+    return parsed

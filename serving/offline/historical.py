@@ -382,21 +382,16 @@ def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Pat
 
 def parse_as_of(snapshot_id: int | None, as_of: str | None) -> int | datetime | None:
     """CLI form: ``--snapshot-id N`` or ``--as-of`` an ISO-8601 time with a zone, or epoch ms digits."""
-    from datetime import UTC, timedelta
+    from registry.core.durations import parse_instant
 
     if snapshot_id is not None and as_of is not None:
         raise DatasetError("give either --snapshot-id or --as-of, not both")
     if as_of is None:
         return snapshot_id
-    if as_of.isdigit():
-        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(as_of))
     try:
-        parsed = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        return parse_instant(as_of)
     except ValueError as exc:
-        raise DatasetError(f"--as-of {as_of!r} is neither an ISO-8601 time nor epoch milliseconds") from exc
-    if parsed.tzinfo is None:
-        raise DatasetError(f"--as-of {as_of!r} needs a time zone (e.g. 2024-05-01T00:00:00Z)")
-    return parsed
+        raise DatasetError(f"--as-of {exc}") from None
 
 
 def add_join_arguments(parser: argparse.ArgumentParser) -> None:

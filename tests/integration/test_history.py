@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,16 @@ def _events(first: int, n: int, seed: int) -> list[dict[str, Any]]:
 
 
 JUNK = b"\x00\x7f\xff\xff\xf0junk"  # Confluent-framed, a schema id the registry does not have
+MISMATCHED = [  # Kafka timestamps 1 ms after their event times: the stream dead-letters them as timestamp_mismatch
+    {**e, "transaction_id": f"mm{i}", "event_time": BASE + (11 + i) * MIN}
+    for i, e in enumerate(_events(900, 2, seed=9))
+]
 OLD = _events(0, 150, seed=1)  # archived, then deleted from Kafka
-NEW = [*_events(150, 150, seed=2), {**OLD[7]}]  # only in Kafka; the last one a resend of an archived event
+NEW = [  # only in Kafka: a resend of an archived event, and an event exactly at the range test's since
+    *_events(150, 150, seed=2),
+    {**OLD[7]},
+    {**OLD[8], "transaction_id": "at_since", "user_id": "alice", "event_time": BASE + 60 * MIN},
+]
 
 
 def _windows(
@@ -119,7 +127,7 @@ def history(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPat
     store = DefinitionStore(settings.definitions_db)
     apply(store, load_folder(settings.definitions_dir))
     v1 = store.catalog().get("user", "txn_count_1h")
-    for version, size in ((2, 30), (3, 15)):
+    for version, size in ((2, 30), (3, 15), (4, 20)):
         store.register(
             v1.model_copy(
                 update={
@@ -132,10 +140,12 @@ def history(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPat
     producer = make_producer(settings)
     producer.send(topic, OLD)
     producer.send_raw(topic, b"alice", JUNK, BASE + 3 * MIN, partition=0)
+    producer.send_raw(topic, b"alice", producer.serialize(topic, MISMATCHED[0]), BASE + 11 * MIN + 1, partition=1)
     producer.flush()
-    assert _archive(settings, topic) == len(OLD) + 1
+    assert _archive(settings, topic) == len(OLD) + 2
     archived = {p: high for p, (_, high) in _offsets(settings, topic).items()}
     producer.send(topic, NEW)
+    producer.send_raw(topic, b"bob", producer.serialize(topic, MISMATCHED[1]), BASE + 12 * MIN + 1, partition=1)
     producer.flush()
     _delete_before(settings, topic, archived)
     assert {p: low for p, (low, _) in _offsets(settings, topic).items()} == archived  # Kafka holds NEW only
@@ -147,7 +157,7 @@ def test_the_archive_holds_each_record_once_and_resumes_from_its_own_offsets(his
     topic = f"it_{run_id}_hist"
     table = ensure_table(connect_iceberg(settings), settings.iceberg_namespace, topic)
     rows = table.scan().to_arrow()
-    assert rows.num_rows == len(OLD) + 1
+    assert rows.num_rows == len(OLD) + 2
     pairs = set(zip(rows.column("partition").to_pylist(), rows.column("offset").to_pylist(), strict=True))
     assert len(pairs) == rows.num_rows  # each (partition, offset) once
     junk = rows.filter(pc.equal(rows.column("payload"), JUNK)).to_pylist()
@@ -201,7 +211,11 @@ def test_a_backfill_across_the_archive_and_topic_seam_equals_the_brute_force(
     rejected = list(settings.definitions_db.parent.glob("batch-rejected-*.parquet"))
     assert len(rejected) == 1
     refused = pq.read_table(rejected[0]).to_pylist()
-    assert [(r["partition"], r["from_archive"], r["reason"]) for r in refused] == [(0, True, "unknown_schema_id")]
+    assert sorted((r["partition"], r["from_archive"], r["reason"]) for r in refused) == [
+        (0, True, "unknown_schema_id"),
+        (1, False, "timestamp_mismatch"),
+        (1, True, "timestamp_mismatch"),
+    ]
 
 
 def test_since_and_until_give_only_whole_windows_inside_the_range(
@@ -210,13 +224,21 @@ def test_since_and_until_give_only_whole_windows_inside_the_range(
     settings = history
     for key, value in settings_env(settings).items():
         monkeypatch.setenv(key, value)
-    since, until = BASE + 62 * MIN, BASE + 3 * HOUR  # since is not on a window edge: the first window starts at 65
+    since, until = BASE + 60 * MIN, BASE + 3 * HOUR  # NEW has an event exactly at since: it counts
     backfill.run(
-        settings, ["user.txn_count_1h@3"], events="archive", since=str(since), until=str(until), progress_every_s=1
+        settings,
+        ["user.txn_count_1h@3"],
+        events="archive",
+        since=_iso(since),
+        until=str(until),
+        progress_every_s=1,
     )
     got = _offline(settings, 3)
     assert got == _windows([*OLD, *NEW], 15, since, until)
-    assert min(end for _, end in got) >= BASE + 80 * MIN and max(end for _, end in got) <= until
+    assert min(end for _, end in got) == since + 15 * MIN and max(end for _, end in got) <= until
+    assert got[("alice", since + 15 * MIN)] == _windows([*OLD, *NEW[:-1]], 15).get(("alice", since + 15 * MIN), 0) + 1
+    backfill.run(settings, ["user.txn_count_1h@4"], events="archive", since=str(since), progress_every_s=1)
+    assert _offline(settings, 4) == _windows([*OLD, *NEW], 20, since)  # an open end: every window from since on
 
 
 def test_history_decodes_like_the_stream_and_orders_by_time(history: Settings) -> None:
@@ -230,7 +252,17 @@ def test_history_decodes_like_the_stream_and_orders_by_time(history: Settings) -
     assert sorted(events.valid.column("transaction_id").to_pylist()) == sorted(
         str(e["transaction_id"]) for e in [*OLD, *NEW]
     )
-    assert events.reasons() == {"unknown_schema_id": 1}
+    assert events.reasons() == {"unknown_schema_id": 1, "timestamp_mismatch": 2}
+    ranged = read_history(
+        settings, source, now_ms=time.time_ns() // 1_000_000, time_range_ms=(BASE + 60 * MIN, BASE + 2 * HOUR)
+    )
+    in_range = [e for e in [*OLD, *NEW] if BASE + 60 * MIN <= e["event_time"] < BASE + 2 * HOUR]
+    assert sorted(ranged.valid.column("transaction_id").to_pylist()) == sorted(e["transaction_id"] for e in in_range)
+    assert ranged.reasons() == {}  # the refused records' Kafka timestamps are all before the range
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _offline(settings: Settings, version: int) -> dict[tuple[str, int], int]:

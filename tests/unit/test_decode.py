@@ -186,3 +186,16 @@ def test_header_is_big_endian_signed_magic() -> None:
     # A schema id above 2**31 is still an unsigned 4-byte id.
     payload = struct.pack(">bI", 0, 2**32 - 1) + body(EVENT)
     assert reason_of(payload) == "unknown_schema_id"
+
+
+def test_a_record_is_refused_when_its_kafka_timestamp_is_not_its_event_time() -> None:
+    payload = frame(V1, body(EVENT))
+    at = int(str(EVENT["event_time"]))
+    assert decoder().decode_record(payload, at) == EVENT
+    for off_by in (-1, 1):
+        with pytest.raises(DecodeError) as info:
+            decoder().decode_record(payload, at + off_by)
+        assert info.value.reason == "timestamp_mismatch"
+    assert reason_of(b"\x01abcd") == "bad_magic"  # the content is judged first: a bad frame keeps its own reason
+    with pytest.raises(DecodeError, match="bad_magic"):
+        decoder().decode_record(b"\x01abcd", 0)

@@ -215,12 +215,13 @@ def test_a_bad_table_fails_the_job_in_one_line_before_flink_starts(tmp_path: Pat
 
 
 def test_a_time_range_keeps_events_from_since_up_to_but_not_including_until() -> None:
-    from jobs.feature_job import _window_range, in_range
+    from jobs.feature_job import LAST_MS, _window_range, in_range
 
     events = _events(5, event_time=pa.array([999, 1000, 1500, 1999, 2000], pa.int64()))
     assert in_range(events, "event_time", (1000, 2000)).column("event_time").to_pylist() == [1000, 1500, 1999]
     assert _window_range("2026-11-01T00:00:00Z", "1793491200001") == (1_793_491_200_000, 1_793_491_200_001)
-    assert _window_range("2026-11-01T01:00:00.0009+01:00", None) == (1_793_491_200_000, 2**62)  # floored to the ms
+    assert _window_range("2026-11-01T01:00:00.0009+01:00", None) == (1_793_491_200_000, LAST_MS)  # floored to the ms
+    assert _window_range(None, "1000") == (0, 1000)
     assert _window_range(None, None) is None
 
 
