@@ -2,16 +2,17 @@
 
 ``python -m sinks.archive --topic T [--once]`` copies every record of a topic, as it arrived (the
 Confluent-framed Avro bytes, so each keeps its writer schema id), into the table
-``<namespace>.events_archive_<topic>_<hash>``: one row per record with its partition, offset and
-Kafka timestamp. A backfill reads history from it where the topic no longer holds it
+``<namespace>.events_archive_<topic>_<hash>``: one row per record with its partition, offset, key
+and Kafka timestamp. A backfill reads history from it where the topic no longer holds it
 (``jobs.history``).
 
 Exactly once: each append commits, in the same Iceberg snapshot, the next offset to archive per
 partition (the snapshot property ``featurestore.archive.next-offsets``). The archiver starts from
 the offsets of the table's current snapshot, never from a consumer group, so a crash between a
-read and an append re-reads what was not committed, and nothing is appended twice. Two archivers on
-one table cannot both commit from one snapshot (the catalog refuses the second commit, which fails
-with ``ArchiveError``). A partition whose next offset Kafka already deleted (the archiver was down
+read and an append re-reads what was not committed, and nothing is appended twice. An append
+commits only if the table is still at the snapshot its batch was planned from (the catalog's check);
+if another writer (a second archiver, maintenance) committed first, the batch is dropped, the table
+reloaded, and reading resumes from the offsets committed there. A partition whose next offset Kafka already deleted (the archiver was down
 longer than the topic's retention) is a named failure, ``ArchiveError``, not a silent jump.
 """
 
@@ -28,10 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from registry.core.errors import FeatureStoreError, StoreUnavailableError
+from registry.core.errors import DecodeError, FeatureStoreError, StoreUnavailableError
+from schemas.wire import unframe
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
+    from prometheus_client import CollectorRegistry
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
@@ -39,12 +42,14 @@ NEXT_OFFSETS = "featurestore.archive.next-offsets"
 """Snapshot property: JSON ``{"<partition>": <next offset to archive>}``, committed with each append."""
 
 _TS = pa.timestamp("us", tz="UTC")
+_MERGE = "commit.manifest-merge.enabled"  # pyiceberg's TableProperties.MANIFEST_MERGE_ENABLED
 ARROW_SCHEMA = pa.schema(
     [
         pa.field("kafka_timestamp", _TS, nullable=False),
         pa.field("partition", pa.int32(), nullable=False),
         pa.field("offset", pa.int64(), nullable=False),
-        pa.field("schema_id", pa.int32(), nullable=True),  # null: not Confluent-framed (the decoder refuses it)
+        pa.field("key", pa.binary(), nullable=True),  # the record key (producers key by entity id)
+        pa.field("schema_id", pa.int64(), nullable=True),  # null: not Confluent-framed (the decoder refuses it)
         pa.field("payload", pa.binary(), nullable=True),  # null: a record without a value
         pa.field("archived_at", _TS, nullable=False),
     ]
@@ -52,8 +57,8 @@ ARROW_SCHEMA = pa.schema(
 
 
 class ArchiveError(FeatureStoreError):
-    """The archive cannot guarantee every record once: Kafka deleted records before they were archived,
-    or another archiver committed to the same table."""
+    """The archive cannot hold every record: Kafka deleted records before they were archived, or the
+    topic has no archive or cannot be read."""
 
 
 def table_name(topic: str) -> str:
@@ -81,7 +86,14 @@ def ensure_table(catalog: Catalog, namespace: str, topic: str) -> Table:
         *(NestedField(i + 1, f.name, types[f.type], required=not f.nullable) for i, f in enumerate(ARROW_SCHEMA))
     )
     spec = PartitionSpec(PartitionField(source_id=1, field_id=1000, transform=DayTransform(), name="kafka_day"))
-    return create_or_load(catalog, namespace, table_name(topic), schema, spec)
+    table = create_or_load(catalog, namespace, table_name(topic), schema, spec)
+    if table.properties.get(_MERGE) != "true":
+        # One append every few seconds, for good: merge manifests as they accumulate, or every snapshot's
+        # manifest list (and every scan's planning) grows with the number of appends ever made.
+        with table.transaction() as tx:
+            tx.set_properties({_MERGE: "true"})
+        table = table.refresh()
+    return table
 
 
 def load_table(catalog: Catalog, namespace: str, topic: str) -> Table:
@@ -98,12 +110,18 @@ def load_table(catalog: Catalog, namespace: str, topic: str) -> Table:
 
 def next_offsets(table: Table, snapshot_id: int | None = None) -> dict[int, int]:
     """The next offset to archive per partition, as committed with the snapshot (the current one by
-    default); a partition not in it has nothing archived."""
+    default); a partition not in it has nothing archived. A snapshot without the property (made by
+    something other than the archiver, e.g. a delete that did not carry it) gets the offsets from its
+    rows: one past the highest offset of each partition."""
     snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else table.current_snapshot()
-    if snapshot is None or snapshot.summary is None:
+    if snapshot is None:
         return {}
-    text = snapshot.summary.additional_properties.get(NEXT_OFFSETS)
-    return {int(p): int(o) for p, o in json.loads(text).items()} if text else {}
+    text = snapshot.summary.additional_properties.get(NEXT_OFFSETS) if snapshot.summary is not None else None
+    if text:
+        return {int(p): int(o) for p, o in json.loads(text).items()}
+    rows = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=("partition", "offset")).to_arrow()
+    highest = rows.group_by("partition").aggregate([("offset", "max")]).to_pylist()
+    return {int(r["partition"]): int(r["offset_max"]) + 1 for r in highest}
 
 
 def kafka_offsets(consumer: Consumer, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
@@ -155,7 +173,7 @@ def read_range(
     consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, int], *, timeout_s: float = 120.0
 ) -> Generator[Message, None, None]:
     """The records of each partition ``p`` from offset ``start[p]`` up to (not including) ``end[p]``,
-    each partition in offset order. StoreUnavailableError if Kafka does not deliver them within ``timeout_s``."""
+    each partition in offset order. StoreUnavailableError if Kafka delivers nothing for ``timeout_s``."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
     todo = {p for p in start if start[p] < end[p]}
@@ -167,9 +185,12 @@ def read_range(
         while todo:
             if time.monotonic() > deadline:
                 raise StoreUnavailableError(
-                    f"Kafka: {topic!r} partitions {sorted(todo)} not read within {timeout_s:.0f} s"
+                    f"Kafka: {topic!r} partitions {sorted(todo)}: nothing read for {timeout_s:.0f} s"
                 )
-            for message in consumer.consume(num_messages=5000, timeout=0.5):
+            messages = consumer.consume(num_messages=5000, timeout=0.5)
+            if messages:
+                deadline = time.monotonic() + timeout_s
+            for message in messages:
                 error = message.error()
                 partition = int(message.partition() or 0)
                 if error is not None:
@@ -196,15 +217,15 @@ def to_rows(messages: list[Message], archived_at_us: int) -> pa.Table:
     """Archive rows for Kafka records, as they came (the schema id read from a Confluent frame, if any)."""
     from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
-    ts, partitions, offsets, ids, payloads = [], [], [], [], []
+    ts, partitions, offsets, keys, ids, payloads = [], [], [], [], [], []
     for m in messages:
         kind, ms = m.timestamp()
         value = m.value()
         ts.append((ms if kind != TIMESTAMP_NOT_AVAILABLE else 0) * 1000)
         partitions.append(int(m.partition() or 0))
         offsets.append(int(m.offset() or 0))
-        framed = value is not None and len(value) >= 5 and value[0] == 0
-        ids.append(int.from_bytes(value[1:5], "big") if framed and value is not None else None)
+        keys.append(m.key())
+        ids.append(_schema_id(value))
         payloads.append(value)
     n = len(messages)
     return pa.Table.from_arrays(
@@ -212,7 +233,8 @@ def to_rows(messages: list[Message], archived_at_us: int) -> pa.Table:
             pa.array(ts, pa.int64()).cast(_TS),
             pa.array(partitions, pa.int32()),
             pa.array(offsets, pa.int64()),
-            pa.array(ids, pa.int32()),
+            pa.array(keys, pa.binary()),
+            pa.array(ids, pa.int64()),
             pa.array(payloads, pa.binary()),
             pa.array([archived_at_us] * n, pa.int64()).cast(_TS),
         ],
@@ -220,25 +242,93 @@ def to_rows(messages: list[Message], archived_at_us: int) -> pa.Table:
     )
 
 
+def _schema_id(value: bytes | None) -> int | None:
+    """The writer schema id of a Confluent-framed value (``schemas.wire``), None if it is not framed."""
+    try:
+        return unframe(value)[0]
+    except DecodeError:
+        return None
+
+
+_EXPIRE_EVERY_S = 600.0
+
+
+class ArchiveMetrics:
+    """The archiver's Prometheus metrics, labelled by ``topic`` (and ``partition``):
+
+    - ``fs_archive_records_total``: records appended;
+    - ``fs_archive_next_offset``: the next offset to archive, as committed;
+    - ``fs_archive_kafka_first_offset`` and ``fs_archive_kafka_end_offset``: what Kafka holds, as last
+      seen. Archive lag = end - next; retention headroom = next - first (at 0 with a lag, the next
+      record Kafka deletes is lost to the archive);
+    - ``fs_archive_last_commit_ms``: epoch ms of the last append (a time, not an age, so an idle
+      exporter does not freeze a lag).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client import Counter, Gauge
+
+        self.records = Counter("fs_archive_records", "Records appended to the archive", ["topic"], registry=registry)
+        labels = ["topic", "partition"]
+        self.next_offset = Gauge("fs_archive_next_offset", "Next offset to archive", labels, registry=registry)
+        self.first_offset = Gauge(
+            "fs_archive_kafka_first_offset", "First offset Kafka holds", labels, registry=registry
+        )
+        self.end_offset = Gauge(
+            "fs_archive_kafka_end_offset", "Next offset Kafka will write", labels, registry=registry
+        )
+        self.last_commit_ms = Gauge(
+            "fs_archive_last_commit_ms", "Epoch ms of the archive's last append", ["topic"], registry=registry
+        )
+
+    def saw(self, topic: str, kafka: dict[int, tuple[int, int]]) -> None:
+        for p, (low, high) in kafka.items():
+            self.first_offset.labels(topic, str(p)).set(low)
+            self.end_offset.labels(topic, str(p)).set(high)
+
+    def committed(self, topic: str, rows: int, offsets: dict[int, int]) -> None:
+        self.records.labels(topic).inc(rows)
+        for p, offset in offsets.items():
+            self.next_offset.labels(topic, str(p)).set(offset)
+        self.last_commit_ms.labels(topic).set(time.time_ns() // 1_000_000)
+
+
 class Archiver:
-    """Copies a topic into its archive table: read a batch, append it with the next offsets, repeat."""
+    """Copies a topic into its archive table: read a batch, append it with the next offsets, repeat.
+
+    A batch is appended when it holds ``batch_rows`` records or ``max_wait_s`` passed since it
+    started, whichever comes first: one snapshot per append."""
 
     def __init__(
-        self, consumer: Consumer, table: Table, topic: str, *, batch_rows: int = 50_000, max_wait_s: float = 5.0
+        self,
+        consumer: Consumer,
+        table: Table,
+        topic: str,
+        *,
+        batch_rows: int = 50_000,
+        max_wait_s: float = 5.0,
+        expire_after_s: float = 3600.0,
+        metrics: ArchiveMetrics | None = None,
     ) -> None:
         self._consumer = consumer
         self._table = table
         self._topic = topic
         self._batch_rows = batch_rows
         self._max_wait_s = max_wait_s
+        self._metrics = metrics
+        self._expire_after_s = expire_after_s
+        self._expired_at = time.monotonic()
         self.rows = 0
+        self.conflicts = 0
 
     def run(self, *, once: bool = False, timeout_s: float = 120.0) -> int:
         """Archive until stopped, or with ``once`` until the offsets Kafka had at the start; returns the
-        rows appended. ArchiveError on a gap (records deleted before they were archived) or a rival writer."""
+        rows appended. ArchiveError on a gap (records deleted before they were archived)."""
         target: dict[int, int] | None = None  # with ``once``: the ends Kafka had at the start
         while True:
             offsets = kafka_offsets(self._consumer, self._topic)
+            if self._metrics is not None:
+                self._metrics.saw(self._topic, offsets)
             start = seam(next_offsets(self._table), offsets, self._topic)
             end = {p: high for p, (_, high) in offsets.items()}
             if once:
@@ -250,6 +340,20 @@ class Archiver:
                 time.sleep(self._max_wait_s / 5)
                 continue
             self._archive(start, end, timeout_s)
+            self._expire()
+
+    def _expire(self) -> None:
+        """Every ten minutes, expire the snapshots older than ``expire_after_s`` (never the current one:
+        it holds the offsets). The table only grows, so this deletes old manifest lists, not data; a
+        history read pins a snapshot for far less than ``expire_after_s``."""
+        if not self._expire_after_s or time.monotonic() - self._expired_at < _EXPIRE_EVERY_S:
+            return
+        from sinks.iceberg.maintenance import expire_snapshots
+
+        self._expired_at = time.monotonic()
+        cutoff_ms = time.time_ns() // 1_000_000 - int(self._expire_after_s * 1000)
+        recent = [s.snapshot_id for s in self._table.metadata.snapshots if s.timestamp_ms >= cutoff_ms]
+        self._table, _ = expire_snapshots(self._table, keep=recent)
 
     def _archive(self, start: dict[int, int], end: dict[int, int], timeout_s: float) -> None:
         batch: list[Message] = []
@@ -268,6 +372,9 @@ class Archiver:
         self._append(batch, following)
 
     def _append(self, batch: list[Message], following: dict[int, int]) -> None:
+        """Append the batch with the offsets after it, if the table is still at the snapshot the batch
+        was read from; otherwise (another archiver, or maintenance, committed) drop the batch and
+        reload the table: the next round starts from the offsets committed there."""
         from pyiceberg.exceptions import CommitFailedException
 
         committed = next_offsets(self._table)
@@ -275,9 +382,13 @@ class Archiver:
         rows = to_rows(batch, time.time_ns() // 1000)
         try:
             self._table.append(rows, snapshot_properties={NEXT_OFFSETS: json.dumps(offsets, sort_keys=True)})
-        except CommitFailedException as exc:
-            raise ArchiveError(f"archive of {self._topic!r}: another writer committed to the table ({exc})") from exc
+        except CommitFailedException:
+            self.conflicts += 1
+            self._table = self._table.refresh()
+            return
         self.rows += rows.num_rows
+        if self._metrics is not None:
+            self._metrics.committed(self._topic, rows.num_rows, offsets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,6 +400,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sinks.archive", description=__doc__)
     parser.add_argument("--topic", required=True, help="the event topic to archive")
     parser.add_argument("--once", action="store_true", help="stop when the offsets Kafka had at the start are archived")
+    parser.add_argument("--batch-rows", type=int, default=50_000, help="records per append, at most")
+    parser.add_argument("--max-wait-s", type=float, default=5.0, help="seconds a batch waits for more records, at most")
+    parser.add_argument(
+        "--expire-after-s", type=float, default=3600.0, help="expire snapshots older than this (0: never)"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on 127.0.0.1:PORT (0: none)"
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
@@ -296,7 +415,22 @@ def main(argv: list[str] | None = None) -> int:
         try:
             kafka_offsets(consumer, args.topic)  # a topic that does not exist fails before a table is made
             table = ensure_table(connect_iceberg(settings), settings.iceberg_namespace, args.topic)
-            archiver = Archiver(consumer, table, args.topic)
+            metrics = None
+            if args.metrics_port:
+                from prometheus_client import CollectorRegistry, start_http_server
+
+                registry = CollectorRegistry()
+                metrics = ArchiveMetrics(registry)
+                start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
+            archiver = Archiver(
+                consumer,
+                table,
+                args.topic,
+                batch_rows=args.batch_rows,
+                max_wait_s=args.max_wait_s,
+                expire_after_s=args.expire_after_s,
+                metrics=metrics,
+            )
             archiver.run(once=args.once)
         finally:
             consumer.close()

@@ -19,7 +19,11 @@ In this order, at one instant ``erased_at`` (now, epoch ms):
    reached deleted (``sinks.iceberg.maintenance``): no snapshot that can still be read holds the
    entity. Training-set manifests whose snapshot is thereby expired are named as invalidated (they can
    no longer be rebuilt byte for byte).
-4. **What it cannot erase** is named with when it ages out: the entity's events in each Kafka topic
+4. **Events archives** (``sinks.archive``) of those source topics: the records whose Kafka key is the
+   entity id are deleted (producers key a topic's records by its sources' entity key), and the
+   archive's older snapshots expired, as in 3. A record of the entity under another key (a topic
+   keyed by another field) is not found this way.
+5. **What it cannot erase** is named with when it ages out: the entity's events in each Kafka topic
    that may hold them (the sources of the entity type's features, their ``.dlq`` topics and the
    serving-log topic) are deleted by Kafka's retention, at the latest ``now + retention.ms +
    segment.ms`` (Kafka deletes whole segments; its check runs every few minutes on top of that).
@@ -76,6 +80,7 @@ class ErasureReport:
     online: OnlineErased = field(default_factory=OnlineErased)
     offline: StoreErased = field(default_factory=StoreErased)
     serving_log: StoreErased | None = None  # None: no serving-log table
+    archives: dict[str, StoreErased] = field(default_factory=dict)  # topic -> its events archive
     manifests_invalidated: list[str] = field(default_factory=list)
     not_erased: list[dict[str, str]] = field(default_factory=list)
 
@@ -110,10 +115,28 @@ def erase_table(table: Table, entity_type: str, entity_id: str) -> tuple[Table, 
     return table, StoreErased(rows, len(expired.snapshot_ids), expired.files_deleted), list(expired.snapshot_ids)
 
 
-def _rows(table: Table, where: Any) -> int:
+def _rows(table: Table, where: Any, column: str = "entity_id") -> int:
     if table.current_snapshot() is None:
         return 0
-    return int(table.scan(row_filter=where, selected_fields=("entity_id",)).to_arrow().num_rows)
+    return int(table.scan(row_filter=where, selected_fields=(column,)).to_arrow().num_rows)
+
+
+def erase_archive(table: Table, entity_id: str) -> tuple[Table, StoreErased]:
+    """Delete an events archive's records keyed by the entity id, then expire every snapshot but the
+    current one (an archiver appending meanwhile reloads the table and goes on)."""
+    from pyiceberg.expressions import EqualTo
+
+    from sinks.archive import NEXT_OFFSETS
+
+    where = EqualTo("key", entity_id.encode())
+    rows = _rows(table, where, "key")
+    if rows:
+        table = delete_rows(table, where, keep_properties=(NEXT_OFFSETS,))
+        left = _rows(table, where, "key")
+        if left:
+            raise StoreUnavailableError(f"{left} records keyed {entity_id!r} still in {table.name()}")
+    table, expired = expire_snapshots(table)
+    return table, StoreErased(rows, len(expired.snapshot_ids), expired.files_deleted)
 
 
 def kafka_horizon(bootstrap: str, topics: list[str], now: datetime) -> list[dict[str, str]]:
@@ -154,6 +177,7 @@ def erase(
     offline: Table,
     serving_log: Table | None,
     catalog: FeatureCatalog,
+    archives: dict[str, Table] | None = None,
     erasures: ErasureStore,
     training_sets: TrainingSetStore,
     kafka_bootstrap: str | None,
@@ -176,7 +200,10 @@ def erase(
     report.manifests_invalidated = invalidated(pins, expired)
     if serving_log is not None:
         _, report.serving_log, _ = erase_table(serving_log, entity_type, entity_id)
-    topics = sorted({d.source.topic for d in catalog if d.entity == entity_type})
+    sources = {d.source for d in catalog if d.entity == entity_type}
+    topics = sorted({s.topic for s in sources})
+    for topic, archive in sorted((archives or {}).items()):
+        _, report.archives[topic] = erase_archive(archive, entity_id)
     topics += [f"{t}.dlq" for t in topics] + [serving_log_topic]
     if kafka_bootstrap is not None:
         report.not_erased = kafka_horizon(kafka_bootstrap, topics, now)
@@ -189,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import Settings
     from registry.definition_store import DefinitionStore
+    from sinks.archive import table_name as archive_table_name
     from sinks.factory import connect_cassandra, connect_iceberg
     from sinks.iceberg.writer import load_table
     from sinks.serving_log import TABLE as LOG_TABLE
@@ -209,10 +237,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {caller.who} may not erase entities: it needs an admin token", file=sys.stderr)
             return 1
         iceberg = connect_iceberg(settings)
+        catalog = DefinitionStore(settings.definitions_db).catalog()
         log_table: Any = None
         identifier = f"{settings.iceberg_namespace}.{LOG_TABLE}"
         if iceberg.table_exists(identifier):
             log_table = iceberg.load_table(identifier)
+        archives = {}
+        for topic in sorted({d.source.topic for d in catalog if d.entity == args.entity_type}):
+            name = f"{settings.iceberg_namespace}.{archive_table_name(topic)}"
+            if iceberg.table_exists(name):
+                archives[topic] = iceberg.load_table(name)
         cluster, session = connect_cassandra(settings)
         try:
             report = erase(
@@ -222,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                 keyspace=settings.cassandra_keyspace,
                 offline=load_table(iceberg, settings.iceberg_namespace),
                 serving_log=log_table,
-                catalog=DefinitionStore(settings.definitions_db).catalog(),
+                catalog=catalog,
+                archives=archives,
                 erasures=ErasureStore(settings.definitions_db),
                 training_sets=TrainingSetStore(settings.definitions_db),
                 kafka_bootstrap=settings.kafka_bootstrap,

@@ -53,13 +53,17 @@ def _register_remove_snapshots() -> None:
         )
 
 
-def delete_rows(table: Table, where: BooleanExpression) -> Table:
-    """Delete the rows matching ``where`` (retried on a lost commit race); the reloaded table."""
+def delete_rows(table: Table, where: BooleanExpression, keep_properties: Iterable[str] = ()) -> Table:
+    """Delete the rows matching ``where`` (retried on a lost commit race); the reloaded table.
+    ``keep_properties``: snapshot properties of the current snapshot carried into the delete's."""
     from pyiceberg.exceptions import CommitFailedException
 
     for _ in range(_COMMIT_RETRIES):
+        current = table.current_snapshot()
+        have = current.summary.additional_properties if current is not None and current.summary is not None else {}
+        carried = {k: have[k] for k in keep_properties if k in have}
         try:
-            table.delete(where)
+            table.delete(where, snapshot_properties=carried)
         except CommitFailedException:
             table = table.refresh()
             continue

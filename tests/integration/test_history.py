@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from prometheus_client import CollectorRegistry
 
 from jobs import backfill
 from jobs.history import read_history
@@ -30,7 +31,16 @@ from registry.core.definitions import Window
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
-from sinks.archive import ArchiveError, Archiver, consumer_config, ensure_table, kafka_offsets, next_offsets
+from sinks.archive import (
+    NEXT_OFFSETS,
+    ArchiveError,
+    ArchiveMetrics,
+    Archiver,
+    consumer_config,
+    ensure_table,
+    kafka_offsets,
+    next_offsets,
+)
 from sinks.factory import connect_iceberg
 from sinks.iceberg.layout import TABLE
 from tests.conftest import REPO, isolated, settings_env
@@ -106,11 +116,11 @@ def _delete_before(settings: Settings, topic: str, offsets: dict[int, int]) -> N
         future.result(timeout=30)
 
 
-def _archive(settings: Settings, topic: str) -> int:
+def _archive(settings: Settings, topic: str, metrics: ArchiveMetrics | None = None) -> int:
     table = ensure_table(connect_iceberg(settings), settings.iceberg_namespace, topic)
     consumer = Consumer(consumer_config(settings.kafka_bootstrap))
     try:
-        return Archiver(consumer, table, topic, max_wait_s=1.0).run(once=True, timeout_s=60)
+        return Archiver(consumer, table, topic, max_wait_s=1.0, metrics=metrics).run(once=True, timeout_s=60)
     finally:
         consumer.close()
 
@@ -158,6 +168,7 @@ def test_the_archive_holds_each_record_once_and_resumes_from_its_own_offsets(his
     table = ensure_table(connect_iceberg(settings), settings.iceberg_namespace, topic)
     rows = table.scan().to_arrow()
     assert rows.num_rows == len(OLD) + 2
+    assert table.properties["commit.manifest-merge.enabled"] == "true"  # appends for good: manifests merged
     pairs = set(zip(rows.column("partition").to_pylist(), rows.column("offset").to_pylist(), strict=True))
     assert len(pairs) == rows.num_rows  # each (partition, offset) once
     junk = rows.filter(pc.equal(rows.column("payload"), JUNK)).to_pylist()
@@ -165,7 +176,7 @@ def test_the_archive_holds_each_record_once_and_resumes_from_its_own_offsets(his
     assert rows.column("schema_id").null_count == 0  # every other record framed, with its writer schema id
 
 
-def test_an_archiver_that_falls_behind_retention_or_races_another_fails_by_name(
+def test_archivers_never_duplicate_a_record_and_a_gap_behind_retention_is_named(
     it_settings: Settings, run_id: str, tmp_path: Path
 ) -> None:
     settings = isolated(it_settings, "arch", tmp_path)
@@ -175,26 +186,52 @@ def test_an_archiver_that_falls_behind_retention_or_races_another_fails_by_name(
     producer.send(topic, _events(0, 10, seed=3))
     producer.flush()
     assert _archive(settings, topic) == 10
-    # A second archiver on a stale view of the table (loaded before the first one's next commit) is refused.
+    # A second archiver on a stale view of the table (loaded before the first one's next commit) cannot
+    # append from it: its commit is refused, and it goes on from what the table holds.
     catalog = connect_iceberg(settings)
     stale = ensure_table(catalog, settings.iceberg_namespace, topic)
     producer.send(topic, _events(10, 5, seed=4))
     producer.flush()
-    assert _archive(settings, topic) == 5  # a new archiver resumes at offset 10: nothing twice
+    registry = CollectorRegistry()
+    archived = _archive(settings, topic, ArchiveMetrics(registry))
+    assert archived == 5  # a new archiver resumes at offset 10: nothing twice
+    one = {"topic": topic, "partition": "0"}
+    assert registry.get_sample_value("fs_archive_records_total", {"topic": topic}) == 5
+    assert [
+        registry.get_sample_value(name, one)
+        for name in ("fs_archive_kafka_first_offset", "fs_archive_next_offset", "fs_archive_kafka_end_offset")
+    ] == [0, 15, 15]
+    assert (
+        registry.get_sample_value("fs_archive_last_commit_ms", {"topic": topic}) or 0
+    ) >= time.time() * 1000 - 60_000
     table = ensure_table(catalog, settings.iceberg_namespace, topic)
     assert next_offsets(table) == {0: 15} and table.scan().to_arrow().num_rows == 15
     producer.send(topic, _events(15, 5, seed=5))
     producer.flush()
     consumer = Consumer(consumer_config(settings.kafka_bootstrap))
     try:
-        with pytest.raises(ArchiveError, match="another writer"):
-            Archiver(consumer, stale, topic, max_wait_s=1.0).run(once=True, timeout_s=60)
+        rival = Archiver(consumer, stale, topic, max_wait_s=1.0)
+        assert rival.run(once=True, timeout_s=60) == 5  # its first batch (from offset 10) refused, then 15..19
+        assert rival.conflicts == 1
     finally:
         consumer.close()
-    assert ensure_table(catalog, settings.iceberg_namespace, topic).scan().to_arrow().num_rows == 15
-    # Kafka deletes offsets 15..17 before they are archived: a named gap, not a silent jump.
-    _delete_before(settings, topic, {0: 18})
-    with pytest.raises(ArchiveError, match=r"partition 0: offsets 15\.\.17"):
+    rows = ensure_table(catalog, settings.iceberg_namespace, topic).scan().to_arrow()
+    assert sorted(rows.column("offset").to_pylist()) == list(range(20))  # each record once
+    assert set(rows.column("key").to_pylist()) <= {u.encode() for u in USERS}  # the record keys: the users
+    # A delete that does not carry the offsets (maintenance by other tools): they come from the rows.
+    from pyiceberg.expressions import EqualTo
+
+    from sinks.iceberg.maintenance import delete_rows
+
+    table = delete_rows(ensure_table(catalog, settings.iceberg_namespace, topic), EqualTo("offset", 0))
+    current = table.current_snapshot()
+    assert current is not None and current.summary is not None
+    assert NEXT_OFFSETS not in current.summary.additional_properties and next_offsets(table) == {0: 20}
+    # Kafka deletes offsets 20..22 before they are archived: a named gap, not a silent jump.
+    producer.send(topic, _events(20, 5, seed=8))
+    producer.flush()
+    _delete_before(settings, topic, {0: 23})
+    with pytest.raises(ArchiveError, match=r"partition 0: offsets 20\.\.22 are neither archived nor in Kafka"):
         _archive(settings, topic)
 
 
@@ -295,3 +332,25 @@ def test_a_gap_between_the_archive_and_the_topic_is_named(it_settings: Settings,
     source = store.catalog().get("user", "txn_count_1h").source
     with pytest.raises(ArchiveError, match=r"partition 0: offsets 4\.\.5 are neither archived nor in Kafka"):
         read_history(settings, source, now_ms=time.time_ns() // 1_000_000)
+
+
+def test_erasure_removes_the_entitys_records_from_the_archive(history: Settings, run_id: str) -> None:
+    """Last in this module: it erases alice from the archive the other tests read."""
+    from serving.offline.erasure import erase_archive
+
+    settings = history
+    topic = f"it_{run_id}_hist"
+    table = ensure_table(connect_iceberg(settings), settings.iceberg_namespace, topic)
+    before = table.scan().to_arrow()
+    keyed = pc.equal(before.column("key"), b"alice")
+    alice = pc.sum(keyed).as_py()
+    assert alice == sum(1 for e in OLD if e["user_id"] == "alice") + 2  # + the junk and one mismatched, keyed alice
+    table, erased = erase_archive(table, "alice")
+    assert erased.rows_removed == alice and erased.snapshots_expired >= 1
+    after = table.scan().to_arrow()
+    assert b"alice" not in after.column("key").to_pylist()
+    assert after.num_rows == before.num_rows - alice  # the others untouched
+    current = table.current_snapshot()
+    assert current is not None and [s.snapshot_id for s in table.metadata.snapshots] == [current.snapshot_id]
+    assert current.summary is not None and NEXT_OFFSETS in current.summary.additional_properties  # carried
+    assert next_offsets(table) == {p: low for p, (low, _) in _offsets(settings, topic).items()}  # offsets kept

@@ -249,3 +249,26 @@ def test_the_seam_is_the_archive_end_or_what_kafka_holds_and_a_gap_is_named() ->
     assert seam({0: 7, 1: 5, 2: 3}, kafka, "t") == {0: 7, 1: 5, 2: 3}  # exactly at Kafka's first offset: no gap
     with pytest.raises(ArchiveError, match=r"'t' partition 1: offsets 4\.\.4 are neither archived nor in Kafka"):
         seam({0: 7, 1: 4}, kafka, "t")
+
+
+def test_archive_rows_keep_each_record_as_it_came() -> None:
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Message
+
+    from sinks.archive import ARROW_SCHEMA, to_rows
+
+    messages = [
+        Message(
+            topic="t", partition=2, offset=7, value=b"\x00\xff\xff\xff\xfeabc", timestamp=(TIMESTAMP_CREATE_TIME, 1234)
+        ),
+        Message(topic="t", partition=0, offset=0, value=b"\x01junk", timestamp=(TIMESTAMP_CREATE_TIME, 5)),
+        Message(topic="t", partition=0, offset=1, value=None, timestamp=(TIMESTAMP_NOT_AVAILABLE, -1)),
+    ]
+    rows = to_rows(messages, archived_at_us=99)
+    assert rows.schema == ARROW_SCHEMA
+    got = rows.to_pylist()
+    assert [(r["partition"], r["offset"], r["schema_id"], r["payload"]) for r in got] == [
+        (2, 7, 0xFFFFFFFE, b"\x00\xff\xff\xff\xfeabc"),  # the frame's id, unsigned as the wire format has it
+        (0, 0, None, b"\x01junk"),  # not framed: kept, refused with its reason when read
+        (0, 1, None, None),
+    ]
+    assert [int(r["kafka_timestamp"].timestamp() * 1000) for r in got] == [1234, 5, 0]
