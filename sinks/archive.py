@@ -25,6 +25,7 @@ import re
 import sys
 import time
 from collections.abc import Generator
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -111,15 +112,19 @@ def load_table(catalog: Catalog, namespace: str, topic: str) -> Table:
 def next_offsets(table: Table, snapshot_id: int | None = None) -> dict[int, int]:
     """The next offset to archive per partition, as committed with the snapshot (the current one by
     default); a partition not in it has nothing archived. A snapshot without the property (made by
-    something other than the archiver, e.g. a delete that did not carry it) gets the offsets from its
+    something other than the archiver, e.g. a delete that did not carry it) takes it from its nearest
+    ancestor that has it, which such a commit cannot have moved; with no such ancestor left, from its
     rows: one past the highest offset of each partition."""
     snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else table.current_snapshot()
     if snapshot is None:
         return {}
-    text = snapshot.summary.additional_properties.get(NEXT_OFFSETS) if snapshot.summary is not None else None
-    if text:
-        return {int(p): int(o) for p, o in json.loads(text).items()}
-    rows = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=("partition", "offset")).to_arrow()
+    first = snapshot
+    while snapshot is not None:
+        text = snapshot.summary.additional_properties.get(NEXT_OFFSETS) if snapshot.summary is not None else None
+        if text:
+            return {int(p): int(o) for p, o in json.loads(text).items()}
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    rows = table.scan(snapshot_id=first.snapshot_id, selected_fields=("partition", "offset")).to_arrow()
     highest = rows.group_by("partition").aggregate([("offset", "max")]).to_pylist()
     return {int(r["partition"]): int(r["offset_max"]) + 1 for r in highest}
 
@@ -308,8 +313,11 @@ class Archiver:
         batch_rows: int = 50_000,
         max_wait_s: float = 5.0,
         expire_after_s: float = 3600.0,
+        retention: timedelta | None = None,
         metrics: ArchiveMetrics | None = None,
     ) -> None:
+        """``retention``: records whose Kafka timestamp is older than this are deleted (None: kept for
+        good), at start and every ten minutes, with the snapshot expiry."""
         self._consumer = consumer
         self._table = table
         self._topic = topic
@@ -317,7 +325,8 @@ class Archiver:
         self._max_wait_s = max_wait_s
         self._metrics = metrics
         self._expire_after_s = expire_after_s
-        self._expired_at = time.monotonic()
+        self._retention = retention
+        self._expired_at = -_EXPIRE_EVERY_S  # the first round runs at once
         self.rows = 0
         self.conflicts = 0
 
@@ -326,6 +335,7 @@ class Archiver:
         rows appended. ArchiveError on a gap (records deleted before they were archived)."""
         target: dict[int, int] | None = None  # with ``once``: the ends Kafka had at the start
         while True:
+            self._expire()
             offsets = kafka_offsets(self._consumer, self._topic)
             if self._metrics is not None:
                 self._metrics.saw(self._topic, offsets)
@@ -340,18 +350,38 @@ class Archiver:
                 time.sleep(self._max_wait_s / 5)
                 continue
             self._archive(start, end, timeout_s)
-            self._expire()
 
     def _expire(self) -> None:
-        """Every ten minutes, expire the snapshots older than ``expire_after_s`` (never the current one:
-        it holds the offsets). The table only grows, so this deletes old manifest lists, not data; a
-        history read pins a snapshot for far less than ``expire_after_s``."""
-        if not self._expire_after_s or time.monotonic() - self._expired_at < _EXPIRE_EVERY_S:
+        """Every ten minutes: delete the records past ``retention`` (carrying the offsets into the
+        delete's snapshot), then expire the snapshots older than ``expire_after_s`` (never the current
+        one). Appends only add files, so expiry alone deletes old manifest lists, not data; a history
+        read pins a snapshot for far less than ``expire_after_s``."""
+        if time.monotonic() - self._expired_at < _EXPIRE_EVERY_S:
             return
-        from sinks.iceberg.maintenance import expire_snapshots
+        from sinks.iceberg.maintenance import delete_rows, expire_snapshots
 
         self._expired_at = time.monotonic()
-        cutoff_ms = time.time_ns() // 1_000_000 - int(self._expire_after_s * 1000)
+        now_ms = time.time_ns() // 1_000_000
+        current = self._table.current_snapshot()
+        carries = (
+            current is not None
+            and current.summary is not None
+            and NEXT_OFFSETS in current.summary.additional_properties
+        )
+        # A current snapshot without the offsets (another tool's commit) gets them back with the next
+        # append; retention waits for that, so that its delete can carry them.
+        if self._retention is not None and carries:
+            from pyiceberg.expressions import LessThan
+
+            from sinks.iceberg.reader import iso_us
+
+            horizon_us = (now_ms - self._retention // timedelta(milliseconds=1)) * 1000
+            self._table = delete_rows(
+                self._table, LessThan("kafka_timestamp", iso_us(horizon_us)), keep_properties=(NEXT_OFFSETS,)
+            )
+        if not self._expire_after_s:
+            return
+        cutoff_ms = now_ms - int(self._expire_after_s * 1000)
         recent = [s.snapshot_id for s in self._table.metadata.snapshots if s.timestamp_ms >= cutoff_ms]
         self._table, _ = expire_snapshots(self._table, keep=recent)
 
@@ -391,6 +421,15 @@ class Archiver:
             self._metrics.committed(self._topic, rows.num_rows, offsets)
 
 
+def _duration(text: str) -> timedelta:
+    from registry.core.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     from confluent_kafka import Consumer
 
@@ -404,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait-s", type=float, default=5.0, help="seconds a batch waits for more records, at most")
     parser.add_argument(
         "--expire-after-s", type=float, default=3600.0, help="expire snapshots older than this (0: never)"
+    )
+    parser.add_argument(
+        "--retention",
+        type=_duration,
+        help="delete archived records whose Kafka timestamp is older than this (e.g. 400d; default: keep them)",
     )
     parser.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on 127.0.0.1:PORT (0: none)"
@@ -429,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_rows=args.batch_rows,
                 max_wait_s=args.max_wait_s,
                 expire_after_s=args.expire_after_s,
+                retention=args.retention,
                 metrics=metrics,
             )
             archiver.run(once=args.once)

@@ -218,15 +218,33 @@ def test_archivers_never_duplicate_a_record_and_a_gap_behind_retention_is_named(
     rows = ensure_table(catalog, settings.iceberg_namespace, topic).scan().to_arrow()
     assert sorted(rows.column("offset").to_pylist()) == list(range(20))  # each record once
     assert set(rows.column("key").to_pylist()) <= {u.encode() for u in USERS}  # the record keys: the users
-    # A delete that does not carry the offsets (maintenance by other tools): they come from the rows.
-    from pyiceberg.expressions import EqualTo
+    # Retention: records older than 4 h (Kafka timestamps) are deleted, the offsets carried.
+    kept_from_ms = time.time() * 1000 - 4 * HOUR
+    table = ensure_table(catalog, settings.iceberg_namespace, topic)
+    consumer = Consumer(consumer_config(settings.kafka_bootstrap))
+    try:
+        Archiver(consumer, table, topic, retention=timedelta(hours=4)).run(once=True, timeout_s=60)
+    finally:
+        consumer.close()
+    table = ensure_table(catalog, settings.iceberg_namespace, topic)
+    times = [int(t.timestamp() * 1000) for t in table.scan().to_arrow().column("kafka_timestamp").to_pylist()]
+    old = [int(t.timestamp() * 1000) for t in rows.column("kafka_timestamp").to_pylist()]
+    assert 0 < len(times) < len(old)  # some records were old enough, some not
+    assert all(t >= kept_from_ms - 60_000 for t in times)
+    assert sorted(times) == sorted(t for t in old if t >= min(times))  # the newer ones all kept
+    after_retention = table.current_snapshot()
+    assert after_retention is not None and after_retention.summary is not None
+    assert after_retention.summary.additional_properties[NEXT_OFFSETS] == '{"0": 20}'  # carried by the delete
+    # A delete that does not carry the offsets (another tool's): the nearest ancestor's hold.
+    from pyiceberg.expressions import GreaterThanOrEqual
 
     from sinks.iceberg.maintenance import delete_rows
 
-    table = delete_rows(ensure_table(catalog, settings.iceberg_namespace, topic), EqualTo("offset", 0))
+    table = delete_rows(table, GreaterThanOrEqual("offset", 0))
     current = table.current_snapshot()
     assert current is not None and current.summary is not None
-    assert NEXT_OFFSETS not in current.summary.additional_properties and next_offsets(table) == {0: 20}
+    assert NEXT_OFFSETS not in current.summary.additional_properties
+    assert table.scan().to_arrow().num_rows == 0 and next_offsets(table) == {0: 20}
     # Kafka deletes offsets 20..22 before they are archived: a named gap, not a silent jump.
     producer.send(topic, _events(20, 5, seed=8))
     producer.flush()
