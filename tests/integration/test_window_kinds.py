@@ -182,24 +182,7 @@ def run(
     producer = make_producer(settings)
     producer.send(topic, _events(seed=11))
     producer.flush()
-    job = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.feature_job",
-            "--bounded",
-            "--metrics-port",
-            "0",
-            "--parallelism",
-            str(parallelism),
-        ],
-        cwd=REPO,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
-    assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    _run_job(settings, "--bounded", "--parallelism", str(parallelism))
     yield settings
 
 
@@ -222,19 +205,10 @@ def _events_table(events: list[Event]) -> pa.Table:
     return table.set_column(table.schema.get_field_index("event_time"), "event_time", ts)
 
 
-def _batch_job(settings: Settings, events: str, rejected: Path) -> None:
+def _run_job(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The feature job with these arguments (no metrics endpoint); it must succeed."""
     job = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.feature_job",
-            "--events",
-            events,
-            "--rejected",
-            str(rejected),
-            "--metrics-port",
-            "0",
-        ],
+        [sys.executable, "-m", "jobs.feature_job", "--metrics-port", "0", *args],
         cwd=REPO,
         env=settings_env(settings),
         capture_output=True,
@@ -242,6 +216,11 @@ def _batch_job(settings: Settings, events: str, rejected: Path) -> None:
         timeout=420,
     )
     assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    return job
+
+
+def _batch_job(settings: Settings, events: str, rejected: Path) -> None:
+    job = _run_job(settings, "--events", events, "--rejected", str(rejected))
     assert "3 rejected" in job.stderr, job.stderr[-2000:]
 
 
