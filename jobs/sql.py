@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from registry.core import entity_keys
 from registry.core.definitions import FeatureDefinition, Source, Window, check_streams
 from registry.core.durations import to_millis
 from registry.core.errors import DefinitionError
@@ -187,14 +188,18 @@ def aggregate_sql(group: WindowGroup, view: str, time_column: str = "rowtime") -
     """One row per (entity, window) and per update of it: entity_id, window_start, window_end,
     ``revision`` (events in the window: grows with every late update), then one column per feature.
 
+    A composite key's ``entity_id`` is its fields encoded by ``registry.core.entity_keys``; an event
+    with any of them null belongs to no entity of the type and is left out.
+
     Legacy group windows, because they alone re-fire on late events (``table.exec.emit.late-fire.*``).
     """
-    key = ident(group.source.entity_key)
+    fields = group.source.key_fields
     window, start, end = _group_window(group, time_column)
     aggregates = ",\n  ".join(_aggregate(d) for d in group.features)
     return (
-        f"SELECT CAST({key} AS STRING) AS entity_id, {start} AS window_start, {end} AS window_end,\n"
+        f"SELECT {entity_keys.encode_sql(fields, ident)} AS entity_id, {start} AS window_start, {end} AS window_end,\n"
         f"  COUNT(*) AS revision,\n  {aggregates}\n"
         f"FROM {ident(view)}\n"
-        f"GROUP BY {key}, {window}"
+        + (f"WHERE {' AND '.join(f'{ident(f)} IS NOT NULL' for f in fields)}\n" if len(fields) > 1 else "")
+        + f"GROUP BY {', '.join(ident(f) for f in fields)}, {window}"
     )

@@ -233,6 +233,18 @@ class DefinitionStore(SqliteStore):
                 (entity, topic),
             ).fetchall()
             check_streams(FeatureDefinition.model_validate_json(s) for (s,) in specs)
+        for entity in {entity for entity, _ in moved}:  # every version of an entity type has its one composite key
+            keys = conn.execute(
+                "SELECT DISTINCT json_extract(spec, '$.source.entity_key') FROM feature_versions WHERE entity = ?",
+                (entity,),
+            ).fetchall()
+            composite = {k for (k,) in keys if k.startswith("[")}  # a JSON array: a composite key
+            if composite and len(keys) > 1:
+                shown = sorted(k if k.startswith("[") else json.dumps([k]) for (k,) in keys)
+                raise DefinitionError(
+                    f"entity type {entity!r} would be keyed by {' and by '.join(shown)}: one entity type has one "
+                    "composite key (the same fields in the same order), or a single key in every definition"
+                )
 
     def activate(self, entity: str, name: str, version: int) -> None:
         """Move the serving pointer to ``version`` (atomically); DefinitionError if that version reads its

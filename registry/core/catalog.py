@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from registry.core.definitions import FeatureDefinition, check_streams
+from registry.core.definitions import FeatureDefinition, check_entity_keys, check_streams
 from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.core.request_features import RequestFeature
 
@@ -130,6 +130,7 @@ class FeatureCatalog:
                     )
                 self._aliases[(d.entity, alias)] = d
         check_streams(self._active.values())  # the active versions run together in the live job
+        self._composite_keys = check_entity_keys(self._by_key.values())
         self._entity_types = frozenset(entity for entity, _ in self._active)
         # Per-entity and per-feature indexes: no lookup scans the whole catalog (10,000 definitions and more).
         self._by_entity: dict[str, list[FeatureDefinition]] = {}
@@ -184,6 +185,10 @@ class FeatureCatalog:
 
     def entity_types(self) -> frozenset[str]:
         return self._entity_types
+
+    def composite_key(self, entity: str) -> tuple[str, ...]:
+        """The key fields of a composite-keyed entity type, in key order; () for a single-key one."""
+        return self._composite_keys.get(entity, ())
 
     def _lookup(self, entity: str, name: str) -> FeatureDefinition | None:
         return self._active.get((entity, name)) or self._aliases.get((entity, name))

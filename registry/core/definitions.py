@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from registry.core.durations import Duration, format_duration
+from registry.core.entity_keys import MAX_KEY_FIELDS
 from registry.core.errors import DefinitionError
 from registry.core.value_types import SPECS, ValueType
 
@@ -85,7 +86,10 @@ class Source(_Frozen):
     topic: TopicName = Field(description="Kafka topic: 1-249 of A-Z a-z 0-9 . _ -")
     event_schema: str = Field(pattern=NAME_PATTERN, description="reader schema: schemas/<event_schema>.avsc")
     subject: SubjectName = Field(description="schema-registry subject of the event schema")
-    entity_key: FieldName = Field(description="event field holding the entity id")
+    entity_key: FieldName | tuple[FieldName, ...] = Field(
+        description="event field holding the entity id, or 2-8 distinct fields that key it together "
+        "(a composite key, e.g. user_id and merchant_id); registry.core.entity_keys encodes them into one id"
+    )
     timestamp_field: FieldName = Field(description="event field holding event time (timestamp-millis)")
     event_id_field: FieldName | None = Field(
         default=None, description="event field identifying an event; resends with the same id count once"
@@ -94,6 +98,22 @@ class Source(_Frozen):
     idle_timeout: Duration = Field(
         default=timedelta(seconds=30), description="a partition silent this long stops holding the watermark back"
     )
+
+    @model_validator(mode="after")
+    def _key(self) -> Source:
+        if isinstance(self.entity_key, tuple):
+            if not 2 <= len(self.entity_key) <= MAX_KEY_FIELDS:
+                raise ValueError(
+                    f"a composite `entity_key` lists 2-{MAX_KEY_FIELDS} fields (one field is written as a string)"
+                )
+            if len(set(self.entity_key)) != len(self.entity_key):
+                raise ValueError(f"`entity_key` lists a field twice: {list(self.entity_key)}")
+        return self
+
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        """The event fields keying the entity, in key order (one for a single key)."""
+        return self.entity_key if isinstance(self.entity_key, tuple) else (self.entity_key,)
 
     @property
     def slug(self) -> str:
@@ -264,6 +284,27 @@ class FeatureDefinition(_Frozen):
         parts = [format_duration(d) for d in (w.gap if w.kind == "session" else w.size, w.slide) if d is not None]
         target = self.aggregation.field or "*"
         return f"{self.source.topic}:{w.kind}({'/'.join(parts)}):{self.aggregation.function}({target})@{self.transform_hash}"
+
+
+def check_entity_keys(definitions: Iterable[FeatureDefinition]) -> dict[str, tuple[str, ...]]:
+    """The key fields of each composite-keyed entity type of ``definitions`` (single-key ones are left out).
+
+    A composite key names the entity's key fields (the online API takes a value per field by these
+    names), so every definition of a composite-keyed entity type lists the same fields in the same
+    order; a single-key entity type may read its one key from differently named fields per topic.
+    DefinitionError names two definitions that disagree.
+    """
+    found: dict[str, tuple[tuple[str, ...], FeatureDefinition]] = {}
+    for d in definitions:
+        fields = d.source.key_fields
+        held = found.setdefault(d.entity, (fields, d))
+        if held[0] != fields and (len(fields) > 1 or len(held[0]) > 1):
+            raise DefinitionError(
+                f"{held[1].entity}.{held[1].name} v{held[1].version} is keyed by {list(held[0])} but "
+                f"{d.entity}.{d.name} v{d.version} by {list(fields)}: one entity type has one composite key "
+                "(the same fields in the same order), or a single key in every definition"
+            )
+    return {entity: fields for entity, (fields, _) in found.items() if len(fields) > 1}
 
 
 def check_streams(definitions: Iterable[FeatureDefinition]) -> dict[str, Source]:

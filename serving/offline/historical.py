@@ -17,6 +17,11 @@ window ends in ``[earliest label - ttl, latest label]`` (``sinks.iceberg.reader`
 about ``chunk_rows`` labels plus the offline rows of those labels' entities within that range, plus
 the output columns (a streaming caller, ``join_label_batches`` or the CLI, does not hold those).
 The join itself is vectorized (``serving.offline.asof_join``), never row by row.
+
+A composite-keyed entity type (``user_id`` and ``merchant_id``) takes one label column per key field
+(``entity_column="user_id,merchant_id"``, in the entity's key order); they are encoded into the
+stored ``entity_id`` by the job's own rule (``registry.core.entity_keys``), and a null in any of them
+matches nothing. The label frame keeps its columns as they are.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from registry.access import guard_catalog
+from registry.core import entity_keys
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
@@ -126,9 +132,23 @@ def resolve_columns(catalog: FeatureCatalog, entity_type: str, features: Sequenc
     return columns
 
 
+def entity_columns(entity_column: str) -> list[str]:
+    """The label columns holding an entity's key: one, or (a composite key) several, comma-separated,
+    in the entity's key order."""
+    return [c.strip() for c in entity_column.split(",")]
+
+
 def _check_schema(schema: pa.Schema, definitions: Sequence[Column], entity_column: str, timestamp_column: str) -> None:
-    if entity_column not in schema.names:
-        raise DefinitionError(f"label frame has no entity column {entity_column!r}")
+    columns = entity_columns(entity_column)
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise DefinitionError(f"label frame has no entity column {', '.join(repr(c) for c in missing)}")
+    for d in stored_of(definitions):
+        if len(d.source.key_fields) != len(columns):
+            raise DefinitionError(
+                f"{d.entity}.{d.name} v{d.version} is keyed by {list(d.source.key_fields)}: give "
+                f"{len(d.source.key_fields)} entity column(s), comma-separated in that order, not {columns}"
+            )
     clash = [d.name for d in definitions if d.name in schema.names]
     if clash:
         raise DefinitionError(f"label frame already has column(s) named like features: {clash}")
@@ -256,8 +276,9 @@ from several malloc arenas, which otherwise keep what one chunk freed: the proce
 then grows with the number of chunks, not with the largest chunk."""
 
 
-def _entities(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    strings = column.cast(pa.string())
+def _entities(labels: pa.Table | pa.RecordBatch, entity_column: str) -> pa.Array:
+    """The labels' entity ids, encoded from their key column(s) as the job encodes them."""
+    strings = entity_keys.encode_arrays([labels.column(c) for c in entity_columns(entity_column)])
     return strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
 
 
@@ -283,7 +304,7 @@ def join_labels(
         return pa.Table.from_arrays([*labels.columns, *empty], schema=schema)
     stored = stored_of(definitions)
     join = PointInTimeJoin(table, stored, entity_type, point, rows_per_read=ROWS_PER_READ)
-    entities = _entities(labels.column(entity_column))
+    entities = _entities(labels, entity_column)
     order = np.argsort(times.floor_us, kind="stable")
     parts: list[list[pa.Array]] = [[] for _ in stored]
     for start in range(0, len(order), chunk_rows):
@@ -318,7 +339,7 @@ def join_label_batches(
     join = PointInTimeJoin(table, stored, entity_type, point, rows_per_read=ROWS_PER_READ)
     for batch in batches:
         times = _label_micros(batch.column(timestamp_column), timestamp_column)
-        columns = join.join(_entities(batch.column(entity_column)), times)
+        columns = join.join(_entities(batch, entity_column), times)
         yield pa.RecordBatch.from_arrays(
             [*batch.columns, *assemble(definitions, stored, columns, batch)], schema=schema
         )
@@ -403,7 +424,12 @@ def add_join_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--entity-type", required=True)
-    parser.add_argument("--entity-column", required=True)
+    parser.add_argument(
+        "--entity-column",
+        required=True,
+        help="label column of the entity id; for a composite key, one column per key field, comma-separated "
+        "in the entity's key order (e.g. user_id,merchant_id)",
+    )
     parser.add_argument("--timestamp-column", default="event_timestamp")
     parser.add_argument("--features", required=True, help="comma-separated names; name@vN pins a version")
     parser.add_argument("--snapshot-id", type=int, help="read this Iceberg snapshot")

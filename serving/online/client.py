@@ -17,7 +17,7 @@ gives the policy's named fallback, counted, instead of a silent default.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -80,7 +80,7 @@ class FeatureClient:
     def get_features(
         self,
         entity_type: str,
-        entity_id: str,
+        entity_id: str | Mapping[str, str],
         names: Sequence[str] | None = None,
         *,
         feature_service: str | None = None,
@@ -90,17 +90,24 @@ class FeatureClient:
         """``{entity_type, entity_id, served_at, features: {name: {value, feature_timestamp, age_seconds,
         version, status}}}``; all of the entity's features when neither names nor a feature service is given.
 
-        ``model`` (name, version) and ``request_id`` are sent as headers for the serving log.
+        ``entity_id``: the id, or for a composite-keyed entity type a mapping of each key field to its value
+        (the response then carries ``entity_key`` too). ``model`` (name, version) and ``request_id`` are sent
+        as headers for the serving log.
         """
-        params = {}
+        params: dict[str, str] = {}
         if names is not None:
             params["names"] = ",".join(names)
         if feature_service is not None:
             params["feature_service"] = feature_service
+        if isinstance(entity_id, Mapping):
+            path = f"/v1/features/{entity_type}"
+            params.update(entity_id)
+        else:
+            path = f"/v1/features/{entity_type}/{entity_id}"
         return dict(
             self._call(
                 "GET",
-                f"/v1/features/{entity_type}/{entity_id}",
+                path,
                 params=params,
                 headers=self._request_headers(model, request_id),
             )
@@ -165,7 +172,7 @@ class FeatureClient:
     def get_features_batch(
         self,
         entity_type: str,
-        entity_ids: Sequence[str],
+        entity_ids: Sequence[str] | Sequence[Mapping[str, str]],
         names: Sequence[str] | None = None,
         *,
         feature_service: str | None = None,
@@ -173,8 +180,13 @@ class FeatureClient:
         request_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """One ``{entity_id, features: {name: {...}}}`` per id, in order (the API's columns, reshaped); an entity
-        whose read failed while others succeeded is ``{entity_id, error: "store_unavailable", message}``."""
-        body: dict[str, Any] = {"entity_ids": list(entity_ids)}
+        whose read failed while others succeeded is ``{entity_id, error: "store_unavailable", message}``.
+        ``entity_ids`` of a composite-keyed entity type are mappings of key field to value (sent as ``entity_keys``;
+        each result then carries ``entity_key``)."""
+        composite = bool(entity_ids) and isinstance(entity_ids[0], Mapping)
+        body: dict[str, Any] = {
+            "entity_keys" if composite else "entity_ids": [dict(i) if isinstance(i, Mapping) else i for i in entity_ids]
+        }
         if names is not None:
             body["names"] = list(names)
         if feature_service is not None:
@@ -195,8 +207,25 @@ class FeatureClient:
                 key: {"value": v, "feature_timestamp": t, "age_seconds": a, "version": ver, "status": s}
                 for key, ver, v, t, a, s in columns
             }
-            results.append({"entity_id": r["entity_id"], "features": features})
+            one = {"entity_id": r["entity_id"], "features": features}
+            if "entity_key" in r:
+                one["entity_key"] = r["entity_key"]
+            results.append(one)
         return results
+
+    def get_vectors(
+        self, entities: Sequence[Mapping[str, Any]], *, request_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """One vector from several entities' features: per item of ``entities`` (``entity_type``, ``entity_id``
+        or ``entity_key``, ``names`` or ``feature_service``, optional ``request_data``), its ``get_features``
+        body, in order."""
+        out = self._call(
+            "POST",
+            "/v1/vectors",
+            json={"entities": [dict(e) for e in entities]},
+            headers=self._request_headers(None, request_id),
+        )
+        return list(out["vectors"])
 
     # --- registry ----------------------------------------------------------------------------------
 

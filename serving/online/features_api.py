@@ -11,10 +11,10 @@ routes, with the pydantic models below, for the OpenAPI document only.
 
 from __future__ import annotations
 
-import re
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import orjson
 from fastapi import APIRouter, Query
@@ -27,6 +27,7 @@ from registry.core.request_features import check_json, parse_text
 from serving.online.auth import caller_of, client_of
 from serving.online.cache import VectorCache
 from serving.online.http_errors import ApiError, ErrorCode, render
+from serving.online.keys import body_ids, entity_key, query_key, single_id
 from serving.online.metrics import Metrics
 from serving.online.plans import Plan, PlanKey, Plans
 from serving.online.request_values import Served, request_values
@@ -36,8 +37,9 @@ from serving.online.vectors import ColumnWriter, features_object, format_ms, iso
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
-ENTITY_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
 MAX_NAMES = 1000
+MAX_VECTOR_PARTS = 16
+_PART_FIELDS = {"entity_type", "entity_id", "entity_key", "names", "feature_service", "request_data"}
 MAX_BATCH = 1000
 MAX_BATCH_BODY_BYTES = 1024 * 1024
 _JSON = "application/json"
@@ -62,7 +64,8 @@ class FeatureValueDoc(BaseModel):
 
 class FeatureVectorDoc(BaseModel):
     entity_type: str
-    entity_id: str
+    entity_id: str = Field(description="the id; for a composite key, its encoded form (registry.core.entity_keys)")
+    entity_key: dict[str, str] | None = Field(None, description="a composite key's value per key field (only then)")
     served_at: str
     features: dict[str, FeatureValueDoc]
 
@@ -70,7 +73,15 @@ class FeatureVectorDoc(BaseModel):
 class BatchRequestDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    entity_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    entity_ids: list[str] | None = Field(
+        None, min_length=1, max_length=MAX_BATCH, description="a single-key entity type's ids"
+    )
+    entity_keys: list[dict[str, str]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="a composite-keyed entity type's keys: objects of exactly its key fields",
+    )
     names: list[str] | None = Field(None, description="feature names; all of the entity type's if omitted")
     feature_service: str | None = Field(None, description="`name@version` (or `name` for its latest version)")
     request_data: dict[str, list[Any]] | None = Field(
@@ -82,6 +93,7 @@ class BatchRequestDoc(BaseModel):
 
 class EntityColumnsDoc(BaseModel):
     entity_id: str
+    entity_key: dict[str, str] | None = Field(None, description="a composite key's value per key field (only then)")
     values: list[Any] | None = Field(None, description="absent when this entity's read failed (see `error`)")
     feature_timestamps: list[str | None] | None = None
     age_seconds: list[float | None] | None = None
@@ -101,6 +113,28 @@ class BatchDoc(BaseModel):
     names: list[str] = Field(description="column order of every result's lists")
     versions: list[int]
     results: list[EntityColumnsDoc] = Field(description="one per requested entity id, in request order")
+
+
+class VectorPartDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    entity_type: str
+    entity_id: str | None = Field(None, description="a single-key entity type's id")
+    entity_key: dict[str, str] | None = Field(None, description="a composite-keyed entity type's key fields")
+    names: list[str] | None = None
+    feature_service: str | None = Field(None, description="its pins of this entity type (give this or `names`)")
+    request_data: dict[str, Any] | None = Field(None, description="request-time features' fields, one value each")
+
+
+class VectorsRequestDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    entities: list[VectorPartDoc] = Field(min_length=1, max_length=MAX_VECTOR_PARTS)
+
+
+class VectorsDoc(BaseModel):
+    served_at: str
+    vectors: list[FeatureVectorDoc] = Field(description="one per `entities` item, in request order")
 
 
 class ProblemDoc(BaseModel):
@@ -123,7 +157,9 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 # --- routes ----------------------------------------------------------------------------------------
 
 GET_PATH = "/v1/features/{entity_type}/{entity_id}"
+KEY_PATH = "/v1/features/{entity_type}"  # a composite key: a query parameter per key field
 BATCH_PATH = "/v1/features/{entity_type}/batch"
+VECTORS_PATH = "/v1/vectors"
 _HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -193,60 +229,157 @@ class FeatureReads:
         names = [name for name, _ in plan.row_keys]
         log.log(request_context(headers, service), now_us // 1000, plan.entity_type, names, plan.versions, vectors)
 
+    def _composite(self, entity_type: str) -> tuple[str, ...]:
+        return self._plans.snapshot()[0].composite_key(entity_type)
+
+    def _get_plan(self, entity_type: str, query: str) -> tuple[Plan, dict[str, list[str]] | None]:
+        """The plan of a GET's query string (cached under it when it has no request-time features), and
+        the parsed query when it had to be parsed."""
+        key = ("get", entity_type, query)
+        plan = self._plans.cached(key)  # a plan without request-time features, under its raw query string
+        if plan is not None:
+            return plan, None
+        self._check_entity_type(entity_type)
+        params = parse_qs(query, keep_blank_values=True)
+        names = params.get("names", [None])[-1]
+        service = params.get("feature_service", [None])[-1]
+        named = ("get-names", entity_type, names, service)
+        plan = self._plans.cached(named)
+        if plan is None:
+            requested = None if names is None else _names([n.strip() for n in names.split(",")])
+            plan = self._compile(named, entity_type, requested, service)
+        if not plan.requests:  # request data varies per request: such a plan is kept by names, not by query string
+            self._plans.alias(key, plan)
+        return plan, params
+
     async def get(
         self,
         entity_type: str,
-        entity_id: str,
+        entity_id: str | None,
         query: bytes,
         headers: Sequence[tuple[bytes, bytes]] = (),
         caller: Caller = ANONYMOUS,
         client: str = "",
     ) -> bytes:
-        key = ("get", entity_type, query.decode("latin-1"))
-        plan = self._plans.cached(key)  # a plan without request-time features, under its raw query string
-        if plan is None:
+        """``GET /v1/features/{entity_type}/{entity_id}`` or, for a composite key (``entity_id`` None),
+        ``GET /v1/features/{entity_type}?<key field>=<value>&...``."""
+        text = query.decode("latin-1")
+        params: dict[str, list[str]] | None
+        if entity_id is None:  # the key is in the query, which then differs per entity: no plan under it
             self._check_entity_type(entity_type)
-        if not ENTITY_ID.match(entity_id):
-            raise ApiError(ErrorCode.BAD_ENTITY_ID, "entity id must be 1-256 characters of A-Z a-z 0-9 _ . : @ -")
+            params = parse_qs(text, keep_blank_values=True)
+            entity_id, key = query_key(entity_type, self._composite(entity_type), params)
+            plan, _ = self._get_plan(entity_type, _plan_query(params, key))
+        else:
+            cached = self._plans.cached(("get", entity_type, text))
+            if cached is None:
+                self._check_entity_type(entity_type)
+            entity_id = single_id(entity_type, self._composite(entity_type), entity_id)
+            plan, params = (cached, None) if cached is not None else self._get_plan(entity_type, text)
+            key = None
         data: dict[str, list[Any]] = {}
-        if plan is None:
-            params = parse_qs(key[2], keep_blank_values=True)
-            names = params.get("names", [None])[-1]
-            service = params.get("feature_service", [None])[-1]
-            named = ("get-names", entity_type, names, service)
-            plan = self._plans.cached(named)
-            if plan is None:
-                requested = None if names is None else _names([n.strip() for n in names.split(",")])
-                plan = self._compile(named, entity_type, requested, service)
-            if plan.requests:  # request data varies per request: the plan is kept by names, not by query string
-                data = _query_data(plan, params)
-            else:
-                self._plans.alias(key, plan)
+        if plan.requests:
+            data = _query_data(plan, params if params is not None else parse_qs(text, keep_blank_values=True))
         self._authorize(plan, caller, client)
+        body = await self._vector(plan, entity_id, key, data)
+        if self._log is not None and self._log.sampled():
+            service = parse_qs(text).get("feature_service", [None])[-1]
+            self._log_vector(headers, service, plan, body)
+        return orjson.dumps(body)
+
+    async def _vector(
+        self, plan: Plan, entity_id: str, key: dict[str, str] | None, data: dict[str, list[Any]]
+    ) -> dict[str, Any]:
+        """One entity's GET body: its features object in request order, with freshness."""
+        entity_type = plan.entity_type
         (snapshot,) = await self._cache.get_many(entity_type, (entity_id,))
         now_us = self._clock_us()
         features = features_object(plan, snapshot.stored, snapshot.progress, now_us, self._metrics.tally)
         if plan.requests:
             served = request_values(plan, [(snapshot.stored, snapshot.progress)], data, now_us, self._metrics.tally)
             features = _object_in_order(plan, features, [s[0] for s in served], now_us)
-        body = {
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "served_at": format_ms(now_us // 1000),
-            "features": features,
-        }
+        body: dict[str, Any] = {"entity_type": entity_type, "entity_id": entity_id}
+        if key is not None:
+            body["entity_key"] = key
+        body["served_at"] = format_ms(now_us // 1000)
+        body["features"] = features
         self._metrics.vectors(plan, 1)
-        if self._log is not None and self._log.sampled():
-            logged = [features[k] for k in plan.keys]
-            vector = (
-                entity_id,
-                [f["value"] for f in logged],
-                [f["feature_timestamp"] for f in logged],
-                [f["status"] for f in logged],
+        return body
+
+    def _log_vector(
+        self, headers: Sequence[tuple[bytes, bytes]], service: str | None, plan: Plan, body: dict[str, Any]
+    ) -> None:
+        assert self._log is not None
+        logged = [body["features"][k] for k in plan.keys]
+        vector = (
+            body["entity_id"],
+            [f["value"] for f in logged],
+            [f["feature_timestamp"] for f in logged],
+            [f["status"] for f in logged],
+        )
+        self._log_served(self._log, headers, service, self._clock_us(), plan, [vector])
+
+    async def vectors(
+        self,
+        raw: bytes,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        caller: Caller = ANONYMOUS,
+        client: str = "",
+    ) -> bytes:
+        """``POST /v1/vectors``: one vector assembled from several entities' features (a user's and the
+        user x merchant pair's), read concurrently; each part is the GET body of its entity."""
+        body = _json_object(raw)
+        parts = body.get("entities")
+        if set(body) != {"entities"} or not isinstance(parts, list) or not 1 <= len(parts) <= MAX_VECTOR_PARTS:
+            raise ApiError(
+                ErrorCode.BAD_REQUEST,
+                f"body must be an object with `entities`: a list of 1-{MAX_VECTOR_PARTS} objects, each with "
+                "`entity_type`, `entity_id` or `entity_key`, and `names` or `feature_service` (and `request_data`)",
             )
-            service = parse_qs(key[2]).get("feature_service", [None])[-1]
-            self._log_served(self._log, headers, service, now_us, plan, [vector])
-        return orjson.dumps(body)
+        asks: list[tuple[Plan, str, dict[str, str] | None, dict[str, list[Any]], str | None]] = []
+        for i, part in enumerate(parts):
+            if not isinstance(part, dict) or set(part) - _PART_FIELDS or not isinstance(part.get("entity_type"), str):
+                raise ApiError(
+                    ErrorCode.BAD_REQUEST,
+                    f"`entities[{i}]` must be an object with `entity_type`, `entity_id` or `entity_key`, "
+                    "`names` or `feature_service`, and optional `request_data`",
+                )
+            entity_type: str = part["entity_type"]
+            self._check_entity_type(entity_type)
+            composite = self._composite(entity_type)
+            if composite:
+                given = part.get("entity_key")
+                if not isinstance(given, dict) or set(given) != set(composite) or "entity_id" in part:
+                    raise ApiError(ErrorCode.BAD_ENTITY_KEY, _usage_part(i, entity_type, composite))
+                entity_id, key = query_key(entity_type, composite, {k: [v] for k, v in given.items()})
+            else:
+                if "entity_key" in part or not isinstance(part.get("entity_id"), str):
+                    raise ApiError(
+                        ErrorCode.BAD_ENTITY_ID, f"`entities[{i}]` ({entity_type}) takes its one id as `entity_id`"
+                    )
+                entity_id, key = single_id(entity_type, composite, part["entity_id"]), None
+            names, service = part.get("names"), part.get("feature_service")
+            if names is None and service is None:
+                raise ApiError(ErrorCode.BAD_NAMES, f"`entities[{i}]` must give `names` or `feature_service`")
+            _check_selection(names, service)
+            plan = self._compile(
+                ("batch", entity_type, "\x1f".join(names) if names is not None else None, service),
+                entity_type,
+                None if names is None else _names(names),
+                service,
+            )
+            request_data = part.get("request_data")
+            if request_data is not None and not isinstance(request_data, dict):
+                raise ApiError(ErrorCode.BAD_REQUEST_DATA, f"`entities[{i}].request_data` must be an object")
+            data = _body_data(plan, None if request_data is None else {k: [v] for k, v in request_data.items()}, 1)
+            asks.append((plan, entity_id, key, data, service))
+        for plan, *_ in asks:
+            self._authorize(plan, caller, client)
+        bodies = await asyncio.gather(*(self._vector(plan, eid, key, data) for plan, eid, key, data, _ in asks))
+        if self._log is not None and self._log.sampled():
+            for (plan, *_, service), one in zip(asks, bodies, strict=True):
+                self._log_vector(headers, service, plan, one)
+        return orjson.dumps({"served_at": format_ms(self._clock_us() // 1000), "vectors": bodies})
 
     async def batch(
         self,
@@ -256,34 +389,21 @@ class FeatureReads:
         caller: Caller = ANONYMOUS,
         client: str = "",
     ) -> bytes:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(ErrorCode.BAD_JSON, f"request body is not JSON: {exc}") from exc
-        if not isinstance(body, dict) or set(body) - {"entity_ids", "names", "feature_service", "request_data"}:
+        body = _json_object(raw)
+        if set(body) - {"entity_ids", "entity_keys", "names", "feature_service", "request_data"}:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
-                "body must be an object with `entity_ids` and optional `names` or `feature_service`, "
-                "and `request_data`",
+                "body must be an object with `entity_ids` (or `entity_keys` for a composite key) and optional "
+                "`names` or `feature_service`, and `request_data`",
             )
-        ids, names, service = body.get("entity_ids"), body.get("names"), body.get("feature_service")
-        if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BATCH:
-            raise ApiError(ErrorCode.BAD_ENTITY_IDS, f"`entity_ids` must list 1-{MAX_BATCH} entity ids")
-        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise ApiError(ErrorCode.BAD_NAMES, f"`names` must list 1-{MAX_NAMES} non-empty names")
-        if service is not None and not isinstance(service, str):
-            raise ApiError(ErrorCode.BAD_REQUEST, "`feature_service` must be a string like `name@3`")
+        names, service = body.get("names"), body.get("feature_service")
+        _check_selection(names, service)
         key = ("batch", entity_type, "\x1f".join(names) if names is not None else None, service)
         plan = self._plans.cached(key)
         if plan is None:
             self._check_entity_type(entity_type)
-        bad = [i for i in ids if not isinstance(i, str) or not ENTITY_ID.match(i)]
-        if bad:
-            raise ApiError(
-                ErrorCode.BAD_ENTITY_ID,
-                "entity ids must be 1-256 characters of A-Z a-z 0-9 _ . : @ -",
-                entity_ids=[str(b)[:300] for b in bad[:10]],
-            )
+        composite = self._composite(entity_type)
+        ids = body_ids(entity_type, composite, body, MAX_BATCH)
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
         data = _body_data(plan, body.get("request_data"), len(ids))
@@ -303,6 +423,9 @@ class FeatureReads:
             else writer.row(eid, snap.stored, snap.progress)
             for eid, snap in zip(ids, snapshots, strict=True)
         ]
+        if composite:
+            for eid, result in zip(ids, results, strict=True):
+                result["entity_key"] = entity_key(composite, eid)
         if self._log is not None and self._log.sampled():
             vectors = [
                 (r["entity_id"], r["values"], r["feature_timestamps"], r["statuses"]) for r in results if "values" in r
@@ -327,6 +450,32 @@ class FeatureReads:
                 "results": results,
             }
         )
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(ErrorCode.BAD_JSON, f"request body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(ErrorCode.BAD_REQUEST, "request body must be a JSON object")
+    return body
+
+
+def _check_selection(names: Any, service: Any) -> None:
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ApiError(ErrorCode.BAD_NAMES, f"`names` must list 1-{MAX_NAMES} non-empty names")
+    if service is not None and not isinstance(service, str):
+        raise ApiError(ErrorCode.BAD_REQUEST, "`feature_service` must be a string like `name@3`")
+
+
+def _plan_query(params: dict[str, list[str]], key: dict[str, str]) -> str:
+    """The query a composite-key GET's plan is cached under: its own without the key fields."""
+    return urlencode([(k, v) for k, vs in params.items() if k not in key for v in vs])
+
+
+def _usage_part(i: int, entity_type: str, composite: tuple[str, ...]) -> str:
+    return f"`entities[{i}]` ({entity_type}) takes its key as `entity_key`: an object of exactly {list(composite)}"
 
 
 def _query_data(plan: Plan, params: dict[str, list[str]]) -> dict[str, list[Any]]:
@@ -473,27 +622,53 @@ class _Get(_Endpoint):
         )
 
 
+class _GetByKey(_Endpoint):
+    route_path = KEY_PATH
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        return await self._reads.get(
+            scope["path_params"]["entity_type"],
+            None,
+            scope["query_string"],
+            scope.get("headers", ()),
+            caller_of(scope),
+            client_of(scope),
+        )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BATCH_BODY_BYTES:
+            raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 class _Batch(_Endpoint):
     route_path = BATCH_PATH
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BATCH_BODY_BYTES:
-                raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
         return await self._reads.batch(
             scope["path_params"]["entity_type"],
-            b"".join(chunks),
+            await _read_body(receive),
             scope.get("headers", ()),
             caller_of(scope),
             client_of(scope),
+        )
+
+
+class _Vectors(_Endpoint):
+    route_path = VECTORS_PATH
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        return await self._reads.vectors(
+            await _read_body(receive), scope.get("headers", ()), caller_of(scope), client_of(scope)
         )
 
 
@@ -510,6 +685,8 @@ def feature_routes(
     return [
         Route(GET_PATH, _Get(reads, metrics), methods=["GET"]),
         Route(BATCH_PATH, _Batch(reads, metrics), methods=["POST"]),
+        Route(KEY_PATH, _GetByKey(reads, metrics), methods=["GET"]),
+        Route(VECTORS_PATH, _Vectors(reads, metrics), methods=["POST"]),
     ]
 
 
@@ -539,6 +716,29 @@ def docs_router() -> APIRouter:
         responses={200: {"model": BatchDoc, "description": "one result per entity id"}, **_errors(400, 404, 413, 503)},
     )
     async def get_features_batch(entity_type: str, body: BatchRequestDoc) -> None:
+        raise NotImplementedError
+
+    @router.get(
+        KEY_PATH,
+        summary="One composite-keyed entity's feature vector (a query parameter per key field)",
+        description="For an entity type keyed by several fields, e.g. `?user_id=u1&merchant_id=m7&names=...`: "
+        "every key field exactly once; a missing, repeated or malformed one, or a single-key entity type, is "
+        "400 `bad_entity_key`. Names, feature services and request data as on the single-key route.",
+        responses={200: {"model": FeatureVectorDoc, "description": "the vector"}, **_errors(400, 404, 503)},
+    )
+    async def get_features_by_key(
+        entity_type: str,
+        names: str | None = Query(None, description="comma-separated feature names; all of the entity's if omitted"),
+        feature_service: str | None = Query(None, description="`name@version` or `name`: the versions it pins"),
+    ) -> None:
+        raise NotImplementedError
+
+    @router.post(
+        VECTORS_PATH,
+        summary="One vector from several entities' features (e.g. a user's and the user x merchant pair's)",
+        responses={200: {"model": VectorsDoc, "description": "one vector per entity"}, **_errors(400, 404, 413, 503)},
+    )
+    async def get_vectors(body: VectorsRequestDoc) -> None:
         raise NotImplementedError
 
     return router

@@ -24,7 +24,8 @@ class ErrorCode(StrEnum):
     BAD_JSON = "bad_json"  # a body that is not JSON
     BAD_NAMES = "bad_names"  # `names` empty, too long, or holding an empty name
     BAD_ENTITY_ID = "bad_entity_id"  # an entity id outside the allowed characters or length
-    BAD_ENTITY_IDS = "bad_entity_ids"  # `entity_ids` not a list of 1..MAX_BATCH ids
+    BAD_ENTITY_IDS = "bad_entity_ids"  # `entity_ids` / `entity_keys` not a list of 1..MAX_BATCH of them
+    BAD_ENTITY_KEY = "bad_entity_key"  # a composite key's field missing, extra or malformed, or the wrong key form
     BAD_FEATURE_SERVICE = "bad_feature_service"  # a feature service with no features of the entity type
     BAD_REQUEST_DATA = "bad_request_data"  # a request-time feature's request field missing or not its type
     UNAUTHENTICATED = "unauthenticated"  # no API token, or a malformed, unknown or revoked one (auth on)
@@ -54,6 +55,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_NAMES: 400,
     ErrorCode.BAD_ENTITY_ID: 400,
     ErrorCode.BAD_ENTITY_IDS: 400,
+    ErrorCode.BAD_ENTITY_KEY: 400,
     ErrorCode.BAD_FEATURE_SERVICE: 400,
     ErrorCode.BAD_REQUEST_DATA: 400,
     ErrorCode.UNAUTHENTICATED: 401,

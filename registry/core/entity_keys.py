@@ -1,0 +1,83 @@
+"""Entity keys: the one rule that turns an entity's key fields into the ``entity_id`` both stores hold.
+
+An entity type is keyed by one event field (``user_id``) or by several (``user_id`` and
+``merchant_id``: a pair). The stores keep one string column either way: a single key is its value as
+a string; a composite key is its values as strings, in the definition's key order, each with ``\\``
+written ``\\\\`` and ``|`` written ``\\|``, joined by ``|``. The escapes make the encoding one-to-one:
+``("a|b", "c")`` and ``("a", "b|c")`` never share an id. A null component makes the whole id null
+(no row is written or matched for it).
+
+The same rule is spelled three ways, all here: in Python (the online API), over Arrow arrays (the
+point-in-time join's label frames) and as a Flink SQL expression (the window job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the definition model imports this module and stays light: Arrow is imported where used
+    import pyarrow as pa
+
+SEPARATOR = "|"
+ESCAPE = "\\"
+MAX_KEY_FIELDS = 8
+
+
+def encode(values: Sequence[str]) -> str:
+    """The ``entity_id`` of one key: ``values`` in the entity's key order (one value: itself)."""
+    if len(values) == 1:
+        return values[0]
+    return SEPARATOR.join(v.replace(ESCAPE, ESCAPE * 2).replace(SEPARATOR, ESCAPE + SEPARATOR) for v in values)
+
+
+def decode(entity_id: str, arity: int) -> tuple[str, ...]:
+    """The key values an ``entity_id`` of an entity with ``arity`` key fields encodes; ValueError if none."""
+    if arity == 1:
+        return (entity_id,)
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(entity_id)
+    for c in chars:
+        if c == ESCAPE:
+            nxt = next(chars, None)
+            if nxt not in (ESCAPE, SEPARATOR):
+                raise ValueError(f"{entity_id[:300]!r} is not an encoded key: a lone {ESCAPE!r}")
+            current.append(nxt)
+        elif c == SEPARATOR:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+    parts.append("".join(current))
+    if len(parts) != arity:
+        raise ValueError(f"{entity_id[:300]!r} encodes {len(parts)} key values, not {arity}")
+    return tuple(parts)
+
+
+def encode_arrays(columns: Sequence[pa.Array | pa.ChunkedArray]) -> pa.Array | pa.ChunkedArray:
+    """``encode`` over aligned columns (any types castable to string): one ``entity_id`` per row, null where
+    any component is null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    strings = [c.cast(pa.string()) for c in columns]
+    if len(strings) == 1:
+        return strings[0]
+    escaped = [
+        pc.replace_substring(pc.replace_substring(s, ESCAPE, ESCAPE * 2), SEPARATOR, ESCAPE + SEPARATOR)
+        for s in strings
+    ]
+    return pc.binary_join_element_wise(*escaped, SEPARATOR, null_handling="emit_null")
+
+
+def encode_sql(fields: Sequence[str], ident: Callable[[str], str]) -> str:
+    """``encode`` as a Flink SQL expression over the event fields ``fields`` (quoted by ``ident``).
+
+    Standard SQL string literals take ``\\`` literally, so ``'\\'`` is one backslash; ``||`` and
+    ``REPLACE`` return NULL for a NULL input, as ``encode_arrays`` does."""
+    cast = [f"CAST({ident(f)} AS STRING)" for f in fields]
+    if len(cast) == 1:
+        return cast[0]
+    escaped = [f"REPLACE(REPLACE({c}, '{ESCAPE}', '{ESCAPE * 2}'), '{SEPARATOR}', '{ESCAPE}{SEPARATOR}')" for c in cast]
+    return f" || '{SEPARATOR}' || ".join(escaped)

@@ -1,0 +1,101 @@
+"""A read request's entity keys, checked and encoded into the stores' ``entity_id``.
+
+A single-key entity type is named by one id (the GET path's last segment, or ``entity_ids`` in a
+batch body). A composite-keyed one (``registry.core.entity_keys``) is named by a value per key field:
+query parameters of the fields' names on ``GET /v1/features/{entity_type}``, or objects in a batch
+body's ``entity_keys``. Every id and key value is 1-256 characters of ``A-Z a-z 0-9 _ . : @ -``;
+anything else, a missing or extra key field, or the other form of key is 400 ``bad_entity_id``,
+``bad_entity_key`` or ``bad_entity_ids``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from registry.core import entity_keys
+from serving.online.http_errors import ApiError, ErrorCode
+
+ENTITY_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
+_CHARS = "1-256 characters of A-Z a-z 0-9 _ . : @ -"
+
+
+def _usage(entity_type: str, fields: tuple[str, ...]) -> str:
+    query = "&".join(f"{f}=..." for f in fields)
+    return (
+        f"entity type {entity_type!r} is keyed by {', '.join(fields)}: GET /v1/features/{entity_type}?{query}, "
+        f"or `entity_keys` (objects of those fields) in a batch body"
+    )
+
+
+def single_id(entity_type: str, composite: tuple[str, ...], entity_id: str) -> str:
+    """The id of ``GET /v1/features/{entity_type}/{entity_id}`` (a single-key entity type's route)."""
+    if composite:
+        raise ApiError(ErrorCode.BAD_ENTITY_KEY, _usage(entity_type, composite), key_fields=list(composite))
+    if not ENTITY_ID.match(entity_id):
+        raise ApiError(ErrorCode.BAD_ENTITY_ID, f"entity id must be {_CHARS}")
+    return entity_id
+
+
+def query_key(entity_type: str, composite: tuple[str, ...], params: dict[str, list[str]]) -> tuple[str, dict[str, str]]:
+    """``(entity_id, key)`` of ``GET /v1/features/{entity_type}?<field>=<value>&...`` (composite keys only)."""
+    if not composite:
+        raise ApiError(
+            ErrorCode.BAD_ENTITY_KEY,
+            f"entity type {entity_type!r} has a single key: GET /v1/features/{entity_type}/<entity id>",
+        )
+    missing = [f for f in composite if f not in params]
+    if missing:
+        raise ApiError(ErrorCode.BAD_ENTITY_KEY, _usage(entity_type, composite), missing=missing)
+    twice = [f for f in composite if len(params[f]) > 1]
+    if twice:
+        raise ApiError(ErrorCode.BAD_ENTITY_KEY, f"key field(s) {twice} given more than once")
+    return _encode(entity_type, composite, {f: params[f][0] for f in composite})
+
+
+def body_ids(entity_type: str, composite: tuple[str, ...], body: dict[str, Any], limit: int) -> list[str]:
+    """The ids of a batch body: ``entity_ids`` (single key) or ``entity_keys`` (composite), 1-``limit`` of them."""
+    name = "entity_keys" if composite else "entity_ids"
+    other = "entity_ids" if composite else "entity_keys"
+    if other in body:
+        raise ApiError(
+            ErrorCode.BAD_ENTITY_KEY,
+            _usage(entity_type, composite)
+            if composite
+            else f"entity type {entity_type!r} has a single key: list ids in `entity_ids`",
+        )
+    given = body.get(name)
+    if not isinstance(given, list) or not 1 <= len(given) <= limit:
+        raise ApiError(
+            ErrorCode.BAD_ENTITY_IDS, f"`{name}` must list 1-{limit} entity {'keys' if composite else 'ids'}"
+        )
+    if not composite:
+        bad = [i for i in given if not isinstance(i, str) or not ENTITY_ID.match(i)]
+        if bad:
+            raise ApiError(
+                ErrorCode.BAD_ENTITY_ID, f"entity ids must be {_CHARS}", entity_ids=[str(b)[:300] for b in bad[:10]]
+            )
+        return given
+    ids = []
+    for i, key in enumerate(given):
+        if not isinstance(key, dict) or set(key) != set(composite):
+            raise ApiError(
+                ErrorCode.BAD_ENTITY_KEY,
+                f"`entity_keys[{i}]` must be an object of exactly the key fields {list(composite)}",
+                key_fields=list(composite),
+            )
+        ids.append(_encode(entity_type, composite, key)[0])
+    return ids
+
+
+def entity_key(composite: tuple[str, ...], entity_id: str) -> dict[str, str]:
+    """The key fields of a composite ``entity_id``, for a response."""
+    return dict(zip(composite, entity_keys.decode(entity_id, len(composite)), strict=True))
+
+
+def _encode(entity_type: str, composite: tuple[str, ...], key: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    bad = [f for f in composite if not isinstance(key[f], str) or not ENTITY_ID.match(key[f])]
+    if bad:
+        raise ApiError(ErrorCode.BAD_ENTITY_KEY, f"key value(s) of {bad} must be {_CHARS}", fields=bad)
+    values = {f: key[f] for f in composite}
+    return entity_keys.encode([values[f] for f in composite]), values

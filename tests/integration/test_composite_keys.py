@@ -1,0 +1,258 @@
+"""A pair feature (user x merchant, a composite entity key) computed by the real job from the topic, served
+online by the API and joined offline by the point-in-time join, each against a brute-force reference.
+
+Among the pairs are keys that only the escapes tell apart (``("a|b", "c")`` and ``("a", "b|c")``, a key
+ending in a backslash): the job's SQL encoding and the join's Arrow encoding must agree on every one,
+and no two pairs may share a row.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+
+from jobs.produce import ensure_topics, make_producer
+from registry.core import entity_keys
+from registry.core.catalog import load_folder
+from registry.core.errors import DefinitionError
+from registry.core.settings import Settings
+from registry.definition_store import DefinitionStore
+from registry.live import LiveCatalog
+from registry.plan import apply
+from serving.offline.historical import get_historical_features
+from serving.online.app import create_app
+from serving.online.client import FeatureClient
+from sinks.cassandra.reader import OnlineReader
+from sinks.factory import connect_cassandra, connect_iceberg
+from sinks.iceberg.layout import TABLE
+from tests.conftest import REPO, isolated, settings_env
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+STEP = 10 * MIN  # the tumbling window of every feature below
+HOUR = 60 * MIN
+BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 5 * HOUR
+END = BASE + 3 * HOUR  # events in [BASE, END)
+Pair = tuple[str, str]
+PAIRS: list[Pair] = [
+    *((f"u{u}", f"m{m}") for u in range(3) for m in range(3)),
+    ("a|b", "c"),  # these two encode apart only by the escapes
+    ("a", "b|c"),
+    ("x\\", "y"),  # a trailing backslash
+]
+
+
+def _toml(topic: str, entity: str, key: str, features: str) -> str:
+    return (
+        f'[defaults]\nentity = "{entity}"\nowner = "it"\nfreshness_slo = "10m"\nttl = "1d"\n'
+        'window = { kind = "tumbling", size = "10m" }\n'
+        f'[defaults.source]\ntopic = "{topic}"\nevent_schema = "card_transaction"\nsubject = "{topic}-value"\n'
+        f'entity_key = {key}\ntimestamp_field = "event_time"\nevent_id_field = "transaction_id"\n\n{features}'
+    )
+
+
+USER_FEATURES = (
+    '[[feature]]\nname = "user_count"\nversion = 1\nvalue_type = "long"\naggregation = { function = "count" }\n'
+)
+PAIR_FEATURES = (
+    '[[feature]]\nname = "pair_count"\nversion = 1\nvalue_type = "long"\naggregation = { function = "count" }\n\n'
+    '[[feature]]\nname = "pair_amount"\nversion = 1\nvalue_type = "double"\n'
+    'aggregation = { function = "sum", field = "amount" }\n'
+)
+
+
+def _events() -> list[dict[str, Any]]:
+    """Events over three hours (amounts in quarters: sums are exact), sent within the disorder bound;
+    the pairs u0 x m0 and u1 x m1 also buy in the last window, and the twins in the same windows."""
+    rng = random.Random(17)
+    times = rng.sample(range(BASE, END - STEP), 360)
+    pairs = [rng.choice(PAIRS) for _ in times]
+    times += [END - 5 * MIN, END - 4 * MIN, END - 3 * MIN, BASE + 31 * MIN, BASE + 32 * MIN]
+    pairs += [("u0", "m0"), ("u1", "m1"), ("u0", "m0"), ("a|b", "c"), ("a", "b|c")]
+    events = [
+        {
+            "transaction_id": f"t{i}",
+            "user_id": user,
+            "merchant_id": merchant,
+            "amount": rng.randrange(1, 4000) / 4,
+            "currency": "EUR",
+            "event_time": t,
+        }
+        for i, (t, (user, merchant)) in enumerate(zip(times, pairs, strict=True))
+    ]
+    jitter = {e["transaction_id"]: rng.randrange(4_000) for e in events}
+    return sorted(events, key=lambda e: e["event_time"] + jitter[e["transaction_id"]])
+
+
+def _windows(events: list[dict[str, Any]]) -> dict[tuple[str, str, int], tuple[int, float]]:
+    """Brute force: (user, merchant, window end) -> (count, amount sum) of the pair's events in that window."""
+    out: dict[tuple[str, str, int], tuple[int, float]] = {}
+    for e in events:
+        end = e["event_time"] // STEP * STEP + STEP
+        count, total = out.get((e["user_id"], e["merchant_id"], end), (0, 0.0))
+        out[(e["user_id"], e["merchant_id"], end)] = (count + 1, total + e["amount"])
+    return out
+
+
+def expected(pair: Pair | None, label_ms: int, events: list[dict[str, Any]]) -> tuple[int | None, float | None]:
+    """The time rule by hand: the latest window of the pair ending at or before the label; the empty value
+    (0) where a later window closed by the label and by the data's reach (the latest end stored) holds none."""
+    if pair is None:
+        return None, None
+    windows = _windows(events)
+    reach = max(end for (_, _, end) in windows)
+    ends = [end for (u, m, end) in windows if (u, m) == pair and end <= label_ms]
+    if not ends:
+        return None, None
+    latest = max(ends)
+    closed = min(label_ms, reach) // STEP * STEP
+    if latest < closed:
+        return 0, 0.0
+    return windows[(*pair, latest)]
+
+
+@pytest.fixture(scope="module")
+def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    settings = isolated(it_settings, "pairs", tmp_path_factory.mktemp("pairs"))
+    topic = f"it_{run_id}_pairs"
+    (settings.definitions_dir / "user.toml").write_text(_toml(topic, "user", '"user_id"', USER_FEATURES))
+    (settings.definitions_dir / "pairs.toml").write_text(
+        _toml(topic, "user_merchant", '["user_id", "merchant_id"]', PAIR_FEATURES)
+    )
+    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
+    producer = make_producer(settings)
+    producer.send(topic, _events())
+    producer.flush()
+    job = subprocess.run(
+        [sys.executable, "-m", "jobs.feature_job", "--metrics-port", "0", "--bounded"],
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    yield settings
+
+
+def test_offline_rows_are_the_pairs_windows(run: Settings) -> None:
+    """Every offline row of the pair features is one window of one pair, keyed by the encoded pair: the
+    job's SQL encoding equals the Python one, and the twins ``a|b x c`` and ``a x b|c`` stay apart."""
+    rows = connect_iceberg(run).load_table(f"{run.iceberg_namespace}.{TABLE}").scan().to_arrow().to_pylist()
+    got: dict[tuple[str, str, int], Any] = {}
+    for r in rows:
+        if r["entity_type"] == "user_merchant":
+            end = int(r["event_time"].timestamp() * 1000)
+            value = r["value_long"] if r["feature_name"] == "pair_count" else r["value_double"]
+            got[(r["feature_name"], r["entity_id"], end)] = value
+    windows = _windows(_events())
+    want: dict[tuple[str, str, int], Any] = {}
+    for (user, merchant, end), (count, total) in windows.items():
+        entity_id = entity_keys.encode([user, merchant])
+        want[("pair_count", entity_id, end)] = count
+        want[("pair_amount", entity_id, end)] = total
+    assert got == want
+    assert ("pair_count", "a\\|b|c", BASE + 40 * MIN) in got
+    assert ("pair_count", "a|b\\|c", BASE + 40 * MIN) in got
+    assert any(k[1] == "x\\\\|y" for k in got)
+
+
+def test_the_pair_is_served_online_by_its_key_fields(run: Settings) -> None:
+    """GET with a query parameter per key field, the batch route with ``entity_keys``, and one vector from
+    the user's and the pair's features in one request (the client's three calls), against the reference."""
+    events = _events()
+    now_ms = END + MIN
+    cluster, session = connect_cassandra(run)
+    try:
+        from cassandra.query import tuple_factory
+
+        session.row_factory = tuple_factory
+        reader = OnlineReader(session, run.cassandra_keyspace)
+        app = create_app(LiveCatalog(DefinitionStore(run.definitions_db)), reader, clock_us=lambda: now_ms * 1000)
+        client = FeatureClient(client=TestClient(app, raise_server_exceptions=False))
+        for user, merchant in [p for p in PAIRS if "|" not in "".join(p) and "\\" not in "".join(p)]:
+            body = client.get_features("user_merchant", {"user_id": user, "merchant_id": merchant})
+            assert body["entity_key"] == {"user_id": user, "merchant_id": merchant}
+            count, total = expected((user, merchant), now_ms, events)
+            assert body["features"]["pair_count"]["value"] == count, (user, merchant)
+            assert body["features"]["pair_amount"]["value"] == total, (user, merchant)
+        assert expected(("u0", "m0"), now_ms, events)[0] == 2  # its two purchases in the last window
+        batch = client.get_features_batch(
+            "user_merchant", [{"user_id": "u0", "merchant_id": "m0"}, {"user_id": "u1", "merchant_id": "m1"}]
+        )
+        assert [r["features"]["pair_count"]["value"] for r in batch] == [2, 1]
+        assert [r["entity_key"]["merchant_id"] for r in batch] == ["m0", "m1"]
+        user_part, pair_part = client.get_vectors(
+            [
+                {"entity_type": "user", "entity_id": "u0", "names": ["user_count"]},
+                {
+                    "entity_type": "user_merchant",
+                    "entity_key": {"user_id": "u0", "merchant_id": "m0"},
+                    "names": ["pair_count", "pair_amount"],
+                },
+            ]
+        )
+        last_window = [e for e in events if e["user_id"] == "u0" and e["event_time"] >= END - STEP]
+        assert user_part["features"]["user_count"]["value"] == len(last_window)
+        assert pair_part["features"]["pair_count"]["value"] == 2
+        assert pair_part == client.get_features(
+            "user_merchant", {"user_id": "u0", "merchant_id": "m0"}, ["pair_count", "pair_amount"]
+        )
+        http = TestClient(app, raise_server_exceptions=False)
+        refused = http.get("/v1/features/user_merchant", params={"user_id": "u0"})
+        assert (refused.status_code, refused.json()["error"]) == (400, "bad_entity_key")
+    finally:
+        cluster.shutdown()
+
+
+def test_the_pair_is_joined_offline_by_its_key_columns(run: Settings) -> None:
+    """Label frames with a column per key field (and a null in one of them): the join equals the time rule
+    by hand for every label, twins and backslashes included."""
+    events = _events()
+    rng = random.Random(5)
+    labels: list[tuple[Pair | None, int]] = [
+        (rng.choice(PAIRS), rng.randrange(BASE, END + 30 * MIN)) for _ in range(300)
+    ]
+    labels += [(("a|b", "c"), BASE + 40 * MIN), (("a", "b|c"), BASE + 40 * MIN + 1), (None, BASE + HOUR)]
+    frame = pa.table(
+        {
+            "user_id": [p[0] if p else "a" for p, _ in labels],
+            "merchant_id": [p[1] if p else None for p, _ in labels],
+            "event_timestamp": pa.array([t * 1000 for _, t in labels], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    table = connect_iceberg(run).load_table(f"{run.iceberg_namespace}.{TABLE}")
+    catalog = LiveCatalog(DefinitionStore(run.definitions_db)).current()
+    joined = get_historical_features(
+        table,
+        catalog,
+        frame,
+        ["pair_count", "pair_amount"],
+        entity_type="user_merchant",
+        entity_column="user_id,merchant_id",
+    )
+    assert joined.column_names == ["user_id", "merchant_id", "event_timestamp", "pair_count", "pair_amount"]
+    want = [expected(p, t, events) for p, t in labels]
+    got = list(zip(joined.column("pair_count").to_pylist(), joined.column("pair_amount").to_pylist(), strict=True))
+    assert got == want
+    assert sum(1 for c, _ in got if c) > 100  # most labels found a window
+    by_pair: dict[Pair, set[int]] = defaultdict(set)
+    for (p, _), (c, _) in zip(labels, got, strict=True):
+        if p is not None and c:
+            by_pair[p].add(c)
+    assert by_pair[("a|b", "c")] and by_pair[("a", "b|c")]
+    with pytest.raises(DefinitionError, match="give 2 entity column"):
+        get_historical_features(
+            table, catalog, frame, ["pair_count"], entity_type="user_merchant", entity_column="user_id"
+        )
