@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,3 +88,17 @@ def isolated(settings: Settings, name: str, folder: Path) -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process (the Flink job) use these settings."""
     return {**os.environ, **settings.to_env()}
+
+
+def run_feature_job(settings: Settings, *args: str, timeout_s: float = 420) -> subprocess.CompletedProcess[str]:
+    """``python -m jobs.feature_job --metrics-port 0 <args>`` with these settings; it must succeed."""
+    job = subprocess.run(
+        [sys.executable, "-m", "jobs.feature_job", "--metrics-port", "0", *args],
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    assert job.returncode == 0, f"job failed:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    return job

@@ -27,6 +27,7 @@ def definition_json(d: FeatureDefinition, active_version: int | None = None) -> 
         transform_ref=d.transform_ref,
         transform_hash=d.transform_hash,
         identity_hash=d.identity_hash,
+        key_fields=list(d.source.key_fields),  # the event fields keying the entity, in key order (docs/design.md §5.8)
         lineage={
             "source_topic": d.source.topic,
             "event_subject": d.source.subject,

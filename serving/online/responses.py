@@ -26,6 +26,11 @@ async def json_object(request: Request, *, max_bytes: int, error: ErrorCode) -> 
     raw = await request.body()
     if len(raw) > max_bytes:
         raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {max_bytes} bytes")
+    return parse_json_object(raw, error=error)
+
+
+def parse_json_object(raw: bytes, *, error: ErrorCode = ErrorCode.BAD_REQUEST) -> dict[str, Any]:
+    """``raw`` as a JSON object: 400 ``bad_json`` if it is not JSON, ``error`` if it is not an object."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -9,8 +9,6 @@ and no two pairs may share a row.
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -28,13 +26,14 @@ from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.live import LiveCatalog
 from registry.plan import apply
-from serving.offline.historical import get_historical_features
+from serving.offline.historical import get_historical_features, join_label_batches, resolve_columns
 from serving.online.app import create_app
 from serving.online.client import FeatureClient
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
-from tests.conftest import REPO, isolated, settings_env
+from sinks.iceberg.reader import read_point
+from tests.conftest import isolated, run_feature_job
 
 pytestmark = pytest.mark.integration
 
@@ -134,15 +133,7 @@ def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
     producer = make_producer(settings)
     producer.send(topic, _events())
     producer.flush()
-    job = subprocess.run(
-        [sys.executable, "-m", "jobs.feature_job", "--metrics-port", "0", "--bounded"],
-        cwd=REPO,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
-    assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    run_feature_job(settings, "--bounded")
     yield settings
 
 
@@ -252,6 +243,18 @@ def test_the_pair_is_joined_offline_by_its_key_columns(run: Settings) -> None:
         if p is not None and c:
             by_pair[p].add(c)
     assert by_pair[("a|b", "c")] and by_pair[("a", "b|c")]
+    # the streaming join (the training CLI's), a batch at a time, gives the same table
+    batches = join_label_batches(
+        table,
+        resolve_columns(catalog, "user_merchant", ["pair_count", "pair_amount"]),
+        frame.schema,
+        frame.to_batches(max_chunksize=64),
+        entity_type="user_merchant",
+        entity_column="user_id,merchant_id",
+        timestamp_column="event_timestamp",
+        point=read_point(table, None),
+    )
+    assert pa.Table.from_batches(list(batches)).equals(joined)
     with pytest.raises(DefinitionError, match="give 2 entity column"):
         get_historical_features(
             table, catalog, frame, ["pair_count"], entity_type="user_merchant", entity_column="user_id"

@@ -33,7 +33,7 @@ from serving.offline.training import build_training_set
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
 from sinks.serving_log import ARROW_SCHEMA, ensure_log_table
-from tests.conftest import REPO, isolated, settings_env
+from tests.conftest import REPO, isolated, run_feature_job, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +45,7 @@ EVENTS = [("alice", 1, 10.0), ("alice", 2, 20.0), ("bob", 3, 100.0), ("alice", 7
 
 
 def _run_job(settings: Settings) -> None:
-    job = subprocess.run(
-        [sys.executable, "-m", "jobs.feature_job", "--bounded", "--metrics-port", "0"],
-        cwd=REPO,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
-    assert job.returncode == 0, f"job failed:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    run_feature_job(settings, "--bounded")
 
 
 def _erase(settings: Settings, entity_id: str) -> dict[str, Any]:

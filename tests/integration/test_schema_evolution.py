@@ -7,8 +7,6 @@ is dead-lettered and the features equal a brute force over all the events, which
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -26,7 +24,7 @@ from registry.plan import apply
 from schemas import schema_text
 from sinks.factory import connect_iceberg
 from sinks.iceberg.layout import TABLE
-from tests.conftest import REPO, isolated, settings_env
+from tests.conftest import REPO, isolated, run_feature_job
 
 pytestmark = pytest.mark.integration
 
@@ -87,15 +85,7 @@ def evolved_run(
     old.flush()
     versions = registry_client(settings.schema_registry_url).get_versions(f"{topic}-value")
     assert len(versions) == 2, "both schema versions are registered under the topic's subject"
-    job = subprocess.run(
-        [sys.executable, "-m", "jobs.feature_job", "--bounded", "--metrics-port", "0"],
-        cwd=REPO,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
-    assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    run_feature_job(settings, "--bounded")
     yield settings, topic
 
 

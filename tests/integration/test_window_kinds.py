@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import random
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ from registry.plan import apply
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
-from tests.conftest import REPO, isolated, settings_env
+from tests.conftest import isolated, run_feature_job
 
 pytestmark = pytest.mark.integration
 
@@ -207,16 +206,7 @@ def _events_table(events: list[Event]) -> pa.Table:
 
 def _run_job(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """The feature job with these arguments (no metrics endpoint); it must succeed."""
-    job = subprocess.run(
-        [sys.executable, "-m", "jobs.feature_job", "--metrics-port", "0", *args],
-        cwd=REPO,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
-    assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
-    return job
+    return run_feature_job(settings, *args)
 
 
 def _batch_job(settings: Settings, events: str, rejected: Path) -> None:

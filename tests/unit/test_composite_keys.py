@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -57,11 +57,13 @@ def test_composite_key_escapes_so_no_two_keys_share_an_id() -> None:
     assert entity_keys.encode(["", ""]) == "|"
 
 
+@settings(deadline=None)  # the first example pays Arrow's compute import; a loaded machine is slow
 @given(st.lists(st.text(alphabet="ab|\\", max_size=6), min_size=2, max_size=4))
 def test_decode_inverts_encode(values: list[str]) -> None:
     assert entity_keys.decode(entity_keys.encode(values), len(values)) == tuple(values)
 
 
+@settings(deadline=None)  # the first example pays Arrow's compute import; a loaded machine is slow
 @given(
     st.lists(st.text(alphabet="ab|\\", max_size=4), min_size=2, max_size=2),
     st.lists(st.text(alphabet="ab|\\", max_size=4), min_size=2, max_size=2),
@@ -77,6 +79,7 @@ def test_decode_refuses_what_encode_cannot_give() -> None:
         entity_keys.decode("a|b|c", 2)
 
 
+@settings(deadline=None)  # the first example pays Arrow's compute import; a loaded machine is slow
 @given(
     st.lists(
         st.tuples(st.none() | st.text(alphabet="x|\\é", max_size=4), st.none() | st.integers(-(2**63), 2**63 - 1)),
@@ -327,3 +330,22 @@ def test_vectors_refuse_a_bad_part_by_name(
     assert source.reads == []
     assert client.post("/v1/vectors", json={"entities": []}).status_code == 400
     assert client.post("/v1/vectors", json=[]).status_code == 400
+
+
+def test_the_catalog_shows_and_guards_the_key(
+    pair_client: tuple[TestClient, PairSource], make_definition_dict: Callable[..., dict[str, Any]]
+) -> None:
+    client, _ = pair_client
+    shown = client.get("/v1/feature-definitions/user_merchant/pair_txn_count_1h").json()
+    assert shown["source"]["entity_key"] == PAIR
+    assert shown["key_fields"] == PAIR
+    assert client.get("/v1/feature-definitions/user/txn_count_1h").json()["key_fields"] == ["user_id"]
+    other = make_definition_dict(
+        name="pair_other", entity="user_merchant", window=DAY, **{"source.entity_key": ["merchant_id", "user_id"]}
+    )
+    r = client.post("/v1/feature-definitions", json=other)
+    assert (r.status_code, r.json()["error"]) == (422, "invalid_definition"), r.text
+    assert "one composite key" in r.json()["message"]
+    one = make_definition_dict(name="pair_other", entity="user_merchant", **{"source.entity_key": ["user_id"]})
+    r = client.post("/v1/feature-definitions", json=one)
+    assert (r.status_code, r.json()["error"]) == (422, "invalid_definition"), r.text
