@@ -386,6 +386,55 @@ def get_historical_features(
     )
 
 
+@dataclass(frozen=True)
+class EntityFeatures:
+    """One entity type's part of a multi-entity join: its label column(s) and its features."""
+
+    entity_type: str
+    entity_column: str  # one column, or one per key field, comma-separated (a composite key)
+    features: Sequence[str]
+
+
+def get_historical_vectors(
+    table: Table,
+    catalog: FeatureCatalog,
+    labels: pa.Table,
+    parts: Sequence[EntityFeatures],
+    *,
+    timestamp_column: str = "event_timestamp",
+    snapshot_id: int | None = None,
+    as_of: int | datetime | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> pa.Table:
+    """The offline side of ``POST /v1/vectors``: features of several entity types joined onto one label
+    frame (a user's features by ``user_id``, the user x merchant pair's by ``user_id,merchant_id``), every
+    part at one read point. Label columns, then each part's features in order; a feature name given by
+    two parts is a ``DefinitionError`` (one column per name)."""
+    if not parts:
+        raise DatasetError("give at least one entity type's features")
+    if snapshot_id is not None and as_of is not None:
+        raise DatasetError("give either snapshot_id or as_of, not both")
+    columns = [resolve_columns(catalog, p.entity_type, p.features) for p in parts]
+    names = [c.name for part in columns for c in part]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DefinitionError(f"feature name(s) {twice} given by more than one entity type: one column per name")
+    point = read_point(table, as_of if as_of is not None else snapshot_id)
+    out = labels
+    for part, definitions in zip(parts, columns, strict=True):
+        out = join_labels(
+            table,
+            definitions,
+            out,
+            entity_type=part.entity_type,
+            entity_column=part.entity_column,
+            timestamp_column=timestamp_column,
+            point=point,
+            chunk_rows=chunk_rows,
+        )
+    return out
+
+
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path) -> int:
     """Write batches to ``out`` atomically (a partial file never appears under that name); rows written."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

@@ -252,11 +252,9 @@ class FeatureReads:
             if names is None and service is None:
                 raise ApiError(ErrorCode.BAD_NAMES, f"`entities[{i}]` must give `names` or `feature_service`")
             _check_selection(names, service)
-            plan = self._compile(
-                ("batch", entity_type, "\x1f".join(names) if names is not None else None, service),
-                entity_type,
-                None if names is None else _names(names),
-                service,
+            plan_key = ("batch", entity_type, "\x1f".join(names) if names is not None else None, service)
+            plan = self._plans.cached(plan_key) or self._compile(
+                plan_key, entity_type, None if names is None else _names(names), service
             )
             request_data = part.get("request_data")
             if request_data is not None and not isinstance(request_data, dict):

@@ -26,7 +26,13 @@ from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.live import LiveCatalog
 from registry.plan import apply
-from serving.offline.historical import get_historical_features, join_label_batches, resolve_columns
+from serving.offline.historical import (
+    EntityFeatures,
+    get_historical_features,
+    get_historical_vectors,
+    join_label_batches,
+    resolve_columns,
+)
 from serving.online.app import create_app
 from serving.online.client import FeatureClient
 from sinks.cassandra.reader import OnlineReader
@@ -255,7 +261,81 @@ def test_the_pair_is_joined_offline_by_its_key_columns(run: Settings) -> None:
         point=read_point(table, None),
     )
     assert pa.Table.from_batches(list(batches)).equals(joined)
+    # the user's and the pair's features on one label frame, at one read point: the two joins side by side
+    both = get_historical_vectors(
+        table,
+        catalog,
+        frame,
+        [
+            EntityFeatures("user", "user_id", ["user_count"]),
+            EntityFeatures("user_merchant", "user_id,merchant_id", ["pair_count", "pair_amount"]),
+        ],
+    )
+    alone = get_historical_features(table, catalog, frame, ["user_count"], entity_type="user", entity_column="user_id")
+    assert both.column_names == [*frame.column_names, "user_count", "pair_count", "pair_amount"]
+    assert both.column("user_count").equals(alone.column("user_count"))
+    assert both.select(["pair_count", "pair_amount"]).equals(joined.select(["pair_count", "pair_amount"]))
+    assert both.column("user_count").null_count < both.num_rows // 2
+    with pytest.raises(DefinitionError, match="more than one entity type"):
+        get_historical_vectors(
+            table,
+            catalog,
+            frame,
+            [EntityFeatures("user_merchant", "user_id,merchant_id", ["pair_count"])] * 2,
+        )
     with pytest.raises(DefinitionError, match="give 2 entity column"):
         get_historical_features(
             table, catalog, frame, ["pair_count"], entity_type="user_merchant", entity_column="user_id"
         )
+
+
+def test_online_and_offline_vectors_agree(run: Settings) -> None:
+    """The same multi-entity vector (the user's count, the pair's count and amount) served online at an
+    instant and joined offline for a label at that instant: equal, pair by pair."""
+    now_ms = END + MIN
+    plain = [p for p in PAIRS if "|" not in "".join(p) and "\\" not in "".join(p)]
+    frame = pa.table(
+        {
+            "user_id": [u for u, _ in plain],
+            "merchant_id": [m for _, m in plain],
+            "event_timestamp": pa.array([now_ms * 1000] * len(plain), pa.timestamp("us", tz="UTC")),
+        }
+    )
+    catalog = LiveCatalog(DefinitionStore(run.definitions_db)).current()
+    offline = get_historical_vectors(
+        connect_iceberg(run).load_table(f"{run.iceberg_namespace}.{TABLE}"),
+        catalog,
+        frame,
+        [
+            EntityFeatures("user", "user_id", ["user_count"]),
+            EntityFeatures("user_merchant", "user_id,merchant_id", ["pair_count", "pair_amount"]),
+        ],
+    ).to_pylist()
+    cluster, session = connect_cassandra(run)
+    try:
+        from cassandra.query import tuple_factory
+
+        session.row_factory = tuple_factory
+        reader = OnlineReader(session, run.cassandra_keyspace)
+        app = create_app(LiveCatalog(DefinitionStore(run.definitions_db)), reader, clock_us=lambda: now_ms * 1000)
+        client = FeatureClient(client=TestClient(app, raise_server_exceptions=False))
+        for row in offline:
+            user, pair = client.get_vectors(
+                [
+                    {"entity_type": "user", "entity_id": row["user_id"], "names": ["user_count"]},
+                    {
+                        "entity_type": "user_merchant",
+                        "entity_key": {"user_id": row["user_id"], "merchant_id": row["merchant_id"]},
+                        "names": ["pair_count", "pair_amount"],
+                    },
+                ]
+            )
+            online = {
+                "user_count": user["features"]["user_count"]["value"],
+                "pair_count": pair["features"]["pair_count"]["value"],
+                "pair_amount": pair["features"]["pair_amount"]["value"],
+            }
+            assert online == {k: row[k] for k in online}, row
+    finally:
+        cluster.shutdown()
+    assert sum(1 for r in offline if r["pair_count"]) >= 2
