@@ -71,6 +71,23 @@ def encode_arrays(columns: Sequence[pa.Array | pa.ChunkedArray]) -> pa.Array | p
     return pc.binary_join_element_wise(*escaped, SEPARATOR, null_handling="emit_null")
 
 
+def decode_arrays(entity_ids: pa.Array, arity: int) -> list[pa.Array]:
+    """``decode`` over an array of ids: one string array per key field (nulls stay null). Ids without a
+    backslash split in Arrow; a batch holding one is decoded id by id."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if arity == 1:
+        return [entity_ids]
+    if not pc.any(pc.match_substring(entity_ids, ESCAPE)).as_py():
+        parts = pc.split_pattern(entity_ids, SEPARATOR)
+        if pc.sum(pc.not_equal(pc.list_value_length(parts), arity)).as_py():  # None: no id to judge
+            raise ValueError(f"ids that do not encode {arity} key values")
+        return [pc.list_element(parts, i) for i in range(arity)]
+    rows = [None if i is None else decode(i, arity) for i in entity_ids.to_pylist()]
+    return [pa.array([None if r is None else r[i] for r in rows], pa.string()) for i in range(arity)]
+
+
 def encode_sql(fields: Sequence[str], ident: Callable[[str], str]) -> str:
     """``encode`` as a Flink SQL expression over the event fields ``fields`` (quoted by ``ident``).
 

@@ -6,7 +6,8 @@ join's ``as_of`` does: a snapshot id, or a time (the snapshot then, and rows ing
 score yesterday with only what was known yesterday, pass yesterday); by default the current snapshot.
 Entities: every one with a visible row of the requested feature versions ending at or before
 ``as_of``; an entity whose values have all expired gets nulls, not a missing row. Rows are sorted
-by entity id.
+by entity id. A composite-keyed entity type (docs/design.md §5.8) also gets a string column per key
+field, after ``entity_id`` (its encoded id).
 
 CLI::
 
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from registry.access import guard_catalog
+from registry.core import entity_keys
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DatasetError, DefinitionError
 from registry.core.refs import parse_ref
@@ -71,24 +73,32 @@ def feature_vector_batches(
     at_us = epoch_us(as_of)
     point = read_point(table, read_as_of)
     entities = distinct_entities(table, point, entity_type, definitions, at_us)
+    key = catalog.composite_key(entity_type)
+    clash = sorted({ENTITY_COLUMN, TIME_COLUMN, *(d.name for d in definitions)} & set(key))
+    if clash:
+        raise DefinitionError(f"key field(s) {clash} of {entity_type} would name two columns of the export")
+    schema = pa.schema(
+        [_LABELS.field(ENTITY_COLUMN), *(pa.field(f, pa.string()) for f in key), _LABELS.field(TIME_COLUMN)]
+    )
 
     def labels() -> Iterator[pa.RecordBatch]:
         for start in range(0, len(entities), chunk_rows):
             ids = entities.slice(start, chunk_rows)
             at = pa.array([at_us] * len(ids), pa.int64()).cast(_LABELS.field(TIME_COLUMN).type)
-            yield pa.RecordBatch.from_arrays([ids, at], schema=_LABELS)
+            fields = entity_keys.decode_arrays(ids, len(key)) if key else []
+            yield pa.RecordBatch.from_arrays([ids, *fields, at], schema=schema)
 
     batches = join_label_batches(
         table,
         definitions,
-        _LABELS,
+        schema,
         labels(),
         entity_type=entity_type,
-        entity_column=ENTITY_COLUMN,
+        entity_column=",".join(key) if key else ENTITY_COLUMN,  # a composite key joins by its fields, re-encoded
         timestamp_column=TIME_COLUMN,
         point=point,
     )
-    return output_schema(_LABELS, definitions), batches
+    return output_schema(schema, definitions), batches
 
 
 def export_feature_vectors(
@@ -101,7 +111,8 @@ def export_feature_vectors(
     read_as_of: int | datetime | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> pa.Table:
-    """``entity_id``, ``as_of`` and one column per feature, one row per entity (sorted by id).
+    """``entity_id`` (then a column per key field of a composite key), ``as_of`` and one column per
+    feature, one row per entity (sorted by id).
 
     Args:
         as_of: the time of the vectors (timezone-aware).

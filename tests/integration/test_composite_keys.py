@@ -12,6 +12,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -26,6 +27,7 @@ from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.live import LiveCatalog
 from registry.plan import apply
+from serving.offline.batch_scoring import export_feature_vectors
 from serving.offline.historical import (
     EntityFeatures,
     get_historical_features,
@@ -339,3 +341,20 @@ def test_online_and_offline_vectors_agree(run: Settings) -> None:
     finally:
         cluster.shutdown()
     assert sum(1 for r in offline if r["pair_count"]) >= 2
+    # batch scoring: every pair's vector at that instant, with a column per key field, as the join gives it
+    exported = export_feature_vectors(
+        connect_iceberg(run).load_table(f"{run.iceberg_namespace}.{TABLE}"),
+        catalog,
+        "user_merchant",
+        ["pair_count", "pair_amount"],
+        datetime.fromtimestamp(now_ms / 1000, UTC),
+    ).to_pylist()
+    assert [(r["user_id"], r["merchant_id"]) for r in exported] == sorted(
+        PAIRS, key=lambda p: entity_keys.encode(list(p))
+    )
+    by_pair = {(r["user_id"], r["merchant_id"]): (r["pair_count"], r["pair_amount"]) for r in offline}
+    for r in exported:
+        assert r["entity_id"] == entity_keys.encode([r["user_id"], r["merchant_id"]])
+        if (r["user_id"], r["merchant_id"]) in by_pair:
+            assert (r["pair_count"], r["pair_amount"]) == by_pair[(r["user_id"], r["merchant_id"])]
+        assert (r["pair_count"], r["pair_amount"]) == expected((r["user_id"], r["merchant_id"]), now_ms, _events())

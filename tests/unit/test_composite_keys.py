@@ -94,6 +94,23 @@ def test_arrow_encoding_equals_the_python_one(rows: list[tuple[str | None, int |
     assert got == want
 
 
+@settings(deadline=None)
+@given(st.lists(st.none() | st.lists(st.text(alphabet="ab|\\", max_size=4), min_size=3, max_size=3), max_size=8))
+def test_arrow_decoding_equals_the_python_one(keys: list[list[str] | None]) -> None:
+    ids = pa.array([None if k is None else entity_keys.encode(k) for k in keys], pa.string())
+    columns = [c.to_pylist() for c in entity_keys.decode_arrays(ids, 3)]
+    assert [None if k is None else list(v) for k, v in zip(keys, zip(*columns, strict=True), strict=True)] == [
+        None if k is None else k for k in keys
+    ]
+    for column, i in zip(columns, range(3), strict=True):
+        assert [c is None for c in column] == [k is None for k in keys], i
+
+
+def test_arrow_decoding_refuses_ids_of_another_arity() -> None:
+    with pytest.raises(ValueError, match="do not encode 2"):
+        entity_keys.decode_arrays(pa.array(["a|b|c", "a|b"]), 2)
+
+
 def test_sql_expression_escapes_then_joins() -> None:
     sql = entity_keys.encode_sql(PAIR, lambda f: f"`{f}`")
     assert sql == (
@@ -349,3 +366,21 @@ def test_the_catalog_shows_and_guards_the_key(
     one = make_definition_dict(name="pair_other", entity="user_merchant", **{"source.entity_key": ["user_id"]})
     r = client.post("/v1/feature-definitions", json=one)
     assert (r.status_code, r.json()["error"]) == (422, "invalid_definition"), r.text
+
+
+def test_the_documented_bounds(
+    pair_client: tuple[TestClient, PairSource], make_definition: Callable[..., FeatureDefinition]
+) -> None:
+    """8 key fields in, 9 out; 16 vector parts in, 17 out; a 256-character key value in, 257 out."""
+    assert (
+        len(pair_definition(make_definition, **{"source.entity_key": [f"k{i}" for i in range(8)]}).source.key_fields)
+        == 8
+    )
+    client, _ = pair_client
+    part = {"entity_type": "user", "entity_id": "u1", "names": ["txn_count_1h"]}
+    assert client.post("/v1/vectors", json={"entities": [part] * 16}).status_code == 200
+    r = client.post("/v1/vectors", json={"entities": [part] * 17})
+    assert (r.status_code, r.json()["error"]) == (400, "bad_request")
+    for length, status in ((256, 200), (257, 400)):
+        r = client.get("/v1/features/user_merchant", params={"user_id": "u" * length, "merchant_id": "m"})
+        assert r.status_code == status, length
