@@ -249,11 +249,17 @@ class ServingLogSink:
 
     def _without_erased(self, rows: pa.Table) -> pa.Table:
         """The batch without records of erased entities served before their erasure (vectorized: only
-        rows whose entity id is an erased one are looked at one by one)."""
+        rows whose entity id is an erased one, or whose entity type is erased by key field, are looked at
+        one by one)."""
         erased = self._erased.current() if self._erased is not None else None
         if not erased:
             return rows
-        candidates = pc.is_in(rows.column("entity_id"), value_set=pa.array(sorted({i for _, i in erased})))
+        candidates = pc.is_in(
+            rows.column("entity_id"), value_set=pa.array(sorted({i for _, i in erased.ids}), pa.string())
+        )
+        if erased.keys:
+            by_key = pc.is_in(rows.column("entity_type"), value_set=pa.array(sorted(erased.keys), pa.string()))
+            candidates = pc.or_(candidates, by_key)
         at = np.flatnonzero(candidates.to_numpy(zero_copy_only=False))
         if not len(at):
             return rows
@@ -261,7 +267,7 @@ class ServingLogSink:
         drop = [
             int(j)
             for j, r in zip(at, picked, strict=True)
-            if r["served_at"].timestamp() * 1000 < erased.get((r["entity_type"], r["entity_id"]), -(2**63))
+            if r["served_at"].timestamp() * 1000 < (erased.erased_at(r["entity_type"], r["entity_id"]) or -(2**63))
         ]
         self.dropped_erased += len(drop)
         keep = np.ones(rows.num_rows, dtype=bool)

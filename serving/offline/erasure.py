@@ -1,6 +1,7 @@
 """Per-entity erasure: one entity removed from every store, time travel included, for good.
 
 ``python -m serving.offline.erasure --entity-type user --entity-id X [--requested-by WHO]``
+``python -m serving.offline.erasure --entity-type user_merchant --key user_id=X`` (a composite key's field)
 
 In this order, at one instant ``erased_at`` (now, epoch ms):
 
@@ -31,7 +32,17 @@ In this order, at one instant ``erased_at`` (now, epoch ms):
 The report (JSON) gives per store the rows removed, the snapshots expired and files deleted, the
 manifests invalidated and what is left with its date. A re-run finds nothing (and moves ``erased_at``
 forward, so it also erases what the entity did between the two runs). With ``FS_AUTH=on`` only an
-admin token may erase, and the erasure is audited (target ``entity:<type>/<id>``).
+admin token may erase, and the erasure is audited (target ``entity:<type>/<id>``, or
+``entity:<type>/<field>=<value>``).
+
+**By key field** (``--key``, ``erase_by_key``; a composite-keyed type only): every entity of the type
+whose key field has the value, e.g. each ``user_merchant`` pair of user ``u1``. Step 1 records the key
+(``registry.erasures``), so the writers drop results of *any* matching entity that reach back before
+``erased_at``, pairs not written yet included; steps 2 and 3 erase each matching entity found in the
+offline table and the serving log (``entities_matched`` in the report; the online store cannot be
+searched by a key field, and every entity written online is written offline first). Step 4 does not
+apply: archived records are keyed by the topic's key (erase that entity, e.g. ``--entity-type user
+--entity-id u1``, for them).
 """
 
 from __future__ import annotations
@@ -40,10 +51,12 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from registry.core import entity_keys
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import StoreUnavailableError
 from registry.erasures import ErasureStore
@@ -83,6 +96,7 @@ class ErasureReport:
     archives: dict[str, StoreErased] = field(default_factory=dict)  # topic -> its events archive
     manifests_invalidated: list[str] = field(default_factory=list)
     not_erased: list[dict[str, str]] = field(default_factory=list)
+    entities_matched: list[str] | None = None  # an erasure by key field: the ids it found and erased
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -100,12 +114,17 @@ def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: s
     return len(rows)
 
 
-def erase_table(table: Table, entity_type: str, entity_id: str) -> tuple[Table, StoreErased, list[int]]:
-    """Delete the entity's rows, then expire every snapshot but the current one; the expired ids too."""
-    from pyiceberg.expressions import And, EqualTo
+def erase_table(table: Table, entity_type: str, entity_id: str | Sequence[str]) -> tuple[Table, StoreErased, list[int]]:
+    """Delete the entity's (or entities') rows, then expire every snapshot but the current one; the
+    expired ids too."""
+    from pyiceberg.expressions import AlwaysFalse, And, BooleanExpression, EqualTo, In
 
-    where = And(EqualTo("entity_type", entity_type), EqualTo("entity_id", entity_id))
-    rows = _rows(table, where)
+    ids = [entity_id] if isinstance(entity_id, str) else list(entity_id)
+    which: BooleanExpression = (
+        AlwaysFalse() if not ids else EqualTo("entity_id", ids[0]) if len(ids) == 1 else In("entity_id", ids)
+    )
+    where = And(EqualTo("entity_type", entity_type), which)
+    rows = _rows(table, where) if ids else 0
     if rows:
         table = delete_rows(table, where)
         left = _rows(table, where)
@@ -211,6 +230,81 @@ def erase(
     return report
 
 
+def matching_ids(
+    tables: Sequence[Table | None], entity_type: str, fields: tuple[str, ...], field: str, value: str
+) -> list[str]:
+    """The ids of ``entity_type`` in ``tables`` whose key ``field`` is ``value`` (sorted): the entities an
+    erasure by key field removes. The offline table holds every entity the job wrote online (the dual
+    writer writes offline first), the serving log every one served."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyiceberg.expressions import EqualTo
+
+    found: set[str] = set()
+    position = fields.index(field)
+    for table in tables:
+        if table is None or table.current_snapshot() is None:
+            continue
+        ids = table.scan(row_filter=EqualTo("entity_type", entity_type), selected_fields=("entity_id",)).to_arrow()
+        distinct = pc.unique(ids.column("entity_id").combine_chunks()).cast(pa.string())
+        component = entity_keys.decode_arrays(distinct, len(fields))[position]
+        found.update(distinct.filter(pc.fill_null(pc.equal(component, value), False)).to_pylist())
+    return sorted(found)
+
+
+def erase_by_key(
+    entity_type: str,
+    key_field: str,
+    key_value: str,
+    *,
+    session: Session,
+    keyspace: str,
+    offline: Table,
+    serving_log: Table | None,
+    catalog: FeatureCatalog,
+    erasures: ErasureStore,
+    training_sets: TrainingSetStore,
+    kafka_bootstrap: str | None,
+    serving_log_topic: str,
+    requested_by: str = "cli",
+    settle_s: float = SETTLE_S,
+    now: datetime | None = None,
+) -> ErasureReport:
+    """Erase every entity of a composite-keyed type whose key field ``key_field`` is ``key_value`` (every
+    ``user_merchant`` pair of user ``u1``): recorded first, so the writers drop the matching entities'
+    old results from then on, those found now included and those not yet written alike; then each
+    found entity is erased online, offline and from the serving log as ``erase`` does."""
+    fields = catalog.composite_key(entity_type)
+    if not fields:
+        raise ValueError(f"{entity_type!r} has no composite key: erase its entities by --entity-id")
+    if key_field not in fields:
+        raise ValueError(f"{key_field!r} is not a key field of {entity_type} ({', '.join(fields)})")
+    if not key_value:
+        raise ValueError("give the key field's value")
+    now = now if now is not None else datetime.now(UTC)
+    erased_at_ms = int(now.timestamp() * 1000)
+    report = ErasureReport(
+        entity_type, f"{key_field}={key_value}", now.isoformat(timespec="milliseconds"), requested_by
+    )
+    erasures.record_key(entity_type, fields, key_field, key_value, erased_at_ms, requested_by, "{}")
+    time.sleep(settle_s)
+    ids = matching_ids([offline, serving_log], entity_type, fields, key_field, key_value)
+    report.entities_matched = ids
+    for entity_id in ids:
+        report.online.rows_removed += erase_online(session, keyspace, entity_type, entity_id, erased_at_ms)
+    pins = manifest_pins(training_sets, offline, now=now, pin_days=float("inf"))
+    _, report.offline, expired = erase_table(offline, entity_type, ids)
+    report.manifests_invalidated = invalidated(pins, expired)
+    if serving_log is not None:
+        _, report.serving_log, _ = erase_table(serving_log, entity_type, ids)
+    topics = sorted({d.source.topic for d in catalog if d.entity == entity_type})
+    topics += [f"{t}.dlq" for t in topics] + [serving_log_topic]
+    if kafka_bootstrap is not None:
+        report.not_erased = kafka_horizon(kafka_bootstrap, topics, now)
+    erasures.record_key(entity_type, fields, key_field, key_value, erased_at_ms, requested_by, report.to_json())
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     from registry.access import Access
     from registry.core.errors import FeatureStoreError
@@ -224,14 +318,22 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m serving.offline.erasure", description=__doc__)
     parser.add_argument("--entity-type", required=True)
-    parser.add_argument("--entity-id", required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--entity-id", help="the entity (a composite key's encoded id, e.g. 'u1|m7')")
+    which.add_argument(
+        "--key",
+        metavar="FIELD=VALUE",
+        help="every entity of a composite-keyed type whose key field FIELD is VALUE (e.g. user_id=u1)",
+    )
     parser.add_argument("--requested-by", default="cli", help="who asked (kept with the erasure record)")
     args = parser.parse_args(argv)
+    if args.key is not None and "=" not in args.key:
+        parser.error("--key takes FIELD=VALUE")
     settings = Settings.from_env()
     try:
         access = Access.of(settings, buffered_audit=False)
         caller = access.authenticate(settings.token)
-        target = f"entity:{args.entity_type}/{args.entity_id}"
+        target = f"entity:{args.entity_type}/{args.entity_id if args.key is None else args.key}"
         if access.enabled and not caller.admin:
             access.write_audited(caller, "erase", target, 403, "offline")
             print(f"error: {caller.who} may not erase entities: it needs an admin token", file=sys.stderr)
@@ -249,21 +351,23 @@ def main(argv: list[str] | None = None) -> int:
                 archives[topic] = iceberg.load_table(name)
         cluster, session = connect_cassandra(settings)
         try:
-            report = erase(
-                args.entity_type,
-                args.entity_id,
-                session=session,
-                keyspace=settings.cassandra_keyspace,
-                offline=load_table(iceberg, settings.iceberg_namespace),
-                serving_log=log_table,
-                catalog=catalog,
-                archives=archives,
-                erasures=ErasureStore(settings.definitions_db),
-                training_sets=TrainingSetStore(settings.definitions_db),
-                kafka_bootstrap=settings.kafka_bootstrap,
-                serving_log_topic=LOG_TOPIC,
-                requested_by=args.requested_by if not access.enabled else caller.principal,
-            )
+            common: dict[str, Any] = {
+                "session": session,
+                "keyspace": settings.cassandra_keyspace,
+                "offline": load_table(iceberg, settings.iceberg_namespace),
+                "serving_log": log_table,
+                "catalog": catalog,
+                "erasures": ErasureStore(settings.definitions_db),
+                "training_sets": TrainingSetStore(settings.definitions_db),
+                "kafka_bootstrap": settings.kafka_bootstrap,
+                "serving_log_topic": LOG_TOPIC,
+                "requested_by": args.requested_by if not access.enabled else caller.principal,
+            }
+            if args.key is not None:
+                key_field, _, key_value = args.key.partition("=")
+                report = erase_by_key(args.entity_type, key_field, key_value, **common)
+            else:
+                report = erase(args.entity_type, args.entity_id, archives=archives, **common)
         finally:
             cluster.shutdown()
         access.write_audited(caller, "erase", target, 200, "offline")

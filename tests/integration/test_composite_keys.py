@@ -8,14 +8,19 @@ and no two pairs may share a row.
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
@@ -41,7 +46,7 @@ from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
 from sinks.iceberg.reader import read_point
-from tests.conftest import isolated, run_feature_job
+from tests.conftest import REPO, isolated, run_feature_job, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -358,3 +363,92 @@ def test_online_and_offline_vectors_agree(run: Settings) -> None:
         if (r["user_id"], r["merchant_id"]) in by_pair:
             assert (r["pair_count"], r["pair_amount"]) == by_pair[(r["user_id"], r["merchant_id"])]
         assert (r["pair_count"], r["pair_amount"]) == expected((r["user_id"], r["merchant_id"]), now_ms, _events())
+
+
+@pytest.fixture(scope="module")
+def erased_run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The pair features computed from the same events in stores of their own (the erasure test's)."""
+    settings = isolated(it_settings, "pairs_erase", tmp_path_factory.mktemp("pairs_erase"))
+    topic = f"it_{run_id}_pairs_erase"
+    (settings.definitions_dir / "user.toml").write_text(_toml(topic, "user", '"user_id"', USER_FEATURES))
+    (settings.definitions_dir / "pairs.toml").write_text(
+        _toml(topic, "user_merchant", '["user_id", "merchant_id"]', PAIR_FEATURES)
+    )
+    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
+    producer = make_producer(settings)
+    producer.send(topic, _events())
+    producer.flush()
+    run_feature_job(settings, "--bounded")
+    yield settings
+
+
+def _pair_ids(settings: Settings) -> set[str]:
+    table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").scan().to_arrow()
+    return {r["entity_id"] for r in table.to_pylist() if r["entity_type"] == "user_merchant"}
+
+
+def test_erasing_by_a_key_field_removes_every_pair_of_it_for_good(erased_run: Settings, tmp_path: Path) -> None:
+    """`--key user_id=u0` erases each of u0's pairs online and offline, leaves the other pairs and the user
+    entity alone, and a replay of the topic, with events of a pair of u0 no store held before, brings
+    none of them back."""
+    settings = erased_run
+    u0_pairs = sorted(entity_keys.encode(["u0", f"m{m}"]) for m in range(3))
+    before = _pair_ids(settings)
+    assert set(u0_pairs) <= before
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.offline.erasure", "--entity-type", "user_merchant", "--key", "user_id=u0"],
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["entities_matched"] == u0_pairs
+    assert report["online"]["rows_removed"] == 3 * 2  # two features per pair
+    assert report["offline"]["rows_removed"] > 0
+    assert _pair_ids(settings) == before - set(u0_pairs)
+    cluster, session = connect_cassandra(settings)
+    try:
+        reader = OnlineReader(session, settings.cassandra_keyspace)
+        assert all(reader.read("user_merchant", p) == {} for p in u0_pairs)
+        assert reader.read("user_merchant", "u1|m1") != {}
+        assert reader.read("user", "u0") != {}  # the user entity is not the pair
+    finally:
+        cluster.shutdown()
+    # A replay of the whole history (a batch run over a table of the events: the backfill path) with old
+    # events of a pair of u0 that no store held before (u0 x m9) and of u1 x m9.
+    old = [
+        {**_events()[0], "transaction_id": f"old{i}", "user_id": user, "merchant_id": "m9", "event_time": BASE + i}
+        for i, user in enumerate(["u0", "u1"])
+    ]
+    history = pa.Table.from_pylist([*_events(), *old])
+    history = history.set_column(
+        history.schema.get_field_index("event_time"),
+        "event_time",
+        history.column("event_time").cast(pa.timestamp("ms", tz="UTC")),
+    )
+    pq.write_table(history, tmp_path / "history.parquet")
+    run_feature_job(
+        settings,
+        "--events",
+        str(tmp_path / "history.parquet"),
+        "--rejected",
+        str(tmp_path / "rejected.parquet"),
+        "--versions",
+        "user_merchant.pair_count@1,user_merchant.pair_amount@1",  # a table of events feeds one source
+    )
+    after = _pair_ids(settings)
+    assert not any(p.startswith("u0|") for p in after), sorted(p for p in after if p.startswith("u0|"))
+    assert "u1|m9" in after
+    refused = subprocess.run(
+        [sys.executable, "-m", "serving.offline.erasure", "--entity-type", "user", "--key", "user_id=u0"],
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 1 and "no composite key" in refused.stderr

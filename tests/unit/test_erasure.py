@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from registry.erasures import ErasedEntities, ErasureStore
 from serving.offline.erasure import erase_table
@@ -134,3 +135,66 @@ def test_an_iceberg_table_loses_the_entity_in_every_readable_snapshot_and_file(t
     assert "alice" not in on_disk and sorted(on_disk) == sorted(entities)
     _, again, _ = erase_table(table, "user", "alice")
     assert (again.rows_removed, again.snapshots_expired, again.files_deleted) == (0, 0, 0)
+
+
+# --- erasure by a composite key's field (docs/design.md §5.8) ---------------------------------------
+
+PAIR = build_definition(name="pair_count", entity="user_merchant", **{"source.entity_key": ["user_id", "merchant_id"]})
+FIELDS = ("user_id", "merchant_id")
+
+
+def test_an_erasure_by_key_field_covers_every_entity_with_that_value(tmp_path: Path) -> None:
+    store = ErasureStore(tmp_path / "r.db")
+    store.record_key("user_merchant", FIELDS, "user_id", "alice", ERASED_AT_MS, "dpo", "{}")
+    store.record_key("user_merchant", FIELDS, "user_id", "alice", ERASED_AT_MS - 5, "dpo", "{}")  # never back
+    store.record_key("user_merchant", FIELDS, "merchant_id", "m9", ERASED_AT_MS + 7, "dpo", "{}")
+    snapshot = store.snapshot()
+    assert snapshot.erased_at("user_merchant", "alice|m1") == ERASED_AT_MS
+    assert snapshot.erased_at("user_merchant", "alice|m9") == ERASED_AT_MS + 7  # the later of the two
+    assert snapshot.erased_at("user_merchant", "bob|m9") == ERASED_AT_MS + 7
+    assert snapshot.erased_at("user_merchant", "bob|alice") is None  # alice as a merchant is not the user
+    assert snapshot.erased_at("user_merchant", "alice\\|x|m1") is None  # user "alice|x", not alice
+    assert snapshot.erased_at("user_merchant", "not-a-pair") is None
+    assert snapshot.erased_at("user", "alice") is None  # another entity type
+    with pytest.raises(ValueError, match="not a key field"):
+        store.record_key("user_merchant", FIELDS, "currency", "EUR", ERASED_AT_MS, "dpo", "{}")
+
+
+def test_the_writers_drop_every_matching_pair_even_one_never_seen(tmp_path: Path) -> None:
+    store = ErasureStore(tmp_path / "r.db")
+    store.record_key("user_merchant", FIELDS, "user_id", "alice", ERASED_AT_MS, "dpo", "{}")
+    offline, online = _Collect(), _Collect()
+    writer = DualWriter(offline, online, ErasedEntities(store, refresh_s=0).blocks)
+    hour = 3_600_000
+    for entity_id, start in [
+        ("alice|m1", ERASED_AT_MS - hour),  # dropped
+        ("alice|m_new", ERASED_AT_MS - hour),  # a pair no store held at the erasure: dropped too
+        ("alice|m1", ERASED_AT_MS),  # only new events: written
+        ("bob|m1", ERASED_AT_MS - hour),
+    ]:
+        writer.add(FeatureRow.of(PAIR, entity_id, 1, start, start + hour))
+    writer.flush()
+    assert [(r.entity_id, r.window_start_ms) for r in offline.rows] == [
+        ("alice|m1", ERASED_AT_MS),
+        ("bob|m1", ERASED_AT_MS - hour),
+    ]
+    assert writer.dropped_erased == 2
+    sink = ServingLogSink(None, None, erased=ErasedEntities(store, refresh_s=0))  # type: ignore[arg-type]
+    served = [("alice|m1", ERASED_AT_MS - 1), ("alice|m2", ERASED_AT_MS), ("bob|m1", 5)]
+    rows = pa.Table.from_pylist(
+        [{**_logged(e, at), "entity_type": "user_merchant"} for e, at in served], schema=ARROW_SCHEMA
+    )
+    assert [r["entity_id"] for r in sink._without_erased(rows).to_pylist()] == ["alice|m2", "bob|m1"]
+
+
+def test_erase_table_takes_several_ids(tmp_path: Path) -> None:
+    table = iceberg_table(tmp_path)
+    writer = OfflineWriter(table)
+    for entity_id in ("alice|m1", "alice|m2", "bob|m1"):
+        writer.add(FeatureRow.of(PAIR, entity_id, 1, ERASED_AT_MS - 3_600_000, ERASED_AT_MS))
+    writer.flush()
+    table, erased, _ = erase_table(table.refresh(), "user_merchant", ["alice|m1", "alice|m2"])
+    assert erased.rows_removed == 2
+    assert table.scan().to_arrow().column("entity_id").to_pylist() == ["bob|m1"]
+    _, none, _ = erase_table(table, "user_merchant", [])
+    assert none.rows_removed == 0
