@@ -90,15 +90,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings.to_env()}
 
 
-def run_feature_job(settings: Settings, *args: str, timeout_s: float = 420) -> subprocess.CompletedProcess[str]:
-    """``python -m jobs.feature_job --metrics-port 0 <args>`` with these settings; it must succeed."""
-    job = subprocess.run(
-        [sys.executable, "-m", "jobs.feature_job", "--metrics-port", "0", *args],
+def run_module(settings: Settings, module: str, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` with these settings, its output captured (it may fail)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         env=settings_env(settings),
         capture_output=True,
         text=True,
         timeout=timeout_s,
     )
+
+
+def run_feature_job(settings: Settings, *args: str, timeout_s: float = 420) -> subprocess.CompletedProcess[str]:
+    """``python -m jobs.feature_job --metrics-port 0 <args>`` with these settings; it must succeed."""
+    job = run_module(settings, "jobs.feature_job", "--metrics-port", "0", *args, timeout_s=timeout_s)
     assert job.returncode == 0, f"job failed:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
     return job

@@ -8,10 +8,9 @@ and no two pairs may share a row.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -46,7 +45,7 @@ from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
 from sinks.iceberg.reader import read_point
-from tests.conftest import REPO, isolated, run_feature_job, settings_env
+from tests.conftest import isolated, run_feature_job, run_module
 
 pytestmark = pytest.mark.integration
 
@@ -133,10 +132,9 @@ def expected(pair: Pair | None, label_ms: int, events: list[dict[str, Any]]) -> 
     return windows[(*pair, latest)]
 
 
-@pytest.fixture(scope="module")
-def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = isolated(it_settings, "pairs", tmp_path_factory.mktemp("pairs"))
-    topic = f"it_{run_id}_pairs"
+def _computed(it_settings: Settings, name: str, topic: str, folder: Path) -> Settings:
+    """The user and pair features computed by the job from ``_events()`` on ``topic``, in stores of ``name``."""
+    settings = isolated(it_settings, name, folder)
     (settings.definitions_dir / "user.toml").write_text(_toml(topic, "user", '"user_id"', USER_FEATURES))
     (settings.definitions_dir / "pairs.toml").write_text(
         _toml(topic, "user_merchant", '["user_id", "merchant_id"]', PAIR_FEATURES)
@@ -147,7 +145,12 @@ def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
     producer.send(topic, _events())
     producer.flush()
     run_feature_job(settings, "--bounded")
-    yield settings
+    return settings
+
+
+@pytest.fixture(scope="module")
+def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return _computed(it_settings, "pairs", f"it_{run_id}_pairs", tmp_path_factory.mktemp("pairs"))
 
 
 def test_offline_rows_are_the_pairs_windows(run: Settings) -> None:
@@ -172,19 +175,27 @@ def test_offline_rows_are_the_pairs_windows(run: Settings) -> None:
     assert any(k[1] == "x\\\\|y" for k in got)
 
 
+@contextlib.contextmanager
+def _api(settings: Settings, now_ms: int) -> Iterator[tuple[Any, FeatureClient]]:
+    """The feature API on the real online store, its clock fixed at ``now_ms``, and a client of it."""
+    from cassandra.query import tuple_factory
+
+    cluster, session = connect_cassandra(settings)
+    try:
+        session.row_factory = tuple_factory
+        reader = OnlineReader(session, settings.cassandra_keyspace)
+        app = create_app(LiveCatalog(DefinitionStore(settings.definitions_db)), reader, clock_us=lambda: now_ms * 1000)
+        yield app, FeatureClient(client=TestClient(app, raise_server_exceptions=False))
+    finally:
+        cluster.shutdown()
+
+
 def test_the_pair_is_served_online_by_its_key_fields(run: Settings) -> None:
     """GET with a query parameter per key field, the batch route with ``entity_keys``, and one vector from
     the user's and the pair's features in one request (the client's three calls), against the reference."""
     events = _events()
     now_ms = END + MIN
-    cluster, session = connect_cassandra(run)
-    try:
-        from cassandra.query import tuple_factory
-
-        session.row_factory = tuple_factory
-        reader = OnlineReader(session, run.cassandra_keyspace)
-        app = create_app(LiveCatalog(DefinitionStore(run.definitions_db)), reader, clock_us=lambda: now_ms * 1000)
-        client = FeatureClient(client=TestClient(app, raise_server_exceptions=False))
+    with _api(run, now_ms) as (app, client):
         for user, merchant in [p for p in PAIRS if "|" not in "".join(p) and "\\" not in "".join(p)]:
             body = client.get_features("user_merchant", {"user_id": user, "merchant_id": merchant})
             assert body["entity_key"] == {"user_id": user, "merchant_id": merchant}
@@ -216,8 +227,6 @@ def test_the_pair_is_served_online_by_its_key_fields(run: Settings) -> None:
         http = TestClient(app, raise_server_exceptions=False)
         refused = http.get("/v1/features/user_merchant", params={"user_id": "u0"})
         assert (refused.status_code, refused.json()["error"]) == (400, "bad_entity_key")
-    finally:
-        cluster.shutdown()
 
 
 def test_the_pair_is_joined_offline_by_its_key_columns(run: Settings) -> None:
@@ -318,14 +327,7 @@ def test_online_and_offline_vectors_agree(run: Settings) -> None:
             EntityFeatures("user_merchant", "user_id,merchant_id", ["pair_count", "pair_amount"]),
         ],
     ).to_pylist()
-    cluster, session = connect_cassandra(run)
-    try:
-        from cassandra.query import tuple_factory
-
-        session.row_factory = tuple_factory
-        reader = OnlineReader(session, run.cassandra_keyspace)
-        app = create_app(LiveCatalog(DefinitionStore(run.definitions_db)), reader, clock_us=lambda: now_ms * 1000)
-        client = FeatureClient(client=TestClient(app, raise_server_exceptions=False))
+    with _api(run, now_ms) as (_, client):
         for row in offline:
             user, pair = client.get_vectors(
                 [
@@ -343,8 +345,6 @@ def test_online_and_offline_vectors_agree(run: Settings) -> None:
                 "pair_amount": pair["features"]["pair_amount"]["value"],
             }
             assert online == {k: row[k] for k in online}, row
-    finally:
-        cluster.shutdown()
     assert sum(1 for r in offline if r["pair_count"]) >= 2
     # batch scoring: every pair's vector at that instant, with a column per key field, as the join gives it
     exported = export_feature_vectors(
@@ -366,21 +366,9 @@ def test_online_and_offline_vectors_agree(run: Settings) -> None:
 
 
 @pytest.fixture(scope="module")
-def erased_run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """The pair features computed from the same events in stores of their own (the erasure test's)."""
-    settings = isolated(it_settings, "pairs_erase", tmp_path_factory.mktemp("pairs_erase"))
-    topic = f"it_{run_id}_pairs_erase"
-    (settings.definitions_dir / "user.toml").write_text(_toml(topic, "user", '"user_id"', USER_FEATURES))
-    (settings.definitions_dir / "pairs.toml").write_text(
-        _toml(topic, "user_merchant", '["user_id", "merchant_id"]', PAIR_FEATURES)
-    )
-    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
-    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
-    producer = make_producer(settings)
-    producer.send(topic, _events())
-    producer.flush()
-    run_feature_job(settings, "--bounded")
-    yield settings
+def erased_run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The same, in stores of their own (the erasure test's)."""
+    return _computed(it_settings, "pairs_erase", f"it_{run_id}_pairs_erase", tmp_path_factory.mktemp("pairs_erase"))
 
 
 def _pair_ids(settings: Settings) -> set[str]:
@@ -396,14 +384,7 @@ def test_erasing_by_a_key_field_removes_every_pair_of_it_for_good(erased_run: Se
     u0_pairs = sorted(entity_keys.encode(["u0", f"m{m}"]) for m in range(3))
     before = _pair_ids(settings)
     assert set(u0_pairs) <= before
-    done = subprocess.run(
-        [sys.executable, "-m", "serving.offline.erasure", "--entity-type", "user_merchant", "--key", "user_id=u0"],
-        cwd=REPO,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_module(settings, "serving.offline.erasure", "--entity-type", "user_merchant", "--key", "user_id=u0")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["entities_matched"] == u0_pairs
@@ -443,12 +424,5 @@ def test_erasing_by_a_key_field_removes_every_pair_of_it_for_good(erased_run: Se
     after = _pair_ids(settings)
     assert not any(p.startswith("u0|") for p in after), sorted(p for p in after if p.startswith("u0|"))
     assert "u1|m9" in after
-    refused = subprocess.run(
-        [sys.executable, "-m", "serving.offline.erasure", "--entity-type", "user", "--key", "user_id=u0"],
-        cwd=REPO,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    refused = run_module(settings, "serving.offline.erasure", "--entity-type", "user", "--key", "user_id=u0")
     assert refused.returncode == 1 and "no composite key" in refused.stderr

@@ -11,8 +11,6 @@ a second erasure finds nothing.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +31,7 @@ from serving.offline.training import build_training_set
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
 from sinks.serving_log import ARROW_SCHEMA, ensure_log_table
-from tests.conftest import REPO, isolated, run_feature_job, settings_env
+from tests.conftest import REPO, isolated, run_feature_job, run_module
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +47,7 @@ def _run_job(settings: Settings) -> None:
 
 
 def _erase(settings: Settings, entity_id: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "serving.offline.erasure", "--entity-type", "user", "--entity-id", entity_id],
-        cwd=REPO,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_module(settings, "serving.offline.erasure", "--entity-type", "user", "--entity-id", entity_id)
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(done.stdout))
 
