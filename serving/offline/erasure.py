@@ -187,6 +187,34 @@ def kafka_horizon(bootstrap: str, topics: list[str], now: datetime) -> list[dict
     return out
 
 
+def _erase_stores(
+    report: ErasureReport,
+    ids: Sequence[str],
+    session: Session,
+    keyspace: str,
+    offline: Table,
+    serving_log: Table | None,
+    training_sets: TrainingSetStore,
+    now: datetime,
+    erased_at_ms: int,
+) -> None:
+    """Steps 2 and 3 for the entities ``ids`` of ``report``'s type, counted into ``report``."""
+    entity_type = report.entity_type
+    for entity_id in ids:
+        report.online.rows_removed += erase_online(session, keyspace, entity_type, entity_id, erased_at_ms)
+    pins = manifest_pins(training_sets, offline, now=now, pin_days=float("inf"))
+    _, report.offline, expired = erase_table(offline, entity_type, ids)
+    report.manifests_invalidated = invalidated(pins, expired)
+    if serving_log is not None:
+        _, report.serving_log, _ = erase_table(serving_log, entity_type, ids)
+
+
+def _topics(catalog: FeatureCatalog, entity_type: str, serving_log_topic: str) -> list[str]:
+    """The Kafka topics that may hold an entity type's events: its sources', their dead letters, the serving log."""
+    topics = sorted({d.source.topic for d in catalog if d.entity == entity_type})
+    return [*topics, *(f"{t}.dlq" for t in topics), serving_log_topic]
+
+
 def erase(
     entity_type: str,
     entity_id: str,
@@ -213,19 +241,11 @@ def erase(
     report = ErasureReport(entity_type, entity_id, now.isoformat(timespec="milliseconds"), requested_by)
     erasures.record(entity_type, entity_id, erased_at_ms, requested_by, "{}")
     time.sleep(settle_s)
-    report.online.rows_removed = erase_online(session, keyspace, entity_type, entity_id, erased_at_ms)
-    pins = manifest_pins(training_sets, offline, now=now, pin_days=float("inf"))
-    _, report.offline, expired = erase_table(offline, entity_type, entity_id)
-    report.manifests_invalidated = invalidated(pins, expired)
-    if serving_log is not None:
-        _, report.serving_log, _ = erase_table(serving_log, entity_type, entity_id)
-    sources = {d.source for d in catalog if d.entity == entity_type}
-    topics = sorted({s.topic for s in sources})
+    _erase_stores(report, [entity_id], session, keyspace, offline, serving_log, training_sets, now, erased_at_ms)
     for topic, archive in sorted((archives or {}).items()):
         _, report.archives[topic] = erase_archive(archive, entity_id)
-    topics += [f"{t}.dlq" for t in topics] + [serving_log_topic]
     if kafka_bootstrap is not None:
-        report.not_erased = kafka_horizon(kafka_bootstrap, topics, now)
+        report.not_erased = kafka_horizon(kafka_bootstrap, _topics(catalog, entity_type, serving_log_topic), now)
     erasures.record(entity_type, entity_id, erased_at_ms, requested_by, report.to_json())
     return report
 
@@ -290,17 +310,9 @@ def erase_by_key(
     time.sleep(settle_s)
     ids = matching_ids([offline, serving_log], entity_type, fields, key_field, key_value)
     report.entities_matched = ids
-    for entity_id in ids:
-        report.online.rows_removed += erase_online(session, keyspace, entity_type, entity_id, erased_at_ms)
-    pins = manifest_pins(training_sets, offline, now=now, pin_days=float("inf"))
-    _, report.offline, expired = erase_table(offline, entity_type, ids)
-    report.manifests_invalidated = invalidated(pins, expired)
-    if serving_log is not None:
-        _, report.serving_log, _ = erase_table(serving_log, entity_type, ids)
-    topics = sorted({d.source.topic for d in catalog if d.entity == entity_type})
-    topics += [f"{t}.dlq" for t in topics] + [serving_log_topic]
+    _erase_stores(report, ids, session, keyspace, offline, serving_log, training_sets, now, erased_at_ms)
     if kafka_bootstrap is not None:
-        report.not_erased = kafka_horizon(kafka_bootstrap, topics, now)
+        report.not_erased = kafka_horizon(kafka_bootstrap, _topics(catalog, entity_type, serving_log_topic), now)
     erasures.record_key(entity_type, fields, key_field, key_value, erased_at_ms, requested_by, report.to_json())
     return report
 
