@@ -171,16 +171,17 @@ class FeatureReads:
         if plan.requests:
             data = _query_data(plan, params if params is not None else parse_qs(text, keep_blank_values=True))
         self._authorize(plan, caller, client)
-        body = await self._vector(plan, entity_id, key, data)
+        body, now_us = await self._vector(plan, entity_id, key, data)
         if self._log is not None and self._log.sampled():
             service = parse_qs(text).get("feature_service", [None])[-1]
-            self._log_vector(headers, service, plan, body)
+            self._log_vector(headers, service, plan, body, now_us)
         return orjson.dumps(body)
 
     async def _vector(
         self, plan: Plan, entity_id: str, key: dict[str, str] | None, data: dict[str, list[Any]]
-    ) -> dict[str, Any]:
-        """One entity's GET body: its features object in request order, with freshness."""
+    ) -> tuple[dict[str, Any], int]:
+        """One entity's GET body (its features object in request order, with freshness) and the instant
+        it was served at (epoch µs, the one clock reading its freshness and the serving log use)."""
         entity_type = plan.entity_type
         (snapshot,) = await self._cache.get_many(entity_type, (entity_id,))
         now_us = self._clock_us()
@@ -194,10 +195,15 @@ class FeatureReads:
         body["served_at"] = format_ms(now_us // 1000)
         body["features"] = features
         self._metrics.vectors(plan, 1)
-        return body
+        return body, now_us
 
     def _log_vector(
-        self, headers: Sequence[tuple[bytes, bytes]], service: str | None, plan: Plan, body: dict[str, Any]
+        self,
+        headers: Sequence[tuple[bytes, bytes]],
+        service: str | None,
+        plan: Plan,
+        body: dict[str, Any],
+        now_us: int,
     ) -> None:
         assert self._log is not None
         logged = [body["features"][k] for k in plan.keys]
@@ -207,7 +213,7 @@ class FeatureReads:
             [f["feature_timestamp"] for f in logged],
             [f["status"] for f in logged],
         )
-        self._log_served(self._log, headers, service, self._clock_us(), plan, [vector])
+        self._log_served(self._log, headers, service, now_us, plan, [vector])
 
     async def vectors(
         self,
@@ -263,11 +269,12 @@ class FeatureReads:
             asks.append((plan, entity_id, key, data, service))
         for plan, *_ in asks:
             self._authorize(plan, caller, client)
-        bodies = await asyncio.gather(*(self._vector(plan, eid, key, data) for plan, eid, key, data, _ in asks))
+        served = await asyncio.gather(*(self._vector(plan, eid, key, data) for plan, eid, key, data, _ in asks))
         if self._log is not None and self._log.sampled():
-            for (plan, *_, service), one in zip(asks, bodies, strict=True):
-                self._log_vector(headers, service, plan, one)
-        return orjson.dumps({"served_at": format_ms(self._clock_us() // 1000), "vectors": bodies})
+            for (plan, *_, service), (one, at_us) in zip(asks, served, strict=True):
+                self._log_vector(headers, service, plan, one, at_us)
+        latest_us = max(at_us for _, at_us in served)  # every part was served by then
+        return orjson.dumps({"served_at": format_ms(latest_us // 1000), "vectors": [one for one, _ in served]})
 
     async def batch(
         self,
