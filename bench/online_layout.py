@@ -1,23 +1,21 @@
-"""What an online layout costs per read, before changing it: ``python -m bench.online_layout`` (issue #19 item 1).
+"""What an online layout costs per read: ``python -m bench.online_layout`` (issue #19 item 1).
 
 On the running local stack (``make up``), in a keyspace of its own (dropped at the end), it writes
-``--entities`` entities x 100 double features in three layouts and reads each entity's vector
+``--entities`` entities x 100 double features in both layouts and reads each entity's vector
 ``--reads`` times, sequentially and with 32 reads in flight (as the API does), printing wall time,
 this process's CPU (the driver and the decoding) and Cassandra's CPU per read:
 
-- ``rows``: today's layout (``sinks.cassandra.layout``): one clustering row per feature version,
-  value columns per type; decoded as ``sinks.cassandra.reader`` does;
-- ``map``: one row per entity, ``cells map<text, blob>``, one cell per feature version (its own write
-  time and TTL, so per-feature event-time ordering would hold), each blob ``>qBd`` (window end ms, a
-  type tag, the value) decoded in Python;
-- ``one``: one clustering row of today's table (the floor of a single-partition read).
+- ``rows``: the layout before (``online_feature_values``): one clustering row per feature version,
+  value columns per type, decoded as the reader did;
+- ``map``: today's (``sinks.cassandra.layout``): one row per entity, ``cells map<text, blob>``, one
+  cell per feature version with its own write time and TTL, decoded by ``sinks.cassandra.reader``;
+- ``one``: one clustering row of the old table (the floor of a single-partition read).
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import struct
 import sys
 import time
 import uuid
@@ -40,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     from cassandra.query import tuple_factory
 
     from registry.core.settings import Settings
-    from sinks.cassandra.layout import table_ddl
+    from registry.core.value_types import VALUE_COLUMNS
+    from sinks.cassandra import layout
     from sinks.cassandra.reader import _vector, select_vector_cql
     from sinks.factory import connect_cassandra
 
@@ -54,23 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     session.row_factory = tuple_factory
     cassandra = cassandra_pid()
     try:
-        for ddl in table_ddl(keyspace):
-            session.execute(ddl, timeout=30)
-        session.execute(
-            f"CREATE TABLE {keyspace}.vectors (entity_type text, entity_id text, cells map<text, blob>, "
-            "PRIMARY KEY ((entity_type, entity_id)))",
-            timeout=30,
-        )
+        session.execute(layout.legacy_table_ddl(keyspace), timeout=30)
         now_ms = time.time_ns() // 1_000_000
         end = datetime.fromtimestamp(now_ms / 1000, UTC)
         insert = session.prepare(
-            f"INSERT INTO {keyspace}.online_feature_values (entity_type, entity_id, feature_name, feature_version, "
+            f"INSERT INTO {keyspace}.{layout.LEGACY_TABLE} (entity_type, entity_id, feature_name, feature_version, "
             "value_double, feature_ts) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL 7200"
         )
-        update = session.prepare(
-            f"UPDATE {keyspace}.vectors USING TIMESTAMP ? AND TTL 7200 SET cells[?] = ? "
-            "WHERE entity_type = ? AND entity_id = ?"
-        )
+        update = session.prepare(layout.update_cells_cql(keyspace))
         ids = [f"u{e}" for e in range(args.entities)]
         rows = [
             ("user", i, f"f{f:03d}", 1, e * 1.5 + f, end, now_ms * 1000)
@@ -78,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
             for f in range(FEATURES)
         ]
         cells = [
-            (now_ms * 1000, f"f{f:03d}@1", struct.pack(">qBd", now_ms, 2, e * 1.5 + f), "user", i)
+            (
+                now_ms * 1000,
+                7200,
+                {layout.cell_key(f"f{f:03d}", 1, "double"): layout.encode_cell("double", e * 1.5 + f, now_ms)},
+                "user",
+                i,
+            )
             for e, i in enumerate(ids)
             for f in range(FEATURES)
         ]
@@ -89,32 +85,22 @@ def main(argv: list[str] | None = None) -> int:
             f"keyspace {keyspace}: {args.entities} entities x {FEATURES} features written in both layouts "
             f"in {time.monotonic() - started:.0f} s; {args.reads} reads per row below"
         )
+        cols = ", ".join(VALUE_COLUMNS.values())
+        legacy_select = (
+            f"SELECT feature_name, feature_version, {cols}, toUnixTimestamp(feature_ts) FROM {keyspace}.{layout.LEGACY_TABLE} "
+            "WHERE entity_type = ? AND entity_id = ?"
+        )
 
-        keys: dict[str, tuple[str, int]] = {}
-        head = struct.Struct(">qB").unpack_from
-        double = struct.Struct(">d").unpack_from
-
-        def decode_map(result: Any) -> dict[tuple[str, int], tuple[object, int]]:
-            out: dict[tuple[str, int], tuple[object, int]] = {}
-            for (held,) in result:
-                for k, blob in (held or {}).items():
-                    key = keys.get(k)
-                    if key is None:
-                        name, _, version = k.rpartition("@")
-                        key = keys[k] = (name, int(version))
-                    end_ms, _ = head(blob)
-                    out[key] = (double(blob, 9)[0], end_ms)
-            return out
+        def decode_rows(result: Any) -> dict[tuple[str, int], tuple[object, int]]:  # the reader's decoding before
+            return {
+                (name, version): (a if a is not None else b if b is not None else c if c is not None else d, ts)
+                for name, version, a, b, c, d, ts in result
+            }
 
         layouts: list[tuple[str, Any, Callable[[Any], Any], int]] = [
-            ("rows", session.prepare(select_vector_cql(keyspace)), _vector, FEATURES),
-            (
-                "map",
-                session.prepare(f"SELECT cells FROM {keyspace}.vectors WHERE entity_type = ? AND entity_id = ?"),
-                decode_map,
-                FEATURES,
-            ),
-            ("one", session.prepare(select_vector_cql(keyspace) + " AND feature_name = 'f001'"), _vector, 1),
+            ("rows", session.prepare(legacy_select), decode_rows, FEATURES),
+            ("map", session.prepare(select_vector_cql(keyspace)), _vector, FEATURES),
+            ("one", session.prepare(legacy_select + " AND feature_name = 'f001'"), decode_rows, 1),
         ]
         print(f"{'layout':7}{'mode':12}{'wall us/read':>14}{'client cpu us':>15}{'cassandra cpu us':>18}")
         for mode in ("sequential", "32 in flight"):

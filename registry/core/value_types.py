@@ -14,8 +14,9 @@ string   string     str              text      STRING      (large_)string String
 boolean  boolean    bool             boolean   BOOLEAN     bool_         BooleanType
 ======== ========== ================ ========= =========== ============= ==============
 
-Both stores keep a value in the column ``value_<type>`` (``SPECS[t].column``): exactly one of the four
-value columns is set per row, the one of the definition's value type.
+The offline table keeps a value in the column ``value_<type>`` (``SPECS[t].column``): exactly one of the
+four value columns is set per row, the one of the definition's value type. The online store keeps it
+in a cell serialized as the CQL type (``sinks.cassandra.layout``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class ValueTypeSpec:
     """One value type's physical type in each target."""
 
     name: ValueType
-    column: str  # the value column of both stores
+    column: str  # the offline table's value column
     avro: str
     cql: str
     flink_sql: str
@@ -50,7 +51,7 @@ SPECS: dict[ValueType, ValueTypeSpec] = {
 }
 VALUE_TYPES: tuple[ValueType, ...] = tuple(SPECS)
 VALUE_COLUMNS: dict[ValueType, str] = {t: s.column for t, s in SPECS.items()}
-"""Value type -> the store column holding it, in the table's order (both stores read them in this order)."""
+"""Value type -> the offline column holding it, in the table's order."""
 
 
 def arrow_type(value_type: ValueType, *, large_strings: bool = False) -> pa.DataType:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import struct
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -49,21 +50,50 @@ Stored = Mapping[tuple[str, int], tuple[object, int]]
 
 
 def select_vector_cql(keyspace: str) -> str:
-    """The entity read: the layout's columns, with the window end as epoch milliseconds (no datetime decoding)."""
-    cols = ", ".join(online_layout.VALUE_COLUMNS.values())
-    return (
-        f"SELECT feature_name, feature_version, {cols}, toUnixTimestamp(feature_ts) FROM {keyspace}.{online_layout.TABLE} "
-        "WHERE entity_type = ? AND entity_id = ?"
-    )
+    """The entity read: its one row's map of cells (``sinks.cassandra.layout``)."""
+    return online_layout.select_vector_cql(keyspace)
+
+
+_Decode = Callable[[bytes], tuple[object, int]]
+_KEYS: dict[str, tuple[tuple[str, int], _Decode, _Decode]] = {}
+_MAX_KEYS = 200_000  # distinct cell keys remembered (10,000 features x a few versions)
+
+
+def _learn(key: str) -> tuple[tuple[str, int], _Decode, _Decode]:
+    name, version, value_type = online_layout.parse_cell_key(key)
+    if len(_KEYS) >= _MAX_KEYS:
+        _KEYS.clear()
+    known = _KEYS[key] = ((name, version), online_layout.FAST[value_type], online_layout.DECODERS[value_type])
+    return known
 
 
 def _vector(rows: Any) -> Stored:
-    # Exactly one value column is set per row (the definition's value type). Plain tuples: a NamedTuple
-    # costs a Python-level __new__ per row.
-    return {
-        (name, version): (a if a is not None else b if b is not None else c if c is not None else d, ts)
-        for name, version, a, b, c, d, ts in rows
-    }
+    # One row (or none: no cell is live). A cell key is parsed once per process; a value of a fixed-size
+    # type is decoded by one C-level struct call (a cell without a value raises there and takes the slow
+    # decoder); a plain tuple per value (a NamedTuple costs a Python-level __new__ per value).
+    out: dict[tuple[str, int], tuple[object, int]] = {}
+    get, error = _KEYS.get, struct.error
+    for (cells,) in rows:
+        if cells:
+            # The driver's OrderedMapSerializedKey keeps its entries in a list of pairs; its Mapping
+            # ``items()`` looks each key up again, more than half of the whole decoding.
+            entries = getattr(cells, "_items", None)
+            for key, blob in cells.items() if entries is None else entries:
+                known = get(key) or _learn(key)
+                try:
+                    out[known[0]] = known[1](blob)
+                except error:
+                    out[known[0]] = known[2](blob)
+    return out
+
+
+def scan_vectors(session: Session, keyspace: str) -> Iterator[tuple[str, str, Stored]]:
+    """Every entity's stored vector, ``(entity_type, entity_id, vector)``: a whole-table scan, for tools and
+    checks, never for serving."""
+    for entity_type, entity_id, cells in session.execute(
+        f"SELECT entity_type, entity_id, cells FROM {keyspace}.{online_layout.TABLE}", timeout=60
+    ):
+        yield entity_type, entity_id, _vector([(cells,)])
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailableError:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from cassandra.cluster import Session
 
 
-BATCH_ROWS = 16
+CELLS_PER_REQUEST = 64  # at ~50 bytes a cell, a request stays below Cassandra's batch size warning (5 KiB)
 
 
 def _ts(ms: int) -> datetime:
@@ -49,6 +49,10 @@ def ensure_schema(session: Session, keyspace: str) -> None:
 class OnlineWriter:
     """Buffers rows and writes them with bounded concurrency at ``flush``, one request per entity.
 
+    An entity's cells that share a write time and a TTL (the features of one window, as a rule) go as one
+    ``UPDATE ... SET cells = cells + ?``; several such updates of one entity as one UNLOGGED batch (a
+    single-partition batch is one mutation, no batch log); at most ``CELLS_PER_REQUEST`` cells a request.
+
     A value whose TTL has already run out at write time is not written (it would be expired on
     read anyway); ``skipped_expired`` counts them. After the values, the writer records per stream
     the latest window end it has written (``stream_progress``, one row per writer); readers take the
@@ -67,12 +71,12 @@ class OnlineWriter:
         self._session = session
         self._concurrency = concurrency
         self._clock_ms = clock_ms
-        self._insert = {t: session.prepare(online_layout.insert_cql(keyspace, t)) for t in online_layout.VALUE_COLUMNS}
+        self._update = session.prepare(online_layout.update_cells_cql(keyspace))
         self._progress = session.prepare(online_layout.progress_cql(keyspace))
         self._writer_id = writer_id
         self._buffer: list[FeatureRow] = []
         self.written = 0
-        self.requests = 0  # Cassandra requests the values took (one per entity, or per BATCH_ROWS of its values)
+        self.requests = 0  # Cassandra requests the values took (one per entity, or per CELLS_PER_REQUEST of its values)
         self.skipped_expired = 0
 
     def add(self, row: FeatureRow) -> None:
@@ -80,7 +84,6 @@ class OnlineWriter:
 
     def flush(self) -> None:
         from cassandra.concurrent import execute_concurrent
-        from cassandra.query import BatchStatement, BatchType
 
         if not self._buffer:
             return
@@ -105,46 +108,34 @@ class OnlineWriter:
                 )
             ):
                 newest[key] = (ts, row)
-        # One request per entity (Cassandra partition) rather than per value: its values go as one
-        # UNLOGGED batch (a single-partition batch is one mutation, no batch log), at most
-        # ``BATCH_ROWS`` values each so that no batch nears Cassandra's size warning (5 KiB).
-        by_partition: dict[tuple[str, str], list[tuple[Any, tuple[Any, ...]]]] = defaultdict(list)
+        # One request per entity (Cassandra partition) rather than per value.
+        by_partition: dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]] = defaultdict(dict)
         for ts, row in newest.values():
             definition = row.defined_by
             ttl_s = math.ceil((row.window_end_ms + to_millis(definition.ttl) - now_ms) / 1000)
             if ttl_s <= 0:
                 self.skipped_expired += 1
                 continue
-            by_partition[(row.entity_type, row.entity_id)].append(
-                (
-                    self._insert[definition.value_type],
-                    (
-                        row.entity_type,
-                        row.entity_id,
-                        row.feature_name,
-                        row.feature_version,
-                        row.value,
-                        _ts(row.window_end_ms),
-                        _ts(row.window_start_ms),
-                        _ts(now_ms),
-                        ts,
-                        ttl_s,
-                    ),
-                )
-            )
+            cells = by_partition[(row.entity_type, row.entity_id)].setdefault((ts, ttl_s), {})
+            cell = online_layout.cell_key(row.feature_name, row.feature_version, definition.value_type)
+            cells[cell] = online_layout.encode_cell(definition.value_type, row.value, row.window_end_ms)
         requests: list[tuple[Any, Any]] = []
         values = 0
-        for items in by_partition.values():
-            values += len(items)
-            for start in range(0, len(items), BATCH_ROWS):
-                chunk = items[start : start + BATCH_ROWS]
-                if len(chunk) == 1:
-                    requests.append(chunk[0])
-                    continue
-                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                for statement, params in chunk:
-                    batch.add(statement, params)
-                requests.append((batch, None))
+        for (entity_type, entity_id), groups in by_partition.items():
+            statements: list[tuple[int, int, dict[str, bytes]]] = []
+            room = CELLS_PER_REQUEST
+            for (ts, ttl_s), cells in groups.items():
+                values += len(cells)
+                items = list(cells.items())
+                while items:
+                    if room == 0:
+                        requests.append(self._request(entity_type, entity_id, statements))
+                        statements, room = [], CELLS_PER_REQUEST
+                    part, items = items[:room], items[room:]
+                    statements.append((ts, ttl_s, dict(part)))
+                    room -= len(part)
+            if statements:
+                requests.append(self._request(entity_type, entity_id, statements))
         try:
             execute_concurrent(self._session, requests, concurrency=self._concurrency, raise_on_first_error=True)
             self.written += values
@@ -156,3 +147,16 @@ class OnlineWriter:
         except Exception as exc:
             raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
         self._buffer.clear()
+
+    def _request(
+        self, entity_type: str, entity_id: str, statements: list[tuple[int, int, dict[str, bytes]]]
+    ) -> tuple[Any, Any]:
+        from cassandra.query import BatchStatement, BatchType
+
+        if len(statements) == 1:
+            ts, ttl_s, cells = statements[0]
+            return self._update, (ts, ttl_s, cells, entity_type, entity_id)
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for ts, ttl_s, cells in statements:
+            batch.add(self._update, (ts, ttl_s, cells, entity_type, entity_id))
+        return batch, None

@@ -40,7 +40,7 @@ def _ensure_schema(settings: Settings, keyspaces: list[str], barrier: Barrier, e
         barrier.wait(timeout=120)
         try:
             cluster, session = connect_cassandra(settings.model_copy(update={"cassandra_keyspace": keyspace}))
-            session.execute("SELECT * FROM online_feature_values LIMIT 1", timeout=30)
+            session.execute("SELECT * FROM online_vectors LIMIT 1", timeout=30)
             cluster.shutdown()
         except BaseException:
             errors.put(traceback.format_exc())

@@ -30,6 +30,7 @@ from registry.core.catalog import load_folder
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
+from sinks.cassandra.reader import scan_vectors
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
 from tests.conftest import REPO, isolated, settings_env
@@ -92,13 +93,11 @@ def _offline(settings: Settings) -> list[tuple[Any, ...]]:
 def _online(settings: Settings) -> dict[tuple[str, str], tuple[Any, ...]]:
     cluster, session = connect_cassandra(settings)
     try:
-        rows = session.execute(
-            f"SELECT entity_id, feature_name, value_long, value_double, feature_ts FROM {settings.cassandra_keyspace}.online_feature_values"
-        )
         return {
-            (r.entity_id, r.feature_name): (r.value_long, r.value_double, r.feature_ts)
-            for r in rows
-            if r.entity_id != MARKER
+            (entity_id, name): (value, end_ms)
+            for _, entity_id, vector in scan_vectors(session, settings.cassandra_keyspace)
+            if entity_id != MARKER
+            for (name, _), (value, end_ms) in vector.items()
         }
     finally:
         cluster.shutdown()

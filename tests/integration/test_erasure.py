@@ -28,6 +28,7 @@ from registry.erasures import ErasureStore
 from registry.plan import apply
 from registry.training_sets import TrainingSetStore
 from serving.offline.training import build_training_set
+from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
 from sinks.serving_log import ARROW_SCHEMA, ensure_log_table
@@ -87,12 +88,7 @@ def stack(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathF
 def _online(settings: Settings, entity_id: str) -> int:
     cluster, session = connect_cassandra(settings)
     try:
-        rows = session.execute(
-            f"SELECT feature_name FROM {settings.cassandra_keyspace}.online_feature_values "
-            "WHERE entity_type = 'user' AND entity_id = %s",
-            (entity_id,),
-        )
-        return len(list(rows))
+        return len(OnlineReader(session, settings.cassandra_keyspace, timeout_s=30).read("user", entity_id))
     finally:
         cluster.shutdown()
 

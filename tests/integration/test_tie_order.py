@@ -95,13 +95,13 @@ def _flush_straddles_a_second(writer: OnlineWriter) -> bool:
 
 
 def test_one_request_per_entity_and_newest_wins_inside_batches(it_settings: Settings) -> None:
-    """A flush sends an entity's values as single-partition batches (at most ``BATCH_ROWS`` values each),
+    """A flush sends an entity's values as single-partition requests (at most ``CELLS_PER_REQUEST`` cells each),
     and each value keeps its own write time inside them: an older window written later never wins."""
-    from sinks.cassandra.writer import BATCH_ROWS
+    from sinks.cassandra.writer import CELLS_PER_REQUEST
     from sinks.factory import connect_cassandra
 
     count = _definitions()["long"]
-    features = [count.model_copy(update={"name": f"batched_{i:02d}"}) for i in range(2 * BATCH_ROWS + 3)]
+    features = [count.model_copy(update={"name": f"batched_{i:02d}"}) for i in range(2 * CELLS_PER_REQUEST + 3)]
     entity, lone = f"batched-{time.time_ns()}", f"lone-{time.time_ns()}"
     cluster, session = connect_cassandra(it_settings)
     try:
@@ -111,7 +111,7 @@ def test_one_request_per_entity_and_newest_wins_inside_batches(it_settings: Sett
             writer.add(FeatureRow.of(d, entity, i, T0 - 5 * MIN, T0, 1))
         writer.add(FeatureRow.of(features[0], lone, 99, T0 - 5 * MIN, T0, 1))
         writer.flush()
-        assert (writer.written, writer.requests) == (len(features) + 1, 3 + 1)  # 16 + 16 + 3 values, and the lone one
+        assert (writer.written, writer.requests) == (len(features) + 1, 3 + 1)  # 64 + 64 + 3 values, and the lone one
         for i, d in enumerate(features):  # an older window, and the same window at a lower revision
             writer.add(FeatureRow.of(d, entity, -i, T0 - 10 * MIN, T0 - 5 * MIN, 9))
             writer.add(FeatureRow.of(d, entity, -i - 100, T0 - 5 * MIN, T0, 0))

@@ -280,7 +280,7 @@ def test_feature_definitions_list(live: LiveCatalog, shipped_catalog: FeatureCat
         lineage = item["lineage"]
         assert lineage["source_topic"] == "card_transactions"
         assert lineage["transform"] == d.transform_ref
-        assert lineage["online_table"] == "online_feature_values"
+        assert lineage["online_table"] == "online_vectors"
         assert lineage["offline_table"] == "offline_feature_values"
         assert item["window"] == {
             "kind": "sliding",

@@ -20,6 +20,7 @@ from registry.live import LiveCatalog
 from registry.plan import apply
 from serving.online.app import create_app
 from serving.online.client import FeatureClient
+from sinks.cassandra.layout import cell_key, encode_cell
 from sinks.cassandra.reader import OnlineReader, Stored
 
 END_MS = 1_700_000_000_000
@@ -56,7 +57,7 @@ class _Session:
         return _Future(self.outcomes[params[1]])
 
 
-ROWS = [("txn_count_1h", 1, 7, None, None, None, END_MS)]
+ROWS = [({cell_key("txn_count_1h", 1, "long"): encode_cell("long", 7, END_MS)},)]  # the entity's one row
 
 
 def test_each_entity_answers_for_itself_within_the_batch_budget() -> None:

@@ -1,0 +1,115 @@
+"""Move online values from the layout before (one row per feature version, ``online_feature_values``)
+into today's (one map cell per feature version, ``online_vectors``): ``python -m sinks.cassandra.migrate``.
+
+Each value keeps its write time (``WRITETIME``) and remaining TTL, so the never-older-over-newer rule
+holds across the move: a value the running job writes meanwhile wins or loses exactly as it would have
+against the old row, and running the migration twice changes nothing. A row's value type is the value
+column that is set; a row without a value takes it from its definition in the registry (``--definitions-db``),
+and is left out (``unknown``) when no definition names it. Rows whose TTL has run out are gone already.
+``--drop-legacy`` drops the old table once every row was copied. Prints a JSON report; exits 1 when a row
+could not be copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from registry.core.value_types import VALUE_TYPES, ValueType
+from sinks.cassandra import layout
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Session
+
+TypeOf = Callable[[str, str, int], "ValueType | None"]
+
+
+@dataclass
+class Migrated:
+    keyspace: str
+    legacy_table: str = "absent"  # absent, kept or dropped
+    copied: int = 0
+    unknown: list[str] = field(default_factory=list)  # entity_type/name@version of value-less rows no definition names
+
+
+def _legacy_exists(session: Session, keyspace: str) -> bool:
+    rows = session.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
+        (keyspace, layout.LEGACY_TABLE),
+        timeout=30,
+    )
+    return bool(list(rows))
+
+
+def migrate(session: Session, keyspace: str, type_of: TypeOf, *, drop_legacy: bool = False) -> Migrated:
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    report = Migrated(keyspace)
+    if not _legacy_exists(session, keyspace):
+        return report
+    update = session.prepare(layout.update_cells_cql(keyspace))
+    unknown: set[str] = set()
+    pending: list[tuple[Any, ...]] = []
+
+    def write() -> None:
+        execute_concurrent_with_args(session, update, pending, concurrency=64, raise_on_first_error=True)
+        report.copied += len(pending)
+        pending.clear()
+
+    for row in session.execute(layout.legacy_select_cql(keyspace), timeout=60):
+        entity_type, entity_id, name, version, *values, end_ms, written_us, ttl_s = row
+        set_types = [t for t, v in zip(VALUE_TYPES, values, strict=True) if v is not None]
+        value_type = set_types[0] if set_types else type_of(entity_type, name, version)
+        if value_type is None:
+            unknown.add(f"{entity_type}/{name}@{version}")
+            continue
+        value = values[VALUE_TYPES.index(value_type)]
+        cells = {layout.cell_key(name, version, value_type): layout.encode_cell(value_type, value, end_ms)}
+        pending.append((written_us, ttl_s or 0, cells, entity_type, entity_id))
+        if len(pending) >= 5000:
+            write()
+    if pending:
+        write()
+    report.unknown = sorted(unknown)
+    report.legacy_table = "kept"
+    if drop_legacy and not unknown:
+        session.execute(f"DROP TABLE IF EXISTS {keyspace}.{layout.LEGACY_TABLE}", timeout=60)
+        report.legacy_table = "dropped"
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    from registry.core.errors import UnknownFeatureError
+    from registry.core.settings import Settings
+    from registry.definition_store import DefinitionStore
+    from sinks.factory import connect_cassandra
+
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="python -m sinks.cassandra.migrate", description=__doc__)
+    parser.add_argument("--definitions-db", default=str(settings.definitions_db))
+    parser.add_argument("--drop-legacy", action="store_true", help="drop the old table once every row was copied")
+    args = parser.parse_args(argv)
+    catalog = DefinitionStore(Path(args.definitions_db)).catalog()
+
+    def type_of(entity: str, name: str, version: int) -> ValueType | None:
+        try:
+            return catalog.get(entity, name, version).value_type
+        except UnknownFeatureError:
+            return None
+
+    cluster, session = connect_cassandra(settings)
+    try:
+        report = migrate(session, settings.cassandra_keyspace, type_of, drop_legacy=args.drop_legacy)
+    finally:
+        cluster.shutdown()
+    print(json.dumps(asdict(report), indent=2))
+    return 1 if report.unknown else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
