@@ -10,7 +10,14 @@ generator (``bench.loadgen``, a separate process) for:
     (b) POST /v1/features/user/batch  {100 ids, 100 names}       100 entities x 100 features
 
 each at a fixed request rate (open loop, latency from the due time) and at saturation (closed
-loop), first with the vector cache off (entity ids uniform: every entity read goes to Cassandra)
+loop), then
+
+    (c) GET  /v1/features/user/{id}?names=<10 names>            1 entity x 10 features
+
+at ``--catalog-rate`` requests/s with catalogs of ``--catalog-sizes`` definitions (the same ten read,
+the others registered beside them for the same entity type): whether latency stays flat as the
+registry grows (issue #19 asks within 10 % from 10 to 10,000 definitions). The (a) and (b) runs go
+first with the vector cache off (entity ids uniform: every entity read goes to Cassandra)
 and then with it on (``FS_CACHE_TTL_MS``) under hot-key traffic (entity ids Zipf-distributed,
 ``--zipf``; 0 for uniform). ``--auth on`` runs the server with ``FS_AUTH=on`` and every request
 carries a bearer token (10 of the 100 features are confidential, granted to the caller's team, so
@@ -383,6 +390,70 @@ def print_row(label: str, cache: str, r: dict[str, Any], server_cpu: float | Non
     )
 
 
+CATALOG_READ = 10  # features each (c) request reads
+
+
+def catalog_db(folder: Path, size: int) -> Path:
+    """A definitions DB of ``size`` definitions: the first ``CATALOG_READ`` bench features, then copies of one
+    under other names (registered, never read)."""
+    from registry.definition_store import DefinitionStore
+
+    definitions = _definitions()
+    kept = definitions[: min(size, N_FEATURES)]
+    template = definitions[1]
+    extra = [template.model_copy(update={"name": f"bench_extra_{i:05d}"}) for i in range(size - len(kept))]
+    db = folder / f"catalog-{size}.db"
+    DefinitionStore(db).register_all([*kept, *extra])
+    return db
+
+
+def catalog_runs(
+    settings: Any,
+    tmp: Path,
+    ids: list[str],
+    names: list[str],
+    sizes: list[int],
+    args: argparse.Namespace,
+    rng: random.Random,
+    cassandra: int | None,
+) -> None:
+    """(c): the same 10-feature read at one fixed rate against catalogs of each size; p50/p99 against the smallest."""
+    first: dict[str, Any] | None = None
+    for size in sizes:
+        if size < CATALOG_READ:
+            raise SystemExit(f"--catalog-sizes: at least {CATALOG_READ} definitions (the features read)")
+        sized = settings.model_copy(update={"definitions_db": catalog_db(tmp, size)})
+        port = free_port()
+        with server(sized, port=port, workers=args.workers, cache_ttl_ms=0, profile=None) as pid:
+            reqs = requests_for("a", port, ids, names[:CATALOG_READ], rng)
+            server0, cassandra0 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
+            r = load(
+                port,
+                reqs,
+                mode="fixed",
+                rate=args.catalog_rate,
+                connections=16,
+                duration_s=args.duration,
+                warmup_s=args.warmup,
+            )
+            server1, cassandra1 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
+        print_row(
+            f"(c) 1 x {CATALOG_READ} features, {size:,} definitions",
+            "off",
+            r,
+            None if server0 is None or server1 is None else server1 - server0,
+            None if cassandra0 is None or cassandra1 is None else cassandra1 - cassandra0,
+        )
+        if first is None:
+            first = r
+        else:
+            print(
+                f"    vs {sizes[0]:,} definitions: p50 {100 * (r['p50_ms'] / first['p50_ms'] - 1):+.0f} %, "
+                f"p99 {100 * (r['p99_ms'] / first['p99_ms'] - 1):+.0f} %",
+                flush=True,
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.serving_load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -406,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
         help="share of requests the API logs to the serving-log topic (its default 0.01; 0 turns it off)",
     )
     parser.add_argument("--profile", action="store_true", help="also profile the server under saturation of (a)")
+    parser.add_argument(
+        "--catalog-sizes",
+        default="10,1000,10000",
+        help="definitions in the catalog for the (c) runs, comma-separated ('' skips them)",
+    )
+    parser.add_argument("--catalog-rate", type=float, default=300.0, help="requests/s of the (c) runs")
     parser.add_argument(
         "--auth",
         choices=["off", "on", "both"],
@@ -520,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"over {len(ids)} entities (uncached runs: uniform)",
                         flush=True,
                     )
+        sizes = [int(n) for n in args.catalog_sizes.split(",") if n.strip()]
+        if sizes:
+            catalog_runs(settings, tmp, ids, names, sizes, args, rng, cassandra)
         print(
             f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; server us, cassandra: CPU "
             "microseconds per answered request; gen us: the load generator's"

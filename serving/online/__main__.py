@@ -12,6 +12,9 @@ Configuration, besides the stores' ``FS_*`` settings (``registry.core.settings``
 - ``FS_AUTH`` (default ``off``): ``on`` makes every route need ``Authorization: Bearer <token>`` (tokens, grants
   and the audit log: ``registry.access``, in the registry's database); off, every route is open, and each
   says so in a warning at start-up.
+- ``FS_ONLINE_DRIVER`` (default ``native``): ``native`` reads the online store through acsylla, the C++ driver's
+  asyncio bindings (``sinks.cassandra.native_reader``); ``python`` through the Python driver
+  (``sinks.cassandra.reader``). Both give the same answers and errors.
 - ``FS_GIL_SWITCH_INTERVAL_US`` (default 500): how long the event loop may hold the GIL while the Cassandra
   driver's I/O thread waits for it (Python's default, 5 ms, shows up directly in p50 and p99 latency).
 
@@ -41,6 +44,7 @@ from serving.online.app import create_app
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
 from serving.online.overload import DEFAULT_MAX_IN_FLIGHT
 from serving.online.serving_log import DEFAULT_SAMPLE, DEFAULT_TOPIC, KafkaSink, producer_config
+from sinks.cassandra.native_reader import NativeOnlineReader
 from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, OnlineReader
 from sinks.factory import connect_cassandra
 
@@ -64,7 +68,20 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
     session.row_factory = tuple_factory  # the default builds a namedtuple class per result set
     budget_s = int(env.get("FS_REQUEST_BUDGET_MS", str(int(DEFAULT_BUDGET_S * 1000)))) / 1000
     batch_budget_s = int(env.get("FS_BATCH_BUDGET_MS", str(int(DEFAULT_BATCH_BUDGET_S * 1000)))) / 1000
-    reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s, batch_timeout_s=batch_budget_s)
+    driver = env.get("FS_ONLINE_DRIVER", "native")
+    reader: OnlineReader | NativeOnlineReader
+    if driver == "native":
+        reader = NativeOnlineReader(
+            settings.cassandra_hosts,
+            settings.cassandra_port,
+            settings.cassandra_keyspace,
+            timeout_s=budget_s,
+            batch_timeout_s=batch_budget_s,
+        )
+    elif driver == "python":
+        reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s, batch_timeout_s=batch_budget_s)
+    else:
+        raise FeatureStoreError(f"FS_ONLINE_DRIVER must be native or python, not {driver!r}")
     sample = float(env.get("FS_SERVING_LOG_SAMPLE", str(DEFAULT_SAMPLE)))
     log_sink = None
     if sample > 0:

@@ -151,6 +151,11 @@ def select_progress_cql(keyspace: str) -> str:
     return f"SELECT stream, writer, closed_through FROM {keyspace}.{PROGRESS_TABLE}"
 
 
+def select_progress_ms_cql(keyspace: str) -> str:
+    """``select_progress_cql`` with ``closed_through`` as epoch milliseconds."""
+    return f"SELECT stream, writer, toUnixTimestamp(closed_through) FROM {keyspace}.{PROGRESS_TABLE}"
+
+
 def erase_entity_cql(keyspace: str) -> str:
     """Delete an entity's partition at a write time (``USING TIMESTAMP``): cells written later with an
     older write time (a replay of old windows) stay deleted."""

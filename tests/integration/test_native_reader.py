@@ -1,0 +1,94 @@
+"""The C++ driver's reader (``sinks.cassandra.native_reader``, the feature API's default) answers exactly
+as the Python driver's (``sinks.cassandra.reader``) on the real Cassandra: every value type, no value,
+an entity without cells, a batch, stream progress. Its failures under a hung, dead and restarted store
+are tested through both readers in ``test_serving_online.py`` and through the API process in
+``test_faults.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.settings import Settings
+from sinks.cassandra.native_reader import NativeOnlineReader
+from sinks.cassandra.reader import OnlineReader
+from sinks.cassandra.writer import OnlineWriter
+from sinks.factory import connect_cassandra
+from sinks.records import FeatureRow
+from tests.conftest import isolated
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+
+
+@pytest.fixture(scope="module")
+def stored(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Any]]:
+    settings = isolated(it_settings, "native", tmp_path_factory.mktemp("native"))
+    shipped = FeatureCatalog.from_folder()
+    count, total = shipped.get("user", "txn_count_1h"), shipped.get("user", "txn_amount_sum_1h")
+    last = total.model_copy(
+        update={
+            "name": "native_last_merchant",
+            "value_type": "string",
+            "aggregation": count.aggregation.model_copy(update={"function": "last", "field": "merchant_id"}),
+        }
+    )
+    flag = last.model_copy(update={"name": "native_flag", "value_type": "boolean"})
+    end = time.time_ns() // 1_000_000 // (5 * MIN) * 5 * MIN
+    cluster, session = connect_cassandra(settings)
+    from cassandra.query import tuple_factory
+
+    session.row_factory = tuple_factory
+    writer = OnlineWriter(session, settings.cassandra_keyspace)
+    for e in range(40):
+        eid = f"n{e:03d}|\u00e9"
+        writer.add(FeatureRow.of(count, eid, -e if e % 7 else None, end - 60 * MIN, end, e))
+        writer.add(FeatureRow.of(total, eid, e * 0.25 - 3 if e % 5 else None, end - 60 * MIN, end))
+        writer.add(FeatureRow.of(last, eid, f"m{e}\u00fc" if e % 3 else "", end - 65 * MIN, end - 5 * MIN))
+        writer.add(FeatureRow.of(flag, eid, e % 2 == 0 if e % 4 else None, end - 60 * MIN, end))
+    writer.flush()
+    try:
+        yield settings, session
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
+        cluster.shutdown()
+
+
+def test_the_native_reader_answers_as_the_python_one(stored: tuple[Settings, Any]) -> None:
+    settings, session = stored
+    ids = [f"n{e:03d}|\u00e9" for e in range(40)] + ["nobody"]
+    python = OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0, batch_timeout_s=10.0)
+    native = NativeOnlineReader(
+        settings.cassandra_hosts,
+        settings.cassandra_port,
+        settings.cassandra_keyspace,
+        timeout_s=5.0,
+        batch_timeout_s=10.0,
+    )
+
+    async def both() -> tuple[Any, ...]:
+        try:
+            return (
+                await python.read_many_async("user", ids),
+                await native.read_many_async("user", ids),
+                await native.read_each_async("user", ids),
+                await python.progress_async(),
+                await native.progress_async(),
+                await native.read_each_async("user", []),
+            )
+        finally:
+            await native.close()
+
+    expected, many, each, progress, native_progress, none = asyncio.run(both())
+    assert many == expected == each
+    assert len(expected[0]) == 4 and expected[-1] == {}
+    assert expected[7][("txn_count_1h", 1)][0] is None and expected[4][("native_flag", 1)][0] is None
+    assert {type(v) for vector in expected for v, _ in vector.values()} == {int, float, str, bool, type(None)}
+    assert progress == native_progress and progress
+    assert none == []
