@@ -14,6 +14,7 @@ import pytest
 
 from infra import stack
 from infra.settings import StackSettings
+from registry.core.definitions import FeatureDefinition
 from registry.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,3 +108,19 @@ def run_feature_job(settings: Settings, *args: str, timeout_s: float = 420) -> s
     job = run_module(settings, "jobs.feature_job", "--metrics-port", "0", *args, timeout_s=timeout_s)
     assert job.returncode == 0, f"job failed:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
     return job
+
+
+def string_feature(name: str) -> FeatureDefinition:
+    """A shipped-like feature of value type string (the last merchant id a user paid, over txn_amount_sum_1h's
+    window): no shipped definition has that type."""
+    from registry.core.catalog import FeatureCatalog
+
+    shipped = FeatureCatalog.from_folder()
+    count, total = shipped.get("user", "txn_count_1h"), shipped.get("user", "txn_amount_sum_1h")
+    return total.model_copy(
+        update={
+            "name": name,
+            "value_type": "string",
+            "aggregation": count.aggregation.model_copy(update={"function": "last", "field": "merchant_id"}),
+        }
+    )

@@ -105,6 +105,8 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         quality=QualityStore(settings.definitions_db),
         access=access,
     )
+    if isinstance(reader, NativeOnlineReader):  # its session, in the serving loop before the first request
+        app.router.on_startup.append(reader.connect)
     if not len(live.current()):
         print(
             f"warning: no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`",

@@ -9,7 +9,8 @@ against ~359 µs with the Python driver (design §5.9). The feature API reads th
 (``FS_ONLINE_DRIVER``, ``serving/online/__main__.py``); everything else (the job's writer, tools, tests
 of the rules) uses the Python driver.
 
-The session is opened on first use inside the running event loop (an acsylla session belongs to the
+The API opens the session at start-up (``connect``, before it accepts requests); otherwise it is opened on
+first use inside the running event loop (an acsylla session belongs to the
 loop it was opened in; a reader used from another loop, as a test client's per-request loops do, opens
 another), one attempt at a time; a store that is down fails that request at the connect timeout, the
 next request tries again.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -106,7 +108,15 @@ class NativeOnlineReader:
     def timeout_s(self) -> float:
         return self._timeout_s
 
-    async def _ready(self) -> None:
+    async def connect(self) -> None:
+        """Open the session now (at start-up, in the serving loop), waiting up to the connect timeout; a
+        store that does not answer is reported on stderr and left to the next request to try again."""
+        try:
+            await self._ready(self._connect_timeout_s)
+        except StoreUnavailableError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+
+    async def _ready(self, wait_s: float | None = None) -> None:
         if self._session is not None:
             if self._loop is asyncio.get_running_loop():
                 self._reopen_if_failing()
@@ -119,11 +129,12 @@ class NativeOnlineReader:
         if self._opening is None:  # one attempt at a time; concurrent requests wait for it
             self._opening = asyncio.ensure_future(self._open())
         opening = self._opening
+        wait_s = self._timeout_s if wait_s is None else wait_s
         try:  # a request waits for the session at most its budget; the attempt itself goes on to the connect timeout
-            await asyncio.wait_for(asyncio.shield(opening), self._timeout_s)
+            await asyncio.wait_for(asyncio.shield(opening), wait_s)
         except TimeoutError as exc:
             raise StoreUnavailableError(
-                f"online store read failed: no session within {self._timeout_s * 1000:.0f} ms (connecting)"
+                f"online store read failed: no session within {wait_s * 1000:.0f} ms (connecting)"
             ) from exc
         finally:
             if opening.done():

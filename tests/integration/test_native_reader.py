@@ -20,7 +20,7 @@ from sinks.cassandra.reader import OnlineReader
 from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
-from tests.conftest import isolated
+from tests.conftest import isolated, string_feature
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +32,7 @@ def stored(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
     settings = isolated(it_settings, "native", tmp_path_factory.mktemp("native"))
     shipped = FeatureCatalog.from_folder()
     count, total = shipped.get("user", "txn_count_1h"), shipped.get("user", "txn_amount_sum_1h")
-    last = total.model_copy(
-        update={
-            "name": "native_last_merchant",
-            "value_type": "string",
-            "aggregation": count.aggregation.model_copy(update={"function": "last", "field": "merchant_id"}),
-        }
-    )
+    last = string_feature("native_last_merchant")
     flag = last.model_copy(update={"name": "native_flag", "value_type": "boolean"})
     end = time.time_ns() // 1_000_000 // (5 * MIN) * 5 * MIN
     cluster, session = connect_cassandra(settings)

@@ -103,6 +103,9 @@ def _app(
     )
     client = TestClient(create_app(live, reader, services=services), raise_server_exceptions=False)
     client.__enter__()  # one event loop for all its requests, as in the API process (a native session belongs to one)
+    if isinstance(reader, NativeOnlineReader):
+        assert client.portal is not None
+        client.portal.call(reader.connect)  # as the API does at start-up
     return client, _Closing(client, cluster)
 
 

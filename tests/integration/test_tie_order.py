@@ -20,6 +20,7 @@ from registry.core.timeline import tie_key
 from sinks.cassandra.reader import OnlineReader
 from sinks.cassandra.writer import OnlineWriter
 from sinks.records import FeatureRow
+from tests.conftest import string_feature
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +37,7 @@ PAIRS: dict[str, list[tuple[Any, Any]]] = {
 def _definitions() -> dict[str, FeatureDefinition]:
     shipped = FeatureCatalog.from_folder()
     count, total = shipped.get("user", "txn_count_1h"), shipped.get("user", "txn_amount_sum_1h")
-    last = total.model_copy(
-        update={
-            "name": "tie_last_merchant",
-            "value_type": "string",
-            "aggregation": count.aggregation.model_copy(update={"function": "last", "field": "merchant_id"}),
-        }
-    )
+    last = string_feature("tie_last_merchant")
     return {"long": count, "double": total, "string": last}
 
 
