@@ -16,7 +16,7 @@ for ``text`` the end first, then the value. Two cells of one feature written wit
 one window end, so Cassandra, which keeps the greater blob compared as unsigned bytes, keeps the value
 ``registry.core.timeline.tie_key`` ranks higher: no value above every value (no UTF-8 text starts with
 ``0xff``; ``NULL`` is a byte longer than any fixed-size value, and after eight ``0xff`` its ninth byte
-meets the end's first, ``0x00`` for every window end from 1970 to the year 4253), then the greater
+meets the end's first, ``0x00`` for every window end from 1970 to 2^56 ms, some two million years on), then the greater
 serialized value. The online store keeps no window start or write instant (the offline table has both).
 """
 
