@@ -151,7 +151,8 @@ def join_feature(
         return pa.nulls(n, out_type)
     rule = Rule.of(definition)  # registry.core.timeline's rule, applied to whole arrays
     row_key = labels.pack(code, end_us)
-    order = np.argsort(row_key)
+    # Rows arrive as sorted runs (one per file read): a merge sort finds and merges them in a few passes.
+    order = np.argsort(row_key, kind="stable")
     sorted_key = row_key[order]
     _winners_last(order, sorted_key, ingested_us, revision, values)
 

@@ -215,8 +215,14 @@ class PointInTimeJoin:
         n = len(times.floor_us)
         if n == 0 or not self.definitions:
             return [pa.nulls(n, arrow_type(d.value_type)) for d in self.definitions]
-        encoded = pc.dictionary_encode(entities)
-        label_code = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        # Codes in the ids' sorted order, the order the offline files keep rows in (``sinks.iceberg.layout``):
+        # a feature's rows read from one file are then already sorted by (code, window end).
+        distinct = pc.unique(entities.drop_null())
+        distinct = distinct.take(pc.sort_indices(distinct))
+        found = pc.index_in(entities, value_set=distinct)
+        label_code = (
+            (found.fill_null(-1) if found.null_count else found).to_numpy(zero_copy_only=False).astype(np.int64)
+        )
         lo, hi = int(times.ceil_us.min()), int(times.floor_us.max())
         bands = [Band(d, lo - Rule.of(d).ttl_us, hi) for d in self.definitions]
         # Keys sized by the bands (every row read ends inside its band), so that features can be read a
@@ -231,7 +237,7 @@ class PointInTimeJoin:
         out: list[pa.Array] = []
         for start in range(0, len(bands), per_read):
             group = list(range(start, min(start + per_read, len(bands))))
-            rows = read_rows(self._table, self.point, self._entity_type, [bands[i] for i in group], encoded.dictionary)
+            rows = read_rows(self._table, self.point, self._entity_type, [bands[i] for i in group], distinct)
             if keys.times is not None:  # times too far apart to pack: ranked over the rows' own window ends
                 keys = LabelKeys.build(label_code, times.floor_us, [e for r in rows for e in r.end_us()], times.ceil_us)
 

@@ -13,7 +13,7 @@ the batches a caller sees may be dictionary-encoded or not and must be handled e
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
@@ -67,7 +67,12 @@ class FileReader:
         arrow_filter: ds.Expression | None,
         columns: Sequence[str],
         dictionary_columns: Sequence[str] = (),
+        column_keys: tuple[str, Mapping[str, Sequence[str]]] | None = None,
     ) -> None:
+        """``column_keys``: ``(key column, {column: keys})`` reads each such column only from the row
+        groups whose key column's statistics may hold one of its keys (for the offline table: a value
+        column only where a feature of its type may be; a row group of other features never needs it).
+        Batches may then lack such a column, but only where no row has one of its keys."""
         from pyiceberg.io import PYARROW_USE_LARGE_TYPES_ON_READ
         from pyiceberg.io.pyarrow import ArrowScan
 
@@ -79,6 +84,7 @@ class FileReader:
         self._ids = {c: schema.find_field(c).field_id for c in columns}
         self._expected = {f.name: f.type for f in schema.as_arrow() if f.name in self._ids}
         self._arrow_filter = arrow_filter
+        self._column_keys = column_keys
         self._format = ds.ParquetFileFormat(
             read_options=ds.ParquetReadOptions(dictionary_columns=list(dictionary_columns)), pre_buffer=True
         )
@@ -117,11 +123,27 @@ class FileReader:
                 # Row groups pruned by their statistics only: a row-by-row filter here costs more than
                 # the caller's exact one, which runs on dictionary codes.
                 part = fragment if self._arrow_filter is None else fragment.subset(self._arrow_filter)
-                yield from ds.Scanner.from_fragment(part, columns=self._columns).to_batches()
+                yield from ds.Scanner.from_fragment(part, columns=self._file_columns(fragment)).to_batches()
             finally:
                 source.close()
 
         return batches()
+
+    def _file_columns(self, fragment: ds.ParquetFileFragment) -> list[str]:
+        """The columns worth reading from the file: those of ``column_keys`` only if one of their keys
+        may be in one of its row groups (by the key column's statistics)."""
+        if self._column_keys is None:
+            return self._columns
+        key_column, keys = self._column_keys
+        metadata = fragment.metadata
+        index = metadata.schema.to_arrow_schema().get_field_index(key_column)
+        bounds = []
+        for i in range(metadata.num_row_groups):
+            statistics = metadata.row_group(i).column(index).statistics if index >= 0 else None
+            if statistics is None or not statistics.has_min_max:
+                return self._columns  # unknown: every column
+            bounds.append((statistics.min, statistics.max))
+        return [c for c in self._columns if c not in keys or any(lo <= k <= hi for lo, hi in bounds for k in keys[c])]
 
     def batches(self, tasks: Sequence[Any]) -> Iterator[pa.RecordBatch]:
         for task in tasks:

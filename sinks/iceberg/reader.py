@@ -17,6 +17,7 @@ Three questions, each answered with bounded memory:
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -288,31 +289,35 @@ def _time_filter(column: str, lo_us: int | None, hi_us: int | None) -> ds.Expres
     return terms[0] if len(terms) == 1 else terms[0] & terms[1]
 
 
-def _by_feature(feature: np.ndarray, wanted: np.ndarray, features: int) -> Iterator[tuple[int, slice | np.ndarray]]:
-    """The wanted rows of a batch grouped by feature index: slices where they are contiguous.
+def _runs(feature: np.ndarray) -> list[tuple[int, int]]:
+    """``[a, b)`` ranges of consecutive rows of one feature index."""
+    edges = [0, *(np.flatnonzero(feature[1:] != feature[:-1]) + 1).tolist(), len(feature)]
+    return list(itertools.pairwise(edges))
 
-    Files are sorted by feature, so a batch is a few runs of one feature each, usually wanted whole.
-    """
-    changes = np.flatnonzero(feature[1:] != feature[:-1]) + 1
-    if len(changes) >= 4 * features:  # not sorted by feature (a foreign file): group by sorting
-        at = np.flatnonzero(wanted & (feature >= 0))
-        if not len(at):
-            return
-        order = np.argsort(feature[at], kind="stable")
-        of = feature[at][order]
-        firsts = np.flatnonzero(np.r_[True, of[1:] != of[:-1]])
-        for a, b in zip(firsts, [*firsts[1:], len(at)], strict=True):
-            yield int(of[a]), at[order[a:b]]
-        return
-    for a, b in zip([0, *changes], [*changes, len(feature)], strict=True):
-        i = int(feature[a])
-        if i < 0:
-            continue
-        mine = wanted[a:b]
-        if mine.all():
-            yield i, slice(int(a), int(b))
-        elif mine.any():
-            yield i, a + np.flatnonzero(mine)
+
+def _matches(column: pa.Array | pa.ChunkedArray, value: pa.Array) -> np.ndarray | None:
+    """Per row, whether the column holds ``value`` (a one-string array); None when every row does
+    (a dictionary-encoded column whose dictionary is that value alone: the usual case)."""
+    if isinstance(column, pa.ChunkedArray) and column.num_chunks == 1:
+        column = column.chunk(0)
+    if (
+        isinstance(column, pa.DictionaryArray)
+        and not column.null_count
+        and (lookup(column.dictionary, value) == 0).all()
+    ):
+        return None
+    return lookup(column, value) == 0
+
+
+def _revisions(column: pa.Array | pa.ChunkedArray | None, rows: int) -> np.ndarray:
+    """The revision column as int64 (null, or a table written before revisions existed: 0)."""
+    if column is None:
+        return np.zeros(rows, np.int64)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.null_count:
+        column = column.fill_null(0)
+    return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 def planned_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[Band]) -> int:
@@ -345,7 +350,7 @@ def read_rows(
     names = pa.array([d.name for d in definitions], pa.string())
     versions = np.array([d.version for d in definitions], dtype=np.int64)
     wanted_ids = entities.cast(pa.string())
-    of_type = pa.array([entity_type], pa.string())
+    of_type_array = pa.array([entity_type], pa.string())
     revised = "revision" in table.schema().column_names  # tables written before revisions existed lack it
     # Each feature's own band, applied as rows are read: the scan's filter can only take their union.
     lo_us = np.array([b.lo_us for b in bands], dtype=np.int64)
@@ -359,30 +364,37 @@ def read_rows(
             if not batch.num_rows:
                 continue
             feature = lookup(batch.column("feature_name"), names)
-            safe = np.maximum(feature, 0)
-            end_us = _us(batch.column("event_time"))
-            wanted = (feature >= 0) & (versions[safe] == batch.column("feature_version").to_numpy())
-            wanted &= lookup(batch.column("entity_type"), of_type) == 0
-            wanted &= (end_us >= lo_us[safe]) & (end_us <= hi_us[safe])
-            ingested_us = _us(batch.column("ingested_at"))
-            if until_us is not None:
-                wanted &= ingested_us <= until_us
-            if not wanted.any():
-                continue
+            if len(_runs(feature)) >= 4 * len(bands):  # not sorted by feature (a foreign file): sort the batch
+                order = np.argsort(feature, kind="stable")
+                batch, feature = batch.take(pa.array(order)), feature[order]
+            of_type = _matches(batch.column("entity_type"), of_type_array)  # None: every row is of the type
             code = lookup(batch.column("entity_id"), wanted_ids)
-            wanted &= code >= 0
-            revision_column = batch.column("revision") if revised else None
-            revision = (
-                np.zeros(batch.num_rows, np.int64)
-                if revision_column is None
-                else revision_column.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-            )
-            for i, rows in _by_feature(feature, wanted, len(bands)):
+            end_us = _us(batch.column("event_time"))
+            ingested_us = _us(batch.column("ingested_at"))
+            version = batch.column("feature_version").to_numpy()
+            revision = _revisions(batch.column("revision") if revised else None, batch.num_rows)
+            # Files are sorted by feature: a batch is a few runs of one feature each, each tested against
+            # its feature's own version and band with scalar comparisons on views, no per-row gathers.
+            for a, b in _runs(feature):
+                i = int(feature[a])
+                if i < 0:
+                    continue
+                end = end_us[a:b]
+                keep = (version[a:b] == versions[i]) & (end >= lo_us[i]) & (end <= hi_us[i]) & (code[a:b] >= 0)
+                if until_us is not None:
+                    keep &= ingested_us[a:b] <= until_us
+                if of_type is not None:
+                    keep &= of_type[a:b]
                 values = batch.column(column_of[i])
-                values = (
-                    values.slice(rows.start, rows.stop - rows.start) if isinstance(rows, slice) else values.take(rows)
-                )
-                out[i].append(FeatureRows(code[rows], end_us[rows], ingested_us[rows], revision[rows], values))
+                if keep.all():
+                    at: slice | np.ndarray = slice(a, b)
+                    values = values.slice(a, b - a)
+                elif keep.any():
+                    at = a + np.flatnonzero(keep)
+                    values = values.take(at)
+                else:
+                    continue
+                out[i].append(FeatureRows(code[at], end_us[at], ingested_us[at], revision[at], values))
         return out
 
     columns = (
@@ -409,6 +421,10 @@ def read_rows(
         arrow_filter,
         columns,
         dictionary_columns=("entity_type", "entity_id", "feature_name"),
+        column_keys=(
+            "feature_name",
+            {c: [n for n, of in zip(names.to_pylist(), column_of, strict=True) if of == c] for c in value_columns},
+        ),
     )
     parts = reader.map(consume)  # in file order
     return [FeaturePieces([piece for part in parts for piece in part[i]], targets[i]) for i in range(len(bands))]

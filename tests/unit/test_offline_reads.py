@@ -4,19 +4,21 @@ of what was written (entity type, entity, feature name and version, time band, i
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from registry.core.definitions import FeatureDefinition
 from sinks.iceberg import files as offline_files
 from sinks.iceberg import layout as offline_layout
-from sinks.iceberg.reader import Band, ReadPoint, _by_feature, read_rows
+from sinks.iceberg.reader import Band, ReadPoint, _runs, read_rows
 from sinks.iceberg.writer import append_rows, ensure_table, sorted_rows
 
 DAY_US = 86_400_000_000
@@ -181,15 +183,44 @@ def test_files_written_before_a_column_existed_are_read_by_pyiceberg(
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_by_feature_groups_exactly_the_wanted_rows(seed: int) -> None:
+def test_runs_split_rows_into_maximal_runs_of_one_feature(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    n, features = int(rng.integers(1, 400)), 3
-    feature = rng.integers(-1, features, n)
+    n = int(rng.integers(1, 400))
+    feature = rng.integers(-1, 3, n)
     if seed % 3:  # sorted by feature, as the writer's files are
         feature = np.sort(feature)
-    wanted = rng.random(n) < (0.5 if seed % 2 else 1.0)
-    got: dict[int, list[int]] = {}
-    for i, rows in _by_feature(feature, wanted, features):
-        got.setdefault(i, []).extend(np.arange(n)[rows].tolist())
-    expected = {i: np.flatnonzero(wanted & (feature == i)).tolist() for i in range(features)}
-    assert {i: sorted(v) for i, v in got.items()} == {i: v for i, v in expected.items() if v}
+    runs = _runs(feature)
+    assert runs[0][0] == 0 and runs[-1][1] == n
+    assert all(b == c for (_, b), (c, _) in itertools.pairwise(runs))  # contiguous, nothing skipped
+    assert all(a < b and (feature[a:b] == feature[a]).all() for a, b in runs)
+    assert all(feature[b - 1] != feature[b] for _, b in runs[:-1])  # maximal
+
+
+def test_a_value_column_is_read_only_from_files_that_may_hold_its_features(
+    tmp_path: Path, make_definition: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files of one feature each: a value column of another type is not read from them, and the rows
+    read are still exactly a brute-force filter's."""
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    table = ensure_table(catalog, "ns")
+    rows = _rows(np.random.default_rng(3), 3_000)
+    for name in NAMES:
+        append_rows(table, sorted_rows(rows.filter(pc.equal(rows.column("feature_name"), name))))
+    table = catalog.load_table("ns." + offline_layout.TABLE)
+    definitions = _definitions(make_definition)
+    bands = [Band(d, T0_US, T0_US + 4 * DAY_US) for d in definitions]
+    entities = [f"u{i}" for i in range(0, 40, 2)]
+    read_columns: list[list[str]] = []
+    chosen = offline_files.FileReader._file_columns
+
+    def recording(self: Any, fragment: Any) -> list[str]:
+        columns = chosen(self, fragment)
+        read_columns.append([c for c in columns if c.startswith("value_")])
+        return columns
+
+    monkeypatch.setattr(offline_files.FileReader, "_file_columns", recording)
+    got = _read(table, bands, entities, None)
+    for counted, d, b in zip(got, definitions, bands, strict=True):
+        assert counted == _brute_force(table, d, b, entities, None)
+    assert read_columns and all(len(c) == 1 for c in read_columns)  # each file: its one feature's column
+    assert sorted({c[0] for c in read_columns}) == ["value_double", "value_long", "value_string"]
