@@ -19,7 +19,7 @@ demo's data is never touched; keyspaces and topics are dropped at the end, even 
    seen - first flush seen): JVM start, job deployment, Python worker start and the first 5 s
    batch are excluded and printed separately. Events processed at the first flush are counted
    as those with an event time up to its window end + the out-of-orderness bound (what the
-   watermark had to pass). The run is then checked: Iceberg rows and online rows against what the
+   watermark had to pass). The run is then checked: Iceberg rows and online values (cells) against what the
    generated events must give, and no dead letters.
 
 2. **Latency.** The same aggregations with ``--live-size`` windows sliding by ``--live-slide``,
@@ -345,7 +345,7 @@ def report_throughput(
     dead = topic_size(settings.kafka_bootstrap, f"{topic}.dlq")
     ok = offline == expected and online == users * features and dead == 0
     print(
-        f"  check: Iceberg rows {offline:,} (expected {expected:,}), online rows {online:,} (expected "
+        f"  check: Iceberg rows {offline:,} (expected {expected:,}), online values {online:,} (expected "
         f"{users * features:,}), dead letters {dead}: {'OK' if ok else 'MISMATCH'}"
     )
     print(
@@ -384,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
         help="PyFlink's Python worker mode (loopback: its local default, all Python in one process)",
     )
     parser.add_argument(
+        "--python-mode",
+        choices=["thread", "process"],
+        help="the job's --python-mode (default: the job's own: thread for the unbounded latency phase, process "
+        "for the bounded throughput and batch phases)",
+    )
+    parser.add_argument(
         "--flink-conf",
         action="append",
         metavar="KEY=VALUE",
@@ -416,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.runtime = runtime_env(args)
     print(
-        f"job: python -m jobs.feature_job, parallelism {args.parallelism}, Python workers: {args.python_workers}"
+        f"job: python -m jobs.feature_job, parallelism {args.parallelism}, Python mode: "
+        f"{args.python_mode or 'the job default (thread unbounded, process bounded)'}, "
+        f"Python workers (process mode): {args.python_workers}"
         + (f", Flink options: {'; '.join(args.flink_conf)}" if args.flink_conf else ""),
         flush=True,
     )

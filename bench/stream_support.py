@@ -142,6 +142,8 @@ def runtime_env(args: argparse.Namespace) -> dict[str, str]:
     on a cluster.
     """
     env = {"_python_worker_execution_mode": args.python_workers}
+    if args.python_mode:
+        env["FS_PYTHON_MODE"] = args.python_mode
     if args.flink_conf:
         env["FLINK_CONF"] = ";".join(args.flink_conf)
     return env
@@ -307,10 +309,11 @@ class ProgressPoller:
         return _ms(laggard.closed_through), _ms(laggard.updated_at)
 
     def count_online(self, keyspace: str) -> int:
-        from sinks.cassandra.layout import TABLE
+        """Stored (entity, feature version) values: the cells of every entity's row (a row holds an entity's
+        whole vector, so counting rows would count entities)."""
+        from sinks.cassandra.layout import TABLE, count_cells
 
-        row = self._session.execute(f"SELECT count(*) FROM {keyspace}.{TABLE}", timeout=120).one()
-        return int(row[0])
+        return count_cells(self._session.execute(f"SELECT cells FROM {keyspace}.{TABLE}", timeout=120))
 
     def close(self) -> None:
         self._cluster.shutdown()

@@ -103,8 +103,21 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
 
 
 def _ms(value: datetime) -> int:
-    """Window bounds arrive as naive TIMESTAMP(3) in the session time zone, which the job pins to UTC."""
+    """Window bounds arrive as naive TIMESTAMP(3) in the session time zone, which the job pins to UTC
+    (in thread mode as Java's ``LocalDateTime``, whose ISO text Python parses)."""
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value))
     return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _subtask_index(runtime_context: RuntimeContext) -> int:
+    """This subtask's index. PyFlink 2.0's thread-mode context asks the JVM for ``getIndexOfThisSubtask``,
+    which Flink 2.0 moved to ``getTaskInfo()``: ask there when the direct call fails."""
+    try:
+        return int(runtime_context.get_index_of_this_subtask())
+    except AttributeError:
+        java = runtime_context._runtime_context  # the embedded context's Java object
+        return int(java.getTaskInfo().getIndexOfThisSubtask())
 
 
 class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
@@ -160,7 +173,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         # The job's client created both stores' tables (jobs.feature_job.prepare_stores): load only.
         self._cluster, session = connect_cassandra(self._settings, create_schema=False)
         table = load_table(connect_iceberg(self._settings), self._settings.iceberg_namespace)
-        writer_id = str(runtime_context.get_index_of_this_subtask())
+        writer_id = str(_subtask_index(runtime_context))
         erased = ErasedEntities.at(self._settings.definitions_db)  # a replay must not bring an erased entity back
         self._stores = DualWriter(
             OfflineWriter(table),

@@ -1,9 +1,11 @@
 """Every socket that a process of the project listens on is bound to the loopback interface.
 
-The stack (Kafka, Cassandra, the schema registry, the feature API) and a running stream job, with
-its Flink mini-cluster (REST, RPC, blob and data ports), PyFlink's Python worker pool and the job's
-Prometheus endpoint: their listening sockets are read from ``ss`` and each must be 127.0.0.1 (or
-::1). Processes that are not the project's are not looked at.
+The stack (Kafka, Cassandra, the schema registry, the feature API) and a running stream job that has
+processed events, with its Flink mini-cluster (REST, RPC, blob and data ports), PyFlink's worker pool
+and the job's Prometheus endpoint: their listening sockets are read from ``ss`` and each must be
+127.0.0.1 (or ::1). Processes that are not the project's are not looked at. (In PyFlink's process mode
+the JVM opens six Beam gRPC servers on every interface once the first records reach a Python
+function; the job runs its Python functions in thread mode, which opens none: ``jobs.feature_job``.)
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra import stack
 from infra.process import PidFile
 from infra.settings import StackSettings
+from jobs.produce import ensure_topics, make_producer
 from registry.core.catalog import load_folder
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
@@ -71,11 +75,50 @@ def api(local_stack: StackSettings) -> Iterator[StackSettings]:
         stack.down(local_stack, started)
 
 
+def _events_in(port: int) -> float:
+    """The job's ``events_in`` counter (0 until its decoder has processed records)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.endswith("_events_in")
+    )
+
+
 @pytest.fixture(scope="module")
 def job(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
-    """An unbounded job, with its metrics endpoint, until it serves metrics: (process group, metrics port)."""
+    """An unbounded job on a topic of its own with events in it, with its metrics endpoint, once it has
+    processed events (every listener a Python function needs is open by then): (process group, metrics port)."""
     settings = isolated(it_settings, "listen", tmp_path_factory.mktemp("listen"))
-    apply(DefinitionStore(settings.definitions_db), load_folder())
+    topic = f"it_{run_id}_listen_txns"
+    toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
+    (settings.definitions_dir / "user_transactions.toml").write_text(
+        toml.replace('topic = "card_transactions"', f'topic = "{topic}"')
+    )
+    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=1)
+    producer = make_producer(settings)
+    now_ms = time.time_ns() // 1_000_000
+    producer.send(
+        topic,
+        [
+            {
+                "transaction_id": f"t{i}",
+                "user_id": f"u{i % 3}",
+                "merchant_id": "m1",
+                "amount": 1.0 + i,
+                "currency": "EUR",
+                "event_time": now_ms - 3_600_000 + i * 60_000,
+            }
+            for i in range(20)
+        ],
+    )
+    producer.flush()
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "jobs.feature_job", "--metrics-port", str(port), "--group-id", f"{run_id}-listen"],
@@ -89,15 +132,10 @@ def job(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
         deadline = time.monotonic() + 180
         while True:
             assert process.poll() is None, process.stderr.read().decode()[-3000:] if process.stderr else ""
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-                    if b"flink_" in response.read():
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the job served no metrics within 180 s"
+            if _events_in(port) > 0:
+                break
+            assert time.monotonic() < deadline, "the job processed no events within 180 s"
             time.sleep(1)
-        time.sleep(5)  # Python workers and their gRPC services start with the first bundle
         yield process.pid, port
     finally:
         os.killpg(process.pid, signal.SIGKILL)
