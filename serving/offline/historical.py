@@ -56,6 +56,7 @@ from sinks.iceberg.reader import (
     FeaturePieces,
     ReadPoint,
     data_reach,
+    lookup,
     micros,
     planned_rows,
     read_point,
@@ -219,10 +220,7 @@ class PointInTimeJoin:
         # a feature's rows read from one file are then already sorted by (code, window end).
         distinct = pc.unique(entities.drop_null())
         distinct = distinct.take(pc.sort_indices(distinct))
-        found = pc.index_in(entities, value_set=distinct)
-        label_code = (
-            (found.fill_null(-1) if found.null_count else found).to_numpy(zero_copy_only=False).astype(np.int64)
-        )
+        label_code = lookup(entities, distinct)
         lo, hi = int(times.ceil_us.min()), int(times.floor_us.max())
         bands = [Band(d, lo - Rule.of(d).ttl_us, hi) for d in self.definitions]
         # Keys sized by the bands (every row read ends inside its band), so that features can be read a
