@@ -414,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="also profile the server under saturation of (a)")
     parser.add_argument(
+        "--profile-scenario", choices=["a", "b"], default="a", help="the scenario --profile saturates (default a)"
+    )
+    parser.add_argument(
         "--catalog-sizes",
         default="10,1000,10000",
         help="definitions in the catalog for the (c) runs, comma-separated ('' skips them)",
@@ -548,15 +551,15 @@ def main(argv: list[str] | None = None) -> int:
             with server(settings, port=port, workers=1, cache_ttl_ms=0, profile=out):
                 load(
                     port,
-                    requests_for("a", port, ids, names, rng),
+                    requests_for(args.profile_scenario, port, ids, names, rng),
                     mode="saturate",
                     rate=0,
-                    connections=8,
+                    connections=8 if args.profile_scenario == "a" else 2,
                     duration_s=args.duration,
                     warmup_s=args.warmup,
                 )
             time.sleep(0.5)
-            print(f"\nprofile of one server process at saturation of (a), cache off ({out}):")
+            print(f"\nprofile of one server process at saturation of ({args.profile_scenario}), cache off ({out}):")
             print(out.read_text() if out.exists() else "(no profile written)")
     finally:
         drop_keyspace(settings)

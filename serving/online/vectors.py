@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
+from operator import ge, itemgetter
 from typing import Any, Protocol, runtime_checkable
 
 from registry.core.timeline import Status, judge
@@ -73,6 +74,59 @@ def _value(
     return value, ts, status
 
 
+_VALUE, _END = itemgetter(0), itemgetter(1)
+
+
+class _Stamps:
+    """Each window end's ISO text and age at one instant, computed once (window ends repeat across features
+    and entities), and each plan's per-feature ``present_from`` under one set of cuts."""
+
+    __slots__ = ("_floors", "ages", "now_us", "texts")
+
+    def __init__(self, now_us: int) -> None:
+        self.now_us = now_us
+        self.texts: dict[int, str] = {}
+        self.ages: dict[int, float] = {}
+        self._floors: tuple[object, list[int]] | None = None
+
+    def floors(self, plan: Plan, cuts: list[Any]) -> list[int]:
+        """Per feature of ``plan``, the earliest window end served as stored and present."""
+        memo = self._floors
+        if memo is None or memo[0] is not cuts:
+            memo = self._floors = (cuts, [cuts[g][4] for g in plan.rule_of])
+        return memo[1]
+
+    def stamp(self, ts: int) -> tuple[str, float]:
+        text = self.texts.get(ts)
+        if text is None:
+            text = self.texts[ts] = iso(ts)
+            self.ages[ts] = round((self.now_us - ts * 1000) / 1e6, 3)
+        return text, self.ages[ts]
+
+    def columns(self, ends: list[int]) -> tuple[list[str], list[float]]:
+        """The ISO texts and ages of ``ends``, in order."""
+        texts, ages = self.texts, self.ages
+        try:
+            return list(map(texts.__getitem__, ends)), list(map(ages.__getitem__, ends))
+        except KeyError:
+            for ts in set(ends).difference(texts):
+                self.stamp(ts)
+            return list(map(texts.__getitem__, ends)), list(map(ages.__getitem__, ends))
+
+
+def _fresh(plan: Plan, stored: Stored, floors: list[int]) -> tuple[list[Any], list[int]] | None:
+    """The fast path: when every feature has a stored value at or after its ``present_from`` (all present, the
+    common case), their values and window ends, in C-level loops; None otherwise (judge each feature)."""
+    hits: list[Any] = list(map(stored.get, plan.row_keys))
+    try:
+        ends = list(map(_END, hits))
+    except TypeError:  # a feature without a stored value
+        return None
+    if not all(map(ge, ends, floors)):
+        return None
+    return list(map(_VALUE, hits)), ends
+
+
 def features_object(
     plan: Plan, stored: Stored, progress: Mapping[str, int], now_us: int, tally: Tally
 ) -> dict[str, dict[str, Any]]:
@@ -112,11 +166,22 @@ class ColumnWriter:
         self._plan = plan
         self._now_us = now_us
         self._tally = tally
-        self._stamps: dict[int, tuple[str, float]] = {}
+        self._stamps = _Stamps(now_us)
+        self._present = ["present"] * len(plan.keys)
 
     def row(self, entity_id: str, stored: Stored, progress: Mapping[str, int]) -> dict[str, Any]:
-        plan, now_us, tally, stamps = self._plan, self._now_us, self._tally, self._stamps
-        cuts = plan.cuts(progress, now_us)
+        plan, tally, stamps = self._plan, self._tally, self._stamps
+        cuts = plan.cuts(progress, self._now_us)
+        fresh = _fresh(plan, stored, stamps.floors(plan, cuts))
+        if fresh is not None:
+            texts, stamped = stamps.columns(fresh[1])
+            return {
+                "entity_id": entity_id,
+                "values": fresh[0],
+                "feature_timestamps": texts,
+                "age_seconds": stamped,
+                "statuses": self._present.copy(),  # a list of its own: request-time features are inserted into it
+            }
         get = stored.get
         values: list[Any] = []
         times: list[str | None] = []
@@ -130,11 +195,9 @@ class ColumnWriter:
                 times.append(None)
                 ages.append(None)
                 continue
-            stamp = stamps.get(ts)
-            if stamp is None:
-                stamp = stamps[ts] = (iso(ts), round((now_us - ts * 1000) / 1e6, 3))
-            times.append(stamp[0])
-            ages.append(stamp[1])
+            text, age = stamps.stamp(ts)
+            times.append(text)
+            ages.append(age)
         return {
             "entity_id": entity_id,
             "values": values,

@@ -140,6 +140,13 @@ def select_vector_cql(keyspace: str) -> str:
     return f"SELECT cells FROM {keyspace}.{TABLE} WHERE entity_type = ? AND entity_id = ?"
 
 
+def select_vectors_cql(keyspace: str, partitions: int) -> str:
+    """Several entities' rows of one entity type in one query, ``partitions`` ids bound (a repeated id is
+    read once: Cassandra deduplicates an ``IN`` on the partition key), each row with its ``entity_id``."""
+    marks = ", ".join("?" * partitions)
+    return f"SELECT entity_id, cells FROM {keyspace}.{TABLE} WHERE entity_type = ? AND entity_id IN ({marks})"
+
+
 def progress_cql(keyspace: str) -> str:
     return (
         f"INSERT INTO {keyspace}.{PROGRESS_TABLE} (stream, writer, closed_through, updated_at) VALUES (?, ?, ?, ?) "

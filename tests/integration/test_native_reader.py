@@ -54,9 +54,13 @@ def stored(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         cluster.shutdown()
 
 
-def test_the_native_reader_answers_as_the_python_one(stored: tuple[Settings, Any]) -> None:
+@pytest.mark.parametrize("partitions", [1, 7, 25])
+def test_the_native_reader_answers_as_the_python_one(stored: tuple[Settings, Any], partitions: int) -> None:
+    """Batches read one entity per query (1) and several per ``IN`` (7: six full groups; 25: a group padded),
+    with an entity that has no row between others and an entity asked twice."""
     settings, session = stored
-    ids = [f"n{e:03d}|\u00e9" for e in range(40)] + ["nobody"]
+    known = [f"n{e:03d}|\u00e9" for e in range(40)]
+    ids = [*known[:20], "nobody", *known[20:], known[3]]
     python = OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0, batch_timeout_s=10.0)
     native = NativeOnlineReader(
         settings.cassandra_hosts,
@@ -64,6 +68,7 @@ def test_the_native_reader_answers_as_the_python_one(stored: tuple[Settings, Any
         settings.cassandra_keyspace,
         timeout_s=5.0,
         batch_timeout_s=10.0,
+        partitions_per_read=partitions,
     )
 
     async def both() -> tuple[Any, ...]:
@@ -81,7 +86,8 @@ def test_the_native_reader_answers_as_the_python_one(stored: tuple[Settings, Any
 
     expected, many, each, progress, native_progress, none = asyncio.run(both())
     assert many == expected == each
-    assert len(expected[0]) == 4 and expected[-1] == {}
+    assert len(expected) == 42 and len(expected[0]) == 4 and expected[20] == {} and expected[-1] == expected[3]
+    assert all(len(vector) == 4 for i, vector in enumerate(expected) if i != 20)
     assert expected[7][("txn_count_1h", 1)][0] is None and expected[4][("native_flag", 1)][0] is None
     assert {type(v) for vector in expected for v, _ in vector.values()} == {int, float, str, bool, type(None)}
     assert progress == native_progress and progress

@@ -136,3 +136,140 @@ def test_a_batch_serves_the_entities_it_could_read_and_names_the_others(live: Li
     assert api.get("/v1/features/user/b").status_code == 503
     none = api.post("/v1/features/user/batch", json={"entity_ids": ["b"], "names": ["txn_count_1h"]})
     assert none.status_code == 503 and none.json()["error"] == "store_unavailable"
+
+
+class _Statement:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def bind(self, timeout: float) -> _Bound:
+        return _Bound(self.name, timeout)
+
+
+class _Bound:
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name, self.timeout, self.params = name, timeout, list[Any]()
+
+    def bind_list(self, params: list[Any]) -> None:
+        self.params = params
+
+
+class _Row:
+    def __init__(self, *values: Any) -> None:
+        self.values = values
+
+    def column_value_by_index(self, i: int) -> Any:
+        return self.values[i]
+
+
+class _NativeSession:
+    """acsylla's session as the reader uses it: a query of the one statement or the ``IN`` statement, its
+    answer the rows of the ids bound, an error when one of them is in ``failing``, never when in ``hung``."""
+
+    def __init__(self, failing: set[str] = frozenset(), hung: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.failing, self.hung = failing, hung
+        self.queries: list[_Bound] = []
+
+    async def execute(self, bound: _Bound) -> list[_Row]:
+        from acsylla import errors
+
+        self.queries.append(bound)
+        entity_type, *ids = bound.params
+        assert entity_type == "user"
+        if self.hung & set(ids):
+            await asyncio.sleep(60)
+        if self.failing & set(ids):
+            raise errors.CassErrorServerReadTimeout("read timed out")
+        rows = {eid: {cell_key("txn_count_1h", 1, "long"): encode_cell("long", ord(eid[0]), END_MS)} for eid in ids}
+        if bound.name == "one":
+            return [_Row(rows[ids[0]])] if ids[0] != "none" else []
+        return [_Row(eid, cells) for eid, cells in rows.items() if eid != "none"]
+
+
+def _native(session: _NativeSession, partitions: int, timeout_s: float = 0.1, batch_timeout_s: float = 1.0) -> Any:
+    from sinks.cassandra.native_reader import NativeOnlineReader
+
+    reader = NativeOnlineReader(
+        ["127.0.0.1"], 9042, "ks", partitions_per_read=partitions, timeout_s=timeout_s, batch_timeout_s=batch_timeout_s
+    )
+    reader._session, reader._select, reader._select_many = session, _Statement("one"), _Statement("in")
+    return reader
+
+
+def _opened(reader: Any) -> None:  # the fake session belongs to the running loop
+    reader._loop = asyncio.get_running_loop()
+
+
+def test_native_batches_read_several_entities_per_query_in_the_callers_order() -> None:
+    session = _NativeSession()
+    reader = _native(session, 3, timeout_s=1.0, batch_timeout_s=1.0)
+    ids = ["e", "a", "none", "d", "a"]
+
+    async def run() -> tuple[Any, Any]:
+        _opened(reader)
+        return await reader.read_each_async("user", ids), await reader.read_many_async("user", ids)
+
+    each, many = asyncio.run(run())
+    assert each == many
+    assert [v.get(("txn_count_1h", 1)) for v in each] == [
+        (101, END_MS),
+        (97, END_MS),
+        None,
+        (100, END_MS),
+        (97, END_MS),
+    ]
+    assert each[2] == {}
+    # Groups of three in the order asked; the last group of two padded with its last id to the prepared size.
+    assert [(q.name, q.params[1:]) for q in session.queries[:2]] == [
+        ("in", ["e", "a", "none"]),
+        ("in", ["d", "a", "a"]),
+    ]
+    assert {q.timeout for q in session.queries[:2]} == {1.0}
+
+
+def test_native_single_entities_and_partitions_per_read_1_use_the_single_partition_read() -> None:
+    session = _NativeSession()
+
+    async def run() -> tuple[Any, Any]:
+        one, each = _native(session, 25), _native(session, 1)
+        _opened(one)
+        _opened(each)
+        return await one.read_many_async("user", ["a"]), await each.read_each_async("user", ["a", "b"])
+
+    single, pair = asyncio.run(run())
+    assert single == [{("txn_count_1h", 1): (97, END_MS)}] and pair[1] == {("txn_count_1h", 1): (98, END_MS)}
+    assert [(q.name, q.params) for q in session.queries] == [
+        ("one", ["user", "a"]),
+        ("one", ["user", "a"]),
+        ("one", ["user", "b"]),
+    ]
+
+
+def test_a_native_group_that_fails_or_misses_the_budget_fails_its_entities_only() -> None:
+    session = _NativeSession(failing={"c"}, hung={"e"})
+    reader = _native(session, 2, timeout_s=0.1, batch_timeout_s=0.3)
+
+    async def run() -> Any:
+        _opened(reader)
+        return await reader.read_each_async("user", ["a", "b", "c", "d", "e", "f", "g"])
+
+    started = time.perf_counter()
+    a, b, c, d, e, f, g = asyncio.run(run())
+    assert 0.3 <= time.perf_counter() - started < 0.3 + 0.5  # the batch budget
+    assert a == {("txn_count_1h", 1): (97, END_MS)} and b and g == {("txn_count_1h", 1): (103, END_MS)}
+    assert isinstance(c, StoreUnavailableError) and c is d and "CassErrorServerReadTimeout" in str(c)
+    assert isinstance(e, StoreUnavailableError) and e is f and "300 ms" in str(e)
+
+
+def test_a_native_batch_of_a_store_that_answers_nothing_fails_at_the_request_budget() -> None:
+    session = _NativeSession(hung={"a", "c"})
+    reader = _native(session, 2, timeout_s=0.1, batch_timeout_s=5.0)
+
+    async def run() -> Any:
+        _opened(reader)
+        return await reader.read_each_async("user", ["a", "b", "c"])
+
+    started = time.perf_counter()
+    results = asyncio.run(run())
+    assert time.perf_counter() - started < 0.1 + 0.5
+    assert all(isinstance(r, StoreUnavailableError) and "within 100 ms" in str(r) for r in results)
