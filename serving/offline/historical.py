@@ -58,6 +58,7 @@ from sinks.iceberg.reader import (
     data_reach,
     lookup,
     micros,
+    planned_files,
     planned_rows,
     read_point,
     read_rows,
@@ -210,6 +211,9 @@ class PointInTimeJoin:
         self.point = point
         self._reach = data_reach(table, point, entity_type, self.definitions)
         self._rows_per_read = rows_per_read
+        self._files = planned_files(
+            table, point, entity_type, self.definitions
+        )  # planned on first read, for all chunks
 
     def join(self, entities: pa.Array, times: LabelTimes) -> list[pa.Array]:
         """One array per feature, aligned with ``entities`` (strings, nulls allowed) and ``times``."""
@@ -230,12 +234,14 @@ class PointInTimeJoin:
         keys = LabelKeys.build(label_code, times.floor_us, edges, times.ceil_us)
         per_read = len(bands)
         if keys.times is None:  # as many groups of features as it takes to keep each read near rows_per_read
-            planned = planned_rows(self._table, self.point, self._entity_type, bands)
+            planned = planned_rows(self._table, self.point, self._entity_type, bands, self._files)
             per_read = -(-len(bands) // max(1, -(-planned // self._rows_per_read)))
         out: list[pa.Array] = []
         for start in range(0, len(bands), per_read):
             group = list(range(start, min(start + per_read, len(bands))))
-            rows = read_rows(self._table, self.point, self._entity_type, [bands[i] for i in group], distinct)
+            rows = read_rows(
+                self._table, self.point, self._entity_type, [bands[i] for i in group], distinct, self._files
+            )
             if keys.times is not None:  # times too far apart to pack: ranked over the rows' own window ends
                 keys = LabelKeys.build(label_code, times.floor_us, [e for r in rows for e in r.end_us()], times.ceil_us)
 

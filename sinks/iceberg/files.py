@@ -16,6 +16,7 @@ import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 T = TypeVar("T")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 _FIELD_ID = b"PARQUET:field_id"
 GROUP_ROWS = 262_144  # rows per group of consecutive files read by one thread
@@ -68,17 +70,19 @@ class FileReader:
         columns: Sequence[str],
         dictionary_columns: Sequence[str] = (),
         column_keys: tuple[str, Mapping[str, Sequence[str]]] | None = None,
+        tasks: Sequence[Any] | None = None,
     ) -> None:
         """``column_keys``: ``(key column, {column: keys})`` reads each such column only from the row
         groups whose key column's statistics may hold one of its keys (for the offline table: a value
         column only where a feature of its type may be; a row group of other features never needs it).
-        Batches may then lack such a column, but only where no row has one of its keys."""
+        Batches may then lack such a column, but only where no row has one of its keys. ``tasks``: the
+        files to read when the caller chose them already (``PlannedFiles``), instead of planning the scan."""
         from pyiceberg.io import PYARROW_USE_LARGE_TYPES_ON_READ
         from pyiceberg.io.pyarrow import ArrowScan
 
         self._table = table
         scan = table.scan(row_filter=file_filter, selected_fields=tuple(columns), snapshot_id=snapshot_id)
-        self.tasks = list(scan.plan_files())
+        self.tasks = list(scan.plan_files() if tasks is None else tasks)
         schema = table.schema()
         self._columns = list(columns)
         self._ids = {c: schema.find_field(c).field_id for c in columns}
@@ -159,3 +163,103 @@ class FileReader:
 
         groups = file_groups(self.tasks, rows)
         return list(ExecutorFactory.get_or_create().map(lambda g: consume(self.batches(g)), groups))
+
+
+class PlannedFiles:
+    """A scan's data files planned once for a span of event time, then chosen for each read by their own
+    statistics instead of planning the table again.
+
+    Planning reads and decodes the snapshot's manifests (pyiceberg, in Python): for a table of thousands
+    of files, a tenth of a second or more per plan, paid by every chunk of labels and every group of
+    features it reads. Here a read inside the planned span takes the planned files whose time column's
+    bounds overlap ``[lo_us, hi_us]`` and whose key column's bounds may hold one of its keys; a read
+    outside it plans once more, for the union of both spans. A file without such statistics is always
+    taken. The choice may keep files a fresh plan would skip (partition pruning is not repeated), never
+    the reverse, and every caller filters rows exactly itself. A span grows geometrically (``_grown``).
+    """
+
+    def __init__(
+        self,
+        table: Table,
+        snapshot_id: int,
+        plan_filter: Callable[[int | None, int | None], BooleanExpression],
+        *,
+        time_column: str,
+        key_column: str,
+    ) -> None:
+        """``plan_filter(lo_us, hi_us)``: the file filter of a span (None: unbounded on that side)."""
+        schema = table.schema()
+        self._table = table
+        self._snapshot_id = snapshot_id
+        self._plan_filter = plan_filter
+        self._time = schema.find_field(time_column)
+        self._key = schema.find_field(key_column)
+        self._span: tuple[int | None, int | None] | None = None
+        self._tasks: list[Any] = []
+        self._lows = np.empty(0, np.int64)
+        self._highs = np.empty(0, np.int64)
+        self._key_bounds: list[tuple[str, str] | None] = []
+        self.plans = 0  # how many times the table was planned (for tests and profiles)
+
+    def tasks(self, lo_us: int | None, hi_us: int | None, keys: Sequence[str]) -> list[Any]:
+        """The files a read of ``keys`` with times in ``[lo_us, hi_us]`` (inclusive; None: unbounded) needs,
+        in plan order."""
+        if not self._covers(lo_us, hi_us):
+            self._plan(*self._grown(lo_us, hi_us))
+        keep = np.ones(len(self._tasks), dtype=bool)
+        if hi_us is not None:
+            keep &= self._lows <= hi_us
+        if lo_us is not None:
+            keep &= self._highs >= lo_us
+        return [
+            task
+            for task, kept, bounds in zip(self._tasks, keep, self._key_bounds, strict=True)
+            if kept and (bounds is None or any(bounds[0] <= k <= bounds[1] for k in keys))
+        ]
+
+    def _grown(self, lo_us: int | None, hi_us: int | None) -> tuple[int | None, int | None]:
+        """The span to plan for a read outside the planned one: both, and on each side it grows by at least
+        the planned span's width (reads moving along the time axis, as chunks of time-sorted labels do,
+        plan a logarithmic number of times, and at most about twice the span they read)."""
+        if self._span is None:
+            return lo_us, hi_us
+        lo, hi = self._span
+        width = 0 if lo is None or hi is None else hi - lo
+        if lo is not None:
+            lo = None if lo_us is None else min(lo_us, lo - width) if lo_us < lo else lo
+        if hi is not None:
+            hi = None if hi_us is None else max(hi_us, hi + width) if hi_us > hi else hi
+        return lo, hi
+
+    def _covers(self, lo_us: int | None, hi_us: int | None) -> bool:
+        if self._span is None:
+            return False
+        lo, hi = self._span
+        return (lo is None or (lo_us is not None and lo_us >= lo)) and (
+            hi is None or (hi_us is not None and hi_us <= hi)
+        )
+
+    def _plan(self, lo_us: int | None, hi_us: int | None) -> None:
+        from pyiceberg.conversions import from_bytes
+
+        scan = self._table.scan(row_filter=self._plan_filter(lo_us, hi_us), snapshot_id=self._snapshot_id)
+        tasks = list(scan.plan_files())
+        time_id, time_type = self._time.field_id, self._time.field_type
+        key_id, key_type = self._key.field_id, self._key.field_type
+        lows, highs, keys = [], [], []
+        for task in tasks:
+            lower, upper = task.file.lower_bounds or {}, task.file.upper_bounds or {}
+            low, high = lower.get(time_id), upper.get(time_id)
+            lows.append(_INT64_MIN if low is None else int(from_bytes(time_type, low)))  # type: ignore[arg-type]
+            highs.append(_INT64_MAX if high is None else int(from_bytes(time_type, high)))  # type: ignore[arg-type]
+            key_low, key_high = lower.get(key_id), upper.get(key_id)
+            # String bounds may be truncated (lower: a prefix, upper: rounded up): still bounds.
+            keys.append(
+                None
+                if key_low is None or key_high is None
+                else (str(from_bytes(key_type, key_low)), str(from_bytes(key_type, key_high)))  # type: ignore[arg-type]
+            )
+        self._tasks, self._key_bounds = tasks, keys
+        self._lows, self._highs = np.array(lows, dtype=np.int64), np.array(highs, dtype=np.int64)
+        self._span = (lo_us, hi_us)
+        self.plans += 1

@@ -31,7 +31,7 @@ import pyarrow.dataset as ds
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError
 from registry.core.value_types import VALUE_COLUMNS, arrow_type
-from sinks.iceberg.files import GROUP_ROWS, FileReader, file_groups
+from sinks.iceberg.files import GROUP_ROWS, FileReader, PlannedFiles, file_groups
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
@@ -320,10 +320,35 @@ def _revisions(column: pa.Array | pa.ChunkedArray | None, rows: int) -> np.ndarr
     return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
-def planned_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequence[Band]) -> int:
-    """Rows of the data files a ``read_rows`` of ``bands`` would open (before row groups are skipped)."""
+def planned_files(
+    table: Table, point: ReadPoint, entity_type: str, definitions: Sequence[FeatureDefinition]
+) -> PlannedFiles | None:
+    """The files of ``definitions`` at ``point`` planned once for many reads (``read_rows``, ``planned_rows``
+    of any of them within the span they ask); None when the point sees no snapshot."""
+    if point.snapshot_id is None or not definitions:
+        return None
+    return PlannedFiles(
+        table,
+        point.snapshot_id,
+        lambda lo_us, hi_us: _filter(entity_type, definitions, point, lo_us, hi_us),
+        time_column="event_time",
+        key_column="feature_name",
+    )
+
+
+def _band_tasks(files: PlannedFiles, bands: Sequence[Band]) -> list[Any]:
+    return files.tasks(min(b.lo_us for b in bands), max(b.hi_us for b in bands), [b.definition.name for b in bands])
+
+
+def planned_rows(
+    table: Table, point: ReadPoint, entity_type: str, bands: Sequence[Band], files: PlannedFiles | None = None
+) -> int:
+    """Rows of the data files a ``read_rows`` of ``bands`` would open (before row groups are skipped);
+    ``files``: planned by ``planned_files`` for the same point, entity type and a superset of the features."""
     if point.snapshot_id is None or not bands:
         return 0
+    if files is not None:
+        return sum(task.file.record_count for task in _band_tasks(files, bands))
     definitions = [b.definition for b in bands]
     expression = _filter(entity_type, definitions, point, min(b.lo_us for b in bands), max(b.hi_us for b in bands))
     scan = table.scan(row_filter=expression, snapshot_id=point.snapshot_id)
@@ -331,9 +356,15 @@ def planned_rows(table: Table, point: ReadPoint, entity_type: str, bands: Sequen
 
 
 def read_rows(
-    table: Table, point: ReadPoint, entity_type: str, bands: Sequence[Band], entities: pa.Array
+    table: Table,
+    point: ReadPoint,
+    entity_type: str,
+    bands: Sequence[Band],
+    entities: pa.Array,
+    files: PlannedFiles | None = None,
 ) -> list[FeaturePieces]:
-    """Per band, the rows whose entity is one of ``entities`` (distinct strings), filtered as read.
+    """Per band, the rows whose entity is one of ``entities`` (distinct strings), filtered as read;
+    ``files`` as for ``planned_rows`` (else the table is planned for this read).
 
     Files are read in parallel (``sinks.iceberg.files``): entity ids and feature names stay
     dictionary-encoded, so matching them costs a lookup per distinct value, and each batch's rows are
@@ -425,6 +456,7 @@ def read_rows(
             "feature_name",
             {c: [n for n, of in zip(names.to_pylist(), column_of, strict=True) if of == c] for c in value_columns},
         ),
+        tasks=None if files is None else _band_tasks(files, bands),
     )
     parts = reader.map(consume)  # in file order
     return [FeaturePieces([piece for part in parts for piece in part[i]], targets[i]) for i in range(len(bands))]

@@ -224,3 +224,59 @@ def test_a_value_column_is_read_only_from_files_that_may_hold_its_features(
         assert counted == _brute_force(table, d, b, entities, None)
     assert read_columns and all(len(c) == 1 for c in read_columns)  # each file: its one feature's column
     assert sorted({c[0] for c in read_columns}) == ["value_double", "value_long", "value_string"]
+
+
+def test_files_planned_once_serve_reads_along_the_time_axis(
+    tmp_path: Path, make_definition: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PlannedFiles``: reads moving along time (as chunks of time-sorted labels do) plan the table a few
+    times, each read takes at least the files a fresh plan would (by the files' own statistics), fewer
+    than all it planned, and the rows read equal a brute-force filter."""
+    from sinks.iceberg.reader import _filter, planned_files, planned_rows
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    table = ensure_table(catalog, "ns")
+    rows = _rows(np.random.default_rng(8), 4_000)
+    day = pc.divide(pc.cast(rows.column("event_time"), pa.int64()), DAY_US)
+    for d in range(int(pc.min(day).as_py()), int(pc.max(day).as_py()) + 1):  # a file per day and feature
+        for name in NAMES:
+            part = rows.filter(pc.and_(pc.equal(day, d), pc.equal(rows.column("feature_name"), name)))
+            if part.num_rows:
+                append_rows(table, sorted_rows(part))
+    table = catalog.load_table("ns." + offline_layout.TABLE)
+    definitions = _definitions(make_definition)
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    point = ReadPoint(snapshot.snapshot_id, None)
+    files = planned_files(table, point, "user", definitions)
+    assert files is not None
+    entities = [f"u{i}" for i in range(0, 40, 3)]
+    reads = pruned = 0
+    for start_h in range(0, 4 * 24, 9):  # windows of 30 h moving forward 9 h at a time
+        lo, hi = T0_US + start_h * 3_600_000_000, T0_US + (start_h + 30) * 3_600_000_000
+        chosen = definitions[start_h % 3 :] or definitions
+        bands = [Band(d, lo, hi) for d in chosen]
+        fresh = {t.file.file_path for t in table.scan(row_filter=_filter("user", chosen, point, lo, hi)).plan_files()}
+        taken = {t.file.file_path for t in files.tasks(lo, hi, [d.name for d in chosen])}
+        assert fresh <= taken, "a file a fresh plan reads was left out"
+        pruned += len(taken) < len(files._tasks)  # the statistics chose: not every planned file
+        assert planned_rows(table, point, "user", bands, files) == sum(
+            t.file.record_count for t in files.tasks(lo, hi, [d.name for d in chosen])
+        )
+        pieces = read_rows(table, point, "user", bands, pa.array(entities), files)
+        for piece, definition, band in zip(pieces, chosen, bands, strict=True):
+            got = piece.rows()
+            counted = Counter(
+                zip(
+                    got.code.tolist(),
+                    got.end_us.tolist(),
+                    got.ingested_us.tolist(),
+                    got.revision.tolist(),
+                    got.values.to_pylist(),
+                    strict=True,
+                )
+            )
+            assert counted == _brute_force(table, definition, band, entities, None)
+        reads += 1
+    assert reads == 11 and files.plans <= 4  # a geometric span: a few plans for eleven reads
+    assert pruned >= 5, (files.plans, pruned)
