@@ -14,10 +14,12 @@ Configuration, besides the stores' ``FS_*`` settings (``registry.core.settings``
   says so in a warning at start-up.
 - ``FS_ONLINE_DRIVER`` (default ``native``): ``native`` reads the online store through acsylla, the C++ driver's
   asyncio bindings (``sinks.cassandra.native_reader``); ``python`` through the Python driver
-  (``sinks.cassandra.reader``). Both give the same answers and errors.
-- ``FS_ONLINE_PARTITIONS_PER_READ`` (default 25, native driver only): the entities of a batch read per query
-  (one ``IN`` on the partition key); 1 reads each entity with a query of its own.
-- ``FS_GC_GEN0_THRESHOLD`` (default 20000): allocations between young-generation garbage collections. Python's
+  (``sinks.cassandra.reader``). Both give the same answers and the same errors for one entity (for a batch,
+  see the next setting).
+- ``FS_ONLINE_PARTITIONS_PER_READ`` (default 25, from 1 to 100; native driver only): the entities of a batch
+  read per query (one ``IN`` on the partition key); 1 reads each entity with a query of its own. The native
+  driver then fails the entities of a failed query together; the Python driver reads and fails each alone.
+- ``FS_GC_GEN0_THRESHOLD`` (default 20000, from 100 to 10,000,000): allocations between young-generation garbage collections. Python's
   default, 700, runs about 40 collections during one 100-entity request (its ~30,000 short-lived tuples,
   lists and dicts): 10 % of the API's CPU under a batch load; 20,000 removes most of it.
 - ``FS_GIL_SWITCH_INTERVAL_US`` (default 500): how long the event loop may hold the GIL while the Cassandra
@@ -49,7 +51,7 @@ from serving.online.app import create_app
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
 from serving.online.overload import DEFAULT_MAX_IN_FLIGHT
 from serving.online.serving_log import DEFAULT_SAMPLE, DEFAULT_TOPIC, KafkaSink, producer_config
-from sinks.cassandra.native_reader import DEFAULT_PARTITIONS_PER_READ, NativeOnlineReader
+from sinks.cassandra.native_reader import DEFAULT_PARTITIONS_PER_READ, MAX_PARTITIONS_PER_READ, NativeOnlineReader
 from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, OnlineReader
 from sinks.factory import connect_cassandra
 
@@ -59,6 +61,18 @@ if TYPE_CHECKING:
 
 
 GC_GEN0_THRESHOLD = 20_000
+
+
+def int_setting(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer setting in ``[low, high]`` (both included); FeatureStoreError naming it otherwise."""
+    raw = env.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise FeatureStoreError(f"{name} must be an integer, not {raw!r}") from None
+    if not low <= value <= high:
+        raise FeatureStoreError(f"{name} must be from {low} to {high}, not {value}")
+    return value
 
 
 def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True) -> tuple[FastAPI, Cluster]:
@@ -85,7 +99,9 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
             settings.cassandra_keyspace,
             timeout_s=budget_s,
             batch_timeout_s=batch_budget_s,
-            partitions_per_read=int(env.get("FS_ONLINE_PARTITIONS_PER_READ", str(DEFAULT_PARTITIONS_PER_READ))),
+            partitions_per_read=int_setting(
+                env, "FS_ONLINE_PARTITIONS_PER_READ", DEFAULT_PARTITIONS_PER_READ, 1, MAX_PARTITIONS_PER_READ
+            ),
         )
     elif driver == "python":
         reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s, batch_timeout_s=batch_budget_s)
@@ -123,7 +139,7 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         )
     gc.freeze()  # what start-up built lives as long as the process: keep it out of every full collection
     _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(int(env.get("FS_GC_GEN0_THRESHOLD", str(GC_GEN0_THRESHOLD))), gen1, gen2)
+    gc.set_threshold(int_setting(env, "FS_GC_GEN0_THRESHOLD", GC_GEN0_THRESHOLD, 100, 10_000_000), gen1, gen2)
     return app, cluster
 
 

@@ -3,8 +3,8 @@
 The hot path does no pydantic validation, no framework parameter resolution and no registry read:
 the two routes are plain ASGI endpoints; the request's names or feature service resolve through
 the plan cache (keyed by the raw query string, so a repeated request is not even parsed); the
-stored vectors come from the vector cache (one single-partition read per entity on a miss,
-concurrent for a batch); the body is encoded by orjson. Errors raised here (unknown feature or
+stored vectors come from the vector cache (on a miss one single-partition read for an entity; a batch's
+reads concurrent, 25 entities per query through the native driver); the body is encoded by orjson. Errors raised here (unknown feature or
 service, store unavailable) go to the app's exception handlers. ``serving.online.features_docs``
 describes the routes for the OpenAPI document only. ``POST /v1/vectors`` assembles one vector from
 several entities' features; composite keys are read by ``serving.online.keys``.

@@ -180,7 +180,7 @@ class ColumnWriter:
                 "values": fresh[0],
                 "feature_timestamps": texts,
                 "age_seconds": stamped,
-                "statuses": self._present.copy(),  # a list of its own: request-time features are inserted into it
+                "statuses": self._present.copy(),  # a list of its own: a caller may change one row's lists
             }
         get = stored.get
         values: list[Any] = []

@@ -2,7 +2,8 @@
 
 One row per entity ``(entity_type, entity_id)`` (its partition) holds the whole feature vector in one
 map column, ``cells map<text, blob>``: one cell per feature version, so a serving read is one
-single-partition, single-row query whose cost barely grows with the number of features. Each cell is
+single-partition, single-row query whose cost barely grows with the number of features (a batch may read
+several partitions with one ``IN``: ``select_vectors_cql``). Each cell is
 written on its own ``USING TIMESTAMP <feature time in µs>`` and ``TTL``, so a write of an older window
 never overwrites a newer one, whatever order writes arrive in, replays are idempotent, and each
 feature keeps its own TTL: per feature, exactly the rules of one row per feature.

@@ -38,6 +38,9 @@ from sinks.cassandra import layout as online_layout
 from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, Stored, _vector
 
 DEFAULT_PARTITIONS_PER_READ = 25  # entities of a batch per query (one ``IN`` on the partition key); 1: a query each
+MAX_PARTITIONS_PER_READ = (
+    100  # ScyllaDB refuses more partition keys per query by default (max_partition_key_restrictions_per_query)
+)
 RECONNECT_DELAY_MS = 500  # as the Python driver's policy (sinks.factory): a node back is used within a second
 REOPEN_AFTER_S = 1.0  # reads failing this long: a fresh session is opened beside the failing one
 
@@ -94,8 +97,10 @@ class NativeOnlineReader:
         partitions_per_read: int = DEFAULT_PARTITIONS_PER_READ,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if partitions_per_read < 1:
-            raise ValueError(f"partitions_per_read must be at least 1, not {partitions_per_read}")
+        if not 1 <= partitions_per_read <= MAX_PARTITIONS_PER_READ:
+            raise ValueError(
+                f"partitions_per_read must be from 1 to {MAX_PARTITIONS_PER_READ}, not {partitions_per_read}"
+            )
         self._hosts = list(hosts)
         self._partitions = partitions_per_read
         self._port = port
@@ -246,6 +251,8 @@ class NativeOnlineReader:
         """A group's answer in the order of ``ids``; an entity without a row has no cells."""
         if len(ids) == 1:  # the single-partition read (partitions_per_read 1 makes every group one id)
             return [_vector([(row.column_value_by_index(0),) for row in result])]
+        if result.has_more_pages():  # never with the driver's default (no paging): rows would go missing
+            raise RuntimeError(f"an IN read of {len(ids)} entities answered in pages")
         found = {row.column_value_by_index(0): _vector([(row.column_value_by_index(1),)]) for row in result}
         return [found.get(eid) or {} for eid in ids]
 

@@ -12,8 +12,10 @@ the batches a caller sees may be dictionary-encoded or not and must be handled e
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# A grown span past what a timestamp filter can spell (years 1 to 9999, ``datetime``'s range) is unbounded there.
+_EARLIEST_US = (date(2, 1, 1) - date(1970, 1, 1)).days * 86_400_000_000
+_LATEST_US = (date(9999, 1, 1) - date(1970, 1, 1)).days * 86_400_000_000
 
 _FIELD_ID = b"PARQUET:field_id"
 GROUP_ROWS = 262_144  # rows per group of consecutive files read by one thread
@@ -174,8 +179,9 @@ class PlannedFiles:
     features it reads. Here a read inside the planned span takes the planned files whose time column's
     bounds overlap ``[lo_us, hi_us]`` and whose key column's bounds may hold one of its keys; a read
     outside it plans once more, for the union of both spans. A file without such statistics is always
-    taken. The choice may keep files a fresh plan would skip (partition pruning is not repeated), never
-    the reverse, and every caller filters rows exactly itself. A span grows geometrically (``_grown``).
+    taken. The choice may keep files a fresh plan would skip (partition pruning is not repeated), never leaves
+    a file that may hold a row the read wants, and every caller filters rows exactly itself. A span grows
+    geometrically (``_grown``). Not thread-safe: one join's reads call it one after another.
     """
 
     def __init__(
@@ -211,10 +217,18 @@ class PlannedFiles:
             keep &= self._lows <= hi_us
         if lo_us is not None:
             keep &= self._highs >= lo_us
+        ordered = sorted(keys)
+
+        def may_hold(bounds: tuple[str, str] | None) -> bool:  # a key in [lower, upper]: the first key >= lower
+            if bounds is None:
+                return True
+            at = bisect.bisect_left(ordered, bounds[0])
+            return at < len(ordered) and ordered[at] <= bounds[1]
+
         return [
             task
-            for task, kept, bounds in zip(self._tasks, keep, self._key_bounds, strict=True)
-            if kept and (bounds is None or any(bounds[0] <= k <= bounds[1] for k in keys))
+            for task, kept, bounds in zip(self._tasks, keep.tolist(), self._key_bounds, strict=True)
+            if kept and may_hold(bounds)
         ]
 
     def _grown(self, lo_us: int | None, hi_us: int | None) -> tuple[int | None, int | None]:
@@ -227,8 +241,10 @@ class PlannedFiles:
         width = 0 if lo is None or hi is None else hi - lo
         if lo is not None:
             lo = None if lo_us is None else min(lo_us, lo - width) if lo_us < lo else lo
+            lo = None if lo is not None and lo < _EARLIEST_US else lo
         if hi is not None:
             hi = None if hi_us is None else max(hi_us, hi + width) if hi_us > hi else hi
+            hi = None if hi is not None and hi > _LATEST_US else hi
         return lo, hi
 
     def _covers(self, lo_us: int | None, hi_us: int | None) -> bool:

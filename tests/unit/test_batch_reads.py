@@ -162,6 +162,11 @@ class _Row:
         return self.values[i]
 
 
+class _Result(list[Any]):
+    def has_more_pages(self) -> bool:
+        return False
+
+
 class _NativeSession:
     """acsylla's session as the reader uses it: a query of the one statement or the ``IN`` statement, its
     answer the rows of the ids bound, an error when one of them is in ``failing``, never when in ``hung``."""
@@ -170,7 +175,7 @@ class _NativeSession:
         self.failing, self.hung = failing, hung
         self.queries: list[_Bound] = []
 
-    async def execute(self, bound: _Bound) -> list[_Row]:
+    async def execute(self, bound: _Bound) -> _Result:
         from acsylla import errors
 
         self.queries.append(bound)
@@ -182,8 +187,8 @@ class _NativeSession:
             raise errors.CassErrorServerReadTimeout("read timed out")
         rows = {eid: {cell_key("txn_count_1h", 1, "long"): encode_cell("long", ord(eid[0]), END_MS)} for eid in ids}
         if bound.name == "one":
-            return [_Row(rows[ids[0]])] if ids[0] != "none" else []
-        return [_Row(eid, cells) for eid, cells in rows.items() if eid != "none"]
+            return _Result([_Row(rows[ids[0]])] if ids[0] != "none" else [])
+        return _Result(_Row(eid, cells) for eid, cells in rows.items() if eid != "none")
 
 
 def _native(session: _NativeSession, partitions: int, timeout_s: float = 0.1, batch_timeout_s: float = 1.0) -> Any:
@@ -273,3 +278,18 @@ def test_a_native_batch_of_a_store_that_answers_nothing_fails_at_the_request_bud
     results = asyncio.run(run())
     assert time.perf_counter() - started < 0.1 + 0.5
     assert all(isinstance(r, StoreUnavailableError) and "within 100 ms" in str(r) for r in results)
+
+
+def test_api_settings_are_integers_within_their_bounds() -> None:
+    from registry.core.errors import FeatureStoreError
+    from serving.online.__main__ import int_setting
+
+    assert int_setting({}, "FS_X", 25, 1, 100) == 25
+    assert (
+        int_setting({"FS_X": "1"}, "FS_X", 25, 1, 100) == 1 and int_setting({"FS_X": "100"}, "FS_X", 25, 1, 100) == 100
+    )
+    for bad in ("0", "101", "-3", "2.5", "", "many"):
+        with pytest.raises(FeatureStoreError, match="FS_X"):
+            int_setting({"FS_X": bad}, "FS_X", 25, 1, 100)
+    with pytest.raises(ValueError, match="from 1 to 100"):
+        _native(_NativeSession(), 101)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -95,22 +96,22 @@ def _brute_force(
 
 def _read(table: Any, bands: list[Band], entities: list[str], until_us: int | None) -> list[Counter[tuple[Any, ...]]]:
     point = ReadPoint(table.current_snapshot().snapshot_id, until_us)
-    got = []
-    for pieces in read_rows(table, point, "user", bands, pa.array(entities)):
-        rows = pieces.rows()
-        got.append(
-            Counter(
-                zip(
-                    rows.code.tolist(),
-                    rows.end_us.tolist(),
-                    rows.ingested_us.tolist(),
-                    rows.revision.tolist(),
-                    rows.values.to_pylist(),
-                    strict=True,
-                )
-            )
+    return [_counted(pieces) for pieces in read_rows(table, point, "user", bands, pa.array(entities))]
+
+
+def _counted(pieces: Any) -> Counter[tuple[Any, ...]]:
+    """A feature's rows as read, ``(entity code, end, ingested, revision, value)`` with their counts."""
+    rows = pieces.rows()
+    return Counter(
+        zip(
+            rows.code.tolist(),
+            rows.end_us.tolist(),
+            rows.ingested_us.tolist(),
+            rows.revision.tolist(),
+            rows.values.to_pylist(),
+            strict=True,
         )
-    return got
+    )
 
 
 def _count_paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
@@ -256,27 +257,37 @@ def test_files_planned_once_serve_reads_along_the_time_axis(
         lo, hi = T0_US + start_h * 3_600_000_000, T0_US + (start_h + 30) * 3_600_000_000
         chosen = definitions[start_h % 3 :] or definitions
         bands = [Band(d, lo, hi) for d in chosen]
-        fresh = {t.file.file_path for t in table.scan(row_filter=_filter("user", chosen, point, lo, hi)).plan_files()}
-        taken = {t.file.file_path for t in files.tasks(lo, hi, [d.name for d in chosen])}
+        fresh_order = [
+            t.file.file_path for t in table.scan(row_filter=_filter("user", chosen, point, lo, hi)).plan_files()
+        ]
+        taken_order = [t.file.file_path for t in files.tasks(lo, hi, [d.name for d in chosen])]
+        fresh, taken = set(fresh_order), set(taken_order)
         assert fresh <= taken, "a file a fresh plan reads was left out"
+        assert [f for f in taken_order if f in fresh] == fresh_order  # in the plan's order
         pruned += len(taken) < len(files._tasks)  # the statistics chose: not every planned file
         assert planned_rows(table, point, "user", bands, files) == sum(
             t.file.record_count for t in files.tasks(lo, hi, [d.name for d in chosen])
         )
         pieces = read_rows(table, point, "user", bands, pa.array(entities), files)
         for piece, definition, band in zip(pieces, chosen, bands, strict=True):
-            got = piece.rows()
-            counted = Counter(
-                zip(
-                    got.code.tolist(),
-                    got.end_us.tolist(),
-                    got.ingested_us.tolist(),
-                    got.revision.tolist(),
-                    got.values.to_pylist(),
-                    strict=True,
-                )
-            )
-            assert counted == _brute_force(table, definition, band, entities, None)
+            assert _counted(piece) == _brute_force(table, definition, band, entities, None)
         reads += 1
     assert reads == 11 and files.plans <= 4  # a geometric span: a few plans for eleven reads
     assert pruned >= 5, (files.plans, pruned)
+    # Jumps: to labels at the end of time (a grown span past year 9999 is unbounded there, not an error),
+    # and back before every file (the low side grows).
+    names = [d.name for d in definitions]
+    year_9000, year_9999 = ((date(y, 12, 31) - date(1970, 1, 1)).days * DAY_US for y in (9000, 9999))
+    jumps: list[tuple[int | None, int | None]] = [
+        (year_9000 - DAY_US, year_9000),
+        (year_9999 - DAY_US, year_9999),
+        (T0_US - 30 * DAY_US, T0_US - 29 * DAY_US),
+    ]
+    for start, stop in [*jumps, (None, None)]:
+        fresh_files = {
+            t.file.file_path
+            for t in table.scan(row_filter=_filter("user", definitions, point, start, stop)).plan_files()
+        }
+        assert fresh_files <= {t.file.file_path for t in files.tasks(start, stop, names)}
+    assert files.tasks(T0_US - 30 * DAY_US, T0_US - 29 * DAY_US, names) == []  # no file holds those times
+    assert len(files.tasks(None, None, names)) == len(list(table.scan().plan_files()))
