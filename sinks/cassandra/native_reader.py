@@ -38,9 +38,8 @@ from sinks.cassandra import layout as online_layout
 from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, Stored, _vector
 
 DEFAULT_PARTITIONS_PER_READ = 25  # entities of a batch per query (one ``IN`` on the partition key); 1: a query each
-MAX_PARTITIONS_PER_READ = (
-    100  # ScyllaDB refuses more partition keys per query by default (max_partition_key_restrictions_per_query)
-)
+# ScyllaDB refuses more partition keys per query by default (max_partition_key_restrictions_per_query).
+MAX_PARTITIONS_PER_READ = 100
 RECONNECT_DELAY_MS = 500  # as the Python driver's policy (sinks.factory): a node back is used within a second
 REOPEN_AFTER_S = 1.0  # reads failing this long: a fresh session is opened beside the failing one
 

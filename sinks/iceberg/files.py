@@ -205,6 +205,7 @@ class PlannedFiles:
         self._lows = np.empty(0, np.int64)
         self._highs = np.empty(0, np.int64)
         self._key_bounds: list[tuple[str, str] | None] = []
+        self._unbounded = False  # a planned file lacks a time bound
         self.plans = 0  # how many times the table was planned (for tests and profiles)
 
     def tasks(self, lo_us: int | None, hi_us: int | None, keys: Sequence[str]) -> list[Any]:
@@ -230,6 +231,17 @@ class PlannedFiles:
             for task, kept, bounds in zip(self._tasks, keep.tolist(), self._key_bounds, strict=True)
             if kept and may_hold(bounds)
         ]
+
+    def time_bounds(self) -> tuple[int, int] | None:
+        """(lowest, highest) time over every file of the whole history (planned unbounded if it was not);
+        None if a file has no statistics for it; ``(0, -1)`` if there is no file."""
+        if self._span != (None, None):
+            self._plan(None, None)
+        if self._unbounded:
+            return None
+        if not len(self._tasks):
+            return (0, -1)
+        return int(self._lows.min()), int(self._highs.max())
 
     def _grown(self, lo_us: int | None, hi_us: int | None) -> tuple[int | None, int | None]:
         """The span to plan for a read outside the planned one: both, and on each side it grows by at least
@@ -263,9 +275,11 @@ class PlannedFiles:
         time_id, time_type = self._time.field_id, self._time.field_type
         key_id, key_type = self._key.field_id, self._key.field_type
         lows, highs, keys = [], [], []
+        unbounded = False
         for task in tasks:
             lower, upper = task.file.lower_bounds or {}, task.file.upper_bounds or {}
             low, high = lower.get(time_id), upper.get(time_id)
+            unbounded |= low is None or high is None
             lows.append(_INT64_MIN if low is None else int(from_bytes(time_type, low)))  # type: ignore[arg-type]
             highs.append(_INT64_MAX if high is None else int(from_bytes(time_type, high)))  # type: ignore[arg-type]
             key_low, key_high = lower.get(key_id), upper.get(key_id)
@@ -275,7 +289,7 @@ class PlannedFiles:
                 if key_low is None or key_high is None
                 else (str(from_bytes(key_type, key_low)), str(from_bytes(key_type, key_high)))  # type: ignore[arg-type]
             )
-        self._tasks, self._key_bounds = tasks, keys
+        self._tasks, self._key_bounds, self._unbounded = tasks, keys, unbounded
         self._lows, self._highs = np.array(lows, dtype=np.int64), np.array(highs, dtype=np.int64)
         self._span = (lo_us, hi_us)
         self.plans += 1

@@ -466,23 +466,8 @@ def _event_time_bounds(
     table: Table, point: ReadPoint, entity_type: str, definitions: Sequence[FeatureDefinition]
 ) -> tuple[int, int] | None:
     """(lowest, highest) event time in µs over the files that may hold the features; None if unknown."""
-    from pyiceberg.conversions import from_bytes
-    from pyiceberg.types import PrimitiveType
-
-    field = table.schema().find_field("event_time")
-    assert isinstance(field.field_type, PrimitiveType)
-    scan = table.scan(row_filter=_filter(entity_type, definitions, point), snapshot_id=point.snapshot_id)
-    lows, highs = [], []
-    for task in scan.plan_files():
-        lower = (task.file.lower_bounds or {}).get(field.field_id)
-        upper = (task.file.upper_bounds or {}).get(field.field_id)
-        if lower is None or upper is None:
-            return None
-        lows.append(int(from_bytes(field.field_type, lower)))
-        highs.append(int(from_bytes(field.field_type, upper)))
-    if not highs:
-        return (0, -1)  # no file can hold the features
-    return min(lows), max(highs)
+    files = planned_files(table, point, entity_type, definitions)
+    return (0, -1) if files is None else files.time_bounds()
 
 
 def data_reach(

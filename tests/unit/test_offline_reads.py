@@ -291,3 +291,5 @@ def test_files_planned_once_serve_reads_along_the_time_axis(
         assert fresh_files <= {t.file.file_path for t in files.tasks(start, stop, names)}
     assert files.tasks(T0_US - 30 * DAY_US, T0_US - 29 * DAY_US, names) == []  # no file holds those times
     assert len(files.tasks(None, None, names)) == len(list(table.scan().plan_files()))
+    ends = pc.cast(rows.column("event_time"), pa.int64())
+    assert files.time_bounds() == (pc.min(ends).as_py(), pc.max(ends).as_py())  # every file holds user rows
