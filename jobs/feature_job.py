@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pyflink.common import Configuration, Types, WatermarkStrategy
+from pyflink.common import Configuration, Types
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
@@ -26,7 +26,8 @@ from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, 
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from infra.artifacts import verify_manifest
-from jobs.functions import DEAD_LETTER, DeadLetteredAt, DecodeEvents, WriteWindowResults
+from jobs.decoder import decode, decoder_jar
+from jobs.functions import WriteWindowResults
 from jobs.reporter import FACTORY as PROMETHEUS_REPORTER
 from jobs.sql import (
     aggregate_sql,
@@ -196,6 +197,7 @@ def create_environment(
     manifest = settings.flink_jars_dir.parent / "manifest.txt"
     if manifest.exists():  # fetched by infra: check the jars against their recorded SHA-256 first
         verify_manifest(settings.flink_jars_dir, manifest)
+    jars.append(decoder_jar(settings))  # the decoder's classes (jobs/java/decode), built once per edit
     config.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in jars))
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
@@ -266,12 +268,8 @@ def _decoded(
         source_ddl(raw_table, source, lateness, bootstrap=settings.kafka_bootstrap, group_id=group_id, bounded=bounded)
     )
     raw = t_env.to_data_stream(t_env.sql_query(source_select(raw_table, lateness)))
-    decoded = raw.process(
-        DecodeEvents(settings, schema, source.timestamp_field, source.topic), output_type=_row_type(schema)
-    ).name(f"decode:{source.topic}")
-    dead_letters = decoded.get_side_output(DEAD_LETTER).assign_timestamps_and_watermarks(
-        WatermarkStrategy.no_watermarks().with_timestamp_assigner(DeadLetteredAt())
-    )
+    decoded, dead_letters = decode(raw, settings, source.topic, schema, source.timestamp_field, _row_type(schema))
+    decoded.name(f"decode:{source.topic}")
     dead_letters.sink_to(_dead_letter_sink(settings, source.topic)).name(f"dead-letter:{source.topic}")
     return decoded
 

@@ -1,105 +1,23 @@
-"""The Python operators of the stream job: decode at the entry, dual-write at the exit."""
+"""The Python operator of the stream job: the dual write at its exit (the decoder runs in the JVM: ``jobs.decoder``)."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from datetime import datetime, timedelta
-from typing import Any
 
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
-from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext, TimeDomain
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimeDomain
 from pyflink.datastream.state import ListStateDescriptor
 
 from jobs.sql import decode_last
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import DecodeError
 from registry.core.settings import Settings
 from sinks.records import FeatureRow
 
-DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 _EPOCH = datetime(1970, 1, 1)
 _UPDATE_BEFORE, _DELETE = "UPDATE_BEFORE", "DELETE"
 _END_OF_TIME = 2**63 - 2  # fires only when a bounded input ends (its final watermark is Long.MAX_VALUE)
-
-
-def dead_letter(topic: str, reason: str, detail: str, payload: bytes | None) -> str:
-    return json.dumps(
-        {
-            "topic": topic,
-            "reason": reason,
-            "detail": detail,
-            "payload_b64": base64.b64encode(payload or b"").decode(),
-            "dead_lettered_at_ms": time.time_ns() // 1_000_000,
-        }
-    )
-
-
-class DeadLetteredAt(TimestampAssigner):  # type: ignore[misc]
-    """A dead letter's Kafka timestamp is when it was dead-lettered, not its event time: a record
-    from a clock far ahead would be refused by the dead-letter topic (and fail the job), and one
-    far behind would fall out of the topic's time-based retention at once."""
-
-    def extract_timestamp(self, value: str, record_timestamp: int) -> int:
-        return int(json.loads(value)["dead_lettered_at_ms"])
-
-
-class DecodeEvents(ProcessFunction):  # type: ignore[misc]
-    """(payload, kafka_ts, too_late, late) -> Row of the reader schema's fields.
-
-    Records that arrived too late for any window (decided at the source), or that cannot be
-    decoded, go to the dead-letter output with their reason; nothing is dropped silently.
-
-    Metrics (labelled by ``topic``): ``events_in``, ``events_late`` (behind the watermark but within
-    the allowed lateness: they update windows already emitted) and ``events_dead_lettered`` with a
-    ``reason`` label (``too_late`` or the decoder's reason).
-    """
-
-    def __init__(self, settings: Settings, reader_schema: dict[str, Any], timestamp_field: str, topic: str) -> None:
-        self._settings = settings
-        self._reader_schema = reader_schema
-        self._timestamp_field = timestamp_field
-        self._topic = topic
-        self._fields = [f["name"] for f in reader_schema["fields"]]
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        from jobs.registry_client import schema_lookup
-        from udfs.decode import EventDecoder
-
-        lookup = schema_lookup(self._settings.schema_registry_url, self._settings.token)
-        self._decoder = EventDecoder(lookup, self._reader_schema, timestamp_field=self._timestamp_field)
-        self._metrics = runtime_context.get_metrics_group().add_group("topic", self._topic)
-        self._events_in = self._metrics.counter("events_in")
-        self._events_late = self._metrics.counter("events_late")
-        self._dead_lettered: dict[str, Any] = {}
-
-    def _dead_letter(self, reason: str, detail: str, payload: bytes | None) -> tuple[OutputTag, str]:
-        if reason not in self._dead_lettered:
-            self._dead_lettered[reason] = self._metrics.add_group("reason", reason).counter("events_dead_lettered")
-        self._dead_lettered[reason].inc()
-        return DEAD_LETTER, dead_letter(self._topic, reason, detail, payload)
-
-    def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
-        payload, too_late, late = value[0], value[2], value[3]
-        self._events_in.inc()
-        if too_late:
-            yield self._dead_letter(
-                "too_late",
-                f"event time {ctx.timestamp()} ms is behind the watermark by more than the allowed lateness",
-                payload,
-            )
-            return
-        try:
-            event = self._decoder.decode_record(payload, ctx.timestamp())
-        except DecodeError as exc:
-            yield self._dead_letter(exc.reason, exc.detail, payload)
-            return
-        if late:
-            self._events_late.inc()
-        yield Row(*(event[name] for name in self._fields))
 
 
 def _ms(value: datetime) -> int:

@@ -1,4 +1,5 @@
-"""The schema-registry client every long-running process of the job side uses (producer, decoder).
+"""The schema-registry client of the job side's Python processes (producer, archive reader; the stream job's
+JVM decoder, ``jobs/java/decode``, has the same bounds).
 
 Bounded everywhere: one attempt waits at most ``timeout`` seconds, and a failed attempt is retried at most
 twice with short backoff, so a registry that hangs becomes an error within about 3.6 s (named by the

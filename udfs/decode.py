@@ -1,5 +1,9 @@
 """Decode Confluent-framed Avro events and validate them before they reach a window.
 
+These are the rules, and this is their reference: the stream job decodes in the JVM
+(``jobs/java/decode``, no Python per event) by the same rules, reasons and order, and
+``tests/integration/test_java_decoder.py`` holds the two to the same answer record by record.
+
 A record that fails here raises DecodeError with a short ``reason`` (the dead-letter topic keys on
 it). ``check_events`` holds a table of events (a batch source) to the same rules, a column at a time. A schema registry that cannot be reached is *not* a bad record: that raises
 StoreUnavailableError so the job fails and restarts from its checkpoint instead of dead-lettering

@@ -1,0 +1,78 @@
+"""The stream job's decoder, run in the JVM: Confluent-framed Avro -> rows, bad records -> dead letters.
+
+The classes are in ``jobs/java/decode`` (``featurestore.job.DecodeEvents``), compiled once per edit against
+PyFlink's ``flink-dist`` and the fetched ``flink-sql-avro`` (Avro, shaded in one jar) by ``jobs.java_build``.
+Its rules, reasons and order are ``udfs.decode.EventDecoder``'s, which stays the reference (the batch path
+checks tables of events by the same rules, ``udfs.decode.check_events``); no Python runs per event.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pyflink.common import WatermarkStrategy
+from pyflink.common.typeinfo import TypeInformation
+from pyflink.datastream import DataStream
+
+from jobs.java_build import java_jar
+from registry.core.errors import FeatureStoreError
+from registry.core.settings import Settings
+from udfs.decode import MAX_FUTURE_MS
+
+
+def flink_dist() -> Path:
+    """PyFlink's own ``flink-dist`` jar (the Flink API the job's classes compile against)."""
+    import pyflink
+
+    found = sorted((Path(pyflink.__file__).parent / "lib").glob("flink-dist-*.jar"))
+    if not found:
+        raise FeatureStoreError("PyFlink's flink-dist jar is missing: reinstall apache-flink")
+    return found[0]
+
+
+def decoder_jar(settings: Settings) -> Path:
+    """The decoder's jar (built first if missing), for ``pipeline.jars``."""
+    avro = sorted(settings.flink_jars_dir.glob("flink-sql-avro-*.jar"))
+    if not avro:
+        raise FeatureStoreError(
+            f"no flink-sql-avro jar in {settings.flink_jars_dir}; run `python -m infra fetch flink`"
+        )
+    return java_jar("decode", settings.flink_jars_dir.parent / "job", [flink_dist(), avro[0]])
+
+
+def event_decoder(settings: Settings, reader_schema: dict[str, Any], timestamp_field: str) -> Any:
+    """A ``featurestore.job.EventDecoder`` Java object (its jar must be on ``pipeline.jars``): the rules
+    without the operator, which the parity test drives directly."""
+    from pyflink.java_gateway import get_gateway
+
+    return get_gateway().jvm.featurestore.job.EventDecoder(
+        json.dumps(reader_schema),
+        timestamp_field,
+        settings.schema_registry_url,
+        settings.token or "",
+        MAX_FUTURE_MS,
+    )
+
+
+def decode(
+    raw: DataStream,
+    settings: Settings,
+    topic: str,
+    reader_schema: dict[str, Any],
+    timestamp_field: str,
+    row_type: TypeInformation,
+) -> tuple[DataStream, DataStream]:
+    """``raw`` (payload, kafka_ts, too_late, late) decoded in the JVM: ``(events, dead_letters)``, the dead
+    letters (JSON text, ``jobs.functions.dead_letter``'s shape) timestamped when they were dead-lettered."""
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    function = jvm.featurestore.job.DecodeEvents(topic, event_decoder(settings, reader_schema, timestamp_field))
+    j_events = raw._j_data_stream.process(function, row_type.get_java_type_info())
+    j_letters = j_events.getSideOutput(jvm.featurestore.job.DecodeEvents.deadLetterTag())
+    at = WatermarkStrategy.no_watermarks()._j_watermark_strategy.withTimestampAssigner(
+        jvm.featurestore.job.DeadLetteredAt()
+    )
+    return DataStream(j_events), DataStream(j_letters.assignTimestampsAndWatermarks(at))

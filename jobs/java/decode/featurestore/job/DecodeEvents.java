@@ -1,0 +1,92 @@
+package featurestore.job;
+
+import java.util.Base64;
+import java.util.HashMap;
+import java.util.Map;
+
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.metrics.MetricGroup;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.ObjectNode;
+import org.apache.flink.streaming.api.functions.ProcessFunction;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+import org.apache.flink.util.OutputTag;
+
+/**
+ * The stream job's decode operator: (payload, kafka_ts, too_late, late) -> a Row of the reader schema's fields
+ * ({@link EventDecoder}). A record that arrived too late for any window ({@code too_late}, decided by the
+ * source's SQL) or that the decoder rejects goes to {@link #deadLetterTag()} as a JSON dead letter:
+ * {@code topic}, {@code reason}, {@code detail}, {@code payload_b64}, {@code dead_lettered_at_ms}. Nothing is
+ * dropped silently.
+ *
+ * <p>Metrics, in a {@code topic} group: {@code events_in}, {@code events_late} (behind the watermark but within
+ * the allowed lateness), and {@code events_dead_lettered} in a {@code reason} group below it.
+ */
+public class DecodeEvents extends ProcessFunction<Row, Row> {
+    private static final long serialVersionUID = 1L;
+    private static final OutputTag<String> DEAD_LETTER = new OutputTag<>("dead-letter", Types.STRING);
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final String topic;
+    private final EventDecoder decoder;
+
+    private transient MetricGroup metrics;
+    private transient Counter eventsIn;
+    private transient Counter eventsLate;
+    private transient Map<String, Counter> deadLettered;
+
+    /** The side output of dead letters (JSON text), for {@code getSideOutput}. */
+    public static OutputTag<String> deadLetterTag() {
+        return DEAD_LETTER;
+    }
+
+    public DecodeEvents(String topic, EventDecoder decoder) {
+        this.topic = topic;
+        this.decoder = decoder;
+    }
+
+    @Override
+    public void open(OpenContext openContext) {
+        metrics = getRuntimeContext().getMetricGroup().addGroup("topic", topic);
+        eventsIn = metrics.counter("events_in");
+        eventsLate = metrics.counter("events_late");
+        deadLettered = new HashMap<>();
+    }
+
+    @Override
+    public void processElement(Row value, Context ctx, Collector<Row> out) throws Exception {
+        byte[] payload = (byte[]) value.getField(0);
+        eventsIn.inc();
+        Long recordMs = ctx.timestamp();
+        if (Boolean.TRUE.equals(value.getField(2))) {
+            String detail = "event time " + recordMs + " ms is behind the watermark by more than the allowed lateness";
+            ctx.output(DEAD_LETTER, deadLetter("too_late", detail, payload));
+            return;
+        }
+        Object[] event;
+        try {
+            event = decoder.decode(payload, recordMs == null ? Long.MIN_VALUE : recordMs);
+        } catch (Rejected rejected) {
+            ctx.output(DEAD_LETTER, deadLetter(rejected.reason(), rejected.detail(), payload));
+            return;
+        }
+        if (Boolean.TRUE.equals(value.getField(3))) {
+            eventsLate.inc();
+        }
+        out.collect(Row.of(event));
+    }
+
+    private String deadLetter(String reason, String detail, byte[] payload) {
+        deadLettered.computeIfAbsent(reason, r -> metrics.addGroup("reason", r).counter("events_dead_lettered")).inc();
+        ObjectNode letter = JSON.createObjectNode();
+        letter.put("topic", topic);
+        letter.put("reason", reason);
+        letter.put("detail", detail);
+        letter.put("payload_b64", Base64.getEncoder().encodeToString(payload == null ? new byte[0] : payload));
+        letter.put("dead_lettered_at_ms", System.currentTimeMillis()); // last: DeadLetteredAt reads it there
+        return letter.toString();
+    }
+}

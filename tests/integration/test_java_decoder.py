@@ -1,0 +1,186 @@
+"""The stream job's decoder runs in the JVM (``jobs/java/decode``, #12 item 1); the Python decoder
+(``udfs.decode.EventDecoder``, unit-tested in ``tests/unit/test_decode.py``) stays the reference. Here both
+decode the same records against the same real schema registry, and must agree on every one: the event's
+values, or the rejection reason and its detail. The records: good ones on three writer schemas (the reader's,
+one with a field more, one with the amount as float), every rejection of the unit tests, and 3,000 seeded
+random corruptions (bytes flipped, cut, inserted, appended) of good records.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import fastavro
+import pytest
+from confluent_kafka.schema_registry import Schema
+
+from jobs.registry_client import registry_client, schema_lookup
+from registry.core.errors import DecodeError
+from registry.core.settings import Settings
+from schemas import load_schema
+from schemas.wire import frame
+from udfs.decode import MAX_FUTURE_MS, EventDecoder
+
+pytestmark = pytest.mark.integration
+
+READER = load_schema("card_transaction")
+EVOLVED = {**READER, "fields": [*READER["fields"][:3], {"name": "channel", "type": "string"}, *READER["fields"][3:]]}
+FLOAT_AMOUNT = {
+    **READER,
+    "fields": [f if f["name"] != "amount" else {"name": "amount", "type": "float"} for f in READER["fields"]],
+}
+NOW_MS = time.time_ns() // 1_000_000
+EVENT_MS = NOW_MS - 5_000
+EVENT: dict[str, Any] = {
+    "transaction_id": "txn_1",
+    "user_id": "user_00001",
+    "merchant_id": "merchant_0001",
+    "amount": 12.5,
+    "currency": "EUR",
+    "event_time": EVENT_MS,
+}
+
+
+def _body(record: dict[str, Any], schema: dict[str, Any] = READER) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), record)
+    return out.getvalue()
+
+
+class Decoders:
+    """The two decoders, one registry; ``ids``: writer schema name -> registry id."""
+
+    def __init__(self, settings: Settings, ids: dict[str, int]) -> None:
+        from jobs.decoder import decoder_jar, event_decoder
+
+        self.ids = ids
+        self.python = EventDecoder(
+            schema_lookup(settings.schema_registry_url, settings.token), READER, timestamp_field="event_time"
+        )
+        from pyflink.util.java_utils import add_jars_to_context_class_loader
+
+        avro = sorted(settings.flink_jars_dir.glob("flink-sql-avro-*.jar"))
+        add_jars_to_context_class_loader([decoder_jar(settings).as_uri(), avro[0].as_uri()])
+        self.java = event_decoder(settings, READER, "event_time")
+
+    def python_answer(self, payload: bytes | None, record_ms: int) -> tuple[str, Any]:
+        try:
+            event = self.python.decode_record(payload, record_ms)
+        except DecodeError as exc:
+            return exc.reason, exc.detail
+        return "ok", [event[f["name"]] for f in READER["fields"]]
+
+    def java_answer(self, payload: bytes | None, record_ms: int) -> tuple[str, Any]:
+        try:
+            values = self.java.decode(payload, record_ms)
+        except Exception as exc:  # py4j's Py4JJavaError, carrying the Java exception
+            rejected = getattr(exc, "java_exception", None)
+            if rejected is None or rejected.getClass().getName() != "featurestore.job.Rejected":
+                raise
+            return str(rejected.reason()), str(rejected.detail())
+        return "ok", list(values)
+
+    def agree(self, payload: bytes | None, record_ms: int = EVENT_MS) -> tuple[str, Any]:
+        """Both answers, checked equal (an Avro library's own message may differ in wording); the answer."""
+        py, java = self.python_answer(payload, record_ms), self.java_answer(payload, record_ms)
+        assert py[0] == java[0], (payload, py, java)
+        if py[0] == "undecodable" and not py[1].endswith("trailing bytes after the Avro record"):
+            prefix = py[1].split(":", 1)[0]
+            assert java[1].startswith(prefix + ":"), (payload, py, java)
+        else:
+            assert py[1] == java[1], (payload, py, java)
+        return py
+
+
+@pytest.fixture(scope="module")
+def decoders(it_settings: Settings, run_id: str) -> Iterator[Decoders]:
+    client = registry_client(it_settings.schema_registry_url, it_settings.token)
+    schemas = {"reader": READER, "evolved": EVOLVED, "float": FLOAT_AMOUNT}
+    ids = {
+        name: client.register_schema(f"javadecoder-{run_id}-{name}", Schema(json.dumps(schema), "AVRO"))
+        for name, schema in schemas.items()
+    }
+    yield Decoders(it_settings, ids)
+    for name in schemas:
+        client.delete_subject(f"javadecoder-{run_id}-{name}", permanent=False)
+
+
+def test_good_records_of_three_writer_schemas_decode_alike(decoders: Decoders) -> None:
+    ids = decoders.ids
+    assert decoders.agree(frame(ids["reader"], _body(EVENT))) == ("ok", list(EVENT.values()))
+    evolved = _body({**EVENT, "channel": "web"}, EVOLVED)
+    assert decoders.agree(frame(ids["evolved"], evolved)) == ("ok", list(EVENT.values()))
+    floated = _body({**EVENT, "amount": 2.5}, FLOAT_AMOUNT)
+    assert decoders.agree(frame(ids["float"], floated)) == ("ok", list({**EVENT, "amount": 2.5}.values()))
+    assert decoders.agree(frame(ids["reader"], _body({**EVENT, "currency": "", "amount": -0.0})))[0] == "ok"
+    assert decoders.agree(frame(ids["reader"], _body({**EVENT, "event_time": 0})), 0)[0] == "ok"
+
+
+def test_every_rejection_has_the_same_reason_and_detail(decoders: Decoders) -> None:
+    ids = decoders.ids
+    v1 = ids["reader"]
+    unknown = max(ids.values()) + 100_000
+    cases = [
+        (None, "empty"),
+        (b"", "empty"),
+        (b"\x00", "truncated"),
+        (b"\x00\x00\x00\x01", "truncated"),
+        (b"\x01\x00\x00\x00\x01" + _body(EVENT), "bad_magic"),
+        (b"\xff\x00\x00\x00\x01" + _body(EVENT), "bad_magic"),
+        (frame(unknown, _body(EVENT)), "unknown_schema_id"),
+        (b"\x00\xff\xff\xff\xff" + _body(EVENT), "unknown_schema_id"),  # ids are unsigned
+        (frame(v1, b""), "undecodable"),
+        (frame(v1, b"\xff" * 10), "undecodable"),
+        (frame(v1, b"\x02a"), "undecodable"),
+        (frame(v1, _body(EVENT)[:-3]), "undecodable"),
+        (frame(v1, _body(EVENT) + b"\x00\x00"), "undecodable"),
+        (frame(ids["evolved"], _body(EVENT)), "undecodable"),  # reader-schema bytes announced as the evolved one
+        (frame(v1, _body(EVENT).replace(b"user_00001", b"user\xff0001")), "undecodable"),  # not UTF-8
+        (frame(v1, _body({**EVENT, "amount": float("nan")})), "non_finite"),
+        (frame(v1, _body({**EVENT, "amount": float("inf")})), "non_finite"),
+        (frame(v1, _body({**EVENT, "amount": float("-inf")})), "non_finite"),
+        (frame(ids["float"], _body({**EVENT, "amount": float("nan")}, FLOAT_AMOUNT)), "non_finite"),
+        (frame(v1, _body({**EVENT, "user_id": ""})), "missing_field"),
+        (frame(v1, _body({**EVENT, "transaction_id": ""})), "missing_field"),
+        (frame(v1, _body({**EVENT, "event_time": NOW_MS + MAX_FUTURE_MS + 60_000})), "future_timestamp"),
+        (frame(v1, _body({**EVENT, "event_time": -1})), "bad_timestamp"),
+    ]
+    for payload, reason in cases:
+        assert decoders.agree(payload, EVENT_MS)[0] == reason, payload
+    good = frame(v1, _body(EVENT))
+    for off_by in (-1, 1):
+        assert decoders.agree(good, EVENT_MS + off_by)[0] == "timestamp_mismatch"
+
+
+def test_random_corruptions_get_the_same_answer(decoders: Decoders) -> None:
+    ids = decoders.ids
+    rng = random.Random(20261201)
+    goods = [
+        frame(ids["reader"], _body(EVENT)),
+        frame(ids["evolved"], _body({**EVENT, "channel": "app"}, EVOLVED)),
+        frame(ids["float"], _body({**EVENT, "amount": 7.25}, FLOAT_AMOUNT)),
+    ]
+    answers: dict[str, int] = {}
+    for _ in range(3_000):
+        payload = bytearray(rng.choice(goods))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(5, len(payload))  # the frame's id is kept: the body is what gets corrupted
+            action = rng.randrange(4)
+            if action == 0:
+                payload[at] = rng.randrange(256)
+            elif action == 1:
+                del payload[at:]
+                if len(payload) <= 5:
+                    payload += bytes([rng.randrange(256)])
+            elif action == 2:
+                payload.insert(at, rng.randrange(256))
+            else:
+                payload += bytes([rng.randrange(256)])
+        reason = decoders.agree(bytes(payload))[0]
+        answers[reason] = answers.get(reason, 0) + 1
+    assert answers.get("undecodable", 0) > 500 and answers.get("ok", 0) > 50, answers
