@@ -184,3 +184,48 @@ def test_random_corruptions_get_the_same_answer(decoders: Decoders) -> None:
         reason = decoders.agree(bytes(payload))[0]
         answers[reason] = answers.get(reason, 0) + 1
     assert answers.get("undecodable", 0) > 500 and answers.get("ok", 0) > 50, answers
+
+
+def test_a_registry_that_cannot_answer_fails_the_task_fast_and_dead_letters_nothing(
+    decoders: Decoders, it_settings: Settings
+) -> None:
+    """A registry that is down is not a bad record: the decoder raises (the task fails and the job restarts from
+    its checkpoint) within the client's bounds, 3 attempts of at most 1 s, instead of rejecting good data."""
+    import socket
+
+    from jobs.decoder import event_decoder
+
+    with socket.socket() as closed:  # a port with nothing listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    down = event_decoder(
+        it_settings.model_copy(update={"schema_registry_url": f"http://127.0.0.1:{port}"}), READER, "event_time"
+    )
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:
+        down.decode(frame(decoders.ids["reader"], _body(EVENT)), EVENT_MS)
+    java = getattr(info.value, "java_exception", None)
+    assert java is not None and java.getClass().getName() == "java.io.IOException", info.value
+    assert "schema registry unreachable" in str(java.getMessage())
+    assert time.monotonic() - started < 6.0  # refused at once: 0.3 s of waits, the rest slack
+
+
+def test_a_hanging_registry_fails_the_task_within_the_bounds(decoders: Decoders, it_settings: Settings) -> None:
+    """A registry that accepts connections and never answers: 3 attempts of 1 s and two short waits, then the
+    decoder raises; it does not hang the task."""
+    import socket
+
+    from jobs.decoder import event_decoder
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the kernel's backlog; nothing ever reads or answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        hanging = event_decoder(it_settings.model_copy(update={"schema_registry_url": url}), READER, "event_time")
+        started = time.monotonic()
+        with pytest.raises(Exception) as info:
+            hanging.decode(frame(decoders.ids["reader"], _body(EVENT)), EVENT_MS)
+        took = time.monotonic() - started
+    java = getattr(info.value, "java_exception", None)
+    assert java is not None and java.getClass().getName() == "java.io.IOException", info.value
+    assert 2.9 < took < 8.0, took  # 3.3 s nominal; the rest is slack for a loaded machine
