@@ -65,7 +65,7 @@ def decode(
     row_type: TypeInformation,
 ) -> tuple[DataStream, DataStream]:
     """``raw`` (payload, kafka_ts, too_late, late) decoded in the JVM: ``(events, dead_letters)``, the dead
-    letters (JSON text, ``jobs.functions.dead_letter``'s shape) timestamped when they were dead-lettered."""
+    letters (JSON text: topic, reason, detail, payload_b64, dead_lettered_at_ms) timestamped when they were dead-lettered."""
     from pyflink.java_gateway import get_gateway
 
     jvm = get_gateway().jvm

@@ -39,6 +39,9 @@ def registry_client(url: str, token: str | None = None) -> SchemaRegistryClient:
     return SchemaRegistryClient({"url": url, **CLIENT_CONFIG, **auth_config(token)})
 
 
+SCHEMA_NOT_FOUND = 40403  # Confluent's error code of an unknown schema id
+
+
 def schema_lookup(url: str, token: str | None = None) -> Callable[[int], str | None]:
     """The decoder's schema lookup (``udfs.decode.SchemaLookup``): the writer schema text of a registry
     id, None if the registry has no such id; StoreUnavailableError if the registry cannot answer (a
@@ -51,8 +54,8 @@ def schema_lookup(url: str, token: str | None = None) -> Callable[[int], str | N
         try:
             return str(client.get_schema(schema_id).schema_str)
         except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
-                return None
+            if exc.http_status_code == 404 and exc.error_code == SCHEMA_NOT_FOUND:
+                return None  # the registry has no such schema; any other 404 is a wrong URL or proxy: a failure
             raise StoreUnavailableError(f"schema registry: {exc}") from exc
         except Exception as exc:  # connection refused, timeout
             raise StoreUnavailableError(f"schema registry unreachable: {exc}") from exc

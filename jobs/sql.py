@@ -83,8 +83,8 @@ def source_ddl(table: str, source: Source, lateness: timedelta, *, bootstrap: st
 
     Watermarks are made in the source, per partition and on every record (``on-event``), so
     whether a record is late is decided by the records before it, not by processing-time timing.
-    ``too_late`` is computed here, in Java, before the Python decoder: downstream of a Python
-    operator the watermark is held back per bundle and the decision would depend on timing.
+    ``too_late`` is computed here, in the source's SQL, before the decoder: the decision depends
+    only on the records before it, wherever the decoder runs.
     """
     startup = (
         "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"

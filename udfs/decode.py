@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from fastavro.types import Schema
 
 from registry.core.errors import DecodeError
+from schemas import field_type
 from schemas.wire import unframe
 
 # Event times further ahead of the wall clock are a producer's broken clock: dead-lettered as
@@ -50,12 +51,13 @@ class EventDecoder:
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._lookup = lookup
-        self._reader: Schema = fastavro.parse_schema(reader_schema)
+        self._reader: Schema = fastavro.parse_schema(primitive(reader_schema))
         self._writers: dict[int, Schema] = {}
         self._timestamp_field = timestamp_field
         self._max_future_ms = max_future_ms
         self._clock_ms = clock_ms
-        self._required = required_fields(reader_schema)
+        self._required = required_fields(reader_schema, timestamp_field)
+        self._ints = [f["name"] for f in reader_schema["fields"] if field_type(f) == "int"]
 
     def _writer(self, schema_id: int) -> Schema:
         writer = self._writers.get(schema_id)
@@ -64,7 +66,7 @@ class EventDecoder:
             if text is None:
                 raise DecodeError("unknown_schema_id", f"schema id {schema_id} is not in the schema registry")
             try:
-                writer = fastavro.parse_schema(json.loads(text))
+                writer = fastavro.parse_schema(primitive(json.loads(text)))
             except Exception as exc:
                 raise DecodeError("bad_writer_schema", f"schema id {schema_id}: {exc}") from exc
             self._writers[schema_id] = writer
@@ -78,6 +80,12 @@ class EventDecoder:
             record = fastavro.schemaless_reader(buf, writer, self._reader)
         except Exception as exc:
             raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc!r}") from exc
+        for name in self._ints:  # fastavro reads a varint of any length; an Avro int is 32 bits
+            value = record.get(name) if isinstance(record, dict) else None
+            if value is not None and not -(2**31) <= value < 2**31:
+                raise DecodeError(
+                    "undecodable", f"Avro body does not match schema id {schema_id}: {value} is not an int"
+                )
         if buf.tell() != len(body):
             raise DecodeError("undecodable", f"{len(body) - buf.tell()} trailing bytes after the Avro record")
         if not isinstance(record, dict):
@@ -130,9 +138,23 @@ def _epoch_ms(value: Any) -> int:
     return (value - _EPOCH) // timedelta(milliseconds=1)
 
 
-def required_fields(reader_schema: dict[str, Any]) -> list[str]:
-    """The fields an event must carry: those whose type is not a union with null."""
-    return [f["name"] for f in reader_schema["fields"] if not (isinstance(f["type"], list) and "null" in f["type"])]
+def required_fields(reader_schema: dict[str, Any], timestamp_field: str | None = None) -> list[str]:
+    """The fields an event must carry: those whose type is not a union with null, and the event time."""
+    return [
+        f["name"]
+        for f in reader_schema["fields"]
+        if not (isinstance(f["type"], list) and "null" in f["type"]) or f["name"] == timestamp_field
+    ]
+
+
+def primitive(schema: Any) -> Any:
+    """``schema`` without its logical types: the decoders read Avro's primitives (a ``timestamp-millis`` is its
+    long), so a writer schema's logical types never change a value (fastavro would apply the writer's)."""
+    if isinstance(schema, dict):
+        return {k: primitive(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [primitive(v) for v in schema]
+    return schema
 
 
 def check_events(
@@ -165,7 +187,7 @@ def check_events(
         reason = pc.if_else(first, pa.scalar(why), reason)
         detail = pc.if_else(first, pa.scalar(what), detail)
 
-    for name in required_fields(reader_schema):
+    for name in required_fields(reader_schema, timestamp_field):
         column = events.column(name)
         failed = pc.is_null(column)
         if name.endswith("_id") and pa.types.is_string(column.type):

@@ -5,8 +5,7 @@ import org.apache.flink.api.common.eventtime.SerializableTimestampAssigner;
 /**
  * A dead letter's Kafka timestamp is when it was dead-lettered ({@code dead_lettered_at_ms}), not its event time:
  * a record from a clock far ahead would be refused by the dead-letter topic (and fail the job), and one far behind
- * would fall out of the topic's time-based retention at once. (The Python {@code jobs.functions.DeadLetteredAt}
- * does the same for the batch and Python paths.)
+ * would fall out of the topic's time-based retention at once.
  */
 public class DeadLetteredAt implements SerializableTimestampAssigner<String> {
     private static final long serialVersionUID = 1L;

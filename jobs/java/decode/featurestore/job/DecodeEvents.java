@@ -50,6 +50,7 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
 
     @Override
     public void open(OpenContext openContext) {
+        decoder.open(); // a bad reader schema fails the task at start, not at the first record
         metrics = getRuntimeContext().getMetricGroup().addGroup("topic", topic);
         eventsIn = metrics.counter("events_in");
         eventsLate = metrics.counter("events_late");

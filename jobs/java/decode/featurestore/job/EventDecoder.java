@@ -16,8 +16,11 @@ import java.util.Base64;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
-import org.apache.flink.avro.shaded.org.apache.avro.LogicalType;
 import org.apache.flink.avro.shaded.org.apache.avro.Schema;
 import org.apache.flink.avro.shaded.org.apache.avro.generic.GenericDatumReader;
 import org.apache.flink.avro.shaded.org.apache.avro.generic.GenericRecord;
@@ -33,20 +36,19 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMap
  * <p>The rules, reasons and order of {@code udfs.decode.EventDecoder} (the Python decoder, which stays the
  * reference; {@code tests/integration/test_java_decoder.py} holds the two to the same answers): the Confluent
  * frame ({@code empty}, {@code truncated}, {@code bad_magic}), the writer schema from the registry by id
- * ({@code unknown_schema_id} on a 404, {@code bad_writer_schema}), Avro resolution of the writer schema to the
- * reader schema ({@code undecodable}, trailing bytes included), then the record: a required field (not a union
- * with null) null, or a required {@code *_id} string empty ({@code missing_field}); a float NaN or infinite
+ * ({@code unknown_schema_id} when the registry answers 404 with error code 40403, {@code bad_writer_schema} when
+ * it does not parse), Avro resolution of the writer schema to the reader schema ({@code undecodable}: bytes that do
+ * not match, a record name that is neither the reader's nor one of its aliases, a string that is not UTF-8,
+ * trailing bytes; read by {@link CheckedDecoder}), then the record: a required field (not a union with null, or
+ * the event time) null, or a required {@code *_id} string empty ({@code missing_field}); a float NaN or infinite
  * ({@code non_finite}); the event time beyond now + {@code maxFutureMs} ({@code future_timestamp}) or before 1970
- * ({@code bad_timestamp}); and not the Kafka record's timestamp ({@code timestamp_mismatch}). A registry that
- * cannot answer is not a bad record: IOException.
+ * ({@code bad_timestamp}); and not the Kafka record's timestamp ({@code timestamp_mismatch}). Values are Avro's
+ * primitives: no logical type is applied (a {@code timestamp-millis} is its long). A registry that cannot answer is
+ * not a bad record: IOException.
  */
 public final class EventDecoder implements Serializable {
     private static final long serialVersionUID = 1L;
     private static final ObjectMapper JSON = new ObjectMapper();
-
-    /** 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z: the instants a timestamp-millis may be (Python's datetime). */
-    private static final long MIN_INSTANT_MS = -62_135_596_800_000L;
-    private static final long MAX_INSTANT_MS = 253_402_300_799_999L;
 
     private final String readerSchemaText;
     private final String timestampField;
@@ -56,10 +58,10 @@ public final class EventDecoder implements Serializable {
 
     private transient Schema readerSchema;
     private transient List<String> fieldNames;
-    private transient List<Integer> requiredFields; // positions of the fields that are not a union with null
+    private transient List<Integer> requiredFields; // positions: fields not a union with null, and the event time
     private transient int timestampPosition;
-    private transient boolean[] timestampMillis; // per reader field: a timestamp-millis (or a union with null of one)
     private transient Map<Long, GenericDatumReader<GenericRecord>> readers;
+    private transient Map<Long, String> mismatched; // writer ids whose record name is not the reader's -> that name
     private transient HttpClient http;
     private transient BinaryDecoder decoder;
     private transient CharsetDecoder utf8;
@@ -72,29 +74,30 @@ public final class EventDecoder implements Serializable {
         this.maxFutureMs = maxFutureMs;
     }
 
-    private void open() {
-        readerSchema = new Schema.Parser().parse(readerSchemaText);
-        fieldNames = new ArrayList<>();
-        requiredFields = new ArrayList<>();
-        timestampMillis = new boolean[readerSchema.getFields().size()];
-        for (Schema.Field field : readerSchema.getFields()) {
-            fieldNames.add(field.name());
-            for (Schema branch : field.schema().getType() == Schema.Type.UNION ? field.schema().getTypes() : List.of(field.schema())) {
-                LogicalType logical = branch.getLogicalType();
-                timestampMillis[field.pos()] |= logical != null && "timestamp-millis".equals(logical.getName());
-            }
-            if (!isOptional(field.schema())) {
-                requiredFields.add(field.pos());
-            }
+    /** Parse the reader schema and set up; called by the operator's {@code open}, or by the first decode. */
+    public void open() {
+        if (readerSchema != null) {
+            return;
         }
-        Schema.Field timestamp = readerSchema.getField(timestampField);
+        Schema reader = new Schema.Parser().parse(readerSchemaText);
+        Schema.Field timestamp = reader.getField(timestampField);
         if (timestamp == null) {
             throw new IllegalArgumentException("the reader schema has no field " + timestampField);
         }
+        fieldNames = new ArrayList<>();
+        requiredFields = new ArrayList<>();
+        for (Schema.Field field : reader.getFields()) {
+            fieldNames.add(field.name());
+            if (!isOptional(field.schema()) || field.name().equals(timestampField)) {
+                requiredFields.add(field.pos());
+            }
+        }
         timestampPosition = timestamp.pos();
         readers = new HashMap<>();
+        mismatched = new HashMap<>();
         utf8 = StandardCharsets.UTF_8.newDecoder(); // malformed input is an error, not a replacement
         http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(1)).build();
+        readerSchema = reader; // last: set up only once everything else is
     }
 
     /** A union with null, as {@code udfs.decode.required_fields} has it. */
@@ -115,9 +118,7 @@ public final class EventDecoder implements Serializable {
      * schema's field values (strings as String, the event time as epoch ms), or Rejected with the reason.
      */
     public Object[] decode(byte[] payload, long recordMs) throws Rejected, IOException, InterruptedException {
-        if (readerSchema == null) {
-            open();
-        }
+        open();
         if (payload == null || payload.length == 0) {
             throw new Rejected("empty", "record value is empty or null");
         }
@@ -129,6 +130,12 @@ public final class EventDecoder implements Serializable {
         }
         long schemaId = ByteBuffer.wrap(payload, 1, 4).getInt() & 0xFFFFFFFFL;
         GenericDatumReader<GenericRecord> reader = reader(schemaId);
+        if (reader == null) {
+            throw new Rejected(
+                    "undecodable",
+                    "Avro body does not match schema id " + schemaId + ": its record " + mismatched.get(schemaId)
+                            + " is not " + readerSchema.getName() + " (nor one of its aliases)");
+        }
         GenericRecord record;
         int trailing;
         try {
@@ -136,7 +143,7 @@ public final class EventDecoder implements Serializable {
             CheckedDecoder checked = new CheckedDecoder(decoder);
             record = reader.read(null, checked);
             trailing = checked.remaining();
-        } catch (Exception | StackOverflowError | OutOfMemoryError exc) {
+        } catch (Exception | StackOverflowError exc) {
             decoder = null; // its buffer may be in any state
             throw new Rejected("undecodable", "Avro body does not match schema id " + schemaId + ": " + exc);
         }
@@ -152,15 +159,6 @@ public final class EventDecoder implements Serializable {
                             "undecodable",
                             "Avro body does not match schema id " + schemaId + ": field '" + fieldNames.get(i)
                                     + "' is not UTF-8");
-                }
-            }
-            if (timestampMillis[i] && field != null) {
-                long ms = ((Number) field).longValue();
-                if (ms < MIN_INSTANT_MS || ms > MAX_INSTANT_MS) { // as fastavro: no datetime holds it
-                    throw new Rejected(
-                            "undecodable",
-                            "Avro body does not match schema id " + schemaId + ": field '" + fieldNames.get(i)
-                                    + "' is " + ms + " ms, outside the years 1 to 9999");
                 }
             }
             values[i] = field;
@@ -203,11 +201,26 @@ public final class EventDecoder implements Serializable {
         return values;
     }
 
-    /** The resolving reader of a writer schema id: fetched from the registry once, then cached. */
+    /** Whether a writer record resolves to the reader's by name: the same unqualified name, or one of its aliases. */
+    private static boolean namesMatch(Schema writer, Schema reader) {
+        if (writer.getName().equals(reader.getName())) {
+            return true;
+        }
+        for (String alias : reader.getAliases()) {
+            if (writer.getName().equals(alias.substring(alias.lastIndexOf('.') + 1))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * The resolving reader of a writer schema id: fetched from the registry once, then cached; null (cached too)
+     * when the writer's record name does not resolve to the reader's ({@link #mismatched}).
+     */
     private GenericDatumReader<GenericRecord> reader(long schemaId) throws Rejected, IOException, InterruptedException {
-        GenericDatumReader<GenericRecord> reader = readers.get(schemaId);
-        if (reader != null) {
-            return reader;
+        if (readers.containsKey(schemaId)) {
+            return readers.get(schemaId);
         }
         String text = writerSchema(schemaId);
         if (text == null) {
@@ -215,18 +228,26 @@ public final class EventDecoder implements Serializable {
         }
         Schema writer;
         try {
-            writer = new Schema.Parser().parse(text);
+            // Not validated beyond parsing, as fastavro and the registry: names and defaults a stricter parser
+            // would refuse still decode (a writer's defaults are never used when reading).
+            writer = new Schema.Parser().setValidate(false).setValidateDefaults(false).parse(text);
         } catch (RuntimeException exc) {
             throw new Rejected("bad_writer_schema", "schema id " + schemaId + ": " + exc.getMessage());
         }
-        reader = new GenericDatumReader<>(writer, readerSchema);
+        GenericDatumReader<GenericRecord> reader = new GenericDatumReader<>(writer, readerSchema);
+        if (writer.getType() == Schema.Type.RECORD && !namesMatch(writer, readerSchema)) {
+            reader = null; // Avro's Java resolver ignores record names; the specification (and fastavro) do not
+            mismatched.put(schemaId, writer.getName());
+        }
         readers.put(schemaId, reader);
         return reader;
     }
 
     /**
-     * The writer schema text of a registry id, null on a 404; bounded like {@code jobs.registry_client}: one
-     * attempt waits at most 1 s, a failed attempt is retried twice (after 100 and 200 ms), then IOException.
+     * The writer schema text of a registry id, null when the registry answers that it has no such schema (404 with
+     * Confluent's error code 40403; any other answer is the registry failing, not an unknown id); bounded like
+     * {@code jobs.registry_client}: one attempt waits at most 1 s for the whole answer, a failed attempt is retried
+     * twice (after 100 and 200 ms), then IOException.
      */
     private String writerSchema(long schemaId) throws IOException, InterruptedException {
         HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(registryUrl + "/schemas/ids/" + schemaId))
@@ -241,23 +262,29 @@ public final class EventDecoder implements Serializable {
             if (attempt > 0) {
                 Thread.sleep(100L * attempt);
             }
+            // The request timeout stops at the response headers; the future's bounds the body too.
+            CompletableFuture<HttpResponse<String>> sent =
+                    http.sendAsync(request.build(), HttpResponse.BodyHandlers.ofString());
             try {
-                HttpResponse<String> response = http.send(request.build(), HttpResponse.BodyHandlers.ofString());
-                if (response.statusCode() == 404) {
+                HttpResponse<String> response = sent.get(1, TimeUnit.SECONDS);
+                JsonNode body = JSON.readTree(response.body());
+                if (response.statusCode() == 404 && body.path("error_code").asInt() == 40403) {
                     return null;
                 }
-                if (response.statusCode() == 200) {
-                    JsonNode schema = JSON.readTree(response.body()).get("schema");
-                    if (schema == null || !schema.isTextual()) {
-                        throw new IOException("no schema text in the registry's answer for id " + schemaId);
-                    }
-                    return schema.asText();
+                if (response.statusCode() == 200 && body.path("schema").isTextual()) {
+                    return body.get("schema").asText();
                 }
-                last = new IOException("HTTP " + response.statusCode() + " for schema id " + schemaId);
-            } catch (IOException exc) {
+                last = new IOException("HTTP " + response.statusCode() + " for schema id " + schemaId + ": "
+                        + response.body().substring(0, Math.min(200, response.body().length())));
+            } catch (TimeoutException exc) {
+                sent.cancel(true);
+                last = new IOException("no answer within 1 s for schema id " + schemaId);
+            } catch (ExecutionException exc) {
+                last = new IOException(String.valueOf(exc.getCause()), exc.getCause());
+            } catch (IOException exc) { // the body is not JSON
                 last = exc;
             }
         }
-        throw new IOException("schema registry unreachable: " + last, last);
+        throw new IOException("schema registry unreachable: " + last.getMessage(), last);
     }
 }
