@@ -130,7 +130,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _epoch_ms(value: Any) -> int:
-    """fastavro returns timestamp-millis as an aware datetime; keep epoch milliseconds instead."""
+    """Epoch milliseconds of an event time: the decoders apply no logical types (``primitive``), so it is an int
+    already; a datetime is converted."""
     if isinstance(value, int):
         return value
     if value.tzinfo is None:
