@@ -16,20 +16,10 @@ from pyflink.common import WatermarkStrategy
 from pyflink.common.typeinfo import TypeInformation
 from pyflink.datastream import DataStream
 
-from jobs.java_build import java_jar
+from jobs.java_build import flink_dist, java_jar
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
 from udfs.decode import MAX_FUTURE_MS
-
-
-def flink_dist() -> Path:
-    """PyFlink's own ``flink-dist`` jar (the Flink API the job's classes compile against)."""
-    import pyflink
-
-    found = sorted((Path(pyflink.__file__).parent / "lib").glob("flink-dist-*.jar"))
-    if not found:
-        raise FeatureStoreError("PyFlink's flink-dist jar is missing: reinstall apache-flink")
-    return found[0]
 
 
 def decoder_jar(settings: Settings) -> Path:

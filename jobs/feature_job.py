@@ -105,14 +105,13 @@ def _put_prometheus_reporter_on_classpath(settings: Settings) -> None:
     the plugins PyFlink ships; the gateway JVM (started by the first PyFlink call) adds HADOOP_CLASSPATH."""
     import pyflink
 
+    from jobs.java_build import flink_dist
     from jobs.reporter import reporter_jar
 
-    home = Path(pyflink.__file__).parent
-    plugin = sorted((home / "plugins" / "metrics-prometheus").glob("*.jar"))
-    dist = sorted((home / "lib").glob("flink-dist-*.jar"))
-    if not plugin or not dist:
-        raise FeatureStoreError("PyFlink's metrics-prometheus or flink-dist jar is missing; run with --metrics-port 0")
-    ours = reporter_jar(settings.flink_jars_dir.parent / "reporter", [dist[0], plugin[0]])
+    plugin = sorted((Path(pyflink.__file__).parent / "plugins" / "metrics-prometheus").glob("*.jar"))
+    if not plugin:
+        raise FeatureStoreError("PyFlink's metrics-prometheus jar is missing; run with --metrics-port 0")
+    ours = reporter_jar(settings.flink_jars_dir.parent / "reporter", [flink_dist(), plugin[0]])
     existing = os.environ.get("HADOOP_CLASSPATH")
     os.environ["HADOOP_CLASSPATH"] = os.pathsep.join([*([existing] if existing else []), str(plugin[0]), str(ours)])
 

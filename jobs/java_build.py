@@ -20,6 +20,16 @@ from registry.core.errors import FeatureStoreError
 SOURCES = Path(__file__).resolve().parent / "java"
 
 
+def flink_dist() -> Path:
+    """PyFlink's own ``flink-dist`` jar (the Flink API the job's classes compile against)."""
+    import pyflink
+
+    found = sorted((Path(pyflink.__file__).parent / "lib").glob("flink-dist-*.jar"))
+    if not found:
+        raise FeatureStoreError("PyFlink's flink-dist jar is missing: reinstall apache-flink")
+    return found[0]
+
+
 def javac() -> str:
     home = os.environ.get("JAVA_HOME")
     candidates = [Path(home) / "bin" / "javac"] if home else []
