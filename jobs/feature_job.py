@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import zlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, 
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from infra.artifacts import verify_manifest
+from jobs.batching import batch_jar, batched_by_bucket, value_types
 from jobs.decoder import decode, decoder_jar
 from jobs.functions import WriteWindowResults
 from jobs.reporter import FACTORY as PROMETHEUS_REPORTER
@@ -78,10 +78,6 @@ _ARROW_TO_SQL = {  # jobs.events_table's column types
     "int32": DataTypes.INT(),
     "bool": DataTypes.BOOLEAN(),
 }
-
-
-def _bucket(row: Any, buckets: int) -> int:
-    return zlib.crc32(str(row[0]).encode()) % buckets
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -168,13 +164,14 @@ def create_environment(
 ) -> StreamExecutionEnvironment:
     """The job's execution environment: a local mini-cluster, or under ``flink run`` the cluster's.
 
-    ``python_mode``: where the job's Python functions (the decoder, the writer) run. ``thread`` runs them
+    ``python_mode``: where the job's Python function (the writer) runs. ``thread`` runs them
     in the JVM through PemJa: no Python worker processes, no Beam gRPC servers (in process mode the JVM
     opens six, on every interface, once records reach a Python function), and no bundles between the
     window operator and the writer (close -> online p99 1.2 s at 2,000 events/s where process mode took
-    3 s). ``process`` runs them in Beam Python worker processes: about a third less CPU per event on a
-    backlog (PemJa converts every field between Java and Python), so bounded runs default to it
-    (``main``; design §2.4).
+    3 s). ``process`` runs them in Beam Python worker processes; it took about a third less CPU per event on
+    a backlog while every window result crossed into Python alone (PemJa converts every field), which is why
+    bounded runs default to it (``main``). Since results cross in batches (``jobs.batching``) the two modes
+    measured alike (design §2.4).
     """
     jars = sorted(settings.flink_jars_dir.glob("*.jar"))
     if not jars:
@@ -196,7 +193,8 @@ def create_environment(
     manifest = settings.flink_jars_dir.parent / "manifest.txt"
     if manifest.exists():  # fetched by infra: check the jars against their recorded SHA-256 first
         verify_manifest(settings.flink_jars_dir, manifest)
-    jars.append(decoder_jar(settings))  # the decoder's classes (jobs/java/decode), built once per edit
+    # The job's own operators (jobs/java/decode, jobs/java/batch), each built once per edit.
+    jars += [decoder_jar(settings), batch_jar(settings)]
     config.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in jars))
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
@@ -404,7 +402,7 @@ def build(
         result = t_env.sql_query(query)
         names = ",".join(d.name for d in group.features)
         # Keyed into one bucket per subtask only so the writer can keep state and use timers as commit points.
-        t_env.to_changelog_stream(result).key_by(lambda row, n=buckets: _bucket(row, n), key_type=Types.INT()).process(
+        batched_by_bucket(t_env.to_changelog_stream(result), value_types(group.features), buckets).process(
             WriteWindowResults(settings, group.features)
         ).name(f"write:{group.entity}[{names}]")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
 
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
@@ -15,17 +14,7 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.settings import Settings
 from sinks.records import FeatureRow
 
-_EPOCH = datetime(1970, 1, 1)
-_UPDATE_BEFORE, _DELETE = "UPDATE_BEFORE", "DELETE"
 _END_OF_TIME = 2**63 - 2  # fires only when a bounded input ends (its final watermark is Long.MAX_VALUE)
-
-
-def _ms(value: datetime) -> int:
-    """Window bounds arrive as naive TIMESTAMP(3) in the session time zone, which the job pins to UTC
-    (in thread mode as Java's ``LocalDateTime``, whose ISO text Python parses)."""
-    if not isinstance(value, datetime):
-        value = datetime.fromisoformat(str(value))
-    return (value - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _subtask_index(runtime_context: RuntimeContext) -> int:
@@ -41,8 +30,9 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
 class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     """Unpivots each (entity, window) result into one FeatureRow per feature and writes both stores.
 
-    Input is the window operator's changelog: ``+I`` for a window's first result and ``-U``/``+U``
-    for each late update; only the new values are written, each with its revision.
+    Input is the window operator's changelog in batches, one element per bucket per watermark
+    (``jobs.batching``): a window's first result and each late update's new values, each with its
+    revision (the retractions were dropped in the JVM), window bounds in epoch ms.
 
     Results wait in Flink keyed state (checkpointed), not in Python memory, until an event-time timer
     at the window end flushes them: the window operator emits a window's results when the watermark
@@ -120,25 +110,35 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
             group.gauge("freshness_lag_ms", lambda n=name: self._freshness_lag_ms[n])
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        """One batch of a bucket's window results (``jobs.batching.batch_type``): columns, new values only."""
         self._watermark_ms = max(self._watermark_ms, ctx.timer_service().current_watermark())
-        if str(value.get_row_kind()) in (_UPDATE_BEFORE, _DELETE):
+        now_ms = time.time_ns() // 1_000_000
+        entity_ids, starts, ends, revisions, *columns = value
+        results = [
+            (entity_id, start, end, revision, values)
+            for entity_id, start, end, revision, values in zip(
+                entity_ids, starts, ends, revisions, zip(*columns, strict=True), strict=True
+            )
+            if end <= now_ms
+        ]
+        self.dropped_open_windows += len(entity_ids) - len(results)
+        if not results:
             return
-        end = _ms(value[2])
-        if end > time.time_ns() // 1_000_000:
-            self.dropped_open_windows += 1
-            return
-        self._pending.add((value[0], _ms(value[1]), end, int(value[3]), tuple(value[4:])))
-        self._pending_count += 1
+        self._pending.add_all(
+            results
+        )  # one state call per batch (a list added with add() comes back cut in thread mode)
+        self._pending_count += len(results)
         key = ctx.get_current_key()
         timers = self._timers.setdefault(key, set())
-        if end not in timers:  # one timer per key and window end (Flink dedupes too, but each call costs a round trip)
+        for end in {end for _, _, end, _, _ in results} - timers:
+            # One timer per key and window end (Flink dedupes too, but each call costs a round trip).
             timers.add(end)
             ctx.timer_service().register_event_time_timer(end - 1)
             ctx.timer_service().register_event_time_timer(_END_OF_TIME)
         if key not in self._backstop_at:
             # An unbounded replay whose watermark stops (the topic is drained) fires no more event-time
             # timers: this flushes what the batching held back, at most one interval later.
-            self._backstop_at[key] = time.time_ns() // 1_000_000 + int(self._batch_interval_s * 1000)
+            self._backstop_at[key] = now_ms + int(self._batch_interval_s * 1000)
             ctx.timer_service().register_processing_time_timer(self._backstop_at[key])
         return
         yield  # a generator that emits nothing: this operator is the end of the pipeline
