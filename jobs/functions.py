@@ -67,6 +67,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     ) -> None:
         self._settings = settings
         self._features = features
+        self._streams = tuple(d.stream for d in features)
         self._live_within_ms = live_within_ms
         self._batch_rows = batch_rows
         self._batch_interval_s = batch_interval_s
@@ -162,11 +163,11 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         if pending:
             newest_end = max(end for _, _, end, _, _ in pending)
             for entity_id, start, end, revision, values in pending:
-                for definition, raw in zip(self._features, values, strict=True):
+                for definition, stream, raw in zip(self._features, self._streams, values, strict=True):
                     value = (
                         decode_last(raw, definition.value_type) if definition.aggregation.function == "last" else raw
                     )
-                    row = FeatureRow.of(definition, entity_id, value, start, end, revision)
+                    row = FeatureRow.of(definition, entity_id, value, start, end, revision, stream=stream)
                     self._stores.add(row)
             self._stores.flush()  # offline, then online (sinks.dual)
             self._pending.clear()

@@ -38,8 +38,18 @@ class FeatureRow:
 
     @classmethod
     def of(
-        cls, definition: FeatureDefinition, entity_id: str, value: Value, start_ms: int, end_ms: int, revision: int = 0
+        cls,
+        definition: FeatureDefinition,
+        entity_id: str,
+        value: Value,
+        start_ms: int,
+        end_ms: int,
+        revision: int = 0,
+        *,
+        stream: str | None = None,
     ) -> FeatureRow:
+        """``stream``: ``definition.stream``, when the caller has it (it is computed on each call, and a writer
+        makes many rows of one definition)."""
         return cls(
             entity_type=definition.entity,
             entity_id=entity_id,
@@ -48,7 +58,7 @@ class FeatureRow:
             value=value,
             window_start_ms=start_ms,
             window_end_ms=end_ms,
-            stream=definition.stream,
+            stream=definition.stream if stream is None else stream,
             revision=revision,
             definition=definition,
         )

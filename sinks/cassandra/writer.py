@@ -27,16 +27,21 @@ def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def write_timestamp_us(definition: FeatureDefinition, row: FeatureRow) -> int:
+def revision_cap(definition: FeatureDefinition) -> int:
+    """The largest revision a write time can carry: 1 µs below the next window's end (999 for sessions)."""
+    step = step_ms(definition)
+    return step * 1000 - 1 if step is not None else 999
+
+
+def write_timestamp_us(definition: FeatureDefinition, row: FeatureRow, cap: int | None = None) -> int:
     """Cassandra's write time for a value: newest window wins, then the latest revision of a window.
 
     The window end in microseconds plus the revision (its event count), capped below the next
-    window's end, so a late update beats the value it corrects and never an older window's value
-    beats a newer one, whatever order writes arrive in. A replay writes the same timestamp: idempotent.
+    window's end (``revision_cap``; pass it when writing many values of one definition), so a late
+    update beats the value it corrects and never an older window's value beats a newer one, whatever
+    order writes arrive in. A replay writes the same timestamp: idempotent.
     """
-    step = step_ms(definition)
-    cap = step * 1000 - 1 if step is not None else 999
-    return row.window_end_ms * 1000 + min(row.revision, cap)
+    return row.window_end_ms * 1000 + min(row.revision, revision_cap(definition) if cap is None else cap)
 
 
 def ensure_schema(session: Session, keyspace: str) -> None:
@@ -93,11 +98,15 @@ class OnlineWriter:
         # decides), so write just that one: a replay or backfill flush shrinks to one write per key.
         # Of two rows with one write time, the one Cassandra itself would keep (``tie_key``), not the first.
         newest: dict[tuple[str, str, str, int], tuple[int, FeatureRow]] = {}
+        caps: dict[int, int] = {}  # id(definition) -> its revision cap, once per flush, not per value
         for row in self._buffer:
             definition = row.defined_by
             progress[row.stream] = max(progress.get(row.stream, 0), row.window_end_ms)
             key = (row.entity_type, row.entity_id, row.feature_name, row.feature_version)
-            ts = write_timestamp_us(definition, row)
+            cap = caps.get(id(definition))
+            if cap is None:
+                cap = caps[id(definition)] = revision_cap(definition)
+            ts = write_timestamp_us(definition, row, cap)
             held = newest.get(key)
             if (
                 held is None
@@ -110,9 +119,13 @@ class OnlineWriter:
                 newest[key] = (ts, row)
         # One request per entity (Cassandra partition) rather than per value.
         by_partition: dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]] = defaultdict(dict)
+        ttl_ms: dict[int, int] = {}  # id(definition) -> its TTL
         for ts, row in newest.values():
             definition = row.defined_by
-            ttl_s = math.ceil((row.window_end_ms + to_millis(definition.ttl) - now_ms) / 1000)
+            ttl = ttl_ms.get(id(definition))
+            if ttl is None:
+                ttl = ttl_ms[id(definition)] = to_millis(definition.ttl)
+            ttl_s = math.ceil((row.window_end_ms + ttl - now_ms) / 1000)
             if ttl_s <= 0:
                 self.skipped_expired += 1
                 continue

@@ -56,3 +56,17 @@ def test_a_row_carries_its_definition(shipped_catalog: FeatureCatalog) -> None:
     with pytest.raises(ValueError, match="without its definition"):
         _ = bare.defined_by
     assert dataclasses.replace(row, definition=None) == row  # the definition is not part of a row's identity
+
+
+def test_a_row_given_its_stream_is_the_row_that_computes_it(shipped_catalog: FeatureCatalog) -> None:
+    """The writer passes each definition's stream once per flush (``FeatureRow.of(..., stream=)``) and each
+    definition's revision cap once (``write_timestamp_us(..., cap)``): the same rows and write times."""
+    from sinks.cassandra.writer import revision_cap, write_timestamp_us
+
+    for definition in shipped_catalog.active():
+        computed = FeatureRow.of(definition, "u1", 3, 0, 3_600_000, 7)
+        given = FeatureRow.of(definition, "u1", 3, 0, 3_600_000, 7, stream=definition.stream)
+        assert dataclasses.astuple(given) == dataclasses.astuple(computed) and given.stream == definition.stream
+        late = dataclasses.replace(computed, revision=10**9)  # beyond any cap
+        assert write_timestamp_us(definition, late, revision_cap(definition)) == write_timestamp_us(definition, late)
+        assert write_timestamp_us(definition, late) == late.window_end_ms * 1000 + revision_cap(definition)
