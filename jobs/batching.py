@@ -3,8 +3,8 @@
 ``featurestore.job.BatchWindowResults`` (compiled once per edit against PyFlink's ``flink-dist`` by
 ``jobs.java_build``) runs chained to the window operator: it drops the changelog's retractions, turns the window
 bounds into epoch milliseconds, computes each result's bucket and hands the writer one element per bucket per
-watermark (design §2.4). So no Python runs per window result on the way to the writer: neither a key selector
-nor a call of the writer.
+watermark from each window subtask (design §2.4). So no Python runs per window result on the way to the writer:
+neither a key selector nor a call of the writer.
 """
 
 from __future__ import annotations

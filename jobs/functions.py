@@ -30,7 +30,7 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
 class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     """Unpivots each (entity, window) result into one FeatureRow per feature and writes both stores.
 
-    Input is the window operator's changelog in batches, one element per bucket per watermark
+    Input is the window operator's changelog in batches, one element per bucket per watermark per window subtask
     (``jobs.batching``): a window's first result and each late update's new values, each with its
     revision (the retractions were dropped in the JVM), window bounds in epoch ms.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,16 +26,6 @@ EVENTS: list[tuple[str, int, int, float | None, str, bool]] = [
     (entity, T0_MS + 1_000 * i + 7, i, None if i % 7 == 3 else i * 0.5, f"n{i:02d}", i % 3 == 0)
     for i, entity in enumerate(["zoë", "用户-1", "u0", "u1", "zoë", "u0", "u2", "u3", "用户-1", "u0", "u4", "zoë"] * 2)
 ]
-
-
-def _sql_value(value: Any) -> str:
-    if value is None:
-        return "CAST(NULL AS DOUBLE)"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return repr(value)
 
 
 def _expected() -> list[tuple[Any, ...]]:
@@ -62,26 +53,53 @@ def _expected() -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture(scope="module")
-def collected(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, list[tuple[Any, ...]]]]:
+def jar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The operator's jar, built and on the gateway's class path (each environment also ships it to its job)."""
+    from pyflink.util.java_utils import add_jars_to_context_class_loader
+
+    built = java_jar("batch", tmp_path_factory.mktemp("jars"), [flink_dist()])
+    add_jars_to_context_class_loader([built.resolve().as_uri()])
+    return built
+
+
+def _environments(jar: Path) -> tuple[Any, Any]:
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    from jobs.batching import batches
-
-    jar = java_jar("batch", tmp_path_factory.mktemp("jars"), [flink_dist()])
     config = Configuration()
     config.set_string("pipeline.jars", jar.resolve().as_uri())
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(1)
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("table.local-time-zone", "UTC")
-    rows = ", ".join(
-        f"({_sql_value(e)}, TO_TIMESTAMP_LTZ({ms}, 3), CAST({n} AS BIGINT), {_sql_value(x)}, {_sql_value(name)},"
-        f" {_sql_value(flag)})"
-        for e, ms, n, x, name, flag in EVENTS
+    return env, t_env
+
+
+@pytest.fixture(scope="module")
+def collected(jar: Path) -> list[tuple[int, list[tuple[Any, ...]]]]:
+    from jobs.batching import batches
+
+    _, t_env = _environments(jar)
+    from pyflink.table import DataTypes
+
+    schema = DataTypes.ROW(
+        [
+            DataTypes.FIELD(name, kind)
+            for name, kind in (
+                ("entity_id", DataTypes.STRING()),
+                ("ms", DataTypes.BIGINT()),
+                ("n", DataTypes.BIGINT()),
+                ("x", DataTypes.DOUBLE()),
+                ("name", DataTypes.STRING()),
+                ("flag", DataTypes.BOOLEAN()),
+            )
+        ]
     )
-    events = t_env.sql_query(f"SELECT * FROM (VALUES {rows}) AS t(entity_id, ts, n, x, name, flag)")
+    # From Python elements, in their order (a SQL VALUES of expressions is planned as a union of one-row
+    # sources, whose order is not kept).
+    events = t_env.from_elements(EVENTS, schema)
+    events = t_env.sql_query(f"SELECT entity_id, TO_TIMESTAMP_LTZ(ms, 3) AS ts, n, x, name, flag FROM {events}")
     t_env.create_temporary_view("events", events)
     # A non-windowed aggregate: each event after an entity's first retracts its previous result (-U, +U).
     result = t_env.sql_query(
@@ -89,8 +107,13 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, list[
         " COUNT(*) AS revision, SUM(n) AS n, SUM(x) AS x, MAX(name) AS name, MAX(CAST(flag AS INT)) = 1 AS flag"
         " FROM events GROUP BY entity_id"
     )
+    # No watermark before the end and no timer within the run: batches are cut by MAX_ROWS alone.
     stream = batches(
-        t_env.to_changelog_stream(result), ["long", "double", "string", "boolean"], BUCKETS, max_rows=MAX_ROWS
+        t_env.to_changelog_stream(result),
+        ["long", "double", "string", "boolean"],
+        BUCKETS,
+        max_rows=MAX_ROWS,
+        max_delay_ms=3_600_000,
     )
     out = []
     with stream.execute_and_collect() as results:
@@ -124,7 +147,31 @@ def test_columns_keep_their_types_and_nulls(collected: list[tuple[int, list[tupl
     assert datetime.fromtimestamp(first / 1000, UTC) == datetime(2026, 1, 1, 0, 0, 0, 7000, UTC)
 
 
-def test_a_bad_column_type_is_refused_when_the_job_is_built() -> None:
+def test_results_leave_with_the_watermark_that_released_them(jar: Path) -> None:
+    """Windows closed by successive watermarks leave in successive batches, each window whole, in order (with no
+    timer and no row limit within the run, only a watermark can cut a batch before the input ends)."""
+    from jobs.batching import batches
+
+    _, t_env = _environments(jar)
+    # 80 events, 100 ms of event time apart, at 40 a second: 2 s of wall time, periodic watermarks every 200 ms.
+    t_env.execute_sql(
+        "CREATE TEMPORARY TABLE ticks (n BIGINT, ts AS TO_TIMESTAMP_LTZ(n * 100, 3), WATERMARK FOR ts AS ts)"
+        " WITH ('connector' = 'datagen', 'rows-per-second' = '40', 'fields.n.kind' = 'sequence',"
+        " 'fields.n.start' = '0', 'fields.n.end' = '79')"
+    )
+    result = t_env.sql_query(
+        "SELECT CONCAT('e', CAST(MOD(n, 3) AS STRING)) AS entity_id, TUMBLE_START(ts, INTERVAL '1' SECOND) AS ws,"
+        " TUMBLE_END(ts, INTERVAL '1' SECOND) AS we, COUNT(*) AS revision, SUM(n) AS total FROM ticks"
+        " GROUP BY MOD(n, 3), TUMBLE(ts, INTERVAL '1' SECOND)"
+    )
+    stream = batches(t_env.to_changelog_stream(result), ["long"], 1, max_rows=1_000_000, max_delay_ms=3_600_000)
+    with stream.execute_and_collect() as results:
+        ends = [sorted(set(columns[2])) for _, columns in results]
+    assert [end for batch in ends for end in batch] == [1_000 * (i + 1) for i in range(8)]  # each window once, in order
+    assert len(ends) >= 3, ends  # several watermarks released windows: not one batch at the end
+
+
+def test_a_bad_column_type_is_refused_when_the_job_is_built(jar: Path) -> None:
     from pyflink.java_gateway import get_gateway
 
     with pytest.raises(Exception, match="long, double, string or boolean, not decimal"):

@@ -70,3 +70,13 @@ def test_a_row_given_its_stream_is_the_row_that_computes_it(shipped_catalog: Fea
         late = dataclasses.replace(computed, revision=10**9)  # beyond any cap
         assert write_timestamp_us(definition, late, revision_cap(definition)) == write_timestamp_us(definition, late)
         assert write_timestamp_us(definition, late) == late.window_end_ms * 1000 + revision_cap(definition)
+    sliding = shipped_catalog.get("user", "txn_count_1h")  # 1 h sliding by 5 min: 1 µs below the next window's end
+    assert revision_cap(sliding) == 5 * 60 * 1_000_000 - 1
+    session = sliding.model_copy(
+        update={
+            "window": sliding.window.model_copy(
+                update={"kind": "session", "gap": sliding.window.slide, "size": None, "slide": None}
+            )
+        }
+    )
+    assert revision_cap(session) == 999  # no grid: the revision stays within the window end's millisecond

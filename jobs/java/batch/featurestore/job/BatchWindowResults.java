@@ -16,8 +16,8 @@ import org.apache.flink.types.Row;
 import org.apache.flink.types.RowKind;
 
 /**
- * The window operator's results, handed to the Python writer in batches: one element per bucket per watermark,
- * not one per result.
+ * The window operator's results, handed to the Python writer in batches: one element per bucket per watermark
+ * (from each upstream subtask), not one per result.
  *
  * <p>Input: the changelog of a window group's query ({@code jobs.sql.aggregate_sql}): entity_id, window_start,
  * window_end (TIMESTAMP(3) in UTC), revision, then one column per feature. {@code -U} and {@code -D} rows are
