@@ -164,11 +164,11 @@ def create_environment(
 ) -> StreamExecutionEnvironment:
     """The job's execution environment: a local mini-cluster, or under ``flink run`` the cluster's.
 
-    ``python_mode``: where the job's Python function (the writer) runs. ``thread`` runs them
+    ``python_mode``: where the job's Python function (the writer) runs. ``thread`` runs it
     in the JVM through PemJa: no Python worker processes, no Beam gRPC servers (in process mode the JVM
     opens six, on every interface, once records reach a Python function), and no bundles between the
     window operator and the writer (close -> online p99 1.2 s at 2,000 events/s where process mode took
-    3 s). ``process`` runs them in Beam Python worker processes; it took about a third less CPU per event on
+    3 s). ``process`` runs it in Beam Python worker processes; it took about a third less CPU per event on
     a backlog while every window result crossed into Python alone (PemJa converts every field), which is why
     bounded runs default to it (``main``). Since results cross in batches (``jobs.batching``) the two modes
     measured alike (design §2.4).

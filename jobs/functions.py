@@ -125,9 +125,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self.dropped_open_windows += len(entity_ids) - len(results)
         if not results:
             return
-        self._pending.add_all(
-            results
-        )  # one state call per batch (a list added with add() comes back cut in thread mode)
+        # One state call per batch, an item per result (a list added with add() comes back cut in thread mode).
+        self._pending.add_all(results)
         self._pending_count += len(results)
         key = ctx.get_current_key()
         timers = self._timers.setdefault(key, set())

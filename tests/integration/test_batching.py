@@ -62,13 +62,15 @@ def jar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
-def _environments(jar: Path) -> tuple[Any, Any]:
+def _environments(jar: Path, checkpoint_interval_ms: int | None = None) -> tuple[Any, Any]:
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
     config = Configuration()
     config.set_string("pipeline.jars", jar.resolve().as_uri())
+    if checkpoint_interval_ms is not None:
+        config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(1)
     t_env = StreamTableEnvironment.create(env)
@@ -153,11 +155,11 @@ def test_results_leave_with_the_watermark_that_released_them(jar: Path) -> None:
     from jobs.batching import batches
 
     _, t_env = _environments(jar)
-    # 80 events, 100 ms of event time apart, at 40 a second: 2 s of wall time, periodic watermarks every 200 ms.
+    # 160 events, 100 ms of event time apart, at 40 a second: 4 s of wall time, periodic watermarks every 200 ms.
     t_env.execute_sql(
         "CREATE TEMPORARY TABLE ticks (n BIGINT, ts AS TO_TIMESTAMP_LTZ(n * 100, 3), WATERMARK FOR ts AS ts)"
         " WITH ('connector' = 'datagen', 'rows-per-second' = '40', 'fields.n.kind' = 'sequence',"
-        " 'fields.n.start' = '0', 'fields.n.end' = '79')"
+        " 'fields.n.start' = '0', 'fields.n.end' = '159')"
     )
     result = t_env.sql_query(
         "SELECT CONCAT('e', CAST(MOD(n, 3) AS STRING)) AS entity_id, TUMBLE_START(ts, INTERVAL '1' SECOND) AS ws,"
@@ -167,8 +169,33 @@ def test_results_leave_with_the_watermark_that_released_them(jar: Path) -> None:
     stream = batches(t_env.to_changelog_stream(result), ["long"], 1, max_rows=1_000_000, max_delay_ms=3_600_000)
     with stream.execute_and_collect() as results:
         ends = [sorted(set(columns[2])) for _, columns in results]
-    assert [end for batch in ends for end in batch] == [1_000 * (i + 1) for i in range(8)]  # each window once, in order
+    # Each window once, in order, and whole in one batch.
+    assert [end for batch in ends for end in batch] == [1_000 * (i + 1) for i in range(16)]
     assert len(ends) >= 3, ends  # several watermarks released windows: not one batch at the end
+
+
+def test_results_leave_before_each_checkpoint_barrier(jar: Path) -> None:
+    """With no watermark before the end, no timer within the run and no row limit, only checkpoint barriers can
+    cut a batch before the input ends: what waits leaves before each barrier, so no checkpoint holds a result
+    in this operator (which has no state to keep it in)."""
+    from jobs.batching import batches
+
+    _, t_env = _environments(jar, checkpoint_interval_ms=200)
+    # 240 events at 40 a second: 6 s of wall time, a checkpoint every 200 ms; no watermark (no event time).
+    t_env.execute_sql(
+        "CREATE TEMPORARY TABLE counted (n BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '40',"
+        " 'fields.n.kind' = 'sequence', 'fields.n.start' = '0', 'fields.n.end' = '239')"
+    )
+    result = t_env.sql_query(
+        "SELECT CONCAT('e', CAST(MOD(n, 3) AS STRING)) AS entity_id, CAST(MIN(TO_TIMESTAMP_LTZ(n, 3)) AS"
+        " TIMESTAMP(3)) AS ws, CAST(MAX(TO_TIMESTAMP_LTZ(n, 3)) AS TIMESTAMP(3)) AS we, COUNT(*) AS revision,"
+        " SUM(n) AS total FROM counted GROUP BY MOD(n, 3)"
+    )
+    stream = batches(t_env.to_changelog_stream(result), ["long"], 1, max_rows=1_000_000, max_delay_ms=3_600_000)
+    with stream.execute_and_collect() as results:
+        sizes = [len(columns[0]) for _, columns in results]
+    assert sum(sizes) == 240  # every new value once (the retractions dropped)
+    assert len(sizes) >= 3, sizes  # several barriers cut the batches: not one batch at the end
 
 
 def test_a_bad_column_type_is_refused_when_the_job_is_built(jar: Path) -> None:
