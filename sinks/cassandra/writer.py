@@ -98,15 +98,15 @@ class OnlineWriter:
         # decides), so write just that one: a replay or backfill flush shrinks to one write per key.
         # Of two rows with one write time, the one Cassandra itself would keep (``tie_key``), not the first.
         newest: dict[tuple[str, str, str, int], tuple[int, FeatureRow]] = {}
-        caps: dict[int, int] = {}  # id(definition) -> its revision cap, once per flush, not per value
+        # id(definition) -> (its revision cap, its TTL in ms): taken once per flush, not per value.
+        limits: dict[int, tuple[int, int]] = {}
         for row in self._buffer:
             definition = row.defined_by
             progress[row.stream] = max(progress.get(row.stream, 0), row.window_end_ms)
             key = (row.entity_type, row.entity_id, row.feature_name, row.feature_version)
-            cap = caps.get(id(definition))
-            if cap is None:
-                cap = caps[id(definition)] = revision_cap(definition)
-            ts = write_timestamp_us(definition, row, cap)
+            if id(definition) not in limits:
+                limits[id(definition)] = (revision_cap(definition), to_millis(definition.ttl))
+            ts = write_timestamp_us(definition, row, limits[id(definition)][0])
             held = newest.get(key)
             if (
                 held is None
@@ -119,13 +119,9 @@ class OnlineWriter:
                 newest[key] = (ts, row)
         # One request per entity (Cassandra partition) rather than per value.
         by_partition: dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]] = defaultdict(dict)
-        ttl_ms: dict[int, int] = {}  # id(definition) -> its TTL
         for ts, row in newest.values():
             definition = row.defined_by
-            ttl = ttl_ms.get(id(definition))
-            if ttl is None:
-                ttl = ttl_ms[id(definition)] = to_millis(definition.ttl)
-            ttl_s = math.ceil((row.window_end_ms + ttl - now_ms) / 1000)
+            ttl_s = math.ceil((row.window_end_ms + limits[id(definition)][1] - now_ms) / 1000)
             if ttl_s <= 0:
                 self.skipped_expired += 1
                 continue

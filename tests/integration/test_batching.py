@@ -149,26 +149,33 @@ def test_columns_keep_their_types_and_nulls(collected: list[tuple[int, list[tupl
     assert datetime.fromtimestamp(first / 1000, UTC) == datetime(2026, 1, 1, 0, 0, 0, 7000, UTC)
 
 
+def _uncut_batches(t_env: Any, ddl: str, query: str) -> list[Any]:
+    """The batches (columns) of ``query`` over the table ``ddl`` makes: one bucket, no timer within the run and
+    no row limit, so only watermarks, checkpoint barriers and the input's end can cut a batch."""
+    from jobs.batching import batches
+
+    t_env.execute_sql(ddl)
+    changelog = t_env.to_changelog_stream(t_env.sql_query(query))
+    stream = batches(changelog, ["long"], 1, max_rows=1_000_000, max_delay_ms=3_600_000)
+    with stream.execute_and_collect() as results:
+        return [columns for _, columns in results]
+
+
 def test_results_leave_with_the_watermark_that_released_them(jar: Path) -> None:
     """Windows closed by successive watermarks leave in successive batches, each window whole, in order (with no
     timer and no row limit within the run, only a watermark can cut a batch before the input ends)."""
-    from jobs.batching import batches
-
     _, t_env = _environments(jar)
     # 160 events, 100 ms of event time apart, at 40 a second: 4 s of wall time, periodic watermarks every 200 ms.
-    t_env.execute_sql(
+    batched = _uncut_batches(
+        t_env,
         "CREATE TEMPORARY TABLE ticks (n BIGINT, ts AS TO_TIMESTAMP_LTZ(n * 100, 3), WATERMARK FOR ts AS ts)"
         " WITH ('connector' = 'datagen', 'rows-per-second' = '40', 'fields.n.kind' = 'sequence',"
-        " 'fields.n.start' = '0', 'fields.n.end' = '159')"
-    )
-    result = t_env.sql_query(
+        " 'fields.n.start' = '0', 'fields.n.end' = '159')",
         "SELECT CONCAT('e', CAST(MOD(n, 3) AS STRING)) AS entity_id, TUMBLE_START(ts, INTERVAL '1' SECOND) AS ws,"
         " TUMBLE_END(ts, INTERVAL '1' SECOND) AS we, COUNT(*) AS revision, SUM(n) AS total FROM ticks"
-        " GROUP BY MOD(n, 3), TUMBLE(ts, INTERVAL '1' SECOND)"
+        " GROUP BY MOD(n, 3), TUMBLE(ts, INTERVAL '1' SECOND)",
     )
-    stream = batches(t_env.to_changelog_stream(result), ["long"], 1, max_rows=1_000_000, max_delay_ms=3_600_000)
-    with stream.execute_and_collect() as results:
-        ends = [sorted(set(columns[2])) for _, columns in results]
+    ends = [sorted(set(columns[2])) for columns in batched]
     # Each window once, in order, and whole in one batch.
     assert [end for batch in ends for end in batch] == [1_000 * (i + 1) for i in range(16)]
     assert len(ends) >= 3, ends  # several watermarks released windows: not one batch at the end
@@ -178,22 +185,17 @@ def test_results_leave_before_each_checkpoint_barrier(jar: Path) -> None:
     """With no watermark before the end, no timer within the run and no row limit, only checkpoint barriers can
     cut a batch before the input ends: what waits leaves before each barrier, so no checkpoint holds a result
     in this operator (which has no state to keep it in)."""
-    from jobs.batching import batches
-
     _, t_env = _environments(jar, checkpoint_interval_ms=200)
     # 240 events at 40 a second: 6 s of wall time, a checkpoint every 200 ms; no watermark (no event time).
-    t_env.execute_sql(
+    batched = _uncut_batches(
+        t_env,
         "CREATE TEMPORARY TABLE counted (n BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '40',"
-        " 'fields.n.kind' = 'sequence', 'fields.n.start' = '0', 'fields.n.end' = '239')"
-    )
-    result = t_env.sql_query(
+        " 'fields.n.kind' = 'sequence', 'fields.n.start' = '0', 'fields.n.end' = '239')",
         "SELECT CONCAT('e', CAST(MOD(n, 3) AS STRING)) AS entity_id, CAST(MIN(TO_TIMESTAMP_LTZ(n, 3)) AS"
         " TIMESTAMP(3)) AS ws, CAST(MAX(TO_TIMESTAMP_LTZ(n, 3)) AS TIMESTAMP(3)) AS we, COUNT(*) AS revision,"
-        " SUM(n) AS total FROM counted GROUP BY MOD(n, 3)"
+        " SUM(n) AS total FROM counted GROUP BY MOD(n, 3)",
     )
-    stream = batches(t_env.to_changelog_stream(result), ["long"], 1, max_rows=1_000_000, max_delay_ms=3_600_000)
-    with stream.execute_and_collect() as results:
-        sizes = [len(columns[0]) for _, columns in results]
+    sizes = [len(columns[0]) for columns in batched]
     assert sum(sizes) == 240  # every new value once (the retractions dropped)
     assert len(sizes) >= 3, sizes  # several barriers cut the batches: not one batch at the end
 
