@@ -53,14 +53,23 @@ def decode(
     reader_schema: dict[str, Any],
     timestamp_field: str,
     row_type: TypeInformation,
+    lateness_ms: int,
 ) -> tuple[DataStream, DataStream]:
     """``raw`` (payload, kafka_ts, too_late, late) decoded in the JVM: ``(events, dead_letters)``, the dead
-    letters (JSON text: topic, reason, detail, payload_b64, dead_lettered_at_ms) timestamped when they were dead-lettered."""
+    letters (JSON text: topic, reason, detail, payload_b64, dead_lettered_at_ms) timestamped when they were dead-lettered.
+
+    The operator (``DecodeOperator``, uid ``decode:<topic>``) keeps each source subtask's watermark in its
+    checkpoints; restored, it dead-letters what was too late before the restore (``lateness_ms``, the source's
+    allowed lateness) and holds the watermark it sends downstream at that point (design §5.4)."""
     from pyflink.java_gateway import get_gateway
 
     jvm = get_gateway().jvm
-    function = jvm.featurestore.job.DecodeEvents(topic, event_decoder(settings, reader_schema, timestamp_field))
-    j_events = raw._j_data_stream.process(function, row_type.get_java_type_info())
+    function = jvm.featurestore.job.DecodeEvents(
+        topic, event_decoder(settings, reader_schema, timestamp_field), lateness_ms
+    )
+    j_events = raw._j_data_stream.transform(
+        f"decode:{topic}", row_type.get_java_type_info(), jvm.featurestore.job.DecodeOperator(function)
+    ).uid(f"decode:{topic}")
     j_letters = j_events.getSideOutput(jvm.featurestore.job.DecodeEvents.deadLetterTag())
     at = WatermarkStrategy.no_watermarks()._j_watermark_strategy.withTimestampAssigner(
         jvm.featurestore.job.DeadLetteredAt()

@@ -265,8 +265,9 @@ def _decoded(
         source_ddl(raw_table, source, lateness, bootstrap=settings.kafka_bootstrap, group_id=group_id, bounded=bounded)
     )
     raw = t_env.to_data_stream(t_env.sql_query(source_select(raw_table, lateness)))
-    decoded, dead_letters = decode(raw, settings, source.topic, schema, source.timestamp_field, _row_type(schema))
-    decoded.name(f"decode:{source.topic}")
+    decoded, dead_letters = decode(
+        raw, settings, source.topic, schema, source.timestamp_field, _row_type(schema), to_millis(lateness)
+    )
     dead_letters.sink_to(_dead_letter_sink(settings, source.topic)).name(f"dead-letter:{source.topic}")
     return decoded
 

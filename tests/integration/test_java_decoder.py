@@ -321,3 +321,29 @@ def test_a_hanging_registry_fails_the_task_within_the_bounds(decoders: Decoders,
     java = getattr(info.value, "java_exception", None)
     assert java is not None and java.getClass().getName() == "java.io.IOException", info.value
     assert 2.9 < took < 8.0, took  # 3.3 s nominal; the rest is slack for a loaded machine
+
+
+def test_a_restored_subtask_resumes_from_its_own_watermark_or_the_lowest(decoders: Decoders) -> None:
+    """``DecodeOperator``'s restore rule (design §5.3): at the parallelism that wrote the checkpoint, a subtask
+    takes its own entry (a subtask that had no watermark yet stays without one); at another, the lowest."""
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    floor = gateway.jvm.featurestore.job.DecodeOperator.restoredFloor
+    none = -(2**63)
+
+    def entries(*rows: tuple[int, int, int]) -> Any:
+        out = gateway.jvm.java.util.ArrayList()
+        for row in rows:
+            array = gateway.new_array(gateway.jvm.long, 3)
+            for i, v in enumerate(row):
+                array[i] = v
+            out.add(array)
+        return out
+
+    written = entries((0, 2, 5_000), (1, 2, none))
+    assert floor(written, 0, 2) == 5_000
+    assert floor(written, 1, 2) == none
+    assert floor(written, 0, 3) == none  # rescaled: the lowest, here "no watermark"
+    assert floor(entries((0, 2, 5_000), (1, 2, 7_000)), 1, 1) == 5_000
+    assert floor(entries(), 0, 1) == none  # a checkpoint without the entries (an older job's)

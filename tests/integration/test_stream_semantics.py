@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import os
 import random
 import signal
@@ -16,11 +13,8 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import fastavro
 import pytest
-from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.produce import ensure_topics, make_producer
@@ -28,11 +22,10 @@ from registry.core.catalog import load_folder
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
-from schemas import load_schema
 from sinks.cassandra.reader import OnlineReader
-from sinks.factory import connect_cassandra, connect_iceberg
-from sinks.iceberg.layout import TABLE
+from sinks.factory import connect_cassandra
 from tests.conftest import REPO, isolated, settings_env
+from tests.integration.stream_io import dead_letters, final_windows, final_windows_written, offline_rows, payload
 from tests.integration.stream_reference import Record, Reference, simulate
 
 pytestmark = pytest.mark.integration
@@ -102,28 +95,6 @@ _BAD_AT = {
 }
 
 
-def _payload(producer: Any, topic: str, r: Record) -> bytes:
-    """The record's bytes: a real event in the Confluent wire format, or bad input of the record's kind."""
-    if r.bad == "bad_magic":
-        return b"\x07not an event"
-    if r.bad == "unknown_schema_id":
-        return b"\x00" + (987_654).to_bytes(4, "big") + b"\x02"
-    event = {
-        "transaction_id": r.event_id,
-        "user_id": r.key,
-        "merchant_id": "m",
-        "amount": r.amount,
-        "currency": "EUR",
-        "event_time": r.timestamp_ms,
-    }
-    if r.bad == "non_finite":
-        event["amount"] = float("nan")
-    if r.bad == "missing_field":
-        event["merchant_id"] = ""
-    value = bytes(producer._serializer(event, _ctx(topic)))
-    return value[:-3] if r.bad == "undecodable" else value
-
-
 @dataclass(frozen=True)
 class Run:
     settings: Settings
@@ -167,7 +138,7 @@ def run(
     producer = make_producer(settings)
     marker_ms = time.time_ns() // 1_000_000 - MIN  # after the last window of every real user ends
     for r in [*records, Record(MARKER, marker_ms, "marker")]:
-        producer.send_raw(topic, r.key.encode(), _payload(producer, topic, r), r.timestamp_ms)
+        producer.send_raw(topic, r.key.encode(), payload(producer, topic, r), r.timestamp_ms)
     producer.flush()
     reference = simulate(records, out_of_orderness_ms=OUT_OF_ORDERNESS, lateness_ms=LATENESS)
     # The event set must exercise what it claims to: some late-but-accepted, some too late, some resent.
@@ -200,7 +171,7 @@ def run(
     try:
         expected = reference.windows(HOUR, 5 * MIN)
         deadline = time.monotonic() + 300
-        while not _final_windows_written(settings, expected):
+        while not final_windows_written(settings, expected):
             assert job.poll() is None, (job.stdout.read() if job.stdout else "")[-4000:]
             assert time.monotonic() < deadline, "the job did not write every final window within 300 s"
             time.sleep(1)
@@ -225,20 +196,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _final_windows_written(settings: Settings, expected: dict[tuple[str, int], tuple[int, float]]) -> bool:
-    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
-
-    try:
-        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
-    except (NoSuchTableError, NoSuchNamespaceError):
-        return False
-    if table.current_snapshot() is None:
-        return False
-    rows = table.scan(selected_fields=("entity_id", "event_time", "revision")).to_arrow().to_pylist()
-    written = {(r["entity_id"], int(r["event_time"].timestamp() * 1000), r["revision"]) for r in rows}
-    return all((user, end, count) in written for (user, end), (count, _) in expected.items())
 
 
 def _scrape_until(port: int, ready: Callable[[Metrics], bool], deadline: float) -> Metrics:
@@ -278,25 +235,13 @@ def _gauge(metrics: Metrics, name: str, **labels: str) -> float:
     return max(_values(metrics, name, labels), default=0.0)
 
 
-def _ctx(topic: str) -> Any:
-    from confluent_kafka.serialization import MessageField, SerializationContext
-
-    return SerializationContext(topic, MessageField.VALUE)
-
-
 def test_offline_holds_every_window_and_its_final_value(run: Run) -> None:
     settings, reference = run.settings, run.reference
     expected = reference.windows(HOUR, 5 * MIN)
-    rows = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").scan().to_arrow().to_pylist()
-    rows = [r for r in rows if r["entity_id"] != MARKER]
+    rows = offline_rows(settings, leave_out=MARKER)
     identities = [(r["entity_id"], r["feature_name"], r["event_time"], r["revision"]) for r in rows]
     assert len(identities) == len(set(identities)), "a result was written twice"
-    final: dict[tuple[str, int], dict[str, Any]] = {}
-    for r in sorted(rows, key=lambda r: r["revision"]):
-        end = int(r["event_time"].timestamp() * 1000)
-        value = r["value_long"] if r["feature_name"] == "txn_count_1h" else r["value_double"]
-        final.setdefault((r["entity_id"], end), {})[r["feature_name"]] = value
-        final[(r["entity_id"], end)]["revision"] = r["revision"]
+    final = final_windows(rows)
     assert {k: (v["txn_count_1h"], v["txn_amount_sum_1h"]) for k, v in final.items()} == expected
     assert all(v["revision"] == expected[k][0] for k, v in final.items())  # revision = events in the window
     assert max(v["revision"] for v in final.values()) > 1
@@ -320,33 +265,7 @@ def test_online_holds_each_entitys_latest_window(run: Run) -> None:
 
 def test_dead_letters_are_exactly_the_too_late_and_malformed(run: Run) -> None:
     settings, topic, reference = run.settings, run.topic, run.reference
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": run.group_id,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([f"{topic}.dlq"])
-    letters: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        batch = consumer.consume(100, timeout=1)
-        letters += [json.loads(m.value() or b"null") for m in batch if m.error() is None]
-        if len(letters) >= len(reference.dead_letters) and not batch:
-            break
-    consumer.close()
-    schema = fastavro.parse_schema(load_schema("card_transaction"))
-
-    def event_id(letter: dict[str, Any]) -> str | None:
-        raw = base64.b64decode(letter["payload_b64"])
-        if letter["reason"] != "too_late":
-            return None
-        record: Any = fastavro.schemaless_reader(io.BytesIO(raw[5:]), schema)
-        return str(record["transaction_id"])
-
-    got = Counter((letter["reason"], event_id(letter)) for letter in letters)
+    got = dead_letters(settings, f"{topic}.dlq", run.group_id, len(reference.dead_letters))
     want = Counter((reason, r.event_id if reason == "too_late" else None) for reason, r in reference.dead_letters)
     assert got == want
 

@@ -16,9 +16,10 @@ import org.apache.flink.util.Collector;
 import org.apache.flink.util.OutputTag;
 
 /**
- * The stream job's decode operator: (payload, kafka_ts, too_late, late) -> a Row of the reader schema's fields
- * ({@link EventDecoder}). A record that arrived too late for any window ({@code too_late}, decided by the
- * source's SQL) or that the decoder rejects goes to {@link #deadLetterTag()} as a JSON dead letter:
+ * The stream job's decode function: (payload, kafka_ts, too_late, late) -> a Row of the reader schema's fields
+ * ({@link EventDecoder}), run by {@link DecodeOperator}. A record that arrived too late for any window
+ * ({@code too_late}, decided by the source's SQL, or at or below the restored watermark minus the allowed
+ * lateness after a restore) or that the decoder rejects goes to {@link #deadLetterTag()} as a JSON dead letter:
  * {@code topic}, {@code reason}, {@code detail}, {@code payload_b64}, {@code dead_lettered_at_ms}. Nothing is
  * dropped silently.
  *
@@ -32,6 +33,10 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
 
     private final String topic;
     private final EventDecoder decoder;
+    private final long latenessMs;
+
+    /** The watermark this subtask had reached before a restore ({@link DecodeOperator}); MIN_VALUE when none. */
+    private long restoredWatermark = Long.MIN_VALUE;
 
     private transient MetricGroup metrics;
     private transient Counter eventsIn;
@@ -43,9 +48,19 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
         return DEAD_LETTER;
     }
 
-    public DecodeEvents(String topic, EventDecoder decoder) {
+    public DecodeEvents(String topic, EventDecoder decoder, long latenessMs) {
         this.topic = topic;
         this.decoder = decoder;
+        this.latenessMs = latenessMs;
+    }
+
+    void restoredWatermark(long watermark) {
+        restoredWatermark = watermark;
+    }
+
+    /** Too late against the restored watermark: {@code ms <= watermark - lateness} (the SQL's rule). */
+    private boolean tooLateSinceRestore(Long recordMs) {
+        return restoredWatermark != Long.MIN_VALUE && recordMs != null && recordMs <= restoredWatermark - latenessMs;
     }
 
     @Override
@@ -62,7 +77,7 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
         byte[] payload = (byte[]) value.getField(0);
         eventsIn.inc();
         Long recordMs = ctx.timestamp();
-        if (Boolean.TRUE.equals(value.getField(2))) {
+        if (Boolean.TRUE.equals(value.getField(2)) || tooLateSinceRestore(recordMs)) {
             String detail = "event time " + recordMs + " ms is behind the watermark by more than the allowed lateness";
             ctx.output(DEAD_LETTER, deadLetter("too_late", detail, payload));
             return;
@@ -74,7 +89,8 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
             ctx.output(DEAD_LETTER, deadLetter(rejected.reason(), rejected.detail(), payload));
             return;
         }
-        if (Boolean.TRUE.equals(value.getField(3))) {
+        boolean lateSinceRestore = restoredWatermark != Long.MIN_VALUE && recordMs != null && recordMs <= restoredWatermark;
+        if (Boolean.TRUE.equals(value.getField(3)) || lateSinceRestore) {
             eventsLate.inc();
         }
         out.collect(Row.of(event));

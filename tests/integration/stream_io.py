@@ -1,0 +1,111 @@
+"""What the stream tests send to and read back from the real stores: records as Kafka payloads, dead letters
+from the dead-letter topic, windows from the offline table (the card-transaction features)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import fastavro
+from confluent_kafka import Consumer
+
+from registry.core.settings import Settings
+from schemas import load_schema
+from sinks.factory import connect_iceberg
+from sinks.iceberg.layout import TABLE
+from tests.integration.stream_reference import Record
+
+
+def payload(producer: Any, topic: str, r: Record) -> bytes:
+    """The record's bytes: a real event in the Confluent wire format, or bad input of the record's kind."""
+    if r.bad == "bad_magic":
+        return b"\x07not an event"
+    if r.bad == "unknown_schema_id":
+        return b"\x00" + (987_654).to_bytes(4, "big") + b"\x02"
+    event = {
+        "transaction_id": r.event_id,
+        "user_id": r.key,
+        "merchant_id": "m",
+        "amount": r.amount,
+        "currency": "EUR",
+        "event_time": r.timestamp_ms,
+    }
+    if r.bad == "non_finite":
+        event["amount"] = float("nan")
+    if r.bad == "missing_field":
+        event["merchant_id"] = ""
+    value = bytes(producer._serializer(event, value_context(topic)))
+    return value[:-3] if r.bad == "undecodable" else value
+
+
+def value_context(topic: str) -> Any:
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    return SerializationContext(topic, MessageField.VALUE)
+
+
+def offline_rows(settings: Settings, *, leave_out: str) -> list[dict[str, Any]]:
+    """Every row of the offline table but ``leave_out``'s (a marker entity); none before the first commit."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    try:
+        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+    except (NoSuchTableError, NoSuchNamespaceError):
+        return []
+    if table.current_snapshot() is None:
+        return []
+    return [r for r in table.scan().to_arrow().to_pylist() if r["entity_id"] != leave_out]
+
+
+def final_windows_written(settings: Settings, expected: dict[tuple[str, int], tuple[int, float]]) -> bool:
+    """Whether the offline table holds every expected (entity, window end) at its final revision."""
+    rows = offline_rows(settings, leave_out="")
+    written = {(r["entity_id"], int(r["event_time"].timestamp() * 1000), r["revision"]) for r in rows}
+    return bool(rows) and all((user, end, count) in written for (user, end), (count, _) in expected.items())
+
+
+def final_windows(rows: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(entity, window end) -> the two features' values and the revision, at each window's last revision."""
+    final: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: r["revision"]):
+        end = int(r["event_time"].timestamp() * 1000)
+        value = r["value_long"] if r["feature_name"] == "txn_count_1h" else r["value_double"]
+        final.setdefault((r["entity_id"], end), {})[r["feature_name"]] = value
+        final[(r["entity_id"], end)]["revision"] = r["revision"]
+    return final
+
+
+def dead_letters(settings: Settings, dlq: str, group_id: str, expected: int) -> Counter[tuple[str, str | None]]:
+    """(reason, event id) of every letter in ``dlq``, the event id for too-late letters only (the others need
+    not decode), read until ``expected`` letters came and the topic has no more, or for at most 30 s."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group_id,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([dlq])
+    letters: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        batch = consumer.consume(100, timeout=1)
+        letters += [json.loads(m.value() or b"null") for m in batch if m.error() is None]
+        if len(letters) >= expected and not batch:
+            break
+    consumer.close()
+    schema = fastavro.parse_schema(load_schema("card_transaction"))
+
+    def event_id(letter: dict[str, Any]) -> str | None:
+        raw = base64.b64decode(letter["payload_b64"])
+        if letter["reason"] != "too_late":
+            return None
+        record: Any = fastavro.schemaless_reader(io.BytesIO(raw[5:]), schema)
+        return str(record["transaction_id"])
+
+    return Counter((letter["reason"], event_id(letter)) for letter in letters)
