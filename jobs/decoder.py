@@ -54,13 +54,14 @@ def decode(
     timestamp_field: str,
     row_type: TypeInformation,
     lateness_ms: int,
+    operator_id: str,
 ) -> tuple[DataStream, DataStream]:
     """``raw`` (payload, kafka_ts, too_late, late) decoded in the JVM: ``(events, dead_letters)``, the dead
     letters (JSON text: topic, reason, detail, payload_b64, dead_lettered_at_ms) timestamped when they were dead-lettered.
 
-    The operator (``DecodeOperator``, uid ``decode:<topic>``) keeps each source subtask's watermark in its
-    checkpoints; restored, it dead-letters what was too late before the restore (``lateness_ms``, the source's
-    allowed lateness) and holds the watermark it sends downstream at that point (design §5.4)."""
+    The operator (``DecodeOperator``, uid ``operator_id``: one per source of the job, whose checkpointed state
+    it names) keeps each source subtask's watermark in its checkpoints; restored, it dead-letters what was too late before the restore (``lateness_ms``, the source's
+    allowed lateness) and holds the watermark it sends downstream at that point (design §5.3)."""
     from pyflink.java_gateway import get_gateway
 
     jvm = get_gateway().jvm
@@ -69,7 +70,7 @@ def decode(
     )
     j_events = raw._j_data_stream.transform(
         f"decode:{topic}", row_type.get_java_type_info(), jvm.featurestore.job.DecodeOperator(function)
-    ).uid(f"decode:{topic}")
+    ).uid(operator_id)
     j_letters = j_events.getSideOutput(jvm.featurestore.job.DecodeEvents.deadLetterTag())
     at = WatermarkStrategy.no_watermarks()._j_watermark_strategy.withTimestampAssigner(
         jvm.featurestore.job.DeadLetteredAt()

@@ -266,7 +266,14 @@ def _decoded(
     )
     raw = t_env.to_data_stream(t_env.sql_query(source_select(raw_table, lateness)))
     decoded, dead_letters = decode(
-        raw, settings, source.topic, schema, source.timestamp_field, _row_type(schema), to_millis(lateness)
+        raw,
+        settings,
+        source.topic,
+        schema,
+        source.timestamp_field,
+        _row_type(schema),
+        to_millis(lateness),
+        operator_id=f"decode:{source.slug}",  # two sources may read one topic (other keys, other bounds)
     )
     dead_letters.sink_to(_dead_letter_sink(settings, source.topic)).name(f"dead-letter:{source.topic}")
     return decoded

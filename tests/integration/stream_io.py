@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -13,11 +15,40 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer
 
+from registry.core.catalog import load_folder
 from registry.core.settings import Settings
+from registry.definition_store import DefinitionStore
+from registry.plan import apply
 from schemas import load_schema
 from sinks.factory import connect_iceberg
 from sinks.iceberg.layout import TABLE
+from tests.conftest import REPO, settings_env
 from tests.integration.stream_reference import Record
+
+
+def register_card_features(settings: Settings, topic: str, *, allowed_lateness: str | None = None) -> None:
+    """The repository's card-transaction features, read from ``topic``, kept a day online, registered and
+    activated in ``settings``' definition store (``allowed_lateness``: a duration such as ``"30m"``)."""
+    toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
+    toml = toml.replace('topic = "card_transactions"', f'topic = "{topic}"').replace('ttl = "2h"', 'ttl = "1d"')
+    if allowed_lateness is not None:
+        toml = toml.replace('slide = "5m"', f'slide = "5m"\nallowed_lateness = "{allowed_lateness}"')
+    (settings.definitions_dir / "features.toml").write_text(toml)
+    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+
+
+def start_job(settings: Settings, group_id: str, *extra: str, metrics_port: int = 0) -> subprocess.Popen[str]:
+    """``python -m jobs.feature_job`` in a session of its own (``os.killpg`` kills all of it), output piped;
+    ``metrics_port`` 0: no metrics endpoint."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs.feature_job", "--group-id", group_id, "--metrics-port", str(metrics_port), *extra],
+        cwd=REPO,
+        env=settings_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def payload(producer: Any, topic: str, r: Record) -> bytes:

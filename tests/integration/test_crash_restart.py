@@ -26,14 +26,12 @@ from infra.process import PidFile, alive
 from infra.settings import StackSettings
 from jobs.events import synthetic_transactions
 from jobs.produce import ensure_topics, make_producer
-from registry.core.catalog import load_folder
 from registry.core.settings import Settings
-from registry.definition_store import DefinitionStore
-from registry.plan import apply
 from sinks.cassandra.reader import scan_vectors
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
-from tests.conftest import REPO, isolated, settings_env
+from tests.conftest import isolated
+from tests.integration.stream_io import register_card_features, start_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.disruptive]  # the faulted run pauses Cassandra, kills Kafka
 
@@ -42,25 +40,6 @@ BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 12 * HOUR
 EVENTS = 60_000
 MARKER = "zz_watermark_marker"
 PARTITIONS = 2  # at parallelism 2, one per source subtask
-
-
-def _prepare(settings: Settings, topic: str) -> None:
-    toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
-    toml = toml.replace('topic = "card_transactions"', f'topic = "{topic}"').replace('ttl = "2h"', 'ttl = "1d"')
-    (settings.definitions_dir / "features.toml").write_text(toml)
-    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
-
-
-def _job(settings: Settings, group: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "jobs.feature_job", "--group-id", group, "--metrics-port", "0", *extra],
-        cwd=REPO,
-        env=settings_env(settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def _finish(proc: subprocess.Popen[str], timeout_s: float = 420) -> None:
@@ -108,7 +87,7 @@ def clean(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathF
     """The events (and one watermark marker per partition) in a topic, and a clean bounded run over them."""
     topic = f"it_{run_id}_crash"
     settings = isolated(it_settings, "clean", tmp_path_factory.mktemp("clean"))
-    _prepare(settings, topic)
+    register_card_features(settings, topic)
     ensure_topics(it_settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=PARTITIONS)
     producer = make_producer(it_settings)
     events = synthetic_transactions(3, users=500, events=EVENTS, start_ms=BASE, span_ms=10 * HOUR)
@@ -119,7 +98,7 @@ def clean(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathF
         producer.send_raw(topic, MARKER.encode(), producer.serialize(topic, marker), marker_time, partition)
     producer.flush()
     started = time.monotonic()
-    _finish(_job(settings, f"{run_id}-clean", "--bounded"))
+    _finish(start_job(settings, f"{run_id}-clean", "--bounded"))
     print(f"clean run: {time.monotonic() - started:.0f}s", file=sys.stderr)
     return settings, topic
 
@@ -137,13 +116,13 @@ def runs(
     parallelism: int = request.param
     clean_settings, topic = clean
     crashed = isolated(it_settings, f"crashed{parallelism}", tmp_path_factory.mktemp(f"crashed{parallelism}"))
-    _prepare(crashed, topic)
+    register_card_features(crashed, topic)
     group = f"{run_id}-crashed-p{parallelism}"
     scale = ("--parallelism", str(parallelism))
 
     checkpoints = tmp_path_factory.mktemp(f"checkpoints{parallelism}")
     started = time.monotonic()
-    proc = _job(crashed, group, "--checkpoint-dir", str(checkpoints), "--checkpoint-interval-ms", "300", *scale)
+    proc = start_job(crashed, group, "--checkpoint-dir", str(checkpoints), "--checkpoint-interval-ms", "300", *scale)
     # Kill as soon as the job has both committed offline rows and retained a checkpoint. Whatever
     # happened between that checkpoint and the kill happens again after the restart: rows committed
     # after the checkpoint are re-flushed (the idempotent commit must drop them), and rows that were
@@ -164,7 +143,7 @@ def runs(
         f"killed at {time.monotonic() - started:.0f}s with {rows_at_crash} rows committed; restoring {latest.parent.name}",
         file=sys.stderr,
     )
-    restarted = _job(crashed, group, "--restore-from", latest.parent.resolve().as_uri(), *scale)
+    restarted = start_job(crashed, group, "--restore-from", latest.parent.resolve().as_uri(), *scale)
     try:
         target = len(_offline(clean_settings))
         deadline = time.monotonic() + 300
@@ -222,9 +201,11 @@ def faulted(
     the clean run's do."""
     clean_settings, topic = clean
     settings = isolated(it_settings, "faulted", tmp_path_factory.mktemp("faulted"))
-    _prepare(settings, topic)
+    register_card_features(settings, topic)
     checkpoints = tmp_path_factory.mktemp("faulted_checkpoints")
-    proc = _job(settings, f"{run_id}-faulted", "--checkpoint-dir", str(checkpoints), "--checkpoint-interval-ms", "300")
+    proc = start_job(
+        settings, f"{run_id}-faulted", "--checkpoint-dir", str(checkpoints), "--checkpoint-interval-ms", "300"
+    )
     started = time.monotonic()
     try:
         deadline = time.monotonic() + 300

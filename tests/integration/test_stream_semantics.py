@@ -6,8 +6,6 @@ import os
 import random
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -18,14 +16,19 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.produce import ensure_topics, make_producer
-from registry.core.catalog import load_folder
 from registry.core.settings import Settings
-from registry.definition_store import DefinitionStore
-from registry.plan import apply
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra
-from tests.conftest import REPO, isolated, settings_env
-from tests.integration.stream_io import dead_letters, final_windows, final_windows_written, offline_rows, payload
+from tests.conftest import isolated
+from tests.integration.stream_io import (
+    dead_letters,
+    final_windows,
+    final_windows_written,
+    offline_rows,
+    payload,
+    register_card_features,
+    start_job,
+)
 from tests.integration.stream_reference import Record, Reference, simulate
 
 pytestmark = pytest.mark.integration
@@ -123,11 +126,7 @@ def run(
     settings = isolated(it_settings, f"sem{parallelism}", tmp_path_factory.mktemp(f"sem{parallelism}"))
     topic = f"it_{run_id}_sem_p{parallelism}"
     group_id = f"it-{run_id}-sem-p{parallelism}"
-    toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
-    toml = toml.replace('topic = "card_transactions"', f'topic = "{topic}"').replace('ttl = "2h"', 'ttl = "1d"')
-    toml = toml.replace('slide = "5m"', 'slide = "5m"\nallowed_lateness = "30m"')
-    (settings.definitions_dir / "features.toml").write_text(toml)
-    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+    register_card_features(settings, topic, allowed_lateness="30m")
     # Kafka 4 refuses timestamps over an hour ahead; this topic lets them through, as an older broker
     # or a topic configured for producers with bad clocks would, so the job has to handle them.
     ensure_topics(
@@ -149,25 +148,7 @@ def run(
     assert len({r.event_id for r in records if r.event_id}) < sum(1 for r in records if r.event_id)
 
     port = _free_port()
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jobs.feature_job",
-            "--group-id",
-            group_id,
-            "--metrics-port",
-            str(port),
-            "--parallelism",
-            str(parallelism),
-        ],
-        cwd=REPO,
-        env=settings_env(settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    job = start_job(settings, group_id, "--parallelism", str(parallelism), metrics_port=port)
     try:
         expected = reference.windows(HOUR, 5 * MIN)
         deadline = time.monotonic() + 300

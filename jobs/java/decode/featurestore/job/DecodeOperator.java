@@ -16,17 +16,21 @@ import org.apache.flink.types.Row;
  * The operator that runs {@link DecodeEvents}, keeping its source subtask's event-time progress across a restore.
  *
  * <p>Flink checkpoints no watermark: after a restore, the source's watermark restarts from the first record
- * replayed. This operator stores the highest watermark it has seen in each checkpoint (operator union state: one
- * entry {@code [subtask index, parallelism, watermark]} per subtask) and, restored, takes it back as a floor:
+ * replayed. This operator stores the highest watermark it has forwarded in each checkpoint (operator union state:
+ * one entry {@code [subtask index, parallelism, watermark]} per subtask; the end-of-input watermark is never
+ * stored) and, restored, takes it back as a floor:
  * <ul>
  *   <li>{@link DecodeEvents} dead-letters as too late every record at or below {@code floor - allowed lateness}
  *       and counts as late every record at or below the floor, on top of what the source's SQL decided from the
- *       replayed records alone: together, exactly the decision of a run that never stopped;</li>
+ *       replayed records alone. With one partition per source subtask, restored at the same parallelism, that is
+ *       exactly the decision of a run that never stopped; with several partitions per subtask the floor is
+ *       their combined watermark, which can be lower than the one such a run reaches;</li>
  *   <li>the floor is sent downstream in {@link #open()} and no lower watermark passes after it, so the window
  *       operators see the event time they had reached, not the replay's.</li>
  * </ul>
  * Restored at the same parallelism, a subtask takes its own entry (it reads the same Kafka partitions again);
- * at another parallelism, the lowest entry of all (never more too late than the run that wrote them).
+ * at another parallelism, the lowest entry of all (never more too late than the run that wrote them; none at all
+ * when a subtask had no watermark, e.g. one that read no partition).
  */
 public class DecodeOperator extends ProcessOperator<Row, Row> {
     private static final long serialVersionUID = 1L;
@@ -36,6 +40,7 @@ public class DecodeOperator extends ProcessOperator<Row, Row> {
     private transient ListState<long[]> progress;
     private transient long floor;
     private transient long highest;
+    private transient long stored;
 
     public DecodeOperator(DecodeEvents decode) {
         super(decode);
@@ -54,6 +59,7 @@ public class DecodeOperator extends ProcessOperator<Row, Row> {
             floor = restoredFloor(entries, index, parallelism);
         }
         highest = floor;
+        stored = floor;
         ((DecodeEvents) getUserFunction()).restoredWatermark(floor);
     }
 
@@ -83,6 +89,9 @@ public class DecodeOperator extends ProcessOperator<Row, Row> {
             return; // behind what this subtask had reached before the restore (or already forwarded)
         }
         highest = mark.getTimestamp();
+        if (highest != Long.MAX_VALUE) {
+            stored = highest; // not the end of input (a bounded run's end, a drain): a restore would find all too late
+        }
         super.processWatermark(mark);
     }
 
@@ -91,6 +100,6 @@ public class DecodeOperator extends ProcessOperator<Row, Row> {
         super.snapshotState(context);
         int index = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
         int parallelism = getRuntimeContext().getTaskInfo().getNumberOfParallelSubtasks();
-        progress.update(List.of(new long[] {index, parallelism, highest}));
+        progress.update(List.of(new long[] {index, parallelism, stored}));
     }
 }
