@@ -60,8 +60,9 @@ def decode(
     letters (JSON text: topic, reason, detail, payload_b64, dead_lettered_at_ms) timestamped when they were dead-lettered.
 
     The operator (``DecodeOperator``, uid ``operator_id``: one per source of the job, whose checkpointed state
-    it names) keeps each source subtask's watermark in its checkpoints; restored, it dead-letters what was too late before the restore (``lateness_ms``, the source's
-    allowed lateness) and holds the watermark it sends downstream at that point (design §5.3)."""
+    it names) keeps each source subtask's watermark in its checkpoints; restored, it dead-letters what was
+    too late before the restore (``lateness_ms``, the source's allowed lateness) and holds the watermark it
+    sends downstream at that point (design §5.3)."""
     from pyflink.java_gateway import get_gateway
 
     jvm = get_gateway().jvm
