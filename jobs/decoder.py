@@ -9,6 +9,7 @@ checks tables of events by the same rules, ``udfs.decode.check_events``); no Pyt
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from pyflink.common.typeinfo import TypeInformation
 from pyflink.datastream import DataStream
 
 from jobs.java_build import flink_dist, java_jar
+from registry.core.definitions import Source
+from registry.core.durations import to_millis
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
 from udfs.decode import MAX_FUTURE_MS
@@ -49,29 +52,27 @@ def event_decoder(settings: Settings, reader_schema: dict[str, Any], timestamp_f
 def decode(
     raw: DataStream,
     settings: Settings,
-    topic: str,
+    source: Source,
     reader_schema: dict[str, Any],
-    timestamp_field: str,
     row_type: TypeInformation,
-    lateness_ms: int,
-    operator_id: str,
+    lateness: timedelta,
 ) -> tuple[DataStream, DataStream]:
-    """``raw`` (payload, kafka_ts, too_late, late) decoded in the JVM: ``(events, dead_letters)``, the dead
-    letters (JSON text: topic, reason, detail, payload_b64, dead_lettered_at_ms) timestamped when they were dead-lettered.
+    """``raw`` (payload, kafka_ts, too_late, late) of ``source`` decoded in the JVM: ``(events, dead_letters)``,
+    the dead letters (JSON text: topic, reason, detail, payload_b64, dead_lettered_at_ms) timestamped when they
+    were dead-lettered.
 
-    The operator (``DecodeOperator``, uid ``operator_id``: one per source of the job, whose checkpointed state
-    it names) keeps each source subtask's watermark in its checkpoints; restored, it dead-letters what was
-    too late before the restore (``lateness_ms``, the source's allowed lateness) and holds the watermark it
-    sends downstream at that point (design §5.3)."""
+    The operator (``DecodeOperator``, uid ``decode:<source slug>``: two sources may read one topic) keeps each
+    source subtask's watermark in its checkpoints; restored, it dead-letters what was too late before the
+    restore (``lateness``, the source's allowed lateness) and holds the watermark it sends downstream at that
+    point (design §5.3)."""
     from pyflink.java_gateway import get_gateway
 
     jvm = get_gateway().jvm
-    function = jvm.featurestore.job.DecodeEvents(
-        topic, event_decoder(settings, reader_schema, timestamp_field), lateness_ms
-    )
+    decoder = event_decoder(settings, reader_schema, source.timestamp_field)
+    function = jvm.featurestore.job.DecodeEvents(source.topic, decoder, to_millis(lateness))
     j_events = raw._j_data_stream.transform(
-        f"decode:{topic}", row_type.get_java_type_info(), jvm.featurestore.job.DecodeOperator(function)
-    ).uid(operator_id)
+        f"decode:{source.topic}", row_type.get_java_type_info(), jvm.featurestore.job.DecodeOperator(function)
+    ).uid(f"decode:{source.slug}")
     j_letters = j_events.getSideOutput(jvm.featurestore.job.DecodeEvents.deadLetterTag())
     at = WatermarkStrategy.no_watermarks()._j_watermark_strategy.withTimestampAssigner(
         jvm.featurestore.job.DeadLetteredAt()

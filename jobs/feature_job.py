@@ -265,16 +265,7 @@ def _decoded(
         source_ddl(raw_table, source, lateness, bootstrap=settings.kafka_bootstrap, group_id=group_id, bounded=bounded)
     )
     raw = t_env.to_data_stream(t_env.sql_query(source_select(raw_table, lateness)))
-    decoded, dead_letters = decode(
-        raw,
-        settings,
-        source.topic,
-        schema,
-        source.timestamp_field,
-        _row_type(schema),
-        to_millis(lateness),
-        operator_id=f"decode:{source.slug}",  # two sources may read one topic (other keys, other bounds)
-    )
+    decoded, dead_letters = decode(raw, settings, source, schema, _row_type(schema), lateness)
     dead_letters.sink_to(_dead_letter_sink(settings, source.topic)).name(f"dead-letter:{source.topic}")
     return decoded
 

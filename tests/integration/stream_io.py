@@ -25,6 +25,15 @@ from sinks.iceberg.layout import TABLE
 from tests.conftest import REPO, settings_env
 from tests.integration.stream_reference import Record
 
+# The scenario of the lateness tests: the card features with 30 minutes of allowed lateness (their source's
+# default 5 s out-of-orderness), events from four hours ago, and a marker entity whose event closes every window.
+MIN = 60_000
+HOUR = 60 * MIN
+BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 4 * HOUR
+OUT_OF_ORDERNESS = 5_000
+LATENESS = 30 * MIN
+MARKER = "zz_marker"
+
 
 def register_card_features(settings: Settings, topic: str, *, allowed_lateness: str | None = None) -> None:
     """The repository's card-transaction features, read from ``topic``, kept a day online, registered and

@@ -32,6 +32,12 @@ from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra
 from tests.conftest import isolated
 from tests.integration.stream_io import (
+    BASE,
+    HOUR,
+    LATENESS,
+    MARKER,
+    MIN,
+    OUT_OF_ORDERNESS,
     dead_letters,
     final_windows,
     offline_rows,
@@ -43,12 +49,6 @@ from tests.integration.stream_reference import Record, Reference, simulate
 
 pytestmark = [pytest.mark.integration, pytest.mark.disruptive]  # kills its own job with SIGKILL
 
-MIN = 60_000
-HOUR = 60 * MIN
-BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 4 * HOUR
-OUT_OF_ORDERNESS = 5_000
-LATENESS = 30 * MIN
-MARKER = "zz_marker"
 LONE = "u_lone"  # the entity of the record too late only by the first part's watermark
 
 
