@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimeDomain
@@ -12,7 +13,7 @@ from pyflink.datastream.state import ListStateDescriptor
 from jobs.sql import decode_last
 from registry.core.definitions import FeatureDefinition
 from registry.core.settings import Settings
-from sinks.records import FeatureRow
+from sinks.records import WindowResults
 
 _END_OF_TIME = 2**63 - 2  # fires only when a bounded input ends (its final watermark is Long.MAX_VALUE)
 
@@ -28,7 +29,7 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
 
 
 class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
-    """Unpivots each (entity, window) result into one FeatureRow per feature and writes both stores.
+    """Writes the (entity, window) results to both stores, a flush's results as columns (``WindowResults``).
 
     Input is the window operator's changelog in batches, one element per bucket per watermark per window subtask
     (``jobs.batching``): a window's first result and each late update's new values, each with its
@@ -67,7 +68,6 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     ) -> None:
         self._settings = settings
         self._features = features
-        self._streams = tuple(d.stream for d in features)
         self._live_within_ms = live_within_ms
         self._batch_rows = batch_rows
         self._batch_interval_s = batch_interval_s
@@ -160,16 +160,24 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     def _flush(self) -> None:
         pending = list(self._pending.get() or [])
         if pending:
-            newest_end = max(end for _, _, end, _, _ in pending)
-            for entity_id, start, end, revision, values in pending:
-                for definition, stream, raw in zip(self._features, self._streams, values, strict=True):
-                    value = (
-                        decode_last(raw, definition.value_type) if definition.aggregation.function == "last" else raw
-                    )
-                    row = FeatureRow.of(definition, entity_id, value, start, end, revision, stream=stream)
-                    self._stores.add(row)
+            entity_ids, starts, ends, revisions, values = zip(*pending, strict=True)
+            columns = [
+                [decode_last(raw, d.value_type) for raw in column] if d.aggregation.function == "last" else column
+                for d, column in zip(self._features, zip(*values, strict=True), strict=True)
+            ]
+            ends_ms = np.array(ends, dtype=np.int64)
+            results = WindowResults(
+                self._features,
+                entity_ids,
+                np.array(starts, dtype=np.int64),
+                ends_ms,
+                np.array(revisions, dtype=np.int64),
+                columns,
+            )
+            self._stores.add_results(results)
             self._stores.flush()  # offline, then online (sinks.dual)
             self._pending.clear()
+            newest_end = int(ends_ms.max())
             written_ms = time.time_ns() // 1_000_000
             for name in self._online_end_ms:
                 if newest_end > self._online_end_ms[name]:

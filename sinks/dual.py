@@ -15,16 +15,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from sinks.records import FeatureRow
+import numpy as np
+
+from sinks.records import FeatureRow, WindowResults
 
 Erased = Callable[[str, str, int], bool]
 """``(entity type, entity id, window start ms)`` -> whether the result predates the entity's erasure."""
 
 
 class Writer(Protocol):
-    """The sink lifecycle: ``add`` per result, ``flush`` at a commit point (raises StoreUnavailableError)."""
+    """The sink lifecycle: ``add`` per value or ``add_results`` per batch of window results, ``flush`` at a
+    commit point (raises StoreUnavailableError)."""
 
     def add(self, row: FeatureRow) -> None: ...
+
+    def add_results(self, results: WindowResults) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -42,6 +47,26 @@ class DualWriter:
             return
         self.offline.add(row)
         self.online.add(row)
+
+    def add_results(self, results: WindowResults) -> None:
+        """A window group's results, as columns: the same values and rules as ``add`` of each of ``results.rows()``;
+        the erasure check runs per result (its features share entity and window), not per value."""
+        if self._erased is not None and len(results):
+            erased, entity_type = self._erased, results.entity_type
+            blocked = np.fromiter(
+                (
+                    erased(entity_type, entity_id, start)
+                    for entity_id, start in zip(results.entity_ids, results.starts_ms.tolist(), strict=True)
+                ),
+                dtype=bool,
+                count=len(results),
+            )
+            if blocked.any():
+                self.dropped_erased += int(blocked.sum()) * len(results.features)
+                results = results.take(~blocked)
+        if len(results):
+            self.offline.add_results(results)
+            self.online.add_results(results)
 
     def flush(self) -> None:
         self.offline.flush()

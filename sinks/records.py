@@ -1,8 +1,13 @@
-"""The unit every sink writes: one value of one feature version for one entity and window."""
+"""What the sinks write: one value of one feature version for one entity and window (``FeatureRow``), or a
+window group's results as columns (``WindowResults``, the stream job's flush: no object per value)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
 
 from registry.core.definitions import FeatureDefinition
 
@@ -71,3 +76,69 @@ class FeatureRow:
                 f"{self.entity_type}.{self.feature_name} v{self.feature_version}: row without its definition"
             )
         return self.definition
+
+
+@dataclass(frozen=True)
+class WindowResults:
+    """Window results of one window group as columns: result ``i`` is entity ``entity_ids[i]``'s window
+    ``[starts_ms[i], ends_ms[i])`` at revision ``revisions[i]``, with value ``values[f][i]`` of ``features[f]``.
+
+    The same values as one ``FeatureRow.of(features[f], entity_ids[i], values[f][i], starts_ms[i], ends_ms[i],
+    revisions[i])`` per feature and result (``rows`` makes them), for the writers to take as columns. The
+    features of a window group share one entity type and one stream."""
+
+    features: tuple[FeatureDefinition, ...]
+    entity_ids: Sequence[str]
+    starts_ms: npt.NDArray[np.int64]  # int64, epoch ms
+    ends_ms: npt.NDArray[np.int64]  # int64, epoch ms: the feature timestamp
+    revisions: npt.NDArray[np.int64]  # int64
+    values: Sequence[Sequence[Value]]  # per feature, per result
+
+    def __post_init__(self) -> None:
+        n = len(self.entity_ids)
+        if not self.features or len(self.values) != len(self.features):
+            raise ValueError(f"{len(self.features)} features and {len(self.values)} value columns")
+        if {d.entity for d in self.features} != {self.entity_type} or len({d.stream for d in self.features}) != 1:
+            raise ValueError("the features of window results share one entity type and one stream")
+        if any(len(column) != n for column in (self.starts_ms, self.ends_ms, self.revisions, *self.values)):
+            raise ValueError(f"window results' columns differ in length from their {n} entity ids")
+
+    @property
+    def entity_type(self) -> str:
+        return self.features[0].entity
+
+    @property
+    def stream(self) -> str:
+        return self.features[0].stream
+
+    def __len__(self) -> int:
+        return len(self.entity_ids)
+
+    def take(self, keep: npt.NDArray[np.bool_]) -> WindowResults:
+        """The results where the boolean mask ``keep`` is true."""
+        at = np.flatnonzero(keep).tolist()
+        return WindowResults(
+            self.features,
+            [self.entity_ids[i] for i in at],
+            self.starts_ms[keep],
+            self.ends_ms[keep],
+            self.revisions[keep],
+            [[column[i] for i in at] for column in self.values],
+        )
+
+    def rows(self) -> list[FeatureRow]:
+        """The same values as rows, result by result, feature by feature."""
+        stream = self.stream
+        return [
+            FeatureRow.of(d, entity_id, column[i], int(start), int(end), int(revision), stream=stream)
+            for i, (entity_id, start, end, revision) in enumerate(
+                zip(
+                    self.entity_ids,
+                    self.starts_ms.tolist(),
+                    self.ends_ms.tolist(),
+                    self.revisions.tolist(),
+                    strict=True,
+                )
+            )
+            for d, column in zip(self.features, self.values, strict=True)
+        ]

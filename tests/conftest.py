@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -24,6 +25,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that pause, kill or restart the shared services run last (in their own order): a Cassandra
     busy replaying its commit log after a restart must not eat into another test's 100 ms budget."""
     items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+@pytest.fixture
+def frozen_heap() -> Iterator[None]:
+    """The test process's heap kept out of full collections while a test times a request, as the API
+    process keeps its start-up heap (``gc.freeze`` in ``serving/online/__main__.py``).
+
+    The suite's own heap (every module imported, every fixture alive) is what a full collection walks in
+    this process, not the API's: measured with a CPU-bound process beside the suite on 2 cores, one took
+    0.32-0.35 s, more than a timing bound's slack, and it fell inside a timed request once (CI run 65)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @pytest.fixture(scope="session")

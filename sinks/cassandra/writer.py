@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-import math
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
 from registry.core.errors import StoreUnavailableError
 from registry.core.timeline import step_ms, tie_key
 from sinks.cassandra import layout as online_layout
-from sinks.records import FeatureRow
+from sinks.records import FeatureRow, Value, WindowResults
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
 
 
-CELLS_PER_REQUEST = 64  # at ~50 bytes a cell, a request stays below Cassandra's batch size warning (5 KiB)
+CELLS_PER_REQUEST = 64  # cells a request at most
+REQUEST_BYTES = 4_096  # a request's estimated mutation size at most: below Cassandra's batch size warning (5 KiB)
+STATEMENT_BYTES = 40  # the estimate per statement, plus its key's characters (measured: Cassandra's own sizes)
+CELL_BYTES = 30  # the estimate per cell, plus its key's characters and its blob
 
 
 def _ts(ms: int) -> datetime:
@@ -51,12 +57,151 @@ def ensure_schema(session: Session, keyspace: str) -> None:
         session.execute(ddl, timeout=30)
 
 
+class Values:
+    """A flush's buffered values as columns, one slot per value: entity type and id, feature (an index into
+    ``definitions``, one per (entity type, name, version)), value, window end and revision; and per stream the
+    newest window end."""
+
+    def __init__(self) -> None:
+        self.definitions: list[FeatureDefinition] = []
+        self._index: dict[tuple[str, str, int], int] = {}
+        self.entity_types: list[str] = []
+        self.entity_ids: list[str] = []
+        self.feature: list[int] = []
+        self.values: list[Value] = []
+        self._ends: list[int] = []  # the rows' (all rows come before any window results)
+        self._revisions: list[int] = []
+        self._result_ends: list[npt.NDArray[np.int64]] = []
+        self._result_revisions: list[npt.NDArray[np.int64]] = []
+        self.progress: dict[str, int] = {}
+        self.size = 0
+
+    def _feature(self, definition: FeatureDefinition) -> int:
+        key = (definition.entity, definition.name, definition.version)
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = len(self.definitions)
+            self.definitions.append(definition)
+        return index
+
+    def add_row(self, row: FeatureRow) -> None:
+        self.entity_types.append(row.entity_type)
+        self.entity_ids.append(row.entity_id)
+        self.feature.append(self._feature(row.defined_by))
+        self.values.append(row.value)
+        if self._result_ends:
+            raise ValueError("rows are added before window results")
+        self._ends.append(row.window_end_ms)
+        self._revisions.append(row.revision)
+        self.progress[row.stream] = max(self.progress.get(row.stream, 0), row.window_end_ms)
+        self.size += 1
+
+    def add_results(self, results: WindowResults) -> None:
+        n = len(results)
+        if not n:
+            return
+        ends = np.asarray(results.ends_ms, dtype=np.int64)
+        revisions = np.asarray(results.revisions, dtype=np.int64)
+        for definition, column in zip(results.features, results.values, strict=True):
+            self.entity_types.extend([results.entity_type] * n)
+            self.entity_ids.extend(results.entity_ids)
+            self.feature.extend([self._feature(definition)] * n)
+            self.values.extend(column)
+            self._result_ends.append(ends)
+            self._result_revisions.append(revisions)
+            self.size += n
+        stream = results.stream
+        self.progress[stream] = max(self.progress.get(stream, 0), int(ends.max()))
+
+    def ends(self) -> npt.NDArray[np.int64]:
+        return np.concatenate([np.array(self._ends, dtype=np.int64), *self._result_ends])
+
+    def revisions(self) -> npt.NDArray[np.int64]:
+        return np.concatenate([np.array(self._revisions, dtype=np.int64), *self._result_revisions])
+
+
+def newest_cells(
+    buffered: Values, now_ms: int
+) -> tuple[dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]], int]:
+    """Per entity, per (write time, TTL in s), the cells to write.
+
+    Only the newest value of each (entity, feature, version) can survive in Cassandra (write time
+    decides, ``write_timestamp_us``), so just that one is written: a replay or backfill flush shrinks to
+    one write per key. Of two values with one write time, the one Cassandra itself would keep
+    (``tie_key``; of equal keys, the first buffered). A value whose TTL ran out at ``now_ms`` is skipped
+    (the second number returned counts them). Decided with numpy over the flush's columns; Python runs per
+    cell written, to encode it."""
+    defs = buffered.definitions
+    if not buffered.size:
+        return {}, 0
+    feature = np.asarray(buffered.feature, dtype=np.int64)
+    ends, revisions = buffered.ends(), buffered.revisions()
+    caps = np.array([revision_cap(d) for d in defs], dtype=np.int64)
+    ttls = np.array([to_millis(d.ttl) for d in defs], dtype=np.int64)
+    ts = ends * 1000 + np.minimum(revisions, caps[feature])
+    types = pc.dictionary_encode(pa.array(buffered.entity_types, pa.string()))
+    ids = pc.dictionary_encode(pa.array(buffered.entity_ids, pa.string()))
+    entity = types.indices.to_numpy().astype(np.int64) * len(ids.dictionary) + ids.indices.to_numpy()
+    key = entity * len(defs) + feature
+    order = np.lexsort((ts, key))  # stable: equal (key, ts) stay in the order they were buffered
+    k, t = key[order], ts[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = k[1:] != k[:-1]
+    at = np.flatnonzero(last)
+    winners = order[at]
+    tied = np.flatnonzero((at > 0) & (k[at - 1] == k[at]) & (t[at - 1] == t[at]))
+    values = buffered.values
+    for j in tied.tolist():  # rare: two values of one key with one write time
+        p = int(at[j])
+        q = p
+        while q > 0 and k[q - 1] == k[p] and t[q - 1] == t[p]:
+            q -= 1
+        value_type = defs[feature[order[p]]].value_type
+        best = int(order[q])
+        for c in order[q + 1 : p + 1].tolist():
+            if tie_key(values[c], value_type) > tie_key(values[best], value_type):
+                best = c
+        winners[j] = best
+    ttl_s = -((now_ms - ends[winners] - ttls[feature[winners]]) // 1000)  # ceil((end + ttl - now) / 1000)
+    alive = ttl_s > 0
+    expired = int((~alive).sum())
+    winners, ttl_s = winners[alive], ttl_s[alive]
+    grouped = np.lexsort((ttl_s, ts[winners], entity[winners]))  # an entity's cells together
+    cell_keys = [online_layout.cell_key(d.name, d.version, d.value_type) for d in defs]
+    value_types = [d.value_type for d in defs]
+    encode = online_layout.encode_cell
+    by_partition: dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]] = {}
+    entity_types, entity_ids, feature_of, end_of = buffered.entity_types, buffered.entity_ids, feature, ends
+    for i, write_ts, ttl in zip(
+        winners[grouped].tolist(), ts[winners][grouped].tolist(), ttl_s[grouped].tolist(), strict=True
+    ):
+        f = int(feature_of[i])
+        cells = by_partition.setdefault((entity_types[i], entity_ids[i]), {}).setdefault((write_ts, ttl), {})
+        cells[cell_keys[f]] = encode(value_types[f], values[i], int(end_of[i]))
+    return by_partition, expired
+
+
+class _Request:
+    """A request being filled: its statements' parameters, cells and estimated bytes."""
+
+    __slots__ = ("bytes", "cells", "statements")
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[Any, ...]] = []
+        self.cells = 0
+        self.bytes = 0
+
+    def fits(self, cost: int) -> bool:
+        return self.cells < CELLS_PER_REQUEST and self.bytes + cost <= REQUEST_BYTES
+
+
 class OnlineWriter:
-    """Buffers rows and writes them with bounded concurrency at ``flush``, one request per entity.
+    """Buffers rows and writes them with bounded concurrency at ``flush``, several entities a request.
 
     An entity's cells that share a write time and a TTL (the features of one window, as a rule) go as one
-    ``UPDATE ... SET cells = cells + ?``; several such updates of one entity as one UNLOGGED batch (a
-    single-partition batch is one mutation, no batch log); at most ``CELLS_PER_REQUEST`` cells a request.
+    ``UPDATE ... SET cells = cells + ?``; such updates of several entities (of one replica set) as one
+    UNLOGGED batch, at most ``CELLS_PER_REQUEST`` cells and ``REQUEST_BYTES`` a request (``_requests``):
+    Cassandra's and this process's cost per request dominates a write of a few cells.
 
     A value whose TTL has already run out at write time is not written (it would be expired on
     read anyway); ``skipped_expired`` counts them. After the values, the writer records per stream
@@ -79,72 +224,39 @@ class OnlineWriter:
         self._update = session.prepare(online_layout.update_cells_cql(keyspace))
         self._progress = session.prepare(online_layout.progress_cql(keyspace))
         self._writer_id = writer_id
+        self._keyspace = keyspace
         self._buffer: list[FeatureRow] = []
+        self._results: list[WindowResults] = []
         self.written = 0
-        self.requests = 0  # Cassandra requests the values took (one per entity, or per CELLS_PER_REQUEST of its values)
+        self.requests = 0  # Cassandra requests the values took (``_requests`` packs them)
         self.skipped_expired = 0
 
     def add(self, row: FeatureRow) -> None:
         self._buffer.append(row)
 
+    def add_results(self, results: WindowResults) -> None:
+        self._results.append(results)
+
+    def _values(self) -> Values:
+        """What is buffered as one value per slot: rows one by one, window results a column at a time."""
+        out = Values()
+        for row in self._buffer:
+            out.add_row(row)
+        for results in self._results:
+            out.add_results(results)
+        return out
+
     def flush(self) -> None:
         from cassandra.concurrent import execute_concurrent
 
-        if not self._buffer:
+        if not self._buffer and not self._results:
             return
         now_ms = self._clock_ms()
-        progress: dict[str, int] = {}
-        # Only the newest value of each (entity, feature, version) can survive in Cassandra (write time
-        # decides), so write just that one: a replay or backfill flush shrinks to one write per key.
-        # Of two rows with one write time, the one Cassandra itself would keep (``tie_key``), not the first.
-        newest: dict[tuple[str, str, str, int], tuple[int, FeatureRow]] = {}
-        # id(definition) -> (its revision cap, its TTL in ms): taken once per flush, not per value.
-        limits: dict[int, tuple[int, int]] = {}
-        for row in self._buffer:
-            definition = row.defined_by
-            progress[row.stream] = max(progress.get(row.stream, 0), row.window_end_ms)
-            key = (row.entity_type, row.entity_id, row.feature_name, row.feature_version)
-            if id(definition) not in limits:
-                limits[id(definition)] = (revision_cap(definition), to_millis(definition.ttl))
-            ts = write_timestamp_us(definition, row, limits[id(definition)][0])
-            held = newest.get(key)
-            if (
-                held is None
-                or held[0] < ts
-                or (
-                    held[0] == ts
-                    and tie_key(row.value, definition.value_type) > tie_key(held[1].value, definition.value_type)
-                )
-            ):
-                newest[key] = (ts, row)
-        # One request per entity (Cassandra partition) rather than per value.
-        by_partition: dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]] = defaultdict(dict)
-        for ts, row in newest.values():
-            definition = row.defined_by
-            ttl_s = math.ceil((row.window_end_ms + limits[id(definition)][1] - now_ms) / 1000)
-            if ttl_s <= 0:
-                self.skipped_expired += 1
-                continue
-            cells = by_partition[(row.entity_type, row.entity_id)].setdefault((ts, ttl_s), {})
-            cell = online_layout.cell_key(row.feature_name, row.feature_version, definition.value_type)
-            cells[cell] = online_layout.encode_cell(definition.value_type, row.value, row.window_end_ms)
-        requests: list[tuple[Any, Any]] = []
-        values = 0
-        for (entity_type, entity_id), groups in by_partition.items():
-            statements: list[tuple[int, int, dict[str, bytes]]] = []
-            room = CELLS_PER_REQUEST
-            for (ts, ttl_s), cells in groups.items():
-                values += len(cells)
-                items = list(cells.items())
-                while items:
-                    if room == 0:
-                        requests.append(self._request(entity_type, entity_id, statements))
-                        statements, room = [], CELLS_PER_REQUEST
-                    part, items = items[:room], items[room:]
-                    statements.append((ts, ttl_s, dict(part)))
-                    room -= len(part)
-            if statements:
-                requests.append(self._request(entity_type, entity_id, statements))
+        buffered = self._values()
+        progress = buffered.progress
+        by_partition, expired = newest_cells(buffered, now_ms)
+        self.skipped_expired += expired
+        requests, values = self._requests(by_partition)
         try:
             execute_concurrent(self._session, requests, concurrency=self._concurrency, raise_on_first_error=True)
             self.written += values
@@ -156,16 +268,71 @@ class OnlineWriter:
         except Exception as exc:
             raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
         self._buffer.clear()
+        self._results.clear()
 
-    def _request(
-        self, entity_type: str, entity_id: str, statements: list[tuple[int, int, dict[str, bytes]]]
-    ) -> tuple[Any, Any]:
+    def _requests(
+        self, by_partition: dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]]
+    ) -> tuple[list[tuple[Any, Any]], int]:
+        """The flush's statements packed into requests, and the number of values they carry.
+
+        A statement is one entity's cells of one write time and TTL, at most ``CELLS_PER_REQUEST`` of them.
+        Statements go out together, several entities to an UNLOGGED batch, up to ``CELLS_PER_REQUEST`` cells
+        and ``REQUEST_BYTES`` (estimated) a request, only entities of one replica set in a batch (on a
+        single node: any). A batch is not atomic across its entities, and needs not be: each statement
+        carries its own write time and TTL, exactly as it would alone."""
+        replicas = self._replica_sets()
+        filling: dict[object, _Request] = {}  # replica set -> the request being filled
+        requests: list[tuple[Any, Any]] = []
+        values = 0
+        for (entity_type, entity_id), groups in by_partition.items():
+            group = replicas(entity_type, entity_id)
+            key_bytes = STATEMENT_BYTES + len(entity_type) + len(entity_id)
+            for (ts, ttl_s), cells in groups.items():
+                values += len(cells)
+                cells_of_statement: dict[str, bytes] | None = None  # in the request being filled
+                for cell, blob in cells.items():
+                    cost = CELL_BYTES + len(cell) + len(blob)
+                    request = filling.get(group)
+                    if request is not None and not request.fits(
+                        cost + (key_bytes if cells_of_statement is None else 0)
+                    ):
+                        requests.append(self._request(filling.pop(group).statements))
+                        request = None
+                    if request is None:
+                        request = filling[group] = _Request()
+                        cells_of_statement = None
+                    if cells_of_statement is None:
+                        cells_of_statement = {}
+                        request.statements.append((ts, ttl_s, cells_of_statement, entity_type, entity_id))
+                        cost += key_bytes
+                    cells_of_statement[cell] = blob
+                    request.cells += 1
+                    request.bytes += cost
+                    if request.cells == CELLS_PER_REQUEST:
+                        requests.append(self._request(filling.pop(group).statements))
+                        cells_of_statement = None
+        requests.extend(self._request(request.statements) for request in filling.values())
+        return requests, values
+
+    def _replica_sets(self) -> Callable[[str, str], object]:
+        """Which replica set an entity's partition lives on: one for all on a single node (or without the
+        driver's token map), else its replicas from the token map."""
+        metadata = self._session.cluster.metadata
+        if metadata.token_map is None or len(metadata.all_hosts()) <= 1:
+            return lambda entity_type, entity_id: None
+
+        def replicas(entity_type: str, entity_id: str) -> object:
+            key = self._update.bind((0, 0, {}, entity_type, entity_id)).routing_key
+            return tuple(sorted(str(h.endpoint) for h in metadata.get_replicas(self._keyspace, key)))
+
+        return replicas
+
+    def _request(self, statements: list[tuple[Any, ...]]) -> tuple[Any, Any]:
         from cassandra.query import BatchStatement, BatchType
 
         if len(statements) == 1:
-            ts, ttl_s, cells = statements[0]
-            return self._update, (ts, ttl_s, cells, entity_type, entity_id)
+            return self._update, statements[0]
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-        for ts, ttl_s, cells in statements:
-            batch.add(self._update, (ts, ttl_s, cells, entity_type, entity_id))
+        for params in statements:
+            batch.add(self._update, params)
         return batch, None

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from registry.core.errors import StoreUnavailableError
 from registry.core.value_types import VALUE_COLUMNS
 from sinks.iceberg import layout as offline_layout
-from sinks.records import FeatureRow
+from sinks.records import FeatureRow, WindowResults
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -210,7 +210,8 @@ def append_rows(table: Table, rows: pa.Table) -> None:
 
 
 class OfflineWriter:
-    """Buffers rows and appends them as one Iceberg snapshot per ``flush``."""
+    """Buffers rows (``add``) and window results (``add_results``, as columns) and appends them as one
+    Iceberg snapshot per ``flush``."""
 
     def __init__(
         self,
@@ -221,15 +222,24 @@ class OfflineWriter:
         self._table = table
         self._clock_ms = clock_ms
         self._buffer: list[FeatureRow] = []
+        self._results: list[WindowResults] = []
         self.written = 0
 
     def __len__(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) + sum(len(r) * len(r.features) for r in self._results)
 
     def add(self, row: FeatureRow) -> None:
         self._buffer.append(row)
 
+    def add_results(self, results: WindowResults) -> None:
+        self._results.append(results)
+
     def to_arrow(self, rows: list[FeatureRow], ingested_ms: int) -> pa.Table:
+        """``rows`` in the offline layout, sorted as a data file holds them."""
+        return sorted_rows(self._rows_arrow(rows, ingested_ms))
+
+    @staticmethod
+    def _rows_arrow(rows: list[FeatureRow], ingested_ms: int) -> pa.Table:
         columns: dict[str, list[object]] = {name: [] for name in offline_layout.arrow_schema().names}
         for row in rows:
             value_type = row.defined_by.value_type
@@ -245,18 +255,54 @@ class OfflineWriter:
             columns["revision"].append(row.revision)
         schema = offline_layout.arrow_schema()
         arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
-        return sorted_rows(pa.Table.from_arrays(arrays, schema=schema))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    @staticmethod
+    def results_arrow(results: WindowResults, ingested_ms: int) -> pa.Table:
+        """``results`` in the offline layout (unsorted), built column by column: a row per feature and result,
+        the features one after another."""
+        schema = offline_layout.arrow_schema()
+        n = len(results)
+        ids = pa.array(results.entity_ids, type=schema.field("entity_id").type)
+        ends = pa.array(results.ends_ms * 1000, type=schema.field("event_time").type)
+        starts = pa.array(results.starts_ms * 1000, type=schema.field("window_start").type)
+        revisions = pa.array(results.revisions, type=schema.field("revision").type)
+        ingested = pa.repeat(pa.scalar(ingested_ms * 1000, type=schema.field("ingested_at").type), n)
+        parts = []
+        for definition, values in zip(results.features, results.values, strict=True):
+            value_column = VALUE_COLUMNS[definition.value_type]
+            columns = {
+                "entity_type": pa.repeat(pa.scalar(definition.entity, type=schema.field("entity_type").type), n),
+                "entity_id": ids,
+                "feature_name": pa.repeat(pa.scalar(definition.name, type=schema.field("feature_name").type), n),
+                "feature_version": pa.repeat(
+                    pa.scalar(definition.version, type=schema.field("feature_version").type), n
+                ),
+                "event_time": ends,
+                "window_start": starts,
+                "ingested_at": ingested,
+                "revision": revisions,
+            }
+            for column in VALUE_COLUMNS.values():
+                kind = schema.field(column).type
+                columns[column] = pa.array(values, type=kind) if column == value_column else pa.nulls(n, type=kind)
+            parts.append(pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema))
+        return pa.concat_tables(parts)
 
     def flush(self) -> None:
         from pyiceberg.exceptions import CommitFailedException
 
-        if not self._buffer:
+        if not self._buffer and not self._results:
             return
-        rows = self._new_rows(self._buffer)
-        if not rows:
+        ingested_ms = self._clock_ms()
+        parts = [self._rows_arrow(self._buffer, ingested_ms)] if self._buffer else []
+        parts += [self.results_arrow(r, ingested_ms) for r in self._results]
+        fresh = self._new_rows(pa.concat_tables(parts) if len(parts) > 1 else parts[0])
+        if not fresh.num_rows:
             self._buffer.clear()
+            self._results.clear()
             return
-        batch = self.to_arrow(rows, self._clock_ms())
+        batch = sorted_rows(fresh)
         for attempt in range(_COMMIT_RETRIES):
             try:
                 append_rows(self._table, batch)
@@ -268,29 +314,42 @@ class OfflineWriter:
                 self._table.refresh()
             except OSError as exc:
                 raise StoreUnavailableError(f"Iceberg append failed: {exc}") from exc
-        self.written += len(rows)
+        self.written += batch.num_rows
         self._buffer.clear()
+        self._results.clear()
 
-    def _new_rows(self, rows: list[FeatureRow]) -> list[FeatureRow]:
-        """The rows whose identity neither the table nor an earlier row of this batch holds."""
+    def _new_rows(self, rows: pa.Table) -> pa.Table:
+        """The rows whose identity (``IDENTITY_COLUMNS``, no revision counting as 0) neither the table nor an
+        earlier row of ``rows`` holds, in their order: a distinct and an anti-join in Arrow, not a row at a
+        time in Python."""
         from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
 
-        lo = _iso(min(r.window_end_ms for r in rows))
-        hi = _iso(max(r.window_end_ms for r in rows))
+        bounds = pc.min_max(rows.column("event_time").cast(pa.int64()))
+        lo, hi = _iso(bounds["min"].as_py() // 1000), _iso(bounds["max"].as_py() // 1000)
         self._table.refresh()
         existing = self._table.scan(
             row_filter=And(GreaterThanOrEqual("event_time", lo), LessThanOrEqual("event_time", hi)),
             selected_fields=offline_layout.IDENTITY_COLUMNS,
         ).to_arrow()
-        seen: set[tuple[object, ...]] = set()
+        keys = list(offline_layout.IDENTITY_COLUMNS)
+        ours = _identities(rows).append_column("row", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+        first = ours.group_by(keys, use_threads=False).aggregate([("row", "min")])
         if existing.num_rows:
-            ends = existing.column("event_time").cast(pa.int64()).to_pylist()
-            cols = [existing.column(c).to_pylist() for c in offline_layout.IDENTITY_COLUMNS]
-            for i in range(existing.num_rows):
-                seen.add((cols[0][i], cols[1][i], cols[2][i], cols[3][i], ends[i] // 1000, cols[5][i] or 0))
-        fresh = []
-        for row in rows:
-            if row.identity not in seen:
-                seen.add(row.identity)
-                fresh.append(row)
-        return fresh
+            first = first.join(_identities(existing), keys=keys, join_type="left anti", use_threads=False)
+        at = np.sort(first.column("row_min").to_numpy())
+        return rows if len(at) == rows.num_rows else rows.take(pa.array(at))
+
+
+def _identities(rows: pa.Table) -> pa.Table:
+    """``rows``' identity columns in one set of types (strings, int64s; no revision is 0) for joining."""
+    columns = []
+    for name in offline_layout.IDENTITY_COLUMNS:
+        column = rows.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = column.cast(pa.large_string())
+        else:
+            column = column.cast(pa.int64())
+            if name == "revision":
+                column = column.fill_null(0)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=list(offline_layout.IDENTITY_COLUMNS))

@@ -41,7 +41,7 @@ from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
 from tests.conftest import REPO, isolated, settings_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.disruptive]
+pytestmark = [pytest.mark.integration, pytest.mark.disruptive, pytest.mark.usefixtures("frozen_heap")]
 
 BUDGET_MS = 100
 FAST_S = BUDGET_MS / 1000 + 0.3  # the budget, plus a loaded machine's scheduling and an HTTP round trip

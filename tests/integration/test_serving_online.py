@@ -31,7 +31,7 @@ from sinks.records import FeatureRow
 if TYPE_CHECKING:
     from cassandra.cluster import Cluster
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("frozen_heap")]  # the bounds time requests
 
 MIN = 60_000
 BUDGET_S = 0.1

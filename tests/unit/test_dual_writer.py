@@ -9,7 +9,7 @@ import pytest
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import StoreUnavailableError
 from sinks.dual import DualWriter
-from sinks.records import FeatureRow
+from sinks.records import FeatureRow, WindowResults
 
 
 class _Recorder:
@@ -19,6 +19,9 @@ class _Recorder:
 
     def add(self, row: FeatureRow) -> None:
         self.rows.append(row)
+
+    def add_results(self, results: WindowResults) -> None:
+        self.rows.extend(results.rows())
 
     def flush(self) -> None:
         if self.fail:

@@ -19,7 +19,7 @@ from registry.erasures import ErasedEntities, ErasureStore
 from serving.offline.erasure import erase_table
 from sinks.dual import DualWriter
 from sinks.iceberg.writer import OfflineWriter
-from sinks.records import FeatureRow
+from sinks.records import FeatureRow, WindowResults
 from sinks.serving_log import ARROW_SCHEMA, ServingLogSink
 from tests.unit.conftest import build_definition
 from tests.unit.test_training_sets import iceberg_table
@@ -61,6 +61,9 @@ class _Collect:
 
     def add(self, row: FeatureRow) -> None:
         self.rows.append(row)
+
+    def add_results(self, results: WindowResults) -> None:
+        self.rows.extend(results.rows())
 
     def flush(self) -> None:
         self.flushes += 1
