@@ -286,12 +286,12 @@ class OnlineWriter:
         values = 0
         for (entity_type, entity_id), groups in by_partition.items():
             group = replicas(entity_type, entity_id)
-            key_bytes = STATEMENT_BYTES + len(entity_type) + len(entity_id)
+            key_bytes = STATEMENT_BYTES + len(entity_type.encode()) + len(entity_id.encode())
             for (ts, ttl_s), cells in groups.items():
                 values += len(cells)
                 cells_of_statement: dict[str, bytes] | None = None  # in the request being filled
                 for cell, blob in cells.items():
-                    cost = CELL_BYTES + len(cell) + len(blob)
+                    cost = CELL_BYTES + len(cell.encode()) + len(blob)
                     request = filling.get(group)
                     if request is not None and not request.fits(
                         cost + (key_bytes if cells_of_statement is None else 0)
