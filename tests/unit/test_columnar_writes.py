@@ -24,6 +24,7 @@ from sinks.dual import DualWriter
 from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow, WindowResults
 from tests.conftest import string_feature
+from tests.recording_writer import RecordingWriter
 
 MIN = 60_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -155,20 +156,6 @@ def test_window_results_refuse_ragged_or_mixed_columns(shipped_catalog: FeatureC
         WindowResults((count,), ["u1"], one, one, one, [])
 
 
-class _Recorder:
-    def __init__(self) -> None:
-        self.rows: list[FeatureRow] = []
-
-    def add(self, row: FeatureRow) -> None:
-        self.rows.append(row)
-
-    def add_results(self, results: WindowResults) -> None:
-        self.rows.extend(results.rows())
-
-    def flush(self) -> None:
-        pass
-
-
 def test_erasure_drops_the_same_values_as_row_by_row(shipped_catalog: FeatureCatalog) -> None:
     features = _group(shipped_catalog)
     results = _results(random.Random(7), features, 60)
@@ -179,9 +166,9 @@ def test_erasure_drops_the_same_values_as_row_by_row(shipped_catalog: FeatureCat
         at = erased_at.get(entity_id)
         return entity_type == "user" and at is not None and since_ms < at
 
-    by_results = DualWriter(_Recorder(), _Recorder(), blocks)
+    by_results = DualWriter(RecordingWriter(), RecordingWriter(), blocks)
     by_results.add_results(results)
-    by_rows = DualWriter(_Recorder(), _Recorder(), blocks)
+    by_rows = DualWriter(RecordingWriter(), RecordingWriter(), blocks)
     for row in results.rows():
         by_rows.add(row)
     assert by_results.offline.rows == by_results.online.rows == by_rows.offline.rows  # type: ignore[attr-defined]

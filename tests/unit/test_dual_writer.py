@@ -9,24 +9,8 @@ import pytest
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import StoreUnavailableError
 from sinks.dual import DualWriter
-from sinks.records import FeatureRow, WindowResults
-
-
-class _Recorder:
-    def __init__(self, name: str, log: list[str], fail: bool = False) -> None:
-        self.name, self.log, self.fail = name, log, fail
-        self.rows: list[FeatureRow] = []
-
-    def add(self, row: FeatureRow) -> None:
-        self.rows.append(row)
-
-    def add_results(self, results: WindowResults) -> None:
-        self.rows.extend(results.rows())
-
-    def flush(self) -> None:
-        if self.fail:
-            raise StoreUnavailableError(f"{self.name} down")
-        self.log.append(self.name)
+from sinks.records import FeatureRow
+from tests.recording_writer import RecordingWriter
 
 
 def _row(shipped_catalog: FeatureCatalog) -> FeatureRow:
@@ -35,7 +19,7 @@ def _row(shipped_catalog: FeatureCatalog) -> FeatureRow:
 
 def test_offline_commits_before_online(shipped_catalog: FeatureCatalog) -> None:
     log: list[str] = []
-    offline, online = _Recorder("offline", log), _Recorder("online", log)
+    offline, online = RecordingWriter("offline", log), RecordingWriter("online", log)
     writer = DualWriter(offline, online)
     writer.add(_row(shipped_catalog))
     writer.flush()
@@ -45,7 +29,7 @@ def test_offline_commits_before_online(shipped_catalog: FeatureCatalog) -> None:
 
 def test_online_is_not_written_when_offline_fails(shipped_catalog: FeatureCatalog) -> None:
     log: list[str] = []
-    writer = DualWriter(_Recorder("offline", log, fail=True), _Recorder("online", log))
+    writer = DualWriter(RecordingWriter("offline", log, fail=True), RecordingWriter("online", log))
     writer.add(_row(shipped_catalog))
     with pytest.raises(StoreUnavailableError):
         writer.flush()

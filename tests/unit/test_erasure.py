@@ -19,8 +19,9 @@ from registry.erasures import ErasedEntities, ErasureStore
 from serving.offline.erasure import erase_table
 from sinks.dual import DualWriter
 from sinks.iceberg.writer import OfflineWriter
-from sinks.records import FeatureRow, WindowResults
+from sinks.records import FeatureRow
 from sinks.serving_log import ARROW_SCHEMA, ServingLogSink
+from tests.recording_writer import RecordingWriter
 from tests.unit.conftest import build_definition
 from tests.unit.test_training_sets import iceberg_table
 
@@ -54,25 +55,10 @@ def test_data_reaching_back_before_the_erasure_is_blocked_and_newer_data_is_not(
     assert not erased.blocks("merchant", "alice", 0)
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.rows: list[FeatureRow] = []
-        self.flushes = 0
-
-    def add(self, row: FeatureRow) -> None:
-        self.rows.append(row)
-
-    def add_results(self, results: WindowResults) -> None:
-        self.rows.extend(results.rows())
-
-    def flush(self) -> None:
-        self.flushes += 1
-
-
 def test_the_stream_writers_drop_an_erased_entitys_replayed_windows(tmp_path: Path) -> None:
     store = ErasureStore(tmp_path / "r.db")
     store.record("user", "alice", ERASED_AT_MS, "dpo", "{}")
-    offline, online = _Collect(), _Collect()
+    offline, online = RecordingWriter(), RecordingWriter()
     writer = DualWriter(offline, online, ErasedEntities(store, refresh_s=0).blocks)
     hour = 3_600_000
     rows = [
@@ -166,7 +152,7 @@ def test_an_erasure_by_key_field_covers_every_entity_with_that_value(tmp_path: P
 def test_the_writers_drop_every_matching_pair_even_one_never_seen(tmp_path: Path) -> None:
     store = ErasureStore(tmp_path / "r.db")
     store.record_key("user_merchant", FIELDS, "user_id", "alice", ERASED_AT_MS, "dpo", "{}")
-    offline, online = _Collect(), _Collect()
+    offline, online = RecordingWriter(), RecordingWriter()
     writer = DualWriter(offline, online, ErasedEntities(store, refresh_s=0).blocks)
     hour = 3_600_000
     for entity_id, start in [
