@@ -27,6 +27,8 @@ CELLS_PER_REQUEST = 64  # cells a request at most
 REQUEST_BYTES = 4_096  # a request's estimated mutation size at most: below Cassandra's batch size warning (5 KiB)
 STATEMENT_BYTES = 40  # the estimate per statement, plus its key's characters (measured: Cassandra's own sizes)
 CELL_BYTES = 30  # the estimate per cell, plus its key's characters and its blob
+PARTITIONS_PER_REQUEST = 10  # entities a request at most: Cassandra warns on a batch over more (its default
+# unlogged_batch_across_partitions_warn_threshold), and the driver logs each warning
 
 
 def _ts(ms: int) -> datetime:
@@ -59,8 +61,9 @@ def ensure_schema(session: Session, keyspace: str) -> None:
 
 class Values:
     """A flush's buffered values as columns, one slot per value: entity type and id, feature (an index into
-    ``definitions``, one per (entity type, name, version)), value, window end and revision; and per stream the
-    newest window end."""
+    ``definitions``, one per (entity type, name, version): the first definition object seen for it gives the
+    value type, TTL and revision cap, as a registered version never changes), value, window end and revision;
+    and per stream the newest window end. Rows come before window results."""
 
     def __init__(self) -> None:
         self.definitions: list[FeatureDefinition] = []
@@ -85,12 +88,12 @@ class Values:
         return index
 
     def add_row(self, row: FeatureRow) -> None:
+        if self._result_ends:
+            raise ValueError("rows are added before window results")
         self.entity_types.append(row.entity_type)
         self.entity_ids.append(row.entity_id)
         self.feature.append(self._feature(row.defined_by))
         self.values.append(row.value)
-        if self._result_ends:
-            raise ValueError("rows are added before window results")
         self._ends.append(row.window_end_ms)
         self._revisions.append(row.revision)
         self.progress[row.stream] = max(self.progress.get(row.stream, 0), row.window_end_ms)
@@ -182,17 +185,23 @@ def newest_cells(
 
 
 class _Request:
-    """A request being filled: its statements' parameters, cells and estimated bytes."""
+    """A request being filled: its statements' parameters, cells, estimated bytes and entities."""
 
-    __slots__ = ("bytes", "cells", "statements")
+    __slots__ = ("bytes", "cells", "entities", "last", "statements")
 
     def __init__(self) -> None:
         self.statements: list[tuple[Any, ...]] = []
         self.cells = 0
         self.bytes = 0
+        self.entities = 0
+        self.last: tuple[str, str] | None = None  # the entity of the last statement (an entity's are adjacent)
 
-    def fits(self, cost: int) -> bool:
-        return self.cells < CELLS_PER_REQUEST and self.bytes + cost <= REQUEST_BYTES
+    def fits(self, cost: int, entity: tuple[str, str]) -> bool:
+        return (
+            self.cells < CELLS_PER_REQUEST
+            and self.bytes + cost <= REQUEST_BYTES
+            and (entity == self.last or self.entities < PARTITIONS_PER_REQUEST)
+        )
 
 
 class OnlineWriter:
@@ -235,7 +244,8 @@ class OnlineWriter:
         self._buffer.append(row)
 
     def add_results(self, results: WindowResults) -> None:
-        self._results.append(results)
+        if len(results):
+            self._results.append(results)
 
     def _values(self) -> Values:
         """What is buffered as one value per slot: rows one by one, window results a column at a time."""
@@ -276,15 +286,16 @@ class OnlineWriter:
         """The flush's statements packed into requests, and the number of values they carry.
 
         A statement is one entity's cells of one write time and TTL, at most ``CELLS_PER_REQUEST`` of them.
-        Statements go out together, several entities to an UNLOGGED batch, up to ``CELLS_PER_REQUEST`` cells
-        and ``REQUEST_BYTES`` (estimated) a request, only entities of one replica set in a batch (on a
-        single node: any). A batch is not atomic across its entities, and needs not be: each statement
+        Statements go out together, several entities to an UNLOGGED batch, up to ``CELLS_PER_REQUEST`` cells,
+        ``REQUEST_BYTES`` (estimated) and ``PARTITIONS_PER_REQUEST`` entities a request, only entities of one
+        replica set in a batch (on a single node: any). A batch is not atomic across its entities, and needs not be: each statement
         carries its own write time and TTL, exactly as it would alone."""
         replicas = self._replica_sets()
         filling: dict[object, _Request] = {}  # replica set -> the request being filled
         requests: list[tuple[Any, Any]] = []
         values = 0
-        for (entity_type, entity_id), groups in by_partition.items():
+        for entity, groups in by_partition.items():
+            entity_type, entity_id = entity
             group = replicas(entity_type, entity_id)
             key_bytes = STATEMENT_BYTES + len(entity_type.encode()) + len(entity_id.encode())
             for (ts, ttl_s), cells in groups.items():
@@ -294,7 +305,7 @@ class OnlineWriter:
                     cost = CELL_BYTES + len(cell.encode()) + len(blob)
                     request = filling.get(group)
                     if request is not None and not request.fits(
-                        cost + (key_bytes if cells_of_statement is None else 0)
+                        cost + (key_bytes if cells_of_statement is None else 0), entity
                     ):
                         requests.append(self._request(filling.pop(group).statements))
                         request = None
@@ -305,6 +316,9 @@ class OnlineWriter:
                         cells_of_statement = {}
                         request.statements.append((ts, ttl_s, cells_of_statement, entity_type, entity_id))
                         cost += key_bytes
+                        if request.last != entity:
+                            request.entities += 1
+                            request.last = entity
                     cells_of_statement[cell] = blob
                     request.cells += 1
                     request.bytes += cost

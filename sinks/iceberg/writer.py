@@ -232,7 +232,8 @@ class OfflineWriter:
         self._buffer.append(row)
 
     def add_results(self, results: WindowResults) -> None:
-        self._results.append(results)
+        if len(results):
+            self._results.append(results)
 
     def to_arrow(self, rows: list[FeatureRow], ingested_ms: int) -> pa.Table:
         """``rows`` in the offline layout, sorted as a data file holds them."""

@@ -88,3 +88,32 @@ def test_a_packed_flush_draws_no_batch_size_warning(it_settings: Settings, caplo
             }
     finally:
         cluster.shutdown()
+
+
+def test_narrow_vectors_go_ten_entities_a_request_without_warnings(
+    it_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two cells an entity: a request holds ten entities (Cassandra warns on an UNLOGGED batch over more
+    partitions than ``unlogged_batch_across_partitions_warn_threshold``, 10 by default), no warning at all."""
+    from sinks.cassandra.writer import PARTITIONS_PER_REQUEST
+    from sinks.factory import connect_cassandra
+
+    shipped = FeatureCatalog.from_folder()
+    features = [shipped.get("user", "txn_count_1h"), shipped.get("user", "txn_amount_sum_1h")]
+    entities = [f"narrow-{uuid.uuid4()}" for _ in range(205)]
+    cluster, session = connect_cassandra(it_settings)
+    caplog.set_level(logging.WARNING, logger="cassandra")
+    try:
+        writer = OnlineWriter(session, it_settings.cassandra_keyspace)
+        for e, entity in enumerate(entities):
+            writer.add(FeatureRow.of(features[0], entity, e, T0 - 60 * MIN, T0, 1))
+            writer.add(FeatureRow.of(features[1], entity, e + 0.25, T0 - 60 * MIN, T0, 1))
+        writer.flush()
+        assert _server_warnings(caplog) == []
+        assert (writer.written, writer.requests) == (2 * len(entities), -(-len(entities) // PARTITIONS_PER_REQUEST))
+        reader = OnlineReader(session, it_settings.cassandra_keyspace, timeout_s=10)
+        for e in (0, 9, 10, 204):
+            stored = reader.read("user", entities[e])
+            assert (stored[(features[0].name, 1)].value, stored[(features[1].name, 1)].value) == (e, e + 0.25)
+    finally:
+        cluster.shutdown()

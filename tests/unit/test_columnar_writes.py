@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
 from registry.core.timeline import tie_key
+from registry.core.value_types import VALUE_COLUMNS
 from sinks.cassandra import layout as online_layout
 from sinks.cassandra.writer import Values, newest_cells, revision_cap
 from sinks.dual import DualWriter
@@ -205,8 +207,20 @@ def test_offline_results_hold_each_identity_once_as_rows_do(tmp_path: Path, ship
     by_rows.flush()
     stored = _table_rows(tables[0])
     assert stored == _table_rows(tables[1])
-    identities = {(r.entity_id, r.feature_name, r.feature_version, r.window_end_ms, r.revision) for r in results.rows()}
-    assert len(stored) == len(identities) == by_results.written == by_rows.written  # each identity once
+    # The rule one row at a time: a row is written unless an earlier one (committed or in its batch) has its identity.
+    kept: dict[tuple[Any, ...], FeatureRow] = {}
+    for row in [*first.rows(), *results.rows()]:
+        kept.setdefault(row.identity, row)
+    data = tables[0].scan().to_arrow()
+    got = {
+        (r["entity_type"], r["entity_id"], r["feature_name"], r["feature_version"], r["event_time"], r["revision"]): r
+        for r in data.to_pylist()
+    }
+    assert len(got) == data.num_rows == len(kept) == by_results.written == by_rows.written  # each identity once
+    for (entity_type, entity_id, name, version, end_ms, revision), row in kept.items():
+        stored_row = got[(entity_type, entity_id, name, version, _utc(end_ms), revision)]
+        column = VALUE_COLUMNS[row.defined_by.value_type]
+        assert (stored_row[column], stored_row["window_start"]) == (row.value, _utc(row.window_start_ms))
     arrow = OfflineWriter.results_arrow(results, T0)
     assert arrow.schema == tables[0].schema().as_arrow()
     assert arrow.num_rows == len(results) * len(features)
@@ -214,3 +228,7 @@ def test_offline_results_hold_each_identity_once_as_rows_do(tmp_path: Path, ship
 
 
 HOUR = 60 * MIN
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
