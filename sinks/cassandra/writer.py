@@ -49,7 +49,16 @@ def write_timestamp_us(definition: FeatureDefinition, row: FeatureRow, cap: int 
     update beats the value it corrects and never an older window's value beats a newer one, whatever
     order writes arrive in. A replay writes the same timestamp: idempotent.
     """
-    return row.window_end_ms * 1000 + min(row.revision, revision_cap(definition) if cap is None else cap)
+    cap = revision_cap(definition) if cap is None else cap
+    one = np.array([row.window_end_ms], dtype=np.int64), np.array([row.revision], dtype=np.int64)
+    return int(write_timestamps_us(*one, np.array([cap], dtype=np.int64))[0])
+
+
+def write_timestamps_us(
+    ends_ms: npt.NDArray[np.int64], revisions: npt.NDArray[np.int64], caps: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """``write_timestamp_us`` of many values at once: window ends, revisions and each value's revision cap."""
+    return ends_ms * 1000 + np.minimum(revisions, caps)
 
 
 def ensure_schema(session: Session, keyspace: str) -> None:
@@ -141,7 +150,7 @@ def newest_cells(
     ends, revisions = buffered.ends(), buffered.revisions()
     caps = np.array([revision_cap(d) for d in defs], dtype=np.int64)
     ttls = np.array([to_millis(d.ttl) for d in defs], dtype=np.int64)
-    ts = ends * 1000 + np.minimum(revisions, caps[feature])
+    ts = write_timestamps_us(ends, revisions, caps[feature])
     types = pc.dictionary_encode(pa.array(buffered.entity_types, pa.string()))
     ids = pc.dictionary_encode(pa.array(buffered.entity_ids, pa.string()))
     entity = types.indices.to_numpy().astype(np.int64) * len(ids.dictionary) + ids.indices.to_numpy()
@@ -174,13 +183,13 @@ def newest_cells(
     value_types = [d.value_type for d in defs]
     encode = online_layout.encode_cell
     by_partition: dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]] = {}
-    entity_types, entity_ids, feature_of, end_of = buffered.entity_types, buffered.entity_ids, feature, ends
+    entity_types, entity_ids = buffered.entity_types, buffered.entity_ids
     for i, write_ts, ttl in zip(
         winners[grouped].tolist(), ts[winners][grouped].tolist(), ttl_s[grouped].tolist(), strict=True
     ):
-        f = int(feature_of[i])
+        f = int(feature[i])
         cells = by_partition.setdefault((entity_types[i], entity_ids[i]), {}).setdefault((write_ts, ttl), {})
-        cells[cell_keys[f]] = encode(value_types[f], values[i], int(end_of[i]))
+        cells[cell_keys[f]] = encode(value_types[f], values[i], int(ends[i]))
     return by_partition, expired
 
 
