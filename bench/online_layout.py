@@ -7,8 +7,10 @@ this process's CPU (the driver and the decoding) and Cassandra's CPU per read:
 
 - ``rows``: the layout before (``online_feature_values``): one clustering row per feature version,
   value columns per type, decoded as the reader did;
-- ``map``: today's (``sinks.cassandra.layout``): one row per entity, ``cells map<text, blob>``, one
-  cell per feature version with its own write time and TTL, decoded by ``sinks.cassandra.reader``;
+- ``map``: one row per entity, ``cells map<text, blob>``, one cell per feature version with its own write
+  time and TTL (the layout between the two), decoded by ``sinks.cassandra.reader``;
+- ``pack``: today's (``sinks.cassandra.layout``): the same row, the 100 values of one window in one cell
+  (a pack), decoded by ``sinks.cassandra.reader``;
 - ``one``: one clustering row of the old table (the floor of a single-partition read).
 """
 
@@ -78,11 +80,23 @@ def main(argv: list[str] | None = None) -> int:
             for e, i in enumerate(ids)
             for f in range(FEATURES)
         ]
+        one_pack = layout.pack(tuple(layout.pack_order([(f"f{f:03d}", 1, "double") for f in range(FEATURES)])))
+        packs = [
+            (
+                now_ms * 1000,
+                7200,
+                {one_pack.key: one_pack.encode(now_ms * 1000, now_ms, [e * 1.5 + f for f in range(FEATURES)])},
+                "packed",
+                i,
+            )
+            for e, i in enumerate(ids)
+        ]
         started = time.monotonic()
         execute_concurrent_with_args(session, insert, rows, concurrency=64, raise_on_first_error=True)
         execute_concurrent_with_args(session, update, cells, concurrency=64, raise_on_first_error=True)
+        execute_concurrent_with_args(session, update, packs, concurrency=64, raise_on_first_error=True)
         print(
-            f"keyspace {keyspace}: {args.entities} entities x {FEATURES} features written in both layouts "
+            f"keyspace {keyspace}: {args.entities} entities x {FEATURES} features written in the three layouts "
             f"in {time.monotonic() - started:.0f} s; {args.reads} reads per row below"
         )
         cols = ", ".join(VALUE_COLUMNS.values())
@@ -97,15 +111,17 @@ def main(argv: list[str] | None = None) -> int:
                 for name, version, a, b, c, d, ts in result
             }
 
-        layouts: list[tuple[str, Any, Callable[[Any], Any], int]] = [
-            ("rows", session.prepare(legacy_select), decode_rows, FEATURES),
-            ("map", session.prepare(select_vector_cql(keyspace)), _vector, FEATURES),
-            ("one", session.prepare(legacy_select + " AND feature_name = 'f001'"), decode_rows, 1),
+        select = session.prepare(select_vector_cql(keyspace))
+        layouts: list[tuple[str, Any, Callable[[Any], Any], int, str]] = [
+            ("rows", session.prepare(legacy_select), decode_rows, FEATURES, "user"),
+            ("map", select, _vector, FEATURES, "user"),
+            ("pack", select, _vector, FEATURES, "packed"),
+            ("one", session.prepare(legacy_select + " AND feature_name = 'f001'"), decode_rows, 1, "user"),
         ]
         print(f"{'layout':7}{'mode':12}{'wall us/read':>14}{'client cpu us':>15}{'cassandra cpu us':>18}")
         for mode in ("sequential", "32 in flight"):
-            for name, statement, decode, size in layouts:
-                params = [("user", ids[i % len(ids)]) for i in range(args.reads)]
+            for name, statement, decode, size, entity_type in layouts:
+                params = [(entity_type, ids[i % len(ids)]) for i in range(args.reads)]
                 c0, k0, t0 = _cpu(), cpu_seconds(cassandra), time.perf_counter()
                 if mode == "sequential":
                     vectors = [decode(session.execute(statement, p)) for p in params]

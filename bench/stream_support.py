@@ -311,9 +311,9 @@ class ProgressPoller:
     def count_online(self, keyspace: str) -> int:
         """Stored (entity, feature version) values: the cells of every entity's row (a row holds an entity's
         whole vector, so counting rows would count entities)."""
-        from sinks.cassandra.layout import TABLE, count_cells
+        from sinks.cassandra.layout import TABLE, count_values
 
-        return count_cells(self._session.execute(f"SELECT cells FROM {keyspace}.{TABLE}", timeout=120))
+        return count_values(self._session.execute(f"SELECT cells FROM {keyspace}.{TABLE}", timeout=120))
 
     def close(self) -> None:
         self._cluster.shutdown()

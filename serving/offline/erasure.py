@@ -105,7 +105,7 @@ class ErasureReport:
 def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: str, erased_at_ms: int) -> int:
     """Delete the entity's partition at ``erased_at``; the cells it held."""
     select = session.prepare(online_layout.select_vector_cql(keyspace))
-    held = online_layout.count_cells(session.execute(select, (entity_type, entity_id), timeout=30))
+    held = online_layout.count_values(session.execute(select, (entity_type, entity_id), timeout=30))
     session.execute(
         session.prepare(online_layout.erase_entity_cql(keyspace)),
         (erased_at_ms * 1000 + 999, entity_type, entity_id),

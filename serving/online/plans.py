@@ -38,6 +38,7 @@ class Plan:
     items: tuple[tuple[str, tuple[str, int], int, int, tuple[str, str, int]], ...]  # the above, per feature
     sensitive: tuple[FeatureDefinition, ...]  # features above `internal`: a read needs their team or its grant
     memo: list[object] = field(default_factory=list)  # the last (progress, now_us, cuts): reused at the same instant
+    picks: dict[object, object] = field(default_factory=dict)  # pack layout -> its picker of row_keys (vectors)
     # Request-time features (none for most plans): computed after the stored ones, placed in request order.
     requests: tuple[RequestPlan, ...] = ()
     output_keys: tuple[str, ...] = ()  # every key in request order (``keys`` when there are no requests)

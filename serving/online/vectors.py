@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from registry.core.timeline import Status, judge
 from serving.online.plans import Plan
-from sinks.cassandra.reader import Stored
+from sinks.cassandra.reader import PackedVector, Stored
 
 Tally = dict[tuple[tuple[str, str, int], str], int]
 """Values served with a status other than ``present`` (a timeline status, or ``error`` for a request-time
@@ -106,6 +106,29 @@ class _Stamps:
             return list(map(texts.__getitem__, ends)), list(map(ages.__getitem__, ends))
 
 
+_UNSEEN = object()
+_MAX_PICKS = 64  # pack layouts a plan remembers
+
+
+def _packed(plan: Plan, stored: PackedVector, floor: int | None) -> tuple[list[Any], int] | None:
+    """``_fresh`` for a vector read as one pack: every feature of the plan in it, the pack's window end at or
+    after ``floor`` (the greatest ``present_from`` of the plan's features): their values (by positions, no
+    lookup per feature) and that end."""
+    pick = plan.picks.get(stored.layout, _UNSEEN)
+    if pick is _UNSEEN:
+        if len(plan.picks) >= _MAX_PICKS:
+            plan.picks.clear()
+        pick = plan.picks[stored.layout] = stored.layout.picker(plan.row_keys)
+    if pick is None or floor is None or stored.end_ms < floor:
+        return None
+    return pick(stored.member_values), stored.end_ms  # type: ignore[operator]
+
+
+def _floor(cuts: list[Any]) -> int | None:
+    """The greatest ``present_from`` over a plan's cuts (each cut is some feature's), None for no cuts."""
+    return max(cut[4] for cut in cuts) if cuts else None
+
+
 def _fresh(plan: Plan, stored: Stored, floors: list[int]) -> tuple[list[Any], list[int]] | None:
     """The fast path: when every feature has a stored value at or after its ``present_from`` (all present, the
     common case), their values and window ends, in C-level loops; None otherwise (judge each feature)."""
@@ -124,6 +147,20 @@ def features_object(
 ) -> dict[str, dict[str, Any]]:
     """``{key: {value, feature_timestamp, age_seconds, version, status}}`` for one entity (``now_us``: epoch µs)."""
     cuts = plan.cuts(progress, now_us)
+    packed = _packed(plan, stored, _floor(cuts)) if stored.__class__ is PackedVector else None
+    if packed is not None:  # every feature present, one window end
+        end = packed[1]
+        text, age = iso(end), round((now_us - end * 1000) / 1e6, 3)
+        return {
+            key: {
+                "value": value,
+                "feature_timestamp": text,
+                "age_seconds": age,
+                "version": version,
+                "status": "present",
+            }
+            for key, value, version in zip(plan.keys, packed[0], plan.versions, strict=True)
+        }
     get = stored.get
     # Window ends repeat across features: format and age each once (inline, not ``_Stamps.stamp``: a call per
     # feature costs ~7 µs a 100-feature request).
@@ -162,13 +199,25 @@ class ColumnWriter:
         self._tally = tally
         self._stamps = _Stamps(now_us)
         self._present = ["present"] * len(plan.keys)
-        self._floors: tuple[object, list[int]] = (None, [])  # (cuts, each feature's present_from under them)
+        # (cuts, each feature's present_from under them, the greatest of those)
+        self._floors: tuple[object, list[int], int | None] = (None, [], None)
 
     def row(self, entity_id: str, stored: Stored, progress: Mapping[str, int]) -> dict[str, Any]:
         plan, tally, stamps = self._plan, self._tally, self._stamps
         cuts = plan.cuts(progress, self._now_us)
         if self._floors[0] is not cuts:  # the plan memoizes its cuts: usually the same list for every entity
-            self._floors = (cuts, [cuts[g][4] for g in plan.rule_of])
+            self._floors = (cuts, [cuts[g][4] for g in plan.rule_of], _floor(cuts))
+        packed = _packed(plan, stored, self._floors[2]) if stored.__class__ is PackedVector else None
+        if packed is not None:
+            n = len(packed[0])
+            text, age = stamps.stamp(packed[1])
+            return {
+                "entity_id": entity_id,
+                "values": packed[0],
+                "feature_timestamps": [text] * n,
+                "age_seconds": [age] * n,
+                "statuses": self._present.copy(),
+            }
         fresh = _fresh(plan, stored, self._floors[1])
         if fresh is not None:
             texts, stamped = stamps.columns(fresh[1])

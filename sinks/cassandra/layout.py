@@ -1,30 +1,37 @@
 """The online store's layout in Cassandra, derived here and nowhere else.
 
 One row per entity ``(entity_type, entity_id)`` (its partition) holds the whole feature vector in one
-map column, ``cells map<text, blob>``: one cell per feature version, so a serving read is one
-single-partition, single-row query whose cost barely grows with the number of features (a batch may read
-several partitions with one ``IN``: ``select_vectors_cql``). Each cell is
-written on its own ``USING TIMESTAMP <feature time in µs>`` and ``TTL``, so a write of an older window
-never overwrites a newer one, whatever order writes arrive in, replays are idempotent, and each
-feature keeps its own TTL: per feature, exactly the rules of one row per feature.
+map column, ``cells map<text, blob>``, so a serving read is one single-partition, single-row query (a batch
+may read several partitions with one ``IN``: ``select_vectors_cql``). The writer puts the values of one
+entity that share a window end, a write time and a TTL (one window of a window group, as a rule) into one
+cell, a pack (``Pack``: its key lists the members, its blob holds the write time, the window end, a null
+bitmap and the values), so a 100-feature read decodes one cell. Each pack is written on its own ``USING
+TIMESTAMP <feature time in µs>`` and ``TTL``, so a write of an older window never overwrites a newer one,
+whatever order writes arrive in, replays are idempotent, and each value keeps its own TTL (values of
+different TTLs go into different packs). A feature in several cells (packs of other member sets, or its
+own cell from the layout before packs) is read from the one of the greatest write time
+(``sinks.cassandra.reader``).
 
-A cell's key is ``<name>@<version>:<type letter>`` (``l``, ``d``, ``s``, ``b``; a version's value
-type never changes). Its blob holds the window end (epoch ms, 8 bytes, big-endian signed) and the value
-in Cassandra's own serialization of its type (``bigint`` / ``double``: 8 bytes big-endian; ``text``:
-UTF-8; ``boolean``: one byte 0 or 1), or ``NULL`` (nine ``0xff`` bytes) for no value: for ``long``,
-``double`` and ``boolean`` the value first, then the end (one C-level ``struct`` call decodes both);
-for ``text`` the end first, then the value. Two cells of one feature written with one write time hold
-one window end, so Cassandra, which keeps the greater blob compared as unsigned bytes, keeps the value
-``registry.core.timeline.tie_key`` ranks higher: no value above every value (no UTF-8 text starts with
-``0xff``; ``NULL`` is a byte longer than any fixed-size value, and after eight ``0xff`` its ninth byte
-meets the end's first, ``0x00`` for every window end from 1970 to 2^56 ms, some two million years on), then the greater
-serialized value. The online store keeps no window start or write instant (the offline table has both).
+A feature's own cell (written before packs, still read): key ``<name>@<version>:<type letter>`` (``l``,
+``d``, ``s``, ``b``; a version's value type never changes); blob the window end (epoch ms, 8 bytes,
+big-endian signed) and the value in Cassandra's own serialization of its type (``bigint`` / ``double``: 8
+bytes big-endian; ``text``: UTF-8; ``boolean``: one byte 0 or 1), or ``NULL`` (nine ``0xff`` bytes) for no
+value: for ``long``, ``double`` and ``boolean`` the value first, then the end (one C-level ``struct`` call
+decodes both); for ``text`` the end first, then the value. Two such cells of one feature written with one
+write time hold one window end, so Cassandra, which keeps the greater blob compared as unsigned bytes,
+keeps the value ``registry.core.timeline.tie_key`` ranks higher: no value above every value (no UTF-8 text
+starts with ``0xff``; ``NULL`` is a byte longer than any fixed-size value, and after eight ``0xff`` its
+ninth byte meets the end's first, ``0x00`` for every window end from 1970 to 2^56 ms, some two million
+years on), then the greater serialized value; a pack of one value orders the same way. The online store
+keeps no window start or write instant (the offline table has both).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from registry.core.value_types import SPECS, VALUE_COLUMNS, VALUE_TYPES, ValueType
@@ -126,6 +133,122 @@ def decode_cell(value_type: ValueType, blob: bytes) -> tuple[object, int]:
     return DECODERS[value_type](blob)
 
 
+# --- packs: one cell for the features of one window written together --------------------------------
+
+PACK = "*"  # a pack's key starts with it; a feature's own cell key never does (a name starts with a letter)
+PACK_MEMBERS = 256  # features a pack at most (a map key is at most 64 KiB; ~25 characters a member)
+_SEP = b"\xff"  # between a pack's strings: no UTF-8 text holds the byte 0xff
+_PACK_HEAD = ">qq"  # write time (µs), window end (ms)
+_CODES: dict[ValueType, str] = {"long": "q", "double": "d", "boolean": "?"}
+_ZERO: dict[ValueType, object] = {"long": 0, "double": 0.0, "boolean": False}
+Member = tuple[str, int, ValueType]
+"""A pack member: feature name, version, value type."""
+
+
+def member_rank(member: Member) -> tuple[bool, str]:
+    return member[2] == "string", cell_key(*member)
+
+
+def pack_order(members: list[Member]) -> list[Member]:
+    """The order of a pack's members: fixed-size types first, then strings, each by cell key (one set of
+    features has one key, whatever order its values arrived in)."""
+    return sorted(members, key=member_rank)
+
+
+class Pack:
+    """The layout of one pack: its key, members in order and the struct of its fixed-size part.
+
+    A pack is one map cell holding every value of one entity that one flush writes with one write time,
+    TTL and window end (the features of one window group, as a rule). Key: ``*`` and the members' cell
+    keys joined by ``,``, in ``pack_order``. Blob: the write time (µs, 8 bytes), the window end (ms, 8
+    bytes), a bitmap of members without a value (bit ``i`` = ``0x80 >> i % 8`` of byte ``i // 8``), the
+    fixed-size values in member order as Cassandra serializes them (a member without one holds zero), then
+    the strings' UTF-8 bytes separated by ``0xff``. For one member the blob orders as ``tie_key`` (as a
+    feature's own cell does), so Cassandra keeps of two single-feature packs of one write time the value
+    the timeline's tie rule keeps; of two packs of several members it keeps the greater blob whole.
+    """
+
+    __slots__ = ("fixed", "key", "members", "nulls", "refs", "strings", "types", "width")
+
+    def __init__(self, members: tuple[Member, ...]) -> None:
+        if not members or len(members) > PACK_MEMBERS:
+            raise ValueError(f"a pack holds 1 to {PACK_MEMBERS} members, not {len(members)}")
+        if list(members) != pack_order(list(members)) or len(set(members)) != len(members):
+            raise ValueError("pack members must be distinct and in pack_order")
+        self.members = members
+        self.refs = tuple((name, version) for name, version, _ in members)
+        self.types = tuple(t for _, _, t in members)
+        self.key = PACK + ",".join(cell_key(*m) for m in members)
+        self.width = (len(members) + 7) // 8
+        self.strings = sum(t == "string" for t in self.types)
+        self.fixed = struct.Struct(
+            _PACK_HEAD + f"{self.width}s" + "".join(_CODES[t] for t in self.types[: -self.strings or None])
+        )
+        self.nulls = bytes(self.width)
+
+    def picker(self, refs: tuple[tuple[str, int], ...]) -> Callable[[list[object]], list[object]] | None:
+        """A function taking, from a decoded pack's values, those of ``refs`` in that order; None when the pack
+        lacks one of them."""
+        index = {ref: i for i, ref in enumerate(self.refs)}
+        positions = [index.get(ref) for ref in refs]
+        if not positions or None in positions:
+            return None
+        if len(positions) == 1:
+            (only,) = positions
+            return lambda values: [values[only]]  # type: ignore[index]
+        take = itemgetter(*positions)
+        return lambda values: list(take(values))
+
+    def encode(self, write_ts_us: int, end_ms: int, values: list[object]) -> bytes:
+        """The blob of ``values`` (in member order, None for no value)."""
+        bitmap = bytearray(self.width)
+        fixed: list[object] = []
+        texts: list[bytes] = []
+        for i, (value, value_type) in enumerate(zip(values, self.types, strict=True)):
+            if value is None:
+                bitmap[i // 8] |= 0x80 >> (i % 8)
+            if value_type == "string":
+                texts.append(b"" if value is None else str(value).encode())
+            else:
+                fixed.append(_ZERO[value_type] if value is None else value)
+        head = self.fixed.pack(write_ts_us, end_ms, bytes(bitmap), *fixed)
+        return head + _SEP.join(texts) if texts else head
+
+    def decode(self, blob: bytes) -> tuple[int, int, list[object]]:
+        """``(write time µs, window end ms, values in member order)``; ValueError for a blob of another shape."""
+        try:
+            head = self.fixed.unpack_from(blob)
+        except struct.error as exc:
+            raise ValueError(f"not a blob of pack {self.key[:60]!r}: {exc}") from None
+        values = list(head[3:])
+        if self.strings:
+            texts = blob[self.fixed.size :].split(_SEP)
+            if len(texts) != self.strings:
+                raise ValueError(f"not a blob of pack {self.key[:60]!r}: {len(texts)} strings, not {self.strings}")
+            values.extend(map(bytes.decode, texts))
+        elif len(blob) != self.fixed.size:
+            raise ValueError(f"not a blob of pack {self.key[:60]!r}: {len(blob)} bytes, not {self.fixed.size}")
+        if head[2] != self.nulls:
+            bitmap = head[2]
+            for i in range(len(values)):
+                if bitmap[i // 8] & (0x80 >> (i % 8)):
+                    values[i] = None
+        return head[0], head[1], values
+
+
+@lru_cache(maxsize=4_096)
+def pack(members: tuple[Member, ...]) -> Pack:
+    """The (cached) layout of a pack of ``members`` in ``pack_order``."""
+    return Pack(members)
+
+
+def parse_pack_key(key: str) -> Pack:
+    """The layout a pack key names; ValueError for anything else."""
+    if not key.startswith(PACK):
+        raise ValueError(f"not an online pack key: {key[:60]!r}")
+    return pack(tuple(parse_cell_key(member) for member in key[len(PACK) :].split(",")))
+
+
 # --- statements -----------------------------------------------------------------------------------
 
 
@@ -192,6 +315,11 @@ def legacy_select_cql(keyspace: str) -> str:
     )
 
 
-def count_cells(rows: Any) -> int:
-    """The number of cells the rows of ``select_vector_cql`` hold."""
-    return sum(len(cells or ()) for (cells,) in rows)
+def values_in(key: str) -> int:
+    """How many feature values a cell of this key holds: a pack's members, or one."""
+    return len(parse_pack_key(key).members) if key.startswith(PACK) else 1
+
+
+def count_values(rows: Any) -> int:
+    """The number of feature values the rows of ``select_vector_cql`` hold (a pack's members each count)."""
+    return sum(values_in(key) for (cells,) in rows for key in (cells or ()))

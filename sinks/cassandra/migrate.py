@@ -1,7 +1,8 @@
 """Move online values from the layout before (one row per feature version, ``online_feature_values``)
-into today's (one map cell per feature version, ``online_vectors``): ``python -m sinks.cassandra.migrate``.
+into today's (one row per entity, ``online_vectors``, each value in a map cell): ``python -m sinks.cassandra.migrate``.
 
-Each value keeps its write time (``WRITETIME``) and remaining TTL, so the never-older-over-newer rule
+Each value becomes a pack of one (``layout.Pack``) and keeps its write time (``WRITETIME``, also stored in
+the pack, where readers compare it) and remaining TTL, so the never-older-over-newer rule
 holds across the move: a value the running job writes meanwhile wins or loses exactly as it would have
 against the old row, and running the migration twice changes nothing. A row's value type is the value
 column that is set; a row without a value takes it from its definition in the registry (``--definitions-db``),
@@ -69,7 +70,8 @@ def migrate(session: Session, keyspace: str, type_of: TypeOf, *, drop_legacy: bo
             unknown.add(f"{entity_type}/{name}@{version}")
             continue
         value = values[VALUE_TYPES.index(value_type)]
-        cells = {layout.cell_key(name, version, value_type): layout.encode_cell(value_type, value, end_ms)}
+        one = layout.pack(((name, version, value_type),))  # a pack of one, with the row's own write time
+        cells = {one.key: one.encode(written_us, end_ms, [value])}
         pending.append((written_us, ttl_s or 0, cells, entity_type, entity_id))
         if len(pending) >= 5000:
             write()

@@ -19,9 +19,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from registry.core.errors import StoreUnavailableError
+from registry.core.timeline import tie_key
+from registry.core.value_types import ValueType
 from sinks.cassandra import layout as online_layout
 
 if TYPE_CHECKING:
@@ -55,24 +58,36 @@ def select_vector_cql(keyspace: str) -> str:
 
 
 _Decode = Callable[[bytes], tuple[object, int]]
-_KEYS: dict[str, tuple[tuple[str, int], _Decode, _Decode]] = {}
-_MAX_KEYS = 200_000  # distinct cell keys remembered (10,000 features x a few versions)
+_Cell = tuple[tuple[str, int], _Decode, _Decode, ValueType]
+_KEYS: dict[str, _Cell | online_layout.Pack] = {}
+_MAX_KEYS = 200_000  # distinct cell keys remembered (10,000 features x a few versions, and packs)
 
 
-def _learn(key: str) -> tuple[tuple[str, int], _Decode, _Decode]:
-    name, version, value_type = online_layout.parse_cell_key(key)
+def _learn(key: str) -> _Cell | online_layout.Pack:
     if len(_KEYS) >= _MAX_KEYS:
         _KEYS.clear()
-    known = _KEYS[key] = ((name, version), online_layout.FAST[value_type], online_layout.DECODERS[value_type])
+    if key.startswith(online_layout.PACK):
+        layout = _KEYS[key] = online_layout.parse_pack_key(key)
+        return layout
+    name, version, value_type = online_layout.parse_cell_key(key)
+    known = _KEYS[key] = (
+        (name, version),
+        online_layout.FAST[value_type],
+        online_layout.DECODERS[value_type],
+        value_type,
+    )
     return known
 
 
 def _vector(rows: Any) -> Stored:
-    # One row (or none: no cell is live). A cell key is parsed once per process; a value of a fixed-size
-    # type is decoded by one C-level struct call (a cell without a value raises there and takes the slow
-    # decoder); a plain tuple per value (a NamedTuple costs a Python-level __new__ per value).
+    # One row (or none: no cell is live). A cell key is parsed once per process. A pack (one cell for the
+    # features of one window, ``layout.Pack``) decodes with one C-level struct call and one split of its
+    # strings; a feature's own cell (written before packs) with one struct call for a fixed-size type (a cell
+    # without a value raises there and takes the slow decoder). A plain tuple per value (a NamedTuple costs a
+    # Python-level __new__ per value).
     out: dict[tuple[str, int], tuple[object, int]] = {}
-    get, error = _KEYS.get, struct.error
+    get, error, pack_type = _KEYS.get, struct.error, online_layout.Pack
+    packs: list[tuple[online_layout.Pack, bytes]] | None = None
     for (cells,) in rows:
         if cells:
             # The driver's OrderedMapSerializedKey keeps its entries in a list of pairs; its Mapping
@@ -80,11 +95,85 @@ def _vector(rows: Any) -> Stored:
             entries = getattr(cells, "_items", None)
             for key, blob in cells.items() if entries is None else entries:
                 known = get(key) or _learn(key)
+                if known.__class__ is pack_type:
+                    if packs is None:
+                        packs = []
+                    packs.append((known, blob))  # type: ignore[arg-type]
+                    continue
                 try:
-                    out[known[0]] = known[1](blob)
+                    out[known[0]] = known[1](blob)  # type: ignore[index]
                 except error:
-                    out[known[0]] = known[2](blob)
-    return out
+                    out[known[0]] = known[2](blob)  # type: ignore[index]
+    if packs is None:
+        return out
+    if not out and len(packs) == 1:  # the common case: one window group's pack
+        layout, blob = packs[0]
+        _, end, values = layout.decode(blob)
+        return PackedVector(layout, values, end)
+    return _newest(out, packs)
+
+
+class PackedVector(Mapping[tuple[str, int], tuple[object, int]]):
+    """An entity's vector read as one pack: its values in the pack's member order and their window end.
+
+    A mapping like any ``Stored``; its dict is built on the first lookup by key, so a consumer that takes
+    many features at once (``pick``, by positions the layout gives) never hashes a key per feature."""
+
+    __slots__ = ("_dict", "end_ms", "layout", "member_values")
+
+    def __init__(self, layout: online_layout.Pack, values: list[object], end_ms: int) -> None:
+        self.layout = layout
+        self.member_values = values
+        self.end_ms = end_ms
+        self._dict: dict[tuple[str, int], tuple[object, int]] | None = None
+
+    def _entries(self) -> dict[tuple[str, int], tuple[object, int]]:
+        entries = self._dict
+        if entries is None:
+            entries = self._dict = dict(
+                zip(self.layout.refs, zip(self.member_values, repeat(self.end_ms)), strict=True)
+            )
+        return entries
+
+    def __getitem__(self, key: tuple[str, int]) -> tuple[object, int]:
+        return self._entries()[key]
+
+    def get(self, key: tuple[str, int], default: Any = None) -> Any:
+        return self._entries().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries()
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(self.layout.refs)
+
+    def __len__(self) -> int:
+        return len(self.member_values)
+
+    def __repr__(self) -> str:
+        return f"PackedVector({self._entries()!r})"
+
+
+def _newest(
+    cells: dict[tuple[str, int], tuple[object, int]], packs: list[tuple[online_layout.Pack, bytes]]
+) -> dict[tuple[str, int], tuple[object, int]]:
+    """Each feature's value from the cell Cassandra would have kept had they been one: the greatest write
+    time, then (one write time) the value ``tie_key`` ranks higher. A feature's own cell counts as written
+    at its window end (revision 0): it carries no write time."""
+    best: dict[tuple[str, int], tuple[int, object, int]] = {
+        ref: (end * 1000, value, end) for ref, (value, end) in cells.items()
+    }
+    for layout, blob in packs:
+        ts, end, values = layout.decode(blob)
+        for ref, value_type, value in zip(layout.refs, layout.types, values, strict=True):
+            prior = best.get(ref)  # of the same type: a version's value type never changes
+            if (
+                prior is None
+                or ts > prior[0]
+                or (ts == prior[0] and tie_key(value, value_type) > tie_key(prior[1], value_type))
+            ):
+                best[ref] = (ts, value, end)
+    return {ref: (value, end) for ref, (_, value, end) in best.items()}
 
 
 def scan_vectors(session: Session, keyspace: str) -> Iterator[tuple[str, str, Stored]]:

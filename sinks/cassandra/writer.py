@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -135,14 +136,15 @@ class Values:
 def newest_cells(
     buffered: Values, now_ms: int
 ) -> tuple[dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]], int]:
-    """Per entity, per (write time, TTL in s), the cells to write.
+    """Per entity, per (write time, TTL in s), the cells to write: packs (``layout.Pack``) by key.
 
-    Only the newest value of each (entity, feature, version) can survive in Cassandra (write time
-    decides, ``write_timestamp_us``), so just that one is written: a replay or backfill flush shrinks to
-    one write per key. Of two values with one write time, the one Cassandra itself would keep
-    (``tie_key``; of equal keys, the first buffered). A value whose TTL ran out at ``now_ms`` is skipped
-    (the second number returned counts them). Decided with numpy over the flush's columns; Python runs per
-    cell written, to encode it."""
+    Only the newest value of each (entity, feature, version) can survive (write time decides,
+    ``write_timestamp_us``), so just that one is written: a replay or backfill flush shrinks to one
+    value per key. Of two values with one write time, the one Cassandra itself would keep (``tie_key``;
+    of equal keys, the first buffered). A value whose TTL ran out at ``now_ms`` is skipped (the second
+    number returned counts them). The values of one entity that share a write time, a TTL and a window
+    end (one window of a window group, as a rule) go into one pack (several past ``PACK_MEMBERS``).
+    Decided with numpy over the flush's columns; Python runs per value written, to place it in its pack."""
     defs = buffered.definitions
     if not buffered.size:
         return {}, 0
@@ -178,18 +180,41 @@ def newest_cells(
     alive = ttl_s > 0
     expired = int((~alive).sum())
     winners, ttl_s = winners[alive], ttl_s[alive]
-    grouped = np.lexsort((ttl_s, ts[winners], entity[winners]))  # an entity's cells together
-    cell_keys = [online_layout.cell_key(d.name, d.version, d.value_type) for d in defs]
-    value_types = [d.value_type for d in defs]
-    encode = online_layout.encode_cell
+    ends_w = ends[winners]
+    members: list[online_layout.Member] = [(d.name, d.version, d.value_type) for d in defs]
+    rank = np.empty(len(defs), dtype=np.int64)  # each feature's place in pack order
+    rank[sorted(range(len(defs)), key=lambda f: online_layout.member_rank(members[f]))] = np.arange(len(defs))
+    # A pack's values together, in pack order.
+    grouped = np.lexsort((rank[feature[winners]], ends_w, ttl_s, ts[winners], entity[winners]))
     by_partition: dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]] = {}
     entity_types, entity_ids = buffered.entity_types, buffered.entity_ids
-    for i, write_ts, ttl in zip(
-        winners[grouped].tolist(), ts[winners][grouped].tolist(), ttl_s[grouped].tolist(), strict=True
-    ):
-        f = int(feature[i])
-        cells = by_partition.setdefault((entity_types[i], entity_ids[i]), {}).setdefault((write_ts, ttl), {})
-        cells[cell_keys[f]] = encode(value_types[f], values[i], int(ends[i]))
+    rows, w_ts, w_ttl, w_end = (
+        winners[grouped],
+        ts[winners][grouped],
+        ttl_s[grouped],
+        ends_w[grouped],
+    )
+    w_entity = entity[rows]
+    # Runs of one (entity, write time, TTL, window end): each run is one pack (more if it has more members
+    # than a pack holds).
+    cut = np.ones(len(rows), dtype=bool)
+    cut[1:] = (
+        (w_entity[1:] != w_entity[:-1])
+        | (w_ts[1:] != w_ts[:-1])
+        | (w_ttl[1:] != w_ttl[:-1])
+        | (w_end[1:] != w_end[:-1])
+    )
+    starts = [*np.flatnonzero(cut).tolist(), len(rows)]
+    row_list, feature_list = rows.tolist(), feature[rows].tolist()
+    for a, b in itertools.pairwise(starts):
+        i = row_list[a]
+        cells = by_partition.setdefault((entity_types[i], entity_ids[i]), {}).setdefault(
+            (int(w_ts[a]), int(w_ttl[a])), {}
+        )
+        for c in range(a, b, online_layout.PACK_MEMBERS):
+            part = range(c, min(c + online_layout.PACK_MEMBERS, b))
+            layout = online_layout.pack(tuple(members[feature_list[j]] for j in part))
+            cells[layout.key] = layout.encode(int(w_ts[a]), int(w_end[a]), [values[row_list[j]] for j in part])
     return by_partition, expired
 
 
@@ -216,9 +241,9 @@ class _Request:
 class OnlineWriter:
     """Buffers rows and writes them with bounded concurrency at ``flush``, several entities a request.
 
-    An entity's cells that share a write time and a TTL (the features of one window, as a rule) go as one
-    ``UPDATE ... SET cells = cells + ?``; such updates of several entities (of one replica set) as one
-    UNLOGGED batch, at most ``CELLS_PER_REQUEST`` cells and ``REQUEST_BYTES`` a request (``_requests``):
+    An entity's values that share a write time, a TTL and a window end (the features of one window, as a
+    rule) go as one pack, one map cell (``layout.Pack``), in one ``UPDATE ... SET cells = cells + ?``; such
+    updates of several entities (of one replica set) as one UNLOGGED batch, at most ``CELLS_PER_REQUEST`` cells and ``REQUEST_BYTES`` a request (``_requests``):
     Cassandra's and this process's cost per request dominates a write of a few cells.
 
     A value whose TTL has already run out at write time is not written (it would be expired on
@@ -294,7 +319,7 @@ class OnlineWriter:
     ) -> tuple[list[tuple[Any, Any]], int]:
         """The flush's statements packed into requests, and the number of values they carry.
 
-        A statement is one entity's cells of one write time and TTL, at most ``CELLS_PER_REQUEST`` of them.
+        A statement is one entity's cells (packs) of one write time and TTL, at most ``CELLS_PER_REQUEST`` of them.
         Statements go out together, several entities to an UNLOGGED batch, up to ``CELLS_PER_REQUEST`` cells,
         ``REQUEST_BYTES`` (estimated) and ``PARTITIONS_PER_REQUEST`` entities a request, only entities of one
         replica set in a batch (on a single node: any). A batch is not atomic across its entities, and needs not be: each statement
@@ -308,7 +333,7 @@ class OnlineWriter:
             group = replicas(entity_type, entity_id)
             key_bytes = STATEMENT_BYTES + len(entity_type.encode()) + len(entity_id.encode())
             for (ts, ttl_s), cells in groups.items():
-                values += len(cells)
+                values += sum(map(online_layout.values_in, cells))
                 cells_of_statement: dict[str, bytes] | None = None  # in the request being filled
                 for cell, blob in cells.items():
                     cost = CELL_BYTES + len(cell.encode()) + len(blob)

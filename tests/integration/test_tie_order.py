@@ -90,8 +90,8 @@ def _flush_straddles_a_second(writer: OnlineWriter) -> bool:
 
 
 def test_one_request_per_entity_and_newest_wins_inside_batches(it_settings: Settings) -> None:
-    """A flush packs values into requests of at most ``CELLS_PER_REQUEST`` cells, several entities a request,
-    and each value keeps its own write time inside them: an older window written later never wins."""
+    """A flush packs an entity's values of one window into one cell and cells into requests, several entities a
+    request, and each value keeps its own write time inside them: an older window written later never wins."""
     from sinks.cassandra.writer import CELLS_PER_REQUEST
     from sinks.factory import connect_cassandra
 
@@ -106,8 +106,8 @@ def test_one_request_per_entity_and_newest_wins_inside_batches(it_settings: Sett
             writer.add(FeatureRow.of(d, entity, i, T0 - 5 * MIN, T0, 1))
         writer.add(FeatureRow.of(features[0], lone, 99, T0 - 5 * MIN, T0, 1))
         writer.flush()
-        # 64 + 64 + 3 values in three requests, the lone entity's value in the third
-        assert (writer.written, writer.requests) == (len(features) + 1, 3)
+        # the entity's 131 values in one pack (one cell), the lone entity's in another: one request
+        assert (writer.written, writer.requests) == (len(features) + 1, 1)
         for i, d in enumerate(features):  # an older window, and the same window at a lower revision
             writer.add(FeatureRow.of(d, entity, -i, T0 - 10 * MIN, T0 - 5 * MIN, 9))
             writer.add(FeatureRow.of(d, entity, -i - 100, T0 - 5 * MIN, T0, 0))

@@ -74,7 +74,8 @@ def _results(rnd: random.Random, features: tuple[FeatureDefinition, ...], n: int
 
 def _reference(rows: list[FeatureRow], now_ms: int) -> tuple[Cells, int]:
     """The rule one row at a time: keep a key's value if its write time is greater, or equal with a greater
-    ``tie_key``; skip it if its TTL ran out; group the rest by entity and (write time, TTL in s)."""
+    ``tie_key``; skip it if its TTL ran out; group the rest by entity and (write time, TTL in s), one pack per
+    window end there."""
     newest: dict[tuple[str, str, str, int], tuple[int, FeatureRow]] = {}
     for row in rows:
         d = row.defined_by
@@ -87,7 +88,7 @@ def _reference(rows: list[FeatureRow], now_ms: int) -> tuple[Cells, int]:
             or (held[0] == ts and tie_key(row.value, d.value_type) > tie_key(held[1].value, d.value_type))
         ):
             newest[key] = (ts, row)
-    cells: Cells = {}
+    packs: dict[tuple[str, str, int, int, int], dict[online_layout.Member, Any]] = {}
     expired = 0
     for ts, row in newest.values():
         d = row.defined_by
@@ -95,9 +96,14 @@ def _reference(rows: list[FeatureRow], now_ms: int) -> tuple[Cells, int]:
         if ttl_s <= 0:
             expired += 1
             continue
-        group = cells.setdefault((row.entity_type, row.entity_id), {}).setdefault((ts, ttl_s), {})
-        cell = online_layout.cell_key(row.feature_name, row.feature_version, d.value_type)
-        group[cell] = online_layout.encode_cell(d.value_type, row.value, row.window_end_ms)
+        at = (row.entity_type, row.entity_id, ts, ttl_s, row.window_end_ms)
+        packs.setdefault(at, {})[(row.feature_name, row.feature_version, d.value_type)] = row.value
+    cells: Cells = {}
+    for (entity_type, entity_id, ts, ttl_s, end_ms), values in packs.items():
+        members = online_layout.pack_order(list(values))
+        layout = online_layout.pack(tuple(members))
+        group = cells.setdefault((entity_type, entity_id), {}).setdefault((ts, ttl_s), {})
+        group[layout.key] = layout.encode(ts, end_ms, [values[m] for m in members])
     return cells, expired
 
 
@@ -133,9 +139,9 @@ def test_ties_keep_the_value_cassandra_keeps_and_of_equal_ones_the_first(shipped
     values = Values()
     values.add_results(results)
     cells, _ = newest_cells(values, T0)
-    key = online_layout.cell_key(count.name, count.version, "long")
-    assert cells[("user", "u1")][(T0 * 1000 + 1, 7200)][key] == online_layout.encode_cell("long", -1, T0)
-    assert cells[("user", "u2")][(T0 * 1000 + 2, 7200)][key] == online_layout.encode_cell("long", None, T0)
+    one = online_layout.pack(((count.name, count.version, "long"),))
+    assert cells[("user", "u1")][(T0 * 1000 + 1, 7200)] == {one.key: one.encode(T0 * 1000 + 1, T0, [-1])}
+    assert cells[("user", "u2")][(T0 * 1000 + 2, 7200)] == {one.key: one.encode(T0 * 1000 + 2, T0, [None])}
 
 
 def test_rows_come_before_results_in_one_flush(shipped_catalog: FeatureCatalog) -> None:
@@ -232,3 +238,25 @@ HOUR = 60 * MIN
 
 def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def test_a_window_wider_than_a_pack_is_several_packs_that_read_back_whole(shipped_catalog: FeatureCatalog) -> None:
+    from sinks.cassandra.reader import _vector
+
+    count = shipped_catalog.get("user", "txn_count_1h")
+    n = online_layout.PACK_MEMBERS + 44
+    features = tuple(count.model_copy(update={"name": f"wide_{i:03d}"}) for i in range(n))
+    results = WindowResults(
+        features,
+        ["u1"],
+        np.array([T0 - 60 * MIN], dtype=np.int64),
+        np.array([T0], dtype=np.int64),
+        np.array([3], dtype=np.int64),
+        [[i - 7 if i % 5 else None] for i in range(n)],
+    )
+    values = Values()
+    values.add_results(results)
+    cells, expired = newest_cells(values, T0)
+    ((_, packs),) = cells[("user", "u1")].items()
+    assert expired == 0 and sorted(online_layout.values_in(key) for key in packs) == [44, online_layout.PACK_MEMBERS]
+    assert _vector([(packs,)]) == {(d.name, 1): (i - 7 if i % 5 else None, T0) for i, d in enumerate(features)}

@@ -18,6 +18,8 @@ from registry.core.timeline import Rule, judge
 from serving.online import vectors
 from serving.online.plans import Plan
 from serving.online.vectors import ColumnWriter, Tally, features_object, format_ms
+from sinks.cassandra import layout as online_layout
+from sinks.cassandra.reader import PackedVector, _vector
 from tests.conftest import string_feature
 
 NOW_US = 1_700_000_123_456_789  # not on a millisecond: the cuts' rounding matters
@@ -142,3 +144,64 @@ def test_rows_of_one_writer_have_lists_of_their_own() -> None:
     assert a["statuses"] is not b["statuses"] and a["values"] is not b["values"]
     a["statuses"].insert(0, "error")  # as request-time features are placed into a row
     assert b["statuses"] == ["present"] * len(definitions)
+
+
+def test_vectors_read_as_one_pack_equal_the_rule_applied_feature_by_feature(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vector read as one pack (``PackedVector``: every value with one window end) takes its own fast path;
+    its answers are the rule's, feature by feature, whether the pack holds every feature asked for, fewer or
+    more, and with its end on either side of each feature's ``present_from``."""
+    taken = {"packed": 0, "other": 0}
+    original = vectors._packed
+
+    def counting(*args: Any) -> Any:
+        out = original(*args)
+        taken["other" if out is None else "packed"] += 1
+        return out
+
+    monkeypatch.setattr(vectors, "_packed", counting)
+    rng = random.Random(23)
+    definitions = _definitions()
+    extra = string_feature("not_asked")
+    plan = Plan.of("user", [d.name for d in definitions], definitions)
+    streams = sorted({d.stream for d in definitions})
+    for case in range(300):
+        progress = {s: (NOW_US // 1000 - rng.choice([0, 3, 7, 12, 40]) * MIN_MS) for s in streams}
+        if case % 11 == 0:
+            progress = {}
+        cuts = [
+            Rule.of(d).cut(min(NOW_US, progress.get(d.stream, 0) * 1000), NOW_US, unit_us=1000) for d in definitions
+        ]
+        anchor = rng.choice(cuts)
+        end = rng.choice([anchor.present_from, max(c.present_from for c in cuts), anchor.expired_before])
+        end += rng.choice([-1, 0, 0, 1, 5 * MIN_MS])
+        members = list(definitions)
+        if case % 5 == 1:
+            members.remove(rng.choice(members))  # a feature asked for is not in the pack
+        if case % 3 == 2:
+            members.append(extra)
+        values = {
+            (d.name, d.version, d.value_type): None
+            if rng.random() < 0.1
+            else {"long": rng.randrange(-5, 5), "double": rng.random(), "string": f"m{rng.randrange(9)}"}[d.value_type]
+            for d in members
+        }
+        order = online_layout.pack_order(list(values))
+        layout = online_layout.pack(tuple(order))
+        stored = _vector([({layout.key: layout.encode(end * 1000 + 1, end, [values[m] for m in order])},)])
+        assert isinstance(stored, PackedVector)
+        expected = _reference(definitions, dict(stored.items()), progress)
+        tally: Tally = {}
+        row = ColumnWriter(plan, NOW_US, tally).row("e1", stored, progress)
+        assert (row["values"], row["feature_timestamps"], row["age_seconds"], row["statuses"], tally) == expected
+        object_tally: Tally = {}
+        answer = features_object(plan, stored, progress, NOW_US, object_tally)
+        assert tuple(answer) == plan.keys and object_tally == expected[4]
+        for i, key in enumerate(plan.keys):
+            assert answer[key] == {
+                "value": expected[0][i],
+                "feature_timestamp": expected[1][i],
+                "age_seconds": expected[2][i],
+                "version": definitions[i].version,
+                "status": expected[3][i],
+            }
+    assert taken["packed"] > 50 and taken["other"] > 50, taken
