@@ -191,6 +191,28 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+SETTLED_CORES = 0.15  # Cassandra's CPU use under which the seeding's flushes and compactions are over
+SETTLE_MAX_S = 90.0
+
+
+def settle(pid: int | None) -> tuple[float, float]:
+    """Wait until Cassandra's CPU use over a second falls below ``SETTLED_CORES`` (at most ``SETTLE_MAX_S``):
+    the seeding's memtable flushes and compactions otherwise run during the first measured run, which then
+    measures them. Returns the seconds waited and the last second's use (0 without a pid)."""
+    started = time.monotonic()
+    busy = 0.0
+    while pid is not None and time.monotonic() - started < SETTLE_MAX_S:
+        before = cpu_seconds(pid)
+        time.sleep(1.0)
+        after = cpu_seconds(pid)
+        if before is None or after is None:
+            break
+        busy = after - before
+        if busy < SETTLED_CORES:
+            break
+    return time.monotonic() - started, busy
+
+
 def cassandra_pid() -> int | None:
     """The local stack's Cassandra (its PID file), to report its CPU time per request; None if not found."""
     from infra.settings import StackSettings
@@ -460,6 +482,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         cassandra = cassandra_pid()
+        waited, busy = settle(cassandra)
+        print(
+            f"Cassandra settled after the seeding in {waited:.0f}s (it used {busy:.2f} cores over the last second; "
+            f"the runs start below {SETTLED_CORES} or after {SETTLE_MAX_S:.0f}s)",
+            flush=True,
+        )
         if args.log_sample > 0:
             ensure_topics(settings.kafka_bootstrap, [DEFAULT_TOPIC])  # so that the logged records reach Kafka
         print(f"serving log: {args.log_sample:.0%} of requests to the topic {DEFAULT_TOPIC}")
