@@ -260,16 +260,36 @@ def lookup(column: pa.Array | pa.ChunkedArray, values: pa.Array) -> np.ndarray:
             parts = [lookup(c, values) for c in column.chunks]
             return np.concatenate(parts) if parts else np.empty(0, np.int64)
     if pa.types.is_dictionary(column.type):
-        found = lookup(column.dictionary, values)
+        found = _lookup_distinct(column.dictionary, values)
         if not len(found):
             return np.full(len(column), -1, np.int64)
         indices = column.indices
         if indices.null_count:
-            return np.where(indices.is_null().to_numpy(), -1, found[indices.fill_null(0).to_numpy()])
+            return np.where(
+                indices.is_null().to_numpy(zero_copy_only=False), -1, found[indices.fill_null(0).to_numpy()]
+            )
         return found[indices.to_numpy()]
     value_set = values if values.type == column.type else values.cast(column.type)
     found = pc.index_in(column, value_set=value_set)
     return (found.fill_null(-1) if found.null_count else found).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _lookup_distinct(dictionary: pa.Array, values: pa.Array) -> np.ndarray:
+    """``lookup`` of a dictionary's entries. Arrow's ``index_in`` builds a hash table of the value set on
+    every call, the larger side here as a rule (a chunk's 100K entity ids against a file's ~20K): when the
+    values outnumber the entries and the entries are distinct, hash the entries and probe the values
+    instead (4x less CPU measured), inverting the answer."""
+    if len(values) <= len(dictionary) or dictionary.null_count:
+        return lookup(dictionary, values)
+    entries = dictionary if dictionary.type == values.type else dictionary.cast(values.type)
+    if pc.count_distinct(entries).as_py() != len(entries):
+        return lookup(dictionary, values)  # a repeated entry: each occurrence needs its own answer
+    position = pc.index_in(values, value_set=entries)  # per value, its entry, or null
+    found = np.full(len(entries), -1, np.int64)
+    present = position.is_valid().to_numpy(zero_copy_only=False)
+    # Reversed, so that of repeated values the first one's index is the one kept (as ``index_in`` answers).
+    found[position.drop_null().to_numpy().astype(np.int64)[::-1]] = np.flatnonzero(present)[::-1]
+    return found
 
 
 def _us(column: pa.Array) -> np.ndarray:

@@ -5,6 +5,7 @@ of what was written (entity type, entity, feature name and version, time band, i
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -19,7 +20,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from registry.core.definitions import FeatureDefinition
 from sinks.iceberg import files as offline_files
 from sinks.iceberg import layout as offline_layout
-from sinks.iceberg.reader import Band, ReadPoint, _runs, read_rows
+from sinks.iceberg.reader import Band, ReadPoint, _runs, lookup, read_rows
 from sinks.iceberg.writer import append_rows, ensure_table, sorted_rows
 
 DAY_US = 86_400_000_000
@@ -293,3 +294,37 @@ def test_files_planned_once_serve_reads_along_the_time_axis(
     assert len(files.tasks(None, None, names)) == len(list(table.scan().plan_files()))
     ends = pc.cast(rows.column("event_time"), pa.int64())
     assert files.time_bounds() == (pc.min(ends).as_py(), pc.max(ends).as_py())  # every file holds user rows
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_lookup_equals_a_brute_force_search(seed: int) -> None:
+    """``lookup`` answers per row the index of its value among ``values`` (the first, if repeated), or -1,
+    whichever side it hashes: plain and dictionary-encoded columns, dictionaries with nulls and repeated
+    entries, value sets larger and smaller than the dictionary."""
+    rng = random.Random(seed)
+    pool = [f"e{i}" for i in range(rng.choice([3, 30, 300]))]
+    values = [rng.choice(pool) for _ in range(rng.choice([0, 1, 5, 50, 400]))]
+    if rng.random() < 0.5:
+        values = list(dict.fromkeys(values))  # distinct, as the readers pass them
+    entries = [rng.choice(pool) for _ in range(rng.choice([1, 4, 40]))]
+    if rng.random() < 0.5:
+        entries = list(dict.fromkeys(entries))
+    if rng.random() < 0.2:
+        entries.append(None)  # type: ignore[arg-type]
+    indices = [rng.randrange(len(entries)) if rng.random() < 0.9 else None for _ in range(rng.randint(0, 60))]
+    column = pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(entries, pa.string()))
+    plain = pa.array([None if i is None else entries[i] for i in indices], pa.string())
+
+    def first(value: str | None) -> int:
+        return values.index(value) if value is not None and value in values else -1
+
+    expected = [first(None if i is None else entries[i]) for i in indices]
+    wanted = pa.array(values, pa.string())
+    assert lookup(column, wanted).tolist() == expected
+    assert lookup(plain, wanted).tolist() == expected
+    assert lookup(pa.chunked_array([column[:7], column[7:]]), wanted).tolist() == expected
+
+
+def test_lookup_answers_every_occurrence_of_a_repeated_dictionary_entry() -> None:
+    column = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, 1], pa.int32()), pa.array(["a", "a", "b"]))
+    assert lookup(column, pa.array(["c", "a", "d", "e"])).tolist() == [1, 1, -1, 1]
