@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -115,5 +116,62 @@ def test_narrow_vectors_go_ten_entities_a_request_without_warnings(
         for e in (0, 9, 10, 204):
             stored = reader.read("user", entities[e])
             assert (stored[(features[0].name, 1)].value, stored[(features[1].name, 1)].value) == (e, e + 0.25)
+    finally:
+        cluster.shutdown()
+
+
+def test_a_feature_in_several_cells_reads_from_the_newest(it_settings: Settings) -> None:
+    """A row holding one feature in several cells (a pack of the group, a pack of one feature written later
+    as a backfill would, and cells of one feature from the layout before packs) reads, per feature, the value
+    of the cell with the greatest write time, through the Python and the C++ driver alike."""
+    import asyncio
+
+    from sinks.cassandra.native_reader import NativeOnlineReader
+    from sinks.factory import connect_cassandra
+
+    shipped = FeatureCatalog.from_folder()
+    count, total = shipped.get("user", "txn_count_1h"), shipped.get("user", "txn_amount_sum_1h")
+    entity = f"several-{uuid.uuid4()}"
+    cluster, session = connect_cassandra(it_settings)
+    try:
+        writer = OnlineWriter(session, it_settings.cassandra_keyspace)
+        writer.add(FeatureRow.of(count, entity, 5, T0 - 65 * MIN, T0 - 5 * MIN, 2))  # the group's pack
+        writer.add(FeatureRow.of(total, entity, 1.5, T0 - 65 * MIN, T0 - 5 * MIN, 2))
+        writer.flush()
+        writer.add(FeatureRow.of(total, entity, 2.5, T0 - 70 * MIN, T0 - 10 * MIN, 9))  # older: loses
+        writer.flush()
+        writer.add(FeatureRow.of(count, entity, 7, T0 - 60 * MIN, T0, 0))  # a pack of one, newer: wins
+        writer.flush()
+        update = session.prepare(online_layout.update_cells_cql(it_settings.cassandra_keyspace))
+        for d, value, end in ((count, 3, T0 - 15 * MIN), (total, 9.5, T0 - 5 * MIN)):  # cells of one feature
+            cell = {
+                online_layout.cell_key(d.name, d.version, d.value_type): online_layout.encode_cell(
+                    d.value_type, value, end
+                )
+            }
+            session.execute(update, (end * 1000, 3600, cell, "user", entity), timeout=10)
+        # total: the group's pack (written at T0 - 5 min + 2 µs) beats the old cell of the same end (at + 0)
+        expected = {(count.name, count.version): (7, T0), (total.name, total.version): (1.5, T0 - 5 * MIN)}
+        python = OnlineReader(session, it_settings.cassandra_keyspace, timeout_s=10)
+        assert {k: (v.value, v.feature_ts_ms) for k, v in python.read("user", entity).items()} == expected
+        native = NativeOnlineReader(
+            it_settings.cassandra_hosts, it_settings.cassandra_port, it_settings.cassandra_keyspace, timeout_s=10.0
+        )
+
+        async def read() -> Any:
+            try:
+                return await native.read_many_async("user", [entity])
+            finally:
+                await native.close()
+
+        (vector,) = asyncio.run(read())
+        assert dict(vector) == expected
+        cells = session.execute(
+            f"SELECT cells FROM {it_settings.cassandra_keyspace}.{online_layout.TABLE} "
+            "WHERE entity_type = 'user' AND entity_id = %s",
+            (entity,),
+            timeout=10,
+        )
+        assert online_layout.count_values(cells) == 6  # 2 + 1 + 1 in packs, 2 cells of one feature
     finally:
         cluster.shutdown()
