@@ -242,8 +242,10 @@ def pack(members: tuple[Member, ...]) -> Pack:
     return Pack(members)
 
 
+@lru_cache(maxsize=4_096)
 def parse_pack_key(key: str) -> Pack:
-    """The layout a pack key names; ValueError for anything else."""
+    """The (cached) layout a pack key names; ValueError for anything else. Cached by key: the writer counts a
+    flush's values by its packs' keys (``values_in``)."""
     if not key.startswith(PACK):
         raise ValueError(f"not an online pack key: {key[:60]!r}")
     return pack(tuple(parse_cell_key(member) for member in key[len(PACK) :].split(",")))

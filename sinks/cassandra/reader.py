@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from registry.core.errors import StoreUnavailableError
 from registry.core.timeline import tie_key
-from registry.core.value_types import ValueType
 from sinks.cassandra import layout as online_layout
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ def select_vector_cql(keyspace: str) -> str:
 
 
 _Decode = Callable[[bytes], tuple[object, int]]
-_Cell = tuple[tuple[str, int], _Decode, _Decode, ValueType]
+_Cell = tuple[tuple[str, int], _Decode, _Decode]
 _KEYS: dict[str, _Cell | online_layout.Pack] = {}
 _MAX_KEYS = 200_000  # distinct cell keys remembered (10,000 features x a few versions, and packs)
 
@@ -67,15 +66,10 @@ def _learn(key: str) -> _Cell | online_layout.Pack:
     if len(_KEYS) >= _MAX_KEYS:
         _KEYS.clear()
     if key.startswith(online_layout.PACK):
-        layout = _KEYS[key] = online_layout.parse_pack_key(key)
-        return layout
+        _KEYS[key] = online_layout.parse_pack_key(key)
+        return _KEYS[key]
     name, version, value_type = online_layout.parse_cell_key(key)
-    known = _KEYS[key] = (
-        (name, version),
-        online_layout.FAST[value_type],
-        online_layout.DECODERS[value_type],
-        value_type,
-    )
+    known = _KEYS[key] = ((name, version), online_layout.FAST[value_type], online_layout.DECODERS[value_type])
     return known
 
 
