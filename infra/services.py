@@ -68,8 +68,10 @@ def _kafka_prepare(s: StackSettings) -> list[str]:
     ]
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # "--cluster-id=<id>", not "-t <id>": one id in 64 starts with "-", which the tool's parser
+        # then takes for an option and refuses (seen: "argument --cluster-id/-t: expected one argument").
         fmt = subprocess.run(
-            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            [*base, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -109,6 +111,7 @@ def _cassandra_prepare(s: StackSettings) -> list[str]:
             "FS_CASSANDRA_DATA_DIR": str(home),
         },
     )
+    (home / "logs").mkdir(parents=True, exist_ok=True)  # the GC log's folder must exist before the JVM starts
     # One option per line; "--add-opens X" is two JVM arguments, so join with "=".
     opts = [
         "=".join(line.split(None, 1))
@@ -123,6 +126,7 @@ def _cassandra_prepare(s: StackSettings) -> list[str]:
         f"-Dcassandra.config={yaml.resolve().as_uri()}",
         f"-Dcassandra.storagedir={home}",
         f"-Dcassandra.logdir={home / 'logs'}",
+        f"-Xlog:gc*,safepoint:file={home / 'logs' / 'gc.log'}:time,uptime,level,tags:filecount=4,filesize=10m",
         f"-Dlogback.configurationFile={CONF_DIR / 'cassandra' / 'logback.xml'}",
         "-cp",
         artifacts.classpath(s, "cassandra"),

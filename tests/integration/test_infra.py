@@ -114,3 +114,18 @@ def test_no_jdk17_is_a_named_error(tmp_path: Path) -> None:
     fake.chmod(0o755)
     with pytest.raises(InfraError, match=r"no JDK 17 found .*Java 21"):
         find_java17([fake, tmp_path / "missing" / "java"])
+
+
+def test_kafka_formats_storage_with_a_cluster_id_that_starts_with_a_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One random cluster id in 64 starts with "-"; the storage tool took it for an option and refused it."""
+    import uuid
+
+    from infra import services
+
+    monkeypatch.setattr(services.uuid, "uuid4", lambda: uuid.UUID(bytes=b"\xf8" + bytes(15)))
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path)
+    services._kafka_prepare(settings)
+    meta = (tmp_path / "kafka" / "data" / "meta.properties").read_text()
+    assert "cluster.id=-" in meta, meta
