@@ -5,6 +5,10 @@ Configuration, besides the stores' ``FS_*`` settings (``registry.core.settings``
 - ``FS_REQUEST_BUDGET_MS`` (default 100): every Cassandra read fails past it, and the request answers 503.
 - ``FS_CACHE_TTL_MS`` (default 1000, 0 turns the cache off) and ``FS_CACHE_MAX_ENTRIES`` (default 1024,
   about 30 MB of 100-feature vectors): the hot-entity vector cache of each worker process.
+- ``FS_MAX_IN_FLIGHT`` (default 64): requests one process works on at once; past it, 503 ``overloaded`` at once.
+- ``FS_MAX_ENTITIES_IN_FLIGHT`` (default 1000, from 1 to 1,000,000): entities one process's feature reads
+  ask for at once, summed (a GET 1, a batch its ids, ``/v1/vectors`` its parts); a read that would go past
+  it is answered 503 ``overloaded`` at once, unless nothing is in flight (``serving.online.overload``).
 - ``--workers`` (``FS_API_WORKERS``, default 1): server processes sharing the port; each builds its own clients.
 - ``FS_SERVING_LOG_SAMPLE`` (default 0.01; 0 turns it off) and ``FS_SERVING_LOG_TOPIC`` (default
   ``fs_serving_log``): the share of requests whose served vectors are logged to Kafka
@@ -49,7 +53,7 @@ from registry.live import LiveCatalog
 from registry.quality import QualityStore
 from serving.online.app import create_app
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
-from serving.online.overload import DEFAULT_MAX_IN_FLIGHT
+from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT
 from serving.online.serving_log import DEFAULT_SAMPLE, DEFAULT_TOPIC, KafkaSink, producer_config
 from sinks.cassandra.native_reader import DEFAULT_PARTITIONS_PER_READ, MAX_PARTITIONS_PER_READ, NativeOnlineReader
 from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, OnlineReader
@@ -125,6 +129,9 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         cache_ttl_ms=int(env.get("FS_CACHE_TTL_MS", str(DEFAULT_TTL_MS))),
         cache_max_entries=int(env.get("FS_CACHE_MAX_ENTRIES", str(DEFAULT_MAX_ENTRIES))),
         max_in_flight=int(env.get("FS_MAX_IN_FLIGHT", str(DEFAULT_MAX_IN_FLIGHT))),
+        max_entities_in_flight=int_setting(
+            env, "FS_MAX_ENTITIES_IN_FLIGHT", DEFAULT_MAX_ENTITIES_IN_FLIGHT, 1, 1_000_000
+        ),
         serving_log=log_sink,
         serving_log_sample=sample,
         quality=QualityStore(settings.definitions_db),

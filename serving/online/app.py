@@ -45,7 +45,7 @@ from serving.online.features_api import MAX_NAMES, feature_routes
 from serving.online.features_docs import docs_router
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics, MetricsMiddleware
-from serving.online.overload import DEFAULT_MAX_IN_FLIGHT, InFlightLimit
+from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT, EntityBound, InFlightLimit
 from serving.online.plans import Plans
 from serving.online.quality_api import quality_router
 from serving.online.responses import JSONResponse
@@ -107,6 +107,7 @@ def create_app(
     cache_max_entries: int = DEFAULT_MAX_ENTRIES,
     registry: CollectorRegistry | None = None,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    max_entities_in_flight: int = DEFAULT_MAX_ENTITIES_IN_FLIGHT,
     serving_log: Sink | None = None,
     serving_log_sample: float = 0.0,
     quality: QualityStore | None = None,
@@ -123,6 +124,8 @@ def create_app(
         cache_max_entries: bound of the vector cache (least recently used out first).
         registry: where the metrics are registered (a fresh registry if None, never the global one).
         max_in_flight: requests the process works on at once; past it, an immediate 503 ``overloaded``.
+        max_entities_in_flight: entities the feature reads in flight ask for, summed; a read that would
+            go past it gets an immediate 503 ``overloaded`` (unless nothing is in flight: see ``EntityBound``).
         serving_log: where sampled served vectors go (``serving.online.serving_log``); None logs nothing.
         serving_log_sample: the share of requests logged, within [0, 1].
         quality: stored data-quality results, served at ``/v1/quality/...``; None answers 404 there.
@@ -131,6 +134,8 @@ def create_app(
     """
     if max_in_flight < 1:
         raise ValueError("max_in_flight: the in-flight limit must be at least 1")
+    if max_entities_in_flight < 1:
+        raise ValueError("max_entities_in_flight: the entity bound must be at least 1")
     app = FastAPI(title="feature store", version="0.2.0", default_response_class=JSONResponse)
     cache = VectorCache(
         as_async(source), clock_ms=lambda: clock_us() // 1000, ttl_ms=cache_ttl_ms, max_entries=cache_max_entries
@@ -178,7 +183,9 @@ def create_app(
 
     access = access if access is not None else Access(None, enabled=False)
     app.state.access = access
-    app.router.routes[:0] = feature_routes(Plans(live, services), cache, metrics, clock_us, log, access)  # first
+    app.router.routes[:0] = feature_routes(
+        Plans(live, services), cache, metrics, clock_us, log, access, EntityBound(max_entities_in_flight)
+    )  # first
     app.include_router(definitions_router(live, access))
     if services is not None:
         app.include_router(services_router(live, services, access))

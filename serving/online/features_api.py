@@ -28,6 +28,7 @@ from serving.online.cache import VectorCache
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.keys import body_ids, entity_key, query_key, single_id
 from serving.online.metrics import Metrics
+from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, EntityBound
 from serving.online.plans import Plan, PlanKey, Plans
 from serving.online.request_values import Served, request_values
 from serving.online.responses import parse_json_object
@@ -70,7 +71,9 @@ class FeatureReads:
         clock_us: Callable[[], int],
         serving_log: ServingLog | None = None,
         access: Access | None = None,
+        bound: EntityBound | None = None,
     ) -> None:
+        self.bound = bound if bound is not None else EntityBound(DEFAULT_MAX_ENTITIES_IN_FLIGHT)
         self._access = access if access is not None and access.enabled else None
         self._plans = plans
         self._cache = cache
@@ -171,7 +174,8 @@ class FeatureReads:
         if plan.requests:
             data = _query_data(plan, params if params is not None else parse_qs(text, keep_blank_values=True))
         self._authorize(plan, caller, client)
-        body, now_us = await self._vector(plan, entity_id, key, data)
+        with self.bound.admit(1):
+            body, now_us = await self._vector(plan, entity_id, key, data)
         if self._log is not None and self._log.sampled():
             service = parse_qs(text).get("feature_service", [None])[-1]
             self._log_vector(headers, service, plan, body, now_us)
@@ -269,7 +273,8 @@ class FeatureReads:
             asks.append((plan, entity_id, key, data, service))
         for plan, *_ in asks:
             self._authorize(plan, caller, client)
-        served = await asyncio.gather(*(self._vector(plan, eid, key, data) for plan, eid, key, data, _ in asks))
+        with self.bound.admit(len(asks)):
+            served = await asyncio.gather(*(self._vector(plan, eid, key, data) for plan, eid, key, data, _ in asks))
         if self._log is not None and self._log.sampled():
             for (plan, *_, service), (one, at_us) in zip(asks, served, strict=True):
                 self._log_vector(headers, service, plan, one, at_us)
@@ -303,7 +308,8 @@ class FeatureReads:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
         data = _body_data(plan, body.get("request_data"), len(ids))
         self._authorize(plan, caller, client)
-        snapshots = await self._cache.get_each(entity_type, ids)
+        with self.bound.admit(len(ids)):
+            snapshots = await self._cache.get_each(entity_type, ids)
         failed = [s for s in snapshots if isinstance(s, StoreUnavailableError)]
         if len(failed) == len(snapshots):
             raise failed[0]  # nothing to serve: the store is down (503)
@@ -459,14 +465,11 @@ def _unavailable(entity_id: str, error: StoreUnavailableError) -> dict[str, Any]
     return {"entity_id": entity_id, "error": ErrorCode.STORE_UNAVAILABLE.value, "message": str(error)}
 
 
-async def _send(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())],
-        }
-    )
+async def _send(send: Send, status: int, body: bytes, retry_after: bool = False) -> None:
+    headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
+    if retry_after:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -484,7 +487,7 @@ class _Endpoint:
             body = await self._body(scope, receive)
         except ApiError as refused:  # answered here, without the exception middleware: the same body as render's
             self._metrics.error(refused.code)
-            await _send(send, *render(refused))
+            await _send(send, *render(refused), retry_after=refused.code is ErrorCode.OVERLOADED)
             return
         await _send(send, 200, body)
 
@@ -539,6 +542,7 @@ class _Batch(_Endpoint):
     route_path = BATCH_PATH
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        self._reads.bound.check()  # before the body is read and parsed: refusing must cost little
         return await self._reads.batch(
             scope["path_params"]["entity_type"],
             await _read_body(receive),
@@ -552,6 +556,7 @@ class _Vectors(_Endpoint):
     route_path = VECTORS_PATH
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        self._reads.bound.check()
         return await self._reads.vectors(
             await _read_body(receive), scope.get("headers", ()), caller_of(scope), client_of(scope)
         )
@@ -564,8 +569,9 @@ def feature_routes(
     clock_us: Callable[[], int],
     serving_log: ServingLog | None = None,
     access: Access | None = None,
+    bound: EntityBound | None = None,
 ) -> list[Route]:
-    reads = FeatureReads(plans, cache, metrics, clock_us, serving_log, access)
+    reads = FeatureReads(plans, cache, metrics, clock_us, serving_log, access, bound)
     # The hot GET first; a POST to .../batch only partly matches it (method) and goes on to the batch route.
     return [
         Route(GET_PATH, _Get(reads, metrics), methods=["GET"]),

@@ -1,18 +1,29 @@
-"""Load shedding: a bound on the requests one API process works on at once, and an immediate 503 past it.
+"""Load shedding: bounds on what one API process works on at once, and an immediate 503 past them.
 
 Past the bound a request is not queued (where it would wait beyond its budget and still cost a store
 read): it is answered at once with 503 ``overloaded``, so a client sending ten times the sustainable
 rate gets fast refusals for the excess while the admitted requests keep their latency. ``/health`` and
 ``/metrics`` are never shed: an overloaded process must still say it is alive and what it is doing.
+
+Two bounds, both answered the same way (503 ``overloaded``, ``Retry-After: 1``): ``InFlightLimit``
+counts requests, whatever they ask; ``EntityBound`` counts the entities the feature reads in flight
+ask for (a GET one, a batch its ids, ``/v1/vectors`` its parts), because a 100-entity batch costs about
+a hundred single reads: a bound on requests alone let 64 such batches in at once, ~6,400 entity reads
+queued behind each other and seconds of latency for every admitted request (measured, docs/design.md
+§2.3).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.online.http_errors import ApiError, ErrorCode, render
 
 DEFAULT_MAX_IN_FLIGHT = 64
+DEFAULT_MAX_ENTITIES_IN_FLIGHT = 1000
 _EXEMPT = ("/health", "/metrics")
 
 
@@ -54,3 +65,44 @@ class InFlightLimit:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+class EntityBound:
+    """At most ``limit`` entities in flight over one process's feature reads (one event loop: no lock).
+
+    A read of ``n`` entities is admitted when the entities already in flight plus ``n`` are at most
+    ``limit`` (exactly ``limit`` is admitted), or when nothing is in flight at all, so that a read larger
+    than the bound still runs, alone; otherwise it raises ``ApiError(OVERLOADED)`` at once, before any
+    store read. ``check`` refuses a request before its body is even parsed when the bound is already
+    reached (every read asks for at least one entity), so that refusing costs little under overload.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the entity bound must be at least 1")
+        self.limit = limit
+        self.in_flight = 0
+        self.shed = 0
+
+    def check(self) -> None:
+        """Refuse at once when no read of even one more entity would be admitted."""
+        if self.in_flight >= self.limit:
+            self._refuse(1)
+
+    def _refuse(self, n: int) -> None:
+        self.shed += 1
+        raise ApiError(
+            ErrorCode.OVERLOADED,
+            f"{self.in_flight} entities in flight in this process and {n} more asked, past its bound of "
+            f"{self.limit}: retry later",
+        )
+
+    @contextmanager
+    def admit(self, n: int) -> Iterator[None]:
+        if self.in_flight and self.in_flight + n > self.limit:
+            self._refuse(n)
+        self.in_flight += n
+        try:
+            yield
+        finally:
+            self.in_flight -= n

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -71,3 +72,57 @@ def test_requests_past_the_bound_are_shed_at_once_and_the_admitted_ones_answer(l
 def test_the_bound_must_admit_something(live: LiveCatalog) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         create_app(live, _Held(), max_in_flight=0)
+
+
+def _batch(client: httpx.AsyncClient, ids: Sequence[str]) -> Any:
+    return client.post("/v1/features/user/batch", json={"entity_ids": list(ids), "names": ["txn_count_1h"]})
+
+
+def test_entities_in_flight_are_bounded_exactly_at_the_limit(live: LiveCatalog) -> None:
+    """A read of n entities is admitted while in flight + n <= the bound (exactly the bound included),
+    refused at once past it, admitted alone whatever its size, and the bound frees up when reads end."""
+
+    async def scenario() -> None:
+        source = _Held()
+        app = create_app(live, source, max_entities_in_flight=10, cache_ttl_ms=0)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            first = asyncio.create_task(_batch(client, [f"a{i}" for i in range(6)]))
+            while source.reads < 1:
+                await asyncio.sleep(0.001)
+            past = await _batch(client, [f"b{i}" for i in range(5)])  # 6 + 5 = 11 > 10
+            assert past.status_code == 503, past.text
+            assert past.json()["error"] == "overloaded"
+            assert past.headers["retry-after"] == "1"
+            exact = asyncio.create_task(_batch(client, [f"d{i}" for i in range(3)]))  # 6 + 3 = 9
+            while source.reads < 2:
+                await asyncio.sleep(0.001)
+            last = asyncio.create_task(client.get("/v1/features/user/e0?names=txn_count_1h"))  # 9 + 1 = 10: in
+            while source.reads < 3:
+                await asyncio.sleep(0.001)
+            full = await client.get("/v1/features/user/f0?names=txn_count_1h")  # 10 + 1 > 10: refused
+            assert full.status_code == 503 and full.json()["error"] == "overloaded"
+            vectors = await client.post(
+                "/v1/vectors",
+                json={"entities": [{"entity_type": "user", "entity_id": "g0", "names": ["txn_count_1h"]}]},
+            )
+            assert vectors.status_code == 503 and vectors.json()["error"] == "overloaded"
+            source.release.set()
+            for task in (first, exact, last):
+                assert (await task).status_code == 200
+            source.release.clear()
+            alone = asyncio.create_task(_batch(client, [f"h{i}" for i in range(25)]))  # larger than the bound
+            while source.reads < 4:
+                await asyncio.sleep(0.001)
+            assert (await client.get("/v1/features/user/i0?names=txn_count_1h")).status_code == 503
+            source.release.set()
+            response = await alone
+            assert response.status_code == 200 and len(response.json()["results"]) == 25
+            assert (await _batch(client, [f"j{i}" for i in range(10)])).status_code == 200  # the bound freed up
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_the_entity_bound_must_admit_something(live: LiveCatalog) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        create_app(live, _Held(), max_entities_in_flight=0)
