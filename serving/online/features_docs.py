@@ -124,7 +124,9 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         400: "malformed entity id, names, body or request data",
         404: "unknown entity type, feature (all named) or feature service",
         413: "body too large",
-        503: "the online store failed or did not answer within the request budget",
+        503: "`store_unavailable`: the online store failed or did not answer within the request budget; "
+        "`overloaded` (with `Retry-After: 1`): the process had `FS_MAX_IN_FLIGHT` requests or "
+        "`FS_MAX_ENTITIES_IN_FLIGHT` entities in flight",
     }
     return {code: {"model": ProblemDoc, "description": text[code]} for code in codes}
 
