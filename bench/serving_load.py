@@ -17,10 +17,7 @@ loop), then
 at ``--catalog-rate`` requests/s with catalogs of ``--catalog-sizes`` definitions (the same ten read,
 the others registered beside them for the same entity type): whether latency stays flat as the
 registry grows (issue #19 asks within 10 % from 10 to 10,000 definitions). With the cache off, (b)
-also runs at ``--overload`` times the rate it saturated at in the same run (default 10), open loop
-over 96 connections (more than the API's in-flight bound): the API should refuse the excess at once
-(503 ``overloaded``) and keep the latency of what it admits; that row prints the 200 answers' rate
-and percentiles and the share answered 503. The (a) and (b) runs go
+also runs at ``--overload`` times its saturated rate (default 10; ``bench.serving_overload``). The (a) and (b) runs go
 first with the vector cache off (entity ids uniform: every entity read goes to Cassandra)
 and then with it on (``FS_CACHE_TTL_MS``) under hot-key traffic (entity ids Zipf-distributed,
 ``--zipf``; 0 for uniform). ``--auth on`` runs the server with ``FS_AUTH=on`` and every request
@@ -416,21 +413,6 @@ def print_row(label: str, cache: str, r: dict[str, Any], server_cpu: float | Non
     )
 
 
-def overload_run(port: int, requests: list[str], rate: float, args: argparse.Namespace) -> None:
-    """(b) offered at ``rate`` over more connections than the API admits at once: the 200 answers' latency."""
-    r = load(port, requests, mode="fixed", rate=rate, connections=96, duration_s=args.duration, warmup_s=args.warmup)
-    answered = r["completed"]
-    shed = r["errors"].get("http_503", 0)
-    others = sum(r["errors"].values()) - shed
-    print(
-        f"(b) overload: offered {rate:,.0f} requests/s ({args.overload:g}x saturated), answered "
-        f"{r['achieved_rate']:,.0f}/s, of them 200 {r['ok_rate']:,.0f}/s (p50 {r['ok_p50_ms']:.1f} ms, "
-        f"p99 {r['ok_p99_ms']:.1f} ms, p99.9 {r['ok_p999_ms']:.1f} ms), 503 {shed / max(1, answered):.0%}, "
-        f"other errors {others}; all answers p99 {r['p99_ms']:.1f} ms",
-        flush=True,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.serving_load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -587,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
                     if scenario == "b" and mode == "saturate":
                         saturated_b = r["achieved_rate"]
                 if not cache_ttl and args.overload > 0 and saturated_b:
+                    from bench.serving_overload import overload_run
+
                     overload_run(port, requests_for("b", port, ids, names, rng), saturated_b * args.overload, args)
                 if cache_ttl:
                     print(
