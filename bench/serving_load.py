@@ -437,7 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="also profile the server under saturation of (a)")
     parser.add_argument(
-        "--profile-scenario", choices=["a", "b"], default="a", help="the scenario --profile saturates (default a)"
+        "--profile-scenario",
+        choices=["a", "b", "overload"],
+        default="a",
+        help="what --profile runs: (a) or (b) saturated (default a), or (b) at --overload times its saturated rate",
     )
     parser.add_argument(
         "--catalog-sizes",
@@ -571,7 +574,13 @@ def main(argv: list[str] | None = None) -> int:
                 if not cache_ttl and args.overload > 0 and saturated_b:
                     from bench.serving_overload import overload_run
 
-                    overload_run(port, requests_for("b", port, ids, names, rng), saturated_b * args.overload, args)
+                    overload_run(
+                        port,
+                        requests_for("b", port, ids, names, rng),
+                        saturated_b * args.overload,
+                        args,
+                        pid if args.workers == 1 else None,
+                    )
                 if cache_ttl:
                     print(
                         f"cache hit rate (/metrics): {cache_hit_rate(port)}; /z: entity ids Zipf(s={args.zipf}) "
@@ -590,18 +599,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             out = tmp / "profile.txt"
             port = free_port()
+            overloaded = args.profile_scenario == "overload" and saturated_b > 0
             with server(settings, port=port, workers=1, cache_ttl_ms=0, profile=out):
-                load(
-                    port,
-                    requests_for(args.profile_scenario, port, ids, names, rng),
-                    mode="saturate",
-                    rate=0,
-                    connections=8 if args.profile_scenario == "a" else 2,
-                    duration_s=args.duration,
-                    warmup_s=args.warmup,
-                )
+                if overloaded:
+                    from bench.serving_overload import overload_run
+
+                    overload_run(port, requests_for("b", port, ids, names, rng), saturated_b * args.overload, args)
+                else:
+                    load(
+                        port,
+                        requests_for(args.profile_scenario[0], port, ids, names, rng),
+                        mode="saturate",
+                        rate=0,
+                        connections=8 if args.profile_scenario == "a" else 2,
+                        duration_s=args.duration,
+                        warmup_s=args.warmup,
+                    )
             time.sleep(0.5)
-            print(f"\nprofile of one server process at saturation of ({args.profile_scenario}), cache off ({out}):")
+            run = "(b) overloaded" if overloaded else f"saturation of ({args.profile_scenario[0]})"
+            print(f"\nprofile of one server process at {run}, cache off ({out}):")
             print(out.read_text() if out.exists() else "(no profile written)")
     finally:
         drop_keyspace(settings)

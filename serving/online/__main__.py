@@ -6,9 +6,10 @@ Configuration, besides the stores' ``FS_*`` settings (``registry.core.settings``
 - ``FS_CACHE_TTL_MS`` (default 1000, 0 turns the cache off) and ``FS_CACHE_MAX_ENTRIES`` (default 1024,
   about 30 MB of 100-feature vectors): the hot-entity vector cache of each worker process.
 - ``FS_MAX_IN_FLIGHT`` (default 64): requests one process works on at once; past it, 503 ``overloaded`` at once.
-- ``FS_MAX_ENTITIES_IN_FLIGHT`` (default 1000, from 1 to 1,000,000): entities one process's feature reads
+- ``FS_MAX_ENTITIES_IN_FLIGHT`` (default 400, from 1 to 1,000,000): entities one process's feature reads
   ask for at once, summed (a GET 1, a batch its ids, ``/v1/vectors`` its parts); a read that would go past
-  it is answered 503 ``overloaded`` at once, unless nothing is in flight (``serving.online.overload``).
+  it is answered 503 ``overloaded`` at once, unless nothing is in flight; while the bound is reached every
+  feature read is refused before it is routed or validated (``serving.online.overload``).
 - ``--workers`` (``FS_API_WORKERS``, default 1): server processes sharing the port; each builds its own clients.
 - ``FS_SERVING_LOG_SAMPLE`` (default 0.01; 0 turns it off) and ``FS_SERVING_LOG_TOPIC`` (default
   ``fs_serving_log``): the share of requests whose served vectors are logged to Kafka

@@ -45,6 +45,7 @@ class Metrics:
         )
         self._errors = Counter("fs_errors", "Refused or failed requests by error class", ["class"], registry=registry)
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._error_children: dict[str, Any] = {}
         self.tally: Tally = {}
         self._vectors_by_plan: dict[Plan, int] = {}
         self._vectors_folded: dict[tuple[str, str, int], int] = {}
@@ -61,7 +62,10 @@ class Metrics:
         children[1].observe(seconds)
 
     def error(self, kind: str) -> None:
-        self._errors.labels(kind).inc()
+        counter = self._error_children.get(kind)
+        if counter is None:
+            counter = self._error_children[kind] = self._errors.labels(kind)
+        counter.inc()
 
     def vectors(self, plan: Plan, n: int) -> None:
         """``n`` entity vectors were served under ``plan`` (each feature of the plan once per vector)."""

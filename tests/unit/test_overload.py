@@ -126,3 +126,43 @@ def test_entities_in_flight_are_bounded_exactly_at_the_limit(live: LiveCatalog) 
 def test_the_entity_bound_must_admit_something(live: LiveCatalog) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         create_app(live, _Held(), max_entities_in_flight=0)
+
+
+def test_at_the_bound_reads_are_refused_before_routing_and_counted_under_their_route(live: LiveCatalog) -> None:
+    """While the entity bound is reached every feature read is 503 ``overloaded`` before it is routed or validated
+    (one that would be 404 or 400 too), other routes are not refused, and the refusals are counted under the
+    read's route template; below the bound the same requests get their own answers."""
+
+    async def scenario() -> None:
+        source = _Held()
+        app = create_app(live, source, max_entities_in_flight=2, cache_ttl_ms=0)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            assert (await client.get("/v1/features/no_such_type/x")).status_code == 404  # below the bound
+            bad = await client.post("/v1/features/user/batch", content=b"{not json")
+            assert bad.status_code == 400
+            held = asyncio.create_task(_batch(client, ["a0", "a1"]))  # 2 of 2: the bound is reached
+            while source.reads < 1:
+                await asyncio.sleep(0.001)
+            refused = [
+                await client.get("/v1/features/no_such_type/x"),
+                await client.post("/v1/features/user/batch", content=b"{not json"),
+                await client.get("/v1/features/user?user_id=u1"),
+                await client.post("/v1/vectors", content=b"[]"),
+            ]
+            for response in refused:
+                assert response.status_code == 503, response.text
+                assert response.json()["error"] == "overloaded"
+                assert response.headers["retry-after"] == "1"
+            assert (await client.get("/v1/feature-definitions")).status_code == 200  # not a feature read
+            assert (await client.get("/v1/nothing/here")).status_code == 404  # not a feature read either
+            metrics = (await client.get("/metrics")).text
+            assert 'fs_requests_total{route="/v1/features/{entity_type}/batch",status="503"} 1.0' in metrics
+            assert 'fs_requests_total{route="/v1/features/{entity_type}/{entity_id}",status="503"} 1.0' in metrics
+            assert 'fs_requests_total{route="/v1/vectors",status="503"} 1.0' in metrics
+            assert 'fs_errors_total{class="overloaded"} 4.0' in metrics
+            source.release.set()
+            assert (await held).status_code == 200
+            assert (await client.get("/v1/features/no_such_type/x")).status_code == 404  # the bound freed up
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
