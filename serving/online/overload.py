@@ -10,7 +10,8 @@ counts requests, whatever they ask; ``EntityBound`` counts the entities the feat
 ask for (a GET one, a batch its ids, ``/v1/vectors`` its parts), because a 100-entity batch costs about
 a hundred single reads: a bound on requests alone let 64 such batches in at once, ~6,400 entity reads
 queued behind each other and seconds of latency for every admitted request (measured, docs/design.md
-§2.3).
+§2.3). While the entity bound is reached, ``ShedAtBound`` refuses every feature read before routing, so
+that a refusal costs the admitted reads as little CPU as the HTTP server allows (§2.6).
 """
 
 from __future__ import annotations

@@ -266,16 +266,10 @@ def test_metrics_count_what_the_job_saw(run: Run) -> None:
         assert _gauge(metrics, "freshness_lag_ms", feature=feature) >= time.time_ns() // 1_000_000 - last_end - 600_000
 
 
-def test_the_writer_sees_the_watermark(run: Run, request: pytest.FixtureRequest) -> None:
+def test_the_writer_sees_the_watermark(run: Run) -> None:
     """The writer's watermark passed every real window and stopped at the marker's time minus the
-    out-of-orderness. Known defect at parallelism 2 (#12 item 4): in some runs a writer subtask's
-    event-time watermark never advances (its gauge stays 0 while it has written the last window), so
-    its event-time timers never fire and its rows are flushed only by the processing-time backstop
-    (``WriteWindowResults``: within ``batch_interval_s``, 5 s); the rows are still exact (the other
-    tests here), their freshness is not."""
-    if "parallelism2" in request.node.callspec.id:
-        request.applymarker(
-            pytest.mark.xfail(reason="#12 item 4: the writer's watermark can stall at p=2", strict=False)
-        )
+    out-of-orderness, at parallelism 2 too: a writer whose watermark stalled would flush only on its
+    processing-time backstop (``WriteWindowResults``: within ``batch_interval_s``, 5 s), its rows exact
+    and late (#12 item 4, seen at parallelism 2 while a Python key selector stood before the writer)."""
     last_end = max(end for _, end in run.reference.windows(HOUR, 5 * MIN))
     assert last_end <= _gauge(run.metrics, "watermark_ms") <= time.time_ns() // 1_000_000 - MIN - OUT_OF_ORDERNESS
