@@ -183,7 +183,7 @@ def _api(settings: Settings, now_ms: int) -> Iterator[tuple[Any, FeatureClient]]
     cluster, session = connect_cassandra(settings)
     try:
         session.row_factory = tuple_factory
-        reader = OnlineReader(session, settings.cassandra_keyspace)
+        reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0)  # values, not latency
         app = create_app(LiveCatalog(DefinitionStore(settings.definitions_db)), reader, clock_us=lambda: now_ms * 1000)
         yield app, FeatureClient(client=TestClient(app, raise_server_exceptions=False))
     finally:
@@ -393,7 +393,7 @@ def test_erasing_by_a_key_field_removes_every_pair_of_it_for_good(erased_run: Se
     assert _pair_ids(settings) == before - set(u0_pairs)
     cluster, session = connect_cassandra(settings)
     try:
-        reader = OnlineReader(session, settings.cassandra_keyspace)
+        reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0)  # values, not latency
         assert all(reader.read("user_merchant", p) == {} for p in u0_pairs)
         assert reader.read("user_merchant", "u1|m1") != {}
         assert reader.read("user", "u0") != {}  # the user entity is not the pair

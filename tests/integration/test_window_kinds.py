@@ -323,7 +323,7 @@ def test_online_holds_each_features_latest_window(run: Settings) -> None:
     expected = reference(_events(seed=11))
     cluster, session = connect_cassandra(run)
     try:
-        reader = OnlineReader(session, run.cassandra_keyspace)
+        reader = OnlineReader(session, run.cassandra_keyspace, timeout_s=5.0)  # values, not latency
         for user in (f"u{i}" for i in range(USERS)):
             stored = reader.read("user", user)
             for name in FEATURES:
