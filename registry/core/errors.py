@@ -12,7 +12,8 @@ FeatureStoreError
 ├── AccessError              a caller is not who it must be, or may not do what it asked
 │   ├── UnauthenticatedError no token, or one that is malformed, unknown or revoked
 │   └── ForbiddenError       a valid caller without the owning team's role or a read grant
-└── RequestError             the feature API refused a client's request (``code`` says why)
+├── RequestError             the feature API refused a client's request (``code`` says why)
+└── SettingsError            an ``FS_*`` setting is malformed or out of its range (at start-up)
 
 HTTP status codes are chosen in ``serving/`` only; nothing here knows about HTTP.
 """
@@ -105,3 +106,7 @@ class RequestError(FeatureStoreError):
     def __init__(self, code: str, message: str) -> None:
         self.code = code
         super().__init__(f"{code}: {message}")
+
+
+class SettingsError(FeatureStoreError):
+    """An ``FS_*`` setting is malformed or out of its range; the message names the variable."""

@@ -7,14 +7,26 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from registry.core.errors import SettingsError
+
 _REPO = Path(__file__).resolve().parents[2]
 
 
 def _switch(name: str, value: str) -> bool:
     value = value.strip().lower()
     if value not in ("on", "off", ""):
-        raise ValueError(f"{name} must be 'on' or 'off', not {value!r}")
+        raise SettingsError(f"{name} must be 'on' or 'off', not {value!r}")
     return value == "on"
+
+
+def _port(name: str, raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a port number, not {raw!r}") from None
+    if not 1 <= port <= 65_535:
+        raise SettingsError(f"{name} must be from 1 to 65535, not {port}")
+    return port
 
 
 class Settings(BaseModel):
@@ -49,7 +61,7 @@ class Settings(BaseModel):
                 "FS_SCHEMA_REGISTRY_URL", f"http://{host}:{env.get('FS_REGISTRY_PORT', '8081')}"
             ),
             cassandra_hosts=tuple(env.get("FS_CASSANDRA_HOSTS", host).split(",")),
-            cassandra_port=int(env.get("FS_CASSANDRA_PORT", "9042")),
+            cassandra_port=_port("FS_CASSANDRA_PORT", env.get("FS_CASSANDRA_PORT", "9042")),
             cassandra_keyspace=env.get("FS_CASSANDRA_KEYSPACE", "feature_store"),
             iceberg_catalog_uri=env.get("FS_ICEBERG_CATALOG_URI", f"sqlite:///{state / 'iceberg' / 'catalog.db'}"),
             iceberg_warehouse=env.get("FS_ICEBERG_WAREHOUSE", (state / "iceberg" / "warehouse").as_uri()),

@@ -2,22 +2,37 @@
 
 Configuration, besides the stores' ``FS_*`` settings (``registry.core.settings``):
 
-- ``FS_REQUEST_BUDGET_MS`` (default 100): every Cassandra read fails past it, and the request answers 503.
-- ``FS_CACHE_TTL_MS`` (default 1000, 0 turns the cache off) and ``FS_CACHE_MAX_ENTRIES`` (default 1024,
-  about 30 MB of 100-feature vectors): the hot-entity vector cache of each worker process.
-- ``FS_MAX_IN_FLIGHT`` (default 64): requests one process works on at once; past it, 503 ``overloaded`` at once.
+Each is checked at start-up, before anything is connected (``serving.online.options``): integers are whole
+numbers within the range given, both ends included; anything else stops the process with an error naming
+the variable (exit status 1).
+
+- ``FS_REQUEST_BUDGET_MS`` (default 100, from 1 to 60,000): every Cassandra read fails past it, and the
+  request answers 503.
+- ``FS_BATCH_BUDGET_MS`` (default 1000, from 1 to 60,000): a batch's budget (``POST .../batch``); an entity
+  not read within it is that entity's ``store_unavailable``.
+- ``FS_SPECULATIVE_DELAY_MS`` (default 0 = off, from 0 to the request budget less 1; native driver only) and
+  ``FS_SPECULATIVE_EXECUTIONS`` (default 1, from 1 to 4): a read not answered after the delay is sent again
+  to the next replica of its partition, up to that many extra attempts, the first answer winning (the C++
+  driver's constant speculative execution policy; reads are idempotent). On one node (replication factor 1)
+  there is no other replica and nothing is repeated.
+- ``FS_CACHE_TTL_MS`` (default 1000, from 0 to 3,600,000; 0 turns the cache off) and ``FS_CACHE_MAX_ENTRIES``
+  (default 1024, from 1 to 10,000,000; about 30 MB of 100-feature vectors at the default): the hot-entity
+  vector cache of each worker process.
+- ``FS_MAX_IN_FLIGHT`` (default 64, from 1 to 100,000): requests one process works on at once; past it, 503
+  ``overloaded`` at once.
 - ``FS_MAX_ENTITIES_IN_FLIGHT`` (default 400, from 1 to 1,000,000): entities one process's feature reads
   ask for at once, summed (a GET 1, a batch its ids, ``/v1/vectors`` its parts); a read that would go past
   it is answered 503 ``overloaded`` at once, unless nothing is in flight; while the bound is reached every
   feature read is refused before it is routed or validated (``serving.online.overload``).
-- ``--workers`` (``FS_API_WORKERS``, default 1): server processes sharing the port; each builds its own clients.
-- ``FS_SERVING_LOG_SAMPLE`` (default 0.01; 0 turns it off) and ``FS_SERVING_LOG_TOPIC`` (default
-  ``fs_serving_log``): the share of requests whose served vectors are logged to Kafka
+- ``--port`` (``FS_API_PORT``, default 8000, from 1 to 65,535) and ``--workers`` (``FS_API_WORKERS``, default 1,
+  from 1 to 64): server processes sharing the port; each builds its own clients.
+- ``FS_SERVING_LOG_SAMPLE`` (default 0.01, a number from 0 to 1; 0 turns it off) and ``FS_SERVING_LOG_TOPIC``
+  (default ``fs_serving_log``, not empty): the share of requests whose served vectors are logged to Kafka
   (``serving.online.serving_log``; ``python -m sinks.serving_log`` creates the topic and lands it in Iceberg).
 - ``FS_AUTH`` (default ``off``): ``on`` makes every route need ``Authorization: Bearer <token>`` (tokens, grants
   and the audit log: ``registry.access``, in the registry's database); off, every route is open, and each
   says so in a warning at start-up.
-- ``FS_ONLINE_DRIVER`` (default ``native``): ``native`` reads the online store through acsylla, the C++ driver's
+- ``FS_ONLINE_DRIVER`` (default ``native``; ``native`` or ``python``): ``native`` reads the online store through acsylla, the C++ driver's
   asyncio bindings (``sinks.cassandra.native_reader``); ``python`` through the Python driver
   (``sinks.cassandra.reader``). Both give the same answers and the same errors for one entity (for a batch,
   see the next setting).
@@ -27,7 +42,7 @@ Configuration, besides the stores' ``FS_*`` settings (``registry.core.settings``
 - ``FS_GC_GEN0_THRESHOLD`` (default 20000, from 100 to 10,000,000): allocations between young-generation garbage collections. Python's
   default, 700, runs about 40 collections during one 100-entity request (its ~30,000 short-lived tuples,
   lists and dicts): 10 % of the API's CPU under a batch load; 20,000 removes most of it.
-- ``FS_GIL_SWITCH_INTERVAL_US`` (default 500): how long the event loop may hold the GIL while the Cassandra
+- ``FS_GIL_SWITCH_INTERVAL_US`` (default 500, from 1 to 100,000): how long the event loop may hold the GIL while the Cassandra
   driver's I/O thread waits for it (Python's default, 5 ms, shows up directly in p50 and p99 latency).
 
 uvloop and httptools are used when installed.
@@ -41,6 +56,7 @@ import gc
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -53,31 +69,15 @@ from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
 from registry.quality import QualityStore
 from serving.online.app import create_app
-from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
-from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT
-from serving.online.serving_log import DEFAULT_SAMPLE, DEFAULT_TOPIC, KafkaSink, producer_config
-from sinks.cassandra.native_reader import DEFAULT_PARTITIONS_PER_READ, MAX_PARTITIONS_PER_READ, NativeOnlineReader
-from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, OnlineReader
+from serving.online.options import ApiOptions, int_setting
+from serving.online.serving_log import KafkaSink, producer_config
+from sinks.cassandra.native_reader import NativeOnlineReader
+from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra
 
 if TYPE_CHECKING:
     from cassandra.cluster import Cluster
     from fastapi import FastAPI
-
-
-GC_GEN0_THRESHOLD = 20_000
-
-
-def int_setting(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    """An integer setting in ``[low, high]`` (both included); FeatureStoreError naming it otherwise."""
-    raw = env.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise FeatureStoreError(f"{name} must be an integer, not {raw!r}") from None
-    if not low <= value <= high:
-        raise FeatureStoreError(f"{name} must be from {low} to {high}, not {value}")
-    return value
 
 
 def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True) -> tuple[FastAPI, Cluster]:
@@ -87,39 +87,33 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
     """
     from cassandra.query import tuple_factory
 
-    sys.setswitchinterval(int(env.get("FS_GIL_SWITCH_INTERVAL_US", "500")) / 1e6)
+    options = ApiOptions.from_env(env)  # every setting checked before anything is connected
+    sys.setswitchinterval(options.gil_switch_interval_us / 1e6)
 
     live = LiveCatalog(DefinitionStore(settings.definitions_db))
     services = LiveFeatureServices(FeatureServiceStore(settings.definitions_db))
     cluster, session = connect_cassandra(settings, create_schema=create_schema)
     session.row_factory = tuple_factory  # the default builds a namedtuple class per result set
-    budget_s = int(env.get("FS_REQUEST_BUDGET_MS", str(int(DEFAULT_BUDGET_S * 1000)))) / 1000
-    batch_budget_s = int(env.get("FS_BATCH_BUDGET_MS", str(int(DEFAULT_BATCH_BUDGET_S * 1000)))) / 1000
-    driver = env.get("FS_ONLINE_DRIVER", "native")
+    budget_s, batch_budget_s = options.budget_ms / 1000, options.batch_budget_ms / 1000
     reader: OnlineReader | NativeOnlineReader
-    if driver == "native":
+    if options.driver == "native":
         reader = NativeOnlineReader(
             settings.cassandra_hosts,
             settings.cassandra_port,
             settings.cassandra_keyspace,
             timeout_s=budget_s,
             batch_timeout_s=batch_budget_s,
-            partitions_per_read=int_setting(
-                env, "FS_ONLINE_PARTITIONS_PER_READ", DEFAULT_PARTITIONS_PER_READ, 1, MAX_PARTITIONS_PER_READ
-            ),
+            partitions_per_read=options.partitions_per_read,
+            speculative_delay_ms=options.speculative_delay_ms,
+            speculative_executions=options.speculative_executions,
         )
-    elif driver == "python":
-        reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s, batch_timeout_s=batch_budget_s)
     else:
-        raise FeatureStoreError(f"FS_ONLINE_DRIVER must be native or python, not {driver!r}")
-    sample = float(env.get("FS_SERVING_LOG_SAMPLE", str(DEFAULT_SAMPLE)))
+        reader = OnlineReader(session, settings.cassandra_keyspace, timeout_s=budget_s, batch_timeout_s=batch_budget_s)
     log_sink = None
-    if sample > 0:
+    if options.serving_log_sample > 0:
         from confluent_kafka import Producer
 
-        log_sink = KafkaSink(
-            Producer(producer_config(settings.kafka_bootstrap)), env.get("FS_SERVING_LOG_TOPIC", DEFAULT_TOPIC)
-        )
+        log_sink = KafkaSink(Producer(producer_config(settings.kafka_bootstrap)), options.serving_log_topic)
         atexit.register(log_sink.close)
     access = Access.of(settings)
     atexit.register(access.close)  # the last second of buffered audit records
@@ -127,14 +121,12 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         live,
         reader,
         services=services,
-        cache_ttl_ms=int(env.get("FS_CACHE_TTL_MS", str(DEFAULT_TTL_MS))),
-        cache_max_entries=int(env.get("FS_CACHE_MAX_ENTRIES", str(DEFAULT_MAX_ENTRIES))),
-        max_in_flight=int(env.get("FS_MAX_IN_FLIGHT", str(DEFAULT_MAX_IN_FLIGHT))),
-        max_entities_in_flight=int_setting(
-            env, "FS_MAX_ENTITIES_IN_FLIGHT", DEFAULT_MAX_ENTITIES_IN_FLIGHT, 1, 1_000_000
-        ),
+        cache_ttl_ms=options.cache_ttl_ms,
+        cache_max_entries=options.cache_max_entries,
+        max_in_flight=options.max_in_flight,
+        max_entities_in_flight=options.max_entities_in_flight,
         serving_log=log_sink,
-        serving_log_sample=sample,
+        serving_log_sample=options.serving_log_sample,
         quality=QualityStore(settings.definitions_db),
         access=access,
     )
@@ -147,7 +139,7 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         )
     gc.freeze()  # what start-up built lives as long as the process: keep it out of every full collection
     _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(int_setting(env, "FS_GC_GEN0_THRESHOLD", GC_GEN0_THRESHOLD, 100, 10_000_000), gen1, gen2)
+    gc.set_threshold(options.gc_gen0_threshold, gen1, gen2)
     return app, cluster
 
 
@@ -168,11 +160,32 @@ def _server_options() -> dict[str, Any]:
     }
 
 
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``[low, high]``."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, not {raw!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+
+    return parse
+
+
 def main() -> int:
+    try:
+        port = int_setting(os.environ, "FS_API_PORT", 8000, 1, 65_535)
+        workers = int_setting(os.environ, "FS_API_WORKERS", 1, 1, 64)
+    except FeatureStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     parser = argparse.ArgumentParser(prog="python -m serving.online")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("FS_API_PORT", "8000")))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("FS_API_WORKERS", "1")))
+    parser.add_argument("--port", type=_whole(1, 65_535), default=port)
+    parser.add_argument("--workers", type=_whole(1, 64), default=workers)
     args = parser.parse_args()
     if args.workers > 1:
         try:  # the schema once here, so the workers starting together do not race to create it

@@ -54,10 +54,14 @@ def stored(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         cluster.shutdown()
 
 
-@pytest.mark.parametrize("partitions", [1, 7, 25])
-def test_the_native_reader_answers_as_the_python_one(stored: tuple[Settings, Any], partitions: int) -> None:
+@pytest.mark.parametrize(("partitions", "speculative_delay_ms"), [(1, 0), (7, 0), (25, 0), (1, 1), (25, 1)])
+def test_the_native_reader_answers_as_the_python_one(
+    stored: tuple[Settings, Any], partitions: int, speculative_delay_ms: int
+) -> None:
     """Batches read one entity per query (1) and several per ``IN`` (7: six full groups; 25: a group padded),
-    with an entity that has no row between others and an entity asked twice."""
+    with an entity that has no row between others and an entity asked twice; and the same with the
+    speculative execution policy on (idempotent statements; one node here, so no second attempt is sent:
+    what this shows is that the policy and the statements' flag leave the answers unchanged)."""
     settings, session = stored
     known = [f"n{e:03d}|\u00e9" for e in range(40)]
     ids = [*known[:20], "nobody", *known[20:], known[3]]
@@ -69,6 +73,8 @@ def test_the_native_reader_answers_as_the_python_one(stored: tuple[Settings, Any
         timeout_s=5.0,
         batch_timeout_s=10.0,
         partitions_per_read=partitions,
+        speculative_delay_ms=speculative_delay_ms,
+        speculative_executions=2,
     )
 
     async def both() -> tuple[Any, ...]:

@@ -282,7 +282,7 @@ def test_a_native_batch_of_a_store_that_answers_nothing_fails_at_the_request_bud
 
 def test_api_settings_are_integers_within_their_bounds() -> None:
     from registry.core.errors import FeatureStoreError
-    from serving.online.__main__ import int_setting
+    from serving.online.options import int_setting
 
     assert int_setting({}, "FS_X", 25, 1, 100) == 25
     assert (

@@ -56,3 +56,29 @@ def test_settings_survive_the_trip_through_a_child_process_environment(monkeypat
     for key, value in custom.to_env().items():
         monkeypatch.setenv(key, value)
     assert Settings.from_env() == custom
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FS_CASSANDRA_PORT", "cql"),
+        ("FS_CASSANDRA_PORT", "0"),
+        ("FS_CASSANDRA_PORT", "65536"),
+        ("FS_CASSANDRA_PORT", ""),
+        ("FS_AUTH", "yes"),
+    ],
+)
+def test_a_malformed_setting_is_a_settings_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    from registry.core.errors import SettingsError
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("port", ["1", "65535"])
+def test_both_ends_of_the_port_range_are_ports(monkeypatch: pytest.MonkeyPatch, port: str) -> None:
+    monkeypatch.setenv("FS_CASSANDRA_PORT", port)
+    assert Settings.from_env().cassandra_port == int(port)

@@ -1,0 +1,103 @@
+"""The feature API's settings (``serving.online.options``): defaults, both ends of every range in, one past
+each end out, and a clear error naming the variable for anything else, before anything is connected."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from registry.core.errors import FeatureStoreError
+from serving.online.options import ApiOptions
+from sinks.cassandra.native_reader import NativeOnlineReader
+
+RANGES = {
+    "FS_REQUEST_BUDGET_MS": (1, 60_000),
+    "FS_BATCH_BUDGET_MS": (1, 60_000),
+    "FS_ONLINE_PARTITIONS_PER_READ": (1, 100),
+    "FS_SPECULATIVE_EXECUTIONS": (1, 4),
+    "FS_CACHE_TTL_MS": (0, 3_600_000),
+    "FS_CACHE_MAX_ENTRIES": (1, 10_000_000),
+    "FS_MAX_IN_FLIGHT": (1, 100_000),
+    "FS_MAX_ENTITIES_IN_FLIGHT": (1, 1_000_000),
+    "FS_GC_GEN0_THRESHOLD": (100, 10_000_000),
+    "FS_GIL_SWITCH_INTERVAL_US": (1, 100_000),
+}
+
+
+def test_the_defaults() -> None:
+    options = ApiOptions.from_env({})
+    assert options == ApiOptions()
+    assert (options.budget_ms, options.batch_budget_ms, options.speculative_delay_ms) == (100, 1000, 0)
+    assert (options.driver, options.partitions_per_read, options.max_entities_in_flight) == ("native", 25, 400)
+    assert (options.serving_log_sample, options.serving_log_topic) == (0.01, "fs_serving_log")
+    with pytest.raises(FeatureStoreError, match="FS_SERVING_LOG_TOPIC"):
+        ApiOptions.from_env({"FS_SERVING_LOG_TOPIC": ""})
+
+
+@pytest.mark.parametrize("name", sorted(RANGES))
+def test_each_integer_takes_both_ends_of_its_range_and_nothing_past_them(name: str) -> None:
+    low, high = RANGES[name]
+    for value in (low, high):
+        ApiOptions.from_env({name: str(value)})
+    for bad in (str(low - 1), str(high + 1), "2.5", "", "ten"):
+        with pytest.raises(FeatureStoreError, match=name):
+            ApiOptions.from_env({name: bad})
+
+
+def test_speculative_delay_is_below_the_request_budget_and_needs_the_native_driver() -> None:
+    assert ApiOptions.from_env({"FS_SPECULATIVE_DELAY_MS": "0"}).speculative_delay_ms == 0
+    on = ApiOptions.from_env({"FS_REQUEST_BUDGET_MS": "6", "FS_SPECULATIVE_DELAY_MS": "5"})
+    assert (on.budget_ms, on.speculative_delay_ms) == (6, 5)
+    for bad in ("6", "-1", "x"):
+        with pytest.raises(FeatureStoreError, match="FS_SPECULATIVE_DELAY_MS"):
+            ApiOptions.from_env({"FS_REQUEST_BUDGET_MS": "6", "FS_SPECULATIVE_DELAY_MS": bad})
+    with pytest.raises(FeatureStoreError, match="FS_ONLINE_DRIVER=native"):
+        ApiOptions.from_env({"FS_ONLINE_DRIVER": "python", "FS_SPECULATIVE_DELAY_MS": "2"})
+    assert ApiOptions.from_env({"FS_ONLINE_DRIVER": "python"}).driver == "python"
+    with pytest.raises(FeatureStoreError, match="FS_ONLINE_DRIVER"):
+        ApiOptions.from_env({"FS_ONLINE_DRIVER": "java"})
+
+
+def test_the_reader_refuses_a_speculative_delay_at_or_past_its_budget() -> None:
+    NativeOnlineReader(["h"], 9042, "ks", timeout_s=0.006, speculative_delay_ms=5, speculative_executions=4)
+    with pytest.raises(ValueError, match="less than the budget"):
+        NativeOnlineReader(["h"], 9042, "ks", timeout_s=0.006, speculative_delay_ms=6)
+    with pytest.raises(ValueError, match="speculative_executions"):
+        NativeOnlineReader(["h"], 9042, "ks", speculative_delay_ms=2, speculative_executions=5)
+
+
+@pytest.mark.parametrize("value", ["0", "1", "0.5"])
+def test_the_serving_log_sample_is_a_number_from_0_to_1(value: str) -> None:
+    assert ApiOptions.from_env({"FS_SERVING_LOG_SAMPLE": value}).serving_log_sample == float(value)
+
+
+@pytest.mark.parametrize("value", ["-0.01", "1.01", "nan", "inf", "", "some"])
+def test_any_other_sample_is_refused(value: str) -> None:
+    with pytest.raises(FeatureStoreError, match="FS_SERVING_LOG_SAMPLE"):
+        ApiOptions.from_env({"FS_SERVING_LOG_SAMPLE": value})
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FS_API_PORT": "http"}, "FS_API_PORT"),
+        ({"FS_API_WORKERS": "0"}, "FS_API_WORKERS"),
+        ({"FS_REQUEST_BUDGET_MS": "0"}, "FS_REQUEST_BUDGET_MS"),
+    ],
+)
+def test_the_api_process_stops_at_once_naming_a_bad_setting(env: dict[str, str], named: str) -> None:
+    """Checked before any store is reached (Cassandra is pointed at a closed port): exit status 1, the
+    variable named, no traceback."""
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.online"],
+        env={**os.environ, "FS_CASSANDRA_HOSTS": "127.0.0.1", "FS_CASSANDRA_PORT": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert named in done.stderr and "Traceback" not in done.stderr
