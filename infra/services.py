@@ -109,6 +109,7 @@ def _cassandra_prepare(s: StackSettings) -> list[str]:
             "FS_CASSANDRA_PORT": str(s.cassandra_port),
             "FS_CASSANDRA_STORAGE_PORT": str(s.cassandra_storage_port),
             "FS_CASSANDRA_DATA_DIR": str(home),
+            "FS_CASSANDRA_SEEDS": s.cassandra_seeds or f"{s.host}:{s.cassandra_storage_port}",
         },
     )
     (home / "logs").mkdir(parents=True, exist_ok=True)  # the GC log's folder must exist before the JVM starts

@@ -37,6 +37,7 @@ class StackSettings:
     cassandra_heap: str
     start_timeout_s: float
     fetch_timeout_s: float
+    cassandra_seeds: str = ""  # host:storage_port,... of the nodes to join; empty: this node alone (its own seed)
 
     @classmethod
     def from_env(cls) -> StackSettings:
@@ -55,6 +56,7 @@ class StackSettings:
             cassandra_heap=env.get("FS_CASSANDRA_HEAP", "1G"),
             start_timeout_s=float(env.get("FS_START_TIMEOUT_S", "180")),
             fetch_timeout_s=float(env.get("FS_FETCH_TIMEOUT_S", "900")),
+            cassandra_seeds=env.get("FS_CASSANDRA_SEEDS", ""),
         )
 
     def lib_dir(self, component: str) -> Path:

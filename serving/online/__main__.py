@@ -14,7 +14,7 @@ the variable (exit status 1).
   ``FS_SPECULATIVE_EXECUTIONS`` (default 1, from 1 to 4): a read not answered after the delay is sent again
   to the next replica of its partition, up to that many extra attempts, the first answer winning (the C++
   driver's constant speculative execution policy; reads are idempotent). On one node (replication factor 1)
-  there is no other replica and nothing is repeated.
+  there is no other replica and nothing is repeated (tested on two: ``tests/integration/test_speculative_reads.py``).
 - ``FS_CACHE_TTL_MS`` (default 1000, from 0 to 3,600,000; 0 turns the cache off) and ``FS_CACHE_MAX_ENTRIES``
   (default 1024, from 1 to 10,000,000; about 30 MB of 100-feature vectors at the default): the hot-entity
   vector cache of each worker process.
