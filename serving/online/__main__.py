@@ -176,9 +176,10 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
 
 
 def main() -> int:
-    try:
+    try:  # every setting, before a worker is started or a store connected
         port = int_setting(os.environ, "FS_API_PORT", 8000, 1, 65_535)
         workers = int_setting(os.environ, "FS_API_WORKERS", 1, 1, 64)
+        ApiOptions.from_env(os.environ)
     except FeatureStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

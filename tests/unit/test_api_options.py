@@ -85,6 +85,7 @@ def test_any_other_sample_is_refused(value: str) -> None:
         ({"FS_API_PORT": "http"}, "FS_API_PORT"),
         ({"FS_API_WORKERS": "0"}, "FS_API_WORKERS"),
         ({"FS_REQUEST_BUDGET_MS": "0"}, "FS_REQUEST_BUDGET_MS"),
+        ({"FS_API_WORKERS": "2", "FS_CACHE_TTL_MS": "-1"}, "FS_CACHE_TTL_MS"),
     ],
 )
 def test_the_api_process_stops_at_once_naming_a_bad_setting(env: dict[str, str], named: str) -> None:
