@@ -56,10 +56,10 @@ class Settings(BaseModel):
         state = Path(env.get("FS_STATE_DIR", _REPO / ".state")).resolve()
         cache = Path(env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"))
         return cls(
-            kafka_bootstrap=env.get("FS_KAFKA_BOOTSTRAP", f"{host}:{env.get('FS_KAFKA_PORT', '9092')}"),
-            schema_registry_url=env.get(
-                "FS_SCHEMA_REGISTRY_URL", f"http://{host}:{env.get('FS_REGISTRY_PORT', '8081')}"
-            ),
+            kafka_bootstrap=env.get("FS_KAFKA_BOOTSTRAP")
+            or f"{host}:{_port('FS_KAFKA_PORT', env.get('FS_KAFKA_PORT', '9092'))}",
+            schema_registry_url=env.get("FS_SCHEMA_REGISTRY_URL")
+            or f"http://{host}:{_port('FS_REGISTRY_PORT', env.get('FS_REGISTRY_PORT', '8081'))}",
             cassandra_hosts=tuple(env.get("FS_CASSANDRA_HOSTS", host).split(",")),
             cassandra_port=_port("FS_CASSANDRA_PORT", env.get("FS_CASSANDRA_PORT", "9042")),
             cassandra_keyspace=env.get("FS_CASSANDRA_KEYSPACE", "feature_store"),

@@ -66,6 +66,8 @@ def test_settings_survive_the_trip_through_a_child_process_environment(monkeypat
         ("FS_CASSANDRA_PORT", "65536"),
         ("FS_CASSANDRA_PORT", ""),
         ("FS_AUTH", "yes"),
+        ("FS_KAFKA_PORT", "kafka"),
+        ("FS_REGISTRY_PORT", "70000"),
     ],
 )
 def test_a_malformed_setting_is_a_settings_error_naming_it(
