@@ -24,7 +24,7 @@ from pathlib import Path
 from jobs.feature_job import resolve_ref
 from registry.access import guard_catalog
 from registry.core.errors import DefinitionError, FeatureStoreError
-from registry.core.settings import Settings
+from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--since", help="with --events: events and whole windows from this time (ISO-8601 or epoch ms)")
     parser.add_argument("--until", help="with --events: events before and whole windows up to this time")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         if (args.since or args.until) and args.events is None:
             raise FeatureStoreError("--since and --until need --events")

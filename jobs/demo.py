@@ -27,7 +27,7 @@ from jobs.events import synthetic_transactions
 from jobs.produce import ensure_topics, make_producer
 from registry.core.catalog import load_folder, load_request_folder
 from registry.core.errors import FeatureStoreError
-from registry.core.settings import Settings
+from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
 
@@ -104,7 +104,7 @@ def _expected(events: list[dict[str, Any]], user: str, window_end_ms: int) -> tu
 
 def main() -> int:
     stack_settings = StackSettings.from_env()
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         _step(1, "starting Kafka, Cassandra and the schema registry (first run downloads them)")
         stack.up(stack_settings, ["kafka", "cassandra", "registry"])

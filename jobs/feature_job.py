@@ -44,7 +44,7 @@ from registry.core.definitions import FeatureDefinition, Source
 from registry.core.durations import to_millis
 from registry.core.errors import FeatureStoreError
 from registry.core.refs import parse_ref
-from registry.core.settings import Settings
+from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
 from schemas import field_type, load_schema
 
@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     window_range_ms = _window_range(args.since, args.until)
     if window_range_ms is not None and args.events is None:
         raise FeatureStoreError("--since and --until need --events (a run over a topic has no end)")
-    settings = Settings.from_env()
+    settings = settings_for_command()
     catalog = DefinitionStore(settings.definitions_db).catalog()
     if not len(catalog):
         raise FeatureStoreError(

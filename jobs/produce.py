@@ -19,7 +19,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from jobs.registry_client import registry_client
 from registry.core.errors import StoreUnavailableError
-from registry.core.settings import Settings
+from registry.core.settings import Settings, settings_for_command
 from schemas import schema_text
 from sinks.topics import ensure_topics
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--span-minutes", type=int, default=90, help="events spread over the last N minutes")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     now_ms = time.time_ns() // 1_000_000
     events = synthetic_transactions(
         args.seed,

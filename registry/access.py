@@ -46,7 +46,7 @@ from typing import Any, Literal
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import ForbiddenError, UnauthenticatedError
-from registry.core.settings import Settings
+from registry.core.settings import Settings, settings_for_command
 from registry.live import Following
 from registry.sqlite_store import SqliteStore
 
@@ -504,7 +504,7 @@ def guard_catalog(catalog: FeatureCatalog, settings: Settings, *, action: str) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = Settings.from_env()
+    settings = settings_for_command()
     parser = argparse.ArgumentParser(
         prog="python -m registry.access", description="API tokens, grants and the audit log"
     )

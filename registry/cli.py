@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from registry.core.catalog import FeatureCatalog, load_folder, load_request_folder
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
-from registry.core.settings import Settings
+from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
 from registry.plan import apply, plan, plan_requests
 
@@ -30,7 +30,7 @@ def _pointer(text: str) -> tuple[str, str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = Settings.from_env()
+    settings = settings_for_command()
     parser = argparse.ArgumentParser(prog="python -m registry.cli", description=__doc__)
     parser.add_argument("--db", type=Path, default=settings.definitions_db, help="definition store (SQLite)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -433,7 +433,7 @@ def _duration(text: str) -> timedelta:
 def main(argv: list[str] | None = None) -> int:
     from confluent_kafka import Consumer
 
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from sinks.factory import connect_iceberg
 
     parser = argparse.ArgumentParser(prog="python -m sinks.archive", description=__doc__)
@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on 127.0.0.1:PORT (0: none)"
     )
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         consumer = Consumer(consumer_config(settings.kafka_bootstrap))
         try:

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     from confluent_kafka import Consumer
 
     from registry.core.errors import FeatureStoreError
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from sinks.factory import connect_iceberg
     from sinks.topics import ensure_topics
 
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", default=TOPIC)
     parser.add_argument("--once", action="store_true", help="stop when caught up (for a schedule or a test)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         ensure_topics(settings.kafka_bootstrap, [args.topic])
         table = ensure_log_table(connect_iceberg(settings), settings.iceberg_namespace)

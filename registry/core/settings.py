@@ -90,3 +90,12 @@ class Settings(BaseModel):
             "FS_AUTH": "on" if self.auth else "off",
             **({"FS_TOKEN": self.token} if self.token else {}),
         }
+
+
+def settings_for_command() -> Settings:
+    """``Settings.from_env()`` for a command's ``main``: a malformed setting ends the command with one line
+    naming it (``error: ...`` on stderr, exit status 1) instead of a traceback."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -19,7 +19,7 @@ from pathlib import Path
 import uvicorn
 
 from registry.access import Access
-from registry.core.settings import Settings
+from registry.core.settings import settings_for_command
 from registry.schema_registry.api import create_schema_registry_app
 from registry.schema_registry.avro_compat import CompatibilityLevel
 from registry.schema_registry.store import SchemaStore
@@ -39,10 +39,10 @@ def main() -> None:
         help="global compatibility level while none is set through PUT /config (default: BACKWARD)",
     )
     parser.add_argument(
-        "--access-db", type=Path, default=Settings.from_env().definitions_db, help="tokens and grants (FS_AUTH=on)"
+        "--access-db", type=Path, default=settings_for_command().definitions_db, help="tokens and grants (FS_AUTH=on)"
     )
     args = parser.parse_args()
-    access = Access.of(Settings.from_env(), args.access_db)
+    access = Access.of(settings_for_command(), args.access_db)
     atexit.register(access.close)
     app = create_schema_registry_app(SchemaStore(args.db, default_compatibility=args.compatibility), access)
 

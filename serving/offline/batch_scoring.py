@@ -128,7 +128,7 @@ def export_feature_vectors(
 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from serving.offline.historical import parse_as_of
     from sinks.factory import connect_iceberg
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="entities per chunk")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         as_of = parse_as_of(None, args.as_of)
         assert isinstance(as_of, datetime)

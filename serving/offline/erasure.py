@@ -320,7 +320,7 @@ def erase_by_key(
 def main(argv: list[str] | None = None) -> int:
     from registry.access import Access
     from registry.core.errors import FeatureStoreError
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from sinks.archive import table_name as archive_table_name
     from sinks.factory import connect_cassandra, connect_iceberg
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.key is not None and "=" not in args.key:
         parser.error("--key takes FIELD=VALUE")
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         access = Access.of(settings, buffered_audit=False)
         caller = access.authenticate(settings.token)

@@ -500,7 +500,7 @@ def add_join_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from sinks.factory import connect_iceberg
     from sinks.iceberg.layout import TABLE
@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_join_arguments(parser)
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
         definitions = resolve_columns(

@@ -244,7 +244,7 @@ def write_metrics(report: ParityReport, path: Path, now_us: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from registry.quality import QualityStore
     from sinks.factory import connect_iceberg
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the report as Prometheus gauges to this file (node_exporter's textfile format)",
     )
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         since_ms = to_millis(parse_duration(args.since))
         every_s = to_millis(parse_duration(args.every)) / 1000 if args.every else None

@@ -115,7 +115,7 @@ def render_all(
 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.durations import parse_duration, to_millis
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
 
     parser = argparse.ArgumentParser(
         prog="python -m serving.offline.plots",
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     until = datetime.now(UTC)
-    quality = QualityStore(Settings.from_env().definitions_db)
+    quality = QualityStore(settings_for_command().definitions_db)
     paths = render_all(quality, until - span, until, args.out, entity_type=args.entity_type, features=args.feature)
     for path in paths:
         print(path)

@@ -127,7 +127,7 @@ def promote(
 def main(argv: list[str] | None = None) -> int:
     from registry.core.durations import parse_duration
     from registry.core.errors import FeatureStoreError
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from sinks.factory import connect_iceberg
     from sinks.iceberg.layout import TABLE
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="promote even if not caught up")
     parser.add_argument("--check", action="store_true", help="only report readiness")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         store = DefinitionStore(settings.definitions_db)
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")

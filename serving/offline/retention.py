@@ -223,7 +223,7 @@ def _duration_s(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from sinks.factory import connect_iceberg
     from sinks.iceberg.writer import load_table
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--orphans-older-than", default="1d", help="age of unreachable files to delete (default 1d)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     started = time.monotonic()
     try:
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)

@@ -396,7 +396,7 @@ def store(quality: QualityStore, result: dict[str, Any], computed_at: datetime) 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.durations import parse_duration, to_millis
     from registry.core.errors import FeatureStoreError
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from registry.training_sets import TrainingSetStore
     from sinks.factory import connect_iceberg
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the latest hour's rates and the drift as Prometheus gauges (textfile format)",
     )
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         since_ms = to_millis(parse_duration(args.since))
         every_s = to_millis(parse_duration(args.every)) / 1000 if args.every else None

@@ -384,7 +384,7 @@ def _show(stored: object) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from registry.training_sets import TrainingSetStore
     from sinks.factory import connect_iceberg
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--model")
     show.add_argument("--model-version")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = settings_for_command()
     try:
         store = TrainingSetStore(settings.definitions_db)
         if args.command == "link-model":

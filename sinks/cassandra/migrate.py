@@ -87,11 +87,11 @@ def migrate(session: Session, keyspace: str, type_of: TypeOf, *, drop_legacy: bo
 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import UnknownFeatureError
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from sinks.factory import connect_cassandra
 
-    settings = Settings.from_env()
+    settings = settings_for_command()
     parser = argparse.ArgumentParser(prog="python -m sinks.cassandra.migrate", description=__doc__)
     parser.add_argument("--definitions-db", default=str(settings.definitions_db))
     parser.add_argument("--drop-legacy", action="store_true", help="drop the old table once every row was copied")

@@ -84,3 +84,31 @@ def test_a_malformed_setting_is_a_settings_error_naming_it(
 def test_both_ends_of_the_port_range_are_ports(monkeypatch: pytest.MonkeyPatch, port: str) -> None:
     monkeypatch.setenv("FS_CASSANDRA_PORT", port)
     assert Settings.from_env().cassandra_port == int(port)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "registry.cli", "validate"],
+        [
+            *("-m", "serving.offline.historical", "--labels", "x", "--out", "y", "--entity-type", "user"),
+            *("--entity-column", "user_id", "--features", "a"),
+        ],
+        ["-m", "jobs.produce", "--events", "1"],
+    ],
+)
+def test_a_command_with_a_malformed_setting_ends_with_one_line_naming_it(command: list[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, *command],
+        env={**os.environ, "FS_CASSANDRA_PORT": "cql"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "error: FS_CASSANDRA_PORT must be a port number, not 'cql'"
