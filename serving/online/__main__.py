@@ -161,16 +161,13 @@ def _server_options() -> dict[str, Any]:
 
 
 def _whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number in ``[low, high]``."""
+    """An argparse type: a whole number in ``[low, high]``, checked as ``int_setting`` checks a variable."""
 
     def parse(raw: str) -> int:
         try:
-            value = int(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, not {raw!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
-        return value
+            return int_setting({"value": raw}, "value", low, low, high)
+        except FeatureStoreError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 
