@@ -10,7 +10,10 @@ generator (``bench.loadgen``, a separate process) for:
     (b) POST /v1/features/user/batch  {100 ids, 100 names}       100 entities x 100 features
 
 each at a fixed request rate (open loop, latency from the due time) and at saturation (closed
-loop), then
+loop), after ``--prime`` seconds (default 20) of (a) at saturation that are not measured: a freshly
+started Cassandra's first seconds under load are its JIT compiling the read path (measured once on
+2026-12-03: right after ``make up`` (a) saturated at 593 requests/s at 2.3 ms of Cassandra CPU each, minutes
+later at 1,623/s and 0.27 ms), then
 
     (c) GET  /v1/features/user/{id}?names=<10 names>            1 entity x 10 features
 
@@ -421,6 +424,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="server processes (1 measured best on 2 cores)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds sent before measuring")
+    parser.add_argument(
+        "--prime",
+        type=float,
+        default=20.0,
+        help="seconds of (a) at saturation after each server start, not measured: Cassandra's and the server's "
+        "first seconds under load (the JVM compiling the read path) are not their steady state (0 skips it)",
+    )
     parser.add_argument("--cache-ttl-ms", type=int, default=1000, help="TTL of the cached runs")
     parser.add_argument(
         "--zipf",
@@ -548,6 +558,21 @@ def main(argv: list[str] | None = None) -> int:
             with server(
                 settings, port=port, workers=args.workers, cache_ttl_ms=cache_ttl, profile=None, auth=auth
             ) as pid:
+                if args.prime > 0:
+                    primed = load(
+                        port,
+                        requests_for("a", port, ids, names, rng, 0.0, token if auth else None, with_request),
+                        mode="saturate",
+                        rate=0.0,
+                        connections=8,
+                        duration_s=args.prime,
+                        warmup_s=0.0,
+                    )
+                    print(
+                        f"primed: (a) at saturation for {args.prime:g} s, {primed['achieved_rate']:,.0f} requests/s, "
+                        "not measured (a JVM's first seconds under load compile its read path)",
+                        flush=True,
+                    )
                 for label, scenario, mode, rate, conns in runs:
                     zipf = args.zipf if cache_ttl else 0.0
                     reqs = requests_for(scenario, port, ids, names, rng, zipf, token if auth else None, asks_request)
