@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,19 @@ def _port(name: str, default: int) -> int:
     if not 0 < port < 65536:
         raise SystemExit(f"{name}={port} is outside 1-65535")
     return port
+
+
+def _seconds(name: str, default: float) -> float:
+    """A duration in seconds: a finite number above 0 (``0.5`` and ``1e3`` are taken; 0, negatives, ``nan``
+    and ``inf`` are not)."""
+    raw = os.environ.get(name, str(default))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number of seconds") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise SystemExit(f"{name}={raw!r} must be a number of seconds above 0")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -54,8 +68,8 @@ class StackSettings:
             api_port=_port("FS_API_PORT", 8000),
             kafka_heap=env.get("FS_KAFKA_HEAP", "512m"),
             cassandra_heap=env.get("FS_CASSANDRA_HEAP", "1G"),
-            start_timeout_s=float(env.get("FS_START_TIMEOUT_S", "180")),
-            fetch_timeout_s=float(env.get("FS_FETCH_TIMEOUT_S", "900")),
+            start_timeout_s=_seconds("FS_START_TIMEOUT_S", 180),
+            fetch_timeout_s=_seconds("FS_FETCH_TIMEOUT_S", 900),
             cassandra_seeds=env.get("FS_CASSANDRA_SEEDS", ""),
         )
 
