@@ -11,6 +11,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
 from sinks.iceberg import layout as offline_layout
+from sinks.iceberg.writer import _PARALLEL_TAKE_ROWS as PARALLEL_ROWS
 from sinks.iceberg.writer import append_rows, ensure_table, sorted_rows
 
 DAY_US = 86_400_000_000
@@ -125,3 +126,26 @@ def _iso(us: int) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(us / 1_000_000, tz=UTC).isoformat()
+
+
+def test_a_batch_large_enough_for_threads_in_several_chunks_with_null_keys_sorts_as_arrow_does() -> None:
+    """From ``_PARALLEL_TAKE_ROWS`` rows the keys are computed and the columns moved on threads, and a ranked
+    string column is gathered from its distinct values: the same rows as Arrow's sort, nulls last."""
+    parts = []
+    for seed in (5, 6, 7):
+        part = _rows(PARALLEL_ROWS // 2, seed=seed)
+        n = part.num_rows
+        nullable = pa.schema([f.with_nullable(True) for f in part.schema])
+        part = pa.Table.from_arrays(part.columns, schema=nullable)
+        ids = part.column("entity_id").to_pylist()
+        names = part.column("feature_name").to_pylist()
+        part = _with(part, "entity_id", pa.array([None if i % 29 == 0 else v for i, v in enumerate(ids)]))
+        part = _with(part, "feature_name", pa.array([None if i % 31 == 0 else v for i, v in enumerate(names)]))
+        part = _with(part, "value_string", pa.array([f"s{i % 97}" if i % 3 else None for i in range(n)]))
+        parts.append(part)
+    rows = pa.concat_tables(parts)
+    assert rows.num_rows >= PARALLEL_ROWS and rows.column("entity_id").num_chunks == 3
+    got = sorted_rows(rows)
+    assert got.schema == rows.schema
+    assert got.equals(_reference(rows))
+    assert got.column("entity_id").null_count == rows.column("entity_id").null_count > 0
