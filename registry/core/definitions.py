@@ -25,20 +25,21 @@ __all__ = ["ValueType"]  # re-exported: the value types themselves live in regis
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 # Names that reach generated SQL (the job's Flink SQL) or other systems are held to a strict grammar
-# when a definition is registered; the SQL builder quotes them as well (jobs/sql.py).
+# when a definition is registered; the SQL builder quotes them as well (jobs/sql.py). Grammars are
+# checked with `fullmatch`: `re.match` lets `$` match before a final newline ("user_id\n").
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # Kafka's own rule ("." and ".." are refused too)
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")  # Avro's rule for field names, at most 255 characters
 _SUBJECT = re.compile(r"^[A-Za-z0-9._:@-]{1,255}$")  # printable, no spaces or quotes, e.g. `<topic>-value`
 
 
 def _topic_name(value: str) -> str:
-    if not _TOPIC.match(value) or value in (".", ".."):
+    if not _TOPIC.fullmatch(value) or value in (".", ".."):
         raise ValueError(f"topic {value[:300]!r} is not a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)")
     return value
 
 
 def _field_name(value: str, what: str = "") -> str:
-    if not _FIELD.match(value):
+    if not _FIELD.fullmatch(value):
         raise ValueError(
             f"{what}{value[:300]!r} is not an event field name (A-Z a-z 0-9 _, not starting with a digit, at most 255)"
         )
@@ -46,14 +47,15 @@ def _field_name(value: str, what: str = "") -> str:
 
 
 def _subject_name(value: str) -> str:
-    if not _SUBJECT.match(value):
+    if not _SUBJECT.fullmatch(value):
         raise ValueError(f"subject {value[:300]!r} must be 1-255 of A-Z a-z 0-9 . _ : @ -")
     return value
 
 
 MAX_VERSION = 2**31 - 1  # versions are 32-bit, as Flink's INT and the stores' int columns
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters are Unicode's category Cc: C0 (\x00-\x1f), DEL and C1 (\x80-\x9f, e.g. NEL \x85).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps "\n" and "\t" only
 
 
 def _plain_text(value: str) -> str:
@@ -68,6 +70,7 @@ def _prose(value: str) -> str:
     return value
 
 
+Version = Annotated[int, Field(strict=True, ge=1, le=MAX_VERSION)]  # no bool, "7" or 7.0
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 Prose = Annotated[str, AfterValidator(_prose)]
 TopicName = Annotated[str, AfterValidator(_topic_name)]
@@ -190,7 +193,7 @@ class FeatureDefinition(_Frozen):
 
     name: str = Field(pattern=NAME_PATTERN)
     entity: str = Field(pattern=NAME_PATTERN, description="entity type, e.g. `user`")
-    version: int = Field(ge=1, le=MAX_VERSION)
+    version: Version
     owner: PlainText = Field(min_length=1, max_length=256, description="owning team")
     description: Prose = Field(default="", max_length=4096)
     tags: tuple[Annotated[PlainText, Field(min_length=1, max_length=64)], ...] = Field(default=(), max_length=64)
@@ -209,7 +212,7 @@ class FeatureDefinition(_Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> FeatureDefinition:
         for alias in self.aliases:
-            if not re.match(NAME_PATTERN, alias) or alias == self.name:
+            if not re.fullmatch(NAME_PATTERN, alias) or alias == self.name:
                 raise ValueError(f"{self.name}: alias {alias!r} must be a valid name other than the feature's own")
         allowed = _RESULT_TYPES[self.aggregation.function]
         if self.value_type not in allowed:

@@ -36,15 +36,15 @@ def parse_ref(text: str, *, name_pattern: str = NAME_PATTERN, with_entity: bool 
     head, at, version_text = text.strip().partition("@")
     version: int | None = None
     if at:
-        match = _VERSION.match(version_text)
+        match = _VERSION.fullmatch(version_text)
         if match is None or int(match.group(1)) > MAX_VERSION:
             return None
         version = int(match.group(1))
     entity: str | None = None
     if with_entity:
         entity, dot, head = head.partition(".")
-        if not dot or not re.match(NAME_PATTERN, entity):
+        if not dot or not re.fullmatch(NAME_PATTERN, entity):
             return None
-    if not re.match(name_pattern, head):
+    if not re.fullmatch(name_pattern, head):
         return None
     return Ref(entity, head, version)

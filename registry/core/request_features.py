@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.core.definitions import MAX_VERSION, NAME_PATTERN, PlainText, Prose
+from registry.core.definitions import NAME_PATTERN, PlainText, Prose, Version
 from registry.core.errors import RequestFeatureError
 from registry.core.refs import parse_ref
 from registry.core.value_types import ValueType, arrow_type
@@ -65,7 +65,7 @@ class RequestFeature(_Frozen):
 
     name: str = Field(pattern=NAME_PATTERN)
     entity: str = Field(pattern=NAME_PATTERN)
-    version: int = Field(ge=1, le=MAX_VERSION)
+    version: Version
     owner: PlainText = Field(min_length=1, max_length=256)
     description: Prose = Field(default="", max_length=4096)
     tags: tuple[Annotated[PlainText, Field(min_length=1, max_length=64)], ...] = Field(default=(), max_length=64)
@@ -80,7 +80,7 @@ class RequestFeature(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> RequestFeature:
-        if not _FUNCTION.match(self.function):
+        if not _FUNCTION.fullmatch(self.function):
             raise ValueError(f"{self.name}: `function` {self.function[:300]!r} must be `package.module:function`")
         pinned = [parse_ref(i) for i in self.inputs]
         bad = [i for i, ref in zip(self.inputs, pinned, strict=True) if ref is None or ref.version is None]

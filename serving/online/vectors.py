@@ -92,7 +92,7 @@ class _Stamps:
         text = self.texts.get(ts)
         if text is None:
             text = self.texts[ts] = iso(ts)
-            self.ages[ts] = round((self.now_us - ts * 1000) / 1e6, 3)
+            self.ages[ts] = (self.now_us // 1000 - ts) / 1000
         return text, self.ages[ts]
 
     def columns(self, ends: list[int]) -> tuple[list[str], list[float]]:
@@ -150,7 +150,7 @@ def features_object(
     packed = _packed(plan, stored, _floor(cuts)) if stored.__class__ is PackedVector else None
     if packed is not None:  # every feature present, one window end
         end = packed[1]
-        text, age = iso(end), round((now_us - end * 1000) / 1e6, 3)
+        text, age = iso(end), (now_us // 1000 - end) / 1000
         return {
             key: {
                 "value": value,
@@ -179,7 +179,7 @@ def features_object(
             continue
         stamp = stamps.get(ts)
         if stamp is None:
-            stamp = stamps[ts] = (iso(ts), round((now_us - ts * 1000) / 1e6, 3))
+            stamp = stamps[ts] = (iso(ts), (now_us // 1000 - ts) / 1000)
         out[key] = {
             "value": value,
             "feature_timestamp": stamp[0],

@@ -589,3 +589,76 @@ def test_source_slugs_are_sql_safe_and_distinct(make_definition: Callable[..., F
     assert dotted.slug != underscored.slug
     for slug in (dotted.slug, underscored.slug):
         assert re.fullmatch(r"[A-Za-z0-9_]+", slug)
+
+
+# ---------------------------------------------------------------------------------------------
+# Boundaries of the name grammars, the text fields and the version
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"source.topic": "tnl\n"}, "topic 'tnl\\n' is not a Kafka topic name"),
+        ({"source.topic": "t" * 249 + "\n"}, "is not a Kafka topic name"),
+        ({"source.subject": "s\n"}, "subject 's\\n' must be"),
+        ({"source.entity_key": "user_id\n"}, "'user_id\\n' is not an event field name"),
+        ({"source.entity_key": ["user_id", "merchant_id\n"]}, "'merchant_id\\n' is not an event field name"),
+        ({"source.timestamp_field": "event_time\n"}, "'event_time\\n' is not an event field name"),
+        ({"source.event_id_field": "event_id\n"}, "'event_id\\n' is not an event field name"),
+        (
+            {"aggregation": {"function": "sum", "field": "amount\n"}, "value_type": "double"},
+            "`field` 'amount\\n' is not an event field name",
+        ),
+        ({"aliases": ["old_name\n"]}, "alias 'old_name\\n' must be a valid name"),
+    ],
+)
+def test_names_with_a_trailing_newline_are_refused(
+    overrides: dict[str, Any], message: str, make_definition_dict: Callable[..., dict[str, Any]]
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        FeatureDefinition.model_validate(make_definition_dict(**overrides))
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"owner": "risk\x85team"},  # NEL
+        {"owner": "risk\x80"},
+        {"owner": "\x9fteam"},
+        {"tags": ["ok", "b\x9bad"]},  # CSI
+        {"description": "line 1\x85line 2"},
+        {"description": "a\x9fb"},
+    ],
+)
+def test_c1_control_characters_are_refused(
+    overrides: dict[str, Any], make_definition_dict: Callable[..., dict[str, Any]]
+) -> None:
+    with pytest.raises(ValidationError, match="must not contain control characters"):
+        FeatureDefinition.model_validate(make_definition_dict(**overrides))
+
+
+def test_descriptions_keep_newlines_and_tabs_only(make_definition: MakeDef) -> None:
+    assert make_definition(description="line 1\n\tline 2 \u00a0\u00e9\u2028").description.startswith("line 1\n\t")
+    for control in ("\r", "\x0b", "\x7f", "\x85", "\x9f"):
+        with pytest.raises(ValidationError, match="must not contain control characters other than"):
+            make_definition(description=f"a{control}b")
+
+
+@pytest.mark.parametrize("version", [True, "7", "1", 7.0, 1.0])
+def test_version_is_a_strict_integer(version: object, make_definition_dict: Callable[..., dict[str, Any]]) -> None:
+    with pytest.raises(ValidationError, match="version\n  Input should be a valid integer"):
+        FeatureDefinition.model_validate(make_definition_dict(version=version))
+
+
+@pytest.mark.parametrize("version", ["true", '"7"', "7.0"])
+def test_a_toml_version_that_is_not_an_integer_is_a_definition_error(tmp_path: Path, version: str) -> None:
+    path = _write(
+        tmp_path,
+        _DEFAULTS + f'\n[[feature]]\nname = "f"\nversion = {version}\naggregation = {{ function = "count" }}\n',
+    )
+    with pytest.raises(DefinitionError) as info:
+        parse_file(path)
+    assert str(info.value).startswith(f"{path}: feature f: ")
+    assert "version\n  Input should be a valid integer" in str(info.value)

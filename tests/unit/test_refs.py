@@ -23,6 +23,7 @@ from registry.core.refs import SERVICE_NAME_PATTERN, Ref, parse_ref
         ("Txn", None),
         ("", None),
         ("user.txn_count_1h@3", None),  # no entity expected here
+        ("txn_count_1h\n@3", None),
     ],
 )
 def test_feature_refs(text: str, expected: Ref | None) -> None:
@@ -38,6 +39,7 @@ def test_feature_refs(text: str, expected: Ref | None) -> None:
         ("txn_count_1h@3", None),
         ("User.txn@1", None),
         ("user.a.b@1", None),
+        ("user\n.txn_count_1h@1", None),
     ],
 )
 def test_refs_with_an_entity(text: str, expected: Ref | None) -> None:

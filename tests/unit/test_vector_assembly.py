@@ -60,7 +60,7 @@ def _reference(
         values.append(value)
         statuses.append(status)
         times.append(None if ts is None else format_ms(ts))
-        ages.append(None if ts is None else round((NOW_US - ts * 1000) / 1e6, 3))
+        ages.append(None if ts is None else (NOW_US // 1000 - ts) / 1000)  # served_at (whole ms) - feature_timestamp
         if status != "present":
             key = ((d.entity, d.name, d.version), status)
             tally[key] = tally.get(key, 0) + 1
