@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, PlainSerializer
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_PATTERN = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
+_PATTERN = re.compile(r"^\s*([0-9]+)\s*(ms|s|m|h|d)\s*$")  # ASCII digits: "٥m" is not 5 minutes
 
 
 def parse_duration(value: object) -> timedelta:

@@ -54,7 +54,7 @@ from serving.online.overload import (
 )
 from serving.online.plans import Plans
 from serving.online.quality_api import quality_router
-from serving.online.responses import JSONResponse
+from serving.online.responses import JSONResponse, without_validation_errors
 from serving.online.services_api import services_router
 from serving.online.serving_log import KafkaSink, ServingLog, Sink
 from serving.online.vectors import AsyncVectorSource, VectorSource, as_async
@@ -218,7 +218,10 @@ def create_app(
     def openapi() -> dict[str, Any]:
         # The read routes are plain ASGI endpoints (see serving.online.features_api); their documented twins live in ``docs``.
         if app.openapi_schema is None:
-            app.openapi_schema = get_openapi(title=app.title, version=app.version, routes=[*docs.routes, *app.routes])
+            # A malformed parameter is 400 `bad_request` (``api_error``): FastAPI's automatic 422 is never answered.
+            app.openapi_schema = without_validation_errors(
+                get_openapi(title=app.title, version=app.version, routes=[*docs.routes, *app.routes])
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -14,7 +14,7 @@ from registry.core.errors import UnknownFeatureError
 from registry.live import LiveCatalog
 from serving.online.auth import authorize_write, client_of
 from serving.online.http_errors import ApiError, ErrorCode
-from serving.online.responses import JSONResponse, json_object
+from serving.online.responses import BAD_PARAMETER, JSONResponse, json_object, problems
 from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
 
 MAX_BODY_BYTES = 256 * 1024
@@ -88,7 +88,21 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
         found = [d for d in catalog.active() if _matches(d, entity, owner, tag, q)]
         return JSONResponse([definition_json(d, d.version) for d in sorted(found, key=lambda d: d.key)])
 
-    @router.post("")
+    @router.post(
+        "",
+        responses={
+            200: {"description": "`unchanged` (the same content) or `metadata_updated`"},
+            201: {"description": "`created` (a new feature) or `new_version`"},
+            **problems(
+                {
+                    400: f"`bad_json`: the body is not JSON; {BAD_PARAMETER} (`activate`)",
+                    409: "`version_conflict`: the version is registered with other content",
+                    413: "`body_too_large`",
+                    422: "`invalid_definition`, naming the field",
+                }
+            ),
+        },
+    )
     async def register(request: Request, activate: bool = False) -> JSONResponse:
         body = await json_object(request, max_bytes=MAX_BODY_BYTES, error=ErrorCode.INVALID_DEFINITION)
         version_given = "version" in body
@@ -110,7 +124,10 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
             status_code=status,
         )
 
-    @router.get("/{entity}/{name}")
+    @router.get(
+        "/{entity}/{name}",
+        responses=problems({400: f"{BAD_PARAMETER} (`version`)", 404: "`unknown_feature`: no such feature or version"}),
+    )
     def get(entity: str, name: str, version: int | None = None) -> JSONResponse:
         catalog = live.current()
         d = catalog.get(entity, name, version)
@@ -118,12 +135,21 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
         body["versions"] = [v.version for v in catalog.versions(entity, d.name)]
         return JSONResponse(body)
 
-    @router.get("/{entity}/{name}/history")
+    @router.get("/{entity}/{name}/history", responses=problems({404: "`unknown_feature`"}))
     def history(entity: str, name: str) -> JSONResponse:
         live.current().get(entity, name)  # 404 for an unknown feature
         return JSONResponse(live.store.history(entity, name))
 
-    @router.post("/{entity}/{name}/activate")
+    @router.post(
+        "/{entity}/{name}/activate",
+        responses=problems(
+            {
+                400: f"{BAD_PARAMETER} (`version`, required)",
+                404: "`unknown_feature`: no such feature or version",
+                422: "`invalid_definition`: the version would make its stream read its topic two ways",
+            }
+        ),
+    )
     def activate_version(request: Request, entity: str, name: str, version: int) -> JSONResponse:
         target = f"{entity}/{name}@{version}"
         caller = authorize_write(

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qs, urlencode
 
 import orjson
 from starlette.routing import Route
 
 from registry.access import ANONYMOUS, Access, Caller
+from registry.core.definitions import MAX_VERSION
 from registry.core.errors import ForbiddenError, RequestFeatureError, StoreUnavailableError
+from registry.core.refs import SERVICE_NAME_PATTERN, parse_ref
 from registry.core.request_features import check_json, parse_text
 from serving.online.auth import caller_of, client_of
 from serving.online.cache import VectorCache
@@ -88,6 +90,8 @@ class FeatureReads:
     def _compile(self, key: PlanKey, entity_type: str, names: list[str] | None, service: str | None) -> Plan:
         if names is not None and service is not None:
             raise ApiError(ErrorCode.BAD_REQUEST, "give `names` or `feature_service`, not both")
+        if service is not None:
+            check_service_ref(service)
         try:
             if service is None:
                 return self._plans.for_names(key, entity_type, names)
@@ -238,39 +242,13 @@ class FeatureReads:
             )
         asks: list[tuple[Plan, str, dict[str, str] | None, dict[str, list[Any]], str | None]] = []
         for i, part in enumerate(parts):
-            if not isinstance(part, dict) or set(part) - _PART_FIELDS or not isinstance(part.get("entity_type"), str):
-                raise ApiError(
-                    ErrorCode.BAD_REQUEST,
-                    f"`entities[{i}]` must be an object with `entity_type`, `entity_id` or `entity_key`, "
-                    "`names` or `feature_service`, and optional `request_data`",
-                )
-            entity_type: str = part["entity_type"]
-            self._check_entity_type(entity_type)
-            composite = self._composite(entity_type)
-            if composite:
-                given = part.get("entity_key")
-                if not isinstance(given, dict) or set(given) != set(composite) or "entity_id" in part:
-                    raise ApiError(ErrorCode.BAD_ENTITY_KEY, _usage_part(i, entity_type, composite))
-                entity_id, key = query_key(entity_type, composite, {k: [v] for k, v in given.items()})
-            else:
-                if "entity_key" in part or not isinstance(part.get("entity_id"), str):
-                    raise ApiError(
-                        ErrorCode.BAD_ENTITY_ID, f"`entities[{i}]` ({entity_type}) takes its one id as `entity_id`"
-                    )
-                entity_id, key = single_id(entity_type, composite, part["entity_id"]), None
-            names, service = part.get("names"), part.get("feature_service")
-            if names is None and service is None:
-                raise ApiError(ErrorCode.BAD_NAMES, f"`entities[{i}]` must give `names` or `feature_service`")
-            _check_selection(names, service)
-            plan_key = ("batch", entity_type, "\x1f".join(names) if names is not None else None, service)
-            plan = self._plans.cached(plan_key) or self._compile(
-                plan_key, entity_type, None if names is None else _names(names), service
-            )
-            request_data = part.get("request_data")
-            if request_data is not None and not isinstance(request_data, dict):
-                raise ApiError(ErrorCode.BAD_REQUEST_DATA, f"`entities[{i}].request_data` must be an object")
-            data = _body_data(plan, None if request_data is None else {k: [v] for k, v in request_data.items()}, 1)
-            asks.append((plan, entity_id, key, data, service))
+            try:
+                asks.append(self._part(part))
+            except ApiError as exc:
+                if exc.status != 400:
+                    raise
+                # A malformed part names its index, whichever check refused it (the code stays the check's).
+                raise ApiError(exc.code, f"entities[{i}]: {exc.message}", **exc.details) from exc
         for plan, *_ in asks:
             self._authorize(plan, caller, client)
         with self.bound.admit(len(asks)):
@@ -281,6 +259,45 @@ class FeatureReads:
         latest_us = max(at_us for _, at_us in served)  # every part was served by then
         return orjson.dumps({"served_at": format_ms(latest_us // 1000), "vectors": [one for one, _ in served]})
 
+    def _part(self, part: Any) -> tuple[Plan, str, dict[str, str] | None, dict[str, list[Any]], str | None]:
+        """One ``POST /v1/vectors`` part checked and resolved: (plan, entity id, composite key or None, request
+        data, feature service). Its errors do not name the part: ``vectors`` prefixes the 400s with its index."""
+        if not isinstance(part, dict) or set(part) - _PART_FIELDS or not isinstance(part.get("entity_type"), str):
+            raise ApiError(
+                ErrorCode.BAD_REQUEST,
+                "a part must be an object with `entity_type`, `entity_id` or `entity_key`, "
+                "`names` or `feature_service`, and optional `request_data`",
+            )
+        entity_type: str = part["entity_type"]
+        self._check_entity_type(entity_type)
+        composite = self._composite(entity_type)
+        key: dict[str, str] | None
+        if composite:
+            given = part.get("entity_key")
+            if not isinstance(given, dict) or set(given) != set(composite) or "entity_id" in part:
+                raise ApiError(ErrorCode.BAD_ENTITY_KEY, _usage_part(entity_type, composite))
+            entity_id, key = query_key(entity_type, composite, {k: [v] for k, v in given.items()})
+        else:
+            if "entity_key" in part or not isinstance(part.get("entity_id"), str):
+                raise ApiError(ErrorCode.BAD_ENTITY_ID, f"entity type {entity_type!r} takes its one id as `entity_id`")
+            entity_id, key = single_id(entity_type, composite, part["entity_id"]), None
+        names, service = part.get("names"), part.get("feature_service")
+        if names is None and service is None:
+            raise ApiError(ErrorCode.BAD_NAMES, "give `names` or `feature_service`")
+        plan_key = _selection_key(entity_type, names, service)
+        if plan_key is None:
+            _bad_selection(names, service)
+        plan = self._plans.cached(plan_key) or self._compile(
+            plan_key, entity_type, None if names is None else _names(names), service
+        )
+        request_data = part.get("request_data")
+        if request_data is not None and not isinstance(request_data, dict):
+            raise ApiError(
+                ErrorCode.BAD_REQUEST_DATA, "`request_data` must be an object", fields=[f.name for f in plan.fields]
+            )
+        data = _body_data(plan, None if request_data is None else {k: [v] for k, v in request_data.items()}, 1)
+        return plan, entity_id, key, data, service
+
     async def batch(
         self,
         entity_type: str,
@@ -289,19 +306,24 @@ class FeatureReads:
         caller: Caller = ANONYMOUS,
         client: str = "",
     ) -> bytes:
-        body = parse_json_object(raw)
+        try:
+            body = parse_json_object(raw)
+        except ApiError:
+            self._check_entity_type(entity_type)  # the entity type first, as on a GET (404 before 400)
+            raise
+        names, service = body.get("names"), body.get("feature_service")
+        key = _selection_key(entity_type, names, service)
+        plan = None if key is None else self._plans.cached(key)
+        if plan is None:  # not a request seen before: the entity type first, then the body
+            self._check_entity_type(entity_type)
         if set(body) - {"entity_ids", "entity_keys", "names", "feature_service", "request_data"}:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
                 "body must be an object with `entity_ids` (or `entity_keys` for a composite key) and optional "
                 "`names` or `feature_service`, and `request_data`",
             )
-        names, service = body.get("names"), body.get("feature_service")
-        _check_selection(names, service)
-        key = ("batch", entity_type, "\x1f".join(names) if names is not None else None, service)
-        plan = self._plans.cached(key)
-        if plan is None:
-            self._check_entity_type(entity_type)
+        if key is None:
+            _bad_selection(names, service)
         composite = self._composite(entity_type)
         ids = body_ids(entity_type, composite, body, MAX_BATCH)
         if plan is None:
@@ -353,11 +375,34 @@ class FeatureReads:
         )
 
 
-def _check_selection(names: Any, service: Any) -> None:
+def _selection_key(entity_type: str, names: Any, service: Any) -> PlanKey | None:
+    """The plan key of a body's `names` or `feature_service` (the names as a tuple: no separator two name
+    lists could share), or None when either is not of its JSON type (``_bad_selection`` says which)."""
+    if service is not None and not isinstance(service, str):
+        return None
+    if names is None:
+        return ("batch", entity_type, None, service)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    return ("batch", entity_type, tuple(names), service)
+
+
+def _bad_selection(names: Any, service: Any) -> NoReturn:
+    """The refusal of a body whose ``_selection_key`` is None."""
     if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise ApiError(ErrorCode.BAD_NAMES, f"`names` must list 1-{MAX_NAMES} non-empty names")
-    if service is not None and not isinstance(service, str):
-        raise ApiError(ErrorCode.BAD_REQUEST, "`feature_service` must be a string like `name@3`")
+    raise ApiError(ErrorCode.BAD_REQUEST, "`feature_service` must be a string like `name@3`")
+
+
+def check_service_ref(ref: str, parameter: str = "feature_service") -> None:
+    """400 ``bad_request`` naming ``parameter`` when ``ref`` is not a feature service reference (``name``,
+    ``name@N`` or ``name@vN``); a well-formed one that names no registered service is 404 later."""
+    if parse_ref(ref, name_pattern=SERVICE_NAME_PATTERN) is None:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST,
+            f"`{parameter}` must be `name`, `name@N` or `name@vN` (a name of a-z 0-9 _ - starting with a letter, "
+            f"N in 1-{MAX_VERSION}), not {ref[:300]!r}",
+        )
 
 
 def _plan_query(params: dict[str, list[str]], key: dict[str, str]) -> str:
@@ -365,8 +410,8 @@ def _plan_query(params: dict[str, list[str]], key: dict[str, str]) -> str:
     return urlencode([(k, v) for k, vs in params.items() if k not in key for v in vs])
 
 
-def _usage_part(i: int, entity_type: str, composite: tuple[str, ...]) -> str:
-    return f"`entities[{i}]` ({entity_type}) takes its key as `entity_key`: an object of exactly {list(composite)}"
+def _usage_part(entity_type: str, composite: tuple[str, ...]) -> str:
+    return f"entity type {entity_type!r} takes its key as `entity_key`: an object of exactly {list(composite)}"
 
 
 def _query_data(plan: Plan, params: dict[str, list[str]]) -> dict[str, list[Any]]:
@@ -388,10 +433,11 @@ def _body_data(plan: Plan, raw: Any, n: int) -> dict[str, list[Any]]:
     """``request_data`` of a batch body: per request field, one value (or null) per entity id."""
     if raw is None and not plan.fields:
         return {}
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict):  # absent or not an object: every request field is missing
         raise ApiError(
             ErrorCode.BAD_REQUEST_DATA,
             "`request_data` must be an object of request fields, each a list with one value per entity id",
+            fields=[f.name for f in plan.fields],
         )
     wanted = {f.name: f for f in plan.fields}
     missing = sorted(set(wanted) - set(raw))
@@ -417,7 +463,7 @@ def _body_data(plan: Plan, raw: Any, n: int) -> dict[str, list[Any]]:
 
 
 def _stamp(ts: int | None, now_us: int) -> tuple[str | None, float | None]:
-    return (None, None) if ts is None else (iso(ts), round((now_us - ts * 1000) / 1e6, 3))
+    return (None, None) if ts is None else (iso(ts), (now_us // 1000 - ts) / 1000)
 
 
 def _object_in_order(

@@ -19,6 +19,7 @@ from serving.online.features_api import (
     MAX_VECTOR_PARTS,
     VECTORS_PATH,
 )
+from serving.online.responses import problems
 
 # --- response documents (OpenAPI) ------------------------------------------------------------------
 
@@ -28,7 +29,9 @@ Status = Literal["present", "missing", "expired", "stale", "error"]
 class FeatureValueDoc(BaseModel):
     value: Any = Field(description="null when missing or expired, or when an empty window has no value")
     feature_timestamp: str | None = Field(description="end of the window the value describes (ISO 8601, UTC)")
-    age_seconds: float | None = Field(description="served_at minus feature_timestamp")
+    age_seconds: float | None = Field(
+        description="served_at minus feature_timestamp, exactly (served_at is the clock cut to whole milliseconds)"
+    )
     version: int
     status: Status = Field(
         description="present; missing (no row); expired (past ttl); stale (past freshness_slo); "
@@ -112,23 +115,16 @@ class VectorsDoc(BaseModel):
     vectors: list[FeatureVectorDoc] = Field(description="one per `entities` item, in request order")
 
 
-class ProblemDoc(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    error: str = Field(description="machine-readable, e.g. unknown_feature, bad_entity_id, store_unavailable")
-    message: str
-
-
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
-        400: "malformed entity id, names, body or request data",
+        400: "malformed entity id, names, feature service reference, body or request data",
         404: "unknown entity type, feature (all named) or feature service",
         413: "body too large",
         503: "`store_unavailable`: the online store failed or did not answer within the request budget; "
         "`overloaded` (with `Retry-After: 1`): the process had `FS_MAX_IN_FLIGHT` requests or "
         "`FS_MAX_ENTITIES_IN_FLIGHT` entities in flight",
     }
-    return {code: {"model": ProblemDoc, "description": text[code]} for code in codes}
+    return problems({code: text[code] for code in codes})
 
 
 def docs_router() -> APIRouter:

@@ -16,7 +16,7 @@ from typing import Any
 from registry.core import entity_keys
 from serving.online.http_errors import ApiError, ErrorCode
 
-ENTITY_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
+ENTITY_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,256}\Z")  # match() anchors the start; \Z the very end (not before a "\n")
 _CHARS = "1-256 characters of A-Z a-z 0-9 _ . : @ -"
 
 

@@ -154,8 +154,9 @@ class RequestPlan:
         )
 
 
-PlanKey = tuple[str | None, ...]
-"""What a request asked for, as the route spells it (e.g. entity type, how names were given, their text)."""
+PlanKey = tuple[str | tuple[str, ...] | None, ...]
+"""What a request asked for, as the route spells it (e.g. entity type, how names were given, their text:
+a raw query string, or a body's name list as a tuple, never joined into one string that two lists share)."""
 
 
 class Plans:

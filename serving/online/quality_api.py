@@ -23,7 +23,7 @@ from registry.live import LiveCatalog
 from registry.quality import QualityStore, iso
 from serving.online.auth import caller_of, client_of
 from serving.online.http_errors import ApiError, ErrorCode
-from serving.online.responses import JSONResponse
+from serving.online.responses import BAD_PARAMETER, JSONResponse, problems
 
 DEFAULT_SPAN = timedelta(hours=24)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)  # a default `since` no earlier than this (then `until` is refused)
@@ -49,7 +49,16 @@ def quality_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/v1/quality", tags=["quality"])
 
-    @router.get("/{entity_type}/{name}", summary="Stored hourly statistics, drift and parity runs of a feature")
+    @router.get(
+        "/{entity_type}/{name}",
+        summary="Stored hourly statistics, drift and parity runs of a feature",
+        responses=problems(
+            {
+                400: f"{BAD_PARAMETER} (`version`, `since`, `until`; or `since` not before `until`)",
+                404: "`unknown_feature`: no such feature or version",
+            }
+        ),
+    )
     def feature_quality(
         request: Request,
         entity_type: str,

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from serving.online.http_errors import ApiError, ErrorCode
 
@@ -38,3 +39,38 @@ def parse_json_object(raw: bytes, *, error: ErrorCode = ErrorCode.BAD_REQUEST) -
     if not isinstance(body, dict):
         raise ApiError(error, "request body must be a JSON object")
     return body
+
+
+class ProblemDoc(BaseModel):
+    """Every refusal's body (``serving.online.http_errors``), for the OpenAPI document."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="machine-readable, e.g. unknown_feature, bad_entity_id, store_unavailable")
+    message: str
+
+
+def problems(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of refusals: per status, the project's error body and what answers it."""
+    return {status: {"model": ProblemDoc, "description": text} for status, text in descriptions.items()}
+
+
+BAD_PARAMETER = "`bad_request`: a malformed path or query parameter, named in `message`"
+
+
+def without_validation_errors(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without FastAPI's automatic 422 ``HTTPValidationError``: the app answers a malformed parameter
+    400 ``bad_request`` in its own error body (``serving.online.app``), so no route answers that 422. A route
+    that can refuse a parameter declares its 400 (``problems``); a 422 a route declares itself stays."""
+    paths = doc.get("paths", {})
+    for operations in paths.values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if b"/HTTPValidationError" in orjson.dumps(responses.get("422", {})):
+                del responses["422"]
+    schemas = doc.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):  # the first refers to the second
+        others = {k: v for k, v in schemas.items() if k != name}
+        if f'/{name}"'.encode() not in orjson.dumps(paths) + orjson.dumps(others):
+            schemas.pop(name, None)
+    return doc

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from registry.access import Access
+from registry.core.definitions import MAX_VERSION
 from registry.feature_services import FeatureService, LiveFeatureServices
 from registry.live import LiveCatalog
 from serving.online.auth import authorize_write, client_of
 from serving.online.definitions_api import MAX_BODY_BYTES, validation_message
+from serving.online.features_api import check_service_ref
 from serving.online.http_errors import ApiError, ErrorCode
-from serving.online.responses import JSONResponse, json_object
+from serving.online.responses import BAD_PARAMETER, JSONResponse, json_object, problems
 
 
 def service_json(s: FeatureService) -> dict[str, Any]:
@@ -30,6 +32,20 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
     @router.post(
         "",
         summary="Register a feature service version (201 created, 200 unchanged, 409 conflict)",
+        responses={
+            200: {"description": "`unchanged`: this version is registered with the same content"},
+            201: {"description": "`created` (a new service) or `new_version`"},
+            **problems(
+                {
+                    400: "`bad_json`: the body is not JSON",
+                    404: "`unknown_feature`: a pinned feature version is not registered (all named)",
+                    409: "`version_conflict`: the version is registered with other features",
+                    413: "`body_too_large`",
+                    422: "`invalid_feature_service`: the body is not a valid service, or the catalog cannot "
+                    "serve a pin as pinned",
+                }
+            ),
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -67,8 +83,24 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
             {"result": result.action, "feature_service": service_json(result.service)}, status_code=status
         )
 
-    @router.get("/{name}", summary="A feature service's latest version, or `?version=`")
+    @router.get(
+        "/{name}",
+        summary="A feature service's latest version, or `?version=`",
+        responses=problems(
+            {
+                400: f"{BAD_PARAMETER} (`name` not `name`, `name@N` or `name@vN`; `version` not in range, or given "
+                "twice)",
+                404: "`unknown_feature_service`",
+            }
+        ),
+    )
     def get(name: str, version: int | None = None) -> JSONResponse:
+        check_service_ref(name, "name")  # malformed: 400 naming the parameter; well-formed but unknown: 404
+        if version is not None:
+            if "@" in name:
+                raise ApiError(ErrorCode.BAD_REQUEST, "give the version in `name` (`name@N`) or `version`, not both")
+            if not 1 <= version <= MAX_VERSION:
+                raise ApiError(ErrorCode.BAD_REQUEST, f"`version` must be in 1-{MAX_VERSION}, not {version}")
         index = services.current()
         found = index.get(name if version is None else f"{name}@{version}")
         body = service_json(found)

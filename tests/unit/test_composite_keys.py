@@ -349,6 +349,52 @@ def test_vectors_refuse_a_bad_part_by_name(
     assert client.post("/v1/vectors", json=[]).status_code == 400
 
 
+_GOOD_PART = {"entity_type": "user", "entity_id": "u1", "names": ["txn_count_1h"]}
+
+
+@pytest.mark.parametrize(
+    ("part", "code"),
+    [
+        ({"entity_type": "user", "entity_id": "u 1", "names": ["txn_count_1h"]}, "bad_entity_id"),
+        ({"entity_type": "user", "entity_id": 5, "names": ["txn_count_1h"]}, "bad_entity_id"),
+        ({"entity_type": "user", "entity_key": {"user_id": "u1"}, "names": ["txn_count_1h"]}, "bad_entity_id"),
+        ({"entity_type": "user", "entity_id": "u1", "names": "x"}, "bad_names"),
+        ({"entity_type": "user", "entity_id": "u1", "names": []}, "bad_names"),
+        ({"entity_type": "user", "entity_id": "u1", "names": [""]}, "bad_names"),
+        ({"entity_type": "user", "entity_id": "u1"}, "bad_names"),
+        ({"entity_type": "user", "entity_id": "u1", "feature_service": 3}, "bad_request"),
+        ({"entity_type": "user", "entity_id": "u1", "feature_service": "fraud@0"}, "bad_request"),
+        ({"entity_type": "user", "entity_id": "u1", "names": ["txn_count_1h"], "feature_service": "f"}, "bad_request"),
+        ({**_GOOD_PART, "extra": 1}, "bad_request"),
+        ({**_GOOD_PART, "request_data": [1]}, "bad_request_data"),
+        ({**_GOOD_PART, "request_data": {"amount": 1}}, "bad_request_data"),
+        (
+            {
+                "entity_type": "user_merchant",
+                "entity_key": {"user_id": "u1", "merchant_id": "m|7"},
+                "names": ["pair_txn_count_1h"],
+            },
+            "bad_entity_key",
+        ),
+        (
+            {"entity_type": "user_merchant", "entity_key": {"user_id": "u1"}, "names": ["pair_txn_count_1h"]},
+            "bad_entity_key",
+        ),
+        ({"entity_type": "user_merchant", "entity_id": "u1|m7", "names": ["pair_txn_count_1h"]}, "bad_entity_key"),
+    ],
+)
+def test_vectors_name_the_malformed_part(
+    pair_client: tuple[TestClient, PairSource], part: dict[str, Any], code: str
+) -> None:
+    """Every 400 about one part names its index, whichever check refused it; the code is that check's."""
+    client, source = pair_client
+    r = client.post("/v1/vectors", json={"entities": [_GOOD_PART, part]})
+    assert (r.status_code, r.json()["error"]) == (400, code), r.text
+    assert r.json()["message"].startswith("entities[1]: "), r.text
+    assert "entities[0]" not in r.json()["message"]
+    assert source.reads == []
+
+
 def test_the_catalog_shows_and_guards_the_key(
     pair_client: tuple[TestClient, PairSource], make_definition_dict: Callable[..., dict[str, Any]]
 ) -> None:

@@ -62,7 +62,25 @@ def test_canonical_text_round_trips(text: str) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "   ", "5", "m", "5x", "-5m", "+5m", "1.5h", "5 mm", "5M", "5min", "5m5s", "h1", "5 minutes", "ms"],
+    [
+        "",
+        "   ",
+        "5",
+        "m",
+        "5x",
+        "-5m",
+        "+5m",
+        "1.5h",
+        "5 mm",
+        "5M",
+        "5min",
+        "5m5s",
+        "h1",
+        "5 minutes",
+        "ms",
+        "\u0665m",
+        "\uff15m",
+    ],  # non-ASCII digits (Arabic-Indic, fullwidth)
 )
 def test_rejects_bad_text_naming_it(bad: str) -> None:
     with pytest.raises(ValueError) as info:

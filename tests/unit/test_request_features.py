@@ -74,6 +74,8 @@ def request_feature(**overrides: Any) -> RequestFeature:
         ({"request_fields": [{"name": "txn_count_1h", "value_type": "long"}]}, "must be distinct"),
         ({"function": "udfs.request.amount_vs_mean_1h"}, "must be `package.module:function`"),
         ({"function": "os:system; rm"}, "must be `package.module:function`"),
+        ({"function": "udfs.request:amount_vs_mean_1h\n"}, "must be `package.module:function`"),
+        ({"version": True}, "version\n  Input should be a valid integer"),
         ({"inputs": [], "request_fields": []}, "at least one input or request field"),
         ({"value_type": "decimal"}, "value_type"),
         ({"function_hash": "xyz"}, "function_hash"),
@@ -279,6 +281,25 @@ def test_batch_takes_one_request_value_per_entity(shipped_store: DefinitionStore
     }
     assert b["values"] == [None, 0] and c["values"] == [None, 5]  # no mean; no amount
     assert nobody["values"] == [None, None] and nobody["statuses"] == ["missing", "missing"]
+
+
+@pytest.mark.parametrize("request_data", [None, [1.0], {}])
+def test_missing_request_data_lists_the_missing_fields(shipped_store: DefinitionStore, request_data: Any) -> None:
+    """`fields` lists the missing request fields whether `request_data` is absent, not an object, or short."""
+    client = client_for(shipped_store, Source({}))
+    body: dict[str, Any] = {"entity_ids": ["a"], "names": ["txn_count_1h", "amount_vs_mean_1h"]}
+    part: dict[str, Any] = {"entity_type": "user", "entity_id": "a", "names": ["amount_vs_mean_1h"]}
+    if request_data is not None:
+        body["request_data"] = request_data
+        part["request_data"] = request_data if request_data != [1.0] else 1.0
+    batch = client.post("/v1/features/user/batch", json=body)
+    assert (batch.status_code, batch.json()["error"]) == (400, "bad_request_data"), batch.text
+    assert batch.json()["fields"] == ["amount"]
+    good = {"entity_type": "user", "entity_id": "a", "names": ["txn_count_1h"]}
+    vectors = client.post("/v1/vectors", json={"entities": [good, part]})
+    assert (vectors.status_code, vectors.json()["error"]) == (400, "bad_request_data"), vectors.text
+    assert vectors.json()["fields"] == ["amount"]
+    assert vectors.json()["message"].startswith("entities[1]: ")
 
 
 @pytest.mark.parametrize(

@@ -40,3 +40,10 @@ def test_a_value_one_microsecond_past_its_ttl_is_expired_at_the_ttl_s_age(live: 
     feature = past["features"]["txn_count_1h"]
     assert (feature["status"], feature["value"], feature["age_seconds"]) == ("expired", None, 7200.0)
     assert past["served_at"] == "2023-11-15T00:15:00.000Z"
+
+
+def test_an_entity_id_with_a_trailing_newline_is_refused(live: LiveCatalog) -> None:  # noqa: F811
+    client = _client(live, MemorySource(), NOW * 1000)
+    assert client.get("/v1/features/user/u1%0A").json()["error"] == "bad_entity_id"
+    batch = client.post("/v1/features/user/batch", json={"entity_ids": ["u1\n"], "names": ["txn_count_1h"]})
+    assert (batch.status_code, batch.json()["error"]) == (400, "bad_entity_id")

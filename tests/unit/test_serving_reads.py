@@ -5,6 +5,7 @@ does not grow with the number of registered definitions."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from registry.core.timeline import Rule, judge, resolve
 from registry.definition_store import DefinitionConflictError, DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
+from registry.quality import QualityStore
 from serving.online.app import create_app
 from serving.online.cache import VectorCache
 from serving.online.client import FeatureClient
@@ -208,6 +210,44 @@ def test_batch_error_bodies_name_what_is_wrong(live: LiveCatalog) -> None:
     assert too_big.status_code == 413
 
 
+def test_batch_plans_are_keyed_by_the_name_list_not_a_joined_string(live: LiveCatalog) -> None:
+    """A name holding the old separator (\\x1f) is one unknown name, not the cached plan of two names."""
+    source = Source({"u1": rows(count=(T, 5), total=(T, 9.5))})
+    client = app_for(live, source)
+    both, joined = ["txn_count_1h", "txn_amount_sum_1h"], "txn_count_1h\x1ftxn_amount_sum_1h"
+    assert client.post("/v1/features/user/batch", json={"entity_ids": ["u1"], "names": both}).status_code == 200
+    r = client.post("/v1/features/user/batch", json={"entity_ids": ["u1"], "names": [joined]})
+    assert (r.status_code, r.json()["error"], r.json()["names"]) == (404, "unknown_feature", [joined]), r.text
+    part = {"entity_type": "user", "entity_id": "u1"}
+    assert client.post("/v1/vectors", json={"entities": [{**part, "names": both}]}).status_code == 200
+    r = client.post("/v1/vectors", json={"entities": [{**part, "names": [joined]}]})
+    assert (r.status_code, r.json()["error"], r.json()["names"]) == (404, "unknown_feature", [joined]), r.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"entity_ids": ["u1"], "names": "x"},
+        {"entity_ids": ["u1"], "names": [1]},
+        {"entity_ids": ["u1"], "feature_service": 3},
+        {"entity_ids": ["u1"], "extra": 1},
+        b"{nope",
+        b"[]",
+    ],
+)
+def test_batch_checks_the_entity_type_before_the_body(live: LiveCatalog, body: Any) -> None:
+    """As a GET does (design 3.3 step 2): an unknown entity type is 404 whatever is wrong with the body."""
+    source = Source()
+    client = app_for(live, source)
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r = client.post("/v1/features/nobody/batch", content=content)
+    assert (r.status_code, r.json()["error"]) == (404, "unknown_entity_type"), r.text
+    assert client.get("/v1/features/nobody/u1?names=").json()["error"] == "unknown_entity_type"
+    r = client.post("/v1/features/user/batch", content=content)  # a known type: the body's own 400
+    assert r.status_code == 400, r.text
+    assert source.reads == []
+
+
 def test_store_down_is_503_for_single_and_batch(live: LiveCatalog) -> None:
     source = Source()
     source.fail = StoreUnavailableError("online store read failed: NoHostAvailable")
@@ -304,6 +344,56 @@ def test_feature_service_errors(live: LiveCatalog, services: LiveFeatureServices
         json={"name": "m", "features": [{"entity": "user", "name": "txn_count_1h", "version": 1}]},
     )
     assert client.get("/v1/features/user/u1?feature_service=m&names=txn_count_1h").json()["error"] == "bad_request"
+
+
+@pytest.mark.parametrize("ref", ["", " ", "fraud@", "fraud@abc", "fraud@0", "fraud@v01", "fraud@-1", "FRAUD", "a b"])
+def test_a_malformed_feature_service_reference_is_a_400_naming_the_parameter(
+    live: LiveCatalog, services: LiveFeatureServices, ref: str
+) -> None:
+    source = Source()
+    client = app_for(live, source, services=services)
+    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
+    assert client.post("/v1/feature-services", json={"name": "fraud", "features": [pin]}).status_code == 201
+    part = {"entity_type": "user", "entity_id": "u1"}
+    for r in (
+        client.get("/v1/features/user/u1", params={"feature_service": ref}),
+        client.post("/v1/features/user/batch", json={"entity_ids": ["u1"], "feature_service": ref}),
+        client.post("/v1/vectors", json={"entities": [{**part, "feature_service": ref}]}),
+    ):
+        assert (r.status_code, r.json()["error"]) == (400, "bad_request"), r.text
+        assert "`feature_service` must be" in r.json()["message"]
+    assert source.reads == []
+    # without feature services configured the reference is as malformed
+    r = app_for(live, source).get("/v1/features/user/u1", params={"feature_service": ref})
+    assert (r.status_code, r.json()["error"]) == (400, "bad_request"), r.text
+
+
+def test_a_well_formed_reference_to_no_service_stays_a_404(live: LiveCatalog, services: LiveFeatureServices) -> None:
+    client = app_for(live, Source(), services=services)
+    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
+    assert client.post("/v1/feature-services", json={"name": "fraud", "features": [pin]}).status_code == 201
+    for ref in ("fraud@3", "fraud@v3", "nope", "nope@1"):
+        r = client.get("/v1/features/user/u1", params={"feature_service": ref})
+        assert (r.status_code, r.json()) == (
+            404,
+            {"error": "unknown_feature_service", "message": f"unknown feature service {ref!r}", "feature_service": ref},
+        )
+    assert client.get("/v1/features/user/u1", params={"feature_service": "fraud@v1"}).status_code == 200
+    # the service route: a malformed name or version is 400 naming it, a well-formed unknown one 404
+    for path, status, named in (
+        ("/v1/feature-services/FRAUD", 400, "`name`"),
+        ("/v1/feature-services/fraud@0", 400, "`name`"),
+        ("/v1/feature-services/fraud?version=0", 400, "`version`"),
+        ("/v1/feature-services/fraud@1?version=1", 400, "`version`"),
+        ("/v1/feature-services/fraud?version=abc", 400, "version"),
+        ("/v1/feature-services/fraud?version=9", 404, "fraud@9"),
+        ("/v1/feature-services/nope", 404, "nope"),
+    ):
+        r = client.get(path)
+        assert r.status_code == status, (path, r.text)
+        assert r.json()["error"] == ("bad_request" if status == 400 else "unknown_feature_service")
+        assert named in r.json()["message"], (path, r.text)
+    assert client.get("/v1/feature-services/fraud@v1").json()["ref"] == "fraud@1"
 
 
 # --- cache: true age, single-flight, bound ---------------------------------------------------------
@@ -460,6 +550,60 @@ def test_openapi_describes_the_routes(live: LiveCatalog, services: LiveFeatureSe
     assert "/v1/feature-definitions" in paths and "/metrics" in paths
     schemas = doc["components"]["schemas"]
     assert {"FeatureVectorDoc", "BatchDoc", "BatchRequestDoc", "ProblemDoc"} <= set(schemas)
+
+
+def _typed(parameter: dict[str, Any]) -> bool:
+    """A parameter FastAPI parses (an integer, a boolean): a malformed value is refused."""
+    schema = parameter["schema"]
+    return bool({s.get("type") for s in [schema, *schema.get("anyOf", [])]} - {"string", "null", None})
+
+
+def test_openapi_documents_the_error_body_not_fastapis_422(
+    live: LiveCatalog, services: LiveFeatureServices, db: Path
+) -> None:
+    """Every refusal documented is the project's error body; FastAPI's 422 HTTPValidationError, which the app
+    never answers (a malformed parameter is 400 `bad_request`), is gone; a route's own 422 stays."""
+    client = app_for(live, Source(), services=services, quality=QualityStore(db))
+    doc = client.get("/openapi.json").json()
+    assert "ValidationError" not in json.dumps(doc)
+    problem = {"$ref": "#/components/schemas/ProblemDoc"}
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    assert response["content"]["application/json"]["schema"] == problem, (method, path, status)
+            if any(_typed(p) for p in operation.get("parameters", [])) or "requestBody" in operation:
+                assert "400" in responses, (method, path)
+    reads = [doc["paths"]["/v1/features/{entity_type}/{entity_id}"]["get"], doc["paths"]["/v1/vectors"]["post"]]
+    assert all("422" not in op["responses"] for op in reads)
+    assert set(doc["paths"]["/v1/feature-services/{name}"]["get"]["responses"]) == {"200", "400", "404"}
+    register = doc["paths"]["/v1/feature-services"]["post"]["responses"]
+    assert set(register) == {"200", "201", "400", "404", "409", "413", "422"}
+    assert "invalid_feature_service" in register["422"]["description"]
+    assert set(doc["paths"]["/v1/feature-definitions"]["post"]["responses"]) == {
+        "200",
+        "201",
+        "400",
+        "409",
+        "413",
+        "422",
+    }
+    # what the document says is what the routes answer
+    bad = client.get("/v1/feature-services/fraud?version=abc")
+    assert (bad.status_code, bad.json()["error"]) == (400, "bad_request")
+    invalid = client.post("/v1/feature-services", json={"name": "X", "features": []})
+    assert (invalid.status_code, invalid.json()["error"]) == (422, "invalid_feature_service")
+    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
+    unknown = client.post("/v1/feature-services", json={"name": "m", "features": [{**pin, "version": 9}]})
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_feature")
+    assert client.post("/v1/feature-services", json={"name": "m", "features": [pin]}).status_code == 201
+    assert client.post("/v1/feature-services", json={"name": "m", "features": [pin]}).status_code == 200
+    conflict = client.post(
+        "/v1/feature-services", json={"name": "m", "version": 1, "features": [{**pin, "version": 2}]}
+    )
+    assert (conflict.status_code, conflict.json()["error"]) == (409, "version_conflict")
+    assert client.post("/v1/feature-services", content=b"{").json()["error"] == "bad_json"
 
 
 # --- the Python client -----------------------------------------------------------------------------
