@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from registry.core import refs
 from registry.core.catalog import FeatureCatalog
-from registry.core.definitions import FeatureDefinition
+from registry.core.definitions import FeatureDefinition, Version
 from registry.core.errors import RequestFeatureError, UnknownFeatureError, UnknownFeatureServiceError
 from registry.core.refs import SERVICE_NAME_PATTERN
 from registry.core.request_features import RequestFeature, request_fields
@@ -48,7 +48,7 @@ class FeatureService(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=SERVICE_NAME_PATTERN)
-    version: int = Field(ge=1)
+    version: Version
     description: str = ""
     features: tuple[PinnedFeature, ...] = Field(min_length=1, max_length=MAX_FEATURES)
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from registry.core.catalog import FeatureCatalog
-from registry.core.definitions import NAME_PATTERN, FeatureDefinition, ValueType
+from registry.core.definitions import NAME_PATTERN, FeatureDefinition, ValueType, Version
 from registry.core.errors import DefinitionError, RequestFeatureError, UnknownFeatureError
 from registry.core.request_features import RequestFeature, Transform
 
@@ -69,7 +69,7 @@ class PinnedFeature(BaseModel):
 
     entity: str = Field(pattern=NAME_PATTERN)
     name: str = Field(pattern=NAME_PATTERN)
-    version: int = Field(ge=1)
+    version: Version
     value_type: ValueType | None = None
     identity_hash: str | None = None
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.core.definitions import NAME_PATTERN, FeatureDefinition
+from registry.core.definitions import NAME_PATTERN, FeatureDefinition, Version
 from registry.core.errors import DatasetError
 from registry.core.request_features import RequestFeature
 from registry.sqlite_store import SqliteStore
@@ -50,7 +50,7 @@ class ManifestFeature(_Frozen):
 
     entity: str = Field(pattern=NAME_PATTERN)
     name: str = Field(pattern=NAME_PATTERN)
-    version: int = Field(ge=1)
+    version: Version
     value_type: str
     transform_hash: str
     identity_hash: str

@@ -788,3 +788,19 @@ def test_present_from_is_exactly_when_a_row_is_served_as_stored(
 def test_resolve_still_takes_a_definition(make_definition: Callable[..., FeatureDefinition]) -> None:
     r = resolve(make_definition(), T * 1000, 4, closed_through_us=(T + 5 * MIN) * 1000, now_us=(T + 6 * MIN) * 1000)
     assert (r.value, r.feature_ts_us, r.status) == (0, (T + 5 * MIN) * 1000, "present")
+
+
+@pytest.mark.parametrize("version", [True, "1", 1.0, 2**31])
+def test_a_feature_service_version_or_pin_that_is_not_a_32_bit_integer_is_refused(
+    live: LiveCatalog, services: LiveFeatureServices, version: Any
+) -> None:
+    """As for a definition: versions are JSON integers 1 to 2^31-1, never converted from a bool, text or float."""
+    client = app_for(live, Source(), services=services)
+    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
+    for body in (
+        {"name": "m", "version": version, "features": [pin]},
+        {"name": "m", "features": [{**pin, "version": version}]},
+    ):
+        answer = client.post("/v1/feature-services", json=body)
+        assert (answer.status_code, answer.json()["error"]) == (422, "invalid_feature_service"), answer.text
+    assert client.post("/v1/feature-services", json={"name": "m", "features": [pin]}).status_code == 201
