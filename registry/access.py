@@ -209,10 +209,22 @@ class AccessStore(SqliteStore):
 
     def claim(self, kind: OwnedKind, name: str, team: str) -> str:
         """The owning team of ``kind:name``, which becomes ``team`` if nobody owned it."""
+        return self.claim_new(kind, name, team)[0]
+
+    def claim_new(self, kind: OwnedKind, name: str, team: str) -> tuple[str, bool]:
+        """(the owning team of ``kind:name``, whether this call made ``team`` its owner), in one transaction:
+        of two teams claiming at once, one owns it and the other sees that team."""
         with self._tx() as conn:
-            conn.execute("INSERT OR IGNORE INTO access_owners VALUES (?, ?, ?, ?)", (kind, name, team, now_iso()))
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO access_owners VALUES (?, ?, ?, ?)", (kind, name, team, now_iso())
+            ).rowcount
             row = conn.execute("SELECT team FROM access_owners WHERE kind = ? AND name = ?", (kind, name)).fetchone()
-        return str(row[0])
+        return str(row[0]), inserted == 1
+
+    def release(self, kind: OwnedKind, name: str, team: str) -> None:
+        """Undo ``claim_new``'s claim (the write it was for did not happen)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM access_owners WHERE kind = ? AND name = ? AND team = ?", (kind, name, team))
 
     # -- snapshot ------------------------------------------------------------------------------------
     def change_seq(self) -> int:
@@ -260,8 +272,9 @@ class AccessStore(SqliteStore):
     def audit(
         self, *, target: str | None = None, principal: str | None = None, since: str | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
-        """Audit records, newest first. ``target`` matches exactly or as a prefix ending in ``@``
-        (``user/txn_count_1h`` finds every version's records); ``since`` is an ISO time, inclusive."""
+        """Audit records, newest first (by their time; ties newest written first). ``target`` matches exactly
+        or as a prefix ending in ``@`` (``user/txn_count_1h`` finds every version's records); ``since`` is an
+        ISO 8601 time with a zone (``Z`` or an offset; without one, UTC), inclusive, compared as an instant."""
         terms, args = [], []
         if target is not None:
             terms.append("(target = ? OR substr(target, 1, ?) = ?)")
@@ -271,19 +284,29 @@ class AccessStore(SqliteStore):
             args.append(principal)
         if since is not None:
             terms.append("at >= ?")
-            args.append(since)
+            args.append(_stored_instant(since))
         where = f"WHERE {' AND '.join(terms)}" if terms else ""
         conn = self._connect()
         try:
             rows = conn.execute(
                 f"SELECT at, principal, team, action, target, outcome, client, detail, count FROM audit_log {where} "
-                "ORDER BY id DESC LIMIT ?",
+                "ORDER BY at DESC, id DESC LIMIT ?",  # by time: a second's reads are written after it, with its start
                 (*args, limit),
             ).fetchall()
         finally:
             conn.close()
         keys = ("at", "principal", "team", "action", "target", "outcome", "client", "detail", "count")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def _stored_instant(text: str) -> str:
+    """An ISO 8601 time as the audit log stores its times (UTC, microseconds: sortable as text); a time without
+    a zone is UTC. ValueError naming it if it is not a time."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-30T10:00:00Z)") from None
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class AuditLog:
@@ -528,7 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--feature", help="entity/name or entity/name@version")
     audit.add_argument("--target", help="any target, e.g. subject:card_transactions-value")
     audit.add_argument("--caller", help="a principal")
-    audit.add_argument("--since", help="ISO time, inclusive")
+    audit.add_argument(
+        "--since", help="ISO 8601 time (Z or an offset; none: UTC), inclusive, e.g. 2026-11-30T10:00:00Z"
+    )
     audit.add_argument("--limit", type=int, default=1000)
     args = parser.parse_args(argv)
     store = AccessStore(args.db)

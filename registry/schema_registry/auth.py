@@ -109,18 +109,32 @@ class RegistryAuth:
             self.access.write_audited(caller, action, target, 403, where, refusal)
             await _answer(send, 403, 40301, f"User {caller.principal} is denied operation Write on {refusal}")
             return
-        status = 0
+        store = self.access.store
+        claimed = False  # a new subject is claimed for the caller's team before the write, atomically
+        if action == "register_schema" and subject is not None and store is not None:
+            owner, claimed = store.claim_new("subject", subject, caller.team)
+            if owner != caller.team and not caller.admin:  # another team claimed it since ``_refusal`` looked
+                why = f"Subject: {subject} (owned by team {owner}; caller's team is {caller.team})"
+                self.access.write_audited(caller, action, target, 403, where, why)
+                await _answer(send, 403, 40301, f"User {caller.principal} is denied operation Write on {why}")
+                return
+        status = 500
+        held: list[Message] = []  # the answer, sent once its audit record is written
 
-        async def recording(message: Message) -> None:
+        async def holding(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-            await send(message)
+            held.append(message)
 
-        await self.app(scope, receive, recording)
-        if action == "register_schema" and status == 200 and subject is not None and self.access.store is not None:
-            self.access.store.claim("subject", subject, caller.team)
-        self.access.write_audited(caller, action, target, status, where)
+        try:
+            await self.app(scope, receive, holding)
+        finally:
+            if claimed and status != 200 and store is not None and subject is not None:
+                store.release("subject", subject, caller.team)  # nothing registered: the claim goes too
+            self.access.write_audited(caller, action, target, status, where)
+        for message in held:
+            await send(message)
 
     def _refusal(self, caller: Caller, action: str, subject: str | None) -> str | None:
         """Why ``caller`` may not do ``action`` (Confluent's "... on <resource>" wording), or None."""

@@ -54,6 +54,7 @@ from serving.online.overload import (
 )
 from serving.online.plans import Plans
 from serving.online.quality_api import quality_router
+from serving.online.refusals import refusal
 from serving.online.responses import JSONResponse, without_validation_errors
 from serving.online.services_api import services_router
 from serving.online.serving_log import KafkaSink, ServingLog, Sink
@@ -68,26 +69,9 @@ def api_error(request: Request, exc: Exception) -> ApiError:
     """The refusal an exception stands for: the project's errors by kind, the framework's by status,
     anything else a bug (500 ``internal_error`` whose request id finds the traceback in the log; a store
     that is down is ``StoreUnavailableError``, a 503, never this)."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, UnauthenticatedError):
-        return ApiError(ErrorCode.UNAUTHENTICATED, str(exc))
-    if isinstance(exc, ForbiddenError):
-        return (
-            ApiError(ErrorCode.FORBIDDEN, str(exc), names=exc.names)
-            if exc.names
-            else ApiError(ErrorCode.FORBIDDEN, str(exc))
-        )
-    if isinstance(exc, UnknownFeatureError):
-        return ApiError(ErrorCode.UNKNOWN_FEATURE, str(exc), entity_type=exc.entity_type, names=exc.names)
-    if isinstance(exc, UnknownFeatureServiceError):
-        return ApiError(ErrorCode.UNKNOWN_FEATURE_SERVICE, str(exc), feature_service=exc.ref)
-    if isinstance(exc, DefinitionConflictError):
-        return ApiError(ErrorCode.VERSION_CONFLICT, str(exc))
-    if isinstance(exc, StoreUnavailableError):
-        return ApiError(ErrorCode.STORE_UNAVAILABLE, str(exc))
-    if isinstance(exc, DefinitionError):  # a definition valid alone that the registry's others refuse
-        return ApiError(ErrorCode.INVALID_DEFINITION, str(exc))
+    refused = refusal(exc)
+    if refused is not None:
+        return refused
     if isinstance(exc, RequestValidationError):
         # A malformed path or query parameter (``?version=x``): the service's own error shape, not FastAPI's.
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])

@@ -14,6 +14,7 @@ from registry.core.errors import UnknownFeatureError
 from registry.live import LiveCatalog
 from serving.online.auth import authorize_write, client_of
 from serving.online.http_errors import ApiError, ErrorCode
+from serving.online.refusals import audited
 from serving.online.responses import BAD_PARAMETER, JSONResponse, json_object, problems
 from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
 
@@ -114,7 +115,8 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
         target = f"{definition.entity}/{definition.name}@{definition.version}"
         owners = [definition.owner, *_owners(live, access, definition.entity, definition.name)]
         caller = authorize_write(access, request.scope, "register_definition", target, owners)
-        result = live.store.register(definition, version_given=version_given, activate=activate)  # 409 on conflict
+        with audited(access, caller, "register_definition", target, client_of(request.scope)):  # a 409 too
+            result = live.store.register(definition, version_given=version_given, activate=activate)
         live.invalidate()
         status = 201 if result.action in ("created", "new_version") else 200
         target = f"{definition.entity}/{definition.name}@{result.definition.version}"
@@ -155,7 +157,8 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
         caller = authorize_write(
             access, request.scope, "activate", target, _owners(live, access, entity, name, version)
         )
-        live.store.activate(entity, name, version)
+        with audited(access, caller, "activate", target, client_of(request.scope)):  # a 404 or 422 too
+            live.store.activate(entity, name, version)
         live.invalidate()
         access.write_audited(caller, "activate", target, 200, client_of(request.scope))
         return JSONResponse({"entity": entity, "name": name, "active_version": version})

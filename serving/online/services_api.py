@@ -15,6 +15,7 @@ from serving.online.auth import authorize_write, client_of
 from serving.online.definitions_api import MAX_BODY_BYTES, validation_message
 from serving.online.features_api import check_service_ref
 from serving.online.http_errors import ApiError, ErrorCode
+from serving.online.refusals import audited
 from serving.online.responses import BAD_PARAMETER, JSONResponse, json_object, problems
 
 
@@ -71,7 +72,8 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
         target = f"feature_service:{service.name}"
         owner = access.store.owner("feature_service", service.name) if access.enabled and access.store else None
         caller = authorize_write(access, request.scope, "register_feature_service", target, (owner,))
-        result = services.store.register(service, version_given=version_given)  # 409 on conflict
+        with audited(access, caller, "register_feature_service", target, client_of(request.scope)):  # a 409 too
+            result = services.store.register(service, version_given=version_given)
         if access.enabled and access.store is not None and owner is None:
             access.store.claim("feature_service", service.name, caller.team)  # the first writer's team owns it
         services.invalidate()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.access import Access, AccessStore, Caller, guard_catalog, needs_grant
+from registry.access import Access, AccessStore, AuditRecord, Caller, guard_catalog, needs_grant
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import ForbiddenError, UnauthenticatedError
@@ -182,6 +182,28 @@ def test_audit_records_are_found_by_feature_and_by_caller(store: AccessStore) ->
     assert store.audit(target="user/txn_amount_max") == []  # a prefix of a name is not that feature
 
 
+def _record(at: str, target: str) -> AuditRecord:
+    return AuditRecord("scorer", "ml-team", "read_features", target, 200, "10.0.0.1", at=at)
+
+
+def test_audit_since_is_an_instant_in_any_iso_spelling(store: AccessStore) -> None:
+    store.record([_record("2026-11-30T10:00:00.500000+00:00", "user/a@1")])
+    for since in ("2026-11-30T10:00:00Z", "2026-11-30T12:00:00+02:00", "2026-11-30T10:00:00", "2026-11-30T10:00:00.5Z"):
+        assert [r["target"] for r in store.audit(since=since)] == ["user/a@1"], since
+    for since in ("2026-11-30T10:00:00.500001Z", "2026-11-30T11:00:00.6+01:00"):
+        assert store.audit(since=since) == [], since
+    with pytest.raises(ValueError, match="not an ISO 8601 time: 'yesterday'"):
+        store.audit(since="yesterday")
+
+
+def test_audit_lists_newest_first_by_time_whatever_order_the_records_were_written_in(store: AccessStore) -> None:
+    """Reads are written a second late with their first read's time: a later write may have a lower row id."""
+    store.record([_record("2026-11-30T10:00:01.568901+00:00", "user/write@1")])
+    store.record([_record("2026-11-30T10:00:01.532920+00:00", "user/read@1")])
+    store.record([_record("2026-11-30T10:00:01.568901+00:00", "user/same_time@1")])
+    assert [r["target"] for r in store.audit()] == ["user/same_time@1", "user/write@1", "user/read@1"]
+
+
 # --- the feature API with auth on ----------------------------------------------------------------
 
 
@@ -295,6 +317,32 @@ def test_a_write_by_a_non_owner_leaves_nothing_but_its_audit_record(
     done = client.post("/v1/feature-definitions", json=_body(FRAUD_MAX, version=2, ttl="4h"), headers=fraud)
     assert done.status_code == 201, done.text
     assert store.audit(principal="fraud-bot")[0]["outcome"] == 201
+
+
+def test_a_write_the_registry_refuses_after_authorizing_it_is_audited_with_its_status(
+    live: LiveCatalog, store: AccessStore, tmp_path: Path
+) -> None:
+    """Not only a 403: a version conflict (409) or an unknown version to activate (404) is recorded too."""
+    from registry.access import AuditLog
+
+    access = Access(store, enabled=True, refresh_s=0, audit=AuditLog(store, flush_s=None))
+    client = _client(live, access, tmp_path)
+    fraud = _auth(store.issue("fraud-bot", "fraud-team"))
+    conflict = client.post("/v1/feature-definitions", json=_body(FRAUD_MAX, version=1, ttl="9h"), headers=fraud)
+    assert conflict.status_code == 409, conflict.text
+    unknown = client.post("/v1/feature-definitions/user/txn_amount_max_1h/activate?version=7", headers=fraud)
+    assert unknown.status_code == 404, unknown.text
+    service = {"name": "fraud_model", "features": [{"entity": "user", "name": "txn_count_1h", "version": 1}]}
+    assert client.post("/v1/feature-services", json=service, headers=fraud).status_code == 201
+    clash = client.post("/v1/feature-services", json={**service, "version": 1, "description": "x"}, headers=fraud)
+    assert clash.status_code == 409, clash.text
+    records = store.audit(principal="fraud-bot")
+    assert [(r["action"], r["target"], r["outcome"], r["detail"]) for r in records] == [
+        ("register_feature_service", "feature_service:fraud_model", 409, "version_conflict"),
+        ("register_feature_service", "feature_service:fraud_model@1", 201, ""),
+        ("activate", "user/txn_amount_max_1h@7", 404, "unknown_feature"),
+        ("register_definition", "user/txn_amount_max_1h@1", 409, "version_conflict"),
+    ]
 
 
 def test_a_feature_service_belongs_to_the_team_that_registered_it(

@@ -161,3 +161,83 @@ def test_tokens_come_from_bearer_or_basic_credentials() -> None:
     assert token_of("Bearer fs_a_b") == "fs_a_b"
     assert token_of("Basic " + base64.b64encode(b"user:fs_a_b:c").decode()) == "fs_a_b:c"
     assert token_of(None) is None
+
+
+async def _post_register(app: Any, token: str, subject: str, schema: str) -> tuple[int, list[str]]:
+    """POST one registration through the ASGI app; (status, the audit records' actions when the answer began)."""
+    body = json.dumps({"schema": schema}).encode()
+    seen: list[str] = []
+    status = 0
+    store: AccessStore = app.state.access_store
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+            seen.extend(f"{r['action']}:{r['outcome']}" for r in store.audit(target=f"subject:{subject}"))
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"/subjects/{subject}/versions",
+        "raw_path": f"/subjects/{subject}/versions".encode(),
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {token}".encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8081),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    await app(scope, receive, send)
+    return status, seen
+
+
+@pytest.fixture
+def asgi(tmp_path: Path, access_store: AccessStore) -> Iterator[Any]:
+    access = Access(access_store, enabled=True, refresh_s=0)
+    app = create_schema_registry_app(SchemaStore(tmp_path / "asgi-schemas.db"), access)
+    app.state.access_store = access_store
+    yield app
+    access.close()
+
+
+def test_an_allowed_write_is_audited_and_its_subject_claimed_before_the_answer(
+    asgi: Any, access_store: AccessStore
+) -> None:
+    import asyncio
+
+    status, seen = asyncio.run(_post_register(asgi, access_store.issue("risk-bot", "risk-team"), "new-value", SCHEMA))
+    assert (status, seen) == (200, ["register_schema:200"])
+    assert access_store.owner("subject", "new-value") == "risk-team"
+
+
+def test_a_refused_registration_leaves_its_new_subject_unclaimed(asgi: Any, access_store: AccessStore) -> None:
+    import asyncio
+
+    risk, fraud = access_store.issue("risk-bot", "risk-team"), access_store.issue("fraud-bot", "fraud-team")
+    status, _ = asyncio.run(_post_register(asgi, risk, "bad-value", '{"type": "record"}'))
+    assert status == 422
+    assert access_store.owner("subject", "bad-value") is None
+    assert asyncio.run(_post_register(asgi, fraud, "bad-value", SCHEMA))[0] == 200
+    assert access_store.owner("subject", "bad-value") == "fraud-team"
+
+
+def test_of_two_teams_registering_a_new_subject_at_once_one_owns_it(
+    asgi: Any, access_store: AccessStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both pass the ownership check while the subject is unowned; the claim before the write lets one in."""
+    import asyncio
+
+    from registry.schema_registry.auth import RegistryAuth
+
+    monkeypatch.setattr(RegistryAuth, "_refusal", lambda self, caller, action, subject: None)  # both looked first
+    access_store.claim("subject", "race-value", "risk-team")  # the other team's claim landed in between
+    status, seen = asyncio.run(
+        _post_register(asgi, access_store.issue("fraud-bot", "fraud-team"), "race-value", SCHEMA)
+    )
+    assert (status, seen) == (403, ["register_schema:403"])
+    assert access_store.owner("subject", "race-value") == "risk-team"
