@@ -509,13 +509,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _epoch_ms_arg(text: str, flag: str) -> int:
-    """A CLI time (``registry.core.durations.parse_instant``) as epoch ms, floored."""
+    """A CLI time (``registry.core.durations.parse_instant``) as epoch ms; FeatureStoreError for a time with a
+    fraction of a millisecond (event times and window bounds are whole milliseconds: no rounding to guess)."""
     from registry.core.durations import EPOCH, parse_instant
 
     try:
-        return (parse_instant(text) - EPOCH) // timedelta(milliseconds=1)
+        ms, rest = divmod(parse_instant(text) - EPOCH, timedelta(milliseconds=1))
     except ValueError as exc:
         raise FeatureStoreError(f"{flag} {exc}") from None
+    if rest:
+        raise FeatureStoreError(f"{flag} {text!r}: give a whole millisecond (event times are epoch milliseconds)")
+    return ms
 
 
 LAST_MS = 253_402_300_799_999

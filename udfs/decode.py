@@ -197,7 +197,8 @@ def check_events(
     for name in events.column_names:
         column = events.column(name)
         if pa.types.is_floating(column.type):
-            flag(pc.invert(pc.is_finite(column)), "non_finite", f"field {name!r} is not finite")
+            not_finite = pc.fill_null(pc.invert(pc.is_finite(column)), False)  # a null (optional field) is not
+            flag(not_finite, "non_finite", f"field {name!r} is not finite")
     ts = events.column(timestamp_field)
     flag(
         pc.greater(ts, now_ms + max_future_ms),

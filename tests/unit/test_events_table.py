@@ -89,6 +89,29 @@ def test_batch_rules_give_every_record_the_reason_the_decoder_gives_it() -> None
     assert {r for r in expected if r} == {"missing_field", "non_finite", "future_timestamp", "bad_timestamp"}
 
 
+def test_a_null_in_an_optional_float_field_passes_as_the_decoder_lets_it() -> None:
+    """A union with null of a double or float: null is a value, not `non_finite`; NaN and infinities are."""
+    schema = load_schema("card_transaction")
+    schema = {**schema, "fields": [*schema["fields"], {"name": "score", "type": ["null", "double"], "default": None}]}
+    decoder = EventDecoder(lambda _: None, schema, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+    scores = [None, 1.5, math.nan, math.inf, -math.inf, 0.0]
+    base = {"transaction_id": "t", "user_id": "u1", "merchant_id": "m", "amount": 1.0, "currency": "EUR"}
+    records = [{**base, "transaction_id": f"t{i}", "event_time": NOW_MS, "score": v} for i, v in enumerate(scores)]
+    expected = []
+    for record in records:
+        try:
+            decoder._validate(dict(record))
+            expected.append(None)
+        except DecodeError as exc:
+            expected.append(exc.reason)
+    assert expected == [None, None, "non_finite", "non_finite", "non_finite", None]
+    fields = [*arrow_schema(SOURCE), pa.field("score", pa.float64())]
+    table = pa.Table.from_pylist(records, schema=pa.schema(fields))
+    valid, rejected = check_events(table, schema, timestamp_field="event_time", now_ms=NOW_MS)
+    assert valid.column("transaction_id").to_pylist() == ["t0", "t1", "t5"]
+    assert rejected.column("reason").to_pylist() == ["non_finite"] * 3
+
+
 def test_a_parquet_table_is_cast_sorted_and_split(tmp_path: Path) -> None:
     table = _events(
         5,
@@ -220,7 +243,7 @@ def test_a_time_range_keeps_events_from_since_up_to_but_not_including_until() ->
     events = _events(5, event_time=pa.array([999, 1000, 1500, 1999, 2000], pa.int64()))
     assert in_range(events, "event_time", (1000, 2000)).column("event_time").to_pylist() == [1000, 1500, 1999]
     assert _window_range("2026-11-01T00:00:00Z", "1793491200001") == (1_793_491_200_000, 1_793_491_200_001)
-    assert _window_range("2026-11-01T01:00:00.0009+01:00", None) == (1_793_491_200_000, LAST_MS)  # floored to the ms
+    assert _window_range("2026-11-01T01:00:00.001+01:00", None) == (1_793_491_200_001, LAST_MS)
     assert _window_range(None, "1000") == (0, 1000)
     assert _window_range(None, None) is None
 
@@ -231,9 +254,15 @@ def test_a_time_range_keeps_events_from_since_up_to_but_not_including_until() ->
         ("2026-11-01T00:00:00", None, "needs a time zone"),
         ("yesterday", None, "neither an ISO-8601 time nor epoch milliseconds"),
         ("2000", "2000", "--since must be before --until"),
+        (
+            "2026-11-01T01:00:00.0009+01:00",
+            None,
+            "--since '2026-11-01T01:00:00.0009\\+01:00': give a whole millisecond",
+        ),
+        (None, "1970-01-01T00:00:00.0015Z", "--until .*: give a whole millisecond"),
     ],
 )
-def test_a_bad_time_range_is_named(since: str, until: str | None, message: str) -> None:
+def test_a_bad_time_range_is_named(since: str | None, until: str | None, message: str) -> None:
     from jobs.feature_job import _window_range
     from registry.core.errors import FeatureStoreError
 

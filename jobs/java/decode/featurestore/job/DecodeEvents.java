@@ -78,7 +78,7 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
         eventsIn.inc();
         Long recordMs = ctx.timestamp();
         if (Boolean.TRUE.equals(value.getField(2)) || tooLateSinceRestore(recordMs)) {
-            String detail = "event time " + recordMs + " ms is behind the watermark by more than the allowed lateness";
+            String detail = "event time " + recordMs + " ms is at or behind the watermark minus the allowed lateness";
             ctx.output(DEAD_LETTER, deadLetter("too_late", detail, payload));
             return;
         }
