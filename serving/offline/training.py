@@ -27,6 +27,7 @@ import contextlib
 import functools
 import importlib.metadata
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -371,6 +372,23 @@ def rebuild_parquet(
 # --- CLI ---------------------------------------------------------------------------------------------
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _check_build_paths(labels: Path, out: Path, manifest: Path, copy_labels_to: Path | None) -> None:
+    """Refuse, before anything is read or written, a build whose outputs would overwrite its labels or each
+    other, or whose manifest or label copy cannot be written (DatasetError naming the option)."""
+    if _same_file(labels, out):
+        raise DatasetError(f"--out {out} is the labels file: writing it would replace the labels")
+    if _same_file(manifest, out) or _same_file(manifest, labels):
+        raise DatasetError(f"--manifest {manifest} is the labels or the output file")
+    if manifest.is_dir() or not manifest.parent.is_dir():
+        raise DatasetError(f"--manifest {manifest}: not a file in an existing directory")
+    if copy_labels_to is not None and copy_labels_to.exists() and not copy_labels_to.is_dir():
+        raise DatasetError(f"--copy-labels-to {copy_labels_to}: exists and is not a directory")
+
+
 def _show(stored: object) -> str:
     from dataclasses import asdict
 
@@ -435,25 +453,32 @@ def main(argv: list[str] | None = None) -> int:
         catalog = guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="training_set")
         table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
         if args.command == "build":
-            manifest = build_parquet(
-                table,
-                catalog,
-                args.labels,
-                args.out,
-                args.features.split(","),
-                entity_type=args.entity_type,
-                entity_column=args.entity_column,
-                timestamp_column=args.timestamp_column,
-                as_of=parse_as_of(args.snapshot_id, args.as_of),
-                chunk_rows=args.chunk_rows,
-            )
-            labels_uri = args.labels
-            if args.copy_labels_to is not None:
-                args.copy_labels_to.mkdir(parents=True, exist_ok=True)
-                labels_uri = args.copy_labels_to / f"{manifest.id}.labels.parquet"
-                shutil.copyfile(args.labels, labels_uri)
             manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
-            manifest_path.write_text(manifest.to_json())
+            _check_build_paths(args.labels, args.out, manifest_path, args.copy_labels_to)
+            # Built aside and moved into place last: a step that fails leaves `--out` as it was.
+            staging = args.out.with_name(f".{args.out.name}.{os.getpid()}.building")
+            try:
+                manifest = build_parquet(
+                    table,
+                    catalog,
+                    args.labels,
+                    staging,
+                    args.features.split(","),
+                    entity_type=args.entity_type,
+                    entity_column=args.entity_column,
+                    timestamp_column=args.timestamp_column,
+                    as_of=parse_as_of(args.snapshot_id, args.as_of),
+                    chunk_rows=args.chunk_rows,
+                )
+                labels_uri = args.labels
+                if args.copy_labels_to is not None:
+                    args.copy_labels_to.mkdir(parents=True, exist_ok=True)
+                    labels_uri = args.copy_labels_to / f"{manifest.id}.labels.parquet"
+                    shutil.copyfile(args.labels, labels_uri)
+                manifest_path.write_text(manifest.to_json())
+                staging.replace(args.out)
+            finally:
+                staging.unlink(missing_ok=True)
             store.record(manifest, labels_uri=str(labels_uri.resolve()), output_uri=str(args.out.resolve()))
             print(
                 f"training set {manifest.id}: {manifest.row_count} rows, snapshot {manifest.snapshot_id}, "
@@ -467,10 +492,12 @@ def main(argv: list[str] | None = None) -> int:
             manifest, labels_path = Manifest.from_json(args.manifest.read_text()), args.labels
         if labels_path is None:
             raise DatasetError(f"no labels path recorded for training set {manifest.id}: pass --labels")
+        if _same_file(Path(labels_path), args.out):
+            raise DatasetError(f"--out {args.out} is the labels file: writing it would replace the labels")
         rebuild_parquet(table, catalog, manifest, Path(labels_path), args.out, chunk_rows=args.chunk_rows)
         print(f"training set {manifest.id} rebuilt to {args.out}: identical ({manifest.content_sha256})")
         return 0
-    except (FeatureStoreError, OSError) as exc:
+    except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # ArrowInvalid: labels that are not Parquet
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -681,6 +681,57 @@ def test_cli_build_link_show_rebuild(
     assert training.main(["rebuild", "--id", "nope", "--out", str(tmp_path / "x.parquet")]) == 1
 
 
+def test_a_build_that_cannot_finish_leaves_the_files_it_would_replace_as_they_were(
+    built: tuple[Any, list[Row], list[tuple[str, int]]],
+    catalog: FeatureCatalog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A manifest or label copy that cannot be written, or `--out` naming the labels: refused before any
+    write, so neither a recorded training set nor the labels are replaced."""
+    from serving.offline import training
+
+    _, rows, labels = built
+    folder = tmp_path / "cli"
+    write(iceberg_table(folder, "feature_store"), [rows])
+    db = folder / "definitions.db"
+    store = DefinitionStore(db)
+    for d in sorted(catalog, key=lambda d: d.key):
+        store.register(d)
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(db))
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{folder}/cat.db")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (folder / "wh").as_uri())
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
+    labels_path = tmp_path / "labels.parquet"
+    pq.write_table(labels_table(labels), labels_path)
+    base = ["build", "--labels", str(labels_path), "--entity-type", "user", "--entity-column", "who"]
+    base += ["--features", "count_5m"]
+    out = tmp_path / "train.parquet"
+    assert training.main([*base, "--out", str(out)]) == 0
+    recorded, kept_labels = out.read_bytes(), labels_path.read_bytes()
+    (tmp_path / "a_file").write_text("x")
+    capsys.readouterr()
+    for extra, message in [
+        (["--manifest", str(tmp_path / "no" / "m.json")], "--manifest"),
+        (["--manifest", str(tmp_path)], "--manifest"),
+        (["--copy-labels-to", str(tmp_path / "a_file")], "--copy-labels-to"),
+        (["--out", str(labels_path)], "is the labels file"),
+    ]:
+        argv = [*base, *extra] if "--out" in extra else [*base, "--out", str(out), *extra]
+        assert training.main(argv) == 1, extra
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err, err
+        assert out.read_bytes() == recorded and labels_path.read_bytes() == kept_labels, extra
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".building")] == []
+    not_parquet = tmp_path / "labels.csv"
+    not_parquet.write_text("who,event_timestamp\nu1,2024-01-01T00:00:00Z\n")
+    assert training.main([*base[:2], str(not_parquet), *base[3:], "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Parquet" in err and "Traceback" not in err, err
+    assert out.read_bytes() == recorded
+
+
 def test_null_and_integer_entities_and_the_historical_cli(
     tmp_path: Path, catalog: FeatureCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
