@@ -18,7 +18,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from jobs.registry_client import registry_client
-from registry.core.errors import StoreUnavailableError
+from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
 from schemas import schema_text
 from sinks.topics import ensure_topics
@@ -139,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         start_ms=now_ms - (args.span_minutes + 1) * 60_000,
         span_ms=args.span_minutes * 60_000,
     )
-    ensure_topics(settings.kafka_bootstrap, ["card_transactions", "card_transactions.dlq"])
-    producer = make_producer(settings)
-    sent = producer.send("card_transactions", events)
-    producer.flush()
+    try:
+        ensure_topics(settings.kafka_bootstrap, ["card_transactions", "card_transactions.dlq"])
+        producer = make_producer(settings)
+        sent = producer.send("card_transactions", events)
+        producer.flush()
+    except FeatureStoreError as exc:  # Kafka or the schema registry down, a refused schema, ...
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"produced {sent} events to card_transactions", file=sys.stderr)
     return 0
 

@@ -30,6 +30,7 @@ from registry.schema_registry.auth import RegistryAuth
 from registry.schema_registry.errors import (
     HTTP_ERROR_TEMPLATE,
     ConfigNotFoundError,
+    InvalidSchemaError,
     InvalidSchemaTypeError,
     RegistryError,
     RegistryErrorKind,
@@ -182,11 +183,13 @@ async def _schema_from(request: Request) -> tuple[str, tuple[SchemaReference, ..
 
 
 async def _level_from(request: Request) -> Any:
+    """The level of a config update, None when the body names none (``{}``, or a null level)."""
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise RegistryError(RegistryErrorKind.BODY_NOT_CONFIG_REQUEST)
     _check_fields(body, _CONFIG_FIELDS, _CONFIG_FIELDS_IF_EMPTY)
-    return body.get("compatibility") or body.get("compatibilityLevel")
+    level = body.get("compatibility")
+    return body.get("compatibilityLevel") if level is None else level
 
 
 def _with_references(body: dict[str, Any], references: tuple[SchemaReference, ...]) -> dict[str, Any]:
@@ -212,13 +215,19 @@ def health(request: Request) -> JSONResponse:
     return _reply({"status": "ok"})
 
 
+def _deleted_only(request: Request) -> bool:
+    return _flag(request, "deletedOnly") or _flag(request, "deleted_only")
+
+
 def list_subjects(request: Request) -> JSONResponse:
-    deleted_only = _flag(request, "deleted_only") or _flag(request, "deletedOnly")
-    return _reply(_store(request).subjects(deleted=_flag(request, "deleted"), deleted_only=deleted_only))
+    prefix = request.query_params.get("subjectPrefix", "")
+    store = _store(request)
+    return _reply(store.subjects(deleted=_flag(request, "deleted"), deleted_only=_deleted_only(request), prefix=prefix))
 
 
 def list_versions(request: Request, subject: str) -> JSONResponse:
-    return _reply(_store(request).versions(subject, deleted=_flag(request, "deleted")))
+    store = _store(request)
+    return _reply(store.versions(subject, deleted=_flag(request, "deleted"), deleted_only=_deleted_only(request)))
 
 
 def get_version(request: Request, subject: str, version: str) -> JSONResponse:
@@ -268,6 +277,9 @@ def get_raw_schema(request: Request, schema_id: str) -> Response:
     return Response(_store(request).by_id(_schema_id(schema_id)), media_type=CONTENT_TYPE)
 
 
+# `?subject=` on the two routes below is accepted and, as in Confluent, does not filter: Confluent's
+# listVersionsForId uses it only to pick the schema context of the id (getSchemaKeyUsingContexts), and
+# this registry has the default context only.
 def get_schema_subjects(request: Request, schema_id: str) -> JSONResponse:
     return _reply(_store(request).subjects_of_id(_schema_id(schema_id), deleted=_flag(request, "deleted")))
 
@@ -287,10 +299,18 @@ def schema_types(request: Request) -> JSONResponse:
 
 
 async def _compatibility(request: Request, subject: str, version: str | None) -> JSONResponse:
+    """Confluent's CompatibilityCheckResponse: ``messages`` only with ``verbose=true`` (the entity is
+    NON_NULL); with it an invalid schema is an answer, ``is_compatible: false`` with the parse error,
+    without it a 42201 error."""
     schema, references = await _schema_from(request)
-    store = _store(request)
-    problems = await run_in_threadpool(store.check_compatibility, subject, schema, version, references)
-    return _reply({"is_compatible": not problems, "messages": problems if _flag(request, "verbose") else []})
+    store, verbose = _store(request), _flag(request, "verbose")
+    try:
+        problems = await run_in_threadpool(store.check_compatibility, subject, schema, version, references)
+    except InvalidSchemaError as exc:
+        if not verbose:
+            raise
+        problems = [str(exc)]
+    return _reply({"is_compatible": not problems, "messages": problems} if verbose else {"is_compatible": not problems})
 
 
 async def check_against_version(request: Request, subject: str, version: str) -> JSONResponse:
@@ -305,10 +325,19 @@ def get_global_config(request: Request) -> JSONResponse:
     return _reply({"compatibilityLevel": _store(request).compatibility().value})
 
 
-async def put_global_config(request: Request) -> JSONResponse:
+async def _put_config(request: Request, subject: str | None) -> JSONResponse:
+    """Set a level; a body without one changes nothing and answers the level stored for that scope, or
+    ``{}`` where none is (Confluent keeps the old level and answers the stored config, NON_NULL)."""
     level = await _level_from(request)
     store = _store(request)
-    return _reply({"compatibility": (await run_in_threadpool(store.set_compatibility, level)).value})
+    if level is None:
+        stored = store.configured_compatibility(subject)
+        return _reply({} if stored is None else {"compatibility": stored.value})
+    return _reply({"compatibility": (await run_in_threadpool(store.set_compatibility, level, subject)).value})
+
+
+async def put_global_config(request: Request) -> JSONResponse:
+    return await _put_config(request, None)
 
 
 def delete_global_config(request: Request) -> JSONResponse:
@@ -324,9 +353,7 @@ def get_subject_config(request: Request, subject: str) -> JSONResponse:
 
 
 async def put_subject_config(request: Request, subject: str) -> JSONResponse:
-    level = await _level_from(request)
-    store = _store(request)
-    return _reply({"compatibility": (await run_in_threadpool(store.set_compatibility, level, subject)).value})
+    return await _put_config(request, subject)
 
 
 def delete_subject_config(request: Request, subject: str) -> JSONResponse:

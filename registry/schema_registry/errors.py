@@ -1,7 +1,8 @@
 """Every error the schema registry answers with: one table of HTTP status, Confluent ``error_code`` and message.
 
 The codes and message texts are Confluent Schema Registry's (``rest/exceptions/Errors.java`` and the
-``Rest*Exception`` classes of confluentinc/schema-registry, as of 8.2), down to their quirks: the
+``Rest*Exception`` classes of confluentinc/schema-registry, as of 8.2, except the incompatible-schema
+code, 409 as in CP 7.x: see ``INCOMPATIBLE_SCHEMA``), down to their quirks: the
 missing space in ``"...was soft deleted.Set permanent=true..."`` is Confluent's. Where Confluent
 interpolates (a subject, a version, an id, a parser's detail) the same placeholders are filled here.
 
@@ -60,11 +61,12 @@ class RegistryErrorKind(Enum):
         "Subject '{subject}' does not have subject-level compatibility configured",
     )
     # -- 409 --------------------------------------------------------------------------------------
-    # Confluent answered error_code 409 until 8.0.3 / 8.1.1 and 40901 since (Errors.java, "Add support
-    # for Associations"); this registry follows the current release.
+    # error_code 409, as CP 7.x answers (Errors.INCOMPATIBLE_SCHEMA_ERROR_CODE = CONFLICT), as Confluent's
+    # docs say and as confluent-kafka-python's client suite asserts (test_api_register_schema_incompatible).
+    # Confluent 8.0.3 / 8.1.1 and later answer 40901 ("Add support for Associations"); this registry keeps 409.
     INCOMPATIBLE_SCHEMA = (
         409,
-        40901,
+        409,
         'Schema being registered is incompatible with an earlier schema for subject "{subject}", details: {details}',
     )
     # -- 422 --------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ by a version (:class:`ReferenceExistsError`).
 
 Deletes follow Confluent: a soft delete hides a version (or every version of a subject) from
 listings, ``deleted=True`` shows it again, and only a soft-deleted version may be deleted permanently.
+``latest`` (and ``-1``) always names the latest live version, for reads with ``deleted=True`` and for
+permanent deletes too (Confluent's ``getLatestVersion`` skips soft-deleted versions).
 
 The global compatibility level is the config row if one was set, else ``default_compatibility``
 (Confluent's ``schema.compatibility.level`` server setting). It defaults to NONE here so that a bare
@@ -351,15 +353,16 @@ class SchemaStore:
         number = _version_spec(version)
         with self._transaction() as conn:
             rows = dict(self._versions_of(conn, subject, deleted=True))
-            # in Confluent's order: a numbered version is found among soft-deleted ones too; `latest` is
-            # the latest live one for a soft delete, the latest of all for a permanent one
-            if number is None:
-                visible = rows if permanent else {v: d for v, d in rows.items() if not d}
-                if not visible:
-                    raise SubjectNotFoundError(subject)
-                number = max(visible)
+            # in Confluent's order (validateDeleteSchemaVersion): a numbered version is found among
+            # soft-deleted ones too; `latest` is the latest live one, for a permanent delete as well (so
+            # that one fails with NotSoftDeletedError), and with no live version it is "Version -1 not found."
             if not rows:
                 raise SubjectNotFoundError(subject)
+            if number is None:
+                live = [v for v, deleted in rows.items() if not deleted]
+                if not live:
+                    raise VersionNotFoundError(subject, -1)
+                number = max(live)
             if number not in rows:
                 raise VersionNotFoundError(subject, number)
             if rows[number] and not permanent:
@@ -464,8 +467,9 @@ class SchemaStore:
             raise SchemaNotFoundError(schema_id)
         return StoredSchema(str(row[0]), _refs_from_json(row[1]))
 
-    def subjects(self, *, deleted: bool = False, deleted_only: bool = False) -> list[str]:
-        """Subjects with a live version; ``deleted`` adds soft-deleted ones, ``deleted_only`` lists only those."""
+    def subjects(self, *, deleted: bool = False, deleted_only: bool = False, prefix: str = "") -> list[str]:
+        """Subjects with a live version; ``deleted`` adds soft-deleted ones, ``deleted_only`` lists only those;
+        only those starting with ``prefix`` (Confluent's ``subjectPrefix``)."""
         having = {
             (False, False): "HAVING MIN(deleted) = 0",
             (True, False): "",
@@ -474,22 +478,39 @@ class SchemaStore:
             rows = conn.execute(
                 f"SELECT subject FROM subject_versions GROUP BY subject {having} ORDER BY subject"
             ).fetchall()
-        return [r[0] for r in rows]
+        return [r[0] for r in rows if r[0].startswith(prefix)]
 
-    def versions(self, subject: str, *, deleted: bool = False) -> list[int]:
+    def versions(self, subject: str, *, deleted: bool = False, deleted_only: bool = False) -> list[int]:
+        """The subject's live version numbers; ``deleted`` adds soft-deleted ones, ``deleted_only`` lists
+        only those (possibly none, as Confluent's ``deletedOnly``; it wins over ``deleted``).
+
+        Raises:
+            SubjectNotFoundError: no version at all (no live one, unless ``deleted`` or ``deleted_only``).
+        """
         with self._read() as conn:
-            rows = self._versions_of(conn, subject, deleted=deleted)
+            rows = self._versions_of(conn, subject, deleted=deleted or deleted_only)
         if not rows:
             raise SubjectNotFoundError(subject)
-        return [v for v, _ in rows]
+        return [v for v, gone in rows if gone or not deleted_only]
 
     def version(self, subject: str, version: VersionSpec, *, deleted: bool = False) -> RegisteredSchema:
+        """One version of the subject; ``deleted`` lets a numbered version be a soft-deleted one, while
+        ``latest`` / ``-1`` is always the latest live version, as in Confluent.
+
+        Raises:
+            SubjectNotFoundError: no version (no live one, unless ``deleted``).
+            VersionNotFoundError: no such version (``latest`` with ``deleted``: no live version, "Version -1").
+            InvalidVersionError: not a version.
+        """
         number = _version_spec(version)
         with self._read() as conn:
             rows = self._schemas_of(conn, subject, deleted=deleted)
+            live = self._schemas_of(conn, subject, deleted=False) if deleted and number is None else rows
         if not rows:
             raise SubjectNotFoundError(subject)
-        found = rows[-1] if number is None else next((r for r in rows if r[0] == number), None)
+        if number is None and not live:
+            raise VersionNotFoundError(subject, -1)
+        found = live[-1] if number is None else next((r for r in rows if r[0] == number), None)
         if found is None:
             raise VersionNotFoundError(subject, version)
         return RegisteredSchema(found[2], subject, found[0], found[1], found[3])
@@ -565,6 +586,15 @@ class SchemaStore:
         with self._read() as conn:
             return self._subject_level(conn, subject)
 
+    def configured_compatibility(self, subject: str | None = None) -> CompatibilityLevel | None:
+        """The level stored for ``subject`` (None: the global level set through ``PUT /config``), or None
+        where none was stored: neither falls back to the other nor to the default."""
+        if subject is not None:
+            return self.subject_compatibility(subject)
+        with self._read() as conn:
+            row = conn.execute("SELECT compatibility FROM global_config").fetchone()
+        return None if row is None else CompatibilityLevel(row[0])
+
     def check_compatibility(
         self,
         subject: str,
@@ -578,24 +608,26 @@ class SchemaStore:
         Against a single version the level's direction applies, not its transitivity. A subject with no
         version accepts anything when asked about ``latest`` or about all versions.
 
+        As Confluent's ``CompatibilityResource``: the version is looked up before the schema is parsed,
+        and a numbered version that is missing or soft-deleted is "version not found" (40402) whether or
+        not the subject exists.
+
         Raises:
-            InvalidSchemaError, InvalidVersionError: bad input.
-            SubjectNotFoundError, VersionNotFoundError: a numbered version that does not exist.
+            InvalidVersionError, VersionNotFoundError: no such version (checked first).
+            InvalidSchemaError: not a valid schema, or a reference that does not resolve.
         """
         number = None if version is None else _version_spec(version)
         with self._read() as conn:
-            _, dependencies = self._resolve(conn, references)
-            normalized = normalize(schema_text, dependencies)
-            level = self._effective_level(conn, subject)
             live = self._schemas_of(conn, subject, deleted=False)
             if number is not None:
-                if not live:
-                    raise SubjectNotFoundError(subject)
                 live = [row for row in live if row[0] == number]
                 if not live:
                     raise VersionNotFoundError(subject, number)
             elif version is not None:
                 live = live[-1:]
+            _, dependencies = self._resolve(conn, references)
+            normalized = normalize(schema_text, dependencies)
+            level = self._effective_level(conn, subject)
             if version is not None:
                 level = CompatibilityLevel(level.value.replace("_TRANSITIVE", ""))
             existing = [WithReferences(text, tuple(self._resolve(conn, refs)[1])) for _, text, _, refs in live]

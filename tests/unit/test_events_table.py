@@ -97,7 +97,7 @@ def test_a_null_in_an_optional_float_field_passes_as_the_decoder_lets_it() -> No
     scores = [None, 1.5, math.nan, math.inf, -math.inf, 0.0]
     base = {"transaction_id": "t", "user_id": "u1", "merchant_id": "m", "amount": 1.0, "currency": "EUR"}
     records = [{**base, "transaction_id": f"t{i}", "event_time": NOW_MS, "score": v} for i, v in enumerate(scores)]
-    expected = []
+    expected: list[str | None] = []
     for record in records:
         try:
             decoder._validate(dict(record))
