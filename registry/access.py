@@ -136,6 +136,13 @@ class AuditRecord:
 ANONYMOUS = Caller("anonymous", "", admin=True)
 
 
+def check_team(value: str, what: str) -> None:
+    """A team's (or principal's) name: 1-256 printable characters, as a definition's ``owner`` may be
+    (spaces and slashes included); ValueError naming ``what`` otherwise."""
+    if not value or len(value) > 256 or not value.isprintable():
+        raise ValueError(f"{what} must be 1-256 printable characters, not {value!r}")
+
+
 class AccessStore(SqliteStore):
     """Tokens, grants, owners and the audit log in the registry's SQLite file."""
 
@@ -144,9 +151,8 @@ class AccessStore(SqliteStore):
     # -- tokens --------------------------------------------------------------------------------------
     def issue(self, principal: str, team: str, *, admin: bool = False) -> str:
         """A new token for ``principal`` acting for ``team``; the returned text is never stored."""
-        for value, what in ((principal, "principal"), (team, "team")):
-            if not value or len(value) > 256 or not value.isprintable():
-                raise ValueError(f"{what} must be 1-256 printable characters, not {value!r}")
+        check_team(principal, "principal")
+        check_team(team, "team")
         token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         with self._tx() as conn:
             conn.execute(
@@ -180,6 +186,8 @@ class AccessStore(SqliteStore):
 
     # -- grants and owners -------------------------------------------------------------------------
     def grant(self, owner_team: str, grantee_team: str) -> None:
+        check_team(owner_team, "owner team")
+        check_team(grantee_team, "grantee team")
         with self._tx() as conn:
             conn.execute("INSERT OR IGNORE INTO access_grants VALUES (?, ?, ?)", (owner_team, grantee_team, now_iso()))
             self._bump(conn)
@@ -570,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"revoked {token_id}")
         elif args.command == "grant":
+            check_team(args.owner, "--owner")
+            check_team(args.grantee, "--to")
             store.grant(args.owner, args.grantee)
         elif args.command == "revoke-grant":
             if not store.revoke_grant(args.owner, args.grantee):

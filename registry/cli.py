@@ -7,14 +7,17 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from registry.core.catalog import FeatureCatalog, load_folder, load_request_folder
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
-from registry.core.settings import Settings, settings_for_command
+from registry.core.settings import Settings, http_url, settings_for_command
 from registry.definition_store import DefinitionStore
 from registry.plan import apply, plan, plan_requests
 
@@ -27,6 +30,52 @@ def _pointer(text: str) -> tuple[str, str, int]:
     if ref is None or ref.entity is None or ref.version is None:
         raise DefinitionError(f"{text!r} is not a versioned feature reference like user.txn_count_1h@2")
     return ref.entity, ref.name, ref.version
+
+
+def _number(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number in ``[low, high]`` (both included; not NaN, not infinite)."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, not {raw!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            span = f"from {low:g} to {high:g}" if math.isfinite(high) else f"of {low:g} or more"
+            raise argparse.ArgumentTypeError(f"must be a number {span}, not {raw!r}")
+        return value
+
+    return parse
+
+
+def _registry_url(raw: str) -> str:
+    try:
+        return http_url("--schema-registry", raw)
+    except FeatureStoreError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--schema-registry ")) from None
+
+
+# Commands that only read the definition store: a store that is not there is an error, not a new empty one.
+_READS = frozenset({"plan", "list", "gate"})
+# Commands that change pointers of registered features: the store must be there already.
+_MOVES = frozenset({"activate", "activate-all"})
+
+
+def _check_db(db: Path, command: str, default: Path) -> None:
+    """Refuse a ``--db`` that cannot be, or (for a command that only reads) is not yet, a definition store.
+
+    ``apply`` creates the store; the configured location's folders too (a fresh checkout has no
+    ``.state/``), but an explicit ``--db`` elsewhere needs an existing folder.
+    """
+    where = f"--db {db}" + (" (FS_DEFINITIONS_DB)" if db == default else "")
+    if db.is_dir():
+        raise DefinitionError(f"{where} is a directory, not a definition store (SQLite file)")
+    if db.exists():
+        return
+    if command in _READS or command in _MOVES:
+        raise DefinitionError(f"{where}: no definition store there; run `python -m registry.cli apply` first")
+    if db != default and not db.parent.is_dir():
+        raise DefinitionError(f"{where}: folder {db.parent} does not exist")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="registered features, versions and which one serves")
     gate = sub.add_parser("gate", help="refuse a model whose pinned features are missing, changed or deprecated")
     gate.add_argument("model", type=Path, help="TOML file with the model's pinned features")
-    gate.add_argument("--schema-registry", default=settings.schema_registry_url)
+    gate.add_argument("--schema-registry", type=_registry_url, default=settings.schema_registry_url)
     gate.add_argument("--no-schema-check", action="store_true")
     gate.add_argument(
         "--guardrails",
@@ -54,11 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also refuse features the serving log shows stale or skewed, or that drifted (reads the Iceberg tables)",
     )
     gate.add_argument("--since", default="24h", help="the serving log's span for --guardrails (default 24h)")
-    gate.add_argument("--max-stale-share", type=float, default=0.01, help="share of values served stale (default 0.01)")
-    gate.add_argument("--max-parity-ratio", type=float, default=0.001, help="mismatch or missing ratio (default 0.001)")
-    gate.add_argument("--max-psi", type=float, default=0.25, help="drift score against a training set (default 0.25)")
+    share = _number(0.0, 1.0)
+    gate.add_argument("--max-stale-share", type=share, default=0.01, help="share of values served stale (default 0.01)")
+    gate.add_argument("--max-parity-ratio", type=share, default=0.001, help="mismatch or missing ratio (default 0.001)")
+    gate.add_argument(
+        "--max-psi", type=_number(0.0, math.inf), default=0.25, help="drift score against a training set (default 0.25)"
+    )
     args = parser.parse_args(argv)
     try:
+        _check_db(args.db, args.command, settings.definitions_db)
         store = DefinitionStore(args.db)
         if args.command == "plan":
             changes = [str(c) for c in plan(store, load_folder(args.folder))]
@@ -121,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     except FeatureStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # a file that is not SQLite, or one that cannot be opened
+        print(f"error: --db {args.db}: not a usable definition store (SQLite): {exc}", file=sys.stderr)
         return 1
 
 

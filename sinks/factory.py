@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from registry.core.errors import StoreUnavailableError
+from registry.core.errors import SettingsError, StoreUnavailableError
 from registry.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def connect_iceberg(settings: Settings) -> Catalog:
     from urllib.parse import urlparse
 
     from pyiceberg.catalog.sql import SqlCatalog
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
     if settings.iceberg_catalog_uri.startswith("sqlite:///"):
         Path(settings.iceberg_catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +70,10 @@ def connect_iceberg(settings: Settings) -> Catalog:
     for attempt in range(_CATALOG_INIT_ATTEMPTS):
         try:
             return SqlCatalog("feature_store", uri=settings.iceberg_catalog_uri, warehouse=settings.iceberg_warehouse)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # not a URL, unknown dialect, no driver
+            raise SettingsError(
+                f"FS_ICEBERG_CATALOG_URI {settings.iceberg_catalog_uri!r} is not a database SQLAlchemy can open: {exc}"
+            ) from None
         except OperationalError as exc:
             # Writers opening a new catalog together race to create its tables (check, then CREATE);
             # the losers see "already exists" and find the tables there on the next attempt.

@@ -55,7 +55,10 @@ def parse_instant(text: str) -> datetime:
     """A point in time as a command line gives it: epoch milliseconds (digits), or ISO-8601 with a zone
     (``Z`` or an offset); an aware datetime. ValueError naming the input otherwise (the caller adds the flag)."""
     if text.isdigit():
-        return EPOCH + timedelta(milliseconds=int(text))
+        try:
+            return EPOCH + timedelta(milliseconds=int(text))
+        except OverflowError:
+            raise ValueError(f"{text!r} epoch milliseconds is past the year 9999") from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -27,6 +28,30 @@ def _port(name: str, raw: str) -> int:
     if not 1 <= port <= 65_535:
         raise SettingsError(f"{name} must be from 1 to 65535, not {port}")
     return port
+
+
+def _hosts(name: str, raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip() for h in raw.split(","))
+    if not all(hosts):
+        raise SettingsError(f"{name} must be host names separated by commas, not {raw!r}")
+    return hosts
+
+
+def http_url(name: str, raw: str) -> str:
+    url = urlsplit(raw)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise SettingsError(f"{name} must be an http:// or https:// URL with a host, not {raw!r}")
+    try:
+        url.port  # noqa: B018 - a port that is not a number raises here, not at the first request
+    except ValueError:
+        raise SettingsError(f"{name} has a malformed port: {raw!r}") from None
+    return raw
+
+
+def _path(name: str, raw: str | Path) -> Path:
+    if not str(raw).strip():
+        raise SettingsError(f"{name} must be a file path, not empty")
+    return Path(raw)
 
 
 class Settings(BaseModel):
@@ -58,16 +83,21 @@ class Settings(BaseModel):
         return cls(
             kafka_bootstrap=env.get("FS_KAFKA_BOOTSTRAP")
             or f"{host}:{_port('FS_KAFKA_PORT', env.get('FS_KAFKA_PORT', '9092'))}",
-            schema_registry_url=env.get("FS_SCHEMA_REGISTRY_URL")
-            or f"http://{host}:{_port('FS_REGISTRY_PORT', env.get('FS_REGISTRY_PORT', '8081'))}",
-            cassandra_hosts=tuple(env.get("FS_CASSANDRA_HOSTS", host).split(",")),
+            schema_registry_url=http_url(
+                "FS_SCHEMA_REGISTRY_URL",
+                env.get("FS_SCHEMA_REGISTRY_URL")
+                or f"http://{host}:{_port('FS_REGISTRY_PORT', env.get('FS_REGISTRY_PORT', '8081'))}",
+            ),
+            cassandra_hosts=_hosts("FS_CASSANDRA_HOSTS", env.get("FS_CASSANDRA_HOSTS", host)),
             cassandra_port=_port("FS_CASSANDRA_PORT", env.get("FS_CASSANDRA_PORT", "9042")),
             cassandra_keyspace=env.get("FS_CASSANDRA_KEYSPACE", "feature_store"),
             iceberg_catalog_uri=env.get("FS_ICEBERG_CATALOG_URI", f"sqlite:///{state / 'iceberg' / 'catalog.db'}"),
             iceberg_warehouse=env.get("FS_ICEBERG_WAREHOUSE", (state / "iceberg" / "warehouse").as_uri()),
             iceberg_namespace=env.get("FS_ICEBERG_NAMESPACE", "feature_store"),
             definitions_dir=Path(env.get("FS_DEFINITIONS_DIR", Path(__file__).resolve().parents[1] / "features")),
-            definitions_db=Path(env.get("FS_DEFINITIONS_DB", state / "registry" / "definitions.db")),
+            definitions_db=_path(
+                "FS_DEFINITIONS_DB", env.get("FS_DEFINITIONS_DB", state / "registry" / "definitions.db")
+            ),
             flink_jars_dir=Path(env.get("FS_FLINK_JARS_DIR", cache / "flink" / "lib")),
             auth=_switch("FS_AUTH", env.get("FS_AUTH", "off")),
             token=env.get("FS_TOKEN") or None,

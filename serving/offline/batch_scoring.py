@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.definition_store import DefinitionStore
     from serving.offline.historical import parse_as_of
     from sinks.factory import connect_iceberg
-    from sinks.iceberg.layout import TABLE
+    from sinks.iceberg.writer import load_table
 
     parser = argparse.ArgumentParser(
         prog="python -m serving.offline.batch_scoring",
@@ -151,14 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         as_of = parse_as_of(None, args.as_of)
         assert isinstance(as_of, datetime)
-        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+        read_as_of = parse_as_of(args.snapshot_id, args.read_as_of, option="--read-as-of")
+        table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         schema, batches = feature_vector_batches(
             table,
             guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="batch_scoring"),
             args.entity_type,
             args.features.split(","),
             as_of,
-            read_as_of=parse_as_of(args.snapshot_id, args.read_as_of),
+            read_as_of=read_as_of,
             chunk_rows=args.chunk_rows,
         )
         rows = write_parquet(batches, schema, args.out)

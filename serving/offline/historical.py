@@ -460,18 +460,46 @@ def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Pat
     return rows
 
 
-def parse_as_of(snapshot_id: int | None, as_of: str | None) -> int | datetime | None:
-    """CLI form: ``--snapshot-id N`` or ``--as-of`` an ISO-8601 time with a zone, or epoch ms digits."""
+def parse_as_of(snapshot_id: int | None, as_of: str | None, *, option: str = "--as-of") -> int | datetime | None:
+    """CLI form: ``--snapshot-id N`` or ``--as-of`` an ISO-8601 time with a zone, or epoch ms digits.
+
+    ``option`` is the name the command gives the time (in messages)."""
     from registry.core.durations import parse_instant
 
     if snapshot_id is not None and as_of is not None:
-        raise DatasetError("give either --snapshot-id or --as-of, not both")
+        raise DatasetError(f"give either --snapshot-id or {option}, not both")
     if as_of is None:
         return snapshot_id
     try:
         return parse_instant(as_of)
     except ValueError as exc:
-        raise DatasetError(f"--as-of {exc}") from None
+        raise DatasetError(f"{option} {exc}") from None
+
+
+def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The labels file's schema and its batches; DatasetError naming ``--labels`` for a file that is missing,
+    not Parquet, or cut short (also when the damage shows only while its batches are read)."""
+
+    def refused(exc: Exception) -> DatasetError:
+        return DatasetError(f"--labels {path}: not a readable Parquet file: {exc}")
+
+    try:
+        labels = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise refused(exc) from None
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        read = labels.iter_batches(batch_size=chunk_rows)
+        while True:
+            try:
+                batch = next(read)
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise refused(exc) from None
+            yield batch
+
+    return labels.schema_arrow, batches()
 
 
 def add_join_arguments(parser: argparse.ArgumentParser) -> None:
@@ -503,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from sinks.factory import connect_iceberg
-    from sinks.iceberg.layout import TABLE
+    from sinks.iceberg.writer import load_table
 
     parser = argparse.ArgumentParser(
         prog="python -m serving.offline.historical",
@@ -514,20 +542,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
-        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+        label_schema, label_batches = open_labels(args.labels, args.chunk_rows)  # bad input before any service
+        table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         definitions = resolve_columns(
             guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="historical_features"),
             args.entity_type,
             args.features.split(","),
         )
         point = read_point(table, parse_as_of(args.snapshot_id, args.as_of))
-        labels = pq.ParquetFile(args.labels)
-        schema = output_schema(labels.schema_arrow, definitions)
+        schema = output_schema(label_schema, definitions)
         batches = join_label_batches(
             table,
             definitions,
-            labels.schema_arrow,
-            labels.iter_batches(batch_size=args.chunk_rows),
+            label_schema,
+            label_batches,
             entity_type=args.entity_type,
             entity_column=args.entity_column,
             timestamp_column=args.timestamp_column,

@@ -242,13 +242,24 @@ def write_metrics(report: ParityReport, path: Path, now_us: int) -> None:
     write_to_textfile(str(path), registry)
 
 
+def _ratio(raw: str) -> float:
+    """An argparse type: a ratio from 0 to 1 (not NaN)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {raw!r}") from None
+    if not 0.0 <= value <= 1.0:  # False for NaN too
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {raw!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from registry.quality import QualityStore
     from sinks.factory import connect_iceberg
-    from sinks.iceberg.layout import TABLE
+    from sinks.iceberg.writer import load_table
     from sinks.serving_log import ensure_log_table
 
     parser = argparse.ArgumentParser(
@@ -258,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--since", default="1h", help="how far back from now: a duration such as 15m, 1h, 2d")
     parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
-    parser.add_argument("--fail-above", type=float, help="exit 3 if a mismatch or missing ratio is above this")
+    parser.add_argument(
+        "--fail-above", type=_ratio, help="exit 3 if a mismatch or missing ratio is above this (0 to 1)"
+    )
     parser.add_argument("--examples", type=int, default=5)
     parser.add_argument("--no-store", action="store_true", help="print only; do not keep the report")
     parser.add_argument(
@@ -267,18 +280,30 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the report as Prometheus gauges to this file (node_exporter's textfile format)",
     )
     args = parser.parse_args(argv)
+    if args.metrics_file is not None:  # checked before the report is computed, not after it was printed
+        if args.metrics_file.is_dir():
+            parser.error(f"argument --metrics-file: {args.metrics_file} is a directory")
+        if not args.metrics_file.parent.is_dir():
+            parser.error(f"argument --metrics-file: folder {args.metrics_file.parent} does not exist")
     settings = settings_for_command()
     try:
         since_ms = to_millis(parse_duration(args.since))
-        every_s = to_millis(parse_duration(args.every)) / 1000 if args.every else None
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: --since: {exc}", file=sys.stderr)
+        return 2
+    try:
+        every_s = to_millis(parse_duration(args.every)) / 1000 if args.every is not None else None
+    except ValueError as exc:
+        print(f"error: --every: {exc}", file=sys.stderr)
+        return 2
+    if every_s is not None and every_s <= 0:
+        print(f"error: --every must be a positive duration, not {args.every!r}", file=sys.stderr)
         return 2
     while True:
         try:
             iceberg = connect_iceberg(settings)
             log = ensure_log_table(iceberg, settings.iceberg_namespace)
-            offline = iceberg.load_table(f"{settings.iceberg_namespace}.{TABLE}")
+            offline = load_table(iceberg, settings.iceberg_namespace)
             catalog = DefinitionStore(settings.definitions_db).catalog()
             now_us = time.time_ns() // 1000
             report = parity_report(log, offline, catalog, now_us - since_ms * 1000, now_us, examples=args.examples)

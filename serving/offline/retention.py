@@ -221,6 +221,17 @@ def _duration_s(text: str) -> float:
     return parse_duration(text).total_seconds()
 
 
+def _pin_days(raw: str) -> float:
+    """An argparse type: days of 0 or more (``inf``: every manifest pins; not NaN)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of days, not {raw!r}") from None
+    if not value >= 0:  # False for NaN too
+        raise argparse.ArgumentTypeError(f"must be 0 or more days, not {raw!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
@@ -231,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.offline.retention", description=__doc__)
     parser.add_argument("--dry-run", action="store_true", help="count and name, change nothing")
     parser.add_argument(
-        "--pin-days", type=float, default=DEFAULT_PIN_DAYS, help="how long a manifest pins its snapshot"
+        "--pin-days", type=_pin_days, default=DEFAULT_PIN_DAYS, help="how long a manifest pins its snapshot"
     )
     parser.add_argument(
         "--expire-pinned", action="store_true", help="expire pinned snapshots too (names the manifests)"

@@ -86,7 +86,7 @@ def migrate(session: Session, keyspace: str, type_of: TypeOf, *, drop_legacy: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.core.errors import UnknownFeatureError
+    from registry.core.errors import FeatureStoreError, UnknownFeatureError
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from sinks.factory import connect_cassandra
@@ -96,19 +96,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--definitions-db", default=str(settings.definitions_db))
     parser.add_argument("--drop-legacy", action="store_true", help="drop the old table once every row was copied")
     args = parser.parse_args(argv)
-    catalog = DefinitionStore(Path(args.definitions_db)).catalog()
-
-    def type_of(entity: str, name: str, version: int) -> ValueType | None:
-        try:
-            return catalog.get(entity, name, version).value_type
-        except UnknownFeatureError:
-            return None
-
-    cluster, session = connect_cassandra(settings)
+    db = Path(args.definitions_db)
+    if not db.is_file():  # read only: a path that is not a store must not become a new empty one
+        print(f"error: --definitions-db {db}: no definition store there", file=sys.stderr)
+        return 1
     try:
-        report = migrate(session, settings.cassandra_keyspace, type_of, drop_legacy=args.drop_legacy)
-    finally:
-        cluster.shutdown()
+        catalog = DefinitionStore(db).catalog()
+
+        def type_of(entity: str, name: str, version: int) -> ValueType | None:
+            try:
+                return catalog.get(entity, name, version).value_type
+            except UnknownFeatureError:
+                return None
+
+        cluster, session = connect_cassandra(settings)
+        try:
+            report = migrate(session, settings.cassandra_keyspace, type_of, drop_legacy=args.drop_legacy)
+        finally:
+            cluster.shutdown()
+    except FeatureStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(asdict(report), indent=2))
     return 1 if report.unknown else 0
 

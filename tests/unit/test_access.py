@@ -382,3 +382,23 @@ def test_offline_reads_refuse_restricted_features_without_a_grant(tmp_path: Path
     assert [r["outcome"] for r in store.audit(target="user/txn_amount_max_1h@1")] == [200, 403]
     off = Settings(definitions_db=tmp_path / "definitions.db")  # auth off: the catalog is not guarded
     assert resolve_features(guard_catalog(catalog, off, action="x"), "user", ["txn_amount_max_1h"]) == [FRAUD_MAX]
+
+
+@pytest.mark.parametrize(
+    ("owner", "grantee", "message"),
+    [
+        ("", "risk", "error: --owner must be 1-256 printable characters, not ''"),
+        ("fraud", "", "error: --to must be 1-256 printable characters, not ''"),
+        ("fraud", "a\tb", "error: --to must be 1-256 printable characters, not 'a\\tb'"),
+        ("x" * 257, "risk", "error: --owner must be 1-256 printable characters"),
+    ],
+)
+def test_cli_grant_refuses_a_team_name_that_is_not_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], owner: str, grantee: str, message: str
+) -> None:
+    from registry import access
+
+    db = tmp_path / "d.db"
+    assert access.main(["--db", str(db), "grant", "--owner", owner, "--to", grantee]) == 1
+    assert capsys.readouterr().err.startswith(message)
+    assert AccessStore(db).grants() == []

@@ -165,3 +165,33 @@ def test_cli_writes_parquet(
     _, first, _ = offline
     assert main([*args, "--as-of", str(T0), "--snapshot-id", str(first)]) == 0
     assert pq.read_table(out).column("entity_id").to_pylist() == ["u1", "u2"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--as-of", "99999999999999999"], "error: --as-of '99999999999999999' epoch milliseconds is past the year"),
+        (["--as-of", "1", "--read-as-of", "nope"], "error: --read-as-of 'nope' is neither"),
+        (
+            ["--as-of", "1", "--read-as-of", "1", "--snapshot-id", "3"],
+            "error: give either --snapshot-id or --read-as-of",
+        ),
+        (["--as-of", "1"], "error: offline table fs.offline_feature_values does not exist"),
+    ],
+)
+def test_cli_bad_times_and_a_missing_table_are_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    DefinitionStore(tmp_path / "definitions.db")
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "definitions.db"))
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/fresh.db")  # no offline table yet
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "wh").as_uri())
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
+    args = ["--entity-type", "user", "--features", "count_5m", "--out", str(tmp_path / "v.parquet")]
+    assert main([*args, *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err

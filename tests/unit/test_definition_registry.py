@@ -137,6 +137,7 @@ def test_apply_writes_a_folder_in_one_transaction(store: DefinitionStore, count:
 
 def test_cli_plan_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "d.db")
+    DefinitionStore(Path(db))  # plan reads an existing store (one that is not there is an error)
     folder = tmp_path / "features"
     shutil.copytree(DEFAULT_FOLDER, folder)
     assert cli.main(["--db", db, "plan", str(folder)]) == 2
@@ -148,6 +149,34 @@ def test_cli_plan_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert cli.main(["--db", db, "plan", str(folder)]) == 1
     assert "versions are immutable" in capsys.readouterr().err
     assert cli.main(["--db", db, "activate", "user", "txn_count_1h", "9"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("db", "command", "message"),
+    [
+        ("{tmp}", ["list"], "is a directory"),
+        ("{tmp}/not.db", ["list"], "not a usable definition store"),
+        ("{tmp}/no/such/x.db", ["list"], "no definition store there"),
+        ("{tmp}/new.db", ["plan"], "no definition store there"),
+        ("{tmp}/new.db", ["gate", "m.toml", "--no-schema-check"], "no definition store there"),
+        ("{tmp}/new.db", ["activate", "user", "txn_count_1h", "1"], "no definition store there"),
+        ("{tmp}/no/such/x.db", ["apply"], "folder {tmp}/no/such does not exist"),
+    ],
+)
+def test_cli_db_that_is_not_a_definition_store_is_one_line_and_nothing_is_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], db: str, command: list[str], message: str
+) -> None:
+    (tmp_path / "not.db").write_text("a text file, not SQLite\n" * 10)
+    path = db.format(tmp=tmp_path)
+    assert cli.main(["--db", path, *command]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --db {path}") and message.format(tmp=tmp_path) in err and err.count("\n") == 1
+    assert not (tmp_path / "no").exists() and not (tmp_path / "new.db").exists()
+
+
+def test_cli_apply_creates_a_new_store_in_an_existing_folder(tmp_path: Path) -> None:
+    assert cli.main(["--db", str(tmp_path / "new.db"), "apply"]) == 0
+    assert cli.main(["--db", str(tmp_path / "new.db"), "list"]) == 0
 
 
 class _NoValues:

@@ -68,6 +68,13 @@ def test_settings_survive_the_trip_through_a_child_process_environment(monkeypat
         ("FS_AUTH", "yes"),
         ("FS_KAFKA_PORT", "kafka"),
         ("FS_REGISTRY_PORT", "70000"),
+        ("FS_CASSANDRA_HOSTS", ""),
+        ("FS_CASSANDRA_HOSTS", "a,,b"),
+        ("FS_SCHEMA_REGISTRY_URL", "notaurl"),
+        ("FS_SCHEMA_REGISTRY_URL", "ftp://h:8081"),
+        ("FS_SCHEMA_REGISTRY_URL", "http://"),
+        ("FS_SCHEMA_REGISTRY_URL", "http://h:port"),
+        ("FS_DEFINITIONS_DB", ""),
     ],
 )
 def test_a_malformed_setting_is_a_settings_error_naming_it(
@@ -86,29 +93,82 @@ def test_both_ends_of_the_port_range_are_ports(monkeypatch: pytest.MonkeyPatch, 
     assert Settings.from_env().cassandra_port == int(port)
 
 
+_PORT = ("FS_CASSANDRA_PORT", "cql", "error: FS_CASSANDRA_PORT must be a port number, not 'cql'")
+
+
 @pytest.mark.parametrize(
-    "command",
+    ("command", "setting"),
     [
-        ["-m", "registry.cli", "validate"],
-        [
-            *("-m", "serving.offline.historical", "--labels", "x", "--out", "y", "--entity-type", "user"),
-            *("--entity-column", "user_id", "--features", "a"),
-        ],
-        ["-m", "jobs.produce", "--events", "1"],
+        (["-m", "registry.cli", "validate"], _PORT),
+        (
+            [
+                *("-m", "serving.offline.historical", "--labels", "x", "--out", "y", "--entity-type", "user"),
+                *("--entity-column", "user_id", "--features", "a"),
+            ],
+            _PORT,
+        ),
+        (["-m", "jobs.produce", "--events", "1"], _PORT),
+        (
+            ["-m", "sinks.cassandra.migrate"],
+            ("FS_CASSANDRA_HOSTS", "", "error: FS_CASSANDRA_HOSTS must be host names separated by commas, not ''"),
+        ),
+        (
+            ["-m", "registry.cli", "gate", "m.toml"],
+            (
+                "FS_SCHEMA_REGISTRY_URL",
+                "notaurl",
+                "error: FS_SCHEMA_REGISTRY_URL must be an http:// or https:// URL with a host, not 'notaurl'",
+            ),
+        ),
+        (
+            [
+                *("-m", "serving.offline.batch_scoring", "--entity-type", "user", "--features", "a"),
+                *("--as-of", "1", "--out", "y"),
+            ],
+            (
+                "FS_ICEBERG_CATALOG_URI",
+                "bogus://x",
+                "error: FS_ICEBERG_CATALOG_URI 'bogus://x' is not a database SQLAlchemy can open: "
+                "Can't load plugin: sqlalchemy.dialects:bogus",
+            ),
+        ),
     ],
 )
-def test_a_command_with_a_malformed_setting_ends_with_one_line_naming_it(command: list[str]) -> None:
+def test_a_command_with_a_malformed_setting_ends_with_one_line_naming_it(
+    command: list[str], setting: tuple[str, str, str]
+) -> None:
     import os
     import subprocess
     import sys
 
+    name, value, message = setting
     done = subprocess.run(
         [sys.executable, *command],
-        env={**os.environ, "FS_CASSANDRA_PORT": "cql"},
+        env={**os.environ, name: value},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 1, (done.returncode, done.stderr)
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "error: FS_CASSANDRA_PORT must be a port number, not 'cql'"
+    assert done.stderr.strip().splitlines()[-1] == message
+
+
+def test_migrate_with_cassandra_down_ends_with_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from registry.definition_store import DefinitionStore
+
+    DefinitionStore(tmp_path / "d.db")
+    done = subprocess.run(
+        [sys.executable, "-m", "sinks.cassandra.migrate", "--definitions-db", str(tmp_path / "d.db")],
+        env={**os.environ, "FS_CASSANDRA_HOSTS": "127.0.0.1", "FS_CASSANDRA_PORT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: Cassandra at 127.0.0.1:1 unavailable") and done.stderr.count("\n") == 1

@@ -205,3 +205,29 @@ def test_cli_gate_guardrails_read_the_stored_drift(
     )
     assert cli.main([*args, "--max-psi", "0.6"]) == 0  # equal to the threshold passes
     assert cli.main([*args, "--since", "1h"]) == 0  # computed before the span
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--max-stale-share", "nan"),
+        ("--max-stale-share", "-0.1"),
+        ("--max-stale-share", "1.5"),
+        ("--max-parity-ratio", "nan"),
+        ("--max-parity-ratio", "-1"),
+        ("--max-parity-ratio", "2"),
+        ("--max-psi", "nan"),
+        ("--max-psi", "-0.5"),
+        ("--max-psi", "inf"),
+        ("--max-psi", "x"),
+        ("--schema-registry", "notaurl"),
+        ("--schema-registry", "ftp://h"),
+    ],
+)
+def test_cli_gate_refuses_an_option_value_that_makes_no_sense(
+    store: DefinitionStore, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--db", str(tmp_path / "x.db"), "gate", "m.toml", "--guardrails", f"{option}={value}"])
+    assert exited.value.code == 2
+    assert f"argument {option}: must be" in capsys.readouterr().err

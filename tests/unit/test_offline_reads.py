@@ -328,3 +328,23 @@ def test_lookup_equals_a_brute_force_search(seed: int) -> None:
 def test_lookup_answers_every_occurrence_of_a_repeated_dictionary_entry() -> None:
     column = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, 1], pa.int32()), pa.array(["a", "a", "b"]))
     assert lookup(column, pa.array(["c", "a", "d", "e"])).tolist() == [1, 1, -1, 1]
+
+
+@pytest.mark.parametrize("labels", ["labels.csv", "truncated.parquet", "missing.parquet", "."])
+def test_historical_cli_labels_that_are_not_parquet_are_one_line_naming_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], labels: str
+) -> None:
+    import pyarrow.parquet as pq
+
+    from serving.offline import historical
+
+    (tmp_path / "labels.csv").write_text("user_id,event_timestamp\nu1,2024-01-01T00:00:00Z\n")
+    pq.write_table(pa.table({"user_id": ["u1"] * 100, "event_timestamp": list(range(100))}), tmp_path / "ok.parquet")
+    (tmp_path / "truncated.parquet").write_bytes((tmp_path / "ok.parquet").read_bytes()[:300])
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/c.db")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "w").as_uri())
+    path = tmp_path / labels
+    argv = ["--labels", str(path), "--out", str(tmp_path / "o.parquet"), "--entity-type", "user"]
+    assert historical.main([*argv, "--entity-column", "user_id", "--features", "txn_count_1h"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --labels {path}: not a readable Parquet file") and err.count("\n") == 1, err

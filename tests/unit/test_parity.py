@@ -181,3 +181,27 @@ def test_the_report_as_prometheus_gauges(
     assert samples[("fs_parity_checked", "txn_count_1h")] == 2
     assert samples[("fs_served_stale_share", "txn_count_1h")] == pytest.approx(1 / 3)
     assert samples[("fs_parity_last_run_timestamp_seconds", None)] == SERVED / 1000
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--every", "0s"], "error: --every must be a positive duration, not '0s'"),
+        (["--fail-above", "-1"], "argument --fail-above: must be a number from 0 to 1"),
+        (["--fail-above", "nan"], "argument --fail-above: must be a number from 0 to 1"),
+        (["--metrics-file", "{tmp}/no/such/p.prom"], "argument --metrics-file: folder {tmp}/no/such does not exist"),
+    ],
+)
+def test_cli_refuses_options_that_make_no_sense_before_any_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    from serving.offline import parity
+
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    try:
+        code = parity.main(["--no-store", *argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code  # type: ignore[assignment]
+    assert code == 2
+    captured = capsys.readouterr()
+    assert message.format(tmp=tmp_path) in captured.err and captured.out == ""

@@ -176,3 +176,15 @@ def test_orphan_files_younger_than_the_cutoff_stay(tmp_path: Path, text: str) ->
     stray.write_bytes(b"not reachable")
     deleted = remove_orphan_files(table.refresh(), older_than_s=0 if text == "0d" else 86_400)
     assert (deleted, stray.exists()) == ((1, False) if text == "0d" else (0, True))
+
+
+@pytest.mark.parametrize(("value", "message"), [("-5", "must be 0 or more days"), ("nan", "must be 0 or more days")])
+def test_cli_refuses_a_pin_days_that_pins_nothing_or_is_not_a_number(
+    capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    from serving.offline import retention
+
+    with pytest.raises(SystemExit) as exited:
+        retention.main(["--dry-run", f"--pin-days={value}"])
+    assert exited.value.code == 2
+    assert f"argument --pin-days: {message}" in capsys.readouterr().err
