@@ -627,15 +627,13 @@ def test_store_keeps_manifests_and_model_links(
         reopened.get("x")
 
 
-def test_cli_build_link_show_rebuild(
+def _cli_environment(
     built: tuple[Any, list[Row], list[tuple[str, int]]],
     catalog: FeatureCatalog,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from serving.offline import training
-
+) -> Path:
+    """The offline table, the definitions and the FS_* settings the training CLI reads; the labels file."""
     _, rows, labels = built
     folder = tmp_path / "cli"
     write(iceberg_table(folder, "feature_store"), [rows])  # the catalog name connect_iceberg uses
@@ -647,7 +645,21 @@ def test_cli_build_link_show_rebuild(
     monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{folder}/cat.db")
     monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (folder / "wh").as_uri())
     monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
-    pq.write_table(labels_table(labels), tmp_path / "labels.parquet")
+    labels_path = tmp_path / "labels.parquet"
+    pq.write_table(labels_table(labels), labels_path)
+    return labels_path
+
+
+def test_cli_build_link_show_rebuild(
+    built: tuple[Any, list[Row], list[tuple[str, int]]],
+    catalog: FeatureCatalog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from serving.offline import training
+
+    _cli_environment(built, catalog, tmp_path, monkeypatch)
     args = [
         "--labels",
         str(tmp_path / "labels.parquet"),
@@ -692,19 +704,7 @@ def test_a_build_that_cannot_finish_leaves_the_files_it_would_replace_as_they_we
     write, so neither a recorded training set nor the labels are replaced."""
     from serving.offline import training
 
-    _, rows, labels = built
-    folder = tmp_path / "cli"
-    write(iceberg_table(folder, "feature_store"), [rows])
-    db = folder / "definitions.db"
-    store = DefinitionStore(db)
-    for d in sorted(catalog, key=lambda d: d.key):
-        store.register(d)
-    monkeypatch.setenv("FS_DEFINITIONS_DB", str(db))
-    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{folder}/cat.db")
-    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (folder / "wh").as_uri())
-    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
-    labels_path = tmp_path / "labels.parquet"
-    pq.write_table(labels_table(labels), labels_path)
+    labels_path = _cli_environment(built, catalog, tmp_path, monkeypatch)
     base = ["build", "--labels", str(labels_path), "--entity-type", "user", "--entity-column", "who"]
     base += ["--features", "count_5m"]
     out = tmp_path / "train.parquet"
