@@ -161,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.promote:
             from serving.offline.promotion import promote
             from sinks.factory import connect_iceberg
-            from sinks.iceberg.layout import TABLE
+            from sinks.iceberg.writer import load_table
 
             store = DefinitionStore(settings.definitions_db)
-            table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+            table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
             for ref in args.versions:
                 d = resolve_ref(store.catalog(), ref)
                 ready = promote(store, table, d.entity, d.name, d.version)

@@ -39,6 +39,7 @@ from jobs.sql import (
     source_select,
     window_groups,
 )
+from registry.core.arguments import whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, Source
 from registry.core.durations import to_millis
@@ -417,13 +418,13 @@ def resolve_ref(catalog: FeatureCatalog, ref: str) -> FeatureDefinition:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.feature_job", description=__doc__)
     parser.add_argument("--bounded", action="store_true", help="process the topics' current contents, then stop")
-    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--parallelism", type=whole(1), default=1)
     parser.add_argument("--group-id", default="featurestore-job")
     parser.add_argument("--checkpoint-dir", type=Path, help="where checkpoints are kept (retained on cancel)")
-    parser.add_argument("--checkpoint-interval-ms", type=int, help="default: 10000 unbounded, off bounded")
+    parser.add_argument("--checkpoint-interval-ms", type=whole(1), help="default: 10000 unbounded, off bounded")
     parser.add_argument("--restore-from", help="a retained checkpoint (…/chk-N) to resume from")
     parser.add_argument(
-        "--metrics-port", type=int, default=9249, help="Prometheus endpoint of the job's metrics (0: none)"
+        "--metrics-port", type=whole(0, 65_535), default=9249, help="Prometheus endpoint of the job's metrics (0: none)"
     )
     parser.add_argument(
         "--bind-host", default="127.0.0.1", help="where a local run's Flink, Python-worker and metrics ports listen"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Producer
@@ -18,6 +18,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from jobs.registry_client import registry_client
+from registry.core.arguments import whole
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
 from schemas import schema_text
@@ -101,31 +102,16 @@ def make_producer(settings: Settings) -> EventProducer:
     return EventProducer(producer, registry, "card_transaction", key_field="user_id", time_field="event_time")
 
 
-def _at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``low`` (argparse names the option and exits 2 otherwise)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is below {low}")
-        return value
-
-    return parse
-
-
 def main(argv: list[str] | None = None) -> int:
     from jobs.events import synthetic_transactions
 
     parser = argparse.ArgumentParser(prog="python -m jobs.produce", description=__doc__)
-    parser.add_argument("--events", type=_at_least(0), default=5000, help="how many (0 or more)")
-    parser.add_argument("--users", type=_at_least(1), default=50, help="how many users send them (1 or more)")
+    parser.add_argument("--events", type=whole(0), default=5000, help="how many (0 or more)")
+    parser.add_argument("--users", type=whole(1), default=50, help="how many users send them (1 or more)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--span-minutes",
-        type=_at_least(1),
+        type=whole(1),
         default=90,
         help="events spread over N minutes (1 or more) that end a minute before now",
     )

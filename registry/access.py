@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from registry.core.arguments import whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import ForbiddenError, UnauthenticatedError
@@ -534,6 +535,22 @@ def guard_catalog(catalog: FeatureCatalog, settings: Settings, *, action: str) -
 # --- CLI -------------------------------------------------------------------------------------------
 
 
+# Commands that only read or undo: a store that is not there yet is a wrong --db, not a new registry.
+_NEEDS_STORE = frozenset({"list-tokens", "revoke-token", "revoke-grant", "list-grants", "audit"})
+
+
+def _check_db(db: Path, command: str) -> None:
+    """Refuse a ``--db`` that cannot be, or (for a command that only reads or undoes) is not yet, the store."""
+    if db.is_dir():
+        raise ValueError(f"--db {db} is a directory, not the registry's store (SQLite file)")
+    if db.exists():
+        return
+    if command in _NEEDS_STORE:
+        raise ValueError(f"--db {db}: no registry store there (create-token or grant creates it)")
+    if not db.parent.is_dir():
+        raise ValueError(f"--db {db}: folder {db.parent} does not exist")
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = settings_for_command()
     parser = argparse.ArgumentParser(
@@ -562,10 +579,11 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument(
         "--since", help="ISO 8601 time (Z or an offset; none: UTC), inclusive, e.g. 2026-11-30T10:00:00Z"
     )
-    audit.add_argument("--limit", type=int, default=1000)
+    audit.add_argument("--limit", type=whole(1), default=1000)
     args = parser.parse_args(argv)
-    store = AccessStore(args.db)
     try:
+        _check_db(args.db, args.command)
+        store = AccessStore(args.db)
         if args.command == "create-token":
             print(store.issue(args.principal, args.team or args.principal, admin=args.admin))
         elif args.command == "list-tokens":
@@ -594,6 +612,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # a file that is not SQLite, or one that cannot be opened
+        print(f"error: --db {args.db}: not a usable registry store (SQLite): {exc}", file=sys.stderr)
         return 1
     return 0
 

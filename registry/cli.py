@@ -10,10 +10,10 @@ import argparse
 import math
 import sqlite3
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from registry.core.arguments import number
 from registry.core.catalog import FeatureCatalog, load_folder, load_request_folder
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
@@ -30,22 +30,6 @@ def _pointer(text: str) -> tuple[str, str, int]:
     if ref is None or ref.entity is None or ref.version is None:
         raise DefinitionError(f"{text!r} is not a versioned feature reference like user.txn_count_1h@2")
     return ref.entity, ref.name, ref.version
-
-
-def _number(low: float, high: float) -> Callable[[str], float]:
-    """An argparse type: a number in ``[low, high]`` (both included; not NaN, not infinite)."""
-
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, not {raw!r}") from None
-        if not (math.isfinite(value) and low <= value <= high):
-            span = f"from {low:g} to {high:g}" if math.isfinite(high) else f"of {low:g} or more"
-            raise argparse.ArgumentTypeError(f"must be a number {span}, not {raw!r}")
-        return value
-
-    return parse
 
 
 def _registry_url(raw: str) -> str:
@@ -103,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also refuse features the serving log shows stale or skewed, or that drifted (reads the Iceberg tables)",
     )
     gate.add_argument("--since", default="24h", help="the serving log's span for --guardrails (default 24h)")
-    share = _number(0.0, 1.0)
+    share = number(0.0, 1.0)
     gate.add_argument("--max-stale-share", type=share, default=0.01, help="share of values served stale (default 0.01)")
     gate.add_argument("--max-parity-ratio", type=share, default=0.001, help="mismatch or missing ratio (default 0.001)")
     gate.add_argument(
-        "--max-psi", type=_number(0.0, math.inf), default=0.25, help="drift score against a training set (default 0.25)"
+        "--max-psi", type=number(0.0, math.inf), default=0.25, help="drift score against a training set (default 0.25)"
     )
     args = parser.parse_args(argv)
     try:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from registry.core.arguments import whole
 from registry.core.errors import DecodeError, FeatureStoreError, StoreUnavailableError
 from schemas.wire import unframe
 
@@ -439,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sinks.archive", description=__doc__)
     parser.add_argument("--topic", required=True, help="the event topic to archive")
     parser.add_argument("--once", action="store_true", help="stop when the offsets Kafka had at the start are archived")
-    parser.add_argument("--batch-rows", type=int, default=50_000, help="records per append, at most")
+    parser.add_argument("--batch-rows", type=whole(1), default=50_000, help="records per append, at most")
     parser.add_argument("--max-wait-s", type=float, default=5.0, help="seconds a batch waits for more records, at most")
     parser.add_argument(
         "--expire-after-s", type=float, default=3600.0, help="expire snapshots older than this (0: never)"
@@ -450,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         help="delete archived records whose Kafka timestamp is older than this (e.g. 400d; default: keep them)",
     )
     parser.add_argument(
-        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on 127.0.0.1:PORT (0: none)"
+        "--metrics-port", type=whole(0, 65_535), default=0, help="serve Prometheus metrics on 127.0.0.1:PORT (0: none)"
     )
     args = parser.parse_args(argv)
     settings = settings_for_command()

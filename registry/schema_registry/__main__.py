@@ -19,6 +19,7 @@ from pathlib import Path
 import uvicorn
 
 from registry.access import Access
+from registry.core.arguments import whole
 from registry.core.settings import settings_for_command
 from registry.schema_registry.api import create_schema_registry_app
 from registry.schema_registry.avro_compat import CompatibilityLevel
@@ -29,7 +30,7 @@ def main() -> None:
     state = Path(os.environ.get("FS_STATE_DIR", Path(__file__).resolve().parents[2] / ".state"))
     parser = argparse.ArgumentParser(prog="python -m registry.schema_registry")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("FS_REGISTRY_PORT", "8081")))
+    parser.add_argument("--port", type=whole(0, 65_535), default=int(os.environ.get("FS_REGISTRY_PORT", "8081")))
     parser.add_argument("--db", type=Path, default=state / "registry" / "schemas.db")
     parser.add_argument(
         "--compatibility",

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from registry.access import guard_catalog
 from registry.core import entity_keys
+from registry.core.arguments import whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DatasetError, DefinitionError
 from registry.core.refs import parse_ref
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot-id", type=int, help="read this Iceberg snapshot (default: the current one)")
     parser.add_argument("--read-as-of", help="read the snapshot current then, and only rows ingested by then")
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="entities per chunk")
+    parser.add_argument("--chunk-rows", type=whole(1), default=DEFAULT_CHUNK_ROWS, help="entities per chunk")
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from registry.access import guard_catalog
 from registry.core import entity_keys
+from registry.core.arguments import whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
@@ -523,7 +524,9 @@ def add_join_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--as-of", help="ISO-8601 time with zone, or epoch ms: the snapshot then, rows ingested by then"
     )
-    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="labels per chunk (bounds memory)")
+    parser.add_argument(
+        "--chunk-rows", type=whole(1), default=DEFAULT_CHUNK_ROWS, help="labels per chunk (bounds memory)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from registry.core.arguments import number, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.durations import parse_duration, to_millis
 from registry.core.errors import DatasetError, UnknownFeatureError
@@ -242,17 +243,6 @@ def write_metrics(report: ParityReport, path: Path, now_us: int) -> None:
     write_to_textfile(str(path), registry)
 
 
-def _ratio(raw: str) -> float:
-    """An argparse type: a ratio from 0 to 1 (not NaN)."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {raw!r}") from None
-    if not 0.0 <= value <= 1.0:  # False for NaN too
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {raw!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
@@ -270,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--since", default="1h", help="how far back from now: a duration such as 15m, 1h, 2d")
     parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
     parser.add_argument(
-        "--fail-above", type=_ratio, help="exit 3 if a mismatch or missing ratio is above this (0 to 1)"
+        "--fail-above", type=number(0.0, 1.0), help="exit 3 if a mismatch or missing ratio is above this (0 to 1)"
     )
-    parser.add_argument("--examples", type=int, default=5)
+    parser.add_argument("--examples", type=whole(0), default=5)
     parser.add_argument("--no-store", action="store_true", help="print only; do not keep the report")
     parser.add_argument(
         "--metrics-file",

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from sinks.factory import connect_iceberg
-    from sinks.iceberg.layout import TABLE
+    from sinks.iceberg.writer import load_table
 
     parser = argparse.ArgumentParser(
         prog="python -m serving.offline.promotion",
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for_command()
     try:
         store = DefinitionStore(settings.definitions_db)
-        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+        table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         max_lag = parse_duration(args.max_lag) if args.max_lag else None
         if args.check:
             ready = readiness(store, table, args.entity, args.name, args.version, max_lag=max_lag)

@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.definition_store import DefinitionStore
     from registry.training_sets import TrainingSetStore
     from sinks.factory import connect_iceberg
-    from sinks.iceberg.layout import TABLE
+    from sinks.iceberg.writer import load_table
     from sinks.serving_log import ensure_log_table
 
     parser = argparse.ArgumentParser(
@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         try:
             iceberg = connect_iceberg(settings)
-            table = iceberg.load_table(f"{settings.iceberg_namespace}.{TABLE}")
+            table = load_table(iceberg, settings.iceberg_namespace)
             log = ensure_log_table(iceberg, settings.iceberg_namespace)
             catalog = DefinitionStore(settings.definitions_db).catalog()
             manifest = None

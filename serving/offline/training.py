@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from registry.access import guard_catalog
+from registry.core.arguments import whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
@@ -423,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--manifest", type=Path, help="a manifest file")
     again.add_argument("--labels", type=Path, help="default: the labels path recorded at build time")
     again.add_argument("--out", type=Path, required=True)
-    again.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
+    again.add_argument("--chunk-rows", type=whole(1), default=DEFAULT_CHUNK_ROWS)
     link = sub.add_parser("link-model", help="record that a model version was trained on a training set")
     link.add_argument("--id", required=True)
     link.add_argument("--model", required=True)
@@ -448,10 +449,10 @@ def main(argv: list[str] | None = None) -> int:
                 for m in store.training_sets_for(args.model, args.model_version):
                     print(f"{m.model} {m.model_version}  training set {m.training_set_id}  linked {m.linked_at}")
             return 0
-        from sinks.iceberg.layout import TABLE
+        from sinks.iceberg.writer import load_table
 
         catalog = guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="training_set")
-        table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
+        table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         if args.command == "build":
             manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
             _check_build_paths(args.labels, args.out, manifest_path, args.copy_labels_to)

@@ -56,12 +56,12 @@ import gc
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from registry.access import Access
+from registry.core.arguments import whole
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
@@ -160,18 +160,6 @@ def _server_options() -> dict[str, Any]:
     }
 
 
-def _whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number in ``[low, high]``, checked as ``int_setting`` checks a variable."""
-
-    def parse(raw: str) -> int:
-        try:
-            return int_setting({"value": raw}, "value", low, low, high)
-        except FeatureStoreError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
-
-
 def main() -> int:
     try:  # every setting, before a worker is started or a store connected
         port = int_setting(os.environ, "FS_API_PORT", 8000, 1, 65_535)
@@ -182,8 +170,8 @@ def main() -> int:
         return 1
     parser = argparse.ArgumentParser(prog="python -m serving.online")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=_whole(1, 65_535), default=port)
-    parser.add_argument("--workers", type=_whole(1, 64), default=workers)
+    parser.add_argument("--port", type=whole(1, 65_535), default=port)
+    parser.add_argument("--workers", type=whole(1, 64), default=workers)
     args = parser.parse_args()
     if args.workers > 1:
         try:  # the schema once here, so the workers starting together do not race to create it

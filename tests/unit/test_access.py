@@ -402,3 +402,38 @@ def test_cli_grant_refuses_a_team_name_that_is_not_one(
     assert access.main(["--db", str(db), "grant", "--owner", owner, "--to", grantee]) == 1
     assert capsys.readouterr().err.startswith(message)
     assert AccessStore(db).grants() == []
+
+
+@pytest.mark.parametrize(
+    ("db", "argv", "message"),
+    [
+        ("dir", ["list-tokens"], "is a directory, not the registry's store (SQLite file)"),
+        ("missing.db", ["audit"], ": no registry store there (create-token or grant creates it)"),
+        ("missing.db", ["revoke-token", "abc"], ": no registry store there"),
+        ("missing.db", ["list-grants"], ": no registry store there"),
+        ("no/such/folder.db", ["create-token", "--principal", "fraud"], ": folder "),
+        ("junk.db", ["audit"], ": not a usable registry store (SQLite): file is not a database"),
+    ],
+)
+def test_cli_refuses_a_db_that_is_not_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], db: str, argv: list[str], message: str
+) -> None:
+    """Reading commands never create an empty store at a mistyped --db; no traceback for a wrong file."""
+    from registry import access
+
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "junk.db").write_text("not sqlite\n" * 100)
+    path = tmp_path / db
+    assert access.main(["--db", str(path), *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --db {path}") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_cli_create_token_creates_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from registry import access
+
+    db = tmp_path / "new.db"
+    assert access.main(["--db", str(db), "create-token", "--principal", "fraud"]) == 0
+    assert capsys.readouterr().out.startswith("fs_")
+    assert access.main(["--db", str(db), "list-tokens"]) == 0

@@ -11,10 +11,10 @@ from jobs.produce import main
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--span-minutes", "0"], "argument --span-minutes: 0 is below 1"),
-        (["--users", "0"], "argument --users: 0 is below 1"),
-        (["--events", "-1"], "argument --events: -1 is below 0"),
-        (["--span-minutes", "x"], "argument --span-minutes: 'x' is not an integer"),
+        (["--span-minutes", "0"], "argument --span-minutes: must be a whole number of 1 or more, not '0'"),
+        (["--users", "0"], "argument --users: must be a whole number of 1 or more, not '0'"),
+        (["--events", "-1"], "argument --events: must be a whole number of 0 or more, not '-1'"),
+        (["--span-minutes", "x"], "argument --span-minutes: must be a whole number of 1 or more, not 'x'"),
     ],
 )
 def test_bad_counts_are_refused_naming_the_option(

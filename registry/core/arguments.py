@@ -1,0 +1,44 @@
+"""Argparse types for the commands' numbers: one wording for every command.
+
+argparse names the option and exits 2 with the message, e.g.
+``argument --chunk-rows: must be a whole number of 1 or more, not '0'``. Both bounds are included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Callable
+
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
+def _span(low: float, high: float) -> str:
+    return f"from {low:g} to {high:g}" if math.isfinite(high) else f"of {low:g} or more"
+
+
+def whole(low: int, high: float = math.inf) -> Callable[[str], int]:
+    """A whole number in ``[low, high]``: ASCII digits with an optional sign (``7.0``, ``1_000``, ``٥`` refused)."""
+
+    def parse(raw: str) -> int:
+        if _WHOLE.fullmatch(raw) is None or not low <= (value := int(raw)) <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number {_span(low, high)}, not {raw!r}")
+        return value
+
+    return parse
+
+
+def number(low: float, high: float) -> Callable[[str], float]:
+    """A number in ``[low, high]``: not NaN, not infinite (even when ``high`` is)."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {_span(low, high)}, not {raw!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must be a number {_span(low, high)}, not {raw!r}")
+        return value
+
+    return parse
