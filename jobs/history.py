@@ -71,10 +71,12 @@ def read_history(
     from jobs.events_table import arrow_schema
     from sinks.archive import consumer_config, kafka_offsets, load_table, next_offsets, read_range, seam
     from sinks.factory import connect_iceberg
+    from sinks.topics import require_reachable
 
     table = load_table(connect_iceberg(settings), settings.iceberg_namespace, source.topic)
     snapshot = table.current_snapshot()
     archived = next_offsets(table, snapshot.snapshot_id if snapshot else None)
+    require_reachable(settings.kafka_bootstrap)
     consumer = Consumer(consumer_config(settings.kafka_bootstrap))
     try:
         kafka = kafka_offsets(consumer, source.topic)

@@ -13,11 +13,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from jobs.registry_client import registry_client
+from jobs.registry_client import AvroSerializer, SchemaRegistryClient, registry_client
 from registry.core.arguments import whole
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command

@@ -10,13 +10,21 @@ to 20 s) would turn a paused registry into a stalled job.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from registry.core.errors import StoreUnavailableError
 
-if TYPE_CHECKING:
+# Confluent's client imports Authlib, whose httpx module warns on import that it is deprecated (and switches
+# its warnings to "always"): nothing for a user of ours to act on, and it would come before a command's one
+# `error:` line. Imported here once, with that warning kept out of stderr; every user imports it from here.
+with warnings.catch_warnings(record=True):
     from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+__all__ = ["AvroSerializer", "SchemaRegistryClient", "SchemaRegistryError", "registry_client", "schema_lookup"]
 
 CLIENT_CONFIG: dict[str, Any] = {
     "timeout": 1,  # seconds per attempt
@@ -34,8 +42,6 @@ def auth_config(token: str | None) -> dict[str, Any]:
 
 
 def registry_client(url: str, token: str | None = None) -> SchemaRegistryClient:
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
     return SchemaRegistryClient({"url": url, **CLIENT_CONFIG, **auth_config(token)})
 
 
@@ -46,8 +52,6 @@ def schema_lookup(url: str, token: str | None = None) -> Callable[[int], str | N
     """The decoder's schema lookup (``udfs.decode.SchemaLookup``): the writer schema text of a registry
     id, None if the registry has no such id; StoreUnavailableError if the registry cannot answer (a
     registry that is down is not a bad record)."""
-    from confluent_kafka.schema_registry.error import SchemaRegistryError
-
     client = registry_client(url, token)
 
     def lookup(schema_id: int) -> str | None:

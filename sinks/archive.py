@@ -455,7 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = settings_for_command()
+    from sinks.topics import require_reachable
+
     try:
+        require_reachable(settings.kafka_bootstrap)
         consumer = Consumer(consumer_config(settings.kafka_bootstrap))
         try:
             kafka_offsets(consumer, args.topic)  # a topic that does not exist fails before a table is made

@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from registry.core.errors import StoreUnavailableError
+
+
+def _addresses(bootstrap: str) -> list[tuple[str, int]] | None:
+    """``host:port`` pairs of a bootstrap list (``PLAINTEXT://`` prefixes and ``[v6]`` brackets allowed);
+    None if one cannot be read (librdkafka then judges the list itself)."""
+    out = []
+    for item in bootstrap.split(","):
+        host, sep, port = item.strip().rpartition("://")[2].rpartition(":")
+        if not sep or not port.isascii() or not port.isdigit() or not host:
+            return None
+        out.append((host.removeprefix("[").removesuffix("]"), int(port)))
+    return out
+
+
+def require_reachable(bootstrap: str, timeout_s: float = 3.0) -> None:
+    """Fail fast, naming Kafka, when no bootstrap server accepts a TCP connection.
+
+    librdkafka retries a refused connection until its request's timeout (30 s for a topic listing);
+    a command against a stopped broker should say so at once. One server that accepts is enough (the
+    client then learns the others from it). This is not a health check: a broker that accepts and then
+    does not answer still meets the client's own timeouts.
+    """
+    addresses = _addresses(bootstrap)
+    if addresses is None:
+        return
+    reasons = []
+    for host, port in addresses:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            return
+        except OSError as exc:
+            reasons.append(f"{host}:{port}: {exc.strerror or exc}")
+    raise StoreUnavailableError(
+        f"Kafka at {bootstrap} unavailable: no bootstrap server accepts a connection ({'; '.join(reasons)})"
+    )
 
 
 def ensure_topics(
@@ -23,6 +59,7 @@ def ensure_topics(
     Safe from several processes at once: a topic another process created between the listing and
     the creation answers TOPIC_ALREADY_EXISTS, which counts as success.
     """
+    require_reachable(bootstrap)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)

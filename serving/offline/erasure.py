@@ -163,8 +163,14 @@ def kafka_horizon(bootstrap: str, topics: list[str], now: datetime) -> list[dict
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from sinks.topics import require_reachable
+
     out: list[dict[str, str]] = []
+    try:
+        require_reachable(bootstrap)
+    except StoreUnavailableError as exc:
+        return [{"where": f"Kafka topics {', '.join(topics)}", "until": "unknown", "why": str(exc)}]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         existing = set(admin.list_topics(timeout=10).topics)
     except KafkaException as exc:
