@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 from fastavro.types import Schema
 
 from registry.core.errors import DecodeError
-from schemas import field_type
 from schemas.wire import unframe
+from udfs.avro_ints import holds_int, int_outside_32_bits
 
 # Event times further ahead of the wall clock are a producer's broken clock: dead-lettered as
 # ``future_timestamp``, and kept out of the watermark (``jobs.sql.source_ddl``). Kafka 4 brokers
@@ -52,40 +52,36 @@ class EventDecoder:
     ) -> None:
         self._lookup = lookup
         self._reader: Schema = fastavro.parse_schema(primitive(reader_schema))
-        self._writers: dict[int, Schema] = {}
+        self._writers: dict[int, tuple[Schema, bool]] = {}  # the parsed schema, whether it holds an int
         self._timestamp_field = timestamp_field
         self._max_future_ms = max_future_ms
         self._clock_ms = clock_ms
         self._required = required_fields(reader_schema, timestamp_field)
-        self._ints = [f["name"] for f in reader_schema["fields"] if field_type(f) == "int"]
 
-    def _writer(self, schema_id: int) -> Schema:
+    def _writer(self, schema_id: int) -> tuple[Schema, bool]:
         writer = self._writers.get(schema_id)
         if writer is None:
             text = self._lookup(schema_id)
             if text is None:
                 raise DecodeError("unknown_schema_id", f"schema id {schema_id} is not in the schema registry")
             try:
-                writer = fastavro.parse_schema(primitive(json.loads(text)))
+                parsed = fastavro.parse_schema(primitive(json.loads(text)))
             except Exception as exc:
                 raise DecodeError("bad_writer_schema", f"schema id {schema_id}: {exc}") from exc
-            self._writers[schema_id] = writer
+            writer = self._writers[schema_id] = (parsed, holds_int(parsed))
         return writer
 
     def decode(self, payload: bytes | None) -> dict[str, Any]:
         schema_id, body = unframe(payload)
-        writer = self._writer(schema_id)
+        writer, with_ints = self._writer(schema_id)
         buf = io.BytesIO(body)
         try:
             record = fastavro.schemaless_reader(buf, writer, self._reader)
         except Exception as exc:
             raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc!r}") from exc
-        for name in self._ints:  # fastavro reads a varint of any length; an Avro int is 32 bits
-            value = record.get(name) if isinstance(record, dict) else None
-            if value is not None and not -(2**31) <= value < 2**31:
-                raise DecodeError(
-                    "undecodable", f"Avro body does not match schema id {schema_id}: {value} is not an int"
-                )
+        # fastavro reads (or skips) an int's varint whatever its length; an Avro int is 32 bits wherever it is.
+        if with_ints and (value := int_outside_32_bits(writer, body)) is not None:
+            raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {value} is not an int")
         if buf.tell() != len(body):
             raise DecodeError("undecodable", f"{len(body) - buf.tell()} trailing bytes after the Avro record")
         if not isinstance(record, dict):

@@ -45,6 +45,30 @@ def _with(
     return {**READER, **top, "fields": [*replaced[:3], *(extra or []), *replaced[3:]]}
 
 
+# Where a writer-only int can sit, and a value of the field that puts ``v`` there.
+INT_PLACES: dict[str, tuple[Any, Any]] = {
+    "field": ("int", lambda v: v),
+    "union": (["null", "string", "int"], lambda v: v),
+    "array": ({"type": "array", "items": "int"}, lambda v: [1, v, 2]),
+    "map": ({"type": "map", "values": ["null", "int"]}, lambda v: {"a": None, "b": v}),
+    "record": (
+        {"type": "record", "name": "Inner", "fields": [{"name": "s", "type": "string"}, {"name": "n", "type": "int"}]},
+        lambda v: {"s": "x", "n": v},
+    ),
+}
+
+
+def _as_long(schema: Any) -> Any:
+    """``schema`` with every int a long: what a writer that put a wider value there wrote."""
+    if schema == "int":
+        return "long"
+    if isinstance(schema, list):
+        return [_as_long(s) for s in schema]
+    if isinstance(schema, dict):
+        return {k: _as_long(v) for k, v in schema.items()}
+    return schema
+
+
 # Writer schemas the registry accepts and the two decoders must read alike.
 WRITERS: dict[str, dict[str, Any]] = {
     "reader": READER,
@@ -63,6 +87,8 @@ WRITERS: dict[str, dict[str, Any]] = {
     "uuid": _with({"transaction_id": {"type": "string", "logicalType": "uuid"}}),
     # A writer-only array, skipped when reading.
     "tags": _with(extra=[{"name": "tags", "type": {"type": "array", "items": "long"}}]),
+    # Writer-only ints in every place one can sit (``INT_PLACES``): held to 32 bits although skipped.
+    **{f"ints_{place}": _with(extra=[{"name": "extra", "type": extra}]) for place, (extra, _) in INT_PLACES.items()},
 }
 
 
@@ -209,6 +235,26 @@ def test_skipped_blocks_and_varints_are_held_to_the_record(decoders: Decoders) -
     past_end = v1 + varint(2**31 - 1) + b"txn_1"  # a string length far beyond the record: no huge buffer
     negative = v1 + varint(-3) + b"txn_1"
     assert decoders.agree(past_end)[0] == decoders.agree(negative)[0] == "undecodable"
+
+
+@pytest.mark.parametrize("place", sorted(INT_PLACES))
+def test_writer_only_ints_are_held_to_32_bits_alike(decoders: Decoders, place: str) -> None:
+    """An int outside 32 bits is malformed wherever it sits, read or skipped: both decoders refuse it (the
+    Python one used to skip a writer-only one unread, so a backfill from the archive kept what the stream
+    dead-lettered); the bounds themselves decode."""
+    _, put = INT_PLACES[place]
+    writer = WRITERS[f"ints_{place}"]
+    answers = {
+        value: decoders.agree(
+            frame(decoders.ids[f"ints_{place}"], _body({**EVENT, "extra": put(value)}, _as_long(writer)))
+        )
+        for value in (-(2**31) - 1, -(2**31), 2**31 - 1, 2**31, 2**40)
+    }
+    assert [answer[0] for answer in answers.values()] == ["undecodable", "ok", "ok", "undecodable", "undecodable"]
+    assert (
+        answers[2**40][1]
+        == f"Avro body does not match schema id {decoders.ids[f'ints_{place}']}: {2**40} is not an int"
+    )
 
 
 def test_every_rejection_has_the_same_reason_and_detail(decoders: Decoders) -> None:

@@ -1,0 +1,139 @@
+"""Avro ints outside 32 bits are refused wherever the writer put them (``udfs.avro_ints``), as the JVM decoder
+refuses them: a record the live stream dead-letters is not accepted by the Python decoder either."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import fastavro
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from registry.core.errors import DecodeError
+from schemas import load_schema
+from schemas.wire import frame
+from udfs.avro_ints import INT_MAX, INT_MIN, holds_int, int_outside_32_bits
+from udfs.decode import EventDecoder
+
+NOW_MS = 1_700_000_000_000
+READER = load_schema("card_transaction")
+EVENT = {
+    "transaction_id": "txn_1",
+    "user_id": "user_00001",
+    "merchant_id": "merchant_0001",
+    "amount": 12.5,
+    "currency": "EUR",
+    "event_time": NOW_MS - 5_000,
+}
+
+# Where an int can sit, each as a writer-only field ("extra") and a value that puts `v` there.
+PLACES: dict[str, tuple[Any, Any]] = {
+    "field": ("int", lambda v: v),
+    "union": (["null", "string", "int"], lambda v: v),
+    "array": ({"type": "array", "items": "int"}, lambda v: [1, v, 2]),
+    "map": ({"type": "map", "values": ["null", "int"]}, lambda v: {"a": None, "b": v}),
+    "record": (
+        {"type": "record", "name": "Inner", "fields": [{"name": "s", "type": "string"}, {"name": "n", "type": "int"}]},
+        lambda v: {"s": "x", "n": v},
+    ),
+    "nested": ({"type": "array", "items": {"type": "map", "values": "int"}}, lambda v: [{}, {"k": v}]),
+}
+
+
+def _as_long(schema: Any) -> Any:
+    """``schema`` with every int a long: what a writer that put a wider value there wrote."""
+    if schema == "int":
+        return "long"
+    if isinstance(schema, list):
+        return [_as_long(s) for s in schema]
+    if isinstance(schema, dict):
+        return {k: _as_long(v) for k, v in schema.items()}
+    return schema
+
+
+def _writer(extra: Any) -> dict[str, Any]:
+    return {**READER, "fields": [*READER["fields"][:3], {"name": "extra", "type": extra}, *READER["fields"][3:]]}
+
+
+def _body(schema: Any, record: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), record)
+    return out.getvalue()
+
+
+def _decoder(writer: dict[str, Any]) -> EventDecoder:
+    return EventDecoder({7: json.dumps(writer)}.get, READER, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
+@pytest.mark.parametrize("value", [INT_MIN - 1, INT_MAX + 1, 2**40, -(2**62)])
+def test_a_writer_only_int_outside_32_bits_is_undecodable(place: str, value: int) -> None:
+    extra, put = PLACES[place]
+    body = _body(_as_long(_writer(extra)), {**EVENT, "extra": put(value)})
+    with pytest.raises(DecodeError) as refused:
+        _decoder(_writer(extra)).decode(frame(7, body))
+    assert refused.value.reason == "undecodable"
+    assert refused.value.detail == f"Avro body does not match schema id 7: {value} is not an int"
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
+@pytest.mark.parametrize("value", [INT_MIN, -1, 0, INT_MAX])
+def test_ints_at_the_bounds_decode(place: str, value: int) -> None:
+    extra, put = PLACES[place]
+    body = _body(_writer(extra), {**EVENT, "extra": put(value)})
+    assert _decoder(_writer(extra)).decode(frame(7, body))["amount"] == 12.5
+
+
+def test_a_block_written_with_its_byte_size_is_skipped_by_it() -> None:
+    """As the JVM decoder skips it: the ints inside are not looked at (documented in ``udfs.avro_ints``)."""
+    writer = _writer({"type": "array", "items": "int"})
+    head = _body({"type": "record", "name": "H", "fields": READER["fields"][:3]}, EVENT)
+    tail = _body({"type": "record", "name": "T", "fields": READER["fields"][3:]}, EVENT)
+    items = _body({"type": "record", "name": "I", "fields": [{"name": "v", "type": "long"}]}, {"v": 2**40})
+    count = _body({"type": "record", "name": "C", "fields": [{"name": "c", "type": "long"}]}, {"c": -1})
+    size = _body({"type": "record", "name": "S", "fields": [{"name": "s", "type": "long"}]}, {"s": len(items)})
+    block = count + size + items + b"\x00"
+    assert _decoder(writer).decode(frame(7, head + block + tail))["user_id"] == "user_00001"
+
+
+def test_a_reader_long_promoted_from_a_writer_int_is_held_to_32_bits() -> None:
+    reader = {**READER, "fields": [*READER["fields"], {"name": "n", "type": "long", "default": 0}]}
+    writer = {**READER, "fields": [*READER["fields"], {"name": "n", "type": "int"}]}
+    body = _body(_as_long(writer), {**EVENT, "n": 2**31})
+    decoder = EventDecoder({7: json.dumps(writer)}.get, reader, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+    with pytest.raises(DecodeError, match="2147483648 is not an int"):
+        decoder.decode(frame(7, body))
+
+
+def test_holds_int() -> None:
+    assert not holds_int(fastavro.parse_schema(READER))
+    for extra, _ in PLACES.values():
+        assert holds_int(fastavro.parse_schema(_writer(extra)))
+    recursive = {
+        "type": "record",
+        "name": "Node",
+        "fields": [{"name": "next", "type": ["null", "Node"]}, {"name": "v", "type": "long"}],
+    }
+    assert not holds_int(fastavro.parse_schema(recursive))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(sorted(PLACES)), min_size=1, max_size=4),
+    st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), min_size=4, max_size=4),
+)
+def test_the_first_int_outside_32_bits_against_a_brute_force_reference(places: list[str], values: list[int]) -> None:
+    """Several int places in one record, written as longs: the answer is the first value, in field order, that
+    does not fit 32 bits (the reference reads the values back from the record fastavro decodes)."""
+    fields = [{"name": f"f{i}", "type": PLACES[p][0]} for i, p in enumerate(places)]
+    for i, field in enumerate(fields):  # named types once per schema
+        if isinstance(field["type"], dict) and field["type"].get("type") == "record":
+            field["type"] = {**field["type"], "name": f"Inner{i}"}
+    schema = {"type": "record", "name": "R", "fields": fields}
+    record = {f"f{i}": PLACES[p][1](values[i]) for i, p in enumerate(places)}
+    body = _body(_as_long(schema), record)
+    expected = next((v for v in values[: len(places)] if not INT_MIN <= v <= INT_MAX), None)
+    assert int_outside_32_bits(fastavro.parse_schema(schema), body) == expected
