@@ -51,7 +51,7 @@ class EventDecoder:
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._lookup = lookup
-        self._reader: Schema = fastavro.parse_schema(primitive(reader_schema))
+        self._reader: Schema = fastavro.parse_schema(unqualified_aliases(primitive(reader_schema)))
         self._writers: dict[int, tuple[Schema, bool]] = {}  # the parsed schema, whether it holds an int
         self._timestamp_field = timestamp_field
         self._max_future_ms = max_future_ms
@@ -142,6 +142,17 @@ def required_fields(reader_schema: dict[str, Any], timestamp_field: str | None =
         for f in reader_schema["fields"]
         if not (isinstance(f["type"], list) and "null" in f["type"]) or f["name"] == timestamp_field
     ]
+
+
+def unqualified_aliases(reader_schema: dict[str, Any]) -> dict[str, Any]:
+    """The reader record with its aliases cut to their unqualified names. A writer record resolves to the reader
+    by unqualified name, namespaces ignored, as Avro's resolution compares record names: the reader's own name
+    or one of its aliases. fastavro compares a qualified alias with the writer's full name only (an alias
+    ``old.ns.Txn`` missed a writer ``Txn`` of another namespace that the JVM decoder resolves)."""
+    aliases = reader_schema.get("aliases")
+    if not aliases:
+        return reader_schema
+    return {**reader_schema, "aliases": [str(alias).rsplit(".", 1)[-1] for alias in aliases]}
 
 
 def primitive(schema: Any) -> Any:

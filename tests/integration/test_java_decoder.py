@@ -393,3 +393,48 @@ def test_a_restored_subtask_resumes_from_its_own_watermark_or_the_lowest(decoder
     assert floor(written, 0, 3) == none  # rescaled: the lowest, here "no watermark"
     assert floor(entries((0, 2, 5_000), (1, 2, 7_000)), 1, 1) == 5_000
     assert floor(entries(), 0, 1) == none  # a checkpoint without the entries (an older job's)
+
+
+def test_a_reader_alias_resolves_by_unqualified_name_alike(it_settings: Settings, run_id: str) -> None:
+    """A writer record resolves to a reader alias by unqualified name, namespaces ignored, as record names do:
+    fastavro compared a qualified alias with the writer's full name only, the JVM decoder the unqualified ones."""
+    from pyflink.util.java_utils import add_jars_to_context_class_loader
+
+    from jobs.decoder import decoder_jar, event_decoder
+
+    avro = sorted(it_settings.flink_jars_dir.glob("flink-sql-avro-*.jar"))
+    add_jars_to_context_class_loader([decoder_jar(it_settings).as_uri(), avro[0].as_uri()])
+    reader = {**READER, "aliases": ["old.ns.Txn"]}
+    no_namespace = {k: v for k, v in READER.items() if k != "namespace"}
+    writers = {
+        "alias_itself": {**READER, "name": "Txn", "namespace": "old.ns"},
+        "other_namespace": {**READER, "name": "Txn", "namespace": "x.y"},
+        "reader_namespace": {**READER, "name": "Txn"},
+        "no_namespace": {**no_namespace, "name": "Txn"},
+        "other_name": {**READER, "name": "Other", "namespace": "old.ns"},
+    }
+    client = registry_client(it_settings.schema_registry_url, it_settings.token)
+    ids = {
+        name: client.register_schema(f"javadecoder-alias-{run_id}-{name}", Schema(json.dumps(w), "AVRO"))
+        for name, w in writers.items()
+    }
+    python = EventDecoder(
+        schema_lookup(it_settings.schema_registry_url, it_settings.token), reader, timestamp_field="event_time"
+    )
+    java = event_decoder(it_settings, reader, "event_time")
+    answers = {}
+    for name, writer in writers.items():
+        payload = frame(ids[name], _body(EVENT, writer))
+        try:
+            py = python.decode_record(payload, EVENT_MS)["user_id"]
+        except DecodeError as exc:
+            py = exc.reason
+        try:
+            jv = list(java.decode(payload, EVENT_MS))[1]
+        except Exception as exc:  # py4j's Py4JJavaError, carrying the Java exception
+            jv = str(exc.java_exception.reason())  # type: ignore[attr-defined]
+        answers[name] = (py, jv)
+    ok = (EVENT["user_id"], EVENT["user_id"])
+    assert answers == {**dict.fromkeys(writers, ok), "other_name": ("undecodable", "undecodable")}, answers
+    for name in writers:
+        client.delete_subject(f"javadecoder-alias-{run_id}-{name}", permanent=False)

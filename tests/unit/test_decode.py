@@ -199,3 +199,24 @@ def test_a_record_is_refused_when_its_kafka_timestamp_is_not_its_event_time() ->
     assert reason_of(b"\x01abcd") == "bad_magic"  # the content is judged first: a bad frame keeps its own reason
     with pytest.raises(DecodeError, match="bad_magic"):
         decoder().decode_record(b"\x01abcd", 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace", "resolves"),
+    [("Txn", "old.ns", True), ("Txn", "x.y", True), ("Txn", None, True), ("Other", "old.ns", False)],
+)
+def test_a_reader_alias_matches_by_unqualified_name(name: str, namespace: str | None, resolves: bool) -> None:
+    """As record names resolve (and as the JVM decoder resolves aliases): namespaces are ignored."""
+    writer = {k: v for k, v in READER.items() if k != "namespace"} | {"name": name}
+    if namespace is not None:
+        writer["namespace"] = namespace
+    reader = {**READER, "aliases": ["old.ns.Txn"]}
+    decoder = EventDecoder({9: json.dumps(writer)}.get, reader, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(writer), EVENT)
+    if resolves:
+        assert decoder.decode(frame(9, out.getvalue()))["user_id"] == "user_00001"
+    else:
+        with pytest.raises(DecodeError) as refused:
+            decoder.decode(frame(9, out.getvalue()))
+        assert refused.value.reason == "undecodable"
