@@ -83,10 +83,15 @@ def invalidated(pins: Pins, expired: Iterable[int]) -> list[str]:
     return sorted({m for s, ms in (*pins.kept.items(), *pins.lapsed.items()) if s in gone for m in ms})
 
 
+_EARLIEST_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z, the earliest time a timestamp column writes
+
+
 def _past(d: FeatureDefinition, now_us: int) -> BooleanExpression:
-    from pyiceberg.expressions import And, EqualTo, LessThan
+    from pyiceberg.expressions import AlwaysFalse, And, EqualTo, LessThan
 
     cutoff_us = now_us - to_millis(d.offline_retention) * 1000
+    if cutoff_us <= _EARLIEST_US:  # a retention reaching back before year 1: no stored row can be past it
+        return AlwaysFalse()
     return And(
         EqualTo("entity_type", d.entity),
         EqualTo("feature_name", d.name),
@@ -233,6 +238,7 @@ def _pin_days(raw: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from registry.access import Access
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
@@ -252,6 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for_command()
     started = time.monotonic()
     try:
+        # It deletes every team's rows and snapshots: with FS_AUTH=on it needs an admin token (FS_TOKEN), as
+        # erasure does; a dry run too (it names every feature's rows). Audited either way.
+        access = Access.of(settings, buffered_audit=False)
+        caller = access.authenticate(settings.token)
+        action, target = ("retention_dry_run" if args.dry_run else "retention"), f"table:{settings.iceberg_namespace}"
+        if access.enabled and not caller.admin:
+            access.write_audited(caller, action, target, 403, "offline")
+            print(f"error: {caller.who} may not apply retention: it needs an admin token", file=sys.stderr)
+            return 1
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         report = apply_retention(
             table,
@@ -265,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FeatureStoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    access.write_audited(caller, action, target, 200, "offline")
     print(report.to_json())
     print(f"retention applied in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0

@@ -83,7 +83,7 @@ class FeatureReads:
         self._clock_us = clock_us
         self._log = serving_log
 
-    def _check_entity_type(self, entity_type: str) -> None:
+    def check_entity_type(self, entity_type: str) -> None:
         if entity_type not in self._plans.snapshot()[0].entity_types():
             raise ApiError(ErrorCode.UNKNOWN_ENTITY_TYPE, f"no features are registered for entity type {entity_type!r}")
 
@@ -105,11 +105,15 @@ class FeatureReads:
             )
         return plan
 
-    def _authorize(self, plan: Plan, caller: Caller, client: str) -> None:
-        """403 naming every feature above `internal` the caller has no grant for (audited either way)."""
-        if self._access is not None and plan.sensitive:
+    def _authorize(self, plans: Sequence[Plan], caller: Caller, client: str) -> None:
+        """403 naming every feature above `internal` of ``plans`` (a request's, or each part's of a vector) the
+        caller has no grant for; each one audited either way, once per request."""
+        if self._access is None:
+            return
+        sensitive = list({d.key: d for plan in plans for d in plan.sensitive}.values())
+        if sensitive:
             try:
-                self._access.check_read(caller, plan.sensitive, action="read_features", client=client)
+                self._access.check_read(caller, sensitive, action="read_features", client=client)
             except ForbiddenError as exc:
                 raise ApiError(ErrorCode.FORBIDDEN, str(exc), names=exc.names) from exc
 
@@ -136,7 +140,7 @@ class FeatureReads:
         plan = self._plans.cached(key)  # a plan without request-time features, under its raw query string
         if plan is not None:
             return plan, None
-        self._check_entity_type(entity_type)
+        self.check_entity_type(entity_type)
         params = parse_qs(query, keep_blank_values=True)
         names = params.get("names", [None])[-1]
         service = params.get("feature_service", [None])[-1]
@@ -163,21 +167,21 @@ class FeatureReads:
         text = query.decode("latin-1")
         params: dict[str, list[str]] | None
         if entity_id is None:  # the key is in the query, which then differs per entity: no plan under it
-            self._check_entity_type(entity_type)
+            self.check_entity_type(entity_type)
             params = parse_qs(text, keep_blank_values=True)
             entity_id, key = query_key(entity_type, self._composite(entity_type), params)
             plan, _ = self._get_plan(entity_type, _plan_query(params, key))
         else:
             cached = self._plans.cached(("get", entity_type, text))
             if cached is None:
-                self._check_entity_type(entity_type)
+                self.check_entity_type(entity_type)
             entity_id = single_id(entity_type, self._composite(entity_type), entity_id)
             plan, params = (cached, None) if cached is not None else self._get_plan(entity_type, text)
             key = None
         data: dict[str, list[Any]] = {}
         if plan.requests:
             data = _query_data(plan, params if params is not None else parse_qs(text, keep_blank_values=True))
-        self._authorize(plan, caller, client)
+        self._authorize([plan], caller, client)
         with self.bound.admit(1):
             body, now_us = await self._vector(plan, entity_id, key, data)
         if self._log is not None and self._log.sampled():
@@ -249,8 +253,7 @@ class FeatureReads:
                     raise
                 # A malformed part names its index, whichever check refused it (the code stays the check's).
                 raise ApiError(exc.code, f"entities[{i}]: {exc.message}", **exc.details) from exc
-        for plan, *_ in asks:
-            self._authorize(plan, caller, client)
+        self._authorize([plan for plan, *_ in asks], caller, client)
         with self.bound.admit(len(asks)):
             served = await asyncio.gather(*(self._vector(plan, eid, key, data) for plan, eid, key, data, _ in asks))
         if self._log is not None and self._log.sampled():
@@ -269,7 +272,7 @@ class FeatureReads:
                 "`names` or `feature_service`, and optional `request_data`",
             )
         entity_type: str = part["entity_type"]
-        self._check_entity_type(entity_type)
+        self.check_entity_type(entity_type)
         composite = self._composite(entity_type)
         key: dict[str, str] | None
         if composite:
@@ -309,13 +312,13 @@ class FeatureReads:
         try:
             body = parse_json_object(raw)
         except ApiError:
-            self._check_entity_type(entity_type)  # the entity type first, as on a GET (404 before 400)
+            self.check_entity_type(entity_type)  # the entity type first, as on a GET (404 before 400)
             raise
         names, service = body.get("names"), body.get("feature_service")
         key = _selection_key(entity_type, names, service)
         plan = None if key is None else self._plans.cached(key)
         if plan is None:  # not a request seen before: the entity type first, then the body
-            self._check_entity_type(entity_type)
+            self.check_entity_type(entity_type)
         if set(body) - {"entity_ids", "entity_keys", "names", "feature_service", "request_data"}:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
@@ -329,7 +332,7 @@ class FeatureReads:
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
         data = _body_data(plan, body.get("request_data"), len(ids))
-        self._authorize(plan, caller, client)
+        self._authorize([plan], caller, client)
         with self.bound.admit(len(ids)):
             snapshots = await self._cache.get_each(entity_type, ids)
         failed = [s for s in snapshots if isinstance(s, StoreUnavailableError)]
@@ -589,13 +592,13 @@ class _Batch(_Endpoint):
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         self._reads.bound.check()  # before the body is read and parsed: refusing must cost little
-        return await self._reads.batch(
-            scope["path_params"]["entity_type"],
-            await _read_body(receive),
-            scope.get("headers", ()),
-            caller_of(scope),
-            client_of(scope),
-        )
+        entity_type = scope["path_params"]["entity_type"]
+        try:
+            raw = await _read_body(receive)
+        except ApiError:
+            self._reads.check_entity_type(entity_type)  # 404 before anything in the body, its size too (413)
+            raise
+        return await self._reads.batch(entity_type, raw, scope.get("headers", ()), caller_of(scope), client_of(scope))
 
 
 class _Vectors(_Endpoint):

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Request
 
 from registry.access import Access
+from registry.core.definitions import FeatureDefinition
 from registry.core.errors import ForbiddenError
 from registry.live import LiveCatalog
 from registry.quality import QualityStore, iso
@@ -49,6 +50,17 @@ def quality_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/v1/quality", tags=["quality"])
 
+    def _check_read(request: Request, definitions: list[FeatureDefinition]) -> None:
+        """Statistics describe the values: the same grant as a read of them (403 naming every refused one)."""
+        if access is None or not access.enabled or not definitions:
+            return
+        try:
+            access.check_read(
+                caller_of(request.scope), definitions, action="read_quality", client=client_of(request.scope)
+            )
+        except ForbiddenError as exc:
+            raise ApiError(ErrorCode.FORBIDDEN, str(exc), names=exc.names) from exc
+
     @router.get(
         "/{entity_type}/{name}",
         summary="Stored hourly statistics, drift and parity runs of a feature",
@@ -67,17 +79,18 @@ def quality_router(
         since: str | None = None,
         until: str | None = None,
     ) -> JSONResponse:
-        d = live.current().get(entity_type, name, version)  # 404 for an unknown feature or version
-        if access is not None and access.enabled:  # statistics describe the values: the same grant as a read
-            try:
-                access.check_read(caller_of(request.scope), [d], action="read_quality", client=client_of(request.scope))
-            except ForbiddenError as exc:
-                raise ApiError(ErrorCode.FORBIDDEN, str(exc), names=exc.names) from exc
+        catalog = live.current()
+        d = catalog.get(entity_type, name, version)  # 404 for an unknown feature or version
+        _check_read(request, [d])
         end = _instant("until", until, datetime.fromtimestamp(clock_us() / 1e6, UTC))
         start = _instant("since", since, end - DEFAULT_SPAN if end > _EARLIEST + DEFAULT_SPAN else end)
         if start >= end:
             raise ApiError(ErrorCode.BAD_REQUEST, "since: must be before until")
         stored = quality.feature(entity_type, d.name, version, start, end)
+        # Without `version` the answer holds every version's rows: each other version in it needs the grant
+        # too (the active one may be internal while an older one is restricted).
+        others = sorted({int(row["version"]) for rows in stored.values() for row in rows} - {d.version})
+        _check_read(request, [catalog.get(entity_type, d.name, v) for v in others])
         return JSONResponse(
             {"entity_type": entity_type, "feature": d.name, "since": iso(start), "until": iso(end), **stored}
         )

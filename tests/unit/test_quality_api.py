@@ -147,3 +147,34 @@ def test_plots_command_says_when_nothing_is_stored(
     assert main(["--since", "1d", "--out", str(tmp_path / "out")]) == 1
     assert "nothing stored in the last 1d" in capsys.readouterr().err
     assert main(["--since", "soon", "--out", str(tmp_path / "out")]) == 2
+
+
+def test_without_a_version_every_version_in_the_answer_needs_the_grant(tmp_path: Path) -> None:
+    """The active version internal, an older one restricted with stored statistics: asking without `version`
+    is 403 naming the older one (it answered its rows), as asking for it by version is."""
+    from registry.access import Access, AccessStore
+    from registry.core.definitions import FeatureDefinition
+    from tests.unit.conftest import definition_dict
+
+    db = tmp_path / "definitions.db"
+    store = DefinitionStore(db)
+    store.register(FeatureDefinition.model_validate(definition_dict(owner="fraud-team", sensitivity="restricted")))
+    v2 = definition_dict(owner="fraud-team", sensitivity="internal", version=2, ttl="4h")
+    store.register(FeatureDefinition.model_validate(v2))
+    store.activate("user", "txn_count_1h", 2)
+    quality = QualityStore(db)
+    quality.put_hourly("offline", [_hour(T0, "offline", 0.0, 60_000)], T0 + H)  # version 1's statistics
+    tokens = AccessStore(db)
+    access = Access(tokens, enabled=True, refresh_s=0)
+    client = TestClient(
+        create_app(LiveCatalog(store), NoSource(), clock_us=lambda: NOW_US, quality=quality, access=access)
+    )
+    headers = {"Authorization": "Bearer " + tokens.issue("scorer", "ml-team")}
+    since = "since=2026-11-30T00:00:00Z"
+    for path in (f"/v1/quality/user/txn_count_1h?version=1&{since}", f"/v1/quality/user/txn_count_1h?{since}"):
+        answer = client.get(path, headers=headers)
+        assert (answer.status_code, answer.json()["names"]) == (403, ["user/txn_count_1h@1"]), answer.text
+    assert client.get(f"/v1/quality/user/txn_count_1h?version=2&{since}", headers=headers).status_code == 200
+    tokens.grant("fraud-team", "ml-team")
+    granted = client.get(f"/v1/quality/user/txn_count_1h?{since}", headers=headers)
+    assert granted.status_code == 200 and [row["version"] for row in granted.json()["hourly"]] == [1]

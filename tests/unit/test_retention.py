@@ -188,3 +188,53 @@ def test_cli_refuses_a_pin_days_that_pins_nothing_or_is_not_a_number(
         retention.main(["--dry-run", f"--pin-days={value}"])
     assert exited.value.code == 2
     assert f"argument --pin-days: {message}" in capsys.readouterr().err
+
+
+def test_a_retention_reaching_back_before_year_1_deletes_nothing() -> None:
+    """A valid but very long ``offline_retention`` (1,000,000 days): its cutoff has no timestamp; nothing is past it."""
+    from pyiceberg.expressions import AlwaysFalse
+
+    from serving.offline.retention import past_retention
+
+    forever = build_definition(name="forever_count", offline_retention="1000000d")
+    assert past_retention([forever], NOW_MS * 1000) == AlwaysFalse()
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (None, "error: no API token"),
+        ("fs_bogus_secret", "error: unknown or revoked API token"),
+        ("team", "error: scorer (team ml-team) may not apply retention: it needs an admin token"),
+    ],
+)
+def test_with_auth_on_retention_needs_an_admin_token(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    token: str | None,
+    message: str,
+) -> None:
+    """It deletes every team's rows: FS_AUTH=on asks an admin token of it, as of erasure (a refusal audited)."""
+    from registry.access import AccessStore
+    from serving.offline import retention
+
+    db = tmp_path / "definitions.db"
+    tokens = AccessStore(db)
+    issued = {"team": tokens.issue("scorer", "ml-team"), "admin": tokens.issue("ops", "platform", admin=True)}
+    monkeypatch.setenv("FS_AUTH", "on")
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(db))
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/cat.db")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "wh").as_uri())
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
+    if token is None:
+        monkeypatch.delenv("FS_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("FS_TOKEN", issued.get(token, token))
+    assert retention.main(["--dry-run"]) == 1
+    assert capsys.readouterr().err.startswith(message)
+    if token == "team":
+        assert [(r["action"], r["outcome"]) for r in tokens.audit(principal="scorer")] == [("retention_dry_run", 403)]
+    monkeypatch.setenv("FS_TOKEN", issued["admin"])  # the admin passes the check: the table is what is missing
+    assert retention.main(["--dry-run"]) == 1
+    assert "error: offline table fs.offline_feature_values does not exist" in capsys.readouterr().err

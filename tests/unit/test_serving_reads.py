@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -207,7 +208,10 @@ def test_batch_error_bodies_name_what_is_wrong(live: LiveCatalog) -> None:
     )
     assert client.post("/v1/features/user/batch", content=b"{nope").json()["error"] == "bad_json"
     too_big = client.post("/v1/features/user/batch", content=b" " * (1024 * 1024 + 1))
-    assert too_big.status_code == 413
+    assert (too_big.status_code, too_big.json()["error"]) == (413, "body_too_large")
+    # An unknown entity type is 404 before anything in the body is checked, its size too.
+    unknown_type = client.post("/v1/features/merchant/batch", content=b" " * (1024 * 1024 + 1))
+    assert (unknown_type.status_code, unknown_type.json()["error"]) == (404, "unknown_entity_type")
 
 
 def test_batch_plans_are_keyed_by_the_name_list_not_a_joined_string(live: LiveCatalog) -> None:
@@ -346,7 +350,23 @@ def test_feature_service_errors(live: LiveCatalog, services: LiveFeatureServices
     assert client.get("/v1/features/user/u1?feature_service=m&names=txn_count_1h").json()["error"] == "bad_request"
 
 
-@pytest.mark.parametrize("ref", ["", " ", "fraud@", "fraud@abc", "fraud@0", "fraud@v01", "fraud@-1", "FRAUD", "a b"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "",
+        " ",
+        "fraud@",
+        "fraud@abc",
+        "fraud@0",
+        "fraud@v01",
+        "fraud@-1",
+        "FRAUD",
+        "a b",
+        "fraud\n",
+        " fraud",
+        "fraud@1 ",
+    ],
+)
 def test_a_malformed_feature_service_reference_is_a_400_naming_the_parameter(
     live: LiveCatalog, services: LiveFeatureServices, ref: str
 ) -> None:
@@ -394,6 +414,45 @@ def test_a_well_formed_reference_to_no_service_stays_a_404(live: LiveCatalog, se
         assert r.json()["error"] == ("bad_request" if status == 400 else "unknown_feature_service")
         assert named in r.json()["message"], (path, r.text)
     assert client.get("/v1/feature-services/fraud@v1").json()["ref"] == "fraud@1"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/feature-services/fraud%0A",
+        "/v1/feature-services/%20fraud",
+        "/v1/feature-services/fraud%20",
+        "/v1/feature-services/fraud@1%0A",
+        "/v1/feature-services/fraud%09",
+    ],
+)
+def test_the_service_route_refuses_a_name_with_whitespace(
+    live: LiveCatalog, services: LiveFeatureServices, path: str
+) -> None:
+    client = app_for(live, Source(), services=services)
+    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
+    assert client.post("/v1/feature-services", json={"name": "fraud", "features": [pin]}).status_code == 201
+    r = client.get(path)
+    assert (r.status_code, r.json()["error"]) == (400, "bad_request"), (path, r.text)
+    assert "`name` must be" in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "version", ["1.0", "+1", "01", "1_0", " 1", "1 ", "1\n", "٣", "", "-1", "0", "2147483648", "1e0"]
+)
+def test_the_version_query_takes_the_path_forms_grammar(
+    live: LiveCatalog, services: LiveFeatureServices, version: str
+) -> None:
+    """``?version=`` is ``[1-9][0-9]*`` up to 2^31-1 as ``name@N`` is: not FastAPI's lax int (``1.0``, ``+1``, ``01``)."""
+    client = app_for(live, Source(), services=services)
+    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
+    assert client.post("/v1/feature-services", json={"name": "fraud", "features": [pin]}).status_code == 201
+    r = client.get("/v1/feature-services/fraud", params={"version": version})
+    assert (r.status_code, r.json()["error"]) == (400, "bad_request"), (version, r.text)
+    assert r.json()["message"].startswith("`version` must be in 1-2147483647, not "), r.text
+    assert client.get(f"/v1/feature-services/fraud@{quote(version)}").status_code == 400  # the path form agrees
+    assert client.get("/v1/feature-services/fraud", params={"version": "1"}).json()["ref"] == "fraud@1"
+    assert client.get("/v1/feature-services/fraud", params={"version": "2147483647"}).status_code == 404
 
 
 # --- cache: true age, single-flight, bound ---------------------------------------------------------
