@@ -112,12 +112,31 @@ def plan_requests(store: DefinitionStore, request_features: list[RequestFeature]
     return lines
 
 
+def plan_all(
+    store: DefinitionStore, definitions: list[FeatureDefinition], request_features: list[RequestFeature]
+) -> tuple[list[Change], list[RequestChange]]:
+    """``plan`` and ``plan_requests`` of one folder: one DefinitionConflictError naming every conflict of both."""
+    conflicts: list[str] = []
+    changes: list[Change] = []
+    request_changes: list[RequestChange] = []
+    try:
+        changes = plan(store, definitions)
+    except DefinitionConflictError as exc:
+        conflicts.append(str(exc))
+    try:
+        request_changes = plan_requests(store, request_features)
+    except DefinitionConflictError as exc:
+        conflicts.append(str(exc))
+    if conflicts:
+        raise DefinitionConflictError("; ".join(conflicts))
+    return changes, request_changes
+
+
 def apply(
     store: DefinitionStore, definitions: list[FeatureDefinition], request_features: list[RequestFeature] | None = None
 ) -> list[Registered]:
     """Register every definition (and request feature) in one transaction, after a plan that found no
     conflict; returns what happened to each definition. A conflict that appears between the plan and the
     write (another writer) fails the whole transaction: nothing of the folder is written."""
-    plan(store, definitions)
-    plan_requests(store, request_features or [])
+    plan_all(store, definitions, request_features or [])
     return store.register_all(_distinct(definitions, []), request_features or [])

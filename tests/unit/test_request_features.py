@@ -26,7 +26,7 @@ from registry.core.errors import DatasetError, DefinitionError, RequestFeatureEr
 from registry.core.request_features import RequestFeature, Transform, source_hash
 from registry.definition_store import DefinitionConflictError, DefinitionStore
 from registry.live import LiveCatalog
-from registry.plan import plan_requests
+from registry.plan import apply, plan_all, plan_requests
 from serving.offline.historical import get_historical_features
 from serving.offline.training import build_training_set, rebuild
 from serving.online.app import create_app
@@ -70,6 +70,9 @@ def request_feature(**overrides: Any) -> RequestFeature:
     ("overrides", "message"),
     [
         ({"inputs": ["txn_count_1h"]}, "inputs must pin a version"),
+        ({"inputs": ["txn_count_1h@v1\n"]}, "inputs must pin a version"),  # the grammar matches the whole value
+        ({"inputs": [" txn_count_1h@v1"]}, "inputs must pin a version"),
+        ({"inputs": ["txn_count_1h@1 "]}, "inputs must pin a version"),
         ({"request_fields": [{"name": "names", "value_type": "long"}]}, "taken by the read routes"),
         ({"request_fields": [{"name": "txn_count_1h", "value_type": "long"}]}, "must be distinct"),
         ({"function": "udfs.request.amount_vs_mean_1h"}, "must be `package.module:function`"),
@@ -698,3 +701,21 @@ def test_the_gate_refuses_inputs_the_live_job_no_longer_computes(
     store.register(make_definition(version=2, ttl="3h", source=shipped.source.model_dump(mode="json")), activate=True)
     (problem,) = check_model(model, store.catalog(), None)
     assert "input txn_count_1h@v1 is not computed by the live job (v2 is active)" in problem
+
+
+def test_a_plan_names_the_conflicts_of_stored_and_request_features_together(
+    tmp_path: Path, shipped_catalog: FeatureCatalog
+) -> None:
+    """Both kinds in one error (the request features' conflicts were named only once the stored ones were fixed),
+    and nothing of the folder is written."""
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register_all(list(shipped_catalog), [request_feature()])
+    stored = next(d for d in shipped_catalog if d.name == "txn_count_1h")
+    changed_stored = stored.model_copy(update={"ttl": stored.ttl * 2})
+    changed_request = request_feature(function="tests.request_fns:sum_times_amount")
+    for attempt in (plan_all, apply):
+        with pytest.raises(DefinitionConflictError) as conflict:
+            attempt(store, [changed_stored], [changed_request])
+        assert "user.txn_count_1h v1: transform or TTL differs" in str(conflict.value)
+        assert "request feature user.amount_vs_mean_1h v1: function" in str(conflict.value)
+    assert store.catalog().get("user", "txn_count_1h", 1).ttl == stored.ttl
