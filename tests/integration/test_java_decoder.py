@@ -25,6 +25,8 @@ from registry.core.errors import DecodeError
 from registry.core.settings import Settings
 from schemas import load_schema
 from schemas.wire import frame
+from tests.unit.test_avro_ints import PLACES as INT_PLACES
+from tests.unit.test_avro_ints import as_long
 from udfs.decode import MAX_FUTURE_MS, EventDecoder
 
 pytestmark = pytest.mark.integration
@@ -43,30 +45,6 @@ def _with(
     """READER with some fields' types replaced, ``extra`` fields inserted after merchant_id, top-level keys set."""
     replaced = [{**f, "type": (fields or {}).get(f["name"], f["type"])} for f in READER["fields"]]
     return {**READER, **top, "fields": [*replaced[:3], *(extra or []), *replaced[3:]]}
-
-
-# Where a writer-only int can sit, and a value of the field that puts ``v`` there.
-INT_PLACES: dict[str, tuple[Any, Any]] = {
-    "field": ("int", lambda v: v),
-    "union": (["null", "string", "int"], lambda v: v),
-    "array": ({"type": "array", "items": "int"}, lambda v: [1, v, 2]),
-    "map": ({"type": "map", "values": ["null", "int"]}, lambda v: {"a": None, "b": v}),
-    "record": (
-        {"type": "record", "name": "Inner", "fields": [{"name": "s", "type": "string"}, {"name": "n", "type": "int"}]},
-        lambda v: {"s": "x", "n": v},
-    ),
-}
-
-
-def _as_long(schema: Any) -> Any:
-    """``schema`` with every int a long: what a writer that put a wider value there wrote."""
-    if schema == "int":
-        return "long"
-    if isinstance(schema, list):
-        return [_as_long(s) for s in schema]
-    if isinstance(schema, dict):
-        return {k: _as_long(v) for k, v in schema.items()}
-    return schema
 
 
 # Writer schemas the registry accepts and the two decoders must read alike.
@@ -246,7 +224,7 @@ def test_writer_only_ints_are_held_to_32_bits_alike(decoders: Decoders, place: s
     writer = WRITERS[f"ints_{place}"]
     answers = {
         value: decoders.agree(
-            frame(decoders.ids[f"ints_{place}"], _body({**EVENT, "extra": put(value)}, _as_long(writer)))
+            frame(decoders.ids[f"ints_{place}"], _body({**EVENT, "extra": put(value)}, as_long(writer)))
         )
         for value in (-(2**31) - 1, -(2**31), 2**31 - 1, 2**31, 2**40)
     }

@@ -15,19 +15,12 @@ from hypothesis import strategies as st
 from registry.core.errors import DecodeError
 from schemas import load_schema
 from schemas.wire import frame
+from tests.unit.test_decode import EVENT
 from udfs.avro_ints import INT_MAX, INT_MIN, holds_int, int_outside_32_bits
 from udfs.decode import EventDecoder
 
 NOW_MS = 1_700_000_000_000
 READER = load_schema("card_transaction")
-EVENT = {
-    "transaction_id": "txn_1",
-    "user_id": "user_00001",
-    "merchant_id": "merchant_0001",
-    "amount": 12.5,
-    "currency": "EUR",
-    "event_time": NOW_MS - 5_000,
-}
 
 # Where an int can sit, each as a writer-only field ("extra") and a value that puts `v` there.
 PLACES: dict[str, tuple[Any, Any]] = {
@@ -43,14 +36,14 @@ PLACES: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _as_long(schema: Any) -> Any:
+def as_long(schema: Any) -> Any:
     """``schema`` with every int a long: what a writer that put a wider value there wrote."""
     if schema == "int":
         return "long"
     if isinstance(schema, list):
-        return [_as_long(s) for s in schema]
+        return [as_long(s) for s in schema]
     if isinstance(schema, dict):
-        return {k: _as_long(v) for k, v in schema.items()}
+        return {k: as_long(v) for k, v in schema.items()}
     return schema
 
 
@@ -72,7 +65,7 @@ def _decoder(writer: dict[str, Any]) -> EventDecoder:
 @pytest.mark.parametrize("value", [INT_MIN - 1, INT_MAX + 1, 2**40, -(2**62)])
 def test_a_writer_only_int_outside_32_bits_is_undecodable(place: str, value: int) -> None:
     extra, put = PLACES[place]
-    body = _body(_as_long(_writer(extra)), {**EVENT, "extra": put(value)})
+    body = _body(as_long(_writer(extra)), {**EVENT, "extra": put(value)})
     with pytest.raises(DecodeError) as refused:
         _decoder(_writer(extra)).decode(frame(7, body))
     assert refused.value.reason == "undecodable"
@@ -102,7 +95,7 @@ def test_a_block_written_with_its_byte_size_is_skipped_by_it() -> None:
 def test_a_reader_long_promoted_from_a_writer_int_is_held_to_32_bits() -> None:
     reader = {**READER, "fields": [*READER["fields"], {"name": "n", "type": "long", "default": 0}]}
     writer = {**READER, "fields": [*READER["fields"], {"name": "n", "type": "int"}]}
-    body = _body(_as_long(writer), {**EVENT, "n": 2**31})
+    body = _body(as_long(writer), {**EVENT, "n": 2**31})
     decoder = EventDecoder({7: json.dumps(writer)}.get, reader, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
     with pytest.raises(DecodeError, match="2147483648 is not an int"):
         decoder.decode(frame(7, body))
@@ -134,6 +127,6 @@ def test_the_first_int_outside_32_bits_against_a_brute_force_reference(places: l
             field["type"] = {**field["type"], "name": f"Inner{i}"}
     schema = {"type": "record", "name": "R", "fields": fields}
     record = {f"f{i}": PLACES[p][1](values[i]) for i, p in enumerate(places)}
-    body = _body(_as_long(schema), record)
+    body = _body(as_long(schema), record)
     expected = next((v for v in values[: len(places)] if not INT_MIN <= v <= INT_MAX), None)
     assert int_outside_32_bits(fastavro.parse_schema(schema), body) == expected
