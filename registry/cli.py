@@ -10,16 +10,19 @@ import argparse
 import math
 import sqlite3
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from registry.core.arguments import number
+from registry.core.arguments import number, whole
 from registry.core.catalog import FeatureCatalog, load_folder, load_request_folder
+from registry.core.definitions import MAX_VERSION
+from registry.core.durations import EPOCH, parse_duration, to_millis
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings, http_url, settings_for_command
 from registry.definition_store import DefinitionStore
-from registry.plan import apply, plan, plan_requests
+from registry.plan import apply, plan_all
 
 if TYPE_CHECKING:
     from registry.gate import Guardrails
@@ -30,6 +33,20 @@ def _pointer(text: str) -> tuple[str, str, int]:
     if ref is None or ref.entity is None or ref.version is None:
         raise DefinitionError(f"{text!r} is not a versioned feature reference like user.txn_count_1h@2")
     return ref.entity, ref.name, ref.version
+
+
+def _span(raw: str) -> str:
+    """``--since``: a positive duration (``30m``, ``24h``), kept as written for the gate's messages;
+    anything else is a usage error (exit 2), whether or not ``--guardrails`` reads it."""
+    try:
+        span = parse_duration(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"must be a positive duration like 30m or 24h: {exc}") from None
+    if span <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"must be a positive duration like 30m or 24h, not {raw!r}")
+    if span > datetime.now(UTC) - EPOCH:
+        raise argparse.ArgumentTypeError(f"must be a positive duration reaching back no further than 1970, not {raw!r}")
+    return raw
 
 
 def _registry_url(raw: str) -> str:
@@ -73,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     act = sub.add_parser("activate", help="move a feature's serving pointer to a version")
     act.add_argument("entity")
     act.add_argument("name")
-    act.add_argument("version", type=int)
+    act.add_argument("version", type=whole(1, MAX_VERSION))
     act_all = sub.add_parser("activate-all", help="move several serving pointers at once (all or none)")
     act_all.add_argument("refs", nargs="+", metavar="entity.name@N")
     sub.add_parser("list", help="registered features, versions and which one serves")
@@ -86,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also refuse features the serving log shows stale or skewed, or that drifted (reads the Iceberg tables)",
     )
-    gate.add_argument("--since", default="24h", help="the serving log's span for --guardrails (default 24h)")
+    gate.add_argument(
+        "--since", type=_span, default="24h", help="the serving log's span for --guardrails (default 24h)"
+    )
     share = number(0.0, 1.0)
     gate.add_argument("--max-stale-share", type=share, default=0.01, help="share of values served stale (default 0.01)")
     gate.add_argument("--max-parity-ratio", type=share, default=0.001, help="mismatch or missing ratio (default 0.001)")
@@ -98,16 +117,16 @@ def main(argv: list[str] | None = None) -> int:
         _check_db(args.db, args.command, settings.definitions_db)
         store = DefinitionStore(args.db)
         if args.command == "plan":
-            changes = [str(c) for c in plan(store, load_folder(args.folder))]
-            changes += [str(c) for c in plan_requests(store, load_request_folder(args.folder))]
+            stored, requested = plan_all(store, load_folder(args.folder), load_request_folder(args.folder))
+            changes = [str(c) for c in stored] + [str(c) for c in requested]
             for change in changes:
                 print(change)
             print(f"{len(changes)} change(s)" if changes else "no changes")
             return 2 if changes else 0
         if args.command == "apply":
-            requests = load_request_folder(args.folder)
-            request_changes = plan_requests(store, requests)
-            results = apply(store, load_folder(args.folder), requests)
+            requests, definitions = load_request_folder(args.folder), load_folder(args.folder)
+            _, request_changes = plan_all(store, definitions, requests)
+            results = apply(store, definitions, requests)
             for r in results:
                 print(
                     f"{r.action:16} {r.definition.entity}.{r.definition.name} v{r.definition.version}"
@@ -167,9 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 def _guardrails(settings: Settings, catalog: FeatureCatalog, args: argparse.Namespace) -> Guardrails:
     """The serving log's health of the last ``--since``: this entry point composes the offline side."""
     import time
-    from datetime import UTC, datetime, timedelta
 
-    from registry.core.durations import parse_duration, to_millis
     from registry.gate import Guardrails
     from registry.quality import QualityStore
     from serving.offline.parity import parity_report
@@ -177,10 +194,7 @@ def _guardrails(settings: Settings, catalog: FeatureCatalog, args: argparse.Name
     from sinks.iceberg.writer import ensure_table
     from sinks.serving_log import ensure_log_table
 
-    try:
-        span_ms = to_millis(parse_duration(args.since))
-    except ValueError as exc:
-        raise DefinitionError(f"--since {args.since!r}: {exc}") from exc
+    span_ms = to_millis(parse_duration(args.since))  # checked by argparse (``_span``)
     iceberg = connect_iceberg(settings)
     log = ensure_log_table(iceberg, settings.iceberg_namespace)
     offline = ensure_table(iceberg, settings.iceberg_namespace)

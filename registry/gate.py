@@ -84,7 +84,9 @@ class ModelManifest(BaseModel):
 
 def load_model(path: Path) -> ModelManifest:
     try:
-        return ModelManifest.model_validate(tomllib.loads(path.read_text()))
+        return ModelManifest.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"{path}: not a valid model file: not UTF-8 text (byte {exc.start})") from exc
     except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
         raise DefinitionError(f"{path}: not a valid model file: {exc}") from exc
 

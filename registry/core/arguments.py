@@ -14,8 +14,12 @@ from collections.abc import Callable
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 
 
+def _bound(x: float) -> str:
+    return str(int(x)) if isinstance(x, int) else f"{x:g}"  # 2147483647, not 2.14748e+09
+
+
 def _span(low: float, high: float) -> str:
-    return f"from {low:g} to {high:g}" if math.isfinite(high) else f"of {low:g} or more"
+    return f"from {_bound(low)} to {_bound(high)}" if math.isfinite(high) else f"of {_bound(low)} or more"
 
 
 def whole(low: int, high: float = math.inf) -> Callable[[str], int]:

@@ -35,7 +35,9 @@ def _merge(defaults: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str,
 
 def _document(path: Path) -> dict[str, Any]:
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"{path}: cannot read definitions: not UTF-8 text (byte {exc.start})") from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise DefinitionError(f"{path}: cannot read definitions: {exc}") from exc
     unknown = set(doc) - {"defaults", "feature", "request_feature"}
@@ -57,10 +59,14 @@ def parse_request_features(path: Path) -> list[RequestFeature]:
     inherited = {k: v for k, v in defaults.items() if k in ("entity", "owner", "tags")}
     out = []
     for i, raw in enumerate(raw_features):
+        if not isinstance(raw, dict):
+            raise DefinitionError(
+                f"{path}: request feature #{i + 1} is not a table ([[request_feature]]): {raw!r:.100}"
+            )
         try:
             out.append(RequestFeature.model_validate({**inherited, **raw}))
         except ValidationError as exc:
-            label = raw.get("name", f"#{i + 1}") if isinstance(raw, dict) else f"#{i + 1}"
+            label = raw.get("name", f"#{i + 1}")
             raise DefinitionError(f"{path}: request feature {label}: {exc}") from exc
     return out
 
@@ -73,6 +79,8 @@ def parse_file(path: Path) -> list[FeatureDefinition]:
         raise DefinitionError(f"{path}: `defaults` must be a table and features an array of tables ([[feature]])")
     out = []
     for i, raw in enumerate(features):
+        if not isinstance(raw, dict):
+            raise DefinitionError(f"{path}: feature #{i + 1} is not a table ([[feature]]): {raw!r:.100}")
         try:
             out.append(FeatureDefinition.model_validate(_merge(defaults, raw)))
         except ValidationError as exc:

@@ -32,8 +32,9 @@ def parse_ref(text: str, *, name_pattern: str = NAME_PATTERN, with_entity: bool 
     """The reference ``text`` spells, or None if it is not one.
 
     ``with_entity``: the entity type is part of the reference (``entity.name@N``) and required.
+    The grammar matches all of ``text``: surrounding spaces or a trailing newline make it malformed.
     """
-    head, at, version_text = text.strip().partition("@")
+    head, at, version_text = text.partition("@")
     version: int | None = None
     if at:
         match = _VERSION.fullmatch(version_text)

@@ -3,14 +3,19 @@
 A backfill recomputes a feature into a *new* version (the stream job replays history into it) while
 the active version keeps serving; nothing reads the new version's rows until promotion. ``promote``
 checks that the candidate is registered and that its offline data has caught up with the active
-version's (its latest window end is at most ``max_lag`` behind; the writer commits offline before
-online, so online has those windows too), then moves the pointer with one atomic UPDATE
+version's: the event time each version's offline data covers (its latest window end less its window
+length) may trail the active version's by at most ``max_lag`` (default: one window step of the
+candidate, 0 for session windows), in exact milliseconds; trailing by more is refused, and so is a
+candidate with no offline rows while the active version has some (the writer commits offline before
+online, so online has those windows too). Then it moves the pointer with one atomic UPDATE
 (``DefinitionStore.activate``). Serving processes pick the move up at their next catalog refresh
 (``LiveCatalog``); a request resolves all its names against one catalog snapshot, so it reports one
 version per feature, old or new, never a value of one under the number of the other. A refused or
 failed promotion (unknown version, a backfill that stopped short) leaves the active version as it was.
 
-CLI: ``python -m serving.offline.promotion user txn_count_1h 2 [--max-lag 10m] [--force]``.
+CLI: ``python -m serving.offline.promotion user txn_count_1h 2 [--max-lag 10m] [--force] [--check]``: exit 0
+promoted, 1 refused or an error (one ``error:`` line), 2 a usage error; ``--check`` only reports, exit 0 ready,
+2 not ready, 1 an error.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from registry.core.definitions import FeatureDefinition
+from registry.core.arguments import whole
+from registry.core.definitions import MAX_VERSION, FeatureDefinition
 from registry.core.durations import to_millis
 from registry.core.errors import DefinitionError
 from registry.core.timeline import step_ms
@@ -94,15 +100,13 @@ def readiness(
     problems = []
     if active_reach is not None and reach is None:
         problems.append(f"v{version} has no offline rows: has its backfill run?")
-    elif (
-        active_reach is not None
-        and reach is not None
-        and _events_covered(candidate, reach) < _events_covered(active, active_reach) - lag_ms
-    ):
-        problems.append(
-            f"v{version} trails v{active.version} by {(active_reach - reach) / 1000:.0f}s "
-            f"(allowed {lag_ms / 1000:.0f}s): the backfill has not caught up"
-        )
+    elif active_reach is not None and reach is not None:
+        trails_ms = _events_covered(active, active_reach) - _events_covered(candidate, reach)
+        if trails_ms > lag_ms:  # exact milliseconds, both: 300001ms is not "300s"
+            problems.append(
+                f"v{version} trails v{active.version} by {trails_ms}ms (allowed {lag_ms}ms): "
+                "the backfill has not caught up"
+            )
     return Readiness(entity, name, version, active.version, reach, active_reach, tuple(problems))
 
 
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("entity")
     parser.add_argument("name")
-    parser.add_argument("version", type=int)
+    parser.add_argument("version", type=whole(1, MAX_VERSION))
     parser.add_argument("--max-lag", help="how far the candidate may trail the active version, e.g. 10m")
     parser.add_argument("--force", action="store_true", help="promote even if not caught up")
     parser.add_argument("--check", action="store_true", help="only report readiness")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
 from registry.access import Access
@@ -17,6 +18,8 @@ from serving.online.features_api import check_service_ref
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.refusals import audited
 from serving.online.responses import BAD_PARAMETER, JSONResponse, json_object, problems
+
+_VERSION = re.compile(r"[1-9][0-9]{0,9}")  # a version as `name@N` writes it: no sign, leading zero, `.0` or space
 
 
 def service_json(s: FeatureService) -> dict[str, Any]:
@@ -90,19 +93,26 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
         summary="A feature service's latest version, or `?version=`",
         responses=problems(
             {
-                400: f"{BAD_PARAMETER} (`name` not `name`, `name@N` or `name@vN`; `version` not in range, or given "
-                "twice)",
+                400: f"{BAD_PARAMETER} (`name` not `name`, `name@N` or `name@vN`; `version` not `[1-9][0-9]*` in "
+                f"1-{MAX_VERSION}, or given twice)",
                 404: "`unknown_feature_service`",
             }
         ),
     )
-    def get(name: str, version: int | None = None) -> JSONResponse:
+    def get(
+        name: str,
+        version: Annotated[
+            str | None,
+            Query(description=f"a version as `name@N` writes it: `[1-9][0-9]*`, at most {MAX_VERSION}"),
+        ] = None,
+    ) -> JSONResponse:
         check_service_ref(name, "name")  # malformed: 400 naming the parameter; well-formed but unknown: 404
         if version is not None:
             if "@" in name:
                 raise ApiError(ErrorCode.BAD_REQUEST, "give the version in `name` (`name@N`) or `version`, not both")
-            if not 1 <= version <= MAX_VERSION:
-                raise ApiError(ErrorCode.BAD_REQUEST, f"`version` must be in 1-{MAX_VERSION}, not {version}")
+            # the path form's grammar, not int(): `01`, `+1`, `1.0`, ` 1` are refused as `name@01` is
+            if _VERSION.fullmatch(version) is None or int(version) > MAX_VERSION:
+                raise ApiError(ErrorCode.BAD_REQUEST, f"`version` must be in 1-{MAX_VERSION}, not {version[:300]!r}")
         index = services.current()
         found = index.get(name if version is None else f"{name}@{version}")
         body = service_json(found)

@@ -295,3 +295,63 @@ def test_a_stream_changes_how_it_reads_its_topic_by_activating_all_its_features_
     assert cli.main(["--db", str(db), "activate-all", *moved]) == 0
     now = {d.name: d for d in store.catalog().active()}
     assert all(now[d.name].version == d.version + 1 and now[d.name].source.event_id_field is None for d in active)
+
+
+@pytest.mark.parametrize("ref", ["user.txn_count_1h@1 ", " user.txn_count_1h@1", "user.txn_count_1h@1\n"])
+def test_cli_activate_all_refuses_a_reference_with_whitespace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ref: str
+) -> None:
+    """The reference grammar matches the whole argument: surrounding whitespace is one `error:` line, exit 1."""
+    db = str(tmp_path / "d.db")
+    assert cli.main(["--db", db, "apply"]) == 0
+    capsys.readouterr()
+    assert cli.main(["--db", db, "activate-all", ref]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {ref!r} is not a versioned feature reference like user.txn_count_1h@2\n"
+
+
+@pytest.mark.parametrize("version", ["1_0", "٣", "1.0", "0", "2147483648", "x", ""])
+def test_cli_activate_takes_a_version_in_ascii_digits_from_1_to_2_31_minus_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], version: str
+) -> None:
+    """Not `int()`: `1_0` is not v10 nor `٣` v3; a usage error naming the argument, exit 2, nothing moves."""
+    db = tmp_path / "d.db"
+    assert cli.main(["--db", str(db), "apply"]) == 0
+    seq = DefinitionStore(db).change_seq()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--db", str(db), "activate", "user", "txn_count_1h", version])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument version: must be a whole number from 1 to " in err and err.endswith(f", not {version!r}\n")
+    assert DefinitionStore(db).change_seq() == seq
+
+
+def _plan(tmp_path: Path, content: bytes) -> tuple[int, str]:
+    db = tmp_path / "d.db"
+    DefinitionStore(db)
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    (folder / "x.toml").write_bytes(content)
+    code = cli.main(["--db", str(db), "plan", str(folder)])
+    return code, str(folder / "x.toml")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'[[feature]]\nname = "caf\xe9"\n', "cannot read definitions: not UTF-8 text (byte 23)"),
+        (b"feature = [1]\n", "feature #1 is not a table ([[feature]]): 1"),
+        (b'feature = ["a"]\n', "feature #1 is not a table ([[feature]]): 'a'"),
+        (b"request_feature = [1]\n", "request feature #1 is not a table ([[request_feature]]): 1"),
+        (b'request_feature = ["a", 2]\n', "request feature #1 is not a table ([[request_feature]]): 'a'"),
+    ],
+)
+def test_cli_plan_on_a_file_it_cannot_read_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    """A file that is not UTF-8, or `[[feature]]`/`[[request_feature]]` entries that are not tables: exit 1,
+    one `error:` line naming the file (and the entry), no traceback."""
+    code, path = _plan(tmp_path, content)
+    err = capsys.readouterr().err
+    assert (code, err) == (1, f"error: {path}: {message}\n")

@@ -222,6 +222,13 @@ def test_cli_gate_guardrails_read_the_stored_drift(
         ("--max-psi", "x"),
         ("--schema-registry", "notaurl"),
         ("--schema-registry", "ftp://h"),
+        ("--since", "bogus"),
+        ("--since", "0s"),
+        ("--since", "0ms"),
+        ("--since", "-1h"),
+        ("--since", "1.5h"),
+        ("--since", "٥m"),
+        ("--since", "100000d"),
     ],
 )
 def test_cli_gate_refuses_an_option_value_that_makes_no_sense(
@@ -231,3 +238,28 @@ def test_cli_gate_refuses_an_option_value_that_makes_no_sense(
         cli.main(["--db", str(tmp_path / "x.db"), "gate", "m.toml", "--guardrails", f"{option}={value}"])
     assert exited.value.code == 2
     assert f"argument {option}: must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["bogus", "0s", "", "99999999999999d"])
+def test_cli_gate_refuses_a_bad_since_without_guardrails_too(
+    store: DefinitionStore, tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """``--since`` is checked when parsed, whether or not ``--guardrails`` reads it: a usage error, exit 2."""
+    model = tmp_path / "m.toml"
+    model.write_text('model = "fraud"\n[[features]]\nentity = "user"\nname = "txn_count_1h"\nversion = 1\n')
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--db", str(tmp_path / "d.db"), "gate", str(model), "--no-schema-check", f"--since={value}"])
+    assert exited.value.code == 2
+    assert "argument --since: must be a positive duration" in capsys.readouterr().err
+
+
+def test_cli_gate_on_a_model_file_that_is_not_utf8_is_one_error_line(
+    store: DefinitionStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "m.toml"
+    model.write_bytes(b'model = "fr\xe4ud"\n')
+    assert cli.main(["--db", str(tmp_path / "d.db"), "gate", str(model), "--no-schema-check"]) == 1
+    assert capsys.readouterr().err == f"error: {model}: not a valid model file: not UTF-8 text (byte 11)\n"
+    with pytest.raises(Exception, match="not UTF-8 text") as raised:
+        load_model(model)
+    assert type(raised.value).__name__ == "DefinitionError"
