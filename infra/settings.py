@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
+# The spellings of registry.core.settings (WHOLE, DECIMAL, _HOST; not imported: that module loads pydantic):
+# ASCII digits with an optional sign, a plain decimal number, one host name or IPv4 address.
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_HOST = re.compile(r"[^\s/?#@\[\]:,]+")
+
 
 def _port(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
-    try:
-        port = int(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a port number") from None
+    if _WHOLE.fullmatch(raw) is None:
+        raise SystemExit(f"{name}={raw!r} is not a port number")
+    port = int(raw)
     if not 0 < port < 65536:
         raise SystemExit(f"{name}={port} is outside 1-65535")
     return port
@@ -23,15 +29,22 @@ def _port(name: str, default: int) -> int:
 
 def _seconds(name: str, default: float) -> float:
     """A duration in seconds: a finite number above 0 (``0.5`` and ``1e3`` are taken; 0, negatives, ``nan``
-    and ``inf`` are not)."""
+    and ``inf`` are not, nor ``1_000``, `` 5 `` or non-ASCII digits)."""
     raw = os.environ.get(name, str(default))
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a number of seconds") from None
+    if _DECIMAL.fullmatch(raw) is None and raw.lower() not in ("nan", "inf", "+inf", "-inf"):
+        raise SystemExit(f"{name}={raw!r} is not a number of seconds")
+    seconds = float(raw)
     if not (math.isfinite(seconds) and seconds > 0):
         raise SystemExit(f"{name}={raw!r} must be a number of seconds above 0")
     return seconds
+
+
+def _host(name: str) -> str:
+    """Where every service of the stack listens (and the clients look for them by default)."""
+    raw = os.environ.get(name, "127.0.0.1")
+    if _HOST.fullmatch(raw) is None:
+        raise SystemExit(f"{name}={raw!r} is not one host name or IPv4 address")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,7 @@ class StackSettings:
         return cls(
             cache_dir=Path(env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore")),
             state_dir=Path(env.get("FS_STATE_DIR", REPO_DIR / ".state")).resolve(),
-            host=env.get("FS_HOST", "127.0.0.1"),
+            host=_host("FS_HOST"),
             kafka_port=_port("FS_KAFKA_PORT", 9092),
             kafka_controller_port=_port("FS_KAFKA_CONTROLLER_PORT", 9093),
             cassandra_port=_port("FS_CASSANDRA_PORT", 9042),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from registry.core.errors import SettingsError, StoreUnavailableError
@@ -54,30 +55,63 @@ def connect_cassandra(
     return cluster, session
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line: SQLAlchemy's adds the statement and a "(Background on this
+    error at: ...)" link on lines of their own."""
+    return " ".join(str(exc).split("\n(Background on this error at:")[0].split())
+
+
+# What SQLite answers for a catalog file the setting gets wrong (a folder, not a database, read-only), as
+# opposed to a transient state such as "database is locked".
+_SQLITE_UNUSABLE = ("unable to open database file", "file is not a database", "readonly database")
+
+
+def _make_folder(name: str, value: str, folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "a file is in its place" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
+        raise SettingsError(f"{name} {value!r}: cannot create the folder {folder}: {reason}") from None
+
+
 def connect_iceberg(settings: Settings) -> Catalog:
-    """The SQL catalog holding the offline tables (SQLite by default, PostgreSQL in production)."""
-    from pathlib import Path
+    """The SQL catalog holding the offline tables (SQLite by default, PostgreSQL in production).
+
+    A catalog URI or warehouse that cannot be used (a folder that cannot be created, a SQLite path that is
+    a folder or not a database) is a SettingsError naming FS_ICEBERG_CATALOG_URI or FS_ICEBERG_WAREHOUSE.
+    """
     from urllib.parse import urlparse
 
     from pyiceberg.catalog.sql import SqlCatalog
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+    from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
-    if settings.iceberg_catalog_uri.startswith("sqlite:///"):
-        Path(settings.iceberg_catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    uri = settings.iceberg_catalog_uri
+    sqlite = uri.startswith("sqlite:///")
+    if sqlite:
+        database = Path(uri.removeprefix("sqlite:///"))
+        _make_folder("FS_ICEBERG_CATALOG_URI", uri, database.parent)
+        if database.is_dir():
+            raise SettingsError(f"FS_ICEBERG_CATALOG_URI {uri!r} names a folder, not a database file")
     warehouse = urlparse(settings.iceberg_warehouse)
     if warehouse.scheme == "file":
-        Path(warehouse.path).mkdir(parents=True, exist_ok=True)
+        _make_folder("FS_ICEBERG_WAREHOUSE", settings.iceberg_warehouse, Path(warehouse.path))
     for attempt in range(_CATALOG_INIT_ATTEMPTS):
         try:
-            return SqlCatalog("feature_store", uri=settings.iceberg_catalog_uri, warehouse=settings.iceberg_warehouse)
+            return SqlCatalog("feature_store", uri=uri, warehouse=settings.iceberg_warehouse)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # not a URL, unknown dialect, no driver
             raise SettingsError(
-                f"FS_ICEBERG_CATALOG_URI {settings.iceberg_catalog_uri!r} is not a database SQLAlchemy can open: {exc}"
+                f"FS_ICEBERG_CATALOG_URI {uri!r} is not a database SQLAlchemy can open: {_one_line(exc)}"
             ) from None
-        except OperationalError as exc:
+        except DatabaseError as exc:  # OperationalError included
             # Writers opening a new catalog together race to create its tables (check, then CREATE);
             # the losers see "already exists" and find the tables there on the next attempt.
-            if "already exists" not in str(exc) or attempt == _CATALOG_INIT_ATTEMPTS - 1:
-                raise StoreUnavailableError(f"Iceberg catalog {settings.iceberg_catalog_uri}: {exc}") from exc
-            time.sleep(0.05 * (attempt + 1))
+            if "already exists" in str(exc) and attempt < _CATALOG_INIT_ATTEMPTS - 1:
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            reason = _one_line(exc.orig if exc.orig is not None else exc)
+            if sqlite and any(unusable in reason for unusable in _SQLITE_UNUSABLE):
+                raise SettingsError(
+                    f"FS_ICEBERG_CATALOG_URI {uri!r} is not a SQLite database this process can open and write: {reason}"
+                ) from None
+            raise StoreUnavailableError(f"Iceberg catalog {uri}: {reason}") from exc
     raise AssertionError("unreachable")

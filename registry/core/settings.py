@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,14 +21,45 @@ def _switch(name: str, value: str) -> bool:
     return value == "on"
 
 
+# Whole numbers as settings spell them: ASCII digits with an optional sign, nothing around them (as the
+# commands' ``registry.core.arguments.whole``): ``1_000``, `` 64 ``, ``7.0`` and non-ASCII digits are refused.
+WHOLE = re.compile(r"[+-]?[0-9]+")
+# Decimal numbers likewise: ASCII digits, one optional point, an optional exponent (``0.5``, ``.5``, ``1e3``);
+# no underscores, spaces or non-ASCII digits, and no ``nan`` or ``inf``.
+DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# One host name or IPv4 address: something ``host:port`` and ``http://host:port`` can be built from.
+_HOST = re.compile(r"[^\s/?#@\[\]:,]+")
+
+
 def _port(name: str, raw: str) -> int:
-    try:
-        port = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a port number, not {raw!r}") from None
+    if WHOLE.fullmatch(raw) is None:
+        raise SettingsError(f"{name} must be a port number, not {raw!r}")
+    port = int(raw)
     if not 1 <= port <= 65_535:
         raise SettingsError(f"{name} must be from 1 to 65535, not {port}")
     return port
+
+
+def _host(name: str, raw: str) -> str:
+    try:  # characters that NFKC-normalise into a URL delimiter make urlsplit raise
+        fits = _HOST.fullmatch(raw) is not None and urlsplit(f"http://{raw}").hostname == raw.lower()
+    except ValueError:
+        fits = False
+    if not fits:
+        raise SettingsError(f"{name} must be one host name or IPv4 address, not {raw!r}")
+    return raw
+
+
+def _servers(name: str, raw: str) -> str:
+    if not all(server.strip() for server in raw.split(",")):
+        raise SettingsError(f"{name} must be host:port servers separated by commas, not {raw!r}")
+    return raw
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError(f"{name} must not be empty")
+    return raw
 
 
 def _hosts(name: str, raw: str) -> tuple[str, ...]:
@@ -38,7 +70,10 @@ def _hosts(name: str, raw: str) -> tuple[str, ...]:
 
 
 def http_url(name: str, raw: str) -> str:
-    url = urlsplit(raw)
+    try:
+        url = urlsplit(raw)
+    except ValueError:  # an unclosed "[" of an IPv6 host, characters that NFKC-normalise into delimiters
+        raise SettingsError(f"{name} must be an http:// or https:// URL with a host, not {raw!r}") from None
     if url.scheme not in ("http", "https") or not url.hostname:
         raise SettingsError(f"{name} must be an http:// or https:// URL with a host, not {raw!r}")
     try:
@@ -77,22 +112,31 @@ class Settings(BaseModel):
     def from_env(cls) -> Settings:
         """Read FS_* variables, falling back to the local stack's defaults."""
         env = os.environ
-        host = env.get("FS_HOST", "127.0.0.1")
+        # FS_HOST: where the local stack (python -m infra) runs its services, and so where the clients
+        # look for them unless FS_KAFKA_BOOTSTRAP, FS_SCHEMA_REGISTRY_URL or FS_CASSANDRA_HOSTS say otherwise.
+        host = _host("FS_HOST", env.get("FS_HOST", "127.0.0.1"))
+        kafka_port = _port("FS_KAFKA_PORT", env.get("FS_KAFKA_PORT", "9092"))
+        registry_port = _port("FS_REGISTRY_PORT", env.get("FS_REGISTRY_PORT", "8081"))
         state = Path(env.get("FS_STATE_DIR", _REPO / ".state")).resolve()
         cache = Path(env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"))
+        # A variable that is set is checked, even when empty: only an unset one takes the default.
         return cls(
-            kafka_bootstrap=env.get("FS_KAFKA_BOOTSTRAP")
-            or f"{host}:{_port('FS_KAFKA_PORT', env.get('FS_KAFKA_PORT', '9092'))}",
-            schema_registry_url=http_url(
-                "FS_SCHEMA_REGISTRY_URL",
-                env.get("FS_SCHEMA_REGISTRY_URL")
-                or f"http://{host}:{_port('FS_REGISTRY_PORT', env.get('FS_REGISTRY_PORT', '8081'))}",
-            ),
+            kafka_bootstrap=_servers("FS_KAFKA_BOOTSTRAP", env["FS_KAFKA_BOOTSTRAP"])
+            if "FS_KAFKA_BOOTSTRAP" in env
+            else f"{host}:{kafka_port}",
+            schema_registry_url=http_url("FS_SCHEMA_REGISTRY_URL", env["FS_SCHEMA_REGISTRY_URL"])
+            if "FS_SCHEMA_REGISTRY_URL" in env
+            else f"http://{host}:{registry_port}",
             cassandra_hosts=_hosts("FS_CASSANDRA_HOSTS", env.get("FS_CASSANDRA_HOSTS", host)),
             cassandra_port=_port("FS_CASSANDRA_PORT", env.get("FS_CASSANDRA_PORT", "9042")),
             cassandra_keyspace=env.get("FS_CASSANDRA_KEYSPACE", "feature_store"),
-            iceberg_catalog_uri=env.get("FS_ICEBERG_CATALOG_URI", f"sqlite:///{state / 'iceberg' / 'catalog.db'}"),
-            iceberg_warehouse=env.get("FS_ICEBERG_WAREHOUSE", (state / "iceberg" / "warehouse").as_uri()),
+            iceberg_catalog_uri=_text(
+                "FS_ICEBERG_CATALOG_URI",
+                env.get("FS_ICEBERG_CATALOG_URI", f"sqlite:///{state / 'iceberg' / 'catalog.db'}"),
+            ),
+            iceberg_warehouse=_text(
+                "FS_ICEBERG_WAREHOUSE", env.get("FS_ICEBERG_WAREHOUSE", (state / "iceberg" / "warehouse").as_uri())
+            ),
             iceberg_namespace=env.get("FS_ICEBERG_NAMESPACE", "feature_store"),
             definitions_dir=Path(env.get("FS_DEFINITIONS_DIR", Path(__file__).resolve().parents[1] / "features")),
             definitions_db=_path(
@@ -120,6 +164,16 @@ class Settings(BaseModel):
             "FS_AUTH": "on" if self.auth else "off",
             **({"FS_TOKEN": self.token} if self.token else {}),
         }
+
+
+def port_for_command(name: str, default: int) -> int:
+    """A port a command reads beside ``Settings`` (the schema registry's ``FS_REGISTRY_PORT``, its
+    ``--port`` default): a whole number from 1 to 65535 as every port setting, ``default`` when unset; a
+    malformed one ends the command as ``settings_for_command`` does."""
+    try:
+        return _port(name, os.environ.get(name, str(default)))
+    except SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def settings_for_command() -> Settings:

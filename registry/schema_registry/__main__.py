@@ -1,5 +1,8 @@
 """Run the schema registry: ``python -m registry.schema_registry [--host H] [--port P] [--db PATH] [--compatibility LEVEL]``.
 
+``--port`` defaults to ``FS_REGISTRY_PORT`` (8081; a port from 1 to 65535 like every port setting, the
+port the clients' default ``FS_SCHEMA_REGISTRY_URL`` names), checked before the arguments: a malformed
+one ends the command with one ``error:`` line naming it, exit status 1.
 ``--port 0`` binds a free port; the first line on stdout is always ``listening on http://HOST:PORT``,
 so a test or a supervisor can start it without guessing a port that something else may take first.
 The global compatibility level defaults to BACKWARD, as in Confluent Schema Registry, until a
@@ -20,17 +23,19 @@ import uvicorn
 
 from registry.access import Access
 from registry.core.arguments import whole
-from registry.core.settings import settings_for_command
+from registry.core.settings import port_for_command, settings_for_command
 from registry.schema_registry.api import create_schema_registry_app
 from registry.schema_registry.avro_compat import CompatibilityLevel
 from registry.schema_registry.store import SchemaStore
 
 
 def main() -> None:
+    settings = settings_for_command()
+    port = port_for_command("FS_REGISTRY_PORT", 8081)  # --port's default (0 there binds a free port)
     state = Path(os.environ.get("FS_STATE_DIR", Path(__file__).resolve().parents[2] / ".state"))
     parser = argparse.ArgumentParser(prog="python -m registry.schema_registry")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=whole(0, 65_535), default=int(os.environ.get("FS_REGISTRY_PORT", "8081")))
+    parser.add_argument("--port", type=whole(0, 65_535), default=port)
     parser.add_argument("--db", type=Path, default=state / "registry" / "schemas.db")
     parser.add_argument(
         "--compatibility",
@@ -40,10 +45,10 @@ def main() -> None:
         help="global compatibility level while none is set through PUT /config (default: BACKWARD)",
     )
     parser.add_argument(
-        "--access-db", type=Path, default=settings_for_command().definitions_db, help="tokens and grants (FS_AUTH=on)"
+        "--access-db", type=Path, default=settings.definitions_db, help="tokens and grants (FS_AUTH=on)"
     )
     args = parser.parse_args()
-    access = Access.of(settings_for_command(), args.access_db)
+    access = Access.of(settings, args.access_db)
     atexit.register(access.close)
     app = create_schema_registry_app(SchemaStore(args.db, default_compatibility=args.compatibility), access)
 

@@ -3,7 +3,8 @@
 Configuration, besides the stores' ``FS_*`` settings (``registry.core.settings``):
 
 Each is checked at start-up, before anything is connected (``serving.online.options``): integers are whole
-numbers within the range given, both ends included; anything else stops the process with an error naming
+numbers in ASCII digits (optional sign) within the range given, both ends included, fractions plain decimal
+numbers; anything else stops the process with an error naming
 the variable (exit status 1).
 
 - ``FS_REQUEST_BUDGET_MS`` (default 100, from 1 to 60,000): every Cassandra read fails past it, and the

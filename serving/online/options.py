@@ -1,18 +1,20 @@
 """The feature API's own settings (``FS_*`` variables beside the stores' ``registry.core.settings``), read
 and checked in one place before any client is built.
 
-Every integer is a whole number within the range stated here, both ends included; anything else (a
-fraction, a word, an empty value, a number out of range) is a ``SettingsError`` naming the variable,
-raised before the API connects to anything. ``serving/online/__main__.py``'s docstring says what each does.
+Every integer is a whole number within the range stated here, both ends included, in ASCII digits with
+an optional sign; a fraction is a plain decimal number (``0.5``, ``.5``, ``1e-2``). Anything else (a
+fraction for an integer, a word, an empty value, ``1_000``, `` 64 ``, non-ASCII digits, ``nan``, a number
+out of range) is a ``SettingsError`` naming the variable, raised before the API connects to anything.
+``serving/online/__main__.py``'s docstring says what each does.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from registry.core.errors import SettingsError
+from registry.core.settings import DECIMAL, WHOLE
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
 from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT
 from serving.online.serving_log import DEFAULT_SAMPLE, DEFAULT_TOPIC
@@ -31,10 +33,9 @@ DRIVERS = ("native", "python")
 def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     """An integer setting in ``[low, high]`` (both included); SettingsError naming it otherwise."""
     raw = env.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, not {raw!r}") from None
+    if WHOLE.fullmatch(raw) is None:
+        raise SettingsError(f"{name} must be an integer, not {raw!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise SettingsError(f"{name} must be from {low} to {high}, not {value}")
     return value
@@ -43,11 +44,10 @@ def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high:
 def fraction_setting(env: Mapping[str, str], name: str, default: float) -> float:
     """A number in ``[0, 1]`` (both included); SettingsError naming it otherwise."""
     raw = env.get(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number from 0 to 1, not {raw!r}") from None
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
+    if DECIMAL.fullmatch(raw) is None:  # nan and inf too
+        raise SettingsError(f"{name} must be a number from 0 to 1, not {raw!r}")
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
         raise SettingsError(f"{name} must be from 0 to 1, not {raw!r}")
     return value
 

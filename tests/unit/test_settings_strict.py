@@ -1,0 +1,290 @@
+"""Settings are read strictly: a set variable is checked by its own name even when empty, whole numbers are
+ASCII digits with an optional sign and decimals plain decimal numbers, and a value that cannot be used
+ends a command with one ``error:`` line naming the variable, exit status 1, no traceback."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.settings import StackSettings
+from registry.core.errors import SettingsError, StoreUnavailableError
+from registry.core.settings import Settings
+from serving.online.options import ApiOptions
+from sinks.factory import connect_iceberg
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Spellings int() and float() take that are not plain ASCII numbers.
+NOT_WHOLE = ["1_000", " 64 ", "64 ", "\t64", "64\n", "٦٤", "６４", "0x40", "6.4e1", "64.0", "", "+", "--64"]
+NOT_DECIMAL = ["0.0_1", " 0.5", "0.5 ", "0.5\n", "٠.٥", "0_0.5", ".", "e1", "1e", "nan", "NaN", "inf", "-inf", ""]
+
+
+def _command(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "FS_STATE_DIR": str(tmp_path / "state"),
+            "FS_DEFINITIONS_DB": str(tmp_path / "definitions.db"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str], start: str) -> str:
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(start), done.stderr
+    return lines[0]
+
+
+# --- 1. the schema registry's FS_REGISTRY_PORT ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "extra", "message"),
+    [
+        ("abc", ["--help"], "error: FS_REGISTRY_PORT must be a port number, not 'abc'"),
+        ("8_081", ["--help"], "error: FS_REGISTRY_PORT must be a port number, not '8_081'"),
+        ("70000", [], "error: FS_REGISTRY_PORT must be from 1 to 65535, not 70000"),
+        ("0", ["--help"], "error: FS_REGISTRY_PORT must be from 1 to 65535, not 0"),  # --help: never serves
+    ],
+)
+def test_the_schema_registry_refuses_a_malformed_registry_port_in_one_line(
+    tmp_path: Path, raw: str, extra: list[str], message: str
+) -> None:
+    # FS_SCHEMA_REGISTRY_URL set: the clients do not use FS_REGISTRY_PORT, the server still does (--port's default).
+    done = _command(
+        ["-m", "registry.schema_registry", "--db", str(tmp_path / "schemas.db"), *extra],
+        tmp_path,
+        FS_REGISTRY_PORT=raw,
+        FS_SCHEMA_REGISTRY_URL="http://127.0.0.1:1",
+    )
+    assert _one_error_line(done, "error: FS_REGISTRY_PORT") == message
+
+
+def test_port_for_command_reads_a_port_or_ends_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from registry.core.settings import port_for_command
+
+    monkeypatch.delenv("FS_REGISTRY_PORT", raising=False)
+    assert port_for_command("FS_REGISTRY_PORT", 8081) == 8081
+    for raw, port in (("1", 1), ("65535", 65535), ("+8082", 8082)):
+        monkeypatch.setenv("FS_REGISTRY_PORT", raw)
+        assert port_for_command("FS_REGISTRY_PORT", 8081) == port
+    for raw in ("0", "65536", "-1", "", " 8081", "8_081"):
+        monkeypatch.setenv("FS_REGISTRY_PORT", raw)
+        with pytest.raises(SystemExit, match=r"^error: FS_REGISTRY_PORT "):
+            port_for_command("FS_REGISTRY_PORT", 8081)
+
+
+# --- 2. an Iceberg catalog or warehouse that cannot be used ------------------------------------------------
+
+
+def _iceberg(tmp_path: Path, *, uri: str | None = None, warehouse: str | None = None) -> Settings:
+    return Settings(
+        iceberg_catalog_uri=uri or f"sqlite:///{tmp_path / 'catalog.db'}",
+        iceberg_warehouse=warehouse or (tmp_path / "warehouse").as_uri(),
+    )
+
+
+def _refused(settings: Settings, name: str) -> str:
+    with pytest.raises(SettingsError) as caught:
+        connect_iceberg(settings)
+    message = str(caught.value)
+    assert message.startswith(f"{name} "), message
+    assert "\n" not in message and "Background on this error" not in message, message
+    return message
+
+
+def test_a_catalog_whose_folder_cannot_be_created_names_the_catalog_uri(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    message = _refused(
+        _iceberg(tmp_path, uri=f"sqlite:///{tmp_path / 'file' / 'sub' / 'c.db'}"), "FS_ICEBERG_CATALOG_URI"
+    )
+    assert "cannot create the folder" in message
+
+
+def test_a_warehouse_that_cannot_be_created_names_the_warehouse(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    _refused(_iceberg(tmp_path, warehouse=(tmp_path / "file" / "sub").as_uri()), "FS_ICEBERG_WAREHOUSE")
+    message = _refused(_iceberg(tmp_path, warehouse=(tmp_path / "file").as_uri()), "FS_ICEBERG_WAREHOUSE")
+    assert "a file is in its place" in message
+
+
+def test_a_catalog_that_is_a_folder_or_not_a_database_names_the_catalog_uri(tmp_path: Path) -> None:
+    assert "names a folder" in _refused(_iceberg(tmp_path, uri=f"sqlite:///{tmp_path}"), "FS_ICEBERG_CATALOG_URI")
+    (tmp_path / "text.db").write_text("not a database " * 100)
+    message = _refused(_iceberg(tmp_path, uri=f"sqlite:///{tmp_path / 'text.db'}"), "FS_ICEBERG_CATALOG_URI")
+    assert message.endswith("file is not a database"), message
+
+
+def test_a_catalog_that_is_down_is_unavailable_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyiceberg.catalog.sql
+    from sqlalchemy.exc import OperationalError
+
+    def down(*_: object, **__: object) -> None:
+        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(pyiceberg.catalog.sql, "SqlCatalog", down)
+    with pytest.raises(StoreUnavailableError) as caught:
+        connect_iceberg(_iceberg(tmp_path))
+    assert "\n" not in str(caught.value) and "Background on this error" not in str(caught.value)
+    assert str(caught.value).endswith("database is locked"), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FS_ICEBERG_CATALOG_URI", "sqlite:///{tmp}/file/sub/c.db"),
+        ("FS_ICEBERG_CATALOG_URI", "sqlite:///{tmp}"),
+        ("FS_ICEBERG_WAREHOUSE", "file://{tmp}/file/sub"),
+    ],
+)
+def test_a_command_with_an_unusable_catalog_ends_with_one_line_naming_it(tmp_path: Path, name: str, value: str) -> None:
+    (tmp_path / "file").write_text("x")
+    done = _command(["-m", "serving.offline.retention", "--dry-run"], tmp_path, **{name: value.format(tmp=tmp_path)})
+    _one_error_line(done, f"error: {name} ")
+
+
+# --- 3. set but empty, and FS_HOST by its own name ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FS_SCHEMA_REGISTRY_URL", ""),
+        ("FS_SCHEMA_REGISTRY_URL", "http://[::1"),
+        ("FS_KAFKA_BOOTSTRAP", ""),
+        ("FS_KAFKA_BOOTSTRAP", " "),
+        ("FS_KAFKA_BOOTSTRAP", "a:9092,,b:9092"),
+        ("FS_ICEBERG_CATALOG_URI", ""),
+        ("FS_ICEBERG_WAREHOUSE", " "),
+        ("FS_HOST", ""),
+        ("FS_HOST", " "),
+        ("FS_HOST", "a b"),
+        ("FS_HOST", "h/x"),
+        ("FS_HOST", "h:1"),
+        ("FS_HOST", "a,b"),
+        ("FS_HOST", "a\uff0fb"),  # a fullwidth solidus: "/" once NFKC-normalised
+    ],
+)
+def test_a_set_variable_is_checked_by_its_own_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    for unset in ("FS_HOST", "FS_KAFKA_BOOTSTRAP", "FS_SCHEMA_REGISTRY_URL", "FS_CASSANDRA_HOSTS"):
+        monkeypatch.delenv(unset, raising=False)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env()
+    assert str(caught.value).startswith(f"{name} "), str(caught.value)
+
+
+def test_fs_host_is_where_the_clients_look_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for unset in ("FS_KAFKA_BOOTSTRAP", "FS_SCHEMA_REGISTRY_URL", "FS_CASSANDRA_HOSTS", "FS_KAFKA_PORT"):
+        monkeypatch.delenv(unset, raising=False)
+    monkeypatch.setenv("FS_HOST", "stack.internal")
+    monkeypatch.setenv("FS_REGISTRY_PORT", "18081")
+    settings = Settings.from_env()
+    assert settings.kafka_bootstrap == "stack.internal:9092"
+    assert settings.schema_registry_url == "http://stack.internal:18081"
+    assert settings.cassandra_hosts == ("stack.internal",)
+    monkeypatch.setenv("FS_KAFKA_BOOTSTRAP", "k1:9092,k2:9092")
+    monkeypatch.setenv("FS_SCHEMA_REGISTRY_URL", "https://registry.example")
+    monkeypatch.setenv("FS_CASSANDRA_HOSTS", "c1,c2")
+    settings = Settings.from_env()
+    assert (settings.kafka_bootstrap, settings.schema_registry_url) == ("k1:9092,k2:9092", "https://registry.example")
+    assert settings.cassandra_hosts == ("c1", "c2")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "FS_SCHEMA_REGISTRY_URL",
+            "error: FS_SCHEMA_REGISTRY_URL must be an http:// or https:// URL with a host, not ''",
+        ),
+        ("FS_KAFKA_BOOTSTRAP", "error: FS_KAFKA_BOOTSTRAP must be host:port servers separated by commas, not ''"),
+        ("FS_HOST", "error: FS_HOST must be one host name or IPv4 address, not ''"),
+    ],
+)
+def test_a_command_with_an_empty_setting_ends_with_one_line_naming_it(tmp_path: Path, name: str, message: str) -> None:
+    done = _command(["-m", "registry.cli", "validate"], tmp_path, **{name: ""})
+    assert _one_error_line(done, f"error: {name} ") == message
+
+
+@pytest.mark.parametrize("raw", ["", " ", "a b", "h/x", "h:1"])
+def test_the_stack_refuses_a_malformed_host(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("FS_HOST", raw)
+    with pytest.raises(SystemExit, match="FS_HOST"):
+        StackSettings.from_env()
+
+
+# --- 4. whole and decimal numbers as plain ASCII ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", NOT_WHOLE)
+@pytest.mark.parametrize("name", ["FS_MAX_IN_FLIGHT", "FS_CACHE_TTL_MS", "FS_GC_GEN0_THRESHOLD"])
+def test_an_api_integer_is_ascii_digits_only(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name} must be an integer, not "):
+        ApiOptions.from_env({name: raw})
+
+
+def test_an_api_integer_may_carry_a_sign_as_command_options_do() -> None:
+    assert ApiOptions.from_env({"FS_MAX_IN_FLIGHT": "+64"}).max_in_flight == 64
+    assert ApiOptions.from_env({"FS_MAX_IN_FLIGHT": "0064"}).max_in_flight == 64
+    assert ApiOptions.from_env({"FS_CACHE_TTL_MS": "-0"}).cache_ttl_ms == 0
+
+
+@pytest.mark.parametrize("raw", NOT_DECIMAL)
+def test_the_serving_log_sample_is_a_plain_decimal(raw: str) -> None:
+    with pytest.raises(SettingsError, match=r"^FS_SERVING_LOG_SAMPLE "):
+        ApiOptions.from_env({"FS_SERVING_LOG_SAMPLE": raw})
+
+
+@pytest.mark.parametrize(("raw", "value"), [(".5", 0.5), ("1.", 1.0), ("5e-1", 0.5), ("1E0", 1.0), ("+0.25", 0.25)])
+def test_plain_decimal_spellings_of_the_sample(raw: str, value: float) -> None:
+    assert ApiOptions.from_env({"FS_SERVING_LOG_SAMPLE": raw}).serving_log_sample == value
+
+
+@pytest.mark.parametrize("raw", NOT_WHOLE)
+@pytest.mark.parametrize("name", ["FS_CASSANDRA_PORT", "FS_KAFKA_PORT", "FS_REGISTRY_PORT"])
+def test_a_store_port_is_ascii_digits_only(monkeypatch: pytest.MonkeyPatch, name: str, raw: str) -> None:
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(SettingsError, match=f"^{name} must be a port number, not "):
+        Settings.from_env()
+
+
+def test_a_store_port_may_carry_a_sign(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FS_CASSANDRA_PORT", "+9042")
+    assert Settings.from_env().cassandra_port == 9042
+
+
+@pytest.mark.parametrize("raw", NOT_WHOLE)
+def test_a_stack_port_is_ascii_digits_only(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("FS_CASSANDRA_STORAGE_PORT", raw)
+    with pytest.raises(SystemExit, match=r"^FS_CASSANDRA_STORAGE_PORT=.* is not a port number$"):
+        StackSettings.from_env()
+
+
+@pytest.mark.parametrize("raw", ["1_0", " 5", "5 ", "٥", "0x10", "e3", ""])
+def test_a_stack_duration_is_a_plain_decimal(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("FS_START_TIMEOUT_S", raw)
+    with pytest.raises(SystemExit, match=r"^FS_START_TIMEOUT_S=.* is not a number of seconds$"):
+        StackSettings.from_env()
+
+
+def test_stack_numbers_in_plain_spellings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FS_CASSANDRA_STORAGE_PORT", "+7001")
+    monkeypatch.setenv("FS_START_TIMEOUT_S", ".5")
+    monkeypatch.setenv("FS_FETCH_TIMEOUT_S", "1e3")
+    settings = StackSettings.from_env()
+    assert (settings.cassandra_storage_port, settings.start_timeout_s, settings.fetch_timeout_s) == (7001, 0.5, 1000)
