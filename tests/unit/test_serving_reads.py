@@ -350,6 +350,14 @@ def test_feature_service_errors(live: LiveCatalog, services: LiveFeatureServices
     assert client.get("/v1/features/user/u1?feature_service=m&names=txn_count_1h").json()["error"] == "bad_request"
 
 
+def _with_fraud_service(live: LiveCatalog, services: LiveFeatureServices, source: Source | None = None) -> TestClient:
+    """A client of an API holding the feature service ``fraud`` (version 1)."""
+    client = app_for(live, Source() if source is None else source, services=services)
+    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
+    assert client.post("/v1/feature-services", json={"name": "fraud", "features": [pin]}).status_code == 201
+    return client
+
+
 @pytest.mark.parametrize(
     "ref",
     [
@@ -371,9 +379,7 @@ def test_a_malformed_feature_service_reference_is_a_400_naming_the_parameter(
     live: LiveCatalog, services: LiveFeatureServices, ref: str
 ) -> None:
     source = Source()
-    client = app_for(live, source, services=services)
-    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
-    assert client.post("/v1/feature-services", json={"name": "fraud", "features": [pin]}).status_code == 201
+    client = _with_fraud_service(live, services, source)
     part = {"entity_type": "user", "entity_id": "u1"}
     for r in (
         client.get("/v1/features/user/u1", params={"feature_service": ref}),
@@ -389,9 +395,7 @@ def test_a_malformed_feature_service_reference_is_a_400_naming_the_parameter(
 
 
 def test_a_well_formed_reference_to_no_service_stays_a_404(live: LiveCatalog, services: LiveFeatureServices) -> None:
-    client = app_for(live, Source(), services=services)
-    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
-    assert client.post("/v1/feature-services", json={"name": "fraud", "features": [pin]}).status_code == 201
+    client = _with_fraud_service(live, services)
     for ref in ("fraud@3", "fraud@v3", "nope", "nope@1"):
         r = client.get("/v1/features/user/u1", params={"feature_service": ref})
         assert (r.status_code, r.json()) == (
@@ -429,9 +433,7 @@ def test_a_well_formed_reference_to_no_service_stays_a_404(live: LiveCatalog, se
 def test_the_service_route_refuses_a_name_with_whitespace(
     live: LiveCatalog, services: LiveFeatureServices, path: str
 ) -> None:
-    client = app_for(live, Source(), services=services)
-    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
-    assert client.post("/v1/feature-services", json={"name": "fraud", "features": [pin]}).status_code == 201
+    client = _with_fraud_service(live, services)
     r = client.get(path)
     assert (r.status_code, r.json()["error"]) == (400, "bad_request"), (path, r.text)
     assert "`name` must be" in r.json()["message"]
@@ -444,9 +446,7 @@ def test_the_version_query_takes_the_path_forms_grammar(
     live: LiveCatalog, services: LiveFeatureServices, version: str
 ) -> None:
     """``?version=`` is ``[1-9][0-9]*`` up to 2^31-1 as ``name@N`` is: not FastAPI's lax int (``1.0``, ``+1``, ``01``)."""
-    client = app_for(live, Source(), services=services)
-    pin = {"entity": "user", "name": "txn_count_1h", "version": 1}
-    assert client.post("/v1/feature-services", json={"name": "fraud", "features": [pin]}).status_code == 201
+    client = _with_fraud_service(live, services)
     r = client.get("/v1/feature-services/fraud", params={"version": version})
     assert (r.status_code, r.json()["error"]) == (400, "bad_request"), (version, r.text)
     assert r.json()["message"].startswith("`version` must be in 1-2147483647, not "), r.text
