@@ -10,6 +10,7 @@ import argparse
 import math
 import re
 from collections.abc import Callable
+from datetime import timedelta
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 
@@ -46,3 +47,14 @@ def number(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def duration(raw: str) -> timedelta:
+    """A duration as definitions write one (``registry.core.durations``: a whole number and ``ms``, ``s``, ``m``,
+    ``h`` or ``d``; ``0s`` included)."""
+    from registry.core.durations import parse_duration
+
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from registry.core.arguments import whole
+from registry.core.arguments import duration, whole
 from registry.core.definitions import MAX_VERSION, FeatureDefinition
 from registry.core.durations import to_millis
 from registry.core.errors import DefinitionError
@@ -129,7 +129,6 @@ def promote(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.core.durations import parse_duration
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from sinks.factory import connect_iceberg
@@ -143,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("entity")
     parser.add_argument("name")
     parser.add_argument("version", type=whole(1, MAX_VERSION))
-    parser.add_argument("--max-lag", help="how far the candidate may trail the active version, e.g. 10m")
+    parser.add_argument(
+        "--max-lag", type=duration, help="how far the candidate may trail the active version, e.g. 10m (0s: not at all)"
+    )
     parser.add_argument("--force", action="store_true", help="promote even if not caught up")
     parser.add_argument("--check", action="store_true", help="only report readiness")
     args = parser.parse_args(argv)
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = DefinitionStore(settings.definitions_db)
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
-        max_lag = parse_duration(args.max_lag) if args.max_lag else None
+        max_lag: timedelta | None = args.max_lag
         if args.check:
             ready = readiness(store, table, args.entity, args.name, args.version, max_lag=max_lag)
             print(("ready: " if ready.ready else "not ready: ") + ready.describe())

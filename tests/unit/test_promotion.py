@@ -77,3 +77,11 @@ def test_the_command_takes_a_version_in_ascii_digits(capsys: pytest.CaptureFixtu
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "argument version: must be a whole number from 1 to " in err and err.endswith(f", not {version!r}\n")
+
+
+@pytest.mark.parametrize("max_lag", ["x", "-1m", "", "5", "1.5m"])
+def test_a_max_lag_that_is_not_a_duration_is_a_usage_error(capsys: pytest.CaptureFixture[str], max_lag: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        promotion.main(["user", "txn_count_1h", "2", "--check", f"--max-lag={max_lag}"])
+    assert exited.value.code == 2
+    assert f"argument --max-lag: duration {max_lag!r} is not a whole number" in capsys.readouterr().err
