@@ -15,6 +15,8 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _HOST = re.compile(r"[^\s/?#@\[\]:,]+")
+# A JVM heap as -Xmx takes it: a whole number above 0 with an optional unit (k, m, g or t, either case).
+_HEAP = re.compile(r"[1-9][0-9]*[kKmMgGtT]?")
 
 
 def _port(name: str, default: int) -> int:
@@ -47,6 +49,30 @@ def _host(name: str) -> str:
     return raw
 
 
+def _folder(name: str, default: Path) -> Path:
+    raw = os.environ.get(name, str(default))
+    if not raw.strip():
+        raise SystemExit(f"{name} must be a folder path, not empty")
+    return Path(raw)
+
+
+def _heap(name: str, default: str) -> str:
+    raw = os.environ.get(name, default)
+    if _HEAP.fullmatch(raw) is None:
+        raise SystemExit(f"{name}={raw!r} is not a JVM heap size (a whole number with k, m, g or t: 512m, 1G)")
+    return raw
+
+
+def _seeds(name: str) -> str:
+    """``host:storage_port`` nodes separated by commas; empty (the default): the node is its own seed."""
+    raw = os.environ.get(name, "")
+    for seed in raw.split(",") if raw else ():
+        host, colon, port = seed.rpartition(":")
+        if not colon or _HOST.fullmatch(host) is None or _WHOLE.fullmatch(port) is None or not 0 < int(port) < 65536:
+            raise SystemExit(f"{name}={raw!r} is not host:port nodes separated by commas")
+    return raw
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Ports, folders and limits of the local stack (all overridable by FS_* variables)."""
@@ -68,10 +94,9 @@ class StackSettings:
 
     @classmethod
     def from_env(cls) -> StackSettings:
-        env = os.environ
         return cls(
-            cache_dir=Path(env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore")),
-            state_dir=Path(env.get("FS_STATE_DIR", REPO_DIR / ".state")).resolve(),
+            cache_dir=_folder("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"),
+            state_dir=_folder("FS_STATE_DIR", REPO_DIR / ".state").resolve(),
             host=_host("FS_HOST"),
             kafka_port=_port("FS_KAFKA_PORT", 9092),
             kafka_controller_port=_port("FS_KAFKA_CONTROLLER_PORT", 9093),
@@ -79,11 +104,11 @@ class StackSettings:
             cassandra_storage_port=_port("FS_CASSANDRA_STORAGE_PORT", 7000),
             registry_port=_port("FS_REGISTRY_PORT", 8081),
             api_port=_port("FS_API_PORT", 8000),
-            kafka_heap=env.get("FS_KAFKA_HEAP", "512m"),
-            cassandra_heap=env.get("FS_CASSANDRA_HEAP", "1G"),
+            kafka_heap=_heap("FS_KAFKA_HEAP", "512m"),
+            cassandra_heap=_heap("FS_CASSANDRA_HEAP", "1G"),
             start_timeout_s=_seconds("FS_START_TIMEOUT_S", 180),
             fetch_timeout_s=_seconds("FS_FETCH_TIMEOUT_S", 900),
-            cassandra_seeds=env.get("FS_CASSANDRA_SEEDS", ""),
+            cassandra_seeds=_seeds("FS_CASSANDRA_SEEDS"),
         )
 
     def lib_dir(self, component: str) -> Path:

@@ -29,6 +29,12 @@ WHOLE = re.compile(r"[+-]?[0-9]+")
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 # One host name or IPv4 address: something ``host:port`` and ``http://host:port`` can be built from.
 _HOST = re.compile(r"[^\s/?#@\[\]:,]+")
+# A Cassandra keyspace as the store's CQL spells it, unquoted: a lowercase ASCII letter, then lowercase letters,
+# digits or underscores, 48 characters at most (Cassandra's limit). Unquoted CQL names fold to lowercase, so
+# an uppercase one would name another keyspace in the drivers' metadata than in the statements.
+_KEYSPACE = re.compile(r"[a-z][a-z0-9_]{0,47}")
+# An Iceberg namespace: levels separated by dots, each not empty and without white space.
+_NAMESPACE = re.compile(r"[^\s.]+(\.[^\s.]+)*")
 
 
 def _port(name: str, raw: str) -> int:
@@ -83,10 +89,31 @@ def http_url(name: str, raw: str) -> str:
     return raw
 
 
-def _path(name: str, raw: str | Path) -> Path:
+def _path(name: str, raw: str | Path, what: str = "a file path") -> Path:
     if not str(raw).strip():
-        raise SettingsError(f"{name} must be a file path, not empty")
+        raise SettingsError(f"{name} must be {what}, not empty")
     return Path(raw)
+
+
+def _folder(name: str, raw: str | Path) -> Path:
+    return _path(name, raw, "a folder path")
+
+
+def _keyspace(name: str, raw: str) -> str:
+    if _KEYSPACE.fullmatch(raw) is None:
+        raise SettingsError(
+            f"{name} must be a lowercase letter then lowercase letters, digits or underscores"
+            f" (48 characters at most), not {raw!r}"
+        )
+    return raw
+
+
+def _namespace(name: str, raw: str) -> str:
+    if _NAMESPACE.fullmatch(raw) is None:
+        raise SettingsError(
+            f"{name} must be namespace levels separated by dots, none empty or with spaces, not {raw!r}"
+        )
+    return raw
 
 
 class Settings(BaseModel):
@@ -117,8 +144,8 @@ class Settings(BaseModel):
         host = _host("FS_HOST", env.get("FS_HOST", "127.0.0.1"))
         kafka_port = _port("FS_KAFKA_PORT", env.get("FS_KAFKA_PORT", "9092"))
         registry_port = _port("FS_REGISTRY_PORT", env.get("FS_REGISTRY_PORT", "8081"))
-        state = Path(env.get("FS_STATE_DIR", _REPO / ".state")).resolve()
-        cache = Path(env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"))
+        state = _folder("FS_STATE_DIR", env.get("FS_STATE_DIR", _REPO / ".state")).resolve()
+        cache = _folder("FS_CACHE_DIR", env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"))
         # A variable that is set is checked, even when empty: only an unset one takes the default.
         return cls(
             kafka_bootstrap=_servers("FS_KAFKA_BOOTSTRAP", env["FS_KAFKA_BOOTSTRAP"])
@@ -129,7 +156,7 @@ class Settings(BaseModel):
             else f"http://{host}:{registry_port}",
             cassandra_hosts=_hosts("FS_CASSANDRA_HOSTS", env.get("FS_CASSANDRA_HOSTS", host)),
             cassandra_port=_port("FS_CASSANDRA_PORT", env.get("FS_CASSANDRA_PORT", "9042")),
-            cassandra_keyspace=env.get("FS_CASSANDRA_KEYSPACE", "feature_store"),
+            cassandra_keyspace=_keyspace("FS_CASSANDRA_KEYSPACE", env.get("FS_CASSANDRA_KEYSPACE", "feature_store")),
             iceberg_catalog_uri=_text(
                 "FS_ICEBERG_CATALOG_URI",
                 env.get("FS_ICEBERG_CATALOG_URI", f"sqlite:///{state / 'iceberg' / 'catalog.db'}"),
@@ -137,12 +164,14 @@ class Settings(BaseModel):
             iceberg_warehouse=_text(
                 "FS_ICEBERG_WAREHOUSE", env.get("FS_ICEBERG_WAREHOUSE", (state / "iceberg" / "warehouse").as_uri())
             ),
-            iceberg_namespace=env.get("FS_ICEBERG_NAMESPACE", "feature_store"),
-            definitions_dir=Path(env.get("FS_DEFINITIONS_DIR", Path(__file__).resolve().parents[1] / "features")),
+            iceberg_namespace=_namespace("FS_ICEBERG_NAMESPACE", env.get("FS_ICEBERG_NAMESPACE", "feature_store")),
+            definitions_dir=_folder(
+                "FS_DEFINITIONS_DIR", env.get("FS_DEFINITIONS_DIR", Path(__file__).resolve().parents[1] / "features")
+            ),
             definitions_db=_path(
                 "FS_DEFINITIONS_DB", env.get("FS_DEFINITIONS_DB", state / "registry" / "definitions.db")
             ),
-            flink_jars_dir=Path(env.get("FS_FLINK_JARS_DIR", cache / "flink" / "lib")),
+            flink_jars_dir=_folder("FS_FLINK_JARS_DIR", env.get("FS_FLINK_JARS_DIR", cache / "flink" / "lib")),
             auth=_switch("FS_AUTH", env.get("FS_AUTH", "off")),
             token=env.get("FS_TOKEN") or None,
         )

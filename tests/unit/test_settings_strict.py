@@ -288,3 +288,87 @@ def test_stack_numbers_in_plain_spellings(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("FS_FETCH_TIMEOUT_S", "1e3")
     settings = StackSettings.from_env()
     assert (settings.cassandra_storage_port, settings.start_timeout_s, settings.fetch_timeout_s) == (7001, 0.5, 1000)
+
+
+# --- 5. names and folders ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FS_CASSANDRA_KEYSPACE", ""),
+        ("FS_CASSANDRA_KEYSPACE", "Feature_Store"),  # unquoted CQL folds it to lowercase: another name
+        ("FS_CASSANDRA_KEYSPACE", "fs-test"),
+        ("FS_CASSANDRA_KEYSPACE", "1fs"),
+        ("FS_CASSANDRA_KEYSPACE", "_fs"),
+        ("FS_CASSANDRA_KEYSPACE", "fs; DROP KEYSPACE x"),
+        ("FS_CASSANDRA_KEYSPACE", "a" * 49),
+        ("FS_CASSANDRA_KEYSPACE", "fs\n"),
+        ("FS_ICEBERG_NAMESPACE", ""),
+        ("FS_ICEBERG_NAMESPACE", " "),
+        ("FS_ICEBERG_NAMESPACE", "a..b"),
+        ("FS_ICEBERG_NAMESPACE", ".a"),
+        ("FS_ICEBERG_NAMESPACE", "a."),
+        ("FS_ICEBERG_NAMESPACE", "a b"),
+        ("FS_DEFINITIONS_DIR", ""),
+        ("FS_STATE_DIR", ""),
+        ("FS_CACHE_DIR", " "),
+        ("FS_FLINK_JARS_DIR", ""),
+    ],
+)
+def test_a_name_or_folder_setting_is_checked_by_its_own_name(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env()
+    assert str(caught.value).startswith(f"{name} must be "), str(caught.value)
+
+
+def test_keyspace_and_namespace_at_their_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FS_CASSANDRA_KEYSPACE", "a" + "b_9" * 15 + "cd")  # 48 characters: the most there is
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "team.fs_2")
+    settings = Settings.from_env()
+    assert len(settings.cassandra_keyspace) == 48
+    assert settings.iceberg_namespace == "team.fs_2"
+
+
+def test_a_command_with_an_empty_keyspace_ends_with_one_line_naming_it(tmp_path: Path) -> None:
+    done = _command(["-m", "registry.cli", "validate"], tmp_path, FS_CASSANDRA_KEYSPACE="")
+    assert _one_error_line(done, "error: FS_CASSANDRA_KEYSPACE ") == (
+        "error: FS_CASSANDRA_KEYSPACE must be a lowercase letter then lowercase letters, digits or underscores"
+        " (48 characters at most), not ''"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("FS_STATE_DIR", ""),
+        ("FS_CACHE_DIR", " "),
+        ("FS_KAFKA_HEAP", ""),
+        ("FS_KAFKA_HEAP", "512 m"),
+        ("FS_CASSANDRA_HEAP", "0G"),
+        ("FS_CASSANDRA_HEAP", "1GB"),
+        ("FS_CASSANDRA_HEAP", "-1G"),
+        ("FS_CASSANDRA_SEEDS", "10.0.0.1"),
+        ("FS_CASSANDRA_SEEDS", "10.0.0.1:7000,"),
+        ("FS_CASSANDRA_SEEDS", "10.0.0.1:70000"),
+        ("FS_CASSANDRA_SEEDS", "a b:7000"),
+    ],
+)
+def test_the_stack_refuses_an_unusable_folder_heap_or_seed_list(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str
+) -> None:
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(SystemExit, match=f"^{name}"):
+        StackSettings.from_env()
+
+
+def test_the_stack_takes_heaps_and_seeds_as_the_jvm_and_cassandra_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FS_KAFKA_HEAP", "768M")
+    monkeypatch.setenv("FS_CASSANDRA_HEAP", "2g")
+    monkeypatch.setenv("FS_CASSANDRA_SEEDS", "127.0.0.2:7000,node-b:7001")
+    settings = StackSettings.from_env()
+    assert (settings.kafka_heap, settings.cassandra_heap) == ("768M", "2g")
+    assert settings.cassandra_seeds == "127.0.0.2:7000,node-b:7001"
