@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
@@ -23,27 +24,55 @@ def _addresses(bootstrap: str) -> list[tuple[str, int]] | None:
     return out
 
 
-def require_reachable(bootstrap: str, timeout_s: float = 3.0) -> None:
-    """Fail fast, naming Kafka, when no bootstrap server accepts a TCP connection.
+# A Kafka ApiVersions request, version 0 (every broker answers it, an unsupported version with an error
+# response): size, api key 18, version 0, correlation id 1, client id "fs-probe", no body.
+_CLIENT_ID = b"fs-probe"
+_API_VERSIONS = struct.pack(">hhih", 18, 0, 1, len(_CLIENT_ID)) + _CLIENT_ID
+_API_VERSIONS = struct.pack(">i", len(_API_VERSIONS)) + _API_VERSIONS
 
-    librdkafka retries a refused connection until its request's timeout (30 s for a topic listing);
-    a command against a stopped broker should say so at once. One server that accepts is enough (the
-    client then learns the others from it). This is not a health check: a broker that accepts and then
-    does not answer still meets the client's own timeouts.
+
+def _answers(connection: socket.socket, timeout_s: float) -> bool:
+    """Whether the server at the other end of ``connection`` says anything within ``timeout_s`` to an
+    ApiVersions request. A server that closes the connection instead (a TLS listener, say) counts as
+    answering: something runs there, and the client judges it."""
+    connection.settimeout(timeout_s)
+    try:
+        connection.sendall(_API_VERSIONS)
+        connection.recv(4)
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def require_reachable(bootstrap: str, timeout_s: float = 3.0) -> None:
+    """Fail fast, naming Kafka, when no bootstrap server accepts a TCP connection and answers a request.
+
+    librdkafka retries a refused or unanswered connection until its request's timeout (30 s for a topic
+    listing, or a produce's delivery timeout); a command against a stopped or hung broker (a paused
+    process still has the kernel accept its connections) should say so at once. Each server gets
+    ``timeout_s`` to accept and as long again to answer an ApiVersions request; one that answers is
+    enough (the client then learns the others from it). A broker that answers and then stops meets
+    the client's own timeouts.
     """
     addresses = _addresses(bootstrap)
     if addresses is None:
         return
     reasons = []
+    silent = False
     for host, port in addresses:
         try:
-            socket.create_connection((host, port), timeout=timeout_s).close()
-            return
+            with socket.create_connection((host, port), timeout=timeout_s) as connection:
+                if _answers(connection, timeout_s):
+                    return
         except OSError as exc:
             reasons.append(f"{host}:{port}: {exc.strerror or exc}")
-    raise StoreUnavailableError(
-        f"Kafka at {bootstrap} unavailable: no bootstrap server accepts a connection ({'; '.join(reasons)})"
-    )
+            continue
+        silent = True
+        reasons.append(f"{host}:{port}: accepted a connection but sent no answer within {timeout_s:g} s")
+    what = "answers" if silent else "accepts a connection"
+    raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: no bootstrap server {what} ({'; '.join(reasons)})")
 
 
 def ensure_topics(

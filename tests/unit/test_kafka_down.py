@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +28,34 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def listening_port() -> Iterator[int]:
+def silent_port() -> Iterator[int]:
+    """A port whose connections the kernel accepts and nobody answers: a paused (SIGSTOP) broker."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         yield s.getsockname()[1]
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A port that answers the first bytes of every connection, as a broker answers ApiVersions."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            with connection:
+                connection.recv(64)
+                connection.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x01")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
 
 
 def test_no_server_accepting_is_a_named_failure(closed_port: int) -> None:
@@ -44,6 +68,23 @@ def test_no_server_accepting_is_a_named_failure(closed_port: int) -> None:
 @pytest.mark.parametrize("form", ["127.0.0.1:{}", "PLAINTEXT://127.0.0.1:{}", "127.0.0.1:{closed},127.0.0.1:{}"])
 def test_one_server_accepting_is_enough(form: str, listening_port: int, closed_port: int) -> None:
     require_reachable(form.format(listening_port, closed=closed_port))
+
+
+def test_a_server_that_accepts_and_never_answers_is_a_named_failure(silent_port: int) -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError) as caught:
+        require_reachable(f"127.0.0.1:{silent_port}", timeout_s=0.5)
+    assert time.monotonic() - started < 2
+    assert str(caught.value) == (
+        f"Kafka at 127.0.0.1:{silent_port} unavailable: no bootstrap server answers "
+        f"(127.0.0.1:{silent_port}: accepted a connection but sent no answer within 0.5 s)"
+    )
+
+
+def test_one_answering_server_is_enough_beside_silent_and_closed_ones(
+    silent_port: int, closed_port: int, listening_port: int
+) -> None:
+    require_reachable(f"127.0.0.1:{closed_port},127.0.0.1:{silent_port},127.0.0.1:{listening_port}", timeout_s=0.5)
 
 
 def test_a_list_it_cannot_read_is_left_to_the_client() -> None:
