@@ -138,6 +138,7 @@ class DefinitionStore(SqliteStore):
         with self._tx() as conn:
             registered = self._register(conn, definition, version_given=version_given, activate=activate)
             self._check_streams(conn, {(definition.entity, definition.source.topic)})
+            self._catalog(conn)  # DefinitionError (rolling back) if a name or alias is now taken twice
             return registered
 
     def register_all(
@@ -154,8 +155,9 @@ class DefinitionStore(SqliteStore):
             self._check_streams(conn, {(d.entity, d.source.topic) for d in definitions})
             for r in hashed:
                 self._register_request(conn, r)
-            if hashed:
-                self._catalog(conn)  # DefinitionError (rolling back) if an input is unregistered or a name is taken
+            # DefinitionError (rolling back) if a name or alias is taken twice or an input is unregistered: what
+            # the store holds must stay a catalog every command can load.
+            self._catalog(conn)
             return registered
 
     def _register_request(self, conn: sqlite3.Connection, r: RequestFeature) -> None:
@@ -269,6 +271,7 @@ class DefinitionStore(SqliteStore):
                 self._point(conn, entity, name, version)
                 moved.add((entity, found[0]))
             self._check_streams(conn, moved)
+            self._catalog(conn)  # DefinitionError (rolling back) if the versions now active take a name twice
 
     # --- reads ------------------------------------------------------------------------------------
 

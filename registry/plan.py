@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DefinitionError
 from registry.core.request_features import RequestFeature
 from registry.definition_store import DefinitionConflictError, DefinitionStore, Registered
 
@@ -71,6 +72,11 @@ def plan(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[C
         elif same != d:
             fields = sorted(k for k in d.model_fields if getattr(d, k) != getattr(same, k))
             changes.append(Change("update_metadata", d, "metadata: " + ", ".join(fields)))
+    if not conflicts:  # what the store would hold after the apply: every name and alias taken once
+        try:
+            catalog.after(definitions)
+        except DefinitionError as exc:
+            conflicts.append(str(exc))
     if conflicts:
         raise DefinitionConflictError("; ".join(conflicts))
     return changes
@@ -127,6 +133,11 @@ def plan_all(
         request_changes = plan_requests(store, request_features)
     except DefinitionConflictError as exc:
         conflicts.append(str(exc))
+    if not conflicts:  # what the store would hold after the apply: names and aliases taken once, inputs registered
+        try:
+            store.catalog().after(definitions, [r.with_function_hash() for r in request_features])
+        except DefinitionError as exc:
+            conflicts.append(str(exc))
     if conflicts:
         raise DefinitionConflictError("; ".join(conflicts))
     return changes, request_changes

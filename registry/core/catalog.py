@@ -165,6 +165,22 @@ class FeatureCatalog:
                 f"request feature {r.entity}.{r.name} v{r.version} reads unregistered feature version(s): {missing}"
             )
 
+    def after(
+        self, definitions: Iterable[FeatureDefinition], request_features: Iterable[RequestFeature] = ()
+    ) -> FeatureCatalog:
+        """The catalog that registering ``definitions`` and ``request_features`` would leave: a definition
+        replaces the one registered under its version (a metadata update), a feature new to the catalog
+        serves its lowest version, active pointers stay. Raises DefinitionError as the constructor does
+        (an alias or name taken twice, a request feature reading an unregistered version, ...)."""
+        by_key = dict(self._by_key)
+        active = {key: d.version for key, d in self._active.items()}
+        for d in sorted(definitions, key=lambda d: d.key):
+            by_key[d.key] = d
+            active.setdefault((d.entity, d.name), d.version)
+        requests = {r.key: r for held in self._requests.values() for r in held}
+        requests.update((r.key, r) for r in request_features)
+        return FeatureCatalog(by_key.values(), active, requests.values())
+
     def guarded(self, check: Callable[[Sequence[FeatureDefinition]], None]) -> FeatureCatalog:
         """This catalog for one caller: ``check_read`` runs ``check`` (which raises to refuse a read)."""
         view = copy.copy(self)

@@ -214,6 +214,8 @@ class FeatureDefinition(_Frozen):
         for alias in self.aliases:
             if not re.fullmatch(NAME_PATTERN, alias) or alias == self.name:
                 raise ValueError(f"{self.name}: alias {alias!r} must be a valid name other than the feature's own")
+        if len(set(self.aliases)) != len(self.aliases):
+            raise ValueError(f"{self.name}: aliases must be distinct, not {list(self.aliases)}")
         allowed = _RESULT_TYPES[self.aggregation.function]
         if self.value_type not in allowed:
             raise ValueError(

@@ -9,7 +9,8 @@ from typing import Annotated
 from pydantic import BeforeValidator, PlainSerializer
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_PATTERN = re.compile(r"^\s*([0-9]+)\s*(ms|s|m|h|d)\s*$")  # ASCII digits: "٥m" is not 5 minutes
+# ASCII digits then the unit, nothing around them: "٥m" is not 5 minutes, and " 5m", "5 m" and "5m\n" are refused.
+_PATTERN = re.compile(r"([0-9]+)(ms|s|m|h|d)")
 
 
 def parse_duration(value: object) -> timedelta:
@@ -18,7 +19,7 @@ def parse_duration(value: object) -> timedelta:
         return value
     if not isinstance(value, str):
         raise ValueError(f"duration must be text like '5m' or '1h', got {value!r}")
-    match = _PATTERN.match(value)
+    match = _PATTERN.fullmatch(value)
     if not match:
         raise ValueError(f"duration {value!r} is not a whole number followed by ms, s, m, h or d")
     try:
@@ -54,7 +55,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def parse_instant(text: str) -> datetime:
     """A point in time as a command line gives it: epoch milliseconds (digits), or ISO-8601 with a zone
     (``Z`` or an offset); an aware datetime. ValueError naming the input otherwise (the caller adds the flag)."""
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         try:
             return EPOCH + timedelta(milliseconds=int(text))
         except OverflowError:

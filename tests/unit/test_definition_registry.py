@@ -355,3 +355,76 @@ def test_cli_plan_on_a_file_it_cannot_read_is_one_error_line(
     code, path = _plan(tmp_path, content)
     err = capsys.readouterr().err
     assert (code, err) == (1, f"error: {path}: {message}\n")
+
+
+def test_an_alias_taken_twice_is_a_plan_conflict_and_nothing_is_written(
+    store: DefinitionStore, count: FeatureDefinition
+) -> None:
+    """What apply would leave must be a catalog every command can load: a folder whose alias names another
+    feature (or another's alias) is refused by plan and by apply, before and after other features exist."""
+    other = next(d for d in load_folder() if d.name != count.name)
+    clash = count.model_copy(update={"aliases": (other.name,)})
+    with pytest.raises(DefinitionError, match=f"alias user.{other.name} of {count.name} collides"):
+        plan(store, [clash, other])  # plan alone (no request features) sees it too: ``plan_all`` is what the CLI runs
+    with pytest.raises(DefinitionError, match="collides"):
+        apply(store, [clash, other])
+    with pytest.raises(DefinitionError, match="collides"):
+        store.register_all([clash, other])
+    assert len(store.catalog()) == 0 and store.change_seq() == 0
+    apply(store, [other])
+    with pytest.raises(DefinitionError, match="collides"):
+        store.register(clash)  # one at a time, against what is stored
+    assert [d.name for d in store.catalog()] == [other.name]
+    store.catalog()  # still loads
+
+
+def test_cli_apply_of_an_alias_clash_is_one_error_line_and_the_store_still_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "features"
+    folder.mkdir()
+    text = (DEFAULT_FOLDER / "user_transactions.toml").read_text()
+    (folder / "user_transactions.toml").write_text(text)
+    names = [d.name for d in load_folder(folder)]
+    first, second = names[0], names[1]
+    (folder / "user_transactions.toml").write_text(
+        text.replace(f'name = "{first}"', f'name = "{first}"\naliases = ["{second}"]', 1)
+    )
+    db = str(tmp_path / "d.db")
+    DefinitionStore(Path(db))
+    for command in ("plan", "apply"):
+        assert cli.main(["--db", db, command, str(folder)]) == 1
+        err = capsys.readouterr().err
+        assert err.strip().splitlines() == [
+            f"error: alias user.{second} of {first} collides with another feature or alias"
+        ]
+    assert cli.main(["--db", db, "list"]) == 0
+
+
+def test_aliases_of_one_feature_are_distinct(count: FeatureDefinition) -> None:
+    with pytest.raises(ValueError, match="aliases must be distinct"):
+        FeatureDefinition.model_validate({**count.model_dump(), "aliases": ["old_name", "old_name"]})
+
+
+def test_http_registration_of_an_alias_that_names_another_feature_is_refused(
+    client: TestClient, count: FeatureDefinition
+) -> None:
+    taken = client.post(
+        "/v1/feature-definitions", json=_body(count, name="txn_count_renamed", aliases=["txn_count_1h"])
+    )
+    assert taken.status_code == 422, taken.text
+    assert "collides" in taken.json()["message"]
+    assert client.get("/v1/feature-definitions/user/txn_count_1h").status_code == 200  # the catalog still loads
+    assert client.get("/v1/feature-definitions/user/txn_count_renamed").status_code == 404
+
+
+def test_activating_a_version_whose_alias_names_another_feature_is_refused(
+    store: DefinitionStore, count: FeatureDefinition
+) -> None:
+    other = next(d for d in load_folder() if d.name != count.name)
+    apply(store, [count, other])
+    v2 = count.model_copy(update={"version": 2, "ttl": timedelta(hours=3), "aliases": (other.name,)})
+    apply(store, [v2])  # inactive: its alias names nothing yet
+    with pytest.raises(DefinitionError, match="collides"):
+        store.activate("user", count.name, 2)
+    assert store.catalog().get("user", count.name).version == 1  # nothing moved, and the store still loads
