@@ -23,6 +23,8 @@ from pathlib import Path
 
 from jobs.feature_job import resolve_ref
 from registry.access import guard_catalog
+from registry.core.arguments import instant
+from registry.core.durations import instant_ms
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
@@ -150,13 +152,19 @@ def main(argv: list[str] | None = None) -> int:
         "iceberg:<namespace>.<table>, or `archive` (the topic's archive, then the topic from where it ends); records "
         "the decoder refuses are written beside the definitions database",
     )
-    parser.add_argument("--since", help="with --events: events and whole windows from this time (ISO-8601 or epoch ms)")
-    parser.add_argument("--until", help="with --events: events before and whole windows up to this time")
+    parser.add_argument(
+        "--since",
+        type=instant,
+        help="with --events: events and whole windows from this time (ISO-8601 with a zone, or epoch ms)",
+    )
+    parser.add_argument("--until", type=instant, help="with --events: events before and whole windows up to this time")
     args = parser.parse_args(argv)
+    if (args.since is not None or args.until is not None) and args.events is None:
+        parser.error("--since and --until need --events")
+    if args.since is not None and args.until is not None and instant_ms(args.since) >= instant_ms(args.until):
+        parser.error(f"--since must be before --until (got {args.since!r} and {args.until!r})")
     settings = settings_for_command()
     try:
-        if (args.since or args.until) and args.events is None:
-            raise FeatureStoreError("--since and --until need --events")
         run(settings, args.versions, events=args.events, since=args.since, until=args.until)
         if args.promote:
             from serving.offline.promotion import promote

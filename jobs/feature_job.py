@@ -39,7 +39,7 @@ from jobs.sql import (
     source_select,
     window_groups,
 )
-from registry.core.arguments import whole
+from registry.core.arguments import host, instant, refs, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, Source
 from registry.core.durations import to_millis
@@ -427,7 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics-port", type=whole(0, 65_535), default=9249, help="Prometheus endpoint of the job's metrics (0: none)"
     )
     parser.add_argument(
-        "--bind-host", default="127.0.0.1", help="where a local run's Flink, Python-worker and metrics ports listen"
+        "--bind-host",
+        type=host,
+        default="127.0.0.1",
+        help="where a local run's Flink, Python-worker and metrics ports listen",
     )
     parser.add_argument(
         "--python-mode",
@@ -439,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--versions",
+        type=refs,
         help="compute these versions (entity.name@v, comma-separated) instead of the active ones: a backfill",
     )
     parser.add_argument(
@@ -450,11 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--since",
+        type=instant,
         help="with --events: only events at or after this time, and only windows starting at or after it "
         "(ISO-8601 with a zone, or epoch ms)",
     )
     parser.add_argument(
         "--until",
+        type=instant,
         help="with --events: only events before this time, and only windows ending at or before it "
         "(ISO-8601 with a zone, or epoch ms)",
     )
@@ -465,9 +471,12 @@ def main(argv: list[str] | None = None) -> int:
         "(Parquet; default: batch-rejected-<time>.parquet beside the definitions database)",
     )
     args = parser.parse_args(argv)
-    window_range_ms = _window_range(args.since, args.until)
+    try:
+        window_range_ms = _window_range(args.since, args.until)
+    except FeatureStoreError as exc:
+        parser.error(str(exc))
     if window_range_ms is not None and args.events is None:
-        raise FeatureStoreError("--since and --until need --events (a run over a topic has no end)")
+        parser.error("--since and --until need --events (a run over a topic has no end)")
     settings = settings_for_command()
     catalog = DefinitionStore(settings.definitions_db).catalog()
     if not len(catalog):
@@ -475,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             f"no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`"
         )
     definitions = (
-        catalog.active() if not args.versions else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]
+        catalog.active() if args.versions is None else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]
     )
     # A table of events is read and checked before the mini-cluster starts: a bad one fails in a second.
     events = (
@@ -514,17 +523,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _epoch_ms_arg(text: str, flag: str) -> int:
-    """A CLI time (``registry.core.durations.parse_instant``) as epoch ms; FeatureStoreError for a time with a
-    fraction of a millisecond (event times and window bounds are whole milliseconds: no rounding to guess)."""
-    from registry.core.durations import EPOCH, parse_instant
+    """A CLI time (``registry.core.durations.instant_ms``) as epoch ms; FeatureStoreError naming ``flag``."""
+    from registry.core.durations import instant_ms
 
     try:
-        ms, rest = divmod(parse_instant(text) - EPOCH, timedelta(milliseconds=1))
+        return instant_ms(text)
     except ValueError as exc:
         raise FeatureStoreError(f"{flag} {exc}") from None
-    if rest:
-        raise FeatureStoreError(f"{flag} {text!r}: give a whole millisecond (event times are epoch milliseconds)")
-    return ms
 
 
 LAST_MS = 253_402_300_799_999

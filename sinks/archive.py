@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import re
 import sys
 import time
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from registry.core.arguments import whole
+from registry.core.arguments import number, whole
 from registry.core.errors import DecodeError, FeatureStoreError, StoreUnavailableError
 from schemas.wire import unframe
 
@@ -441,9 +442,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", required=True, help="the event topic to archive")
     parser.add_argument("--once", action="store_true", help="stop when the offsets Kafka had at the start are archived")
     parser.add_argument("--batch-rows", type=whole(1), default=50_000, help="records per append, at most")
-    parser.add_argument("--max-wait-s", type=float, default=5.0, help="seconds a batch waits for more records, at most")
     parser.add_argument(
-        "--expire-after-s", type=float, default=3600.0, help="expire snapshots older than this (0: never)"
+        "--max-wait-s", type=number(0.0, math.inf), default=5.0, help="seconds a batch waits for more records, at most"
+    )
+    parser.add_argument(
+        "--expire-after-s",
+        type=number(0.0, math.inf),
+        default=3600.0,
+        help="expire snapshots older than this (0: never)",
     )
     parser.add_argument(
         "--retention",

@@ -58,3 +58,33 @@ def duration(raw: str) -> timedelta:
         return parse_duration(raw)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def instant(raw: str) -> str:
+    """A point in time (``registry.core.durations.instant_ms``: epoch milliseconds in ASCII digits, or ISO-8601
+    with a zone, in whole milliseconds); the text itself, checked."""
+    from registry.core.durations import instant_ms
+
+    try:
+        instant_ms(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return raw
+
+
+def host(raw: str) -> str:
+    """One host name or IPv4 address (as ``FS_HOST``: not empty, no white space, ``:``, ``/`` or ``,``)."""
+    from registry.core.errors import SettingsError
+    from registry.core.settings import check_host
+
+    try:
+        return check_host("address", raw)
+    except SettingsError:
+        raise argparse.ArgumentTypeError(f"must be one host name or IPv4 address, not {raw!r}") from None
+
+
+def refs(raw: str) -> str:
+    """A comma-separated list of ``entity.name@version`` references, none of them empty (resolved later)."""
+    if not all(part.strip() for part in raw.split(",")):
+        raise argparse.ArgumentTypeError(f"must be entity.name@version references separated by commas, not {raw!r}")
+    return raw

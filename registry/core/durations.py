@@ -67,3 +67,12 @@ def parse_instant(text: str) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"{text!r} needs a time zone (e.g. 2024-05-01T00:00:00Z)")
     return parsed
+
+
+def instant_ms(text: str) -> int:
+    """``parse_instant`` in epoch milliseconds; ValueError for a time with a fraction of a millisecond (event
+    times and window bounds are whole milliseconds: no rounding to guess)."""
+    ms, rest = divmod(parse_instant(text) - EPOCH, timedelta(milliseconds=1))
+    if rest:
+        raise ValueError(f"{text!r}: give a whole millisecond (event times are epoch milliseconds)")
+    return int(ms)

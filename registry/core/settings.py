@@ -46,7 +46,7 @@ def _port(name: str, raw: str) -> int:
     return port
 
 
-def _host(name: str, raw: str) -> str:
+def check_host(name: str, raw: str) -> str:
     try:  # characters that NFKC-normalise into a URL delimiter make urlsplit raise
         fits = _HOST.fullmatch(raw) is not None and urlsplit(f"http://{raw}").hostname == raw.lower()
     except ValueError:
@@ -141,7 +141,7 @@ class Settings(BaseModel):
         env = os.environ
         # FS_HOST: where the local stack (python -m infra) runs its services, and so where the clients
         # look for them unless FS_KAFKA_BOOTSTRAP, FS_SCHEMA_REGISTRY_URL or FS_CASSANDRA_HOSTS say otherwise.
-        host = _host("FS_HOST", env.get("FS_HOST", "127.0.0.1"))
+        host = check_host("FS_HOST", env.get("FS_HOST", "127.0.0.1"))
         kafka_port = _port("FS_KAFKA_PORT", env.get("FS_KAFKA_PORT", "9092"))
         registry_port = _port("FS_REGISTRY_PORT", env.get("FS_REGISTRY_PORT", "8081"))
         state = _folder("FS_STATE_DIR", env.get("FS_STATE_DIR", _REPO / ".state")).resolve()

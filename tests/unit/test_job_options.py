@@ -1,0 +1,73 @@
+"""The stream job's, the backfill's and the archiver's options are checked by argparse before anything connects:
+a malformed one exits 2 with one line naming it."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs import backfill, feature_job
+from sinks import archive
+
+
+def _refused(main: object, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)  # type: ignore[operator]
+    assert caught.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--bind-host", ""], "argument --bind-host: must be one host name or IPv4 address, not ''"),
+        (["--bind-host", "bad host"], "argument --bind-host: must be one host name or IPv4 address"),
+        (["--bind-host", "h:1"], "argument --bind-host"),
+        (["--versions", ""], "argument --versions: must be entity.name@version references separated by commas"),
+        (["--versions", "user.a@1,"], "argument --versions"),
+        (["--events", "x.parquet", "--since", "bogus"], "argument --since: 'bogus' is neither an ISO-8601 time"),
+        (["--events", "x.parquet", "--since", "\u0661\u0662"], "argument --since"),  # Arabic-Indic digits
+        (
+            ["--events", "x.parquet", "--until", "2026-01-01T00:00:00"],
+            "argument --until: '2026-01-01T00:00:00' needs a time zone",
+        ),
+        (["--events", "x.parquet", "--until", "1970-01-01T00:00:00.0015Z"], "give a whole millisecond"),
+        (["--events", "x.parquet", "--since", "2000", "--until", "2000"], "--since must be before --until"),
+        (["--since", "2000"], "--since and --until need --events"),
+    ],
+)
+def test_the_job_refuses_a_malformed_option_in_one_line(
+    argv: list[str], names: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert names in _refused(feature_job.main, argv, capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["user.a@2", "--events", "x.parquet", "--since", "bogus"], "argument --since: 'bogus' is neither"),
+        (["user.a@2", "--events", "x.parquet", "--until", "\u0661\u0662"], "argument --until"),
+        (["user.a@2", "--events", "x.parquet", "--since", "2000", "--until", "1000"], "--since must be before --until"),
+        (["user.a@2", "--since", "2000"], "--since and --until need --events"),
+    ],
+)
+def test_the_backfill_refuses_a_malformed_range_before_it_starts_a_job(
+    argv: list[str], names: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert names in _refused(backfill.main, argv, capsys)
+
+
+@pytest.mark.parametrize("option", ["--max-wait-s", "--expire-after-s"])
+@pytest.mark.parametrize("raw", ["nan", "inf", "-5", "x", ""])
+def test_the_archiver_takes_finite_seconds_of_zero_or_more(
+    option: str, raw: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert f"argument {option}: must be a number of 0 or more" in _refused(
+        archive.main, ["--topic", "t", option, raw], capsys
+    )
+
+
+@pytest.mark.parametrize("raw", [" 5d", "5d\n", "5 d"])
+def test_the_archive_retention_is_a_duration_with_nothing_around_it(
+    raw: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "argument --retention" in _refused(archive.main, ["--topic", "t", "--retention", raw], capsys)
