@@ -53,6 +53,7 @@ def _subject_name(value: str) -> str:
 
 
 MAX_VERSION = 2**31 - 1  # versions are 32-bit, as Flink's INT and the stores' int columns
+MAX_TTL = timedelta(seconds=630_720_000)  # 7300d, 20 years: Cassandra's longest TTL, which online cells carry
 # Control characters are Unicode's category Cc: C0 (\x00-\x1f), DEL and C1 (\x80-\x9f, e.g. NEL \x85).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps "\n" and "\t" only
@@ -104,6 +105,10 @@ class Source(_Frozen):
 
     @model_validator(mode="after")
     def _key(self) -> Source:
+        if self.idle_timeout <= timedelta(0):
+            raise ValueError(
+                "`idle_timeout` must be positive (Flink reads 0 as: a silent partition holds time back forever)"
+            )
         if isinstance(self.entity_key, tuple):
             if not 2 <= len(self.entity_key) <= MAX_KEY_FIELDS:
                 raise ValueError(
@@ -224,6 +229,11 @@ class FeatureDefinition(_Frozen):
             )
         if self.ttl <= timedelta(0) or self.freshness_slo <= timedelta(0):
             raise ValueError(f"{self.name}: `ttl` and `freshness_slo` must be positive")
+        if self.ttl > MAX_TTL:
+            raise ValueError(
+                f"{self.name}: `ttl` is at most {format_duration(MAX_TTL)} (20 years, the longest TTL Cassandra keeps"
+                f" an online value for), not {format_duration(self.ttl)}"
+            )
         if self.status == "deprecated" and self.deprecated_after is None:
             raise ValueError(f"{self.name}: a deprecated feature needs `deprecated_after`")
         return self

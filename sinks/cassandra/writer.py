@@ -13,7 +13,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from registry.core.definitions import FeatureDefinition
+from registry.core.definitions import MAX_TTL, FeatureDefinition
 from registry.core.durations import to_millis
 from registry.core.errors import StoreUnavailableError
 from registry.core.timeline import step_ms, tie_key
@@ -22,6 +22,8 @@ from sinks.records import FeatureRow, Value, WindowResults
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
+
+MAX_TTL_S = int(MAX_TTL.total_seconds())  # what a cell's TTL in seconds is cut to
 
 
 CELLS_PER_REQUEST = 64  # cells a request at most
@@ -177,6 +179,8 @@ def newest_cells(
                 best = c
         winners[j] = best
     ttl_s = -((now_ms - ends[winners] - ttls[feature[winners]]) // 1000)  # ceil((end + ttl - now) / 1000)
+    # A window ending ahead of this clock (up to the job's one-hour bound) could ask past Cassandra's longest TTL.
+    np.minimum(ttl_s, MAX_TTL_S, out=ttl_s)
     alive = ttl_s > 0
     expired = int((~alive).sum())
     winners, ttl_s = winners[alive], ttl_s[alive]

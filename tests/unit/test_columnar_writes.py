@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +260,22 @@ def test_a_window_wider_than_a_pack_is_several_packs_that_read_back_whole(shippe
     ((_, packs),) = cells[("user", "u1")].items()
     assert expired == 0 and sorted(online_layout.values_in(key) for key in packs) == [44, online_layout.PACK_MEMBERS]
     assert _vector([(packs,)]) == {(d.name, 1): (i - 7 if i % 5 else None, T0) for i, d in enumerate(features)}
+
+
+def test_a_cell_ttl_is_cut_to_cassandras_longest(shipped_catalog: FeatureCatalog) -> None:
+    """A 7300d TTL (the most a definition may hold) on a window ending ahead of the writer's clock asks for more
+    than Cassandra's 630,720,000 s, which it refuses: the cell's TTL is cut to that (never past it)."""
+    count = shipped_catalog.get("user", "txn_count_1h").model_copy(update={"ttl": timedelta(days=7300)})
+    results = WindowResults(
+        (count,),
+        ["u1", "u2"],
+        np.array([T0 - 60 * MIN, T0 - 120 * MIN], dtype=np.int64),
+        np.array([T0, T0 - 60 * MIN], dtype=np.int64),
+        np.array([1, 1], dtype=np.int64),
+        [[5, 6]],
+    )
+    values = Values()
+    values.add_results(results)
+    cells, _ = newest_cells(values, T0 - 30 * MIN)  # u1's window ends 30 minutes ahead of now, u2's 30 behind
+    assert [ttl for _, ttl in cells[("user", "u1")]] == [630_720_000]
+    assert [ttl for _, ttl in cells[("user", "u2")]] == [630_720_000 - 30 * 60]

@@ -525,6 +525,35 @@ def test_out_of_range_duration_is_a_definition_error(tmp_path: Path) -> None:
         parse_file(path)
 
 
+@pytest.mark.parametrize(
+    ("ttl", "ok"), [("7300d", True), ("630720000s", True), ("7301d", False), ("630720001s", False)]
+)
+def test_a_ttl_is_at_most_cassandras_longest(tmp_path: Path, ttl: str, ok: bool) -> None:
+    path = _write(
+        tmp_path,
+        _DEFAULTS + f'\n[[feature]]\nname = "f"\nversion = 1\nttl = "{ttl}"\naggregation = {{ function = "count" }}\n',
+    )
+    if ok:
+        assert parse_file(path)[0].ttl.total_seconds() == 630_720_000
+    else:
+        with pytest.raises(DefinitionError, match="`ttl` is at most 7300d"):
+            parse_file(path)
+
+
+@pytest.mark.parametrize(("idle", "ok"), [("1ms", True), ("0s", False), ("0ms", False)])
+def test_an_idle_timeout_is_positive(tmp_path: Path, idle: str, ok: bool) -> None:
+    path = _write(
+        tmp_path,
+        _DEFAULTS.replace('timestamp_field = "event_time"', f'timestamp_field = "event_time"\nidle_timeout = "{idle}"')
+        + '\n[[feature]]\nname = "f"\nversion = 1\naggregation = { function = "count" }\n',
+    )
+    if ok:
+        assert parse_file(path)[0].source.idle_timeout.total_seconds() == 0.001
+    else:
+        with pytest.raises(DefinitionError, match="`idle_timeout` must be positive"):
+            parse_file(path)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pinned active versions and aliases (renames)
 # ---------------------------------------------------------------------------------------------
