@@ -177,6 +177,9 @@ def consumer_config(bootstrap: str, group: str = GROUP) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
         "reconnect.backoff.max.ms": 1000,
+        # A sink that died without leaving the group holds its partitions this long: 10 s, not the default 45 s
+        # (heartbeats come from librdkafka's own thread, so a long append does not end the session).
+        "session.timeout.ms": 10_000,
     }
 
 
@@ -203,23 +206,29 @@ class ServingLogSink:
         self.rows = 0
         self.bad = 0
 
-    def _messages(self, deadline: float, eof: set[tuple[str, int]]) -> Iterator[Message]:
+    def _chunks(self, deadline: float, eof: set[tuple[str, int]]) -> Iterator[list[Message]]:
+        """The messages of each ``consume`` call, whole (possibly none). A caller stops between chunks, never
+        inside one: librdkafka stores the offset of every message a call returns, so the next commit moves
+        past them all, and a message left unread would be lost (and a partition's end left unseen)."""
         from confluent_kafka import KafkaError, KafkaException
 
         while time.monotonic() < deadline:
+            chunk = []
             for message in self._consumer.consume(num_messages=1000, timeout=0.5):
                 error = message.error()
                 where = (str(message.topic()), int(message.partition() or 0))
                 if error is None:
                     eof.discard(where)
-                    yield message
+                    chunk.append(message)
                 elif error.code() == KafkaError._PARTITION_EOF:
                     eof.add(where)
                 elif error.fatal() or not error.retriable():
                     raise StoreUnavailableError(f"serving log consumer: {KafkaException(error)}")
+            yield chunk
 
     def run(self, *, once: bool = False, timeout_s: float = 120.0) -> int:
-        """Append until stopped (or, with ``once``, until caught up); returns the rows appended.
+        """Append until stopped (or, with ``once``, until caught up); returns the rows appended. A batch
+        holds whole ``consume`` results: ``batch_rows`` or more rows, or what ``max_wait_s`` gathered.
 
         ``once`` fails with StoreUnavailableError if it is not caught up within ``timeout_s``.
         """
@@ -228,10 +237,11 @@ class ServingLogSink:
         while True:
             batch = Batch.empty()
             deadline = time.monotonic() + self._max_wait_s
-            for message in self._messages(deadline, eof):
-                batch.add(
-                    message.value(), str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
-                )
+            for chunk in self._chunks(deadline, eof):
+                for message in chunk:
+                    batch.add(
+                        message.value(), str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
+                    )
                 if len(batch) >= self._batch_rows or (once and self._caught_up(eof)):
                     break
             self.bad += batch.bad
