@@ -492,10 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.events is None
         else _read_events_table(settings, args.events, definitions, args.rejected, window_range_ms)
     )
-    if events is None:  # the job reads its topics: a stopped broker is named now, not after the job starts
+    if events is None:  # the job reads its topics: a stopped broker or registry is named now, not in the job
+        from jobs.registry_client import require_registry
         from sinks.topics import require_reachable
 
         require_reachable(settings.kafka_bootstrap)
+        require_registry(settings.schema_registry_url, settings.token)
     bounded = args.bounded or events is not None
     checkpoint_ms = args.checkpoint_interval_ms if args.checkpoint_interval_ms else (None if bounded else 10_000)
     env = create_environment(

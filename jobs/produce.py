@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from jobs.registry_client import AvroSerializer, SchemaRegistryClient, registry_client
+from jobs.registry_client import AvroSerializer, SchemaRegistryClient, registry_client, require_registry
 from registry.core.arguments import whole
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
@@ -41,11 +41,23 @@ class EventProducer:
         if err is not None:
             self.errors.append(str(err))
 
+    def _serialized(self, event: dict[str, Any], ctx: SerializationContext) -> bytes | None:
+        """The event in Confluent's wire format; StoreUnavailableError naming the registry when it does not
+        answer while the schema is registered or looked up (a refusal of the schema stays what it is)."""
+        import httpx
+
+        try:
+            return self._serializer(event, ctx)
+        except httpx.TransportError as exc:
+            raise StoreUnavailableError(
+                f"schema registry unavailable: {type(exc).__name__}: {exc or 'no answer'}"
+            ) from exc
+
     def send(self, topic: str, events: Iterable[dict[str, Any]]) -> int:
         ctx = SerializationContext(topic, MessageField.VALUE)
         sent = 0
         for event in events:
-            value = self._serializer(event, ctx)
+            value = self._serialized(event, ctx)
             while True:
                 try:
                     self._producer.produce(
@@ -125,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         ensure_topics(settings.kafka_bootstrap, ["card_transactions", "card_transactions.dlq"])
+        require_registry(settings.schema_registry_url, settings.token)
         producer = make_producer(settings)
         sent = producer.send("card_transactions", events)
         producer.flush()

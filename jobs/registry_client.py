@@ -24,7 +24,14 @@ with warnings.catch_warnings(record=True):
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-__all__ = ["AvroSerializer", "SchemaRegistryClient", "SchemaRegistryError", "registry_client", "schema_lookup"]
+__all__ = [
+    "AvroSerializer",
+    "SchemaRegistryClient",
+    "SchemaRegistryError",
+    "registry_client",
+    "require_registry",
+    "schema_lookup",
+]
 
 CLIENT_CONFIG: dict[str, Any] = {
     "timeout": 1,  # seconds per attempt
@@ -43,6 +50,22 @@ def auth_config(token: str | None) -> dict[str, Any]:
 
 def registry_client(url: str, token: str | None = None) -> SchemaRegistryClient:
     return SchemaRegistryClient({"url": url, **CLIENT_CONFIG, **auth_config(token)})
+
+
+def require_registry(url: str, token: str | None = None) -> None:
+    """Fail fast, naming the schema registry, when it does not answer a request (refused: within
+    milliseconds; hung: within the client's bounds, about 3.6 s). An answer of any status counts: what
+    it means (a missing subject, a refused token) is the caller's to meet."""
+    import httpx
+
+    try:
+        registry_client(url, token).get_subjects()
+    except SchemaRegistryError:
+        return
+    except httpx.TransportError as exc:
+        raise StoreUnavailableError(
+            f"schema registry at {url} unavailable: {type(exc).__name__}: {exc or 'no answer'}"
+        ) from exc
 
 
 SCHEMA_NOT_FOUND = 40403  # Confluent's error code of an unknown schema id
