@@ -24,13 +24,28 @@ DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "features"
 
 
 def _merge(defaults: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str, Any]:
+    """A feature's table over ``[defaults]``: tables merge key by key (a feature's ``window = { size = "2h" }``
+    keeps the default's kind and slide), except a ``window`` of another ``kind``, which replaces the default's
+    whole (a session window takes none of a sliding default's size and slide)."""
     merged = dict(defaults)
     for key, value in feature.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = {**merged[key], **value}
+        default = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(default, Mapping):
+            other_kind = key == "window" and "kind" in value and value["kind"] != default.get("kind")
+            merged[key] = dict(value) if other_kind else {**default, **value}
         else:
             merged[key] = value
     return merged
+
+
+def _tables(path: Path, doc: Mapping[str, Any], key: str) -> tuple[dict[str, Any], list[Any]]:
+    """``[defaults]`` and the ``[[key]]`` array of a file, each checked for its TOML shape."""
+    defaults, entries = doc.get("defaults", {}), doc.get(key, [])
+    if not isinstance(defaults, dict):
+        raise DefinitionError(f"{path}: `defaults` must be a table ([defaults]), not {defaults!r:.100}")
+    if not isinstance(entries, list):
+        raise DefinitionError(f"{path}: `{key}` must be an array of tables ([[{key}]]), not {entries!r:.100}")
+    return defaults, entries
 
 
 def _document(path: Path) -> dict[str, Any]:
@@ -52,10 +67,7 @@ def _document(path: Path) -> dict[str, Any]:
 def parse_request_features(path: Path) -> list[RequestFeature]:
     """The ``[[request_feature]]`` tables of one file (``entity``, ``owner``, ``tags`` default from ``[defaults]``)."""
     doc = _document(path)
-    defaults = doc.get("defaults", {})
-    raw_features = doc.get("request_feature", [])
-    if not isinstance(defaults, dict) or not isinstance(raw_features, list):
-        raise DefinitionError(f"{path}: request features must be an array of tables ([[request_feature]])")
+    defaults, raw_features = _tables(path, doc, "request_feature")
     inherited = {k: v for k, v in defaults.items() if k in ("entity", "owner", "tags")}
     out = []
     for i, raw in enumerate(raw_features):
@@ -73,10 +85,7 @@ def parse_request_features(path: Path) -> list[RequestFeature]:
 
 def parse_file(path: Path) -> list[FeatureDefinition]:
     doc = _document(path)
-    defaults = doc.get("defaults", {})
-    features = doc.get("feature", [])
-    if not isinstance(defaults, dict) or not isinstance(features, list):
-        raise DefinitionError(f"{path}: `defaults` must be a table and features an array of tables ([[feature]])")
+    defaults, features = _tables(path, doc, "feature")
     out = []
     for i, raw in enumerate(features):
         if not isinstance(raw, dict):

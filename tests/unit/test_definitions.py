@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.sql import window_groups
-from registry.core.catalog import DEFAULT_FOLDER, FeatureCatalog, parse_file
+from registry.core.catalog import DEFAULT_FOLDER, FeatureCatalog, parse_file, parse_request_features
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DefinitionError, UnknownFeatureError
 
@@ -552,6 +552,48 @@ def test_an_idle_timeout_is_positive(tmp_path: Path, idle: str, ok: bool) -> Non
     else:
         with pytest.raises(DefinitionError, match="`idle_timeout` must be positive"):
             parse_file(path)
+
+
+def test_a_window_of_another_kind_replaces_the_default_window_and_one_of_the_same_kind_merges(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        _DEFAULTS + '\n[[feature]]\nname = "s"\nversion = 1\nwindow = { kind = "session", gap = "5m" }\n'
+        'aggregation = { function = "count" }\n'
+        '\n[[feature]]\nname = "t"\nversion = 1\nwindow = { kind = "tumbling", size = "1h" }\n'
+        'aggregation = { function = "count" }\n'
+        '\n[[feature]]\nname = "w"\nversion = 1\nwindow = { size = "2h" }\naggregation = { function = "count" }\n',
+    )
+    s, t, w = parse_file(path)
+
+    def shown(d: FeatureDefinition) -> dict[str, object]:
+        window = d.window.model_dump(mode="json", exclude_none=True)
+        assert window.pop("allowed_lateness") == "0ms"
+        return window
+
+    assert shown(s) == {"kind": "session", "gap": "5m"}
+    assert shown(t) == {"kind": "tumbling", "size": "1h"}
+    assert shown(w) == {"kind": "sliding", "size": "2h", "slide": "5m"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("defaults = 5\n", "`defaults` must be a table ([defaults]), not 5"),
+        ("feature = 5\n", "`feature` must be an array of tables ([[feature]]), not 5"),
+        ("request_feature = 5\n", "`request_feature` must be an array of tables ([[request_feature]]), not 5"),
+    ],
+)
+def test_a_file_of_the_wrong_shape_names_the_key_at_fault(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    for parse in (parse_file, parse_request_features):
+        if ("request_feature" in text and parse is parse_file) or (
+            text.startswith("feature") and parse is not parse_file
+        ):
+            continue
+        with pytest.raises(DefinitionError) as caught:
+            parse(path)
+        assert str(caught.value) == f"{path}: {message}"
 
 
 # ---------------------------------------------------------------------------------------------
