@@ -86,7 +86,8 @@ def _kafka_healthy(s: StackSettings) -> bool:
         return False
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": f"{s.host}:{s.kafka_port}", "socket.timeout.ms": 2000})
+    # log_level 0: a broker that does not answer is this check's answer (False), not librdkafka's lines on stderr
+    admin = AdminClient({"bootstrap.servers": f"{s.host}:{s.kafka_port}", "socket.timeout.ms": 2000, "log_level": 0})
     try:
         meta = admin.list_topics(timeout=3)
     except Exception:

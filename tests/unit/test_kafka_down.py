@@ -119,3 +119,18 @@ def test_commands_name_a_stopped_broker_in_one_line(command: list[str], closed_p
         f"error: Kafka at 127.0.0.1:{closed_port} unavailable: no bootstrap server accepts a connection "
         f"(127.0.0.1:{closed_port}: Connection refused)\n"
     )
+
+
+def test_the_stacks_health_check_of_a_hung_broker_is_false_and_quiet(
+    silent_port: int, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m infra status`` with Kafka paused: "unhealthy", without librdkafka's log lines on stderr."""
+    import dataclasses
+
+    from infra.services import _kafka_healthy
+    from infra.settings import StackSettings
+
+    settings = dataclasses.replace(StackSettings.from_env(), host="127.0.0.1", kafka_port=silent_port)
+    assert _kafka_healthy(settings) is False
+    time.sleep(1.5)  # librdkafka logs from its own threads, also after the call returned
+    assert "rdkafka" not in capfd.readouterr().err
