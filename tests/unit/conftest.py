@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -89,3 +91,47 @@ def _configure_hypothesis() -> None:
 
 
 _configure_hypothesis()
+
+
+# --- ports standing in for a service that is stopped, hung or answering (the fast-failure tests) ---
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released): a stopped service."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose connections the kernel accepts and nobody answers: a paused (SIGSTOP) service."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield s.getsockname()[1]
+
+
+@pytest.fixture
+def answering_port() -> Iterator[int]:
+    """A port that answers the first bytes of every connection, as a broker answers ApiVersions
+    (enough for ``sinks.topics.require_reachable``)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            with connection:
+                connection.recv(64)
+                connection.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x01")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,46 +15,6 @@ from sinks.topics import require_reachable
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port whose connections the kernel accepts and nobody answers: a paused (SIGSTOP) broker."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield s.getsockname()[1]
-
-
-@pytest.fixture
-def listening_port() -> Iterator[int]:
-    """A port that answers the first bytes of every connection, as a broker answers ApiVersions."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:  # closed: the test is over
-                return
-            with connection:
-                connection.recv(64)
-                connection.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x01")
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield server.getsockname()[1]
-    server.close()
-
-
 def test_no_server_accepting_is_a_named_failure(closed_port: int) -> None:
     started = time.monotonic()
     with pytest.raises(StoreUnavailableError, match=rf"^Kafka at 127.0.0.1:{closed_port} unavailable: no bootstrap"):
@@ -66,8 +23,8 @@ def test_no_server_accepting_is_a_named_failure(closed_port: int) -> None:
 
 
 @pytest.mark.parametrize("form", ["127.0.0.1:{}", "PLAINTEXT://127.0.0.1:{}", "127.0.0.1:{closed},127.0.0.1:{}"])
-def test_one_server_accepting_is_enough(form: str, listening_port: int, closed_port: int) -> None:
-    require_reachable(form.format(listening_port, closed=closed_port))
+def test_one_server_accepting_is_enough(form: str, answering_port: int, closed_port: int) -> None:
+    require_reachable(form.format(answering_port, closed=closed_port))
 
 
 def test_a_server_that_accepts_and_never_answers_is_a_named_failure(silent_port: int) -> None:
@@ -82,9 +39,9 @@ def test_a_server_that_accepts_and_never_answers_is_a_named_failure(silent_port:
 
 
 def test_one_answering_server_is_enough_beside_silent_and_closed_ones(
-    silent_port: int, closed_port: int, listening_port: int
+    silent_port: int, closed_port: int, answering_port: int
 ) -> None:
-    require_reachable(f"127.0.0.1:{closed_port},127.0.0.1:{silent_port},127.0.0.1:{listening_port}", timeout_s=0.5)
+    require_reachable(f"127.0.0.1:{closed_port},127.0.0.1:{silent_port},127.0.0.1:{answering_port}", timeout_s=0.5)
 
 
 def test_a_list_it_cannot_read_is_left_to_the_client() -> None:

@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,45 +16,6 @@ from jobs.registry_client import registry_client, require_registry
 from registry.core.errors import StoreUnavailableError
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """Connections accepted by the kernel, never answered: a paused (SIGSTOP) registry."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(16)
-        yield s.getsockname()[1]
-
-
-@pytest.fixture
-def answering_port() -> Iterator[int]:
-    """Answers the first bytes of each connection: enough for the Kafka probe (``sinks.topics``)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                return
-            with connection:
-                connection.recv(64)
-                connection.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x01")
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield server.getsockname()[1]
-    server.close()
 
 
 def test_a_stopped_registry_is_named_at_once(closed_port: int) -> None:
@@ -81,7 +39,14 @@ def test_a_hung_registry_is_named_within_the_clients_bounds(silent_port: int) ->
 def test_the_producer_names_a_registry_that_stops_answering(closed_port: int) -> None:
     registry = registry_client(f"http://127.0.0.1:{closed_port}")
     producer = EventProducer(None, registry, "card_transaction", key_field="user_id", time_field="event_time")  # type: ignore[arg-type]
-    event = {"transaction_id": "t1", "user_id": "u1", "merchant_id": "m1", "amount": 1.0, "currency": "EUR", "event_time": 1}
+    event = {
+        "transaction_id": "t1",
+        "user_id": "u1",
+        "merchant_id": "m1",
+        "amount": 1.0,
+        "currency": "EUR",
+        "event_time": 1,
+    }
     with pytest.raises(StoreUnavailableError, match=r"^schema registry unavailable: ConnectError"):
         producer.send("card_transactions", [event])
 
