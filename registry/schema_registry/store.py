@@ -41,6 +41,7 @@ from registry.core import bounded_json
 from registry.core.errors import StoreUnavailableError
 from registry.schema_registry import avro_compat
 from registry.schema_registry.avro_compat import CompatibilityLevel, WithReferences
+from registry.schema_registry.canonical import canonical_text
 from registry.schema_registry.errors import (
     AlreadySoftDeletedError,
     ConfigNotFoundError,
@@ -123,6 +124,7 @@ ALTER TABLE schemas_with_refs RENAME TO schemas
 """
 
 _MAX_VERSION = 2**31 - 1
+_CANONICAL_TEXTS = 1  # PRAGMA user_version from which every stored text is Avro's own (``canonical``)
 
 VersionSpec = int | str
 """A version number, ``-1`` or ``"latest"``; also the text of a number, as it arrives in a URL."""
@@ -203,7 +205,8 @@ class StoredSchema:
 
 
 def normalize(schema_text: str, dependencies: Sequence[str] = ()) -> str:
-    """Parse, validate and re-serialise a schema so equal schemas compare equal as text.
+    """Parse, validate and write a schema as Avro's Java library writes it back (``canonical``): the text
+    Confluent keeps and returns, and by which equal schemas compare equal.
 
     ``dependencies`` are the texts of the schemas it references (see :class:`WithReferences`).
     """
@@ -223,7 +226,7 @@ def normalize(schema_text: str, dependencies: Sequence[str] = ()) -> str:
         fastavro.parse_schema(parsed, named_schemas=named)
     except Exception as exc:  # fastavro signals bad input with many exception types (KeyError among them)
         raise InvalidSchemaError(f"{type(exc).__name__}: {exc}") from exc
-    return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
+    return canonical_text(parsed, [json.loads(d) for d in dependencies])
 
 
 def _version_spec(version: VersionSpec) -> int | None:
@@ -261,6 +264,29 @@ class SchemaStore:
             for statement in _DDL.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if conn.execute("PRAGMA user_version").fetchone()[0] < _CANONICAL_TEXTS:
+                self._rewrite_texts(conn)
+                conn.execute(f"PRAGMA user_version = {_CANONICAL_TEXTS}")
+
+    def _rewrite_texts(self, conn: sqlite3.Connection) -> None:
+        """A store written before schema texts were Avro's own (``canonical``: they were JSON with sorted keys):
+        each text rewritten, keeping its id. Where the new text is already another id's (two spellings of one
+        schema registered apart), the later id keeps its old text: both ids stay readable."""
+        for schema_id, text, refs_text in conn.execute(
+            "SELECT id, normalized, refs FROM schemas ORDER BY id"
+        ).fetchall():
+            try:
+                _, dependencies = self._resolve(conn, _refs_from_json(refs_text))
+                new = canonical_text(json.loads(text), [json.loads(d) for d in dependencies])
+            except (InvalidSchemaError, ValueError, KeyError, TypeError):
+                continue  # not readable as a schema any more: left as it is
+            if (
+                new != text
+                and not conn.execute(
+                    "SELECT 1 FROM schemas WHERE normalized = ? AND refs = ?", (new, refs_text)
+                ).fetchone()
+            ):
+                conn.execute("UPDATE schemas SET normalized = ? WHERE id = ?", (new, schema_id))
 
     # -- connections --------------------------------------------------------------------------------
 
