@@ -63,7 +63,8 @@ class ReadPoint:
 
 def read_point(table: Table, as_of: int | datetime | None) -> ReadPoint:
     """Resolve ``as_of``: None = the table's current snapshot, an int = that snapshot id, a
-    timezone-aware datetime = the snapshot current at that time plus rows ingested by then."""
+    timezone-aware datetime = the snapshot current at that time plus rows ingested by then (before the
+    table's first snapshot: nothing; a time whose snapshot was expired: DatasetError, as for its id)."""
     if as_of is None:
         current = table.current_snapshot()
         return ReadPoint(current.snapshot_id if current is not None else None)
@@ -75,6 +76,15 @@ def read_point(table: Table, as_of: int | datetime | None) -> ReadPoint:
         return ReadPoint(as_of)
     until_us = epoch_us(as_of)
     snapshot = table.snapshot_as_of_timestamp(until_us // 1000)
+    if snapshot is None:  # before the table's first snapshot (nothing known then), or its history was expired
+        kept = table.metadata.snapshots
+        oldest = min(kept, key=lambda s: s.timestamp_ms) if kept else None
+        if oldest is not None and oldest.parent_snapshot_id is not None:
+            raise DatasetError(
+                f"the offline table's history at {as_of.isoformat()} was expired: its oldest snapshot kept is "
+                f"{oldest.snapshot_id}, of {iso_us(oldest.timestamp_ms * 1000)} (pin a training set's snapshot "
+                "to keep it, or read as of a later time)"
+            )
     return ReadPoint(snapshot.snapshot_id if snapshot is not None else None, until_us)
 
 

@@ -324,6 +324,39 @@ def test_as_of_a_time_reads_the_snapshot_then_and_rows_ingested_by_then(
     assert count_at(datetime.now(UTC) + timedelta(hours=2)) == [2, 9, 2]
 
 
+def test_as_of_a_time_whose_snapshot_was_expired_is_an_error_not_an_empty_read(
+    tmp_path: Path, catalog: FeatureCatalog
+) -> None:
+    from sinks.iceberg.maintenance import expire_snapshots
+
+    table = iceberg_table(tmp_path)
+    count = _feature(catalog, "count_5m")
+    append(table, [Row(count, "e1", 1, T0, int(time.time() * 1000))])
+    time.sleep(0.01)
+    between = datetime.now(UTC)
+    time.sleep(0.01)
+    append(table, [Row(count, "e1", 2, T0, int(time.time() * 1000))])
+    labels = labels_table([("e1", T0)])
+
+    def count_at(as_of: Any) -> list[Any]:
+        return (
+            get_historical_features(
+                table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who", as_of=as_of
+            )
+            .column("count_5m")
+            .to_pylist()
+        )
+
+    assert count_at(between) == [1]
+    table, _ = expire_snapshots(table)
+    with pytest.raises(DatasetError, match=r"history at .* was expired: its oldest snapshot kept is"):
+        count_at(between)
+    with pytest.raises(DatasetError, match="was expired"):  # whether the table began later is not known any more
+        count_at(datetime(2000, 1, 1, tzinfo=UTC))
+    assert count_at(datetime.now(UTC)) == [2]  # a time the kept snapshot covers
+    assert count_at(None) == [2]
+
+
 def test_as_of_also_bounds_the_reach_of_the_data(tmp_path: Path, catalog: FeatureCatalog) -> None:
     """A late row of *another* entity must not turn a stored value into an empty window as of earlier."""
     table = iceberg_table(tmp_path)
