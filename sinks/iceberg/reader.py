@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The first and last microseconds a datetime (and so a filter's bound) can spell: a bound beyond them is none.
+_FIRST_US = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_LAST_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
 _COLUMN_TYPES = {column: arrow_type(t, large_strings=True) for t, column in VALUE_COLUMNS.items()}
 
@@ -115,9 +118,9 @@ def _filter(
         EqualTo("entity_type", entity_type),
         In("feature_name", names) if len(names) > 1 else EqualTo("feature_name", names[0]),
     ]
-    if lo_us is not None:
+    if lo_us is not None and lo_us > _FIRST_US:  # a band reaching before year 1 (a TTL back from early labels)
         terms.append(GreaterThanOrEqual("event_time", iso_us(lo_us)))
-    if hi_us is not None:
+    if hi_us is not None and hi_us < _LAST_US:
         terms.append(LessThanOrEqual("event_time", iso_us(hi_us)))
     if point.ingested_until_us is not None:
         terms.append(LessThanOrEqual("ingested_at", iso_us(point.ingested_until_us)))

@@ -357,6 +357,18 @@ def test_as_of_a_time_whose_snapshot_was_expired_is_an_error_not_an_empty_read(
     assert count_at(None) == [2]
 
 
+def test_labels_within_a_ttl_of_year_one_get_their_rows(tmp_path: Path, catalog: FeatureCatalog) -> None:
+    """A label minutes after 0001-01-01 reaches a TTL back past the first time a datetime spells: every label
+    row still gets its one output row (it crashed with OverflowError)."""
+    table = iceberg_table(tmp_path)
+    count = _feature(catalog, "count_5m")
+    append(table, [Row(count, "e0", 3, T0, T0 + HOUR)])
+    year_one = (datetime(1, 1, 1, 0, 5, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    labels = labels_table([("e0", year_one), ("e0", T0)])
+    result = get_historical_features(table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who")
+    assert result.column("count_5m").to_pylist() == [None, 3]
+
+
 def test_as_of_also_bounds_the_reach_of_the_data(tmp_path: Path, catalog: FeatureCatalog) -> None:
     """A late row of *another* entity must not turn a stored value into an empty window as of earlier."""
     table = iceberg_table(tmp_path)
