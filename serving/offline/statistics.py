@@ -34,6 +34,7 @@ collector (``write_metrics``).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -394,6 +395,7 @@ def store(quality: QualityStore, result: dict[str, Any], computed_at: datetime) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from registry.core.arguments import number
     from registry.core.durations import parse_duration, to_millis
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
@@ -414,7 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
     parser.add_argument("--no-store", action="store_true", help="print only; do not keep the results")
     parser.add_argument(
-        "--fail-above", type=float, help="exit 3 if a drift score (PSI) is above this (needs --training-set)"
+        "--fail-above",
+        type=number(0.0, math.inf),
+        help="exit 3 if a drift score (PSI) is above this: a finite number of 0 or more (needs --training-set)",
     )
     parser.add_argument(
         "--metrics-file",
@@ -422,13 +426,25 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the latest hour's rates and the drift as Prometheus gauges (textfile format)",
     )
     args = parser.parse_args(argv)
-    settings = settings_for_command()
+    # As parity's: checked before anything is read or computed.
+    if args.fail_above is not None and args.training_set is None:
+        parser.error("argument --fail-above: needs --training-set (drift is measured against a training set)")
+    if args.metrics_file is not None:
+        if args.metrics_file.is_dir():
+            parser.error(f"argument --metrics-file: {args.metrics_file} is a directory")
+        if not args.metrics_file.parent.is_dir():
+            parser.error(f"argument --metrics-file: folder {args.metrics_file.parent} does not exist")
     try:
         since_ms = to_millis(parse_duration(args.since))
-        every_s = to_millis(parse_duration(args.every)) / 1000 if args.every else None
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        parser.error(f"argument --since: {exc}")
+    try:
+        every_s = to_millis(parse_duration(args.every)) / 1000 if args.every is not None else None
+    except ValueError as exc:
+        parser.error(f"argument --every: {exc}")
+    if every_s is not None and every_s <= 0:
+        parser.error(f"argument --every: must be a positive duration, not {args.every!r}")
+    settings = settings_for_command()
     while True:
         try:
             iceberg = connect_iceberg(settings)
@@ -449,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         if args.metrics_file is not None:
             write_metrics(result["hourly"], result.get("drift", []), args.metrics_file)
-        worst = max((d["psi"] for d in result.get("drift", []) if d["psi"] is not None), default=0.0)
-        if args.fail_above is not None and worst > args.fail_above:
+        worst = max((d["psi"] for d in result.get("drift", []) if d["psi"] is not None), default=None)
+        if args.fail_above is not None and worst is not None and worst > args.fail_above:
             return 3
         if every_s is None:
             return 0

@@ -219,3 +219,29 @@ def test_served_drift_and_the_stored_report(tmp_path: Path, shipped_catalog: Fea
     kept = quality.feature("user", "txn_amount_sum_1h", 1, since, until + timedelta(hours=1))
     assert [(d["source"], d["training_set"]) for d in kept["drift"]] == [("serving_log", "ts")]
     assert quality.feature("user", "txn_count_1h", 1, since, until)["hourly"][0]["count"] == 400
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--training-set", "ts", "--fail-above", "-1"], "argument --fail-above: must be a number of 0 or more"),
+        (["--training-set", "ts", "--fail-above", "nan"], "argument --fail-above: must be a number of 0 or more"),
+        (["--fail-above", "0.2"], "argument --fail-above: needs --training-set"),
+        (["--every", "0s"], "argument --every: must be a positive duration"),
+        (["--every", "soon"], "argument --every: duration 'soon' is not"),
+        (["--since", "1 d"], "argument --since: duration '1 d' is not"),
+        (
+            ["--metrics-file", "/no/such/folder/x.prom"],
+            "argument --metrics-file: folder /no/such/folder does not exist",
+        ),
+    ],
+)
+def test_options_are_checked_before_anything_is_read(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from serving.offline import statistics
+
+    with pytest.raises(SystemExit) as caught:
+        statistics.main(argv)
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
