@@ -32,6 +32,7 @@ from registry.schema_registry.errors import (
     ConfigNotFoundError,
     InvalidSchemaError,
     InvalidSchemaTypeError,
+    InvalidSubjectError,
     RegistryError,
     RegistryErrorKind,
     SchemaNotFoundError,
@@ -198,8 +199,11 @@ def _with_references(body: dict[str, Any], references: tuple[SchemaReference, ..
 
 
 def _version_body(found: RegisteredSchema) -> dict[str, Any]:
-    body = {"subject": found.subject, "version": found.version, "id": found.id, "schema": found.schema}
-    return _with_references(body, found.references)
+    """Confluent's Schema entity; ``"deleted": true`` on a soft-deleted version read with ``deleted=true``
+    (left out otherwise, as CP before 7.9 leaves it out; 7.9 and later also send ``"deleted": false``)."""
+    body: dict[str, Any] = {"subject": found.subject, "version": found.version, "id": found.id, "schema": found.schema}
+    body = _with_references(body, found.references)
+    return {**body, "deleted": True} if found.deleted else body
 
 
 def _schema_body(found: StoredSchema) -> dict[str, Any]:
@@ -243,16 +247,34 @@ def get_referenced_by(request: Request, subject: str, version: str) -> JSONRespo
     return _reply(_store(request).referenced_by(subject, version, deleted=_flag(request, "deleted")))
 
 
+# Subjects Confluent refuses to register under (QualifiedSubject.isValidSubject): a Java ISO control
+# character anywhere (U+0000-U+001F, U+007F-U+009F), or a name it reserves for its global and empty contexts.
+_RESERVED_SUBJECTS = frozenset({"__GLOBAL", "__EMPTY"})
+
+
+def _is_valid_subject(subject: str) -> bool:
+    return subject not in _RESERVED_SUBJECTS and not any(ord(c) <= 0x1F or 0x7F <= ord(c) <= 0x9F for c in subject)
+
+
 async def register(request: Request, subject: str) -> JSONResponse:
+    """As Confluent's ``SubjectVersionsResource.register``: the body is read, then the subject checked, then
+    the schema parsed; ``normalize=true`` sorts the references (:meth:`SchemaStore.register`)."""
     schema, references = await _schema_from(request)
-    registered = await run_in_threadpool(_store(request).register, subject, schema, references)
+    if not _is_valid_subject(subject):
+        raise InvalidSubjectError(subject)
+    store, normal = _store(request), _flag(request, "normalize")
+    registered = await run_in_threadpool(
+        lambda: store.register(subject, schema, references, normalize_references=normal)
+    )
     return _reply({"id": registered.id})
 
 
 async def lookup(request: Request, subject: str) -> JSONResponse:
     schema, references = await _schema_from(request)
-    store, deleted = _store(request), _flag(request, "deleted")
-    found = await run_in_threadpool(lambda: store.lookup(subject, schema, references, deleted=deleted))
+    store, deleted, normal = _store(request), _flag(request, "deleted"), _flag(request, "normalize")
+    found = await run_in_threadpool(
+        lambda: store.lookup(subject, schema, references, deleted=deleted, normalize_references=normal)
+    )
     return _reply(_version_body(found))
 
 

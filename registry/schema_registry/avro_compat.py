@@ -182,12 +182,18 @@ class _Parser:
         return self.parse(kind, namespace)
 
     def _reference(self, name: str, namespace: str) -> _Node:
+        found = self._defined(name, namespace)
+        if found is None:
+            raise InvalidSchemaError(f"unknown type name {name!r}")
+        return found
+
+    def _defined(self, name: str, namespace: str) -> _Node | None:
         if name in PRIMITIVES:
             return _Primitive(name)
         for candidate in (_fullname(name, namespace), name):
             if candidate in self._names:
                 return self._names[candidate]
-        raise InvalidSchemaError(f"unknown type name {name!r}")
+        return None
 
     def _declare(self, node: dict[str, Any], enclosing: str) -> tuple[str, str, frozenset[str]]:
         name = _require(node, "name")
@@ -224,7 +230,14 @@ class _Parser:
             aliases_raw = raw.get("aliases") or []
             if not isinstance(aliases_raw, list) or not all(isinstance(a, str) for a in aliases_raw):
                 raise InvalidSchemaError(f"aliases of field {name!r} must be a list of strings")
-            field_type = self.parse(_require(raw, "type", f"field {name!r}"), namespace)
+            raw_type = _require(raw, "type", f"field {name!r}")
+            if isinstance(raw_type, str) and self._defined(raw_type, namespace) is None:
+                # Avro's own words (Schema.parse, a field whose type is a name it does not know)
+                raise InvalidSchemaError(
+                    f"{json.dumps(raw_type, ensure_ascii=False)} is not a defined name. The type of the "
+                    f'"{name}" field must be a defined name or a {{"type": ...}} expression.'
+                )
+            field_type = self.parse(raw_type, namespace)
             record.fields.append(_Field(name, tuple(aliases_raw), field_type, "default" in raw))
         return record
 

@@ -90,6 +90,7 @@ class RegistryErrorKind(Enum):
         42206,
         "One or more references exist to the schema {{magic=1,keytype=SCHEMA,subject={subject},version={version}}}.",
     )
+    INVALID_SUBJECT = (422, 42208, "The specified subject '{subject}' is not a valid.")
     # -- this registry ----------------------------------------------------------------------------
     BODY_TOO_LARGE = (413, 41301, "request body larger than {limit} bytes")
     BODY_NOT_JSON = (422, 42201, "request body is not JSON")
@@ -228,6 +229,14 @@ class ReferenceExistsError(RegistryError):
         self.subject = subject
         self.version = version
         super().__init__(RegistryErrorKind.REFERENCE_EXISTS, subject=subject, version=version)
+
+
+class InvalidSubjectError(RegistryError):
+    """A subject Confluent refuses to register under: one with a control character, or a reserved name."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(RegistryErrorKind.INVALID_SUBJECT, subject=subject)
 
 
 class InvalidSchemaError(RegistryError, avro_compat.InvalidSchemaError):

@@ -16,7 +16,8 @@ by a version (:class:`ReferenceExistsError`).
 Deletes follow Confluent: a soft delete hides a version (or every version of a subject) from
 listings, ``deleted=True`` shows it again, and only a soft-deleted version may be deleted permanently.
 ``latest`` (and ``-1``) always names the latest live version, for reads with ``deleted=True`` and for
-permanent deletes too (Confluent's ``getLatestVersion`` skips soft-deleted versions).
+permanent deletes too (Confluent's ``getLatestVersion`` skips soft-deleted versions). A soft delete of a
+subject keeps its compatibility override; only a permanent delete drops it (Confluent's ``deleteSubject``).
 
 The global compatibility level is the config row if one was set, else ``default_compatibility``
 (Confluent's ``schema.compatibility.level`` server setting). It defaults to NONE here so that a bare
@@ -187,6 +188,13 @@ def _refs_from_json(text: str) -> tuple[SchemaReference, ...]:
     return tuple(SchemaReference(r["name"], r["subject"], r["version"]) for r in json.loads(text))
 
 
+def _sorted_references(references: Sequence[SchemaReference]) -> tuple[SchemaReference, ...]:
+    """The references in the order Confluent's ``normalize=true`` puts them (``AvroSchema.normalize``
+    sorts by ``SchemaReference.compareTo``: subject, then version); the name breaks what would be a tie,
+    so that any order of the same references gives the same identity."""
+    return tuple(sorted(references, key=lambda r: (r.subject, r.version, r.name)))
+
+
 @dataclass(frozen=True)
 class RegisteredSchema:
     id: int
@@ -194,6 +202,11 @@ class RegisteredSchema:
     version: int
     schema: str
     references: tuple[SchemaReference, ...] = field(default=())
+    deleted: bool = False  # a soft-deleted version, read with ``deleted=True``
+
+
+_VersionRow = tuple[int, str, int, tuple[SchemaReference, ...], bool]
+"""(version, schema text, id, references, soft-deleted) of one subject version."""
 
 
 @dataclass(frozen=True)
@@ -319,11 +332,20 @@ class SchemaStore:
 
     # -- writes -------------------------------------------------------------------------------------
 
-    def register(self, subject: str, schema_text: str, references: Sequence[SchemaReference] = ()) -> RegisteredSchema:
+    def register(
+        self,
+        subject: str,
+        schema_text: str,
+        references: Sequence[SchemaReference] = (),
+        *,
+        normalize_references: bool = False,
+    ) -> RegisteredSchema:
         """Register a schema under ``subject``: its existing version if it has one, else a new version.
 
         The schema's identity is its normalised text with its references (a ``-1`` version resolved
         to the referenced subject's latest), as in Confluent: the same pair gets the same id in any subject.
+        ``normalize_references`` (Confluent's ``normalize=true``) sorts the references first, and they are
+        stored sorted: the same references in another order are then the same schema.
 
         Raises:
             InvalidSchemaError: not a valid Avro schema, or a reference that does not resolve.
@@ -331,6 +353,8 @@ class SchemaStore:
         """
         with self._transaction() as conn:
             refs, dependencies = self._resolve(conn, references)
+            if normalize_references:
+                refs = _sorted_references(refs)
             normalized = normalize(schema_text, dependencies)
             refs_text = _refs_json(refs)
             existing = conn.execute(
@@ -406,8 +430,9 @@ class SchemaStore:
         return number
 
     def delete_subject(self, subject: str, *, permanent: bool = False) -> list[int]:
-        """Soft-delete every live version of a subject (and its config), or permanently delete a soft-deleted
-        subject; returns the versions deleted.
+        """Soft-delete every live version of a subject, or permanently delete a soft-deleted subject (and its
+        compatibility override: a soft delete keeps it, as Confluent's ``deleteSubject``); returns the versions
+        deleted.
 
         Raises:
             SubjectNotFoundError: the subject has no version at all.
@@ -427,13 +452,13 @@ class SchemaStore:
                 if live:
                     raise NotSoftDeletedError(subject)
                 conn.execute("DELETE FROM subject_versions WHERE subject = ?", (subject,))
+                conn.execute("DELETE FROM subject_config WHERE subject = ?", (subject,))
                 gone = [v for v, _ in rows]
             else:
                 if not live:
                     raise AlreadySoftDeletedError(subject)
                 conn.execute("UPDATE subject_versions SET deleted = 1 WHERE subject = ?", (subject,))
                 gone = live
-            conn.execute("DELETE FROM subject_config WHERE subject = ?", (subject,))
         return gone
 
     def set_compatibility(self, level: CompatibilityLevel | str, subject: str | None = None) -> CompatibilityLevel:
@@ -539,7 +564,7 @@ class SchemaStore:
         found = live[-1] if number is None else next((r for r in rows if r[0] == number), None)
         if found is None:
             raise VersionNotFoundError(subject, version)
-        return RegisteredSchema(found[2], subject, found[0], found[1], found[3])
+        return RegisteredSchema(found[2], subject, found[0], found[1], found[3], deleted=found[4])
 
     def referenced_by(self, subject: str, version: VersionSpec, *, deleted: bool = False) -> list[int]:
         """Ids of the schemas that reference ``subject`` at ``version`` (and are held by a live version,
@@ -555,10 +580,17 @@ class SchemaStore:
             )
 
     def lookup(
-        self, subject: str, schema_text: str, references: Sequence[SchemaReference] = (), *, deleted: bool = False
+        self,
+        subject: str,
+        schema_text: str,
+        references: Sequence[SchemaReference] = (),
+        *,
+        deleted: bool = False,
+        normalize_references: bool = False,
     ) -> RegisteredSchema:
         """The version of ``subject`` that holds this schema with these references (a live one first, then
-        the latest).
+        the latest); ``deleted`` lets it be a soft-deleted one (then marked ``deleted``).
+        ``normalize_references``: the references sorted first, as :meth:`register` with it stores them.
 
         Raises:
             InvalidSchemaError: not a valid Avro schema, or a reference that does not resolve.
@@ -568,9 +600,11 @@ class SchemaStore:
         hidden = "" if deleted else "AND v.deleted = 0"
         with self._read() as conn:
             refs, dependencies = self._resolve(conn, references)
+            if normalize_references:
+                refs = _sorted_references(refs)
             normalized = normalize(schema_text, dependencies)
             row = conn.execute(
-                "SELECT v.version, s.id FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
+                "SELECT v.version, s.id, v.deleted FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
                 f"WHERE v.subject = ? AND s.normalized = ? AND s.refs = ? {hidden} "
                 "ORDER BY v.deleted, v.version DESC LIMIT 1",
                 (subject, normalized, _refs_json(refs)),
@@ -580,7 +614,7 @@ class SchemaStore:
             raise SubjectNotFoundError(subject)
         if row is None:
             raise SchemaNotFoundError()
-        return RegisteredSchema(row[1], subject, row[0], normalized, refs)
+        return RegisteredSchema(row[1], subject, row[0], normalized, refs, deleted=bool(row[2]))
 
     def versions_of_id(self, schema_id: int, *, deleted: bool = False) -> list[tuple[str, int]]:
         """The (subject, version) pairs that hold schema ``schema_id``.
@@ -656,7 +690,7 @@ class SchemaStore:
             level = self._effective_level(conn, subject)
             if version is not None:
                 level = CompatibilityLevel(level.value.replace("_TRANSITIVE", ""))
-            existing = [WithReferences(text, tuple(self._resolve(conn, refs)[1])) for _, text, _, refs in live]
+            existing = [WithReferences(text, tuple(self._resolve(conn, refs)[1])) for _, text, _, refs, _ in live]
         return avro_compat.check(
             level,
             WithReferences(normalized, tuple(dependencies)),
@@ -672,13 +706,13 @@ class SchemaStore:
         subject: str,
         level: CompatibilityLevel,
         new: WithReferences,
-        live: list[tuple[int, str, int, tuple[SchemaReference, ...]]],
+        live: list[_VersionRow],
     ) -> None:
         """Raise :class:`IncompatibleSchemaError` naming the first existing version (oldest first, as
         Confluent's validators iterate) that ``new`` may not follow under ``level``."""
         if level is CompatibilityLevel.NONE or not live:
             return
-        for number, text, _, refs in live if level.transitive else live[-1:]:
+        for number, text, _, refs, _ in live if level.transitive else live[-1:]:
             old = WithReferences(text, tuple(self._resolve(conn, refs)[1]))
             problems = avro_compat.check(level, new, [old], labels=[f"version {number}"])
             if problems:
@@ -754,17 +788,16 @@ class SchemaStore:
         return [(r[0], bool(r[1])) for r in rows]
 
     @staticmethod
-    def _schemas_of(
-        conn: sqlite3.Connection, subject: str, *, deleted: bool
-    ) -> list[tuple[int, str, int, tuple[SchemaReference, ...]]]:
-        """(version, schema, id, references) of the subject's versions, oldest first."""
+    def _schemas_of(conn: sqlite3.Connection, subject: str, *, deleted: bool) -> list[_VersionRow]:
+        """(version, schema, id, references, soft-deleted) of the subject's versions, oldest first."""
         hidden = "" if deleted else "AND v.deleted = 0"
         rows = conn.execute(
-            "SELECT v.version, s.normalized, s.id, s.refs FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
+            "SELECT v.version, s.normalized, s.id, s.refs, v.deleted "
+            "FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
             f"WHERE v.subject = ? {hidden} ORDER BY v.version",
             (subject,),
         ).fetchall()
-        return [(r[0], r[1], r[2], _refs_from_json(r[3])) for r in rows]
+        return [(r[0], r[1], r[2], _refs_from_json(r[3]), bool(r[4])) for r in rows]
 
     def _global_level(self, conn: sqlite3.Connection) -> CompatibilityLevel:
         row = conn.execute("SELECT compatibility FROM global_config").fetchone()

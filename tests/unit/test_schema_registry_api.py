@@ -276,9 +276,11 @@ def test_soft_then_hard_delete_of_a_subject(client: TestClient) -> None:
     assert client.get(f"/subjects/{SUBJECT}/versions?deleted=true").json() == [1, 2]
     assert error(client.post(f"/subjects/{SUBJECT}", json=body(CARD))) == (404, 40401)
     assert client.post(f"/subjects/{SUBJECT}?deleted=true", json=body(CARD)).json()["version"] == 1
-    assert error(client.get(f"/config/{SUBJECT}")) == (404, 40408)  # the subject's config went with it
+    # a soft delete keeps the subject's config, a permanent one drops it (Confluent's deleteSubject)
+    assert client.get(f"/config/{SUBJECT}").json() == {"compatibilityLevel": "NONE"}
 
     assert client.delete(f"/subjects/{SUBJECT}?permanent=true").json() == [1, 2]
+    assert error(client.get(f"/config/{SUBJECT}")) == (404, 40408)
     assert client.get("/subjects?deleted=true").json() == ["other"]
     assert error(client.delete(f"/subjects/{SUBJECT}?permanent=true")) == (404, 40401)
     assert client.get("/schemas/ids/2").status_code == 200
@@ -319,7 +321,7 @@ def test_soft_then_hard_delete_of_a_subject(client: TestClient) -> None:
             body('{"type": "record", "name": "R", "fields": [{"name": "a", "type": "Nope"}]}'),
             422,
             42201,
-            "unknown type name 'Nope'",
+            '"Nope" is not a defined name. The type of the "a" field must be a defined name',
         ),
     ],
 )
@@ -510,7 +512,10 @@ def test_references_register_resolve_and_read_back(client: TestClient) -> None:
     # without its reference the named type is unknown
     unresolved = client.post("/subjects/payments-value/versions", json=body(PAYMENT))
     assert error(unresolved) == (422, 42201)
-    assert unresolved.json()["message"] == "Invalid schema of type AVRO, details: unknown type name 'fs.common.Money'"
+    assert unresolved.json()["message"] == (
+        'Invalid schema of type AVRO, details: "fs.common.Money" is not a defined name. '
+        'The type of the "price" field must be a defined name or a {"type": ...} expression.'
+    )
 
     assert client.post("/subjects/payments-value/versions", json=body(PAYMENT, references=[MONEY_REF])).json() == {
         "id": 2
