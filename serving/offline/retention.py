@@ -174,7 +174,9 @@ def apply_retention(
     keep = [] if expire_pinned else list(pins.kept)
     if dry_run:
         current = table.current_snapshot()
-        would_keep = {current.snapshot_id, *keep} if current is not None else set()
+        # A run that deletes rows commits a new current snapshot first: the current one then expires like any
+        # other (unless a training set pins it); one that deletes nothing keeps it.
+        would_keep = set(keep) if counts or current is None else {current.snapshot_id, *keep}
         expiring = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in would_keep]
         return RetentionReport(
             now.isoformat(),

@@ -162,7 +162,8 @@ def test_a_dry_run_changes_nothing(tmp_path: Path) -> None:
     table = table.refresh()
     assert report.dry_run and report.rows_removed_total == len(_rows(table) - _expected_kept())
     assert [s.snapshot_id for s in table.metadata.snapshots] == snapshots
-    assert sorted(report.snapshots_expired) == sorted(snapshots[:2])
+    # Rows go, so the run commits a new current snapshot and every one there now expires (none is pinned).
+    assert sorted(report.snapshots_expired) == sorted(snapshots)
 
 
 @pytest.mark.parametrize("text", ["0d", "1d"])
@@ -238,3 +239,19 @@ def test_with_auth_on_retention_needs_an_admin_token(
     monkeypatch.setenv("FS_TOKEN", issued["admin"])  # the admin passes the check: the table is what is missing
     assert retention.main(["--dry-run"]) == 1
     assert "error: offline table fs.offline_feature_values does not exist" in capsys.readouterr().err
+
+
+def test_a_dry_run_names_what_the_run_will_expire(tmp_path: Path) -> None:
+    """With rows to delete, the run's delete commits a new snapshot and the current one expires with the rest
+    (unless pinned): the dry run says so, and names the manifest whose lapsed pin held it."""
+    table = iceberg_table(tmp_path / "t")
+    snapshots = _write(table)
+    store = TrainingSetStore(tmp_path / "ts.db")
+    lapsed = _manifest(snapshots[-1], NOW - timedelta(days=60))  # made on the current snapshot, pin lapsed
+    store.record(lapsed, labels_uri="x", output_uri="y")
+    dry = apply_retention(table, CATALOG, store, now=NOW, dry_run=True)
+    real = apply_retention(table.refresh(), CATALOG, store, now=NOW, orphans_older_than_s=0)
+    assert dry.rows_removed_total == real.rows_removed_total > 0
+    assert sorted(dry.snapshots_expired) == sorted(s for s in real.snapshots_expired if s in snapshots)
+    assert snapshots[-1] in dry.snapshots_expired
+    assert dry.manifests_invalidated == real.manifests_invalidated == [lapsed.id]
