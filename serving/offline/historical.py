@@ -446,15 +446,31 @@ def get_historical_vectors(
     return out
 
 
+OUTPUT_ROW_GROUP_ROWS = 131_072
+"""Rows per row group of a written training set, whatever the chunks it was joined in: the same rows make the
+same bytes (a rebuild with another ``chunk_rows`` is byte-identical)."""
+
+
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path) -> int:
-    """Write batches to ``out`` atomically (a partial file never appears under that name); rows written."""
+    """Write batches to ``out`` atomically (a partial file never appears under that name), in row groups of
+    ``OUTPUT_ROW_GROUP_ROWS`` (the last one shorter); rows written."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     rows = 0
+    pending: list[pa.RecordBatch] = []
+    held = 0
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
             for batch in batches:
-                writer.write_batch(batch)
+                pending.append(batch)
+                held += batch.num_rows
                 rows += batch.num_rows
+                while held >= OUTPUT_ROW_GROUP_ROWS:
+                    table = pa.Table.from_batches(pending, schema)
+                    writer.write_table(table.slice(0, OUTPUT_ROW_GROUP_ROWS), row_group_size=OUTPUT_ROW_GROUP_ROWS)
+                    rest = table.slice(OUTPUT_ROW_GROUP_ROWS)
+                    pending, held = rest.to_batches(), rest.num_rows
+            if held:
+                writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=OUTPUT_ROW_GROUP_ROWS)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -613,11 +613,32 @@ def test_parquet_build_and_rebuild_match_the_in_memory_ones(
     assert pq.read_table(tmp_path / "out.parquet").equals(in_memory.table)
     rebuild_parquet(table, catalog, m, tmp_path / "labels.parquet", tmp_path / "again.parquet", chunk_rows=5)
     assert pq.read_table(tmp_path / "again.parquet").equals(in_memory.table)
+    # Byte for byte, whatever the chunks either was joined in (the row groups do not follow them).
+    rebuild_parquet(table, catalog, m, tmp_path / "labels.parquet", tmp_path / "default.parquet")
+    assert (tmp_path / "again.parquet").read_bytes() == (tmp_path / "out.parquet").read_bytes()
+    assert (tmp_path / "default.parquet").read_bytes() == (tmp_path / "out.parquet").read_bytes()
     with pytest.raises(DatasetError, match="differs"):
         rebuild_parquet(
             table, catalog, m.model_copy(update={"row_count": 1}), tmp_path / "labels.parquet", tmp_path / "bad.parquet"
         )
     assert not (tmp_path / "bad.parquet").exists()  # a differing result never appears under its name
+
+
+def test_written_row_groups_do_not_follow_the_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving.offline import historical
+
+    monkeypatch.setattr(historical, "OUTPUT_ROW_GROUP_ROWS", 10)
+    table = pa.table({"x": pa.array(range(35), pa.int64())})
+    for size in (1, 3, 10, 35):
+        rows = historical.write_parquet(
+            table.to_batches(max_chunksize=size), table.schema, tmp_path / f"{size}.parquet"
+        )
+        assert rows == 35
+        metadata = pq.ParquetFile(tmp_path / f"{size}.parquet").metadata
+        assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [10, 10, 10, 5]
+        assert (tmp_path / f"{size}.parquet").read_bytes() == (tmp_path / "1.parquet").read_bytes()
+    assert historical.write_parquet(iter([]), table.schema, tmp_path / "empty.parquet") == 0
+    assert pq.read_table(tmp_path / "empty.parquet").num_rows == 0
 
 
 def test_content_hash_ignores_layout_and_bytes_under_nulls() -> None:
