@@ -24,6 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from registry.access import Access
 from registry.core.errors import (
@@ -63,6 +64,7 @@ from serving.online.vectors import AsyncVectorSource, VectorSource, as_async
 __all__ = ["MAX_NAMES", "create_app"]
 log = logging.getLogger("featurestore.api")
 auth_log = logging.getLogger("featurestore.auth")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # what a 405's Allow may list
 
 
 def api_error(request: Request, exc: Exception) -> ApiError:
@@ -85,6 +87,26 @@ def api_error(request: Request, exc: Exception) -> ApiError:
     return ApiError(
         ErrorCode.INTERNAL_ERROR, f"unexpected error; request id {request_id} in the server log", request_id=request_id
     )
+
+
+def framework_headers(request: Request, exc: Exception) -> dict[str, str] | None:
+    """The headers of a framework refusal (``StarletteHTTPException.headers``) kept on the service's own body; on a
+    405 ``Allow`` lists every method the path's routes take (HTTP requires it), not only the first such route's."""
+    if not isinstance(exc, StarletteHTTPException):
+        return None
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Asked of the routes themselves, method by method (an included router holds several, one per method).
+        scope = {k: v for k, v in request.scope.items() if k not in ("route", "endpoint", "path_params")}
+        allowed = [
+            method
+            for method in _METHODS
+            if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in request.app.router.routes)
+        ]
+        headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+    return headers or None
 
 
 def create_app(
@@ -149,12 +171,13 @@ def create_app(
     app.state.serving_log = log
 
     async def _refuse(request: Request, exc: Exception) -> Response:
-        # The one handler: every error a route lets out becomes a problem body with its code's status.
+        # The one handler: every error a route lets out becomes a problem body with its code's status, counted
+        # by its code (no route: not_found; a route without the method: method_not_allowed).
         error = api_error(request, exc)
-        if not isinstance(exc, StarletteHTTPException):
-            metrics.error(error.code)
+        metrics.error(error.code)
         status, body = render(error)
-        return Response(body, status_code=status, media_type="application/json")
+        headers = framework_headers(request, exc)
+        return Response(body, status_code=status, headers=headers, media_type="application/json")
 
     for handled in (
         ApiError,
@@ -195,7 +218,8 @@ def create_app(
         for method, path in route_table(app.routes):
             auth_log.warning("auth off: %s %s is open to every caller", method, path)
     app.add_middleware(ShedAtBound, bound=bound, routes=reads, on_refused=metrics.error)  # before routing
-    app.add_middleware(InFlightLimit, limit=max_in_flight)  # inside the metrics: shed requests are counted
+    # Inside the metrics: shed requests are counted, under their status and in fs_errors_total{class="overloaded"}.
+    app.add_middleware(InFlightLimit, limit=max_in_flight, on_refused=metrics.error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     docs = docs_router()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -36,6 +37,16 @@ from registry.definition_store import DefinitionConflictError
 from registry.feature_services import FeatureService
 from serving.online.http_errors import ErrorCode, code_of
 from serving.online.policy import Decision, Fallbacks, ModelPolicy, decide, unavailable
+
+
+def _segment(entity_id: str) -> str:
+    """``entity_id`` as one path segment: percent-encoded where a URL would read it otherwise (``/``, ``?``,
+    ``#``, ``%``, spaces; the API refuses such an id by name instead of the client asking for another path), and
+    an id of dots only (``.``, ``..``) with its dots encoded, ``%2E``, which HTTP clients would otherwise
+    remove as a dot segment (``/v1/features/user/.`` is ``/v1/features/user``); the API decodes both."""
+    if entity_id and entity_id.strip(".") == "":
+        return "%2E" * len(entity_id)
+    return quote(entity_id, safe=":@")
 
 
 class FeatureClient:
@@ -103,7 +114,7 @@ class FeatureClient:
             path = f"/v1/features/{entity_type}"
             params.update(entity_id)
         else:
-            path = f"/v1/features/{entity_type}/{entity_id}"
+            path = f"/v1/features/{entity_type}/{_segment(entity_id)}"
         return dict(
             self._call(
                 "GET",

@@ -142,12 +142,13 @@ class FeatureReads:
             return plan, None
         self.check_entity_type(entity_type)
         params = parse_qs(query, keep_blank_values=True)
-        names = params.get("names", [None])[-1]
-        service = params.get("feature_service", [None])[-1]
+        names = _once(params, "names", ErrorCode.BAD_NAMES)
+        service = _once(params, "feature_service", ErrorCode.BAD_REQUEST)
         named = ("get-names", entity_type, names, service)
         plan = self._plans.cached(named)
         if plan is None:
-            requested = None if names is None else _names([n.strip() for n in names.split(",")])
+            # Each name as given, as in a body's list: " a" is not "a" (an unknown name, 404).
+            requested = None if names is None else _names(names.split(","))
             plan = self._compile(named, entity_type, requested, service)
         if not plan.requests:  # request data varies per request: such a plan is kept by names, not by query string
             self._plans.alias(key, plan)
@@ -281,8 +282,11 @@ class FeatureReads:
                 raise ApiError(ErrorCode.BAD_ENTITY_KEY, _usage_part(entity_type, composite))
             entity_id, key = query_key(entity_type, composite, {k: [v] for k, v in given.items()})
         else:
-            if "entity_key" in part or not isinstance(part.get("entity_id"), str):
-                raise ApiError(ErrorCode.BAD_ENTITY_ID, f"entity type {entity_type!r} takes its one id as `entity_id`")
+            usage = f"entity type {entity_type!r} has a single key: give its one id as `entity_id`"
+            if "entity_key" in part:  # the wrong form of key, as `entity_keys` in a batch body
+                raise ApiError(ErrorCode.BAD_ENTITY_KEY, usage)
+            if not isinstance(part.get("entity_id"), str):
+                raise ApiError(ErrorCode.BAD_ENTITY_ID, usage)
             entity_id, key = single_id(entity_type, composite, part["entity_id"]), None
         names, service = part.get("names"), part.get("feature_service")
         if names is None and service is None:
@@ -417,8 +421,19 @@ def _usage_part(entity_type: str, composite: tuple[str, ...]) -> str:
     return f"entity type {entity_type!r} takes its key as `entity_key`: an object of exactly {list(composite)}"
 
 
+def _once(params: dict[str, list[str]], name: str, code: ErrorCode) -> str | None:
+    """The value of query parameter ``name`` (None when absent); given more than once, a 400 ``code``
+    (the code of that parameter's malformed value), never one of the values picked silently."""
+    values = params.get(name)
+    if values is None:
+        return None
+    if len(values) > 1:
+        raise ApiError(code, f"query parameter `{name}` is given more than once ({len(values)} times): give it once")
+    return values[0]
+
+
 def _query_data(plan: Plan, params: dict[str, list[str]]) -> dict[str, list[Any]]:
-    """The request fields of ``plan``'s request-time features from a query string (one value each)."""
+    """The request fields of ``plan``'s request-time features from a query string (each exactly once)."""
     missing = [f.name for f in plan.fields if f.name not in params]
     if missing:
         raise ApiError(
@@ -426,8 +441,13 @@ def _query_data(plan: Plan, params: dict[str, list[str]]) -> dict[str, list[Any]
             f"request-time features need query parameter(s) {missing}",
             fields=missing,
         )
+    twice = [f.name for f in plan.fields if len(params[f.name]) > 1]
+    if twice:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST_DATA, f"request field query parameter(s) {twice} given more than once: give each once"
+        )
     try:
-        return {f.name: [parse_text(f, params[f.name][-1])] for f in plan.fields}
+        return {f.name: [parse_text(f, params[f.name][0])] for f in plan.fields}
     except ValueError as exc:
         raise ApiError(ErrorCode.BAD_REQUEST_DATA, str(exc)) from exc
 

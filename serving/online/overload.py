@@ -32,13 +32,15 @@ _EXEMPT = ("/health", "/metrics")
 
 
 class InFlightLimit:
-    """ASGI middleware admitting at most ``limit`` HTTP requests at a time (one event loop: no lock needed)."""
+    """ASGI middleware admitting at most ``limit`` HTTP requests at a time (one event loop: no lock needed);
+    ``on_refused`` is told the code of each refusal (``overloaded``), for the error metrics."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, on_refused: Callable[[ErrorCode], None] | None = None) -> None:
         if limit < 1:
             raise ValueError("the in-flight limit must be at least 1")
         self.app = app
         self.limit = limit
+        self.on_refused = on_refused
         self.in_flight = 0
         self.shed = 0
         self._body = render(
@@ -51,6 +53,8 @@ class InFlightLimit:
             return
         if self.in_flight >= self.limit:
             self.shed += 1
+            if self.on_refused is not None:
+                self.on_refused(ErrorCode.OVERLOADED)
             await send_overloaded(send, self._body)
             return
         self.in_flight += 1

@@ -186,8 +186,11 @@ def test_no_progress_recorded_keeps_the_stored_value(live: LiveCatalog) -> None:
 
 def test_names_select_and_order(live: LiveCatalog) -> None:
     source = MemorySource({("user", "u1"): _stored(count=(T, 7), total=(T, 1.25))})
-    body = client_for(live, source).get("/v1/features/user/u1", params={"names": " txn_count_1h "}).json()
+    body = client_for(live, source).get("/v1/features/user/u1", params={"names": "txn_count_1h"}).json()
     assert list(body["features"]) == ["txn_count_1h"]
+    # a name is taken as given, as in a batch body: with spaces around it, it is an unknown name
+    spaced = client_for(live, source).get("/v1/features/user/u1", params={"names": " txn_count_1h "})
+    assert (spaced.status_code, spaced.json()["names"]) == (404, [" txn_count_1h "])
     body = client_for(live, source).get("/v1/features/user/u1?names=txn_count_1h,txn_amount_sum_1h").json()
     assert list(body["features"]) == ["txn_count_1h", "txn_amount_sum_1h"]
     assert body["features"]["txn_amount_sum_1h"]["value"] == 1.25
@@ -236,7 +239,7 @@ def test_good_entity_ids(live: LiveCatalog, entity_id: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "names", ["", ",", "txn_count_1h,", "txn_count_1h,,txn_amount_sum_1h", " , txn_count_1h", ",".join(["a"] * 1001)]
+    "names", ["", ",", "txn_count_1h,", "txn_count_1h,,txn_amount_sum_1h", ",txn_count_1h", ",".join(["a"] * 1001)]
 )
 def test_bad_names(live: LiveCatalog, names: str) -> None:
     source = MemorySource()

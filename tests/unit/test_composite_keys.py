@@ -331,7 +331,9 @@ def test_one_request_assembles_a_vector_from_several_entities(pair_client: tuple
     ("part", "status", "code"),
     [
         ({"entity_type": "user_merchant", "entity_id": "u1|m7", "names": ["pair_txn_count_1h"]}, 400, "bad_entity_key"),
-        ({"entity_type": "user", "entity_key": {"user_id": "u1"}, "names": ["txn_count_1h"]}, 400, "bad_entity_id"),
+        # the wrong form of key is bad_entity_key, as `entity_keys` for a single-key type in a batch (README, §5.8)
+        ({"entity_type": "user", "entity_key": {"user_id": "u1"}, "names": ["txn_count_1h"]}, 400, "bad_entity_key"),
+        ({"entity_type": "user", "names": ["txn_count_1h"]}, 400, "bad_entity_id"),  # no id at all
         ({"entity_type": "user", "entity_id": "u1"}, 400, "bad_names"),
         ({"entity_type": "user", "entity_id": "u1", "names": ["nope"]}, 404, "unknown_feature"),
         ({"entity_type": "nobody", "entity_id": "u1", "names": ["x"]}, 404, "unknown_entity_type"),
@@ -357,7 +359,9 @@ _GOOD_PART = {"entity_type": "user", "entity_id": "u1", "names": ["txn_count_1h"
     [
         ({"entity_type": "user", "entity_id": "u 1", "names": ["txn_count_1h"]}, "bad_entity_id"),
         ({"entity_type": "user", "entity_id": 5, "names": ["txn_count_1h"]}, "bad_entity_id"),
-        ({"entity_type": "user", "entity_key": {"user_id": "u1"}, "names": ["txn_count_1h"]}, "bad_entity_id"),
+        ({"entity_type": "user", "entity_key": {"user_id": "u1"}, "names": ["txn_count_1h"]}, "bad_entity_key"),
+        ({"entity_type": "user", "entity_id": "u1", "entity_key": {"user_id": "u1"}, "names": ["x"]}, "bad_entity_key"),
+        ({"entity_type": "user", "names": ["txn_count_1h"]}, "bad_entity_id"),
         ({"entity_type": "user", "entity_id": "u1", "names": "x"}, "bad_names"),
         ({"entity_type": "user", "entity_id": "u1", "names": []}, "bad_names"),
         ({"entity_type": "user", "entity_id": "u1", "names": [""]}, "bad_names"),
