@@ -290,6 +290,14 @@ def _feature(catalog: FeatureCatalog, name: str, version: int | None = None) -> 
     return catalog.get("user", name, version)
 
 
+def _count_5m(table: Any, catalog: FeatureCatalog, labels: pa.Table, as_of: Any) -> list[Any]:
+    """``count_5m`` of each label row, read as of ``as_of``."""
+    result = get_historical_features(
+        table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who", as_of=as_of
+    )
+    return list(result.column("count_5m").to_pylist())
+
+
 def test_as_of_a_time_reads_the_snapshot_then_and_rows_ingested_by_then(
     tmp_path: Path, catalog: FeatureCatalog
 ) -> None:
@@ -305,13 +313,7 @@ def test_as_of_a_time_reads_the_snapshot_then_and_rows_ingested_by_then(
     labels = labels_table([("e1", T0), ("e2", T0), ("e1", T0 + 1)])
 
     def count_at(as_of: Any) -> list[Any]:
-        return (
-            get_historical_features(
-                table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who", as_of=as_of
-            )
-            .column("count_5m")
-            .to_pylist()
-        )
+        return _count_5m(table, catalog, labels, as_of)
 
     assert count_at(None) == [2, 5, 2]
     assert count_at(between) == [1, 5, 1]
@@ -339,13 +341,7 @@ def test_as_of_a_time_whose_snapshot_was_expired_is_an_error_not_an_empty_read(
     labels = labels_table([("e1", T0)])
 
     def count_at(as_of: Any) -> list[Any]:
-        return (
-            get_historical_features(
-                table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who", as_of=as_of
-            )
-            .column("count_5m")
-            .to_pylist()
-        )
+        return _count_5m(table, catalog, labels, as_of)
 
     assert count_at(between) == [1]
     table, _ = expire_snapshots(table)
@@ -378,13 +374,7 @@ def test_as_of_also_bounds_the_reach_of_the_data(tmp_path: Path, catalog: Featur
     labels = labels_table([("e1", T0 + 10 * MIN)])
 
     def count_at(as_of: Any) -> list[Any]:
-        return (
-            get_historical_features(
-                table, catalog, labels, ["count_5m"], entity_type="user", entity_column="who", as_of=as_of
-            )
-            .column("count_5m")
-            .to_pylist()
-        )
+        return _count_5m(table, catalog, labels, as_of)
 
     assert count_at(None) == [0]  # the data reaches T0 + 30m: the window ending T0 + 10m closed empty
     assert count_at(early) == [4]  # as of the first snapshot the data reached T0 only: the value holds
