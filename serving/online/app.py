@@ -213,7 +213,8 @@ def create_app(
     if quality is not None:
         app.include_router(quality_router(live, quality, clock_us, access))
     if access.enabled:
-        app.add_middleware(Authenticate, access=access)  # innermost: a shed or counted request needs no token check
+        # Innermost: a shed or counted request needs no token check.
+        app.add_middleware(Authenticate, access=access, on_refused=metrics.error)
     else:
         for method, path in route_table(app.routes):
             auth_log.warning("auth off: %s %s is open to every caller", method, path)

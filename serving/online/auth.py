@@ -9,7 +9,7 @@ off the middleware is not installed and every caller is ``registry.access.ANONYM
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from registry.access import ANONYMOUS, Access, Caller, header_value
@@ -49,11 +49,14 @@ def client_of(scope: Scope) -> str:
 
 
 class Authenticate:
-    """Refuse, with 401, every HTTP request whose bearer token ``access`` does not know."""
+    """Refuse, with 401, every HTTP request whose bearer token ``access`` does not know.
 
-    def __init__(self, app: ASGIApp, access: Access) -> None:
+    ``on_refused`` is told the code of each refusal (``unauthenticated``), for the error metrics."""
+
+    def __init__(self, app: ASGIApp, access: Access, on_refused: Callable[[ErrorCode], None] | None = None) -> None:
         self.app = app
         self.access = access
+        self.on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,6 +65,8 @@ class Authenticate:
         try:
             scope[CALLER] = self.access.authenticate_header(header_value(scope.get("headers", ()), b"authorization"))
         except UnauthenticatedError as exc:
+            if self.on_refused is not None:
+                self.on_refused(ErrorCode.UNAUTHENTICATED)
             status, body = render(ApiError(ErrorCode.UNAUTHENTICATED, str(exc)))
             await send(
                 {

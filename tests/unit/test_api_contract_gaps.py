@@ -1,5 +1,5 @@
 """The online API as README and docs/design.md describe it, where the code once answered otherwise: errors by
-class in the metrics (404, 405 and the in-flight limit's 503 included), ``Allow`` on a 405, a repeated query
+class in the metrics (404, 405, the in-flight limit's 503 and the auth middleware's 401 included), ``Allow`` on a 405, a repeated query
 parameter refused instead of one of its values picked, GET names taken as given (no stripping), and the
 Python client's path for an id of dots. (The wrong key form in a ``/v1/vectors`` part: test_composite_keys.)"""
 
@@ -225,3 +225,18 @@ def test_the_client_reads_an_id_of_dots_through_the_api(store: DefinitionStore, 
     vector_ = FeatureClient(client=client).get_features("user", entity_id, ["txn_count_1h"])
     assert vector_["entity_id"] == entity_id
     assert vector_["features"]["txn_count_1h"]["value"] == 4
+
+
+def test_requests_refused_by_the_auth_middleware_are_counted_as_unauthenticated(tmp_path: Path) -> None:
+    from registry.access import Access, AccessStore
+    from tests.unit.test_access import _client
+
+    access_store = AccessStore(tmp_path / "definitions.db")
+    token = access_store.issue("scorer", "ml-team")
+    definitions = DefinitionStore(tmp_path / "definitions.db")
+    client = _client(LiveCatalog(definitions, refresh_s=0), Access(access_store, enabled=True, refresh_s=0), tmp_path)
+    assert client.get("/v1/features/user/u1").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer fs_000000000000_wrong"}).status_code == 401
+    metrics = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert metrics.status_code == 200
+    assert _errors(metrics.text) == {"unauthenticated": 2.0}
