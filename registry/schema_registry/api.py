@@ -38,13 +38,8 @@ from registry.schema_registry.errors import (
     SchemaNotFoundError,
     SubjectNotFoundError,
 )
-from registry.schema_registry.store import (
-    RegisteredSchema,
-    SchemaReference,
-    SchemaStore,
-    StoredSchema,
-    parse_references,
-)
+from registry.schema_registry.schemas import RegisteredSchema, SchemaReference, StoredSchema, parse_references
+from registry.schema_registry.store import SchemaStore
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 auth_log = logging.getLogger("featurestore.auth")

@@ -31,14 +31,10 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fastavro
-
 from registry import sqlite_store
-from registry.core import bounded_json
 from registry.core.errors import StoreUnavailableError
 from registry.schema_registry import avro_compat
 from registry.schema_registry.avro_compat import CompatibilityLevel, WithReferences
@@ -55,6 +51,16 @@ from registry.schema_registry.errors import (
     SchemaNotFoundError,
     SubjectNotFoundError,
     VersionNotFoundError,
+)
+from registry.schema_registry.schemas import (
+    MAX_VERSION,
+    RegisteredSchema,
+    SchemaReference,
+    StoredSchema,
+    normalize,
+    refs_from_json,
+    refs_json,
+    sorted_references,
 )
 
 __all__ = [
@@ -124,122 +130,14 @@ DROP TABLE schemas;
 ALTER TABLE schemas_with_refs RENAME TO schemas
 """
 
-_MAX_VERSION = 2**31 - 1
 _CANONICAL_TEXTS = 1  # PRAGMA user_version from which every stored text is Avro's own (``canonical``)
 
 VersionSpec = int | str
 """A version number, ``-1`` or ``"latest"``; also the text of a number, as it arrives in a URL."""
 
 
-@dataclass(frozen=True)
-class SchemaReference:
-    """Confluent's ``{"name", "subject", "version"}``: the named type(s) of ``subject`` at ``version``.
-
-    ``name`` is the referenced type's full name for Avro (what Confluent's serializers send); the
-    registry checks only that names are unique within one schema's references.
-    """
-
-    name: str
-    subject: str
-    version: int
-
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "subject": self.subject, "version": self.version}
-
-
-def parse_references(raw: object) -> tuple[SchemaReference, ...]:
-    """References from a request body's ``references`` (None or a list of objects).
-
-    Raises:
-        InvalidSchemaError: not a list of ``{name: str, subject: str, version: int}`` with distinct names.
-    """
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise InvalidSchemaError("references must be a list")
-    out: list[SchemaReference] = []
-    for item in raw:
-        ok = isinstance(item, dict) and set(item) <= {"name", "subject", "version"}
-        name, subject, version = (
-            item.get(k) if isinstance(item, dict) else None for k in ("name", "subject", "version")
-        )
-        if (
-            not ok
-            or not isinstance(name, str)
-            or not isinstance(subject, str)
-            or isinstance(version, bool)
-            or not isinstance(version, int)
-            or not (version == -1 or 1 <= version <= _MAX_VERSION)
-        ):
-            shown = f"{{name='{name}', subject='{subject}', version={'null' if version is None else version}}}"
-            raise InvalidSchemaError(f"Invalid reference: {shown[:300]}")
-        out.append(SchemaReference(name, subject, version))
-    names = [r.name for r in out]
-    if len(set(names)) != len(names):
-        raise InvalidSchemaError(f"duplicate reference names in {names}"[:300])
-    return tuple(out)
-
-
-def _refs_json(references: Sequence[SchemaReference]) -> str:
-    return json.dumps([r.as_json() for r in references], separators=(",", ":"))
-
-
-def _refs_from_json(text: str) -> tuple[SchemaReference, ...]:
-    return tuple(SchemaReference(r["name"], r["subject"], r["version"]) for r in json.loads(text))
-
-
-def _sorted_references(references: Sequence[SchemaReference]) -> tuple[SchemaReference, ...]:
-    """The references in the order Confluent's ``normalize=true`` puts them (``AvroSchema.normalize``
-    sorts by ``SchemaReference.compareTo``: subject, then version); the name breaks what would be a tie,
-    so that any order of the same references gives the same identity."""
-    return tuple(sorted(references, key=lambda r: (r.subject, r.version, r.name)))
-
-
-@dataclass(frozen=True)
-class RegisteredSchema:
-    id: int
-    subject: str
-    version: int
-    schema: str
-    references: tuple[SchemaReference, ...] = field(default=())
-    deleted: bool = False  # a soft-deleted version, read with ``deleted=True``
-
-
 _VersionRow = tuple[int, str, int, tuple[SchemaReference, ...], bool]
 """(version, schema text, id, references, soft-deleted) of one subject version."""
-
-
-@dataclass(frozen=True)
-class StoredSchema:
-    """A schema by id: its text and the references it was registered with."""
-
-    schema: str
-    references: tuple[SchemaReference, ...] = ()
-
-
-def normalize(schema_text: str, dependencies: Sequence[str] = ()) -> str:
-    """Parse, validate and write a schema as Avro's Java library writes it back (``canonical``): the text
-    Confluent keeps and returns, and by which equal schemas compare equal.
-
-    ``dependencies`` are the texts of the schemas it references (see :class:`WithReferences`).
-    """
-    try:
-        parsed = bounded_json.loads(schema_text)
-    except (ValueError, TypeError) as exc:
-        raise InvalidSchemaError(f"not JSON: {exc}") from exc
-    # Our own parser first: it names what is wrong, and what it accepts the compatibility checks can read.
-    try:
-        avro_compat.validate(WithReferences(parsed, tuple(dependencies)))
-    except avro_compat.InvalidSchemaError as exc:
-        raise InvalidSchemaError(str(exc)) from exc
-    try:
-        named: dict[str, Any] = {}
-        for dependency in dependencies:
-            fastavro.parse_schema(json.loads(dependency), named_schemas=named)
-        fastavro.parse_schema(parsed, named_schemas=named)
-    except Exception as exc:  # fastavro signals bad input with many exception types (KeyError among them)
-        raise InvalidSchemaError(f"{type(exc).__name__}: {exc}") from exc
-    return canonical_text(parsed, [json.loads(d) for d in dependencies])
 
 
 def _version_spec(version: VersionSpec) -> int | None:
@@ -250,7 +148,7 @@ def _version_spec(version: VersionSpec) -> int | None:
             return None
         with suppress(ValueError):
             number = int(version)
-    if isinstance(number, bool) or not isinstance(number, int) or not (number == -1 or 1 <= number <= _MAX_VERSION):
+    if isinstance(number, bool) or not isinstance(number, int) or not (number == -1 or 1 <= number <= MAX_VERSION):
         raise InvalidVersionError(version)
     return None if number == -1 else number
 
@@ -289,7 +187,7 @@ class SchemaStore:
             "SELECT id, normalized, refs FROM schemas ORDER BY id"
         ).fetchall():
             try:
-                _, dependencies = self._resolve(conn, _refs_from_json(refs_text))
+                _, dependencies = self._resolve(conn, refs_from_json(refs_text))
                 new = canonical_text(json.loads(text), [json.loads(d) for d in dependencies])
             except (InvalidSchemaError, ValueError, KeyError, TypeError):
                 continue  # not readable as a schema any more: left as it is
@@ -354,9 +252,9 @@ class SchemaStore:
         with self._transaction() as conn:
             refs, dependencies = self._resolve(conn, references)
             if normalize_references:
-                refs = _sorted_references(refs)
+                refs = sorted_references(refs)
             normalized = normalize(schema_text, dependencies)
-            refs_text = _refs_json(refs)
+            refs_text = refs_json(refs)
             existing = conn.execute(
                 "SELECT v.version, s.id FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
                 "WHERE v.subject = ? AND s.normalized = ? AND s.refs = ? AND v.deleted = 0 ORDER BY v.version LIMIT 1",
@@ -516,7 +414,7 @@ class SchemaStore:
             row = conn.execute("SELECT normalized, refs FROM schemas WHERE id = ?", (schema_id,)).fetchone()
         if row is None:
             raise SchemaNotFoundError(schema_id)
-        return StoredSchema(str(row[0]), _refs_from_json(row[1]))
+        return StoredSchema(str(row[0]), refs_from_json(row[1]))
 
     def subjects(self, *, deleted: bool = False, deleted_only: bool = False, prefix: str = "") -> list[str]:
         """Subjects with a live version; ``deleted`` adds soft-deleted ones, ``deleted_only`` lists only those;
@@ -601,13 +499,13 @@ class SchemaStore:
         with self._read() as conn:
             refs, dependencies = self._resolve(conn, references)
             if normalize_references:
-                refs = _sorted_references(refs)
+                refs = sorted_references(refs)
             normalized = normalize(schema_text, dependencies)
             row = conn.execute(
                 "SELECT v.version, s.id, v.deleted FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
                 f"WHERE v.subject = ? AND s.normalized = ? AND s.refs = ? {hidden} "
                 "ORDER BY v.deleted, v.version DESC LIMIT 1",
-                (subject, normalized, _refs_json(refs)),
+                (subject, normalized, refs_json(refs)),
             ).fetchone()
             known = row is not None or bool(self._versions_of(conn, subject, deleted=deleted))
         if not known:
@@ -764,7 +662,7 @@ class SchemaStore:
             f"WHERE v.subject = ? {order}",
             params,
         ).fetchone()
-        return None if row is None else (row[0], row[1], _refs_from_json(row[2]))
+        return None if row is None else (row[0], row[1], refs_from_json(row[2]))
 
     @staticmethod
     def _referenced_by(conn: sqlite3.Connection, subject: str, version: int, *, deleted: bool) -> list[tuple[str, int]]:
@@ -797,7 +695,7 @@ class SchemaStore:
             f"WHERE v.subject = ? {hidden} ORDER BY v.version",
             (subject,),
         ).fetchall()
-        return [(r[0], r[1], r[2], _refs_from_json(r[3]), bool(r[4])) for r in rows]
+        return [(r[0], r[1], r[2], refs_from_json(r[3]), bool(r[4])) for r in rows]
 
     def _global_level(self, conn: sqlite3.Connection) -> CompatibilityLevel:
         row = conn.execute("SELECT compatibility FROM global_config").fetchone()

@@ -1,0 +1,130 @@
+"""Schemas as the registry holds them: references, registered versions, and the text each is kept under.
+
+A schema is kept under the text Avro's Java library writes for it (``normalize``, ``canonical``), the text
+Confluent keeps and returns, so equal schemas get equal texts and one id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastavro
+
+from registry.core import bounded_json
+from registry.schema_registry import avro_compat
+from registry.schema_registry.avro_compat import WithReferences
+from registry.schema_registry.canonical import canonical_text
+from registry.schema_registry.errors import InvalidSchemaError
+
+MAX_VERSION = 2**31 - 1
+"""The greatest version number (Confluent's versions are Java ints)."""
+
+
+@dataclass(frozen=True)
+class SchemaReference:
+    """Confluent's ``{"name", "subject", "version"}``: the named type(s) of ``subject`` at ``version``.
+
+    ``name`` is the referenced type's full name for Avro (what Confluent's serializers send); the
+    registry checks only that names are unique within one schema's references.
+    """
+
+    name: str
+    subject: str
+    version: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "subject": self.subject, "version": self.version}
+
+
+def parse_references(raw: object) -> tuple[SchemaReference, ...]:
+    """References from a request body's ``references`` (None or a list of objects).
+
+    Raises:
+        InvalidSchemaError: not a list of ``{name: str, subject: str, version: int}`` with distinct names.
+    """
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidSchemaError("references must be a list")
+    out: list[SchemaReference] = []
+    for item in raw:
+        ok = isinstance(item, dict) and set(item) <= {"name", "subject", "version"}
+        name, subject, version = (
+            item.get(k) if isinstance(item, dict) else None for k in ("name", "subject", "version")
+        )
+        if (
+            not ok
+            or not isinstance(name, str)
+            or not isinstance(subject, str)
+            or isinstance(version, bool)
+            or not isinstance(version, int)
+            or not (version == -1 or 1 <= version <= MAX_VERSION)
+        ):
+            shown = f"{{name='{name}', subject='{subject}', version={'null' if version is None else version}}}"
+            raise InvalidSchemaError(f"Invalid reference: {shown[:300]}")
+        out.append(SchemaReference(name, subject, version))
+    names = [r.name for r in out]
+    if len(set(names)) != len(names):
+        raise InvalidSchemaError(f"duplicate reference names in {names}"[:300])
+    return tuple(out)
+
+
+def refs_json(references: Sequence[SchemaReference]) -> str:
+    return json.dumps([r.as_json() for r in references], separators=(",", ":"))
+
+
+def refs_from_json(text: str) -> tuple[SchemaReference, ...]:
+    return tuple(SchemaReference(r["name"], r["subject"], r["version"]) for r in json.loads(text))
+
+
+def sorted_references(references: Sequence[SchemaReference]) -> tuple[SchemaReference, ...]:
+    """The references in the order Confluent's ``normalize=true`` puts them (``AvroSchema.normalize``
+    sorts by ``SchemaReference.compareTo``: subject, then version); the name breaks what would be a tie,
+    so that any order of the same references gives the same identity."""
+    return tuple(sorted(references, key=lambda r: (r.subject, r.version, r.name)))
+
+
+@dataclass(frozen=True)
+class RegisteredSchema:
+    id: int
+    subject: str
+    version: int
+    schema: str
+    references: tuple[SchemaReference, ...] = field(default=())
+    deleted: bool = False  # a soft-deleted version, read with ``deleted=True``
+
+
+@dataclass(frozen=True)
+class StoredSchema:
+    """A schema by id: its text and the references it was registered with."""
+
+    schema: str
+    references: tuple[SchemaReference, ...] = ()
+
+
+def normalize(schema_text: str, dependencies: Sequence[str] = ()) -> str:
+    """Parse, validate and write a schema as Avro's Java library writes it back (``canonical``): the text
+    Confluent keeps and returns, and by which equal schemas compare equal.
+
+    ``dependencies`` are the texts of the schemas it references (see :class:`WithReferences`).
+    """
+    try:
+        parsed = bounded_json.loads(schema_text)
+    except (ValueError, TypeError) as exc:
+        raise InvalidSchemaError(f"not JSON: {exc}") from exc
+    # Our own parser first: it names what is wrong, and what it accepts the compatibility checks can read.
+    try:
+        avro_compat.validate(WithReferences(parsed, tuple(dependencies)))
+    except avro_compat.InvalidSchemaError as exc:
+        raise InvalidSchemaError(str(exc)) from exc
+    try:
+        named: dict[str, Any] = {}
+        for dependency in dependencies:
+            fastavro.parse_schema(json.loads(dependency), named_schemas=named)
+        fastavro.parse_schema(parsed, named_schemas=named)
+    except Exception as exc:  # fastavro signals bad input with many exception types (KeyError among them)
+        raise InvalidSchemaError(f"{type(exc).__name__}: {exc}") from exc
+    return canonical_text(parsed, [json.loads(d) for d in dependencies])
