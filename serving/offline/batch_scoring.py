@@ -63,6 +63,8 @@ def feature_vector_batches(
     plus the list of distinct entity ids."""
     if chunk_rows < 1:
         raise DatasetError(f"chunk_rows must be positive, not {chunk_rows}")
+    if not features:
+        raise DefinitionError("give at least one feature to export")
     asked = [parse_ref(f) for f in features]
     requests = [str(r) for r in asked if r is not None and catalog.request_feature(entity_type, r.name) is not None]
     if requests:

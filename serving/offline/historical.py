@@ -146,6 +146,16 @@ def _check_schema(schema: pa.Schema, definitions: Sequence[Column], entity_colum
     missing = [c for c in columns if c not in schema.names]
     if missing:
         raise DefinitionError(f"label frame has no entity column {', '.join(repr(c) for c in missing)}")
+    for c in sorted({*columns, timestamp_column} & set(schema.names)):
+        if schema.names.count(c) > 1:
+            raise DefinitionError(f"label frame has {schema.names.count(c)} columns named {c!r}: which one is meant?")
+    for c in columns:  # ids are compared as strings (``registry.core.entity_keys``): a list or struct spells none
+        try:
+            pa.array([], schema.field(c).type).cast(pa.string())
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+            raise DefinitionError(
+                f"label column {c!r} must hold entity ids (strings or numbers), not {schema.field(c).type}"
+            ) from None
     for d in stored_of(definitions):
         if len(d.source.key_fields) != len(columns):
             raise DefinitionError(
@@ -561,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
+        if args.labels.resolve() == args.out.resolve():
+            raise DatasetError(f"--out {args.out} is the labels file: writing it would replace the labels")
+        if args.out.is_dir() or not args.out.parent.is_dir():
+            raise DatasetError(f"--out {args.out}: not a file in an existing directory")
         label_schema, label_batches = open_labels(args.labels, args.chunk_rows)  # bad input before any service
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         definitions = resolve_columns(

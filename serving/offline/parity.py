@@ -9,7 +9,8 @@ and version:
 
 - ``checked``: logged values compared (a value logged twice, by an at-least-once landing, counts once);
 - ``mismatched``: the offline value differs (a double compared exactly: both sides come from one
-  computation, and JSON round-trips doubles exactly; NaN equals NaN);
+  computation, and JSON round-trips finite doubles exactly; NaN equals NaN, and a value logged as null
+  equals a NaN or an infinity offline, since JSON spells neither and the log writes them as null);
 - ``missing_offline``: the offline join has no value where one was served;
 - ``mismatch_ratio`` and ``missing_ratio``: those over ``checked``;
 - ``examples``: up to ``examples`` of each, with entity, feature timestamp, and both values.
@@ -51,6 +52,7 @@ from registry.core.durations import parse_duration, to_millis
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.gate import ServedHealth
 from serving.offline.historical import LabelTimes, PointInTimeJoin
+from serving.offline.statistics import since_ms
 from sinks.iceberg.reader import iso_us, micros, read_point
 from sinks.serving_log import read_logged
 
@@ -130,6 +132,8 @@ class ParityReport:
 def _same(online: Any, offline: Any) -> bool:
     if isinstance(online, float) and isinstance(offline, float) and math.isnan(online) and math.isnan(offline):
         return True
+    if online is None and isinstance(offline, float) and not math.isfinite(offline):
+        return True  # JSON spells no NaN or infinity: the log holds such a served double as null
     if isinstance(online, bool) or isinstance(offline, bool):
         return online is offline
     return bool(online == offline)
@@ -257,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--since", default="1h", help="how far back from now: a duration such as 15m, 1h, 2d")
+    parser.add_argument("--since", default="1h", help="how far back from now: a positive duration such as 15m, 1h, 2d")
     parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
     parser.add_argument(
         "--fail-above", type=number(0.0, 1.0), help="exit 3 if a mismatch or missing ratio is above this (0 to 1)"
@@ -277,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"argument --metrics-file: folder {args.metrics_file.parent} does not exist")
     settings = settings_for_command()
     try:
-        since_ms = to_millis(parse_duration(args.since))
-    except ValueError as exc:
+        span_ms = since_ms(args.since)
+    except argparse.ArgumentTypeError as exc:
         print(f"error: --since: {exc}", file=sys.stderr)
         return 2
     try:
@@ -296,10 +300,10 @@ def main(argv: list[str] | None = None) -> int:
             offline = load_table(iceberg, settings.iceberg_namespace)
             catalog = DefinitionStore(settings.definitions_db).catalog()
             now_us = time.time_ns() // 1000
-            report = parity_report(log, offline, catalog, now_us - since_ms * 1000, now_us, examples=args.examples)
+            report = parity_report(log, offline, catalog, now_us - span_ms * 1000, now_us, examples=args.examples)
             if not args.no_store:
                 since, until, now = (
-                    datetime.fromisoformat(iso_us(t)) for t in (now_us - since_ms * 1000, now_us, now_us)
+                    datetime.fromisoformat(iso_us(t)) for t in (now_us - span_ms * 1000, now_us, now_us)
                 )
                 QualityStore(settings.definitions_db).put_parity(report.quality_rows(), since, until, now)
         except FeatureStoreError as exc:

@@ -114,23 +114,23 @@ def render_all(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.core.durations import parse_duration, to_millis
     from registry.core.settings import settings_for_command
+    from serving.offline.statistics import since_ms
 
     parser = argparse.ArgumentParser(
         prog="python -m serving.offline.plots",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--since", default="7d", help="how far back from now (a duration)")
+    parser.add_argument("--since", default="7d", help="how far back from now (a positive duration)")
     parser.add_argument("--out", type=Path, required=True, help="the folder the PNG files are written to")
     parser.add_argument("--entity-type")
     parser.add_argument("--feature", action="append", default=[], help="only this feature (repeatable)")
     args = parser.parse_args(argv)
     try:
-        span = timedelta(milliseconds=to_millis(parse_duration(args.since)))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        span = timedelta(milliseconds=since_ms(args.since))
+    except argparse.ArgumentTypeError as exc:
+        print(f"error: --since: {exc}", file=sys.stderr)
         return 2
     until = datetime.now(UTC)
     quality = QualityStore(settings_for_command().definitions_db)

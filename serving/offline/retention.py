@@ -174,6 +174,8 @@ def apply_retention(
     keep = [] if expire_pinned else list(pins.kept)
     if dry_run:
         current = table.current_snapshot()
+        # As the run: a pin on a snapshot that is gone already (erased, or expired on purpose) keeps nothing.
+        keep = [s for s in keep if table.snapshot_by_id(s) is not None]
         # A run that deletes rows commits a new current snapshot first: the current one then expires like any
         # other (unless a training set pins it); one that deletes nothing keeps it.
         would_keep = set(keep) if counts or current is None else {current.snapshot_id, *keep}
@@ -188,7 +190,7 @@ def apply_retention(
             0,
             0,
             {str(s): ms for s, ms in pins.kept.items() if s in would_keep},
-            _still_held(table, where, [s for s in keep if table.snapshot_by_id(s) is not None]),
+            _still_held(table, where, keep),
             invalidated(pins, expiring),
         )
     removed = 0

@@ -38,7 +38,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,20 @@ HOUR_US = 3_600_000_000
 QUANTILES = (0.01, 0.5, 0.99)
 PSI_BINS = 10
 PSI_FLOOR = 1e-4
+
+
+def since_ms(raw: str) -> int:
+    """An argparse type for ``--since`` (statistics, parity, plots), in ms: a positive duration reaching back
+    no further than 1970-01-01, as the gate's; anything else is a usage error."""
+    from registry.core.durations import EPOCH, parse_duration, to_millis
+
+    try:
+        span = parse_duration(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if span <= timedelta(0) or span > datetime.now(UTC) - EPOCH:
+        raise argparse.ArgumentTypeError(f"must be a positive duration reaching back no further than 1970, not {raw!r}")
+    return to_millis(span)
 
 
 def _rows(
@@ -410,7 +424,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--since", default="1d", help="window ends (and serving times) from this long ago until now")
+    parser.add_argument(
+        "--since",
+        type=since_ms,
+        default="1d",
+        help="window ends (and serving times) from this long ago until now (a positive duration)",
+    )
     parser.add_argument("--entity-type", default="user")
     parser.add_argument("--training-set", help="a training set id: drift of its features against its snapshot")
     parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
@@ -434,10 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"argument --metrics-file: {args.metrics_file} is a directory")
         if not args.metrics_file.parent.is_dir():
             parser.error(f"argument --metrics-file: folder {args.metrics_file.parent} does not exist")
-    try:
-        since_ms = to_millis(parse_duration(args.since))
-    except ValueError as exc:
-        parser.error(f"argument --since: {exc}")
+    since: int = args.since  # ms
     try:
         every_s = to_millis(parse_duration(args.every)) / 1000 if args.every is not None else None
     except ValueError as exc:
@@ -455,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.training_set:
                 manifest = TrainingSetStore(settings.definitions_db).get(args.training_set).manifest
             now_us = time.time_ns() // 1000
-            result = report(table, log, catalog, manifest, args.entity_type, now_us - since_ms * 1000, now_us)
+            result = report(table, log, catalog, manifest, args.entity_type, now_us - since * 1000, now_us)
             if not args.no_store:
                 store(QualityStore(settings.definitions_db), result, datetime.fromisoformat(iso_us(now_us)))
         except FeatureStoreError as exc:

@@ -390,6 +390,22 @@ def _check_build_paths(labels: Path, out: Path, manifest: Path, copy_labels_to: 
         raise DatasetError(f"--copy-labels-to {copy_labels_to}: exists and is not a directory")
 
 
+def _read_manifest(path: Path) -> Manifest:
+    """``--manifest``'s file; a DatasetError in one line naming it for a file that is not a manifest."""
+    from pydantic import ValidationError
+
+    try:
+        return Manifest.from_json(path.read_bytes().decode())
+    except (UnicodeDecodeError, DatasetError) as exc:
+        cause = exc.__cause__
+        why = (
+            "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in cause.errors())
+            if isinstance(cause, ValidationError)
+            else str(exc)
+        )
+        raise DatasetError(f"--manifest {path}: not a training-set manifest: {why}") from None
+
+
 def _show(stored: object) -> str:
     from dataclasses import asdict
 
@@ -490,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             stored = store.get(args.id)
             manifest, labels_path = stored.manifest, args.labels or stored.labels_uri
         else:
-            manifest, labels_path = Manifest.from_json(args.manifest.read_text()), args.labels
+            manifest, labels_path = _read_manifest(args.manifest), args.labels
         if labels_path is None:
             raise DatasetError(f"no labels path recorded for training set {manifest.id}: pass --labels")
         if _same_file(Path(labels_path), args.out):

@@ -47,6 +47,8 @@ _COLUMN_TYPES = {column: arrow_type(t, large_strings=True) for t, column in VALU
 
 def epoch_us(at: datetime) -> int:
     """Exact epoch microseconds of a timezone-aware datetime."""
+    if not isinstance(at, datetime):
+        raise DatasetError(f"as_of must be a timezone-aware datetime, not {at!r}")
     if at.tzinfo is None or at.utcoffset() is None:
         raise DatasetError(f"as_of must be timezone-aware, not the naive {at.isoformat()}")
     return (at - _EPOCH) // timedelta(microseconds=1)
@@ -75,20 +77,37 @@ def read_point(table: Table, as_of: int | datetime | None) -> ReadPoint:
         raise DatasetError(f"as_of must be a snapshot id (int) or a timezone-aware datetime, not {as_of!r}")
     if isinstance(as_of, int):
         if table.snapshot_by_id(as_of) is None:
-            raise DatasetError(f"the offline table has no snapshot {as_of} (never existed, or expired)")
+            raise DatasetError(
+                f"the offline table has no snapshot {as_of} (never existed, or expired){_oldest_kept(table)}"
+            )
         return ReadPoint(as_of)
     until_us = epoch_us(as_of)
     snapshot = table.snapshot_as_of_timestamp(until_us // 1000)
-    if snapshot is None:  # before the table's first snapshot (nothing known then), or its history was expired
-        kept = table.metadata.snapshots
-        oldest = min(kept, key=lambda s: s.timestamp_ms) if kept else None
-        if oldest is not None and oldest.parent_snapshot_id is not None:
-            raise DatasetError(
-                f"the offline table's history at {as_of.isoformat()} was expired: its oldest snapshot kept is "
-                f"{oldest.snapshot_id}, of {iso_us(oldest.timestamp_ms * 1000)} (pin a training set's snapshot "
-                "to keep it, or read as of a later time)"
-            )
+    # The snapshot current then was expired when the first snapshot kept after that time has an expired parent:
+    # the time falls before the table's first snapshot kept (nothing known then only if that one has no parent),
+    # or in a gap an expiry left after an older snapshot kept (a training set's pin), which is not the one.
+    later = [s for s in table.metadata.snapshots if s.timestamp_ms > until_us // 1000]
+    after = min(later, key=lambda s: s.timestamp_ms) if later else None
+    if (
+        after is not None
+        and after.parent_snapshot_id is not None
+        and (snapshot is None or after.parent_snapshot_id != snapshot.snapshot_id)
+        and table.snapshot_by_id(after.parent_snapshot_id) is None
+    ):
+        raise DatasetError(
+            f"the offline table's history at {as_of.isoformat()} was expired{_oldest_kept(table)} (pin a training "
+            "set's snapshot to keep it, or read as of a later time)"
+        )
     return ReadPoint(snapshot.snapshot_id if snapshot is not None else None, until_us)
+
+
+def _oldest_kept(table: Table) -> str:
+    """``: its oldest snapshot kept is N, of <time>`` (the table's), or nothing for a table without one."""
+    kept = table.metadata.snapshots
+    if not kept:
+        return ""
+    oldest = min(kept, key=lambda s: s.timestamp_ms)
+    return f": its oldest snapshot kept is {oldest.snapshot_id}, of {iso_us(oldest.timestamp_ms * 1000)}"
 
 
 def point_from(snapshot_id: int | None, ingested_until_us: int | None, table: Table) -> ReadPoint:
@@ -111,8 +130,10 @@ def _filter(
     per-feature version and time band are applied to the rows in numpy, which is cheaper than an
     expression with one branch per feature evaluated on every row.
     """
-    from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, In, LessThanOrEqual
+    from pyiceberg.expressions import AlwaysFalse, And, EqualTo, GreaterThanOrEqual, In, LessThanOrEqual
 
+    if (hi_us is not None and hi_us < _FIRST_US) or (lo_us is not None and lo_us > _LAST_US):
+        return AlwaysFalse()  # a band wholly before year 1 or after 9999 (labels Arrow holds): no row ends in it
     names = sorted({d.name for d in definitions})
     terms = [
         EqualTo("entity_type", entity_type),

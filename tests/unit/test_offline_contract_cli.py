@@ -1,0 +1,65 @@
+"""The offline quality commands' ``--since`` (parity, statistics, plots): a positive duration reaching back no
+further than 1970-01-01, as the gate's; anything else is a usage error (exit 2) naming the option, never a
+traceback (``1000000d`` reached back before year 1 and ended in ``OverflowError``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from serving.offline import parity, plots, statistics
+
+
+@pytest.mark.parametrize("command", [parity.main, statistics.main, plots.main], ids=["parity", "statistics", "plots"])
+@pytest.mark.parametrize("since", ["1000000d", "0s", "0ms", "30000d"])
+def test_since_is_a_positive_duration_back_to_1970_at_most(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: Callable[[list[str]], int],
+    since: str,
+) -> None:
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "none" / "d.db"))  # never reached
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/none/cat.db")
+    argv = ["--since", since, *(["--out", str(tmp_path / "p")] if command is plots.main else ["--no-store"])]
+    try:
+        code = command(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code  # type: ignore[assignment]
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].endswith(f"--since: must be a positive duration reaching back no further than 1970, not {since!r}")
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe", b"garbage", b"{}"], ids=["not-utf8", "not-json", "not-a-manifest"])
+def test_rebuild_from_a_file_that_is_not_a_manifest_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    """A manifest file not in UTF-8 ended in a ``UnicodeDecodeError`` traceback; pydantic's refusal of one that
+    is not a manifest printed three lines."""
+    from serving.offline import training
+
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "d.db"))
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/cat.db")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "wh").as_uri())
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
+    from tests.unit.test_training_sets import iceberg_table
+
+    iceberg_table(tmp_path, "feature_store")
+    manifest = tmp_path / "m.json"
+    manifest.write_bytes(content)
+    argv = [
+        "rebuild",
+        "--manifest",
+        str(manifest),
+        "--labels",
+        str(tmp_path / "l.parquet"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert training.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --manifest {manifest}: not a training-set manifest"), err

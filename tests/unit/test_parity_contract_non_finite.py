@@ -1,0 +1,41 @@
+"""Parity compares exactly, "NaN equals NaN" (docs/design.md §9): the serving log is JSON, which spells no NaN
+or infinity (the API's log writes them as ``null``), so a non-finite double served and stored alike was counted
+as a mismatch on every value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyiceberg.catalog.sql import SqlCatalog
+
+from registry.core.catalog import FeatureCatalog
+from serving.offline.parity import parity_report
+from sinks.iceberg.writer import OfflineWriter, ensure_table
+from sinks.records import FeatureRow
+from sinks.serving_log import Batch, ensure_log_table
+from tests.unit.test_parity import END, MIN, SERVED, _record
+
+
+def test_a_non_finite_double_logged_as_null_matches_it_offline(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    offline = ensure_table(catalog, "ns")
+    total = shipped_catalog.get("user", "txn_amount_sum_1h")
+    writer = OfflineWriter(offline)
+    stored = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "one": 1.0, "none": None}
+    for entity, value in stored.items():
+        writer.add(FeatureRow.of(total, entity, value, END - 60 * MIN, END))
+    writer.flush()
+    log = ensure_log_table(catalog, "ns")
+    batch = Batch.empty()
+    served = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "one": None, "none": float("nan")}
+    for offset, (entity, value) in enumerate(served.items()):
+        batch.add(_record(entity, ["txn_amount_sum_1h"], [1], [value], [END], ["present"]), "t", 0, offset)
+    log.append(batch.to_arrow())
+    report = parity_report(
+        log, catalog.load_table("ns.offline_feature_values"), shipped_catalog, SERVED * 1000, SERVED * 1000 + 1
+    )
+    (parity,) = report.features
+    assert (parity.checked, parity.mismatched, parity.missing_offline) == (5, 1, 0)
+    # A null served where the table holds 1.0 still differs; a NaN served (logged null) where it holds null is the
+    # same null either way.
+    assert [(e["entity_id"], e["online"], e["offline"]) for e in parity.examples] == [("one", None, 1.0)]
