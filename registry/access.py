@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import sqlite3
 import sys
@@ -45,7 +46,7 @@ from typing import Any, Literal
 
 from registry.core.arguments import whole
 from registry.core.catalog import FeatureCatalog
-from registry.core.definitions import FeatureDefinition
+from registry.core.definitions import MAX_VERSION, FeatureDefinition
 from registry.core.errors import ForbiddenError, UnauthenticatedError
 from registry.core.settings import Settings, settings_for_command
 from registry.live import Following
@@ -315,7 +316,11 @@ def _stored_instant(text: str) -> str:
         at = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-30T10:00:00Z)") from None
-    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        utc = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00
+        raise ValueError(f"ISO 8601 time {text!r} is outside years 1-9999 once in UTC") from None
+    return utc.isoformat(timespec="microseconds")
 
 
 class AuditLog:
@@ -539,6 +544,19 @@ def guard_catalog(catalog: FeatureCatalog, settings: Settings, *, action: str) -
 _NEEDS_STORE = frozenset({"list-tokens", "revoke-token", "revoke-grant", "list-grants", "audit"})
 
 
+_FEATURE_TARGET = re.compile(r"[a-z][a-z0-9_]{0,62}/[a-z][a-z0-9_]{0,62}(@[1-9][0-9]{0,9})?")
+
+
+def _feature_target(raw: str) -> str:
+    """``audit --feature``: a feature's audit target, ``entity/name`` (every version) or ``entity/name@version``;
+    anything else would match no record and print nothing, so it is a usage error (exit 2)."""
+    if not _FEATURE_TARGET.fullmatch(raw) or ("@" in raw and int(raw.split("@")[1]) > MAX_VERSION):
+        raise argparse.ArgumentTypeError(
+            f"must be entity/name or entity/name@version, like user/txn_count_1h@2, not {raw!r}"
+        )
+    return raw
+
+
 def _check_db(db: Path, command: str) -> None:
     """Refuse a ``--db`` that cannot be, or (for a command that only reads or undoes) is not yet, the store."""
     if db.is_dir():
@@ -573,8 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     ungrant.add_argument("--to", required=True, dest="grantee")
     sub.add_parser("list-grants")
     audit = sub.add_parser("audit", help="audit records, newest first, as JSON lines")
-    audit.add_argument("--feature", help="entity/name or entity/name@version")
-    audit.add_argument("--target", help="any target, e.g. subject:card_transactions-value")
+    about = audit.add_mutually_exclusive_group()
+    about.add_argument("--feature", type=_feature_target, help="entity/name or entity/name@version")
+    about.add_argument("--target", help="any target, e.g. subject:card_transactions-value")
     audit.add_argument("--caller", help="a principal")
     audit.add_argument(
         "--since", help="ISO 8601 time (Z or an offset; none: UTC), inclusive, e.g. 2026-11-30T10:00:00Z"
@@ -585,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_db(args.db, args.command)
         store = AccessStore(args.db)
         if args.command == "create-token":
-            print(store.issue(args.principal, args.team or args.principal, admin=args.admin))
+            print(store.issue(args.principal, args.principal if args.team is None else args.team, admin=args.admin))
         elif args.command == "list-tokens":
             for row in store.tokens():
                 print(json.dumps(row))
@@ -600,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
             check_team(args.grantee, "--to")
             store.grant(args.owner, args.grantee)
         elif args.command == "revoke-grant":
+            check_team(args.owner, "--owner")
+            check_team(args.grantee, "--to")
             if not store.revoke_grant(args.owner, args.grantee):
                 print(f"error: {args.owner} had granted nothing to {args.grantee}", file=sys.stderr)
                 return 1

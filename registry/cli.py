@@ -12,20 +12,22 @@ import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from registry.core.arguments import number, whole
-from registry.core.catalog import FeatureCatalog, load_folder, load_request_folder
+from registry.core.catalog import FeatureCatalog, load_folder_at, load_request_folder_at
 from registry.core.definitions import MAX_VERSION
 from registry.core.durations import EPOCH, parse_duration, to_millis
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings, http_url, settings_for_command
 from registry.definition_store import DefinitionStore
-from registry.plan import apply, plan_all
+from registry.plan import apply_all, plan_all
 
 if TYPE_CHECKING:
     from registry.gate import Guardrails
+
+_T = TypeVar("_T")
 
 
 def _pointer(text: str) -> tuple[str, str, int]:
@@ -47,6 +49,11 @@ def _span(raw: str) -> str:
     if span > datetime.now(UTC) - EPOCH:
         raise argparse.ArgumentTypeError(f"must be a positive duration reaching back no further than 1970, not {raw!r}")
     return raw
+
+
+def _located(entries: list[tuple[_T, str]]) -> tuple[list[_T], list[str]]:
+    """``load_folder_at``'s pairs as the definitions and, apart, where each is written."""
+    return [entry for entry, _ in entries], [place for _, place in entries]
 
 
 def _registry_url(raw: str) -> str:
@@ -117,23 +124,27 @@ def main(argv: list[str] | None = None) -> int:
         _check_db(args.db, args.command, settings.definitions_db)
         store = DefinitionStore(args.db)
         if args.command == "plan":
-            stored, requested = plan_all(store, load_folder(args.folder), load_request_folder(args.folder))
+            definitions, places = _located(load_folder_at(args.folder))
+            requests, request_places = _located(load_request_folder_at(args.folder))
+            stored, requested = plan_all(store, definitions, requests, places=places, request_places=request_places)
             changes = [str(c) for c in stored] + [str(c) for c in requested]
             for change in changes:
                 print(change)
             print(f"{len(changes)} change(s)" if changes else "no changes")
             return 2 if changes else 0
         if args.command == "apply":
-            requests, definitions = load_request_folder(args.folder), load_folder(args.folder)
-            _, request_changes = plan_all(store, definitions, requests)
-            results = apply(store, definitions, requests)
+            requests, request_places = _located(load_request_folder_at(args.folder))
+            definitions, places = _located(load_folder_at(args.folder))
+            results, request_changes = apply_all(
+                store, definitions, requests, places=places, request_places=request_places
+            )
             for r in results:
                 print(
                     f"{r.action:16} {r.definition.entity}.{r.definition.name} v{r.definition.version}"
                     f" (active v{r.active_version})"
                 )
             changed = {c.feature.key: c.kind for c in request_changes}
-            for q in requests:
+            for q in {q.key: q for q in requests}.values():  # an identical repeat is one feature (plan_all)
                 action = {"create": "created", "update_metadata": "metadata_updated"}.get(
                     changed.get(q.key, ""), "unchanged"
                 )
@@ -146,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "activate-all":
             pointers = [_pointer(ref) for ref in args.refs]
             store.activate_all(pointers)
-            for entity, name, version in pointers:
+            for entity, name, version in dict.fromkeys(pointers):
                 print(f"{entity}.{name}: v{version} is active")
             return 0
         if args.command == "list":

@@ -256,9 +256,16 @@ class DefinitionStore(SqliteStore):
     def activate_all(self, pointers: Sequence[tuple[str, str, int]]) -> None:
         """Move several serving pointers in one transaction: all of them or none. The way to change how a
         stream reads its topic: every active feature of the stream moves to a version with the new source at once."""
+        asked: dict[tuple[str, str], int] = {}
+        for entity, name, version in pointers:
+            held = asked.setdefault((entity, name), version)
+            if held != version:
+                raise DefinitionError(
+                    f"{entity}.{name} is named twice, at v{held} and v{version}: activate one version per feature"
+                )
         with self._tx() as conn:
             moved: set[tuple[str, str]] = set()
-            for entity, name, version in pointers:
+            for (entity, name), version in asked.items():
                 if not 1 <= version <= MAX_VERSION:  # no such version, and beyond what SQLite's integers hold
                     raise UnknownFeatureError(entity, [f"{name}@v{version}"])
                 found = conn.execute(

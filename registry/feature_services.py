@@ -132,7 +132,8 @@ class FeatureServiceStore(SqliteStore):
             rows = conn.execute(
                 "SELECT version, spec FROM feature_services WHERE name = ? ORDER BY version", (s.name,)
             ).fetchall()
-            contents = {v: FeatureService.model_validate_json(spec).content() for v, spec in rows}
+            held = {v: FeatureService.model_validate_json(spec) for v, spec in rows}
+            contents = {v: h.content() for v, h in held.items()}
             latest = rows[-1][0] if rows else 0
             if not version_given:
                 s = s.model_copy(
@@ -140,8 +141,9 @@ class FeatureServiceStore(SqliteStore):
                 )
             if s.version in contents:
                 if contents[s.version] != s.content():
+                    what = "other features" if held[s.version].features != s.features else "another description"
                     raise DefinitionConflictError(
-                        f"feature service {s.ref} is registered with other features; versions are immutable: "
+                        f"feature service {s.ref} is registered with {what}; versions are immutable: "
                         f"register the change as {s.name}@{latest + 1}"
                     )
                 return RegisteredService("unchanged", s)

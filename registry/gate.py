@@ -35,7 +35,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from registry.core.catalog import FeatureCatalog
+from registry.core import bounded_json
+from registry.core.catalog import FeatureCatalog, validation_text
 from registry.core.definitions import NAME_PATTERN, FeatureDefinition, ValueType, Version
 from registry.core.errors import DefinitionError, RequestFeatureError, UnknownFeatureError
 from registry.core.request_features import RequestFeature, Transform
@@ -83,12 +84,17 @@ class ModelManifest(BaseModel):
 
 
 def load_model(path: Path) -> ModelManifest:
+    where = str(path) if str(path).isprintable() else repr(str(path))  # one line, whatever the file's name
     try:
         return ModelManifest.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except UnicodeDecodeError as exc:
-        raise DefinitionError(f"{path}: not a valid model file: not UTF-8 text (byte {exc.start})") from exc
-    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
-        raise DefinitionError(f"{path}: not a valid model file: {exc}") from exc
+        raise DefinitionError(f"{where}: not a valid model file: not UTF-8 text (byte {exc.start})") from exc
+    except ValidationError as exc:
+        raise DefinitionError(f"{where}: not a valid model file: {validation_text(exc)}") from exc
+    except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: a path with a NUL byte
+        raise DefinitionError(f"{where}: not a valid model file: {exc}") from exc
+    except RecursionError:  # Python's TOML parser recurses per level of nesting
+        raise DefinitionError(f"{where}: not a valid model file: nested too deeply") from None
 
 
 def _latest_schema(registry_url: str, subject: str, token: str | None = None) -> str | None:
@@ -96,13 +102,23 @@ def _latest_schema(registry_url: str, subject: str, token: str | None = None) ->
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(request, timeout=5) as resp:
-            return str(json.loads(resp.read())["schema"])
+            body = resp.read()
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
         raise DefinitionError(f"schema registry {registry_url}: HTTP {exc.code} for {subject}") from exc
     except OSError as exc:
         raise DefinitionError(f"schema registry {registry_url} unreachable: {exc}") from exc
+    try:  # the registry's answer: a JSON object whose `schema` is the schema's JSON text
+        schema = bounded_json.loads(body)["schema"]
+        if not isinstance(schema, str):
+            raise TypeError(schema)
+        bounded_json.loads(schema)
+    except (ValueError, KeyError, TypeError):
+        raise DefinitionError(
+            f"schema registry {registry_url}: the answer for {subject} is not a schema version: {body[:100]!r}"
+        ) from None
+    return schema
 
 
 def _schema_problems(d: FeatureDefinition, registry_url: str, token: str | None = None) -> list[str]:

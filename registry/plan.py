@@ -9,9 +9,11 @@ It moves no serving pointer except to a feature's first version (promotion is an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DefinitionError
 from registry.core.request_features import RequestFeature
@@ -32,51 +34,71 @@ class Change:
         return f"{symbol} {d.entity}.{d.name} v{d.version}: {self.detail}"
 
 
-def _distinct(definitions: list[FeatureDefinition], conflicts: list[str]) -> list[FeatureDefinition]:
-    """The definitions sorted by key, each once; a version defined twice differently is a conflict."""
-    first: dict[tuple[str, str, int], FeatureDefinition] = {}
-    for d in sorted(definitions, key=lambda d: d.key):
-        seen = first.setdefault(d.key, d)
+def _twice(what: str, places: tuple[str | None, str | None]) -> str:
+    """The "defined more than once in the folder" message, naming where each is written (``path:line``) if known."""
+    where = f" ({places[0]} and {places[1]})" if places[0] and places[1] else ""
+    return f"{what}: defined more than once in the folder{where}"
+
+
+def _distinct(
+    definitions: Sequence[FeatureDefinition], conflicts: list[str], places: Sequence[str] | None = None
+) -> list[FeatureDefinition]:
+    """The definitions sorted by key, each once; a version defined twice differently is a conflict, naming
+    where each is written when ``places`` (one per definition: ``load_folder_at``) says."""
+    at = list(places) if places is not None else [None] * len(definitions)
+    first: dict[tuple[str, str, int], tuple[FeatureDefinition, str | None]] = {}
+    for d, place in sorted(zip(definitions, at, strict=True), key=lambda located: located[0].key):
+        seen, seen_at = first.setdefault(d.key, (d, place))
         if seen is not d and seen != d:
             what = "transform or TTL" if seen.identity_hash != d.identity_hash else "metadata"
             conflicts.append(
-                f"{d.entity}.{d.name} v{d.version}: defined more than once in the folder, with "
+                f"{_twice(f'{d.entity}.{d.name} v{d.version}', (seen_at, place))}, with "
                 f"different {what}; keep one definition per version"
             )
-    return list(first.values())
+    return [d for d, _ in first.values()]
 
 
-def plan(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[Change]:
-    """What applying ``definitions`` would change; DefinitionConflictError naming every conflict."""
-    catalog = store.catalog()
+def _plan(
+    catalog: FeatureCatalog,
+    definitions: Sequence[FeatureDefinition],
+    conflicts: list[str],
+    places: Sequence[str] | None = None,
+) -> list[Change]:
+    """What applying ``definitions`` to ``catalog`` would change; appends every conflict to ``conflicts``."""
+    found: list[str] = []
     changes: list[Change] = []
-    conflicts: list[str] = []
-    for d in _distinct(definitions, conflicts):
+    for d in _distinct(definitions, found, places):
         existing = [v for v in catalog.versions(d.entity, d.name)]
         same = next((v for v in existing if v.version == d.version), None)
         if same is None:
             if not existing:
                 changes.append(Change("create", d, "new feature (becomes active)"))
             elif d.version < existing[-1].version:
-                conflicts.append(
-                    f"{d.entity}.{d.name} v{d.version}: below the latest registered v{existing[-1].version}"
-                )
+                found.append(f"{d.entity}.{d.name} v{d.version}: below the latest registered v{existing[-1].version}")
             else:
                 active = catalog.get(d.entity, d.name).version
                 changes.append(Change("new_version", d, f"new version (inactive; v{active} keeps serving)"))
         elif same.identity_hash != d.identity_hash:
-            conflicts.append(
+            found.append(
                 f"{d.entity}.{d.name} v{d.version}: transform or TTL differs from the registered version; "
                 "versions are immutable, give the change a new version number"
             )
         elif same != d:
             fields = sorted(k for k in d.model_fields if getattr(d, k) != getattr(same, k))
             changes.append(Change("update_metadata", d, "metadata: " + ", ".join(fields)))
-    if not conflicts:  # what the store would hold after the apply: every name and alias taken once
+    if not found:  # what the store would hold after the apply: every name and alias taken once
         try:
             catalog.after(definitions)
         except DefinitionError as exc:
-            conflicts.append(str(exc))
+            found.append(str(exc))
+    conflicts.extend(found)
+    return changes
+
+
+def plan(store: DefinitionStore, definitions: list[FeatureDefinition]) -> list[Change]:
+    """What applying ``definitions`` would change; DefinitionConflictError naming every conflict."""
+    conflicts: list[str] = []
+    changes = _plan(store.catalog(), definitions, conflicts)
     if conflicts:
         raise DefinitionConflictError("; ".join(conflicts))
     return changes
@@ -94,14 +116,31 @@ class RequestChange:
         return f"~ request feature {r.entity}.{r.name} v{r.version}: metadata"
 
 
-def plan_requests(store: DefinitionStore, request_features: list[RequestFeature]) -> list[RequestChange]:
-    """What applying ``request_features`` would register; DefinitionConflictError naming every version
-    whose function, function source, inputs, request fields or type differ from the registered one.
-    Imports each function to hash its module's source (``RequestFeature.with_function_hash``)."""
-    catalog = store.catalog()
+def _plan_requests(
+    catalog: FeatureCatalog,
+    hashed: Sequence[RequestFeature],
+    conflicts: list[str],
+    places: Sequence[str] | None = None,
+) -> list[RequestChange]:
+    """``plan_requests`` of request features already hashed; each version once (a version defined twice
+    differently in the folder is a conflict, naming where each is written when ``places`` says)."""
+    at = list(places) if places is not None else [None] * len(hashed)
+    first: dict[tuple[str, str, int], tuple[RequestFeature, str | None]] = {}
     lines: list[RequestChange] = []
-    conflicts: list[str] = []
-    for r in sorted((r.with_function_hash() for r in request_features), key=lambda r: r.key):
+    for r, place in sorted(zip(hashed, at, strict=True), key=lambda located: located[0].key):
+        seen, seen_at = first.setdefault(r.key, (r, place))
+        if seen is not r:
+            if seen != r:
+                what = (
+                    "a different function, inputs, request fields or type"
+                    if seen.identity_hash != r.identity_hash
+                    else "different metadata"
+                )
+                conflicts.append(
+                    f"{_twice(f'request feature {r.entity}.{r.name} v{r.version}', (seen_at, place))}, with "
+                    f"{what}; keep one definition per version"
+                )
+            continue
         held = catalog.request_feature(r.entity, r.name, r.version)
         if held is None:
             lines.append(RequestChange("create", r))
@@ -113,34 +152,57 @@ def plan_requests(store: DefinitionStore, request_features: list[RequestFeature]
             )
         elif held != r:
             lines.append(RequestChange("update_metadata", r))
+    return lines
+
+
+def plan_requests(store: DefinitionStore, request_features: list[RequestFeature]) -> list[RequestChange]:
+    """What applying ``request_features`` would register; DefinitionConflictError naming every version
+    whose function, function source, inputs, request fields or type differ from the registered one.
+    Imports each function to hash its module's source (``RequestFeature.with_function_hash``)."""
+    conflicts: list[str] = []
+    lines = _plan_requests(store.catalog(), [r.with_function_hash() for r in request_features], conflicts)
     if conflicts:
         raise DefinitionConflictError("; ".join(conflicts))
     return lines
 
 
 def plan_all(
-    store: DefinitionStore, definitions: list[FeatureDefinition], request_features: list[RequestFeature]
+    store: DefinitionStore,
+    definitions: Sequence[FeatureDefinition],
+    request_features: Sequence[RequestFeature],
+    *,
+    places: Sequence[str] | None = None,
+    request_places: Sequence[str] | None = None,
 ) -> tuple[list[Change], list[RequestChange]]:
-    """``plan`` and ``plan_requests`` of one folder: one DefinitionConflictError naming every conflict of both."""
+    """``plan`` and ``plan_requests`` of one folder, against one snapshot of the store: one
+    DefinitionConflictError naming every conflict of both. ``places``/``request_places`` (one per
+    definition, ``load_folder_at``) let a version defined twice name where each is written."""
+    catalog = store.catalog()
+    hashed = [r.with_function_hash() for r in request_features]
     conflicts: list[str] = []
-    changes: list[Change] = []
-    request_changes: list[RequestChange] = []
-    try:
-        changes = plan(store, definitions)
-    except DefinitionConflictError as exc:
-        conflicts.append(str(exc))
-    try:
-        request_changes = plan_requests(store, request_features)
-    except DefinitionConflictError as exc:
-        conflicts.append(str(exc))
+    changes = _plan(catalog, definitions, conflicts, places)
+    request_changes = _plan_requests(catalog, hashed, conflicts, request_places)
     if not conflicts:  # what the store would hold after the apply: names and aliases taken once, inputs registered
         try:
-            store.catalog().after(definitions, [r.with_function_hash() for r in request_features])
+            catalog.after(definitions, hashed)
         except DefinitionError as exc:
             conflicts.append(str(exc))
     if conflicts:
         raise DefinitionConflictError("; ".join(conflicts))
     return changes, request_changes
+
+
+def apply_all(
+    store: DefinitionStore,
+    definitions: Sequence[FeatureDefinition],
+    request_features: Sequence[RequestFeature] = (),
+    *,
+    places: Sequence[str] | None = None,
+    request_places: Sequence[str] | None = None,
+) -> tuple[list[Registered], list[RequestChange]]:
+    """``apply``, planned once: what happened to each definition, and the request features' planned changes."""
+    _, request_changes = plan_all(store, definitions, request_features, places=places, request_places=request_places)
+    return store.register_all(_distinct(definitions, []), request_features), request_changes
 
 
 def apply(
@@ -149,5 +211,4 @@ def apply(
     """Register every definition (and request feature) in one transaction, after a plan that found no
     conflict; returns what happened to each definition. A conflict that appears between the plan and the
     write (another writer) fails the whole transaction: nothing of the folder is written."""
-    plan_all(store, definitions, request_features or [])
-    return store.register_all(_distinct(definitions, []), request_features or [])
+    return apply_all(store, definitions, request_features or [])[0]

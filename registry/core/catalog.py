@@ -9,6 +9,7 @@ Lookups are dictionary reads, so serving cost does not grow with the number of d
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from registry.core.definitions import FeatureDefinition, check_entity_keys, check_streams
+from registry.core.definitions import NAME_PATTERN, FeatureDefinition, check_entity_keys, check_streams
 from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.core.request_features import RequestFeature
 
@@ -38,6 +39,24 @@ def _merge(defaults: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str,
     return merged
 
 
+def validation_text(exc: ValidationError) -> str:
+    """A pydantic error in one line: each problem as ``field.path: message``, joined by ``; `` (no input dumps,
+    no URLs: a CLI prints it as its one ``error:`` line)."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    return "; ".join(parts).replace("\n", " ")
+
+
+def _label(raw: Mapping[str, Any], i: int) -> str:
+    """An entry as an error names it: its ``name`` when it is one, else its number (and what it holds, quoted)."""
+    name = raw.get("name")
+    if isinstance(name, str) and re.fullmatch(NAME_PATTERN, name):
+        return name
+    return f"#{i + 1}" if name is None else f"#{i + 1} ({name!r:.100})"
+
+
 def _tables(path: Path, doc: Mapping[str, Any], key: str) -> tuple[dict[str, Any], list[Any]]:
     """``[defaults]`` and the ``[[key]]`` array of a file, each checked for its TOML shape."""
     defaults, entries = doc.get("defaults", {}), doc.get(key, [])
@@ -48,25 +67,40 @@ def _tables(path: Path, doc: Mapping[str, Any], key: str) -> tuple[dict[str, Any
     return defaults, entries
 
 
-def _document(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> tuple[dict[str, Any], str]:
+    """A definitions file's TOML document and its text."""
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
     except UnicodeDecodeError as exc:
         raise DefinitionError(f"{path}: cannot read definitions: not UTF-8 text (byte {exc.start})") from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise DefinitionError(f"{path}: cannot read definitions: {exc}") from exc
+    except RecursionError:  # Python's TOML parser recurses per level of nesting
+        raise DefinitionError(f"{path}: cannot read definitions: nested too deeply") from None
     unknown = set(doc) - {"defaults", "feature", "request_feature"}
     if unknown:
         raise DefinitionError(
             f"{path}: unknown top-level key(s) {sorted(unknown)}; expected [defaults], [[feature]] "
             "and [[request_feature]]"
         )
-    return doc
+    return doc, text
 
 
-def parse_request_features(path: Path) -> list[RequestFeature]:
-    """The ``[[request_feature]]`` tables of one file (``entity``, ``owner``, ``tags`` default from ``[defaults]``)."""
-    doc = _document(path)
+def _places(path: Path, text: str, key: str, count: int) -> list[str]:
+    """Where each of a file's ``count`` ``[[key]]`` entries is, for messages: ``path:line`` of its header, or
+    ``path (key #n)`` when the entries are not all written as ``[[key]]`` headers (an inline array)."""
+    header = re.compile(rf"[ \t]*\[\[[ \t]*{key}[ \t]*\]\][ \t]*(#.*)?")
+    lines = [i + 1 for i, line in enumerate(text.split("\n")) if header.fullmatch(line.removesuffix("\r"))]
+    if len(lines) == count:
+        return [f"{path}:{line}" for line in lines]
+    return [f"{path} ({key} #{i + 1})" for i in range(count)]
+
+
+def parse_request_features_at(path: Path) -> list[tuple[RequestFeature, str]]:
+    """The ``[[request_feature]]`` tables of one file (``entity``, ``owner``, ``tags`` default from ``[defaults]``),
+    each with where it is written (``path:line``, for messages)."""
+    doc, text = _read(path)
     defaults, raw_features = _tables(path, doc, "request_feature")
     inherited = {k: v for k, v in defaults.items() if k in ("entity", "owner", "tags")}
     out = []
@@ -78,13 +112,19 @@ def parse_request_features(path: Path) -> list[RequestFeature]:
         try:
             out.append(RequestFeature.model_validate({**inherited, **raw}))
         except ValidationError as exc:
-            label = raw.get("name", f"#{i + 1}")
-            raise DefinitionError(f"{path}: request feature {label}: {exc}") from exc
-    return out
+            label = _label(raw, i)
+            raise DefinitionError(f"{path}: request feature {label}: {validation_text(exc)}") from exc
+    return list(zip(out, _places(path, text, "request_feature", len(out)), strict=True))
 
 
-def parse_file(path: Path) -> list[FeatureDefinition]:
-    doc = _document(path)
+def parse_request_features(path: Path) -> list[RequestFeature]:
+    """The ``[[request_feature]]`` tables of one file (``entity``, ``owner``, ``tags`` default from ``[defaults]``)."""
+    return [r for r, _ in parse_request_features_at(path)]
+
+
+def parse_file_at(path: Path) -> list[tuple[FeatureDefinition, str]]:
+    """The ``[[feature]]`` tables of one file over its ``[defaults]``, each with where it is written (``path:line``)."""
+    doc, text = _read(path)
     defaults, features = _tables(path, doc, "feature")
     out = []
     for i, raw in enumerate(features):
@@ -93,22 +133,48 @@ def parse_file(path: Path) -> list[FeatureDefinition]:
         try:
             out.append(FeatureDefinition.model_validate(_merge(defaults, raw)))
         except ValidationError as exc:
-            label = raw.get("name", f"#{i + 1}")
-            raise DefinitionError(f"{path}: feature {label}: {exc}") from exc
-    return out
+            label = _label(raw, i)
+            raise DefinitionError(f"{path}: feature {label}: {validation_text(exc)}") from exc
+    return list(zip(out, _places(path, text, "feature", len(out)), strict=True))
+
+
+def parse_file(path: Path) -> list[FeatureDefinition]:
+    return [d for d, _ in parse_file_at(path)]
+
+
+def _files(folder: Path) -> list[Path]:
+    """The ``*.toml`` files of ``folder``, sorted; DefinitionError (one line) if it is not a folder that can be listed."""
+    shown = str(folder) if str(folder).isprintable() else repr(str(folder))
+    try:
+        if not folder.is_dir():
+            raise DefinitionError(f"{shown}: not a folder of definition files (*.toml)")
+        return sorted(folder.glob("*.toml"))
+    except OSError as exc:  # e.g. a name too long
+        raise DefinitionError(f"{shown}: cannot list definition files: {exc.strerror or exc}") from None
+
+
+def load_folder_at(folder: Path = DEFAULT_FOLDER) -> list[tuple[FeatureDefinition, str]]:
+    """Every definition in ``folder/*.toml`` with where it is written; DefinitionError names the file and
+    feature at fault."""
+    files = _files(folder)
+    if not files:
+        raise DefinitionError(f"no *.toml feature definitions in {folder}")
+    return [located for f in files for located in parse_file_at(f)]
 
 
 def load_folder(folder: Path = DEFAULT_FOLDER) -> list[FeatureDefinition]:
     """Every definition in ``folder/*.toml``; DefinitionError names the file and feature at fault."""
-    files = sorted(folder.glob("*.toml"))
-    if not files:
-        raise DefinitionError(f"no *.toml feature definitions in {folder}")
-    return [d for f in files for d in parse_file(f)]
+    return [d for d, _ in load_folder_at(folder)]
+
+
+def load_request_folder_at(folder: Path = DEFAULT_FOLDER) -> list[tuple[RequestFeature, str]]:
+    """Every request feature in ``folder/*.toml`` (as written) with where it is written."""
+    return [located for f in _files(folder) for located in parse_request_features_at(f)]
 
 
 def load_request_folder(folder: Path = DEFAULT_FOLDER) -> list[RequestFeature]:
     """Every request feature in ``folder/*.toml`` (as written: ``function_hash`` is filled at registration)."""
-    return [r for f in sorted(folder.glob("*.toml")) for r in parse_request_features(f)]
+    return [r for r, _ in load_request_folder_at(folder)]
 
 
 class FeatureCatalog:

@@ -151,6 +151,9 @@ def load_function(ref: str, feature: str) -> tuple[Callable[..., Any], str]:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise RequestFeatureError(feature, f"cannot import {ref}: {exc}") from exc
+    except Exception as exc:  # the user's module failed while importing (a syntax error, an exception it raised)
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise RequestFeatureError(feature, f"cannot import {ref}: {detail}") from exc
     if not callable(fn):
         raise RequestFeatureError(feature, f"{ref} is not a function")
     try:

@@ -466,8 +466,7 @@ aggregation = { function = "count" }
     )
     with pytest.raises(DefinitionError) as info:
         parse_file(path)
-    assert str(info.value).startswith(f"{path}: feature #2: ")
-    assert "name\n  Field required" in str(info.value)
+    assert str(info.value) == f"{path}: feature #2: name: Field required"  # one line: the CLIs print it as one
 
 
 def test_parse_file_rejects_invalid_toml(tmp_path: Path) -> None:
@@ -731,5 +730,4 @@ def test_a_toml_version_that_is_not_an_integer_is_a_definition_error(tmp_path: P
     )
     with pytest.raises(DefinitionError) as info:
         parse_file(path)
-    assert str(info.value).startswith(f"{path}: feature f: ")
-    assert "version\n  Input should be a valid integer" in str(info.value)
+    assert str(info.value) == f"{path}: feature f: version: Input should be a valid integer"

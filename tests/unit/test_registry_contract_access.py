@@ -1,0 +1,77 @@
+"""`python -m registry.access` held to README.md ("Tokens, ownership and grants") and docs/design.md §9 "Governance"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from registry import access
+from registry.access import AccessStore, AuditRecord
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "access.db"
+    store = AccessStore(path)
+    store.record([AuditRecord("p", "t", "read_features", "user/txn_count_1h@1", 200, "offline")])
+    return path
+
+
+@pytest.mark.parametrize("since", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_audit_since_outside_years_1_to_9999_in_utc_is_one_error_line(
+    db: Path, capsys: pytest.CaptureFixture[str], since: str
+) -> None:
+    """A valid ISO 8601 time that leaves years 1-9999 once in UTC was an OverflowError traceback."""
+    assert access.main(["--db", str(db), "audit", "--since", since]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: ISO 8601 time {since!r} is outside years 1-9999 once in UTC\n"
+
+
+def test_create_token_with_an_empty_team_is_refused(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--team ""` issued a token acting for the principal's team (the empty value read as "not given")."""
+    assert access.main(["--db", str(db), "create-token", "--principal", "svc", "--team", ""]) == 1
+    assert capsys.readouterr().err == "error: team must be 1-256 printable characters, not ''\n"
+    assert AccessStore(db).tokens() == []
+
+
+def test_audit_feature_and_target_together_are_a_usage_error(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--feature` silently won over `--target`: the two are one filter, given once."""
+    with pytest.raises(SystemExit) as exit_:
+        access.main(["--db", str(db), "audit", "--feature", "user/txn_count_1h", "--target", "subject:s"])
+    assert exit_.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("feature", ["user.txn_count_1h", "user/txn_count_1h@v1", "user/txn_count_1h@", "user"])
+def test_audit_feature_not_entity_slash_name_is_a_usage_error(
+    db: Path, capsys: pytest.CaptureFixture[str], feature: str
+) -> None:
+    """`--feature user.txn_count_1h` (the dot of `registry.cli`) printed nothing, as if nobody had read it."""
+    with pytest.raises(SystemExit) as exit_:
+        access.main(["--db", str(db), "audit", "--feature", feature])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        f"argument --feature: must be entity/name or entity/name@version, like user/txn_count_1h@2, not {feature!r}"
+        in err
+    )
+
+
+@pytest.mark.parametrize("feature", ["user/txn_count_1h", "user/txn_count_1h@1"])
+def test_audit_feature_finds_the_records(db: Path, capsys: pytest.CaptureFixture[str], feature: str) -> None:
+    assert access.main(["--db", str(db), "audit", "--feature", feature]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["target"] == "user/txn_count_1h@1"
+
+
+@pytest.mark.parametrize(("owner", "grantee"), [("", "b"), ("a\nb", "b"), ("a", "x" * 257)])
+def test_revoke_grant_checks_team_names_as_grant_does(
+    db: Path, capsys: pytest.CaptureFixture[str], owner: str, grantee: str
+) -> None:
+    """`grant` refuses a team name that is not 1-256 printable characters; `revoke-grant` printed it raw
+    ("error:  had granted nothing to b", or a line break inside the one error line)."""
+    assert access.main(["--db", str(db), "revoke-grant", "--owner", owner, "--to", grantee]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "must be 1-256 printable characters" in err, err
