@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,7 @@ WHOLE = re.compile(r"[+-]?[0-9]+")
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 # One host name or IPv4 address: something ``host:port`` and ``http://host:port`` can be built from.
 _HOST = re.compile(r"[^\s/?#@\[\]:,]+")
+_SERVER = re.compile(r"(?:[A-Za-z_]+://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s/?#@\[\]:,]+):([0-9]{1,5})")
 # A Cassandra keyspace as the store's CQL spells it, unquoted: a lowercase ASCII letter, then lowercase letters,
 # digits or underscores, 48 characters at most (Cassandra's limit). Unquoted CQL names fold to lowercase, so
 # an uppercase one would name another keyspace in the drivers' metadata than in the statements.
@@ -57,8 +59,12 @@ def check_host(name: str, raw: str) -> str:
 
 
 def _servers(name: str, raw: str) -> str:
-    if not all(server.strip() for server in raw.split(",")):
-        raise SettingsError(f"{name} must be host:port servers separated by commas, not {raw!r}")
+    """Kafka's bootstrap list: ``host:port`` servers separated by commas (spaces around each allowed), a host
+    name, an IPv4 address or a bracketed IPv6 address, an optional ``<protocol>://`` prefix, a port 1-65535."""
+    for server in raw.split(","):
+        found = _SERVER.fullmatch(server.strip())
+        if found is None or not 1 <= int(found.group(1)) <= 65_535:
+            raise SettingsError(f"{name} must be host:port servers separated by commas, not {raw!r}")
     return raw
 
 
@@ -69,10 +75,19 @@ def _text(name: str, raw: str) -> str:
 
 
 def _hosts(name: str, raw: str) -> tuple[str, ...]:
+    """Host names, IPv4 or IPv6 addresses separated by commas (spaces around each allowed; no ports)."""
     hosts = tuple(h.strip() for h in raw.split(","))
-    if not all(hosts):
+    if not all(_HOST.fullmatch(h) is not None or _ipv6(h) for h in hosts):
         raise SettingsError(f"{name} must be host names separated by commas, not {raw!r}")
     return hosts
+
+
+def _ipv6(raw: str) -> bool:
+    try:
+        ipaddress.IPv6Address(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def http_url(name: str, raw: str) -> str:

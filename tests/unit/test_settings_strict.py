@@ -372,3 +372,45 @@ def test_the_stack_takes_heaps_and_seeds_as_the_jvm_and_cassandra_do(monkeypatch
     settings = StackSettings.from_env()
     assert (settings.kafka_heap, settings.cassandra_heap) == ("768M", "2g")
     assert settings.cassandra_seeds == "127.0.0.2:7000,node-b:7001"
+
+
+# --- 4. server lists: the form README states ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FS_KAFKA_BOOTSTRAP", "localhost"),  # no port
+        ("FS_KAFKA_BOOTSTRAP", "a b:1"),
+        ("FS_KAFKA_BOOTSTRAP", "a:0"),
+        ("FS_KAFKA_BOOTSTRAP", "a:65536"),
+        ("FS_KAFKA_BOOTSTRAP", "a:port"),
+        ("FS_KAFKA_BOOTSTRAP", "a:9092/x"),
+        ("FS_KAFKA_BOOTSTRAP", "::1:9092"),  # an IPv6 host needs its brackets
+        ("FS_CASSANDRA_HOSTS", "a b"),
+        ("FS_CASSANDRA_HOSTS", "a:9042"),
+        ("FS_CASSANDRA_HOSTS", "a,b/c"),
+    ],
+)
+def test_a_malformed_server_list_is_refused_by_its_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env()
+    assert str(caught.value).startswith(f"{name} "), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a:1", "a:65535", "k1:9092, k2:9092", "PLAINTEXT://broker.internal:9092", "[::1]:9092", "10.0.0.1:9092"],
+)
+def test_kafka_bootstrap_takes_host_port_servers(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("FS_KAFKA_BOOTSTRAP", value)
+    assert Settings.from_env().kafka_bootstrap == value
+
+
+@pytest.mark.parametrize(("value", "hosts"), [("a, b", ("a", "b")), ("10.0.0.1", ("10.0.0.1",)), ("::1", ("::1",))])
+def test_cassandra_hosts_take_host_names_and_addresses(
+    monkeypatch: pytest.MonkeyPatch, value: str, hosts: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("FS_CASSANDRA_HOSTS", value)
+    assert Settings.from_env().cassandra_hosts == hosts
