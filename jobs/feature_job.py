@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from py4j.protocol import Py4JJavaError
 from pyflink.common import Configuration, Types
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
@@ -415,6 +416,31 @@ def resolve_ref(catalog: FeatureCatalog, ref: str) -> FeatureDefinition:
     return catalog.get(parsed.entity, parsed.name, parsed.version)
 
 
+def require_free_port(bind_host: str, port: int, option: str) -> None:
+    """FeatureStoreError naming ``option`` if ``bind_host:port`` cannot be listened on (another process holds it)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM's listeners: TIME_WAIT is no owner
+        try:
+            probe.bind((bind_host, port))
+        except OSError:
+            raise FeatureStoreError(f"{option} {port}: {bind_host}:{port} is in use or not ours to listen on") from None
+
+
+def version_refs(raw: str) -> str:
+    """``--versions``: ``entity.name@version`` references separated by commas, each one whole (checked before
+    anything connects; that they exist is the catalog's to say)."""
+    refs(raw)
+    for part in raw.split(","):
+        parsed = parse_ref(part, with_entity=True)
+        if parsed is None or parsed.version is None:
+            raise argparse.ArgumentTypeError(
+                f"must be entity.name@version references separated by commas, not {raw!r} ({part!r})"
+            )
+    return raw
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.feature_job", description=__doc__)
     parser.add_argument("--bounded", action="store_true", help="process the topics' current contents, then stop")
@@ -442,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--versions",
-        type=refs,
+        type=version_refs,
         help="compute these versions (entity.name@v, comma-separated) instead of the active ones: a backfill",
     )
     parser.add_argument(
@@ -486,18 +512,30 @@ def main(argv: list[str] | None = None) -> int:
     definitions = (
         catalog.active() if args.versions is None else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]
     )
+    if args.events == "archive":  # decoded with the registry's schemas (jobs.history): a stopped one is named first
+        from jobs.registry_client import require_registry
+
+        require_registry(settings.schema_registry_url, settings.token)
     # A table of events is read and checked before the mini-cluster starts: a bad one fails in a second.
     events = (
         None
         if args.events is None
         else _read_events_table(settings, args.events, definitions, args.rejected, window_range_ms)
     )
+    local = "PYFLINK_GATEWAY_PORT" not in os.environ  # under `flink run` the cluster's reporters apply
+    if args.metrics_port and local:  # Flink's reporter would only log that the port is taken
+        require_free_port(args.bind_host, args.metrics_port, "--metrics-port")
     if events is None:  # the job reads its topics: a stopped broker or registry is named now, not in the job
         from jobs.registry_client import require_registry
-        from sinks.topics import require_reachable
+        from sinks.topics import ensure_topics, require_reachable, require_topics
 
         require_reachable(settings.kafka_bootstrap)
         require_registry(settings.schema_registry_url, settings.token)
+        # The broker creates no topic on first use: a missing dead-letter topic would block the first bad
+        # record's send for a minute and fail the run (an unbounded job would restart forever).
+        topics = sorted({d.source.topic for d in definitions})
+        require_topics(settings.kafka_bootstrap, topics)
+        ensure_topics(settings.kafka_bootstrap, [dead_letter_topic(t) for t in topics])
     bounded = args.bounded or events is not None
     checkpoint_ms = args.checkpoint_interval_ms if args.checkpoint_interval_ms else (None if bounded else 10_000)
     env = create_environment(
@@ -520,7 +558,12 @@ def main(argv: list[str] | None = None) -> int:
         events=events,
         window_range_ms=window_range_ms,
     )
-    env.execute("feature-store: window features")
+    try:
+        env.execute("feature-store: window features")
+    except Py4JJavaError as exc:  # the run failed inside Flink: its cause in one line, not the JVM's trace
+        from jobs.failures import job_failure
+
+        raise job_failure(exc, settings) from None
     return 0
 
 
@@ -586,8 +629,14 @@ def _read_events_table(
     print(f"[events] {location}: {events.valid.num_rows:,} events", file=sys.stderr, flush=True)
     if events.rejected.num_rows:
         path = rejected_path or settings.definitions_db.parent / f"batch-rejected-{int(time.time())}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(events.rejected, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(events.rejected, path)
+        except OSError as exc:  # a folder, a path under a file, no permission: nothing is run without them
+            raise FeatureStoreError(
+                f"--rejected {path}: cannot write the {events.rejected.num_rows:,} rejected record(s): "
+                f"{exc.strerror or exc}"
+            ) from None
         counts = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(events.reasons().items()))
         print(f"[events] {events.rejected.num_rows:,} rejected ({counts}), written to {path}", file=sys.stderr)
     if window_range_ms is None:

@@ -468,14 +468,20 @@ def main(argv: list[str] | None = None) -> int:
         consumer = Consumer(consumer_config(settings.kafka_bootstrap))
         try:
             kafka_offsets(consumer, args.topic)  # a topic that does not exist fails before a table is made
-            table = ensure_table(connect_iceberg(settings), settings.iceberg_namespace, args.topic)
             metrics = None
-            if args.metrics_port:
+            if args.metrics_port:  # before the table is made: a port in use fails with nothing created
                 from prometheus_client import CollectorRegistry, start_http_server
 
                 registry = CollectorRegistry()
                 metrics = ArchiveMetrics(registry)
-                start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
+                try:
+                    start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
+                except OSError:
+                    raise FeatureStoreError(
+                        f"--metrics-port {args.metrics_port}: 127.0.0.1:{args.metrics_port} is in use or not ours "
+                        "to listen on"
+                    ) from None
+            table = ensure_table(connect_iceberg(settings), settings.iceberg_namespace, args.topic)
             archiver = Archiver(
                 consumer,
                 table,

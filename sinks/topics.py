@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from registry.core.errors import StoreUnavailableError
+from registry.core.errors import FeatureStoreError, StoreUnavailableError
 
 
 def _addresses(bootstrap: str) -> list[tuple[str, int]] | None:
@@ -73,6 +73,22 @@ def require_reachable(bootstrap: str, timeout_s: float = 3.0) -> None:
         reasons.append(f"{host}:{port}: accepted a connection but sent no answer within {timeout_s:g} s")
     what = "answers" if silent else "accepts a connection"
     raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: no bootstrap server {what} ({'; '.join(reasons)})")
+
+
+def require_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: float = 30) -> None:
+    """FeatureStoreError naming the first of ``topics`` the cluster does not have (the broker creates no topic on
+    first use: a reader of a missing topic would fail inside its job, or wait, without naming it)."""
+    require_reachable(bootstrap)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
+    for topic in topics:
+        if topic not in existing:
+            raise FeatureStoreError(
+                f"topic {topic!r} is not in Kafka at {bootstrap} (the broker creates no topic on first use)"
+            )
 
 
 def ensure_topics(

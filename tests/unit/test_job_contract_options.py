@@ -1,0 +1,27 @@
+"""README "The stream job": options are checked before anything connects (exit 2, one line naming the option);
+``--versions`` takes ``entity.name@version`` references separated by commas. A reference without its entity or
+version, or with spaces, is not one: refused by argparse, not looked up in the definitions (exit 1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs import feature_job
+
+
+@pytest.mark.parametrize(
+    "versions",
+    ["user.txn_count_1h", "txn_count_1h@1", "user.txn_count_1h@", "user.a@1, user.b@1", "user.a@x", "user.a@1,b"],
+)
+def test_versions_that_are_not_entity_name_at_version_are_a_usage_error(
+    versions: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        feature_job.main(["--versions", versions])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m jobs.feature_job: error: argument --versions: "), err
+
+
+def test_well_formed_versions_pass_the_option_check() -> None:
+    assert feature_job.version_refs("user.a@1,user.b@v2") == "user.a@1,user.b@v2"
