@@ -38,6 +38,10 @@ from registry.core.value_types import SPECS, VALUE_COLUMNS, VALUE_TYPES, ValueTy
 from sinks.names import LEGACY_ONLINE_TABLE, ONLINE_TABLE, PROGRESS_TABLE
 
 TABLE = ONLINE_TABLE
+
+EXPIRED_GRACE_S = 3_600
+"""How long a cell outlives its value's TTL (its Cassandra TTL is the value's remaining TTL plus this, at most
+Cassandra's longest): for that hour serving reads the value as ``expired`` (null), then ``missing``."""
 LEGACY_TABLE = LEGACY_ONLINE_TABLE
 __all__ = ["LEGACY_TABLE", "PROGRESS_TABLE", "TABLE"]
 PROGRESS_TTL_S = 86_400  # a writer that stopped (rescaled away) stops holding its stream back after a day

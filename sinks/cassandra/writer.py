@@ -179,11 +179,13 @@ def newest_cells(
                 best = c
         winners[j] = best
     ttl_s = -((now_ms - ends[winners] - ttls[feature[winners]]) // 1000)  # ceil((end + ttl - now) / 1000)
-    # A window ending ahead of this clock (up to the job's one-hour bound) could ask past Cassandra's longest TTL.
-    np.minimum(ttl_s, MAX_TTL_S, out=ttl_s)
-    alive = ttl_s > 0
+    alive = ttl_s > 0  # a value already past its TTL is not written
     expired = int((~alive).sum())
     winners, ttl_s = winners[alive], ttl_s[alive]
+    # Kept a grace period past the TTL, so serving reads the value as `expired` (null) and not as `missing`;
+    # a window ending ahead of this clock (up to the job's one-hour bound) could ask past Cassandra's longest TTL.
+    ttl_s += online_layout.EXPIRED_GRACE_S
+    np.minimum(ttl_s, MAX_TTL_S, out=ttl_s)
     ends_w = ends[winners]
     members: list[online_layout.Member] = [(d.name, d.version, d.value_type) for d in defs]
     rank = np.empty(len(defs), dtype=np.int64)  # each feature's place in pack order

@@ -2,10 +2,9 @@
 ``expired``, as the offline join returns null for it (the unit test ``tests/unit/test_ttl_contract.py``
 checks value and status against the offline join at every TTL edge with an in-memory store).
 
-With Cassandra, the row's own TTL deletes it about when the feature's TTL passes: from then on the
-API can only say ``missing``. The value stays null (the contract on values holds); the reason is
-lost. That half is marked xfail(strict): it passes once the online writer keeps rows for a grace
-period past the feature's TTL (``sinks/cassandra/writer.py``, ``ttl_s``), and then must be unmarked.
+The online writer keeps each cell an hour past its value's TTL (``sinks.cassandra.layout.EXPIRED_GRACE_S``),
+so for that hour the API reads the value and says ``expired`` (null); only after it does Cassandra drop the
+cell and the API say ``missing``.
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ def served(it_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
     store.register(d)
     cluster, session = connect_cassandra(settings)
     try:
-        # A window that ended TTL - 2 s ago: Cassandra keeps the row for about 2 more seconds.
+        # A window that ended TTL - 2 s ago: its value is within its TTL for about 2 more seconds.
         end = time.time_ns() // 1_000_000 - TTL_MS + 2000
         writer = OnlineWriter(session, settings.cassandra_keyspace)
         writer.add(FeatureRow.of(d, "t1", 5, end - 1000, end))
@@ -88,11 +87,6 @@ def test_value_is_null_once_past_ttl(served: tuple[Any, int]) -> None:
     assert _feature(client)["value"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Cassandra drops the row at the feature's TTL, so serving says `missing`; "
-    "sinks/cassandra/writer.py would need to keep rows a grace period past it",
-)
 def test_status_is_expired_once_past_ttl(served: tuple[Any, int]) -> None:
     client, end = served
     time.sleep(max(0.0, (end + TTL_MS + 3000) / 1000 - time.time()))

@@ -96,6 +96,7 @@ def _reference(rows: list[FeatureRow], now_ms: int) -> tuple[Cells, int]:
         if ttl_s <= 0:
             expired += 1
             continue
+        ttl_s = min(ttl_s + online_layout.EXPIRED_GRACE_S, 630_720_000)  # an hour's grace, at most Cassandra's longest
         at = (row.entity_type, row.entity_id, ts, ttl_s, row.window_end_ms)
         packs.setdefault(at, {})[(row.feature_name, row.feature_version, d.value_type)] = row.value
     cells: Cells = {}
@@ -140,8 +141,12 @@ def test_ties_keep_the_value_cassandra_keeps_and_of_equal_ones_the_first(shipped
     values.add_results(results)
     cells, _ = newest_cells(values, T0)
     one = online_layout.pack(((count.name, count.version, "long"),))
-    assert cells[("user", "u1")][(T0 * 1000 + 1, 7200)] == {one.key: one.encode(T0 * 1000 + 1, T0, [-1])}
-    assert cells[("user", "u2")][(T0 * 1000 + 2, 7200)] == {one.key: one.encode(T0 * 1000 + 2, T0, [None])}
+    assert cells[("user", "u1")][(T0 * 1000 + 1, 7200 + online_layout.EXPIRED_GRACE_S)] == {
+        one.key: one.encode(T0 * 1000 + 1, T0, [-1])
+    }
+    assert cells[("user", "u2")][(T0 * 1000 + 2, 7200 + online_layout.EXPIRED_GRACE_S)] == {
+        one.key: one.encode(T0 * 1000 + 2, T0, [None])
+    }
 
 
 def test_rows_come_before_results_in_one_flush(shipped_catalog: FeatureCatalog) -> None:
@@ -263,19 +268,42 @@ def test_a_window_wider_than_a_pack_is_several_packs_that_read_back_whole(shippe
 
 
 def test_a_cell_ttl_is_cut_to_cassandras_longest(shipped_catalog: FeatureCatalog) -> None:
-    """A 7300d TTL (the most a definition may hold) on a window ending ahead of the writer's clock asks for more
-    than Cassandra's 630,720,000 s, which it refuses: the cell's TTL is cut to that (never past it)."""
+    """A 7300d TTL (the most a definition may hold) on a window ending ahead of the writer's clock, or less than
+    the hour of grace behind it, asks for more than Cassandra's 630,720,000 s, which it refuses: the cell's TTL is
+    cut to that (never past it)."""
     count = shipped_catalog.get("user", "txn_count_1h").model_copy(update={"ttl": timedelta(days=7300)})
     results = WindowResults(
         (count,),
+        ["u1", "u2", "u3"],
+        np.array([T0 - 60 * MIN, T0 - 90 * MIN, T0 - 180 * MIN], dtype=np.int64),
+        np.array([T0, T0 - 60 * MIN, T0 - 120 * MIN], dtype=np.int64),
+        np.array([1, 1, 1], dtype=np.int64),
+        [[5, 6, 7]],
+    )
+    values = Values()
+    values.add_results(results)
+    cells, _ = newest_cells(
+        values, T0 - 30 * MIN
+    )  # u1's window ends 30 minutes ahead of now, u2's 30 and u3's 90 behind
+    assert [ttl for _, ttl in cells[("user", "u1")]] == [630_720_000]
+    assert [ttl for _, ttl in cells[("user", "u2")]] == [630_720_000]
+    assert [ttl for _, ttl in cells[("user", "u3")]] == [630_720_000 - 90 * 60 + online_layout.EXPIRED_GRACE_S]
+
+
+def test_a_cell_outlives_its_values_ttl_by_the_grace_hour(shipped_catalog: FeatureCatalog) -> None:
+    """A value written with 10 minutes of its TTL left is kept 10 minutes and an hour: serving reads it as
+    `expired` for that hour (the rule nulls it), then `missing`; one already past its TTL is not written."""
+    count = shipped_catalog.get("user", "txn_count_1h")  # ttl 2h
+    results = WindowResults(
+        (count,),
         ["u1", "u2"],
-        np.array([T0 - 60 * MIN, T0 - 120 * MIN], dtype=np.int64),
-        np.array([T0, T0 - 60 * MIN], dtype=np.int64),
+        np.array([T0 - 60 * MIN, T0 - 80 * MIN], dtype=np.int64),
+        np.array([T0, T0 - 20 * MIN], dtype=np.int64),
         np.array([1, 1], dtype=np.int64),
         [[5, 6]],
     )
     values = Values()
     values.add_results(results)
-    cells, _ = newest_cells(values, T0 - 30 * MIN)  # u1's window ends 30 minutes ahead of now, u2's 30 behind
-    assert [ttl for _, ttl in cells[("user", "u1")]] == [630_720_000]
-    assert [ttl for _, ttl in cells[("user", "u2")]] == [630_720_000 - 30 * 60]
+    cells, expired = newest_cells(values, T0 + 110 * MIN)  # u1: 10 minutes of TTL left; u2: 10 minutes past it
+    assert [ttl for _, ttl in cells[("user", "u1")]] == [10 * 60 + 3_600]
+    assert ("user", "u2") not in cells and expired == 1
