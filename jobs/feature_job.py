@@ -44,7 +44,7 @@ from registry.core.arguments import host, instant, refs, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, Source
 from registry.core.durations import to_millis
-from registry.core.errors import FeatureStoreError
+from registry.core.errors import FeatureStoreError, SettingsError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
@@ -504,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     if window_range_ms is not None and args.events is None:
         parser.error("--since and --until need --events (a run over a topic has no end)")
     settings = settings_for_command()
+    if args.python_mode not in (None, "process", "thread"):  # argparse checks choices on given options only
+        raise SettingsError(f"FS_PYTHON_MODE must be process or thread, not {args.python_mode!r}")
     catalog = DefinitionStore(settings.definitions_db).catalog()
     if not len(catalog):
         raise FeatureStoreError(

@@ -25,3 +25,15 @@ def test_versions_that_are_not_entity_name_at_version_are_a_usage_error(
 
 def test_well_formed_versions_pass_the_option_check() -> None:
     assert feature_job.version_refs("user.a@1,user.b@v2") == "user.a@1,user.b@v2"
+
+
+def test_a_python_mode_from_the_environment_is_checked_before_anything_connects(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """``FS_PYTHON_MODE`` is the default of ``--python-mode``: argparse checks the choices of a given option only,
+    so a bad value from the environment reached the mini-cluster's start, after the Kafka and registry probes."""
+    from registry.core.errors import SettingsError
+
+    monkeypatch.setenv("FS_PYTHON_MODE", "threads")
+    with pytest.raises(SettingsError, match="FS_PYTHON_MODE must be process or thread, not 'threads'"):
+        feature_job.main([])
