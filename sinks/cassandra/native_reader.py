@@ -78,7 +78,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailableError:
-    return StoreUnavailableError(f"online store read failed: {type(exc).__name__}: {exc}")
+    return StoreUnavailableError(f"online store (Cassandra) read failed: {type(exc).__name__}: {exc}")
 
 
 class NativeOnlineReader:
@@ -169,7 +169,7 @@ class NativeOnlineReader:
             await asyncio.wait_for(asyncio.shield(opening), wait_s)
         except TimeoutError as exc:
             raise StoreUnavailableError(
-                f"online store read failed: no session within {wait_s * 1000:.0f} ms (connecting)"
+                f"online store (Cassandra) read failed: no session within {wait_s * 1000:.0f} ms (connecting)"
             ) from exc
         finally:
             if opening.done():
@@ -291,7 +291,9 @@ class NativeOnlineReader:
                 results = [await reads[0]] if len(reads) == 1 else await asyncio.gather(*reads)
         except TimeoutError as exc:
             self._failed()
-            raise StoreUnavailableError(f"online store read failed: no answer within {timeout * 1000:.0f} ms") from exc
+            raise StoreUnavailableError(
+                f"online store (Cassandra) read failed: no answer within {timeout * 1000:.0f} ms"
+            ) from exc
         except Exception as exc:
             raise self._failure(exc) from exc
         self._failing_since = None
@@ -337,7 +339,7 @@ class NativeOnlineReader:
                 if not answered:  # a store that answered none of them within the request budget: hung or down
                     self._failed()
                     hung = StoreUnavailableError(
-                        f"online store read failed: none of {n} entities answered within {self._timeout_s * 1000:.0f} ms"
+                        f"online store (Cassandra) read failed: none of {n} entities answered within {self._timeout_s * 1000:.0f} ms"
                     )
                     return [hung if r is None else r for r in results]
                 with contextlib.suppress(TimeoutError):
@@ -347,7 +349,7 @@ class NativeOnlineReader:
                 task.cancel()
             everything.cancel()
             everything.add_done_callback(_retrieve)
-        late = StoreUnavailableError(f"online store read failed: no answer within {budget * 1000:.0f} ms")
+        late = StoreUnavailableError(f"online store (Cassandra) read failed: no answer within {budget * 1000:.0f} ms")
         return [late if r is None else r for r in results]
 
     async def progress_async(self) -> dict[str, int]:
@@ -370,7 +372,7 @@ class NativeOnlineReader:
             except TimeoutError as exc:
                 self._failed()
                 raise StoreUnavailableError(
-                    f"online store read failed: no answer within {self._timeout_s * 1000:.0f} ms"
+                    f"online store (Cassandra) read failed: no answer within {self._timeout_s * 1000:.0f} ms"
                 ) from exc
             except Exception as exc:
                 raise self._failure(exc) from exc

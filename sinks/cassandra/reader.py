@@ -180,7 +180,7 @@ def scan_vectors(session: Session, keyspace: str) -> Iterator[tuple[str, str, St
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailableError:
-    return StoreUnavailableError(f"online store read failed: {type(exc).__name__}: {exc}")
+    return StoreUnavailableError(f"online store (Cassandra) read failed: {type(exc).__name__}: {exc}")
 
 
 def store_errors() -> tuple[type[BaseException], ...]:
@@ -288,7 +288,7 @@ class OnlineReader:
         results: list[Stored | StoreUnavailableError | None] = [None] * n
         answered = itertools.count(1)
         late = StoreUnavailableError(
-            f"online store read failed: no answer within {self._batch_timeout_s * 1000:.0f} ms"
+            f"online store (Cassandra) read failed: no answer within {self._batch_timeout_s * 1000:.0f} ms"
         )
 
         def finish() -> None:
@@ -300,7 +300,7 @@ class OnlineReader:
         def none_yet() -> None:  # at the request budget
             if not any(r is not None and not isinstance(r, StoreUnavailableError) for r in results):
                 hung = StoreUnavailableError(
-                    f"online store read failed: none of {n} entities answered within {self._timeout_s * 1000:.0f} ms"
+                    f"online store (Cassandra) read failed: none of {n} entities answered within {self._timeout_s * 1000:.0f} ms"
                 )
                 for i, r in enumerate(results):
                     if r is None:
@@ -399,7 +399,9 @@ class OnlineReader:
         guard = loop.call_later(
             self._timeout_s,
             finish,
-            StoreUnavailableError(f"online store read failed: no answer within {self._timeout_s * 1000:.0f} ms"),
+            StoreUnavailableError(
+                f"online store (Cassandra) read failed: no answer within {self._timeout_s * 1000:.0f} ms"
+            ),
         )
         for i, (stmt, params) in enumerate(queries):
             try:
