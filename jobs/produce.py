@@ -116,14 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.events import synthetic_transactions
 
     parser = argparse.ArgumentParser(prog="python -m jobs.produce", description=__doc__)
-    parser.add_argument("--events", type=whole(0), default=5000, help="how many (0 or more)")
-    parser.add_argument("--users", type=whole(1), default=50, help="how many users send them (1 or more)")
+    # Bounded: the events and users are built in memory first, and a span must not reach before 1970.
+    parser.add_argument("--events", type=whole(0, 10_000_000), default=5000, help="how many (0 to 10,000,000)")
+    parser.add_argument(
+        "--users", type=whole(1, 1_000_000), default=50, help="how many users send them (1 to 1,000,000)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--span-minutes",
-        type=whole(1),
+        type=whole(1, 5_256_000),
         default=90,
-        help="events spread over N minutes (1 or more) that end a minute before now",
+        help="events spread over N minutes (1 to 5,256,000: ten years) that end a minute before now",
     )
     args = parser.parse_args(argv)
     settings = settings_for_command()

@@ -11,10 +11,15 @@ from jobs.produce import main
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--span-minutes", "0"], "argument --span-minutes: must be a whole number of 1 or more, not '0'"),
-        (["--users", "0"], "argument --users: must be a whole number of 1 or more, not '0'"),
-        (["--events", "-1"], "argument --events: must be a whole number of 0 or more, not '-1'"),
-        (["--span-minutes", "x"], "argument --span-minutes: must be a whole number of 1 or more, not 'x'"),
+        (["--span-minutes", "0"], "argument --span-minutes: must be a whole number from 1 to 5256000, not '0'"),
+        (["--users", "0"], "argument --users: must be a whole number from 1 to 1000000, not '0'"),
+        (["--events", "-1"], "argument --events: must be a whole number from 0 to 10000000, not '-1'"),
+        (["--span-minutes", "x"], "argument --span-minutes: must be a whole number from 1 to 5256000, not 'x'"),
+        # Upper bounds: the users and events are built in memory first (10^20 users hung), and a span of
+        # 10^8 minutes produced events before 1970 (dead-lettered as bad_timestamp).
+        (["--users", "100000000000000000000"], "argument --users: must be a whole number from 1 to 1000000"),
+        (["--events", "10000001"], "argument --events: must be a whole number from 0 to 10000000"),
+        (["--span-minutes", "100000000"], "argument --span-minutes: must be a whole number from 1 to 5256000"),
     ],
 )
 def test_bad_counts_are_refused_naming_the_option(
