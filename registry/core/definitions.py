@@ -229,6 +229,8 @@ class FeatureDefinition(_Frozen):
             )
         if self.ttl <= timedelta(0) or self.freshness_slo <= timedelta(0):
             raise ValueError(f"{self.name}: `ttl` and `freshness_slo` must be positive")
+        if self.offline_retention <= timedelta(0):  # 0s: retention would delete every window already ended
+            raise ValueError(f"{self.name}: `offline_retention` must be positive")
         if self.ttl > MAX_TTL:
             raise ValueError(
                 f"{self.name}: `ttl` is at most {format_duration(MAX_TTL)} (20 years, the longest TTL Cassandra keeps"

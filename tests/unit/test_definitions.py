@@ -189,6 +189,7 @@ def test_valid_shapes(overrides: dict[str, Any], make_definition: MakeDef) -> No
         ({"status": "deprecated"}, "txn_count_1h: a deprecated feature needs `deprecated_after`"),
         ({"ttl": "0s"}, "`ttl` and `freshness_slo` must be positive"),
         ({"freshness_slo": "0ms"}, "`ttl` and `freshness_slo` must be positive"),
+        ({"offline_retention": "0s"}, "`offline_retention` must be positive"),
         ({"ttl": "2 hours"}, "duration '2 hours' is not a whole number followed by ms, s, m, h or d"),
         ({"version": 0}, "version\n  Input should be greater than or equal to 1"),
         ({"owner": ""}, "owner\n  String should have at least 1 character"),
