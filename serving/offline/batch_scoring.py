@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
+        if args.out.is_dir() or not args.out.parent.is_dir():
+            raise DatasetError(f"--out {args.out}: not a file in an existing directory")
         as_of = parse_as_of(None, args.as_of)
         assert isinstance(as_of, datetime)
         read_as_of = parse_as_of(args.snapshot_id, args.read_as_of, option="--read-as-of")

@@ -225,9 +225,13 @@ def _still_held(table: Table, where: BooleanExpression, snapshot_ids: Iterable[i
 
 
 def _duration_s(text: str) -> float:
+    """An argparse type: a duration (``registry.core.durations``), in seconds; malformed is a usage error."""
     from registry.core.durations import parse_duration
 
-    return parse_duration(text).total_seconds()
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _pin_days(raw: str) -> float:
@@ -257,7 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--expire-pinned", action="store_true", help="expire pinned snapshots too (names the manifests)"
     )
-    parser.add_argument("--orphans-older-than", default="1d", help="age of unreachable files to delete (default 1d)")
+    parser.add_argument(
+        "--orphans-older-than",
+        type=_duration_s,
+        default="1d",
+        help="age of unreachable files to delete (a duration; default 1d)",
+    )
     args = parser.parse_args(argv)
     settings = settings_for_command()
     started = time.monotonic()
@@ -278,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             TrainingSetStore(settings.definitions_db),
             pin_days=args.pin_days,
             expire_pinned=args.expire_pinned,
-            orphans_older_than_s=_duration_s(args.orphans_older_than),
+            orphans_older_than_s=args.orphans_older_than,
             dry_run=args.dry_run,
         )
     except (FeatureStoreError, ValueError) as exc:

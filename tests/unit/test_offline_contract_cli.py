@@ -1,4 +1,4 @@
-"""The offline quality commands' ``--since`` (parity, statistics, plots): a positive duration reaching back no
+"""The offline commands' options. The quality commands' ``--since`` (parity, statistics, plots): a positive duration reaching back no
 further than 1970-01-01, as the gate's; anything else is a usage error (exit 2) naming the option, never a
 traceback (``1000000d`` reached back before year 1 and ended in ``OverflowError``)."""
 
@@ -63,3 +63,31 @@ def test_rebuild_from_a_file_that_is_not_a_manifest_is_one_error_line(
     assert training.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --manifest {manifest}: not a training-set manifest"), err
+
+
+def test_retention_refuses_a_malformed_orphan_age_as_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--orphans-older-than x`` was checked only after the table loaded (exit 1); it is an option like the others."""
+    from serving.offline import retention
+
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "none" / "d.db"))  # never reached
+    with pytest.raises(SystemExit) as caught:
+        retention.main(["--dry-run", "--orphans-older-than", "x"])
+    assert caught.value.code == 2
+    assert "argument --orphans-older-than: duration 'x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out", ["missing/v.parquet", "."], ids=["missing-folder", "a-folder"])
+def test_batch_scoring_refuses_an_out_that_cannot_be_a_file_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], out: str
+) -> None:
+    """An ``--out`` in a missing folder failed after the whole export, naming the hidden temporary file."""
+    from serving.offline import batch_scoring
+
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "none" / "d.db"))  # never reached
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/none/cat.db")
+    target = tmp_path / out
+    argv = ["--entity-type", "user", "--features", "txn_count_1h", "--as-of", "0", "--out", str(target)]
+    assert batch_scoring.main(argv) == 1
+    assert capsys.readouterr().err.strip() == f"error: --out {target}: not a file in an existing directory"
