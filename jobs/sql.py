@@ -138,6 +138,7 @@ def dedup_sql(view: str, source: Source, columns: list[str]) -> str:
 
 LAST_SEPARATOR = "|"
 _LAST_PAD = 20
+_DOUBLE_MAX = "1.7976931348623157E308"  # the largest finite double
 
 
 def _aggregate(d: FeatureDefinition) -> str:
@@ -159,6 +160,10 @@ def _aggregate(d: FeatureDefinition) -> str:
         "max": f"MAX({target})",
         "count_distinct": f"COUNT(DISTINCT {target})",
     }[agg]
+    if sql_type == "DOUBLE" and agg in ("sum", "mean"):
+        # Finite inputs can add up past the largest double: an infinity, which JSON cannot spell (serving would
+        # send null where training reads inf). Such a value is null in both stores.
+        expr = f"CASE WHEN ABS({expr}) <= {_DOUBLE_MAX} THEN {expr} END"
     return f"CAST({expr} AS {sql_type}) AS {ident(d.name)}"
 
 
