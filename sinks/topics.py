@@ -75,15 +75,20 @@ def require_reachable(bootstrap: str, timeout_s: float = 3.0) -> None:
     raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: no bootstrap server {what} ({'; '.join(reasons)})")
 
 
-def require_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: float = 30) -> None:
-    """FeatureStoreError naming the first of ``topics`` the cluster does not have (the broker creates no topic on
-    first use: a reader of a missing topic would fail inside its job, or wait, without naming it)."""
+def _existing_topics(bootstrap: str, timeout_s: float) -> tuple[AdminClient, set[str]]:
+    """An admin client of a reachable cluster (named as unavailable otherwise), and the topics it has."""
     require_reachable(bootstrap)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
+        return admin, set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
+
+
+def require_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: float = 30) -> None:
+    """FeatureStoreError naming the first of ``topics`` the cluster does not have (the broker creates no topic on
+    first use: a reader of a missing topic would fail inside its job, or wait, without naming it)."""
+    _, existing = _existing_topics(bootstrap, timeout_s)
     for topic in topics:
         if topic not in existing:
             raise FeatureStoreError(
@@ -104,12 +109,7 @@ def ensure_topics(
     Safe from several processes at once: a topic another process created between the listing and
     the creation answers TOPIC_ALREADY_EXISTS, which counts as success.
     """
-    require_reachable(bootstrap)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except KafkaException as exc:
-        raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
+    admin, existing = _existing_topics(bootstrap, timeout_s)
     missing = [
         NewTopic(t, num_partitions=partitions, replication_factor=1, config=dict(config or {}))
         for t in topics
