@@ -33,11 +33,13 @@ from registry.schema_registry.errors import (
     InvalidSchemaError,
     InvalidSchemaTypeError,
     InvalidSubjectError,
+    ModeNotFoundError,
     RegistryError,
     RegistryErrorKind,
     SchemaNotFoundError,
     SubjectNotFoundError,
 )
+from registry.schema_registry.paths import SubjectRoute
 from registry.schema_registry.schemas import RegisteredSchema, SchemaReference, StoredSchema, parse_references
 from registry.schema_registry.store import SchemaStore
 
@@ -115,6 +117,24 @@ def _store(request: Request) -> SchemaStore:
 def _flag(request: Request, name: str) -> bool:
     """A boolean query parameter; Python clients send ``True``/``False``."""
     return request.query_params.get(name, "false").strip().lower() in ("true", "1")
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    """An integer query parameter; one that is not an integer is Jersey's 404, as in Confluent."""
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise StarletteHTTPException(404, "Not Found") from None
+
+
+def _page(request: Request, items: list[Any]) -> list[Any]:
+    """``items`` past ``offset``, at most ``limit`` of them when it is positive (Confluent's paging, which its
+    clients send on every list: a ``limit`` of 0 or below is no cap)."""
+    offset, limit = max(_int_param(request, "offset", 0), 0), _int_param(request, "limit", -1)
+    return items[offset : offset + limit] if limit > 0 else items[offset:]
 
 
 MAX_SCHEMA_ID = 2**31 - 1  # Confluent's ids are 32-bit
@@ -218,15 +238,26 @@ def _deleted_only(request: Request) -> bool:
     return _flag(request, "deletedOnly") or _flag(request, "deleted_only")
 
 
-def list_subjects(request: Request) -> JSONResponse:
+# Confluent's default subjectPrefix (QualifiedSubject.CONTEXT_WILDCARD): the subjects of every context.
+_CONTEXT_WILDCARD = ":*:"
+
+
+def _subject_prefix(request: Request) -> str:
     prefix = request.query_params.get("subjectPrefix", "")
+    return "" if prefix == _CONTEXT_WILDCARD else prefix
+
+
+def list_subjects(request: Request) -> JSONResponse:
+    prefix = _subject_prefix(request)
     store = _store(request)
-    return _reply(store.subjects(deleted=_flag(request, "deleted"), deleted_only=_deleted_only(request), prefix=prefix))
+    subjects = store.subjects(deleted=_flag(request, "deleted"), deleted_only=_deleted_only(request), prefix=prefix)
+    return _reply(_page(request, subjects))
 
 
 def list_versions(request: Request, subject: str) -> JSONResponse:
     store = _store(request)
-    return _reply(store.versions(subject, deleted=_flag(request, "deleted"), deleted_only=_deleted_only(request)))
+    versions = store.versions(subject, deleted=_flag(request, "deleted"), deleted_only=_deleted_only(request))
+    return _reply(_page(request, versions))
 
 
 def get_version(request: Request, subject: str, version: str) -> JSONResponse:
@@ -239,7 +270,7 @@ def get_version_schema(request: Request, subject: str, version: str) -> Response
 
 
 def get_referenced_by(request: Request, subject: str, version: str) -> JSONResponse:
-    return _reply(_store(request).referenced_by(subject, version, deleted=_flag(request, "deleted")))
+    return _reply(_page(request, _store(request).referenced_by(subject, version, deleted=_flag(request, "deleted"))))
 
 
 # Subjects Confluent refuses to register under (QualifiedSubject.isValidSubject): a Java ISO control
@@ -286,6 +317,17 @@ def delete_version(request: Request, subject: str, version: str) -> JSONResponse
 # --------------------------------------------------------------------------------------------------
 
 
+def list_schemas(request: Request) -> JSONResponse:
+    """Confluent's ``GET /schemas``: Schema entities by subject then version; ``offset`` skips, a positive
+    ``limit`` caps (``limit`` not positive: no cap)."""
+    found = _store(request).all_versions(
+        prefix=_subject_prefix(request),
+        deleted=_flag(request, "deleted"),
+        latest_only=_flag(request, "latestOnly"),
+    )
+    return _reply([_version_body(f) for f in _page(request, found)])
+
+
 def get_schema(request: Request, schema_id: str) -> JSONResponse:
     return _reply(_schema_body(_store(request).stored(_schema_id(schema_id))))
 
@@ -297,13 +339,27 @@ def get_raw_schema(request: Request, schema_id: str) -> Response:
 # `?subject=` on the two routes below is accepted and, as in Confluent, does not filter: Confluent's
 # listVersionsForId uses it only to pick the schema context of the id (getSchemaKeyUsingContexts), and
 # this registry has the default context only.
+def _versions_of_id(request: Request, schema_id: str) -> list[tuple[str, int]]:
+    """The (subject, version) pairs of an id; an unknown id is Confluent's bare "Schema not found" here
+    (``SchemasResource.getSubjects`` / ``getVersions`` throw ``schemaNotFoundException()``, without the id)."""
+    try:
+        return _store(request).versions_of_id(_schema_id(schema_id), deleted=_flag(request, "deleted"))
+    except SchemaNotFoundError:
+        raise SchemaNotFoundError() from None
+
+
 def get_schema_subjects(request: Request, schema_id: str) -> JSONResponse:
-    return _reply(_store(request).subjects_of_id(_schema_id(schema_id), deleted=_flag(request, "deleted")))
+    return _reply(_page(request, sorted({subject for subject, _ in _versions_of_id(request, schema_id)})))
 
 
 def get_schema_versions(request: Request, schema_id: str) -> JSONResponse:
-    pairs = _store(request).versions_of_id(_schema_id(schema_id), deleted=_flag(request, "deleted"))
+    pairs = _page(request, _versions_of_id(request, schema_id))
     return _reply([{"subject": subject, "version": version} for subject, version in pairs])
+
+
+def list_contexts(request: Request) -> JSONResponse:
+    """Confluent's ``GET /contexts``: its default context, ``"."``, the only one here."""
+    return _reply(_page(request, ["."]))
 
 
 def schema_types(request: Request) -> JSONResponse:
@@ -386,6 +442,9 @@ def get_mode(request: Request) -> JSONResponse:
 
 
 def get_subject_mode(request: Request, subject: str) -> JSONResponse:
+    """No subject has a mode of its own: 40409 as Confluent answers then, unless ``defaultToGlobal=true``."""
+    if not _flag(request, "defaultToGlobal"):
+        raise ModeNotFoundError(subject)
     return _reply({"mode": "READWRITE"})
 
 
@@ -401,6 +460,8 @@ _ROUTES: list[tuple[str, str, _Handler]] = [
     ("GET", "/subjects/{subject}/versions/{version}/referencedby", get_referenced_by),
     ("POST", "/subjects/{subject}", lookup),
     ("DELETE", "/subjects/{subject}", delete_subject),
+    ("GET", "/contexts", list_contexts),
+    ("GET", "/schemas", list_schemas),
     ("GET", "/schemas/types", schema_types),
     ("GET", "/schemas/ids/{schema_id}", get_schema),
     ("GET", "/schemas/ids/{schema_id}/schema", get_raw_schema),
@@ -436,7 +497,9 @@ def create_schema_registry_app(store: SchemaStore, access: Access | None = None)
     app = FastAPI(title="feature-store schema registry", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.schema_store = store
     for method, path, handler in _ROUTES:
-        app.add_api_route(path, handler, methods=[method], response_class=JSONResponse)
+        app.router.add_api_route(
+            path, handler, methods=[method], response_class=JSONResponse, route_class_override=SubjectRoute
+        )
     for kind, on_error in _ERROR_HANDLERS:
         app.add_exception_handler(kind, on_error)
     if access is not None and access.enabled:

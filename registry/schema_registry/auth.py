@@ -24,11 +24,13 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 import orjson
 
 from registry.access import Access, Caller, header_value
 from registry.core.errors import UnauthenticatedError
+from registry.schema_registry.paths import escaped_path
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,8 +58,9 @@ def token_of(authorization: str | None) -> str | None:
 
 
 def write_of(method: str, path: str) -> tuple[str, str | None] | None:
-    """``(action, subject)`` of a write request (subject None: the global config), None for a read."""
-    parts = path.strip("/").split("/")
+    """``(action, subject)`` of a write request (subject None: the global config), None for a read; ``path`` as
+    :func:`~registry.schema_registry.paths.escaped_path` gives it (a subject's ``/`` escaped in its segment)."""
+    parts = [unquote(part) for part in path.strip("/").split("/")]
     if method == "POST" and len(parts) == 3 and parts[0] == "subjects" and parts[2] == "versions":
         return "register_schema", parts[1]
     if method == "DELETE" and parts[0] == "subjects" and len(parts) == 2:
@@ -96,7 +99,7 @@ class RegistryAuth:
         except UnauthenticatedError as exc:
             await _answer(send, 401, 401, f"Unauthorized: {exc}")
             return
-        write = write_of(scope["method"], scope["path"])
+        write = write_of(scope["method"], escaped_path(scope))
         if write is None:
             await self.app(scope, receive, send)
             return

@@ -60,6 +60,7 @@ class RegistryErrorKind(Enum):
         40408,
         "Subject '{subject}' does not have subject-level compatibility configured",
     )
+    SUBJECT_MODE_NOT_CONFIGURED = (404, 40409, "Subject '{subject}' does not have subject-level mode configured")
     # -- 409 --------------------------------------------------------------------------------------
     # error_code 409, as CP 7.x answers (Errors.INCOMPATIBLE_SCHEMA_ERROR_CODE = CONFLICT), as Confluent's
     # docs say and as confluent-kafka-python's client suite asserts (test_api_register_schema_incompatible).
@@ -181,6 +182,14 @@ class ConfigNotFoundError(SchemaNotFoundError):
     def __init__(self, subject: str) -> None:
         self.subject = subject
         super().__init__(kind=RegistryErrorKind.SUBJECT_COMPATIBILITY_NOT_CONFIGURED, subject=subject)
+
+
+class ModeNotFoundError(SchemaNotFoundError):
+    """The subject has no subject-level mode (this registry sets none: every subject is READWRITE, the global mode)."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(kind=RegistryErrorKind.SUBJECT_MODE_NOT_CONFIGURED, subject=subject)
 
 
 class AlreadySoftDeletedError(SchemaNotFoundError):

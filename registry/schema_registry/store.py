@@ -429,6 +429,27 @@ class SchemaStore:
             ).fetchall()
         return [r[0] for r in rows if r[0].startswith(prefix)]
 
+    def all_versions(
+        self, *, prefix: str = "", deleted: bool = False, latest_only: bool = False
+    ) -> list[RegisteredSchema]:
+        """Every live version (``deleted``: soft-deleted ones too) of the subjects starting with ``prefix``, by
+        subject then version; ``latest_only``: the latest listed version of each (Confluent's ``GET /schemas``)."""
+        hidden = "" if deleted else "WHERE v.deleted = 0"
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT v.subject, v.version, s.id, s.normalized, s.refs, v.deleted "
+                f"FROM subject_versions v JOIN schemas s ON s.id = v.schema_id {hidden} ORDER BY v.subject, v.version"
+            ).fetchall()
+        found = [
+            RegisteredSchema(r[2], r[0], r[1], r[3], refs_from_json(r[4]), deleted=bool(r[5]))
+            for r in rows
+            if r[0].startswith(prefix)
+        ]
+        if latest_only:
+            latest = {f.subject: f for f in found}  # rows are by version: the last one of a subject wins
+            found = [f for f in found if latest[f.subject] is f]
+        return found
+
     def versions(self, subject: str, *, deleted: bool = False, deleted_only: bool = False) -> list[int]:
         """The subject's live version numbers; ``deleted`` adds soft-deleted ones, ``deleted_only`` lists
         only those (possibly none, as Confluent's ``deletedOnly``; it wins over ``deleted``).

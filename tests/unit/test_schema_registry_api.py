@@ -96,7 +96,7 @@ def test_register_lookup_and_fetch(client: TestClient) -> None:
     assert client.get("/schemas/ids/1/versions").json() == [{"subject": SUBJECT, "version": 1}]
     assert client.get("/schemas/types").json() == ["AVRO"]
     assert client.get("/mode").json() == {"mode": "READWRITE"}
-    assert client.get(f"/mode/{SUBJECT}").json() == {"mode": "READWRITE"}
+    assert client.get(f"/mode/{SUBJECT}?defaultToGlobal=true").json() == {"mode": "READWRITE"}
 
 
 def test_identical_schema_has_one_id_across_subjects(client: TestClient) -> None:
