@@ -28,7 +28,7 @@ from registry.core.request_features import check_json, parse_text
 from serving.online.auth import caller_of, client_of
 from serving.online.cache import VectorCache
 from serving.online.http_errors import ApiError, ErrorCode, render
-from serving.online.keys import body_ids, entity_key, query_key, single_id
+from serving.online.keys import body_ids, entity_key, keys_body, part_key, query_key, single_id, with_repeats
 from serving.online.metrics import Metrics
 from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, EntityBound
 from serving.online.plans import Plan, PlanKey, Plans
@@ -239,6 +239,8 @@ class FeatureReads:
         user x merchant pair's), read concurrently; each part is the GET body of its entity."""
         body = parse_json_object(raw)
         parts = body.get("entities")
+        if isinstance(parts, list) and any(isinstance(p, dict) and "entity_key" in p for p in parts):
+            parts = with_repeats(raw).get("entities")  # read again to see a key field given twice
         if set(body) != {"entities"} or not isinstance(parts, list) or not 1 <= len(parts) <= MAX_VECTOR_PARTS:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
@@ -280,7 +282,7 @@ class FeatureReads:
             given = part.get("entity_key")
             if not isinstance(given, dict) or set(given) != set(composite) or "entity_id" in part:
                 raise ApiError(ErrorCode.BAD_ENTITY_KEY, _usage_part(entity_type, composite))
-            entity_id, key = query_key(entity_type, composite, {k: [v] for k, v in given.items()})
+            entity_id, key = part_key(entity_type, composite, given)
         else:
             usage = f"entity type {entity_type!r} has a single key: give its one id as `entity_id`"
             if "entity_key" in part:  # the wrong form of key, as `entity_keys` in a batch body
@@ -298,9 +300,11 @@ class FeatureReads:
             plan_key, entity_type, None if names is None else _names(names), service
         )
         request_data = part.get("request_data")
-        if request_data is not None and not isinstance(request_data, dict):
-            raise ApiError(
-                ErrorCode.BAD_REQUEST_DATA, "`request_data` must be an object", fields=[f.name for f in plan.fields]
+        if not isinstance(request_data, dict) and (request_data is not None or plan.fields):
+            raise ApiError(  # a part's form, not a batch's list per field (as `_body_data` would say)
+                ErrorCode.BAD_REQUEST_DATA,
+                "`request_data` must be an object of the request fields, one value per field",
+                fields=[f.name for f in plan.fields],
             )
         data = _body_data(plan, None if request_data is None else {k: [v] for k, v in request_data.items()}, 1)
         return plan, entity_id, key, data, service
@@ -332,7 +336,7 @@ class FeatureReads:
         if key is None:
             _bad_selection(names, service)
         composite = self._composite(entity_type)
-        ids = body_ids(entity_type, composite, body, MAX_BATCH)
+        ids = body_ids(entity_type, composite, keys_body(raw, body, composite) if composite else body, MAX_BATCH)
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
         data = _body_data(plan, body.get("request_data"), len(ids))
@@ -407,7 +411,7 @@ def check_service_ref(ref: str, parameter: str = "feature_service") -> None:
     if parse_ref(ref, name_pattern=SERVICE_NAME_PATTERN) is None:
         raise ApiError(
             ErrorCode.BAD_REQUEST,
-            f"`{parameter}` must be `name`, `name@N` or `name@vN` (a name of a-z 0-9 _ - starting with a letter, "
+            f"`{parameter}` must be `name`, `name@N` or `name@vN` (a name of 1-63 characters of a-z 0-9 _ - starting with a letter, "
             f"N in 1-{MAX_VERSION}), not {ref[:300]!r}",
         )
 

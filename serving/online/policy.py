@@ -1,7 +1,7 @@
 """A model's policy for the features it needs: when a required feature is not fit to score on, say so by name.
 
 A feature vector always answers, with a status per feature (``present``, ``stale``, ``expired``,
-``missing``); what a model may do with a value that is not ``present`` is the model owner's decision,
+``missing``, and ``error`` for a request-time feature whose function failed); what a model may do with a value that is not ``present`` is the model owner's decision,
 not the feature store's. A ``ModelPolicy`` writes that decision down once::
 
     policy = ModelPolicy("fraud", "7", required={"txn_count_1h": REFUSE_NOT_PRESENT}, fallback="rules_v2")
@@ -23,9 +23,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-STATUSES = frozenset({"present", "stale", "expired", "missing"})
-REFUSE_NOT_PRESENT = frozenset({"stale", "expired", "missing"})
-REFUSE_UNKNOWN = frozenset({"expired", "missing"})  # a stale value is still a value: tolerated
+# `error`: a request-time feature whose function failed (its value is null, as a missing one's)
+STATUSES = frozenset({"present", "stale", "expired", "missing", "error"})
+REFUSE_NOT_PRESENT = frozenset({"stale", "expired", "missing", "error"})
+REFUSE_UNKNOWN = frozenset({"expired", "missing", "error"})  # a stale value is still a value: tolerated
 
 
 @dataclass(frozen=True)

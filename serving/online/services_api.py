@@ -100,6 +100,7 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
         ),
     )
     def get(
+        request: Request,
         name: str,
         version: Annotated[
             str | None,
@@ -108,6 +109,8 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
     ) -> JSONResponse:
         check_service_ref(name, "name")  # malformed: 400 naming the parameter; well-formed but unknown: 404
         if version is not None:
+            if len(request.query_params.getlist("version")) > 1:  # never one of them picked, as for `names`
+                raise ApiError(ErrorCode.BAD_REQUEST, "query parameter `version` is given more than once: give it once")
             if "@" in name:
                 raise ApiError(ErrorCode.BAD_REQUEST, "give the version in `name` (`name@N`) or `version`, not both")
             # the path form's grammar, not int(): `01`, `+1`, `1.0`, ` 1` are refused as `name@01` is
