@@ -31,8 +31,8 @@ test: fetch
 up: fetch
 	@$(PY) -m infra up && $(PY) -m registry.cli apply
 
-down:
-	@test -x $(PY) && $(PY) -m infra down || true
+down:  # nothing to stop without the environment; a failed stop is a failure (exit 2)
+	@if test -x $(PY); then $(PY) -m infra down; fi
 
 status: $(STAMP)
 	@$(PY) -m infra status

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = StackSettings.from_env()
     try:
         if args.command == "fetch":
+            unknown = [c for c in args.components if c not in artifacts.COMPONENTS]
+            if unknown:
+                known = ", ".join(artifacts.COMPONENTS)
+                raise InfraError(f"unknown component(s): {', '.join(unknown)} (known: {known})")
             for component in args.components:
                 artifacts.fetch(settings, component, force=args.force)
         elif args.command == "promtool":

@@ -7,6 +7,7 @@ process after a reboot or crash is never mistaken for ours and never signalled.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -35,8 +36,10 @@ class PidFile:
             pid_text, ticks = self.path.read_text().split()
         except (OSError, ValueError):
             return None
+        if not pid_text.isascii() or not pid_text.isdigit():  # a corrupt or hand-written file is not ours
+            return None
         pid = int(pid_text)
-        return pid if _start_ticks(pid) == ticks else None
+        return pid if pid > 0 and _start_ticks(pid) == ticks else None
 
     def write(self, pid: int) -> None:
         ticks = _start_ticks(pid)
@@ -51,6 +54,20 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         return sock.connect_ex((host, port)) == 0
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True if another socket holds host:port: one that accepts connections, or one bound without listening
+    (a JVM's bind would fail on it: Kafka then exited after ~15 s with nothing about the port in its log tail)."""
+    if port_open(host, port):
+        return True
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM binds: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 def spawn(cmd: list[str], *, log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
@@ -84,20 +101,35 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def terminate(pid: int, *, grace_s: float) -> None:
-    """SIGTERM the process group, then SIGKILL it if still alive after grace_s."""
+def stopped(pid: int) -> bool:
+    """True if the process is stopped by a signal (SIGSTOP, SIGTSTP) or a tracer: it answers nothing until SIGCONT."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("T", "t")
+
+
+def terminate(pid: int, *, grace_s: float) -> bool:
+    """SIGTERM the process group, then SIGKILL it if still alive after grace_s; False if it still lives then.
+
+    SIGCONT follows SIGTERM: a stopped (SIGSTOPped) JVM keeps SIGTERM pending until it runs again, so without
+    it a stopped service waited out its whole grace before the SIGKILL and never shut down cleanly."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
+            if sig == signal.SIGTERM:
+                os.killpg(pid, signal.SIGCONT)
         except ProcessLookupError:
-            return
+            return True
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             if not alive(pid):
-                return
+                return True
             time.sleep(0.1)
+    return not alive(pid)
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from infra import artifacts
 from infra.errors import InfraError
-from infra.process import PidFile, alive, log_tail, port_open, spawn, terminate
+from infra.process import PidFile, alive, log_tail, port_in_use, spawn, stopped, terminate
 from infra.services import ORDER, SERVICES, Service
 from infra.settings import REPO_DIR, StackSettings
 
@@ -27,6 +27,18 @@ def _log(settings: StackSettings, name: str):
     return settings.service_dir(name) / "process.log"
 
 
+def _check_state_dir(settings: StackSettings, *, create: bool) -> None:
+    """FS_STATE_DIR must be a folder (made by ``up``): a file there was a traceback, or every service 'stopped'."""
+    folder = settings.state_dir
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is not a folder")
+    except OSError as exc:
+        raise InfraError(f"FS_STATE_DIR={folder} is not a folder we can use: {exc.strerror or exc}") from None
+
+
 def _select(names: Iterable[str] | None) -> list[str]:
     """The named services in start order; None means all of them, an empty list none."""
     wanted = list(ORDER) if names is None else list(names)
@@ -36,19 +48,28 @@ def _select(names: Iterable[str] | None) -> list[str]:
     return [n for n in ORDER if n in wanted]
 
 
-def _start(settings: StackSettings, svc: Service) -> int | None:
-    """Spawn svc unless it already runs; return the PID to wait for (None if already healthy)."""
-    pidfile = _pidfile(settings, svc.name)
-    pid = pidfile.read()
-    if pid is not None and alive(pid):
-        _say(f"[up] {svc.name}: already running (pid {pid})")
-        return pid
-    busy = [p for p in svc.ports(settings) if port_open(settings.host, p)]
+def _check_ports(settings: StackSettings, svc: Service) -> None:
+    busy = [p for p in svc.ports(settings) if port_in_use(settings.host, p)]
     if busy:
         raise InfraError(
             f"{svc.name}: port(s) {', '.join(map(str, busy))} on {settings.host} already in use by another "
             f"process; stop it or choose other ports (FS_*_PORT variables)"
         )
+
+
+def _start(settings: StackSettings, svc: Service) -> int | None:
+    """Spawn svc unless it already runs; return the PID to wait for (None if already healthy)."""
+    pidfile = _pidfile(settings, svc.name)
+    pid = pidfile.read()
+    if pid is not None and alive(pid):
+        if stopped(pid):  # it would never become healthy: up waited FS_START_TIMEOUT_S, then killed it
+            raise InfraError(
+                f"{svc.name}: pid {pid} is stopped by a signal (SIGSTOP); `kill -CONT {pid}` resumes it, "
+                "`make down` stops it"
+            )
+        _say(f"[up] {svc.name}: already running (pid {pid})")
+        return pid
+    _check_ports(settings, svc)
     component = _JVM_COMPONENT.get(svc.name)
     if component:
         artifacts.fetch(settings, component)
@@ -94,28 +115,34 @@ def _wait_healthy(settings: StackSettings, names: list[str], pids: dict[str, int
 def up(settings: StackSettings, names: Iterable[str] | None = None) -> list[str]:
     """Start the named services (all by default); return the names this call actually started."""
     selected = _select(names)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    _check_state_dir(settings, create=True)
+    # Every port first: a port held by another process starts nothing (it started Kafka, then failed at Cassandra's).
+    for name in selected:
+        pid = _pidfile(settings, name).read()
+        if pid is None or not alive(pid):
+            _check_ports(settings, SERVICES[name])
     started: list[str] = []
-    # JVMs first and together (they take the longest), then the Python services that need them.
-    for group in ([n for n in selected if n in _JVM_COMPONENT], [n for n in selected if n not in _JVM_COMPONENT]):
-        pids: dict[str, int] = {}
-        for name in group:
-            was_running = _pidfile(settings, name).read()
-            pid = _start(settings, SERVICES[name])
-            if pid is not None:
-                pids[name] = pid
-                if was_running is None or not alive(was_running):
-                    started.append(name)
-        try:
+    try:
+        # JVMs first and together (they take the longest), then the Python services that need them.
+        for group in ([n for n in selected if n in _JVM_COMPONENT], [n for n in selected if n not in _JVM_COMPONENT]):
+            pids: dict[str, int] = {}
+            for name in group:
+                was_running = _pidfile(settings, name).read()
+                pid = _start(settings, SERVICES[name])
+                if pid is not None:
+                    pids[name] = pid
+                    if was_running is None or not alive(was_running):
+                        started.append(name)
             _wait_healthy(settings, list(pids), pids)
-        except InfraError:
-            down(settings, started)
-            raise
+    except InfraError:
+        down(settings, started)
+        raise
     return started
 
 
 def down(settings: StackSettings, names: Iterable[str] | None = None) -> None:
     """Stop the named services that we started (by PID file); never touch anything else."""
+    _check_state_dir(settings, create=False)
     for name in reversed(_select(names)):
         pidfile = _pidfile(settings, name)
         pid = pidfile.read()
@@ -123,19 +150,23 @@ def down(settings: StackSettings, names: Iterable[str] | None = None) -> None:
             pidfile.clear()
             continue
         _say(f"[down] {name}: stopping pid {pid}")
-        terminate(pid, grace_s=SERVICES[name].stop_grace_s)
+        if not terminate(pid, grace_s=SERVICES[name].stop_grace_s):
+            raise InfraError(f"{name}: pid {pid} still running after SIGKILL; its PID file is kept")
         pidfile.clear()
 
 
 def status(settings: StackSettings) -> dict[str, str]:
+    _check_state_dir(settings, create=False)
     report: dict[str, str] = {}
     for name in ORDER:
         pid = _pidfile(settings, name).read()
-        if pid is not None and alive(pid):
+        if pid is not None and alive(pid) and stopped(pid):
+            report[name] = f"running (pid {pid}), stopped by a signal (SIGSTOP): not answering"
+        elif pid is not None and alive(pid):
             health = "healthy" if SERVICES[name].healthy(settings) else "starting or unhealthy"
             report[name] = f"running (pid {pid}), {health}"
         else:
-            busy = [p for p in SERVICES[name].ports(settings) if port_open(settings.host, p)]
+            busy = [p for p in SERVICES[name].ports(settings) if port_in_use(settings.host, p)]
             report[name] = f"not started by us; port {busy[0]} busy (another process)" if busy else "stopped"
     return report
 

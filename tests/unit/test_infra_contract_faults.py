@@ -1,0 +1,192 @@
+"""Faults a tester of ``python -m infra`` injects (README "Defaults", design §3.7): each is a fast, named failure
+or is ignored, never a traceback, a hang or a wait for a grace period that cannot end."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra import process, stack
+from infra.errors import InfraError
+from infra.process import PidFile, alive
+from infra.settings import REPO_DIR, StackSettings
+
+
+@pytest.fixture
+def bound_port() -> Iterator[int]:
+    """A port another process has bound but does not listen on (connect() is refused, Kafka's bind fails)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("text", ["abc 123\n", "12x 5\n", "1 2 3\n", "\n", "-5 1\n"])
+def test_a_corrupt_pid_file_is_not_ours(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "pid"
+    path.write_text(text)
+    assert PidFile(path).read() is None
+
+
+def test_status_and_down_ignore_a_corrupt_pid_file(tmp_path: Path) -> None:
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path, registry_port=_free_port())
+    (tmp_path / "registry").mkdir()
+    (tmp_path / "registry" / "pid").write_text("abc 1\n")
+    assert stack.status(settings)["registry"] == "stopped"
+    stack.down(settings, ["registry"])
+    assert not (tmp_path / "registry" / "pid").exists()
+
+
+def test_a_port_bound_without_listening_is_in_use(bound_port: int) -> None:
+    assert process.port_in_use("127.0.0.1", bound_port)
+
+
+def test_a_free_port_is_not_in_use() -> None:
+    assert not process.port_in_use("127.0.0.1", _free_port())
+
+
+def test_up_names_a_port_bound_by_another_process_at_once(tmp_path: Path, bound_port: int) -> None:
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path, registry_port=bound_port)
+    started = time.monotonic()
+    with pytest.raises(InfraError, match=rf"registry: port\(s\) {bound_port} .* already in use"):
+        stack.up(settings, ["registry"])
+    assert time.monotonic() - started < 5
+    assert not (tmp_path / "registry" / "pid").exists()
+
+
+def test_terminate_stops_a_sigstopped_process_without_waiting_out_its_grace() -> None:
+    """A stopped JVM keeps SIGTERM pending until SIGCONT: down waited the whole grace (30 s) and then SIGKILLed."""
+    code = "import signal,sys,time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); print(1, flush=True); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline()  # its handler is installed
+        os.kill(proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        process.terminate(proc.pid, grace_s=20)
+        assert time.monotonic() - started < 5
+        assert proc.wait(timeout=5) == 0, "not stopped by its own SIGTERM handler"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_process_that_survives_sigkill_is_named_by_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path)
+    pidfile = PidFile(tmp_path / "registry" / "pid")
+    (tmp_path / "registry").mkdir()
+    pidfile.write(os.getpid())
+    monkeypatch.setattr(stack, "terminate", lambda pid, grace_s: False)
+    with pytest.raises(InfraError, match=rf"registry: pid {os.getpid()} still running after SIGKILL"):
+        stack.down(settings, ["registry"])
+    assert pidfile.read() == os.getpid(), "the PID file of a process still running was removed"
+    assert alive(os.getpid())
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra", *args],
+        cwd=REPO_DIR,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("command", [["up", "registry"], ["down"], ["status"]])
+def test_a_state_dir_that_is_a_file_is_one_error_line(tmp_path: Path, command: list[str]) -> None:
+    state = tmp_path / "a-file"
+    state.write_text("")
+    done = _run(*command, FS_STATE_DIR=str(state))
+    assert done.returncode == 1, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: FS_STATE_DIR="), done.stderr
+    assert str(state) in lines[0]
+
+
+def test_make_down_fails_when_down_fails(tmp_path: Path) -> None:
+    """`make down` swallowed every failure of `python -m infra down` (`|| true`): a stop that failed said success."""
+    state = tmp_path / "a-file"
+    state.write_text("")
+    done = subprocess.run(
+        ["make", "-s", "down"],
+        cwd=REPO_DIR,
+        env={**os.environ, "FS_STATE_DIR": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0, done
+    assert "error: FS_STATE_DIR=" in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_busy_port_of_a_later_service_starts_nothing(tmp_path: Path, bound_port: int) -> None:
+    """With Cassandra's port held, `make up` failed after starting Kafka and left it running."""
+    settings = dataclasses.replace(
+        StackSettings.from_env(), state_dir=tmp_path, registry_port=_free_port(), api_port=bound_port
+    )
+    try:
+        with pytest.raises(InfraError, match=rf"api: port\(s\) {bound_port} .* already in use"):
+            stack.up(settings, ["registry", "api"])
+        assert PidFile(tmp_path / "registry" / "pid").read() is None, "registry left running by a failed up"
+    finally:
+        stack.down(settings)
+
+
+def test_fetch_of_an_unknown_component_is_one_error_line() -> None:
+    """`python -m infra fetch bogus` ran Maven on a POM that does not exist and printed its 11 [ERROR] lines."""
+    done = _run("fetch", "bogus")
+    assert done.returncode == 1, done
+    assert done.stderr.strip() == "error: unknown component(s): bogus (known: kafka, cassandra, flink)"
+
+
+@pytest.fixture
+def stopped_registry(tmp_path: Path) -> Iterator[tuple[StackSettings, int]]:
+    """A registry PID file naming a live process of ours that is SIGSTOPped."""
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path, registry_port=_free_port())
+    proc = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        (tmp_path / "registry").mkdir()
+        PidFile(tmp_path / "registry" / "pid").write(proc.pid)
+        os.kill(proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not process.stopped(proc.pid) and time.monotonic() < deadline:  # the signal lands asynchronously
+            time.sleep(0.01)
+        yield settings, proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_status_names_a_sigstopped_service_at_once(stopped_registry: tuple[StackSettings, int]) -> None:
+    settings, pid = stopped_registry
+    started = time.monotonic()
+    assert stack.status(settings)["registry"] == f"running (pid {pid}), stopped by a signal (SIGSTOP): not answering"
+    assert time.monotonic() - started < 2
+
+
+def test_up_names_a_sigstopped_service_at_once_and_leaves_it(
+    stopped_registry: tuple[StackSettings, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make up` with a SIGSTOPped service waited FS_START_TIMEOUT_S (180 s), then killed a process it had not started."""
+    settings, pid = stopped_registry
+    started = time.monotonic()
+    with pytest.raises(InfraError, match=rf"registry: pid {pid} is stopped by a signal \(SIGSTOP\)"):
+        stack.up(settings, ["registry"])
+    assert time.monotonic() - started < 5
+    assert alive(pid), "up killed a service it had not started"
