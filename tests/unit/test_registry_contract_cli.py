@@ -16,6 +16,15 @@ from registry.definition_store import DefinitionStore
 SHIPPED = DEFAULT_FOLDER / "user_transactions.toml"
 
 
+def _store_and_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """An empty definition store and an empty definitions folder under ``tmp_path``."""
+    db = tmp_path / "d.db"
+    DefinitionStore(db)
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    return db, folder
+
+
 def _header_line(text: str, name: str) -> int:
     """The line (1-based) of the ``[[feature]]``/``[[request_feature]]`` header of the entry named ``name``."""
     lines = text.splitlines()
@@ -59,10 +68,7 @@ def test_a_version_defined_in_two_files_names_both_files_and_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
     """ "defined more than once in the folder" named neither file: the one error line names both, with lines."""
-    db = tmp_path / "d.db"
-    DefinitionStore(db)
-    folder = tmp_path / "defs"
-    folder.mkdir()
+    db, folder = _store_and_folder(tmp_path)
     text = SHIPPED.read_text()
     shutil.copy(SHIPPED, folder / "a.toml")
     other = text.split("# A request-time feature")[0].replace('ttl = "2h"', 'ttl = "3h"')
@@ -82,10 +88,7 @@ def test_a_version_defined_in_two_files_names_both_files_and_lines(
 def test_a_version_defined_twice_in_one_file_names_both_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = tmp_path / "d.db"
-    DefinitionStore(db)
-    folder = tmp_path / "defs"
-    folder.mkdir()
+    db, folder = _store_and_folder(tmp_path)
     text = SHIPPED.read_text()
     twice = text.replace(
         "# A request-time feature",
@@ -104,10 +107,7 @@ def test_a_version_defined_twice_in_one_file_names_both_lines(
 
 
 def test_a_request_feature_defined_in_two_files_names_both(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = tmp_path / "d.db"
-    DefinitionStore(db)
-    folder = tmp_path / "defs"
-    folder.mkdir()
+    db, folder = _store_and_folder(tmp_path)
     text = SHIPPED.read_text()
     shutil.copy(SHIPPED, folder / "a.toml")
     request = '[defaults]\nentity = "user"\nowner = "risk-team"\n\n' + text[text.index("[[request_feature]]") :]
@@ -239,10 +239,7 @@ def test_a_request_feature_repeated_identically_is_planned_and_applied_once(
 ) -> None:
     """An identical repeat is no conflict (as for stored features), and one change: `plan` listed it twice
     ("4 change(s)") and `apply` printed it twice."""
-    db = tmp_path / "d.db"
-    DefinitionStore(db)
-    folder = tmp_path / "defs"
-    folder.mkdir()
+    db, folder = _store_and_folder(tmp_path)
     text = SHIPPED.read_text()
     shutil.copy(SHIPPED, folder / "a.toml")
     defaults = '[defaults]\nentity = "user"\nowner = "risk-team"\ntags = ["risk", "payments"]\n\n'
@@ -259,10 +256,7 @@ def test_a_definitions_file_nested_too_deeply_is_one_error_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
     """TOML nested thousands of levels deep was a RecursionError traceback from Python's TOML parser."""
-    db = tmp_path / "d.db"
-    DefinitionStore(db)
-    folder = tmp_path / "defs"
-    folder.mkdir()
+    db, folder = _store_and_folder(tmp_path)
     (folder / "x.toml").write_text("feature = " + "[" * 20_000 + "]" * 20_000 + "\n")
     assert cli.main(["--db", str(db), command, str(folder)]) == 1
     err = capsys.readouterr().err
@@ -326,10 +320,7 @@ def test_an_invalid_name_is_quoted_in_the_error_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, label: str
 ) -> None:
     """The entry's `name` went into the message as written: a name with a line break broke the one line."""
-    db = tmp_path / "d.db"
-    DefinitionStore(db)
-    folder = tmp_path / "defs"
-    folder.mkdir()
+    db, folder = _store_and_folder(tmp_path)
     (folder / "x.toml").write_text(f'[[{table}]]\nname = "a\\nb"\nversion = 1\n')
     assert cli.main(["--db", str(db), "plan", str(folder)]) == 1
     err = capsys.readouterr().err
