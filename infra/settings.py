@@ -22,10 +22,10 @@ _HEAP = re.compile(r"[1-9][0-9]*[kKmMgGtT]?")
 def _port(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
     if _WHOLE.fullmatch(raw) is None:
-        raise SystemExit(f"{name}={raw!r} is not a port number")
+        raise SystemExit(f"error: {name}={raw!r} is not a port number")
     port = int(raw)
     if not 0 < port < 65536:
-        raise SystemExit(f"{name}={port} is outside 1-65535")
+        raise SystemExit(f"error: {name}={port} is outside 1-65535")
     return port
 
 
@@ -34,10 +34,10 @@ def _seconds(name: str, default: float) -> float:
     and ``inf`` are not, nor ``1_000``, `` 5 `` or non-ASCII digits)."""
     raw = os.environ.get(name, str(default))
     if _DECIMAL.fullmatch(raw) is None and raw.lower() not in ("nan", "inf", "+inf", "-inf"):
-        raise SystemExit(f"{name}={raw!r} is not a number of seconds")
+        raise SystemExit(f"error: {name}={raw!r} is not a number of seconds")
     seconds = float(raw)
     if not (math.isfinite(seconds) and seconds > 0):
-        raise SystemExit(f"{name}={raw!r} must be a number of seconds above 0")
+        raise SystemExit(f"error: {name}={raw!r} must be a number of seconds above 0")
     return seconds
 
 
@@ -45,21 +45,21 @@ def _host(name: str) -> str:
     """Where every service of the stack listens (and the clients look for them by default)."""
     raw = os.environ.get(name, "127.0.0.1")
     if _HOST.fullmatch(raw) is None:
-        raise SystemExit(f"{name}={raw!r} is not one host name or IPv4 address")
+        raise SystemExit(f"error: {name}={raw!r} is not one host name or IPv4 address")
     return raw
 
 
 def _folder(name: str, default: Path) -> Path:
     raw = os.environ.get(name, str(default))
     if not raw.strip():
-        raise SystemExit(f"{name} must be a folder path, not empty")
+        raise SystemExit(f"error: {name} must be a folder path, not empty")
     return Path(raw)
 
 
 def _heap(name: str, default: str) -> str:
     raw = os.environ.get(name, default)
     if _HEAP.fullmatch(raw) is None:
-        raise SystemExit(f"{name}={raw!r} is not a JVM heap size (a whole number with k, m, g or t: 512m, 1G)")
+        raise SystemExit(f"error: {name}={raw!r} is not a JVM heap size (a whole number with k, m, g or t: 512m, 1G)")
     return raw
 
 
@@ -69,7 +69,7 @@ def _seeds(name: str) -> str:
     for seed in raw.split(",") if raw else ():
         host, colon, port = seed.rpartition(":")
         if not colon or _HOST.fullmatch(host) is None or _WHOLE.fullmatch(port) is None or not 0 < int(port) < 65536:
-            raise SystemExit(f"{name}={raw!r} is not host:port nodes separated by commas")
+            raise SystemExit(f"error: {name}={raw!r} is not host:port nodes separated by commas")
     return raw
 
 

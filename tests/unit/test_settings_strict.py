@@ -271,14 +271,14 @@ def test_a_store_port_may_carry_a_sign(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("raw", NOT_WHOLE)
 def test_a_stack_port_is_ascii_digits_only(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("FS_CASSANDRA_STORAGE_PORT", raw)
-    with pytest.raises(SystemExit, match=r"^FS_CASSANDRA_STORAGE_PORT=.* is not a port number$"):
+    with pytest.raises(SystemExit, match=r"^error: FS_CASSANDRA_STORAGE_PORT=.* is not a port number$"):
         StackSettings.from_env()
 
 
 @pytest.mark.parametrize("raw", ["1_0", " 5", "5 ", "٥", "0x10", "e3", ""])
 def test_a_stack_duration_is_a_plain_decimal(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("FS_START_TIMEOUT_S", raw)
-    with pytest.raises(SystemExit, match=r"^FS_START_TIMEOUT_S=.* is not a number of seconds$"):
+    with pytest.raises(SystemExit, match=r"^error: FS_START_TIMEOUT_S=.* is not a number of seconds$"):
         StackSettings.from_env()
 
 
@@ -361,7 +361,7 @@ def test_the_stack_refuses_an_unusable_folder_heap_or_seed_list(
     monkeypatch: pytest.MonkeyPatch, name: str, raw: str
 ) -> None:
     monkeypatch.setenv(name, raw)
-    with pytest.raises(SystemExit, match=f"^{name}"):
+    with pytest.raises(SystemExit, match=f"^error: {name}"):
         StackSettings.from_env()
 
 

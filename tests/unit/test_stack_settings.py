@@ -43,4 +43,4 @@ def test_the_command_ends_with_one_line_naming_the_variable() -> None:
         [sys.executable, "-m", "infra", "status"], cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
-    assert done.stderr.strip() == "FS_START_TIMEOUT_S='nan' must be a number of seconds above 0"
+    assert done.stderr.strip() == "error: FS_START_TIMEOUT_S='nan' must be a number of seconds above 0"
