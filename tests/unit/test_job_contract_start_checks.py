@@ -16,7 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_a_metrics_port_in_use_is_named_before_anything_starts(closed_port: int, tmp_path: Path) -> None:
+def _applied_env(closed_port: int, tmp_path: Path) -> dict[str, str]:
+    """An environment whose Kafka and schema registry are a closed port, with the definitions applied in it."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "FS_STATE_DIR": str(tmp_path),
@@ -28,6 +29,11 @@ def test_a_metrics_port_in_use_is_named_before_anything_starts(closed_port: int,
         [sys.executable, "-m", "registry.cli", "apply"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
     assert applied.returncode == 0, applied.stderr
+    return env
+
+
+def test_a_metrics_port_in_use_is_named_before_anything_starts(closed_port: int, tmp_path: Path) -> None:
+    env = _applied_env(closed_port, tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -50,17 +56,7 @@ def test_a_stopped_registry_is_named_before_the_archive_is_read(closed_port: int
     """design §6 "Schema registry down": a command started while the registry does not answer fails before it
     starts anything with ``error: schema registry at <url> unavailable: ...``; ``--events archive`` decodes with
     the registry too (it read the archive and the topic first, then said ``schema registry unreachable``)."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "FS_STATE_DIR": str(tmp_path),
-        "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port}",
-        "FS_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{closed_port}",
-        "PYTHONPATH": str(REPO),
-    }
-    applied = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "apply"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert applied.returncode == 0, applied.stderr
+    env = _applied_env(closed_port, tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "jobs.feature_job", "--events", "archive", "--metrics-port", "0"],
         cwd=REPO,
