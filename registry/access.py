@@ -36,14 +36,13 @@ import re
 import secrets
 import sqlite3
 import sys
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from registry.audit import AuditLog, AuditRecord, now_iso, stored_instant
 from registry.core.arguments import whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import MAX_VERSION, FeatureDefinition
@@ -84,10 +83,6 @@ CREATE INDEX IF NOT EXISTS audit_by_principal ON audit_log (principal, at);
 """
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -120,19 +115,6 @@ class Caller:
     @property
     def who(self) -> str:
         return f"{self.principal} (team {self.team})"
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    principal: str
-    team: str
-    action: str  # e.g. "register_definition", "read_features", "delete_subject"
-    target: str  # "user/txn_count_1h@2", "subject:card_transactions-value", "feature_service:fraud"
-    outcome: int  # the answer's HTTP status (200, 201, 401, 403, ...)
-    client: str = ""  # the caller's address (IP, no port)
-    detail: str = ""
-    at: str = ""  # ISO UTC µs; for an aggregated record, the first one's time
-    count: int = 1  # records this row stands for (reads are aggregated per flush interval, see AuditLog)
 
 
 ANONYMOUS = Caller("anonymous", "", admin=True)
@@ -294,7 +276,7 @@ class AccessStore(SqliteStore):
             args.append(principal)
         if since is not None:
             terms.append("at >= ?")
-            args.append(_stored_instant(since))
+            args.append(stored_instant(since))
         where = f"WHERE {' AND '.join(terms)}" if terms else ""
         conn = self._connect()
         try:
@@ -307,89 +289,6 @@ class AccessStore(SqliteStore):
             conn.close()
         keys = ("at", "principal", "team", "action", "target", "outcome", "client", "detail", "count")
         return [dict(zip(keys, r, strict=True)) for r in rows]
-
-
-def _stored_instant(text: str) -> str:
-    """An ISO 8601 time as the audit log stores its times (UTC, microseconds: sortable as text); a time without
-    a zone is UTC. ValueError naming it if it is not a time."""
-    try:
-        at = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-30T10:00:00Z)") from None
-    try:
-        utc = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
-    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00
-        raise ValueError(f"ISO 8601 time {text!r} is outside years 1-9999 once in UTC") from None
-    return utc.isoformat(timespec="microseconds")
-
-
-class AuditLog:
-    """Audit records to the store: writes at once (``now=True``); reads counted and flushed every second.
-
-    Buffered records are aggregated: the records of one flush interval that agree on everything but
-    their time become one row whose ``count`` says how many there were and whose ``at`` is the first
-    one's time, so the audit table grows with distinct (caller, feature, outcome, client) per second,
-    not with the read rate.
-    """
-
-    def __init__(self, store: AccessStore, *, flush_s: float | None = 1.0) -> None:
-        """``flush_s`` None: no flushing thread (buffered records are written by ``flush``/``close`` only)."""
-        self._store = store
-        self._pending: dict[tuple[str, str, str, str, int, str, str], list[float]] = {}  # key -> [first, count]
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        if flush_s is not None:
-            self._thread = threading.Thread(target=self._run, args=(flush_s,), name="audit-flush", daemon=True)
-            self._thread.start()
-
-    def add(self, record: AuditRecord, *, now: bool = False) -> None:
-        if now:
-            self._store.record([record if record.at else _stamped(record)])
-            return
-        self.count(
-            (record.principal, record.team, record.action, record.target, record.outcome, record.client, record.detail)
-        )
-
-    def count(self, key: tuple[str, str, str, str, int, str, str], at_s: float | None = None) -> None:
-        """One more record ``(principal, team, action, target, outcome, client, detail)``, buffered."""
-        at = time.time() if at_s is None else at_s
-        with self._lock:
-            seen = self._pending.get(key)
-            if seen is None:
-                self._pending[key] = [at, 1]
-            else:
-                seen[1] += 1
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        records = [
-            AuditRecord(*key, at=datetime.fromtimestamp(first, UTC).isoformat(timespec="microseconds"), count=int(n))
-            for key, (first, n) in pending.items()
-        ]
-        try:
-            self._store.record(records)
-        except sqlite3.Error:
-            log.exception("audit records could not be written; kept for the next flush")
-            with self._lock:
-                for key, (first, n) in pending.items():
-                    seen = self._pending.setdefault(key, [first, 0])
-                    seen[0], seen[1] = min(seen[0], first), seen[1] + n
-
-    def _run(self, flush_s: float) -> None:
-        while not self._stop.wait(flush_s):
-            self.flush()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self.flush()
-
-
-def _stamped(r: AuditRecord) -> AuditRecord:
-    return AuditRecord(r.principal, r.team, r.action, r.target, r.outcome, r.client, r.detail, now_iso(), r.count)
 
 
 class Access:

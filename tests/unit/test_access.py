@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.access import Access, AccessStore, AuditRecord, Caller, guard_catalog, needs_grant
+from registry.access import Access, AccessStore, Caller, guard_catalog, needs_grant
+from registry.audit import AuditRecord
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import ForbiddenError, UnauthenticatedError
@@ -258,7 +259,7 @@ def test_a_team_reads_another_teams_restricted_feature_only_once_granted(
 def test_restricted_reads_are_audited_with_the_caller_and_address(
     store: AccessStore, live: LiveCatalog, tmp_path: Path
 ) -> None:
-    from registry.access import AuditLog
+    from registry.audit import AuditLog
 
     audit = AuditLog(store, flush_s=None)
     access = Access(store, enabled=True, refresh_s=0, audit=audit)
@@ -285,7 +286,7 @@ def _body(d: FeatureDefinition, **changes: Any) -> dict[str, Any]:
 def test_a_write_by_a_non_owner_leaves_nothing_but_its_audit_record(
     live: LiveCatalog, store: AccessStore, tmp_path: Path
 ) -> None:
-    from registry.access import AuditLog
+    from registry.audit import AuditLog
 
     access = Access(store, enabled=True, refresh_s=0, audit=AuditLog(store, flush_s=None))
     client = _client(live, access, tmp_path)
@@ -323,7 +324,7 @@ def test_a_write_the_registry_refuses_after_authorizing_it_is_audited_with_its_s
     live: LiveCatalog, store: AccessStore, tmp_path: Path
 ) -> None:
     """Not only a 403: a version conflict (409) or an unknown version to activate (404) is recorded too."""
-    from registry.access import AuditLog
+    from registry.audit import AuditLog
 
     access = Access(store, enabled=True, refresh_s=0, audit=AuditLog(store, flush_s=None))
     client = _client(live, access, tmp_path)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from registry import access
-from registry.access import AccessStore, AuditRecord
+from registry.access import AccessStore
+from registry.audit import AuditRecord
 
 
 @pytest.fixture
