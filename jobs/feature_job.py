@@ -26,6 +26,7 @@ from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, 
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from infra.artifacts import verify_manifest
+from jobs.batch_input import one_source, read_events_input, window_range
 from jobs.batching import batch_jar, batched_by_bucket, value_types
 from jobs.decoder import decode, decoder_jar
 from jobs.functions import WriteWindowResults
@@ -272,16 +273,6 @@ def _decoded(
     return decoded
 
 
-def one_source(definitions: list[FeatureDefinition]) -> Source:
-    """The one source a table of events stands for; FeatureStoreError if the definitions read several."""
-    sources = {d.source for d in definitions}
-    if len(sources) != 1:
-        raise FeatureStoreError(
-            f"a table of events is one source's; these definitions read {len(sources)}: run one source at a time"
-        )
-    return sources.pop()
-
-
 def _table_events(t_env: StreamTableEnvironment, events: pa.Table) -> DataStream:
     """A table of events (``jobs.events_table``, sorted by event time) as a stream of rows, read in Java.
 
@@ -498,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        window_range_ms = _window_range(args.since, args.until)
+        window_range_ms = window_range(args.since, args.until)
     except FeatureStoreError as exc:
         parser.error(str(exc))
     if window_range_ms is not None and args.events is None:
@@ -522,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     events = (
         None
         if args.events is None
-        else _read_events_table(settings, args.events, definitions, args.rejected, window_range_ms)
+        else read_events_input(settings, args.events, definitions, args.rejected, window_range_ms)
     )
     local = "PYFLINK_GATEWAY_PORT" not in os.environ  # under `flink run` the cluster's reporters apply
     if args.metrics_port and local:  # Flink's reporter would only log that the port is taken
@@ -567,85 +558,6 @@ def main(argv: list[str] | None = None) -> int:
 
         raise job_failure(exc, settings) from None
     return 0
-
-
-def _epoch_ms_arg(text: str, flag: str) -> int:
-    """A CLI time (``registry.core.durations.instant_ms``) as epoch ms; FeatureStoreError naming ``flag``."""
-    from registry.core.durations import instant_ms
-
-    try:
-        return instant_ms(text)
-    except ValueError as exc:
-        raise FeatureStoreError(f"{flag} {exc}") from None
-
-
-LAST_MS = 253_402_300_799_999
-"""9999-12-31T23:59:59.999Z, the latest time Flink SQL and Iceberg hold: the end of an open range."""
-
-
-def _window_range(since: str | None, until: str | None) -> tuple[int, int] | None:
-    """``(since, until)`` in epoch ms from the CLI (an open side: 1970, or ``LAST_MS``), or None."""
-    if since is None and until is None:
-        return None
-    lo = _epoch_ms_arg(since, "--since") if since is not None else 0
-    hi = _epoch_ms_arg(until, "--until") if until is not None else LAST_MS
-    if lo >= hi:
-        raise FeatureStoreError(f"--since must be before --until (got {lo} ms and {hi} ms)")
-    return lo, hi
-
-
-def in_range(events: pa.Table, timestamp_field: str, window_range_ms: tuple[int, int]) -> pa.Table:
-    """The events with ``since <= time < until``."""
-    import pyarrow.compute as pc
-
-    ts = events.column(timestamp_field)
-    since, until = window_range_ms
-    return events.filter(pc.and_(pc.greater_equal(ts, since), pc.less(ts, until)))
-
-
-def _read_events_table(
-    settings: Settings,
-    location: str,
-    definitions: list[FeatureDefinition],
-    rejected_path: Path | None,
-    window_range_ms: tuple[int, int] | None = None,
-) -> pa.Table:
-    """The valid events of ``location`` for the definitions' one source (in ``window_range_ms`` if
-    given); the rest written to ``rejected_path`` with their reasons (nothing is dropped silently),
-    and counted on stderr."""
-    import time
-
-    import pyarrow.parquet as pq
-
-    from jobs.events_table import read_events
-    from jobs.history import ARCHIVE, read_history
-    from sinks.factory import connect_iceberg
-
-    source = one_source(definitions)
-    now_ms = time.time_ns() // 1_000_000
-    events = (
-        read_history(settings, source, now_ms=now_ms, time_range_ms=window_range_ms)
-        if location == ARCHIVE
-        else read_events(location, source, lambda: connect_iceberg(settings), now_ms=now_ms)
-    )
-    print(f"[events] {location}: {events.valid.num_rows:,} events", file=sys.stderr, flush=True)
-    if events.rejected.num_rows:
-        path = rejected_path or settings.definitions_db.parent / f"batch-rejected-{int(time.time())}.parquet"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(events.rejected, path)
-        except OSError as exc:  # a folder, a path under a file, no permission: nothing is run without them
-            raise FeatureStoreError(
-                f"--rejected {path}: cannot write the {events.rejected.num_rows:,} rejected record(s): "
-                f"{exc.strerror or exc}"
-            ) from None
-        counts = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(events.reasons().items()))
-        print(f"[events] {events.rejected.num_rows:,} rejected ({counts}), written to {path}", file=sys.stderr)
-    if window_range_ms is None:
-        return events.valid
-    chosen = in_range(events.valid, source.timestamp_field, window_range_ms)
-    print(f"[events] {chosen.num_rows:,} events in [{window_range_ms[0]}, {window_range_ms[1]}) ms", file=sys.stderr)
-    return chosen
 
 
 def _main() -> int:

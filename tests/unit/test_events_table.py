@@ -193,7 +193,7 @@ def test_an_iceberg_table_reads_like_its_parquet(tmp_path: Path) -> None:
 
 
 def test_a_table_of_events_stands_for_one_source() -> None:
-    from jobs.feature_job import one_source
+    from jobs.batch_input import one_source
     from registry.core.catalog import load_folder
     from registry.core.errors import FeatureStoreError
     from tests.conftest import REPO
@@ -238,14 +238,14 @@ def test_a_bad_table_fails_the_job_in_one_line_before_flink_starts(tmp_path: Pat
 
 
 def test_a_time_range_keeps_events_from_since_up_to_but_not_including_until() -> None:
-    from jobs.feature_job import LAST_MS, _window_range, in_range
+    from jobs.batch_input import LAST_MS, in_range, window_range
 
     events = _events(5, event_time=pa.array([999, 1000, 1500, 1999, 2000], pa.int64()))
     assert in_range(events, "event_time", (1000, 2000)).column("event_time").to_pylist() == [1000, 1500, 1999]
-    assert _window_range("2026-11-01T00:00:00Z", "1793491200001") == (1_793_491_200_000, 1_793_491_200_001)
-    assert _window_range("2026-11-01T01:00:00.001+01:00", None) == (1_793_491_200_001, LAST_MS)
-    assert _window_range(None, "1000") == (0, 1000)
-    assert _window_range(None, None) is None
+    assert window_range("2026-11-01T00:00:00Z", "1793491200001") == (1_793_491_200_000, 1_793_491_200_001)
+    assert window_range("2026-11-01T01:00:00.001+01:00", None) == (1_793_491_200_001, LAST_MS)
+    assert window_range(None, "1000") == (0, 1000)
+    assert window_range(None, None) is None
 
 
 @pytest.mark.parametrize(
@@ -263,11 +263,11 @@ def test_a_time_range_keeps_events_from_since_up_to_but_not_including_until() ->
     ],
 )
 def test_a_bad_time_range_is_named(since: str | None, until: str | None, message: str) -> None:
-    from jobs.feature_job import _window_range
+    from jobs.batch_input import window_range
     from registry.core.errors import FeatureStoreError
 
     with pytest.raises(FeatureStoreError, match=message):
-        _window_range(since, until)
+        window_range(since, until)
 
 
 def test_the_seam_is_the_archive_end_or_what_kafka_holds_and_a_gap_is_named() -> None:
