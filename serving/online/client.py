@@ -113,6 +113,8 @@ class FeatureClient:
         if isinstance(entity_id, Mapping):
             path = f"/v1/features/{entity_type}"
             params.update(entity_id)
+        elif not entity_id:  # its path, `/v1/features/user/`, is another route's (the API redirects to it)
+            raise RequestError(ErrorCode.BAD_ENTITY_ID, "entity id must not be empty")
         else:
             path = f"/v1/features/{entity_type}/{_segment(entity_id)}"
         return dict(
@@ -268,12 +270,14 @@ class FeatureClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise StoreUnavailableError(f"feature API unreachable: {type(exc).__name__}: {exc}") from exc
-        if response.status_code < 400:
-            return response.json()
         try:
             problem = response.json()
-        except ValueError:
+        except ValueError:  # a redirect (not followed), a proxy's page: no answer of the API's shape
             problem = response.text[:500]
+            if response.status_code < 400:
+                raise RequestError(f"http_{response.status_code}", problem or response.reason_phrase) from None
+        if response.status_code < 300:
+            return problem
         code, message = code_of(problem, response.status_code)
         details = problem if isinstance(problem, dict) else {}
         if code is ErrorCode.UNKNOWN_FEATURE:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 MAX_NAMES = 1000
 MAX_VECTOR_PARTS = 16
 _PART_FIELDS = {"entity_type", "entity_id", "entity_key", "names", "feature_service", "request_data"}
+_PART_OBJECTS = {"entity_key", "request_data"}  # a part's objects whose members are checked for repeats
 MAX_BATCH = 1000
 MAX_BATCH_BODY_BYTES = 1024 * 1024
 
@@ -239,8 +240,8 @@ class FeatureReads:
         user x merchant pair's), read concurrently; each part is the GET body of its entity."""
         body = parse_json_object(raw)
         parts = body.get("entities")
-        if isinstance(parts, list) and any(isinstance(p, dict) and "entity_key" in p for p in parts):
-            parts = with_repeats(raw).get("entities")  # read again to see a key field given twice
+        if isinstance(parts, list) and any(isinstance(p, dict) and _PART_OBJECTS & set(p) for p in parts):
+            parts = with_repeats(raw).get("entities")  # read again to see a key or request field given twice
         if set(body) != {"entities"} or not isinstance(parts, list) or not 1 <= len(parts) <= MAX_VECTOR_PARTS:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
@@ -306,6 +307,8 @@ class FeatureReads:
                 "`request_data` must be an object of the request fields, one value per field",
                 fields=[f.name for f in plan.fields],
             )
+        if request_data is not None:
+            _fields_once(request_data)
         data = _body_data(plan, None if request_data is None else {k: [v] for k, v in request_data.items()}, 1)
         return plan, entity_id, key, data, service
 
@@ -339,7 +342,7 @@ class FeatureReads:
         ids = body_ids(entity_type, composite, keys_body(raw, body, composite) if composite else body, MAX_BATCH)
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
-        data = _body_data(plan, body.get("request_data"), len(ids))
+        data = _body_data(plan, _request_data(raw, body), len(ids))
         self._authorize([plan], caller, client)
         with self.bound.admit(len(ids)):
             snapshots = await self._cache.get_each(entity_type, ids)
@@ -456,6 +459,27 @@ def _query_data(plan: Plan, params: dict[str, list[str]]) -> dict[str, list[Any]
         raise ApiError(ErrorCode.BAD_REQUEST_DATA, str(exc)) from exc
 
 
+def _request_data(raw: bytes, body: dict[str, Any]) -> Any:
+    """A batch body's ``request_data``, read again by ``with_repeats`` when one of its fields could be given
+    twice: a field's quoted name is in ``raw`` only once otherwise, and no escape could spell it another way."""
+    data = body.get("request_data")
+    if not isinstance(data, dict) or (b"\\" not in raw and all(raw.count(b'"' + f.encode() + b'"') == 1 for f in data)):
+        return data
+    return with_repeats(raw).get("request_data")
+
+
+def _fields_once(request_data: dict[str, Any]) -> None:
+    """400 for a request field given twice in a body's ``request_data`` (as ``with_repeats`` read it), as for one
+    given twice as a query parameter: never one of its values picked."""
+    twice = getattr(request_data, "repeated", ())
+    if twice:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST_DATA,
+            f"request field(s) {list(twice)} given more than once in `request_data`: give each once",
+            fields=list(twice),
+        )
+
+
 def _body_data(plan: Plan, raw: Any, n: int) -> dict[str, list[Any]]:
     """``request_data`` of a batch body: per request field, one value (or null) per entity id."""
     if raw is None and not plan.fields:
@@ -466,6 +490,7 @@ def _body_data(plan: Plan, raw: Any, n: int) -> dict[str, list[Any]]:
             "`request_data` must be an object of request fields, each a list with one value per entity id",
             fields=[f.name for f in plan.fields],
         )
+    _fields_once(raw)
     wanted = {f.name: f for f in plan.fields}
     missing = sorted(set(wanted) - set(raw))
     extra = sorted(set(raw) - set(wanted))
@@ -597,7 +622,20 @@ class _GetByKey(_Endpoint):
         )
 
 
-async def _read_body(receive: Receive) -> bytes:
+def _declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length`` (None without one, or when it is not digits: the server answers that)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    """The body, at most ``MAX_BATCH_BODY_BYTES``: 413 at once when its ``Content-Length`` says more (a slow
+    sender does not hold the request while a megabyte arrives), or as soon as more than that has arrived."""
+    declared = _declared_length(scope)
+    if declared is not None and declared > MAX_BATCH_BODY_BYTES:
+        raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
     chunks = []
     size = 0
     while True:
@@ -618,7 +656,7 @@ class _Batch(_Endpoint):
         self._reads.bound.check()  # before the body is read and parsed: refusing must cost little
         entity_type = scope["path_params"]["entity_type"]
         try:
-            raw = await _read_body(receive)
+            raw = await _read_body(scope, receive)
         except ApiError:
             self._reads.check_entity_type(entity_type)  # 404 before anything in the body, its size too (413)
             raise
@@ -631,7 +669,7 @@ class _Vectors(_Endpoint):
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         self._reads.bound.check()
         return await self._reads.vectors(
-            await _read_body(receive), scope.get("headers", ()), caller_of(scope), client_of(scope)
+            await _read_body(scope, receive), scope.get("headers", ()), caller_of(scope), client_of(scope)
         )
 
 

@@ -215,7 +215,8 @@ class Plans:
         self._keep(key, plan)
 
     def for_service(self, key: PlanKey, entity_type: str, ref: str) -> Plan:
-        """The pinned versions of a feature service's features of ``entity_type`` (empty if it has none)."""
+        """The pinned versions of a feature service's features of ``entity_type`` (empty if it has none; an
+        empty plan is not kept, so every request for it is refused again, not served from the cache)."""
         catalog, index = self.snapshot()
         if index is None:
             raise UnknownFeatureServiceError(ref)
@@ -225,4 +226,5 @@ class Plans:
             catalog.request_feature(p.entity, p.name, p.version) or catalog.get(p.entity, p.name, p.version)
             for p in pins
         ]
-        return self._keep(key, Plan.mixed(catalog, entity_type, [p.name for p in pins], features))
+        plan = Plan.mixed(catalog, entity_type, [p.name for p in pins], features)
+        return self._keep(key, plan) if plan.output_keys else plan

@@ -863,3 +863,44 @@ def test_a_feature_service_version_or_pin_that_is_not_a_32_bit_integer_is_refuse
         answer = client.post("/v1/feature-services", json=body)
         assert (answer.status_code, answer.json()["error"]) == (422, "invalid_feature_service"), answer.text
     assert client.post("/v1/feature-services", json={"name": "m", "features": [pin]}).status_code == 201
+
+
+def test_a_body_declared_larger_than_the_limit_is_refused_before_it_is_read(live: LiveCatalog) -> None:
+    import asyncio
+    from collections.abc import MutableMapping
+
+    app = create_app(live, Source(), clock_us=lambda: NOW * 1000)
+    received: list[int] = []
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:  # a slow sender: a byte at a time, never done
+        received.append(1)
+        return {"type": "http.request", "body": b" ", "more_body": True}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    async def call(path: str) -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"99999999999")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 8000),
+        }
+        await asyncio.wait_for(app(scope, receive, send), timeout=10)
+
+    for path in ("/v1/features/user/batch", "/v1/vectors"):
+        received.clear()
+        sent.clear()
+        asyncio.run(call(path))
+        assert sent[0]["status"] == 413, path
+        assert b"body_too_large" in b"".join(m.get("body", b"") for m in sent[1:])
+        assert received == [], path  # refused on the header: not one chunk was waited for
