@@ -19,24 +19,37 @@ What Avro's writer does, and so what this does (``Schema.toJson`` in Avro 1.11):
   default, order`` (only when not ``ascending``), ``aliases``, ``<properties>``. Enums: ``type, name, namespace,
   doc, symbols, default, <properties>, aliases``. Fixed: ``type, name, namespace, doc, size, <properties>,
   aliases``. Arrays ``type, items, <properties>``; maps ``type, values, <properties>``; unions a JSON array.
-- Compact JSON (no spaces), non-ASCII characters as they are.
+- Compact JSON (no spaces) as Jackson writes it: non-ASCII characters as they are, control characters as
+  ``\\u001F``, doubles as Java's ``Double.toString`` (``1.0E10``; NaN as ``"NaN"``), a float's string default
+  as the number Avro reads from it.
 
 Names declared by referenced schemas (Confluent's ``references``) count as met before: they are written by
 name, never inlined, as ``Schema.toString(referencedSchemas, false)`` does. The input has been validated
-(``avro_compat.validate`` and fastavro) before it comes here.
+(``avro_compat.validate``, which accepts what Avro Java's parser accepts) before it comes here.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
+
+from registry.schema_registry.avro_compat import java_double
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _RESERVED = frozenset({"doc", "fields", "items", "name", "namespace", "size", "symbols", "values", "type", "aliases"})
 _ENUM_RESERVED = _RESERVED | {"default"}
 _FIELD_RESERVED = frozenset({"default", "doc", "name", "order", "type", "aliases"})
 _NAMED = frozenset({"record", "error", "enum", "fixed"})
+
+
+def _namespace(node: dict[str, Any], space: str | None) -> str | None:
+    """The namespace a named type declares (Avro Java ignores one that is not a string), else ``space``."""
+    declared = node.get("namespace")
+    return declared if isinstance(declared, str) else space
 
 
 def _split(name: str, space: str | None) -> tuple[str, str | None]:
@@ -51,14 +64,33 @@ def _full(short: str, space: str | None) -> str:
 
 
 def _qualified(full: str, space: str | None) -> str:
-    """Avro's ``Name.getQualified(space)``: the short name within its own namespace, else the full name."""
+    """Avro's ``Name.getQualified(space)``: the short name within its own namespace (unless it is a primitive's
+    name, as ``a.int``), else the full name."""
     short, own = _split(full, None)
-    return short if own is None or own == space else full
+    return short if (own is None or own == space) and short not in PRIMITIVES else full
 
 
 class _Writer:
     def __init__(self) -> None:
         self.declared: set[str] = set()  # full names met so far: written by name from then on
+        self.definitions: dict[str, tuple[dict[str, Any], str | None]] = {}  # full name -> (JSON, own namespace)
+
+    def collect(self, node: Any, space: str | None) -> None:
+        """Note where each named type of the schema is defined, for a name used before its definition."""
+        if isinstance(node, list):
+            for member in node:
+                self.collect(member, space)
+        elif isinstance(node, dict):
+            kind = node.get("type")
+            if isinstance(kind, str) and kind in _NAMED:
+                short, own = _split(str(node["name"]), _namespace(node, space))
+                self.definitions.setdefault(_full(short, own), (node, own))
+                for f in node.get("fields", ()) if kind in ("record", "error") else ():
+                    self.collect(f.get("type"), own)
+            elif kind == "array":
+                self.collect(node.get("items"), space)
+            elif kind == "map":
+                self.collect(node.get("values"), space)
 
     def declare(self, node: Any, space: str | None) -> None:
         """Note the named types of a referenced schema (it is not written)."""
@@ -68,7 +100,7 @@ class _Writer:
         elif isinstance(node, dict):
             kind = node.get("type")
             if isinstance(kind, str) and kind in _NAMED:
-                short, own = _split(str(node["name"]), node.get("namespace", space))
+                short, own = _split(str(node["name"]), _namespace(node, space))
                 self.declared.add(_full(short, own))
                 for f in node.get("fields", ()) if kind in ("record", "error") else ():
                     self.declare(f.get("type"), own)
@@ -83,6 +115,13 @@ class _Writer:
         """A named type met again: resolved as Avro's ``Names.get`` does (the enclosing namespace first)."""
         if "." not in name and space is not None and _full(name, space) in self.declared:
             return name
+        if name not in self.declared:
+            # not written yet (used before its definition, or defined inside a type written later): written in
+            # full here, as Avro writes a type where it first meets it, and by name at its definition
+            found = self.definitions.get(_full(name, space) if "." not in name else name) or self.definitions.get(name)
+            if found is not None:
+                node, own = found
+                return self.write({**node, "name": _split(str(node["name"]), own)[0], "namespace": own or ""}, space)
         return _qualified(name, space)
 
     def write(self, node: Any, space: str | None) -> Any:
@@ -102,7 +141,7 @@ class _Writer:
             return {"type": "map", "values": self.write(node["values"], space), **self._props(node, _RESERVED)}
         if kind not in _NAMED:  # {"type": "SomeRecord"}: a reference
             return self.reference(kind, space)
-        short, own = _split(str(node["name"]), node.get("namespace", space))
+        short, own = _split(str(node["name"]), _namespace(node, space))
         full = _full(short, own)
         if full in self.declared:
             return _qualified(full, space)
@@ -112,35 +151,42 @@ class _Writer:
             out["namespace"] = own
         elif own is None and space is not None:
             out["namespace"] = ""
-        if "doc" in node:
+        if isinstance(node.get("doc"), str):  # Avro Java reads a string doc only
             out["doc"] = node["doc"]
         if kind in ("record", "error"):
             out["fields"] = [self._field(f, own) for f in node["fields"]]
             out.update(self._props(node, _RESERVED))
         elif kind == "enum":
             out["symbols"] = node["symbols"]
-            if node.get("default") is not None:
+            if isinstance(node.get("default"), str):  # Avro Java reads a string default only
                 out["default"] = node["default"]
             out.update(self._props(node, _ENUM_RESERVED))
         else:
             out["size"] = node["size"]
             out.update(self._props(node, _RESERVED))
-        aliases = [_qualified(_full(*_split(str(a), own)), own) for a in node.get("aliases") or ()]
+        # a set in Avro Java: "Old" and "n.Old" in namespace n are one alias, written once
+        aliases = list(dict.fromkeys(_qualified(_full(*_split(str(a), own)), own) for a in node.get("aliases") or ()))
         if aliases:
             out["aliases"] = aliases
         return out
 
     def _field(self, f: dict[str, Any], space: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {"name": f["name"], "type": self.write(f["type"], space)}
-        if "doc" in f:
+        if isinstance(f.get("doc"), str):
             out["doc"] = f["doc"]
         if "default" in f:
-            out["default"] = f["default"]
+            default, kind = f["default"], out["type"]
+            if isinstance(kind, dict):
+                kind = kind["type"]
+            if isinstance(default, str) and kind in ("float", "double"):
+                # Avro Java reads a float's string default as a number (Double.parseDouble) and writes that
+                default = java_double(default)
+            out["default"] = default
         order = f.get("order", "ascending")
         if isinstance(order, str) and order.lower() != "ascending":
             out["order"] = order.lower()
         if f.get("aliases"):
-            out["aliases"] = list(f["aliases"])
+            out["aliases"] = list(dict.fromkeys(f["aliases"]))
         out.update(self._props(f, _FIELD_RESERVED))
         return out
 
@@ -153,6 +199,45 @@ def canonical_text(schema: Any, references: Sequence[Any] = ()) -> str:
     """The text Confluent's registry would keep for ``schema`` (parsed JSON, validated), whose named types
     may be declared in ``references`` (parsed JSON of the referenced schemas, every transitive one)."""
     writer = _Writer()
+    writer.collect(schema, None)
     for reference in references:
         writer.declare(reference, None)
-    return json.dumps(writer.write(schema, None), separators=(",", ":"), ensure_ascii=False)
+    return _dumps(writer.write(schema, None))
+
+
+_CONTROL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u00([0-9a-f]{2})")  # an escape, not an escaped backslash
+
+
+def _java_double(value: float) -> str:
+    """How Jackson writes a double (Java's ``Double.toString``): ``1.0E10``, ``1.0E-5``, ``0.001``, ``"NaN"``."""
+    if math.isnan(value):
+        return '"NaN"'
+    if math.isinf(value):
+        return '"Infinity"' if value > 0 else '"-Infinity"'
+    if value == 0:
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    sign = "-" if value < 0 else ""
+    _, digits, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
+    shown = "".join(map(str, digits))
+    point = len(shown) + int(exponent)  # the decimal point sits after this many digits
+    if 1e-3 <= abs(value) < 1e7:
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{shown}"
+        whole, fraction = shown[:point].ljust(point, "0"), shown[point:]
+        return f"{sign}{whole}.{fraction or '0'}"
+    return f"{sign}{shown[0]}.{shown[1:] or '0'}E{point - 1}"
+
+
+def _dumps(value: Any) -> str:
+    """Compact JSON as Jackson writes it: doubles as Java does, control characters as ``\\u001F``."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_dumps(str(k))}:{_dumps(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dumps(v) for v in value) + "]"
+    if isinstance(value, float):
+        return _java_double(value)
+    if isinstance(value, str):
+        return _CONTROL_ESCAPE.sub(
+            lambda m: f"{m.group(1)}\\u00{m.group(2).upper()}", json.dumps(value, ensure_ascii=False)
+        )
+    return json.dumps(value, ensure_ascii=False)

@@ -129,8 +129,8 @@ class _Schemas:
         choices = ["primitive", "primitive_props", "array", "map", "union"]
         if depth < 3:
             choices += ["record", "record", "enum", "fixed"]
-        # A type of the null namespace cannot be named from inside another namespace (Avro's rule; Avro's Java
-        # parser falls back to it, fastavro does not, and our registry refuses it as fastavro does).
+        # A type of the null namespace named from inside another namespace: Avro's Java parser (1.12) falls back to
+        # it, and so does our registry; the generator leaves it out because the Avro this test compares with may not.
         reachable = [(full, own) for full, own in self.named if own is not None or space is None]
         if reachable:
             choices.append("reference")
