@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from registry.core.catalog import FeatureCatalog
-from registry.core.definitions import MAX_VERSION, FeatureDefinition, check_streams
+from registry.core.definitions import (
+    MAX_VERSION,
+    FeatureDefinition,
+    check_event_schema,
+    check_lateness,
+    check_streams,
+)
 from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.core.request_features import RequestFeature
 from registry.sqlite_store import SqliteStore
@@ -121,6 +127,15 @@ def _put_version(
     return action
 
 
+def _check_runnable(registered: Sequence[Registered], *, activated: bool = False) -> None:
+    """DefinitionError if a version a registration created (or, ``activated``, pointed at) and that is now active,
+    so the live job starts computing it, is one the job cannot compute over its event schema
+    (``event_schema_problems``)."""
+    for r in registered:
+        if (activated or r.action in ("created", "new_version")) and r.active_version == r.definition.version:
+            check_event_schema(r.definition)
+
+
 class DefinitionStore(SqliteStore):
     DDL = _DDL
 
@@ -138,7 +153,10 @@ class DefinitionStore(SqliteStore):
         with self._tx() as conn:
             registered = self._register(conn, definition, version_given=version_given, activate=activate)
             self._check_streams(conn, {(definition.entity, definition.source.topic)})
-            self._catalog(conn)  # DefinitionError (rolling back) if a name or alias is now taken twice
+            _check_runnable([registered], activated=activate)
+            # DefinitionError (rolling back) if a name or alias is now taken twice, or the job would refuse the
+            # features now active (one source's features disagreeing on allowed_lateness)
+            check_lateness(self._catalog(conn).active(), {definition.source})
             return registered
 
     def register_all(
@@ -153,11 +171,12 @@ class DefinitionStore(SqliteStore):
         with self._tx() as conn:
             registered = [self._register(conn, d, version_given=True, activate=False) for d in definitions]
             self._check_streams(conn, {(d.entity, d.source.topic) for d in definitions})
+            _check_runnable(registered)
             for r in hashed:
                 self._register_request(conn, r)
             # DefinitionError (rolling back) if a name or alias is taken twice or an input is unregistered: what
             # the store holds must stay a catalog every command can load.
-            self._catalog(conn)
+            check_lateness(self._catalog(conn).active(), {d.source for d in definitions})
             return registered
 
     def _register_request(self, conn: sqlite3.Connection, r: RequestFeature) -> None:
@@ -278,7 +297,13 @@ class DefinitionStore(SqliteStore):
                 self._point(conn, entity, name, version)
                 moved.add((entity, found[0]))
             self._check_streams(conn, moved)
-            self._catalog(conn)  # DefinitionError (rolling back) if the versions now active take a name twice
+            # DefinitionError (rolling back) if the versions now active take a name twice, or their sources'
+            # features disagree on allowed_lateness (the job would refuse them)
+            catalog = self._catalog(conn)
+            activated = [catalog.get(e, n, v) for (e, n), v in asked.items()]
+            for d in activated:  # the live job starts computing them
+                check_event_schema(d)
+            check_lateness(catalog.active(), {d.source for d in activated})
 
     # --- reads ------------------------------------------------------------------------------------
 

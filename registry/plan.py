@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from registry.core.catalog import FeatureCatalog
-from registry.core.definitions import FeatureDefinition
+from registry.core.definitions import FeatureDefinition, check_lateness, event_schema_problems
 from registry.core.errors import DefinitionError
 from registry.core.request_features import RequestFeature
 from registry.definition_store import DefinitionConflictError, DefinitionStore, Registered
@@ -70,6 +70,9 @@ def _plan(
     for d in _distinct(definitions, found, places):
         existing = [v for v in catalog.versions(d.entity, d.name)]
         same = next((v for v in existing if v.version == d.version), None)
+        if same is None and (problems := event_schema_problems(d)):  # a new version the job could not compute
+            found.append(f"{d.entity}.{d.name} v{d.version}: " + "; ".join(problems))
+            continue
         if same is None:
             if not existing:
                 changes.append(Change("create", d, "new feature (becomes active)"))
@@ -87,8 +90,8 @@ def _plan(
             fields = sorted(k for k in d.model_fields if getattr(d, k) != getattr(same, k))
             changes.append(Change("update_metadata", d, "metadata: " + ", ".join(fields)))
     if not found:  # what the store would hold after the apply: every name and alias taken once
-        try:
-            catalog.after(definitions)
+        try:  # ... and what the job would then run: one allowed_lateness per source
+            check_lateness(catalog.after(definitions).active(), {d.source for d in definitions})
         except DefinitionError as exc:
             found.append(str(exc))
     conflicts.extend(found)

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from registry.core.durations import Duration, format_duration
 from registry.core.entity_keys import MAX_KEY_FIELDS
-from registry.core.errors import DefinitionError
+from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.value_types import SPECS, ValueType
 
 __all__ = ["ValueType"]  # re-exported: the value types themselves live in registry.core.value_types
@@ -53,6 +53,10 @@ def _subject_name(value: str) -> str:
 
 
 MAX_VERSION = 2**31 - 1  # versions are 32-bit, as Flink's INT and the stores' int columns
+SQL_DURATION_LIMIT = timedelta(days=1000)
+"""Durations the job writes into its Flink SQL as intervals (window size, slide and gap, allowed lateness,
+out-of-orderness) stay below this: Flink's planner takes an interval's leading field to 3 digits
+(``DAY(3) TO SECOND(3)``, ``jobs.sql.interval``), so 1000d or more would fail the job at its start."""
 MAX_TTL = timedelta(seconds=630_720_000)  # 7300d, 20 years: Cassandra's longest TTL, which online cells carry
 # Control characters are Unicode's category Cc: C0 (\x00-\x1f), DEL and C1 (\x80-\x9f, e.g. NEL \x85).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -71,13 +75,53 @@ def _prose(value: str) -> str:
     return value
 
 
+def _entity_key(value: object) -> object:
+    """One event field name (a single key, kept a string) or a list of 2-8 distinct ones (a composite key, a
+    tuple): checked here as one problem at ``entity_key``, not once per branch of a union."""
+    if isinstance(value, str):
+        return _field_name(value, "`entity_key` ")
+    if isinstance(value, list | tuple):
+        for field in value:
+            if not isinstance(field, str):
+                raise ValueError(f"a composite `entity_key` lists event field names, not {field!r:.100}")
+            _field_name(field, "`entity_key` field ")
+        if not 2 <= len(value) <= MAX_KEY_FIELDS:
+            raise ValueError(
+                f"a composite `entity_key` lists 2-{MAX_KEY_FIELDS} fields (one field is written as a string)"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError(f"`entity_key` lists a field twice: {list(value)}")
+        return tuple(value)
+    raise ValueError(f"`entity_key` is an event field name or a list of 2-{MAX_KEY_FIELDS} of them, not {value!r:.100}")
+
+
+def _characters(low: int, high: int) -> AfterValidator:
+    """A length bound counted and named in characters (pydantic's constraint on an annotated string says "items")."""
+
+    def check(value: str) -> str:
+        if not low <= len(value) <= high:
+            raise ValueError(f"must be {low}-{high} characters, not {len(value)}")
+        return value
+
+    return AfterValidator(check)
+
+
 Version = Annotated[int, Field(strict=True, ge=1, le=MAX_VERSION)]  # no bool, "7" or 7.0
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 Prose = Annotated[str, AfterValidator(_prose)]
 TopicName = Annotated[str, AfterValidator(_topic_name)]
 FieldName = Annotated[str, AfterValidator(_field_name)]
 SubjectName = Annotated[str, AfterValidator(_subject_name)]
+Tag = Annotated[PlainText, _characters(1, 64)]  # counted in characters, the message too
 AggregationFunction = Literal["count", "sum", "mean", "min", "max", "last", "count_distinct"]
+
+
+def _below_sql_limit(what: str, value: timedelta) -> None:
+    if value >= SQL_DURATION_LIMIT:
+        raise ValueError(
+            f"{what} must be below {format_duration(SQL_DURATION_LIMIT)} (the longest interval the stream job's Flink"
+            f" SQL holds is 999 days 23:59:59.999), not {format_duration(value)}"
+        )
 
 
 class _Frozen(BaseModel):
@@ -90,7 +134,7 @@ class Source(_Frozen):
     topic: TopicName = Field(description="Kafka topic: 1-249 of A-Z a-z 0-9 . _ -")
     event_schema: str = Field(pattern=NAME_PATTERN, description="reader schema: schemas/<event_schema>.avsc")
     subject: SubjectName = Field(description="schema-registry subject of the event schema")
-    entity_key: FieldName | tuple[FieldName, ...] = Field(
+    entity_key: Annotated[FieldName | tuple[FieldName, ...], BeforeValidator(_entity_key)] = Field(
         description="event field holding the entity id, or 2-8 distinct fields that key it together "
         "(a composite key, e.g. user_id and merchant_id); registry.core.entity_keys encodes them into one id"
     )
@@ -105,6 +149,7 @@ class Source(_Frozen):
 
     @model_validator(mode="after")
     def _key(self) -> Source:
+        _below_sql_limit("`max_out_of_orderness`", self.max_out_of_orderness)
         if self.idle_timeout <= timedelta(0):
             raise ValueError(
                 "`idle_timeout` must be positive (Flink reads 0 as: a silent partition holds time back forever)"
@@ -161,6 +206,10 @@ class Window(_Frozen):
             value = getattr(self, name)
             if value is not None and value <= timedelta(0):
                 raise ValueError(f"window `{name}` must be positive")
+        for name in ("size", "slide", "gap", "allowed_lateness"):
+            value = getattr(self, name)
+            if value is not None:
+                _below_sql_limit(f"window `{name}`", value)
         return self
 
 
@@ -201,7 +250,7 @@ class FeatureDefinition(_Frozen):
     version: Version
     owner: PlainText = Field(min_length=1, max_length=256, description="owning team")
     description: Prose = Field(default="", max_length=4096)
-    tags: tuple[Annotated[PlainText, Field(min_length=1, max_length=64)], ...] = Field(default=(), max_length=64)
+    tags: tuple[Tag, ...] = Field(default=(), max_length=64)
     value_type: ValueType
     source: Source
     window: Window
@@ -340,3 +389,93 @@ def check_streams(definitions: Iterable[FeatureDefinition]) -> dict[str, Source]
                 f"stream ({d.stream}) but read its topic differently: one stream must have one source"
             )
     return {stream: source for stream, (source, _) in found.items()}
+
+
+def check_lateness(definitions: Iterable[FeatureDefinition], sources: Iterable[Source] | None = None) -> None:
+    """DefinitionError if features of one source (read the same way: ``jobs.sql.source_lateness``) disagree on
+    ``allowed_lateness``; only ``sources`` are looked at when given.
+
+    Lateness is decided once per event, at the source (design §5.3), so the job refuses such features at
+    start; a session feature's lateness is 0. Registration and activation check what would be active.
+    """
+    wanted = None if sources is None else set(sources)
+    found: dict[Source, dict[timedelta, list[FeatureDefinition]]] = {}
+    for d in definitions:
+        if wanted is None or d.source in wanted:
+            found.setdefault(d.source, {}).setdefault(d.window.allowed_lateness, []).append(d)
+    for source, by_lateness in found.items():
+        if len(by_lateness) > 1:
+            detail = "; ".join(
+                f"{format_duration(lateness) if lateness else '0s'}: "
+                + ", ".join(f"{d.entity}.{d.name} v{d.version}" for d in sorted(held, key=lambda d: d.key))
+                for lateness, held in sorted(by_lateness.items())
+            )
+            raise DefinitionError(
+                f"active features reading topic {source.topic} disagree on allowed_lateness ({detail}): lateness is "
+                "decided once per event at the source, so one source's features share one allowed_lateness (a "
+                "session feature's is 0) or the stream job refuses them"
+            )
+
+
+_NUMBERS = frozenset({"int", "long", "float", "double"})
+_FAMILY = {
+    "int": "long",
+    "long": "long",
+    "float": "double",
+    "double": "double",
+    "string": "string",
+    "boolean": "boolean",
+}
+
+
+def event_schema_problems(d: FeatureDefinition) -> list[str]:
+    """What keeps the stream job from computing ``d`` over its reader schema (``schemas/<event_schema>.avsc``):
+    a schema that is not there, a key, time, id or aggregated field it does not have, or an aggregated field
+    whose values the aggregation cannot turn into ``value_type`` (a string summed, or a string's ``min`` as a
+    long: Flink's CAST fails on the first event and the job restarts forever). Empty when the job can run it."""
+    from schemas import SCHEMA_DIR, field_type, load_schema
+
+    path = SCHEMA_DIR / f"{d.source.event_schema}.avsc"
+    if not path.is_file():
+        return [f"source.event_schema: no reader schema {d.source.event_schema!r} (schemas/<name>.avsc)"]
+    try:
+        fields = {f["name"]: field_type(f) for f in load_schema(d.source.event_schema)["fields"]}
+    except (OSError, ValueError, KeyError, TypeError, FeatureStoreError) as exc:
+        return [f"source.event_schema: {d.source.event_schema!r} is not a usable reader schema: {exc}"]
+    problems = []
+    named = [("source.entity_key", f) for f in d.source.key_fields] + [
+        ("source.timestamp_field", d.source.timestamp_field)
+    ]
+    if d.source.event_id_field is not None:
+        named.append(("source.event_id_field", d.source.event_id_field))
+    if d.aggregation.field is not None:
+        named.append(("aggregation.field", d.aggregation.field))
+    for where, field in named:
+        if field not in fields:
+            problems.append(f"{where}: {d.source.event_schema!r} has no field {field!r}")
+    if d.source.timestamp_field in fields and fields[d.source.timestamp_field] not in ("int", "long"):
+        problems.append(
+            f"source.timestamp_field: {d.source.timestamp_field!r} is {fields[d.source.timestamp_field]}, not epoch "
+            "milliseconds (long)"
+        )
+    function, aggregated = d.aggregation.function, d.aggregation.field
+    kind = fields.get(aggregated) if aggregated is not None else None
+    if kind is not None and function != "count_distinct":
+        family = _FAMILY.get(kind)
+        fits = {
+            "sum": kind in _NUMBERS or kind == "boolean",
+            "mean": kind in _NUMBERS or kind == "boolean",
+            "min": d.value_type == "string" or (family in ("long", "double") and d.value_type in ("long", "double")),
+            "max": d.value_type == "string" or (family in ("long", "double") and d.value_type in ("long", "double")),
+            "last": d.value_type in (family, "string") or (family == "long" and d.value_type == "double"),
+        }[function]
+        if not fits:
+            problems.append(f"aggregation: `{function}` of {aggregated!r} ({kind}) cannot give a {d.value_type} value")
+    return problems
+
+
+def check_event_schema(d: FeatureDefinition) -> None:
+    """DefinitionError naming ``d`` and every problem ``event_schema_problems`` finds."""
+    problems = event_schema_problems(d)
+    if problems:
+        raise DefinitionError(f"{d.entity}.{d.name} v{d.version}: " + "; ".join(problems))

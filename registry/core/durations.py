@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, PlainSerializer
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # ASCII digits then the unit, nothing around them: "٥m" is not 5 minutes, and " 5m", "5 m" and "5m\n" are refused.
 _PATTERN = re.compile(r"([0-9]+)(ms|s|m|h|d)")
+_MAX_DIGITS = 20  # past any timedelta (999,999,999 days is 17 digits of ms): out of range, not parsed
 
 
 def parse_duration(value: object) -> timedelta:
@@ -22,10 +23,13 @@ def parse_duration(value: object) -> timedelta:
     match = _PATTERN.fullmatch(value)
     if not match:
         raise ValueError(f"duration {value!r} is not a whole number followed by ms, s, m, h or d")
+    digits = match.group(1).lstrip("0") or "0"  # "0005m" is 5m
     try:
-        return timedelta(milliseconds=int(match.group(1)) * _UNITS_MS[match.group(2)])
+        if len(digits) > _MAX_DIGITS:  # int() itself refuses more than 4,300 digits, with advice about sys
+            raise OverflowError
+        return timedelta(milliseconds=int(digits) * _UNITS_MS[match.group(2)])
     except OverflowError:
-        raise ValueError(f"duration {value!r} is out of range") from None
+        raise ValueError(f"duration {value[:40]!r}{'...' if len(value) > 40 else ''} is out of range") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -30,11 +30,11 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.core.definitions import NAME_PATTERN, PlainText, Prose, Version
+from registry.core.definitions import NAME_PATTERN, PlainText, Prose, Tag, Version
 from registry.core.errors import RequestFeatureError
 from registry.core.refs import parse_ref
 from registry.core.value_types import ValueType, arrow_type
@@ -68,7 +68,7 @@ class RequestFeature(_Frozen):
     version: Version
     owner: PlainText = Field(min_length=1, max_length=256)
     description: Prose = Field(default="", max_length=4096)
-    tags: tuple[Annotated[PlainText, Field(min_length=1, max_length=64)], ...] = Field(default=(), max_length=64)
+    tags: tuple[Tag, ...] = Field(default=(), max_length=64)
     value_type: ValueType
     function: str = Field(description="`package.module:function`, importable where it is read")
     function_hash: str | None = Field(
