@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from registry.core import entity_keys
-from registry.core.definitions import FeatureDefinition, Source, Window, check_streams
+from registry.core.definitions import SQL_DURATION_LIMIT, FeatureDefinition, Source, Window, check_streams
 from registry.core.durations import to_millis
 from registry.core.errors import DefinitionError
 from registry.core.value_types import SPECS, Value, ValueType, from_text
+from schemas import load_schema
 from udfs.decode import MAX_FUTURE_MS
 
 
@@ -68,14 +69,29 @@ def source_lateness(definitions: Iterable[FeatureDefinition]) -> dict[Source, ti
     return out
 
 
+_MAX_PRECISION = 3
+"""Flink's planner takes a day-time interval's leading precision up to 3 digits only (``DAY_INTERVAL_TYPES
+precision is not supported: 4``): ``'2000' SECOND(4)`` or ``'1441' MINUTE(4)`` failed the job at its start."""
+
+
 def interval(value: timedelta) -> str:
-    """A Flink SQL interval literal for a duration."""
+    """A Flink SQL interval literal for a duration, exact to the millisecond: one unit when its count has at most
+    3 digits, else days to seconds (``'1 00:00:00.001' DAY(3) TO SECOND(3)``), below 1,000 days."""
     ms = to_millis(value)
     for unit, unit_ms in (("DAY", 86_400_000), ("HOUR", 3_600_000), ("MINUTE", 60_000), ("SECOND", 1_000)):
-        if ms % unit_ms == 0:
+        if ms % unit_ms == 0 and len(str(ms // unit_ms)) <= _MAX_PRECISION:
             n = ms // unit_ms
             return f"INTERVAL '{n}' {unit}({max(2, len(str(n)))})"
-    return f"INTERVAL '{ms / 1000:.3f}' SECOND({max(2, len(str(ms // 1000)))}, 3)"
+    seconds, millis = divmod(ms, 1_000)
+    if ms >= 0 and len(str(seconds)) <= _MAX_PRECISION:
+        return f"INTERVAL '{seconds}.{millis:03d}' SECOND({max(2, len(str(seconds)))}, 3)"
+    days, rest = divmod(ms, 86_400_000)
+    if not 0 <= ms < to_millis(SQL_DURATION_LIMIT):  # 10**_MAX_PRECISION days: what registration refuses too
+        raise DefinitionError(f"a duration of {ms} ms is beyond what Flink SQL's intervals hold (1,000 days)")
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1_000)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY(3) TO SECOND(3)"
 
 
 def source_ddl(table: str, source: Source, lateness: timedelta, *, bootstrap: str, group_id: str, bounded: bool) -> str:
@@ -127,12 +143,21 @@ def source_select(table: str, lateness: timedelta) -> str:
 
 
 def dedup_sql(view: str, source: Source, columns: list[str]) -> str:
-    """Keep the first arrival of each event id (a resend counts once); append-only, rowtime kept."""
+    """Keep the first arrival of each event id (a resend counts once), and every event without one (an optional id
+    field); append-only, rowtime kept."""
     assert source.event_id_field is not None
     cols = ", ".join(ident(c) for c in columns)
+    event_id = ident(source.event_id_field)
+    if not _nullable(source, source.event_id_field):
+        return (
+            f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {event_id} "
+            f"ORDER BY proctime ASC) AS __rn FROM {ident(view)}) WHERE __rn = 1"
+        )
+    # An event without its (optional) id is no resend of another: one partition of nulls dropped all but the first.
     return (
-        f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {ident(source.event_id_field)} "
-        f"ORDER BY proctime ASC) AS __rn FROM {ident(view)}) WHERE __rn = 1"
+        f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {event_id} "
+        f"ORDER BY proctime ASC) AS __rn FROM {ident(view)} WHERE {event_id} IS NOT NULL) WHERE __rn = 1\n"
+        f"UNION ALL SELECT {cols}, rowtime FROM {ident(view)} WHERE {event_id} IS NULL"
     )
 
 
@@ -189,22 +214,35 @@ def _group_window(group: WindowGroup, time_column: str) -> tuple[str, str, str]:
     return f"SESSION({args})", f"SESSION_START({args})", f"SESSION_END({args})"
 
 
+def _nullable(source: Source, field: str) -> bool:
+    """Whether the source's reader schema lets ``field`` be null (a union with null): the decoder passes a null
+    there (only required fields must be present)."""
+    try:
+        types = {f["name"]: f["type"] for f in load_schema(source.event_schema)["fields"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # no usable reader schema: the job refuses the definition before it gets here
+    kind = types.get(field)
+    return isinstance(kind, list) and "null" in kind
+
+
 def aggregate_sql(group: WindowGroup, view: str, time_column: str = "rowtime") -> str:
     """One row per (entity, window) and per update of it: entity_id, window_start, window_end,
     ``revision`` (events in the window: grows with every late update), then one column per feature.
 
     A composite key's ``entity_id`` is its fields encoded by ``registry.core.entity_keys``; an event
-    with any of them null belongs to no entity of the type and is left out.
+    with any of them null belongs to no entity of the type and is left out, as is an event whose single key
+    field, optional in the reader schema, is null (it made a window of a null entity id).
 
     Legacy group windows, because they alone re-fire on late events (``table.exec.emit.late-fire.*``).
     """
     fields = group.source.key_fields
+    may_be_null = [f for f in fields if len(fields) > 1 or _nullable(group.source, f)]
     window, start, end = _group_window(group, time_column)
     aggregates = ",\n  ".join(_aggregate(d) for d in group.features)
     return (
         f"SELECT {entity_keys.encode_sql(fields, ident)} AS entity_id, {start} AS window_start, {end} AS window_end,\n"
         f"  COUNT(*) AS revision,\n  {aggregates}\n"
         f"FROM {ident(view)}\n"
-        + (f"WHERE {' AND '.join(f'{ident(f)} IS NOT NULL' for f in fields)}\n" if len(fields) > 1 else "")
+        + (f"WHERE {' AND '.join(f'{ident(f)} IS NOT NULL' for f in may_be_null)}\n" if may_be_null else "")
         + f"GROUP BY {', '.join(ident(f) for f in fields)}, {window}"
     )

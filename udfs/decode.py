@@ -74,7 +74,7 @@ class EventDecoder:
     def decode(self, payload: bytes | None) -> dict[str, Any]:
         schema_id, body = unframe(payload)
         writer, with_ints = self._writer(schema_id)
-        buf = io.BytesIO(body)
+        buf = _Body(body)
         try:
             record = fastavro.schemaless_reader(buf, writer, self._reader)
         except Exception as exc:
@@ -120,6 +120,20 @@ class EventDecoder:
             )
         if ts_ms < 0:
             raise DecodeError("bad_timestamp", f"{self._timestamp_field}={ts_ms} is before 1970")
+
+
+class _Body(io.BytesIO):
+    """An Avro body that refuses to be read short. fastavro checks the length of what it reads but not of what it
+    skips: a writer-only string or bytes at the end of a record, cut short or of a negative length (``read(-n)``
+    reads the rest), was accepted. Avro's Java reader, the live job's (``CheckedDecoder``), refuses both."""
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is None or size < 0:
+            raise EOFError(f"malformed data: a length of {size}")
+        data = super().read(size)
+        if len(data) < size:
+            raise EOFError(f"a length of {size} runs past the record's end ({len(data)} bytes left)")
+        return data
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

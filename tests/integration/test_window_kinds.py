@@ -112,10 +112,11 @@ def _fixed_windows(t: int, window: dict[str, str]) -> list[Window]:
 
 
 def _sessions(times: list[int], gap: int) -> list[tuple[Window, list[int]]]:
-    """Each event opens [t, t + gap); overlapping windows merge (Flink's session semantics)."""
+    """Each event opens [t, t + gap); overlapping or touching windows merge (Flink's session semantics: two events
+    exactly ``gap`` apart are one session, checked in Flink by tests/unit/test_oracle_stream_sql.py)."""
     out: list[tuple[Window, list[int]]] = []
     for t in sorted(times):
-        if out and t < out[-1][0][1]:
+        if out and t <= out[-1][0][1]:
             (start, _), members = out[-1]
             out[-1] = ((start, t + gap), [*members, t])
         else:
