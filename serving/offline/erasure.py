@@ -49,9 +49,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -63,7 +65,7 @@ from registry.erasures import ErasureStore
 from registry.training_sets import TrainingSetStore
 from serving.offline.retention import invalidated, manifest_pins
 from sinks.cassandra import layout as online_layout
-from sinks.iceberg.maintenance import delete_rows, expire_snapshots
+from sinks.iceberg.maintenance import delete_rows, expire_snapshots, one_line
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
@@ -100,6 +102,23 @@ class ErasureReport:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+@contextmanager
+def _recording(target: str, *, final: bool) -> Iterator[None]:
+    """A registry that cannot take the erasure record: one StoreUnavailableError saying what was erased."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if not final:  # step 1 comes first: nothing was touched
+            raise StoreUnavailableError(
+                f"cannot record the erasure of {target} in the registry ({one_line(exc)}): nothing was erased"
+            ) from exc
+        raise StoreUnavailableError(
+            f"{target} was erased from every store, but the report could not be recorded in the registry "
+            f"({one_line(exc)}); the erasure itself was recorded first, so the writers keep dropping its old data: "
+            "run it again to record a report"
+        ) from exc
 
 
 def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: str, erased_at_ms: int) -> int:
@@ -245,14 +264,16 @@ def erase(
     now = now if now is not None else datetime.now(UTC)
     erased_at_ms = int(now.timestamp() * 1000)
     report = ErasureReport(entity_type, entity_id, now.isoformat(timespec="milliseconds"), requested_by)
-    erasures.record(entity_type, entity_id, erased_at_ms, requested_by, "{}")
+    with _recording(f"{entity_type}/{entity_id}", final=False):
+        erasures.record(entity_type, entity_id, erased_at_ms, requested_by, "{}")
     time.sleep(settle_s)
     _erase_stores(report, [entity_id], session, keyspace, offline, serving_log, training_sets, now, erased_at_ms)
     for topic, archive in sorted((archives or {}).items()):
         _, report.archives[topic] = erase_archive(archive, entity_id)
     if kafka_bootstrap is not None:
         report.not_erased = kafka_horizon(kafka_bootstrap, _topics(catalog, entity_type, serving_log_topic), now)
-    erasures.record(entity_type, entity_id, erased_at_ms, requested_by, report.to_json())
+    with _recording(f"{entity_type}/{entity_id}", final=True):
+        erasures.record(entity_type, entity_id, erased_at_ms, requested_by, report.to_json())
     return report
 
 
@@ -278,6 +299,19 @@ def matching_ids(
     return sorted(found)
 
 
+def key_fields(catalog: FeatureCatalog, entity_type: str, key_field: str, key_value: str) -> tuple[str, ...]:
+    """The composite key of ``entity_type`` an erasure by ``key_field=key_value`` applies to; ValueError for a
+    single-key type, a field outside the key or an empty value (checked before anything is touched)."""
+    fields = catalog.composite_key(entity_type)
+    if not fields:
+        raise ValueError(f"{entity_type!r} has no composite key: erase its entities by --entity-id")
+    if key_field not in fields:
+        raise ValueError(f"{key_field!r} is not a key field of {entity_type} ({', '.join(fields)})")
+    if not key_value:
+        raise ValueError("give the key field's value")
+    return fields
+
+
 def erase_by_key(
     entity_type: str,
     key_field: str,
@@ -300,26 +334,22 @@ def erase_by_key(
     ``user_merchant`` pair of user ``u1``): recorded first, so the writers drop the matching entities'
     old results from then on, those found now included and those not yet written alike; then each
     found entity is erased online, offline and from the serving log as ``erase`` does."""
-    fields = catalog.composite_key(entity_type)
-    if not fields:
-        raise ValueError(f"{entity_type!r} has no composite key: erase its entities by --entity-id")
-    if key_field not in fields:
-        raise ValueError(f"{key_field!r} is not a key field of {entity_type} ({', '.join(fields)})")
-    if not key_value:
-        raise ValueError("give the key field's value")
+    fields = key_fields(catalog, entity_type, key_field, key_value)
     now = now if now is not None else datetime.now(UTC)
     erased_at_ms = int(now.timestamp() * 1000)
     report = ErasureReport(
         entity_type, f"{key_field}={key_value}", now.isoformat(timespec="milliseconds"), requested_by
     )
-    erasures.record_key(entity_type, fields, key_field, key_value, erased_at_ms, requested_by, "{}")
+    with _recording(f"{entity_type}/{key_field}={key_value}", final=False):
+        erasures.record_key(entity_type, fields, key_field, key_value, erased_at_ms, requested_by, "{}")
     time.sleep(settle_s)
     ids = matching_ids([offline, serving_log], entity_type, fields, key_field, key_value)
     report.entities_matched = ids
     _erase_stores(report, ids, session, keyspace, offline, serving_log, training_sets, now, erased_at_ms)
     if kafka_bootstrap is not None:
         report.not_erased = kafka_horizon(kafka_bootstrap, _topics(catalog, entity_type, serving_log_topic), now)
-    erasures.record_key(entity_type, fields, key_field, key_value, erased_at_ms, requested_by, report.to_json())
+    with _recording(f"{entity_type}/{key_field}={key_value}", final=True):
+        erasures.record_key(entity_type, fields, key_field, key_value, erased_at_ms, requested_by, report.to_json())
     return report
 
 
@@ -356,8 +386,12 @@ def main(argv: list[str] | None = None) -> int:
             access.write_audited(caller, "erase", target, 403, "offline")
             print(f"error: {caller.who} may not erase entities: it needs an admin token", file=sys.stderr)
             return 1
-        iceberg = connect_iceberg(settings)
         catalog = DefinitionStore(settings.definitions_db).catalog()
+        if args.key is not None:  # refused before any store is reached (a down Cassandra would hide why)
+            key_fields(catalog, args.entity_type, *args.key.partition("=")[::2])
+        elif not args.entity_id:
+            raise ValueError("give an entity type and an entity id")
+        iceberg = connect_iceberg(settings)
         log_table: Any = None
         identifier = f"{settings.iceberg_namespace}.{LOG_TABLE}"
         if iceberg.table_exists(identifier):
@@ -391,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         access.write_audited(caller, "erase", target, 200, "offline")
     except (FeatureStoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file of a table missing or unreadable: one line, as for every other failure
+        print(f"error: erasure stopped: {one_line(exc)}", file=sys.stderr)
         return 1
     print(report.to_json())
     return 0

@@ -5,7 +5,8 @@ the active version keeps serving; nothing reads the new version's rows until pro
 checks that the candidate is registered and that its offline data has caught up with the active
 version's: the event time each version's offline data covers (its latest window end less its window
 length) may trail the active version's by at most ``max_lag`` (default: one window step of the
-candidate, 0 for session windows), in exact milliseconds; trailing by more is refused, and so is a
+candidate, 0 for session windows), compared at the precision the table stores (microseconds: exactly
+``max_lag`` is ready, 1 µs more is not) and named in exact milliseconds; trailing by more is refused, and so is a
 candidate with no offline rows while the active version has some (the writer commits offline before
 online, so online has those windows too). Then it moves the pointer with one atomic UPDATE
 (``DefinitionStore.activate``). Serving processes pick the move up at their next catalog refresh
@@ -48,21 +49,25 @@ class Readiness:
     name: str
     version: int
     active_version: int
-    reach_ms: int | None  # latest window end stored offline for the candidate
+    reach_ms: int | None  # latest window end stored offline for the candidate (whole ms, rounded down)
     active_reach_ms: int | None  # ... and for the active version
     problems: tuple[str, ...]
+    reach_us: int | None = None  # the same two, exactly as stored (µs)
+    active_reach_us: int | None = None
 
     @property
     def ready(self) -> bool:
         return not self.problems
 
     def describe(self) -> str:
-        def at(ms: int | None) -> str:
-            return "no rows" if ms is None else iso_us(ms * 1000)
+        def at(us: int | None, ms: int | None) -> str:
+            if us is None and ms is not None:
+                us = ms * 1000
+            return "no rows" if us is None else iso_us(us)
 
         head = (
-            f"{self.entity}.{self.name}: v{self.version} reaches {at(self.reach_ms)}, "
-            f"active v{self.active_version} reaches {at(self.active_reach_ms)}"
+            f"{self.entity}.{self.name}: v{self.version} reaches {at(self.reach_us, self.reach_ms)}, "
+            f"active v{self.active_version} reaches {at(self.active_reach_us, self.active_reach_ms)}"
         )
         return head + ("" if self.ready else ": " + "; ".join(self.problems))
 
@@ -71,7 +76,13 @@ def _ms(us: int | None) -> int | None:
     return us // 1000 if us is not None else None
 
 
-def _events_covered(definition: FeatureDefinition, reach_ms: int) -> int:
+def _as_ms(us: int) -> str:
+    """Microseconds as exact milliseconds: ``300001ms``, ``600000.001ms``."""
+    whole, frac = divmod(us, 1000)
+    return f"{whole}ms" if not frac else f"{whole}.{frac:03d}ms"
+
+
+def _events_covered(definition: FeatureDefinition, reach_us: int) -> int:
     """How far in event time a version's data reaches: its last window end less the window's length.
 
     Versions with different windows end their last windows at different times over the same events
@@ -79,7 +90,7 @@ def _events_covered(definition: FeatureDefinition, reach_ms: int) -> int:
     """
     window = definition.window
     length = window.size if window.size is not None else window.gap
-    return reach_ms - (to_millis(length) if length is not None else 0)
+    return reach_us - (to_millis(length) * 1000 if length is not None else 0)
 
 
 def readiness(
@@ -94,20 +105,24 @@ def readiness(
     active = catalog.get(entity, name)
     candidate = catalog.get(entity, name, version)  # UnknownFeatureError if not registered
     point = read_point(table, None)
-    reach = _ms(data_reach(table, point, entity, [candidate]).get((name, version)))
-    active_reach = _ms(data_reach(table, point, entity, [active]).get((name, active.version)))
-    lag_ms = to_millis(max_lag) if max_lag is not None else (step_ms(candidate) or 0)
+    reach = data_reach(table, point, entity, [candidate]).get((name, version))
+    active_reach = data_reach(table, point, entity, [active]).get((name, active.version))
+    lag_us = (to_millis(max_lag) if max_lag is not None else (step_ms(candidate) or 0)) * 1000
     problems = []
     if active_reach is not None and reach is None:
         problems.append(f"v{version} has no offline rows: has its backfill run?")
     elif active_reach is not None and reach is not None:
-        trails_ms = _events_covered(active, active_reach) - _events_covered(candidate, reach)
-        if trails_ms > lag_ms:  # exact milliseconds, both: 300001ms is not "300s"
+        # At the precision the table stores (µs; design §5.1: never rounded to whole milliseconds), and
+        # named in exact milliseconds: 300001ms is not "300s", 600000.001ms not 600000ms.
+        trails_us = _events_covered(active, active_reach) - _events_covered(candidate, reach)
+        if trails_us > lag_us:
             problems.append(
-                f"v{version} trails v{active.version} by {trails_ms}ms (allowed {lag_ms}ms): "
+                f"v{version} trails v{active.version} by {_as_ms(trails_us)} (allowed {_as_ms(lag_us)}): "
                 "the backfill has not caught up"
             )
-    return Readiness(entity, name, version, active.version, reach, active_reach, tuple(problems))
+    return Readiness(
+        entity, name, version, active.version, _ms(reach), _ms(active_reach), tuple(problems), reach, active_reach
+    )
 
 
 def promote(

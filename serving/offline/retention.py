@@ -38,7 +38,7 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
 from registry.core.errors import StoreUnavailableError
 from registry.training_sets import TrainingSetStore
-from sinks.iceberg.maintenance import expire_snapshots, remove_orphan_files
+from sinks.iceberg.maintenance import expire_snapshots, one_line, remove_orphan_files
 from sinks.iceberg.reader import iso_us
 
 if TYPE_CHECKING:
@@ -190,7 +190,9 @@ def apply_retention(
             0,
             0,
             {str(s): ms for s, ms in pins.kept.items() if s in would_keep},
-            _still_held(table, where, keep),
+            # As the run: the pinned snapshots other than the one current after it (the current one stays
+            # current when there is nothing to delete).
+            _still_held(table, where, [s for s in keep if counts or current is None or s != current.snapshot_id]),
             invalidated(pins, expiring),
         )
     removed = 0
@@ -292,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (FeatureStoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file of a table missing or unreadable: one line, as for every other failure
+        print(f"error: retention stopped: {one_line(exc)}", file=sys.stderr)
         return 1
     access.write_audited(caller, action, target, 200, "offline")
     print(report.to_json())

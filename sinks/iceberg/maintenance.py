@@ -11,6 +11,11 @@ deleted rows are gone for time travel too:
 - ``remove_orphan_files``: deletes files under the table's location that no snapshot reaches and
   that are older than a cutoff (left by failed or abandoned commits).
 
+A failure other than a lost commit race (a catalog refusing the commit, a file missing or that cannot be
+deleted) is one ``StoreUnavailableError`` saying what was left: a refused delete or expiry changed
+nothing (a rerun does it); files an expiry could not delete are named, and since no snapshot reaches
+them, retention's orphan removal deletes them. A file deletion failing never stops the others.
+
 pyiceberg 0.8.1 defines the ``remove-snapshots`` metadata update but does not apply it; this module
 registers how to apply it (the Iceberg spec's semantics: the snapshots, their snapshot-log entries,
 and refs to them are dropped) unless the installed pyiceberg already does.
@@ -67,6 +72,11 @@ def delete_rows(table: Table, where: BooleanExpression, keep_properties: Iterabl
         except CommitFailedException:
             table = table.refresh()
             continue
+        except Exception as exc:  # a catalog refusing the commit, a data file missing or unreadable, ...
+            before = current.snapshot_id if current is not None else None
+            raise StoreUnavailableError(
+                f"could not delete rows of {_name(table)}: {one_line(exc)}; {_outcome(table, before)}"
+            ) from exc
         return table.refresh()
     raise StoreUnavailableError(f"could not delete rows of {table.name()}: {_COMMIT_RETRIES} commit races lost")
 
@@ -111,8 +121,8 @@ def expire_snapshots(table: Table, keep: Iterable[int] = ()) -> tuple[Table, Exp
         removed = [s for s in every if s not in kept]
         if not removed:
             return table, Expired((), 0, tuple(sorted(kept)))
-        before = _reachable(table, every)
         try:
+            before = _reachable(table, every)
             table.catalog.commit_table(
                 table,
                 (AssertRefSnapshotId.model_validate({"ref": "main", "snapshot-id": current.snapshot_id}),),
@@ -121,10 +131,28 @@ def expire_snapshots(table: Table, keep: Iterable[int] = ()) -> tuple[Table, Exp
         except CommitFailedException:
             table = table.refresh()
             continue
+        except Exception as exc:  # a catalog refusing the commit, a manifest missing or unreadable, ...
+            raise StoreUnavailableError(
+                f"could not expire snapshots of {_name(table)}: {one_line(exc)}; no snapshot was expired and "
+                "no file deleted (older snapshots still hold what they held): run it again once the cause is fixed"
+            ) from exc
         table = table.refresh()
         gone = before - _reachable(table, [s.snapshot_id for s in table.metadata.snapshots])
-        for path in sorted(gone):
-            table.io.delete(path)
+        failed: list[tuple[str, Exception]] = []
+        for path in sorted(gone):  # every file, whatever fails: one failure must not leave the rest behind
+            try:
+                table.io.delete(path)
+            except FileNotFoundError:
+                pass  # gone already (deleted by hand, or by an earlier attempt)
+            except Exception as exc:
+                failed.append((path, exc))
+        if failed:
+            path, first = failed[0]
+            raise StoreUnavailableError(
+                f"expired {len(removed)} snapshots of {_name(table)}, but {len(failed)} of the {len(gone)} files only "
+                f"they reached could not be deleted (first {path}: {one_line(first)}): no snapshot reaches them any "
+                "more, and retention deletes them as orphan files (--orphans-older-than)"
+            )
         return table, Expired(tuple(removed), len(gone), tuple(sorted(kept)))
     raise StoreUnavailableError(f"could not expire snapshots of {table.name()}: {_COMMIT_RETRIES} commit races lost")
 
@@ -135,7 +163,7 @@ def remove_orphan_files(table: Table, *, older_than_s: float = 86_400.0) -> int:
     Metadata JSON files are left alone (the catalog keeps their history). Returns the files deleted."""
     import pyarrow.fs as pafs
 
-    filesystem, root = pafs.FileSystem.from_uri(table.location())
+    filesystem, root = _filesystem(table.location())
     reachable = {_path_of(p) for p in _reachable(table, [s.snapshot_id for s in table.metadata.snapshots])}
     cutoff = time.time() - older_than_s
     deleted = 0
@@ -143,14 +171,56 @@ def remove_orphan_files(table: Table, *, older_than_s: float = 86_400.0) -> int:
         infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     except OSError as exc:
         raise StoreUnavailableError(f"cannot list {table.location()}: {exc}") from exc
+    failed: list[tuple[str, OSError]] = []
     for info in infos:
         if info.type != pafs.FileType.File or info.path.endswith(".metadata.json"):
             continue
         if info.path in reachable or info.mtime is None or info.mtime.timestamp() > cutoff:
             continue
-        filesystem.delete_file(info.path)
+        try:
+            filesystem.delete_file(info.path)
+        except FileNotFoundError:
+            continue  # gone meanwhile
+        except OSError as exc:  # one that cannot be deleted must not leave the others behind
+            failed.append((info.path, exc))
+            continue
         deleted += 1
+    if failed:
+        path, first = failed[0]
+        raise StoreUnavailableError(
+            f"deleted {deleted} orphan files of {_name(table)}, but {len(failed)} could not be deleted "
+            f"(first {path}: {one_line(first)}): a rerun deletes them"
+        )
     return deleted
+
+
+def _filesystem(uri: str) -> tuple[Any, str]:
+    """The filesystem holding ``uri`` and the path in it (pyarrow's)."""
+    import pyarrow.fs as pafs
+
+    filesystem, root = pafs.FileSystem.from_uri(uri)
+    return filesystem, str(root)
+
+
+def _name(table: Table) -> str:
+    return ".".join(table.name())
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message (SQLAlchemy adds the SQL below)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _outcome(table: Table, before: int | None) -> str:
+    """What a failed commit left: nothing (the current snapshot did not move), or not known."""
+    try:
+        now = table.refresh().current_snapshot()
+    except Exception as exc:
+        return f"whether it committed is not known (the table cannot be read: {one_line(exc)}): run it again"
+    if (now.snapshot_id if now is not None else None) == before:
+        return "nothing was deleted (the table is as it was): run it again once the cause is fixed"
+    return "the delete committed (a new current snapshot): run it again to finish"
 
 
 def _path_of(uri: str) -> str:
