@@ -31,6 +31,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -137,10 +138,30 @@ def _drift_problems(label: str, worst: tuple[float, str, str] | None, guard: Gua
         return []
     score, training_set, source = worst
     where = "its served values" if source == "serving_log" else "its offline values"
+    shown, limit = _above(score, guard.max_psi, decimals=3)
     return [
-        f"{label}: drifted from training set {training_set} in the last {guard.span}: PSI {score:.3f} of {where} "
-        f"(> {guard.max_psi:g})"
+        f"{label}: drifted from training set {training_set} in the last {guard.span}: PSI {shown} of {where} "
+        f"(> {limit})"
     ]
+
+
+def _above(value: float, limit: float, *, decimals: int, percent: bool = False) -> tuple[str, str]:
+    """``value`` and ``limit`` (``value > limit``) as a refusal shows them: the limit as given (at least
+    ``decimals`` places for a percentage), the value with as many places or as many more as it takes to
+    read above the limit (never ``1.00% > 1.00%`` or ``PSI 0.250 (> 0.25)``)."""
+    scale, unit = (100, "%") if percent else (1, "")
+    exact_limit = (Decimal(repr(limit + 0.0)) * scale).normalize()  # + 0.0: -0.0 reads 0
+    exponent = exact_limit.as_tuple().exponent
+    places = max(decimals, -exponent) if percent and isinstance(exponent, int) else decimals
+    limit_text = f"{exact_limit:.{places}f}" if percent else f"{exact_limit:f}"
+    if value == float("inf"):
+        return "inf" + unit, limit_text + unit
+    exact_value = Decimal(repr(value)) * scale
+    shown = f"{exact_value:.{places}f}"
+    while Decimal(shown) <= Decimal(limit_text) and places <= 20:
+        places += 1
+        shown = f"{exact_value:.{places}f}" if places <= 20 else str(exact_value.normalize())  # 1E-30: all of it
+    return shown + unit, limit_text + unit
 
 
 def _health_problems(label: str, health: ServedHealth | None, guard: Guardrails) -> list[str]:
@@ -148,15 +169,17 @@ def _health_problems(label: str, health: ServedHealth | None, guard: Guardrails)
         return []
     problems = []
     if health.served and health.stale / health.served > guard.max_stale_share:
+        share, limit = _above(health.stale / health.served, guard.max_stale_share, decimals=2, percent=True)
         problems.append(
             f"{label}: served stale in {health.stale} of {health.served} logged values in the last {guard.span} "
-            f"({health.stale / health.served:.2%} > {guard.max_stale_share:.2%}): it missed its freshness SLO"
+            f"({share} > {limit}): it missed its freshness SLO"
         )
     for what, ratio in (("mismatched offline", health.mismatch_ratio), ("missing offline", health.missing_ratio)):
         if ratio > guard.max_parity_ratio:
+            shown, limit = _above(ratio, guard.max_parity_ratio, decimals=2, percent=True)
             problems.append(
-                f"{label}: {ratio:.2%} of values served in the last {guard.span} {what} "
-                f"(> {guard.max_parity_ratio:.2%}): online and offline disagree"
+                f"{label}: {shown} of values served in the last {guard.span} {what} "
+                f"(> {limit}): online and offline disagree"
             )
     return problems
 

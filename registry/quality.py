@@ -7,7 +7,9 @@ Iceberg.
 
 - ``hourly``: one row per (source, entity type, feature, version, hour); the hour is the UTC hour of
   the window end for ``source = "offline"`` and of the serving time for ``source = "serving_log"``.
-  Writing an hour again replaces it (a later run over the same hour sees at least as many rows).
+  Writing an hour again replaces it (a later run over the same hour sees at least as many rows), except
+  that an hour the run's span began inside of (``put_hourly(since=)``) was counted only in part: it
+  replaces only a stored part of that hour with fewer values.
 - ``drift``: one row per run, feature version, source and training set (the PSI against what the
   training set's manifest pins, over the run's ``[since, until)``).
 - ``parity``: one row per run and feature version (``serving.offline.parity``'s ratios and counts).
@@ -20,6 +22,7 @@ Pure SQLite: no Arrow, no Iceberg (the feature API imports this).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -95,16 +98,43 @@ def _row(row: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
 class QualityStore(SqliteStore):
     DDL = _DDL
 
-    def put_hourly(self, source: str, rows: Iterable[Mapping[str, Any]], computed_at: datetime) -> int:
+    def put_hourly(
+        self,
+        source: str,
+        rows: Iterable[Mapping[str, Any]],
+        computed_at: datetime,
+        *,
+        since: datetime | None = None,
+    ) -> int:
         """Store hourly statistics (``serving.offline.statistics.hourly``'s entries); an hour stored
-        before is replaced. Returns the rows written."""
+        before is replaced. Returns the rows written.
+
+        ``since``: where the run's span began. An hour that began before it was only partly counted (a
+        ``--since 1d`` run at 10:30 counts yesterday's 10:00 hour from 10:30 on), so it replaces only a
+        stored part of that hour with fewer values, never the whole hour an earlier run counted."""
         self._check_source(source)
         stored = [
             {**_key(r), "source": source, "hour": _normal(r["hour"]), "computed_at": iso(computed_at)}
             | {c: r.get(c) for c in HOURLY_COLUMNS}
             for r in rows
         ]
-        return self._insert("quality_hourly", stored)
+        if since is None:
+            return self._insert("quality_hourly", stored)
+        start = iso(since)
+        with self._tx() as conn:
+            kept = [r for r in stored if r["hour"] >= start or self._fewer_stored(conn, r)]
+            _replace(conn, "quality_hourly", kept)
+        return len(kept)
+
+    @staticmethod
+    def _fewer_stored(conn: sqlite3.Connection, row: Mapping[str, Any]) -> bool:
+        """Whether the stored row of ``row``'s hour (if any) counted fewer values than ``row``."""
+        had = conn.execute(
+            "SELECT count FROM quality_hourly WHERE entity_type = ? AND feature = ? AND version = ? AND source = ? "
+            "AND hour = ?",
+            (row["entity_type"], row["feature"], row["version"], row["source"], row["hour"]),
+        ).fetchone()
+        return had is None or (had[0] or 0) < (row["count"] or 0)
 
     def put_drift(
         self, source: str, rows: Iterable[Mapping[str, Any]], since: datetime, until: datetime, computed_at: datetime
@@ -188,13 +218,8 @@ class QualityStore(SqliteStore):
         """Insert (or replace, by primary key) rows of one shape in one transaction."""
         if not rows:
             return 0
-        names = list(rows[0])
-        columns = ", ".join(f'"{n}"' for n in names)
         with self._tx() as conn:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({', '.join('?' * len(names))})",
-                [tuple(r[n] for n in names) for r in rows],
-            )
+            _replace(conn, table, rows)
         return len(rows)
 
     def _select(self, table: str, where: str, args: tuple[Any, ...], order: str) -> list[dict[str, Any]]:
@@ -205,3 +230,15 @@ class QualityStore(SqliteStore):
             return [_row(dict(zip(names, r, strict=True)), names) for r in cursor.fetchall()]
         finally:
             conn.close()
+
+
+def _replace(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """Insert (or replace, by primary key) rows of one shape."""
+    if not rows:
+        return
+    names = list(rows[0])
+    columns = ", ".join(f'"{n}"' for n in names)
+    conn.executemany(
+        f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({', '.join('?' * len(names))})",
+        [tuple(r[n] for n in names) for r in rows],
+    )

@@ -21,8 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from registry.core.catalog import validation_text
 from registry.core.definitions import NAME_PATTERN, FeatureDefinition, Version
 from registry.core.errors import DatasetError
 from registry.core.request_features import RequestFeature
@@ -123,10 +124,14 @@ class Manifest(_Frozen):
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
+        """A manifest's JSON text; anything else is a DatasetError in one line (each problem as
+        ``field: message``), whose cause is pydantic's error."""
         try:
             return cls.model_validate_json(text)
+        except ValidationError as exc:
+            raise DatasetError(f"not a training-set manifest: {validation_text(exc)}") from exc
         except ValueError as exc:
-            raise DatasetError(f"not a training-set manifest: {exc}") from exc
+            raise DatasetError(f"not a training-set manifest: {' '.join(str(exc).split())}") from exc
 
 
 @dataclass(frozen=True)

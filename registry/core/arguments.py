@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def _bound(x: float) -> str:
@@ -35,10 +36,13 @@ def whole(low: int, high: float = math.inf) -> Callable[[str], int]:
 
 
 def number(low: float, high: float) -> Callable[[str], float]:
-    """A number in ``[low, high]``: not NaN, not infinite (even when ``high`` is)."""
+    """A number in ``[low, high]`` written as a decimal number, optionally with an exponent, in ASCII (``0.5``,
+    ``.5``, ``1e-3``): not NaN, not infinite (even when ``high`` is); ``1_0``, `` 0.5 `` and ``٥`` refused."""
 
     def parse(raw: str) -> float:
         try:
+            if _DECIMAL.fullmatch(raw) is None:
+                raise ValueError(raw)
             value = float(raw)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a number {_span(low, high)}, not {raw!r}") from None

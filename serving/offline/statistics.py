@@ -18,8 +18,9 @@ are left out.
 ``drift`` and ``served_drift``: per numeric feature version, the population stability index of the
 values of ``[since, until)`` (offline: by window end; served: by serving time, nulls left out)
 against the values the training set's manifest pins (its snapshot, rows ingested by its
-``ingested_until``, every window end): ten bins at the reference's deciles, empty bins given a share
-of 0.0001, ``PSI = sum((cur - ref) * ln(cur / ref))``. Zero means the same distribution; the usual
+``ingested_until``, every window end): ten bins cut at the reference's deciles (a value on a cut counted in
+the bin above it; a cut several deciles share, a value the reference repeats, has a bin of its own; NaN left out,
+infinities in the outer bins), any share below 0.0001 (an empty bin's) taken as 0.0001, ``PSI = sum((cur - ref) * ln(cur / ref))``. Zero means the same distribution; the usual
 reading is below 0.1 stable, 0.1-0.25 moderate, above 0.25 shifted (the alert's and the gate's
 threshold, each strictly above).
 
@@ -237,15 +238,26 @@ def served_hourly(log: Table, catalog: FeatureCatalog, since_us: int, until_us: 
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float | None:
-    """The population stability index of ``current`` against ``reference`` (finite values); None if either is empty."""
-    reference = reference[np.isfinite(reference)]
-    current = current[np.isfinite(current)]
+    """The population stability index of ``current`` against ``reference`` (NaN left out, infinities kept: they
+    fall in the outer bins); None if either is empty. The cuts are the finite reference values' interior
+    quantiles ``k / bins``; a value on a cut counts in the bin above it, except on a cut that several quantiles
+    share (a value the reference repeats), which has a bin of its own: a count that was mostly 0 and is now 100,
+    or a flag that flipped, is drift, not a score of 0."""
+    reference = reference[~np.isnan(reference)]
+    current = current[~np.isnan(current)]
     if not len(reference) or not len(current):
         return None
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    finite = reference[np.isfinite(reference)]
+    cuts = np.quantile(finite, np.arange(1, bins) / bins) if len(finite) else np.array([], dtype=np.float64)
+    edges, repeats = np.unique(cuts, return_counts=True)
+    own_bin = np.cumsum(repeats > 1) - 1 + len(edges) + 1  # the extra bin of each shared cut
 
     def shares(values: np.ndarray) -> np.ndarray:
-        counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+        index = np.searchsorted(edges, values, side="right")
+        if len(edges):
+            at = np.minimum(np.searchsorted(edges, values, side="left"), len(edges) - 1)
+            index = np.where((edges[at] == values) & (repeats[at] > 1), own_bin[at], index)
+        counts = np.bincount(index, minlength=len(edges) + 1 + int(np.sum(repeats > 1)))
         return np.maximum(counts / len(values), PSI_FLOOR)
 
     ref, cur = shares(reference), shares(current)
@@ -403,7 +415,7 @@ def store(quality: QualityStore, result: dict[str, Any], computed_at: datetime) 
     """Keep a report's entries (``registry.quality``): hours replaced, drift scores added."""
     since, until = (datetime.fromisoformat(result[k]) for k in ("since", "until"))
     for source in SOURCES:
-        quality.put_hourly(source, [h for h in result["hourly"] if h["source"] == source], computed_at)
+        quality.put_hourly(source, [h for h in result["hourly"] if h["source"] == source], computed_at, since=since)
         drifts = [d for d in result.get("drift", []) if d["source"] == source]
         quality.put_drift(source, drifts, since, until, computed_at)
 

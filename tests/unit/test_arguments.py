@@ -33,12 +33,16 @@ def test_whole_without_an_upper_bound() -> None:
         whole(0)("-1")
 
 
-@pytest.mark.parametrize(("raw", "value"), [("0", 0.0), ("1", 1.0), ("0.5", 0.5), ("1e-3", 0.001)])
+@pytest.mark.parametrize(
+    ("raw", "value"), [("0", 0.0), ("1", 1.0), ("0.5", 0.5), ("1e-3", 0.001), (".5", 0.5), ("1.", 1.0), ("+1E-1", 0.1)]
+)
 def test_number_in_bounds(raw: str, value: float) -> None:
     assert number(0.0, 1.0)(raw) == value
 
 
-@pytest.mark.parametrize("raw", ["-0.001", "1.0001", "nan", "inf", "-inf", "x", ""])
+@pytest.mark.parametrize(
+    "raw", ["-0.001", "1.0001", "nan", "inf", "-inf", "x", "", "0_5", " 0.5 ", "0.5\n", "\u0665", ".", "1e", "0x1"]
+)
 def test_number_refuses(raw: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=r"must be a number from 0 to 1, not "):
         number(0.0, 1.0)(raw)
