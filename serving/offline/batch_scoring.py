@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entity-type", required=True)
     parser.add_argument("--features", required=True, help="comma-separated names; name@vN pins a version")
     parser.add_argument("--as-of", required=True, help="time of the vectors: ISO-8601 with zone, or epoch ms")
-    parser.add_argument("--snapshot-id", type=int, help="read this Iceberg snapshot (default: the current one)")
+    parser.add_argument(
+        "--snapshot-id", type=whole(0, 2**63 - 1), help="read this Iceberg snapshot (default: the current one)"
+    )
     parser.add_argument("--read-as-of", help="read the snapshot current then, and only rows ingested by then")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--chunk-rows", type=whole(1), default=DEFAULT_CHUNK_ROWS, help="entities per chunk")

@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -156,11 +156,18 @@ def _check_schema(schema: pa.Schema, definitions: Sequence[Column], entity_colum
             raise DefinitionError(
                 f"label column {c!r} must hold entity ids (strings or numbers), not {schema.field(c).type}"
             ) from None
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise DefinitionError(
+            f"entity column(s) {twice} named more than once in {entity_column!r}: give each key field once"
+        )
     for d in stored_of(definitions):
-        if len(d.source.key_fields) != len(columns):
+        fields = list(d.source.key_fields)
+        # The key's own field names in another order would join each field's ids to another's, silently.
+        if len(fields) != len(columns) or (set(columns) == set(fields) and columns != fields):
             raise DefinitionError(
-                f"{d.entity}.{d.name} v{d.version} is keyed by {list(d.source.key_fields)}: give "
-                f"{len(d.source.key_fields)} entity column(s), comma-separated in that order, not {columns}"
+                f"{d.entity}.{d.name} v{d.version} is keyed by {fields}: give "
+                f"{len(fields)} entity column(s), comma-separated in that order, not {columns}"
             )
     clash = [d.name for d in definitions if d.name in schema.names]
     if clash:
@@ -498,9 +505,12 @@ def parse_as_of(snapshot_id: int | None, as_of: str | None, *, option: str = "--
     if as_of is None:
         return snapshot_id
     try:
-        return parse_instant(as_of)
+        instant = parse_instant(as_of)
     except ValueError as exc:
         raise DatasetError(f"{option} {exc}") from None
+    if instant - datetime.max.replace(tzinfo=UTC) > timedelta(0):  # 9999-12-31 late in a zone behind UTC
+        raise DatasetError(f"{option} {as_of!r} is past the year 9999 (UTC)")
+    return instant
 
 
 def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
@@ -546,7 +556,7 @@ def add_join_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timestamp-column", default="event_timestamp")
     parser.add_argument("--features", required=True, help="comma-separated names; name@vN pins a version")
-    parser.add_argument("--snapshot-id", type=int, help="read this Iceberg snapshot")
+    parser.add_argument("--snapshot-id", type=whole(0, 2**63 - 1), help="read this Iceberg snapshot")
     parser.add_argument(
         "--as-of", help="ISO-8601 time with zone, or epoch ms: the snapshot then, rows ingested by then"
     )

@@ -97,7 +97,12 @@ def code_version() -> dict[str, str]:
 def _as_of_text(as_of: int | datetime | None) -> str | None:
     if as_of is None:
         return None
-    return f"snapshot:{as_of}" if isinstance(as_of, int) else iso_us(epoch_us(as_of))
+    if isinstance(as_of, int):
+        return f"snapshot:{as_of}"
+    try:
+        return iso_us(epoch_us(as_of))
+    except OverflowError:  # before year 1 in UTC (a zone ahead of it): recorded as given, the same instant
+        return as_of.isoformat()
 
 
 def _manifest(

@@ -82,6 +82,11 @@ def read_point(table: Table, as_of: int | datetime | None) -> ReadPoint:
             )
         return ReadPoint(as_of)
     until_us = epoch_us(as_of)
+    if until_us > _LAST_US:  # an aware time near the end of year 9999 in a zone behind UTC
+        raise DatasetError(f"as_of {as_of.isoformat()} is past the year 9999 (UTC): no time the table records is")
+    # Before year 1 (UTC; an aware time early on 0001-01-01 in a zone ahead of UTC) is before every snapshot, so
+    # nothing is read; the cut is held at year 1, the earliest time a filter or a manifest can spell.
+    until_us = max(until_us, _FIRST_US)
     snapshot = table.snapshot_as_of_timestamp(until_us // 1000)
     # The snapshot current then was expired when the first snapshot kept after that time has an expired parent:
     # the time falls before the table's first snapshot kept (nothing known then only if that one has no parent),

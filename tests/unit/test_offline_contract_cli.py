@@ -91,3 +91,19 @@ def test_batch_scoring_refuses_an_out_that_cannot_be_a_file_naming_it(
     argv = ["--entity-type", "user", "--features", "txn_count_1h", "--as-of", "0", "--out", str(target)]
     assert batch_scoring.main(argv) == 1
     assert capsys.readouterr().err.strip() == f"error: --out {target}: not a file in an existing directory"
+
+
+@pytest.mark.parametrize("raw", ["1_0", "\u0663", " 7", "-1", "1.0", "9223372036854775808"])
+@pytest.mark.parametrize("module", ["historical", "batch_scoring"])
+def test_snapshot_id_is_ascii_digits_as_every_whole_number_option(
+    module: str, raw: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--snapshot-id`` was parsed with ``int()``: ``1_0`` read snapshot 10 and an Arabic-Indic digit a snapshot."""
+    import importlib
+
+    main = importlib.import_module(f"serving.offline.{module}").main
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "none" / "d.db"))  # never reached
+    with pytest.raises(SystemExit) as caught:
+        main(["--labels", "l.parquet", "--out", "o.parquet", "--features", "f", "--snapshot-id", raw])
+    assert caught.value.code == 2
+    assert "argument --snapshot-id: must be a whole number from 0 to 9223372036854775807" in capsys.readouterr().err
