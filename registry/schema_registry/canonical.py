@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -70,6 +70,26 @@ def _qualified(full: str, space: str | None) -> str:
     return short if (own is None or own == space) and short not in PRIMITIVES else full
 
 
+def _named_types(node: Any, space: str | None) -> Iterator[tuple[str, dict[str, Any], str | None]]:
+    """Each named type defined in ``node`` (full name, its JSON, its own namespace), outermost first."""
+    if isinstance(node, list):
+        for member in node:
+            yield from _named_types(member, space)
+    elif isinstance(node, dict):
+        kind = node.get("type")
+        if isinstance(kind, str) and kind in _NAMED:
+            short, own = _split(str(node["name"]), _namespace(node, space))
+            yield _full(short, own), node, own
+            for f in node.get("fields", ()) if kind in ("record", "error") else ():
+                yield from _named_types(f.get("type"), own)
+        elif kind == "array":
+            yield from _named_types(node.get("items"), space)
+        elif kind == "map":
+            yield from _named_types(node.get("values"), space)
+        elif isinstance(kind, dict | list):
+            yield from _named_types(kind, space)
+
+
 class _Writer:
     def __init__(self) -> None:
         self.declared: set[str] = set()  # full names met so far: written by name from then on
@@ -77,39 +97,12 @@ class _Writer:
 
     def collect(self, node: Any, space: str | None) -> None:
         """Note where each named type of the schema is defined, for a name used before its definition."""
-        if isinstance(node, list):
-            for member in node:
-                self.collect(member, space)
-        elif isinstance(node, dict):
-            kind = node.get("type")
-            if isinstance(kind, str) and kind in _NAMED:
-                short, own = _split(str(node["name"]), _namespace(node, space))
-                self.definitions.setdefault(_full(short, own), (node, own))
-                for f in node.get("fields", ()) if kind in ("record", "error") else ():
-                    self.collect(f.get("type"), own)
-            elif kind == "array":
-                self.collect(node.get("items"), space)
-            elif kind == "map":
-                self.collect(node.get("values"), space)
+        for full, definition, own in _named_types(node, space):
+            self.definitions.setdefault(full, (definition, own))
 
     def declare(self, node: Any, space: str | None) -> None:
         """Note the named types of a referenced schema (it is not written)."""
-        if isinstance(node, list):
-            for member in node:
-                self.declare(member, space)
-        elif isinstance(node, dict):
-            kind = node.get("type")
-            if isinstance(kind, str) and kind in _NAMED:
-                short, own = _split(str(node["name"]), _namespace(node, space))
-                self.declared.add(_full(short, own))
-                for f in node.get("fields", ()) if kind in ("record", "error") else ():
-                    self.declare(f.get("type"), own)
-            elif kind == "array":
-                self.declare(node.get("items"), space)
-            elif kind == "map":
-                self.declare(node.get("values"), space)
-            elif isinstance(kind, dict | list):
-                self.declare(kind, space)
+        self.declared.update(full for full, _, _ in _named_types(node, space))
 
     def reference(self, name: str, space: str | None) -> str:
         """A named type met again: resolved as Avro's ``Names.get`` does (the enclosing namespace first)."""
