@@ -21,10 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from registry.core.catalog import FeatureCatalog
-from registry.training_sets import Manifest, TrainingSetStore
+from registry.training_sets import TrainingSetStore
 from serving.offline.retention import apply_retention
 from sinks.iceberg import layout as offline_layout
 from tests.unit.conftest import build_definition
+from tests.unit.test_retention import _manifest
 from tests.unit.test_training_sets import iceberg_table
 
 NOW = datetime(2026, 11, 30, 12, 0, 0, 123_456, tzinfo=UTC)  # microseconds, not whole milliseconds
@@ -89,24 +90,6 @@ def _past(row: Row) -> bool:
     name, version, _, end_us = row
     d = {(A.name, A.version): A, (B.name, B.version): B}.get((name, version))
     return d is not None and end_us < _cutoff_us(d)
-
-
-def _manifest(snapshot_id: int, created: datetime, n: int) -> Manifest:
-    return Manifest.create(
-        entity_type="user",
-        entity_column="user_id",
-        timestamp_column="event_timestamp",
-        features=(),
-        offline_table="fs.offline_feature_values",
-        snapshot_id=snapshot_id,
-        as_of=None,
-        ingested_until=None,
-        labels_sha256="0" * 64,
-        labels_rows=0,
-        row_count=n,
-        content_sha256=f"{n:064d}",
-        created_at=created.isoformat(),
-    )
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

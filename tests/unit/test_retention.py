@@ -84,7 +84,8 @@ def _on_disk(folder: Path) -> set[tuple[str, int, str, int]]:
     return out
 
 
-def _manifest(snapshot_id: int, created: datetime) -> Manifest:
+def _manifest(snapshot_id: int, created: datetime, n: int | None = None) -> Manifest:
+    """A training-set manifest on ``snapshot_id``; ``n`` (default: none) its row count and what tells it apart."""
     return Manifest.create(
         entity_type="user",
         entity_column="user_id",
@@ -96,8 +97,8 @@ def _manifest(snapshot_id: int, created: datetime) -> Manifest:
         ingested_until=None,
         labels_sha256="0" * 64,
         labels_rows=0,
-        row_count=0,
-        content_sha256=f"{snapshot_id:064d}",
+        row_count=n or 0,
+        content_sha256=f"{snapshot_id if n is None else n:064d}",
         created_at=created.isoformat(),
     )
 
