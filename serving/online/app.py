@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry.access import Access
 from registry.core.errors import (
@@ -65,6 +66,31 @@ __all__ = ["MAX_NAMES", "create_app"]
 log = logging.getLogger("featurestore.api")
 auth_log = logging.getLogger("featurestore.auth")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # what a 405's Allow may list
+
+
+class EscapedSlash:
+    """ASGI middleware: a path holding an escaped ``/`` (``%2F``, any case) matches no route, 404 ``not_found``.
+
+    The server decodes ``%2F`` before routing, so ``/v1/features/user%2Fu1`` would be read as
+    ``/v1/features/user/u1`` and ``/v1/features/user%2Fbatch`` as entity ``batch``: one path segment is never
+    two (README, "Online serving": an id holding ``/``, even escaped, matches no route; so does any segment)."""
+
+    def __init__(self, app: ASGIApp, on_refused: Callable[[ErrorCode], None]) -> None:
+        self.app = app
+        self.on_refused = on_refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and b"%2f" in (scope.get("raw_path") or b"").lower():
+            refused = ApiError(
+                ErrorCode.NOT_FOUND, "404: Not Found (a path segment holds an escaped '/': no route takes one)"
+            )
+            self.on_refused(refused.code)
+            status, body = render(refused)
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
 
 
 def api_error(request: Request, exc: Exception) -> ApiError:
@@ -212,6 +238,7 @@ def create_app(
         app.include_router(services_router(live, services, access))
     if quality is not None:
         app.include_router(quality_router(live, quality, clock_us, access))
+    app.add_middleware(EscapedSlash, on_refused=metrics.error)  # as routing would: behind shedding and auth
     if access.enabled:
         # Innermost: a shed or counted request needs no token check.
         app.add_middleware(Authenticate, access=access, on_refused=metrics.error)

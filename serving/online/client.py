@@ -37,6 +37,7 @@ from registry.definition_store import DefinitionConflictError
 from registry.feature_services import FeatureService
 from serving.online.http_errors import ErrorCode, code_of
 from serving.online.policy import Decision, Fallbacks, ModelPolicy, decide, unavailable
+from serving.online.serving_log import REQUEST_ID_RULE, well_formed_request_id
 
 
 def _segment(entity_id: str) -> str:
@@ -103,7 +104,7 @@ class FeatureClient:
 
         ``entity_id``: the id, or for a composite-keyed entity type a mapping of each key field to its value
         (the response then carries ``entity_key`` too). ``model`` (name, version) and ``request_id`` are sent
-        as headers for the serving log.
+        as headers for the serving log (``request_id``: 1-128 visible ASCII characters, else ``ValueError``).
         """
         params: dict[str, str] = {}
         if names is not None:
@@ -179,6 +180,9 @@ class FeatureClient:
         if model is not None:
             headers["x-model-name"], headers["x-model-version"] = model
         if request_id is not None:
+            # The API would log a fresh id in place of a malformed one: refused here, before anything is sent.
+            if not request_id.isascii() or not well_formed_request_id(request_id.encode()):
+                raise ValueError(f"request_id must be {REQUEST_ID_RULE}, not {request_id[:200]!r}")
             headers["x-request-id"] = request_id
         return headers
 

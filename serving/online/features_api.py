@@ -28,7 +28,15 @@ from registry.core.request_features import check_json, parse_text
 from serving.online.auth import caller_of, client_of
 from serving.online.cache import VectorCache
 from serving.online.http_errors import ApiError, ErrorCode, render
-from serving.online.keys import body_ids, entity_key, keys_body, part_key, query_key, single_id, with_repeats
+from serving.online.keys import (
+    body_ids,
+    entity_key,
+    members_given_once,
+    members_once,
+    part_key,
+    query_key,
+    single_id,
+)
 from serving.online.metrics import Metrics
 from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, EntityBound
 from serving.online.plans import Plan, PlanKey, Plans
@@ -43,7 +51,6 @@ if TYPE_CHECKING:
 MAX_NAMES = 1000
 MAX_VECTOR_PARTS = 16
 _PART_FIELDS = {"entity_type", "entity_id", "entity_key", "names", "feature_service", "request_data"}
-_PART_OBJECTS = {"entity_key", "request_data"}  # a part's objects whose members are checked for repeats
 MAX_BATCH = 1000
 MAX_BATCH_BODY_BYTES = 1024 * 1024
 
@@ -238,10 +245,9 @@ class FeatureReads:
     ) -> bytes:
         """``POST /v1/vectors``: one vector assembled from several entities' features (a user's and the
         user x merchant pair's), read concurrently; each part is the GET body of its entity."""
-        body = parse_json_object(raw)
+        body = members_once(raw, parse_json_object(raw))  # read again if a member could be given twice
+        members_given_once(body, "the body")
         parts = body.get("entities")
-        if isinstance(parts, list) and any(isinstance(p, dict) and _PART_OBJECTS & set(p) for p in parts):
-            parts = with_repeats(raw).get("entities")  # read again to see a key or request field given twice
         if set(body) != {"entities"} or not isinstance(parts, list) or not 1 <= len(parts) <= MAX_VECTOR_PARTS:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
@@ -275,6 +281,7 @@ class FeatureReads:
                 "a part must be an object with `entity_type`, `entity_id` or `entity_key`, "
                 "`names` or `feature_service`, and optional `request_data`",
             )
+        members_given_once(part, "the part")
         entity_type: str = part["entity_type"]
         self.check_entity_type(entity_type)
         composite = self._composite(entity_type)
@@ -330,6 +337,8 @@ class FeatureReads:
         plan = None if key is None else self._plans.cached(key)
         if plan is None:  # not a request seen before: the entity type first, then the body
             self.check_entity_type(entity_type)
+        body = members_once(raw, body)  # read again if a member could be given twice (key and request fields too)
+        members_given_once(body, "the body")
         if set(body) - {"entity_ids", "entity_keys", "names", "feature_service", "request_data"}:
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
@@ -339,10 +348,10 @@ class FeatureReads:
         if key is None:
             _bad_selection(names, service)
         composite = self._composite(entity_type)
-        ids = body_ids(entity_type, composite, keys_body(raw, body, composite) if composite else body, MAX_BATCH)
+        ids = body_ids(entity_type, composite, body, MAX_BATCH)
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
-        data = _body_data(plan, _request_data(raw, body), len(ids))
+        data = _body_data(plan, body.get("request_data"), len(ids))
         self._authorize([plan], caller, client)
         with self.bound.admit(len(ids)):
             snapshots = await self._cache.get_each(entity_type, ids)
@@ -457,15 +466,6 @@ def _query_data(plan: Plan, params: dict[str, list[str]]) -> dict[str, list[Any]
         return {f.name: [parse_text(f, params[f.name][0])] for f in plan.fields}
     except ValueError as exc:
         raise ApiError(ErrorCode.BAD_REQUEST_DATA, str(exc)) from exc
-
-
-def _request_data(raw: bytes, body: dict[str, Any]) -> Any:
-    """A batch body's ``request_data``, read again by ``with_repeats`` when one of its fields could be given
-    twice: a field's quoted name is in ``raw`` only once otherwise, and no escape could spell it another way."""
-    data = body.get("request_data")
-    if not isinstance(data, dict) or (b"\\" not in raw and all(raw.count(b'"' + f.encode() + b'"') == 1 for f in data)):
-        return data
-    return with_repeats(raw).get("request_data")
 
 
 def _fields_once(request_data: dict[str, Any]) -> None:

@@ -30,7 +30,8 @@ class FeatureValueDoc(BaseModel):
     value: Any = Field(description="null when missing or expired, or when an empty window has no value")
     feature_timestamp: str | None = Field(description="end of the window the value describes (ISO 8601, UTC)")
     age_seconds: float | None = Field(
-        description="served_at minus feature_timestamp, exactly (served_at is the clock cut to whole milliseconds)"
+        description="served_at minus feature_timestamp, exactly (served_at is the clock cut to whole milliseconds); "
+        "negative when the feature timestamp is ahead of the API's clock"
     )
     version: int
     status: Status = Field(
@@ -117,8 +118,10 @@ class VectorsDoc(BaseModel):
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
-        400: "malformed entity id, names, feature service reference, body or request data",
-        404: "unknown entity type, feature (all named) or feature service",
+        400: "malformed entity id, names, feature service reference, body or request data; a query parameter or "
+        "a body member given more than once (with that parameter's or member's code)",
+        404: "unknown entity type, feature (all named) or feature service; `not_found` for a path holding an escaped "
+        "`/` (`%2F`)",
         413: "body too large",
         503: "`store_unavailable`: the online store failed or did not answer within the request budget; "
         "`overloaded` (with `Retry-After: 1`): the process had `FS_MAX_IN_FLIGHT` requests or "

@@ -8,8 +8,10 @@ with the request's features::
      "statuses"}
 
 ``caller``, ``model_name`` and ``model_version`` come from the request headers ``x-caller``,
-``x-model-name`` and ``x-model-version`` (null when absent); ``request_id`` from ``x-request-id``, or a
-fresh UUID. Entities whose read failed in a batch are not logged (nothing was served for them).
+``x-model-name`` and ``x-model-version`` (null when absent); ``request_id`` from ``x-request-id`` when it
+is 1-128 visible ASCII characters (``!`` to ``~``) given once, else (absent, malformed or repeated) a fresh
+UUID: a request id is never cut, and a bad one never fails the read. Entities whose read failed in a batch are
+not logged (nothing was served for them).
 
 Sending is librdkafka's: ``produce`` only appends to the producer's in-memory queue and returns; the
 broker is reached by its own thread. When the queue is full (Kafka slow or down) the record is
@@ -22,6 +24,7 @@ that probability. ``sinks.serving_log`` lands the topic in an Iceberg table.
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,6 +44,13 @@ HEADERS = {
     b"x-model-version": "model_version",
 }
 _MAX_HEADER = 256
+_REQUEST_ID = re.compile(rb"[!-~]{1,128}\Z")  # visible ASCII; match() anchors the start, \Z the very end
+REQUEST_ID_RULE = "1-128 visible ASCII characters (! to ~)"
+
+
+def well_formed_request_id(value: bytes) -> bool:
+    """Whether ``value`` is an ``x-request-id`` the log takes as given (``REQUEST_ID_RULE``)."""
+    return _REQUEST_ID.match(value) is not None
 
 
 class Sink(Protocol):
@@ -49,14 +59,29 @@ class Sink(Protocol):
     def send(self, key: bytes, value: bytes) -> None: ...
 
 
+def _text(value: bytes) -> str:
+    """A header's text: UTF-8, as clients send non-ASCII today, else Latin-1 byte for byte (HTTP's old default)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
 def request_context(headers: Sequence[tuple[bytes, bytes]], feature_service: str | None) -> dict[str, Any]:
-    """The logged request fields from ASGI headers (lower-case names), each cut to 256 characters."""
+    """The logged request fields from ASGI headers (lower-case names), each cut to 256 characters (UTF-8 text, or
+    Latin-1 when not UTF-8); the request id taken only when well-formed and given once (a fresh UUID otherwise)."""
     context: dict[str, Any] = {"request_id": None, "caller": None, "model_name": None, "model_version": None}
+    ids = 0
     for name, value in headers:
         field = HEADERS.get(name)
-        if field is not None:
-            context[field] = value.decode("latin-1")[:_MAX_HEADER]
-    if context["request_id"] is None:
+        if field is None:
+            continue
+        if field == "request_id":
+            ids += 1
+            context[field] = value.decode("ascii") if well_formed_request_id(value) else None
+        else:
+            context[field] = _text(value)[:_MAX_HEADER]
+    if context["request_id"] is None or ids > 1:
         context["request_id"] = str(uuid.uuid4())
     context["feature_service"] = feature_service
     return context
