@@ -39,6 +39,7 @@ from registry.schema_registry.errors import (
     SchemaNotFoundError,
     SubjectNotFoundError,
 )
+from registry.schema_registry.jackson import java_int
 from registry.schema_registry.paths import SubjectRoute
 from registry.schema_registry.schemas import RegisteredSchema, SchemaReference, StoredSchema, parse_references
 from registry.schema_registry.store import SchemaStore
@@ -124,10 +125,10 @@ def _int_param(request: Request, name: str, default: int) -> int:
     text = request.query_params.get(name)
     if text is None:
         return default
-    try:
-        return int(text)
-    except ValueError:
-        raise StarletteHTTPException(404, "Not Found") from None
+    number = java_int(text)  # Jersey's Integer.valueOf: no blank or "_" around or inside the digits
+    if number is None:
+        raise StarletteHTTPException(404, "Not Found")
+    return number
 
 
 def _page(request: Request, items: list[Any]) -> list[Any]:
@@ -141,11 +142,8 @@ MAX_SCHEMA_ID = 2**31 - 1  # Confluent's ids are 32-bit
 
 
 def _schema_id(text: str) -> int:
-    try:
-        schema_id = int(text)
-    except ValueError:
-        raise SchemaNotFoundError(text[:100]) from None
-    if not 0 <= schema_id <= MAX_SCHEMA_ID:  # no such id, and past what the store's integers hold
+    schema_id = java_int(text)  # as Jersey reads an Integer path parameter ("1_0" is not id 10)
+    if schema_id is None or not 0 <= schema_id <= MAX_SCHEMA_ID:  # no such id, and past what the store's integers hold
         raise SchemaNotFoundError(text[:100])
     return schema_id
 

@@ -25,19 +25,15 @@ What Avro's writer does, and so what this does (``Schema.toJson`` in Avro 1.11):
 
 Names declared by referenced schemas (Confluent's ``references``) count as met before: they are written by
 name, never inlined, as ``Schema.toString(referencedSchemas, false)`` does. The input has been validated
-(``avro_compat.validate``, which accepts what Avro Java's parser accepts) before it comes here.
+(``avro_parse.validate``, which accepts what Avro Java's parser accepts) before it comes here.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Iterator, Sequence
-from decimal import Decimal
 from typing import Any
 
-from registry.schema_registry.avro_compat import java_double
+from registry.schema_registry.jackson import dumps, java_double
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _RESERVED = frozenset({"doc", "fields", "items", "name", "namespace", "size", "symbols", "values", "type", "aliases"})
@@ -195,42 +191,37 @@ def canonical_text(schema: Any, references: Sequence[Any] = ()) -> str:
     writer.collect(schema, None)
     for reference in references:
         writer.declare(reference, None)
-    return _dumps(writer.write(schema, None))
+    return dumps(writer.write(schema, None))
 
 
-_CONTROL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u00([0-9a-f]{2})")  # an escape, not an escaped backslash
+def type_text(node: Any, space: str) -> str:
+    """``node``, a type met inside namespace ``space`` (``""``: none) of a schema being parsed, as Avro Java's
+    ``Schema.toString()`` writes that type alone, which its parser's messages quote (``Invalid default for field a:
+    "x" not a "int"``): its outermost named types carry their namespace. A named type defined elsewhere in the
+    schema is written by name, where Avro writes it in full."""
+    writer = _Writer()
+    writer.collect(node, space or None)
+    return dumps(_with_namespace(writer.write(node, space or None), space or None))
 
 
-def _java_double(value: float) -> str:
-    """How Jackson writes a double (Java's ``Double.toString``): ``1.0E10``, ``1.0E-5``, ``0.001``, ``"NaN"``."""
-    if math.isnan(value):
-        return '"NaN"'
-    if math.isinf(value):
-        return '"Infinity"' if value > 0 else '"-Infinity"'
-    if value == 0:
-        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
-    sign = "-" if value < 0 else ""
-    _, digits, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
-    shown = "".join(map(str, digits))
-    point = len(shown) + int(exponent)  # the decimal point sits after this many digits
-    if 1e-3 <= abs(value) < 1e7:
-        if point <= 0:
-            return f"{sign}0.{'0' * -point}{shown}"
-        whole, fraction = shown[:point].ljust(point, "0"), shown[point:]
-        return f"{sign}{whole}.{fraction or '0'}"
-    return f"{sign}{shown[0]}.{shown[1:] or '0'}E{point - 1}"
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON as Jackson writes it: doubles as Java does, control characters as ``\\u001F``."""
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{_dumps(str(k))}:{_dumps(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(_dumps(v) for v in value) + "]"
-    if isinstance(value, float):
-        return _java_double(value)
-    if isinstance(value, str):
-        return _CONTROL_ESCAPE.sub(
-            lambda m: f"{m.group(1)}\\u00{m.group(2).upper()}", json.dumps(value, ensure_ascii=False)
-        )
-    return json.dumps(value, ensure_ascii=False)
+def _with_namespace(written: Any, space: str | None) -> Any:
+    """``written`` (relative to ``space``) made relative to the null namespace: the named types reached without
+    entering another named type get their namespace written (``space``'s if they omit it; none if ``""``)."""
+    if isinstance(written, list):
+        return [_with_namespace(member, space) for member in written]
+    if not isinstance(written, dict):
+        return written
+    kind = written.get("type")
+    if kind == "array":
+        return {**written, "items": _with_namespace(written["items"], space)}
+    if kind == "map":
+        return {**written, "values": _with_namespace(written["values"], space)}
+    if kind not in _NAMED:
+        return written
+    own = written.get("namespace", space)
+    out = {k: v for k, v in written.items() if k != "namespace"}
+    if own:
+        keys = list(out)
+        at = keys.index("name") + 1
+        out = {**dict(list(out.items())[:at]), "namespace": own, **dict(list(out.items())[at:])}
+    return out

@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any
 
 from registry.core.errors import SchemaError
-from registry.schema_registry import avro_compat
+from registry.schema_registry import avro_compat, avro_parse
 
 
 class RegistryErrorKind(Enum):
@@ -248,7 +248,7 @@ class InvalidSubjectError(RegistryError):
         super().__init__(RegistryErrorKind.INVALID_SUBJECT, subject=subject)
 
 
-class InvalidSchemaError(RegistryError, avro_compat.InvalidSchemaError):
+class InvalidSchemaError(RegistryError, avro_parse.InvalidSchemaError):
     """The schema text (with its references) is not a valid Avro schema; ``detail`` says why."""
 
     def __init__(self, detail: str) -> None:

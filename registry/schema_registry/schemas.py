@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from registry.core import bounded_json
-from registry.schema_registry import avro_compat
-from registry.schema_registry.avro_compat import WithReferences
+from registry.schema_registry import avro_parse
+from registry.schema_registry.avro_parse import WithReferences
 from registry.schema_registry.canonical import canonical_text
 from registry.schema_registry.errors import InvalidSchemaError
 
@@ -107,11 +107,13 @@ def _no_constant(token: str) -> Any:
     raise ValueError(f"Non-standard token '{token}'")
 
 
-def normalize(schema_text: str, dependencies: Sequence[str] = ()) -> str:
+def normalize(schema_text: str, dependencies: Sequence[str] = (), *, as_new: bool = True) -> str:
     """Parse, validate and write a schema as Avro's Java library writes it back (``canonical``): the text
     Confluent keeps and returns, and by which equal schemas compare equal.
 
-    ``dependencies`` are the texts of the schemas it references (see :class:`WithReferences`).
+    ``dependencies`` are the texts of the schemas it references (see :class:`WithReferences`). ``as_new`` False
+    parses it as Confluent parses a schema to look up among those it holds (``validateAsNew`` false): its names
+    and defaults are not checked, so a schema registered before the parser checked them is still found.
     """
     try:
         parsed = bounded_json.loads(schema_text)
@@ -120,7 +122,7 @@ def normalize(schema_text: str, dependencies: Sequence[str] = ()) -> str:
         raise InvalidSchemaError(f"not JSON: {exc}") from exc
     # Our own parser accepts and refuses what Avro Java's Schema.Parser (Confluent's) does, and names what is wrong.
     try:
-        avro_compat.validate(WithReferences(parsed, tuple(dependencies)))
-    except avro_compat.InvalidSchemaError as exc:
+        avro_parse.validate(WithReferences(parsed, tuple(dependencies)), as_new=as_new)
+    except avro_parse.InvalidSchemaError as exc:
         raise InvalidSchemaError(str(exc)) from exc
     return canonical_text(parsed, [json.loads(d) for d in dependencies])

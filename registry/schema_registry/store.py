@@ -30,14 +30,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from registry import sqlite_store
 from registry.core.errors import StoreUnavailableError
-from registry.schema_registry import avro_compat
-from registry.schema_registry.avro_compat import CompatibilityLevel, WithReferences
+from registry.schema_registry import avro_compat, avro_parse
+from registry.schema_registry.avro_compat import CompatibilityLevel
+from registry.schema_registry.avro_parse import WithReferences
 from registry.schema_registry.canonical import canonical_text
 from registry.schema_registry.errors import (
     AlreadySoftDeletedError,
@@ -52,6 +53,7 @@ from registry.schema_registry.errors import (
     SubjectNotFoundError,
     VersionNotFoundError,
 )
+from registry.schema_registry.jackson import java_int
 from registry.schema_registry.schemas import (
     MAX_VERSION,
     RegisteredSchema,
@@ -140,16 +142,29 @@ _VersionRow = tuple[int, str, int, tuple[SchemaReference, ...], bool]
 """(version, schema text, id, references, soft-deleted) of one subject version."""
 
 
+_JAVA_BLANKS = "".join(map(chr, range(33)))  # what Java's String.trim strips: U+0000 to the space
+
+
 def _version_spec(version: VersionSpec) -> int | None:
-    """The version number asked for, or None for the latest one."""
-    number: object = version
+    """The version number asked for, or None for the latest one, read as Confluent's ``VersionId`` reads a path's
+    version: trimmed as Java trims, ``latest`` in any case, else ``Integer.parseInt`` (an optional sign and
+    digits: no ``_`` as in ``1_0``, no other blank around it), and a number of 0 or less but -1 is named as a
+    number (``-0`` is ``'0'``)."""
     if isinstance(version, str):
-        if version.strip().lower() == "latest":
+        trimmed = version.strip(_JAVA_BLANKS)
+        if trimmed.lower() == "latest":
             return None
-        with suppress(ValueError):
-            number = int(version)
-    if isinstance(number, bool) or not isinstance(number, int) or not (number == -1 or 1 <= number <= MAX_VERSION):
+        number = java_int(trimmed)
+        if number is None:
+            raise InvalidVersionError(version)
+        if number <= 0 and number != -1:
+            raise InvalidVersionError(number)
+    elif (
+        isinstance(version, bool) or not isinstance(version, int) or not (version == -1 or 1 <= version <= MAX_VERSION)
+    ):
         raise InvalidVersionError(version)
+    else:
+        number = version
     return None if number == -1 else number
 
 
@@ -521,7 +536,9 @@ class SchemaStore:
             refs, dependencies = self._resolve(conn, references)
             if normalize_references:
                 refs = sorted_references(refs)
-            normalized = normalize(schema_text, dependencies)
+            normalized = normalize(
+                schema_text, dependencies, as_new=False
+            )  # Confluent's lookup: names, defaults unchecked
             row = conn.execute(
                 "SELECT v.version, s.id, v.deleted FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
                 f"WHERE v.subject = ? AND s.normalized = ? AND s.refs = ? {hidden} "
@@ -610,11 +627,8 @@ class SchemaStore:
             if version is not None:
                 level = CompatibilityLevel(level.value.replace("_TRANSITIVE", ""))
             existing = [WithReferences(text, tuple(self._resolve(conn, refs)[1])) for _, text, _, refs, _ in live]
-        return avro_compat.check(
-            level,
-            WithReferences(normalized, tuple(dependencies)),
-            existing,
-            labels=[f"version {v}" for v, *_ in live],
+        return _check(
+            level, WithReferences(normalized, tuple(dependencies)), existing, [f"version {v}" for v, *_ in live]
         )
 
     # -- helpers (inside a transaction) -------------------------------------------------------------
@@ -633,7 +647,7 @@ class SchemaStore:
             return
         for number, text, _, refs, _ in live if level.transitive else live[-1:]:
             old = WithReferences(text, tuple(self._resolve(conn, refs)[1]))
-            problems = avro_compat.check(level, new, [old], labels=[f"version {number}"])
+            problems = _check(level, new, [old], [f"version {number}"])
             if problems:
                 raise IncompatibleSchemaError(subject, level, problems, number, text)
 
@@ -730,3 +744,20 @@ class SchemaStore:
     def _effective_level(self, conn: sqlite3.Connection, subject: str | None) -> CompatibilityLevel:
         own = None if subject is None else self._subject_level(conn, subject)
         return own if own is not None else self._global_level(conn)
+
+
+def _check(
+    level: CompatibilityLevel, new: WithReferences, existing: list[WithReferences], labels: list[str]
+) -> list[str]:
+    """``avro_compat.check``, with an existing version that does not parse (a schema the parser refuses now was
+    registered before it did) a 422 that names that version, as Confluent's is an invalid schema, not a 500.
+
+    Raises:
+        InvalidSchemaError: an existing version does not parse even as Confluent parses a schema it holds.
+    """
+    try:
+        return avro_compat.check(level, new, existing, labels=labels)
+    except avro_parse.InvalidSchemaError as exc:
+        if isinstance(exc, InvalidSchemaError):
+            raise
+        raise InvalidSchemaError(str(exc)) from exc

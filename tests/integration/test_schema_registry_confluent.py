@@ -269,7 +269,7 @@ def test_confluent_client_sees_confluents_errors(tmp_path: Path, start_server: C
     assert (status, code, message) == (
         422,
         42201,
-        'Invalid schema of type AVRO, details: No name in schema: {"type": "record"}',  # Avro Java's words
+        'Invalid schema of type AVRO, details: No name in schema: {"type":"record"}',  # Avro Java's words
     )
     assert refused(lambda: client.register_schema("s", Schema("{}", "JSON"))) == (
         422,
