@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from registry.core.catalog import FeatureCatalog
@@ -26,7 +27,7 @@ from registry.core.definitions import (
 )
 from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.core.request_features import RequestFeature
-from registry.sqlite_store import SqliteStore
+from registry.sqlite_store import SqliteStore, tables_of
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS feature_versions (
@@ -128,16 +129,36 @@ def _put_version(
 
 
 def _check_runnable(registered: Sequence[Registered], *, activated: bool = False) -> None:
-    """DefinitionError if a version a registration created (or, ``activated``, pointed at) and that is now active,
-    so the live job starts computing it, is one the job cannot compute over its event schema
-    (``event_schema_problems``)."""
+    """DefinitionError if a version a registration created (active or not: an inactive one is what a backfill
+    computes and what ``activate`` later points at, as ``plan`` checks every new version) or, ``activated``,
+    pointed at, is one the job cannot compute over its event schema (``event_schema_problems``)."""
     for r in registered:
-        if (activated or r.action in ("created", "new_version")) and r.active_version == r.definition.version:
+        if r.action in ("created", "new_version") or (activated and r.active_version == r.definition.version):
             check_event_schema(r.definition)
 
 
 class DefinitionStore(SqliteStore):
     DDL = _DDL
+
+    @classmethod
+    def existing(cls, path: Path, *, name: str | None = None) -> DefinitionStore:
+        """The definition store at ``path`` for a command that only reads it (or moves its pointers): a
+        DefinitionError, with nothing created or changed there, if no file is there, it is not SQLite, or it holds
+        no definition store (a new file, or another program's database). ``name`` says how the path was given
+        (``--db x.db``; default: the path)."""
+        where = name or str(path)
+        try:
+            tables = tables_of(path)
+        except sqlite3.DatabaseError as exc:
+            raise DefinitionError(f"{where}: not a usable definition store (SQLite): {exc}") from None
+        if tables is None:
+            raise DefinitionError(f"{where}: no definition store there; run `python -m registry.cli apply` first")
+        if "feature_versions" not in tables:
+            raise DefinitionError(
+                f"{where}: not a definition store (no feature definitions table); run `python -m registry.cli apply`"
+                " first, or name the registry's file"
+            )
+        return cls(path)
 
     # --- writes -----------------------------------------------------------------------------------
 

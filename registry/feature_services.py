@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from registry.core import refs
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, Version
+from registry.core.definitions import _prose as prose  # the rule of a definition's description
 from registry.core.errors import RequestFeatureError, UnknownFeatureError, UnknownFeatureServiceError
 from registry.core.refs import SERVICE_NAME_PATTERN
 from registry.core.request_features import RequestFeature, request_fields
@@ -31,6 +32,7 @@ from registry.live import Following
 from registry.sqlite_store import SqliteStore
 
 MAX_FEATURES = 1000
+MAX_DESCRIPTION = 4096  # characters, as a definition's description (docs/design.md §4)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS feature_services (
@@ -41,6 +43,22 @@ CREATE TABLE IF NOT EXISTS feature_services (
 
 Action = Literal["created", "new_version", "unchanged"]
 
+STORED = {"stored": True}
+"""Validation context of a version read back from the store: held as it was registered (a bound added since
+never makes a registered version unreadable)."""
+
+
+def _description(value: str, info: ValidationInfo) -> str:
+    """As a definition's: at most ``MAX_DESCRIPTION`` characters, line feed and tab its only control characters."""
+    if info.context == STORED:
+        return value
+    if len(value) > MAX_DESCRIPTION:
+        raise ValueError(f"must be at most {MAX_DESCRIPTION} characters, not {len(value)}")
+    return prose(value)
+
+
+Description = Annotated[str, AfterValidator(_description)]
+
 
 class FeatureService(BaseModel):
     """One immutable version of a feature service. Feature order is the order vectors are returned in."""
@@ -49,7 +67,7 @@ class FeatureService(BaseModel):
 
     name: str = Field(pattern=SERVICE_NAME_PATTERN)
     version: Version
-    description: str = ""
+    description: Description = Field(default="", json_schema_extra={"maxLength": MAX_DESCRIPTION})
     features: tuple[PinnedFeature, ...] = Field(min_length=1, max_length=MAX_FEATURES)
 
     @model_validator(mode="after")
@@ -132,7 +150,7 @@ class FeatureServiceStore(SqliteStore):
             rows = conn.execute(
                 "SELECT version, spec FROM feature_services WHERE name = ? ORDER BY version", (s.name,)
             ).fetchall()
-            held = {v: FeatureService.model_validate_json(spec) for v, spec in rows}
+            held = {v: FeatureService.model_validate_json(spec, context=STORED) for v, spec in rows}
             contents = {v: h.content() for v, h in held.items()}
             latest = rows[-1][0] if rows else 0
             if not version_given:
@@ -172,7 +190,7 @@ class FeatureServiceStore(SqliteStore):
             specs = [r[0] for r in conn.execute("SELECT spec FROM feature_services ORDER BY name, version")]
         finally:
             conn.close()
-        return [FeatureService.model_validate_json(s) for s in specs]
+        return [FeatureService.model_validate_json(s, context=STORED) for s in specs]
 
 
 class ServiceIndex:

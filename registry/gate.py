@@ -245,7 +245,7 @@ def check_model(
         if registry_url is not None:
             problems.extend(_schema_problems(pinned, registry_url, token))
         if guardrails is not None:
-            key = (pin.entity, pin.name, pin.version)
+            key = (pin.entity, pinned.name, pin.version)  # logged and scored by its own name, not a former one
             problems.extend(_health_problems(label, guardrails.health.get(key), guardrails))
             problems.extend(_drift_problems(label, guardrails.drift.get(key), guardrails))
     return problems

@@ -43,6 +43,20 @@ def connect(path: Path, pragmas: tuple[str, ...] = ()) -> sqlite3.Connection:
     return conn
 
 
+def tables_of(path: Path) -> set[str] | None:
+    """The tables of the SQLite file at ``path``, read without writing anything (no file, table or WAL switch is
+    created): None if there is no file there (or it cannot be opened); ``sqlite3.DatabaseError`` if it is not
+    SQLite. An empty file is an empty database: no tables."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)
+    except sqlite3.OperationalError:  # no such file, a folder, or not ours to open
+        return None
+    try:
+        return {str(name) for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+
+
 class SqliteStore:
     """Subclasses set ``DDL`` (run on open; idempotent) and may add ``PRAGMAS``."""
 

@@ -4,8 +4,10 @@ training set was built from.
 ``hourly`` (source ``offline``): per feature version and hour of event time (the window end, floored
 to the hour, UTC), over the rows visible at a read point with window ends in ``[since, until)``:
 ``count`` (rows), ``nulls``, ``zeros`` (rows whose value is 0, or false), ``null_rate`` and
-``zero_rate`` (over ``count``), ``mean`` and ``stddev`` (population, over non-null values), the
-``p01``, ``p50`` and ``p99`` quantiles (t-digest estimates), and ``lag_p50_ms`` / ``lag_p99_ms``:
+``zero_rate`` (over ``count``), ``mean`` and ``stddev`` (population), the ``p01``, ``p50`` and ``p99``
+quantiles (t-digest estimates), each of these over the finite values only (nulls, NaN and infinities left out of
+every one of them: an hour without a finite value has them null; a NaN or an infinity still counts in ``count`` and
+is neither a null nor a zero), and ``lag_p50_ms`` / ``lag_p99_ms``:
 how long after its window closed a row was ingested (``ingested_at - window end``). A boolean counts
 as 0/1; a string feature has counts and rates only (the numeric columns are null).
 
@@ -50,7 +52,7 @@ import pyarrow.compute as pc
 
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import DatasetError, UnknownFeatureError
+from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
 from registry.core.value_types import VALUE_COLUMNS
 from registry.quality import SOURCES, QualityStore
 from sinks.iceberg.reader import ReadPoint, _filter, iso_us, micros, read_point
@@ -120,10 +122,13 @@ def _summaries(
     numeric = _numeric(values)
     n = len(hours_us)
     is_zero = (pc.equal(numeric, 0.0) if numeric is not None else pa.array(np.zeros(n, bool))).fill_null(False)
+    # Moments and quantiles are of the finite values only: a NaN or an infinity is left out of every one of them,
+    # as a null is (it still counts in `count`, and is neither a null nor a zero).
+    finite = None if numeric is None else pc.if_else(pc.is_finite(numeric), numeric, pa.scalar(None, pa.float64()))
     frame = pa.table(
         {
             "hour": pa.array(hours_us),
-            "value": numeric if numeric is not None else pa.nulls(n, pa.float64()),
+            "value": finite if finite is not None else pa.nulls(n, pa.float64()),
             "is_null": values.is_null(),
             "is_zero": is_zero,
             "lag": lags_ms,
@@ -270,14 +275,16 @@ def _psi_entry(
     ref, cur = _numeric(before), _numeric(now)
     if ref is None or cur is None:
         return None
+    before, now = ref.fill_null(np.nan).to_numpy(), cur.fill_null(np.nan).to_numpy()
     return {
         "source": source,
         "entity_type": entity_type,
         "feature": d.name,
         "version": d.version,
-        "psi": psi(ref.fill_null(np.nan).to_numpy(), cur.fill_null(np.nan).to_numpy()),
-        "reference_values": len(ref) - ref.null_count,
-        "current_values": len(cur) - cur.null_count,
+        "psi": psi(before, now),
+        # the values the score compared: nulls and NaN left out, as ``psi`` leaves them out
+        "reference_values": int(np.count_nonzero(~np.isnan(before))),
+        "current_values": int(np.count_nonzero(~np.isnan(now))),
     }
 
 
@@ -403,6 +410,9 @@ def report(
         served = served_drift(table, reference, log, entity_type, definitions, since_us, until_us, cache=cache)
         out["drift"] = [{**entry, "training_set": manifest.id} for entry in (*offline, *served)]
     else:
+        if entity_type not in catalog.entity_types():  # a misspelt type is an error, not an empty report
+            known = ", ".join(sorted(catalog.entity_types())) or "none"
+            raise DefinitionError(f"entity type {entity_type!r} has no registered features (registered: {known})")
         definitions = [d for d in catalog.active() if d.entity == entity_type]
     out["hourly"] = [
         *hourly(table, point, entity_type, definitions, since_us, until_us),
@@ -478,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
             iceberg = connect_iceberg(settings)
             table = load_table(iceberg, settings.iceberg_namespace)
             log = ensure_log_table(iceberg, settings.iceberg_namespace)
-            catalog = DefinitionStore(settings.definitions_db).catalog()
+            db = settings.definitions_db  # read only: a missing or foreign file is refused, never made a registry
+            catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}").catalog()
             manifest = None
             if args.training_set:
                 manifest = TrainingSetStore(settings.definitions_db).get(args.training_set).manifest

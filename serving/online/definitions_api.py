@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +15,7 @@ from registry.core.errors import UnknownFeatureError
 from registry.live import LiveCatalog
 from serving.online.auth import authorize_write, client_of
 from serving.online.http_errors import ApiError, ErrorCode
+from serving.online.keys import members_once
 from serving.online.refusals import audited
 from serving.online.responses import BAD_PARAMETER, JSONResponse, json_object, problems
 from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
@@ -53,6 +55,51 @@ def _matches(d: FeatureDefinition, entity: str | None, owner: str | None, tag: s
         text = " ".join((d.name, d.description, *d.tags, *d.aliases)).lower()
         return all(word in text for word in q.lower().split())
     return True
+
+
+def query_once(request: Request, name: str) -> None:
+    """400 ``bad_request`` for query parameter ``name`` given more than once: never one of its values picked (a
+    ``?version=1&version=2`` activation moved the pointer to v2)."""
+    given = len(request.query_params.getlist(name))
+    if given > 1:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST, f"query parameter `{name}` is given more than once ({given} times): give it once"
+        )
+
+
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")  # what a JSON integer writes: no `+`, leading zero, `.0` or space
+
+
+def version_once(request: Request) -> None:
+    """400 ``bad_request`` for ``?version=`` given more than once, or not written as an integer is (``1.0``, ``+1``,
+    ``01`` and `` 1`` were taken as 1, as a definition's body refuses ``7.0``); a well-formed version no feature has
+    (``0``, ``2147483648``) is left to answer 404."""
+    query_once(request, "version")
+    raw = request.query_params.get("version")
+    if raw is not None and _INTEGER.fullmatch(raw) is None:
+        raise ApiError(ErrorCode.BAD_REQUEST, f"query.version: must be an integer such as 2, not {raw[:100]!r}")
+
+
+def _repeated(obj: Any, where: str = "") -> list[str]:
+    """The dotted paths of the members given more than once in ``obj`` (as ``keys.with_repeats`` read it)."""
+    found = [f"{where}{name}" for name in getattr(obj, "repeated", ())]
+    if isinstance(obj, dict):
+        for name, value in obj.items():
+            found += _repeated(value, f"{where}{name}.")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            found += _repeated(value, f"{where}{i}.")
+    return found
+
+
+async def registration_body(request: Request, error: ErrorCode) -> dict[str, Any]:
+    """A definition's or feature service's body as a JSON object; a member given more than once anywhere in it is
+    ``error`` (422) naming it, never one of its values kept (JSON parsers keep the last: ``"ttl"`` twice)."""
+    body = await json_object(request, max_bytes=MAX_BODY_BYTES, error=error)
+    read = members_once(await request.body(), body)
+    if read is not body and (twice := _repeated(read)):
+        raise ApiError(error, f"member(s) {twice} given more than once: give each once")
+    return body
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -96,7 +143,7 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
             201: {"description": "`created` (a new feature) or `new_version`"},
             **problems(
                 {
-                    400: f"`bad_json`: the body is not JSON; {BAD_PARAMETER} (`activate`)",
+                    400: f"`bad_json`: the body is not JSON; {BAD_PARAMETER} (`activate`, at most once)",
                     409: "`version_conflict`: the version is registered with other content",
                     413: "`body_too_large`",
                     422: "`invalid_definition`, naming the field",
@@ -105,7 +152,8 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
         },
     )
     async def register(request: Request, activate: bool = False) -> JSONResponse:
-        body = await json_object(request, max_bytes=MAX_BODY_BYTES, error=ErrorCode.INVALID_DEFINITION)
+        query_once(request, "activate")
+        body = await registration_body(request, ErrorCode.INVALID_DEFINITION)
         version_given = "version" in body
         body.setdefault("version", 1)
         try:
@@ -128,9 +176,12 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
 
     @router.get(
         "/{entity}/{name}",
-        responses=problems({400: f"{BAD_PARAMETER} (`version`)", 404: "`unknown_feature`: no such feature or version"}),
+        responses=problems(
+            {400: f"{BAD_PARAMETER} (`version`, at most once)", 404: "`unknown_feature`: no such feature or version"}
+        ),
     )
-    def get(entity: str, name: str, version: int | None = None) -> JSONResponse:
+    def get(request: Request, entity: str, name: str, version: int | None = None) -> JSONResponse:
+        version_once(request)
         catalog = live.current()
         d = catalog.get(entity, name, version)
         body = definition_json(d, catalog.get(entity, d.name).version)
@@ -139,20 +190,23 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
 
     @router.get("/{entity}/{name}/history", responses=problems({404: "`unknown_feature`"}))
     def history(entity: str, name: str) -> JSONResponse:
-        live.current().get(entity, name)  # 404 for an unknown feature
-        return JSONResponse(live.store.history(entity, name))
+        """The feature's changes, oldest first; a former name (alias) answers the feature's own history, as it
+        answers the feature itself."""
+        d = live.current().get(entity, name)  # 404 for an unknown feature
+        return JSONResponse(live.store.history(entity, d.name))
 
     @router.post(
         "/{entity}/{name}/activate",
         responses=problems(
             {
-                400: f"{BAD_PARAMETER} (`version`, required)",
+                400: f"{BAD_PARAMETER} (`version`, required, given once)",
                 404: "`unknown_feature`: no such feature or version",
                 422: "`invalid_definition`: the version would make its stream read its topic two ways",
             }
         ),
     )
     def activate_version(request: Request, entity: str, name: str, version: int) -> JSONResponse:
+        version_once(request)
         target = f"{entity}/{name}@{version}"
         caller = authorize_write(
             access, request.scope, "activate", target, _owners(live, access, entity, name, version)

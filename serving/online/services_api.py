@@ -13,11 +13,11 @@ from registry.core.definitions import MAX_VERSION
 from registry.feature_services import FeatureService, LiveFeatureServices
 from registry.live import LiveCatalog
 from serving.online.auth import authorize_write, client_of
-from serving.online.definitions_api import MAX_BODY_BYTES, validation_message
+from serving.online.definitions_api import registration_body, validation_message
 from serving.online.features_api import check_service_ref
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.refusals import audited
-from serving.online.responses import BAD_PARAMETER, JSONResponse, json_object, problems
+from serving.online.responses import BAD_PARAMETER, JSONResponse, problems
 
 _VERSION = re.compile(r"[1-9][0-9]{0,9}")  # a version as `name@N` writes it: no sign, leading zero, `.0` or space
 
@@ -62,7 +62,7 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
         },
     )
     async def register(request: Request) -> JSONResponse:
-        body = await json_object(request, max_bytes=MAX_BODY_BYTES, error=ErrorCode.INVALID_FEATURE_SERVICE)
+        body = await registration_body(request, ErrorCode.INVALID_FEATURE_SERVICE)
         version_given = "version" in body
         body.setdefault("version", 1)
         try:

@@ -257,7 +257,7 @@ def test_renamed_feature_answers_to_its_old_name(client: TestClient, count: Feat
 def test_a_stream_read_two_ways_is_refused_at_registration_and_activation(
     store: DefinitionStore, client: TestClient, count: FeatureDefinition
 ) -> None:
-    other_source = count.source.model_copy(update={"timestamp_field": "other_ts"})
+    other_source = count.source.model_copy(update={"max_out_of_orderness": timedelta(seconds=7)})
     # A new feature in the same stream (topic, entity, window) reading the topic differently: refused whole.
     newcomer = count.model_copy(update={"name": "txn_count_1h_b", "source": other_source})
     before = store.change_seq()

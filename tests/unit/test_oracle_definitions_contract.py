@@ -23,7 +23,7 @@ from registry import cli
 from registry.core.catalog import parse_file, parse_request_features, validation_text
 from registry.core.definitions import FeatureDefinition, check_event_schema, check_lateness
 from registry.core.durations import parse_duration
-from registry.core.errors import DefinitionError
+from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.definition_store import DefinitionStore
 
 MakeDict = Callable[..., dict[str, Any]]
@@ -256,7 +256,8 @@ def test_apply_refuses_a_definition_the_job_cannot_compute_over_its_event_schema
 
 def test_a_registration_or_activation_the_job_cannot_compute_is_refused(tmp_path: Path) -> None:
     """The HTTP registration writes through the store: a version that would become active is held to the same rule
-    (an inactive one may be registered; it cannot then be activated)."""
+    every new version is held to the same rule, active or not (an inactive one is what a backfill computes and what an
+    activation points at later)."""
     store = DefinitionStore(tmp_path / "definitions.db")
     window = '{ kind = "tumbling", size = "1h" }'
     bad = _parsed(
@@ -266,11 +267,12 @@ def test_a_registration_or_activation_the_job_cannot_compute_is_refused(tmp_path
         store.register(bad)
     assert list(store.catalog()) == []
     store.register(_parsed(tmp_path, _feature("f", window)))
-    store.register(bad.model_copy(update={"version": 2}))  # inactive: nothing computes it yet
     with pytest.raises(DefinitionError, match="has no field 'x'"):
-        store.activate("user", "f", 2)
-    with pytest.raises(DefinitionError, match="has no field 'x'"):  # POST ...?activate=true of the registered v2
+        store.register(bad.model_copy(update={"version": 2}))
+    with pytest.raises(DefinitionError, match="has no field 'x'"):
         store.register(bad.model_copy(update={"version": 2}), activate=True)
+    with pytest.raises(UnknownFeatureError):
+        store.activate("user", "f", 2)
     assert store.catalog().get("user", "f").version == 1
 
 

@@ -1,0 +1,30 @@
+"""``gate --guardrails`` judges a feature pinned by a former name (an alias, which resolves to the feature) on the
+feature's own serving log and drift scores (docs/design.md §9, "Freshness and drift guardrails"): the log and the
+stored scores name features by their own name. Before, such a pin was never judged: the gate looked its health up
+under the alias, found nothing, and passed a feature served stale, mismatched and drifted."""
+
+from __future__ import annotations
+
+import pytest
+
+from registry.core.catalog import FeatureCatalog
+from registry.gate import Guardrails, ModelManifest, ServedHealth, check_model
+from tests.unit.conftest import build_definition
+
+_BAD = Guardrails(
+    health={("user", "f", 1): ServedHealth(served=100, stale=50, mismatch_ratio=0.5, missing_ratio=0.0)},
+    drift={("user", "f", 1): (0.9, "ts1", "offline")},
+)
+
+
+@pytest.mark.parametrize("pinned_as", ["f", "old_f"], ids=["own name", "former name"])
+def test_a_pin_by_either_name_is_judged_on_the_features_own_log_and_scores(pinned_as: str) -> None:
+    catalog = FeatureCatalog([build_definition(name="f", aliases=["old_f"])], {("user", "f"): 1})
+    model = ModelManifest.model_validate(
+        {"model": "m", "features": [{"entity": "user", "name": pinned_as, "version": 1}]}
+    )
+    problems = check_model(model, catalog, None, guardrails=_BAD)
+    assert [p.split(": ", 1)[0] for p in problems] == [f"user.{pinned_as}@v1"] * 3
+    assert "served stale in 50 of 100" in problems[0]
+    assert "mismatched offline" in problems[1]
+    assert "drifted from training set ts1" in problems[2]
