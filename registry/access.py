@@ -46,7 +46,7 @@ from registry.audit import AuditLog, AuditRecord, now_iso, stored_instant
 from registry.core.arguments import whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import MAX_VERSION, FeatureDefinition
-from registry.core.errors import ForbiddenError, UnauthenticatedError
+from registry.core.errors import DefinitionError, ForbiddenError, StoreUnavailableError, UnauthenticatedError
 from registry.core.settings import Settings, settings_for_command
 from registry.live import Following
 from registry.sqlite_store import SqliteStore
@@ -341,6 +341,14 @@ class Access:
             raise UnauthenticatedError(f"unknown or revoked API token fs_{parts[1][:32]}_…")
         return found[1]
 
+    def authenticate_command(self, token: str | None) -> Caller:
+        """The caller of an offline command, whose token is ``FS_TOKEN`` (no header to send): as ``authenticate``."""
+        if self.enabled and not token:
+            raise UnauthenticatedError(
+                "no API token: set FS_TOKEN to a token of `python -m registry.access create-token` (FS_AUTH is on)"
+            )
+        return self.authenticate(token)
+
     def authenticate_header(self, value: str | None) -> Caller:
         """The caller of an ``Authorization`` header value (``Bearer <token>``)."""
         if not self.enabled:
@@ -379,6 +387,8 @@ class Access:
         each read of a feature above ``internal``, allowed or not (``now``: written before returning)."""
         if not self.enabled:
             return
+        # Once each: a feature named twice (a stored one and a request feature's input) is one read, one record.
+        definitions = list({(d.entity, d.name, d.version): d for d in definitions}.values())
         refused = self.refused_reads(caller, definitions)
         audit = self.audit
         if audit is not None:
@@ -415,9 +425,38 @@ class Access:
                 AuditRecord(caller.principal, caller.team, action, target, outcome, client, detail), now=True
             )
 
+    def command_audited(self, caller: Caller | None, action: str, target: str, outcome: int, detail: str = "") -> str:
+        """``write_audited`` for a one-shot offline command (client ``offline``), which must answer whatever
+        happens: "" once recorded (or with nothing to record: auth off, or no caller known yet), else a note
+        naming why the record could not be written, for the command to add to its answer."""
+        if caller is None:
+            return ""
+        try:
+            self.write_audited(caller, action, target, outcome, "offline", detail[:_DETAIL_CHARS])
+        except sqlite3.Error as exc:
+            return f" (its audit record could not be written: {type(exc).__name__}: {exc})"
+        return ""
+
     def close(self) -> None:
         if self.audit is not None:
             self.audit.close()
+
+
+_DETAIL_CHARS = 1000  # an audited failure's detail: its error line, cut to this length
+
+
+def failure_status(exc: BaseException) -> int:
+    """The outcome a write that failed once its caller was known is audited with, as the feature API would
+    answer it: 403 refused, 422 an argument the registry refuses (a field outside a composite key, an empty
+    id), 503 a store that failed or refused (a table missing, a commit refused, a file unreadable), 500
+    anything else."""
+    if isinstance(exc, ForbiddenError):
+        return 403
+    if isinstance(exc, ValueError | DefinitionError):
+        return 422
+    if isinstance(exc, StoreUnavailableError | OSError | sqlite3.Error):
+        return 503
+    return 500
 
 
 def guard_catalog(catalog: FeatureCatalog, settings: Settings, *, action: str) -> FeatureCatalog:
@@ -427,7 +466,7 @@ def guard_catalog(catalog: FeatureCatalog, settings: Settings, *, action: str) -
     access = Access.of(settings, buffered_audit=False)
     if not access.enabled:
         return catalog
-    caller = access.authenticate(settings.token)
+    caller = access.authenticate_command(settings.token)
 
     def check(definitions: Sequence[FeatureDefinition]) -> None:
         # Audit records written at once: an offline command may exit right after.
@@ -528,8 +567,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"owner_team": owner, "grantee_team": grantee}))
         else:
             target = args.target if args.feature is None else args.feature
-            for row in store.audit(target=target, principal=args.caller, since=args.since, limit=args.limit):
+            rows = store.audit(target=target, principal=args.caller, since=args.since, limit=args.limit + 1)
+            for row in rows[: args.limit]:
                 print(json.dumps(row))
+            if len(rows) > args.limit:  # never a silently partial trail
+                print(
+                    f"note: the newest {args.limit} records shown, older ones match too "
+                    f"(--limit to show more, --since to narrow)",
+                    file=sys.stderr,
+                )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -33,7 +33,10 @@ The report (JSON) gives per store the rows removed, the snapshots expired and fi
 manifests invalidated and what is left with its date. A re-run finds nothing (and moves ``erased_at``
 forward, so it also erases what the entity did between the two runs). With ``FS_AUTH=on`` only an
 admin token may erase, and the erasure is audited (target ``entity:<type>/<id>``, or
-``entity:<type>/<field>=<value>``).
+``entity:<type>/<field>=<value>``), a failed one too (its outcome and error line). An erasure no store can
+hold anything for (an entity type no feature is defined for, an id of a composite-keyed type that does not
+encode its key) and a registry database (``FS_DEFINITIONS_DB``) that is not there are refused before anything
+is touched.
 
 **By key field** (``--key``, ``erase_by_key``; a composite-keyed type only): every entity of the type
 whose key field has the value, e.g. each ``user_merchant`` pair of user ``u1``. Step 1 records the key
@@ -63,7 +66,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.errors import StoreUnavailableError
 from registry.erasures import ErasureStore
 from registry.training_sets import TrainingSetStore
-from serving.offline.retention import invalidated, manifest_pins
+from serving.offline.retention import failure_line, invalidated, manifest_pins, require_registry
 from sinks.cassandra import layout as online_layout
 from sinks.iceberg.maintenance import delete_rows, expire_snapshots, one_line
 
@@ -302,6 +305,7 @@ def matching_ids(
 def key_fields(catalog: FeatureCatalog, entity_type: str, key_field: str, key_value: str) -> tuple[str, ...]:
     """The composite key of ``entity_type`` an erasure by ``key_field=key_value`` applies to; ValueError for a
     single-key type, a field outside the key or an empty value (checked before anything is touched)."""
+    _known_type(catalog, entity_type)
     fields = catalog.composite_key(entity_type)
     if not fields:
         raise ValueError(f"{entity_type!r} has no composite key: erase its entities by --entity-id")
@@ -310,6 +314,33 @@ def key_fields(catalog: FeatureCatalog, entity_type: str, key_field: str, key_va
     if not key_value:
         raise ValueError("give the key field's value")
     return fields
+
+
+def _known_type(catalog: FeatureCatalog, entity_type: str) -> None:
+    """ValueError for an entity type no feature version is defined for: nothing of it can be stored (the
+    definitions are never deleted), so erasing it would report zeros for what is likely a misspelling."""
+    if entity_type not in catalog.entity_types():
+        known = ", ".join(sorted(catalog.entity_types())) or "none"
+        raise ValueError(
+            f"no feature is defined for entity type {entity_type!r}, so no store holds any of it (entity types: {known})"
+        )
+
+
+def check_entity(catalog: FeatureCatalog, entity_type: str, entity_id: str) -> None:
+    """ValueError, before anything is touched, for an erasure by id no store can hold: an empty type or id, a
+    type no feature is defined for, or an id of a composite-keyed type that does not encode its key."""
+    if not entity_type or not entity_id:
+        raise ValueError("give an entity type and an entity id")
+    _known_type(catalog, entity_type)
+    fields = catalog.composite_key(entity_type)
+    if fields:
+        try:
+            entity_keys.decode(entity_id, len(fields))
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc}: an id of {entity_type} encodes its key ({', '.join(fields)}) as 'a|b'; "
+                f"to erase every {entity_type} of one {fields[0]}, give --key {fields[0]}=VALUE"
+            ) from None
 
 
 def erase_by_key(
@@ -354,7 +385,7 @@ def erase_by_key(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.access import Access
+    from registry.access import Access, Caller, failure_status
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
@@ -378,19 +409,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.key is not None and "=" not in args.key:
         parser.error("--key takes FIELD=VALUE")
     settings = settings_for_command()
+    target = f"entity:{args.entity_type}/{args.entity_id if args.key is None else args.key}"
+    access: Access | None = None
+    caller: Caller | None = None
     try:
+        require_registry(settings, "erasure")
         access = Access.of(settings, buffered_audit=False)
-        caller = access.authenticate(settings.token)
-        target = f"entity:{args.entity_type}/{args.entity_id if args.key is None else args.key}"
+        caller = access.authenticate_command(settings.token)
         if access.enabled and not caller.admin:
-            access.write_audited(caller, "erase", target, 403, "offline")
-            print(f"error: {caller.who} may not erase entities: it needs an admin token", file=sys.stderr)
+            note = access.command_audited(caller, "erase", target, 403)
+            print(f"error: {caller.who} may not erase entities: it needs an admin token{note}", file=sys.stderr)
             return 1
         catalog = DefinitionStore(settings.definitions_db).catalog()
         if args.key is not None:  # refused before any store is reached (a down Cassandra would hide why)
             key_fields(catalog, args.entity_type, *args.key.partition("=")[::2])
-        elif not args.entity_id:
-            raise ValueError("give an entity type and an entity id")
+        else:
+            check_entity(catalog, args.entity_type, args.entity_id)
         iceberg = connect_iceberg(settings)
         log_table: Any = None
         identifier = f"{settings.iceberg_namespace}.{LOG_TABLE}"
@@ -422,14 +456,22 @@ def main(argv: list[str] | None = None) -> int:
                 report = erase(args.entity_type, args.entity_id, archives=archives, **common)
         finally:
             cluster.shutdown()
-        access.write_audited(caller, "erase", target, 200, "offline")
-    except (FeatureStoreError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (FeatureStoreError, ValueError, OSError, sqlite3.Error) as exc:
+        # One line, audited with its outcome once the caller is known: an erasure that failed half way may
+        # have erased some stores already (its record, step 1, makes the writers drop the entity's old data).
+        line = failure_line("erasure", settings, exc)
+        note = "" if access is None else access.command_audited(caller, "erase", target, failure_status(exc), line)
+        print(f"error: {line}{note}", file=sys.stderr)
         return 1
-    except OSError as exc:  # a file of a table missing or unreadable: one line, as for every other failure
-        print(f"error: erasure stopped: {one_line(exc)}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # a bug: audited (500) like any failed run, then its traceback
+        if access is not None:
+            access.command_audited(caller, "erase", target, 500, failure_line("erasure", settings, exc))
+        raise
+    note = access.command_audited(caller, "erase", target, 200)
     print(report.to_json())
+    if note:  # the entity is erased and the report printed (and recorded with the erasure): only the audit is missing
+        print(f"error: erasure completed{note}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,7 +14,9 @@
    one then fails with "no snapshot ... any more"). Manifests older than the pin window lose their
    snapshot on the next run and are named as invalidated.
 3. **Orphans.** Files under the table's location that no snapshot reaches and that are older than
-   ``--orphans-older-than`` (default 1 day: younger ones may belong to a commit in progress) are deleted.
+   ``--orphans-older-than`` (default 1 day: younger ones may belong to a commit in progress) are deleted;
+   likewise under the serving-log table's and the events archives' locations, where an erasure may have
+   left a file it could not delete.
 
 It prints the report as JSON: rows removed per feature version, snapshots expired and kept, files
 deleted, manifests kept and invalidated. ``--dry-run`` counts the rows and names the snapshots without
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -42,8 +46,11 @@ from sinks.iceberg.maintenance import expire_snapshots, one_line, remove_orphan_
 from sinks.iceberg.reader import iso_us
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
     from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table
+
+    from registry.core.settings import Settings
 
 DEFAULT_PIN_DAYS = 30.0
 
@@ -221,6 +228,17 @@ def apply_retention(
     )
 
 
+def erased_tables(iceberg: Catalog, namespace: str, catalog: FeatureCatalog) -> list[Table]:
+    """The other tables an erasure deletes from, which exist: the serving log and the events archive of
+    every source topic. A file an erasure could not delete is left there unreachable, and only retention's
+    orphan pass removes it (docs/design.md §9, "Per-entity erasure", step 3)."""
+    from sinks.archive import table_name
+    from sinks.serving_log import TABLE as LOG_TABLE
+
+    names = [LOG_TABLE, *sorted({table_name(d.source.topic) for d in catalog})]
+    return [iceberg.load_table(f"{namespace}.{name}") for name in names if iceberg.table_exists(f"{namespace}.{name}")]
+
+
 def _still_held(table: Table, where: BooleanExpression, snapshot_ids: Iterable[int]) -> dict[str, int]:
     """Rows past retention that kept (pinned) snapshots still hold, per snapshot id."""
     return {str(s): sum(count_rows(table, where, s).values()) for s in snapshot_ids}
@@ -237,18 +255,26 @@ def _duration_s(text: str) -> float:
 
 
 def _pin_days(raw: str) -> float:
-    """An argparse type: days of 0 or more (``inf``: every manifest pins; not NaN)."""
+    """An argparse type: days of 0 or more (``inf``: every manifest pins; not NaN), written as the commands'
+    other numbers are (``registry.core.arguments.number``: ``30``, ``0.5``, ``1e3``; ``1_0`` or `` 30`` refused)."""
+    from registry.core.arguments import number
+
     try:
         value = float(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number of days, not {raw!r}") from None
     if not value >= 0:  # False for NaN too
         raise argparse.ArgumentTypeError(f"must be 0 or more days, not {raw!r}")
-    return value
+    if raw.lower() == "inf":
+        return value
+    try:
+        return number(0.0, math.inf)(raw)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a number of days (like 30, 0.5 or inf), not {raw!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.access import Access
+    from registry.access import Access, Caller, failure_status
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
@@ -272,36 +298,77 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_for_command()
     started = time.monotonic()
+    action, target = ("retention_dry_run" if args.dry_run else "retention"), f"table:{settings.iceberg_namespace}"
+    access: Access | None = None
+    caller: Caller | None = None
     try:
+        if settings.auth:  # before Access.of, which would create it
+            require_registry(settings, "retention")
         # It deletes every team's rows and snapshots: with FS_AUTH=on it needs an admin token (FS_TOKEN), as
-        # erasure does; a dry run too (it names every feature's rows). Audited either way.
+        # erasure does; a dry run too (it names every feature's rows). Audited either way, failed runs too.
         access = Access.of(settings, buffered_audit=False)
-        caller = access.authenticate(settings.token)
-        action, target = ("retention_dry_run" if args.dry_run else "retention"), f"table:{settings.iceberg_namespace}"
+        caller = access.authenticate_command(settings.token)
         if access.enabled and not caller.admin:
-            access.write_audited(caller, action, target, 403, "offline")
-            print(f"error: {caller.who} may not apply retention: it needs an admin token", file=sys.stderr)
+            note = access.command_audited(caller, action, target, 403)
+            print(f"error: {caller.who} may not apply retention: it needs an admin token{note}", file=sys.stderr)
             return 1
-        table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
+        iceberg = connect_iceberg(settings)
+        table = load_table(iceberg, settings.iceberg_namespace)
+        require_registry(settings, "retention")
+        catalog = DefinitionStore(settings.definitions_db).catalog()
         report = apply_retention(
             table,
-            DefinitionStore(settings.definitions_db).catalog(),
+            catalog,
             TrainingSetStore(settings.definitions_db),
             pin_days=args.pin_days,
             expire_pinned=args.expire_pinned,
             orphans_older_than_s=args.orphans_older_than,
             dry_run=args.dry_run,
         )
-    except (FeatureStoreError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if not args.dry_run:
+            for erased in erased_tables(iceberg, settings.iceberg_namespace, catalog):
+                report.orphan_files_deleted += remove_orphan_files(erased, older_than_s=args.orphans_older_than)
+    except (FeatureStoreError, ValueError, OSError, sqlite3.Error) as exc:
+        # One line (an OSError: a file of a table missing or unreadable; sqlite3: the registry's database),
+        # audited with its outcome once the caller is known (a run that failed half way changed the table).
+        line = failure_line("retention", settings, exc)
+        note = "" if access is None else access.command_audited(caller, action, target, failure_status(exc), line)
+        print(f"error: {line}{note}", file=sys.stderr)
         return 1
-    except OSError as exc:  # a file of a table missing or unreadable: one line, as for every other failure
-        print(f"error: retention stopped: {one_line(exc)}", file=sys.stderr)
-        return 1
-    access.write_audited(caller, action, target, 200, "offline")
+    except Exception as exc:  # a bug: audited (500) like any failed run, then its traceback
+        if access is not None:
+            access.command_audited(caller, action, target, 500, failure_line("retention", settings, exc))
+        raise
+    note = access.command_audited(caller, action, target, 200)
     print(report.to_json())
+    if note:  # the run is done and its report printed: only its record is missing
+        print(f"error: retention {'dry run ' if args.dry_run else ''}completed{note}", file=sys.stderr)
+        return 1
     print(f"retention applied in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
+
+
+def require_registry(settings: Settings, command: str) -> None:
+    """SettingsError unless FS_DEFINITIONS_DB is a file: a missing one would be created empty, and then
+    retention would keep no training set's pin (and apply no retention), erasure record what no writer reads."""
+    from registry.core.errors import SettingsError
+
+    db = settings.definitions_db
+    if not db.is_file():
+        what = "is a directory" if db.is_dir() else "does not exist"
+        raise SettingsError(
+            f"registry database {db} (FS_DEFINITIONS_DB) {what}: {command} needs the registry the stream job and "
+            "the training sets use"
+        )
+
+
+def failure_line(command: str, settings: Settings, exc: BaseException) -> str:
+    """A failed retention or erasure run's error, as one line (without ``error: ``)."""
+    if isinstance(exc, sqlite3.Error):
+        return f"registry database {settings.definitions_db} (FS_DEFINITIONS_DB) not usable: {one_line(exc)}"
+    if isinstance(exc, OSError):
+        return f"{command} stopped: {one_line(exc)}"
+    return " ".join(line.strip() for line in str(exc).strip().splitlines()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""docs/design.md §9 "Per-entity erasure", step 3: a file the erasure cannot delete "is named in the error; no
+snapshot reaches it, and retention's orphan removal deletes it — re-running the erasure does not".
+
+Retention removed orphans of the offline table only: a serving-log or events-archive file an erasure could
+not delete (holding the erased entity's rows) stayed on disk for good. Now a (non-dry) retention run removes
+the unreachable files of those tables too, by the same ``--orphans-older-than`` rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from registry.core.errors import StoreUnavailableError
+from serving.offline import retention
+from serving.offline.erasure import erase_archive, erase_table
+from sinks import archive
+from sinks.serving_log import ensure_log_table
+from tests.unit.test_oracle_lifecycle_erasure import _log
+from tests.unit.test_oracle_lifecycle_faults import SHORT, env
+
+__all__ = ["env"]  # the fixture, used by name
+
+
+def _archive(catalog: Any) -> Any:
+    table = archive.ensure_table(catalog, "fs", SHORT.source.topic)
+    records = archive.ARROW_SCHEMA.empty_table().to_pydict()
+    for i, key in enumerate([b"u1", b"u2"]):
+        for c, v in (("kafka_timestamp", 0), ("partition", 0), ("offset", i), ("key", key), ("schema_id", 1),
+                     ("payload", b"x"), ("archived_at", 0)):  # fmt: skip
+            records[c].append(v)
+    table.append(pa.Table.from_pydict(records, schema=archive.ARROW_SCHEMA), {archive.NEXT_OFFSETS: '{"0": 2}'})
+    return table.refresh()
+
+
+@pytest.mark.parametrize("store", ["serving_log", "archive"])
+def test_a_file_an_erasure_could_not_delete_goes_with_the_next_retention_run(
+    env: tuple[Path, Any, list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    store: str,
+) -> None:
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    _, offline, _ = env
+    held: Any
+    erase: Callable[[Any], Any]
+    if store == "serving_log":
+        table = ensure_log_table(offline.catalog, "fs")
+        _log(table, [("user", "u1"), ("user", "u2")])
+        table, column, held = table.refresh(), "entity_id", "u1"
+        erase = lambda t: erase_table(t, "user", "u1")  # noqa: E731
+    else:
+        table, column, held = _archive(offline.catalog), "key", b"u1"
+        erase = lambda t: erase_archive(t, "u1")  # noqa: E731
+    location = Path(table.location().removeprefix("file://"))
+
+    def on_disk() -> list[Any]:
+        return [v for p in location.rglob("*.parquet") for v in pq.read_table(p).column(column).to_pylist()]
+
+    def refuse(self: Any, path: str) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    with monkeypatch.context() as m:
+        m.setattr(PyArrowFileIO, "delete", refuse)
+        with pytest.raises(StoreUnavailableError, match="could not be deleted"):
+            erase(table)
+    assert held not in table.refresh().scan().to_arrow().column(column).to_pylist()
+    assert held in on_disk()  # the file no snapshot reaches
+    assert retention.main(["--dry-run", "--orphans-older-than", "0s"]) == 0
+    assert held in on_disk()  # a dry run deletes nothing
+    capsys.readouterr()
+    assert retention.main(["--orphans-older-than", "0s"]) == 0
+    assert held not in on_disk()
+    assert on_disk() == table.refresh().scan().to_arrow().column(column).to_pylist()  # the live rows stay
+    capsys.readouterr()
