@@ -44,6 +44,8 @@ from sinks.iceberg.reader import distinct_entities, epoch_us, read_point
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
+    from registry.definition_store import DefinitionStore
+
 ENTITY_COLUMN = "entity_id"
 TIME_COLUMN = "as_of"
 _LABELS = pa.schema([pa.field(ENTITY_COLUMN, pa.string()), pa.field(TIME_COLUMN, pa.timestamp("us", tz="UTC"))])
@@ -129,10 +131,16 @@ def export_feature_vectors(
     return pa.Table.from_batches(list(batches), schema=schema)
 
 
+def _definitions(db: Path) -> DefinitionStore:
+    """The registry a command reads: an error naming ``FS_DEFINITIONS_DB``, nothing created, if none is there."""
+    from registry.definition_store import DefinitionStore
+
+    return DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
-    from registry.definition_store import DefinitionStore
     from serving.offline.historical import parse_as_of
     from sinks.factory import connect_iceberg
     from sinks.iceberg.writer import load_table
@@ -162,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         schema, batches = feature_vector_batches(
             table,
-            guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="batch_scoring"),
+            guard_catalog(_definitions(settings.definitions_db).catalog(), settings, action="batch_scoring"),
             args.entity_type,
             args.features.split(","),
             as_of,

@@ -188,6 +188,7 @@ def parity_report(
         served = [orjson.loads(v) if v is not None else None for v in mine.column("value_json").to_pylist()]
         stored = values.to_pylist()
         ids = entities.to_pylist()
+        shown = {"mismatch": 0, "missing_offline": 0}
         for i, (online, held) in enumerate(zip(served, stored, strict=True)):
             if held is None and online is not None:
                 report.missing_offline += 1
@@ -197,7 +198,8 @@ def parity_report(
                 kind = "mismatch"
             else:
                 continue
-            if len(report.examples) < examples:
+            if shown[kind] < examples:  # up to `examples` of each kind: a run of one kind hides no other
+                shown[kind] += 1
                 report.examples.append(
                     {
                         "kind": kind,
@@ -245,6 +247,14 @@ def write_metrics(report: ParityReport, path: Path, now_us: int) -> None:
             stale.labels(entity_type, name, str(version)).set(health.stale / health.served)
     last.set(now_us / 1e6)
     write_to_textfile(str(path), registry)
+
+
+def _sleep(seconds: float) -> None:
+    """``time.sleep`` for any duration ``--every`` takes (one call holds at most about 292 years)."""
+    while seconds > 0:
+        step = min(seconds, 86_400.0)
+        time.sleep(step)
+        seconds -= step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,9 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         try:
             iceberg = connect_iceberg(settings)
-            log = ensure_log_table(iceberg, settings.iceberg_namespace)
+            # the offline table and the registry first: a run that cannot compare creates nothing (not the log's table)
             offline = load_table(iceberg, settings.iceberg_namespace)
-            catalog = DefinitionStore(settings.definitions_db).catalog()
+            db = settings.definitions_db
+            catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}").catalog()
+            log = ensure_log_table(iceberg, settings.iceberg_namespace)
             now_us = time.time_ns() // 1000
             report = parity_report(log, offline, catalog, now_us - span_ms * 1000, now_us, examples=args.examples)
             if not args.no_store:
@@ -317,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             return 3
         if every_s is None:
             return 0
-        time.sleep(every_s)
+        _sleep(every_s)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ schedule (``--every``) for the plots to show a history.
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.quality import QualityStore
+from registry.sqlite_store import tables_of
 
 DRIFT_THRESHOLD = 0.25
 PARITY_THRESHOLD = 0.001
@@ -86,7 +89,12 @@ def render(stored: dict[str, list[dict[str, Any]]], title: str, path: Path) -> P
     axes[-1].xaxis.set_major_locator(locator)
     axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=UTC))
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=80)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # never a half-drawn PNG under its name
+    try:
+        figure.savefig(tmp, dpi=80, format="png")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -127,14 +135,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entity-type")
     parser.add_argument("--feature", action="append", default=[], help="only this feature (repeatable)")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"argument --out: {args.out} is not a folder")
     try:
         span = timedelta(milliseconds=since_ms(args.since))
     except argparse.ArgumentTypeError as exc:
         print(f"error: --since: {exc}", file=sys.stderr)
         return 2
     until = datetime.now(UTC)
-    quality = QualityStore(settings_for_command().definitions_db)
-    paths = render_all(quality, until - span, until, args.out, entity_type=args.entity_type, features=args.feature)
+    db = settings_for_command().definitions_db
+    try:
+        stored = tables_of(db) is not None  # read without creating: no registry there, nothing stored
+    except sqlite3.DatabaseError as exc:
+        print(f"error: FS_DEFINITIONS_DB={db}: not a definition store (SQLite): {exc}", file=sys.stderr)
+        return 1
+    try:
+        paths = (
+            render_all(
+                QualityStore(db), until - span, until, args.out, entity_type=args.entity_type, features=args.feature
+            )
+            if stored
+            else []
+        )
+    except OSError as exc:  # a folder that cannot be made or written, a full disk
+        print(f"error: --out {args.out}: {exc}", file=sys.stderr)
+        return 1
     for path in paths:
         print(path)
     if not paths:

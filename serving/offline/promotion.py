@@ -165,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
-        store = DefinitionStore(settings.definitions_db)
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
+        db = settings.definitions_db
+        store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")  # moves a pointer: never a new store
         max_lag: timedelta | None = args.max_lag
         if args.check:
             ready = readiness(store, table, args.entity, args.name, args.version, max_lag=max_lag)
