@@ -9,6 +9,7 @@ the jars against that manifest so a truncated or swapped file is caught before a
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def is_fetched(settings: StackSettings, component: str, maven_dir: Path = MAVEN_
     manifest = _manifest_path(settings, component)
     if not manifest.exists():
         return False
-    first = manifest.read_text().splitlines()[:1]
+    first = manifest.read_text(errors="replace").splitlines()[:1]
     return first == [f"# pom {_pom_digest(component, maven_dir)}"]
 
 
@@ -55,12 +56,30 @@ def verify(settings: StackSettings, component: str) -> None:
 
 
 def verify_manifest(lib: Path, manifest: Path) -> None:
-    """Raise InfraError unless every jar listed in the manifest is in lib with its recorded SHA-256."""
-    for line in manifest.read_text().splitlines()[1:]:
-        digest, name = line.split("  ", 1)
+    """Raise InfraError unless every jar listed in the manifest is in lib with its recorded SHA-256, and
+    lib holds no other jar (the classpath is ``lib/*``: an unlisted jar would run unchecked). A manifest
+    that does not read as ``<sha256>  <jar>`` lines, or lists no jar, is a corrupt download too."""
+    component = lib.parent.name
+    again = "run `python -m infra fetch --force`"
+    listed: dict[str, str] = {}
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()[1:]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InfraError(f"{component}: manifest {manifest} is unreadable ({exc}); {again}") from None
+    for number, line in enumerate(lines, start=2):
+        digest, sep, name = line.partition("  ")
+        if not sep or not re.fullmatch(r"[0-9a-f]{64}", digest) or not name.endswith(".jar") or "/" in name:
+            raise InfraError(f"{component}: manifest {manifest} line {number} is corrupt: {line[:80]!r}; {again}")
+        listed[name] = digest
+    if not listed:
+        raise InfraError(f"{component}: manifest {manifest} lists no jars; {again}")
+    for name, digest in listed.items():
         path = lib / name
-        if not path.exists() or _sha256(path) != digest:
-            raise InfraError(f"{lib.parent.name}: {name} is missing or corrupt; run `python -m infra fetch --force`")
+        if not path.is_file() or _sha256(path) != digest:
+            raise InfraError(f"{component}: {name} is missing or corrupt; {again}")
+    extra = sorted(j.name for j in lib.glob("*.jar") if j.name not in listed)
+    if extra:
+        raise InfraError(f"{component}: {', '.join(extra[:3])} in {lib} is not in the manifest; {again}")
 
 
 def fetch(settings: StackSettings, component: str, *, force: bool = False, maven_dir: Path = MAVEN_DIR) -> None:

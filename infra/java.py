@@ -41,7 +41,7 @@ def find_java17(candidates: list[Path] | None = None) -> Path:
             version = _major_version(java)
             if version == 17:
                 return java
-            seen.append(f"{java} (Java {version})")
+            seen.append(f"{java} (Java {version})" if version is not None else f"{java} (did not say its version)")
     found = "; found: " + ", ".join(seen) if seen else ""
     raise InfraError(
         "no JDK 17 found (Cassandra 5.0 runs on Java 11 or 17 only, Kafka 4 needs 17+): "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -132,8 +133,59 @@ def terminate(pid: int, *, grace_s: float) -> bool:
     return not alive(pid)
 
 
-def log_tail(path: Path, lines: int = 20) -> str:
+# A log line's level: first (Cassandra, Python's logging) or after a timestamp (Kafka).
+_LEVEL = re.compile(r"(\S+\s+)?(ERROR|FATAL|SEVERE)\b")
+_EXCEPTION = re.compile(r"(Caused by: )?[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*(Exception|Error)\b.*")
+_JVM_STDOUT = re.compile(
+    r"((Error|Exception in thread|Caused by|Could not|Invalid|Unrecognized)\b|error:|# There is insufficient).*"
+)
+_TRACE_FRAME = re.compile(r"\s+(at |\.\.\. \d+ more|File \")")
+
+
+def _new_lines(path: Path, offset: int) -> list[str]:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace").splitlines()
     except OSError:
-        return "(no log)"
+        return []
+
+
+def cause_in(lines: list[str]) -> str | None:
+    """The line that says why a start failed: an ERROR/FATAL line's exception (the line after it, as
+    Kafka and Cassandra log them) or its own message; else a JVM's or a Python command's last words
+    (``Error: ...``, ``Exception in thread ...``, a traceback's final line, ``error: ...``)."""
+    for i, line in enumerate(lines):
+        if _LEVEL.match(line):
+            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if _EXCEPTION.fullmatch(following):
+                return following.removeprefix("Caused by: ")
+            return line.strip()
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        last = [line for line in lines if line.strip() and not line.startswith((" ", "\t"))]
+        return last[-1].strip() if last else None
+    for i, line in enumerate(lines):
+        if _JVM_STDOUT.match(line):
+            # "Error occurred during initialization of VM" says less than the line after it
+            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if following and not _TRACE_FRAME.match(lines[i + 1]):
+                return f"{line.strip().removeprefix('# ').rstrip('.:')}: {following.removeprefix('# ')}"
+            return line.strip().removeprefix("# ")
+    return None
+
+
+def failure_cause(marks: dict[Path, int]) -> tuple[Path, str] | None:
+    """Why a service failed to start, from what its logs gained since ``marks`` (a log's size when the
+    start began): the log that says so and the one line that says it; None if no log says anything."""
+    for path, offset in marks.items():
+        cause = cause_in(_new_lines(path, offset))
+        if cause is not None:
+            return path, cause
+    return None
+
+
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -16,10 +16,11 @@ from pathlib import Path
 from infra import artifacts
 from infra.errors import InfraError
 from infra.java import find_java17
-from infra.process import port_open
+from infra.process import cause_in, port_open
 from infra.settings import REPO_DIR, StackSettings
 
 CONF_DIR = REPO_DIR / "infra" / "conf"
+FORMAT_TIMEOUT_S = 120.0  # Kafka's storage format, a JVM run of a few seconds
 
 
 def _render(template: Path, target: Path, values: dict[str, str]) -> None:
@@ -35,6 +36,8 @@ class Service:
     healthy: Callable[[StackSettings], bool]
     stop_grace_s: float = 20.0
     env: Callable[[StackSettings], dict[str, str]] | None = None
+    # The service's own log files (its stdout and stderr go to process.log): where a failed start says why.
+    logs: Callable[[StackSettings], list[Path]] = lambda s: []
 
 
 # --- Kafka -------------------------------------------------------------------------------------
@@ -70,14 +73,22 @@ def _kafka_prepare(s: StackSettings) -> list[str]:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         # "--cluster-id=<id>", not "-t <id>": one id in 64 starts with "-", which the tool's parser
         # then takes for an option and refuses (seen: "argument --cluster-id/-t: expected one argument").
-        fmt = subprocess.run(
-            [*base, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        try:
+            fmt = subprocess.run(
+                [*base, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)],
+                capture_output=True,
+                text=True,
+                timeout=FORMAT_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            raise InfraError(
+                f"kafka: formatting storage in {data} did not finish within {FORMAT_TIMEOUT_S:g}s (stopped)"
+            ) from None
         if fmt.returncode != 0:
-            raise InfraError(f"kafka: formatting storage failed:\n{fmt.stdout}{fmt.stderr}")
+            output = f"{fmt.stdout}\n{fmt.stderr}".splitlines()
+            last = [line.strip() for line in output if line.strip()]
+            cause = cause_in(output) or (last[-1] if last else f"exit {fmt.returncode}, no output")
+            raise InfraError(f"kafka: formatting storage in {data} failed: {cause}")
     return [*base, "kafka.Kafka", str(props)]
 
 
@@ -177,6 +188,7 @@ SERVICES: dict[str, Service] = {
         prepare=_kafka_prepare,
         healthy=_kafka_healthy,
         stop_grace_s=30.0,
+        logs=lambda s: [s.service_dir("kafka") / "logs" / "server.log"],
     ),
     "cassandra": Service(
         name="cassandra",
@@ -184,6 +196,7 @@ SERVICES: dict[str, Service] = {
         prepare=_cassandra_prepare,
         healthy=_cassandra_healthy,
         stop_grace_s=30.0,
+        logs=lambda s: [s.service_dir("cassandra") / "logs" / "system.log"],
     ),
     "registry": Service(
         name="registry",

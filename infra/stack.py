@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from infra import artifacts
 from infra.errors import InfraError
-from infra.process import PidFile, alive, log_tail, port_in_use, spawn, stopped, terminate
+from infra.process import PidFile, alive, failure_cause, log_size, port_in_use, spawn, stopped, terminate
 from infra.services import ORDER, SERVICES, Service
 from infra.settings import REPO_DIR, StackSettings
 
@@ -23,8 +24,23 @@ def _pidfile(settings: StackSettings, name: str) -> PidFile:
     return PidFile(settings.service_dir(name) / "pid")
 
 
-def _log(settings: StackSettings, name: str):
+def _log(settings: StackSettings, name: str) -> Path:
     return settings.service_dir(name) / "process.log"
+
+
+def _marks(settings: StackSettings, name: str) -> dict[Path, int]:
+    """The service's logs (its own first, then its stdout and stderr) with their sizes now: what a start
+    adds after these is that start's."""
+    return {path: log_size(path) for path in [*SERVICES[name].logs(settings), _log(settings, name)]}
+
+
+def _why(name: str, marks: dict[Path, int], what: str) -> str:
+    """One line: the service, what went wrong, the line of its logs that says why, and that log's path."""
+    found = failure_cause(marks)
+    if found is None:
+        return f"{name}: {what}; its logs say nothing about it ({', '.join(map(str, marks))})"
+    path, cause = found
+    return f"{name}: {what}: {cause} (log: {path})"
 
 
 def _check_state_dir(settings: StackSettings, *, create: bool) -> None:
@@ -57,8 +73,9 @@ def _check_ports(settings: StackSettings, svc: Service) -> None:
         )
 
 
-def _start(settings: StackSettings, svc: Service) -> int | None:
-    """Spawn svc unless it already runs; return the PID to wait for (None if already healthy)."""
+def _start(settings: StackSettings, svc: Service, marks: dict[str, dict[Path, int]]) -> int:
+    """Spawn svc unless it already runs; return the PID to wait for. ``marks`` gets the service's
+    logs as they were before it started (``_marks``), for ``_why``."""
     pidfile = _pidfile(settings, svc.name)
     pid = pidfile.read()
     if pid is not None and alive(pid):
@@ -74,15 +91,19 @@ def _start(settings: StackSettings, svc: Service) -> int | None:
     if component:
         artifacts.fetch(settings, component)
     settings.service_dir(svc.name).mkdir(parents=True, exist_ok=True)
+    marks[svc.name] = _marks(settings, svc.name)
     cmd = svc.prepare(settings)
     env = svc.env(settings) if svc.env else None
     pid = spawn(cmd, log_path=_log(settings, svc.name), cwd=settings.service_dir(svc.name), env=env)
     pidfile.write(pid)
-    _say(f"[up] {svc.name}: started (pid {pid}), log {_log(settings, svc.name)}")
+    logs = ", ".join(map(str, [*svc.logs(settings), _log(settings, svc.name)]))
+    _say(f"[up] {svc.name}: started (pid {pid}), log {logs}")
     return pid
 
 
-def _wait_healthy(settings: StackSettings, names: list[str], pids: dict[str, int]) -> None:
+def _wait_healthy(
+    settings: StackSettings, names: list[str], pids: dict[str, int], marks: dict[str, dict[Path, int]]
+) -> None:
     started = time.monotonic()
     pending = list(names)
     last_report = 0.0
@@ -92,7 +113,7 @@ def _wait_healthy(settings: StackSettings, names: list[str], pids: dict[str, int
             pid = pids[name]
             if not alive(pid):
                 _pidfile(settings, name).clear()
-                raise InfraError(f"{name}: exited during start-up; last log lines:\n{log_tail(_log(settings, name))}")
+                raise InfraError(_why(name, marks.get(name) or _marks(settings, name), "exited during start-up"))
             if svc.healthy(settings):
                 _say(f"[up] {name}: healthy after {time.monotonic() - started:.0f}s")
                 pending.remove(name)
@@ -101,10 +122,8 @@ def _wait_healthy(settings: StackSettings, names: list[str], pids: dict[str, int
             for name in pending:
                 terminate(pids[name], grace_s=5)
                 _pidfile(settings, name).clear()
-            raise InfraError(
-                f"{', '.join(pending)}: not healthy within {settings.start_timeout_s:.0f}s (stopped); "
-                f"see {settings.state_dir}/<service>/process.log"
-            )
+            what = f"not healthy within {settings.start_timeout_s:g}s (stopped)"
+            raise InfraError("; ".join(_why(name, marks.get(name) or _marks(settings, name), what) for name in pending))
         if pending and elapsed - last_report >= 10:
             last_report = elapsed
             _say(f"[up] waiting for {', '.join(pending)} ... {elapsed:.0f}s")
@@ -126,14 +145,13 @@ def up(settings: StackSettings, names: Iterable[str] | None = None) -> list[str]
         # JVMs first and together (they take the longest), then the Python services that need them.
         for group in ([n for n in selected if n in _JVM_COMPONENT], [n for n in selected if n not in _JVM_COMPONENT]):
             pids: dict[str, int] = {}
+            marks: dict[str, dict[Path, int]] = {}
             for name in group:
                 was_running = _pidfile(settings, name).read()
-                pid = _start(settings, SERVICES[name])
-                if pid is not None:
-                    pids[name] = pid
-                    if was_running is None or not alive(was_running):
-                        started.append(name)
-            _wait_healthy(settings, list(pids), pids)
+                pids[name] = _start(settings, SERVICES[name], marks)
+                if was_running is None or not alive(was_running):
+                    started.append(name)
+            _wait_healthy(settings, list(pids), pids, marks)
     except InfraError:
         down(settings, started)
         raise

@@ -21,10 +21,10 @@ import time
 import uuid
 from pathlib import Path
 
-from jobs.feature_job import resolve_ref
+from jobs.batch_input import window_range
+from jobs.feature_job import resolve_ref, version_refs
 from registry.access import guard_catalog
 from registry.core.arguments import instant
-from registry.core.durations import instant_ms
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
@@ -79,6 +79,14 @@ def _echo_progress(log: Path, shown: int) -> int:
     return shown + len(complete)
 
 
+def _job_error(log: Path) -> str:
+    """What the failed job said about it, in one line: its last ``error:`` line (the job ends with one), else
+    the last line it wrote."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    said = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
+    return said[-1] if said else (lines[-1] if lines else "it wrote nothing")
+
+
 def run(
     settings: Settings,
     refs: list[str],
@@ -121,6 +129,7 @@ def run(
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=_REPO, stdout=out, stderr=subprocess.STDOUT)
         shown = 0
+        reported = 0.0
         while proc.poll() is None:
             time.sleep(min(progress_every_s, 1.0))
             shown = _echo_progress(log, shown)
@@ -128,14 +137,14 @@ def run(
             if elapsed > timeout_s:
                 proc.kill()
                 raise FeatureStoreError(f"backfill exceeded {timeout_s:.0f}s; active versions untouched; log {log}")
-            if int(elapsed) % max(1, int(progress_every_s)) == 0:
+            if elapsed - reported >= progress_every_s:  # every few seconds, however long a round took
+                reported = elapsed
                 rows = _committed_rows(settings, start_snapshot)
                 print(f"[backfill] {elapsed:.0f}s: {rows:,} offline rows committed", file=sys.stderr, flush=True)
     _echo_progress(log, shown)
     if proc.returncode != 0:
         raise FeatureStoreError(
-            f"backfill job failed (exit {proc.returncode}); active versions untouched; log {log}:\n"
-            + log.read_text()[-2000:]
+            f"backfill job failed (exit {proc.returncode}): {_job_error(log)}; active versions untouched; log {log}"
         )
     rows = _committed_rows(settings, start_snapshot)
     print(f"[backfill] done in {time.monotonic() - started:.0f}s: {rows:,} offline rows", file=sys.stderr)
@@ -143,7 +152,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.backfill", description=__doc__)
-    parser.add_argument("versions", nargs="+", help="entity.name@version of each version to compute")
+    parser.add_argument("versions", nargs="+", type=version_refs, help="entity.name@version of each version to compute")
     parser.add_argument("--promote", action="store_true", help="promote each version once it is ready")
     parser.add_argument(
         "--events",
@@ -161,11 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.since is not None or args.until is not None) and args.events is None:
         parser.error("--since and --until need --events")
-    if args.since is not None and args.until is not None and instant_ms(args.since) >= instant_ms(args.until):
-        parser.error(f"--since must be before --until (got {args.since!r} and {args.until!r})")
+    try:  # the job's own check (an open side is 1970 or the end of 9999), before anything connects
+        window_range(args.since, args.until)
+    except FeatureStoreError as exc:
+        parser.error(str(exc))
     settings = settings_for_command()
     try:
-        run(settings, args.versions, events=args.events, since=args.since, until=args.until)
+        refs = [ref for given in args.versions for ref in given.split(",")]  # user.a@2,user.b@3 names two
+        run(settings, refs, events=args.events, since=args.since, until=args.until)
         if args.promote:
             from serving.offline.promotion import promote
             from sinks.factory import connect_iceberg
@@ -173,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
             store = DefinitionStore(settings.definitions_db)
             table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
-            for ref in args.versions:
+            for ref in refs:
                 d = resolve_ref(store.catalog(), ref)
                 ready = promote(store, table, d.entity, d.name, d.version)
                 print(f"promoted: {ready.describe()}", file=sys.stderr)

@@ -48,7 +48,9 @@ def window_range(since: str | None, until: str | None) -> tuple[int, int] | None
     lo = epoch_ms_arg(since, "--since") if since is not None else 0
     hi = epoch_ms_arg(until, "--until") if until is not None else LAST_MS
     if lo >= hi:
-        raise FeatureStoreError(f"--since must be before --until (got {lo} ms and {hi} ms)")
+        given = f"{lo} ms" if since is not None else "none, so 1970-01-01T00:00:00Z (0 ms)"
+        ends = f"{hi} ms" if until is not None else f"none, so 9999-12-31T23:59:59.999Z ({LAST_MS} ms)"
+        raise FeatureStoreError(f"--since must be before --until (--since: {given}; --until: {ends})")
     return lo, hi
 
 

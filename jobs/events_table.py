@@ -144,12 +144,15 @@ def read_events(location: str, source: Source, catalog: Callable[[], Any], *, no
     """The source's events in the table at ``location``, checked and sorted by event time (stable)."""
     schema = arrow_schema(source)
     raw = read_raw(location, schema.names, catalog)
-    columns = [
-        _epoch_ms(raw.column(f.name), f.name)
-        if f.name == source.timestamp_field
-        else _cast(raw.column(f.name), f.type, f.name)
-        for f in schema
-    ]
+    try:
+        columns = [
+            _epoch_ms(raw.column(f.name), f.name)
+            if f.name == source.timestamp_field
+            else _cast(raw.column(f.name), f.type, f.name)
+            for f in schema
+        ]
+    except EventsTableError as exc:  # which table, as for a missing column: a run may read several in turn
+        raise EventsTableError(f"events table {location!r}: {exc}") from None
     events = pa.Table.from_arrays(columns, schema=schema)
     valid, rejected = check_events(
         events, load_schema(source.event_schema), timestamp_field=source.timestamp_field, now_ms=now_ms

@@ -60,8 +60,8 @@ def _decoder(settings: Settings, source: Source, now_ms: int) -> EventDecoder:
 def read_history(
     settings: Settings, source: Source, *, now_ms: int, time_range_ms: tuple[int, int] | None = None
 ) -> Events:
-    """The source's events (``jobs.events_table.arrow_schema``) sorted by event time, stably from
-    partition and offset order (the archive's records, then the topic's), and the records refused
+    """The source's events (``jobs.events_table.arrow_schema``) sorted by event time, then partition and
+    offset (whichever side, archive or topic, gave them), and the records refused
     (``REJECTED_SCHEMA``). ``time_range_ms`` (``[since, until)``, epoch ms): only the records whose
     Kafka timestamp is in it are read and decoded (the archive's scan is pruned by its day partitions
     and file statistics); an accepted event's time is its record's timestamp, so this keeps exactly
@@ -96,6 +96,7 @@ def read_history(
     decoder = _decoder(settings, source, now_ms)
     names = arrow_schema(source).names
     rows: list[dict[str, Any]] = []
+    seats: list[tuple[int, int]] = []  # each accepted event's (partition, offset)
     rejected: list[dict[str, Any]] = []
     records = zip(
         old.column("partition").to_pylist(),
@@ -121,9 +122,22 @@ def read_history(
                 )
                 continue
             rows.append({n: event.get(n) for n in names})
+            seats.append((partition, offset))
     _progress(f"decoded {len(rows):,} events, {len(rejected):,} refused")
     valid = pa.Table.from_pylist(rows, schema=arrow_schema(source))
-    order = pc.sort_indices(valid, sort_keys=[(source.timestamp_field, "ascending")])  # stable
+    # By event time, then partition and offset: the topic's records arrive interleaved across partitions
+    # (in no fixed order), and which of two records of one event id and time counts must not depend on that.
+    partitions, offsets = zip(*seats, strict=True) if seats else ((), ())
+    keys = pa.table(
+        {
+            "time": valid.column(source.timestamp_field),
+            "partition": pa.array(partitions, pa.int32()),
+            "offset": pa.array(offsets, pa.int64()),
+        }
+    )
+    order = pc.sort_indices(
+        keys, sort_keys=[("time", "ascending"), ("partition", "ascending"), ("offset", "ascending")]
+    )
     return Events(valid.take(order), pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
 
 

@@ -372,12 +372,14 @@ class Archiver:
         )
         # A current snapshot without the offsets (another tool's commit) gets them back with the next
         # append; retention waits for that, so that its delete can carry them.
-        if self._retention is not None and carries:
+        horizon_us = None if self._retention is None else (now_ms - self._retention // timedelta(milliseconds=1)) * 1000
+        # A horizon at or before 1970 deletes nothing (no Kafka timestamp is older), and before year 1 it is no
+        # date at all: such a retention keeps every record, as a definition's offline_retention does.
+        if horizon_us is not None and horizon_us > 0 and carries:
             from pyiceberg.expressions import LessThan
 
             from sinks.iceberg.reader import iso_us
 
-            horizon_us = (now_ms - self._retention // timedelta(milliseconds=1)) * 1000
             self._table = delete_rows(
                 self._table, LessThan("kafka_timestamp", iso_us(horizon_us)), keep_properties=(NEXT_OFFSETS,)
             )
