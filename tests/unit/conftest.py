@@ -12,6 +12,7 @@ import pytest
 
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
+from sinks.cassandra.reader import StoredValue
 
 # A complete, valid definition (the shape of the shipped txn_count_1h). Tests override top-level keys.
 BASE_DEFINITION: dict[str, Any] = {
@@ -34,6 +35,16 @@ BASE_DEFINITION: dict[str, Any] = {
     "freshness_slo": "10m",
     "ttl": "2h",
 }
+
+
+class NoValues:
+    """An online store with no values: for tests of the registry's HTTP routes, which read none."""
+
+    def read(self, entity_type: str, entity_id: str) -> dict[tuple[str, int], StoredValue]:
+        return {}
+
+    def progress(self) -> dict[str, int]:
+        return {}
 
 
 def definition_dict(**overrides: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from registry.definition_store import DefinitionConflictError, DefinitionStore
 from registry.live import LiveCatalog
 from registry.plan import apply, plan
 from serving.online.app import create_app
-from sinks.cassandra.reader import StoredValue
+from tests.unit.conftest import NoValues
 
 
 @pytest.fixture
@@ -179,18 +179,10 @@ def test_cli_apply_creates_a_new_store_in_an_existing_folder(tmp_path: Path) -> 
     assert cli.main(["--db", str(tmp_path / "new.db"), "list"]) == 0
 
 
-class _NoValues:
-    def read(self, entity_type: str, entity_id: str) -> dict[tuple[str, int], StoredValue]:
-        return {}
-
-    def progress(self) -> dict[str, int]:
-        return {}
-
-
 @pytest.fixture
 def client(store: DefinitionStore) -> TestClient:
     apply(store, load_folder())
-    return TestClient(create_app(LiveCatalog(store), _NoValues()))
+    return TestClient(create_app(LiveCatalog(store), NoValues()))
 
 
 def _body(d: FeatureDefinition, **changes: object) -> dict[str, object]:

@@ -17,16 +17,7 @@ from registry.definition_store import DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
 from serving.online.app import create_app
-from sinks.cassandra.reader import StoredValue
-from tests.unit.conftest import definition_dict
-
-
-class _NoValues:
-    def read(self, entity_type: str, entity_id: str) -> dict[tuple[str, int], StoredValue]:
-        return {}
-
-    def progress(self) -> dict[str, int]:
-        return {}
+from tests.unit.conftest import NoValues, definition_dict
 
 
 @pytest.fixture
@@ -37,7 +28,7 @@ def store(tmp_path: Path) -> DefinitionStore:
 @pytest.fixture
 def client(store: DefinitionStore, tmp_path: Path) -> TestClient:
     services = LiveFeatureServices(FeatureServiceStore(tmp_path / "definitions.db"), refresh_s=0.0)
-    client = TestClient(create_app(LiveCatalog(store, refresh_s=0.0), _NoValues(), services=services))
+    client = TestClient(create_app(LiveCatalog(store, refresh_s=0.0), NoValues(), services=services))
     assert client.post("/v1/feature-definitions", json=definition_dict(name="f", aliases=["old_f"])).status_code == 201
     v2 = definition_dict(name="f", version=2, ttl="3h", aliases=["old_f"])
     assert client.post("/v1/feature-definitions", json=v2).status_code == 201  # inactive

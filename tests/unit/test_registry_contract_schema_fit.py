@@ -14,16 +14,7 @@ from registry.core.errors import DefinitionError
 from registry.definition_store import DefinitionStore
 from registry.live import LiveCatalog
 from serving.online.app import create_app
-from sinks.cassandra.reader import StoredValue
-from tests.unit.conftest import definition_dict
-
-
-class _NoValues:
-    def read(self, entity_type: str, entity_id: str) -> dict[tuple[str, int], StoredValue]:
-        return {}
-
-    def progress(self) -> dict[str, int]:
-        return {}
+from tests.unit.conftest import NoValues, definition_dict
 
 
 @pytest.fixture
@@ -33,7 +24,7 @@ def store(tmp_path: Path) -> DefinitionStore:
 
 @pytest.fixture
 def client(store: DefinitionStore) -> TestClient:
-    return TestClient(create_app(LiveCatalog(store), _NoValues()))
+    return TestClient(create_app(LiveCatalog(store), NoValues()))
 
 
 _UNRUNNABLE: dict[str, dict[str, Any]] = {

@@ -17,17 +17,9 @@ from registry.feature_services import MAX_DESCRIPTION, FeatureServiceStore, Live
 from registry.live import LiveCatalog
 from registry.plan import apply
 from serving.online.app import create_app
-from sinks.cassandra.reader import StoredValue
+from tests.unit.conftest import NoValues
 
 _PIN = [{"entity": "user", "name": "txn_count_1h", "version": 1}]
-
-
-class _NoValues:
-    def read(self, entity_type: str, entity_id: str) -> dict[tuple[str, int], StoredValue]:
-        return {}
-
-    def progress(self) -> dict[str, int]:
-        return {}
 
 
 @pytest.fixture
@@ -39,7 +31,7 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture
 def client(db: Path) -> TestClient:
     services = LiveFeatureServices(FeatureServiceStore(db), refresh_s=0.0)  # a row written behind its back is seen
-    return TestClient(create_app(LiveCatalog(DefinitionStore(db)), _NoValues(), services=services))
+    return TestClient(create_app(LiveCatalog(DefinitionStore(db)), NoValues(), services=services))
 
 
 def test_the_bound_is_the_definitions_bound() -> None:
