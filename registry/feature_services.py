@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from registry.core import refs
 from registry.core.catalog import FeatureCatalog
-from registry.core.definitions import FeatureDefinition, Version
+from registry.core.definitions import STORED, FeatureDefinition, Version
 from registry.core.definitions import _prose as prose  # the rule of a definition's description
 from registry.core.errors import RequestFeatureError, UnknownFeatureError, UnknownFeatureServiceError
 from registry.core.refs import SERVICE_NAME_PATTERN
@@ -42,10 +42,6 @@ CREATE TABLE IF NOT EXISTS feature_services (
 """
 
 Action = Literal["created", "new_version", "unchanged"]
-
-STORED = {"stored": True}
-"""Validation context of a version read back from the store: held as it was registered (a bound added since
-never makes a registered version unreadable)."""
 
 
 def _description(value: str, info: ValidationInfo) -> str:

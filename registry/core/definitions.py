@@ -12,9 +12,20 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import date, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 
 from registry.core.durations import Duration, format_duration
 from registry.core.entity_keys import MAX_KEY_FIELDS
@@ -57,6 +68,14 @@ SQL_DURATION_LIMIT = timedelta(days=1000)
 """Durations the job writes into its Flink SQL as intervals (window size, slide and gap, allowed lateness,
 out-of-orderness) stay below this: Flink's planner takes an interval's leading field to 3 digits
 (``DAY(3) TO SECOND(3)``, ``jobs.sql.interval``), so 1000d or more would fail the job at its start."""
+MAX_WINDOWS_PER_EVENT = 1440
+"""A sliding window puts each event in ``size / slide`` windows (Flink's HOP assigns it to every one), so the job's
+work per event grows with the ratio: at most a day sliding by the minute."""
+MAX_TAGS = 64
+STORED = {"stored": True}
+"""Validation context of a version read back from a store: held as it was registered (a bound added since never makes
+a registered version unreadable). Only bounds added after versions were registered look at it: the sliding window's
+``MAX_WINDOWS_PER_EVENT`` here, a feature service's description (``registry.feature_services``)."""
 MAX_TTL = timedelta(seconds=630_720_000)  # 7300d, 20 years: Cassandra's longest TTL, which online cells carry
 # Control characters are Unicode's category Cc: C0 (\x00-\x1f), DEL and C1 (\x80-\x9f, e.g. NEL \x85).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -106,6 +125,23 @@ def _characters(low: int, high: int) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _at_most(high: int, what: str) -> WrapValidator:
+    """A bound on how many entries a list holds, named in its own words ("at most 64 tags, not 65") rather than
+    pydantic's ("Tuple should have at most 64 items"); the bound itself stays pydantic's (``max_length`` inside this
+    validator), which stops reading a list at its first entry past the bound."""
+
+    def check(value: object, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            for error in exc.errors():
+                if error["type"] == "too_long" and not error["loc"]:
+                    raise ValueError(f"at most {high} {what}, not {error['ctx']['actual_length']}") from None
+            raise
+
+    return WrapValidator(check)
+
+
 Version = Annotated[int, Field(strict=True, ge=1, le=MAX_VERSION)]  # no bool, "7" or 7.0
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 Prose = Annotated[str, AfterValidator(_prose)]
@@ -113,6 +149,8 @@ TopicName = Annotated[str, AfterValidator(_topic_name)]
 FieldName = Annotated[str, AfterValidator(_field_name)]
 SubjectName = Annotated[str, AfterValidator(_subject_name)]
 Tag = Annotated[PlainText, _characters(1, 64)]  # counted in characters, the message too
+# counted in tags, the message too ("at most 64 tags, not 65")
+Tags = Annotated[tuple[Tag, ...], Field(max_length=MAX_TAGS), _at_most(MAX_TAGS, "tags")]
 AggregationFunction = Literal["count", "sum", "mean", "min", "max", "last", "count_distinct"]
 
 
@@ -184,7 +222,7 @@ class Window(_Frozen):
     allowed_lateness: Duration = timedelta(0)
 
     @model_validator(mode="after")
-    def _shape(self) -> Window:
+    def _shape(self, info: ValidationInfo) -> Window:
         if self.kind == "session":
             if self.gap is None or self.size is not None or self.slide is not None:
                 raise ValueError("a session window takes `gap` only")
@@ -210,6 +248,13 @@ class Window(_Frozen):
             value = getattr(self, name)
             if value is not None:
                 _below_sql_limit(f"window `{name}`", value)
+        if self.kind == "sliding" and self.size is not None and self.slide is not None and info.context != STORED:
+            windows = self.size // self.slide  # a whole multiple, checked above
+            if windows > MAX_WINDOWS_PER_EVENT:
+                raise ValueError(
+                    f"a sliding window puts each event in size/slide windows: at most {MAX_WINDOWS_PER_EVENT}, not "
+                    f"{windows} ({format_duration(self.size)} / {format_duration(self.slide)})"
+                )
         return self
 
 
@@ -250,7 +295,7 @@ class FeatureDefinition(_Frozen):
     version: Version
     owner: PlainText = Field(min_length=1, max_length=256, description="owning team")
     description: Prose = Field(default="", max_length=4096)
-    tags: tuple[Tag, ...] = Field(default=(), max_length=64)
+    tags: Tags = ()
     value_type: ValueType
     source: Source
     window: Window

@@ -15,8 +15,18 @@ _MAX_DIGITS = 20  # past any timedelta (999,999,999 days is 17 digits of ms): ou
 
 
 def parse_duration(value: object) -> timedelta:
-    """Parse ``"5m"``-style text (or pass a timedelta through); raise ValueError naming the input."""
+    """Parse ``"5m"``-style text (or check a timedelta); raise ValueError naming the input.
+
+    A duration is a whole number of milliseconds, 0 or more, whichever way it is given: a negative timedelta or one
+    with a fraction of a millisecond is refused (``format_duration`` would write ``timedelta(microseconds=500)``
+    as ``0ms``), not rounded."""
     if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise ValueError(f"duration {_spell(value)} is negative (a duration is 0 or more whole milliseconds)")
+        if value % timedelta(milliseconds=1):
+            raise ValueError(
+                f"duration {_spell(value)} has a fraction of a millisecond (a duration is whole milliseconds)"
+            )
         return value
     if not isinstance(value, str):
         raise ValueError(f"duration must be text like '5m' or '1h', got {value!r}")
@@ -30,6 +40,15 @@ def parse_duration(value: object) -> timedelta:
         return timedelta(milliseconds=int(digits) * _UNITS_MS[match.group(2)])
     except OverflowError:
         raise ValueError(f"duration {value[:40]!r}{'...' if len(value) > 40 else ''} is out of range") from None
+
+
+def _spell(value: timedelta) -> str:
+    """Any timedelta in words an error can quote: ``-5ms``, ``-1d``, ``0.500ms`` (``format_duration`` spells
+    whole non-negative milliseconds only)."""
+    micros = value // timedelta(microseconds=1)
+    sign = "-" if micros < 0 else ""
+    ms, rest = divmod(abs(micros), 1000)
+    return f"{sign}{ms}.{rest:03d}ms" if rest else sign + format_duration(timedelta(milliseconds=ms))
 
 
 def format_duration(value: timedelta) -> str:

@@ -31,7 +31,7 @@ def test_parse(text: str, expected: timedelta) -> None:
 
 
 def test_parse_passes_timedelta_through() -> None:
-    value = timedelta(minutes=3, microseconds=7)
+    value = timedelta(minutes=3, milliseconds=7)  # whole milliseconds: a fraction of one is refused
     assert parse_duration(value) is value
 
 
