@@ -69,21 +69,22 @@ _READS = frozenset({"plan", "list", "gate"})
 _MOVES = frozenset({"activate", "activate-all"})
 
 
-def _check_db(db: Path, command: str, default: Path) -> None:
-    """Refuse a ``--db`` that cannot be, or (for a command that only reads) is not yet, a definition store.
+def _open_store(db: Path, command: str, default: Path) -> DefinitionStore:
+    """The definition store ``command`` works on; DefinitionError for a ``--db`` that cannot be one.
 
     ``apply`` creates the store; the configured location's folders too (a fresh checkout has no
-    ``.state/``), but an explicit ``--db`` elsewhere needs an existing folder.
+    ``.state/``), but an explicit ``--db`` elsewhere needs an existing folder. Every other command only
+    reads the store or moves its pointers: a missing file, an empty one or another program's database is
+    refused with nothing created or changed there (``DefinitionStore.existing``).
     """
     where = f"--db {db}" + (" (FS_DEFINITIONS_DB)" if db == default else "")
     if db.is_dir():
         raise DefinitionError(f"{where} is a directory, not a definition store (SQLite file)")
-    if db.exists():
-        return
     if command in _READS or command in _MOVES:
-        raise DefinitionError(f"{where}: no definition store there; run `python -m registry.cli apply` first")
-    if db != default and not db.parent.is_dir():
+        return DefinitionStore.existing(db, name=where)
+    if not db.exists() and db != default and not db.parent.is_dir():
         raise DefinitionError(f"{where}: folder {db.parent} does not exist")
+    return DefinitionStore(db)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        _check_db(args.db, args.command, settings.definitions_db)
-        store = DefinitionStore(args.db)
+        store = _open_store(args.db, args.command, settings.definitions_db)
         if args.command == "plan":
             definitions, places = _located(load_folder_at(args.folder))
             requests, request_places = _located(load_request_folder_at(args.folder))

@@ -20,6 +20,7 @@ from typing import Literal
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import (
     MAX_VERSION,
+    STORED,
     FeatureDefinition,
     check_event_schema,
     check_lateness,
@@ -104,6 +105,18 @@ def _put_version(
     action: Action
     if d.version in by_version:
         held, ident = by_version[d.version]
+        # Hashed before inputs were hashed in their canonical spelling (`x@1` is `x@v1`): the identity is the
+        # stored spec's, recomputed; a match is the same version, and the stored hash is brought up to date.
+        if (
+            ident != d.identity_hash
+            and isinstance(d, RequestFeature)
+            and RequestFeature.model_validate_json(held).identity_hash == d.identity_hash
+        ):
+            conn.execute(
+                f"UPDATE {table} SET identity_hash = ? WHERE entity = ? AND name = ? AND version = ?",
+                (d.identity_hash, d.entity, d.name, d.version),
+            )
+            ident = d.identity_hash
         if ident != d.identity_hash:
             raise DefinitionConflictError(changed)
         action = "unchanged" if held == spec else "metadata_updated"
@@ -274,7 +287,7 @@ class DefinitionStore(SqliteStore):
                 "WHERE a.entity = ? AND json_extract(f.spec, '$.source.topic') = ?",
                 (entity, topic),
             ).fetchall()
-            check_streams(FeatureDefinition.model_validate_json(s) for (s,) in specs)
+            check_streams(FeatureDefinition.model_validate_json(s, context=STORED) for (s,) in specs)
         for entity in {entity for entity, _ in moved}:  # every version of an entity type has its one composite key
             keys = conn.execute(
                 "SELECT DISTINCT json_extract(spec, '$.source.entity_key') FROM feature_versions WHERE entity = ?",
@@ -354,7 +367,7 @@ class DefinitionStore(SqliteStore):
         active = {(e, n): v for e, n, v in conn.execute("SELECT entity, name, version FROM active_versions")}
         requests = [r[0] for r in conn.execute("SELECT spec FROM request_feature_versions")]
         return FeatureCatalog(
-            (FeatureDefinition.model_validate_json(s) for s in specs),
+            (FeatureDefinition.model_validate_json(s, context=STORED) for s in specs),
             active,
             (RequestFeature.model_validate_json(s) for s in requests),
         )

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.core.definitions import NAME_PATTERN, PlainText, Prose, Tag, Version
+from registry.core.definitions import NAME_PATTERN, PlainText, Prose, Tags, Version
 from registry.core.errors import RequestFeatureError
 from registry.core.refs import parse_ref
 from registry.core.value_types import ValueType, arrow_type
@@ -68,7 +68,7 @@ class RequestFeature(_Frozen):
     version: Version
     owner: PlainText = Field(min_length=1, max_length=256)
     description: Prose = Field(default="", max_length=4096)
-    tags: tuple[Tag, ...] = Field(default=(), max_length=64)
+    tags: Tags = ()
     value_type: ValueType
     function: str = Field(description="`package.module:function`, importable where it is read")
     function_hash: str | None = Field(
@@ -108,11 +108,14 @@ class RequestFeature(_Frozen):
         return [(r.name, r.version) for r in refs if r is not None and r.version is not None]
 
     def identity(self) -> dict[str, object]:
-        """What a version pins; a change to any of it is a new version (the rest is metadata)."""
+        """What a version pins; a change to any of it is a new version (the rest is metadata).
+
+        Each input in its canonical spelling ``name@vN``: ``name@N`` names the same version, so it is the
+        same identity (and the hash of a version written ``name@vN`` is the one it was registered under)."""
         return {
             "function": self.function,
             "function_hash": self.function_hash,
-            "inputs": list(self.inputs),
+            "inputs": [f"{name}@v{version}" for name, version in self.input_refs],
             "request_fields": [f.model_dump(mode="json") for f in self.request_fields],
             "value_type": self.value_type,
         }
