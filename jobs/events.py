@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import accumulate
 from typing import Any
 
 CURRENCIES = ("EUR", "USD", "GBP")
@@ -14,14 +15,16 @@ def synthetic_transactions(seed: int, *, users: int, events: int, start_ms: int,
     User activity is skewed (a few users are hot), as in real payment traffic.
     """
     rng = random.Random(seed)
-    weights = [1.0 / (rank + 1) for rank in range(users)]
+    # Cumulative weights once: ``choices(..., weights)`` would sum them again on every call, O(users) an event;
+    # with them each draw is one bisection, O(log users), and the same draw (``choices`` accumulates the same way).
+    cum_weights = list(accumulate(1.0 / (rank + 1) for rank in range(users)))
     user_ids = [f"user_{i:05d}" for i in range(users)]
     out = []
     for i in range(events):
         out.append(
             {
                 "transaction_id": f"txn_{seed}_{i:08d}",
-                "user_id": rng.choices(user_ids, weights)[0],
+                "user_id": rng.choices(user_ids, cum_weights=cum_weights)[0],
                 "merchant_id": f"merchant_{rng.randrange(200):04d}",
                 "amount": round(rng.lognormvariate(3.0, 1.0), 2),
                 "currency": rng.choice(CURRENCIES),

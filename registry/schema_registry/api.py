@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from registry.access import Access
 from registry.core import bounded_json
 from registry.core.errors import SchemaError, StoreUnavailableError
+from registry.http_head import HeadAsGet, allowed_methods
 from registry.schema_registry.auth import RegistryAuth
 from registry.schema_registry.errors import (
     HTTP_ERROR_TEMPLATE,
@@ -94,11 +95,14 @@ async def _on_store_unavailable(_: Request, exc: Exception) -> Response:
     return _reply(RegistryError(RegistryErrorKind.STORE_UNAVAILABLE, detail=str(exc)).body(), 500)
 
 
-async def _on_http_error(_: Request, exc: Exception) -> Response:
+async def _on_http_error(request: Request, exc: Exception) -> Response:
     """Unknown routes and methods, in Confluent's (Jersey's) shape instead of FastAPI's ``{"detail": ...}``."""
     assert isinstance(exc, StarletteHTTPException)
     message = HTTP_ERROR_TEMPLATE.format(status=exc.status_code, reason=exc.detail)
-    return _reply({"error_code": exc.status_code, "message": message}, exc.status_code)
+    reply = _reply({"error_code": exc.status_code, "message": message}, exc.status_code)
+    if exc.status_code == 405:  # HTTP requires the methods the path takes
+        reply.headers["Allow"] = ", ".join(allowed_methods(request))
+    return reply
 
 
 async def _on_validation_error(_: Request, exc: Exception) -> Response:
@@ -505,4 +509,5 @@ def create_schema_registry_app(store: SchemaStore, access: Access | None = None)
     else:
         for method, path, _ in _ROUTES:
             auth_log.warning("auth off: %s %s is open to every caller", method, path)
+    app.add_middleware(HeadAsGet)  # outermost: HEAD on every GET route, as the GET without its body
     return app

@@ -7,7 +7,8 @@ within the request budget 503.
 
 Routes: ``/v1/features/...`` (vectors), ``/v1/feature-definitions``, ``/v1/feature-services``,
 ``/v1/quality`` (stored statistics, drift and parity),
-``/metrics`` (Prometheus text format), ``/health``, and FastAPI's ``/openapi.json`` and ``/docs``.
+``/metrics`` (Prometheus text format), ``/health``, and FastAPI's ``/openapi.json`` and ``/docs``. Every
+route that takes GET takes HEAD (``registry.http_head.HeadAsGet``): the GET's status and headers, no body.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry.access import Access
@@ -38,6 +38,7 @@ from registry.core.errors import (
 )
 from registry.definition_store import DefinitionConflictError
 from registry.feature_services import LiveFeatureServices
+from registry.http_head import HeadAsGet, allowed_methods
 from registry.live import LiveCatalog
 from registry.quality import QualityStore
 from serving.online.auth import Authenticate, route_table
@@ -65,7 +66,6 @@ from serving.online.vectors import AsyncVectorSource, VectorSource, as_async
 __all__ = ["MAX_NAMES", "create_app"]
 log = logging.getLogger("featurestore.api")
 auth_log = logging.getLogger("featurestore.auth")
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # what a 405's Allow may list
 
 
 class EscapedSlash:
@@ -117,18 +117,13 @@ def api_error(request: Request, exc: Exception) -> ApiError:
 
 def framework_headers(request: Request, exc: Exception) -> dict[str, str] | None:
     """The headers of a framework refusal (``StarletteHTTPException.headers``) kept on the service's own body; on a
-    405 ``Allow`` lists every method the path's routes take (HTTP requires it), not only the first such route's."""
+    405 ``Allow`` lists every method the path's routes take (HTTP requires it), not only the first such route's,
+    and ``HEAD`` wherever ``GET`` (``HeadAsGet`` serves it)."""
     if not isinstance(exc, StarletteHTTPException):
         return None
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        # Asked of the routes themselves, method by method (an included router holds several, one per method).
-        scope = {k: v for k, v in request.scope.items() if k not in ("route", "endpoint", "path_params")}
-        allowed = [
-            method
-            for method in _METHODS
-            if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in request.app.router.routes)
-        ]
+        allowed = allowed_methods(request)
         headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
         if allowed:
             headers["Allow"] = ", ".join(allowed)
@@ -249,6 +244,7 @@ def create_app(
     # Inside the metrics: shed requests are counted, under their status and in fs_errors_total{class="overloaded"}.
     app.add_middleware(InFlightLimit, limit=max_in_flight, on_refused=metrics.error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(HeadAsGet)  # outermost: every layer serves a HEAD as the GET, and its answer loses the body
     docs = docs_router()
 
     def openapi() -> dict[str, Any]:

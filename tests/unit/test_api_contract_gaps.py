@@ -1,5 +1,6 @@
 """The online API as README and docs/design.md describe it, where the code once answered otherwise: errors by
-class in the metrics (404, 405, the in-flight limit's 503 and the auth middleware's 401 included), ``Allow`` on a 405, a repeated query
+class in the metrics (404, 405, the in-flight limit's 503 and the auth middleware's 401 included), ``Allow`` on a 405
+(``HEAD`` wherever ``GET``: HEAD answers on every GET route), a repeated query
 parameter refused instead of one of its values picked, GET names taken as given (no stripping), and the
 Python client's path for an id of dots. (The wrong key form in a ``/v1/vectors`` part: test_composite_keys.)"""
 
@@ -94,6 +95,16 @@ def test_requests_shed_by_the_in_flight_limit_are_counted_as_overloaded(store: D
 # --- a 405 carries Allow ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", ["/health", "/metrics", "/v1/feature-definitions", "/v1/features/user/u1"])
+def test_head_answers_as_get_on_every_get_route_without_a_body(store: DefinitionStore, path: str) -> None:
+    """RFC 9110 §9.3.2: HEAD wherever GET, same status and headers, no body (every route: test_http_head)."""
+    client = client_for(store, Source({"u1": vector(4, 10.0)}))
+    get, head = client.get(path), client.head(path)
+    assert (head.status_code, head.content) == (get.status_code, b"") == (200, b"")
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert int(head.headers["content-length"]) > 0
+
+
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
@@ -102,8 +113,9 @@ def test_requests_shed_by_the_in_flight_limit_are_counted_as_overloaded(store: D
         ("GET", "/v1/vectors", "POST"),
         # two routes share the path: every method either takes, not only the first route's
         ("PUT", "/v1/features/user/batch", "GET, HEAD, POST"),
-        ("DELETE", "/v1/feature-definitions", "GET, POST"),  # FastAPI routes take no HEAD
-        ("HEAD", "/v1/feature-definitions", "GET, POST"),
+        ("DELETE", "/v1/feature-definitions", "GET, HEAD, POST"),  # HEAD wherever GET (registry.http_head)
+        ("DELETE", "/health", "GET, HEAD"),
+        ("HEAD", "/v1/vectors", "POST"),  # a path without GET: HEAD is 405 too
     ],
 )
 def test_a_405_lists_the_allowed_methods_in_the_service_error_shape(
