@@ -101,7 +101,8 @@ def run(
     (``archive``: the topic's archive, then the topic); with ``since``/``until`` (ISO-8601 with a zone
     or epoch ms; ``events`` needed) only the events and the whole windows in that range.
     FeatureStoreError (active versions untouched) if it fails."""
-    store = DefinitionStore(settings.definitions_db)
+    db = settings.definitions_db
+    store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")  # reads and moves pointers: never a new store
     catalog = guard_catalog(store.catalog(), settings, action="backfill")
     for ref in refs:
         d = resolve_ref(catalog, ref)
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             from sinks.factory import connect_iceberg
             from sinks.iceberg.writer import load_table
 
-            store = DefinitionStore(settings.definitions_db)
+            db = settings.definitions_db
+            store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
             table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
             for ref in refs:
                 d = resolve_ref(store.catalog(), ref)

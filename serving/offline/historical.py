@@ -75,8 +75,16 @@ ROWS_PER_READ = 16_000_000  # offline rows read at once (~50 bytes each in memor
 def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[FeatureDefinition]:
     """Definitions for ``name`` (the active version, aliases too) or ``name@vN`` (that version).
 
-    UnknownFeatureError lists every unknown name; a feature asked for twice is a DefinitionError.
+    UnknownFeatureError lists every unknown name; a feature asked for twice is a DefinitionError; then
+    the catalog's read check (ForbiddenError naming every feature the caller has no grant for).
     """
+    found = _resolve_stored(catalog, entity_type, features)
+    catalog.check_read(found)
+    return found
+
+
+def _resolve_stored(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[FeatureDefinition]:
+    """``resolve_features`` without the read check."""
     found: list[FeatureDefinition] = []
     unknown: list[str] = []
     for feature in features:
@@ -96,7 +104,6 @@ def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequen
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise DefinitionError(f"feature(s) requested more than once (one version per request): {twice}")
-    catalog.check_read(found)  # ForbiddenError naming every feature the caller has no grant for
     return found
 
 
@@ -120,7 +127,7 @@ def resolve_columns(catalog: FeatureCatalog, entity_type: str, features: Sequenc
         else:
             found[i] = RequestColumn.of(catalog, request)
     try:
-        definitions = resolve_features(catalog, entity_type, [f for _, f in stored])
+        definitions = _resolve_stored(catalog, entity_type, [f for _, f in stored])
     except UnknownFeatureError as exc:
         raise UnknownFeatureError(entity_type, [*exc.names, *unknown]) from exc
     if unknown:
@@ -131,7 +138,9 @@ def resolve_columns(catalog: FeatureCatalog, entity_type: str, features: Sequenc
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise DefinitionError(f"feature(s) requested more than once (one version per request): {twice}")
-    catalog.check_read([d for c in columns if isinstance(c, RequestColumn) for d in c.inputs])
+    # One check for the whole request: a feature read directly and as a request feature's input is one read
+    # (audited once), and a refusal names every feature without a grant, stored or input.
+    catalog.check_read([d for c in columns for d in (c.inputs if isinstance(c, RequestColumn) else (c,))])
     return columns
 
 
@@ -588,7 +597,13 @@ def main(argv: list[str] | None = None) -> int:
         label_schema, label_batches = open_labels(args.labels, args.chunk_rows)  # bad input before any service
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         definitions = resolve_columns(
-            guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="historical_features"),
+            guard_catalog(
+                DefinitionStore.existing(
+                    settings.definitions_db, name=f"FS_DEFINITIONS_DB={settings.definitions_db}"
+                ).catalog(),
+                settings,
+                action="historical_features",
+            ),
             args.entity_type,
             args.features.split(","),
         )

@@ -458,7 +458,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
-        store = TrainingSetStore(settings.definitions_db)
+        db = settings.definitions_db
+        # build and rebuild read the registry: a path with none is named, and nothing is created there
+        definitions = (
+            None
+            if args.command in ("link-model", "show")
+            else DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
+        )
+        store = TrainingSetStore(db)
         if args.command == "link-model":
             linked = store.link_model(args.model, args.model_version, args.id)
             print(f"{linked.model} {linked.model_version} <- training set {linked.training_set_id}")
@@ -472,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from sinks.iceberg.writer import load_table
 
-        catalog = guard_catalog(DefinitionStore(settings.definitions_db).catalog(), settings, action="training_set")
+        assert definitions is not None
+        catalog = guard_catalog(definitions.catalog(), settings, action="training_set")
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         if args.command == "build":
             manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")

@@ -385,6 +385,41 @@ def test_offline_reads_refuse_restricted_features_without_a_grant(tmp_path: Path
     assert resolve_features(guard_catalog(catalog, off, action="x"), "user", ["txn_amount_max_1h"]) == [FRAUD_MAX]
 
 
+def test_an_offline_read_of_a_feature_and_of_a_request_feature_over_it_is_one_audited_read(tmp_path: Path) -> None:
+    from registry.core.request_features import RequestFeature
+    from serving.offline.historical import resolve_columns
+
+    over_max = RequestFeature.model_validate(
+        {
+            "name": "max_times_amount",
+            "entity": "user",
+            "version": 1,
+            "owner": "ml-team",
+            "value_type": "double",
+            "function": "tests.request_fns:sum_times_amount",
+            "inputs": ["txn_amount_max_1h@v1"],
+            "request_fields": [{"name": "amount", "value_type": "double"}],
+        }
+    ).with_function_hash()
+    settings = Settings(definitions_db=tmp_path / "definitions.db", auth=True)
+    store = AccessStore(settings.definitions_db)
+    catalog = FeatureCatalog([RISK_COUNT, FRAUD_MAX], request_features=[over_max])
+    ml = settings.model_copy(update={"token": store.issue("scorer", "ml-team")})
+    guarded = guard_catalog(catalog, ml, action="training_set")
+    with pytest.raises(ForbiddenError) as refused:
+        resolve_columns(guarded, "user", ["txn_amount_max_1h", "max_times_amount"])
+    assert refused.value.names == ["user/txn_amount_max_1h@1"]
+    store.grant("fraud-team", "ml-team")
+    columns = resolve_columns(guard_catalog(catalog, ml, action="training_set"), "user", ["max_times_amount"])
+    assert [c.name for c in columns] == ["max_times_amount"]  # the input alone is a read of it too
+    both = resolve_columns(
+        guard_catalog(catalog, ml, action="training_set"), "user", ["txn_amount_max_1h", "max_times_amount"]
+    )
+    assert [c.name for c in both] == ["txn_amount_max_1h", "max_times_amount"]
+    # one record per read, however many of the request's columns reach the feature
+    assert [r["outcome"] for r in store.audit(target="user/txn_amount_max_1h@1")] == [200, 200, 403]
+
+
 @pytest.mark.parametrize(
     ("owner", "grantee", "message"),
     [

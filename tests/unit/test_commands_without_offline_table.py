@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from registry.definition_store import DefinitionStore
 from serving.offline import promotion, statistics, training
 
 
@@ -43,6 +44,7 @@ def test_no_offline_table_is_one_error_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "definitions.db"))
+    DefinitionStore(tmp_path / "definitions.db")  # the registry is there; the offline table is not
     monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/cat.db")
     monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "wh").as_uri())
     monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")

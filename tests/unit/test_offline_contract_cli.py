@@ -46,8 +46,10 @@ def test_rebuild_from_a_file_that_is_not_a_manifest_is_one_error_line(
     monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/cat.db")
     monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "wh").as_uri())
     monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
+    from registry.definition_store import DefinitionStore
     from tests.unit.test_training_sets import iceberg_table
 
+    DefinitionStore(tmp_path / "d.db")  # a registry is there (one that is not is refused first)
     iceberg_table(tmp_path, "feature_store")
     manifest = tmp_path / "m.json"
     manifest.write_bytes(content)

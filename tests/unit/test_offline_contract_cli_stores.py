@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
-from serving.offline import batch_scoring, parity, plots, promotion
+from jobs import backfill
+from serving.offline import batch_scoring, historical, parity, plots, promotion, training
 from sinks.iceberg.writer import ensure_table
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], list[str]]] = {
@@ -25,6 +28,39 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], list[str]]] = {
     "promotion": (promotion.main, ["user", "txn_count_1h", "1"]),
     "parity": (parity.main, ["--since", "1h", "--no-store"]),
     "plots": (plots.main, ["--since", "1h", "--out", "{tmp}/plots"]),
+    "training_build": (
+        training.main,
+        [
+            "build",
+            "--labels",
+            "{tmp}/labels.parquet",
+            "--out",
+            "{tmp}/t.parquet",
+            "--entity-type",
+            "user",
+            "--entity-column",
+            "user_id",
+            "--features",
+            "txn_count_1h",
+        ],
+    ),
+    "training_rebuild": (training.main, ["rebuild", "--id", "x", "--out", "{tmp}/t.parquet"]),
+    "historical": (
+        historical.main,
+        [
+            "--labels",
+            "{tmp}/labels.parquet",
+            "--out",
+            "{tmp}/h.parquet",
+            "--entity-type",
+            "user",
+            "--entity-column",
+            "user_id",
+            "--features",
+            "txn_count_1h",
+        ],
+    ),
+    "backfill": (backfill.main, ["user.txn_count_1h@2"]),
 }
 
 
@@ -43,6 +79,10 @@ def test_a_definition_store_that_is_not_there_is_named_and_not_created(
     _env(monkeypatch, tmp_path, db)
     catalog = SqlCatalog("feature_store", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=(tmp_path / "wh").as_uri())
     ensure_table(catalog, "fs")
+    pq.write_table(
+        pa.table({"user_id": ["u1"], "event_timestamp": pa.array([0], pa.timestamp("ms", "UTC"))}),
+        tmp_path / "labels.parquet",
+    )
     main, argv = COMMANDS[command]
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 1
     err = capsys.readouterr().err
