@@ -120,8 +120,9 @@ def _store(request: Request) -> SchemaStore:
 
 
 def _flag(request: Request, name: str) -> bool:
-    """A boolean query parameter; Python clients send ``True``/``False``."""
-    return request.query_params.get(name, "false").strip().lower() in ("true", "1")
+    """A boolean query parameter, read as Confluent's Java reads it (``Boolean.valueOf``): ``true`` in any case
+    (Python clients send ``True``) is true, anything else (``1``, `` true``, ``yes``) false."""
+    return request.query_params.get(name, "false").lower() == "true"
 
 
 def _int_param(request: Request, name: str, default: int) -> int:

@@ -72,6 +72,28 @@ def test_get_schemas_shows_soft_deleted_versions_only_with_deleted_true(client: 
     assert [(s["version"], s.get("deleted")) for s in listed] == [(1, None), (2, True)]
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("true", True),
+        ("True", True),
+        ("TRUE", True),
+        ("1", False),
+        (" true", False),
+        ("yes", False),
+        ("false", False),
+        ("", False),
+    ],
+)
+def test_a_flag_is_true_as_confluents_java_reads_it(client: TestClient, value: str, shown: bool) -> None:
+    """``Boolean.valueOf``: ``true`` in any case, and nothing else (``?deleted=1`` was read as true here)."""
+    client.post("/subjects/s/versions", json={"schema": V1})
+    client.post("/subjects/s/versions", json={"schema": V2})
+    client.delete("/subjects/s/versions/2")
+    versions = client.get("/subjects/s/versions", params={"deleted": value}).json()
+    assert versions == ([1, 2] if shown else [1])
+
+
 def test_subject_mode_without_an_override_is_40409_unless_default_to_global(client: TestClient) -> None:
     assert client.get("/mode").json() == {"mode": "READWRITE"}
     assert _error(client.get("/mode/s")) == (404, 40409, "Subject 's' does not have subject-level mode configured")
