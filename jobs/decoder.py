@@ -35,14 +35,23 @@ def decoder_jar(settings: Settings) -> Path:
     return java_jar("decode", settings.flink_jars_dir.parent / "job", [flink_dist(), avro[0]])
 
 
-def event_decoder(settings: Settings, reader_schema: dict[str, Any], timestamp_field: str) -> Any:
+def event_decoder(
+    settings: Settings,
+    reader_schema: dict[str, Any],
+    timestamp_field: str,
+    key_fields: tuple[str, ...] = (),
+) -> Any:
     """A ``featurestore.job.EventDecoder`` Java object (its jar must be on ``pipeline.jars``): the rules
-    without the operator, which the parity test drives directly."""
+    without the operator, which the parity test drives directly. ``key_fields``: the source's entity key
+    fields (``Source.key_fields``), whose string values longer than ``MAX_KEY_CHARS`` are ``bad_key``."""
     from pyflink.java_gateway import get_gateway
+    from pyflink.util.java_utils import to_jarray
 
-    return get_gateway().jvm.featurestore.job.EventDecoder(
+    gateway = get_gateway()
+    return gateway.jvm.featurestore.job.EventDecoder(
         json.dumps(reader_schema),
         timestamp_field,
+        to_jarray(gateway.jvm.String, list(key_fields)),
         settings.schema_registry_url,
         settings.token or "",
         MAX_FUTURE_MS,
@@ -68,7 +77,7 @@ def decode(
     from pyflink.java_gateway import get_gateway
 
     jvm = get_gateway().jvm
-    decoder = event_decoder(settings, reader_schema, source.timestamp_field)
+    decoder = event_decoder(settings, reader_schema, source.timestamp_field, source.key_fields)
     function = jvm.featurestore.job.DecodeEvents(source.topic, decoder, to_millis(lateness))
     j_events = raw._j_data_stream.transform(
         f"decode:{source.topic}", row_type.get_java_type_info(), jvm.featurestore.job.DecodeOperator(function)

@@ -155,7 +155,11 @@ def read_events(location: str, source: Source, catalog: Callable[[], Any], *, no
         raise EventsTableError(f"events table {location!r}: {exc}") from None
     events = pa.Table.from_arrays(columns, schema=schema)
     valid, rejected = check_events(
-        events, load_schema(source.event_schema), timestamp_field=source.timestamp_field, now_ms=now_ms
+        events,
+        load_schema(source.event_schema),
+        timestamp_field=source.timestamp_field,
+        now_ms=now_ms,
+        key_fields=source.key_fields,
     )
     order = pc.sort_indices(valid, sort_keys=[(source.timestamp_field, "ascending")])
     return Events(valid.take(order), rejected)

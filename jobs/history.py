@@ -53,7 +53,11 @@ def _decoder(settings: Settings, source: Source, now_ms: int) -> EventDecoder:
 
     lookup = schema_lookup(settings.schema_registry_url, settings.token)
     return EventDecoder(
-        lookup, load_schema(source.event_schema), timestamp_field=source.timestamp_field, clock_ms=lambda: now_ms
+        lookup,
+        load_schema(source.event_schema),
+        timestamp_field=source.timestamp_field,
+        key_fields=source.key_fields,
+        clock_ms=lambda: now_ms,
     )
 
 

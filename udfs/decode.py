@@ -8,6 +8,16 @@ A record that fails here raises DecodeError with a short ``reason`` (the dead-le
 it). ``check_events`` holds a table of events (a batch source) to the same rules, a column at a time. A schema registry that cannot be reached is *not* a bad record: that raises
 StoreUnavailableError so the job fails and restarts from its checkpoint instead of dead-lettering
 good data.
+
+The rules, in their order: the Confluent frame (``empty``, ``truncated``, ``bad_magic``); the writer
+schema by id (``unknown_schema_id``, ``bad_writer_schema``); the Avro body against it (``undecodable``);
+then the record: a required field null, or a required ``*_id`` string empty (``missing_field``); a
+string value of an entity key field (``key_fields``, every field of a composite key) of more than
+``MAX_KEY_CHARS`` (``registry.core.entity_keys``) characters, counted in code points (``bad_key``: the stores could not hold it as a
+key, and one such record must not stop the job); a float NaN or infinite (``non_finite``); the event
+time more than ``max_future_ms`` ahead of the clock (``future_timestamp``) or before 1970
+(``bad_timestamp``); and, for a Kafka record, an event time that is not the record's timestamp
+(``timestamp_mismatch``).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fastavro.types import Schema
 
+from registry.core.entity_keys import MAX_KEY_CHARS
 from registry.core.errors import DecodeError
 from schemas.wire import unframe
 from udfs.avro_ints import holds_int, int_outside_32_bits
@@ -33,6 +44,7 @@ from udfs.avro_ints import holds_int, int_outside_32_bits
 # ``future_timestamp``, and kept out of the watermark (``jobs.sql.source_ddl``). Kafka 4 brokers
 # refuse such records already (``log.message.timestamp.after.max.ms``, 1 h by default).
 MAX_FUTURE_MS = 3_600_000
+
 
 SchemaLookup = Callable[[int], str | None]
 """Returns the writer schema text for a registry id, None if the registry has no such id."""
@@ -47,9 +59,11 @@ class EventDecoder:
         reader_schema: dict[str, Any],
         *,
         timestamp_field: str,
+        key_fields: tuple[str, ...] = (),
         max_future_ms: int = MAX_FUTURE_MS,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
+        """``key_fields``: the source's entity key fields (``Source.key_fields``), held to ``MAX_KEY_CHARS``."""
         self._lookup = lookup
         self._reader: Schema = fastavro.parse_schema(unqualified_aliases(primitive(reader_schema)))
         self._writers: dict[int, tuple[Schema, bool]] = {}  # the parsed schema, whether it holds an int
@@ -57,6 +71,7 @@ class EventDecoder:
         self._max_future_ms = max_future_ms
         self._clock_ms = clock_ms
         self._required = required_fields(reader_schema, timestamp_field)
+        self._key_fields = tuple(key_fields)
 
     def _writer(self, schema_id: int) -> tuple[Schema, bool]:
         writer = self._writers.get(schema_id)
@@ -108,6 +123,10 @@ class EventDecoder:
             value = record.get(name)
             if value is None or (isinstance(value, str) and name.endswith("_id") and not value):
                 raise DecodeError("missing_field", f"required field {name!r} is missing or empty")
+        for name in self._key_fields:
+            value = record.get(name)
+            if isinstance(value, str) and len(value) > MAX_KEY_CHARS:
+                raise DecodeError("bad_key", key_too_long(name, len(value)))
         for name, value in record.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise DecodeError("non_finite", f"field {name!r} is {value}")
@@ -149,6 +168,11 @@ def _epoch_ms(value: Any) -> int:
     return (value - _EPOCH) // timedelta(milliseconds=1)
 
 
+def key_too_long(name: str, chars: int) -> str:
+    """The detail of a ``bad_key`` dead letter."""
+    return f"key field {name!r} is {chars} characters (at most {MAX_KEY_CHARS})"
+
+
 def required_fields(reader_schema: dict[str, Any], timestamp_field: str | None = None) -> list[str]:
     """The fields an event must carry: those whose type is not a union with null, and the event time."""
     return [
@@ -185,6 +209,7 @@ def check_events(
     *,
     timestamp_field: str,
     now_ms: int,
+    key_fields: tuple[str, ...] = (),
     max_future_ms: int = MAX_FUTURE_MS,
 ) -> tuple[pa.Table, pa.Table]:
     """Split a table of events into those that pass ``EventDecoder``'s rules and those that do not.
@@ -192,7 +217,8 @@ def check_events(
     ``events`` has one column per reader-schema field, in the schema's types (the timestamp field as
     epoch milliseconds, int64). The rules are the decoder's, in its order, so a record gets the reason
     the stream would dead-letter it with: a required field null, or a required ``*_id`` string empty
-    (``missing_field``); a float field NaN or infinite (``non_finite``); the timestamp beyond
+    (``missing_field``); a string value of a ``key_fields`` field longer than ``MAX_KEY_CHARS`` characters
+    (``bad_key``); a float field NaN or infinite (``non_finite``); the timestamp beyond
     ``now_ms + max_future_ms`` (``future_timestamp``) or before 1970 (``bad_timestamp``).
 
     Returns ``(valid, rejected)``: ``rejected`` is the failing rows with two more columns, ``reason``
@@ -202,12 +228,12 @@ def check_events(
     reason = pa.nulls(n, pa.string())
     detail = pa.nulls(n, pa.string())
 
-    def flag(failed: pa.ChunkedArray | pa.Array, why: str, what: str) -> None:
+    def flag(failed: pa.ChunkedArray | pa.Array, why: str, what: str | pa.ChunkedArray | pa.Array) -> None:
         nonlocal reason, detail
         failed = pc.fill_null(failed, True)
         first = pc.and_(failed, pc.is_null(reason))  # the first rule a row fails gives its reason
         reason = pc.if_else(first, pa.scalar(why), reason)
-        detail = pc.if_else(first, pa.scalar(what), detail)
+        detail = pc.if_else(first, pa.scalar(what) if isinstance(what, str) else what, detail)
 
     for name in required_fields(reader_schema, timestamp_field):
         column = events.column(name)
@@ -215,6 +241,17 @@ def check_events(
         if name.endswith("_id") and pa.types.is_string(column.type):
             failed = pc.or_(failed, pc.equal(pc.utf8_length(column), 0))
         flag(failed, "missing_field", f"required field {name!r} is missing or empty")
+    for name in key_fields:
+        column = events.column(name) if name in events.column_names else None
+        if column is None or not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue  # an integer key is never too long
+        chars = pc.utf8_length(column)  # code points, as Python's len
+        too_long = pc.fill_null(pc.greater(chars, MAX_KEY_CHARS), False)  # a null key is not this rule's
+        # key_too_long's text, a row at a time
+        what = pc.binary_join_element_wise(
+            f"key field {name!r} is ", chars.cast(pa.string()), f" characters (at most {MAX_KEY_CHARS})", ""
+        )
+        flag(too_long, "bad_key", what)
     for name in events.column_names:
         column = events.column(name)
         if pa.types.is_floating(column.type):

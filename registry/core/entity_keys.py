@@ -22,6 +22,10 @@ if TYPE_CHECKING:  # the definition model imports this module and stays light: A
 SEPARATOR = "|"
 ESCAPE = "\\"
 MAX_KEY_FIELDS = 8
+MAX_KEY_CHARS = 256
+"""The longest entity id or key value, in characters (Unicode code points): the online API serves 1-256 of them
+(``serving/online/keys.py``), and the stream job dead-letters a longer key value as ``bad_key`` (``udfs/decode.py``;
+Cassandra refuses a partition key over 65,535 bytes, which a longer value could pass)."""
 
 
 def encode(values: Sequence[str]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from registry.core import entity_keys
+from registry.core.entity_keys import MAX_KEY_CHARS
 from serving.online.http_errors import ApiError, ErrorCode
 
 
@@ -94,8 +95,9 @@ def _check_once(key: dict[str, Any], where: str) -> None:
         raise ApiError(ErrorCode.BAD_ENTITY_KEY, f"key field(s) {list(twice)} given more than once in {where}")
 
 
-ENTITY_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,256}\Z")  # match() anchors the start; \Z the very end (not before a "\n")
-_CHARS = "1-256 characters of A-Z a-z 0-9 _ . : @ -"
+# match() anchors the start; \Z the very end (not before a "\n")
+ENTITY_ID = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{MAX_KEY_CHARS}}}\Z")
+_CHARS = f"1-{MAX_KEY_CHARS} characters of A-Z a-z 0-9 _ . : @ -"
 
 
 def _usage(entity_type: str, fields: tuple[str, ...]) -> str:

@@ -4,13 +4,22 @@ It replays records in partition order exactly as the job defines lateness: the w
 record is the highest Kafka timestamp seen so far minus the out-of-orderness bound, where a timestamp
 too far in the future does not count; a record is too late when its timestamp is at or below the
 watermark before it minus the allowed lateness, and late when it is at or below that watermark. Too-late and bad records are dead-lettered; the
-rest are deduplicated by event id (first arrival wins) and aggregated per sliding window.
+rest are deduplicated by event id (first arrival wins) and aggregated per sliding window. A record's key is its
+event's entity key (``user_id``): one longer than the stores hold is ``bad_key`` (``reason``), whatever the record
+was built as, unless a rule the decoder applies before that one refuses it first.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+
+MAX_KEY_CHARS = 256  # registry.core.entity_keys.MAX_KEY_CHARS, spelled here again: the reference does not import what it checks
+# The decoder's reasons that come before ``bad_key`` in its order (the frame, the writer schema, the body, the
+# required fields); every later one (non_finite, future_timestamp, ...) gives way to an over-long key.
+_BEFORE_KEY = frozenset(
+    {"empty", "truncated", "bad_magic", "unknown_schema_id", "bad_writer_schema", "undecodable", "missing_field"}
+)
 
 
 @dataclass(frozen=True)
@@ -19,7 +28,16 @@ class Record:
     timestamp_ms: int
     event_id: str | None  # None: the record is not an event at all
     amount: float = 0.0
-    bad: str | None = None  # the dead-letter reason the decoder must give this record, if any
+    bad: str | None = None  # how the record is made bad, if it is (``reason`` says what the decoder answers)
+
+
+def reason(r: Record) -> str | None:
+    """The dead-letter reason the decoder gives a record (None: it decodes to an event)."""
+    if r.bad in _BEFORE_KEY:
+        return r.bad
+    if len(r.key) > MAX_KEY_CHARS:  # code points, as the decoders count
+        return "bad_key"
+    return r.bad
 
 
 @dataclass
@@ -50,8 +68,9 @@ def simulate(records: list[Record], *, out_of_orderness_ms: int, lateness_ms: in
         if watermark is not None and r.timestamp_ms <= watermark - lateness_ms:
             ref.dead_letters.append(("too_late", r))
             continue
-        if r.bad is not None:
-            ref.dead_letters.append((r.bad, r))
+        bad = reason(r)
+        if bad is not None:
+            ref.dead_letters.append((bad, r))
             continue
         assert r.event_id is not None, "a record that is not an event must say its reason"
         if watermark is not None and r.timestamp_ms <= watermark:

@@ -2,7 +2,8 @@
 (``udfs.decode.EventDecoder``, unit-tested in ``tests/unit/test_decode.py``) stays the reference. Here both
 decode the same records against the same real schema registry, and must agree on every one: the event's
 values, or the rejection reason and its detail. The records: good ones on three writer schemas (the reader's,
-one with a field more, one with the amount as float, and the rest of WRITERS), every rejection of the unit tests, and 5,000 seeded
+one with a field more, one with the amount as float, and the rest of WRITERS), every rejection of the unit tests (over-long
+entity keys of a composite key among them: both decoders are given ``KEY_FIELDS``), and 5,000 seeded
 random corruptions (bytes flipped, cut, inserted, appended) of good records, and writer schemas the
 registry accepts that a stricter Avro parser or resolver would read differently.
 """
@@ -69,6 +70,9 @@ WRITERS: dict[str, dict[str, Any]] = {
 }
 
 
+KEY_FIELDS = ("user_id", "merchant_id")  # a composite key: both held to 256 characters (``bad_key``)
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -98,13 +102,16 @@ class Decoders:
 
         self.ids = ids
         self.python = EventDecoder(
-            schema_lookup(settings.schema_registry_url, settings.token), READER, timestamp_field="event_time"
+            schema_lookup(settings.schema_registry_url, settings.token),
+            READER,
+            timestamp_field="event_time",
+            key_fields=KEY_FIELDS,
         )
         from pyflink.util.java_utils import add_jars_to_context_class_loader
 
         avro = sorted(settings.flink_jars_dir.glob("flink-sql-avro-*.jar"))
         add_jars_to_context_class_loader([decoder_jar(settings).as_uri(), avro[0].as_uri()])
-        self.java = event_decoder(settings, READER, "event_time")
+        self.java = event_decoder(settings, READER, "event_time", KEY_FIELDS)
 
     def python_answer(self, payload: bytes | None, record_ms: int) -> tuple[str, Any]:
         try:
@@ -157,6 +164,10 @@ def test_good_records_of_three_writer_schemas_decode_alike(decoders: Decoders) -
     assert decoders.agree(frame(ids["float"], floated)) == ("ok", list({**EVENT, "amount": 2.5}.values()))
     assert decoders.agree(frame(ids["reader"], _body({**EVENT, "currency": "", "amount": -0.0})))[0] == "ok"
     assert decoders.agree(frame(ids["reader"], _body({**EVENT, "event_time": 0})), 0)[0] == "ok"
+    # Keys of 256 characters: 😀 is 2 UTF-16 units (Java's String.length() would say 512), é 2 bytes of UTF-8.
+    for user_id, merchant_id in (("u" * 256, "m" * 256), ("😀" * 256, "é" * 256)):
+        keyed = {**EVENT, "user_id": user_id, "merchant_id": merchant_id}
+        assert decoders.agree(frame(ids["reader"], _body(keyed))) == ("ok", list(keyed.values()))
 
 
 # Writer schemas Avro Java's parser refuses, and so the registry (it used to accept them, as fastavro does).
@@ -276,11 +287,25 @@ def test_every_rejection_has_the_same_reason_and_detail(decoders: Decoders) -> N
         (frame(ids["float"], _body({**EVENT, "amount": float("nan")}, FLOAT_AMOUNT)), "non_finite"),
         (frame(v1, _body({**EVENT, "user_id": ""})), "missing_field"),
         (frame(v1, _body({**EVENT, "transaction_id": ""})), "missing_field"),
+        (frame(v1, _body({**EVENT, "user_id": "u" * 257})), "bad_key"),
+        (frame(v1, _body({**EVENT, "user_id": "é" * 300})), "bad_key"),
+        (frame(v1, _body({**EVENT, "user_id": "😀" * 257})), "bad_key"),
+        (frame(v1, _body({**EVENT, "user_id": "u" * 70_000})), "bad_key"),  # past Cassandra's 65,535 bytes
+        (frame(v1, _body({**EVENT, "merchant_id": "m" * 257})), "bad_key"),  # the second field of the key
+        (frame(v1, _body({**EVENT, "user_id": "u" * 300, "merchant_id": "m" * 400})), "bad_key"),
+        (frame(v1, _body({**EVENT, "user_id": "u" * 300, "merchant_id": ""})), "missing_field"),  # checked first
+        (frame(v1, _body({**EVENT, "user_id": "u" * 300, "amount": float("nan")})), "bad_key"),  # before non_finite
+        (frame(v1, _body({**EVENT, "user_id": "u" * 300, "event_time": -1})), "bad_key"),
+        (frame(ids["evolved"], _body({**EVENT, "channel": "c", "user_id": "u" * 257}, EVOLVED)), "bad_key"),
         (frame(v1, _body({**EVENT, "event_time": _now_ms() + MAX_FUTURE_MS + 600_000})), "future_timestamp"),
         (frame(v1, _body({**EVENT, "event_time": -1})), "bad_timestamp"),
     ]
     for payload, reason in cases:
         assert decoders.agree(payload, EVENT_MS)[0] == reason, payload
+    too_long = decoders.agree(frame(v1, _body({**EVENT, "user_id": "é" * 300})))  # the same detail from both
+    assert too_long == ("bad_key", "key field 'user_id' is 300 characters (at most 256)")
+    both = decoders.agree(frame(v1, _body({**EVENT, "user_id": "u" * 300, "merchant_id": "m" * 400})))
+    assert both == ("bad_key", "key field 'user_id' is 300 characters (at most 256)")  # the first key field over it
     good = frame(v1, _body(EVENT))
     for off_by in (-1, 1):
         assert decoders.agree(good, EVENT_MS + off_by)[0] == "timestamp_mismatch"

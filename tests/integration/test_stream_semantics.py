@@ -71,7 +71,8 @@ def _records(seed: int) -> list[Record]:
             reason = _BAD_AT[i]
             at = time.time_ns() // 1_000_000 + 86_400_000 if reason == "future_timestamp" else newest
             event_id = None if reason in ("bad_magic", "unknown_schema_id") else f"bad{i}"
-            out.append(Record("u0", at, event_id, 1.0, bad=reason))
+            key = "k" * 70_000 if reason == "bad_key" else "u0"  # past Cassandra's 65,535-byte partition key
+            out.append(Record(key, at, event_id, 1.0, bad=reason))
     return out
 
 
@@ -94,6 +95,7 @@ _BAD_AT = {
     70: "non_finite",
     80: "missing_field",
     100: "bad_magic",
+    110: "bad_key",
     120: "future_timestamp",
 }
 

@@ -220,3 +220,83 @@ def test_a_reader_alias_matches_by_unqualified_name(name: str, namespace: str | 
         with pytest.raises(DecodeError) as refused:
             decoder.decode(frame(9, out.getvalue()))
         assert refused.value.reason == "undecodable"
+
+
+# ``bad_key``: an entity key value longer than the stores hold (design §5.3, §5.8).
+def keyed(*key_fields: str, reader: dict[str, Any] = READER, writer_id: int = V1) -> EventDecoder:
+    schemas = {**SCHEMAS, writer_id: json.dumps(reader)}
+    return EventDecoder(
+        schemas.get, reader, timestamp_field="event_time", key_fields=key_fields, clock_ms=lambda: NOW_MS
+    )
+
+
+def refusal(dec: EventDecoder, event: dict[str, Any], writer: dict[str, Any] = READER, writer_id: int = V1) -> Any:
+    with pytest.raises(DecodeError) as info:
+        dec.decode(frame(writer_id, body(event, writer)))
+    return info.value.reason, info.value.detail
+
+
+def test_a_key_of_256_characters_is_accepted_and_257_is_bad_key() -> None:
+    dec = keyed("user_id")
+    assert dec.decode(frame(V1, body({**EVENT, "user_id": "u" * 256})))["user_id"] == "u" * 256
+    assert refusal(dec, {**EVENT, "user_id": "u" * 257}) == (
+        "bad_key",
+        "key field 'user_id' is 257 characters (at most 256)",
+    )
+    assert refusal(dec, {**EVENT, "user_id": "u" * 70_000})[0] == "bad_key"  # Cassandra's limit is 65,535 bytes
+
+
+def test_key_length_is_counted_in_characters_not_bytes_or_utf16_units() -> None:
+    dec = keyed("user_id")
+    assert refusal(dec, {**EVENT, "user_id": "é" * 300}) == (
+        "bad_key",
+        "key field 'user_id' is 300 characters (at most 256)",
+    )
+    for fits in ("é" * 256, "😀" * 256, "a" + "€" * 255):  # 512, 1,024 and 766 bytes; 😀 is two UTF-16 units
+        assert dec.decode(frame(V1, body({**EVENT, "user_id": fits})))["user_id"] == fits
+    assert refusal(dec, {**EVENT, "user_id": "😀" * 257})[1] == "key field 'user_id' is 257 characters (at most 256)"
+
+
+def test_every_field_of_a_composite_key_is_held_to_the_limit() -> None:
+    dec = keyed("user_id", "merchant_id")
+    assert refusal(dec, {**EVENT, "merchant_id": "m" * 257}) == (
+        "bad_key",
+        "key field 'merchant_id' is 257 characters (at most 256)",
+    )
+    both = {**EVENT, "user_id": "u" * 300, "merchant_id": "m" * 400}  # the first key field over it is named
+    assert refusal(dec, both)[1] == "key field 'user_id' is 300 characters (at most 256)"
+    assert dec.decode(frame(V1, body({**EVENT, "user_id": "u" * 256, "merchant_id": "m" * 256})))
+
+
+def test_bad_key_comes_after_missing_field_and_before_non_finite_and_the_timestamp() -> None:
+    dec = keyed("user_id", "merchant_id")
+    long_key = {**EVENT, "user_id": "u" * 257}
+    assert refusal(dec, {**long_key, "merchant_id": ""})[0] == "missing_field"  # an empty *_id key: as before
+    assert refusal(dec, {**EVENT, "user_id": ""})[0] == "missing_field"
+    assert refusal(dec, {**long_key, "amount": float("nan")})[0] == "bad_key"
+    assert refusal(dec, {**long_key, "event_time": NOW_MS + 3_600_001})[0] == "bad_key"
+    assert refusal(dec, {**long_key, "event_time": -1})[0] == "bad_key"
+
+
+def test_only_the_key_fields_are_held_to_the_limit_and_none_without_key_fields() -> None:
+    long_currency = {**EVENT, "currency": "c" * 1_000, "transaction_id": "t" * 1_000}
+    assert keyed("user_id").decode(frame(V1, body(long_currency))) == long_currency
+    assert decoder().decode(frame(V1, body({**EVENT, "user_id": "u" * 1_000})))["user_id"] == "u" * 1_000
+
+
+def test_an_integer_key_is_never_bad_key_and_an_optional_null_or_empty_key_is_as_before() -> None:
+    fields = [f for f in READER["fields"] if f["name"] != "user_id"]
+    reader = {
+        **READER,
+        "fields": [
+            {"name": "account", "type": "long"},
+            {"name": "shop_id", "type": ["null", "string"], "default": None},
+            *fields,
+        ],
+    }
+    dec = keyed("account", "shop_id", reader=reader, writer_id=7)
+    base = {k: v for k, v in EVENT.items() if k != "user_id"}
+    for account, shop in ((2**62, None), (-(2**63), ""), (7, "s" * 256)):
+        event = {**base, "account": account, "shop_id": shop}
+        assert dec.decode(frame(7, body(event, reader))) == event
+    assert refusal(dec, {**base, "account": 1, "shop_id": "s" * 257}, reader, 7)[0] == "bad_key"

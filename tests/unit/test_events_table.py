@@ -47,14 +47,19 @@ def _events(n: int = 4, **overrides: pa.Array) -> pa.Table:
 
 def _decoder_reasons(decoder: EventDecoder, records: list[dict[str, Any]]) -> list[str | None]:
     """Per record, the reason ``EventDecoder``'s own rules refuse it (None: accepted): the reference."""
-    reasons: list[str | None] = []
+    return [None if answer is None else answer[0] for answer in _decoder_answers(decoder, records)]
+
+
+def _decoder_answers(decoder: EventDecoder, records: list[dict[str, Any]]) -> list[tuple[str, str] | None]:
+    """Per record, ``(reason, detail)`` of ``EventDecoder``'s own rules (None: accepted)."""
+    answers: list[tuple[str, str] | None] = []
     for record in records:
         try:
             decoder._validate(dict(record))
-            reasons.append(None)
+            answers.append(None)
         except DecodeError as exc:
-            reasons.append(exc.reason)
-    return reasons
+            answers.append((exc.reason, exc.detail))
+    return answers
 
 
 def _parquet(tmp_path: Path, table: pa.Table, name: str = "events.parquet") -> str:
@@ -67,14 +72,17 @@ def test_batch_rules_give_every_record_the_reason_the_decoder_gives_it() -> None
     """check_events (a column at a time) against EventDecoder's own per-record rules, on random records."""
     rng = random.Random(5)
     schema = load_schema("card_transaction")
-    decoder = EventDecoder(lambda _: None, schema, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+    keys = ("user_id", "merchant_id")  # a composite key: every field of it is held to the length limit
+    decoder = EventDecoder(
+        lambda _: None, schema, timestamp_field="event_time", key_fields=keys, clock_ms=lambda: NOW_MS
+    )
     records = []
     for i in range(2000):
         records.append(
             {
-                "transaction_id": rng.choice([f"t{i}", "", None]),
-                "user_id": rng.choice(["u1", "u2", "", None]),
-                "merchant_id": rng.choice(["m", "", None]),  # an `*_id` field: empty is missing
+                "transaction_id": rng.choice([f"t{i}", "", None, "t" * 300]),  # not a key field: any length
+                "user_id": rng.choice(["u1", "u2", "", None, "u" * 256, "u" * 257, "é" * 300]),
+                "merchant_id": rng.choice(["m", "", None, "😀" * 256, "😀" * 257]),  # an `*_id`: empty is missing
                 "amount": rng.choice([1.5, 0.0, -2.0, math.nan, math.inf, -math.inf, None]),
                 "currency": rng.choice(["EUR", "", None]),
                 "event_time": rng.choice(
@@ -86,13 +94,66 @@ def test_batch_rules_give_every_record_the_reason_the_decoder_gives_it() -> None
     table = pa.Table.from_pylist(records, schema=arrow_schema(SOURCE)).append_column(
         "i", pa.array(range(len(records)), pa.int64())
     )
-    valid, rejected = check_events(table, schema, timestamp_field="event_time", now_ms=NOW_MS)
+    valid, rejected = check_events(table, schema, timestamp_field="event_time", now_ms=NOW_MS, key_fields=keys)
     got: list[str | None] = [None] * len(records)
     for i, reason in zip(rejected.column("i").to_pylist(), rejected.column("reason").to_pylist(), strict=True):
         got[i] = reason
     assert got == expected
     assert sorted(valid.column("i").to_pylist()) == [i for i, r in enumerate(expected) if r is None]
-    assert {r for r in expected if r} == {"missing_field", "non_finite", "future_timestamp", "bad_timestamp"}
+    assert {r for r in expected if r} == {"missing_field", "bad_key", "non_finite", "future_timestamp", "bad_timestamp"}
+    # A bad key's detail names the field and its length, as the decoder's does.
+    answers = _decoder_answers(decoder, records)
+    details = dict(zip(rejected.column("i").to_pylist(), rejected.column("detail").to_pylist(), strict=True))
+    bad_keys = {i: a[1] for i, a in enumerate(answers) if a is not None and a[0] == "bad_key"}
+    assert bad_keys == {i: details[i] for i in bad_keys}
+    assert {
+        "key field 'user_id' is 300 characters (at most 256)",
+        "key field 'merchant_id' is 257 characters (at most 256)",
+    } <= set(bad_keys.values())
+
+
+def test_check_events_holds_key_values_to_256_characters() -> None:
+    """256 characters in, 257 out; counted in characters (``é`` is 2 bytes); every field of a composite key;
+    an integer key never; empty and null keys as before; without ``key_fields``, no key rule at all."""
+    user_ids = ["u" * 256, "u" * 257, "é" * 300, "a", "", None, "u"]
+    merchant_ids = ["m", "m", "m", "m" * 257, "m", "m", "m"]
+    table = _events(
+        len(user_ids),
+        user_id=pa.array(user_ids, pa.string()),
+        merchant_id=pa.array(merchant_ids),
+        amount=pa.array([1.0, math.nan, 1.0, 1.0, 1.0, 1.0, 1.0]),
+    )
+    schema = load_schema("card_transaction")
+    kw: dict[str, Any] = {"timestamp_field": "event_time", "now_ms": NOW_MS}
+    valid, rejected = check_events(table, schema, key_fields=("user_id", "merchant_id"), **kw)
+    assert valid.column("transaction_id").to_pylist() == ["t0", "t6"]
+    assert list(zip(rejected.column("reason").to_pylist(), rejected.column("detail").to_pylist(), strict=True)) == [
+        ("bad_key", "key field 'user_id' is 257 characters (at most 256)"),  # before non_finite
+        ("bad_key", "key field 'user_id' is 300 characters (at most 256)"),
+        ("bad_key", "key field 'merchant_id' is 257 characters (at most 256)"),
+        ("missing_field", "required field 'user_id' is missing or empty"),
+        ("missing_field", "required field 'user_id' is missing or empty"),
+    ]
+    _, without = check_events(table, schema, **kw)
+    assert without.column("reason").to_pylist() == ["non_finite", "missing_field", "missing_field"]
+    with_int = table.set_column(1, "user_id", pa.array([10**18] * len(user_ids), pa.int64()))
+    int_schema = {
+        **schema,
+        "fields": [{**f, "type": "long"} if f["name"] == "user_id" else f for f in schema["fields"]],
+    }
+    _, rejected = check_events(with_int, int_schema, key_fields=("user_id", "merchant_id"), **kw)
+    assert rejected.column("reason").to_pylist() == ["non_finite", "bad_key"]
+
+
+def test_a_table_is_checked_by_its_source_key_fields(tmp_path: Path) -> None:
+    table = _events(3, user_id=pa.array(["u" * 256, "u" * 257, "ü" * 256]))
+    events = read_events(_parquet(tmp_path, table), SOURCE, _no_catalog, now_ms=NOW_MS)
+    assert events.valid.column("transaction_id").to_pylist() == ["t0", "t2"]
+    assert events.reasons() == {"bad_key": 1}
+    pair = SOURCE.model_copy(update={"entity_key": ("user_id", "merchant_id")})
+    table = _events(2, merchant_id=pa.array(["m", "m" * 257]))
+    events = read_events(_parquet(tmp_path, table), pair, _no_catalog, now_ms=NOW_MS)
+    assert events.rejected.column("detail").to_pylist() == ["key field 'merchant_id' is 257 characters (at most 256)"]
 
 
 def test_a_null_in_an_optional_float_field_passes_as_the_decoder_lets_it() -> None:

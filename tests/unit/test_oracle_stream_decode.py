@@ -35,12 +35,13 @@ REASONS = (
     "bad_writer_schema",
     "undecodable",
     "missing_field",
+    "bad_key",
     "non_finite",
     "future_timestamp",
     "bad_timestamp",
     "timestamp_mismatch",
 )
-CONTENT_REASONS = ("missing_field", "non_finite", "future_timestamp", "bad_timestamp")
+CONTENT_REASONS = ("missing_field", "bad_key", "non_finite", "future_timestamp", "bad_timestamp")
 
 V1, V_LAST_STRING, V_FLOAT, V_BAD, V_INTS = 1, 2, 3, 4, 5
 # A writer whose last field is a string (a bad length there must not read "the rest"), one of float amounts,

@@ -40,7 +40,9 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMap
  * it does not parse), Avro resolution of the writer schema to the reader schema ({@code undecodable}: bytes that do
  * not match, a record name that is neither the reader's nor one of its aliases, a string that is not UTF-8,
  * trailing bytes; read by {@link CheckedDecoder}), then the record: a required field (not a union with null, or
- * the event time) null, or a required {@code *_id} string empty ({@code missing_field}); a float NaN or infinite
+ * the event time) null, or a required {@code *_id} string empty ({@code missing_field}); a string value of an entity
+ * key field ({@code keyFields}, every field of a composite key) of more than {@link #MAX_KEY_CHARS} characters,
+ * counted in code points as Python's {@code len} counts them ({@code bad_key}); a float NaN or infinite
  * ({@code non_finite}); the event time beyond now + {@code maxFutureMs} ({@code future_timestamp}) or before 1970
  * ({@code bad_timestamp}); and not the Kafka record's timestamp ({@code timestamp_mismatch}). Values are Avro's
  * primitives: no logical type is applied (a {@code timestamp-millis} is its long). A registry that cannot answer is
@@ -49,9 +51,12 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMap
 public final class EventDecoder implements Serializable {
     private static final long serialVersionUID = 1L;
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** {@code registry.core.entity_keys.MAX_KEY_CHARS}: the longest entity key value the stores hold (the online API's 256). */
+    public static final int MAX_KEY_CHARS = 256;
 
     private final String readerSchemaText;
     private final String timestampField;
+    private final String[] keyFields;
     private final String registryUrl;
     private final String token;
     private final long maxFutureMs;
@@ -60,15 +65,24 @@ public final class EventDecoder implements Serializable {
     private transient List<String> fieldNames;
     private transient List<Integer> requiredFields; // positions: fields not a union with null, and the event time
     private transient int timestampPosition;
+    private transient List<Integer> keyPositions; // the key fields in the reader schema (one not in it: none)
     private transient Map<Long, GenericDatumReader<GenericRecord>> readers;
     private transient Map<Long, String> mismatched; // writer ids whose record name is not the reader's -> that name
     private transient HttpClient http;
     private transient BinaryDecoder decoder;
     private transient CharsetDecoder utf8;
 
-    public EventDecoder(String readerSchemaText, String timestampField, String registryUrl, String token, long maxFutureMs) {
+    /** {@code keyFields}: the source's entity key fields ({@code Source.key_fields}), held to {@link #MAX_KEY_CHARS}. */
+    public EventDecoder(
+            String readerSchemaText,
+            String timestampField,
+            String[] keyFields,
+            String registryUrl,
+            String token,
+            long maxFutureMs) {
         this.readerSchemaText = readerSchemaText;
         this.timestampField = timestampField;
+        this.keyFields = keyFields == null ? new String[0] : keyFields.clone();
         this.registryUrl = registryUrl.replaceAll("/+$", "");
         this.token = token == null || token.isEmpty() ? null : token;
         this.maxFutureMs = maxFutureMs;
@@ -93,6 +107,13 @@ public final class EventDecoder implements Serializable {
             }
         }
         timestampPosition = timestamp.pos();
+        keyPositions = new ArrayList<>();
+        for (String name : keyFields) {
+            Schema.Field key = reader.getField(name);
+            if (key != null) {
+                keyPositions.add(key.pos());
+            }
+        }
         readers = new HashMap<>();
         mismatched = new HashMap<>();
         utf8 = StandardCharsets.UTF_8.newDecoder(); // malformed input is an error, not a replacement
@@ -171,6 +192,20 @@ public final class EventDecoder implements Serializable {
             String name = fieldNames.get(position);
             if (field == null || (field instanceof String && name.endsWith("_id") && ((String) field).isEmpty())) {
                 throw new Rejected("missing_field", "required field '" + name + "' is missing or empty");
+            }
+        }
+        for (int position : keyPositions) {
+            Object field = values[position];
+            if (field instanceof String) { // an integer key is never too long
+                String text = (String) field;
+                // code points, not UTF-16 units: a character outside the BMP is one, as in Python and Arrow
+                int chars = text.length() > MAX_KEY_CHARS ? text.codePointCount(0, text.length()) : 0;
+                if (chars > MAX_KEY_CHARS) {
+                    throw new Rejected(
+                            "bad_key",
+                            "key field '" + fieldNames.get(position) + "' is " + chars + " characters (at most "
+                                    + MAX_KEY_CHARS + ")");
+                }
             }
         }
         for (int i = 0; i < values.length; i++) {
