@@ -103,7 +103,11 @@ class FeatureService(BaseModel):
                 problems.append(
                     f"{pin.entity}.{pin.name}@v{pin.version}: pinned as {pin.value_type}, is {d.value_type}"
                 )
-            if pin.identity_hash is not None and pin.identity_hash != d.identity_hash:
+            if pin.identity_hash is not None and not (
+                d.pinned_by(pin.identity_hash)
+                if isinstance(d, RequestFeature)
+                else pin.identity_hash == d.identity_hash
+            ):
                 problems.append(
                     f"{pin.entity}.{pin.name}@v{pin.version}: pinned identity {pin.identity_hash}, is {d.identity_hash}"
                 )

@@ -217,7 +217,11 @@ def check_model(
             continue
         if pin.value_type is not None and pin.value_type != pinned.value_type:
             problems.append(f"{label}: trained on {pin.value_type}, registered as {pinned.value_type}")
-        if pin.identity_hash is not None and pin.identity_hash != pinned.identity_hash:
+        if pin.identity_hash is not None and not (
+            pinned.pinned_by(pin.identity_hash)
+            if isinstance(pinned, RequestFeature)
+            else pin.identity_hash == pinned.identity_hash
+        ):
             what = "function, inputs or type" if request else "transform/TTL"
             problems.append(f"{label}: {what} changed since training ({pin.identity_hash} -> {pinned.identity_hash})")
         if serving.version != pinned.version and serving.identity_hash != pinned.identity_hash:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
@@ -136,7 +136,11 @@ def _at_most(high: int, what: str) -> WrapValidator:
         except ValidationError as exc:
             for error in exc.errors():
                 if error["type"] == "too_long" and not error["loc"]:
-                    raise ValueError(f"at most {high} {what}, not {error['ctx']['actual_length']}") from None
+                    actual = error["ctx"].get("actual_length")  # None for an iterator: pydantic stopped past the bound
+                    if actual is None and isinstance(value, Sized):
+                        actual = len(value)
+                    counted = f"not {actual}" if actual is not None else "given more"
+                    raise ValueError(f"at most {high} {what}, {counted}") from None
             raise
 
     return WrapValidator(check)

@@ -122,8 +122,13 @@ class RequestFeature(_Frozen):
 
     @property
     def identity_hash(self) -> str:
-        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return _hash(self.identity())
+
+    def pinned_by(self, identity_hash: str) -> bool:
+        """Whether a pin (a training-set manifest, a gate's model file, a feature service) holding
+        ``identity_hash`` names this version: its ``identity_hash``, or the hash of its inputs as written, under
+        which a version written ``name@N`` was pinned before inputs were hashed in their canonical spelling."""
+        return identity_hash in (self.identity_hash, _hash({**self.identity(), "inputs": list(self.inputs)}))
 
     def with_function_hash(self) -> RequestFeature:
         """This version with ``function_hash`` taken from the code importable now (registration does this);
@@ -271,3 +276,8 @@ def request_fields(features: Sequence[RequestFeature]) -> dict[str, RequestField
                     f.name, f"request field `{field.name}` is {field.value_type} here and {held.value_type} elsewhere"
                 )
     return out
+
+
+def _hash(identity: dict[str, object]) -> str:
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

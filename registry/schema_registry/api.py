@@ -121,8 +121,10 @@ def _store(request: Request) -> SchemaStore:
 
 def _flag(request: Request, name: str) -> bool:
     """A boolean query parameter, read as Confluent's Java reads it (``Boolean.valueOf``): ``true`` in any case
-    (Python clients send ``True``) is true, anything else (``1``, `` true``, ``yes``) false."""
-    return request.query_params.get(name, "false").lower() == "true"
+    (Python clients send ``True``) is true, anything else (``1``, `` true``, ``yes``) false; given twice, the first
+    counts (as JAX-RS takes a single-valued parameter)."""
+    given = request.query_params.getlist(name)
+    return bool(given) and given[0].lower() == "true"
 
 
 def _int_param(request: Request, name: str, default: int) -> int:

@@ -113,6 +113,19 @@ def resolve_columns(catalog: FeatureCatalog, entity_type: str, features: Sequenc
     A request feature is ``name`` (its highest version) or ``name@vN``; its function is loaded and
     checked against its registered source here (RequestFeatureError), and reading it needs the grants
     its stored inputs need."""
+    columns = _resolve_unchecked(catalog, entity_type, features)
+    check_columns(catalog, columns)
+    return columns
+
+
+def check_columns(catalog: FeatureCatalog, columns: Sequence[Column]) -> None:
+    """One read check for a whole command: a feature read directly and as a request feature's input is one read
+    (audited once), and a refusal names every feature without a grant, stored or input."""
+    catalog.check_read([d for c in columns for d in (c.inputs if isinstance(c, RequestColumn) else (c,))])
+
+
+def _resolve_unchecked(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[Column]:
+    """``resolve_columns`` without the read check."""
     found: dict[int, Column] = {}
     stored: list[tuple[int, str]] = []
     unknown: list[str] = []
@@ -138,9 +151,6 @@ def resolve_columns(catalog: FeatureCatalog, entity_type: str, features: Sequenc
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise DefinitionError(f"feature(s) requested more than once (one version per request): {twice}")
-    # One check for the whole request: a feature read directly and as a request feature's input is one read
-    # (audited once), and a refusal names every feature without a grant, stored or input.
-    catalog.check_read([d for c in columns for d in (c.inputs if isinstance(c, RequestColumn) else (c,))])
     return columns
 
 
@@ -451,7 +461,8 @@ def get_historical_vectors(
         raise DatasetError("give at least one entity type's features")
     if snapshot_id is not None and as_of is not None:
         raise DatasetError("give either snapshot_id or as_of, not both")
-    columns = [resolve_columns(catalog, p.entity_type, p.features) for p in parts]
+    columns = [_resolve_unchecked(catalog, p.entity_type, p.features) for p in parts]
+    check_columns(catalog, [c for part in columns for c in part])  # every part's features checked together
     names = [c.name for part in columns for c in part]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

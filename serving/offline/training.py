@@ -190,7 +190,7 @@ def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest, *, requests:
         if request is not None and not requests:
             continue
         if request is not None:
-            if request.identity_hash != f.identity_hash:
+            if not request.pinned_by(f.identity_hash):
                 raise DatasetError(
                     f"{f.entity}.{f.ref} changed since training set {manifest.id} was built: identity hash "
                     f"{request.identity_hash}, manifest has {f.identity_hash}"

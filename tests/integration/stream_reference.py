@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-MAX_KEY_CHARS = 256  # registry.core.entity_keys.MAX_KEY_CHARS, spelled here again: the reference does not import what it checks
+# registry.core.entity_keys.MAX_KEY_CHARS, spelled here again: the reference does not import what it checks
+MAX_KEY_CHARS = 256
 # The decoder's reasons that come before ``bad_key`` in its order (the frame, the writer schema, the body, the
 # required fields); every later one (non_finite, future_timestamp, ...) gives way to an over-long key.
 _BEFORE_KEY = frozenset(

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
@@ -418,6 +419,30 @@ def test_an_offline_read_of_a_feature_and_of_a_request_feature_over_it_is_one_au
     assert [c.name for c in both] == ["txn_amount_max_1h", "max_times_amount"]
     # one record per read, however many of the request's columns reach the feature
     assert [r["outcome"] for r in store.audit(target="user/txn_amount_max_1h@1")] == [200, 200, 403]
+
+
+def test_an_offline_read_of_several_entity_parts_is_checked_together(tmp_path: Path) -> None:
+    """``get_historical_vectors`` checked part by part: a refusal named only the first refused part's features,
+    and the parts before it were audited as reads that never happened."""
+    from serving.offline.historical import EntityFeatures, get_historical_vectors
+
+    fraud_min = FRAUD_MAX.model_copy(update={"name": "txn_amount_min_1h"})
+    settings = Settings(definitions_db=tmp_path / "definitions.db", auth=True)
+    store = AccessStore(settings.definitions_db)
+    catalog = FeatureCatalog([RISK_COUNT, FRAUD_MAX, fraud_min])
+    ml = settings.model_copy(update={"token": store.issue("scorer", "ml-team")})
+    parts = [
+        EntityFeatures("user", "user_id", ["txn_amount_max_1h"]),
+        EntityFeatures("user", "user_id", ["txn_amount_min_1h"]),
+    ]
+    labels = pa.table({"user_id": ["u1"], "event_timestamp": pa.array([0], pa.timestamp("ms", "UTC"))})
+    with pytest.raises(ForbiddenError) as refused:
+        get_historical_vectors(None, guard_catalog(catalog, ml, action="historical_features"), labels, parts)  # type: ignore[arg-type]
+    assert refused.value.names == ["user/txn_amount_max_1h@1", "user/txn_amount_min_1h@1"]
+    assert sorted((r["target"], r["outcome"]) for r in store.audit(principal="scorer")) == [
+        ("user/txn_amount_max_1h@1", 403),
+        ("user/txn_amount_min_1h@1", 403),
+    ]
 
 
 @pytest.mark.parametrize(

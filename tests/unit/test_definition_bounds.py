@@ -211,3 +211,19 @@ def test_64_tags_are_accepted_and_a_bad_tag_is_still_named_by_its_index() -> Non
     assert text.startswith("tags.1: ") and "control characters" in text, text
     assert _refusal(tags="risk").startswith("tags: ")  # not a list: pydantic's own refusal, as before
     assert FeatureDefinition.model_json_schema()["properties"]["tags"]["maxItems"] == 64
+
+
+def test_tags_given_by_an_iterator_are_counted_or_said_to_be_more() -> None:
+    """pydantic stops reading an iterator at the first entry past the bound and knows no length: the message must
+    not say `not None`."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from registry.core.definitions import Tags
+
+    for given, says in (
+        ((f"t{i}" for i in range(100)), "at most 64 tags, given more"),
+        ({f"t{i}": 1 for i in range(70)}.keys(), "at most 64 tags, not 70"),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            TypeAdapter(Tags).validate_python(given)
+        assert says in str(refused.value) and "None" not in str(refused.value), refused.value

@@ -92,6 +92,9 @@ def test_a_flag_is_true_as_confluents_java_reads_it(client: TestClient, value: s
     client.delete("/subjects/s/versions/2")
     versions = client.get("/subjects/s/versions", params={"deleted": value}).json()
     assert versions == ([1, 2] if shown else [1])
+    # given twice, the first counts
+    twice = client.get("/subjects/s/versions", params=[("deleted", value), ("deleted", "false" if shown else "true")])
+    assert twice.json() == ([1, 2] if shown else [1])
 
 
 def test_subject_mode_without_an_override_is_40409_unless_default_to_global(client: TestClient) -> None:
