@@ -11,8 +11,6 @@ import asyncio
 import json
 import re
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +18,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-import uvicorn
 
 from registry.access import Access, AccessStore
 from registry.core.catalog import FeatureCatalog
@@ -32,6 +29,7 @@ from registry.schema_registry.store import SchemaStore
 from schemas import load_schema
 from serving.online.app import create_app
 from serving.online.auth import route_table
+from tests.http_server import serving
 from tests.unit.test_request_features import NOW, Source, store_with, vector
 
 _Answer = tuple[int, dict[str, str], list[bytes]]
@@ -270,21 +268,8 @@ def test_a_schema_registry_405_names_every_method_its_path_takes(
 @contextmanager
 def _served(app: Any, http: str) -> Iterator[int]:
     """``app`` under uvicorn with the HTTP implementation ``http``, on a free loopback port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off", http=http))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serving(app, http=http, log_level="critical") as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def _pipelined(port: int, requests: list[tuple[str, str]]) -> list[tuple[int, dict[str, str], bytes]]:
