@@ -15,6 +15,7 @@ Progress (the events read, rows committed offline, elapsed time) is printed ever
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -104,19 +105,23 @@ def run(
     db = settings.definitions_db
     store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")  # reads and moves pointers: never a new store
     catalog = guard_catalog(store.catalog(), settings, action="backfill")
+    unique: dict[tuple[str, str, int], str] = {}  # a version named twice (user.a@2,user.a@v2) is computed once
     for ref in refs:
         d = resolve_ref(catalog, ref)
         catalog.check_read([d])  # a backfill computes and writes the feature's values: the same grant as a read
         if catalog.get(d.entity, d.name).version == d.version:
             raise DefinitionError(f"{ref} is the active version: backfill into a new version, then promote it")
+        unique.setdefault((d.entity, d.name, d.version), ref)
     start_snapshot = _current_snapshot(settings)
+    if events is not None and events != "archive" and not events.startswith("iceberg:"):
+        events = str(Path(events).resolve())  # the job runs in the repository: a path is the caller's, not its
     cmd = [
         sys.executable,
         "-m",
         "jobs.feature_job",
         "--bounded",
         "--versions",
-        ",".join(refs),
+        ",".join(unique.values()),
         "--group-id",
         f"backfill-{uuid.uuid4().hex[:8]}",
         "--metrics-port",
@@ -128,7 +133,9 @@ def run(
     started = time.monotonic()
     log = settings.definitions_db.parent / f"backfill-{int(time.time())}.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=_REPO, stdout=out, stderr=subprocess.STDOUT)
+        # These settings, their definitions database found from the caller's directory, not the repository's.
+        env = {**os.environ, **settings.model_copy(update={"definitions_db": db.resolve()}).to_env()}
+        proc = subprocess.Popen(cmd, cwd=_REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         shown = 0
         reported = 0.0
         while proc.poll() is None:
@@ -187,8 +194,12 @@ def main(argv: list[str] | None = None) -> int:
             db = settings.definitions_db
             store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
             table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
+            promoted: set[tuple[str, str, int]] = set()
             for ref in refs:
                 d = resolve_ref(store.catalog(), ref)
+                if (d.entity, d.name, d.version) in promoted:
+                    continue
+                promoted.add((d.entity, d.name, d.version))
                 ready = promote(store, table, d.entity, d.name, d.version)
                 print(f"promoted: {ready.describe()}", file=sys.stderr)
     except FeatureStoreError as exc:

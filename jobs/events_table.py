@@ -73,7 +73,20 @@ def arrow_schema(source: Source) -> pa.Schema:
 
 
 def read_raw(location: str, columns: list[str], catalog: Callable[[], Any]) -> pa.Table:
-    """The named columns of the table at ``location``, as stored (``catalog`` opens the Iceberg catalog)."""
+    """The named columns of the table at ``location``, as stored (``catalog`` opens the Iceberg catalog).
+
+    EventsTableError if the files of a directory store a column in different types: ``read_events`` casts
+    each file's columns on their own."""
+    parts = _read_parts(location, columns, catalog)
+    try:
+        return pa.concat_tables([part for _, part in parts])
+    except pa.ArrowInvalid as exc:
+        raise EventsTableError(f"events table {location!r}: its files store columns in different types") from exc
+
+
+def _read_parts(location: str, columns: list[str], catalog: Callable[[], Any]) -> list[tuple[str, pa.Table]]:
+    """The named columns of the table at ``location`` as stored, one part per Parquet file of a directory (files
+    may differ in their columns' types: each is cast by the rules on its own), each with the name errors give it."""
     if location.startswith(_ICEBERG_PREFIX):
         from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
@@ -82,25 +95,36 @@ def read_raw(location: str, columns: list[str], catalog: Callable[[], Any]) -> p
             table = catalog().load_table(name)
         except (NoSuchTableError, NoSuchNamespaceError, ValueError) as exc:
             raise EventsTableError(f"events table {name!r}: not in the Iceberg catalog ({exc})") from exc
-        _check_present(location, table.schema().column_names, columns)
-        return table.scan(selected_fields=tuple(columns)).to_arrow()
+        _check_present(f"events table {location!r}", table.schema().column_names, columns)
+        return [(f"events table {location!r}", table.scan(selected_fields=tuple(columns)).to_arrow())]
     import pyarrow.dataset as ds
 
     path = Path(location)
     if not path.exists():
         raise EventsTableError(f"events table {location!r}: no such file or directory")
+    parts = []
+    named = f"events table {location!r}"
     try:
-        dataset = ds.dataset(path, format="parquet")
-        _check_present(location, dataset.schema.names, columns)
-        return dataset.to_table(columns=columns)
+        # Each file as it is stored: a dataset would take the first file's schema for all and cast the others to
+        # it (a timestamp in microseconds read as epoch ms, booleans as the strings "true"), or fill a missing
+        # column with nulls.
+        for fragment in ds.dataset(path, format="parquet").get_fragments():
+            if path.is_dir():
+                named = f"events table {location!r}, file {str(Path(fragment.path).relative_to(path))!r}"
+            stored = fragment.physical_schema
+            _check_present(named, stored.names, columns)
+            parts.append((named, fragment.to_table(columns=columns, schema=stored)))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise EventsTableError(f"events table {location!r}: not readable as Parquet ({exc})") from exc
+        raise EventsTableError(f"{named}: not readable as Parquet ({exc})") from exc
+    if not parts:
+        raise EventsTableError(f"events table {location!r}: no Parquet file in the directory")
+    return parts
 
 
-def _check_present(location: str, have: list[str], columns: list[str]) -> None:
+def _check_present(named: str, have: list[str], columns: list[str]) -> None:
     missing = [c for c in columns if c not in have]
     if missing:
-        raise EventsTableError(f"events table {location!r} has no column for event field(s) {', '.join(missing)}")
+        raise EventsTableError(f"{named} has no column for event field(s) {', '.join(missing)}")
 
 
 def _epoch_ms(column: pa.ChunkedArray, name: str) -> pa.Array:
@@ -143,17 +167,19 @@ def _cast(column: pa.ChunkedArray, to: pa.DataType, name: str) -> pa.Array:
 def read_events(location: str, source: Source, catalog: Callable[[], Any], *, now_ms: int) -> Events:
     """The source's events in the table at ``location``, checked and sorted by event time (stable)."""
     schema = arrow_schema(source)
-    raw = read_raw(location, schema.names, catalog)
-    try:
-        columns = [
-            _epoch_ms(raw.column(f.name), f.name)
-            if f.name == source.timestamp_field
-            else _cast(raw.column(f.name), f.type, f.name)
-            for f in schema
-        ]
-    except EventsTableError as exc:  # which table, as for a missing column: a run may read several in turn
-        raise EventsTableError(f"events table {location!r}: {exc}") from None
-    events = pa.Table.from_arrays(columns, schema=schema)
+    parts = []
+    for named, raw in _read_parts(location, schema.names, catalog):
+        try:
+            columns = [
+                _epoch_ms(raw.column(f.name), f.name)
+                if f.name == source.timestamp_field
+                else _cast(raw.column(f.name), f.type, f.name)
+                for f in schema
+            ]
+        except EventsTableError as exc:  # which table (and file), as for a missing column: a run may read several
+            raise EventsTableError(f"{named}: {exc}") from None
+        parts.append(pa.Table.from_arrays(columns, schema=schema))
+    events = pa.concat_tables(parts)
     valid, rejected = check_events(
         events,
         load_schema(source.event_schema),

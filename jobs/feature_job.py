@@ -407,6 +407,12 @@ def resolve_ref(catalog: FeatureCatalog, ref: str) -> FeatureDefinition:
     return catalog.get(parsed.entity, parsed.name, parsed.version)
 
 
+def resolve_refs(catalog: FeatureCatalog, raw: str) -> list[FeatureDefinition]:
+    """``--versions`` -> the registered versions, each once, in the order first named: ``x@1,x@v1`` name one
+    version (twice, it would be two columns of one name in Flink SQL: ``Column 'x' is ambiguous``)."""
+    return list({d.key: d for d in (resolve_ref(catalog, ref) for ref in raw.split(","))}.values())
+
+
 def require_free_port(bind_host: str, port: int, option: str) -> None:
     """FeatureStoreError naming ``option`` if ``bind_host:port`` cannot be listened on (another process holds it)."""
     import socket
@@ -494,17 +500,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if window_range_ms is not None and args.events is None:
         parser.error("--since and --until need --events (a run over a topic has no end)")
+    if args.rejected is not None and args.events is None:
+        parser.error("--rejected needs --events (a run over a topic dead-letters to <topic>.dlq)")
     settings = settings_for_command()
     if args.python_mode not in (None, "process", "thread"):  # argparse checks choices on given options only
         raise SettingsError(f"FS_PYTHON_MODE must be process or thread, not {args.python_mode!r}")
-    catalog = DefinitionStore(settings.definitions_db).catalog()
+    db = settings.definitions_db  # read only: a missing or foreign file is refused, never made a registry
+    catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}").catalog()
     if not len(catalog):
         raise FeatureStoreError(
             f"no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`"
         )
-    definitions = (
-        catalog.active() if args.versions is None else [resolve_ref(catalog, ref) for ref in args.versions.split(",")]
-    )
+    definitions = catalog.active() if args.versions is None else resolve_refs(catalog, args.versions)
     if args.events == "archive":  # decoded with the registry's schemas (jobs.history): a stopped one is named first
         from jobs.registry_client import require_registry
 
@@ -515,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.events is None
         else read_events_input(settings, args.events, definitions, args.rejected, window_range_ms)
     )
+    if events is not None and not events.num_rows:  # empty, every record rejected, or none in the range
+        print("[events] no events to compute: nothing written", file=sys.stderr)
+        return 0
     local = "PYFLINK_GATEWAY_PORT" not in os.environ  # under `flink run` the cluster's reporters apply
     if args.metrics_port and local:  # Flink's reporter would only log that the port is taken
         require_free_port(args.bind_host, args.metrics_port, "--metrics-port")

@@ -49,7 +49,7 @@ from registry.core.definitions import MAX_VERSION, FeatureDefinition
 from registry.core.errors import DefinitionError, ForbiddenError, StoreUnavailableError, UnauthenticatedError
 from registry.core.settings import Settings, settings_for_command
 from registry.live import Following
-from registry.sqlite_store import SqliteStore
+from registry.sqlite_store import SqliteStore, tables_of
 
 log = logging.getLogger("featurestore.access")
 
@@ -57,6 +57,10 @@ SENSITIVITY_ORDER = ("public", "internal", "confidential", "restricted")
 GRANT_ABOVE = "internal"  # reads of a sensitivity above this need the owning team or a grant
 OwnedKind = Literal["feature_service", "subject"]
 _TOKEN_PREFIX = "fs_"
+# Unicode category Cc, which a definition's owner may not hold, and lone surrogates (bytes of an argument that were
+# not UTF-8), which no store can hold
+_NOT_A_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_SQLITE_MAX_INT = 2**63 - 1
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS access_tokens (
@@ -83,8 +87,19 @@ CREATE INDEX IF NOT EXISTS audit_by_principal ON audit_log (principal, at);
 """
 
 
+def _text(value: str) -> str:
+    """``value`` as SQLite stores text (UTF-8): a command's argument that was not UTF-8 (read with surrogate escapes,
+    e.g. an entity id in a target) kept with its bytes escaped (``\\udcff``) rather than failing the record."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode()
+    return value
+
+
 def _sha256(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    # surrogateescape: FS_TOKEN holding bytes that are not UTF-8 is an unknown token, not a UnicodeEncodeError
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 _NEEDS_GRANT = frozenset(SENSITIVITY_ORDER[SENSITIVITY_ORDER.index(GRANT_ABOVE) + 1 :])
@@ -121,9 +136,10 @@ ANONYMOUS = Caller("anonymous", "", admin=True)
 
 
 def check_team(value: str, what: str) -> None:
-    """A team's (or principal's) name: 1-256 printable characters, as a definition's ``owner`` may be
-    (spaces and slashes included); ValueError naming ``what`` otherwise."""
-    if not value or len(value) > 256 or not value.isprintable():
+    """A team's (or principal's) name: 1-256 printable characters, as a definition's ``owner`` may be (no control
+    character, Unicode category Cc; spaces of any script and slashes included): every owner a definition may name
+    is a team a token can act for and a grant can name. ValueError naming ``what`` otherwise."""
+    if not value or len(value) > 256 or _NOT_A_NAME.search(value):
         raise ValueError(f"{what} must be 1-256 printable characters, not {value!r}")
 
 
@@ -248,7 +264,17 @@ class AccessStore(SqliteStore):
     # -- audit ---------------------------------------------------------------------------------------
     def record(self, records: Iterable[AuditRecord]) -> int:
         rows = [
-            (r.at or now_iso(), r.principal, r.team, r.action, r.target, r.outcome, r.client, r.detail, r.count)
+            (
+                r.at or now_iso(),
+                r.principal,
+                r.team,
+                r.action,
+                _text(r.target),
+                r.outcome,
+                r.client,
+                _text(r.detail),
+                r.count,
+            )
             for r in records
         ]
         if not rows:
@@ -283,7 +309,7 @@ class AccessStore(SqliteStore):
             rows = conn.execute(
                 f"SELECT at, principal, team, action, target, outcome, client, detail, count FROM audit_log {where} "
                 "ORDER BY at DESC, id DESC LIMIT ?",  # by time: a second's reads are written after it, with its start
-                (*args, limit),
+                (*args, min(limit, _SQLITE_MAX_INT)),  # any --limit: past SQLite's integers is "all of them"
             ).fetchall()
         finally:
             conn.close()
@@ -495,16 +521,28 @@ def _feature_target(raw: str) -> str:
     return raw
 
 
+# A registry's SQLite file holds at least one of these (its definitions, training sets, tokens or erasures);
+# an empty file or another program's database holds none of them.
+REGISTRY_TABLES = frozenset({"feature_versions", "training_sets", "access_tokens", "erasures"})
+
+
 def _check_db(db: Path, command: str) -> None:
-    """Refuse a ``--db`` that cannot be, or (for a command that only reads or undoes) is not yet, the store."""
+    """Refuse a ``--db`` that cannot be, or (for a command that only reads or undoes) is not yet, the store: read
+    without writing anything (``sqlite3.DatabaseError`` for a file that is not SQLite)."""
     if db.is_dir():
         raise ValueError(f"--db {db} is a directory, not the registry's store (SQLite file)")
-    if db.exists():
+    if command not in _NEEDS_STORE:
+        if not db.exists() and not db.parent.is_dir():
+            raise ValueError(f"--db {db}: folder {db.parent} does not exist")
         return
-    if command in _NEEDS_STORE:
+    if not db.exists():
         raise ValueError(f"--db {db}: no registry store there (create-token or grant creates it)")
-    if not db.parent.is_dir():
-        raise ValueError(f"--db {db}: folder {db.parent} does not exist")
+    tables = tables_of(db)
+    if tables is not None and not tables & REGISTRY_TABLES:
+        raise ValueError(
+            f"--db {db}: no registry store there (an empty file, or another program's database; "
+            "create-token or grant creates it)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -206,7 +206,7 @@ class DefinitionStore(SqliteStore):
             registered = [self._register(conn, d, version_given=True, activate=False) for d in definitions]
             self._check_streams(conn, {(d.entity, d.source.topic) for d in definitions})
             _check_runnable(registered)
-            for r in hashed:
+            for r in sorted(hashed, key=lambda r: (r.entity, r.name, r.version)):  # each feature's lowest first
                 self._register_request(conn, r)
             # DefinitionError (rolling back) if a name or alias is taken twice or an input is unregistered: what
             # the store holds must stay a catalog every command can load.
@@ -216,6 +216,14 @@ class DefinitionStore(SqliteStore):
     def _register_request(self, conn: sqlite3.Connection, r: RequestFeature) -> None:
         rows = _versions(conn, "request_feature_versions", r.entity, r.name)
         latest = rows[-1][0] if rows else 0
+        if not rows:  # a stored version's name or alias, active or not (an inactive one could never be activated)
+            for (spec,) in conn.execute("SELECT spec FROM feature_versions WHERE entity = ?", (r.entity,)):
+                held = json.loads(spec)
+                if r.name == held["name"] or r.name in held.get("aliases", ()):
+                    raise DefinitionConflictError(
+                        f"request feature {r.entity}.{r.name} has the name of a stored feature or alias "
+                        f"({r.entity}.{held['name']} v{held['version']})"
+                    )
         _put_version(
             conn,
             "request_feature_versions",
@@ -266,6 +274,11 @@ class DefinitionStore(SqliteStore):
         return Registered(action, d, active_version)
 
     def _point(self, conn: sqlite3.Connection, entity: str, name: str, version: int) -> None:
+        held = conn.execute(
+            "SELECT version FROM active_versions WHERE entity = ? AND name = ?", (entity, name)
+        ).fetchone()
+        if held is not None and held[0] == version:  # already serving it: nothing changes, nothing is recorded
+            return
         conn.execute(
             "INSERT INTO active_versions VALUES (?, ?, ?, ?) "
             "ON CONFLICT (entity, name) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",

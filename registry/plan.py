@@ -58,15 +58,52 @@ def _distinct(
     return [d for d, _ in first.values()]
 
 
+def _request_names_taken(
+    catalog: FeatureCatalog, definitions: Sequence[FeatureDefinition], requests: Sequence[RequestFeature]
+) -> list[str]:
+    """Request and stored features of an entity type never share a name or alias, whichever is registered second.
+
+    As the store refuses them (``DefinitionStore.register_all``): a stored version, active or not, whose name or
+    alias is a request feature's name (registered or in the folder); and a request feature new to the store named
+    like a registered version's name or alias, active or not (an inactive version's alias would otherwise make
+    that version impossible to activate, and its folder impossible to apply again)."""
+    taken = {(r.entity, r.name) for r in catalog.request_features()} | {(r.entity, r.name) for r in requests}
+    problems = []
+    for d in sorted({d.key: d for d in definitions}.values(), key=lambda d: d.key):
+        for name in (d.name, *d.aliases):
+            if (d.entity, name) in taken:
+                what = "its name" if name == d.name else f"its alias {name}"
+                problems.append(
+                    f"{d.entity}.{d.name} v{d.version}: {what} is the name of a request-time feature; "
+                    "a stored feature needs another name"
+                )
+    stored: dict[tuple[str, str], FeatureDefinition] = {}
+    for d in sorted(catalog, key=lambda d: d.key):
+        for name in (d.name, *d.aliases):
+            stored.setdefault((d.entity, name), d)
+    for key in sorted({(r.entity, r.name) for r in requests}):
+        held = stored.get(key)
+        if held is not None and catalog.request_feature(*key) is None:
+            problems.append(
+                f"request feature {key[0]}.{key[1]} has the name of a stored feature or alias "
+                f"({held.entity}.{held.name} v{held.version})"
+            )
+    return problems
+
+
 def _plan(
     catalog: FeatureCatalog,
     definitions: Sequence[FeatureDefinition],
     conflicts: list[str],
     places: Sequence[str] | None = None,
+    requests: Sequence[RequestFeature] = (),
 ) -> list[Change]:
-    """What applying ``definitions`` to ``catalog`` would change; appends every conflict to ``conflicts``."""
+    """What applying ``definitions`` (beside ``requests``) to ``catalog`` would change; appends every conflict
+    to ``conflicts``."""
     found: list[str] = []
     changes: list[Change] = []
+    found.extend(_request_names_taken(catalog, definitions, requests))
+    created: dict[tuple[str, str], int] = {}  # a feature new to the store: the version that becomes active
     for d in _distinct(definitions, found, places):
         existing = [v for v in catalog.versions(d.entity, d.name)]
         same = next((v for v in existing if v.version == d.version), None)
@@ -74,7 +111,10 @@ def _plan(
             found.append(f"{d.entity}.{d.name} v{d.version}: " + "; ".join(problems))
             continue
         if same is None:
-            if not existing:
+            first = created.setdefault((d.entity, d.name), d.version) if not existing else None
+            if first is not None and first != d.version:  # the folder's lowest version of the feature serves
+                changes.append(Change("new_version", d, f"new version (inactive; v{first} serves)"))
+            elif not existing:
                 changes.append(Change("create", d, "new feature (becomes active)"))
             elif d.version < existing[-1].version:
                 found.append(f"{d.entity}.{d.name} v{d.version}: below the latest registered v{existing[-1].version}")
@@ -145,7 +185,12 @@ def _plan_requests(
                 )
             continue
         held = catalog.request_feature(r.entity, r.name, r.version)
-        if held is None:
+        latest = catalog.request_feature(r.entity, r.name)
+        if held is None and latest is not None and r.version < latest.version:
+            conflicts.append(
+                f"request feature {r.entity}.{r.name} v{r.version}: below the latest registered v{latest.version}"
+            )
+        elif held is None:
             lines.append(RequestChange("create", r))
         elif held.identity_hash != r.identity_hash:
             conflicts.append(
@@ -183,7 +228,7 @@ def plan_all(
     catalog = store.catalog()
     hashed = [r.with_function_hash() for r in request_features]
     conflicts: list[str] = []
-    changes = _plan(catalog, definitions, conflicts, places)
+    changes = _plan(catalog, definitions, conflicts, places, hashed)
     request_changes = _plan_requests(catalog, hashed, conflicts, request_places)
     if not conflicts:  # what the store would hold after the apply: names and aliases taken once, inputs registered
         try:
@@ -205,7 +250,9 @@ def apply_all(
 ) -> tuple[list[Registered], list[RequestChange]]:
     """``apply``, planned once: what happened to each definition, and the request features' planned changes."""
     _, request_changes = plan_all(store, definitions, request_features, places=places, request_places=request_places)
-    return store.register_all(_distinct(definitions, []), request_features), request_changes
+    # Each version once, lowest first (as ``_distinct`` orders the stored ones): a folder may list v3 before v2.
+    requests = sorted({r.key: r for r in request_features}.values(), key=lambda r: r.key)
+    return store.register_all(_distinct(definitions, []), requests), request_changes
 
 
 def apply(

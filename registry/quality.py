@@ -30,6 +30,7 @@ from typing import Any
 from registry.sqlite_store import SqliteStore
 
 SOURCES = ("offline", "serving_log")
+TABLES = ("quality_hourly", "quality_drift", "quality_parity")
 
 HOURLY_COLUMNS = (
     "count",

@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,6 +62,34 @@ ARROW_SCHEMA = pa.schema(
     ]
 )
 IDENTITY = ("kafka_topic", "kafka_partition", "kafka_offset", "position")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_MS_RANGE = (-62_135_596_800_000, 253_402_300_799_999)  # 0001-01-01 to 9999-12-31 (epoch ms): what a row can hold
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _string(value: Any, *, null: bool = True) -> str | None:
+    """A string field of a record as is; anything else (a number, an object, a null where none may be) is malformed."""
+    if isinstance(value, str) or (null and value is None):
+        return value
+    raise TypeError(f"not a string: {value!r}")
+
+
+def _whole(value: Any, bounds: tuple[int, int]) -> int:
+    """A whole number within ``bounds``, both included; a bool, a float or anything else is malformed."""
+    if type(value) is not int or not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"not a whole number within {bounds}: {value!r}")
+    return value
+
+
+def _epoch_us(value: Any) -> int | None:
+    """A feature timestamp (ISO 8601 with its offset, as the API writes it: ``...Z``) in epoch µs; null stays null."""
+    if value is None:
+        return None
+    at = datetime.fromisoformat(_string(value, null=False) or "")
+    if at.tzinfo is None:
+        raise ValueError(f"a feature timestamp without its offset: {value!r}")
+    return (at - _EPOCH) // _US
 
 
 def ensure_log_table(catalog: Catalog, namespace: str) -> Table:
@@ -120,37 +149,39 @@ class Batch:
         return len(self.columns["served_at"])
 
     def add(self, value: bytes | None, topic: str, partition: int, offset: int) -> None:
+        # Every field is checked here, so that one malformed record is skipped alone: a value Arrow cannot hold
+        # would otherwise fail the whole batch in ``to_arrow``, on every restart of the sink (its offset is never
+        # committed).
         try:
             record = orjson.loads(value or b"")
-            names: Sequence[str] = record["names"]
-            versions: Sequence[int] = record["versions"]
-            values: Sequence[Any] = record["values"]
-            times: Sequence[str | None] = record["feature_timestamps"]
-            statuses: Sequence[str] = record["statuses"]
-            if not len(names) == len(versions) == len(values) == len(times) == len(statuses):
-                raise ValueError("columns of different lengths")
-            served_us = int(record["served_at"]) * 1000
+            columns = [record[k] for k in ("names", "versions", "values", "feature_timestamps", "statuses")]
+            if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:
+                raise ValueError("columns that are not lists of one length")
+            names = [_string(n, null=False) for n in record["names"]]
+            versions = [_whole(v, _INT32) for v in record["versions"]]
+            times = [_epoch_us(t) for t in record["feature_timestamps"]]
+            statuses = [_string(s, null=False) for s in record["statuses"]]
             common = {
-                "served_at": served_us,
-                "request_id": record.get("request_id"),
-                "caller": record.get("caller"),
-                "feature_service": record.get("feature_service"),
-                "model_name": record.get("model_name"),
-                "model_version": record.get("model_version"),
-                "entity_type": str(record["entity_type"]),
-                "entity_id": str(record["entity_id"]),
+                "served_at": _whole(record["served_at"], _MS_RANGE) * 1000,
+                "request_id": _string(record.get("request_id")),
+                "caller": _string(record.get("caller")),
+                "feature_service": _string(record.get("feature_service")),
+                "model_name": _string(record.get("model_name")),
+                "model_version": _string(record.get("model_version")),
+                "entity_type": _string(record["entity_type"], null=False),
+                "entity_id": _string(record["entity_id"], null=False),
                 "kafka_topic": topic,
                 "kafka_partition": partition,
                 "kafka_offset": offset,
             }
-            encoded = [orjson.dumps(v).decode() for v in values]
+            encoded = [orjson.dumps(v).decode() for v in record["values"]]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             self.bad += 1
             return
         c = self.columns
         for i, name in enumerate(names):
-            for field, value in common.items():
-                c[field].append(value)
+            for field, item in common.items():
+                c[field].append(item)
             c["feature_name"].append(name)
             c["feature_version"].append(versions[i])
             c["value_json"].append(encoded[i])
@@ -162,10 +193,7 @@ class Batch:
         arrays = []
         for field in ARROW_SCHEMA:
             values = self.columns[field.name]
-            if field.name == "feature_time":  # ISO 8601 with a Z, as the API writes it: parsed by Arrow
-                arrays.append(pa.array(values, pa.string()).cast(_TS))
-            else:
-                arrays.append(pa.array(values, field.type))
+            arrays.append(pa.array(values, field.type))  # feature_time: epoch µs, parsed in ``add``
         return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)
 
 

@@ -39,13 +39,30 @@ def _merge(defaults: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str,
     return merged
 
 
+def _shown(path: Path) -> str:
+    """A path as a message names it: as written, or quoted when it holds a line break or another unprintable
+    character (an error is one line)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """A pydantic error's problems as ``(field.path, message)`` (the path empty for the whole input), without the
+    misleading ones: pydantic counts only the entries that validated, so a list whose every entry failed is also
+    "too short"; that list's own entries' errors say what is wrong."""
+    errors = exc.errors(include_url=False)
+    within = {err["loc"][:i] for err in errors for i in range(len(err["loc"]))}
+    return [
+        (".".join(str(p) for p in err["loc"]), str(err["msg"]))
+        for err in errors
+        if not (err["type"] == "too_short" and err["loc"] in within)
+    ]
+
+
 def validation_text(exc: ValidationError) -> str:
     """A pydantic error in one line: each problem as ``field.path: message``, joined by ``; `` (no input dumps,
     no URLs: a CLI prints it as its one ``error:`` line)."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    parts = [f"{where}: {msg}" if where else msg for where, msg in validation_problems(exc)]
     return "; ".join(parts).replace("\n", " ")
 
 
@@ -61,9 +78,9 @@ def _tables(path: Path, doc: Mapping[str, Any], key: str) -> tuple[dict[str, Any
     """``[defaults]`` and the ``[[key]]`` array of a file, each checked for its TOML shape."""
     defaults, entries = doc.get("defaults", {}), doc.get(key, [])
     if not isinstance(defaults, dict):
-        raise DefinitionError(f"{path}: `defaults` must be a table ([defaults]), not {defaults!r:.100}")
+        raise DefinitionError(f"{_shown(path)}: `defaults` must be a table ([defaults]), not {defaults!r:.100}")
     if not isinstance(entries, list):
-        raise DefinitionError(f"{path}: `{key}` must be an array of tables ([[{key}]]), not {entries!r:.100}")
+        raise DefinitionError(f"{_shown(path)}: `{key}` must be an array of tables ([[{key}]]), not {entries!r:.100}")
     return defaults, entries
 
 
@@ -73,15 +90,15 @@ def _read(path: Path) -> tuple[dict[str, Any], str]:
         text = path.read_text(encoding="utf-8")
         doc = tomllib.loads(text)
     except UnicodeDecodeError as exc:
-        raise DefinitionError(f"{path}: cannot read definitions: not UTF-8 text (byte {exc.start})") from exc
+        raise DefinitionError(f"{_shown(path)}: cannot read definitions: not UTF-8 text (byte {exc.start})") from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise DefinitionError(f"{path}: cannot read definitions: {exc}") from exc
+        raise DefinitionError(f"{_shown(path)}: cannot read definitions: {exc}") from exc
     except RecursionError:  # Python's TOML parser recurses per level of nesting
-        raise DefinitionError(f"{path}: cannot read definitions: nested too deeply") from None
+        raise DefinitionError(f"{_shown(path)}: cannot read definitions: nested too deeply") from None
     unknown = set(doc) - {"defaults", "feature", "request_feature"}
     if unknown:
         raise DefinitionError(
-            f"{path}: unknown top-level key(s) {sorted(unknown)}; expected [defaults], [[feature]] "
+            f"{_shown(path)}: unknown top-level key(s) {sorted(unknown)}; expected [defaults], [[feature]] "
             "and [[request_feature]]"
         )
     return doc, text
@@ -93,8 +110,8 @@ def _places(path: Path, text: str, key: str, count: int) -> list[str]:
     header = re.compile(rf"[ \t]*\[\[[ \t]*{key}[ \t]*\]\][ \t]*(#.*)?")
     lines = [i + 1 for i, line in enumerate(text.split("\n")) if header.fullmatch(line.removesuffix("\r"))]
     if len(lines) == count:
-        return [f"{path}:{line}" for line in lines]
-    return [f"{path} ({key} #{i + 1})" for i in range(count)]
+        return [f"{_shown(path)}:{line}" for line in lines]
+    return [f"{_shown(path)} ({key} #{i + 1})" for i in range(count)]
 
 
 def parse_request_features_at(path: Path) -> list[tuple[RequestFeature, str]]:
@@ -107,13 +124,13 @@ def parse_request_features_at(path: Path) -> list[tuple[RequestFeature, str]]:
     for i, raw in enumerate(raw_features):
         if not isinstance(raw, dict):
             raise DefinitionError(
-                f"{path}: request feature #{i + 1} is not a table ([[request_feature]]): {raw!r:.100}"
+                f"{_shown(path)}: request feature #{i + 1} is not a table ([[request_feature]]): {raw!r:.100}"
             )
         try:
             out.append(RequestFeature.model_validate({**inherited, **raw}))
         except ValidationError as exc:
             label = _label(raw, i)
-            raise DefinitionError(f"{path}: request feature {label}: {validation_text(exc)}") from exc
+            raise DefinitionError(f"{_shown(path)}: request feature {label}: {validation_text(exc)}") from exc
     return list(zip(out, _places(path, text, "request_feature", len(out)), strict=True))
 
 
@@ -129,12 +146,12 @@ def parse_file_at(path: Path) -> list[tuple[FeatureDefinition, str]]:
     out = []
     for i, raw in enumerate(features):
         if not isinstance(raw, dict):
-            raise DefinitionError(f"{path}: feature #{i + 1} is not a table ([[feature]]): {raw!r:.100}")
+            raise DefinitionError(f"{_shown(path)}: feature #{i + 1} is not a table ([[feature]]): {raw!r:.100}")
         try:
             out.append(FeatureDefinition.model_validate(_merge(defaults, raw)))
         except ValidationError as exc:
             label = _label(raw, i)
-            raise DefinitionError(f"{path}: feature {label}: {validation_text(exc)}") from exc
+            raise DefinitionError(f"{_shown(path)}: feature {label}: {validation_text(exc)}") from exc
     return list(zip(out, _places(path, text, "feature", len(out)), strict=True))
 
 
@@ -144,7 +161,7 @@ def parse_file(path: Path) -> list[FeatureDefinition]:
 
 def _files(folder: Path) -> list[Path]:
     """The ``*.toml`` files of ``folder``, sorted; DefinitionError (one line) if it is not a folder that can be listed."""
-    shown = str(folder) if str(folder).isprintable() else repr(str(folder))
+    shown = _shown(folder)
     try:
         if not folder.is_dir():
             raise DefinitionError(f"{shown}: not a folder of definition files (*.toml)")
@@ -158,7 +175,7 @@ def load_folder_at(folder: Path = DEFAULT_FOLDER) -> list[tuple[FeatureDefinitio
     feature at fault."""
     files = _files(folder)
     if not files:
-        raise DefinitionError(f"no *.toml feature definitions in {folder}")
+        raise DefinitionError(f"no *.toml feature definitions in {_shown(folder)}")
     return [located for f in files for located in parse_file_at(f)]
 
 

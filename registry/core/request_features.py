@@ -159,7 +159,8 @@ def load_function(ref: str, feature: str) -> tuple[Callable[..., Any], str]:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise RequestFeatureError(feature, f"cannot import {ref}: {exc}") from exc
-    except Exception as exc:  # the user's module failed while importing (a syntax error, an exception it raised)
+    except (Exception, SystemExit) as exc:  # the user's module failed while importing (a syntax error, an
+        # exception it raised; ``sys.exit()`` too, which would otherwise end the command without a word)
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise RequestFeatureError(feature, f"cannot import {ref}: {detail}") from exc
     if not callable(fn):
@@ -200,7 +201,7 @@ class Transform:
         target = arrow_type(f.value_type)
         try:
             result = self.fn(columns)
-        except Exception as exc:  # the user's code: any failure is this feature's error, named
+        except (Exception, SystemExit) as exc:  # the user's code: any failure is this feature's error, named
             raise RequestFeatureError(f.name, f"{f.function} raised {type(exc).__name__}: {exc}") from exc
         try:
             if isinstance(result, pa.ChunkedArray):
@@ -258,11 +259,19 @@ def check_json(field: RequestField, value: Any) -> Any:
         "string": isinstance(value, str) and len(value) <= MAX_STRING,
         "boolean": isinstance(value, bool),
         "long": isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63,
-        "double": isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value),
+        "double": isinstance(value, int | float) and not isinstance(value, bool) and _finite(value),
     }[t]
     if not ok:
         raise ValueError(f"`{field.name}` values must be {t} or null, not {str(value)[:100]!r}")
     return float(value) if t == "double" else value
+
+
+def _finite(value: float) -> bool:
+    """Whether ``value`` is a finite double: an integer past the doubles' range is not (``math.isfinite`` raises)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def request_fields(features: Sequence[RequestFeature]) -> dict[str, RequestField]:

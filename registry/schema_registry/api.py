@@ -27,6 +27,7 @@ from registry.access import Access
 from registry.core import bounded_json
 from registry.core.errors import SchemaError, StoreUnavailableError
 from registry.http_head import HeadAsGet, allowed_methods
+from registry.schema_registry import jackson
 from registry.schema_registry.auth import RegistryAuth
 from registry.schema_registry.errors import (
     HTTP_ERROR_TEMPLATE,
@@ -60,9 +61,12 @@ _CONFIG_FIELDS = frozenset({"compatibility", "compatibilityLevel"})
 _CONFIG_FIELDS_IF_EMPTY = frozenset(
     {
         "alias",
+        "aliasForDeks",
         "normalize",
         "validateFields",
+        "validateNewSchemas",
         "validateRules",
+        "compatibilityPolicy",
         "compatibilityGroup",
         "defaultMetadata",
         "overrideMetadata",
@@ -197,9 +201,9 @@ async def _schema_from(request: Request) -> tuple[str, tuple[SchemaReference, ..
     _check_fields(body, _SCHEMA_FIELDS, _SCHEMA_FIELDS_IF_EMPTY)
     if not isinstance(body.get("schema"), str):
         raise RegistryError(RegistryErrorKind.BODY_NOT_SCHEMA_REQUEST)
-    schema_type = body.get("schemaType") or "AVRO"
-    if schema_type != "AVRO":
-        raise InvalidSchemaTypeError(schema_type)
+    schema_type = body.get("schemaType")  # only a missing or null type is AVRO (Confluent's Schema(subject, request))
+    if schema_type is not None and schema_type != "AVRO":
+        raise InvalidSchemaTypeError(schema_type if isinstance(schema_type, str) else jackson.dumps(schema_type))
     return str(body["schema"]), parse_references(body.get("references"))
 
 

@@ -93,10 +93,11 @@ class CompatibilityLevel(StrEnum):
 
 
 def parse_level(value: object) -> CompatibilityLevel:
-    """A level from its name, case-insensitively (clients send ``backward`` as often as ``BACKWARD``)."""
+    """A level from its name, case-insensitively (clients send ``backward`` as often as ``BACKWARD``), and nothing
+    around it: Confluent's ``CompatibilityLevel.forName`` upper-cases but does not trim (``" FULL "`` is no level)."""
     if isinstance(value, str):
         try:
-            return CompatibilityLevel(value.strip().upper())
+            return CompatibilityLevel(value.upper())
         except ValueError:
             pass
     valid = ", ".join(level.value for level in CompatibilityLevel)

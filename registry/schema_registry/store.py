@@ -17,7 +17,8 @@ Deletes follow Confluent: a soft delete hides a version (or every version of a s
 listings, ``deleted=True`` shows it again, and only a soft-deleted version may be deleted permanently.
 ``latest`` (and ``-1``) always names the latest live version, for reads with ``deleted=True`` and for
 permanent deletes too (Confluent's ``getLatestVersion`` skips soft-deleted versions). A soft delete of a
-subject keeps its compatibility override; only a permanent delete drops it (Confluent's ``deleteSubject``).
+subject keeps its compatibility override; only a permanent delete drops it (Confluent's ``deleteSubject``), as does
+the permanent delete of the subject's last version (``deleteSchemaVersion``).
 
 The global compatibility level is the config row if one was set, else ``default_compatibility``
 (Confluent's ``schema.compatibility.level`` server setting). It defaults to NONE here so that a bare
@@ -304,7 +305,9 @@ class SchemaStore:
         return RegisteredSchema(schema_id, subject, latest + 1, normalized, refs)
 
     def delete_version(self, subject: str, version: VersionSpec, *, permanent: bool = False) -> int:
-        """Soft-delete one version, or permanently delete a soft-deleted one; returns its number.
+        """Soft-delete one version, or permanently delete a soft-deleted one; returns its number. A permanent
+        delete of the subject's last version (soft-deleted ones counted) also drops its compatibility override, as
+        Confluent's ``deleteSchemaVersion`` does.
 
         Raises:
             SubjectNotFoundError, VersionNotFoundError, InvalidVersionError: nothing to delete.
@@ -336,6 +339,9 @@ class SchemaStore:
                 if not rows[number]:
                     raise NotSoftDeletedError(subject, number)
                 conn.execute("DELETE FROM subject_versions WHERE subject = ? AND version = ?", (subject, number))
+                if not conn.execute("SELECT 1 FROM subject_versions WHERE subject = ?", (subject,)).fetchone():
+                    # the subject's last version gone: its override goes with it (Confluent's deleteSchemaVersion)
+                    conn.execute("DELETE FROM subject_config WHERE subject = ?", (subject,))
             else:
                 conn.execute(
                     "UPDATE subject_versions SET deleted = 1 WHERE subject = ? AND version = ?", (subject, number)
@@ -358,12 +364,14 @@ class SchemaStore:
             if not rows:
                 raise SubjectNotFoundError(subject)
             live = [v for v, deleted in rows if not deleted]
-            for number in [v for v, _ in rows] if permanent else live:
+            # version by version, oldest first, as Confluent's deleteSubject: a version referenced from another
+            # subject (42206), then, for a permanent delete, a live version (40405), whichever comes first
+            for number, deleted in rows if permanent else [(v, False) for v in live]:
                 if any(s != subject for s, _ in self._referenced_by(conn, subject, number, deleted=permanent)):
                     raise ReferenceExistsError(subject, number)
-            if permanent:
-                if live:
+                if permanent and not deleted:
                     raise NotSoftDeletedError(subject)
+            if permanent:
                 conn.execute("DELETE FROM subject_versions WHERE subject = ?", (subject,))
                 conn.execute("DELETE FROM subject_config WHERE subject = ?", (subject,))
                 gone = [v for v, _ in rows]
@@ -496,8 +504,8 @@ class SchemaStore:
         if number is None and not live:
             raise VersionNotFoundError(subject, -1)
         found = live[-1] if number is None else next((r for r in rows if r[0] == number), None)
-        if found is None:
-            raise VersionNotFoundError(subject, version)
+        if found is None:  # named by its number, as Confluent names it ("03" and "+3" are "Version 3")
+            raise VersionNotFoundError(subject, number if number is not None else -1)
         return RegisteredSchema(found[2], subject, found[0], found[1], found[3], deleted=found[4])
 
     def referenced_by(self, subject: str, version: VersionSpec, *, deleted: bool = False) -> list[int]:
@@ -641,11 +649,12 @@ class SchemaStore:
         new: WithReferences,
         live: list[_VersionRow],
     ) -> None:
-        """Raise :class:`IncompatibleSchemaError` naming the first existing version (oldest first, as
-        Confluent's validators iterate) that ``new`` may not follow under ``level``."""
+        """Raise :class:`IncompatibleSchemaError` naming the first existing version (newest first, as
+        Confluent's ``CompatibilityChecker`` iterates: "in order of most recent to least recent") that ``new`` may
+        not follow under ``level``."""
         if level is CompatibilityLevel.NONE or not live:
             return
-        for number, text, _, refs, _ in live if level.transitive else live[-1:]:
+        for number, text, _, refs, _ in reversed(live) if level.transitive else live[-1:]:
             old = WithReferences(text, tuple(self._resolve(conn, refs)[1]))
             problems = _check(level, new, [old], [f"version {number}"])
             if problems:

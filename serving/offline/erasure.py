@@ -27,7 +27,9 @@ In this order, at one instant ``erased_at`` (now, epoch ms):
 5. **What it cannot erase** is named with when it ages out: the entity's events in each Kafka topic
    that may hold them (the sources of the entity type's features, their ``.dlq`` topics and the
    serving-log topic) are deleted by Kafka's retention, at the latest ``now + retention.ms +
-   segment.ms`` (Kafka deletes whole segments; its check runs every few minutes on top of that).
+   segment.ms`` (Kafka deletes whole segments; its check runs every few minutes on top of that), or
+   ``never``: ``retention.ms = -1``, a date past the year 9999, or a ``cleanup.policy`` without ``delete``
+   (compaction keeps each key's latest record).
 
 The report (JSON) gives per store the rows removed, the snapshots expired and files deleted, the
 manifests invalidated and what is left with its date. A re-run finds nothing (and moves ``erased_at``
@@ -206,11 +208,22 @@ def kafka_horizon(bootstrap: str, topics: list[str], now: datetime) -> list[dict
             continue
         retention_ms = int(configs["retention.ms"].value)
         segment_ms = int(configs["segment.ms"].value)
-        if retention_ms < 0:
+        policy = configs["cleanup.policy"].value if "cleanup.policy" in configs else "delete"
+        if "delete" not in [p.strip() for p in (policy or "").split(",")]:
+            # Compaction deletes nothing by age: each key's latest record stays until a newer one (or a tombstone).
+            until, why = (
+                "never",
+                f"cleanup.policy {policy} (no deletion by age): compaction keeps each key's latest record",
+            )
+        elif retention_ms < 0:
             until, why = "never", "retention.ms = -1 (kept forever): delete the records or compact the topic"
         else:
-            until = (now + timedelta(milliseconds=retention_ms + segment_ms)).isoformat(timespec="seconds")
             why = f"events age out: retention.ms {retention_ms} + segment.ms {segment_ms} (whole segments)"
+            try:
+                until = (now + timedelta(milliseconds=retention_ms + segment_ms)).isoformat(timespec="seconds")
+            except OverflowError:  # e.g. retention.ms = 2^63-1, Kafka's "forever" short of -1: past the year 9999
+                until = "never"
+                why = f"retention.ms {retention_ms} + segment.ms {segment_ms} reaches past the year 9999"
         out.append({"where": f"Kafka topic {topic}", "until": until, "why": why})
     return out
 
@@ -313,7 +326,17 @@ def key_fields(catalog: FeatureCatalog, entity_type: str, key_field: str, key_va
         raise ValueError(f"{key_field!r} is not a key field of {entity_type} ({', '.join(fields)})")
     if not key_value:
         raise ValueError("give the key field's value")
+    _utf8("key value", key_value)
     return fields
+
+
+def _utf8(what: str, value: str) -> None:
+    """ValueError for an argument that is not UTF-8 text (its bytes read with surrogate escapes): every store
+    holds ids as UTF-8, so none holds it, and the registry could not record its erasure."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {value!r} is not UTF-8 text: no store holds it") from None
 
 
 def _known_type(catalog: FeatureCatalog, entity_type: str) -> None:
@@ -332,6 +355,7 @@ def check_entity(catalog: FeatureCatalog, entity_type: str, entity_id: str) -> N
     if not entity_type or not entity_id:
         raise ValueError("give an entity type and an entity id")
     _known_type(catalog, entity_type)
+    _utf8("entity id", entity_id)
     fields = catalog.composite_key(entity_type)
     if fields:
         try:

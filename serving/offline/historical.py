@@ -199,10 +199,23 @@ def _check_schema(schema: pa.Schema, definitions: Sequence[Column], entity_colum
     check_request_fields(schema, definitions)
 
 
+_LABEL_LIMIT_US = 2**62
+"""Label times are held within ±2**62 µs (about 146,000 years either side of 1970): a label beyond reads
+what one at the limit reads, which is exact, since every stored window end lies in years 1-9999 and the
+longest TTL is 20 years (nothing, or expired). Converted unbounded, a label in seconds or milliseconds
+past int64 µs wrapped around to some other time, and one near int64's ends overflowed the join's bands."""
+
+
 def _label_micros(ts: pa.Array | pa.ChunkedArray, column: str) -> LabelTimes:
     """Label times in epoch µs, exactly: floored and ceiled views differ only for nanosecond labels."""
     if ts.null_count:
         raise DefinitionError(f"label column {column!r} has {ts.null_count} null timestamps")
+    per_unit = {"s": 1_000_000, "ms": 1000, "us": 1}.get(ts.type.unit)
+    if per_unit is not None and len(ts):  # nanoseconds stay within the limit once in µs
+        raw = ts.cast(pa.int64()).to_numpy()
+        bound = _LABEL_LIMIT_US // per_unit
+        if raw.min() < -bound or raw.max() > bound:
+            ts = pa.array(np.clip(raw, -bound, bound), ts.type)
     floor = micros(ts)  # a naive timestamp is taken as UTC
     return LabelTimes(floor, micros(ts, ceil=True) if ts.type.unit == "ns" else floor)
 
@@ -325,7 +338,12 @@ then grows with the number of chunks, not with the largest chunk."""
 
 def _entities(labels: pa.Table | pa.RecordBatch, entity_column: str) -> pa.Array:
     """The labels' entity ids, encoded from their key column(s) as the job encodes them."""
-    strings = entity_keys.encode_arrays([labels.column(c) for c in entity_columns(entity_column)])
+    columns = entity_columns(entity_column)
+    try:
+        strings = entity_keys.encode_arrays([labels.column(c) for c in columns])
+    except pa.ArrowInvalid as exc:  # bytes that are not UTF-8: no id is spelled so
+        which = f"column {columns[0]!r}" if len(columns) == 1 else f"columns {', '.join(repr(c) for c in columns)}"
+        raise DefinitionError(f"label {which} must hold entity ids (strings or numbers): {exc}") from None
     return strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
 
 
@@ -631,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
             point=point,
         )
         rows = write_parquet(batches, schema, args.out)
-    except FeatureStoreError as exc:
+    except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # OSError: an --out that cannot be written
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {rows} rows to {args.out} (snapshot {point.snapshot_id})", file=sys.stderr)

@@ -52,7 +52,7 @@ from registry.core.durations import parse_duration, to_millis
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.gate import ServedHealth
 from serving.offline.historical import LabelTimes, PointInTimeJoin
-from serving.offline.statistics import since_ms
+from serving.offline.statistics import check_metrics_file, since_ms
 from sinks.iceberg.reader import iso_us, micros, read_point
 from sinks.serving_log import read_logged
 
@@ -285,10 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.metrics_file is not None:  # checked before the report is computed, not after it was printed
-        if args.metrics_file.is_dir():
-            parser.error(f"argument --metrics-file: {args.metrics_file} is a directory")
-        if not args.metrics_file.parent.is_dir():
-            parser.error(f"argument --metrics-file: folder {args.metrics_file.parent} does not exist")
+        check_metrics_file(parser, args.metrics_file)
     settings = settings_for_command()
     try:
         span_ms = since_ms(args.since)
@@ -323,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         sys.stdout.write(report.to_json().decode() + "\n")
         if args.metrics_file is not None:
-            write_metrics(report, args.metrics_file, now_us)
+            try:
+                write_metrics(report, args.metrics_file, now_us)
+            except OSError as exc:  # a folder made read-only, a full disk: one line, not a traceback
+                print(f"error: --metrics-file {args.metrics_file}: {exc}", file=sys.stderr)
+                return 1
         sys.stdout.flush()
         if args.fail_above is not None and report.worst() > args.fail_above:
             return 3

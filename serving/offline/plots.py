@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from registry.quality import QualityStore
+from registry.quality import TABLES, QualityStore
 from registry.sqlite_store import tables_of
 
 DRIFT_THRESHOLD = 0.25
@@ -135,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entity-type")
     parser.add_argument("--feature", action="append", default=[], help="only this feature (repeatable)")
     args = parser.parse_args(argv)
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"argument --out: {args.out} is not a folder")
+    try:
+        if args.out.exists() and not args.out.is_dir():
+            parser.error(f"argument --out: {args.out} is not a folder")
+    except OSError as exc:  # a name the system refuses (too long): a usage error, not a traceback
+        parser.error(f"argument --out: {exc}")
     try:
         span = timedelta(milliseconds=since_ms(args.since))
     except argparse.ArgumentTypeError as exc:
@@ -145,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     until = datetime.now(UTC)
     db = settings_for_command().definitions_db
     try:
-        stored = tables_of(db) is not None  # read without creating: no registry there, nothing stored
+        # Read without creating: no file there, or one without quality results (an empty file, another program's
+        # database, a registry no run has stored into), holds nothing stored, and is left as it was.
+        stored = bool(set(TABLES) & (tables_of(db) or set()))
     except sqlite3.DatabaseError as exc:
         print(f"error: FS_DEFINITIONS_DB={db}: not a definition store (SQLite): {exc}", file=sys.stderr)
         return 1

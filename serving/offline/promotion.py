@@ -104,9 +104,10 @@ def readiness(
     catalog = store.catalog()
     active = catalog.get(entity, name)
     candidate = catalog.get(entity, name, version)  # UnknownFeatureError if not registered
+    name = candidate.name  # a former name (alias) resolves to the feature that carries it, as every read does
     point = read_point(table, None)
     reach = data_reach(table, point, entity, [candidate]).get((name, version))
-    active_reach = data_reach(table, point, entity, [active]).get((name, active.version))
+    active_reach = data_reach(table, point, entity, [active]).get((active.name, active.version))
     lag_us = (to_millis(max_lag) if max_lag is not None else (step_ms(candidate) or 0)) * 1000
     problems = []
     if active_reach is not None and reach is None:
@@ -139,7 +140,7 @@ def promote(
     ready = readiness(store, table, entity, name, version, max_lag=max_lag)
     if not ready.ready and not force:
         raise PromotionRefusedError(f"not promoted: {ready.describe()}")
-    store.activate(entity, name, version)
+    store.activate(entity, ready.name, version)
     return ready
 
 

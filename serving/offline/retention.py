@@ -349,17 +349,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def require_registry(settings: Settings, command: str) -> None:
-    """SettingsError unless FS_DEFINITIONS_DB is a file: a missing one would be created empty, and then
-    retention would keep no training set's pin (and apply no retention), erasure record what no writer reads."""
+    """SettingsError unless FS_DEFINITIONS_DB is a file holding the registry (read without writing anything): a
+    missing one would be created empty, and so would the registry's tables in an empty file or another program's
+    database; retention would then keep no training set's pin (and apply no retention), erasure record what no
+    writer reads. A file that is not SQLite is ``sqlite3.DatabaseError``."""
+    from registry.access import REGISTRY_TABLES
     from registry.core.errors import SettingsError
+    from registry.sqlite_store import tables_of
 
     db = settings.definitions_db
-    if not db.is_file():
-        what = "is a directory" if db.is_dir() else "does not exist"
-        raise SettingsError(
-            f"registry database {db} (FS_DEFINITIONS_DB) {what}: {command} needs the registry the stream job and "
-            "the training sets use"
-        )
+    what = "is a directory" if db.is_dir() else "does not exist"
+    if db.is_file():
+        tables = tables_of(db)
+        if tables is None or tables & REGISTRY_TABLES:  # None: not openable here, the store says why
+            return
+        what = "holds no registry (an empty file, or another program's database)"
+    raise SettingsError(
+        f"registry database {db} (FS_DEFINITIONS_DB) {what}: {command} needs the registry the stream job and "
+        "the training sets use"
+    )
 
 
 def failure_line(command: str, settings: Settings, exc: BaseException) -> str:

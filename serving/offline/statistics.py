@@ -82,6 +82,26 @@ def since_ms(raw: str) -> int:
     return to_millis(span)
 
 
+def check_metrics_file(parser: argparse.ArgumentParser, path: Path) -> None:
+    """``--metrics-file`` (statistics, parity) before anything is read: a usage error (exit 2) for a folder,
+    a file in a folder that does not exist, or a path the system refuses (a name too long)."""
+    try:
+        if path.is_dir():
+            parser.error(f"argument --metrics-file: {path} is a directory")
+        if not path.parent.is_dir():
+            parser.error(f"argument --metrics-file: folder {path.parent} does not exist")
+    except OSError as exc:
+        parser.error(f"argument --metrics-file: {exc}")
+
+
+def sleep(seconds: float) -> None:
+    """``time.sleep`` for any duration ``--every`` takes (one call holds at most about 292 years)."""
+    while seconds > 0:
+        step = min(seconds, 86_400.0)
+        time.sleep(step)
+        seconds -= step
+
+
 def _rows(
     table: Table, point: ReadPoint, entity_type: str, d: FeatureDefinition, lo_us: int | None, hi_us: int | None
 ) -> tuple[np.ndarray, pa.Array, np.ndarray]:
@@ -106,7 +126,9 @@ def _numeric(values: pa.Array) -> pa.Array | None:
     if pa.types.is_boolean(values.type):
         return values.cast(pa.int8()).cast(pa.float64())
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        return values.cast(pa.float64())
+        # Unchecked: a long beyond 2^53 has no exact double and is rounded to the nearest one (a checked cast
+        # refuses it, and one such value failed the whole report).
+        return values.cast(pa.float64(), safe=False)
     return None
 
 
@@ -195,14 +217,20 @@ def hourly(
     return out
 
 
+_JSON_NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
+
+
 def served_values(text: pa.Array, value_type: str) -> pa.Array:
-    """The logged ``value_json`` of one feature as its value type (JSON ``null`` and no value are null;
-    a string feature's values stay JSON text, which is all its statistics need)."""
+    """The logged ``value_json`` of one feature as its value type (JSON ``null``, no value, and a value not of
+    the type, which only something other than the API can have logged, are null; a string feature's values stay
+    JSON text, which is all its statistics need)."""
     text = pc.if_else(pc.equal(text, "null"), pa.scalar(None, pa.string()), text)
     if value_type in ("long", "double"):
-        return text.cast(pa.float64())
+        number = pc.match_substring_regex(text, _JSON_NUMBER)
+        return pc.if_else(number, text, pa.scalar(None, pa.string())).cast(pa.float64())
     if value_type == "boolean":
-        return pc.equal(text, "true")
+        flag = pc.is_in(text, pa.array(["true", "false"]))
+        return pc.if_else(flag, pc.equal(text, "true"), pa.scalar(None, pa.bool_()))
     return text
 
 
@@ -471,10 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fail_above is not None and args.training_set is None:
         parser.error("argument --fail-above: needs --training-set (drift is measured against a training set)")
     if args.metrics_file is not None:
-        if args.metrics_file.is_dir():
-            parser.error(f"argument --metrics-file: {args.metrics_file} is a directory")
-        if not args.metrics_file.parent.is_dir():
-            parser.error(f"argument --metrics-file: folder {args.metrics_file.parent} does not exist")
+        check_metrics_file(parser, args.metrics_file)
     since: int = args.since  # ms
     try:
         every_s = to_millis(parse_duration(args.every)) / 1000 if args.every is not None else None
@@ -487,11 +512,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             iceberg = connect_iceberg(settings)
             table = load_table(iceberg, settings.iceberg_namespace)
-            log = ensure_log_table(iceberg, settings.iceberg_namespace)
             db = settings.definitions_db  # read only: a missing or foreign file is refused, never made a registry
             catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}").catalog()
+            # the offline table and the registry first: a run that cannot report creates nothing (as parity's)
+            log = ensure_log_table(iceberg, settings.iceberg_namespace)
             manifest = None
-            if args.training_set:
+            if args.training_set is not None:  # an empty id is an unknown one, not "no training set"
                 manifest = TrainingSetStore(settings.definitions_db).get(args.training_set).manifest
             now_us = time.time_ns() // 1000
             result = report(table, log, catalog, manifest, args.entity_type, now_us - since * 1000, now_us)
@@ -503,13 +529,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
         sys.stdout.flush()
         if args.metrics_file is not None:
-            write_metrics(result["hourly"], result.get("drift", []), args.metrics_file)
+            try:
+                write_metrics(result["hourly"], result.get("drift", []), args.metrics_file)
+            except OSError as exc:  # a folder made read-only, a full disk: one line, not a traceback
+                print(f"error: --metrics-file {args.metrics_file}: {exc}", file=sys.stderr)
+                return 1
         worst = max((d["psi"] for d in result.get("drift", []) if d["psi"] is not None), default=None)
         if args.fail_above is not None and worst is not None and worst > args.fail_above:
             return 3
         if every_s is None:
             return 0
-        time.sleep(every_s)
+        sleep(every_s)
 
 
 if __name__ == "__main__":

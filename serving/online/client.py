@@ -6,9 +6,10 @@
 
 The HTTP client is injected (any ``httpx.Client``: a test passes FastAPI's ``TestClient``), and
 failures arrive as the project's errors: ``UnknownFeatureError`` and ``UnknownFeatureServiceError``
-for what is not registered, ``DefinitionConflictError`` for a version conflict,
-``StoreUnavailableError`` when the API or its store does not answer, ``RequestError`` for any
-other refusal (``code`` is the API's ``ErrorCode``, from the table the server uses too).
+for what is not registered, ``DefinitionConflictError`` for a version conflict, ``UnauthenticatedError``
+and ``ForbiddenError`` for 401 and 403, ``StoreUnavailableError`` when the API or its store does not answer
+(any 503, a refused connection, the timeout, an answer that cannot be read), ``RequestError`` for any
+other refusal (``code`` is the API's ``ErrorCode``, from the table the server uses too). Nothing is retried.
 
 ``score_vector`` and ``score_vectors`` judge vectors by a model's ``ModelPolicy``
 (``serving.online.policy``): a required feature that is stale, expired or missing (as the policy says)
@@ -41,13 +42,22 @@ from serving.online.serving_log import REQUEST_ID_RULE, well_formed_request_id
 
 
 def _segment(entity_id: str) -> str:
-    """``entity_id`` as one path segment: percent-encoded where a URL would read it otherwise (``/``, ``?``,
-    ``#``, ``%``, spaces; the API refuses such an id by name instead of the client asking for another path), and
+    """``entity_id`` (or an entity type) as one path segment: percent-encoded where a URL would read it
+    otherwise (``/``, ``?``, ``#``, ``%``, spaces; the API refuses such an id by name instead of the client asking for another path), and
     an id of dots only (``.``, ``..``) with its dots encoded, ``%2E``, which HTTP clients would otherwise
     remove as a dot segment (``/v1/features/user/.`` is ``/v1/features/user``); the API decodes both."""
     if entity_id and entity_id.strip(".") == "":
         return "%2E" * len(entity_id)
     return quote(entity_id, safe=":@")
+
+
+def _header(what: str, value: str) -> bytes:
+    """``value`` as a header's bytes: UTF-8, as the API reads header text (its serving log records it so). A
+    control character (a line break would end the header) or white space at either end (HTTP drops it) cannot
+    travel as given: ``ValueError``, before anything is sent, not a failure of the API."""
+    if value.strip() != value or any(c < " " or c == "\x7f" for c in value):
+        raise ValueError(f"{what} must hold no control character nor white space at either end, not {value[:200]!r}")
+    return value.encode()
 
 
 class FeatureClient:
@@ -63,10 +73,12 @@ class FeatureClient:
     ) -> None:
         """``caller`` is sent as ``x-caller`` (the serving log records it); ``fallbacks`` counts the
         fallbacks ``score_vector`` takes (a fresh registry's counter if None); ``token`` is sent as
-        ``Authorization: Bearer`` (needed when the API runs with ``FS_AUTH=on``)."""
-        self._headers = {"x-caller": caller} if caller else {}
+        ``Authorization: Bearer`` (needed when the API runs with ``FS_AUTH=on``). Header values are sent UTF-8
+        encoded; one holding a control character (a line break, NUL, ...) or white space at either end, which HTTP
+        cannot carry as given, is a ``ValueError`` here, as is such a ``model`` name or version per call."""
+        self._headers: dict[str, bytes] = {"x-caller": _header("caller", caller)} if caller else {}
         if token:
-            self._headers["authorization"] = f"Bearer {token}"
+            self._headers["authorization"] = b"Bearer " + _header("token", token)
         self.fallbacks = fallbacks if fallbacks is not None else Fallbacks()
         if client is None:
             if base_url is None:
@@ -112,12 +124,12 @@ class FeatureClient:
         if feature_service is not None:
             params["feature_service"] = feature_service
         if isinstance(entity_id, Mapping):
-            path = f"/v1/features/{entity_type}"
+            path = f"/v1/features/{_segment(entity_type)}"
             params.update(entity_id)
         elif not entity_id:  # its path, `/v1/features/user/`, is another route's (the API redirects to it)
             raise RequestError(ErrorCode.BAD_ENTITY_ID, "entity id must not be empty")
         else:
-            path = f"/v1/features/{entity_type}/{_segment(entity_id)}"
+            path = f"/v1/features/{_segment(entity_type)}/{_segment(entity_id)}"
         return dict(
             self._call(
                 "GET",
@@ -175,15 +187,16 @@ class FeatureClient:
             for r in results
         ]
 
-    def _request_headers(self, model: tuple[str, str] | None, request_id: str | None) -> dict[str, str]:
+    def _request_headers(self, model: tuple[str, str] | None, request_id: str | None) -> dict[str, bytes]:
         headers = dict(self._headers)
         if model is not None:
-            headers["x-model-name"], headers["x-model-version"] = model
+            headers["x-model-name"] = _header("model name", model[0])
+            headers["x-model-version"] = _header("model version", model[1])
         if request_id is not None:
             # The API would log a fresh id in place of a malformed one: refused here, before anything is sent.
             if not request_id.isascii() or not well_formed_request_id(request_id.encode()):
                 raise ValueError(f"request_id must be {REQUEST_ID_RULE}, not {request_id[:200]!r}")
-            headers["x-request-id"] = request_id
+            headers["x-request-id"] = request_id.encode()
         return headers
 
     def get_features_batch(
@@ -209,7 +222,10 @@ class FeatureClient:
         if feature_service is not None:
             body["feature_service"] = feature_service
         out = self._call(
-            "POST", f"/v1/features/{entity_type}/batch", json=body, headers=self._request_headers(model, request_id)
+            "POST",
+            f"/v1/features/{_segment(entity_type)}/batch",
+            json=body,
+            headers=self._request_headers(model, request_id),
         )
         keys, versions = out["names"], out["versions"]
         results = []
@@ -274,6 +290,8 @@ class FeatureClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise StoreUnavailableError(f"feature API unreachable: {type(exc).__name__}: {exc}") from exc
+        except httpx.HTTPError as exc:  # an answer that cannot be read (a body its encoding cannot decode, ...)
+            raise StoreUnavailableError(f"feature API answer unreadable: {type(exc).__name__}: {exc}") from exc
         try:
             problem = response.json()
         except ValueError:  # a redirect (not followed), a proxy's page: no answer of the API's shape

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from registry.access import Access
+from registry.core.catalog import validation_problems
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import UnknownFeatureError
 from registry.live import LiveCatalog
@@ -103,11 +104,7 @@ async def registration_body(request: Request, error: ErrorCode) -> dict[str, Any
 
 
 def validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+    return "; ".join(f"{where or 'body'}: {msg}" for where, msg in validation_problems(exc))
 
 
 def _owners(live: LiveCatalog, access: Access, entity: str, name: str, version: int | None = None) -> list[str | None]:
@@ -127,11 +124,17 @@ def _owners(live: LiveCatalog, access: Access, entity: str, name: str, version: 
 def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
     router = APIRouter(prefix="/v1/feature-definitions", tags=["definitions"])
 
-    @router.get("")
+    @router.get("", responses=problems({400: f"{BAD_PARAMETER} (`entity`, `owner`, `tag`, `q`: each at most once)"}))
     def search(
-        entity: str | None = None, owner: str | None = None, tag: str | None = None, q: str | None = None
+        request: Request,
+        entity: str | None = None,
+        owner: str | None = None,
+        tag: str | None = None,
+        q: str | None = None,
     ) -> JSONResponse:
         """Active definitions, filtered by entity, owner, tag and words in name/description/tags."""
+        for parameter in ("entity", "owner", "tag", "q"):
+            query_once(request, parameter)
         catalog = live.current()
         found = [d for d in catalog.active() if _matches(d, entity, owner, tag, q)]
         return JSONResponse([definition_json(d, d.version) for d in sorted(found, key=lambda d: d.key)])

@@ -43,7 +43,7 @@ from serving.online.plans import Plan, PlanKey, Plans
 from serving.online.request_values import Served, request_values
 from serving.online.responses import parse_json_object
 from serving.online.serving_log import ServingLog, request_context
-from serving.online.vectors import ColumnWriter, features_object, format_ms, iso
+from serving.online.vectors import ColumnWriter, Tally, features_object, format_ms, iso
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -68,6 +68,12 @@ def _names(names: list[str]) -> list[str]:
     if not names or len(names) > MAX_NAMES or not all(names):
         raise ApiError(ErrorCode.BAD_NAMES, f"`names` must list 1-{MAX_NAMES} non-empty, comma-separated names")
     return names
+
+
+def _distinct(names: list[str]) -> list[str]:
+    """``names`` checked by ``_names``, each once at its first place: a GET or a ``/v1/vectors`` part answers (and
+    counts, logs and reports unknown) each distinct name once; a batch keeps one column per name given."""
+    return list(dict.fromkeys(_names(names)))
 
 
 class FeatureReads:
@@ -156,7 +162,7 @@ class FeatureReads:
         plan = self._plans.cached(named)
         if plan is None:
             # Each name as given, as in a body's list: " a" is not "a" (an unknown name, 404).
-            requested = None if names is None else _names(names.split(","))
+            requested = None if names is None else _distinct(names.split(","))
             plan = self._compile(named, entity_type, requested, service)
         if not plan.requests:  # request data varies per request: such a plan is kept by names, not by query string
             self._plans.alias(key, plan)
@@ -199,23 +205,33 @@ class FeatureReads:
         return orjson.dumps(body)
 
     async def _vector(
-        self, plan: Plan, entity_id: str, key: dict[str, str] | None, data: dict[str, list[Any]]
+        self,
+        plan: Plan,
+        entity_id: str,
+        key: dict[str, str] | None,
+        data: dict[str, list[Any]],
+        tally: Tally | None = None,
     ) -> tuple[dict[str, Any], int]:
         """One entity's GET body (its features object in request order, with freshness) and the instant
-        it was served at (epoch µs, the one clock reading its freshness and the serving log use)."""
+        it was served at (epoch µs, the one clock reading its freshness and the serving log use).
+
+        Its values are counted in the metrics as served, unless ``tally`` is given: then their statuses go
+        there, and the caller counts them once the whole answer is served (``vectors``: none of a 503)."""
         entity_type = plan.entity_type
         (snapshot,) = await self._cache.get_many(entity_type, (entity_id,))
         now_us = self._clock_us()
-        features = features_object(plan, snapshot.stored, snapshot.progress, now_us, self._metrics.tally)
+        counts = self._metrics.tally if tally is None else tally
+        features = features_object(plan, snapshot.stored, snapshot.progress, now_us, counts)
         if plan.requests:
-            served = request_values(plan, [(snapshot.stored, snapshot.progress)], data, now_us, self._metrics.tally)
+            served = request_values(plan, [(snapshot.stored, snapshot.progress)], data, now_us, counts)
             features = _object_in_order(plan, features, [s[0] for s in served], now_us)
         body: dict[str, Any] = {"entity_type": entity_type, "entity_id": entity_id}
         if key is not None:
             body["entity_key"] = key
         body["served_at"] = format_ms(now_us // 1000)
         body["features"] = features
-        self._metrics.vectors(plan, 1)
+        if tally is None:
+            self._metrics.vectors(plan, 1)
         return body, now_us
 
     def _log_vector(
@@ -264,8 +280,16 @@ class FeatureReads:
                 # A malformed part names its index, whichever check refused it (the code stays the check's).
                 raise ApiError(exc.code, f"entities[{i}]: {exc.message}", **exc.details) from exc
         self._authorize([plan for plan, *_ in asks], caller, client)
+        tally: Tally = {}  # counted once every part is served: a part that fails makes the whole request a 503
         with self.bound.admit(len(asks)):
-            served = await asyncio.gather(*(self._vector(plan, eid, key, data) for plan, eid, key, data, _ in asks))
+            served = await asyncio.gather(
+                *(self._vector(plan, eid, key, data, tally) for plan, eid, key, data, _ in asks)
+            )
+        counts = self._metrics.tally
+        for label, n in tally.items():
+            counts[label] = counts.get(label, 0) + n
+        for plan, *_ in asks:
+            self._metrics.vectors(plan, 1)
         if self._log is not None and self._log.sampled():
             for (plan, *_, service), (one, at_us) in zip(asks, served, strict=True):
                 self._log_vector(headers, service, plan, one, at_us)
@@ -301,11 +325,12 @@ class FeatureReads:
         names, service = part.get("names"), part.get("feature_service")
         if names is None and service is None:
             raise ApiError(ErrorCode.BAD_NAMES, "give `names` or `feature_service`")
-        plan_key = _selection_key(entity_type, names, service)
-        if plan_key is None:
+        selection = _selection_key(entity_type, names, service)
+        if selection is None:
             _bad_selection(names, service)
+        plan_key = ("part", *selection[1:])  # not a batch's plan: a part answers each distinct name once
         plan = self._plans.cached(plan_key) or self._compile(
-            plan_key, entity_type, None if names is None else _names(names), service
+            plan_key, entity_type, None if names is None else _distinct(names), service
         )
         request_data = part.get("request_data")
         if not isinstance(request_data, dict) and (request_data is not None or plan.fields):

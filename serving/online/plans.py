@@ -48,8 +48,14 @@ class Plan:
 
     @classmethod
     def of(cls, entity_type: str, keys: Sequence[str], definitions: Sequence[FeatureDefinition]) -> Plan:
-        groups: dict[tuple[Rule, str], int] = {}
-        rule_of = tuple(groups.setdefault((Rule.of(d), d.stream), len(groups)) for d in definitions)
+        # The empty window's value is part of the group: a long count's 0 and a double sum's 0.0 compare equal
+        # (and hash alike), and one group's cut would answer both with the first feature's.
+        groups: dict[tuple[Rule, type, str], int] = {}
+        rules = [Rule.of(d) for d in definitions]
+        rule_of = tuple(
+            groups.setdefault((rule, type(rule.empty), d.stream), len(groups))
+            for rule, d in zip(rules, definitions, strict=True)
+        )
         row_keys = tuple((d.name, d.version) for d in definitions)
         versions = tuple(d.version for d in definitions)
         labels = tuple((d.entity, d.name, d.version) for d in definitions)
@@ -59,7 +65,7 @@ class Plan:
             row_keys=row_keys,
             versions=versions,
             labels=labels,
-            rule_groups=tuple(groups),
+            rule_groups=tuple((rule, stream) for rule, _, stream in groups),
             rule_of=rule_of,
             items=tuple(zip(keys, row_keys, rule_of, versions, labels, strict=True)),
             sensitive=tuple(d for d in definitions if needs_grant(d.sensitivity)),

@@ -167,8 +167,10 @@ class KafkaSink:
             self.on_failure()
 
     def send(self, key: bytes, value: bytes) -> None:
-        self._producer.produce(self._topic, value, key, on_delivery=self._delivered)
+        # Delivery reports first, whether or not this record fits: librdkafka frees a record's room in its queue
+        # only once its report is served, so a full queue that stopped serving them would stay full for good.
         self._producer.poll(0)
+        self._producer.produce(self._topic, value, key, on_delivery=self._delivered)
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._producer.flush(timeout_s)

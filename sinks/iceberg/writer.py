@@ -49,6 +49,44 @@ def ensure_table(catalog: Catalog, namespace: str) -> Table:
     return _add_missing_columns(catalog, identifier, table)
 
 
+_METRICS_COLUMN = "write.metadata.metrics.column."
+_WHOLE_BOUNDS = frozenset({"entity_type", "entity_id", "feature_name"})
+
+
+def string_metrics(schema: Schema) -> dict[str, str]:
+    """The statistics mode of every string column of ``schema``, as table properties: ``full`` (whole min and max)
+    for the columns read by value (``entity_type``, ``entity_id``, ``feature_name``: names and ids of bounded
+    length), ``counts`` (no bounds) for the rest. Never pyiceberg's default ``truncate(16)``: 0.8.1 raises the
+    16th character of a longer string by one code point for the upper bound, and U+D7FF becomes U+D800, a lone
+    surrogate with no UTF-8, so the append fails (apache/iceberg-python#3880): one such id or string value would
+    fail every flush of the job that holds it, on every replay."""
+    from pyiceberg.types import StringType
+
+    return {
+        f"{_METRICS_COLUMN}{field.name}": "full" if field.name in _WHOLE_BOUNDS else "counts"
+        for field in schema.fields
+        if isinstance(field.field_type, StringType)
+    }
+
+
+def _with_properties(table: Table, wanted: Mapping[str, str]) -> Table:
+    """``table`` with ``wanted`` among its properties, set once (a table made before they existed takes them when
+    first opened); another process setting them at the same moment is retried against the table it wrote."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    for _ in range(_COMMIT_RETRIES):
+        missing = {k: v for k, v in wanted.items() if table.properties.get(k) != v}
+        if not missing:
+            return table
+        try:
+            with table.transaction() as tx:
+                tx.set_properties(missing)
+        except CommitFailedException:
+            pass
+        table = table.refresh()
+    return table
+
+
 def create_or_load(catalog: Catalog, namespace: str, name: str, schema: Schema, spec: PartitionSpec) -> Table:
     """The table ``namespace.name``, created (with its namespace) if it does not exist.
 
@@ -67,14 +105,15 @@ def create_or_load(catalog: Catalog, namespace: str, name: str, schema: Schema, 
         if not _namespace_exists(catalog, namespace):
             raise
     identifier = f"{namespace}.{name}"
+    properties = string_metrics(schema)
     try:
-        return catalog.create_table(identifier, schema=schema, partition_spec=spec)
+        return catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=properties)
     except TableAlreadyExistsError:
-        return catalog.load_table(identifier)
+        pass
     except Exception:
         if not catalog.table_exists(identifier):
             raise
-        return catalog.load_table(identifier)
+    return _with_properties(catalog.load_table(identifier), properties)
 
 
 def load_table(catalog: Catalog, namespace: str) -> Table:

@@ -59,3 +59,52 @@ def test_an_unwritable_rejected_path_is_named_in_one_line(where: str, closed_por
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: --rejected {rejected}: cannot write the 1 rejected record(s): "), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _env(tmp_path: Path, closed_port: int) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "FS_STATE_DIR": str(tmp_path / "state"),
+        "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port}",
+        "FS_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{closed_port}",
+        "FS_CASSANDRA_PORT": str(closed_port),
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("which", ["empty", "all_rejected"])
+def test_a_table_with_no_event_left_writes_nothing_and_exits_0(which: str, closed_port: int, tmp_path: Path) -> None:
+    """Before: ``ValueError: range() arg 3 must not be zero`` from Flink's ``from_pandas`` of no rows. Nothing is
+    started (the stores are closed ports here: reaching one would fail the run)."""
+    env = _env(tmp_path, closed_port)
+    assert _run(["registry.cli", "apply"], env).returncode == 0
+    now = time.time_ns() // 1_000_000
+    amounts = [] if which == "empty" else [float("nan")]
+    events = tmp_path / "events.parquet"
+    columns = {"transaction_id": "t", "user_id": "u", "merchant_id": "m", "currency": "EUR"}
+    table = {name: pa.array([value] * len(amounts), pa.string()) for name, value in columns.items()}
+    table["amount"] = pa.array(amounts, pa.float64())
+    table["event_time"] = pa.array([now - 7_200_000] * len(amounts), pa.int64())
+    pq.write_table(pa.table(table), events)
+    done = _run(["jobs.feature_job", "--events", str(events), "--rejected", str(tmp_path / "r.parquet")], env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[events] no events to compute: nothing written", done.stderr
+
+
+def test_rejected_without_events_is_a_usage_error(closed_port: int, tmp_path: Path) -> None:
+    done = _run(["jobs.feature_job", "--rejected", str(tmp_path / "r.parquet")], _env(tmp_path, closed_port))
+    assert done.returncode == 2 and "--rejected needs --events" in done.stderr, done.stderr
+
+
+def test_the_job_refuses_a_missing_definition_store_and_creates_none(closed_port: int, tmp_path: Path) -> None:
+    """As every other command that reads definitions: before, the job created an empty registry file there."""
+    env = {**_env(tmp_path, closed_port), "FS_DEFINITIONS_DB": str(tmp_path / "none.db")}
+    done = _run(["jobs.feature_job", "--events", str(tmp_path / "e.parquet")], env)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(
+        f"error: FS_DEFINITIONS_DB={tmp_path / 'none.db'}: no definition store there"
+    ), done.stderr
+    assert not (tmp_path / "none.db").exists()

@@ -131,3 +131,10 @@ def test_a_well_formed_version_no_feature_has_stays_404(client: TestClient, raw:
         client.post("/v1/feature-definitions/user/f/activate", params={"version": raw}),
     ):
         assert (answer.status_code, answer.json()["error"]) == (404, "unknown_feature"), answer.text
+
+
+@pytest.mark.parametrize("parameter", ["entity", "owner", "tag", "q"])
+def test_a_search_with_a_filter_given_twice_is_400(client: TestClient, parameter: str) -> None:
+    """Before: the last value was taken quietly (``?entity=a&entity=user`` listed user's features)."""
+    _refused_twice(client.get(f"/v1/feature-definitions?{parameter}=a&{parameter}=user"), parameter)
+    assert client.get("/v1/feature-definitions?entity=user").status_code == 200

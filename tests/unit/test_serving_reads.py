@@ -862,6 +862,8 @@ def test_a_feature_service_version_or_pin_that_is_not_a_32_bit_integer_is_refuse
     ):
         answer = client.post("/v1/feature-services", json=body)
         assert (answer.status_code, answer.json()["error"]) == (422, "invalid_feature_service"), answer.text
+        # the pin's own problem alone: not also "features: ... at least 1 item" for the list it emptied
+        assert "at least 1 item" not in answer.json()["message"], answer.text
     assert client.post("/v1/feature-services", json={"name": "m", "features": [pin]}).status_code == 201
 
 
