@@ -87,6 +87,14 @@ def host(raw: str) -> str:
         raise argparse.ArgumentTypeError(f"must be one host name or IPv4 address, not {raw!r}") from None
 
 
+def feature_names(raw: str) -> str:
+    """``--features``: feature names (``name`` or ``name@vN``) separated by commas, none of them empty (``a,,b``, a
+    trailing comma and an empty value were looked up as a feature named ""); that they exist is the catalog's to say."""
+    if not all(part.strip() for part in raw.split(",")):
+        raise argparse.ArgumentTypeError(f"must be feature names separated by commas, none empty, not {raw!r}")
+    return raw
+
+
 def refs(raw: str) -> str:
     """A comma-separated list of ``entity.name@version`` references, none of them empty (resolved later)."""
     if not all(part.strip() for part in raw.split(",")):

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from registry.access import guard_catalog
 from registry.core import entity_keys
-from registry.core.arguments import whole
+from registry.core.arguments import feature_names, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DatasetError, DefinitionError
 from registry.core.refs import parse_ref
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--entity-type", required=True)
-    parser.add_argument("--features", required=True, help="comma-separated names; name@vN pins a version")
+    parser.add_argument("--features", required=True, type=feature_names, help="comma-separated names; name@vN pins a version")
     parser.add_argument("--as-of", required=True, help="time of the vectors: ISO-8601 with zone, or epoch ms")
     parser.add_argument(
         "--snapshot-id", type=whole(0, 2**63 - 1), help="read this Iceberg snapshot (default: the current one)"

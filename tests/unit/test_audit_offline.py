@@ -120,3 +120,42 @@ def test_the_join_cli_answers_bad_ids_and_an_unwritable_out_in_one_error_line(
     if case == "bytes-not-utf8":
         assert "must hold entity ids" in err[0]
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("features", ["", "count_5m,", "count_5m,,count_5m@v1", " "])
+@pytest.mark.parametrize("command", ["historical", "batch_scoring", "training"])
+def test_an_empty_feature_name_is_a_usage_error(
+    command: str, features: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: looked up as a feature named "" (``unknown feature(s) for entity type 'user': ``, exit 1)."""
+    from serving.offline import batch_scoring, historical, training
+
+    argv = {
+        "historical": [
+            "--labels",
+            str(tmp_path / "l.parquet"),
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--entity-type",
+            "user",
+            "--entity-column",
+            "user_id",
+        ],
+        "training": [
+            "build",
+            "--labels",
+            str(tmp_path / "l.parquet"),
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--entity-type",
+            "user",
+            "--entity-column",
+            "user_id",
+        ],
+        "batch_scoring": ["--entity-type", "user", "--out", str(tmp_path / "o.parquet")],
+    }[command]
+    main = {"historical": historical.main, "training": training.main, "batch_scoring": batch_scoring.main}[command]
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--features", features])
+    assert exited.value.code == 2
+    assert "--features: must be feature names separated by commas, none empty" in capsys.readouterr().err

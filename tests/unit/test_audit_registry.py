@@ -15,25 +15,11 @@ import pytest
 from registry import cli
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DefinitionError, RequestFeatureError
-from registry.core.request_features import RequestFeature, RequestField, Transform, check_json, load_function
+from registry.core.request_features import RequestField, Transform, check_json, load_function
 from registry.definition_store import DefinitionConflictError, DefinitionStore
 from registry.gate import load_model
 from registry.plan import apply_all, plan_all
-
-
-def request_feature(**overrides: Any) -> RequestFeature:
-    raw: dict[str, Any] = {
-        "name": "amount_vs_mean_1h",
-        "entity": "user",
-        "version": 1,
-        "owner": "risk-team",
-        "value_type": "double",
-        "function": "udfs.request:amount_vs_mean_1h",
-        "inputs": ["txn_count_1h@v1", "txn_amount_sum_1h@v1"],
-        "request_fields": [{"name": "amount", "value_type": "double"}],
-    }
-    raw.update(overrides)
-    return RequestFeature.model_validate(raw)
+from tests.unit.test_request_features import request_feature
 
 
 @pytest.fixture

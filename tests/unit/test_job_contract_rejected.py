@@ -19,14 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("where", ["folder", "under_a_file"])
 def test_an_unwritable_rejected_path_is_named_in_one_line(where: str, closed_port: int, tmp_path: Path) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "FS_STATE_DIR": str(tmp_path / "state"),
-        "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port}",
-        "FS_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{closed_port}",
-        "FS_CASSANDRA_PORT": str(closed_port),
-        "PYTHONPATH": str(REPO),
-    }
+    env = _env(tmp_path, closed_port)
     applied = subprocess.run(
         [sys.executable, "-m", "registry.cli", "apply"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
