@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = _open_store(args.db, args.command, settings.definitions_db)
         if args.command == "plan":
-            definitions, places = _located(load_folder_at(args.folder))
+            definitions, places = _located(load_folder_at(args.folder, store.holds))
             requests, request_places = _located(load_request_folder_at(args.folder))
             stored, requested = plan_all(store, definitions, requests, places=places, request_places=request_places)
             changes = [str(c) for c in stored] + [str(c) for c in requested]
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2 if changes else 0
         if args.command == "apply":
             requests, request_places = _located(load_request_folder_at(args.folder))
-            definitions, places = _located(load_folder_at(args.folder))
+            definitions, places = _located(load_folder_at(args.folder, store.holds))
             results, request_changes = apply_all(
                 store, definitions, requests, places=places, request_places=request_places
             )

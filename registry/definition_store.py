@@ -363,6 +363,19 @@ class DefinitionStore(SqliteStore):
             conn.close()
         return int(seq)
 
+    def holds(self, definition: FeatureDefinition) -> bool:
+        """Whether this version of the feature is registered with the same identity (transform and TTL): unchanged,
+        or only its metadata differs (``registry.core.catalog.Held``)."""
+        conn = self._connect()
+        try:
+            row = conn.execute(
+                "SELECT identity_hash FROM feature_versions WHERE entity = ? AND name = ? AND version = ?",
+                (definition.entity, definition.name, definition.version),
+            ).fetchone()
+        finally:
+            conn.close()
+        return row is not None and row[0] == definition.identity_hash
+
     def catalog(self) -> FeatureCatalog:
         """Every registered version, with the active pointers, as one consistent snapshot."""
         conn = self._connect()

@@ -17,11 +17,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from registry.core.definitions import NAME_PATTERN, FeatureDefinition, check_entity_keys, check_streams
+from registry.core.definitions import (
+    NAME_PATTERN,
+    FeatureDefinition,
+    check_entity_keys,
+    check_streams,
+    validate_registered,
+)
 from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.core.request_features import RequestFeature
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "features"
+Held = Callable[[FeatureDefinition], bool]
+"""Whether a store holds a definition's version with the same identity (``DefinitionStore.holds``)."""
 
 
 def _merge(defaults: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,8 +147,9 @@ def parse_request_features(path: Path) -> list[RequestFeature]:
     return [r for r, _ in parse_request_features_at(path)]
 
 
-def parse_file_at(path: Path) -> list[tuple[FeatureDefinition, str]]:
-    """The ``[[feature]]`` tables of one file over its ``[defaults]``, each with where it is written (``path:line``)."""
+def parse_file_at(path: Path, held: Held | None = None) -> list[tuple[FeatureDefinition, str]]:
+    """The ``[[feature]]`` tables of one file over its ``[defaults]``, each with where it is written (``path:line``);
+    ``held``: which versions the store holds, exempt from bounds added after them (``validate_registered``)."""
     doc, text = _read(path)
     defaults, features = _tables(path, doc, "feature")
     out = []
@@ -148,7 +157,7 @@ def parse_file_at(path: Path) -> list[tuple[FeatureDefinition, str]]:
         if not isinstance(raw, dict):
             raise DefinitionError(f"{_shown(path)}: feature #{i + 1} is not a table ([[feature]]): {raw!r:.100}")
         try:
-            out.append(FeatureDefinition.model_validate(_merge(defaults, raw)))
+            out.append(validate_registered(_merge(defaults, raw), held))
         except ValidationError as exc:
             label = _label(raw, i)
             raise DefinitionError(f"{_shown(path)}: feature {label}: {validation_text(exc)}") from exc
@@ -170,13 +179,13 @@ def _files(folder: Path) -> list[Path]:
         raise DefinitionError(f"{shown}: cannot list definition files: {exc.strerror or exc}") from None
 
 
-def load_folder_at(folder: Path = DEFAULT_FOLDER) -> list[tuple[FeatureDefinition, str]]:
+def load_folder_at(folder: Path = DEFAULT_FOLDER, held: Held | None = None) -> list[tuple[FeatureDefinition, str]]:
     """Every definition in ``folder/*.toml`` with where it is written; DefinitionError names the file and
-    feature at fault."""
+    feature at fault. ``held``: as ``parse_file_at``."""
     files = _files(folder)
     if not files:
         raise DefinitionError(f"no *.toml feature definitions in {_shown(folder)}")
-    return [located for f in files for located in parse_file_at(f)]
+    return [located for f in files for located in parse_file_at(f, held)]
 
 
 def load_folder(folder: Path = DEFAULT_FOLDER) -> list[FeatureDefinition]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sized
+from collections.abc import Callable, Iterable, Mapping, Sized
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
@@ -76,6 +76,8 @@ STORED = {"stored": True}
 """Validation context of a version read back from a store: held as it was registered (a bound added since never makes
 a registered version unreadable). Only bounds added after versions were registered look at it: the sliding window's
 ``MAX_WINDOWS_PER_EVENT`` here, a feature service's description (``registry.feature_services``)."""
+
+
 MAX_TTL = timedelta(seconds=630_720_000)  # 7300d, 20 years: Cassandra's longest TTL, which online cells carry
 # Control characters are Unicode's category Cc: C0 (\x00-\x1f), DEL and C1 (\x80-\x9f, e.g. NEL \x85).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -528,3 +530,25 @@ def check_event_schema(d: FeatureDefinition) -> None:
     problems = event_schema_problems(d)
     if problems:
         raise DefinitionError(f"{d.entity}.{d.name} v{d.version}: " + "; ".join(problems))
+
+
+def validate_registered(
+    raw: Mapping[str, Any], held: Callable[[FeatureDefinition], bool] | None = None
+) -> FeatureDefinition:
+    """A definition as written (a folder's entry, an HTTP body), held to every bound; or, when it fails only a
+    bound added after versions were registered, as ``STORED`` if ``held`` says the store already holds it (the same
+    version with the same identity: unchanged, or its metadata updated). So a version registered before a bound
+    existed stays in its folder and takes metadata updates; a new one is refused as before, with the same error."""
+    try:
+        return FeatureDefinition.model_validate(raw)
+    except ValidationError:
+        if held is None:
+            raise
+        try:
+            stored = FeatureDefinition.model_validate(raw, context=STORED)
+        except ValidationError:
+            pass
+        else:
+            if held(stored):
+                return stored
+        raise

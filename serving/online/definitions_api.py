@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from registry.access import Access
 from registry.core.catalog import validation_problems
-from registry.core.definitions import FeatureDefinition
+from registry.core.definitions import FeatureDefinition, validate_registered
 from registry.core.errors import UnknownFeatureError
 from registry.live import LiveCatalog
 from serving.online.auth import authorize_write, client_of
@@ -160,7 +160,7 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
         version_given = "version" in body
         body.setdefault("version", 1)
         try:
-            definition = FeatureDefinition.model_validate(body)
+            definition = validate_registered(body, live.store.holds if version_given else None)
         except ValidationError as exc:
             raise ApiError(ErrorCode.INVALID_DEFINITION, validation_message(exc)) from exc
         target = f"{definition.entity}/{definition.name}@{definition.version}"

@@ -227,3 +227,73 @@ def test_tags_given_by_an_iterator_are_counted_or_said_to_be_more() -> None:
         with pytest.raises(ValidationError) as refused:
             TypeAdapter(Tags).validate_python(given)
         assert says in str(refused.value) and "None" not in str(refused.value), refused.value
+
+
+# --- a version registered before a bound, still in its folder or sent again --------------------------------------
+
+_WIDE = """
+[[feature]]
+name = "txn_count_2d"
+version = {version}
+description = "{description}"
+aggregation = {{ function = "count" }}
+window = {{ kind = "sliding", size = "2d", slide = "1m" }}
+"""
+
+
+def _folder(tmp_path: Path, *wide: str) -> Path:
+    from registry.core.catalog import DEFAULT_FOLDER
+
+    folder = tmp_path / "features"
+    folder.mkdir(exist_ok=True)
+    shipped = (DEFAULT_FOLDER / "user_transactions.toml").read_text()
+    (folder / "user_transactions.toml").write_text(shipped + "".join(wide))
+    return folder
+
+
+def test_plan_and_apply_keep_a_version_registered_before_the_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the folder that registered ``txn_count_2d`` (2,880 windows per event) could no longer be planned or
+    applied at all once the bound existed, not even for an unrelated change."""
+    from registry import cli
+    from registry.core.catalog import parse_file_at
+
+    db = tmp_path / "registry.db"
+    assert cli.main(["--db", str(db), "apply", str(_folder(tmp_path))]) == 0  # the shipped features alone
+    folder = _folder(tmp_path, _WIDE.format(version=1, description="two days"))
+    (held,) = [d for d, _ in parse_file_at(folder / "user_transactions.toml", lambda d: True) if d.name.endswith("2d")]
+    _insert(db, held)  # registered before the bound
+    capsys.readouterr()
+
+    assert cli.main(["--db", str(db), "plan", str(folder)]) == 0
+    assert cli.main(["--db", str(db), "apply", str(folder)]) == 0
+    # its metadata may change
+    _folder(tmp_path, _WIDE.format(version=1, description="two days, by the minute"))
+    assert cli.main(["--db", str(db), "apply", str(folder)]) == 0
+    assert DefinitionStore(db).catalog().get("user", "txn_count_2d", 1).description == "two days, by the minute"
+    capsys.readouterr()
+    # a new version with that window is refused as any new definition is
+    _folder(tmp_path, _WIDE.format(version=1, description="x"), _WIDE.format(version=2, description="x"))
+    for command in ("plan", "apply"):
+        assert cli.main(["--db", str(db), command, str(folder)]) == 1
+        assert "at most 1440, not 2880 (2d / 1m)" in capsys.readouterr().err
+    assert [d.version for d in DefinitionStore(db).catalog().versions("user", "txn_count_2d")] == [1]
+
+
+def test_the_http_registration_keeps_a_version_registered_before_the_bound(tmp_path: Path) -> None:
+    from registry.live import LiveCatalog
+    from tests.unit.test_serving_reads import Source, app_for
+
+    db = tmp_path / "registry.db"
+    store = DefinitionStore(db)
+    wide = {"kind": "sliding", "size": "2d", "slide": "1m"}
+    held = FeatureDefinition.model_validate(definition_dict(name="txn_count_2d", window=wide), context=STORED)
+    _insert(db, held)
+    client = app_for(LiveCatalog(store), Source())
+    body = definition_dict(name="txn_count_2d", window=wide, description="updated")
+    answer = client.post("/v1/feature-definitions", json=body)
+    assert (answer.status_code, answer.json()["result"]) == (200, "metadata_updated"), answer.text
+    for refused in ({**body, "version": 2}, {k: v for k, v in body.items() if k != "version"}):
+        answer = client.post("/v1/feature-definitions", json=refused)
+        assert answer.status_code == 422 and "at most 1440, not 2880" in answer.json()["message"], answer.text
