@@ -88,6 +88,26 @@ def _job_error(log: Path) -> str:
     return said[-1] if said else (lines[-1] if lines else "it wrote nothing")
 
 
+def absolute(settings: Settings) -> Settings:
+    """``settings`` with every relative path made absolute from this process's directory: the job runs in the
+    repository, and must find the caller's definitions, catalog, warehouse and jars, not others of the same name."""
+    uri = settings.iceberg_catalog_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # sqlite:///x.db is relative
+        uri = f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
+    warehouse = settings.iceberg_warehouse
+    if "://" not in warehouse and not warehouse.startswith("file:"):  # a bare path
+        warehouse = Path(warehouse).resolve().as_uri()
+    return settings.model_copy(
+        update={
+            "iceberg_catalog_uri": uri,
+            "iceberg_warehouse": warehouse,
+            "definitions_db": settings.definitions_db.resolve(),
+            "definitions_dir": settings.definitions_dir.resolve(),
+            "flink_jars_dir": settings.flink_jars_dir.resolve(),
+        }
+    )
+
+
 def run(
     settings: Settings,
     refs: list[str],
@@ -133,8 +153,7 @@ def run(
     started = time.monotonic()
     log = settings.definitions_db.parent / f"backfill-{int(time.time())}.log"
     with log.open("w") as out:
-        # These settings, their definitions database found from the caller's directory, not the repository's.
-        env = {**os.environ, **settings.model_copy(update={"definitions_db": db.resolve()}).to_env()}
+        env = {**os.environ, **absolute(settings).to_env()}
         proc = subprocess.Popen(cmd, cwd=_REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         shown = 0
         reported = 0.0

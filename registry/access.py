@@ -295,11 +295,12 @@ class AccessStore(SqliteStore):
         ISO 8601 time with a zone (``Z`` or an offset; without one, UTC), inclusive, compared as an instant."""
         terms, args = [], []
         if target is not None:
+            target = _text(target)  # as ``record`` stored it: a target given in bytes that are not UTF-8 is found
             terms.append("(target = ? OR substr(target, 1, ?) = ?)")
             args += [target, len(target) + 1, target + "@"]
         if principal is not None:
             terms.append("principal = ?")
-            args.append(principal)
+            args.append(_text(principal))
         if since is not None:
             terms.append("at >= ?")
             args.append(stored_instant(since))

@@ -155,12 +155,17 @@ def seam(archived: dict[int, int], kafka: dict[int, tuple[int, int]], topic: str
     for p, (low, _high) in kafka.items():
         at = archived.get(p, low)
         if at < low:
-            raise ArchiveError(
-                f"{topic!r} partition {p}: offsets {at}..{low - 1} are neither archived nor in Kafka any more "
-                "(the archiver was stopped for longer than the topic's retention)"
-            )
+            raise _gap(topic, p, at, low)
         out[p] = at
     return out
+
+
+def _gap(topic: str, partition: int, at: int, low: int) -> ArchiveError:
+    """The named failure for offsets ``at..low-1`` of a partition: Kafka deleted them before they were archived."""
+    return ArchiveError(
+        f"{topic!r} partition {partition}: offsets {at}..{low - 1} are neither archived nor in Kafka any more "
+        "(the archiver was stopped for longer than the topic's retention)"
+    )
 
 
 def consumer_config(bootstrap: str) -> dict[str, Any]:
@@ -187,6 +192,7 @@ def read_range(
     if not todo:
         return
     consumer.assign([TopicPartition(topic, p, start[p]) for p in sorted(todo)])
+    at = dict(start)  # per partition, the next offset to read
     deadline = time.monotonic() + timeout_s
     try:
         while todo:
@@ -205,6 +211,14 @@ def read_range(
                         todo.discard(partition)  # transaction markers can leave the end unreachable by offset
                         continue
                     if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                        # Kafka deleted the next offset while it was being read (retention ran after the
+                        # seam was checked): the same named gap as ``seam``'s, once Kafka says where it starts.
+                        try:
+                            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10.0)
+                        except KafkaException:
+                            low = -1
+                        if partition in at and low > at[partition]:
+                            raise _gap(topic, partition, at[partition], low)
                         raise ArchiveError(f"{topic!r} partition {partition}: {error.str()}")
                     if error.fatal() or not error.retriable():
                         raise StoreUnavailableError(f"Kafka: {KafkaException(error)}")
@@ -213,6 +227,7 @@ def read_range(
                 if partition not in todo or offset >= end[partition]:
                     todo.discard(partition)
                     continue
+                at[partition] = offset + 1
                 yield message
                 if offset + 1 >= end[partition]:
                     todo.discard(partition)
@@ -293,10 +308,13 @@ class ArchiveMetrics:
             self.first_offset.labels(topic, str(p)).set(low)
             self.end_offset.labels(topic, str(p)).set(high)
 
-    def committed(self, topic: str, rows: int, offsets: dict[int, int]) -> None:
-        self.records.labels(topic).inc(rows)
+    def next_offsets(self, topic: str, offsets: dict[int, int]) -> None:
         for p, offset in offsets.items():
             self.next_offset.labels(topic, str(p)).set(offset)
+
+    def committed(self, topic: str, rows: int, offsets: dict[int, int]) -> None:
+        self.records.labels(topic).inc(rows)
+        self.next_offsets(topic, offsets)
         self.last_commit_ms.labels(topic).set(time.time_ns() // 1_000_000)
 
 
@@ -338,11 +356,11 @@ class Archiver:
         target: dict[int, int] | None = None  # with ``once``: the ends Kafka had at the start
         while True:
             self._expire()
-            offsets = kafka_offsets(self._consumer, self._topic)
+            start, end = self._plan(next_offsets(self._table))
             if self._metrics is not None:
-                self._metrics.saw(self._topic, offsets)
-            start = seam(next_offsets(self._table), offsets, self._topic)
-            end = {p: high for p, (_, high) in offsets.items()}
+                # What the table holds (a partition never archived: from Kafka's first offset), also when
+                # nothing comes to append: a restarted archiver on an idle topic still shows its lag.
+                self._metrics.next_offsets(self._topic, start)
             if once:
                 target = end if target is None else target
                 end = {p: min(end[p], target.get(p, start[p])) for p in end}
@@ -351,7 +369,15 @@ class Archiver:
                     return self.rows
                 time.sleep(self._max_wait_s / 5)
                 continue
-            self._archive(start, end, timeout_s)
+            self._archive(start, end, timeout_s, more=not once)
+
+    def _plan(self, archived: dict[int, int]) -> tuple[dict[int, int], dict[int, int]]:
+        """From the next offsets ``archived``: per partition, where to read from (``seam``: ArchiveError on
+        a gap) and the end Kafka has now."""
+        offsets = kafka_offsets(self._consumer, self._topic)
+        if self._metrics is not None:
+            self._metrics.saw(self._topic, offsets)
+        return seam(archived, offsets, self._topic), {p: high for p, (_, high) in offsets.items()}
 
     def _expire(self) -> None:
         """Every ten minutes: delete the records past ``retention`` (carrying the offsets into the
@@ -389,20 +415,42 @@ class Archiver:
         recent = [s.snapshot_id for s in self._table.metadata.snapshots if s.timestamp_ms >= cutoff_ms]
         self._table, _ = expire_snapshots(self._table, keep=recent)
 
-    def _archive(self, start: dict[int, int], end: dict[int, int], timeout_s: float) -> None:
+    def _archive(self, start: dict[int, int], end: dict[int, int], timeout_s: float, *, more: bool) -> None:
+        """Read one batch from ``start`` and append it: the records Kafka holds up to ``end``, at most
+        ``batch_rows`` (records already there are taken, not waited for: a batch is not cut to a few
+        records by the time the consumer takes to start fetching). With ``more`` (not ``--once``), records
+        that arrive after ``end`` join the batch until it holds ``batch_rows`` or ``max_wait_s`` has passed:
+        a topic that receives a trickle gets one append per ``max_wait_s``, not one per record."""
         batch: list[Message] = []
         following = dict(start)
         deadline = time.monotonic() + self._max_wait_s
-        messages = read_range(self._consumer, self._topic, start, end, timeout_s=timeout_s)
-        for message in messages:
-            batch.append(message)
-            following[int(message.partition() or 0)] = int(message.offset() or 0) + 1
-            if len(batch) >= self._batch_rows or time.monotonic() > deadline:
-                break
-        messages.close()  # unassigns
-        if not batch:
-            # Only markers between start and end (e.g. transaction commits): nothing to keep, move past them.
-            following = {p: max(following[p], end[p]) for p in following}
+        try:
+            while True:
+                full = False
+                messages = read_range(self._consumer, self._topic, following, end, timeout_s=timeout_s)
+                for message in messages:
+                    batch.append(message)
+                    following[int(message.partition() or 0)] = int(message.offset() or 0) + 1
+                    if len(batch) >= self._batch_rows:
+                        full = True
+                        break
+                messages.close()  # unassigns
+                if full:
+                    break
+                # Every partition was read up to its end: what is left below it are markers (e.g. transaction
+                # commits), nothing to keep; move past them.
+                following = {p: max(o, end.get(p, o)) for p, o in following.items()}
+                left = deadline - time.monotonic()
+                if not more or left <= 0:
+                    break
+                time.sleep(min(self._max_wait_s / 5, left))
+                following, end = self._plan(following)
+        except ArchiveError:
+            # Kafka deleted what comes next (a gap, named in the error): keep what was read before it, so
+            # that the archive holds it and the gap named at the next start is exactly the records lost.
+            if batch:
+                self._append(batch, following)
+            raise
         self._append(batch, following)
 
     def _append(self, batch: list[Message], following: dict[int, int]) -> None:

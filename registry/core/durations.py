@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # ASCII digits then the unit, nothing around them: "٥m" is not 5 minutes, and " 5m", "5 m" and "5m\n" are refused.
@@ -69,6 +69,10 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
+    # documented as written (an OpenAPI document, a JSON schema): not ISO 8601's "P1D", which is refused
+    WithJsonSchema(
+        {"type": "string", "pattern": f"^{_PATTERN.pattern}$", "examples": ["500ms", "30s", "5m", "1h", "7d"]}
+    ),
 ]
 
 

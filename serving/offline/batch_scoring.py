@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--entity-type", required=True)
-    parser.add_argument("--features", required=True, type=feature_names, help="comma-separated names; name@vN pins a version")
+    parser.add_argument(
+        "--features", required=True, type=feature_names, help="comma-separated names; name@vN pins a version"
+    )
     parser.add_argument("--as-of", required=True, help="time of the vectors: ISO-8601 with zone, or epoch ms")
     parser.add_argument(
         "--snapshot-id", type=whole(0, 2**63 - 1), help="read this Iceberg snapshot (default: the current one)"

@@ -593,7 +593,9 @@ def add_join_arguments(parser: argparse.ArgumentParser) -> None:
         "in the entity's key order (e.g. user_id,merchant_id)",
     )
     parser.add_argument("--timestamp-column", default="event_timestamp")
-    parser.add_argument("--features", required=True, type=feature_names, help="comma-separated names; name@vN pins a version")
+    parser.add_argument(
+        "--features", required=True, type=feature_names, help="comma-separated names; name@vN pins a version"
+    )
     parser.add_argument("--snapshot-id", type=whole(0, 2**63 - 1), help="read this Iceberg snapshot")
     parser.add_argument(
         "--as-of", help="ISO-8601 time with zone, or epoch ms: the snapshot then, rows ingested by then"

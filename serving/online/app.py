@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -219,7 +219,12 @@ def create_app(
     async def health() -> dict[str, str]:  # async: a plain def would hop to a worker thread per call
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics (text format)",
+        response_class=PlainTextResponse,  # documented as the text it is, not JSON
+    )
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -18,7 +18,8 @@ gives the policy's named fallback, counted, instead of a silent default.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -53,11 +54,24 @@ def _segment(entity_id: str) -> str:
 
 def _header(what: str, value: str) -> bytes:
     """``value`` as a header's bytes: UTF-8, as the API reads header text (its serving log records it so). A
-    control character (a line break would end the header) or white space at either end (HTTP drops it) cannot
-    travel as given: ``ValueError``, before anything is sent, not a failure of the API."""
-    if value.strip() != value or any(c < " " or c == "\x7f" for c in value):
+    control character (Unicode category Cc, C1's included: a line break would end the header) or white space at
+    either end (HTTP drops it) cannot travel as given: ``ValueError``, before anything is sent, not a failure of
+    the API."""
+    if value.strip() != value or any(c < " " or "\x7f" <= c <= "\x9f" for c in value):  # Cc: C0, DEL, C1
         raise ValueError(f"{what} must hold no control character nor white space at either end, not {value[:200]!r}")
     return value.encode()
+
+
+@contextmanager
+def _shaped() -> Iterator[None]:
+    """A 2xx answer whose body is not of the API's shape (another server on the port, a proxy's page in JSON) is a
+    ``RequestError`` (``bad_answer``), never a ``KeyError`` or ``TypeError``: every failure is a FeatureStoreError."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise RequestError(
+            "bad_answer", f"feature API answer of an unexpected shape: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 class FeatureClient:
@@ -130,14 +144,11 @@ class FeatureClient:
             raise RequestError(ErrorCode.BAD_ENTITY_ID, "entity id must not be empty")
         else:
             path = f"/v1/features/{_segment(entity_type)}/{_segment(entity_id)}"
-        return dict(
-            self._call(
-                "GET",
-                path,
-                params=params,
-                headers=self._request_headers(model, request_id),
-            )
-        )
+        out = self._call("GET", path, params=params, headers=self._request_headers(model, request_id))
+        with _shaped():
+            if not isinstance(out, dict) or not isinstance(out["features"], dict):
+                raise TypeError(f"not a vector: {str(out)[:200]}")
+            return out
 
     def score_vector(
         self,
@@ -163,7 +174,7 @@ class FeatureClient:
             model=(policy.model, policy.version),
             request_id=request_id,
         )
-        return decide(policy, entity_id, vector["features"], self.fallbacks)
+        return decide(policy, entity_id, vector["features"], self.fallbacks)  # a dict: get_features checked it
 
     def score_vectors(
         self,
@@ -227,8 +238,13 @@ class FeatureClient:
             json=body,
             headers=self._request_headers(model, request_id),
         )
+        with _shaped():
+            return self._columns_to_rows(out)
+
+    @staticmethod
+    def _columns_to_rows(out: Any) -> list[dict[str, Any]]:
         keys, versions = out["names"], out["versions"]
-        results = []
+        results: list[dict[str, Any]] = []
         for r in out["results"]:
             if "error" in r:  # this entity's read failed while others succeeded
                 results.append({"entity_id": r["entity_id"], "error": r["error"], "message": r.get("message", "")})
@@ -258,7 +274,8 @@ class FeatureClient:
             json={"entities": [dict(e) for e in entities]},
             headers=self._request_headers(None, request_id),
         )
-        return list(out["vectors"])
+        with _shaped():
+            return list(out["vectors"])
 
     # --- registry ----------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from serving.online.auth import authorize_write, client_of
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.keys import members_once
 from serving.online.refusals import audited
-from serving.online.responses import BAD_PARAMETER, JSONResponse, json_object, problems
+from serving.online.responses import BAD_PARAMETER, JSONResponse, inline_schema, json_object, problems
 from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
 
 MAX_BODY_BYTES = 256 * 1024
@@ -121,6 +121,17 @@ def _owners(live: LiveCatalog, access: Access, entity: str, name: str, version: 
     return owners
 
 
+def _request_schema() -> dict[str, Any]:
+    """A definition to register: ``FeatureDefinition`` with ``version`` optional (without it the store picks the
+    latest version if its transform and TTL are the same, else the next number)."""
+    schema = inline_schema(FeatureDefinition.model_json_schema(mode="validation"))
+    schema["required"] = [name for name in schema.get("required", []) if name != "version"]
+    schema["properties"]["version"]["description"] = (
+        "omitted: the latest version if its transform and TTL are the same, else the next number"
+    )
+    return schema
+
+
 def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
     router = APIRouter(prefix="/v1/feature-definitions", tags=["definitions"])
 
@@ -152,6 +163,9 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
                     422: "`invalid_definition`, naming the field",
                 }
             ),
+        },
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _request_schema()}}}
         },
     )
     async def register(request: Request, activate: bool = False) -> JSONResponse:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
 
 from registry.access import Access
 from registry.core.definitions import FeatureDefinition
@@ -23,8 +25,9 @@ from registry.core.errors import ForbiddenError
 from registry.live import LiveCatalog
 from registry.quality import QualityStore, iso
 from serving.online.auth import caller_of, client_of
+from serving.online.definitions_api import query_once, version_once
 from serving.online.http_errors import ApiError, ErrorCode
-from serving.online.responses import BAD_PARAMETER, JSONResponse, problems
+from serving.online.responses import BAD_PARAMETER, FORBIDDEN_READ, JSONResponse, problems
 
 DEFAULT_SPAN = timedelta(hours=24)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)  # a default `since` no earlier than this (then `until` is refused)
@@ -43,6 +46,25 @@ def _instant(name: str, text: str | None, default: datetime) -> datetime:
         return parsed.astimezone(UTC)
     except OverflowError as exc:  # year 1 or 9999 at an offset: outside what a UTC datetime holds
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: out of range in UTC: {text!r}") from exc
+
+
+class QualityDoc(BaseModel):
+    """The answer of ``GET /v1/quality/{entity_type}/{name}`` (OpenAPI)."""
+
+    entity_type: str
+    feature: str = Field(description="the feature's own name (also when asked by a former name)")
+    since: str
+    until: str
+    hourly: list[dict[str, Any]] = Field(description="hourly statistics whose hour is in [since, until), by hour")
+    drift: list[dict[str, Any]] = Field(description="drift runs computed in [since, until), in time order")
+    parity: list[dict[str, Any]] = Field(description="parity runs computed in [since, until), in time order")
+
+
+_INSTANT = "an ISO-8601 instant with a UTC offset (`2026-11-30T10:00:00Z`), in years 1-9999 once in UTC; at most once"
+
+
+# RFC 3339's instants (ISO 8601 with an offset) with `T` and `Z` upper-case, without a leap second (`:60`)
+_TIME: dict[str, Any] = {"format": "date-time"}
 
 
 def quality_router(
@@ -64,21 +86,32 @@ def quality_router(
     @router.get(
         "/{entity_type}/{name}",
         summary="Stored hourly statistics, drift and parity runs of a feature",
-        responses=problems(
-            {
-                400: f"{BAD_PARAMETER} (`version`, `since`, `until`; or `since` not before `until`)",
-                404: "`unknown_feature`: no such feature or version",
-            }
-        ),
+        responses={
+            200: {"model": QualityDoc, "description": "the stored results in [since, until)"},
+            **problems(
+                {
+                    400: f"{BAD_PARAMETER} (`version`, `since`, `until`: each at most once, `version` written as a "
+                    "JSON integer; or `since` not before `until`)",
+                    403: FORBIDDEN_READ,
+                    404: "`unknown_feature`: no such feature or version",
+                }
+            ),
+        },
     )
     def feature_quality(
         request: Request,
         entity_type: str,
         name: str,
-        version: int | None = None,
-        since: str | None = None,
-        until: str | None = None,
+        version: Annotated[int | None, Query(description="one version; every version if omitted")] = None,
+        since: Annotated[
+            str | None,
+            Query(description=f"{_INSTANT}; default 24 hours before `until`; before `until`", json_schema_extra=_TIME),
+        ] = None,
+        until: Annotated[str | None, Query(description=f"{_INSTANT}; default now", json_schema_extra=_TIME)] = None,
     ) -> JSONResponse:
+        version_once(request)
+        query_once(request, "since")
+        query_once(request, "until")
         catalog = live.current()
         d = catalog.get(entity_type, name, version)  # 404 for an unknown feature or version
         _check_read(request, [d])

@@ -6,16 +6,17 @@ from typing import Any
 
 import orjson
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse as _StarletteJSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.online.http_errors import ApiError, ErrorCode
 
 
-class JSONResponse(Response):
-    """JSON encoded by orjson (several times faster than the standard library on feature vectors)."""
+class JSONResponse(_StarletteJSONResponse):
+    """JSON encoded by orjson (several times faster than the standard library on feature vectors).
 
-    media_type = "application/json"
+    A JSON response class to FastAPI too: a route answering it is documented as JSON (its ``response_model``, or any
+    JSON value), not as the plain string FastAPI assumes of other response classes."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
@@ -50,6 +51,9 @@ class ProblemDoc(BaseModel):
     message: str
 
 
+FORBIDDEN_READ = "`forbidden` (auth on): a read of a feature above `internal` without a grant (with `names`)"
+
+
 def problems(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` of refusals: per status, the project's error body and what answers it."""
     return {status: {"model": ProblemDoc, "description": text} for status, text in descriptions.items()}
@@ -74,3 +78,23 @@ def without_validation_errors(doc: dict[str, Any]) -> dict[str, Any]:
         if f'/{name}"'.encode() not in orjson.dumps(paths) + orjson.dumps(others):
             schemas.pop(name, None)
     return doc
+
+
+def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with its ``$defs`` put in place of each ``$ref`` to them, for an OpenAPI document
+    written by hand (``openapi_extra``): there a ``#/$defs/...`` would point into the document's root, which holds
+    no such thing. The models inlined must not refer to themselves."""
+    defs = schema.get("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved

@@ -5,19 +5,21 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from pydantic import ValidationError
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, Field, ValidationError
 
 from registry.access import Access
 from registry.core.definitions import MAX_VERSION
-from registry.feature_services import FeatureService, LiveFeatureServices
+from registry.feature_services import Action, FeatureService, LiveFeatureServices
+from registry.gate import PinnedFeature
 from registry.live import LiveCatalog
 from serving.online.auth import authorize_write, client_of
 from serving.online.definitions_api import registration_body, validation_message
 from serving.online.features_api import check_service_ref
+from serving.online.features_docs import SERVICE_REF_PATTERN, VERSION_PATTERN
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.refusals import audited
-from serving.online.responses import BAD_PARAMETER, JSONResponse, problems
+from serving.online.responses import BAD_PARAMETER, JSONResponse, inline_schema, problems
 
 _VERSION = re.compile(r"[1-9][0-9]{0,9}")  # a version as `name@N` writes it: no sign, leading zero, `.0` or space
 
@@ -26,10 +28,48 @@ def service_json(s: FeatureService) -> dict[str, Any]:
     return {**s.model_dump(mode="json"), "ref": s.ref}
 
 
+# --- the OpenAPI description of bodies (the routes read and write plain JSON) --------------------------------------
+
+
+class FeatureServiceDoc(BaseModel):
+    """A stored feature service version, as ``service_json`` writes it."""
+
+    name: str
+    version: int
+    description: str
+    features: list[PinnedFeature]
+    ref: str = Field(description="`name@version`")
+
+
+class FeatureServiceVersionsDoc(FeatureServiceDoc):
+    versions: list[int] = Field(description="every registered version of the service, oldest first")
+
+
+class RegisteredServiceDoc(BaseModel):
+    result: Action
+    feature_service: FeatureServiceDoc
+
+
+def _request_schema() -> dict[str, Any]:
+    """A service to register: ``FeatureService`` with ``version`` optional (without it the store picks the latest
+    version holding the same content, or the next number)."""
+    schema = inline_schema(FeatureService.model_json_schema())
+    schema["required"] = [name for name in schema["required"] if name != "version"]
+    schema["properties"]["features"]["uniqueItems"] = True  # (a pin twice is refused, as any feature pinned twice)
+    schema["properties"]["version"]["description"] = (
+        "omitted: the latest version if its content is the same, else the next number"
+    )
+    return schema
+
+
 def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Access) -> APIRouter:
     router = APIRouter(prefix="/v1/feature-services", tags=["feature services"])
 
-    @router.get("", summary="Every registered feature service version")
+    @router.get(
+        "",
+        summary="Every registered feature service version",
+        responses={200: {"model": list[FeatureServiceDoc], "description": "by name, then version"}},
+    )
     def list_services() -> JSONResponse:
         return JSONResponse([service_json(s) for s in services.current().all()])
 
@@ -37,8 +77,11 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
         "",
         summary="Register a feature service version (201 created, 200 unchanged, 409 conflict)",
         responses={
-            200: {"description": "`unchanged`: this version is registered with the same content"},
-            201: {"description": "`created` (a new service) or `new_version`"},
+            200: {
+                "model": RegisteredServiceDoc,
+                "description": "`unchanged`: this version is registered with the same content",
+            },
+            201: {"model": RegisteredServiceDoc, "description": "`created` (a new service) or `new_version`"},
             **problems(
                 {
                     400: "`bad_json`: the body is not JSON",
@@ -51,14 +94,7 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
             ),
         },
         openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": FeatureService.model_json_schema(ref_template="#/components/schemas/{model}")
-                    }
-                },
-            }
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _request_schema()}}}
         },
     )
     async def register(request: Request) -> JSONResponse:
@@ -91,20 +127,32 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
     @router.get(
         "/{name}",
         summary="A feature service's latest version, or `?version=`",
-        responses=problems(
-            {
-                400: f"{BAD_PARAMETER} (`name` not `name`, `name@N` or `name@vN`; `version` not `[1-9][0-9]*` in "
-                f"1-{MAX_VERSION}, or given twice)",
-                404: "`unknown_feature_service`",
-            }
-        ),
+        responses={
+            200: {"model": FeatureServiceVersionsDoc, "description": "the version, and every version's number"},
+            **problems(
+                {
+                    400: f"{BAD_PARAMETER} (`name` not `name`, `name@N` or `name@vN`; `version` not `[1-9][0-9]*` in "
+                    f"1-{MAX_VERSION}, or given twice)",
+                    404: "`unknown_feature_service`",
+                }
+            ),
+        },
     )
     def get(
         request: Request,
-        name: str,
+        name: Annotated[
+            str,
+            Path(
+                description="`name`, `name@N` or `name@vN`",
+                json_schema_extra={"pattern": SERVICE_REF_PATTERN},  # documented: the route checks it (its message)
+            ),
+        ],
         version: Annotated[
             str | None,
-            Query(description=f"a version as `name@N` writes it: `[1-9][0-9]*`, at most {MAX_VERSION}"),
+            Query(
+                description=f"a version as `name@N` writes it: `[1-9][0-9]*`, at most {MAX_VERSION}; not with `name@N`",
+                json_schema_extra={"pattern": f"^{VERSION_PATTERN}$"},
+            ),
         ] = None,
     ) -> JSONResponse:
         check_service_ref(name, "name")  # malformed: 400 naming the parameter; well-formed but unknown: 404

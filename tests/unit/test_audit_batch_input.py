@@ -146,7 +146,7 @@ def test_a_backfill_s_job_uses_its_definitions_database_found_from_the_caller_s_
     _with_version_2(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FS_DEFINITIONS_DB", "definitions.db")
-    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/cat.db")
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", "sqlite:///cat.db")  # relative too: the job must use the same
     monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "wh").as_uri())
     seen: dict[str, Any] = {}
     real = subprocess.Popen
@@ -159,6 +159,7 @@ def test_a_backfill_s_job_uses_its_definitions_database_found_from_the_caller_s_
     monkeypatch.setattr(backfill, "_committed_rows", lambda settings, since: 0)
     backfill.run(Settings.from_env(), ["user.txn_count_1h@2"], events="iceberg:raw.events", progress_every_s=0.1)
     assert seen["env"]["FS_DEFINITIONS_DB"] == str(tmp_path / "definitions.db")
+    assert seen["env"]["FS_ICEBERG_CATALOG_URI"] == f"sqlite:///{tmp_path / 'cat.db'}"
     assert seen["cmd"][seen["cmd"].index("--events") + 1] == "iceberg:raw.events"  # not a path: as given
 
 

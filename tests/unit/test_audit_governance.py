@@ -283,3 +283,16 @@ def test_every_owner_a_definition_may_name_is_a_team_tokens_and_grants_may_name(
     access.check_read(scorer, [feature], action="read_features", now=True)  # granted: no ForbiddenError
     access.check_write(Caller("svc", team), [feature.owner], what="the feature")  # the owning team writes it
     assert access_cli.main(["--db", str(db), "revoke-grant", "--owner", team, "--to", "ml-team"]) == 0
+
+
+def test_an_audit_filter_in_bytes_that_are_not_utf8_finds_what_was_recorded(tmp_path: Path) -> None:
+    """``record`` escapes a target that is not UTF-8; ``audit --target`` with the same argument failed with
+    ``'utf-8' codec can't encode character`` (an error naming no option) instead of finding it."""
+    from registry.access import AccessStore, AuditRecord
+
+    store = AccessStore(tmp_path / "registry.db")
+    target = "entity:user/u\udcff"  # what Python makes of the argument bytes b"entity:user/u\xff"
+    store.record([AuditRecord("ops", "platform", "erase", target, 200, "offline")])
+    [found] = store.audit(target=target)
+    assert found["target"] == "entity:user/u\\udcff"
+    assert store.audit(principal="ops\udcff") == []

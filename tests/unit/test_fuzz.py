@@ -4,8 +4,8 @@
   description, with schemathesis: every documented operation, generated parameters and bodies.
 - The schema registry's Confluent routes, with Hypothesis: each route with path segments from huge
   integers to control characters and long text, and bodies from well-formed schemas to arbitrary,
-  deeply nested JSON (its OpenAPI description does not describe the routes' bodies, so schemathesis
-  alone would send little).
+  deeply nested JSON (it serves no OpenAPI document, as Confluent's serves none, so schemathesis
+  has nothing to read).
 
 Bounded in time: a fixed number of examples per operation or route. Each test prints how many
 requests it sent.

@@ -112,6 +112,20 @@ def test_the_default_span_is_the_24_hours_before_now(client: TestClient) -> None
         ("/v1/quality/user/txn_count_1h?since=0001-01-01T00:00:00%2B01:00", 400, "since: out of range in UTC"),
         ("/v1/quality/user/txn_count_1h?until=9999-12-31T23:59:59-01:00", 400, "until: out of range in UTC"),
         ("/v1/quality/user/txn_count_1h?until=0001-01-01T00:00:00Z", 400, "since: must be before until"),
+        # given twice: never the last value picked quietly; a version written as a JSON integer is
+        ("/v1/quality/user/txn_count_1h?version=1&version=1", 400, "`version` is given more than once"),
+        (
+            "/v1/quality/user/txn_count_1h?since=2026-11-30T10:00:00Z&since=2026-11-30T11:00:00Z",
+            400,
+            "`since` is given",
+        ),
+        (
+            "/v1/quality/user/txn_count_1h?until=2026-11-30T10:00:00Z&until=2026-11-30T11:00:00Z",
+            400,
+            "`until` is given",
+        ),
+        ("/v1/quality/user/txn_count_1h?version=%2B1", 400, "version"),
+        ("/v1/quality/user/txn_count_1h?version=01", 400, "version"),
     ],
 )
 def test_bad_requests_are_named(client: TestClient, query: str, status: int, says: str) -> None:
