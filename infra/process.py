@@ -47,7 +47,9 @@ class PidFile:
         self.path.write_text(f"{pid} {ticks}\n")
 
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+        """Remove the file; a PID "file" that is not a file (a folder) is not ours and is left as it is."""
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            self.path.unlink()
 
 
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from collections.abc import Iterable
@@ -51,6 +52,10 @@ def _check_state_dir(settings: StackSettings, *, create: bool) -> None:
             folder.mkdir(parents=True, exist_ok=True)
         elif folder.exists() and not folder.is_dir():
             raise NotADirectoryError(f"{folder} is not a folder")
+        else:  # a path below a file can never be created: as up says, not "stopped" everywhere
+            existing = next(p for p in (folder, *folder.parents) if p.exists())
+            if not existing.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"{existing} is not a folder")
     except OSError as exc:
         raise InfraError(f"FS_STATE_DIR={folder} is not a folder we can use: {exc.strerror or exc}") from None
 
@@ -95,7 +100,11 @@ def _start(settings: StackSettings, svc: Service, marks: dict[str, dict[Path, in
     cmd = svc.prepare(settings)
     env = svc.env(settings) if svc.env else None
     pid = spawn(cmd, log_path=_log(settings, svc.name), cwd=settings.service_dir(svc.name), env=env)
-    pidfile.write(pid)
+    try:
+        pidfile.write(pid)
+    except OSError as exc:  # unrecorded, nothing could ever stop it: stop it now (it was a traceback and an orphan)
+        terminate(pid, grace_s=svc.stop_grace_s)
+        raise InfraError(f"{svc.name}: cannot write its PID file {pidfile.path}: {exc.strerror or exc}") from None
     logs = ", ".join(map(str, [*svc.logs(settings), _log(settings, svc.name)]))
     _say(f"[up] {svc.name}: started (pid {pid}), log {logs}")
     return pid

@@ -130,17 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = settings_for_command()
-    now_ms = time.time_ns() // 1_000_000
-    events = synthetic_transactions(
-        args.seed,
-        users=args.users,
-        events=args.events,
-        start_ms=now_ms - (args.span_minutes + 1) * 60_000,
-        span_ms=args.span_minutes * 60_000,
-    )
     try:
+        # Kafka and the registry first: a down service fails at once, not after building millions of events.
         ensure_topics(settings.kafka_bootstrap, ["card_transactions", "card_transactions.dlq"])
         require_registry(settings.schema_registry_url, settings.token)
+        now_ms = time.time_ns() // 1_000_000
+        events = synthetic_transactions(
+            args.seed,
+            users=args.users,
+            events=args.events,
+            start_ms=now_ms - (args.span_minutes + 1) * 60_000,
+            span_ms=args.span_minutes * 60_000,
+        )
         producer = make_producer(settings)
         sent = producer.send("card_transactions", events)
         producer.flush()

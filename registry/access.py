@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--team", help="the team it acts for (default: the principal)")
     create.add_argument("--admin", action="store_true", help="may write anything and read every feature")
     sub.add_parser("list-tokens", help="every token's id, principal, team and state (no secrets)")
-    revoke = sub.add_parser("revoke-token", help="revoke a token by its id (fs_<id>_...)")
+    revoke = sub.add_parser("revoke-token", help="revoke a token by its id (fs_<id> or <id>) or the token itself")
     revoke.add_argument("token_id")
     grant = sub.add_parser("grant", help="let a team read another team's features above internal")
     grant.add_argument("--owner", required=True)
@@ -578,6 +578,14 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--limit", type=whole(1), default=1000)
     args = parser.parse_args(argv)
     try:
+        # Names first: a refused one creates no store.
+        if args.command == "create-token":
+            check_team(args.principal, "principal")
+            if args.team is not None:
+                check_team(args.team, "team")
+        elif args.command in ("grant", "revoke-grant"):
+            check_team(args.owner, "--owner")
+            check_team(args.grantee, "--to")
         _check_db(args.db, args.command)
         store = AccessStore(args.db)
         if args.command == "create-token":
@@ -592,12 +600,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"revoked {token_id}")
         elif args.command == "grant":
-            check_team(args.owner, "--owner")
-            check_team(args.grantee, "--to")
             store.grant(args.owner, args.grantee)
         elif args.command == "revoke-grant":
-            check_team(args.owner, "--owner")
-            check_team(args.grantee, "--to")
             if not store.revoke_grant(args.owner, args.grantee):
                 print(f"error: {args.owner} had granted nothing to {args.grantee}", file=sys.stderr)
                 return 1

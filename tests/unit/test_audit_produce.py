@@ -1,0 +1,119 @@
+"""Audit of ``python -m jobs.produce`` against docs/design.md §5.3 and §8 ("Kafka down", "Schema registry down"):
+a stopped broker or registry fails at once with one named line, exit 1, before any event is built; and what is
+sent is keyed by the entity with the event time as the record timestamp, in the Confluent wire format."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import fastavro
+import pytest
+
+from jobs import events, produce
+from jobs.events import synthetic_transactions
+from schemas import schema_text
+
+
+def _never_built(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    raise AssertionError("events were built before Kafka and the schema registry were checked")
+
+
+def test_a_stopped_broker_fails_at_once_before_any_event_is_built(
+    closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With ``--events 10000000`` the events took ~80 s and ~6 GB to build before the down broker was named."""
+    monkeypatch.setenv("FS_KAFKA_BOOTSTRAP", f"127.0.0.1:{closed_port}")
+    monkeypatch.setattr(events, "synthetic_transactions", _never_built)
+    started = time.monotonic()
+    assert produce.main(["--events", "10000000", "--users", "1000000"]) == 1
+    assert time.monotonic() - started < 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: Kafka at 127.0.0.1:{closed_port} unavailable: no bootstrap server accepts a connection "
+        f"(127.0.0.1:{closed_port}: Connection refused)"
+    ]
+
+
+def test_a_stopped_registry_fails_before_any_event_is_built(
+    closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FS_SCHEMA_REGISTRY_URL", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.setattr(produce, "ensure_topics", lambda *a, **k: None)  # Kafka up
+    monkeypatch.setattr(events, "synthetic_transactions", _never_built)
+    assert produce.main(["--events", "10000000"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"error: schema registry at http://127.0.0.1:{closed_port} unavailable: ConnectError")
+
+
+class _Recorder:
+    """A Kafka producer double that records what ``produce`` was asked."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.sent.append({"topic": topic, **kwargs})
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+class _WireSerializer:
+    """Confluent's wire format with schema id 1, as the registry's serializer writes it (no registry needed)."""
+
+    def __init__(self, registry: Any, schema: str) -> None:
+        self._schema = fastavro.parse_schema(json.loads(schema))
+
+    def __call__(self, event: dict[str, Any], ctx: Any) -> bytes:
+        out = io.BytesIO()
+        out.write(b"\x00" + struct.pack(">I", 1))
+        fastavro.schemaless_writer(out, self._schema, event)
+        return out.getvalue()
+
+
+def test_each_event_is_keyed_by_its_user_and_stamped_with_its_event_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(produce, "AvroSerializer", _WireSerializer)
+    kafka = _Recorder()
+    producer = produce.EventProducer(
+        kafka,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        "card_transaction",
+        key_field="user_id",
+        time_field="event_time",
+    )
+    sent = synthetic_transactions(3, users=4, events=50, start_ms=1_700_000_000_000, span_ms=60_000)
+    assert producer.send("card_transactions", sent) == 50
+    producer.flush()
+    schema = fastavro.parse_schema(json.loads(schema_text("card_transaction")))
+    for event, record in zip(sent, kafka.sent, strict=True):
+        assert record["topic"] == "card_transactions"
+        assert record["key"] == event["user_id"].encode()
+        assert record["timestamp"] == event["event_time"]
+        assert record["value"][:1] == b"\x00" and struct.unpack(">I", record["value"][1:5]) == (1,)
+        decoded = fastavro.schemaless_reader(io.BytesIO(record["value"][5:]), schema, schema)
+        assert isinstance(decoded, dict)
+        assert decoded.pop("event_time") == datetime.fromtimestamp(event["event_time"] / 1000, UTC)  # timestamp-millis
+        assert decoded == {k: v for k, v in event.items() if k != "event_time"}
+
+
+@pytest.mark.parametrize(("users", "span_ms"), [(1, 60_000), (1_000, 5_256_000 * 60_000)])
+def test_the_generator_keeps_to_its_users_and_span(users: int, span_ms: int) -> None:
+    start_ms = 1_800_000_000_000 - span_ms - 60_000
+    out = synthetic_transactions(11, users=users, events=2000, start_ms=start_ms, span_ms=span_ms)
+    assert len(out) == 2000
+    assert all(start_ms <= e["event_time"] < start_ms + span_ms for e in out)
+    assert {e["user_id"] for e in out} <= {f"user_{i:05d}" for i in range(users)}
+    assert len({e["transaction_id"] for e in out}) == 2000
+    assert [e["event_time"] for e in out] == sorted(e["event_time"] for e in out)
+    schema = fastavro.parse_schema(json.loads(schema_text("card_transaction")))
+    assert all(fastavro.validate(e, schema, raise_errors=False) for e in out)
+    assert synthetic_transactions(11, users=users, events=0, start_ms=start_ms, span_ms=span_ms) == []
