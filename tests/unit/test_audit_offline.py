@@ -130,28 +130,11 @@ def test_an_empty_feature_name_is_a_usage_error(
     """Before: looked up as a feature named "" (``unknown feature(s) for entity type 'user': ``, exit 1)."""
     from serving.offline import batch_scoring, historical, training
 
+    join = ["--labels", str(tmp_path / "l.parquet"), "--out", str(tmp_path / "o.parquet")]
+    join += ["--entity-type", "user", "--entity-column", "user_id"]
     argv = {
-        "historical": [
-            "--labels",
-            str(tmp_path / "l.parquet"),
-            "--out",
-            str(tmp_path / "o.parquet"),
-            "--entity-type",
-            "user",
-            "--entity-column",
-            "user_id",
-        ],
-        "training": [
-            "build",
-            "--labels",
-            str(tmp_path / "l.parquet"),
-            "--out",
-            str(tmp_path / "o.parquet"),
-            "--entity-type",
-            "user",
-            "--entity-column",
-            "user_id",
-        ],
+        "historical": join,
+        "training": ["build", *join],
         "batch_scoring": ["--entity-type", "user", "--out", str(tmp_path / "o.parquet")],
     }[command]
     main = {"historical": historical.main, "training": training.main, "batch_scoring": batch_scoring.main}[command]

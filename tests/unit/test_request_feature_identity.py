@@ -18,24 +18,13 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.request_features import RequestFeature
 from registry.definition_store import DefinitionConflictError, DefinitionStore
 from registry.plan import plan_requests
+from tests.unit.test_request_features import request_feature
 
 HASH = "0123456789abcdef"  # a function hash given, so nothing is imported to compute one
 
 
 def feature(*inputs: str, **overrides: Any) -> RequestFeature:
-    raw: dict[str, Any] = {
-        "name": "amount_vs_mean_1h",
-        "entity": "user",
-        "version": 1,
-        "owner": "risk-team",
-        "value_type": "double",
-        "function": "udfs.request:amount_vs_mean_1h",
-        "function_hash": HASH,
-        "inputs": list(inputs),
-        "request_fields": [{"name": "amount", "value_type": "double"}],
-    }
-    raw.update(overrides)
-    return RequestFeature.model_validate(raw)
+    return request_feature(**{"function_hash": HASH, "inputs": list(inputs), **overrides})
 
 
 def test_a_canonically_spelled_version_keeps_its_identity_hash() -> None:
