@@ -14,9 +14,11 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 # ASCII digits with an optional sign, a plain decimal number, one host name or IPv4 address.
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
-_HOST = re.compile(r"[^\s/?#@\[\]:,]+")
-# A JVM heap as -Xmx takes it: a whole number above 0 with an optional unit (k, m, g or t, either case).
-_HEAP = re.compile(r"[1-9][0-9]*[kKmMgGtT]?")
+# Control characters are no part of a host name either.
+_HOST = re.compile(r"[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+")
+# A JVM heap as -Xmx takes it: a whole number above 0 (leading zeros allowed, as the JVM reads it) with an
+# optional unit (k, m, g or t, either case).
+_HEAP = re.compile(r"0*[1-9][0-9]*[kKmMgGtT]?")
 
 
 def _port(name: str, default: int) -> int:
@@ -54,6 +56,15 @@ def _folder(name: str, default: Path) -> Path:
     if not raw.strip():
         raise SystemExit(f"error: {name} must be a folder path, not empty")
     return Path(raw)
+
+
+def _state_dir(name: str, default: Path) -> Path:
+    """The folder made absolute; one that cannot be resolved (a symlink loop) ends as ``up`` words it."""
+    folder = _folder(name, default)
+    try:
+        return folder.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise SystemExit(f"error: {name}={folder} is not a folder we can use: {exc}") from None
 
 
 def _heap(name: str, default: str) -> str:
@@ -96,7 +107,7 @@ class StackSettings:
     def from_env(cls) -> StackSettings:
         return cls(
             cache_dir=_folder("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"),
-            state_dir=_folder("FS_STATE_DIR", REPO_DIR / ".state").resolve(),
+            state_dir=_state_dir("FS_STATE_DIR", REPO_DIR / ".state"),
             host=_host("FS_HOST"),
             kafka_port=_port("FS_KAFKA_PORT", 9092),
             kafka_controller_port=_port("FS_KAFKA_CONTROLLER_PORT", 9093),

@@ -132,6 +132,12 @@ def run(
         if catalog.get(d.entity, d.name).version == d.version:
             raise DefinitionError(f"{ref} is the active version: backfill into a new version, then promote it")
         unique.setdefault((d.entity, d.name, d.version), ref)
+    if events == "archive":  # the job reads the registry and Kafka: either one down is named now, before a job starts
+        from jobs.registry_client import require_registry
+        from sinks.topics import require_reachable
+
+        require_registry(settings.schema_registry_url, settings.token)
+        require_reachable(settings.kafka_bootstrap)
     start_snapshot = _current_snapshot(settings)
     if events is not None and events != "archive" and not events.startswith("iceberg:"):
         events = str(Path(events).resolve())  # the job runs in the repository: a path is the caller's, not its

@@ -8,6 +8,7 @@ Services stay up afterwards; ``make down`` stops them.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import subprocess
@@ -25,11 +26,13 @@ from infra.errors import InfraError
 from infra.settings import REPO_DIR, StackSettings
 from jobs.events import synthetic_transactions
 from jobs.produce import ensure_topics, make_producer
+from jobs.registry_client import require_registry
 from registry.core.catalog import load_folder, load_request_folder
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
+from sinks.topics import require_reachable
 
 TOPIC = "card_transactions"
 STEPS = 6
@@ -102,12 +105,22 @@ def _expected(events: list[dict[str, Any]], user: str, window_end_ms: int) -> tu
     return len(inside), sum(inside)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="python -m jobs.demo",
+        description="The end-to-end demo (make demo): starts the local stack, RESETS the demo's topic "
+        "(card_transactions), online tables and offline table, produces events, runs the job, prints a served "
+        "vector and a training set. Takes no options.",
+    ).parse_args(argv)  # --help prints this and exits 0; anything else is a usage error (exit 2), before any reset
     stack_settings = StackSettings.from_env()
     settings = settings_for_command()
     try:
         _step(1, "starting Kafka, Cassandra and the schema registry (first run downloads them)")
         stack.up(stack_settings, ["kafka", "cassandra", "registry"])
+        # The clients' Kafka and registry (FS_KAFKA_BOOTSTRAP, FS_SCHEMA_REGISTRY_URL may name others than the
+        # stack's): one that does not answer is named now, before a definition, topic or table is touched.
+        require_reachable(settings.kafka_bootstrap)
+        require_registry(settings.schema_registry_url, settings.token)
 
         _step(2, "registering the feature definitions and resetting the demo's topic and tables")
         for result in apply(
@@ -188,7 +201,7 @@ def main() -> int:
         print(f"\nDone. Services are still running (try: curl '{url}'); `make down` stops them.", file=sys.stderr)
         return 0
     except (InfraError, FeatureStoreError, httpx.HTTPError) as exc:
-        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 1
 
 

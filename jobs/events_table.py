@@ -11,8 +11,10 @@ Locations: ``iceberg:<namespace>.<table>`` (a table of the offline store's catal
 Parquet file or a directory of them (read recursively). Columns the schema does not name are
 ignored; a field without a column, or a column whose type cannot hold the field's, is an
 ``EventsTableError`` before anything runs. Accepted column types per field type: ``long`` and
-``int``: integers that fit (checked value by value); ``double`` and ``float``: floating point or
-integers; ``string``: strings (plain, large or dictionary-encoded); ``boolean``: booleans. The
+``int``: integers that fit (checked value by value); ``double`` and ``float``: floating point (a ``float``
+field's values rounded to the nearest float32, as an Avro writer rounds them), or integers a ``double`` holds
+within ±2^53 and a ``float`` within ±2^24 (checked value by value); ``string``: strings (plain, large or
+dictionary-encoded); ``boolean``: booleans. The
 timestamp field: integers (epoch milliseconds) or timestamps of any unit (naive ones are UTC), floored
 to the millisecond.
 """
@@ -103,21 +105,29 @@ def _read_parts(location: str, columns: list[str], catalog: Callable[[], Any]) -
     if not path.exists():
         raise EventsTableError(f"events table {location!r}: no such file or directory")
     parts = []
+    unreadable = []  # a directory's files that are not Parquet: with no Parquet file beside them, it holds none
     named = f"events table {location!r}"
     try:
         # Each file as it is stored: a dataset would take the first file's schema for all and cast the others to
         # it (a timestamp in microseconds read as epoch ms, booleans as the strings "true"), or fill a missing
-        # column with nulls.
-        for fragment in ds.dataset(path, format="parquet").get_fragments():
+        # column with nulls. An empty schema: finding the files reads none of them, so each error names its file.
+        for fragment in ds.dataset(path, format="parquet", schema=pa.schema([])).get_fragments():
             if path.is_dir():
                 named = f"events table {location!r}, file {str(Path(fragment.path).relative_to(path))!r}"
-            stored = fragment.physical_schema
+            try:
+                stored = fragment.physical_schema
+            except (pa.ArrowInvalid, OSError) as exc:
+                unreadable.append(f"{named}: not readable as Parquet ({exc})")
+                continue
             _check_present(named, stored.names, columns)
             parts.append((named, fragment.to_table(columns=columns, schema=stored)))
     except (pa.ArrowInvalid, OSError) as exc:
         raise EventsTableError(f"{named}: not readable as Parquet ({exc})") from exc
+    if unreadable and (parts or not path.is_dir()):  # never a file left out of the table silently
+        raise EventsTableError(unreadable[0])
     if not parts:
-        raise EventsTableError(f"events table {location!r}: no Parquet file in the directory")
+        held = f" ({unreadable[0].removeprefix(f'events table {location!r}, ')})" if unreadable else ""
+        raise EventsTableError(f"events table {location!r}: no Parquet file in the directory{held}")
     return parts
 
 

@@ -49,9 +49,10 @@ def job_failure(exc: Py4JJavaError, settings: Settings) -> FeatureStoreError:
     causes = _java_causes(exc)
     for _, message in causes:
         if message.startswith(REGISTRY_UNREACHABLE):
+            reason = " ".join(message.removeprefix(REGISTRY_UNREACHABLE).split())  # one line, whatever it quotes
             return StoreUnavailableError(
                 f"schema registry at {settings.schema_registry_url} unavailable during the run: "
-                f"{message.removeprefix(REGISTRY_UNREACHABLE)}; the job stopped, no record was dead-lettered for it, "
+                f"{reason}; the job stopped, no record was dead-lettered for it, "
                 "and a rerun once it answers completes what was written"
             )
     for _, message in causes:  # a Python function of the job failed: the last line of its traceback

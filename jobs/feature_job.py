@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--python-mode",
         choices=("process", "thread"),
-        default=os.environ.get("FS_PYTHON_MODE") or None,
+        default=os.environ.get("FS_PYTHON_MODE"),  # set but empty is refused below, as any other value
         help="where the job's Python functions run: threads in the JVM (PemJa; the default for an unbounded run: "
         "lower latency, no Python worker ports) or Python worker processes (Beam; the default for a bounded run: "
         "less CPU per event). Default also from FS_PYTHON_MODE",

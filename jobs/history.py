@@ -77,10 +77,10 @@ def read_history(
     from sinks.factory import connect_iceberg
     from sinks.topics import require_reachable
 
+    require_reachable(settings.kafka_bootstrap)  # a stopped broker is named first, whatever the archive holds
     table = load_table(connect_iceberg(settings), settings.iceberg_namespace, source.topic)
     snapshot = table.current_snapshot()
     archived = next_offsets(table, snapshot.snapshot_id if snapshot else None)
-    require_reachable(settings.kafka_bootstrap)
     consumer = Consumer(consumer_config(settings.kafka_bootstrap))
     try:
         kafka = kafka_offsets(consumer, source.topic)

@@ -20,7 +20,7 @@ from registry.core.arguments import whole
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
 from schemas import schema_text
-from sinks.topics import ensure_topics
+from sinks.topics import ensure_topics, require_reachable
 
 __all__ = ["EventProducer", "ensure_topics", "make_producer", "producer_config"]
 
@@ -132,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for_command()
     try:
         # Kafka and the registry first: a down service fails at once, not after building millions of events.
-        ensure_topics(settings.kafka_bootstrap, ["card_transactions", "card_transactions.dlq"])
+        # Nothing is created (no topic) before both answer.
+        require_reachable(settings.kafka_bootstrap)
         require_registry(settings.schema_registry_url, settings.token)
+        ensure_topics(settings.kafka_bootstrap, ["card_transactions", "card_transactions.dlq"])
         now_ms = time.time_ns() // 1_000_000
         events = synthetic_transactions(
             args.seed,

@@ -14,6 +14,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
+from registry.core.deadline import bound_by_deadline, deadline
 from registry.core.errors import StoreUnavailableError
 
 # Confluent's client imports Authlib, whose httpx module warns on import that it is deprecated (and switches
@@ -48,23 +51,42 @@ def auth_config(token: str | None) -> dict[str, Any]:
     return {"basic.auth.user.info": f"featurestore:{token}"}
 
 
+def _bound_attempts(session: httpx.Client, attempt_s: float) -> None:
+    """Each request of ``session`` (one attempt of Confluent's client) gets its whole answer, body included,
+    within ``attempt_s``."""
+    bound_by_deadline(session)
+    request = session.request
+
+    def bounded(*args: Any, **kwargs: Any) -> httpx.Response:
+        with deadline(attempt_s):
+            return request(*args, **kwargs)
+
+    session.request = bounded  # type: ignore[method-assign]
+
+
 def registry_client(url: str, token: str | None = None) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": url, **CLIENT_CONFIG, **auth_config(token)})
+    """Confluent's client within ``CLIENT_CONFIG``'s bounds: an attempt's whole answer within its ``timeout``."""
+    client = SchemaRegistryClient({"url": url, **CLIENT_CONFIG, **auth_config(token)})
+    _bound_attempts(client._rest_client.session, CLIENT_CONFIG["timeout"])
+    return client
 
 
 def require_registry(url: str, token: str | None = None) -> None:
     """Fail fast, naming the schema registry, when it does not answer a request (refused: within
     milliseconds; hung: within the client's bounds, about 3.6 s). An answer of any status counts: what
     it means (a missing subject, a refused token) is the caller's to meet."""
-    import httpx
-
+    client = registry_client(url, token)  # a URL it refuses is the caller's ValueError, not the registry's answer
     try:
-        registry_client(url, token).get_subjects()
+        client.get_subjects()
     except SchemaRegistryError:
         return
     except httpx.TransportError as exc:
         raise StoreUnavailableError(
             f"schema registry at {url} unavailable: {type(exc).__name__}: {exc or 'no answer'}"
+        ) from exc
+    except ValueError as exc:  # a 2xx answer that is not JSON: another server on that address, not a registry
+        raise StoreUnavailableError(
+            f"schema registry at {url} unavailable: its answer is not a schema registry's ({type(exc).__name__}: {exc})"
         ) from exc
 
 
@@ -79,12 +101,17 @@ def schema_lookup(url: str, token: str | None = None) -> Callable[[int], str | N
 
     def lookup(schema_id: int) -> str | None:
         try:
-            return str(client.get_schema(schema_id).schema_str)
+            text = client.get_schema(schema_id).schema_str
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404 and exc.error_code == SCHEMA_NOT_FOUND:
                 return None  # the registry has no such schema; any other 404 is a wrong URL or proxy: a failure
             raise StoreUnavailableError(f"schema registry: {exc}") from exc
         except Exception as exc:  # connection refused, timeout
             raise StoreUnavailableError(f"schema registry unreachable: {exc}") from exc
+        if not isinstance(text, str):  # not a registry's answer (the JVM decoder fails the same way): not a bad record
+            raise StoreUnavailableError(
+                f"schema registry: the answer for schema id {schema_id} holds no schema text ({type(text).__name__})"
+            )
+        return text
 
     return lookup

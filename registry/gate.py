@@ -23,14 +23,16 @@ passes).
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -98,18 +100,51 @@ def load_model(path: Path) -> ModelManifest:
         raise DefinitionError(f"{where}: not a valid model file: nested too deeply") from None
 
 
+REGISTRY_ANSWER_S = 5.0
+"""How long the gate waits for the schema registry's whole answer to one lookup, body included: one that is
+down fails at once, one that hangs or trickles its answer after this many seconds."""
+
+
+def _answer(request: urllib.request.Request, seconds: float) -> bytes:
+    """The body of ``request``'s answer, whole within ``seconds`` (TimeoutError past them).
+
+    urllib's timeout bounds each socket operation only: a server sending a byte now and then would hold
+    the gate for as long as it liked. The request runs on a daemon thread this one stops waiting for."""
+    outcome: list[bytes | BaseException] = []
+
+    def fetch() -> None:
+        try:
+            with urllib.request.urlopen(request, timeout=seconds) as resp:
+                outcome.append(resp.read())
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=fetch, name="gate-schema-registry", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise TimeoutError(f"no whole answer within {seconds:g} s")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 def _latest_schema(registry_url: str, subject: str, token: str | None = None) -> str | None:
     url = f"{registry_url.rstrip('/')}/subjects/{urllib.parse.quote(subject, safe='')}/versions/latest"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            body = resp.read()
+        body = _answer(request, REGISTRY_ANSWER_S)
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
         raise DefinitionError(f"schema registry {registry_url}: HTTP {exc.code} for {subject}") from exc
     except OSError as exc:
         raise DefinitionError(f"schema registry {registry_url} unreachable: {exc}") from exc
+    except http.client.HTTPException as exc:  # not HTTP on that port, or an answer cut short
+        raise DefinitionError(
+            f"schema registry {registry_url}: no whole HTTP answer for {subject} "
+            f"({type(exc).__name__}: {str(exc)[:100]!r})"
+        ) from exc
     try:  # the registry's answer: a JSON object whose `schema` is the schema's JSON text
         schema = bounded_json.loads(body)["schema"]
         if not isinstance(schema, str):
@@ -197,7 +232,7 @@ def check_model(
 
     A pinned request-time feature is checked like a stored one (registered, same type and identity, the
     version its name reads computing the same thing), and its function must run as registered here."""
-    today = today or date.today()
+    today = today or datetime.now(UTC).date()  # a date of the definitions is a UTC date
     problems: list[str] = []
     for pin in model.features:
         label = f"{pin.entity}.{pin.name}@v{pin.version}"

@@ -25,7 +25,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,8 @@ from registry.core.errors import DecodeError, FeatureStoreError, StoreUnavailabl
 from schemas.wire import unframe
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from confluent_kafka import Consumer, Message
     from prometheus_client import CollectorRegistry
     from pyiceberg.catalog import Catalog
@@ -318,6 +320,49 @@ class ArchiveMetrics:
         self.last_commit_ms.labels(topic).set(time.time_ns() // 1_000_000)
 
 
+def metrics_app(registry: CollectorRegistry) -> Callable[..., Iterable[bytes]]:
+    """The WSGI app of the archiver's metrics: ``prometheus_client``'s, answering ``HEAD`` as well (RFC 9110
+    §9.3.2, as every HTTP endpoint of the project): the GET's status and headers, ``Content-Length`` the length
+    of the GET's body, no body; a 405 (a method other than GET, HEAD or OPTIONS) lists HEAD in ``Allow``."""
+    from prometheus_client import make_wsgi_app
+
+    inner = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        head = environ.get("REQUEST_METHOD") == "HEAD"
+        answer: list[Any] = []
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            answer[:] = [status, headers]
+
+        body = b"".join(inner({**environ, "REQUEST_METHOD": "GET"} if head else environ, keep))
+        status, headers = answer
+        headers = [(k, "GET, HEAD, OPTIONS") if k.lower() == "allow" else (k, v) for k, v in headers]
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [b"" if head else body]
+
+    return app
+
+
+def serve_metrics(port: int, registry: CollectorRegistry) -> WSGIServer:
+    """Serve ``registry`` on 127.0.0.1:``port`` from a daemon thread (as ``prometheus_client.start_http_server``,
+    with ``HEAD`` answered: ``metrics_app``); OSError when the port cannot be bound."""
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """No access log."""
+
+    server = make_server("127.0.0.1", port, metrics_app(registry), ThreadingWSGIServer, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, name="archive-metrics", daemon=True).start()
+    return server
+
+
 class Archiver:
     """Copies a topic into its archive table: read a batch, append it with the next offsets, repeat.
 
@@ -520,12 +565,12 @@ def main(argv: list[str] | None = None) -> int:
             kafka_offsets(consumer, args.topic)  # a topic that does not exist fails before a table is made
             metrics = None
             if args.metrics_port:  # before the table is made: a port in use fails with nothing created
-                from prometheus_client import CollectorRegistry, start_http_server
+                from prometheus_client import CollectorRegistry
 
                 registry = CollectorRegistry()
                 metrics = ArchiveMetrics(registry)
                 try:
-                    start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
+                    serve_metrics(args.metrics_port, registry)
                 except OSError:
                     raise FeatureStoreError(
                         f"--metrics-port {args.metrics_port}: 127.0.0.1:{args.metrics_port} is in use or not ours "

@@ -31,19 +31,21 @@ _API_VERSIONS = struct.pack(">hhih", 18, 0, 1, len(_CLIENT_ID)) + _CLIENT_ID
 _API_VERSIONS = struct.pack(">i", len(_API_VERSIONS)) + _API_VERSIONS
 
 
-def _answers(connection: socket.socket, timeout_s: float) -> bool:
-    """Whether the server at the other end of ``connection`` says anything within ``timeout_s`` to an
-    ApiVersions request. A server that closes the connection instead (a TLS listener, say) counts as
-    answering: something runs there, and the client judges it."""
+def _silence(connection: socket.socket, timeout_s: float) -> str | None:
+    """None if the server at the other end of ``connection`` answers an ApiVersions request within
+    ``timeout_s`` (any bytes: every broker answers it); else why not. A server that closes the connection
+    instead (a process shutting down, a proxy whose backend is gone) has not answered: the project's clients
+    speak plain Kafka to it, and librdkafka would retry it for 30 s."""
     connection.settimeout(timeout_s)
     try:
         connection.sendall(_API_VERSIONS)
-        connection.recv(4)
+        if connection.recv(4):
+            return None
     except TimeoutError:
-        return False
-    except OSError:
-        return True
-    return True
+        return f"accepted a connection but sent no answer within {timeout_s:g} s"
+    except OSError:  # reset, or closed before the request was sent
+        pass
+    return "accepted a connection but closed it without an answer"
 
 
 def require_reachable(bootstrap: str, timeout_s: float = 3.0) -> None:
@@ -64,13 +66,14 @@ def require_reachable(bootstrap: str, timeout_s: float = 3.0) -> None:
     for host, port in addresses:
         try:
             with socket.create_connection((host, port), timeout=timeout_s) as connection:
-                if _answers(connection, timeout_s):
+                why = _silence(connection, timeout_s)
+                if why is None:
                     return
         except OSError as exc:
             reasons.append(f"{host}:{port}: {exc.strerror or exc}")
             continue
         silent = True
-        reasons.append(f"{host}:{port}: accepted a connection but sent no answer within {timeout_s:g} s")
+        reasons.append(f"{host}:{port}: {why}")
     what = "answers" if silent else "accepts a connection"
     raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: no bootstrap server {what} ({'; '.join(reasons)})")
 

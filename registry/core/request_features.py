@@ -157,8 +157,8 @@ def load_function(ref: str, feature: str) -> tuple[Callable[..., Any], str]:
     module_name, _, attr = ref.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise RequestFeatureError(feature, f"cannot import {ref}: {exc}") from exc
+    except (ImportError, AttributeError) as exc:  # one line too: a failed extension's ImportError spans many
+        raise RequestFeatureError(feature, f"cannot import {ref}: {' '.join(str(exc).split())}") from exc
     except (Exception, SystemExit) as exc:  # the user's module failed while importing (a syntax error, an
         # exception it raised; ``sys.exit()`` too, which would otherwise end the command without a word)
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())

@@ -15,10 +15,10 @@ from registry.core.errors import SettingsError
 _REPO = Path(__file__).resolve().parents[2]
 
 
-def _switch(name: str, value: str) -> bool:
-    value = value.strip().lower()
-    if value not in ("on", "off", ""):
-        raise SettingsError(f"{name} must be 'on' or 'off', not {value!r}")
+def _switch(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("on", "off"):  # set but empty is no default either: only an unset variable is "off"
+        raise SettingsError(f"{name} must be 'on' or 'off', not {raw!r}")
     return value == "on"
 
 
@@ -29,8 +29,9 @@ WHOLE = re.compile(r"[+-]?[0-9]+")
 # no underscores, spaces or non-ASCII digits, and no ``nan`` or ``inf``.
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 # One host name or IPv4 address: something ``host:port`` and ``http://host:port`` can be built from.
-_HOST = re.compile(r"[^\s/?#@\[\]:,]+")
-_SERVER = re.compile(r"(?:[A-Za-z_]+://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s/?#@\[\]:,]+):([0-9]{1,5})")
+# Control characters are no part of a host name either.
+_HOST = re.compile(r"[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+")
+_SERVER = re.compile(r"(?:[A-Za-z_]+://)?(?:\[([0-9A-Fa-f:.]+)\]|[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+):([0-9]{1,5})")
 # A Cassandra keyspace as the store's CQL spells it, unquoted: a lowercase ASCII letter, then lowercase letters,
 # digits or underscores, 48 characters at most (Cassandra's limit). Unquoted CQL names fold to lowercase, so
 # an uppercase one would name another keyspace in the drivers' metadata than in the statements.
@@ -63,7 +64,11 @@ def _servers(name: str, raw: str) -> str:
     name, an IPv4 address or a bracketed IPv6 address, an optional ``<protocol>://`` prefix, a port 1-65535."""
     for server in raw.split(","):
         found = _SERVER.fullmatch(server.strip())
-        if found is None or not 1 <= int(found.group(1)) <= 65_535:
+        if (
+            found is None
+            or not 1 <= int(found.group(2)) <= 65_535
+            or (found.group(1) is not None and not _ipv6(found.group(1)))  # "[1:2]" is no IPv6 address
+        ):
             raise SettingsError(f"{name} must be host:port servers separated by commas, not {raw!r}")
     return raw
 
@@ -114,6 +119,14 @@ def _folder(name: str, raw: str | Path) -> Path:
     return _path(name, raw, "a folder path")
 
 
+def _state_dir(raw: str | Path) -> Path:
+    folder = _folder("FS_STATE_DIR", raw)
+    try:
+        return folder.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise SettingsError(f"FS_STATE_DIR={folder} is not a folder we can use: {exc}") from None
+
+
 def _keyspace(name: str, raw: str) -> str:
     if _KEYSPACE.fullmatch(raw) is None:
         raise SettingsError(
@@ -159,7 +172,7 @@ class Settings(BaseModel):
         host = check_host("FS_HOST", env.get("FS_HOST", "127.0.0.1"))
         kafka_port = _port("FS_KAFKA_PORT", env.get("FS_KAFKA_PORT", "9092"))
         registry_port = _port("FS_REGISTRY_PORT", env.get("FS_REGISTRY_PORT", "8081"))
-        state = _folder("FS_STATE_DIR", env.get("FS_STATE_DIR", _REPO / ".state")).resolve()
+        state = _state_dir(env.get("FS_STATE_DIR", _REPO / ".state"))
         cache = _folder("FS_CACHE_DIR", env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"))
         # A variable that is set is checked, even when empty: only an unset one takes the default.
         return cls(

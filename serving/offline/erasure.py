@@ -127,15 +127,39 @@ def _recording(target: str, *, final: bool) -> Iterator[None]:
 
 
 def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: str, erased_at_ms: int) -> int:
-    """Delete the entity's partition at ``erased_at``; the cells it held."""
+    """Delete the entity's partition at ``erased_at``; the cells it held. The table of the layout before packs
+    (``online_feature_values``), where a keyspace not migrated yet still has it, loses the entity's partition
+    the same way (and its rows count): it holds the entity's values too, and a later migration would copy
+    them back once the tombstones are gone (after ``gc_grace_seconds``)."""
+    at_us = erased_at_ms * 1000 + 999
     select = session.prepare(online_layout.select_vector_cql(keyspace))
     held = online_layout.count_values(session.execute(select, (entity_type, entity_id), timeout=30))
     session.execute(
-        session.prepare(online_layout.erase_entity_cql(keyspace)),
-        (erased_at_ms * 1000 + 999, entity_type, entity_id),
+        session.prepare(online_layout.erase_entity_cql(keyspace)), (at_us, entity_type, entity_id), timeout=30
+    )
+    if _legacy_table_exists(session, keyspace):
+        legacy = f"{keyspace}.{online_layout.LEGACY_TABLE}"
+        where = "WHERE entity_type = ? AND entity_id = ?"
+        rows = session.execute(
+            session.prepare(f"SELECT feature_name FROM {legacy} {where}"), (entity_type, entity_id), timeout=30
+        )
+        held += len(list(rows))
+        session.execute(
+            session.prepare(f"DELETE FROM {legacy} USING TIMESTAMP ? {where}"),
+            (at_us, entity_type, entity_id),
+            timeout=30,
+        )
+    return held
+
+
+def _legacy_table_exists(session: Session, keyspace: str) -> bool:
+    """Whether the keyspace still has the online table of the layout before packs (``sinks.cassandra.migrate``)."""
+    rows = session.execute(
+        session.prepare("SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"),
+        (keyspace, online_layout.LEGACY_TABLE),
         timeout=30,
     )
-    return held
+    return bool(list(rows))
 
 
 def erase_table(table: Table, entity_type: str, entity_id: str | Sequence[str]) -> tuple[Table, StoreErased, list[int]]:
@@ -206,6 +230,11 @@ def kafka_horizon(bootstrap: str, topics: list[str], now: datetime) -> list[dict
         except KafkaException as exc:
             out.append({"where": f"Kafka topic {topic}", "until": "unknown", "why": str(exc)})
             continue
+        except TimeoutError:  # concurrent.futures' (an OSError): the stores are erased by now, only this is unknown
+            out.append(
+                {"where": f"Kafka topic {topic}", "until": "unknown", "why": "Kafka sent no topic configs within 10 s"}
+            )
+            continue
         retention_ms = int(configs["retention.ms"].value)
         segment_ms = int(configs["segment.ms"].value)
         policy = configs["cleanup.policy"].value if "cleanup.policy" in configs else "delete"
@@ -220,7 +249,12 @@ def kafka_horizon(bootstrap: str, topics: list[str], now: datetime) -> list[dict
         else:
             why = f"events age out: retention.ms {retention_ms} + segment.ms {segment_ms} (whole segments)"
             try:
-                until = (now + timedelta(milliseconds=retention_ms + segment_ms)).isoformat(timespec="seconds")
+                # From the erasure's instant as the report gives it (whole ms): a cut to the second would name a
+                # time up to a second before the latest one.
+                at = now.replace(microsecond=now.microsecond // 1000 * 1000) + timedelta(
+                    milliseconds=retention_ms + segment_ms
+                )
+                until = at.isoformat(timespec="seconds" if at.microsecond == 0 else "milliseconds")
             except OverflowError:  # e.g. retention.ms = 2^63-1, Kafka's "forever" short of -1: past the year 9999
                 until = "never"
                 why = f"retention.ms {retention_ms} + segment.ms {segment_ms} reaches past the year 9999"
@@ -339,6 +373,17 @@ def _utf8(what: str, value: str) -> None:
         raise ValueError(f"{what} {value!r} is not UTF-8 text: no store holds it") from None
 
 
+def _requester(requested_by: str) -> None:
+    """ValueError for a ``--requested-by`` that is not UTF-8 text (read with surrogate escapes): the registry could
+    not record it, and the erasure would stop at its first step after reaching every store."""
+    try:
+        requested_by.encode()
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"--requested-by {requested_by!r} is not UTF-8 text: the erasure record could not name who asked"
+        ) from None
+
+
 def _known_type(catalog: FeatureCatalog, entity_type: str) -> None:
     """ValueError for an entity type no feature version is defined for: nothing of it can be stored (the
     definitions are never deleted), so erasing it would report zeros for what is likely a misspelling."""
@@ -449,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             key_fields(catalog, args.entity_type, *args.key.partition("=")[::2])
         else:
             check_entity(catalog, args.entity_type, args.entity_id)
+        if not access.enabled:  # kept with the erasure record (with auth on, the caller's principal is)
+            _requester(args.requested_by)
         iceberg = connect_iceberg(settings)
         log_table: Any = None
         identifier = f"{settings.iceberg_namespace}.{LOG_TABLE}"

@@ -168,13 +168,11 @@ def _check_schema(schema: pa.Schema, definitions: Sequence[Column], entity_colum
     for c in sorted({*columns, timestamp_column} & set(schema.names)):
         if schema.names.count(c) > 1:
             raise DefinitionError(f"label frame has {schema.names.count(c)} columns named {c!r}: which one is meant?")
-    for c in columns:  # ids are compared as strings (``registry.core.entity_keys``): a list or struct spells none
-        try:
-            pa.array([], schema.field(c).type).cast(pa.string())
-        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+    for c in columns:  # ids are compared as strings (``registry.core.entity_keys``): strings or numbers spell them
+        if not _holds_ids(schema.field(c).type):  # a boolean spells true where the job's CAST gives TRUE, ...
             raise DefinitionError(
                 f"label column {c!r} must hold entity ids (strings or numbers), not {schema.field(c).type}"
-            ) from None
+            )
     twice = sorted({c for c in columns if columns.count(c) > 1})
     if twice:
         raise DefinitionError(
@@ -197,6 +195,22 @@ def _check_schema(schema: pa.Schema, definitions: Sequence[Column], entity_colum
     if not pa.types.is_timestamp(ts_type):
         raise DefinitionError(f"label column {timestamp_column!r} must be a timestamp, not {ts_type}")
     check_request_fields(schema, definitions)
+
+
+def _holds_ids(kind: pa.DataType) -> bool:
+    """Whether an entity column of this type holds ids: strings (or bytes, read as UTF-8) or numbers (integers,
+    floating point, decimals), dictionary-encoded or not; booleans, times, nulls and nested types do not."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+    )
 
 
 _LABEL_LIMIT_US = 2**62

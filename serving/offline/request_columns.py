@@ -58,8 +58,12 @@ class RequestColumn:
             column = labels.column(f.name)
             if isinstance(column, pa.ChunkedArray):
                 column = column.combine_chunks()
+            want = arrow_type(f.value_type)
+            # An integer for a double is rounded to the nearest double, as online (JSON's numbers, Python's
+            # float()); any other conversion must be exact.
+            exact = not (pa.types.is_integer(column.type) and pa.types.is_floating(want))
             try:
-                columns[f.name] = column.cast(arrow_type(f.value_type), safe=True)
+                columns[f.name] = column.cast(want, safe=exact)
             except pa.ArrowException as exc:  # e.g. an unsigned value past int64
                 raise DefinitionError(
                     f"{self.name}: label column {f.name!r} does not convert to {f.value_type}: {exc}"

@@ -459,12 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for_command()
     try:
         db = settings.definitions_db
-        # build and rebuild read the registry: a path with none is named, and nothing is created there
-        definitions = (
-            None
-            if args.command in ("link-model", "show")
-            else DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
-        )
+        # Every command reads the registry (training sets are kept in its file): a path with none is named,
+        # and nothing is created there.
+        definitions = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
         store = TrainingSetStore(db)
         if args.command == "link-model":
             linked = store.link_model(args.model, args.model_version, args.id)
@@ -479,7 +476,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from sinks.iceberg.writer import load_table
 
-        assert definitions is not None
         catalog = guard_catalog(definitions.catalog(), settings, action="training_set")
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         if args.command == "build":

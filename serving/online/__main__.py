@@ -28,7 +28,8 @@ the variable (exit status 1).
 - ``--port`` (``FS_API_PORT``, default 8000, from 1 to 65,535) and ``--workers`` (``FS_API_WORKERS``, default 1,
   from 1 to 64): server processes sharing the port; each builds its own clients.
 - ``FS_SERVING_LOG_SAMPLE`` (default 0.01, a number from 0 to 1; 0 turns it off) and ``FS_SERVING_LOG_TOPIC``
-  (default ``fs_serving_log``, not empty): the share of requests whose served vectors are logged to Kafka
+  (default ``fs_serving_log``; a Kafka topic name: 1-249 ASCII letters, digits, ``.``, ``_`` or ``-``, not ``.``
+  or ``..``): the share of requests whose served vectors are logged to Kafka
   (``serving.online.serving_log``; ``python -m sinks.serving_log`` creates the topic and lands it in Iceberg).
 - ``FS_AUTH`` (default ``off``): ``on`` makes every route need ``Authorization: Bearer <token>`` (tokens, grants
   and the audit log: ``registry.access``, in the registry's database); off, every route is open, and each

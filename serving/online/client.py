@@ -19,13 +19,14 @@ gives the policy's named fallback, counted, instead of a silent default.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from registry.core.deadline import bound_by_deadline, deadline
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import (
     ForbiddenError,
@@ -97,11 +98,12 @@ class FeatureClient:
         if client is None:
             if base_url is None:
                 raise ValueError("give the API's base_url or an httpx.Client")
-            client = httpx.Client(base_url=base_url, timeout=timeout_s)
+            client = bound_by_deadline(httpx.Client(base_url=base_url, timeout=timeout_s))
             self._owned = True
         else:
             self._owned = False
         self._http = client
+        self._timeout_s = timeout_s if self._owned else None  # an injected client's timeouts are its own
 
     def __enter__(self) -> FeatureClient:
         return self
@@ -303,8 +305,11 @@ class FeatureClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         kwargs.setdefault("headers", self._headers)
+        # the whole answer, body included, within the timeout (an injected client's timeouts are its own)
+        bounded = deadline(self._timeout_s) if self._timeout_s is not None else nullcontext()
         try:
-            response = self._http.request(method, path, **kwargs)
+            with bounded:
+                response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise StoreUnavailableError(f"feature API unreachable: {type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:  # an answer that cannot be read (a body its encoding cannot decode, ...)

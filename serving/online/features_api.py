@@ -282,9 +282,17 @@ class FeatureReads:
         self._authorize([plan for plan, *_ in asks], caller, client)
         tally: Tally = {}  # counted once every part is served: a part that fails makes the whole request a 503
         with self.bound.admit(len(asks)):
-            served = await asyncio.gather(
-                *(self._vector(plan, eid, key, data, tally) for plan, eid, key, data, _ in asks)
+            # Every part's read ends before the bound is given back: a part that failed does not leave the others
+            # reading outside it. The error answered is the first failed part's, in request order.
+            outcomes = await asyncio.gather(
+                *(self._vector(plan, eid, key, data, tally) for plan, eid, key, data, _ in asks),
+                return_exceptions=True,
             )
+        served: list[tuple[dict[str, Any], int]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            served.append(outcome)
         counts = self._metrics.tally
         for label, n in tally.items():
             counts[label] = counts.get(label, 0) + n

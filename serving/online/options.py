@@ -10,6 +10,7 @@ out of range) is a ``SettingsError`` naming the variable, raised before the API 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S
 GC_GEN0_THRESHOLD = 20_000
 MAX_BUDGET_MS = 60_000
 DRIVERS = ("native", "python")
+# A name Kafka accepts for a topic (anything else would drop every sampled record at the first produce).
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -83,8 +86,11 @@ class ApiOptions:
         if delay_ms and driver != "native":
             raise SettingsError("FS_SPECULATIVE_DELAY_MS needs FS_ONLINE_DRIVER=native (the native driver's policy)")
         topic = env.get("FS_SERVING_LOG_TOPIC", d.serving_log_topic)
-        if not topic:
-            raise SettingsError("FS_SERVING_LOG_TOPIC must not be empty")
+        if _TOPIC.fullmatch(topic) is None or topic in (".", ".."):
+            raise SettingsError(
+                "FS_SERVING_LOG_TOPIC must be a Kafka topic name (1-249 ASCII letters, digits, '.', '_' or '-';"
+                f" not empty, '.' or '..'), not {topic!r}"
+            )
         return cls(
             budget_ms=budget_ms,
             batch_budget_ms=int_setting(env, "FS_BATCH_BUDGET_MS", d.batch_budget_ms, 1, MAX_BUDGET_MS),

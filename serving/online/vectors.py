@@ -8,7 +8,7 @@ many entities as columns aligned with the feature list.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from operator import ge, itemgetter
 from typing import Any, Protocol, runtime_checkable
@@ -54,9 +54,13 @@ def as_async(source: VectorSource | AsyncVectorSource) -> AsyncVectorSource:
     return source if isinstance(source, AsyncVectorSource) else _Inline(source)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def format_ms(ms: int) -> str:
-    """Epoch milliseconds as ISO 8601 UTC with a ``Z``, e.g. ``2023-11-14T22:15:00.000Z``."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Epoch milliseconds as ISO 8601 UTC with a ``Z``, e.g. ``2023-11-14T22:15:00.000Z`` (exact: in whole
+    milliseconds, never through a float, which is 1 ms short for some times after about 2109)."""
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 iso = lru_cache(maxsize=16_384)(format_ms)  # window ends repeat across features and entities: format each once

@@ -143,8 +143,8 @@ def newest_cells(
     Only the newest value of each (entity, feature, version) can survive (write time decides,
     ``write_timestamp_us``), so just that one is written: a replay or backfill flush shrinks to one
     value per key. Of two values with one write time, the one Cassandra itself would keep (``tie_key``;
-    of equal keys, the first buffered). A value whose TTL ran out at ``now_ms`` is skipped (the second
-    number returned counts them). The values of one entity that share a write time, a TTL and a window
+    of equal keys, the first buffered). A value past its TTL at ``now_ms`` (older than it, not exactly at it) is
+    skipped (the second number returned counts them). The values of one entity that share a write time, a TTL and a window
     end (one window of a window group, as a rule) go into one pack (several past ``PACK_MEMBERS``).
     Decided with numpy over the flush's columns; Python runs per value written, to place it in its pack."""
     defs = buffered.definitions
@@ -179,7 +179,8 @@ def newest_cells(
                 best = c
         winners[j] = best
     ttl_s = -((now_ms - ends[winners] - ttls[feature[winners]]) // 1000)  # ceil((end + ttl - now) / 1000)
-    alive = ttl_s > 0  # a value already past its TTL is not written
+    # A value past its TTL (older than it: `now - end > ttl`, §5.2) is not written; one exactly at it still counts.
+    alive = ends[winners] + ttls[feature[winners]] >= now_ms
     expired = int((~alive).sum())
     winners, ttl_s = winners[alive], ttl_s[alive]
     # Kept a grace period past the TTL, so serving reads the value as `expired` (null) and not as `missing`;

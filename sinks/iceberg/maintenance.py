@@ -175,7 +175,8 @@ def remove_orphan_files(table: Table, *, older_than_s: float = 86_400.0) -> int:
     for info in infos:
         if info.type != pafs.FileType.File or info.path.endswith(".metadata.json"):
             continue
-        if info.path in reachable or info.mtime is None or info.mtime.timestamp() > cutoff:
+        # Strictly older than the cutoff: a file exactly ``older_than_s`` old is kept, as a younger one.
+        if info.path in reachable or info.mtime is None or info.mtime.timestamp() >= cutoff:
             continue
         try:
             filesystem.delete_file(info.path)

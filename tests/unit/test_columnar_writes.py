@@ -93,7 +93,7 @@ def _reference(rows: list[FeatureRow], now_ms: int) -> tuple[Cells, int]:
     for ts, row in newest.values():
         d = row.defined_by
         ttl_s = math.ceil((row.window_end_ms + to_millis(d.ttl) - now_ms) / 1000)
-        if ttl_s <= 0:
+        if row.window_end_ms + to_millis(d.ttl) < now_ms:  # past its TTL; exactly at it, it still counts (§5.2)
             expired += 1
             continue
         ttl_s = min(ttl_s + online_layout.EXPIRED_GRACE_S, 630_720_000)  # an hour's grace, at most Cassandra's longest

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from jobs import feature_job
+from registry.core.errors import SettingsError
 
 
 @pytest.mark.parametrize(
@@ -37,3 +38,11 @@ def test_a_python_mode_from_the_environment_is_checked_before_anything_connects(
     monkeypatch.setenv("FS_PYTHON_MODE", "threads")
     with pytest.raises(SettingsError, match="FS_PYTHON_MODE must be process or thread, not 'threads'"):
         feature_job.main([])
+
+
+def test_an_empty_python_mode_is_refused_not_taken_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: a variable that is set is checked even when empty: FS_PYTHON_MODE="" is not the default mode."""
+
+    monkeypatch.setenv("FS_PYTHON_MODE", "")
+    with pytest.raises(SettingsError, match="FS_PYTHON_MODE must be process or thread, not ''"):
+        feature_job.main(["--bounded"])

@@ -13,7 +13,7 @@ import random
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pytest
@@ -484,9 +484,7 @@ def test_the_join_refuses_what_it_cannot_compute(tmp_path: Path, offline_catalog
     with pytest.raises(DefinitionError, match="label column 'channel' holds strings over 4096 characters"):
         join(long_text, ["label_of"])
     assert join(labels.append_column("channel", pa.array(["x" * 4096])), ["label_of"]).num_rows == 1
-    unsigned = labels.append_column("amount", pa.array([2**64 - 1], pa.uint64()))
-    with pytest.raises(DefinitionError, match="label column 'amount' does not convert to double"):
-        join(unsigned, ["count_plus_amount"])
+    assert join(labels.append_column("amount", pa.array([2**64 - 1], pa.uint64())), ["count_plus_amount"]).num_rows == 1
     with pytest.raises(UnknownFeatureError, match="count_plus_amount@v2"):
         join(labels.append_column("amount", pa.array([1.0])), ["count_plus_amount@v2"])
     with pytest.raises(RequestFeatureError, match="raised ZeroDivisionError: boom"):
@@ -719,3 +717,23 @@ def test_a_plan_names_the_conflicts_of_stored_and_request_features_together(
         assert "user.txn_count_1h v1: transform or TTL differs" in str(conflict.value)
         assert "request feature user.amount_vs_mean_1h v1: function" in str(conflict.value)
     assert store.catalog().get("user", "txn_count_1h", 1).ttl == stored.ttl
+
+
+def test_an_integer_label_column_for_a_double_field_is_rounded_as_online(offline_catalog: FeatureCatalog) -> None:
+    """Request data is held to one rule on both sides: online, a JSON integer for a double field is the nearest
+    double (Python's ``float``), past 2^53 included; offline an integer column's values are rounded the same way."""
+    from types import SimpleNamespace
+
+    from serving.offline.request_columns import RequestColumn
+
+    feature = offline_catalog.request_feature("user", "count_plus_amount")
+    assert feature is not None
+    seen = cast(Any, SimpleNamespace(run=lambda columns, n: columns["amount"]))  # the function's input, as given
+    column = RequestColumn(feature, seen, ())
+    for values, kind in (
+        ([2**53 + 1, -(2**53) - 1, 2**63 - 1, -(2**63), 3], pa.int64()),
+        ([2**64 - 1, 2**53 + 1], pa.uint64()),
+        ([2**31 - 1], pa.int32()),
+    ):
+        got = column.compute({}, pa.table({"amount": pa.array(values, kind)}))
+        assert got.type == pa.float64() and got.to_pylist() == [float(v) for v in values]

@@ -68,6 +68,7 @@ public final class EventDecoder implements Serializable {
     private transient List<Integer> keyPositions; // the key fields in the reader schema (one not in it: none)
     private transient Map<Long, GenericDatumReader<GenericRecord>> readers;
     private transient Map<Long, String> mismatched; // writer ids whose record name is not the reader's -> that name
+    private transient Map<Long, Schema> unionWriters; // writer ids whose schema is a union -> that union
     private transient HttpClient http;
     private transient BinaryDecoder decoder;
     private transient CharsetDecoder utf8;
@@ -116,6 +117,7 @@ public final class EventDecoder implements Serializable {
         }
         readers = new HashMap<>();
         mismatched = new HashMap<>();
+        unionWriters = new HashMap<>();
         utf8 = StandardCharsets.UTF_8.newDecoder(); // malformed input is an error, not a replacement
         http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(1)).build();
         readerSchema = reader; // last: set up only once everything else is
@@ -151,10 +153,11 @@ public final class EventDecoder implements Serializable {
         }
         long schemaId = ByteBuffer.wrap(payload, 1, 4).getInt() & 0xFFFFFFFFL;
         GenericDatumReader<GenericRecord> reader = reader(schemaId);
-        if (reader == null) {
+        String mismatch = reader == null ? mismatched.get(schemaId) : mismatchedBranch(schemaId, payload);
+        if (mismatch != null) {
             throw new Rejected(
                     "undecodable",
-                    "Avro body does not match schema id " + schemaId + ": its record " + mismatched.get(schemaId)
+                    "Avro body does not match schema id " + schemaId + ": its record " + mismatch
                             + " is not " + readerSchema.getName() + " (nor one of its aliases)");
         }
         GenericRecord record;
@@ -250,6 +253,33 @@ public final class EventDecoder implements Serializable {
     }
 
     /**
+     * The name of the record a union writer's body was written with when it does not resolve to the reader's
+     * ({@link #namesMatch}), else null. Avro's Java resolver ignores record names in a union's branches too; the
+     * specification and fastavro resolve the selected branch by name. A malformed branch index is left to the read.
+     */
+    private String mismatchedBranch(long schemaId, byte[] payload) {
+        Schema union = unionWriters.get(schemaId);
+        if (union == null) {
+            return null;
+        }
+        long raw = 0;
+        for (int i = 5, shift = 0; i < payload.length && shift < 64; i++, shift += 7) {
+            raw |= (long) (payload[i] & 0x7F) << shift;
+            if ((payload[i] & 0x80) == 0) {
+                long index = (raw >>> 1) ^ -(raw & 1); // zigzag
+                if (index < 0 || index >= union.getTypes().size()) {
+                    return null;
+                }
+                Schema branch = union.getTypes().get((int) index);
+                return branch.getType() == Schema.Type.RECORD && !namesMatch(branch, readerSchema)
+                        ? branch.getName()
+                        : null;
+            }
+        }
+        return null;
+    }
+
+    /**
      * The resolving reader of a writer schema id: fetched from the registry once, then cached; null (cached too)
      * when the writer's record name does not resolve to the reader's ({@link #mismatched}).
      */
@@ -274,8 +304,21 @@ public final class EventDecoder implements Serializable {
             reader = null; // Avro's Java resolver ignores record names; the specification (and fastavro) do not
             mismatched.put(schemaId, writer.getName());
         }
+        if (writer.getType() == Schema.Type.UNION) {
+            unionWriters.put(schemaId, writer);
+        }
         readers.put(schemaId, reader);
         return reader;
+    }
+
+    /** A registry answer's body as JSON; an empty object when it is not JSON. */
+    private static JsonNode json(String body) {
+        try {
+            JsonNode node = JSON.readTree(body);
+            return node == null ? JSON.createObjectNode() : node;
+        } catch (IOException exc) {
+            return JSON.createObjectNode();
+        }
     }
 
     /**
@@ -302,22 +345,23 @@ public final class EventDecoder implements Serializable {
                     http.sendAsync(request.build(), HttpResponse.BodyHandlers.ofString());
             try {
                 HttpResponse<String> response = sent.get(1, TimeUnit.SECONDS);
-                JsonNode body = JSON.readTree(response.body());
-                if (response.statusCode() == 404 && body.path("error_code").asInt() == 40403) {
+                JsonNode body = json(response.body()); // an empty node when the body is not JSON (a proxy's page)
+                JsonNode code = body.path("error_code"); // a number, as Python's client compares it: not "40403"
+                if (response.statusCode() == 404 && code.isNumber() && code.asDouble() == 40403) {
                     return null;
                 }
                 if (response.statusCode() == 200 && body.path("schema").isTextual()) {
                     return body.get("schema").asText();
                 }
+                // In one line: the job's error line quotes it (a proxy's page spans lines).
+                String excerpt = response.body().substring(0, Math.min(200, response.body().length()));
                 last = new IOException("HTTP " + response.statusCode() + " for schema id " + schemaId + ": "
-                        + response.body().substring(0, Math.min(200, response.body().length())));
+                        + excerpt.replaceAll("\\s+", " ").trim());
             } catch (TimeoutException exc) {
                 sent.cancel(true);
                 last = new IOException("no answer within 1 s for schema id " + schemaId);
             } catch (ExecutionException exc) {
                 last = new IOException(String.valueOf(exc.getCause()), exc.getCause());
-            } catch (IOException exc) { // the body is not JSON
-                last = exc;
             }
         }
         throw new IOException("schema registry unreachable: " + last.getMessage(), last);
