@@ -116,6 +116,12 @@ def _answer(request: urllib.request.Request, seconds: float) -> bytes:
         try:
             with urllib.request.urlopen(request, timeout=seconds) as resp:
                 outcome.append(resp.read())
+        except urllib.error.HTTPError as exc:  # its body read here too, within the same bound
+            try:
+                exc.answer = exc.read()  # type: ignore[attr-defined]
+            except (OSError, http.client.HTTPException):
+                exc.answer = b""  # type: ignore[attr-defined]
+            outcome.append(exc)
         except BaseException as exc:  # handed to the waiting thread
             outcome.append(exc)
 
@@ -129,15 +135,31 @@ def _answer(request: urllib.request.Request, seconds: float) -> bytes:
     return outcome[0]
 
 
+SUBJECT_NOT_FOUND = (40401, 40402)
+"""Confluent's error codes of a 404 meaning the subject (or its latest version) is not registered: any other 404 is
+not the registry's answer (a wrong URL, another server) and fails the gate, naming it."""
+
+
+def _error_code(body: bytes) -> object:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    return answer.get("error_code") if isinstance(answer, dict) else None
+
+
 def _latest_schema(registry_url: str, subject: str, token: str | None = None) -> str | None:
     url = f"{registry_url.rstrip('/')}/subjects/{urllib.parse.quote(subject, safe='')}/versions/latest"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
         body = _answer(request, REGISTRY_ANSWER_S)
     except urllib.error.HTTPError as exc:
-        if exc.code == 404:
+        if exc.code == 404 and _error_code(getattr(exc, "answer", b"")) in SUBJECT_NOT_FOUND:
             return None
-        raise DefinitionError(f"schema registry {registry_url}: HTTP {exc.code} for {subject}") from exc
+        raise DefinitionError(
+            f"schema registry {registry_url}: HTTP {exc.code} for {subject}"
+            + ("" if exc.code != 404 else ' (not the registry\'s "no such subject": a wrong URL or another server?)')
+        ) from exc
     except OSError as exc:
         raise DefinitionError(f"schema registry {registry_url} unreachable: {exc}") from exc
     except http.client.HTTPException as exc:  # not HTTP on that port, or an answer cut short

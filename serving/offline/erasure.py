@@ -70,6 +70,7 @@ from registry.erasures import ErasureStore
 from registry.training_sets import TrainingSetStore
 from serving.offline.retention import failure_line, invalidated, manifest_pins, require_registry
 from sinks.cassandra import layout as online_layout
+from sinks.cassandra.migrate import legacy_exists
 from sinks.iceberg.maintenance import delete_rows, expire_snapshots, one_line
 
 if TYPE_CHECKING:
@@ -137,29 +138,17 @@ def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: s
     session.execute(
         session.prepare(online_layout.erase_entity_cql(keyspace)), (at_us, entity_type, entity_id), timeout=30
     )
-    if _legacy_table_exists(session, keyspace):
-        legacy = f"{keyspace}.{online_layout.LEGACY_TABLE}"
-        where = "WHERE entity_type = ? AND entity_id = ?"
+    if legacy_exists(session, keyspace):
         rows = session.execute(
-            session.prepare(f"SELECT feature_name FROM {legacy} {where}"), (entity_type, entity_id), timeout=30
+            session.prepare(online_layout.legacy_entity_rows_cql(keyspace)), (entity_type, entity_id), timeout=30
         )
         held += len(list(rows))
         session.execute(
-            session.prepare(f"DELETE FROM {legacy} USING TIMESTAMP ? {where}"),
+            session.prepare(online_layout.legacy_erase_entity_cql(keyspace)),
             (at_us, entity_type, entity_id),
             timeout=30,
         )
     return held
-
-
-def _legacy_table_exists(session: Session, keyspace: str) -> bool:
-    """Whether the keyspace still has the online table of the layout before packs (``sinks.cassandra.migrate``)."""
-    rows = session.execute(
-        session.prepare("SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"),
-        (keyspace, online_layout.LEGACY_TABLE),
-        timeout=30,
-    )
-    return bool(list(rows))
 
 
 def erase_table(table: Table, entity_type: str, entity_id: str | Sequence[str]) -> tuple[Table, StoreErased, list[int]]:

@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     if note:  # the run is done and its report printed: only its record is missing
         print(f"error: retention {'dry run ' if args.dry_run else ''}completed{note}", file=sys.stderr)
         return 1
-    print(f"retention applied in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    done = "dry run (nothing changed)" if args.dry_run else "applied"
+    print(f"retention {done} in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
 
 

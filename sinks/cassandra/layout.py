@@ -299,7 +299,7 @@ def erase_entity_cql(keyspace: str) -> str:
     return f"DELETE FROM {keyspace}.{TABLE} USING TIMESTAMP ? WHERE entity_type = ? AND entity_id = ?"
 
 
-# --- the layout before (one clustering row per feature version), read only by the migration -------
+# --- the layout before (one clustering row per feature version), read by the migration and erasure ----
 
 
 def legacy_table_ddl(keyspace: str) -> str:
@@ -319,6 +319,16 @@ def legacy_select_cql(keyspace: str) -> str:
         f"SELECT entity_type, entity_id, feature_name, feature_version, {cols}, toUnixTimestamp(feature_ts), "
         f"WRITETIME(feature_ts), TTL(feature_ts) FROM {keyspace}.{LEGACY_TABLE}"
     )
+
+
+def legacy_entity_rows_cql(keyspace: str) -> str:
+    """An entity's legacy rows (one per feature version), to count them."""
+    return f"SELECT feature_name FROM {keyspace}.{LEGACY_TABLE} WHERE entity_type = ? AND entity_id = ?"
+
+
+def legacy_erase_entity_cql(keyspace: str) -> str:
+    """``erase_entity_cql`` of the legacy table."""
+    return f"DELETE FROM {keyspace}.{LEGACY_TABLE} USING TIMESTAMP ? WHERE entity_type = ? AND entity_id = ?"
 
 
 def values_in(key: str) -> int:

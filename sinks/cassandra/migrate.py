@@ -38,7 +38,8 @@ class Migrated:
     unknown: list[str] = field(default_factory=list)  # entity_type/name@version of value-less rows no definition names
 
 
-def _legacy_exists(session: Session, keyspace: str) -> bool:
+def legacy_exists(session: Session, keyspace: str) -> bool:
+    """Whether the keyspace still has the online table of the layout before packs (not migrated yet)."""
     rows = session.execute(
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
         (keyspace, layout.LEGACY_TABLE),
@@ -51,7 +52,7 @@ def migrate(session: Session, keyspace: str, type_of: TypeOf, *, drop_legacy: bo
     from cassandra.concurrent import execute_concurrent_with_args
 
     report = Migrated(keyspace)
-    if not _legacy_exists(session, keyspace):
+    if not legacy_exists(session, keyspace):
         return report
     update = session.prepare(layout.update_cells_cql(keyspace))
     unknown: set[str] = set()

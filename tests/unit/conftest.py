@@ -6,6 +6,7 @@ import copy
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -105,6 +106,52 @@ _configure_hypothesis()
 
 
 # --- ports standing in for a service that is stopped, hung or answering (the fast-failure tests) ---
+
+
+@contextmanager
+def answer_server(answer: bytes, *, byte_every_s: float = 0.0) -> Iterator[int]:
+    """A port answering every connection's first bytes with ``answer`` (a byte every ``byte_every_s`` if above 0:
+    a server trickling its answer), then closing it. Leaving the block closes the port and stops every trickle (no
+    thread outlives the test sending, or calls ``time.sleep``)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    over = threading.Event()
+
+    def reply(connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.recv(65536)
+                if not byte_every_s:
+                    connection.sendall(answer)
+                    return
+                for i in range(len(answer)):
+                    connection.sendall(answer[i : i + 1])
+                    if over.wait(byte_every_s):
+                        return
+            except OSError:  # the client gave up
+                return
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            threading.Thread(target=reply, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        over.set()
+        server.close()
+
+
+def http_answer(body: bytes, *, status: bytes = b"200 OK", content_type: bytes = b"application/json") -> bytes:
+    """A whole HTTP/1.1 answer with ``body`` (closing the connection)."""
+    head = b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+    return head % (status, content_type, len(body)) + body
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@ hung or trickling its answer gives a fast failure naming it, and nothing is star
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +21,13 @@ from registry.core.errors import StoreUnavailableError
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
-from tests.unit.conftest import answering_port, closed_port, silent_port  # noqa: F401  (fixtures)
+from tests.unit.conftest import (  # noqa: F401  (fixtures)
+    answer_server,
+    answering_port,
+    closed_port,
+    http_answer,
+    silent_port,
+)
 from tests.unit.test_events_table import SOURCE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,43 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _http_server(body: bytes, *, byte_every_s: float, content_type: bytes = b"application/json") -> Iterator[int]:
     """A port answering every request 200 with ``body``, each byte of the whole answer ``byte_every_s`` apart."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    over = threading.Event()  # set when the test is over: a trickle stops (no thread outlives the test sending)
-
-    def answer(connection: socket.socket) -> None:
-        with connection:
-            try:
-                connection.recv(65536)
-                head = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
-                    content_type,
-                    len(body),
-                )
-                if not byte_every_s:
-                    connection.sendall(head + body)
-                    return
-                for byte in head + body:
-                    connection.sendall(bytes([byte]))
-                    if over.wait(byte_every_s):
-                        return
-            except OSError:
-                return
-
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:  # closed: the test is over
-                return
-            threading.Thread(target=answer, args=(connection,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        over.set()
-        server.close()
+    with answer_server(http_answer(body, content_type=content_type), byte_every_s=byte_every_s) as port:
+        yield port
 
 
 @pytest.fixture
@@ -86,22 +55,9 @@ def registry_port() -> Iterator[int]:
 @pytest.fixture
 def closing_port() -> Iterator[int]:
     """A port that accepts every connection and closes it at once, unanswered (a broker shutting down, a proxy
-    whose backend is gone)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:  # closed: the test is over
-                return
-            connection.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield server.getsockname()[1]
-    server.close()
+    whose backend is gone): it reads the request, then closes with nothing said."""
+    with answer_server(b"") as port:
+        yield port
 
 
 # --- Kafka: a bootstrap server that accepts but does not answer ------------------------------------------------------

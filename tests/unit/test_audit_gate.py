@@ -3,10 +3,9 @@ does not speak HTTP or cuts its answer short is one named `error:` line, soon; a
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,57 +16,15 @@ from registry.core.catalog import load_folder
 from registry.definition_store import DefinitionStore
 from registry.gate import ModelManifest, PinnedFeature, check_model
 from registry.plan import apply
+from tests.unit.conftest import answer_server, http_answer
 
 MODEL = 'model = "fraud"\n[[features]]\nentity = "user"\nname = "txn_count_1h"\nversion = 1\n'
 
 
-def _serve(answer: bytes, *, byte_every_s: float = 0.0) -> Iterator[int]:
-    """A port answering every request with ``answer`` (one byte every ``byte_every_s`` if set), then closing."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    over = threading.Event()  # set when the test is over: a trickle stops (no thread outlives the test sending)
-
-    def reply(connection: socket.socket) -> None:
-        with connection:
-            try:
-                connection.recv(65536)
-                if not byte_every_s:
-                    connection.sendall(answer)
-                for i in range(len(answer) if byte_every_s else 0):
-                    connection.sendall(answer[i : i + 1])
-                    if over.wait(byte_every_s):
-                        return
-            except OSError:  # the client gave up
-                return
-
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:  # closed: the test is over
-                return
-            threading.Thread(target=reply, args=(connection,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        over.set()
-        server.close()
-
-
 @pytest.fixture
 def serve() -> Iterator[Callable[..., int]]:
-    servers: list[Iterator[int]] = []
-
-    def start(answer: bytes, *, byte_every_s: float = 0.0) -> int:
-        servers.append(_serve(answer, byte_every_s=byte_every_s))
-        return next(servers[-1])
-
-    yield start
-    for server in servers:
-        next(server, None)
+    with ExitStack() as servers:
+        yield lambda answer, byte_every_s=0.0: servers.enter_context(answer_server(answer, byte_every_s=byte_every_s))
 
 
 @pytest.fixture
@@ -165,3 +122,21 @@ def test_gate_a_deprecation_date_is_judged_in_utc_whatever_the_local_zone(
     local_zone("Etc/GMT+12")  # UTC-12
     yesterday = (today - timedelta(days=1)).isoformat()
     assert check_model(model, store.catalog(), None) == [f"user.txn_count_1h@v1: deprecated since {yesterday}"]
+
+
+def test_gate_only_the_registrys_own_404_means_no_schema(
+    db: str, tmp_path: Path, serve: Callable[..., int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 404 with Confluent's 40401 (no such subject) is the registry saying the subject has no schema: the pin is
+    refused as a problem; a 404 of another server (a wrong URL, a proxy's page) is an error naming the registry."""
+    missing = serve(http_answer(b'{"error_code": 40401, "message": "Subject not found"}', status=b"404 Not Found"))
+    code, _ = _gate(db, tmp_path, missing)
+    captured = capsys.readouterr()
+    assert code == 1 and "card_transactions-value" in captured.out + captured.err
+    assert not captured.err.startswith("error: schema registry"), captured.err
+    for body, kind in ((b"<html>Not Found</html>", b"text/html"), (b'{"error_code": 404}', b"application/json")):
+        other = serve(http_answer(body, status=b"404 Not Found", content_type=kind))
+        code, _ = _gate(db, tmp_path, other)
+        err = capsys.readouterr().err
+        assert code == 1 and err.startswith(f"error: schema registry http://127.0.0.1:{other}: HTTP 404 for "), err
+        assert "not the registry's" in err and err.count("\n") == 1, err

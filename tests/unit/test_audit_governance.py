@@ -296,3 +296,14 @@ def test_an_audit_filter_in_bytes_that_are_not_utf8_finds_what_was_recorded(tmp_
     [found] = store.audit(target=target)
     assert found["target"] == "entity:user/u\\udcff"
     assert store.audit(principal="ops\udcff") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "said"), [([], "retention applied in "), (["--dry-run"], "retention dry run (nothing ")]
+)
+def test_retention_says_whether_it_applied_or_only_reported(
+    env: tuple[Path, Any, list[Any]], capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    """A dry run said "retention applied" on stderr."""
+    assert retention.main([*args, "--orphans-older-than", "1d"]) == 0
+    assert capsys.readouterr().err.startswith(said)

@@ -43,7 +43,8 @@ def test_a_stopped_registry_fails_before_any_event_is_built(
     closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("FS_SCHEMA_REGISTRY_URL", f"http://127.0.0.1:{closed_port}")
-    monkeypatch.setattr(produce, "ensure_topics", lambda *a, **k: None)  # Kafka up
+    monkeypatch.setattr(produce, "require_reachable", lambda *a, **k: None)  # Kafka up
+    monkeypatch.setattr(produce, "ensure_topics", lambda *a, **k: None)
     monkeypatch.setattr(events, "synthetic_transactions", _never_built)
     assert produce.main(["--events", "10000000"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
