@@ -10,7 +10,7 @@ import http.client
 import os
 import socket
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
 from serving.online.app import create_app
 from sinks.archive import serve_metrics
-from sinks.cassandra.reader import Stored
+from tests.unit.test_overload import _Held
 from tests.unit.test_request_features import NOW, Source, store_with, vector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,22 +159,6 @@ def test_a_401_of_the_auth_middleware_is_counted_as_unauthenticated(live: LiveCa
     for path in ("/health", "/metrics", f"/v1/features/user/u1?names={READ}", "/nope"):
         assert client.get(path).status_code == 401
     assert _errors(registry) == {"unauthenticated": 4}
-
-
-class _Held:
-    """Reads that wait until released, so that requests stay in flight."""
-
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-        self.reads = 0
-
-    async def read_many_async(self, entity_type: str, entity_ids: Sequence[str]) -> list[Stored]:
-        self.reads += 1
-        await self.release.wait()
-        return [{} for _ in entity_ids]
-
-    async def progress_async(self) -> dict[str, int]:
-        return {}
 
 
 @pytest.mark.parametrize("bound", ["max_in_flight", "max_entities_in_flight"])

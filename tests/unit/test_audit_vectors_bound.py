@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from pathlib import Path
 
 import httpx
-import pytest
 
-from registry.core.catalog import load_folder
 from registry.core.errors import StoreUnavailableError
-from registry.definition_store import DefinitionStore
 from registry.live import LiveCatalog
-from registry.plan import apply
 from serving.online.app import create_app
 from sinks.cassandra.reader import Stored
+from tests.unit.test_overload import live
+
+__all__ = ["live"]  # the fixture, used by name
 
 
 class _OneFailsOneWaits:
@@ -38,13 +36,6 @@ class _OneFailsOneWaits:
 
     async def progress_async(self) -> dict[str, int]:
         return {}
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> LiveCatalog:
-    store = DefinitionStore(tmp_path / "d.db")
-    apply(store, load_folder())
-    return LiveCatalog(store)
 
 
 def test_a_failed_part_keeps_the_bound_until_the_other_parts_reads_end(live: LiveCatalog) -> None:
