@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
+import signal
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import suppress
 from pathlib import Path
 
+from bench.cli import require_stack, run_main
 from bench.stream_events import Encoder, Events, generate, send_backlog, wire_header
 from bench.stream_support import (
     HOUR,
@@ -33,16 +37,20 @@ from bench.stream_support import (
     now_ms,
     register_definitions,
 )
-from registry.core.settings import Settings
+from registry.core.arguments import number, whole
+from registry.core.settings import settings_for_command
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.archive", description=__doc__)
-    parser.add_argument("--events", type=int, default=500_000)
-    parser.add_argument("--archived", type=float, default=0.5, help="fraction archived then deleted from Kafka")
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--events", type=whole(1), default=500_000)
+    parser.add_argument("--archived", type=number(0, 1), default=0.5, help="fraction archived then deleted from Kafka")
+    parser.add_argument("--users", type=whole(1), default=10_000)
+    parser.add_argument("--seed", type=whole(0), default=7)
     args = parser.parse_args(argv)
+    base = settings_for_command()
+    require_stack(base, cassandra=False, kafka=True, registry=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the cleanup below runs
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
@@ -52,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run_id = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="bench-archive-"))
-    settings = isolated(Settings.from_env(), run_id, "archive", tmp)
+    settings = isolated(base, run_id, "archive", tmp)
     topic = f"bench_{run_id}_archive"
     print(f"bench.archive {run_id}: load average at start {loadavg()} (2 cores, shared); {tmp}", flush=True)
     try:
@@ -101,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peak RSS of this process: {rss_mib:,.0f} MiB; load average at end {loadavg()}", flush=True)
         return 0 if ok else 1
     finally:
-        delete_topics(settings, [topic, f"{topic}.dlq"])
+        with suppress(Exception):
+            delete_topics(settings, [topic, f"{topic}.dlq"])
         delete_subject(settings, f"{topic}-value")
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _slice(events: Events, lo: int, hi: int) -> Events:
@@ -116,4 +126,4 @@ def _slice(events: Events, lo: int, hi: int) -> Events:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import argparse
 import resource
+import signal
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.cli import require_stack, run_main
 from bench.serving_load import cassandra_pid, cpu_seconds
+from registry.core.arguments import whole
 
 FEATURES = 100
 
@@ -39,19 +43,28 @@ def main(argv: list[str] | None = None) -> int:
     from cassandra.concurrent import execute_concurrent_with_args
     from cassandra.query import tuple_factory
 
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from registry.core.value_types import VALUE_COLUMNS
     from sinks.cassandra import layout
     from sinks.cassandra.reader import _vector, select_vector_cql
     from sinks.factory import connect_cassandra
 
     parser = argparse.ArgumentParser(prog="python -m bench.online_layout", description=__doc__)
-    parser.add_argument("--entities", type=int, default=1000)
-    parser.add_argument("--reads", type=int, default=3000, help="reads per layout and mode")
+    parser.add_argument("--entities", type=whole(1), default=1000, help="entities written, 100 values each")
+    parser.add_argument("--reads", type=whole(1), default=3000, help="reads per layout and mode")
     args = parser.parse_args(argv)
     keyspace = f"bench_layout_{uuid.uuid4().hex[:8]}"
-    settings = Settings.from_env().model_copy(update={"cassandra_keyspace": keyspace})
-    cluster, session = connect_cassandra(settings)  # creates the keyspace and today's tables
+    settings = settings_for_command().model_copy(update={"cassandra_keyspace": keyspace})
+    require_stack(settings, cassandra=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the cleanup below runs
+    try:
+        cluster, session = connect_cassandra(settings)  # creates the keyspace and today's tables
+    except BaseException:  # the keyspace may exist already (its tables failed, or Ctrl-C)
+        from bench.stream_support import drop_keyspace
+
+        with suppress(Exception):
+            drop_keyspace(settings)
+        raise
     session.row_factory = tuple_factory
     cassandra = cassandra_pid()
     try:
@@ -96,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         execute_concurrent_with_args(session, update, cells, concurrency=64, raise_on_first_error=True)
         execute_concurrent_with_args(session, update, packs, concurrency=64, raise_on_first_error=True)
         print(
-            f"keyspace {keyspace}: {args.entities} entities x {FEATURES} features written in the three layouts "
-            f"in {time.monotonic() - started:.0f} s; {args.reads} reads per row below"
+            f"keyspace {keyspace}: {args.entities} entities x {FEATURES} features = {args.entities * FEATURES:,} "
+            f"values written in each layout (rows: {len(rows):,} rows, one value each; map: {args.entities:,} rows "
+            f"of {FEATURES} cells; pack: {args.entities:,} rows of one {FEATURES}-value cell) in "
+            f"{time.monotonic() - started:.0f} s; {args.reads} reads per row below"
         )
         cols = ", ".join(VALUE_COLUMNS.values())
         legacy_select = (
@@ -137,10 +152,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name:7}{mode:12}{1e6 * (t1 - t0) / args.reads:14.0f}{1e6 * (c1 - c0) / args.reads:15.0f}{server}"
                 )
     finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        try:
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        except Exception as exc:  # the error that ended the run, if any, follows
+            print(f"could not drop keyspace {keyspace}: {exc}", file=sys.stderr, flush=True)
         cluster.shutdown()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -45,6 +45,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.cli import run_main  # noqa: E402
+from registry.core.arguments import whole  # noqa: E402
 from registry.core.catalog import FeatureCatalog  # noqa: E402
 from registry.core.definitions import FeatureDefinition  # noqa: E402
 from registry.core.durations import to_millis  # noqa: E402
@@ -364,9 +366,9 @@ def _child(flag: str, folder: Path, chunk_rows: int) -> dict[str, float] | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--scale", type=int, nargs="+", default=[1], help="1 = 100K labels x 1M rows; 10 = ten times both"
+        "--scale", type=whole(1), nargs="+", default=[1], help="1 = 100K labels x 1M rows; 10 = ten times both"
     )
-    parser.add_argument("--chunk-rows", type=int, default=None, help="labels per chunk (default: the library's)")
+    parser.add_argument("--chunk-rows", type=whole(1), default=None, help="labels per chunk (default: the library's)")
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)  # internal: join only, in a fresh process
     parser.add_argument("--duckdb", type=Path, help=argparse.SUPPRESS)  # internal: the yardstick, in another
     args = parser.parse_args(argv)
@@ -405,4 +407,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.serving_load import (
+    CATALOG_READ,
     N_FEATURES,
     _definitions,
     cpu_seconds,
@@ -19,8 +20,6 @@ from bench.serving_load import (
     requests_for,
     server,
 )
-
-CATALOG_READ = 10  # features each (c) request reads
 
 
 def catalog_db(folder: Path, size: int) -> Path:

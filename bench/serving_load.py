@@ -38,9 +38,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -54,11 +56,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.cli import positive, require_stack, run_main, whole_list
+from registry.core.arguments import number, whole
+
 REPO = Path(__file__).resolve().parent.parent
 ENTITY = "user"
 N_FEATURES = 100
 MIN_MS = 60_000
 REQUEST_FEATURE = "bench_amount_per_count"
+CATALOG_READ = 10  # features each (c) request reads
 
 
 def _definitions() -> list[Any]:
@@ -68,7 +74,7 @@ def _definitions() -> list[Any]:
         ("count", None, "long"),
         ("sum", "amount", "double"),
         ("max", "merchant_id", "string"),
-        ("last", "is_foreign", "boolean"),
+        ("last", "currency", "string"),  # the event schema has no boolean field
     ]
     out = []
     for i in range(N_FEATURES):
@@ -420,28 +426,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.serving_load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--entities", type=int, default=1000, help="entities seeded (100 rows each)")
-    parser.add_argument("--workers", type=int, default=1, help="server processes (1 measured best on 2 cores)")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per run")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds sent before measuring")
+    parser.add_argument(
+        "--entities",
+        type=whole(100),
+        default=1000,
+        help="entities seeded, each one row of 100 values (at least 100: a (b) request reads 100 entities)",
+    )
+    parser.add_argument("--workers", type=whole(1), default=1, help="server processes (1 measured best on 2 cores)")
+    parser.add_argument("--duration", type=positive, default=8.0, help="seconds measured per run")
+    parser.add_argument("--warmup", type=number(0, math.inf), default=2.0, help="seconds sent before measuring")
     parser.add_argument(
         "--prime",
-        type=float,
+        type=number(0, math.inf),
         default=20.0,
         help="seconds of (a) at saturation after each server start, not measured: Cassandra's and the server's "
         "first seconds under load (the JVM compiling the read path) are not their steady state (0 skips it)",
     )
-    parser.add_argument("--cache-ttl-ms", type=int, default=1000, help="TTL of the cached runs")
+    parser.add_argument("--cache-ttl-ms", type=whole(1), default=1000, help="TTL of the cached runs")
     parser.add_argument(
         "--zipf",
-        type=float,
+        type=number(0, math.inf),
         default=1.1,
         help="skew of entity ids in the cached runs (Zipf exponent; 0: uniform like the uncached runs)",
     )
     parser.add_argument("--only", choices=["off", "on"], help="only the runs with the cache off or on")
     parser.add_argument(
         "--log-sample",
-        type=float,
+        type=number(0, 1),
         default=0.01,
         help="share of requests the API logs to the serving-log topic (its default 0.01; 0 turns it off)",
     )
@@ -454,13 +465,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--catalog-sizes",
-        default="10,1000,10000",
-        help="definitions in the catalog for the (c) runs, comma-separated ('' skips them)",
+        type=whole_list(CATALOG_READ, empty=True),
+        default=[10, 1000, 10000],
+        help=f"definitions in the catalog for the (c) runs, comma-separated, each at least {CATALOG_READ} (the "
+        "features read; '' skips them)",
     )
-    parser.add_argument("--catalog-rate", type=float, default=300.0, help="requests/s of the (c) runs")
+    parser.add_argument("--catalog-rate", type=positive, default=300.0, help="requests/s of the (c) runs")
     parser.add_argument(
         "--overload",
-        type=float,
+        type=number(0, math.inf),
         default=10.0,
         help="(b) offered at this multiple of its saturated rate, cache off (0 skips the run)",
     )
@@ -479,12 +492,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ["FS_SERVING_LOG_SAMPLE"] = str(args.log_sample)
 
-    from registry.core.settings import Settings
+    from registry.core.settings import settings_for_command
     from serving.online.serving_log import DEFAULT_TOPIC
     from sinks.topics import ensure_topics
 
+    base = settings_for_command()
+    require_stack(base, cassandra=True, kafka=args.log_sample > 0)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the cleanup below runs
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    settings = Settings.from_env().model_copy(
+    settings = base.model_copy(
         update={"cassandra_keyspace": f"bench_{uuid.uuid4().hex[:8]}", "definitions_db": tmp / "definitions.db"}
     )
     rng = random.Random(7)
@@ -497,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         ids, names = seed(settings, args.entities)
         print(
-            f"seeded {len(ids) * len(names)} rows in {time.monotonic() - started:.0f}s; server: "
+            f"seeded {len(ids):,} rows (one per entity) holding {len(ids) * len(names):,} values in "
+            f"{time.monotonic() - started:.0f}s; server: "
             f"{args.workers} worker(s), loopback; load generator: a separate process",
             flush=True,
         )
@@ -612,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"over {len(ids)} entities (uncached runs: uniform)",
                         flush=True,
                     )
-        sizes = [int(n) for n in args.catalog_sizes.split(",") if n.strip()]
+        sizes = args.catalog_sizes
         if sizes:
             from bench.serving_catalog import catalog_runs
 
@@ -645,11 +662,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nprofile of one server process at {run}, cache off ({out}):")
             print(out.read_text() if out.exists() else "(no profile written)")
     finally:
-        drop_keyspace(settings)
         shutil.rmtree(tmp, ignore_errors=True)
-        print(f"dropped keyspace {settings.cassandra_keyspace}", flush=True)
+        try:
+            drop_keyspace(settings)
+        except Exception as exc:  # the error that ended the run, if any, follows; this one is said in one line
+            print(f"could not drop keyspace {settings.cassandra_keyspace}: {exc}", file=sys.stderr, flush=True)
+        else:
+            print(f"dropped keyspace {settings.cassandra_keyspace}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

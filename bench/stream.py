@@ -68,6 +68,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.cli import duration_text, key_value, positive, require_stack, run_main, whole_list
 from bench.stream_events import Encoder, Events, check_encoding, generate, send_backlog, topic_size, wire_header
 from bench.stream_latency import run_latency
 from bench.stream_support import (
@@ -90,7 +91,8 @@ from bench.stream_support import (
     register_definitions,
     runtime_env,
 )
-from registry.core.settings import Settings
+from registry.core.arguments import whole
+from registry.core.settings import Settings, settings_for_command
 
 
 @dataclass
@@ -372,11 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         help="one phase only; throughput and latency when not given (batch: the throughput backlog from a Parquet "
         "file through `--events`)",
     )
-    parser.add_argument("--events", type=int, default=1_000_000, help="backlog size of the throughput phase")
-    parser.add_argument("--users", type=int, default=10_000, help="users of the backlog")
-    parser.add_argument("--hours", type=float, default=3.0, help="event time the backlog spans")
-    parser.add_argument("--partitions", type=int, default=3, help="of the bench's topics")
-    parser.add_argument("--parallelism", type=int, default=1, help="of the job, both phases")
+    parser.add_argument("--events", type=whole(1), default=1_000_000, help="backlog size of the throughput phase")
+    parser.add_argument("--users", type=whole(1), default=10_000, help="users of the backlog")
+    parser.add_argument("--hours", type=positive, default=3.0, help="event time the backlog spans")
+    parser.add_argument("--partitions", type=whole(1), default=3, help="of the bench's topics")
+    parser.add_argument("--parallelism", type=whole(1), default=1, help="of the job, both phases")
     parser.add_argument(
         "--python-workers",
         choices=["loopback", "process"],
@@ -392,25 +394,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--flink-conf",
         action="append",
+        type=key_value,
         metavar="KEY=VALUE",
         help="a Flink option added to the job's configuration, e.g. "
         "python.fn-execution.bundle.time=100 (repeatable; a what-if run through "
         "bench.stream_whatif: the job's code is unchanged)",
     )
-    parser.add_argument("--live-rates", default="2000,20000", help="events/s of the latency phase, in turn")
-    parser.add_argument("--live-users", type=int, default=1000, help="users of the live load")
-    parser.add_argument("--live-size", default="1m", help="window size of the latency phase")
-    parser.add_argument("--live-slide", default="2s", help="window slide of the latency phase")
-    parser.add_argument("--live-closes", type=int, default=50, help="window closes measured per rate")
-    parser.add_argument("--live-warmup", default="20s", help="load at each rate before closes count")
-    parser.add_argument("--poll-ms", type=int, default=25, help="how often stream_progress is read")
-    parser.add_argument("--seed", type=int, default=7, help="of the generated events")
-    parser.add_argument("--timeout", type=float, default=900, help="bound on each job run, seconds")
+    parser.add_argument(
+        "--live-rates", type=whole_list(1), default="2000,20000", help="events/s of the latency phase, in turn"
+    )
+    parser.add_argument("--live-users", type=whole(1), default=1000, help="users of the live load")
+    parser.add_argument(
+        "--live-size", type=duration_text(zero=False), default="1m", help="window size of the latency phase"
+    )
+    parser.add_argument(
+        "--live-slide", type=duration_text(zero=False), default="2s", help="window slide of the latency phase"
+    )
+    parser.add_argument("--live-closes", type=whole(1), default=50, help="window closes measured per rate")
+    parser.add_argument(
+        "--live-warmup", type=duration_text(zero=True), default="20s", help="load at each rate before closes count"
+    )
+    parser.add_argument("--poll-ms", type=whole(1), default=25, help="how often stream_progress is read")
+    parser.add_argument("--seed", type=whole(0), default=7, help="of the generated events")
+    parser.add_argument("--timeout", type=positive, default=900, help="bound on each job run, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (job logs)")
     args = parser.parse_args(argv)
 
+    base = settings_for_command()
+    require_stack(base, cassandra=True, kafka=True, registry=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the cleanup below runs
-    base = Settings.from_env()
     run_id = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     cleanup: list[tuple[Settings, str]] = []
@@ -458,4 +470,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

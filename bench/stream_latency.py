@@ -97,7 +97,7 @@ def run_latency(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path
     slide_ms = int(d.window.slide.total_seconds() * SEC)
     ooo_ms = int(d.source.max_out_of_orderness.total_seconds() * SEC)
     warmup_s = parse_duration(args.live_warmup).total_seconds()
-    rates = [int(r) for r in args.live_rates.split(",")]
+    rates: list[int] = args.live_rates  # checked by the parser: whole numbers of 1 or more
     ensure_topic(settings, topic, args.partitions)
     header = wire_header(settings, topic)
     poller = ProgressPoller(settings, d.stream)

@@ -9,7 +9,8 @@ instead of the topic: history the topic no longer holds; ``--events archive`` re
 archive (``sinks.archive``) and then the topic from where the archive ends (``jobs.history``), and
 ``--since``/``--until`` limit it to the events and whole windows of a time range. The active version is never a
 target (a backfill must not rewrite what models read), and a failed backfill leaves it untouched.
-Progress (the events read, rows committed offline, elapsed time) is printed every few seconds.
+Progress (rows committed offline and elapsed time; with ``--events`` also the events read) is printed
+every few seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from jobs.batch_input import window_range
 from jobs.feature_job import resolve_ref, version_refs
 from registry.access import guard_catalog
-from registry.core.arguments import instant
+from registry.core.arguments import instant, location
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--events",
         metavar="LOCATION",
+        type=location,
         help="read the events from a table instead of the topic: a Parquet file or directory, "
         "iceberg:<namespace>.<table>, or `archive` (the topic's archive, then the topic from where it ends); records "
         "the decoder refuses are written beside the definitions database",

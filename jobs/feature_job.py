@@ -41,7 +41,7 @@ from jobs.sql import (
     source_select,
     window_groups,
 )
-from registry.core.arguments import host, instant, refs, whole
+from registry.core.arguments import host, instant, location, refs, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, Source
 from registry.core.durations import to_millis
@@ -471,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--events",
         metavar="LOCATION",
+        type=location,
         help="read the source's events from a table instead of its topic (implies --bounded): a Parquet file or "
         "directory, iceberg:<namespace>.<table>, or `archive` (the topic's archive, then the topic from where the "
         "archive ends: jobs.history); the definitions must share one source",

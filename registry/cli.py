@@ -1,7 +1,9 @@
-"""Definition registry commands: ``python -m registry.cli {plan,apply,activate,list,gate}``.
+"""Definition registry commands: ``python -m registry.cli {plan,apply,activate,activate-all,list,gate}``.
 
 ``plan`` exits 0 when nothing would change and 2 when something would (like ``terraform plan
--detailed-exitcode``), so CI can tell; any error exits 1 with a message.
+-detailed-exitcode``), so CI can tell; any other error exits 1 with a message. A usage error (an unknown option, a
+bad value) exits 2 as argparse's do and prints nothing on stdout, so CI tells it from a plan by the last stdout line
+(``N change(s)``).
 """
 
 from __future__ import annotations
@@ -94,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("plan", "apply"):
         cmd = sub.add_parser(name, help=f"{name} a folder of definition files")
-        cmd.add_argument("folder", type=Path, nargs="?", default=settings.definitions_dir)
+        cmd.add_argument(
+            "folder", type=Path, nargs="?", default=settings.definitions_dir, help="default: FS_DEFINITIONS_DIR"
+        )
     act = sub.add_parser("activate", help="move a feature's serving pointer to a version")
     act.add_argument("entity")
     act.add_argument("name")
@@ -104,8 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="registered features, versions and which one serves")
     gate = sub.add_parser("gate", help="refuse a model whose pinned features are missing, changed or deprecated")
     gate.add_argument("model", type=Path, help="TOML file with the model's pinned features")
-    gate.add_argument("--schema-registry", type=_registry_url, default=settings.schema_registry_url)
-    gate.add_argument("--no-schema-check", action="store_true")
+    gate.add_argument(
+        "--schema-registry",
+        type=_registry_url,
+        default=settings.schema_registry_url,
+        help="where the reader schemas are checked (default FS_SCHEMA_REGISTRY_URL)",
+    )
+    gate.add_argument("--no-schema-check", action="store_true", help="skip the schema registry check")
     gate.add_argument(
         "--guardrails",
         action="store_true",

@@ -252,6 +252,11 @@ class DefinitionStore(SqliteStore):
         latest = rows[-1][0] if rows else 0
         if not version_given:
             same = latest and rows[-1][2] == d.identity_hash
+            if not same and latest >= MAX_VERSION:  # no next number a version may have: nothing is written
+                raise DefinitionConflictError(
+                    f"{d.entity}.{d.name} is at v{latest}, the highest a version may have ({MAX_VERSION}): "
+                    "register the change under another name"
+                )
             d = d.model_copy(update={"version": latest if same else latest + 1})
         action = _put_version(
             conn,

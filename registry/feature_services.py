@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from registry.core import refs
 from registry.core.catalog import FeatureCatalog
-from registry.core.definitions import STORED, FeatureDefinition, Version
+from registry.core.definitions import MAX_VERSION, STORED, FeatureDefinition, Version
 from registry.core.definitions import _prose as prose  # the rule of a definition's description
 from registry.core.errors import RequestFeatureError, UnknownFeatureError, UnknownFeatureServiceError
 from registry.core.refs import SERVICE_NAME_PATTERN
@@ -154,9 +154,13 @@ class FeatureServiceStore(SqliteStore):
             contents = {v: h.content() for v, h in held.items()}
             latest = rows[-1][0] if rows else 0
             if not version_given:
-                s = s.model_copy(
-                    update={"version": latest if latest and contents[latest] == s.content() else latest + 1}
-                )
+                same = bool(latest) and contents[latest] == s.content()
+                if not same and latest >= MAX_VERSION:  # no next number a version may have: nothing is written
+                    raise DefinitionConflictError(
+                        f"feature service {s.name} is at version {latest}, the highest a version may have "
+                        f"({MAX_VERSION}): register the change under another name"
+                    )
+                s = s.model_copy(update={"version": latest if same else latest + 1})
             if s.version in contents:
                 if contents[s.version] != s.content():
                     what = "other features" if held[s.version].features != s.features else "another description"

@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.topics import ensure_topics
 
     parser = argparse.ArgumentParser(prog="python -m sinks.serving_log", description=__doc__)
-    parser.add_argument("--topic", default=TOPIC)
+    parser.add_argument("--topic", default=TOPIC, help=f"the topic the feature API logs to (default {TOPIC})")
     parser.add_argument("--once", action="store_true", help="stop when caught up (for a schedule or a test)")
     args = parser.parse_args(argv)
     settings = settings_for_command()

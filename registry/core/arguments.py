@@ -7,6 +7,7 @@ argparse names the option and exits 2 with the message, e.g.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
 from collections.abc import Callable
@@ -28,8 +29,14 @@ def whole(low: int, high: float = math.inf) -> Callable[[str], int]:
     """A whole number in ``[low, high]``: ASCII digits with an optional sign (``7.0``, ``1_000``, ``٥`` refused)."""
 
     def parse(raw: str) -> int:
-        if _WHOLE.fullmatch(raw) is None or not low <= (value := int(raw)) <= high:
-            raise argparse.ArgumentTypeError(f"must be a whole number {_span(low, high)}, not {raw!r}")
+        value = None
+        if _WHOLE.fullmatch(raw) is not None:
+            sign, digits = (raw[0], raw[1:]) if raw[0] in "+-" else ("", raw)
+            with contextlib.suppress(ValueError):  # int() takes at most 4300 digits: refused below in these words
+                value = int(sign + (digits.lstrip("0") or "0"))
+        if value is None or not low <= value <= high:
+            shown = repr(raw) if len(raw) <= 24 else f"{raw[:12]!r}...({len(raw)} characters)"
+            raise argparse.ArgumentTypeError(f"must be a whole number {_span(low, high)}, not {shown}")
         return value
 
     return parse
@@ -72,6 +79,8 @@ def instant(raw: str) -> str:
     try:
         instant_ms(raw)
     except ValueError as exc:
+        if raw.isascii() and raw.isdigit() and len(raw.lstrip("0")) > 15:  # past 9999 (int() takes 4300 digits)
+            raise argparse.ArgumentTypeError(f"{raw!r} epoch milliseconds is past the year 9999") from None
         raise argparse.ArgumentTypeError(str(exc)) from None
     return raw
 
@@ -92,6 +101,16 @@ def feature_names(raw: str) -> str:
     trailing comma and an empty value were looked up as a feature named ""); that they exist is the catalog's to say."""
     if not all(part.strip() for part in raw.split(",")):
         raise argparse.ArgumentTypeError(f"must be feature names separated by commas, none empty, not {raw!r}")
+    return raw
+
+
+def location(raw: str) -> str:
+    """``--events``: a location (a path, ``iceberg:<namespace>.<table>``, ``archive``); an empty one, or one of white
+    space only, would have been read as the current folder."""
+    if not raw.strip():
+        raise argparse.ArgumentTypeError(
+            f"must be a Parquet file or folder, iceberg:<namespace>.<table> or archive, not {raw!r}"
+        )
     return raw
 
 

@@ -9,6 +9,7 @@ FeatureStoreError
 ├── DatasetError             a training set or export cannot be built or reproduced as asked
 ├── RequestFeatureError      a request-time feature's function cannot run, failed, or returned bad values
 ├── StoreUnavailableError    a backing service (Cassandra, Kafka, Iceberg catalog) is down or timed out
+│   └── OverloadedError      the feature API shed the request (503 ``overloaded``): retry after ``retry_after_s``
 ├── AccessError              a caller is not who it must be, or may not do what it asked
 │   ├── UnauthenticatedError no token, or one that is malformed, unknown or revoked
 │   └── ForbiddenError       a valid caller without the owning team's role or a read grant
@@ -82,6 +83,15 @@ class RequestFeatureError(FeatureStoreError):
 
 class StoreUnavailableError(FeatureStoreError):
     """A backing service did not answer within its budget."""
+
+
+class OverloadedError(StoreUnavailableError):
+    """The feature API refused the request because it already held as many as it admits (503 ``overloaded``):
+    nothing is wrong with the store, retry after ``retry_after_s`` seconds (its ``Retry-After``; None without one)."""
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
 
 
 class AccessError(FeatureStoreError):

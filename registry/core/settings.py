@@ -43,7 +43,10 @@ _NAMESPACE = re.compile(r"[^\s.]+(\.[^\s.]+)*")
 def _port(name: str, raw: str) -> int:
     if WHOLE.fullmatch(raw) is None:
         raise SettingsError(f"{name} must be a port number, not {raw!r}")
-    port = int(raw)
+    digits = raw.lstrip("+-").lstrip("0") or "0"  # int() refuses more than 4,300 digits, leading zeros counted
+    if len(digits) > 5:
+        raise SettingsError(f"{name} must be from 1 to 65535, not {raw[:20]}...")
+    port = -int(digits) if raw.startswith("-") else int(digits)
     if not 1 <= port <= 65_535:
         raise SettingsError(f"{name} must be from 1 to 65535, not {port}")
     return port

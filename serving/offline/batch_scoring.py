@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--entity-type", required=True)
+    parser.add_argument("--entity-type", required=True, help="the entity type the features belong to (e.g. user)")
     parser.add_argument(
         "--features", required=True, type=feature_names, help="comma-separated names; name@vN pins a version"
     )
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "--snapshot-id", type=whole(0, 2**63 - 1), help="read this Iceberg snapshot (default: the current one)"
     )
     parser.add_argument("--read-as-of", help="read the snapshot current then, and only rows ingested by then")
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path, help="the Parquet file to write (its folder must exist)")
     parser.add_argument("--chunk-rows", type=whole(1), default=DEFAULT_CHUNK_ROWS, help="entities per chunk")
     args = parser.parse_args(argv)
     settings = settings_for_command()

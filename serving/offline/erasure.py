@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.serving_log import TOPIC as LOG_TOPIC
 
     parser = argparse.ArgumentParser(prog="python -m serving.offline.erasure", description=__doc__)
-    parser.add_argument("--entity-type", required=True)
+    parser.add_argument("--entity-type", required=True, help="the entity type (e.g. user, or a composite-keyed one)")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--entity-id", help="the entity (a composite key's encoded id, e.g. 'u1|m7')")
     which.add_argument(

@@ -565,6 +565,10 @@ def parse_as_of(snapshot_id: int | None, as_of: str | None, *, option: str = "--
     return instant
 
 
+# pyarrow takes a batch size as a 64-bit count (OverflowError past it): a larger chunk is every row anyway.
+MAX_BATCH_ROWS = 2**63 - 1
+
+
 def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The labels file's schema and its batches; DatasetError naming ``--labels`` for a file that is missing,
     not Parquet, or cut short (also when the damage shows only while its batches are read)."""
@@ -578,7 +582,7 @@ def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.Rec
         raise refused(exc) from None
 
     def batches() -> Iterator[pa.RecordBatch]:
-        read = labels.iter_batches(batch_size=chunk_rows)
+        read = labels.iter_batches(batch_size=min(chunk_rows, MAX_BATCH_ROWS))
         while True:
             try:
                 batch = next(read)
@@ -598,15 +602,19 @@ def add_join_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="Parquet: entity column, timestamp column, anything else (carried through)",
     )
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--entity-type", required=True)
+    parser.add_argument("--out", required=True, type=Path, help="the Parquet file to write (its folder must exist)")
+    parser.add_argument("--entity-type", required=True, help="the entity type the features belong to (e.g. user)")
     parser.add_argument(
         "--entity-column",
         required=True,
         help="label column of the entity id; for a composite key, one column per key field, comma-separated "
         "in the entity's key order (e.g. user_id,merchant_id)",
     )
-    parser.add_argument("--timestamp-column", default="event_timestamp")
+    parser.add_argument(
+        "--timestamp-column",
+        default="event_timestamp",
+        help="label column of the label time (default: event_timestamp)",
+    )
     parser.add_argument(
         "--features", required=True, type=feature_names, help="comma-separated names; name@vN pins a version"
     )

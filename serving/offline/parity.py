@@ -271,12 +271,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--since", default="1h", help="how far back from now: a positive duration such as 15m, 1h, 2d")
+    parser.add_argument(
+        "--since", default="1h", help="how far back from now: a positive duration such as 15m, 1h, 2d (default 1h)"
+    )
     parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
     parser.add_argument(
         "--fail-above", type=number(0.0, 1.0), help="exit 3 if a mismatch or missing ratio is above this (0 to 1)"
     )
-    parser.add_argument("--examples", type=whole(0), default=5)
+    parser.add_argument(
+        "--examples", type=whole(0), default=5, help="mismatches and missing values shown per feature (default 5)"
+    )
     parser.add_argument("--no-store", action="store_true", help="print only; do not keep the report")
     parser.add_argument(
         "--metrics-file",

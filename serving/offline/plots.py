@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--since", default="7d", help="how far back from now (a positive duration)")
+    parser.add_argument("--since", default="7d", help="how far back from now (a positive duration; default 7d)")
     parser.add_argument("--out", type=Path, required=True, help="the folder the PNG files are written to")
-    parser.add_argument("--entity-type")
+    parser.add_argument("--entity-type", help="only this entity type's features")
     parser.add_argument("--feature", action="append", default=[], help="only this feature (repeatable)")
     args = parser.parse_args(argv)
     try:

@@ -480,7 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         default="1d",
         help="window ends (and serving times) from this long ago until now (a positive duration)",
     )
-    parser.add_argument("--entity-type", default="user")
+    parser.add_argument(
+        "--entity-type", default="user", help="the entity type whose features are measured (default user)"
+    )
     parser.add_argument("--training-set", help="a training set id: drift of its features against its snapshot")
     parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
     parser.add_argument("--no-store", action="store_true", help="print only; do not keep the results")

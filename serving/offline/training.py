@@ -49,6 +49,7 @@ from registry.training_sets import Manifest, ManifestFeature
 from serving.offline.content_hash import ContentHasher, content_sha256
 from serving.offline.historical import (
     DEFAULT_CHUNK_ROWS,
+    MAX_BATCH_ROWS,
     add_join_arguments,
     join_label_batches,
     join_labels,
@@ -283,7 +284,7 @@ def _stream(
     labels_hash, out_hash = ContentHasher(labels.schema_arrow), ContentHasher(schema)
 
     def hashed_input() -> Iterator[pa.RecordBatch]:
-        for batch in labels.iter_batches(batch_size=chunk_rows):
+        for batch in labels.iter_batches(batch_size=min(chunk_rows, MAX_BATCH_ROWS)):
             labels_hash.update(batch)
             yield batch
 
@@ -400,7 +401,11 @@ def _read_manifest(path: Path) -> Manifest:
     from pydantic import ValidationError
 
     try:
-        return Manifest.from_json(path.read_bytes().decode())
+        raw = path.read_bytes()
+    except OSError as exc:  # missing, a folder, unreadable: named as --manifest too
+        raise DatasetError(f"--manifest {path}: not a readable file: {exc.strerror or exc}") from None
+    try:
+        return Manifest.from_json(raw.decode())
     except (UnicodeDecodeError, DatasetError) as exc:
         cause = exc.__cause__
         why = (
@@ -444,17 +449,19 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--id", help="a recorded training set")
     which.add_argument("--manifest", type=Path, help="a manifest file")
     again.add_argument("--labels", type=Path, help="default: the labels path recorded at build time")
-    again.add_argument("--out", type=Path, required=True)
-    again.add_argument("--chunk-rows", type=whole(1), default=DEFAULT_CHUNK_ROWS)
+    again.add_argument("--out", type=Path, required=True, help="the Parquet file to write (its folder must exist)")
+    again.add_argument(
+        "--chunk-rows", type=whole(1), default=DEFAULT_CHUNK_ROWS, help="labels per chunk (bounds memory)"
+    )
     link = sub.add_parser("link-model", help="record that a model version was trained on a training set")
-    link.add_argument("--id", required=True)
-    link.add_argument("--model", required=True)
-    link.add_argument("--model-version", required=True)
+    link.add_argument("--id", required=True, help="a recorded training set")
+    link.add_argument("--model", required=True, help="the model's name")
+    link.add_argument("--model-version", required=True, help="the model's version (any text)")
     show = sub.add_parser("show", help="a training set's manifest and models, or a model's training sets")
     what = show.add_mutually_exclusive_group(required=True)
-    what.add_argument("--id")
-    what.add_argument("--model")
-    show.add_argument("--model-version")
+    what.add_argument("--id", help="a recorded training set: its manifest and the models linked to it")
+    what.add_argument("--model", help="a model: the training sets its versions were linked to")
+    show.add_argument("--model-version", help="with --model: only this version")
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:

@@ -179,7 +179,11 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     cache = VectorCache(
-        as_async(source), clock_ms=lambda: clock_us() // 1000, ttl_ms=cache_ttl_ms, max_entries=cache_max_entries
+        as_async(source),
+        clock_ms=lambda: clock_us() // 1000,
+        ttl_ms=cache_ttl_ms,
+        max_entries=cache_max_entries,
+        clock_us=clock_us,
     )
     metrics = Metrics(registry if registry is not None else CollectorRegistry(auto_describe=True), cache)
     app.state.cache = cache

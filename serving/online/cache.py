@@ -7,7 +7,9 @@ vector never meets a progress newer than itself (which would turn a value not ye
 false empty window).
 
 Concurrent misses for one entity share one store read (single-flight), whether they come from many
-requests or from one batch naming an entity twice. The cache holds at most ``max_entries`` vectors
+requests or from one batch naming an entity twice. A single vector's read (``get_many``) only joins a read
+that is itself bounded by the request budget, never a batch's read (bounded by the longer batch budget),
+so a GET still fails at its own budget; a batch joins either. The cache holds at most ``max_entries`` vectors
 (least recently used out first); an entry costs about 300 bytes per stored feature row (measured
 with tracemalloc: dict slot, key and value tuples, name string, ints), so the default 1,024 entries
 of 100-feature vectors hold about 30 MB per process. ``ttl_ms=0`` keeps
@@ -37,6 +39,11 @@ class Snapshot(NamedTuple):
     read_at_ms: int
 
 
+class _Entry(NamedTuple):
+    snapshot: Snapshot
+    read_at_us: int  # the clock when the read was sent (the TTL is compared in µs, not ms cut down)
+
+
 class VectorCache:
     def __init__(
         self,
@@ -45,15 +52,21 @@ class VectorCache:
         clock_ms: Callable[[], int],
         ttl_ms: int = DEFAULT_TTL_MS,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock_us: Callable[[], int] | None = None,
     ) -> None:
+        """``clock_us`` (epoch µs), when given, is the clock the TTL is measured on (``clock_ms`` otherwise):
+        an entry is served while less than ``ttl_ms`` has passed since its read, to the microsecond."""
         if ttl_ms < 0 or max_entries < 1:
             raise ValueError("ttl_ms must be >= 0 and max_entries >= 1")
         self._source = source
-        self._clock_ms = clock_ms
+        self._clock_us: Callable[[], int] = clock_us if clock_us is not None else lambda: clock_ms() * 1000
         self._ttl_ms = ttl_ms
         self._max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, str], Snapshot] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        # Reads in flight: those of single vectors (bounded by the request budget) and those of batches (the
+        # batch budget), apart, so a single vector never waits on a batch's longer budget.
         self._inflight: dict[tuple[str, str], asyncio.Future[Snapshot]] = {}
+        self._inflight_batch: dict[tuple[str, str], asyncio.Future[Snapshot]] = {}
         self.hits = 0
         self.misses = 0
         self.coalesced = 0
@@ -75,8 +88,8 @@ class VectorCache:
     ) -> list[Snapshot | StoreUnavailableError]:
         """``get_many`` for a batch: with ``partial``, an entity whose read failed is its StoreUnavailableError
         and the others are served (the source's ``read_each_async`` when it has one, with the batch budget)."""
-        now = self._clock_ms()
-        ttl = self._ttl_ms
+        now_us = self._clock_us()
+        ttl_us = self._ttl_ms * 1000
         entries = self._entries
         out: list[Snapshot | StoreUnavailableError | None] = [None] * len(entity_ids)
         waits: list[tuple[int, asyncio.Future[Snapshot]]] = []
@@ -86,12 +99,14 @@ class VectorCache:
         for i, eid in enumerate(entity_ids):
             key = (entity_type, eid)
             entry = entries.get(key)
-            if entry is not None and now - entry.read_at_ms < ttl:
+            if entry is not None and now_us - entry.read_at_us < ttl_us:
                 entries.move_to_end(key)
-                out[i] = entry
+                out[i] = entry.snapshot
                 self.hits += 1
                 continue
             pending = self._inflight.get(key)
+            if pending is None and partial:
+                pending = self._inflight_batch.get(key)
             if pending is not None:
                 waits.append((i, pending))
                 self.coalesced += 1
@@ -109,8 +124,8 @@ class VectorCache:
             loop = asyncio.get_running_loop()
             keys = [(entity_type, eid) for eid in miss_ids]
             futures: list[asyncio.Future[Snapshot]] = [loop.create_future() for _ in keys]
-            self._inflight.update(zip(keys, futures, strict=True))
-            read = asyncio.ensure_future(self._load(entity_type, miss_ids, keys, futures, now, partial=partial))
+            (self._inflight_batch if partial else self._inflight).update(zip(keys, futures, strict=True))
+            read = asyncio.ensure_future(self._load(entity_type, miss_ids, keys, futures, now_us, partial=partial))
             snapshots = await asyncio.shield(read)
             for snap, slots in zip(snapshots, miss_slots, strict=True):
                 if isinstance(snap, StoreUnavailableError) and not partial:
@@ -132,10 +147,11 @@ class VectorCache:
         ids: list[str],
         keys: list[tuple[str, str]],
         futures: list[asyncio.Future[Snapshot]],
-        now: int,
+        now_us: int,
         *,
         partial: bool = False,
     ) -> list[Snapshot | StoreUnavailableError]:
+        inflight = self._inflight_batch if partial else self._inflight
         try:
             progress = await self._source.progress_async()  # first: progress never runs ahead of the rows
             each = getattr(self._source, "read_each_async", None) if partial else None
@@ -146,7 +162,8 @@ class VectorCache:
             )
         except BaseException as exc:
             for key, fut in zip(keys, futures, strict=True):
-                self._inflight.pop(key, None)
+                if inflight.get(key) is fut:
+                    del inflight[key]
                 if isinstance(exc, asyncio.CancelledError):
                     fut.cancel()
                 else:
@@ -154,17 +171,20 @@ class VectorCache:
                     fut.exception()  # retrieved: nobody else may be waiting
             raise
         snapshots: list[Snapshot | StoreUnavailableError] = [
-            v if isinstance(v, StoreUnavailableError) else Snapshot(v, progress, now) for v in vectors
+            v if isinstance(v, StoreUnavailableError) else Snapshot(v, progress, now_us // 1000) for v in vectors
         ]
         for key, fut, snap in zip(keys, futures, snapshots, strict=True):
-            self._inflight.pop(key, None)
+            if inflight.get(key) is fut:
+                del inflight[key]
             if isinstance(snap, StoreUnavailableError):
                 fut.set_exception(snap)
                 fut.exception()  # retrieved: nobody else may be waiting
                 continue
             fut.set_result(snap)
-            if self._ttl_ms > 0:
-                self._entries[key] = snap
+            held = self._entries.get(key)
+            # a batch's read sent before a single read that ended first never replaces the newer entry
+            if self._ttl_ms > 0 and (held is None or held.read_at_us <= now_us):
+                self._entries[key] = _Entry(snap, now_us)
                 self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)

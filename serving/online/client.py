@@ -8,7 +8,8 @@ The HTTP client is injected (any ``httpx.Client``: a test passes FastAPI's ``Tes
 failures arrive as the project's errors: ``UnknownFeatureError`` and ``UnknownFeatureServiceError``
 for what is not registered, ``DefinitionConflictError`` for a version conflict, ``UnauthenticatedError``
 and ``ForbiddenError`` for 401 and 403, ``StoreUnavailableError`` when the API or its store does not answer
-(any 503, a refused connection, the timeout, an answer that cannot be read), ``RequestError`` for any
+(any 503, a refused connection, the timeout, an answer that cannot be read; its subclass ``OverloadedError``, with
+``retry_after_s``, for a 503 ``overloaded``: the API shed the request), ``RequestError`` for any
 other refusal (``code`` is the API's ``ErrorCode``, from the table the server uses too). Nothing is retried.
 
 ``score_vector`` and ``score_vectors`` judge vectors by a model's ``ModelPolicy``
@@ -30,6 +31,7 @@ from registry.core.deadline import bound_by_deadline, deadline
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import (
     ForbiddenError,
+    OverloadedError,
     RequestError,
     StoreUnavailableError,
     UnauthenticatedError,
@@ -41,6 +43,14 @@ from registry.feature_services import FeatureService
 from serving.online.http_errors import ErrorCode, code_of
 from serving.online.policy import Decision, Fallbacks, ModelPolicy, decide, unavailable
 from serving.online.serving_log import REQUEST_ID_RULE, well_formed_request_id
+
+
+def _retry_after_s(header: str | None) -> int | None:
+    """``Retry-After`` as delay seconds (RFC 9110: a non-negative integer); None when absent or another form."""
+    text = None if header is None else header.strip()
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 10:  # past any sensible delay
+        return None
+    return int(text)
 
 
 def _segment(entity_id: str) -> str:
@@ -73,6 +83,14 @@ def _shaped() -> Iterator[None]:
         raise RequestError(
             "bad_answer", f"feature API answer of an unexpected shape: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _registration(out: Any) -> dict[str, Any]:
+    """A registration's answer, ``{result, ...}``; another shape is a ``RequestError`` (``bad_answer``)."""
+    with _shaped():
+        if not isinstance(out, dict) or not isinstance(out["result"], str):
+            raise TypeError(f"not a registration result: {str(out)[:200]}")
+        return dict(out)
 
 
 class FeatureClient:
@@ -277,6 +295,8 @@ class FeatureClient:
             headers=self._request_headers(None, request_id),
         )
         with _shaped():
+            if not isinstance(out["vectors"], list):
+                raise TypeError(f"not a list of vectors: {str(out)[:200]}")
             return list(out["vectors"])
 
     # --- registry ----------------------------------------------------------------------------------
@@ -285,21 +305,26 @@ class FeatureClient:
         self, *, entity: str | None = None, owner: str | None = None, tag: str | None = None, q: str | None = None
     ) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"entity": entity, "owner": owner, "tag": tag, "q": q}.items() if v is not None}
-        return list(self._call("GET", "/v1/feature-definitions", params=params))
+        out = self._call("GET", "/v1/feature-definitions", params=params)
+        with _shaped():
+            if not isinstance(out, list):
+                raise TypeError(f"not a list of definitions: {str(out)[:200]}")
+            return list(out)
 
     def register_definition(
         self, definition: FeatureDefinition | dict[str, Any], *, activate: bool = False
     ) -> dict[str, Any]:
         """``{result: created|new_version|metadata_updated|unchanged, definition: {...}}``."""
         body = definition.model_dump(mode="json") if isinstance(definition, FeatureDefinition) else definition
-        return dict(
-            self._call("POST", "/v1/feature-definitions", json=body, params={"activate": "true"} if activate else None)
+        out = self._call(
+            "POST", "/v1/feature-definitions", json=body, params={"activate": "true"} if activate else None
         )
+        return _registration(out)
 
     def register_feature_service(self, service: FeatureService | dict[str, Any]) -> dict[str, Any]:
         """``{result: created|new_version|unchanged, feature_service: {...}}``."""
         body = service.model_dump(mode="json") if isinstance(service, FeatureService) else service
-        return dict(self._call("POST", "/v1/feature-services", json=body))
+        return _registration(self._call("POST", "/v1/feature-services", json=body))
 
     # --- transport ---------------------------------------------------------------------------------
 
@@ -334,6 +359,8 @@ class FeatureClient:
             raise ForbiddenError(message, names=[str(n) for n in details.get("names", [])])
         if code is ErrorCode.VERSION_CONFLICT:
             raise DefinitionConflictError(message)
+        if code is ErrorCode.OVERLOADED and response.status_code == 503:
+            raise OverloadedError(message, retry_after_s=_retry_after_s(response.headers.get("retry-after")))
         if code is ErrorCode.STORE_UNAVAILABLE or response.status_code == 503:
             raise StoreUnavailableError(message)
         raise RequestError(code, message)

@@ -9,7 +9,8 @@ Series:
     fs_requests_total{route,status}, fs_request_seconds{route} (histogram),
     fs_errors_total{class} (the error code of a refused or failed request),
     fs_cache_requests_total{result=hit|miss|coalesced}, fs_cache_entries,
-    fs_values_served_total{entity_type,feature,version,status}.
+    fs_values_served_total{entity_type,feature,version,status},
+    fs_online_undecodable_cells_total (cells a read skipped: damaged, or a key this build does not write).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from serving.online.plans import Plan
 from serving.online.vectors import Tally
+from sinks.cassandra.reader import Undecodable
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -105,6 +107,11 @@ class _ServingCollector(Collector):
             requests.add_metric(["coalesced"], self._cache.coalesced)
             yield requests
             yield GaugeMetricFamily("fs_cache_entries", "Entity vectors held in the cache", value=len(self._cache))
+        yield CounterMetricFamily(
+            "fs_online_undecodable_cells",
+            "Online store cells reads skipped because they could not be decoded (their features read missing)",
+            value=Undecodable.cells,
+        )
         served = CounterMetricFamily(
             "fs_values_served",
             "Feature values served by status",

@@ -38,7 +38,11 @@ def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high:
     raw = env.get(name, str(default))
     if WHOLE.fullmatch(raw) is None:
         raise SettingsError(f"{name} must be an integer, not {raw!r}")
-    value = int(raw)
+    digits = raw.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > len(str(max(abs(low), abs(high)))):  # out of range; and int() refuses over 4,300 digits
+        shown = raw if len(raw) <= 24 else f"{raw[:12]}...({len(raw)} characters)"
+        raise SettingsError(f"{name} must be from {low} to {high}, not {shown}")
+    value = int(raw[0] + digits if raw[0] in "+-" else digits)
     if not low <= value <= high:
         raise SettingsError(f"{name} must be from {low} to {high}, not {value}")
     return value

@@ -85,7 +85,13 @@ def parse_cell_key(key: str) -> tuple[str, int, ValueType]:
     """``(name, version, value type)`` of a cell key; ValueError for anything else."""
     ref, _, letter = key.rpartition(":")
     name, _, version = ref.rpartition("@")
-    if not name or letter not in _TYPES or not version.isdigit():
+    # The key the layout writes, nothing else: ASCII digits without leading zeros (not `01`, nor `١`).
+    if (
+        not name
+        or letter not in _TYPES
+        or not (version.isascii() and version.isdigit())
+        or version != str(int(version))
+    ):
         raise ValueError(f"not an online cell key: {key!r}")
     return name, int(version), _TYPES[letter]
 
@@ -98,37 +104,47 @@ def encode_cell(value_type: ValueType, value: object, end_ms: int) -> bytes:
     return _END.pack(end_ms) + (NULL if value is None else str(value).encode())
 
 
-def _fixed(layout: struct.Struct) -> Callable[[bytes], tuple[object, int]]:
-    unpack, size = layout.unpack, layout.size
+def _fixed(value_type: ValueType) -> Callable[[bytes], tuple[object, int]]:
+    layout = _FIXED[value_type]
+    unpack, size, boolean = layout.unpack, layout.size, value_type == "boolean"
 
     def decode(blob: bytes) -> tuple[object, int]:
-        if len(blob) == size:
+        if len(blob) == size and not (boolean and blob[0] > 1):
             return unpack(blob)  # type: ignore[no-any-return]
-        return None, _END.unpack_from(blob, len(NULL))[0]
+        if len(blob) == len(NULL) + _END.size and blob[: len(NULL)] == NULL:
+            return None, _END.unpack_from(blob, len(NULL))[0]
+        raise ValueError(f"not a {value_type} cell: {bytes(blob[:32]).hex()} ({len(blob)} bytes)")
 
     return decode
 
 
 def _string(blob: bytes) -> tuple[object, int]:
+    if len(blob) < _END.size:
+        raise ValueError(f"not a string cell: {len(blob)} bytes")
     end: int = _END.unpack_from(blob)[0]
-    if blob[8:9] == b"\xff":
+    text = blob[_END.size :]
+    if text == NULL:
         return None, end
-    return blob[8:].decode(), end
+    try:
+        return bytes(text).decode(), end
+    except UnicodeDecodeError as exc:  # a 0xff (no UTF-8 text holds it) other than NULL, or cut bytes
+        raise ValueError(f"not a string cell: {exc}") from None
 
 
 DECODERS: dict[ValueType, Callable[[bytes], tuple[object, int]]] = {
-    "long": _fixed(_FIXED["long"]),
-    "double": _fixed(_FIXED["double"]),
+    "long": _fixed("long"),
+    "double": _fixed("double"),
     "string": _string,
-    "boolean": _fixed(_FIXED["boolean"]),
+    "boolean": _fixed("boolean"),
 }
-"""Value type -> blob decoder giving ``(value, window end ms)``."""
+"""Value type -> blob decoder giving ``(value, window end ms)``; ValueError for a blob that is neither a value
+of the type nor ``NULL`` (and the end)."""
 
 FAST: dict[ValueType, Callable[[bytes], tuple[object, int]]] = {
     "long": _FIXED["long"].unpack,
     "double": _FIXED["double"].unpack,
     "string": _string,
-    "boolean": _FIXED["boolean"].unpack,
+    "boolean": DECODERS["boolean"],  # its byte is checked: 0 or 1
 }
 """The same, in C where the type has a fixed size: ``struct.error`` for a cell without a value (use ``DECODERS``)."""
 
@@ -172,7 +188,7 @@ class Pack:
     the timeline's tie rule keeps; of two packs of several members it keeps the greater blob whole.
     """
 
-    __slots__ = ("fixed", "key", "members", "nulls", "refs", "strings", "types", "width")
+    __slots__ = ("boolean_bytes", "booleans", "fixed", "key", "members", "nulls", "refs", "strings", "types", "width")
 
     def __init__(self, members: tuple[Member, ...]) -> None:
         if not members or len(members) > PACK_MEMBERS:
@@ -181,6 +197,8 @@ class Pack:
             raise ValueError("pack members must be distinct and in pack_order")
         self.members = members
         self.refs = tuple((name, version) for name, version, _ in members)
+        if len(set(self.refs)) != len(members):
+            raise ValueError("a pack holds a feature version once (its value type never changes)")
         self.types = tuple(t for _, _, t in members)
         self.key = PACK + ",".join(cell_key(*m) for m in members)
         self.width = (len(members) + 7) // 8
@@ -189,6 +207,16 @@ class Pack:
             _PACK_HEAD + f"{self.width}s" + "".join(_CODES[t] for t in self.types[: -self.strings or None])
         )
         self.nulls = bytes(self.width)
+        # Where a boolean's byte (0 or 1) sits in the blob, and a struct reading just those bytes as numbers in one
+        # C call (the ``?`` of ``fixed`` reads any byte but 0 as true).
+        booleans, skip, offset = [], ">", struct.calcsize(_PACK_HEAD) + self.width
+        for t in self.types[: len(self.types) - self.strings]:
+            if t == "boolean":
+                skip += f"{offset - struct.calcsize(skip)}xB"
+                booleans.append(offset)
+            offset += struct.calcsize(">" + _CODES[t])
+        self.booleans = tuple(booleans)
+        self.boolean_bytes = struct.Struct(skip) if booleans else None
 
     def picker(self, refs: tuple[tuple[str, int], ...]) -> Callable[[list[object]], list[object]] | None:
         """A function taking, from a decoded pack's values, those of ``refs`` in that order; None when the pack
@@ -229,9 +257,14 @@ class Pack:
             texts = blob[self.fixed.size :].split(_SEP)
             if len(texts) != self.strings:
                 raise ValueError(f"not a blob of pack {self.key[:60]!r}: {len(texts)} strings, not {self.strings}")
-            values.extend(map(bytes.decode, texts))
+            try:
+                values.extend(map(bytes.decode, texts))
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"not a blob of pack {self.key[:60]!r}: {exc}") from None
         elif len(blob) != self.fixed.size:
             raise ValueError(f"not a blob of pack {self.key[:60]!r}: {len(blob)} bytes, not {self.fixed.size}")
+        if self.boolean_bytes is not None and max(self.boolean_bytes.unpack_from(blob)) > 1:
+            raise ValueError(f"not a blob of pack {self.key[:60]!r}: a boolean byte not 0 or 1")
         if head[2] != self.nulls:
             bitmap = head[2]
             for i in range(len(values)):

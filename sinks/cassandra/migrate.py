@@ -94,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = settings_for_command()
     parser = argparse.ArgumentParser(prog="python -m sinks.cassandra.migrate", description=__doc__)
-    parser.add_argument("--definitions-db", default=str(settings.definitions_db))
+    parser.add_argument(
+        "--definitions-db",
+        default=str(settings.definitions_db),
+        help="the registry's definition store (SQLite; default FS_DEFINITIONS_DB): types of rows without a value",
+    )
     parser.add_argument("--drop-legacy", action="store_true", help="drop the old table once every row was copied")
     args = parser.parse_args(argv)
     db = Path(args.definitions_db)
@@ -102,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --definitions-db {db}: no definition store there", file=sys.stderr)
         return 1
     try:
-        catalog = DefinitionStore(db).catalog()
+        # read only: an empty file or another program's database is refused, never given a registry's tables
+        catalog = DefinitionStore.existing(db, name=f"--definitions-db {db}").catalog()
 
         def type_of(entity: str, name: str, version: int) -> ValueType | None:
             try:

@@ -210,7 +210,7 @@ class NativeOnlineReader:
             self._hosts,
             port=self._port,
             connect_timeout=self._connect_timeout_s,
-            request_timeout=self._timeout_s,
+            request_timeout=self._connect_timeout_s,  # set-up only: every read binds its own budget
             constant_reconnect_delay_ms=RECONNECT_DELAY_MS,
             token_aware_routing=True,
             log_level="error",

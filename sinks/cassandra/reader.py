@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import struct
 import threading
 import time
@@ -29,6 +30,7 @@ from sinks.cassandra import layout as online_layout
 if TYPE_CHECKING:
     from cassandra.cluster import Session
 
+_log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEFAULT_BUDGET_S = 0.1
 DEFAULT_BATCH_BUDGET_S = 1.0  # a batch of up to 1,000 entities: all in flight at once, each answer merged as it arrives
@@ -62,6 +64,25 @@ _KEYS: dict[str, _Cell | online_layout.Pack] = {}
 _MAX_KEYS = 200_000  # distinct cell keys remembered (10,000 features x a few versions, and packs)
 
 
+class Undecodable:
+    """Cells reads skipped because they could not be decoded (a damaged blob, a key this build does not write),
+    counted for the whole process (the API exposes it as ``fs_online_undecodable_cells_total``); the first few
+    keys are logged. A skipped cell's features are read from the newest other cell of the row that decodes, and are
+    absent (``missing``) when none does; the rest of the vector is served."""
+
+    cells = 0
+    _logged = 0
+    _lock = threading.Lock()
+
+    @classmethod
+    def skip(cls, key: str, exc: Exception) -> None:
+        with cls._lock:
+            cls.cells += 1
+            logged, cls._logged = cls._logged, min(cls._logged + 1, 100)
+        if logged < 100:  # not a log line per read of a damaged partition
+            _log.warning("online store: skipped an undecodable cell %r: %s", key[:200], exc)
+
+
 def _learn(key: str) -> _Cell | online_layout.Pack:
     if len(_KEYS) >= _MAX_KEYS:
         _KEYS.clear()
@@ -88,7 +109,11 @@ def _vector(rows: Any) -> Stored:
             # ``items()`` looks each key up again, more than half of the whole decoding.
             entries = getattr(cells, "_items", None)
             for key, blob in cells.items() if entries is None else entries:
-                known = get(key) or _learn(key)
+                try:
+                    known = get(key) or _learn(key)
+                except ValueError as exc:  # a key this build does not write
+                    Undecodable.skip(key, exc)
+                    continue
                 if known.__class__ is pack_type:
                     if packs is None:
                         packs = []
@@ -96,13 +121,22 @@ def _vector(rows: Any) -> Stored:
                     continue
                 try:
                     out[known[0]] = known[1](blob)  # type: ignore[index]
-                except error:
-                    out[known[0]] = known[2](blob)  # type: ignore[index]
+                except error:  # a fixed-size cell without a value (or not a value at all)
+                    try:
+                        out[known[0]] = known[2](blob)  # type: ignore[index]
+                    except ValueError as exc:
+                        Undecodable.skip(key, exc)
+                except ValueError as exc:  # a string cell that is not one
+                    Undecodable.skip(key, exc)
     if packs is None:
         return out
     if not out and len(packs) == 1:  # the common case: one window group's pack
         layout, blob = packs[0]
-        _, end, values = layout.decode(blob)
+        try:
+            _, end, values = layout.decode(blob)
+        except ValueError as exc:
+            Undecodable.skip(layout.key, exc)
+            return out
         return PackedVector(layout, values, end)
     return _newest(out, packs)
 
@@ -158,7 +192,11 @@ def _newest(
         ref: (end * 1000, value, end) for ref, (value, end) in cells.items()
     }
     for layout, blob in packs:
-        ts, end, values = layout.decode(blob)
+        try:
+            ts, end, values = layout.decode(blob)
+        except ValueError as exc:
+            Undecodable.skip(layout.key, exc)
+            continue
         for ref, value_type, value in zip(layout.refs, layout.types, values, strict=True):
             prior = best.get(ref)  # of the same type: a version's value type never changes
             if (

@@ -31,7 +31,13 @@ SCHEMA = Schema(
         NestedField(7 + i, column, iceberg_type(t), required=False)
         for i, (t, column) in enumerate(VALUE_COLUMNS.items())
     ),
-    NestedField(11, "ingested_at", TimestamptzType(), required=True, doc="when the row was committed"),
+    NestedField(
+        11,
+        "ingested_at",
+        TimestamptzType(),
+        required=True,
+        doc="the writer's clock when the flush that committed the row began",
+    ),
     NestedField(
         12, "revision", LongType(), required=False, doc="events in the window when computed; late updates raise it"
     ),

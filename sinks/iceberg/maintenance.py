@@ -17,8 +17,8 @@ nothing (a rerun does it); files an expiry could not delete are named, and since
 them, retention's orphan removal deletes them. A file deletion failing never stops the others.
 
 pyiceberg 0.8.1 defines the ``remove-snapshots`` metadata update but does not apply it; this module
-registers how to apply it (the Iceberg spec's semantics: the snapshots, their snapshot-log entries,
-and refs to them are dropped) unless the installed pyiceberg already does.
+registers how to apply it (the Iceberg spec's semantics: the snapshots, the snapshot-log entries up to the
+last of theirs, and refs to them are dropped) unless the installed pyiceberg already does.
 """
 
 from __future__ import annotations
@@ -49,10 +49,21 @@ def _register_remove_snapshots() -> None:
         if base.current_snapshot_id in removed:
             raise ValueError(f"cannot expire the current snapshot {base.current_snapshot_id}")
         context.add_update(update)
+        snapshots = [s for s in base.snapshots if s.snapshot_id not in removed]
+        # The spec: "all entries before a snapshot that has expired should be removed". Dropping only the expired
+        # entries would leave a gap in which a kept (pinned) older snapshot looks current, so time travel by
+        # timestamp (pyiceberg's snapshot_as_of_timestamp, Spark's TIMESTAMP AS OF) would read it silently.
+        kept = {s.snapshot_id for s in snapshots}
+        log: list[Any] = []
+        for entry in base.snapshot_log:
+            if entry.snapshot_id in kept:
+                log.append(entry)
+            else:
+                log = []
         return base.model_copy(
             update={
-                "snapshots": [s for s in base.snapshots if s.snapshot_id not in removed],
-                "snapshot_log": [e for e in base.snapshot_log if e.snapshot_id not in removed],
+                "snapshots": snapshots,
+                "snapshot_log": log,
                 "refs": {name: ref for name, ref in base.refs.items() if ref.snapshot_id not in removed},
             }
         )

@@ -98,3 +98,73 @@ def test_the_native_reader_answers_as_the_python_one(
     assert {type(v) for vector in expected for v, _ in vector.values()} == {int, float, str, bool, type(None)}
     assert progress == native_progress and progress
     assert none == []
+
+
+def test_a_budget_of_one_millisecond_still_opens_a_session(
+    stored: tuple[Settings, Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`FS_REQUEST_BUDGET_MS` may be 1: the budget bounds each read, not the session's own set-up (the keyspace
+    and the prepared statements), which has the connect timeout."""
+    settings, _ = stored
+    native = NativeOnlineReader(
+        settings.cassandra_hosts, settings.cassandra_port, settings.cassandra_keyspace, timeout_s=0.001
+    )
+
+    async def opened() -> bool:
+        try:
+            await native.connect()
+            return native._session is not None
+        finally:
+            await native.close()
+
+    assert asyncio.run(opened())
+    assert "warning:" not in capfd.readouterr().err  # connect() reports a session it could not open so
+
+
+def test_a_damaged_cell_is_skipped_by_both_readers_and_the_rest_is_served(stored: tuple[Settings, Any]) -> None:
+    """§5.9: a cell a read cannot decode (here a pack cut short beside a good one, and a key this build never
+    writes) is skipped and counted; its features read absent, the entity's other features and the batch's other
+    entities are served, by one read and by a batch, through both drivers (no 500, no failed batch)."""
+    from sinks.cassandra import layout
+    from sinks.cassandra.reader import Undecodable
+
+    settings, session = stored
+    good, cut = layout.pack((("g", 1, "long"),)), layout.pack((("h", 1, "long"),))
+    end = 1_900_000_000_000
+    session.execute(
+        f"UPDATE {settings.cassandra_keyspace}.{layout.TABLE} SET cells = cells + %s "
+        "WHERE entity_type = %s AND entity_id = %s",
+        (
+            {
+                good.key: good.encode(end * 1000, end, [7]),
+                cut.key: cut.encode(end * 1000, end, [8])[:-3],
+                "*z@1:q": b"",
+            },
+            "user",
+            "damaged",
+        ),
+    )
+    ids = ["damaged", "n001|\u00e9"]
+    python = OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0, batch_timeout_s=10.0)
+    native = NativeOnlineReader(
+        settings.cassandra_hosts, settings.cassandra_port, settings.cassandra_keyspace, timeout_s=5.0
+    )
+    before = Undecodable.cells
+
+    async def reads() -> list[Any]:
+        try:
+            return [
+                await python.read_many_async("user", ids),
+                await python.read_each_async("user", ids),
+                await native.read_many_async("user", ids),
+                await native.read_each_async("user", ids),
+            ]
+        finally:
+            await native.close()
+
+    answers = asyncio.run(reads())
+    assert {"damaged": dict(python.read("user", "damaged"))} == {"damaged": {("g", 1): (7, end)}}
+    for answer in answers:
+        assert dict(answer[0]) == {("g", 1): (7, end)}
+        assert len(answer[1]) == 4  # the other entity, whole
+    assert Undecodable.cells - before == 2 * 5

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -193,3 +195,22 @@ def answering_port() -> Iterator[int]:
     threading.Thread(target=serve, daemon=True).start()
     yield server.getsockname()[1]
     server.close()
+
+
+NOT_A_STORE = ("empty", "other-program", "not-sqlite")
+
+
+def not_a_store(path: Path, kind: str) -> Path:
+    """A file at ``path`` that is no definition store: ``empty``, ``other-program`` (another program's SQLite
+    database) or ``not-sqlite`` (plain text)."""
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "other-program":
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.close()
+    elif kind == "not-sqlite":
+        path.write_bytes(b"plain text, not a database" * 10)
+    else:
+        raise ValueError(kind)
+    return path

@@ -28,6 +28,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.errors import (
     FeatureStoreError,
     ForbiddenError,
+    OverloadedError,
     RequestError,
     StoreUnavailableError,
     UnauthenticatedError,
@@ -155,7 +156,7 @@ def _answering(status: int, body: Any = None, **kwargs: Any) -> FeatureClient:
         (413, {"error": "body_too_large", "message": "m"}, RequestError, "body_too_large"),
         (500, {"error": "internal_error", "message": "m", "request_id": "r"}, RequestError, "internal_error"),
         (503, {"error": "store_unavailable", "message": "m"}, StoreUnavailableError, None),
-        (503, {"error": "overloaded", "message": "m"}, StoreUnavailableError, None),
+        (503, {"error": "overloaded", "message": "m"}, OverloadedError, None),
         (502, "<html>bad gateway</html>", RequestError, "http_502"),
     ],
 )
@@ -172,6 +173,27 @@ def test_each_status_raises_its_documented_error(
         assert (raised.value.entity_type, raised.value.names) == ("user", ["a", "b"])
     if isinstance(raised.value, ForbiddenError):
         assert raised.value.names == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("1", 1), (" 30 ", 30), ("0", 0), (None, None), ("soon", None), ("-1", None), ("9" * 5000, None)],
+)
+def test_a_shed_request_is_overloaded_with_its_retry_after(header: str | None, seconds: int | None) -> None:
+    headers = {"retry-after": header} if header is not None else {}
+    fs = _answering(503, {"error": "overloaded", "message": "m"}, headers=headers)
+    with pytest.raises(OverloadedError) as raised:
+        fs.get_features("user", "u1", ["a"])
+    assert isinstance(raised.value, StoreUnavailableError)  # code catching the outage still catches it
+    assert raised.value.retry_after_s == seconds
+
+
+def test_an_outage_is_not_overloaded() -> None:
+    for body in ({"error": "store_unavailable", "message": "m"}, {"error": "overloaded", "message": "m"}):
+        status = 503 if body["error"] == "store_unavailable" else 500  # overloaded only with its own status
+        with pytest.raises(FeatureStoreError) as raised:
+            _answering(status, body, headers={"retry-after": "1"}).get_features("user", "u1", ["a"])
+        assert not isinstance(raised.value, OverloadedError)
 
 
 def test_an_answer_that_cannot_be_decoded_is_store_unavailable() -> None:

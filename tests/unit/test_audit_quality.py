@@ -32,7 +32,7 @@ from serving.offline.statistics import drift, hourly
 from sinks.iceberg.reader import read_point
 from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
-from tests.unit.conftest import build_definition
+from tests.unit.conftest import NOT_A_STORE, build_definition, not_a_store
 
 H = 3_600_000  # ms
 T0 = 1_700_000_000_000 // H * H
@@ -188,21 +188,15 @@ def test_promotion_by_a_former_name_judges_and_moves_the_feature_that_carries_it
     assert store.catalog().get("user", "n").version == 2
 
 
-@pytest.mark.parametrize("kind", ["empty file", "another program's database", "a registry with nothing stored"])
+@pytest.mark.parametrize("kind", ["empty", "other-program", "a registry with nothing stored"])
 def test_plots_store_nothing_in_a_file_without_quality_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kind: str
 ) -> None:
     """README: with no definition store there, "plots then reports nothing stored". An empty file or another
     program's SQLite database got the quality tables written into it (an empty file grew to 32 KiB)."""
-    import sqlite3
-
     db = tmp_path / "some.db"
-    if kind == "empty file":
-        db.write_bytes(b"")
-    elif kind == "another program's database":
-        with sqlite3.connect(db) as conn:
-            conn.execute("CREATE TABLE notes (body TEXT)")
-        conn.close()
+    if kind in NOT_A_STORE:
+        not_a_store(db, kind)
     else:
         apply(DefinitionStore(db), load_folder())
     before = db.read_bytes()

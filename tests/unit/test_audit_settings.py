@@ -3,6 +3,7 @@ refused with one line naming the variable, values they allow are taken, and noth
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,17 @@ def test_a_serving_log_topic_kafka_cannot_hold_is_refused(raw: str) -> None:
 @pytest.mark.parametrize("raw", ["fs_serving_log", "a.b-c_D9", "t" * 249, "..."])
 def test_a_legal_serving_log_topic_is_taken(raw: str) -> None:
     assert ApiOptions.from_env({"FS_SERVING_LOG_TOPIC": raw}).serving_log_topic == raw
+
+
+@pytest.mark.parametrize("name", ["FS_KAFKA_PORT", "FS_REGISTRY_PORT", "FS_CASSANDRA_PORT"])
+@pytest.mark.parametrize(("raw", "port"), [("9" * 5000, None), ("0" * 5000 + "7777", 7777), ("+" + "1" * 6, None)])
+def test_a_port_of_thousands_of_digits_is_refused_or_read(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str, port: int | None
+) -> None:
+    # a port is "from 1 to 65535": past int()'s 4,300 digits it was a bare ValueError traceback
+    monkeypatch.setenv(name, raw)
+    if port is None:
+        with pytest.raises(SettingsError, match=f"^{name} must be from 1 to 65535"):
+            Settings.from_env()
+    else:
+        assert re.search(rf"[:=]{port}\b", repr(Settings.from_env()))  # the servers, the registry URL or the port
