@@ -121,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--users", type=whole(1, 1_000_000), default=50, help="how many users send them (1 to 1,000,000)"
     )
-    parser.add_argument("--seed", type=int, default=7, help="seed of the generated events (default 7)")
+    parser.add_argument(
+        "--seed",
+        type=whole(-(2**63), 2**63 - 1),
+        default=7,
+        help="seed of the generated events, a whole number (default 7)",
+    )
     parser.add_argument(
         "--span-minutes",
         type=whole(1, 5_256_000),

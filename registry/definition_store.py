@@ -337,7 +337,8 @@ class DefinitionStore(SqliteStore):
         with self._tx() as conn:
             moved: set[tuple[str, str]] = set()
             for (entity, name), version in asked.items():
-                if not 1 <= version <= MAX_VERSION:  # no such version, and beyond what SQLite's integers hold
+                # no such version (a bool is no version, as the model says), and beyond what SQLite's integers hold
+                if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
                     raise UnknownFeatureError(entity, [f"{name}@v{version}"])
                 found = conn.execute(
                     "SELECT json_extract(spec, '$.source.topic') FROM feature_versions "

@@ -44,7 +44,8 @@ from registry.quality import QualityStore
 from serving.online.auth import Authenticate, route_table
 from serving.online.cache import DEFAULT_MAX_ENTRIES, VectorCache
 from serving.online.definitions_api import definitions_router
-from serving.online.features_api import MAX_NAMES, feature_routes
+from serving.online.feature_routes import feature_routes
+from serving.online.features_api import MAX_NAMES
 from serving.online.features_docs import docs_router
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics, MetricsMiddleware

@@ -5,7 +5,8 @@ the two routes are plain ASGI endpoints; the request's names or feature service 
 the plan cache (keyed by the raw query string, so a repeated request is not even parsed); the
 stored vectors come from the vector cache (on a miss one single-partition read for an entity; a batch's
 reads concurrent, 25 entities per query through the native driver); the body is encoded by orjson. Errors raised here (unknown feature or
-service, store unavailable) go to the app's exception handlers. ``serving.online.features_docs``
+service, store unavailable) go to the app's exception handlers; ``serving.online.feature_routes`` holds the
+ASGI endpoints, ``serving.online.request_data`` reads request fields. ``serving.online.features_docs``
 describes the routes for the OpenAPI document only. ``POST /v1/vectors`` assembles one vector from
 several entities' features; composite keys are read by ``serving.online.keys``.
 """
@@ -14,20 +15,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, urlencode
 
 import orjson
-from starlette.routing import Route
 
 from registry.access import ANONYMOUS, Access, Caller
 from registry.core.definitions import MAX_VERSION
 from registry.core.errors import ForbiddenError, RequestFeatureError, StoreUnavailableError
 from registry.core.refs import SERVICE_NAME_PATTERN, parse_ref
-from registry.core.request_features import check_json, parse_text
-from serving.online.auth import caller_of, client_of
 from serving.online.cache import VectorCache
-from serving.online.http_errors import ApiError, ErrorCode, render
+from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.keys import (
     body_ids,
     entity_key,
@@ -40,13 +38,11 @@ from serving.online.keys import (
 from serving.online.metrics import Metrics
 from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, EntityBound
 from serving.online.plans import Plan, PlanKey, Plans
+from serving.online.request_data import body_data, fields_once, query_data
 from serving.online.request_values import Served, request_values
 from serving.online.responses import parse_json_object
 from serving.online.serving_log import ServingLog, request_context
 from serving.online.vectors import ColumnWriter, Tally, features_object, format_ms, iso
-
-if TYPE_CHECKING:
-    from starlette.types import Receive, Scope, Send
 
 MAX_NAMES = 1000
 MAX_VECTOR_PARTS = 16
@@ -61,7 +57,6 @@ GET_PATH = "/v1/features/{entity_type}/{entity_id}"
 KEY_PATH = "/v1/features/{entity_type}"  # a composite key: a query parameter per key field
 BATCH_PATH = "/v1/features/{entity_type}/batch"
 VECTORS_PATH = "/v1/vectors"
-_HEADERS = [(b"content-type", b"application/json")]
 
 
 def _names(names: list[str]) -> list[str]:
@@ -195,7 +190,7 @@ class FeatureReads:
             key = None
         data: dict[str, list[Any]] = {}
         if plan.requests:
-            data = _query_data(plan, params if params is not None else parse_qs(text, keep_blank_values=True))
+            data = query_data(plan, params if params is not None else parse_qs(text, keep_blank_values=True))
         self._authorize([plan], caller, client)
         with self.bound.admit(1):
             body, now_us = await self._vector(plan, entity_id, key, data)
@@ -342,14 +337,14 @@ class FeatureReads:
         )
         request_data = part.get("request_data")
         if not isinstance(request_data, dict) and (request_data is not None or plan.fields):
-            raise ApiError(  # a part's form, not a batch's list per field (as `_body_data` would say)
+            raise ApiError(  # a part's form, not a batch's list per field (as `body_data` would say)
                 ErrorCode.BAD_REQUEST_DATA,
                 "`request_data` must be an object of the request fields, one value per field",
                 fields=[f.name for f in plan.fields],
             )
         if request_data is not None:
-            _fields_once(request_data)
-        data = _body_data(plan, None if request_data is None else {k: [v] for k, v in request_data.items()}, 1)
+            fields_once(request_data)
+        data = body_data(plan, None if request_data is None else {k: [v] for k, v in request_data.items()}, 1)
         return plan, entity_id, key, data, service
 
     async def batch(
@@ -384,7 +379,7 @@ class FeatureReads:
         ids = body_ids(entity_type, composite, body, MAX_BATCH)
         if plan is None:
             plan = self._compile(key, entity_type, None if names is None else _names(names), service)
-        data = _body_data(plan, body.get("request_data"), len(ids))
+        data = body_data(plan, body.get("request_data"), len(ids))
         self._authorize([plan], caller, client)
         with self.bound.admit(len(ids)):
             snapshots = await self._cache.get_each(entity_type, ids)
@@ -481,72 +476,6 @@ def _once(params: dict[str, list[str]], name: str, code: ErrorCode) -> str | Non
     return values[0]
 
 
-def _query_data(plan: Plan, params: dict[str, list[str]]) -> dict[str, list[Any]]:
-    """The request fields of ``plan``'s request-time features from a query string (each exactly once)."""
-    missing = [f.name for f in plan.fields if f.name not in params]
-    if missing:
-        raise ApiError(
-            ErrorCode.BAD_REQUEST_DATA,
-            f"request-time features need query parameter(s) {missing}",
-            fields=missing,
-        )
-    twice = [f.name for f in plan.fields if len(params[f.name]) > 1]
-    if twice:
-        raise ApiError(
-            ErrorCode.BAD_REQUEST_DATA, f"request field query parameter(s) {twice} given more than once: give each once"
-        )
-    try:
-        return {f.name: [parse_text(f, params[f.name][0])] for f in plan.fields}
-    except ValueError as exc:
-        raise ApiError(ErrorCode.BAD_REQUEST_DATA, str(exc)) from exc
-
-
-def _fields_once(request_data: dict[str, Any]) -> None:
-    """400 for a request field given twice in a body's ``request_data`` (as ``with_repeats`` read it), as for one
-    given twice as a query parameter: never one of its values picked."""
-    twice = getattr(request_data, "repeated", ())
-    if twice:
-        raise ApiError(
-            ErrorCode.BAD_REQUEST_DATA,
-            f"request field(s) {list(twice)} given more than once in `request_data`: give each once",
-            fields=list(twice),
-        )
-
-
-def _body_data(plan: Plan, raw: Any, n: int) -> dict[str, list[Any]]:
-    """``request_data`` of a batch body: per request field, one value (or null) per entity id."""
-    if raw is None and not plan.fields:
-        return {}
-    if not isinstance(raw, dict):  # absent or not an object: every request field is missing
-        raise ApiError(
-            ErrorCode.BAD_REQUEST_DATA,
-            "`request_data` must be an object of request fields, each a list with one value per entity id",
-            fields=[f.name for f in plan.fields],
-        )
-    _fields_once(raw)
-    wanted = {f.name: f for f in plan.fields}
-    missing = sorted(set(wanted) - set(raw))
-    extra = sorted(set(raw) - set(wanted))
-    if missing or extra:
-        raise ApiError(
-            ErrorCode.BAD_REQUEST_DATA,
-            f"`request_data` must hold exactly the requested features' request fields: missing {missing}, "
-            f"not taken {extra[:20]}",
-            fields=missing,
-        )
-    out: dict[str, list[Any]] = {}
-    for name, values in raw.items():
-        if not isinstance(values, list) or len(values) != n:
-            raise ApiError(
-                ErrorCode.BAD_REQUEST_DATA, f"`request_data.{name}` must list {n} values (one per entity id)"
-            )
-        try:
-            out[name] = [check_json(wanted[name], v) for v in values]
-        except ValueError as exc:
-            raise ApiError(ErrorCode.BAD_REQUEST_DATA, str(exc)) from exc
-    return out
-
-
 def _stamp(ts: int | None, now_us: int) -> tuple[str | None, float | None]:
     return (None, None) if ts is None else (iso(ts), (now_us // 1000 - ts) / 1000)
 
@@ -594,132 +523,3 @@ def _columns_in_order(plan: Plan, result: dict[str, Any], served: list[Served], 
 def _unavailable(entity_id: str, error: StoreUnavailableError) -> dict[str, Any]:
     """A batch result for an entity whose read failed while others succeeded: its error, no columns."""
     return {"entity_id": entity_id, "error": ErrorCode.STORE_UNAVAILABLE.value, "message": str(error)}
-
-
-async def _send(send: Send, status: int, body: bytes, retry_after: bool = False) -> None:
-    headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
-    if retry_after:
-        headers.append((b"retry-after", b"1"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class _Endpoint:
-    """A plain ASGI endpoint: no Request object, no parameter resolution, one orjson body."""
-
-    route_path = ""
-
-    def __init__(self, reads: FeatureReads, metrics: Metrics) -> None:
-        self._reads = reads
-        self._metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            body = await self._body(scope, receive)
-        except ApiError as refused:  # answered here, without the exception middleware: the same body as render's
-            self._metrics.error(refused.code)
-            await _send(send, *render(refused), retry_after=refused.code is ErrorCode.OVERLOADED)
-            return
-        await _send(send, 200, body)
-
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        raise NotImplementedError
-
-
-class _Get(_Endpoint):
-    route_path = GET_PATH
-
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        params = scope["path_params"]
-        return await self._reads.get(
-            params["entity_type"],
-            params["entity_id"],
-            scope["query_string"],
-            scope.get("headers", ()),
-            caller_of(scope),
-            client_of(scope),
-        )
-
-
-class _GetByKey(_Endpoint):
-    route_path = KEY_PATH
-
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        return await self._reads.get(
-            scope["path_params"]["entity_type"],
-            None,
-            scope["query_string"],
-            scope.get("headers", ()),
-            caller_of(scope),
-            client_of(scope),
-        )
-
-
-def _declared_length(scope: Scope) -> int | None:
-    """The request's ``Content-Length`` (None without one, or when it is not digits: the server answers that)."""
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length" and value.isdigit():
-            return int(value)
-    return None
-
-
-async def _read_body(scope: Scope, receive: Receive) -> bytes:
-    """The body, at most ``MAX_BATCH_BODY_BYTES``: 413 at once when its ``Content-Length`` says more (a slow
-    sender does not hold the request while a megabyte arrives), or as soon as more than that has arrived."""
-    declared = _declared_length(scope)
-    if declared is not None and declared > MAX_BATCH_BODY_BYTES:
-        raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BATCH_BODY_BYTES:
-            raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-class _Batch(_Endpoint):
-    route_path = BATCH_PATH
-
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        self._reads.bound.check()  # before the body is read and parsed: refusing must cost little
-        entity_type = scope["path_params"]["entity_type"]
-        try:
-            raw = await _read_body(scope, receive)
-        except ApiError:
-            self._reads.check_entity_type(entity_type)  # 404 before anything in the body, its size too (413)
-            raise
-        return await self._reads.batch(entity_type, raw, scope.get("headers", ()), caller_of(scope), client_of(scope))
-
-
-class _Vectors(_Endpoint):
-    route_path = VECTORS_PATH
-
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        self._reads.bound.check()
-        return await self._reads.vectors(
-            await _read_body(scope, receive), scope.get("headers", ()), caller_of(scope), client_of(scope)
-        )
-
-
-def feature_routes(
-    plans: Plans,
-    cache: VectorCache,
-    metrics: Metrics,
-    clock_us: Callable[[], int],
-    serving_log: ServingLog | None = None,
-    access: Access | None = None,
-    bound: EntityBound | None = None,
-) -> list[Route]:
-    reads = FeatureReads(plans, cache, metrics, clock_us, serving_log, access, bound)
-    # The hot GET first; a POST to .../batch only partly matches it (method) and goes on to the batch route.
-    return [
-        Route(GET_PATH, _Get(reads, metrics), methods=["GET"]),
-        Route(BATCH_PATH, _Batch(reads, metrics), methods=["POST"]),
-        Route(KEY_PATH, _GetByKey(reads, metrics), methods=["GET"]),
-        Route(VECTORS_PATH, _Vectors(reads, metrics), methods=["POST"]),
-    ]

@@ -95,3 +95,13 @@ def test_an_empty_events_location_is_a_usage_error_not_the_current_folder(
             main(["--events", raw])
         assert ended.value.code == 2
         assert "argument --events: must be a Parquet file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("raw", ["1_0", "7.0", "\u0667", ""])
+def test_a_seed_is_a_whole_number_as_every_number_option(raw: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs import produce
+
+    with pytest.raises(SystemExit) as ended:
+        produce.main(["--seed", raw])
+    assert ended.value.code == 2
+    assert "argument --seed: must be a whole number" in capsys.readouterr().err

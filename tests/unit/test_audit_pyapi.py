@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import MAX_VERSION, FeatureDefinition
-from registry.core.errors import DatasetError, RequestError
+from registry.core.errors import DatasetError, RequestError, UnknownFeatureError
 from registry.definition_store import DefinitionConflictError, DefinitionStore
 from registry.feature_services import FeatureService, FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
@@ -86,6 +86,20 @@ def test_a_definition_at_the_highest_version_refuses_a_next_one(
         store.register(make_definition(ttl="5h"), version_given=False)
     assert [d.version for d in store.catalog()] == [MAX_VERSION]
     assert store.register(make_definition(owner="other"), version_given=False).action == "metadata_updated"
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_activate_takes_a_version_number_only(
+    tmp_path: Path, make_definition: Callable[..., FeatureDefinition], version: Any
+) -> None:
+    """A version is a whole number (the model refuses ``True``, ``1.0`` and ``"1"``): activate likewise."""
+    store = DefinitionStore(tmp_path / "d.db")
+    first = make_definition(version=1)
+    store.register(first)
+    store.register(make_definition(version=2, ttl="5h"))
+    with pytest.raises(UnknownFeatureError):
+        store.activate(first.entity, first.name, version)
+    assert store.catalog().get(first.entity, first.name).version == 1
 
 
 # --- the client: a 2xx answer of another shape is bad_answer ------------------------------------------------

@@ -1,0 +1,161 @@
+"""The ``/v1/features`` and ``/v1/vectors`` routes as plain ASGI endpoints: no Request object, no parameter
+resolution; each hands the path, query string, headers and (for a POST) the bounded body to
+``serving.online.features_api.FeatureReads`` and sends its orjson body, or a refusal in the one error shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from starlette.routing import Route
+
+from registry.access import Access
+from serving.online.auth import caller_of, client_of
+from serving.online.cache import VectorCache
+from serving.online.features_api import (
+    BATCH_PATH,
+    GET_PATH,
+    KEY_PATH,
+    MAX_BATCH_BODY_BYTES,
+    VECTORS_PATH,
+    FeatureReads,
+)
+from serving.online.http_errors import ApiError, ErrorCode, render
+from serving.online.metrics import Metrics
+from serving.online.overload import EntityBound
+from serving.online.plans import Plans
+from serving.online.serving_log import ServingLog
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
+_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def _send(send: Send, status: int, body: bytes, retry_after: bool = False) -> None:
+    headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
+    if retry_after:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Endpoint:
+    """A plain ASGI endpoint: no Request object, no parameter resolution, one orjson body."""
+
+    route_path = ""
+
+    def __init__(self, reads: FeatureReads, metrics: Metrics) -> None:
+        self._reads = reads
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await self._body(scope, receive)
+        except ApiError as refused:  # answered here, without the exception middleware: the same body as render's
+            self._metrics.error(refused.code)
+            await _send(send, *render(refused), retry_after=refused.code is ErrorCode.OVERLOADED)
+            return
+        await _send(send, 200, body)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        raise NotImplementedError
+
+
+class _Get(_Endpoint):
+    route_path = GET_PATH
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        params = scope["path_params"]
+        return await self._reads.get(
+            params["entity_type"],
+            params["entity_id"],
+            scope["query_string"],
+            scope.get("headers", ()),
+            caller_of(scope),
+            client_of(scope),
+        )
+
+
+class _GetByKey(_Endpoint):
+    route_path = KEY_PATH
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        return await self._reads.get(
+            scope["path_params"]["entity_type"],
+            None,
+            scope["query_string"],
+            scope.get("headers", ()),
+            caller_of(scope),
+            client_of(scope),
+        )
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length`` (None without one, or when it is not digits: the server answers that)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    """The body, at most ``MAX_BATCH_BODY_BYTES``: 413 at once when its ``Content-Length`` says more (a slow
+    sender does not hold the request while a megabyte arrives), or as soon as more than that has arrived."""
+    declared = _declared_length(scope)
+    if declared is not None and declared > MAX_BATCH_BODY_BYTES:
+        raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BATCH_BODY_BYTES:
+            raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class _Batch(_Endpoint):
+    route_path = BATCH_PATH
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        self._reads.bound.check()  # before the body is read and parsed: refusing must cost little
+        entity_type = scope["path_params"]["entity_type"]
+        try:
+            raw = await _read_body(scope, receive)
+        except ApiError:
+            self._reads.check_entity_type(entity_type)  # 404 before anything in the body, its size too (413)
+            raise
+        return await self._reads.batch(entity_type, raw, scope.get("headers", ()), caller_of(scope), client_of(scope))
+
+
+class _Vectors(_Endpoint):
+    route_path = VECTORS_PATH
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        self._reads.bound.check()
+        return await self._reads.vectors(
+            await _read_body(scope, receive), scope.get("headers", ()), caller_of(scope), client_of(scope)
+        )
+
+
+def feature_routes(
+    plans: Plans,
+    cache: VectorCache,
+    metrics: Metrics,
+    clock_us: Callable[[], int],
+    serving_log: ServingLog | None = None,
+    access: Access | None = None,
+    bound: EntityBound | None = None,
+) -> list[Route]:
+    reads = FeatureReads(plans, cache, metrics, clock_us, serving_log, access, bound)
+    # The hot GET first; a POST to .../batch only partly matches it (method) and goes on to the batch route.
+    return [
+        Route(GET_PATH, _Get(reads, metrics), methods=["GET"]),
+        Route(BATCH_PATH, _Batch(reads, metrics), methods=["POST"]),
+        Route(KEY_PATH, _GetByKey(reads, metrics), methods=["GET"]),
+        Route(VECTORS_PATH, _Vectors(reads, metrics), methods=["POST"]),
+    ]
