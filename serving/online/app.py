@@ -45,7 +45,7 @@ from serving.online.auth import Authenticate, route_table
 from serving.online.cache import DEFAULT_MAX_ENTRIES, VectorCache
 from serving.online.definitions_api import definitions_router
 from serving.online.feature_routes import feature_routes
-from serving.online.features_api import MAX_NAMES
+from serving.online.features_api import MAX_NAMES, FeatureReads
 from serving.online.features_docs import docs_router
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics, MetricsMiddleware
@@ -236,7 +236,7 @@ def create_app(
     access = access if access is not None else Access(None, enabled=False)
     app.state.access = access
     bound = EntityBound(max_entities_in_flight)
-    reads = feature_routes(Plans(live, services), cache, metrics, clock_us, log, access, bound)
+    reads = feature_routes(FeatureReads(Plans(live, services), cache, metrics, clock_us, log, access, bound), metrics)
     app.router.routes[:0] = reads  # first
     app.include_router(definitions_router(live, access))
     if services is not None:

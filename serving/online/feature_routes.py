@@ -4,14 +4,11 @@ resolution; each hands the path, query string, headers and (for a POST) the boun
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.routing import Route
 
-from registry.access import Access
 from serving.online.auth import caller_of, client_of
-from serving.online.cache import VectorCache
 from serving.online.features_api import (
     BATCH_PATH,
     GET_PATH,
@@ -22,9 +19,6 @@ from serving.online.features_api import (
 )
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics
-from serving.online.overload import EntityBound
-from serving.online.plans import Plans
-from serving.online.serving_log import ServingLog
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -142,16 +136,8 @@ class _Vectors(_Endpoint):
         )
 
 
-def feature_routes(
-    plans: Plans,
-    cache: VectorCache,
-    metrics: Metrics,
-    clock_us: Callable[[], int],
-    serving_log: ServingLog | None = None,
-    access: Access | None = None,
-    bound: EntityBound | None = None,
-) -> list[Route]:
-    reads = FeatureReads(plans, cache, metrics, clock_us, serving_log, access, bound)
+def feature_routes(reads: FeatureReads, metrics: Metrics) -> list[Route]:
+    """The read routes over ``reads``, counted in ``metrics``."""
     # The hot GET first; a POST to .../batch only partly matches it (method) and goes on to the batch route.
     return [
         Route(GET_PATH, _Get(reads, metrics), methods=["GET"]),
