@@ -7,7 +7,6 @@ argparse names the option and exits 2 with the message, e.g.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import re
 from collections.abc import Callable
@@ -29,11 +28,9 @@ def whole(low: int, high: float = math.inf) -> Callable[[str], int]:
     """A whole number in ``[low, high]``: ASCII digits with an optional sign (``7.0``, ``1_000``, ``٥`` refused)."""
 
     def parse(raw: str) -> int:
-        value = None
-        if _WHOLE.fullmatch(raw) is not None:
-            sign, digits = (raw[0], raw[1:]) if raw[0] in "+-" else ("", raw)
-            with contextlib.suppress(ValueError):  # int() takes at most 4300 digits: refused below in these words
-                value = int(sign + (digits.lstrip("0") or "0"))
+        from registry.core.settings import whole_number  # as the host check: no settings model at import
+
+        value = whole_number(raw) if _WHOLE.fullmatch(raw) is not None else None
         if value is None or not low <= value <= high:
             shown = repr(raw) if len(raw) <= 24 else f"{raw[:12]!r}...({len(raw)} characters)"
             raise argparse.ArgumentTypeError(f"must be a whole number {_span(low, high)}, not {shown}")

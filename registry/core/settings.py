@@ -25,6 +25,17 @@ def _switch(name: str, raw: str) -> bool:
 # Whole numbers as settings spell them: ASCII digits with an optional sign, nothing around them (as the
 # commands' ``registry.core.arguments.whole``): ``1_000``, `` 64 ``, ``7.0`` and non-ASCII digits are refused.
 WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
+def whole_number(raw: str) -> int | None:
+    """The value of a text ``WHOLE`` matches; None past int()'s 4,300 digits (leading zeros not counted), which is
+    past every bound a setting or an option has, so callers refuse it as out of range instead of a ValueError."""
+    digits = raw.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 4300:
+        return None
+    return -int(digits) if raw.startswith("-") else int(digits)
+
+
 # Decimal numbers likewise: ASCII digits, one optional point, an optional exponent (``0.5``, ``.5``, ``1e3``);
 # no underscores, spaces or non-ASCII digits, and no ``nan`` or ``inf``.
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
@@ -43,10 +54,9 @@ _NAMESPACE = re.compile(r"[^\s.]+(\.[^\s.]+)*")
 def _port(name: str, raw: str) -> int:
     if WHOLE.fullmatch(raw) is None:
         raise SettingsError(f"{name} must be a port number, not {raw!r}")
-    digits = raw.lstrip("+-").lstrip("0") or "0"  # int() refuses more than 4,300 digits, leading zeros counted
-    if len(digits) > 5:
+    port = whole_number(raw)
+    if port is None:
         raise SettingsError(f"{name} must be from 1 to 65535, not {raw[:20]}...")
-    port = -int(digits) if raw.startswith("-") else int(digits)
     if not 1 <= port <= 65_535:
         raise SettingsError(f"{name} must be from 1 to 65535, not {port}")
     return port

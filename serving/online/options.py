@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from registry.core.errors import SettingsError
-from registry.core.settings import DECIMAL, WHOLE
+from registry.core.settings import DECIMAL, WHOLE, whole_number
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
 from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT
 from serving.online.serving_log import DEFAULT_SAMPLE, DEFAULT_TOPIC
@@ -38,13 +38,10 @@ def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high:
     raw = env.get(name, str(default))
     if WHOLE.fullmatch(raw) is None:
         raise SettingsError(f"{name} must be an integer, not {raw!r}")
-    digits = raw.lstrip("+-").lstrip("0") or "0"
-    if len(digits) > len(str(max(abs(low), abs(high)))):  # out of range; and int() refuses over 4,300 digits
+    value = whole_number(raw)
+    if value is None or not low <= value <= high:
         shown = raw if len(raw) <= 24 else f"{raw[:12]}...({len(raw)} characters)"
-        raise SettingsError(f"{name} must be from {low} to {high}, not {shown}")
-    value = int(raw[0] + digits if raw[0] in "+-" else digits)
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be from {low} to {high}, not {value}")
+        raise SettingsError(f"{name} must be from {low} to {high}, not {shown if value is None else value}")
     return value
 
 

@@ -178,23 +178,8 @@ def silent_port() -> Iterator[int]:
 def answering_port() -> Iterator[int]:
     """A port that answers the first bytes of every connection, as a broker answers ApiVersions
     (enough for ``sinks.topics.require_reachable``)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:  # closed: the test is over
-                return
-            with connection:
-                connection.recv(64)
-                connection.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x01")
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield server.getsockname()[1]
-    server.close()
+    with answer_server(b"\x00\x00\x00\x04\x00\x00\x00\x01") as port:
+        yield port
 
 
 NOT_A_STORE = ("empty", "other-program", "not-sqlite")
