@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -22,9 +25,10 @@ from registry.core.definitions import MAX_VERSION
 from registry.core.durations import EPOCH, parse_duration, to_millis
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
+from registry.core.request_features import RequestFeature
 from registry.core.settings import Settings, http_url, settings_for_command
-from registry.definition_store import DefinitionStore
-from registry.plan import apply_all, plan_all
+from registry.definition_store import DefinitionStore, Registered
+from registry.plan import Change, RequestChange, apply_all, plan_all
 
 if TYPE_CHECKING:
     from registry.gate import Guardrails
@@ -71,13 +75,14 @@ _READS = frozenset({"plan", "list", "gate"})
 _MOVES = frozenset({"activate", "activate-all"})
 
 
-def _open_store(db: Path, command: str, default: Path) -> DefinitionStore:
+def _open_store(db: Path, command: str, default: Path, *, create: bool = True) -> DefinitionStore | None:
     """The definition store ``command`` works on; DefinitionError for a ``--db`` that cannot be one.
 
     ``apply`` creates the store; the configured location's folders too (a fresh checkout has no
-    ``.state/``), but an explicit ``--db`` elsewhere needs an existing folder. Every other command only
-    reads the store or moves its pointers: a missing file, an empty one or another program's database is
-    refused with nothing created or changed there (``DefinitionStore.existing``).
+    ``.state/``), but an explicit ``--db`` elsewhere needs an existing folder; ``create=False``: None where
+    there is no store yet (``_apply`` makes it). Every other command only reads the store or moves its pointers:
+    a missing file, an empty one or another program's database is refused with nothing created or changed there
+    (``DefinitionStore.existing``).
     """
     where = f"--db {db}" + (" (FS_DEFINITIONS_DB)" if db == default else "")
     if db.is_dir():
@@ -86,7 +91,56 @@ def _open_store(db: Path, command: str, default: Path) -> DefinitionStore:
         return DefinitionStore.existing(db, name=where)
     if not db.exists() and db != default and not db.parent.is_dir():
         raise DefinitionError(f"{where}: folder {db.parent} does not exist")
-    return DefinitionStore(db)
+    return DefinitionStore(db) if create or db.exists() else None
+
+
+def _apply_folder(
+    store: DefinitionStore, folder: Path
+) -> tuple[list[Registered], list[RequestChange], list[RequestFeature]]:
+    """``folder`` read (its features first, then its request features, as ``plan`` reads it: one folder, one
+    refusal) and applied to ``store``: what happened to each definition, the request features' changes, and the
+    request features."""
+    definitions, places = _located(load_folder_at(folder, store.holds))
+    requests, request_places = _located(load_request_folder_at(folder))
+    results, request_changes = apply_all(store, definitions, requests, places=places, request_places=request_places)
+    return results, request_changes, requests
+
+
+def _apply(
+    store: DefinitionStore | None, db: Path, folder: Path
+) -> tuple[list[Registered], list[RequestChange], list[RequestFeature]]:
+    """``apply`` of ``folder``: all of it or nothing, a store included. Where there is no store yet (``store`` is
+    None), the folder is applied to a new one in a temporary folder, which is then put at ``db`` whole: a folder
+    refused leaves no file (nor folder) there. Another ``apply`` that made ``db`` meanwhile keeps its store, and
+    the folder is applied to that one."""
+    if store is not None:
+        return _apply_folder(store, folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "definitions.db"
+        outcome = _apply_folder(DefinitionStore(fresh), folder)
+        conn = sqlite3.connect(fresh)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every write in the file itself
+        finally:
+            conn.close()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        staged = db.parent / f".{db.name}.{os.getpid()}.new"
+        shutil.copyfile(fresh, staged)
+        try:
+            os.link(staged, db)  # never over a store made meanwhile
+        except OSError:  # there is one now (or no hard links here): apply to the store at db
+            return _apply_folder(DefinitionStore(db), folder)
+        finally:
+            staged.unlink(missing_ok=True)
+    return outcome
+
+
+def _plan_folder(store: DefinitionStore, folder: Path) -> tuple[list[Change], list[RequestChange]]:
+    """``folder`` read as ``_apply_folder`` reads it and planned against ``store``: what ``apply`` would change;
+    DefinitionError (a conflict: DefinitionConflictError) naming what it would refuse."""
+    definitions, places = _located(load_folder_at(folder, store.holds))
+    requests, request_places = _located(load_request_folder_at(folder))
+    return plan_all(store, definitions, requests, places=places, request_places=request_places)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,22 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        store = _open_store(args.db, args.command, settings.definitions_db)
-        if args.command == "plan":
-            definitions, places = _located(load_folder_at(args.folder, store.holds))
-            requests, request_places = _located(load_request_folder_at(args.folder))
-            stored, requested = plan_all(store, definitions, requests, places=places, request_places=request_places)
-            changes = [str(c) for c in stored] + [str(c) for c in requested]
-            for change in changes:
-                print(change)
-            print(f"{len(changes)} change(s)" if changes else "no changes")
-            return 2 if changes else 0
+        maybe = _open_store(args.db, args.command, settings.definitions_db, create=args.command != "apply")
         if args.command == "apply":
-            requests, request_places = _located(load_request_folder_at(args.folder))
-            definitions, places = _located(load_folder_at(args.folder, store.holds))
-            results, request_changes = apply_all(
-                store, definitions, requests, places=places, request_places=request_places
-            )
+            results, request_changes, requests = _apply(maybe, args.db, args.folder)
             for r in results:
                 print(
                     f"{r.action:16} {r.definition.entity}.{r.definition.name} v{r.definition.version}"
@@ -159,6 +200,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(f"{action:16} request feature {q.entity}.{q.name} v{q.version} ({q.function})")
             return 0
+        if maybe is None:  # only `apply` is left without a store (it makes one)
+            raise AssertionError(f"{args.command}: no definition store opened")
+        store = maybe
+        if args.command == "plan":
+            stored, requested = _plan_folder(store, args.folder)
+            changes = [str(c) for c in stored] + [str(c) for c in requested]
+            for change in changes:
+                print(change)
+            print(f"{len(changes)} change(s)" if changes else "no changes")
+            return 2 if changes else 0
         if args.command == "activate":
             store.activate(args.entity, args.name, args.version)
             print(f"{args.entity}.{args.name}: v{args.version} is active")

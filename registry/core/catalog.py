@@ -57,14 +57,21 @@ def _shown(path: Path) -> str:
 def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
     """A pydantic error's problems as ``(field.path, message)`` (the path empty for the whole input), without the
     misleading ones: pydantic counts only the entries that validated, so a list whose every entry failed is also
-    "too short"; that list's own entries' errors say what is wrong."""
+    "too short"; that list's own entries' errors say what is wrong. A check of ours speaks for itself: its message
+    goes without pydantic's ``Value error, `` in front."""
     errors = exc.errors(include_url=False)
     within = {err["loc"][:i] for err in errors for i in range(len(err["loc"]))}
     return [
-        (".".join(str(p) for p in err["loc"]), str(err["msg"]))
+        (".".join(str(p) for p in err["loc"]), _message(err["type"], str(err["msg"])))
         for err in errors
         if not (err["type"] == "too_short" and err["loc"] in within)
     ]
+
+
+def _message(kind: str, msg: str) -> str:
+    """A problem's message as users read it: a ``ValueError`` raised by our own checks without pydantic's prefix."""
+    prefix = "Value error, "
+    return msg[len(prefix) :] if kind == "value_error" and msg.startswith(prefix) else msg
 
 
 def validation_text(exc: ValidationError) -> str:

@@ -35,7 +35,7 @@ class UnknownFeatureError(DefinitionError):
 
     def __init__(self, entity_type: str, names: list[str]) -> None:
         self.entity_type = entity_type
-        self.names = sorted(names)
+        self.names = sorted(set(names))  # a name given twice (a batch keeps duplicates) is named once
         super().__init__(f"unknown feature(s) for entity type {entity_type!r}: {', '.join(self.names)}")
 
 

@@ -58,6 +58,8 @@ class RequestColumn:
             column = labels.column(f.name)
             if isinstance(column, pa.ChunkedArray):
                 column = column.combine_chunks()
+            if pa.types.is_dictionary(column.type):  # judged and converted by its values, as check_request_fields
+                column = column.dictionary_decode()
             want = arrow_type(f.value_type)
             # An integer for a double is rounded to the nearest double, as online (JSON's numbers, Python's
             # float()); any other conversion must be exact.
@@ -119,12 +121,14 @@ def _check_values(feature: str, field: str, value_type: ValueType, column: pa.Ar
 
 
 def _castable(have: pa.DataType, want: pa.DataType) -> bool:
+    if pa.types.is_dictionary(have):  # an encoding, not a kind: its values decide (dictionary<int64> is no string)
+        return _castable(have.value_type, want)
     if pa.types.is_integer(want):
         return pa.types.is_integer(have)  # a float column would lose its fractions
     if pa.types.is_floating(want):  # not float32: its values are not the doubles a client would send
         return pa.types.is_integer(have) or have == pa.float64()
     if pa.types.is_string(want):
-        return pa.types.is_string(have) or pa.types.is_large_string(have) or pa.types.is_dictionary(have)
+        return pa.types.is_string(have) or pa.types.is_large_string(have)
     return pa.types.is_boolean(have)
 
 

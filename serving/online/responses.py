@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -36,10 +37,44 @@ def parse_json_object(raw: bytes, *, error: ErrorCode = ErrorCode.BAD_REQUEST) -
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(ErrorCode.BAD_JSON, f"request body is not JSON: {exc}") from exc
+        body = _past_the_doubles(raw, exc)
     if not isinstance(body, dict):
         raise ApiError(error, "request body must be a JSON object")
     return body
+
+
+def _past_the_doubles(raw: bytes, exc: orjson.JSONDecodeError) -> Any:
+    """``raw`` read by the standard library when orjson refused it only for a number past the doubles' range
+    (``1e400``, an integer of 400 digits: JSON all the same), so that the member holding it is refused with its
+    own code (a request field's ``bad_request_data``, an id's ``bad_entity_id``, ...) as the same value in a
+    query string is; 400 ``bad_json`` for anything else orjson refuses, ``NaN`` and ``Infinity`` (not JSON)
+    and strings holding a lone surrogate (not UTF-8) included."""
+    not_json = ApiError(ErrorCode.BAD_JSON, f"request body is not JSON: {exc}")
+    if "number is infinity" not in str(exc):
+        raise not_json from exc
+    try:
+        body = json.loads(raw, parse_constant=_not_a_json_number)
+        _utf8_strings(body)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeError and int()'s digit limit are ValueErrors
+        raise not_json from exc
+    return body
+
+
+def _not_a_json_number(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _utf8_strings(value: Any) -> None:
+    """``UnicodeEncodeError`` (a ValueError) for a string (member names included) holding a lone surrogate."""
+    if isinstance(value, str):
+        value.encode()
+    elif isinstance(value, dict):
+        for name, member in value.items():
+            name.encode()
+            _utf8_strings(member)
+    elif isinstance(value, list):
+        for item in value:
+            _utf8_strings(item)
 
 
 class ProblemDoc(BaseModel):

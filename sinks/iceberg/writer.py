@@ -399,14 +399,23 @@ class OfflineWriter:
         return pa.concat_tables(parts)
 
     def flush(self) -> None:
+        """Append what is buffered as one snapshot (only rows whose identity the table does not hold yet).
+
+        Raises StoreUnavailableError when the catalog or the table's storage cannot be used, during the identity
+        check as during the append (an I/O error, the catalog's database refusing), or after ``_COMMIT_RETRIES``
+        commit conflicts in a row; what is buffered then stays buffered."""
         from pyiceberg.exceptions import CommitFailedException
+        from sqlalchemy.exc import OperationalError
 
         if not self._buffer and not self._results:
             return
         ingested_ms = self._clock_ms()
         parts = [self._rows_arrow(self._buffer, ingested_ms)] if self._buffer else []
         parts += [self.results_arrow(r, ingested_ms) for r in self._results]
-        fresh = self._new_rows(pa.concat_tables(parts) if len(parts) > 1 else parts[0])
+        try:
+            fresh = self._new_rows(pa.concat_tables(parts) if len(parts) > 1 else parts[0])
+        except (OSError, OperationalError) as exc:
+            raise StoreUnavailableError(f"Iceberg table unreadable for the identity check: {_one_line(exc)}") from exc
         if not fresh.num_rows:
             self._buffer.clear()
             self._results.clear()
@@ -414,15 +423,15 @@ class OfflineWriter:
         batch = sorted_rows(fresh)
         for attempt in range(_COMMIT_RETRIES):
             try:
+                if attempt:  # another writer committed first: retry on top of its snapshot
+                    self._table.refresh()
                 append_rows(self._table, batch)
                 break
             except CommitFailedException as exc:
-                # Another writer committed first: refresh metadata and retry on top of its snapshot.
                 if attempt == _COMMIT_RETRIES - 1:
                     raise StoreUnavailableError(f"Iceberg commit lost {_COMMIT_RETRIES} races in a row") from exc
-                self._table.refresh()
-            except OSError as exc:
-                raise StoreUnavailableError(f"Iceberg append failed: {exc}") from exc
+            except (OSError, OperationalError) as exc:
+                raise StoreUnavailableError(f"Iceberg append failed: {_one_line(exc)}") from exc
         self.written += batch.num_rows
         self._buffer.clear()
         self._results.clear()
@@ -447,6 +456,12 @@ class OfflineWriter:
             first = first.join(_identities(existing), keys=keys, join_type="left anti", use_threads=False)
         at = np.sort(first.column("row_min").to_numpy())
         return rows if len(at) == rows.num_rows else rows.take(pa.array(at))
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line (a database error's text spans several: the SQL, a link)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _identities(rows: pa.Table) -> pa.Table:

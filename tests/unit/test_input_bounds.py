@@ -132,16 +132,16 @@ def definitions(tmp_path: Path) -> TestClient:
     [
         ({"version": 2**63}, "version: Input should be less than or equal to 2147483647"),
         ({"version": 2**31}, "version: Input should be less than or equal to 2147483647"),
-        ({"owner": "risk\x00team"}, "owner: Value error, must not contain control characters"),
-        ({"owner": "risk\nteam"}, "owner: Value error, must not contain control characters"),
-        ({"tags": ["ok", "b\x1bad"]}, "tags.1: Value error, must not contain control characters"),
-        ({"description": "a\x07b"}, "description: Value error, must not contain control characters other than"),
+        ({"owner": "risk\x00team"}, "owner: must not contain control characters"),
+        ({"owner": "risk\nteam"}, "owner: must not contain control characters"),
+        ({"tags": ["ok", "b\x1bad"]}, "tags.1: must not contain control characters"),
+        ({"description": "a\x07b"}, "description: must not contain control characters other than"),
         ({"owner": "x" * 257}, "owner: String should have at most 256 characters"),
-        ({"owner": "risk\x85team"}, "owner: Value error, must not contain control characters"),
+        ({"owner": "risk\x85team"}, "owner: must not contain control characters"),
         ({"version": True}, "version: Input should be a valid integer"),
         ({"version": "7"}, "version: Input should be a valid integer"),
         ({"version": 7.0}, "version: Input should be a valid integer"),
-        ({"source.topic": "tnl\n"}, "source.topic: Value error, topic 'tnl\\n'"),
+        ({"source.topic": "tnl\n"}, "source.topic: topic 'tnl\\n'"),
     ],
 )
 def test_definition_fields_out_of_range(
