@@ -291,7 +291,7 @@ class ProgressPoller:
     """Reads ``stream_progress`` of one stream: (closed through = min over writers, its updated_at), ms."""
 
     def __init__(self, settings: Settings, stream: str) -> None:
-        from sinks.cassandra.layout import PROGRESS_TABLE
+        from sinks.cassandra.layout import LAST_KNOWN_WRITER, PROGRESS_TABLE
         from sinks.factory import connect_cassandra
 
         self._cluster, self._session = connect_cassandra(settings)  # creates the keyspace the job will write
@@ -300,9 +300,12 @@ class ProgressPoller:
             "WHERE stream = ?"
         )
         self._stream = stream
+        self._last_known = LAST_KNOWN_WRITER
 
     def read(self) -> tuple[int, int] | None:
-        rows = list(self._session.execute(self._select, (self._stream,), timeout=5))
+        rows = [
+            r for r in self._session.execute(self._select, (self._stream,), timeout=5) if r.writer != self._last_known
+        ]
         if not rows:
             return None
         laggard = min(rows, key=lambda r: r.closed_through)

@@ -334,6 +334,12 @@ def _table_environment(env: StreamExecutionEnvironment, late_fire: timedelta | N
         config.set("table.exec.emit.late-fire.enabled", "true")
         config.set("table.exec.emit.late-fire.delay", "0 s")
         config.set("table.exec.emit.allow-lateness", f"{to_millis(late_fire)} ms")
+    else:
+        # Explicitly off: translating another table environment's query writes its configuration into the
+        # shared execution environment, and one created after it would inherit late firing (Flink then
+        # refuses a session window: "Session window doesn't support EMIT strategy currently").
+        config.set("table.exec.emit.late-fire.enabled", "false")
+        config.set("table.exec.emit.allow-lateness", "0 ms")
     return t_env
 
 

@@ -105,10 +105,13 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._flushes = metrics.counter("flushes")
         self._online_end_ms = {d.name: 0 for d in self._features}
         self._freshness_lag_ms = {d.name: 0 for d in self._features}
+        # each feature's own freshness_slo, so the alert rules judge a feature by its definition
+        self._freshness_slo_ms = {d.name: int(d.freshness_slo.total_seconds() * 1000) for d in self._features}
         for name in self._online_end_ms:
             group = metrics.add_group("feature", name)
             group.gauge("online_window_end_ms", lambda n=name: self._online_end_ms[n])
             group.gauge("freshness_lag_ms", lambda n=name: self._freshness_lag_ms[n])
+            group.gauge("freshness_slo_ms", lambda n=name: self._freshness_slo_ms[n])
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         """One batch of a bucket's window results (``jobs.batching.batch_type``): columns, new values only."""

@@ -380,11 +380,13 @@ class Access:
         """The caller of an ``Authorization`` header value (``Bearer <token>``)."""
         if not self.enabled:
             return ANONYMOUS
-        if value is None:
+        if value is None or not value.strip():
             return self.authenticate(None)
         scheme, _, token = value.strip().partition(" ")
         if scheme.lower() != "bearer":
-            raise UnauthenticatedError(f"unsupported Authorization scheme {scheme!r}: send `Bearer <token>`")
+            # At most 16 characters of it: a token sent without `Bearer ` shows its id (fs_<12>_), not its secret
+            shown = scheme if len(scheme) <= 16 else scheme[:16] + "…"
+            raise UnauthenticatedError(f"unsupported Authorization scheme {shown!r}: send `Bearer <token>`")
         return self.authenticate(token.strip())
 
     def may_read(self, caller: Caller, owner_team: str) -> bool:

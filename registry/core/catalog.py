@@ -96,6 +96,9 @@ def _tables(path: Path, doc: Mapping[str, Any], key: str) -> tuple[dict[str, Any
         raise DefinitionError(f"{_shown(path)}: `defaults` must be a table ([defaults]), not {defaults!r:.100}")
     if not isinstance(entries, list):
         raise DefinitionError(f"{_shown(path)}: `{key}` must be an array of tables ([[{key}]]), not {entries!r:.100}")
+    unknown = sorted(set(defaults) - set(FeatureDefinition.model_fields))
+    if unknown:  # refused whether or not a table of the file inherits it (a misspelling would otherwise go unseen)
+        raise DefinitionError(f"{_shown(path)}: defaults: unknown field(s) {unknown}")
     return defaults, entries
 
 

@@ -54,7 +54,8 @@ def token_of(authorization: str | None) -> str | None:
         if not colon:
             raise UnauthenticatedError("malformed Basic credentials: expected <user>:<token>")
         return token
-    raise UnauthenticatedError(f"unsupported Authorization scheme {scheme!r}: send Bearer or Basic credentials")
+    shown = scheme if len(scheme) <= 16 else scheme[:16] + "…"  # a bare token shows its id, never its secret
+    raise UnauthenticatedError(f"unsupported Authorization scheme {shown!r}: send Bearer or Basic credentials")
 
 
 def write_of(method: str, path: str) -> tuple[str, str | None] | None:

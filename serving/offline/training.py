@@ -64,6 +64,8 @@ from sinks.iceberg.reader import ReadPoint, epoch_us, iso_us, point_from, read_p
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
+    from registry.training_sets import TrainingSetStore
+
 _REPO = Path(__file__).resolve().parents[2]
 
 
@@ -396,6 +398,15 @@ def _check_build_paths(labels: Path, out: Path, manifest: Path, copy_labels_to: 
         raise DatasetError(f"--copy-labels-to {copy_labels_to}: exists and is not a directory")
 
 
+def _recorded_labels(store: TrainingSetStore, training_set_id: str) -> str | None:
+    """The labels path recorded for a training set at build time; None when it is not recorded (a manifest file
+    from another registry) or recorded without one."""
+    try:
+        return store.get(training_set_id).labels_uri
+    except DatasetError:
+        return None
+
+
 def _read_manifest(path: Path) -> Manifest:
     """``--manifest``'s file; a DatasetError in one line naming it for a file that is not a manifest."""
     from pydantic import ValidationError
@@ -470,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         # and nothing is created there.
         definitions = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
         store = TrainingSetStore(db)
+        # FS_AUTH=on: every subcommand needs a known FS_TOKEN (link-model writes to the registry), before anything else
+        catalog = guard_catalog(definitions.catalog(), settings, action="training_set")
         if args.command == "link-model":
             linked = store.link_model(args.model, args.model_version, args.id)
             print(f"{linked.model} {linked.model_version} <- training set {linked.training_set_id}")
@@ -483,7 +496,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from sinks.iceberg.writer import load_table
 
-        catalog = guard_catalog(definitions.catalog(), settings, action="training_set")
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         if args.command == "build":
             manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
@@ -522,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
             stored = store.get(args.id)
             manifest, labels_path = stored.manifest, args.labels or stored.labels_uri
         else:
-            manifest, labels_path = _read_manifest(args.manifest), args.labels
+            manifest = _read_manifest(args.manifest)
+            labels_path = args.labels or _recorded_labels(store, manifest.id)
         if labels_path is None:
             raise DatasetError(f"no labels path recorded for training set {manifest.id}: pass --labels")
         if _same_file(Path(labels_path), args.out):

@@ -48,6 +48,16 @@ def client_of(scope: Scope) -> str:
     return str(client[0]) if client else ""
 
 
+def _authorization(scope: Scope) -> str | None:
+    """The request's one ``Authorization`` value (None without one). Two or more are refused, whatever they
+    hold: which one a proxy in front acted on is unknown, and the first one alone must not decide."""
+    headers = scope.get("headers", ())
+    given = sum(1 for key, _ in headers if key == b"authorization")
+    if given > 1:
+        raise UnauthenticatedError(f"{given} Authorization headers: send one, `Authorization: Bearer <token>`")
+    return header_value(headers, b"authorization")
+
+
 class Authenticate:
     """Refuse, with 401, every HTTP request whose bearer token ``access`` does not know.
 
@@ -63,7 +73,7 @@ class Authenticate:
             await self.app(scope, receive, send)
             return
         try:
-            scope[CALLER] = self.access.authenticate_header(header_value(scope.get("headers", ()), b"authorization"))
+            scope[CALLER] = self.access.authenticate_header(_authorization(scope))
         except UnauthenticatedError as exc:
             if self.on_refused is not None:
                 self.on_refused(ErrorCode.UNAUTHENTICATED)

@@ -114,16 +114,19 @@ def quality_router(
         query_once(request, "until")
         catalog = live.current()
         d = catalog.get(entity_type, name, version)  # 404 for an unknown feature or version
-        _check_read(request, [d])
+        if version is not None:
+            _check_read(request, [d])  # one version: refused before any read
         end = _instant("until", until, datetime.fromtimestamp(clock_us() / 1e6, UTC))
         start = _instant("since", since, end - DEFAULT_SPAN if end > _EARLIEST + DEFAULT_SPAN else end)
         if start >= end:
             raise ApiError(ErrorCode.BAD_REQUEST, "since: must be before until")
         stored = quality.feature(entity_type, d.name, version, start, end)
-        # Without `version` the answer holds every version's rows: each other version in it needs the grant
-        # too (the active one may be internal while an older one is restricted).
+        # Without `version` the answer holds every version's rows: every version in it needs the grant, checked
+        # together (the active one may be internal while an older one is restricted), so that the 403 names
+        # every refused version and each is audited once.
         others = sorted({int(row["version"]) for rows in stored.values() for row in rows} - {d.version})
-        _check_read(request, [catalog.get(entity_type, d.name, v) for v in others])
+        if version is None:
+            _check_read(request, [d, *(catalog.get(entity_type, d.name, v) for v in others)])
         return JSONResponse(
             {"entity_type": entity_type, "feature": d.name, "since": iso(start), "until": iso(end), **stored}
         )

@@ -105,13 +105,14 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
             service = FeatureService.model_validate(body)
         except ValidationError as exc:
             raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, validation_message(exc)) from exc
-        mismatches = service.check(live.current())  # UnknownFeatureError (404) for a pin that is not registered
-        if mismatches:
-            raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, "; ".join(mismatches))
         target = f"feature_service:{service.name}"
         owner = access.store.owner("feature_service", service.name) if access.enabled and access.store else None
         caller = authorize_write(access, request.scope, "register_feature_service", target, (owner,))
-        with audited(access, caller, "register_feature_service", target, client_of(request.scope)):  # a 409 too
+        # The registry's refusals once the target is known are recorded too: the catalog's cross-checks, a 409
+        with audited(access, caller, "register_feature_service", target, client_of(request.scope)):
+            mismatches = service.check(live.current())  # UnknownFeatureError (404) for a pin that is not registered
+            if mismatches:
+                raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, "; ".join(mismatches))
             result = services.store.register(service, version_given=version_given)
         if access.enabled and access.store is not None and owner is None:
             access.store.claim("feature_service", service.name, caller.team)  # the first writer's team owns it

@@ -29,7 +29,7 @@ keeps no window start or write instant (the offline table has both).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -45,6 +45,10 @@ Cassandra's longest): for that hour serving reads the value as ``expired`` (null
 LEGACY_TABLE = LEGACY_ONLINE_TABLE
 __all__ = ["LEGACY_TABLE", "PROGRESS_TABLE", "TABLE"]
 PROGRESS_TTL_S = 86_400  # a writer that stopped (rescaled away) stops holding its stream back after a day
+LAST_KNOWN_WRITER = "*"
+"""The ``writer`` of a stream's row that never expires: the latest window end any writer closed (its write time is
+that end, so it only moves forward). Readers take it only when no writer's own row is left (a stream without
+progress for a day), so a quiet entity never goes back to an older window once its writers' rows expire."""
 
 LETTERS: dict[ValueType, str] = {"long": "l", "double": "d", "string": "s", "boolean": "b"}
 _TYPES: dict[str, ValueType] = {letter: t for t, letter in LETTERS.items()}
@@ -311,10 +315,29 @@ def select_vectors_cql(keyspace: str, partitions: int) -> str:
 
 
 def progress_cql(keyspace: str) -> str:
+    """A writer's row and the stream's last-known row (``LAST_KNOWN_WRITER``, no TTL) in one single-partition batch;
+    binds stream, writer, closed_through, updated_at, the write time, then stream, closed_through, updated_at and
+    the write time again."""
+    insert = f"INSERT INTO {keyspace}.{PROGRESS_TABLE} (stream, writer, closed_through, updated_at) VALUES "
     return (
-        f"INSERT INTO {keyspace}.{PROGRESS_TABLE} (stream, writer, closed_through, updated_at) VALUES (?, ?, ?, ?) "
-        f"USING TIMESTAMP ? AND TTL {PROGRESS_TTL_S}"
+        "BEGIN UNLOGGED BATCH "
+        f"{insert}(?, ?, ?, ?) USING TIMESTAMP ? AND TTL {PROGRESS_TTL_S}; "
+        f"{insert}(?, '{LAST_KNOWN_WRITER}', ?, ?) USING TIMESTAMP ?; "
+        "APPLY BATCH"
     )
+
+
+def stream_progress(rows: Iterable[tuple[str, str, int]]) -> dict[str, int]:
+    """Each stream's closed-through point from its ``(stream, writer, closed_through)`` rows: the minimum over its
+    writers' own rows; the last-known row only for a stream none of whose writers' rows is left."""
+    live: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for stream, writer, closed in rows:
+        if writer == LAST_KNOWN_WRITER:
+            last[stream] = closed
+        else:
+            live[stream] = min(live.get(stream, closed), closed)
+    return last | live
 
 
 def select_progress_cql(keyspace: str) -> str:

@@ -376,10 +376,10 @@ class NativeOnlineReader:
                 ) from exc
             except Exception as exc:
                 raise self._failure(exc) from exc
-            progress: dict[str, int] = {}
-            for row in result:
-                stream, closed = row.column_value_by_index(0), row.column_value_by_index(2)
-                progress[stream] = min(progress.get(stream, closed), closed)
+            progress = online_layout.stream_progress(
+                (row.column_value_by_index(0), row.column_value_by_index(1), row.column_value_by_index(2))
+                for row in result
+            )
             self._progress = progress
             self._progress_at = now
             return progress

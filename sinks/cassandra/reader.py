@@ -298,11 +298,7 @@ class OnlineReader:
         return self._progress
 
     def _set_progress(self, rows: Any, at: float) -> None:
-        progress: dict[str, int] = {}
-        for r in rows:
-            closed = _ms(r[2])
-            progress[r[0]] = min(progress.get(r[0], closed), closed)
-        self._progress = progress
+        self._progress = online_layout.stream_progress((r[0], r[1], _ms(r[2])) for r in rows)
         self._progress_at = at
 
     # --- asyncio ----------------------------------------------------------------------------------

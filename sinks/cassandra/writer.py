@@ -255,8 +255,9 @@ class OnlineWriter:
 
     A value whose TTL has already run out at write time is not written (it would be expired on
     read anyway); ``skipped_expired`` counts them. After the values, the writer records per stream
-    the latest window end it has written (``stream_progress``, one row per writer); readers take the
-    minimum over a stream's writers to tell an empty window from a value that is still current.
+    the latest window end it has written (``stream_progress``, one row per writer, kept a day, and the stream's
+    last-known row, kept for good: ``layout.LAST_KNOWN_WRITER``); readers take the minimum over a stream's writers
+    to tell an empty window from a value that is still current (the last-known row once no writer's row is left).
     """
 
     def __init__(
@@ -313,9 +314,8 @@ class OnlineWriter:
             self.written += values
             self.requests += len(requests)
             for stream, end_ms in progress.items():
-                self._session.execute(
-                    self._progress, (stream, self._writer_id, _ts(end_ms), _ts(now_ms), end_ms * 1000), timeout=10
-                )
+                at = (_ts(end_ms), _ts(now_ms), end_ms * 1000)
+                self._session.execute(self._progress, (stream, self._writer_id, *at, stream, *at), timeout=10)
         except Exception as exc:
             raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
         self._buffer.clear()

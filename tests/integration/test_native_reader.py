@@ -168,3 +168,51 @@ def test_a_damaged_cell_is_skipped_by_both_readers_and_the_rest_is_served(stored
         assert dict(answer[0]) == {("g", 1): (7, end)}
         assert len(answer[1]) == 4  # the other entity, whole
     assert Undecodable.cells - before == 2 * 5
+
+
+def test_progress_outlives_its_writers_rows_and_only_moves_forward(stored: tuple[Settings, Any]) -> None:
+    """A writer's progress row expires after a day without progress (so a writer rescaled away stops holding its
+    stream back); the stream's last-known row does not: once no writer's row is left, both readers take it, so a
+    quiet entity never goes back to an older window (its value read 0 at the newer one before). While any
+    writer's row is left, the minimum over those rows decides, as before."""
+    from datetime import UTC, datetime
+
+    from sinks.cassandra import layout
+
+    settings, session = stored
+    keyspace = settings.cassandra_keyspace
+    count = FeatureCatalog.from_folder().get("user", "txn_count_1h")
+    last_known = f"SELECT writer FROM {keyspace}.{layout.PROGRESS_TABLE} WHERE stream = %s AND writer = '*'"
+    assert list(session.execute(last_known, (count.stream,)))  # the fixture's flush wrote it beside its own row
+
+    stream, end = "audit/progress/last-known", time.time_ns() // 1_000_000 // (5 * MIN) * 5 * MIN - 60 * MIN
+    put = session.prepare(layout.progress_cql(keyspace))
+
+    def record(writer: str, end_ms: int) -> None:
+        at = (datetime.fromtimestamp(end_ms / 1000, UTC), datetime.now(UTC), end_ms * 1000)
+        session.execute(put, (stream, writer, *at, stream, *at))
+
+    def progress() -> tuple[int | None, int | None]:
+        python = OnlineReader(session, keyspace, timeout_s=5.0)
+        native = NativeOnlineReader(settings.cassandra_hosts, settings.cassandra_port, keyspace, timeout_s=5.0)
+
+        async def both() -> tuple[dict[str, int], dict[str, int]]:
+            try:
+                return await python.progress_async(), await native.progress_async()
+            finally:
+                await native.close()
+
+        a, b = asyncio.run(both())
+        return a.get(stream), b.get(stream)
+
+    record("0", end)
+    record("1", end + 5 * MIN)
+    assert progress() == (end, end)  # the slower writer holds the stream back
+    session.execute(
+        f"DELETE FROM {keyspace}.{layout.PROGRESS_TABLE} WHERE stream = %s AND writer IN ('0', '1')", (stream,)
+    )
+    assert progress() == (end + 5 * MIN, end + 5 * MIN)  # the writers' rows gone (expired): the last known
+    record("2", end - 5 * MIN)  # an older point written later: the last-known row keeps the newer one
+    assert progress() == (end - 5 * MIN, end - 5 * MIN)  # a writer's row again: it decides
+    session.execute(f"DELETE FROM {keyspace}.{layout.PROGRESS_TABLE} WHERE stream = %s AND writer = '2'", (stream,))
+    assert progress() == (end + 5 * MIN, end + 5 * MIN)

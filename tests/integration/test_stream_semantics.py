@@ -266,6 +266,7 @@ def test_metrics_count_what_the_job_saw(run: Run) -> None:
     for feature in ("txn_count_1h", "txn_amount_sum_1h"):
         assert _gauge(metrics, "online_window_end_ms", feature=feature) == last_end
         assert _gauge(metrics, "freshness_lag_ms", feature=feature) >= time.time_ns() // 1_000_000 - last_end - 600_000
+        assert _gauge(metrics, "freshness_slo_ms", feature=feature) == 600_000  # the alert's threshold: its SLO
 
 
 def test_the_writer_sees_the_watermark(run: Run) -> None:

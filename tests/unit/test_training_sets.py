@@ -744,6 +744,11 @@ def test_cli_build_link_show_rebuild(
     (tmp_path / "labels.parquet").unlink()  # the rebuild reads the kept copy
     assert training.main(["rebuild", "--id", manifest.id, "--out", str(tmp_path / "again.parquet")]) == 0
     assert pq.read_table(tmp_path / "again.parquet").equals(pq.read_table(tmp_path / "train.parquet"))
+    # --manifest of a recorded training set takes the recorded labels too (--labels: "default: the labels path
+    # recorded at build time"); it was refused with "no labels path recorded".
+    manifest_file = str(tmp_path / "train.parquet.manifest.json")
+    assert training.main(["rebuild", "--manifest", manifest_file, "--out", str(tmp_path / "again2.parquet")]) == 0
+    assert pq.read_table(tmp_path / "again2.parquet").equals(pq.read_table(tmp_path / "train.parquet"))
     assert training.main(["show", "--model", "fraud"]) == 0
     assert manifest.id in capsys.readouterr().out
     assert training.main(["rebuild", "--id", "nope", "--out", str(tmp_path / "x.parquet")]) == 1
