@@ -6,12 +6,14 @@ only when it moved is the snapshot rebuilt. Requests read the snapshot they were
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from registry.core.catalog import FeatureCatalog
+from registry.core.errors import StoreUnavailableError
 from registry.definition_store import DefinitionStore
 
 T = TypeVar("T")
@@ -32,8 +34,8 @@ class Following(Generic[T]):
         self._refresh_s = refresh_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._seq = store.change_seq()
-        self._snapshot = load()
+        self._seq = self._stamp()  # before the load: a change between the two is reloaded at the next check
+        self._snapshot = self._loaded()
         self._checked_at = clock()
 
     def current(self) -> T:
@@ -50,10 +52,31 @@ class Following(Generic[T]):
             self._reload_if_changed()
 
     def _reload_if_changed(self) -> None:
-        seq = self._store.change_seq()
+        seq = self._stamp()
         if seq != self._seq:
-            self._snapshot, self._seq = self._load(), seq
+            self._snapshot, self._seq = self._loaded(), seq
         self._checked_at = self._clock()
+
+    def _stamp(self) -> tuple[int, object]:
+        """The store's change sequence with the identity of its file (a SQLite store's ``file_stamp``): a file
+        replaced under the reader is reloaded even when its sequence equals the old one's. A store that is gone or
+        unreadable is ``StoreUnavailableError`` naming it (no file is created where it was)."""
+        file_stamp = getattr(self._store, "file_stamp", None)
+        try:
+            held = file_stamp() if file_stamp is not None else None
+            return self._store.change_seq(), held
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise self._unavailable(exc) from exc
+
+    def _loaded(self) -> T:
+        try:
+            return self._load()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailableError:
+        where = getattr(self._store, "path", None)
+        return StoreUnavailableError(f"registry store {where or type(self._store).__name__} unavailable: {exc}")
 
 
 class LiveCatalog(Following[FeatureCatalog]):

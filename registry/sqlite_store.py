@@ -13,18 +13,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from registry.core.errors import StoreUnavailableError
+
 _WAL_ATTEMPTS = 50
 
 
-def connect(path: Path, pragmas: tuple[str, ...] = ()) -> sqlite3.Connection:
-    """A connection in WAL mode with a 30 s busy timeout, safe while other processes open the same file.
+def connect(path: Path, pragmas: tuple[str, ...] = (), *, create: bool = True) -> sqlite3.Connection:
+    """A connection in WAL mode with a 30 s busy timeout, safe while other processes open the same file; with
+    ``create=False`` no file is made where there is none (``sqlite3.OperationalError``, "unable to open").
 
     Switching a new database to WAL needs a moment of exclusive access, and SQLite answers "database
     is locked" at once rather than waiting on the busy timeout when another process holds the file
     (as when several processes open a new database together): the switch is retried. WAL is recorded
     in the file, so only the first opens of a new database ever wait here.
     """
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    if create:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    else:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30, isolation_level=None)
     try:
         conn.execute("PRAGMA busy_timeout=30000")
         for attempt in range(_WAL_ATTEMPTS):
@@ -66,14 +72,32 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
-        conn = self._connect()
+        conn = connect(path, self.PRAGMAS)
         try:
             conn.executescript(self.DDL)
         finally:
             conn.close()
 
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def file_stamp(self) -> tuple[int, int, int]:
+        """Which file is at the store's path, and when its main file was last written (device, inode, mtime in ns):
+        a store replaced under a reader (deleted and made again, or copied over) changes it even where its change
+        sequence happens to equal the old one's. ``FileNotFoundError`` if no file is there; nothing is created."""
+        st = self._path.stat()
+        return st.st_dev, st.st_ino, st.st_mtime_ns
+
     def _connect(self) -> sqlite3.Connection:
-        return connect(self._path, self.PRAGMAS)
+        """A connection to the store made on open: a file deleted since is ``StoreUnavailableError`` naming it, and no
+        empty file is left in its place."""
+        try:
+            return connect(self._path, self.PRAGMAS, create=False)
+        except sqlite3.OperationalError as exc:
+            if self._path.exists():
+                raise
+            raise StoreUnavailableError(f"registry store {self._path} unavailable: no file there ({exc})") from None
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -83,7 +107,8 @@ class SqliteStore:
             yield conn
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # not when BEGIN itself failed ("database is locked"): that error is the one raised
+                conn.execute("ROLLBACK")
             raise
         finally:
             conn.close()
