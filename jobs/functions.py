@@ -12,6 +12,7 @@ from pyflink.datastream.state import ListStateDescriptor
 
 from jobs.sql import decode_last
 from registry.core.definitions import FeatureDefinition
+from registry.core.durations import to_millis
 from registry.core.settings import Settings
 from sinks.records import WindowResults
 
@@ -106,7 +107,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._online_end_ms = {d.name: 0 for d in self._features}
         self._freshness_lag_ms = {d.name: 0 for d in self._features}
         # each feature's own freshness_slo, so the alert rules judge a feature by its definition
-        self._freshness_slo_ms = {d.name: int(d.freshness_slo.total_seconds() * 1000) for d in self._features}
+        self._freshness_slo_ms = {d.name: to_millis(d.freshness_slo) for d in self._features}
         for name in self._online_end_ms:
             group = metrics.add_group("feature", name)
             group.gauge("online_window_end_ms", lambda n=name: self._online_end_ms[n])

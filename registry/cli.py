@@ -124,15 +124,37 @@ def _apply(
         finally:
             conn.close()
         db.parent.mkdir(parents=True, exist_ok=True)
-        staged = db.parent / f".{db.name}.{os.getpid()}.new"
-        shutil.copyfile(fresh, staged)
+        handle, name = tempfile.mkstemp(dir=db.parent, prefix=f".{db.name}.", suffix=".new")  # unique, beside db
+        staged = Path(name)
         try:
-            os.link(staged, db)  # never over a store made meanwhile
-        except OSError:  # there is one now (or no hard links here): apply to the store at db
-            return _apply_folder(DefinitionStore(db), folder)
+            with open(handle, "wb") as out, fresh.open("rb") as source:
+                shutil.copyfileobj(source, out)
+                out.flush()
+                os.fsync(out.fileno())  # whole on disk before it is linked in: never an empty store after a crash
+            try:
+                os.link(staged, db)  # never over a store made meanwhile
+            except FileExistsError:  # another apply made it meanwhile: apply to that store
+                return _apply_folder(DefinitionStore(db), folder)
+            except OSError:  # no hard links on this filesystem: the folder, already checked whole, applied in place
+                return _apply_folder(DefinitionStore(db), folder)
+            _fsync_folder(db.parent)
         finally:
             staged.unlink(missing_ok=True)
     return outcome
+
+
+def _fsync_folder(folder: Path) -> None:
+    """The folder's entries on disk (a new link in it), where the platform allows opening a folder."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _plan_folder(store: DefinitionStore, folder: Path) -> tuple[list[Change], list[RequestChange]]:

@@ -18,6 +18,12 @@ from registry.core.errors import StoreUnavailableError
 _WAL_ATTEMPTS = 50
 
 
+class RegistryStoreUnavailable(StoreUnavailableError, sqlite3.OperationalError):
+    """The registry's SQLite file cannot be used: gone, unopenable, or locked by another writer past the busy
+    timeout. A StoreUnavailableError (the API's 503 ``store_unavailable``, a command's one ``error:`` line), and
+    still the ``sqlite3`` error that best-effort recorders (the audit log, erasure records) catch."""
+
+
 def connect(path: Path, pragmas: tuple[str, ...] = (), *, create: bool = True) -> sqlite3.Connection:
     """A connection in WAL mode with a 30 s busy timeout, safe while other processes open the same file; with
     ``create=False`` no file is made where there is none (``sqlite3.OperationalError``, "unable to open").
@@ -82,12 +88,14 @@ class SqliteStore:
     def path(self) -> Path:
         return self._path
 
-    def file_stamp(self) -> tuple[int, int, int]:
-        """Which file is at the store's path, and when its main file was last written (device, inode, mtime in ns):
-        a store replaced under a reader (deleted and made again, or copied over) changes it even where its change
-        sequence happens to equal the old one's. ``FileNotFoundError`` if no file is there; nothing is created."""
+    def file_stamp(self) -> tuple[int, int]:
+        """Which file is at the store's path (device, inode): a store replaced under a reader (deleted and made
+        again, or renamed over it) changes it even where its change sequence happens to equal the old one's. Not
+        its modification time: every write to any table of the file (an audit record, a statistic) changes that,
+        and a reload of a large catalog on each would stall its readers. ``FileNotFoundError`` if no file is
+        there; nothing is created."""
         st = self._path.stat()
-        return st.st_dev, st.st_ino, st.st_mtime_ns
+        return st.st_dev, st.st_ino
 
     def _connect(self) -> sqlite3.Connection:
         """A connection to the store made on open: a file deleted since is ``StoreUnavailableError`` naming it, and no
@@ -95,15 +103,17 @@ class SqliteStore:
         try:
             return connect(self._path, self.PRAGMAS, create=False)
         except sqlite3.OperationalError as exc:
-            if self._path.exists():
-                raise
-            raise StoreUnavailableError(f"registry store {self._path} unavailable: no file there ({exc})") from None
+            why = exc if self._path.exists() else f"no file there ({exc})"
+            raise RegistryStoreUnavailable(f"registry store {self._path} unavailable: {why}") from None
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         conn = self._connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # "database is locked": another writer held it past the timeout
+                raise RegistryStoreUnavailable(f"registry store {self._path} unavailable: {exc}") from exc
             yield conn
             conn.execute("COMMIT")
         except BaseException:

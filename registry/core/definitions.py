@@ -493,7 +493,13 @@ def event_schema_problems(d: FeatureDefinition) -> list[str]:
         fields = {f["name"]: field_type(f) for f in load_schema(d.source.event_schema)["fields"]}
     except (OSError, ValueError, KeyError, TypeError, FeatureStoreError) as exc:
         return [f"source.event_schema: {d.source.event_schema!r} is not a usable reader schema: {exc}"]
-    problems = []
+    # The job reads every field of the reader schema into a row of these types (jobs.feature_job._row_type):
+    # any other field, used or not, stops the whole job at start.
+    problems = [
+        f"source.event_schema: field {name!r} is {kind}; the job reads {', '.join(sorted(_FAMILY))} fields only"
+        for name, kind in fields.items()
+        if kind not in _FAMILY
+    ]
     named = [("source.entity_key", f) for f in d.source.key_fields] + [
         ("source.timestamp_field", d.source.timestamp_field)
     ]
@@ -504,7 +510,7 @@ def event_schema_problems(d: FeatureDefinition) -> list[str]:
     for where, field in named:
         if field not in fields:
             problems.append(f"{where}: {d.source.event_schema!r} has no field {field!r}")
-    if d.source.timestamp_field in fields and fields[d.source.timestamp_field] not in ("int", "long"):
+    if d.source.timestamp_field in fields and fields[d.source.timestamp_field] != "long":
         problems.append(
             f"source.timestamp_field: {d.source.timestamp_field!r} is {fields[d.source.timestamp_field]}, not epoch "
             "milliseconds (long)"

@@ -34,6 +34,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
+from registry.core.definitions import MAX_TTL
 from registry.core.value_types import SPECS, VALUE_COLUMNS, VALUE_TYPES, ValueType
 from sinks.names import LEGACY_ONLINE_TABLE, ONLINE_TABLE, PROGRESS_TABLE
 
@@ -46,9 +47,18 @@ LEGACY_TABLE = LEGACY_ONLINE_TABLE
 __all__ = ["LEGACY_TABLE", "PROGRESS_TABLE", "TABLE"]
 PROGRESS_TTL_S = 86_400  # a writer that stopped (rescaled away) stops holding its stream back after a day
 LAST_KNOWN_WRITER = "*"
-"""The ``writer`` of a stream's row that never expires: the latest window end any writer closed (its write time is
-that end, so it only moves forward). Readers take it only when no writer's own row is left (a stream without
-progress for a day), so a quiet entity never goes back to an older window once its writers' rows expire."""
+"""The ``writer`` of a stream's row that outlives its writers' rows: the latest window end any writer closed (its
+write time is that end, so it only moves forward), kept as long as the stream's longest feature TTL (plus the
+expired grace), past which every value it could decide reads ``expired`` anyway. Readers take it only when no
+writer's own row is left (a stream without progress for a day), so a quiet entity never goes back to an older
+window once its writers' rows expire."""
+
+
+def last_known_ttl_s(longest_ttl_ms: int) -> int:
+    """The last-known row's Cassandra TTL for a stream whose longest feature TTL is ``longest_ttl_ms``: at least the
+    writers' rows' day, at most Cassandra's longest TTL."""
+    return min(max(PROGRESS_TTL_S, -(-longest_ttl_ms // 1000) + EXPIRED_GRACE_S), int(MAX_TTL.total_seconds()))
+
 
 LETTERS: dict[ValueType, str] = {"long": "l", "double": "d", "string": "s", "boolean": "b"}
 _TYPES: dict[str, ValueType] = {letter: t for t, letter in LETTERS.items()}
@@ -315,14 +325,14 @@ def select_vectors_cql(keyspace: str, partitions: int) -> str:
 
 
 def progress_cql(keyspace: str) -> str:
-    """A writer's row and the stream's last-known row (``LAST_KNOWN_WRITER``, no TTL) in one single-partition batch;
-    binds stream, writer, closed_through, updated_at, the write time, then stream, closed_through, updated_at and
-    the write time again."""
+    """A writer's row and the stream's last-known row (``LAST_KNOWN_WRITER``, ``last_known_ttl_s``) in one
+    single-partition batch; binds stream, writer, closed_through, updated_at, the write time, then stream,
+    closed_through, updated_at, the write time again and the last-known row's TTL in seconds."""
     insert = f"INSERT INTO {keyspace}.{PROGRESS_TABLE} (stream, writer, closed_through, updated_at) VALUES "
     return (
         "BEGIN UNLOGGED BATCH "
         f"{insert}(?, ?, ?, ?) USING TIMESTAMP ? AND TTL {PROGRESS_TTL_S}; "
-        f"{insert}(?, '{LAST_KNOWN_WRITER}', ?, ?) USING TIMESTAMP ?; "
+        f"{insert}(?, '{LAST_KNOWN_WRITER}', ?, ?) USING TIMESTAMP ? AND TTL ?; "
         "APPLY BATCH"
     )
 

@@ -89,6 +89,7 @@ class Values:
         self._result_ends: list[npt.NDArray[np.int64]] = []
         self._result_revisions: list[npt.NDArray[np.int64]] = []
         self.progress: dict[str, int] = {}
+        self.stream_ttl_ms: dict[str, int] = {}  # per stream, the longest TTL of its features in the buffer
         self.size = 0
 
     def _feature(self, definition: FeatureDefinition) -> int:
@@ -109,7 +110,13 @@ class Values:
         self._ends.append(row.window_end_ms)
         self._revisions.append(row.revision)
         self.progress[row.stream] = max(self.progress.get(row.stream, 0), row.window_end_ms)
+        self._ttl(row.stream, row.defined_by)
         self.size += 1
+
+    def _ttl(self, stream: str, definition: FeatureDefinition) -> None:
+        ttl_ms = to_millis(definition.ttl)
+        if ttl_ms > self.stream_ttl_ms.get(stream, 0):
+            self.stream_ttl_ms[stream] = ttl_ms
 
     def add_results(self, results: WindowResults) -> None:
         n = len(results)
@@ -127,6 +134,8 @@ class Values:
             self.size += n
         stream = results.stream
         self.progress[stream] = max(self.progress.get(stream, 0), int(ends.max()))
+        for definition in results.features:
+            self._ttl(stream, definition)
 
     def ends(self) -> npt.NDArray[np.int64]:
         return np.concatenate([np.array(self._ends, dtype=np.int64), *self._result_ends])
@@ -315,7 +324,8 @@ class OnlineWriter:
             self.requests += len(requests)
             for stream, end_ms in progress.items():
                 at = (_ts(end_ms), _ts(now_ms), end_ms * 1000)
-                self._session.execute(self._progress, (stream, self._writer_id, *at, stream, *at), timeout=10)
+                kept_s = online_layout.last_known_ttl_s(buffered.stream_ttl_ms.get(stream, 0))
+                self._session.execute(self._progress, (stream, self._writer_id, *at, stream, *at, kept_s), timeout=10)
         except Exception as exc:
             raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
         self._buffer.clear()

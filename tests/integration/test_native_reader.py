@@ -184,13 +184,16 @@ def test_progress_outlives_its_writers_rows_and_only_moves_forward(stored: tuple
     count = FeatureCatalog.from_folder().get("user", "txn_count_1h")
     last_known = f"SELECT writer FROM {keyspace}.{layout.PROGRESS_TABLE} WHERE stream = %s AND writer = '*'"
     assert list(session.execute(last_known, (count.stream,)))  # the fixture's flush wrote it beside its own row
+    kept = f"SELECT TTL(closed_through) FROM {keyspace}.{layout.PROGRESS_TABLE} WHERE stream = %s AND writer = '*'"
+    (ttl_s,) = session.execute(kept, (count.stream,)).one()
+    assert layout.PROGRESS_TTL_S - 60 < ttl_s <= layout.PROGRESS_TTL_S  # txn_count_1h's TTL, 2 h + grace, is less
 
     stream, end = "audit/progress/last-known", time.time_ns() // 1_000_000 // (5 * MIN) * 5 * MIN - 60 * MIN
     put = session.prepare(layout.progress_cql(keyspace))
 
     def record(writer: str, end_ms: int) -> None:
         at = (datetime.fromtimestamp(end_ms / 1000, UTC), datetime.now(UTC), end_ms * 1000)
-        session.execute(put, (stream, writer, *at, stream, *at))
+        session.execute(put, (stream, writer, *at, stream, *at, layout.last_known_ttl_s(0)))
 
     def progress() -> tuple[int | None, int | None]:
         python = OnlineReader(session, keyspace, timeout_s=5.0)

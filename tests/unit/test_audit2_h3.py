@@ -144,13 +144,20 @@ def test_a_store_made_meanwhile_is_kept_and_the_folder_applied_to_it(
     folder = _folder(tmp_path, {"a.toml": _HEAD + _COUNT.format(description="a")})
     real_link = cli.os.link
 
+    refused: list[BaseException] = []
+
     def racing(src: Path, dst: Path) -> None:
         monkeypatch.setattr(cli.os, "link", real_link)
         assert cli.main(["--db", str(db), "apply", str(other)]) == 0  # the other apply lands first
-        real_link(src, dst)
+        try:
+            real_link(src, dst)
+        except OSError as exc:
+            refused.append(exc)
+            raise
 
     monkeypatch.setattr(cli.os, "link", racing)
     assert cli.main(["--db", str(db), "apply", str(folder)]) == 0
+    assert [type(e) for e in refused] == [FileExistsError]  # the place was taken: never linked over it
     monkeypatch.undo()
     capsys.readouterr()
     assert cli.main(["--db", str(db), "list"]) == 0

@@ -131,3 +131,52 @@ def test_the_api_answers_a_write_to_a_deleted_store_with_a_503(tmp_path: Path) -
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"] == "store_unavailable"
     assert not db.exists()
+
+
+def test_the_api_answers_a_write_locked_past_the_timeout_with_a_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A register while another writer holds the store's write lock past the busy timeout was a 500 with a traceback;
+    it is 503 ``store_unavailable`` naming the lock (and still the sqlite3 error best-effort recorders catch)."""
+    db = tmp_path / "registry.db"
+    store = DefinitionStore(db)
+    store.register(build_definition())
+    client = TestClient(create_app(LiveCatalog(store, refresh_s=60.0), NoValues()), raise_server_exceptions=False)
+    _quick_busy_timeout(monkeypatch)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        answer = client.post("/v1/feature-definitions", json=build_definition(name="other").model_dump(mode="json"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "store_unavailable" and "database is locked" in answer.json()["message"]
+
+
+def test_a_write_to_another_table_of_the_file_does_not_reload_the_catalog(tmp_path: Path) -> None:
+    """Readers reload on a change sequence that moved or another file at the path, not on every write to the file:
+    the audit log, statistics and tokens share it, and a reload of a large catalog would stall its readers."""
+    from registry.access import AccessStore
+
+    db = tmp_path / "registry.db"
+    store = DefinitionStore(db)
+    store.register(build_definition())
+    loads = 0
+    original = store.catalog
+
+    def counted() -> object:
+        nonlocal loads
+        loads += 1
+        return original()
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(store, "catalog", counted)
+    try:
+        live = LiveCatalog(store, refresh_s=0.0)
+        for i in range(5):
+            AccessStore(db).issue(f"p{i}", "team")  # a write to the same file, another table
+            live.current()
+    finally:
+        monkeypatch.undo()
+    assert loads == 1  # the first load only

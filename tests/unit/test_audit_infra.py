@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,11 +78,20 @@ def test_status_names_a_port_another_process_holds_listening_or_only_bound(setti
     assert report["registry"] == "stopped"
 
 
+def _until_stopped(pid: int, timeout_s: float = 10.0) -> None:
+    """Wait until the kernel shows ``pid`` stopped."""
+    deadline = time.monotonic() + timeout_s
+    while not process.stopped(pid):
+        assert time.monotonic() < deadline, f"pid {pid} not stopped within {timeout_s} s"
+        time.sleep(0.01)
+
+
 def test_a_sigstopped_service_of_ours_is_named_by_status_up_and_stopped_by_down(
     settings: StackSettings, sleeper: subprocess.Popen[bytes]
 ) -> None:
     PidFile(_pidfile(settings, "registry")).write(sleeper.pid)
     os.kill(sleeper.pid, signal.SIGSTOP)
+    _until_stopped(sleeper.pid)  # the signal is delivered asynchronously: a loaded machine may not have yet
     assert stack.status(settings)["registry"] == (
         f"running (pid {sleeper.pid}), stopped by a signal (SIGSTOP): not answering"
     )

@@ -390,7 +390,11 @@ def test_composite_keys_join_by_their_encoded_id(data: st.DataObject, catalog: F
     with tempfile.TemporaryDirectory() as folder:
         table = _table(Path(folder))
         stored, _ = _write(table, catalog, rows)
-        user_column = pa.array([None if v is None else int(v) for v in user_values] if integers else user_values)
+        user_column = (  # typed: a column whose every drawn value is null is still a column of ids
+            pa.array([None if v is None else int(v) for v in user_values], pa.int64())
+            if integers
+            else pa.array(user_values, pa.string())
+        )
         frame = pa.table(
             {
                 "user_id": user_column,
