@@ -9,7 +9,7 @@ Confluent's clients send credentials:
   clients add ``basic.auth.credentials.source: USER_INFO``); the user part is not checked, the token
   names the caller.
 
-A missing, malformed, unknown or revoked token is 401 ``{"error_code": 401, "message": "Unauthorized: ..."}``
+A missing, malformed, unknown or revoked token, or more than one ``Authorization`` header, is 401 ``{"error_code": 401, "message": "Unauthorized: ..."}``
 on every route. Writes need a role: registering a version (``POST /subjects/{s}/versions``) needs the
 team that owns the subject (the first team to register a version of it owns it); deleting a subject or
 version and setting or deleting a subject's compatibility need the owning team too (an admin token
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -39,8 +40,9 @@ _CONTENT_TYPE = b"application/vnd.schemaregistry.v1+json"
 
 
 def token_of(authorization: str | None) -> str | None:
-    """The token in a Bearer or Basic ``Authorization`` value (None when there is none)."""
-    if authorization is None:
+    """The token in a Bearer or Basic ``Authorization`` value (None when there is none; an empty or blank
+    header is none, as in the feature API)."""
+    if authorization is None or not authorization.strip():
         return None
     scheme, _, rest = authorization.strip().partition(" ")
     if scheme.lower() == "bearer":
@@ -56,6 +58,17 @@ def token_of(authorization: str | None) -> str | None:
         return token
     shown = scheme if len(scheme) <= 16 else scheme[:16] + "…"  # a bare token shows its id, never its secret
     raise UnauthenticatedError(f"unsupported Authorization scheme {shown!r}: send Bearer or Basic credentials")
+
+
+def authorization_of(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The request's one ``Authorization`` value (None without one). Two or more are refused (401), whatever they
+    hold, as the feature API refuses them: which one a proxy in front acted on is unknown, and the first one
+    alone must not decide."""
+    headers = list(headers)
+    given = sum(1 for key, _ in headers if key == b"authorization")
+    if given > 1:
+        raise UnauthenticatedError(f"{given} Authorization headers: send one, Bearer or Basic credentials")
+    return header_value(headers, b"authorization")
 
 
 def write_of(method: str, path: str) -> tuple[str, str | None] | None:
@@ -96,7 +109,7 @@ class RegistryAuth:
             await self.app(scope, receive, send)
             return
         try:
-            caller = self.access.authenticate(token_of(header_value(scope.get("headers", ()), b"authorization")))
+            caller = self.access.authenticate(token_of(authorization_of(scope.get("headers", ()))))
         except UnauthenticatedError as exc:
             await _answer(send, 401, 401, f"Unauthorized: {exc}")
             return

@@ -183,6 +183,7 @@ class SchemaStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._default = _parse_level(default_compatibility)
+        self._opened = False  # once the file is made, a file gone under the process is not made again
         with self._transaction() as conn:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(schemas)")}
             if columns and "refs" not in columns:
@@ -194,6 +195,7 @@ class SchemaStore:
             if conn.execute("PRAGMA user_version").fetchone()[0] < _CANONICAL_TEXTS:
                 self._rewrite_texts(conn)
                 conn.execute(f"PRAGMA user_version = {_CANONICAL_TEXTS}")
+        self._opened = True
 
     def _rewrite_texts(self, conn: sqlite3.Connection) -> None:
         """A store written before schema texts were Avro's own (``canonical``: they were JSON with sorted keys):
@@ -218,7 +220,9 @@ class SchemaStore:
     # -- connections --------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite_store.connect(self._path)
+        # After start-up the file must be there: one deleted under the running server is 50002 naming it, and no
+        # empty store is made in its place (a restart would then hand out ids 1, 2, ... again for other schemas).
+        return sqlite_store.connect(self._path, create=not self._opened)
 
     @contextmanager
     def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
