@@ -44,6 +44,8 @@ from serving.online.http_errors import ErrorCode, code_of
 from serving.online.policy import Decision, Fallbacks, ModelPolicy, decide, unavailable
 from serving.online.serving_log import REQUEST_ID_RULE, well_formed_request_id
 
+_MAX_TIMEOUT_S = 86_400 * 365  # a year: past it a socket's timeout may overflow the platform's time_t
+
 
 def _retry_after_s(header: str | None) -> int | None:
     """``Retry-After`` as delay seconds (RFC 9110: a non-negative integer); None when absent or another form."""
@@ -116,6 +118,15 @@ class FeatureClient:
         if client is None:
             if base_url is None:
                 raise ValueError("give the API's base_url or an httpx.Client")
+            # NaN, infinity or None would wait for ever or fail each call with a bare error: refused here
+            if (
+                isinstance(timeout_s, bool)
+                or not isinstance(timeout_s, int | float)
+                or not 0 < timeout_s < _MAX_TIMEOUT_S
+            ):
+                raise ValueError(
+                    f"timeout_s must be a number of seconds above 0 and below {_MAX_TIMEOUT_S:,}, not {timeout_s!r}"
+                )
             client = bound_by_deadline(httpx.Client(base_url=base_url, timeout=timeout_s))
             self._owned = True
         else:
@@ -194,7 +205,12 @@ class FeatureClient:
             model=(policy.model, policy.version),
             request_id=request_id,
         )
-        return decide(policy, entity_id, vector["features"], self.fallbacks)  # a dict: get_features checked it
+        features = vector["features"]  # a dict: get_features checked it
+        with _shaped():  # each feature judged must carry its value and status (before anything is counted)
+            for name, feature in features.items():
+                if not isinstance(feature, dict) or "value" not in feature or "status" not in feature:
+                    raise TypeError(f"feature {name!r} is not {{value, status, ...}}: {str(feature)[:200]}")
+        return decide(policy, entity_id, features, self.fallbacks)
 
     def score_vectors(
         self,
@@ -341,7 +357,7 @@ class FeatureClient:
             raise StoreUnavailableError(f"feature API answer unreadable: {type(exc).__name__}: {exc}") from exc
         try:
             problem = response.json()
-        except ValueError:  # a redirect (not followed), a proxy's page: no answer of the API's shape
+        except (ValueError, RecursionError):  # a redirect (not followed), a proxy's page, JSON nested past the parser
             problem = response.text[:500]
             if response.status_code < 400:
                 raise RequestError(f"http_{response.status_code}", problem or response.reason_phrase) from None
@@ -349,14 +365,16 @@ class FeatureClient:
             return problem
         code, message = code_of(problem, response.status_code)
         details = problem if isinstance(problem, dict) else {}
+        listed = details.get("names")
+        names = [str(n) for n in listed] if isinstance(listed, list) else []  # another shape names none
         if code is ErrorCode.UNKNOWN_FEATURE:
-            raise UnknownFeatureError(str(details.get("entity_type", "")), list(details.get("names", [])))
+            raise UnknownFeatureError(str(details.get("entity_type", "")), names)
         if code is ErrorCode.UNKNOWN_FEATURE_SERVICE:
             raise UnknownFeatureServiceError(str(details.get("feature_service", "")))
         if code is ErrorCode.UNAUTHENTICATED:
             raise UnauthenticatedError(message)
         if code is ErrorCode.FORBIDDEN:
-            raise ForbiddenError(message, names=[str(n) for n in details.get("names", [])])
+            raise ForbiddenError(message, names=names)
         if code is ErrorCode.VERSION_CONFLICT:
             raise DefinitionConflictError(message)
         if code is ErrorCode.OVERLOADED and response.status_code == 503:

@@ -118,10 +118,37 @@ def collected(jar: Path) -> list[tuple[int, list[tuple[Any, ...]]]]:
         max_delay_ms=3_600_000,
     )
     out = []
+    bucket_of = {key: b for b, key in enumerate(_bucket_keys(BUCKETS))}
     with stream.execute_and_collect() as results:
-        for bucket, columns in results:
-            out.append((bucket, list(zip(*columns, strict=True))))
+        for key, columns in results:
+            out.append((bucket_of[key], list(zip(*columns, strict=True))))
     return out
+
+
+def _bucket_keys(buckets: int) -> list[int]:
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    default = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment.computeDefaultMaxParallelism(buckets)
+    return list(jvm.featurestore.job.BatchWindowResults.bucketKeys(buckets, default))
+
+
+@pytest.mark.parametrize("buckets", [1, 2, 3, 4, 8])
+def test_each_buckets_key_falls_in_its_own_writer_subtask(collected: object, buckets: int) -> None:
+    """Keyed by the bucket number, buckets 0 and 1 could both land on one subtask (key groups, not keys, are
+    spread over subtasks) and leave the other writer idle: each bucket's key is chosen inside its subtask's range."""
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
+    keys = _bucket_keys(buckets)
+    for bucket, key in enumerate(keys):
+        row = jvm.org.apache.flink.types.Row(1)
+        row.setField(0, key)
+        assert (
+            assignment.assignKeyToParallelOperator(row, assignment.computeDefaultMaxParallelism(buckets), buckets)
+            == bucket
+        )
 
 
 def test_each_new_value_once_in_its_bucket_in_order(collected: list[tuple[int, list[tuple[Any, ...]]]]) -> None:
