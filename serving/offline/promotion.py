@@ -3,9 +3,10 @@
 A backfill recomputes a feature into a *new* version (the stream job replays history into it) while
 the active version keeps serving; nothing reads the new version's rows until promotion. ``promote``
 checks that the candidate is registered and that its offline data has caught up with the active
-version's: the event time each version's offline data covers (its latest window end less its window
-length) may trail the active version's by at most ``max_lag`` (default: one window step of the
-candidate, 0 for session windows), compared at the precision the table stores (microseconds: exactly
+version's: the latest window end each version's offline data holds (how far in event time it has computed:
+over the same events, windows of any length end their last windows at the same watermark) may trail the active
+version's by at most ``max_lag`` (default: one window step of the candidate, the grain its ends fall on; 0 for
+session windows), compared at the precision the table stores (microseconds: exactly
 ``max_lag`` is ready, 1 µs more is not) and named in exact milliseconds; trailing by more is refused, and so is a
 candidate with no offline rows while the active version has some (the writer commits offline before
 online, so online has those windows too). Then it moves the pointer with one atomic UPDATE
@@ -28,7 +29,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from registry.core.arguments import duration, whole
-from registry.core.definitions import MAX_VERSION, FeatureDefinition
+from registry.core.definitions import MAX_VERSION
 from registry.core.durations import to_millis
 from registry.core.errors import DefinitionError
 from registry.core.timeline import step_ms
@@ -82,17 +83,6 @@ def _as_ms(us: int) -> str:
     return f"{whole}ms" if not frac else f"{whole}.{frac:03d}ms"
 
 
-def _events_covered(definition: FeatureDefinition, reach_us: int) -> int:
-    """How far in event time a version's data reaches: its last window end less the window's length.
-
-    Versions with different windows end their last windows at different times over the same events
-    (a 30-minute window's last end is 30 minutes before a 1-hour window's); compare what they cover.
-    """
-    window = definition.window
-    length = window.size if window.size is not None else window.gap
-    return reach_us - (to_millis(length) * 1000 if length is not None else 0)
-
-
 def readiness(
     store: DefinitionStore, table: Table, entity: str, name: str, version: int, *, max_lag: timedelta | None = None
 ) -> Readiness:
@@ -115,7 +105,9 @@ def readiness(
     elif active_reach is not None and reach is not None:
         # At the precision the table stores (µs; design §5.1: never rounded to whole milliseconds), and
         # named in exact milliseconds: 300001ms is not "300s", 600000.001ms not 600000ms.
-        trails_us = _events_covered(active, active_reach) - _events_covered(candidate, reach)
+        # The window ends themselves: a window ending at E has seen every event before E, whatever its length
+        # (subtracting the length refused a caught-up version with a longer window, and let a shorter one trail).
+        trails_us = active_reach - reach
         if trails_us > lag_us:
             problems.append(
                 f"v{version} trails v{active.version} by {_as_ms(trails_us)} (allowed {_as_ms(lag_us)}): "

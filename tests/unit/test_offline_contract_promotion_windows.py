@@ -1,6 +1,6 @@
-"""Promotion (README: "refused while the event time its offline data covers (latest window end minus the window's
-length) trails the active version's by more than --max-lag ...; default one window step of the candidate; exactly
---max-lag is ready") when the candidate's window differs from the active version's: a brute-force reference of
+"""Promotion (README: "refused while the latest window end its offline data holds (how far in event time it has
+computed, whatever the window's length) trails the active version's by more than --max-lag ...; default one window
+step of the candidate; exactly --max-lag is ready") when the candidate's window differs from the active version's: a brute-force reference of
 the rule on a real Iceberg table, at the microsecond around the limit, both with the default allowance (the
 *candidate's* step) and a given one; a candidate ahead is ready."""
 
@@ -20,8 +20,6 @@ from tests.unit.test_training_sets import iceberg_table
 
 MIN_US = 60_000_000
 T_US = 1_700_000_100_000_000 + 7  # the active version's latest window end, off the whole millisecond
-ACTIVE_LENGTH_US = 60 * MIN_US  # 1-hour windows sliding by 5 minutes
-CANDIDATE_LENGTH_US = 30 * MIN_US  # 30-minute tumbling windows: a step of 30 minutes
 
 
 def expected_ready(active_end: int | None, candidate_end: int | None, allowed_us: int) -> bool:
@@ -29,7 +27,7 @@ def expected_ready(active_end: int | None, candidate_end: int | None, allowed_us
         return True
     if candidate_end is None:
         return False
-    return (active_end - ACTIVE_LENGTH_US) - (candidate_end - CANDIDATE_LENGTH_US) <= allowed_us
+    return active_end - candidate_end <= allowed_us  # the ends themselves: a window's length is no lag
 
 
 @pytest.mark.parametrize(
@@ -49,8 +47,8 @@ def test_readiness_compares_what_each_window_covers(
     store = DefinitionStore(tmp_path / "d.db")
     store.register(make_definition(window={"kind": "sliding", "size": "1h", "slide": "5m"}))
     store.register(make_definition(version=2, window={"kind": "tumbling", "size": "30m"}))
-    # the candidate's covered event time trails the active one's by trail_us
-    candidate_end = T_US - ACTIVE_LENGTH_US + CANDIDATE_LENGTH_US - trail_us
+    # the candidate's latest window end trails the active one's by trail_us
+    candidate_end = T_US - trail_us
     table = iceberg_table(tmp_path / "t", "fs")
     _append(table, [("txn_count_1h", 1, "u1", T_US), ("txn_count_1h", 1, "u2", T_US - 5 * MIN_US)])
     _append(table, [("txn_count_1h", 2, "u2", candidate_end), ("txn_count_1h", 2, "u3", candidate_end - 30 * MIN_US)])
@@ -58,3 +56,18 @@ def test_readiness_compares_what_each_window_covers(
     ready = promotion.readiness(store, table, "user", "txn_count_1h", 2, max_lag=max_lag)
     assert ready.ready == expected_ready(T_US, candidate_end, allowed), ready.describe()
     assert (ready.active_reach_us, ready.reach_us) == (T_US, candidate_end)
+
+
+def test_a_caught_up_candidate_with_a_longer_window_is_ready(
+    tmp_path: Path, make_definition: Callable[..., FeatureDefinition]
+) -> None:
+    """Over the same events a 2-hour window sliding by 5 minutes ends its last window where the active 1-hour one
+    does: it has caught up (subtracting each window's length made it trail by an hour, and refused it)."""
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(window={"kind": "sliding", "size": "1h", "slide": "5m"}))
+    store.register(make_definition(version=2, window={"kind": "sliding", "size": "2h", "slide": "5m"}))
+    table = iceberg_table(tmp_path / "t", "fs")
+    _append(table, [("txn_count_1h", 1, "u1", T_US)])
+    _append(table, [("txn_count_1h", 2, "u1", T_US)])
+    ready = promotion.readiness(store, table, "user", "txn_count_1h", 2)
+    assert ready.ready, ready.describe()
