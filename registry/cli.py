@@ -126,6 +126,9 @@ def _apply(
         db.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=db.parent, prefix=f".{db.name}.", suffix=".new")  # unique, beside db
         staged = Path(name)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(handle, 0o666 & ~umask)  # as a file made in place would be (mkstemp makes it 0600: others' readers)
         try:
             with open(handle, "wb") as out, fresh.open("rb") as source:
                 shutil.copyfileobj(source, out)

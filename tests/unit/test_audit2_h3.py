@@ -164,3 +164,18 @@ def test_a_store_made_meanwhile_is_kept_and_the_folder_applied_to_it(
     listed = capsys.readouterr().out
     assert "user.other_count  active v1" in listed and "user.txn_count_1h  active v1" in listed, listed
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staged copy left
+
+
+def test_a_first_apply_makes_the_store_as_readable_as_a_file_made_in_place(tmp_path: Path) -> None:
+    """The staged copy is made with mkstemp (0600); linked in as it was, the store was unreadable to the API, the job
+    and retention running as other users. It takes the mode a file made in place would have (0666 less the umask)."""
+    import os
+
+    db = tmp_path / "definitions.db"
+    folder = _folder(tmp_path, {"a.toml": _HEAD + _COUNT.format(description="a")})
+    umask = os.umask(0o022)
+    try:
+        assert cli.main(["--db", str(db), "apply", str(folder)]) == 0
+    finally:
+        os.umask(umask)
+    assert db.stat().st_mode & 0o777 == 0o644

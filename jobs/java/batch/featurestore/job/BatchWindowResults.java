@@ -48,12 +48,25 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
     private final String[] valueTypes;
     private final int maxRows;
     private final long maxDelayMs;
+    private final int maxParallelism;
     private transient List<List<Row>> waiting;
     private transient boolean timerSet;
     private transient CRC32 crc;
     private transient int[] keys;
 
     public BatchWindowResults(int buckets, String valueTypes, int maxRows, long maxDelayMs) {
+        this(buckets, valueTypes, maxRows, maxDelayMs, 0);
+    }
+
+    /**
+     * {@code maxParallelism}: the writer's (the job sets it on the writer explicitly, so both sides agree after a
+     * restore too); 0 to take the configured one, else Flink's default for {@code buckets}.
+     */
+    public BatchWindowResults(int buckets, String valueTypes, int maxRows, long maxDelayMs, int maxParallelism) {
+        if (maxParallelism < 0) {
+            throw new IllegalArgumentException("maxParallelism must be 0 (Flink's) or positive");
+        }
+        this.maxParallelism = maxParallelism;
         if (buckets < 1 || maxRows < 1 || maxDelayMs < 1) {
             throw new IllegalArgumentException("buckets, maxRows and maxDelayMs must be positive");
         }
@@ -76,10 +89,9 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
         crc = new CRC32();
         // The writer runs at this operator's parallelism (one bucket per subtask): its max parallelism is the
         // configured one, else Flink's default for that parallelism.
-        int configured = getExecutionConfig().getMaxParallelism();
-        int maxParallelism =
-                configured > 0 ? configured : KeyGroupRangeAssignment.computeDefaultMaxParallelism(buckets);
-        keys = bucketKeys(buckets, maxParallelism);
+        int configured = maxParallelism > 0 ? maxParallelism : getExecutionConfig().getMaxParallelism();
+        keys = bucketKeys(
+                buckets, configured > 0 ? configured : KeyGroupRangeAssignment.computeDefaultMaxParallelism(buckets));
     }
 
     /**
