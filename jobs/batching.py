@@ -2,8 +2,7 @@
 
 ``featurestore.job.BatchWindowResults`` (compiled once per edit against PyFlink's ``flink-dist`` by
 ``jobs.java_build``) runs chained to the window operator: it drops the changelog's retractions, turns the window
-bounds into epoch milliseconds, computes each result's bucket (a key inside the key-group range of the writer
-subtask of that number, at the writer's max parallelism, which the job sets explicitly) and hands the writer one element per bucket per
+bounds into epoch milliseconds, computes each result's bucket and hands the writer one element per bucket per
 watermark from each window subtask (design §2.4). So no Python runs per window result on the way to the writer:
 neither a key selector nor a call of the writer.
 """
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from pyflink.common import Types
 from pyflink.common.typeinfo import TypeInformation
-from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
+from pyflink.datastream import DataStream, KeyedStream
 
 from jobs.java_build import flink_dist, java_jar
 from registry.core.definitions import FeatureDefinition
@@ -54,39 +53,21 @@ def batches(
     *,
     max_rows: int = MAX_ROWS,
     max_delay_ms: int = MAX_DELAY_MS,
-    max_parallelism: int = 0,
 ) -> DataStream:
     """A window group's changelog (``t_env.to_changelog_stream``; ``columns``: its features' ``value_types``) as
-    ``Row(key, batch)``, batch of ``batch_type``: PyFlink's own shape of a keyed stream's elements; ``key`` is
-    the bucket's key, one Flink assigns to the writer subtask of the bucket's number at ``max_parallelism`` (0:
-    the configured one, else Flink's default)."""
+    ``Row(bucket, batch)``, batch of ``batch_type``: PyFlink's own shape of a keyed stream's elements."""
     from pyflink.java_gateway import get_gateway
 
     keyed = Types.ROW([Types.INT(), batch_type(columns)])
-    operator = get_gateway().jvm.featurestore.job.BatchWindowResults(
-        buckets, ",".join(columns), max_rows, max_delay_ms, max_parallelism
-    )
+    operator = get_gateway().jvm.featurestore.job.BatchWindowResults(buckets, ",".join(columns), max_rows, max_delay_ms)
     return DataStream(changelog._j_data_stream.transform("batch window results", keyed.get_java_type_info(), operator))
 
 
-def writer_max_parallelism(env: StreamExecutionEnvironment, buckets: int) -> int:
-    """The writer's max parallelism: the configured one, else Flink's default for its parallelism (``buckets``).
-    The job sets it on the writer explicitly, so the buckets' keys and the writer agree after a restore too."""
+def batched_by_bucket(changelog: DataStream, columns: list[str], buckets: int) -> KeyedStream:
+    """``batches`` keyed by bucket: ``.process`` a ``KeyedProcessFunction`` on it; it gets the batches."""
     from pyflink.java_gateway import get_gateway
 
-    configured = env.get_max_parallelism()
-    if configured > 0:
-        return int(configured)
-    assignment = get_gateway().jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
-    return int(assignment.computeDefaultMaxParallelism(buckets))
-
-
-def batched_by_bucket(changelog: DataStream, columns: list[str], buckets: int, max_parallelism: int = 0) -> KeyedStream:
-    """``batches`` keyed by bucket: ``.process`` a ``KeyedProcessFunction`` on it, at parallelism ``buckets`` and
-    max parallelism ``max_parallelism`` (``writer_max_parallelism``); it gets the batches."""
-    from pyflink.java_gateway import get_gateway
-
-    batched = batches(changelog, columns, buckets, max_parallelism=max_parallelism)
+    batched = batches(changelog, columns, buckets)
     by_bucket = batched._j_data_stream.keyBy(
         get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.INT()]).get_java_type_info()
     )

@@ -24,7 +24,7 @@ from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.live import LiveCatalog
 from registry.plan import apply
-from serving.offline.promotion import promote
+from serving.offline.promotion import PromotionRefusedError, promote
 from serving.online.app import create_app
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
@@ -150,7 +150,11 @@ def test_backfill_computes_the_new_version_while_the_old_one_serves(
         "bob": (1, _iso(BASE + 130 * MIN), 0),
     }
     table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
-    promote(store, table, "user", "txn_count_1h", 2)
+    # The stream stopped: v1's 60-min windows end 30 min past v2's 30-min ones (README: give a caught-up
+    # candidate the --max-lag that covers that difference; exactly --max-lag is ready, the default step is not).
+    with pytest.raises(PromotionRefusedError, match="trails v1 by 1800000ms"):
+        promote(store, table, "user", "txn_count_1h", 2)
+    promote(store, table, "user", "txn_count_1h", 2, max_lag=timedelta(minutes=30))
     after = _served(settings, store)  # v2's latest window ends at 100 min: [70 min, 100 min) holds alice's 1.0
     assert {u: (f["version"], f["feature_timestamp"], f["value"]) for u, f in after.items()} == {
         "alice": (2, _iso(BASE + 100 * MIN), 1),

@@ -118,63 +118,10 @@ def collected(jar: Path) -> list[tuple[int, list[tuple[Any, ...]]]]:
         max_delay_ms=3_600_000,
     )
     out = []
-    bucket_of = {key: b for b, key in enumerate(_bucket_keys(BUCKETS))}
     with stream.execute_and_collect() as results:
-        for key, columns in results:
-            out.append((bucket_of[key], list(zip(*columns, strict=True))))
+        for bucket, columns in results:
+            out.append((bucket, list(zip(*columns, strict=True))))
     return out
-
-
-def _bucket_keys(buckets: int) -> list[int]:
-    from pyflink.java_gateway import get_gateway
-
-    jvm = get_gateway().jvm
-    default = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment.computeDefaultMaxParallelism(buckets)
-    return list(jvm.featurestore.job.BatchWindowResults.bucketKeys(buckets, default))
-
-
-@pytest.mark.parametrize("buckets", [1, 2, 3, 4, 8])
-def test_each_buckets_key_falls_in_its_own_writer_subtask(collected: object, buckets: int) -> None:
-    """Keyed by the bucket number, buckets 0 and 1 could both land on one subtask (key groups, not keys, are
-    spread over subtasks) and leave the other writer idle: each bucket's key is chosen inside its subtask's range."""
-    from pyflink.java_gateway import get_gateway
-
-    jvm = get_gateway().jvm
-    assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
-    keys = _bucket_keys(buckets)
-    for bucket, key in enumerate(keys):
-        row = jvm.org.apache.flink.types.Row(1)
-        row.setField(0, key)
-        assert (
-            assignment.assignKeyToParallelOperator(row, assignment.computeDefaultMaxParallelism(buckets), buckets)
-            == bucket
-        )
-
-
-def test_the_writer_max_parallelism_is_the_configured_one_else_flinks_default(jar: Path) -> None:
-    """The job sets it on the writer and passes it to the batching operator: both sides agree after a restore."""
-    from pyflink.java_gateway import get_gateway
-
-    from jobs.batching import writer_max_parallelism
-
-    env, _ = _environments(jar)
-    default = get_gateway().jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment.computeDefaultMaxParallelism(3)
-    assert writer_max_parallelism(env, 3) == default == 128
-    env.set_max_parallelism(4096)
-    assert writer_max_parallelism(env, 3) == 4096
-
-
-@pytest.mark.parametrize("max_parallelism", [7, 4096])
-def test_bucket_keys_follow_an_explicit_max_parallelism(collected: object, max_parallelism: int) -> None:
-    from pyflink.java_gateway import get_gateway
-
-    jvm = get_gateway().jvm
-    assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
-    keys = list(jvm.featurestore.job.BatchWindowResults.bucketKeys(3, max_parallelism))
-    for bucket, key in enumerate(keys):
-        row = jvm.org.apache.flink.types.Row(1)
-        row.setField(0, key)
-        assert assignment.assignKeyToParallelOperator(row, max_parallelism, 3) == bucket
 
 
 def test_each_new_value_once_in_its_bucket_in_order(collected: list[tuple[int, list[tuple[Any, ...]]]]) -> None:

@@ -8,7 +8,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.zip.CRC32;
 import org.apache.flink.api.common.operators.ProcessingTimeService.ProcessingTimeCallback;
-import org.apache.flink.runtime.state.KeyGroupRangeAssignment;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.api.watermark.Watermark;
@@ -25,10 +24,8 @@ import org.apache.flink.types.RowKind;
  * dropped here (the writer writes new values only); the others wait in memory, grouped by bucket
  * ({@code crc32(UTF-8 entity_id) mod buckets}, the writer's key), in their order of arrival.
  *
- * <p>Output: {@code Row(key, Row(entity_ids String[], starts long[], ends long[], revisions long[], one array per
- * feature))}, the key of bucket {@code b} the smallest whole number whose key group Flink assigns to the writer's
- * subtask {@code b} ({@link #bucketKeys}: keyed by the bucket number itself, two buckets could share one subtask
- * and leave another without work), window bounds in epoch milliseconds, each feature's array of its column's class ({@code valueTypes}:
+ * <p>Output: {@code Row(bucket, Row(entity_ids String[], starts long[], ends long[], revisions long[], one array per
+ * feature))}, window bounds in epoch milliseconds, each feature's array of its column's class ({@code valueTypes}:
  * long, double, string or boolean; nulls kept): the shape PyFlink's {@code key_by} gives a keyed Python function.
  * Columns, not an array of rows: PyFlink's thread mode hands a Python function an array of rows as the same row
  * repeated (its converter reuses one row object).
@@ -48,25 +45,11 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
     private final String[] valueTypes;
     private final int maxRows;
     private final long maxDelayMs;
-    private final int maxParallelism;
     private transient List<List<Row>> waiting;
     private transient boolean timerSet;
     private transient CRC32 crc;
-    private transient int[] keys;
 
     public BatchWindowResults(int buckets, String valueTypes, int maxRows, long maxDelayMs) {
-        this(buckets, valueTypes, maxRows, maxDelayMs, 0);
-    }
-
-    /**
-     * {@code maxParallelism}: the writer's (the job sets it on the writer explicitly, so both sides agree after a
-     * restore too); 0 to take the configured one, else Flink's default for {@code buckets}.
-     */
-    public BatchWindowResults(int buckets, String valueTypes, int maxRows, long maxDelayMs, int maxParallelism) {
-        if (maxParallelism < 0) {
-            throw new IllegalArgumentException("maxParallelism must be 0 (Flink's) or positive");
-        }
-        this.maxParallelism = maxParallelism;
         if (buckets < 1 || maxRows < 1 || maxDelayMs < 1) {
             throw new IllegalArgumentException("buckets, maxRows and maxDelayMs must be positive");
         }
@@ -87,31 +70,6 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
             waiting.add(new ArrayList<>());
         }
         crc = new CRC32();
-        // The writer runs at this operator's parallelism (one bucket per subtask): its max parallelism is the
-        // configured one, else Flink's default for that parallelism.
-        int configured = maxParallelism > 0 ? maxParallelism : getExecutionConfig().getMaxParallelism();
-        keys = bucketKeys(
-                buckets, configured > 0 ? configured : KeyGroupRangeAssignment.computeDefaultMaxParallelism(buckets));
-    }
-
-    /**
-     * Each bucket's key: for bucket {@code b}, the smallest whole number whose key (PyFlink's {@code key_by} wraps
-     * it in a one-field {@code Row}) Flink assigns to subtask {@code b} of {@code buckets} at {@code maxParallelism}.
-     */
-    public static int[] bucketKeys(int buckets, int maxParallelism) {
-        int[] keys = new int[buckets];
-        boolean[] found = new boolean[buckets];
-        for (int k = 0, left = buckets; left > 0; k++) {
-            Row key = new Row(1);
-            key.setField(0, k);
-            int subtask = KeyGroupRangeAssignment.assignKeyToParallelOperator(key, maxParallelism, buckets);
-            if (!found[subtask]) {
-                found[subtask] = true;
-                keys[subtask] = k;
-                left--;
-            }
-        }
-        return keys;
     }
 
     /** The writer's key of an entity: Python's {@code zlib.crc32(str(entity_id).encode()) % buckets}. */
@@ -204,7 +162,7 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
         for (int f = 0; f < valueTypes.length; f++) {
             columns.setField(4 + f, values[f]);
         }
-        output.collect(new StreamRecord<>(Row.of(keys[bucket], columns)));
+        output.collect(new StreamRecord<>(Row.of(bucket, columns)));
         rows.clear();
     }
 
