@@ -48,3 +48,5 @@ def test_a_session_query_translates_after_a_late_firing_query_did(env: Any) -> N
             "GROUP BY k, SESSION(ts, INTERVAL '5' MINUTE)"
         )
     )
+    assert session.get_config().get("table.exec.emit.late-fire.enabled", "") == "false"
+    assert late.get_config().get("table.exec.emit.late-fire.enabled", "") == "true"
