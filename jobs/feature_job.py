@@ -27,7 +27,7 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from infra.artifacts import verify_manifest
 from jobs.batch_input import one_source, read_events_input, window_range
-from jobs.batching import batch_jar, batched_by_bucket, value_types
+from jobs.batching import batch_jar, batched_by_bucket, bucket_keys, value_types, writer_max_parallelism
 from jobs.decoder import decode, decoder_jar
 from jobs.functions import WriteWindowResults
 from jobs.reporter import FACTORY as PROMETHEUS_REPORTER
@@ -375,6 +375,8 @@ def build(
     decoded: dict[Source, DataStream] = {}
     views: dict[tuple[bool, Source], str] = {}
     buckets = env.get_parallelism()
+    max_parallelism = writer_max_parallelism(env, buckets)
+    bucket_of = {key: bucket for bucket, key in enumerate(bucket_keys(buckets, max_parallelism))}
     for group in window_groups(definitions):
         late_fire = most > timedelta(0) and group.window.kind != "session"
         if late_fire not in environments:
@@ -400,8 +402,11 @@ def build(
         result = t_env.sql_query(query)
         names = ",".join(d.name for d in group.features)
         # Keyed into one bucket per subtask only so the writer can keep state and use timers as commit points.
-        batched_by_bucket(t_env.to_changelog_stream(result), value_types(group.features), buckets).process(
-            WriteWindowResults(settings, group.features)
+        batched = batched_by_bucket(
+            t_env.to_changelog_stream(result), value_types(group.features), buckets, max_parallelism
+        )
+        batched.process(WriteWindowResults(settings, group.features, bucket_of=bucket_of)).set_max_parallelism(
+            max_parallelism
         ).name(f"write:{group.entity}[{names}]")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import numpy as np
 from pyflink.common import Row
@@ -10,6 +11,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimeDomain
 from pyflink.datastream.state import ListStateDescriptor
 
+from jobs.batching import NO_REACH
 from jobs.sql import decode_last
 from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
@@ -17,16 +19,8 @@ from registry.core.settings import Settings
 from sinks.records import WindowResults
 
 _END_OF_TIME = 2**63 - 2  # fires only when a bounded input ends (its final watermark is Long.MAX_VALUE)
-
-
-def _subtask_index(runtime_context: RuntimeContext) -> int:
-    """This subtask's index. PyFlink 2.0's thread-mode context asks the JVM for ``getIndexOfThisSubtask``,
-    which Flink 2.0 moved to ``getTaskInfo()``: ask there when the direct call fails."""
-    try:
-        return int(runtime_context.get_index_of_this_subtask())
-    except AttributeError:
-        java = runtime_context._runtime_context  # the embedded context's Java object
-        return int(java.getTaskInfo().getIndexOfThisSubtask())
+_SESSION_PROGRESS_STEP_MS = 1_000
+"""How often a session stream's progress row is rewritten at most, in event time (sessions have no window grid)."""
 
 
 class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
@@ -50,6 +44,17 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     Results for windows that end after the wall clock are dropped: a window cannot have closed before
     its end; such results appear only when a bounded run's final watermark fires open windows.
 
+    Progress (design §5.5): each key (bucket) records its own ``stream_progress`` row, writer id the bucket's
+    number, from the watermark: every element (a batch, or a marker, the empty batch a bucket without results
+    gets before each watermark) registers an event-time timer just past the current watermark, and when a
+    timer fires with none of the key's results left unwritten, the key has written every window of its
+    entities that ends at or before ``watermark + 1`` (the window operator emits a window's results before
+    the watermark that passes its last millisecond). The row says ``min(watermark + 1, reach, now)``, ``reach``
+    the latest window end of any result of the stream (``jobs.batching.batch_type``): as offline, where the
+    latest window end stored by any entity bounds the empty windows a reader may assume. Written when it
+    enters a new window step (a second for sessions), so a key whose entities are quiet moves on with the
+    stream's windows and never holds the stream's online progress back.
+
     Metrics: ``watermark_ms`` (this operator's event-time watermark; watermark lag is the wall clock
     minus it), ``rows_written`` and ``flushes``, and per ``feature`` label ``online_window_end_ms`` (the
     newest window end written online: the freshness lag is the wall clock minus it) and
@@ -66,9 +71,18 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         live_within_ms: int = 60_000,
         batch_rows: int = 50_000,
         batch_interval_s: float = 5.0,
+        bucket_of: Mapping[int, int] | None = None,
     ) -> None:
+        """``bucket_of``: each key's bucket number (``jobs.batching.bucket_keys``), its progress row's writer id;
+        a key missing from it is its own id."""
         self._settings = settings
         self._features = features
+        self._bucket_of = dict(bucket_of or {})
+        self._stream = features[0].stream
+        self._longest_ttl_ms = max(to_millis(d.ttl) for d in features)
+        window = features[0].window
+        step = (window.slide or window.size) if window.kind != "session" else None
+        self._progress_step_ms = to_millis(step) if step is not None else _SESSION_PROGRESS_STEP_MS
         self._live_within_ms = live_within_ms
         self._batch_rows = batch_rows
         self._batch_interval_s = batch_interval_s
@@ -83,13 +97,10 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         # The job's client created both stores' tables (jobs.feature_job.prepare_stores): load only.
         self._cluster, session = connect_cassandra(self._settings, create_schema=False)
         table = load_table(connect_iceberg(self._settings), self._settings.iceberg_namespace)
-        writer_id = str(_subtask_index(runtime_context))
         erased = ErasedEntities.at(self._settings.definitions_db)  # a replay must not bring an erased entity back
-        self._stores = DualWriter(
-            OfflineWriter(table),
-            OnlineWriter(session, self._settings.cassandra_keyspace, writer_id=writer_id),
-            erased.blocks,
-        )
+        # No progress from the flush: each key records its own from the watermark (``_record_progress``).
+        self._online = OnlineWriter(session, self._settings.cassandra_keyspace, writer_id=None)
+        self._stores = DualWriter(OfflineWriter(table), self._online, erased.blocks)
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._pending_count = 0  # since the last flush in this process (0 after a restore: flushes later)
         # Timers, like the pending rows, belong to a key (a bucket of entities): a process may hold several
@@ -97,6 +108,11 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         # its own timers. So the bookkeeping of what is registered is per key too.
         self._timers: dict[int, set[int]] = {}  # key -> window ends with a timer registered by this process
         self._backstop_at: dict[int, int] = {}  # key -> the processing-time flush registered for it
+        self._unwritten: set[int] = set()  # keys with results in their pending state (known to this process)
+        self._looked_at: set[int] = set()  # keys whose restored pending state this process has looked at
+        self._progress_timer: dict[int, int] = {}  # key -> its latest progress timer (a watermark + 1)
+        self._reach: dict[int, int] = {}  # key -> the greatest reach its elements carried
+        self._progress_step: dict[int, int] = {}  # key -> the window step (index) of its last progress row
         self._last_flush = time.monotonic()
         self.dropped_open_windows = 0
         metrics = runtime_context.get_metrics_group()
@@ -116,9 +132,18 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         """One batch of a bucket's window results (``jobs.batching.batch_type``): columns, new values only."""
-        self._watermark_ms = max(self._watermark_ms, ctx.timer_service().current_watermark())
+        watermark = ctx.timer_service().current_watermark()
+        self._watermark_ms = max(self._watermark_ms, watermark)
         now_ms = time.time_ns() // 1_000_000
-        entity_ids, starts, ends, revisions, *columns = value
+        entity_ids, starts, ends, revisions, reach, *columns = value
+        key = ctx.get_current_key()
+        self._look_at(key)
+        if reach is not None and reach > self._reach.get(key, NO_REACH):
+            self._reach[key] = reach
+        if self._progress_timer.get(key) != watermark + 1 and watermark < _END_OF_TIME:
+            # fires with the next watermark: the key's progress (``on_timer``), results or not
+            self._progress_timer[key] = watermark + 1
+            ctx.timer_service().register_event_time_timer(watermark + 1)
         results = [
             (entity_id, start, end, revision, values)
             for entity_id, start, end, revision, values in zip(
@@ -132,7 +157,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         # One state call per batch, an item per result (a list added with add() comes back cut in thread mode).
         self._pending.add_all(results)
         self._pending_count += len(results)
-        key = ctx.get_current_key()
+        self._unwritten.add(key)
         timers = self._timers.setdefault(key, set())
         for end in {end for _, _, end, _, _ in results} - timers:
             # One timer per key and window end (Flink dedupes too, but each call costs a round trip).
@@ -148,20 +173,51 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         yield  # a generator that emits nothing: this operator is the end of the pipeline
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
-        self._watermark_ms = max(self._watermark_ms, min(ctx.timer_service().current_watermark(), _END_OF_TIME))
+        watermark = ctx.timer_service().current_watermark()
+        self._watermark_ms = max(self._watermark_ms, min(watermark, _END_OF_TIME))
+        key = ctx.get_current_key()
+        self._look_at(key)
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
-            self._backstop_at.pop(ctx.get_current_key(), None)
-            self._flush()
-            return
-        self._timers.get(ctx.get_current_key(), set()).discard(timestamp + 1)
-        live = time.time_ns() // 1_000_000 - timestamp < self._live_within_ms
-        due = self._pending_count >= self._batch_rows or time.monotonic() - self._last_flush >= self._batch_interval_s
-        if live or due or timestamp == _END_OF_TIME:
-            self._flush()
+            self._backstop_at.pop(key, None)
+            if key in self._unwritten:
+                self._flush(key)
+        else:
+            self._timers.get(key, set()).discard(timestamp + 1)
+            live = time.time_ns() // 1_000_000 - timestamp < self._live_within_ms
+            due = (
+                self._pending_count >= self._batch_rows or time.monotonic() - self._last_flush >= self._batch_interval_s
+            )
+            if key in self._unwritten and (live or due or timestamp == _END_OF_TIME):
+                self._flush(key)
+        if key not in self._unwritten and watermark is not None:
+            self._record_progress(key, watermark)
         return
         yield
 
-    def _flush(self) -> None:
+    def _look_at(self, key: int) -> None:
+        """The first time this process meets ``key``: whether its state came back from a checkpoint with results
+        not yet written (then its progress waits for their flush)."""
+        if key not in self._looked_at:
+            self._looked_at.add(key)
+            if list(self._pending.get() or []):
+                self._unwritten.add(key)
+
+    def _record_progress(self, key: int, watermark: int) -> None:
+        """``key`` has written every result it had: its progress row says ``min(watermark + 1, reach, now)``, written
+        when that enters a new window step."""
+        reach = self._reach.get(key, NO_REACH)
+        closed_ms = min(watermark + 1, reach, time.time_ns() // 1_000_000)
+        if closed_ms <= 0:
+            return
+        step = closed_ms // self._progress_step_ms
+        if step <= self._progress_step.get(key, -1):
+            return
+        writer_id = str(self._bucket_of.get(key, key))
+        self._online.record_progress(self._stream, closed_ms, writer_id, self._longest_ttl_ms)
+        self._progress_step[key] = step
+
+    def _flush(self, key: int) -> None:
+        """Writes the current key's (``key``'s) pending results to both stores."""
         pending = list(self._pending.get() or [])
         if pending:
             entity_ids, starts, ends, revisions, values = zip(*pending, strict=True)
@@ -189,6 +245,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
                     self._freshness_lag_ms[name] = written_ms - newest_end
             self._rows_written.inc(len(pending) * len(self._features))
             self._flushes.inc()
+        self._unwritten.discard(key)
         self._pending_count = 0
         self._last_flush = time.monotonic()
 

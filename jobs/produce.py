@@ -17,6 +17,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from jobs.registry_client import AvroSerializer, SchemaRegistryClient, registry_client, require_registry
 from registry.core.arguments import whole
+from registry.core.definitions import topic_name
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
 from schemas import schema_text
@@ -112,6 +113,17 @@ def make_producer(settings: Settings) -> EventProducer:
     return EventProducer(producer, registry, "card_transaction", key_field="user_id", time_field="event_time")
 
 
+def _topic(value: str) -> str:
+    """A Kafka topic name short enough for its dead-letter topic (``<topic>.dlq``) to be one too, for argparse."""
+    try:
+        topic_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if len(value) > 245:
+        raise argparse.ArgumentTypeError(f"topic {value[:300]!r} is longer than 245 characters: {value}.dlq would be")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     from jobs.events import synthetic_transactions
 
@@ -133,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         default=90,
         help="events spread over N minutes (1 to 5,256,000: ten years) that end a minute before now",
     )
+    parser.add_argument(
+        "--topic",
+        type=_topic,
+        default="card_transactions",
+        help="the topic to send them to, created with its .dlq if missing (default card_transactions)",
+    )
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
@@ -140,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         # Nothing is created (no topic) before both answer.
         require_reachable(settings.kafka_bootstrap)
         require_registry(settings.schema_registry_url, settings.token)
-        ensure_topics(settings.kafka_bootstrap, ["card_transactions", "card_transactions.dlq"])
+        ensure_topics(settings.kafka_bootstrap, [args.topic, f"{args.topic}.dlq"])
         now_ms = time.time_ns() // 1_000_000
         events = synthetic_transactions(
             args.seed,
@@ -150,12 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             span_ms=args.span_minutes * 60_000,
         )
         producer = make_producer(settings)
-        sent = producer.send("card_transactions", events)
+        sent = producer.send(args.topic, events)
         producer.flush()
     except FeatureStoreError as exc:  # Kafka or the schema registry down, a refused schema, ...
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"produced {sent} events to card_transactions", file=sys.stderr)
+    print(f"produced {sent} events to {args.topic}", file=sys.stderr)
     return 0
 
 

@@ -267,6 +267,8 @@ class OnlineWriter:
     the latest window end it has written (``stream_progress``, one row per writer, kept a day, and the stream's
     last-known row, kept for good: ``layout.LAST_KNOWN_WRITER``); readers take the minimum over a stream's writers
     to tell an empty window from a value that is still current (the last-known row once no writer's row is left).
+    With ``writer_id=None`` a flush records no progress: the caller records it (``record_progress``), as the stream
+    job's writer does from its watermark.
     """
 
     def __init__(
@@ -274,7 +276,7 @@ class OnlineWriter:
         session: Session,
         keyspace: str,
         *,
-        writer_id: str = "0",
+        writer_id: str | None = "0",
         concurrency: int = 64,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
@@ -322,14 +324,25 @@ class OnlineWriter:
             execute_concurrent(self._session, requests, concurrency=self._concurrency, raise_on_first_error=True)
             self.written += values
             self.requests += len(requests)
-            for stream, end_ms in progress.items():
-                at = (_ts(end_ms), _ts(now_ms), end_ms * 1000)
-                kept_s = online_layout.last_known_ttl_s(buffered.stream_ttl_ms.get(stream, 0))
-                self._session.execute(self._progress, (stream, self._writer_id, *at, stream, *at, kept_s), timeout=10)
         except Exception as exc:
             raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
+        if self._writer_id is not None:
+            for stream, end_ms in progress.items():
+                self.record_progress(stream, end_ms, self._writer_id, buffered.stream_ttl_ms.get(stream, 0))
         self._buffer.clear()
         self._results.clear()
+
+    def record_progress(self, stream: str, closed_through_ms: int, writer_id: str, longest_ttl_ms: int) -> None:
+        """Record that ``writer_id`` has written every window of ``stream`` that ends at or before
+        ``closed_through_ms`` (epoch ms): its own ``stream_progress`` row (kept a day) and the stream's last-known
+        row (kept ``layout.last_known_ttl_s(longest_ttl_ms)``, ``longest_ttl_ms`` the longest TTL of the stream's
+        features), both written at ``closed_through_ms`` as their write time, so neither ever moves back."""
+        at = (_ts(closed_through_ms), _ts(self._clock_ms()), closed_through_ms * 1000)
+        kept_s = online_layout.last_known_ttl_s(longest_ttl_ms)
+        try:
+            self._session.execute(self._progress, (stream, writer_id, *at, stream, *at, kept_s), timeout=10)
+        except Exception as exc:
+            raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
 
     def _requests(
         self, by_partition: dict[tuple[str, str], dict[tuple[int, int], dict[str, bytes]]]

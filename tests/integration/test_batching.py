@@ -118,10 +118,70 @@ def collected(jar: Path) -> list[tuple[int, list[tuple[Any, ...]]]]:
         max_delay_ms=3_600_000,
     )
     out = []
+    bucket_of = {key: b for b, key in enumerate(_bucket_keys(BUCKETS))}
     with stream.execute_and_collect() as results:
-        for bucket, columns in results:
-            out.append((bucket, list(zip(*columns, strict=True))))
+        for key, columns in results:
+            if columns[0]:  # a marker (no results) before the final watermark: test_markers_*
+                out.append((bucket_of[key], _rows(columns)))
     return out
+
+
+def _rows(columns: Any) -> list[tuple[Any, ...]]:
+    """A batch's results as rows (entity_id, start, end, revision, the features' values): ``reach`` left out."""
+    entity_ids, starts, ends, revisions, _reach, *values = columns
+    return list(zip(entity_ids, starts, ends, revisions, *values, strict=True))
+
+
+def _bucket_keys(buckets: int) -> list[int]:
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    default = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment.computeDefaultMaxParallelism(buckets)
+    return list(jvm.featurestore.job.BatchWindowResults.bucketKeys(buckets, default))
+
+
+@pytest.mark.parametrize("buckets", [1, 2, 3, 4, 8])
+def test_each_buckets_key_falls_in_its_own_writer_subtask(collected: object, buckets: int) -> None:
+    """Keyed by the bucket number, buckets 0 and 1 could both land on one subtask (key groups, not keys, are
+    spread over subtasks) and leave the other writer idle: each bucket's key is chosen inside its subtask's range."""
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
+    keys = _bucket_keys(buckets)
+    for bucket, key in enumerate(keys):
+        row = jvm.org.apache.flink.types.Row(1)
+        row.setField(0, key)
+        assert (
+            assignment.assignKeyToParallelOperator(row, assignment.computeDefaultMaxParallelism(buckets), buckets)
+            == bucket
+        )
+
+
+def test_the_writer_max_parallelism_is_the_configured_one_else_flinks_default(jar: Path) -> None:
+    """The job sets it on the writer and passes it to the batching operator: both sides agree after a restore."""
+    from pyflink.java_gateway import get_gateway
+
+    from jobs.batching import writer_max_parallelism
+
+    env, _ = _environments(jar)
+    default = get_gateway().jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment.computeDefaultMaxParallelism(3)
+    assert writer_max_parallelism(env, 3) == default == 128
+    env.set_max_parallelism(4096)
+    assert writer_max_parallelism(env, 3) == 4096
+
+
+@pytest.mark.parametrize("max_parallelism", [7, 4096])
+def test_bucket_keys_follow_an_explicit_max_parallelism(collected: object, max_parallelism: int) -> None:
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
+    keys = list(jvm.featurestore.job.BatchWindowResults.bucketKeys(3, max_parallelism))
+    for bucket, key in enumerate(keys):
+        row = jvm.org.apache.flink.types.Row(1)
+        row.setField(0, key)
+        assert assignment.assignKeyToParallelOperator(row, max_parallelism, 3) == bucket
 
 
 def test_each_new_value_once_in_its_bucket_in_order(collected: list[tuple[int, list[tuple[Any, ...]]]]) -> None:
@@ -149,16 +209,61 @@ def test_columns_keep_their_types_and_nulls(collected: list[tuple[int, list[tupl
     assert datetime.fromtimestamp(first / 1000, UTC) == datetime(2026, 1, 1, 0, 0, 0, 7000, UTC)
 
 
-def _uncut_batches(t_env: Any, ddl: str, query: str) -> list[Any]:
-    """The batches (columns) of ``query`` over the table ``ddl`` makes: one bucket, no timer within the run and
-    no row limit, so only watermarks, checkpoint barriers and the input's end can cut a batch."""
+def _uncut_batches(t_env: Any, ddl: str, query: str, *, markers: bool = False, buckets: int = 1) -> list[Any]:
+    """The batches (columns) of ``query`` over the table ``ddl`` makes: no timer within the run and no row limit,
+    so only watermarks, checkpoint barriers and the input's end can cut a batch. ``markers``: the empty batches
+    too, each as ``(bucket, columns)``."""
     from jobs.batching import batches
 
     t_env.execute_sql(ddl)
     changelog = t_env.to_changelog_stream(t_env.sql_query(query))
-    stream = batches(changelog, ["long"], 1, max_rows=1_000_000, max_delay_ms=3_600_000)
+    stream = batches(changelog, ["long"], buckets, max_rows=1_000_000, max_delay_ms=3_600_000)
+    bucket_of = {key: b for b, key in enumerate(_bucket_keys(buckets))}
     with stream.execute_and_collect() as results:
-        return [columns for _, columns in results]
+        if markers:
+            return [(bucket_of[key], columns) for key, columns in results]
+        return [columns for _, columns in results if columns[0]]
+
+
+_TICKS = (
+    "CREATE TEMPORARY TABLE {name} (n BIGINT, ts AS TO_TIMESTAMP_LTZ(n * 100, 3), WATERMARK FOR ts AS ts)"
+    " WITH ('connector' = 'datagen', 'rows-per-second' = '40', 'fields.n.kind' = 'sequence',"
+    " 'fields.n.start' = '0', 'fields.n.end' = '159')"
+)
+
+
+def test_markers_tell_a_bucket_without_results_of_each_watermark_and_the_reach(jar: Path) -> None:
+    """Every entity in bucket 1 (``crc32('a') % 2``): bucket 0 gets only markers, one before each watermark, and
+    every element of either bucket carries the latest window end of any result before it (the reach the writer
+    bounds its progress by, design §5.5); none before the first result."""
+    from jobs.batching import NO_REACH
+
+    assert zlib.crc32(b"a") % 2 == 1
+    _, t_env = _environments(jar)
+    elements = _uncut_batches(
+        t_env,
+        _TICKS.format(name="ticks_one_entity"),
+        "SELECT 'a' AS entity_id, TUMBLE_START(ts, INTERVAL '1' SECOND) AS ws, TUMBLE_END(ts, INTERVAL '1' SECOND)"
+        " AS we, COUNT(*) AS revision, SUM(n) AS total FROM ticks_one_entity GROUP BY TUMBLE(ts, INTERVAL '1' SECOND)",
+        markers=True,
+        buckets=2,
+    )
+    # A watermark's elements go out bucket by bucket, each with the reach of every result the operator has had, so
+    # a marker may name a window end its own round's results carry to the other bucket just after it.
+    reach = NO_REACH
+    carried_all = [columns[4] for _, columns in elements]
+    ends_all = {end for _, columns in elements for end in columns[2]}
+    for bucket, (entity_ids, _starts, ends, _revisions, carried, _total) in elements:
+        reach = max([reach, *ends])
+        assert carried >= reach
+        assert carried == NO_REACH or carried in ends_all
+        assert bucket == 1 or not entity_ids
+    assert carried_all == sorted(carried_all)
+    assert reach == carried_all[-1] == 16_000  # the last window, [15 s, 16 s)
+    to_zero = [columns for bucket, columns in elements if bucket == 0]
+    assert len(to_zero) >= 3, len(to_zero)  # one before each of several watermarks (each with its reach)
+    assert to_zero[-1][4] == 16_000  # the last watermark's marker carries the latest reach
+    assert [columns[4] for columns in to_zero] == sorted(columns[4] for columns in to_zero)
 
 
 def test_results_leave_with_the_watermark_that_released_them(jar: Path) -> None:
@@ -168,9 +273,7 @@ def test_results_leave_with_the_watermark_that_released_them(jar: Path) -> None:
     # 160 events, 100 ms of event time apart, at 40 a second: 4 s of wall time, periodic watermarks every 200 ms.
     batched = _uncut_batches(
         t_env,
-        "CREATE TEMPORARY TABLE ticks (n BIGINT, ts AS TO_TIMESTAMP_LTZ(n * 100, 3), WATERMARK FOR ts AS ts)"
-        " WITH ('connector' = 'datagen', 'rows-per-second' = '40', 'fields.n.kind' = 'sequence',"
-        " 'fields.n.start' = '0', 'fields.n.end' = '159')",
+        _TICKS.format(name="ticks"),
         "SELECT CONCAT('e', CAST(MOD(n, 3) AS STRING)) AS entity_id, TUMBLE_START(ts, INTERVAL '1' SECOND) AS ws,"
         " TUMBLE_END(ts, INTERVAL '1' SECOND) AS we, COUNT(*) AS revision, SUM(n) AS total FROM ticks"
         " GROUP BY MOD(n, 3), TUMBLE(ts, INTERVAL '1' SECOND)",

@@ -161,6 +161,26 @@ def test_online_vector_served_over_http(pipeline_run: tuple[Settings, str]) -> N
     }
 
 
+def test_every_writer_records_its_progress_up_to_the_streams_reach(pipeline_run: tuple[Settings, str]) -> None:
+    """Each bucket's writer has a ``stream_progress`` row of its own (writer id: the bucket's number), at the stream's
+    reach, BASE+130m (alice's last window), bob's bucket too, though his last window ended at BASE+60m: a writer
+    whose entities are quiet records its progress from the watermark and holds nobody back (design §5.5). At
+    parallelism 2 alice's and bob's buckets run in writer subtasks of their own."""
+    from sinks.cassandra import layout as online_layout
+
+    settings, topic = pipeline_run
+    cluster, session = connect_cassandra(settings)
+    try:
+        rows = list(session.execute(online_layout.select_progress_ms_cql(settings.cassandra_keyspace)))
+    finally:
+        cluster.shutdown()
+    parallelism = 1 if topic.endswith("_p1") else 2
+    streams = {r[0] for r in rows}
+    assert streams == {f"{topic}/user/sliding(1h/5m)"}, streams
+    got = {r[1]: int(r[2]) for r in rows}
+    assert got == {**{str(b): BASE + 130 * MIN for b in range(parallelism)}, "*": BASE + 130 * MIN}
+
+
 def test_offline_rows_equal_brute_force_windows(pipeline_run: tuple[Settings, str]) -> None:
     settings, _ = pipeline_run
     table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")

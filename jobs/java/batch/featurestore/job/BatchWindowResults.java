@@ -8,6 +8,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.zip.CRC32;
 import org.apache.flink.api.common.operators.ProcessingTimeService.ProcessingTimeCallback;
+import org.apache.flink.runtime.state.KeyGroupRangeAssignment;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.api.watermark.Watermark;
@@ -24,8 +25,11 @@ import org.apache.flink.types.RowKind;
  * dropped here (the writer writes new values only); the others wait in memory, grouped by bucket
  * ({@code crc32(UTF-8 entity_id) mod buckets}, the writer's key), in their order of arrival.
  *
- * <p>Output: {@code Row(bucket, Row(entity_ids String[], starts long[], ends long[], revisions long[], one array per
- * feature))}, window bounds in epoch milliseconds, each feature's array of its column's class ({@code valueTypes}:
+ * <p>Output: {@code Row(key, Row(entity_ids String[], starts long[], ends long[], revisions long[], reach long, one
+ * array per feature))}, {@code reach} the latest window end (epoch ms) of any result this operator has had so far,
+ * of any bucket ({@code Long.MIN_VALUE} before the first; not kept over a restore), the key of bucket {@code b} the smallest whole number whose key group Flink assigns to the writer's
+ * subtask {@code b} ({@link #bucketKeys}: keyed by the bucket number itself, two buckets could share one subtask
+ * and leave another without work), window bounds in epoch milliseconds, each feature's array of its column's class ({@code valueTypes}:
  * long, double, string or boolean; nulls kept): the shape PyFlink's {@code key_by} gives a keyed Python function.
  * Columns, not an array of rows: PyFlink's thread mode hands a Python function an array of rows as the same row
  * repeated (its converter reuses one row object).
@@ -36,6 +40,12 @@ import org.apache.flink.types.RowKind;
  * (so a checkpoint never holds a result here: this operator has no state), when the input ends, and at most
  * {@code maxDelayMs} after the first result waiting (a late update arrives between watermarks; an idle source
  * may send none for a long time).
+ *
+ * <p>Before it forwards a watermark, this operator also hands an empty element (no results: a marker) to every
+ * bucket that got no element since the last watermark or whose latest element carried an older {@code reach}, so
+ * each writer key hears of every watermark and of the latest reach, also when none of its entities had a result:
+ * the writer records its progress from the watermark (design §5.5), and a key whose entities are quiet does not
+ * hold its stream's online progress back.
  */
 public final class BatchWindowResults extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
@@ -45,11 +55,28 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
     private final String[] valueTypes;
     private final int maxRows;
     private final long maxDelayMs;
+    private final int maxParallelism;
     private transient List<List<Row>> waiting;
+    private transient boolean[] sent; // per bucket: an element went out since the last watermark
+    private transient long[] sentReach; // per bucket: the reach its latest element carried
+    private transient long reach; // the latest window end of any result so far (Long.MIN_VALUE: none yet)
     private transient boolean timerSet;
     private transient CRC32 crc;
+    private transient int[] keys;
 
     public BatchWindowResults(int buckets, String valueTypes, int maxRows, long maxDelayMs) {
+        this(buckets, valueTypes, maxRows, maxDelayMs, 0);
+    }
+
+    /**
+     * {@code maxParallelism}: the writer's (the job sets it on the writer explicitly, so both sides agree after a
+     * restore too); 0 to take the configured one, else Flink's default for {@code buckets}.
+     */
+    public BatchWindowResults(int buckets, String valueTypes, int maxRows, long maxDelayMs, int maxParallelism) {
+        if (maxParallelism < 0) {
+            throw new IllegalArgumentException("maxParallelism must be 0 (Flink's) or positive");
+        }
+        this.maxParallelism = maxParallelism;
         if (buckets < 1 || maxRows < 1 || maxDelayMs < 1) {
             throw new IllegalArgumentException("buckets, maxRows and maxDelayMs must be positive");
         }
@@ -70,6 +97,34 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
             waiting.add(new ArrayList<>());
         }
         crc = new CRC32();
+        sent = new boolean[buckets];
+        sentReach = new long[buckets];
+        reach = Long.MIN_VALUE;
+        // The writer runs at this operator's parallelism (one bucket per subtask): its max parallelism is the
+        // configured one, else Flink's default for that parallelism.
+        int configured = maxParallelism > 0 ? maxParallelism : getExecutionConfig().getMaxParallelism();
+        keys = bucketKeys(
+                buckets, configured > 0 ? configured : KeyGroupRangeAssignment.computeDefaultMaxParallelism(buckets));
+    }
+
+    /**
+     * Each bucket's key: for bucket {@code b}, the smallest whole number whose key (PyFlink's {@code key_by} wraps
+     * it in a one-field {@code Row}) Flink assigns to subtask {@code b} of {@code buckets} at {@code maxParallelism}.
+     */
+    public static int[] bucketKeys(int buckets, int maxParallelism) {
+        int[] keys = new int[buckets];
+        boolean[] found = new boolean[buckets];
+        for (int k = 0, left = buckets; left > 0; k++) {
+            Row key = new Row(1);
+            key.setField(0, k);
+            int subtask = KeyGroupRangeAssignment.assignKeyToParallelOperator(key, maxParallelism, buckets);
+            if (!found[subtask]) {
+                found[subtask] = true;
+                keys[subtask] = k;
+                left--;
+            }
+        }
+        return keys;
     }
 
     /** The writer's key of an entity: Python's {@code zlib.crc32(str(entity_id).encode()) % buckets}. */
@@ -101,6 +156,7 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
             throw new IllegalArgumentException("a window result has 4 columns and one per feature ("
                     + valueTypes.length + "), not " + row.getArity());
         }
+        reach = Math.max(reach, epochMillis(row.getField(2)));
         int bucket = bucket((String) row.getField(0), buckets, crc);
         List<Row> rows = waiting.get(bucket);
         rows.add(row);
@@ -131,9 +187,14 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
     }
 
     private void emit(int bucket) {
+        emit(bucket, false);
+    }
+
+    /** The bucket's waiting results as one element; with {@code marker}, an empty element when none waits. */
+    private void emit(int bucket, boolean marker) {
         List<Row> rows = waiting.get(bucket);
         int n = rows.size();
-        if (n == 0) {
+        if (n == 0 && !marker) {
             return;
         }
         String[] entityIds = new String[n];
@@ -154,15 +215,18 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
                 values[f][i] = row.getField(4 + f);
             }
         }
-        Row columns = new Row(4 + valueTypes.length);
+        Row columns = new Row(5 + valueTypes.length);
         columns.setField(0, entityIds);
         columns.setField(1, starts);
         columns.setField(2, ends);
         columns.setField(3, revisions);
+        columns.setField(4, reach);
         for (int f = 0; f < valueTypes.length; f++) {
-            columns.setField(4 + f, values[f]);
+            columns.setField(5 + f, values[f]);
         }
-        output.collect(new StreamRecord<>(Row.of(bucket, columns)));
+        output.collect(new StreamRecord<>(Row.of(keys[bucket], columns)));
+        sent[bucket] = true;
+        sentReach[bucket] = reach;
         rows.clear();
     }
 
@@ -180,7 +244,10 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
 
     @Override
     public void processWatermark(Watermark mark) throws Exception {
-        emitAll();
+        for (int bucket = 0; bucket < buckets; bucket++) {
+            emit(bucket, !sent[bucket] || sentReach[bucket] != reach);
+            sent[bucket] = false;
+        }
         super.processWatermark(mark);
     }
 

@@ -1,0 +1,109 @@
+"""A running job's writers record their progress from the watermark (#12 item 4, design §5.5).
+
+An unbounded job at parallelism 2 (its two writer buckets in writer subtasks of their own) reads alice's events
+(bucket 1) and one of bob's (bucket 0). Bob's last window ends at BASE+60m; alice's events go on to BASE+131m,
+whose watermark closes her window at BASE+130m. Bob's bucket has nothing to write after BASE+60m, yet its
+``stream_progress`` row must reach the stream's reach, BASE+130m, as alice's does: were it left at his last
+window (a writer's progress taken from what it wrote), it would hold the whole stream back, and bob would be
+served his stored BASE+60m window where the offline table reads the empty window at BASE+130m (0).
+No final watermark here (the job does not end): only the periodic watermarks move the writers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from jobs.produce import ensure_topics, make_producer
+from registry.core.catalog import load_folder
+from registry.core.settings import Settings
+from registry.definition_store import DefinitionStore
+from registry.live import LiveCatalog
+from registry.plan import apply
+from serving.online.app import create_app
+from sinks.cassandra import layout as online_layout
+from sinks.cassandra.reader import OnlineReader
+from sinks.factory import connect_cassandra
+from tests.conftest import REPO, isolated
+from tests.integration.stream_io import BASE, MIN, payload, start_job
+from tests.integration.stream_reference import Record
+
+pytestmark = pytest.mark.integration
+
+EVENTS = [("alice", 1), ("bob", 3), ("alice", 7), ("alice", 70), ("alice", 131)]  # (user, minutes after BASE)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _progress(settings: Settings) -> dict[str, dict[str, int]]:
+    cluster, session = connect_cassandra(settings)
+    try:
+        rows = session.execute(online_layout.select_progress_ms_cql(settings.cassandra_keyspace))
+        out: dict[str, dict[str, int]] = {}
+        for stream, writer, closed in rows:
+            out.setdefault(stream, {})[writer] = int(closed)
+        return out
+    finally:
+        cluster.shutdown()
+
+
+def _output(proc: subprocess.Popen[str]) -> str:
+    return (proc.stdout.read() if proc.stdout else "")[-4000:]
+
+
+def test_a_writer_with_quiet_entities_keeps_up_with_the_stream(
+    it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import zlib
+
+    assert [zlib.crc32(u.encode()) % 2 for u in ("bob", "alice")] == [0, 1]  # one bucket each
+    settings = isolated(it_settings, "progress", tmp_path_factory.mktemp("progress"))
+    topic = f"it_{run_id}_progress"
+    toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
+    # Kept a day online; one partition for two source subtasks: the one that reads none is idle after 1 s.
+    toml = toml.replace('topic = "card_transactions"', f'topic = "{topic}"').replace('ttl = "2h"', 'ttl = "1d"')
+    toml = toml.replace('max_out_of_orderness = "5s"', 'max_out_of_orderness = "5s"\nidle_timeout = "1s"')
+    (settings.definitions_dir / "features.toml").write_text(toml)
+    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=1)
+    producer = make_producer(settings)
+    for i, (user, minute) in enumerate(EVENTS):
+        r = Record(user, BASE + minute * MIN, f"e{i}", amount=1.0)
+        producer.send_raw(topic, user.encode(), payload(producer, topic, r), r.timestamp_ms)
+    producer.flush()
+
+    stream = f"{topic}/user/sliding(1h/5m)"
+    reach = BASE + 130 * MIN  # alice's window [70m, 130m): the latest window closed by the watermark at 131m - 5s
+    job = start_job(settings, f"it-{run_id}-progress", "--parallelism", "2")
+    try:
+        deadline = time.monotonic() + 240
+        while _progress(settings).get(stream, {}) != {"0": reach, "1": reach, "*": reach}:
+            assert job.poll() is None, _output(job)
+            assert time.monotonic() < deadline, f"progress after 240 s: {_progress(settings)}"
+            time.sleep(1)
+        live = LiveCatalog(DefinitionStore(settings.definitions_db))
+        cluster, session = connect_cassandra(settings)
+        try:
+            client = TestClient(create_app(live, OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0)))
+            served = {
+                u: client.get(f"/v1/features/user/{u}", params={"names": "txn_count_1h"}) for u in ("alice", "bob")
+            }
+        finally:
+            cluster.shutdown()
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    got = {
+        u: (r.json()["features"]["txn_count_1h"]["value"], r.json()["features"]["txn_count_1h"]["feature_timestamp"])
+        for u, r in served.items()
+    }
+    # bob: the window closed at 130m held none of his events (his last, at 3m, left his windows at 60m)
+    assert got == {"alice": (1, _iso(reach)), "bob": (0, _iso(reach))}
