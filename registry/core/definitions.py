@@ -43,7 +43,8 @@ _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")  # Avro's rule for field 
 _SUBJECT = re.compile(r"^[A-Za-z0-9._:@-]{1,255}$")  # printable, no spaces or quotes, e.g. `<topic>-value`
 
 
-def _topic_name(value: str) -> str:
+def topic_name(value: str) -> str:
+    """``value`` if it is a Kafka topic name, else ValueError naming it."""
     if not _TOPIC.fullmatch(value) or value in (".", ".."):
         raise ValueError(f"topic {value[:300]!r} is not a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)")
     return value
@@ -151,7 +152,7 @@ def _at_most(high: int, what: str) -> WrapValidator:
 Version = Annotated[int, Field(strict=True, ge=1, le=MAX_VERSION)]  # no bool, "7" or 7.0
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 Prose = Annotated[str, AfterValidator(_prose)]
-TopicName = Annotated[str, AfterValidator(_topic_name)]
+TopicName = Annotated[str, AfterValidator(topic_name)]
 FieldName = Annotated[str, AfterValidator(_field_name)]
 SubjectName = Annotated[str, AfterValidator(_subject_name)]
 Tag = Annotated[PlainText, _characters(1, 64)]  # counted in characters, the message too

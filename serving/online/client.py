@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from decimal import Decimal
+from numbers import Real
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -119,14 +121,13 @@ class FeatureClient:
             if base_url is None:
                 raise ValueError("give the API's base_url or an httpx.Client")
             # NaN, infinity or None would wait for ever or fail each call with a bare error: refused here
-            if (
-                isinstance(timeout_s, bool)
-                or not isinstance(timeout_s, int | float)
-                or not 0 < timeout_s < _MAX_TIMEOUT_S
-            ):
+            # any real number (numpy's and Decimal too), read as a float; a bool is not a number of seconds
+            real = isinstance(timeout_s, Real | Decimal) and not isinstance(timeout_s, bool)
+            if not real or not 0 < float(timeout_s) < _MAX_TIMEOUT_S:
                 raise ValueError(
                     f"timeout_s must be a number of seconds above 0 and below {_MAX_TIMEOUT_S:,}, not {timeout_s!r}"
                 )
+            timeout_s = float(timeout_s)
             client = bound_by_deadline(httpx.Client(base_url=base_url, timeout=timeout_s))
             self._owned = True
         else:
@@ -257,7 +258,8 @@ class FeatureClient:
         request_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """One ``{entity_id, features: {name: {...}}}`` per id, in order (the API's columns, reshaped); an entity
-        whose read failed while others succeeded is ``{entity_id, error: "store_unavailable", message}``.
+        whose read failed while others succeeded is ``{entity_id, error: "store_unavailable", message}``. An answer
+        with another number of results than ids sent is a ``RequestError`` (``bad_answer``).
         ``entity_ids`` of a composite-keyed entity type are mappings of key field to value (sent as ``entity_keys``;
         each result then carries ``entity_key``)."""
         composite = bool(entity_ids) and isinstance(entity_ids[0], Mapping)
@@ -275,7 +277,10 @@ class FeatureClient:
             headers=self._request_headers(model, request_id),
         )
         with _shaped():
-            return self._columns_to_rows(out)
+            rows = self._columns_to_rows(out)
+            if len(rows) != len(entity_ids):
+                raise ValueError(f"{len(rows)} results for {len(entity_ids)} entities")
+            return rows
 
     @staticmethod
     def _columns_to_rows(out: Any) -> list[dict[str, Any]]:
@@ -313,6 +318,8 @@ class FeatureClient:
         with _shaped():
             if not isinstance(out["vectors"], list):
                 raise TypeError(f"not a list of vectors: {str(out)[:200]}")
+            if len(out["vectors"]) != len(entities):
+                raise ValueError(f"{len(out['vectors'])} vectors for {len(entities)} entities")
             return list(out["vectors"])
 
     # --- registry ----------------------------------------------------------------------------------

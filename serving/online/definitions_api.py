@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from registry.access import Access
 from registry.core.catalog import validation_problems
@@ -171,6 +172,11 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
     async def register(request: Request, activate: bool = False) -> JSONResponse:
         query_once(request, "activate")
         body = await registration_body(request, ErrorCode.INVALID_DEFINITION)
+        # The store's write waits for SQLite's write lock (up to its 30 s timeout): off the event loop, in the
+        # thread pool a synchronous route runs in, so reads go on meanwhile.
+        return await run_in_threadpool(_register, request, body, activate)
+
+    def _register(request: Request, body: dict[str, Any], activate: bool) -> JSONResponse:
         version_given = "version" in body
         body.setdefault("version", 1)
         try:

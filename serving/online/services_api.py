@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from registry.access import Access
 from registry.core.definitions import MAX_VERSION
@@ -99,6 +100,10 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
     )
     async def register(request: Request) -> JSONResponse:
         body = await registration_body(request, ErrorCode.INVALID_FEATURE_SERVICE)
+        # off the event loop: the store's write waits for SQLite's write lock (definitions_api's register)
+        return await run_in_threadpool(_register, request, body)
+
+    def _register(request: Request, body: dict[str, Any]) -> JSONResponse:
         version_given = "version" in body
         body.setdefault("version", 1)
         try:

@@ -180,3 +180,49 @@ def test_a_write_to_another_table_of_the_file_does_not_reload_the_catalog(tmp_pa
     finally:
         monkeypatch.undo()
     assert loads == 1  # the first load only
+
+
+@pytest.mark.parametrize("route", ["/v1/feature-definitions", "/v1/feature-services"])
+def test_reads_go_on_while_a_registration_waits_for_the_write_lock(tmp_path: Path, route: str) -> None:
+    """A registration waits for SQLite's write lock (up to 30 s) in the thread pool, not on the event loop: while
+    another writer holds the lock, the API still answers reads at once (they waited behind the registration)."""
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+
+    db = tmp_path / "registry.db"
+    store = DefinitionStore(db)
+    store.register(build_definition())
+    app = create_app(
+        LiveCatalog(store, refresh_s=60.0),
+        NoValues(),
+        services=LiveFeatureServices(FeatureServiceStore(db), refresh_s=60.0),
+    )
+    body = (
+        build_definition(name="other").model_dump(mode="json")
+        if route == "/v1/feature-definitions"
+        else {"name": "svc", "version": 1, "features": [{"entity": "user", "name": "txn_count_1h", "version": 1}]}
+    )
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing, for 1.5 s
+    release = threading.Timer(1.5, lambda: holder.execute("ROLLBACK"))
+
+    async def run() -> tuple[httpx.Response, float, httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+            started = time.monotonic()
+            registration = asyncio.create_task(client.post(route, json=body))
+            await asyncio.sleep(0.3)  # the registration is waiting for the lock (a blocked loop wakes this late)
+            read = await client.get("/v1/features/user/u1")
+            read_s = time.monotonic() - started  # from the registration's start: 0.3 s and the read itself
+            return await registration, read_s, read
+
+    release.start()
+    try:
+        registered, read_s, read = asyncio.run(run())
+    finally:
+        release.join()
+        holder.close()
+    assert read.status_code == 200 and read_s < 1.2, read_s  # not after the lock's release at 1.5 s
+    assert registered.status_code == 201, registered.text  # and the registration went through once the lock was free

@@ -13,9 +13,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from registry.core.errors import (
@@ -121,3 +124,47 @@ def test_a_well_formed_vector_is_still_scored() -> None:
     feature = {"value": 3, "feature_timestamp": None, "age_seconds": 1.0, "version": 1, "status": "present"}
     decision = _json_answering({"features": {"a": feature}}).score_vector(POLICY, "user", "u1")
     assert decision.fallback is None and decision.values == {"a": 3}
+
+
+# --- an answer with another number of results than was asked for --------------------------------------------------
+
+
+def _batch_answer(ids: list[str]) -> dict[str, Any]:
+    result = {"values": [1], "feature_timestamps": [None], "age_seconds": [1.0], "statuses": ["present"]}
+    return {"names": ["a"], "versions": [1], "results": [{"entity_id": i, **result} for i in ids]}
+
+
+@pytest.mark.parametrize("answered", [[], ["u1"], ["u1", "u2", "u3"]])
+def test_a_batch_answer_of_another_length_than_the_request_is_bad_answer(answered: list[str]) -> None:
+    # was returned as it came: score_vectors then gave fewer (or more) decisions than entities, none named missing
+    fs = _json_answering(_batch_answer(answered))
+    with pytest.raises(RequestError) as refused:
+        fs.get_features_batch("user", ["u1", "u2"], ["a"])
+    assert refused.value.code == "bad_answer" and f"{len(answered)} results for 2 entities" in str(refused.value)
+    with pytest.raises(RequestError):
+        fs.score_vectors(POLICY, "user", ["u1", "u2"])
+
+
+def test_a_batch_answer_of_the_requests_length_is_read() -> None:
+    rows = _json_answering(_batch_answer(["u1", "u2"])).get_features_batch("user", ["u1", "u2"], ["a"])
+    assert [r["entity_id"] for r in rows] == ["u1", "u2"] and rows[0]["features"]["a"]["value"] == 1
+
+
+@pytest.mark.parametrize("vectors", [[], [{"features": {}}, {"features": {}}]])
+def test_a_vectors_answer_of_another_length_than_the_request_is_bad_answer(vectors: list[Any]) -> None:
+    with pytest.raises(RequestError) as refused:
+        _json_answering({"vectors": vectors}).get_vectors([{"entity_type": "user", "entity_id": "u1"}])
+    assert refused.value.code == "bad_answer"
+
+
+@pytest.mark.parametrize("timeout_s", [np.int64(2), np.float32(0.5), Fraction(1, 2), Decimal("1.5"), 3])
+def test_a_timeout_of_any_real_number_type_is_taken(timeout_s: Any) -> None:
+    # numpy's integers were refused as "not a number of seconds"
+    with FeatureClient("http://127.0.0.1:9", timeout_s=timeout_s) as fs:
+        assert fs._timeout_s == float(timeout_s) and type(fs._timeout_s) is float
+
+
+@pytest.mark.parametrize("timeout_s", [np.int64(0), np.float64("nan"), Decimal("NaN"), True, np.bool_(True), "1", 1j])
+def test_a_timeout_that_is_no_positive_real_number_is_refused(timeout_s: Any) -> None:
+    with pytest.raises(ValueError, match="timeout_s must be a number of seconds"):
+        FeatureClient("http://127.0.0.1:9", timeout_s=timeout_s)

@@ -16,6 +16,7 @@ Found and fixed here:
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,16 @@ from tests.unit.test_request_features import NOW, Source, store_with, vector
 
 
 def _recording(caller: str = "scorer") -> tuple[FeatureClient, list[httpx.Request]]:
-    """A client whose transport records each request and answers an empty vector."""
+    """A client whose transport records each request and answers an empty vector (per id, for a batch)."""
     sent: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         sent.append(request)
         if request.method == "POST":
-            return httpx.Response(200, json={"names": [], "versions": [], "results": []})
+            ids = json.loads(request.content).get("entity_ids", [])
+            empty: dict[str, list[Any]] = {"values": [], "feature_timestamps": [], "age_seconds": [], "statuses": []}
+            results = [{"entity_id": i, **empty} for i in ids]
+            return httpx.Response(200, json={"names": [], "versions": [], "results": results})
         return httpx.Response(200, json={"entity_type": "x", "entity_id": "y", "features": {}})
 
     client = httpx.Client(transport=httpx.MockTransport(answer), base_url="http://api")

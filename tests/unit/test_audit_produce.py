@@ -118,3 +118,43 @@ def test_the_generator_keeps_to_its_users_and_span(users: int, span_ms: int) -> 
     schema = fastavro.parse_schema(json.loads(schema_text("card_transaction")))
     assert all(fastavro.validate(e, schema, raise_errors=False) for e in out)
     assert synthetic_transactions(11, users=users, events=0, start_ms=start_ms, span_ms=span_ms) == []
+
+
+class _Sent:
+    """``make_producer``'s double: records the topic and events ``main`` sends."""
+
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+        self.events = 0
+
+    def send(self, topic: str, events: list[dict[str, Any]]) -> int:
+        self.topics.append(topic)
+        self.events += len(events)
+        return len(events)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("argv", "topic"), [([], "card_transactions"), (["--topic", "my.events_2"], "my.events_2")])
+def test_the_topic_is_card_transactions_unless_given(
+    argv: list[str], topic: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sent, created = _Sent(), []
+    monkeypatch.setattr(produce, "require_reachable", lambda *a, **k: None)
+    monkeypatch.setattr(produce, "require_registry", lambda *a, **k: None)
+    monkeypatch.setattr(produce, "ensure_topics", lambda bootstrap, topics: created.extend(topics))
+    monkeypatch.setattr(produce, "make_producer", lambda settings: sent)
+    assert produce.main(["--events", "3", *argv]) == 0
+    assert created == [topic, f"{topic}.dlq"] and sent.topics == [topic] and sent.events == 3
+    assert capsys.readouterr().err.strip() == f"produced 3 events to {topic}"
+
+
+@pytest.mark.parametrize("topic", ["", "a b", "..", "x" * 246, "tö"])
+def test_a_topic_that_kafka_or_its_dead_letter_topic_cannot_have_is_refused(
+    topic: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        produce.main(["--topic", topic])
+    assert refused.value.code == 2
+    assert "argument --topic: topic" in capsys.readouterr().err
