@@ -28,8 +28,8 @@ demo's data is never touched; keyspaces and topics are dropped at the end, even 
    users, with event time = the wall clock. The
    bench polls ``stream_progress`` every ``--poll-ms``; for every window end that the row passes,
    it records when the bench saw it (all values of that flush are in Cassandra then) and the
-   writer's ``updated_at`` (taken when the flush started writing to Cassandra, after the Iceberg
-   commit). Latency is printed from the window end and from the window close = window end + the
+   writer's ``updated_at`` (taken when the writer recorded that progress: after its flush's Iceberg
+   commit and Cassandra writes). Latency is printed from the window end and from the window close = window end + the
    source's ``max_out_of_orderness`` (the earliest moment the watermark can pass the end). Closes
    during the first ``--live-warmup`` seconds of each rate are not counted; a rate the job cannot
    keep up with shows as growing latency, and the bench estimates the rate the job did process

@@ -39,7 +39,7 @@ from registry.core.settings import Settings
 class Close:
     window_end_ms: int
     seen_ms: int  # wall clock when the bench saw the progress row pass this window end
-    flush_started_ms: int  # the writer's updated_at of that flush
+    flush_started_ms: int  # the writer's updated_at: when it recorded that progress, after the flush's writes
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -235,7 +235,7 @@ def report_latency(segment: Segment, ooo_ms: int, slide_ms: int) -> None:
             f"p99 {percentile(values, 99) / 1000:.3f}s  max {max(values) / 1000:.3f}s"
         )
 
-    print(f"  writer's flush start (stream_progress.updated_at) from window close: {stats(flush_start)}")
+    print(f"  writer's progress recorded (stream_progress.updated_at) from window close: {stats(flush_start)}")
     print(
         f"LATENCY at {segment.rate:,} events/s, window end -> online store ({len(closes)} closes, every "
         f"{slide_ms / 1000:g}s): {stats(from_end)}"

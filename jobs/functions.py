@@ -45,11 +45,11 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     its end; such results appear only when a bounded run's final watermark fires open windows.
 
     Progress (design §5.5): each key (bucket) records its own ``stream_progress`` row, writer id the bucket's
-    number, from the watermark: every element (a batch, or a marker, the empty batch a bucket without results
-    gets before each watermark) registers an event-time timer just past the current watermark, and when a
-    timer fires with none of the key's results left unwritten, the key has written every window of its
-    entities that ends at or before ``watermark + 1`` (the window operator emits a window's results before
-    the watermark that passes its last millisecond). The row says ``min(watermark + 1, reach, now)``, ``reach``
+    number, from the watermark: each key keeps an event-time timer at the last millisecond of the current window
+    step (renewed when it fires; a window's flush timer is the same timer), and when a timer fires, or a marker
+    arrives (the empty batch a bucket gets when the stream's reach moved), with none of the key's results left
+    unwritten, the key has written every window of its entities that ends at or before ``watermark + 1`` (the
+    window operator emits a window's results before the watermark that passes its last millisecond). The row says ``min(watermark + 1, reach, now)``, ``reach``
     the latest window end of any result of the stream (``jobs.batching.batch_type``): as offline, where the
     latest window end stored by any entity bounds the empty windows a reader may assume. Written when it
     enters a new window step (a second for sessions), so a key whose entities are quiet moves on with the
@@ -110,7 +110,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._backstop_at: dict[int, int] = {}  # key -> the processing-time flush registered for it
         self._unwritten: set[int] = set()  # keys with results in their pending state (known to this process)
         self._looked_at: set[int] = set()  # keys whose restored pending state this process has looked at
-        self._progress_timer: dict[int, int] = {}  # key -> its latest progress timer (a watermark + 1)
+        self._progress_timer: dict[int, int] = {}  # key -> its latest progress timer (a step's last millisecond)
         self._reach: dict[int, int] = {}  # key -> the greatest reach its elements carried
         self._progress_step: dict[int, int] = {}  # key -> the window step (index) of its last progress row
         self._last_flush = time.monotonic()
@@ -140,10 +140,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._look_at(key)
         if reach is not None and reach > self._reach.get(key, NO_REACH):
             self._reach[key] = reach
-        if self._progress_timer.get(key) != watermark + 1 and watermark < _END_OF_TIME:
-            # fires with the next watermark: the key's progress (``on_timer``), results or not
-            self._progress_timer[key] = watermark + 1
-            ctx.timer_service().register_event_time_timer(watermark + 1)
+        self._next_progress_timer(key, watermark, ctx)
         results = [
             (entity_id, start, end, revision, values)
             for entity_id, start, end, revision, values in zip(
@@ -153,6 +150,10 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         ]
         self.dropped_open_windows += len(entity_ids) - len(results)
         if not results:
+            if key not in self._unwritten:
+                # A marker held back past its watermark (``BatchWindowResults``) comes after it: every window
+                # result that watermark released has arrived, and this key has written all of its own.
+                self._record_progress(key, watermark)
             return
         # One state call per batch, an item per result (a list added with add() comes back cut in thread mode).
         self._pending.add_all(results)
@@ -189,10 +190,23 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
             )
             if key in self._unwritten and (live or due or timestamp == _END_OF_TIME):
                 self._flush(key)
+            self._next_progress_timer(key, watermark, ctx)
         if key not in self._unwritten and watermark is not None:
             self._record_progress(key, watermark)
         return
         yield
+
+    def _next_progress_timer(self, key: int, watermark: int, ctx: KeyedProcessFunction.Context) -> None:
+        """An event-time timer at the last millisecond before the next window step after ``watermark``: it fires
+        when the watermark enters that step, when the key's progress may move (``_record_progress``). A window's
+        flush timer (its end - 1) is the same timer when the window ends on the step, so a busy key has no more
+        timers than before; a quiet key renews its own each step."""
+        if watermark is None or watermark >= _END_OF_TIME:
+            return
+        at = ((watermark + 1) // self._progress_step_ms + 1) * self._progress_step_ms - 1
+        if self._progress_timer.get(key) != at:
+            self._progress_timer[key] = at
+            ctx.timer_service().register_event_time_timer(at)
 
     def _look_at(self, key: int) -> None:
         """The first time this process meets ``key``: whether its state came back from a checkpoint with results

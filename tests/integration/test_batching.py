@@ -62,7 +62,9 @@ def jar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
-def _environments(jar: Path, checkpoint_interval_ms: int | None = None) -> tuple[Any, Any]:
+def _environments(
+    jar: Path, checkpoint_interval_ms: int | None = None, watermark_interval_ms: int | None = None
+) -> tuple[Any, Any]:
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
@@ -71,6 +73,8 @@ def _environments(jar: Path, checkpoint_interval_ms: int | None = None) -> tuple
     config.set_string("pipeline.jars", jar.resolve().as_uri())
     if checkpoint_interval_ms is not None:
         config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")
+    if watermark_interval_ms is not None:
+        config.set_string("pipeline.auto-watermark-interval", f"{watermark_interval_ms} ms")
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(1)
     t_env = StreamTableEnvironment.create(env)
@@ -209,15 +213,17 @@ def test_columns_keep_their_types_and_nulls(collected: list[tuple[int, list[tupl
     assert datetime.fromtimestamp(first / 1000, UTC) == datetime(2026, 1, 1, 0, 0, 0, 7000, UTC)
 
 
-def _uncut_batches(t_env: Any, ddl: str, query: str, *, markers: bool = False, buckets: int = 1) -> list[Any]:
-    """The batches (columns) of ``query`` over the table ``ddl`` makes: no timer within the run and no row limit,
-    so only watermarks, checkpoint barriers and the input's end can cut a batch. ``markers``: the empty batches
-    too, each as ``(bucket, columns)``."""
+def _uncut_batches(
+    t_env: Any, ddl: str, query: str, *, markers: bool = False, buckets: int = 1, max_delay_ms: int = 3_600_000
+) -> list[Any]:
+    """The batches (columns) of ``query`` over the table ``ddl`` makes: by default no timer within the run and no
+    row limit, so only watermarks, checkpoint barriers and the input's end can cut a batch. ``markers``: the empty
+    batches too, each as ``(bucket, columns)``."""
     from jobs.batching import batches
 
     t_env.execute_sql(ddl)
     changelog = t_env.to_changelog_stream(t_env.sql_query(query))
-    stream = batches(changelog, ["long"], buckets, max_rows=1_000_000, max_delay_ms=3_600_000)
+    stream = batches(changelog, ["long"], buckets, max_rows=1_000_000, max_delay_ms=max_delay_ms)
     bucket_of = {key: b for b, key in enumerate(_bucket_keys(buckets))}
     with stream.execute_and_collect() as results:
         if markers:
@@ -232,10 +238,10 @@ _TICKS = (
 )
 
 
-def test_markers_tell_a_bucket_without_results_of_each_watermark_and_the_reach(jar: Path) -> None:
-    """Every entity in bucket 1 (``crc32('a') % 2``): bucket 0 gets only markers, one before each watermark, and
-    every element of either bucket carries the latest window end of any result before it (the reach the writer
-    bounds its progress by, design §5.5); none before the first result."""
+def test_markers_tell_a_bucket_without_results_of_each_new_reach(jar: Path) -> None:
+    """Every entity in bucket 1 (``crc32('a') % 2``): bucket 0 gets only markers, one with each watermark that
+    follows a new result, and every element of either bucket carries the latest window end of any result the
+    operator has had (the reach the writer bounds its progress by, design §5.5); none before the first result."""
     from jobs.batching import NO_REACH
 
     assert zlib.crc32(b"a") % 2 == 1
@@ -247,6 +253,7 @@ def test_markers_tell_a_bucket_without_results_of_each_watermark_and_the_reach(j
         " AS we, COUNT(*) AS revision, SUM(n) AS total FROM ticks_one_entity GROUP BY TUMBLE(ts, INTERVAL '1' SECOND)",
         markers=True,
         buckets=2,
+        max_delay_ms=50,  # also the least time between two markers to a bucket (watermarks come every 200 ms)
     )
     # A watermark's elements go out bucket by bucket, each with the reach of every result the operator has had, so
     # a marker may name a window end its own round's results carry to the other bucket just after it.
@@ -261,9 +268,40 @@ def test_markers_tell_a_bucket_without_results_of_each_watermark_and_the_reach(j
     assert carried_all == sorted(carried_all)
     assert reach == carried_all[-1] == 16_000  # the last window, [15 s, 16 s)
     to_zero = [columns for bucket, columns in elements if bucket == 0]
-    assert len(to_zero) >= 3, len(to_zero)  # one before each of several watermarks (each with its reach)
+    assert len(to_zero) >= 3, len(to_zero)  # several reaches, each told to bucket 0 once
+    assert NO_REACH not in [columns[4] for columns in to_zero]  # no marker before the first result
+    assert len({columns[4] for columns in to_zero}) == len(to_zero)  # one marker per new reach
     assert to_zero[-1][4] == 16_000  # the last watermark's marker carries the latest reach
     assert [columns[4] for columns in to_zero] == sorted(columns[4] for columns in to_zero)
+
+
+def test_markers_to_a_bucket_are_at_most_one_per_max_delay(jar: Path) -> None:
+    """A window closing with nearly every watermark (a watermark every millisecond or so, windows of 1 ms, as a
+    replay closes them): a bucket without results gets a marker at most once per ``max_delay_ms`` (each held-back
+    one with the timer), not one per new reach, and still one with the final watermark."""
+    import time
+
+    _, t_env = _environments(jar, watermark_interval_ms=1)
+    started = time.monotonic()
+    elements = _uncut_batches(
+        t_env,
+        "CREATE TEMPORARY TABLE fast_ticks (n BIGINT, ts AS TO_TIMESTAMP_LTZ(n, 3), WATERMARK FOR ts AS ts)"
+        " WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'fields.n.kind' = 'sequence',"
+        " 'fields.n.start' = '0', 'fields.n.end' = '3999')",
+        "SELECT 'a' AS entity_id, TUMBLE_START(ts, INTERVAL '0.001' SECOND) AS ws, TUMBLE_END(ts, INTERVAL '0.001'"
+        " SECOND) AS we, COUNT(*) AS revision, SUM(n) AS total FROM fast_ticks"
+        " GROUP BY TUMBLE(ts, INTERVAL '0.001' SECOND)",
+        markers=True,
+        buckets=2,
+        max_delay_ms=100,
+    )
+    run_s = time.monotonic() - started
+    to_one = [columns for bucket, columns in elements if bucket == 1]
+    assert len({end for columns in to_one for end in columns[2]}) == 4_000  # 4,000 windows: as many new reaches
+    to_zero = [columns for bucket, columns in elements if bucket == 0]
+    assert all(not columns[0] for columns in to_zero)
+    assert 3 <= len(to_zero) <= run_s * 10 + 2, (len(to_zero), run_s)  # one per 100 ms of the whole run at most
+    assert to_zero[-1][4] == 4_000  # the final watermark's marker, never held back, with the last window's end
 
 
 def test_results_leave_with_the_watermark_that_released_them(jar: Path) -> None:

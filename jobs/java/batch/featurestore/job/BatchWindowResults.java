@@ -42,10 +42,13 @@ import org.apache.flink.types.RowKind;
  * may send none for a long time).
  *
  * <p>Before it forwards a watermark, this operator also hands an empty element (no results: a marker) to every
- * bucket that got no element since the last watermark or whose latest element carried an older {@code reach}, so
- * each writer key hears of every watermark and of the latest reach, also when none of its entities had a result:
- * the writer records its progress from the watermark (design §5.5), and a key whose entities are quiet does not
- * hold its stream's online progress back.
+ * bucket whose latest element carried an older {@code reach} (none before the first result), so each writer key
+ * hears of the latest reach also when none of its entities had a result: the writer records its progress from
+ * the watermark, bounded by the reach (design §5.5), and a key whose entities are quiet does not hold its
+ * stream's online progress back. A bucket gets at most one marker per {@code maxDelayMs} with a watermark (a
+ * replay closes windows with nearly every watermark); a marker held back by that bound goes out with the timer,
+ * at most {@code maxDelayMs} later, after the watermark (the writer then records its progress from the
+ * watermark it has passed). The final watermark's markers are never held back.
  */
 public final class BatchWindowResults extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
@@ -57,8 +60,9 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
     private final long maxDelayMs;
     private final int maxParallelism;
     private transient List<List<Row>> waiting;
-    private transient boolean[] sent; // per bucket: an element went out since the last watermark
     private transient long[] sentReach; // per bucket: the reach its latest element carried
+    private transient long[] sentAt; // per bucket: when (processing time, ms) its latest element went out
+    private transient boolean[] owed; // per bucket: a marker held back by the bound on markers, sent by the timer
     private transient long reach; // the latest window end of any result so far (Long.MIN_VALUE: none yet)
     private transient boolean timerSet;
     private transient CRC32 crc;
@@ -97,8 +101,11 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
             waiting.add(new ArrayList<>());
         }
         crc = new CRC32();
-        sent = new boolean[buckets];
         sentReach = new long[buckets];
+        java.util.Arrays.fill(sentReach, Long.MIN_VALUE); // no marker before the first result
+        sentAt = new long[buckets];
+        java.util.Arrays.fill(sentAt, Long.MIN_VALUE / 2); // long ago, without overflowing now - sentAt
+        owed = new boolean[buckets];
         reach = Long.MIN_VALUE;
         // The writer runs at this operator's parallelism (one bucket per subtask): its max parallelism is the
         // configured one, else Flink's default for that parallelism.
@@ -163,6 +170,10 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
         if (rows.size() >= maxRows) {
             emit(bucket);
         }
+        setTimer();
+    }
+
+    private void setTimer() {
         if (!timerSet) {
             timerSet = true;
             getProcessingTimeService().registerTimer(
@@ -225,8 +236,9 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
             columns.setField(5 + f, values[f]);
         }
         output.collect(new StreamRecord<>(Row.of(keys[bucket], columns)));
-        sent[bucket] = true;
         sentReach[bucket] = reach;
+        sentAt[bucket] = getProcessingTimeService().getCurrentProcessingTime();
+        owed[bucket] = false;
         rows.clear();
     }
 
@@ -239,14 +251,25 @@ public final class BatchWindowResults extends AbstractStreamOperator<Row>
     @Override
     public void onProcessingTime(long time) {
         timerSet = false;
-        emitAll();
+        for (int bucket = 0; bucket < buckets; bucket++) {
+            emit(bucket, owed[bucket]);
+        }
     }
 
     @Override
     public void processWatermark(Watermark mark) throws Exception {
+        long now = getProcessingTimeService().getCurrentProcessingTime();
+        boolean last = mark.getTimestamp() == Long.MAX_VALUE;
         for (int bucket = 0; bucket < buckets; bucket++) {
-            emit(bucket, !sent[bucket] || sentReach[bucket] != reach);
-            sent[bucket] = false;
+            boolean marker = sentReach[bucket] != reach;
+            if (marker && !last && waiting.get(bucket).isEmpty() && now - sentAt[bucket] < maxDelayMs) {
+                // At most one marker per bucket per maxDelayMs (a replay closes windows with nearly every
+                // watermark): this one goes with the timer, after the watermark.
+                owed[bucket] = true;
+                setTimer();
+            } else {
+                emit(bucket, marker);
+            }
         }
         super.processWatermark(mark);
     }
