@@ -230,7 +230,12 @@ def _service_pid(name: str) -> int | None:
 
 
 def cpu_sample(job_pid: int | None) -> dict[str, float]:
-    """CPU seconds so far: the job's session by role, Kafka, Cassandra, and the machine (busy, all)."""
+    """CPU seconds so far: the job's session by role, Kafka, Cassandra, and the machine (busy, all).
+
+    A Python worker that has ended (a bounded run's writer subtask that finished first) still counts: its CPU is
+    in its reaped parents' children's time (``cutime``/``cstime``): the shells that start the workers, and the JVM,
+    whose only children are those shells. Without that, a worker gone between two samples took its CPU from the
+    sum (at parallelism 2 the workers showed 1-2 µs per event)."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     if job_pid is not None:
@@ -242,14 +247,17 @@ def cpu_sample(job_pid: int | None) -> dict[str, float]:
                 continue
             cmd = _cmdline(int(entry.name))
             exe = cmd.split(" ", 1)[0]
+            reaped = (int(fields[13]) + int(fields[14])) / tick  # children waited for: cutime + cstime
             if "java" in exe:
                 role = "job JVM"
+                out["job Python workers"] = out.get("job Python workers", 0.0) + reaped
             elif int(entry.name) == job_pid:
                 role = "job Python client"
             elif "python" in exe:
                 role = "job Python workers"
-            else:
-                continue  # the shell and tee that start a Python worker
+            else:  # the shell and tee that start a Python worker: the worker's CPU once it has ended
+                out["job Python workers"] = out.get("job Python workers", 0.0) + reaped
+                continue
             out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     for name in ("kafka", "cassandra"):
         pid = _service_pid(name)
