@@ -16,6 +16,7 @@ from jobs.sql import decode_last
 from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
 from registry.core.settings import Settings
+from registry.core.timeline import step_ms
 from sinks.records import WindowResults
 
 _END_OF_TIME = 2**63 - 2  # fires only when a bounded input ends (its final watermark is Long.MAX_VALUE)
@@ -80,9 +81,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._bucket_of = dict(bucket_of or {})
         self._stream = features[0].stream
         self._longest_ttl_ms = max(to_millis(d.ttl) for d in features)
-        window = features[0].window
-        step = (window.slide or window.size) if window.kind != "session" else None
-        self._progress_step_ms = to_millis(step) if step is not None else _SESSION_PROGRESS_STEP_MS
+        step = step_ms(features[0])  # the time rule's window grid (one per stream)
+        self._progress_step_ms = step if step is not None else _SESSION_PROGRESS_STEP_MS
         self._live_within_ms = live_within_ms
         self._batch_rows = batch_rows
         self._batch_interval_s = batch_interval_s
