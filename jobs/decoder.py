@@ -66,19 +66,27 @@ def decode(
     row_type: TypeInformation,
     lateness: timedelta,
 ) -> tuple[DataStream, DataStream]:
-    """``raw`` (payload, kafka_ts, too_late, late) of ``source`` decoded in the JVM: ``(events, dead_letters)``,
-    the dead letters (JSON text: topic, reason, detail, payload_b64, dead_lettered_at_ms) timestamped when they
-    were dead-lettered.
+    """``raw`` (payload, kafka_ts, too_late, late, kafka_partition) of ``source`` decoded in the JVM:
+    ``(events, dead_letters)``, the dead letters (JSON text: topic, reason, detail, payload_b64,
+    dead_lettered_at_ms) timestamped when they were dead-lettered.
 
     The operator (``DecodeOperator``, uid ``decode:<source slug>``: two sources may read one topic) keeps each
-    source subtask's watermark in its checkpoints; restored, it dead-letters what was too late before the
-    restore (``lateness``, the source's allowed lateness) and holds the watermark it sends downstream at that
-    point (design §5.3)."""
+    Kafka partition's event-time progress in its checkpoints (``PartitionProgress``: the source's watermark
+    expression, hence ``max_out_of_orderness`` and ``MAX_FUTURE_MS``, and its ``idle_timeout``); restored, it
+    dead-letters what a run that never stopped would find too late (``lateness``, the source's allowed lateness)
+    and sends that run's watermark downstream (design §5.3)."""
     from pyflink.java_gateway import get_gateway
 
     jvm = get_gateway().jvm
     decoder = event_decoder(settings, reader_schema, source.timestamp_field, source.key_fields)
-    function = jvm.featurestore.job.DecodeEvents(source.topic, decoder, to_millis(lateness))
+    function = jvm.featurestore.job.DecodeEvents(
+        source.topic,
+        decoder,
+        to_millis(lateness),
+        to_millis(source.max_out_of_orderness),
+        MAX_FUTURE_MS,
+        to_millis(source.idle_timeout),
+    )
     j_events = raw._j_data_stream.transform(
         f"decode:{source.topic}", row_type.get_java_type_info(), jvm.featurestore.job.DecodeOperator(function)
     ).uid(f"decode:{source.slug}")

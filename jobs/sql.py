@@ -112,6 +112,8 @@ def source_ddl(table: str, source: Source, lateness: timedelta, *, bootstrap: st
         f"CREATE TEMPORARY TABLE {ident(table)} (\n"
         "  payload BYTES,\n"
         "  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',\n"
+        # The partition, for the decode operator's progress per partition across a restore (DecodeOperator).
+        "  kafka_partition INT METADATA FROM 'partition' VIRTUAL,\n"
         # A record further ahead than MAX_FUTURE_MS (dead-lettered by the decoder) must not move the
         # watermark: it would make every on-time record after it too late. The watermark only grows,
         # so such a record contributes the epoch, i.e. nothing.
@@ -127,7 +129,8 @@ def source_ddl(table: str, source: Source, lateness: timedelta, *, bootstrap: st
 
 
 def source_select(table: str, lateness: timedelta) -> str:
-    """Raw records with their time, whether they arrived too late, and whether they are late at all.
+    """Raw records with their time, whether they arrived too late, whether they are late at all, and their
+    Kafka partition (``payload, kafka_ts, too_late, late, kafka_partition``).
 
     Late is Flink's own meaning: at or behind the watermark (a watermark ``w`` says no record with a
     timestamp ``<= w`` is still to come). Too late is at or behind ``watermark - allowed_lateness``;
@@ -139,7 +142,7 @@ def source_select(table: str, lateness: timedelta) -> str:
     wm = "CURRENT_WATERMARK(kafka_ts)"
     too_late = f"{wm} IS NOT NULL AND kafka_ts <= {wm} - {interval(lateness)}"
     late = f"{wm} IS NOT NULL AND kafka_ts <= {wm}"
-    return f"SELECT payload, kafka_ts, {too_late} AS too_late, {late} AS late FROM {ident(table)}"
+    return f"SELECT payload, kafka_ts, {too_late} AS too_late, {late} AS late, kafka_partition FROM {ident(table)}"
 
 
 def dedup_sql(view: str, source: Source, columns: list[str]) -> str:

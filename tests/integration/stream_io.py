@@ -35,13 +35,20 @@ LATENESS = 30 * MIN
 MARKER = "zz_marker"
 
 
-def register_card_features(settings: Settings, topic: str, *, allowed_lateness: str | None = None) -> None:
+def register_card_features(
+    settings: Settings, topic: str, *, allowed_lateness: str | None = None, idle_timeout: str | None = None
+) -> None:
     """The repository's card-transaction features, read from ``topic``, kept a day online, registered and
-    activated in ``settings``' definition store (``allowed_lateness``: a duration such as ``"30m"``)."""
+    activated in ``settings``' definition store (``allowed_lateness``, the source's ``idle_timeout``: durations
+    such as ``"30m"``)."""
     toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
     toml = toml.replace('topic = "card_transactions"', f'topic = "{topic}"').replace('ttl = "2h"', 'ttl = "1d"')
     if allowed_lateness is not None:
         toml = toml.replace('slide = "5m"', f'slide = "5m"\nallowed_lateness = "{allowed_lateness}"')
+    if idle_timeout is not None:
+        toml = toml.replace(
+            'max_out_of_orderness = "5s"', f'max_out_of_orderness = "5s"\nidle_timeout = "{idle_timeout}"'
+        )
     (settings.definitions_dir / "features.toml").write_text(toml)
     apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
 

@@ -387,30 +387,92 @@ def test_a_hanging_registry_fails_the_task_within_the_bounds(decoders: Decoders,
     assert 2.9 < took < 8.0, took  # 3.3 s nominal; the rest is slack for a loaded machine
 
 
-def test_a_restored_subtask_resumes_from_its_own_watermark_or_the_lowest(decoders: Decoders) -> None:
-    """``DecodeOperator``'s restore rule (design §5.3): at the parallelism that wrote the checkpoint, a subtask
-    takes its own entry (a subtask that had no watermark yet stays without one); at another, the lowest."""
+def test_a_restored_subtask_follows_each_partitions_progress_or_the_lowest(decoders: Decoders) -> None:
+    """``PartitionProgress``, the decode operator's restore rule (design §5.3): at the parallelism that wrote the
+    checkpoint a subtask takes its own entries, and its watermark is the larger of the one it had forwarded and the
+    lowest over its partitions not idle at the checkpoint (or read since) of the larger of each one's stored and
+    replayed progress, never going back (a partition replaying older records keeps its stored progress, one that
+    moves on raises the combined); at another parallelism the lowest subtask watermark, fixed; an older job's
+    entries (one watermark per subtask) count as subtask watermarks; with no entries, none."""
     from pyflink.java_gateway import get_gateway
 
     gateway = get_gateway()
-    floor = gateway.jvm.featurestore.job.DecodeOperator.restoredFloor
-    none = -(2**63)
+    progress_class = gateway.jvm.featurestore.job.PartitionProgress
+    none, subtask = -(2**63), -1
+    ooo, future, idle_ms, now = 10, 1_000, 30_000, 1_000_000
 
-    def entries(*rows: tuple[int, int, int]) -> Any:
+    def entries(*rows: tuple[int, ...]) -> Any:
         out = gateway.jvm.java.util.ArrayList()
         for row in rows:
-            array = gateway.new_array(gateway.jvm.long, 3)
+            array = gateway.new_array(gateway.jvm.long, len(row))
             for i, v in enumerate(row):
                 array[i] = v
             out.add(array)
         return out
 
-    written = entries((0, 2, 5_000), (1, 2, none))
-    assert floor(written, 0, 2) == 5_000
-    assert floor(written, 1, 2) == none
-    assert floor(written, 0, 3) == none  # rescaled: the lowest, here "no watermark"
-    assert floor(entries((0, 2, 5_000), (1, 2, 7_000)), 1, 1) == 5_000
-    assert floor(entries(), 0, 1) == none  # a checkpoint without the entries (an older job's)
+    def restored(rows: Any, index: int, parallelism: int) -> Any:
+        progress = progress_class(ooo, future, idle_ms, now)
+        progress.restore(rows, index, parallelism)
+        return progress
+
+    written = entries(
+        (0, 2, 0, 100, 0),
+        (0, 2, 1, 50, 0),
+        (0, 2, 5, 10, 1),  # idle at the checkpoint: left out until it has a record again
+        (0, 2, subtask, 50),
+        (1, 2, 2, 500, 0),
+        (1, 2, 3, 700, 0),
+        (1, 2, subtask, 400),
+    )
+    mine = restored(written, 0, 2)
+    assert mine.combined() == 50  # the partitions' combined watermark at the checkpoint
+    mine.observe(1, 130 + ooo, now)  # partition 1 moves past partition 0's stored progress
+    assert mine.combined() == 100
+    mine.observe(0, 60 + ooo, now)  # partition 0 replays an older record: its stored progress stands
+    assert mine.combined() == 100
+    mine.observe(0, 150 + ooo, now + 1)
+    assert mine.combined() == 130
+    mine.observe(4, 90 + ooo, now + 2)  # a partition without an entry counts from its first record...
+    assert mine.combined() == 130  # ... but the watermark never goes back
+    mine.observe(4, 200 + ooo, now + 3)
+    mine.observe(1, 300 + ooo, now + 3)
+    assert mine.combined() == 150
+    mine.observe(5, 20 + ooo, now + 4)  # the idle one has a record again: it holds further progress back
+    mine.observe(0, 400 + ooo, now + 4)
+    assert mine.combined() == 150
+    assert sorted(tuple(e) for e in mine.entries(0, 2, 95, now + idle_ms + 3)) == [
+        (0, 2, subtask, 95),
+        (0, 2, 0, 400, 0),
+        (0, 2, 1, 300, 1),  # its last record was an idle timeout before the checkpoint
+        (0, 2, 4, 200, 1),
+        (0, 2, 5, 20, 0),
+    ]
+    assert restored(written, 1, 2).combined() == 500  # its forwarded 400 is below its partitions' lowest
+    idle = restored(entries((0, 1, 0, 100, 0), (0, 1, 1, 20, 1), (0, 1, subtask, 80)), 0, 1)
+    assert idle.combined() == 100  # partition 1 was idle: partition 0 alone
+    quiet = restored(entries((0, 1, 0, 100, 0), (0, 1, subtask, 80)), 0, 1)
+    assert [tuple(e) for e in quiet.entries(0, 1, 100, now + idle_ms - 1)] == [(0, 1, 0, 100, 0), (0, 1, -1, 100)]
+    assert [tuple(e) for e in quiet.entries(0, 1, 100, now + idle_ms)] == [(0, 1, 0, 100, 1), (0, 1, -1, 100)]
+    rescaled = restored(written, 0, 3)
+    assert rescaled.combined() == 50  # the lowest subtask watermark, fixed whatever the replay does
+    rescaled.observe(0, 900, now)
+    assert rescaled.combined() == 50
+    assert sorted(tuple(e) for e in rescaled.entries(0, 3, 60, now)) == [(0, 3, subtask, 60), (0, 3, 0, 900 - ooo, 0)]
+    assert restored(entries((0, 2, 5_000), (1, 2, 7_000)), 1, 2).combined() == 7_000  # an older job's entries
+    assert restored(entries((0, 2, 5_000), (1, 2, 7_000)), 0, 1).combined() == 5_000
+    assert restored(entries((0, 2, 0, 100, 0), (0, 2, subtask, none), (1, 2, subtask, 300)), 0, 3).combined() == none
+    bare = restored(entries((0, 1, 0, none, 0), (0, 1, -7, 500, 0), (0, 1, subtask, none)), 0, 1)
+    assert bare.combined() == none and not bare.restoredAny()  # no progress, no partition: passed over
+    nothing = restored(entries(), 0, 1)
+    assert nothing.combined() == none and not nothing.restoredAny()
+    fresh = progress_class(ooo, future, idle_ms, now)  # not restored: no floor, but the progress for a checkpoint
+    fresh.observe(3, 200, now)
+    fresh.observe(3, now + future + 1, now)  # further ahead than the future limit: the epoch, i.e. nothing
+    fresh.observe(3, 150, now)
+    assert fresh.combined() == none
+    assert [tuple(e) for e in fresh.entries(1, 2, none, now)] == [(1, 2, 3, 200 - ooo, 0), (1, 2, subtask, none)]
+    assert fresh.candidate(now + future, now) == now + future - ooo  # exactly at the limit: still counts
+    assert fresh.candidate(now + future + 1, now) == -ooo
 
 
 def test_a_reader_alias_resolves_by_unqualified_name_alike(it_settings: Settings, run_id: str) -> None:

@@ -101,8 +101,8 @@ def test_late_and_too_late_boundaries(t_env: Any) -> None:
 
 
 def values_ts(cases: list[tuple[int, int]]) -> str:
-    body = ", ".join(f"(X'00', TO_TIMESTAMP_LTZ({ts}, 3), TO_TIMESTAMP_LTZ({wm}, 3))" for ts, wm in cases)
-    return f"(VALUES {body}) AS v(payload, kafka_ts, wm)"
+    body = ", ".join(f"(X'00', TO_TIMESTAMP_LTZ({ts}, 3), 0, TO_TIMESTAMP_LTZ({wm}, 3))" for ts, wm in cases)
+    return f"(VALUES {body}) AS v(payload, kafka_ts, kafka_partition, wm)"
 
 
 def test_a_record_more_than_an_hour_ahead_does_not_move_the_watermark(t_env: Any, make_definition: MakeDef) -> None:

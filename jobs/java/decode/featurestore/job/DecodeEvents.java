@@ -16,12 +16,13 @@ import org.apache.flink.util.Collector;
 import org.apache.flink.util.OutputTag;
 
 /**
- * The stream job's decode function: (payload, kafka_ts, too_late, late) -> a Row of the reader schema's fields
- * ({@link EventDecoder}), run by {@link DecodeOperator}. A record that arrived too late for any window
- * ({@code too_late}, decided by the source's SQL, or at or below the restored watermark minus the allowed
- * lateness after a restore) or that the decoder rejects goes to {@link #deadLetterTag()} as a JSON dead letter:
- * {@code topic}, {@code reason}, {@code detail}, {@code payload_b64}, {@code dead_lettered_at_ms}. Nothing is
- * dropped silently.
+ * The stream job's decode function: (payload, kafka_ts, too_late, late, partition) -> a Row of the reader schema's
+ * fields ({@link EventDecoder}), run by {@link DecodeOperator}. A record that arrived too late for any window
+ * ({@code too_late}, decided by the source's SQL, or, after a restore, at or below the restored progress minus the
+ * allowed lateness: {@link PartitionProgress#combined}) or that the decoder rejects goes to
+ * {@link #deadLetterTag()} as a JSON dead letter: {@code topic}, {@code reason}, {@code detail},
+ * {@code payload_b64}, {@code dead_lettered_at_ms}. Nothing is dropped silently. Every record, dead-lettered or
+ * not, moves its partition's progress on after its own decision, as it moves the source's watermark.
  *
  * <p>Metrics, in a {@code topic} group: {@code events_in}, {@code events_late} (behind the watermark but within
  * the allowed lateness), and {@code events_dead_lettered} in a {@code reason} group below it.
@@ -34,9 +35,12 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
     private final String topic;
     private final EventDecoder decoder;
     private final long latenessMs;
+    private final long outOfOrdernessMs;
+    private final long maxFutureMs;
+    private final long idleTimeoutMs;
 
-    /** The watermark this subtask had reached before a restore ({@link DecodeOperator}); MIN_VALUE when none. */
-    private long restoredWatermark = Long.MIN_VALUE;
+    /** This subtask's progress per partition, restored or not ({@link DecodeOperator}). */
+    private transient PartitionProgress progress;
 
     private transient MetricGroup metrics;
     private transient Counter eventsIn;
@@ -48,19 +52,32 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
         return DEAD_LETTER;
     }
 
-    public DecodeEvents(String topic, EventDecoder decoder, long latenessMs) {
+    /**
+     * {@code outOfOrdernessMs}, {@code maxFutureMs} and {@code idleTimeoutMs}: the source's watermark expression
+     * (its {@code max_out_of_orderness}, and how far ahead of the clock a record may be before it stops counting)
+     * and its {@code idle_timeout}, for the progress per partition ({@link PartitionProgress}).
+     */
+    public DecodeEvents(
+            String topic,
+            EventDecoder decoder,
+            long latenessMs,
+            long outOfOrdernessMs,
+            long maxFutureMs,
+            long idleTimeoutMs) {
         this.topic = topic;
         this.decoder = decoder;
         this.latenessMs = latenessMs;
+        this.outOfOrdernessMs = outOfOrdernessMs;
+        this.maxFutureMs = maxFutureMs;
+        this.idleTimeoutMs = idleTimeoutMs;
     }
 
-    void restoredWatermark(long watermark) {
-        restoredWatermark = watermark;
+    PartitionProgress newProgress() {
+        return new PartitionProgress(outOfOrdernessMs, maxFutureMs, idleTimeoutMs, System.currentTimeMillis());
     }
 
-    /** Too late against the restored watermark: {@code ms <= watermark - lateness} (the SQL's rule). */
-    private boolean tooLateSinceRestore(Long recordMs) {
-        return restoredWatermark != Long.MIN_VALUE && recordMs != null && recordMs <= restoredWatermark - latenessMs;
+    void progress(PartitionProgress restored) {
+        progress = restored;
     }
 
     @Override
@@ -77,23 +94,33 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
         byte[] payload = (byte[]) value.getField(0);
         eventsIn.inc();
         Long recordMs = ctx.timestamp();
-        if (Boolean.TRUE.equals(value.getField(2)) || tooLateSinceRestore(recordMs)) {
-            String detail = "event time " + recordMs + " ms is at or behind the watermark minus the allowed lateness";
-            ctx.output(DEAD_LETTER, deadLetter("too_late", detail, payload));
-            return;
-        }
-        Object[] event;
+        long nowMs = System.currentTimeMillis(); // as the record is read, for its part in the partition's progress
+        // The restored progress (NONE in a run that was not restored): the SQL's rules against it, on top of its own.
+        long restored = progress == null ? PartitionProgress.NONE : progress.combined();
+        boolean since = restored != PartitionProgress.NONE && recordMs != null;
         try {
-            event = decoder.decode(payload, recordMs == null ? Long.MIN_VALUE : recordMs);
-        } catch (Rejected rejected) {
-            ctx.output(DEAD_LETTER, deadLetter(rejected.reason(), rejected.detail(), payload));
-            return;
+            if (Boolean.TRUE.equals(value.getField(2)) || since && recordMs <= restored - latenessMs) {
+                String detail = "event time " + recordMs + " ms is at or behind the watermark minus the allowed lateness";
+                ctx.output(DEAD_LETTER, deadLetter("too_late", detail, payload));
+                return;
+            }
+            Object[] event;
+            try {
+                event = decoder.decode(payload, recordMs == null ? Long.MIN_VALUE : recordMs);
+            } catch (Rejected rejected) {
+                ctx.output(DEAD_LETTER, deadLetter(rejected.reason(), rejected.detail(), payload));
+                return;
+            }
+            if (Boolean.TRUE.equals(value.getField(3)) || since && recordMs <= restored) {
+                eventsLate.inc();
+            }
+            out.collect(Row.of(event));
+        } finally {
+            Object partition = value.getArity() > 4 ? value.getField(4) : null;
+            if (progress != null && recordMs != null && partition instanceof Integer) {
+                progress.observe((Integer) partition, recordMs, nowMs);
+            }
         }
-        boolean lateSinceRestore = restoredWatermark != Long.MIN_VALUE && recordMs != null && recordMs <= restoredWatermark;
-        if (Boolean.TRUE.equals(value.getField(3)) || lateSinceRestore) {
-            eventsLate.inc();
-        }
-        out.collect(Row.of(event));
     }
 
     private String deadLetter(String reason, String detail, byte[] payload) {
