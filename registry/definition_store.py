@@ -27,7 +27,7 @@ from registry.core.definitions import (
     check_streams,
 )
 from registry.core.errors import DefinitionError, UnknownFeatureError
-from registry.core.request_features import RequestFeature
+from registry.core.request_features import RequestFeature, key_field_clashes
 from registry.sqlite_store import SqliteStore, tables_of
 
 _DDL = """
@@ -185,6 +185,7 @@ class DefinitionStore(SqliteStore):
         feature becomes active; later ones only with ``activate=True``.
         """
         with self._tx() as conn:
+            _check_key_fields(self._catalog(conn), [definition], ())
             registered = self._register(conn, definition, version_given=version_given, activate=activate)
             self._check_streams(conn, {(definition.entity, definition.source.topic)})
             _check_runnable([registered], activated=activate)
@@ -203,6 +204,7 @@ class DefinitionStore(SqliteStore):
         highest registered version is the one read by name."""
         hashed = [r.with_function_hash() for r in request_features]
         with self._tx() as conn:
+            _check_key_fields(self._catalog(conn), definitions, hashed)
             registered = [self._register(conn, d, version_given=True, activate=False) for d in definitions]
             self._check_streams(conn, {(d.entity, d.source.topic) for d in definitions})
             _check_runnable(registered)
@@ -414,3 +416,13 @@ class DefinitionStore(SqliteStore):
         finally:
             conn.close()
         return [{"seq": s, "at": at, "version": v, "action": a} for s, at, v, a in rows]
+
+
+def _check_key_fields(
+    before: FeatureCatalog, definitions: Sequence[FeatureDefinition], requests: Sequence[RequestFeature]
+) -> None:
+    """DefinitionConflictError if the registration brings in a request field named like a key field of its entity
+    type, whichever of the two is registered second (``key_field_clashes``)."""
+    problems = key_field_clashes(before, before.request_features(), definitions, requests)
+    if problems:
+        raise DefinitionConflictError("; ".join(problems))

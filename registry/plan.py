@@ -16,7 +16,7 @@ from typing import Literal
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, check_lateness, event_schema_problems
 from registry.core.errors import DefinitionError
-from registry.core.request_features import RequestFeature
+from registry.core.request_features import RequestFeature, key_field_clashes
 from registry.definition_store import DefinitionConflictError, DefinitionStore, Registered
 
 ChangeKind = Literal["create", "new_version", "update_metadata"]
@@ -103,6 +103,7 @@ def _plan(
     found: list[str] = []
     changes: list[Change] = []
     found.extend(_request_names_taken(catalog, definitions, requests))
+    found.extend(key_field_clashes(catalog, [*catalog.request_features(), *requests], definitions))
     created: dict[tuple[str, str], int] = {}  # a feature new to the store: the version that becomes active
     for d in _distinct(definitions, found, places):
         existing = [v for v in catalog.versions(d.entity, d.name)]
@@ -168,6 +169,7 @@ def _plan_requests(
     """``plan_requests`` of request features already hashed; each version once (a version defined twice
     differently in the folder is a conflict, naming where each is written when ``places`` says)."""
     at = list(places) if places is not None else [None] * len(hashed)
+    conflicts.extend(key_field_clashes(catalog, catalog.request_features(), (), hashed))
     first: dict[tuple[str, str, int], tuple[RequestFeature, str | None]] = {}
     lines: list[RequestChange] = []
     for r, place in sorted(zip(hashed, at, strict=True), key=lambda located: located[0].key):

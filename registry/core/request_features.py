@@ -28,13 +28,13 @@ import inspect
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.core.definitions import NAME_PATTERN, PlainText, Prose, Tags, Version
+from registry.core.definitions import NAME_PATTERN, FeatureDefinition, PlainText, Prose, Tags, Version
 from registry.core.errors import RequestFeatureError
 from registry.core.refs import parse_ref
 from registry.core.value_types import ValueType, arrow_type
@@ -290,3 +290,49 @@ def request_fields(features: Sequence[RequestFeature]) -> dict[str, RequestField
 def _hash(identity: dict[str, object]) -> str:
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def key_field_clashes(
+    stored: Iterable[FeatureDefinition],
+    held: Iterable[RequestFeature],
+    new_definitions: Iterable[FeatureDefinition] = (),
+    new_requests: Iterable[RequestFeature] = (),
+) -> list[str]:
+    """Every request field named like a key field of its entity type that a registration would bring in.
+
+    Such a field would mean two things: online a value the caller sends beside the entity's id or key, offline
+    the label frame's column of that name, which is the key column when the frame names its entity column like
+    the key field (training/serving skew). So a request feature version new to the store (not among ``held``)
+    may not take a request field named like a key field of its entity type (any stored or new version's, active
+    or not); and a new stored version may not bring in, as a key field its entity type did not have, the name of a
+    request field of that entity type (``held`` or new). Versions already stored are left as they are.
+    """
+    before: dict[str, set[str]] = {}
+    for d in stored:
+        before.setdefault(d.entity, set()).update(d.source.key_fields)
+    keys = {entity: set(fields) for entity, fields in before.items()}
+    new_definitions = list(new_definitions)
+    for d in new_definitions:
+        keys.setdefault(d.entity, set()).update(d.source.key_fields)
+    held = list(held)
+    registered = {r.key for r in held}
+    new_requests = list(new_requests)
+    fields: dict[str, set[str]] = {}
+    for r in (*held, *new_requests):
+        fields.setdefault(r.entity, set()).update(f.name for f in r.request_fields)
+    problems: list[str] = []
+    for r in sorted({r.key: r for r in new_requests if r.key not in registered}.values(), key=lambda r: r.key):
+        clash = sorted({f.name for f in r.request_fields} & keys.get(r.entity, set()))
+        if clash:
+            problems.append(
+                f"request feature {r.entity}.{r.name} v{r.version}: request field(s) {clash} named like a key field "
+                f"of entity type {r.entity} (online a value sent beside the key, offline the key column): rename it"
+            )
+    for d in sorted({d.key: d for d in new_definitions}.values(), key=lambda d: d.key):
+        clash = sorted((set(d.source.key_fields) - before.get(d.entity, set())) & fields.get(d.entity, set()))
+        if clash:
+            problems.append(
+                f"{d.entity}.{d.name} v{d.version}: key field(s) {clash} named like a request field of a request "
+                f"feature of entity type {d.entity}; key fields and request fields need different names"
+            )
+    return problems

@@ -159,7 +159,8 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
             **problems(
                 {
                     400: f"`bad_json`: the body is not JSON; {BAD_PARAMETER} (`activate`, at most once)",
-                    409: "`version_conflict`: the version is registered with other content",
+                    409: "`version_conflict`: the version is registered with other content, or what is registered refuses"
+                    " it (its name or a key field taken by a request-time feature)",
                     413: "`body_too_large`",
                     422: "`invalid_definition`, naming the field",
                 }
