@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 import fastavro
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from registry.core.catalog import load_folder
 from registry.core.settings import Settings
@@ -156,3 +156,32 @@ def dead_letters(settings: Settings, dlq: str, group_id: str, expected: int) -> 
         return str(record["transaction_id"])
 
     return Counter((letter["reason"], event_id(letter)) for letter in letters)
+
+
+def committed_offset(settings: Settings, group_id: str, topic: str, partitions: int = 1) -> int:
+    """The offsets ``group_id`` has committed on ``topic``'s first ``partitions`` partitions, summed: the job commits
+    them when a checkpoint completes, so the newest retained checkpoint then holds every record below them. -1 when
+    the broker does not answer (slow under load: not committed yet, as far as we know)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id})
+    try:
+        parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return sum(max(int(p.offset), 0) for p in parts)
+    except KafkaException:
+        return -1
+    finally:
+        consumer.close()
+
+
+def caught_up(settings: Settings, expected: dict[tuple[str, int], tuple[int, float]], *, leave_out: str) -> bool:
+    """Every expected (entity, window end) is in the offline table at its final revision or past it (a wrong run
+    ends here too, and the tests say how it is wrong)."""
+    reached: dict[tuple[str, int], int] = {}
+    for r in offline_rows(settings, leave_out=leave_out):
+        key = (r["entity_id"], int(r["event_time"].timestamp() * 1000))
+        reached[key] = max(reached.get(key, 0), r["revision"])
+    return all(reached.get(key, 0) >= count for key, (count, _) in expected.items())
+
+
+def job_output(proc: subprocess.Popen[str]) -> str:
+    """The last 4,000 characters a job started by ``start_job`` printed (read once it has ended)."""
+    return (proc.stdout.read() if proc.stdout else "")[-4000:]

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from jobs.produce import ensure_topics, make_producer
 from registry.core.settings import Settings
@@ -40,8 +39,11 @@ from tests.integration.stream_io import (
     MARKER,
     MIN,
     OUT_OF_ORDERNESS,
+    caught_up,
+    committed_offset,
     dead_letters,
     final_windows,
+    job_output,
     offline_rows,
     payload,
     register_card_features,
@@ -90,21 +92,6 @@ class Restored:
     topic: str
     group_id: str
     reference: Reference
-
-
-def _committed(settings: Settings, group_id: str, topic: str, partitions: int) -> int:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id})
-    try:
-        parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return sum(max(int(p.offset), 0) for p in parts)
-    except KafkaException:  # a broker slow to answer under load: not committed yet, as far as we know
-        return -1
-    finally:
-        consumer.close()
-
-
-def _output(proc: subprocess.Popen[str]) -> str:
-    return (proc.stdout.read() if proc.stdout else "")[-4000:]
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["parallelism1", "parallelism2"])
@@ -166,8 +153,8 @@ def restored(
         # Offsets are committed when a checkpoint completes: once the group's offsets cover ``count`` records,
         # the newest retained checkpoint holds every one of them, and each partition's progress after them.
         deadline = time.monotonic() + 300
-        while _committed(settings, group_id, topic, partitions) < count:
-            assert job.poll() is None, _output(job)
+        while committed_offset(settings, group_id, topic, partitions) < count:
+            assert job.poll() is None, job_output(job)
             assert time.monotonic() < deadline, f"no checkpoint covered {what} within 300 s"
             time.sleep(0.5)
 
@@ -197,14 +184,8 @@ def restored(
         send([*later, *((p, Record(MARKER, marker_ms, f"marker{p}")) for p in range(partitions))])  # closes all
         expected = reference.windows(HOUR, 5 * MIN)
         deadline = time.monotonic() + 300
-        while True:
-            reached: dict[tuple[str, int], int] = {}
-            for r in offline_rows(settings, leave_out=MARKER):
-                key = (r["entity_id"], int(r["event_time"].timestamp() * 1000))
-                reached[key] = max(reached.get(key, 0), r["revision"])
-            if all(reached.get(key, 0) >= count for key, (count, _) in expected.items()):
-                break
-            assert job.poll() is None, _output(job)
+        while not caught_up(settings, expected, leave_out=MARKER):
+            assert job.poll() is None, job_output(job)
             assert time.monotonic() < deadline, "the restored job did not write every final window within 300 s"
             time.sleep(1)
         time.sleep(6)  # past the writer's 5 s backstop flush, so that a window the reference lacks would show

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from jobs.produce import ensure_topics, make_producer
 from registry.core.settings import Settings
@@ -38,8 +36,11 @@ from tests.integration.stream_io import (
     MARKER,
     MIN,
     OUT_OF_ORDERNESS,
+    caught_up,
+    committed_offset,
     dead_letters,
     final_windows,
+    job_output,
     offline_rows,
     payload,
     register_card_features,
@@ -89,31 +90,6 @@ class Restored:
     watermark: int  # the first part's: what the restored job resumes from
 
 
-def _committed_offset(settings: Settings, group_id: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id})
-    try:
-        (partition,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
-        return int(partition.offset)
-    except KafkaException:  # a broker slow to answer under load: not committed yet, as far as we know
-        return -1
-    finally:
-        consumer.close()
-
-
-def _caught_up(settings: Settings, expected: dict[tuple[str, int], tuple[int, float]]) -> bool:
-    """Every expected window is in the offline table at its final revision or past it (a wrong run ends
-    here too, and the tests say how it is wrong)."""
-    reached: dict[tuple[str, int], int] = {}
-    for r in offline_rows(settings, leave_out=MARKER):
-        key = (r["entity_id"], int(r["event_time"].timestamp() * 1000))
-        reached[key] = max(reached.get(key, 0), r["revision"])
-    return all(reached.get(key, 0) >= count for key, (count, _) in expected.items())
-
-
-def _output(proc: subprocess.Popen[str]) -> str:
-    return (proc.stdout.read() if proc.stdout else "")[-4000:]
-
-
 @pytest.fixture(scope="module", params=[1, 2], ids=["parallelism1", "parallelism2"])
 def restored(
     it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
@@ -151,8 +127,8 @@ def restored(
     deadline = time.monotonic() + 300
     # Offsets are committed when a checkpoint completes: once the group's offset is the first part's count,
     # the newest retained checkpoint holds every one of its records, and the decoder's watermark after them.
-    while _committed_offset(settings, group_id, topic) < len(before):
-        assert job.poll() is None, _output(job)
+    while committed_offset(settings, group_id, topic) < len(before):
+        assert job.poll() is None, job_output(job)
         assert time.monotonic() < deadline, "no checkpoint covered the first part within 300 s"
         time.sleep(0.5)
     os.killpg(job.pid, signal.SIGKILL)  # the whole job: client, mini-cluster JVM and Python workers
@@ -164,8 +140,8 @@ def restored(
     try:
         expected = reference.windows(HOUR, 5 * MIN)
         deadline = time.monotonic() + 300
-        while not _caught_up(settings, expected):
-            assert job.poll() is None, _output(job)
+        while not caught_up(settings, expected, leave_out=MARKER):
+            assert job.poll() is None, job_output(job)
             assert time.monotonic() < deadline, "the restored job did not write every final window within 300 s"
             time.sleep(1)
         time.sleep(6)  # past the writer's 5 s backstop flush, so that a window the reference lacks would show

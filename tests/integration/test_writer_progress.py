@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -31,7 +30,7 @@ from sinks.cassandra import layout as online_layout
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra
 from tests.conftest import REPO, isolated
-from tests.integration.stream_io import BASE, MIN, payload, start_job
+from tests.integration.stream_io import BASE, MIN, job_output, payload, start_job
 from tests.integration.stream_reference import Record
 
 pytestmark = pytest.mark.integration
@@ -53,10 +52,6 @@ def _progress(settings: Settings) -> dict[str, dict[str, int]]:
         return out
     finally:
         cluster.shutdown()
-
-
-def _output(proc: subprocess.Popen[str]) -> str:
-    return (proc.stdout.read() if proc.stdout else "")[-4000:]
 
 
 def test_a_writer_with_quiet_entities_keeps_up_with_the_stream(
@@ -86,7 +81,7 @@ def test_a_writer_with_quiet_entities_keeps_up_with_the_stream(
     try:
         deadline = time.monotonic() + 240
         while _progress(settings).get(stream, {}) != {"0": reach, "1": reach, "*": reach}:
-            assert job.poll() is None, _output(job)
+            assert job.poll() is None, job_output(job)
             assert time.monotonic() < deadline, f"progress after 240 s: {_progress(settings)}"
             time.sleep(1)
         live = LiveCatalog(DefinitionStore(settings.definitions_db))
