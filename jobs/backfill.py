@@ -81,7 +81,7 @@ def _echo_progress(log: Path, shown: int) -> int:
     return shown + len(complete)
 
 
-def _job_error(log: Path) -> str:
+def job_error(log: Path) -> str:
     """What the failed job said about it, in one line: its last ``error:`` line (the job ends with one), else
     the last line it wrote."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
@@ -178,7 +178,7 @@ def run(
     _echo_progress(log, shown)
     if proc.returncode != 0:
         raise FeatureStoreError(
-            f"backfill job failed (exit {proc.returncode}): {_job_error(log)}; active versions untouched; log {log}"
+            f"backfill job failed (exit {proc.returncode}): {job_error(log)}; active versions untouched; log {log}"
         )
     rows = _committed_rows(settings, start_snapshot)
     print(f"[backfill] done in {time.monotonic() - started:.0f}s: {rows:,} offline rows", file=sys.stderr)

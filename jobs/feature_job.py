@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -310,17 +311,24 @@ def _events_view(t_env: StreamTableEnvironment, events: DataStream, source: Sour
     return view
 
 
-def prepare_stores(settings: Settings) -> None:
+def prepare_stores(settings: Settings, releasing: Sequence[FeatureDefinition] = ()) -> None:
     """Create the online schema and the offline table once, here in the client, before any writer starts.
 
     The writers (one per subtask, each in its own Python worker) then only load them, so no two
     processes race to create a namespace, table or keyspace, however many the job runs.
+
+    ``releasing``: versions this job computes with their streams (progress per stream): their own progress keys
+    (left by a job that computed them alone) are deleted, so serving judges them by their stream's progress.
     """
+    from sinks.cassandra.writer import release_version_progress
     from sinks.factory import connect_cassandra, connect_iceberg
     from sinks.iceberg.writer import ensure_table
 
-    cluster, _ = connect_cassandra(settings)
-    cluster.shutdown()
+    cluster, session = connect_cassandra(settings)
+    try:
+        release_version_progress(session, settings.cassandra_keyspace, releasing)
+    finally:
+        cluster.shutdown()
     ensure_table(connect_iceberg(settings), settings.iceberg_namespace)
 
 
@@ -352,8 +360,12 @@ def build(
     group_id: str = "featurestore-job",
     events: pa.Table | None = None,
     window_range_ms: tuple[int, int] | None = None,
+    progress_per_version: bool = False,
 ) -> None:
     """Add the whole pipeline for the given definitions to env (the stores must exist: ``prepare_stores``).
+
+    ``progress_per_version``: the writers record each version's progress under its own key
+    (``sinks.cassandra.layout.version_stream``), not the stream's (design §5.5).
 
     ``events``: the events of the definitions' one source, from a table (``jobs.events_table``), read
     instead of its topic (a batch run: bounded, no dead-letter output; the caller keeps the rejected).
@@ -405,9 +417,10 @@ def build(
         batched = batched_by_bucket(
             t_env.to_changelog_stream(result), value_types(group.features), buckets, max_parallelism
         )
-        batched.process(WriteWindowResults(settings, group.features, bucket_of=bucket_of)).set_max_parallelism(
-            max_parallelism
-        ).name(f"write:{group.entity}[{names}]")
+        writer = WriteWindowResults(
+            settings, group.features, bucket_of=bucket_of, progress_per_version=progress_per_version
+        )
+        batched.process(writer).set_max_parallelism(max_parallelism).name(f"write:{group.entity}[{names}]")
 
 
 def resolve_ref(catalog: FeatureCatalog, ref: str) -> FeatureDefinition:
@@ -478,6 +491,13 @@ def main(argv: list[str] | None = None) -> int:
         "--versions",
         type=version_refs,
         help="compute these versions (entity.name@v, comma-separated) instead of the active ones: a backfill",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=("stream", "version"),
+        help="where the online progress rows go: `stream`, the streams' own (the job computes their active versions "
+        "together; at start it deletes its versions' own rows) or `version`, each version's own (it computes them "
+        "beside another job: a backfill, a job jobs.follow adds). Default: version with --versions, else stream",
     )
     parser.add_argument(
         "--events",
@@ -563,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         bind_host=args.bind_host,
         python_mode=args.python_mode or ("process" if bounded else "thread"),
     )
-    prepare_stores(settings)
+    per_version = (args.progress or ("stream" if args.versions is None else "version")) == "version"
+    prepare_stores(settings, releasing=() if per_version else definitions)
     build(
         env,
         settings,
@@ -572,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         group_id=args.group_id,
         events=events,
         window_range_ms=window_range_ms,
+        progress_per_version=per_version,
     )
     try:
         env.execute("feature-store: window features")

@@ -73,14 +73,24 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         batch_rows: int = 50_000,
         batch_interval_s: float = 5.0,
         bucket_of: Mapping[int, int] | None = None,
+        progress_per_version: bool = False,
     ) -> None:
         """``bucket_of``: each key's bucket number (``jobs.batching.bucket_keys``), its progress row's writer id;
-        a key missing from it is its own id."""
+        a key missing from it is its own id. ``progress_per_version``: progress rows under each feature version's
+        own key (``sinks.cassandra.layout.version_stream``), for a job computing versions beside another job on
+        the same stream, instead of the stream's key."""
+        from sinks.cassandra.layout import version_stream
+
         self._settings = settings
         self._features = features
         self._bucket_of = dict(bucket_of or {})
-        self._stream = features[0].stream
-        self._longest_ttl_ms = max(to_millis(d.ttl) for d in features)
+        stream = features[0].stream
+        # Each progress key with the longest TTL of what it judges (its last-known row's lifetime).
+        self._progress_keys: tuple[tuple[str, int], ...] = (
+            tuple((version_stream(stream, d.entity, d.name, d.version), to_millis(d.ttl)) for d in features)
+            if progress_per_version
+            else ((stream, max(to_millis(d.ttl) for d in features)),)
+        )
         step = step_ms(features[0])  # the time rule's window grid (one per stream)
         self._progress_step_ms = step if step is not None else _SESSION_PROGRESS_STEP_MS
         self._live_within_ms = live_within_ms
@@ -227,7 +237,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         if step <= self._progress_step.get(key, -1):
             return
         writer_id = str(self._bucket_of.get(key, key))
-        self._online.record_progress(self._stream, closed_ms, writer_id, self._longest_ttl_ms)
+        for stream, longest_ttl_ms in self._progress_keys:
+            self._online.record_progress(stream, closed_ms, writer_id, longest_ttl_ms)
         self._progress_step[key] = step
 
     def _flush(self, key: int) -> None:

@@ -10,7 +10,7 @@ of registered definitions.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from registry.access import needs_grant
 from registry.core.catalog import FeatureCatalog
@@ -20,6 +20,7 @@ from registry.core.request_features import RequestFeature, RequestField, Transfo
 from registry.core.timeline import Cut, Rule
 from registry.feature_services import LiveFeatureServices, ServiceIndex
 from registry.live import LiveCatalog
+from sinks.cassandra.layout import version_stream
 
 MAX_PLANS = 4096
 
@@ -45,6 +46,10 @@ class Plan:
     output_versions: tuple[int, ...] = ()
     stored_at: tuple[int, ...] = ()  # the output position of each stored item
     fields: tuple[RequestField, ...] = ()  # the request fields the request features take
+    # The plan judged by versions' own progress keys (``under``): the last ``own`` seen and its plan, and each
+    # set of this plan's versions with keys of their own -> its plan.
+    own_memo: list[object] = field(default_factory=list)
+    variants: dict[frozenset[tuple[str, str, int]], Plan] = field(default_factory=dict)
 
     @classmethod
     def of(cls, entity_type: str, keys: Sequence[str], definitions: Sequence[FeatureDefinition]) -> Plan:
@@ -111,6 +116,44 @@ class Plan:
             stored_at=tuple(i for i in range(len(keys)) if i not in request_at),
             fields=tuple(request_fields([r.feature for r in requests]).values()),
         )
+
+    def under(self, progress: Mapping[str, int]) -> Plan:
+        """This plan as ``progress`` judges it: a stored feature whose version has a progress key of its own
+        (``sinks.cassandra.layout.Progress.own``: a job of its own computes it) takes its cut from that key, every
+        other one from its stream's. Usually no version has one, and the plan is itself."""
+        own = getattr(progress, "own", None)
+        if not own:
+            return self
+        memo = self.own_memo
+        if memo and memo[0] is own:
+            return memo[1]  # type: ignore[return-value]
+        mine = own.intersection(self.labels)
+        plan = self if not mine else self.variants.get(frozenset(mine)) or self._judged_by(frozenset(mine))
+        memo[:] = (own, plan)
+        return plan
+
+    def _judged_by(self, own: frozenset[tuple[str, str, int]]) -> Plan:
+        groups: dict[tuple[Rule, type, str], int] = {}
+        rule_of = []
+        for group, label in zip(self.rule_of, self.labels, strict=True):
+            rule, stream = self.rule_groups[group]
+            key = version_stream(stream, *label) if label in own else stream
+            rule_of.append(groups.setdefault((rule, type(rule.empty), key), len(groups)))
+        plan = replace(
+            self,
+            rule_groups=tuple((rule, key) for rule, _, key in groups),
+            rule_of=tuple(rule_of),
+            items=tuple(
+                (key, row_key, group, version, label)
+                for (key, row_key, _, version, label), group in zip(self.items, rule_of, strict=True)
+            ),
+            memo=[],
+            picks={},
+            own_memo=[],
+            variants={},
+        )
+        self.variants[own] = plan
+        return plan
 
     def cuts(self, progress: Mapping[str, int], now_us: int) -> list[Cut]:
         """One cut per rule group: the rule at ``now_us`` with each stream's progress (epoch ms, capped at now).

@@ -57,9 +57,10 @@ def _one(
     latest: list[int | None] = [None] * n
     scratch: Tally = {}  # the inputs' own statuses are not served values: not counted in the metrics
     for row, (stored, progress) in enumerate(snapshots):
-        cuts = r.inputs.cuts(progress, now_us)
+        inputs = r.inputs.under(progress)
+        cuts = inputs.cuts(progress, now_us)
         get = stored.get
-        for j, (_, row_key, group, _, label) in enumerate(items):
+        for j, (_, row_key, group, _, label) in enumerate(inputs.items):
             value, ts, judged = _value(cuts[group], get(row_key), label, scratch)
             columns[j][row] = value
             rank = _RANK[judged]

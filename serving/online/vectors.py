@@ -150,6 +150,7 @@ def features_object(
     plan: Plan, stored: Stored, progress: Mapping[str, int], now_us: int, tally: Tally
 ) -> dict[str, dict[str, Any]]:
     """``{key: {value, feature_timestamp, age_seconds, version, status}}`` for one entity (``now_us``: epoch µs)."""
+    plan = plan.under(progress)
     cuts = plan.cuts(progress, now_us)
     packed = _packed(plan, stored, _floor(cuts)) if stored.__class__ is PackedVector else None
     if packed is not None:  # every feature present, one window end
@@ -207,7 +208,7 @@ class ColumnWriter:
         self._floors: tuple[object, list[int], int | None] = (None, [], None)
 
     def row(self, entity_id: str, stored: Stored, progress: Mapping[str, int]) -> dict[str, Any]:
-        plan, tally, stamps = self._plan, self._tally, self._stamps
+        plan, tally, stamps = self._plan.under(progress), self._tally, self._stamps
         cuts = plan.cuts(progress, self._now_us)
         if self._floors[0] is not cuts:  # the plan memoizes its cuts: usually the same list for every entity
             self._floors = (cuts, [cuts[g][4] for g in plan.rule_of], _floor(cuts))

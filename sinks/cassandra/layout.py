@@ -337,9 +337,44 @@ def progress_cql(keyspace: str) -> str:
     )
 
 
-def stream_progress(rows: Iterable[tuple[str, str, int]]) -> dict[str, int]:
-    """Each stream's closed-through point from its ``(stream, writer, closed_through)`` rows: the minimum over its
-    writers' own rows; the last-known row only for a stream none of whose writers' rows is left."""
+VERSION_SEPARATOR = "|"
+
+
+def version_stream(stream: str, entity: str, name: str, version: int) -> str:
+    """The progress key of one feature version computed by a job of its own (a backfill, a job added by
+    ``jobs.follow``): ``<stream>|<entity>.<name>@<version>``. Its rows say how far that job has written the
+    version; a job computing the stream's versions together writes the stream's own key (``stream``)."""
+    return f"{stream}{VERSION_SEPARATOR}{entity}.{name}@{version}"
+
+
+def _version_label(key: str) -> tuple[str, str, int] | None:
+    """``(entity, name, version)`` of a ``version_stream`` key, None for a stream's own key."""
+    _, sep, ref = key.rpartition(VERSION_SEPARATOR)
+    if not sep:
+        return None
+    qualified, _, version = ref.rpartition("@")
+    entity, _, name = qualified.partition(".")
+    try:
+        return entity, name, int(version)
+    except ValueError:
+        return None
+
+
+class Progress(dict[str, int]):
+    """Each progress key's closed-through point (epoch ms), and ``own``: the ``(entity, name, version)`` of every
+    version with a key of its own (``version_stream``), whose features are judged by it, not by their stream's."""
+
+    __slots__ = ("own",)
+
+    def __init__(self, points: dict[str, int]) -> None:
+        super().__init__(points)
+        self.own = frozenset(label for label in map(_version_label, points) if label is not None)
+
+
+def stream_progress(rows: Iterable[tuple[str, str, int]]) -> Progress:
+    """Each progress key's closed-through point from its ``(stream, writer, closed_through)`` rows: the minimum
+    over its writers' own rows; the last-known row only for a key none of whose writers' rows is left. A key is a
+    stream's, or one version's (``version_stream``)."""
     live: dict[str, int] = {}
     last: dict[str, int] = {}
     for stream, writer, closed in rows:
@@ -347,7 +382,13 @@ def stream_progress(rows: Iterable[tuple[str, str, int]]) -> dict[str, int]:
             last[stream] = closed
         else:
             live[stream] = min(live.get(stream, closed), closed)
-    return last | live
+    return Progress(last | live)
+
+
+def release_progress_cql(keyspace: str) -> str:
+    """Delete one progress key's rows (binds the write time in µs, then the key): a job that computes a version
+    with its stream releases the version's own key (``version_stream``) when it starts."""
+    return f"DELETE FROM {keyspace}.{PROGRESS_TABLE} USING TIMESTAMP ? WHERE stream = ?"
 
 
 def select_progress_cql(keyspace: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -252,6 +252,35 @@ class _Request:
             and self.bytes + cost <= REQUEST_BYTES
             and (entity == self.last or self.entities < PARTITIONS_PER_REQUEST)
         )
+
+
+def release_version_progress(session: Session, keyspace: str, definitions: Iterable[FeatureDefinition]) -> None:
+    """Delete the own progress keys (``layout.version_stream``) of ``definitions``, at the current time: a job about
+    to compute them with their streams takes over their progress (design §5.5)."""
+    statement = session.prepare(online_layout.release_progress_cql(keyspace))
+    at_us = time.time_ns() // 1000
+    try:
+        for d in definitions:
+            session.execute(statement, (at_us, online_layout.version_stream(d.stream, d.entity, d.name, d.version)))
+    except Exception as exc:
+        raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
+
+
+def hold_version_progress(session: Session, keyspace: str, definitions: Iterable[FeatureDefinition]) -> None:
+    """Give each of ``definitions`` a progress key of its own (``layout.version_stream``) at the epoch, written at the
+    current time (writer ``0``, which every job has): a job about to compute them alone has written none of their
+    windows yet. Its own rows (written at their window ends) take over once they pass this moment; until then
+    serving reads their stored values as they are, never as the empty windows their stream's progress would imply.
+    """
+    statement = session.prepare(online_layout.progress_cql(keyspace))
+    at = (_ts(0), _ts(time.time_ns() // 1_000_000), time.time_ns() // 1000)
+    kept_s = online_layout.PROGRESS_TTL_S
+    try:
+        for d in definitions:
+            key = online_layout.version_stream(d.stream, d.entity, d.name, d.version)
+            session.execute(statement, (key, "0", *at, key, *at, kept_s))
+    except Exception as exc:
+        raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
 
 
 class OnlineWriter:

@@ -105,9 +105,9 @@ def test_a_failed_job_is_one_line_with_its_error_and_log(
 def test_the_failed_job_s_last_line_stands_in_for_a_missing_error_line(tmp_path: Path) -> None:
     log = tmp_path / "job.log"
     log.write_text("starting\nKilled\n\n")
-    assert backfill._job_error(log) == "Killed"
+    assert backfill.job_error(log) == "Killed"
     log.write_text("")
-    assert backfill._job_error(log) == "it wrote nothing"
+    assert backfill.job_error(log) == "it wrote nothing"
 
 
 def test_progress_is_printed_every_few_seconds_however_long_a_round_takes(

@@ -1,0 +1,235 @@
+"""Progress of its own for a version computed by a job of its own (#12 item 6, design §5.5).
+
+A job that computes some versions beside another job on the same stream (a backfill, a job ``jobs.follow``
+adds) writes their progress under each version's own key (``layout.version_stream``). Serving judges such a
+version by that key and every other feature by its stream's key. These tests check the keys' parsing and the
+vectors the API assembles against the rule applied feature by feature with each feature's own progress.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from jobs.follow import PlannedJob, latest_checkpoint, load_plan, main, save_plan
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import FeatureStoreError
+from registry.core.request_features import RequestFeature
+from registry.core.timeline import Rule, judge
+from serving.online.plans import Plan
+from serving.online.request_values import request_values
+from serving.online.vectors import ColumnWriter, Tally, features_object, format_ms
+from sinks.cassandra import layout as online_layout
+from sinks.cassandra.layout import LAST_KNOWN_WRITER, Progress, stream_progress, version_stream
+from sinks.cassandra.reader import PackedVector, _vector
+from tests.unit.test_vector_assembly import NOW_US, _definitions
+
+MIN_MS = 60_000
+
+
+def _own(d: FeatureDefinition) -> str:
+    return version_stream(d.stream, d.entity, d.name, d.version)
+
+
+def test_a_versions_key_names_its_stream_and_version_and_is_its_own_progress() -> None:
+    assert version_stream("card/user/sliding(1h/5m)", "user", "txn_count_1h", 2) == (
+        "card/user/sliding(1h/5m)|user.txn_count_1h@2"
+    )
+    rows = [
+        ("s", "0", 50),
+        ("s|user.a@2", "0", 30),
+        ("s|user.a@2", "1", 20),  # the lowest of its writers
+        ("s|user.a@2", LAST_KNOWN_WRITER, 45),  # not while a writer's row is left
+        ("s|user.b@1", LAST_KNOWN_WRITER, 10),  # alone: it decides
+        ("t", "0", 7),
+    ]
+    progress = stream_progress(rows)
+    assert isinstance(progress, Progress)
+    assert dict(progress) == {"s": 50, "s|user.a@2": 20, "s|user.b@1": 10, "t": 7}
+    assert progress.own == {("user", "a", 2), ("user", "b", 1)}
+    assert stream_progress([("s", "0", 5)]).own == frozenset()
+
+
+def test_a_plan_is_itself_when_no_version_of_it_has_its_own_progress() -> None:
+    definitions = _definitions()
+    plan = Plan.of("user", [d.name for d in definitions], definitions)
+    assert plan.under({d.stream: 1 for d in definitions}) is plan  # a plain mapping: no own keys
+    assert plan.under(Progress({definitions[0].stream: 1, "s|other.x@1": 1})) is plan  # another entity's version
+    own = Progress({_own(definitions[3]): 1})
+    judged = plan.under(own)
+    assert judged is not plan and plan.under(own) is judged  # built once, then reused
+    assert plan.under(Progress({_own(definitions[3]): 2})) is judged  # the same versions: the same plan
+
+
+def _progress(
+    rng: random.Random, definitions: list[FeatureDefinition], own: list[FeatureDefinition]
+) -> tuple[Progress, dict[tuple[str, int], int]]:
+    """Random stream progress and, for ``own``, progress of their own (or none yet); each feature's point."""
+    points = {d.stream: NOW_US // 1000 - rng.choice([0, 3, 7, 12, 40]) * MIN_MS for d in definitions}
+    for d in own:
+        points[_own(d)] = NOW_US // 1000 - rng.choice([0, 5, 20, 90, 600]) * MIN_MS
+    progress = stream_progress((key, "0", closed) for key, closed in points.items())
+    return progress, {(d.name, d.version): points[_own(d) if d in own else d.stream] for d in definitions}
+
+
+def _reference(
+    definitions: list[FeatureDefinition], stored: dict[tuple[str, int], tuple[Any, int]], point: dict[Any, int]
+) -> tuple[list[Any], list[str | None], list[str], Tally]:
+    values: list[Any] = []
+    times: list[str | None] = []
+    statuses: list[str] = []
+    tally: Tally = {}
+    for d in definitions:
+        cut = Rule.of(d).cut(min(NOW_US, point[(d.name, d.version)] * 1000), NOW_US, unit_us=1000)
+        hit = stored.get((d.name, d.version))
+        value, ts, status = judge(cut, None, None) if hit is None else judge(cut, hit[1], hit[0])
+        values.append(value)
+        times.append(None if ts is None else format_ms(ts))
+        statuses.append(status)
+        if status != "present":
+            tally[((d.entity, d.name, d.version), status)] = tally.get(((d.entity, d.name, d.version), status), 0) + 1
+    return values, times, statuses, tally
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["cells", "pack"])
+def test_vectors_judge_each_version_by_its_own_progress_and_the_rest_by_their_streams(packed: bool) -> None:
+    rng = random.Random(31 + packed)
+    definitions = _definitions()
+    plan = Plan.of("user", [d.name for d in definitions], definitions)
+    for case in range(300):
+        own = rng.sample(definitions, rng.choice([0, 1, 3, 8]))
+        progress, point = _progress(rng, definitions, own)
+        # Window ends around the stream's cut and the own one: the case where the two keys disagree.
+        ends = {
+            (d.name, d.version): point[(d.name, d.version)] // (5 * MIN_MS) * (5 * MIN_MS)
+            + rng.choice([-10, -5, 0, 5]) * MIN_MS
+            for d in definitions
+        }
+        if packed:  # one pack, one window end for all
+            end = rng.choice(list(ends.values()))
+            order = online_layout.pack_order([(d.name, d.version, d.value_type) for d in definitions])
+            layout = online_layout.pack(tuple(order))
+            values = {(d.name, d.version, d.value_type): _value(rng, d) for d in definitions}
+            stored: Any = _vector([({layout.key: layout.encode(end * 1000 + 1, end, [values[m] for m in order])},)])
+            assert isinstance(stored, PackedVector)
+            reference_stored = dict(stored.items())
+        else:
+            reference_stored = {(d.name, d.version): (_value(rng, d), ends[(d.name, d.version)]) for d in definitions}
+            stored = reference_stored
+        values_, times, statuses, tally = _reference(definitions, reference_stored, point)
+        column_tally: Tally = {}
+        row = ColumnWriter(plan, NOW_US, column_tally).row("e", stored, progress)
+        assert (row["values"], row["feature_timestamps"], row["statuses"], column_tally) == (
+            values_,
+            times,
+            statuses,
+            tally,
+        ), case
+        object_tally: Tally = {}
+        answer = features_object(plan, stored, progress, NOW_US, object_tally)
+        assert [answer[k]["value"] for k in plan.keys] == values_
+        assert [answer[k]["status"] for k in plan.keys] == statuses and object_tally == tally
+
+
+def _value(rng: random.Random, d: FeatureDefinition) -> Any:
+    return {"long": rng.randrange(1, 5), "double": rng.random() + 0.5, "string": f"m{rng.randrange(9)}"}[d.value_type]
+
+
+def test_a_request_features_inputs_are_judged_by_their_own_progress() -> None:
+    catalog = FeatureCatalog.from_folder()
+    request = catalog.request_feature("user", "amount_vs_mean_1h")
+    assert isinstance(request, RequestFeature)
+    count, total = catalog.get("user", "txn_count_1h"), catalog.get("user", "txn_amount_sum_1h")
+    plan = Plan.mixed(catalog, "user", ["amount_vs_mean_1h"], [request])
+    step = 5 * MIN_MS
+    stream_at = NOW_US // 1000 // step * step
+    stored = {
+        (count.name, count.version): (4, stream_at - 2 * step),
+        (total.name, total.version): (8.0, stream_at - 2 * step),
+    }
+    # Both inputs by the stream: their windows are behind its progress, so both read the empty window (count 0:
+    # no mean, a null answer, present at the stream's point).
+    by_stream = Progress({count.stream: stream_at})
+    [[(value, ts, status, _)]] = request_values(plan, [(stored, by_stream)], {"amount": [2.0]}, NOW_US, {})
+    assert (value, ts, status) == (None, stream_at, "present")
+    # The same progress for the stream, but both versions with progress of their own at their stored windows:
+    # the stored values stand (8.0 / 4 = 2.0 a transaction; 2.0 / 2.0 = 1.0).
+    own = Progress({count.stream: stream_at, _own(count): stream_at - 2 * step, _own(total): stream_at - 2 * step})
+    [[(value, ts, status, _)]] = request_values(plan, [(stored, own)], {"amount": [2.0]}, NOW_US, {})
+    assert (value, ts) == (1.0, stream_at - 2 * step)
+
+
+def test_a_followers_plan_is_kept_whole_and_a_foreign_one_is_refused(tmp_path: Any) -> None:
+    assert load_plan(tmp_path) == []
+    jobs = [
+        PlannedJob("base", ("user.a@1", "user.b@1"), "stream", "g-base"),
+        PlannedJob("add-1", ("user.c@2",), "version", "g-add-1"),
+    ]
+    save_plan(tmp_path, jobs)
+    assert load_plan(tmp_path) == jobs
+    assert not list(tmp_path.glob("*.partial"))
+    (tmp_path / "plan.json").write_text('{"jobs": [{"name": "x"}]}')
+    with pytest.raises(FeatureStoreError, match="is not a follower's plan"):
+        load_plan(tmp_path)
+
+
+def test_the_latest_completed_checkpoint_is_restored(tmp_path: Any) -> None:
+    import os
+
+    assert latest_checkpoint(tmp_path) is None
+    for i, (job, n) in enumerate([("j1", 3), ("j2", 1), ("j2", 2)]):
+        chk = tmp_path / job / f"chk-{n}"
+        chk.mkdir(parents=True)
+        (chk / "_metadata").write_bytes(b"x")
+        os.utime(chk / "_metadata", ns=(10**18 + i, 10**18 + i))
+    (tmp_path / "j2" / "chk-9").mkdir()  # in progress: no _metadata yet
+    assert latest_checkpoint(tmp_path) == tmp_path / "j2" / "chk-2"
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf"])
+def test_the_poll_interval_must_be_a_positive_number_of_seconds(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--poll-interval-s", bad])
+    assert exited.value.code == 2
+    assert "--poll-interval-s must be a number of seconds above 0" in capsys.readouterr().err
+
+
+def test_a_version_activated_or_a_feature_added_is_missing_until_a_job_computes_it(
+    tmp_path: Any, make_definition: Any
+) -> None:
+    """What the follower starts a job for: active versions no planned job computes, whatever made them active
+    (a version activated, a feature added); a version no longer active is not asked for again."""
+    from jobs.follow import missing_versions
+    from registry.definition_store import DefinitionStore
+
+    store = DefinitionStore(tmp_path / "d.db")
+    a1 = make_definition(name="a")
+    store.register(a1)
+    store.register(make_definition(name="b"))
+    assert missing_versions(store, []) == ["user.a@1", "user.b@1"]
+    base = [PlannedJob("base", ("user.a@1", "user.b@1"), "stream", "g-base")]
+    assert missing_versions(store, base) == []
+    store.register(
+        a1.model_copy(update={"version": 2, "window": a1.window.model_copy(update={"size": a1.window.size * 2})})
+    )
+    assert missing_versions(store, base) == []  # registered, not active: nothing to compute yet
+    store.activate("user", "a", 2)
+    store.register(make_definition(name="c"))
+    assert missing_versions(store, base) == ["user.a@2", "user.c@1"]
+    added = [*base, PlannedJob("add-1", ("user.a@2", "user.c@1"), "version", "g-add-1")]
+    assert missing_versions(store, added) == []
+    store.activate("user", "a", 1)  # rolled back: v1's job still runs, v2's too
+    assert missing_versions(store, added) == []
+
+
+def test_a_follower_without_a_definition_store_says_so_and_starts_nothing(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "absent.db"))
+    assert main(["--state-dir", str(tmp_path / "follow")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "absent.db" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "absent.db").exists() and not (tmp_path / "follow").exists()
