@@ -81,10 +81,13 @@ def _echo_progress(log: Path, shown: int) -> int:
     return shown + len(complete)
 
 
-def job_error(log: Path) -> str:
+def job_error(log: Path, start: int = 0) -> str:
     """What the failed job said about it, in one line: its last ``error:`` line (the job ends with one), else
-    the last line it wrote."""
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    the last line it wrote; ``start``: the byte of ``log`` where its run began (a log appended to run after run)."""
+    with log.open("rb") as f:
+        f.seek(start)
+        text = f.read().decode(errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     said = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
     return said[-1] if said else (lines[-1] if lines else "it wrote nothing")
 

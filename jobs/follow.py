@@ -15,29 +15,31 @@ checkpoint (``<state-dir>/<job>/checkpoints``), and then adds what is missing. T
 again, stop the follower and start it on an empty state directory: the new first job computes every active
 version with its stream (it releases their own progress keys), replaying the topics (design §3.8).
 
-A job that ends stops the follower: the others are stopped, and it exits 1 naming the job, its last error line
-and its log (``<state-dir>/<job>.log``). SIGTERM or SIGINT stops every job (their checkpoints are kept) and
-exits 0.
+The first job ending ends the follower: the others are stopped, and it exits 1 naming the job, its last error line
+and its log (``<state-dir>/<job>.log``). An added job that ends is dropped from the plan and reported; the others go
+on, and its versions get a new job after the next change of the definitions. SIGTERM or SIGINT stops every job
+(their checkpoints are kept) and exits 0. One follower per state directory; its jobs end with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
 from jobs.backfill import absolute, job_error
 from registry.core.arguments import host, whole
-from registry.core.errors import FeatureStoreError
+from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
 
@@ -69,11 +71,14 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
         return []
     try:
         raw = json.loads(path.read_text())
-        return [
-            PlannedJob(j["name"], tuple(j["versions"]), j["progress"], j["group_id"])
-            for j in raw["jobs"]
-            if j["progress"] in ("stream", "version")
-        ]
+        for j in raw["jobs"]:
+            if not isinstance(j["versions"], list) or not all(isinstance(v, str) for v in j["versions"]):
+                raise ValueError(f"job {j.get('name')!r}: versions must be a list of entity.name@version")
+        jobs = [PlannedJob(j["name"], tuple(j["versions"]), j["progress"], j["group_id"]) for j in raw["jobs"]]
+        for j in jobs:
+            if j.progress not in ("stream", "version") or not (j.name == "base" or j.name[4:].isdigit()):
+                raise ValueError(f"job {j.name!r} with progress {j.progress!r}")
+        return jobs
     except (ValueError, KeyError, TypeError) as exc:
         raise FeatureStoreError(f"{path} is not a follower's plan ({exc}): start on an empty --state-dir") from None
 
@@ -122,7 +127,9 @@ class Follower:
         self._store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
         self.jobs = load_plan(state_dir)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.stopping = threading.Event()
+        self._log_start: dict[str, int] = {}  # where each job's run begins in its (appended) log
+        self._failed: dict[str, int] = {}  # version -> the store's change sequence when its job ended
+        self.stop_requested = False  # set by a signal handler: a plain flag (an Event's lock is not reentrant)
 
     def _say(self, text: str) -> None:
         print(f"[follow] {text}", file=self._out, flush=True)
@@ -131,7 +138,8 @@ class Follower:
         checkpoints = self._state_dir / job.name / "checkpoints"
         checkpoints.mkdir(parents=True, exist_ok=True)
         restore = latest_checkpoint(checkpoints)
-        first = job is self.jobs[0]
+        index = 0 if job.name == "base" else int(job.name.removeprefix("add-"))
+        port = self._metrics_port + index if self._metrics_port and self._metrics_port + index <= 65_535 else 0
         cmd = [
             sys.executable,
             "-m",
@@ -147,26 +155,46 @@ class Follower:
             "--checkpoint-dir",
             str(checkpoints.resolve()),
             "--metrics-port",
-            str(self._metrics_port if first else 0),
+            str(port),
             "--bind-host",
             self._bind_host,
             *(["--restore-from", str(restore)] if restore is not None else []),
         ]
-        log = (self._state_dir / f"{job.name}.log").open("ab")
-        env = {**os.environ, **absolute(self._settings).to_env()}
-        self.procs[job.name] = subprocess.Popen(
-            cmd, cwd=_REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
+        log_path = self._state_dir / f"{job.name}.log"
+        with log_path.open("ab") as log:
+            self._log_start[job.name] = log.tell()
+            env = {**os.environ, **absolute(self._settings).to_env()}
+            self.procs[job.name] = subprocess.Popen(
+                cmd,
+                cwd=_REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its JVM and workers with it: stopped as one group
+                preexec_fn=_end_with_parent,
+            )
         self._say(
             f"job {job.name} started (pid {self.procs[job.name].pid}, progress per {job.progress}"
+            f"{', metrics on :' + str(port) if port else ''}"
             f"{', restored from ' + str(restore) if restore else ''}): {','.join(job.versions)}"
         )
 
+    def _next_name(self) -> str:
+        """``base`` for the first job, then ``add-<n>`` with an ``n`` no job of this state directory had (a job
+        dropped after it ended keeps its directory, checkpoints of other versions included)."""
+        if not self.jobs:
+            return "base"
+        used = [int(p.name.removeprefix("add-")) for p in self._state_dir.glob("add-*") if p.name[4:].isdigit()]
+        used += [int(j.name.removeprefix("add-")) for j in self.jobs if j.name.startswith("add-")]
+        return f"add-{max(used, default=0) + 1}"
+
     def _add(self, versions: list[str]) -> None:
-        first = not self.jobs
-        name = "base" if first else f"add-{len(self.jobs)}"
-        job = PlannedJob(name, tuple(versions), "stream" if first else "version", f"{self._group_id}-{name}")
+        name = self._next_name()
+        first = name == "base"
+        # A consumer group no earlier plan used: a job started without state must replay the topics, not resume
+        # from offsets an earlier job committed (its windows' state went with that job).
+        group = f"{self._group_id}-{name}-{uuid.uuid4().hex[:8]}"
+        job = PlannedJob(name, tuple(versions), "stream" if first else "version", group)
         if not first:  # serving judges them by their own progress from now on, before the job has written any
             self._hold_progress(versions)
         self.jobs.append(job)
@@ -185,12 +213,6 @@ class Follower:
         finally:
             cluster.shutdown()
 
-    def _ended(self) -> tuple[str, int] | None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                return name, proc.returncode
-        return None
-
     def stop(self) -> None:
         """SIGTERM to every job's process group, SIGKILL to what is left after ``STOP_GRACE_S``."""
         for proc in self.procs.values():
@@ -204,30 +226,68 @@ class Follower:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
 
+    def _ended(self, seq: int | None) -> int | None:
+        """Looks at the jobs: 1 if the first one ended (the follower ends), else None. An added job that ended is
+        dropped from the plan, and its versions wait for the next change of the definition store (``seq`` now)."""
+        for name, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            log = self._state_dir / f"{name}.log"
+            said = f"job {name} ended (exit {code}): {job_error(log, self._log_start.get(name, 0))}; log {log}"
+            if name == self.jobs[0].name:
+                print(f"error: {said}", file=sys.stderr, flush=True)
+                return 1
+            job = next(j for j in self.jobs if j.name == name)
+            self.jobs.remove(job)
+            del self.procs[name]
+            save_plan(self._state_dir, self.jobs)
+            self._failed.update(dict.fromkeys(job.versions, -1 if seq is None else seq))
+            self._say(
+                f"error: {said}; its versions wait for the next change of the definitions: {','.join(job.versions)}"
+            )
+        return None
+
     def run(self, poll_s: float) -> int:
-        """Until stopped (0) or a job ends (1)."""
+        """Until stopped (0) or the first job ends (1)."""
         self._state_dir.mkdir(parents=True, exist_ok=True)
+        lock = (self._state_dir / "follow.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise FeatureStoreError(f"another follower runs on {self._state_dir}") from None
         try:
             for job in self.jobs:
                 self._launch(job)
             seq: int | None = None
-            while not self.stopping.is_set():
-                ended = self._ended()
-                if ended is not None:
-                    name, code = ended
-                    log = self._state_dir / f"{name}.log"
-                    print(f"error: job {name} ended (exit {code}): {job_error(log)}; log {log}", file=sys.stderr)
+            while not self.stop_requested:
+                if self._ended(seq) is not None:
                     return 1
                 now = self._store.change_seq()
                 if now != seq:
-                    seq = now
-                    missing = missing_versions(self._store, self.jobs)
-                    if missing:
-                        self._add(missing)
-                self.stopping.wait(poll_s)
+                    waiting = {v for v, at in self._failed.items() if at == now}
+                    self._failed = {v: at for v, at in self._failed.items() if at == now}
+                    missing = [v for v in missing_versions(self._store, self.jobs) if v not in waiting]
+                    try:
+                        if missing:
+                            self._add(missing)
+                        seq = now
+                    except StoreUnavailableError as exc:  # Cassandra down: the running jobs go on; tried again
+                        self._say(f"error: cannot start a job for {','.join(missing)} yet: {exc}")
+                time.sleep(poll_s)
             return 0
         finally:
             self.stop()
+            lock.close()
+
+
+def _end_with_parent() -> None:
+    """In the child before it runs: SIGTERM when the follower dies, however it dies (Linux ``PR_SET_PDEATHSIG``), so
+    no job outlives it unwatched. The job's JVM ends with its Python process (PyFlink's gateway watches its stdin)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -247,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         help="how often the definition store is checked for a change (seconds, more than 0)",
     )
     parser.add_argument(
-        "--metrics-port", type=whole(0, 65_535), default=9249, help="the first job's metrics endpoint (0: none)"
+        "--metrics-port",
+        type=whole(0, 65_535),
+        default=9249,
+        help="the first job's metrics port; the job add-<n>'s is this plus n (0: none)",
     )
     parser.add_argument("--bind-host", type=host, default="127.0.0.1")
     args = parser.parse_args(argv)
@@ -267,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: follower.stopping.set())
+        signal.signal(sig, lambda *_: setattr(follower, "stop_requested", True))
     try:
         return follower.run(args.poll_interval_s)
     except FeatureStoreError as exc:  # the store or the registry failed while adding a job: the others are stopped

@@ -385,6 +385,15 @@ def stream_progress(rows: Iterable[tuple[str, str, int]]) -> Progress:
     return Progress(last | live)
 
 
+def hold_progress_cql(keyspace: str) -> str:
+    """Writer ``0``'s row of one progress key (``version_stream``); binds the key, closed_through, updated_at, the
+    write time and the TTL in seconds."""
+    return (
+        f"INSERT INTO {keyspace}.{PROGRESS_TABLE} (stream, writer, closed_through, updated_at) "
+        "VALUES (?, '0', ?, ?) USING TIMESTAMP ? AND TTL ?"
+    )
+
+
 def release_progress_cql(keyspace: str) -> str:
     """Delete one progress key's rows (binds the write time in µs, then the key): a job that computes a version
     with its stream releases the version's own key (``version_stream``) when it starts."""

@@ -269,18 +269,26 @@ def release_version_progress(session: Session, keyspace: str, definitions: Itera
 def hold_version_progress(session: Session, keyspace: str, definitions: Iterable[FeatureDefinition]) -> None:
     """Give each of ``definitions`` a progress key of its own (``layout.version_stream``) at the epoch, written at the
     current time (writer ``0``, which every job has): a job about to compute them alone has written none of their
-    windows yet. Its own rows (written at their window ends) take over once they pass this moment; until then
-    serving reads their stored values as they are, never as the empty windows their stream's progress would imply.
+    windows yet. Its own rows (written at their window ends) take over once they pass this moment, within a
+    window step of it once the job has caught up; until then serving reads their stored values as they are, never
+    as the empty windows their stream's progress would imply. Kept a day past one window step (``hold_ttl_s``).
     """
-    statement = session.prepare(online_layout.progress_cql(keyspace))
-    at = (_ts(0), _ts(time.time_ns() // 1_000_000), time.time_ns() // 1000)
-    kept_s = online_layout.PROGRESS_TTL_S
+    statement = session.prepare(online_layout.hold_progress_cql(keyspace))
+    now_ms = time.time_ns() // 1_000_000
     try:
         for d in definitions:
             key = online_layout.version_stream(d.stream, d.entity, d.name, d.version)
-            session.execute(statement, (key, "0", *at, key, *at, kept_s))
+            session.execute(statement, (key, _ts(0), _ts(now_ms), now_ms * 1000, hold_ttl_s(d)))
     except Exception as exc:
         raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
+
+
+def hold_ttl_s(definition: FeatureDefinition) -> int:
+    """How long a held key lives: a day (``layout.PROGRESS_TTL_S``) past one window step of ``definition`` (a
+    session window: a day), at most Cassandra's longest TTL. Expired while its job has not yet passed it, it would
+    still hide the job's earlier rows, and the version would lose its own key."""
+    step = step_ms(definition) or 0
+    return min(online_layout.PROGRESS_TTL_S + -(-step // 1000), int(MAX_TTL.total_seconds()))
 
 
 class OnlineWriter:

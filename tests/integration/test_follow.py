@@ -13,6 +13,7 @@ force's values.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -218,12 +219,32 @@ def test_a_feature_added_under_a_running_job_is_computed_beside_it(follow_setup:
             check(f"{COUNT},{SUM}", added=True)
             time.sleep(0.3)
         assert polls["sum"] > 0
+
+        # A feature whose job cannot start (its topic does not exist): that job ends, the follower drops it and
+        # goes on, and so do the running jobs (the count stays present and exact meanwhile).
+        (settings.definitions_dir / "absent.toml").write_text(
+            HEAD.format(topic=f"{topic}_absent").replace('name = "txn_count_10s"', 'name = "absent_count_10s"')
+        )
+        apply(store, load_folder(settings.definitions_dir))
+        deadline = time.monotonic() + 180
+        while "[follow] error: job add-2 ended (exit 1): " not in log_path.read_text():
+            assert follower.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"the failing job was not reported: {log_path.read_text()}"
+            check(f"{COUNT},{SUM}", added=True)
+            time.sleep(0.3)
+        assert f"{topic}_absent" in log_path.read_text().split("[follow] error: job add-2 ended")[1].splitlines()[0]
+        for _ in range(5):  # the follower goes on, and does not start the same job again before a change
+            check(f"{COUNT},{SUM}", added=True)
+            time.sleep(0.3)
+        assert follower.poll() is None, log_path.read_text()
+
         lines = [line for line in log_path.read_text().splitlines() if line.startswith("[follow] job ")]
-        assert len(lines) == 2, lines
+        assert len(lines) == 3, lines
         assert lines[0].startswith("[follow] job base started") and lines[0].endswith(f"user.{COUNT}@1"), lines
         assert lines[1].startswith("[follow] job add-1 started") and lines[1].endswith(f"user.{SUM}@1"), lines
-        base_pid = int(lines[0].split("(pid ")[1].split(",")[0])
-        os.kill(base_pid, 0)  # the first job was never restarted: still the process that started first
+        assert lines[2].startswith("[follow] job add-2 started") and lines[2].endswith("user.absent_count_10s@1")
+        for line in lines[:2]:  # the first two jobs were never restarted: still the processes that started first
+            os.kill(int(line.split("(pid ")[1].split(",")[0]), 0)
     finally:
         events.close()
         os.killpg(follower.pid, signal.SIGTERM)
@@ -322,3 +343,46 @@ def test_a_job_that_ends_stops_the_follower_with_its_error(it_settings: Settings
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: job base ended (exit 1): ") and "it_follow_no_such_topic" in last, done.stderr
     assert last.endswith(f"; log {state / 'base.log'}"), last
+
+
+def test_a_follower_killed_outright_leaves_no_job_running(follow_setup: tuple[Settings, str, Path]) -> None:
+    """SIGKILL gives the follower no chance to stop its jobs: each job's Python process gets SIGTERM from the
+    kernel as its parent dies (``PR_SET_PDEATHSIG``), and its JVM ends with it."""
+    settings, topic, tmp_path = follow_setup
+    log_path = tmp_path / "follow.log"
+    with log_path.open("w") as log:
+        follower = subprocess.Popen(
+            [*FOLLOW, "--state-dir", str(tmp_path / "follow"), "--group-id", f"it-{topic}-kill"],
+            cwd=REPO,
+            env=settings_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 120
+    while "[follow] job base started (pid " not in log_path.read_text():
+        assert follower.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.2)
+    job_pid = int(log_path.read_text().split("[follow] job base started (pid ")[1].split(",")[0])
+    time.sleep(3)  # the job is under way (its JVM started or starting)
+    os.kill(follower.pid, signal.SIGKILL)
+    follower.wait(timeout=10)
+    deadline = time.monotonic() + 60
+    while _group_alive(job_pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(job_pid, signal.SIGKILL)
+            pytest.fail(f"the job's processes outlived the follower: {log_path.read_text()}")
+        time.sleep(0.5)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of process group ``pgid`` is still running (zombies aside)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

@@ -233,3 +233,50 @@ def test_a_follower_without_a_definition_store_says_so_and_starts_nothing(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "absent.db" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "absent.db").exists() and not (tmp_path / "follow").exists()
+
+
+def test_a_held_key_outlives_one_window_step_by_a_day(make_definition: Any) -> None:
+    from sinks.cassandra.layout import PROGRESS_TTL_S
+    from sinks.cassandra.writer import hold_ttl_s
+
+    five_minutes = make_definition(window={"kind": "sliding", "size": "1h", "slide": "5m"})
+    assert hold_ttl_s(five_minutes) == PROGRESS_TTL_S + 300
+    two_days = make_definition(window={"kind": "tumbling", "size": "2d"}, ttl="30d")
+    assert hold_ttl_s(two_days) == PROGRESS_TTL_S + 2 * 86_400  # a step longer than a day: still a day past it
+    session = make_definition(window={"kind": "session", "gap": "30m"})
+    assert hold_ttl_s(session) == PROGRESS_TTL_S
+
+
+def test_a_second_follower_on_one_state_directory_is_refused(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fcntl
+
+    from registry.definition_store import DefinitionStore
+
+    DefinitionStore(tmp_path / "d.db")
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "d.db"))
+    state = tmp_path / "follow"
+    state.mkdir()
+    with (state / "follow.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running follower holds it
+        assert main(["--state-dir", str(state)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: another follower runs on {state}"
+    assert not (state / "plan.json").exists()
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        {"name": "add-1", "versions": ["user.a@1"], "progress": "stremm", "group_id": "g"},
+        {"name": "add-x", "versions": ["user.a@1"], "progress": "version", "group_id": "g"},
+        {"name": "base", "versions": "user.a@1", "progress": "stream", "group_id": "g"},
+        {"name": "base", "versions": ["user.a@1"], "progress": "stream"},
+    ],
+)
+def test_a_plan_entry_the_follower_cannot_run_is_refused_not_dropped(tmp_path: Any, job: dict[str, Any]) -> None:
+    import json
+
+    (tmp_path / "plan.json").write_text(json.dumps({"jobs": [job]}))
+    with pytest.raises(FeatureStoreError, match="is not a follower's plan"):
+        load_plan(tmp_path)
