@@ -153,18 +153,25 @@ def test_a_feature_added_under_a_running_job_is_computed_beside_it(follow_setup:
     state = tmp_path / "follow"
     cluster, session = connect_cassandra(settings)
     log = log_path.open("w")
-    follower = subprocess.Popen(
-        [*FOLLOW, "--state-dir", str(state), "--group-id", f"it-{topic}", "--poll-interval-s", "0.5"],
-        cwd=REPO,
-        env=settings_env(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [*FOLLOW, "--state-dir", str(state), "--group-id", f"it-{topic}", "--poll-interval-s", "0.5"],
+            cwd=REPO,
+            env=settings_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    follower = start()
     try:
         events.start()
         client = TestClient(
-            create_app(LiveCatalog(store, refresh_s=0), OnlineReader(session, settings.cassandra_keyspace))
+            create_app(
+                LiveCatalog(store, refresh_s=0),
+                OnlineReader(session, settings.cassandra_keyspace, timeout_s=5.0, batch_timeout_s=10.0),
+            )
         )
 
         def served(entity: str, names: str) -> dict[str, Any]:
@@ -245,9 +252,41 @@ def test_a_feature_added_under_a_running_job_is_computed_beside_it(follow_setup:
         assert lines[2].startswith("[follow] job add-2 started") and lines[2].endswith("user.absent_count_10s@1")
         for line in lines[:2]:  # the first two jobs were never restarted: still the processes that started first
             os.kill(int(line.split("(pid ")[1].split(",")[0]), 0)
+
+        # Stopped (SIGTERM: exit 0) and started again on its state directory: the plan's two jobs, each restored
+        # from its latest checkpoint, and the answers exact again once they have caught up.
+        os.killpg(follower.pid, signal.SIGTERM)
+        assert follower.wait(timeout=60) == 0, log_path.read_text()
+        assert [(j.name, j.versions, j.progress) for j in load_plan(state)] == [
+            ("base", (f"user.{COUNT}@1",), "stream"),
+            ("add-1", (f"user.{SUM}@1",), "version"),
+        ]
+        checkpoints = {name: latest_checkpoint(state / name / "checkpoints") for name in ("base", "add-1")}
+        assert None not in checkpoints.values(), checkpoints
+        mark = len(log_path.read_text())
+        restart_ms = time.time_ns() // 1_000_000
+        follower = start()
+        deadline = time.monotonic() + 300
+        # Until both restored jobs have written windows that end after the restart (each answer exact meanwhile).
+        while not all(
+            _ms(served(u, f"{COUNT},{SUM}")[f]["feature_timestamp"]) > restart_ms for u in BUSY for f in (COUNT, SUM)
+        ):
+            assert follower.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"nothing new after the restart: {log_path.read_text()}"
+            time.sleep(0.5)
+        for _ in range(10):
+            check(f"{COUNT},{SUM}", added=True)
+            time.sleep(0.3)
+        restarted = [line for line in log_path.read_text()[mark:].splitlines() if line.startswith("[follow] job ")]
+        for line, name in zip(restarted[:2], ("base", "add-1"), strict=True):
+            assert line.startswith(f"[follow] job {name} started") and f"restored from {state / name}" in line, line
+        # A new follower tries the version whose job ended again, under a name no job had.
+        assert [line.split(" (pid")[0] for line in restarted[2:]] == ["[follow] job add-3 started"], restarted
+        assert restarted[2].endswith("user.absent_count_10s@1"), restarted
     finally:
         events.close()
-        os.killpg(follower.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(follower.pid, signal.SIGTERM)
         try:
             code = follower.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -257,12 +296,6 @@ def test_a_feature_added_under_a_running_job_is_computed_beside_it(follow_setup:
             log.close()
             cluster.shutdown()
     assert code == 0, log_path.read_text()
-    # What a follower started again restores: the plan, and a completed checkpoint of each job (kept on stop).
-    assert [(j.name, j.versions, j.progress) for j in load_plan(state)] == [
-        ("base", (f"user.{COUNT}@1",), "stream"),
-        ("add-1", (f"user.{SUM}@1",), "version"),
-    ]
-    assert all(latest_checkpoint(state / name / "checkpoints") is not None for name in ("base", "add-1"))
 
     # Offline, each job wrote its own feature's windows once, with the brute force's values.
     rows = offline_rows(settings, leave_out="")
