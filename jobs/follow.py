@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TextIO
 
 from jobs.backfill import absolute, job_error
-from registry.core.arguments import host, whole
+from registry.core.arguments import host, number, whole
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
@@ -302,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallelism", type=whole(1), default=1)
     parser.add_argument(
         "--poll-interval-s",
-        type=float,
+        type=number(0.01, 3_600.0),
         default=1.0,
-        help="how often the definition store is checked for a change (seconds, more than 0)",
+        help="how often the definition store is checked for a change (seconds, from 0.01 to 3600)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -314,8 +314,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bind-host", type=host, default="127.0.0.1")
     args = parser.parse_args(argv)
-    if not args.poll_interval_s > 0 or args.poll_interval_s == float("inf"):
-        parser.error(f"--poll-interval-s must be a number of seconds above 0, not {args.poll_interval_s}")
     settings = settings_for_command()
     try:
         follower = Follower(

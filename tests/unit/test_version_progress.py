@@ -189,12 +189,14 @@ def test_the_latest_completed_checkpoint_is_restored(tmp_path: Any) -> None:
     assert latest_checkpoint(tmp_path) == tmp_path / "j2" / "chk-2"
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf"])
-def test_the_poll_interval_must_be_a_positive_number_of_seconds(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("bad", ["0", "0.009", "-1", "nan", "inf", "1_0", " 1", "3600.5"])
+def test_the_poll_interval_must_be_a_number_of_seconds_from_a_hundredth_to_an_hour(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--poll-interval-s", bad])
     assert exited.value.code == 2
-    assert "--poll-interval-s must be a number of seconds above 0" in capsys.readouterr().err
+    assert f"--poll-interval-s: must be a number from 0.01 to 3600, not {bad!r}" in capsys.readouterr().err
 
 
 def test_a_version_activated_or_a_feature_added_is_missing_until_a_job_computes_it(
