@@ -76,7 +76,7 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
                 raise ValueError(f"job {j.get('name')!r}: versions must be a list of entity.name@version")
         jobs = [PlannedJob(j["name"], tuple(j["versions"]), j["progress"], j["group_id"]) for j in raw["jobs"]]
         for j in jobs:
-            if j.progress not in ("stream", "version") or not (j.name == "base" or j.name[4:].isdigit()):
+            if j.progress not in ("stream", "version") or job_index(j.name) is None:
                 raise ValueError(f"job {j.name!r} with progress {j.progress!r}")
         return jobs
     except (ValueError, KeyError, TypeError) as exc:
@@ -88,6 +88,14 @@ def save_plan(state_dir: Path, jobs: list[PlannedJob]) -> None:
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps({"jobs": [asdict(j) for j in jobs]}, indent=2) + "\n")
     partial.replace(path)  # whole or not at all: a crash leaves the plan before or after
+
+
+def job_index(name: str) -> int | None:
+    """A job's number from its name: 0 for ``base``, ``n`` for ``add-<n>``, None for any other name."""
+    if name == "base":
+        return 0
+    digits = name.removeprefix("add-")
+    return int(digits) if name.startswith("add-") and digits.isascii() and digits.isdigit() else None
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
@@ -138,7 +146,7 @@ class Follower:
         checkpoints = self._state_dir / job.name / "checkpoints"
         checkpoints.mkdir(parents=True, exist_ok=True)
         restore = latest_checkpoint(checkpoints)
-        index = 0 if job.name == "base" else int(job.name.removeprefix("add-"))
+        index = job_index(job.name) or 0
         port = self._metrics_port + index if self._metrics_port and self._metrics_port + index <= 65_535 else 0
         cmd = [
             sys.executable,
@@ -184,8 +192,10 @@ class Follower:
         dropped after it ended keeps its directory, checkpoints of other versions included)."""
         if not self.jobs:
             return "base"
-        used = [int(p.name.removeprefix("add-")) for p in self._state_dir.glob("add-*") if p.name[4:].isdigit()]
-        used += [int(j.name.removeprefix("add-")) for j in self.jobs if j.name.startswith("add-")]
+        used = [
+            job_index(name) or 0
+            for name in [p.name for p in self._state_dir.glob("add-*")] + [j.name for j in self.jobs]
+        ]
         return f"add-{max(used, default=0) + 1}"
 
     def _add(self, versions: list[str]) -> None:

@@ -272,6 +272,7 @@ def test_a_second_follower_on_one_state_directory_is_refused(
     [
         {"name": "add-1", "versions": ["user.a@1"], "progress": "stremm", "group_id": "g"},
         {"name": "add-x", "versions": ["user.a@1"], "progress": "version", "group_id": "g"},
+        {"name": "abcd1", "versions": ["user.a@1"], "progress": "version", "group_id": "g"},
         {"name": "base", "versions": "user.a@1", "progress": "stream", "group_id": "g"},
         {"name": "base", "versions": ["user.a@1"], "progress": "stream"},
     ],
