@@ -10,7 +10,9 @@ generator (``bench.loadgen``, a separate process) for:
     (b) POST /v1/features/user/batch  {100 ids, 100 names}       100 entities x 100 features
 
 each at a fixed request rate (open loop, latency from the due time) and at saturation (closed
-loop), after ``--prime`` seconds (default 20) of (a) at saturation that are not measured: a freshly
+loop); (a) at its fixed rate ``--rounds`` times (default 3), each round a row, then their median p99
+and how late a 1 ms sleep woke meanwhile (``bench.stalls``: the machine's own scheduling delays,
+which set a few-millisecond tail on shared cores as much as the code does); after ``--prime`` seconds (default 20) of (a) at saturation that are not measured: a freshly
 started Cassandra's first seconds under load are its JIT compiling the read path (measured once on
 2026-12-03: right after ``make up`` (a) saturated at 593 requests/s at 2.3 ms of Cassandra CPU each, minutes
 later at 1,623/s and 0.27 ms), then
@@ -44,6 +46,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import positive, require_stack, run_main, whole_list
+from bench.stalls import StallProbe
 from registry.core.arguments import number, whole
 
 REPO = Path(__file__).resolve().parent.parent
@@ -422,6 +426,15 @@ def print_row(label: str, cache: str, r: dict[str, Any], server_cpu: float | Non
     )
 
 
+def rounds_summary(rate: float, p99s: list[float]) -> str:
+    """One line on the p99 of several rounds of one fixed-rate run: their median and range."""
+    ordered = sorted(p99s)
+    return (
+        f"p99 at {rate:,.0f} requests/s over {len(ordered)} rounds: median {statistics.median(ordered):.2f} ms "
+        f"(from {ordered[0]:.2f} to {ordered[-1]:.2f})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.serving_load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -434,6 +447,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=whole(1), default=1, help="server processes (1 measured best on 2 cores)")
     parser.add_argument("--duration", type=positive, default=8.0, help="seconds measured per run")
+    parser.add_argument(
+        "--rounds",
+        type=whole(1),
+        default=3,
+        help="rounds of (a) at 1,000 requests/s, each its own row, then their median p99 and the machine's "
+        "scheduling stalls during them (one run's p99 on shared cores swings with the machine)",
+    )
     parser.add_argument("--warmup", type=number(0, math.inf), default=2.0, help="seconds sent before measuring")
     parser.add_argument(
         "--prime",
@@ -592,25 +612,36 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 for label, scenario, mode, rate, conns in runs:
                     zipf = args.zipf if cache_ttl else 0.0
-                    reqs = requests_for(scenario, port, ids, names, rng, zipf, token if auth else None, asks_request)
-                    server0, cassandra0 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
-                    r = load(
-                        port,
-                        reqs,
-                        mode=mode,
-                        rate=rate,
-                        connections=conns,
-                        duration_s=args.duration,
-                        warmup_s=args.warmup,
-                    )
-                    server1, cassandra1 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
-                    print_row(
-                        label + (" auth" if auth else "") + (" +request" if asks_request else ""),
-                        "off" if cache_ttl == 0 else f"{cache_ttl}ms" + ("/z" if args.zipf > 0 else ""),
-                        r,
-                        None if server0 is None or server1 is None else server1 - server0,
-                        None if cassandra0 is None or cassandra1 is None else cassandra1 - cassandra0,
-                    )
+                    repeats = args.rounds if (scenario, mode) == ("a", "fixed") else 1
+                    p99s: list[float] = []
+                    with StallProbe() as probe:
+                        for _ in range(repeats):
+                            reqs = requests_for(
+                                scenario, port, ids, names, rng, zipf, token if auth else None, asks_request
+                            )
+                            server0 = cpu_seconds(pid if args.workers == 1 else None)
+                            cassandra0 = cpu_seconds(cassandra)
+                            r = load(
+                                port,
+                                reqs,
+                                mode=mode,
+                                rate=rate,
+                                connections=conns,
+                                duration_s=args.duration,
+                                warmup_s=args.warmup,
+                            )
+                            server1 = cpu_seconds(pid if args.workers == 1 else None)
+                            cassandra1 = cpu_seconds(cassandra)
+                            print_row(
+                                label + (" auth" if auth else "") + (" +request" if asks_request else ""),
+                                "off" if cache_ttl == 0 else f"{cache_ttl}ms" + ("/z" if args.zipf > 0 else ""),
+                                r,
+                                None if server0 is None or server1 is None else server1 - server0,
+                                None if cassandra0 is None or cassandra1 is None else cassandra1 - cassandra0,
+                            )
+                            p99s.append(r["p99_ms"])
+                    if repeats > 1:
+                        print(f"  {rounds_summary(rate, p99s)}; meanwhile {probe.result().describe()}", flush=True)
                     if scenario == "b" and mode == "saturate":
                         saturated_b = r["achieved_rate"]
                 if not cache_ttl and args.overload > 0 and saturated_b:

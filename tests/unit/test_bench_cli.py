@@ -56,6 +56,7 @@ BAD_OPTIONS = [
     ("serving_load", ["--warmup", "-1"], "--warmup"),
     ("serving_load", ["--prime", "-1"], "--prime"),
     ("serving_load", ["--workers", "0"], "--workers"),
+    ("serving_load", ["--rounds", "0"], "--rounds"),
     ("serving_load", ["--cache-ttl-ms", "0"], "--cache-ttl-ms"),
     ("serving_load", ["--zipf", "-1"], "--zipf"),
     ("serving_load", ["--log-sample", "1.5"], "--log-sample"),
