@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from registry.core.catalog import FeatureCatalog
+from registry.core.catalog import FeatureCatalog, alias_clashes
 from registry.core.definitions import (
     MAX_VERSION,
     STORED,
@@ -191,7 +191,9 @@ class DefinitionStore(SqliteStore):
             _check_runnable([registered], activated=activate)
             # DefinitionError (rolling back) if a name or alias is now taken twice, or the job would refuse the
             # features now active (one source's features disagreeing on allowed_lateness)
-            check_lateness(self._catalog(conn).active(), {definition.source})
+            catalog = self._catalog(conn)
+            _check_aliases(catalog, [definition])
+            check_lateness(catalog.active(), {definition.source})
             return registered
 
     def register_all(
@@ -212,7 +214,9 @@ class DefinitionStore(SqliteStore):
                 self._register_request(conn, r)
             # DefinitionError (rolling back) if a name or alias is taken twice or an input is unregistered: what
             # the store holds must stay a catalog every command can load.
-            check_lateness(self._catalog(conn).active(), {d.source for d in definitions})
+            catalog = self._catalog(conn)
+            _check_aliases(catalog, definitions)
+            check_lateness(catalog.active(), {d.source for d in definitions})
             return registered
 
     def _register_request(self, conn: sqlite3.Connection, r: RequestFeature) -> None:
@@ -416,6 +420,14 @@ class DefinitionStore(SqliteStore):
         finally:
             conn.close()
         return [{"seq": s, "at": at, "version": v, "action": a} for s, at, v, a in rows]
+
+
+def _check_aliases(catalog: FeatureCatalog, written: Sequence[FeatureDefinition]) -> None:
+    """DefinitionError if a version just written holds another feature's name or alias, in any version active or
+    not (``alias_clashes``): an inactive version so registered could never be activated."""
+    clashes = alias_clashes(catalog, written)
+    if clashes:
+        raise DefinitionError("; ".join(clashes))
 
 
 def _check_key_fields(

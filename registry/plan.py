@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from registry.core.catalog import FeatureCatalog
+from registry.core.catalog import FeatureCatalog, alias_clashes
 from registry.core.definitions import FeatureDefinition, check_lateness, event_schema_problems
 from registry.core.errors import DefinitionError
 from registry.core.request_features import RequestFeature, key_field_clashes
@@ -103,6 +103,7 @@ def _plan(
     found: list[str] = []
     changes: list[Change] = []
     found.extend(_request_names_taken(catalog, definitions, requests))
+    found.extend(alias_clashes(catalog, definitions))
     found.extend(key_field_clashes(catalog, [*catalog.request_features(), *requests], definitions))
     created: dict[tuple[str, str], int] = {}  # a feature new to the store: the version that becomes active
     for d in _distinct(definitions, found, places):

@@ -213,6 +213,32 @@ def load_request_folder(folder: Path = DEFAULT_FOLDER) -> list[RequestFeature]:
     return [r for r, _ in load_request_folder_at(folder)]
 
 
+def alias_clashes(held: Iterable[FeatureDefinition], new: Iterable[FeatureDefinition]) -> list[str]:
+    """Where a name or alias of a ``new`` version is another feature's name or alias, in any version of it,
+    active or not; ``held``: every version there would be (``new`` among them or not: a version of ``new``
+    replaces the one held under its key, as a metadata update does).
+
+    The catalog refuses such a clash among the active versions only (``FeatureCatalog``), so an inactive
+    version holding another feature's name as an alias was registered and then could never be activated;
+    checked at registration instead, whichever of the two is registered second, with the catalog's message.
+    Clashes among ``held`` versions alone are not reported (a store that holds one still loads)."""
+    fresh = list(new)
+    versions = {d.key: d for d in held} | {d.key: d for d in fresh}
+    names = {(d.entity, d.name) for d in versions.values()}
+    holders: dict[tuple[str, str], set[str]] = {}  # (entity type, alias) -> the features giving it
+    for d in versions.values():
+        for alias in d.aliases:
+            holders.setdefault((d.entity, alias), set()).add(d.name)
+    problems: dict[str, None] = {}
+    for d in fresh:
+        for alias in d.aliases:  # never the feature's own name (FeatureDefinition refuses that)
+            if (d.entity, alias) in names or len(holders[(d.entity, alias)]) > 1:
+                problems[f"alias {d.entity}.{alias} of {d.name} collides with another feature or alias"] = None
+        for other in sorted(holders.get((d.entity, d.name), ())):
+            problems[f"alias {d.entity}.{d.name} of {other} collides with another feature or alias"] = None
+    return list(problems)
+
+
 class FeatureCatalog:
     """Definitions indexed by (entity, name, version), with the active version of each feature.
 

@@ -319,26 +319,25 @@ class FeatureDefinition(_Frozen):
     def _consistent(self) -> FeatureDefinition:
         for alias in self.aliases:
             if not re.fullmatch(NAME_PATTERN, alias) or alias == self.name:
-                raise ValueError(f"{self.name}: alias {alias!r} must be a valid name other than the feature's own")
+                raise ValueError(f"alias {alias!r} must be a valid name other than the feature's own")
         if len(set(self.aliases)) != len(self.aliases):
-            raise ValueError(f"{self.name}: aliases must be distinct, not {list(self.aliases)}")
+            raise ValueError(f"aliases must be distinct, not {list(self.aliases)}")
         allowed = _RESULT_TYPES[self.aggregation.function]
         if self.value_type not in allowed:
             raise ValueError(
-                f"{self.name}: `{self.aggregation.function}` yields {' or '.join(sorted(allowed))}, "
-                f"not {self.value_type}"
+                f"`{self.aggregation.function}` yields {' or '.join(sorted(allowed))}, not {self.value_type}"
             )
         if self.ttl <= timedelta(0) or self.freshness_slo <= timedelta(0):
-            raise ValueError(f"{self.name}: `ttl` and `freshness_slo` must be positive")
+            raise ValueError("`ttl` and `freshness_slo` must be positive")
         if self.offline_retention <= timedelta(0):  # 0s: retention would delete every window already ended
-            raise ValueError(f"{self.name}: `offline_retention` must be positive")
+            raise ValueError("`offline_retention` must be positive")
         if self.ttl > MAX_TTL:
             raise ValueError(
-                f"{self.name}: `ttl` is at most {format_duration(MAX_TTL)} (20 years, the longest TTL Cassandra keeps"
+                f"`ttl` is at most {format_duration(MAX_TTL)} (20 years, the longest TTL Cassandra keeps"
                 f" an online value for), not {format_duration(self.ttl)}"
             )
         if self.status == "deprecated" and self.deprecated_after is None:
-            raise ValueError(f"{self.name}: a deprecated feature needs `deprecated_after`")
+            raise ValueError("a deprecated feature needs `deprecated_after`")
         return self
 
     @property

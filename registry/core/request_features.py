@@ -81,20 +81,20 @@ class RequestFeature(_Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> RequestFeature:
         if not _FUNCTION.fullmatch(self.function):
-            raise ValueError(f"{self.name}: `function` {self.function[:300]!r} must be `package.module:function`")
+            raise ValueError(f"`function` {self.function[:300]!r} must be `package.module:function`")
         pinned = [parse_ref(i) for i in self.inputs]
         bad = [i for i, ref in zip(self.inputs, pinned, strict=True) if ref is None or ref.version is None]
         if bad:
-            raise ValueError(f"{self.name}: inputs must pin a version (`name@vN`): {bad}")
+            raise ValueError(f"inputs must pin a version (`name@vN`): {bad}")
         names = [ref.name for ref in pinned if ref is not None] + [f.name for f in self.request_fields]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"{self.name}: input and request field names must be distinct: {twice}")
+            raise ValueError(f"input and request field names must be distinct: {twice}")
         reserved = sorted(RESERVED_FIELDS & {f.name for f in self.request_fields})
         if reserved:
-            raise ValueError(f"{self.name}: request field names {reserved} are taken by the read routes")
+            raise ValueError(f"request field names {reserved} are taken by the read routes")
         if not self.inputs and not self.request_fields:
-            raise ValueError(f"{self.name}: a request feature needs at least one input or request field")
+            raise ValueError("a request feature needs at least one input or request field")
         return self
 
     @property

@@ -410,13 +410,56 @@ def test_http_registration_of_an_alias_that_names_another_feature_is_refused(
     assert client.get("/v1/feature-definitions/user/txn_count_renamed").status_code == 404
 
 
-def test_activating_a_version_whose_alias_names_another_feature_is_refused(
+def test_an_inactive_version_whose_alias_names_another_feature_is_refused_at_registration(
     store: DefinitionStore, count: FeatureDefinition
 ) -> None:
+    """The catalog checks names and aliases among the active versions only: an inactive v2 whose alias was another
+    feature's name was planned, applied and registered (201 over HTTP), and then could never be activated."""
     other = next(d for d in load_folder() if d.name != count.name)
     apply(store, [count, other])
+    before = store.change_seq()
     v2 = count.model_copy(update={"version": 2, "ttl": timedelta(hours=3), "aliases": (other.name,)})
-    apply(store, [v2])  # inactive: its alias names nothing yet
-    with pytest.raises(DefinitionError, match="collides"):
-        store.activate("user", count.name, 2)
-    assert store.catalog().get("user", count.name).version == 1  # nothing moved, and the store still loads
+    message = f"alias user.{other.name} of {count.name} collides with another feature or alias"
+    with pytest.raises(DefinitionError, match=message):
+        plan(store, [count, other, v2])
+    with pytest.raises(DefinitionError, match=message):
+        apply(store, [v2])
+    with pytest.raises(DefinitionError, match=message):
+        store.register(v2)
+    with pytest.raises(DefinitionError, match=message):
+        store.register_all([v2])
+    assert store.change_seq() == before and store.catalog().versions("user", count.name) == [count]
+    with pytest.raises(DefinitionError, match=f"unknown feature.*{count.name}@v2"):
+        store.activate("user", count.name, 2)  # not registered, so not activated either
+
+
+def test_a_new_feature_named_like_an_inactive_versions_alias_is_refused(
+    store: DefinitionStore, count: FeatureDefinition
+) -> None:
+    """Whichever is registered second: the inactive version's alias first, then a feature of that name."""
+    apply(store, [count])
+    v2 = count.model_copy(update={"version": 2, "ttl": timedelta(hours=3), "aliases": ("old_count",)})
+    apply(store, [v2])
+    before = store.change_seq()
+    named = next(d for d in load_folder() if d.name != count.name).model_copy(update={"name": "old_count"})
+    message = f"alias user.old_count of {count.name} collides with another feature or alias"
+    with pytest.raises(DefinitionError, match=message):
+        plan(store, [named])
+    with pytest.raises(DefinitionError, match=message):
+        store.register(named)
+    assert store.change_seq() == before
+    store.activate("user", count.name, 2)  # still possible: nothing took its alias
+    assert store.catalog().get("user", "old_count").version == 2
+
+
+def test_two_features_may_not_share_an_alias_in_any_version(store: DefinitionStore, count: FeatureDefinition) -> None:
+    other = next(d for d in load_folder() if d.name != count.name)
+    apply(store, [count, other])
+    v2 = count.model_copy(update={"version": 2, "ttl": timedelta(hours=3), "aliases": ("shared",)})
+    apply(store, [v2])
+    other_v2 = other.model_copy(update={"version": 2, "ttl": timedelta(hours=3), "aliases": ("shared",)})
+    with pytest.raises(DefinitionError, match=f"alias user.shared of {other.name} collides"):
+        apply(store, [other_v2])
+    v3 = count.model_copy(update={"version": 3, "ttl": timedelta(hours=4), "aliases": ("shared",)})
+    apply(store, [v3])  # one feature's versions may repeat its own alias
+    assert [d.version for d in store.catalog().versions("user", count.name)] == [1, 2, 3]

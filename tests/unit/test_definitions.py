@@ -160,7 +160,7 @@ def test_valid_shapes(overrides: dict[str, Any], make_definition: MakeDef) -> No
         ({"aggregation": {"function": "sum"}, "value_type": "double"}, "`sum` needs the event `field` it aggregates"),
         ({"aggregation": {"function": "max", "field": ""}}, "`max` needs the event `field` it aggregates"),
         ({"aggregation": {"function": "median", "field": "amount"}}, "Input should be 'count', 'sum'"),
-        ({"value_type": "double"}, "txn_count_1h: `count` yields long, not double"),
+        ({"value_type": "double"}, "Value error, `count` yields long, not double"),
         ({"aggregation": {"function": "mean", "field": "amount"}}, "`mean` yields double, not long"),
         (
             {"aggregation": {"function": "sum", "field": "amount"}, "value_type": "string"},
@@ -186,7 +186,7 @@ def test_valid_shapes(overrides: dict[str, Any], make_definition: MakeDef) -> No
         ({"name": "txn-count"}, "name\n  String should match pattern"),
         ({"name": "a" * 64}, "name\n  String should match pattern"),
         ({"entity": "User"}, "entity\n  String should match pattern"),
-        ({"status": "deprecated"}, "txn_count_1h: a deprecated feature needs `deprecated_after`"),
+        ({"status": "deprecated"}, "Value error, a deprecated feature needs `deprecated_after`"),
         ({"ttl": "0s"}, "`ttl` and `freshness_slo` must be positive"),
         ({"freshness_slo": "0ms"}, "`ttl` and `freshness_slo` must be positive"),
         ({"offline_retention": "0s"}, "`offline_retention` must be positive"),

@@ -130,8 +130,8 @@ def test_a_request_feature_defined_in_two_files_names_both(tmp_path: Path, capsy
         ("ttl = 5\n", "feature a: ttl: duration must be text like '5m' or '1h', got 5"),
         ('colour = "red"\n', "feature a: colour: Extra inputs are not permitted"),
         ("version = 2147483648\n", "feature a: version: Input should be less than or equal to 2147483647"),
-        ('ttl = "630720001s"\n', "feature a: a: `ttl` is at most 7300d (20 years, the longest TTL"),
-        ('ttl = "0s"\nfreshness_slo = "0s"\n', "feature a: a: `ttl` and `freshness_slo` must be positive"),
+        ('ttl = "630720001s"\n', "feature a: `ttl` is at most 7300d (20 years, the longest TTL"),
+        ('ttl = "0s"\nfreshness_slo = "0s"\n', "feature a: `ttl` and `freshness_slo` must be positive"),
         ('window = { size = "7m" }\n', "feature a: window: a sliding window's `size` must be a whole"),
     ],
 )
