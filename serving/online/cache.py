@@ -126,7 +126,13 @@ class VectorCache:
             futures: list[asyncio.Future[Snapshot]] = [loop.create_future() for _ in keys]
             (self._inflight_batch if partial else self._inflight).update(zip(keys, futures, strict=True))
             read = asyncio.ensure_future(self._load(entity_type, miss_ids, keys, futures, now_us, partial=partial))
-            snapshots = await asyncio.shield(read)
+            snapshots: list[Snapshot | StoreUnavailableError]
+            try:
+                snapshots = await asyncio.shield(read)
+            except StoreUnavailableError as exc:  # the read failed as a whole (progress, no session)
+                if not partial:
+                    raise
+                snapshots = [exc] * len(miss_ids)  # the misses fail; what the cache or other reads held is served
             for snap, slots in zip(snapshots, miss_slots, strict=True):
                 if isinstance(snap, StoreUnavailableError) and not partial:
                     raise snap

@@ -284,7 +284,9 @@ class FeatureReads:
                 return_exceptions=True,
             )
         served: list[tuple[dict[str, Any], int]] = []
-        for outcome in outcomes:
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, StoreUnavailableError):  # the 503 names the part, as a 400 does
+                raise StoreUnavailableError(f"entities[{i}]: {outcome}") from outcome
             if isinstance(outcome, BaseException):
                 raise outcome
             served.append(outcome)

@@ -192,3 +192,61 @@ def test_a_batch_keeps_a_column_per_name_given_beside_parts_of_the_same_names(
 def test_an_unknown_name_given_twice_is_named_once(client: TestClient) -> None:
     r = client.get("/v1/features/user/u1", params={"names": f"nope,{COUNT},nope"})
     assert (r.status_code, r.json()["error"], r.json()["names"]) == (404, "unknown_feature", ["nope"]), r.text
+
+
+# §3.3 / README "Online serving": a failed /v1/vectors part makes the request a 503 naming the first failed part in
+# request order; a batch is a 503 only when none of its entities could be read, the cache's included.
+
+
+def test_a_vector_refused_for_failed_parts_names_the_first_failed_one(
+    tmp_path: Path, shipped_catalog: FeatureCatalog
+) -> None:
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register_all(list(shipped_catalog), [])
+    app = create_app(LiveCatalog(store), _FailingFor("down1"), clock_us=lambda: NOW_US)
+    client = TestClient(app, raise_server_exceptions=False)
+    parts = [
+        {"entity_type": "user", "entity_id": "u1", "names": [COUNT]},
+        {"entity_type": "user", "entity_id": "down1", "names": [COUNT]},
+        {"entity_type": "user", "entity_id": "down1", "names": [SUM]},
+    ]
+    r = client.post("/v1/vectors", json={"entities": parts})
+    assert (r.status_code, r.json()["error"]) == (503, "store_unavailable"), r.text
+    assert r.json()["message"] == "entities[1]: down1: the store did not answer"
+
+
+class _Down(_Source):
+    """A store that answers until ``down`` is set, then fails every read as a whole (no session, progress)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def read_many_async(self, entity_type: str, entity_ids: Sequence[str]) -> list[Any]:
+        if self.down:
+            raise StoreUnavailableError("online store (Cassandra) read failed: no session")
+        return await super().read_many_async(entity_type, entity_ids)
+
+    async def progress_async(self) -> dict[str, int]:
+        if self.down:
+            raise StoreUnavailableError("online store (Cassandra) progress read failed: no session")
+        return await super().progress_async()
+
+
+def test_a_batch_serves_its_cached_entities_when_the_store_fails_the_rest(
+    tmp_path: Path, shipped_catalog: FeatureCatalog
+) -> None:
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register_all(list(shipped_catalog), [])
+    source = _Down()
+    app = create_app(LiveCatalog(store), source, clock_us=lambda: NOW_US, cache_ttl_ms=1000)
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.get(f"/v1/features/user/u1?names={COUNT}").status_code == 200  # u1 is cached now
+    source.down = True
+    r = client.post("/v1/features/user/batch", json={"entity_ids": ["u1", "u2"], "names": [COUNT]})
+    assert r.status_code == 200, r.text
+    results = {e["entity_id"]: e for e in r.json()["results"]}
+    assert (results["u1"]["values"], results["u1"]["statuses"]) == ([0], ["present"])  # from the cache
+    assert results["u2"]["error"] == "store_unavailable", results["u2"]
+    r = client.post("/v1/features/user/batch", json={"entity_ids": ["u2", "u3"], "names": [COUNT]})
+    assert (r.status_code, r.json()["error"]) == (503, "store_unavailable"), r.text  # none could be read
