@@ -169,14 +169,25 @@ class TrainingSetStore(SqliteStore):
         finally:
             conn.close()
 
-    def record(self, manifest: Manifest, *, labels_uri: str | None = None, output_uri: str | None = None) -> bool:
+    def record(
+        self,
+        manifest: Manifest,
+        *,
+        labels_uri: str | None = None,
+        output_uri: str | None = None,
+        labels_kept: bool = False,
+    ) -> bool:
         """Keep a manifest (idempotent: the id is its content). True if it was new.
 
-        Paths already recorded are kept; missing ones are filled in.
+        Paths already recorded are kept; missing ones are filled in. ``labels_kept``: ``labels_uri`` is a copy kept
+        for rebuilds (``build --copy-labels-to``), which replaces the labels path recorded by an earlier build of
+        the same training set (whose labels file may go away). The same training set built again (the same id)
+        keeps the manifest of its latest build (``created_at``), so that its snapshot pin counts from then
+        (``serving.offline.retention``), as the manifest file written beside that build says.
         """
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT labels_uri, output_uri FROM training_sets WHERE id = ?", (manifest.id,)
+                "SELECT labels_uri, output_uri, manifest FROM training_sets WHERE id = ?", (manifest.id,)
             ).fetchone()
             if row is None:
                 conn.execute(
@@ -184,6 +195,11 @@ class TrainingSetStore(SqliteStore):
                     (manifest.id, manifest.to_json(), labels_uri, output_uri, _now()),
                 )
                 return True
+            held = Manifest.from_json(row[2])
+            if datetime.fromisoformat(manifest.created_at) > datetime.fromisoformat(held.created_at):
+                conn.execute("UPDATE training_sets SET manifest = ? WHERE id = ?", (manifest.to_json(), manifest.id))
+            if labels_kept and labels_uri is not None:
+                conn.execute("UPDATE training_sets SET labels_uri = ? WHERE id = ?", (labels_uri, manifest.id))
             conn.execute(
                 "UPDATE training_sets SET labels_uri = COALESCE(labels_uri, ?), output_uri = COALESCE(output_uri, ?) "
                 "WHERE id = ?",

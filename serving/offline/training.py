@@ -390,6 +390,8 @@ def _check_build_paths(labels: Path, out: Path, manifest: Path, copy_labels_to: 
     other, or whose manifest or label copy cannot be written (DatasetError naming the option)."""
     if _same_file(labels, out):
         raise DatasetError(f"--out {out} is the labels file: writing it would replace the labels")
+    if out.is_dir() or not out.parent.is_dir():  # found before the join runs, not when the result is moved there
+        raise DatasetError(f"--out {out}: not a file in an existing directory")
     if _same_file(manifest, out) or _same_file(manifest, labels):
         raise DatasetError(f"--manifest {manifest} is the labels or the output file")
     if manifest.is_dir() or not manifest.parent.is_dir():
@@ -500,8 +502,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
             _check_build_paths(args.labels, args.out, manifest_path, args.copy_labels_to)
-            # Built aside and moved into place last: a step that fails leaves `--out` as it was.
+            # Built aside and moved into place last: a step that fails leaves `--out` and the manifest as they were.
             staging = args.out.with_name(f".{args.out.name}.{os.getpid()}.building")
+            manifest_staging = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.building")
             try:
                 manifest = build_parquet(
                     table,
@@ -520,11 +523,18 @@ def main(argv: list[str] | None = None) -> int:
                     args.copy_labels_to.mkdir(parents=True, exist_ok=True)
                     labels_uri = args.copy_labels_to / f"{manifest.id}.labels.parquet"
                     shutil.copyfile(args.labels, labels_uri)
-                manifest_path.write_text(manifest.to_json())
+                manifest_staging.write_text(manifest.to_json())
                 staging.replace(args.out)
+                manifest_staging.replace(manifest_path)
             finally:
                 staging.unlink(missing_ok=True)
-            store.record(manifest, labels_uri=str(labels_uri.resolve()), output_uri=str(args.out.resolve()))
+                manifest_staging.unlink(missing_ok=True)
+            store.record(
+                manifest,
+                labels_uri=str(labels_uri.resolve()),
+                output_uri=str(args.out.resolve()),
+                labels_kept=args.copy_labels_to is not None,
+            )
             print(
                 f"training set {manifest.id}: {manifest.row_count} rows, snapshot {manifest.snapshot_id}, "
                 f"manifest {manifest_path}"
@@ -538,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
             labels_path = args.labels or _recorded_labels(store, manifest.id)
         if labels_path is None:
             raise DatasetError(f"no labels path recorded for training set {manifest.id}: pass --labels")
+        if args.labels is None and not Path(labels_path).is_file():
+            raise DatasetError(f"labels {labels_path} recorded for training set {manifest.id} not found: pass --labels")
         if _same_file(Path(labels_path), args.out):
             raise DatasetError(f"--out {args.out} is the labels file: writing it would replace the labels")
         rebuild_parquet(table, catalog, manifest, Path(labels_path), args.out, chunk_rows=args.chunk_rows)

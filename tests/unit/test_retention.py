@@ -156,6 +156,28 @@ def test_a_recent_manifests_snapshot_is_kept_and_named_unless_expired_on_purpose
     assert _on_disk(tmp_path) == _expected_kept()
 
 
+def test_a_training_set_built_again_pins_its_snapshot_from_its_latest_build(tmp_path: Path) -> None:
+    """The registry kept the first build's manifest of a training set built again (the same id): its pin lapsed
+    30 days after the first build, while the manifest file beside the latest build said that build's time."""
+    table = iceberg_table(tmp_path)
+    snapshots = _write(table)
+    store = TrainingSetStore(tmp_path / "ts.db")
+    first = _manifest(snapshots[0], NOW - timedelta(days=60))
+    again = first.model_copy(update={"created_at": (NOW - timedelta(days=1)).isoformat()})
+    assert again.id == first.id
+    assert store.record(first, labels_uri="/a/labels.parquet") is True
+    assert store.record(again, labels_uri="/b/labels.parquet") is False
+    assert store.record(first) is False  # an older build recorded late does not take the pin back
+    held = store.get(first.id)
+    assert (held.manifest.created_at, held.labels_uri) == (again.created_at, "/a/labels.parquet")
+    report = apply_retention(table, CATALOG, store, now=NOW, pin_days=30)
+    assert report.manifests_keeping_snapshots == {str(snapshots[0]): [first.id]}
+    assert report.manifests_invalidated == []
+    assert table.refresh().snapshot_by_id(snapshots[0]) is not None
+    store.record(again, labels_uri="/kept/labels.parquet", labels_kept=True)  # a copy kept for rebuilds replaces it
+    assert store.get(first.id).labels_uri == "/kept/labels.parquet"
+
+
 def test_a_dry_run_changes_nothing(tmp_path: Path) -> None:
     table = iceberg_table(tmp_path)
     snapshots = _write(table)

@@ -10,6 +10,7 @@ edges, 1 ms either side, duplicated, for unknown entities, in several chunks acr
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -791,6 +792,61 @@ def test_a_build_that_cannot_finish_leaves_the_files_it_would_replace_as_they_we
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Parquet" in err and "Traceback" not in err, err
     assert out.read_bytes() == recorded
+
+
+def test_a_build_into_a_folder_or_a_missing_folder_is_refused_before_the_join(
+    built: tuple[Any, list[Row], list[tuple[str, int]]],
+    catalog: FeatureCatalog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--out` that is a folder failed only when the joined file was moved there, leaving a manifest of a training
+    set never recorded; a missing folder was named as --manifest, an option not given."""
+    from serving.offline import training
+
+    labels_path = _cli_environment(built, catalog, tmp_path, monkeypatch)
+    base = ["build", "--labels", str(labels_path), "--entity-type", "user", "--entity-column", "who"]
+    base += ["--features", "count_5m"]
+    (tmp_path / "outdir").mkdir()
+    capsys.readouterr()
+    for out in (tmp_path / "outdir", tmp_path / "nodir" / "x.parquet"):
+        assert training.main([*base, "--out", str(out)]) == 1
+        assert capsys.readouterr().err == f"error: --out {out}: not a file in an existing directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if "manifest" in p.name or p.name.endswith(".building")) == []
+    assert list((tmp_path / "outdir").iterdir()) == []
+
+
+def test_a_labels_copy_made_by_building_a_recorded_training_set_again_is_what_rebuilds_read(
+    built: tuple[Any, list[Row], list[tuple[str, int]]],
+    catalog: FeatureCatalog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same training set built again with --copy-labels-to kept its first labels path: once that file was gone,
+    `rebuild --id` failed on it (an Arrow error naming no option)."""
+    from registry.training_sets import TrainingSetStore
+    from serving.offline import training
+
+    labels_path = _cli_environment(built, catalog, tmp_path, monkeypatch)
+    base = ["build", "--labels", str(labels_path), "--entity-type", "user", "--entity-column", "who"]
+    base += ["--features", "count_5m"]
+    assert training.main([*base, "--out", str(tmp_path / "one.parquet")]) == 0
+    kept = tmp_path / "kept"
+    assert training.main([*base, "--out", str(tmp_path / "two.parquet"), "--copy-labels-to", str(kept)]) == 0
+    manifest = Manifest.from_json((tmp_path / "two.parquet.manifest.json").read_text())
+    stored = TrainingSetStore(Path(os.environ["FS_DEFINITIONS_DB"])).get(manifest.id)
+    assert stored.labels_uri == str((kept / f"{manifest.id}.labels.parquet").resolve())
+    labels_path.unlink()
+    assert training.main(["rebuild", "--id", manifest.id, "--out", str(tmp_path / "again.parquet")]) == 0
+    assert pq.read_table(tmp_path / "again.parquet").equals(pq.read_table(tmp_path / "one.parquet"))
+    (kept / f"{manifest.id}.labels.parquet").unlink()
+    capsys.readouterr()
+    assert training.main(["rebuild", "--id", manifest.id, "--out", str(tmp_path / "x.parquet")]) == 1
+    assert capsys.readouterr().err == (
+        f"error: labels {stored.labels_uri} recorded for training set {manifest.id} not found: pass --labels\n"
+    )
 
 
 def test_null_and_integer_entities_and_the_historical_cli(
