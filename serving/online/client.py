@@ -19,6 +19,7 @@ gives the policy's named fallback, counted, instead of a silent default.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from decimal import Decimal
@@ -50,11 +51,12 @@ _MAX_TIMEOUT_S = 86_400 * 365  # a year: past it a socket's timeout may overflow
 
 
 def _retry_after_s(header: str | None) -> int | None:
-    """``Retry-After`` as delay seconds (RFC 9110: a non-negative integer); None when absent or another form."""
+    """``Retry-After`` as delay seconds (RFC 9110: a non-negative integer, of any length); None when absent or
+    another form."""
     text = None if header is None else header.strip()
-    if text is None or not text.isascii() or not text.isdigit() or len(text) > 10:  # past any sensible delay
+    if text is None or not text.isascii() or not text.isdigit():
         return None
-    return int(text)
+    return int(Decimal(text))  # exact; int() of a string refuses more than 4,300 digits
 
 
 def _segment(entity_id: str) -> str:
@@ -123,11 +125,15 @@ class FeatureClient:
             # NaN, infinity or None would wait for ever or fail each call with a bare error: refused here
             # any real number (numpy's and Decimal too), read as a float; a bool is not a number of seconds
             real = isinstance(timeout_s, Real | Decimal) and not isinstance(timeout_s, bool)
-            if not real or not 0 < float(timeout_s) < _MAX_TIMEOUT_S:
+            try:
+                seconds = float(timeout_s) if real else math.nan
+            except (OverflowError, ValueError, ArithmeticError):  # 10**400, Fraction(10**400), Decimal("sNaN")
+                seconds = math.nan
+            if not 0 < seconds < _MAX_TIMEOUT_S:
                 raise ValueError(
                     f"timeout_s must be a number of seconds above 0 and below {_MAX_TIMEOUT_S:,}, not {timeout_s!r}"
                 )
-            timeout_s = float(timeout_s)
+            timeout_s = seconds
             client = bound_by_deadline(httpx.Client(base_url=base_url, timeout=timeout_s))
             self._owned = True
         else:

@@ -88,7 +88,24 @@ def test_a_well_formed_names_list_is_still_read() -> None:
 # --- timeout_s: the whole answer's bound (README: "its timeout (`timeout_s`, 1 s by default, for the whole answer")
 
 
-@pytest.mark.parametrize("timeout_s", [0, -1.0, float("nan"), float("inf"), None, True, "1", 10**20])
+@pytest.mark.parametrize(
+    "timeout_s",
+    [
+        0,
+        -1.0,
+        float("nan"),
+        float("inf"),
+        None,
+        True,
+        "1",
+        10**20,
+        10**400,  # past a float: OverflowError before
+        -(10**400),
+        Fraction(10**400, 1),
+        Decimal("sNaN"),  # Python's own conversion message before
+        Decimal("1e400"),
+    ],
+)
 def test_a_timeout_that_bounds_nothing_is_refused_before_any_call(timeout_s: Any) -> None:
     # NaN failed every call with a bare ValueError, infinity with a bare OverflowError, None waited for ever
     with pytest.raises(ValueError, match="timeout_s"):

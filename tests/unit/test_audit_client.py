@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +182,18 @@ def test_each_status_raises_its_documented_error(
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [("1", 1), (" 30 ", 30), ("0", 0), (None, None), ("soon", None), ("-1", None), ("9" * 5000, None)],
+    [
+        ("1", 1),
+        (" 30 ", 30),
+        ("0", 0),
+        (None, None),
+        ("soon", None),
+        ("-1", None),
+        ("12345678901", 12_345_678_901),
+        ("9" * 5000, Decimal("9" * 5000)),  # an exact int, compared with an exact Decimal
+    ],
 )
-def test_a_shed_request_is_overloaded_with_its_retry_after(header: str | None, seconds: int | None) -> None:
+def test_a_shed_request_is_overloaded_with_its_retry_after(header: str | None, seconds: int | Decimal | None) -> None:
     headers = {"retry-after": header} if header is not None else {}
     fs = _answering(503, {"error": "overloaded", "message": "m"}, headers=headers)
     with pytest.raises(OverloadedError) as raised:
