@@ -21,6 +21,7 @@ to the millisecond.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,10 +126,33 @@ def _read_parts(location: str, columns: list[str], catalog: Callable[[], Any]) -
         raise EventsTableError(f"{named}: not readable as Parquet ({exc})") from exc
     if unreadable and (parts or not path.is_dir()):  # never a file left out of the table silently
         raise EventsTableError(unreadable[0])
+    skipped = _marked(path) if path.is_dir() else []
     if not parts:
         held = f" ({unreadable[0].removeprefix(f'events table {location!r}, ')})" if unreadable else ""
+        if skipped and not held:
+            held = f" (not read: {_listed(skipped)}; {_MARKED})"
         raise EventsTableError(f"events table {location!r}: no Parquet file in the directory{held}")
+    if skipped:  # said, not silent: a Spark or Hive output folder holds such markers beside its data
+        print(f"[events] events table {location!r}: not read: {_listed(skipped)} ({_MARKED})", file=sys.stderr)
     return parts
+
+
+_MARKED = "a file or folder whose name starts with '_' or '.' is a marker or hidden, as Spark and Hive write them"
+
+
+def _marked(folder: Path) -> list[str]:
+    """The files under ``folder`` a dataset leaves out (a name on their path starting with ``_`` or ``.``,
+    pyarrow's ``ignore_prefixes``), relative to it, sorted."""
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
+    )
+
+
+def _listed(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(repr(n) for n in names[:shown]) + more
 
 
 def _check_present(named: str, have: list[str], columns: list[str]) -> None:

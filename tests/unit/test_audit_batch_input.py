@@ -181,3 +181,33 @@ def test_a_version_named_twice_is_backfilled_once(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(backfill, "_committed_rows", lambda settings, since: 0)
     assert backfill.main(["user.txn_count_1h@2,user.txn_count_1h@v2", "user.txn_count_1h@2"]) == 0
     assert seen["cmd"][seen["cmd"].index("--versions") + 1] == "user.txn_count_1h@2"
+
+
+def test_files_a_directory_does_not_read_are_named_not_left_out_silently(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names starting with ``_`` or ``.`` (Spark's and Hive's markers) are not read, as pyarrow's datasets skip them:
+    two valid files were left out of a run that said nothing of them."""
+    folder = _folder(tmp_path, a=_events(2))
+    pq.write_table(_events(3), Path(folder) / "_b.parquet")
+    (Path(folder) / ".hidden").mkdir()
+    pq.write_table(_events(3), Path(folder) / ".hidden" / "c.parquet")
+    (Path(folder) / "_SUCCESS").write_bytes(b"")
+    events = read_events(folder, SOURCE, lambda: None, now_ms=NOW_MS)
+    assert events.valid.num_rows == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"[events] events table {folder!r}: not read: '.hidden/c.parquet', '_SUCCESS', '_b.parquet' (a file or folder "
+        "whose name starts with '_' or '.' is a marker or hidden, as Spark and Hive write them)\n"
+    )
+
+
+def test_a_directory_whose_parquet_files_are_all_marked_says_so(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    pq.write_table(_events(3), Path(folder) / "_b.parquet")
+    with pytest.raises(EventsTableError) as caught:
+        read_events(folder, SOURCE, lambda: None, now_ms=NOW_MS)
+    assert str(caught.value) == (
+        f"events table {folder!r}: no Parquet file in the directory (not read: '_b.parquet'; a file or folder whose "
+        "name starts with '_' or '.' is a marker or hidden, as Spark and Hive write them)"
+    )
