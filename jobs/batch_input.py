@@ -32,13 +32,20 @@ def epoch_ms_arg(text: str, flag: str) -> int:
     from registry.core.durations import instant_ms
 
     try:
-        return instant_ms(text)
+        ms = instant_ms(text)
     except ValueError as exc:
         raise FeatureStoreError(f"{flag} {exc}") from None
+    if ms > LAST_MS:  # an ISO time with an offset west of UTC on 9999-12-31: the archive's scan failed on it
+        raise FeatureStoreError(f"{flag} {text!r} is past the year 9999 in UTC")
+    if ms < FIRST_MS:
+        raise FeatureStoreError(f"{flag} {text!r} is before the year 1 in UTC")
+    return ms
 
 
 LAST_MS = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the latest time Flink SQL and Iceberg hold: the end of an open range."""
+FIRST_MS = -62_135_596_800_000
+"""0001-01-01T00:00:00Z, the earliest time a timestamp column holds."""
 
 
 def window_range(since: str | None, until: str | None) -> tuple[int, int] | None:

@@ -307,6 +307,7 @@ def test_a_time_range_keeps_events_from_since_up_to_but_not_including_until() ->
     assert window_range("2026-11-01T01:00:00.001+01:00", None) == (1_793_491_200_001, LAST_MS)
     assert window_range(None, "1000") == (0, 1000)
     assert window_range(None, None) is None
+    assert window_range("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z") == (-62_135_596_800_000, LAST_MS)
 
 
 @pytest.mark.parametrize(
@@ -321,6 +322,9 @@ def test_a_time_range_keeps_events_from_since_up_to_but_not_including_until() ->
             "--since '2026-11-01T01:00:00.0009\\+01:00': give a whole millisecond",
         ),
         (None, "1970-01-01T00:00:00.0015Z", "--until .*: give a whole millisecond"),
+        # ISO times with an offset reach past the years an Iceberg timestamp holds: the archive's scan failed on them
+        (None, "9999-12-31T23:59:59.999-01:00", "--until '9999-12-31T23:59:59.999-01:00' is past the year 9999 in UTC"),
+        ("0001-01-01T00:00:00+01:00", None, "--since '0001-01-01T00:00:00\\+01:00' is before the year 1 in UTC"),
     ],
 )
 def test_a_bad_time_range_is_named(since: str | None, until: str | None, message: str) -> None:
