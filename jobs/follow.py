@@ -70,7 +70,11 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
     if not path.exists():
         return []
     try:
-        raw = json.loads(path.read_text())
+        text = path.read_text()
+    except OSError as exc:  # a folder in its place, no permission
+        raise FeatureStoreError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        raw = json.loads(text)
         for j in raw["jobs"]:
             if not isinstance(j["versions"], list) or not all(isinstance(v, str) for v in j["versions"]):
                 raise ValueError(f"job {j.get('name')!r}: versions must be a list of entity.name@version")
@@ -258,10 +262,20 @@ class Follower:
             )
         return None
 
+    def _pause(self, poll_s: float) -> None:
+        """``poll_s`` seconds, or less once a stop is asked for: a signal handler only sets a flag, and a long
+        ``--poll-interval-s`` (up to an hour) would otherwise keep SIGTERM waiting for the whole interval."""
+        deadline = time.monotonic() + poll_s
+        while not self.stop_requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+
     def run(self, poll_s: float) -> int:
         """Until stopped (0) or the first job ends (1)."""
-        self._state_dir.mkdir(parents=True, exist_ok=True)
-        lock = (self._state_dir / "follow.lock").open("w")
+        try:
+            self._state_dir.mkdir(parents=True, exist_ok=True)
+            lock = (self._state_dir / "follow.lock").open("w")
+        except OSError as exc:  # a file in its place, no permission: one line, not a traceback
+            raise FeatureStoreError(f"--state-dir {self._state_dir}: cannot use it ({exc.strerror or exc})") from None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -285,7 +299,7 @@ class Follower:
                         seq = now
                     except StoreUnavailableError as exc:  # Cassandra down: the running jobs go on; tried again
                         self._say(f"error: cannot start a job for {','.join(missing)} yet: {exc}")
-                time.sleep(poll_s)
+                self._pause(poll_s)
             return 0
         finally:
             self.stop()

@@ -283,3 +283,36 @@ def test_a_plan_entry_the_follower_cannot_run_is_refused_not_dropped(tmp_path: A
     (tmp_path / "plan.json").write_text(json.dumps({"jobs": [job]}))
     with pytest.raises(FeatureStoreError, match="is not a follower's plan"):
         load_plan(tmp_path)
+
+
+def test_a_state_directory_the_follower_cannot_use_is_one_error_line(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file in its place ended in a FileExistsError traceback; a plan.json that is a folder in IsADirectoryError."""
+    from registry.definition_store import DefinitionStore
+
+    DefinitionStore(tmp_path / "d.db")
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "d.db"))
+    (tmp_path / "a_file").write_text("x")
+    assert main(["--state-dir", str(tmp_path / "a_file")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --state-dir {tmp_path / 'a_file'}: cannot use it (") and err.count("\n") == 1, err
+    (tmp_path / "state" / "plan.json").mkdir(parents=True)
+    assert main(["--state-dir", str(tmp_path / "state")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'state' / 'plan.json'}: cannot read it (") and err.count("\n") == 1
+
+
+def test_a_stop_asked_for_ends_the_pause_between_polls_at_once(tmp_path: Any) -> None:
+    """The follower slept its whole --poll-interval-s (up to an hour) before it saw SIGTERM's flag."""
+    import threading
+    import time
+
+    from jobs.follow import Follower
+
+    follower = Follower.__new__(Follower)  # only the pause: no store, no jobs
+    follower.stop_requested = False
+    threading.Timer(0.2, lambda: setattr(follower, "stop_requested", True)).start()
+    started = time.monotonic()
+    follower._pause(3600)
+    assert time.monotonic() - started < 5
