@@ -101,6 +101,9 @@ def check_request_fields(schema: pa.Schema, columns: Sequence[Column]) -> None:
             if f.name not in schema.names:
                 problems.append(f"{c.name} needs label column {f.name!r} ({f.value_type})")
                 continue
+            if (n := schema.names.count(f.name)) > 1:  # schema.field raised a bare KeyError ("does not exist")
+                problems.append(f"label frame has {n} columns named {f.name!r}: which one is meant?")
+                continue
             have = schema.field(f.name).type
             want = arrow_type(f.value_type)
             if have != want and not _castable(have, want):

@@ -38,7 +38,7 @@ from serving.online.keys import (
 from serving.online.metrics import Metrics
 from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, EntityBound
 from serving.online.plans import Plan, PlanKey, Plans
-from serving.online.request_data import body_data, fields_once, query_data
+from serving.online.request_data import body_data, fields_once, query_data, request_params
 from serving.online.request_values import Served, request_values
 from serving.online.responses import parse_json_object
 from serving.online.serving_log import ServingLog, request_context
@@ -190,7 +190,7 @@ class FeatureReads:
             key = None
         data: dict[str, list[Any]] = {}
         if plan.requests:
-            data = query_data(plan, params if params is not None else parse_qs(text, keep_blank_values=True))
+            data = query_data(plan, request_params(query))
         self._authorize([plan], caller, client)
         with self.bound.admit(1):
             body, now_us = await self._vector(plan, entity_id, key, data)

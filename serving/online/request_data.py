@@ -5,10 +5,24 @@ once) or from a body's ``request_data`` (per field, one value or null per entity
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from registry.core.request_features import check_json, parse_text
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.plans import Plan
+
+
+def request_params(query: bytes) -> dict[str, list[str]]:
+    """A query string's parameters with their values read as UTF-8 strictly, percent-escaped or not: a request
+    field's value is data a function computes on, never one with its undecodable bytes replaced by U+FFFD (a JSON
+    body's are refused alike, 400 ``bad_json``)."""
+    try:
+        return parse_qs(query.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST_DATA,
+            "the query string is not UTF-8: request fields are read from it as UTF-8, percent-escaped or not",
+        ) from None
 
 
 def query_data(plan: Plan, params: dict[str, list[str]]) -> dict[str, list[Any]]:

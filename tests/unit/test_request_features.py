@@ -251,6 +251,9 @@ def test_statuses_follow_the_least_fresh_input(
         ("names=amount_vs_mean_1h&amount=abc", "`amount` must be a finite number"),
         ("names=amount_vs_mean_1h&amount=nan", "`amount` must be a finite number"),
         ("names=amount_vs_mean_1h&amount=inf", "`amount` must be a finite number"),
+        # read with U+FFFD in place of the bytes before (a string field's function got "\ufffd")
+        ("names=amount_vs_mean_1h&amount=%FF", "the query string is not UTF-8"),
+        ("names=amount_vs_mean_1h&amount=1&note=%ED%A0%80", "the query string is not UTF-8"),
     ],
 )
 def test_bad_request_data_is_a_400_naming_the_field(shipped_store: DefinitionStore, query: str, message: str) -> None:
@@ -477,6 +480,9 @@ def test_the_join_refuses_what_it_cannot_compute(tmp_path: Path, offline_catalog
     single = labels.append_column("amount", pa.array([0.1], pa.float32()))
     with pytest.raises(DefinitionError, match="label column 'amount' is float, not double"):
         join(single, ["count_plus_amount"])
+    twice = labels.append_column("amount", pa.array([0.1])).append_column("amount", pa.array([0.2]))
+    with pytest.raises(DefinitionError, match="label frame has 2 columns named 'amount': which one is meant"):
+        join(twice, ["count_plus_amount"])  # a bare KeyError ("does not exist in schema") before
     for bad in (float("nan"), float("inf")):
         with pytest.raises(DefinitionError, match="label column 'amount' holds NaN or infinite values"):
             join(labels.append_column("amount", pa.array([bad])), ["count_plus_amount"])
