@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -75,9 +76,10 @@ def _reset(settings: Settings) -> None:
         connect_iceberg(settings).drop_table(f"{settings.iceberg_namespace}.{TABLE}")
 
 
-def _run_job() -> None:
+def _run_job(state_dir: Path) -> None:
     cmd = [sys.executable, "-m", "jobs.feature_job", "--bounded"]
-    log_path = REPO_DIR / ".state" / "demo-job.log"
+    log_path = state_dir / "demo-job.log"  # FS_STATE_DIR, with the stack's data and logs
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT)
         started = time.monotonic()
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"      sent {len(events)} events to {TOPIC} (Confluent Avro, key = user_id)", file=sys.stderr)
 
         _step(4, "running the Flink window job (1 h window sliding every 5 min) into Cassandra and Iceberg")
-        _run_job()
+        _run_job(stack_settings.state_dir)
 
         _step(5, "serving a feature vector from the online store over HTTP")
         stack.up(stack_settings, ["api"])

@@ -538,7 +538,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="stop when the offsets Kafka had at the start are archived")
     parser.add_argument("--batch-rows", type=whole(1), default=50_000, help="records per append, at most")
     parser.add_argument(
-        "--max-wait-s", type=number(0.0, math.inf), default=5.0, help="seconds a batch waits for more records, at most"
+        "--max-wait-s",
+        type=number(0.0, 86_400.0),
+        default=5.0,
+        help="seconds a batch waits for more records, at most (0 to 86400: a longer sleep overflows the platform's time)",
     )
     parser.add_argument(
         "--expire-after-s",
