@@ -365,7 +365,10 @@ class Access:
             raise UnauthenticatedError("malformed API token: expected fs_<id>_<secret>")
         found = self._current()[0].get(parts[1])
         if found is None or not hmac.compare_digest(found[0], _sha256(parts[2])):
-            raise UnauthenticatedError(f"unknown or revoked API token fs_{parts[1][:32]}_…")
+            # At most 16 characters of what was sent (an id is 12): a token sent without its id would otherwise
+            # have its secret quoted up to its first "_".
+            shown = f"fs_{parts[1]}_" if len(parts[1]) <= 12 else f"fs_{parts[1][:12]}"
+            raise UnauthenticatedError(f"unknown or revoked API token {shown}…")
         return found[1]
 
     def authenticate_command(self, token: str | None) -> Caller:

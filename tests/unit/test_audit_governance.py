@@ -307,3 +307,22 @@ def test_retention_says_whether_it_applied_or_only_reported(
     """A dry run said "retention applied" on stderr."""
     assert retention.main([*args, "--orphans-older-than", "1d"]) == 0
     assert capsys.readouterr().err.startswith(said)
+
+
+@pytest.mark.parametrize(
+    ("token", "quoted"),
+    [
+        ("fs_0123456789ab_wrong", "fs_0123456789ab_…"),  # an id's 12 characters and its "_": 16 sent
+        ("fs_bogus_secret", "fs_bogus_…"),
+        ("fs_" + "a" * 40 + "_secret", "fs_" + "a" * 12 + "…"),  # quoted 32 of them before
+    ],
+)
+def test_an_unknown_token_is_quoted_16_characters_at_most(tmp_path: Path, token: str, quoted: str) -> None:
+    from registry.access import Access, AccessStore
+    from registry.core.errors import UnauthenticatedError
+
+    access = Access(AccessStore(tmp_path / "registry.db"), enabled=True)
+    with pytest.raises(UnauthenticatedError) as refused:
+        access.authenticate(token)
+    assert str(refused.value) == f"unknown or revoked API token {quoted}"
+    assert len(quoted.removesuffix("…")) <= 16
