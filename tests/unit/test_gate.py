@@ -126,12 +126,26 @@ def test_cli_gate_guardrails_read_the_serving_log(
 
     from registry.core.settings import Settings
     from sinks.factory import connect_iceberg
+    from sinks.iceberg.writer import ensure_table
     from sinks.serving_log import Batch, ensure_log_table
 
     monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/c.db")
     monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "w").as_uri())
     monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "ns")
-    log = ensure_log_table(connect_iceberg(Settings.from_env()), "ns")
+    db = str(tmp_path / "d.db")
+    model = tmp_path / "m.toml"
+    model.write_text('model = "fraud"\n[[features]]\nentity = "user"\nname = "txn_count_1h"\nversion = 1\n')
+    iceberg = connect_iceberg(Settings.from_env())
+    # No offline table yet: nothing to judge, one error line, and no table created (both were, and the gate passed).
+    assert cli.main(["--db", db, "gate", str(model), "--no-schema-check", "--guardrails"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "error: offline table ns.offline_feature_values does not exist: the job's client creates it before the job starts\n"
+    )
+    assert iceberg.list_namespaces() == [] or iceberg.list_tables("ns") == []
+    ensure_table(iceberg, "ns")
+    log = ensure_log_table(iceberg, "ns")
     now_ms = time.time_ns() // 1_000_000
     batch = Batch.empty()
     for i, status in enumerate(["stale", "present", "missing"]):
@@ -147,9 +161,6 @@ def test_cli_gate_guardrails_read_the_serving_log(
         }
         batch.add(orjson.dumps(record), "t", 0, i)
     log.append(batch.to_arrow())
-    model = tmp_path / "m.toml"
-    model.write_text('model = "fraud"\n[[features]]\nentity = "user"\nname = "txn_count_1h"\nversion = 1\n')
-    db = str(tmp_path / "d.db")
     assert cli.main(["--db", db, "gate", str(model), "--no-schema-check", "--guardrails"]) == 1
     assert (
         "REFUSED: user.txn_count_1h@v1: served stale in 1 of 3 logged values in the last 24h" in capsys.readouterr().err
@@ -189,6 +200,11 @@ def test_cli_gate_guardrails_read_the_stored_drift(
     monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/c.db")
     monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "w").as_uri())
     monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "ns")
+    from registry.core.settings import Settings
+    from sinks.factory import connect_iceberg
+    from sinks.iceberg.writer import ensure_table
+
+    ensure_table(connect_iceberg(Settings.from_env()), "ns")  # as the stream job's client made it
     db = tmp_path / "d.db"
     now = datetime.now(UTC)
     score = {"entity_type": "user", "feature": "txn_count_1h", "version": 1, "training_set": "ts9", "psi": 0.6}
