@@ -26,7 +26,7 @@ from registry.core.definitions import (
     check_lateness,
     check_streams,
 )
-from registry.core.errors import DefinitionError, UnknownFeatureError
+from registry.core.errors import DefinitionError, ForbiddenError, UnknownFeatureError
 from registry.core.request_features import RequestFeature, key_field_clashes
 from registry.sqlite_store import SqliteStore, tables_of
 
@@ -176,15 +176,24 @@ class DefinitionStore(SqliteStore):
     # --- writes -----------------------------------------------------------------------------------
 
     def register(
-        self, definition: FeatureDefinition, *, version_given: bool = True, activate: bool = False
+        self,
+        definition: FeatureDefinition,
+        *,
+        version_given: bool = True,
+        activate: bool = False,
+        owned_by: str | None = None,
     ) -> Registered:
         """Register one definition; idempotent for an identical one.
 
         With ``version_given=False`` the store picks the version: the latest one if its identity is
         unchanged (a metadata update or nothing), else the next number. The first version of a
-        feature becomes active; later ones only with ``activate=True``.
+        feature becomes active; later ones only with ``activate=True``. ``owned_by``: a team the feature's latest
+        version must be owned by, if it has one, checked inside the write's transaction (ForbiddenError): a caller
+        who checked the owner before another team registered the feature cannot then move it to its own team.
         """
         with self._tx() as conn:
+            if owned_by is not None:
+                _check_owner(conn, definition, owned_by)
             _check_key_fields(self._catalog(conn), [definition], ())
             registered = self._register(conn, definition, version_given=version_given, activate=activate)
             self._check_streams(conn, {(definition.entity, definition.source.topic)})
@@ -420,6 +429,17 @@ class DefinitionStore(SqliteStore):
         finally:
             conn.close()
         return [{"seq": s, "at": at, "version": v, "action": a} for s, at, v, a in rows]
+
+
+def _check_owner(conn: sqlite3.Connection, d: FeatureDefinition, team: str) -> None:
+    rows = _versions(conn, "feature_versions", d.entity, d.name)
+    if not rows:
+        return
+    latest = json.loads(rows[-1][1])
+    if latest.get("owner") != team:
+        raise ForbiddenError(
+            f"team {team} may not write {d.entity}/{d.name}@{d.version}: it is owned by team {latest.get('owner')}"
+        )
 
 
 def _check_aliases(catalog: FeatureCatalog, written: Sequence[FeatureDefinition]) -> None:

@@ -188,7 +188,13 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
         owners = [definition.owner, *_owners(live, access, definition.entity, definition.name)]
         caller = authorize_write(access, request.scope, "register_definition", target, owners)
         with audited(access, caller, "register_definition", target, client_of(request.scope)):  # a 409 too
-            result = live.store.register(definition, version_given=version_given, activate=activate)
+            result = live.store.register(
+                definition,
+                version_given=version_given,
+                activate=activate,
+                # checked again inside the write: another team may have registered the feature since ``_owners``
+                owned_by=caller.team if access.enabled and not caller.admin else None,
+            )
         live.invalidate()
         status = 201 if result.action in ("created", "new_version") else 200
         target = f"{definition.entity}/{definition.name}@{result.definition.version}"

@@ -111,16 +111,26 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
         except ValidationError as exc:
             raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, validation_message(exc)) from exc
         target = f"feature_service:{service.name}"
-        owner = access.store.owner("feature_service", service.name) if access.enabled and access.store else None
+        store = access.store if access.enabled else None
+        owner = store.owner("feature_service", service.name) if store is not None else None
         caller = authorize_write(access, request.scope, "register_feature_service", target, (owner,))
+        claimed = False
+        if store is not None and owner is None:
+            # Claimed before the write, atomically: of two teams registering a new service at once, one owns it and
+            # the other is refused here, never writing a version of a service another team then owns.
+            owner, claimed = store.claim_new("feature_service", service.name, caller.team)
+            authorize_write(access, request.scope, "register_feature_service", target, (owner,))
         # The registry's refusals once the target is known are recorded too: the catalog's cross-checks, a 409
-        with audited(access, caller, "register_feature_service", target, client_of(request.scope)):
-            mismatches = service.check(live.current())  # UnknownFeatureError (404) for a pin that is not registered
-            if mismatches:
-                raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, "; ".join(mismatches))
-            result = services.store.register(service, version_given=version_given)
-        if access.enabled and access.store is not None and owner is None:
-            access.store.claim("feature_service", service.name, caller.team)  # the first writer's team owns it
+        try:
+            with audited(access, caller, "register_feature_service", target, client_of(request.scope)):
+                mismatches = service.check(live.current())  # UnknownFeatureError (404) for a pin not registered
+                if mismatches:
+                    raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, "; ".join(mismatches))
+                result = services.store.register(service, version_given=version_given)
+        except BaseException:
+            if claimed and store is not None:
+                store.release("feature_service", service.name, caller.team)  # nothing registered: nor the claim
+            raise
         services.invalidate()
         status = 200 if result.action == "unchanged" else 201
         access.write_audited(

@@ -1,0 +1,99 @@
+"""Ownership under concurrent writers (docs/design.md §9 "Ownership and writes"): a feature or a feature service
+belongs to the team that first registered it, checked inside the write. Both routes read the owner, then wrote in
+another step: a team that read "no owner" while another team registered the name went on writing, a new version of
+the other team's service, or its own metadata over the other team's feature (moving it to itself)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from registry.access import Access, AccessStore
+from registry.core.definitions import FeatureDefinition
+from registry.core.errors import ForbiddenError
+from registry.definition_store import DefinitionStore
+from registry.feature_services import FeatureServiceStore, LiveFeatureServices
+from registry.live import LiveCatalog
+from serving.online.app import create_app
+from tests.unit.conftest import definition_dict
+from tests.unit.test_app import NOW, MemorySource
+
+
+def _app(tmp_path: Path) -> tuple[Any, DefinitionStore, AccessStore, Access]:
+    db = tmp_path / "definitions.db"
+    definitions = DefinitionStore(db)
+    tokens = AccessStore(db)
+    access = Access(tokens, enabled=True, refresh_s=0)
+    services = LiveFeatureServices(FeatureServiceStore(db))
+    app = create_app(
+        LiveCatalog(definitions, refresh_s=0),
+        MemorySource({}),
+        clock_us=lambda: NOW * 1000,
+        services=services,
+        access=access,
+    )
+    return app, definitions, tokens, access
+
+
+def test_the_store_refuses_a_write_over_a_feature_another_team_registered_meanwhile(tmp_path: Path) -> None:
+    store = DefinitionStore(tmp_path / "d.db")
+    theirs = store.register(FeatureDefinition.model_validate(definition_dict(owner="team-b"))).definition
+    ours = theirs.model_copy(update={"owner": "team-a"})  # the same version, our metadata: it would move the feature
+    before = store.change_seq()
+    with pytest.raises(ForbiddenError, match="it is owned by team team-b"):
+        store.register(ours, owned_by="team-a")
+    assert store.change_seq() == before and store.catalog().get(theirs.entity, theirs.name).owner == "team-b"
+    assert store.register(ours.model_copy(update={"owner": "team-b"}), owned_by="team-b").action == "unchanged"
+
+
+def test_a_definition_registered_by_another_team_after_the_owner_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.online import definitions_api
+
+    app, definitions, tokens, _ = _app(tmp_path)
+    body = definition_dict(owner="team-a")
+    other = dict(body, owner="team-b")
+
+    def owners_then_the_other_team_writes(*args: Any, **kwargs: Any) -> list[str | None]:
+        definitions.register(FeatureDefinition.model_validate(other))  # lands between the check and the write
+        return [None]
+
+    monkeypatch.setattr(definitions_api, "_owners", owners_then_the_other_team_writes)
+    headers = {"Authorization": "Bearer " + tokens.issue("ann", "team-a")}
+    answer = TestClient(app).post("/v1/feature-definitions", json=body, headers=headers)
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["error"] == "forbidden"
+    assert definitions.catalog().get(body["entity"], body["name"]).owner == "team-b"
+
+
+def test_a_feature_service_claimed_by_another_team_after_the_owner_check_is_refused(tmp_path: Path) -> None:
+    app, definitions, tokens, access = _app(tmp_path)
+    feature = definitions.register(FeatureDefinition.model_validate(definition_dict(owner="team-a"))).definition
+    assert access.store is not None
+    store = access.store
+    read_owner = store.owner
+
+    def stale_owner(kind: Any, name: str) -> str | None:
+        seen = read_owner(kind, name)
+        store.claim("feature_service", name, "team-b")  # team B registers the new service right after the read
+        return seen
+
+    store.owner = stale_owner  # type: ignore[method-assign]
+    body = {"name": "svc", "features": [{"entity": feature.entity, "name": feature.name, "version": 1}]}
+    headers = {"Authorization": "Bearer " + tokens.issue("ann", "team-a")}
+    answer = TestClient(app).post("/v1/feature-services", json=body, headers=headers)
+    assert answer.status_code == 403, answer.text
+    assert FeatureServiceStore(tmp_path / "definitions.db").all() == []  # nothing written
+    assert read_owner("feature_service", "svc") == "team-b"
+
+
+def test_a_feature_service_registration_that_fails_gives_its_claim_back(tmp_path: Path) -> None:
+    app, _, tokens, access = _app(tmp_path)
+    headers = {"Authorization": "Bearer " + tokens.issue("ann", "team-a")}
+    body = {"name": "svc", "features": [{"entity": "user", "name": "nothing_registered", "version": 1}]}
+    assert TestClient(app).post("/v1/feature-services", json=body, headers=headers).status_code == 404
+    assert access.store is not None and access.store.owner("feature_service", "svc") is None
