@@ -28,13 +28,14 @@ keeps no window start or write instant (the offline table has both).
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from registry.core.definitions import MAX_TTL
+from registry.core.definitions import MAX_TTL, MAX_VERSION, NAME_PATTERN
 from registry.core.value_types import SPECS, VALUE_COLUMNS, VALUE_TYPES, ValueType
 from sinks.names import LEGACY_ONLINE_TABLE, ONLINE_TABLE, PROGRESS_TABLE
 
@@ -91,6 +92,9 @@ def table_ddl(keyspace: str) -> list[str]:
 # --- cells ----------------------------------------------------------------------------------------
 
 
+_NAME = re.compile(NAME_PATTERN)
+
+
 def cell_key(name: str, version: int, value_type: ValueType) -> str:
     return f"{name}@{version}:{LETTERS[value_type]}"
 
@@ -99,12 +103,14 @@ def parse_cell_key(key: str) -> tuple[str, int, ValueType]:
     """``(name, version, value type)`` of a cell key; ValueError for anything else."""
     ref, _, letter = key.rpartition(":")
     name, _, version = ref.rpartition("@")
-    # The key the layout writes, nothing else: ASCII digits without leading zeros (not `01`, nor `١`).
+    # The key the layout writes, nothing else: a feature name of the registry's grammar, a version of ASCII digits
+    # without leading zeros (not `01`, nor `١`) from 1 to 2^31-1.
     if (
-        not name
+        _NAME.fullmatch(name) is None
         or letter not in _TYPES
         or not (version.isascii() and version.isdigit())
         or version != str(int(version))
+        or not 1 <= int(version) <= MAX_VERSION
     ):
         raise ValueError(f"not an online cell key: {key!r}")
     return name, int(version), _TYPES[letter]
@@ -448,8 +454,14 @@ def legacy_erase_entity_cql(keyspace: str) -> str:
 
 
 def values_in(key: str) -> int:
-    """How many feature values a cell of this key holds: a pack's members, or one."""
-    return len(parse_pack_key(key).members) if key.startswith(PACK) else 1
+    """How many feature values a cell of this key holds: a pack's members, or one (a key this build cannot
+    read too: it is a cell all the same, and counting it must not stop what counts, an erasure's delete)."""
+    if not key.startswith(PACK):
+        return 1
+    try:
+        return len(parse_pack_key(key).members)
+    except ValueError:
+        return 1
 
 
 def count_values(rows: Any) -> int:

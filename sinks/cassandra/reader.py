@@ -87,8 +87,8 @@ def _learn(key: str) -> _Cell | online_layout.Pack:
     if len(_KEYS) >= _MAX_KEYS:
         _KEYS.clear()
     if key.startswith(online_layout.PACK):
-        _KEYS[key] = online_layout.parse_pack_key(key)
-        return _KEYS[key]
+        pack = _KEYS[key] = online_layout.parse_pack_key(key)
+        return pack  # not _KEYS[key]: another thread may clear the cache in between (a KeyError, a failed read)
     name, version, value_type = online_layout.parse_cell_key(key)
     known = _KEYS[key] = ((name, version), online_layout.FAST[value_type], online_layout.DECODERS[value_type])
     return known

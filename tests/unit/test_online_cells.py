@@ -65,9 +65,9 @@ def test_a_cell_decodes_to_its_value_and_window_end(value_type: ValueType, end_m
 
 def test_cell_keys_name_the_feature_version_and_type() -> None:
     for value_type in VALUE_TYPES:
-        key = layout.cell_key("txn@count", 12, value_type)
-        assert layout.parse_cell_key(key) == ("txn@count", 12, value_type)
-    for bad in ["txn", "txn@1", "txn@x:l", "txn@1:q", "@1:l", "txn@-1:l"]:
+        key = layout.cell_key("txn_count", 12, value_type)
+        assert layout.parse_cell_key(key) == ("txn_count", 12, value_type)
+    for bad in ["txn", "txn@1", "txn@x:l", "txn@1:q", "@1:l", "txn@-1:l", "txn@count@12:l"]:  # no "@" in a name
         with pytest.raises(ValueError, match="not an online cell key"):
             layout.parse_cell_key(bad)
 
@@ -208,3 +208,21 @@ def test_a_vector_of_one_pack_decodes_the_drivers_own_map() -> None:
     expected = {(name, version): (value, END) for (name, version, _), value in zip(members, values, strict=True)}
     assert _vector([(decoded,)]) == expected
     assert layout.count_values([(decoded,)]) == 60
+
+
+@pytest.mark.parametrize("key", ["A B@1:l", "a@@1:l", "a@2147483648:l", "a@0:l", "a@1:x", "@1:l", "a\n@1:l"])
+def test_a_cell_key_the_layout_does_not_write_is_refused(key: str) -> None:
+    """Only a name of the registry's grammar and a version from 1 to 2^31-1: ``A B``, ``a@`` and version 0 or 2^31
+    were read as features."""
+    with pytest.raises(ValueError, match="not an online cell key"):
+        layout.parse_cell_key(key)
+    with pytest.raises(ValueError):
+        layout.parse_pack_key("*" + key)
+    assert layout.parse_cell_key("txn_count_1h@2147483647:d") == ("txn_count_1h", 2_147_483_647, "double")
+
+
+def test_a_cell_this_build_cannot_read_still_counts_and_never_stops_the_count() -> None:
+    """An erasure counts the cells it deletes before deleting them: a damaged pack key raised there, and the
+    entity's row was never deleted, on every run."""
+    cells = {"*a@1:l": b"", "*a@01:l": b"", layout.cell_key("b", 1, "long"): b""}
+    assert layout.count_values([(cells,)]) == 3
