@@ -28,7 +28,7 @@ from registry.core.definitions import (
 )
 from registry.core.errors import DefinitionError, ForbiddenError, UnknownFeatureError
 from registry.core.request_features import RequestFeature, key_field_clashes
-from registry.sqlite_store import SqliteStore, tables_of
+from registry.sqlite_store import SqliteStore, columns_of
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS feature_versions (
@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS changes (
     entity TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, action TEXT NOT NULL
 );
 """
+
+_STORED_COLUMNS = {"entity", "name", "version", "spec", "identity_hash", "created_at"}
 
 Action = Literal["created", "new_version", "metadata_updated", "unchanged", "activated"]
 
@@ -161,7 +163,7 @@ class DefinitionStore(SqliteStore):
         (``--db x.db``; default: the path)."""
         where = name or str(path)
         try:
-            tables = tables_of(path)
+            tables = columns_of(path)
         except sqlite3.DatabaseError as exc:
             raise DefinitionError(f"{where}: not a usable definition store (SQLite): {exc}") from None
         if tables is None:
@@ -170,6 +172,12 @@ class DefinitionStore(SqliteStore):
             raise DefinitionError(
                 f"{where}: not a definition store (no feature definitions table); run `python -m registry.cli apply`"
                 " first, or name the registry's file"
+            )
+        missing = sorted(_STORED_COLUMNS - tables["feature_versions"])
+        if missing:  # another program's table of that name: opening it as a store would add tables and switch to WAL
+            raise DefinitionError(
+                f"{where}: not a definition store (its feature_versions table has no column {', '.join(missing)}); "
+                "name the registry's file"
             )
         return cls(path)
 

@@ -47,9 +47,22 @@ def _access_only(folder: Path) -> Path:
     return path
 
 
+def _foreign_feature_versions(folder: Path) -> Path:
+    """Another program's table named like the registry's: it was opened as a store (tables added, WAL switched on),
+    then the read failed with a traceback ("no such column: spec")."""
+    path = folder / "other_features.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE feature_versions (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO feature_versions VALUES (1, 'x')")
+    conn.commit()
+    conn.close()
+    return path
+
+
 _NOT_STORES: dict[str, Callable[[Path], Path]] = {
     "empty file": _empty,
     "another program's SQLite": _foreign,
+    "another program's feature_versions table": _foreign_feature_versions,
     "a text file": _text,
     "tokens only": _access_only,
 }
