@@ -445,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="entities seeded, each one row of 100 values (at least 100: a (b) request reads 100 entities)",
     )
-    parser.add_argument("--workers", type=whole(1), default=1, help="server processes (1 measured best on 2 cores)")
+    parser.add_argument(
+        "--workers", type=whole(1, 64), default=1, help="server processes, 1 to 64 as the API takes (1 best on 2 cores)"
+    )
     parser.add_argument("--duration", type=positive, default=8.0, help="seconds measured per run")
     parser.add_argument(
         "--rounds",
@@ -462,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds of (a) at saturation after each server start, not measured: Cassandra's and the server's "
         "first seconds under load (the JVM compiling the read path) are not their steady state (0 skips it)",
     )
-    parser.add_argument("--cache-ttl-ms", type=whole(1), default=1000, help="TTL of the cached runs")
+    parser.add_argument(
+        "--cache-ttl-ms", type=whole(1, 3_600_000), default=1000, help="TTL of the cached runs (1 to 3,600,000)"
+    )
     parser.add_argument(
         "--zipf",
         type=number(0, math.inf),

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,6 +114,16 @@ def fetch(settings: StackSettings, component: str, *, force: bool = False, maven
     tail: list[str] = []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    # The deadline on a timer, not between lines: a Maven that hangs printing nothing is stopped on time too.
+    timed_out = threading.Event()
+
+    def expire() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(settings.fetch_timeout_s, expire)
+    timer.daemon = True
+    timer.start()
     try:
         for line in proc.stdout:
             tail = ([*tail, line.rstrip()])[-25:]
@@ -121,13 +132,13 @@ def fetch(settings: StackSettings, component: str, *, force: bool = False, maven
                 if downloaded % 10 == 0:
                     elapsed = time.monotonic() - started
                     print(f"[fetch] {component}: {downloaded} files downloaded, {elapsed:.0f}s", file=sys.stderr)
-            if time.monotonic() - started > settings.fetch_timeout_s:
-                proc.kill()
-                raise InfraError(f"{component}: fetch took longer than {settings.fetch_timeout_s:.0f}s")
         rc = proc.wait()
     finally:
+        timer.cancel()
         if proc.poll() is None:
             proc.kill()
+    if timed_out.is_set():
+        raise InfraError(f"{component}: fetch took longer than {settings.fetch_timeout_s:g}s (FS_FETCH_TIMEOUT_S)")
     if rc != 0:
         detail = "\n".join(line for line in tail if "ERROR" in line) or "\n".join(tail)
         raise InfraError(f"{component}: download from Maven Central failed (mvn exit {rc}):\n{detail}")

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.errors import InfraError
+
 
 def _start_ticks(pid: int) -> str | None:
     try:
@@ -56,7 +58,10 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     """True if something accepts TCP connections on host:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
-        return sock.connect_ex((host, port)) == 0
+        try:
+            return sock.connect_ex((host, port)) == 0
+        except (socket.gaierror, UnicodeError) as exc:  # a host name that does not resolve: named, not a traceback
+            raise InfraError(f"FS_HOST={host}: cannot resolve it ({exc})") from None
 
 
 def port_in_use(host: str, port: int) -> bool:

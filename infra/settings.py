@@ -21,13 +21,23 @@ _HOST = re.compile(r"[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+")
 _HEAP = re.compile(r"0*[1-9][0-9]*[kKmMgGtT]?")
 
 
+def _port_number(raw: str) -> int | None:
+    """A port written as ``_WHOLE`` takes it, in 1-65535; None outside it. Sign and leading zeros are read
+    before ``int``, which refuses more than 4,300 digits (a traceback, not a port out of range)."""
+    digits = raw.lstrip("+-").lstrip("0")
+    if len(digits) > 5:
+        return None
+    port = -int(digits or "0") if raw.startswith("-") else int(digits or "0")
+    return port if 0 < port < 65536 else None
+
+
 def _port(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
     if _WHOLE.fullmatch(raw) is None:
         raise SystemExit(f"error: {name}={raw!r} is not a port number")
-    port = int(raw)
-    if not 0 < port < 65536:
-        raise SystemExit(f"error: {name}={port} is outside 1-65535")
+    port = _port_number(raw)
+    if port is None:
+        raise SystemExit(f"error: {name}={raw if len(raw) <= 20 else raw[:20] + '...'} is outside 1-65535")
     return port
 
 
@@ -43,10 +53,21 @@ def _seconds(name: str, default: float) -> float:
     return seconds
 
 
+def _is_host(raw: str) -> bool:
+    """``registry.core.settings.check_host``'s test: the grammar, and a URL reads the text back as its host
+    (characters that NFKC-normalise into a delimiter, ``a／b``, do not)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return _HOST.fullmatch(raw) is not None and urlsplit(f"http://{raw}").hostname == raw.lower()
+    except ValueError:
+        return False
+
+
 def _host(name: str) -> str:
     """Where every service of the stack listens (and the clients look for them by default)."""
     raw = os.environ.get(name, "127.0.0.1")
-    if _HOST.fullmatch(raw) is None:
+    if not _is_host(raw):
         raise SystemExit(f"error: {name}={raw!r} is not one host name or IPv4 address")
     return raw
 
@@ -77,11 +98,14 @@ def _heap(name: str, default: str) -> str:
 def _seeds(name: str) -> str:
     """``host:storage_port`` nodes separated by commas; empty (the default): the node is its own seed."""
     raw = os.environ.get(name, "")
+    nodes = []
     for seed in raw.split(",") if raw else ():
         host, colon, port = seed.rpartition(":")
-        if not colon or _HOST.fullmatch(host) is None or _WHOLE.fullmatch(port) is None or not 0 < int(port) < 65536:
-            raise SystemExit(f"error: {name}={raw!r} is not host:port nodes separated by commas")
-    return raw
+        number = _port_number(port) if colon and _WHOLE.fullmatch(port) else None
+        if number is None or not _is_host(host):
+            raise SystemExit(f"error: {name}={raw[:200]!r} is not host:port nodes separated by commas")
+        nodes.append(f"{host}:{number}")  # as Cassandra reads it: no sign, no leading zeros (`+7000` it refuses)
+    return ",".join(nodes)
 
 
 @dataclass(frozen=True)
@@ -105,7 +129,7 @@ class StackSettings:
 
     @classmethod
     def from_env(cls) -> StackSettings:
-        return cls(
+        settings = cls(
             cache_dir=_folder("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"),
             state_dir=_state_dir("FS_STATE_DIR", REPO_DIR / ".state"),
             host=_host("FS_HOST"),
@@ -121,6 +145,21 @@ class StackSettings:
             fetch_timeout_s=_seconds("FS_FETCH_TIMEOUT_S", 900),
             cassandra_seeds=_seeds("FS_CASSANDRA_SEEDS"),
         )
+        ports: dict[int, str] = {}
+        for variable, port in (
+            ("FS_KAFKA_PORT", settings.kafka_port),
+            ("FS_KAFKA_CONTROLLER_PORT", settings.kafka_controller_port),
+            ("FS_CASSANDRA_PORT", settings.cassandra_port),
+            ("FS_CASSANDRA_STORAGE_PORT", settings.cassandra_storage_port),
+            ("FS_REGISTRY_PORT", settings.registry_port),
+            ("FS_API_PORT", settings.api_port),
+        ):
+            if port in ports:  # one service would find the other on it and stop, after the first had started
+                raise SystemExit(
+                    f"error: {ports[port]} and {variable} are both {port}: each service needs its own port"
+                )
+            ports[port] = variable
+        return settings
 
     def lib_dir(self, component: str) -> Path:
         return self.cache_dir / component / "lib"

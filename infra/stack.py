@@ -164,6 +164,12 @@ def up(settings: StackSettings, names: Iterable[str] | None = None) -> list[str]
     except InfraError:
         down(settings, started)
         raise
+    except OSError as exc:  # a service folder that is a file, a log that cannot be opened: one line, nothing left
+        down(settings, started)
+        raise InfraError(f"cannot start the stack: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+    except BaseException:  # Ctrl-C while starting: what this call started is stopped too
+        down(settings, started)
+        raise
     return started
 
 

@@ -57,6 +57,8 @@ BAD_OPTIONS = [
     ("serving_load", ["--prime", "-1"], "--prime"),
     ("serving_load", ["--workers", "0"], "--workers"),
     ("serving_load", ["--rounds", "0"], "--rounds"),
+    ("serving_load", ["--workers", "65"], "--workers"),  # past the API's own bound: the server then failed to start
+    ("serving_load", ["--cache-ttl-ms", "3600001"], "--cache-ttl-ms"),
     ("serving_load", ["--cache-ttl-ms", "0"], "--cache-ttl-ms"),
     ("serving_load", ["--zipf", "-1"], "--zipf"),
     ("serving_load", ["--log-sample", "1.5"], "--log-sample"),

@@ -190,3 +190,103 @@ def test_up_names_a_sigstopped_service_at_once_and_leaves_it(
         stack.up(settings, ["registry"])
     assert time.monotonic() - started < 5
     assert alive(pid), "up killed a service it had not started"
+
+
+def test_a_fetch_whose_maven_prints_nothing_stops_at_the_fetch_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline was checked between Maven's lines: one that hung silent ran past FS_FETCH_TIMEOUT_S (a fake
+    `mvn` sleeping 15 s with a 2 s timeout returned after 15 s, "produced no jars")."""
+    import time
+
+    from infra import artifacts
+    from infra.errors import InfraError
+    from infra.settings import StackSettings
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    mvn = bin_dir / "mvn"
+    mvn.write_text("#!/bin/sh\nexec sleep 30\n")
+    mvn.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("FS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FS_FETCH_TIMEOUT_S", "0.5")
+    started = time.monotonic()
+    with pytest.raises(InfraError, match=r"^kafka: fetch took longer than 0\.5s \(FS_FETCH_TIMEOUT_S\)$"):
+        artifacts.fetch(StackSettings.from_env(), "kafka", force=True)
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("FS_KAFKA_PORT", "1" * 5000, "error: FS_KAFKA_PORT=11111111111111111111... is outside 1-65535"),
+        (
+            "FS_API_PORT",
+            "8081",
+            "error: FS_REGISTRY_PORT and FS_API_PORT are both 8081: each service needs its own port",
+        ),
+        ("FS_HOST", "a\uff0fb", "error: FS_HOST='a\uff0fb' is not one host name or IPv4 address"),
+        ("FS_CASSANDRA_SEEDS", "a:" + "7" * 5000, "error: FS_CASSANDRA_SEEDS="),
+    ],
+)
+def test_stack_settings_refuse_what_would_end_in_a_traceback_or_a_port_clash(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    """5,000 digits ended in int()'s ValueError; two services on one port started one, then failed at the other."""
+    from infra.settings import StackSettings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as refused:
+        StackSettings.from_env()
+    assert str(refused.value).startswith(said)
+
+
+def test_seed_ports_are_written_as_cassandra_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`+7000` was passed to cassandra.yaml as given, which Cassandra's HostAndPort refuses at start."""
+    from infra.settings import StackSettings
+
+    monkeypatch.setenv("FS_CASSANDRA_SEEDS", "a:+7000,b:007001")
+    assert StackSettings.from_env().cassandra_seeds == "a:7000,b:7001"
+    monkeypatch.setenv("FS_KAFKA_PORT", "0" * 5000 + "9092")
+    assert StackSettings.from_env().kafka_port == 9092
+
+
+def test_a_host_that_does_not_resolve_is_one_named_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.errors import InfraError
+    from infra.process import port_open
+
+    with pytest.raises(InfraError, match=r"^FS_HOST=nosuchhost\.invalid: cannot resolve it"):
+        port_open("nosuchhost.invalid", 9092)
+
+
+@pytest.mark.parametrize("failure", [FileExistsError(17, "File exists", "/state/api"), KeyboardInterrupt()])
+def test_up_stops_what_it_started_whatever_ends_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException
+) -> None:
+    """Only an InfraError stopped the services already started: an OSError (a service folder that is a file) was a
+    traceback and Ctrl-C returned 130, both leaving the registry running."""
+    from infra import stack
+    from infra.errors import InfraError
+    from infra.settings import StackSettings
+
+    monkeypatch.setenv("FS_STATE_DIR", str(tmp_path / "state"))
+    settings = StackSettings.from_env()
+    stopped: list[list[str]] = []
+    pids = iter([4242])
+
+    def start(settings: StackSettings, svc: object, marks: dict[str, dict[Path, int]]) -> int:
+        if getattr(svc, "name", "") == "api":
+            raise failure
+        return next(pids)
+
+    monkeypatch.setattr(stack, "_check_ports", lambda settings, svc: None)
+    monkeypatch.setattr(stack, "_start", start)
+    monkeypatch.setattr(stack, "_wait_healthy", lambda *args: None)
+    monkeypatch.setattr(stack, "down", lambda settings, names=None: stopped.append(list(names or [])))
+    expected = InfraError if isinstance(failure, OSError) else KeyboardInterrupt
+    with pytest.raises(expected) as raised:
+        stack.up(settings, ["registry", "api"])
+    assert stopped == [["registry"]]
+    if isinstance(failure, OSError):
+        assert str(raised.value) == "cannot start the stack: File exists: /state/api"
