@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Producer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from jobs.registry_client import AvroSerializer, SchemaRegistryClient, registry_client, require_registry
@@ -170,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         producer = make_producer(settings)
         sent = producer.send(args.topic, events)
         producer.flush()
-    except FeatureStoreError as exc:  # Kafka or the schema registry down, a refused schema, ...
+    except FeatureStoreError as exc:  # Kafka or the schema registry down, ...
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except SchemaRegistryError as exc:  # a refused schema (409 incompatible) or token (401, 403): one line too
+        print(f"error: the schema registry refused the event schema for {args.topic}-value: {exc}", file=sys.stderr)
         return 1
     print(f"produced {sent} events to {args.topic}", file=sys.stderr)
     return 0

@@ -158,3 +158,25 @@ def test_a_topic_that_kafka_or_its_dead_letter_topic_cannot_have_is_refused(
         produce.main(["--topic", topic])
     assert refused.value.code == 2
     assert "argument --topic: topic" in capsys.readouterr().err
+
+
+def test_a_schema_the_registry_refuses_is_one_error_line(
+    closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 409 (incompatible) or 401/403 (FS_AUTH=on) from the schema registry ended in a SchemaRegistryError traceback."""
+    from jobs.registry_client import SchemaRegistryError
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SchemaRegistryError(409, 409, "Schema being registered is incompatible with an earlier schema")
+
+    monkeypatch.setenv("FS_SCHEMA_REGISTRY_URL", f"http://127.0.0.1:{closed_port}")  # no running registry needed
+    monkeypatch.setenv("FS_KAFKA_BOOTSTRAP", f"127.0.0.1:{closed_port}")
+    monkeypatch.setattr(produce, "require_reachable", lambda *args, **kwargs: None)
+    monkeypatch.setattr(produce, "require_registry", lambda *args, **kwargs: None)
+    monkeypatch.setattr(produce, "ensure_topics", lambda *args, **kwargs: None)
+    # Where the serializer meets the registry's refusal (it registers or looks the schema up on the first event).
+    monkeypatch.setattr(produce.AvroSerializer, "__call__", refuse)
+    assert produce.main(["--events", "3"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: the schema registry refused the event schema for card_transactions-value: ")
+    assert "incompatible" in line
