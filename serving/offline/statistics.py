@@ -220,11 +220,15 @@ def hourly(
 _JSON_NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
 
 
-def served_values(text: pa.Array, value_type: str) -> pa.Array:
+def served_values(text: pa.Array, value_type: str, status: pa.Array | None = None) -> pa.Array:
     """The logged ``value_json`` of one feature as its value type (JSON ``null``, no value, and a value not of
     the type, which only something other than the API can have logged, are null; a string feature's values stay
-    JSON text, which is all its statistics need)."""
+    JSON text, which is all its statistics need). With ``status``, a value served ``missing`` or ``expired`` is a
+    null whatever was logged beside it (the API logs null there; a log written otherwise counted it as a value)."""
     text = pc.if_else(pc.equal(text, "null"), pa.scalar(None, pa.string()), text)
+    if status is not None:
+        gone = pc.is_in(status, pa.array(["missing", "expired"]))
+        text = pc.if_else(pc.fill_null(gone, False), pa.scalar(None, pa.string()), text)
     if value_type in ("long", "double"):
         number = pc.match_substring_regex(text, _JSON_NUMBER)
         return pc.if_else(number, text, pa.scalar(None, pa.string())).cast(pa.float64())
@@ -250,23 +254,39 @@ def _served(log: Table, since_us: int, until_us: int) -> Iterator[tuple[tuple[st
         yield key, rows.take(pa.array(g["_row_list"], pa.int64()))
 
 
-def served_hourly(log: Table, catalog: FeatureCatalog, since_us: int, until_us: int) -> list[dict[str, Any]]:
+def served_hourly(
+    log: Table,
+    catalog: FeatureCatalog,
+    since_us: int,
+    until_us: int,
+    *,
+    entity_type: str | None = None,
+    only: Sequence[FeatureDefinition] | None = None,
+) -> list[dict[str, Any]]:
     """What ``hourly`` says of the offline table, of the values served in ``[since, until)`` (source
     ``serving_log``): hours of serving time, every logged value counted (``missing`` and ``expired``
-    ones as nulls), and the lag is serving time minus the served value's feature timestamp."""
+    ones as nulls), and the lag is serving time minus the served value's feature timestamp. ``entity_type``:
+    that type's features only (any version the catalog holds: a feature service may serve an inactive one);
+    ``only``: those versions only (a training set's)."""
     if until_us <= since_us:
         raise DatasetError("statistics: `until` must be after `since`")
+    wanted = None if only is None else {d.key for d in only}
     out: list[dict[str, Any]] = []
-    for (entity_type, name, version), rows in _served(log, since_us, until_us):
+    for key, rows in _served(log, since_us, until_us):
+        entity, name, version = key
+        if (entity_type is not None and entity != entity_type) or (wanted is not None and key not in wanted):
+            continue
         try:
-            d = catalog.get(entity_type, name, version)
+            d = catalog.get(entity, name, version)
         except UnknownFeatureError:
             continue  # parity reports unknown versions; statistics of values with no type mean nothing
         served = micros(rows.column("served_at"))
         times = rows.column("feature_time").combine_chunks()
         lags = pc.divide(pc.subtract(pa.array(served), times.cast(pa.int64())).cast(pa.float64()), 1000.0)
-        values = served_values(rows.column("value_json").combine_chunks(), d.value_type)
-        out.extend(_summaries("serving_log", entity_type, d, served // HOUR_US * HOUR_US, values, lags))
+        values = served_values(
+            rows.column("value_json").combine_chunks(), d.value_type, rows.column("status").combine_chunks()
+        )
+        out.extend(_summaries("serving_log", entity, d, served // HOUR_US * HOUR_US, values, lags))
     return out
 
 
@@ -374,7 +394,9 @@ def served_drift(
         if d is None:
             continue
         before = _reference(table, reference_point, entity_type, d, cache)
-        now = served_values(rows.column("value_json").combine_chunks(), d.value_type)
+        now = served_values(
+            rows.column("value_json").combine_chunks(), d.value_type, rows.column("status").combine_chunks()
+        )
         entry = _psi_entry("serving_log", entity_type, d, before, now)
         if entry is not None:
             out.append(entry)
@@ -444,7 +466,10 @@ def report(
         definitions = [d for d in catalog.active() if d.entity == entity_type]
     out["hourly"] = [
         *hourly(table, point, entity_type, definitions, since_us, until_us),
-        *served_hourly(log, catalog, since_us, until_us),
+        # The same features as the offline hours: the training set's, or every version of the entity type's.
+        *served_hourly(
+            log, catalog, since_us, until_us, entity_type=entity_type, only=definitions if manifest else None
+        ),
     ]
     return out
 

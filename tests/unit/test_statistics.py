@@ -184,6 +184,36 @@ def test_served_hourly_counts_what_was_served_by_hour_of_serving(
     }
 
 
+def test_a_value_logged_expired_or_missing_counts_as_a_null_and_other_types_stay_out(
+    tmp_path: Path, shipped_catalog: FeatureCatalog
+) -> None:
+    """`value_json` alone was read: an `expired` 7 counted as a value (the API logs null there, a log written
+    otherwise did not); and the serving log's hours covered every entity type's features, not the one asked."""
+    import orjson
+
+    from serving.offline.statistics import served_hourly
+    from sinks.serving_log import ensure_log_table
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    log = ensure_log_table(catalog, "ns")
+    expired = orjson.loads(_record(T0 + 60_000, "a", [7, 2.0], [T0, T0]))
+    expired["statuses"] = ["expired", "present"]
+    merchant = {**expired, "entity_type": "merchant", "statuses": ["present", "present"]}
+    _land(log, [orjson.dumps(expired), orjson.dumps(merchant)])
+    count = shipped_catalog.get("user", "txn_count_1h", 1)
+    both = FeatureCatalog([*shipped_catalog, count.model_copy(update={"entity": "merchant"})])
+    assert {s["entity_type"] for s in served_hourly(log, both, T0 * 1000, (T0 + H) * 1000)} == {"user", "merchant"}
+    hours = served_hourly(log, both, T0 * 1000, (T0 + H) * 1000, entity_type="user")
+    by = {s["feature"]: s for s in hours}
+    assert {s["entity_type"] for s in hours} == {"user"}
+    assert (by["txn_count_1h"]["count"], by["txn_count_1h"]["nulls"]) == (1, 1)
+    assert (by["txn_amount_sum_1h"]["count"], by["txn_amount_sum_1h"]["mean"]) == (1, 2.0)
+    only = served_hourly(
+        log, shipped_catalog, T0 * 1000, (T0 + H) * 1000, only=[shipped_catalog.get("user", "txn_amount_sum_1h", 1)]
+    )
+    assert [s["feature"] for s in only] == ["txn_amount_sum_1h"]
+
+
 def test_served_drift_and_the_stored_report(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
     from datetime import UTC, datetime, timedelta
 
