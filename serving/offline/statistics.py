@@ -102,24 +102,49 @@ def sleep(seconds: float) -> None:
         seconds -= step
 
 
+_KEYED = ("entity_id", "feature_name", "feature_version", "event_time", "ingested_at", "revision")
+
+
 def _rows(
     table: Table, point: ReadPoint, entity_type: str, d: FeatureDefinition, lo_us: int | None, hi_us: int | None
 ) -> tuple[np.ndarray, pa.Array, np.ndarray]:
-    """(window end µs, value, ingested at µs) of every visible row of ``d`` with ``lo_us <= end < hi_us``."""
+    """(window end µs, value, ingested at µs) of ``d``'s visible windows with ``lo_us <= end < hi_us``: of a window
+    stored more than once (its revisions, a replay), the row a training set's join reads, the latest ingested,
+    then the highest revision, then ``tie_key`` (``asof_join._winners_last``), so the hours and the drift's
+    reference describe the values the model was trained on, not the superseded partial ones."""
     if point.snapshot_id is None:
         return np.empty(0, np.int64), pa.array([], pa.float64()), np.empty(0, np.int64)
     column = VALUE_COLUMNS[d.value_type]
     rows = table.scan(
         row_filter=_filter(entity_type, [d], point, lo_us, None if hi_us is None else hi_us - 1),
-        selected_fields=("feature_name", "feature_version", "event_time", "ingested_at", column),
+        selected_fields=(*_KEYED, column),
         snapshot_id=point.snapshot_id,
     ).to_arrow()
     keep = pc.and_(pc.equal(rows.column("feature_name"), d.name), pc.equal(rows.column("feature_version"), d.version))
     if point.ingested_until_us is not None:
         ingested = pa.array(micros(rows.column("ingested_at")) <= point.ingested_until_us)
         keep = pc.and_(keep, ingested)
-    rows = rows.filter(keep)
+    rows = _winners(rows.filter(keep), column)
     return micros(rows.column("event_time")), rows.column(column).combine_chunks(), micros(rows.column("ingested_at"))
+
+
+def _winners(rows: pa.Table, column: str) -> pa.Table:
+    """One row per (entity, window end): the one the join reads; the rows keep their order."""
+    from serving.offline.asof_join import _winners_last
+
+    if rows.num_rows < 2:
+        return rows
+    entity = pc.dictionary_encode(rows.column("entity_id").combine_chunks()).indices.to_numpy(zero_copy_only=False)
+    ends = micros(rows.column("event_time"))
+    _, key = np.unique(np.column_stack((entity.astype(np.int64), ends)), axis=0, return_inverse=True)
+    key = key.reshape(-1)
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    revision = rows.column("revision").combine_chunks().fill_null(0).to_numpy(zero_copy_only=False)
+    values = rows.column(column).combine_chunks()
+    _winners_last(order, sorted_key, micros(rows.column("ingested_at")), revision, values)
+    last = np.flatnonzero(np.r_[sorted_key[1:] != sorted_key[:-1], True])
+    return rows.take(pa.array(np.sort(order[last])))
 
 
 def _numeric(values: pa.Array) -> pa.Array | None:
