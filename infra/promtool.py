@@ -28,7 +28,10 @@ def ensure_promtool(cache_dir: Path, *, timeout_s: float = 1200) -> Path:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
     if go is None:
         raise InfraError("promtool is built from its Go module, and no `go` command was found")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # FS_CACHE_DIR a file, or not ours to write: one line, not a traceback
+        raise InfraError(f"FS_CACHE_DIR={cache_dir}: cannot keep promtool there ({exc.strerror or exc})") from None
     with tempfile.TemporaryDirectory(prefix="promtool-build-") as tmp:
         (Path(tmp) / "go.mod").write_text("module promtoolbuild\n\ngo 1.26\n")
         env = {**os.environ, "GOFLAGS": "-mod=mod"}

@@ -290,3 +290,18 @@ def test_up_stops_what_it_started_whatever_ends_it(
     assert stopped == [["registry"]]
     if isinstance(failure, OSError):
         assert str(raised.value) == "cannot start the stack: File exists: /state/api"
+
+
+def test_promtool_names_a_cache_folder_it_cannot_use(tmp_path: Path) -> None:
+    """FS_CACHE_DIR naming a file ended in a NotADirectoryError traceback."""
+    import shutil
+
+    from infra.errors import InfraError
+    from infra.promtool import ensure_promtool
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    if not shutil.which("go") and not Path("/usr/local/go/bin/go").exists():
+        pytest.skip("no go command: ensure_promtool refuses before it makes the folder")
+    with pytest.raises(InfraError, match=rf"^FS_CACHE_DIR={afile}: cannot keep promtool there \(Not a directory\)$"):
+        ensure_promtool(afile)
