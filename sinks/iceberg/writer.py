@@ -425,6 +425,11 @@ class OfflineWriter:
             try:
                 if attempt:  # another writer committed first: retry on top of its snapshot
                     self._table.refresh()
+                    # ... checking identities again: that writer may have committed some of these very rows (a
+                    # failover's old attempt finishing its flush while the restored one replays), appended twice.
+                    batch = self._new_rows(batch)
+                    if not batch.num_rows:
+                        break
                 append_rows(self._table, batch)
                 break
             except CommitFailedException as exc:

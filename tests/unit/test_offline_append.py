@@ -149,3 +149,40 @@ def test_a_batch_large_enough_for_threads_in_several_chunks_with_null_keys_sorts
     assert got.schema == rows.schema
     assert got.equals(_reference(rows))
     assert got.column("entity_id").null_count == rows.column("entity_id").null_count > 0
+
+
+def test_a_commit_retried_after_a_race_appends_no_row_the_winner_committed(tmp_path: Path) -> None:
+    """The identity check ran once, before the commit's retries: a writer that lost the commit race to another
+    committing the same (window, revision)s appended them again on the winner's snapshot (each row twice)."""
+    from registry.core.catalog import FeatureCatalog
+    from sinks.iceberg.writer import OfflineWriter
+    from sinks.records import WindowResults
+
+    t0 = 1_767_225_600_000
+    catalog = SqlCatalog("c", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    ensure_table(catalog, "ns")
+    count = FeatureCatalog.from_folder().get("user", "txn_count_1h")
+
+    def results() -> WindowResults:
+        starts, ends = np.array([t0 - 3_600_000] * 2), np.array([t0] * 2)
+        return WindowResults((count,), ["u1", "u2"], starts, ends, np.array([3, 4]), [[3, 4]])
+
+    a = OfflineWriter(catalog.load_table("ns.offline_feature_values"), clock_ms=lambda: t0 + 1000)
+    b = OfflineWriter(catalog.load_table("ns.offline_feature_values"), clock_ms=lambda: t0 + 2000)
+    checked = b._new_rows
+    raced: list[bool] = []
+
+    def racing(rows: pa.Table) -> pa.Table:
+        fresh = checked(rows)  # nothing committed yet: both rows are new to B
+        if not raced:  # A commits the same results between B's check and B's commit
+            raced.append(True)
+            a.add_results(results())
+            a.flush()
+        return fresh
+
+    b._new_rows = racing  # type: ignore[method-assign]
+    b.add_results(results())
+    b.flush()
+    rows = catalog.load_table("ns.offline_feature_values").scan().to_arrow()
+    assert rows.num_rows == 2 and (a.written, b.written) == (2, 0)
+    assert set(rows.column("ingested_at").cast(pa.int64()).to_pylist()) == {(t0 + 1000) * 1000}
