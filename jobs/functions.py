@@ -199,7 +199,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
                 self._flush(key)
         else:
             self._timers.get(key, set()).discard(timestamp + 1)
-            live = time.time_ns() // 1_000_000 - timestamp < self._live_within_ms
+            live = time.time_ns() // 1_000_000 - (timestamp + 1) < self._live_within_ms  # ended less than that ago
             due = (
                 self._pending_count >= self._batch_rows or time.monotonic() - self._last_flush >= self._batch_interval_s
             )
