@@ -161,7 +161,8 @@ def run(
         *(["--until", until] if until is not None else []),
     ]
     started = time.monotonic()
-    log = settings.definitions_db.parent / f"backfill-{int(time.time())}.log"
+    # Its own file: two backfills started in one second shared (and truncated) one log, and named each other's error.
+    log = settings.definitions_db.parent / f"backfill-{int(time.time())}-{os.getpid()}.log"
     with log.open("w") as out:
         env = {**os.environ, **absolute(settings).to_env()}
         proc = subprocess.Popen(cmd, cwd=_REPO, env=env, stdout=out, stderr=subprocess.STDOUT)

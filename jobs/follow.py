@@ -28,7 +28,9 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -45,6 +47,7 @@ from registry.definition_store import DefinitionStore
 
 _REPO = Path(__file__).resolve().parent.parent
 PLAN_FILE = "plan.json"
+_REF = re.compile(r"[a-z][a-z0-9_]{0,62}\.[a-z][a-z0-9_]{0,62}@[1-9][0-9]{0,9}")  # entity.name@version
 STOP_GRACE_S = 20.0
 """How long a job may take to end after SIGTERM before it is killed (its checkpoints are kept either way)."""
 
@@ -79,9 +82,21 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
             if not isinstance(j["versions"], list) or not all(isinstance(v, str) for v in j["versions"]):
                 raise ValueError(f"job {j.get('name')!r}: versions must be a list of entity.name@version")
         jobs = [PlannedJob(j["name"], tuple(j["versions"]), j["progress"], j["group_id"]) for j in raw["jobs"]]
-        for j in jobs:
+        for i, j in enumerate(jobs):
             if j.progress not in ("stream", "version") or job_index(j.name) is None:
                 raise ValueError(f"job {j.name!r} with progress {j.progress!r}")
+            if (i == 0) != (j.name == "base") or (i == 0 and j.progress != "stream"):
+                raise ValueError(f"job {j.name!r} at place {i + 1}: the first job, and only it, is base, per stream")
+            if j.name != f"add-{job_index(j.name)}" and j.name != "base":  # add-01 beside add-1: one metrics port
+                raise ValueError(f"job {j.name!r}: add-<n> with n written without leading zeros")
+            if not isinstance(j.group_id, str) or not j.group_id:
+                raise ValueError(f"job {j.name!r}: group_id must be a consumer group's name")
+            if not j.versions or not all(_REF.fullmatch(v) for v in j.versions):
+                raise ValueError(f"job {j.name!r}: versions must be entity.name@version, at least one")
+        names = [j.name for j in jobs]
+        versions = [v for j in jobs for v in j.versions]
+        if len(set(names)) < len(names) or len(set(versions)) < len(versions):
+            raise ValueError("a job named twice, or a version computed by two jobs")
         return jobs
     except (ValueError, KeyError, TypeError) as exc:
         raise FeatureStoreError(f"{path} is not a follower's plan ({exc}): start on an empty --state-dir") from None
@@ -142,6 +157,7 @@ class Follower:
         self._log_start: dict[str, int] = {}  # where each job's run begins in its (appended) log
         self._failed: dict[str, int] = {}  # version -> the store's change sequence when its job ended
         self.stop_requested = False  # set by a signal handler: a plain flag (an Event's lock is not reentrant)
+        self._lock_fd: int | None = None
 
     def _say(self, text: str) -> None:
         print(f"[follow] {text}", file=self._out, flush=True)
@@ -184,6 +200,7 @@ class Follower:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its JVM and workers with it: stopped as one group
                 preexec_fn=_end_with_parent,
+                pass_fds=(self._lock_fd,) if self._lock_fd is not None else (),
             )
         self._say(
             f"job {job.name} started (pid {self.procs[job.name].pid}, progress per {job.progress}"
@@ -213,7 +230,15 @@ class Follower:
             self._hold_progress(versions)
         self.jobs.append(job)
         save_plan(self._state_dir, self.jobs)
-        self._launch(job)
+        try:
+            self._launch(job)
+        except (OSError, subprocess.SubprocessError) as exc:  # fork refused (memory), a log it cannot open
+            if first:
+                raise FeatureStoreError(f"cannot start job {name}: {exc}") from None
+            self.jobs.remove(job)
+            save_plan(self._state_dir, self.jobs)
+            self._failed.update(dict.fromkeys(versions, -1))
+            self._say(f"error: cannot start job {name} ({exc}); its versions wait for the next change: {versions}")
 
     def _hold_progress(self, versions: list[str]) -> None:
         from jobs.feature_job import resolve_refs
@@ -254,6 +279,7 @@ class Follower:
                 return 1
             job = next(j for j in self.jobs if j.name == name)
             self.jobs.remove(job)
+            _signal_group(proc, signal.SIGKILL)  # what its process left in its group (a JVM, workers) goes with it
             del self.procs[name]
             save_plan(self._state_dir, self.jobs)
             self._failed.update(dict.fromkeys(job.versions, -1 if seq is None else seq))
@@ -267,6 +293,8 @@ class Follower:
         ``--poll-interval-s`` (up to an hour) would otherwise keep SIGTERM waiting for the whole interval."""
         deadline = time.monotonic() + poll_s
         while not self.stop_requested and (left := deadline - time.monotonic()) > 0:
+            if any(proc.poll() is not None for proc in self.procs.values()):
+                return  # a job ended: seen now, not a whole interval later (the first one ends the follower)
             time.sleep(min(left, 0.1))
 
     def run(self, poll_s: float) -> int:
@@ -281,6 +309,9 @@ class Follower:
         except BlockingIOError:
             lock.close()
             raise FeatureStoreError(f"another follower runs on {self._state_dir}") from None
+        # The jobs hold the lock too (its file description): after the follower is killed it stays held until its
+        # last job has ended, so a follower restarted at once does not start the same jobs beside the old ones.
+        self._lock_fd = lock.fileno()
         try:
             for job in self.jobs:
                 self._launch(job)
@@ -288,14 +319,25 @@ class Follower:
             while not self.stop_requested:
                 if self._ended(seq) is not None:
                     return 1
-                now = self._store.change_seq()
+                try:
+                    now = self._store.change_seq()
+                    missing = missing_versions(self._store, self.jobs) if now != seq else []
+                except (FeatureStoreError, sqlite3.Error) as exc:  # the registry's file unreadable: tried again
+                    self._say(f"error: cannot read the definition store: {exc}")
+                    self._pause(poll_s)
+                    continue
                 if now != seq:
                     waiting = {v for v, at in self._failed.items() if at == now}
+                    retried = {v for v in self._failed if v not in waiting}
                     self._failed = {v: at for v, at in self._failed.items() if at == now}
-                    missing = [v for v in missing_versions(self._store, self.jobs) if v not in waiting]
+                    missing = [v for v in missing if v not in waiting]
+                    # Versions whose job ended before go in a job of their own: one that cannot start (its topic
+                    # does not exist) never takes versions activated since down with it.
+                    groups = [[v for v in missing if v not in retried], [v for v in missing if v in retried]]
                     try:
-                        if missing:
-                            self._add(missing)
+                        for versions in groups:
+                            if versions:
+                                self._add(versions)
                         seq = now
                     except StoreUnavailableError as exc:  # Cassandra down: the running jobs go on; tried again
                         self._say(f"error: cannot start a job for {','.join(missing)} yet: {exc}")

@@ -13,10 +13,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from jobs.registry_client import AvroSerializer, SchemaRegistryClient, registry_client, require_registry
+from jobs.registry_client import (
+    AvroSerializer,
+    SchemaRegistryClient,
+    SchemaRegistryError,
+    registry_client,
+    require_registry,
+)
 from registry.core.arguments import whole
 from registry.core.definitions import topic_name
 from registry.core.errors import FeatureStoreError, StoreUnavailableError

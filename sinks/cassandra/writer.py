@@ -273,9 +273,9 @@ def hold_version_progress(session: Session, keyspace: str, definitions: Iterable
     window step of it once the job has caught up; until then serving reads their stored values as they are, never
     as the empty windows their stream's progress would imply. Kept a day past one window step (``hold_ttl_s``).
     """
-    statement = session.prepare(online_layout.hold_progress_cql(keyspace))
     now_ms = time.time_ns() // 1_000_000
     try:
+        statement = session.prepare(online_layout.hold_progress_cql(keyspace))  # a node lost here: unavailable too
         for d in definitions:
             key = online_layout.version_stream(d.stream, d.entity, d.name, d.version)
             session.execute(statement, (key, _ts(0), _ts(now_ms), now_ms * 1000, hold_ttl_s(d)))

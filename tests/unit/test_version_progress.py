@@ -9,7 +9,7 @@ vectors the API assembles against the rule applied feature by feature with each 
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -312,7 +312,124 @@ def test_a_stop_asked_for_ends_the_pause_between_polls_at_once(tmp_path: Any) ->
 
     follower = Follower.__new__(Follower)  # only the pause: no store, no jobs
     follower.stop_requested = False
+    follower.procs = {}
     threading.Timer(0.2, lambda: setattr(follower, "stop_requested", True)).start()
     started = time.monotonic()
     follower._pause(3600)
     assert time.monotonic() - started < 5
+
+
+class _FakeJob:
+    """A job process: it ends at once (exit 1) when one of its versions is named ``bad``, else runs until stopped."""
+
+    launched: ClassVar[list[str]] = []
+
+    def __init__(self, cmd: list[str], **kwargs: Any) -> None:
+        versions = cmd[cmd.index("--versions") + 1]
+        _FakeJob.launched.append(versions)
+        self.pid = 10_000 + len(_FakeJob.launched)
+        self.code: int | None = 1 if "bad" in versions else None
+        kwargs["stdout"].write(b"error: topic missing\n" if self.code else b"running\n")
+
+    def poll(self) -> int | None:
+        return self.code
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.code = -15 if self.code is None else self.code
+        return self.code
+
+
+def _follower(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, store: Any) -> Any:
+    import io
+
+    from jobs import follow
+
+    _FakeJob.launched = []
+    monkeypatch.setattr(follow.subprocess, "Popen", _FakeJob)
+    monkeypatch.setattr(follow, "_signal_group", lambda proc, sig: None)
+    monkeypatch.setattr(follow.Follower, "_hold_progress", lambda self, versions: None)
+    monkeypatch.setattr(follow, "absolute", lambda settings: type("Env", (), {"to_env": lambda self: {}})())
+    follower = follow.Follower.__new__(follow.Follower)
+    follower._settings = None  # type: ignore[assignment]  # unused: the hold and the environment are stubbed
+    follower._state_dir = tmp_path / "state"
+    follower._group_id, follower._parallelism, follower._metrics_port = "g", 1, 9249
+    follower._bind_host, follower._out = "127.0.0.1", io.StringIO()
+    follower._store, follower.jobs, follower.procs = store, [], {}
+    follower._log_start, follower._failed, follower.stop_requested, follower._lock_fd = {}, {}, False, None
+    return follower
+
+
+def test_a_version_that_cannot_start_never_takes_later_activations_down_with_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, make_definition: Any
+) -> None:
+    """Every missing version went into one job, the failed ones with the new: once `bad` could not start, each
+    later activation was started beside it and ended with it (add-2 [bad, good], add-3 [bad, good, good2])."""
+    import threading
+    import time
+
+    from registry.definition_store import DefinitionStore
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="a"))
+    follower = _follower(tmp_path, monkeypatch, store)
+
+    def activations() -> None:
+        for name in ("bad", "good", "good2"):
+            time.sleep(0.4)
+            store.register(make_definition(name=name))
+        time.sleep(0.4)
+        follower.stop_requested = True
+
+    threading.Thread(target=activations).start()
+    assert follower.run(0.05) == 0
+    assert _FakeJob.launched[0] == "user.a@1"
+    assert "user.good@1" in _FakeJob.launched and "user.good2@1" in _FakeJob.launched
+    assert all("bad" not in versions or versions == "user.bad@1" for versions in _FakeJob.launched)
+
+
+def test_the_first_job_ending_is_seen_within_the_poll_not_after_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, make_definition: Any
+) -> None:
+    """The follower looked at its jobs once per --poll-interval-s (up to an hour): a dead first job went unseen."""
+    import time
+
+    from registry.definition_store import DefinitionStore
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="bad"))  # the first job ends at once
+    follower = _follower(tmp_path, monkeypatch, store)
+    started = time.monotonic()
+    assert follower.run(3600) == 1
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(
+    "jobs",
+    [
+        [{"name": "add-1", "versions": ["user.a@1"], "progress": "version", "group_id": "g"}],  # no base first
+        [
+            {"name": "base", "versions": ["user.a@1"], "progress": "stream", "group_id": "g"},
+            {"name": "base", "versions": ["user.b@1"], "progress": "stream", "group_id": "h"},
+        ],
+        [
+            {"name": "base", "versions": ["user.a@1"], "progress": "stream", "group_id": "g"},
+            {"name": "add-01", "versions": ["user.b@1"], "progress": "version", "group_id": "h"},
+        ],
+        [
+            {"name": "base", "versions": ["user.a@1"], "progress": "stream", "group_id": "g"},
+            {"name": "add-1", "versions": ["user.a@1"], "progress": "version", "group_id": "h"},
+        ],
+        [{"name": "base", "versions": [], "progress": "stream", "group_id": "g"}],
+        [{"name": "base", "versions": ["nonsense"], "progress": "stream", "group_id": "g"}],
+        [{"name": "base", "versions": ["user.a@1"], "progress": "stream", "group_id": 5}],
+        [{"name": "base", "versions": ["user.a@1"], "progress": "version", "group_id": "g"}],
+    ],
+)
+def test_a_plan_the_follower_could_start_but_not_run_is_refused(tmp_path: Any, jobs: list[dict[str, Any]]) -> None:
+    """Each was accepted: jobs then started and failed, a name twice lost one process from stop(), a version twice
+    was computed by two jobs, a group_id of 5 failed in Popen after earlier jobs had started."""
+    import json
+
+    (tmp_path / "plan.json").write_text(json.dumps({"jobs": jobs}))
+    with pytest.raises(FeatureStoreError, match="is not a follower's plan"):
+        load_plan(tmp_path)
