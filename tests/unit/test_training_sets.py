@@ -707,6 +707,12 @@ def _cli_environment(
     return labels_path
 
 
+def _build(labels_path: Path) -> list[str]:
+    """``training build`` of count_5m over the labels, without ``--out``."""
+    who = ["--entity-type", "user", "--entity-column", "who"]
+    return ["build", "--labels", str(labels_path), *who, "--features", "count_5m"]
+
+
 def test_cli_build_link_show_rebuild(
     built: tuple[Any, list[Row], list[tuple[str, int]]],
     catalog: FeatureCatalog,
@@ -767,8 +773,7 @@ def test_a_build_that_cannot_finish_leaves_the_files_it_would_replace_as_they_we
     from serving.offline import training
 
     labels_path = _cli_environment(built, catalog, tmp_path, monkeypatch)
-    base = ["build", "--labels", str(labels_path), "--entity-type", "user", "--entity-column", "who"]
-    base += ["--features", "count_5m"]
+    base = _build(labels_path)
     out = tmp_path / "train.parquet"
     assert training.main([*base, "--out", str(out)]) == 0
     recorded, kept_labels = out.read_bytes(), labels_path.read_bytes()
@@ -806,8 +811,7 @@ def test_a_build_into_a_folder_or_a_missing_folder_is_refused_before_the_join(
     from serving.offline import training
 
     labels_path = _cli_environment(built, catalog, tmp_path, monkeypatch)
-    base = ["build", "--labels", str(labels_path), "--entity-type", "user", "--entity-column", "who"]
-    base += ["--features", "count_5m"]
+    base = _build(labels_path)
     (tmp_path / "outdir").mkdir()
     capsys.readouterr()
     for out in (tmp_path / "outdir", tmp_path / "nodir" / "x.parquet"):
@@ -830,8 +834,7 @@ def test_a_labels_copy_made_by_building_a_recorded_training_set_again_is_what_re
     from serving.offline import training
 
     labels_path = _cli_environment(built, catalog, tmp_path, monkeypatch)
-    base = ["build", "--labels", str(labels_path), "--entity-type", "user", "--entity-column", "who"]
-    base += ["--features", "count_5m"]
+    base = _build(labels_path)
     assert training.main([*base, "--out", str(tmp_path / "one.parquet")]) == 0
     kept = tmp_path / "kept"
     assert training.main([*base, "--out", str(tmp_path / "two.parquet"), "--copy-labels-to", str(kept)]) == 0
