@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -41,13 +40,14 @@ from typing import TextIO
 
 from jobs.backfill import absolute, job_error
 from registry.core.arguments import host, number, whole
+from registry.core.durable import replace_durably
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
+from registry.core.refs import parse_ref
 from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
 
 _REPO = Path(__file__).resolve().parent.parent
 PLAN_FILE = "plan.json"
-_REF = re.compile(r"[a-z][a-z0-9_]{0,62}\.[a-z][a-z0-9_]{0,62}@[1-9][0-9]{0,9}")  # entity.name@version
 STOP_GRACE_S = 20.0
 """How long a job may take to end after SIGTERM before it is killed (its checkpoints are kept either way)."""
 
@@ -65,6 +65,17 @@ class PlannedJob:
 
 def ref(entity: str, name: str, version: int) -> str:
     return f"{entity}.{name}@{version}"
+
+
+def _planned_ref(text: str) -> bool:
+    """``text`` is a version as a plan writes it: ``entity.name@N``, N within the registry's versions."""
+    parsed = parse_ref(text, with_entity=True)
+    return (
+        parsed is not None
+        and parsed.entity is not None
+        and parsed.version is not None
+        and (text == ref(parsed.entity, parsed.name, parsed.version))
+    )
 
 
 def load_plan(state_dir: Path) -> list[PlannedJob]:
@@ -91,7 +102,7 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
                 raise ValueError(f"job {j.name!r}: add-<n> with n written without leading zeros")
             if not isinstance(j.group_id, str) or not j.group_id:
                 raise ValueError(f"job {j.name!r}: group_id must be a consumer group's name")
-            if not j.versions or not all(_REF.fullmatch(v) for v in j.versions):
+            if not j.versions or not all(_planned_ref(v) for v in j.versions):
                 raise ValueError(f"job {j.name!r}: versions must be entity.name@version, at least one")
         names = [j.name for j in jobs]
         versions = [v for j in jobs for v in j.versions]
@@ -104,9 +115,8 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
 
 def save_plan(state_dir: Path, jobs: list[PlannedJob]) -> None:
     path = state_dir / PLAN_FILE
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps({"jobs": [asdict(j) for j in jobs]}, indent=2) + "\n")
-    partial.replace(path)  # whole or not at all: a crash leaves the plan before or after
+    text = json.dumps({"jobs": [asdict(j) for j in jobs]}, indent=2) + "\n"
+    replace_durably(path, text.encode())  # whole or not at all: a crash leaves the plan before or after
 
 
 def job_index(name: str) -> int | None:

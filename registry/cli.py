@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 from registry.core.arguments import number, whole
 from registry.core.catalog import FeatureCatalog, load_folder_at, load_request_folder_at
 from registry.core.definitions import MAX_VERSION
+from registry.core.durable import fsync_folder
 from registry.core.durations import EPOCH, parse_duration, to_millis
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
@@ -140,24 +141,10 @@ def _apply(
                 return _apply_folder(DefinitionStore(db), folder)
             except OSError:  # no hard links on this filesystem: the folder, already checked whole, applied in place
                 return _apply_folder(DefinitionStore(db), folder)
-            _fsync_folder(db.parent)
+            fsync_folder(db.parent)
         finally:
             staged.unlink(missing_ok=True)
     return outcome
-
-
-def _fsync_folder(folder: Path) -> None:
-    """The folder's entries on disk (a new link in it), where the platform allows opening a folder."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _plan_folder(store: DefinitionStore, folder: Path) -> tuple[list[Change], list[RequestChange]]:

@@ -59,18 +59,24 @@ def tables_of(path: Path) -> set[str] | None:
     """The tables of the SQLite file at ``path``, read without writing anything (no file, table or WAL switch is
     created): None if there is no file there (or it cannot be opened); ``sqlite3.DatabaseError`` if it is not
     SQLite. An empty file is an empty database: no tables."""
-    held = columns_of(path)
+    held = _read_schema(path, with_columns=False)
     return None if held is None else set(held)
 
 
 def columns_of(path: Path) -> dict[str, set[str]] | None:
     """Each table of the SQLite file at ``path`` with its columns, read as ``tables_of`` reads (nothing written)."""
+    return _read_schema(path, with_columns=True)
+
+
+def _read_schema(path: Path, *, with_columns: bool) -> dict[str, set[str]] | None:
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)
     except sqlite3.OperationalError:  # no such file, a folder, or not ours to open
         return None
     try:
         names = [str(name) for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if not with_columns:
+            return {n: set() for n in names}
         return {n: {str(row[1]) for row in conn.execute("SELECT * FROM pragma_table_info(?)", (n,))} for n in names}
     finally:
         conn.close()
