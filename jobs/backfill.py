@@ -9,7 +9,8 @@ instead of the topic: history the topic no longer holds; ``--events archive`` re
 archive (``sinks.archive``) and then the topic from where the archive ends (``jobs.history``), and
 ``--since``/``--until`` limit it to the events and whole windows of a time range. The active version is never a
 target (a backfill must not rewrite what models read), and a failed backfill leaves it untouched.
-Progress (rows committed offline and elapsed time; with ``--events`` also the events read) is printed
+Progress (rows committed to the offline table since the backfill started, a stream job's meanwhile included,
+and elapsed time; with ``--events`` also the events read) is printed
 every few seconds.
 """
 

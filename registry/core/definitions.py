@@ -64,6 +64,8 @@ def _subject_name(value: str) -> str:
     return value
 
 
+READ_PARAMETERS = frozenset({"names", "feature_service", "entity_ids"})
+"""The read routes' own query parameters: no composite key field or request field is named like one."""
 MAX_VERSION = 2**31 - 1  # versions are 32-bit, as Flink's INT and the stores' int columns
 SQL_DURATION_LIMIT = timedelta(days=1000)
 """Durations the job writes into its Flink SQL as intervals (window size, slide and gap, allowed lateness,
@@ -107,6 +109,11 @@ def _entity_key(value: object) -> object:
             if not isinstance(field, str):
                 raise ValueError(f"a composite `entity_key` lists event field names, not {field!r:.100}")
             _field_name(field, "`entity_key` field ")
+            if field in READ_PARAMETERS:
+                raise ValueError(
+                    f"a composite `entity_key` field must not be named {field!r}: the read routes take their key "
+                    f"fields as query parameters beside their own ({', '.join(sorted(READ_PARAMETERS))})"
+                )
         if not 2 <= len(value) <= MAX_KEY_FIELDS:
             raise ValueError(
                 f"a composite `entity_key` lists 2-{MAX_KEY_FIELDS} fields (one field is written as a string)"

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.core.definitions import NAME_PATTERN, FeatureDefinition, PlainText, Prose, Tags, Version
+from registry.core.definitions import NAME_PATTERN, READ_PARAMETERS, FeatureDefinition, PlainText, Prose, Tags, Version
 from registry.core.errors import RequestFeatureError
 from registry.core.refs import parse_ref
 from registry.core.value_types import ValueType, arrow_type
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 _FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
-RESERVED_FIELDS = frozenset({"names", "feature_service", "entity_ids"})  # the read routes' own parameters
 MAX_STRING = 4096
 _LONG = re.compile(r"-?[0-9]{1,100}", re.ASCII)  # then range-checked
 _DOUBLE = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)  # JSON-like, ASCII digits
@@ -90,7 +89,7 @@ class RequestFeature(_Frozen):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"input and request field names must be distinct: {twice}")
-        reserved = sorted(RESERVED_FIELDS & {f.name for f in self.request_fields})
+        reserved = sorted(READ_PARAMETERS & {f.name for f in self.request_fields})
         if reserved:
             raise ValueError(f"request field names {reserved} are taken by the read routes")
         if not self.inputs and not self.request_fields:

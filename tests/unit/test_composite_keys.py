@@ -131,6 +131,9 @@ def test_a_composite_key_lists_two_to_eight_distinct_fields(make_definition: Cal
         (["user_id"], "2-8 fields"),
         (["user_id", "user_id"], "twice"),
         ([f"k{i}" for i in range(9)], "2-8"),
+        (["names", "merchant_id"], "must not be named 'names'"),  # was taken as the key, every feature served
+        (["user_id", "feature_service"], "must not be named 'feature_service'"),
+        (["user_id", "entity_ids"], "must not be named 'entity_ids'"),
     ):
         with pytest.raises(ValidationError, match=why):
             pair_definition(make_definition, **{"source.entity_key": bad})
