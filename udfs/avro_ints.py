@@ -1,14 +1,18 @@
-"""Avro ints held to 32 bits wherever the writer put them, as the stream job's JVM decoder holds them.
+"""Avro varints held to what the stream job's JVM decoder reads, wherever the writer put them.
 
-fastavro reads a varint of any length for an ``int`` and skips a writer-only one without looking at it; Avro's
-Java reader, held to fastavro by ``jobs/java/decode``'s ``CheckedDecoder``, refuses any int, read or skipped,
-that does not fit 32 bits. A record the live stream dead-letters must not be accepted by the Python decoder
+fastavro reads a varint of any length for an ``int`` and skips a writer-only one without looking at it, lets a
+negative union or enum index pick a branch or symbol from the end (Python's negative indexing), and drops or
+wraps the bits of a varint beyond 64. Avro's Java reader, held to fastavro by ``jobs/java/decode``'s
+``CheckedDecoder``, refuses all of these: a varint of more than 10 bytes or with bits beyond 64 (a long, a
+length, a count, an int or an index, read or skipped), an int, enum index or union index outside 32 bits, and a
+negative union or enum index. A record the live stream dead-letters must not be accepted by the Python decoder
 (``jobs.history`` backfills with it: the offline rows would then count an event the online ones never saw), so
-after fastavro has decoded a body this walks the writer's data once more and finds such an int.
+after fastavro has decoded a body this walks the writer's data once more and finds the first such varint, or an
+index past the branches or symbols, or a length past the record's end (``check_body``).
 
 Like the JVM decoder, it does not look inside an array or map block written with its byte size (a negative
-item count): such a block of a writer-only field is skipped by that size. Only writer schemas that hold an
-``int`` somewhere are walked (``holds_int``): for the others there is nothing to find.
+item count): such a block of a writer-only field is skipped by that size (its count and size varints are
+checked).
 """
 
 from __future__ import annotations
@@ -19,96 +23,112 @@ _PRIMITIVE_SIZES = {"null": 0, "boolean": 1, "float": 4, "double": 8}
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
-def holds_int(schema: Any, seen: set[str] | None = None) -> bool:
-    """Whether a parsed writer schema (``fastavro.parse_schema``) has an ``int`` anywhere."""
-    seen = set() if seen is None else seen
-    if isinstance(schema, str):
-        return schema == "int"
-    if isinstance(schema, list):
-        return any(holds_int(s, seen) for s in schema)
-    kind = schema["type"]
-    if kind in ("record", "error"):
-        if schema["name"] in seen:
-            return False
-        seen.add(schema["name"])
-        return any(holds_int(f["type"], seen) for f in schema["fields"])
-    if kind == "array":
-        return holds_int(schema["items"], seen)
-    if kind == "map":
-        return holds_int(schema["values"], seen)
-    if kind in ("enum", "fixed"):
-        return False
-    return holds_int(kind, seen)
+class MalformedBody(ValueError):
+    """A body fastavro decoded that the JVM decoder refuses; ``int_value`` is set when it is an int outside 32
+    bits (the message is then ``<n> is not an int``)."""
+
+    def __init__(self, message: str, int_value: int | None = None) -> None:
+        super().__init__(message)
+        self.int_value = int_value
 
 
 def int_outside_32_bits(schema: Any, body: bytes | memoryview) -> int | None:
     """The first ``int`` in ``body`` (written with the parsed writer ``schema``, already decoded cleanly by
-    fastavro) whose value does not fit 32 bits, or None."""
+    fastavro) whose value does not fit 32 bits, or None; MalformedBody for anything else ``check_body`` refuses
+    before it."""
+    try:
+        check_body(schema, body)
+    except MalformedBody as exc:
+        if exc.int_value is None:
+            raise
+        return exc.int_value
+    return None
+
+
+def check_body(schema: Any, body: bytes | memoryview) -> None:
+    """Walk ``body`` (written with the parsed writer ``schema``, already decoded cleanly by fastavro) and raise
+    MalformedBody at the first varint, index or length the JVM decoder refuses."""
     named: dict[str, Any] = {}
     pos = 0
+    end = len(body)
 
     def varint() -> int:
         nonlocal pos
-        shift = result = 0
-        while True:
+        raw = 0
+        for shift in range(0, 64, 7):
+            if pos >= end:
+                raise MalformedBody("a varint runs past the record's end")
             byte = body[pos]
             pos += 1
-            result |= (byte & 0x7F) << shift
+            if shift == 63 and byte > 1:  # the 10th byte holds bit 63 only, and ends the varint
+                raise MalformedBody("a varint longer than 64 bits")
+            raw |= (byte & 0x7F) << shift
             if not byte & 0x80:
-                return (result >> 1) ^ -(result & 1)
-            shift += 7
+                return (raw >> 1) ^ -(raw & 1)
+        raise AssertionError("unreachable: the 10th byte ends the varint or is refused")
 
-    def blocks(item: Any) -> int | None:
+    def int32() -> int:
+        value = varint()
+        if not INT_MIN <= value <= INT_MAX:
+            raise MalformedBody(f"{value} is not an int", value)
+        return value
+
+    def index(count: int, what: str) -> int:
+        value = int32()
+        if not 0 <= value < count:
+            raise MalformedBody(f"{what} index {value} is not one of 0-{count - 1}")
+        return value
+
+    def skip(size: int) -> None:
         nonlocal pos
+        if size < 0 or size > end - pos:
+            raise MalformedBody(f"a length of {size} runs past the record's end")
+        pos += size
+
+    def blocks(item: Any) -> None:
         while (count := varint()) != 0:
             if count < 0:  # a block with its byte size: skipped by it, as the JVM decoder skips it
-                size = varint()  # read before `pos +=` loads pos: varint() moves it
-                pos += size
+                skip(varint())
                 continue
             for _ in range(count):
-                found = item()
-                if found is not None:
-                    return found
-        return None
+                item()
 
-    def walk(s: Any) -> int | None:
-        nonlocal pos
+    def entry(values: Any) -> None:
+        walk("string")
+        walk(values)
+
+    def walk(s: Any) -> None:
         if isinstance(s, str):
             if s in named:
-                return walk(named[s])
-            if s == "int":
-                value = varint()
-                return value if not INT_MIN <= value <= INT_MAX else None
-            if s == "long":
+                walk(named[s])
+            elif s == "int":
+                int32()
+            elif s == "long":
                 varint()
             elif s in ("bytes", "string"):
-                length = varint()
-                pos += length
+                skip(varint())
             else:
-                pos += _PRIMITIVE_SIZES[s]
-            return None
+                skip(_PRIMITIVE_SIZES[s])
+            return
         if isinstance(s, list):
-            return walk(s[varint()])
+            walk(s[index(len(s), "a union")])
+            return
         kind = s["type"]
         if kind in ("record", "error"):
             named[s["name"]] = s
             for field in s["fields"]:
-                found = walk(field["type"])
-                if found is not None:
-                    return found
-            return None
-        if kind == "enum":
+                walk(field["type"])
+        elif kind == "enum":
             named[s["name"]] = s
-            varint()
-            return None
-        if kind == "fixed":
+            index(len(s["symbols"]), "an enum")
+        elif kind == "fixed":
             named[s["name"]] = s
-            pos += s["size"]
-            return None
-        if kind == "array":
-            return blocks(lambda: walk(s["items"]))
-        if kind == "map":
-            return blocks(lambda: walk("string") or walk(s["values"]))
-        return walk(kind)
+            skip(s["size"])
+        elif kind == "array":
+            blocks(lambda: walk(s["items"]))
+        elif kind == "map":
+            blocks(lambda: entry(s["values"]))
+        else:
+            walk(kind)
 
-    return walk(schema)
+    walk(schema)

@@ -27,7 +27,7 @@ from registry.core.settings import Settings
 from schemas import load_schema
 from schemas.wire import frame
 from tests.unit.test_avro_ints import PLACES as INT_PLACES
-from tests.unit.test_avro_ints import as_long
+from tests.unit.test_avro_ints import as_long, wide_varint
 from udfs.decode import MAX_FUTURE_MS, EventDecoder
 
 pytestmark = pytest.mark.integration
@@ -63,6 +63,7 @@ WRITERS: dict[str, dict[str, Any]] = {
     "micros": _with({"event_time": {"type": "long", "logicalType": "timestamp-micros"}}),
     "plain_long": _with({"event_time": "long"}),
     "uuid": _with({"transaction_id": {"type": "string", "logicalType": "uuid"}}),
+    "enum": _with(extra=[{"name": "channel", "type": {"type": "enum", "name": "Channel", "symbols": ["app", "web"]}}]),
     # A writer-only array, skipped when reading.
     "tags": _with(extra=[{"name": "tags", "type": {"type": "array", "items": "long"}}]),
     # Writer-only ints in every place one can sit (``INT_PLACES``): held to 32 bits although skipped.
@@ -239,6 +240,33 @@ def test_skipped_blocks_and_varints_are_held_to_the_record(decoders: Decoders) -
     past_end = v1 + varint(2**31 - 1) + b"txn_1"  # a string length far beyond the record: no huge buffer
     negative = v1 + varint(-3) + b"txn_1"
     assert decoders.agree(past_end)[0] == decoders.agree(negative)[0] == "undecodable"
+
+
+def test_varints_past_64_bits_and_negative_indexes_are_refused_alike(decoders: Decoders) -> None:
+    """The JVM decoder read an int written as 2^64 + 5 as 5 (Avro drops the bits past 64) where the Python one
+    refused it; the Python one took union index -1 as the last branch (Python's negative indexing) where the JVM
+    refused it. Now every varint past 10 bytes or 64 bits, and every negative index, is refused by both; the
+    widest legal ones decode."""
+    head = _body(
+        {k: EVENT[k] for k in ("transaction_id", "user_id", "merchant_id")},
+        {"type": "record", "name": "H", "fields": READER["fields"][:3]},
+    )
+    tail = _body(
+        {k: EVENT[k] for k in ("amount", "currency", "event_time")},
+        {"type": "record", "name": "T", "fields": READER["fields"][3:]},
+    )
+    cases = [
+        ("ints_field", wide_varint(2**64 + 5), "undecodable"),
+        ("ints_union", wide_varint(-1) + wide_varint(1) + b"x", "undecodable"),
+        ("enum", wide_varint(-1), "undecodable"),
+        ("tags", wide_varint(1) + bytes([0xFF] * 9 + [0x02]) + wide_varint(0), "undecodable"),
+        ("tags", bytes([0x80] * 10 + [0x00]), "undecodable"),
+        ("ints_field", wide_varint(-(2**31)), "ok"),
+        ("enum", wide_varint(1), "ok"),
+        ("tags", wide_varint(2) + wide_varint(-(2**63)) + wide_varint(2**63 - 1) + wide_varint(0), "ok"),
+    ]
+    for writer, extra, expected in cases:
+        assert decoders.agree(frame(decoders.ids[writer], head + extra + tail))[0] == expected, (writer, extra)
 
 
 @pytest.mark.parametrize("place", sorted(INT_PLACES))

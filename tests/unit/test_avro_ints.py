@@ -16,7 +16,7 @@ from registry.core.errors import DecodeError
 from schemas import load_schema
 from schemas.wire import frame
 from tests.unit.test_decode import EVENT
-from udfs.avro_ints import INT_MAX, INT_MIN, holds_int, int_outside_32_bits
+from udfs.avro_ints import INT_MAX, INT_MIN, int_outside_32_bits
 from udfs.decode import EventDecoder
 
 NOW_MS = 1_700_000_000_000
@@ -101,16 +101,71 @@ def test_a_reader_long_promoted_from_a_writer_int_is_held_to_32_bits() -> None:
         decoder.decode(frame(7, body))
 
 
-def test_holds_int() -> None:
-    assert not holds_int(fastavro.parse_schema(READER))
-    for extra, _ in PLACES.values():
-        assert holds_int(fastavro.parse_schema(_writer(extra)))
-    recursive = {
-        "type": "record",
-        "name": "Node",
-        "fields": [{"name": "next", "type": ["null", "Node"]}, {"name": "v", "type": "long"}],
-    }
-    assert not holds_int(fastavro.parse_schema(recursive))
+def wide_varint(n: int) -> bytes:
+    """``n`` zigzag-encoded as Avro writes a long (any width: the encoder of a writer that is wrong)."""
+    raw = (n << 1) ^ (n >> 70)
+    out = bytearray()
+    while True:
+        byte = raw & 0x7F
+        raw >>= 7
+        if raw:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _with_extra(extra: Any, extra_bytes: bytes) -> bytes:
+    """A body of ``_writer(extra)`` whose ``extra`` field is the raw ``extra_bytes``."""
+    head = _body({"type": "record", "name": "H", "fields": READER["fields"][:3]}, {k: EVENT[k] for k in _HEAD})
+    tail = _body({"type": "record", "name": "T", "fields": READER["fields"][3:]}, {k: EVENT[k] for k in _TAIL})
+    return head + extra_bytes + tail
+
+
+_HEAD = [f["name"] for f in READER["fields"][:3]]
+_TAIL = [f["name"] for f in READER["fields"][3:]]
+_ENUM = {"type": "enum", "name": "Channel", "symbols": ["app", "web"]}
+_TEN_BYTES_OVER_64 = bytes([0xFF] * 9 + [0x02])  # a 10th byte above 1: bits beyond 64, which fastavro drops
+_ELEVEN_BYTES = bytes([0x80] * 10 + [0x00])
+
+
+@pytest.mark.parametrize(
+    ("extra", "extra_bytes", "detail"),
+    [
+        (["null", "string"], wide_varint(-1) + wide_varint(1) + b"x", "a union index -1 is not one of 0-1"),
+        (["null", "string"], wide_varint(2), ""),  # fastavro refuses it itself
+        (_ENUM, wide_varint(-1), "an enum index -1 is not one of 0-1"),
+        (_ENUM, wide_varint(2**31), "2147483648 is not an int"),
+        ("long", _TEN_BYTES_OVER_64, "a varint longer than 64 bits"),
+        ("long", _ELEVEN_BYTES, "a varint longer than 64 bits"),
+        ("int", wide_varint(2**64 + 5), "a varint longer than 64 bits"),  # wraps to 5 in 64 bits: was accepted
+        ("string", wide_varint(2**64 + 2) + b"ab", "a varint longer than 64 bits"),  # was an IndexError
+        ("string", wide_varint(-(2**63)) + b"ab", ""),  # refused by fastavro's reading itself
+        ({"type": "array", "items": "long"}, wide_varint(-1) + wide_varint(2**40) + b"x", ""),
+    ],
+)
+def test_what_the_jvm_decoder_refuses_is_undecodable(extra: Any, extra_bytes: bytes, detail: str) -> None:
+    """Each is a body fastavro decodes (or decoded) without complaint, where the JVM decoder refuses it: a record
+    the live stream dead-letters that a backfill from the archive would have counted (or failed the whole
+    backfill on, with an IndexError)."""
+    with pytest.raises(DecodeError) as refused:
+        _decoder(_writer(extra)).decode(frame(7, _with_extra(extra, extra_bytes)))
+    assert refused.value.reason == "undecodable"
+    assert refused.value.detail.startswith(f"Avro body does not match schema id 7: {detail}")
+
+
+@pytest.mark.parametrize(
+    ("extra", "extra_bytes"),
+    [
+        ("long", wide_varint(-(2**63))),  # ten bytes, the 10th byte 1: the widest long
+        ("long", wide_varint(2**63 - 1)),
+        (["null", "string"], wide_varint(1) + wide_varint(1) + b"x"),
+        (_ENUM, wide_varint(1)),
+        ("string", wide_varint(0)),
+    ],
+)
+def test_the_widest_legal_varints_and_indexes_decode(extra: Any, extra_bytes: bytes) -> None:
+    assert _decoder(_writer(extra)).decode(frame(7, _with_extra(extra, extra_bytes)))["amount"] == 12.5
 
 
 @settings(max_examples=200, deadline=None)

@@ -18,8 +18,12 @@ import org.apache.flink.avro.shaded.org.apache.avro.util.Utf8;
  *       length by moving backwards and allocates a read's buffer before it finds the data short.
  *   <li>A writer-only array or map block with a negative item count is skipped by its byte size (as fastavro does);
  *       the size must be between 0 and the bytes left. Blocks with a positive count are skipped item by item.
- *   <li>An int, enum index or union index is read as a long and must fit 32 bits: Avro's reader stops at 5 bytes
- *       and drops the high bits, fastavro reads the whole varint.
+ *   <li>Every varint (a long, length, item count or block size, int or index, read or skipped) is read here byte by
+ *       byte and refused past 10 bytes or with bits beyond 64: Avro's reader drops those bits (an int written as
+ *       2^64 + 5 read as 5), fastavro drops or wraps them, and {@code udfs/avro_ints.py} refuses them alike.
+ *   <li>An int, enum index or union index must fit 32 bits: Avro's reader stops at 5 bytes and drops the high
+ *       bits, fastavro reads the whole varint. An enum or union index must not be negative (fastavro, in Python,
+ *       would take a symbol or branch from the end; {@code udfs/avro_ints.py} refuses it).
  *   <li>A boolean is true for any non-zero byte (fastavro), not only for 1.
  * </ul>
  */
@@ -36,8 +40,43 @@ final class CheckedDecoder extends Decoder {
         return in.inputStream().available();
     }
 
+    /** A zigzag varint of at most 10 bytes and 64 bits. */
+    private long varint() throws IOException {
+        long raw = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+            in.readFixed(one, 0, 1);
+            int b = one[0] & 0xff;
+            if (shift == 63 && b > 1) { // the 10th byte holds bit 63 only, and ends the varint
+                throw new IOException("malformed data: a varint longer than 64 bits");
+            }
+            raw |= (long) (b & 0x7f) << shift;
+            if ((b & 0x80) == 0) {
+                return (raw >>> 1) ^ -(raw & 1);
+            }
+        }
+        throw new IllegalStateException("unreachable: the 10th byte ends the varint or is refused");
+    }
+
+    /** An array or map block's item count, as Avro reads it: a negative count is followed by the block's size. */
+    private long itemCount() throws IOException {
+        long count = varint();
+        if (count < 0) {
+            varint();
+            count = -count;
+        }
+        return count;
+    }
+
+    private int index(String what) throws IOException {
+        int value = int32();
+        if (value < 0) {
+            throw new IOException("malformed data: " + what + " index " + value);
+        }
+        return value;
+    }
+
     private int length() throws IOException {
-        long length = in.readLong();
+        long length = varint();
         if (length < 0) {
             throw new IOException("malformed data: a length of " + length);
         }
@@ -48,7 +87,7 @@ final class CheckedDecoder extends Decoder {
     }
 
     private int int32() throws IOException {
-        long value = in.readLong();
+        long value = varint();
         if (value < Integer.MIN_VALUE || value > Integer.MAX_VALUE) {
             throw new IOException("malformed data: " + value + " does not fit an int");
         }
@@ -57,7 +96,7 @@ final class CheckedDecoder extends Decoder {
 
     private long skipBlocks() throws IOException {
         while (true) {
-            long count = in.readLong();
+            long count = varint();
             if (count >= 0) {
                 return count; // 0: the end; otherwise items to skip one by one
             }
@@ -122,12 +161,12 @@ final class CheckedDecoder extends Decoder {
 
     @Override
     public int readEnum() throws IOException {
-        return int32();
+        return index("an enum");
     }
 
     @Override
     public int readIndex() throws IOException {
-        return int32();
+        return index("a union");
     }
 
     @Override
@@ -137,7 +176,7 @@ final class CheckedDecoder extends Decoder {
 
     @Override
     public long readLong() throws IOException {
-        return in.readLong();
+        return varint();
     }
 
     @Override
@@ -162,22 +201,22 @@ final class CheckedDecoder extends Decoder {
 
     @Override
     public long readArrayStart() throws IOException {
-        return in.readArrayStart();
+        return itemCount();
     }
 
     @Override
     public long arrayNext() throws IOException {
-        return in.arrayNext();
+        return itemCount();
     }
 
     @Override
     public long readMapStart() throws IOException {
-        return in.readMapStart();
+        return itemCount();
     }
 
     @Override
     public long mapNext() throws IOException {
-        return in.mapNext();
+        return itemCount();
     }
 
 }
