@@ -19,7 +19,9 @@ In this order, at one instant ``erased_at`` (now, epoch ms):
    (copy-on-write), then every snapshot but the new current one is expired and the files only they
    reached deleted (``sinks.iceberg.maintenance``): no snapshot that can still be read holds the
    entity. Training-set manifests whose snapshot is thereby expired are named as invalidated (they can
-   no longer be rebuilt byte for byte).
+   no longer be rebuilt byte for byte). A file only expired snapshots reached that cannot be deleted is
+   said in the report's ``files_left`` and the erasure goes on (exit 1 at its end): no snapshot reaches it,
+   and retention deletes it as an orphan file.
 4. **Events archives** (``sinks.archive``) of those source topics: the records whose Kafka key is the
    entity id are deleted (producers key a topic's records by its sources' entity key), and the
    archive's older snapshots expired, as in 3. A record of the entity under another key (a topic
@@ -71,7 +73,7 @@ from registry.training_sets import TrainingSetStore
 from serving.offline.retention import failure_line, invalidated, manifest_pins, require_registry
 from sinks.cassandra import layout as online_layout
 from sinks.cassandra.migrate import legacy_exists
-from sinks.iceberg.maintenance import delete_rows, expire_snapshots, one_line
+from sinks.iceberg.maintenance import Expired, FilesLeft, delete_rows, expire_snapshots, one_line
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
@@ -105,6 +107,7 @@ class ErasureReport:
     manifests_invalidated: list[str] = field(default_factory=list)
     not_erased: list[dict[str, str]] = field(default_factory=list)
     entities_matched: list[str] | None = None  # an erasure by key field: the ids it found and erased
+    files_left: list[str] = field(default_factory=list)  # files no snapshot reaches that could not be deleted
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -151,9 +154,11 @@ def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: s
     return held
 
 
-def erase_table(table: Table, entity_type: str, entity_id: str | Sequence[str]) -> tuple[Table, StoreErased, list[int]]:
+def erase_table(
+    table: Table, entity_type: str, entity_id: str | Sequence[str], files_left: list[str] | None = None
+) -> tuple[Table, StoreErased, list[int]]:
     """Delete the entity's (or entities') rows, then expire every snapshot but the current one; the
-    expired ids too."""
+    expired ids too. Files the expiry could not delete are said in ``files_left`` (FilesLeft without it)."""
     from pyiceberg.expressions import AlwaysFalse, And, BooleanExpression, EqualTo, In
 
     ids = [entity_id] if isinstance(entity_id, str) else list(entity_id)
@@ -167,8 +172,20 @@ def erase_table(table: Table, entity_type: str, entity_id: str | Sequence[str]) 
         left = _rows(table, where)
         if left:
             raise StoreUnavailableError(f"{left} rows of {entity_type}/{entity_id} still in {table.name()}")
-    table, expired = expire_snapshots(table)
+    table, expired = _expire(table, files_left)
     return table, StoreErased(rows, len(expired.snapshot_ids), expired.files_deleted), list(expired.snapshot_ids)
+
+
+def _expire(table: Table, files_left: list[str] | None) -> tuple[Table, Expired]:
+    """``expire_snapshots``; with ``files_left``, files it could not delete are said there, not raised: the
+    expiry is done (no snapshot reaches them) and the erasure goes on to the other stores."""
+    try:
+        return expire_snapshots(table)
+    except FilesLeft as left:
+        if files_left is None:
+            raise
+        files_left.append(str(left))
+        return left.table, left.expired
 
 
 def _rows(table: Table, where: Any, column: str = "entity_id") -> int:
@@ -177,7 +194,7 @@ def _rows(table: Table, where: Any, column: str = "entity_id") -> int:
     return int(table.scan(row_filter=where, selected_fields=(column,)).to_arrow().num_rows)
 
 
-def erase_archive(table: Table, entity_id: str) -> tuple[Table, StoreErased]:
+def erase_archive(table: Table, entity_id: str, files_left: list[str] | None = None) -> tuple[Table, StoreErased]:
     """Delete an events archive's records keyed by the entity id, then expire every snapshot but the
     current one (an archiver appending meanwhile reloads the table and goes on)."""
     from pyiceberg.expressions import EqualTo
@@ -191,7 +208,7 @@ def erase_archive(table: Table, entity_id: str) -> tuple[Table, StoreErased]:
         left = _rows(table, where, "key")
         if left:
             raise StoreUnavailableError(f"{left} records keyed {entity_id!r} still in {table.name()}")
-    table, expired = expire_snapshots(table)
+    table, expired = _expire(table, files_left)
     return table, StoreErased(rows, len(expired.snapshot_ids), expired.files_deleted)
 
 
@@ -267,10 +284,10 @@ def _erase_stores(
     for entity_id in ids:
         report.online.rows_removed += erase_online(session, keyspace, entity_type, entity_id, erased_at_ms)
     pins = manifest_pins(training_sets, offline, now=now, pin_days=float("inf"))
-    _, report.offline, expired = erase_table(offline, entity_type, ids)
+    _, report.offline, expired = erase_table(offline, entity_type, ids, report.files_left)
     report.manifests_invalidated = invalidated(pins, expired)
     if serving_log is not None:
-        _, report.serving_log, _ = erase_table(serving_log, entity_type, ids)
+        _, report.serving_log, _ = erase_table(serving_log, entity_type, ids, report.files_left)
 
 
 def _topics(catalog: FeatureCatalog, entity_type: str, serving_log_topic: str) -> list[str]:
@@ -308,7 +325,7 @@ def erase(
     time.sleep(settle_s)
     _erase_stores(report, [entity_id], session, keyspace, offline, serving_log, training_sets, now, erased_at_ms)
     for topic, archive in sorted((archives or {}).items()):
-        _, report.archives[topic] = erase_archive(archive, entity_id)
+        _, report.archives[topic] = erase_archive(archive, entity_id, report.files_left)
     if kafka_bootstrap is not None:
         report.not_erased = kafka_horizon(kafka_bootstrap, _topics(catalog, entity_type, serving_log_topic), now)
     with _recording(f"{entity_type}/{entity_id}", final=True):
@@ -529,6 +546,13 @@ def main(argv: list[str] | None = None) -> int:
         raise
     note = access.command_audited(caller, "erase", target, 200)
     print(report.to_json())
+    if report.files_left:  # erased from every store: only files no snapshot reaches are left on disk
+        print(
+            f"error: {target.removeprefix('entity:')} was erased from every store (no snapshot that can be read holds "
+            f"it), but files could not be deleted: {'; '.join(report.files_left)}{note}",
+            file=sys.stderr,
+        )
+        return 1
     if note:  # the entity is erased and the report printed (and recorded with the erasure): only the audit is missing
         print(f"error: erasure completed{note}", file=sys.stderr)
         return 1

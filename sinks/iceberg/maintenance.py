@@ -116,6 +116,17 @@ class Expired:
     kept: tuple[int, ...] = field(default=())
 
 
+class FilesLeft(StoreUnavailableError):
+    """Snapshots were expired, but some files only they reached could not be deleted: no snapshot reaches them
+    any more (the expiry itself is done: ``table`` and ``expired`` say what it did), and retention's orphan
+    removal deletes them."""
+
+    def __init__(self, message: str, table: Table, expired: Expired) -> None:
+        super().__init__(message)
+        self.table = table
+        self.expired = expired
+
+
 def expire_snapshots(table: Table, keep: Iterable[int] = ()) -> tuple[Table, Expired]:
     """Remove every snapshot but the current one and ``keep`` (ids no longer in the table are ignored),
     then delete the files only they reached. Retried when a writer commits in between."""
@@ -159,10 +170,12 @@ def expire_snapshots(table: Table, keep: Iterable[int] = ()) -> tuple[Table, Exp
                 failed.append((path, exc))
         if failed:
             path, first = failed[0]
-            raise StoreUnavailableError(
+            raise FilesLeft(
                 f"expired {len(removed)} snapshots of {_name(table)}, but {len(failed)} of the {len(gone)} files only "
                 f"they reached could not be deleted (first {path}: {one_line(first)}): no snapshot reaches them any "
-                "more, and retention deletes them as orphan files (--orphans-older-than)"
+                "more, and retention deletes them as orphan files (--orphans-older-than)",
+                table,
+                Expired(tuple(removed), len(gone) - len(failed), tuple(sorted(kept))),
             )
         return table, Expired(tuple(removed), len(gone), tuple(sorted(kept)))
     raise StoreUnavailableError(f"could not expire snapshots of {table.name()}: {_COMMIT_RETRIES} commit races lost")

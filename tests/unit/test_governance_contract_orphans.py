@@ -79,3 +79,58 @@ def test_a_file_an_erasure_could_not_delete_goes_with_the_next_retention_run(
     assert held not in on_disk()
     assert on_disk() == table.refresh().scan().to_arrow().column(column).to_pylist()  # the live rows stay
     capsys.readouterr()
+
+
+def test_offline_files_an_erasure_could_not_delete_do_not_stop_it_before_the_other_stores(
+    env: tuple[Path, Any, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files of the offline table that cannot be deleted (after its rows are gone and its snapshots expired)
+    stopped the erasure there: the serving log and the events archive still held the entity, and the error
+    line said only that retention would delete the files. Now every store is erased, the report names the
+    files left, and the report is recorded."""
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    from registry.definition_store import DefinitionStore
+    from registry.erasures import ErasureStore
+    from registry.training_sets import TrainingSetStore
+    from serving.offline import erasure
+
+    folder, offline, _ = env
+    log = ensure_log_table(offline.catalog, "fs")
+    _log(log, [("user", "u1"), ("user", "u2")])
+    log = log.refresh()
+    archived = _archive(offline.catalog)
+    offline_location = offline.location()
+    real_delete = PyArrowFileIO.delete
+
+    def refuse_offline(self: Any, path: str) -> None:
+        if path.startswith(offline_location):
+            raise PermissionError(13, "Permission denied", path)
+        real_delete(self, path)
+
+    db = Path(folder).parent / "definitions.db"
+    monkeypatch.setattr(erasure, "erase_online", lambda *args: 0)
+    monkeypatch.setattr(PyArrowFileIO, "delete", refuse_offline)
+    report = erasure.erase(
+        "user",
+        "u1",
+        session=None,  # type: ignore[arg-type]  # erase_online is replaced
+        keyspace="fs",
+        offline=offline,
+        serving_log=log,
+        catalog=DefinitionStore(db).catalog(),
+        archives={SHORT.source.topic: archived},
+        erasures=ErasureStore(db),
+        training_sets=TrainingSetStore(db),
+        kafka_bootstrap=None,
+        serving_log_topic="fs_serving_log",
+        settle_s=0,
+    )
+    assert report.offline.rows_removed == 2 and report.offline.snapshots_expired > 0
+    assert len(report.files_left) == 1 and "could not be deleted" in report.files_left[0]
+    assert report.serving_log is not None and report.serving_log.rows_removed == 1
+    assert report.archives[SHORT.source.topic].rows_removed == 1
+    assert "u1" not in log.refresh().scan().to_arrow().column("entity_id").to_pylist()
+    assert b"u1" not in archived.refresh().scan().to_arrow().column("key").to_pylist()
+    recorded = ErasureStore(db).get("user", "u1")
+    assert recorded is not None and "could not be deleted" in recorded["report"]
