@@ -133,6 +133,23 @@ def next_offsets(table: Table, snapshot_id: int | None = None) -> dict[int, int]
     return {int(r["partition"]): int(r["offset_max"]) + 1 for r in highest}
 
 
+def carried_offsets(table: Table) -> dict[str, str]:
+    """The snapshot property a commit by something other than the archiver (a delete) gives its snapshot: the
+    next offsets as ``next_offsets`` finds them (from the nearest ancestor that has them), so that expiring that
+    ancestor afterwards loses nothing; none for a table with no snapshot."""
+    return {NEXT_OFFSETS: json.dumps(next_offsets(table))} if table.current_snapshot() is not None else {}
+
+
+def offsets_holder(table: Table) -> int | None:
+    """The id of the nearest snapshot, the current one or an ancestor, that holds the next offsets."""
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        if snapshot.summary is not None and snapshot.summary.additional_properties.get(NEXT_OFFSETS):
+            return snapshot.snapshot_id
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    return None
+
+
 def kafka_offsets(consumer: Consumer, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
     """``{partition: (low, high)}`` of a topic now: the first offset Kafka holds and the next one to come."""
     from confluent_kafka import KafkaException, TopicPartition
@@ -458,7 +475,8 @@ class Archiver:
             return
         cutoff_ms = now_ms - int(self._expire_after_s * 1000)
         recent = [s.snapshot_id for s in self._table.metadata.snapshots if s.timestamp_ms >= cutoff_ms]
-        self._table, _ = expire_snapshots(self._table, keep=recent)
+        holder = offsets_holder(self._table)  # another tool's delete may not carry them: keep where they are
+        self._table, _ = expire_snapshots(self._table, keep=[*recent, *([holder] if holder is not None else [])])
 
     def _archive(self, start: dict[int, int], end: dict[int, int], timeout_s: float, *, more: bool) -> None:
         """Read one batch from ``start`` and append it: the records Kafka holds up to ``end``, at most

@@ -199,12 +199,12 @@ def erase_archive(table: Table, entity_id: str, files_left: list[str] | None = N
     current one (an archiver appending meanwhile reloads the table and goes on)."""
     from pyiceberg.expressions import EqualTo
 
-    from sinks.archive import NEXT_OFFSETS
+    from sinks.archive import carried_offsets
 
     where = EqualTo("key", entity_id.encode())
     rows = _rows(table, where, "key")
     if rows:
-        table = delete_rows(table, where, keep_properties=(NEXT_OFFSETS,))
+        table = delete_rows(table, where, carry=carried_offsets)
         left = _rows(table, where, "key")
         if left:
             raise StoreUnavailableError(f"{left} records keyed {entity_id!r} still in {table.name()}")

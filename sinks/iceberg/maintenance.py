@@ -24,7 +24,7 @@ last of theirs, and refs to them are dropped) unless the installed pyiceberg alr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,15 +69,21 @@ def _register_remove_snapshots() -> None:
         )
 
 
-def delete_rows(table: Table, where: BooleanExpression, keep_properties: Iterable[str] = ()) -> Table:
+def delete_rows(
+    table: Table,
+    where: BooleanExpression,
+    keep_properties: Iterable[str] = (),
+    carry: Callable[[Table], dict[str, str]] | None = None,
+) -> Table:
     """Delete the rows matching ``where`` (retried on a lost commit race); the reloaded table.
-    ``keep_properties``: snapshot properties of the current snapshot carried into the delete's."""
+    ``keep_properties``: snapshot properties of the current snapshot carried into the delete's; ``carry``: the
+    properties to give the delete's snapshot, from the table as each attempt finds it (instead)."""
     from pyiceberg.exceptions import CommitFailedException
 
     for _ in range(_COMMIT_RETRIES):
         current = table.current_snapshot()
         have = current.summary.additional_properties if current is not None and current.summary is not None else {}
-        carried = {k: have[k] for k in keep_properties if k in have}
+        carried = carry(table) if carry is not None else {k: have[k] for k in keep_properties if k in have}
         try:
             table.delete(where, snapshot_properties=carried)
         except CommitFailedException:

@@ -134,3 +134,45 @@ def test_offline_files_an_erasure_could_not_delete_do_not_stop_it_before_the_oth
     assert b"u1" not in archived.refresh().scan().to_arrow().column("key").to_pylist()
     recorded = ErasureStore(db).get("user", "u1")
     assert recorded is not None and "could not be deleted" in recorded["report"]
+
+
+def _archive_after_a_foreign_delete(catalog: Any) -> Any:
+    """Offsets 0-3 archived (next offset 4); then another tool's delete of the highest (3) that does not carry
+    the offsets property (design §5.7): only the append's snapshot says 4."""
+    from pyiceberg.expressions import EqualTo
+
+    table = archive.ensure_table(catalog, "fs", "foreign_topic")
+    at = 1_764_504_000_000_000
+    records = {
+        "kafka_timestamp": [at] * 4, "partition": [0] * 4, "offset": [0, 1, 2, 3],
+        "key": [b"u1", b"u9", b"u2", b"junk"], "schema_id": [1] * 4, "payload": [b"x"] * 4, "archived_at": [at] * 4,
+    }  # fmt: skip
+    table.append(pa.Table.from_pydict(records, schema=archive.ARROW_SCHEMA), {archive.NEXT_OFFSETS: '{"0": 4}'})
+    table.refresh().delete(EqualTo("key", b"junk"))
+    table = table.refresh()
+    assert archive.next_offsets(table) == {0: 4}  # from the append, the delete's parent
+    return table
+
+
+def test_erasing_from_an_archive_keeps_its_next_offsets_after_a_foreign_delete(env: tuple[Path, Any, list[Any]]) -> None:
+    """The erasure's delete carried the offsets only from the current snapshot (the foreign delete's, which has
+    none) and then expired the append that held them: the next offset fell back to one past the highest row
+    left, 3, and the archiver would archive offset 3 again."""
+    _, offline, _ = env
+    table, erased = erase_archive(_archive_after_a_foreign_delete(offline.catalog), "u9")
+    assert erased.rows_removed == 1 and erased.snapshots_expired == 2
+    assert archive.next_offsets(table.refresh()) == {0: 4}
+
+
+def test_the_archivers_expiry_keeps_the_snapshot_holding_its_offsets(
+    env: tuple[Path, Any, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, offline, _ = env
+    table = _archive_after_a_foreign_delete(offline.catalog)
+    archiver = archive.Archiver(None, table, "foreign_topic", expire_after_s=1.0)  # type: ignore[arg-type]
+    later_ns = (max(s.timestamp_ms for s in table.metadata.snapshots) + 10_000) * 1_000_000
+    monkeypatch.setattr(archive.time, "time_ns", lambda: later_ns)  # both snapshots older than expire_after_s
+    archiver._expire()
+    table = table.refresh()
+    assert archive.next_offsets(table) == {0: 4}
+    assert len(table.metadata.snapshots) == 2  # nothing else to expire: the append holds the offsets
