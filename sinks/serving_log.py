@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from registry.core.errors import StoreUnavailableError
+from registry.core.definitions import topic_name
+from registry.core.errors import SettingsError, StoreUnavailableError
 from registry.erasures import ErasedEntities
 
 if TYPE_CHECKING:
@@ -37,6 +38,21 @@ if TYPE_CHECKING:
 
 TABLE = "serving_log"
 TOPIC = "fs_serving_log"  # serving.online.serving_log.DEFAULT_TOPIC
+
+
+def topic_from_env(env: Mapping[str, str]) -> str:
+    """The serving log's Kafka topic as ``FS_SERVING_LOG_TOPIC`` sets it (``TOPIC`` when unset), for the API that
+    logs to it and the erasure that names it; SettingsError for a name Kafka would refuse."""
+    topic = env.get("FS_SERVING_LOG_TOPIC", TOPIC)
+    try:
+        return topic_name(topic)
+    except ValueError:
+        raise SettingsError(
+            "FS_SERVING_LOG_TOPIC must be a Kafka topic name (1-249 ASCII letters, digits, '.', '_' or '-';"
+            f" not empty, '.' or '..'), not {topic!r}"
+        ) from None
+
+
 GROUP = "fs-serving-log-sink"
 _TS = pa.timestamp("us", tz="UTC")
 

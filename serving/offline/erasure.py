@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -468,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.factory import connect_cassandra, connect_iceberg
     from sinks.iceberg.writer import load_table
     from sinks.serving_log import TABLE as LOG_TABLE
-    from sinks.serving_log import TOPIC as LOG_TOPIC
+    from sinks.serving_log import topic_from_env
 
     parser = argparse.ArgumentParser(prog="python -m serving.offline.erasure", description=__doc__)
     parser.add_argument("--entity-type", required=True, help="the entity type (e.g. user, or a composite-keyed one)")
@@ -489,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     caller: Caller | None = None
     try:
         require_registry(settings, "erasure")
+        log_topic = topic_from_env(os.environ)  # the API's (FS_SERVING_LOG_TOPIC): where served vectors are logged
         access = Access.of(settings, buffered_audit=False)
         caller = access.authenticate_command(settings.token)
         if access.enabled and not caller.admin:
@@ -523,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
                 "erasures": ErasureStore(settings.definitions_db),
                 "training_sets": TrainingSetStore(settings.definitions_db),
                 "kafka_bootstrap": settings.kafka_bootstrap,
-                "serving_log_topic": LOG_TOPIC,
+                "serving_log_topic": log_topic,
                 "requested_by": args.requested_by if not access.enabled else caller.principal,
             }
             if args.key is not None:

@@ -10,7 +10,6 @@ out of range) is a ``SettingsError`` naming the variable, raised before the API 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,12 +24,12 @@ from sinks.cassandra.native_reader import (
     MAX_SPECULATIVE_EXECUTIONS,
 )
 from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S
+from sinks.serving_log import topic_from_env
 
 GC_GEN0_THRESHOLD = 20_000
 MAX_BUDGET_MS = 60_000
 DRIVERS = ("native", "python")
 # A name Kafka accepts for a topic (anything else would drop every sampled record at the first produce).
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -86,12 +85,7 @@ class ApiOptions:
         delay_ms = int_setting(env, "FS_SPECULATIVE_DELAY_MS", 0, 0, budget_ms - 1)
         if delay_ms and driver != "native":
             raise SettingsError("FS_SPECULATIVE_DELAY_MS needs FS_ONLINE_DRIVER=native (the native driver's policy)")
-        topic = env.get("FS_SERVING_LOG_TOPIC", d.serving_log_topic)
-        if _TOPIC.fullmatch(topic) is None or topic in (".", ".."):
-            raise SettingsError(
-                "FS_SERVING_LOG_TOPIC must be a Kafka topic name (1-249 ASCII letters, digits, '.', '_' or '-';"
-                f" not empty, '.' or '..'), not {topic!r}"
-            )
+        topic = topic_from_env(env)
         return cls(
             budget_ms=budget_ms,
             batch_budget_ms=int_setting(env, "FS_BATCH_BUDGET_MS", d.batch_budget_ms, 1, MAX_BUDGET_MS),

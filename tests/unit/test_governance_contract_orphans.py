@@ -154,7 +154,9 @@ def _archive_after_a_foreign_delete(catalog: Any) -> Any:
     return table
 
 
-def test_erasing_from_an_archive_keeps_its_next_offsets_after_a_foreign_delete(env: tuple[Path, Any, list[Any]]) -> None:
+def test_erasing_from_an_archive_keeps_its_next_offsets_after_a_foreign_delete(
+    env: tuple[Path, Any, list[Any]],
+) -> None:
     """The erasure's delete carried the offsets only from the current snapshot (the foreign delete's, which has
     none) and then expired the append that held them: the next offset fell back to one past the highest row
     left, 3, and the archiver would archive offset 3 again."""
@@ -176,3 +178,29 @@ def test_the_archivers_expiry_keeps_the_snapshot_holding_its_offsets(
     table = table.refresh()
     assert archive.next_offsets(table) == {0: 4}
     assert len(table.metadata.snapshots) == 2  # nothing else to expire: the append holds the offsets
+
+
+def test_the_erasure_names_the_serving_log_topic_the_api_logs_to(
+    env: tuple[Path, Any, list[Any]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It named the default topic whatever FS_SERVING_LOG_TOPIC the API logged to; it now reads the same setting,
+    and a malformed one is one error line before any store is touched."""
+    from serving.offline import erasure
+
+    monkeypatch.setenv("FS_SERVING_LOG_TOPIC", "no spaces allowed")
+    assert erasure.main(["--entity-type", "user", "--entity-id", "u1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "FS_SERVING_LOG_TOPIC" in err and len(err.splitlines()) == 1
+    seen: list[list[str]] = []
+
+    class _Cluster:
+        def shutdown(self) -> None:
+            pass
+
+    monkeypatch.setenv("FS_SERVING_LOG_TOPIC", "team_a.served")
+    monkeypatch.setattr("sinks.factory.connect_cassandra", lambda settings: (_Cluster(), None))
+    monkeypatch.setattr(erasure, "erase_online", lambda *args: 0)
+    monkeypatch.setattr(erasure, "kafka_horizon", lambda bootstrap, topics, now: seen.append(topics) or [])
+    monkeypatch.setattr(erasure.time, "sleep", lambda seconds: None)
+    assert erasure.main(["--entity-type", "user", "--entity-id", "u1"]) == 0, capsys.readouterr().err
+    assert seen and seen[0][-1] == "team_a.served"
