@@ -200,7 +200,11 @@ def test_the_erasure_names_the_serving_log_topic_the_api_logs_to(
     monkeypatch.setenv("FS_SERVING_LOG_TOPIC", "team_a.served")
     monkeypatch.setattr("sinks.factory.connect_cassandra", lambda settings: (_Cluster(), None))
     monkeypatch.setattr(erasure, "erase_online", lambda *args: 0)
-    monkeypatch.setattr(erasure, "kafka_horizon", lambda bootstrap, topics, now: seen.append(topics) or [])
+    def horizon(bootstrap: str, topics: list[str], now: Any) -> list[dict[str, str]]:
+        seen.append(topics)
+        return []
+
+    monkeypatch.setattr(erasure, "kafka_horizon", horizon)
     monkeypatch.setattr(erasure.time, "sleep", lambda seconds: None)
     assert erasure.main(["--entity-type", "user", "--entity-id", "u1"]) == 0, capsys.readouterr().err
     assert seen and seen[0][-1] == "team_a.served"
