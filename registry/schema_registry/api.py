@@ -48,6 +48,7 @@ from registry.schema_registry.store import SchemaStore
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 auth_log = logging.getLogger("featurestore.auth")
+bug_log = logging.getLogger("featurestore.schema_registry")
 MAX_BODY_BYTES = 1 << 20
 
 # Fields of Confluent's RegisterSchemaRequest. The first set is implemented; the second is accepted
@@ -97,6 +98,14 @@ async def _on_schema_error(_: Request, exc: Exception) -> Response:
 
 async def _on_store_unavailable(_: Request, exc: Exception) -> Response:
     return _reply(RegistryError(RegistryErrorKind.STORE_UNAVAILABLE, detail=str(exc)).body(), 500)
+
+
+async def _on_bug(request: Request, exc: Exception) -> Response:
+    """Any other exception is a bug: answered in Confluent's shape (a client reads ``error_code``), never
+    Starlette's plain-text page; the traceback goes to the log, not to the caller."""
+    bug_log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    detail = f"internal error ({type(exc).__name__}); the registry's log has its traceback"
+    return _reply(RegistryError(RegistryErrorKind.STORE_ERROR, detail=detail).body(), 500)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
@@ -174,6 +183,8 @@ async def _json_body(request: Request) -> Any:
         return bounded_json.loads(b"".join(chunks))
     except bounded_json.NestingError as exc:
         raise RegistryError(RegistryErrorKind.BODY_TOO_DEEP, detail=str(exc)) from None
+    except bounded_json.NotTextError as exc:
+        raise RegistryError(RegistryErrorKind.BODY_NOT_TEXT, detail=str(exc)) from None
     except ValueError:
         raise RegistryError(RegistryErrorKind.BODY_NOT_JSON) from None
 
@@ -494,6 +505,7 @@ _ERROR_HANDLERS: list[tuple[type[Exception], Callable[[Request, Exception], Awai
     (StoreUnavailableError, _on_store_unavailable),
     (StarletteHTTPException, _on_http_error),
     (RequestValidationError, _on_validation_error),
+    (Exception, _on_bug),
 ]
 
 

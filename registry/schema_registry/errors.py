@@ -96,6 +96,7 @@ class RegistryErrorKind(Enum):
     BODY_TOO_LARGE = (413, 41301, "request body larger than {limit} bytes")
     BODY_NOT_JSON = (422, 42201, "request body is not JSON")
     BODY_TOO_DEEP = (422, 42201, "request body is {detail}")
+    BODY_NOT_TEXT = (422, 42201, "request body holds {detail}")
     BODY_NOT_SCHEMA_REQUEST = (422, 42201, "request body needs a string field `schema`")
     BODY_NOT_CONFIG_REQUEST = (422, 422, 'request body must be a JSON object such as {{"compatibility": "BACKWARD"}}')
     UNKNOWN_FIELDS = (422, 422, "unknown field(s) in request body: {fields}; accepted: {accepted}")

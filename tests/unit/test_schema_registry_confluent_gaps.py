@@ -163,3 +163,44 @@ def test_undefined_type_name_of_a_field_in_avro_words(client: TestClient) -> Non
     # an undefined name elsewhere (in a union) keeps this registry's wording
     union = _record("U", ("f", ["null", "str"]))
     assert _error(client.post("/subjects/u/versions", json={"schema": union}))[:2] == (422, 42201)
+
+
+_LONE = "\\ud800"  # a JSON escape of half a UTF-16 pair, alone
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"schema": "{\\"type\\":\\"record\\",\\"name\\":\\"R\\",\\"doc\\":\\"'
+        + _LONE.replace("\\", "\\\\")
+        + '\\",\\"fields\\":[]}"}',
+        '{"schema": "\\"string\\"", "schemaType": "' + _LONE + '"}',
+        '{"schema": "\\"string\\"", "schemaTyp' + _LONE + '": 1}',
+        '{"schema": "\\"string\\"", "references": [{"name": "a", "subject": "' + _LONE + '", "version": 1}]}',
+    ],
+)
+@pytest.mark.parametrize("route", ["/subjects/y/versions", "/subjects/y", "/compatibility/subjects/y/versions/latest"])
+def test_a_lone_surrogate_anywhere_in_a_body_is_42201_not_a_500(client: TestClient, body: str, route: str) -> None:
+    """Python keeps ``\\ud800`` as a lone surrogate that SQLite and the JSON answer cannot encode: these were bare
+    ``text/plain`` 500s (and the same schema 200 on the compatibility route)."""
+    client.post("/subjects/y/versions", json={"schema": '"string"'})
+    response = client.post(route, content=body, headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    status, code, message = _error(response)
+    assert (status, code) == (422, 42201), message
+    assert "unpaired surrogate (\\ud800)" in message
+
+
+def test_a_bug_is_a_500_in_confluents_shape(
+    client: TestClient, store: SchemaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No handler covered other exceptions: Starlette's plain-text page, where clients parse ``error_code``."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(store, "register", broken)
+    response = client.post("/subjects/z/versions", json={"schema": '"string"'})
+    status, code, message = _error(response)
+    assert (status, code) == (500, 50001)
+    assert "RuntimeError" in message and "a bug" not in message
+    assert response.headers["content-type"].startswith("application/vnd.schemaregistry.v1+json")
