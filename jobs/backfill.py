@@ -24,7 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
-from jobs.batch_input import window_range
+from jobs.batch_input import check_since, window_range
 from jobs.feature_job import resolve_ref, version_refs
 from registry.access import guard_catalog
 from registry.core.arguments import instant, location
@@ -137,6 +137,7 @@ def run(
         if catalog.get(d.entity, d.name).version == d.version:
             raise DefinitionError(f"{ref} is the active version: backfill into a new version, then promote it")
         unique.setdefault((d.entity, d.name, d.version), ref)
+    check_since([resolve_ref(catalog, ref) for ref in unique.values()], since)
     if events == "archive":  # the job reads the registry and Kafka: either one down is named now, before a job starts
         from jobs.registry_client import require_registry
         from sinks.topics import require_reachable

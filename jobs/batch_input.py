@@ -8,6 +8,7 @@ reasons, and the chosen window range of event time (``since <= time < until``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -59,6 +60,20 @@ def window_range(since: str | None, until: str | None) -> tuple[int, int] | None
         ends = f"{hi} ms" if until is not None else f"none, so 9999-12-31T23:59:59.999Z ({LAST_MS} ms)"
         raise FeatureStoreError(f"--since must be before --until (--since: {given}; --until: {ends})")
     return lo, hi
+
+
+def check_since(definitions: Iterable[FeatureDefinition], since: str | None) -> None:
+    """FeatureStoreError when ``--since`` is given for a session-window version: a session's start is its first
+    event, which may lie any time before ``since`` (each event within the gap of the one before), so cutting the
+    events at ``since`` would write a session that starts later, with fewer events, than the stream's."""
+    if since is None:
+        return
+    sessions = sorted(f"{d.entity}.{d.name}@{d.version}" for d in definitions if d.window.kind == "session")
+    if sessions:
+        raise FeatureStoreError(
+            f"--since cannot cut session windows ({', '.join(sessions)}): a session that began before it would be "
+            "written from its later events only; compute them without --since (--until alone is exact)"
+        )
 
 
 def in_range(events: pa.Table, timestamp_field: str, window_range_ms: tuple[int, int]) -> pa.Table:

@@ -27,7 +27,7 @@ from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, 
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from infra.artifacts import verify_manifest
-from jobs.batch_input import one_source, read_events_input, window_range
+from jobs.batch_input import check_since, one_source, read_events_input, window_range
 from jobs.batching import batch_jar, batched_by_bucket, bucket_keys, value_types, writer_max_parallelism
 from jobs.decoder import decode, decoder_jar
 from jobs.functions import WriteWindowResults
@@ -544,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             f"no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`"
         )
     definitions = catalog.active() if args.versions is None else resolve_refs(catalog, args.versions)
+    check_since(definitions, args.since)
     if args.events == "archive":  # decoded with the registry's schemas (jobs.history): a stopped one is named first
         from jobs.registry_client import require_registry
 

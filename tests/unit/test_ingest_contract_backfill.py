@@ -15,6 +15,7 @@ import pytest
 from jobs import backfill
 from registry.core.catalog import load_folder
 from registry.core.definitions import Window
+from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
@@ -147,3 +148,26 @@ def test_progress_is_printed_every_few_seconds_however_long_a_round_takes(
         f"[backfill] {s}s" for s in ("5", "10", "16", "21", "26", "31", "36")
     ]
     assert said[-1] == "[backfill] done in 39s: 7 offline rows"
+
+
+def test_since_is_refused_for_a_session_version_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events were cut at --since before windowing: a session that began before it (gap 1m, events at since - 10 s
+    and since + 5 s) was written as one starting at since + 5 s with one event, a window no stream run has.
+    --until alone stays exact, and a tumbling version takes --since as before."""
+    db = tmp_path / "definitions.db"
+    store = DefinitionStore(db)
+    apply(store, load_folder())
+    v1 = store.catalog().get("user", "txn_count_1h")
+    store.register(v1.model_copy(update={"version": 2, "window": Window(kind="session", gap=timedelta(minutes=1))}))
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(db))
+    started: list[Any] = []
+    monkeypatch.setattr(backfill.subprocess, "Popen", lambda *args, **kwargs: started.append(args))
+    with pytest.raises(FeatureStoreError, match=r"--since cannot cut session windows \(user\.txn_count_1h@2\)"):
+        backfill.run(Settings.from_env(), ["user.txn_count_1h@2"], events="x.parquet", since="1700000000000")
+    assert not started
+    from jobs.batch_input import check_since
+
+    check_since([store.catalog().get("user", "txn_count_1h", 2)], None)  # --until alone
+    check_since([v1], "1700000000000")  # not a session
