@@ -170,11 +170,12 @@ def _epoch_ms(column: pa.ChunkedArray, name: str) -> pa.Array:
     raw = column.combine_chunks().cast(pa.timestamp(column.type.unit)).cast(pa.int64())
     values = raw.fill_null(0).to_numpy(zero_copy_only=False)
     unit_ns = _UNIT_NS[column.type.unit]
-    ms = (
-        values * (unit_ns // _UNIT_NS["ms"])
-        if unit_ns > _UNIT_NS["ms"]
-        else np.floor_divide(values, _UNIT_NS["ms"] // unit_ns)
-    )
+    if unit_ns > _UNIT_NS["ms"]:  # seconds: held within int64 first (a far-future time stays far future)
+        factor = unit_ns // _UNIT_NS["ms"]
+        bound = np.iinfo(np.int64).max // factor
+        ms = np.clip(values, -bound, bound) * factor
+    else:
+        ms = np.floor_divide(values, _UNIT_NS["ms"] // unit_ns)
     return pa.array(ms, pa.int64(), mask=raw.is_null().to_numpy(zero_copy_only=False))
 
 

@@ -39,3 +39,13 @@ def test_a_double_holds_integers_exactly_up_to_two_to_the_53(tmp_path: Path) -> 
     pq.write_table(_events(2, amount=pa.array([2**53, -(2**53)], pa.int64())), path)
     events = read_events(str(path), SOURCE, lambda: None, now_ms=NOW_MS)
     assert events.valid.column("amount").to_pylist() == [float(2**53), float(-(2**53))]
+
+
+def test_a_timestamp_in_seconds_past_int64_milliseconds_stays_on_its_side_of_1970() -> None:
+    """Seconds were multiplied by 1,000 in int64 and wrapped: 9.3e15 s (far future) became negative, refused as
+    `bad_timestamp` instead of `future_timestamp` (a table handed over in Arrow; Parquet has no seconds unit)."""
+    from jobs.events_table import _epoch_ms
+
+    seconds = pa.chunked_array([pa.array([9_300_000_000_000_000, -9_300_000_000_000_000, 5], pa.timestamp("s"))])
+    ms = _epoch_ms(seconds, "event_time").to_pylist()
+    assert ms[0] > NOW_MS + 10**12 and ms[1] < 0 and ms[2] == 5_000
