@@ -99,6 +99,10 @@ def _registration(out: Any) -> dict[str, Any]:
         return dict(out)
 
 
+_UNAVAILABLE = (502, 503, 504)
+"""Statuses that say the API cannot answer: its own 503, or a proxy's or gateway's 502 and 504 (the API never sends
+those: a gateway in front of it could not reach it)."""
+
 class FeatureClient:
     def __init__(
         self,
@@ -392,6 +396,6 @@ class FeatureClient:
             raise DefinitionConflictError(message)
         if code is ErrorCode.OVERLOADED and response.status_code == 503:
             raise OverloadedError(message, retry_after_s=_retry_after_s(response.headers.get("retry-after")))
-        if code is ErrorCode.STORE_UNAVAILABLE or response.status_code == 503:
+        if code is ErrorCode.STORE_UNAVAILABLE or response.status_code in _UNAVAILABLE:
             raise StoreUnavailableError(message)
         raise RequestError(code, message)

@@ -162,7 +162,10 @@ def _answering(status: int, body: Any = None, **kwargs: Any) -> FeatureClient:
         (500, {"error": "internal_error", "message": "m", "request_id": "r"}, RequestError, "internal_error"),
         (503, {"error": "store_unavailable", "message": "m"}, StoreUnavailableError, None),
         (503, {"error": "overloaded", "message": "m"}, OverloadedError, None),
-        (502, "<html>bad gateway</html>", RequestError, "http_502"),
+        # a gateway in front of the API that cannot reach it: the API is unavailable, as for a 503 (was http_502)
+        (502, "<html>bad gateway</html>", StoreUnavailableError, None),
+        (504, "<html>gateway timeout</html>", StoreUnavailableError, None),
+        (504, {"message": "upstream timed out"}, StoreUnavailableError, None),
     ],
 )
 def test_each_status_raises_its_documented_error(
