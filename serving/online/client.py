@@ -2,7 +2,7 @@
 
     with FeatureClient("http://127.0.0.1:8000") as fs:
         vector = fs.get_features("user", "u1", ["txn_count_1h"])
-        vector["features"]["txn_count_1h"]["status"]       # present | missing | expired | stale
+        vector["features"]["txn_count_1h"]["status"]       # present | missing | expired | stale | error (a request-time feature)
 
 The HTTP client is injected (any ``httpx.Client``: a test passes FastAPI's ``TestClient``), and
 failures arrive as the project's errors: ``UnknownFeatureError`` and ``UnknownFeatureServiceError``
