@@ -380,6 +380,10 @@ def serve_metrics(port: int, registry: CollectorRegistry) -> WSGIServer:
     return server
 
 
+_IDLE_POLL_S = 0.1
+"""The shortest wait between two looks at an idle topic, whatever ``--max-wait-s``."""
+
+
 class Archiver:
     """Copies a topic into its archive table: read a batch, append it with the next offsets, repeat.
 
@@ -429,7 +433,7 @@ class Archiver:
             if all(start[p] >= end[p] for p in start):
                 if once:
                     return self.rows
-                time.sleep(self._max_wait_s / 5)
+                time.sleep(max(self._max_wait_s / 5, _IDLE_POLL_S))  # --max-wait-s 0 must not spin on Kafka
                 continue
             self._archive(start, end, timeout_s, more=not once)
 
@@ -473,7 +477,7 @@ class Archiver:
             )
         if not self._expire_after_s:
             return
-        cutoff_ms = now_ms - int(self._expire_after_s * 1000)
+        cutoff_ms = now_ms - int(min(self._expire_after_s, now_ms / 1000) * 1000)  # 1e306 s: keeps every snapshot
         recent = [s.snapshot_id for s in self._table.metadata.snapshots if s.timestamp_ms >= cutoff_ms]
         holder = offsets_holder(self._table)  # another tool's delete may not carry them: keep where they are
         self._table, _ = expire_snapshots(self._table, keep=[*recent, *([holder] if holder is not None else [])])

@@ -208,3 +208,12 @@ def test_the_erasure_names_the_serving_log_topic_the_api_logs_to(
     monkeypatch.setattr(erasure.time, "sleep", lambda seconds: None)
     assert erasure.main(["--entity-type", "user", "--entity-id", "u1"]) == 0, capsys.readouterr().err
     assert seen and seen[0][-1] == "team_a.served"
+
+
+def test_an_expiry_age_past_1970_keeps_every_snapshot_and_does_not_crash(env: tuple[Path, Any, list[Any]]) -> None:
+    """`--expire-after-s 1e306` passed the parser (finite), then the first round stopped the archiver with an
+    OverflowError traceback."""
+    _, offline, _ = env
+    table = _archive_after_a_foreign_delete(offline.catalog)
+    archive.Archiver(None, table, "foreign_topic", expire_after_s=1e306)._expire()  # type: ignore[arg-type]
+    assert len(table.refresh().metadata.snapshots) == 2
