@@ -486,8 +486,10 @@ def failure_status(exc: BaseException) -> int:
         return 403
     if isinstance(exc, ValueError | DefinitionError):
         return 422
-    if isinstance(exc, StoreUnavailableError | OSError | sqlite3.Error):
+    if isinstance(exc, StoreUnavailableError | OSError | EOFError | sqlite3.Error):
         return 503
+    if type(exc).__module__ == "pyiceberg.exceptions" and type(exc).__name__ == "ValidationError":
+        return 503  # a table's metadata file cut short (not imported here: the API never loads pyiceberg)
     return 500
 
 

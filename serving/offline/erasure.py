@@ -74,7 +74,14 @@ from registry.training_sets import TrainingSetStore
 from serving.offline.retention import failure_line, invalidated, manifest_pins, require_registry
 from sinks.cassandra import layout as online_layout
 from sinks.cassandra.migrate import legacy_exists
-from sinks.iceberg.maintenance import Expired, FilesLeft, delete_rows, expire_snapshots, one_line
+from sinks.iceberg.maintenance import (
+    Expired,
+    FilesLeft,
+    delete_rows,
+    expire_snapshots,
+    one_line,
+    unreadable_table_errors,
+)
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
@@ -488,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     target = f"entity:{args.entity_type}/{args.entity_id if args.key is None else args.key}"
     access: Access | None = None
     caller: Caller | None = None
+    one_line_failures: tuple[type[BaseException], ...] = (
+        FeatureStoreError,
+        ValueError,
+        sqlite3.Error,
+        *unreadable_table_errors(),
+    )
     try:
         require_registry(settings, "erasure")
         log_topic = topic_from_env(os.environ)  # the API's (FS_SERVING_LOG_TOPIC): where served vectors are logged
@@ -535,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
                 report = erase(args.entity_type, args.entity_id, archives=archives, **common)
         finally:
             cluster.shutdown()
-    except (FeatureStoreError, ValueError, OSError, sqlite3.Error) as exc:
+    except one_line_failures as exc:
         # One line, audited with its outcome once the caller is known: an erasure that failed half way may
         # have erased some stores already (its record, step 1, makes the writers drop the entity's old data).
         line = failure_line("erasure", settings, exc)

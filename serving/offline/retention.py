@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from sinks.factory import connect_iceberg
+    from sinks.iceberg.maintenance import unreadable_table_errors
     from sinks.iceberg.writer import load_table
 
     parser = argparse.ArgumentParser(prog="python -m serving.offline.retention", description=__doc__)
@@ -301,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     action, target = ("retention_dry_run" if args.dry_run else "retention"), f"table:{settings.iceberg_namespace}"
     access: Access | None = None
     caller: Caller | None = None
+    one_line_failures: tuple[type[BaseException], ...] = (
+        FeatureStoreError,
+        ValueError,
+        sqlite3.Error,
+        *unreadable_table_errors(),
+    )
     try:
         if settings.auth:  # before Access.of, which would create it
             require_registry(settings, "retention")
@@ -328,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.dry_run:
             for erased in erased_tables(iceberg, settings.iceberg_namespace, catalog):
                 report.orphan_files_deleted += remove_orphan_files(erased, older_than_s=args.orphans_older_than)
-    except (FeatureStoreError, ValueError, OSError, sqlite3.Error) as exc:
+    except one_line_failures as exc:
         # One line (an OSError: a file of a table missing or unreadable; sqlite3: the registry's database),
         # audited with its outcome once the caller is known (a run that failed half way changed the table).
         line = failure_line("retention", settings, exc)

@@ -103,6 +103,7 @@ _UNAVAILABLE = (502, 503, 504)
 """Statuses that say the API cannot answer: its own 503, or a proxy's or gateway's 502 and 504 (the API never sends
 those: a gateway in front of it could not reach it)."""
 
+
 class FeatureClient:
     def __init__(
         self,

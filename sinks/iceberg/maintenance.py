@@ -122,6 +122,15 @@ class Expired:
     kept: tuple[int, ...] = field(default=())
 
 
+def unreadable_table_errors() -> tuple[type[BaseException], ...]:
+    """What reading a table whose files are missing or cut short raises (an OSError; EOFError from a truncated
+    manifest list; pyiceberg's ValidationError from a truncated metadata file): a command's one-line failure
+    naming the cause, not a bug's traceback."""
+    from pyiceberg.exceptions import ValidationError
+
+    return (OSError, EOFError, ValidationError)
+
+
 class FilesLeft(StoreUnavailableError):
     """Snapshots were expired, but some files only they reached could not be deleted: no snapshot reaches them
     any more (the expiry itself is done: ``table`` and ``expired`` say what it did), and retention's orphan

@@ -252,3 +252,18 @@ def test_an_erasure_refused_by_its_arguments_says_why_before_reaching_any_store(
     monkeypatch.setenv("FS_CASSANDRA_PORT", "1")  # nothing listens: reaching it is an error of its own
     assert erasure.main(args) == 1
     assert message in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("cut", ["manifest_list", "metadata"])
+def test_a_table_file_cut_short_is_one_error_line(
+    env: tuple[Path, Any, list[Any]], capsys: pytest.CaptureFixture[str], cut: str
+) -> None:
+    """A truncated manifest list (EOFError) or metadata file (pyiceberg's ValidationError) ended retention with a
+    traceback; like a missing file, it is one `error:` line, exit 1."""
+    _, table, _ = env
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    path = Path((snapshot.manifest_list if cut == "manifest_list" else table.metadata_location).removeprefix("file://"))
+    path.write_bytes(path.read_bytes()[:40])
+    assert retention.main(["--orphans-older-than", "0s"]) == 1
+    _one_error_line(capsys)
