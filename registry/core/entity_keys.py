@@ -23,7 +23,8 @@ SEPARATOR = "|"
 ESCAPE = "\\"
 MAX_KEY_FIELDS = 8
 MAX_KEY_CHARS = 256
-"""The longest entity id or key value, in characters (Unicode code points): the online API serves 1-256 of them
+"""The longest single-key entity id, or value of one composite key field, in characters (Unicode code points; a
+composite id, its values escaped and joined, may be longer): the online API serves 1-256 of them
 (``serving/online/keys.py``), and the stream job dead-letters a longer key value as ``bad_key`` (``udfs/decode.py``;
 Cassandra refuses a partition key over 65,535 bytes, which a longer value could pass)."""
 

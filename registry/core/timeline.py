@@ -6,10 +6,12 @@ tumbling one) from the epoch, as Flink aligns them. A result row stored for the 
 row exists for it, that window held no events: a count or sum is then 0 and other aggregations
 have no value. The feature timestamp is the end of the window the value describes, ``max(W, L)``,
 so its age measures pipeline lag, not how long the entity has been quiet. A stored row older than
-the feature's TTL is expired (online, Cassandra's TTL deletes it at the same moment).
+the feature's TTL is expired (online, Cassandra's TTL deletes it an hour later: the cell's TTL is the
+remaining TTL plus ``EXPIRED_GRACE_S``, so serving says ``expired``, not ``missing``, for that hour).
 
 ``closed_through_us`` is the latest window end the pipeline has closed for the feature's source
-(online: the writer's recorded progress, capped at now; offline: the label time itself).
+(online: the writer's recorded progress, capped at now; offline: the earlier of the label time and the
+data's reach, docs/design.md §5.2).
 
 Precision: the rule works in epoch microseconds, the precision the offline table stores. Times are
 compared at full precision, never rounded to whole milliseconds, so a row stored 1 µs after a label
