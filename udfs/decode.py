@@ -11,7 +11,7 @@ good data.
 
 The rules, in their order: the Confluent frame (``empty``, ``truncated``, ``bad_magic``); the writer
 schema by id (``unknown_schema_id``, ``bad_writer_schema``); the Avro body against it (``undecodable``);
-then the record: a required field null, or a required ``*_id`` string empty (``missing_field``); a
+then the record: a required field null, or a required ``*_id`` or entity-key string empty (``missing_field``); a
 string value of an entity key field (``key_fields``, every field of a composite key) of more than
 ``MAX_KEY_CHARS`` (``registry.core.entity_keys``) characters, counted in code points (``bad_key``: the stores could not hold it as a
 key, and one such record must not stop the job); a float NaN or infinite (``non_finite``); the event
@@ -124,7 +124,7 @@ class EventDecoder:
         # The rules, in this order, are also check_events's (a table of events): keep the two in step.
         for name in self._required:
             value = record.get(name)
-            if value is None or (isinstance(value, str) and name.endswith("_id") and not value):
+            if value is None or (isinstance(value, str) and (name.endswith("_id") or name in self._key_fields) and not value):
                 raise DecodeError("missing_field", f"required field {name!r} is missing or empty")
         for name in self._key_fields:
             value = record.get(name)
@@ -219,7 +219,7 @@ def check_events(
 
     ``events`` has one column per reader-schema field, in the schema's types (the timestamp field as
     epoch milliseconds, int64). The rules are the decoder's, in its order, so a record gets the reason
-    the stream would dead-letter it with: a required field null, or a required ``*_id`` string empty
+    the stream would dead-letter it with: a required field null, or a required ``*_id`` or entity-key string empty
     (``missing_field``); a string value of a ``key_fields`` field longer than ``MAX_KEY_CHARS`` characters
     (``bad_key``); a float field NaN or infinite (``non_finite``); the timestamp beyond
     ``now_ms + max_future_ms`` (``future_timestamp``) or before 1970 (``bad_timestamp``).
@@ -241,7 +241,7 @@ def check_events(
     for name in required_fields(reader_schema, timestamp_field):
         column = events.column(name)
         failed = pc.is_null(column)
-        if name.endswith("_id") and pa.types.is_string(column.type):
+        if (name.endswith("_id") or name in key_fields) and pa.types.is_string(column.type):
             failed = pc.or_(failed, pc.equal(pc.utf8_length(column), 0))
         flag(failed, "missing_field", f"required field {name!r} is missing or empty")
     for name in key_fields:

@@ -98,7 +98,7 @@ def _body(record: dict[str, Any], schema: dict[str, Any] = READER) -> bytes:
 class Decoders:
     """The two decoders, one registry; ``ids``: writer schema name -> registry id."""
 
-    def __init__(self, settings: Settings, ids: dict[str, int]) -> None:
+    def __init__(self, settings: Settings, ids: dict[str, int], key_fields: tuple[str, ...] = KEY_FIELDS) -> None:
         from jobs.decoder import decoder_jar, event_decoder
 
         self.ids = ids
@@ -106,13 +106,13 @@ class Decoders:
             schema_lookup(settings.schema_registry_url, settings.token),
             READER,
             timestamp_field="event_time",
-            key_fields=KEY_FIELDS,
+            key_fields=key_fields,
         )
         from pyflink.util.java_utils import add_jars_to_context_class_loader
 
         avro = sorted(settings.flink_jars_dir.glob("flink-sql-avro-*.jar"))
         add_jars_to_context_class_loader([decoder_jar(settings).as_uri(), avro[0].as_uri()])
-        self.java = event_decoder(settings, READER, "event_time", KEY_FIELDS)
+        self.java = event_decoder(settings, READER, "event_time", key_fields)
 
     def python_answer(self, payload: bytes | None, record_ms: int) -> tuple[str, Any]:
         try:
@@ -337,6 +337,17 @@ def test_every_rejection_has_the_same_reason_and_detail(decoders: Decoders) -> N
     good = frame(v1, _body(EVENT))
     for off_by in (-1, 1):
         assert decoders.agree(good, EVENT_MS + off_by)[0] == "timestamp_mismatch"
+
+
+def test_an_empty_key_not_named_like_an_id_is_missing_alike(decoders: Decoders, it_settings: Settings) -> None:
+    """Only `*_id` fields were held non-empty: a source keyed by `currency` wrote an entity "" to both stores."""
+    by_currency = Decoders(it_settings, decoders.ids, key_fields=("currency",))
+    v1 = decoders.ids["reader"]
+    assert by_currency.agree(frame(v1, _body({**EVENT, "currency": ""}))) == (
+        "missing_field",
+        "required field 'currency' is missing or empty",
+    )
+    assert decoders.agree(frame(v1, _body({**EVENT, "currency": ""})))[0] == "ok"  # not a key there
 
 
 def test_random_corruptions_get_the_same_answer(decoders: Decoders) -> None:

@@ -167,6 +167,15 @@ def test_empty_currency_is_not_a_missing_id() -> None:
     assert record["currency"] == ""
 
 
+def test_an_empty_required_key_is_missing_whatever_the_fields_name() -> None:
+    """Only `*_id` names were held non-empty: a key field named `currency` made an entity "" in both stores,
+    which the API cannot serve (ids are 1-256 characters)."""
+    assert refusal(keyed("currency"), {**EVENT, "currency": ""}) == (
+        "missing_field",
+        "required field 'currency' is missing or empty",
+    )
+
+
 def test_future_timestamp_boundary_uses_injected_clock() -> None:
     at_limit = {**EVENT, "event_time": NOW_MS + 3_600_000}
     assert decoder().decode(frame(V1, body(at_limit)))["event_time"] == NOW_MS + 3_600_000

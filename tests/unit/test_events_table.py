@@ -68,11 +68,13 @@ def _parquet(tmp_path: Path, table: pa.Table, name: str = "events.parquet") -> s
     return str(path)
 
 
-def test_batch_rules_give_every_record_the_reason_the_decoder_gives_it() -> None:
-    """check_events (a column at a time) against EventDecoder's own per-record rules, on random records."""
+@pytest.mark.parametrize("keys", [("user_id", "merchant_id"), ("currency",)])
+def test_batch_rules_give_every_record_the_reason_the_decoder_gives_it(keys: tuple[str, ...]) -> None:
+    """check_events (a column at a time) against EventDecoder's own per-record rules, on random records; keyed
+    by a composite key (every field of it is held to the length limit) and by a key not named `*_id` (an empty
+    one is missing too)."""
     rng = random.Random(5)
     schema = load_schema("card_transaction")
-    keys = ("user_id", "merchant_id")  # a composite key: every field of it is held to the length limit
     decoder = EventDecoder(
         lambda _: None, schema, timestamp_field="event_time", key_fields=keys, clock_ms=lambda: NOW_MS
     )
@@ -100,6 +102,10 @@ def test_batch_rules_give_every_record_the_reason_the_decoder_gives_it() -> None
         got[i] = reason
     assert got == expected
     assert sorted(valid.column("i").to_pylist()) == [i for i, r in enumerate(expected) if r is None]
+    if keys == ("currency",):  # an empty currency is missing now: first of the rules, so the record's reason
+        empty = [i for i, r in enumerate(records) if r["currency"] == "" and r["transaction_id"] not in ("", None)]
+        assert empty and all(expected[i] == "missing_field" for i in empty)
+        return
     assert {r for r in expected if r} == {"missing_field", "bad_key", "non_finite", "future_timestamp", "bad_timestamp"}
     # A bad key's detail names the field and its length, as the decoder's does.
     answers = _decoder_answers(decoder, records)

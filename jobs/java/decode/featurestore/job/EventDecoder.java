@@ -40,7 +40,7 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMap
  * it does not parse), Avro resolution of the writer schema to the reader schema ({@code undecodable}: bytes that do
  * not match, a record name that is neither the reader's nor one of its aliases, a string that is not UTF-8,
  * trailing bytes; read by {@link CheckedDecoder}), then the record: a required field (not a union with null, or
- * the event time) null, or a required {@code *_id} string empty ({@code missing_field}); a string value of an entity
+ * the event time) null, or a required {@code *_id} or entity-key string empty ({@code missing_field}); a string value of an entity
  * key field ({@code keyFields}, every field of a composite key) of more than {@link #MAX_KEY_CHARS} characters,
  * counted in code points as Python's {@code len} counts them ({@code bad_key}); a float NaN or infinite
  * ({@code non_finite}); the event time beyond now + {@code maxFutureMs} ({@code future_timestamp}) or before 1970
@@ -193,7 +193,8 @@ public final class EventDecoder implements Serializable {
         for (int position : requiredFields) {
             Object field = values[position];
             String name = fieldNames.get(position);
-            if (field == null || (field instanceof String && name.endsWith("_id") && ((String) field).isEmpty())) {
+            boolean idLike = name.endsWith("_id") || keyPositions.contains(position); // a key is an id, whatever its name
+            if (field == null || (field instanceof String && idLike && ((String) field).isEmpty())) {
                 throw new Rejected("missing_field", "required field '" + name + "' is missing or empty");
             }
         }
