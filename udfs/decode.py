@@ -124,7 +124,9 @@ class EventDecoder:
         # The rules, in this order, are also check_events's (a table of events): keep the two in step.
         for name in self._required:
             value = record.get(name)
-            if value is None or (isinstance(value, str) and (name.endswith("_id") or name in self._key_fields) and not value):
+            if value is None or (
+                isinstance(value, str) and (name.endswith("_id") or name in self._key_fields) and not value
+            ):
                 raise DecodeError("missing_field", f"required field {name!r} is missing or empty")
         for name in self._key_fields:
             value = record.get(name)
