@@ -12,7 +12,9 @@ CURRENCIES = ("EUR", "USD", "GBP")
 def synthetic_transactions(seed: int, *, users: int, events: int, start_ms: int, span_ms: int) -> list[dict[str, Any]]:
     """``events`` transactions by ``users`` users, uniformly over [start_ms, start_ms + span_ms), time-ordered.
 
-    User activity is skewed (a few users are hot), as in real payment traffic.
+    User activity is skewed (a few users are hot), as in real payment traffic. Transaction ids hold the seed and
+    ``start_ms``: a second run of the producer (a later ``start_ms``) makes new transactions, not resends that the
+    job's de-duplication would drop.
     """
     rng = random.Random(seed)
     # Cumulative weights once: ``choices(..., weights)`` would sum them again on every call, O(users) an event;
@@ -23,7 +25,7 @@ def synthetic_transactions(seed: int, *, users: int, events: int, start_ms: int,
     for i in range(events):
         out.append(
             {
-                "transaction_id": f"txn_{seed}_{i:08d}",
+                "transaction_id": f"txn_{seed}_{start_ms}_{i:08d}",
                 "user_id": rng.choices(user_ids, cum_weights=cum_weights)[0],
                 "merchant_id": f"merchant_{rng.randrange(200):04d}",
                 "amount": round(rng.lognormvariate(3.0, 1.0), 2),

@@ -100,10 +100,13 @@ class EventProducer:
 
 def producer_config(settings: Settings) -> dict[str, Any]:
     """The event producer's settings: idempotent with acks=all (a retry after a broker failure never
-    duplicates an event), and reconnection attempts at most 1 s apart (librdkafka's default backs off to
-    10 s), so sending resumes within about a second of the broker's return."""
+    duplicates an event), reconnection attempts at most 1 s apart (librdkafka's default backs off to
+    10 s), so sending resumes within about a second of the broker's return, and keys partitioned as Kafka's
+    Java producer partitions them (murmur2; librdkafka's default is CRC32): a Java service writing the same
+    topic puts one user's events in the same partition as this producer does, so they stay in order."""
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
+        "partitioner": "murmur2_random",
         "linger.ms": 20,
         "acks": "all",
         "enable.idempotence": True,
@@ -126,7 +129,10 @@ def _topic(value: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
     if len(value) > 245:
-        raise argparse.ArgumentTypeError(f"topic {value[:300]!r} is longer than 245 characters: {value}.dlq would be")
+        raise argparse.ArgumentTypeError(
+            f"topic {value[:300]!r} is longer than 245 characters: its dead-letter topic <topic>.dlq would pass "
+            "Kafka's 249"
+        )
     return value
 
 

@@ -74,12 +74,19 @@ def registry_client(url: str, token: str | None = None) -> SchemaRegistryClient:
 def require_registry(url: str, token: str | None = None) -> None:
     """Fail fast, naming the schema registry, when it does not answer a request (refused: within
     milliseconds; hung: within the client's bounds, about 3.6 s). An answer of any status counts: what
-    it means (a missing subject, a refused token) is the caller's to meet."""
+    it means (a missing subject, a refused token) is the caller's to meet, as long as it is a registry's: an error
+    answer without Confluent's numeric ``error_code`` (another web server's 404 page or JSON) is named as no
+    registry, before the caller creates anything."""
     client = registry_client(url, token)  # a URL it refuses is the caller's ValueError, not the registry's answer
     try:
         client.get_subjects()
-    except SchemaRegistryError:
-        return
+    except SchemaRegistryError as exc:
+        if isinstance(exc.error_code, int) and not isinstance(exc.error_code, bool) and exc.error_code > 0:
+            return
+        raise StoreUnavailableError(
+            f"schema registry at {url} unavailable: its answer is not a schema registry's (HTTP "
+            f"{exc.http_status_code} without a registry error_code: {str(exc.error_message)[:200]})"
+        ) from exc
     except httpx.TransportError as exc:
         raise StoreUnavailableError(
             f"schema registry at {url} unavailable: {type(exc).__name__}: {exc or 'no answer'}"

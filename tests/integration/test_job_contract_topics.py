@@ -33,3 +33,62 @@ def test_a_source_topic_kafka_does_not_have_is_named_at_once(it_settings: Settin
         f"error: topic {topic!r} is not in Kafka at {settings.kafka_bootstrap} (the broker creates no topic on first use)\n"
     )
     assert time.monotonic() - started < 15  # the interpreter's start and imports; no mini-cluster
+
+
+def _java_partition(key: bytes, partitions: int) -> int:
+    """Kafka's Java producer's partition of a keyed record: murmur2 of the key bytes, made positive, mod partitions
+    (``org.apache.kafka.common.utils.Utils.murmur2`` and ``toPositive``), written out as the brute-force reference."""
+    m, r = 0x5BD1E995, 24
+    h = (0x9747B28C ^ len(key)) & 0xFFFFFFFF
+    whole = len(key) // 4
+    for i in range(whole):
+        k = int.from_bytes(key[4 * i : 4 * i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = key[4 * whole :]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def test_the_producer_partitions_keys_as_kafkas_java_producer_does(it_settings: Settings, run_id: str) -> None:
+    """librdkafka's default (CRC32) put a user's events in another partition than a Java service's would, so one
+    user's events from the two were not in one order; the producer now uses murmur2 like the Java client."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from jobs.events import synthetic_transactions
+    from jobs.produce import make_producer
+    from sinks.topics import ensure_topics
+
+    topic = f"partitioner_{run_id}"
+    ensure_topics(it_settings.kafka_bootstrap, [topic], partitions=4)
+    events = synthetic_transactions(3, users=40, events=200, start_ms=1_700_000_000_000, span_ms=60_000)
+    producer = make_producer(it_settings)
+    producer.send(topic, events)
+    producer.flush()
+    consumer = Consumer({"bootstrap.servers": it_settings.kafka_bootstrap, "group.id": f"g_{run_id}"})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
+        seen: dict[str, set[int]] = {}
+        read, deadline = 0, time.monotonic() + 30
+        while read < len(events) and time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=1):
+                if message.error() is None:
+                    read += 1
+                    seen.setdefault(message.key().decode(), set()).add(message.partition())
+    finally:
+        consumer.close()
+    assert len(seen) == len({e["user_id"] for e in events})
+    assert {user: partitions for user, partitions in seen.items()} == {
+        user: {_java_partition(user.encode(), 4)} for user in seen
+    }

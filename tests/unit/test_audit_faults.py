@@ -172,6 +172,31 @@ def test_a_server_that_is_not_a_registry_is_named_not_a_traceback() -> None:
             require_registry(url)
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "registry"),
+    [
+        (b"404 Not Found", b'{"detail": "Not Found"}', False),  # the feature API, FastAPI's 404
+        (b"404 Not Found", b"<html>no</html>", False),
+        (b"401 Unauthorized", b'{"error_code": 401, "message": "Unauthorized: no token"}', True),
+        (b"403 Forbidden", b'{"error_code": 40301, "message": "User x is denied"}', True),
+    ],
+)
+def test_an_error_answer_counts_only_when_it_is_a_registrys(status: bytes, body: bytes, registry: bool) -> None:
+    """Any error answer counted as the registry's: the producer then created its topics before failing on the
+    schema (`404: Not Found ... SR code None`), against the feature API's port."""
+    from jobs.registry_client import require_registry
+
+    with answer_server(http_answer(body, status=status), byte_every_s=0) as port:
+        url = f"http://127.0.0.1:{port}"
+        if registry:
+            require_registry(url)
+        else:
+            with pytest.raises(
+                StoreUnavailableError, match=rf"^schema registry at {url} unavailable: its answer is not"
+            ):
+                require_registry(url)
+
+
 def test_a_registry_that_answers_is_used(registry_port: int) -> None:
     from jobs.registry_client import registry_client, require_registry
 

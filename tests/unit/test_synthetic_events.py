@@ -22,7 +22,7 @@ def _reference(seed: int, *, users: int, events: int, start_ms: int, span_ms: in
     for i in range(events):
         out.append(
             {
-                "transaction_id": f"txn_{seed}_{i:08d}",
+                "transaction_id": f"txn_{seed}_{start_ms}_{i:08d}",
                 "user_id": rng.choices(user_ids, weights)[0],
                 "merchant_id": f"merchant_{rng.randrange(200):04d}",
                 "amount": round(rng.lognormvariate(3.0, 1.0), 2),
