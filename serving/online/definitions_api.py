@@ -19,7 +19,15 @@ from serving.online.auth import authorize_write, client_of
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.keys import members_once
 from serving.online.refusals import audited
-from serving.online.responses import BAD_PARAMETER, JSONResponse, inline_schema, json_object, problems
+from serving.online.responses import (
+    BAD_PARAMETER,
+    STORE_GONE,
+    WRITE_REFUSED,
+    JSONResponse,
+    inline_schema,
+    json_object,
+    problems,
+)
 from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
 
 MAX_BODY_BYTES = 256 * 1024
@@ -161,8 +169,10 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
                     400: f"`bad_json`: the body is not JSON; {BAD_PARAMETER} (`activate`, at most once)",
                     409: "`version_conflict`: the version is registered with other content, or what is registered refuses"
                     " it (its name or a key field taken by a request-time feature)",
+                    403: WRITE_REFUSED,
                     413: "`body_too_large`",
                     422: "`invalid_definition`, naming the field",
+                    503: STORE_GONE,
                 }
             ),
         },
@@ -230,8 +240,10 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
         responses=problems(
             {
                 400: f"{BAD_PARAMETER} (`version`, required, given once)",
+                403: WRITE_REFUSED,
                 404: "`unknown_feature`: no such feature or version",
                 422: "`invalid_definition`: the version would make its stream read its topic two ways",
+                503: STORE_GONE,
             }
         ),
     )

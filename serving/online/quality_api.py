@@ -117,7 +117,7 @@ def quality_router(
         if version is not None:
             _check_read(request, [d])  # one version: refused before any read
         end = _instant("until", until, datetime.fromtimestamp(clock_us() / 1e6, UTC))
-        start = _instant("since", since, end - DEFAULT_SPAN if end > _EARLIEST + DEFAULT_SPAN else end)
+        start = _instant("since", since, end - DEFAULT_SPAN if end >= _EARLIEST + DEFAULT_SPAN else end)
         if start >= end:
             raise ApiError(ErrorCode.BAD_REQUEST, "since: must be before until")
         stored = quality.feature(entity_type, d.name, version, start, end)

@@ -95,6 +95,8 @@ def problems(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
 
 
 BAD_PARAMETER = "`bad_request`: a malformed path or query parameter, named in `message`"
+WRITE_REFUSED = "`forbidden` (auth on): the caller's team does not own what it writes (an admin token may)"
+STORE_GONE = "`store_unavailable`: the registry's SQLite file gone or unreadable under the running process"
 
 
 def without_validation_errors(doc: dict[str, Any]) -> dict[str, Any]:

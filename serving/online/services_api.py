@@ -20,7 +20,7 @@ from serving.online.features_api import check_service_ref
 from serving.online.features_docs import SERVICE_REF_PATTERN, VERSION_PATTERN
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.refusals import audited
-from serving.online.responses import BAD_PARAMETER, JSONResponse, inline_schema, problems
+from serving.online.responses import BAD_PARAMETER, STORE_GONE, JSONResponse, inline_schema, problems
 
 _VERSION = re.compile(r"[1-9][0-9]{0,9}")  # a version as `name@N` writes it: no sign, leading zero, `.0` or space
 
@@ -86,11 +86,13 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
             **problems(
                 {
                     400: "`bad_json`: the body is not JSON",
+                    403: "`forbidden` (auth on): the service belongs to another team (its first registrant)",
                     404: "`unknown_feature`: a pinned feature version is not registered (all named)",
                     409: "`version_conflict`: the version is registered with other features",
                     413: "`body_too_large`",
                     422: "`invalid_feature_service`: the body is not a valid service, or the catalog cannot "
                     "serve a pin as pinned",
+                    503: STORE_GONE,
                 }
             ),
         },

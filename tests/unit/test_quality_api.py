@@ -134,6 +134,13 @@ def test_bad_requests_are_named(client: TestClient, query: str, status: int, say
     assert says in response.text
 
 
+def test_the_default_since_reaches_the_first_instant_of_year_1(client: TestClient) -> None:
+    """`until` exactly a day after 0001-01-01T00:00:00Z: the default `since` is that instant, representable; it
+    was refused (`since: must be before until`, a parameter the caller never sent)."""
+    body = client.get("/v1/quality/user/txn_count_1h?version=1&until=0001-01-02T00:00:00Z").json()
+    assert body["since"] == "0001-01-01T00:00:00.000000+00:00"
+
+
 def test_plots_draw_four_panels_per_feature_version(quality: QualityStore, tmp_path: Path) -> None:
     import numpy as np
     from matplotlib.image import imread
