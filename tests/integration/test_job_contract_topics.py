@@ -83,9 +83,10 @@ def test_the_producer_partitions_keys_as_kafkas_java_producer_does(it_settings: 
         read, deadline = 0, time.monotonic() + 30
         while read < len(events) and time.monotonic() < deadline:
             for message in consumer.consume(500, timeout=1):
-                if message.error() is None:
+                key, partition = message.key(), message.partition()
+                if message.error() is None and key is not None and partition is not None:
                     read += 1
-                    seen.setdefault(message.key().decode(), set()).add(message.partition())
+                    seen.setdefault(key.decode(), set()).add(partition)
     finally:
         consumer.close()
     assert len(seen) == len({e["user_id"] for e in events})
