@@ -26,23 +26,30 @@ def connect_cassandra(
     workers): one process creates the schema before them, so no two race to create one table, which
     a cluster of several nodes can answer with two table ids and a schema disagreement.
     """
+    from cassandra import UnresolvableContactPoints
     from cassandra.cluster import Cluster, NoHostAvailable
     from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
 
     from sinks.cassandra.writer import ensure_schema
 
-    cluster = Cluster(
-        list(settings.cassandra_hosts),
-        port=settings.cassandra_port,
-        connect_timeout=connect_timeout_s,
-        control_connection_timeout=connect_timeout_s,
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-        # A node that went away is tried again every half second for as long as it is gone, so reads
-        # recover within a second of its return whatever the outage length (the driver's default backs
-        # off exponentially to 10 minutes: after a 12 s outage it waited 15 s).
-        reconnection_policy=ConstantReconnectionPolicy(delay=RECONNECT_DELAY_S, max_attempts=None),
-        protocol_version=5,
-    )
+    hosts = ",".join(settings.cassandra_hosts)
+    try:
+        cluster = Cluster(
+            list(settings.cassandra_hosts),
+            port=settings.cassandra_port,
+            connect_timeout=connect_timeout_s,
+            control_connection_timeout=connect_timeout_s,
+            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+            # A node that went away is tried again every half second for as long as it is gone, so reads
+            # recover within a second of its return whatever the outage length (the driver's default backs
+            # off exponentially to 10 minutes: after a 12 s outage it waited 15 s).
+            reconnection_policy=ConstantReconnectionPolicy(delay=RECONNECT_DELAY_S, max_attempts=None),
+            protocol_version=5,
+        )
+    except UnresolvableContactPoints as exc:  # raised before any connection: no contact point resolves
+        raise StoreUnavailableError(
+            f"Cassandra at {hosts}:{settings.cassandra_port} unavailable: no contact point resolves to an address"
+        ) from exc
     try:
         session = cluster.connect()
         if create_schema:
@@ -50,7 +57,6 @@ def connect_cassandra(
         session.set_keyspace(settings.cassandra_keyspace)
     except (NoHostAvailable, OSError) as exc:
         cluster.shutdown()
-        hosts = ",".join(settings.cassandra_hosts)
         raise StoreUnavailableError(f"Cassandra at {hosts}:{settings.cassandra_port} unavailable: {exc}") from exc
     return cluster, session
 

@@ -345,3 +345,13 @@ def test_the_demo_prints_its_usage_for_help_and_refuses_options_before_touching_
     with pytest.raises(SystemExit) as usage_exit:
         demo.main(["--fast"])
     assert usage_exit.value.code == 2
+
+
+def test_a_cassandra_host_that_does_not_resolve_is_named_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver refuses unresolvable contact points while the cluster object is made, before connecting:
+    `cassandra.UnresolvableContactPoints: {}` ended the API, the migration, erasure and the job with a traceback."""
+    from sinks.factory import connect_cassandra
+
+    monkeypatch.setenv("FS_CASSANDRA_HOSTS", "nosuch.invalid")
+    with pytest.raises(StoreUnavailableError, match=r"^Cassandra at nosuch\.invalid:\d+ unavailable: no contact point"):
+        connect_cassandra(Settings.from_env())
