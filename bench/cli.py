@@ -114,10 +114,16 @@ def require_stack(settings: Any, *, cassandra: bool = True, kafka: bool = False,
 
 
 def run_main(main: Callable[[], int]) -> int:
-    """``main()``, a Ctrl-C ending it with one line and exit status 130 (its cleanup has run by then), not a
-    traceback."""
+    """``main()``, a Ctrl-C ending it with one line and exit status 130 (its cleanup has run by then), and a
+    service failing under it (a Cassandra node that accepts connections and never answers passes the start's
+    check) with one ``error:`` line and exit status 1, not a traceback."""
+    from registry.core.errors import StoreUnavailableError
+
     try:
         return main()
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C); what the bench made is removed", file=sys.stderr, flush=True)
         return 130
+    except StoreUnavailableError as exc:
+        print(f"error: the bench needs the running stack (make up): {exc}", file=sys.stderr, flush=True)
+        return 1

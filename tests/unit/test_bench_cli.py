@@ -270,3 +270,15 @@ def test_positive_refuses_what_is_not_a_number_above_zero() -> None:
             cli.positive(raw)
     assert cli.positive("0.5") == 0.5
     assert cli.positive("1e3") == 1000.0
+
+
+def test_a_service_failing_under_a_bench_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A Cassandra node that accepts connections and never answers passes the start's TCP check; its failure
+    while the bench seeds was two chained tracebacks."""
+
+    def failing() -> int:
+        raise StoreUnavailableError("Cassandra at 127.0.0.1:47001 unavailable: OperationTimedOut")
+
+    assert cli.run_main(failing) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "47001" in err and "Traceback" not in err
