@@ -275,6 +275,7 @@ def test_positive_refuses_what_is_not_a_number_above_zero() -> None:
 def test_a_service_failing_under_a_bench_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
     """A Cassandra node that accepts connections and never answers passes the start's TCP check; its failure
     while the bench seeds was two chained tracebacks."""
+    from registry.core.errors import StoreUnavailableError
 
     def failing() -> int:
         raise StoreUnavailableError("Cassandra at 127.0.0.1:47001 unavailable: OperationTimedOut")
