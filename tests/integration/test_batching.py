@@ -17,6 +17,8 @@ import pytest
 
 from jobs.java_build import flink_dist, java_jar
 
+pytestmark = pytest.mark.integration  # the live stack
+
 BUCKETS = 3
 MAX_ROWS = 4
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z

@@ -6,9 +6,13 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from registry.core.settings import Settings
 from sinks.topics import ensure_topics
 from tests.conftest import isolated, run_module
+
+pytestmark = pytest.mark.integration  # the live stack
 
 
 def test_a_metrics_port_in_use_is_named_in_one_line(it_settings: Settings, tmp_path: Path) -> None:

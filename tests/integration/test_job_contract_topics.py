@@ -10,9 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from registry.core.settings import Settings
 from tests.conftest import REPO, isolated, settings_env
 from tests.integration.stream_io import register_card_features
+
+pytestmark = pytest.mark.integration  # the live stack
 
 
 def test_a_source_topic_kafka_does_not_have_is_named_at_once(it_settings: Settings, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_a_store_that_answers_nothing_fails_the_batch_at_the_request_budget() ->
 
 def test_a_bug_fails_the_whole_batch() -> None:
     reader = OnlineReader(_Session({"a": ROWS, "b": TypeError("bad bind")}), "ks")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="bad bind"):
         asyncio.run(reader.read_each_async("user", ["a", "b"]))
 
 

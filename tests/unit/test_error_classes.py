@@ -84,5 +84,5 @@ def test_a_bug_is_a_500_with_a_request_id_in_the_log(
 def test_the_synchronous_read_keeps_the_same_line() -> None:
     with pytest.raises(StoreUnavailableError):
         OnlineReader(_Session(raise_now=OperationTimedOut("t")), "ks").read("user", "u1")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="bug"):
         OnlineReader(_Session(raise_now=TypeError("bug")), "ks").read("user", "u1")  # type: ignore[arg-type]

@@ -216,7 +216,7 @@ def test_a_cell_key_the_layout_does_not_write_is_refused(key: str) -> None:
     were read as features."""
     with pytest.raises(ValueError, match="not an online cell key"):
         layout.parse_cell_key(key)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not an online cell key"):
         layout.parse_pack_key("*" + key)
     assert layout.parse_cell_key("txn_count_1h@2147483647:d") == ("txn_count_1h", 2_147_483_647, "double")
 

@@ -373,15 +373,24 @@ def test_a_version_that_cannot_start_never_takes_later_activations_down_with_it(
     store.register(make_definition(name="a"))
     follower = _follower(tmp_path, monkeypatch, store)
 
+    def launched(name: str) -> bool:
+        return any(f"user.{name}@1" in versions for versions in _FakeJob.launched)
+
     def activations() -> None:
-        for name in ("bad", "good", "good2"):
-            time.sleep(0.4)
-            store.register(make_definition(name=name))
-        time.sleep(0.4)
+        """Each activation once the one before it has a job (seen by the follower in a poll of its own, however
+        slowly a loaded machine runs it), then stop."""
+        deadline = time.monotonic() + 60
+        for before, name in (("a", "bad"), ("bad", "good"), ("good", "good2"), ("good2", None)):
+            while not launched(before) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if name is not None:
+                store.register(make_definition(name=name))
         follower.stop_requested = True
 
-    threading.Thread(target=activations).start()
+    registering = threading.Thread(target=activations)
+    registering.start()
     assert follower.run(0.05) == 0
+    registering.join(timeout=60)
     assert _FakeJob.launched[0] == "user.a@1"
     assert "user.good@1" in _FakeJob.launched and "user.good2@1" in _FakeJob.launched
     assert all("bad" not in versions or versions == "user.bad@1" for versions in _FakeJob.launched)
