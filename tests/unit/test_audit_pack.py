@@ -139,7 +139,7 @@ def test_an_old_cell_neither_a_value_nor_null_is_refused(value_type: ValueType) 
 
 @pytest.mark.parametrize("key", ["*f@01:l", "*f@١:l", "f@01:l", "f@١:l", "*a@1:l,a@1:s"])
 def test_a_key_the_layout_never_writes_is_refused(key: str) -> None:
-    with pytest.raises(ValueError, match="not an online cell key|a pack holds a feature version once"):
+    with pytest.raises(ValueError, match=r"not an online cell key|a pack holds a feature version once"):
         layout.parse_pack_key(key) if key.startswith("*") else layout.parse_cell_key(key)
 
 
