@@ -220,10 +220,10 @@ def test_an_answer_that_cannot_be_decoded_is_store_unavailable() -> None:
 
 
 def test_a_stopped_api_fails_at_once_and_a_hung_one_at_the_timeout(closed_port: int, silent_port: int) -> None:
-    started = time.monotonic()
-    with pytest.raises(StoreUnavailableError), FeatureClient(f"http://127.0.0.1:{closed_port}") as fs:
+    with pytest.raises(StoreUnavailableError), FeatureClient(f"http://127.0.0.1:{closed_port}", timeout_s=5) as fs:
+        started = time.monotonic()  # the call alone, not the client's making (its SSL context)
         fs.get_features("user", "u1")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.5  # at once: not the 5 s timeout (slack for a loaded machine)
     started = time.monotonic()
     with pytest.raises(StoreUnavailableError), FeatureClient(f"http://127.0.0.1:{silent_port}", timeout_s=0.3) as fs:
         fs.get_features_batch("user", ["u1"])

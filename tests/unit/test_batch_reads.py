@@ -69,7 +69,7 @@ def test_each_entity_answers_for_itself_within_the_batch_budget() -> None:
     assert a == {("txn_count_1h", 1): (7, END_MS)}
     assert isinstance(b, StoreUnavailableError) and "OperationTimedOut" in str(b)
     assert isinstance(c, StoreUnavailableError) and "300 ms" in str(c)
-    assert 0.3 <= elapsed < 0.3 + 0.5  # the batch budget, not the single read's
+    assert 0.3 <= elapsed < 0.3 + 2.0  # the batch budget, not the single read's (slack for a loaded machine)
     assert set(session.timeouts) == {0.3}
 
 
@@ -78,7 +78,7 @@ def test_a_store_that_answers_nothing_fails_the_batch_at_the_request_budget() ->
     reader = OnlineReader(session, "ks", timeout_s=0.1, batch_timeout_s=5.0)  # type: ignore[arg-type]
     started = time.perf_counter()
     results = asyncio.run(reader.read_each_async("user", ["a", "b"]))
-    assert time.perf_counter() - started < 0.1 + 0.5  # not the 5 s batch budget
+    assert time.perf_counter() - started < 0.1 + 2.0  # not the 5 s batch budget (slack for a loaded machine)
     assert all(isinstance(r, StoreUnavailableError) and "within 100 ms" in str(r) for r in results)
 
 
@@ -260,7 +260,7 @@ def test_a_native_group_that_fails_or_misses_the_budget_fails_its_entities_only(
 
     started = time.perf_counter()
     a, b, c, d, e, f, g = asyncio.run(run())
-    assert 0.3 <= time.perf_counter() - started < 0.3 + 0.5  # the batch budget
+    assert 0.3 <= time.perf_counter() - started < 0.3 + 2.0  # the batch budget (slack for a loaded machine)
     assert a == {("txn_count_1h", 1): (97, END_MS)} and b and g == {("txn_count_1h", 1): (103, END_MS)}
     assert isinstance(c, StoreUnavailableError) and c is d and "CassErrorServerReadTimeout" in str(c)
     assert isinstance(e, StoreUnavailableError) and e is f and "300 ms" in str(e)
@@ -276,7 +276,7 @@ def test_a_native_batch_of_a_store_that_answers_nothing_fails_at_the_request_bud
 
     started = time.perf_counter()
     results = asyncio.run(run())
-    assert time.perf_counter() - started < 0.1 + 0.5
+    assert time.perf_counter() - started < 0.1 + 2.0  # not the 5 s batch budget
     assert all(isinstance(r, StoreUnavailableError) and "within 100 ms" in str(r) for r in results)
 
 
