@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from registry.core import bounded_json
 from registry.core.catalog import FeatureCatalog, validation_text
@@ -84,6 +84,21 @@ class ModelManifest(BaseModel):
     model: str = Field(min_length=1)
     version: str | None = None
     features: tuple[PinnedFeature, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _each_feature_once(self) -> ModelManifest:
+        """A model reads one version of a feature: a name pinned twice (at one version or two) is refused."""
+        versions: dict[tuple[str, str], list[int]] = {}
+        for pin in self.features:
+            versions.setdefault((pin.entity, pin.name), []).append(pin.version)
+        twice = [
+            f"{e}.{n} pinned {len(v)} times (v{', v'.join(map(str, v))})"
+            for (e, n), v in versions.items()
+            if len(v) > 1
+        ]
+        if twice:
+            raise ValueError("; ".join(twice))
+        return self
 
 
 def load_model(path: Path) -> ModelManifest:
@@ -301,7 +316,7 @@ def check_model(
                         f"active); register a version of {pin.name} that reads v{active}, or activate v{d.version}"
                     )
             continue
-        if pinned.status == "deprecated" and pinned.deprecated_after is not None and pinned.deprecated_after < today:
+        if pinned.deprecated_after is not None and pinned.deprecated_after < today:  # whatever its status says
             problems.append(f"{label}: deprecated since {pinned.deprecated_after.isoformat()}")
         if registry_url is not None:
             problems.extend(_schema_problems(pinned, registry_url, token))

@@ -11,7 +11,9 @@ not the feature store's. A ``ModelPolicy`` writes that decision down once::
 
 A required feature whose status is in its refused set makes the decision take the named fallback, and
 the reasons list each ``feature: status``; every fallback is counted per model, feature and status
-(``fs_client_fallbacks_total``). Features that are not required are passed through with their status
+(``fs_client_fallbacks_total``). A required feature with a status the API never sends (a proxy's answer, a
+newer API) is refused too, counted as ``unknown`` (fail closed); an entity whose read failed is counted as
+``unavailable``. Features that are not required are passed through with their status
 and never cause a fallback. There is no silent default: a refused value is never replaced by 0.
 """
 
@@ -94,9 +96,9 @@ def decide(
     reasons = []
     for name, refused in policy.required.items():
         status = str(features[name]["status"]) if name in features else "missing"
-        if status in refused:
+        if status in refused or status not in STATUSES:  # a status the API never sends: not fit to score on
             reasons.append(f"{name}: {status}")
-            fallbacks.count(policy, name, status)
+            fallbacks.count(policy, name, status if status in STATUSES else "unknown")
     return Decision(
         entity_id=entity_id,
         values={name: f["value"] for name, f in features.items()},
@@ -107,7 +109,8 @@ def decide(
 
 
 def unavailable(policy: ModelPolicy, entity_id: str, fallbacks: Fallbacks, error: str) -> Decision:
-    """The decision for an entity whose read failed (in a batch that others answered): the fallback."""
+    """The decision for an entity whose read failed (in a batch that others answered): the fallback, counted under
+    ``status="unavailable"`` for each required feature (no status was read; it is not one a policy refuses)."""
     for name in policy.required:
-        fallbacks.count(policy, name, "missing")
+        fallbacks.count(policy, name, "unavailable")
     return Decision(entity_id, {}, {}, policy.fallback, (f"read failed: {error}",))

@@ -9,6 +9,7 @@ import pytest
 
 from registry import cli
 from registry.core.catalog import FeatureCatalog, load_folder
+from registry.core.errors import DefinitionError
 from registry.definition_store import DefinitionStore
 from registry.gate import Guardrails, ModelManifest, PinnedFeature, ServedHealth, check_model, load_model
 from registry.plan import apply
@@ -68,6 +69,32 @@ def test_deprecated_past_its_date_is_refused(store: DefinitionStore) -> None:
     assert _problems(store.catalog(), pin) == []  # deprecated, but still within its date
     store.register(count.model_copy(update={"status": "deprecated", "deprecated_after": TODAY - timedelta(days=1)}))
     assert _problems(store.catalog(), pin) == ["user.txn_count_1h@v1: deprecated since 2026-11-20"]
+
+
+def test_a_date_past_its_deprecation_refuses_whatever_the_status(store: DefinitionStore) -> None:
+    """Only a version whose status said `deprecated` was refused: an active one past its `deprecated_after` passed
+    (design §9: refused when "deprecated past their date (`deprecated_after` before today's date in UTC)")."""
+    count = store.catalog().get("user", "txn_count_1h")
+    pin = PinnedFeature(entity="user", name="txn_count_1h", version=1)
+    store.register(count.model_copy(update={"deprecated_after": TODAY - timedelta(days=1)}))
+    assert store.catalog().get("user", "txn_count_1h").status != "deprecated"
+    assert _problems(store.catalog(), pin) == ["user.txn_count_1h@v1: deprecated since 2026-11-20"]
+    store.register(count.model_copy(update={"deprecated_after": TODAY}))
+    assert _problems(store.catalog(), pin) == []  # its last day: still served
+
+
+def test_a_feature_pinned_twice_is_not_a_model_file(tmp_path: Path) -> None:
+    """A model reads one version of a feature: two pins of one name (two versions, or one twice) passed."""
+    path = tmp_path / "model.toml"
+    path.write_text(
+        'model = "fraud"\n'
+        + "".join(
+            f'[[features]]\nentity = "user"\nname = "{n}"\nversion = {v}\n'
+            for n, v in (("txn_amount_sum_1h", 1), ("txn_amount_sum_1h", 2), ("txn_count_1h", 1))
+        )
+    )
+    with pytest.raises(DefinitionError, match=r"user\.txn_amount_sum_1h pinned 2 times \(v1, v2\)"):
+        load_model(path)
 
 
 def test_cli_gate_exit_codes(store: DefinitionStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from registry.live import LiveCatalog
 from serving.online.app import create_app
 from serving.online.client import FeatureClient
-from serving.online.policy import REFUSE_NOT_PRESENT, REFUSE_UNKNOWN, Fallbacks, ModelPolicy, unavailable
+from serving.online.policy import REFUSE_NOT_PRESENT, REFUSE_UNKNOWN, Fallbacks, ModelPolicy, decide, unavailable
 from tests.unit.test_app import MIN, NOW, MemorySource, T, _stored, live  # noqa: F401 - live is a fixture
 from tests.unit.test_serving_log import ListSink
 
@@ -81,7 +81,18 @@ def test_an_unreadable_entity_falls_back() -> None:
     fallbacks = Fallbacks()
     decision = unavailable(POLICY, "u1", fallbacks, "store_unavailable")
     assert decision.fallback == "rules_v2" and decision.reasons == ("read failed: store_unavailable",)
-    assert fallbacks.value(POLICY, "txn_count_1h", "missing") == 1.0
+    assert fallbacks.value(POLICY, "txn_count_1h", "unavailable") == 1.0  # not `missing`: no status was read
+    assert fallbacks.value(POLICY, "txn_count_1h", "missing") == 0.0
+
+
+@pytest.mark.parametrize("status", ["PRESENT?", "Missing", "late"])
+def test_a_status_the_api_never_sends_is_refused_whatever_the_policy(status: str) -> None:
+    """Only the refused set was looked at: `Missing` (a proxy's, a newer API's) let a null value reach the model."""
+    fallbacks = Fallbacks()
+    tolerant = ModelPolicy("m", "1", required={"txn_count_1h": frozenset({"error"})}, fallback="rules")
+    decision = decide(tolerant, "u1", {"txn_count_1h": {"value": None, "status": status}}, fallbacks)
+    assert decision.fallback == "rules" and decision.reasons == (f"txn_count_1h: {status}",)
+    assert fallbacks.value(tolerant, "txn_count_1h", "unknown") == 1.0
 
 
 @pytest.mark.parametrize(
