@@ -9,7 +9,8 @@ readers (``serving.offline.parity``) drop the repeats.
 The table ``serving_log`` is partitioned by day of ``served_at``. ``value_json`` is the value as the
 API served it, in JSON (exact for longs, doubles, strings and booleans). A record that is not valid
 JSON of that shape is skipped and counted (it can only come from something other than the API), and
-never stops the sink.
+never stops the sink: each batch that skipped some says so on stderr (how many, and the first one's partition and
+offset), and the count is printed when the sink ends (``--once``, or Ctrl-C).
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ class Batch:
 
     columns: dict[str, list[Any]]
     bad: int = 0
+    first_bad: tuple[str, int, int] | None = None  # the first skipped record's topic, partition and offset
 
     @classmethod
     def empty(cls) -> Batch:
@@ -193,6 +195,7 @@ class Batch:
             encoded = [orjson.dumps(v).decode() for v in record["values"]]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             self.bad += 1
+            self.first_bad = self.first_bad or (topic, partition, offset)
             return
         c = self.columns
         for i, name in enumerate(names):
@@ -296,6 +299,14 @@ class ServingLogSink:
                 self.rows += rows.num_rows
             if len(batch) or batch.bad:
                 self._consumer.commit(asynchronous=False)
+            if batch.first_bad is not None:  # said as it happens, not only in --once's summary
+                topic, partition, offset = batch.first_bad
+                print(
+                    f"[serving_log] skipped {batch.bad} malformed record(s) (not the API's JSON); the first: {topic} "
+                    f"partition {partition} offset {offset}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if once and self._caught_up(eof):
                 return self.rows
             if once and time.monotonic() - started > timeout_s:
@@ -346,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="stop when caught up (for a schedule or a test)")
     args = parser.parse_args(argv)
     settings = settings_for_command()
+    sink: ServingLogSink | None = None
     try:
         ensure_topics(settings.kafka_bootstrap, [args.topic])
         table = ensure_log_table(connect_iceberg(settings), settings.iceberg_namespace)
@@ -360,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if sink is not None:
+            print(f"interrupted: appended {sink.rows} rows ({sink.bad} records skipped as malformed)", file=sys.stderr)
         return 0
     print(f"appended {rows} rows ({sink.bad} records skipped as malformed)", file=sys.stderr)
     return 0
