@@ -143,6 +143,19 @@ class Decoders:
         return py
 
 
+def _head_and_tail() -> tuple[bytes, bytes]:
+    """The body of ``EVENT`` as the fields before an inserted writer-only field and the fields after it."""
+    head = _body(
+        {k: EVENT[k] for k in ("transaction_id", "user_id", "merchant_id")},
+        {"type": "record", "name": "H", "fields": READER["fields"][:3]},
+    )
+    tail = _body(
+        {k: EVENT[k] for k in ("amount", "currency", "event_time")},
+        {"type": "record", "name": "T", "fields": READER["fields"][3:]},
+    )
+    return head, tail
+
+
 @pytest.fixture(scope="module")
 def decoders(it_settings: Settings, run_id: str) -> Iterator[Decoders]:
     client = registry_client(it_settings.schema_registry_url, it_settings.token)
@@ -216,14 +229,7 @@ def test_skipped_blocks_and_varints_are_held_to_the_record(decoders: Decoders) -
         BinaryEncoder(out).write_long(n)
         return out.getvalue()
 
-    head = _body(
-        {k: EVENT[k] for k in ("transaction_id", "user_id", "merchant_id")},
-        {"type": "record", "name": "H", "fields": READER["fields"][:3]},
-    )
-    tail = _body(
-        {k: EVENT[k] for k in ("amount", "currency", "event_time")},
-        {"type": "record", "name": "T", "fields": READER["fields"][3:]},
-    )
+    head, tail = _head_and_tail()
     tags = frame(decoders.ids["tags"], b"")
     cases = {
         "plain": varint(2) + varint(1) + varint(2) + varint(0),
@@ -247,14 +253,7 @@ def test_varints_past_64_bits_and_negative_indexes_are_refused_alike(decoders: D
     refused it; the Python one took union index -1 as the last branch (Python's negative indexing) where the JVM
     refused it. Now every varint past 10 bytes or 64 bits, and every negative index, is refused by both; the
     widest legal ones decode."""
-    head = _body(
-        {k: EVENT[k] for k in ("transaction_id", "user_id", "merchant_id")},
-        {"type": "record", "name": "H", "fields": READER["fields"][:3]},
-    )
-    tail = _body(
-        {k: EVENT[k] for k in ("amount", "currency", "event_time")},
-        {"type": "record", "name": "T", "fields": READER["fields"][3:]},
-    )
+    head, tail = _head_and_tail()
     cases = [
         ("ints_field", wide_varint(2**64 + 5), "undecodable"),
         ("ints_union", wide_varint(-1) + wide_varint(1) + b"x", "undecodable"),

@@ -69,15 +69,22 @@ def test_a_range_exactly_one_millisecond_long_is_taken(monkeypatch: pytest.Monke
     }
 
 
-def test_a_failed_job_is_one_line_with_its_error_and_log(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _with_version_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: Window) -> DefinitionStore:
+    """The shipped definitions, with a version 2 of ``user.txn_count_1h`` over ``window`` (not active), as
+    ``FS_DEFINITIONS_DB``."""
     db = tmp_path / "definitions.db"
     store = DefinitionStore(db)
     apply(store, load_folder())
     v1 = store.catalog().get("user", "txn_count_1h")
-    store.register(v1.model_copy(update={"version": 2, "window": Window(kind="tumbling", size=timedelta(minutes=30))}))
+    store.register(v1.model_copy(update={"version": 2, "window": window}))
     monkeypatch.setenv("FS_DEFINITIONS_DB", str(db))
+    return store
+
+
+def test_a_failed_job_is_one_line_with_its_error_and_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _with_version_2(tmp_path, monkeypatch, Window(kind="tumbling", size=timedelta(minutes=30)))
     monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/cat.db")
     monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "wh").as_uri())
     # The job as it fails: progress, a Java trace, then its one error line, exit 1.
@@ -156,12 +163,8 @@ def test_since_is_refused_for_a_session_version_before_anything_starts(
     """Events were cut at --since before windowing: a session that began before it (gap 1m, events at since - 10 s
     and since + 5 s) was written as one starting at since + 5 s with one event, a window no stream run has.
     --until alone stays exact, and a tumbling version takes --since as before."""
-    db = tmp_path / "definitions.db"
-    store = DefinitionStore(db)
-    apply(store, load_folder())
-    v1 = store.catalog().get("user", "txn_count_1h")
-    store.register(v1.model_copy(update={"version": 2, "window": Window(kind="session", gap=timedelta(minutes=1))}))
-    monkeypatch.setenv("FS_DEFINITIONS_DB", str(db))
+    store = _with_version_2(tmp_path, monkeypatch, Window(kind="session", gap=timedelta(minutes=1)))
+    v1 = store.catalog().get("user", "txn_count_1h", 1)
     started: list[Any] = []
     monkeypatch.setattr(backfill.subprocess, "Popen", lambda *args, **kwargs: started.append(args))
     with pytest.raises(FeatureStoreError, match=r"--since cannot cut session windows \(user\.txn_count_1h@2\)"):
