@@ -34,6 +34,7 @@ import pyarrow as pa
 from registry.core.arguments import number, whole
 from registry.core.errors import DecodeError, FeatureStoreError, StoreUnavailableError
 from schemas.wire import unframe
+from sinks.archive_offsets import NEXT_OFFSETS, next_offsets, offsets_holder
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
-NEXT_OFFSETS = "featurestore.archive.next-offsets"
-"""Snapshot property: JSON ``{"<partition>": <next offset to archive>}``, committed with each append."""
 
 _TS = pa.timestamp("us", tz="UTC")
 _MERGE = "commit.manifest-merge.enabled"  # pyiceberg's TableProperties.MANIFEST_MERGE_ENABLED
@@ -111,43 +110,6 @@ def load_table(catalog: Catalog, namespace: str, topic: str) -> Table:
         raise ArchiveError(
             f"topic {topic!r} has no archive in {namespace!r}: run `python -m sinks.archive --topic {topic}`"
         ) from exc
-
-
-def next_offsets(table: Table, snapshot_id: int | None = None) -> dict[int, int]:
-    """The next offset to archive per partition, as committed with the snapshot (the current one by
-    default); a partition not in it has nothing archived. A snapshot without the property (made by
-    something other than the archiver, e.g. a delete that did not carry it) takes it from its nearest
-    ancestor that has it, which such a commit cannot have moved; with no such ancestor left, from its
-    rows: one past the highest offset of each partition."""
-    snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else table.current_snapshot()
-    if snapshot is None:
-        return {}
-    first = snapshot
-    while snapshot is not None:
-        text = snapshot.summary.additional_properties.get(NEXT_OFFSETS) if snapshot.summary is not None else None
-        if text:
-            return {int(p): int(o) for p, o in json.loads(text).items()}
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    rows = table.scan(snapshot_id=first.snapshot_id, selected_fields=("partition", "offset")).to_arrow()
-    highest = rows.group_by("partition").aggregate([("offset", "max")]).to_pylist()
-    return {int(r["partition"]): int(r["offset_max"]) + 1 for r in highest}
-
-
-def carried_offsets(table: Table) -> dict[str, str]:
-    """The snapshot property a commit by something other than the archiver (a delete) gives its snapshot: the
-    next offsets as ``next_offsets`` finds them (from the nearest ancestor that has them), so that expiring that
-    ancestor afterwards loses nothing; none for a table with no snapshot."""
-    return {NEXT_OFFSETS: json.dumps(next_offsets(table))} if table.current_snapshot() is not None else {}
-
-
-def offsets_holder(table: Table) -> int | None:
-    """The id of the nearest snapshot, the current one or an ancestor, that holds the next offsets."""
-    snapshot = table.current_snapshot()
-    while snapshot is not None:
-        if snapshot.summary is not None and snapshot.summary.additional_properties.get(NEXT_OFFSETS):
-            return snapshot.snapshot_id
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    return None
 
 
 def kafka_offsets(consumer: Consumer, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:

@@ -207,7 +207,7 @@ def erase_archive(table: Table, entity_id: str, files_left: list[str] | None = N
     current one (an archiver appending meanwhile reloads the table and goes on)."""
     from pyiceberg.expressions import EqualTo
 
-    from sinks.archive import carried_offsets
+    from sinks.archive_offsets import carried_offsets
 
     where = EqualTo("key", entity_id.encode())
     rows = _rows(table, where, "key")
