@@ -12,15 +12,54 @@ index past the branches or symbols, or a length past the record's end (``check_b
 
 Like the JVM decoder, it does not look inside an array or map block written with its byte size (a negative
 item count): such a block of a writer-only field is skipped by that size (its count and size varints are
-checked).
+checked). A body is walked when its writer schema holds an ``int``, a union or an enum (``walks``), or when it
+holds nine bytes in a row with the high bit set (``may_hold_a_long_varint``): without those, nothing else is left
+for the walk to find, and the reader's own schema is decoded at fastavro's speed (measured by ``bench.archive``:
+49-51K events/s when every body was walked, 63-69K with this, 68-72K before the walk).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 _PRIMITIVE_SIZES = {"null": 0, "boolean": 1, "float": 4, "double": 8}
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+
+_LONG_RUN = re.compile(rb"[\x80-\xff]{9}")  # nine bytes with the continuation bit: the start of a varint past 63 bits
+
+
+def walks(schema: Any, seen: set[str] | None = None) -> bool:
+    """Whether a parsed writer schema (``fastavro.parse_schema``) has an ``int``, a union or an enum anywhere: the
+    bodies ``check_body`` must walk whatever their bytes. Without them only a varint past 64 bits is left to find,
+    which needs nine bytes in a row with the high bit set (``may_hold_a_long_varint``)."""
+    seen = set() if seen is None else seen
+    if isinstance(schema, str):
+        return schema == "int"
+    if isinstance(schema, list):
+        return True
+    kind = schema["type"]
+    if kind in ("record", "error"):
+        if schema["name"] in seen:
+            return False
+        seen.add(schema["name"])
+        return any(walks(f["type"], seen) for f in schema["fields"])
+    if kind == "array":
+        return walks(schema["items"], seen)
+    if kind == "map":
+        return walks(schema["values"], seen)
+    if kind == "enum":
+        return True
+    if kind == "fixed":
+        return False
+    return walks(kind, seen)
+
+
+def may_hold_a_long_varint(body: bytes | memoryview) -> bool:
+    """Whether ``body`` has nine bytes in a row with the high bit set (one C scan): without such a run no varint
+    in it is longer than 9 bytes, so none passes 63 bits."""
+    return _LONG_RUN.search(body) is not None
 
 
 class MalformedBody(ValueError):

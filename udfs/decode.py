@@ -38,7 +38,7 @@ from fastavro.types import Schema
 from registry.core.entity_keys import MAX_KEY_CHARS
 from registry.core.errors import DecodeError
 from schemas.wire import unframe
-from udfs.avro_ints import MalformedBody, check_body
+from udfs.avro_ints import MalformedBody, check_body, may_hold_a_long_varint, walks
 
 # Event times further ahead of the wall clock are a producer's broken clock: dead-lettered as
 # ``future_timestamp``, and kept out of the watermark (``jobs.sql.source_ddl``). Kafka 4 brokers
@@ -66,14 +66,14 @@ class EventDecoder:
         """``key_fields``: the source's entity key fields (``Source.key_fields``), held to ``MAX_KEY_CHARS``."""
         self._lookup = lookup
         self._reader: Schema = fastavro.parse_schema(unqualified_aliases(primitive(reader_schema)))
-        self._writers: dict[int, Schema] = {}  # each writer schema, parsed
+        self._writers: dict[int, tuple[Schema, bool]] = {}  # each writer schema, parsed; whether its bodies are walked
         self._timestamp_field = timestamp_field
         self._max_future_ms = max_future_ms
         self._clock_ms = clock_ms
         self._required = required_fields(reader_schema, timestamp_field)
         self._key_fields = tuple(key_fields)
 
-    def _writer(self, schema_id: int) -> Schema:
+    def _writer(self, schema_id: int) -> tuple[Schema, bool]:
         writer = self._writers.get(schema_id)
         if writer is None:
             text = self._lookup(schema_id)
@@ -83,12 +83,12 @@ class EventDecoder:
                 parsed = fastavro.parse_schema(primitive(json.loads(text)))
             except Exception as exc:
                 raise DecodeError("bad_writer_schema", f"schema id {schema_id}: {exc}") from exc
-            writer = self._writers[schema_id] = parsed
+            writer = self._writers[schema_id] = (parsed, walks(parsed))
         return writer
 
     def decode(self, payload: bytes | None) -> dict[str, Any]:
         schema_id, body = unframe(payload)
-        writer = self._writer(schema_id)
+        writer, walked = self._writer(schema_id)
         buf = _Body(body)
         try:
             record = fastavro.schemaless_reader(buf, writer, self._reader)
@@ -97,7 +97,8 @@ class EventDecoder:
         # fastavro reads (or skips) a varint whatever its length and takes a negative index from the end; the
         # JVM decoder refuses both, and an Avro int is 32 bits wherever it is (udfs.avro_ints).
         try:
-            check_body(writer, body)
+            if walked or may_hold_a_long_varint(body):
+                check_body(writer, body)
         except MalformedBody as exc:
             raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc}") from None
         if buf.tell() != len(body):
