@@ -42,7 +42,8 @@ DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 # One host name or IPv4 address: something ``host:port`` and ``http://host:port`` can be built from.
 # Control characters are no part of a host name either.
 _HOST = re.compile(r"[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+")
-_SERVER = re.compile(r"(?:[A-Za-z_]+://)?(?:\[([0-9A-Fa-f:.]+)\]|[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+):([0-9]{1,5})")
+# Kafka's security protocols are the only prefixes librdkafka takes ("http://h:1" passed, then failed every client)
+_SERVER = re.compile(r"(?i:(?:PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)://)?(?:\[([0-9A-Fa-f:.]+)\]|[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+):([0-9]{1,5})")
 # A Cassandra keyspace as the store's CQL spells it, unquoted: a lowercase ASCII letter, then lowercase letters,
 # digits or underscores, 48 characters at most (Cassandra's limit). Unquoted CQL names fold to lowercase, so
 # an uppercase one would name another keyspace in the drivers' metadata than in the statements.
@@ -74,7 +75,8 @@ def check_host(name: str, raw: str) -> str:
 
 def _servers(name: str, raw: str) -> str:
     """Kafka's bootstrap list: ``host:port`` servers separated by commas (spaces around each allowed), a host
-    name, an IPv4 address or a bracketed IPv6 address, an optional ``<protocol>://`` prefix, a port 1-65535."""
+    name, an IPv4 address or a bracketed IPv6 address, an optional ``<protocol>://`` prefix (one of Kafka's
+    security protocols: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT``, ``SASL_SSL``, in any case), a port 1-65535."""
     for server in raw.split(","):
         found = _SERVER.fullmatch(server.strip())
         if (
@@ -109,16 +111,24 @@ def _ipv6(raw: str) -> bool:
 
 
 def http_url(name: str, raw: str) -> str:
+    """``raw`` if it is an ``http://`` or ``https://`` URL (the scheme in lower case, as the clients take it) with a
+    host, no white space or control character anywhere, and a port from 1 to 65535 if it names one."""
+    shown = f"{raw[:300]!r}" + (f" ({len(raw)} characters)" if len(raw) > 300 else "")
+    refused = SettingsError(f"{name} must be an http:// or https:// URL with a host, not {shown}")
+    if any(c <= " " or "\x7f" <= c <= "\x9f" for c in raw) or raw.partition("://")[0] not in ("http", "https"):
+        raise refused
     try:
         url = urlsplit(raw)
     except ValueError:  # an unclosed "[" of an IPv6 host, characters that NFKC-normalise into delimiters
-        raise SettingsError(f"{name} must be an http:// or https:// URL with a host, not {raw!r}") from None
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise SettingsError(f"{name} must be an http:// or https:// URL with a host, not {raw!r}")
+        raise refused from None
+    if not url.hostname:
+        raise refused
     try:
-        url.port  # noqa: B018 - a port that is not a number raises here, not at the first request
+        port = url.port  # a port that is not a number raises here, not at the first request
     except ValueError:
-        raise SettingsError(f"{name} has a malformed port: {raw!r}") from None
+        raise SettingsError(f"{name} has a malformed port: {shown}") from None
+    if port == 0:
+        raise SettingsError(f"{name} has a port of 0: {shown} (ports are 1-65535)")
     return raw
 
 

@@ -414,3 +414,38 @@ def test_cassandra_hosts_take_host_names_and_addresses(
 ) -> None:
     monkeypatch.setenv("FS_CASSANDRA_HOSTS", value)
     assert Settings.from_env().cassandra_hosts == hosts
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "HTTP://127.0.0.1:8081",
+        "Http://h",
+        "http://exa\nmple:1",
+        "http://a b:1",
+        " http://h",
+        "http://h\n",
+        "http://h:0",
+    ],
+)
+def test_a_registry_url_the_clients_would_refuse_is_refused_at_start(url: str) -> None:
+    """These passed (urlsplit lower-cases the scheme and tolerates white space), then the registry client raised
+    `ValueError: Invalid url` or `httpx.InvalidURL` in a traceback, or the port 0 failed at connect."""
+    from registry.core.errors import SettingsError
+    from registry.core.settings import http_url
+
+    with pytest.raises(SettingsError, match="FS_SCHEMA_REGISTRY_URL"):
+        http_url("FS_SCHEMA_REGISTRY_URL", url)
+    assert http_url("FS_SCHEMA_REGISTRY_URL", "https://[::1]:65535") == "https://[::1]:65535"
+
+
+def test_a_bootstrap_prefix_is_one_of_kafkas_security_protocols() -> None:
+    """Any `<letters>://` passed: `http://h:1` then failed every client (librdkafka: unsupported protocol "HTTP")."""
+    from registry.core.errors import SettingsError
+    from registry.core.settings import _servers
+
+    for good in ("PLAINTEXT://h:1", "sasl_ssl://h:1,SSL://[::1]:9", "h:1"):
+        assert _servers("FS_KAFKA_BOOTSTRAP", good) == good
+    for bad in ("http://h:1", "x://h:1", "PLAIN://h:1"):
+        with pytest.raises(SettingsError, match="FS_KAFKA_BOOTSTRAP"):
+            _servers("FS_KAFKA_BOOTSTRAP", bad)
