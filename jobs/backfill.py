@@ -27,7 +27,7 @@ from pathlib import Path
 from jobs.batch_input import check_since, window_range
 from jobs.feature_job import resolve_ref, version_refs
 from registry.access import guard_catalog
-from registry.core.arguments import instant, location
+from registry.core.arguments import Once, instant, location
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
 from registry.definition_store import DefinitionStore
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--promote", action="store_true", help="promote each version once it is ready")
     parser.add_argument(
         "--events",
+        action=Once,
         metavar="LOCATION",
         type=location,
         help="read the events from a table instead of the topic: a Parquet file or directory, "

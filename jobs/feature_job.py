@@ -42,7 +42,7 @@ from jobs.sql import (
     source_select,
     window_groups,
 )
-from registry.core.arguments import host, instant, location, refs, whole
+from registry.core.arguments import Once, host, instant, location, refs, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, Source
 from registry.core.durations import to_millis
@@ -489,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--versions",
+        action=Once,
         type=version_refs,
         help="compute these versions (entity.name@v, comma-separated) instead of the active ones: a backfill",
     )
@@ -501,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--events",
+        action=Once,
         metavar="LOCATION",
         type=location,
         help="read the source's events from a table instead of its topic (implies --bounded): a Parquet file or "

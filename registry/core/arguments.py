@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
@@ -116,3 +117,16 @@ def refs(raw: str) -> str:
     if not all(part.strip() for part in raw.split(",")):
         raise argparse.ArgumentTypeError(f"must be entity.name@version references separated by commas, not {raw!r}")
     return raw
+
+
+class Once(argparse.Action):
+    """An option that may be given once: a second value is a usage error naming it, never the first one dropped
+    (``--versions a@2 --versions b@3`` computed ``b@3`` alone)."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        if getattr(namespace, f"_given_{self.dest}", False):
+            parser.error(f"argument {option}: given more than once: give it once")
+        setattr(namespace, f"_given_{self.dest}", True)
+        setattr(namespace, self.dest, values)

@@ -83,8 +83,11 @@ def parse_instant(text: str) -> datetime:
     """A point in time as a command line gives it: epoch milliseconds (digits), or ISO-8601 with a zone
     (``Z`` or an offset); an aware datetime. ValueError naming the input otherwise (the caller adds the flag)."""
     if text.isascii() and text.isdigit():
+        digits = text.lstrip("0") or "0"  # leading zeros past Python's 4,300-digit int limit mean nothing
+        if len(digits) > 30:
+            raise ValueError(f"{text[:40]!r}... epoch milliseconds is past the year 9999")
         try:
-            return EPOCH + timedelta(milliseconds=int(text))
+            return EPOCH + timedelta(milliseconds=int(digits))
         except OverflowError:
             raise ValueError(f"{text!r} epoch milliseconds is past the year 9999") from None
     try:

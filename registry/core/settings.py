@@ -43,7 +43,9 @@ DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 # Control characters are no part of a host name either.
 _HOST = re.compile(r"[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+")
 # Kafka's security protocols are the only prefixes librdkafka takes ("http://h:1" passed, then failed every client)
-_SERVER = re.compile(r"(?i:(?:PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)://)?(?:\[([0-9A-Fa-f:.]+)\]|[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+):([0-9]{1,5})")
+_SERVER = re.compile(
+    r"(?i:(?:PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)://)?(?:\[([0-9A-Fa-f:.]+)\]|[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+):([0-9]{1,5})"
+)
 # A Cassandra keyspace as the store's CQL spells it, unquoted: a lowercase ASCII letter, then lowercase letters,
 # digits or underscores, 48 characters at most (Cassandra's limit). Unquoted CQL names fold to lowercase, so
 # an uppercase one would name another keyspace in the drivers' metadata than in the statements.
@@ -63,9 +65,32 @@ def _port(name: str, raw: str) -> int:
     return port
 
 
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _is_host_name(raw: str) -> bool:
+    """An IPv4 address, or a host name as RFC 1123 spells one: dot-separated labels of 1-63 ASCII letters, digits
+    and inner hyphens, 253 characters at most, not all of its labels numbers (``1.2.3``, ``999.999.999.999``)."""
+    try:
+        ipaddress.IPv4Address(raw)
+        return True
+    except ValueError:
+        pass
+    labels = raw.split(".")
+    return (
+        len(raw) <= 253
+        and all(_LABEL.fullmatch(label) is not None for label in labels)
+        and not all(label.isdigit() for label in labels)
+    )
+
+
 def check_host(name: str, raw: str) -> str:
     try:  # characters that NFKC-normalise into a URL delimiter make urlsplit raise
-        fits = _HOST.fullmatch(raw) is not None and urlsplit(f"http://{raw}").hostname == raw.lower()
+        fits = (
+            _HOST.fullmatch(raw) is not None
+            and urlsplit(f"http://{raw}").hostname == raw.lower()
+            and _is_host_name(raw)
+        )
     except ValueError:
         fits = False
     if not fits:

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -449,3 +450,35 @@ def test_a_bootstrap_prefix_is_one_of_kafkas_security_protocols() -> None:
     for bad in ("http://h:1", "x://h:1", "PLAIN://h:1"):
         with pytest.raises(SettingsError, match="FS_KAFKA_BOOTSTRAP"):
             _servers("FS_KAFKA_BOOTSTRAP", bad)
+
+
+@pytest.mark.parametrize("raw", ["%", "_", "..", "a'b", "a;b", "!", "999.999.999.999", "1.2.3", "٣", "x" * 300, "-a"])
+def test_a_host_is_an_ipv4_address_or_a_host_name(raw: str) -> None:
+    """`--bind-host %` and FS_HOST=_ passed; the listener then failed, blamed on `--metrics-port`."""
+    from registry.core.errors import SettingsError
+    from registry.core.settings import check_host
+
+    with pytest.raises(SettingsError, match="one host name or IPv4 address"):
+        check_host("FS_HOST", raw)
+    for good in ("127.0.0.1", "0.0.0.0", "localhost", "my-host.example", "a" * 63):
+        assert check_host("FS_HOST", good) == good
+
+
+def test_epoch_milliseconds_with_thousands_of_leading_zeros_are_read() -> None:
+    """Past Python's 4,300-digit limit for int(), the message was the interpreter's own."""
+    from registry.core.durations import EPOCH, parse_instant
+
+    assert parse_instant("0" * 5000 + "1") == EPOCH + timedelta(milliseconds=1)
+    with pytest.raises(ValueError, match="past the year 9999"):
+        parse_instant("1" + "0" * 5000)
+
+
+def test_a_repeated_versions_or_events_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--versions a@2 --versions b@3` computed b@3 alone, a@2 dropped without a word."""
+    from jobs import feature_job
+
+    for argv in (["--versions", "user.a@2", "--versions", "user.b@3"], ["--events", "a.parquet", "--events", "b"]):
+        with pytest.raises(SystemExit) as ended:
+            feature_job.main(argv)
+        assert ended.value.code == 2
+        assert "given more than once" in capsys.readouterr().err
