@@ -16,7 +16,7 @@ _REPO = Path(__file__).resolve().parents[2]
 
 
 def _switch(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
+    value = raw.lower()  # nothing around it, as every other setting: " on" is refused, not read as on
     if value not in ("on", "off"):  # set but empty is no default either: only an unset variable is "off"
         raise SettingsError(f"{name} must be 'on' or 'off', not {raw!r}")
     return value == "on"

@@ -482,3 +482,17 @@ def test_a_repeated_versions_or_events_option_is_a_usage_error(capsys: pytest.Ca
             feature_job.main(argv)
         assert ended.value.code == 2
         assert "given more than once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("raw", [" on ", "on\n", "\toff"])
+def test_fs_auth_with_white_space_around_it_is_refused_as_every_setting_is(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry.core.errors import SettingsError
+    from registry.core.settings import Settings
+
+    monkeypatch.setenv("FS_AUTH", raw)
+    with pytest.raises(SettingsError, match="FS_AUTH must be 'on' or 'off'"):
+        Settings.from_env()
+    monkeypatch.setenv("FS_AUTH", "ON")
+    assert Settings.from_env().auth
