@@ -96,10 +96,13 @@ def _heap(name: str, default: str) -> str:
 
 
 def _seeds(name: str) -> str:
-    """``host:storage_port`` nodes separated by commas; empty (the default): the node is its own seed."""
-    raw = os.environ.get(name, "")
+    """``host:storage_port`` nodes separated by commas; unset (the default): the node is its own seed. Set but
+    empty is refused, as every setting that is set is checked."""
+    if name not in os.environ:
+        return ""
+    raw = os.environ[name]
     nodes = []
-    for seed in raw.split(",") if raw else ():
+    for seed in raw.split(","):
         host, colon, port = seed.rpartition(":")
         number = _port_number(port) if colon and _WHOLE.fullmatch(port) else None
         if number is None or not _is_host(host):

@@ -356,6 +356,7 @@ def test_a_command_with_an_empty_keyspace_ends_with_one_line_naming_it(tmp_path:
         ("FS_CASSANDRA_SEEDS", "10.0.0.1:7000,"),
         ("FS_CASSANDRA_SEEDS", "10.0.0.1:70000"),
         ("FS_CASSANDRA_SEEDS", "a b:7000"),
+        ("FS_CASSANDRA_SEEDS", ""),  # set but empty: was the node its own seed, silently
     ],
 )
 def test_the_stack_refuses_an_unusable_folder_heap_or_seed_list(
