@@ -44,7 +44,7 @@ DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _HOST = re.compile(r"[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+")
 # Kafka's security protocols are the only prefixes librdkafka takes ("http://h:1" passed, then failed every client)
 _SERVER = re.compile(
-    r"(?i:(?:PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)://)?(?:\[([0-9A-Fa-f:.]+)\]|[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+):([0-9]{1,5})"
+    r"(?i:(?:PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)://)?(?:\[([0-9A-Fa-f:.]+)\]|([^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+)):([0-9]{1,5})"
 )
 # A Cassandra keyspace as the store's CQL spells it, unquoted: a lowercase ASCII letter, then lowercase letters,
 # digits or underscores, 48 characters at most (Cassandra's limit). Unquoted CQL names fold to lowercase, so
@@ -106,8 +106,9 @@ def _servers(name: str, raw: str) -> str:
         found = _SERVER.fullmatch(server.strip())
         if (
             found is None
-            or not 1 <= int(found.group(2)) <= 65_535
+            or not 1 <= int(found.group(3)) <= 65_535
             or (found.group(1) is not None and not _ipv6(found.group(1)))  # "[1:2]" is no IPv6 address
+            or (found.group(2) is not None and not _is_host_name(found.group(2)))
         ):
             raise SettingsError(f"{name} must be host:port servers separated by commas, not {raw!r}")
     return raw
@@ -122,7 +123,7 @@ def _text(name: str, raw: str) -> str:
 def _hosts(name: str, raw: str) -> tuple[str, ...]:
     """Host names, IPv4 or IPv6 addresses separated by commas (spaces around each allowed; no ports)."""
     hosts = tuple(h.strip() for h in raw.split(","))
-    if not all(_HOST.fullmatch(h) is not None or _ipv6(h) for h in hosts):
+    if not all((_HOST.fullmatch(h) is not None and _is_host_name(h)) or _ipv6(h) for h in hosts):
         raise SettingsError(f"{name} must be host names separated by commas, not {raw!r}")
     return hosts
 

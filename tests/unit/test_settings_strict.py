@@ -497,3 +497,17 @@ def test_fs_auth_with_white_space_around_it_is_refused_as_every_setting_is(
         Settings.from_env()
     monkeypatch.setenv("FS_AUTH", "ON")
     assert Settings.from_env().auth
+
+
+def test_bootstrap_and_cassandra_hosts_are_held_to_the_host_grammar() -> None:
+    """`a／b` (a fullwidth slash that NFKC makes `/`) and `a_b` were refused in FS_HOST but taken here."""
+    from registry.core.errors import SettingsError
+    from registry.core.settings import _hosts, _servers
+
+    for bad in ("a／b:1", "a_b:1", "999.1.1.1:9092"):
+        with pytest.raises(SettingsError, match="FS_KAFKA_BOOTSTRAP"):
+            _servers("FS_KAFKA_BOOTSTRAP", bad)
+    for bad in ("a／b", "a_b", "h, _"):
+        with pytest.raises(SettingsError, match="FS_CASSANDRA_HOSTS"):
+            _hosts("FS_CASSANDRA_HOSTS", bad)
+    assert _hosts("FS_CASSANDRA_HOSTS", "10.0.0.1, node-b, ::1") == ("10.0.0.1", "node-b", "::1")
