@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
@@ -110,6 +111,13 @@ def location(raw: str) -> str:
             f"must be a Parquet file or folder, iceberg:<namespace>.<table> or archive, not {raw!r}"
         )
     return raw
+
+
+def folder(raw: str) -> Path:
+    """A folder option (``--state-dir``): an empty one, or one of white space only, was the current folder."""
+    if not raw.strip():
+        raise argparse.ArgumentTypeError(f"must be a folder path, not {raw!r}")
+    return Path(raw)
 
 
 def refs(raw: str) -> str:

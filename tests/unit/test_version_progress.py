@@ -445,3 +445,11 @@ def test_a_plan_the_follower_could_start_but_not_run_is_refused(tmp_path: Any, j
     (tmp_path / "plan.json").write_text(json.dumps({"jobs": jobs}))
     with pytest.raises(FeatureStoreError, match="is not a follower's plan"):
         load_plan(tmp_path)
+
+
+@pytest.mark.parametrize("raw", ["", "  "])
+def test_an_empty_state_dir_is_a_usage_error(raw: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """It was the current folder: the plan, the logs and every checkpoint were written there."""
+    with pytest.raises(SystemExit) as ended:
+        main(["--state-dir", raw])
+    assert ended.value.code == 2 and "--state-dir: must be a folder path" in capsys.readouterr().err
