@@ -114,7 +114,8 @@ def test_a_timeout_that_bounds_nothing_is_refused_before_any_call(timeout_s: Any
 
 @pytest.mark.parametrize("timeout_s", [1e-9, 0.5, 1, 3600])
 def test_a_positive_timeout_is_taken(timeout_s: float) -> None:
-    FeatureClient("http://127.0.0.1:9", timeout_s=timeout_s).close()
+    with FeatureClient("http://127.0.0.1:9", timeout_s=timeout_s) as fs:
+        assert fs._timeout_s == timeout_s
 
 
 # --- shapes the model's decision rests on (a 2xx answer not of the API's shape is ``bad_answer``) ---------------
