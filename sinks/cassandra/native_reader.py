@@ -42,6 +42,7 @@ DEFAULT_PARTITIONS_PER_READ = 25  # entities of a batch per query (one ``IN`` on
 MAX_PARTITIONS_PER_READ = 100
 RECONNECT_DELAY_MS = 500  # as the Python driver's policy (sinks.factory): a node back is used within a second
 REOPEN_AFTER_S = 1.0  # reads failing this long: a fresh session is opened beside the failing one
+LOOK_EVERY_S = 0.25  # while reads fail, how often the background looks whether a fresh session is due
 MAX_SPECULATIVE_EXECUTIONS = 4  # extra attempts of one read at most (each on another replica)
 
 
@@ -129,6 +130,7 @@ class NativeOnlineReader:
         self._session: Any = None
         self._failing_since: float | None = None  # the clock when reads began failing (None: the last one answered)
         self._reopened_at = float("-inf")
+        self._retry: asyncio.TimerHandle | None = None  # the background reopen's next look while reads fail
         self._loop: asyncio.AbstractEventLoop | None = None
         self._select: Any = None
         self._select_many: Any = None
@@ -197,11 +199,33 @@ class NativeOnlineReader:
         if self._opening is attempt:
             self._opening = None
         if not attempt.cancelled():
-            attempt.exception()  # a failed attempt: the next request after REOPEN_AFTER_S tries again
+            attempt.exception()  # a failed attempt: the next look after REOPEN_AFTER_S tries again
 
     def _failed(self) -> None:
         if self._failing_since is None:
             self._failing_since = self._clock()
+        self._arm_retry()
+
+    def _arm_retry(self) -> None:
+        """While reads fail, look every ``LOOK_EVERY_S`` in the background, whether or not a request
+        comes: a store back after an outage gets its fresh session as soon as it accepts one, not only once a
+        request has found the old session still failing (then the first requests after a restart failed
+        for as long as the fresh session took to open)."""
+        if self._retry is not None or self._loop is None or self._session is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if loop is self._loop:
+            self._retry = loop.call_later(LOOK_EVERY_S, self._look_again)
+
+    def _look_again(self) -> None:
+        self._retry = None
+        if self._failing_since is None or self._session is None:
+            return  # reads answer again, or the reader was closed
+        self._reopen_if_failing()
+        self._arm_retry()
 
     async def _open(self) -> None:
         import acsylla
@@ -387,6 +411,9 @@ class NativeOnlineReader:
             self._progress_refresh = None
 
     async def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()

@@ -4,6 +4,7 @@ failed batch, and a 503 only when no entity could be read."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -278,6 +279,47 @@ def test_a_native_batch_of_a_store_that_answers_nothing_fails_at_the_request_bud
     results = asyncio.run(run())
     assert time.perf_counter() - started < 0.1 + 2.0  # not the 5 s batch budget
     assert all(isinstance(r, StoreUnavailableError) and "within 100 ms" in str(r) for r in results)
+
+
+def test_failing_reads_get_a_fresh_session_in_the_background_without_another_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After an outage the store's first requests failed for as long as the fresh session took to open, since
+    only a request started one: now the reader keeps trying in the background, one attempt at a time and at most
+    one per REOPEN_AFTER_S, from REOPEN_AFTER_S after the first failure, and stops once one opens."""
+    from sinks.cassandra import native_reader
+
+    monkeypatch.setattr(native_reader, "REOPEN_AFTER_S", 0.2)
+    monkeypatch.setattr(native_reader, "LOOK_EVERY_S", 0.02, raising=False)  # new with the fix
+    attempts: list[float] = []
+    fresh = _NativeSession()
+
+    class Reader(native_reader.NativeOnlineReader):
+        async def _open(self) -> None:  # the store refuses twice, then takes a session
+            attempts.append(time.monotonic())
+            if len(attempts) < 3:
+                raise StoreUnavailableError("Cassandra at 127.0.0.1:9042 unavailable: connection refused")
+            self._session, self._failing_since = fresh, None
+
+    reader = Reader(["127.0.0.1"], 9042, "ks", timeout_s=0.1)
+
+    async def run() -> tuple[float, Any]:
+        reader._session, reader._select = _NativeSession(failing={"a"}), _Statement("one")
+        _opened(reader)
+        with pytest.raises(StoreUnavailableError):
+            await reader.read_many_async("user", ["a"])
+        failed_at = time.monotonic()
+        deadline = failed_at + 10
+        while len(attempts) < 3 and time.monotonic() < deadline:  # no request meanwhile
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # and none after the one that opened
+        return failed_at, await reader.read_many_async("user", ["a"])
+
+    failed_at, served = asyncio.run(run())
+    assert len(attempts) == 3, attempts
+    assert attempts[0] - failed_at >= 0.2 - 0.01
+    assert all(later - earlier >= 0.2 - 0.01 for earlier, later in itertools.pairwise(attempts))
+    assert reader._session is fresh and served == [{("txn_count_1h", 1): (97, END_MS)}]
 
 
 def test_api_settings_are_integers_within_their_bounds() -> None:
