@@ -142,23 +142,27 @@ def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: s
     """Delete the entity's partition at ``erased_at``; the cells it held. The table of the layout before packs
     (``online_feature_values``), where a keyspace not migrated yet still has it, loses the entity's partition
     the same way (and its rows count): it holds the entity's values too, and a later migration would copy
-    them back once the tombstones are gone (after ``gc_grace_seconds``)."""
-    at_us = erased_at_ms * 1000 + 999
+    them back once the tombstones are gone (after ``gc_grace_seconds``).
+
+    The tombstones' write time is ``erased_at`` µs + 999, or the newest write time among the cells (and legacy
+    rows) the entity holds when it is later: a cell's write time is its window end plus its revision (the
+    window's event count, ``sinks.cassandra.writer.write_timestamp_us``), so a window that ended less than its
+    revision's microseconds before ``erased_at`` was written above ``erased_at`` µs + 999 and a tombstone there
+    left it served until its TTL."""
+    key = (entity_type, entity_id)
     select = session.prepare(online_layout.select_vector_cql(keyspace))
-    held = online_layout.count_values(session.execute(select, (entity_type, entity_id), timeout=30))
-    session.execute(
-        session.prepare(online_layout.erase_entity_cql(keyspace)), (at_us, entity_type, entity_id), timeout=30
-    )
-    if legacy_exists(session, keyspace):
-        rows = session.execute(
-            session.prepare(online_layout.legacy_entity_rows_cql(keyspace)), (entity_type, entity_id), timeout=30
-        )
-        held += len(list(rows))
-        session.execute(
-            session.prepare(online_layout.legacy_erase_entity_cql(keyspace)),
-            (at_us, entity_type, entity_id),
-            timeout=30,
-        )
+    held = online_layout.count_values(session.execute(select, key, timeout=30))
+    newest = session.execute(session.prepare(online_layout.newest_write_cql(keyspace)), key, timeout=30)
+    write_times = [erased_at_ms * 1000 + 999, *(wt for (wt,) in newest if wt is not None)]
+    legacy = legacy_exists(session, keyspace)
+    if legacy:
+        rows = list(session.execute(session.prepare(online_layout.legacy_entity_rows_cql(keyspace)), key, timeout=30))
+        held += len(rows)
+        write_times += [wt for _, wt in rows if wt is not None]
+    at_us = max(write_times)
+    session.execute(session.prepare(online_layout.erase_entity_cql(keyspace)), (at_us, *key), timeout=30)
+    if legacy:
+        session.execute(session.prepare(online_layout.legacy_erase_entity_cql(keyspace)), (at_us, *key), timeout=30)
     return held
 
 

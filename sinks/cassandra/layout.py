@@ -415,6 +415,12 @@ def select_progress_ms_cql(keyspace: str) -> str:
     return f"SELECT stream, writer, toUnixTimestamp(closed_through) FROM {keyspace}.{PROGRESS_TABLE}"
 
 
+def newest_write_cql(keyspace: str) -> str:
+    """The newest write time (µs) among an entity's cells (Cassandra 5's ``maxwritetime`` of the map), for an
+    erasure's tombstone to lie at or above every cell it must delete."""
+    return f"SELECT maxwritetime(cells) FROM {keyspace}.{TABLE} WHERE entity_type = ? AND entity_id = ?"
+
+
 def erase_entity_cql(keyspace: str) -> str:
     """Delete an entity's partition at a write time (``USING TIMESTAMP``): cells written later with an
     older write time (a replay of old windows) stay deleted."""
@@ -444,8 +450,11 @@ def legacy_select_cql(keyspace: str) -> str:
 
 
 def legacy_entity_rows_cql(keyspace: str) -> str:
-    """An entity's legacy rows (one per feature version), to count them."""
-    return f"SELECT feature_name FROM {keyspace}.{LEGACY_TABLE} WHERE entity_type = ? AND entity_id = ?"
+    """An entity's legacy rows (one per feature version), to count them, each with its write time (µs)."""
+    return (
+        f"SELECT feature_name, WRITETIME(feature_ts) FROM {keyspace}.{LEGACY_TABLE} "
+        "WHERE entity_type = ? AND entity_id = ?"
+    )
 
 
 def legacy_erase_entity_cql(keyspace: str) -> str:

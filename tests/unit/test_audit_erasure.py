@@ -40,8 +40,9 @@ class FakeSession:
     """Answers the erasure's online statements: the new table holds nothing, the legacy table (when the keyspace
     has it) two rows of the entity; every statement is recorded with its arguments."""
 
-    def __init__(self, *, legacy: bool) -> None:
+    def __init__(self, *, legacy: bool, newest_us: int | None = None, legacy_us: tuple[int, int] = (1, 2)) -> None:
         self.legacy = legacy
+        self.newest_us, self.legacy_us = newest_us, legacy_us
         self.executed: list[tuple[str, tuple[Any, ...]]] = []
 
     def prepare(self, cql: str) -> str:
@@ -52,7 +53,9 @@ class FakeSession:
         if "system_schema.tables" in cql:
             return [(LEGACY,)] if self.legacy and args[1] == LEGACY else []
         if cql.startswith("SELECT") and f".{LEGACY} " in cql:
-            return [("txn_count_1h",), ("txn_sum_1h",)]
+            return [("txn_count_1h", self.legacy_us[0]), ("txn_sum_1h", self.legacy_us[1])]
+        if cql.startswith("SELECT maxwritetime(cells)"):
+            return [(self.newest_us,)] if self.newest_us is not None else []
         return []
 
 
@@ -71,6 +74,27 @@ def test_the_online_erasure_deletes_the_entity_from_the_legacy_table_too_when_th
         assert held == 2  # the legacy rows count with the cells removed
     else:
         assert deletes[1:] == [] and held == 0
+
+
+@pytest.mark.parametrize(
+    ("newest_us", "legacy_us", "at_us"),
+    [
+        (None, (1, 2), ERASED_AT_MS * 1000 + 999),  # nothing newer: erased_at µs + 999, as before
+        (ERASED_AT_MS * 1000 + 999, (1, 2), ERASED_AT_MS * 1000 + 999),  # exactly it
+        (ERASED_AT_MS * 1000 + 1000, (1, 2), ERASED_AT_MS * 1000 + 1000),  # a cell 1 µs newer: the cell's
+        ((ERASED_AT_MS - 1) * 1000 + 2000, (1, 2), ERASED_AT_MS * 1000 + 1000),  # 1 ms before, revision 2,000
+        (None, (1, ERASED_AT_MS * 1000 + 7000), ERASED_AT_MS * 1000 + 7000),  # a legacy row's
+    ],
+)
+def test_the_online_tombstone_lies_at_or_above_every_write_time_the_entity_holds(
+    newest_us: int | None, legacy_us: tuple[int, int], at_us: int
+) -> None:
+    """A cell's write time is its window end plus its revision (its event count): a window that ended less than
+    its revision's µs before erased_at was above erased_at µs + 999, and a tombstone there left it served."""
+    session = FakeSession(legacy=True, newest_us=newest_us, legacy_us=legacy_us)
+    erase_online(session, "ks", "user", "alice", ERASED_AT_MS)  # type: ignore[arg-type]
+    deletes = [args for cql, args in session.executed if cql.startswith("DELETE")]
+    assert deletes == [(at_us, "user", "alice")] * 2
 
 
 class _Admin:
