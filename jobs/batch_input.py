@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from registry.core.definitions import FeatureDefinition, Source
+from registry.core.definitions import FeatureDefinition, Source, Window
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
 
@@ -72,8 +72,17 @@ def check_since(definitions: Iterable[FeatureDefinition], since: str | None) -> 
     if sessions:
         raise FeatureStoreError(
             f"--since cannot cut session windows ({', '.join(sessions)}): a session that began before it would be "
-            "written from its later events only; compute them without --since (--until alone is exact)"
+            "written from its later events only; compute them without --since (--until alone is exact: a session is "
+            "written when it ends before it)"
         )
+
+
+def until_operator(window: Window) -> str:
+    """How a window's end must compare with ``--until`` for the window to be written: at or before it, and a
+    session strictly before it. Sessions that touch merge (two events exactly ``gap`` apart are one session),
+    so a session ending exactly at ``until`` would take an event at ``until``, which the range leaves out: it is
+    not final, and writing it wrote a session the stream never has."""
+    return "<" if window.kind == "session" else "<="
 
 
 def in_range(events: pa.Table, timestamp_field: str, window_range_ms: tuple[int, int]) -> pa.Table:

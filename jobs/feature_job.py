@@ -27,7 +27,7 @@ from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, 
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from infra.artifacts import verify_manifest
-from jobs.batch_input import check_since, one_source, read_events_input, window_range
+from jobs.batch_input import check_since, one_source, read_events_input, until_operator, window_range
 from jobs.batching import batch_jar, batched_by_bucket, bucket_keys, value_types, writer_max_parallelism
 from jobs.decoder import decode, decoder_jar
 from jobs.functions import WriteWindowResults
@@ -371,7 +371,8 @@ def build(
     instead of its topic (a batch run: bounded, no dead-letter output; the caller keeps the rejected).
     ``window_range_ms``: ``(since, until)``, epoch ms: only windows inside ``[since, until]`` are
     written (``window_start >= since`` and ``window_end <= until``), so none is cut off by the range
-    (the events must be those in ``[since, until)``: ``in_range``).
+    (the events must be those in ``[since, until)``: ``in_range``); a session only when it ends before
+    ``until`` (``until_operator``).
 
     Late firing (a window re-emitted for each late event within the allowed lateness) is one setting
     of a table environment, and Flink refuses it for session windows (which take no lateness, see
@@ -409,7 +410,7 @@ def build(
             since, until = window_range_ms
             query = (
                 f"SELECT * FROM ({query})\nWHERE window_start >= TO_TIMESTAMP_LTZ({since}, 3)"
-                f" AND window_end <= TO_TIMESTAMP_LTZ({until}, 3)"
+                f" AND window_end {until_operator(group.window)} TO_TIMESTAMP_LTZ({until}, 3)"
             )
         result = t_env.sql_query(query)
         names = ",".join(d.name for d in group.features)

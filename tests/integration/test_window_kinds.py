@@ -40,6 +40,11 @@ HOUR = 60 * MIN
 BASE = time.time_ns() // 1_000_000 // HOUR * HOUR - 5 * HOUR
 OUT_OF_ORDERNESS = 5_000
 USERS = 4
+# The Iceberg batch run's --until: a tumbling and a sliding window end exactly there (written), and user u9 has
+# events exactly one gap before it and at it, and no other, so in the stream its session is [UNTIL - gap, UNTIL +
+# gap): the batch, which never sees the event at UNTIL, must not write [UNTIL - gap, UNTIL) (touching sessions merge).
+UNTIL = BASE + 150 * MIN
+EDGE = [("edge_a", UNTIL - 5 * MIN), ("edge_b", UNTIL)]
 
 Event = dict[str, Any]  # a card transaction
 Window = tuple[int, int]  # (start ms, end ms)
@@ -84,7 +89,8 @@ def _toml(topic: str) -> str:
 def _events(seed: int) -> list[Event]:
     """Events over three hours, sent out of time order, but never by more than the disorder bound."""
     rng = random.Random(seed)
-    times = rng.sample(range(BASE, BASE + 3 * HOUR), 320)  # distinct: `last` has one answer
+    edges = {t for _, t in EDGE}
+    times = [t for t in rng.sample(range(BASE, BASE + 3 * HOUR), 322) if t not in edges][:320]  # distinct: `last`
     events: list[Event] = [
         {
             "transaction_id": f"k{i}",
@@ -95,6 +101,10 @@ def _events(seed: int) -> list[Event]:
             "event_time": t,
         }
         for i, t in enumerate(times)
+    ]
+    events += [
+        {"transaction_id": i, "user_id": "u9", "merchant_id": "m1", "amount": 1.25, "currency": "EUR", "event_time": t}
+        for i, t in EDGE
     ]
     # Sent in order of time plus a jitter below the bound: an event is never behind the watermark.
     jitter = {e["transaction_id"]: rng.randrange(OUT_OF_ORDERNESS) for e in events}
@@ -210,9 +220,19 @@ def _run_job(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
     return run_feature_job(settings, *args)
 
 
-def _batch_job(settings: Settings, events: str, rejected: Path) -> None:
-    job = _run_job(settings, "--events", events, "--rejected", str(rejected))
+def _batch_job(settings: Settings, events: str, rejected: Path, *until: str) -> None:
+    job = _run_job(settings, "--events", events, "--rejected", str(rejected), *until)
     assert "3 rejected" in job.stderr, job.stderr[-2000:]
+
+
+BATCH_UNTIL = {"parquet": None, "iceberg": UNTIL}  # the Iceberg run also checks --until at its edges
+
+
+def _kept_by_until(feature_name: str, window_end: int, until: int | None) -> bool:
+    """What ``--until`` keeps (design §5.7): windows ending at or before it, sessions ending before it."""
+    if until is None:
+        return True
+    return window_end < until if FEATURES[feature_name][0]["kind"] == "session" else window_end <= until
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +260,8 @@ def batch_runs(
             catalog.create_namespace_if_not_exists(namespace)
             catalog.create_table(f"{namespace}.card_transactions", schema=table.schema).append(table)
             events = f"iceberg:{namespace}.card_transactions"
-        _batch_job(settings, events, folder / "rejected.parquet")
+        until = BATCH_UNTIL[kind]
+        _batch_job(settings, events, folder / "rejected.parquet", *(["--until", str(until)] if until else []))
         out[kind] = (settings, folder / "rejected.parquet")
     return out
 
@@ -257,10 +278,22 @@ def test_a_batch_run_writes_the_stream_runs_offline_rows(
     run: Settings, batch_runs: dict[str, tuple[Settings, Path]], location: str
 ) -> None:
     """Same windows, values and revisions, bit for bit (the amounts are quarters: every sum is exact in
-    either order of addition), whether the events came from the topic or from a table."""
+    either order of addition), whether the events came from the topic or from a table; with --until, the
+    stream's windows that it keeps."""
     stream, batch = _offline_rows(run), _offline_rows(batch_runs[location][0])
     assert len(stream) > 500
-    assert batch == stream
+    until = BATCH_UNTIL[location]
+    end = {id(r): int(r["event_time"].timestamp() * 1000) for r in stream}
+    assert batch == [r for r in stream if _kept_by_until(r["feature_name"], end[id(r)], until)]
+    if until is not None:  # the edges were there to cut: windows ending exactly at UNTIL, u9's session across it
+        assert {r["feature_name"] for r in stream if end[id(r)] == until} >= {"t_count", "s_sum"}
+        sessions = [
+            (int(r["window_start"].timestamp() * 1000), end[id(r)], r["value_long"])
+            for r in stream
+            if r["feature_name"] == "g_count" and r["entity_id"] == "u9"
+        ]
+        assert sessions == [(until - 5 * MIN, until + 5 * MIN, 2)]
+        assert len(batch) < len(stream)
 
 
 @pytest.mark.parametrize("location", BATCH_LOCATIONS)
@@ -279,7 +312,7 @@ def test_a_batch_run_keeps_the_records_the_decoder_refuses(
 def test_a_batch_run_serves_each_features_latest_window(
     batch_runs: dict[str, tuple[Settings, Path]], location: str
 ) -> None:
-    test_online_holds_each_features_latest_window(batch_runs[location][0])
+    _online_holds_each_features_latest_window(batch_runs[location][0], BATCH_UNTIL[location])
 
 
 def _value(row: dict[str, Any]) -> Any:
@@ -321,6 +354,10 @@ def test_offline_values_equal_the_reference(run: Settings) -> None:
 
 
 def test_online_holds_each_features_latest_window(run: Settings) -> None:
+    _online_holds_each_features_latest_window(run, None)
+
+
+def _online_holds_each_features_latest_window(run: Settings, until: int | None) -> None:
     expected = reference(_events(seed=11))
     cluster, session = connect_cassandra(run)
     try:
@@ -328,7 +365,7 @@ def test_online_holds_each_features_latest_window(run: Settings) -> None:
         for user in (f"u{i}" for i in range(USERS)):
             stored = reader.read("user", user)
             for name in FEATURES:
-                windows = [w for (n, u, w) in expected if n == name and u == user]
+                windows = [w for (n, u, w) in expected if n == name and u == user and _kept_by_until(n, w[1], until)]
                 latest = max(windows, key=lambda w: w[1])
                 value = expected[(name, user, latest)]
                 assert stored[(name, 1)].feature_ts_ms == latest[1], name
