@@ -140,9 +140,15 @@ def _flag(request: Request, name: str) -> bool:
     return bool(given) and given[0].lower() == "true"
 
 
+def _param(request: Request, name: str) -> str | None:
+    """A single-valued query parameter: given twice, the first counts (as JAX-RS takes it); None when absent."""
+    given = request.query_params.getlist(name)
+    return given[0] if given else None
+
+
 def _int_param(request: Request, name: str, default: int) -> int:
-    """An integer query parameter; one that is not an integer is Jersey's 404, as in Confluent."""
-    text = request.query_params.get(name)
+    """An integer query parameter (``_param``); one that is not an integer is Jersey's 404, as in Confluent."""
+    text = _param(request, name)
     if text is None:
         return default
     number = java_int(text)  # Jersey's Integer.valueOf: no blank or "_" around or inside the digits
@@ -190,7 +196,8 @@ async def _json_body(request: Request) -> Any:
 
 
 def _is_empty(value: Any) -> bool:
-    return value is None or value is False or value == [] or value == {}
+    """A field sent empty (null, false, ``""``, ``[]``, ``{}``): taken as not sent."""
+    return value is None or value is False or value == "" or value == [] or value == {}
 
 
 def _check_fields(body: dict[str, Any], known: frozenset[str], if_empty: frozenset[str]) -> None:
@@ -263,7 +270,7 @@ _CONTEXT_WILDCARD = ":*:"
 
 
 def _subject_prefix(request: Request) -> str:
-    prefix = request.query_params.get("subjectPrefix", "")
+    prefix = _param(request, "subjectPrefix") or ""
     return "" if prefix == _CONTEXT_WILDCARD else prefix
 
 

@@ -294,6 +294,12 @@ def test_soft_then_hard_delete_of_a_subject(client: TestClient) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("empty", [None, False, "", [], {}])
+def test_an_unsupported_field_sent_empty_is_taken_as_not_sent(client: TestClient, empty: Any) -> None:
+    assert client.post(f"/subjects/{SUBJECT}/versions", json=body(CARD, metadata=empty)).status_code == 200
+    assert client.put(f"/config/{SUBJECT}", json={"compatibility": "FULL", "alias": empty}).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code", "message"),
     [

@@ -100,6 +100,15 @@ def test_subjects_filtered_by_prefix(client: TestClient) -> None:
     assert client.get("/subjects?subjectPrefix=o%25").json() == []  # a prefix, not a LIKE pattern
 
 
+def test_a_single_valued_parameter_given_twice_takes_its_first_value_as_jax_rs_does(client: TestClient) -> None:
+    for subject in ("orders-value", "orders-key", "payments-value"):
+        register(client, subject, V1)
+    assert client.get("/subjects?subjectPrefix=pay&subjectPrefix=orders-").json() == ["payments-value"]
+    assert client.get("/subjects?limit=1&limit=1_0").json() == ["orders-key"]  # the second, not an int, unread
+    assert client.get("/subjects?limit=1_0&limit=1").status_code == 404  # the first is Jersey's 404
+    assert client.get("/subjects?offset=2&offset=0").json() == ["payments-value"]
+
+
 def test_subject_query_on_schema_id_routes_does_not_filter(client: TestClient) -> None:
     """Confluent's listVersionsForId / listSubjectsForId use ``subject`` only to find the id's schema
     context (getSchemaKeyUsingContexts); in the default context every holder of the id is listed."""
