@@ -25,6 +25,9 @@ the variable (exit status 1).
   ask for at once, summed (a GET 1, a batch its ids, ``/v1/vectors`` its parts); a read that would go past
   it is answered 503 ``overloaded`` at once, unless nothing is in flight; while the bound is reached every
   feature read is refused before it is routed or validated (``serving.online.overload``).
+- ``FS_BODY_TIMEOUT_MS`` (default 1000, from 1 to 60,000): a request body (a batch, ``/v1/vectors``, a
+  definition or feature service) must arrive whole within it from the first read of it, else 408
+  ``body_timeout``: a slow or stalled sender holds neither its request nor its ``FS_MAX_IN_FLIGHT`` slot longer.
 - ``--port`` (``FS_API_PORT``, default 8000, from 1 to 65,535) and ``--workers`` (``FS_API_WORKERS``, default 1,
   from 1 to 64): server processes sharing the port; each builds its own clients.
 - ``FS_SERVING_LOG_SAMPLE`` (default 0.01, a number from 0 to 1; 0 turns it off) and ``FS_SERVING_LOG_TOPIC``
@@ -127,6 +130,7 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         cache_max_entries=options.cache_max_entries,
         max_in_flight=options.max_in_flight,
         max_entities_in_flight=options.max_entities_in_flight,
+        body_timeout_ms=options.body_timeout_ms,
         serving_log=log_sink,
         serving_log_sample=options.serving_log_sample,
         quality=QualityStore(settings.definitions_db),

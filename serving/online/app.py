@@ -59,7 +59,7 @@ from serving.online.overload import (
 from serving.online.plans import Plans
 from serving.online.quality_api import quality_router
 from serving.online.refusals import refusal
-from serving.online.responses import JSONResponse, without_validation_errors
+from serving.online.responses import DEFAULT_BODY_TIMEOUT_MS, JSONResponse, without_validation_errors
 from serving.online.services_api import services_router
 from serving.online.serving_log import KafkaSink, ServingLog, Sink
 from serving.online.vectors import AsyncVectorSource, VectorSource, as_async
@@ -146,6 +146,7 @@ def create_app(
     serving_log_sample: float = 0.0,
     quality: QualityStore | None = None,
     access: Access | None = None,
+    body_timeout_ms: int = DEFAULT_BODY_TIMEOUT_MS,
 ) -> FastAPI:
     """The API over a catalog and a vector source.
 
@@ -165,11 +166,14 @@ def create_app(
         quality: stored data-quality results, served at ``/v1/quality/...``; None answers 404 there.
         access: tokens, ownership and grants (``registry.access``); None or disabled: every route open,
             which the app logs at start-up, one line per route.
+        body_timeout_ms: a request body not received whole within it is refused, 408 ``body_timeout``.
     """
     if max_in_flight < 1:
         raise ValueError("max_in_flight: the in-flight limit must be at least 1")
     if max_entities_in_flight < 1:
         raise ValueError("max_entities_in_flight: the entity bound must be at least 1")
+    if body_timeout_ms < 1:
+        raise ValueError("body_timeout_ms: the body timeout must be at least 1 ms")
     # FastAPI's own OpenTelemetry hooks off: with no provider set they record nothing, and their per-request check
     # of the global providers read the environment three times a request (about 5 % of a refusal's CPU, measured);
     # this service's metrics are Prometheus' (/metrics).
@@ -188,6 +192,7 @@ def create_app(
     )
     metrics = Metrics(registry if registry is not None else CollectorRegistry(auto_describe=True), cache)
     app.state.cache = cache
+    app.state.body_timeout_ms = body_timeout_ms  # serving.online.responses.read_body
     app.state.metrics = metrics
     log = None
     if serving_log is not None:

@@ -105,8 +105,8 @@ def _repeated(obj: Any, where: str = "") -> list[str]:
 async def registration_body(request: Request, error: ErrorCode) -> dict[str, Any]:
     """A definition's or feature service's body as a JSON object; a member given more than once anywhere in it is
     ``error`` (422) naming it, never one of its values kept (JSON parsers keep the last: ``"ttl"`` twice)."""
-    body = await json_object(request, max_bytes=MAX_BODY_BYTES, error=error)
-    read = members_once(await request.body(), body)
+    body, raw = await json_object(request, max_bytes=MAX_BODY_BYTES, error=error)
+    read = members_once(raw, body)
     if read is not body and (twice := _repeated(read)):
         raise ApiError(error, f"member(s) {twice} given more than once: give each once")
     return body
@@ -170,6 +170,7 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
                     409: "`version_conflict`: the version is registered with other content, or what is registered refuses"
                     " it (its name or a key field taken by a request-time feature)",
                     403: WRITE_REFUSED,
+                    408: "`body_timeout`: the body did not arrive whole within `FS_BODY_TIMEOUT_MS`",
                     413: "`body_too_large`",
                     422: "`invalid_definition`, naming the field",
                     503: STORE_GONE,

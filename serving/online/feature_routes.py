@@ -19,6 +19,7 @@ from serving.online.features_api import (
 )
 from serving.online.http_errors import ApiError, ErrorCode, render
 from serving.online.metrics import Metrics
+from serving.online.responses import read_body
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -85,31 +86,9 @@ class _GetByKey(_Endpoint):
         )
 
 
-def _declared_length(scope: Scope) -> int | None:
-    """The request's ``Content-Length`` (None without one, or when it is not digits: the server answers that)."""
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length" and value.isdigit():
-            return int(value)
-    return None
-
-
 async def _read_body(scope: Scope, receive: Receive) -> bytes:
-    """The body, at most ``MAX_BATCH_BODY_BYTES``: 413 at once when its ``Content-Length`` says more (a slow
-    sender does not hold the request while a megabyte arrives), or as soon as more than that has arrived."""
-    declared = _declared_length(scope)
-    if declared is not None and declared > MAX_BATCH_BODY_BYTES:
-        raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BATCH_BODY_BYTES:
-            raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {MAX_BATCH_BODY_BYTES} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    """The body, at most ``MAX_BATCH_BODY_BYTES`` (``serving.online.responses.read_body``)."""
+    return await read_body(scope, receive, max_bytes=MAX_BATCH_BODY_BYTES)
 
 
 class _Batch(_Endpoint):

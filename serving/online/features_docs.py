@@ -195,6 +195,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "unknown entity type, feature (all named) or feature service; `not_found` for a path holding an escaped "
         "`/` (`%2F`)",
         403: FORBIDDEN_READ,
+        408: "`body_timeout`: the body did not arrive whole within `FS_BODY_TIMEOUT_MS`",
         413: "body too large",
         503: "`store_unavailable`: the online store failed or did not answer within the request budget; "
         "`overloaded` (with `Retry-After: 1`): the process had `FS_MAX_IN_FLIGHT` requests or "
@@ -249,7 +250,7 @@ def docs_router() -> APIRouter:
         summary="Many entities' feature vectors, as columns aligned with `names`",
         responses={
             200: {"model": BatchDoc, "description": "one result per entity id"},
-            **_errors(400, 403, 404, 413, 503),
+            **_errors(400, 403, 404, 408, 413, 503),
         },
     )
     async def get_features_batch(entity_type: str, body: BatchRequestDoc) -> None:
@@ -275,7 +276,7 @@ def docs_router() -> APIRouter:
         summary="One vector from several entities' features (e.g. a user's and the user x merchant pair's)",
         responses={
             200: {"model": VectorsDoc, "description": "one vector per entity"},
-            **_errors(400, 403, 404, 413, 503),
+            **_errors(400, 403, 404, 408, 413, 503),
         },
     )
     async def get_vectors(body: VectorsRequestDoc) -> None:

@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     VERSION_CONFLICT = "version_conflict"  # a version number taken by a different definition or service
     BODY_TOO_LARGE = "body_too_large"
+    BODY_TIMEOUT = "body_timeout"  # a request body not received whole within FS_BODY_TIMEOUT_MS of its start
     INVALID_DEFINITION = "invalid_definition"
     INVALID_FEATURE_SERVICE = "invalid_feature_service"
     INTERNAL_ERROR = "internal_error"  # a bug: the body's request_id finds the traceback in the server log
@@ -67,6 +68,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.VERSION_CONFLICT: 409,
     ErrorCode.BODY_TOO_LARGE: 413,
+    ErrorCode.BODY_TIMEOUT: 408,
     ErrorCode.INVALID_DEFINITION: 422,
     ErrorCode.INVALID_FEATURE_SERVICE: 422,
     ErrorCode.INTERNAL_ERROR: 500,

@@ -19,6 +19,7 @@ import orjson
 from registry.core import entity_keys
 from registry.core.entity_keys import MAX_KEY_CHARS
 from serving.online.http_errors import ApiError, ErrorCode
+from serving.online.responses import json_int
 
 
 class _JsonObject(dict[str, Any]):
@@ -45,7 +46,7 @@ def with_repeats(raw: bytes) -> dict[str, Any]:
     given more than once (JSON parsers keep the last): a key field repeated in a key object is refused, never
     one of its values picked. Only bodies where ``members_once`` sees a member that may be repeated pay for it."""
     try:
-        body: dict[str, Any] = json.loads(raw, object_pairs_hook=_json_object)
+        body: dict[str, Any] = json.loads(raw, object_pairs_hook=_json_object, parse_int=json_int)
     except RecursionError as exc:  # nested deeper than the standard library goes (orjson read it)
         raise ApiError(ErrorCode.BAD_JSON, "request body is not JSON: nested too deeply") from exc
     return body

@@ -17,6 +17,7 @@ from registry.core.errors import SettingsError
 from registry.core.settings import DECIMAL, WHOLE, whole_number
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
 from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT
+from serving.online.responses import DEFAULT_BODY_TIMEOUT_MS
 from serving.online.serving_log import DEFAULT_SAMPLE, DEFAULT_TOPIC
 from sinks.cassandra.native_reader import (
     DEFAULT_PARTITIONS_PER_READ,
@@ -73,6 +74,7 @@ class ApiOptions:
     serving_log_topic: str = DEFAULT_TOPIC
     gc_gen0_threshold: int = GC_GEN0_THRESHOLD
     gil_switch_interval_us: int = 500
+    body_timeout_ms: int = DEFAULT_BODY_TIMEOUT_MS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiOptions:
@@ -107,4 +109,5 @@ class ApiOptions:
             serving_log_topic=topic,
             gc_gen0_threshold=int_setting(env, "FS_GC_GEN0_THRESHOLD", d.gc_gen0_threshold, 100, 10_000_000),
             gil_switch_interval_us=int_setting(env, "FS_GIL_SWITCH_INTERVAL_US", d.gil_switch_interval_us, 1, 100_000),
+            body_timeout_ms=int_setting(env, "FS_BODY_TIMEOUT_MS", d.body_timeout_ms, 1, 60_000),
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import Request
@@ -11,6 +12,9 @@ from fastapi.responses import JSONResponse as _StarletteJSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.online.http_errors import ApiError, ErrorCode
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope
 
 
 class JSONResponse(_StarletteJSONResponse):
@@ -23,13 +27,50 @@ class JSONResponse(_StarletteJSONResponse):
         return orjson.dumps(content)
 
 
-async def json_object(request: Request, *, max_bytes: int, error: ErrorCode) -> dict[str, Any]:
-    """The request body as a JSON object; ``ApiError`` saying what is wrong with it otherwise
-    (``error`` is the code of a body that is JSON but not an object)."""
-    raw = await request.body()
-    if len(raw) > max_bytes:
+DEFAULT_BODY_TIMEOUT_MS = 1_000  # FS_BODY_TIMEOUT_MS: a request body arrives whole within it, or 408
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length`` (None without one, or when it is not digits: the server answers that)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, *, max_bytes: int) -> bytes:
+    """The request body, at most ``max_bytes`` of it, received whole within the app's body timeout
+    (``app.state.body_timeout_ms``). 413 ``body_too_large`` at once when its ``Content-Length`` says more than
+    ``max_bytes``, or as soon as more than that has arrived, so nothing past the limit is held in memory; 408
+    ``body_timeout`` when the body has not arrived whole in time, so a slow or stalled sender holds neither the
+    request nor its in-flight slot longer than that."""
+    if (declared := _declared_length(scope)) is not None and declared > max_bytes:
         raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {max_bytes} bytes")
-    return parse_json_object(raw, error=error)
+    timeout_ms = scope["app"].state.body_timeout_ms
+    chunks = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_ms / 1000):
+            while True:
+                message = await receive()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {max_bytes} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise ApiError(
+            ErrorCode.BODY_TIMEOUT, f"request body not received whole within {timeout_ms} ms ({size} bytes came)"
+        ) from None
+
+
+async def json_object(request: Request, *, max_bytes: int, error: ErrorCode) -> tuple[dict[str, Any], bytes]:
+    """The request body as a JSON object, and the bytes it was read from (``read_body``'s limits); ``ApiError``
+    saying what is wrong with it otherwise (``error`` is the code of a body that is JSON but not an object)."""
+    raw = await read_body(request.scope, request.receive, max_bytes=max_bytes)
+    return parse_json_object(raw, error=error), raw
 
 
 def parse_json_object(raw: bytes, *, error: ErrorCode = ErrorCode.BAD_REQUEST) -> dict[str, Any]:
@@ -53,11 +94,21 @@ def _past_the_doubles(raw: bytes, exc: orjson.JSONDecodeError) -> Any:
     if "number is infinity" not in str(exc):
         raise not_json from exc
     try:
-        body = json.loads(raw, parse_constant=_not_a_json_number)
+        body = json.loads(raw, parse_constant=_not_a_json_number, parse_int=json_int)
         _utf8_strings(body)
-    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeError and int()'s digit limit are ValueErrors
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeError are ValueErrors
         raise not_json from exc
     return body
+
+
+def json_int(literal: str) -> int | float:
+    """A JSON integer literal; one longer than Python converts (4,300 digits) is far past the doubles' range: its
+    signed infinity, as ``1e400`` is read (converting it costs time quadratic in its length: a 1 MiB body of digits
+    would take seconds, which is why Python refuses), so its member is refused with its own code, not ``bad_json``."""
+    try:
+        return int(literal)
+    except ValueError:
+        return float("-inf") if literal.startswith("-") else float("inf")
 
 
 def _not_a_json_number(constant: str) -> Any:

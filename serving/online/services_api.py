@@ -89,6 +89,7 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
                     403: "`forbidden` (auth on): the service belongs to another team (its first registrant)",
                     404: "`unknown_feature`: a pinned feature version is not registered (all named)",
                     409: "`version_conflict`: the version is registered with other features",
+                    408: "`body_timeout`: the body did not arrive whole within `FS_BODY_TIMEOUT_MS`",
                     413: "`body_too_large`",
                     422: "`invalid_feature_service`: the body is not a valid service, or the catalog cannot "
                     "serve a pin as pinned",

@@ -65,10 +65,9 @@ def test_an_id_past_the_doubles_is_the_ids_refusal(client: TestClient) -> None:
         '"x": Infinity',
         '"x": "\\ud800"',  # a lone surrogate: not UTF-8
         '"\\udc00": 1',
-        '"x": 1' + "0" * 5000,  # more digits than int() reads
         '"x": [1,]',
     ],
-    ids=["nan", "infinity", "surrogate", "surrogate-name", "digits", "syntax"],
+    ids=["nan", "infinity", "surrogate", "surrogate-name", "syntax"],
 )
 def test_what_is_not_json_stays_bad_json_beside_a_big_number(client: TestClient, extra: str) -> None:
     body = f'{{{READ}, "request_data": {{"amount": [1e400]}}, {extra}}}'

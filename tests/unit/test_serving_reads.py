@@ -638,13 +638,14 @@ def test_openapi_documents_the_error_body_not_fastapis_422(
     assert all("422" not in op["responses"] for op in reads)
     assert set(doc["paths"]["/v1/feature-services/{name}"]["get"]["responses"]) == {"200", "400", "404"}
     register = doc["paths"]["/v1/feature-services"]["post"]["responses"]
-    assert set(register) == {"200", "201", "400", "403", "404", "409", "413", "422", "503"}
+    assert set(register) == {"200", "201", "400", "403", "404", "408", "409", "413", "422", "503"}
     assert "invalid_feature_service" in register["422"]["description"]
     assert set(doc["paths"]["/v1/feature-definitions"]["post"]["responses"]) == {
         "200",
         "201",
         "400",
         "403",  # auth on: another team's feature
+        "408",  # the body not received whole within FS_BODY_TIMEOUT_MS
         "409",
         "413",
         "422",
