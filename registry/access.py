@@ -534,13 +534,15 @@ def _feature_target(raw: str) -> str:
 REGISTRY_TABLES = frozenset({"feature_versions", "training_sets", "access_tokens", "erasures"})
 
 
-def _check_db(db: Path, command: str) -> None:
+def _check_db(db: Path, command: str, default: Path) -> None:
     """Refuse a ``--db`` that cannot be, or (for a command that only reads or undoes) is not yet, the store: read
-    without writing anything (``sqlite3.DatabaseError`` for a file that is not SQLite)."""
+    without writing anything (``sqlite3.DatabaseError`` for a file that is not SQLite). As ``registry.cli apply``,
+    a command that creates the store creates the configured location's folders too (``default``: a fresh
+    ``FS_STATE_DIR`` has none), while an explicit ``--db`` elsewhere needs an existing folder."""
     if db.is_dir():
         raise ValueError(f"--db {db} is a directory, not the registry's store (SQLite file)")
     if command not in _NEEDS_STORE:
-        if not db.exists() and not db.parent.is_dir():
+        if not db.exists() and db != default and not db.parent.is_dir():
             raise ValueError(f"--db {db}: folder {db.parent} does not exist")
         return
     if not db.exists():
@@ -593,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("grant", "revoke-grant"):
             check_team(args.owner, "--owner")
             check_team(args.grantee, "--to")
-        _check_db(args.db, args.command)
+        _check_db(args.db, args.command, settings.definitions_db)
         store = AccessStore(args.db)
         if args.command == "create-token":
             print(store.issue(args.principal, args.principal if args.team is None else args.team, admin=args.admin))

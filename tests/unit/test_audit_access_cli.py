@@ -106,3 +106,21 @@ def test_other_commands_refuse_a_missing_store(
     db = tmp_path / "r.db"
     code, _, err = _run(capsys, db, *command)
     assert code == 1 and err.startswith(f"error: --db {db}") and not db.exists()
+
+
+@pytest.mark.parametrize(
+    "argv", [["create-token", "--principal", "scorer", "--team", "ml-team"], ["grant", "--owner", "a", "--to", "b"]]
+)
+def test_the_configured_store_is_created_with_its_folders_an_explicit_one_needs_its_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    """As ``registry.cli apply``: a fresh FS_STATE_DIR has no ``registry/`` folder, and create-token refused it."""
+    monkeypatch.delenv("FS_DEFINITIONS_DB", raising=False)
+    monkeypatch.setenv("FS_STATE_DIR", str(tmp_path / "state"))
+    assert access.main(argv) == 0
+    assert (tmp_path / "state" / "registry" / "definitions.db").is_file()
+    capsys.readouterr()
+    elsewhere = tmp_path / "missing" / "r.db"
+    code, _, err = _run(capsys, elsewhere, *argv)
+    assert (code, err) == (1, f"error: --db {elsewhere}: folder {elsewhere.parent} does not exist\n")
+    assert not elsewhere.parent.exists()
