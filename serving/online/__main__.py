@@ -74,6 +74,7 @@ from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
 from registry.quality import QualityStore
 from serving.online.app import create_app
+from serving.online.http_protocol import JsonErrorsHttpToolsProtocol
 from serving.online.options import ApiOptions, int_setting
 from serving.online.serving_log import KafkaSink, producer_config
 from sinks.cassandra.native_reader import NativeOnlineReader
@@ -160,7 +161,8 @@ def worker_app() -> FastAPI:
 def _server_options() -> dict[str, Any]:
     return {
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "auto",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "auto",
+        # httptools (a declared dependency), its parser's 400s in the API's error shape
+        "http": JsonErrorsHttpToolsProtocol,
         "log_level": "warning",
         "access_log": False,
     }

@@ -1,0 +1,62 @@
+"""A request the HTTP parser refuses, before the app sees it, is answered in the API's one error shape: 400
+``bad_request`` as ``application/json``, the connection closed (uvicorn's own answer was ``text/plain``)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from registry.core.catalog import FeatureCatalog
+from registry.live import LiveCatalog
+from serving.online.__main__ import _server_options
+from serving.online.app import create_app
+from tests.http_server import serving
+from tests.unit.test_request_features import NOW, Source, store_with, vector
+
+
+@pytest.fixture(scope="module")
+def port(tmp_path_factory: pytest.TempPathFactory, shipped_catalog: FeatureCatalog) -> Iterator[int]:
+    store = store_with(tmp_path_factory.mktemp("parser") / "d.db", shipped_catalog)
+    app = create_app(LiveCatalog(store, refresh_s=0.0), Source({"u1": vector(4, 10.0)}), clock_us=lambda: NOW * 1000)
+    with serving(app, http=_server_options()["http"], log_level="critical") as url:  # the server's own protocol
+        yield int(url.rsplit(":", 1)[1])
+
+
+def _answer(port: int, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request)
+        data = b""
+        while chunk := conn.recv(65536):  # the server closes the connection after its 400
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    return status_line.encode(), {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"FOO /health HTTP/1.1\r\nHost: api\r\n\r\n",  # no such method
+        b"POST /v1/features/user/batch HTTP/1.1\r\nHost: api\r\nContent-Length: -5\r\n\r\n",
+        b"POST /v1/features/user/batch HTTP/1.1\r\nHost: api\r\nContent-Length: 1x\r\n\r\n",
+        b"GET /v1/features/user/\xc3\xa9 HTTP/1.1\r\nHost: api\r\n\r\n",  # raw non-ASCII in the target
+        b"GET /health HTTP/9.9x\r\nHost: api\r\n\r\n",
+    ],
+    ids=["method", "negative-length", "length-not-digits", "raw-utf8-target", "version"],
+)
+def test_a_request_the_parser_refuses_is_a_json_400(port: int, request_bytes: bytes) -> None:
+    status_line, headers, body = _answer(port, request_bytes)
+    assert status_line.startswith(b"HTTP/1.1 400"), status_line
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)
+    problem = json.loads(body)
+    assert problem["error"] == "bad_request" and problem["message"].startswith("malformed HTTP request")
+
+
+def test_a_request_it_reads_is_answered_by_the_app(port: int) -> None:
+    status_line, headers, body = _answer(port, b"GET /health HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+    assert status_line.startswith(b"HTTP/1.1 200") and json.loads(body) == {"status": "ok"}
