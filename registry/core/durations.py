@@ -77,6 +77,14 @@ Duration = Annotated[
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FRACTION = re.compile(r"[.,](\d{7,})")  # in an ISO-8601 time only the seconds' fraction follows "." or ","
+
+
+def finer_than_microseconds(text: str) -> bool:
+    """Whether the ISO-8601 time ``text`` has a fraction of a second past its 6th digit that is not zero:
+    ``datetime.fromisoformat`` drops those digits, so such a time would be read as an earlier one."""
+    match = _FRACTION.search(text)
+    return match is not None and match.group(1)[6:].strip("0") != ""
 
 
 def parse_instant(text: str) -> datetime:
@@ -94,6 +102,8 @@ def parse_instant(text: str) -> datetime:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{text!r} is neither an ISO-8601 time nor epoch milliseconds") from None
+    if finer_than_microseconds(text):
+        raise ValueError(f"{text!r}: a fraction of a microsecond is not a time this reads (give whole milliseconds)")
     if parsed.tzinfo is None:
         raise ValueError(f"{text!r} needs a time zone (e.g. 2024-05-01T00:00:00Z)")
     return parsed

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from registry.access import Access
 from registry.core.definitions import FeatureDefinition
+from registry.core.durations import finer_than_microseconds
 from registry.core.errors import ForbiddenError
 from registry.live import LiveCatalog
 from registry.quality import QualityStore, iso
@@ -42,6 +43,8 @@ def _instant(name: str, text: str | None, default: datetime) -> datetime:
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: not an ISO-8601 instant: {text!r}") from exc
     if parsed.tzinfo is None:
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: give a UTC offset (Z or +00:00): {text!r}")
+    if finer_than_microseconds(text):  # read as an earlier instant, it moved the range's edge
+        raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: give at most microseconds: {text!r}")
     try:
         return parsed.astimezone(UTC)
     except OverflowError as exc:  # year 1 or 9999 at an offset: outside what a UTC datetime holds

@@ -147,3 +147,24 @@ def test_format_exact_above_float_precision() -> None:
     value = parse_duration("9007199254740993ms")  # 2**53 + 1 ms, about 285,000 years
     assert to_millis(value) == 9_007_199_254_740_993
     assert format_duration(value) == "9007199254740993ms"
+
+
+@pytest.mark.parametrize(
+    ("text", "finer"),
+    [
+        ("2026-12-05T14:00:00.0000009Z", True),
+        ("2026-12-05T14:00:00,1234561+01:00", True),
+        ("2026-12-05T14:00:00.1234560000Z", False),  # zeros past the 6th digit change nothing
+        ("2026-12-05T14:00:00.123456Z", False),
+        ("2026-12-05T14:00:00Z", False),
+    ],
+)
+def test_a_fraction_past_microseconds_is_seen(text: str, finer: bool) -> None:
+    from registry.core.durations import finer_than_microseconds, parse_instant
+
+    assert finer_than_microseconds(text) is finer
+    if finer:
+        with pytest.raises(ValueError, match="a fraction of a microsecond"):
+            parse_instant(text)
+    else:
+        assert parse_instant(text).microsecond == int((text.split(".")[1][:6] if "." in text else "0").ljust(6, "0"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -58,5 +57,5 @@ def test_a_request_the_parser_refuses_is_a_json_400(port: int, request_bytes: by
 
 
 def test_a_request_it_reads_is_answered_by_the_app(port: int) -> None:
-    status_line, headers, body = _answer(port, b"GET /health HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+    status_line, _, body = _answer(port, b"GET /health HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
     assert status_line.startswith(b"HTTP/1.1 200") and json.loads(body) == {"status": "ok"}

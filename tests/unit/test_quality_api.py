@@ -126,6 +126,8 @@ def test_the_default_span_is_the_24_hours_before_now(client: TestClient) -> None
         ),
         ("/v1/quality/user/txn_count_1h?version=%2B1", 400, "version"),
         ("/v1/quality/user/txn_count_1h?version=01", 400, "version"),
+        # read as 14:00:00.000000, the hour `since` falls inside was answered
+        ("/v1/quality/user/txn_count_1h?since=2026-11-30T10:00:00.000000001Z", 400, "since: give at most microseconds"),
     ],
 )
 def test_bad_requests_are_named(client: TestClient, query: str, status: int, says: str) -> None:
