@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from serving.online.cache import VectorCache
 
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-_MAX_PLANS = 1024
+_MAX_PLANS = 1024  # plans whose served vectors are tallied before folding into per-feature counts
+_MAX_PLAN_LABELS = 100_000  # their features summed: plans of 1,000 names each held ~290 KB past the plan cache
 
 
 class Metrics:
@@ -50,6 +51,7 @@ class Metrics:
         self._error_children: dict[str, Any] = {}
         self.tally: Tally = {}
         self._vectors_by_plan: dict[Plan, int] = {}
+        self._plan_labels = 0  # labels summed over the plans in ``_vectors_by_plan``
         self._vectors_folded: dict[tuple[str, str, int], int] = {}
         registry.register(_ServingCollector(self, cache))
 
@@ -71,8 +73,11 @@ class Metrics:
 
     def vectors(self, plan: Plan, n: int) -> None:
         """``n`` entity vectors were served under ``plan`` (each feature of the plan once per vector)."""
-        self._vectors_by_plan[plan] = self._vectors_by_plan.get(plan, 0) + n
-        if len(self._vectors_by_plan) > _MAX_PLANS:
+        served = self._vectors_by_plan.get(plan)
+        if served is None:
+            self._plan_labels += len(plan.labels) + len(plan.requests)
+        self._vectors_by_plan[plan] = (served or 0) + n
+        if len(self._vectors_by_plan) > _MAX_PLANS or self._plan_labels > _MAX_PLAN_LABELS:
             self._fold()
 
     def _fold(self) -> None:
@@ -80,6 +85,7 @@ class Metrics:
             for label in (*plan.labels, *(r.label for r in plan.requests)):
                 self._vectors_folded[label] = self._vectors_folded.get(label, 0) + n
         self._vectors_by_plan = {}
+        self._plan_labels = 0
 
     def served_values(self) -> dict[tuple[tuple[str, str, int], str], int]:
         """Values served per (feature label, status), ``present`` included."""

@@ -22,7 +22,9 @@ from registry.feature_services import LiveFeatureServices, ServiceIndex
 from registry.live import LiveCatalog
 from sinks.cassandra.layout import version_stream
 
-MAX_PLANS = 4096
+MAX_PLANS = 4096  # plans cached at most; past any of these bounds the cache starts again empty
+MAX_PLAN_FEATURES = 100_000  # features summed over the cached plans (a plan of 1,000 names holds ~290 KB)
+MAX_PLAN_KEY_CHARS = 4_000_000  # characters summed over their keys (a GET's key is its raw query, up to ~64 KB)
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -203,6 +205,13 @@ class RequestPlan:
         )
 
 
+def _chars(key: PlanKey) -> int:
+    """The characters (bytes of a raw query) a plan key holds."""
+    return sum(
+        len(part) if isinstance(part, str | bytes) else _chars(part) if isinstance(part, tuple) else 1 for part in key
+    )
+
+
 PlanKey = tuple[str | tuple[str, ...] | None, ...]
 """What a request asked for, as the route spells it (e.g. entity type, how names were given, their text:
 a raw query string, or a body's name list as a tuple, never joined into one string that two lists share)."""
@@ -217,12 +226,18 @@ class Plans:
         self._catalog: FeatureCatalog | None = None
         self._index: ServiceIndex | None = None
         self._plans: dict[PlanKey, Plan] = {}
+        self._features = 0  # summed over the cached plans (``MAX_PLAN_FEATURES``)
+        self._key_chars = 0  # summed over their keys (``MAX_PLAN_KEY_CHARS``)
+
+    def _clear(self) -> None:
+        self._plans = {}
+        self._features = self._key_chars = 0
 
     def snapshot(self) -> tuple[FeatureCatalog, ServiceIndex | None]:
         catalog = self._live.current()
         index = self._services.current() if self._services is not None else None
         if catalog is not self._catalog or index is not self._index:
-            self._plans = {}
+            self._clear()
             self._catalog, self._index = catalog, index
         return catalog, index
 
@@ -231,9 +246,20 @@ class Plans:
         return self._plans.get(key)
 
     def _keep(self, key: PlanKey, plan: Plan) -> Plan:
-        if len(self._plans) >= MAX_PLANS:
-            self._plans = {}
-        self._plans[key] = plan
+        """Cache ``plan`` under ``key``, within the bounds on plans, their features and their keys' characters:
+        a count of plans alone let distinct requests of 1,000 names (or GETs with 64 KB of extra query) hold
+        over a gigabyte in one process."""
+        features, chars = len(plan.output_keys) + len(plan.items), _chars(key)
+        if (
+            len(self._plans) >= MAX_PLANS
+            or self._features + features > MAX_PLAN_FEATURES
+            or self._key_chars + chars > MAX_PLAN_KEY_CHARS
+        ):
+            self._clear()
+        if features <= MAX_PLAN_FEATURES and chars <= MAX_PLAN_KEY_CHARS:
+            self._plans[key] = plan
+            self._features += features
+            self._key_chars += chars
         return plan
 
     def for_names(self, key: PlanKey, entity_type: str, names: list[str] | None) -> Plan:
