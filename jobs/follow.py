@@ -17,7 +17,9 @@ version with its stream (it releases their own progress keys), replaying the top
 
 The first job ending ends the follower: the others are stopped, and it exits 1 naming the job, its last error line
 and its log (``<state-dir>/<job>.log``). An added job that ends is dropped from the plan and reported; the others go
-on, and its versions get a new job after the next change of the definitions. SIGTERM or SIGINT stops every job
+on, and its versions get a new job after the next change of the definitions. At most ``--max-jobs`` jobs run (default
+8, the first included; each is a Flink JVM): versions activated past it get no job, said on stderr, and are tried
+again at the next change. SIGTERM or SIGINT stops every job
 (their checkpoints are kept) and exits 0. One follower per state directory; its jobs end with it.
 """
 
@@ -49,6 +51,7 @@ from registry.definition_store import DefinitionStore
 _REPO = Path(__file__).resolve().parent.parent
 PLAN_FILE = "plan.json"
 STOP_GRACE_S = 20.0
+DEFAULT_MAX_JOBS = 8  # jobs a follower runs at most (each a Flink JVM; --max-jobs)
 """How long a job may take to end after SIGTERM before it is killed (its checkpoints are kept either way)."""
 
 
@@ -152,8 +155,10 @@ class Follower:
         metrics_port: int,
         bind_host: str,
         out: TextIO = sys.stderr,
+        max_jobs: int = DEFAULT_MAX_JOBS,
     ) -> None:
         self._settings = settings
+        self._max_jobs = max_jobs
         self._state_dir = state_dir
         self._group_id = group_id
         self._parallelism = parallelism
@@ -230,6 +235,14 @@ class Follower:
         return f"add-{max(used, default=0) + 1}"
 
     def _add(self, versions: list[str]) -> None:
+        if len(self.jobs) >= self._max_jobs:  # each job is a Flink JVM: registry writers must not fork without end
+            self._failed.update(dict.fromkeys(versions, -1))
+            self._say(
+                f"error: {len(self.jobs)} jobs run already (--max-jobs {self._max_jobs}): no job for "
+                f"{','.join(versions)}; they wait for the next change (restart with a larger --max-jobs, or start "
+                "a fresh state directory to compute every active version in one job)"
+            )
+            return
         name = self._next_name()
         first = name == "base"
         # A consumer group no earlier plan used: a job started without state must replay the topics, not resume
@@ -389,6 +402,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the first job's metrics port; the job add-<n>'s is this plus n (0: none)",
     )
     parser.add_argument("--bind-host", type=host, default="127.0.0.1")
+    parser.add_argument(
+        "--max-jobs",
+        type=whole(1, 1_000),
+        default=DEFAULT_MAX_JOBS,
+        help=f"jobs (each a Flink JVM) at most, the first included (default {DEFAULT_MAX_JOBS}, from 1 to 1000); "
+        "versions activated past it wait, said on stderr",
+    )
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
@@ -399,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             parallelism=args.parallelism,
             metrics_port=args.metrics_port,
             bind_host=args.bind_host,
+            max_jobs=args.max_jobs,
         )
     except FeatureStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -356,6 +356,7 @@ def _follower(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, store: Any) -> Any
     follower._bind_host, follower._out = "127.0.0.1", io.StringIO()
     follower._store, follower.jobs, follower.procs = store, [], {}
     follower._log_start, follower._failed, follower.stop_requested, follower._lock_fd = {}, {}, False, None
+    follower._max_jobs = follow.DEFAULT_MAX_JOBS
     return follower
 
 
@@ -453,3 +454,39 @@ def test_an_empty_state_dir_is_a_usage_error(raw: str, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as ended:
         main(["--state-dir", raw])
     assert ended.value.code == 2 and "--state-dir: must be a folder path" in capsys.readouterr().err
+
+
+def test_versions_activated_past_max_jobs_get_no_job_and_are_said(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, make_definition: Any
+) -> None:
+    """Each activation that no job computes started one more job (a Flink JVM), without end: registering and
+    activating definitions could fork the host out of memory. At most --max-jobs run; the rest wait, said."""
+    import threading
+    import time
+
+    from registry.definition_store import DefinitionStore
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="a"))
+    follower = _follower(tmp_path, monkeypatch, store)
+    follower._max_jobs = 2
+
+    def activations() -> None:
+        deadline = time.monotonic() + 60
+        for before, name in (("a", "b"), ("b", "c"), ("c", None)):
+            while before != "c" and not any(f"user.{before}@1" in v for v in _FakeJob.launched):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            if name is not None:
+                store.register(make_definition(name=name))
+        while "--max-jobs 2" not in follower._out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        follower.stop_requested = True
+
+    registering = threading.Thread(target=activations)
+    registering.start()
+    assert follower.run(0.05) == 0
+    registering.join(timeout=60)
+    assert _FakeJob.launched == ["user.a@1", "user.b@1"]  # the base job and one more: c waits
+    said = follower._out.getvalue()
+    assert "error: 2 jobs run already (--max-jobs 2): no job for user.c@1; they wait for the next change" in said
