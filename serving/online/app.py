@@ -236,6 +236,8 @@ def create_app(
         response_class=PlainTextResponse,  # documented as the text it is, not JSON
     )
     async def prometheus_metrics() -> Response:
+        if log is not None:  # the serving log's delivery reports, counted before they are reported
+            log.serve_reports()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     access = access if access is not None else Access(None, enabled=False)

@@ -153,6 +153,13 @@ class ServingLog:
     def delivery_failed(self) -> None:
         self.dropped.labels("delivery").inc()
 
+    def serve_reports(self) -> None:
+        """Count the delivery reports that have come in (a sink with reports to serve): a scrape of ``/metrics``
+        calls it, so a record given up is counted by then even when no request has been logged since."""
+        serve = getattr(self._sink, "serve_reports", None)
+        if serve is not None:
+            serve()
+
 
 class KafkaSink:
     """``Producer.produce`` to the log topic; ``poll(0)`` serves delivery reports without waiting."""
@@ -171,6 +178,9 @@ class KafkaSink:
         # only once its report is served, so a full queue that stopped serving them would stay full for good.
         self._producer.poll(0)
         self._producer.produce(self._topic, value, key, on_delivery=self._delivered)
+
+    def serve_reports(self) -> None:
+        self._producer.poll(0)
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._producer.flush(timeout_s)
