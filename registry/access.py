@@ -37,7 +37,7 @@ import secrets
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -229,10 +229,14 @@ class AccessStore(SqliteStore):
             row = conn.execute("SELECT team FROM access_owners WHERE kind = ? AND name = ?", (kind, name)).fetchone()
         return str(row[0]), inserted == 1
 
-    def release(self, kind: OwnedKind, name: str, team: str) -> None:
-        """Undo ``claim_new``'s claim (the write it was for did not happen)."""
+    def release(self, kind: OwnedKind, name: str, team: str, *, unused: Callable[[], bool]) -> None:
+        """Undo ``claim_new``'s claim when the write it was for did not happen, if ``unused()`` (asked inside this
+        store's write transaction) says nothing holds a version under the name: a write of the same team that
+        began before the claim and committed meanwhile (the reason this one failed, with a 409) keeps its owner.
+        Releasing whatever happened left such a subject or service ownerless, for another team to take."""
         with self._tx() as conn:
-            conn.execute("DELETE FROM access_owners WHERE kind = ? AND name = ? AND team = ?", (kind, name, team))
+            if unused():
+                conn.execute("DELETE FROM access_owners WHERE kind = ? AND name = ? AND team = ?", (kind, name, team))
 
     # -- snapshot ------------------------------------------------------------------------------------
     def change_seq(self) -> int:

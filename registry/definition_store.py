@@ -342,14 +342,18 @@ class DefinitionStore(SqliteStore):
                     "composite key (the same fields in the same order), or a single key in every definition"
                 )
 
-    def activate(self, entity: str, name: str, version: int) -> None:
+    def activate(self, entity: str, name: str, version: int, *, owned_by: str | None = None) -> None:
         """Move the serving pointer to ``version`` (atomically); DefinitionError if that version reads its
-        stream's topic differently from the stream's other active features (``activate_all`` moves several)."""
-        self.activate_all([(entity, name, version)])
+        stream's topic differently from the stream's other active features (``activate_all`` moves several).
+        ``owned_by``: a team that must own the feature's latest version and ``version``, checked inside the write's
+        transaction (ForbiddenError): an owner read before an admin moved the feature to another team no longer
+        lets the first team move its pointer."""
+        self.activate_all([(entity, name, version)], owned_by=owned_by)
 
-    def activate_all(self, pointers: Sequence[tuple[str, str, int]]) -> None:
+    def activate_all(self, pointers: Sequence[tuple[str, str, int]], *, owned_by: str | None = None) -> None:
         """Move several serving pointers in one transaction: all of them or none. The way to change how a
-        stream reads its topic: every active feature of the stream moves to a version with the new source at once."""
+        stream reads its topic: every active feature of the stream moves to a version with the new source at once.
+        ``owned_by``: as ``activate``'s, for every pointer."""
         asked: dict[tuple[str, str], int] = {}
         for entity, name, version in pointers:
             held = asked.setdefault((entity, name), version)
@@ -370,6 +374,8 @@ class DefinitionStore(SqliteStore):
                 ).fetchone()
                 if found is None:
                     raise UnknownFeatureError(entity, [f"{name}@v{version}"])
+                if owned_by is not None:
+                    _check_activator(conn, entity, name, version, owned_by)
                 self._point(conn, entity, name, version)
                 moved.add((entity, found[0]))
             self._check_streams(conn, moved)
@@ -448,6 +454,15 @@ def _check_owner(conn: sqlite3.Connection, d: FeatureDefinition, team: str) -> N
         raise ForbiddenError(
             f"team {team} may not write {d.entity}/{d.name}@{d.version}: it is owned by team {latest.get('owner')}"
         )
+
+
+def _check_activator(conn: sqlite3.Connection, entity: str, name: str, version: int, team: str) -> None:
+    """ForbiddenError unless ``team`` owns the feature's latest version and ``version`` (as read in this transaction)."""
+    rows = _versions(conn, "feature_versions", entity, name)
+    owners = {json.loads(spec).get("owner") for v, spec, _ in rows if v in (rows[-1][0], version)}
+    if owners != {team}:
+        others = ", ".join(sorted(str(o) for o in owners - {team}))
+        raise ForbiddenError(f"team {team} may not activate {entity}/{name}@{version}: it is owned by team {others}")
 
 
 def _check_aliases(catalog: FeatureCatalog, written: Sequence[FeatureDefinition]) -> None:

@@ -179,6 +179,14 @@ class FeatureServiceStore(SqliteStore):
             )
         return RegisteredService("created" if not rows else "new_version", s)
 
+    def has_versions(self, name: str) -> bool:
+        """Whether any version of the service ``name`` is registered."""
+        conn = self._connect()
+        try:
+            return conn.execute("SELECT 1 FROM feature_services WHERE name = ? LIMIT 1", (name,)).fetchone() is not None
+        finally:
+            conn.close()
+
     def change_seq(self) -> int:
         """Grows with every registration (versions are never updated or deleted)."""
         conn = self._connect()

@@ -31,10 +31,13 @@ import orjson
 
 from registry.access import Access, Caller, header_value
 from registry.core.errors import UnauthenticatedError
+from registry.schema_registry.errors import SubjectNotFoundError
 from registry.schema_registry.paths import escaped_path
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from registry.schema_registry.store import SchemaStore
 
 _CONTENT_TYPE = b"application/vnd.schemaregistry.v1+json"
 
@@ -97,6 +100,14 @@ async def _answer(send: Send, status: int, error_code: int, message: str) -> Non
     await send({"type": "http.response.body", "body": body})
 
 
+def _has_versions(schemas: SchemaStore, subject: str) -> bool:
+    """Whether the subject holds any version, soft-deleted ones included."""
+    try:
+        return bool(schemas.versions(subject, deleted=True))
+    except SubjectNotFoundError:
+        return False
+
+
 class RegistryAuth:
     """ASGI middleware: 401 without a known token, 403 for a write without the owning team's role."""
 
@@ -147,8 +158,13 @@ class RegistryAuth:
         try:
             await self.app(scope, receive, holding)
         finally:
-            if claimed and status != 200 and store is not None and subject is not None:
-                store.release("subject", subject, caller.team)  # nothing registered: the claim goes too
+            if store is not None and subject is not None and action == "register_schema":
+                if claimed and status != 200:  # nothing registered by this request: the claim goes too, unless a
+                    # request of the same team registered a version meanwhile (this one's 409 may be that version's)
+                    schemas = scope["app"].state.schema_store
+                    store.release("subject", subject, caller.team, unused=lambda: not _has_versions(schemas, subject))
+                elif not claimed and status == 200:  # a claim another request of the team gave back: taken again
+                    store.claim_new("subject", subject, caller.team)
             self.access.write_audited(caller, action, target, status, where)
         for message in held:
             await send(message)

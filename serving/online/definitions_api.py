@@ -255,7 +255,10 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
             access, request.scope, "activate", target, _owners(live, access, entity, name, version)
         )
         with audited(access, caller, "activate", target, client_of(request.scope)):  # a 404 or 422 too
-            live.store.activate(entity, name, version)
+            # the owners checked again inside the write: an admin may have moved the feature to another team since
+            live.store.activate(
+                entity, name, version, owned_by=caller.team if access.enabled and not caller.admin else None
+            )
         live.invalidate()
         access.write_audited(caller, "activate", target, 200, client_of(request.scope))
         return JSONResponse({"entity": entity, "name": name, "active_version": version})

@@ -131,9 +131,17 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
                     raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, "; ".join(mismatches))
                 result = services.store.register(service, version_given=version_given)
         except BaseException:
-            if claimed and store is not None:
-                store.release("feature_service", service.name, caller.team)  # nothing registered: nor the claim
+            if claimed and store is not None:  # nothing registered by this request: nor its claim, unless a write
+                # of the same team registered a version meanwhile (then this one's 409 is that version's)
+                store.release(
+                    "feature_service",
+                    service.name,
+                    caller.team,
+                    unused=lambda: not services.store.has_versions(service.name),
+                )
             raise
+        if store is not None and not claimed:  # a claim another request of the team gave back meanwhile: taken again
+            store.claim_new("feature_service", service.name, caller.team)
         services.invalidate()
         status = 200 if result.action == "unchanged" else 201
         access.write_audited(

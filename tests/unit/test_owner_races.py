@@ -97,3 +97,90 @@ def test_a_feature_service_registration_that_fails_gives_its_claim_back(tmp_path
     body = {"name": "svc", "features": [{"entity": "user", "name": "nothing_registered", "version": 1}]}
     assert TestClient(app).post("/v1/feature-services", json=body, headers=headers).status_code == 404
     assert access.store is not None and access.store.owner("feature_service", "svc") is None
+
+
+def test_a_failed_registration_keeps_the_claim_when_its_team_registered_a_version_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deploys of team A register a new service at once: the first claims it, the second (seeing A own it)
+    commits version 1, and the first's 409 gave the claim back, leaving version 1 without an owner, for team B
+    to take. The claim now goes only while nothing holds a version under the name."""
+    app, definitions, tokens, access = _app(tmp_path)
+    feature = definitions.register(FeatureDefinition.model_validate(definition_dict(owner="team-a"))).definition
+    pin = {"entity": feature.entity, "name": feature.name, "version": 1}
+    other = FeatureServiceStore(tmp_path / "definitions.db")
+    real = FeatureServiceStore.register
+
+    def the_other_deploy_commits_first(self: Any, service: Any, **kwargs: Any) -> Any:
+        if not other.has_versions(service.name):
+            real(other, service.model_copy(update={"description": "the other deploy"}))
+        return real(self, service, **kwargs)  # 409: version 1 is there with another description
+
+    monkeypatch.setattr(FeatureServiceStore, "register", the_other_deploy_commits_first)
+    a = {"Authorization": "Bearer " + tokens.issue("ann", "team-a")}
+    service = {"name": "svc", "version": 1, "features": [pin]}
+    answer = TestClient(app).post("/v1/feature-services", json=service, headers=a)
+    assert answer.status_code == 409, answer.text
+    assert access.store is not None and access.store.owner("feature_service", "svc") == "team-a"
+    monkeypatch.setattr(FeatureServiceStore, "register", real)
+    b = {"Authorization": "Bearer " + tokens.issue("bob", "team-b")}
+    taken = TestClient(app).post("/v1/feature-services", json={"name": "svc", "features": [pin]}, headers=b)
+    assert taken.status_code == 403, taken.text
+
+
+def test_a_successful_write_takes_back_a_claim_another_request_of_its_team_gave_back(tmp_path: Path) -> None:
+    app, definitions, tokens, access = _app(tmp_path)
+    feature = definitions.register(FeatureDefinition.model_validate(definition_dict(owner="team-a"))).definition
+    assert access.store is not None
+    store = access.store
+    store.claim("feature_service", "svc", "team-a")  # the other request's claim, given back after this one looked
+    read_owner = store.owner
+
+    def released_after_the_read(kind: Any, name: str) -> str | None:
+        seen = read_owner(kind, name)
+        store.release(kind, name, "team-a", unused=lambda: True)
+        return seen
+
+    store.owner = released_after_the_read  # type: ignore[method-assign]
+    body = {"name": "svc", "features": [{"entity": feature.entity, "name": feature.name, "version": 1}]}
+    headers = {"Authorization": "Bearer " + tokens.issue("ann", "team-a")}
+    assert TestClient(app).post("/v1/feature-services", json=body, headers=headers).status_code == 201
+    assert read_owner("feature_service", "svc") == "team-a"
+
+
+def test_an_activation_after_an_admin_moved_the_feature_is_refused_inside_the_write(tmp_path: Path) -> None:
+    store = DefinitionStore(tmp_path / "d.db")
+    v1 = store.register(FeatureDefinition.model_validate(definition_dict(owner="team-a"))).definition
+    v2 = store.register(v1.model_copy(update={"version": 2, "ttl": v1.ttl * 2})).definition
+    store.activate(v1.entity, v1.name, 2, owned_by="team-a")
+    store.register(v2.model_copy(update={"owner": "team-b"}))  # the admin's metadata update: the latest is B's
+    before = store.change_seq()
+    with pytest.raises(ForbiddenError, match=r"team team-a may not activate .*owned by team team-b"):
+        store.activate(v1.entity, v1.name, 1, owned_by="team-a")
+    assert store.change_seq() == before and store.catalog().get(v1.entity, v1.name).version == 2
+    with pytest.raises(ForbiddenError, match="owned by team team-a"):  # v1 is still A's: B may not move to it
+        store.activate(v1.entity, v1.name, 1, owned_by="team-b")
+    store.activate(v1.entity, v1.name, 1)  # an admin may
+
+
+def test_an_activation_whose_owner_check_went_stale_is_refused_through_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.online import definitions_api
+
+    app, definitions, tokens, _ = _app(tmp_path)
+    v1 = definitions.register(FeatureDefinition.model_validate(definition_dict(owner="team-a"))).definition
+    definitions.register(v1.model_copy(update={"version": 2, "ttl": v1.ttl * 2}))
+    read_owners = definitions_api._owners
+
+    def owners_then_an_admin_moves_it(*args: Any, **kwargs: Any) -> list[str | None]:
+        seen = read_owners(*args, **kwargs)
+        latest = definitions.catalog().get(v1.entity, v1.name, 2)
+        definitions.register(latest.model_copy(update={"owner": "team-b"}))
+        return seen
+
+    monkeypatch.setattr(definitions_api, "_owners", owners_then_an_admin_moves_it)
+    headers = {"Authorization": "Bearer " + tokens.issue("ann", "team-a")}
+    answer = TestClient(app).post(f"/v1/feature-definitions/{v1.entity}/{v1.name}/activate?version=2", headers=headers)
+    assert answer.status_code == 403, answer.text
+    assert definitions.catalog().get(v1.entity, v1.name).version == 1

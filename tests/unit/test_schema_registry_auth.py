@@ -241,3 +241,42 @@ def test_of_two_teams_registering_a_new_subject_at_once_one_owns_it(
     )
     assert (status, seen) == (403, ["register_schema:403"])
     assert access_store.owner("subject", "race-value") == "risk-team"
+
+
+def test_a_failed_registration_keeps_the_claim_when_its_team_registered_a_version_meanwhile(
+    asgi: Any, access_store: AccessStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deploys of one team register incompatible schemas into a new subject at once: the first claims it, the
+    second (seeing the team own it) commits version 1, and the first's 409 gave the claim back, leaving a subject
+    with a version and no owner, for another team to take. The claim now goes only from a subject without one."""
+    import asyncio
+
+    other = json.dumps({"type": "record", "name": "Txn", "fields": [{"name": "id", "type": "long"}]})
+    real = SchemaStore.register
+
+    def the_other_deploy_commits_first(self: SchemaStore, subject: str, schema_text: str, *args: Any, **kw: Any) -> Any:
+        try:
+            self.versions(subject, deleted=True)
+        except Exception:  # a new subject: the other deploy's schema lands first
+            real(self, subject, other)
+        return real(self, subject, schema_text, *args, **kw)  # 409: incompatible with version 1
+
+    asgi.state.schema_store.set_compatibility("BACKWARD")  # the server's default: a long is no string
+    monkeypatch.setattr(SchemaStore, "register", the_other_deploy_commits_first)
+    risk, fraud = access_store.issue("risk-bot", "risk-team"), access_store.issue("fraud-bot", "fraud-team")
+    assert asyncio.run(_post_register(asgi, risk, "race2-value", SCHEMA))[0] == 409
+    assert access_store.owner("subject", "race2-value") == "risk-team"
+    monkeypatch.setattr(SchemaStore, "register", real)
+    assert asyncio.run(_post_register(asgi, fraud, "race2-value", other))[0] == 403
+
+
+def test_a_successful_registration_takes_back_a_claim_given_back_meanwhile(
+    asgi: Any, access_store: AccessStore
+) -> None:
+    import asyncio
+
+    risk = access_store.issue("risk-bot", "risk-team")
+    assert asyncio.run(_post_register(asgi, risk, "back-value", SCHEMA))[0] == 200
+    access_store.release("subject", "back-value", "risk-team", unused=lambda: True)  # a lost claim, as before
+    assert asyncio.run(_post_register(asgi, risk, "back-value", SCHEMA))[0] == 200  # the same schema again
+    assert access_store.owner("subject", "back-value") == "risk-team"
