@@ -35,6 +35,7 @@ from sinks.iceberg.files import GROUP_ROWS, FileReader, PlannedFiles, file_group
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.schema import Schema
     from pyiceberg.table import Table
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -435,13 +436,16 @@ def read_rows(
     targets = [_COLUMN_TYPES[VALUE_COLUMNS[d.value_type]] for d in definitions]
     if point.snapshot_id is None or not bands:
         return [FeaturePieces([], t) for t in targets]
-    value_columns = sorted({VALUE_COLUMNS[d.value_type] for d in definitions})
+    # The columns of the schema the snapshot read was written under: a scan at a snapshot projects its own schema, so
+    # a column added since (``revision`` in a table written before revisions existed, a value column) is not there.
+    at_read = set(schema_at(table, point.snapshot_id).column_names)
+    value_columns = sorted({VALUE_COLUMNS[d.value_type] for d in definitions} & at_read)
     column_of = [VALUE_COLUMNS[d.value_type] for d in definitions]
     names = pa.array([d.name for d in definitions], pa.string())
     versions = np.array([d.version for d in definitions], dtype=np.int64)
     wanted_ids = entities.cast(pa.string())
     of_type_array = pa.array([entity_type], pa.string())
-    revised = "revision" in table.schema().column_names  # tables written before revisions existed lack it
+    revised = "revision" in at_read
     # Each feature's own band, applied as rows are read: the scan's filter can only take their union.
     lo_us = np.array([b.lo_us for b in bands], dtype=np.int64)
     hi_us = np.array([b.hi_us for b in bands], dtype=np.int64)
@@ -475,7 +479,8 @@ def read_rows(
                     keep &= ingested_us[a:b] <= until_us
                 if of_type is not None:
                     keep &= of_type[a:b]
-                values = batch.column(column_of[i])
+                column = column_of[i]  # a value column the snapshot's schema lacks: its rows hold no value
+                values = batch.column(column) if column in at_read else pa.nulls(batch.num_rows, targets[i])
                 if keep.all():
                     at: slice | np.ndarray = slice(a, b)
                     values = values.slice(a, b - a)
@@ -519,6 +524,14 @@ def read_rows(
     )
     parts = reader.map(consume)  # in file order
     return [FeaturePieces([piece for part in parts for piece in part[i]], targets[i]) for i in range(len(bands))]
+
+
+def schema_at(table: Table, snapshot_id: int | None) -> Schema:
+    """The schema a scan of ``snapshot_id`` projects (the snapshot's own; the table's current one without it)."""
+    snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+    if snapshot is not None and snapshot.schema_id is not None:
+        return table.schemas().get(snapshot.schema_id, table.schema())
+    return table.schema()
 
 
 def _event_time_bounds(
