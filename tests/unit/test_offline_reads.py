@@ -380,3 +380,26 @@ def test_historical_cli_labels_that_are_not_parquet_are_one_line_naming_the_opti
     assert historical.main([*argv, "--entity-column", "user_id", "--features", "txn_count_1h"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: --labels {path}: not a readable Parquet file") and err.count("\n") == 1, err
+
+
+def test_statistics_read_a_snapshot_from_before_the_revision_column(tmp_path: Path, make_definition: Any) -> None:
+    """The statistics' own scan at a snapshot asked for ``revision`` there too (``Could not find column``)."""
+    from serving.offline.statistics import _rows as statistics_rows
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    table = ensure_table(catalog, "ns")
+    rows = sorted_rows(_rows(np.random.default_rng(8), 300))
+    with table.update_schema(allow_incompatible_changes=True) as update:
+        update.delete_column("revision")
+    table.append(rows.drop_columns(["revision"]))
+    table = ensure_table(catalog, "ns")  # the column back, no new snapshot
+    d = _definitions(make_definition)[0]
+    ends, values, _ = statistics_rows(
+        table, ReadPoint(table.current_snapshot().snapshot_id, None), "user", d, None, None
+    )
+    expected = {
+        (r["entity_id"], r["event_time"])
+        for r in rows.to_pylist()
+        if (r["entity_type"], r["feature_name"], r["feature_version"]) == ("user", d.name, d.version)
+    }
+    assert len(ends) == len(values) == len(expected) > 0
