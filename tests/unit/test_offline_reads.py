@@ -198,9 +198,12 @@ def test_a_snapshot_from_before_a_column_was_added_is_read_without_it(
     with table.update_schema(allow_incompatible_changes=True) as update:
         update.delete_column(dropped)
     table.append(rows.drop_columns([dropped]))
-    old = table.current_snapshot().snapshot_id
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    old = snapshot.snapshot_id
     table = ensure_table(catalog, "ns")  # the project's own upgrade adds the column back, with no new snapshot
-    assert dropped in table.schema().column_names and table.current_snapshot().snapshot_id == old
+    current = table.current_snapshot()
+    assert dropped in table.schema().column_names and current is not None and current.snapshot_id == old
     definitions = _definitions(make_definition)
     entities = [f"u{i}" for i in range(40)]
     bands = [Band(d, T0_US, T0_US + 4 * DAY_US) for d in definitions]
@@ -394,9 +397,9 @@ def test_statistics_read_a_snapshot_from_before_the_revision_column(tmp_path: Pa
     table.append(rows.drop_columns(["revision"]))
     table = ensure_table(catalog, "ns")  # the column back, no new snapshot
     d = _definitions(make_definition)[0]
-    ends, values, _ = statistics_rows(
-        table, ReadPoint(table.current_snapshot().snapshot_id, None), "user", d, None, None
-    )
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    ends, values, _ = statistics_rows(table, ReadPoint(snapshot.snapshot_id, None), "user", d, None, None)
     expected = {
         (r["entity_id"], r["event_time"])
         for r in rows.to_pylist()
