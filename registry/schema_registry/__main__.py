@@ -17,16 +17,40 @@ import argparse
 import atexit
 import os
 import socket
+import sqlite3
 from pathlib import Path
 
 import uvicorn
 
 from registry.access import Access
 from registry.core.arguments import whole
+from registry.core.errors import FeatureStoreError
 from registry.core.settings import port_for_command, settings_for_command
 from registry.schema_registry.api import create_schema_registry_app
 from registry.schema_registry.avro_compat import CompatibilityLevel
 from registry.schema_registry.store import SchemaStore
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"--db: {text}" if isinstance(exc, sqlite3.Error | FeatureStoreError) else text
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``: bound here rather than in uvicorn, so the port actually bound (for
+    ``--port 0``) can be announced."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this. Without it a keep-alive client (httpx, requests, the Confluent
+        # client) waits ~40 ms per request on Nagle + delayed ACK: uvicorn only sets it on sockets it binds.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # before announcing: a client that connects on the announcement must not be refused
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def main() -> None:
@@ -48,18 +72,16 @@ def main() -> None:
         "--access-db", type=Path, default=settings.definitions_db, help="tokens and grants (FS_AUTH=on)"
     )
     args = parser.parse_args()
+    try:  # what cannot start is one line naming it (exit 1), before any route is logged, never a traceback
+        sock = _bound(args.host, args.port)
+        store = SchemaStore(args.db, default_compatibility=args.compatibility)
+    except (OSError, UnicodeError, sqlite3.Error, FeatureStoreError) as exc:
+        raise SystemExit(
+            f"error: cannot start the schema registry on {args.host!r}:{args.port}: {_one_line(exc)}"
+        ) from None
     access = Access.of(settings, args.access_db)
     atexit.register(access.close)
-    app = create_schema_registry_app(SchemaStore(args.db, default_compatibility=args.compatibility), access)
-
-    # Bind here rather than in uvicorn, so the port actually bound (for --port 0) can be announced.
-    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit this. Without it a keep-alive client (httpx, requests, the Confluent
-    # client) waits ~40 ms per request on Nagle + delayed ACK: uvicorn only sets it on sockets it binds.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((args.host, args.port))
-    sock.listen(2048)  # before announcing: a client that connects on the announcement must not be refused
+    app = create_schema_registry_app(store, access)
     port = sock.getsockname()[1]
     print(f"listening on http://{args.host}:{port}", flush=True)
     # h11 with a 1 MiB limit on the request head: a long subject in the path reaches the app and gets a

@@ -75,6 +75,33 @@ def test_the_schema_registry_refuses_a_malformed_registry_port_in_one_line(
     assert _one_error_line(done, "error: FS_REGISTRY_PORT") == message
 
 
+def test_a_schema_registry_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> None:
+    """A port in use, a host that does not resolve, a --db that is a folder or not SQLite: each was a traceback."""
+    import socket
+
+    (tmp_path / "text.db").write_text("not a database")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        cases = [
+            (["--port", port], f"error: cannot start the schema registry on '127.0.0.1':{port}: [Errno 98]"),
+            (
+                ["--port", "0", "--host", "nosuch.invalid"],
+                "error: cannot start the schema registry on 'nosuch.invalid':0:",
+            ),
+            (["--port", "0", "--db", str(tmp_path)], "error: cannot start the schema registry on '127.0.0.1':0: --db:"),
+            (
+                ["--port", "0", "--db", str(tmp_path / "text.db")],
+                "error: cannot start the schema registry on '127.0.0.1':0: --db: file is not a database",
+            ),
+        ]
+        for argv, message in cases:
+            done = _command(["-m", "registry.schema_registry", "--db", str(tmp_path / "s.db"), *argv], tmp_path)
+            assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+            assert done.stderr.count("\n") == 1 and done.stderr.startswith(message), done.stderr
+
+
 def test_port_for_command_reads_a_port_or_ends_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
     from registry.core.settings import port_for_command
 
