@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from registry.core import bounded_json
 from registry.core.catalog import FeatureCatalog, validation_text
 from registry.core.definitions import NAME_PATTERN, FeatureDefinition, ValueType, Version
+from registry.core.durable import read_text_file
 from registry.core.errors import DefinitionError, RequestFeatureError, UnknownFeatureError
 from registry.core.request_features import RequestFeature, Transform
 
@@ -104,7 +105,7 @@ class ModelManifest(BaseModel):
 def load_model(path: Path) -> ModelManifest:
     where = str(path) if str(path).isprintable() else repr(str(path))  # one line, whatever the file's name
     try:
-        return ModelManifest.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+        return ModelManifest.model_validate(tomllib.loads(read_text_file(path)))  # a FIFO blocked the read for good
     except UnicodeDecodeError as exc:
         raise DefinitionError(f"{where}: not a valid model file: not UTF-8 text (byte {exc.start})") from exc
     except ValidationError as exc:

@@ -24,6 +24,7 @@ from registry.core.definitions import (
     check_streams,
     validate_registered,
 )
+from registry.core.durable import read_text_file
 from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.core.request_features import RequestFeature
 
@@ -105,7 +106,7 @@ def _tables(path: Path, doc: Mapping[str, Any], key: str) -> tuple[dict[str, Any
 def _read(path: Path) -> tuple[dict[str, Any], str]:
     """A definitions file's TOML document and its text."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)  # a FIFO named *.toml blocked the read for good
         doc = tomllib.loads(text)
     except UnicodeDecodeError as exc:
         raise DefinitionError(f"{_shown(path)}: cannot read definitions: not UTF-8 text (byte {exc.start})") from exc

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -577,8 +578,10 @@ def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.Rec
         return DatasetError(f"--labels {path}: not a readable Parquet file: {exc}")
 
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO blocked the open for good; a folder is no file
+            raise OSError("not a regular file")
         labels = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, OSError, UnicodeError) as exc:  # UnicodeError: a name that is not UTF-8 (to Arrow)
         raise refused(exc) from None
 
     def batches() -> Iterator[pa.RecordBatch]:
