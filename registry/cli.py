@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from registry.core.arguments import number, whole
+from registry.core.arguments import number, text, whole
 from registry.core.catalog import FeatureCatalog, load_folder_at, load_request_folder_at
 from registry.core.definitions import MAX_VERSION
 from registry.core.durable import fsync_folder
@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             "folder", type=Path, nargs="?", default=settings.definitions_dir, help="default: FS_DEFINITIONS_DIR"
         )
     act = sub.add_parser("activate", help="move a feature's serving pointer to a version")
-    act.add_argument("entity")
-    act.add_argument("name")
+    act.add_argument("entity", type=text)
+    act.add_argument("name", type=text)
     act.add_argument("version", type=whole(1, MAX_VERSION))
     act_all = sub.add_parser("activate-all", help="move several serving pointers at once (all or none)")
     act_all.add_argument("refs", nargs="+", metavar="entity.name@N")

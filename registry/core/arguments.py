@@ -95,6 +95,16 @@ def host(raw: str) -> str:
         raise argparse.ArgumentTypeError(f"must be one host name or IPv4 address, not {raw!r}") from None
 
 
+def text(raw: str) -> str:
+    """A name or id given as an argument: Unicode text. Bytes that are not UTF-8 reach Python as lone surrogates,
+    which no store can hold (SQLite refused them with a traceback)."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"must be UTF-8 text, not {raw!r}") from None
+    return raw
+
+
 def feature_names(raw: str) -> str:
     """``--features``: feature names (``name`` or ``name@vN``) separated by commas, none of them empty (``a,,b``, a
     trailing comma and an empty value were looked up as a feature named ""); that they exist is the catalog's to say."""

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from registry.access import guard_catalog
-from registry.core.arguments import whole
+from registry.core.arguments import text, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--copy-labels-to", type=Path, help="keep a copy of the labels here for later rebuilds")
     again = sub.add_parser("rebuild", help="rebuild a recorded training set and check it is byte-identical")
     which = again.add_mutually_exclusive_group(required=True)
-    which.add_argument("--id", help="a recorded training set")
+    which.add_argument("--id", type=text, help="a recorded training set")
     which.add_argument("--manifest", type=Path, help="a manifest file")
     again.add_argument("--labels", type=Path, help="default: the labels path recorded at build time")
     again.add_argument("--out", type=Path, required=True, help="the Parquet file to write (its folder must exist)")
@@ -467,14 +467,14 @@ def main(argv: list[str] | None = None) -> int:
         "--chunk-rows", type=whole(1), default=DEFAULT_CHUNK_ROWS, help="labels per chunk (bounds memory)"
     )
     link = sub.add_parser("link-model", help="record that a model version was trained on a training set")
-    link.add_argument("--id", required=True, help="a recorded training set")
-    link.add_argument("--model", required=True, help="the model's name")
-    link.add_argument("--model-version", required=True, help="the model's version (any text)")
+    link.add_argument("--id", type=text, required=True, help="a recorded training set")
+    link.add_argument("--model", type=text, required=True, help="the model's name")
+    link.add_argument("--model-version", type=text, required=True, help="the model's version (any text)")
     show = sub.add_parser("show", help="a training set's manifest and models, or a model's training sets")
     what = show.add_mutually_exclusive_group(required=True)
-    what.add_argument("--id", help="a recorded training set: its manifest and the models linked to it")
-    what.add_argument("--model", help="a model: the training sets its versions were linked to")
-    show.add_argument("--model-version", help="with --model: only this version")
+    what.add_argument("--id", type=text, help="a recorded training set: its manifest and the models linked to it")
+    what.add_argument("--model", type=text, help="a model: the training sets its versions were linked to")
+    show.add_argument("--model-version", type=text, help="with --model: only this version")
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
