@@ -103,7 +103,11 @@ def _read_parts(location: str, columns: list[str], catalog: Callable[[], Any]) -
     import pyarrow.dataset as ds
 
     path = Path(location)
-    if not path.exists():
+    try:
+        found = path.exists()
+    except OSError as exc:  # a name longer than the system takes, ...: one line, not a traceback
+        raise EventsTableError(f"events table {location!r}: {exc.strerror or exc}") from None
+    if not found:
         raise EventsTableError(f"events table {location!r}: no such file or directory")
     parts = []
     unreadable = []  # a directory's files that are not Parquet: with no Parquet file beside them, it holds none

@@ -84,11 +84,11 @@ def _planned_ref(text: str) -> bool:
 def load_plan(state_dir: Path) -> list[PlannedJob]:
     """The jobs a follower ran from ``state_dir`` (none for a new one); FeatureStoreError for a plan it cannot read."""
     path = state_dir / PLAN_FILE
-    if not path.exists():
-        return []
     try:
+        if not path.exists():
+            return []
         text = path.read_text()
-    except OSError as exc:  # a folder in its place, no permission
+    except OSError as exc:  # a folder in its place, no permission, a name longer than the system takes
         raise FeatureStoreError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
         raw = json.loads(text)

@@ -86,7 +86,11 @@ def _open_store(db: Path, command: str, default: Path, *, create: bool = True) -
     (``DefinitionStore.existing``).
     """
     where = f"--db {db}" + (" (FS_DEFINITIONS_DB)" if db == default else "")
-    if db.is_dir():
+    try:
+        is_dir = db.is_dir()
+    except OSError as exc:  # a name longer than the system takes: one line, not a traceback
+        raise DefinitionError(f"{where}: {exc.strerror or exc}") from None
+    if is_dir:
         raise DefinitionError(f"{where} is a directory, not a definition store (SQLite file)")
     if command in _READS or command in _MOVES:
         return DefinitionStore.existing(db, name=where)

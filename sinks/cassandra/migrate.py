@@ -102,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop-legacy", action="store_true", help="drop the old table once every row was copied")
     args = parser.parse_args(argv)
     db = Path(args.definitions_db)
-    if not db.is_file():  # read only: a path that is not a store must not become a new empty one
+    try:
+        is_file = db.is_file()
+    except OSError as exc:  # a name longer than the system takes
+        print(f"error: --definitions-db {db}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if not is_file:  # read only: a path that is not a store must not become a new empty one
         print(f"error: --definitions-db {db}: no definition store there", file=sys.stderr)
         return 1
     try:
