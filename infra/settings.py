@@ -59,6 +59,10 @@ def _is_host(raw: str) -> bool:
     from urllib.parse import urlsplit
 
     try:
+        raw.encode("idna")  # how sockets spell a host name: bytes that are not UTF-8 (lone surrogates) cannot be
+    except UnicodeError:
+        return False
+    try:
         return _HOST.fullmatch(raw) is not None and urlsplit(f"http://{raw}").hostname == raw.lower()
     except ValueError:
         return False

@@ -249,7 +249,7 @@ def test_a_command_with_an_empty_setting_ends_with_one_line_naming_it(tmp_path: 
     assert _one_error_line(done, f"error: {name} ") == message
 
 
-@pytest.mark.parametrize("raw", ["", " ", "a b", "h/x", "h:1"])
+@pytest.mark.parametrize("raw", ["", " ", "a b", "h/x", "h:1", "\udcff"])  # the last: the byte 0xff, not UTF-8
 def test_the_stack_refuses_a_malformed_host(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("FS_HOST", raw)
     with pytest.raises(SystemExit, match="FS_HOST"):
