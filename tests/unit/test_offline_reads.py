@@ -151,17 +151,24 @@ def test_direct_and_pyiceberg_reads_equal_a_brute_force_filter(
     assert _read(table, bands, entities, until) == expected  # pyiceberg's reader: the same rows
 
 
+def _written_without(tmp_path: Path, column: str, seed: int, n: int) -> tuple[SqlCatalog, Any, pa.Table]:
+    """(catalog, table, rows): a table whose one append was written without ``column`` (a table from before it
+    existed); the column is not added back."""
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    table = ensure_table(catalog, "ns")
+    rows = sorted_rows(_rows(np.random.default_rng(seed), n))
+    with table.update_schema(allow_incompatible_changes=True) as update:
+        update.delete_column(column)
+    table.append(rows.drop_columns([column]))
+    return catalog, table, rows
+
+
 def test_files_written_before_a_column_existed_are_read_by_pyiceberg(
     tmp_path: Path, make_definition: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A table written before ``revision`` existed: its old files lack the column (read as revision 0),
     next to files written since."""
-    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
-    table = ensure_table(catalog, "ns")
-    rows = sorted_rows(_rows(np.random.default_rng(5), 500))
-    with table.update_schema(allow_incompatible_changes=True) as update:
-        update.delete_column("revision")
-    table.append(rows.drop_columns(["revision"]))
+    catalog, table, rows = _written_without(tmp_path, "revision", 5, 500)
     with table.update_schema() as update:
         update.add_column("revision", offline_layout.SCHEMA.find_field("revision").field_type)
     table = catalog.load_table("ns." + offline_layout.TABLE)
@@ -192,12 +199,7 @@ def test_a_snapshot_from_before_a_column_was_added_is_read_without_it(
     before revisions existed, a value column) is not in it, and the read asked for it and failed (``Could not find
     column``) at the current snapshot until the next append, and at every ``as_of`` from before the upgrade. Such a
     column is read as absent: revision 0, no value."""
-    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
-    table = ensure_table(catalog, "ns")
-    rows = sorted_rows(_rows(np.random.default_rng(7), 300))
-    with table.update_schema(allow_incompatible_changes=True) as update:
-        update.delete_column(dropped)
-    table.append(rows.drop_columns([dropped]))
+    catalog, table, _ = _written_without(tmp_path, dropped, 7, 300)
     snapshot = table.current_snapshot()
     assert snapshot is not None
     old = snapshot.snapshot_id
@@ -389,12 +391,7 @@ def test_statistics_read_a_snapshot_from_before_the_revision_column(tmp_path: Pa
     """The statistics' own scan at a snapshot asked for ``revision`` there too (``Could not find column``)."""
     from serving.offline.statistics import _rows as statistics_rows
 
-    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
-    table = ensure_table(catalog, "ns")
-    rows = sorted_rows(_rows(np.random.default_rng(8), 300))
-    with table.update_schema(allow_incompatible_changes=True) as update:
-        update.delete_column("revision")
-    table.append(rows.drop_columns(["revision"]))
+    catalog, table, rows = _written_without(tmp_path, "revision", 8, 300)
     table = ensure_table(catalog, "ns")  # the column back, no new snapshot
     d = _definitions(make_definition)[0]
     snapshot = table.current_snapshot()
