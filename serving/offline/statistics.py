@@ -55,7 +55,7 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
 from registry.core.value_types import VALUE_COLUMNS
 from registry.quality import SOURCES, QualityStore
-from sinks.iceberg.reader import _COLUMN_TYPES, ReadPoint, _filter, iso_us, micros, read_point, schema_at
+from sinks.iceberg.reader import ReadPoint, _filter, iso_us, micros, read_point, scan_at
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -115,16 +115,8 @@ def _rows(
     if point.snapshot_id is None:
         return np.empty(0, np.int64), pa.array([], pa.float64()), np.empty(0, np.int64)
     column = VALUE_COLUMNS[d.value_type]
-    # A scan at a snapshot projects its own schema: a column added since (``revision``, a value column) is absent.
-    present = set(schema_at(table, point.snapshot_id).column_names)
-    rows = table.scan(
-        row_filter=_filter(entity_type, [d], point, lo_us, None if hi_us is None else hi_us - 1),
-        selected_fields=tuple(f for f in (*_KEYED, column) if f in present),
-        snapshot_id=point.snapshot_id,
-    ).to_arrow()
-    for name, kind in (("revision", pa.int64()), (column, _COLUMN_TYPES[column])):
-        if name not in present:
-            rows = rows.append_column(name, pa.nulls(rows.num_rows, kind))
+    where = _filter(entity_type, [d], point, lo_us, None if hi_us is None else hi_us - 1)
+    rows = scan_at(table, point, where, (*_KEYED, column))
     keep = pc.and_(pc.equal(rows.column("feature_name"), d.name), pc.equal(rows.column("feature_version"), d.version))
     if point.ingested_until_us is not None:
         ingested = pa.array(micros(rows.column("ingested_at")) <= point.ingested_until_us)

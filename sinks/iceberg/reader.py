@@ -44,6 +44,7 @@ _FIRST_US = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microsecond
 _LAST_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
 _COLUMN_TYPES = {column: arrow_type(t, large_strings=True) for t, column in VALUE_COLUMNS.items()}
+_ADDED_TYPES = {"revision": pa.int64(), **_COLUMN_TYPES}  # the columns a table may have gained since a snapshot
 
 
 def epoch_us(at: datetime) -> int:
@@ -524,6 +525,20 @@ def read_rows(
     )
     parts = reader.map(consume)  # in file order
     return [FeaturePieces([piece for part in parts for piece in part[i]], targets[i]) for i in range(len(bands))]
+
+
+def scan_at(table: Table, point: ReadPoint, row_filter: BooleanExpression, fields: Sequence[str]) -> pa.Table:
+    """``fields`` of the rows ``row_filter`` selects at ``point``'s snapshot. A scan at a snapshot projects that
+    snapshot's schema, so a column added since (``revision``, a value column) is absent there: it comes back as
+    nulls of its type."""
+    present = set(schema_at(table, point.snapshot_id).column_names)
+    rows = table.scan(
+        row_filter=row_filter, selected_fields=tuple(f for f in fields if f in present), snapshot_id=point.snapshot_id
+    ).to_arrow()
+    for name in fields:
+        if name not in present:
+            rows = rows.append_column(name, pa.nulls(rows.num_rows, _ADDED_TYPES[name]))
+    return rows
 
 
 def schema_at(table: Table, snapshot_id: int | None) -> Schema:
