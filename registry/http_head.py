@@ -39,7 +39,7 @@ class HeadAsGet:
 
     Status and headers are the GET's own, ``Content-Length`` included (the length of the body a GET would
     get, as RFC 9110 allows). A path whose routes take no ``GET`` answers ``HEAD`` as it answers ``GET``:
-    405 (with ``Allow``, where the app sends one), or 404, its body dropped. Installed outermost (added last),
+    405 (with ``Allow``, where the app sends one), or 404, its body dropped. Installed outside every other layer,
     so every middleware inside sees the ``GET`` and every answer to a ``HEAD``, a refusal of the auth or
     in-flight middleware too, is the GET's without its body. The app runs on a copy of the scope saying
     ``GET``; the server's own scope still says ``HEAD`` (uvicorn then expects no body, whatever

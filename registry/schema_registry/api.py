@@ -27,6 +27,7 @@ from registry.access import Access
 from registry.core import bounded_json
 from registry.core.errors import SchemaError, StoreUnavailableError
 from registry.http_head import HeadAsGet, allowed_methods
+from registry.http_target import OriginForm
 from registry.schema_registry import jackson
 from registry.schema_registry.auth import RegistryAuth
 from registry.schema_registry.errors import (
@@ -535,5 +536,6 @@ def create_schema_registry_app(store: SchemaStore, access: Access | None = None)
     else:
         for method, path, _ in _ROUTES:
             auth_log.warning("auth off: %s %s is open to every caller", method, path)
-    app.add_middleware(HeadAsGet)  # outermost: HEAD on every GET route, as the GET without its body
+    app.add_middleware(HeadAsGet)  # outside the rest: HEAD on every GET route, as the GET without its body
+    app.add_middleware(OriginForm)  # outermost of all: an absolute-form target routed as its path
     return app

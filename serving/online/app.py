@@ -39,6 +39,7 @@ from registry.core.errors import (
 from registry.definition_store import DefinitionConflictError
 from registry.feature_services import LiveFeatureServices
 from registry.http_head import HeadAsGet, allowed_methods
+from registry.http_target import OriginForm
 from registry.live import LiveCatalog
 from registry.quality import QualityStore
 from serving.online.auth import Authenticate, route_table
@@ -261,7 +262,8 @@ def create_app(
     # Inside the metrics: shed requests are counted, under their status and in fs_errors_total{class="overloaded"}.
     app.add_middleware(InFlightLimit, limit=max_in_flight, on_refused=metrics.error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(HeadAsGet)  # outermost: every layer serves a HEAD as the GET, and its answer loses the body
+    app.add_middleware(HeadAsGet)  # outside the rest: every layer serves a HEAD as the GET, its answer loses the body
+    app.add_middleware(OriginForm)  # outermost of all: an absolute-form target routed as its path
     docs = docs_router()
 
     def openapi() -> dict[str, Any]:

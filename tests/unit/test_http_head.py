@@ -3,7 +3,7 @@ services and quality) and the schema registry. A HEAD answers the GET's status a
 the GET body's) with no body; a path whose routes take no GET answers HEAD 405 as it answers GET.
 
 The apps are called at the ASGI level, not through a test client, so a body the app sends is seen (an HTTP
-client or server would drop it on its own)."""
+client or server would drop it on its own). Also: an absolute-form target (RFC 9112 §3.2.2) is answered as its path."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import pytest
 from registry.access import Access, AccessStore
 from registry.core.catalog import FeatureCatalog
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
+from registry.http_target import origin_form
 from registry.live import LiveCatalog
 from registry.quality import QualityStore
 from registry.schema_registry.api import create_schema_registry_app
@@ -305,3 +306,39 @@ def test_a_server_sends_a_head_answer_without_a_body_and_keeps_the_connection(
     (head_status, head_headers, _), (get_status, get_headers, get_body), (missing, _, _) = answers
     assert (head_status, get_status, missing) == (200, 200, 404)
     assert head_headers["content-length"] == get_headers["content-length"] == str(len(get_body))
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+@pytest.mark.parametrize(
+    ("which", "path"),
+    [("feature_api", "/health"), ("schema_registry", "/subjects"), ("schema_registry", "/subjects/a%2Fb/versions")],
+)
+def test_an_absolute_form_target_is_answered_as_its_path(
+    http: str, which: str, path: str, request: pytest.FixtureRequest
+) -> None:
+    """RFC 9112 §3.2.2: ``GET http://host/path`` (as sent through a proxy) is answered as ``GET /path``; uvicorn's
+    h11 server passed the whole URI on as the path, and the schema registry answered every such request 404."""
+    app = request.getfixturevalue(which)
+    targets = [path, f"http://api:8080{path}", f"HTTPS://API{path}", f"{path}?x=1", f"http://api{path}?x=1"]
+    with _served(app, http) as port:
+        answers = [(status, body) for status, _, body in _pipelined(port, [("GET", t) for t in targets])]
+    origin, absolute, upper, query, absolute_query = answers
+    assert origin[0] == 200, origin
+    assert absolute == origin and upper == origin
+    assert absolute_query == query
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        (b"http://h/a", b"/a"),
+        (b"HTTPS://h:1/a/b%2Fc", b"/a/b%2Fc"),
+        (b"http://h", b"/"),
+        (b"/http://h/a", None),
+        (b"/a", None),
+        (b"*", None),
+        (b"ftp://h/a", None),
+    ],
+)
+def test_origin_form_takes_the_path_of_an_absolute_uri_only(raw: bytes, path: bytes | None) -> None:
+    assert origin_form(raw) == path
