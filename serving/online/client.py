@@ -74,7 +74,7 @@ def _header(what: str, value: str) -> bytes:
     control character (Unicode category Cc, C1's included: a line break would end the header) or white space at
     either end (HTTP drops it) cannot travel as given: ``ValueError``, before anything is sent, not a failure of
     the API."""
-    if value.strip() != value or any(c < " " or "\x7f" <= c <= "\x9f" for c in value):  # Cc: C0, DEL, C1
+    if _text(what, value).strip() != value or any(c < " " or "\x7f" <= c <= "\x9f" for c in value):  # Cc: C0, DEL, C1
         raise ValueError(f"{what} must hold no control character nor white space at either end, not {value[:200]!r}")
     return value.encode()
 
@@ -99,6 +99,27 @@ def _registration(out: Any) -> dict[str, Any]:
         return dict(out)
 
 
+def _names_of(names: Sequence[str] | None) -> list[str] | None:
+    """``names`` as a list; a bare string (read as its characters one by one) or a name that is not a string is a
+    ``TypeError``, before anything is sent."""
+    if names is None:
+        return None
+    if isinstance(names, str | bytes):
+        raise TypeError(f"names must be a sequence of feature names, not one string: {names[:200]!r}")
+    listed = list(names)
+    for name in listed:
+        if not isinstance(name, str):
+            raise TypeError(f"a feature name must be a string, not {type(name).__name__}: {name!r}"[:300])
+    return listed
+
+
+def _text(what: str, value: object) -> str:
+    """``value`` when a string; a ``TypeError`` naming ``what`` otherwise (an id of 123 is not the id "123")."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, not {type(value).__name__}: {value!r}"[:300])
+    return value
+
+
 _UNAVAILABLE = (502, 503, 504)
 """Statuses that say the API cannot answer: its own 503, or a proxy's or gateway's 502 and 504 (the API never sends
 those: a gateway in front of it could not reach it)."""
@@ -120,8 +141,10 @@ class FeatureClient:
         ``Authorization: Bearer`` (needed when the API runs with ``FS_AUTH=on``). Header values are sent UTF-8
         encoded; one holding a control character (a line break, NUL, ...) or white space at either end, which HTTP
         cannot carry as given, is a ``ValueError`` here, as is such a ``model`` name or version per call."""
-        self._headers: dict[str, bytes] = {"x-caller": _header("caller", caller)} if caller else {}
-        if token:
+        self._headers: dict[str, bytes] = {}
+        if caller is not None and _text("caller", caller):
+            self._headers["x-caller"] = _header("caller", caller)
+        if token is not None and _text("token", token):
             self._headers["authorization"] = b"Bearer " + _header("token", token)
         self.fallbacks = fallbacks if fallbacks is not None else Fallbacks()
         if client is None:
@@ -139,6 +162,10 @@ class FeatureClient:
                     f"timeout_s must be a number of seconds above 0 and below {_MAX_TIMEOUT_S:,}, not {timeout_s!r}"
                 )
             timeout_s = seconds
+            try:
+                httpx.URL(base_url)
+            except (httpx.InvalidURL, TypeError) as exc:  # else every call would fail on it
+                raise ValueError(f"base_url must be a URL, not {str(base_url)[:200]!r}: {exc}") from None
             client = bound_by_deadline(httpx.Client(base_url=base_url, timeout=timeout_s))
             self._owned = True
         else:
@@ -176,17 +203,24 @@ class FeatureClient:
         as headers for the serving log (``request_id``: 1-128 visible ASCII characters, else ``ValueError``).
         """
         params: dict[str, str] = {}
-        if names is not None:
-            params["names"] = ",".join(names)
+        listed = _names_of(names)
+        if listed is not None:
+            # A GET sends names comma-separated: one holding "," would be read as several. No registered name holds
+            # one (names are [a-z][a-z0-9_]*), so it is unknown, as a batch read of it answers.
+            if commas := [n for n in listed if "," in n]:
+                raise UnknownFeatureError(_text("entity_type", entity_type), commas)
+            params["names"] = ",".join(listed)
         if feature_service is not None:
             params["feature_service"] = feature_service
         if isinstance(entity_id, Mapping):
-            path = f"/v1/features/{_segment(entity_type)}"
-            params.update(entity_id)
-        elif not entity_id:  # its path, `/v1/features/user/`, is another route's (the API redirects to it)
+            path = f"/v1/features/{_segment(_text('entity_type', entity_type))}"
+            params.update({_text("a key field", k): _text(f"key field {k!r}", v) for k, v in entity_id.items()})
+        elif not _text(
+            "entity_id (or a mapping of key fields)", entity_id
+        ):  # its path, `/v1/features/user/`, is another route's (the API redirects to it)
             raise RequestError(ErrorCode.BAD_ENTITY_ID, "entity id must not be empty")
         else:
-            path = f"/v1/features/{_segment(entity_type)}/{_segment(entity_id)}"
+            path = f"/v1/features/{_segment(_text('entity_type', entity_type))}/{_segment(entity_id)}"
         out = self._call("GET", path, params=params, headers=self._request_headers(model, request_id))
         with _shaped():
             if not isinstance(out, dict) or not isinstance(out["features"], dict):
@@ -253,7 +287,7 @@ class FeatureClient:
             headers["x-model-version"] = _header("model version", model[1])
         if request_id is not None:
             # The API would log a fresh id in place of a malformed one: refused here, before anything is sent.
-            if not request_id.isascii() or not well_formed_request_id(request_id.encode()):
+            if not _text("request_id", request_id).isascii() or not well_formed_request_id(request_id.encode()):
                 raise ValueError(f"request_id must be {REQUEST_ID_RULE}, not {request_id[:200]!r}")
             headers["x-request-id"] = request_id.encode()
         return headers
@@ -273,12 +307,16 @@ class FeatureClient:
         with another number of results than ids sent is a ``RequestError`` (``bad_answer``).
         ``entity_ids`` of a composite-keyed entity type are mappings of key field to value (sent as ``entity_keys``;
         each result then carries ``entity_key``)."""
-        composite = bool(entity_ids) and isinstance(entity_ids[0], Mapping)
+        if isinstance(entity_ids, str | bytes):
+            raise TypeError(f"entity_ids must be a sequence of ids, not one string: {entity_ids[:200]!r}")
+        ids: list[Any] = list(entity_ids)  # a generator too (read once)
+        composite = bool(ids) and isinstance(ids[0], Mapping)
         body: dict[str, Any] = {
-            "entity_keys" if composite else "entity_ids": [dict(i) if isinstance(i, Mapping) else i for i in entity_ids]
+            "entity_keys" if composite else "entity_ids": [dict(i) if isinstance(i, Mapping) else i for i in ids]
         }
-        if names is not None:
-            body["names"] = list(names)
+        listed = _names_of(names)
+        if listed is not None:
+            body["names"] = listed
         if feature_service is not None:
             body["feature_service"] = feature_service
         out = self._call(
@@ -289,8 +327,8 @@ class FeatureClient:
         )
         with _shaped():
             rows = self._columns_to_rows(out)
-            if len(rows) != len(entity_ids):
-                raise ValueError(f"{len(rows)} results for {len(entity_ids)} entities")
+            if len(rows) != len(ids):
+                raise ValueError(f"{len(rows)} results for {len(ids)} entities")
             return rows
 
     @staticmethod
@@ -320,17 +358,18 @@ class FeatureClient:
         """One vector from several entities' features: per item of ``entities`` (``entity_type``, ``entity_id``
         or ``entity_key``, ``names`` or ``feature_service``, optional ``request_data``), its ``get_features``
         body, in order."""
+        parts = [dict(e) for e in entities]
         out = self._call(
             "POST",
             "/v1/vectors",
-            json={"entities": [dict(e) for e in entities]},
+            json={"entities": parts},
             headers=self._request_headers(None, request_id),
         )
         with _shaped():
             if not isinstance(out["vectors"], list):
                 raise TypeError(f"not a list of vectors: {str(out)[:200]}")
-            if len(out["vectors"]) != len(entities):
-                raise ValueError(f"{len(out['vectors'])} vectors for {len(entities)} entities")
+            if len(out["vectors"]) != len(parts):
+                raise ValueError(f"{len(out['vectors'])} vectors for {len(parts)} entities")
             return list(out["vectors"])
 
     # --- registry ----------------------------------------------------------------------------------
@@ -369,6 +408,12 @@ class FeatureClient:
         try:
             with bounded:
                 response = self._http.request(method, path, **kwargs)
+        except httpx.InvalidURL as exc:  # not an HTTPError: a URL httpx will not build (past 65,536 characters)
+            raise RequestError(
+                ErrorCode.BAD_REQUEST,
+                f"the request cannot be sent: {exc} (httpx builds URLs of at most 65,536 characters: read a long "
+                "list of names with get_features_batch or get_vectors, which send it in the body)",
+            ) from None
         except httpx.TransportError as exc:
             raise StoreUnavailableError(f"feature API unreachable: {type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:  # an answer that cannot be read (a body its encoding cannot decode, ...)
@@ -382,6 +427,11 @@ class FeatureClient:
         if response.status_code < 300:
             return problem
         code, message = code_of(problem, response.status_code)
+        # the status first: a 502, 503 or 504 says the API cannot answer now, whatever code a body passed on holds
+        if response.status_code == 503 and code is ErrorCode.OVERLOADED:
+            raise OverloadedError(message, retry_after_s=_retry_after_s(response.headers.get("retry-after")))
+        if code is ErrorCode.STORE_UNAVAILABLE or response.status_code in _UNAVAILABLE:
+            raise StoreUnavailableError(message)
         details = problem if isinstance(problem, dict) else {}
         listed = details.get("names")
         names = [str(n) for n in listed] if isinstance(listed, list) else []  # another shape names none
@@ -395,8 +445,4 @@ class FeatureClient:
             raise ForbiddenError(message, names=names)
         if code is ErrorCode.VERSION_CONFLICT:
             raise DefinitionConflictError(message)
-        if code is ErrorCode.OVERLOADED and response.status_code == 503:
-            raise OverloadedError(message, retry_after_s=_retry_after_s(response.headers.get("retry-after")))
-        if code is ErrorCode.STORE_UNAVAILABLE or response.status_code in _UNAVAILABLE:
-            raise StoreUnavailableError(message)
         raise RequestError(code, message)

@@ -1,0 +1,164 @@
+"""The Python client against README "Online serving": ``StoreUnavailableError`` for any 502, 503 or 504 whatever the
+body's code (a gateway may pass another server's error body on), a request httpx cannot build as a URL is a named
+``RequestError`` (it raised ``httpx.InvalidURL``, not an ``HTTPError``), and arguments of the wrong type are a
+``TypeError`` before anything is sent (an id of ``123`` raised ``AttributeError``; a bare string of names or ids was
+sent as its characters; a name holding ``,`` was read by the API as two names)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from registry.core.errors import (
+    OverloadedError,
+    RequestError,
+    StoreUnavailableError,
+    UnknownFeatureError,
+)
+from serving.online.client import FeatureClient
+
+
+@contextmanager
+def _client(answer: Callable[[httpx.Request], httpx.Response]) -> Iterator[tuple[FeatureClient, list[httpx.Request]]]:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return answer(request)
+
+    http = httpx.Client(base_url="http://api", transport=httpx.MockTransport(handler))
+    with FeatureClient(client=http) as fs:
+        yield fs, sent
+
+
+_VECTOR = {"entity_type": "user", "entity_id": "u1", "served_at": "x", "features": {}}
+_CODES = ["unknown_feature", "unknown_feature_service", "unauthenticated", "forbidden", "version_conflict", "bad_names"]
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+@pytest.mark.parametrize("code", _CODES)
+def test_a_502_503_or_504_is_store_unavailable_whatever_code_its_body_holds(status: int, code: str) -> None:
+    body = {"error": code, "message": "passed on", "names": ["f"], "entity_type": "user"}
+    with (
+        _client(lambda _: httpx.Response(status, json=body)) as (fs, _),
+        pytest.raises(StoreUnavailableError) as caught,
+    ):
+        fs.get_features("user", "u1", ["f"])
+    assert type(caught.value) is StoreUnavailableError
+
+
+def test_only_a_503_overloaded_is_overloaded() -> None:
+    overloaded = {"error": "overloaded", "message": "shed"}
+    with (
+        _client(lambda _: httpx.Response(503, json=overloaded, headers={"retry-after": "2"})) as (fs, _),
+        pytest.raises(OverloadedError) as caught,
+    ):
+        fs.get_features("user", "u1", ["f"])
+    assert caught.value.retry_after_s == 2
+    with (
+        _client(lambda _: httpx.Response(502, json=overloaded)) as (fs, _),
+        pytest.raises(StoreUnavailableError) as unavailable,
+    ):
+        fs.get_features("user", "u1", ["f"])
+    assert type(unavailable.value) is StoreUnavailableError
+
+
+def test_a_404_still_names_the_unknown_features() -> None:
+    body = {"error": "unknown_feature", "message": "no", "names": ["f"], "entity_type": "user"}
+    with _client(lambda _: httpx.Response(404, json=body)) as (fs, _), pytest.raises(UnknownFeatureError) as caught:
+        fs.get_features("user", "u1", ["f"])
+    assert caught.value.names == ["f"]
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda fs: fs.get_features("user", "u1", [f"f{i:03d}_" + "x" * 58 for i in range(1_000)]),  # 64 KB of names
+        lambda fs: fs.get_features("user", "u" * 70_000, ["f"]),
+        lambda fs: fs.get_features("user", "u1", feature_service="s" * 70_000),
+    ],
+)
+def test_a_url_httpx_will_not_build_is_a_request_error_and_nothing_is_sent(read: Callable[[Any], Any]) -> None:
+    with (
+        _client(lambda _: httpx.Response(200, json=_VECTOR)) as (fs, sent),
+        pytest.raises(RequestError, match="get_features_batch or get_vectors") as caught,
+    ):
+        read(fs)
+    assert caught.value.code == "bad_request"
+    assert sent == []
+
+
+def test_the_same_long_names_are_read_in_a_batch_body() -> None:
+    names = [f"f{i:03d}_" + "x" * 58 for i in range(1_000)]
+    answer: dict[str, Any] = {
+        "names": [],
+        "versions": [],
+        "results": [{"entity_id": "u1", **{key: [] for key in _COLUMNS}}],
+    }
+    with _client(lambda _: httpx.Response(200, json=answer)) as (fs, sent):
+        assert fs.get_features_batch("user", ["u1"], names) == [{"entity_id": "u1", "features": {}}]
+    assert len(sent) == 1
+
+
+_COLUMNS = ("values", "feature_timestamps", "age_seconds", "statuses")
+
+
+def test_a_base_url_that_is_not_a_url_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        FeatureClient("http://[::1")
+
+
+def test_a_name_holding_a_comma_is_unknown_without_asking() -> None:
+    """A GET sends names comma-separated: ``a,b`` was read as the two features ``a`` and ``b`` and served."""
+    with (
+        _client(lambda _: httpx.Response(200, json=_VECTOR)) as (fs, sent),
+        pytest.raises(UnknownFeatureError) as caught,
+    ):
+        fs.get_features("user", "u1", ["txn_count_1h,txn_amount_sum_1h", "f"])
+    assert caught.value.names == ["txn_count_1h,txn_amount_sum_1h"]
+    assert sent == []
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda fs: fs.get_features("user", "u1", "txn_count_1h"),
+        lambda fs: fs.get_features("user", "u1", [None]),
+        lambda fs: fs.get_features("user", 123, ["f"]),
+        lambda fs: fs.get_features("user", 0, ["f"]),
+        lambda fs: fs.get_features(7, "u1", ["f"]),
+        lambda fs: fs.get_features("user", {"user_id": 5}, ["f"]),
+        lambda fs: fs.get_features("user", "u1", ["f"], request_id=5),
+        lambda fs: fs.get_features("user", "u1", ["f"], model=("m", 1)),
+        lambda fs: fs.get_features_batch("user", "abc", ["f"]),
+        lambda fs: fs.get_features_batch("user", ["u1"], "f"),
+    ],
+)
+def test_an_argument_of_the_wrong_type_is_a_type_error_before_sending(read: Callable[[Any], Any]) -> None:
+    with (
+        _client(lambda _: httpx.Response(200, json=_VECTOR)) as (fs, sent),
+        pytest.raises(TypeError, match=r"must be|not one string"),
+    ):
+        read(fs)
+    assert sent == []
+
+
+def test_a_caller_that_is_not_a_string_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="caller"):
+        FeatureClient("http://api", caller=5)  # type: ignore[arg-type]
+
+
+def test_ids_given_as_a_generator_are_sent_once_each() -> None:
+    answer: dict[str, Any] = {
+        "names": [],
+        "versions": [],
+        "results": [{"entity_id": i, **{key: [] for key in _COLUMNS}} for i in ("u1", "u2")],
+    }
+    with _client(lambda _: httpx.Response(200, json=answer)) as (fs, sent):
+        rows = fs.get_features_batch("user", (i for i in ("u1", "u2")), ["f"])  # type: ignore[arg-type]
+    assert [r["entity_id"] for r in rows] == ["u1", "u2"]
+    assert b'"entity_ids":["u1","u2"]' in sent[0].content.replace(b" ", b"")
