@@ -8,6 +8,7 @@ delivery from the stream job) adds no duplicate, and a result is never lost to a
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,18 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 _COMMIT_RETRIES = 5
+_APPEND_ATTEMPTS = 10
+"""Commit attempts of one flush: writers of one job commit to one table, and each retry checks identities again
+(a scan), so under load the others may commit again meanwhile; 5 back-to-back attempts were lost in a row at
+parallelism 2 on a machine with a load of 11."""
+_BACKOFF_S = (0.05, 2.0)  # the first retry's wait at most, and any retry's: doubled each time, each drawn at random
+
+
+def commit_backoff_s(attempt: int, draw: Callable[[], float] = random.random) -> float:
+    """The wait before retry ``attempt`` (1, 2, ...) of a lost commit: a random share of ``first * 2**(attempt - 1)``,
+    capped (full jitter: racing writers that lost together do not retry together)."""
+    first, cap = _BACKOFF_S
+    return draw() * min(cap, first * 2 ** min(attempt - 1, 16))
 
 
 def _iso(ms: int) -> str:
@@ -326,9 +339,11 @@ class OfflineWriter:
         table: Table,
         *,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._table = table
         self._clock_ms = clock_ms
+        self._sleep = sleep
         self._buffer: list[FeatureRow] = []
         self._results: list[WindowResults] = []
         self.written = 0
@@ -402,8 +417,9 @@ class OfflineWriter:
         """Append what is buffered as one snapshot (only rows whose identity the table does not hold yet).
 
         Raises StoreUnavailableError when the catalog or the table's storage cannot be used, during the identity
-        check as during the append (an I/O error, the catalog's database refusing), or after ``_COMMIT_RETRIES``
-        commit conflicts in a row; what is buffered then stays buffered."""
+        check as during the append (an I/O error, the catalog's database refusing), or after ``_APPEND_ATTEMPTS``
+        commit conflicts in a row, each retry after a random wait (``commit_backoff_s``); what is buffered then stays
+        buffered."""
         from pyiceberg.exceptions import CommitFailedException
         from sqlalchemy.exc import OperationalError
 
@@ -421,9 +437,10 @@ class OfflineWriter:
             self._results.clear()
             return
         batch = sorted_rows(fresh)
-        for attempt in range(_COMMIT_RETRIES):
+        for attempt in range(_APPEND_ATTEMPTS):
             try:
                 if attempt:  # another writer committed first: retry on top of its snapshot
+                    self._sleep(commit_backoff_s(attempt))
                     self._table.refresh()
                     # ... checking identities again: that writer may have committed some of these very rows (a
                     # failover's old attempt finishing its flush while the restored one replays), appended twice.
@@ -433,8 +450,8 @@ class OfflineWriter:
                 append_rows(self._table, batch)
                 break
             except CommitFailedException as exc:
-                if attempt == _COMMIT_RETRIES - 1:
-                    raise StoreUnavailableError(f"Iceberg commit lost {_COMMIT_RETRIES} races in a row") from exc
+                if attempt == _APPEND_ATTEMPTS - 1:
+                    raise StoreUnavailableError(f"Iceberg commit lost {_APPEND_ATTEMPTS} races in a row") from exc
             except (OSError, OperationalError) as exc:
                 raise StoreUnavailableError(f"Iceberg append failed: {_one_line(exc)}") from exc
         self.written += batch.num_rows

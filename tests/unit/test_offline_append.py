@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
@@ -186,3 +187,46 @@ def test_a_commit_retried_after_a_race_appends_no_row_the_winner_committed(tmp_p
     rows = catalog.load_table("ns.offline_feature_values").scan().to_arrow()
     assert rows.num_rows == 2 and (a.written, b.written) == (2, 0)
     assert set(rows.column("ingested_at").cast(pa.int64()).to_pylist()) == {(t0 + 1000) * 1000}
+
+
+def test_a_lost_commit_is_retried_after_a_growing_random_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each retry waits a random share of a doubling bound (writers that lost together do not retry together); a
+    flush gives up after 10 lost races in a row (5 back-to-back attempts were lost at parallelism 2 under load),
+    its rows still buffered, and the next flush appends them."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    import sinks.iceberg.writer as writer_module
+    from registry.core.catalog import FeatureCatalog
+    from registry.core.errors import StoreUnavailableError
+    from sinks.iceberg.writer import OfflineWriter, commit_backoff_s
+    from sinks.records import WindowResults
+
+    assert [commit_backoff_s(a, lambda: 1.0) for a in (1, 2, 3, 6, 7, 40)] == [0.05, 0.1, 0.2, 1.6, 2.0, 2.0]
+    assert commit_backoff_s(3, lambda: 0.0) == 0.0
+    t0 = 1_767_225_600_000
+    catalog = SqlCatalog("c", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    ensure_table(catalog, "ns")
+    count = FeatureCatalog.from_folder().get("user", "txn_count_1h")
+    waits: list[float] = []
+    writer = OfflineWriter(catalog.load_table("ns.offline_feature_values"), clock_ms=lambda: t0, sleep=waits.append)
+    writer.add_results(
+        WindowResults((count,), ["u1"], np.array([t0 - 3_600_000]), np.array([t0]), np.array([3]), [[3]])
+    )
+    real_append = writer_module.append_rows
+    losses = [10]
+
+    def append(table: object, rows: pa.Table) -> None:
+        if losses[0]:
+            losses[0] -= 1
+            raise CommitFailedException("another writer committed first")
+        real_append(table, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer_module, "append_rows", append)
+    with pytest.raises(StoreUnavailableError, match="lost 10 races in a row"):
+        writer.flush()
+    assert len(waits) == 9 and all(0 <= w <= 2.0 for w in waits)
+    assert len(writer) == 1 and writer.written == 0  # still buffered
+    losses[0] = 9  # nine lost, the tenth attempt commits
+    writer.flush()
+    assert writer.written == 1 and len(writer) == 0
+    assert catalog.load_table("ns.offline_feature_values").scan().to_arrow().num_rows == 1
