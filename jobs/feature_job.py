@@ -290,14 +290,16 @@ def _events_view(t_env: StreamTableEnvironment, events: DataStream, source: Sour
     """Register a source's events, deduplicated by event id, as a view of ``t_env``.
 
     Event time: the record timestamp and the source's watermarks for the decoded topic; for a table of
-    events (sorted), the timestamp field and a watermark 1 ms behind the latest event, so windows
-    close as the sorted events pass them and none is late."""
+    events (sorted), the timestamp field and a watermark 2 ms behind the latest event, so windows
+    close as the sorted events pass them and none is late: a window ending at ``e`` closes once an event
+    after ``e`` has come, when no event at ``e`` is left to come (one at ``e`` may still extend a session
+    ending there; 1 ms behind, the session closed at the first event at ``e``, another entity's)."""
     schema = load_schema(source.event_schema)
     builder = Schema.new_builder()
     if from_table:
         ts = ident(source.timestamp_field)
         builder = builder.column_by_expression("rowtime", f"TO_TIMESTAMP_LTZ({ts}, 3)").watermark(
-            "rowtime", f"rowtime - {interval(timedelta(milliseconds=1))}"
+            "rowtime", f"rowtime - {interval(timedelta(milliseconds=2))}"
         )
     else:
         builder = builder.column_by_metadata("rowtime", "TIMESTAMP_LTZ(3)").watermark("rowtime", "SOURCE_WATERMARK()")

@@ -45,6 +45,11 @@ USERS = 4
 # gap): the batch, which never sees the event at UNTIL, must not write [UNTIL - gap, UNTIL) (touching sessions merge).
 UNTIL = BASE + 150 * MIN
 EDGE = [("edge_a", UNTIL - 5 * MIN), ("edge_b", UNTIL)]
+# After every other event: u8's two events exactly one gap apart (one session, touching windows merge), and u7's
+# event at the time of u8's second, before it in the table (equal times keep the table's order). A batch whose
+# watermark reached that time minus 1 ms closed u8's first session before its second event came, and split it.
+TIE = BASE + 3 * HOUR + 10 * MIN
+TIES = [("tie_a", "u8", TIE), ("tie_b", "u7", TIE + 5 * MIN), ("tie_c", "u8", TIE + 5 * MIN)]
 
 Event = dict[str, Any]  # a card transaction
 Window = tuple[int, int]  # (start ms, end ms)
@@ -108,7 +113,10 @@ def _events(seed: int) -> list[Event]:
     ]
     # Sent in order of time plus a jitter below the bound: an event is never behind the watermark.
     jitter = {e["transaction_id"]: rng.randrange(OUT_OF_ORDERNESS) for e in events}
-    return sorted(events, key=lambda e: e["event_time"] + jitter[e["transaction_id"]])
+    return sorted(events, key=lambda e: e["event_time"] + jitter[e["transaction_id"]]) + [
+        {"transaction_id": i, "user_id": user, "merchant_id": "m2", "amount": 2.5, "currency": "EUR", "event_time": t}
+        for i, user, t in TIES
+    ]
 
 
 # ---- the brute-force reference ----------------------------------------------------------------
@@ -210,6 +218,10 @@ def _events_table(events: list[Event]) -> pa.Table:
         {**events[2], "transaction_id": "bad_time", "event_time": -5},
     ]
     rng.shuffle(rows)
+    ties = [i for i, _, _ in TIES]
+    rows = [r for r in rows if r["transaction_id"] not in ties] + sorted(
+        (r for r in rows if r["transaction_id"] in ties), key=lambda r: ties.index(r["transaction_id"])
+    )  # the ties in their order, u7's event before u8's second
     table = pa.Table.from_pylist(rows)
     ts = table.column("event_time").cast(pa.timestamp("ms", tz="UTC"))
     return table.set_column(table.schema.get_field_index("event_time"), "event_time", ts)
@@ -285,6 +297,8 @@ def test_a_batch_run_writes_the_stream_runs_offline_rows(
     until = BATCH_UNTIL[location]
     end = {id(r): int(r["event_time"].timestamp() * 1000) for r in stream}
     assert batch == [r for r in stream if _kept_by_until(r["feature_name"], end[id(r)], until)]
+    tied = [(r["entity_id"], end[id(r)], r["value_long"]) for r in stream if r["feature_name"] == "g_count"]
+    assert [t for t in tied if t[0] in ("u7", "u8")] == [("u7", TIE + 10 * MIN, 1), ("u8", TIE + 10 * MIN, 2)]
     if until is not None:  # the edges were there to cut: windows ending exactly at UNTIL, u9's session across it
         assert {r["feature_name"] for r in stream if end[id(r)] == until} >= {"t_count", "s_sum"}
         sessions = [
