@@ -15,11 +15,23 @@ Two modes:
 
 Every run is bounded by ``duration_s`` (after ``warmup_s``) and by ``max_requests``; only
 loopback addresses are accepted.
+
+What counts as a success: a 200 answer is not enough (a feature API answers 200 for an id it has no row
+for, every feature ``missing``). With ``expect_present`` set, every ``check_every``-th answer's body must
+hold exactly that many ``"present"`` (a substring count over the body, without copying it: about 8 us for a
+1 x 100 answer, 260 us for a 100 x 100 one); an answer that does not is ``bad``: counted apart, and never a
+success. ``ok`` answers are the 200s that were checked and right or not checked; ``ok_rate`` and the
+``p50_ms``/``p99_ms``/``p999_ms`` are theirs, with every request that timed out (or was still unanswered
+when the run gave up) counted at ``timeout_s``, so that the worst requests stay in the tail.
+``all_p*_ms`` are over every answer whatever its status (timeouts excluded), ``answered_rate`` their rate.
+Percentiles are nearest-rank (the ``ceil(q * n)``-th smallest of ``n``); ``p*_is_max`` says when that rank is
+the largest sample (too few samples for the quantile: it is then the maximum).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import re
@@ -31,6 +43,7 @@ from pathlib import Path
 from typing import Any, cast
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+PRESENT = b'"present"'  # one per feature served with a value (the API's status of a present feature)
 
 
 @dataclass
@@ -45,6 +58,9 @@ class Spec:
     warmup_s: float = 2.0
     max_requests: int = 2_000_000
     timeout_s: float = 10.0
+    expect_present: int | None = None  # "present" statuses in a right answer's body (None: not checked)
+    check_every: int = 1  # check every n-th answer (1: all)
+    return_samples: bool = False  # also return the success latencies (ms), to pool several runs
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Spec:
@@ -63,20 +79,29 @@ class Spec:
             float(doc.get("warmup_s", 2.0)),
             int(doc.get("max_requests", 2_000_000)),
             float(doc.get("timeout_s", 10.0)),
+            None if doc.get("expect_present") is None else int(doc["expect_present"]),
+            max(1, int(doc.get("check_every", 1))),
+            bool(doc.get("return_samples", False)),
         )
 
 
 @dataclass
 class Results:
-    latencies_s: list[float] = field(default_factory=list)
-    ok_latencies_s: list[float] = field(default_factory=list)  # of the 200 answers alone
+    latencies_s: list[float] = field(default_factory=list)  # of every answer, whatever its status
+    ok_latencies_s: list[float] = field(default_factory=list)  # of the successes: 200 and not found wrong
     errors: dict[str, int] = field(default_factory=dict)
     sent: int = 0
-    bytes_in: int = 0
+    resolved: int = 0  # measured requests answered, failed or timed out
+    timeouts: int = 0  # measured requests without an answer within timeout_s (or when the run gave up)
+    ok_bytes: int = 0  # bytes of the successes' answers
     answered: int = 0  # every answer, warm-up included (to divide server CPU time by)
+    checked: int = 0  # 200 answers whose body was checked
+    bad: int = 0  # of them, wrong: not expect_present features present
+    bad_example: str = ""
+    counter: int = 0  # answers seen, to check every n-th
 
-    def error(self, kind: str) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + 1
+    def error(self, kind: str, n: int = 1) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + n
 
 
 class _Conn(asyncio.Protocol):
@@ -85,7 +110,8 @@ class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray()
-        self._waiter: asyncio.Future[tuple[int, int]] | None = None
+        self._waiter: asyncio.Future[tuple[int, int, int]] | None = None
+        self._check = False
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -112,11 +138,15 @@ class _Conn(asyncio.Protocol):
         if len(self._buf) < total:
             return
         status = int(self._buf[9:12])
+        present = self._buf.count(PRESENT, head_end + 4, total) if self._check and status == 200 else -1
         del self._buf[:total]
-        waiter.set_result((status, total))
+        waiter.set_result((status, total, present))
 
-    def request(self, payload: bytes) -> asyncio.Future[tuple[int, int]]:
+    def request(self, payload: bytes, check: bool = False) -> asyncio.Future[tuple[int, int, int]]:
+        """Send ``payload``; the future gets (status, answer bytes, ``"present"`` in a 200's body if ``check``
+        else -1)."""
         assert self.transport is not None
+        self._check = check
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(payload)
         return self._waiter
@@ -131,22 +161,39 @@ async def _connect(spec: Spec, n: int) -> list[_Conn]:
     return conns
 
 
+def judge(res: Results, spec: Spec, status: int, present: int, latency_s: float, size: int) -> None:
+    """Record one measured answer: a success if 200 and, when its body was checked, right."""
+    res.latencies_s.append(latency_s)
+    if status != 200:
+        res.error(f"http_{status}")
+        return
+    if present >= 0:
+        res.checked += 1
+        if present != spec.expect_present:
+            res.bad += 1
+            if not res.bad_example:
+                res.bad_example = f'{present} "present" in a 200 answer, {spec.expect_present} expected'
+            return
+    res.ok_latencies_s.append(latency_s)
+    res.ok_bytes += size
+
+
 async def _one(conn: _Conn, payload: bytes, spec: Spec, res: Results, due: float, record: bool) -> None:
+    check = spec.expect_present is not None and record and res.counter % spec.check_every == 0
+    res.counter += record
     try:
-        status, size = await asyncio.wait_for(conn.request(payload), spec.timeout_s)
+        status, size, present = await asyncio.wait_for(conn.request(payload, check), spec.timeout_s)
     except (TimeoutError, ConnectionError, ValueError) as exc:
         if record:
+            res.resolved += 1
             res.error(type(exc).__name__)
+            res.timeouts += isinstance(exc, TimeoutError)
         conn.closed = True
         return
     res.answered += 1
     if record:
-        res.latencies_s.append(time.perf_counter() - due)
-        res.bytes_in += size
-        if status == 200:
-            res.ok_latencies_s.append(res.latencies_s[-1])
-        else:
-            res.error(f"http_{status}")
+        res.resolved += 1
+        judge(res, spec, status, present, time.perf_counter() - due, size)
 
 
 async def _saturate(spec: Spec, res: Results) -> float:
@@ -201,6 +248,7 @@ async def _fixed(spec: Spec, res: Results) -> float:
             done.set()
 
     sent_n = 0
+    due_measured = 0  # measured requests that fell due
     tasks: set[asyncio.Future[None]] = set()
 
     def _dispatch(due: float, record: bool) -> None:
@@ -219,27 +267,52 @@ async def _fixed(spec: Spec, res: Results) -> float:
         while k < total and start + k * interval <= now:
             due = start + k * interval
             k += 1
+            due_measured += due >= measure_from
             if idle:
                 _dispatch(due, due >= measure_from)
             else:
                 backlog.append((due, due >= measure_from))
         await asyncio.sleep(max(0.0, start + k * interval - time.perf_counter()))
     if outstanding or backlog:
-        try:
+        with contextlib.suppress(TimeoutError):  # what is still unanswered is counted below
             await asyncio.wait_for(done.wait(), spec.timeout_s)
-        except TimeoutError:
-            res.error("unfinished")
+    # Measured requests never answered (still queued or in flight when the run gave up, or never sent because
+    # the schedule fell more than timeout_s behind): each waited at least timeout_s, so each is a timeout.
+    never_due = sum(1 for j in range(k, total) if start + j * interval >= measure_from)
+    unfinished = due_measured - res.resolved + never_due
+    if unfinished > 0:
+        res.error("unfinished", unfinished)
+        res.timeouts += unfinished
     for c in conns:
         if c.transport is not None:
             c.transport.close()
     return spec.duration_s
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values) + 0.5) - 1))
-    return sorted_values[index]
+def rank(n: int, q: float) -> int:
+    """The nearest rank of quantile ``q`` among ``n`` samples: ``ceil(q * n)``, 1-based, at least 1 (``q`` is taken
+    to six decimals, in integers, so that 0.99 * 100 is 99 and not 99.00000000000001)."""
+    parts = round(q * 1_000_000)
+    return max(1, min(n, -(-parts * n // 1_000_000)))
+
+
+def percentile(sorted_values: list[float], q: float) -> tuple[float, bool]:
+    """The nearest-rank ``q`` quantile of ascending ``sorted_values``, and whether it is their maximum (too few
+    samples to tell the quantile from the largest: fewer than ``1 / (1 - q)``). NaN for no samples."""
+    n = len(sorted_values)
+    if not n:
+        return float("nan"), False
+    r = rank(n, q)
+    return sorted_values[r - 1], r == n and q < 1
+
+
+def _percentiles(prefix: str, sorted_values: list[float]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, q in (("p50", 0.50), ("p99", 0.99), ("p999", 0.999)):
+        value, is_max = percentile(sorted_values, q)
+        out[f"{prefix}{name}_ms"] = value * 1000
+        out[f"{prefix}{name}_is_max"] = is_max
+    return out
 
 
 async def run(spec: Spec) -> dict[str, Any]:
@@ -247,31 +320,42 @@ async def run(spec: Spec) -> dict[str, Any]:
     cpu0 = time.process_time()
     elapsed = await (_saturate(spec, res) if spec.mode == "saturate" else _fixed(spec, res))
     cpu = time.process_time() - cpu0
-    lat = sorted(res.latencies_s)
-    ok = len(lat)
-    lat200 = sorted(res.ok_latencies_s)
-    return {
+    return summary(spec, res, elapsed, cpu)
+
+
+def summary(spec: Spec, res: Results, elapsed: float, cpu: float) -> dict[str, Any]:
+    """The run's one JSON object (see the module's docstring for what is a success)."""
+    every = sorted(res.latencies_s)
+    ok = len(res.ok_latencies_s)
+    # The successes, and each timed-out request at the timeout: a lower bound of its latency, kept in the tail.
+    tail = sorted(res.ok_latencies_s + [spec.timeout_s] * res.timeouts)
+    out = {
         "mode": spec.mode,
         "target_rate": spec.rate if spec.mode == "fixed" else None,
         "connections": spec.connections,
         "sent": res.sent,
-        "completed": ok,
+        "completed": len(every),  # measured answers, any status
         "answered": res.answered,
-        "achieved_rate": ok / elapsed if elapsed > 0 else 0.0,
-        "p50_ms": _percentile(lat, 0.50) * 1000,
-        "p99_ms": _percentile(lat, 0.99) * 1000,
-        "p999_ms": _percentile(lat, 0.999) * 1000,
-        "max_ms": (lat[-1] * 1000) if lat else float("nan"),
-        "ok": len(lat200),  # 200 answers among the completed
-        "ok_rate": len(lat200) / elapsed if elapsed > 0 else 0.0,
-        "ok_p50_ms": _percentile(lat200, 0.50) * 1000,
-        "ok_p99_ms": _percentile(lat200, 0.99) * 1000,
-        "ok_p999_ms": _percentile(lat200, 0.999) * 1000,
+        "answered_rate": len(every) / elapsed if elapsed > 0 else 0.0,
+        "ok": ok,
+        "ok_rate": ok / elapsed if elapsed > 0 else 0.0,
+        "timeouts": res.timeouts,
+        "samples": len(tail),  # what p50_ms .. p999_ms are over: ok + timeouts
+        **_percentiles("", tail),
+        "max_ms": (tail[-1] * 1000) if tail else float("nan"),
+        **_percentiles("all_", every),
+        "expect_present": spec.expect_present,
+        "checked": res.checked,
+        "bad": res.bad,
+        "bad_example": res.bad_example,
         "errors": res.errors,
-        "mean_response_bytes": res.bytes_in / ok if ok else 0,
+        "mean_response_bytes": res.ok_bytes / ok if ok else 0,  # of the successes' answers
         "generator_cpu_s": cpu,
-        "generator_cpu_us_per_request": cpu / max(1, ok) * 1e6,
+        "generator_cpu_us_per_request": cpu / max(1, len(every)) * 1e6,
     }
+    if spec.return_samples:
+        out["samples_ms"] = [round(x * 1000, 4) for x in tail]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from bench.serving_load import (
     N_FEATURES,
     _definitions,
     cpu_seconds,
+    expected_present,
     free_port,
     load,
     print_row,
@@ -45,8 +46,10 @@ def catalog_runs(
     args: argparse.Namespace,
     rng: random.Random,
     cassandra: int | None,
-) -> None:
-    """(c): the same 10-feature read at one fixed rate against catalogs of each size; p50/p99 against the smallest."""
+) -> list[str]:
+    """(c): the same 10-feature read at one fixed rate against catalogs of each size; p50/p99 against the smallest.
+    Returns the rows with wrong answers (features not present)."""
+    invalid: list[str] = []
     first: dict[str, Any] | None = None
     for size in sizes:
         if size < CATALOG_READ:
@@ -64,15 +67,18 @@ def catalog_runs(
                 connections=16,
                 duration_s=args.duration,
                 warmup_s=args.warmup,
+                expect_present=expected_present("c", CATALOG_READ),
             )
             server1, cassandra1 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
-        print_row(
-            f"(c) 1 x {CATALOG_READ} features, {size:,} definitions",
+        label = f"(c) 1 x {CATALOG_READ} features, {size:,} definitions"
+        if not print_row(
+            label,
             "off",
             r,
             None if server0 is None or server1 is None else server1 - server0,
             None if cassandra0 is None or cassandra1 is None else cassandra1 - cassandra0,
-        )
+        ):
+            invalid.append(label)
         if first is None:
             first = r
         else:
@@ -81,3 +87,4 @@ def catalog_runs(
                 f"p99 {100 * (r['p99_ms'] / first['p99_ms'] - 1):+.0f} %",
                 flush=True,
             )
+    return invalid

@@ -10,8 +10,8 @@ generator (``bench.loadgen``, a separate process) for:
     (b) POST /v1/features/user/batch  {100 ids, 100 names}       100 entities x 100 features
 
 each at a fixed request rate (open loop, latency from the due time) and at saturation (closed
-loop); (a) at its fixed rate ``--rounds`` times (default 3), each round a row, then their median p99
-and how late a 1 ms sleep woke meanwhile (``bench.stalls``: the machine's own scheduling delays,
+loop); (a) at its fixed rate ``--rounds`` times (default 3), each round a row, then the p99 of all the
+rounds' requests pooled (and the range of the rounds' own p99s) and how late a 1 ms sleep woke meanwhile (``bench.stalls``: the machine's own scheduling delays,
 which set a few-millisecond tail on shared cores as much as the code does); after ``--prime`` seconds (default 20) of (a) at saturation that are not measured: a freshly
 started Cassandra's first seconds under load are its JIT compiling the read path (measured once on
 2026-12-03: right after ``make up`` (a) saturated at 593 requests/s at 2.3 ms of Cassandra CPU each, minutes
@@ -31,7 +31,15 @@ each request also checks a grant and writes audit records); ``--auth both`` runs
 with auth off, then on. ``--request-feature on`` adds one request-time feature to every request (its
 function divides the request's ``amount`` by a stored feature; ``both``: the uncached set without,
 then with it), so the difference of the rows is its cost. It prints one table, drops its
-keyspace and stops the server. ``--profile`` also samples where the server's time goes (yappi if
+keyspace and stops the server.
+
+Every answer of (a) and (c), and every tenth of (b), is checked to hold exactly the features asked as
+``present`` (an unseeded id, a wrong keyspace or an expired TTL answer 200 with every feature ``missing``);
+a wrong answer is not a success, is counted in the row's ``bad`` column, marks the row INVALID, and makes the
+bench exit with status 1 after its last run. A row's ``ok/s`` is the rate of successes (200 and not found
+wrong), its percentiles are over the successes with each timed-out request counted at the load generator's
+timeout (10 s), ``n`` how many that is; a percentile printed ``max`` is the largest sample (too few for the
+quantile). ``--profile`` also samples where the server's time goes (yappi if
 installed, else cProfile of the event-loop thread) during a saturation run of (a).
 """
 
@@ -46,7 +54,6 @@ import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -351,9 +358,30 @@ def requests_for(
     return [_post(port, _draw(ids, rng, zipf_s, 100), names, token) for _ in range(300)]
 
 
+def expected_present(scenario: str, features: int, request_feature: bool = False) -> int:
+    """How many features a right answer of ``scenario`` holds as ``present``: every one asked (``features`` stored
+    ones, and the request-time one if asked) of every entity asked (1 for (a) and (c), 100 for (b))."""
+    return (1 if scenario in ("a", "c") else 100) * (features + request_feature)
+
+
+CHECK_EVERY = {"a": 1, "c": 1, "b": 10}  # a (b) answer is ~0.5 MB: counting its statuses takes ~0.26 ms
+
+
 def load(
-    port: int, requests: list[str], *, mode: str, rate: float, connections: int, duration_s: float, warmup_s: float
+    port: int,
+    requests: list[str],
+    *,
+    mode: str,
+    rate: float,
+    connections: int,
+    duration_s: float,
+    warmup_s: float,
+    expect_present: int | None,
+    check_every: int = 1,
+    return_samples: bool = False,
 ) -> dict[str, Any]:
+    """One load generator run (``bench.loadgen``); answers with other than ``expect_present`` features present
+    (every ``check_every``-th checked) are counted as ``bad``, not as successes."""
     spec = {
         "host": "127.0.0.1",
         "port": port,
@@ -365,6 +393,9 @@ def load(
         "requests": requests,
         "timeout_s": 10.0,
         "max_requests": 1_000_000,
+        "expect_present": expect_present,
+        "check_every": check_every,
+        "return_samples": return_samples,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
@@ -397,14 +428,50 @@ def cache_hit_rate(port: int) -> str:
     return f"{counts.get('hit', 0) / total:.0%}" if total else "-"
 
 
-ROW = "{:<46} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9} {:>7}"
+ROW = "{:<46} {:>6} {:>6} {:>6} {:>9} {:>9} {:>10} {:>6} {:>6} {:>5} {:>6} {:>9} {:>9} {:>6}"
+HEADER = ROW.format(
+    "scenario",
+    "cache",
+    "target",
+    "ok/s",
+    "p50 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "n",
+    "errors",
+    "bad",
+    "KB",
+    "server us",
+    "cassandra",
+    "gen us",
+)
+LEGEND = (
+    "ok/s: successes a second (200, holding every feature asked as present); p50/p99/p99.9: nearest-rank over the n "
+    "successes and timed-out requests (each at the 10 s timeout), 'max' where n is too small for the quantile; "
+    "errors: non-200 answers, timeouts, broken connections; bad: 200 answers with features not present (checked: "
+    "every (a)/(c) answer, every 10th (b) one); KB: mean size of a success's answer"
+)
 
 
 def _us(cpu: float | None, n: int) -> str:
     return f"{cpu / n * 1e6:.0f}" if cpu is not None and n else "-"
 
 
-def print_row(label: str, cache: str, r: dict[str, Any], server_cpu: float | None, cassandra_cpu: float | None) -> None:
+def ms(r: dict[str, Any], name: str) -> str:
+    """A percentile of a load result in ms, ``max ...`` when it is the largest sample (too few for the quantile)."""
+    value = f"{r[f'{name}_ms']:.2f}"
+    return f"max {value}" if r.get(f"{name}_is_max") else value
+
+
+def verdict(r: dict[str, Any]) -> str:
+    """'' for a run without wrong answers, else one line saying how many were wrong and how."""
+    if not r["bad"]:
+        return ""
+    return f"INVALID: {r['bad']:,} of {r['checked']:,} answers checked were wrong ({r['bad_example']})"
+
+
+def print_row(label: str, cache: str, r: dict[str, Any], server_cpu: float | None, cassandra_cpu: float | None) -> bool:
+    """One row of the table; a run with wrong answers is followed by an INVALID line. Returns whether it was valid."""
     target = f"{r['target_rate']:.0f}" if r["target_rate"] else "sat"
     errors = sum(r["errors"].values())
     n = r["answered"]
@@ -413,25 +480,37 @@ def print_row(label: str, cache: str, r: dict[str, Any], server_cpu: float | Non
             label,
             cache,
             target,
-            f"{r['achieved_rate']:.0f}",
-            f"{r['p50_ms']:.2f}",
-            f"{r['p99_ms']:.2f}",
-            f"{r['p999_ms']:.2f}",
+            f"{r['ok_rate']:.0f}",
+            ms(r, "p50"),
+            ms(r, "p99"),
+            ms(r, "p999"),
+            r["samples"],
             errors,
+            r["bad"],
+            f"{r['mean_response_bytes'] / 1000:.1f}",
             _us(server_cpu, n),
             _us(cassandra_cpu, n),
             f"{r['generator_cpu_us_per_request']:.0f}",
         ),
         flush=True,
     )
+    bad = verdict(r)
+    if bad:
+        print(f"  !!! {label}: {bad}", flush=True)
+    return not bad
 
 
-def rounds_summary(rate: float, p99s: list[float]) -> str:
-    """One line on the p99 of several rounds of one fixed-rate run: their median and range."""
-    ordered = sorted(p99s)
+def rounds_summary(rate: float, rounds: list[list[float]]) -> str:
+    """One line on the p99 of several rounds of one fixed-rate run: the p99 of every round's samples (ms) pooled,
+    over how many, and the range of the rounds' own p99s."""
+    from bench.loadgen import percentile
+
+    pooled = sorted(x for samples in rounds for x in samples)
+    p99, is_max = percentile(pooled, 0.99)
+    own = sorted(percentile(sorted(samples), 0.99)[0] for samples in rounds)
     return (
-        f"p99 at {rate:,.0f} requests/s over {len(ordered)} rounds: median {statistics.median(ordered):.2f} ms "
-        f"(from {ordered[0]:.2f} to {ordered[-1]:.2f})"
+        f"p99 at {rate:,.0f} requests/s over {len(rounds)} rounds pooled: {'max ' if is_max else ''}{p99:.2f} ms "
+        f"(n={len(pooled):,}; the rounds' own p99s from {own[0]:.2f} to {own[-1]:.2f} ms)"
     )
 
 
@@ -453,8 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=whole(1),
         default=3,
-        help="rounds of (a) at 1,000 requests/s, each its own row, then their median p99 and the machine's "
-        "scheduling stalls during them (one run's p99 on shared cores swings with the machine)",
+        help="rounds of (a) at 1,000 requests/s, each its own row, then the p99 of their requests pooled and the "
+        "machine's scheduling stalls during them (one run's p99 on shared cores swings with the machine)",
     )
     parser.add_argument("--warmup", type=number(0, math.inf), default=2.0, help="seconds sent before measuring")
     parser.add_argument(
@@ -555,21 +634,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes share the 2 cores)"
         )
-        print(
-            ROW.format(
-                "scenario",
-                "cache",
-                "target",
-                "achieved",
-                "p50 ms",
-                "p99 ms",
-                "p99.9 ms",
-                "errors",
-                "server us",
-                "cassandra",
-                "gen us",
-            )
-        )
+        print(LEGEND)
+        print(HEADER)
         runs = [
             ("(a) 1 entity x 100 features", "a", "fixed", 1000.0, 32),
             ("(a) 1 entity x 100 features", "a", "saturate", 0.0, 8),
@@ -592,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.request_feature == "both":
             sets = [(0, args.auth == "on", False), (0, args.auth == "on", True)]
         saturated_b = 0.0
+        invalid: list[str] = []  # the runs with wrong answers
         for cache_ttl, auth, asks_request in sets:
             if args.only == ("on" if cache_ttl == 0 else "off"):
                 continue
@@ -608,16 +675,20 @@ def main(argv: list[str] | None = None) -> int:
                         connections=8,
                         duration_s=args.prime,
                         warmup_s=0.0,
+                        expect_present=expected_present("a", len(names), with_request),
                     )
                     print(
-                        f"primed: (a) at saturation for {args.prime:g} s, {primed['achieved_rate']:,.0f} requests/s, "
+                        f"primed: (a) at saturation for {args.prime:g} s, {primed['ok_rate']:,.0f} successes/s, "
                         "not measured (a JVM's first seconds under load compile its read path)",
                         flush=True,
                     )
+                    if verdict(primed):
+                        print(f"  !!! priming: {verdict(primed)}", flush=True)
+                        invalid.append("priming")
                 for label, scenario, mode, rate, conns in runs:
                     zipf = args.zipf if cache_ttl else 0.0
                     repeats = args.rounds if (scenario, mode) == ("a", "fixed") else 1
-                    p99s: list[float] = []
+                    rounds: list[list[float]] = []
                     with StallProbe() as probe:
                         for _ in range(repeats):
                             reqs = requests_for(
@@ -633,31 +704,38 @@ def main(argv: list[str] | None = None) -> int:
                                 connections=conns,
                                 duration_s=args.duration,
                                 warmup_s=args.warmup,
+                                expect_present=expected_present(scenario, len(names), asks_request),
+                                check_every=CHECK_EVERY[scenario],
+                                return_samples=repeats > 1,
                             )
                             server1 = cpu_seconds(pid if args.workers == 1 else None)
                             cassandra1 = cpu_seconds(cassandra)
-                            print_row(
-                                label + (" auth" if auth else "") + (" +request" if asks_request else ""),
-                                "off" if cache_ttl == 0 else f"{cache_ttl}ms" + ("/z" if args.zipf > 0 else ""),
+                            shown = label + (" auth" if auth else "") + (" +request" if asks_request else "")
+                            cache = "off" if cache_ttl == 0 else f"{cache_ttl}ms" + ("/z" if args.zipf > 0 else "")
+                            if not print_row(
+                                shown,
+                                cache,
                                 r,
                                 None if server0 is None or server1 is None else server1 - server0,
                                 None if cassandra0 is None or cassandra1 is None else cassandra1 - cassandra0,
-                            )
-                            p99s.append(r["p99_ms"])
+                            ):
+                                invalid.append(f"{shown} {mode} cache {cache}")
+                            rounds.append(r.get("samples_ms", []))
                     if repeats > 1:
-                        print(f"  {rounds_summary(rate, p99s)}; meanwhile {probe.result().describe()}", flush=True)
+                        print(f"  {rounds_summary(rate, rounds)}; meanwhile {probe.result().describe()}", flush=True)
                     if scenario == "b" and mode == "saturate":
-                        saturated_b = r["achieved_rate"]
+                        saturated_b = r["ok_rate"]
                 if not cache_ttl and args.overload > 0 and saturated_b:
                     from bench.serving_overload import overload_run
 
-                    overload_run(
+                    if not overload_run(
                         port,
                         requests_for("b", port, ids, names, rng),
                         saturated_b * args.overload,
                         args,
                         pid if args.workers == 1 else None,
-                    )
+                    ):
+                        invalid.append("(b) overload")
                 if cache_ttl:
                     print(
                         f"cache hit rate (/metrics): {cache_hit_rate(port)}; /z: entity ids Zipf(s={args.zipf}) "
@@ -668,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         if sizes:
             from bench.serving_catalog import catalog_runs
 
-            catalog_runs(settings, tmp, ids, names, sizes, args, rng, cassandra)
+            invalid += catalog_runs(settings, tmp, ids, names, sizes, args, rng, cassandra)
         print(
             f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; server us, cassandra: CPU "
             "microseconds per answered request; gen us: the load generator's"
@@ -691,11 +769,21 @@ def main(argv: list[str] | None = None) -> int:
                         connections=8 if args.profile_scenario == "a" else 2,
                         duration_s=args.duration,
                         warmup_s=args.warmup,
+                        expect_present=expected_present(args.profile_scenario[0], len(names)),
+                        check_every=CHECK_EVERY[args.profile_scenario[0]],
                     )
             time.sleep(0.5)
             run = "(b) overloaded" if overloaded else f"saturation of ({args.profile_scenario[0]})"
             print(f"\nprofile of one server process at {run}, cache off ({out}):")
             print(out.read_text() if out.exists() else "(no profile written)")
+        if invalid:
+            print(
+                f"\nINVALID: {len(invalid)} run(s) had answers without every feature asked present (not measured "
+                f"reads): {'; '.join(invalid)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
