@@ -15,12 +15,19 @@ demo's data is never touched; keyspaces and topics are dropped at the end, even 
    over ``--hours`` of event time that ended more than an hour ago. The job runs ``--bounded``
    (as backfills do: no checkpoints). The bench polls the online store's ``stream_progress`` row
    (the writer updates it after each flush, after the Iceberg commit, so a new value means both
-   stores hold that flush). Events/s = events processed after the first flush / (last flush
-   seen - first flush seen): JVM start, job deployment, Python worker start and the first 5 s
-   batch are excluded and printed separately. Events processed at the first flush are counted
-   as those with an event time up to its window end + the out-of-orderness bound (what the
-   watermark had to pass). The run is then checked: Iceberg rows and online values (cells) against what the
-   generated events must give, and no dead letters.
+   stores hold that flush). Events/s sustained = events processed between the first and the last
+   flush seen while the job was still reading its input / the time between them: JVM start, job
+   deployment, Python worker start and the first 5 s batch are excluded and printed separately,
+   and so is the end-of-input burst (a bounded run's final watermark closes every window left at
+   once: those flushes are left out). Events processed at a flush are counted as those with an
+   event time up to its window end + the out-of-orderness bound (what the watermark had to pass).
+   With fewer than ``MIN_REGULAR_FLUSHES`` such flushes, or less than ``MIN_SPAN_S`` between
+   them, no sustained rate (nor CPU per event) is printed, only the whole run's rate and why. The
+   run's results are then checked against what the generated events give (``bench.stream_check``):
+   per feature (count, sum of amount) and per (user, window): every offline row (each window with
+   an event present exactly once, nothing else; its value, and its revision = its event count),
+   each user's online value (the newest window's end and value), and no dead letters. What
+   differs is printed (counts and a few examples) and the bench exits 1.
 
 2. **Latency.** The same aggregations with ``--live-size`` windows sliding by ``--live-slide``,
    on a job run the production way (unbounded, checkpointing every 10 s). Once the job is up, a
@@ -38,7 +45,7 @@ demo's data is never touched; keyspaces and topics are dropped at the end, even 
 3. **Batch** (only with ``--only batch``). The throughput phase's backlog and feature group, written
    to one Parquet file and read by the job with ``--events`` instead of from Kafka (a batch source);
    measured and checked the same way (its dead-letter topic stays empty: a batch run writes the
-   records it refuses to a file).
+   records it refuses to ``batch-rejected-*.parquet``, whose rows are the dead letters it counts).
 
 The job runs unchanged, by default with ``--python-workers process`` (a Python worker process per
 task slot, as on a cluster; PyFlink's local default, ``loopback``, runs every subtask's Python in
@@ -63,13 +70,31 @@ import time
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.cli import duration_text, key_value, positive, require_stack, run_main, whole_list
-from bench.stream_events import Encoder, Events, check_encoding, generate, send_backlog, topic_size, wire_header
+from bench.stream_check import (
+    Feature,
+    check_dead_letters,
+    check_offline,
+    check_online,
+    expected_windows,
+    rejected_records,
+)
+from bench.stream_events import (
+    Encoder,
+    Events,
+    check_encoding,
+    generate,
+    send_backlog,
+    topic_size,
+    user_id,
+    wire_header,
+)
 from bench.stream_latency import run_latency
 from bench.stream_support import (
     HOUR,
@@ -100,6 +125,11 @@ class Flush:
     seen_s: float  # monotonic, when the bench saw it
     closed_through_ms: int
     updated_at_ms: int
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds so far (cpu_sample) when the bench saw it
+
+
+MIN_REGULAR_FLUSHES = 4  # a sustained rate needs this many flushes seen while the input was still being read,
+MIN_SPAN_S = 10.0  # spanning at least this many seconds: not the end-of-input burst
 
 
 @dataclass
@@ -109,31 +139,38 @@ class ThroughputRun:
     flushes: list[Flush] = field(default_factory=list)
     exited_s: float | None = None
     returncode: int | None = None
-    cpu: tuple[dict[str, float], dict[str, float]] | None = None
 
 
-def expected_offline_rows(events: Events, *, size_ms: int, slide_ms: int, features: int, until_ms: int) -> int:
-    """(entity, window) pairs with at least one event, windows ending by ``until_ms``, times features."""
-    k = events.times // slide_ms
-    pairs = np.unique(events.users.astype(np.int64) * (1 << 40) + k)
-    per = size_ms // slide_ms
-    expanded = np.unique((pairs[:, None] + np.arange(1, per + 1)[None, :]).ravel())
-    ends = (expanded % (1 << 40)) * slide_ms
-    return int((ends <= until_ms).sum()) * features
+def regular_flushes(flushes: list[Flush], *, last_event_ms: int, ooo_ms: int) -> list[Flush]:
+    """The flushes seen while the job was still reading its input: their windows closed through a point the
+    watermark reached before the last event (``closed_through + max_out_of_orderness <= last event time``). The
+    rest came after the end of the input, when a bounded run's final watermark closes every window left at once:
+    a burst that says nothing of the sustained rate."""
+    return [f for f in flushes if f.closed_through_ms + ooo_ms <= last_event_ms]
 
 
-def offline_rows(settings: Settings) -> int:
+def sustained_span(regular: list[Flush]) -> tuple[Flush, Flush] | str:
+    """The first and the last regular flush, or why they cannot measure a sustained rate."""
+    if len(regular) < MIN_REGULAR_FLUSHES or regular[-1].seen_s - regular[0].seen_s < MIN_SPAN_S:
+        span = regular[-1].seen_s - regular[0].seen_s if regular else 0.0
+        return (
+            f"{len(regular)} flush{'' if len(regular) == 1 else 'es'} seen while the input was read, over {span:.1f}s (a sustained rate needs "
+            f"{MIN_REGULAR_FLUSHES} over {MIN_SPAN_S:g}s or more; the rest were the end-of-input burst)"
+        )
+    return regular[0], regular[-1]
+
+
+def offline_table(settings: Settings) -> Any:
+    """The run's offline rows, the columns the check compares."""
     from sinks.factory import connect_iceberg
     from sinks.iceberg.layout import TABLE
 
     table = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}")
-    snapshot = table.current_snapshot()
-    if snapshot is None or snapshot.summary is None:
-        return 0
-    return int(snapshot.summary.get("total-records", "0"))
+    columns = ("entity_id", "feature_name", "feature_version", "event_time", "revision", "value_long", "value_double")
+    return table.scan(selected_fields=columns).to_arrow()
 
 
-def run_throughput(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path, cleanup: list[Any]) -> None:
+def run_throughput(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path, cleanup: list[Any]) -> bool:
     settings = isolated(base, run_id, "tput", tmp)
     topic = f"bench_{run_id}_tput"
     cleanup.append((settings, topic))
@@ -184,16 +221,15 @@ def run_throughput(args: argparse.Namespace, base: Settings, run_id: str, tmp: P
             "--group-id",
             f"bench-{run_id}-tput",
         )
-        report_throughput(
+        dead = topic_size(settings.kafka_bootstrap, f"{topic}.dlq")
+        return report_throughput(
             settings,
-            topic,
             poller,
             run,
             events,
-            size_ms=size_ms,
-            slide_ms=slide_ms,
-            ooo_ms=ooo_ms,
-            features=len(definitions),
+            definitions,
+            users=args.users,
+            dead_letters=(dead, f"{topic}.dlq"),
         )
     finally:
         poller.close()
@@ -204,7 +240,6 @@ def measure_job(
 ) -> ThroughputRun:
     """Run the job to its end, noting each flush it makes (``stream_progress``) and the CPU it used between them."""
     run = ThroughputRun(launched_s=time.monotonic())
-    cpu_first: dict[str, float] | None = None
     with feature_job(settings, log, args.runtime, *job_args) as proc:
         deadline = run.launched_s + args.timeout
         last: tuple[int, int] | None = None
@@ -217,10 +252,7 @@ def measure_job(
                 run.opened_s = now
             got = poller.read()
             if got is not None and got != last:
-                run.flushes.append(Flush(now, got[0], got[1]))
-                if cpu_first is None:
-                    cpu_first = cpu_sample(proc.pid)
-                cpu_last = cpu_sample(proc.pid)
+                run.flushes.append(Flush(now, got[0], got[1], cpu_sample(proc.pid)))
                 last = got
             if done:
                 run.exited_s, run.returncode = now, proc.returncode
@@ -228,18 +260,17 @@ def measure_job(
             time.sleep(args.poll_ms / 1000)
     if run.returncode != 0:
         raise RuntimeError(f"the job exited with {run.returncode}:\n{log_tail(log)}")
-    if len(run.flushes) < 2 or cpu_first is None:
-        raise RuntimeError(f"saw {len(run.flushes)} flushes; cannot measure a rate:\n{log_tail(log)}")
-    run.cpu = (cpu_first, cpu_last)
+    if not run.flushes:
+        raise RuntimeError(f"saw no flush; the job wrote nothing:\n{log_tail(log)}")
     return run
 
 
-def run_batch(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path, cleanup: list[Any]) -> None:
+def run_batch(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path, cleanup: list[Any]) -> bool:
     """The throughput phase's backlog and feature group, read from a Parquet file (``--events``), not Kafka."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bench.stream_events import CURRENCIES, user_id
+    from bench.stream_events import CURRENCIES
 
     settings = isolated(base, run_id, "batch", tmp)
     topic = f"bench_{run_id}_batch"  # named by the definitions; only its (empty) dead-letter topic is read
@@ -247,7 +278,6 @@ def run_batch(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path, 
     definitions = register_definitions(settings, topic, ttl="7d")
     d = definitions[0]
     size_ms, slide_ms = int(d.window.size.total_seconds() * SEC), int(d.window.slide.total_seconds() * SEC)
-    ooo_ms = int(d.source.max_out_of_orderness.total_seconds() * SEC)
     ensure_topic(settings, topic, 1)
     end_ms = (now_ms() - size_ms - 10 * MIN) // slide_ms * slide_ms
     start_ms = end_ms - int(args.hours * HOUR)
@@ -284,16 +314,17 @@ def run_batch(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path, 
         run = measure_job(
             settings, args, poller, tmp / "batch-job.log", "--events", str(path), "--parallelism", str(args.parallelism)
         )
-        report_throughput(
+        # A batch run does not dead-letter: the job writes the records it refuses beside the definitions database.
+        rejected, files = rejected_records(settings.definitions_db.parent)
+        where = ", ".join(f.name for f in files) or "batch-rejected-*.parquet (none written)"
+        return report_throughput(
             settings,
-            topic,
             poller,
             run,
             events,
-            size_ms=size_ms,
-            slide_ms=slide_ms,
-            ooo_ms=ooo_ms,
-            features=len(definitions),
+            definitions,
+            users=args.users,
+            dead_letters=(rejected, where),
             through="a Parquet file",
         )
     finally:
@@ -302,61 +333,89 @@ def run_batch(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path, 
 
 def report_throughput(
     settings: Settings,
-    topic: str,
     poller: ProgressPoller,
     run: ThroughputRun,
     events: Events,
+    definitions: list[Any],
     *,
-    size_ms: int,
-    slide_ms: int,
-    ooo_ms: int,
-    features: int,
+    users: int,
+    dead_letters: tuple[int, str],
     through: str = "Kafka",
-) -> None:
+) -> bool:
+    """Print the run's rates and CPU and check its results (``bench.stream_check``); True if all match."""
+    d = definitions[0]
+    size_ms, slide_ms = int(d.window.size.total_seconds() * SEC), int(d.window.slide.total_seconds() * SEC)
+    ooo_ms = int(d.source.max_out_of_orderness.total_seconds() * SEC)
     first, last = run.flushes[0], run.flushes[-1]
     n = len(events)
 
     def done_by(flush: Flush) -> int:  # events the watermark had to pass for this flush's windows to close
         return int(np.searchsorted(events.times, flush.closed_through_ms + ooo_ms, side="right"))
 
-    counted = n - done_by(first)
-    seconds = last.seen_s - first.seen_s
+    regular = regular_flushes(run.flushes, last_event_ms=int(events.times[-1]), ooo_ms=ooo_ms)
     assert run.exited_s is not None
     print(
         f"job: launch -> Python operators running (the writer makes its Iceberg table on its first bundle) "
         f"{(run.opened_s or first.seen_s) - run.launched_s:.1f}s; -> first flush seen "
         f"{first.seen_s - run.launched_s:.1f}s ({done_by(first):,} events done by then); last flush seen at "
         f"{last.seen_s - run.launched_s:.1f}s; process exit at {run.exited_s - run.launched_s:.1f}s; "
-        f"{len(run.flushes)} flushes seen",
+        f"{len(run.flushes)} flushes seen, {len(regular)} of them while the input was read",
         flush=True,
     )
-    # steadiness: rate over consecutive ~10 s stretches of flushes
-    stretches, mark = [], first
-    for f in run.flushes[1:]:
-        if f.seen_s - mark.seen_s >= 10 or f is last:
+
+    # the check: the results against what the generated events give
+    started = time.monotonic()
+    features = [Feature.of(x) for x in definitions]
+    entities = [user_id(u) for u in range(users)]
+    until = max(f.closed_through_ms for f in run.flushes)
+    expected = expected_windows(
+        events.users, events.times, events.amounts, size_ms=size_ms, slide_ms=slide_ms, until_ms=until
+    )
+    rows = offline_table(settings)
+    vectors = poller.online_vectors(settings.cassandra_keyspace, d.entity)
+    checks = [
+        check_offline(expected, rows, features, entities),
+        check_online(expected, vectors, features, entities),
+        check_dead_letters(*dead_letters),
+    ]
+    for check in checks:
+        print("\n".join("  " + line for line in check.lines()), flush=True)
+    ok = all(c.ok for c in checks)
+    print(
+        f"  CHECK: {'OK' if ok else 'MISMATCH'} ({time.monotonic() - started:.1f}s; windows ending by "
+        f"{datetime.fromtimestamp(until / 1000, UTC):%Y-%m-%d %H:%M:%S}Z, the last flush seen)",
+        flush=True,
+    )
+
+    whole = (
+        f"{n / (run.exited_s - run.launched_s):,.0f} events/s with start-up and exit "
+        f"({run.exited_s - run.launched_s:.1f}s for all {n:,})"
+    )
+    span = sustained_span(regular)
+    if isinstance(span, str):
+        print(f"THROUGHPUT: no sustained rate measured: {span}; {whole}; no CPU per event either", flush=True)
+        return ok
+    a, b = span
+    counted = done_by(b) - done_by(a)
+    seconds = b.seen_s - a.seen_s
+    # steadiness: rate over consecutive ~10 s stretches of the regular flushes
+    stretches, mark = [], a
+    for f in regular[1:]:
+        if f.seen_s - mark.seen_s >= 10 or f is b:
             stretches.append((done_by(f) - done_by(mark)) / (f.seen_s - mark.seen_s))
             mark = f
     print("  events/s per ~10 s stretch (from the windows closed): " + " ".join(f"{r / 1000:.1f}K" for r in stretches))
-    assert run.cpu is not None
-    print("  " + cpu_report(run.cpu[0], run.cpu[1], seconds, counted))
-    offline = offline_rows(settings)
-    until = max(f.closed_through_ms for f in run.flushes)
-    expected = expected_offline_rows(events, size_ms=size_ms, slide_ms=slide_ms, features=features, until_ms=until)
-    online = poller.count_online(settings.cassandra_keyspace)
-    users = len(np.unique(events.users))
-    dead = topic_size(settings.kafka_bootstrap, f"{topic}.dlq")
-    ok = offline == expected and online == users * features and dead == 0
-    print(
-        f"  check: Iceberg rows {offline:,} (expected {expected:,}), online values {online:,} (expected "
-        f"{users * features:,}), dead letters {dead}: {'OK' if ok else 'MISMATCH'}"
+    print("  " + cpu_report(a.cpu, b.cpu, seconds, counted))
+    offline = int(((expected.ends > a.closed_through_ms) & (expected.ends <= b.closed_through_ms)).sum()) * len(
+        features
     )
     print(
         f"THROUGHPUT: {counted / seconds:,.0f} events/s sustained through {through} -> job -> Iceberg + Cassandra "
-        f"({counted:,} events in {seconds:.1f}s between the first and the last flush seen); "
-        f"{n / (run.exited_s - run.launched_s):,.0f} events/s with start-up and exit "
-        f"({run.exited_s - run.launched_s:.1f}s for all {n:,}); {offline / seconds:,.0f} offline rows/s",
+        f"({counted:,} events in {seconds:.1f}s between the first and the last flush seen while the input was read, "
+        f"{len(regular)} flushes; the end-of-input flush left out); {whole}; {offline / seconds:,.0f} offline rows/s",
         flush=True,
     )
+    return ok
 
 
 # ---- phase 2: latency (bench/stream_latency.py) --------------------------------------------------------------
@@ -440,13 +499,14 @@ def main(argv: list[str] | None = None) -> int:
         + (f", Flink options: {'; '.join(args.flink_conf)}" if args.flink_conf else ""),
         flush=True,
     )
+    ok = True
     try:
         if args.only in (None, "throughput"):
             print("\n== throughput: a backlog through the job, bounded ==", flush=True)
-            run_throughput(args, base, run_id, tmp, cleanup)
+            ok = run_throughput(args, base, run_id, tmp, cleanup) and ok
         if args.only == "batch":
             print("\n== batch: the backlog from a table of events (--events), bounded ==", flush=True)
-            run_batch(args, base, run_id, tmp, cleanup)
+            ok = run_batch(args, base, run_id, tmp, cleanup) and ok
         if args.only in (None, "latency"):
             print("\n== latency: window close -> online store, live ==", flush=True)
             run_latency(args, base, run_id, tmp, cleanup)
@@ -466,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.monotonic() - started:.0f}s; load average at end {loadavg()}",
             flush=True,
         )
+    if not ok:
+        print("the results differ from what the generated events give (CHECK: MISMATCH above)", file=sys.stderr)
+        return 1
     return 0
 
 

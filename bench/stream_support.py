@@ -319,12 +319,16 @@ class ProgressPoller:
         laggard = min(rows, key=lambda r: r.closed_through)
         return _ms(laggard.closed_through), _ms(laggard.updated_at)
 
-    def count_online(self, keyspace: str) -> int:
-        """Stored (entity, feature version) values: the cells of every entity's row (a row holds an entity's
-        whole vector, so counting rows would count entities)."""
-        from sinks.cassandra.layout import TABLE, count_values
+    def online_vectors(self, keyspace: str, entity_type: str) -> dict[str, Any]:
+        """Every stored entity's vector, ``entity_id -> {(name, version): (value, window end ms)}`` as serving reads
+        it (``sinks.cassandra.reader.scan_vectors``: of several cells of a feature, the newest); an entity of another
+        type keyed ``<type>:<id>``."""
+        from sinks.cassandra.reader import scan_vectors
 
-        return count_values(self._session.execute(f"SELECT cells FROM {keyspace}.{TABLE}", timeout=120))
+        return {
+            entity_id if kind == entity_type else f"{kind}:{entity_id}": vector
+            for kind, entity_id, vector in scan_vectors(self._session, keyspace)
+        }
 
     def close(self) -> None:
         self._cluster.shutdown()
