@@ -1,27 +1,48 @@
-"""Benchmark of the point-in-time join: label rows per second and peak memory.
+"""Benchmark of the point-in-time join: label rows per second and peak memory, its answer checked.
 
-    python bench/pit_join.py                 # 100K label rows against 1M feature rows of 10 features: 10M values
-    python bench/pit_join.py --scale 10      # 1M label rows against 10M feature rows of 10 features: 100M values
+    python bench/pit_join.py                 # 100K label rows; 1M rows per feature x 10 features = 10M values
+    python bench/pit_join.py --scale 10      # 1M label rows; 10M rows per feature x 10 features = 100M values
     python bench/pit_join.py --scale 1 10    # both (what `make bench-pit` runs)
+    python bench/pit_join.py --labels 2000 --rows 10000   # a tiny case, to try the bench and its check
 
-The sizes count three things and print all three: label rows, feature rows (windows stored, for
-each of the 10 features) and values (feature rows x 10; the offline table's long layout holds one
-value per row, so values = table rows). Entities: feature rows / 100 (10K, then 100K).
-`val. scanned`: the rows of the data files the join's scans plan.
+The offline table's layout is long: one row per feature value (entity, feature, window end, one value).
+So "1M feature rows of 10 features" (#13's "1M feature rows each carrying 10 features") is stored here as
+1M rows for *each* of the 10 features, 10M rows in all, each holding one value. Every case prints its
+sizes apart: label rows, `rows/feat.` (rows per feature), `feats` (features), `values` (= rows per feature
+x features = table rows) and `entities` (rows per feature / 100: 10K, then 100K).
 
 Each case writes its data to a real Iceberg table (SQLite catalog in a temporary folder; sorted and
 appended as the offline writer does, ~2M rows per snapshot; `write s` is that sorting and appending,
 `gen. s` the making of the random data), then runs the join in a *fresh*
 process, so that the peak RSS reported is the join's (labels, scans, join, result) and not the
-generator's. Data: entities = feature rows / 100, 10 features of four value types over 30 days on
+generator's. Data: entities = rows per feature / 100, 10 features of four value types over 30 days on
 their window grids: each entity's 100 rows of a feature are distinct windows, except ~1 % that store
-the window before them again, ingested a second later (replays). Labels: 80 % shortly (0-30 min) after a
+the window before them again, ingested a second later (replays); at every scale, since each batch of
+~2M rows draws the windows of its own entities. Each feature's windows are drawn on their own, also
+for features of one window group (the four sliding 1d/1h features share one): a real job writes all of
+a group's features for every window with an event, so there an entity's rows of those features share
+their window ends. Labels: 80 % shortly (0-30 min) after a
 stored window of their entity, as labels of activity are, 20 % at uniformly random times, 5 % of all
 for entities with no rows. Times are wall-clock after the table is written (warm page cache): the
-first call in a fresh process (cold: lazy imports, thread pool start), then the best of three warm calls
-with the CPU time it used (all threads); `load` is the 1-minute load average when the join started.
+first call in a fresh process (`cold s`: lazy imports, thread pool start), then the best of three warm
+calls (`warm s (best of 3)`) with the CPU time it used (all threads); `load` is the 1-minute load
+average read in the join's process just before its first call.
+
+`rows opened`: the rows of the data files the join's reads of feature rows open in one call, summed over
+its chunks and groups of features (a file read by two chunks counts twice; row groups skipped inside a
+file by their statistics are not subtracted; the read of the data's reach is not counted). Counted by
+wrapping ``sinks.iceberg.files.FileReader.map``: a sum over each read's planned files.
+
+The answer is checked (`checked`): 2,000 label rows drawn at random (seeded; every row of a smaller
+case) against a brute-force reference of the join's documented rule (``reference``, docs/design.md
+§5.1-5.2) computed from the table's data files read whole with Arrow, not through the join's reader: per
+feature the latest window ending at or before the label time (ties: latest ingestion, then highest
+revision, then ``registry.core.timeline.tie_key``), null past the TTL, the empty window's value where a
+later window closed by the label time and the feature's reach holds no row. Any difference prints
+examples and exits 1. `non-null` is the share of non-null values over all labels and features.
 `DuckDB s`: DuckDB's ASOF JOIN over the same Parquet files in another fresh process, as a yardstick
-(see ``yardstick``: it skips the TTL, empty-window and tie rules, so it does less than the join).
+of speed only (see ``yardstick``: it skips the TTL, empty-window and tie rules, so it does less than
+the join, and its answer is not compared).
 """
 
 from __future__ import annotations
@@ -149,10 +170,12 @@ def _rows(
     rng: np.random.Generator,
     d: FeatureDefinition,
     n: int,
+    first: int,
     entities: int,
     ingested_us: int,
     sample: list[tuple[np.ndarray, np.ndarray]],
 ) -> pa.Table:
+    """``n`` rows of feature ``d`` for the entities ``first .. first + entities - 1``, ``n / entities`` each."""
     from sinks.iceberg import layout as offline_layout
 
     step = step_ms(d)
@@ -163,7 +186,7 @@ def _rows(
     assert per * entities == n and per <= slots, (n, entities, slots)
     # A sorted draw of `per` from [0, slots - per], plus 0..per-1: `per` distinct slots per entity.
     drawn = np.sort(rng.integers(0, slots - per + 1, (entities, per)), axis=1) + np.arange(per)
-    ids = np.repeat(np.arange(entities), per)
+    ids = np.repeat(np.arange(first, first + entities), per)
     ends = T0 + (drawn.ravel() + 1) * step
     some = rng.integers(0, n, n // 10)
     sample.append((ids[some], ends[some]))
@@ -202,25 +225,40 @@ def _write(table: Any, parts: list[pa.Table]) -> float:
     return time.perf_counter() - started
 
 
-def generate(folder: Path, labels: int, feature_rows: int, seed: int = 7) -> dict[str, float]:
-    """``feature_rows`` rows of every one of the 10 features (``feature_rows * 10`` values), for
-    ``feature_rows / 100`` entities, and ``labels`` label rows. Written as the offline writer writes:
-    sorted in the layout's order, one snapshot per 2M rows (``sinks.iceberg.writer``)."""
+def entity_count(feature_rows: int) -> int:
+    """Entities for ``feature_rows`` rows per feature: 100 rows (windows) each."""
+    return max(feature_rows // 100, 1)
+
+
+BATCH_ROWS = 2_000_000
+
+
+def generate(
+    folder: Path, labels: int, feature_rows: int, seed: int = 7, batch_rows: int = BATCH_ROWS
+) -> dict[str, float]:
+    """``feature_rows`` rows of every one of the 10 features (``feature_rows * 10`` values, one per row),
+    for ``feature_rows / 100`` entities, and ``labels`` label rows. Written as the offline writer writes:
+    sorted in the layout's order, one snapshot per ``batch_rows`` rows (``sinks.iceberg.writer``).
+
+    A feature's rows are made in batches of about ``batch_rows``, each for its own range of entities (all
+    of an entity's rows of a feature in one batch), so that an entity's windows are distinct at any size."""
     rng = np.random.default_rng(seed)
     table = _table(folder)
     defs = list(catalog())
-    entities = max(feature_rows // 100, 1)
+    entities = entity_count(feature_rows)
+    per = feature_rows // entities  # rows per entity and feature
+    assert per * entities == feature_rows, (feature_rows, entities)
+    batch_entities = max(batch_rows // per, 1)
     started = time.perf_counter()
     writing = 0.0  # of which sorting and appending: what the offline writer pays (the rest makes the data)
-    per_feature = feature_rows
-    batch_rows = 2_000_000
     pending: list[pa.Table] = []
     pending_rows = 0
     ingested_us = (T0 + SPAN + DAY) * 1000
     sample: list[tuple[np.ndarray, np.ndarray]] = []
     for d in defs:
-        for start in range(0, per_feature, batch_rows):
-            part = _rows(rng, d, min(batch_rows, per_feature - start), entities, ingested_us, sample)
+        for first in range(0, entities, batch_entities):
+            count = min(batch_entities, entities - first)
+            part = _rows(rng, d, count * per, first, count, ingested_us, sample)
             pending.append(part)
             pending_rows += part.num_rows
             if pending_rows >= batch_rows:
@@ -250,6 +288,119 @@ def generate(folder: Path, labels: int, feature_rows: int, seed: int = 7) -> dic
     return {"write_s": writing, "generate_s": written - writing}
 
 
+# ---------------------------------------------------------------------------------------------
+# The check: a brute-force reference of the join's documented rule, from the data files themselves
+# ---------------------------------------------------------------------------------------------
+
+SAMPLE = 2_000  # label rows checked per case
+VALUE_COLUMN = {"long": "value_long", "double": "value_double", "string": "value_string", "boolean": "value_boolean"}
+
+
+def data_files(folder: Path) -> list[str]:
+    """The local paths of the table's current data files (the bench only appends: every file it wrote)."""
+    return [task.file.file_path.removeprefix("file://") for task in _table(folder).scan().plan_files()]
+
+
+def reach_us(folder: Path) -> dict[tuple[str, int], int]:
+    """The latest window end (µs) stored per feature version of entity type ``user``, any entity: every row read."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    reach: dict[tuple[str, int], int] = {}
+    data = ds.dataset(data_files(folder), format="parquet")
+    columns = ["feature_name", "feature_version", "event_time"]
+    for batch in data.to_batches(columns=columns, filter=pc.field("entity_type") == "user"):
+        latest = pa.Table.from_batches([batch]).group_by(columns[:2]).aggregate([("event_time", "max")])
+        ends = latest.column("event_time_max").cast(pa.int64()).to_pylist()
+        for name, version, end in zip(
+            latest.column("feature_name").to_pylist(), latest.column("feature_version").to_pylist(), ends, strict=True
+        ):
+            reach[(name, version)] = max(reach.get((name, version), end), end)
+    return reach
+
+
+def reference(folder: Path, entity_ids: list[str], label_us: list[int]) -> dict[str, list[Any]]:
+    """Each feature's value for the label rows (entity id, label time in µs), by the rule as documented
+    (docs/design.md §5.1-5.2), one row at a time over every stored row of the label's entity and feature."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from registry.core.timeline import empty_value, tie_key
+
+    wanted = sorted(set(entity_ids))
+    data = ds.dataset(data_files(folder), format="parquet")
+    rows = data.to_table(
+        columns=[
+            "entity_id",
+            "feature_name",
+            "feature_version",
+            "event_time",
+            "ingested_at",
+            "revision",
+            *VALUE_COLUMN.values(),
+        ],
+        filter=(pc.field("entity_type") == "user") & pc.field("entity_id").isin(wanted),
+    )
+    reach = reach_us(folder)
+    out: dict[str, list[Any]] = {}
+    for d in catalog():  # one feature's rows as Python objects at a time
+        mine = rows.filter((pc.field("feature_name") == d.name) & (pc.field("feature_version") == d.version))
+        stored: dict[str, list[tuple[int, int, int, Any]]] = {}
+        for entity, end, ingested, revision, stored_value in zip(
+            mine.column("entity_id").to_pylist(),
+            mine.column("event_time").cast(pa.int64()).to_pylist(),
+            mine.column("ingested_at").cast(pa.int64()).to_pylist(),
+            mine.column("revision").to_pylist(),
+            mine.column(VALUE_COLUMN[d.value_type]).to_pylist(),
+            strict=True,
+        ):
+            stored.setdefault(entity, []).append((end, ingested, revision or 0, stored_value))
+        step = step_ms(d)
+        assert step is not None  # every feature here has a window grid
+        ttl_us, step_us = to_millis(d.ttl) * 1000, step * 1000
+        answers: list[Any] = []
+        for entity, label in zip(entity_ids, label_us, strict=True):
+            best: tuple[int, int, int, tuple[int, int | bytes]] | None = None  # the order's key of the row kept
+            value: Any = None
+            for end, ingested, revision, stored_value in stored.get(entity, []):
+                key = (end, ingested, revision, tie_key(stored_value, d.value_type))
+                if end <= label and (best is None or key > best):
+                    best, value = key, stored_value
+            if best is None or label - best[0] > ttl_us:
+                answers.append(None)
+                continue
+            closed = min(label, reach[(d.name, d.version)])
+            answers.append(empty_value(d) if best[0] < closed // step_us * step_us else value)
+        out[d.name] = answers
+    return out
+
+
+def check(folder: Path, labels: pa.Table, result: pa.Table, sample: int = SAMPLE, seed: int = 11) -> dict[str, Any]:
+    """``result`` (the join's, row for row with ``labels``) against ``reference`` on ``sample`` label rows
+    drawn at random (seeded; all rows if fewer): how many were checked, how many values differ, and up to
+    ten differences written out."""
+    if result.num_rows != labels.num_rows:
+        return {"checked": 0, "mismatches": 1, "examples": [f"{result.num_rows} rows for {labels.num_rows} labels"]}
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(labels.num_rows, min(sample, labels.num_rows), replace=False)).tolist()
+    entity_ids = labels.column("user_id").take(rows).to_pylist()
+    label_us = (
+        labels.column("event_timestamp").cast(pa.timestamp("us", tz="UTC")).take(rows).cast(pa.int64())
+    ).to_pylist()
+    expected = reference(folder, entity_ids, label_us)
+    mismatches, examples = 0, list[str]()
+    for name, want in expected.items():
+        got = result.column(name).take(rows).to_pylist()
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            if g != w or (g is None) != (w is None) or type(g) is not type(w):
+                mismatches += 1
+                if len(examples) < 10:
+                    examples.append(
+                        f"label row {rows[i]} ({entity_ids[i]} at {label_us[i]} µs) {name}: join {g!r}, reference {w!r}"
+                    )
+    return {"checked": len(rows), "mismatches": mismatches, "examples": examples}
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory. VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec,
     so a child would report its parent's peak (the data generator's)."""
@@ -262,52 +413,52 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(folder: Path, chunk_rows: int) -> dict[str, float]:
-    """The join alone, in this (fresh) process: wall time and peak RSS."""
+def run(folder: Path, chunk_rows: int) -> dict[str, Any]:
+    """The join alone, in this (fresh) process: wall time and peak RSS; then its answer checked."""
     from serving.offline.historical import get_historical_features
+    from sinks.iceberg.files import FileReader
 
     table = _table(folder)
     labels = pq.read_table(folder / "labels.parquet")
     names = [f[0] for f in FEATURES]
+    opened = [0]  # rows of the data files the current call's reads of feature rows open
+    mapped = FileReader.map
+
+    def counted(self: FileReader, *args: Any, **kwargs: Any) -> Any:
+        opened[0] += sum(task.file.record_count for task in self.tasks)
+        return mapped(self, *args, **kwargs)
+
+    FileReader.map = counted  # type: ignore[method-assign]
     rss_before = peak_rss_mib()
-    times, cpu = [], []
+    load = os.getloadavg()[0]  # other work on the machine skews wall times: shown with them
+    times, cpu, rows_opened = [], [], []
+    result = None
     for _ in range(4):  # the first call in a fresh process, then warm ones (the best is reported)
+        result = None  # the previous call's result is not held during this one
+        opened[0] = 0
         started, started_cpu = time.perf_counter(), time.process_time()
         result = get_historical_features(
             table, catalog(), labels, names, entity_type="user", entity_column="user_id", chunk_rows=chunk_rows
         )
         times.append(time.perf_counter() - started)
         cpu.append(time.process_time() - started_cpu)
-        assert result.num_rows == labels.num_rows
-        del result
-    result = get_historical_features(
-        table, catalog(), labels.slice(0, 1000), names, entity_type="user", entity_column="user_id"
-    )
-    non_null = sum(result.num_rows - result.column(n).null_count for n in names) / (len(names) * result.num_rows)
-    from sinks.iceberg.reader import _filter, read_point
-
-    times_us = labels.column("event_timestamp").cast(pa.int64()).to_numpy() * 1000
-    scanned = sum(  # the rows of the data files the join's scan plans (what it reads, before row groups are pruned)
-        task.file.record_count
-        for task in table.scan(
-            row_filter=_filter(
-                "user",
-                list(catalog()),
-                read_point(table, None),
-                int(times_us.min()) - 7 * DAY * 1000,
-                int(times_us.max()),
-            )
-        ).plan_files()
-    )
+        rows_opened.append(opened[0])
+    FileReader.map = mapped  # type: ignore[method-assign]
+    peak = peak_rss_mib()  # before the check, which reads rows of its own
+    assert result is not None
+    values = result.num_rows * len(names)
+    non_null = sum(result.num_rows - result.column(n).null_count for n in names) / values if values else 0.0
     best = min(range(1, len(times)), key=lambda i: times[i])
     return {
         "cold_s": times[0],
         "warm_s": times[best],
         "warm_cpu_s": cpu[best],
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": peak,
         "rss_before_join_mib": rss_before,
+        "load": load,
         "non_null_share": non_null,
-        "values_scanned": scanned,
+        "rows_opened": rows_opened[best],
+        **check(folder, labels, result),
     }
 
 
@@ -348,7 +499,7 @@ def yardstick(folder: Path) -> dict[str, float]:
     return {"duckdb_s": min(times[1:]), "duckdb_peak_rss_mib": peak_rss_mib()}
 
 
-def _child(flag: str, folder: Path, chunk_rows: int) -> dict[str, float] | None:
+def _child(flag: str, folder: Path, chunk_rows: int) -> dict[str, Any] | None:
     child = subprocess.run(
         [sys.executable, __file__, flag, str(folder), "--chunk-rows", str(chunk_rows)],
         capture_output=True,
@@ -359,19 +510,29 @@ def _child(flag: str, folder: Path, chunk_rows: int) -> dict[str, float] | None:
     if child.returncode != 0:
         print(child.stderr, file=sys.stderr)
         return None
-    result: dict[str, float] = json.loads(child.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--scale", type=whole(1), nargs="+", default=[1], help="1 = 100K labels x 1M rows; 10 = ten times both"
+        "--scale",
+        type=whole(1),
+        nargs="+",
+        default=[1],
+        help="1 = 100K label rows, 1M rows per feature x 10 features (10M values); 10 = ten times both",
     )
+    parser.add_argument("--labels", type=whole(1), help="one case of this many label rows (with --rows), not --scale")
+    parser.add_argument("--rows", type=whole(1), help="rows per feature of that case: under 100, or a multiple of 100")
     parser.add_argument("--chunk-rows", type=whole(1), default=None, help="labels per chunk (default: the library's)")
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)  # internal: join only, in a fresh process
     parser.add_argument("--duckdb", type=Path, help=argparse.SUPPRESS)  # internal: the yardstick, in another
     args = parser.parse_args(argv)
+    if (args.labels is None) != (args.rows is None):
+        parser.error("--labels and --rows go together")
+    if args.rows is not None and args.rows >= 100 and args.rows % 100:
+        parser.error(f"--rows must be under 100 or a multiple of 100 (100 rows per entity), not {args.rows}")
     if args.run is not None:
         print(json.dumps(run(args.run, args.chunk_rows)))
         return 0
@@ -381,29 +542,44 @@ def main(argv: list[str] | None = None) -> int:
     from serving.offline.historical import DEFAULT_CHUNK_ROWS
 
     chunk_rows = args.chunk_rows or DEFAULT_CHUNK_ROWS
-    print(
-        f"{'labels':>10} {'feat. rows':>11} {'values':>12} {'write s':>8} {'gen. s':>7} {'cold s':>7} {'labels/s':>10} {'warm s':>7} {'labels/s':>10} "
-        f"{'CPU s':>6} {'peak RSS MiB':>12} {'RSS before':>10} {'val. scanned':>12} {'non-null':>8} {'DuckDB s':>8} {'labels/s':>10} "
-        f"{'its RSS':>9} {'load':>5}  "
-        f"(10 features, chunk_rows={chunk_rows}, {os.cpu_count()} CPUs)"
+    cases = (
+        [(args.labels, args.rows)] if args.labels is not None else [(100_000 * s, 1_000_000 * s) for s in args.scale]
     )
-    for scale in args.scale:
-        labels, rows = 100_000 * scale, 1_000_000 * scale  # rows: feature rows (windows) of each of the 10 features
+    print(
+        f"{'labels':>10} {'rows/feat.':>11} {'feats':>5} {'values':>12} {'entities':>9} {'write s':>8} {'gen. s':>7} "
+        f"{'load':>5} {'cold s':>7} {'labels/s':>10} {'warm s (best of 3)':>18} {'labels/s':>10} {'CPU s':>6} "
+        f"{'peak RSS MiB':>12} {'RSS before':>10} {'rows opened':>12} {'non-null':>8} {'checked':>7} "
+        f"{'DuckDB s':>8} {'labels/s':>10} {'its RSS':>9}  "
+        f"(long layout: one row per feature value; chunk_rows={chunk_rows}, {os.cpu_count()} CPUs)"
+    )
+    failed = False
+    for labels, rows in cases:
         with tempfile.TemporaryDirectory(prefix="fs-bench-pit-") as tmp:
             folder = Path(tmp)
             written = generate(folder, labels, rows)
-            load = os.getloadavg()[0]  # other work on the machine skews wall times: shown with them
             r = _child("--run", folder, chunk_rows)
             duck = _child("--duckdb", folder, chunk_rows)
             if r is None or duck is None:
                 return 1
         print(
-            f"{labels:>10,} {rows:>11,} {rows * len(FEATURES):>12,} {written['write_s']:>8.1f} {written['generate_s']:>7.1f} {r['cold_s']:>7.2f} {labels / r['cold_s']:>10,.0f} "
-            f"{r['warm_s']:>7.2f} {labels / r['warm_s']:>10,.0f} {r['warm_cpu_s']:>6.2f} {r['peak_rss_mib']:>12,.0f} "
-            f"{r['rss_before_join_mib']:>10,.0f} {r['values_scanned']:>12,} {r['non_null_share']:>8.0%} {duck['duckdb_s']:>8.2f} "
-            f"{labels / duck['duckdb_s']:>10,.0f} {duck['duckdb_peak_rss_mib']:>9,.0f} {load:>5.1f}"
+            f"{labels:>10,} {rows:>11,} {len(FEATURES):>5} {rows * len(FEATURES):>12,} {entity_count(rows):>9,} "
+            f"{written['write_s']:>8.1f} {written['generate_s']:>7.1f} {r['load']:>5.1f} {r['cold_s']:>7.2f} "
+            f"{labels / r['cold_s']:>10,.0f} {r['warm_s']:>18.2f} {labels / r['warm_s']:>10,.0f} {r['warm_cpu_s']:>6.2f} "
+            f"{r['peak_rss_mib']:>12,.0f} {r['rss_before_join_mib']:>10,.0f} {r['rows_opened']:>12,} "
+            f"{r['non_null_share']:>8.0%} {r['checked']:>7,} {duck['duckdb_s']:>8.2f} "
+            f"{labels / duck['duckdb_s']:>10,.0f} {duck['duckdb_peak_rss_mib']:>9,.0f}",
+            flush=True,
         )
-    return 0
+        if r["mismatches"]:
+            failed = True
+            print(
+                f"error: the join differs from the reference in {r['mismatches']:,} of {r['checked'] * len(FEATURES):,}"
+                f" values checked ({r['checked']:,} label rows); for example:",
+                file=sys.stderr,
+            )
+            for example in r["examples"]:
+                print(f"  {example}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -95,6 +95,9 @@ BAD_OPTIONS = [
     ("pit_join", ["--scale", "0.01"], "--scale"),
     ("pit_join", ["--scale", "-1"], "--scale"),
     ("pit_join", ["--chunk-rows", "0"], "--chunk-rows"),
+    ("pit_join", ["--labels", "0", "--rows", "100"], "--labels"),
+    ("pit_join", ["--labels", "10"], "--labels"),  # without --rows
+    ("pit_join", ["--labels", "10", "--rows", "150"], "--rows"),  # 100 rows per entity
 ]
 
 
