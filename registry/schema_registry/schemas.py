@@ -1,7 +1,8 @@
 """Schemas as the registry holds them: references, registered versions, and the text each is kept under.
 
 A schema is kept under the text Avro's Java library writes for it (``normalize``, ``canonical``), the text
-Confluent keeps and returns, so equal schemas get equal texts and one id.
+Confluent keeps and returns, so equal schemas get equal texts and one id. A version is read as a request
+names it (``version_spec``: a number, ``-1`` or ``latest``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,40 @@ from registry.core import bounded_json
 from registry.schema_registry import avro_parse
 from registry.schema_registry.avro_parse import WithReferences
 from registry.schema_registry.canonical import canonical_text
-from registry.schema_registry.errors import InvalidSchemaError
+from registry.schema_registry.errors import InvalidSchemaError, InvalidVersionError
+from registry.schema_registry.jackson import java_int
 
 MAX_VERSION = 2**31 - 1
 """The greatest version number (Confluent's versions are Java ints)."""
+
+VersionSpec = int | str
+"""A version number, ``-1`` or ``"latest"``; also the text of a number, as it arrives in a URL."""
+
+
+_JAVA_BLANKS = "".join(map(chr, range(33)))  # what Java's String.trim strips: U+0000 to the space
+
+
+def version_spec(version: VersionSpec) -> int | None:
+    """The version number asked for, or None for the latest one, read as Confluent's ``VersionId`` reads a path's
+    version: trimmed as Java trims, ``latest`` in any case, else ``Integer.parseInt`` (an optional sign and
+    digits: no ``_`` as in ``1_0``, no other blank around it), and a number of 0 or less but -1 is named as a
+    number (``-0`` is ``'0'``)."""
+    if isinstance(version, str):
+        trimmed = version.strip(_JAVA_BLANKS)
+        if trimmed.lower() == "latest":
+            return None
+        number = java_int(trimmed)
+        if number is None:
+            raise InvalidVersionError(version)
+        if number <= 0 and number != -1:
+            raise InvalidVersionError(number)
+    elif (
+        isinstance(version, bool) or not isinstance(version, int) or not (version == -1 or 1 <= version <= MAX_VERSION)
+    ):
+        raise InvalidVersionError(version)
+    else:
+        number = version
+    return None if number == -1 else number
 
 
 @dataclass(frozen=True)

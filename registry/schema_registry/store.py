@@ -28,19 +28,16 @@ Confluent's default.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
 
 from registry import sqlite_store
 from registry.core.errors import StoreUnavailableError
 from registry.schema_registry import avro_compat, avro_parse
 from registry.schema_registry.avro_compat import CompatibilityLevel
 from registry.schema_registry.avro_parse import WithReferences
-from registry.schema_registry.canonical import canonical_text
 from registry.schema_registry.errors import (
     AlreadySoftDeletedError,
     ConfigNotFoundError,
@@ -54,16 +51,28 @@ from registry.schema_registry.errors import (
     SubjectNotFoundError,
     VersionNotFoundError,
 )
-from registry.schema_registry.jackson import java_int
 from registry.schema_registry.schemas import (
-    MAX_VERSION,
     RegisteredSchema,
     SchemaReference,
     StoredSchema,
+    VersionSpec,
     normalize,
     refs_from_json,
     refs_json,
     sorted_references,
+    version_spec,
+)
+from registry.schema_registry.store_tables import (
+    CANONICAL_TEXTS,
+    DDL,
+    MIGRATE_REFS,
+    VersionRow,
+    referenced_by,
+    resolve,
+    rewrite_texts,
+    schemas_of,
+    subject_level,
+    versions_of,
 )
 
 __all__ = [
@@ -84,90 +93,6 @@ __all__ = [
     "normalize",
 ]
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS schemas (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    normalized TEXT NOT NULL,
-    schema_type TEXT NOT NULL DEFAULT 'AVRO',
-    refs TEXT NOT NULL DEFAULT '[]',
-    UNIQUE (normalized, refs)
-);
-CREATE TABLE IF NOT EXISTS schema_references (
-    schema_id INTEGER NOT NULL REFERENCES schemas(id),
-    name TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    PRIMARY KEY (schema_id, name)
-);
-CREATE INDEX IF NOT EXISTS schema_references_by_target ON schema_references (subject, version);
-CREATE TABLE IF NOT EXISTS subject_versions (
-    subject TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    schema_id INTEGER NOT NULL REFERENCES schemas(id),
-    deleted INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (subject, version)
-);
-CREATE INDEX IF NOT EXISTS subject_versions_by_schema ON subject_versions (schema_id);
-CREATE TABLE IF NOT EXISTS global_config (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-    compatibility TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS subject_config (
-    subject TEXT PRIMARY KEY,
-    compatibility TEXT NOT NULL
-);
-"""
-
-# A store written before references existed has `normalized` unique on its own: the table is rebuilt
-# with (normalized, refs) unique, keeping every id.
-_MIGRATE_REFS = """
-CREATE TABLE schemas_with_refs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    normalized TEXT NOT NULL,
-    schema_type TEXT NOT NULL DEFAULT 'AVRO',
-    refs TEXT NOT NULL DEFAULT '[]',
-    UNIQUE (normalized, refs)
-);
-INSERT INTO schemas_with_refs (id, normalized, schema_type) SELECT id, normalized, schema_type FROM schemas;
-DROP TABLE schemas;
-ALTER TABLE schemas_with_refs RENAME TO schemas
-"""
-
-_CANONICAL_TEXTS = 1  # PRAGMA user_version from which every stored text is Avro's own (``canonical``)
-
-VersionSpec = int | str
-"""A version number, ``-1`` or ``"latest"``; also the text of a number, as it arrives in a URL."""
-
-
-_VersionRow = tuple[int, str, int, tuple[SchemaReference, ...], bool]
-"""(version, schema text, id, references, soft-deleted) of one subject version."""
-
-
-_JAVA_BLANKS = "".join(map(chr, range(33)))  # what Java's String.trim strips: U+0000 to the space
-
-
-def _version_spec(version: VersionSpec) -> int | None:
-    """The version number asked for, or None for the latest one, read as Confluent's ``VersionId`` reads a path's
-    version: trimmed as Java trims, ``latest`` in any case, else ``Integer.parseInt`` (an optional sign and
-    digits: no ``_`` as in ``1_0``, no other blank around it), and a number of 0 or less but -1 is named as a
-    number (``-0`` is ``'0'``)."""
-    if isinstance(version, str):
-        trimmed = version.strip(_JAVA_BLANKS)
-        if trimmed.lower() == "latest":
-            return None
-        number = java_int(trimmed)
-        if number is None:
-            raise InvalidVersionError(version)
-        if number <= 0 and number != -1:
-            raise InvalidVersionError(number)
-    elif (
-        isinstance(version, bool) or not isinstance(version, int) or not (version == -1 or 1 <= version <= MAX_VERSION)
-    ):
-        raise InvalidVersionError(version)
-    else:
-        number = version
-    return None if number == -1 else number
-
 
 def _parse_level(level: object) -> CompatibilityLevel:
     try:
@@ -187,35 +112,15 @@ class SchemaStore:
         with self._transaction() as conn:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(schemas)")}
             if columns and "refs" not in columns:
-                for statement in _MIGRATE_REFS.split(";"):
+                for statement in MIGRATE_REFS.split(";"):
                     conn.execute(statement)
-            for statement in _DDL.split(";"):
+            for statement in DDL.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            if conn.execute("PRAGMA user_version").fetchone()[0] < _CANONICAL_TEXTS:
-                self._rewrite_texts(conn)
-                conn.execute(f"PRAGMA user_version = {_CANONICAL_TEXTS}")
+            if conn.execute("PRAGMA user_version").fetchone()[0] < CANONICAL_TEXTS:
+                rewrite_texts(conn)
+                conn.execute(f"PRAGMA user_version = {CANONICAL_TEXTS}")
         self._opened = True
-
-    def _rewrite_texts(self, conn: sqlite3.Connection) -> None:
-        """A store written before schema texts were Avro's own (``canonical``: they were JSON with sorted keys):
-        each text rewritten, keeping its id. Where the new text is already another id's (two spellings of one
-        schema registered apart), the later id keeps its old text: both ids stay readable."""
-        for schema_id, text, refs_text in conn.execute(
-            "SELECT id, normalized, refs FROM schemas ORDER BY id"
-        ).fetchall():
-            try:
-                _, dependencies = self._resolve(conn, refs_from_json(refs_text))
-                new = canonical_text(json.loads(text), [json.loads(d) for d in dependencies])
-            except (InvalidSchemaError, ValueError, KeyError, TypeError):
-                continue  # not readable as a schema any more: left as it is
-            if (
-                new != text
-                and not conn.execute(
-                    "SELECT 1 FROM schemas WHERE normalized = ? AND refs = ?", (new, refs_text)
-                ).fetchone()
-            ):
-                conn.execute("UPDATE schemas SET normalized = ? WHERE id = ?", (new, schema_id))
 
     # -- connections --------------------------------------------------------------------------------
 
@@ -270,7 +175,7 @@ class SchemaStore:
             IncompatibleSchemaError: a new version would break the subject's compatibility level.
         """
         with self._transaction() as conn:
-            refs, dependencies = self._resolve(conn, references)
+            refs, dependencies = resolve(conn, references)
             if normalize_references:
                 refs = sorted_references(refs)
             normalized = normalize(schema_text, dependencies)
@@ -283,7 +188,7 @@ class SchemaStore:
             if existing:
                 return RegisteredSchema(existing[1], subject, existing[0], normalized, refs)
             level = self._effective_level(conn, subject)
-            live = self._schemas_of(conn, subject, deleted=False)
+            live = schemas_of(conn, subject, deleted=False)
             self._check_or_raise(conn, subject, level, WithReferences(normalized, tuple(dependencies)), live)
             row = conn.execute(
                 "SELECT id FROM schemas WHERE normalized = ? AND refs = ?", (normalized, refs_text)
@@ -320,9 +225,9 @@ class SchemaStore:
             AlreadySoftDeletedError: a soft delete of a soft-deleted version.
             NotSoftDeletedError: a permanent delete of a version that was not soft-deleted first.
         """
-        number = _version_spec(version)
+        number = version_spec(version)
         with self._transaction() as conn:
-            rows = dict(self._versions_of(conn, subject, deleted=True))
+            rows = dict(versions_of(conn, subject, deleted=True))
             # in Confluent's order (validateDeleteSchemaVersion): a numbered version is found among
             # soft-deleted ones too; `latest` is the latest live one, for a permanent delete as well (so
             # that one fails with NotSoftDeletedError), and with no live version it is "Version -1 not found."
@@ -337,7 +242,7 @@ class SchemaStore:
                 raise VersionNotFoundError(subject, number)
             if rows[number] and not permanent:
                 raise AlreadySoftDeletedError(subject, number)
-            if self._referenced_by(conn, subject, number, deleted=permanent):
+            if referenced_by(conn, subject, number, deleted=permanent):
                 raise ReferenceExistsError(subject, number)
             if permanent:
                 if not rows[number]:
@@ -364,14 +269,14 @@ class SchemaStore:
             NotSoftDeletedError: a permanent delete of a subject with live versions.
         """
         with self._transaction() as conn:
-            rows = self._versions_of(conn, subject, deleted=True)
+            rows = versions_of(conn, subject, deleted=True)
             if not rows:
                 raise SubjectNotFoundError(subject)
             live = [v for v, deleted in rows if not deleted]
             # version by version, oldest first, as Confluent's deleteSubject: a version referenced from another
             # subject (42206), then, for a permanent delete, a live version (40405), whichever comes first
             for number, deleted in rows if permanent else [(v, False) for v in live]:
-                if any(s != subject for s, _ in self._referenced_by(conn, subject, number, deleted=permanent)):
+                if any(s != subject for s, _ in referenced_by(conn, subject, number, deleted=permanent)):
                     raise ReferenceExistsError(subject, number)
                 if permanent and not deleted:
                     raise NotSoftDeletedError(subject)
@@ -485,7 +390,7 @@ class SchemaStore:
             SubjectNotFoundError: no version at all (no live one, unless ``deleted`` or ``deleted_only``).
         """
         with self._read() as conn:
-            rows = self._versions_of(conn, subject, deleted=deleted or deleted_only)
+            rows = versions_of(conn, subject, deleted=deleted or deleted_only)
         if not rows:
             raise SubjectNotFoundError(subject)
         return [v for v, gone in rows if gone or not deleted_only]
@@ -499,10 +404,10 @@ class SchemaStore:
             VersionNotFoundError: no such version (``latest`` with ``deleted``: no live version, "Version -1").
             InvalidVersionError: not a version.
         """
-        number = _version_spec(version)
+        number = version_spec(version)
         with self._read() as conn:
-            rows = self._schemas_of(conn, subject, deleted=deleted)
-            live = self._schemas_of(conn, subject, deleted=False) if deleted and number is None else rows
+            rows = schemas_of(conn, subject, deleted=deleted)
+            live = schemas_of(conn, subject, deleted=False) if deleted and number is None else rows
         if not rows:
             raise SubjectNotFoundError(subject)
         if number is None and not live:
@@ -521,9 +426,7 @@ class SchemaStore:
         """
         found = self.version(subject, version, deleted=True)
         with self._read() as conn:
-            return sorted(
-                {schema_id for _, schema_id in self._referenced_by(conn, subject, found.version, deleted=deleted)}
-            )
+            return sorted({schema_id for _, schema_id in referenced_by(conn, subject, found.version, deleted=deleted)})
 
     def lookup(
         self,
@@ -545,7 +448,7 @@ class SchemaStore:
         """
         hidden = "" if deleted else "AND v.deleted = 0"
         with self._read() as conn:
-            refs, dependencies = self._resolve(conn, references)
+            refs, dependencies = resolve(conn, references)
             if normalize_references:
                 refs = sorted_references(refs)
             normalized = normalize(
@@ -557,7 +460,7 @@ class SchemaStore:
                 "ORDER BY v.deleted, v.version DESC LIMIT 1",
                 (subject, normalized, refs_json(refs)),
             ).fetchone()
-            known = row is not None or bool(self._versions_of(conn, subject, deleted=deleted))
+            known = row is not None or bool(versions_of(conn, subject, deleted=deleted))
         if not known:
             raise SubjectNotFoundError(subject)
         if row is None:
@@ -592,7 +495,7 @@ class SchemaStore:
     def subject_compatibility(self, subject: str) -> CompatibilityLevel | None:
         """The subject's own override, or None."""
         with self._read() as conn:
-            return self._subject_level(conn, subject)
+            return subject_level(conn, subject)
 
     def configured_compatibility(self, subject: str | None = None) -> CompatibilityLevel | None:
         """The level stored for ``subject`` (None: the global level set through ``PUT /config``), or None
@@ -624,21 +527,21 @@ class SchemaStore:
             InvalidVersionError, VersionNotFoundError: no such version (checked first).
             InvalidSchemaError: not a valid schema, or a reference that does not resolve.
         """
-        number = None if version is None else _version_spec(version)
+        number = None if version is None else version_spec(version)
         with self._read() as conn:
-            live = self._schemas_of(conn, subject, deleted=False)
+            live = schemas_of(conn, subject, deleted=False)
             if number is not None:
                 live = [row for row in live if row[0] == number]
                 if not live:
                     raise VersionNotFoundError(subject, number)
             elif version is not None:
                 live = live[-1:]
-            _, dependencies = self._resolve(conn, references)
+            _, dependencies = resolve(conn, references)
             normalized = normalize(schema_text, dependencies)
             level = self._effective_level(conn, subject)
             if version is not None:
                 level = CompatibilityLevel(level.value.replace("_TRANSITIVE", ""))
-            existing = [WithReferences(text, tuple(self._resolve(conn, refs)[1])) for _, text, _, refs, _ in live]
+            existing = [WithReferences(text, tuple(resolve(conn, refs)[1])) for _, text, _, refs, _ in live]
         return _check(
             level, WithReferences(normalized, tuple(dependencies)), existing, [f"version {v}" for v, *_ in live]
         )
@@ -651,7 +554,7 @@ class SchemaStore:
         subject: str,
         level: CompatibilityLevel,
         new: WithReferences,
-        live: list[_VersionRow],
+        live: list[VersionRow],
     ) -> None:
         """Raise :class:`IncompatibleSchemaError` naming the first existing version (newest first, as
         Confluent's ``CompatibilityChecker`` iterates: "in order of most recent to least recent") that ``new`` may
@@ -659,103 +562,17 @@ class SchemaStore:
         if level is CompatibilityLevel.NONE or not live:
             return
         for number, text, _, refs, _ in reversed(live) if level.transitive else live[-1:]:
-            old = WithReferences(text, tuple(self._resolve(conn, refs)[1]))
+            old = WithReferences(text, tuple(resolve(conn, refs)[1]))
             problems = _check(level, new, [old], [f"version {number}"])
             if problems:
                 raise IncompatibleSchemaError(subject, level, problems, number, text)
-
-    def _resolve(
-        self, conn: sqlite3.Connection, references: Sequence[SchemaReference]
-    ) -> tuple[tuple[SchemaReference, ...], list[str]]:
-        """The references with ``-1`` resolved to the latest version, and the texts of every schema they
-        bring in, transitively, each after the ones it depends on (Confluent's ``resolveReferences``:
-        depth first, a reference name taken once).
-
-        Raises:
-            InvalidSchemaError: a reference to a subject version that does not exist.
-        """
-        taken: set[str] = set()
-        texts: list[str] = []
-
-        def visit(refs: Sequence[SchemaReference], depth: int) -> tuple[SchemaReference, ...]:
-            if depth > 32:
-                raise InvalidSchemaError("references nested more than 32 levels")
-            resolved = []
-            for ref in refs:
-                row = self._referenced_row(conn, ref)
-                if row is None:
-                    raise InvalidSchemaError(
-                        f'No schema reference found for subject "{ref.subject}" and version {ref.version}'
-                    )
-                number, text, own_refs = row
-                resolved.append(SchemaReference(ref.name, ref.subject, number))
-                if ref.name not in taken:
-                    taken.add(ref.name)  # before its own references: a cycle back to this name stops
-                    visit(own_refs, depth + 1)
-                    texts.append(text)
-            return tuple(resolved)
-
-        return visit(references, 0), texts
-
-    @staticmethod
-    def _referenced_row(
-        conn: sqlite3.Connection, ref: SchemaReference
-    ) -> tuple[int, str, tuple[SchemaReference, ...]] | None:
-        """(version, text, references) of a referenced subject version, soft-deleted ones included (Confluent
-        resolves references to deleted versions so that existing schemas keep parsing)."""
-        order = "ORDER BY v.deleted, v.version DESC LIMIT 1" if ref.version == -1 else "AND v.version = ?"
-        params: tuple[Any, ...] = (ref.subject,) if ref.version == -1 else (ref.subject, ref.version)
-        row = conn.execute(
-            "SELECT v.version, s.normalized, s.refs FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
-            f"WHERE v.subject = ? {order}",
-            params,
-        ).fetchone()
-        return None if row is None else (row[0], row[1], refs_from_json(row[2]))
-
-    @staticmethod
-    def _referenced_by(conn: sqlite3.Connection, subject: str, version: int, *, deleted: bool) -> list[tuple[str, int]]:
-        """(subject, schema id) of the versions whose schema references ``subject`` at ``version``; only
-        live versions unless ``deleted``."""
-        hidden = "" if deleted else "AND v.deleted = 0"
-        rows = conn.execute(
-            "SELECT DISTINCT v.subject, r.schema_id FROM schema_references r "
-            "JOIN subject_versions v ON v.schema_id = r.schema_id "
-            f"WHERE r.subject = ? AND r.version = ? {hidden}",
-            (subject, version),
-        ).fetchall()
-        return [(r[0], r[1]) for r in rows]
-
-    @staticmethod
-    def _versions_of(conn: sqlite3.Connection, subject: str, *, deleted: bool) -> list[tuple[int, bool]]:
-        hidden = "" if deleted else "AND deleted = 0"
-        rows = conn.execute(
-            f"SELECT version, deleted FROM subject_versions WHERE subject = ? {hidden} ORDER BY version", (subject,)
-        ).fetchall()
-        return [(r[0], bool(r[1])) for r in rows]
-
-    @staticmethod
-    def _schemas_of(conn: sqlite3.Connection, subject: str, *, deleted: bool) -> list[_VersionRow]:
-        """(version, schema, id, references, soft-deleted) of the subject's versions, oldest first."""
-        hidden = "" if deleted else "AND v.deleted = 0"
-        rows = conn.execute(
-            "SELECT v.version, s.normalized, s.id, s.refs, v.deleted "
-            "FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
-            f"WHERE v.subject = ? {hidden} ORDER BY v.version",
-            (subject,),
-        ).fetchall()
-        return [(r[0], r[1], r[2], refs_from_json(r[3]), bool(r[4])) for r in rows]
 
     def _global_level(self, conn: sqlite3.Connection) -> CompatibilityLevel:
         row = conn.execute("SELECT compatibility FROM global_config").fetchone()
         return self._default if row is None else CompatibilityLevel(row[0])
 
-    @staticmethod
-    def _subject_level(conn: sqlite3.Connection, subject: str) -> CompatibilityLevel | None:
-        row = conn.execute("SELECT compatibility FROM subject_config WHERE subject = ?", (subject,)).fetchone()
-        return None if row is None else CompatibilityLevel(row[0])
-
     def _effective_level(self, conn: sqlite3.Connection, subject: str | None) -> CompatibilityLevel:
-        own = None if subject is None else self._subject_level(conn, subject)
+        own = None if subject is None else subject_level(conn, subject)
         return own if own is not None else self._global_level(conn)
 
 
