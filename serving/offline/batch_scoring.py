@@ -32,13 +32,9 @@ from registry.core.arguments import feature_names, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DatasetError, DefinitionError
 from registry.core.refs import parse_ref
-from serving.offline.historical import (
-    DEFAULT_CHUNK_ROWS,
-    join_label_batches,
-    output_schema,
-    resolve_features,
-    write_parquet,
-)
+from serving.offline.command_io import write_parquet
+from serving.offline.feature_resolution import resolve_features
+from serving.offline.historical import DEFAULT_CHUNK_ROWS, join_label_batches, output_schema
 from sinks.iceberg.reader import distinct_entities, epoch_us, read_point
 
 if TYPE_CHECKING:
@@ -141,7 +137,7 @@ def _definitions(db: Path) -> DefinitionStore:
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
-    from serving.offline.historical import parse_as_of
+    from serving.offline.command_io import parse_as_of
     from sinks.factory import connect_iceberg
     from sinks.iceberg.writer import load_table
 

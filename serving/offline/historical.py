@@ -28,31 +28,30 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from registry.access import guard_catalog
 from registry.core import entity_keys
 from registry.core.arguments import feature_names, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
-from registry.core.refs import parse_ref
+from registry.core.errors import DatasetError, DefinitionError
 from registry.core.timeline import Rule
 from registry.core.value_types import arrow_type
 from serving.offline.asof_join import LabelKeys, join_feature
-from serving.offline.request_columns import Column, RequestColumn, assemble, check_request_fields, stored_of
+from serving.offline.command_io import open_labels, parse_as_of, write_parquet
+from serving.offline.feature_resolution import check_columns, resolve_columns, resolve_unchecked
+from serving.offline.request_columns import Column, assemble, check_request_fields, stored_of
 from sinks.iceberg.reader import (
     Band,
     FeaturePieces,
@@ -71,88 +70,6 @@ if TYPE_CHECKING:
 
 DEFAULT_CHUNK_ROWS = 250_000
 ROWS_PER_READ = 16_000_000  # offline rows read at once (~50 bytes each in memory); more are read in feature groups
-
-
-def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[FeatureDefinition]:
-    """Definitions for ``name`` (the active version, aliases too) or ``name@vN`` (that version).
-
-    UnknownFeatureError lists every unknown name; a feature asked for twice is a DefinitionError; then
-    the catalog's read check (ForbiddenError naming every feature the caller has no grant for).
-    """
-    found = _resolve_stored(catalog, entity_type, features)
-    catalog.check_read(found)
-    return found
-
-
-def _resolve_stored(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[FeatureDefinition]:
-    """``resolve_features`` without the read check."""
-    found: list[FeatureDefinition] = []
-    unknown: list[str] = []
-    for feature in features:
-        ref = parse_ref(feature)
-        try:
-            if ref is None:
-                raise UnknownFeatureError(entity_type, [feature])
-            if ref.version is not None:
-                found.append(catalog.get(entity_type, ref.name, ref.version))
-            else:
-                found.extend(catalog.resolve(entity_type, [ref.name]))
-        except UnknownFeatureError:
-            unknown.append(feature)
-    if unknown:
-        raise UnknownFeatureError(entity_type, unknown)
-    names = [d.name for d in found]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise DefinitionError(f"feature(s) requested more than once (one version per request): {twice}")
-    return found
-
-
-def resolve_columns(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[Column]:
-    """``resolve_features`` for stored features and request-time features alike (order kept).
-
-    A request feature is ``name`` (its highest version) or ``name@vN``; its function is loaded and
-    checked against its registered source here (RequestFeatureError), and reading it needs the grants
-    its stored inputs need."""
-    columns = _resolve_unchecked(catalog, entity_type, features)
-    check_columns(catalog, columns)
-    return columns
-
-
-def check_columns(catalog: FeatureCatalog, columns: Sequence[Column]) -> None:
-    """One read check for a whole command: a feature read directly and as a request feature's input is one read
-    (audited once), and a refusal names every feature without a grant, stored or input."""
-    catalog.check_read([d for c in columns for d in (c.inputs if isinstance(c, RequestColumn) else (c,))])
-
-
-def _resolve_unchecked(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[Column]:
-    """``resolve_columns`` without the read check."""
-    found: dict[int, Column] = {}
-    stored: list[tuple[int, str]] = []
-    unknown: list[str] = []
-    for i, feature in enumerate(features):
-        ref = parse_ref(feature)
-        if ref is None or catalog.request_feature(entity_type, ref.name) is None:
-            stored.append((i, feature))
-            continue
-        request = catalog.request_feature(entity_type, ref.name, ref.version)
-        if request is None:
-            unknown.append(feature)
-        else:
-            found[i] = RequestColumn.of(catalog, request)
-    try:
-        definitions = _resolve_stored(catalog, entity_type, [f for _, f in stored])
-    except UnknownFeatureError as exc:
-        raise UnknownFeatureError(entity_type, [*exc.names, *unknown]) from exc
-    if unknown:
-        raise UnknownFeatureError(entity_type, unknown)
-    found.update((i, d) for (i, _), d in zip(stored, definitions, strict=True))
-    columns = [found[i] for i in range(len(features))]
-    names = [c.name for c in columns]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise DefinitionError(f"feature(s) requested more than once (one version per request): {twice}")
-    return columns
 
 
 def entity_columns(entity_column: str) -> list[str]:
@@ -494,7 +411,7 @@ def get_historical_vectors(
         raise DatasetError("give at least one entity type's features")
     if snapshot_id is not None and as_of is not None:
         raise DatasetError("give either snapshot_id or as_of, not both")
-    columns = [_resolve_unchecked(catalog, p.entity_type, p.features) for p in parts]
+    columns = [resolve_unchecked(catalog, p.entity_type, p.features) for p in parts]
     check_columns(catalog, [c for part in columns for c in part])  # every part's features checked together
     names = [c.name for part in columns for c in part]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -514,88 +431,6 @@ def get_historical_vectors(
             chunk_rows=chunk_rows,
         )
     return out
-
-
-OUTPUT_ROW_GROUP_ROWS = 131_072
-"""Rows per row group of a written training set, whatever the chunks it was joined in: the same rows make the
-same bytes (a rebuild with another ``chunk_rows`` is byte-identical)."""
-
-
-def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path) -> int:
-    """Write batches to ``out`` atomically (a partial file never appears under that name), in row groups of
-    ``OUTPUT_ROW_GROUP_ROWS`` (the last one shorter); rows written."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    rows = 0
-    pending: list[pa.RecordBatch] = []
-    held = 0
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for batch in batches:
-                pending.append(batch)
-                held += batch.num_rows
-                rows += batch.num_rows
-                while held >= OUTPUT_ROW_GROUP_ROWS:
-                    table = pa.Table.from_batches(pending, schema)
-                    writer.write_table(table.slice(0, OUTPUT_ROW_GROUP_ROWS), row_group_size=OUTPUT_ROW_GROUP_ROWS)
-                    rest = table.slice(OUTPUT_ROW_GROUP_ROWS)
-                    pending, held = rest.to_batches(), rest.num_rows
-            if held:
-                writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=OUTPUT_ROW_GROUP_ROWS)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return rows
-
-
-def parse_as_of(snapshot_id: int | None, as_of: str | None, *, option: str = "--as-of") -> int | datetime | None:
-    """CLI form: ``--snapshot-id N`` or ``--as-of`` an ISO-8601 time with a zone, or epoch ms digits.
-
-    ``option`` is the name the command gives the time (in messages)."""
-    from registry.core.durations import parse_instant
-
-    if snapshot_id is not None and as_of is not None:
-        raise DatasetError(f"give either --snapshot-id or {option}, not both")
-    if as_of is None:
-        return snapshot_id
-    try:
-        instant = parse_instant(as_of)
-    except ValueError as exc:
-        raise DatasetError(f"{option} {exc}") from None
-    if instant - datetime.max.replace(tzinfo=UTC) > timedelta(0):  # 9999-12-31 late in a zone behind UTC
-        raise DatasetError(f"{option} {as_of!r} is past the year 9999 (UTC)")
-    return instant
-
-
-# pyarrow takes a batch size as a 64-bit count (OverflowError past it): a larger chunk is every row anyway.
-MAX_BATCH_ROWS = 2**63 - 1
-
-
-def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The labels file's schema and its batches; DatasetError naming ``--labels`` for a file that is missing,
-    not Parquet, or cut short (also when the damage shows only while its batches are read)."""
-
-    def refused(exc: Exception) -> DatasetError:
-        return DatasetError(f"--labels {path}: not a readable Parquet file: {exc}")
-
-    try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO blocked the open for good; a folder is no file
-            raise OSError("not a regular file")
-        labels = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError, UnicodeError) as exc:  # UnicodeError: a name that is not UTF-8 (to Arrow)
-        raise refused(exc) from None
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        read = labels.iter_batches(batch_size=min(chunk_rows, MAX_BATCH_ROWS))
-        while True:
-            try:
-                batch = next(read)
-            except StopIteration:
-                return
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise refused(exc) from None
-            yield batch
-
-    return labels.schema_arrow, batches()
 
 
 def add_join_arguments(parser: argparse.ArgumentParser) -> None:

@@ -46,17 +46,15 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.training_sets import Manifest, ManifestFeature
+from serving.offline.command_io import MAX_BATCH_ROWS, parse_as_of, write_parquet
 from serving.offline.content_hash import ContentHasher, content_sha256
+from serving.offline.feature_resolution import resolve_columns
 from serving.offline.historical import (
     DEFAULT_CHUNK_ROWS,
-    MAX_BATCH_ROWS,
     add_join_arguments,
     join_label_batches,
     join_labels,
     output_schema,
-    parse_as_of,
-    resolve_columns,
-    write_parquet,
 )
 from serving.offline.request_columns import Column, RequestColumn
 from sinks.iceberg.reader import ReadPoint, epoch_us, iso_us, point_from, read_point

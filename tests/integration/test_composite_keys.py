@@ -32,12 +32,12 @@ from registry.definition_store import DefinitionStore
 from registry.live import LiveCatalog
 from registry.plan import apply
 from serving.offline.batch_scoring import export_feature_vectors
+from serving.offline.feature_resolution import resolve_columns
 from serving.offline.historical import (
     EntityFeatures,
     get_historical_features,
     get_historical_vectors,
     join_label_batches,
-    resolve_columns,
 )
 from serving.online.app import create_app
 from serving.online.client import FeatureClient

@@ -364,7 +364,7 @@ def test_a_feature_service_belongs_to_the_team_that_registered_it(
 
 
 def test_offline_reads_refuse_restricted_features_without_a_grant(tmp_path: Path) -> None:
-    from serving.offline.historical import resolve_features
+    from serving.offline.feature_resolution import resolve_features
 
     settings = Settings(definitions_db=tmp_path / "definitions.db", auth=True)
     store = AccessStore(settings.definitions_db)
@@ -388,7 +388,7 @@ def test_offline_reads_refuse_restricted_features_without_a_grant(tmp_path: Path
 
 def test_an_offline_read_of_a_feature_and_of_a_request_feature_over_it_is_one_audited_read(tmp_path: Path) -> None:
     from registry.core.request_features import RequestFeature
-    from serving.offline.historical import resolve_columns
+    from serving.offline.feature_resolution import resolve_columns
 
     over_max = RequestFeature.model_validate(
         {

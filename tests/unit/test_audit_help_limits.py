@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from serving.offline.historical import open_labels
+from serving.offline.command_io import open_labels
 from sinks.cassandra import migrate
 from tests.unit.conftest import NOT_A_STORE, not_a_store
 

@@ -12,7 +12,7 @@ import pytest
 from registry.core.catalog import load_folder
 from registry.core.errors import DatasetError, DefinitionError
 from registry.gate import load_model
-from serving.offline.historical import open_labels
+from serving.offline.command_io import open_labels
 
 
 @pytest.fixture

@@ -39,12 +39,12 @@ from registry.core import entity_keys
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DefinitionError
+from serving.offline.feature_resolution import resolve_columns
 from serving.offline.historical import (
     EntityFeatures,
     get_historical_features,
     get_historical_vectors,
     join_label_batches,
-    resolve_columns,
 )
 from sinks.iceberg.reader import read_point
 from sinks.iceberg.writer import OfflineWriter, ensure_table

@@ -31,7 +31,8 @@ from registry.core.timeline import resolve, step_ms, tie_key
 from registry.definition_store import DefinitionStore
 from registry.training_sets import Manifest, TrainingSetStore
 from serving.offline.content_hash import ContentHasher, content_sha256
-from serving.offline.historical import get_historical_features, join_label_batches, resolve_features
+from serving.offline.feature_resolution import resolve_features
+from serving.offline.historical import get_historical_features, join_label_batches
 from serving.offline.training import build_parquet, build_training_set, rebuild, rebuild_parquet
 from sinks.iceberg import layout as offline_layout
 from sinks.iceberg.reader import data_reach, read_point
@@ -616,19 +617,19 @@ def test_parquet_build_and_rebuild_match_the_in_memory_ones(
 
 
 def test_written_row_groups_do_not_follow_the_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from serving.offline import historical
+    from serving.offline import command_io
 
-    monkeypatch.setattr(historical, "OUTPUT_ROW_GROUP_ROWS", 10)
+    monkeypatch.setattr(command_io, "OUTPUT_ROW_GROUP_ROWS", 10)
     table = pa.table({"x": pa.array(range(35), pa.int64())})
     for size in (1, 3, 10, 35):
-        rows = historical.write_parquet(
+        rows = command_io.write_parquet(
             table.to_batches(max_chunksize=size), table.schema, tmp_path / f"{size}.parquet"
         )
         assert rows == 35
         metadata = pq.ParquetFile(tmp_path / f"{size}.parquet").metadata
         assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [10, 10, 10, 5]
         assert (tmp_path / f"{size}.parquet").read_bytes() == (tmp_path / "1.parquet").read_bytes()
-    assert historical.write_parquet(iter([]), table.schema, tmp_path / "empty.parquet") == 0
+    assert command_io.write_parquet(iter([]), table.schema, tmp_path / "empty.parquet") == 0
     assert pq.read_table(tmp_path / "empty.parquet").num_rows == 0
 
 

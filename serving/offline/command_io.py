@@ -1,0 +1,100 @@
+"""What the offline commands (historical features, training sets, batch scoring) share around a join's data.
+
+The ``--as-of`` time read from the command line, the labels Parquet file read a chunk at a time (a file
+that is missing, not Parquet or cut short refused in one line), and the output written atomically in
+row groups of a fixed size (the same rows make the same bytes, whatever the chunks they were joined in).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from registry.core.errors import DatasetError
+
+OUTPUT_ROW_GROUP_ROWS = 131_072
+"""Rows per row group of a written training set, whatever the chunks it was joined in: the same rows make the
+same bytes (a rebuild with another ``chunk_rows`` is byte-identical)."""
+
+
+def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path) -> int:
+    """Write batches to ``out`` atomically (a partial file never appears under that name), in row groups of
+    ``OUTPUT_ROW_GROUP_ROWS`` (the last one shorter); rows written."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    rows = 0
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for batch in batches:
+                pending.append(batch)
+                held += batch.num_rows
+                rows += batch.num_rows
+                while held >= OUTPUT_ROW_GROUP_ROWS:
+                    table = pa.Table.from_batches(pending, schema)
+                    writer.write_table(table.slice(0, OUTPUT_ROW_GROUP_ROWS), row_group_size=OUTPUT_ROW_GROUP_ROWS)
+                    rest = table.slice(OUTPUT_ROW_GROUP_ROWS)
+                    pending, held = rest.to_batches(), rest.num_rows
+            if held:
+                writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=OUTPUT_ROW_GROUP_ROWS)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def parse_as_of(snapshot_id: int | None, as_of: str | None, *, option: str = "--as-of") -> int | datetime | None:
+    """CLI form: ``--snapshot-id N`` or ``--as-of`` an ISO-8601 time with a zone, or epoch ms digits.
+
+    ``option`` is the name the command gives the time (in messages)."""
+    from registry.core.durations import parse_instant
+
+    if snapshot_id is not None and as_of is not None:
+        raise DatasetError(f"give either --snapshot-id or {option}, not both")
+    if as_of is None:
+        return snapshot_id
+    try:
+        instant = parse_instant(as_of)
+    except ValueError as exc:
+        raise DatasetError(f"{option} {exc}") from None
+    if instant - datetime.max.replace(tzinfo=UTC) > timedelta(0):  # 9999-12-31 late in a zone behind UTC
+        raise DatasetError(f"{option} {as_of!r} is past the year 9999 (UTC)")
+    return instant
+
+
+# pyarrow takes a batch size as a 64-bit count (OverflowError past it): a larger chunk is every row anyway.
+MAX_BATCH_ROWS = 2**63 - 1
+
+
+def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The labels file's schema and its batches; DatasetError naming ``--labels`` for a file that is missing,
+    not Parquet, or cut short (also when the damage shows only while its batches are read)."""
+
+    def refused(exc: Exception) -> DatasetError:
+        return DatasetError(f"--labels {path}: not a readable Parquet file: {exc}")
+
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO blocked the open for good; a folder is no file
+            raise OSError("not a regular file")
+        labels = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError, UnicodeError) as exc:  # UnicodeError: a name that is not UTF-8 (to Arrow)
+        raise refused(exc) from None
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        read = labels.iter_batches(batch_size=min(chunk_rows, MAX_BATCH_ROWS))
+        while True:
+            try:
+                batch = next(read)
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise refused(exc) from None
+            yield batch
+
+    return labels.schema_arrow, batches()
