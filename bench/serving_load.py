@@ -644,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         token = None
         if args.auth != "off":
-            from registry.access import AccessStore
+            from registry.access_store import AccessStore
 
             access = AccessStore(settings.definitions_db)
             token = access.issue("bench-scorer", "bench")

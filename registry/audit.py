@@ -38,7 +38,7 @@ class AuditRecord:
 
 
 class AuditStore(Protocol):
-    """Where audit records go (``registry.access.AccessStore``)."""
+    """Where audit records go (``registry.access_store.AccessStore``)."""
 
     def record(self, records: Iterable[AuditRecord]) -> int: ...
 

@@ -29,7 +29,8 @@ from urllib.parse import unquote
 
 import orjson
 
-from registry.access import Access, Caller, header_value
+from registry.access import Access, header_value
+from registry.access_store import Caller
 from registry.core.errors import UnauthenticatedError
 from registry.schema_registry.errors import SubjectNotFoundError
 from registry.schema_registry.paths import escaped_path

@@ -472,7 +472,8 @@ def erase_by_key(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.access import Access, Caller, failure_status
+    from registry.access import Access, failure_status
+    from registry.access_store import Caller
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from registry.access import ANONYMOUS, Access, Caller, header_value
+from registry.access import ANONYMOUS, Access, header_value
+from registry.access_store import Caller
 from registry.core.errors import ForbiddenError, UnauthenticatedError
 from serving.online.http_errors import ApiError, ErrorCode, render
 

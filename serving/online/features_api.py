@@ -20,7 +20,8 @@ from urllib.parse import parse_qs, urlencode
 
 import orjson
 
-from registry.access import ANONYMOUS, Access, Caller
+from registry.access import ANONYMOUS, Access
+from registry.access_store import Caller
 from registry.core.definitions import MAX_VERSION
 from registry.core.errors import ForbiddenError, RequestFeatureError, StoreUnavailableError
 from registry.core.refs import SERVICE_NAME_PATTERN, parse_ref

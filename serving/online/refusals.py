@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from registry.access import Access, Caller
+from registry.access import Access
+from registry.access_store import Caller
 from registry.core.errors import (
     DefinitionError,
     ForbiddenError,

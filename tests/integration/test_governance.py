@@ -26,7 +26,8 @@ import pyarrow as pa
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
-from registry.access import AccessStore, guard_catalog
+from registry.access import guard_catalog
+from registry.access_store import AccessStore
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import ForbiddenError, UnauthenticatedError

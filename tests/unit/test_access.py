@@ -16,7 +16,8 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.access import Access, AccessStore, Caller, guard_catalog, needs_grant
+from registry.access import Access, guard_catalog, needs_grant
+from registry.access_store import AccessStore, Caller
 from registry.audit import AuditRecord
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition

@@ -240,7 +240,8 @@ def test_the_client_reads_an_id_of_dots_through_the_api(store: DefinitionStore, 
 
 
 def test_requests_refused_by_the_auth_middleware_are_counted_as_unauthenticated(tmp_path: Path) -> None:
-    from registry.access import Access, AccessStore
+    from registry.access import Access
+    from registry.access_store import AccessStore
     from tests.unit.test_access import _client
 
     access_store = AccessStore(tmp_path / "definitions.db")

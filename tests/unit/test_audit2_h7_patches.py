@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.access import Access, AccessStore
+from registry.access import Access
+from registry.access_store import AccessStore
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import UnauthenticatedError
 from registry.definition_store import DefinitionStore

@@ -157,7 +157,7 @@ def test_the_api_answers_a_write_locked_past_the_timeout_with_a_503(
 def test_a_write_to_another_table_of_the_file_does_not_reload_the_catalog(tmp_path: Path) -> None:
     """Readers reload on a change sequence that moved or another file at the path, not on every write to the file:
     the audit log, statistics and tokens share it, and a reload of a large catalog would stall its readers."""
-    from registry.access import AccessStore
+    from registry.access_store import AccessStore
 
     db = tmp_path / "registry.db"
     store = DefinitionStore(db)

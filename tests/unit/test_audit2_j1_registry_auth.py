@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from registry.access import Access, AccessStore
+from registry.access import Access
+from registry.access_store import AccessStore
 from registry.schema_registry.api import create_schema_registry_app
 from registry.schema_registry.auth import token_of
 from registry.schema_registry.store import SchemaStore

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from registry import access
-from registry.access import Access, AccessStore
+from registry.access import Access
+from registry.access_store import AccessStore
 from registry.core.errors import UnauthenticatedError
 
 

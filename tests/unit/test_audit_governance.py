@@ -190,7 +190,8 @@ def test_the_kafka_horizon_is_a_date_or_never(
 def test_a_token_whose_secret_is_not_utf8_is_unknown_not_a_traceback(tmp_path: Path) -> None:
     """FS_TOKEN is read with surrogate escapes: a known id followed by bytes that are not UTF-8 is an unknown token
     (401 ``unknown or revoked``), as any wrong secret; it was a ``UnicodeEncodeError``."""
-    from registry.access import Access, AccessStore
+    from registry.access import Access
+    from registry.access_store import AccessStore
     from registry.core.errors import UnauthenticatedError
 
     store = AccessStore(tmp_path / "registry.db")
@@ -206,7 +207,7 @@ def test_audit_takes_any_limit_of_1_or_more(tmp_path: Path, capsys: pytest.Captu
     """``--limit`` is a count of 1 or more with no upper bound (README: counts of 1 or more); one past SQLite's
     integers was an ``OverflowError`` traceback."""
     from registry import access
-    from registry.access import AccessStore
+    from registry.access_store import AccessStore
     from registry.audit import AuditRecord
 
     db = tmp_path / "registry.db"
@@ -236,7 +237,7 @@ def test_an_erasure_argument_that_is_not_utf8_is_refused_before_any_store_and_au
     """An argument read from bytes that are not UTF-8 (``--entity-id $'u\\xff'``): no store can hold such an id.
     It was, with auth on, a ``UnicodeEncodeError`` traceback writing its audit record (the target holds the id);
     with auth off, it went on to the stores (here: a Cassandra nobody listens for)."""
-    from registry.access import AccessStore
+    from registry.access_store import AccessStore
     from registry.definition_store import DefinitionStore
     from registry.erasures import ErasureStore
     from tests.unit.conftest import build_definition
@@ -267,7 +268,8 @@ def test_every_owner_a_definition_may_name_is_a_team_tokens_and_grants_may_name(
     no-break space, a soft hyphen, a zero-width joiner are allowed. Such a team could hold no token and be named by
     no grant (``str.isprintable`` refused them), so only an admin could write or read its restricted features."""
     from registry import access as access_cli
-    from registry.access import Access, AccessStore, Caller
+    from registry.access import Access
+    from registry.access_store import AccessStore, Caller
     from tests.unit.conftest import build_definition
 
     feature = build_definition(owner=team, sensitivity="restricted")  # the definition takes this owner
@@ -288,7 +290,8 @@ def test_every_owner_a_definition_may_name_is_a_team_tokens_and_grants_may_name(
 def test_an_audit_filter_in_bytes_that_are_not_utf8_finds_what_was_recorded(tmp_path: Path) -> None:
     """``record`` escapes a target that is not UTF-8; ``audit --target`` with the same argument failed with
     ``'utf-8' codec can't encode character`` (an error naming no option) instead of finding it."""
-    from registry.access import AccessStore, AuditRecord
+    from registry.access_store import AccessStore
+    from registry.audit import AuditRecord
 
     store = AccessStore(tmp_path / "registry.db")
     target = "entity:user/u\udcff"  # what Python makes of the argument bytes b"entity:user/u\xff"
@@ -318,7 +321,8 @@ def test_retention_says_whether_it_applied_or_only_reported(
     ],
 )
 def test_an_unknown_token_is_quoted_16_characters_at_most(tmp_path: Path, token: str, quoted: str) -> None:
-    from registry.access import Access, AccessStore
+    from registry.access import Access
+    from registry.access_store import AccessStore
     from registry.core.errors import UnauthenticatedError
 
     access = Access(AccessStore(tmp_path / "registry.db"), enabled=True)

@@ -19,7 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter
 
-from registry.access import Access, AccessStore
+from registry.access import Access
+from registry.access_store import AccessStore
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import StoreUnavailableError
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from registry.access import AccessStore
+from registry.access_store import AccessStore
 from serving.offline import erasure, retention
 from tests.unit.test_oracle_lifecycle_faults import _fail_commit, _one_error_line, env
 from tests.unit.test_training_sets import iceberg_table

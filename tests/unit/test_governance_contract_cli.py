@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from registry import access
-from registry.access import AccessStore
+from registry.access_store import AccessStore
 from registry.audit import AuditRecord
 
 

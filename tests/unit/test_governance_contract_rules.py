@@ -22,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.access import Access, AccessStore, Caller
+from registry.access import Access
+from registry.access_store import AccessStore, Caller
 from registry.core.errors import ForbiddenError, UnauthenticatedError
 from tests.unit.conftest import build_definition
 

@@ -19,7 +19,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from registry.access import Access, AccessStore
+from registry.access import Access
+from registry.access_store import AccessStore
 from registry.core.catalog import FeatureCatalog
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.http_target import origin_form

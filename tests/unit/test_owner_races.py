@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.access import Access, AccessStore
+from registry.access import Access
+from registry.access_store import AccessStore
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import ForbiddenError
 from registry.definition_store import DefinitionStore

@@ -175,7 +175,8 @@ def test_plots_command_says_when_nothing_is_stored(
 def test_without_a_version_every_version_in_the_answer_needs_the_grant(tmp_path: Path) -> None:
     """The active version internal, an older one restricted with stored statistics: asking without `version`
     is 403 naming the older one (it answered its rows), as asking for it by version is."""
-    from registry.access import Access, AccessStore
+    from registry.access import Access
+    from registry.access_store import AccessStore
     from registry.core.definitions import FeatureDefinition
     from tests.unit.conftest import definition_dict
 

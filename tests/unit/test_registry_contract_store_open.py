@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from registry import cli
-from registry.access import AccessStore
+from registry.access_store import AccessStore
 from registry.core.catalog import load_folder
 from registry.core.errors import DefinitionError
 from registry.definition_store import DefinitionStore

@@ -240,7 +240,7 @@ def test_with_auth_on_retention_needs_an_admin_token(
     message: str,
 ) -> None:
     """It deletes every team's rows: FS_AUTH=on asks an admin token of it, as of erasure (a refusal audited)."""
-    from registry.access import AccessStore
+    from registry.access_store import AccessStore
     from serving.offline import retention
 
     db = tmp_path / "definitions.db"

@@ -15,7 +15,8 @@ import httpx
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
-from registry.access import Access, AccessStore
+from registry.access import Access
+from registry.access_store import AccessStore
 from registry.schema_registry.api import _ROUTES, create_schema_registry_app
 from registry.schema_registry.auth import token_of, write_of
 from registry.schema_registry.store import SchemaStore

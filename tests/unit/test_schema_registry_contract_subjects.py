@@ -75,7 +75,8 @@ def test_with_auth_on_a_slashed_subject_is_owned_and_guarded_as_one_subject(tmp_
     """Over uvicorn, with Confluent's own client (it sends ``a%2Fb%2Fc.proto``)."""
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
-    from registry.access import Access, AccessStore
+    from registry.access import Access
+    from registry.access_store import AccessStore
     from tests.http_server import serving
 
     access_store = AccessStore(tmp_path / "definitions.db")

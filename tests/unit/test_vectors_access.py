@@ -6,7 +6,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from registry.access import Access, AccessStore
+from registry.access import Access
+from registry.access_store import AccessStore
 from registry.core.definitions import FeatureDefinition
 from registry.definition_store import DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
