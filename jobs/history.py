@@ -151,7 +151,7 @@ def _archived(table: Any, snapshot_id: int | None, time_range_ms: tuple[int, int
     from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterThanOrEqual, LessThan
 
     from sinks.archive import ARROW_SCHEMA
-    from sinks.iceberg.reader import iso_us
+    from sinks.iceberg.as_of import iso_us
 
     columns = ("partition", "offset", "kafka_timestamp", "payload")
     if snapshot_id is None:

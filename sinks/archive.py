@@ -432,7 +432,7 @@ class Archiver:
         if horizon_us is not None and horizon_us > 0 and carries:
             from pyiceberg.expressions import LessThan
 
-            from sinks.iceberg.reader import iso_us
+            from sinks.iceberg.as_of import iso_us
 
             self._table = delete_rows(
                 self._table, LessThan("kafka_timestamp", iso_us(horizon_us)), keep_properties=(NEXT_OFFSETS,)

@@ -135,7 +135,7 @@ def read_logged(log: Table, since_us: int, until_us: int) -> pa.Table:
     """Logged rows served in ``[since_us, until_us)`` (epoch µs), each once (by its identity), in the log's order."""
     from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
-    from sinks.iceberg.reader import iso_us
+    from sinks.iceberg.as_of import iso_us
 
     if log.current_snapshot() is None:
         return ARROW_SCHEMA.empty_table()

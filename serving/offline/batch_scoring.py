@@ -35,7 +35,8 @@ from registry.core.refs import parse_ref
 from serving.offline.command_io import write_parquet
 from serving.offline.feature_resolution import resolve_features
 from serving.offline.historical import DEFAULT_CHUNK_ROWS, join_label_batches, output_schema
-from sinks.iceberg.reader import distinct_entities, epoch_us, read_point
+from sinks.iceberg.as_of import epoch_us, read_point
+from sinks.iceberg.reader import distinct_entities
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table

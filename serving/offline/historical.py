@@ -52,18 +52,8 @@ from serving.offline.asof_join import LabelKeys, join_feature
 from serving.offline.command_io import open_labels, parse_as_of, write_parquet
 from serving.offline.feature_resolution import check_columns, resolve_columns, resolve_unchecked
 from serving.offline.request_columns import Column, assemble, check_request_fields, stored_of
-from sinks.iceberg.reader import (
-    Band,
-    FeaturePieces,
-    ReadPoint,
-    data_reach,
-    lookup,
-    micros,
-    planned_files,
-    planned_rows,
-    read_point,
-    read_rows,
-)
+from sinks.iceberg.as_of import ReadPoint, read_point
+from sinks.iceberg.reader import Band, FeaturePieces, data_reach, lookup, micros, planned_files, planned_rows, read_rows
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table

@@ -53,7 +53,8 @@ from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.gate import ServedHealth
 from serving.offline.historical import LabelTimes, PointInTimeJoin
 from serving.offline.statistics import check_metrics_file, since_ms
-from sinks.iceberg.reader import iso_us, micros, read_point
+from sinks.iceberg.as_of import iso_us, read_point
+from sinks.iceberg.reader import micros
 from sinks.serving_log import read_logged
 
 if TYPE_CHECKING:

@@ -34,7 +34,8 @@ from registry.core.durations import to_millis
 from registry.core.errors import DefinitionError
 from registry.core.timeline import step_ms
 from registry.definition_store import DefinitionStore
-from sinks.iceberg.reader import data_reach, iso_us, read_point
+from sinks.iceberg.as_of import iso_us, read_point
+from sinks.iceberg.reader import data_reach
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table

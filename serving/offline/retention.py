@@ -42,8 +42,8 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
 from registry.core.errors import StoreUnavailableError
 from registry.training_sets import TrainingSetStore
+from sinks.iceberg.as_of import iso_us
 from sinks.iceberg.maintenance import expire_snapshots, one_line, remove_orphan_files
-from sinks.iceberg.reader import iso_us
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog

@@ -55,7 +55,8 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
 from registry.core.value_types import VALUE_COLUMNS
 from registry.quality import SOURCES, QualityStore
-from sinks.iceberg.reader import ReadPoint, _filter, iso_us, micros, read_point, scan_at
+from sinks.iceberg.as_of import ReadPoint, iso_us, read_point
+from sinks.iceberg.reader import _filter, micros, scan_at
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table

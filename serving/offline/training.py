@@ -57,7 +57,7 @@ from serving.offline.historical import (
     output_schema,
 )
 from serving.offline.request_columns import Column, RequestColumn
-from sinks.iceberg.reader import ReadPoint, epoch_us, iso_us, point_from, read_point
+from sinks.iceberg.as_of import ReadPoint, epoch_us, iso_us, point_from, read_point
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table

@@ -2,9 +2,9 @@
 
 Three questions, each answered with bounded memory:
 
-- *What does a read see?* (``read_point``) One snapshot, and optionally only rows ingested at or
-  before a time. ``as_of`` given as a time resolves to the snapshot that was current then *and*
-  filters ``ingested_at``, so a row committed later never leaks in, even when snapshots are coarse.
+- *What does a read see?* (``read_point``, in ``sinks.iceberg.as_of``) One snapshot, and optionally only
+  rows ingested at or before a time. ``as_of`` given as a time resolves to the snapshot that was current
+  then *and* filters ``ingested_at``, so a row committed later never leaks in, even when snapshots are coarse.
 - *Which rows can answer a chunk of labels?* (``read_rows``) Per feature version, only windows ending
   in ``[earliest label - ttl, latest label]``: an older row is expired for every label of the chunk,
   a newer one is in every label's future. Rows of entities the chunk does not name are dropped batch
@@ -20,7 +20,6 @@ import copy
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,8 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import DatasetError
 from registry.core.value_types import VALUE_COLUMNS, arrow_type
+from sinks.iceberg.as_of import FIRST_US, LAST_US, ReadPoint, iso_us
 from sinks.iceberg.files import GROUP_ROWS, FileReader, PlannedFiles, file_groups
 
 if TYPE_CHECKING:
@@ -38,90 +37,9 @@ if TYPE_CHECKING:
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The first and last microseconds a datetime (and so a filter's bound) can spell: a bound beyond them is none.
-_FIRST_US = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
-_LAST_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
 _COLUMN_TYPES = {column: arrow_type(t, large_strings=True) for t, column in VALUE_COLUMNS.items()}
 _ADDED_TYPES = {"revision": pa.int64(), **_COLUMN_TYPES}  # the columns a table may have gained since a snapshot
-
-
-def epoch_us(at: datetime) -> int:
-    """Exact epoch microseconds of a timezone-aware datetime."""
-    if not isinstance(at, datetime):
-        raise DatasetError(f"as_of must be a timezone-aware datetime, not {at!r}")
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise DatasetError(f"as_of must be timezone-aware, not the naive {at.isoformat()}")
-    return (at - _EPOCH) // timedelta(microseconds=1)
-
-
-def iso_us(us: int) -> str:
-    return (_EPOCH + timedelta(microseconds=us)).isoformat()
-
-
-@dataclass(frozen=True, slots=True)
-class ReadPoint:
-    """What a read sees. ``snapshot_id`` None means the table had no snapshot yet: nothing is visible."""
-
-    snapshot_id: int | None
-    ingested_until_us: int | None = None  # only rows with ingested_at <= this (epoch µs)
-
-
-def read_point(table: Table, as_of: int | datetime | None) -> ReadPoint:
-    """Resolve ``as_of``: None = the table's current snapshot, an int = that snapshot id, a
-    timezone-aware datetime = the snapshot current at that time plus rows ingested by then (before the
-    table's first snapshot: nothing; a time whose snapshot was expired: DatasetError, as for its id)."""
-    if as_of is None:
-        current = table.current_snapshot()
-        return ReadPoint(current.snapshot_id if current is not None else None)
-    if isinstance(as_of, bool) or not isinstance(as_of, int | datetime):
-        raise DatasetError(f"as_of must be a snapshot id (int) or a timezone-aware datetime, not {as_of!r}")
-    if isinstance(as_of, int):
-        if table.snapshot_by_id(as_of) is None:
-            raise DatasetError(
-                f"the offline table has no snapshot {as_of} (never existed, or expired){_oldest_kept(table)}"
-            )
-        return ReadPoint(as_of)
-    until_us = epoch_us(as_of)
-    if until_us > _LAST_US:  # an aware time near the end of year 9999 in a zone behind UTC
-        raise DatasetError(f"as_of {as_of.isoformat()} is past the year 9999 (UTC): no time the table records is")
-    # Before year 1 (UTC; an aware time early on 0001-01-01 in a zone ahead of UTC) is before every snapshot, so
-    # nothing is read; the cut is held at year 1, the earliest time a filter or a manifest can spell.
-    until_us = max(until_us, _FIRST_US)
-    snapshot = table.snapshot_as_of_timestamp(until_us // 1000)
-    # The snapshot current then was expired when the first snapshot kept after that time has an expired parent:
-    # the time falls before the table's first snapshot kept (nothing known then only if that one has no parent),
-    # or in a gap an expiry left after an older snapshot kept (a training set's pin), which is not the one.
-    later = [s for s in table.metadata.snapshots if s.timestamp_ms > until_us // 1000]
-    after = min(later, key=lambda s: s.timestamp_ms) if later else None
-    if (
-        after is not None
-        and after.parent_snapshot_id is not None
-        and (snapshot is None or after.parent_snapshot_id != snapshot.snapshot_id)
-        and table.snapshot_by_id(after.parent_snapshot_id) is None
-    ):
-        raise DatasetError(
-            f"the offline table's history at {as_of.isoformat()} was expired{_oldest_kept(table)} (pin a training "
-            "set's snapshot to keep it, or read as of a later time)"
-        )
-    return ReadPoint(snapshot.snapshot_id if snapshot is not None else None, until_us)
-
-
-def _oldest_kept(table: Table) -> str:
-    """``: its oldest snapshot kept is N, of <time>`` (the table's), or nothing for a table without one."""
-    kept = table.metadata.snapshots
-    if not kept:
-        return ""
-    oldest = min(kept, key=lambda s: s.timestamp_ms)
-    return f": its oldest snapshot kept is {oldest.snapshot_id}, of {iso_us(oldest.timestamp_ms * 1000)}"
-
-
-def point_from(snapshot_id: int | None, ingested_until_us: int | None, table: Table) -> ReadPoint:
-    """A read point recorded earlier (a manifest), checked against the table."""
-    if snapshot_id is not None and table.snapshot_by_id(snapshot_id) is None:
-        raise DatasetError(f"the offline table has no snapshot {snapshot_id} any more (expired?): cannot rebuild")
-    return ReadPoint(snapshot_id, ingested_until_us)
 
 
 def _filter(
@@ -139,16 +57,16 @@ def _filter(
     """
     from pyiceberg.expressions import AlwaysFalse, And, EqualTo, GreaterThanOrEqual, In, LessThanOrEqual
 
-    if (hi_us is not None and hi_us < _FIRST_US) or (lo_us is not None and lo_us > _LAST_US):
+    if (hi_us is not None and hi_us < FIRST_US) or (lo_us is not None and lo_us > LAST_US):
         return AlwaysFalse()  # a band wholly before year 1 or after 9999 (labels Arrow holds): no row ends in it
     names = sorted({d.name for d in definitions})
     terms = [
         EqualTo("entity_type", entity_type),
         In("feature_name", names) if len(names) > 1 else EqualTo("feature_name", names[0]),
     ]
-    if lo_us is not None and lo_us > _FIRST_US:  # a band reaching before year 1 (a TTL back from early labels)
+    if lo_us is not None and lo_us > FIRST_US:  # a band reaching before year 1 (a TTL back from early labels)
         terms.append(GreaterThanOrEqual("event_time", iso_us(lo_us)))
-    if hi_us is not None and hi_us < _LAST_US:
+    if hi_us is not None and hi_us < LAST_US:
         terms.append(LessThanOrEqual("event_time", iso_us(hi_us)))
     if point.ingested_until_us is not None:
         terms.append(LessThanOrEqual("ingested_at", iso_us(point.ingested_until_us)))

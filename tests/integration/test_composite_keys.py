@@ -43,8 +43,8 @@ from serving.online.app import create_app
 from serving.online.client import FeatureClient
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
+from sinks.iceberg.as_of import read_point
 from sinks.iceberg.layout import TABLE
-from sinks.iceberg.reader import read_point
 from tests.conftest import isolated, run_feature_job, run_module
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError
 from serving.offline.historical import get_historical_features
+from sinks.iceberg.as_of import read_point
 from sinks.iceberg.maintenance import expire_snapshots
-from sinks.iceberg.reader import read_point
 from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
 from tests.unit.conftest import build_definition

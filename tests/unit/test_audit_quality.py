@@ -29,7 +29,7 @@ from registry.definition_store import DefinitionStore
 from registry.plan import apply
 from serving.offline import parity, plots, statistics
 from serving.offline.statistics import drift, hourly
-from sinks.iceberg.reader import read_point
+from sinks.iceberg.as_of import read_point
 from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
 from tests.unit.conftest import NOT_A_STORE, build_definition, not_a_store

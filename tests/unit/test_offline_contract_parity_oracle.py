@@ -21,7 +21,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from serving.offline.parity import parity_report
-from sinks.iceberg.reader import iso_us
+from sinks.iceberg.as_of import iso_us
 from sinks.iceberg.writer import ensure_table
 from sinks.serving_log import Batch, ensure_log_table
 from tests.unit.test_offline_contract_batch_oracle import (

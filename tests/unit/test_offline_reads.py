@@ -20,7 +20,8 @@ from pyiceberg.catalog.sql import SqlCatalog
 from registry.core.definitions import FeatureDefinition
 from sinks.iceberg import files as offline_files
 from sinks.iceberg import layout as offline_layout
-from sinks.iceberg.reader import Band, ReadPoint, _runs, lookup, read_rows
+from sinks.iceberg.as_of import ReadPoint
+from sinks.iceberg.reader import Band, _runs, lookup, read_rows
 from sinks.iceberg.writer import append_rows, ensure_table, sorted_rows
 
 DAY_US = 86_400_000_000

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from serving.offline.statistics import HOUR_US, hourly
 from sinks.iceberg import layout as offline_layout
-from sinks.iceberg.reader import iso_us, read_point
+from sinks.iceberg.as_of import iso_us, read_point
 from tests.unit.conftest import build_definition
 from tests.unit.test_training_sets import iceberg_table
 

@@ -46,7 +46,7 @@ from serving.offline.historical import (
     get_historical_vectors,
     join_label_batches,
 )
-from sinks.iceberg.reader import read_point
+from sinks.iceberg.as_of import read_point
 from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
 

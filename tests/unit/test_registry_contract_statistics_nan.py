@@ -21,7 +21,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 
 from registry.core.definitions import FeatureDefinition
 from serving.offline.statistics import HOUR_US, QUANTILES, _summaries, hourly
-from sinks.iceberg.reader import read_point
+from sinks.iceberg.as_of import read_point
 from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
 

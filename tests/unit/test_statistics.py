@@ -14,7 +14,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from serving.offline.statistics import drift as drift_of
 from serving.offline.statistics import hourly, psi
-from sinks.iceberg.reader import read_point
+from sinks.iceberg.as_of import read_point
 from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
 

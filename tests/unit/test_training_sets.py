@@ -35,7 +35,8 @@ from serving.offline.feature_resolution import resolve_features
 from serving.offline.historical import get_historical_features, join_label_batches
 from serving.offline.training import build_parquet, build_training_set, rebuild, rebuild_parquet
 from sinks.iceberg import layout as offline_layout
-from sinks.iceberg.reader import data_reach, read_point
+from sinks.iceberg.as_of import read_point
+from sinks.iceberg.reader import data_reach
 from sinks.iceberg.writer import ensure_table
 
 MIN = 60_000
