@@ -21,23 +21,19 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 from registry.core.errors import SchemaError
-from registry.schema_registry.avro_parse import (
-    InvalidSchemaError,
-    WithReferences,
+from registry.schema_registry.avro_model import (
     _Array,
     _describe,
     _Enum,
     _Fixed,
-    _load,
     _Map,
     _Named,
     _Node,
     _Primitive,
     _Record,
-    _short,
     _Union,
-    validate,
 )
+from registry.schema_registry.avro_parse import InvalidSchemaError, WithReferences, _load, _short, validate
 
 __all__ = [
     "CompatibilityLevel",
