@@ -6,7 +6,7 @@ query of the first writes its configuration into the shared execution environmen
 created afterwards inherited late firing, and Flink refused the session query ("Session window doesn't
 support EMIT strategy currently"): the job failed at start whenever a session feature's topic sorted after a
 topic with lateness (window groups are built in topic order). Found by an audit on the real job; the session
-environment now sets late firing off explicitly (jobs/feature_job.py:_table_environment).
+environment now sets late firing off explicitly (jobs/flink_environment.py:table_environment).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def env() -> Any:
 
 
 def test_a_session_query_translates_after_a_late_firing_query_did(env: Any) -> None:
-    from jobs.feature_job import _table_environment
+    from jobs.flink_environment import table_environment
 
-    late = _table_environment(env, timedelta(minutes=10))
+    late = table_environment(env, timedelta(minutes=10))
     late.execute_sql(SOURCE.format(name="late_src"))
     late.to_changelog_stream(
         late.sql_query(
@@ -40,7 +40,7 @@ def test_a_session_query_translates_after_a_late_firing_query_did(env: Any) -> N
             "GROUP BY k, TUMBLE(ts, INTERVAL '10' MINUTE)"
         )
     )
-    session = _table_environment(env, None)  # built after the late query was translated, as the job does
+    session = table_environment(env, None)  # built after the late query was translated, as the job does
     session.execute_sql(SOURCE.format(name="session_src"))
     session.to_changelog_stream(  # raised TableException: Session window doesn't support EMIT strategy
         session.sql_query(
