@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench.cli import require_stack, run_main
-from bench.serving_load import cassandra_pid, cpu_seconds
+from bench.serving_server import cassandra_pid, cpu_seconds
 from registry.core.arguments import whole
 
 FEATURES = 100

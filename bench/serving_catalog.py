@@ -9,18 +9,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-from bench.serving_load import (
-    CATALOG_READ,
-    N_FEATURES,
-    _definitions,
-    cpu_seconds,
-    expected_present,
-    free_port,
-    load,
-    print_row,
-    requests_for,
-    server,
-)
+from bench.serving_requests import expected_present, load, requests_for
+from bench.serving_seed import N_FEATURES, _definitions
+from bench.serving_server import cpu_seconds, free_port, server
+from bench.serving_table import print_row
+
+CATALOG_READ = 10  # features each (c) request reads
 
 
 def catalog_db(folder: Path, size: int) -> Path:

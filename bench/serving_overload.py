@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.serving_load import CHECK_EVERY, cpu_seconds, expected_present, load, ms, verdict
+from bench.serving_requests import CHECK_EVERY, expected_present, load
+from bench.serving_server import cpu_seconds
+from bench.serving_table import ms, verdict
 
 
 def overload_run(port: int, requests: list[str], rate: float, args: argparse.Namespace, pid: int | None = None) -> bool:

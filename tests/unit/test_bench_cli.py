@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import archive, cli, online_layout, pit_join, serving_load, stream
+from bench import archive, cli, online_layout, pit_join, serving_catalog, serving_load, serving_seed, stream
 
 BENCHES: dict[str, ModuleType] = {
     "serving_load": serving_load,
@@ -116,7 +116,7 @@ def test_a_bad_option_is_one_usage_error(
 
 
 def test_an_empty_catalog_list_skips_the_catalog_runs() -> None:
-    assert cli.whole_list(serving_load.CATALOG_READ, empty=True)("") == []
+    assert cli.whole_list(serving_catalog.CATALOG_READ, empty=True)("") == []
     assert cli.whole_list(10, empty=True)("10,1000, 10000") == [10, 1000, 10000]
 
 
@@ -205,8 +205,8 @@ def test_serving_load_definitions_fit_the_event_schema() -> None:
     """Its 100 definitions register (``check_event_schema``): a field the event lacks made every run fail."""
     from registry.core.definitions import check_event_schema
 
-    definitions = serving_load._definitions()
-    assert len(definitions) == serving_load.N_FEATURES
+    definitions = serving_seed._definitions()
+    assert len(definitions) == serving_seed.N_FEATURES
     for d in definitions:
         check_event_schema(d)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import loadgen, serving_load
+from bench import loadgen, serving_requests, serving_table
 from bench.loadgen import Spec, percentile, rank
 
 
@@ -60,7 +60,7 @@ def test_answers_with_every_feature_present_are_successes(mode: str) -> None:
     assert r["ok"] > 10 and r["bad"] == 0 and r["checked"] == r["ok"] == r["completed"]
     assert r["ok_rate"] > 0 and r["samples"] == r["ok"] and not r["errors"]
     assert r["mean_response_bytes"] == len(_answer(100))
-    assert serving_load.verdict(r) == ""
+    assert serving_table.verdict(r) == ""
 
 
 @pytest.mark.parametrize("mode", ["fixed", "saturate"])
@@ -72,7 +72,7 @@ def test_a_200_answer_with_missing_features_is_bad_and_not_a_success(mode: str) 
         assert r["bad"] == r["checked"] == r["completed"] and r["ok"] == 0 and r["ok_rate"] == 0
         assert math.isnan(r["p50_ms"]) and r["samples"] == 0
         assert "expected" in r["bad_example"]
-        assert serving_load.verdict(r).startswith("INVALID: ")
+        assert serving_table.verdict(r).startswith("INVALID: ")
 
 
 def test_every_nth_answer_is_checked_when_asked() -> None:
@@ -158,11 +158,11 @@ def test_percentile_of_no_samples_is_nan() -> None:
 
 
 def test_the_bench_expects_every_feature_asked_of_every_entity_asked() -> None:
-    assert serving_load.expected_present("a", 100) == 100
-    assert serving_load.expected_present("a", 100, request_feature=True) == 101
-    assert serving_load.expected_present("b", 100) == 10_000
-    assert serving_load.expected_present("b", 100, request_feature=True) == 10_100
-    assert serving_load.expected_present("c", 10) == 10
+    assert serving_requests.expected_present("a", 100) == 100
+    assert serving_requests.expected_present("a", 100, request_feature=True) == 101
+    assert serving_requests.expected_present("b", 100) == 10_000
+    assert serving_requests.expected_present("b", 100, request_feature=True) == 10_100
+    assert serving_requests.expected_present("c", 10) == 10
 
 
 def _result(**changes: Any) -> dict[str, Any]:
@@ -190,10 +190,10 @@ def _result(**changes: Any) -> dict[str, Any]:
 def test_a_row_says_max_where_the_sample_is_too_small_and_invalid_when_answers_were_wrong(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert serving_load.print_row("(a) 1 entity x 100 features", "off", _result(), None, None)
+    assert serving_table.print_row("(a) 1 entity x 100 features", "off", _result(), None, None)
     out = capsys.readouterr().out
     assert "max 9.00" in out and " 4.00 " in out and "15.3" in out and "INVALID" not in out
     wrong = _result(bad=3, bad_example='0 "present" in a 200 answer, 100 expected')
-    assert not serving_load.print_row("(a) 1 entity x 100 features", "off", wrong, None, None)
+    assert not serving_table.print_row("(a) 1 entity x 100 features", "off", wrong, None, None)
     out = capsys.readouterr().out
     assert "INVALID: 3 of 100 answers checked were wrong" in out

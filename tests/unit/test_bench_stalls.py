@@ -1,4 +1,4 @@
-"""The serving bench's stall probe and its rounds summary (bench/stalls.py, bench/serving_load.py)."""
+"""The serving bench's stall probe and its rounds summary (bench/stalls.py, bench/serving_table.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bench import stalls
-from bench.serving_load import rounds_summary
+from bench.serving_table import rounds_summary
 
 
 def test_the_probe_counts_a_sleep_that_woke_past_the_threshold_as_a_stall(monkeypatch: pytest.MonkeyPatch) -> None:
