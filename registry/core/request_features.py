@@ -39,6 +39,9 @@ from registry.core.errors import RequestFeatureError
 from registry.core.refs import parse_ref
 from registry.core.value_types import ValueType, arrow_type
 
+LABEL_TIME_COLUMN = "event_timestamp"
+"""The label frame's time column in a training join unless another is named (``serving.offline.historical``)."""
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -92,6 +95,14 @@ class RequestFeature(_Frozen):
         reserved = sorted(READ_PARAMETERS & {f.name for f in self.request_fields})
         if reserved:
             raise ValueError(f"request field names {reserved} are taken by the read routes")
+        # Offline each request field is the label column of its name: one named like the feature would be refused
+        # as a label column named like a feature, one named like the label time would be the label time.
+        offline = sorted({self.name, LABEL_TIME_COLUMN} & {f.name for f in self.request_fields})
+        if offline:
+            raise ValueError(
+                f"request field names {offline} cannot be label columns in a training join: the feature's own name, "
+                f"or `{LABEL_TIME_COLUMN}` (the label time)"
+            )
         if not self.inputs and not self.request_fields:
             raise ValueError("a request feature needs at least one input or request field")
         return self
@@ -158,8 +169,8 @@ def load_function(ref: str, feature: str) -> tuple[Callable[..., Any], str]:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:  # one line too: a failed extension's ImportError spans many
         raise RequestFeatureError(feature, f"cannot import {ref}: {' '.join(str(exc).split())}") from exc
-    except (Exception, SystemExit) as exc:  # the user's module failed while importing (a syntax error, an
-        # exception it raised; ``sys.exit()`` too, which would otherwise end the command without a word)
+    except BaseException as exc:  # the user's module failed while importing (a syntax error, an exception it
+        # raised; ``sys.exit()`` too, which would otherwise end the command without a word, or KeyboardInterrupt)
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise RequestFeatureError(feature, f"cannot import {ref}: {detail}") from exc
     if not callable(fn):
@@ -200,7 +211,8 @@ class Transform:
         target = arrow_type(f.value_type)
         try:
             result = self.fn(columns)
-        except (Exception, SystemExit) as exc:  # the user's code: any failure is this feature's error, named
+        except BaseException as exc:  # the user's code: any failure is this feature's error, named (not only an
+            # Exception: a KeyboardInterrupt it raised in the API's event loop ended the API process)
             raise RequestFeatureError(f.name, f"{f.function} raised {type(exc).__name__}: {exc}") from exc
         try:
             if isinstance(result, pa.ChunkedArray):
@@ -208,7 +220,7 @@ class Transform:
             array = result if isinstance(result, pa.Array) else pa.array(result)
             if array.type != target:
                 array = array.cast(target, safe=True)
-        except Exception as exc:  # whatever the returned object does on conversion (e.g. an int past 64 bits)
+        except BaseException as exc:  # whatever the returned object does on conversion (an int past 64 bits, ...)
             raise RequestFeatureError(
                 f.name, f"{f.function} returned values that are not {f.value_type}: {exc}"
             ) from exc

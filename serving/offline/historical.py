@@ -46,6 +46,7 @@ from registry.core.arguments import feature_names, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError
+from registry.core.request_features import LABEL_TIME_COLUMN
 from registry.core.timeline import Rule
 from registry.core.value_types import arrow_type
 from serving.offline.asof_join import LabelKeys, join_feature
@@ -340,7 +341,7 @@ def get_historical_features(
     *,
     entity_type: str,
     entity_column: str,
-    timestamp_column: str = "event_timestamp",
+    timestamp_column: str = LABEL_TIME_COLUMN,
     snapshot_id: int | None = None,
     as_of: int | datetime | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -388,7 +389,7 @@ def get_historical_vectors(
     labels: pa.Table,
     parts: Sequence[EntityFeatures],
     *,
-    timestamp_column: str = "event_timestamp",
+    timestamp_column: str = LABEL_TIME_COLUMN,
     snapshot_id: int | None = None,
     as_of: int | datetime | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -440,7 +441,7 @@ def add_join_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timestamp-column",
-        default="event_timestamp",
+        default=LABEL_TIME_COLUMN,
         help="label column of the label time (default: event_timestamp)",
     )
     parser.add_argument(

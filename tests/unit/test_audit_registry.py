@@ -4,6 +4,7 @@ a request feature's module failing while importing is one error line, request da
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -155,13 +156,29 @@ def test_a_module_that_exits_while_importing_cannot_be_imported(
         ]
 
 
-def test_a_function_that_exits_is_that_features_error() -> None:
-    def exits(columns: Any) -> Any:
-        raise SystemExit(0)
+class _Custom(BaseException):
+    pass
 
-    transform = Transform(request_feature(), exits)
-    with pytest.raises(RequestFeatureError, match="raised SystemExit"):
+
+class _Unconvertible:
+    def __array__(self, *_: Any, **__: Any) -> Any:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("raised", [SystemExit(0), KeyboardInterrupt(), _Custom("x"), asyncio.CancelledError()])
+def test_a_function_that_raises_any_base_exception_is_that_features_error(raised: BaseException) -> None:
+    """Design §9: a function that raises is the feature's ``error``. A ``KeyboardInterrupt`` it raised went through
+    the API's event loop and ended the API process; another ``BaseException`` was a plain-text 500."""
+
+    def fails(columns: Any) -> Any:
+        raise raised
+
+    transform = Transform(request_feature(), fails)
+    with pytest.raises(RequestFeatureError, match=f"raised {type(raised).__name__}"):
         transform.run({"amount": pa.array([1.0])}, 1)
+    returns = Transform(request_feature(), lambda columns: _Unconvertible())
+    with pytest.raises(RequestFeatureError, match="returned values that are not"):
+        returns.run({"amount": pa.array([1.0])}, 1)
 
 
 def test_a_bad_pin_in_a_model_file_is_named_alone(tmp_path: Path) -> None:
@@ -244,3 +261,14 @@ def test_activating_the_version_already_active_records_no_change(store: Definiti
     store.activate("user", "txn_count_1h", 1)
     store.activate_all([("user", "txn_count_1h", 1), ("user", "txn_amount_sum_1h", 1)])
     assert store.change_seq() == before
+
+
+@pytest.mark.parametrize("field", ["amount_vs_mean_1h", "event_timestamp"])
+def test_a_request_field_that_cannot_be_a_label_column_is_refused(field: str) -> None:
+    """Offline each request field is the label column of its name: a field named like its own feature was refused by
+    every join (a label column named like a feature), and one named `event_timestamp` was the label time."""
+    from tests.unit.test_request_features import request_feature
+
+    with pytest.raises(ValueError, match="cannot be label columns in a training join"):
+        request_feature(request_fields=[{"name": field, "value_type": "double"}])
+    request_feature(request_fields=[{"name": "amount", "value_type": "double"}])
