@@ -266,6 +266,8 @@ def check_json(field: RequestField, value: Any) -> Any:
     if value is None:
         return None
     t = field.value_type
+    if t == "string" and isinstance(value, str) and len(value) > MAX_STRING:
+        raise ValueError(f"`{field.name}` values must be at most {MAX_STRING} characters, not {len(value):,}")
     ok = {
         "string": isinstance(value, str) and len(value) <= MAX_STRING,
         "boolean": isinstance(value, bool),

@@ -16,7 +16,7 @@ import pytest
 from registry import cli
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DefinitionError, RequestFeatureError
-from registry.core.request_features import RequestField, Transform, check_json, load_function
+from registry.core.request_features import MAX_STRING, RequestField, Transform, check_json, load_function
 from registry.definition_store import DefinitionConflictError, DefinitionStore
 from registry.gate import load_model
 from registry.plan import apply_all, plan_all
@@ -272,3 +272,11 @@ def test_a_request_field_that_cannot_be_a_label_column_is_refused(field: str) ->
     with pytest.raises(ValueError, match="cannot be label columns in a training join"):
         request_feature(request_fields=[{"name": field, "value_type": "double"}])
     request_feature(request_fields=[{"name": "amount", "value_type": "double"}])
+
+
+def test_a_json_string_over_the_limit_is_named_as_too_long() -> None:
+    """It was "`label` values must be string or null" for a value that is a string."""
+    field = RequestField(name="label", value_type="string")
+    assert check_json(field, "a" * MAX_STRING) == "a" * MAX_STRING
+    with pytest.raises(ValueError, match=f"`label` values must be at most {MAX_STRING} characters, not 4,097"):
+        check_json(field, "a" * (MAX_STRING + 1))
