@@ -8,7 +8,10 @@ length, a count, an int or an index, read or skipped), an int, enum index or uni
 negative union or enum index. A record the live stream dead-letters must not be accepted by the Python decoder
 (``jobs.history`` backfills with it: the offline rows would then count an event the online ones never saw), so
 after fastavro has decoded a body this walks the writer's data once more and finds the first such varint, or an
-index past the branches or symbols, or a length past the record's end (``check_body``).
+index past the branches or symbols, a length past the record's end, or an array or map block counting more items
+than the bytes left (``check_body``). A writer schema with an array of items that hold no data (null, an empty
+record, a size-0 fixed: ``counts_items_of_no_data``) has its bodies walked before fastavro reads them, which would
+loop over 2^62 such items in a 46-byte record.
 
 Like the JVM decoder, it does not look inside an array or map block written with its byte size (a negative
 item count): such a block of a writer-only field is skipped by that size (its count and size varints are
@@ -54,6 +57,66 @@ def walks(schema: Any, seen: set[str] | None = None) -> bool:
     if kind == "fixed":
         return False
     return walks(kind, seen)
+
+
+def _definitions(schema: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """Every named type ``schema`` defines, by name (a parsed schema names a type fully once, then by name)."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _definitions(branch, out)
+    elif isinstance(schema, dict):
+        name = schema.get("name")
+        if isinstance(name, str) and schema.get("type") in ("record", "error", "enum", "fixed"):
+            if name in out:
+                return out
+            out[name] = schema
+        for field in schema.get("fields", ()):
+            _definitions(field["type"], out)
+        for key in ("items", "values"):
+            if key in schema:
+                _definitions(schema[key], out)
+    return out
+
+
+def _holds_no_data(schema: Any, named: dict[str, Any], visiting: frozenset[str] = frozenset()) -> bool:
+    """Whether a value of ``schema`` may be written in no byte: null, a record of such fields (an empty record
+    too), a size-0 fixed. A union, enum, array or map writes at least its index or count."""
+    if isinstance(schema, str):
+        if schema in named and schema not in visiting:
+            return _holds_no_data(named[schema], named, visiting)
+        return schema == "null"
+    if isinstance(schema, list):
+        return False
+    kind = schema["type"]
+    if kind in ("record", "error"):
+        inside = visiting | {schema["name"]}
+        return all(_holds_no_data(f["type"], named, inside) for f in schema["fields"])
+    if kind == "fixed":
+        return int(schema["size"]) == 0
+    return kind == "null"
+
+
+def counts_items_of_no_data(schema: Any) -> bool:
+    """Whether a parsed writer schema has an array whose items may hold no data: its bodies are walked (and an
+    array claiming more items than bytes left refused) before fastavro reads them, which would loop over each."""
+    named = _definitions(schema, {})
+
+    def arrays(s: Any, seen: set[str]) -> bool:
+        if isinstance(s, str):
+            return s in named and s not in seen and arrays(named[s], seen | {s})
+        if isinstance(s, list):
+            return any(arrays(b, seen) for b in s)
+        kind = s["type"]
+        if kind in ("record", "error"):
+            inside = seen | {s["name"]}
+            return any(arrays(f["type"], inside) for f in s["fields"])
+        if kind == "array":
+            return _holds_no_data(s["items"], named) or arrays(s["items"], seen)
+        if kind == "map":
+            return arrays(s["values"], seen)
+        return False
+
+    return arrays(schema, set())
 
 
 def may_hold_a_long_varint(body: bytes | memoryview) -> bool:
@@ -129,6 +192,8 @@ def check_body(schema: Any, body: bytes | memoryview) -> None:
             if count < 0:  # a block with its byte size: skipped by it, as the JVM decoder skips it
                 skip(varint())
                 continue
+            if count > end - pos:  # as the JVM decoder: items of no data (nulls) would loop without reading
+                raise MalformedBody(f"a block of {count} items with {end - pos} bytes left")
             for _ in range(count):
                 item()
 

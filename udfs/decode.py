@@ -38,7 +38,7 @@ from fastavro.types import Schema
 from registry.core.entity_keys import MAX_KEY_CHARS
 from registry.core.errors import DecodeError
 from schemas.wire import unframe
-from udfs.avro_ints import MalformedBody, check_body, may_hold_a_long_varint, walks
+from udfs.avro_ints import MalformedBody, check_body, counts_items_of_no_data, may_hold_a_long_varint, walks
 
 # Event times further ahead of the wall clock are a producer's broken clock: dead-lettered as
 # ``future_timestamp``, and kept out of the watermark (``jobs.sql.source_ddl``). Kafka 4 brokers
@@ -66,14 +66,15 @@ class EventDecoder:
         """``key_fields``: the source's entity key fields (``Source.key_fields``), held to ``MAX_KEY_CHARS``."""
         self._lookup = lookup
         self._reader: Schema = fastavro.parse_schema(unqualified_aliases(primitive(reader_schema)))
-        self._writers: dict[int, tuple[Schema, bool]] = {}  # each writer schema, parsed; whether its bodies are walked
+        # each writer schema, parsed; whether its bodies are walked; whether before fastavro reads them
+        self._writers: dict[int, tuple[Schema, bool, bool]] = {}
         self._timestamp_field = timestamp_field
         self._max_future_ms = max_future_ms
         self._clock_ms = clock_ms
         self._required = required_fields(reader_schema, timestamp_field)
         self._key_fields = tuple(key_fields)
 
-    def _writer(self, schema_id: int) -> tuple[Schema, bool]:
+    def _writer(self, schema_id: int) -> tuple[Schema, bool, bool]:
         writer = self._writers.get(schema_id)
         if writer is None:
             text = self._lookup(schema_id)
@@ -83,13 +84,19 @@ class EventDecoder:
                 parsed = fastavro.parse_schema(primitive(json.loads(text)))
             except Exception as exc:
                 raise DecodeError("bad_writer_schema", f"schema id {schema_id}: {exc}") from exc
-            writer = self._writers[schema_id] = (parsed, walks(parsed))
+            first = counts_items_of_no_data(parsed)
+            writer = self._writers[schema_id] = (parsed, walks(parsed) or first, first)
         return writer
 
     def decode(self, payload: bytes | None) -> dict[str, Any]:
         schema_id, body = unframe(payload)
-        writer, walked = self._writer(schema_id)
+        writer, walked, first = self._writer(schema_id)
         buf = _Body(body)
+        try:
+            if first:  # an array of items holding no data: its count checked before fastavro loops over it
+                check_body(writer, body)
+        except MalformedBody as exc:
+            raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc}") from None
         try:
             record = fastavro.schemaless_reader(buf, writer, self._reader)
         except Exception as exc:

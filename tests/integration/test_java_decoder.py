@@ -66,6 +66,7 @@ WRITERS: dict[str, dict[str, Any]] = {
     "enum": _with(extra=[{"name": "channel", "type": {"type": "enum", "name": "Channel", "symbols": ["app", "web"]}}]),
     # A writer-only array, skipped when reading.
     "tags": _with(extra=[{"name": "tags", "type": {"type": "array", "items": "long"}}]),
+    "nulls": _with(extra=[{"name": "pad", "type": {"type": "array", "items": "null"}, "default": []}]),
     # Writer-only ints in every place one can sit (``INT_PLACES``): held to 32 bits although skipped.
     **{f"ints_{place}": _with(extra=[{"name": "extra", "type": extra}]) for place, (extra, _) in INT_PLACES.items()},
 }
@@ -246,6 +247,27 @@ def test_skipped_blocks_and_varints_are_held_to_the_record(decoders: Decoders) -
     past_end = v1 + varint(2**31 - 1) + b"txn_1"  # a string length far beyond the record: no huge buffer
     negative = v1 + varint(-3) + b"txn_1"
     assert decoders.agree(past_end)[0] == decoders.agree(negative)[0] == "undecodable"
+
+
+def test_an_array_counting_more_items_than_bytes_left_is_refused_alike(decoders: Decoders) -> None:
+    """2^62 nulls (items of no data) in a 46-byte record: both decoders looped over them, reading no byte, and the
+    stream job hung on the record. Now a block may count at most the bytes left, in both; up to that it decodes."""
+    from fastavro.io.binary_encoder import BinaryEncoder
+
+    def varint(n: int) -> bytes:
+        out = io.BytesIO()
+        BinaryEncoder(out).write_long(n)
+        return out.getvalue()
+
+    head, tail = _head_and_tail()
+    nulls = frame(decoders.ids["nulls"], b"")
+    left = len(varint(0) + tail)  # after the count: the block's end and the fields after it
+    started = time.monotonic()
+    assert decoders.agree(nulls + head + varint(2**62) + varint(0) + tail)[0] == "undecodable"
+    assert decoders.agree(nulls + head + varint(left + 1) + varint(0) + tail)[0] == "undecodable"
+    assert decoders.agree(nulls + head + varint(-(2**62)) + varint(0) + varint(0) + tail)[0] == "ok"  # by its size
+    assert decoders.agree(nulls + head + varint(left) + varint(0) + tail)[0] == "ok"
+    assert time.monotonic() - started < 30
 
 
 def test_varints_past_64_bits_and_negative_indexes_are_refused_alike(decoders: Decoders) -> None:

@@ -18,6 +18,9 @@ import org.apache.flink.avro.shaded.org.apache.avro.util.Utf8;
  *       length by moving backwards and allocates a read's buffer before it finds the data short.
  *   <li>A writer-only array or map block with a negative item count is skipped by its byte size (as fastavro does);
  *       the size must be between 0 and the bytes left. Blocks with a positive count are skipped item by item.
+ *   <li>An array or map block may not claim more items than the bytes left: an item takes at least a byte, except
+ *       an item of a type holding no data (null, an empty record, a size-0 fixed), whose count alone would loop the
+ *       reader (2^62 nulls in a 46-byte record) without reading a byte; {@code udfs/avro_ints.py} refuses it alike.
  *   <li>Every varint (a long, length, item count or block size, int or index, read or skipped) is read here byte by
  *       byte and refused past 10 bytes or with bits beyond 64: Avro's reader drops those bits (an int written as
  *       2^64 + 5 read as 5), fastavro drops or wraps them, and {@code udfs/avro_ints.py} refuses them alike.
@@ -64,6 +67,14 @@ final class CheckedDecoder extends Decoder {
             varint();
             count = -count;
         }
+        return atMostBytesLeft(count);
+    }
+
+    /** ``count`` items, refused when more than the bytes left (see the class comment). */
+    private long atMostBytesLeft(long count) throws IOException {
+        if (count < 0 || count > remaining()) { // -2^63 stays negative when negated
+            throw new IOException("malformed data: a block of " + count + " items with " + remaining() + " bytes left");
+        }
         return count;
     }
 
@@ -98,7 +109,7 @@ final class CheckedDecoder extends Decoder {
         while (true) {
             long count = varint();
             if (count >= 0) {
-                return count; // 0: the end; otherwise items to skip one by one
+                return atMostBytesLeft(count); // 0: the end; otherwise items to skip one by one
             }
             in.skipFixed(length()); // a block of -count items, skipped by its byte size
         }
