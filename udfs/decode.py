@@ -50,6 +50,9 @@ SchemaLookup = Callable[[int], str | None]
 """Returns the writer schema text for a registry id, None if the registry has no such id."""
 
 
+_TOO_DEEP = "Avro body does not match schema id {}: nested deeper than the Python decoder reads"
+
+
 class EventDecoder:
     """Turns framed bytes into a validated event dict in the reader schema's shape."""
 
@@ -97,8 +100,12 @@ class EventDecoder:
                 check_body(writer, body)
         except MalformedBody as exc:
             raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc}") from None
+        except RecursionError:
+            raise DecodeError("undecodable", _TOO_DEEP.format(schema_id)) from None
         try:
             record = fastavro.schemaless_reader(buf, writer, self._reader)
+        except RecursionError:  # a recursive type nested past Python's stack (the JVM decoder reads deeper)
+            raise DecodeError("undecodable", _TOO_DEEP.format(schema_id)) from None
         except Exception as exc:
             raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc!r}") from exc
         # fastavro reads (or skips) a varint whatever its length and takes a negative index from the end; the
@@ -108,6 +115,8 @@ class EventDecoder:
                 check_body(writer, body)
         except MalformedBody as exc:
             raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc}") from None
+        except RecursionError:
+            raise DecodeError("undecodable", _TOO_DEEP.format(schema_id)) from None
         if buf.tell() != len(body):
             raise DecodeError("undecodable", f"{len(body) - buf.tell()} trailing bytes after the Avro record")
         if not isinstance(record, dict):

@@ -234,3 +234,18 @@ def test_an_array_of_items_holding_data_is_read_as_before() -> None:
     writer = _writer({"type": "array", "items": ["null", "int"]})
     body = _body(writer, {**EVENT, "extra": [None] * 50})
     assert _decoder(writer).decode(frame(7, body))["amount"] == 12.5
+
+
+def test_a_recursive_field_nested_past_the_python_stack_is_undecodable_not_a_recursion_error() -> None:
+    """A writer-only ``Node {next: [null, Node]}`` 1,500 deep: a bare RecursionError stopped an archive read
+    (``jobs.history`` catches DecodeError). Known difference (design §5.3): the JVM decoder reads it."""
+    node = {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"], "default": None}]}
+    writer = _writer(["null", node])
+    head = _body({"type": "record", "name": "H", "fields": READER["fields"][:3]}, EVENT)
+    tail = _body({"type": "record", "name": "T", "fields": READER["fields"][3:]}, EVENT)
+    deep = b"\x02" * 1_501 + b"\x00"  # the union's Node branch, 1,500 nodes each opening the next, then null
+    with pytest.raises(DecodeError, match="nested deeper than the Python decoder reads") as refused:
+        _decoder(writer).decode(frame(7, head + deep + tail))
+    assert refused.value.reason == "undecodable"
+    shallow = b"\x02" * 11 + b"\x00"
+    assert _decoder(writer).decode(frame(7, head + shallow + tail))["amount"] == 12.5
