@@ -223,50 +223,43 @@ def test_writer_schemas_the_registry_accepts_decode_alike(decoders: Decoders) ->
 def test_skipped_blocks_and_varints_are_held_to_the_record(decoders: Decoders) -> None:
     """A writer-only array in blocks (a negative count is followed by the block's byte size), lengths and varints
     that run past the record or past 32 bits: read alike, and refused alike."""
-    from fastavro.io.binary_encoder import BinaryEncoder
-
-    def varint(n: int) -> bytes:
-        out = io.BytesIO()
-        BinaryEncoder(out).write_long(n)
-        return out.getvalue()
-
     head, tail = _head_and_tail()
     tags = frame(decoders.ids["tags"], b"")
     cases = {
-        "plain": varint(2) + varint(1) + varint(2) + varint(0),
-        "sized": varint(-2) + varint(2) + varint(1) + varint(2) + varint(0),
-        "two_blocks": varint(-1) + varint(1) + varint(5) + varint(1) + varint(9) + varint(0),
-        "size_negative": varint(-2) + varint(-2) + varint(1) + varint(2) + varint(0),
-        "size_past_end": varint(-2) + varint(10_000) + varint(1) + varint(2) + varint(0),
-        "size_zero": varint(-2) + varint(0) + varint(1) + varint(2) + varint(0),
+        "plain": wide_varint(2) + wide_varint(1) + wide_varint(2) + wide_varint(0),
+        "sized": wide_varint(-2) + wide_varint(2) + wide_varint(1) + wide_varint(2) + wide_varint(0),
+        "two_blocks": wide_varint(-1)
+        + wide_varint(1)
+        + wide_varint(5)
+        + wide_varint(1)
+        + wide_varint(9)
+        + wide_varint(0),
+        "size_negative": wide_varint(-2) + wide_varint(-2) + wide_varint(1) + wide_varint(2) + wide_varint(0),
+        "size_past_end": wide_varint(-2) + wide_varint(10_000) + wide_varint(1) + wide_varint(2) + wide_varint(0),
+        "size_zero": wide_varint(-2) + wide_varint(0) + wide_varint(1) + wide_varint(2) + wide_varint(0),
     }
     answers = {name: decoders.agree(tags + head + array + tail)[0] for name, array in cases.items()}
     assert answers["plain"] == answers["sized"] == answers["two_blocks"] == "ok", answers
     assert answers["size_negative"] == answers["size_past_end"] == "undecodable", answers
     v1 = frame(decoders.ids["reader"], b"")
-    past_end = v1 + varint(2**31 - 1) + b"txn_1"  # a string length far beyond the record: no huge buffer
-    negative = v1 + varint(-3) + b"txn_1"
+    past_end = v1 + wide_varint(2**31 - 1) + b"txn_1"  # a string length far beyond the record: no huge buffer
+    negative = v1 + wide_varint(-3) + b"txn_1"
     assert decoders.agree(past_end)[0] == decoders.agree(negative)[0] == "undecodable"
 
 
 def test_an_array_counting_more_items_than_bytes_left_is_refused_alike(decoders: Decoders) -> None:
     """2^62 nulls (items of no data) in a 46-byte record: both decoders looped over them, reading no byte, and the
     stream job hung on the record. Now a block may count at most the bytes left, in both; up to that it decodes."""
-    from fastavro.io.binary_encoder import BinaryEncoder
-
-    def varint(n: int) -> bytes:
-        out = io.BytesIO()
-        BinaryEncoder(out).write_long(n)
-        return out.getvalue()
-
     head, tail = _head_and_tail()
     nulls = frame(decoders.ids["nulls"], b"")
-    left = len(varint(0) + tail)  # after the count: the block's end and the fields after it
+    left = len(wide_varint(0) + tail)  # after the count: the block's end and the fields after it
     started = time.monotonic()
-    assert decoders.agree(nulls + head + varint(2**62) + varint(0) + tail)[0] == "undecodable"
-    assert decoders.agree(nulls + head + varint(left + 1) + varint(0) + tail)[0] == "undecodable"
-    assert decoders.agree(nulls + head + varint(-(2**62)) + varint(0) + varint(0) + tail)[0] == "ok"  # by its size
-    assert decoders.agree(nulls + head + varint(left) + varint(0) + tail)[0] == "ok"
+    assert decoders.agree(nulls + head + wide_varint(2**62) + wide_varint(0) + tail)[0] == "undecodable"
+    assert decoders.agree(nulls + head + wide_varint(left + 1) + wide_varint(0) + tail)[0] == "undecodable"
+    assert (
+        decoders.agree(nulls + head + wide_varint(-(2**62)) + wide_varint(0) + wide_varint(0) + tail)[0] == "ok"
+    )  # by its size
+    assert decoders.agree(nulls + head + wide_varint(left) + wide_varint(0) + tail)[0] == "ok"
     assert time.monotonic() - started < 30
 
 

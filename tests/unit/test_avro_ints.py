@@ -200,10 +200,6 @@ def test_bodies_are_walked_only_where_the_jvm_could_refuse_what_fastavro_read() 
     assert not may_hold_a_long_varint(wide_varint(-(2**62)) + b"plain")  # nine bytes: the 9th has no high bit
 
 
-def _long(value: int) -> bytes:
-    return _body({"type": "record", "name": "L", "fields": [{"name": "v", "type": "long"}]}, {"v": value})
-
-
 _NO_DATA_ITEMS = {
     "null": "null",
     "empty record": {"type": "record", "name": "Empty", "fields": []},
@@ -221,13 +217,13 @@ def test_an_array_of_items_holding_no_data_may_not_count_more_items_than_bytes_l
     head = _body({"type": "record", "name": "H", "fields": READER["fields"][:3]}, EVENT)
     tail = _body({"type": "record", "name": "T", "fields": READER["fields"][3:]}, EVENT)
     with pytest.raises(DecodeError) as refused:
-        _decoder(writer).decode(frame(7, head + _long(2**62) + b"\x00" + tail))
+        _decoder(writer).decode(frame(7, head + wide_varint(2**62) + b"\x00" + tail))
     assert refused.value.reason == "undecodable"
     assert "a block of 4611686018427387904 items with" in refused.value.detail
     fits = len(b"\x00" + tail)  # the bytes left after the count
-    assert _decoder(writer).decode(frame(7, head + _long(fits) + b"\x00" + tail))["amount"] == 12.5
+    assert _decoder(writer).decode(frame(7, head + wide_varint(fits) + b"\x00" + tail))["amount"] == 12.5
     with pytest.raises(DecodeError, match=f"a block of {fits + 1} items with {fits} bytes left"):
-        _decoder(writer).decode(frame(7, head + _long(fits + 1) + b"\x00" + tail))
+        _decoder(writer).decode(frame(7, head + wide_varint(fits + 1) + b"\x00" + tail))
 
 
 def test_an_array_of_items_holding_data_is_read_as_before() -> None:
