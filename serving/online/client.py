@@ -120,6 +120,14 @@ def _text(what: str, value: object) -> str:
     return value
 
 
+def _key_value(field: str, value: object) -> str:
+    """A composite key field's value as its query parameter: a string, or an integer (an Avro ``long`` key) in
+    decimal; anything else (a bool, a float, None) is a ``TypeError``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _text(f"key field {field!r}", value)
+
+
 _UNAVAILABLE = (502, 503, 504)
 """Statuses that say the API cannot answer: its own 503, or a proxy's or gateway's 502 and 504 (the API never sends
 those: a gateway in front of it could not reach it)."""
@@ -188,7 +196,7 @@ class FeatureClient:
     def get_features(
         self,
         entity_type: str,
-        entity_id: str | Mapping[str, str],
+        entity_id: str | Mapping[str, str | int],
         names: Sequence[str] | None = None,
         *,
         feature_service: str | None = None,
@@ -214,7 +222,7 @@ class FeatureClient:
             params["feature_service"] = feature_service
         if isinstance(entity_id, Mapping):
             path = f"/v1/features/{_segment(_text('entity_type', entity_type))}"
-            params.update({_text("a key field", k): _text(f"key field {k!r}", v) for k, v in entity_id.items()})
+            params.update({_text("a key field", k): _key_value(k, v) for k, v in entity_id.items()})
         elif not _text(
             "entity_id (or a mapping of key fields)", entity_id
         ):  # its path, `/v1/features/user/`, is another route's (the API redirects to it)

@@ -131,7 +131,7 @@ def test_a_name_holding_a_comma_is_unknown_without_asking() -> None:
         lambda fs: fs.get_features("user", 123, ["f"]),
         lambda fs: fs.get_features("user", 0, ["f"]),
         lambda fs: fs.get_features(7, "u1", ["f"]),
-        lambda fs: fs.get_features("user", {"user_id": 5}, ["f"]),
+        lambda fs: fs.get_features("user", {"user_id": 5.5}, ["f"]),
         lambda fs: fs.get_features("user", "u1", ["f"], request_id=5),
         lambda fs: fs.get_features("user", "u1", ["f"], model=("m", 1)),
         lambda fs: fs.get_features_batch("user", "abc", ["f"]),
@@ -162,3 +162,9 @@ def test_ids_given_as_a_generator_are_sent_once_each() -> None:
         rows = fs.get_features_batch("user", (i for i in ("u1", "u2")), ["f"])  # type: ignore[arg-type]
     assert [r["entity_id"] for r in rows] == ["u1", "u2"]
     assert b'"entity_ids":["u1","u2"]' in sent[0].content.replace(b" ", b"")
+
+
+def test_an_integer_key_field_is_sent_in_decimal() -> None:
+    with _client(lambda _: httpx.Response(200, json=_VECTOR)) as (fs, sent):
+        fs.get_features("user_merchant", {"user_id": "u1", "merchant_id": 7}, ["f"])
+    assert sent[0].url.params["merchant_id"] == "7"
