@@ -53,6 +53,16 @@ SchemaLookup = Callable[[int], str | None]
 _TOO_DEEP = "Avro body does not match schema id {}: nested deeper than the Python decoder reads"
 
 
+def _check(writer: Schema, body: bytes | memoryview, schema_id: int) -> None:
+    """``check_body``, its refusals as ``undecodable``."""
+    try:
+        check_body(writer, body)
+    except MalformedBody as exc:
+        raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc}") from None
+    except RecursionError:
+        raise DecodeError("undecodable", _TOO_DEEP.format(schema_id)) from None
+
+
 class EventDecoder:
     """Turns framed bytes into a validated event dict in the reader schema's shape."""
 
@@ -87,21 +97,15 @@ class EventDecoder:
                 parsed = fastavro.parse_schema(primitive(json.loads(text)))
             except Exception as exc:
                 raise DecodeError("bad_writer_schema", f"schema id {schema_id}: {exc}") from exc
-            first = counts_items_of_no_data(parsed)
-            writer = self._writers[schema_id] = (parsed, walks(parsed) or first, first)
+            writer = self._writers[schema_id] = (parsed, walks(parsed), counts_items_of_no_data(parsed))
         return writer
 
     def decode(self, payload: bytes | None) -> dict[str, Any]:
         schema_id, body = unframe(payload)
         writer, walked, first = self._writer(schema_id)
         buf = _Body(body)
-        try:
-            if first:  # an array of items holding no data: its count checked before fastavro loops over it
-                check_body(writer, body)
-        except MalformedBody as exc:
-            raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc}") from None
-        except RecursionError:
-            raise DecodeError("undecodable", _TOO_DEEP.format(schema_id)) from None
+        if first:  # an array of items holding no data: its count checked before fastavro loops over it
+            _check(writer, body, schema_id)
         try:
             record = fastavro.schemaless_reader(buf, writer, self._reader)
         except RecursionError:  # a recursive type nested past Python's stack (the JVM decoder reads deeper)
@@ -109,14 +113,9 @@ class EventDecoder:
         except Exception as exc:
             raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc!r}") from exc
         # fastavro reads (or skips) a varint whatever its length and takes a negative index from the end; the
-        # JVM decoder refuses both, and an Avro int is 32 bits wherever it is (udfs.avro_ints).
-        try:
-            if walked or may_hold_a_long_varint(body):
-                check_body(writer, body)
-        except MalformedBody as exc:
-            raise DecodeError("undecodable", f"Avro body does not match schema id {schema_id}: {exc}") from None
-        except RecursionError:
-            raise DecodeError("undecodable", _TOO_DEEP.format(schema_id)) from None
+        # JVM decoder refuses both, and an Avro int is 32 bits wherever it is (udfs.avro_ints). Walked once.
+        if not first and (walked or may_hold_a_long_varint(body)):
+            _check(writer, body, schema_id)
         if buf.tell() != len(body):
             raise DecodeError("undecodable", f"{len(body) - buf.tell()} trailing bytes after the Avro record")
         if not isinstance(record, dict):
