@@ -499,3 +499,45 @@ def test_cli_create_token_creates_the_store(tmp_path: Path, capsys: pytest.Captu
     assert access.main(["--db", str(db), "create-token", "--principal", "fraud"]) == 0
     assert capsys.readouterr().out.startswith("fs_")
     assert access.main(["--db", str(db), "list-tokens"]) == 0
+
+
+def test_a_request_feature_is_read_through_its_inputs_grants_by_name_and_through_a_service(tmp_path: Path) -> None:
+    """docs/design.md §9: a request-time feature has no sensitivity of its own; reading it reads its stored inputs,
+    so a refusal's `names` and the audit records name the inputs (the request feature has no record)."""
+    from registry.core.request_features import RequestFeature
+    from registry.feature_services import FeatureService
+
+    over_max = RequestFeature.model_validate(
+        {
+            "name": "max_times_amount",
+            "entity": "user",
+            "version": 1,
+            "owner": "ml-team",
+            "value_type": "double",
+            "function": "tests.request_fns:sum_times_amount",
+            "inputs": ["txn_amount_max_1h@v1"],
+            "request_fields": [{"name": "amount", "value_type": "double"}],
+        }
+    )
+    db = tmp_path / "definitions.db"
+    definitions = DefinitionStore(db)
+    definitions.register_all([RISK_COUNT, FRAUD_MAX], [over_max])
+    FeatureServiceStore(db).register(
+        FeatureService.model_validate(
+            {"name": "svc", "version": 1, "features": [{"entity": "user", "name": "max_times_amount", "version": 1}]}
+        )
+    )
+    store = AccessStore(db)
+    access = Access(store, enabled=True, refresh_s=0)
+    headers = _auth(store.issue("scorer", "ml-team"))
+    client = _client(LiveCatalog(definitions, refresh_s=0), access, tmp_path)
+    for query in ("names=max_times_amount&amount=2", "feature_service=svc@1&amount=2"):
+        refused = client.get(f"/v1/features/user/alice?{query}", headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["names"] == ["user/txn_amount_max_1h@1"]  # the input, not the request feature
+    store.grant("fraud-team", "ml-team")
+    for query in ("names=max_times_amount&amount=2", "feature_service=svc@1&amount=2"):
+        assert client.get(f"/v1/features/user/alice?{query}", headers=headers).status_code == 200
+    access.close()
+    assert [(r["outcome"], r["count"]) for r in store.audit(target="user/txn_amount_max_1h@1")] == [(200, 2), (403, 2)]
+    assert store.audit(target="user/max_times_amount") == []
