@@ -1,10 +1,11 @@
 """``make bench-serving``'s (c) runs: the same 10-feature read at one fixed rate against catalogs of several
 sizes (``--catalog-sizes``), each size's p50/p99 against the smallest (issue #19: flat from 10 to 10,000
-definitions). Called by ``bench.serving_load`` with its seeded keyspace and server helpers."""
+definitions), the sizes' servers side by side and their runs alternated over ``--rounds`` rounds. Called by ``bench.serving_load`` with its seeded keyspace and server helpers."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 from pathlib import Path
 from typing import Any
@@ -42,37 +43,57 @@ def catalog_runs(
     cassandra: int | None,
 ) -> list[str]:
     """(c): the same 10-feature read at one fixed rate against catalogs of each size; p50/p99 against the smallest.
-    Returns the rows with wrong answers (features not present)."""
-    invalid: list[str] = []
-    first: dict[str, Any] | None = None
+
+    One server per size runs from the start to the end of (c), and the sizes take turns: ``args.rounds`` rounds,
+    each a run against every size, the order turning by one each round. Drift over the minutes of (c) (Cassandra's
+    compactions, other processes) then falls on every size alike instead of on whichever ran last, and each size's
+    p50/p99 is over its rounds' requests pooled. Returns the rows with wrong answers (features not present)."""
     for size in sizes:
         if size < CATALOG_READ:
             raise SystemExit(f"--catalog-sizes: at least {CATALOG_READ} definitions (the features read)")
-        sized = settings.model_copy(update={"definitions_db": catalog_db(tmp, size)})
-        port = free_port()
-        with server(sized, port=port, workers=args.workers, cache_ttl_ms=0, profile=None) as pid:
-            reqs = requests_for("a", port, ids, names[:CATALOG_READ], rng)
-            server0, cassandra0 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
-            r = load(
-                port,
-                reqs,
-                mode="fixed",
-                rate=args.catalog_rate,
-                connections=16,
-                duration_s=args.duration,
-                warmup_s=args.warmup,
-                expect_present=expected_present("c", CATALOG_READ),
+    invalid: list[str] = []
+    with contextlib.ExitStack() as servers:
+        ports, pids = [], []
+        for size in sizes:
+            sized = settings.model_copy(update={"definitions_db": catalog_db(tmp, size)})
+            port = free_port()
+            pids.append(
+                servers.enter_context(server(sized, port=port, workers=args.workers, cache_ttl_ms=0, profile=None))
             )
-            server1, cassandra1 = cpu_seconds(pid if args.workers == 1 else None), cpu_seconds(cassandra)
+            ports.append(port)
+        runs: list[list[dict[str, Any]]] = [[] for _ in sizes]
+        cpu: list[list[float | None]] = [[0.0, 0.0] for _ in sizes]
+        for turn in range(args.rounds):
+            for i in [(turn + j) % len(sizes) for j in range(len(sizes))]:
+                pid = pids[i] if args.workers == 1 else None
+                server0, cassandra0 = cpu_seconds(pid), cpu_seconds(cassandra)
+                r = load(
+                    ports[i],
+                    requests_for("a", ports[i], ids, names[:CATALOG_READ], rng),
+                    mode="fixed",
+                    rate=args.catalog_rate,
+                    connections=16,
+                    duration_s=args.duration,
+                    warmup_s=args.warmup,
+                    expect_present=expected_present("c", CATALOG_READ),
+                    return_samples=True,
+                )
+                server1, cassandra1 = cpu_seconds(pid), cpu_seconds(cassandra)
+                runs[i].append(r)
+                for k, (before, after) in enumerate(((server0, server1), (cassandra0, cassandra1))):
+                    total = cpu[i][k]
+                    cpu[i][k] = None if total is None or before is None or after is None else total + after - before
+    first: dict[str, Any] | None = None
+    for size, sized_runs, (server_cpu, cassandra_cpu) in zip(sizes, runs, cpu, strict=True):
+        r = pooled(sized_runs)
         label = f"(c) 1 x {CATALOG_READ} features, {size:,} definitions"
-        if not print_row(
-            label,
-            "off",
-            r,
-            None if server0 is None or server1 is None else server1 - server0,
-            None if cassandra0 is None or cassandra1 is None else cassandra1 - cassandra0,
-        ):
+        if not print_row(label, "off", r, server_cpu, cassandra_cpu):
             invalid.append(label)
+        own = sorted(x["p99_ms"] for x in sized_runs)
+        print(
+            f"    {len(sized_runs)} rounds pooled; the rounds' own p99s from {own[0]:.2f} to {own[-1]:.2f} ms",
+            flush=True,
+        )
         if first is None:
             first = r
         else:
@@ -82,3 +103,32 @@ def catalog_runs(
                 flush=True,
             )
     return invalid
+
+
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One load result of several rounds of one fixed-rate run (each with ``samples_ms``): counts and CPU summed,
+    rates averaged over the rounds' measured time, percentiles over every round's samples pooled."""
+    from bench.loadgen import percentile
+
+    samples = sorted(x / 1000 for r in runs for x in r["samples_ms"])
+    errors: dict[str, int] = {}
+    for r in runs:
+        for kind, n in r["errors"].items():
+            errors[kind] = errors.get(kind, 0) + n
+    ok = sum(r["ok"] for r in runs)
+    out: dict[str, Any] = {
+        "target_rate": runs[0]["target_rate"],
+        "ok_rate": sum(r["ok_rate"] for r in runs) / len(runs),
+        "samples": len(samples),
+        "answered": sum(r["answered"] for r in runs),
+        "errors": errors,
+        "bad": sum(r["bad"] for r in runs),
+        "checked": sum(r["checked"] for r in runs),
+        "bad_example": next((r["bad_example"] for r in runs if r["bad_example"]), ""),
+        "mean_response_bytes": sum(r["mean_response_bytes"] * r["ok"] for r in runs) / ok if ok else 0,
+        "generator_cpu_us_per_request": sum(r["generator_cpu_us_per_request"] for r in runs) / len(runs),
+    }
+    for name, q in (("p50", 0.50), ("p99", 0.99), ("p999", 0.999)):
+        value, is_max = percentile(samples, q)
+        out[f"{name}_ms"], out[f"{name}_is_max"] = value * 1000, is_max
+    return out

@@ -21,7 +21,9 @@ later at 1,623/s and 0.27 ms), then
 
 at ``--catalog-rate`` requests/s with catalogs of ``--catalog-sizes`` definitions (the same ten read,
 the others registered beside them for the same entity type): whether latency stays flat as the
-registry grows (issue #19 asks within 10 % from 10 to 10,000 definitions). With the cache off, (b)
+registry grows (issue #19 asks within 10 % from 10 to 10,000 definitions); one server per size runs
+throughout (c) and the sizes take turns over ``--rounds`` rounds, each size's percentiles over its rounds'
+requests pooled (``bench.serving_catalog``). With the cache off, (b)
 also runs at ``--overload`` times its saturated rate (default 10; ``bench.serving_overload``). The (a) and (b) runs go
 first with the vector cache off (entity ids uniform: every entity read goes to Cassandra)
 and then with it on (``FS_CACHE_TTL_MS``) under hot-key traffic (entity ids Zipf-distributed,
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         type=whole(1),
         default=3,
         help="rounds of (a) at 1,000 requests/s, each its own row, then the p99 of their requests pooled and the "
-        "machine's scheduling stalls during them (one run's p99 on shared cores swings with the machine)",
+        "machine's scheduling stalls during them (one run's p99 on shared cores swings with the machine); also the "
+        "rounds of (c), each a run of every catalog size in turn, pooled per size",
     )
     parser.add_argument("--warmup", type=number(0, math.inf), default=2.0, help="seconds sent before measuring")
     parser.add_argument(

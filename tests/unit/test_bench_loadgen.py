@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import loadgen, serving_requests, serving_table
+from bench import loadgen, serving_catalog, serving_requests, serving_table
 from bench.loadgen import Spec, percentile, rank
 
 
@@ -22,9 +22,11 @@ def _answer(present: int, missing: int = 0, status: str = "200 OK") -> bytes:
     return f"HTTP/1.1 {status}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
 
 
-async def _serve_and_load(answer: bytes, spec_doc: dict[str, Any], silent_every: int = 0) -> dict[str, Any]:
+async def _serve_and_load(
+    answer: bytes, spec_doc: dict[str, Any], silent_every: int = 0, hang_up_every: int = 0
+) -> dict[str, Any]:
     """Run the load generator against a server answering every request with ``answer`` (and leaving every
-    ``silent_every``-th request unanswered, if set)."""
+    ``silent_every``-th request unanswered, and closing the connection on every ``hang_up_every``-th, if set)."""
     seen = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -34,6 +36,8 @@ async def _serve_and_load(answer: bytes, spec_doc: dict[str, Any], silent_every:
                 seen += 1
                 if silent_every and seen % silent_every == 0:
                     await asyncio.sleep(3600)
+                if hang_up_every and seen % hang_up_every == 0:
+                    return
                 writer.write(answer)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
@@ -50,8 +54,8 @@ async def _serve_and_load(answer: bytes, spec_doc: dict[str, Any], silent_every:
         server.close()
 
 
-def _load(answer: bytes, silent_every: int = 0, **spec: Any) -> dict[str, Any]:
-    return asyncio.run(_serve_and_load(answer, spec, silent_every))
+def _load(answer: bytes, silent_every: int = 0, hang_up_every: int = 0, **spec: Any) -> dict[str, Any]:
+    return asyncio.run(_serve_and_load(answer, spec, silent_every, hang_up_every))
 
 
 @pytest.mark.parametrize("mode", ["fixed", "saturate"])
@@ -99,6 +103,14 @@ def test_a_timed_out_request_is_in_the_tail_at_its_timeout() -> None:
     assert r["samples"] == r["ok"] + r["timeouts"]
     assert r["p99_ms"] == pytest.approx(300.0)  # more than 1 % timed out: the p99 is the timeout
     assert r["p50_ms"] < 300
+
+
+def test_a_connection_closed_before_its_answer_is_an_error_and_the_open_loop_goes_on() -> None:
+    """The server hangs up on every 7th request: each is a ``ConnectionError``, never a success or a sample, and
+    the other connections carry the rest of the run."""
+    r = _load(_answer(1), hang_up_every=7, mode="fixed", rate=200, connections=64, expect_present=1)
+    assert r["errors"].get("ConnectionError", 0) > 0 and r["timeouts"] == 0
+    assert r["ok"] == r["completed"] == r["samples"] > 10
 
 
 def test_samples_are_returned_to_pool_rounds() -> None:
@@ -197,3 +209,16 @@ def test_a_row_says_max_where_the_sample_is_too_small_and_invalid_when_answers_w
     assert not serving_table.print_row("(a) 1 entity x 100 features", "off", wrong, None, None)
     out = capsys.readouterr().out
     assert "INVALID: 3 of 100 answers checked were wrong" in out
+
+
+def test_catalog_rounds_are_pooled_per_size() -> None:
+    """(c)'s rounds of one size make one row: percentiles over every round's samples, counts summed, a wrong answer
+    in any round keeps the row invalid."""
+    low = _result(ok=100, samples_ms=[1.0] * 100, errors={"http_503": 1}, checked=100)
+    high = _result(ok=100, samples_ms=[1.0] * 97 + [50.0] * 3, bad=2, checked=100, bad_example="2 wrong")
+    r = serving_catalog.pooled([low, high])
+    assert r["samples"] == 200 and r["answered"] == 200 and r["checked"] == 200
+    assert r["p50_ms"] == 1.0 and r["p99_ms"] == 50.0  # 3 of 200 slow: the 198th of 200 is one of them
+    assert serving_catalog.pooled([low, low])["p99_ms"] == 1.0
+    assert r["errors"] == {"http_503": 1} and r["bad"] == 2 and r["bad_example"] == "2 wrong"
+    assert r["mean_response_bytes"] == 15_300.0 and not serving_table.verdict(serving_catalog.pooled([low]))
