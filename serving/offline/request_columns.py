@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import DefinitionError
-from registry.core.request_features import MAX_STRING, RequestFeature, Transform
+from registry.core.errors import DefinitionError, RequestFeatureError
+from registry.core.request_features import MAX_STRING, RequestFeature, Transform, request_fields
 from registry.core.value_types import ValueType, arrow_type
 
 
@@ -92,7 +92,12 @@ def stored_of(columns: Iterable[Column]) -> list[FeatureDefinition]:
 
 
 def check_request_fields(schema: pa.Schema, columns: Sequence[Column]) -> None:
-    """DefinitionError naming every request field the label frame lacks or holds in a type that does not cast."""
+    """DefinitionError naming every request field the label frame lacks or holds in a type that does not cast, or
+    one that two of the request features give two types (online no single read can ask for both: 400)."""
+    try:
+        request_fields([c.feature for c in columns if isinstance(c, RequestColumn)])
+    except RequestFeatureError as exc:
+        raise DefinitionError(str(exc)) from exc
     problems: list[str] = []
     for c in columns:
         if not isinstance(c, RequestColumn):

@@ -19,10 +19,10 @@ def echo(columns: Mapping[str, pa.Array]) -> pa.Array:
     return columns["v"]
 
 
-def _column(value_type: str) -> RequestColumn:
+def _column(value_type: str, name: str = "echo_v") -> RequestColumn:
     feature = RequestFeature.model_validate(
         {
-            "name": "echo_v",
+            "name": name,
             "entity": "user",
             "version": 1,
             "owner": "t",
@@ -63,3 +63,13 @@ def test_a_dictionary_of_float32_is_refused_for_a_double_field() -> None:
     labels = pa.table({"v": pa.array([1.5], pa.float32()).dictionary_encode()})
     with pytest.raises(DefinitionError, match="'v'"):
         check_request_fields(labels.schema, [_column("double")])
+
+
+def test_two_request_features_giving_one_field_two_types_are_refused_as_online() -> None:
+    """Online, asking in one request for two request features whose field ``v`` has two types is 400
+    ``bad_request_data`` (and a feature service pinning both is refused): a training set of both would be one no
+    single read can serve, so offline refuses it too, before any read, naming the field and both types."""
+    labels = pa.table({"v": pa.array([1, 2], pa.int64())})
+    with pytest.raises(DefinitionError, match=r"`v` is double here and long elsewhere"):
+        check_request_fields(labels.schema, [_column("long"), _column("double", "echo_v_double")])
+    check_request_fields(labels.schema, [_column("long"), _column("long", "echo_v_again")])
