@@ -155,6 +155,11 @@ def _numeric(values: pa.Array) -> pa.Array | None:
     return None
 
 
+def _moment(g: dict[str, Any], name: str) -> float | None:
+    """An hour's mean or stddev; of the values divided by 2^1000 where they summed or squared past the largest double."""
+    return g[f"value_{name}"] if math.isfinite(g[f"value_{name}"] or 0.0) else g[f"scaled_{name}"] * 2.0**1000
+
+
 def _summaries(
     source: str,
     entity_type: str,
@@ -167,13 +172,13 @@ def _summaries(
     numeric = _numeric(values)
     n = len(hours_us)
     is_zero = (pc.equal(numeric, 0.0) if numeric is not None else pa.array(np.zeros(n, bool))).fill_null(False)
-    # Moments and quantiles are of the finite values only: a NaN or an infinity is left out of every one of them,
-    # as a null is (it still counts in `count`, and is neither a null nor a zero).
-    finite = None if numeric is None else pc.if_else(pc.is_finite(numeric), numeric, pa.scalar(None, pa.float64()))
+    # Moments and quantiles of the finite values only: NaN and infinities count in `count`, neither null nor zero.
+    finite = pa.nulls(n, pa.float64()) if numeric is None else pc.if_else(pc.is_finite(numeric), numeric, None)
     frame = pa.table(
         {
             "hour": pa.array(hours_us),
-            "value": finite if finite is not None else pa.nulls(n, pa.float64()),
+            "value": finite,
+            "scaled": pc.divide(finite, 2.0**1000),  # the moments where the plain ones overflow (`_moment`)
             "is_null": values.is_null(),
             "is_zero": is_zero,
             "lag": lags_ms,
@@ -184,8 +189,7 @@ def _summaries(
             ("is_null", "count"),
             ("is_null", "sum"),
             ("is_zero", "sum"),
-            ("value", "mean"),
-            ("value", "stddev"),
+            *((column, moment) for column in ("value", "scaled") for moment in ("mean", "stddev")),
             ("value", "tdigest", pc.TDigestOptions(q=list(QUANTILES))),
             ("lag", "tdigest", pc.TDigestOptions(q=[0.5, 0.99])),
         ]
@@ -207,8 +211,8 @@ def _summaries(
                 "zeros": int(g["is_zero_sum"]),
                 "null_rate": int(g["is_null_sum"]) / count,
                 "zero_rate": int(g["is_zero_sum"]) / count,
-                "mean": g["value_mean"] if numeric is not None else None,
-                "stddev": g["value_stddev"] if numeric is not None else None,
+                "mean": _moment(g, "mean") if numeric is not None else None,
+                "stddev": _moment(g, "stddev") if numeric is not None else None,
                 **{
                     f"p{round(q * 100):02d}": None if v is None or np.isnan(v) else float(v)
                     for q, v in zip(QUANTILES, quantiles, strict=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
@@ -289,3 +290,34 @@ def test_options_are_checked_before_anything_is_read(
         statistics.main(argv)
     assert caught.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_mean_and_stddev_of_finite_values_near_the_largest_double_are_finite() -> None:
+    """The mean and stddev of finite values are finite: the sum of two doubles near the largest one overflowed,
+    and the hour's mean was infinite (null once stored and served) and its stddev NaN (infinite for values whose
+    squares overflow)."""
+    from types import SimpleNamespace
+
+    from serving.offline.statistics import _summaries
+
+    d: Any = SimpleNamespace(name="f", version=1)
+    cases = [
+        ([1e308, 1e308], 1e308, 0.0),
+        ([1.7e308, -1.7e308, math.nan, None], 0.0, 1.7e308),
+        ([1e200, -1e200], 0.0, 1e200),  # squares past the largest double
+        ([1.5e308, 1.5e308, 1.0], float(np.mean(np.array([1.5e308, 1.5e308, 1.0]) / 2) * 2), None),
+    ]
+    for values, mean, stddev in cases:
+        assert isinstance(values, list)
+        n = len(values)
+        hours = np.zeros(n, np.int64)
+        (entry,) = _summaries("offline", "user", d, hours, pa.array(values, pa.float64()), pa.array([0.0] * n))
+        assert entry["mean"] == pytest.approx(mean, rel=1e-12), values
+        assert math.isfinite(entry["stddev"]), values
+        if stddev is not None:
+            assert entry["stddev"] == pytest.approx(stddev, rel=1e-12), values
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        assert min(finite) <= entry["p01"] <= entry["p50"] <= entry["p99"] <= max(finite), values  # not scaled
+    # Ordinary values are unchanged by it.
+    (entry,) = _summaries("offline", "user", d, np.zeros(3, np.int64), pa.array([1.0, 2.0, 4.0]), pa.array([0.0] * 3))
+    assert (entry["mean"], entry["stddev"]) == (pytest.approx(7 / 3), pytest.approx(float(np.std([1.0, 2.0, 4.0]))))
