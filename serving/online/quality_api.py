@@ -6,12 +6,14 @@ is in ``[since, until)`` (both sources, in hour order) and the drift and parity 
 ``[since, until)`` (in time order), of one version or (without ``version``) of every version.
 ``since`` and ``until`` are ISO-8601 instants with a UTC offset (``2026-11-30T10:00:00Z``);
 ``until`` defaults to now and ``since`` to 24 hours before ``until``. An unknown feature or version is
-404; a malformed or offset-less time, one outside years 1-9999 once in UTC, or ``since`` not before
-``until``, is 400.
+404; a malformed or offset-less time, one outside years 1-9999 once in UTC, one with a fraction of a second past
+its 6th digit or in its offset that is not zero (Python's ISO reader drops it), or ``since`` not before ``until``,
+is 400.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -32,6 +34,7 @@ from serving.online.responses import BAD_PARAMETER, FORBIDDEN_READ, JSONResponse
 
 DEFAULT_SPAN = timedelta(hours=24)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)  # a default `since` no earlier than this (then `until` is refused)
+_OFFSET_FRACTION = re.compile(r"[+-]\d\d:?\d\d:?\d\d[.,](\d+)$")  # an offset's fraction of a second
 
 
 def _instant(name: str, text: str | None, default: datetime) -> datetime:
@@ -45,6 +48,9 @@ def _instant(name: str, text: str | None, default: datetime) -> datetime:
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: give a UTC offset (Z or +00:00): {text!r}")
     if finer_than_microseconds(text):  # read as an earlier instant, it moved the range's edge
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: give at most microseconds: {text!r}")
+    offset = _OFFSET_FRACTION.search(text)
+    if offset is not None and offset.group(1).strip("0"):  # Python's reader drops it: the edge moved
+        raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: give an offset to the second at most: {text!r}")
     try:
         return parsed.astimezone(UTC)
     except OverflowError as exc:  # year 1 or 9999 at an offset: outside what a UTC datetime holds

@@ -128,12 +128,28 @@ def test_the_default_span_is_the_24_hours_before_now(client: TestClient) -> None
         ("/v1/quality/user/txn_count_1h?version=01", 400, "version"),
         # read as 14:00:00.000000, the hour `since` falls inside was answered
         ("/v1/quality/user/txn_count_1h?since=2026-11-30T10:00:00.000000001Z", 400, "since: give at most microseconds"),
+        # an offset's fraction of a second was dropped (Python's ISO reader), moving the edge: read as 14:00 and 10:00
+        (
+            "/v1/quality/user/txn_count_1h?since=2026-11-30T14:00:00%2B00:00:00.5",
+            400,
+            "since: give an offset to the second",
+        ),
+        (
+            "/v1/quality/user/txn_count_1h?until=2026-11-30T10:00:00-00:00:01.000001",
+            400,
+            "until: give an offset to the second",
+        ),
     ],
 )
 def test_bad_requests_are_named(client: TestClient, query: str, status: int, says: str) -> None:
     response = client.get(query)
     assert response.status_code == status
     assert says in response.text
+
+
+def test_an_offset_to_the_second_is_read_as_written(client: TestClient) -> None:
+    body = client.get("/v1/quality/user/txn_count_1h?version=1&since=2026-11-30T14:00:00%2B00:00:01.000").json()
+    assert body["since"] == "2026-11-30T13:59:59.000000+00:00"
 
 
 def test_the_default_since_reaches_the_first_instant_of_year_1(client: TestClient) -> None:
