@@ -177,6 +177,15 @@ class Follower:
     def _say(self, text: str) -> None:
         print(f"[follow] {text}", file=self._out, flush=True)
 
+    def _ready(self, job: PlannedJob) -> None:
+        """``job``'s checkpoint folder made and its log opened for appending, as ``_launch`` does, without starting
+        it; FeatureStoreError naming the job and the path when either cannot be (a folder in the log's place)."""
+        try:
+            (self._state_dir / job.name / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (self._state_dir / f"{job.name}.log").open("ab").close()
+        except OSError as exc:
+            raise FeatureStoreError(f"cannot start job {job.name}: {exc}") from None
+
     def _launch(self, job: PlannedJob) -> None:
         checkpoints = self._state_dir / job.name / "checkpoints"
         checkpoints.mkdir(parents=True, exist_ok=True)
@@ -336,8 +345,13 @@ class Follower:
         # last job has ended, so a follower restarted at once does not start the same jobs beside the old ones.
         self._lock_fd = lock.fileno()
         try:
+            for job in self.jobs:  # each planned job's folder and log first: one that cannot be used starts none
+                self._ready(job)
             for job in self.jobs:
-                self._launch(job)
+                try:
+                    self._launch(job)
+                except (OSError, subprocess.SubprocessError) as exc:  # the fork refused: the others are stopped
+                    raise FeatureStoreError(f"cannot start job {job.name}: {exc}") from None
             seq: int | None = None
             while not self.stop_requested:
                 if self._ended(seq) is not None:

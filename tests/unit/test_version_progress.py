@@ -490,3 +490,22 @@ def test_versions_activated_past_max_jobs_get_no_job_and_are_said(
     assert _FakeJob.launched == ["user.a@1", "user.b@1"]  # the base job and one more: c waits
     said = follower._out.getvalue()
     assert "error: 2 jobs run already (--max-jobs 2): no job for user.c@1; they wait for the next change" in said
+
+
+@pytest.mark.parametrize("unusable", ["base", "add-1"])
+def test_a_planned_job_that_cannot_start_is_one_error_and_starts_none(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, unusable: str
+) -> None:
+    """A planned job's log that is a folder ended the follower in an IsADirectoryError traceback, after the jobs
+    before it had started and said so (`[follow] job base started ...` before the traceback)."""
+    from registry.definition_store import DefinitionStore
+
+    follower = _follower(tmp_path, monkeypatch, DefinitionStore(tmp_path / "d.db"))
+    follower.jobs = [
+        PlannedJob("base", ("user.a@1",), "stream", "g-base"),
+        PlannedJob("add-1", ("user.b@1",), "version", "g-add-1"),
+    ]
+    (tmp_path / "state" / f"{unusable}.log").mkdir(parents=True)
+    with pytest.raises(FeatureStoreError, match=f"^cannot start job {unusable}: .*Is a directory"):
+        follower.run(0.05)
+    assert _FakeJob.launched == [] and follower._out.getvalue() == ""
