@@ -45,6 +45,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import MAX_VERSION, FeatureDefinition
 from registry.core.errors import DefinitionError, ForbiddenError, StoreUnavailableError, UnauthenticatedError
 from registry.core.settings import Settings, settings_for_command
+from registry.core.shown import shown
 from registry.live import Following
 from registry.sqlite_store import tables_of
 
@@ -387,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except sqlite3.DatabaseError as exc:  # a file that is not SQLite, or one that cannot be opened
-        print(f"error: --db {args.db}: not a usable registry store (SQLite): {exc}", file=sys.stderr)
+        print(f"error: --db {shown(args.db)}: not a usable registry store (SQLite): {exc}", file=sys.stderr)
         return 1
     return 0
 

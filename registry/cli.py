@@ -28,6 +28,7 @@ from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
 from registry.core.request_features import RequestFeature
 from registry.core.settings import Settings, http_url, settings_for_command
+from registry.core.shown import shown
 from registry.definition_store import DefinitionStore, Registered
 from registry.plan import Change, RequestChange, apply_all, plan_all
 
@@ -85,7 +86,7 @@ def _open_store(db: Path, command: str, default: Path, *, create: bool = True) -
     a missing file, an empty one or another program's database is refused with nothing created or changed there
     (``DefinitionStore.existing``).
     """
-    where = f"--db {db}" + (" (FS_DEFINITIONS_DB)" if db == default else "")
+    where = f"--db {shown(db)}" + (" (FS_DEFINITIONS_DB)" if db == default else "")
     try:
         is_dir = db.is_dir()
     except OSError as exc:  # a name longer than the system takes: one line, not a traceback
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except sqlite3.DatabaseError as exc:  # a file that is not SQLite, or one that cannot be opened
-        print(f"error: --db {args.db}: not a usable definition store (SQLite): {exc}", file=sys.stderr)
+        print(f"error: --db {shown(args.db)}: not a usable definition store (SQLite): {exc}", file=sys.stderr)
         return 1
 
 

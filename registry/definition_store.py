@@ -28,6 +28,7 @@ from registry.core.definitions import (
 )
 from registry.core.errors import DefinitionError, ForbiddenError, UnknownFeatureError
 from registry.core.request_features import RequestFeature, key_field_clashes
+from registry.core.shown import shown
 from registry.sqlite_store import SqliteStore, columns_of
 
 _DDL = """
@@ -161,7 +162,7 @@ class DefinitionStore(SqliteStore):
         DefinitionError, with nothing created or changed there, if no file is there, it is not SQLite, or it holds
         no definition store (a new file, or another program's database). ``name`` says how the path was given
         (``--db x.db``; default: the path)."""
-        where = name or str(path)
+        where = name or shown(path)
         try:
             tables = columns_of(path)
         except sqlite3.DatabaseError as exc:

@@ -44,6 +44,7 @@ from registry.core.definitions import NAME_PATTERN, FeatureDefinition, ValueType
 from registry.core.durable import read_text_file
 from registry.core.errors import DefinitionError, RequestFeatureError, UnknownFeatureError
 from registry.core.request_features import RequestFeature, Transform
+from registry.core.shown import shown
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class ModelManifest(BaseModel):
 
 
 def load_model(path: Path) -> ModelManifest:
-    where = str(path) if str(path).isprintable() else repr(str(path))  # one line, whatever the file's name
+    where = shown(path)  # one line, whatever the file's name
     try:
         return ModelManifest.model_validate(tomllib.loads(read_text_file(path)))  # a FIFO blocked the read for good
     except UnicodeDecodeError as exc:

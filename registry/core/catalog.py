@@ -27,6 +27,7 @@ from registry.core.definitions import (
 from registry.core.durable import read_text_file
 from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.core.request_features import RequestFeature
+from registry.core.shown import shown
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "features"
 Held = Callable[[FeatureDefinition], bool]
@@ -46,13 +47,6 @@ def _merge(defaults: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str,
         else:
             merged[key] = value
     return merged
-
-
-def _shown(path: Path) -> str:
-    """A path as a message names it: as written, or quoted when it holds a line break or another unprintable
-    character (an error is one line)."""
-    text = str(path)
-    return text if text.isprintable() else repr(text)
 
 
 def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
@@ -94,12 +88,12 @@ def _tables(path: Path, doc: Mapping[str, Any], key: str) -> tuple[dict[str, Any
     """``[defaults]`` and the ``[[key]]`` array of a file, each checked for its TOML shape."""
     defaults, entries = doc.get("defaults", {}), doc.get(key, [])
     if not isinstance(defaults, dict):
-        raise DefinitionError(f"{_shown(path)}: `defaults` must be a table ([defaults]), not {defaults!r:.100}")
+        raise DefinitionError(f"{shown(path)}: `defaults` must be a table ([defaults]), not {defaults!r:.100}")
     if not isinstance(entries, list):
-        raise DefinitionError(f"{_shown(path)}: `{key}` must be an array of tables ([[{key}]]), not {entries!r:.100}")
+        raise DefinitionError(f"{shown(path)}: `{key}` must be an array of tables ([[{key}]]), not {entries!r:.100}")
     unknown = sorted(set(defaults) - set(FeatureDefinition.model_fields))
     if unknown:  # refused whether or not a table of the file inherits it (a misspelling would otherwise go unseen)
-        raise DefinitionError(f"{_shown(path)}: defaults: unknown field(s) {unknown}")
+        raise DefinitionError(f"{shown(path)}: defaults: unknown field(s) {unknown}")
     return defaults, entries
 
 
@@ -109,15 +103,15 @@ def _read(path: Path) -> tuple[dict[str, Any], str]:
         text = read_text_file(path)  # a FIFO named *.toml blocked the read for good
         doc = tomllib.loads(text)
     except UnicodeDecodeError as exc:
-        raise DefinitionError(f"{_shown(path)}: cannot read definitions: not UTF-8 text (byte {exc.start})") from exc
+        raise DefinitionError(f"{shown(path)}: cannot read definitions: not UTF-8 text (byte {exc.start})") from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise DefinitionError(f"{_shown(path)}: cannot read definitions: {exc}") from exc
+        raise DefinitionError(f"{shown(path)}: cannot read definitions: {exc}") from exc
     except RecursionError:  # Python's TOML parser recurses per level of nesting
-        raise DefinitionError(f"{_shown(path)}: cannot read definitions: nested too deeply") from None
+        raise DefinitionError(f"{shown(path)}: cannot read definitions: nested too deeply") from None
     unknown = set(doc) - {"defaults", "feature", "request_feature"}
     if unknown:
         raise DefinitionError(
-            f"{_shown(path)}: unknown top-level key(s) {sorted(unknown)}; expected [defaults], [[feature]] "
+            f"{shown(path)}: unknown top-level key(s) {sorted(unknown)}; expected [defaults], [[feature]] "
             "and [[request_feature]]"
         )
     return doc, text
@@ -129,8 +123,8 @@ def _places(path: Path, text: str, key: str, count: int) -> list[str]:
     header = re.compile(rf"[ \t]*\[\[[ \t]*{key}[ \t]*\]\][ \t]*(#.*)?")
     lines = [i + 1 for i, line in enumerate(text.split("\n")) if header.fullmatch(line.removesuffix("\r"))]
     if len(lines) == count:
-        return [f"{_shown(path)}:{line}" for line in lines]
-    return [f"{_shown(path)} ({key} #{i + 1})" for i in range(count)]
+        return [f"{shown(path)}:{line}" for line in lines]
+    return [f"{shown(path)} ({key} #{i + 1})" for i in range(count)]
 
 
 def parse_request_features_at(path: Path) -> list[tuple[RequestFeature, str]]:
@@ -143,13 +137,13 @@ def parse_request_features_at(path: Path) -> list[tuple[RequestFeature, str]]:
     for i, raw in enumerate(raw_features):
         if not isinstance(raw, dict):
             raise DefinitionError(
-                f"{_shown(path)}: request feature #{i + 1} is not a table ([[request_feature]]): {raw!r:.100}"
+                f"{shown(path)}: request feature #{i + 1} is not a table ([[request_feature]]): {raw!r:.100}"
             )
         try:
             out.append(RequestFeature.model_validate({**inherited, **raw}))
         except ValidationError as exc:
             label = _label(raw, i)
-            raise DefinitionError(f"{_shown(path)}: request feature {label}: {validation_text(exc)}") from exc
+            raise DefinitionError(f"{shown(path)}: request feature {label}: {validation_text(exc)}") from exc
     return list(zip(out, _places(path, text, "request_feature", len(out)), strict=True))
 
 
@@ -166,12 +160,12 @@ def parse_file_at(path: Path, held: Held | None = None) -> list[tuple[FeatureDef
     out = []
     for i, raw in enumerate(features):
         if not isinstance(raw, dict):
-            raise DefinitionError(f"{_shown(path)}: feature #{i + 1} is not a table ([[feature]]): {raw!r:.100}")
+            raise DefinitionError(f"{shown(path)}: feature #{i + 1} is not a table ([[feature]]): {raw!r:.100}")
         try:
             out.append(validate_registered(_merge(defaults, raw), held))
         except ValidationError as exc:
             label = _label(raw, i)
-            raise DefinitionError(f"{_shown(path)}: feature {label}: {validation_text(exc)}") from exc
+            raise DefinitionError(f"{shown(path)}: feature {label}: {validation_text(exc)}") from exc
     return list(zip(out, _places(path, text, "feature", len(out)), strict=True))
 
 
@@ -181,13 +175,13 @@ def parse_file(path: Path) -> list[FeatureDefinition]:
 
 def _files(folder: Path) -> list[Path]:
     """The ``*.toml`` files of ``folder``, sorted; DefinitionError (one line) if it is not a folder that can be listed."""
-    shown = _shown(folder)
+    where = shown(folder)
     try:
         if not folder.is_dir():
-            raise DefinitionError(f"{shown}: not a folder of definition files (*.toml)")
+            raise DefinitionError(f"{where}: not a folder of definition files (*.toml)")
         return sorted(folder.glob("*.toml"))
     except OSError as exc:  # e.g. a name too long
-        raise DefinitionError(f"{shown}: cannot list definition files: {exc.strerror or exc}") from None
+        raise DefinitionError(f"{where}: cannot list definition files: {exc.strerror or exc}") from None
 
 
 def load_folder_at(folder: Path = DEFAULT_FOLDER, held: Held | None = None) -> list[tuple[FeatureDefinition, str]]:
@@ -195,7 +189,7 @@ def load_folder_at(folder: Path = DEFAULT_FOLDER, held: Held | None = None) -> l
     feature at fault. ``held``: as ``parse_file_at``."""
     files = _files(folder)
     if not files:
-        raise DefinitionError(f"no *.toml feature definitions in {_shown(folder)}")
+        raise DefinitionError(f"no *.toml feature definitions in {shown(folder)}")
     return [located for f in files for located in parse_file_at(f, held)]
 
 

@@ -21,6 +21,8 @@ HTTP status codes are chosen in ``serving/`` only; nothing here knows about HTTP
 
 from __future__ import annotations
 
+from registry.core.shown import shown
+
 
 class FeatureStoreError(Exception):
     """Root of every error this project raises on purpose."""
@@ -36,7 +38,8 @@ class UnknownFeatureError(DefinitionError):
     def __init__(self, entity_type: str, names: list[str]) -> None:
         self.entity_type = entity_type
         self.names = sorted(set(names))  # a name given twice (a batch keeps duplicates) is named once
-        super().__init__(f"unknown feature(s) for entity type {entity_type!r}: {', '.join(self.names)}")
+        shown_names = ", ".join(shown(name) for name in self.names)  # a name holding a line break cannot forge a line
+        super().__init__(f"unknown feature(s) for entity type {entity_type!r}: {shown_names}")
 
 
 class UnknownFeatureServiceError(DefinitionError):

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from registry.access import Access
 from registry.core import bounded_json
 from registry.core.errors import SchemaError, StoreUnavailableError
+from registry.core.shown import shown
 from registry.http_head import HeadAsGet, allowed_methods
 from registry.http_target import OriginForm
 from registry.schema_registry import jackson
@@ -104,7 +105,7 @@ async def _on_store_unavailable(_: Request, exc: Exception) -> Response:
 async def _on_bug(request: Request, exc: Exception) -> Response:
     """Any other exception is a bug: answered in Confluent's shape (a client reads ``error_code``), never
     Starlette's plain-text page; the traceback goes to the log, not to the caller."""
-    bug_log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    bug_log.error("%s %s failed", request.method, shown(request.url.path), exc_info=exc)  # one line, however sent
     detail = f"internal error ({type(exc).__name__}); the registry's log has its traceback"
     return _reply(RegistryError(RegistryErrorKind.STORE_ERROR, detail=detail).body(), 500)
 

@@ -36,6 +36,7 @@ from registry.core.errors import (
     UnknownFeatureError,
     UnknownFeatureServiceError,
 )
+from registry.core.shown import shown
 from registry.definition_store import DefinitionConflictError
 from registry.feature_services import LiveFeatureServices
 from registry.http_head import HeadAsGet, allowed_methods
@@ -111,7 +112,8 @@ def api_error(request: Request, exc: Exception) -> ApiError:
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.HTTP_ERROR)
         return ApiError(code, f"{exc.status_code}: {exc.detail}", status=exc.status_code)
     request_id = uuid.uuid4().hex[:16]
-    log.error("unexpected error (request id %s) on %s %s", request_id, request.method, request.url.path, exc_info=exc)
+    path = shown(request.url.path)  # the client's path, decoded: a %0A in it must not forge a log line
+    log.error("unexpected error (request id %s) on %s %s", request_id, request.method, path, exc_info=exc)
     return ApiError(
         ErrorCode.INTERNAL_ERROR, f"unexpected error; request id {request_id} in the server log", request_id=request_id
     )
