@@ -32,6 +32,7 @@ from registry.core.arguments import feature_names, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DatasetError, DefinitionError
 from registry.core.refs import parse_ref
+from registry.core.shown import shown
 from serving.offline.command_io import write_parquet
 from serving.offline.feature_resolution import resolve_features
 from serving.offline.historical import DEFAULT_CHUNK_ROWS, join_label_batches, output_schema
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for_command()
     try:
         if args.out.is_dir() or not args.out.parent.is_dir():
-            raise DatasetError(f"--out {args.out}: not a file in an existing directory")
+            raise DatasetError(f"--out {shown(args.out)}: not a file in an existing directory")
         as_of = parse_as_of(None, args.as_of)
         assert isinstance(as_of, datetime)
         read_as_of = parse_as_of(args.snapshot_id, args.read_as_of, option="--read-as-of")

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from registry.core.errors import DatasetError
+from registry.core.shown import shown
 
 OUTPUT_ROW_GROUP_ROWS = 131_072
 """Rows per row group of a written training set, whatever the chunks it was joined in: the same rows make the
@@ -77,7 +78,7 @@ def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.Rec
     not Parquet, or cut short (also when the damage shows only while its batches are read)."""
 
     def refused(exc: Exception) -> DatasetError:
-        return DatasetError(f"--labels {path}: not a readable Parquet file: {exc}")
+        return DatasetError(f"--labels {shown(path)}: not a readable Parquet file: {exc}")
 
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO blocked the open for good; a folder is no file

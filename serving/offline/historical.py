@@ -47,6 +47,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError
 from registry.core.request_features import LABEL_TIME_COLUMN
+from registry.core.shown import shown
 from registry.core.timeline import Rule
 from registry.core.value_types import arrow_type
 from serving.offline.asof_join import LabelKeys, join_feature
@@ -473,9 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for_command()
     try:
         if args.labels.resolve() == args.out.resolve():
-            raise DatasetError(f"--out {args.out} is the labels file: writing it would replace the labels")
+            raise DatasetError(f"--out {shown(args.out)} is the labels file: writing it would replace the labels")
         if args.out.is_dir() or not args.out.parent.is_dir():
-            raise DatasetError(f"--out {args.out}: not a file in an existing directory")
+            raise DatasetError(f"--out {shown(args.out)}: not a file in an existing directory")
         label_schema, label_batches = open_labels(args.labels, args.chunk_rows)  # bad input before any service
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         definitions = resolve_columns(

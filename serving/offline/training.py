@@ -45,6 +45,7 @@ from registry.core.arguments import text, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
+from registry.core.shown import shown
 from registry.training_sets import Manifest, ManifestFeature
 from serving.offline.command_io import MAX_BATCH_ROWS, parse_as_of, write_parquet
 from serving.offline.content_hash import ContentHasher, content_sha256
@@ -414,7 +415,7 @@ def _read_manifest(path: Path) -> Manifest:
     try:
         raw = path.read_bytes()
     except OSError as exc:  # missing, a folder, unreadable: named as --manifest too
-        raise DatasetError(f"--manifest {path}: not a readable file: {exc.strerror or exc}") from None
+        raise DatasetError(f"--manifest {shown(path)}: not a readable file: {exc.strerror or exc}") from None
     try:
         return Manifest.from_json(raw.decode())
     except (UnicodeDecodeError, DatasetError) as exc:
@@ -424,7 +425,7 @@ def _read_manifest(path: Path) -> Manifest:
             if isinstance(cause, ValidationError)
             else str(exc)
         )
-        raise DatasetError(f"--manifest {path}: not a training-set manifest: {why}") from None
+        raise DatasetError(f"--manifest {shown(path)}: not a training-set manifest: {why}") from None
 
 
 def _show(stored: object) -> str:
@@ -549,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.labels is None and not Path(labels_path).is_file():
             raise DatasetError(f"labels {labels_path} recorded for training set {manifest.id} not found: pass --labels")
         if _same_file(Path(labels_path), args.out):
-            raise DatasetError(f"--out {args.out} is the labels file: writing it would replace the labels")
+            raise DatasetError(f"--out {shown(args.out)} is the labels file: writing it would replace the labels")
         rebuild_parquet(table, catalog, manifest, Path(labels_path), args.out, chunk_rows=args.chunk_rows)
         print(f"training set {manifest.id} rebuilt to {args.out}: identical ({manifest.content_sha256})")
         return 0

@@ -69,3 +69,22 @@ def test_a_bugs_log_line_quotes_the_path_it_was_asked(caplog: pytest.LogCaptureF
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 2 and all(line.isprintable() for line in lines), lines
     assert repr("/v1/features/" + SENT) in lines[0] and repr("/subjects/" + SENT) in lines[1]
+
+
+def test_an_offline_commands_hostile_path_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--labels` and `--out` were written as given: a line feed in the name forged an `error:` line."""
+    from serving.offline import historical
+
+    store = DefinitionStore(tmp_path / "d.db")
+    apply(store, load_folder())
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "d.db"))
+    common = ["--entity-type", "user", "--entity-column", "user_id", "--features", "user.txn_count_1h"]
+    for labels, out in (
+        (tmp_path / "a\nerror: forged.parquet", tmp_path / "o.parquet"),
+        (tmp_path / "l.parquet", tmp_path / "nowhere" / "b\nerror: forged"),
+    ):
+        assert historical.main(["--labels", str(labels), "--out", str(out), *common]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and "\\nerror: forged" in err, err
