@@ -87,6 +87,17 @@ def finer_than_microseconds(text: str) -> bool:
     return match is not None and match.group(1)[6:].strip("0") != ""
 
 
+_OFFSET_FRACTION = re.compile(r"[+-]\d\d:?\d\d:?\d\d[.,](\d+)$")
+
+
+def offset_finer_than_seconds(text: str) -> bool:
+    """Whether the ISO-8601 time ``text`` has a UTC offset with a fraction of a second that is not zero
+    (``+00:00:00.5``): Python 3.11's ``datetime.fromisoformat`` drops it, so such a time would be read at
+    another offset (``+00:00``)."""
+    match = _OFFSET_FRACTION.search(text)
+    return match is not None and match.group(1).strip("0") != ""
+
+
 def parse_instant(text: str) -> datetime:
     """A point in time as a command line gives it: epoch milliseconds (digits), or ISO-8601 with a zone
     (``Z`` or an offset); an aware datetime. ValueError naming the input otherwise (the caller adds the flag)."""
@@ -104,6 +115,8 @@ def parse_instant(text: str) -> datetime:
         raise ValueError(f"{text!r} is neither an ISO-8601 time nor epoch milliseconds") from None
     if finer_than_microseconds(text):
         raise ValueError(f"{text!r}: a fraction of a microsecond is not a time this reads (give whole milliseconds)")
+    if offset_finer_than_seconds(text):
+        raise ValueError(f"{text!r}: give a UTC offset to the second at most")
     if parsed.tzinfo is None:
         raise ValueError(f"{text!r} needs a time zone (e.g. 2024-05-01T00:00:00Z)")
     return parsed

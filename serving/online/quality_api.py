@@ -13,7 +13,6 @@ is 400.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -23,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from registry.access import Access
 from registry.core.definitions import FeatureDefinition
-from registry.core.durations import finer_than_microseconds
+from registry.core.durations import finer_than_microseconds, offset_finer_than_seconds
 from registry.core.errors import ForbiddenError
 from registry.live import LiveCatalog
 from registry.quality import QualityStore, iso
@@ -34,7 +33,6 @@ from serving.online.responses import BAD_PARAMETER, FORBIDDEN_READ, JSONResponse
 
 DEFAULT_SPAN = timedelta(hours=24)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)  # a default `since` no earlier than this (then `until` is refused)
-_OFFSET_FRACTION = re.compile(r"[+-]\d\d:?\d\d:?\d\d[.,](\d+)$")  # an offset's fraction of a second
 
 
 def _instant(name: str, text: str | None, default: datetime) -> datetime:
@@ -48,8 +46,7 @@ def _instant(name: str, text: str | None, default: datetime) -> datetime:
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: give a UTC offset (Z or +00:00): {text!r}")
     if finer_than_microseconds(text):  # read as an earlier instant, it moved the range's edge
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: give at most microseconds: {text!r}")
-    offset = _OFFSET_FRACTION.search(text)
-    if offset is not None and offset.group(1).strip("0"):  # Python's reader drops it: the edge moved
+    if offset_finer_than_seconds(text):  # Python's reader drops it: the edge moved
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: give an offset to the second at most: {text!r}")
     try:
         return parsed.astimezone(UTC)

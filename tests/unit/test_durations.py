@@ -168,3 +168,26 @@ def test_a_fraction_past_microseconds_is_seen(text: str, finer: bool) -> None:
             parse_instant(text)
     else:
         assert parse_instant(text).microsecond == int((text.split(".")[1][:6] if "." in text else "0").ljust(6, "0"))
+
+
+@pytest.mark.parametrize(
+    ("text", "offset_s"),
+    [
+        ("2026-12-05T14:00:00+00:00:00.5", None),  # Python 3.11 read it as +00:00: half a second lost
+        ("2026-12-05T14:00:00-01:00:30,25", None),
+        ("2026-12-05T14:00:00+01:00:30.000", 3630),  # a zero fraction changes nothing
+        ("2026-12-05T14:00:00+01:00:30", 3630),
+        ("2026-12-05T14:00:00.5+01:00", 3600),  # the seconds' fraction is not the offset's
+    ],
+)
+def test_an_offset_with_a_fraction_of_a_second_is_refused_by_the_command_lines(text: str, offset_s: int | None) -> None:
+    """The command lines' times (``--since``, ``--until``, ``--as-of``, ...) as the quality API's: an offset is
+    read to the second, and one with a fraction that is not zero is refused rather than read at another offset."""
+    from registry.core.durations import parse_instant
+
+    if offset_s is None:
+        with pytest.raises(ValueError, match="offset to the second"):
+            parse_instant(text)
+    else:
+        offset = parse_instant(text).utcoffset()
+        assert offset is not None and offset.total_seconds() == offset_s
