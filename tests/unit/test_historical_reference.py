@@ -30,7 +30,6 @@ from hypothesis import strategies as st
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
-from registry.core.errors import DefinitionError, UnknownFeatureError
 from registry.core.timeline import empty_value, step_ms
 from serving.offline import historical
 from serving.offline.historical import get_historical_features
@@ -354,49 +353,6 @@ def check(
         assert [type(v) for v in got] == [type(v) for v in expected[name]], name
 
 
-# ---------------------------------------------------------------------------------------------
-# Tests
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_matches_reference_seeded(seed: int, tmp_path: Path, catalog: FeatureCatalog) -> None:
-    scenario = generate(RandomChooser(seed), catalog)
-    table = iceberg_table(tmp_path)
-    written = write(table, catalog, scenario.batches)
-    check(table, catalog, written, scenario.features, scenario.labels, scenario.tz, scenario.unit)
-    # Every requested feature at once, in the catalog's order, on the same table.
-    check(table, catalog, written, list(FEATURES), scenario.labels, scenario.tz, scenario.unit)
-
-
-@pytest.mark.parametrize("seed", range(12, 18))
-def test_matches_reference_reading_features_in_groups(
-    seed: int, tmp_path: Path, catalog: FeatureCatalog, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A chunk whose files hold more than ``ROWS_PER_READ`` rows reads its features a group at a time:
-    here one feature per read (the bound is one row), with the same answers."""
-    monkeypatch.setattr(historical, "ROWS_PER_READ", 1)
-    scenario = generate(RandomChooser(seed), catalog)
-    table = iceberg_table(tmp_path)
-    written = write(table, catalog, scenario.batches)
-    check(table, catalog, written, list(FEATURES), scenario.labels, scenario.tz, scenario.unit)
-
-
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(data=st.data())
-def test_matches_reference_property(data: st.DataObject, catalog: FeatureCatalog) -> None:
-    scenario = generate(DataChooser(data), catalog)
-    with tempfile.TemporaryDirectory(prefix="fs-hist-") as folder:
-        table = iceberg_table(Path(folder))
-        written = write(table, catalog, scenario.batches)
-        check(table, catalog, written, scenario.features, scenario.labels, scenario.tz, scenario.unit)
-
-
-# ---------------------------------------------------------------------------------------------
-# Hand-computed cases: exact values that do not depend on registry.core.timeline being right
-# ---------------------------------------------------------------------------------------------
-
-
 def _us(ms: int, extra_us: int = 0) -> int:
     return ms * 1000 + extra_us
 
@@ -437,313 +393,39 @@ def hand_table(tmp_path: Path, catalog: FeatureCatalog) -> tuple[Any, list[Writt
     return table, write(table, catalog, batches)
 
 
-HAND_CASES = [
-    # (entity, label µs, txn_count_1h, txn_amount_sum_1h, amount_max_15m)
-    ("u1", _us(T0), 6, 11.25, 42.0),  # a window ending exactly at the label is visible; latest ingestion wins
-    ("u1", _us(T0, -1), None, None, None),  # 1 µs before the first window end
-    ("u1", _us(T0, 999), 6, 11.25, 42.0),  # 999 µs after the window end: the same rows
-    ("u1", _us(T0 + 5 * MIN - 1), 6, 11.25, 42.0),  # next 5-minute window not closed yet
-    ("u1", _us(T0 + 5 * MIN), 0, 0.0, 42.0),  # it closed with no row: empty (the 15-minute one has not)
-    ("u1", _us(T0 + 10 * MIN), 9, 0.0, 42.0),
-    ("u1", _us(T0 + 15 * MIN), 0, 0.0, None),  # max of an empty tumbling window has no value
-    ("u1", _us(T0 + 10 * MIN + 2 * HOUR), 0, None, None),  # count: exactly ttl old, not expired; sum: expired
-    ("u1", _us(T0 + 10 * MIN + 2 * HOUR + 1), None, None, None),  # 1 ms past ttl: expired
-    ("u1", _us(T0 + 10 * MIN + 2 * HOUR, 999), None, None, None),  # 999 µs past the ttl: expired, not "same ms"
-    ("u2", _us(T0 + 10 * MIN), None, None, None),  # only a merchant row has this id
-    (GHOST, _us(T0 + 10 * MIN), None, None, None),
-    ("u1", _us(T0 - HOUR), None, None, None),
-    ("u1", _us(T0), 6, 11.25, 42.0),  # duplicate of the first row
-    ("u0", _us(T0 + 30 * MIN), 3, 4.5, 7.0),
-    ("u0", _us(T0 + 45 * MIN), 3, 4.5, 7.0),  # beyond the data's reach: later windows are not known closed
-    ("u1", _us(T0 + 45 * MIN), 0, 0.0, None),  # windows up to the reach closed empty; max: 45m > 35m ttl
-]
+# ---------------------------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tz", [None, "UTC", "Asia/Kolkata"])
-def test_hand_computed_values(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog, tz: str | None) -> None:
-    table, written = hand_table
-    features = ["amount_max_15m", "txn_count_1h", "txn_amount_sum_1h"]
-    order = [3, 0, 8, 15, 13, 1, 6, 11, 16, 2, 9, 4, 12, 7, 14, 5, 10]  # out of time order
-    assert sorted(order) == list(range(len(HAND_CASES)))
-    labels = [(HAND_CASES[i][0], HAND_CASES[i][1]) for i in order]
-    result = get_historical_features(
-        table, catalog, label_table(labels, tz), features, entity_type="user", entity_column="user"
-    )
-    assert result.column("row_id").to_pylist() == list(range(len(order)))
-    assert result.column("txn_count_1h").to_pylist() == [HAND_CASES[i][2] for i in order]
-    assert result.column("txn_amount_sum_1h").to_pylist() == [HAND_CASES[i][3] for i in order]
-    assert result.column("amount_max_15m").to_pylist() == [HAND_CASES[i][4] for i in order]
-    # And the reference agrees with the hand-computed values.
-    assert reference(written, catalog, "user", features, labels) == {
-        "amount_max_15m": [HAND_CASES[i][4] for i in order],
-        "txn_count_1h": [HAND_CASES[i][2] for i in order],
-        "txn_amount_sum_1h": [HAND_CASES[i][3] for i in order],
-    }
-
-
-def test_sub_millisecond_hand_computed_values(tmp_path: Path, catalog: FeatureCatalog) -> None:
-    """Two windows ending within one millisecond, labels at and around them in µs and ns, and the TTL edge."""
-    count = catalog.get("user", "txn_count_1h")  # sliding 1h / 5m, ttl 2h
+@pytest.mark.parametrize("seed", range(12))
+def test_matches_reference_seeded(seed: int, tmp_path: Path, catalog: FeatureCatalog) -> None:
+    scenario = generate(RandomChooser(seed), catalog)
     table = iceberg_table(tmp_path)
-    early, late = FeatureRow.of(count, "u1", 5, T0 - HOUR, T0, 1), FeatureRow.of(count, "u1", 8, T0 - HOUR, T0, 2)
-    write(table, catalog, [(CLOCK0, [(early, _us(T0, 300)), (late, _us(T0, 700))])])
-    ttl_us = 2 * HOUR * 1000
-    cases_us = [
-        (_us(T0, 299), None),  # 1 µs before the first row: it is in this label's future
-        (_us(T0, 300), 5),
-        (_us(T0, 699), 5),  # the later row of the same millisecond is still in the future
-        (_us(T0, 700), 8),
-        (_us(T0, 700) + ttl_us, 8),  # exactly the TTL old: kept
-        (_us(T0, 701) + ttl_us, None),  # 1 µs older than the TTL: expired
-    ]
-    cases_ns = [
-        (_us(T0, 300) * 1000 - 1, None),  # 1 ns before the row
-        (_us(T0, 300) * 1000, 5),
-        (_us(T0, 700) * 1000 + 999, 8),
-        ((_us(T0, 700) + ttl_us) * 1000, 8),
-        ((_us(T0, 700) + ttl_us) * 1000 + 1, None),  # 1 ns older than the TTL
-    ]
-    for unit, cases in (("us", cases_us), ("ns", cases_ns)):
-        labels = [("u1", at) for at, _ in cases]
-        result = get_historical_features(
-            table, catalog, label_table(labels, None, unit), ["txn_count_1h"], entity_type="user", entity_column="user"
-        )
-        expected = [value for _, value in cases]
-        assert result.column("txn_count_1h").to_pylist() == expected, unit
-        written = [Written(early, CLOCK0, _us(T0, 300)), Written(late, CLOCK0, _us(T0, 700))]
-        assert reference(written, catalog, "user", ["txn_count_1h"], labels, 1000 if unit == "us" else 10**6) == {
-            "txn_count_1h": expected
-        }
+    written = write(table, catalog, scenario.batches)
+    check(table, catalog, written, scenario.features, scenario.labels, scenario.tz, scenario.unit)
+    # Every requested feature at once, in the catalog's order, on the same table.
+    check(table, catalog, written, list(FEATURES), scenario.labels, scenario.tz, scenario.unit)
 
 
-def test_label_result_does_not_depend_on_other_labels(
-    hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog
+@pytest.mark.parametrize("seed", range(12, 18))
+def test_matches_reference_reading_features_in_groups(
+    seed: int, tmp_path: Path, catalog: FeatureCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    table, _ = hand_table
-
-    def count_at(*labels: tuple[str, int]) -> list[Any]:
-        result = get_historical_features(
-            table, catalog, label_table(labels, None), ["txn_count_1h"], entity_type="user", entity_column="user"
-        )
-        return result.column("txn_count_1h").to_pylist()
-
-    # The data reaches T0 + 30m (u0's row), so by T0 + 5m the window ending then has closed, empty for u1.
-    assert count_at(("u1", _us(T0 + 5 * MIN)), ("u0", _us(T0 + 30 * MIN))) == [0, 3]
-    # Alone: the reach must still come from the whole table, not from rows up to this label (that gave 6).
-    assert count_at(("u1", _us(T0 + 5 * MIN))) == [0]
-
-
-@pytest.mark.parametrize(
-    ("unit", "value", "expected"),
-    [
-        ("s", T0 // 1000, 6),
-        ("ms", T0, 6),
-        ("ms", T0 - 1, None),
-        ("ns", T0 * 1_000_000, 6),
-        ("ns", T0 * 1_000_000 - 1, None),
-        ("ns", (T0 + 5 * MIN) * 1_000_000 - 1, 6),
-    ],
-)
-def test_timestamp_units(
-    hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog, unit: str, value: int, expected: int | None
-) -> None:
-    table, _ = hand_table
-    labels = pa.table({"user": ["u1"], "event_timestamp": pa.array([value], type=pa.timestamp(unit))})
-    result = get_historical_features(table, catalog, labels, ["txn_count_1h"], entity_type="user", entity_column="user")
-    assert result.column("txn_count_1h").to_pylist() == [expected]
-
-
-def test_snapshot_id_reads_the_table_as_of_that_snapshot(
-    hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog
-) -> None:
-    table, _ = hand_table
-    snapshots = sorted(table.metadata.snapshots, key=lambda s: s.sequence_number)
-    assert len(snapshots) == 3
-    labels = label_table([("u1", _us(T0))], None)
-    values = [
-        get_historical_features(
-            table,
-            catalog,
-            labels,
-            ["txn_count_1h"],
-            entity_type="user",
-            entity_column="user",
-            snapshot_id=s.snapshot_id,
-        )
-        .column("txn_count_1h")
-        .to_pylist()
-        for s in snapshots
-    ]
-    # Batch 2 (ingested at +3, revision 1) beats batch 3 (ingested at +2, revision 5), appended later:
-    # the latest ingestion wins before the revision.
-    assert values == [[5], [6], [6]]
-
-
-def test_replayed_rows_are_not_appended_again(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog) -> None:
-    table, written = hand_table
-    before = table.scan().to_arrow().num_rows
-    snapshots = len(table.metadata.snapshots)
-    count = catalog.get("user", "txn_count_1h")
-    replay = [FeatureRow.of(count, "u1", 5, T0 - HOUR, T0), FeatureRow.of(count, "u1", 6, T0 - HOUR, T0, 1)]
-    now = [CLOCK0 + 100]
-    writer = OfflineWriter(table, clock_ms=lambda: now[0])
-    for row in replay:
-        writer.add(row)
-    writer.flush()
-    assert writer.written == 0
-    assert len(writer) == 0
-    table.refresh()
-    assert table.scan().to_arrow().num_rows == before == len(written)
-    assert len(table.metadata.snapshots) == snapshots
-    labels = label_table([("u1", _us(T0))], None)
-    result = get_historical_features(table, catalog, labels, ["txn_count_1h"], entity_type="user", entity_column="user")
-    assert result.column("txn_count_1h").to_pylist() == [6]
-
-
-def test_no_rows_at_all(tmp_path: Path, catalog: FeatureCatalog) -> None:
-    table = iceberg_table(tmp_path)  # created, never appended to
-    labels = label_table([("u1", _us(T0)), (GHOST, _us(T0 + HOUR))], "UTC")
-    result = get_historical_features(
-        table, catalog, labels, ["txn_amount_sum_1h", "txn_count_1h"], entity_type="user", entity_column="user"
-    )
-    assert result.column("txn_amount_sum_1h").to_pylist() == [None, None]
-    assert result.column("txn_count_1h").to_pylist() == [None, None]
-    assert result.schema.field("txn_count_1h").type == pa.int64()
-
-
-def test_labels_before_every_row(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog) -> None:
-    table, _ = hand_table
-    labels = label_table([("u1", _us(T0 - 1)), ("u1", _us(T0 - 2 * HOUR))], None)
-    result = get_historical_features(table, catalog, labels, list(FEATURES), entity_type="user", entity_column="user")
-    assert {name: result.column(name).to_pylist() for name in FEATURES} == {name: [None, None] for name in FEATURES}
-
-
-def test_empty_label_frame(hand_table: tuple[Any, list[Written]], catalog: FeatureCatalog) -> None:
-    table, _ = hand_table
-    result = get_historical_features(
-        table,
-        catalog,
-        label_table([], None),
-        ["txn_count_1h", "txn_amount_sum_1h"],
-        entity_type="user",
-        entity_column="user",
-    )
-    assert result.num_rows == 0
-    assert result.column_names == ["row_id", "user", "event_timestamp", "label", "txn_count_1h", "txn_amount_sum_1h"]
-    assert result.schema.field("txn_count_1h").type == pa.int64()
-    assert result.schema.field("txn_amount_sum_1h").type == pa.float64()
-
-
-def test_integer_entity_column_is_matched_as_text(tmp_path: Path, catalog: FeatureCatalog) -> None:
+    """A chunk whose files hold more than ``ROWS_PER_READ`` rows reads its features a group at a time:
+    here one feature per read (the bound is one row), with the same answers."""
+    monkeypatch.setattr(historical, "ROWS_PER_READ", 1)
+    scenario = generate(RandomChooser(seed), catalog)
     table = iceberg_table(tmp_path)
-    count = catalog.get("user", "txn_count_1h")
-    write(table, catalog, [(CLOCK0, [FeatureRow.of(count, "42", 3, T0 - HOUR, T0)])])
-    labels = pa.table(
-        {
-            "user": pa.array([42, 43], type=pa.int64()),
-            "event_timestamp": pa.array([_us(T0)] * 2, type=pa.timestamp("us")),
-        }
-    )
-    result = get_historical_features(table, catalog, labels, ["txn_count_1h"], entity_type="user", entity_column="user")
-    assert result.column("txn_count_1h").to_pylist() == [3, None]
+    written = write(table, catalog, scenario.batches)
+    check(table, catalog, written, list(FEATURES), scenario.labels, scenario.tz, scenario.unit)
 
 
-@pytest.mark.parametrize(
-    ("labels", "kwargs", "error", "message"),
-    [
-        (
-            pa.table({"user": ["u1"]}),
-            {},
-            DefinitionError,
-            "label frame has no 'event_timestamp' column (columns: ['user'])",
-        ),
-        (
-            pa.table({"user": ["u1"], "event_timestamp": [1]}),
-            {},
-            DefinitionError,
-            "label column 'event_timestamp' must be a timestamp, not int64",
-        ),
-        (
-            pa.table({"user": ["u1", "u2"], "event_timestamp": pa.array([1, None], type=pa.timestamp("us"))}),
-            {},
-            DefinitionError,
-            "label column 'event_timestamp' has 1 null timestamps",
-        ),
-        (
-            pa.table({"who": ["u1"], "event_timestamp": pa.array([1], type=pa.timestamp("us"))}),
-            {},
-            DefinitionError,
-            "label frame has no entity column 'user'",
-        ),
-        (
-            pa.table({"user": ["u1"], "txn_count_1h": [1], "event_timestamp": pa.array([1], type=pa.timestamp("us"))}),
-            {},
-            DefinitionError,
-            "label frame already has column(s) named like features: ['txn_count_1h']",
-        ),
-        (
-            pa.table({"user": ["u1"], "ts": pa.array([1], type=pa.timestamp("us"))}),
-            {"features": ["nope", "txn_count_1h", "nada"]},
-            UnknownFeatureError,
-            "unknown feature(s) for entity type 'user': nada, nope",
-        ),
-    ],
-)
-def test_bad_label_frames(
-    hand_table: tuple[Any, list[Written]],
-    catalog: FeatureCatalog,
-    labels: pa.Table,
-    kwargs: dict[str, Any],
-    error: type[Exception],
-    message: str,
-) -> None:
-    table, _ = hand_table
-    features = kwargs.get("features", ["txn_count_1h"])
-    with pytest.raises(error) as info:
-        get_historical_features(table, catalog, labels, features, entity_type="user", entity_column="user")
-    assert str(info.value) == message
-
-
-def test_long_values_are_exact(tmp_path: Path, catalog: FeatureCatalog) -> None:
-    table = iceberg_table(tmp_path)
-    count = catalog.get("user", "txn_count_1h")
-    total = catalog.get("user", "txn_amount_sum_1h")
-    big = 2**53 + 1
-    write(
-        table,
-        catalog,
-        [(CLOCK0, [FeatureRow.of(count, "u1", big, T0 - HOUR, T0), FeatureRow.of(total, "u1", 1.0, T0 - HOUR, T0)])],
-    )
-    labels = label_table([("u1", _us(T0)), (GHOST, _us(T0))], None)
-    result = get_historical_features(
-        table, catalog, labels, ["txn_count_1h", "txn_amount_sum_1h"], entity_type="user", entity_column="user"
-    )
-    assert result.column("txn_amount_sum_1h").to_pylist() == [1.0, None]
-    assert result.column("txn_count_1h").to_pylist() == [big, None]
-
-
-@pytest.mark.parametrize(
-    ("feature", "values", "expected"),
-    [
-        ("txn_count_1h", [5, -3, 2], -3),  # a negative long's bytes are above every non-negative one's
-        ("txn_count_1h", [5, 2**40, 3], 2**40),
-        ("txn_amount_sum_1h", [2.0, -0.5, -0.25], -0.5),  # negative doubles: by magnitude, above positives
-        ("txn_amount_sum_1h", [1.5, 99.0, 0.0], 99.0),
-        ("last_merchant_5m", ["z", "\u00fcber", "m\u00fcnchen"], "\u00fcber"),  # UTF-8 bytes: ü (0xC3..) above z
-        ("last_merchant_5m", ["m\u00fcnchen", "z", "b"], "z"),
-        ("txn_amount_sum_1h", [1.5, None, 2.0], None),  # no value: Cassandra's tombstone wins a tie
-    ],
-)
-def test_rows_tied_on_end_ingestion_and_revision_resolve_like_cassandra_cells(
-    tmp_path: Path, catalog: FeatureCatalog, feature: str, values: list[Any], expected: Any
-) -> None:
-    """Docs §5.1: registry.core.timeline.tie_key, the order Cassandra keeps one of two equal-time cells in."""
-    d = catalog.get("user", feature)
-    table = iceberg_table(tmp_path)
-    writer = OfflineWriter(table)
-    for value in values:  # appended one by one, in this order: the stream job's writer refuses a repeated identity
-        table.append(writer.to_arrow([FeatureRow.of(d, "u1", value, T0 - HOUR, T0, 3)], CLOCK0))
-    result = get_historical_features(
-        table, catalog, label_table([("u1", _us(T0))], None), [feature], entity_type="user", entity_column="user"
-    )
-    assert result.column(feature).to_pylist() == [expected]
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_matches_reference_property(data: st.DataObject, catalog: FeatureCatalog) -> None:
+    scenario = generate(DataChooser(data), catalog)
+    with tempfile.TemporaryDirectory(prefix="fs-hist-") as folder:
+        table = iceberg_table(Path(folder))
+        written = write(table, catalog, scenario.batches)
+        check(table, catalog, written, scenario.features, scenario.labels, scenario.tz, scenario.unit)
