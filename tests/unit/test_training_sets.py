@@ -41,7 +41,7 @@ GHOST = "nobody"
 
 
 def stored_definitions(make_definition: Callable[..., FeatureDefinition]) -> list[FeatureDefinition]:
-    """The definitions of this module's catalog (test_request_features.py joins them too)."""
+    """The definitions of this module's catalog (test_request_features_offline.py joins them too)."""
     tumbling_5m = {"kind": "tumbling", "size": "5m"}
     max_15m = {
         "aggregation": {"function": "max", "field": "amount"},
