@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from registry.access import guard_catalog
 from registry.core.arguments import text, whole
@@ -47,7 +46,7 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.core.shown import shown
 from registry.training_sets import Manifest, ManifestFeature
-from serving.offline.command_io import MAX_BATCH_ROWS, parse_as_of, write_parquet
+from serving.offline.command_io import open_labels, parse_as_of, write_parquet
 from serving.offline.content_hash import ContentHasher, content_sha256
 from serving.offline.feature_resolution import resolve_columns
 from serving.offline.historical import (
@@ -280,12 +279,14 @@ def _stream(
     """Join a Parquet label file into ``out``; (labels hash, label rows, output hash, output rows)."""
     if chunk_rows < 1:
         raise DatasetError(f"chunk_rows must be positive, not {chunk_rows}")
-    labels = pq.ParquetFile(labels_path)
-    schema = output_schema(labels.schema_arrow, definitions)
-    labels_hash, out_hash = ContentHasher(labels.schema_arrow), ContentHasher(schema)
+    # As historical features reads them: a FIFO, a folder or a file that is not Parquet is refused at once, naming
+    # --labels (a FIFO held the command for good).
+    label_schema, label_batches = open_labels(labels_path, chunk_rows)
+    schema = output_schema(label_schema, definitions)
+    labels_hash, out_hash = ContentHasher(label_schema), ContentHasher(schema)
 
     def hashed_input() -> Iterator[pa.RecordBatch]:
-        for batch in labels.iter_batches(batch_size=min(chunk_rows, MAX_BATCH_ROWS)):
+        for batch in label_batches:
             labels_hash.update(batch)
             yield batch
 
@@ -293,7 +294,7 @@ def _stream(
         batches = join_label_batches(
             table,
             definitions,
-            labels.schema_arrow,
+            label_schema,
             hashed_input(),
             entity_type=entity_type,
             entity_column=entity_column,

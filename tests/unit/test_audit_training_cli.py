@@ -1,0 +1,74 @@
+"""Training-set commands against their documented contract: bad input is one ``error:`` line naming the option,
+exit 1, never a hang or a traceback, and nothing is written under ``--out``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from registry.core.definitions import FeatureDefinition
+from registry.definition_store import DefinitionStore
+from registry.training_sets import TrainingSetStore
+from serving.offline import training
+from tests.unit.test_training_sets import INGEST0, MIN, T0, Row, append, iceberg_table
+
+
+@pytest.fixture
+def built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_definition: Callable[..., FeatureDefinition]
+) -> Iterator[tuple[Path, str]]:
+    """A registry and offline table holding one row, and a training set built from them: (folder, its id)."""
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "d.db"))
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/cat.db")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "wh").as_uri())
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
+    d = make_definition(name="count_5m", window={"kind": "tumbling", "size": "5m"}, ttl="20m")
+    DefinitionStore(tmp_path / "d.db").register(d)
+    append(iceberg_table(tmp_path, "feature_store"), [Row(d, "u1", 3, T0 + 5 * MIN, INGEST0)])
+    labels = pa.table({"user_id": ["u1"], "event_timestamp": pa.array([T0 + 6 * MIN], pa.timestamp("ms", tz="UTC"))})
+    pq.write_table(labels, tmp_path / "labels.parquet")
+    argv = ["build", "--labels", str(tmp_path / "labels.parquet"), "--out", str(tmp_path / "train.parquet")]
+    assert training.main([*argv, "--entity-type", "user", "--entity-column", "user_id", "--features", "count_5m"]) == 0
+    yield tmp_path, TrainingSetStore(tmp_path / "d.db").ids()[0]
+
+
+def _within(seconds: float, command: Callable[[], int]) -> int:
+    """``command``'s exit code; a command still running after ``seconds`` fails the test (it hung)."""
+    outcome: list[int] = []
+    worker = threading.Thread(target=lambda: outcome.append(command()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise AssertionError(f"still running after {seconds} s")
+    return outcome[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "missing"])
+def test_labels_that_are_no_parquet_file_are_refused_at_once_naming_labels(
+    built: tuple[Path, str], capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """A FIFO given as ``--labels`` held build and rebuild for good (Arrow opened it and waited for a writer);
+    historical features refused it at once. Both training commands read labels as historical features does."""
+    folder, training_set = built
+    labels = folder / kind
+    if kind == "fifo":
+        os.mkfifo(labels)
+    elif kind == "folder":
+        labels.mkdir()
+    capsys.readouterr()
+    join = ["--entity-type", "user", "--entity-column", "user_id", "--features", "count_5m"]
+    commands = {
+        "build": ["build", "--labels", str(labels), "--out", str(folder / "b.parquet"), *join],
+        "rebuild": ["rebuild", "--id", training_set, "--labels", str(labels), "--out", str(folder / "r.parquet")],
+    }
+    for name, argv in commands.items():
+        assert _within(20, lambda argv=argv: training.main(argv)) == 1, name  # type: ignore[misc]
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: --labels {labels}: not a readable Parquet file"), err
+    assert not (folder / "b.parquet").exists() and not (folder / "r.parquet").exists()
