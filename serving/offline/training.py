@@ -540,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"manifest {manifest_path}"
             )
             return 0
+        if args.out.is_dir() or not args.out.parent.is_dir():  # before the join, not when the result is moved there
+            raise DatasetError(f"--out {args.out}: not a file in an existing directory")
         if args.id:
             stored = store.get(args.id)
             manifest, labels_path = stored.manifest, args.labels or stored.labels_uri

@@ -72,3 +72,21 @@ def test_labels_that_are_no_parquet_file_are_refused_at_once_naming_labels(
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"error: --labels {labels}: not a readable Parquet file"), err
     assert not (folder / "b.parquet").exists() and not (folder / "r.parquet").exists()
+
+
+@pytest.mark.parametrize("where", ["folder", "missing folder"])
+def test_rebuild_refuses_an_out_that_cannot_be_a_file_naming_it(
+    built: tuple[Path, str], capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """``rebuild --out`` a folder was found only after the join, when the result was moved there, and the error
+    named the hidden temporary file (``.<out>.<pid>.tmp -> <out>``); in a missing folder it named that file too.
+    Build and batch scoring refuse such an ``--out`` before reading anything, naming it: rebuild does the same."""
+    folder, training_set = built
+    out = folder / "taken" if where == "folder" else folder / "nowhere" / "r.parquet"
+    if where == "folder":
+        out.mkdir()
+    capsys.readouterr()
+    assert training.main(["rebuild", "--id", training_set, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --out {out}: not a file in an existing directory"], err
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
