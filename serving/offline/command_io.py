@@ -26,7 +26,11 @@ same bytes (a rebuild with another ``chunk_rows`` is byte-identical)."""
 
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path) -> int:
     """Write batches to ``out`` atomically (a partial file never appears under that name), in row groups of
-    ``OUTPUT_ROW_GROUP_ROWS`` (the last one shorter); rows written."""
+    ``OUTPUT_ROW_GROUP_ROWS`` (the last one shorter); rows written.
+
+    Each row group is written from one contiguous array per column: Arrow's writer checks whether to close a data
+    page (and to give up a dictionary) at the end of every chunk it is handed, so chunks that followed the batches
+    made other pages, other bytes, for the same rows."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     rows = 0
     pending: list[pa.RecordBatch] = []
@@ -39,11 +43,15 @@ def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Pat
                 rows += batch.num_rows
                 while held >= OUTPUT_ROW_GROUP_ROWS:
                     table = pa.Table.from_batches(pending, schema)
-                    writer.write_table(table.slice(0, OUTPUT_ROW_GROUP_ROWS), row_group_size=OUTPUT_ROW_GROUP_ROWS)
+                    writer.write_table(
+                        table.slice(0, OUTPUT_ROW_GROUP_ROWS).combine_chunks(), row_group_size=OUTPUT_ROW_GROUP_ROWS
+                    )
                     rest = table.slice(OUTPUT_ROW_GROUP_ROWS)
                     pending, held = rest.to_batches(), rest.num_rows
             if held:
-                writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=OUTPUT_ROW_GROUP_ROWS)
+                writer.write_table(
+                    pa.Table.from_batches(pending, schema).combine_chunks(), row_group_size=OUTPUT_ROW_GROUP_ROWS
+                )
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -90,3 +90,29 @@ def test_rebuild_refuses_an_out_that_cannot_be_a_file_naming_it(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --out {out}: not a file in an existing directory"], err
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_rebuild_with_other_chunk_rows_is_byte_identical(
+    built: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Design §9: a manifest's ``rebuild`` makes the training set again byte for byte, the Parquet file written in
+    row groups of 131,072 rows whatever ``--chunk-rows`` the join ran with. Rows were the same but the bytes were
+    not once a column chunk passed a data page (1 MiB): Arrow closed pages where the join's batches ended."""
+    folder, _ = built
+    rows = 20_000
+    labels = pa.table(
+        {
+            "user_id": ["u1"] * rows,
+            "event_timestamp": pa.array([T0 + 6 * MIN] * rows, pa.timestamp("ms", tz="UTC")),
+            "note": [f"{i:07d}" + "x" * 100 for i in range(rows)],  # about 2 MiB: several pages
+        }
+    )
+    pq.write_table(labels, folder / "many.parquet")
+    join = ["--entity-type", "user", "--entity-column", "user_id", "--features", "count_5m"]
+    argv = ["build", "--labels", str(folder / "many.parquet"), "--out", str(folder / "many_train.parquet"), *join]
+    assert training.main([*argv, "--chunk-rows", str(rows)]) == 0
+    training_set = capsys.readouterr().out.split()[2].rstrip(":")
+    for chunk_rows in ("1000", "333"):
+        out = folder / f"again_{chunk_rows}.parquet"
+        assert training.main(["rebuild", "--id", training_set, "--out", str(out), "--chunk-rows", chunk_rows]) == 0
+        assert out.read_bytes() == (folder / "many_train.parquet").read_bytes(), chunk_rows
