@@ -522,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.copy_labels_to is not None:
                     args.copy_labels_to.mkdir(parents=True, exist_ok=True)
                     labels_uri = args.copy_labels_to / f"{manifest.id}.labels.parquet"
-                    shutil.copyfile(args.labels, labels_uri)
+                    if not (labels_uri.exists() and labels_uri.samefile(args.labels)):  # built from its kept copy
+                        shutil.copyfile(args.labels, labels_uri)
                 manifest_staging.write_text(manifest.to_json())
                 staging.replace(args.out)
                 manifest_staging.replace(manifest_path)

@@ -116,3 +116,25 @@ def test_a_rebuild_with_other_chunk_rows_is_byte_identical(
         out = folder / f"again_{chunk_rows}.parquet"
         assert training.main(["rebuild", "--id", training_set, "--out", str(out), "--chunk-rows", chunk_rows]) == 0
         assert out.read_bytes() == (folder / "many_train.parquet").read_bytes(), chunk_rows
+
+
+def test_a_build_from_its_kept_labels_copy_keeps_it_there(
+    built: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same training set built again from the labels copy an earlier build kept (``--copy-labels-to`` the same
+    folder) failed after the whole join, ``... and ... are the same file``, exit 1, nothing written; the copy is
+    already there: the build completes and the copy stays the labels path ``rebuild --id`` reads."""
+    folder, _ = built
+    join = ["--entity-type", "user", "--entity-column", "user_id", "--features", "count_5m"]
+    kept = folder / "kept"
+    argv = ["build", "--labels", str(folder / "labels.parquet"), "--out", str(folder / "a.parquet")]
+    assert training.main([*argv, "--copy-labels-to", str(kept), *join]) == 0
+    training_set = capsys.readouterr().out.split()[2].rstrip(":")
+    copy = kept / f"{training_set}.labels.parquet"
+    copied = copy.read_bytes()
+    argv = ["build", "--labels", str(copy), "--out", str(folder / "b.parquet"), "--copy-labels-to", str(kept)]
+    assert training.main([*argv, *join]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.split()[2].rstrip(":") == training_set
+    assert (folder / "b.parquet").read_bytes() == (folder / "a.parquet").read_bytes()
+    assert copy.read_bytes() == copied
+    assert TrainingSetStore(folder / "d.db").get(training_set).labels_uri == str(copy.resolve())
