@@ -396,8 +396,12 @@ def _check_build_paths(labels: Path, out: Path, manifest: Path, copy_labels_to: 
         raise DatasetError(f"--manifest {manifest} is the labels or the output file")
     if manifest.is_dir() or not manifest.parent.is_dir():
         raise DatasetError(f"--manifest {manifest}: not a file in an existing directory")
-    if copy_labels_to is not None and copy_labels_to.exists() and not copy_labels_to.is_dir():
-        raise DatasetError(f"--copy-labels-to {copy_labels_to}: exists and is not a directory")
+    if copy_labels_to is not None:
+        if copy_labels_to.exists() and not copy_labels_to.is_dir():
+            raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)}: exists and is not a directory")
+        nearest = next(p for p in (copy_labels_to, *copy_labels_to.parents) if p.exists())  # what mkdir builds on
+        if not nearest.is_dir():
+            raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)}: {shown(nearest)} is not a directory")
 
 
 def _recorded_labels(store: TrainingSetStore, training_set_id: str) -> str | None:
@@ -476,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--model", type=text, help="a model: the training sets its versions were linked to")
     show.add_argument("--model-version", type=text, help="with --model: only this version")
     args = parser.parse_args(argv)
+    if args.command == "show" and args.id and args.model_version is not None:
+        show.error("--model-version goes with --model, not --id")  # it was ignored
     settings = settings_for_command()
     try:
         db = settings.definitions_db

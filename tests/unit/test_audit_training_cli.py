@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from registry.core.definitions import FeatureDefinition
+from registry.core.errors import DatasetError
 from registry.definition_store import DefinitionStore
 from registry.training_sets import TrainingSetStore
 from serving.offline import training
@@ -138,3 +139,22 @@ def test_a_build_from_its_kept_labels_copy_keeps_it_there(
     assert (folder / "b.parquet").read_bytes() == (folder / "a.parquet").read_bytes()
     assert copy.read_bytes() == copied
     assert TrainingSetStore(folder / "d.db").get(training_set).labels_uri == str(copy.resolve())
+
+
+def test_a_label_copy_folder_under_a_file_is_refused_before_the_join(tmp_path: Path) -> None:
+    """``--copy-labels-to a_file/kept``: the folder cannot be made, which was found only after the whole join."""
+    from serving.offline.training import _check_build_paths
+
+    (tmp_path / "a_file").write_text("x")
+    labels, out, manifest = tmp_path / "l.parquet", tmp_path / "o.parquet", tmp_path / "m.json"
+    with pytest.raises(DatasetError, match=r"--copy-labels-to .*a_file is not a directory"):
+        _check_build_paths(labels, out, manifest, tmp_path / "a_file" / "kept" / "deeper")
+    _check_build_paths(labels, out, manifest, tmp_path / "new" / "kept")  # made by the build: fine
+
+
+def test_show_by_id_refuses_a_model_version_it_would_ignore(capsys: pytest.CaptureFixture[str]) -> None:
+    from serving.offline import training
+
+    with pytest.raises(SystemExit) as exited:
+        training.main(["show", "--id", "abc", "--model-version", "7"])
+    assert exited.value.code == 2 and "--model-version goes with --model" in capsys.readouterr().err
