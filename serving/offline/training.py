@@ -422,7 +422,7 @@ def _read_manifest(path: Path) -> Manifest:
     except OSError as exc:  # missing, a folder, unreadable: named as --manifest too
         raise DatasetError(f"--manifest {shown(path)}: not a readable file: {exc.strerror or exc}") from None
     try:
-        return Manifest.from_json(raw.decode())
+        manifest = Manifest.from_json(raw.decode())
     except (UnicodeDecodeError, DatasetError) as exc:
         cause = exc.__cause__
         why = (
@@ -431,6 +431,13 @@ def _read_manifest(path: Path) -> Manifest:
             else str(exc)
         )
         raise DatasetError(f"--manifest {shown(path)}: not a training-set manifest: {why}") from None
+    content_id = Manifest.content_id(manifest.model_dump(mode="json"))
+    if manifest.id != content_id:  # edited by hand: it would be rebuilt under an id that is not its content's
+        raise DatasetError(
+            f"--manifest {shown(path)}: its id {shown(manifest.id)} is not its content's ({content_id}): "
+            "the file was changed after it was written"
+        )
+    return manifest
 
 
 def _show(stored: object) -> str:

@@ -140,6 +140,17 @@ def test_cli_build_link_show_rebuild(
     assert training.main(["show", "--model", "fraud"]) == 0
     assert manifest.id in capsys.readouterr().out
     assert training.main(["rebuild", "--id", "nope", "--out", str(tmp_path / "x.parquet")]) == 1
+    # A manifest edited by hand keeps an id that is not its content's: refused before the join, not rebuilt under it.
+    edited = tmp_path / "edited.json"
+    doc = json.loads(Path(manifest_file).read_text())
+    edited.write_text(json.dumps({**doc, "labels_rows": doc["labels_rows"] + 1}))
+    capsys.readouterr()
+    assert training.main(["rebuild", "--manifest", str(edited), "--out", str(tmp_path / "x.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: --manifest {edited}: its id {manifest.id} is not its content's")
+        and err.count("\n") == 1
+    )
 
 
 def test_a_build_that_cannot_finish_leaves_the_files_it_would_replace_as_they_were(
