@@ -52,7 +52,7 @@ from registry.core.durations import parse_duration, to_millis
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.gate import ServedHealth
 from serving.offline.historical import LabelTimes, PointInTimeJoin
-from serving.offline.statistics import check_metrics_file, since_ms
+from serving.offline.statistics import check_metrics_file, since_ms, sleep
 from sinks.iceberg.as_of import iso_us, read_point
 from sinks.iceberg.reader import micros
 from sinks.serving_log import read_logged
@@ -250,14 +250,6 @@ def write_metrics(report: ParityReport, path: Path, now_us: int) -> None:
     write_to_textfile(str(path), registry)
 
 
-def _sleep(seconds: float) -> None:
-    """``time.sleep`` for any duration ``--every`` takes (one call holds at most about 292 years)."""
-    while seconds > 0:
-        step = min(seconds, 86_400.0)
-        time.sleep(step)
-        seconds -= step
-
-
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
@@ -335,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             return 3
         if every_s is None:
             return 0
-        _sleep(every_s)
+        sleep(every_s)
 
 
 if __name__ == "__main__":
