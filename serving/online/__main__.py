@@ -16,7 +16,8 @@ the variable (exit status 1).
   to the next replica of its partition, up to that many extra attempts, the first answer winning (the C++
   driver's constant speculative execution policy; reads are idempotent). On one node (replication factor 1)
   there is no other replica and nothing is repeated (tested on two: ``tests/integration/test_speculative_reads.py``).
-- ``FS_CACHE_TTL_MS`` (default 1000, from 0 to 3,600,000; 0 turns the cache off) and ``FS_CACHE_MAX_ENTRIES``
+- ``FS_CACHE_TTL_MS`` (default 1000, from 0 to 3,600,000; 0 turns the cache off; an entry is read again once
+  that long has passed since its read was sent, exactly that long included, and on a clock set back to before it) and ``FS_CACHE_MAX_ENTRIES``
   (default 1024, from 1 to 10,000,000; about 30 MB of 100-feature vectors at the default): the hot-entity
   vector cache of each worker process.
 - ``FS_MAX_IN_FLIGHT`` (default 64, from 1 to 100,000): requests one process works on at once; past it, 503

@@ -42,6 +42,7 @@ class Snapshot(NamedTuple):
 class _Entry(NamedTuple):
     snapshot: Snapshot
     read_at_us: int  # the clock when the read was sent (the TTL is compared in µs, not ms cut down)
+    sent: int  # the read's place in the order reads were sent (which of two reads is newer, whatever the clock)
 
 
 class VectorCache:
@@ -55,7 +56,8 @@ class VectorCache:
         clock_us: Callable[[], int] | None = None,
     ) -> None:
         """``clock_us`` (epoch µs), when given, is the clock the TTL is measured on (``clock_ms`` otherwise):
-        an entry is served while less than ``ttl_ms`` has passed since its read, to the microsecond."""
+        an entry is served while less than ``ttl_ms`` has passed since its read, to the microsecond, and never
+        while the clock reads earlier than its read (a clock set back would otherwise keep it for that long)."""
         if ttl_ms < 0 or max_entries < 1:
             raise ValueError("ttl_ms must be >= 0 and max_entries >= 1")
         self._source = source
@@ -67,6 +69,7 @@ class VectorCache:
         # batch budget), apart, so a single vector never waits on a batch's longer budget.
         self._inflight: dict[tuple[str, str], asyncio.Future[Snapshot]] = {}
         self._inflight_batch: dict[tuple[str, str], asyncio.Future[Snapshot]] = {}
+        self._sent = 0  # reads sent so far
         self.hits = 0
         self.misses = 0
         self.coalesced = 0
@@ -99,7 +102,7 @@ class VectorCache:
         for i, eid in enumerate(entity_ids):
             key = (entity_type, eid)
             entry = entries.get(key)
-            if entry is not None and now_us - entry.read_at_us < ttl_us:
+            if entry is not None and 0 <= now_us - entry.read_at_us < ttl_us:
                 entries.move_to_end(key)
                 out[i] = entry.snapshot
                 self.hits += 1
@@ -125,7 +128,10 @@ class VectorCache:
             keys = [(entity_type, eid) for eid in miss_ids]
             futures: list[asyncio.Future[Snapshot]] = [loop.create_future() for _ in keys]
             (self._inflight_batch if partial else self._inflight).update(zip(keys, futures, strict=True))
-            read = asyncio.ensure_future(self._load(entity_type, miss_ids, keys, futures, now_us, partial=partial))
+            self._sent += 1
+            read = asyncio.ensure_future(
+                self._load(entity_type, miss_ids, keys, futures, now_us, self._sent, partial=partial)
+            )
             snapshots: list[Snapshot | StoreUnavailableError]
             try:
                 snapshots = await asyncio.shield(read)
@@ -154,6 +160,7 @@ class VectorCache:
         keys: list[tuple[str, str]],
         futures: list[asyncio.Future[Snapshot]],
         now_us: int,
+        sent: int,
         *,
         partial: bool = False,
     ) -> list[Snapshot | StoreUnavailableError]:
@@ -189,8 +196,8 @@ class VectorCache:
             fut.set_result(snap)
             held = self._entries.get(key)
             # a batch's read sent before a single read that ended first never replaces the newer entry
-            if self._ttl_ms > 0 and (held is None or held.read_at_us <= now_us):
-                self._entries[key] = _Entry(snap, now_us)
+            if self._ttl_ms > 0 and (held is None or held.sent < sent):
+                self._entries[key] = _Entry(snap, now_us, sent)
                 self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
