@@ -132,6 +132,7 @@ class VectorCache:
             read = asyncio.ensure_future(
                 self._load(entity_type, miss_ids, keys, futures, now_us, self._sent, partial=partial)
             )
+            read.add_done_callback(_retrieve)  # its requester may be gone: its failure reached the waiters already
             snapshots: list[Snapshot | StoreUnavailableError]
             try:
                 snapshots = await asyncio.shield(read)
@@ -202,3 +203,10 @@ class VectorCache:
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
         return snapshots
+
+
+def _retrieve(read: asyncio.Future[list[Snapshot | StoreUnavailableError]]) -> None:
+    """Mark a finished read's failure as seen (its waiters got it through their own futures), so asyncio does not
+    log 'Task exception was never retrieved' for a read whose requester went away before it failed."""
+    if not read.cancelled():
+        read.exception()
