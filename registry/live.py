@@ -1,7 +1,9 @@
 """Snapshots that follow a store without a store read per request.
 
 A reader keeps one snapshot and checks the store's change sequence at most every ``refresh_s``;
-only when it moved is the snapshot rebuilt. Requests read the snapshot they were handed, whole.
+only when it moved is the snapshot rebuilt. Requests read the snapshot they were handed, whole. A change
+committed at time t is in the snapshot handed to every call made at t + ``refresh_s`` or later (each check is
+timed from before its read of the change sequence, so a slow rebuild does not push the next check back).
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ class Following(Generic[T]):
         self._refresh_s = refresh_s
         self._clock = clock
         self._lock = threading.Lock()
+        checked_at = clock()
         self._seq = self._stamp()  # before the load: a change between the two is reloaded at the next check
         self._snapshot = self._loaded()
-        self._checked_at = clock()
+        self._checked_at = checked_at
 
     def current(self) -> T:
         if self._clock() - self._checked_at < self._refresh_s:
@@ -52,10 +55,13 @@ class Following(Generic[T]):
             self._reload_if_changed()
 
     def _reload_if_changed(self) -> None:
+        # The check's time is taken before the stamp is read, not after the load: a change committed while a
+        # (slow) load ran is seen at the next check, ``refresh_s`` after this one, never ``refresh_s`` plus the load.
+        checked_at = self._clock()
         seq = self._stamp()
         if seq != self._seq:
             self._snapshot, self._seq = self._loaded(), seq
-        self._checked_at = self._clock()
+        self._checked_at = checked_at
 
     def _stamp(self) -> tuple[int, object]:
         """The store's change sequence with the identity of its file (a SQLite store's ``file_stamp``): a file
