@@ -267,14 +267,15 @@ class FeatureReads:
                 "`entity_type`, `entity_id` or `entity_key`, and `names` or `feature_service` (and `request_data`)",
             )
         asks: list[tuple[Plan, str, dict[str, str] | None, dict[str, list[Any]], str | None]] = []
-        for i, part in enumerate(parts):
-            try:
-                asks.append(self._part(part))
-            except ApiError as exc:
-                if exc.status != 400:
-                    raise
-                # A malformed part names its index, whichever check refused it (the code stays the check's).
-                raise ApiError(exc.code, f"entities[{i}]: {exc.message}", **exc.details) from exc
+        with self._plans.one_snapshot():  # every part at the same versions, whatever the registry activates meanwhile
+            for i, part in enumerate(parts):
+                try:
+                    asks.append(self._part(part))
+                except ApiError as exc:
+                    if exc.status != 400:
+                        raise
+                    # A malformed part names its index, whichever check refused it (the code stays the check's).
+                    raise ApiError(exc.code, f"entities[{i}]: {exc.message}", **exc.details) from exc
         self._authorize([plan for plan, *_ in asks], caller, client)
         tally: Tally = {}  # counted once every part is served: a part that fails makes the whole request a 503
         with self.bound.admit(len(asks)):

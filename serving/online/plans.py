@@ -9,7 +9,8 @@ of registered definitions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from registry.access import needs_grant
@@ -228,12 +229,28 @@ class Plans:
         self._plans: dict[PlanKey, Plan] = {}
         self._features = 0  # summed over the cached plans (``MAX_PLAN_FEATURES``)
         self._key_chars = 0  # summed over their keys (``MAX_PLAN_KEY_CHARS``)
+        self._held = False  # inside ``one_snapshot``: no reload
 
     def _clear(self) -> None:
         self._plans = {}
         self._features = self._key_chars = 0
 
+    @contextmanager
+    def one_snapshot(self) -> Iterator[None]:
+        """Every plan looked up or made inside resolves against the snapshot current on entry: a request of several
+        parts (``POST /v1/vectors``) answers each from one catalog, never one part at a version the registry
+        activated while the request's other parts were resolved. Held only by synchronous code (no ``await``
+        inside), so no other request's plans wait on it."""
+        self.snapshot()
+        held, self._held = self._held, True
+        try:
+            yield
+        finally:
+            self._held = held
+
     def snapshot(self) -> tuple[FeatureCatalog, ServiceIndex | None]:
+        if self._held and self._catalog is not None:
+            return self._catalog, self._index
         catalog = self._live.current()
         index = self._services.current() if self._services is not None else None
         if catalog is not self._catalog or index is not self._index:

@@ -4,7 +4,14 @@ catalog snapshot."""
 
 from __future__ import annotations
 
-from registry.live import Following
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from registry.definition_store import DefinitionStore
+from registry.live import Following, LiveCatalog
+from serving.online.app import create_app
+from tests.unit.conftest import NoValues, build_definition
 
 
 class _Counter:
@@ -36,3 +43,35 @@ def test_a_change_is_served_refresh_s_after_it_even_when_the_load_is_slow() -> N
     assert following.current() == 1
     now[0] = 2.0
     assert following.current() == 2
+
+
+def _two_versions(db: Path) -> DefinitionStore:
+    """A store holding user.txn_count_1h v1 (active) and v2 (registered, not active)."""
+    store = DefinitionStore(db)
+    store.register(build_definition())
+    store.register(build_definition(version=2, ttl="3h"))
+    return store
+
+
+def test_a_vectors_request_answers_every_part_from_one_catalog(tmp_path: Path) -> None:
+    store = _two_versions(tmp_path / "registry.db")
+    now = [0.0]
+
+    def clock() -> float:  # every look at the catalog takes 0.3 s: a reload falls due inside one request
+        now[0] += 0.3
+        return now[0]
+
+    client = TestClient(create_app(LiveCatalog(store, refresh_s=1.0, clock=clock), NoValues()))
+    part = {"entity_type": "user", "names": ["txn_count_1h"]}
+    body = {"entities": [dict(part, entity_id=f"u{i}") for i in range(4)]}
+    first = client.post("/v1/vectors", json=body)
+    assert [v["features"]["txn_count_1h"]["version"] for v in first.json()["vectors"]] == [1, 1, 1, 1]
+    served = set()
+    for round in range(12):  # another process moves the pointer between each request; the reload falls due
+        store.activate("user", "txn_count_1h", 1 + (round + 1) % 2)  # at a different place in each request
+        answer = client.post("/v1/vectors", json=body)
+        assert answer.status_code == 200
+        seen = [v["features"]["txn_count_1h"]["version"] for v in answer.json()["vectors"]]
+        assert len(set(seen)) == 1, f"round {round}: one request answered its parts at versions {seen}"
+        served |= set(seen)
+    assert served == {1, 2}
