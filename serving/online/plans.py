@@ -251,8 +251,14 @@ class Plans:
     def snapshot(self) -> tuple[FeatureCatalog, ServiceIndex | None]:
         if self._held and self._catalog is not None:
             return self._catalog, self._index
-        catalog = self._live.current()
+        # The services first, and the catalog checked again when they changed: a service's pins were registered
+        # before it was, so a catalog at least as new as the services holds every pin (the two are checked at
+        # their own times: a service another process registered would otherwise be 404 `unknown_feature` for its
+        # new versions until the catalog's own check fell due).
         index = self._services.current() if self._services is not None else None
+        if index is not self._index:
+            self._live.invalidate()
+        catalog = self._live.current()
         if catalog is not self._catalog or index is not self._index:
             self._clear()
             self._catalog, self._index = catalog, index

@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from registry.definition_store import DefinitionStore
+from registry.feature_services import FeatureService, FeatureServiceStore, LiveFeatureServices
 from registry.live import Following, LiveCatalog
 from serving.online.app import create_app
 from tests.unit.conftest import NoValues, build_definition
@@ -75,3 +76,34 @@ def test_a_vectors_request_answers_every_part_from_one_catalog(tmp_path: Path) -
         assert len(set(seen)) == 1, f"round {round}: one request answered its parts at versions {seen}"
         served |= set(seen)
     assert served == {1, 2}
+
+
+def _service(version: int, pinned: int) -> FeatureService:
+    return FeatureService.model_validate(
+        {
+            "name": "fraud",
+            "version": version,
+            "features": [{"entity": "user", "name": "txn_count_1h", "version": pinned}],
+        }
+    )
+
+
+def test_a_service_another_process_registered_serves_its_new_pins_once_the_services_are_reloaded(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "registry.db"
+    store = DefinitionStore(db)
+    store.register(build_definition())
+    services_store = FeatureServiceStore(db)
+    catalog_at, services_at = [0.0], [0.0]  # each follower checks the store at its own times
+    live = LiveCatalog(store, refresh_s=1.0, clock=lambda: catalog_at[0])
+    services = LiveFeatureServices(services_store, refresh_s=1.0, clock=lambda: services_at[0])
+    client = TestClient(create_app(live, NoValues(), services=services))
+    assert client.get("/v1/features/user/u1?names=txn_count_1h").status_code == 200
+    # another process: v2, then a service pinning it (its pins are checked against the store)
+    store.register(build_definition(version=2, ttl="3h"))
+    services_store.register(_service(1, 2))
+    services_at[0] = 1.0  # the services' check falls due before the catalog's
+    answer = client.get("/v1/features/user/u1?feature_service=fraud@1")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["features"]["txn_count_1h"]["version"] == 2
