@@ -126,6 +126,7 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
         # The registry's refusals once the target is known are recorded too: the catalog's cross-checks, a 409
         try:
             with audited(access, caller, "register_feature_service", target, client_of(request.scope)):
+                live.invalidate()  # pins checked against the store as it is now, not as of the last reload
                 mismatches = service.check(live.current())  # UnknownFeatureError (404) for a pin not registered
                 if mismatches:
                     raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, "; ".join(mismatches))

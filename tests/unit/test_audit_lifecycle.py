@@ -107,3 +107,16 @@ def test_a_service_another_process_registered_serves_its_new_pins_once_the_servi
     answer = client.get("/v1/features/user/u1?feature_service=fraud@1")
     assert answer.status_code == 200, answer.text
     assert answer.json()["features"]["txn_count_1h"]["version"] == 2
+
+
+def test_a_service_pinning_a_version_another_process_just_registered_is_registered(tmp_path: Path) -> None:
+    db = tmp_path / "registry.db"
+    store = DefinitionStore(db)
+    store.register(build_definition())
+    live = LiveCatalog(store, refresh_s=1.0, clock=lambda: 0.0)  # the catalog's check never falls due by itself
+    services = LiveFeatureServices(FeatureServiceStore(db), refresh_s=1.0, clock=lambda: 0.0)
+    client = TestClient(create_app(live, NoValues(), services=services))
+    store.register(build_definition(version=2, ttl="3h"))  # `registry.cli apply` in another process
+    answer = client.post("/v1/feature-services", json=_service(1, 2).model_dump(mode="json"))
+    assert answer.status_code == 201, answer.text  # was 404 unknown_feature naming txn_count_1h@v2
+    assert client.get("/v1/features/user/u1?feature_service=fraud@1").json()["features"]["txn_count_1h"]["version"] == 2
