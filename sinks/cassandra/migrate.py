@@ -2,9 +2,12 @@
 into today's (one row per entity, ``online_vectors``, each value in a map cell): ``python -m sinks.cassandra.migrate``.
 
 Each value becomes a pack of one (``layout.Pack``) and keeps its write time (``WRITETIME``, also stored in
-the pack, where readers compare it) and remaining TTL, so the never-older-over-newer rule
-holds across the move: a value the running job writes meanwhile wins or loses exactly as it would have
-against the old row, and running the migration twice changes nothing. A row's value type is the value
+the pack, where readers compare it) and its expiry: the cell's TTL is the row's remaining TTL plus the hour every
+online cell outlives its value's TTL (``layout.EXPIRED_GRACE_S``; the rows, written before that hour existed,
+expire with their value), so serving reads a migrated value as ``expired`` for that hour, as any other, not as
+``missing``. The never-older-over-newer rule holds across the move: a value the running job writes meanwhile
+wins or loses exactly as it would have against the old row, and running the migration twice (or again after one
+stopped half-way) changes nothing. A row's value type is the value
 column that is set; a row without a value takes it from its definition in the registry (``--definitions-db``),
 and is left out (``unknown``) when no definition names it. Rows whose TTL has run out are gone already.
 ``--drop-legacy`` drops the old table once every row was copied. Prints a JSON report; exits 1 when a row
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from registry.core.definitions import MAX_TTL
 from registry.core.value_types import VALUE_TYPES, ValueType
 from sinks.cassandra import layout
 
@@ -36,6 +40,14 @@ class Migrated:
     legacy_table: str = "absent"  # absent, kept or dropped
     copied: int = 0
     unknown: list[str] = field(default_factory=list)  # entity_type/name@version of value-less rows no definition names
+
+
+def cell_ttl_s(row_ttl_s: int | None) -> int:
+    """A migrated cell's Cassandra TTL: the legacy row's remaining TTL (which ends with its value's) plus
+    ``layout.EXPIRED_GRACE_S``, at most Cassandra's longest; 0 (none) for a row written without a TTL."""
+    if not row_ttl_s:
+        return 0
+    return min(row_ttl_s + layout.EXPIRED_GRACE_S, int(MAX_TTL.total_seconds()))
 
 
 def legacy_exists(session: Session, keyspace: str) -> bool:
@@ -73,7 +85,7 @@ def migrate(session: Session, keyspace: str, type_of: TypeOf, *, drop_legacy: bo
         value = values[VALUE_TYPES.index(value_type)]
         one = layout.pack(((name, version, value_type),))  # a pack of one, with the row's own write time
         cells = {one.key: one.encode(written_us, end_ms, [value])}
-        pending.append((written_us, ttl_s or 0, cells, entity_type, entity_id))
+        pending.append((written_us, cell_ttl_s(ttl_s), cells, entity_type, entity_id))
         if len(pending) >= 5000:
             write()
     if pending:

@@ -76,6 +76,25 @@ def _insert(
     )
 
 
+def _cell_ttls(session: Any, keyspace: str, entity: str) -> dict[str, tuple[int, int]]:
+    """Each cell of an entity's row: its write time (µs) and its remaining TTL (s)."""
+    where = f"FROM {keyspace}.{layout.TABLE} WHERE entity_type = 'user' AND entity_id = %s"
+    (cells,) = session.execute(f"SELECT cells {where}", (entity,), timeout=30).one()
+    out = {}
+    for key in cells:  # no quote in a cell key
+        out[key] = tuple(
+            session.execute(f"SELECT WRITETIME(cells['{key}']), TTL(cells['{key}']) {where}", (entity,)).one()
+        )
+    return out
+
+
+def _within(ttls: dict[str, tuple[int, int]], expected: dict[str, tuple[int, int]]) -> bool:
+    """The write times as expected and each TTL at most ten seconds (the test's own) below the expected one."""
+    return ttls.keys() == expected.keys() and all(
+        ttls[k][0] == expected[k][0] and expected[k][1] - 10 <= ttls[k][1] <= expected[k][1] for k in expected
+    )
+
+
 def test_migration_keeps_values_write_times_and_ttls(legacy: tuple[Settings, Any]) -> None:
     settings, session = legacy
     ks = settings.cassandra_keyspace
@@ -101,6 +120,14 @@ def test_migration_keeps_values_write_times_and_ttls(legacy: tuple[Settings, Any
     }
     assert reader.read("user", "u2") == {("txn_amount_sum_1h", 1): (None, T0)}
     assert reader.read("user", "u3") == {("txn_count_1h", 1): (1, T0)}
+    # TTLs kept, plus the hour every online cell outlives its value's TTL (EXPIRED_GRACE_S, design §5.2): u3's
+    # value, three seconds from its TTL, is still stored past it (served `expired`, not `missing`).
+    grace = layout.EXPIRED_GRACE_S
+    u1 = {"txn_count_1h": "l", "txn_amount_sum_1h": "d", "last_merchant": "s", "is_foreign": "b"}
+    u1_ttls = _cell_ttls(session, ks, "u1")
+    assert _within(u1_ttls, {f"*{n}@1:{t}": (written, 86_400 + grace) for n, t in u1.items()}), u1_ttls
+    u3_ttls = _cell_ttls(session, ks, "u3")
+    assert _within(u3_ttls, {"*txn_count_1h@1:l": (written, 3 + grace)}), u3_ttls
 
     # Write times kept: the same window at a lower revision loses, a later window wins.
     count = FeatureCatalog.from_folder().get("user", "txn_count_1h")
@@ -112,11 +139,8 @@ def test_migration_keeps_values_write_times_and_ttls(legacy: tuple[Settings, Any
     writer.flush()
     assert reader.read("user", "u1")[("txn_count_1h", 1)] == (200, T0 + 5 * MIN)
 
-    # TTLs kept: u3's three seconds run out in the new table too.
-    deadline = time.monotonic() + 15
-    while reader.read("user", "u3") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert reader.read("user", "u3") == {}
+    time.sleep(4)  # past u3's legacy TTL: its value is still stored, for the rule to call `expired`
+    assert reader.read("user", "u3") == {("txn_count_1h", 1): (1, T0)}
 
     # A second run changes nothing (the same write times); the CLI drops the table only once nothing is unknown.
     again = migrate(session, ks, lambda e, n, v: catalog.get(e, n, v).value_type if n != "gone_feature" else None)
