@@ -58,6 +58,9 @@ def connect_cassandra(
     except (NoHostAvailable, OSError) as exc:
         cluster.shutdown()
         raise StoreUnavailableError(f"Cassandra at {hosts}:{settings.cassandra_port} unavailable: {exc}") from exc
+    except BaseException:  # a keyspace that does not exist (create_schema=False), a refused DDL: no threads left
+        cluster.shutdown()
+        raise
     return cluster, session
 
 

@@ -25,11 +25,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.core.definitions import MAX_TTL
+from registry.core.errors import FeatureStoreError
 from registry.core.value_types import VALUE_TYPES, ValueType
 from sinks.cassandra import layout
 
 if TYPE_CHECKING:
-    from cassandra.cluster import Session
+    from cassandra.cluster import Cluster, Session
+
+    from registry.core.settings import Settings
+
+
+class MissingKeyspaceError(FeatureStoreError):
+    """The keyspace to migrate does not exist."""
+
 
 TypeOf = Callable[[str, str, int], "ValueType | None"]
 
@@ -98,11 +106,36 @@ def migrate(session: Session, keyspace: str, type_of: TypeOf, *, drop_legacy: bo
     return report
 
 
+def _connect(settings: Settings) -> tuple[Cluster, Session]:
+    """A session on the keyspace ``FS_CASSANDRA_KEYSPACE`` names, with today's tables in it; StoreUnavailableError
+    when Cassandra is down, MissingKeyspaceError when it has no such keyspace (created by no migration: a name
+    mistyped must not pass as a store with nothing to migrate)."""
+    from cassandra import InvalidRequest
+
+    from sinks.cassandra.writer import ensure_schema
+    from sinks.factory import connect_cassandra
+
+    keyspace = settings.cassandra_keyspace
+    try:
+        cluster, session = connect_cassandra(settings, create_schema=False)
+    except InvalidRequest as exc:  # using a keyspace that does not exist
+        raise MissingKeyspaceError(
+            f"no keyspace {keyspace!r} (FS_CASSANDRA_KEYSPACE) in Cassandra at "
+            f"{','.join(settings.cassandra_hosts)}:{settings.cassandra_port}: nothing migrated, nothing created "
+            f"({exc})"
+        ) from None
+    try:
+        ensure_schema(session, keyspace)  # today's tables, in a keyspace that has only the old one
+    except BaseException:
+        cluster.shutdown()
+        raise
+    return cluster, session
+
+
 def main(argv: list[str] | None = None) -> int:
-    from registry.core.errors import FeatureStoreError, UnknownFeatureError
+    from registry.core.errors import UnknownFeatureError
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
-    from sinks.factory import connect_cassandra
 
     settings = settings_for_command()
     parser = argparse.ArgumentParser(prog="python -m sinks.cassandra.migrate", description=__doc__)
@@ -132,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             except UnknownFeatureError:
                 return None
 
-        cluster, session = connect_cassandra(settings)
+        cluster, session = _connect(settings)
         try:
             report = migrate(session, settings.cassandra_keyspace, type_of, drop_legacy=args.drop_legacy)
         finally:

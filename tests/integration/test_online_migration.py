@@ -158,3 +158,25 @@ def test_migration_keeps_values_write_times_and_ttls(legacy: tuple[Settings, Any
     assert json.loads(dropped.stdout) == {"keyspace": ks, "legacy_table": "dropped", "copied": 4, "unknown": []}
     assert json.loads(run_module(settings, "sinks.cassandra.migrate").stdout)["legacy_table"] == "absent"
     assert reader.read("user", "u1")[("txn_count_1h", 1)] == (200, T0 + 5 * MIN)
+
+
+def test_migration_of_a_keyspace_that_does_not_exist_fails_naming_it_and_creates_nothing(
+    it_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = isolated(it_settings, "nosuch", tmp_path_factory.mktemp("nosuch"))
+    DefinitionStore(settings.definitions_db)
+    ks = settings.cassandra_keyspace
+    done = run_module(settings, "sinks.cassandra.migrate", timeout_s=60)
+    cluster, session = connect_cassandra(it_settings)
+    try:
+        created = list(
+            session.execute("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s", (ks,))
+        )
+        session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
+    finally:
+        cluster.shutdown()
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: no keyspace '{ks}' (FS_CASSANDRA_KEYSPACE) in Cassandra at "), done.stderr
+    assert done.stderr.count("\n") == 1
+    assert created == []
