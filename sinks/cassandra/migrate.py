@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.core.definitions import MAX_TTL
-from registry.core.errors import FeatureStoreError
+from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.value_types import VALUE_TYPES, ValueType
 from sinks.cassandra import layout
 
@@ -69,9 +69,23 @@ def legacy_exists(session: Session, keyspace: str) -> bool:
 
 
 def migrate(session: Session, keyspace: str, type_of: TypeOf, *, drop_legacy: bool = False) -> Migrated:
-    from cassandra.concurrent import execute_concurrent_with_args
+    """Copy every legacy row (see the module); StoreUnavailableError, saying how far it got, when Cassandra fails
+    on the way (a re-run copies the same cells again)."""
+    from sinks.cassandra.reader import store_errors
 
     report = Migrated(keyspace)
+    try:
+        return _migrate(session, keyspace, type_of, drop_legacy, report)
+    except store_errors() as exc:
+        raise StoreUnavailableError(
+            f"Cassandra failed during the migration of keyspace {keyspace!r}, {report.copied} values copied: "
+            f"{type(exc).__name__}: {exc}; run it again (a value copied twice is the same cell)"
+        ) from exc
+
+
+def _migrate(session: Session, keyspace: str, type_of: TypeOf, drop_legacy: bool, report: Migrated) -> Migrated:
+    from cassandra.concurrent import execute_concurrent_with_args
+
     if not legacy_exists(session, keyspace):
         return report
     update = session.prepare(layout.update_cells_cql(keyspace))
