@@ -8,6 +8,7 @@ import sys
 from infra import artifacts, stack
 from infra.errors import InfraError
 from infra.settings import StackSettings
+from registry.core.shown import error_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, state in stack.status(settings).items():
                 print(f"{name:10} {state}")
     except InfraError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from registry.core.shown import error_line
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 
 # The spellings of registry.core.settings (WHOLE, DECIMAL, _HOST; not imported: that module loads pydantic):
@@ -34,10 +36,10 @@ def _port_number(raw: str) -> int | None:
 def _port(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
     if _WHOLE.fullmatch(raw) is None:
-        raise SystemExit(f"error: {name}={raw!r} is not a port number")
+        raise SystemExit(error_line(f"{name}={raw!r} is not a port number"))
     port = _port_number(raw)
     if port is None:
-        raise SystemExit(f"error: {name}={raw if len(raw) <= 20 else raw[:20] + '...'} is outside 1-65535")
+        raise SystemExit(error_line(f"{name}={raw if len(raw) <= 20 else raw[:20] + '...'} is outside 1-65535"))
     return port
 
 
@@ -46,10 +48,10 @@ def _seconds(name: str, default: float) -> float:
     and ``inf`` are not, nor ``1_000``, `` 5 `` or non-ASCII digits)."""
     raw = os.environ.get(name, str(default))
     if _DECIMAL.fullmatch(raw) is None and raw.lower() not in ("nan", "inf", "+inf", "-inf"):
-        raise SystemExit(f"error: {name}={raw!r} is not a number of seconds")
+        raise SystemExit(error_line(f"{name}={raw!r} is not a number of seconds"))
     seconds = float(raw)
     if not (math.isfinite(seconds) and seconds > 0):
-        raise SystemExit(f"error: {name}={raw!r} must be a number of seconds above 0")
+        raise SystemExit(error_line(f"{name}={raw!r} must be a number of seconds above 0"))
     return seconds
 
 
@@ -72,14 +74,14 @@ def _host(name: str) -> str:
     """Where every service of the stack listens (and the clients look for them by default)."""
     raw = os.environ.get(name, "127.0.0.1")
     if not _is_host(raw):
-        raise SystemExit(f"error: {name}={raw!r} is not one host name or IPv4 address")
+        raise SystemExit(error_line(f"{name}={raw!r} is not one host name or IPv4 address"))
     return raw
 
 
 def _folder(name: str, default: Path) -> Path:
     raw = os.environ.get(name, str(default))
     if not raw.strip():
-        raise SystemExit(f"error: {name} must be a folder path, not empty")
+        raise SystemExit(error_line(f"{name} must be a folder path, not empty"))
     return Path(raw)
 
 
@@ -89,13 +91,15 @@ def _state_dir(name: str, default: Path) -> Path:
     try:
         return folder.resolve()
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
-        raise SystemExit(f"error: {name}={folder} is not a folder we can use: {exc}") from None
+        raise SystemExit(error_line(f"{name}={folder} is not a folder we can use: {exc}")) from None
 
 
 def _heap(name: str, default: str) -> str:
     raw = os.environ.get(name, default)
     if _HEAP.fullmatch(raw) is None:
-        raise SystemExit(f"error: {name}={raw!r} is not a JVM heap size (a whole number with k, m, g or t: 512m, 1G)")
+        raise SystemExit(
+            error_line(f"{name}={raw!r} is not a JVM heap size (a whole number with k, m, g or t: 512m, 1G)")
+        )
     return raw
 
 
@@ -110,7 +114,7 @@ def _seeds(name: str) -> str:
         host, colon, port = seed.rpartition(":")
         number = _port_number(port) if colon and _WHOLE.fullmatch(port) else None
         if number is None or not _is_host(host):
-            raise SystemExit(f"error: {name}={raw[:200]!r} is not host:port nodes separated by commas")
+            raise SystemExit(error_line(f"{name}={raw[:200]!r} is not host:port nodes separated by commas"))
         nodes.append(f"{host}:{number}")  # as Cassandra reads it: no sign, no leading zeros (`+7000` it refuses)
     return ",".join(nodes)
 
@@ -163,7 +167,7 @@ class StackSettings:
         ):
             if port in ports:  # one service would find the other on it and stop, after the first had started
                 raise SystemExit(
-                    f"error: {ports[port]} and {variable} are both {port}: each service needs its own port"
+                    error_line(f"{ports[port]} and {variable} are both {port}: each service needs its own port")
                 )
             ports[port] = variable
         return settings

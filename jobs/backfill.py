@@ -30,6 +30,7 @@ from registry.access import guard_catalog
 from registry.core.arguments import Once, instant, location
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
+from registry.core.shown import error_line
 from registry.definition_store import DefinitionStore
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 ready = promote(store, table, d.entity, d.name, d.version)
                 print(f"promoted: {ready.describe()}", file=sys.stderr)
     except FeatureStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     return 0
 

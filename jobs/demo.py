@@ -31,6 +31,7 @@ from jobs.registry_client import require_registry
 from registry.core.catalog import load_folder, load_request_folder
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
+from registry.core.shown import error_line
 from registry.definition_store import DefinitionStore
 from registry.plan import apply
 from sinks.topics import require_reachable
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nDone. Services are still running (try: curl '{url}'); `make down` stops them.", file=sys.stderr)
         return 0
     except (InfraError, FeatureStoreError, httpx.HTTPError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
 
 

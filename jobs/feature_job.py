@@ -47,6 +47,7 @@ from registry.core.definitions import FeatureDefinition, Source
 from registry.core.errors import FeatureStoreError, SettingsError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings, settings_for_command
+from registry.core.shown import error_line
 from registry.definition_store import DefinitionStore
 from schemas import field_type, load_schema
 
@@ -443,7 +444,7 @@ def _main() -> int:
     try:
         return main()
     except FeatureStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
 
 

@@ -46,6 +46,7 @@ from registry.core.durable import replace_durably
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings, settings_for_command
+from registry.core.shown import error_line, printed_line
 from registry.definition_store import DefinitionStore
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -175,7 +176,7 @@ class Follower:
         self._lock_fd: int | None = None
 
     def _say(self, text: str) -> None:
-        print(f"[follow] {text}", file=self._out, flush=True)
+        print(f"[follow] {printed_line(text)}", file=self._out, flush=True)
 
     def _ready(self, job: PlannedJob) -> None:
         """``job``'s checkpoint folder made and its log opened for appending, as ``_launch`` does, without starting
@@ -307,7 +308,7 @@ class Follower:
             log = self._state_dir / f"{name}.log"
             said = f"job {name} ended (exit {code}): {job_error(log, self._log_start.get(name, 0))}; log {log}"
             if name == self.jobs[0].name:
-                print(f"error: {said}", file=sys.stderr, flush=True)
+                print(error_line(said), file=sys.stderr, flush=True)
                 return 1
             job = next(j for j in self.jobs if j.name == name)
             self.jobs.remove(job)
@@ -436,14 +437,14 @@ def main(argv: list[str] | None = None) -> int:
             max_jobs=args.max_jobs,
         )
     except FeatureStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: setattr(follower, "stop_requested", True))
     try:
         return follower.run(args.poll_interval_s)
     except FeatureStoreError as exc:  # the store or the registry failed while adding a job: the others are stopped
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
 
 

@@ -26,6 +26,7 @@ from registry.core.arguments import whole
 from registry.core.definitions import topic_name
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
+from registry.core.shown import error_line
 from schemas import schema_text
 from sinks.topics import ensure_topics, require_reachable
 
@@ -183,10 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         sent = producer.send(args.topic, events)
         producer.flush()
     except FeatureStoreError as exc:  # Kafka or the schema registry down, ...
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     except SchemaRegistryError as exc:  # a refused schema (409 incompatible) or token (401, 403): one line too
-        print(f"error: the schema registry refused the event schema for {args.topic}-value: {exc}", file=sys.stderr)
+        print(
+            error_line(f"the schema registry refused the event schema for {args.topic}-value: {exc}"), file=sys.stderr
+        )
         return 1
     print(f"produced {sent} events to {args.topic}", file=sys.stderr)
     return 0

@@ -45,7 +45,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import MAX_VERSION, FeatureDefinition
 from registry.core.errors import DefinitionError, ForbiddenError, StoreUnavailableError, UnauthenticatedError
 from registry.core.settings import Settings, settings_for_command
-from registry.core.shown import shown
+from registry.core.shown import error_line, shown
 from registry.live import Following
 from registry.sqlite_store import tables_of
 
@@ -361,14 +361,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "revoke-token":
             token_id = args.token_id.removeprefix(TOKEN_PREFIX).split("_")[0]
             if not store.revoke(token_id):
-                print(f"error: no live token with id {token_id!r}", file=sys.stderr)
+                print(error_line(f"no live token with id {token_id!r}"), file=sys.stderr)
                 return 1
             print(f"revoked {token_id}")
         elif args.command == "grant":
             store.grant(args.owner, args.grantee)
         elif args.command == "revoke-grant":
             if not store.revoke_grant(args.owner, args.grantee):
-                print(f"error: {args.owner} had granted nothing to {args.grantee}", file=sys.stderr)
+                print(error_line(f"{args.owner} had granted nothing to {args.grantee}"), file=sys.stderr)
                 return 1
         elif args.command == "list-grants":
             for owner, grantee in store.grants():
@@ -385,10 +385,10 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     except sqlite3.DatabaseError as exc:  # a file that is not SQLite, or one that cannot be opened
-        print(f"error: --db {shown(args.db)}: not a usable registry store (SQLite): {exc}", file=sys.stderr)
+        print(error_line(f"--db {shown(args.db)}: not a usable registry store (SQLite): {exc}"), file=sys.stderr)
         return 1
     return 0
 

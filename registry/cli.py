@@ -28,7 +28,7 @@ from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
 from registry.core.request_features import RequestFeature
 from registry.core.settings import Settings, http_url, settings_for_command
-from registry.core.shown import shown
+from registry.core.shown import error_line, shown
 from registry.definition_store import DefinitionStore, Registered
 from registry.plan import Change, RequestChange, apply_all, plan_all
 
@@ -264,10 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.model}: every pinned feature is present, unchanged and not deprecated")
         return 1 if problems else 0
     except FeatureStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     except sqlite3.DatabaseError as exc:  # a file that is not SQLite, or one that cannot be opened
-        print(f"error: --db {shown(args.db)}: not a usable definition store (SQLite): {exc}", file=sys.stderr)
+        print(error_line(f"--db {shown(args.db)}: not a usable definition store (SQLite): {exc}"), file=sys.stderr)
         return 1
 
 

@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from registry.core.arguments import number, whole
 from registry.core.errors import DecodeError, FeatureStoreError, StoreUnavailableError
+from registry.core.shown import error_line
 from schemas.wire import unframe
 from sinks.archive_offsets import NEXT_OFFSETS, next_offsets, offsets_holder
 
@@ -578,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             consumer.close()
     except FeatureStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
+    from registry.core.shown import error_line
     from sinks.factory import connect_iceberg
     from sinks.topics import ensure_topics
 
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             consumer.close()
     except FeatureStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         if sink is not None:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict
 
 from registry.core.errors import SettingsError
+from registry.core.shown import error_line
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -270,7 +271,7 @@ def port_for_command(name: str, default: int) -> int:
     try:
         return _port(name, os.environ.get(name, str(default)))
     except SettingsError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise SystemExit(error_line(exc)) from None
 
 
 def settings_for_command() -> Settings:
@@ -279,4 +280,4 @@ def settings_for_command() -> Settings:
     try:
         return Settings.from_env()
     except SettingsError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise SystemExit(error_line(exc)) from None

@@ -1,21 +1,43 @@
-"""A value someone gave (a name, an id, a path, a request's path) as an error message or a log line names it.
+"""A value someone gave (a name, an id, a path, a request's path) as an error message or a log line names it, and a
+command's error line as it is printed.
 
 A message is one line a reader can trust: a value holding a line break, a carriage return, an escape sequence
 (``\\x1b[31m``), NUL or another character that is not printable (a lone surrogate from bytes that are not UTF-8
 included) is quoted as Python's ``repr`` writes it, so it cannot end the line, forge a second one or recolour a
 terminal; a printable value is written as it is. Past ``limit`` characters only its start is shown, followed by
 ``...(N characters)``: a 100 KB value is not a 100 KB line.
+
+``error_line`` is the last word of every command: whatever its message holds (an exception's text from a library
+or the system, which may span lines, or a value not named through ``shown``), it is printed as one line of at most
+``LINE_LIMIT`` characters and its length said.
 """
 
 from __future__ import annotations
 
 LIMIT = 1_000
+LINE_LIMIT = 4_000  # a whole line: several values at their own 1,000 and the words around them
 
 
-def shown(value: object, limit: int = LIMIT) -> str:
+def shown(value: object, limit: int = LIMIT, *, quoted: bool = False) -> str:
     """``value`` (its ``str``) as a message names it: as written when every character is printable, else quoted
-    (``repr``); cut to its first ``limit`` characters, its length said, when longer."""
+    (``repr``); cut to its first ``limit`` characters, its length said, when longer. ``quoted``: always as ``repr``
+    writes it (a message that quotes its values, or a value whose blanks matter)."""
     text = str(value)
     start = text[:limit]
-    out = start if start.isprintable() else repr(start)
+    out = start if start.isprintable() and not quoted else repr(start)
     return out if len(text) <= limit else f"{out}...({len(text)} characters)"
+
+
+def printed_line(message: object, limit: int = LINE_LIMIT) -> str:
+    """``message`` (its ``str``) as one printed line: as written when every character is printable; else each
+    character that is not (a line feed, a carriage return, an escape, NUL, a lone surrogate) written as ``repr``
+    writes it (``\\n``, ``\\x1b``), the rest as it is; cut to ``limit`` characters, its length said, when longer."""
+    text = str(message)
+    out = text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return out if len(out) <= limit else f"{out[:limit]}...({len(text)} characters)"
+
+
+def error_line(message: object) -> str:
+    """``error: <message>``, the line a command ends with (its ``message``: an exception or a sentence) through
+    ``printed_line``: ``print(error_line(exc), file=sys.stderr)``."""
+    return f"error: {printed_line(message)}"

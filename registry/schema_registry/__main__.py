@@ -26,6 +26,7 @@ from registry.access import Access
 from registry.core.arguments import whole
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import port_for_command, settings_for_command
+from registry.core.shown import error_line
 from registry.schema_registry.api import create_schema_registry_app
 from registry.schema_registry.avro_compat import CompatibilityLevel
 from registry.schema_registry.store import SchemaStore
@@ -77,7 +78,7 @@ def main() -> None:
         store = SchemaStore(args.db, default_compatibility=args.compatibility)
     except (OSError, UnicodeError, sqlite3.Error, FeatureStoreError) as exc:
         raise SystemExit(
-            f"error: cannot start the schema registry on {args.host!r}:{args.port}: {_one_line(exc)}"
+            error_line(f"cannot start the schema registry on {args.host!r}:{args.port}: {_one_line(exc)}")
         ) from None
     access = Access.of(settings, args.access_db)
     atexit.register(access.close)

@@ -32,7 +32,7 @@ from registry.core.arguments import feature_names, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DatasetError, DefinitionError
 from registry.core.refs import parse_ref
-from registry.core.shown import shown
+from registry.core.shown import error_line, shown
 from serving.offline.command_io import write_parquet
 from serving.offline.feature_resolution import resolve_features
 from serving.offline.historical import DEFAULT_CHUNK_ROWS, join_label_batches, output_schema
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows = write_parquet(batches, schema, args.out)
     except (FeatureStoreError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     print(f"wrote {rows} feature vectors as of {as_of.isoformat()} to {args.out}", file=sys.stderr)
     return 0

@@ -476,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.access_store import Caller
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
+    from registry.core.shown import error_line
     from registry.definition_store import DefinitionStore
     from sinks.archive import table_name as archive_table_name
     from sinks.factory import connect_cassandra, connect_iceberg
@@ -513,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         caller = access.authenticate_command(settings.token)
         if access.enabled and not caller.admin:
             note = access.command_audited(caller, "erase", target, 403)
-            print(f"error: {caller.who} may not erase entities: it needs an admin token{note}", file=sys.stderr)
+            print(error_line(f"{caller.who} may not erase entities: it needs an admin token{note}"), file=sys.stderr)
             return 1
         catalog = DefinitionStore(settings.definitions_db).catalog()
         if args.key is not None:  # refused before any store is reached (a down Cassandra would hide why)
@@ -558,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         # have erased some stores already (its record, step 1, makes the writers drop the entity's old data).
         line = failure_line("erasure", settings, exc)
         note = "" if access is None else access.command_audited(caller, "erase", target, failure_status(exc), line)
-        print(f"error: {line}{note}", file=sys.stderr)
+        print(error_line(f"{line}{note}"), file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: audited (500) like any failed run, then its traceback
         if access is not None:
@@ -568,13 +569,15 @@ def main(argv: list[str] | None = None) -> int:
     print(report.to_json())
     if report.files_left:  # erased from every store: only files no snapshot reaches are left on disk
         print(
-            f"error: {target.removeprefix('entity:')} was erased from every store (no snapshot that can be read holds "
-            f"it), but files could not be deleted: {'; '.join(report.files_left)}{note}",
+            error_line(
+                f"{target.removeprefix('entity:')} was erased from every store (no snapshot that can be read holds "
+                f"it), but files could not be deleted: {'; '.join(report.files_left)}{note}"
+            ),
             file=sys.stderr,
         )
         return 1
     if note:  # the entity is erased and the report printed (and recorded with the erasure): only the audit is missing
-        print(f"error: erasure completed{note}", file=sys.stderr)
+        print(error_line(f"erasure completed{note}"), file=sys.stderr)
         return 1
     return 0
 

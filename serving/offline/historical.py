@@ -47,7 +47,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError
 from registry.core.request_features import LABEL_TIME_COLUMN
-from registry.core.shown import shown
+from registry.core.shown import error_line, shown
 from registry.core.timeline import Rule
 from registry.core.value_types import arrow_type
 from serving.offline.asof_join import LabelKeys, join_feature
@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows = write_parquet(batches, schema, args.out)
     except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # OSError: an --out that cannot be written
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     print(f"wrote {rows} rows to {args.out} (snapshot {point.snapshot_id})", file=sys.stderr)
     return 0

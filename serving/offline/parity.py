@@ -253,6 +253,7 @@ def write_metrics(report: ParityReport, path: Path, now_us: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
+    from registry.core.shown import error_line
     from registry.definition_store import DefinitionStore
     from registry.quality import QualityStore
     from sinks.factory import connect_iceberg
@@ -287,15 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         span_ms = since_ms(args.since)
     except argparse.ArgumentTypeError as exc:
-        print(f"error: --since: {exc}", file=sys.stderr)
+        print(error_line(f"--since: {exc}"), file=sys.stderr)
         return 2
     try:
         every_s = to_millis(parse_duration(args.every)) / 1000 if args.every is not None else None
     except ValueError as exc:
-        print(f"error: --every: {exc}", file=sys.stderr)
+        print(error_line(f"--every: {exc}"), file=sys.stderr)
         return 2
     if every_s is not None and every_s <= 0:
-        print(f"error: --every must be a positive duration, not {args.every!r}", file=sys.stderr)
+        print(error_line(f"--every must be a positive duration, not {args.every!r}"), file=sys.stderr)
         return 2
     while True:
         try:
@@ -313,14 +314,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 QualityStore(settings.definitions_db).put_parity(report.quality_rows(), since, until, now)
         except FeatureStoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(error_line(exc), file=sys.stderr)
             return 1
         sys.stdout.write(report.to_json().decode() + "\n")
         if args.metrics_file is not None:
             try:
                 write_metrics(report, args.metrics_file, now_us)
             except OSError as exc:  # a folder made read-only, a full disk: one line, not a traceback
-                print(f"error: --metrics-file {args.metrics_file}: {exc}", file=sys.stderr)
+                print(error_line(f"--metrics-file {args.metrics_file}: {exc}"), file=sys.stderr)
                 return 1
         sys.stdout.flush()
         if args.fail_above is not None and report.worst() > args.fail_above:

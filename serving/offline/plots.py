@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from registry.core.shown import error_line
 from registry.quality import TABLES, QualityStore
 from registry.sqlite_store import tables_of
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         span = timedelta(milliseconds=since_ms(args.since))
     except argparse.ArgumentTypeError as exc:
-        print(f"error: --since: {exc}", file=sys.stderr)
+        print(error_line(f"--since: {exc}"), file=sys.stderr)
         return 2
     until = datetime.now(UTC)
     db = settings_for_command().definitions_db
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         # database, a registry no run has stored into), holds nothing stored, and is left as it was.
         stored = bool(set(TABLES) & (tables_of(db) or set()))
     except sqlite3.DatabaseError as exc:
-        print(f"error: FS_DEFINITIONS_DB={db}: not a definition store (SQLite): {exc}", file=sys.stderr)
+        print(error_line(f"FS_DEFINITIONS_DB={db}: not a definition store (SQLite): {exc}"), file=sys.stderr)
         return 1
     try:
         paths = (
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             else []
         )
     except OSError as exc:  # a folder that cannot be made or written, a full disk
-        print(f"error: --out {args.out}: {exc}", file=sys.stderr)
+        print(error_line(f"--out {args.out}: {exc}"), file=sys.stderr)
         return 1
     for path in paths:
         print(path)

@@ -140,6 +140,7 @@ def promote(
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
+    from registry.core.shown import error_line
     from sinks.factory import connect_iceberg
     from sinks.iceberg.writer import load_table
 
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if ready.ready else 2
         ready = promote(store, table, args.entity, args.name, args.version, max_lag=max_lag, force=args.force)
     except (FeatureStoreError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     print(f"promoted: {ready.describe()}")
     return 0

@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.access_store import Caller
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
+    from registry.core.shown import error_line
     from registry.definition_store import DefinitionStore
     from sinks.factory import connect_iceberg
     from sinks.iceberg.maintenance import unreadable_table_errors
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         caller = access.authenticate_command(settings.token)
         if access.enabled and not caller.admin:
             note = access.command_audited(caller, action, target, 403)
-            print(f"error: {caller.who} may not apply retention: it needs an admin token{note}", file=sys.stderr)
+            print(error_line(f"{caller.who} may not apply retention: it needs an admin token{note}"), file=sys.stderr)
             return 1
         iceberg = connect_iceberg(settings)
         table = load_table(iceberg, settings.iceberg_namespace)
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         # audited with its outcome once the caller is known (a run that failed half way changed the table).
         line = failure_line("retention", settings, exc)
         note = "" if access is None else access.command_audited(caller, action, target, failure_status(exc), line)
-        print(f"error: {line}{note}", file=sys.stderr)
+        print(error_line(f"{line}{note}"), file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: audited (500) like any failed run, then its traceback
         if access is not None:
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     note = access.command_audited(caller, action, target, 200)
     print(report.to_json())
     if note:  # the run is done and its report printed: only its record is missing
-        print(f"error: retention {'dry run ' if args.dry_run else ''}completed{note}", file=sys.stderr)
+        print(error_line(f"retention {'dry run ' if args.dry_run else ''}completed{note}"), file=sys.stderr)
         return 1
     done = "dry run (nothing changed)" if args.dry_run else "applied"
     print(f"retention {done} in {time.monotonic() - started:.1f}s", file=sys.stderr)

@@ -52,7 +52,8 @@ import pyarrow.compute as pc
 
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
+from registry.core.errors import DatasetError, DefinitionError, FeatureStoreError, UnknownFeatureError
+from registry.core.shown import error_line
 from registry.core.value_types import VALUE_COLUMNS
 from registry.quality import SOURCES, QualityStore
 from sinks.iceberg.as_of import ReadPoint, iso_us, read_point
@@ -290,11 +291,10 @@ def served_hourly(
     entity_type: str | None = None,
     only: Sequence[FeatureDefinition] | None = None,
 ) -> list[dict[str, Any]]:
-    """What ``hourly`` says of the offline table, of the values served in ``[since, until)`` (source
-    ``serving_log``): hours of serving time, every logged value counted (``missing`` and ``expired``
-    ones as nulls), and the lag is serving time minus the served value's feature timestamp. ``entity_type``:
-    that type's features only (any version the catalog holds: a feature service may serve an inactive one);
-    ``only``: those versions only (a training set's)."""
+    """What ``hourly`` says of the offline table, of the values served in ``[since, until)`` (source ``serving_log``):
+    hours of serving time, every logged value counted (``missing`` and ``expired`` ones as nulls), and the lag is
+    serving time minus the served value's feature timestamp. ``entity_type``: that type's features only (any version the
+    catalog holds: a feature service may serve an inactive one); ``only``: those versions only (a training set's)."""
     if until_us <= since_us:
         raise DatasetError("statistics: `until` must be after `since`")
     wanted = None if only is None else {d.key for d in only}
@@ -513,7 +513,6 @@ def store(quality: QualityStore, result: dict[str, Any], computed_at: datetime) 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.arguments import number
     from registry.core.durations import parse_duration, to_millis
-    from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from registry.training_sets import TrainingSetStore
@@ -578,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_store:
                 store(QualityStore(settings.definitions_db), result, datetime.fromisoformat(iso_us(now_us)))
         except FeatureStoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(error_line(exc), file=sys.stderr)
             return 1
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
         sys.stdout.flush()
@@ -586,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 write_metrics(result["hourly"], result.get("drift", []), args.metrics_file)
             except OSError as exc:  # a folder made read-only, a full disk: one line, not a traceback
-                print(f"error: --metrics-file {args.metrics_file}: {exc}", file=sys.stderr)
+                print(error_line(f"--metrics-file {args.metrics_file}: {exc}"), file=sys.stderr)
                 return 1
         worst = max((d["psi"] for d in result.get("drift", []) if d["psi"] is not None), default=None)
         if args.fail_above is not None and worst is not None and worst > args.fail_above:

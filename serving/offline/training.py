@@ -44,7 +44,7 @@ from registry.core.arguments import text, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
-from registry.core.shown import shown
+from registry.core.shown import error_line, shown
 from registry.training_sets import Manifest, ManifestFeature
 from serving.offline.command_io import open_labels, parse_as_of, write_parquet
 from serving.offline.content_hash import ContentHasher, content_sha256
@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training set {manifest.id} rebuilt to {args.out}: identical ({manifest.content_sha256})")
         return 0
     except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # ArrowInvalid: labels that are not Parquet
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
 
 

@@ -70,6 +70,7 @@ from registry.access import Access
 from registry.core.arguments import whole
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
+from registry.core.shown import error_line
 from registry.definition_store import DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog
@@ -175,7 +176,7 @@ def main() -> int:
         workers = int_setting(os.environ, "FS_API_WORKERS", 1, 1, 64)
         ApiOptions.from_env(os.environ)
     except FeatureStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     parser = argparse.ArgumentParser(prog="python -m serving.online")
     parser.add_argument("--host", default="127.0.0.1")
@@ -187,7 +188,7 @@ def main() -> int:
             cluster, _ = connect_cassandra(Settings.from_env())
             cluster.shutdown()
         except FeatureStoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(error_line(exc), file=sys.stderr)
             return 1
         uvicorn.run(
             "serving.online.__main__:worker_app",
@@ -201,7 +202,7 @@ def main() -> int:
     try:
         app, cluster = build(Settings.from_env(), dict(os.environ))
     except FeatureStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     try:
         uvicorn.run(app, host=args.host, port=args.port, **_server_options())

@@ -149,6 +149,7 @@ def _connect(settings: Settings) -> tuple[Cluster, Session]:
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import UnknownFeatureError
     from registry.core.settings import settings_for_command
+    from registry.core.shown import error_line
     from registry.definition_store import DefinitionStore
 
     settings = settings_for_command()
@@ -164,10 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         is_file = db.is_file()
     except OSError as exc:  # a name longer than the system takes
-        print(f"error: --definitions-db {db}: {exc.strerror or exc}", file=sys.stderr)
+        print(error_line(f"--definitions-db {db}: {exc.strerror or exc}"), file=sys.stderr)
         return 1
     if not is_file:  # read only: a path that is not a store must not become a new empty one
-        print(f"error: --definitions-db {db}: no definition store there", file=sys.stderr)
+        print(error_line(f"--definitions-db {db}: no definition store there"), file=sys.stderr)
         return 1
     try:
         # read only: an empty file or another program's database is refused, never given a registry's tables
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             cluster.shutdown()
     except FeatureStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     print(json.dumps(asdict(report), indent=2))
     return 1 if report.unknown else 0
