@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.core.shown import error_line
+from registry.core.shown import error_line, shown
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -91,7 +91,7 @@ def _state_dir(name: str, default: Path) -> Path:
     try:
         return folder.resolve()
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
-        raise SystemExit(error_line(f"{name}={folder} is not a folder we can use: {exc}")) from None
+        raise SystemExit(error_line(f"{name}={shown(folder)} is not a folder we can use: {exc}")) from None
 
 
 def _heap(name: str, default: str) -> str:

@@ -30,7 +30,7 @@ from registry.access import guard_catalog
 from registry.core.arguments import Once, instant, location
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
-from registry.core.shown import error_line
+from registry.core.shown import error_line, shown
 from registry.definition_store import DefinitionStore
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -70,17 +70,17 @@ def _current_snapshot(settings: Settings) -> int | None:
     return snapshot.snapshot_id if snapshot else None
 
 
-def _echo_progress(log: Path, shown: int) -> int:
+def _echo_progress(log: Path, echoed: int) -> int:
     """Echo the job's reading progress (its ``[events]`` and ``[history]`` lines) written to ``log``
-    after byte ``shown``; returns the new position."""
+    after byte ``echoed``; returns the new position."""
     with log.open("rb") as f:
-        f.seek(shown)
+        f.seek(echoed)
         chunk = f.read()
     complete = chunk[: chunk.rfind(b"\n") + 1]
     for line in complete.decode(errors="replace").splitlines():
         if line.startswith(("[events]", "[history]")):
             print(line, file=sys.stderr, flush=True)
-    return shown + len(complete)
+    return echoed + len(complete)
 
 
 def job_error(log: Path, start: int = 0) -> str:
@@ -129,7 +129,8 @@ def run(
     or epoch ms; ``events`` needed) only the events and the whole windows in that range.
     FeatureStoreError (active versions untouched) if it fails."""
     db = settings.definitions_db
-    store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")  # reads and moves pointers: never a new store
+    # reads and moves pointers: never a new store
+    store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
     catalog = guard_catalog(store.catalog(), settings, action="backfill")
     unique: dict[tuple[str, str, int], str] = {}  # a version named twice (user.a@2,user.a@v2) is computed once
     for ref in refs:
@@ -169,11 +170,11 @@ def run(
     with log.open("w") as out:
         env = {**os.environ, **absolute(settings).to_env()}
         proc = subprocess.Popen(cmd, cwd=_REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        shown = 0
+        echoed = 0
         reported = 0.0
         while proc.poll() is None:
             time.sleep(min(progress_every_s, 1.0))
-            shown = _echo_progress(log, shown)
+            echoed = _echo_progress(log, echoed)
             elapsed = time.monotonic() - started
             if elapsed > timeout_s:
                 proc.kill()
@@ -182,7 +183,7 @@ def run(
                 reported = elapsed
                 rows = _committed_rows(settings, start_snapshot)
                 print(f"[backfill] {elapsed:.0f}s: {rows:,} offline rows committed", file=sys.stderr, flush=True)
-    _echo_progress(log, shown)
+    _echo_progress(log, echoed)
     if proc.returncode != 0:
         raise FeatureStoreError(
             f"backfill job failed (exit {proc.returncode}): {job_error(log)}; active versions untouched; log {log}"
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             from sinks.iceberg.writer import load_table
 
             db = settings.definitions_db
-            store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
+            store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
             table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
             promoted: set[tuple[str, str, int]] = set()
             for ref in refs:

@@ -47,7 +47,7 @@ from registry.core.definitions import FeatureDefinition, Source
 from registry.core.errors import FeatureStoreError, SettingsError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings, settings_for_command
-from registry.core.shown import error_line
+from registry.core.shown import error_line, shown
 from registry.definition_store import DefinitionStore
 from schemas import field_type, load_schema
 
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.python_mode not in (None, "process", "thread"):  # argparse checks choices on given options only
         raise SettingsError(f"FS_PYTHON_MODE must be process or thread, not {args.python_mode!r}")
     db = settings.definitions_db  # read only: a missing or foreign file is refused, never made a registry
-    catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}").catalog()
+    catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}").catalog()
     if not len(catalog):
         raise FeatureStoreError(
             f"no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`"

@@ -46,7 +46,7 @@ from registry.core.durable import replace_durably
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings, settings_for_command
-from registry.core.shown import error_line, printed_line
+from registry.core.shown import error_line, printed_line, shown
 from registry.definition_store import DefinitionStore
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
             return []
         text = path.read_text()
     except OSError as exc:  # a folder in its place, no permission, a name longer than the system takes
-        raise FeatureStoreError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise FeatureStoreError(f"{shown(path)}: cannot read it ({exc.strerror or exc})") from None
     try:
         raw = json.loads(text)
         for j in raw["jobs"]:
@@ -114,7 +114,9 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
             raise ValueError("a job named twice, or a version computed by two jobs")
         return jobs
     except (ValueError, KeyError, TypeError) as exc:
-        raise FeatureStoreError(f"{path} is not a follower's plan ({exc}): start on an empty --state-dir") from None
+        raise FeatureStoreError(
+            f"{shown(path)} is not a follower's plan ({exc}): start on an empty --state-dir"
+        ) from None
 
 
 def save_plan(state_dir: Path, jobs: list[PlannedJob]) -> None:
@@ -167,7 +169,7 @@ class Follower:
         self._bind_host = bind_host
         self._out = out
         db = settings.definitions_db
-        self._store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
+        self._store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
         self.jobs = load_plan(state_dir)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._log_start: dict[str, int] = {}  # where each job's run begins in its (appended) log
@@ -336,12 +338,14 @@ class Follower:
             self._state_dir.mkdir(parents=True, exist_ok=True)
             lock = (self._state_dir / "follow.lock").open("w")
         except OSError as exc:  # a file in its place, no permission: one line, not a traceback
-            raise FeatureStoreError(f"--state-dir {self._state_dir}: cannot use it ({exc.strerror or exc})") from None
+            raise FeatureStoreError(
+                f"--state-dir {shown(self._state_dir)}: cannot use it ({exc.strerror or exc})"
+            ) from None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
-            raise FeatureStoreError(f"another follower runs on {self._state_dir}") from None
+            raise FeatureStoreError(f"another follower runs on {shown(self._state_dir)}") from None
         # The jobs hold the lock too (its file description): after the follower is killed it stays held until its
         # last job has ended, so a follower restarted at once does not start the same jobs beside the old ones.
         self._lock_fd = lock.fileno()

@@ -361,14 +361,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "revoke-token":
             token_id = args.token_id.removeprefix(TOKEN_PREFIX).split("_")[0]
             if not store.revoke(token_id):
-                print(error_line(f"no live token with id {token_id!r}"), file=sys.stderr)
+                print(error_line(f"no live token with id {shown(token_id, quoted=True)}"), file=sys.stderr)
                 return 1
             print(f"revoked {token_id}")
         elif args.command == "grant":
             store.grant(args.owner, args.grantee)
         elif args.command == "revoke-grant":
             if not store.revoke_grant(args.owner, args.grantee):
-                print(error_line(f"{args.owner} had granted nothing to {args.grantee}"), file=sys.stderr)
+                print(error_line(f"{shown(args.owner)} had granted nothing to {shown(args.grantee)}"), file=sys.stderr)
                 return 1
         elif args.command == "list-grants":
             for owner, grantee in store.grants():

@@ -41,7 +41,9 @@ _T = TypeVar("_T")
 def _pointer(text: str) -> tuple[str, str, int]:
     ref = parse_ref(text, with_entity=True)
     if ref is None or ref.entity is None or ref.version is None:
-        raise DefinitionError(f"{text!r} is not a versioned feature reference like user.txn_count_1h@2")
+        raise DefinitionError(
+            f"{shown(text, quoted=True)} is not a versioned feature reference like user.txn_count_1h@2"
+        )
     return ref.entity, ref.name, ref.version
 
 

@@ -14,6 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from registry.core.shown import shown
+
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
@@ -34,8 +36,8 @@ def whole(low: int, high: float = math.inf) -> Callable[[str], int]:
 
         value = whole_number(raw) if _WHOLE.fullmatch(raw) is not None else None
         if value is None or not low <= value <= high:
-            shown = repr(raw) if len(raw) <= 24 else f"{raw[:12]!r}...({len(raw)} characters)"
-            raise argparse.ArgumentTypeError(f"must be a whole number {_span(low, high)}, not {shown}")
+            said = repr(raw) if len(raw) <= 24 else f"{raw[:12]!r}...({len(raw)} characters)"
+            raise argparse.ArgumentTypeError(f"must be a whole number {_span(low, high)}, not {said}")
         return value
 
     return parse
@@ -51,9 +53,11 @@ def number(low: float, high: float) -> Callable[[str], float]:
                 raise ValueError(raw)
             value = float(raw)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number {_span(low, high)}, not {raw!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"must be a number {_span(low, high)}, not {shown(raw, quoted=True)}"
+            ) from None
         if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"must be a number {_span(low, high)}, not {raw!r}")
+            raise argparse.ArgumentTypeError(f"must be a number {_span(low, high)}, not {shown(raw, quoted=True)}")
         return value
 
     return parse
@@ -79,7 +83,9 @@ def instant(raw: str) -> str:
         instant_ms(raw)
     except ValueError as exc:
         if raw.isascii() and raw.isdigit() and len(raw.lstrip("0")) > 15:  # past 9999 (int() takes 4300 digits)
-            raise argparse.ArgumentTypeError(f"{raw!r} epoch milliseconds is past the year 9999") from None
+            raise argparse.ArgumentTypeError(
+                f"{shown(raw, quoted=True)} epoch milliseconds is past the year 9999"
+            ) from None
         raise argparse.ArgumentTypeError(str(exc)) from None
     return raw
 
@@ -92,7 +98,9 @@ def host(raw: str) -> str:
     try:
         return check_host("address", raw)
     except SettingsError:
-        raise argparse.ArgumentTypeError(f"must be one host name or IPv4 address, not {raw!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be one host name or IPv4 address, not {shown(raw, quoted=True)}"
+        ) from None
 
 
 def text(raw: str) -> str:
@@ -101,7 +109,7 @@ def text(raw: str) -> str:
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError(f"must be UTF-8 text, not {raw!r}") from None
+        raise argparse.ArgumentTypeError(f"must be UTF-8 text, not {shown(raw, quoted=True)}") from None
     return raw
 
 
@@ -109,7 +117,9 @@ def feature_names(raw: str) -> str:
     """``--features``: feature names (``name`` or ``name@vN``) separated by commas, none of them empty (``a,,b``, a
     trailing comma and an empty value were looked up as a feature named ""); that they exist is the catalog's to say."""
     if not all(part.strip() for part in raw.split(",")):
-        raise argparse.ArgumentTypeError(f"must be feature names separated by commas, none empty, not {raw!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be feature names separated by commas, none empty, not {shown(raw, quoted=True)}"
+        )
     return raw
 
 
@@ -118,7 +128,7 @@ def location(raw: str) -> str:
     space only, would have been read as the current folder."""
     if not raw.strip():
         raise argparse.ArgumentTypeError(
-            f"must be a Parquet file or folder, iceberg:<namespace>.<table> or archive, not {raw!r}"
+            f"must be a Parquet file or folder, iceberg:<namespace>.<table> or archive, not {shown(raw, quoted=True)}"
         )
     return raw
 
@@ -126,14 +136,16 @@ def location(raw: str) -> str:
 def folder(raw: str) -> Path:
     """A folder option (``--state-dir``): an empty one, or one of white space only, was the current folder."""
     if not raw.strip():
-        raise argparse.ArgumentTypeError(f"must be a folder path, not {raw!r}")
+        raise argparse.ArgumentTypeError(f"must be a folder path, not {shown(raw, quoted=True)}")
     return Path(raw)
 
 
 def refs(raw: str) -> str:
     """A comma-separated list of ``entity.name@version`` references, none of them empty (resolved later)."""
     if not all(part.strip() for part in raw.split(",")):
-        raise argparse.ArgumentTypeError(f"must be entity.name@version references separated by commas, not {raw!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be entity.name@version references separated by commas, not {shown(raw, quoted=True)}"
+        )
     return raw
 
 

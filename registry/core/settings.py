@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict
 
 from registry.core.errors import SettingsError
-from registry.core.shown import error_line
+from registry.core.shown import error_line, shown
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -165,7 +165,7 @@ def _state_dir(raw: str | Path) -> Path:
     try:
         return folder.resolve()
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
-        raise SettingsError(f"FS_STATE_DIR={folder} is not a folder we can use: {exc}") from None
+        raise SettingsError(f"FS_STATE_DIR={shown(folder)} is not a folder we can use: {exc}") from None
 
 
 def _keyspace(name: str, raw: str) -> str:

@@ -133,7 +133,7 @@ def _definitions(db: Path) -> DefinitionStore:
     """The registry a command reads: an error naming ``FS_DEFINITIONS_DB``, nothing created, if none is there."""
     from registry.definition_store import DefinitionStore
 
-    return DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
+    return DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         definitions = resolve_columns(
             guard_catalog(
                 DefinitionStore.existing(
-                    settings.definitions_db, name=f"FS_DEFINITIONS_DB={settings.definitions_db}"
+                    settings.definitions_db, name=f"FS_DEFINITIONS_DB={shown(settings.definitions_db)}"
                 ).catalog(),
                 settings,
                 action="historical_features",

@@ -253,7 +253,7 @@ def write_metrics(report: ParityReport, path: Path, now_us: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
-    from registry.core.shown import error_line
+    from registry.core.shown import error_line, shown
     from registry.definition_store import DefinitionStore
     from registry.quality import QualityStore
     from sinks.factory import connect_iceberg
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         print(error_line(f"--every: {exc}"), file=sys.stderr)
         return 2
     if every_s is not None and every_s <= 0:
-        print(error_line(f"--every must be a positive duration, not {args.every!r}"), file=sys.stderr)
+        print(error_line(f"--every must be a positive duration, not {shown(args.every, quoted=True)}"), file=sys.stderr)
         return 2
     while True:
         try:
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             # the offline table and the registry first: a run that cannot compare creates nothing (not the log's table)
             offline = load_table(iceberg, settings.iceberg_namespace)
             db = settings.definitions_db
-            catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}").catalog()
+            catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}").catalog()
             log = ensure_log_table(iceberg, settings.iceberg_namespace)
             now_us = time.time_ns() // 1000
             report = parity_report(log, offline, catalog, now_us - span_ms * 1000, now_us, examples=args.examples)
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 write_metrics(report, args.metrics_file, now_us)
             except OSError as exc:  # a folder made read-only, a full disk: one line, not a traceback
-                print(error_line(f"--metrics-file {args.metrics_file}: {exc}"), file=sys.stderr)
+                print(error_line(f"--metrics-file {shown(args.metrics_file)}: {exc}"), file=sys.stderr)
                 return 1
         sys.stdout.flush()
         if args.fail_above is not None and report.worst() > args.fail_above:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from registry.core.shown import error_line
+from registry.core.shown import error_line, shown
 from registry.quality import TABLES, QualityStore
 from registry.sqlite_store import tables_of
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.out.exists() and not args.out.is_dir():
-            parser.error(f"argument --out: {args.out} is not a folder")
+            parser.error(f"argument --out: {shown(args.out)} is not a folder")
     except OSError as exc:  # a name the system refuses (too long): a usage error, not a traceback
         parser.error(f"argument --out: {exc}")
     try:
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         # database, a registry no run has stored into), holds nothing stored, and is left as it was.
         stored = bool(set(TABLES) & (tables_of(db) or set()))
     except sqlite3.DatabaseError as exc:
-        print(error_line(f"FS_DEFINITIONS_DB={db}: not a definition store (SQLite): {exc}"), file=sys.stderr)
+        print(error_line(f"FS_DEFINITIONS_DB={shown(db)}: not a definition store (SQLite): {exc}"), file=sys.stderr)
         return 1
     try:
         paths = (
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             else []
         )
     except OSError as exc:  # a folder that cannot be made or written, a full disk
-        print(error_line(f"--out {args.out}: {exc}"), file=sys.stderr)
+        print(error_line(f"--out {shown(args.out)}: {exc}"), file=sys.stderr)
         return 1
     for path in paths:
         print(path)

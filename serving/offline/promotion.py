@@ -140,7 +140,7 @@ def promote(
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
-    from registry.core.shown import error_line
+    from registry.core.shown import error_line, shown
     from sinks.factory import connect_iceberg
     from sinks.iceberg.writer import load_table
 
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         db = settings.definitions_db
-        store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")  # moves a pointer: never a new store
+        # moves a pointer: never a new store
+        store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
         max_lag: timedelta | None = args.max_lag
         if args.check:
             ready = readiness(store, table, args.entity, args.name, args.version, max_lag=max_lag)

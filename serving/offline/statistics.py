@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError, FeatureStoreError, UnknownFeatureError
-from registry.core.shown import error_line
+from registry.core.shown import error_line, shown
 from registry.core.value_types import VALUE_COLUMNS
 from registry.quality import SOURCES, QualityStore
 from sinks.iceberg.as_of import ReadPoint, iso_us, read_point
@@ -89,9 +89,9 @@ def check_metrics_file(parser: argparse.ArgumentParser, path: Path) -> None:
     a file in a folder that does not exist, or a path the system refuses (a name too long)."""
     try:
         if path.is_dir():
-            parser.error(f"argument --metrics-file: {path} is a directory")
+            parser.error(f"argument --metrics-file: {shown(path)} is a directory")
         if not path.parent.is_dir():
-            parser.error(f"argument --metrics-file: folder {path.parent} does not exist")
+            parser.error(f"argument --metrics-file: folder {shown(path.parent)} does not exist")
     except OSError as exc:
         parser.error(f"argument --metrics-file: {exc}")
 
@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
             iceberg = connect_iceberg(settings)
             table = load_table(iceberg, settings.iceberg_namespace)
             db = settings.definitions_db  # read only: a missing or foreign file is refused, never made a registry
-            catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}").catalog()
+            catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}").catalog()
             # the offline table and the registry first: a run that cannot report creates nothing (as parity's)
             log = ensure_log_table(iceberg, settings.iceberg_namespace)
             manifest = None
@@ -585,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 write_metrics(result["hourly"], result.get("drift", []), args.metrics_file)
             except OSError as exc:  # a folder made read-only, a full disk: one line, not a traceback
-                print(error_line(f"--metrics-file {args.metrics_file}: {exc}"), file=sys.stderr)
+                print(error_line(f"--metrics-file {shown(args.metrics_file)}: {exc}"), file=sys.stderr)
                 return 1
         worst = max((d["psi"] for d in result.get("drift", []) if d["psi"] is not None), default=None)
         if args.fail_above is not None and worst is not None and worst > args.fail_above:

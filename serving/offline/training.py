@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         db = settings.definitions_db
         # Every command reads the registry (training sets are kept in its file): a path with none is named,
         # and nothing is created there.
-        definitions = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={db}")
+        definitions = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
         store = TrainingSetStore(db)
         # FS_AUTH=on: every subcommand needs a known FS_TOKEN (link-model writes to the registry), before anything else
         catalog = guard_catalog(definitions.catalog(), settings, action="training_set")

@@ -149,7 +149,7 @@ def _connect(settings: Settings) -> tuple[Cluster, Session]:
 def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import UnknownFeatureError
     from registry.core.settings import settings_for_command
-    from registry.core.shown import error_line
+    from registry.core.shown import error_line, shown
     from registry.definition_store import DefinitionStore
 
     settings = settings_for_command()
@@ -165,14 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         is_file = db.is_file()
     except OSError as exc:  # a name longer than the system takes
-        print(error_line(f"--definitions-db {db}: {exc.strerror or exc}"), file=sys.stderr)
+        print(error_line(f"--definitions-db {shown(db)}: {exc.strerror or exc}"), file=sys.stderr)
         return 1
     if not is_file:  # read only: a path that is not a store must not become a new empty one
-        print(error_line(f"--definitions-db {db}: no definition store there"), file=sys.stderr)
+        print(error_line(f"--definitions-db {shown(db)}: no definition store there"), file=sys.stderr)
         return 1
     try:
         # read only: an empty file or another program's database is refused, never given a registry's tables
-        catalog = DefinitionStore.existing(db, name=f"--definitions-db {db}").catalog()
+        catalog = DefinitionStore.existing(db, name=f"--definitions-db {shown(db)}").catalog()
 
         def type_of(entity: str, name: str, version: int) -> ValueType | None:
             try:
