@@ -242,8 +242,9 @@ class ServingLogSink:
         max_wait_s: float = 5.0,
         erased: ErasedEntities | None = None,
     ) -> None:
-        """``erased``: records of an erased entity served before its erasure (``registry.erasures``) are
-        dropped, counted in ``dropped_erased``."""
+        """``erased``: records of an erased entity served at or before its serving cutoff (``registry.erasures``:
+        the later of the erasure and the instant its online data was gone) are dropped, counted in
+        ``dropped_erased``."""
         self._consumer = consumer
         self._table = table
         self._erased = erased
@@ -313,9 +314,10 @@ class ServingLogSink:
                 raise StoreUnavailableError(f"serving log not caught up within {timeout_s:.0f} s")
 
     def _without_erased(self, rows: pa.Table) -> pa.Table:
-        """The batch without records of erased entities served before their erasure (vectorized: only
-        rows whose entity id is an erased one, or whose entity type is erased by key field, are looked at
-        one by one)."""
+        """The batch without records of erased entities served at or before their serving cutoff
+        (``Erased.served_cutoff``, whole ms, as ``served_at`` is): until then the API may have served the entity's
+        pre-erasure values (vectorized: only rows whose entity id is an erased one, or whose entity type is erased
+        by key field, are looked at one by one)."""
         erased = self._erased.current() if self._erased is not None else None
         if not erased:
             return rows
@@ -328,12 +330,13 @@ class ServingLogSink:
         at = np.flatnonzero(candidates.to_numpy(zero_copy_only=False))
         if not len(at):
             return rows
-        picked = rows.take(pa.array(at)).select(["entity_type", "entity_id", "served_at"]).to_pylist()
-        drop = [
-            int(j)
-            for j, r in zip(at, picked, strict=True)
-            if r["served_at"].timestamp() * 1000 < (erased.erased_at(r["entity_type"], r["entity_id"]) or -(2**63))
-        ]
+        picked = rows.take(pa.array(at)).select(["entity_type", "entity_id"]).to_pylist()
+        served_ms = (rows.column("served_at").cast(pa.int64()).to_numpy()[at] // 1000).tolist()  # epoch µs -> ms
+        drop = []
+        for j, r, ms in zip(at, picked, served_ms, strict=True):
+            cutoff = erased.served_cutoff(r["entity_type"], r["entity_id"])
+            if cutoff is not None and ms <= cutoff:
+                drop.append(int(j))
         self.dropped_erased += len(drop)
         keep = np.ones(rows.num_rows, dtype=bool)
         keep[drop] = False

@@ -8,14 +8,17 @@ In this order, at one instant ``erased_at`` (now, epoch ms):
 1. **Record** the erasure in the registry (``registry.erasures``), then wait ``SETTLE_S`` (2 s): the
    stream job's writers and the serving-log landing reload the record within 1 s and check it for
    every row they write, so from then on nothing of the entity that reaches back before ``erased_at``
-   (a window *starting* before it, a vector *served* before it) is written again, by the live job, a
+   (a window *starting* before it, a vector *served* at or before it: step 2) is written again, by the live job, a
    restart, a replay of the topic or a backfill.
 2. **Online** (Cassandra): the entity's partition is deleted ``USING TIMESTAMP`` ``erased_at`` in µs
    (+999): every stored value had an older write time (window end plus revision), and so would a
    replayed old window, which the tombstone keeps deleted (for Cassandra's ``gc_grace_seconds``, 10
    days by default, longer than the 7-day Kafka retention it would replay from; and the writers
-   drop such rows anyway).
-3. **Offline** (Iceberg) and the **serving log** table: the entity's rows are deleted
+   drop such rows anyway). Until this delete ends (and from its cache for ``FS_CACHE_TTL_MS`` after) the API
+   serves the old values: that instant plus the TTL is recorded (``online_gone_at_ms``), and the landing drops
+   the entity's vectors served at or before the later of it and ``erased_at`` (the serving cutoff, whole ms).
+3. **Offline** (Iceberg) and the **serving log** table (its rows served at or before the serving cutoff,
+   once the landing has had ``SETTLE_S`` to reload the record): the entity's rows are deleted
    (copy-on-write), then every snapshot but the new current one is expired and the files only they
    reached deleted (``sinks.iceberg.maintenance``): no snapshot that can still be read holds the
    entity. Training-set manifests whose snapshot is thereby expired are named as invalidated (they can
@@ -60,10 +63,10 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from registry.core import entity_keys
@@ -71,6 +74,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.errors import StoreUnavailableError
 from registry.erasures import ErasureStore
 from registry.training_sets import TrainingSetStore
+from serving.offline.kafka_horizon import kafka_horizon
 from serving.offline.retention import failure_line, invalidated, manifest_pins, require_registry
 from sinks.cassandra import layout as online_layout
 from sinks.cassandra.migrate import legacy_exists
@@ -88,6 +92,7 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 SETTLE_S = 2.0  # > the writers' 1 s reload of the erasure record, plus a flush in progress
+API_CACHE_TTL_MS = 1000  # serving.online.cache.DEFAULT_TTL_MS: FS_CACHE_TTL_MS when the API's env does not set it
 
 
 @dataclass
@@ -122,11 +127,16 @@ class ErasureReport:
 
 
 @contextmanager
-def _recording(target: str, *, final: bool) -> Iterator[None]:
+def _recording(target: str, *, final: bool, online_only: bool = False) -> Iterator[None]:
     """A registry that cannot take the erasure record: one StoreUnavailableError saying what was erased."""
     try:
         yield
     except sqlite3.Error as exc:
+        if online_only:  # after step 2: the landing keeps the cutoff ``erased_at``
+            raise StoreUnavailableError(
+                f"{target} was erased online, but the end of that delete could not be recorded in the registry "
+                f"({one_line(exc)}): the offline table, the serving log and the archives were not erased; run it again"
+            ) from exc
         if not final:  # step 1 comes first: nothing was touched
             raise StoreUnavailableError(
                 f"cannot record the erasure of {target} in the registry ({one_line(exc)}): nothing was erased"
@@ -167,17 +177,26 @@ def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: s
 
 
 def erase_table(
-    table: Table, entity_type: str, entity_id: str | Sequence[str], files_left: list[str] | None = None
+    table: Table,
+    entity_type: str,
+    entity_id: str | Sequence[str],
+    files_left: list[str] | None = None,
+    served_until_ms: int | None = None,
 ) -> tuple[Table, StoreErased, list[int]]:
-    """Delete the entity's (or entities') rows, then expire every snapshot but the current one; the
-    expired ids too. Files the expiry could not delete are said in ``files_left`` (FilesLeft without it)."""
-    from pyiceberg.expressions import AlwaysFalse, And, BooleanExpression, EqualTo, In
+    """Delete the entity's (or entities') rows (of the serving log, with ``served_until_ms``: those served at or
+    before it, epoch ms), then expire every snapshot but the current one; the expired ids too. Files the expiry
+    could not delete are said in ``files_left`` (FilesLeft without it)."""
+    from pyiceberg.expressions import AlwaysFalse, And, BooleanExpression, EqualTo, In, LessThan
+
+    from sinks.iceberg.as_of import iso_us
 
     ids = [entity_id] if isinstance(entity_id, str) else list(entity_id)
     which: BooleanExpression = (
         AlwaysFalse() if not ids else EqualTo("entity_id", ids[0]) if len(ids) == 1 else In("entity_id", ids)
     )
     where = And(EqualTo("entity_type", entity_type), which)
+    if served_until_ms is not None:  # the landing's rule: whole ms, the cutoff's own included
+        where = And(where, LessThan("served_at", iso_us((served_until_ms + 1) * 1000)))
     rows = _rows(table, where) if ids else 0
     if rows:
         table = delete_rows(table, where)
@@ -224,62 +243,6 @@ def erase_archive(table: Table, entity_id: str, files_left: list[str] | None = N
     return table, StoreErased(rows, len(expired.snapshot_ids), expired.files_deleted)
 
 
-def kafka_horizon(bootstrap: str, topics: list[str], now: datetime) -> list[dict[str, str]]:
-    """Per topic, the latest time its current records (the entity's events among them) are deleted."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, ConfigResource
-
-    from sinks.topics import require_reachable
-
-    out: list[dict[str, str]] = []
-    try:
-        require_reachable(bootstrap)
-    except StoreUnavailableError as exc:
-        return [{"where": f"Kafka topics {', '.join(topics)}", "until": "unknown", "why": str(exc)}]
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        existing = set(admin.list_topics(timeout=10).topics)
-    except KafkaException as exc:
-        return [{"where": f"Kafka topics {', '.join(topics)}", "until": "unknown", "why": f"Kafka unreachable: {exc}"}]
-    for topic in sorted(set(topics) & existing):
-        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-        try:
-            configs = admin.describe_configs([resource])[resource].result(timeout=10)
-        except KafkaException as exc:
-            out.append({"where": f"Kafka topic {topic}", "until": "unknown", "why": str(exc)})
-            continue
-        except TimeoutError:  # concurrent.futures' (an OSError): the stores are erased by now, only this is unknown
-            out.append(
-                {"where": f"Kafka topic {topic}", "until": "unknown", "why": "Kafka sent no topic configs within 10 s"}
-            )
-            continue
-        retention_ms = int(configs["retention.ms"].value)
-        segment_ms = int(configs["segment.ms"].value)
-        policy = configs["cleanup.policy"].value if "cleanup.policy" in configs else "delete"
-        if "delete" not in [p.strip() for p in (policy or "").split(",")]:
-            # Compaction deletes nothing by age: each key's latest record stays until a newer one (or a tombstone).
-            until, why = (
-                "never",
-                f"cleanup.policy {policy} (no deletion by age): compaction keeps each key's latest record",
-            )
-        elif retention_ms < 0:
-            until, why = "never", "retention.ms = -1 (kept forever): delete the records or compact the topic"
-        else:
-            why = f"events age out: retention.ms {retention_ms} + segment.ms {segment_ms} (whole segments)"
-            try:
-                # From the erasure's instant as the report gives it (whole ms): a cut to the second would name a
-                # time up to a second before the latest one.
-                at = now.replace(microsecond=now.microsecond // 1000 * 1000) + timedelta(
-                    milliseconds=retention_ms + segment_ms
-                )
-                until = at.isoformat(timespec="seconds" if at.microsecond == 0 else "milliseconds")
-            except OverflowError:  # e.g. retention.ms = 2^63-1, Kafka's "forever" short of -1: past the year 9999
-                until = "never"
-                why = f"retention.ms {retention_ms} + segment.ms {segment_ms} reaches past the year 9999"
-        out.append({"where": f"Kafka topic {topic}", "until": until, "why": why})
-    return out
-
-
 def _erase_stores(
     report: ErasureReport,
     ids: Sequence[str],
@@ -290,16 +253,26 @@ def _erase_stores(
     training_sets: TrainingSetStore,
     now: datetime,
     erased_at_ms: int,
+    gone: Callable[[int], None],
+    cache_ttl_ms: int,
+    settle_s: float,
 ) -> None:
-    """Steps 2 and 3 for the entities ``ids`` of ``report``'s type, counted into ``report``."""
+    """Steps 2 and 3 for the entities ``ids`` of ``report``'s type, counted into ``report``; ``gone`` records the
+    instant the API serves none of their online data any more (the delete's end plus its cache TTL, epoch ms)."""
     entity_type = report.entity_type
     for entity_id in ids:
         report.online.rows_removed += erase_online(session, keyspace, entity_type, entity_id, erased_at_ms)
+    gone_ms = time.time_ns() // 1_000_000 + cache_ttl_ms  # served_at (whole ms) of a vector read before: not later
+    with _recording(f"{entity_type}/{report.entity_id}", final=False, online_only=True):
+        gone(gone_ms)
+    recorded = time.monotonic()
     pins = manifest_pins(training_sets, offline, now=now, pin_days=float("inf"))
     _, report.offline, expired = erase_table(offline, entity_type, ids, report.files_left)
     report.manifests_invalidated = invalidated(pins, expired)
-    if serving_log is not None:
-        _, report.serving_log, _ = erase_table(serving_log, entity_type, ids, report.files_left)
+    if serving_log is not None:  # the landing drops by the cutoff once reloaded: then what it landed is deleted
+        time.sleep(max(0.0, settle_s - (time.monotonic() - recorded)))
+        cutoff = max(erased_at_ms, gone_ms)
+        _, report.serving_log, _ = erase_table(serving_log, entity_type, ids, report.files_left, cutoff)
 
 
 def _topics(catalog: FeatureCatalog, entity_type: str, serving_log_topic: str) -> list[str]:
@@ -325,8 +298,10 @@ def erase(
     requested_by: str = "cli",
     settle_s: float = SETTLE_S,
     now: datetime | None = None,
+    cache_ttl_ms: int = API_CACHE_TTL_MS,
 ) -> ErasureReport:
-    """Erase one entity from every store (see the module doc); the report."""
+    """Erase one entity from every store (see the module doc); the report. ``cache_ttl_ms``: the API's
+    ``FS_CACHE_TTL_MS`` (its vector cache may serve the entity's old values that long after the online delete)."""
     if not entity_type or not entity_id:
         raise ValueError("give an entity type and an entity id")
     now = now if now is not None else datetime.now(UTC)
@@ -335,7 +310,12 @@ def erase(
     with _recording(f"{entity_type}/{entity_id}", final=False):
         erasures.record(entity_type, entity_id, erased_at_ms, requested_by, "{}")
     time.sleep(settle_s)
-    _erase_stores(report, [entity_id], session, keyspace, offline, serving_log, training_sets, now, erased_at_ms)
+
+    def gone(at_ms: int) -> None:
+        erasures.record_online_gone(entity_type, entity_id, at_ms)
+
+    stores = (session, keyspace, offline, serving_log, training_sets, now, erased_at_ms)
+    _erase_stores(report, [entity_id], *stores, gone, cache_ttl_ms, settle_s)
     for topic, archive in sorted((archives or {}).items()):
         _, report.archives[topic] = erase_archive(archive, entity_id, report.files_left)
     if kafka_bootstrap is not None:
@@ -447,6 +427,7 @@ def erase_by_key(
     requested_by: str = "cli",
     settle_s: float = SETTLE_S,
     now: datetime | None = None,
+    cache_ttl_ms: int = API_CACHE_TTL_MS,
 ) -> ErasureReport:
     """Erase every entity of a composite-keyed type whose key field ``key_field`` is ``key_value`` (every
     ``user_merchant`` pair of user ``u1``): recorded first, so the writers drop the matching entities'
@@ -463,7 +444,12 @@ def erase_by_key(
     time.sleep(settle_s)
     ids = matching_ids([offline, serving_log], entity_type, fields, key_field, key_value)
     report.entities_matched = ids
-    _erase_stores(report, ids, session, keyspace, offline, serving_log, training_sets, now, erased_at_ms)
+
+    def gone(at_ms: int) -> None:
+        erasures.record_key_online_gone(entity_type, key_field, key_value, at_ms)
+
+    stores = (session, keyspace, offline, serving_log, training_sets, now, erased_at_ms)
+    _erase_stores(report, ids, *stores, gone, cache_ttl_ms, settle_s)
     if kafka_bootstrap is not None:
         report.not_erased = kafka_horizon(kafka_bootstrap, _topics(catalog, entity_type, serving_log_topic), now)
     with _recording(f"{entity_type}/{key_field}={key_value}", final=True):
@@ -478,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.core.settings import settings_for_command
     from registry.core.shown import error_line
     from registry.definition_store import DefinitionStore
+    from serving.online.options import int_setting
     from sinks.archive import table_name as archive_table_name
     from sinks.factory import connect_cassandra, connect_iceberg
     from sinks.iceberg.writer import load_table
@@ -510,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         require_registry(settings, "erasure")
         log_topic = topic_from_env(os.environ)  # the API's (FS_SERVING_LOG_TOPIC): where served vectors are logged
+        cache_ttl_ms = int_setting(os.environ, "FS_CACHE_TTL_MS", API_CACHE_TTL_MS, 0, 3_600_000)  # the API's too
         access = Access.of(settings, buffered_audit=False)
         caller = access.authenticate_command(settings.token)
         if access.enabled and not caller.admin:
@@ -546,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kafka_bootstrap": settings.kafka_bootstrap,
                 "serving_log_topic": log_topic,
                 "requested_by": args.requested_by if not access.enabled else caller.principal,
+                "cache_ttl_ms": cache_ttl_ms,
             }
             if args.key is not None:
                 key_field, _, key_value = args.key.partition("=")

@@ -7,6 +7,8 @@ The whole erasure against Kafka, the stream job, Cassandra and Iceberg is
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from serving.offline.erasure import erase_table
 from sinks.dual import DualWriter
 from sinks.iceberg.writer import OfflineWriter
 from sinks.records import FeatureRow
-from sinks.serving_log import ARROW_SCHEMA, ServingLogSink
+from sinks.serving_log import ARROW_SCHEMA, ServingLogSink, ensure_log_table
 from tests.recording_writer import RecordingWriter
 from tests.unit.conftest import build_definition
 from tests.unit.test_training_sets import iceberg_table
@@ -77,16 +79,105 @@ def test_the_stream_writers_drop_an_erased_entitys_replayed_windows(tmp_path: Pa
 
 def test_the_serving_log_landing_drops_what_was_served_before_the_erasure(tmp_path: Path) -> None:
     store = ErasureStore(tmp_path / "r.db")
-    store.record("user", "alice", ERASED_AT_MS, "dpo", "{}")
+    store.record("user", "alice", ERASED_AT_MS, "dpo", "{}")  # no online delete recorded (yet): the cutoff is erased_at
     sink = ServingLogSink(None, None, erased=ErasedEntities(store, refresh_s=0))  # type: ignore[arg-type]
-    served = [("alice", ERASED_AT_MS - 1), ("alice", ERASED_AT_MS), ("bob", ERASED_AT_MS - 1), ("alice", 5)]
-    rows = pa.Table.from_pylist([_logged(e, at) for e, at in served], schema=ARROW_SCHEMA)
-    kept = sink._without_erased(rows)
-    assert [(r["entity_id"], int(r["served_at"].timestamp() * 1000)) for r in kept.to_pylist()] == [
+    served = [
+        ("alice", ERASED_AT_MS - 1),
         ("alice", ERASED_AT_MS),
-        ("bob", ERASED_AT_MS - 1),
+        ("alice", ERASED_AT_MS + 1),
+        ("bob", 5),
+        ("alice", 5),
     ]
-    assert sink.dropped_erased == 2
+    assert _kept(sink, served) == [("alice", ERASED_AT_MS + 1), ("bob", 5)]  # the erasure's own ms: dropped
+    assert sink.dropped_erased == 3
+
+
+GONE_MS = ERASED_AT_MS + 2_500  # the online delete ended (plus the API's cache TTL) 2.5 s after erased_at
+
+
+def test_the_landing_drops_what_was_served_until_the_online_data_was_gone(tmp_path: Path) -> None:
+    # The API serves the entity's old values until the online delete (step 2) ends: a vector served after erased_at
+    # but before then is the erased entity's old data, and must not land.
+    store = ErasureStore(tmp_path / "r.db")
+    erased = ErasedEntities(store, refresh_s=0)
+    store.record("user", "alice", ERASED_AT_MS, "dpo", "{}")
+    store.record_online_gone("user", "alice", GONE_MS)
+    store.record_key("user_merchant", FIELDS, "user_id", "carol", ERASED_AT_MS, "dpo", "{}")
+    store.record_key_online_gone("user_merchant", "user_id", "carol", GONE_MS)
+    store.record_online_gone("user", "bob", GONE_MS)  # no erasure of bob: nothing recorded
+    assert store.erased() == {("user", "alice"): ERASED_AT_MS}
+    assert erased.current().served_cutoff("user", "alice") == GONE_MS
+    assert erased.current().erased_at("user", "alice") == ERASED_AT_MS  # the writers' rule is unchanged
+    assert not erased.blocks("user", "alice", ERASED_AT_MS + 1)
+    sink = ServingLogSink(None, None, erased=erased)  # type: ignore[arg-type]
+    served = [("alice", ERASED_AT_MS + 1_000), ("alice", GONE_MS), ("alice", GONE_MS + 1), ("bob", ERASED_AT_MS + 1)]
+    assert _kept(sink, served) == [("alice", GONE_MS + 1), ("bob", ERASED_AT_MS + 1)]
+    pairs = [("carol|m1", ERASED_AT_MS + 1_000), ("carol|m2", GONE_MS + 1), ("dave|m1", 5)]
+    assert _kept(sink, pairs, "user_merchant") == [("carol|m2", GONE_MS + 1), ("dave|m1", 5)]
+    assert sink.dropped_erased == 3
+    # A re-run's step 1 (a later erased_at, its online delete not done yet) keeps the instant recorded before.
+    store.record("user", "alice", ERASED_AT_MS + 1, "dpo", "{}")
+    assert erased.current().served_cutoff("user", "alice") == GONE_MS
+    store.record_online_gone("user", "alice", GONE_MS - 1)  # never back
+    assert erased.current().served_cutoff("user", "alice") == GONE_MS
+    store.record("user", "alice", ERASED_AT_MS + 5_000, "dpo", "{}")
+    assert erased.current().served_cutoff("user", "alice") == ERASED_AT_MS + 5_000
+
+
+def test_a_registry_made_before_the_online_instant_keeps_working(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        """
+        CREATE TABLE erasures (entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, erased_at_ms INTEGER NOT NULL,
+            requested_by TEXT NOT NULL, report TEXT NOT NULL, PRIMARY KEY (entity_type, entity_id));
+        CREATE TABLE erased_keys (entity_type TEXT NOT NULL, key_fields TEXT NOT NULL, key_field TEXT NOT NULL,
+            key_value TEXT NOT NULL, erased_at_ms INTEGER NOT NULL, requested_by TEXT NOT NULL, report TEXT NOT NULL,
+            PRIMARY KEY (entity_type, key_field, key_value));
+        CREATE TABLE erasures_seq (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+        INSERT INTO erasures_seq VALUES (1, 1);
+        """
+    )
+    conn.execute("INSERT INTO erasures VALUES ('user', 'alice', ?, 'dpo', '{}')", (ERASED_AT_MS,))
+    conn.execute(
+        "INSERT INTO erased_keys VALUES ('user_merchant', ?, 'user_id', 'carol', ?, 'dpo', '{}')",
+        (json.dumps(FIELDS), ERASED_AT_MS),
+    )
+    conn.commit()
+    conn.close()
+    store = ErasureStore(db)  # adds the column; the old records have none: their cutoff is erased_at
+    erased = ErasedEntities(store, refresh_s=0)
+    assert store.erased() == {("user", "alice"): ERASED_AT_MS}
+    assert erased.current().served_cutoff("user", "alice") == ERASED_AT_MS
+    sink = ServingLogSink(None, None, erased=erased)  # type: ignore[arg-type]
+    served = [("alice", ERASED_AT_MS - 1), ("alice", ERASED_AT_MS + 1)]
+    assert _kept(sink, served) == [("alice", ERASED_AT_MS + 1)]
+    pairs = [("carol|m1", ERASED_AT_MS - 1), ("carol|m1", ERASED_AT_MS + 1)]
+    assert _kept(sink, pairs, "user_merchant") == [("carol|m1", ERASED_AT_MS + 1)]
+    ErasureStore(db)  # opened again: nothing to add
+    store.record_online_gone("user", "alice", GONE_MS)
+    assert erased.current().served_cutoff("user", "alice") == GONE_MS
+
+
+def test_the_serving_log_erase_deletes_by_the_landings_cutoff(tmp_path: Path) -> None:
+    log = ensure_log_table(iceberg_table(tmp_path).catalog, "fs")
+    served = [("alice", ERASED_AT_MS - 1), ("alice", GONE_MS), ("alice", GONE_MS + 1), ("bob", ERASED_AT_MS)]
+    log.append(pa.Table.from_pylist([_logged(e, at) for e, at in served], schema=ARROW_SCHEMA))
+    log, erased, _ = erase_table(log.refresh(), "user", ["alice"], served_until_ms=GONE_MS)
+    assert erased.rows_removed == 2
+    left = log.scan().to_arrow()
+    assert sorted(zip(left.column("entity_id").to_pylist(), left.column("kafka_offset").to_pylist(), strict=True)) == [
+        ("alice", GONE_MS + 1),
+        ("bob", ERASED_AT_MS),
+    ]
+
+
+def _kept(sink: ServingLogSink, served: list[tuple[str, int]], entity_type: str = "user") -> list[tuple[str, int]]:
+    rows = pa.Table.from_pylist(
+        [{**_logged(e, at), "entity_type": entity_type} for e, at in served], schema=ARROW_SCHEMA
+    )
+    kept = sink._without_erased(rows)
+    return [(r["entity_id"], r["kafka_offset"]) for r in kept.to_pylist()]  # kafka_offset: the served ms
 
 
 def _logged(entity_id: str, served_ms: int) -> dict[str, Any]:
@@ -169,11 +260,8 @@ def test_the_writers_drop_every_matching_pair_even_one_never_seen(tmp_path: Path
     ]
     assert writer.dropped_erased == 2
     sink = ServingLogSink(None, None, erased=ErasedEntities(store, refresh_s=0))  # type: ignore[arg-type]
-    served = [("alice|m1", ERASED_AT_MS - 1), ("alice|m2", ERASED_AT_MS), ("bob|m1", 5)]
-    rows = pa.Table.from_pylist(
-        [{**_logged(e, at), "entity_type": "user_merchant"} for e, at in served], schema=ARROW_SCHEMA
-    )
-    assert [r["entity_id"] for r in sink._without_erased(rows).to_pylist()] == ["alice|m2", "bob|m1"]
+    served = [("alice|m1", ERASED_AT_MS - 1), ("alice|m1", ERASED_AT_MS), ("alice|m2", ERASED_AT_MS + 1), ("bob|m1", 5)]
+    assert _kept(sink, served, "user_merchant") == [("alice|m2", ERASED_AT_MS + 1), ("bob|m1", 5)]
 
 
 def test_erase_table_takes_several_ids(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from registry.definition_store import DefinitionStore
 from registry.erasures import ErasureStore
 from registry.training_sets import TrainingSetStore
 from serving.offline import erasure
-from serving.offline.erasure import erase_by_key
+from serving.offline.erasure import API_CACHE_TTL_MS, erase_by_key
 from sinks.iceberg import layout as offline_layout
 from sinks.serving_log import ensure_log_table
 from tests.unit.conftest import build_definition
@@ -129,6 +130,7 @@ def test_erase_by_key_removes_exactly_the_matching_entities(
     matching = {entity_keys.encode(p) for p in [*pairs, *logged] if p[position] == value}
     erasures = ErasureStore(folder / "r.db")
     session = StubSession()
+    started_ms = time.time_ns() // 1_000_000
     report = erase_by_key(
         "user_merchant", field, value, session=session, keyspace="fs", offline=offline.refresh(),  # type: ignore[arg-type]
         serving_log=log.refresh(), catalog=FeatureCatalog([PAIR, COUNT]), erasures=erasures,
@@ -164,3 +166,8 @@ def test_erase_by_key_removes_exactly_the_matching_entities(
     never = entity_keys.encode((value, "m_new") if position == 0 else ("u_new", value))
     assert snapshot.erased_at("user_merchant", never) == int(NOW.timestamp() * 1000)
     assert snapshot.erased_at("user", value) is None
+    # Its serving-log cutoff is when the online delete ended plus the API's cache TTL (later than erased_at here).
+    cutoff = snapshot.served_cutoff("user_merchant", never)
+    assert (
+        cutoff is not None and started_ms + API_CACHE_TTL_MS <= cutoff <= time.time_ns() // 1_000_000 + API_CACHE_TTL_MS
+    )
