@@ -73,6 +73,11 @@ def feature_vector_batches(
             "(join them with `serving.offline.historical` on a label frame holding the request fields)"
         )
     definitions = resolve_features(catalog, entity_type, features)
+    named = sorted({d.name for d in definitions} & {ENTITY_COLUMN, TIME_COLUMN})
+    if named:
+        raise DefinitionError(
+            f"feature(s) {named} would name two columns of the export ({ENTITY_COLUMN} and {TIME_COLUMN} are its own)"
+        )
     at_us = epoch_us(as_of)
     point = read_point(table, read_as_of)
     entities = distinct_entities(table, point, entity_type, definitions, at_us)

@@ -195,3 +195,18 @@ def test_cli_bad_times_and_a_missing_table_are_one_line(
     assert main([*args, *extra]) == 1
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("name", ["entity_id", "as_of"])
+def test_a_feature_named_like_an_export_column_is_refused_naming_the_export(
+    offline: tuple[Any, int, datetime], make_definition: Callable[..., FeatureDefinition], name: str
+) -> None:
+    """The export's own columns are ``entity_id`` and ``as_of``: a feature of either name would be a second column
+    of that name. Refused before any read, naming the export's columns (it was the join's message about a
+    "label frame", which batch scoring has none of)."""
+    from registry.core.errors import DefinitionError
+
+    table, _, _ = offline
+    clashing = FeatureCatalog([make_definition(name=name, window={"kind": "tumbling", "size": "5m"}, ttl="20m")])
+    with pytest.raises(DefinitionError, match=f"feature\\(s\\) \\['{name}'\\] would name two columns of the export"):
+        export_feature_vectors(table, clashing, "user", [name], _at(T0))
