@@ -167,8 +167,10 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
             **problems(
                 {
                     400: f"`bad_json`: the body is not JSON; {BAD_PARAMETER} (`activate`, at most once)",
-                    409: "`version_conflict`: the version is registered with other content, or what is registered refuses"
-                    " it (its name or a key field taken by a request-time feature)",
+                    409: "`version_conflict`: the version is registered with another identity (its transform or its TTL: "
+                    "other fields of the same identity update the version's metadata, 200 `metadata_updated`), the "
+                    "version is below the latest registered one, or what is registered refuses it (its name or a key "
+                    "field taken by a request-time feature)",
                     403: WRITE_REFUSED,
                     408: "`body_timeout`: the body did not arrive whole within `FS_BODY_TIMEOUT_MS`",
                     413: "`body_too_large`",
