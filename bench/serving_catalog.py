@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import random
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,32 @@ def catalog_db(folder: Path, size: int) -> Path:
     return db
 
 
+@contextlib.contextmanager
+def churning(db: Path, every_s: float) -> Iterator[list[int]]:
+    """While inside, a thread registers a new definition in ``db`` every ``every_s`` seconds (a copy of one bench
+    feature under a new name, as another process's ``registry.cli apply`` would): each API process following the
+    store reloads its catalog after each. Yields a one-item list, the count registered so far."""
+    from registry.definition_store import DefinitionStore
+
+    store, template = DefinitionStore(db), _definitions()[1]
+    done, count = threading.Event(), [0]
+
+    def register() -> None:
+        for n in itertools.count():
+            if done.wait(every_s):
+                return
+            store.register(template.model_copy(update={"name": f"bench_churn_{n:06d}"}))
+            count[0] += 1
+
+    thread = threading.Thread(target=register, name="catalog-churn", daemon=True)
+    thread.start()
+    try:
+        yield count
+    finally:
+        done.set()
+        thread.join()
+
+
 def catalog_runs(
     settings: Any,
     tmp: Path,
@@ -45,53 +74,68 @@ def catalog_runs(
     """(c): the same 10-feature read at one fixed rate against catalogs of each size; p50/p99 against the smallest.
 
     One server per size runs from the start to the end of (c), and the sizes take turns: ``args.rounds`` rounds,
-    each a run against every size, the order turning by one each round. Drift over the minutes of (c) (Cassandra's
+    each a run against every size, the order turning by one each round. With ``args.catalog_churn`` above 0 one more
+    server of the largest size takes its turns too, its own copy of the catalog growing by a definition registered
+    every ``catalog_churn`` seconds while it is measured (issue #19: flat from 10 to 10,000 definitions; a reload
+    that blocked the server would show here). Drift over the minutes of (c) (Cassandra's
     compactions, other processes) then falls on every size alike instead of on whichever ran last, and each size's
     p50/p99 is over its rounds' requests pooled. Returns the rows with wrong answers (features not present)."""
     for size in sizes:
         if size < CATALOG_READ:
             raise SystemExit(f"--catalog-sizes: at least {CATALOG_READ} definitions (the features read)")
     invalid: list[str] = []
+    churn_s = float(getattr(args, "catalog_churn", 0.0))
+    arms = [(size, 0.0) for size in sizes] + ([(max(sizes), churn_s)] if churn_s > 0 else [])
+    registered = 0
     with contextlib.ExitStack() as servers:
-        ports, pids = [], []
-        for size in sizes:
-            sized = settings.model_copy(update={"definitions_db": catalog_db(tmp, size)})
+        ports, pids, dbs = [], [], []
+        for size, churn in arms:
+            folder = tmp / f"churn-{churn:g}" if churn else tmp
+            folder.mkdir(exist_ok=True)
+            db = catalog_db(folder, size)
+            dbs.append(db)
+            sized = settings.model_copy(update={"definitions_db": db})
             port = free_port()
             pids.append(
                 servers.enter_context(server(sized, port=port, workers=args.workers, cache_ttl_ms=0, profile=None))
             )
             ports.append(port)
-        runs: list[list[dict[str, Any]]] = [[] for _ in sizes]
-        cpu: list[list[float | None]] = [[0.0, 0.0] for _ in sizes]
+        runs: list[list[dict[str, Any]]] = [[] for _ in arms]
+        cpu: list[list[float | None]] = [[0.0, 0.0] for _ in arms]
         for turn in range(args.rounds):
-            for i in [(turn + j) % len(sizes) for j in range(len(sizes))]:
+            for i in [(turn + j) % len(arms) for j in range(len(arms))]:
                 pid = pids[i] if args.workers == 1 else None
                 server0, cassandra0 = cpu_seconds(pid), cpu_seconds(cassandra)
-                r = load(
-                    ports[i],
-                    requests_for("a", ports[i], ids, names[:CATALOG_READ], rng),
-                    mode="fixed",
-                    rate=args.catalog_rate,
-                    connections=16,
-                    duration_s=args.duration,
-                    warmup_s=args.warmup,
-                    expect_present=expected_present("c", CATALOG_READ),
-                    return_samples=True,
-                )
+                with churning(dbs[i], arms[i][1]) if arms[i][1] else contextlib.nullcontext([0]) as count:
+                    r = load(
+                        ports[i],
+                        requests_for("a", ports[i], ids, names[:CATALOG_READ], rng),
+                        mode="fixed",
+                        rate=args.catalog_rate,
+                        connections=16,
+                        duration_s=args.duration,
+                        warmup_s=args.warmup,
+                        expect_present=expected_present("c", CATALOG_READ),
+                        return_samples=True,
+                    )
+                registered += count[0]
                 server1, cassandra1 = cpu_seconds(pid), cpu_seconds(cassandra)
                 runs[i].append(r)
                 for k, (before, after) in enumerate(((server0, server1), (cassandra0, cassandra1))):
                     total = cpu[i][k]
                     cpu[i][k] = None if total is None or before is None or after is None else total + after - before
     first: dict[str, Any] | None = None
-    for size, sized_runs, (server_cpu, cassandra_cpu) in zip(sizes, runs, cpu, strict=True):
+    for (size, churn), sized_runs, (server_cpu, cassandra_cpu) in zip(arms, runs, cpu, strict=True):
         r = pooled(sized_runs)
         label = f"(c) 1 x {CATALOG_READ} features, {size:,} definitions"
+        if churn:
+            label += f", one registered {churn:g} s after another"
         if not print_row(label, "off", r, server_cpu, cassandra_cpu):
             invalid.append(label)
         own = sorted(x["p99_ms"] for x in sized_runs)
         print(
-            f"    {len(sized_runs)} rounds pooled; the rounds' own p99s from {own[0]:.2f} to {own[-1]:.2f} ms",
+            f"    {len(sized_runs)} rounds pooled; the rounds' own p99s from {own[0]:.2f} to {own[-1]:.2f} ms"
+            + (f"; {registered} definitions registered during its runs" if churn else ""),
             flush=True,
         )
         if first is None:

@@ -117,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1.1,
         help="skew of entity ids in the cached runs (Zipf exponent; 0: uniform like the uncached runs)",
     )
-    parser.add_argument("--only", choices=["off", "on"], help="only the runs with the cache off or on")
+    parser.add_argument(
+        "--only",
+        choices=["off", "on", "catalog"],
+        help="only the runs with the cache off or on, or only the (c) runs of the catalog sizes",
+    )
     parser.add_argument(
         "--log-sample",
         type=number(0, 1),
@@ -139,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         "features read; '' skips them)",
     )
     parser.add_argument("--catalog-rate", type=positive, default=300.0, help="requests/s of the (c) runs")
+    parser.add_argument(
+        "--catalog-churn",
+        type=number(0, math.inf),
+        default=1.0,
+        help="also (c) at the largest size while a definition is registered every this many seconds (0 skips it)",
+    )
     parser.add_argument(
         "--overload",
         type=number(0, math.inf),
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         saturated_b = 0.0
         invalid: list[str] = []  # the runs with wrong answers
         for cache_ttl, auth, asks_request in sets:
-            if args.only == ("on" if cache_ttl == 0 else "off"):
+            if args.only in ("catalog", "on" if cache_ttl == 0 else "off"):
                 continue
             port = free_port()
             with server(

@@ -120,6 +120,19 @@ def test_an_empty_catalog_list_skips_the_catalog_runs() -> None:
     assert cli.whole_list(10, empty=True)("10,1000, 10000") == [10, 1000, 10000]
 
 
+def test_the_churned_catalog_gains_a_definition_after_another_while_measured(tmp_path: Path) -> None:
+    from registry.definition_store import DefinitionStore
+
+    db = serving_catalog.catalog_db(tmp_path, serving_catalog.CATALOG_READ)
+    with serving_catalog.churning(db, 0.05) as count:
+        time.sleep(1.0)
+    registered = count[0]
+    time.sleep(0.2)  # stopped: nothing more registered
+    names = [d.name for d in DefinitionStore(db).catalog()]
+    assert registered >= 2 and len(names) == serving_catalog.CATALOG_READ + registered
+    assert sorted(n for n in names if n.startswith("bench_churn_"))[-1] == f"bench_churn_{registered - 1:06d}"
+
+
 @pytest.mark.parametrize(
     ("bench", "argv"),
     [
