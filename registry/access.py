@@ -37,6 +37,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from registry.access_store import TOKEN_PREFIX, AccessStore, Caller, check_team, secret_sha256
 from registry.audit import AuditLog, AuditRecord
@@ -105,6 +106,11 @@ class Access:
             return cls(None, enabled=False)
         store = AccessStore(db if db is not None else settings.definitions_db)
         return cls(store, enabled=True, audit=AuditLog(store) if buffered_audit else AuditLog(store, flush_s=None))
+
+    @property
+    def followers(self) -> tuple[Following[Any], ...]:
+        """What follows the access store (none with auth off): for a ``registry.live.Refresher``."""
+        return (self._snapshot,) if self._snapshot is not None else ()
 
     def _current(self) -> tuple[dict[str, tuple[str, Caller]], frozenset[tuple[str, str]]]:
         assert self._snapshot is not None

@@ -4,6 +4,11 @@ A reader keeps one snapshot and checks the store's change sequence at most every
 only when it moved is the snapshot rebuilt. Requests read the snapshot they were handed, whole. A change
 committed at time t is in the snapshot handed to every call made at t + ``refresh_s`` or later (each check is
 timed from before its read of the change sequence, so a slow rebuild does not push the next check back).
+
+A ``Refresher`` runs those checks (and rebuilds) in a thread of its own, ahead of the readers: a server's
+requests then find their snapshot checked less than ``refresh_s`` ago and never read the store or rebuild on
+the way (a catalog of 10,000 definitions takes about half a second to rebuild). A reader still checks
+itself when the thread has fallen behind, so the bound above holds either way.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import StoreUnavailableError
@@ -91,3 +96,42 @@ class LiveCatalog(Following[FeatureCatalog]):
     def __init__(self, store: DefinitionStore, *, refresh_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
         super().__init__(store, store.catalog, refresh_s=refresh_s, clock=clock)
         self.store = store
+
+
+class Refresher:
+    """Checks ``followers`` every ``every_s`` in a daemon thread (``Following.invalidate``: a rebuild only when a
+    store changed), so that their readers (a server's event loop) find a snapshot checked less than ``refresh_s``
+    ago and take it without a store read or a rebuild of their own.
+
+    A change committed at t is then rebuilt by about t + ``every_s`` + the rebuild's time, ahead of the
+    t + ``refresh_s`` by which every reader must see it; a reader that finds its snapshot older than ``refresh_s``
+    (the thread behind, a rebuild longer than ``refresh_s - every_s``) checks, or waits for the thread's rebuild
+    under the follower's lock, as without this thread. A check that fails (the store gone) is left to the readers'
+    own check, which answers it (``StoreUnavailableError``) once their snapshot is due."""
+
+    def __init__(self, followers: Sequence[Following[Any]], *, every_s: float = 0.1) -> None:
+        if every_s <= 0:
+            raise ValueError("every_s must be positive")
+        self._followers = tuple(followers)
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="registry-refresher", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            for follower in self._followers:
+                try:
+                    follower.invalidate()
+                except Exception:  # the readers' own check raises it when their snapshot is due
+                    continue
