@@ -94,9 +94,13 @@ class EventProducer:
         return bytes(self._serializer(event, SerializationContext(topic, MessageField.VALUE)))
 
     def flush(self, timeout_s: float = 60) -> None:
+        """Wait for every event's delivery; StoreUnavailableError naming Kafka and counting the events it did not take
+        (still queued at ``timeout_s``, or reported failed, e.g. after ``message.timeout.ms``)."""
         remaining = self._producer.flush(timeout_s)
         if remaining or self.errors:
-            raise StoreUnavailableError(f"{remaining} events undelivered; errors: {self.errors[:3]}")
+            raise StoreUnavailableError(
+                f"Kafka: {remaining + len(self.errors)} events undelivered (errors: {self.errors[:3]})"
+            )
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import pytest
 
 from jobs import events, produce
 from jobs.events import synthetic_transactions
+from registry.core.errors import StoreUnavailableError
 from schemas import schema_text
 
 
@@ -180,3 +181,30 @@ def test_a_schema_the_registry_refuses_is_one_error_line(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: the schema registry refused the event schema for card_transactions-value: ")
     assert "incompatible" in line
+
+
+class _Undelivered(_Recorder):
+    """A Kafka producer double whose broker never takes an event: each delivery report is an error on flush."""
+
+    def flush(self, timeout: float) -> int:
+        for record in self.sent:
+            record["on_delivery"]("Local: Message timed out", None)
+        return 0
+
+
+def test_events_kafka_did_not_take_are_counted_and_kafka_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/design.md §8 "Kafka down": after ``message.timeout.ms`` the producer reports the undelivered events.
+    Every event failed its delivery and the error said ``0 events undelivered``, naming no Kafka."""
+    monkeypatch.setattr(produce, "AvroSerializer", _WireSerializer)
+    kafka = _Undelivered()
+    producer = produce.EventProducer(
+        kafka,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        "card_transaction",
+        key_field="user_id",
+        time_field="event_time",
+    )
+    sent = synthetic_transactions(3, users=2, events=3, start_ms=1_700_000_000_000, span_ms=60_000)
+    assert producer.send("card_transactions", sent) == 3
+    with pytest.raises(StoreUnavailableError, match=r"^Kafka: 3 events undelivered \(errors: .*Message timed out"):
+        producer.flush()
