@@ -91,7 +91,7 @@ class EventProducer:
 
     def serialize(self, topic: str, event: dict[str, Any]) -> bytes:
         """An event in the Confluent wire format, its schema registered under ``<topic>-value``."""
-        return bytes(self._serializer(event, SerializationContext(topic, MessageField.VALUE)))
+        return bytes(self._serialized(event, SerializationContext(topic, MessageField.VALUE)) or b"")
 
     def flush(self, timeout_s: float = 60) -> None:
         """Wait for every event's delivery; StoreUnavailableError naming Kafka and counting the events it did not take

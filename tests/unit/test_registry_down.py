@@ -51,6 +51,23 @@ def test_the_producer_names_a_registry_that_stops_answering(closed_port: int) ->
         producer.send("card_transactions", [event])
 
 
+def test_serializing_one_event_names_a_registry_that_stops_answering(closed_port: int) -> None:
+    """``EventProducer.serialize`` registers the schema as ``send`` does (bench/stream_events.py takes its header):
+    a registry that does not answer was an httpx ConnectError traceback there."""
+    registry = registry_client(f"http://127.0.0.1:{closed_port}")
+    producer = EventProducer(None, registry, "card_transaction", key_field="user_id", time_field="event_time")  # type: ignore[arg-type]
+    event = {
+        "transaction_id": "t1",
+        "user_id": "u1",
+        "merchant_id": "m1",
+        "amount": 1.0,
+        "currency": "EUR",
+        "event_time": 1,
+    }
+    with pytest.raises(StoreUnavailableError, match=r"^schema registry unavailable: ConnectError"):
+        producer.serialize("card_transactions", event)
+
+
 def test_the_job_names_a_stopped_registry_in_one_line(closed_port: int, answering_port: int, tmp_path: Path) -> None:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
