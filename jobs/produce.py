@@ -24,7 +24,7 @@ from jobs.registry_client import (
 )
 from registry.core.arguments import whole
 from registry.core.definitions import topic_name
-from registry.core.errors import FeatureStoreError, StoreUnavailableError
+from registry.core.errors import FeatureStoreError, SchemaError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
 from registry.core.shown import error_line
 from schemas import schema_text
@@ -51,7 +51,7 @@ class EventProducer:
 
     def _serialized(self, event: dict[str, Any], ctx: SerializationContext) -> bytes | None:
         """The event in Confluent's wire format; StoreUnavailableError naming the registry when it does not
-        answer while the schema is registered or looked up (a refusal of the schema stays what it is)."""
+        answer while the schema is registered or looked up, SchemaError naming the subject when it refuses it."""
         import httpx
 
         try:
@@ -60,6 +60,8 @@ class EventProducer:
             raise StoreUnavailableError(
                 f"schema registry unavailable: {type(exc).__name__}: {exc or 'no answer'}"
             ) from exc
+        except SchemaRegistryError as exc:  # a refused schema (409 incompatible) or token (401, 403)
+            raise SchemaError(f"the schema registry refused the event schema for {ctx.topic}-value: {exc}") from exc
 
     def send(self, topic: str, events: Iterable[dict[str, Any]]) -> int:
         ctx = SerializationContext(topic, MessageField.VALUE)
@@ -187,13 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         producer = make_producer(settings)
         sent = producer.send(args.topic, events)
         producer.flush()
-    except FeatureStoreError as exc:  # Kafka or the schema registry down, ...
+    except FeatureStoreError as exc:  # Kafka or the schema registry down, a refused schema or token, ...
         print(error_line(exc), file=sys.stderr)
-        return 1
-    except SchemaRegistryError as exc:  # a refused schema (409 incompatible) or token (401, 403): one line too
-        print(
-            error_line(f"the schema registry refused the event schema for {args.topic}-value: {exc}"), file=sys.stderr
-        )
         return 1
     print(f"produced {sent} events to {args.topic}", file=sys.stderr)
     return 0

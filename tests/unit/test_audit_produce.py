@@ -16,7 +16,7 @@ import pytest
 
 from jobs import events, produce
 from jobs.events import synthetic_transactions
-from registry.core.errors import StoreUnavailableError
+from registry.core.errors import SchemaError, StoreUnavailableError
 from schemas import schema_text
 
 
@@ -208,3 +208,26 @@ def test_events_kafka_did_not_take_are_counted_and_kafka_named(monkeypatch: pyte
     assert producer.send("card_transactions", sent) == 3
     with pytest.raises(StoreUnavailableError, match=r"^Kafka: 3 events undelivered \(errors: .*Message timed out"):
         producer.flush()
+
+
+def test_a_schema_the_registry_refuses_is_a_feature_store_error_of_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``jobs.demo`` sends with ``make_producer`` and prints one line for a ``FeatureStoreError``: a 401/403
+    (FS_AUTH=on, a token without the subject) or 409 from the registry escaped it as a SchemaRegistryError traceback."""
+    from jobs.registry_client import SchemaRegistryError
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SchemaRegistryError(401, 401, "Unauthorized: no token")
+
+    monkeypatch.setattr(produce.AvroSerializer, "__call__", refuse)
+    producer = produce.EventProducer(
+        _Recorder(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        "card_transaction",
+        key_field="user_id",
+        time_field="event_time",
+    )
+    sent = synthetic_transactions(3, users=2, events=1, start_ms=1_700_000_000_000, span_ms=60_000)
+    with pytest.raises(
+        SchemaError, match=r"^the schema registry refused the event schema for my_topic-value: Unauthorized: no token"
+    ):
+        producer.send("my_topic", sent)
