@@ -80,10 +80,22 @@ class EventProducer:
                     break
                 except BufferError:
                     self._producer.poll(0.1)
+                    self._stop_if_undelivered(sent)
             sent += 1
             if sent % 10_000 == 0:
                 self._producer.poll(0)
+                self._stop_if_undelivered(sent)
         return sent
+
+    def _stop_if_undelivered(self, sent: int) -> None:
+        """Once Kafka has failed a delivery (down past ``message.timeout.ms``), StoreUnavailableError after the queued
+        events' fate is known: sending on would wait out the timeout again for every queue-full of events."""
+        if self.errors:
+            remaining = self._producer.flush(60)
+            raise StoreUnavailableError(f"{self._undelivered(remaining)}; sending stopped after {sent} events")
+
+    def _undelivered(self, remaining: int) -> str:
+        return f"Kafka: {remaining + len(self.errors)} events undelivered (errors: {self.errors[:3]})"
 
     def send_raw(self, topic: str, key: bytes, value: bytes | None, timestamp_ms: int, partition: int = -1) -> None:
         """Send bytes as they are (tests use this for malformed records); partition -1 lets the key decide."""
@@ -100,9 +112,7 @@ class EventProducer:
         (still queued at ``timeout_s``, or reported failed, e.g. after ``message.timeout.ms``)."""
         remaining = self._producer.flush(timeout_s)
         if remaining or self.errors:
-            raise StoreUnavailableError(
-                f"Kafka: {remaining + len(self.errors)} events undelivered (errors: {self.errors[:3]})"
-            )
+            raise StoreUnavailableError(self._undelivered(remaining))
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:

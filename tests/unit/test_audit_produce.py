@@ -231,3 +231,50 @@ def test_a_schema_the_registry_refuses_is_a_feature_store_error_of_the_library(m
         SchemaError, match=r"^the schema registry refused the event schema for my_topic-value: Unauthorized: no token"
     ):
         producer.send("my_topic", sent)
+
+
+class _DeadBroker(_Recorder):
+    """A Kafka producer double whose queue holds 5 events and whose broker is gone: a poll reports each queued
+    event failed (as librdkafka does once ``message.timeout.ms`` has passed), freeing the queue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list[dict[str, Any]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        if len(self.queued) >= 5:
+            raise BufferError("Local: Queue full")
+        super().produce(topic, **kwargs)
+        self.queued.append(kwargs)
+
+    def poll(self, timeout: float) -> int:
+        failed, self.queued = self.queued, []
+        for record in failed:
+            record["on_delivery"]("Local: Message timed out", None)
+        return len(failed)
+
+    def flush(self, timeout: float) -> int:
+        self.poll(timeout)
+        return 0
+
+
+def test_sending_stops_once_kafka_fails_deliveries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/design.md §8 "Kafka down": producers retry for 30 s, then report undelivered events. A broker gone
+    mid-run had every queue-full of events (100,000 by default) wait out the 30 s again: ``--events 10000000``
+    took ~50 minutes to fail."""
+    monkeypatch.setattr(produce, "AvroSerializer", _WireSerializer)
+    kafka = _DeadBroker()
+    producer = produce.EventProducer(
+        kafka,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        "card_transaction",
+        key_field="user_id",
+        time_field="event_time",
+    )
+    sent = synthetic_transactions(3, users=2, events=100, start_ms=1_700_000_000_000, span_ms=60_000)
+    with pytest.raises(
+        StoreUnavailableError,
+        match=r"^Kafka: 5 events undelivered \(errors: .*Message timed out.*\); sending stopped after 5 events$",
+    ):
+        producer.send("card_transactions", sent)
+    assert len(kafka.sent) == 5
