@@ -51,7 +51,8 @@ class EventProducer:
 
     def _serialized(self, event: dict[str, Any], ctx: SerializationContext) -> bytes | None:
         """The event in Confluent's wire format; StoreUnavailableError naming the registry when it does not
-        answer while the schema is registered or looked up, SchemaError naming the subject when it refuses it."""
+        answer (or answers a 5xx) while the schema is registered or looked up, SchemaError naming the subject when it
+        refuses it."""
         import httpx
 
         try:
@@ -61,6 +62,8 @@ class EventProducer:
                 f"schema registry unavailable: {type(exc).__name__}: {exc or 'no answer'}"
             ) from exc
         except SchemaRegistryError as exc:  # a refused schema (409 incompatible) or token (401, 403)
+            if isinstance(exc.http_status_code, int) and exc.http_status_code >= 500:  # its store or a proxy failed
+                raise StoreUnavailableError(f"schema registry unavailable: {exc}") from exc
             raise SchemaError(f"the schema registry refused the event schema for {ctx.topic}-value: {exc}") from exc
 
     def send(self, topic: str, events: Iterable[dict[str, Any]]) -> int:

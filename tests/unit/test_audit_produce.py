@@ -278,3 +278,27 @@ def test_sending_stops_once_kafka_fails_deliveries(monkeypatch: pytest.MonkeyPat
     ):
         producer.send("card_transactions", sent)
     assert len(kafka.sent) == 5
+
+
+def test_a_registry_failing_with_a_5xx_is_named_unavailable_not_a_refused_schema(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/design.md §8 "Schema registry down": the producer names a registry that stops answering
+    ``schema registry unavailable: ...``. A 503 (a proxy whose registry is gone) or 500 50002 (its store locked) was
+    reported as "the schema registry refused the event schema", sending the producer to look at its schema."""
+    from jobs.registry_client import SchemaRegistryError
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise SchemaRegistryError(503, -1, "Unknown Schema Registry Error: b'<html>503 Service Unavailable</html>'")
+
+    monkeypatch.setattr(produce.AvroSerializer, "__call__", fail)
+    producer = produce.EventProducer(
+        _Recorder(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        "card_transaction",
+        key_field="user_id",
+        time_field="event_time",
+    )
+    sent = synthetic_transactions(3, users=2, events=1, start_ms=1_700_000_000_000, span_ms=60_000)
+    with pytest.raises(StoreUnavailableError, match=r"^schema registry unavailable: .*HTTP status code 503"):
+        producer.send("card_transactions", sent)
