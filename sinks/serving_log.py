@@ -83,6 +83,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _MS_RANGE = (-62_135_596_800_000, 253_402_300_799_999)  # 0001-01-01 to 9999-12-31 (epoch ms): what a row can hold
 _INT32 = (-(2**31), 2**31 - 1)
+_APPEND_ATTEMPTS = 10  # commits lost to other processes' in a row before the landing gives up (as the job's writer)
 
 
 def _string(value: Any, *, null: bool = True) -> str | None:
@@ -296,7 +297,7 @@ class ServingLogSink:
             if len(batch):
                 rows = self._without_erased(batch.to_arrow())
                 if rows.num_rows:
-                    self._table.append(rows)
+                    self._append(rows)
                 self.rows += rows.num_rows
             if len(batch) or batch.bad:
                 self._consumer.commit(asynchronous=False)
@@ -312,6 +313,25 @@ class ServingLogSink:
                 return self.rows
             if once and time.monotonic() - started > timeout_s:
                 raise StoreUnavailableError(f"serving log not caught up within {timeout_s:.0f} s")
+
+    def _append(self, rows: pa.Table) -> None:
+        """``rows`` as one snapshot. Other processes commit to this table too (an erasure deletes rows, retention
+        expires snapshots, another landing appends): a commit that lost to theirs wrote nothing, and is retried on
+        the table as it is now, after a random wait, up to ``_APPEND_ATTEMPTS`` times."""
+        from pyiceberg.exceptions import CommitFailedException
+
+        from sinks.iceberg.writer import commit_backoff_s
+
+        for attempt in range(_APPEND_ATTEMPTS):
+            try:
+                if attempt:
+                    time.sleep(commit_backoff_s(attempt))
+                    self._table.refresh()
+                self._table.append(rows)
+                return
+            except CommitFailedException as exc:
+                if attempt == _APPEND_ATTEMPTS - 1:
+                    raise StoreUnavailableError(f"Iceberg commit lost {_APPEND_ATTEMPTS} races in a row") from exc
 
     def _without_erased(self, rows: pa.Table) -> pa.Table:
         """The batch without records of erased entities served at or before their serving cutoff

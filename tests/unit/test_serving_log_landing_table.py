@@ -1,0 +1,98 @@
+"""The serving log's landing appends to a table other processes commit to as well (an erasure deletes rows of
+it, retention expires its snapshots, a second landing shares the topic's partitions): an append on top of a
+snapshot it has not seen is retried on the table as it is now, and lands every record once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+from confluent_kafka import KafkaError, TopicPartition
+from pyiceberg.catalog.sql import SqlCatalog
+
+from sinks.serving_log import TABLE, Batch, ServingLogSink, ensure_log_table, read_logged
+
+TOPIC = "fs_serving_log"
+SERVED_MS = 1_800_000_000_000
+
+
+class _Eof:
+    def code(self) -> int:
+        return KafkaError._PARTITION_EOF
+
+
+class _Message:
+    def __init__(self, offset: int | None, value: bytes | None = None) -> None:
+        self._offset, self._value = offset, value
+
+    def error(self) -> _Eof | None:
+        return _Eof() if self._offset is None else None
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int | None:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+
+def record(offset: int, feature_timestamp: str | None = "2026-12-01T00:00:00Z") -> bytes:
+    return orjson.dumps(
+        {
+            "served_at": SERVED_MS + offset,
+            "entity_type": "user",
+            "entity_id": f"u{offset}",
+            "names": ["txn_count_1h"],
+            "versions": [1],
+            "values": [offset],
+            "feature_timestamps": [feature_timestamp],
+            "statuses": ["present"],
+        }
+    )
+
+
+class Consumer:
+    """One partition's messages in a single ``consume`` result, then its end; ``commit`` records the offsets."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        self.pending = [_Message(o, v) for o, v in enumerate(values)] + [_Message(None)]
+        self.commits = 0
+
+    def consume(self, num_messages: int, timeout: float) -> list[_Message]:
+        out, self.pending = self.pending[:num_messages], self.pending[num_messages:]
+        return out
+
+    def commit(self, asynchronous: bool) -> None:
+        self.commits += 1
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(TOPIC, 0)]
+
+
+def catalog(tmp_path: Path) -> SqlCatalog:
+    return SqlCatalog("test", uri=f"sqlite:///{tmp_path}/catalog.db", warehouse=f"file://{tmp_path}/warehouse")
+
+
+def landed(tmp_path: Path) -> pa.Table:
+    table = catalog(tmp_path).load_table(("fs", TABLE))
+    return read_logged(table, (SERVED_MS - 1000) * 1000, (SERVED_MS + 10_000) * 1000)
+
+
+def test_an_append_after_another_process_committed_is_retried_on_the_table_as_it_is_now(tmp_path: Path) -> None:
+    table = ensure_log_table(catalog(tmp_path), "fs")  # the landing's handle, loaded at its start
+    other = catalog(tmp_path).load_table(("fs", TABLE))  # another process (an erasure, a second landing)
+    first = Batch.empty()
+    first.add(record(100), "other_topic", 0, 100)
+    other.append(first.to_arrow())  # a snapshot the landing's handle has not seen
+    consumer = Consumer([record(o) for o in range(3)])
+    sink = ServingLogSink(consumer, table)  # type: ignore[arg-type]
+    assert sink.run(once=True, timeout_s=30) == 3
+    assert consumer.commits == 1
+    rows = landed(tmp_path)
+    assert sorted(rows.column("entity_id").to_pylist()) == ["u0", "u1", "u100", "u2"]
