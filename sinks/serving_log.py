@@ -107,7 +107,10 @@ def _epoch_us(value: Any) -> int | None:
     at = datetime.fromisoformat(_string(value, null=False) or "")
     if at.tzinfo is None:
         raise ValueError(f"a feature timestamp without its offset: {value!r}")
-    return (at - _EPOCH) // _US
+    us = (at - _EPOCH) // _US
+    if not _MS_RANGE[0] * 1000 <= us <= _MS_RANGE[1] * 1000 + 999:  # its offset took it out of 0001-9999 in UTC
+        raise ValueError(f"a feature timestamp outside 0001-9999 in UTC: {value!r}")
+    return us
 
 
 def ensure_log_table(catalog: Catalog, namespace: str) -> Table:

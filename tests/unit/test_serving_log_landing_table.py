@@ -96,3 +96,17 @@ def test_an_append_after_another_process_committed_is_retried_on_the_table_as_it
     assert consumer.commits == 1
     rows = landed(tmp_path)
     assert sorted(rows.column("entity_id").to_pylist()) == ["u0", "u1", "u100", "u2"]
+
+
+def test_a_feature_timestamp_outside_the_years_a_row_holds_is_skipped_not_a_batch_failed_for_good(
+    tmp_path: Path,
+) -> None:
+    """An offset can carry a timestamp written within 0001-9999 out of them in UTC: the append failed
+    (OverflowError) on the whole batch, whose offsets were never committed, so every restart failed again."""
+    table = ensure_log_table(catalog(tmp_path), "fs")
+    late, early = "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"
+    consumer = Consumer([record(0), record(1, late), record(2, early), record(3, "9999-12-31T23:59:59.999999Z")])
+    sink = ServingLogSink(consumer, table)  # type: ignore[arg-type]
+    assert sink.run(once=True, timeout_s=30) == 2
+    assert sink.bad == 2 and consumer.commits == 1
+    assert sorted(landed(tmp_path).column("entity_id").to_pylist()) == ["u0", "u3"]
