@@ -320,9 +320,12 @@ class ServingLogSink:
     def _append(self, rows: pa.Table) -> None:
         """``rows`` as one snapshot. Other processes commit to this table too (an erasure deletes rows, retention
         expires snapshots, another landing appends): a commit that lost to theirs wrote nothing, and is retried on
-        the table as it is now, after a random wait, up to ``_APPEND_ATTEMPTS`` times."""
+        the table as it is now, after a random wait, up to ``_APPEND_ATTEMPTS`` times. Storage or a catalog that
+        cannot be used (an I/O error, the catalog's database refusing) is StoreUnavailableError."""
         from pyiceberg.exceptions import CommitFailedException
+        from sqlalchemy.exc import OperationalError
 
+        from sinks.iceberg.maintenance import one_line
         from sinks.iceberg.writer import commit_backoff_s
 
         for attempt in range(_APPEND_ATTEMPTS):
@@ -335,6 +338,8 @@ class ServingLogSink:
             except CommitFailedException as exc:
                 if attempt == _APPEND_ATTEMPTS - 1:
                     raise StoreUnavailableError(f"Iceberg commit lost {_APPEND_ATTEMPTS} races in a row") from exc
+            except (OSError, OperationalError) as exc:
+                raise StoreUnavailableError(f"Iceberg append failed: {one_line(exc)}") from exc
 
     def _without_erased(self, rows: pa.Table) -> pa.Table:
         """The batch without records of erased entities served at or before their serving cutoff

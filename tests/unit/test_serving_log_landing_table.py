@@ -1,6 +1,7 @@
-"""The serving log's landing appends to a table other processes commit to as well (an erasure deletes rows of
-it, retention expires its snapshots, a second landing shares the topic's partitions): an append on top of a
-snapshot it has not seen is retried on the table as it is now, and lands every record once."""
+"""The serving log's landing on a real (SQLite) Iceberg catalog: other processes commit to its table as well (an
+erasure deletes rows of it, retention expires its snapshots, a second landing shares the topic's partitions), a
+record can hold what the table cannot, and storage can fail; each lands every good record once or stops with
+one error, its offsets uncommitted."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pytest
 from confluent_kafka import KafkaError, TopicPartition
 from pyiceberg.catalog.sql import SqlCatalog
 
+from registry.core.errors import StoreUnavailableError
 from sinks.serving_log import TABLE, Batch, ServingLogSink, ensure_log_table, read_logged
 
 TOPIC = "fs_serving_log"
@@ -110,3 +113,19 @@ def test_a_feature_timestamp_outside_the_years_a_row_holds_is_skipped_not_a_batc
     assert sink.run(once=True, timeout_s=30) == 2
     assert sink.bad == 2 and consumer.commits == 1
     assert sorted(landed(tmp_path).column("entity_id").to_pylist()) == ["u0", "u3"]
+
+
+def test_a_table_whose_storage_fails_stops_the_landing_with_store_unavailable_and_commits_nothing(
+    tmp_path: Path,
+) -> None:
+    """Storage that cannot be written (a full or unmounted disk; here its data folder is a file) was an OSError
+    traceback; it is a StoreUnavailableError (the command's one error line), the offsets left uncommitted."""
+    table = ensure_log_table(catalog(tmp_path), "fs")
+    data = Path(table.location().removeprefix("file://")) / "data"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("not a folder")
+    consumer = Consumer([record(0)])
+    sink = ServingLogSink(consumer, table)  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailableError, match="Iceberg append failed"):
+        sink.run(once=True, timeout_s=30)
+    assert consumer.commits == 0
