@@ -303,7 +303,7 @@ class ServingLogSink:
                     self._append(rows)
                 self.rows += rows.num_rows
             if len(batch) or batch.bad:
-                self._consumer.commit(asynchronous=False)
+                self._commit()
             if batch.first_bad is not None:  # said as it happens, not only in --once's summary
                 topic, partition, offset = batch.first_bad
                 print(
@@ -316,6 +316,20 @@ class ServingLogSink:
                 return self.rows
             if once and time.monotonic() - started > timeout_s:
                 raise StoreUnavailableError(f"serving log not caught up within {timeout_s:.0f} s")
+
+    def _commit(self) -> None:
+        """Commit the offsets of every record returned so far. None stored (a rebalance took the batch's partitions:
+        their new owner reads the records again, and readers drop the repeats) is nothing to commit; any other
+        refusal is StoreUnavailableError (the records landed are read again on restart)."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError._NO_OFFSET:
+                return
+            raise StoreUnavailableError(f"serving log consumer could not commit its offsets: {exc}") from exc
 
     def _append(self, rows: pa.Table) -> None:
         """``rows`` as one snapshot. Other processes commit to this table too (an erasure deletes rows, retention

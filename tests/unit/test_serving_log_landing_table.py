@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from pyiceberg.catalog.sql import SqlCatalog
 
 from registry.core.errors import StoreUnavailableError
@@ -129,3 +129,32 @@ def test_a_table_whose_storage_fails_stops_the_landing_with_store_unavailable_an
     with pytest.raises(StoreUnavailableError, match="Iceberg append failed"):
         sink.run(once=True, timeout_s=30)
     assert consumer.commits == 0
+
+
+class RefusingConsumer(Consumer):
+    """A consumer whose commit fails as librdkafka's does."""
+
+    def __init__(self, values: list[bytes], code: int) -> None:
+        super().__init__(values)
+        self.code = code
+
+    def commit(self, asynchronous: bool) -> None:
+        raise KafkaException(KafkaError(self.code))
+
+
+def test_a_commit_with_no_offset_stored_is_nothing_to_commit(tmp_path: Path) -> None:
+    """A rebalance can take the batch's partitions before the commit: librdkafka then has no offset to commit
+    (``_NO_OFFSET``), and their new owner reads the records again (readers drop the repeats). It was a traceback."""
+    table = ensure_log_table(catalog(tmp_path), "fs")
+    sink = ServingLogSink(RefusingConsumer([record(0)], KafkaError._NO_OFFSET), table)  # type: ignore[arg-type]
+    assert sink.run(once=True, timeout_s=30) == 1
+
+
+def test_a_commit_kafka_refuses_stops_the_landing_with_store_unavailable(tmp_path: Path) -> None:
+    """A broker gone, or a group that moved on (an append longer than ``max.poll.interval.ms``): one error line,
+    not a KafkaException traceback; the rows appended are read again on restart and their repeats dropped."""
+    table = ensure_log_table(catalog(tmp_path), "fs")
+    sink = ServingLogSink(RefusingConsumer([record(0)], KafkaError.ILLEGAL_GENERATION), table)  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailableError, match="could not commit"):
+        sink.run(once=True, timeout_s=30)
+    assert landed(tmp_path).num_rows == 1
