@@ -132,10 +132,12 @@ def run(
     # reads and moves pointers: never a new store
     store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
     catalog = guard_catalog(store.catalog(), settings, action="backfill")
+    resolved = [(ref, resolve_ref(catalog, ref)) for ref in refs]
+    # A backfill computes and writes the features' values: the same grant as a read, checked together (the
+    # refusal names every version without a grant; a version named twice is one read, one audit record).
+    catalog.check_read([d for _, d in resolved])
     unique: dict[tuple[str, str, int], str] = {}  # a version named twice (user.a@2,user.a@v2) is computed once
-    for ref in refs:
-        d = resolve_ref(catalog, ref)
-        catalog.check_read([d])  # a backfill computes and writes the feature's values: the same grant as a read
+    for ref, d in resolved:
         if catalog.get(d.entity, d.name).version == d.version:
             raise DefinitionError(f"{ref} is the active version: backfill into a new version, then promote it")
         unique.setdefault((d.entity, d.name, d.version), ref)
