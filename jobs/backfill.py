@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         refs = [ref for given in args.versions for ref in given.split(",")]  # user.a@2,user.b@3 names two
         run(settings, refs, events=args.events, since=args.since, until=args.until)
         if args.promote:
+            from registry.access import Access
             from serving.offline.promotion import promote
             from sinks.factory import connect_iceberg
             from sinks.iceberg.writer import load_table
@@ -232,13 +233,17 @@ def main(argv: list[str] | None = None) -> int:
             db = settings.definitions_db
             store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
             table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
+            # a promotion is an activation: with auth on, the caller's team must own the version (an admin any)
+            access = Access.of(settings, buffered_audit=False)
+            caller = access.authenticate_command(settings.token) if access.enabled else None
+            owned_by = caller.team if caller is not None and not caller.admin else None
             promoted: set[tuple[str, str, int]] = set()
             for ref in refs:
                 d = resolve_ref(store.catalog(), ref)
                 if (d.entity, d.name, d.version) in promoted:
                     continue
                 promoted.add((d.entity, d.name, d.version))
-                ready = promote(store, table, d.entity, d.name, d.version)
+                ready = promote(store, table, d.entity, d.name, d.version, owned_by=owned_by)
                 print(f"promoted: {ready.describe()}", file=sys.stderr)
     except FeatureStoreError as exc:
         print(error_line(exc), file=sys.stderr)

@@ -128,12 +128,14 @@ def promote(
     *,
     max_lag: timedelta | None = None,
     force: bool = False,
+    owned_by: str | None = None,
 ) -> Readiness:
-    """Make ``version`` the serving version if it is ready (or ``force``); PromotionRefusedError if not."""
+    """Make ``version`` the serving version if it is ready (or ``force``); PromotionRefusedError if not.
+    ``owned_by``: a team that must own the version and the latest (``DefinitionStore.activate``; ForbiddenError)."""
     ready = readiness(store, table, entity, name, version, max_lag=max_lag)
     if not ready.ready and not force:
         raise PromotionRefusedError(f"not promoted: {ready.describe()}")
-    store.activate(entity, ready.name, version)
+    store.activate(entity, ready.name, version, owned_by=owned_by)
     return ready
 
 
