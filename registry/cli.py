@@ -163,6 +163,19 @@ def _plan_folder(store: DefinitionStore, folder: Path) -> tuple[list[Change], li
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command, its output flushed before it returns: a reader that stopped reading (``list | head -1``) is one
+    ``error:`` line, exit 1, as the training CLI's ``show`` answers it (it was a BrokenPipeError traceback)."""
+    try:
+        code = _command(argv)
+        sys.stdout.flush()  # here, not in the interpreter's last flush, where it can only be a traceback
+    except BrokenPipeError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left unwritten goes nowhere
+        print(error_line(exc), file=sys.stderr)
+        return 1
+    return code
+
+
+def _command(argv: list[str] | None) -> int:
     settings = settings_for_command()
     parser = argparse.ArgumentParser(prog="python -m registry.cli", description=__doc__)
     parser.add_argument("--db", type=Path, default=settings.definitions_db, help="definition store (SQLite)")
