@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--model", type=text, help="a model: the training sets its versions were linked to")
     show.add_argument("--model-version", type=text, help="with --model: only this version")
     args = parser.parse_args(argv)
-    if args.command == "show" and args.id and args.model_version is not None:
+    if args.command == "show" and args.id is not None and args.model_version is not None:
         show.error("--model-version goes with --model, not --id")  # it was ignored
     settings = settings_for_command()
     try:
@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{linked.model} {linked.model_version} <- training set {linked.training_set_id}")
             return 0
         if args.command == "show":
-            if args.id:
+            if args.id is not None:  # any text, an empty one too: a set not recorded is an error
                 print(_show(store.get(args.id)))
             else:
                 for m in store.training_sets_for(args.model, args.model_version):
@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.out.is_dir() or not args.out.parent.is_dir():  # before the join, not when the result is moved there
             raise DatasetError(f"--out {args.out}: not a file in an existing directory")
-        if args.id:
+        if args.id is not None:
             stored = store.get(args.id)
             manifest, labels_path = stored.manifest, args.labels or stored.labels_uri
         else:
