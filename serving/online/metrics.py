@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from serving.online.plans import Plan
+from serving.online.refusals import refusal
 from serving.online.vectors import Tally
 from sinks.cassandra.reader import Undecodable
 
@@ -141,15 +142,21 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        answered = False
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
+        except Exception as exc:
+            if not answered:  # answered outside (the app's error handler): a refusal's own status, a bug's 500
+                refused = refusal(exc)
+                status = 500 if refused is None else refused.status
+            raise
         finally:
             # FastAPI routes set scope["route"]; the plain read endpoints carry their template as ``route_path``.
             route = getattr(scope.get("route"), "path", None) or getattr(scope.get("endpoint"), "route_path", None)

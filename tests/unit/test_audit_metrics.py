@@ -162,6 +162,21 @@ def test_a_401_of_the_auth_middleware_is_counted_as_unauthenticated(live: LiveCa
     assert _errors(registry) == {"unauthenticated": 4}
 
 
+def test_a_refusal_answered_outside_routing_is_counted_under_the_status_it_answered(
+    live: LiveCatalog, tmp_path: Path
+) -> None:
+    """The access store gone under a running API: the auth middleware's check is a 503 ``store_unavailable``
+    (answered by the app's error handler, outside the metrics middleware), counted as that 503, not as a 500."""
+    store = AccessStore(tmp_path / "a.db")
+    token = store.issue("p", "t", admin=True)
+    client, registry = _client(live, Source({"u1": vector(4, 10.0)}), access=Access(store, enabled=True, refresh_s=0))
+    (tmp_path / "a.db").unlink()
+    response = client.get(f"/v1/features/user/u1?names={READ}", headers={"authorization": f"Bearer {token}"})
+    assert (response.status_code, response.json()["error"]) == (503, "store_unavailable")
+    assert _samples(registry, "fs_requests_total") == {("unmatched", "503"): 1}
+    assert _errors(registry) == {"store_unavailable": 1}
+
+
 @pytest.mark.parametrize("bound", ["max_in_flight", "max_entities_in_flight"])
 def test_both_kinds_of_overloaded_are_counted_and_health_and_metrics_are_never_shed(
     live: LiveCatalog, bound: str
