@@ -42,7 +42,7 @@ from typing import TextIO
 
 from jobs.backfill import absolute, job_error
 from registry.core.arguments import folder, host, number, whole
-from registry.core.durable import replace_durably
+from registry.core.durable import read_text_file, replace_durably
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings, settings_for_command
@@ -88,9 +88,13 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
     try:
         if not path.exists():
             return []
-        text = path.read_text()
+        text = read_text_file(path)  # a FIFO in its place is refused, not waited on
     except OSError as exc:  # a folder in its place, no permission, a name longer than the system takes
         raise FeatureStoreError(f"{shown(path)}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise FeatureStoreError(
+            f"{shown(path)} is not a follower's plan ({exc}): start on an empty --state-dir"
+        ) from None
     try:
         raw = json.loads(text)
         for j in raw["jobs"]:
