@@ -98,6 +98,8 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
     try:
         raw = json.loads(text)
         for j in raw["jobs"]:
+            if not isinstance(j["name"], str):
+                raise ValueError(f"job {j['name']!r}: a name must be base or add-<n>")
             if not isinstance(j["versions"], list) or not all(isinstance(v, str) for v in j["versions"]):
                 raise ValueError(f"job {j.get('name')!r}: versions must be a list of entity.name@version")
         jobs = [PlannedJob(j["name"], tuple(j["versions"]), j["progress"], j["group_id"]) for j in raw["jobs"]]
@@ -117,7 +119,7 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
         if len(set(names)) < len(names) or len(set(versions)) < len(versions):
             raise ValueError("a job named twice, or a version computed by two jobs")
         return jobs
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
         raise FeatureStoreError(
             f"{shown(path)} is not a follower's plan ({exc}): start on an empty --state-dir"
         ) from None

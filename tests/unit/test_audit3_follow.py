@@ -39,3 +39,19 @@ def test_a_plan_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
             pass
         pytest.fail("load_plan waited on a FIFO")
     assert len(said) == 1 and "cannot read it (not a regular file" in str(said[0])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"jobs": [{"name": 5, "versions": ["user.a@1"], "progress": "stream", "group_id": "g"}]}',
+        '{"jobs": [{"name": null, "versions": ["user.a@1"], "progress": "stream", "group_id": "g"}]}',
+        "[" * 100_000 + "]" * 100_000,
+    ],
+    ids=["name-a-number", "name-null", "nested-too-deeply"],
+)
+def test_a_plan_of_the_wrong_shape_is_refused_in_one_line(text: str, tmp_path: Path) -> None:
+    """An AttributeError traceback (a name that is no text) and a RecursionError traceback."""
+    (tmp_path / "plan.json").write_text(text)
+    with pytest.raises(FeatureStoreError, match="is not a follower's plan"):
+        load_plan(tmp_path)
