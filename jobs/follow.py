@@ -279,7 +279,10 @@ class Follower:
             self.jobs.remove(job)
             save_plan(self._state_dir, self.jobs)
             self._failed.update(dict.fromkeys(versions, -1))
-            self._say(f"error: cannot start job {name} ({exc}); its versions wait for the next change: {versions}")
+            self._say(
+                f"error: cannot start job {name} ({exc}); its versions wait for the next change of the definitions: "
+                f"{','.join(versions)}"
+            )
 
     def _hold_progress(self, versions: list[str]) -> None:
         from jobs.feature_job import resolve_refs

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,45 @@ def test_a_plan_of_the_wrong_shape_is_refused_in_one_line(text: str, tmp_path: P
     (tmp_path / "plan.json").write_text(text)
     with pytest.raises(FeatureStoreError, match="is not a follower's plan"):
         load_plan(tmp_path)
+
+
+def test_an_added_job_whose_fork_is_refused_is_said_as_an_added_job_that_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_definition: Any
+) -> None:
+    """Design §3.8: a process that cannot be started at all is handled as an added job that ended, whose line ends
+    `its versions wait for the next change of the definitions: <versions>`; it said `... next change: ['user.b@1']`
+    (a Python list). The follower and its first job go on."""
+    import time
+
+    from jobs import follow
+    from registry.definition_store import DefinitionStore
+    from tests.unit.test_version_progress import _FakeJob, _follower
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="a"))
+    follower = _follower(tmp_path, monkeypatch, store)
+
+    def popen(cmd: list[str], **kwargs: Any) -> _FakeJob:
+        if "user.b@1" in cmd:
+            raise OSError(12, "Cannot allocate memory")
+        return _FakeJob(cmd, **kwargs)
+
+    monkeypatch.setattr(follow.subprocess, "Popen", popen)
+
+    def activation() -> None:
+        deadline = time.monotonic() + 60
+        while not _FakeJob.launched and time.monotonic() < deadline:
+            time.sleep(0.01)
+        store.register(make_definition(name="b"))
+        while "cannot start job add-1" not in follower._out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        follower.stop_requested = True
+
+    registering = threading.Thread(target=activation)
+    registering.start()
+    assert follower.run(0.05) == 0
+    registering.join(timeout=60)
+    said = follower._out.getvalue()
+    assert "[follow] error: cannot start job add-1 ([Errno 12] Cannot allocate memory)" in said
+    assert "; its versions wait for the next change of the definitions: user.b@1\n" in said
+    assert [j.name for j in follower.jobs] == ["base"] and _FakeJob.launched == ["user.a@1"]
