@@ -359,6 +359,11 @@ class Follower:
         # last job has ended, so a follower restarted at once does not start the same jobs beside the old ones.
         self._lock_fd = lock.fileno()
         try:
+            if len(self.jobs) > self._max_jobs:  # a plan made under a larger --max-jobs: none started, not all
+                raise FeatureStoreError(
+                    f"{shown(self._state_dir / PLAN_FILE)} plans {len(self.jobs)} jobs, more than --max-jobs "
+                    f"{self._max_jobs}: give --max-jobs {len(self.jobs)} or more, or start on an empty --state-dir"
+                )
             for job in self.jobs:  # each planned job's folder and log first: one that cannot be used starts none
                 self._ready(job)
             for job in self.jobs:

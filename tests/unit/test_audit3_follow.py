@@ -98,3 +98,25 @@ def test_an_added_job_whose_fork_is_refused_is_said_as_an_added_job_that_ended(
     assert "[follow] error: cannot start job add-1 ([Errno 12] Cannot allocate memory)" in said
     assert "; its versions wait for the next change of the definitions: user.b@1\n" in said
     assert [j.name for j in follower.jobs] == ["base"] and _FakeJob.launched == ["user.a@1"]
+
+
+def test_a_plan_of_more_jobs_than_max_jobs_starts_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Design §3.8: at most --max-jobs jobs run, the first included. Restarted with a smaller --max-jobs than its plan
+    holds, the follower started every planned job (three Flink JVMs under --max-jobs 2)."""
+    from jobs.follow import PlannedJob
+    from registry.definition_store import DefinitionStore
+    from tests.unit.test_version_progress import _FakeJob, _follower
+
+    follower = _follower(tmp_path, monkeypatch, DefinitionStore(tmp_path / "d.db"))
+    follower._max_jobs = 2
+    follower.jobs = [
+        PlannedJob("base", ("user.a@1",), "stream", "g-base"),
+        PlannedJob("add-1", ("user.b@1",), "version", "g-add-1"),
+        PlannedJob("add-2", ("user.c@1",), "version", "g-add-2"),
+    ]
+    threading.Timer(5, lambda: setattr(follower, "stop_requested", True)).start()  # before the fix: it ran them
+    with pytest.raises(FeatureStoreError, match=r"3 jobs, more than --max-jobs 2"):
+        follower.run(0.05)
+    assert _FakeJob.launched == [] and follower._out.getvalue() == ""
