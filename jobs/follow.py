@@ -128,7 +128,10 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
 def save_plan(state_dir: Path, jobs: list[PlannedJob]) -> None:
     path = state_dir / PLAN_FILE
     text = json.dumps({"jobs": [asdict(j) for j in jobs]}, indent=2) + "\n"
-    replace_durably(path, text.encode())  # whole or not at all: a crash leaves the plan before or after
+    try:
+        replace_durably(path, text.encode())  # whole or not at all: a crash leaves the plan before or after
+    except OSError as exc:  # the state directory removed, the disk full: the follower ends with its error line
+        raise FeatureStoreError(f"{shown(path)}: cannot write it ({exc.strerror or exc})") from None
 
 
 def job_index(name: str) -> int | None:

@@ -116,7 +116,42 @@ def test_a_plan_of_more_jobs_than_max_jobs_starts_none(
         PlannedJob("add-1", ("user.b@1",), "version", "g-add-1"),
         PlannedJob("add-2", ("user.c@1",), "version", "g-add-2"),
     ]
-    threading.Timer(5, lambda: setattr(follower, "stop_requested", True)).start()  # before the fix: it ran them
-    with pytest.raises(FeatureStoreError, match=r"3 jobs, more than --max-jobs 2"):
-        follower.run(0.05)
+    stopping = threading.Timer(5, lambda: setattr(follower, "stop_requested", True))  # before the fix: it ran them
+    stopping.start()
+    try:
+        with pytest.raises(FeatureStoreError, match=r"3 jobs, more than --max-jobs 2"):
+            follower.run(0.05)
+    finally:
+        stopping.cancel()
     assert _FakeJob.launched == [] and follower._out.getvalue() == ""
+
+
+def test_a_plan_the_follower_cannot_write_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_definition: Any
+) -> None:
+    """A plan it could not write when adding a job (a folder where its temporary file goes; the state directory
+    removed, the disk full) ended the follower in an IsADirectoryError traceback, not its one `error:` line."""
+    import time
+
+    from registry.definition_store import DefinitionStore
+    from tests.unit.test_version_progress import _FakeJob, _follower
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="a"))
+    follower = _follower(tmp_path, monkeypatch, store)
+
+    def activation() -> None:
+        deadline = time.monotonic() + 60
+        while not _FakeJob.launched and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (tmp_path / "state" / "plan.json.partial").mkdir()
+        store.register(make_definition(name="b"))
+
+    threading.Thread(target=activation).start()
+    stopping = threading.Timer(30, lambda: setattr(follower, "stop_requested", True))
+    stopping.start()
+    try:
+        with pytest.raises(FeatureStoreError, match=r"plan\.json: cannot write it \("):
+            follower.run(0.05)
+    finally:
+        stopping.cancel()
