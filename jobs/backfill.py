@@ -85,10 +85,14 @@ def _echo_progress(log: Path, echoed: int) -> int:
 
 def job_error(log: Path, start: int = 0) -> str:
     """What the failed job said about it, in one line: its last ``error:`` line (the job ends with one), else
-    the last line it wrote; ``start``: the byte of ``log`` where its run began (a log appended to run after run)."""
-    with log.open("rb") as f:
-        f.seek(start)
-        text = f.read().decode(errors="replace")
+    the last line it wrote; ``start``: the byte of ``log`` where its run began (a log appended to run after run).
+    A log that cannot be read (removed meanwhile) is said so, never an OSError out of the error being reported."""
+    try:
+        with log.open("rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+    except OSError as exc:
+        return f"its log cannot be read ({exc.strerror or exc})"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     said = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
     return said[-1] if said else (lines[-1] if lines else "it wrote nothing")

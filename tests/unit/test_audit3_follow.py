@@ -155,3 +155,30 @@ def test_a_plan_the_follower_cannot_write_is_one_error_line(
             follower.run(0.05)
     finally:
         stopping.cancel()
+
+
+def test_a_job_that_ended_with_its_log_gone_is_still_one_error_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_definition: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The first job ending, its log removed meanwhile (the state directory cleaned up under a running follower),
+    ended the follower in a FileNotFoundError traceback instead of `error: job base ended (exit <code>): ...`."""
+    from jobs import follow
+    from registry.definition_store import DefinitionStore
+    from tests.unit.test_version_progress import _FakeJob, _follower
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="bad"))  # the first job ends at once
+    follower = _follower(tmp_path, monkeypatch, store)
+
+    def popen(cmd: list[str], **kwargs: Any) -> _FakeJob:
+        job = _FakeJob(cmd, **kwargs)
+        (tmp_path / "state" / "base.log").unlink()
+        return job
+
+    monkeypatch.setattr(follow.subprocess, "Popen", popen)
+    assert follower.run(0.05) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: job base ended (exit 1): its log cannot be read (") and err.count("\n") == 1
