@@ -399,6 +399,7 @@ class Follower:
                                 self._add(versions)
                         seq = now
                     except StoreUnavailableError as exc:  # Cassandra down: the running jobs go on; tried again
+                        self._failed.update(dict.fromkeys(retried - self._failed.keys(), -1))  # still apart then
                         self._say(f"error: cannot start a job for {','.join(missing)} yet: {exc}")
                 self._pause(poll_s)
             return 0

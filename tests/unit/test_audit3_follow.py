@@ -182,3 +182,50 @@ def test_a_job_that_ended_with_its_log_gone_is_still_one_error_line(
     assert follower.run(0.05) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: job base ended (exit 1): its log cannot be read (") and err.count("\n") == 1
+
+
+def test_a_version_whose_job_ended_stays_apart_when_cassandra_refuses_a_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_definition: Any
+) -> None:
+    """Design §3.8: versions whose job ended get a job of their own, versions activated meanwhile another one, so a
+    version that cannot start never takes them down with it. With Cassandra down at the change that brought the
+    new version (the hold refused, tried again at the next poll), the ended version's mark was already dropped: the
+    next poll started both in one job (`user.bad@1,user.good@1`), which ended with `bad`."""
+    import time
+
+    from jobs import follow
+    from registry.core.errors import StoreUnavailableError
+    from registry.definition_store import DefinitionStore
+    from tests.unit.test_version_progress import _FakeJob, _follower
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="a"))
+    follower = _follower(tmp_path, monkeypatch, store)
+    refusals = [StoreUnavailableError("Cassandra at 127.0.0.1:9042 unavailable")]
+
+    def hold(self: Any, versions: list[str]) -> None:
+        if "user.good@1" in versions and refusals:
+            raise refusals.pop()
+
+    monkeypatch.setattr(follow.Follower, "_hold_progress", hold)
+
+    def activations() -> None:
+        deadline = time.monotonic() + 60
+        while not _FakeJob.launched and time.monotonic() < deadline:
+            time.sleep(0.01)
+        store.register(make_definition(name="bad"))  # its job ends at once
+        while "job add-1 ended" not in follower._out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        store.register(make_definition(name="good"))
+        while not any("good" in v for v in _FakeJob.launched) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the retried version's job, started at the same poll
+        follower.stop_requested = True
+
+    registering = threading.Thread(target=activations)
+    registering.start()
+    assert follower.run(0.05) == 0
+    registering.join(timeout=60)
+    assert "cannot start a job for" in follower._out.getvalue()
+    assert "user.good@1" in _FakeJob.launched
+    assert all(versions in ("user.a@1", "user.bad@1", "user.good@1") for versions in _FakeJob.launched)
