@@ -255,9 +255,11 @@ class Follower:
         ]
         return f"add-{max(used, default=0) + 1}"
 
-    def _add(self, versions: list[str]) -> None:
+    def _add(self, versions: list[str], *, retried: bool = False) -> None:
+        """One more job for ``versions``; ``retried``: versions whose job ended, kept apart from others if refused."""
         if len(self.jobs) >= self._max_jobs:  # each job is a Flink JVM: registry writers must not fork without end
-            self._failed.update(dict.fromkeys(versions, -1))
+            if retried:  # the others had no job yet: tried again with the versions activated next, not with these
+                self._failed.update(dict.fromkeys(versions, -1))
             self._say(
                 f"error: {len(self.jobs)} jobs run already (--max-jobs {self._max_jobs}): no job for "
                 f"{','.join(versions)}; they wait for the next change (restart with a larger --max-jobs, or start "
@@ -394,9 +396,9 @@ class Follower:
                     # does not exist) never takes versions activated since down with it.
                     groups = [[v for v in missing if v not in retried], [v for v in missing if v in retried]]
                     try:
-                        for versions in groups:
+                        for versions, retry in zip(groups, (False, True), strict=True):
                             if versions:
-                                self._add(versions)
+                                self._add(versions, retried=retry)
                         seq = now
                     except StoreUnavailableError as exc:  # Cassandra down: the running jobs go on; tried again
                         self._failed.update(dict.fromkeys(retried - self._failed.keys(), -1))  # still apart then

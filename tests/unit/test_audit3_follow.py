@@ -229,3 +229,48 @@ def test_a_version_whose_job_ended_stays_apart_when_cassandra_refuses_a_hold(
     assert "cannot start a job for" in follower._out.getvalue()
     assert "user.good@1" in _FakeJob.launched
     assert all(versions in ("user.a@1", "user.bad@1", "user.good@1") for versions in _FakeJob.launched)
+
+
+def test_a_version_refused_at_max_jobs_is_not_grouped_with_versions_whose_job_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_definition: Any
+) -> None:
+    """Design §3.8: versions activated past --max-jobs are tried again at the next change, and versions whose job
+    ended go in a job of their own, so one that cannot start never takes the others down. A version refused at
+    --max-jobs was marked as one whose job ended: once slots were free it was started with them (`c,x,y`)."""
+    import time
+    from collections.abc import Callable
+
+    from registry.definition_store import DefinitionStore
+    from tests.unit.test_version_progress import _FakeJob, _follower
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="a"))
+    follower = _follower(tmp_path, monkeypatch, store)
+    follower._max_jobs = 4
+    deadline = time.monotonic() + 60
+
+    def until(done: Callable[[], bool]) -> None:
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def steps() -> None:
+        for started, name in enumerate(("x", "y", "z"), start=1):
+            until(lambda started=started: len(_FakeJob.launched) >= started)  # type: ignore[misc]
+            store.register(make_definition(name=name))
+        until(lambda: len(_FakeJob.launched) == 4)
+        store.register(make_definition(name="c"))  # past --max-jobs
+        until(lambda: "--max-jobs 4" in follower._out.getvalue())
+        for job in ("add-1", "add-2"):  # x's and y's jobs end
+            follower.procs[job].code = 1
+        until(lambda: "job add-2 ended" in follower._out.getvalue() and "job add-1 ended" in follower._out.getvalue())
+        store.register(make_definition(name="d"))
+        until(lambda: any("user.d@1" in v for v in _FakeJob.launched))
+        time.sleep(0.3)
+        follower.stop_requested = True
+
+    stepping = threading.Thread(target=steps)
+    stepping.start()
+    assert follower.run(0.05) == 0
+    stepping.join(timeout=60)
+    assert any("user.c@1" in v for v in _FakeJob.launched), _FakeJob.launched
+    assert not any("user.c@1" in v and "user.x@1" in v for v in _FakeJob.launched), _FakeJob.launched
