@@ -29,11 +29,12 @@ from registry.core.errors import SchemaError, StoreUnavailableError
 from registry.core.shown import shown
 from registry.http_head import HeadAsGet, allowed_methods
 from registry.http_target import OriginForm
-from registry.schema_registry import jackson
+from registry.schema_registry import avro_compat, jackson
 from registry.schema_registry.auth import RegistryAuth
 from registry.schema_registry.errors import (
     HTTP_ERROR_TEMPLATE,
     ConfigNotFoundError,
+    InvalidCompatibilityLevelError,
     InvalidSchemaError,
     InvalidSchemaTypeError,
     InvalidSubjectError,
@@ -455,6 +456,16 @@ def get_subject_config(request: Request, subject: str) -> JSONResponse:
 
 
 async def put_subject_config(request: Request, subject: str) -> JSONResponse:
+    """As Confluent's ``updateSubjectLevelConfig``: the level is checked (42203), then the subject, which may not
+    be one it refuses to register under (42208, ``QualifiedSubject.isValidSubject``), then the level is set."""
+    if not _is_valid_subject(subject):
+        level = await _level_from(request)
+        try:
+            if level is not None:
+                avro_compat.parse_level(level)
+        except avro_compat.InvalidCompatibilityLevelError:
+            raise InvalidCompatibilityLevelError() from None
+        raise InvalidSubjectError(subject)
     return await _put_config(request, subject)
 
 

@@ -72,6 +72,18 @@ def test_register_under_an_invalid_subject_is_42208(client: TestClient, subject:
     assert client.get("/subjects?deleted=true").json() == []
 
 
+@pytest.mark.parametrize("subject", ["__GLOBAL", "__EMPTY", "a\x00b", "a\x85b"])
+def test_a_compatibility_override_on_an_invalid_subject_is_42208(client: TestClient, subject: str) -> None:
+    """Confluent's ``updateSubjectLevelConfig`` refuses the subjects it refuses to register under, after the level."""
+    route = f"/config/{quote(subject, safe='')}"
+    invalid = (422, 42208, f"The specified subject '{subject}' is not a valid.")
+    assert _error(client.put(route, json={"compatibility": "NONE"})) == invalid
+    assert _error(client.put(route, json={})) == invalid
+    assert _error(client.put(route, json={"compatibility": "BOGUS"}))[:2] == (422, 42203)
+    assert client.get(f"{route}?defaultToGlobal=false").status_code == 404  # nothing was stored
+    assert client.put("/config/__GLOBALS", json={"compatibility": "NONE"}).json() == {"compatibility": "NONE"}
+
+
 def test_subjects_near_the_reserved_names_are_valid(client: TestClient) -> None:
     for subject in ("__GLOBALS", "x__EMPTY", "*", "caf\u00e9 value"):
         assert client.post(f"/subjects/{quote(subject, safe='')}/versions", json={"schema": V1}).json() == {"id": 1}
