@@ -67,6 +67,7 @@ from registry.schema_registry.store_tables import (
     DDL,
     MIGRATE_REFS,
     VersionRow,
+    drop_soft_deleted_copies,
     referenced_by,
     resolve,
     rewrite_texts,
@@ -210,6 +211,7 @@ class SchemaStore:
                 "INSERT INTO subject_versions (subject, version, schema_id) VALUES (?, ?, ?)",
                 (subject, latest + 1, schema_id),
             )
+            drop_soft_deleted_copies(conn, subject, schema_id)  # as Confluent: the new version replaces them
         assert schema_id is not None
         return RegisteredSchema(schema_id, subject, latest + 1, normalized, refs)
 

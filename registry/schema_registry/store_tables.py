@@ -153,6 +153,18 @@ def referenced_by(conn: sqlite3.Connection, subject: str, version: int, *, delet
     return [(r[0], r[1]) for r in rows]
 
 
+def drop_soft_deleted_copies(conn: sqlite3.Connection, subject: str, schema_id: int) -> None:
+    """Permanently delete the subject's soft-deleted versions of ``schema_id``, once a new version holds it again,
+    but those a schema references (from a live or a soft-deleted version), as Confluent's ``register`` tombstones
+    them (``RestApiTest.testSameIdTombstoneStillRunsWhenNoReferences``)."""
+    rows = conn.execute(
+        "SELECT version FROM subject_versions WHERE subject = ? AND schema_id = ? AND deleted = 1", (subject, schema_id)
+    ).fetchall()
+    for (version,) in rows:
+        if not referenced_by(conn, subject, version, deleted=True):
+            conn.execute("DELETE FROM subject_versions WHERE subject = ? AND version = ?", (subject, version))
+
+
 def versions_of(conn: sqlite3.Connection, subject: str, *, deleted: bool) -> list[tuple[int, bool]]:
     hidden = "" if deleted else "AND deleted = 0"
     rows = conn.execute(

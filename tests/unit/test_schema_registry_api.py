@@ -241,14 +241,16 @@ def test_soft_then_hard_delete_of_a_version(client: TestClient) -> None:
     assert error(client.post(f"/subjects/{SUBJECT}", json=body(CARD_V2))) == (404, 40403)
     assert client.post(f"/subjects/{SUBJECT}?deleted=true", json=body(CARD_V2)).json()["version"] == 2
 
-    # registering it again makes a new version with the same id, as Confluent does
+    # registering it again makes a new version with the same id and drops the soft-deleted one, as Confluent does
     assert client.post(versions, json=body(CARD_V2)).json() == {"id": 2}
     assert client.get(versions).json() == [1, 3]
+    assert client.get(f"{versions}?deleted=true").json() == [1, 3]
     assert client.delete(f"{versions}/latest").json() == 3
 
-    assert client.delete(f"{versions}/2?permanent=true").json() == 2
-    assert client.get(f"{versions}?deleted=true").json() == [1, 3]
+    assert client.delete(f"{versions}/3?permanent=true").json() == 3
+    assert client.get(f"{versions}?deleted=true").json() == [1]
     assert error(client.delete(f"{versions}/2?permanent=true")) == (404, 40402)
+    assert error(client.delete(f"{versions}/3?permanent=true")) == (404, 40402)
     assert error(client.delete(f"{versions}/9")) == (404, 40402)
     assert error(client.delete("/subjects/nope/versions/1")) == (404, 40401)
     assert client.get("/schemas/ids/2").status_code == 200

@@ -157,6 +157,39 @@ def test_override_kept_through_a_soft_delete_still_governs_registration(client: 
     assert client.get("/config/s").json() == {"compatibilityLevel": "NONE"}
 
 
+# -- 4b. Re-registering a soft-deleted schema (RestApiTest.testSameIdTombstone...) ---------------------------
+
+
+def test_reregistering_a_soft_deleted_schema_drops_its_soft_deleted_versions(client: TestClient) -> None:
+    assert client.put("/config/s", json={"compatibility": "NONE"}).status_code == 200
+    assert client.post("/subjects/s/versions", json={"schema": V1}).json() == {"id": 1}
+    assert client.post("/subjects/s/versions", json={"schema": V2}).json() == {"id": 2}
+    assert client.delete("/subjects/s/versions/1").json() == 1
+    assert client.delete("/subjects/s/versions/2").json() == 2
+
+    assert client.post("/subjects/s/versions", json={"schema": V2}).json() == {"id": 2}
+    assert client.get("/subjects/s/versions/3").json()["id"] == 2
+    # the soft-deleted version of the same id is gone for good; one of another id stays soft-deleted
+    assert _error(client.get("/subjects/s/versions/2?deleted=true"))[:2] == (404, 40402)
+    assert client.get("/subjects/s/versions?deleted=true").json() == [1, 3]
+    assert client.get("/subjects/s/versions/1?deleted=true").json()["deleted"] is True
+    assert client.get("/schemas/ids/2/versions?deleted=true").json() == [{"subject": "s", "version": 3}]
+
+
+def test_reregistering_keeps_a_soft_deleted_version_that_a_schema_references(client: TestClient) -> None:
+    user = _record("User", ("id", "long"), namespace="ns")
+    order = _record("Order", ("buyer", "ns.User"), namespace="ns")
+    assert client.post("/subjects/user/versions", json={"schema": user}).json() == {"id": 1}
+    reference = [{"name": "ns.User", "subject": "user", "version": 1}]
+    assert client.post("/subjects/order/versions", json={"schema": order, "references": reference}).json() == {"id": 2}
+    assert client.delete("/subjects/order/versions/1").json() == 1
+    assert client.delete("/subjects/user/versions/1").json() == 1
+
+    assert client.post("/subjects/user/versions", json={"schema": user}).json() == {"id": 1}
+    assert client.get("/subjects/user/versions?deleted=true").json() == [1, 2]
+    assert client.get("/subjects/user/versions/1/referencedby?deleted=true").json() == [2]
+
+
 # -- 5. Avro's wording for an undefined type name in a record field -----------------------------------------
 
 
