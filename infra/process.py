@@ -118,6 +118,15 @@ def stopped(pid: int) -> bool:
     return state in ("T", "t")
 
 
+def _signal(pid: int, sig: signal.Signals) -> None:
+    """Signal the process group the PID leads (as ``spawn`` starts one), else the process alone: one that leads
+    no group (started by another tool) was left running while ``down`` called it stopped."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        os.kill(pid, sig)
+
+
 def terminate(pid: int, *, grace_s: float) -> bool:
     """SIGTERM the process group, then SIGKILL it if still alive after grace_s; False if it still lives then.
 
@@ -125,9 +134,9 @@ def terminate(pid: int, *, grace_s: float) -> bool:
     it a stopped service waited out its whole grace before the SIGKILL and never shut down cleanly."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(pid, sig)
+            _signal(pid, sig)
             if sig == signal.SIGTERM:
-                os.killpg(pid, signal.SIGCONT)
+                _signal(pid, signal.SIGCONT)
         except ProcessLookupError:
             return True
         deadline = time.monotonic() + wait_s
