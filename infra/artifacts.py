@@ -121,7 +121,8 @@ def fetch(settings: StackSettings, component: str, *, force: bool = False, maven
         timed_out.set()
         proc.kill()
 
-    timer = threading.Timer(settings.fetch_timeout_s, expire)
+    # A timer waits at most TIMEOUT_MAX (~292 years): past it, its thread ended in an OverflowError traceback.
+    timer = threading.Timer(min(settings.fetch_timeout_s, threading.TIMEOUT_MAX), expire)
     timer.daemon = True
     timer.start()
     try:

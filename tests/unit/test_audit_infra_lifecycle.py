@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import sys
 from pathlib import Path
 
 from infra import stack
 from infra.process import PidFile
-from infra.settings import StackSettings
+from infra.settings import REPO_DIR, StackSettings
 
 
 def test_down_stops_a_process_of_ours_that_does_not_lead_its_own_process_group(tmp_path: Path) -> None:
@@ -28,3 +29,31 @@ def test_down_stops_a_process_of_ours_that_does_not_lead_its_own_process_group(t
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_fetch_timeout_past_what_a_timer_can_wait_is_no_traceback(tmp_path: Path) -> None:
+    """FS_FETCH_TIMEOUT_S=1e10 is a finite number of seconds above 0, as README asks; the fetch's timer cannot
+    wait that long (``threading.TIMEOUT_MAX``): its thread ended in an OverflowError traceback, no deadline kept."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    mvn = bin_dir / "mvn"
+    mvn.write_text("#!/bin/sh\nsleep 1\necho '[ERROR] no network'\nexit 1\n")
+    mvn.chmod(0o755)
+    done = subprocess.run(
+        [sys.executable, "-m", "infra", "fetch", "kafka", "--force"],
+        cwd=REPO_DIR,
+        env={
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "FS_CACHE_DIR": str(tmp_path / "cache"),
+            "FS_FETCH_TIMEOUT_S": "1e10",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("[fetch]")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: kafka: download from Maven Central failed (mvn exit 1)"), done.stderr
+    assert "no network" in errors[0]
