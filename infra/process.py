@@ -49,8 +49,10 @@ class PidFile:
         self.path.write_text(f"{pid} {ticks}\n")
 
     def clear(self) -> None:
-        """Remove the file; a PID "file" that is not a file (a folder) is not ours and is left as it is."""
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        """Remove the file; a PID "file" that is not a file (a folder) is not ours and is left as it is. One that
+        cannot be removed (a read-only state folder) is left too: it names a process that is gone, which ``read``
+        ignores (it was a PermissionError traceback from ``down``, after the service had been stopped)."""
+        with contextlib.suppress(OSError):
             self.path.unlink()
 
 

@@ -5,9 +5,12 @@ their ports and their state directory are never touched."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from infra import stack
 from infra.process import PidFile
@@ -57,3 +60,34 @@ def test_a_fetch_timeout_past_what_a_timer_can_wait_is_no_traceback(tmp_path: Pa
     assert len(errors) == 1, done.stderr
     assert errors[0].startswith("error: kafka: download from Maven Central failed (mvn exit 1)"), done.stderr
     assert "no network" in errors[0]
+
+
+def test_down_in_a_state_dir_it_cannot_write_stops_ours_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state folder made read-only after ``up`` (a PID file that cannot be removed): ``down`` stopped the service,
+    then ended in a PermissionError traceback; with only a stale PID file it failed the same, nothing running.
+    A PID file left naming a dead process is ignored, as README says, so it is left."""
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path)
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        for name in ("registry", "api"):
+            (tmp_path / name).mkdir()
+        PidFile(tmp_path / "registry" / "pid").write(proc.pid)
+        (tmp_path / "api" / "pid").write_text("999999999 1\n")
+        real_unlink = Path.unlink
+
+        def unlink(path: Path, missing_ok: bool = False) -> None:
+            if path.parent.parent == tmp_path:  # as root, chmod would not stop it
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            real_unlink(path, missing_ok)
+
+        monkeypatch.setattr(Path, "unlink", unlink)
+        stack.down(settings, ["registry", "api"])
+        assert proc.wait(timeout=10) is not None
+        assert PidFile(tmp_path / "registry" / "pid").read() is None  # left, and ignored
+        stack.down(settings)  # twice: still nothing to do
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
