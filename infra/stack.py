@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -60,6 +62,22 @@ def _check_state_dir(settings: StackSettings, *, create: bool) -> None:
         raise InfraError(f"FS_STATE_DIR={folder} is not a folder we can use: {exc.strerror or exc}") from None
 
 
+def _make_service_dir(settings: StackSettings, name: str) -> None:
+    """The service's folder, made and written in once before it starts: a state folder we cannot write in
+    (read-only, ``/sys``) is named as README says, not ``cannot start the stack: Operation not permitted: <path>``."""
+    folder = settings.service_dir(name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InfraError(
+            f"FS_STATE_DIR={settings.state_dir} is not a folder we can use: cannot write in {folder}: "
+            f"{exc.strerror or exc}"
+        ) from None
+
+
 def _select(names: Iterable[str] | None) -> list[str]:
     """The named services in start order; None means all of them, an empty list none."""
     wanted = list(ORDER) if names is None else list(names)
@@ -95,7 +113,7 @@ def _start(settings: StackSettings, svc: Service, marks: dict[str, dict[Path, in
     component = _JVM_COMPONENT.get(svc.name)
     if component:
         artifacts.fetch(settings, component)
-    settings.service_dir(svc.name).mkdir(parents=True, exist_ok=True)
+    _make_service_dir(settings, svc.name)
     marks[svc.name] = _marks(settings, svc.name)
     cmd = svc.prepare(settings)
     env = svc.env(settings) if svc.env else None

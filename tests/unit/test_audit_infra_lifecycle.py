@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +93,32 @@ def test_down_in_a_state_dir_it_cannot_write_stops_ours_without_a_traceback(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs /sys, a folder even root cannot write in")
+def test_up_in_a_state_dir_it_cannot_write_in_names_fs_state_dir(tmp_path: Path) -> None:
+    """README: an unusable FS_STATE_DIR is ``error: FS_STATE_DIR=<path> is not a folder we can use: ...``; one that
+    exists but takes no writes was ``error: cannot start the stack: Operation not permitted: /sys/kernel/registry``."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "infra", "up", "registry"],
+        cwd=REPO_DIR,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "FS_STATE_DIR": "/sys/kernel",
+            "FS_REGISTRY_PORT": str(port),
+            "FS_API_PORT": str(port + 1 if port < 65535 else port - 1),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: FS_STATE_DIR=/sys/kernel is not a folder we can use: "), lines
+    assert "/sys/kernel/registry" in lines[0]
