@@ -73,16 +73,17 @@ def _kafka_prepare(s: StackSettings) -> list[str]:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         # "--cluster-id=<id>", not "-t <id>": one id in 64 starts with "-", which the tool's parser
         # then takes for an option and refuses (seen: "argument --cluster-id/-t: expected one argument").
+        timeout_s = min(FORMAT_TIMEOUT_S, s.start_timeout_s)  # part of the start FS_START_TIMEOUT_S bounds
         try:
             fmt = subprocess.run(
                 [*base, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)],
                 capture_output=True,
                 text=True,
-                timeout=FORMAT_TIMEOUT_S,
+                timeout=timeout_s,
             )
         except subprocess.TimeoutExpired:
             raise InfraError(
-                f"kafka: formatting storage in {data} did not finish within {FORMAT_TIMEOUT_S:g}s (stopped)"
+                f"kafka: formatting storage in {data} did not finish within {timeout_s:g}s (stopped)"
             ) from None
         if fmt.returncode != 0:
             output = f"{fmt.stdout}\n{fmt.stderr}".splitlines()

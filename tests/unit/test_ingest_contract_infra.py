@@ -232,3 +232,18 @@ def test_a_storage_format_that_hangs_is_stopped_and_named(tmp_path: Path, monkey
         said
         == f"kafka: formatting storage in {settings.state_dir / 'kafka' / 'data'} did not finish within 0.5s (stopped)"
     )
+
+
+def test_a_storage_format_is_bounded_by_the_start_timeout_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FS_START_TIMEOUT_S bounds a service's start (README); Kafka's storage format, part of its first start, waited
+    its own 120 s whatever it said: `up` with a 0.5 s start timeout hung on a format that did not end."""
+    import time
+
+    _fake_java(tmp_path, monkeypatch, "exec sleep 30")
+    settings = _settings(tmp_path, formatted=False, timeout_s=0.5)
+    started = time.monotonic()
+    said = _up_error(settings)
+    assert time.monotonic() - started < 10
+    assert said == (
+        f"kafka: formatting storage in {settings.state_dir / 'kafka' / 'data'} did not finish within 0.5s (stopped)"
+    )
