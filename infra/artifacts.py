@@ -44,7 +44,11 @@ def is_fetched(settings: StackSettings, component: str, maven_dir: Path = MAVEN_
     manifest = _manifest_path(settings, component)
     if not manifest.exists():
         return False
-    first = manifest.read_text(errors="replace").splitlines()[:1]
+    try:
+        first = manifest.read_text(errors="replace").splitlines()[:1]
+    except OSError as exc:  # a folder there, a file its user cannot read: a traceback, with nothing said to run
+        again = "run `python -m infra fetch --force`"
+        raise InfraError(f"{component}: manifest {manifest} is unreadable ({exc}); {again}") from None
     return first == [f"# pom {_pom_digest(component, maven_dir)}"]
 
 

@@ -122,3 +122,22 @@ def test_up_in_a_state_dir_it_cannot_write_in_names_fs_state_dir(tmp_path: Path)
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: FS_STATE_DIR=/sys/kernel is not a folder we can use: "), lines
     assert "/sys/kernel/registry" in lines[0]
+
+
+def test_a_manifest_that_cannot_be_read_is_a_named_corrupt_download(tmp_path: Path) -> None:
+    """A manifest that is not a readable file (a folder there; unreadable to its user) ended ``python -m infra fetch``
+    in an IsADirectoryError traceback before any check said what was wrong or what to run."""
+    (tmp_path / "cache" / "kafka" / "manifest.txt").mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "infra", "fetch", "kafka"],
+        cwd=REPO_DIR,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "FS_CACHE_DIR": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: kafka: manifest {tmp_path / 'cache' / 'kafka' / 'manifest.txt'} is unreadable")
+    assert lines[0].endswith("run `python -m infra fetch --force`"), lines
