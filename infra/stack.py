@@ -135,6 +135,14 @@ def _wait_healthy(
     pending = list(names)
     last_report = 0.0
     while pending:
+        # The deadline before asking: a yes asked for after it (one more poll) counted as healthy within it.
+        elapsed = time.monotonic() - started
+        if elapsed > settings.start_timeout_s:
+            for name in pending:
+                terminate(pids[name], grace_s=5)
+                _pidfile(settings, name).clear()
+            what = f"not healthy within {settings.start_timeout_s:g}s (stopped)"
+            raise InfraError("; ".join(_why(name, marks.get(name) or _marks(settings, name), what) for name in pending))
         for name in list(pending):
             svc = SERVICES[name]
             pid = pids[name]
@@ -144,13 +152,6 @@ def _wait_healthy(
             if svc.healthy(settings):
                 _say(f"[up] {name}: healthy after {time.monotonic() - started:.0f}s")
                 pending.remove(name)
-        elapsed = time.monotonic() - started
-        if pending and elapsed > settings.start_timeout_s:
-            for name in pending:
-                terminate(pids[name], grace_s=5)
-                _pidfile(settings, name).clear()
-            what = f"not healthy within {settings.start_timeout_s:g}s (stopped)"
-            raise InfraError("; ".join(_why(name, marks.get(name) or _marks(settings, name), what) for name in pending))
         if pending and elapsed - last_report >= 10:
             last_report = elapsed
             _say(f"[up] waiting for {', '.join(pending)} ... {elapsed:.0f}s")

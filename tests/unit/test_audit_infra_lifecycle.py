@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from infra import stack
+from infra.errors import InfraError
 from infra.process import PidFile
 from infra.settings import REPO_DIR, StackSettings
 
@@ -141,3 +142,23 @@ def test_a_manifest_that_cannot_be_read_is_a_named_corrupt_download(tmp_path: Pa
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"error: kafka: manifest {tmp_path / 'cache' / 'kafka' / 'manifest.txt'} is unreadable")
     assert lines[0].endswith("run `python -m infra fetch --force`"), lines
+
+
+def test_a_service_healthy_only_after_the_start_timeout_fails_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: a service not healthy within FS_START_TIMEOUT_S stops ``up``. Health was asked once more after the
+    deadline had passed and a yes then counted: with 0.1 s, the registry healthy after 0.5 s was 'healthy after 1s'."""
+    answers = iter([False, True, True])
+    monkeypatch.setitem(
+        stack.SERVICES,
+        "registry",
+        dataclasses.replace(
+            stack.SERVICES["registry"], prepare=lambda s: ["sleep", "60"], env=None, healthy=lambda s: next(answers)
+        ),
+    )
+    monkeypatch.setattr(stack, "_check_ports", lambda settings, svc: None)
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path, start_timeout_s=0.1)
+    with pytest.raises(InfraError, match=r"^registry: not healthy within 0\.1s \(stopped\)"):
+        stack.up(settings, ["registry"])
+    assert not (tmp_path / "registry" / "pid").exists()
