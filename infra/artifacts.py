@@ -145,8 +145,12 @@ def fetch(settings: StackSettings, component: str, *, force: bool = False, maven
     if timed_out.is_set():
         raise InfraError(f"{component}: fetch took longer than {settings.fetch_timeout_s:g}s (FS_FETCH_TIMEOUT_S)")
     if rc != 0:
-        detail = "\n".join(line for line in tail if "ERROR" in line) or "\n".join(tail)
-        raise InfraError(f"{component}: download from Maven Central failed (mvn exit {rc}):\n{detail}")
+        # Its first error line says why (Maven's next ones say how to re-run it); joined with line feeds, they
+        # were printed as literal "\n" runs in the one error line.
+        said = [line.strip() for line in tail if line.strip() and line.strip() != "[ERROR]"]
+        detail = next((line for line in said if "ERROR" in line), said[-1] if said else None)
+        what = f"{component}: download from Maven Central failed (mvn exit {rc})"
+        raise InfraError(f"{what}: {detail}" if detail else f"{what}, no output")
     jars = sorted(staging.glob("*.jar"))
     if not jars:
         raise InfraError(f"{component}: Maven finished but produced no jars")

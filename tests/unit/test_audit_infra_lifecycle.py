@@ -162,3 +162,38 @@ def test_a_service_healthy_only_after_the_start_timeout_fails_up(
     with pytest.raises(InfraError, match=r"^registry: not healthy within 0\.1s \(stopped\)"):
         stack.up(settings, ["registry"])
     assert not (tmp_path / "registry" / "pid").exists()
+
+
+def test_a_failed_maven_download_is_one_clear_line_with_its_cause(tmp_path: Path) -> None:
+    """Maven's tail was joined with line feeds, printed as literal ``\\n`` runs: ``...(mvn exit 1):\\n[ERROR] Failed
+    ...\\n[ERROR] \\n[ERROR] To see the full stack trace...``; with no output, ``(mvn exit 1):\\n``. Its first error
+    line says why."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    mvn = bin_dir / "mvn"
+    mvn.write_text(
+        "#!/bin/sh\necho '[INFO] Scanning'\necho '[ERROR] Failed to execute goal x: Could not resolve y'\n"
+        "echo '[ERROR] '\necho '[ERROR] To see the full stack trace of the errors, re-run Maven with -e.'\nexit 1\n"
+    )
+    mvn.chmod(0o755)
+    silent = bin_dir / "silent"
+    silent.mkdir()
+    (silent / "mvn").write_text("#!/bin/sh\nexit 3\n")
+    (silent / "mvn").chmod(0o755)
+    said = []
+    for path in (bin_dir, silent):
+        done = subprocess.run(
+            [sys.executable, "-m", "infra", "fetch", "kafka", "--force"],
+            cwd=REPO_DIR,
+            env={"PATH": f"{path}:/usr/bin:/bin", "HOME": str(tmp_path), "FS_CACHE_DIR": str(tmp_path / "cache")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, done
+        said += [line for line in done.stderr.splitlines() if not line.startswith("[fetch]")]
+    assert said == [
+        "error: kafka: download from Maven Central failed (mvn exit 1): [ERROR] Failed to execute goal x: Could not "
+        "resolve y",
+        "error: kafka: download from Maven Central failed (mvn exit 3), no output",
+    ]
