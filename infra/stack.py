@@ -195,6 +195,7 @@ def up(settings: StackSettings, names: Iterable[str] | None = None) -> list[str]
 def down(settings: StackSettings, names: Iterable[str] | None = None) -> None:
     """Stop the named services that we started (by PID file); never touch anything else."""
     _check_state_dir(settings, create=False)
+    survivors: list[str] = []  # said once all are stopped: one that survives no longer leaves the others running
     for name in reversed(_select(names)):
         pidfile = _pidfile(settings, name)
         pid = pidfile.read()
@@ -203,8 +204,11 @@ def down(settings: StackSettings, names: Iterable[str] | None = None) -> None:
             continue
         _say(f"[down] {name}: stopping pid {pid}")
         if not terminate(pid, grace_s=SERVICES[name].stop_grace_s):
-            raise InfraError(f"{name}: pid {pid} still running after SIGKILL; its PID file is kept")
+            survivors.append(f"{name}: pid {pid} still running after SIGKILL; its PID file is kept")
+            continue
         pidfile.clear()
+    if survivors:
+        raise InfraError("; ".join(survivors))
 
 
 def status(settings: StackSettings) -> dict[str, str]:

@@ -197,3 +197,28 @@ def test_a_failed_maven_download_is_one_clear_line_with_its_cause(tmp_path: Path
         "resolve y",
         "error: kafka: download from Maven Central failed (mvn exit 3), no output",
     ]
+
+
+def test_down_stops_the_others_when_one_survives_sigkill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: ``make down`` fails if a process survives SIGKILL. It failed at the first one (the API, stopped
+    first) and left every service after it (the registry, Cassandra, Kafka) running."""
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path)
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    real_terminate = stack.terminate
+    try:
+        for name, pid in (("api", os.getpid()), ("registry", proc.pid)):
+            (tmp_path / name).mkdir()
+            PidFile(tmp_path / name / "pid").write(pid)
+        monkeypatch.setattr(
+            stack,
+            "terminate",
+            lambda pid, grace_s: False if pid == os.getpid() else real_terminate(pid, grace_s=grace_s),
+        )
+        with pytest.raises(InfraError, match=rf"^api: pid {os.getpid()} still running after SIGKILL; its PID file"):
+            stack.down(settings, ["registry", "api"])
+        assert proc.wait(timeout=10) is not None, "the registry was left running"
+        assert PidFile(tmp_path / "api" / "pid").read() == os.getpid()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
