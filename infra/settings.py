@@ -86,7 +86,8 @@ def _folder(name: str, default: Path) -> Path:
 
 
 def _state_dir(name: str, default: Path) -> Path:
-    """The folder made absolute; one that cannot be resolved (a symlink loop) ends as ``up`` words it."""
+    """The folder made absolute (FS_STATE_DIR, FS_CACHE_DIR); one that cannot be resolved (a symlink loop) ends as
+    ``up`` words it."""
     folder = _folder(name, default)
     try:
         return folder.resolve()
@@ -141,7 +142,8 @@ class StackSettings:
     @classmethod
     def from_env(cls) -> StackSettings:
         settings = cls(
-            cache_dir=_folder("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"),
+            # absolute, as the state folder: the JVMs run in their service folder, the classpath names it
+            cache_dir=_state_dir("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"),
             state_dir=_state_dir("FS_STATE_DIR", REPO_DIR / ".state"),
             host=_host("FS_HOST"),
             kafka_port=_port("FS_KAFKA_PORT", 9092),

@@ -222,3 +222,16 @@ def test_down_stops_the_others_when_one_survives_sigkill(tmp_path: Path, monkeyp
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_relative_cache_dir_is_taken_from_where_the_command_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FS_CACHE_DIR=cache was kept relative: the JVMs start in their service folder, so Kafka's and Cassandra's
+    classpath (``cache/kafka/lib/*``), checked from where ``up`` ran, named nothing where they ran ('Could not find
+    or load main class'). FS_STATE_DIR was already made absolute."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FS_CACHE_DIR", "cache")
+    settings = StackSettings.from_env()
+    assert settings.cache_dir == tmp_path / "cache"
+    assert settings.lib_dir("kafka").is_absolute()
