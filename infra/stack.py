@@ -128,6 +128,17 @@ def _start(settings: StackSettings, svc: Service, marks: dict[str, dict[Path, in
     return pid
 
 
+def _timed_out(settings: StackSettings, name: str, pid: int, marks: dict[str, dict[Path, int]]) -> str:
+    """Why ``name`` is not up, stopping it if this call started it (it has ``marks``); one running before is left
+    as it is (README: up is idempotent), it was killed."""
+    within = f"not healthy within {settings.start_timeout_s:g}s"
+    if name not in marks:
+        return f"{name}: {within} (running before, pid {pid}: left as it is; `python -m infra down {name}` stops it)"
+    terminate(pid, grace_s=5)
+    _pidfile(settings, name).clear()
+    return _why(name, marks[name], f"{within} (stopped)")
+
+
 def _wait_healthy(
     settings: StackSettings, names: list[str], pids: dict[str, int], marks: dict[str, dict[Path, int]]
 ) -> None:
@@ -138,11 +149,7 @@ def _wait_healthy(
         # The deadline before asking: a yes asked for after it (one more poll) counted as healthy within it.
         elapsed = time.monotonic() - started
         if elapsed > settings.start_timeout_s:
-            for name in pending:
-                terminate(pids[name], grace_s=5)
-                _pidfile(settings, name).clear()
-            what = f"not healthy within {settings.start_timeout_s:g}s (stopped)"
-            raise InfraError("; ".join(_why(name, marks.get(name) or _marks(settings, name), what) for name in pending))
+            raise InfraError("; ".join(_timed_out(settings, name, pids[name], marks) for name in pending))
         for name in list(pending):
             svc = SERVICES[name]
             pid = pids[name]

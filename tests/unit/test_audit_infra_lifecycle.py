@@ -235,3 +235,27 @@ def test_a_relative_cache_dir_is_taken_from_where_the_command_runs(
     settings = StackSettings.from_env()
     assert settings.cache_dir == tmp_path / "cache"
     assert settings.lib_dir("kafka").is_absolute()
+
+
+def test_up_leaves_a_service_already_running_that_is_not_healthy_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: ``make up`` is idempotent, services already running are left as they are. One of ours that did not
+    answer (still starting, busy, or started on other ports) was killed when the start timeout passed."""
+    monkeypatch.setitem(
+        stack.SERVICES, "registry", dataclasses.replace(stack.SERVICES["registry"], healthy=lambda s: False)
+    )
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path, start_timeout_s=0.2)
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (tmp_path / "registry").mkdir()
+        PidFile(tmp_path / "registry" / "pid").write(proc.pid)
+        with pytest.raises(
+            InfraError, match=rf"^registry: not healthy within 0\.2s \(running before, pid {proc.pid}: left"
+        ):
+            stack.up(settings, ["registry"])
+        assert proc.poll() is None, "a service running before up was stopped by it"
+        assert PidFile(tmp_path / "registry" / "pid").read() == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
