@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from infra import artifacts, stack
 from infra.errors import InfraError
 from infra.settings import StackSettings
 from registry.core.shown import error_line
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("promtool", help="build (once) the pinned promtool the alert-rule tests run")
     args = parser.parse_args(argv)
     settings = StackSettings.from_env()
+    # SIGTERM (`timeout`, a cancelled CI job) ends it as Ctrl-C does, through `up`'s clean-up: it ended at once and
+    # left what `up` had started running.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         if args.command == "fetch":
             unknown = [c for c in args.components if c not in artifacts.COMPONENTS]

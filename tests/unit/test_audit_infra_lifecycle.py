@@ -10,11 +10,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from infra import stack
+from infra import process, stack
 from infra.errors import InfraError
 from infra.process import PidFile
 from infra.settings import REPO_DIR, StackSettings
@@ -259,3 +260,41 @@ def test_up_leaves_a_service_already_running_that_is_not_healthy_as_it_is(
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_up_ended_by_sigterm_stops_what_it_started(tmp_path: Path) -> None:
+    """README: anything that stops ``make up`` half-way stops what it had started. SIGTERM (``timeout``, a CI job
+    cancelled) ended it at once and left the registry it had just started running."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "FS_STATE_DIR": str(tmp_path / "state"),
+        "FS_REGISTRY_PORT": str(ports[0]),
+        "FS_API_PORT": str(ports[1]),
+    }
+    up = subprocess.Popen(
+        [sys.executable, "-m", "infra", "up", "registry"], cwd=REPO_DIR, env=env, stderr=subprocess.PIPE, text=True
+    )
+    assert up.stderr is not None
+    try:
+        line = up.stderr.readline()
+        assert "[up] registry: started" in line, line
+        pid = PidFile(tmp_path / "state" / "registry" / "pid").read()
+        assert pid is not None
+        time.sleep(0.1)  # past the start itself, into the wait for health (the registry answers after ~0.5 s)
+        up.terminate()
+        up.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while process.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not process.alive(pid), (up.returncode, up.stderr.read())
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        stack.down(dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path / "state"))
