@@ -134,7 +134,8 @@ def _timed_out(settings: StackSettings, name: str, pid: int, marks: dict[str, di
     within = f"not healthy within {settings.start_timeout_s:g}s"
     if name not in marks:
         return f"{name}: {within} (running before, pid {pid}: left as it is; `python -m infra down {name}` stops it)"
-    terminate(pid, grace_s=5)
+    if not terminate(pid, grace_s=5):  # recorded still, as down keeps it: removed, nothing could stop it
+        return f"{name}: {within}; pid {pid} still running after SIGKILL; its PID file is kept"
     _pidfile(settings, name).clear()
     return _why(name, marks[name], f"{within} (stopped)")
 

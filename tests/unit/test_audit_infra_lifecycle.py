@@ -298,3 +298,27 @@ def test_up_ended_by_sigterm_stops_what_it_started(tmp_path: Path) -> None:
             up.kill()
             up.wait()
         stack.down(dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path / "state"))
+
+
+def test_a_start_timed_out_whose_process_survives_sigkill_keeps_its_pid_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``down`` keeps the PID file of a process that survives SIGKILL, so does ``up`` at its start timeout: the
+    file was removed anyway, and the process still running was then recorded nowhere (``down`` could not stop it)."""
+    monkeypatch.setitem(
+        stack.SERVICES,
+        "registry",
+        dataclasses.replace(
+            stack.SERVICES["registry"], prepare=lambda s: ["sleep", "60"], env=None, healthy=lambda s: False
+        ),
+    )
+    monkeypatch.setattr(stack, "_check_ports", lambda settings, svc: None)
+    monkeypatch.setattr(stack, "terminate", lambda pid, grace_s: False)
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path, start_timeout_s=0.1)
+    with pytest.raises(InfraError, match=r"still running after SIGKILL; its PID file is kept"):
+        stack.up(settings, ["registry"])
+    pid = PidFile(tmp_path / "registry" / "pid").read()
+    assert pid is not None, "the PID file of a process still running was removed"
+    monkeypatch.undo()
+    stack.down(settings)
+    assert not process.alive(pid)
