@@ -29,9 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("promtool", help="build (once) the pinned promtool the alert-rule tests run")
     args = parser.parse_args(argv)
     settings = StackSettings.from_env()
-    # SIGTERM (`timeout`, a cancelled CI job) ends it as Ctrl-C does, through `up`'s clean-up: it ended at once and
-    # left what `up` had started running.
-    signal.signal(signal.SIGTERM, _terminated)
     try:
         if args.command == "fetch":
             unknown = [c for c in args.components if c not in artifacts.COMPONENTS]
@@ -60,4 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (`timeout`, a cancelled CI job) ends the command as Ctrl-C does, through `up`'s clean-up: it ended at
+    # once and left what `up` had started running. Set here, not in main: a caller's own handler is left alone.
+    signal.signal(signal.SIGTERM, _terminated)
     sys.exit(main())
