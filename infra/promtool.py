@@ -40,7 +40,12 @@ def ensure_promtool(cache_dir: Path, *, timeout_s: float = 1200) -> Path:
             [go, "get", f"{MODULE}/cmd/promtool@{VERSION}"],
             [go, "build", "-o", str(built), f"{MODULE}/cmd/promtool"],
         ):
-            result = subprocess.run(step, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout_s)
+            try:
+                result = subprocess.run(step, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout_s)
+            except subprocess.TimeoutExpired:  # it was this exception's traceback
+                raise InfraError(
+                    f"building promtool did not finish within {timeout_s:g}s at `{' '.join(step[1:3])}` (stopped)"
+                ) from None
             if result.returncode != 0:
                 raise InfraError(f"building promtool failed at `{' '.join(step[1:3])}`: {result.stderr[-2000:]}")
         partial = target.with_name(".promtool.partial")

@@ -322,3 +322,19 @@ def test_a_start_timed_out_whose_process_survives_sigkill_keeps_its_pid_file(
     monkeypatch.undo()
     stack.down(settings)
     assert not process.alive(pid)
+
+
+def test_a_promtool_build_past_its_time_is_one_named_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m infra promtool`` (run by ``make test``): a ``go`` step that did not end in its time was a
+    ``subprocess.TimeoutExpired`` traceback."""
+    from infra.promtool import ensure_promtool
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "go").write_text("#!/bin/sh\nexec sleep 30\n")
+    (bin_dir / "go").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    started = time.monotonic()
+    with pytest.raises(InfraError, match=r"^building promtool did not finish within 0\.5s at `get github.com/"):
+        ensure_promtool(tmp_path / "cache", timeout_s=0.5)
+    assert time.monotonic() - started < 10
