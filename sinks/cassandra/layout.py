@@ -18,7 +18,8 @@ big-endian signed) and the value in Cassandra's own serialization of its type (`
 bytes big-endian; ``text``: UTF-8; ``boolean``: one byte 0 or 1), or ``NULL`` (nine ``0xff`` bytes) for no
 value: for ``long``, ``double`` and ``boolean`` the value first, then the end (one C-level ``struct`` call
 decodes both); for ``text`` the end first, then the value. Two such cells of one feature written with one
-write time hold one window end, so Cassandra, which keeps the greater blob compared as unsigned bytes,
+write time hold one window end, so Cassandra, which keeps the greater blob compared as unsigned bytes (of two
+written within one second; of two seconds apart the later written: docs/design.md §5.1),
 keeps the value ``registry.core.timeline.tie_key`` ranks higher: no value above every value (no UTF-8 text
 starts with ``0xff``; ``NULL`` is a byte longer than any fixed-size value, and after eight ``0xff`` its
 ninth byte meets the end's first, ``0x00`` for every window end from 1970 to 2^56 ms, some two million
