@@ -26,7 +26,7 @@ def connect_cassandra(
     workers): one process creates the schema before them, so no two race to create one table, which
     a cluster of several nodes can answer with two table ids and a schema disagreement.
     """
-    from cassandra import UnresolvableContactPoints
+    from cassandra import OperationTimedOut, UnresolvableContactPoints
     from cassandra.cluster import Cluster, NoHostAvailable
     from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
 
@@ -55,7 +55,7 @@ def connect_cassandra(
         if create_schema:
             ensure_schema(session, settings.cassandra_keyspace)
         session.set_keyspace(settings.cassandra_keyspace)
-    except (NoHostAvailable, OSError) as exc:
+    except (NoHostAvailable, OperationTimedOut, OSError) as exc:  # OperationTimedOut: a DDL left unanswered
         cluster.shutdown()
         raise StoreUnavailableError(f"Cassandra at {hosts}:{settings.cassandra_port} unavailable: {exc}") from exc
     except BaseException:  # a keyspace that does not exist (create_schema=False), a refused DDL: no threads left

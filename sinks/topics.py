@@ -123,6 +123,10 @@ def ensure_topics(
     for topic, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
         try:
             future.result(timeout=timeout_s)
+        except TimeoutError as exc:  # the broker took the request and did not answer it
+            raise StoreUnavailableError(
+                f"Kafka at {bootstrap} unavailable: creating topic {topic} did not end within {timeout_s:g} s"
+            ) from exc
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if not (isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS):

@@ -355,3 +355,46 @@ def test_a_cassandra_host_that_does_not_resolve_is_named_not_a_traceback(monkeyp
     monkeypatch.setenv("FS_CASSANDRA_HOSTS", "nosuch.invalid")
     with pytest.raises(StoreUnavailableError, match=r"^Cassandra at nosuch\.invalid:\d+ unavailable: no contact point"):
         connect_cassandra(Settings.from_env())
+
+
+def test_a_schema_step_cassandra_leaves_unanswered_is_named_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DDL Cassandra takes and does not answer within its timeout (a node busy compacting, a schema agreement
+    that never comes) raised the driver's `OperationTimedOut` past `connect_cassandra`: a traceback, not a named
+    store, and the cluster's threads left running."""
+    from cassandra import OperationTimedOut
+    from cassandra.cluster import Cluster
+
+    from sinks import factory
+    from sinks.cassandra import writer
+
+    shut: list[bool] = []
+    monkeypatch.setattr(Cluster, "connect", lambda self, *_a, **_k: object())
+    monkeypatch.setattr(Cluster, "shutdown", lambda self: shut.append(True))
+
+    def unanswered(_session: object, _keyspace: str) -> None:
+        raise OperationTimedOut(errors={"127.0.0.1:9042": "Client request timeout"}, last_host="127.0.0.1:9042")
+
+    monkeypatch.setattr(writer, "ensure_schema", unanswered)
+    with pytest.raises(StoreUnavailableError, match=r"^Cassandra at [^ ]+:\d+ unavailable: .*timeout"):
+        factory.connect_cassandra(Settings.from_env())
+    assert shut == [True]
+
+
+def test_a_topic_the_broker_does_not_create_in_time_is_named_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker that took a CreateTopics request and left it unanswered made `future.result(timeout)` raise a bare
+    `TimeoutError` (a traceback from the job, the producer and the demo) instead of naming Kafka."""
+    from concurrent.futures import Future
+
+    from sinks import topics
+
+    class Unanswering:
+        def create_topics(self, new: list[Any], **_: Any) -> dict[str, Future[None]]:
+            return {t.topic: Future() for t in new}
+
+    monkeypatch.setattr(topics, "_existing_topics", lambda _bootstrap, _timeout: (Unanswering(), set()))
+    started = time.monotonic()
+    with pytest.raises(
+        StoreUnavailableError, match=r"^Kafka at k:9092 unavailable: creating topic t1 did not end within 0\.2 s$"
+    ):
+        topics.ensure_topics("k:9092", ["t1"], timeout_s=0.2)
+    assert time.monotonic() - started < 5
