@@ -26,7 +26,7 @@ from pathlib import Path
 
 from jobs.batch_input import check_since, window_range
 from jobs.feature_job import resolve_ref, version_refs
-from registry.access import guard_catalog
+from registry.access import Access, guard_catalog
 from registry.core.arguments import Once, instant, location
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
@@ -198,6 +198,23 @@ def run(
     print(f"[backfill] done in {time.monotonic() - started:.0f}s: {rows:,} offline rows", file=sys.stderr)
 
 
+def _promoter(settings: Settings, refs: list[str]) -> str | None:
+    """The team a ``--promote`` activates as (None: auth off, or an admin), refused now (ForbiddenError) if it does
+    not own every version to promote and its latest: a promotion is an activation, and a refusal after the backfill
+    would have spent the whole job first. The activation checks again, in its own write."""
+    access = Access.of(settings, buffered_audit=False)
+    caller = access.authenticate_command(settings.token) if access.enabled else None
+    if caller is None or caller.admin:
+        return None
+    db = settings.definitions_db
+    store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
+    catalog = store.catalog()
+    for ref in refs:
+        d = resolve_ref(catalog, ref)
+        store.check_activator(d.entity, d.name, d.version, caller.team)
+    return caller.team
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.backfill", description=__doc__)
     parser.add_argument("versions", nargs="+", type=version_refs, help="entity.name@version of each version to compute")
@@ -227,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for_command()
     try:
         refs = [ref for given in args.versions for ref in given.split(",")]  # user.a@2,user.b@3 names two
+        owned_by = _promoter(settings, refs) if args.promote else None
         run(settings, refs, events=args.events, since=args.since, until=args.until)
         if args.promote:
-            from registry.access import Access
             from serving.offline.promotion import promote
             from sinks.factory import connect_iceberg
             from sinks.iceberg.writer import load_table
@@ -237,10 +254,6 @@ def main(argv: list[str] | None = None) -> int:
             db = settings.definitions_db
             store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
             table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
-            # a promotion is an activation: with auth on, the caller's team must own the version (an admin any)
-            access = Access.of(settings, buffered_audit=False)
-            caller = access.authenticate_command(settings.token) if access.enabled else None
-            owned_by = caller.team if caller is not None and not caller.admin else None
             promoted: set[tuple[str, str, int]] = set()
             for ref in refs:
                 d = resolve_ref(store.catalog(), ref)

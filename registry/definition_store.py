@@ -400,6 +400,16 @@ class DefinitionStore(SqliteStore):
             conn.close()
         return int(seq)
 
+    def check_activator(self, entity: str, name: str, version: int, team: str) -> None:
+        """ForbiddenError unless ``team`` owns the feature's latest version and ``version`` now: ``activate``'s
+        check (which it repeats inside its own write), for a command to refuse before it does the work that ends in
+        an activation (``jobs.backfill --promote``)."""
+        conn = self._connect()
+        try:
+            _check_activator(conn, entity, name, version, team)
+        finally:
+            conn.close()
+
     def holds(self, definition: FeatureDefinition) -> bool:
         """Whether this version of the feature is registered with the same identity (transform and TTL): unchanged,
         or only its metadata differs (``registry.core.catalog.Held``)."""

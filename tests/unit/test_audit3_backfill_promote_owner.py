@@ -1,8 +1,8 @@
 """``jobs.backfill --promote`` moves the serving pointer as an activation does (docs/design.md §9 "Governance":
 "activating a version needs the owner of that version and of the latest"): the backfill takes its caller's token
 (README: the offline commands that read feature values take ``FS_TOKEN``), and with auth on its promotion moved the
-pointer of a feature its caller's team does not own, needing no more than a read. The backfilled rows stay for an
-owner to promote."""
+pointer of a feature its caller's team does not own, needing no more than a read. A caller whose team may not promote
+is refused before the job runs (it was refused only after the whole backfill)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ class _DoneJob:
     """A backfill job that ends at once, successfully (its rows are the fixture's)."""
 
     returncode = 0
+    started = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+        _DoneJob.started += 1
 
     def poll(self) -> int:
         return 0
@@ -45,13 +46,14 @@ def test_promote_needs_the_owning_team(
     monkeypatch.setenv("FS_AUTH", "on")
     monkeypatch.setenv("FS_TOKEN", AccessStore(tmp_path / "d.db").issue("someone", team, admin=admin))
     monkeypatch.setattr(subprocess, "Popen", _DoneJob)
+    monkeypatch.setattr(_DoneJob, "started", 0)
     code = backfill.main(["user.txn_count_1h@2", "--promote"])
     err = capsys.readouterr().err
     assert store.catalog().get("user", "txn_count_1h").version == (2 if promoted else 1)
     if promoted:
         assert code == 0 and "promoted: user.txn_count_1h: v2" in err
-    else:
-        assert code == 1
+    else:  # refused before the job: a backfill of hours is not spent on a promotion that cannot happen
+        assert code == 1 and _DoneJob.started == 0
         assert err.splitlines()[-1] == (
             "error: team ml-team may not activate user/txn_count_1h@2: it is owned by team risk-team"
         )
