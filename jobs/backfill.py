@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from jobs.batch_input import check_since, window_range
@@ -178,17 +182,22 @@ def run(
         proc = subprocess.Popen(cmd, cwd=_REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         echoed = 0
         reported = 0.0
-        while proc.poll() is None:
-            time.sleep(min(progress_every_s, 1.0))
-            echoed = _echo_progress(log, echoed)
-            elapsed = time.monotonic() - started
-            if elapsed > timeout_s:
+        try:
+            while proc.poll() is None:
+                time.sleep(min(progress_every_s, 1.0))
+                echoed = _echo_progress(log, echoed)
+                elapsed = time.monotonic() - started
+                if elapsed > timeout_s:
+                    raise FeatureStoreError(f"backfill exceeded {timeout_s:.0f}s; active versions untouched; log {log}")
+                if elapsed - reported >= progress_every_s:  # every few seconds, however long a round took
+                    reported = elapsed
+                    rows = _committed_rows(settings, start_snapshot)
+                    print(f"[backfill] {elapsed:.0f}s: {rows:,} offline rows committed", file=sys.stderr, flush=True)
+        except BaseException:  # the time limit, Ctrl-C, SIGTERM (main), a store gone while counting: no job left
+            if proc.poll() is None:
                 proc.kill()
-                raise FeatureStoreError(f"backfill exceeded {timeout_s:.0f}s; active versions untouched; log {log}")
-            if elapsed - reported >= progress_every_s:  # every few seconds, however long a round took
-                reported = elapsed
-                rows = _committed_rows(settings, start_snapshot)
-                print(f"[backfill] {elapsed:.0f}s: {rows:,} offline rows committed", file=sys.stderr, flush=True)
+                proc.wait()
+            raise
     _echo_progress(log, echoed)
     if proc.returncode != 0:
         raise FeatureStoreError(
@@ -242,6 +251,25 @@ def main(argv: list[str] | None = None) -> int:
     except FeatureStoreError as exc:
         parser.error(str(exc))
     settings = settings_for_command()
+    with _terminated_unwinds():
+        return _main(args, settings)
+
+
+@contextmanager
+def _terminated_unwinds() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C (exit 143), through ``run``'s clean-up: a stopped backfill stops its job, which
+    went on computing and writing otherwise. Only in the main thread (the only one a handler can be set from)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         refs = [ref for given in args.versions for ref in given.split(",")]  # user.a@2,user.b@3 names two
         owned_by = _promoter(settings, refs) if args.promote else None
