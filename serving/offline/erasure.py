@@ -259,9 +259,25 @@ def _erase_stores(
 ) -> None:
     """Steps 2 and 3 for the entities ``ids`` of ``report``'s type, counted into ``report``; ``gone`` records the
     instant the API serves none of their online data any more (the delete's end plus its cache TTL, epoch ms)."""
+    from sinks.cassandra.reader import store_errors
+
     entity_type = report.entity_type
-    for entity_id in ids:
-        report.online.rows_removed += erase_online(session, keyspace, entity_type, entity_id, erased_at_ms)
+    done = 0
+    try:
+        for entity_id in ids:
+            report.online.rows_removed += erase_online(session, keyspace, entity_type, entity_id, erased_at_ms)
+            done += 1
+    except store_errors() as exc:  # the store failed after connecting (down, paused, timing out): say what is done
+        online = (
+            "not (or only in part) erased online"
+            if report.entities_matched is None
+            else f"erased online for {done} of the {len(ids)} matching entities"
+        )
+        raise StoreUnavailableError(
+            f"online store (Cassandra) failed erasing {entity_type}/{report.entity_id}: {one_line(exc)}; the erasure "
+            f"is recorded (the writers drop its old data), but it is {online}, and not from the offline table, the "
+            "serving log or the archives: run it again"
+        ) from exc
     gone_ms = time.time_ns() // 1_000_000 + cache_ttl_ms  # served_at (whole ms) of a vector read before: not later
     with _recording(f"{entity_type}/{report.entity_id}", final=False, online_only=True):
         gone(gone_ms)
