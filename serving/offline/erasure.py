@@ -148,6 +148,23 @@ def _recording(target: str, *, final: bool, online_only: bool = False) -> Iterat
         ) from exc
 
 
+@contextmanager
+def _step(target: str, store: str, done: list[str]) -> Iterator[None]:
+    """One store's part of steps 3 and 4: a failure there (a table file missing or unreadable, a refused commit) is
+    one StoreUnavailableError naming the store and saying where the entity is erased already (``done``, which
+    the store joins once its part is done): the online delete and the erasure record are done by then."""
+    failures: tuple[type[BaseException], ...] = (StoreUnavailableError, *unreadable_table_errors())
+    try:
+        yield
+    except failures as exc:
+        cause = str(exc) if isinstance(exc, StoreUnavailableError) else one_line(exc)
+        raise StoreUnavailableError(
+            f"{target}: erasing it from {store} failed: {cause}; it is erased {', '.join(done)} and its erasure "
+            "recorded (the writers drop its old data), but not the rest: run it again"
+        ) from exc
+    done.append(f"from {store}")
+
+
 def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: str, erased_at_ms: int) -> int:
     """Delete the entity's partition at ``erased_at``; the cells it held. The table of the layout before packs
     (``online_feature_values``), where a keyspace not migrated yet still has it, loses the entity's partition
@@ -256,22 +273,23 @@ def _erase_stores(
     gone: Callable[[int], None],
     cache_ttl_ms: int,
     settle_s: float,
-) -> None:
+) -> list[str]:
     """Steps 2 and 3 for the entities ``ids`` of ``report``'s type, counted into ``report``; ``gone`` records the
-    instant the API serves none of their online data any more (the delete's end plus its cache TTL, epoch ms)."""
+    instant the API serves none of their online data any more (the delete's end plus its cache TTL, epoch ms).
+    Where the entities are erased (for ``_step``)."""
     from sinks.cassandra.reader import store_errors
 
     entity_type = report.entity_type
-    done = 0
+    erased_online = 0
     try:
         for entity_id in ids:
             report.online.rows_removed += erase_online(session, keyspace, entity_type, entity_id, erased_at_ms)
-            done += 1
+            erased_online += 1
     except store_errors() as exc:  # the store failed after connecting (down, paused, timing out): say what is done
         online = (
             "not (or only in part) erased online"
             if report.entities_matched is None
-            else f"erased online for {done} of the {len(ids)} matching entities"
+            else f"erased online for {erased_online} of the {len(ids)} matching entities"
         )
         raise StoreUnavailableError(
             f"online store (Cassandra) failed erasing {entity_type}/{report.entity_id}: {one_line(exc)}; the erasure "
@@ -282,13 +300,17 @@ def _erase_stores(
     with _recording(f"{entity_type}/{report.entity_id}", final=False, online_only=True):
         gone(gone_ms)
     recorded = time.monotonic()
-    pins = manifest_pins(training_sets, offline, now=now, pin_days=float("inf"))
-    _, report.offline, expired = erase_table(offline, entity_type, ids, report.files_left)
-    report.manifests_invalidated = invalidated(pins, expired)
+    target, done = f"{entity_type}/{report.entity_id}", ["online"]
+    with _step(target, "the offline table", done):
+        pins = manifest_pins(training_sets, offline, now=now, pin_days=float("inf"))
+        _, report.offline, expired = erase_table(offline, entity_type, ids, report.files_left)
+        report.manifests_invalidated = invalidated(pins, expired)
     if serving_log is not None:  # the landing drops by the cutoff once reloaded: then what it landed is deleted
         time.sleep(max(0.0, settle_s - (time.monotonic() - recorded)))
         cutoff = max(erased_at_ms, gone_ms)
-        _, report.serving_log, _ = erase_table(serving_log, entity_type, ids, report.files_left, cutoff)
+        with _step(target, "the serving log", done):
+            _, report.serving_log, _ = erase_table(serving_log, entity_type, ids, report.files_left, cutoff)
+    return done
 
 
 def _topics(catalog: FeatureCatalog, entity_type: str, serving_log_topic: str) -> list[str]:
@@ -331,9 +353,10 @@ def erase(
         erasures.record_online_gone(entity_type, entity_id, at_ms)
 
     stores = (session, keyspace, offline, serving_log, training_sets, now, erased_at_ms)
-    _erase_stores(report, [entity_id], *stores, gone, cache_ttl_ms, settle_s)
+    done = _erase_stores(report, [entity_id], *stores, gone, cache_ttl_ms, settle_s)
     for topic, archive in sorted((archives or {}).items()):
-        _, report.archives[topic] = erase_archive(archive, entity_id, report.files_left)
+        with _step(f"{entity_type}/{entity_id}", f"the events archive of {topic}", done):
+            _, report.archives[topic] = erase_archive(archive, entity_id, report.files_left)
     if kafka_bootstrap is not None:
         report.not_erased = kafka_horizon(kafka_bootstrap, _topics(catalog, entity_type, serving_log_topic), now)
     with _recording(f"{entity_type}/{entity_id}", final=True):
