@@ -81,7 +81,8 @@ a registered version unreadable). Only bounds added after versions were register
 ``MAX_WINDOWS_PER_EVENT`` here, a feature service's description (``registry.feature_services``)."""
 
 
-MAX_TTL = timedelta(seconds=630_720_000)  # 7300d, 20 years: Cassandra's longest TTL, which online cells carry
+# 7300d, 20 years: Cassandra's longest TTL; online cells are cut to that and to end by 2038 (layout.ttl_cap_s)
+MAX_TTL = timedelta(seconds=630_720_000)
 # Control characters are Unicode's category Cc: C0 (\x00-\x1f), DEL and C1 (\x80-\x9f, e.g. NEL \x85).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps "\n" and "\t" only

@@ -44,7 +44,7 @@ TABLE = ONLINE_TABLE
 
 EXPIRED_GRACE_S = 3_600
 """How long a cell outlives its value's TTL (its Cassandra TTL is the value's remaining TTL plus this, at most
-Cassandra's longest): for that hour serving reads the value as ``expired`` (null), then ``missing``."""
+Cassandra's longest, ``ttl_cap_s``): for that hour serving reads the value as ``expired`` (null), then ``missing``."""
 LEGACY_TABLE = LEGACY_ONLINE_TABLE
 __all__ = ["LEGACY_TABLE", "PROGRESS_TABLE", "TABLE"]
 PROGRESS_TTL_S = 86_400  # a writer that stopped (rescaled away) stops holding its stream back after a day
@@ -56,10 +56,25 @@ writer's own row is left (a stream without progress for a day), so a quiet entit
 window once its writers' rows expire."""
 
 
-def last_known_ttl_s(longest_ttl_ms: int) -> int:
-    """The last-known row's Cassandra TTL for a stream whose longest feature TTL is ``longest_ttl_ms``: at least the
-    writers' rows' day, at most Cassandra's longest TTL."""
-    return min(max(PROGRESS_TTL_S, -(-longest_ttl_ms // 1000) + EXPIRED_GRACE_S), int(MAX_TTL.total_seconds()))
+LAST_EXPIRY_S = 2_147_483_646
+"""The latest second (2038-01-19T03:14:06Z) a cell may expire at: Cassandra 5.0 refuses a write whose TTL, counted
+from its own clock, ends later (``InvalidRequest`` "exceeds maximum supported expiration date", its expiration date
+overflow policy, REJECT by default) while its ``storage_compatibility_mode`` is ``CASSANDRA_4``, its default
+(``Cell.getVersionedMaxDeletiontionTime``; CASSANDRA-14227's 2106 needs ``NONE``). In December 2026 that is any TTL
+over about 11 years, shorter than Cassandra's longest TTL (``MAX_TTL``, 20 years)."""
+EXPIRY_MARGIN_S = 3_600  # how far this clock may run behind Cassandra's before a TTL cut to LAST_EXPIRY_S is refused
+
+
+def ttl_cap_s(now_ms: int) -> int:
+    """The longest Cassandra TTL (s) a write at ``now_ms`` can carry: Cassandra's longest (``MAX_TTL``), ending at
+    most at ``LAST_EXPIRY_S`` (less ``EXPIRY_MARGIN_S``), and at least 1 (0 would be no expiry at all)."""
+    return max(1, min(int(MAX_TTL.total_seconds()), LAST_EXPIRY_S - EXPIRY_MARGIN_S - now_ms // 1000))
+
+
+def last_known_ttl_s(longest_ttl_ms: int, now_ms: int) -> int:
+    """The last-known row's Cassandra TTL for a stream whose longest feature TTL is ``longest_ttl_ms``, written at
+    ``now_ms``: at least the writers' rows' day, at most the longest Cassandra takes then (``ttl_cap_s``)."""
+    return min(max(PROGRESS_TTL_S, -(-longest_ttl_ms // 1000) + EXPIRED_GRACE_S), ttl_cap_s(now_ms))
 
 
 LETTERS: dict[ValueType, str] = {"long": "l", "double": "d", "string": "s", "boolean": "b"}

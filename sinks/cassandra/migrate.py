@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.core.definitions import MAX_TTL
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.value_types import VALUE_TYPES, ValueType
 from sinks.cassandra import layout
@@ -50,12 +50,15 @@ class Migrated:
     unknown: list[str] = field(default_factory=list)  # entity_type/name@version of value-less rows no definition names
 
 
-def cell_ttl_s(row_ttl_s: int | None) -> int:
+def cell_ttl_s(row_ttl_s: int | None, now_ms: int | None = None) -> int:
     """A migrated cell's Cassandra TTL: the legacy row's remaining TTL (which ends with its value's) plus
-    ``layout.EXPIRED_GRACE_S``, at most Cassandra's longest; 0 (none) for a row written without a TTL."""
+    ``layout.EXPIRED_GRACE_S``, at most the longest Cassandra takes at ``now_ms`` (default: this clock;
+    ``layout.ttl_cap_s``); 0 (none) for a row written without a TTL."""
     if not row_ttl_s:
         return 0
-    return min(row_ttl_s + layout.EXPIRED_GRACE_S, int(MAX_TTL.total_seconds()))
+    if now_ms is None:
+        now_ms = time.time_ns() // 1_000_000
+    return min(row_ttl_s + layout.EXPIRED_GRACE_S, layout.ttl_cap_s(now_ms))
 
 
 def legacy_exists(session: Session, keyspace: str) -> bool:

@@ -23,7 +23,7 @@ from sinks.records import FeatureRow, Value, WindowResults
 if TYPE_CHECKING:
     from cassandra.cluster import Session
 
-MAX_TTL_S = int(MAX_TTL.total_seconds())  # what a cell's TTL in seconds is cut to
+MAX_TTL_S = int(MAX_TTL.total_seconds())  # Cassandra's longest TTL; a cell's is cut to layout.ttl_cap_s
 
 
 CELLS_PER_REQUEST = 64  # cells a request at most
@@ -193,9 +193,10 @@ def newest_cells(
     expired = int((~alive).sum())
     winners, ttl_s = winners[alive], ttl_s[alive]
     # Kept a grace period past the TTL, so serving reads the value as `expired` (null) and not as `missing`;
-    # a window ending ahead of this clock (up to the job's one-hour bound) could ask past Cassandra's longest TTL.
+    # a window ending ahead of this clock (up to the job's one-hour bound) could ask past Cassandra's longest TTL,
+    # and a long TTL past the last expiry Cassandra accepts (2038: ``layout.ttl_cap_s``), which it would refuse.
     ttl_s += online_layout.EXPIRED_GRACE_S
-    np.minimum(ttl_s, MAX_TTL_S, out=ttl_s)
+    np.minimum(ttl_s, online_layout.ttl_cap_s(now_ms), out=ttl_s)
     ends_w = ends[winners]
     members: list[online_layout.Member] = [(d.name, d.version, d.value_type) for d in defs]
     rank = np.empty(len(defs), dtype=np.int64)  # each feature's place in pack order
@@ -278,17 +279,17 @@ def hold_version_progress(session: Session, keyspace: str, definitions: Iterable
         statement = session.prepare(online_layout.hold_progress_cql(keyspace))  # a node lost here: unavailable too
         for d in definitions:
             key = online_layout.version_stream(d.stream, d.entity, d.name, d.version)
-            session.execute(statement, (key, _ts(0), _ts(now_ms), now_ms * 1000, hold_ttl_s(d)))
+            session.execute(statement, (key, _ts(0), _ts(now_ms), now_ms * 1000, hold_ttl_s(d, now_ms)))
     except Exception as exc:
         raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
 
 
-def hold_ttl_s(definition: FeatureDefinition) -> int:
-    """How long a held key lives: a day (``layout.PROGRESS_TTL_S``) past one window step of ``definition`` (a
-    session window: a day), at most Cassandra's longest TTL. Expired while its job has not yet passed it, it would
+def hold_ttl_s(definition: FeatureDefinition, now_ms: int) -> int:
+    """How long a held key written at ``now_ms`` lives: a day (``layout.PROGRESS_TTL_S``) past one window step of
+    ``definition`` (a session window: a day), at most the longest TTL Cassandra takes then (``layout.ttl_cap_s``). Expired while its job has not yet passed it, it would
     still hide the job's earlier rows, and the version would lose its own key."""
     step = step_ms(definition) or 0
-    return min(online_layout.PROGRESS_TTL_S + -(-step // 1000), int(MAX_TTL.total_seconds()))
+    return min(online_layout.PROGRESS_TTL_S + -(-step // 1000), online_layout.ttl_cap_s(now_ms))
 
 
 class OnlineWriter:
@@ -372,10 +373,11 @@ class OnlineWriter:
     def record_progress(self, stream: str, closed_through_ms: int, writer_id: str, longest_ttl_ms: int) -> None:
         """Record that ``writer_id`` has written every window of ``stream`` that ends at or before
         ``closed_through_ms`` (epoch ms): its own ``stream_progress`` row (kept a day) and the stream's last-known
-        row (kept ``layout.last_known_ttl_s(longest_ttl_ms)``, ``longest_ttl_ms`` the longest TTL of the stream's
+        row (kept ``layout.last_known_ttl_s(longest_ttl_ms, now)``, ``longest_ttl_ms`` the longest TTL of the stream's
         features), both written at ``closed_through_ms`` as their write time, so neither ever moves back."""
-        at = (_ts(closed_through_ms), _ts(self._clock_ms()), closed_through_ms * 1000)
-        kept_s = online_layout.last_known_ttl_s(longest_ttl_ms)
+        now_ms = self._clock_ms()
+        at = (_ts(closed_through_ms), _ts(now_ms), closed_through_ms * 1000)
+        kept_s = online_layout.last_known_ttl_s(longest_ttl_ms, now_ms)
         try:
             self._session.execute(self._progress, (stream, writer_id, *at, stream, *at, kept_s), timeout=10)
         except Exception as exc:

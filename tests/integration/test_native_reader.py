@@ -193,7 +193,9 @@ def test_progress_outlives_its_writers_rows_and_only_moves_forward(stored: tuple
 
     def record(writer: str, end_ms: int) -> None:
         at = (datetime.fromtimestamp(end_ms / 1000, UTC), datetime.now(UTC), end_ms * 1000)
-        session.execute(put, (stream, writer, *at, stream, *at, layout.last_known_ttl_s(0)))
+        session.execute(
+            put, (stream, writer, *at, stream, *at, layout.last_known_ttl_s(0, time.time_ns() // 1_000_000))
+        )
 
     def progress() -> tuple[int | None, int | None]:
         python = OnlineReader(session, keyspace, timeout_s=5.0)

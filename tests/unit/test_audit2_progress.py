@@ -12,6 +12,7 @@ from sinks.cassandra.layout import (
 )
 
 DAY_MS = 86_400_000
+NOW_MS = 1_796_534_455_000  # 2026-12-06
 
 
 def test_writers_rows_decide_and_the_last_known_row_only_alone() -> None:
@@ -21,8 +22,10 @@ def test_writers_rows_decide_and_the_last_known_row_only_alone() -> None:
 
 
 def test_the_last_known_row_is_kept_as_long_as_the_longest_ttl_needs_it() -> None:
-    assert last_known_ttl_s(0) == PROGRESS_TTL_S  # never shorter than a writer's row
-    assert last_known_ttl_s(2 * 3_600_000) == PROGRESS_TTL_S
-    assert last_known_ttl_s(30 * DAY_MS) == 30 * 86_400 + EXPIRED_GRACE_S
-    assert last_known_ttl_s(30 * DAY_MS + 1) == 30 * 86_400 + 1 + EXPIRED_GRACE_S  # whole seconds, up
-    assert last_known_ttl_s(7300 * DAY_MS) == 630_720_000  # Cassandra's longest TTL
+    assert last_known_ttl_s(0, NOW_MS) == PROGRESS_TTL_S  # never shorter than a writer's row
+    assert last_known_ttl_s(2 * 3_600_000, NOW_MS) == PROGRESS_TTL_S
+    assert last_known_ttl_s(30 * DAY_MS, NOW_MS) == 30 * 86_400 + EXPIRED_GRACE_S
+    assert last_known_ttl_s(30 * DAY_MS + 1, NOW_MS) == 30 * 86_400 + 1 + EXPIRED_GRACE_S  # whole seconds, up
+    assert last_known_ttl_s(7300 * DAY_MS, 0) == 630_720_000  # Cassandra's longest TTL
+    # From 2026-12-06 Cassandra refuses any expiry after 2038-01-19T03:14:06Z (less this clock's margin).
+    assert last_known_ttl_s(7300 * DAY_MS, NOW_MS) == 2_147_483_646 - 3_600 - NOW_MS // 1000

@@ -169,7 +169,9 @@ def test_a_value_exactly_at_its_ttl_is_written_and_one_ms_past_it_is_not() -> No
 def test_the_longest_ttl_is_cut_to_cassandras_longest() -> None:
     definition = _count().model_copy(update={"ttl": timedelta(days=7300)})
     cells, _ = _cells(T0 - 3_600_000, definition)  # a window an hour ahead of this clock
-    assert [ttl for _, ttl in cells] == [MAX_TTL_S] == [630_720_000]
+    # In 2030 20 years would end after 2038-01-19T03:14:06Z, the last expiry Cassandra 5.0 accepts by default.
+    assert [ttl for _, ttl in cells] == [layout.LAST_EXPIRY_S - layout.EXPIRY_MARGIN_S - (T0 - 3_600_000) // 1000]
+    assert layout.ttl_cap_s(0) == MAX_TTL_S == 630_720_000  # Cassandra's longest TTL, where 2038 is further
 
 
 def _members() -> tuple[layout.Pack, layout.Pack]:

@@ -241,12 +241,13 @@ def test_a_held_key_outlives_one_window_step_by_a_day(make_definition: Any) -> N
     from sinks.cassandra.layout import PROGRESS_TTL_S
     from sinks.cassandra.writer import hold_ttl_s
 
+    NOW_MS = 1_796_534_455_000  # 2026-12-06
     five_minutes = make_definition(window={"kind": "sliding", "size": "1h", "slide": "5m"})
-    assert hold_ttl_s(five_minutes) == PROGRESS_TTL_S + 300
+    assert hold_ttl_s(five_minutes, NOW_MS) == PROGRESS_TTL_S + 300
     two_days = make_definition(window={"kind": "tumbling", "size": "2d"}, ttl="30d")
-    assert hold_ttl_s(two_days) == PROGRESS_TTL_S + 2 * 86_400  # a step longer than a day: still a day past it
+    assert hold_ttl_s(two_days, NOW_MS) == PROGRESS_TTL_S + 2 * 86_400  # a step longer than a day: still a day past it
     session = make_definition(window={"kind": "session", "gap": "30m"})
-    assert hold_ttl_s(session) == PROGRESS_TTL_S
+    assert hold_ttl_s(session, NOW_MS) == PROGRESS_TTL_S
 
 
 def test_a_second_follower_on_one_state_directory_is_refused(
