@@ -192,7 +192,7 @@ def decode_cell(value_type: ValueType, blob: bytes) -> tuple[object, int]:
 # --- packs: one cell for the features of one window written together --------------------------------
 
 PACK = "*"  # a pack's key starts with it; a feature's own cell key never does (a name starts with a letter)
-PACK_MEMBERS = 256  # features a pack at most (a map key is at most 64 KiB; ~25 characters a member)
+PACK_MEMBERS = 256  # features a pack at most (ours: Cassandra 5.0 bounds no map key; ~25 characters a member)
 _SEP = b"\xff"  # between a pack's strings: no UTF-8 text holds the byte 0xff
 _PACK_HEAD = ">qq"  # write time (µs), window end (ms)
 _CODES: dict[ValueType, str] = {"long": "q", "double": "d", "boolean": "?"}
