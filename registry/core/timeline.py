@@ -65,9 +65,11 @@ def empty_value(definition: FeatureDefinition) -> int | float | None:
 def tie_key(value: object, value_type: ValueType) -> tuple[int, int | bytes]:
     """Of two results of one feature tied on window end, ingestion time and revision, the greater key counts.
 
-    It is the order in which Cassandra keeps one of two cells written with the same write time (the
-    online writer's write time is window end plus revision, §5.1), so online and offline choose alike:
-    no value (null, which Cassandra stores as a tombstone) above every value; then the greater
+    It is the order in which Cassandra keeps one of two cells written with the same write time within one
+    second (of two seconds apart it keeps the later written, whatever the value: docs/design.md §5.1; the
+    online writer's write time is window end plus revision), so online and offline choose alike:
+    no value (null: the online layout's ``NULL`` marker or null bit, which order above every value; a null
+    stored as a tombstone, as the row layout before cells did, wins too) above every value; then the greater
     serialized value compared as unsigned bytes: a long or double by its 64-bit big-endian pattern
     read as an unsigned number (so every negative number is above every non-negative one, and among
     doubles of one sign the order is by magnitude), a string by its UTF-8 bytes (code point order),

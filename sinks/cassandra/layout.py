@@ -220,8 +220,9 @@ class Pack:
     bytes), a bitmap of members without a value (bit ``i`` = ``0x80 >> i % 8`` of byte ``i // 8``), the
     fixed-size values in member order as Cassandra serializes them (a member without one holds zero), then
     the strings' UTF-8 bytes separated by ``0xff``. For one member the blob orders as ``tie_key`` (as a
-    feature's own cell does), so Cassandra keeps of two single-feature packs of one write time the value
-    the timeline's tie rule keeps; of two packs of several members it keeps the greater blob whole.
+    feature's own cell does), so Cassandra keeps of two single-feature packs of one write time written within
+    one second the value the timeline's tie rule keeps (of two seconds apart, the later written: §5.1); of two
+    packs of several members it keeps the greater blob whole.
     """
 
     __slots__ = ("boolean_bytes", "booleans", "fixed", "key", "members", "nulls", "refs", "strings", "types", "width")

@@ -151,7 +151,8 @@ def newest_cells(
 
     Only the newest value of each (entity, feature, version) can survive (write time decides,
     ``write_timestamp_us``), so just that one is written: a replay or backfill flush shrinks to one
-    value per key. Of two values with one write time, the one Cassandra itself would keep (``tie_key``;
+    value per key. Of two values with one write time, the one Cassandra itself would keep of two written within
+    one second (``tie_key``;
     of equal keys, the first buffered). A value past its TTL at ``now_ms`` (older than it, not exactly at it) is
     skipped (the second number returned counts them). The values of one entity that share a write time, a TTL and a window
     end (one window of a window group, as a rule) go into one pack (several past ``PACK_MEMBERS``).
