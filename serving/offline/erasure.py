@@ -31,8 +31,9 @@ In this order, at one instant ``erased_at`` (now, epoch ms):
    keyed by another field) is not found this way.
 5. **What it cannot erase** is named with when it ages out: the entity's events in each Kafka topic
    that may hold them (the sources of the entity type's features, their ``.dlq`` topics and the
-   serving-log topic) are deleted by Kafka's retention, at the latest ``now + retention.ms +
-   segment.ms`` (Kafka deletes whole segments; its check runs every few minutes on top of that), or
+   serving-log topic) are deleted by Kafka's retention, at the latest ``now + retention.ms + segment.ms +
+   message.timestamp.after.max.ms + log.retention.check.interval.ms + file.delete.delay.ms`` (Kafka deletes whole
+   segments by their newest record timestamp, which a producer may set up to an hour ahead: ``kafka_horizon``), or
    ``never``: ``retention.ms = -1``, a date past the year 9999, or a ``cleanup.policy`` without ``delete``
    (compaction keeps each key's latest record).
 

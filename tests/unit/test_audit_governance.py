@@ -153,7 +153,7 @@ class _FakeAdmin:
         pass
 
     def list_topics(self, timeout: float = 0) -> Any:
-        return SimpleNamespace(topics=dict.fromkeys(self.CONFIGS))
+        return SimpleNamespace(topics=dict.fromkeys(self.CONFIGS), brokers={})
 
     def describe_configs(self, resources: list[Any]) -> dict[Any, Any]:
         def answer(topic: str) -> Any:
@@ -166,11 +166,23 @@ class _FakeAdmin:
 @pytest.mark.parametrize(
     ("config", "until", "why"),
     [
-        ({"retention.ms": "604800000", "cleanup.policy": "delete"}, "2026-12-14T00:00:00+00:00", "events age out"),
-        ({"retention.ms": "604800000", "cleanup.policy": "compact,delete"}, "2026-12-14T00:00:00+00:00", "age out"),
+        ({"retention.ms": "604800000", "cleanup.policy": "delete"}, "2026-12-14T01:06:00+00:00", "events age out"),
+        ({"retention.ms": "604800000", "cleanup.policy": "compact,delete"}, "2026-12-14T01:06:00+00:00", "age out"),
         ({"retention.ms": "-1", "cleanup.policy": "delete"}, "never", "retention.ms = -1"),
         ({"retention.ms": str(2**63 - 1), "cleanup.policy": "delete"}, "never", "past the year 9999"),
         ({"retention.ms": "604800000", "cleanup.policy": "compact"}, "never", "cleanup.policy compact"),
+        # Stamped by the broker: no record is ahead of its clock.
+        (
+            {"retention.ms": "604800000", "cleanup.policy": "delete", "message.timestamp.type": "LogAppendTime"},
+            "2026-12-14T00:06:00+00:00",
+            "LogAppendTime",
+        ),
+        # Kafka 3's default: a record may be stamped any time ahead, and holds its segment back until then.
+        (
+            {"retention.ms": "604800000", "cleanup.policy": "delete", "message.timestamp.after.max.ms": str(2**63 - 1)},
+            "never",
+            "past the year 9999",
+        ),
     ],
 )
 def test_the_kafka_horizon_is_a_date_or_never(
