@@ -111,8 +111,9 @@ class EventProducer:
         return bytes(self._serialized(event, SerializationContext(topic, MessageField.VALUE)) or b"")
 
     def flush(self, timeout_s: float = 60) -> None:
-        """Wait for every event's delivery; StoreUnavailableError naming Kafka and counting the events it did not take
-        (still queued at ``timeout_s``, or reported failed, e.g. after ``message.timeout.ms``)."""
+        """Wait for every event's delivery; StoreUnavailableError naming Kafka and counting the events it did not confirm
+        (still queued at ``timeout_s``, or reported failed, e.g. after ``message.timeout.ms``: one whose request was in
+        flight then may have been written all the same, librdkafka cannot tell)."""
         remaining = self._producer.flush(timeout_s)
         if remaining or self.errors:
             raise StoreUnavailableError(self._undelivered(remaining))
