@@ -52,7 +52,7 @@ from registry.core.durations import parse_duration, to_millis
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.gate import ServedHealth
 from serving.offline.historical import LabelTimes, PointInTimeJoin
-from serving.offline.statistics import check_metrics_file, since_ms, sleep
+from serving.offline.statistics import check_metrics_file, print_report, since_ms, sleep
 from sinks.iceberg.as_of import iso_us, read_point
 from sinks.iceberg.reader import micros
 from sinks.serving_log import read_logged
@@ -316,14 +316,14 @@ def main(argv: list[str] | None = None) -> int:
         except FeatureStoreError as exc:
             print(error_line(exc), file=sys.stderr)
             return 1
-        sys.stdout.write(report.to_json().decode() + "\n")
+        if not print_report(report.to_json().decode()):
+            return 1
         if args.metrics_file is not None:
             try:
                 write_metrics(report, args.metrics_file, now_us)
             except OSError as exc:  # a folder made read-only, a full disk: one line, not a traceback
                 print(error_line(f"--metrics-file {shown(args.metrics_file)}: {exc}"), file=sys.stderr)
                 return 1
-        sys.stdout.flush()
         if args.fail_above is not None and report.worst() > args.fail_above:
             return 3
         if every_s is None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -94,6 +95,20 @@ def check_metrics_file(parser: argparse.ArgumentParser, path: Path) -> None:
             parser.error(f"argument --metrics-file: folder {shown(path.parent)} does not exist")
     except OSError as exc:
         parser.error(f"argument --metrics-file: {exc}")
+
+
+def print_report(text: str) -> bool:
+    """``text`` and a newline on stdout, flushed (statistics, parity); False, with one ``error:`` line on stderr, if
+    the reader stopped reading (``| head -1``, a closed pipe), as ``registry.cli`` answers it: it was a
+    BrokenPipeError traceback. Stdout then goes to /dev/null, so the interpreter's last flush raises nothing."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left unwritten goes nowhere
+        print(error_line(exc), file=sys.stderr)
+        return False
+    return True
 
 
 def sleep(seconds: float) -> None:
@@ -579,8 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         except FeatureStoreError as exc:
             print(error_line(exc), file=sys.stderr)
             return 1
-        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-        sys.stdout.flush()
+        if not print_report(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()):
+            return 1
         if args.metrics_file is not None:
             try:
                 write_metrics(result["hourly"], result.get("drift", []), args.metrics_file)

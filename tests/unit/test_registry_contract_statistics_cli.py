@@ -40,3 +40,32 @@ def test_an_unknown_entity_type_is_one_error_line(environment: Path, capsys: pyt
 def test_a_known_entity_type_reports(environment: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert statistics.main(["--entity-type", "user", "--no-store"]) == 0
     assert '"hourly"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["serving.offline.statistics"], ["serving.offline.parity", "--since", "1h"]])
+def test_a_report_into_a_closed_pipe_is_one_error_line_not_a_traceback(environment: Path, command: list[str]) -> None:
+    """``statistics ... | head -1`` (or parity's) on a report longer than the pipe holds: a BrokenPipeError traceback,
+    exit 1, where ``registry.cli list`` answers one ``error:`` line. The reader here is gone before anything is
+    written."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", *command, "--no-store"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "Broken pipe" in done.stderr
