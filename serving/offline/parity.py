@@ -52,7 +52,7 @@ from registry.core.durations import parse_duration, to_millis
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.gate import ServedHealth
 from serving.offline.historical import LabelTimes, PointInTimeJoin
-from serving.offline.statistics import check_metrics_file, print_report, since_ms, sleep
+from serving.offline.statistics import check_metrics_file, interruptible, print_report, since_ms, sleep
 from sinks.iceberg.as_of import iso_us, read_point
 from sinks.iceberg.reader import micros
 from sinks.serving_log import read_logged
@@ -251,6 +251,10 @@ def write_metrics(report: ParityReport, path: Path, now_us: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return interruptible(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from registry.core.shown import error_line, shown

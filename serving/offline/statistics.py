@@ -41,7 +41,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -525,7 +525,21 @@ def store(quality: QualityStore, result: dict[str, Any], computed_at: datetime) 
         quality.put_drift(source, drifts, since, until, computed_at)
 
 
+def interruptible(run: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
+    """``run(argv)`` (statistics, parity), a Ctrl-C ending it with one line, ``interrupted (Ctrl-C)``, and exit status
+    130: ``--every`` repeats until stopped, and stopping it so was a KeyboardInterrupt traceback."""
+    try:
+        return run(argv)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
+    return interruptible(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     from registry.core.arguments import number
     from registry.core.durations import parse_duration, to_millis
     from registry.core.settings import settings_for_command

@@ -69,3 +69,33 @@ def test_a_report_into_a_closed_pipe_is_one_error_line_not_a_traceback(environme
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert "Broken pipe" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["serving.offline.statistics"], ["serving.offline.parity", "--since", "1h"]])
+def test_ctrl_c_stops_every_with_one_line_and_exit_130(environment: Path, command: list[str]) -> None:
+    """``--every`` repeats until stopped; Ctrl-C, the way to stop it, was a KeyboardInterrupt traceback (exit -2)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    running = subprocess.Popen(
+        [sys.executable, "-m", *command, "--no-store", "--every", "1h"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a shell's & ignores SIGINT
+    )
+    try:
+        assert running.stdout is not None
+        assert running.stdout.readline().startswith("{")  # the first report is out: it waits for the next
+        time.sleep(0.5)
+        running.send_signal(signal.SIGINT)
+        _, err = running.communicate(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert running.returncode == 130, err
+    assert err == "interrupted (Ctrl-C)\n", err
