@@ -1,5 +1,6 @@
 package featurestore.job;
 
+import java.util.Arrays;
 import java.util.Base64;
 import java.util.HashMap;
 import java.util.Map;
@@ -48,6 +49,25 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
     private transient Map<String, Counter> deadLettered;
 
     /** The side output of dead letters (JSON text), for {@code getSideOutput}. */
+    /**
+     * The most bytes of a record a letter carries (512 KiB; base64 makes them 699,052 characters): a record the
+     * broker takes (1,048,588 bytes by default) made a letter a third larger, over the producer's
+     * {@code max.request.size} and the dead-letter topic's limit, so its sink failed the job on every replay.
+     */
+    public static final int MAX_PAYLOAD_BYTES = 512 * 1024;
+
+    /** The most characters of a rejection's detail a letter carries. */
+    public static final int MAX_DETAIL_CHARS = 4096;
+
+    /** {@code detail}'s first {@link #MAX_DETAIL_CHARS} characters (a pair of surrogates is kept whole or left out). */
+    static String cut(String detail) {
+        if (detail == null || detail.length() <= MAX_DETAIL_CHARS) {
+            return detail;
+        }
+        int end = Character.isHighSurrogate(detail.charAt(MAX_DETAIL_CHARS - 1)) ? MAX_DETAIL_CHARS - 1 : MAX_DETAIL_CHARS;
+        return detail.substring(0, end);
+    }
+
     public static OutputTag<String> deadLetterTag() {
         return DEAD_LETTER;
     }
@@ -128,8 +148,15 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
         ObjectNode letter = JSON.createObjectNode();
         letter.put("topic", topic);
         letter.put("reason", reason);
-        letter.put("detail", detail);
-        letter.put("payload_b64", Base64.getEncoder().encodeToString(payload == null ? new byte[0] : payload));
+        letter.put("detail", cut(detail));
+        byte[] bytes = payload == null ? new byte[0] : payload;
+        boolean truncated = bytes.length > MAX_PAYLOAD_BYTES;
+        byte[] carried = truncated ? Arrays.copyOf(bytes, MAX_PAYLOAD_BYTES) : bytes;
+        letter.put("payload_b64", Base64.getEncoder().encodeToString(carried));
+        if (truncated) { // the whole record stays in its topic (and archive) for their retention
+            letter.put("payload_truncated", true);
+            letter.put("payload_bytes", bytes.length);
+        }
         letter.put("dead_lettered_at_ms", System.currentTimeMillis()); // last: DeadLetteredAt reads it there
         return letter.toString();
     }
