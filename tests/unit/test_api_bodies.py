@@ -25,6 +25,7 @@ from registry.live import LiveCatalog
 from serving.online.app import create_app
 from serving.online.http_errors import ApiError, ErrorCode
 from serving.online.options import ApiOptions
+from serving.online.overload import InFlightLimit
 from serving.online.responses import read_body
 from tests.http_server import serving
 from tests.unit.test_request_features import NOW, Source, store_with, vector
@@ -104,7 +105,8 @@ def test_a_body_timeout_outside_its_range_stops_the_api(raw: str) -> None:
 
 
 @pytest.fixture
-def api(tmp_path: Path, shipped_catalog: FeatureCatalog) -> Any:
+def served(tmp_path: Path, shipped_catalog: FeatureCatalog) -> Any:
+    """The API's URL and the app it serves (in this process)."""
     store = store_with(tmp_path / "d.db", shipped_catalog)
     app = create_app(
         LiveCatalog(store, refresh_s=0.0),
@@ -114,7 +116,23 @@ def api(tmp_path: Path, shipped_catalog: FeatureCatalog) -> Any:
         body_timeout_ms=300,
     )
     with serving(app, http="httptools", log_level="critical") as url:
-        yield url
+        yield url, app
+
+
+@pytest.fixture
+def api(served: tuple[str, Any]) -> str:
+    return str(served[0])
+
+
+def _in_flight(app: Any) -> int:
+    """The requests in flight by the app's shedding middleware, found down its middleware stack (built by Starlette
+    at the app's first request: none in flight before)."""
+    layer = app.middleware_stack
+    if layer is None:
+        return 0
+    while not isinstance(layer, InFlightLimit):
+        layer = layer.app
+    return layer.in_flight
 
 
 def _stalled(url: str, path: str, declared: int) -> socket.socket:
@@ -126,11 +144,19 @@ def _stalled(url: str, path: str, declared: int) -> socket.socket:
 
 
 @pytest.mark.parametrize("path", ["/v1/features/user/batch", "/v1/vectors", "/v1/feature-definitions"])
-def test_stalled_uploads_hold_no_slot_past_the_body_timeout(api: str, path: str) -> None:
+def test_stalled_uploads_hold_no_slot_past_the_body_timeout(served: tuple[str, Any], path: str) -> None:
+    api, app = served
+    read = httpx.Client(base_url=api, params={"names": "txn_count_1h"}, timeout=5)  # made before: no set-up to wait
     conns = [_stalled(api, path, 100) for _ in range(4)]  # every in-flight slot of the process
     try:
-        time.sleep(0.1)
-        during = httpx.get(f"{api}/v1/features/user/u1", params={"names": "txn_count_1h"}, timeout=5)
+        # The slots are held from when the server has read the four heads to their 300 ms body timeout: the read is
+        # sent once all four are in flight, on a client made beforehand (a fixed 0.1 s sleep and a new client's
+        # set-up put it outside that window on a loaded machine, where it was served 200).
+        deadline = time.monotonic() + 10
+        while _in_flight(app) < 4:
+            assert time.monotonic() < deadline, "the stalled uploads never took their slots"
+            time.sleep(0.005)
+        during = read.get("/v1/features/user/u1")
         assert during.status_code == 503 and during.json()["error"] == "overloaded"  # the bound holds meanwhile
         for conn in conns:  # each stalled upload is answered 408 at its timeout
             status_line, _, rest = conn.recv(65536).partition(b"\r\n")
@@ -139,6 +165,7 @@ def test_stalled_uploads_hold_no_slot_past_the_body_timeout(api: str, path: str)
         after = httpx.get(f"{api}/v1/features/user/u1", params={"names": "txn_count_1h"}, timeout=5)
         assert after.status_code == 200  # the slots are free again, the sockets still open
     finally:
+        read.close()
         for conn in conns:
             conn.close()
 
