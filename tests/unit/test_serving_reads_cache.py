@@ -61,7 +61,12 @@ def test_concurrent_misses_share_one_read(live: LiveCatalog) -> None:
         app = create_app(live, source, clock_us=lambda: NOW * 1000, cache_ttl_ms=0)  # single-flight without caching
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             pending = [asyncio.ensure_future(client.get("/v1/features/user/hot")) for _ in range(50)]
-            await asyncio.sleep(0.05)
+            # The read is let go once the 49 others wait on it (not after a fixed 50 ms: the 50 requests took 12-35 ms
+            # to get there beside a CPU burner, 159 ms cold; one arriving after the read ended would send its own).
+            deadline = time.monotonic() + 10
+            while app.state.cache.coalesced < 49:
+                assert time.monotonic() < deadline, f"{app.state.cache.coalesced} of 49 requests joined the read"
+                await asyncio.sleep(0.001)
             source.gate.set()
             responses = await asyncio.gather(*pending)
         return [r.status_code for r in responses], source.reads
