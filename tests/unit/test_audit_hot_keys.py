@@ -45,10 +45,14 @@ def test_a_failed_read_whose_sender_went_away_fails_its_waiters_without_an_unret
     retrieved' with a traceback for the read task nobody awaited any more, once per abandoned read (a store outage,
     when clients give up, is exactly when that happens)."""
 
+    # The read fails when the test says so, not after a 20 ms timer: with 5 ms sleeps between the steps, a loaded
+    # machine's late wake-up let the read fail before the waiters joined it (they then sent a read of their own).
+    fail_now = asyncio.Event()
+
     class Failing(Source):
         async def read_many_async(self, entity_type: str, entity_ids: Sequence[str]) -> list[Stored]:
             self.reads.append(("many", tuple(entity_ids)))
-            await asyncio.sleep(0.02)
+            await fail_now.wait()
             raise StoreUnavailableError("no answer within the request budget")
 
     async def scenario() -> tuple[list[object], list[dict[str, Any]]]:
@@ -57,10 +61,15 @@ def test_a_failed_read_whose_sender_went_away_fails_its_waiters_without_an_unret
         source = Failing()
         cache = VectorCache(source, clock_ms=lambda: NOW, ttl_ms=1000)
         sender = asyncio.ensure_future(cache.get_many("user", ["hot"]))
-        await asyncio.sleep(0.005)
+        while not source.reads:  # the read is sent
+            await asyncio.sleep(0)
         waiters = [asyncio.ensure_future(cache.get_many("user", ["hot"])) for _ in range(3)]
-        await asyncio.sleep(0.005)
-        sender.cancel()
+        while cache.coalesced < 3:  # they wait on it
+            await asyncio.sleep(0)
+        sender.cancel()  # its sender goes away while the read is in flight
+        while not sender.done():
+            await asyncio.sleep(0)
+        fail_now.set()
         outcomes: list[object] = list(await asyncio.gather(*waiters, return_exceptions=True))
         outcomes.append(len(source.reads))
         del sender, waiters
