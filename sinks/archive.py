@@ -489,11 +489,14 @@ class Archiver:
         reload the table: the next round starts from the offsets committed there."""
         from pyiceberg.exceptions import CommitFailedException
 
+        from sinks.iceberg.writer import append_table
+
         committed = next_offsets(self._table)
         offsets = {**committed, **following}
         rows = to_rows(batch, time.time_ns() // 1000)
         try:
-            self._table.append(rows, snapshot_properties={NEXT_OFFSETS: json.dumps(offsets, sort_keys=True)})
+            # a key over 4,096 bytes in files of its own: Arrow's statistics would hide every key of its file
+            append_table(self._table, rows, ("key",), {NEXT_OFFSETS: json.dumps(offsets, sort_keys=True)})
         except CommitFailedException:
             self.conflicts += 1
             self._table = self._table.refresh()

@@ -340,14 +340,14 @@ class ServingLogSink:
         from sqlalchemy.exc import OperationalError
 
         from sinks.iceberg.maintenance import one_line
-        from sinks.iceberg.writer import commit_backoff_s
+        from sinks.iceberg.writer import WHOLE_BOUNDS, append_table, commit_backoff_s
 
         for attempt in range(_APPEND_ATTEMPTS):
             try:
                 if attempt:
                     time.sleep(commit_backoff_s(attempt))
                     self._table.refresh()
-                self._table.append(rows)
+                append_table(self._table, rows, WHOLE_BOUNDS)
                 return
             except CommitFailedException as exc:
                 if attempt == _APPEND_ATTEMPTS - 1:

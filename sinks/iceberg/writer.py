@@ -7,10 +7,11 @@ delivery from the stream job) adds no duplicate, and a result is never lost to a
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -63,7 +64,60 @@ def ensure_table(catalog: Catalog, namespace: str) -> Table:
 
 
 _METRICS_COLUMN = "write.metadata.metrics.column."
-_WHOLE_BOUNDS = frozenset({"entity_type", "entity_id", "feature_name"})
+WHOLE_BOUNDS = frozenset({"entity_type", "entity_id", "feature_name"})
+"""The string columns read by value (filters on them prune files and row groups by their statistics)."""
+STATISTICS_BYTES = 4096
+"""Arrow's Parquet writer (pyarrow 16, its ``max_statistics_size``) drops a row group's min or max statistic longer
+than this many bytes, each on its own, and its reader then reports the one kept as both, with an empty other: a row
+group holding ``a`` and a longer value reads back as min ``a``, max ``''``. pyiceberg 0.8.1 takes that for the file's
+upper bound, and Arrow prunes the row group by it, so a filter on the column found no row of that file, whatever its
+value (an erasure then deleted nothing). ``statistics_groups`` keeps such values out of other values' files."""
+
+
+def statistics_groups(rows: pa.Table, columns: Iterable[str]) -> list[pa.Table]:
+    """``rows`` (one table, the common case) or, when one of ``columns`` holds a value of more than
+    ``STATISTICS_BYTES`` bytes, its rows grouped by which of ``columns`` hold such a value, each group in input
+    order: a file written from one group holds in each of those columns only such values (Arrow then keeps neither
+    statistic, and nothing is pruned by them) or none (whole statistics). Nulls count as short."""
+    codes: np.ndarray | None = None
+    for bit, name in enumerate(c for c in sorted(columns) if c in rows.column_names):
+        long = pc.fill_null(pc.greater(pc.binary_length(rows.column(name)), STATISTICS_BYTES), False)
+        flags = np.asarray(long.to_numpy(zero_copy_only=False), dtype=np.int64) << bit
+        codes = flags if codes is None else codes | flags
+    if codes is None or not codes.any():
+        return [rows]
+    return [rows.filter(pa.array(codes == code)) for code in np.unique(codes).tolist()]
+
+
+def append_table(
+    table: Table, rows: pa.Table, columns: Iterable[str], snapshot_properties: Mapping[str, str] | None = None
+) -> None:
+    """``table.append(rows, snapshot_properties)``: one snapshot, with a row holding a value of more than
+    ``STATISTICS_BYTES`` bytes in one of ``columns`` (the columns read by value) written to files apart from the
+    others (``statistics_groups``)."""
+    from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible, _dataframe_to_data_files
+
+    properties = dict(snapshot_properties or {})
+    groups = statistics_groups(rows, columns)
+    if len(groups) == 1:
+        if properties:
+            table.append(rows, snapshot_properties=properties)
+        else:
+            table.append(rows)
+        return
+    counter = itertools.count(0)  # one count over the groups: file names are the write's uuid and a task number
+    with table.transaction() as tx:
+        _check_pyarrow_schema_compatible(tx.table_metadata.schema(), provided_schema=rows.schema)
+        with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
+            for group in groups:
+                for data_file in _dataframe_to_data_files(
+                    table_metadata=tx.table_metadata,
+                    write_uuid=append.commit_uuid,
+                    df=group,
+                    io=table.io,
+                    counter=counter,
+                ):
+                    append.append_data_file(data_file)
 
 
 def string_metrics(schema: Schema) -> dict[str, str]:
@@ -76,7 +130,7 @@ def string_metrics(schema: Schema) -> dict[str, str]:
     from pyiceberg.types import StringType
 
     return {
-        f"{_METRICS_COLUMN}{field.name}": "full" if field.name in _WHOLE_BOUNDS else "counts"
+        f"{_METRICS_COLUMN}{field.name}": "full" if field.name in WHOLE_BOUNDS else "counts"
         for field in schema.fields
         if isinstance(field.field_type, StringType)
     }
@@ -318,12 +372,17 @@ def append_rows(table: Table, rows: pa.Table) -> None:
             partition_spec=metadata.spec(),
             schema=schema,
         )
-        for batches in bin_pack_arrow_table(part, target):
-            tasks.append(
-                WriteTask(
-                    write_uuid=write_uuid, task_id=len(tasks), record_batches=batches, partition_key=key, schema=schema
+        for group in statistics_groups(part, WHOLE_BOUNDS):  # an id over 4,096 bytes in files of its own
+            for batches in bin_pack_arrow_table(group, target):
+                tasks.append(
+                    WriteTask(
+                        write_uuid=write_uuid,
+                        task_id=len(tasks),
+                        record_batches=batches,
+                        partition_key=key,
+                        schema=schema,
+                    )
                 )
-            )
     files = list(write_file(io=table.io, table_metadata=metadata, tasks=iter(tasks)))
     with table.transaction() as tx, tx.update_snapshot().fast_append() as snapshot:
         for data_file in files:
