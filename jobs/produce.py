@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from jobs.registry_client import (
@@ -84,11 +84,24 @@ class EventProducer:
                 except BufferError:
                     self._producer.poll(0.1)
                     self._stop_if_undelivered(sent)
+                except KafkaException as exc:  # refused before sending: too large for message.max.bytes, for one
+                    self._refused(topic, sent, len(value or b""), exc)
             sent += 1
             if sent % 10_000 == 0:
                 self._producer.poll(0)
                 self._stop_if_undelivered(sent)
         return sent
+
+    def _refused(self, topic: str, sent: int, size: int, exc: KafkaException) -> None:
+        """The event after ``sent`` was refused by the producer itself: FeatureStoreError naming it, once the events
+        before it are delivered (StoreUnavailableError if some are not). Nothing after it is sent."""
+        remaining = self._producer.flush(60)
+        if remaining or self.errors:
+            raise StoreUnavailableError(f"{self._undelivered(remaining)}; sending stopped after {sent} events") from exc
+        raise FeatureStoreError(
+            f"Kafka refused event {sent + 1} for {topic} ({size:,} bytes serialized): {exc.args[0] if exc.args else exc}; "
+            f"the {sent} events before it were sent, it and the rest were not"
+        ) from exc
 
     def _stop_if_undelivered(self, sent: int) -> None:
         """Once Kafka has failed a delivery (down past ``message.timeout.ms``), StoreUnavailableError after the queued

@@ -302,3 +302,31 @@ def test_a_registry_failing_with_a_5xx_is_named_unavailable_not_a_refused_schema
     sent = synthetic_transactions(3, users=2, events=1, start_ms=1_700_000_000_000, span_ms=60_000)
     with pytest.raises(StoreUnavailableError, match=r"^schema registry unavailable: .*HTTP status code 503"):
         producer.send("card_transactions", sent)
+
+
+def test_an_event_over_the_producers_size_limit_is_one_named_error_after_the_events_before_it() -> None:
+    """librdkafka refuses a record over ``message.max.bytes`` in ``produce()`` itself: the KafkaException escaped
+    ``send`` (a traceback from ``jobs.produce``), and the events queued before it were never flushed."""
+    from confluent_kafka import Producer
+
+    from registry.core.errors import FeatureStoreError
+
+    kafka = Producer({"bootstrap.servers": "127.0.0.1:1", "message.max.bytes": 1_000, "message.timeout.ms": 1_000})
+    producer = produce.EventProducer(
+        kafka,
+        None,  # type: ignore[arg-type]
+        "card_transaction",
+        key_field="user_id",
+        time_field="event_time",
+    )
+    producer._serializer = lambda event, ctx: json.dumps(event).encode()  # type: ignore[assignment,method-assign]
+    big = {"user_id": "u1", "event_time": 1_700_000_000_000, "note": "x" * 2_000}
+    with pytest.raises(FeatureStoreError, match=r"^Kafka refused event 1 for t \(2,\d{3} bytes serialized\): .*") as e:
+        producer.send("t", [big, {"user_id": "u2", "event_time": 1_700_000_000_000}])
+    assert "MSG_SIZE_TOO_LARGE" in str(e.value) and "the 0 events before it were sent" in str(e.value)
+    # events queued before it are flushed first: a broker that cannot take them is named as undelivered
+    small = {"user_id": "u1", "event_time": 1_700_000_000_000}
+    with pytest.raises(
+        StoreUnavailableError, match=r"^Kafka: 1 events undelivered .*; sending stopped after 1 events$"
+    ):
+        producer.send("t", [small, big])
