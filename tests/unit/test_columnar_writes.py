@@ -267,27 +267,32 @@ def test_a_window_wider_than_a_pack_is_several_packs_that_read_back_whole(shippe
     assert _vector([(packs,)]) == {(d.name, 1): (i - 7 if i % 5 else None, T0) for i, d in enumerate(features)}
 
 
-def test_a_cell_ttl_is_cut_to_cassandras_longest(shipped_catalog: FeatureCatalog) -> None:
+@pytest.mark.parametrize("now_ms", [T0 - 30 * MIN, 600_000_000_000 - 30 * MIN])  # the tests' day; 1989
+def test_a_cell_ttl_is_cut_to_cassandras_longest(shipped_catalog: FeatureCatalog, now_ms: int) -> None:
     """A 7300d TTL (the most a definition may hold) on a window ending ahead of the writer's clock, or less than
-    the hour of grace behind it, asks for more than Cassandra's 630,720,000 s, which it refuses: the cell's TTL is
-    cut to that (never past it)."""
+    the hour of grace behind it, asks for more than Cassandra takes, which it refuses: the cell's TTL is cut to
+    that (never past it): 630,720,000 s, or less when that would end after 2038-01-19T03:14:06Z (``ttl_cap_s``)."""
+    cap = online_layout.ttl_cap_s(now_ms)
+    assert cap == (630_720_000 if now_ms < 1_000_000_000_000 else online_layout.LAST_EXPIRY_S - 3_600 - now_ms // 1000)
     count = shipped_catalog.get("user", "txn_count_1h").model_copy(update={"ttl": timedelta(days=7300)})
+    end = now_ms + 30 * MIN
     results = WindowResults(
         (count,),
         ["u1", "u2", "u3"],
-        np.array([T0 - 60 * MIN, T0 - 90 * MIN, T0 - 180 * MIN], dtype=np.int64),
-        np.array([T0, T0 - 60 * MIN, T0 - 120 * MIN], dtype=np.int64),
+        np.array([end - 60 * MIN, end - 90 * MIN, end - 180 * MIN], dtype=np.int64),
+        np.array([end, end - 60 * MIN, end - 120 * MIN], dtype=np.int64),
         np.array([1, 1, 1], dtype=np.int64),
         [[5, 6, 7]],
     )
     values = Values()
     values.add_results(results)
-    cells, _ = newest_cells(
-        values, T0 - 30 * MIN
-    )  # u1's window ends 30 minutes ahead of now, u2's 30 and u3's 90 behind
-    assert [ttl for _, ttl in cells[("user", "u1")]] == [630_720_000]
-    assert [ttl for _, ttl in cells[("user", "u2")]] == [630_720_000]
-    assert [ttl for _, ttl in cells[("user", "u3")]] == [630_720_000 - 90 * 60 + online_layout.EXPIRED_GRACE_S]
+    cells, _ = newest_cells(values, now_ms)  # u1's window ends 30 minutes ahead of now, u2's 30 and u3's 90 behind
+    assert [ttl for _, ttl in cells[("user", "u1")]] == [cap]
+    assert [ttl for _, ttl in cells[("user", "u2")]] == [cap]
+    wanted_u3 = 7300 * 86_400 - 90 * 60 + online_layout.EXPIRED_GRACE_S  # what u3's TTL asks for
+    assert [ttl for _, ttl in cells[("user", "u3")]] == [min(wanted_u3, cap)]
+    if now_ms < 1_000_000_000_000:  # in 1989 nothing but Cassandra's longest binds u3's own TTL
+        assert wanted_u3 < cap
 
 
 def test_a_cell_outlives_its_values_ttl_by_the_grace_hour(shipped_catalog: FeatureCatalog) -> None:
