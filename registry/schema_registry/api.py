@@ -264,6 +264,12 @@ def health(request: Request) -> JSONResponse:
     return _reply({"status": "ok"})
 
 
+def root(request: Request) -> JSONResponse:
+    """Confluent's root resource (``RootResource``): a no-op answering ``{}``, which health checks written for
+    Confluent (``curl -f http://registry:8081/``) probe."""
+    return _reply({})
+
+
 def _deleted_only(request: Request) -> bool:
     return _flag(request, "deletedOnly") or _flag(request, "deleted_only")
 
@@ -490,6 +496,7 @@ def get_subject_mode(request: Request, subject: str) -> JSONResponse:
 
 _Handler = Callable[..., Any]
 _ROUTES: list[tuple[str, str, _Handler]] = [
+    ("GET", "/", root),
     ("GET", "/health", health),
     ("GET", "/subjects", list_subjects),
     ("GET", "/subjects/{subject}/versions", list_versions),

@@ -1,6 +1,7 @@
 """Answers that follow Confluent Schema Registry where a review found this registry differed: the 409
 error code, ``deletedOnly`` on versions, ``subjectPrefix``, ``latest`` with soft-deleted versions, the
-compatibility routes (codes, ``verbose``, ``messages``) and a config update without a level.
+compatibility routes (codes, ``verbose``, ``messages``), a config update without a level and the root
+resource (``GET /``).
 
 The Confluent references are SubjectVersionsResource, SubjectsResource, SchemasResource,
 CompatibilityResource, ConfigResource and AbstractSchemaRegistry of confluentinc/schema-registry.
@@ -223,3 +224,15 @@ def test_config_update_without_a_level_changes_nothing(client: TestClient) -> No
     for bad in ("", "SIDEWAYS"):
         assert error(client.put("/config", json={"compatibility": bad}))[:2] == (422, 42203)
         assert error(client.put("/config/s", json={"compatibility": bad}))[:2] == (422, 42203)
+
+
+# -- 9. the root resource ------------------------------------------------------------------------------------
+
+
+def test_root_answers_an_empty_object(client: TestClient) -> None:
+    """Confluent's RootResource answers ``GET /`` with 200 ``{}`` (a liveness probe); it was 404 here."""
+    response = client.get("/")
+    assert (response.status_code, response.json()) == (200, {})
+    assert response.headers["content-type"] == "application/vnd.schemaregistry.v1+json"
+    head = client.head("/")
+    assert (head.status_code, head.content) == (200, b"")
