@@ -9,7 +9,9 @@ import java.util.List;
  *
  * <p>The Kafka source makes a watermark per partition, {@code max(watermark expression)} over the partition's
  * records (the source's SQL: {@code kafka_ts - max_out_of_orderness}, or the epoch minus it for a record further
- * ahead than the decoder's future limit), marks a partition idle after {@code idle_timeout} without a record, and
+ * ahead than the decoder's future limit), marks a partition idle after {@code idle_timeout} without a record (at
+ * a periodic watermark check one to three auto-watermark intervals later, not at once: {@link #entries} counts
+ * from the record itself, design §5.3), and
  * a subtask's watermark is the lowest of its partitions' that are not idle, never going back. This class keeps the
  * same per-partition maximum from the records the decode operator sees ({@link #observe}), and when each partition
  * last had one, so a checkpoint can store them ({@link #entries}, with the watermark the subtask had forwarded);
