@@ -28,7 +28,7 @@ from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
 from registry.core.request_features import RequestFeature
 from registry.core.settings import Settings, http_url, settings_for_command
-from registry.core.shown import error_line, shown
+from registry.core.shown import error_line, reader_gone, shown
 from registry.definition_store import DefinitionStore, Registered
 from registry.plan import Change, RequestChange, apply_all, plan_all
 
@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         code = _command(argv)
         sys.stdout.flush()  # here, not in the interpreter's last flush, where it can only be a traceback
     except BrokenPipeError as exc:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left unwritten goes nowhere
-        print(error_line(exc), file=sys.stderr)
+        reader_gone(exc)
         return 1
     return code
 

@@ -14,6 +14,9 @@ or the system, which may span lines, or a value not named through ``shown``), it
 
 from __future__ import annotations
 
+import os
+import sys
+
 LIMIT = 1_000
 LINE_LIMIT = 4_000  # a whole line: several values at their own 1,000 and the words around them
 
@@ -41,3 +44,11 @@ def error_line(message: object) -> str:
     """``error: <message>``, the line a command ends with (its ``message``: an exception or a sentence) through
     ``printed_line``: ``print(error_line(exc), file=sys.stderr)``."""
     return f"error: {printed_line(message)}"
+
+
+def reader_gone(exc: BrokenPipeError) -> None:
+    """A command's reader stopped reading (``| head -1``, a closed pipe): one ``error:`` line on stderr, and stdout
+    sent to /dev/null, so what is left unwritten goes nowhere and the interpreter's last flush raises nothing (it
+    was a BrokenPipeError traceback)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print(error_line(exc), file=sys.stderr)

@@ -52,7 +52,7 @@ from registry.core.durations import parse_duration, to_millis
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.gate import ServedHealth
 from serving.offline.historical import LabelTimes, PointInTimeJoin
-from serving.offline.statistics import check_metrics_file, interruptible, print_report, since_ms, sleep
+from serving.offline.report_command import check_metrics_file, interruptible, print_report, since_ms, sleep
 from sinks.iceberg.as_of import iso_us, read_point
 from sinks.iceberg.reader import micros
 from sinks.serving_log import read_logged

@@ -124,7 +124,7 @@ def render_all(
 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.settings import settings_for_command
-    from serving.offline.statistics import since_ms
+    from serving.offline.report_command import since_ms
 
     parser = argparse.ArgumentParser(
         prog="python -m serving.offline.plots",

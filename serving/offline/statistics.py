@@ -38,11 +38,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +56,7 @@ from registry.core.errors import DatasetError, DefinitionError, FeatureStoreErro
 from registry.core.shown import error_line, shown
 from registry.core.value_types import VALUE_COLUMNS
 from registry.quality import SOURCES, QualityStore
+from serving.offline.report_command import check_metrics_file, interruptible, print_report, since_ms, sleep
 from sinks.iceberg.as_of import ReadPoint, iso_us, read_point
 from sinks.iceberg.reader import _filter, micros, scan_at
 
@@ -69,54 +69,6 @@ HOUR_US = 3_600_000_000
 QUANTILES = (0.01, 0.5, 0.99)
 PSI_BINS = 10
 PSI_FLOOR = 1e-4
-
-
-def since_ms(raw: str) -> int:
-    """An argparse type for ``--since`` (statistics, parity, plots), in ms: a positive duration reaching back
-    no further than 1970-01-01, as the gate's; anything else is a usage error."""
-    from registry.core.durations import EPOCH, parse_duration, to_millis
-
-    try:
-        span = parse_duration(raw)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if span <= timedelta(0) or span > datetime.now(UTC) - EPOCH:
-        raise argparse.ArgumentTypeError(f"must be a positive duration reaching back no further than 1970, not {raw!r}")
-    return to_millis(span)
-
-
-def check_metrics_file(parser: argparse.ArgumentParser, path: Path) -> None:
-    """``--metrics-file`` (statistics, parity) before anything is read: a usage error (exit 2) for a folder,
-    a file in a folder that does not exist, or a path the system refuses (a name too long)."""
-    try:
-        if path.is_dir():
-            parser.error(f"argument --metrics-file: {shown(path)} is a directory")
-        if not path.parent.is_dir():
-            parser.error(f"argument --metrics-file: folder {shown(path.parent)} does not exist")
-    except OSError as exc:
-        parser.error(f"argument --metrics-file: {exc}")
-
-
-def print_report(text: str) -> bool:
-    """``text`` and a newline on stdout, flushed (statistics, parity); False, with one ``error:`` line on stderr, if
-    the reader stopped reading (``| head -1``, a closed pipe), as ``registry.cli`` answers it: it was a
-    BrokenPipeError traceback. Stdout then goes to /dev/null, so the interpreter's last flush raises nothing."""
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError as exc:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left unwritten goes nowhere
-        print(error_line(exc), file=sys.stderr)
-        return False
-    return True
-
-
-def sleep(seconds: float) -> None:
-    """``time.sleep`` for any duration ``--every`` takes (one call holds at most about 292 years)."""
-    while seconds > 0:
-        step = min(seconds, 86_400.0)
-        time.sleep(step)
-        seconds -= step
 
 
 _KEYED = ("entity_id", "feature_name", "feature_version", "event_time", "ingested_at", "revision")
@@ -523,16 +475,6 @@ def store(quality: QualityStore, result: dict[str, Any], computed_at: datetime) 
         quality.put_hourly(source, [h for h in result["hourly"] if h["source"] == source], computed_at, since=since)
         drifts = [d for d in result.get("drift", []) if d["source"] == source]
         quality.put_drift(source, drifts, since, until, computed_at)
-
-
-def interruptible(run: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
-    """``run(argv)`` (statistics, parity), a Ctrl-C ending it with one line, ``interrupted (Ctrl-C)``, and exit status
-    130: ``--every`` repeats until stopped, and stopping it so was a KeyboardInterrupt traceback."""
-    try:
-        return run(argv)
-    except KeyboardInterrupt:
-        print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)
-        return 130
 
 
 def main(argv: list[str] | None = None) -> int:
