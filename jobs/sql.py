@@ -137,11 +137,11 @@ def source_select(table: str, lateness: timedelta) -> str:
     exactly there Flink's window operator already treats a window as gone (it drops a record once
     ``window end - 1 + lateness <= watermark``, and a record in a window's last millisecond has
     ``timestamp = end - 1``). So every record this lets through is accepted by every window holding
-    it, and every record a window would drop is dead-lettered here: none is dropped silently, as long as the
-    windows' watermark is no higher than this source subtask's. Not so at parallelism 2 or more after a source
-    subtask was idle (all its partitions silent for ``idle_timeout``): Flink leaves it out of the windows'
-    watermark until it catches up, so a record behind the other subtasks can pass here and be dropped by its
-    windows (design §5.3, §10.5).
+    it, and every record a window would drop is dead-lettered here, as long as the windows' watermark is no
+    higher than this source subtask's. Not so at parallelism 2 or more after a source subtask was idle (all its
+    partitions silent for ``idle_timeout``): Flink leaves it out of the windows' watermark until it catches up,
+    so a record behind the other subtasks can pass here that its windows would drop; the lateness gate behind
+    the decoder (``jobs.decoder.decode``'s ``gate``) dead-letters it instead (design §5.3, §10.5).
     """
     wm = "CURRENT_WATERMARK(kafka_ts)"
     too_late = f"{wm} IS NOT NULL AND kafka_ts <= {wm} - {interval(lateness)}"

@@ -1,5 +1,5 @@
 """A source subtask back from idleness, behind the others: its records are judged by two watermarks (design §5.3,
-"within one limit", §10.5). Marked as an expected failure: the gap is known and not fixed.
+"within one limit", §10.5), and the later one decides.
 
 At parallelism 2 on 2 partitions each source subtask reads one. Partition 1 has one record at ``BASE + 1 min`` and
 then stays silent past its ``idle_timeout`` (2 s), while partition 0 runs two hours ahead: the windows' watermark
@@ -7,8 +7,9 @@ moves on with partition 0 alone (the early entity's windows are written, which s
 partition 1 sends a record at ``BASE + 10 min``: by its own subtask's watermark (``BASE + 1 min - 5 s``) it is on
 time, so the source's SQL accepts it; but Flink leaves the re-activated subtask out of the windows' watermark until
 it catches up (``StatusWatermarkValve``), the windows judge it by partition 0's watermark, and all its windows are
-past ``end - 1 + 30 min``: the window operator drops it, and no dead letter says so. The rule the design states
-(nothing dropped silently) wants it in its windows or in the dead-letter topic.
+past ``end - 1 + 30 min``. Before the lateness gate (``featurestore.job.LatenessGate``, keyed behind the decoder
+at parallelism 2 and above) the window operator dropped it and no dead letter said so; the gate judges it by the
+windows' own watermark and dead-letters it as too late.
 """
 
 from __future__ import annotations
@@ -39,21 +40,13 @@ from tests.integration.stream_reference import Record
 pytestmark = [pytest.mark.integration]
 
 
-GAP = pytest.mark.xfail(
-    strict=True,
-    reason="known gap (design §10.5): a re-activated source subtask's record behind the others is dropped by its "
-    "windows without a dead letter",
-)
-
-
-@pytest.mark.parametrize(
-    "parallelism", [1, pytest.param(2, marks=GAP)], ids=["one_subtask_reads_both", "a_subtask_each"]
-)
+@pytest.mark.parametrize("parallelism", [1, 2], ids=["one_subtask_reads_both", "a_subtask_each"])
 def test_a_record_of_a_partition_back_from_idleness_is_counted_or_dead_lettered(
     it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory, parallelism: int
 ) -> None:
-    """At parallelism 1 (the control) one subtask reads both partitions: the record is judged by the subtask's
-    combined watermark, partition 0's, at the source and at the windows alike, and dead-lettered as too late."""
+    """At parallelism 1 one subtask reads both partitions: the record is judged by the subtask's combined watermark,
+    partition 0's, at the source and at the windows alike, and dead-lettered as too late by the source's check. At
+    2 the lateness gate dead-letters it."""
     settings = isolated(it_settings, f"idlesubtask{parallelism}", tmp_path_factory.mktemp(f"idlesubtask{parallelism}"))
     topic = f"it_{run_id}_idle_subtask_p{parallelism}"
     group_id = f"it-{run_id}-idle-subtask-p{parallelism}"
@@ -105,7 +98,8 @@ def test_a_record_of_a_partition_back_from_idleness_is_counted_or_dead_lettered(
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
     letters = dead_letters(settings, f"{topic}.dlq", f"{group_id}-dlq", 1)
-    assert "u_resumed" in counted or ("too_late", "resumed") in letters, (
+    assert "u_resumed" not in counted, f"the resumed record is in a window it was too late for: {sorted(counted)}"
+    assert ("too_late", "resumed") in letters, (
         f"the resumed record is in no window and no dead letter (entities written: {sorted(counted)}; "
         f"letters: {dict(letters)})"
     )

@@ -194,7 +194,9 @@ def _scrape_until(port: int, ready: Callable[[Metrics], bool], deadline: float) 
             for sample in family.samples:
                 name = sample.name.removeprefix("flink_taskmanager_job_task_operator_")
                 name = name.removeprefix("topic_").removeprefix("reason_").removeprefix("feature_")
-                kept = ("topic", "reason", "feature", "subtask_index")  # one series per subtask at parallelism > 1
+                # One series per operator and subtask: the decoder and the lateness gate (parallelism > 1) both count
+                # dead letters under the same topic and reason.
+                kept = ("topic", "reason", "feature", "subtask_index", "operator_name")
                 labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k in kept))
                 found[(name, labels)] = sample.value
         if (found and ready(found)) or time.monotonic() > deadline:

@@ -22,8 +22,9 @@ import org.apache.flink.util.OutputTag;
  * ({@code too_late}, decided by the source's SQL, or, after a restore, at or below the restored progress minus the
  * allowed lateness: {@link PartitionProgress#combined}) or that the decoder rejects goes to
  * {@link #deadLetterTag()} as a JSON dead letter: {@code topic}, {@code reason}, {@code detail},
- * {@code payload_b64}, {@code dead_lettered_at_ms}. Nothing is dropped silently. Every record, dead-lettered or
- * not, moves its partition's progress on after its own decision, as it moves the source's watermark.
+ * {@code payload_b64}, {@code dead_lettered_at_ms}. Nothing is dropped silently (at parallelism 2 and above with
+ * {@link LatenessGate} behind it). Every record, dead-lettered or not, moves its partition's progress on after its
+ * own decision, as it moves the source's watermark.
  *
  * <p>Metrics, in a {@code topic} group: {@code events_in}, {@code events_late} (behind the watermark but within
  * the allowed lateness), and {@code events_dead_lettered} in a {@code reason} group below it.
@@ -39,6 +40,7 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
     private final long outOfOrdernessMs;
     private final long maxFutureMs;
     private final long idleTimeoutMs;
+    private final boolean carryPayload;
 
     /** This subtask's progress per partition, restored or not ({@link DecodeOperator}). */
     private transient PartitionProgress progress;
@@ -84,7 +86,23 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
             long outOfOrdernessMs,
             long maxFutureMs,
             long idleTimeoutMs) {
+        this(topic, decoder, latenessMs, outOfOrdernessMs, maxFutureMs, idleTimeoutMs, false);
+    }
+
+    /**
+     * {@code carryPayload}: each event goes out with the record's bytes as one more, last field, for
+     * {@link LatenessGate} to dead-letter it whole (it takes the field off again).
+     */
+    public DecodeEvents(
+            String topic,
+            EventDecoder decoder,
+            long latenessMs,
+            long outOfOrdernessMs,
+            long maxFutureMs,
+            long idleTimeoutMs,
+            boolean carryPayload) {
         this.topic = topic;
+        this.carryPayload = carryPayload;
         this.decoder = decoder;
         this.latenessMs = latenessMs;
         this.outOfOrdernessMs = outOfOrdernessMs;
@@ -134,7 +152,13 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
             if (Boolean.TRUE.equals(value.getField(3)) || since && recordMs <= restored) {
                 eventsLate.inc();
             }
-            out.collect(Row.of(event));
+            if (carryPayload) {
+                Object[] carried = Arrays.copyOf(event, event.length + 1);
+                carried[event.length] = payload;
+                out.collect(Row.of(carried));
+            } else {
+                out.collect(Row.of(event));
+            }
         } finally {
             Object partition = value.getArity() > 4 ? value.getField(4) : null;
             if (progress != null && recordMs != null && partition instanceof Integer) {
@@ -145,6 +169,11 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
 
     private String deadLetter(String reason, String detail, byte[] payload) {
         deadLettered.computeIfAbsent(reason, r -> metrics.addGroup("reason", r).counter("events_dead_lettered")).inc();
+        return letter(topic, reason, detail, payload);
+    }
+
+    /** A dead letter's JSON text (its fields: the class comment); the payload cut at {@link #MAX_PAYLOAD_BYTES}. */
+    static String letter(String topic, String reason, String detail, byte[] payload) {
         ObjectNode letter = JSON.createObjectNode();
         letter.put("topic", topic);
         letter.put("reason", reason);
