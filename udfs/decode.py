@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import struct
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,7 @@ import pyarrow.compute as pc
 from fastavro.types import Schema
 
 from registry.core.entity_keys import MAX_KEY_CHARS
-from registry.core.errors import DecodeError
+from registry.core.errors import DecodeError, SchemaError
 from schemas.wire import unframe
 from udfs.avro_ints import MalformedBody, check_body, counts_items_of_no_data, may_hold_a_long_varint, walks
 
@@ -78,7 +79,7 @@ class EventDecoder:
     ) -> None:
         """``key_fields``: the source's entity key fields (``Source.key_fields``), held to ``MAX_KEY_CHARS``."""
         self._lookup = lookup
-        self._reader: Schema = fastavro.parse_schema(unqualified_aliases(primitive(reader_schema)))
+        self._reader: Schema = fastavro.parse_schema(float_defaults(unqualified_aliases(primitive(reader_schema))))
         # each writer schema, parsed; whether its bodies are walked; whether before fastavro reads them
         self._writers: dict[int, tuple[Schema, bool, bool]] = {}
         self._timestamp_field = timestamp_field
@@ -212,6 +213,47 @@ def unqualified_aliases(reader_schema: dict[str, Any]) -> dict[str, Any]:
     if not aliases:
         return reader_schema
     return {**reader_schema, "aliases": [str(alias).rsplit(".", 1)[-1] for alias in aliases]}
+
+
+_NON_FINITE_DEFAULTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _as_float(value: float, avro_type: str) -> float:
+    """A number as the JVM decoder holds it: a ``double``, or for a ``float`` the nearest 32-bit float (infinite past
+    its range, as Java's cast), which is what fastavro reads from a written float."""
+    value = float(value)
+    if avro_type == "double":
+        return value
+    try:
+        return struct.unpack("<f", struct.pack("<f", value))[0]  # type: ignore[no-any-return]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def float_defaults(reader_schema: dict[str, Any]) -> dict[str, Any]:
+    """The reader record with the defaults of its ``float`` and ``double`` fields (alone, or a union's first branch)
+    as the JVM decoder's Avro reads them. fastavro keeps a default as written: ``"NaN"`` (which Avro Java reads as
+    NaN, dead-lettered ``non_finite``) came out as the string ``"NaN"``, which a table of events could not hold (the
+    archive read failed); ``1`` as an int; and a ``float``'s ``0.1`` unrounded where the JVM reads 0.100000001490116.
+    A default the JVM refuses (text other than NaN and the infinities, a boolean, text in a union) is a SchemaError."""
+    fields = []
+    for field in reader_schema.get("fields", []):
+        avro_type, union = field.get("type"), False
+        if isinstance(avro_type, list) and avro_type:
+            avro_type, union = avro_type[0], True
+        if isinstance(avro_type, dict):
+            avro_type = avro_type.get("type")
+        if avro_type in ("float", "double") and "default" in field:
+            value = field["default"]
+            if isinstance(value, str) and not union and value in _NON_FINITE_DEFAULTS:
+                value = _NON_FINITE_DEFAULTS[value]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SchemaError(
+                    f"Invalid default for field {field.get('name')}: {json.dumps(value)} not a {avro_type}"
+                )
+            field = {**field, "default": _as_float(value, avro_type)}
+        fields.append(field)
+    return {**reader_schema, "fields": fields} if "fields" in reader_schema else reader_schema
 
 
 def primitive(schema: Any) -> Any:

@@ -309,3 +309,35 @@ def test_an_integer_key_is_never_bad_key_and_an_optional_null_or_empty_key_is_as
         event = {**base, "account": account, "shop_id": shop}
         assert dec.decode(frame(7, body(event, reader))) == event
     assert refusal(dec, {**base, "account": 1, "shop_id": "s" * 257}, reader, 7)[0] == "bad_key"
+
+
+def _with_default(avro_type: Any, default: Any) -> EventDecoder:
+    """A decoder whose reader has a field ``score`` (of ``avro_type``, default ``default``) that V1 writers lack."""
+    reader = {**READER, "fields": [*READER["fields"], {"name": "score", "type": avro_type, "default": default}]}
+    return EventDecoder(CountingLookup(SCHEMAS), reader, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+
+
+@pytest.mark.parametrize(("default", "shown"), [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf")])
+def test_a_non_finite_double_default_is_non_finite_as_the_jvm_reads_it(default: str, shown: str) -> None:
+    # Avro Java (the stream's decoder) reads the default "NaN" as NaN and dead-letters the record non_finite;
+    # fastavro returned the text "NaN" for a double field, which the archive read's table could not hold.
+    with pytest.raises(DecodeError) as exc:
+        _with_default("double", default).decode(frame(V1, body(EVENT)))
+    assert (exc.value.reason, exc.value.detail) == ("non_finite", f"field 'score' is {shown}")
+
+
+def test_float_and_double_defaults_are_the_jvms_numbers() -> None:
+    payload = frame(V1, body(EVENT))
+    as_float = struct.unpack("<f", struct.pack("<f", 0.1))[0]
+    assert _with_default("float", 0.1).decode(payload)["score"] == as_float  # 0.100000001490116, as a float written
+    assert _with_default(["float", "null"], 0.1).decode(payload)["score"] == as_float
+    one = _with_default("double", 1).decode(payload)["score"]
+    assert (one, type(one)) == (1.0, float)
+    with pytest.raises(DecodeError, match="non_finite"):  # past a float's range: infinite, as Java's cast
+        _with_default("float", 1e39).decode(payload)
+
+
+@pytest.mark.parametrize(("avro_type", "default"), [("double", "nan"), ("double", True), (["double", "null"], "NaN")])
+def test_a_float_default_the_jvm_refuses_is_refused(avro_type: Any, default: Any) -> None:
+    with pytest.raises(SchemaError, match="Invalid default for field score"):
+        _with_default(avro_type, default)
