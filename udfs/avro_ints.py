@@ -5,10 +5,11 @@ negative union or enum index pick a branch or symbol from the end (Python's nega
 wraps the bits of a varint beyond 64. Avro's Java reader, held to fastavro by ``jobs/java/decode``'s
 ``CheckedDecoder``, refuses all of these: a varint of more than 10 bytes or with bits beyond 64 (a long, a
 length, a count, an int or an index, read or skipped), an int, enum index or union index outside 32 bits, and a
-negative union or enum index. A record the live stream dead-letters must not be accepted by the Python decoder
-(``jobs.history`` backfills with it: the offline rows would then count an event the online ones never saw), so
-after fastavro has decoded a body this walks the writer's data once more and finds the first such varint, or an
-index past the branches or symbols, a length past the record's end, or an array or map block counting more items
+negative union or enum index (an enum index past the symbols it lets through when it skips the enum, and so does
+this walk). A record the live stream dead-letters must not be accepted by the Python decoder, nor one it accepts
+refused (``jobs.history`` backfills with it: the offline rows would then count an event the online ones never saw,
+or miss one they saw), so after fastavro has decoded a body this walks the writer's data once more and finds the
+first such varint, or an index past a union's branches, a length past the record's end, or an array or map block counting more items
 than the bytes left (``check_body``). A writer schema with an array of items that hold no data (null, an empty
 record, a size-0 fixed: ``counts_items_of_no_data``) has its bodies walked before fastavro reads them, which would
 loop over 2^62 such items in a 46-byte record.
@@ -175,9 +176,9 @@ def check_body(schema: Any, body: bytes | memoryview) -> None:
             raise MalformedBody(f"{value} is not an int", value)
         return value
 
-    def index(count: int, what: str) -> int:
+    def index(count: int, what: str, *, past_the_end: bool = False) -> int:
         value = int32()
-        if not 0 <= value < count:
+        if value < 0 or (value >= count and not past_the_end):
             raise MalformedBody(f"{what} index {value} is not one of 0-{count - 1}")
         return value
 
@@ -224,7 +225,10 @@ def check_body(schema: Any, body: bytes | memoryview) -> None:
                 walk(field["type"])
         elif kind == "enum":
             named[s["name"]] = s
-            index(len(s["symbols"]), "an enum")
+            # Past the symbols is let through, as the JVM decoder skips a writer-only enum (Avro's Java reader
+            # checks the index only of an enum it reads, and the job's reader schemas have none): refused here, a
+            # backfill from the archive lost an event the stream counted.
+            index(len(s["symbols"]), "an enum", past_the_end=True)
         elif kind == "fixed":
             named[s["name"]] = s
             skip(s["size"])

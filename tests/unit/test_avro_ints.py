@@ -168,6 +168,14 @@ def test_the_widest_legal_varints_and_indexes_decode(extra: Any, extra_bytes: by
     assert _decoder(_writer(extra)).decode(frame(7, _with_extra(extra, extra_bytes)))["amount"] == 12.5
 
 
+@pytest.mark.parametrize("index", [2, 5, INT_MAX])
+def test_a_writer_only_enum_index_past_its_symbols_decodes_as_the_jvm_skips_it(index: int) -> None:
+    """Avro's Java reader checks an enum's index against its symbols only when it reads the enum; the job's reader
+    schemas have no enum, so the stream skips it and accepts the record. The walk refused it (``an enum index 2 is
+    not one of 0-1``): a backfill from the archive lost an event the stream counted."""
+    assert _decoder(_writer(_ENUM)).decode(frame(7, _with_extra(_ENUM, wide_varint(index))))["amount"] == 12.5
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.sampled_from(sorted(PLACES)), min_size=1, max_size=4),
