@@ -86,6 +86,7 @@ class EventDecoder:
         self._max_future_ms = max_future_ms
         self._clock_ms = clock_ms
         self._required = required_fields(reader_schema, timestamp_field)
+        self._float_fields = float_fields(reader_schema)
         self._key_fields = tuple(key_fields)
 
     def _writer(self, schema_id: int) -> tuple[Schema, bool, bool]:
@@ -121,6 +122,10 @@ class EventDecoder:
             raise DecodeError("undecodable", f"{len(body) - buf.tell()} trailing bytes after the Avro record")
         if not isinstance(record, dict):
             raise DecodeError("undecodable", "Avro body is not a record")
+        for name in self._float_fields:  # an int or long promoted to a float is a float (fastavro kept every digit)
+            value = record.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                record[name] = _as_float(value, "float")
         self._validate(record)
         return record
 
@@ -202,6 +207,18 @@ def required_fields(reader_schema: dict[str, Any], timestamp_field: str | None =
         for f in reader_schema["fields"]
         if not (isinstance(f["type"], list) and "null" in f["type"]) or f["name"] == timestamp_field
     ]
+
+
+def float_fields(reader_schema: dict[str, Any]) -> list[str]:
+    """The reader fields of type ``float``, alone or in a union: Avro resolution promotes a writer's ``int`` or
+    ``long`` to a 32-bit float (Avro Java, the JVM decoder's: 2^40 + 1 is 1099511627776.0), where fastavro gives the
+    whole number as a double."""
+    out = []
+    for field in reader_schema.get("fields", []):
+        branches = field["type"] if isinstance(field["type"], list) else [field["type"]]
+        if any(b == "float" or (isinstance(b, dict) and b.get("type") == "float") for b in branches):
+            out.append(field["name"])
+    return out
 
 
 def unqualified_aliases(reader_schema: dict[str, Any]) -> dict[str, Any]:

@@ -341,3 +341,26 @@ def test_float_and_double_defaults_are_the_jvms_numbers() -> None:
 def test_a_float_default_the_jvm_refuses_is_refused(avro_type: Any, default: Any) -> None:
     with pytest.raises(SchemaError, match="Invalid default for field score"):
         _with_default(avro_type, default)
+
+
+@pytest.mark.parametrize(
+    ("writer_type", "written", "read"),
+    [("long", 2**40 + 1, 2.0**40), ("int", 2**24 + 1, 2.0**24), ("long", 2**62 - 1, 2.0**62), ("float", 0.1, None)],
+)
+@pytest.mark.parametrize("optional", [False, True])
+def test_an_int_or_long_promoted_to_a_reader_float_is_a_32_bit_float(
+    writer_type: str, written: Any, read: float | None, optional: bool
+) -> None:
+    # Avro Java (the stream's decoder) promotes 2^40 + 1 to the float 1099511627776.0; fastavro kept 1099511627777.0,
+    # so a backfill from the archive (this decoder) computed other values than the stream.
+    def amount_as(avro_type: str) -> dict[str, Any]:
+        fields = [
+            f if f["name"] != "amount" else {"name": "amount", "type": ["null", avro_type] if optional else avro_type}
+            for f in READER["fields"]
+        ]
+        return {**READER, "fields": fields}
+
+    writer, reader = amount_as(writer_type), amount_as("float")
+    dec = EventDecoder({9: json.dumps(writer)}.get, reader, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+    value = dec.decode(frame(9, body({**EVENT, "amount": written}, writer)))["amount"]
+    assert value == (read if read is not None else struct.unpack("<f", struct.pack("<f", written))[0])
