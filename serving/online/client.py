@@ -128,6 +128,13 @@ def _key_value(field: str, value: object) -> str:
     return _text(f"key field {field!r}", value)
 
 
+def _key(value: object) -> Mapping[Any, Any]:
+    """A composite key given to ``get_features_batch``: a mapping; anything else (an id among keys) a ``TypeError``."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"an entity key must be a mapping of key fields, not {type(value).__name__}: {value!r}"[:300])
+    return value
+
+
 _UNAVAILABLE = (502, 503, 504)
 """Statuses that say the API cannot answer: its own 503, or a proxy's or gateway's 502 and 504 (the API never sends
 those: a gateway in front of it could not reach it)."""
@@ -303,7 +310,7 @@ class FeatureClient:
     def get_features_batch(
         self,
         entity_type: str,
-        entity_ids: Sequence[str] | Sequence[Mapping[str, str]],
+        entity_ids: Sequence[str] | Sequence[Mapping[str, str | int]],
         names: Sequence[str] | None = None,
         *,
         feature_service: str | None = None,
@@ -314,14 +321,22 @@ class FeatureClient:
         whose read failed while others succeeded is ``{entity_id, error: "store_unavailable", message}``. An answer
         with another number of results than ids sent is a ``RequestError`` (``bad_answer``).
         ``entity_ids`` of a composite-keyed entity type are mappings of key field to value (sent as ``entity_keys``;
-        each result then carries ``entity_key``)."""
+        each result then carries ``entity_key``; an integer value is sent in decimal, as ``get_features`` sends it).
+        An id that is not a string, or a key value neither a string nor an integer, is a ``TypeError`` before
+        anything is sent."""
         if isinstance(entity_ids, str | bytes):
             raise TypeError(f"entity_ids must be a sequence of ids, not one string: {entity_ids[:200]!r}")
         ids: list[Any] = list(entity_ids)  # a generator too (read once)
         composite = bool(ids) and isinstance(ids[0], Mapping)
-        body: dict[str, Any] = {
-            "entity_keys" if composite else "entity_ids": [dict(i) if isinstance(i, Mapping) else i for i in ids]
-        }
+        # Each id a string, each key a mapping of key fields to strings or integers (sent in decimal, as
+        # get_features sends them): anything else a TypeError before anything is sent, not the API's 400.
+        sent: list[Any] = [
+            {_text("a key field", k): _key_value(k, v) for k, v in _key(i).items()}
+            if composite
+            else _text("entity_id", i)
+            for i in ids
+        ]
+        body: dict[str, Any] = {"entity_keys" if composite else "entity_ids": sent}
         listed = _names_of(names)
         if listed is not None:
             body["names"] = listed
