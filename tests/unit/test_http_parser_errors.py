@@ -44,8 +44,9 @@ def _answer(port: int, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
         b"POST /v1/features/user/batch HTTP/1.1\r\nHost: api\r\nContent-Length: 1x\r\n\r\n",
         b"GET /v1/features/user/\xc3\xa9 HTTP/1.1\r\nHost: api\r\n\r\n",  # raw non-ASCII in the target
         b"GET /health HTTP/9.9x\r\nHost: api\r\n\r\n",
+        b"POST /v1/features/user/batch HTTP/1.1\r\nHost: api\r\nContent-Length: 18446744073709551616\r\n\r\n",
     ],
-    ids=["method", "negative-length", "length-not-digits", "raw-utf8-target", "version"],
+    ids=["method", "negative-length", "length-not-digits", "raw-utf8-target", "version", "length-past-2^64-1"],
 )
 def test_a_request_the_parser_refuses_is_a_json_400(port: int, request_bytes: bytes) -> None:
     status_line, headers, body = _answer(port, request_bytes)
@@ -59,3 +60,17 @@ def test_a_request_the_parser_refuses_is_a_json_400(port: int, request_bytes: by
 def test_a_request_it_reads_is_answered_by_the_app(port: int) -> None:
     status_line, _, body = _answer(port, b"GET /health HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
     assert status_line.startswith(b"HTTP/1.1 200") and json.loads(body) == {"status": "ok"}
+
+
+def test_a_length_the_parser_holds_past_the_limit_is_the_apps_413(port: int) -> None:
+    """docs/design.md §3.3, 413: a ``Content-Length`` above the limit is refused before any of the body is read, up to
+    2^64 - 1 (past it the parser's 400 above)."""
+    request = b"POST /v1/features/user/batch HTTP/1.1\r\nHost: api\r\nContent-Length: 18446744073709551615\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert json.loads(body)["error"] == "body_too_large"
