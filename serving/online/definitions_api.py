@@ -83,7 +83,8 @@ _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")  # what a JSON integer writes: no `+
 def version_once(request: Request) -> None:
     """400 ``bad_request`` for ``?version=`` given more than once, or not written as an integer is (``1.0``, ``+1``,
     ``01`` and `` 1`` were taken as 1, as a definition's body refuses ``7.0``); a well-formed version no feature has
-    (``0``, ``2147483648``) is left to answer 404."""
+    (``0``, ``2147483648``) is left to answer 404, up to 4,300 digits: a longer one is refused by the parameter's
+    own parsing (Python's limit on converting text to int), 400 ``bad_request``."""
     query_once(request, "version")
     raw = request.query_params.get("version")
     if raw is not None and _INTEGER.fullmatch(raw) is None:
