@@ -135,6 +135,21 @@ def _key(value: object) -> Mapping[Any, Any]:
     return value
 
 
+def _vector_part(part: object) -> dict[str, Any]:
+    """A ``get_vectors`` part as sent: its id, key and names checked as ``get_features`` checks them (the rest,
+    ``entity_type``, ``feature_service`` and ``request_data``, as given: the API answers for them)."""
+    if not isinstance(part, Mapping):
+        raise TypeError(f"a part must be a mapping (entity_type, entity_id or entity_key, ...), not {part!r}"[:300])
+    out = dict(part)
+    if "entity_id" in out:
+        out["entity_id"] = _text("entity_id", out["entity_id"])
+    if "entity_key" in out:
+        out["entity_key"] = {_text("a key field", k): _key_value(k, v) for k, v in _key(out["entity_key"]).items()}
+    if out.get("names") is not None:
+        out["names"] = _names_of(out["names"])
+    return out
+
+
 _UNAVAILABLE = (502, 503, 504)
 """Statuses that say the API cannot answer: its own 503, or a proxy's or gateway's 502 and 504 (the API never sends
 those: a gateway in front of it could not reach it)."""
@@ -380,8 +395,12 @@ class FeatureClient:
     ) -> list[dict[str, Any]]:
         """One vector from several entities' features: per item of ``entities`` (``entity_type``, ``entity_id``
         or ``entity_key``, ``names`` or ``feature_service``, optional ``request_data``), its ``get_features``
-        body, in order."""
-        parts = [dict(e) for e in entities]
+        body, in order. A part that is not a mapping, an ``entity_id`` that is not a string, an ``entity_key`` that is
+        not a mapping of key fields to strings or integers (an integer sent in decimal, as ``get_features`` sends it)
+        or ``names`` that are not a sequence of strings is a ``TypeError`` before anything is sent."""
+        if isinstance(entities, str | bytes):
+            raise TypeError(f"entities must be a sequence of parts, not one string: {entities[:200]!r}")
+        parts = [_vector_part(e) for e in entities]
         out = self._call(
             "POST",
             "/v1/vectors",

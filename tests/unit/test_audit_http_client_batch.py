@@ -75,3 +75,39 @@ def test_the_same_composite_key_is_served_by_a_get_and_by_a_batch(
     (batch,) = fs.get_features_batch("user_merchant", [key], ["pair_txn_count_1h"])
     assert one["entity_key"] == batch["entity_key"] == {"user_id": "u1", "merchant_id": "7"}
     assert batch["features"]["pair_txn_count_1h"]["status"] == one["features"]["pair_txn_count_1h"]["status"]
+
+
+# --- get_vectors: its parts held to the same rule ---------------------------------------------------------------
+
+_PART: dict[str, Any] = {"entity_type": "user", "entity_id": "u1", "names": ["f"]}
+
+
+@pytest.mark.parametrize(
+    "entities",
+    [
+        "abc",  # one string: was sent as the parts "a", "b", "c" (a ValueError from dict())
+        ["u1"],
+        [{**_PART, "entity_id": 123}],
+        [{**_PART, "entity_id": None}],
+        [{**_PART, "names": "f"}],  # names as one string
+        [{**_PART, "names": ["f", 5]}],
+        [{"entity_type": "user_merchant", "entity_key": {"user_id": "u1", "merchant_id": 7.5}, "names": ["f"]}],
+        [{"entity_type": "user_merchant", "entity_key": ["u1", "m7"], "names": ["f"]}],
+    ],
+)
+def test_a_vector_part_of_the_wrong_type_is_a_type_error_before_sending(entities: Any) -> None:
+    with _client(lambda _: httpx.Response(200, json={"vectors": []})) as (fs, sent), pytest.raises(TypeError):
+        fs.get_vectors(entities)
+    assert sent == []
+
+
+def test_a_part_keeps_what_it_gives_and_an_integer_key_value_is_sent_in_decimal(
+    pair_client: tuple[Any, Any],  # noqa: F811
+) -> None:
+    api, _ = pair_client
+    fs = FeatureClient(client=api)
+    key: dict[str, str | int] = {"user_id": "u1", "merchant_id": 7}
+    one = fs.get_features("user_merchant", key, ["pair_txn_count_1h"])
+    (part,) = fs.get_vectors([{"entity_type": "user_merchant", "entity_key": key, "names": ["pair_txn_count_1h"]}])
+    assert part["entity_key"] == one["entity_key"] == {"user_id": "u1", "merchant_id": "7"}
+    assert part["features"] == one["features"]
