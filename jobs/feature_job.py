@@ -265,6 +265,26 @@ def build(
         batched.process(writer).set_max_parallelism(max_parallelism).name(f"write:{group.entity}[{names}]")
 
 
+def require_no_offsets_without_state(bootstrap: str, group_id: str, topics: list[str]) -> None:
+    """FeatureStoreError when consumer group ``group_id`` has committed offsets on ``topics``: an unbounded run that
+    is not restored would resume at them with no window state, and write every window open at that point from
+    the part of its events after it (wrong values, online and offline, and the too-late decisions of a fresh
+    watermark). The group's offsets are committed with its job's checkpoints, so that job's checkpoint is the way
+    to resume; a new group replays the topics (design §5.4)."""
+    from sinks.topics import committed_offsets
+
+    committed = committed_offsets(bootstrap, group_id, topics)
+    if not committed:
+        return
+    where = "; ".join(f"{t}: partitions {', '.join(map(str, sorted(p)))}" for t, p in sorted(committed.items()))
+    raise FeatureStoreError(
+        f"consumer group {group_id!r} has committed offsets ({where}) and no --restore-from was given: resumed there "
+        "without its windows' state, the job would write the windows open at that point from part of their events. "
+        "Restore the checkpoint of the job that committed them (--restore-from <checkpoint dir>/<job id>/chk-<n>; "
+        "--checkpoint-dir keeps them), or replay the topics in a new consumer group (--group-id <a new name>)"
+    )
+
+
 def resolve_ref(catalog: FeatureCatalog, ref: str) -> FeatureDefinition:
     """``entity.name@version`` -> that registered version (UnknownFeatureError names it if missing)."""
     parsed = parse_ref(ref, with_entity=True)
@@ -416,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         topics = sorted({d.source.topic for d in definitions})
         require_topics(settings.kafka_bootstrap, topics)
         ensure_topics(settings.kafka_bootstrap, [dead_letter_topic(t) for t in topics])
+        if not args.bounded and args.restore_from is None:
+            require_no_offsets_without_state(settings.kafka_bootstrap, args.group_id, topics)
     bounded = args.bounded or events is not None
     checkpoint_ms = args.checkpoint_interval_ms if args.checkpoint_interval_ms else (None if bounded else 10_000)
     env = create_environment(

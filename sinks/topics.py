@@ -88,6 +88,33 @@ def _existing_topics(bootstrap: str, timeout_s: float) -> tuple[AdminClient, set
         raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
 
 
+def committed_offsets(
+    bootstrap: str, group_id: str, topics: Iterable[str], *, timeout_s: float = 30
+) -> dict[str, dict[int, int]]:
+    """The offsets consumer group ``group_id`` has committed on ``topics``: topic -> partition -> offset, only the
+    partitions with one (a group that never committed, or does not exist, gives ``{}``)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    wanted = set(topics)
+    admin, _ = _existing_topics(bootstrap, timeout_s)
+    try:
+        futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id)], request_timeout=timeout_s)
+        answer = futures[group_id].result(timeout=timeout_s)
+    except KafkaException as exc:
+        if exc.args and getattr(exc.args[0], "code", lambda: None)() == KafkaError.GROUP_ID_NOT_FOUND:
+            return {}
+        raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
+    except TimeoutError as exc:
+        raise StoreUnavailableError(
+            f"Kafka at {bootstrap} unavailable: no answer about consumer group {group_id!r} in {timeout_s:g} s"
+        ) from exc
+    found: dict[str, dict[int, int]] = {}
+    for tp in answer.topic_partitions or []:
+        if tp.topic in wanted and tp.offset >= 0:
+            found.setdefault(tp.topic, {})[tp.partition] = tp.offset
+    return found
+
+
 def require_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: float = 30) -> None:
     """FeatureStoreError naming the first of ``topics`` the cluster does not have (the broker creates no topic on
     first use: a reader of a missing topic would fail inside its job, or wait, without naming it)."""
