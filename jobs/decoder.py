@@ -65,8 +65,6 @@ def decode(
     reader_schema: dict[str, Any],
     row_type: TypeInformation,
     lateness: timedelta,
-    *,
-    gate: bool = False,
 ) -> tuple[DataStream, DataStream]:
     """``raw`` (payload, kafka_ts, too_late, late, kafka_partition) of ``source`` decoded in the JVM:
     ``(events, dead_letters)``, the dead letters (JSON text: topic, reason, detail, payload_b64,
@@ -78,9 +76,12 @@ def decode(
     dead-letters what a run that never stopped would find too late (``lateness``, the source's allowed lateness)
     and sends that run's watermark downstream (design §5.3).
 
-    ``gate`` (a job at parallelism 2 or more): the events are keyed by entity and judged too late once more by
-    the watermark the windows will see (``LatenessGate``, uid ``late-gate:<source slug>``), so a record a source
-    subtask back from idleness passed, behind the other subtasks, is dead-lettered, not dropped by its windows."""
+    The events are then keyed by entity and judged too late once more by the watermark the windows will see
+    (``LatenessGate``, uid ``late-gate:<source slug>``): at parallelism 2 or more a record a source subtask back
+    from idleness passed, behind the other subtasks, is dead-lettered there, not dropped by its windows. The gate
+    runs at parallelism 1 too (where it never finds a record too late that the source passed), so that the job's
+    graph, and the operator ids Flink derives from it for the SQL operators' state, is the same at every
+    parallelism and a checkpoint restores at another one."""
     from pyflink.common.typeinfo import Types
     from pyflink.java_gateway import get_gateway
     from pyflink.util.java_utils import to_jarray
@@ -94,30 +95,25 @@ def decode(
         to_millis(source.max_out_of_orderness),
         MAX_FUTURE_MS,
         to_millis(source.idle_timeout),
-        gate,
+        True,  # the record's bytes ride along to the gate
     )
     names = [f["name"] for f in reader_schema["fields"]]
-    decoded_type = (
-        Types.ROW_NAMED([*names, "__payload"], [*row_type.get_field_types(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
-        if gate
-        else row_type
+    decoded_type = Types.ROW_NAMED(
+        [*names, "__payload"], [*row_type.get_field_types(), Types.PRIMITIVE_ARRAY(Types.BYTE())]
     )
     j_events = raw._j_data_stream.transform(
         f"decode:{source.topic}", decoded_type.get_java_type_info(), jvm.featurestore.job.DecodeOperator(function)
     ).uid(f"decode:{source.slug}")
     j_letters = j_events.getSideOutput(jvm.featurestore.job.DecodeEvents.deadLetterTag())
-    if gate:
-        keys = to_jarray(jvm.int, [names.index(f) for f in source.key_fields])
-        j_events = (
-            j_events.keyBy(jvm.featurestore.job.LatenessGate.EntityKey(keys))
-            .process(
-                jvm.featurestore.job.LatenessGate(source.topic, to_millis(lateness)), row_type.get_java_type_info()
-            )
-            .uid(f"late-gate:{source.slug}")
-            .name(f"late-gate:{source.topic}")
-        )
-        late = j_events.getSideOutput(jvm.featurestore.job.DecodeEvents.deadLetterTag())
-        j_letters = j_letters.union(to_jarray(jvm.org.apache.flink.streaming.api.datastream.DataStream, [late]))
+    keys = to_jarray(jvm.int, [names.index(f) for f in source.key_fields])
+    j_events = (
+        j_events.keyBy(jvm.featurestore.job.LatenessGate.EntityKey(keys))
+        .process(jvm.featurestore.job.LatenessGate(source.topic, to_millis(lateness)), row_type.get_java_type_info())
+        .uid(f"late-gate:{source.slug}")
+        .name(f"late-gate:{source.topic}")
+    )
+    late = j_events.getSideOutput(jvm.featurestore.job.DecodeEvents.deadLetterTag())
+    j_letters = j_letters.union(to_jarray(jvm.org.apache.flink.streaming.api.datastream.DataStream, [late]))
     at = WatermarkStrategy.no_watermarks()._j_watermark_strategy.withTimestampAssigner(
         jvm.featurestore.job.DeadLetteredAt()
     )

@@ -109,17 +109,16 @@ def _decoded(
     *,
     bounded: bool,
     group_id: str,
-    gate: bool,
 ) -> DataStream:
-    """A topic's decoded, watermarked events (read and decoded once per job); its dead letters wired. ``gate``:
-    judged too late again behind a shuffle, by the windows' watermark (``jobs.decoder.decode``)."""
+    """A topic's decoded, watermarked events (read and decoded once per job, judged too late again behind a
+    shuffle by the windows' watermark: ``jobs.decoder.decode``); its dead letters wired."""
     schema = load_schema(source.event_schema)
     raw_table = f"raw_{source.slug}"
     t_env.execute_sql(
         source_ddl(raw_table, source, lateness, bootstrap=settings.kafka_bootstrap, group_id=group_id, bounded=bounded)
     )
     raw = t_env.to_data_stream(t_env.sql_query(source_select(raw_table, lateness)))
-    decoded, dead_letters = decode(raw, settings, source, schema, _row_type(schema), lateness, gate=gate)
+    decoded, dead_letters = decode(raw, settings, source, schema, _row_type(schema), lateness)
     dead_letters.sink_to(_dead_letter_sink(settings, source.topic)).name(f"dead-letter:{source.topic}")
     return decoded
 
@@ -232,15 +231,7 @@ def build(
             decoded[group.source] = (
                 _table_events(t_env, events)
                 if events is not None
-                else _decoded(
-                    t_env,
-                    settings,
-                    group.source,
-                    lateness[group.source],
-                    bounded=bounded,
-                    group_id=group_id,
-                    gate=env.get_parallelism() > 1,
-                )
+                else _decoded(t_env, settings, group.source, lateness[group.source], bounded=bounded, group_id=group_id)
             )
         if (late_fire, group.source) not in views:
             views[(late_fire, group.source)] = _events_view(

@@ -141,7 +141,7 @@ def source_select(table: str, lateness: timedelta) -> str:
     higher than this source subtask's. Not so at parallelism 2 or more after a source subtask was idle (all its
     partitions silent for ``idle_timeout``): Flink leaves it out of the windows' watermark until it catches up,
     so a record behind the other subtasks can pass here that its windows would drop; the lateness gate behind
-    the decoder (``jobs.decoder.decode``'s ``gate``) dead-letters it instead (design §5.3, §10.5).
+    the decoder (``jobs.decoder.decode``) dead-letters it instead (design §5.3, §10.5).
     """
     wm = "CURRENT_WATERMARK(kafka_ts)"
     too_late = f"{wm} IS NOT NULL AND kafka_ts <= {wm} - {interval(lateness)}"

@@ -103,7 +103,7 @@ def clean(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathF
     return settings, topic
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["parallelism1", "parallelism2"])
+@pytest.fixture(scope="module", params=[(1, 1), (2, 2), (1, 2)], ids=["parallelism1", "parallelism2", "rescaled1to2"])
 def runs(
     clean: tuple[Settings, str],
     it_settings: Settings,
@@ -112,15 +112,18 @@ def runs(
     request: pytest.FixtureRequest,
 ) -> Iterator[tuple[Settings, Settings, int, int]]:
     """The same topic through an unbounded, checkpointing job at parallelism 1 or 2, killed (the whole
-    process group) once it has committed rows and retained a checkpoint, then restored from it."""
-    parallelism: int = request.param
+    process group) once it has committed rows and retained a checkpoint, then restored from it, at the same
+    parallelism or (``rescaled1to2``) at 2 from a checkpoint taken at 1: the job's graph is the same at every
+    parallelism, so Flink maps every operator's state onto the rescaled job (design §5.3, the lateness gate)."""
+    before, parallelism = request.param
+    name = f"{before}to{parallelism}" if before != parallelism else str(parallelism)
     clean_settings, topic = clean
-    crashed = isolated(it_settings, f"crashed{parallelism}", tmp_path_factory.mktemp(f"crashed{parallelism}"))
+    crashed = isolated(it_settings, f"crashed{name}", tmp_path_factory.mktemp(f"crashed{name}"))
     register_card_features(crashed, topic)
-    group = f"{run_id}-crashed-p{parallelism}"
-    scale = ("--parallelism", str(parallelism))
+    group = f"{run_id}-crashed-p{name}"
+    scale = ("--parallelism", str(before))
 
-    checkpoints = tmp_path_factory.mktemp(f"checkpoints{parallelism}")
+    checkpoints = tmp_path_factory.mktemp(f"checkpoints{name}")
     started = time.monotonic()
     proc = start_job(crashed, group, "--checkpoint-dir", str(checkpoints), "--checkpoint-interval-ms", "300", *scale)
     # Kill as soon as the job has both committed offline rows and retained a checkpoint. Whatever
@@ -143,7 +146,9 @@ def runs(
         f"killed at {time.monotonic() - started:.0f}s with {rows_at_crash} rows committed; restoring {latest.parent.name}",
         file=sys.stderr,
     )
-    restarted = start_job(crashed, group, "--restore-from", latest.parent.resolve().as_uri(), *scale)
+    restarted = start_job(
+        crashed, group, "--restore-from", latest.parent.resolve().as_uri(), "--parallelism", str(parallelism)
+    )
     try:
         target = len(_offline(clean_settings))
         deadline = time.monotonic() + 300

@@ -1,5 +1,5 @@
 """A source subtask back from idleness, behind the others: its records are judged by two watermarks (design §5.3,
-"within one limit", §10.5), and the later one decides.
+"The lateness gate", §10.5), and the later one decides.
 
 At parallelism 2 on 2 partitions each source subtask reads one. Partition 1 has one record at ``BASE + 1 min`` and
 then stays silent past its ``idle_timeout`` (2 s), while partition 0 runs two hours ahead: the windows' watermark
@@ -7,9 +7,9 @@ moves on with partition 0 alone (the early entity's windows are written, which s
 partition 1 sends a record at ``BASE + 10 min``: by its own subtask's watermark (``BASE + 1 min - 5 s``) it is on
 time, so the source's SQL accepts it; but Flink leaves the re-activated subtask out of the windows' watermark until
 it catches up (``StatusWatermarkValve``), the windows judge it by partition 0's watermark, and all its windows are
-past ``end - 1 + 30 min``. Before the lateness gate (``featurestore.job.LatenessGate``, keyed behind the decoder
-at parallelism 2 and above) the window operator dropped it and no dead letter said so; the gate judges it by the
-windows' own watermark and dead-letters it as too late.
+past ``end - 1 + 30 min``. Before the lateness gate (``featurestore.job.LatenessGate``, keyed behind the
+decoder) the window operator dropped it and no dead letter said so; the gate judges it by the windows' own
+watermark and dead-letters it as too late.
 """
 
 from __future__ import annotations

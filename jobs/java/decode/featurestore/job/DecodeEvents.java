@@ -22,7 +22,7 @@ import org.apache.flink.util.OutputTag;
  * ({@code too_late}, decided by the source's SQL, or, after a restore, at or below the restored progress minus the
  * allowed lateness: {@link PartitionProgress#combined}) or that the decoder rejects goes to
  * {@link #deadLetterTag()} as a JSON dead letter: {@code topic}, {@code reason}, {@code detail},
- * {@code payload_b64}, {@code dead_lettered_at_ms}. Nothing is dropped silently (at parallelism 2 and above with
+ * {@code payload_b64}, {@code dead_lettered_at_ms}. Nothing is dropped silently (at parallelism 2 and above thanks to
  * {@link LatenessGate} behind it). Every record, dead-lettered or not, moves its partition's progress on after its
  * own decision, as it moves the source's watermark.
  *
