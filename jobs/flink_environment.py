@@ -138,7 +138,9 @@ def create_environment(
         verify_manifest(settings.flink_jars_dir, manifest)
     # The job's own operators (jobs/java/decode, jobs/java/batch), each built once per edit.
     jars += [decoder_jar(settings), batch_jar(settings)]
-    config.set_string("pipeline.jars", ";".join(j.resolve().as_uri() for j in jars))
+    uris = [j.resolve().as_uri() for j in jars]
+    if local:
+        config.set_string("pipeline.jars", ";".join(uris))
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
     config.set_string("python.execution-mode", python_mode)
@@ -173,6 +175,12 @@ def create_environment(
     # Run locally this builds a mini-cluster; under `flink run -m <jobmanager> --python jobs/feature_job.py`
     # the same call returns the cluster's environment, so the job is submitted unchanged.
     env = StreamExecutionEnvironment.get_execution_environment(config)
+    if not local:
+        # `flink run --python` lists its own jars in pipeline.jars (flink-python's: the Python operators'
+        # classes, which a stock cluster keeps in opt/, not lib/). A pipeline.jars in `config` would replace
+        # that list and the cluster would refuse the job (ClassNotFoundException:
+        # ExternalPythonKeyedProcessOperator); add_jars appends ours to it instead.
+        env.add_jars(*uris)
     env.set_parallelism(parallelism)
     return env
 

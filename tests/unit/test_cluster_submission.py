@@ -1,0 +1,71 @@
+"""Under ``flink run -m <jobmanager> --python jobs/feature_job.py`` the job keeps the jars the Flink CLI ships.
+
+``flink run --python`` lists flink-python's jar (the Python operators' classes; a stock Flink distribution keeps
+it in ``opt/``, not ``lib/``) in ``pipeline.jars``, and ``get_execution_environment(config)`` lays ``config`` over
+that configuration: a ``pipeline.jars`` of the job's own would replace the list, and the cluster would refuse the
+job (``ClassNotFoundException: ...ExternalPythonKeyedProcessOperator``). No JVM here: the environment is a fake
+that merges as Flink's context environment does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jobs.flink_environment as flink_environment
+from registry.core.settings import Settings
+
+FLINK_PYTHON = "file:/opt/flink/opt/flink-python-2.0.2.jar"
+
+
+class _Configuration:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def set_string(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+class _ContextEnvironment:
+    """``flink run``'s context: its configuration (the CLI's ``pipeline.jars``) with the job's laid over it."""
+
+    def __init__(self, config: _Configuration) -> None:
+        self.values = {"pipeline.jars": FLINK_PYTHON, **config.values}
+
+    @classmethod
+    def get_execution_environment(cls, config: _Configuration) -> _ContextEnvironment:
+        return cls(config)
+
+    def add_jars(self, *jars: str) -> None:  # PyFlink's: appended to the list already there
+        self.values["pipeline.jars"] = ";".join([self.values["pipeline.jars"], *jars])
+
+    def set_parallelism(self, parallelism: int) -> None:
+        self.values["parallelism.default"] = str(parallelism)
+
+
+def test_flink_run_keeps_the_clis_jars_and_adds_the_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = tmp_path / "flink" / "lib"
+    lib.mkdir(parents=True)
+    for name in ("flink-sql-connector-kafka-4.0.1-2.0.jar", "flink-sql-avro-2.0.0.jar", "decode.jar", "batch.jar"):
+        (lib / name).write_bytes(b"")
+    settings = Settings.from_env().model_copy(update={"flink_jars_dir": lib})
+    monkeypatch.setenv("PYFLINK_GATEWAY_PORT", "1")  # set by the Flink CLI for the program it runs
+    monkeypatch.setattr(flink_environment, "Configuration", _Configuration)
+    monkeypatch.setattr(flink_environment, "StreamExecutionEnvironment", _ContextEnvironment)
+    monkeypatch.setattr(flink_environment, "decoder_jar", lambda s: lib / "decode.jar")
+    monkeypatch.setattr(flink_environment, "batch_jar", lambda s: lib / "batch.jar")
+
+    env: Any = flink_environment.create_environment(settings, python_mode="process", metrics_port=9249)
+
+    jars = env.values["pipeline.jars"].split(";")
+    assert jars[0] == FLINK_PYTHON, jars
+    assert {Path(j.removeprefix("file://")).name for j in jars[1:]} == {
+        "flink-sql-connector-kafka-4.0.1-2.0.jar",
+        "flink-sql-avro-2.0.0.jar",
+        "decode.jar",
+        "batch.jar",
+    }
+    # the cluster's own configuration decides listeners and reporters
+    assert not any(k.startswith(("metrics.reporter", "rest.", "taskmanager.", "jobmanager.")) for k in env.values)
