@@ -152,3 +152,19 @@ def test_image_copies_every_package() -> None:
     final_stage = (REPO / "infra" / "docker" / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
     for package in re.findall(r"\"(\w+)\*\"", packages.group(1)):
         assert re.search(rf"^COPY {package}/ ", final_stage, re.M), f"Dockerfile does not copy {package}/"
+
+
+def test_image_can_build_the_jobs_java_classes() -> None:
+    """The `job` service's `flink run` compiles jobs/java (decoder, batching operator) in the installed
+    package on first submission (jobs/java_build.py): the sources must be package data of `jobs` (the image
+    runs `pip install .`, and `flink run --python` imports `jobs` from site-packages, not /app) and the image
+    needs a JDK's javac, not only a JRE."""
+    import tomllib
+
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {p for pattern in package_data.get("jobs", []) for p in (REPO / "jobs").glob(pattern)}
+    sources = set((REPO / "jobs" / "java").rglob("*.java"))
+    assert sources and sources <= shipped, f"not in the installed package: {sorted(sources - shipped)}"
+    dockerfile = (REPO / "infra" / "docker" / "Dockerfile").read_text()
+    base = dockerfile.split("\nFROM python:", 1)[1].split("\nFROM ", 1)[0]
+    assert re.search(r"\bopenjdk-17-jdk(-headless)?\b", base), "the image has no javac (a JRE only)"
