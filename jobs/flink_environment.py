@@ -144,9 +144,10 @@ def create_environment(
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
     config.set_string("python.execution-mode", python_mode)
-    if python_mode == "thread" and local:
+    if python_mode == "thread":
         # The JVM's embedded interpreter starts from the base installation's paths, not this environment's:
-        # give it this environment's packages and the project's own.
+        # give it this environment's packages and the project's own. Under `flink run` too: the task managers
+        # run python.executable (this interpreter's path), so they are assumed to have this layout.
         import site
 
         paths = [str(Path(__file__).resolve().parent.parent), *site.getsitepackages()]

@@ -9,6 +9,7 @@ that merges as Flink's context environment does.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ class _ContextEnvironment:
         self.values["parallelism.default"] = str(parallelism)
 
 
-def test_flink_run_keeps_the_clis_jars_and_adds_the_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _submitted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_mode: str) -> Any:
+    """``create_environment`` as ``flink run`` runs it: the context environment it returns."""
     lib = tmp_path / "flink" / "lib"
     lib.mkdir(parents=True)
     for name in ("flink-sql-connector-kafka-4.0.1-2.0.jar", "flink-sql-avro-2.0.0.jar", "decode.jar", "batch.jar"):
@@ -56,8 +58,11 @@ def test_flink_run_keeps_the_clis_jars_and_adds_the_jobs(tmp_path: Path, monkeyp
     monkeypatch.setattr(flink_environment, "StreamExecutionEnvironment", _ContextEnvironment)
     monkeypatch.setattr(flink_environment, "decoder_jar", lambda s: lib / "decode.jar")
     monkeypatch.setattr(flink_environment, "batch_jar", lambda s: lib / "batch.jar")
+    return flink_environment.create_environment(settings, python_mode=python_mode, metrics_port=9249)
 
-    env: Any = flink_environment.create_environment(settings, python_mode="process", metrics_port=9249)
+
+def test_flink_run_keeps_the_clis_jars_and_adds_the_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _submitted(tmp_path, monkeypatch, "process")
 
     jars = env.values["pipeline.jars"].split(";")
     assert jars[0] == FLINK_PYTHON, jars
@@ -69,3 +74,20 @@ def test_flink_run_keeps_the_clis_jars_and_adds_the_jobs(tmp_path: Path, monkeyp
     }
     # the cluster's own configuration decides listeners and reporters
     assert not any(k.startswith(("metrics.reporter", "rest.", "taskmanager.", "jobmanager.")) for k in env.values)
+
+
+def test_flink_run_in_thread_mode_gives_the_task_managers_interpreter_the_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thread mode (an unbounded run's default) under ``flink run``: the task managers' embedded interpreter,
+    started from ``python.executable`` (this interpreter), gets this environment's packages and the project's
+    on ``python.pythonpath`` as a local run's does; without them, on a venv, it fails at its first record with
+    ``ModuleNotFoundError: No module named 'pemja'`` (it starts from the base installation's paths)."""
+    import site
+
+    import jobs
+
+    env = _submitted(tmp_path, monkeypatch, "thread")
+    paths = env.values["python.pythonpath"].split(os.pathsep)
+    assert str(Path(jobs.__file__).resolve().parent.parent) in paths
+    assert set(site.getsitepackages()) <= set(paths)
