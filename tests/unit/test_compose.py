@@ -168,3 +168,15 @@ def test_image_can_build_the_jobs_java_classes() -> None:
     dockerfile = (REPO / "infra" / "docker" / "Dockerfile").read_text()
     base = dockerfile.split("\nFROM python:", 1)[1].split("\nFROM ", 1)[0]
     assert re.search(r"\bopenjdk-17-jdk(-headless)?\b", base), "the image has no javac (a JRE only)"
+
+
+def test_task_manager_exports_the_jobs_metrics(compose: dict[str, Any]) -> None:
+    """Under `flink run` the job configures no metric reporter (jobs/flink_environment.py: the cluster's
+    configuration decides), so the compose cluster must: the alerts read the writers' and decoder's metrics,
+    which live on the task managers. Published where a local run serves them (--metrics-port's default)."""
+    command = compose["services"]["flink-taskmanager"]["command"]
+    options = dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "-D")
+    names = {k.split(".")[2] for k, v in options.items() if k.endswith(".factory.class") and "Prometheus" in v}
+    assert names, "the task managers have no Prometheus reporter: the job's metrics are exported nowhere"
+    port = int(options[f"metrics.reporter.{names.pop()}.port"])
+    assert _published(compose["services"]["flink-taskmanager"]) == [("127.0.0.1", 9249, port)]
