@@ -180,3 +180,32 @@ def test_task_manager_exports_the_jobs_metrics(compose: dict[str, Any]) -> None:
     assert names, "the task managers have no Prometheus reporter: the job's metrics are exported nowhere"
     port = int(options[f"metrics.reporter.{names.pop()}.port"])
     assert _published(compose["services"]["flink-taskmanager"]) == [("127.0.0.1", 9249, port)]
+
+
+def test_image_jars_stage_can_run_infra_fetch(tmp_path: Path) -> None:
+    """The Dockerfile's `jars` stage copies part of the repository and runs `python -m infra fetch flink`:
+    those files alone (Docker COPY semantics: several sources into a folder land flat in it) must be enough
+    to import infra's command (stdlib only: no site-packages, no installed project)."""
+    import shutil
+    import subprocess
+    import sys
+
+    dockerfile = (REPO / "infra" / "docker" / "Dockerfile").read_text()
+    stage = dockerfile.split(" AS jars\n", 1)[1].split("\nFROM ", 1)[0]
+    copies = re.findall(r"^COPY\s+(.+)$", stage, re.M)
+    assert copies
+    for line in copies:
+        *sources, dest = line.split()
+        target = tmp_path / dest
+        for source in sources:
+            path = REPO / source
+            if path.is_dir():
+                shutil.copytree(path, target, dirs_exist_ok=True)
+            else:
+                folder = target if dest.endswith("/") or len(sources) > 1 else target.parent
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, folder / (path.name if folder == target else target.name))
+    run = subprocess.run(
+        [sys.executable, "-S", "-E", "-m", "infra", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
