@@ -196,15 +196,16 @@ def _latest_schema(registry_url: str, subject: str, token: str | None = None) ->
     return schema
 
 
-def _schema_problems(d: FeatureDefinition, registry_url: str, token: str | None = None) -> list[str]:
+def _schema_problems(label: str, d: FeatureDefinition, registry_url: str, token: str | None = None) -> list[str]:
+    """The schema's refusals of ``d``, each named by the pin's ``label`` (``entity.name@vN``), as every refusal is."""
     from registry.schema_registry.avro_compat import incompatibilities
     from schemas import load_schema
 
     latest = _latest_schema(registry_url, d.source.subject, token)
     if latest is None:
-        return [f"{d.entity}.{d.name}: its event subject {d.source.subject!r} has no schema in the registry"]
+        return [f"{label}: its event subject {d.source.subject!r} has no schema in the registry"]
     problems = incompatibilities(reader=load_schema(d.source.event_schema), writer=json.loads(latest))
-    return [f"{d.entity}.{d.name}: events now written to {d.source.subject!r} cannot be read: {p}" for p in problems]
+    return [f"{label}: events now written to {d.source.subject!r} cannot be read: {p}" for p in problems]
 
 
 def _drift_problems(label: str, worst: tuple[float, str, str] | None, guard: Guardrails) -> list[str]:
@@ -321,7 +322,7 @@ def check_model(
         if pinned.deprecated_after is not None and pinned.deprecated_after < today:  # whatever its status says
             problems.append(f"{label}: deprecated since {pinned.deprecated_after.isoformat()}")
         if registry_url is not None:
-            problems.extend(_schema_problems(pinned, registry_url, token))
+            problems.extend(_schema_problems(label, pinned, registry_url, token))
         if guardrails is not None:
             key = (pin.entity, pinned.name, pin.version)  # logged and scored by its own name, not a former one
             problems.extend(_health_problems(label, guardrails.health.get(key), guardrails))
