@@ -595,7 +595,9 @@ def main(argv: list[str] | None = None) -> int:
             access.command_audited(caller, "erase", target, 500, failure_line("erasure", settings, exc))
         raise
     note = access.command_audited(caller, "erase", target, 200)
-    print(report.to_json())
+    from serving.offline.report_command import print_report
+
+    printed = print_report(report.to_json())  # False: its reader stopped reading (one error line, not a traceback)
     if report.files_left:  # erased from every store: only files no snapshot reaches are left on disk
         print(
             error_line(
@@ -608,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     if note:  # the entity is erased and the report printed (and recorded with the erasure): only the audit is missing
         print(error_line(f"erasure completed{note}"), file=sys.stderr)
         return 1
-    return 0
+    return 0 if printed else 1
 
 
 if __name__ == "__main__":

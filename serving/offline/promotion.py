@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from registry.core.shown import error_line, shown
+    from serving.offline.report_command import print_report
     from sinks.factory import connect_iceberg
     from sinks.iceberg.writer import load_table
 
@@ -169,14 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         max_lag: timedelta | None = args.max_lag
         if args.check:
             ready = readiness(store, table, args.entity, args.name, args.version, max_lag=max_lag)
-            print(("ready: " if ready.ready else "not ready: ") + ready.describe())
+            if not print_report(("ready: " if ready.ready else "not ready: ") + ready.describe()):
+                return 1  # its reader stopped reading (`| head -1`): one error line, not a traceback
             return 0 if ready.ready else 2
         ready = promote(store, table, args.entity, args.name, args.version, max_lag=max_lag, force=args.force)
     except (FeatureStoreError, ValueError) as exc:
         print(error_line(exc), file=sys.stderr)
         return 1
-    print(f"promoted: {ready.describe()}")
-    return 0
+    return 0 if print_report(f"promoted: {ready.describe()}") else 1
 
 
 if __name__ == "__main__":

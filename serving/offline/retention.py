@@ -349,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
             access.command_audited(caller, action, target, 500, failure_line("retention", settings, exc))
         raise
     note = access.command_audited(caller, action, target, 200)
-    print(report.to_json())
+    from serving.offline.report_command import print_report
+
+    if not print_report(report.to_json()):  # its reader stopped reading (`| head -1`): one error line, not a traceback
+        return 1
     if note:  # the run is done and its report printed: only its record is missing
         print(error_line(f"retention {'dry run ' if args.dry_run else ''}completed{note}"), file=sys.stderr)
         return 1

@@ -60,3 +60,92 @@ def test_gate_a_schema_refusal_names_the_pin_with_its_version(
     assert code == 1, err
     lines = err.splitlines()
     assert lines and all(line.startswith("REFUSED: user.txn_count_1h@v1: ") for line in lines), err
+
+
+@pytest.fixture
+def offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A registry and an empty offline table of this test's own (no service is reached)."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from sinks.iceberg.writer import ensure_table
+
+    db = tmp_path / "definitions.db"
+    apply(DefinitionStore(db), load_folder())
+    ensure_table(
+        SqlCatalog("feature_store", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=(tmp_path / "wh").as_uri()), "fs"
+    )
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(db))
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/cat.db")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", (tmp_path / "wh").as_uri())
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "fs")
+    return db
+
+
+def _into_closed_pipe(
+    monkeypatch: pytest.MonkeyPatch, main: Callable[[list[str]], int], argv: list[str]
+) -> tuple[int, str]:
+    """``main(argv)`` with stdout a pipe whose reader is gone (``| head -1`` after its line): exit code, stderr."""
+    import io
+    import os
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    out = os.fdopen(write, "w")
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    try:
+        code = main(argv)
+    finally:
+        monkeypatch.undo()
+    try:  # what the command left unwritten: in a real process, the interpreter's last flush, a traceback
+        out.close()
+    except BrokenPipeError:
+        err.write("Traceback (at exit): BrokenPipeError\n")
+    return code, err.getvalue()
+
+
+def _one_error_line(code: int, err: str) -> None:
+    assert code == 1, err
+    assert "Traceback" not in err and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Broken pipe" in err, err
+
+
+def test_retention_report_into_a_closed_pipe_is_one_error_line(
+    offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``retention --dry-run | head -1``: its JSON report into a pipe whose reader is gone was a BrokenPipeError
+    traceback; it is one ``error:`` line, exit 1, as parity's and statistics' reports (README)."""
+    from serving.offline import retention
+
+    _one_error_line(*_into_closed_pipe(monkeypatch, retention.main, ["--dry-run"]))
+
+
+def test_promotion_check_into_a_closed_pipe_is_one_error_line(
+    offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``promotion ... --check | head -1``: one ``error:`` line, exit 1 (it was a traceback)."""
+    from serving.offline import promotion
+
+    _one_error_line(*_into_closed_pipe(monkeypatch, promotion.main, ["user", "txn_count_1h", "1", "--check"]))
+
+
+def test_erasure_report_into_a_closed_pipe_is_one_error_line(
+    offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``erasure ... | head -1``: the entity erased, its report into a closed pipe is one ``error:`` line, exit 1
+    (it was a traceback). The stores are stand-ins: only the command's printing is judged."""
+    import sinks.factory
+    from serving.offline import erasure
+
+    class _Cluster:
+        def shutdown(self) -> None:
+            pass
+
+    report = erasure.ErasureReport(
+        entity_type="user", entity_id="u1", erased_at="2026-01-01T00:00:00Z", requested_by="cli"
+    )
+    monkeypatch.setattr(sinks.factory, "connect_cassandra", lambda settings: (_Cluster(), object()))
+    monkeypatch.setattr(erasure, "erase", lambda *args, **kwargs: report)
+    _one_error_line(*_into_closed_pipe(monkeypatch, erasure.main, ["--entity-type", "user", "--entity-id", "u1"]))
