@@ -124,7 +124,7 @@ def render_all(
 
 def main(argv: list[str] | None = None) -> int:
     from registry.core.settings import settings_for_command
-    from serving.offline.report_command import since_ms
+    from serving.offline.report_command import print_report, since_ms
 
     parser = argparse.ArgumentParser(
         prog="python -m serving.offline.plots",
@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a folder that cannot be made or written, a full disk
         print(error_line(f"--out {shown(args.out)}: {exc}"), file=sys.stderr)
         return 1
-    for path in paths:
-        print(path)
+    if paths and not print_report("\n".join(str(path) for path in paths)):
+        return 1  # its reader stopped reading (`| head -1`): one error line, not a traceback
     if not paths:
         print(
             f"nothing stored in the last {args.since}: run serving.offline.statistics and parity first", file=sys.stderr

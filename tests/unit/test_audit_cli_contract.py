@@ -149,3 +149,15 @@ def test_erasure_report_into_a_closed_pipe_is_one_error_line(
     monkeypatch.setattr(sinks.factory, "connect_cassandra", lambda settings: (_Cluster(), object()))
     monkeypatch.setattr(erasure, "erase", lambda *args, **kwargs: report)
     _one_error_line(*_into_closed_pipe(monkeypatch, erasure.main, ["--entity-type", "user", "--entity-id", "u1"]))
+
+
+def test_plots_paths_into_a_closed_pipe_are_one_error_line(
+    offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``plots ... | head -1``: the PNGs written, their paths into a closed pipe are one ``error:`` line, exit 1
+    (it was a traceback). The drawing is a stand-in: only the command's printing is judged."""
+    from serving.offline import plots
+
+    monkeypatch.setattr(plots, "tables_of", lambda db: set(plots.TABLES))
+    monkeypatch.setattr(plots, "render_all", lambda *args, **kwargs: [tmp_path / "user.txn_count_1h.v1.png"])
+    _one_error_line(*_into_closed_pipe(monkeypatch, plots.main, ["--out", str(tmp_path / "plots")]))
