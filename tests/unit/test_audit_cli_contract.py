@@ -161,3 +161,17 @@ def test_plots_paths_into_a_closed_pipe_are_one_error_line(
     monkeypatch.setattr(plots, "tables_of", lambda db: set(plots.TABLES))
     monkeypatch.setattr(plots, "render_all", lambda *args, **kwargs: [tmp_path / "user.txn_count_1h.v1.png"])
     _one_error_line(*_into_closed_pipe(monkeypatch, plots.main, ["--out", str(tmp_path / "plots")]))
+
+
+@pytest.mark.parametrize("command", [["list-tokens"], ["list-grants"]])
+def test_registry_access_listing_into_a_closed_pipe_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """``registry.access list-tokens | head -1``: one ``error:`` line, exit 1, as ``registry.cli list`` answers it
+    (it was a BrokenPipeError traceback)."""
+    from registry import access
+
+    db = str(tmp_path / "d.db")
+    assert access.main(["--db", db, "create-token", "--principal", "risk-team"]) == 0
+    assert access.main(["--db", db, "grant", "--owner", "risk-team", "--to", "team-b"]) == 0
+    _one_error_line(*_into_closed_pipe(monkeypatch, access.main, ["--db", db, *command]))
