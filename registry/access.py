@@ -46,7 +46,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import MAX_VERSION, FeatureDefinition
 from registry.core.errors import DefinitionError, ForbiddenError, StoreUnavailableError, UnauthenticatedError
 from registry.core.settings import Settings, settings_for_command
-from registry.core.shown import error_line, reader_gone, shown
+from registry.core.shown import error_line, flushed, shown
 from registry.live import Following
 from registry.sqlite_store import tables_of
 
@@ -318,15 +318,8 @@ def _check_db(db: Path, command: str, default: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command, its output flushed before it returns: a reader that stopped reading (``list-tokens | head -1``)
-    is one ``error:`` line, exit 1, as ``registry.cli`` answers it (it was a BrokenPipeError traceback)."""
-    try:
-        code = _command(argv)
-        sys.stdout.flush()  # here, not in the interpreter's last flush, where it can only be a traceback
-    except BrokenPipeError as exc:
-        reader_gone(exc)
-        return 1
-    return code
+    """The command; a reader that stopped reading (``list | head -1``) is one ``error:`` line, exit 1."""
+    return flushed(_command, argv)
 
 
 def _command(argv: list[str] | None) -> int:

@@ -28,7 +28,7 @@ from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.refs import parse_ref
 from registry.core.request_features import RequestFeature
 from registry.core.settings import Settings, http_url, settings_for_command
-from registry.core.shown import error_line, reader_gone, shown
+from registry.core.shown import error_line, flushed, shown
 from registry.definition_store import DefinitionStore, Registered
 from registry.plan import Change, RequestChange, apply_all, plan_all
 
@@ -163,15 +163,8 @@ def _plan_folder(store: DefinitionStore, folder: Path) -> tuple[list[Change], li
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command, its output flushed before it returns: a reader that stopped reading (``list | head -1``) is one
-    ``error:`` line, exit 1, as the training CLI's ``show`` answers it (it was a BrokenPipeError traceback)."""
-    try:
-        code = _command(argv)
-        sys.stdout.flush()  # here, not in the interpreter's last flush, where it can only be a traceback
-    except BrokenPipeError as exc:
-        reader_gone(exc)
-        return 1
-    return code
+    """The command; a reader that stopped reading (``list | head -1``) is one ``error:`` line, exit 1."""
+    return flushed(_command, argv)
 
 
 def _command(argv: list[str] | None) -> int:

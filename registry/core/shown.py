@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 LIMIT = 1_000
 LINE_LIMIT = 4_000  # a whole line: several values at their own 1,000 and the words around them
@@ -52,3 +53,16 @@ def reader_gone(exc: BrokenPipeError) -> None:
     was a BrokenPipeError traceback)."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     print(error_line(exc), file=sys.stderr)
+
+
+def flushed(command: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
+    """``command(argv)``'s exit code, its output flushed before it returns: a reader that stopped reading
+    (``list | head -1``) is one ``error:`` line, exit 1 (``reader_gone``), where the interpreter's last flush could
+    only make it a BrokenPipeError traceback."""
+    try:
+        code = command(argv)
+        sys.stdout.flush()
+    except BrokenPipeError as exc:
+        reader_gone(exc)
+        return 1
+    return code
