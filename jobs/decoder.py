@@ -95,7 +95,6 @@ def decode(
         to_millis(source.max_out_of_orderness),
         MAX_FUTURE_MS,
         to_millis(source.idle_timeout),
-        True,  # the record's bytes ride along to the gate
     )
     names = [f["name"] for f in reader_schema["fields"]]
     decoded_type = Types.ROW_NAMED(

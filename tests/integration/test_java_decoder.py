@@ -571,35 +571,3 @@ def test_a_reader_alias_resolves_by_unqualified_name_alike(it_settings: Settings
     assert answers == {**dict.fromkeys(writers, ok), "other_name": ("undecodable", "undecodable")}, answers
     for name in writers:
         client.delete_subject(f"javadecoder-alias-{run_id}-{name}", permanent=False)
-
-
-def test_the_lateness_gate_keeps_the_sources_boundary_and_keys_by_entity(decoders: Decoders) -> None:
-    """``LatenessGate`` (design §5.3): too late exactly at ``watermark - allowed_lateness`` and behind it, on time one
-    millisecond after; never before a first watermark; no wrap-around near the smallest watermark; the key of a
-    composite entity is its fields' values joined by NUL (it only routes events: the gate keeps no state per key)."""
-    from pyflink.java_gateway import get_gateway
-
-    gateway = get_gateway()
-    gate = gateway.jvm.featurestore.job.LatenessGate
-    none = -(2**63)
-    watermark, lateness = 1_000_000, 30_000
-    assert gate.tooLate(watermark - lateness, watermark, lateness)
-    assert gate.tooLate(watermark - lateness - 1, watermark, lateness)
-    assert not gate.tooLate(watermark - lateness + 1, watermark, lateness)
-    assert gate.tooLate(watermark, watermark, 0) and not gate.tooLate(watermark + 1, watermark, 0)
-    assert not gate.tooLate(none, none, 0)  # no watermark yet: nothing is too late
-    assert not gate.tooLate(none, none + 5, 10)  # watermark - lateness would wrap around
-    assert gate.tooLate(none, none + 10, 10)
-
-    def key(fields: list[int], values: list[Any]) -> str:
-        indexes = gateway.new_array(gateway.jvm.int, len(fields))
-        for i, f in enumerate(fields):
-            indexes[i] = f
-        row = gateway.jvm.org.apache.flink.types.Row.withPositions(len(values))
-        for i, v in enumerate(values):
-            row.setField(i, v)
-        return str(gate.EntityKey(indexes).getKey(row))
-
-    assert key([1], ["x", "alice", 3]) == "alice"
-    assert key([0, 1], ["a", "b", 3]) == "a\0b"
-    assert key([0, 1], ["a", "b", 3]) != key([0, 1], ["a", "c", 3])

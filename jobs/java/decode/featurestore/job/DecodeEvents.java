@@ -18,7 +18,7 @@ import org.apache.flink.util.OutputTag;
 
 /**
  * The stream job's decode function: (payload, kafka_ts, too_late, late, partition) -> a Row of the reader schema's
- * fields ({@link EventDecoder}), run by {@link DecodeOperator}. A record that arrived too late for any window
+ * fields ({@link EventDecoder}) and, last, the record's bytes (for {@link LatenessGate}, which takes them off), run by {@link DecodeOperator}. A record that arrived too late for any window
  * ({@code too_late}, decided by the source's SQL, or, after a restore, at or below the restored progress minus the
  * allowed lateness: {@link PartitionProgress#combined}) or that the decoder rejects goes to
  * {@link #deadLetterTag()} as a JSON dead letter: {@code topic}, {@code reason}, {@code detail},
@@ -40,7 +40,6 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
     private final long outOfOrdernessMs;
     private final long maxFutureMs;
     private final long idleTimeoutMs;
-    private final boolean carryPayload;
 
     /** This subtask's progress per partition, restored or not ({@link DecodeOperator}). */
     private transient PartitionProgress progress;
@@ -86,23 +85,7 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
             long outOfOrdernessMs,
             long maxFutureMs,
             long idleTimeoutMs) {
-        this(topic, decoder, latenessMs, outOfOrdernessMs, maxFutureMs, idleTimeoutMs, false);
-    }
-
-    /**
-     * {@code carryPayload}: each event goes out with the record's bytes as one more, last field, for
-     * {@link LatenessGate} to dead-letter it whole (it takes the field off again).
-     */
-    public DecodeEvents(
-            String topic,
-            EventDecoder decoder,
-            long latenessMs,
-            long outOfOrdernessMs,
-            long maxFutureMs,
-            long idleTimeoutMs,
-            boolean carryPayload) {
         this.topic = topic;
-        this.carryPayload = carryPayload;
         this.decoder = decoder;
         this.latenessMs = latenessMs;
         this.outOfOrdernessMs = outOfOrdernessMs;
@@ -152,13 +135,9 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
             if (Boolean.TRUE.equals(value.getField(3)) || since && recordMs <= restored) {
                 eventsLate.inc();
             }
-            if (carryPayload) {
-                Object[] carried = Arrays.copyOf(event, event.length + 1);
-                carried[event.length] = payload;
-                out.collect(Row.of(carried));
-            } else {
-                out.collect(Row.of(event));
-            }
+            Object[] carried = Arrays.copyOf(event, event.length + 1); // the record's bytes, for LatenessGate
+            carried[event.length] = payload;
+            out.collect(Row.of(carried));
         } finally {
             Object partition = value.getArity() > 4 ? value.getField(4) : null;
             if (progress != null && recordMs != null && partition instanceof Integer) {

@@ -21,8 +21,8 @@ import org.apache.flink.util.Collector;
  * than that watermark (each channel carries its records ahead of the watermarks sent after them). The rule is
  * the source's: too late when the event time is at or behind the watermark minus the allowed lateness.
  *
- * <p>Input: the decoded events with the record's bytes as a last field ({@link DecodeEvents}'s
- * {@code carryPayload}); output: the events without it, and too-late records as dead letters on
+ * <p>Input: the decoded events with the record's bytes as a last field (as {@link DecodeEvents} sends them);
+ * output: the events without it, and too-late records as dead letters on
  * {@link DecodeEvents#deadLetterTag()}, counted as the decoder counts them ({@code topic}, {@code reason}
  * {@code too_late}, {@code events_dead_lettered}).
  */
