@@ -39,7 +39,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     what remains when a bounded input ends, so a long replay makes few large commits, not one per
     window. A crash between a checkpoint and a flush
     therefore loses nothing (the state comes back with the checkpoint), and a flush repeated after a
-    crash is harmless (online writes are idempotent by write time, offline commits by row identity).
+    crash is harmless (online writes are idempotent by write time, offline commits by row identity, checked for the
+    rows at or below the table's reach when this writer opened or another committed: ``sinks.iceberg.reach``).
     ``close()`` is never a commit point: PyFlink runs it during worker teardown without waiting.
 
     Results for windows that end after the wall clock are dropped: a window cannot have closed before
@@ -57,7 +58,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     stream's windows and never holds the stream's online progress back.
 
     Metrics: ``watermark_ms`` (this operator's event-time watermark; watermark lag is the wall clock
-    minus it), ``rows_written`` and ``flushes``, and per ``feature`` label ``online_window_end_ms`` (the
+    minus it), ``rows_written``, ``flushes`` and ``offline_rows_checked`` (rows whose identity was checked against
+    the table before their append: only rows it may hold already, ``sinks.iceberg.reach``), and per ``feature`` label ``online_window_end_ms`` (the
     newest window end written online: the freshness lag is the wall clock minus it) and
     ``freshness_lag_ms`` (at the latest online write, its wall-clock time minus that window end).
     Times are exported as epoch milliseconds, not as lags, because PyFlink reports Python metrics only
@@ -102,6 +104,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         from sinks.cassandra.writer import OnlineWriter
         from sinks.dual import DualWriter
         from sinks.factory import connect_cassandra, connect_iceberg
+        from sinks.iceberg.reach import TableReach
         from sinks.iceberg.writer import OfflineWriter, load_table
 
         # The job's client created both stores' tables (jobs.feature_job.prepare_stores): load only.
@@ -110,7 +113,10 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         erased = ErasedEntities.at(self._settings.definitions_db)  # a replay must not bring an erased entity back
         # No progress from the flush: each key records its own from the watermark (``_record_progress``).
         self._online = OnlineWriter(session, self._settings.cassandra_keyspace, writer_id=None)
-        self._stores = DualWriter(OfflineWriter(table), self._online, erased.blocks)
+        # Identities are checked only for rows the table may hold already: at or below the highest window end of
+        # these features in it now (a replay, an earlier run), or committed by another writer since (design §5.4).
+        self._offline = OfflineWriter(table, reach=TableReach(table, {d.name for d in self._features}))
+        self._stores = DualWriter(self._offline, self._online, erased.blocks)
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._pending_count = 0  # since the last flush in this process (0 after a restore: flushes later)
         # Timers, like the pending rows, belong to a key (a bucket of entities): a process may hold several
@@ -133,6 +139,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         # the decoder accepts, moved the watermark past them): not written, counted here (docs/design.md §5.4).
         self._open_windows_dropped = metrics.counter("open_windows_dropped")
         self._flushes = metrics.counter("flushes")
+        self._rows_checked = metrics.counter("offline_rows_checked")  # rows that needed the identity check's scan
         self._online_end_ms = {d.name: 0 for d in self._features}
         self._freshness_lag_ms = {d.name: 0 for d in self._features}
         # each feature's own freshness_slo, so the alert rules judge a feature by its definition
@@ -265,7 +272,9 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
                 columns,
             )
             self._stores.add_results(results)
+            checked = self._offline.checked
             self._stores.flush()  # offline, then online (sinks.dual)
+            self._rows_checked.inc(self._offline.checked - checked)
             self._pending.clear()
             newest_end = int(ends_ms.max())
             written_ms = time.time_ns() // 1_000_000

@@ -3,6 +3,8 @@
 Commits are idempotent: a flush appends only rows whose identity (entity, feature, version,
 window end, revision) the table does not hold yet, so a replay after a crash (at-least-once
 delivery from the stream job) adds no duplicate, and a result is never lost to a replay either.
+With a ``TableReach`` (the stream job's writer) only the rows the table can hold already, those at or
+below its reach, are checked; the rest are appended without reading the table (``sinks.iceberg.reach``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
+
+    from sinks.iceberg.reach import TableReach
 
 _COMMIT_RETRIES = 5
 _APPEND_ATTEMPTS = 10
@@ -399,13 +403,19 @@ class OfflineWriter:
         *,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         sleep: Callable[[float], None] = time.sleep,
+        reach: TableReach | None = None,
     ) -> None:
+        """``reach``: the table's reach in the features this writer writes, taken when it started
+        (``TableReach(table, names)``): only rows at or below it are checked (the job never sends one identity twice
+        to the same writer); without one, every row is (and repeated identities within a flush are dropped)."""
         self._table = table
         self._clock_ms = clock_ms
         self._sleep = sleep
+        self._reach = reach
         self._buffer: list[FeatureRow] = []
         self._results: list[WindowResults] = []
         self.written = 0
+        self.checked = 0  # rows that went through the identity check (a scan of the table's rows of their times)
 
     def __len__(self) -> int:
         return len(self._buffer) + sum(len(r) * len(r.features) for r in self._results)
@@ -488,7 +498,7 @@ class OfflineWriter:
         parts = [self._rows_arrow(self._buffer, ingested_ms)] if self._buffer else []
         parts += [self.results_arrow(r, ingested_ms) for r in self._results]
         try:
-            fresh = self._new_rows(pa.concat_tables(parts) if len(parts) > 1 else parts[0])
+            fresh = self._fresh(pa.concat_tables(parts) if len(parts) > 1 else parts[0], lost_race=False)
         except (OSError, OperationalError) as exc:
             raise StoreUnavailableError(f"Iceberg table unreadable for the identity check: {_one_line(exc)}") from exc
         if not fresh.num_rows:
@@ -500,13 +510,14 @@ class OfflineWriter:
             try:
                 if attempt:  # another writer committed first: retry on top of its snapshot
                     self._sleep(commit_backoff_s(attempt))
-                    self._table.refresh()
                     # ... checking identities again: that writer may have committed some of these very rows (a
                     # failover's old attempt finishing its flush while the restored one replays), appended twice.
-                    batch = self._new_rows(batch)
+                    batch = self._fresh(batch, lost_race=True)
                     if not batch.num_rows:
                         break
                 append_rows(self._table, batch)
+                if self._reach is not None:
+                    self._reach.appended(self._table)
                 break
             except CommitFailedException as exc:
                 if attempt == _APPEND_ATTEMPTS - 1:
@@ -517,15 +528,43 @@ class OfflineWriter:
         self._buffer.clear()
         self._results.clear()
 
+    def _refresh(self) -> None:
+        """The table's current snapshot, and with it the reach (the files others added since the last look)."""
+        self._table.refresh()
+        if self._reach is not None:
+            self._reach.looked(self._table)
+
+    def _fresh(self, rows: pa.Table, *, lost_race: bool) -> pa.Table:
+        """``rows`` without those the table or an earlier row of ``rows`` holds, among the rows to check: every row
+        without a reach; with one, the rows at or below it, after a look at the table (taken only when there are
+        such rows, or after a lost race: an append not preceded by one is based on the writer's own last view, so
+        a commit by anyone else since makes it lose the race, and the retry looks)."""
+        if self._reach is None:
+            self._refresh()
+            self.checked += rows.num_rows
+            return self._new_rows(rows)
+        if lost_race:
+            self._refresh()
+        ends = rows.column("event_time").cast(pa.int64()).to_numpy()
+        held = self._reach.may_hold(ends)
+        if not held.any():
+            return rows
+        if not lost_race:
+            self._refresh()
+            held = self._reach.may_hold(ends)
+        self.checked += int(held.sum())
+        if held.all():
+            return self._new_rows(rows)
+        mask = pa.array(held)
+        return pa.concat_tables([self._new_rows(rows.filter(mask)), rows.filter(pc.invert(mask))])
+
     def _new_rows(self, rows: pa.Table) -> pa.Table:
-        """The rows whose identity (``IDENTITY_COLUMNS``, no revision counting as 0) neither the table nor an
-        earlier row of ``rows`` holds, in their order: a distinct and an anti-join in Arrow, not a row at a
-        time in Python."""
+        """The rows whose identity (``IDENTITY_COLUMNS``, no revision counting as 0) neither the table (as last
+        refreshed) nor an earlier row of ``rows`` holds, in their order: a distinct and an anti-join in Arrow."""
         from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
 
         bounds = pc.min_max(rows.column("event_time").cast(pa.int64()))
         lo, hi = _iso(bounds["min"].as_py() // 1000), _iso(bounds["max"].as_py() // 1000)
-        self._table.refresh()
         existing = self._table.scan(
             row_filter=And(GreaterThanOrEqual("event_time", lo), LessThanOrEqual("event_time", hi)),
             selected_fields=offline_layout.IDENTITY_COLUMNS,

@@ -108,6 +108,7 @@ class Run:
     reference: Reference
     sent: int  # records sent to the topic, the marker included
     metrics: Metrics  # scraped from the job's Prometheus endpoint at the end
+    parallelism: int
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["parallelism1", "parallelism2"])
@@ -172,7 +173,7 @@ def run(
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
-    yield Run(settings, topic, group_id, reference, sent, metrics)
+    yield Run(settings, topic, group_id, reference, sent, metrics, parallelism)
 
 
 def _free_port() -> int:
@@ -230,6 +231,19 @@ def test_offline_holds_every_window_and_its_final_value(run: Run) -> None:
     assert {k: (v["txn_count_1h"], v["txn_amount_sum_1h"]) for k, v in final.items()} == expected
     assert all(v["revision"] == expected[k][0] for k, v in final.items())  # revision = events in the window
     assert max(v["revision"] for v in final.values()) > 1
+
+
+def test_the_writer_reads_the_table_for_no_row_it_could_not_hold(run: Run) -> None:
+    """The table held none of the job's features when its writers opened (a namespace of this run), so the identity
+    check (a scan) ran for no row at parallelism 1 (design §5.4); at 2 only for rows at or below a window the other
+    writer subtask committed first (a lost commit race)."""
+    written = _value(run.metrics, "rows_written")
+    checked = _values(run.metrics, "offline_rows_checked", {})
+    assert written > 0 and checked, "the writers report rows_written and offline_rows_checked"
+    if run.parallelism == 1:
+        assert sum(checked) == 0
+    else:
+        assert sum(checked) <= written
 
 
 def test_online_holds_each_entitys_latest_window(run: Run) -> None:

@@ -1,0 +1,121 @@
+"""How far in event time the offline table holds rows of a writer's features: the rows its identity check covers.
+
+A row the table can already hold is one at or below the highest ``event_time`` of the table's rows of its feature,
+written by someone else than the writer asking (another job, an earlier attempt of the same job, the other writer
+subtask). The stream job's writer (``sinks.iceberg.writer.OfflineWriter`` with a ``TableReach``) checks identities
+only for rows at or below that reach, and appends the others without reading the table (design §5.4). The reach
+comes from the data files' statistics (their ``event_time`` upper bound and ``feature_name`` bounds), never from
+their rows: once, when the writer starts, from a plan of the current snapshot; then from the files of the snapshots
+others committed since the writer last looked, which its own append sees as a lost commit race (an append asserts
+the snapshot it was based on). A file without an ``event_time`` bound puts the reach at the end of time (everything
+is checked). Files of features the writer does not write do not count; deleted rows still do (the bound stays).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+END_OF_TIME_US = 2**63 - 1
+"""The reach when a file of the writer's features has no ``event_time`` bound: every row is checked."""
+
+
+class TableReach:
+    """The highest ``event_time`` (epoch µs; None: no row) of the writer's features in the table at its last look,
+    not counting the writer's own appends since it started. Not thread-safe: one writer's."""
+
+    def __init__(self, table: Table, feature_names: Collection[str]) -> None:
+        """Plans ``table``'s current snapshot (reads its manifests) for the files of ``feature_names``."""
+        if not feature_names:
+            raise ValueError("a table reach needs the names of the features it is about")
+        self._names = sorted(set(feature_names))
+        self.snapshot_id: int | None = table.metadata.current_snapshot_id
+        self.reach_us: int | None = self._planned(table)
+        self.plans = 1  # how often the table was planned (a lookback that could not follow the snapshots plans again)
+
+    def may_hold(self, ends_us: np.ndarray) -> np.ndarray:
+        """Which rows (by ``event_time``, epoch µs) the table may hold already: those at or below the reach."""
+        if self.reach_us is None:
+            return np.zeros(len(ends_us), dtype=bool)
+        return np.asarray(ends_us <= self.reach_us)
+
+    def looked(self, table: Table) -> None:
+        """``table`` was refreshed (``table.refresh()``): the reach grows by the rows of the files the snapshots
+        since the last look added, planned again if those snapshots cannot be followed back to it (expired, or a
+        rollback)."""
+        added = _files_added_since(table, self.snapshot_id)
+        if added is None:
+            reach = self._planned(table)
+            self.plans += 1
+        else:
+            reach = self._highest(added)
+        if reach is not None and (self.reach_us is None or reach > self.reach_us):
+            self.reach_us = reach
+        self.snapshot_id = table.metadata.current_snapshot_id
+
+    def appended(self, table: Table) -> None:
+        """The writer's own append committed (``table.metadata`` is its snapshot's): its rows do not move the reach,
+        and no one else committed between the snapshot it was based on and its own (the append asserted it)."""
+        self.snapshot_id = table.metadata.current_snapshot_id
+
+    def _planned(self, table: Table) -> int | None:
+        from pyiceberg.expressions import In
+
+        if table.metadata.current_snapshot_id is None:
+            return None
+        scan = table.scan(row_filter=In("feature_name", self._names))
+        return self._highest(task.file for task in scan.plan_files())
+
+    def _highest(self, files: Iterable[Any]) -> int | None:
+        """The highest ``event_time`` upper bound of the files that may hold one of the writer's features."""
+        from pyiceberg.conversions import from_bytes
+        from pyiceberg.types import StringType, TimestamptzType
+
+        from sinks.iceberg.layout import SCHEMA
+
+        time_id = SCHEMA.find_field("event_time").field_id
+        name_id = SCHEMA.find_field("feature_name").field_id
+        highest: int | None = None
+        for data_file in files:
+            lower, upper = data_file.lower_bounds or {}, data_file.upper_bounds or {}
+            low_name, high_name = lower.get(name_id), upper.get(name_id)
+            if low_name is not None and high_name is not None:  # (truncated bounds are still bounds)
+                at = bisect.bisect_left(self._names, str(from_bytes(StringType(), low_name)))
+                if at == len(self._names) or self._names[at] > str(from_bytes(StringType(), high_name)):
+                    continue  # holds none of the writer's features
+            high = upper.get(time_id)
+            if high is None:
+                return END_OF_TIME_US
+            end = int(from_bytes(TimestamptzType(), high))  # type: ignore[arg-type]
+            highest = end if highest is None else max(highest, end)
+        return highest
+
+
+def _files_added_since(table: Table, snapshot_id: int | None) -> list[Any] | None:
+    """The data files the snapshots after ``snapshot_id`` (None: from the first) up to the current one added, or None
+    if the current snapshot does not descend from it."""
+    from pyiceberg.manifest import ManifestContent, ManifestEntryStatus
+
+    metadata = table.metadata
+    snapshot = metadata.current_snapshot()
+    files: list[Any] = []
+    while snapshot is not None and snapshot.snapshot_id != snapshot_id:
+        for manifest in snapshot.manifests(table.io):
+            if manifest.content != ManifestContent.DATA or manifest.added_snapshot_id != snapshot.snapshot_id:
+                continue
+            files += [
+                entry.data_file
+                for entry in manifest.fetch_manifest_entry(table.io)
+                if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot.snapshot_id
+            ]
+        parent = snapshot.parent_snapshot_id
+        snapshot = None if parent is None else metadata.snapshot_by_id(parent)
+    if snapshot is None and snapshot_id is not None:
+        return None
+    return files

@@ -1,0 +1,189 @@
+"""The stream job's offline writer checks identities only for rows the table may hold already (``TableReach``): rows
+at or below the highest window end of its features when it opened, or in what another writer committed since.
+Each (window, revision) is still in the table once, whatever replays and racing writers do, and rows above the
+reach are appended without reading the table."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
+
+from registry.core.catalog import FeatureCatalog
+from registry.core.definitions import FeatureDefinition
+from sinks.iceberg import layout as offline_layout
+from sinks.iceberg.reach import END_OF_TIME_US, TableReach
+from sinks.iceberg.writer import OfflineWriter, ensure_table
+from sinks.records import WindowResults
+
+MIN = 60_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, epoch ms
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Table:
+    catalog = SqlCatalog("c", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    return ensure_table(catalog, "ns")
+
+
+@pytest.fixture
+def count() -> FeatureDefinition:
+    return FeatureCatalog.from_folder().get("user", "txn_count_1h")
+
+
+def _results(feature: FeatureDefinition, rows: list[tuple[str, int, int]]) -> WindowResults:
+    """(entity, window end ms, revision) each, the value the revision."""
+    ends = np.array([end for _, end, _ in rows], dtype=np.int64)
+    return WindowResults(
+        (feature,),
+        [entity for entity, _, _ in rows],
+        ends - 60 * MIN,
+        ends,
+        np.array([r for _, _, r in rows], dtype=np.int64),
+        [[r for _, _, r in rows]],
+    )
+
+
+def _write(writer: OfflineWriter, feature: FeatureDefinition, rows: list[tuple[str, int, int]]) -> None:
+    writer.add_results(_results(feature, rows))
+    writer.flush()
+
+
+def _stored(table: Table) -> list[tuple[str, str, int, int]]:
+    """(entity, feature, window end ms, revision) of every row, sorted, repeats kept."""
+    data = table.refresh().scan(selected_fields=offline_layout.IDENTITY_COLUMNS).to_arrow()
+    ends = (data.column("event_time").cast(pa.int64()).to_numpy() // 1000).tolist()
+    return sorted(
+        zip(
+            data.column("entity_id").to_pylist(),
+            data.column("feature_name").to_pylist(),
+            ends,
+            data.column("revision").to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def _writer(table: Table, feature: FeatureDefinition) -> OfflineWriter:
+    """A writer as the stream job opens one, with a table object of its own: its reach taken from the table now."""
+    table = table.catalog.load_table(table.name())
+    return OfflineWriter(table, clock_ms=lambda: T0 + 60 * MIN, reach=TableReach(table, {feature.name}))
+
+
+def test_a_row_at_the_reach_is_checked_and_one_above_it_is_appended_unread(
+    table: Table, count: FeatureDefinition
+) -> None:
+    _write(OfflineWriter(table), count, [("u1", T0, 3)])
+    writer = _writer(table, count)
+    assert writer._reach is not None and writer._reach.reach_us == T0 * 1000
+    # u1 at T0 again (at the reach: checked, already held), u2 at T0 (at the reach: checked, new), u1 one ms later.
+    _write(writer, count, [("u1", T0, 3), ("u2", T0, 3), ("u1", T0 + 1, 1)])
+    assert (writer.checked, writer.written) == (2, 2)
+    assert _stored(table) == [("u1", count.name, T0, 3), ("u1", count.name, T0 + 1, 1), ("u2", count.name, T0, 3)]
+    _write(writer, count, [("u3", T0 + 5 * MIN, 1)])  # above the reach, and no one else committed: not read
+    assert (writer.checked, writer.written) == (2, 3)
+
+
+def test_rows_another_writer_committed_after_this_one_opened_are_not_appended_twice(
+    table: Table, count: FeatureDefinition
+) -> None:
+    """A failover's old attempt finishing its flush while the restored one replays: the restored writer opened on an
+    empty table (nothing to check), so its first append is based on a snapshot the old attempt's commit replaced; it
+    loses that race, looks at what was committed, and checks its rows against it."""
+    restored = _writer(table, count)
+    old = _writer(table, count)
+    rows = [("u1", T0, 3), ("u2", T0, 4)]
+    _write(old, count, rows)
+    _write(restored, count, rows)
+    assert (restored.written, restored.checked) == (0, 2)
+    assert restored._reach is not None and restored._reach.reach_us == T0 * 1000
+    _write(restored, count, [("u1", T0 + 5 * MIN, 1)])
+    assert (restored.written, restored.checked) == (1, 2)
+    assert _stored(table) == sorted(
+        [*[(e, count.name, end, r) for e, end, r in rows], ("u1", count.name, T0 + 5 * MIN, 1)]
+    )
+
+
+def test_the_reach_counts_only_the_writers_features(table: Table, count: FeatureDefinition) -> None:
+    other = count.model_copy(update={"name": "zz_other_count"})
+    _write(OfflineWriter(table), count, [("u1", T0, 1)])
+    _write(OfflineWriter(table), other, [("u1", T0 + 10 * MIN, 1)])
+    table = table.refresh()
+    assert TableReach(table, {count.name}).reach_us == T0 * 1000
+    assert TableReach(table, {other.name}).reach_us == (T0 + 10 * MIN) * 1000
+    assert TableReach(table, {count.name, other.name}).reach_us == (T0 + 10 * MIN) * 1000
+    assert TableReach(table, {"no_such_feature"}).reach_us is None
+
+
+def test_a_lookback_that_cannot_follow_the_snapshots_plans_the_table_again(
+    table: Table, count: FeatureDefinition
+) -> None:
+    reach = TableReach(table.refresh(), {count.name})
+    assert (reach.reach_us, reach.plans) == (None, 1)
+    _write(OfflineWriter(table), count, [("u1", T0, 1)])
+    reach.looked(table.refresh())  # follows the one new snapshot back to the one it saw
+    assert (reach.reach_us, reach.plans) == (T0 * 1000, 1)
+    _write(OfflineWriter(table), count, [("u1", T0 + MIN, 1)])
+    reach.snapshot_id = 12345  # a snapshot the table no longer has (expired, or rolled back past)
+    reach.looked(table.refresh())
+    assert (reach.reach_us, reach.plans) == ((T0 + MIN) * 1000, 2)
+
+
+def test_a_file_without_a_time_bound_puts_the_reach_at_the_end_of_time(table: Table, count: FeatureDefinition) -> None:
+    reach = TableReach(table.refresh(), {count.name})
+    unbounded = SimpleNamespace(lower_bounds={}, upper_bounds={})
+    assert reach._highest([unbounded]) == END_OF_TIME_US
+    assert reach.may_hold(np.array([0, 2**62])).tolist() == [False, False]  # no rows yet: nothing held
+    reach.reach_us = 5
+    assert reach.may_hold(np.array([4, 5, 6])).tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="names of the features"):
+        TableReach(table, set())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_replays_restarts_and_late_finishing_old_attempts_leave_each_identity_once(
+    table: Table, count: FeatureDefinition, seed: int
+) -> None:
+    """A brute-force run: one stream of results (40 batches of new identities, late revisions of earlier windows
+    among them) written by attempts that each open a writer and replay from an earlier batch than the last one
+    committed, while the attempt before may still finish one more flush after the next one opened. The table holds
+    every identity exactly once; a writer checks no row above the reach it had when it opened unless another
+    writer committed after it."""
+    rnd = random.Random(seed)
+    batches: list[list[tuple[str, int, int]]] = []
+    revisions: dict[tuple[str, int], int] = {}
+    for i in range(40):
+        end = T0 + i * 5 * MIN
+        batch = []
+        for entity in rnd.sample([f"u{k}" for k in range(8)], 4):
+            window = (entity, end if rnd.random() < 0.8 else max(T0, end - rnd.choice([5, 10]) * MIN))
+            revisions[window] = revisions.get(window, 0) + 1
+            batch.append((window[0], window[1], revisions[window]))
+        batches.append(batch)
+    done, previous = 0, None
+    while done < len(batches):
+        start = max(0, done - rnd.randint(0, 6))  # the checkpoint restored is behind the last commit
+        writer = _writer(table, count)
+        if previous is not None and done < len(batches) and rnd.random() < 0.5:
+            _write(previous, count, batches[done])  # the old attempt's last flush, after the new one opened
+            done += 1
+        stop = min(len(batches), max(done, start) + rnd.randint(1, 12))
+        for batch in batches[start:stop]:
+            _write(writer, count, batch)
+        done, previous = max(done, stop), writer
+    expected = sorted({(e, count.name, end, r) for batch in batches for e, end, r in batch})
+    assert _stored(table) == expected
+
+
+def test_a_writer_without_a_reach_checks_every_row(table: Table, count: FeatureDefinition) -> None:
+    writer = OfflineWriter(table)
+    _write(writer, count, [("u1", T0, 1), ("u1", T0, 1)])  # repeated within a flush: kept once
+    _write(writer, count, [("u1", T0, 1), ("u2", T0 + 5 * MIN, 1)])
+    assert (writer.checked, writer.written) == (4, 2)
+    assert len(_stored(table)) == 2
