@@ -99,7 +99,9 @@ class TableReach:
 
 def _files_added_since(table: Table, snapshot_id: int | None) -> list[Any] | None:
     """The data files the snapshots after ``snapshot_id`` (None: from the first) up to the current one added, or None
-    if the current snapshot does not descend from it."""
+    if the current snapshot does not descend from it, or if a snapshot between them is gone (expired: its parent id
+    names a snapshot the table no longer has), so the walk cannot tell what was added: with ``snapshot_id`` None too,
+    where a chain cut by an expiry would otherwise pass for one reaching back to the table's first snapshot."""
     from pyiceberg.manifest import ManifestContent, ManifestEntryStatus
 
     metadata = table.metadata
@@ -115,7 +117,9 @@ def _files_added_since(table: Table, snapshot_id: int | None) -> list[Any] | Non
                 if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot.snapshot_id
             ]
         parent = snapshot.parent_snapshot_id
-        snapshot = None if parent is None else metadata.snapshot_by_id(parent)
-    if snapshot is None and snapshot_id is not None:
-        return None
+        if parent is None:  # the table's first snapshot: every snapshot since ``snapshot_id`` was walked, if None
+            return files if snapshot_id is None else None
+        snapshot = metadata.snapshot_by_id(parent)
+    if snapshot is None:  # no current snapshot, or a parent that was expired
+        return files if snapshot_id is None and metadata.current_snapshot_id is None else None
     return files

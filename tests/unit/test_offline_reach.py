@@ -187,3 +187,24 @@ def test_a_writer_without_a_reach_checks_every_row(table: Table, count: FeatureD
     _write(writer, count, [("u1", T0, 1), ("u2", T0 + 5 * MIN, 1)])
     assert (writer.checked, writer.written) == (4, 2)
     assert len(_stored(table)) == 2
+
+
+def test_a_writer_that_opened_on_an_empty_table_counts_rows_whose_snapshot_an_erasure_expired(
+    table: Table, count: FeatureDefinition
+) -> None:
+    """The restored writer opened before the table had a snapshot; the old attempt then committed the rows it
+    replays, and an erasure of another entity expired that snapshot (its own adds no file: the entity's file is
+    dropped whole). The lookback from the erasure's snapshot cannot reach the table's first one: it plans the table
+    again, rather than taking the erasure's files for everything committed since the writer opened."""
+    from serving.offline.erasure import erase_table
+
+    restored = _writer(table, count)
+    old = _writer(table, count)
+    _write(old, count, [("u9", T0, 1)])
+    rows = [("u1", T0 + 5 * MIN, 2)]
+    _write(old, count, rows)
+    erase_table(table.refresh(), count.entity, "u9")
+    assert len(table.refresh().metadata.snapshots) == 1  # the erasure's own snapshot: its parent is gone
+    _write(restored, count, rows)
+    assert (restored.written, restored.checked) == (0, 1)
+    assert _stored(table) == [("u1", count.name, T0 + 5 * MIN, 2)]
