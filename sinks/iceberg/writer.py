@@ -538,18 +538,21 @@ class OfflineWriter:
         """``rows`` without those the table or an earlier row of ``rows`` holds, among the rows to check: every row
         without a reach; with one, the rows at or below it, after a look at the table (taken only when there are
         such rows, or after a lost race: an append not preceded by one is based on the writer's own last view, so
-        a commit by anyone else since makes it lose the race, and the retry looks)."""
+        a commit by anyone else since makes it lose the race, and the retry looks). Also a look when the table was
+        refreshed past the reach's last look (a look that failed after the refresh, its flush done again): an append
+        on that table would not lose the race to the commits the reach has not counted."""
         if self._reach is None:
             self._refresh()
             self.checked += rows.num_rows
             return self._new_rows(rows)
-        if lost_race:
+        looked = lost_race or self._reach.snapshot_id != self._table.metadata.current_snapshot_id
+        if looked:
             self._refresh()
         ends = rows.column("event_time").cast(pa.int64()).to_numpy()
         held = self._reach.may_hold(ends)
         if not held.any():
             return rows
-        if not lost_race:
+        if not looked:
             self._refresh()
             held = self._reach.may_hold(ends)
         self.checked += int(held.sum())

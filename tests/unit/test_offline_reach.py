@@ -208,3 +208,33 @@ def test_a_writer_that_opened_on_an_empty_table_counts_rows_whose_snapshot_an_er
     _write(restored, count, rows)
     assert (restored.written, restored.checked) == (0, 1)
     assert _stored(table) == [("u1", count.name, T0 + 5 * MIN, 2)]
+
+
+def test_a_flush_again_after_a_look_that_failed_looks_again(
+    table: Table, count: FeatureDefinition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush that lost its commit race refreshed the table, but reading the snapshots since its last look failed
+    (a manifest unreadable for a moment): StoreUnavailableError, its rows still buffered. The flush done again must
+    not append on the refreshed table as if the writer had looked at it: the rows the other commit brought are not in
+    its reach yet, so it looks again (and finds them) first."""
+    from registry.core.errors import StoreUnavailableError
+    from sinks.iceberg import reach as reach_module
+
+    restored = _writer(table, count)
+    rows = [("u1", T0, 3)]
+    _write(_writer(table, count), count, rows)  # the old attempt, after the restored writer opened
+    walk = reach_module._files_added_since
+    failures = iter([OSError("manifest list unreadable")])
+
+    def flaky(table: Table, snapshot_id: int | None) -> list[object] | None:
+        for failure in failures:
+            raise failure
+        return walk(table, snapshot_id)
+
+    monkeypatch.setattr(reach_module, "_files_added_since", flaky)
+    restored.add_results(_results(count, rows))
+    with pytest.raises(StoreUnavailableError):
+        restored.flush()
+    restored.flush()  # what was buffered, again
+    assert (restored.written, restored.checked) == (0, 1)
+    assert _stored(table) == [("u1", count.name, T0, 3)]
