@@ -535,12 +535,10 @@ class OfflineWriter:
             self._reach.looked(self._table)
 
     def _fresh(self, rows: pa.Table, *, lost_race: bool) -> pa.Table:
-        """``rows`` without those the table or an earlier row of ``rows`` holds, among the rows to check: every row
-        without a reach; with one, the rows at or below it, after a look at the table (taken only when there are
-        such rows, or after a lost race: an append not preceded by one is based on the writer's own last view, so
-        a commit by anyone else since makes it lose the race, and the retry looks). Also a look when the table was
-        refreshed past the reach's last look (a look that failed after the refresh, its flush done again): an append
-        on that table would not lose the race to the commits the reach has not counted."""
+        """``rows`` without those the table or an earlier row of ``rows`` holds, among the rows to check: all without a
+        reach; with one, those at or below it, after a look at the table. The look is taken only for such rows, after a
+        lost race (an append based on the writer's own last view loses it to any commit since), or when the table was
+        refreshed past the reach's last look (a look that failed, its flush done again)."""
         if self._reach is None:
             self._refresh()
             self.checked += rows.num_rows
