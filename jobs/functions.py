@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,6 +23,15 @@ from sinks.records import WindowResults
 _END_OF_TIME = 2**63 - 2  # fires only when a bounded input ends (its final watermark is Long.MAX_VALUE)
 _SESSION_PROGRESS_STEP_MS = 1_000
 """How often a session stream's progress row is rewritten at most, in event time (sessions have no window grid)."""
+
+
+def _attempt_number(runtime_context: RuntimeContext) -> int:
+    """Flink's attempt number of this subtask (0 first, raised by each failover). In thread mode PyFlink 2.0.2 asks the
+    Java context for ``getAttemptNumber``, which Flink 2 moved to the task's info (an AttributeError there)."""
+    try:
+        return int(runtime_context.get_attempt_number())
+    except AttributeError:
+        return int(runtime_context._runtime_context.getTaskInfo().getAttemptNumber())
 
 
 class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
@@ -96,6 +106,9 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         step = step_ms(features[0])  # the time rule's window grid (one per stream)
         self._progress_step_ms = step if step is not None else _SESSION_PROGRESS_STEP_MS
         self._live_within_ms = live_within_ms
+        # One id per submission of the job (this object is built by its client, and a failover restores it as it was):
+        # with Flink's attempt number it tags this attempt's offline appends (``sinks.iceberg.reach.attempt_of``).
+        self._run_id = uuid.uuid4().hex
         self._batch_rows = batch_rows
         self._batch_interval_s = batch_interval_s
 
@@ -104,7 +117,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         from sinks.cassandra.writer import OnlineWriter
         from sinks.dual import DualWriter
         from sinks.factory import connect_cassandra, connect_iceberg
-        from sinks.iceberg.reach import TableReach
+        from sinks.iceberg.reach import TableReach, attempt_of
         from sinks.iceberg.writer import OfflineWriter, load_table
 
         # The job's client created both stores' tables (jobs.feature_job.prepare_stores): load only.
@@ -114,8 +127,10 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         # No progress from the flush: each key records its own from the watermark (``_record_progress``).
         self._online = OnlineWriter(session, self._settings.cassandra_keyspace, writer_id=None)
         # Identities are checked only for rows the table may hold already: at or below the highest window end of
-        # these features in it now (a replay, an earlier run), or committed by another writer since (design §5.4).
-        self._offline = OfflineWriter(table, reach=TableReach(table, {d.name for d in self._features}))
+        # these features in it now (a replay, an earlier run), or committed since by anyone but this attempt's writers
+        # (design §5.4).
+        attempt = attempt_of(self._run_id, _attempt_number(runtime_context))
+        self._offline = OfflineWriter(table, reach=TableReach(table, {d.name for d in self._features}, attempt))
         self._stores = DualWriter(self._offline, self._online, erased.blocks)
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._pending_count = 0  # since the last flush in this process (0 after a restore: flushes later)

@@ -1,14 +1,17 @@
 """How far in event time the offline table holds rows of a writer's features: the rows its identity check covers.
 
 A row the table can already hold is one at or below the highest ``event_time`` of the table's rows of its feature,
-written by someone else than the writer asking (another job, an earlier attempt of the same job, the other writer
-subtask). The stream job's writer (``sinks.iceberg.writer.OfflineWriter`` with a ``TableReach``) checks identities
-only for rows at or below that reach, and appends the others without reading the table (design §5.4). The reach
-comes from the data files' statistics (their ``event_time`` upper bound and ``feature_name`` bounds), never from
-their rows: once, when the writer starts, from a plan of the current snapshot; then from the files of the snapshots
-others committed since the writer last looked, which its own append sees as a lost commit race (an append asserts
-the snapshot it was based on). A file without an ``event_time`` bound puts the reach at the end of time (everything
-is checked). Files of features the writer does not write do not count; deleted rows still do (the bound stays).
+written by someone other than the writer asking and the writers of its own job attempt (another job, an earlier
+attempt of the same job, an erasure, a compaction). The stream job's writer (``sinks.iceberg.writer.OfflineWriter``
+with a ``TableReach``) checks identities only for rows at or below that reach, and appends the others without reading
+the table's rows (design §5.4). The reach comes from the data files' statistics (their ``event_time`` upper bound
+and ``feature_name`` bounds), never from their rows: once, when the writer starts, from a plan of the current
+snapshot; then, at each look before an append, from the files of the snapshots committed since the last look
+(an append asserts the snapshot it was based on, so a commit between the look and the append makes it lose the race,
+and the retry looks again). Snapshots tagged with the writer's own job attempt (``ATTEMPT_PROPERTY``) are left out:
+within an attempt the writer subtasks hold different entities. A file without an ``event_time`` bound puts the
+reach at the end of time (everything is checked). Files of features the writer does not write do not count; deleted
+rows still do (the bound stays).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import numpy as np
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
+ATTEMPT_PROPERTY = "featurestore.attempt"
+"""The snapshot summary property a writer with an ``attempt`` tags its appends with."""
 END_OF_TIME_US = 2**63 - 1
 """The reach when a file of the writer's features has no ``event_time`` bound: every row is checked."""
 
@@ -30,11 +35,16 @@ class TableReach:
     """The highest ``event_time`` (epoch µs; None: no row) of the writer's features in the table at its last look,
     not counting the writer's own appends since it started. Not thread-safe: one writer's."""
 
-    def __init__(self, table: Table, feature_names: Collection[str]) -> None:
-        """Plans ``table``'s current snapshot (reads its manifests) for the files of ``feature_names``."""
+    def __init__(self, table: Table, feature_names: Collection[str], attempt: str | None = None) -> None:
+        """Plans ``table``'s current snapshot (reads its manifests) for the files of ``feature_names``. ``attempt``: the
+        writer's job attempt (``attempt_of``), shared with the job's other writer subtasks of that attempt, whose rows
+        hold other entities: the snapshots they commit (tagged with it, ``snapshot_properties``) do not move the reach.
+        """
         if not feature_names:
             raise ValueError("a table reach needs the names of the features it is about")
         self._names = sorted(set(feature_names))
+        self.attempt = attempt
+        self.snapshot_properties: dict[str, str] = {ATTEMPT_PROPERTY: attempt} if attempt is not None else {}
         self.snapshot_id: int | None = table.metadata.current_snapshot_id
         self.reach_us: int | None = self._planned(table)
         self.plans = 1  # how often the table was planned (a lookback that could not follow the snapshots plans again)
@@ -49,7 +59,7 @@ class TableReach:
         """``table`` was refreshed (``table.refresh()``): the reach grows by the rows of the files the snapshots
         since the last look added, planned again if those snapshots cannot be followed back to it (expired, or a
         rollback)."""
-        added = _files_added_since(table, self.snapshot_id)
+        added = _files_added_since(table, self.snapshot_id, self.attempt)
         if added is None:
             reach = self._planned(table)
             self.plans += 1
@@ -97,8 +107,16 @@ class TableReach:
         return highest
 
 
-def _files_added_since(table: Table, snapshot_id: int | None) -> list[Any] | None:
-    """The data files the snapshots after ``snapshot_id`` (None: from the first) up to the current one added, or None
+def attempt_of(run_id: str, attempt_number: int) -> str:
+    """A job attempt's tag: the job's submission (a random id its client draws) and Flink's attempt number, which a
+    failover raises for every subtask it restarts (all of a job whose operators are connected by keyed exchanges), so
+    a writer of a failed attempt never shares the tag of a restored one."""
+    return f"{run_id}/{attempt_number}"
+
+
+def _files_added_since(table: Table, snapshot_id: int | None, attempt: str | None = None) -> list[Any] | None:
+    """The data files the snapshots after ``snapshot_id`` (None: from the first) up to the current one added, except
+    those of snapshots tagged with ``attempt`` (``ATTEMPT_PROPERTY``), or None
     if the current snapshot does not descend from it, or if a snapshot between them is gone (expired: its parent id
     names a snapshot the table no longer has), so the walk cannot tell what was added: with ``snapshot_id`` None too,
     where a chain cut by an expiry would otherwise pass for one reaching back to the table's first snapshot."""
@@ -108,7 +126,8 @@ def _files_added_since(table: Table, snapshot_id: int | None) -> list[Any] | Non
     snapshot = metadata.current_snapshot()
     files: list[Any] = []
     while snapshot is not None and snapshot.snapshot_id != snapshot_id:
-        for manifest in snapshot.manifests(table.io):
+        tagged = snapshot.summary is not None and snapshot.summary[ATTEMPT_PROPERTY]
+        for manifest in () if attempt is not None and tagged == attempt else snapshot.manifests(table.io):
             if manifest.content != ManifestContent.DATA or manifest.added_snapshot_id != snapshot.snapshot_id:
                 continue
             files += [

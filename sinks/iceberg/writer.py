@@ -334,8 +334,8 @@ def _wide_key(column: pa.ChunkedArray, day: np.ndarray | None) -> tuple[np.ndarr
     return present.fill_null(last).to_numpy(), low, last - low + 1
 
 
-def append_rows(table: Table, rows: pa.Table) -> None:
-    """``table.append(rows)`` for the offline layout, as one snapshot, without pyiceberg 0.8.1's partitioning
+def append_rows(table: Table, rows: pa.Table, snapshot_properties: Mapping[str, str] | None = None) -> None:
+    """``table.append(rows, snapshot_properties)`` for the offline layout, as one snapshot, without pyiceberg 0.8.1's partitioning
     step (it turns every row's index into a Python int: about 2 s per million rows). The rows are split by
     day of ``event_time`` (the table's only partition field) with numpy and written as pyiceberg writes them:
     same files, statistics, field ids and commit."""
@@ -388,7 +388,10 @@ def append_rows(table: Table, rows: pa.Table) -> None:
                     )
                 )
     files = list(write_file(io=table.io, table_metadata=metadata, tasks=iter(tasks)))
-    with table.transaction() as tx, tx.update_snapshot().fast_append() as snapshot:
+    with (
+        table.transaction() as tx,
+        tx.update_snapshot(snapshot_properties=dict(snapshot_properties or {})).fast_append() as snapshot,
+    ):
         for data_file in files:
             snapshot.append_data_file(data_file)
 
@@ -498,7 +501,7 @@ class OfflineWriter:
         parts = [self._rows_arrow(self._buffer, ingested_ms)] if self._buffer else []
         parts += [self.results_arrow(r, ingested_ms) for r in self._results]
         try:
-            fresh = self._fresh(pa.concat_tables(parts) if len(parts) > 1 else parts[0], lost_race=False)
+            fresh = self._fresh(pa.concat_tables(parts) if len(parts) > 1 else parts[0])
         except (OSError, OperationalError) as exc:
             raise StoreUnavailableError(f"Iceberg table unreadable for the identity check: {_one_line(exc)}") from exc
         if not fresh.num_rows:
@@ -512,10 +515,10 @@ class OfflineWriter:
                     self._sleep(commit_backoff_s(attempt))
                     # ... checking identities again: that writer may have committed some of these very rows (a
                     # failover's old attempt finishing its flush while the restored one replays), appended twice.
-                    batch = self._fresh(batch, lost_race=True)
+                    batch = self._fresh(batch)
                     if not batch.num_rows:
                         break
-                append_rows(self._table, batch)
+                append_rows(self._table, batch, self._reach.snapshot_properties if self._reach is not None else None)
                 if self._reach is not None:
                     self._reach.appended(self._table)
                 break
@@ -534,25 +537,16 @@ class OfflineWriter:
         if self._reach is not None:
             self._reach.looked(self._table)
 
-    def _fresh(self, rows: pa.Table, *, lost_race: bool) -> pa.Table:
-        """``rows`` without those the table or an earlier row of ``rows`` holds, among the rows to check: all without a
-        reach; with one, those at or below it, after a look at the table. The look is taken only for such rows, after a
-        lost race (an append based on the writer's own last view loses it to any commit since), or when the table was
-        refreshed past the reach's last look (a look that failed, its flush done again)."""
+    def _fresh(self, rows: pa.Table) -> pa.Table:
+        """``rows`` without those the table (looked at now) or an earlier row of ``rows`` holds, among the rows to
+        check: all without a reach; with one, those at or below it after the look."""
+        self._refresh()
         if self._reach is None:
-            self._refresh()
             self.checked += rows.num_rows
             return self._new_rows(rows)
-        looked = lost_race or self._reach.snapshot_id != self._table.metadata.current_snapshot_id
-        if looked:
-            self._refresh()
-        ends = rows.column("event_time").cast(pa.int64()).to_numpy()
-        held = self._reach.may_hold(ends)
+        held = self._reach.may_hold(rows.column("event_time").cast(pa.int64()).to_numpy())
         if not held.any():
             return rows
-        if not looked:
-            self._refresh()
-            held = self._reach.may_hold(ends)
         self.checked += int(held.sum())
         if held.all():
             return self._new_rows(rows)

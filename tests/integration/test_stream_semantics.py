@@ -236,7 +236,7 @@ def test_offline_holds_every_window_and_its_final_value(run: Run) -> None:
 def test_the_writer_reads_the_table_for_no_row_it_could_not_hold(run: Run) -> None:
     """The table held none of the job's features when its writers opened (a namespace of this run), so the identity
     check (a scan) ran for no row at parallelism 1 (design §5.4); at 2 only for rows at or below a window the other
-    writer subtask committed first (a lost commit race)."""
+    writer subtask committed before this one opened (after that, the appends of its own attempt do not count)."""
     written = _value(run.metrics, "rows_written")
     checked = _values(run.metrics, "offline_rows_checked", {})
     assert written > 0 and checked, "the writers report rows_written and offline_rows_checked"

@@ -215,11 +215,11 @@ def test_a_lost_commit_is_retried_after_a_growing_random_wait(tmp_path: Path, mo
     real_append = writer_module.append_rows
     losses = [10]
 
-    def append(table: object, rows: pa.Table) -> None:
+    def append(table: object, rows: pa.Table, snapshot_properties: dict[str, str] | None = None) -> None:
         if losses[0]:
             losses[0] -= 1
             raise CommitFailedException("another writer committed first")
-        real_append(table, rows)  # type: ignore[arg-type]
+        real_append(table, rows, snapshot_properties)  # type: ignore[arg-type]
 
     monkeypatch.setattr(writer_module, "append_rows", append)
     with pytest.raises(StoreUnavailableError, match="lost 10 races in a row"):

@@ -70,10 +70,10 @@ def _stored(table: Table) -> list[tuple[str, str, int, int]]:
     )
 
 
-def _writer(table: Table, feature: FeatureDefinition) -> OfflineWriter:
+def _writer(table: Table, feature: FeatureDefinition, attempt: str | None = None) -> OfflineWriter:
     """A writer as the stream job opens one, with a table object of its own: its reach taken from the table now."""
     table = table.catalog.load_table(table.name())
-    return OfflineWriter(table, clock_ms=lambda: T0 + 60 * MIN, reach=TableReach(table, {feature.name}))
+    return OfflineWriter(table, clock_ms=lambda: T0 + 60 * MIN, reach=TableReach(table, {feature.name}, attempt))
 
 
 def test_a_row_at_the_reach_is_checked_and_one_above_it_is_appended_unread(
@@ -108,6 +108,22 @@ def test_rows_another_writer_committed_after_this_one_opened_are_not_appended_tw
     assert _stored(table) == sorted(
         [*[(e, count.name, end, r) for e, end, r in rows], ("u1", count.name, T0 + 5 * MIN, 1)]
     )
+
+
+def test_appends_of_the_writers_own_job_attempt_do_not_move_its_reach(table: Table, count: FeatureDefinition) -> None:
+    """The job's writer subtasks of one attempt hold different entities: each appends above its reach without a
+    check though the other committed the same window ends. An append of another attempt (a failed one finishing its
+    flush) moves it, and the rows at or below it are checked."""
+    ours, sibling = _writer(table, count, "run/1"), _writer(table, count, "run/1")
+    _write(sibling, count, [("u1", T0, 1)])
+    _write(ours, count, [("u2", T0, 1)])
+    assert (ours.checked, ours.written) == (0, 1)
+    _write(_writer(table, count, "run/0"), count, [("u3", T0 + 5 * MIN, 1)])  # the failed attempt
+    _write(sibling, count, [("u1", T0 + 10 * MIN, 1)])
+    _write(ours, count, [("u2", T0 + 5 * MIN, 1), ("u2", T0 + 10 * MIN, 1)])
+    assert (ours.checked, ours.written) == (1, 3)  # at the failed attempt's window end, not at the sibling's
+    attempts = {s.summary["featurestore.attempt"] for s in table.refresh().metadata.snapshots if s.summary is not None}
+    assert attempts == {"run/0", "run/1"}
 
 
 def test_the_reach_counts_only_the_writers_features(table: Table, count: FeatureDefinition) -> None:
@@ -166,10 +182,11 @@ def test_replays_restarts_and_late_finishing_old_attempts_leave_each_identity_on
             revisions[window] = revisions.get(window, 0) + 1
             batch.append((window[0], window[1], revisions[window]))
         batches.append(batch)
-    done, previous = 0, None
+    done, previous, attempt = 0, None, 0
     while done < len(batches):
         start = max(0, done - rnd.randint(0, 6))  # the checkpoint restored is behind the last commit
-        writer = _writer(table, count)
+        writer = _writer(table, count, f"run/{attempt}")
+        attempt += 1
         if previous is not None and done < len(batches) and rnd.random() < 0.5:
             _write(previous, count, batches[done])  # the old attempt's last flush, after the new one opened
             done += 1
@@ -213,7 +230,7 @@ def test_a_writer_that_opened_on_an_empty_table_counts_rows_whose_snapshot_an_er
 def test_a_flush_again_after_a_look_that_failed_looks_again(
     table: Table, count: FeatureDefinition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A flush that lost its commit race refreshed the table, but reading the snapshots since its last look failed
+    """A flush refreshed the table before its append, but reading the snapshots since its last look failed
     (a manifest unreadable for a moment): StoreUnavailableError, its rows still buffered. The flush done again must
     not append on the refreshed table as if the writer had looked at it: the rows the other commit brought are not in
     its reach yet, so it looks again (and finds them) first."""
@@ -226,10 +243,10 @@ def test_a_flush_again_after_a_look_that_failed_looks_again(
     walk = reach_module._files_added_since
     failures = iter([OSError("manifest list unreadable")])
 
-    def flaky(table: Table, snapshot_id: int | None) -> list[object] | None:
+    def flaky(table: Table, snapshot_id: int | None, attempt: str | None = None) -> list[object] | None:
         for failure in failures:
             raise failure
-        return walk(table, snapshot_id)
+        return walk(table, snapshot_id, attempt)
 
     monkeypatch.setattr(reach_module, "_files_added_since", flaky)
     restored.add_results(_results(count, rows))
