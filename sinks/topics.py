@@ -92,25 +92,29 @@ def committed_offsets(
     bootstrap: str, group_id: str, topics: Iterable[str], *, timeout_s: float = 30
 ) -> dict[str, dict[int, int]]:
     """The offsets consumer group ``group_id`` has committed on ``topics``: topic -> partition -> offset, only the
-    partitions with one (a group that never committed, or does not exist, gives ``{}``)."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
+    partitions with one (a group that never committed, or does not exist, gives ``{}``; a topic the cluster does not
+    have, none). Asked through a consumer of the group that joins nothing (``committed``), not the admin API:
+    librdkafka's ``list_consumer_group_offsets`` crashed the process (SIGSEGV in its main thread) when the group's
+    coordinator answered ``NOT_COORDINATOR``, as a group never seen before can (confluent-kafka-python #1982)."""
+    from confluent_kafka import Consumer, TopicPartition
 
-    wanted = set(topics)
-    admin, _ = _existing_topics(bootstrap, timeout_s)
+    admin, existing = _existing_topics(bootstrap, timeout_s)
+    wanted = sorted(set(topics) & existing)
+    if not wanted:
+        return {}
     try:
-        futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id)], request_timeout=timeout_s)
-        answer = futures[group_id].result(timeout=timeout_s)
+        metadata = admin.list_topics(timeout=timeout_s).topics
+        partitions = [TopicPartition(t, p) for t in wanted for p in sorted(metadata[t].partitions)]
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
+        try:
+            answer = consumer.committed(partitions, timeout=timeout_s)
+        finally:
+            consumer.close()
     except KafkaException as exc:
-        if exc.args and getattr(exc.args[0], "code", lambda: None)() == KafkaError.GROUP_ID_NOT_FOUND:
-            return {}
         raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
-    except TimeoutError as exc:
-        raise StoreUnavailableError(
-            f"Kafka at {bootstrap} unavailable: no answer about consumer group {group_id!r} in {timeout_s:g} s"
-        ) from exc
     found: dict[str, dict[int, int]] = {}
-    for tp in answer.topic_partitions or []:
-        if tp.topic in wanted and tp.offset >= 0:
+    for tp in answer:
+        if tp.error is None and tp.offset >= 0:
             found.setdefault(tp.topic, {})[tp.partition] = tp.offset
     return found
 
