@@ -33,7 +33,8 @@ END_OF_TIME_US = 2**63 - 1
 
 class TableReach:
     """The highest ``event_time`` (epoch µs; None: no row) of the writer's features in the table at its last look,
-    not counting the writer's own appends since it started. Not thread-safe: one writer's."""
+    not counting the appends of the writer and of its job attempt's other writers since it started. Not thread-safe:
+    one writer's."""
 
     def __init__(self, table: Table, feature_names: Collection[str], attempt: str | None = None) -> None:
         """Plans ``table``'s current snapshot (reads its manifests) for the files of ``feature_names``. ``attempt``: the

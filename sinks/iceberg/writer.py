@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 _COMMIT_RETRIES = 5
 _APPEND_ATTEMPTS = 10
-"""Commit attempts of one flush: writers of one job commit to one table, and each retry checks identities again
-(a scan), so under load the others may commit again meanwhile; 5 back-to-back attempts were lost in a row at
+"""Commit attempts of one flush: writers of one job commit to one table, and each retry looks again and checks the
+identities it must (a scan), so under load the others may commit again meanwhile; 5 back-to-back attempts were lost in a row at
 parallelism 2 on a machine with a load of 11."""
 _BACKOFF_S = (0.05, 2.0)  # the first retry's wait at most, and any retry's: doubled each time, each drawn at random
 
