@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Iterable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -88,6 +90,17 @@ def _existing_topics(bootstrap: str, timeout_s: float) -> tuple[AdminClient, set
         raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
 
 
+# Answers a group's coordinator gives while it moves or loads (a broker's first group creates __consumer_offsets):
+# committed() does not retry them itself, so the caller asks again until its deadline.
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
 def committed_offsets(
     bootstrap: str, group_id: str, topics: Iterable[str], *, timeout_s: float = 30
 ) -> dict[str, dict[int, int]]:
@@ -95,9 +108,12 @@ def committed_offsets(
     partitions with one (a group that never committed, or does not exist, gives ``{}``; a topic the cluster does not
     have, none). Asked through a consumer of the group that joins nothing (``committed``), not the admin API:
     librdkafka's ``list_consumer_group_offsets`` crashed the process (SIGSEGV in its main thread) when the group's
-    coordinator answered ``NOT_COORDINATOR``, as a group never seen before can (confluent-kafka-python #1982)."""
+    coordinator answered ``NOT_COORDINATOR``, as a group never seen before can (confluent-kafka-python #1982).
+    ``NOT_COORDINATOR`` and the coordinator's loading or unavailable answers are asked again (0.1 s apart, rising to
+    1 s) until ``timeout_s`` has passed since the call; then, as for any other Kafka error, StoreUnavailableError."""
     from confluent_kafka import Consumer, TopicPartition
 
+    deadline = time.monotonic() + timeout_s
     admin, existing = _existing_topics(bootstrap, timeout_s)
     wanted = sorted(set(topics) & existing)
     if not wanted:
@@ -107,16 +123,36 @@ def committed_offsets(
         partitions = [TopicPartition(t, p) for t in wanted for p in sorted(metadata[t].partitions)]
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
         try:
-            answer = consumer.committed(partitions, timeout=timeout_s)
+            answer = _ask_committed(consumer, partitions, deadline)
         finally:
             consumer.close()
     except KafkaException as exc:
         raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
     found: dict[str, dict[int, int]] = {}
     for tp in answer:
-        if tp.error is None and tp.offset >= 0:
+        if tp.offset >= 0:
             found.setdefault(tp.topic, {})[tp.partition] = tp.offset
     return found
+
+
+def _ask_committed(consumer: Any, partitions: list[Any], deadline: float) -> list[Any]:
+    """``consumer.committed(partitions)``, asked again while the coordinator moves or loads (whole call or any
+    partition) until ``deadline`` (monotonic); a partition's other error raises, as the call's own do: a partition
+    whose answer is an error has not answered "nothing committed"."""
+    pause_s = 0.1
+    while True:
+        try:
+            answer = consumer.committed(partitions, timeout=max(deadline - time.monotonic(), 1.0))
+            errors = [tp.error for tp in answer if tp.error is not None]
+        except KafkaException as exc:
+            errors = [exc.args[0] if exc.args else KafkaError(KafkaError._FAIL)]
+        if not errors:
+            return list(answer)
+        moving = all(isinstance(e, KafkaError) and e.code() in _COORDINATOR_MOVING for e in errors)
+        if not moving or time.monotonic() + pause_s > deadline:
+            raise KafkaException(errors[0])
+        time.sleep(pause_s)
+        pause_s = min(pause_s * 2, 1.0)
 
 
 def require_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: float = 30) -> None:

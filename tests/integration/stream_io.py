@@ -4,8 +4,11 @@ from the dead-letter topic, windows from the offline table (the card-transaction
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -65,6 +68,14 @@ def start_job(settings: Settings, group_id: str, *extra: str, metrics_port: int 
         text=True,
         start_new_session=True,
     )
+
+
+def kill_job(job: subprocess.Popen[str]) -> None:
+    """SIGKILL to all of ``job``'s session (client, mini-cluster JVM, Python workers), then reap it; a job whose
+    session is gone already (it failed, and its failure is what the caller reports) is no error here."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
 
 
 def payload(producer: Any, topic: str, r: Record) -> bytes:

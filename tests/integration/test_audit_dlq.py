@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import socket
 import threading
 import time
@@ -39,6 +37,7 @@ from tests.integration.stream_io import (
     MARKER,
     MIN,
     OUT_OF_ORDERNESS,
+    kill_job,
     offline_rows,
     register_card_features,
     start_job,
@@ -274,7 +273,7 @@ def run(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFac
             time.sleep(1)
         metrics = _scrape(port)
     finally:
-        os.killpg(job.pid, signal.SIGKILL)
+        kill_job(job)
         job.wait()
     letters = _letters(settings, f"{topic}.dlq", expected)
     ended_ms = time.time_ns() // 1_000_000

@@ -31,7 +31,7 @@ from sinks.cassandra.reader import scan_vectors
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
 from tests.conftest import isolated
-from tests.integration.stream_io import register_card_features, start_job
+from tests.integration.stream_io import kill_job, register_card_features, start_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.disruptive]  # the faulted run pauses Cassandra, kills Kafka
 
@@ -158,7 +158,7 @@ def runs(
         time.sleep(3)  # a moment more, so a late duplicate commit would show
         assert restarted.poll() is None, (restarted.stdout.read() if restarted.stdout else "")[-4000:]
     finally:
-        os.killpg(restarted.pid, signal.SIGKILL)
+        kill_job(restarted)
         restarted.wait()
     yield clean_settings, crashed, rows_at_crash, parallelism
 

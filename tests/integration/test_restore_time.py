@@ -41,6 +41,7 @@ from tests.integration.stream_io import (
     dead_letters,
     final_windows,
     job_output,
+    kill_job,
     offline_rows,
     payload,
     register_card_features,
@@ -146,7 +147,7 @@ def restored(
             time.sleep(1)
         time.sleep(6)  # past the writer's 5 s backstop flush, so that a window the reference lacks would show
     finally:
-        os.killpg(job.pid, signal.SIGKILL)
+        kill_job(job)
         job.wait()
     yield Restored(settings, topic, group_id, reference, watermark)
 

@@ -7,8 +7,6 @@ are committed with its job's checkpoints, so restoring that checkpoint, or repla
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ from jobs.produce import ensure_topics, make_producer
 from registry.core.settings import Settings
 from sinks.topics import committed_offsets
 from tests.conftest import REPO, isolated, settings_env
-from tests.integration.stream_io import BASE, MIN, job_output, payload, register_card_features, start_job
+from tests.integration.stream_io import BASE, MIN, job_output, kill_job, payload, register_card_features, start_job
 from tests.integration.stream_reference import Record
 
 pytestmark = [pytest.mark.integration]
@@ -47,7 +45,7 @@ def test_a_group_with_committed_offsets_is_not_resumed_without_its_state(
             assert time.monotonic() < deadline, "the job committed no offsets within 240 s"
             time.sleep(0.5)
     finally:
-        os.killpg(job.pid, signal.SIGKILL)
+        kill_job(job)
         job.wait()
 
     started = time.monotonic()

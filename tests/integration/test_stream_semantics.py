@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import socket
 import time
 import urllib.request
@@ -30,6 +28,7 @@ from tests.integration.stream_io import (
     dead_letters,
     final_windows,
     final_windows_written,
+    kill_job,
     offline_rows,
     payload,
     register_card_features,
@@ -171,7 +170,7 @@ def run(
 
         metrics = _scrape_until(port, complete, time.monotonic() + 60)
     finally:
-        os.killpg(job.pid, signal.SIGKILL)
+        kill_job(job)
         job.wait()
     yield Run(settings, topic, group_id, reference, sent, metrics, parallelism)
 

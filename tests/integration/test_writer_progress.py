@@ -11,8 +11,6 @@ No final watermark here (the job does not end): only the periodic watermarks mov
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from datetime import UTC, datetime
 
@@ -30,7 +28,7 @@ from sinks.cassandra import layout as online_layout
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra
 from tests.conftest import REPO, isolated
-from tests.integration.stream_io import BASE, MIN, job_output, payload, start_job
+from tests.integration.stream_io import BASE, MIN, job_output, kill_job, payload, start_job
 from tests.integration.stream_reference import Record
 
 pytestmark = pytest.mark.integration
@@ -94,7 +92,7 @@ def test_a_writer_with_quiet_entities_keeps_up_with_the_stream(
         finally:
             cluster.shutdown()
     finally:
-        os.killpg(job.pid, signal.SIGKILL)
+        kill_job(job)
         job.wait()
     got = {
         u: (r.json()["features"]["txn_count_1h"]["value"], r.json()["features"]["txn_count_1h"]["feature_timestamp"])
