@@ -142,7 +142,7 @@ def _ask_committed(consumer: Any, partitions: list[Any], deadline: float) -> lis
     pause_s = 0.1
     while True:
         try:
-            answer = consumer.committed(partitions, timeout=max(deadline - time.monotonic(), 1.0))
+            answer = consumer.committed(partitions, timeout=max(deadline - time.monotonic(), 0.1))
             errors = [tp.error for tp in answer if tp.error is not None]
         except KafkaException as exc:
             errors = [exc.args[0] if exc.args else KafkaError(KafkaError._FAIL)]
