@@ -130,7 +130,9 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         # these features in it now (a replay, an earlier run), or committed since by anyone but this attempt's writers
         # (design §5.4).
         attempt = attempt_of(self._run_id, _attempt_number(runtime_context))
-        self._offline = OfflineWriter(table, reach=TableReach(table, {d.name for d in self._features}, attempt))
+        self._offline = OfflineWriter(
+            table, reach=TableReach(table, {(d.name, d.version) for d in self._features}, attempt)
+        )
         self._stores = DualWriter(self._offline, self._online, erased.blocks)
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._pending_count = 0  # since the last flush in this process (0 after a restore: flushes later)

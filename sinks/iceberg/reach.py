@@ -1,17 +1,20 @@
 """How far in event time the offline table holds rows of a writer's features: the rows its identity check covers.
 
-A row the table can already hold is one at or below the highest ``event_time`` of the table's rows of its feature,
+A row the table can already hold is one at or below the highest ``event_time`` of the table's rows of its feature
+version,
 written by someone other than the writer asking and the writers of its own job attempt (another job, an earlier
 attempt of the same job, an erasure, a compaction). The stream job's writer (``sinks.iceberg.writer.OfflineWriter``
 with a ``TableReach``) checks identities only for rows at or below that reach, and appends the others without reading
-the table's rows (design §5.4). The reach comes from the data files' statistics (their ``event_time`` upper bound
-and ``feature_name`` bounds), never from their rows: once, when the writer starts, from a plan of the current
+the table's rows (design §5.4). The reach comes from the data files' statistics (their ``event_time`` upper bound,
+``feature_name`` and ``feature_version`` bounds), never from their rows: once, when the writer starts, from a plan of the current
 snapshot; then, at each look before an append, from the files of the snapshots committed since the last look
 (an append asserts the snapshot it was based on, so a commit between the look and the append makes it lose the race,
 and the retry looks again). Snapshots tagged with the writer's own job attempt (``ATTEMPT_PROPERTY``) are left out:
 within an attempt the writer subtasks hold different entities. A file without an ``event_time`` bound puts the
-reach at the end of time (everything is checked). Files of features the writer does not write do not count; deleted
-rows still do (the bound stays).
+reach at the end of time (everything is checked). Files whose bounds admit none of the writer's (feature name,
+version) pairs do not count: a backfill of a new version is not checked against the live job's files of the version
+before it (a file whose name bounds admit one of its features and whose version bounds admit that feature's
+version does count, whichever features it holds between those bounds). Deleted rows still count (the bound stays).
 """
 
 from __future__ import annotations
@@ -32,18 +35,20 @@ END_OF_TIME_US = 2**63 - 1
 
 
 class TableReach:
-    """The highest ``event_time`` (epoch µs; None: no row) of the writer's features in the table at its last look,
+    """The highest ``event_time`` (epoch µs; None: no row) of the writer's feature versions in the table at its last look,
     not counting the appends of the writer and of its job attempt's other writers since it started. Not thread-safe:
     one writer's."""
 
-    def __init__(self, table: Table, feature_names: Collection[str], attempt: str | None = None) -> None:
-        """Plans ``table``'s current snapshot (reads its manifests) for the files of ``feature_names``. ``attempt``: the
+    def __init__(self, table: Table, features: Collection[tuple[str, int]], attempt: str | None = None) -> None:
+        """Plans ``table``'s current snapshot (reads its manifests) for the files of ``features``, the (feature name,
+        version) pairs the writer writes. ``attempt``: the
         writer's job attempt (``attempt_of``), shared with the job's other writer subtasks of that attempt, whose rows
         hold other entities: the snapshots they commit (tagged with it, ``snapshot_properties``) do not move the reach.
         """
-        if not feature_names:
-            raise ValueError("a table reach needs the names of the features it is about")
-        self._names = sorted(set(feature_names))
+        if not features:
+            raise ValueError("a table reach needs the (name, version) of the features it is about")
+        self._features = sorted(set(features))
+        self._names = sorted({name for name, _ in self._features})
         self.attempt = attempt
         self.snapshot_properties: dict[str, str] = {ATTEMPT_PROPERTY: attempt} if attempt is not None else {}
         self.snapshot_id: int | None = table.metadata.current_snapshot_id
@@ -84,28 +89,48 @@ class TableReach:
         return self._highest(task.file for task in scan.plan_files())
 
     def _highest(self, files: Iterable[Any]) -> int | None:
-        """The highest ``event_time`` upper bound of the files that may hold one of the writer's features."""
+        """The highest ``event_time`` upper bound of the files that may hold one of the writer's feature versions."""
         from pyiceberg.conversions import from_bytes
-        from pyiceberg.types import StringType, TimestamptzType
+        from pyiceberg.types import TimestamptzType
 
         from sinks.iceberg.layout import SCHEMA
 
         time_id = SCHEMA.find_field("event_time").field_id
         name_id = SCHEMA.find_field("feature_name").field_id
+        version_id = SCHEMA.find_field("feature_version").field_id
         highest: int | None = None
         for data_file in files:
             lower, upper = data_file.lower_bounds or {}, data_file.upper_bounds or {}
-            low_name, high_name = lower.get(name_id), upper.get(name_id)
-            if low_name is not None and high_name is not None:  # (truncated bounds are still bounds)
-                at = bisect.bisect_left(self._names, str(from_bytes(StringType(), low_name)))
-                if at == len(self._names) or self._names[at] > str(from_bytes(StringType(), high_name)):
-                    continue  # holds none of the writer's features
+            if not self._admits(lower.get(name_id), upper.get(name_id), lower.get(version_id), upper.get(version_id)):
+                continue  # holds none of the writer's feature versions
             high = upper.get(time_id)
             if high is None:
                 return END_OF_TIME_US
             end = int(from_bytes(TimestamptzType(), high))  # type: ignore[arg-type]
             highest = end if highest is None else max(highest, end)
         return highest
+
+    def _admits(self, low_name: Any, high_name: Any, low_version: Any, high_version: Any) -> bool:
+        """Whether a file with these bounds (serialized; None: none) may hold one of the writer's (name, version)
+        pairs: a name within the name bounds whose version is within the version bounds. Truncated string bounds
+        are still bounds (a truncated lower bound is a prefix, a truncated upper bound is rounded up)."""
+        from pyiceberg.conversions import from_bytes
+        from pyiceberg.types import IntegerType, StringType
+
+        first, last = 0, len(self._features)
+        if low_name is not None and high_name is not None:
+            first = bisect.bisect_left(self._features, (str(from_bytes(StringType(), low_name)),))
+            high_text = str(from_bytes(StringType(), high_name))
+            last = first
+            while last < len(self._features) and self._features[last][0] <= high_text:
+                last += 1
+        if first == last:
+            return False
+        if low_version is None or high_version is None:
+            return True
+        low = int(from_bytes(IntegerType(), low_version))  # type: ignore[arg-type]
+        top = int(from_bytes(IntegerType(), high_version))  # type: ignore[arg-type]
+        return any(low <= version <= top for _, version in self._features[first:last])
 
 
 def attempt_of(run_id: str, attempt_number: int) -> str:

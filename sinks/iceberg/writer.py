@@ -409,7 +409,7 @@ class OfflineWriter:
         reach: TableReach | None = None,
     ) -> None:
         """``reach``: the table's reach in the features this writer writes, taken when it started
-        (``TableReach(table, names)``): only rows at or below it are checked (the job never sends one identity twice
+        (``TableReach(table, features)``): only rows at or below it are checked (the job never sends one identity twice
         to the same writer); without one, every row is (and repeated identities within a flush are dropped)."""
         self._table = table
         self._clock_ms = clock_ms

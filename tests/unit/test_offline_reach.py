@@ -73,7 +73,9 @@ def _stored(table: Table) -> list[tuple[str, str, int, int]]:
 def _writer(table: Table, feature: FeatureDefinition, attempt: str | None = None) -> OfflineWriter:
     """A writer as the stream job opens one, with a table object of its own: its reach taken from the table now."""
     table = table.catalog.load_table(table.name())
-    return OfflineWriter(table, clock_ms=lambda: T0 + 60 * MIN, reach=TableReach(table, {feature.name}, attempt))
+    return OfflineWriter(
+        table, clock_ms=lambda: T0 + 60 * MIN, reach=TableReach(table, {(feature.name, feature.version)}, attempt)
+    )
 
 
 def test_a_row_at_the_reach_is_checked_and_one_above_it_is_appended_unread(
@@ -131,16 +133,46 @@ def test_the_reach_counts_only_the_writers_features(table: Table, count: Feature
     _write(OfflineWriter(table), count, [("u1", T0, 1)])
     _write(OfflineWriter(table), other, [("u1", T0 + 10 * MIN, 1)])
     table = table.refresh()
-    assert TableReach(table, {count.name}).reach_us == T0 * 1000
-    assert TableReach(table, {other.name}).reach_us == (T0 + 10 * MIN) * 1000
-    assert TableReach(table, {count.name, other.name}).reach_us == (T0 + 10 * MIN) * 1000
-    assert TableReach(table, {"no_such_feature"}).reach_us is None
+    assert TableReach(table, {(count.name, count.version)}).reach_us == T0 * 1000
+    assert TableReach(table, {(other.name, other.version)}).reach_us == (T0 + 10 * MIN) * 1000
+    assert (
+        TableReach(table, {(count.name, count.version), (other.name, other.version)}).reach_us == (T0 + 10 * MIN) * 1000
+    )
+    assert TableReach(table, {("no_such_feature", 1)}).reach_us is None
+
+
+def test_a_new_versions_writer_is_not_checked_against_the_version_before_it(
+    table: Table, count: FeatureDefinition
+) -> None:
+    """A backfill of version 2 beside the live job's version 1: the files of version 1 alone (their version bounds
+    1..1) do not move version 2's reach, so its rows are appended unread; once version 2 is in the table, a restarted
+    writer of it checks its replay. A file whose version bounds span the version (1 and 3 in one file) still counts."""
+    v2 = count.model_copy(update={"version": 2})
+    v3_other = count.model_copy(update={"name": "zz_other_count", "version": 3})
+    _write(OfflineWriter(table), count, [("u1", T0, 1), ("u1", T0 + 10 * MIN, 1)])
+    backfill = _writer(table, v2)
+    assert backfill._reach is not None and backfill._reach.reach_us is None
+    _write(backfill, v2, [("u1", T0, 1), ("u1", T0 + 10 * MIN, 1)])
+    assert (backfill.checked, backfill.written) == (0, 2)
+    restarted = _writer(table, v2)
+    _write(restarted, v2, [("u1", T0, 1), ("u1", T0 + 10 * MIN, 1)])
+    assert (restarted.checked, restarted.written) == (2, 0)
+    assert TableReach(table.refresh(), {(v2.name, 2)}).reach_us == (T0 + 10 * MIN) * 1000
+    assert TableReach(table.refresh(), {(v2.name, 4)}).reach_us is None
+    # one file holding count@1 and zz_other_count@3: its bounds admit count@2 (conservative), not count@4
+    writer = OfflineWriter(table)
+    writer.add_results(_results(count, [("u2", T0 + 20 * MIN, 1)]))
+    writer.add_results(_results(v3_other, [("u2", T0 + 20 * MIN, 1)]))
+    writer.flush()
+    assert TableReach(table.refresh(), {(v2.name, 2)}).reach_us == (T0 + 20 * MIN) * 1000
+    assert TableReach(table.refresh(), {(v2.name, 4)}).reach_us is None
+    assert _stored(table).count(("u1", count.name, T0, 1)) == 2  # versions 1 and 2, each once
 
 
 def test_a_lookback_that_cannot_follow_the_snapshots_plans_the_table_again(
     table: Table, count: FeatureDefinition
 ) -> None:
-    reach = TableReach(table.refresh(), {count.name})
+    reach = TableReach(table.refresh(), {(count.name, count.version)})
     assert (reach.reach_us, reach.plans) == (None, 1)
     _write(OfflineWriter(table), count, [("u1", T0, 1)])
     reach.looked(table.refresh())  # follows the one new snapshot back to the one it saw
@@ -152,13 +184,13 @@ def test_a_lookback_that_cannot_follow_the_snapshots_plans_the_table_again(
 
 
 def test_a_file_without_a_time_bound_puts_the_reach_at_the_end_of_time(table: Table, count: FeatureDefinition) -> None:
-    reach = TableReach(table.refresh(), {count.name})
+    reach = TableReach(table.refresh(), {(count.name, count.version)})
     unbounded = SimpleNamespace(lower_bounds={}, upper_bounds={})
     assert reach._highest([unbounded]) == END_OF_TIME_US
     assert reach.may_hold(np.array([0, 2**62])).tolist() == [False, False]  # no rows yet: nothing held
     reach.reach_us = 5
     assert reach.may_hold(np.array([4, 5, 6])).tolist() == [True, True, False]
-    with pytest.raises(ValueError, match="names of the features"):
+    with pytest.raises(ValueError, match="of the features it is about"):
         TableReach(table, set())
 
 
