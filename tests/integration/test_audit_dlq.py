@@ -348,6 +348,13 @@ def test_metrics_count_in_late_and_dead_lettered(run: Run) -> None:
         assert _metric(m, "topic_reason_events_dead_lettered", topic=topic, reason=reason) == count, reason
 
 
+def test_the_job_reports_its_restarts_the_restart_loop_alert_reads(run: Run) -> None:
+    """infra/prometheus/alerts.yml's StreamJobRestartLoop reads Flink's numRestarts under this name: reported, and 0
+    for a run that never failed."""
+    assert ("flink_jobmanager_job_numRestarts", ()) in run.metrics, sorted(n for n, _ in run.metrics)
+    assert _metric(run.metrics, "flink_jobmanager_job_numRestarts") == 0
+
+
 class _Proxy:
     """The real schema registry behind a proxy that answers ``GET /schemas/ids/<refused>`` itself (status, body)."""
 
