@@ -80,20 +80,14 @@ def require_reachable(bootstrap: str, timeout_s: float = 3.0) -> None:
     raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: no bootstrap server {what} ({'; '.join(reasons)})")
 
 
-def _cluster_topics(bootstrap: str, timeout_s: float) -> tuple[AdminClient, dict[str, Any]]:
-    """An admin client of a reachable cluster (named as unavailable otherwise), and its topics' metadata by name."""
+def _existing_topics(bootstrap: str, timeout_s: float) -> tuple[AdminClient, set[str]]:
+    """An admin client of a reachable cluster (named as unavailable otherwise), and the topics it has."""
     require_reachable(bootstrap)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
-        return admin, dict(admin.list_topics(timeout=timeout_s).topics)
+        return admin, set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise StoreUnavailableError(f"Kafka at {bootstrap} unavailable: {exc}") from exc
-
-
-def _existing_topics(bootstrap: str, timeout_s: float) -> tuple[AdminClient, set[str]]:
-    """An admin client of a reachable cluster (named as unavailable otherwise), and the topics it has."""
-    admin, metadata = _cluster_topics(bootstrap, timeout_s)
-    return admin, set(metadata)
 
 
 # Answers a group's coordinator gives while it moves or loads (a broker's first group creates __consumer_offsets):
@@ -120,11 +114,12 @@ def committed_offsets(
     from confluent_kafka import Consumer, TopicPartition
 
     deadline = time.monotonic() + timeout_s
-    _, metadata = _cluster_topics(bootstrap, timeout_s)
-    wanted = sorted(set(topics) & set(metadata))
+    admin, existing = _existing_topics(bootstrap, timeout_s)
+    wanted = sorted(set(topics) & existing)
     if not wanted:
         return {}
     try:
+        metadata = admin.list_topics(timeout=timeout_s).topics
         partitions = [TopicPartition(t, p) for t in wanted for p in sorted(metadata[t].partitions)]
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
         try:

@@ -19,6 +19,11 @@ from registry.core.errors import StoreUnavailableError
 from sinks import topics
 
 
+class _Admin:
+    def list_topics(self, timeout: float) -> Any:
+        return SimpleNamespace(topics={"t": SimpleNamespace(partitions={0: None, 1: None})})
+
+
 def _fake(monkeypatch: pytest.MonkeyPatch, answers: list[Any]) -> list[int]:
     """Consumer.committed answers ``answers`` in turn (an int: raise KafkaException of that code; a dict
     partition -> offset or error code: that answer); the returned list counts the calls."""
@@ -44,8 +49,7 @@ def _fake(monkeypatch: pytest.MonkeyPatch, answers: list[Any]) -> list[int]:
         def close(self) -> None:
             pass
 
-    metadata = {"t": SimpleNamespace(partitions={0: None, 1: None})}
-    monkeypatch.setattr(topics, "_cluster_topics", lambda bootstrap, timeout_s: (None, metadata))
+    monkeypatch.setattr(topics, "_existing_topics", lambda bootstrap, timeout_s: (_Admin(), {"t"}))
     monkeypatch.setattr(confluent_kafka, "Consumer", _Consumer)
     monkeypatch.setattr(topics.time, "sleep", lambda s: None)
     return calls
