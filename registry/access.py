@@ -46,7 +46,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import MAX_VERSION, FeatureDefinition
 from registry.core.errors import DefinitionError, ForbiddenError, StoreUnavailableError, UnauthenticatedError
 from registry.core.settings import Settings, settings_for_command
-from registry.core.shown import error_line, flushed, shown
+from registry.core.shown import error_line, flushed, reader_gone, shown
 from registry.live import Following
 from registry.sqlite_store import tables_of
 
@@ -365,7 +365,17 @@ def _command(argv: list[str] | None) -> int:
         _check_db(args.db, args.command, settings.definitions_db)
         store = AccessStore(args.db)
         if args.command == "create-token":
-            print(store.issue(args.principal, args.principal if args.team is None else args.team, admin=args.admin))
+            token = store.issue(args.principal, args.principal if args.team is None else args.team, admin=args.admin)
+            try:
+                print(token, flush=True)
+            except OSError as exc:  # nobody received the secret (a reader gone, a full disk): no live token left
+                store.revoke(token.removeprefix(TOKEN_PREFIX).split("_")[0])
+                note = f"the new token could not be written out, so it was revoked: {exc}"
+                if isinstance(exc, BrokenPipeError):
+                    reader_gone(exc, note)
+                else:
+                    print(error_line(note), file=sys.stderr)
+                return 1
         elif args.command == "list-tokens":
             for row in store.tokens():
                 print(json.dumps(row))

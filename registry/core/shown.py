@@ -47,12 +47,12 @@ def error_line(message: object) -> str:
     return f"error: {printed_line(message)}"
 
 
-def reader_gone(exc: BrokenPipeError) -> None:
-    """A command's reader stopped reading (``| head -1``, a closed pipe): one ``error:`` line on stderr, and stdout
-    sent to /dev/null, so what is left unwritten goes nowhere and the interpreter's last flush raises nothing (it
-    was a BrokenPipeError traceback)."""
+def reader_gone(exc: BrokenPipeError, message: str | None = None) -> None:
+    """A command's reader stopped reading (``| head -1``, a closed pipe): one ``error:`` line on stderr (``message``,
+    else the exception's), and stdout sent to /dev/null, so what is left unwritten goes nowhere and the
+    interpreter's last flush raises nothing (it was a BrokenPipeError traceback)."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    print(error_line(exc), file=sys.stderr)
+    print(error_line(exc if message is None else message), file=sys.stderr)
 
 
 def flushed(command: Callable[[list[str] | None], int], argv: list[str] | None) -> int:

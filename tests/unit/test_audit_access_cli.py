@@ -5,7 +5,10 @@ and exit codes, and that a refused name creates no store."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,27 @@ def test_the_configured_store_is_created_with_its_folders_an_explicit_one_needs_
     code, _, err = _run(capsys, elsewhere, *argv)
     assert (code, err) == (1, f"error: --db {elsewhere}: folder {elsewhere.parent} does not exist\n")
     assert not elsewhere.parent.exists()
+
+
+def test_a_token_nobody_received_is_revoked(tmp_path: Path) -> None:
+    """create-token into a pipe whose reader is gone: exit 1, one error line, and the token it made is revoked (its
+    secret was printed nowhere, so a live one could only clutter the list)."""
+    db = tmp_path / "r.db"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the command starts: its write fails, whatever the timing
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "registry.access", "--db", str(db), "create-token", "--principal", "scorer"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the new token could not be written out, so it was revoked")
+    assert done.stderr.count("\n") == 1
+    rows = AccessStore(db).tokens()
+    assert [r["principal"] for r in rows] == ["scorer"] and rows[0]["revoked_at"]
