@@ -64,6 +64,37 @@ def connect_cassandra(
     return cluster, session
 
 
+class MissingKeyspaceError(StoreUnavailableError):
+    """The keyspace a command works on (``FS_CASSANDRA_KEYSPACE``) does not exist: a store missing, as a missing
+    offline table is."""
+
+
+def connect_existing_keyspace(settings: Settings, *, nothing_done: str) -> tuple[Cluster, Session]:
+    """A session on the keyspace ``FS_CASSANDRA_KEYSPACE`` names, with today's tables in it, for a command that works
+    on data already there (a migration, an erasure): StoreUnavailableError when Cassandra is down,
+    MissingKeyspaceError when it has no such keyspace, which is then not created: a name mistyped must not pass as
+    a store with nothing in it (an erasure would report success while the real keyspace keeps the data).
+    ``nothing_done``: what the error adds, e.g. "nothing migrated, nothing created"."""
+    from cassandra import InvalidRequest
+
+    from sinks.cassandra.writer import ensure_schema
+
+    keyspace = settings.cassandra_keyspace
+    try:
+        cluster, session = connect_cassandra(settings, create_schema=False)
+    except InvalidRequest as exc:  # using a keyspace that does not exist
+        raise MissingKeyspaceError(
+            f"no keyspace {keyspace!r} (FS_CASSANDRA_KEYSPACE) in Cassandra at "
+            f"{','.join(settings.cassandra_hosts)}:{settings.cassandra_port}: {nothing_done} ({exc})"
+        ) from None
+    try:
+        ensure_schema(session, keyspace)  # today's tables, in a keyspace that has only older ones
+    except BaseException:
+        cluster.shutdown()
+        raise
+    return cluster, session
+
+
 def _one_line(exc: BaseException) -> str:
     """An exception's message on one line: SQLAlchemy's adds the statement and a "(Background on this
     error at: ...)" link on lines of their own."""

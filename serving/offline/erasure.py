@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.definition_store import DefinitionStore
     from serving.online.options import int_setting
     from sinks.archive import table_name as archive_table_name
-    from sinks.factory import connect_cassandra, connect_iceberg
+    from sinks.factory import connect_existing_keyspace, connect_iceberg
     from sinks.iceberg.writer import load_table
     from sinks.serving_log import TABLE as LOG_TABLE
     from sinks.serving_log import topic_from_env
@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{settings.iceberg_namespace}.{archive_table_name(topic)}"
             if iceberg.table_exists(name):
                 archives[topic] = iceberg.load_table(name)
-        cluster, session = connect_cassandra(settings)
+        cluster, session = connect_existing_keyspace(settings, nothing_done="nothing erased, nothing created")
         try:
             common: dict[str, Any] = {
                 "session": session,

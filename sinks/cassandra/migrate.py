@@ -28,15 +28,12 @@ from typing import TYPE_CHECKING, Any
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.value_types import VALUE_TYPES, ValueType
 from sinks.cassandra import layout
+from sinks.factory import connect_existing_keyspace
 
 if TYPE_CHECKING:
     from cassandra.cluster import Cluster, Session
 
     from registry.core.settings import Settings
-
-
-class MissingKeyspaceError(FeatureStoreError):
-    """The keyspace to migrate does not exist."""
 
 
 TypeOf = Callable[[str, str, int], "ValueType | None"]
@@ -125,28 +122,8 @@ def _migrate(session: Session, keyspace: str, type_of: TypeOf, drop_legacy: bool
 
 def _connect(settings: Settings) -> tuple[Cluster, Session]:
     """A session on the keyspace ``FS_CASSANDRA_KEYSPACE`` names, with today's tables in it; StoreUnavailableError
-    when Cassandra is down, MissingKeyspaceError when it has no such keyspace (created by no migration: a name
-    mistyped must not pass as a store with nothing to migrate)."""
-    from cassandra import InvalidRequest
-
-    from sinks.cassandra.writer import ensure_schema
-    from sinks.factory import connect_cassandra
-
-    keyspace = settings.cassandra_keyspace
-    try:
-        cluster, session = connect_cassandra(settings, create_schema=False)
-    except InvalidRequest as exc:  # using a keyspace that does not exist
-        raise MissingKeyspaceError(
-            f"no keyspace {keyspace!r} (FS_CASSANDRA_KEYSPACE) in Cassandra at "
-            f"{','.join(settings.cassandra_hosts)}:{settings.cassandra_port}: nothing migrated, nothing created "
-            f"({exc})"
-        ) from None
-    try:
-        ensure_schema(session, keyspace)  # today's tables, in a keyspace that has only the old one
-    except BaseException:
-        cluster.shutdown()
-        raise
-    return cluster, session
+    when Cassandra is down, MissingKeyspaceError when it has no such keyspace (created by no migration)."""
+    return connect_existing_keyspace(settings, nothing_done="nothing migrated, nothing created")
 
 
 def main(argv: list[str] | None = None) -> int:

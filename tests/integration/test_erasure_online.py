@@ -18,13 +18,14 @@ import pytest
 from registry.core.catalog import load_folder
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
+from registry.erasures import ErasureStore
 from registry.plan import apply
 from serving.offline.erasure import erase_online
 from sinks.cassandra.reader import OnlineReader
 from sinks.cassandra.writer import OnlineWriter, ensure_schema, write_timestamp_us
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
-from tests.conftest import isolated
+from tests.conftest import isolated, run_module
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +75,29 @@ def test_a_window_written_above_erased_at_by_its_revision_is_erased_and_stays_er
     write()  # a replay of the same windows (the writers also drop them): the tombstone keeps them deleted
     assert reader.read("user", "eve") == {}
     assert len(reader.read("user", "frank")) == 1
+
+
+def test_an_erasure_in_a_keyspace_that_does_not_exist_fails_naming_it_and_creates_nothing(
+    it_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A mistyped ``FS_CASSANDRA_KEYSPACE`` must not pass as an online store with nothing in it: the erasure would
+    report success while the real keyspace keeps the entity's values. One error line naming the keyspace, exit 1,
+    no keyspace created, no erasure recorded."""
+    settings = isolated(it_settings, "erase_nosuch", Path(tmp_path_factory.mktemp("erase_nosuch")))
+    apply(DefinitionStore(settings.definitions_db), load_folder())
+    ks = settings.cassandra_keyspace
+    done = run_module(settings, "serving.offline.erasure", "--entity-type", "user", "--entity-id", "eve", timeout_s=120)
+    cluster, session = connect_cassandra(it_settings)
+    try:
+        created = list(
+            session.execute("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s", (ks,))
+        )
+        session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
+    finally:
+        cluster.shutdown()
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: no keyspace '{ks}' (FS_CASSANDRA_KEYSPACE) in Cassandra at "), done.stderr
+    assert "nothing erased, nothing created" in done.stderr and done.stderr.count("\n") == 1
+    assert created == []
+    assert ErasureStore(settings.definitions_db).get("user", "eve") is None

@@ -146,7 +146,7 @@ def test_erasure_report_into_a_closed_pipe_is_one_error_line(
     report = erasure.ErasureReport(
         entity_type="user", entity_id="u1", erased_at="2026-01-01T00:00:00Z", requested_by="cli"
     )
-    monkeypatch.setattr(sinks.factory, "connect_cassandra", lambda settings: (_Cluster(), object()))
+    monkeypatch.setattr(sinks.factory, "connect_existing_keyspace", lambda settings, **_: (_Cluster(), object()))
     monkeypatch.setattr(erasure, "erase", lambda *args, **kwargs: report)
     _one_error_line(*_into_closed_pipe(monkeypatch, erasure.main, ["--entity-type", "user", "--entity-id", "u1"]))
 

@@ -49,7 +49,9 @@ def test_cassandra_failing_during_the_online_delete_is_one_line_saying_what_is_l
     import sinks.factory
 
     folder, table, _ = env
-    monkeypatch.setattr(sinks.factory, "connect_cassandra", lambda settings: (_Cluster(), _StalledSession()))
+    monkeypatch.setattr(
+        sinks.factory, "connect_existing_keyspace", lambda settings, **_: (_Cluster(), _StalledSession())
+    )
     monkeypatch.setattr(erasure, "SETTLE_S", 0.0)
     monkeypatch.setattr(erasure.time, "sleep", lambda s: None)
     rows = table.scan().to_arrow().num_rows
@@ -80,7 +82,7 @@ def test_a_table_failing_after_the_online_delete_is_named_with_where_the_entity_
     folder, table, _ = env
     _log(ensure_log_table(table.catalog, "fs"), [("user", "u1"), ("user", "u2")])
     session = StubSession()
-    monkeypatch.setattr(sinks.factory, "connect_cassandra", lambda settings: (_Cluster(), session))
+    monkeypatch.setattr(sinks.factory, "connect_existing_keyspace", lambda settings, **_: (_Cluster(), session))
     monkeypatch.setattr(erasure.time, "sleep", lambda s: None)
     next(folder.rglob(f"{broken}/data/**/*.parquet")).unlink()  # a data file of that table gone
     assert erasure.main(["--entity-type", "user", "--entity-id", "u1"]) == 1

@@ -198,7 +198,7 @@ def test_the_erasure_names_the_serving_log_topic_the_api_logs_to(
             pass
 
     monkeypatch.setenv("FS_SERVING_LOG_TOPIC", "team_a.served")
-    monkeypatch.setattr("sinks.factory.connect_cassandra", lambda settings: (_Cluster(), None))
+    monkeypatch.setattr("sinks.factory.connect_existing_keyspace", lambda settings, **_: (_Cluster(), None))
     monkeypatch.setattr(erasure, "erase_online", lambda *args: 0)
 
     def horizon(bootstrap: str, topics: list[str], now: Any) -> list[dict[str, str]]:
