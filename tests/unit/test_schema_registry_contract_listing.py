@@ -103,6 +103,15 @@ def test_subject_mode_without_an_override_is_40409_unless_default_to_global(clie
     assert client.get("/mode/s?defaultToGlobal=true").json() == {"mode": "READWRITE"}
 
 
+@pytest.mark.parametrize(("method", "path"), [("PUT", "/mode"), ("PUT", "/mode/s"), ("DELETE", "/mode/s")])
+def test_the_mode_cannot_be_set_even_to_readwrite(client: TestClient, method: str, path: str) -> None:
+    """README: the mode cannot be set: 405 with ``Allow: GET, HEAD``, and GET still answers READWRITE."""
+    answer = client.request(method, path, json={"mode": "READWRITE"})
+    assert _error(answer) == (405, 405, "HTTP 405 Method Not Allowed")
+    assert answer.headers["allow"] == "GET, HEAD"
+    assert client.get("/mode").json() == {"mode": "READWRITE"}
+
+
 def test_every_list_route_pages_with_offset_and_limit_as_confluent_clients_send_them(client: TestClient) -> None:
     """confluent-kafka-python sends ``offset`` and ``limit`` on get_subjects, get_versions, get_referenced_by,
     and the id's subjects and versions; Confluent skips ``offset`` and caps at a positive ``limit``."""
