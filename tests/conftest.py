@@ -127,6 +127,22 @@ def run_feature_job(settings: Settings, *args: str, timeout_s: float = 420) -> s
     return job
 
 
+def keyspace_existed(settings: Settings, keyspace: str) -> bool:
+    """Whether Cassandra (at ``settings``) has ``keyspace``; dropped either way, so a test that checks a command
+    created none leaves none behind."""
+    from sinks.factory import connect_cassandra
+
+    cluster, session = connect_cassandra(settings)
+    try:
+        found = list(
+            session.execute("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s", (keyspace,))
+        )
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+    finally:
+        cluster.shutdown()
+    return bool(found)
+
+
 def string_feature(name: str) -> FeatureDefinition:
     """A shipped-like feature of value type string (the last merchant id a user paid, over txn_amount_sum_1h's
     window): no shipped definition has that type."""

@@ -25,7 +25,7 @@ from sinks.cassandra.reader import OnlineReader
 from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
-from tests.conftest import isolated, run_module
+from tests.conftest import isolated, keyspace_existed, run_module
 
 pytestmark = pytest.mark.integration
 
@@ -167,16 +167,9 @@ def test_migration_of_a_keyspace_that_does_not_exist_fails_naming_it_and_creates
     DefinitionStore(settings.definitions_db)
     ks = settings.cassandra_keyspace
     done = run_module(settings, "sinks.cassandra.migrate", timeout_s=60)
-    cluster, session = connect_cassandra(it_settings)
-    try:
-        created = list(
-            session.execute("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s", (ks,))
-        )
-        session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
-    finally:
-        cluster.shutdown()
+    created = keyspace_existed(it_settings, ks)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert done.stdout == "" and "Traceback" not in done.stderr
     assert done.stderr.startswith(f"error: no keyspace '{ks}' (FS_CASSANDRA_KEYSPACE) in Cassandra at "), done.stderr
     assert done.stderr.count("\n") == 1
-    assert created == []
+    assert not created
