@@ -172,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         as_of = parse_as_of(None, args.as_of)
         assert isinstance(as_of, datetime)
         read_as_of = parse_as_of(args.snapshot_id, args.read_as_of, option="--read-as-of")
+        registry = _definitions(settings.definitions_db)  # before the catalog: a missing one named, nothing created
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         schema, batches = feature_vector_batches(
             table,
-            guard_catalog(_definitions(settings.definitions_db).catalog(), settings, action="batch_scoring"),
+            guard_catalog(registry.catalog(), settings, action="batch_scoring"),
             args.entity_type,
             args.features.split(","),
             as_of,

@@ -478,12 +478,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.out.is_dir() or not args.out.parent.is_dir():
             raise DatasetError(f"--out {shown(args.out)}: not a file in an existing directory")
         label_schema, label_batches = open_labels(args.labels, args.chunk_rows)  # bad input before any service
+        registry = DefinitionStore.existing(  # before the catalog: a missing registry is named, nothing created
+            settings.definitions_db, name=f"FS_DEFINITIONS_DB={shown(settings.definitions_db)}"
+        )
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         definitions = resolve_columns(
             guard_catalog(
-                DefinitionStore.existing(
-                    settings.definitions_db, name=f"FS_DEFINITIONS_DB={shown(settings.definitions_db)}"
-                ).catalog(),
+                registry.catalog(),
                 settings,
                 action="historical_features",
             ),

@@ -304,11 +304,12 @@ def _main(argv: list[str] | None) -> int:
         return 2
     while True:
         try:
-            iceberg = connect_iceberg(settings)
-            # the offline table and the registry first: a run that cannot compare creates nothing (not the log's table)
-            offline = load_table(iceberg, settings.iceberg_namespace)
+            # the registry, then the offline table, first: a run that cannot compare creates nothing (no catalog
+            # file for a missing registry, not the log's table)
             db = settings.definitions_db
             catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}").catalog()
+            iceberg = connect_iceberg(settings)
+            offline = load_table(iceberg, settings.iceberg_namespace)
             log = ensure_log_table(iceberg, settings.iceberg_namespace)
             now_us = time.time_ns() // 1000
             report = parity_report(log, offline, catalog, now_us - span_ms * 1000, now_us, examples=args.examples)

@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1  # its reader stopped reading (`| head -1`): one error line, not a traceback
     if not paths:
         print(
-            f"nothing stored in the last {args.since}: run serving.offline.statistics and parity first", file=sys.stderr
+            error_line(f"nothing stored in the last {args.since}: run serving.offline.statistics and parity first"),
+            file=sys.stderr,
         )
         return 1
     return 0

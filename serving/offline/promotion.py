@@ -163,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
-        table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         db = settings.definitions_db
-        # moves a pointer: never a new store
+        # moves a pointer: never a new store; checked before the catalog, so a missing one is named, nothing created
         store = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}")
+        table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         max_lag: timedelta | None = args.max_lag
         if args.check:
             ready = readiness(store, table, args.entity, args.name, args.version, max_lag=max_lag)

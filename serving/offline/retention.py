@@ -311,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         *unreadable_table_errors(),
     )
     try:
-        if settings.auth:  # before Access.of, which would create it
-            require_registry(settings, "retention")
+        # before Access.of, which would create it, and before the catalog: a missing registry is named, nothing made
+        require_registry(settings, "retention")
         # It deletes every team's rows and snapshots: with FS_AUTH=on it needs an admin token (FS_TOKEN), as
         # erasure does; a dry run too (it names every feature's rows). Audited either way, failed runs too.
         access = Access.of(settings, buffered_audit=False)
@@ -323,7 +323,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         iceberg = connect_iceberg(settings)
         table = load_table(iceberg, settings.iceberg_namespace)
-        require_registry(settings, "retention")
         catalog = DefinitionStore(settings.definitions_db).catalog()
         report = apply_retention(
             table,

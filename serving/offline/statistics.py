@@ -534,11 +534,11 @@ def _main(argv: list[str] | None) -> int:
     settings = settings_for_command()
     while True:
         try:
-            iceberg = connect_iceberg(settings)
-            table = load_table(iceberg, settings.iceberg_namespace)
             db = settings.definitions_db  # read only: a missing or foreign file is refused, never made a registry
             catalog = DefinitionStore.existing(db, name=f"FS_DEFINITIONS_DB={shown(db)}").catalog()
-            # the offline table and the registry first: a run that cannot report creates nothing (as parity's)
+            iceberg = connect_iceberg(settings)
+            table = load_table(iceberg, settings.iceberg_namespace)
+            # the registry and the offline table first: a run that cannot report creates nothing (as parity's)
             log = ensure_log_table(iceberg, settings.iceberg_namespace)
             manifest = None
             if args.training_set is not None:  # an empty id is an unknown one, not "no training set"

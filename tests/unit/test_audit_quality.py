@@ -202,7 +202,7 @@ def test_plots_store_nothing_in_a_file_without_quality_results(
     before = db.read_bytes()
     monkeypatch.setenv("FS_DEFINITIONS_DB", str(db))
     assert plots.main(["--since", "1d", "--out", str(tmp_path / "plots")]) == 1
-    assert capsys.readouterr().err.startswith("nothing stored in the last 1d")
+    assert capsys.readouterr().err.startswith("error: nothing stored in the last 1d")
     assert db.read_bytes() == before
     assert not (tmp_path / "plots").exists()
 

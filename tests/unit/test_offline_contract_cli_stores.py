@@ -16,7 +16,7 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from jobs import backfill
-from serving.offline import batch_scoring, historical, parity, plots, promotion, training
+from serving.offline import batch_scoring, historical, parity, plots, promotion, retention, statistics, training
 from sinks.iceberg.writer import ensure_table
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], list[str]]] = {
@@ -89,15 +89,43 @@ def test_a_definition_store_that_is_not_there_is_named_and_not_created(
     assert not (tmp_path / "typo").exists(), "a store was created where none was"
     assert err.count("\n") == 1, err
     if command == "plots":  # a read of stored results: nothing stored, nothing created
-        assert err.startswith("nothing stored"), err
+        assert err.startswith("error: nothing stored"), err
     else:
         assert err.startswith(f"error: FS_DEFINITIONS_DB={db}: no definition store there"), err
+
+
+@pytest.mark.parametrize("command", sorted({*COMMANDS, "statistics", "retention"} - {"plots"}))
+def test_on_a_fresh_state_the_missing_registry_is_named_before_the_catalog_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """No registry and no catalog yet (a fresh FS_STATE_DIR, a typo): the registry is what is named, and the
+    Iceberg catalog is not opened, so neither its file nor its warehouse is made (the offline table's absence was
+    named first, after the catalog's files had been created)."""
+    db = tmp_path / "typo" / "definitions.db"
+    _env(monkeypatch, tmp_path, db)
+    pq.write_table(
+        pa.table({"user_id": ["u1"], "event_timestamp": pa.array([0], pa.timestamp("ms", "UTC"))}),
+        tmp_path / "labels.parquet",
+    )
+    main, argv = {
+        **COMMANDS,
+        "statistics": (statistics.main, ["--since", "1h", "--no-store"]),
+        "retention": (retention.main, ["--dry-run"]),
+    }[command]
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "FS_DEFINITIONS_DB" in err, err
+    assert not (tmp_path / "typo").exists(), "a store was created where none was"
+    assert not (tmp_path / "cat.db").exists() and not (tmp_path / "wh").exists(), "the catalog was opened"
 
 
 def test_parity_without_the_offline_table_creates_no_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from registry.definition_store import DefinitionStore
+
     _env(monkeypatch, tmp_path, tmp_path / "definitions.db")
+    DefinitionStore(tmp_path / "definitions.db")  # the registry there: the offline table is what is missing
     catalog = SqlCatalog("feature_store", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=(tmp_path / "wh").as_uri())
     assert parity.main(["--since", "1h", "--no-store"]) == 1
     err = capsys.readouterr().err
