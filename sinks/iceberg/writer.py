@@ -164,7 +164,9 @@ def create_or_load(catalog: Catalog, namespace: str, name: str, schema: Schema, 
     Safe to call from any number of processes at once: each step is "create, and if that fails, check
     whether it exists now". A SQL catalog checks, then inserts, so the loser of a race between two
     processes gets the database's unique-key error (not ``NamespaceAlreadyExistsError``); what counts
-    is the outcome, so whoever finds the object there afterwards goes on.
+    is the outcome, so whoever finds the object there afterwards goes on. An existing table is loaded without
+    trying to create it: pyiceberg writes a new table's metadata file before the catalog refuses the name, so every
+    call on an existing table left one more file no snapshot or catalog entry points to.
     """
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
 
@@ -177,6 +179,8 @@ def create_or_load(catalog: Catalog, namespace: str, name: str, schema: Schema, 
             raise
     identifier = f"{namespace}.{name}"
     properties = string_metrics(schema)
+    if catalog.table_exists(identifier):  # the usual case: a create that fails has already written a metadata file
+        return _with_properties(catalog.load_table(identifier), properties)
     try:
         return catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=properties)
     except TableAlreadyExistsError:

@@ -230,3 +230,19 @@ def test_a_lost_commit_is_retried_after_a_growing_random_wait(tmp_path: Path, mo
     writer.flush()
     assert writer.written == 1 and len(writer) == 0
     assert catalog.load_table("ns.offline_feature_values").scan().to_arrow().num_rows == 1
+
+
+def test_opening_existing_tables_again_writes_no_metadata_file(tmp_path: Path) -> None:
+    """Every job start, parity and statistics run opens the offline table and the serving log's with
+    ``create_or_load``; on an existing table it tried to create it first, and pyiceberg wrote a new metadata file
+    before the catalog refused the name: one more file per call that nothing points to."""
+    from sinks.serving_log import ensure_log_table
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=(tmp_path / "wh").as_uri())
+    offline, log = ensure_table(catalog, "fs"), ensure_log_table(catalog, "fs")
+    files = sorted(p.name for p in (tmp_path / "wh").rglob("*.metadata.json"))
+    assert len(files) == 2
+    for _ in range(3):
+        assert ensure_table(catalog, "fs").metadata_location == offline.metadata_location
+        assert ensure_log_table(catalog, "fs").metadata_location == log.metadata_location
+    assert sorted(p.name for p in (tmp_path / "wh").rglob("*.metadata.json")) == files
