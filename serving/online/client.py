@@ -457,7 +457,9 @@ class FeatureClient:
                 "list of names with get_features_batch or get_vectors, which send it in the body)",
             ) from None
         except httpx.TransportError as exc:
-            raise StoreUnavailableError(f"feature API unreachable: {type(exc).__name__}: {exc}") from exc
+            raise StoreUnavailableError(
+                f"feature API unreachable: {type(exc).__name__}: {exc} (at {self._http.base_url})"
+            ) from exc
         except httpx.HTTPError as exc:  # an answer that cannot be read (a body its encoding cannot decode, ...)
             raise StoreUnavailableError(f"feature API answer unreadable: {type(exc).__name__}: {exc}") from exc
         try:

@@ -238,3 +238,17 @@ def test_the_statuses_and_the_batch_shape_come_back_as_served(api: FeatureClient
     assert [r["entity_id"] for r in batch] == ["u1", "u2"]
     assert batch[0]["features"]["txn_count_1h"] == one["features"]["txn_count_1h"]
     assert batch[1]["features"]["txn_count_1h"]["status"] == "missing"
+
+
+def test_an_unreachable_api_is_named_by_its_address() -> None:
+    """A refused connection names where the client looked (its base URL), not only the socket's error."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once this closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = FeatureClient(base_url=f"http://127.0.0.1:{port}")
+    with client, pytest.raises(StoreUnavailableError) as raised:
+        client.get_features("user", "u1", ["txn_count_1h"])
+    assert str(raised.value).startswith("feature API unreachable: ConnectError: ")
+    assert str(raised.value).endswith(f"(at http://127.0.0.1:{port})")
