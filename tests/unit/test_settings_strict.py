@@ -180,7 +180,10 @@ def test_a_catalog_that_is_down_is_unavailable_in_one_line(tmp_path: Path, monke
     ],
 )
 def test_a_command_with_an_unusable_catalog_ends_with_one_line_naming_it(tmp_path: Path, name: str, value: str) -> None:
+    from registry.definition_store import DefinitionStore
+
     (tmp_path / "file").write_text("x")
+    DefinitionStore(tmp_path / "definitions.db")  # the registry there (checked first): the catalog is what fails
     done = _command(["-m", "serving.offline.retention", "--dry-run"], tmp_path, **{name: value.format(tmp=tmp_path)})
     _one_error_line(done, f"error: {name} ")
 
