@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from registry.access_store import TOKEN_PREFIX, AccessStore, Caller, check_team, secret_sha256
+from registry.access_store import TOKEN_PREFIX, AccessStore, Caller, check_team, secret_sha256, token_id
 from registry.audit import AuditLog, AuditRecord
 from registry.core.arguments import whole
 from registry.core.catalog import FeatureCatalog
@@ -369,7 +369,7 @@ def _command(argv: list[str] | None) -> int:
             try:
                 print(token, flush=True)
             except OSError as exc:  # nobody received the secret (a reader gone, a full disk): no live token left
-                store.revoke(token.removeprefix(TOKEN_PREFIX).split("_")[0])
+                store.revoke(token_id(token))
                 note = f"the new token could not be written out, so it was revoked: {exc}"
                 if isinstance(exc, BrokenPipeError):
                     reader_gone(exc, note)
@@ -380,11 +380,11 @@ def _command(argv: list[str] | None) -> int:
             for row in store.tokens():
                 print(json.dumps(row))
         elif args.command == "revoke-token":
-            token_id = args.token_id.removeprefix(TOKEN_PREFIX).split("_")[0]
-            if not store.revoke(token_id):
-                print(error_line(f"no live token with id {shown(token_id, quoted=True)}"), file=sys.stderr)
+            revoked = token_id(args.token_id)
+            if not store.revoke(revoked):
+                print(error_line(f"no live token with id {shown(revoked, quoted=True)}"), file=sys.stderr)
                 return 1
-            print(f"revoked {token_id}")
+            print(f"revoked {revoked}")
         elif args.command == "grant":
             store.grant(args.owner, args.grantee)
         elif args.command == "revoke-grant":

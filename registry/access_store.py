@@ -21,6 +21,13 @@ from registry.sqlite_store import SqliteStore
 
 OwnedKind = Literal["feature_service", "subject"]
 TOKEN_PREFIX = "fs_"
+
+
+def token_id(text: str) -> str:
+    """The id part of a token ``fs_<id>_<secret>``, or of an id given as ``fs_<id>`` or ``<id>``."""
+    return text.removeprefix(TOKEN_PREFIX).split("_")[0]
+
+
 _SQLITE_MAX_INT = 2**63 - 1
 
 # Unicode category Cc, which a definition's owner may not hold, and lone surrogates (bytes of an argument that were
