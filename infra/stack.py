@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from infra import artifacts
@@ -76,6 +78,56 @@ def _make_service_dir(settings: StackSettings, name: str) -> None:
             f"FS_STATE_DIR={settings.state_dir} is not a folder we can use: cannot write in {folder}: "
             f"{exc.strerror or exc}"
         ) from None
+
+
+LOCK_NAME = ".up-down.lock"
+_LOCK_POLL_S = 0.2
+
+
+def _lock_wait_s(settings: StackSettings) -> float:
+    """How long an ``up`` or ``down`` waits for another one on the same state folder: the longest the other can take
+    (a start that times out, then every service's stop), and a minute more."""
+    return settings.start_timeout_s + sum(svc.stop_grace_s for svc in SERVICES.values()) + 60.0
+
+
+@contextlib.contextmanager
+def _exclusive(settings: StackSettings, verb: str) -> Iterator[None]:
+    """One ``up`` or ``down`` at a time per ``FS_STATE_DIR``: two at once both found no PID file, both started
+    Kafka, and the loser's clean-up removed the winner's PID file, leaving a Kafka nothing could stop.
+
+    The other waits (saying so once) for at most ``_lock_wait_s``, then fails with one line naming the holder. A
+    lock file that cannot be made (a state folder that takes no writes) is no lock: what follows names that folder
+    as the README says, and such a folder can hold no service to race for."""
+    path = settings.state_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + _lock_wait_s(settings)
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                if time.monotonic() >= deadline:
+                    raise InfraError(
+                        f"another `python -m infra up` or `down` (pid {holder}) has held {path} for more than "
+                        f"{_lock_wait_s(settings):.0f}s; wait for it to end or stop it"
+                    ) from None
+                if not said:
+                    _say(f"[{verb}] waiting for another up or down of {settings.state_dir} to end (pid {holder})")
+                    said = True
+                time.sleep(_LOCK_POLL_S)
+        with contextlib.suppress(OSError):  # the holder's PID, for the others' message only
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _select(names: Iterable[str] | None) -> list[str]:
@@ -168,9 +220,15 @@ def _wait_healthy(
 
 
 def up(settings: StackSettings, names: Iterable[str] | None = None) -> list[str]:
-    """Start the named services (all by default); return the names this call actually started."""
+    """Start the named services (all by default); return the names this call actually started. One ``up`` or
+    ``down`` at a time per state folder: another waits for it (``_exclusive``)."""
     selected = _select(names)
     _check_state_dir(settings, create=True)
+    with _exclusive(settings, "up"):
+        return _up(settings, selected)
+
+
+def _up(settings: StackSettings, selected: list[str]) -> list[str]:
     # Every port first: a port held by another process starts nothing (it started Kafka, then failed at Cassandra's).
     for name in selected:
         pid = _pidfile(settings, name).read()
@@ -189,22 +247,31 @@ def up(settings: StackSettings, names: Iterable[str] | None = None) -> list[str]
                     started.append(name)
             _wait_healthy(settings, list(pids), pids, marks)
     except InfraError:
-        down(settings, started)
+        _down(settings, _select(started))
         raise
     except OSError as exc:  # a service folder that is a file, a log that cannot be opened: one line, nothing left
-        down(settings, started)
+        _down(settings, _select(started))
         raise InfraError(f"cannot start the stack: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
     except BaseException:  # Ctrl-C while starting: what this call started is stopped too
-        down(settings, started)
+        _down(settings, _select(started))
         raise
     return started
 
 
 def down(settings: StackSettings, names: Iterable[str] | None = None) -> None:
-    """Stop the named services that we started (by PID file); never touch anything else."""
+    """Stop the named services that we started (by PID file); never touch anything else. Waits for an ``up`` or
+    ``down`` of the same state folder under way (``_exclusive``)."""
     _check_state_dir(settings, create=False)
+    selected = _select(names)
+    if not settings.state_dir.is_dir():  # never made: nothing was ever started there
+        return
+    with _exclusive(settings, "down"):
+        _down(settings, selected)
+
+
+def _down(settings: StackSettings, selected: list[str]) -> None:
     survivors: list[str] = []  # said once all are stopped: one that survives no longer leaves the others running
-    for name in reversed(_select(names)):
+    for name in reversed(selected):
         pidfile = _pidfile(settings, name)
         pid = pidfile.read()
         if pid is None or not alive(pid):

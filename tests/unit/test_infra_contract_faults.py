@@ -283,7 +283,7 @@ def test_up_stops_what_it_started_whatever_ends_it(
     monkeypatch.setattr(stack, "_check_ports", lambda settings, svc: None)
     monkeypatch.setattr(stack, "_start", start)
     monkeypatch.setattr(stack, "_wait_healthy", lambda *args: None)
-    monkeypatch.setattr(stack, "down", lambda settings, names=None: stopped.append(list(names or [])))
+    monkeypatch.setattr(stack, "_down", lambda settings, selected: stopped.append(list(selected)))
     expected = InfraError if isinstance(failure, OSError) else KeyboardInterrupt
     with pytest.raises(expected) as raised:
         stack.up(settings, ["registry", "api"])
