@@ -82,6 +82,7 @@ from serving.online.serving_log import KafkaSink, producer_config
 from sinks.cassandra.native_reader import NativeOnlineReader
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra
+from sinks.names import StoreNames
 
 if TYPE_CHECKING:
     from cassandra.cluster import Cluster
@@ -138,6 +139,7 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
         serving_log_sample=options.serving_log_sample,
         quality=QualityStore(settings.definitions_db),
         access=access,
+        stores=StoreNames(settings.cassandra_keyspace, settings.iceberg_namespace),
     )
     if isinstance(reader, NativeOnlineReader):  # its session, in the serving loop before the first request
         app.router.on_startup.append(reader.connect)

@@ -65,6 +65,7 @@ from serving.online.responses import DEFAULT_BODY_TIMEOUT_MS, JSONResponse, with
 from serving.online.services_api import services_router
 from serving.online.serving_log import KafkaSink, ServingLog, Sink
 from serving.online.vectors import AsyncVectorSource, VectorSource, as_async
+from sinks.names import StoreNames
 
 __all__ = ["MAX_NAMES", "create_app"]
 log = logging.getLogger("featurestore.api")
@@ -150,6 +151,7 @@ def create_app(
     quality: QualityStore | None = None,
     access: Access | None = None,
     body_timeout_ms: int = DEFAULT_BODY_TIMEOUT_MS,
+    stores: StoreNames | None = None,
 ) -> FastAPI:
     """The API over a catalog and a vector source.
 
@@ -170,6 +172,8 @@ def create_app(
         access: tokens, ownership and grants (``registry.access``); None or disabled: every route open,
             which the app logs at start-up, one line per route.
         body_timeout_ms: a request body not received whole within it is refused, 408 ``body_timeout``.
+        stores: the keyspace and namespace of the tables, named in each definition's lineage (None: the tables'
+            names alone).
     """
     if max_in_flight < 1:
         raise ValueError("max_in_flight: the in-flight limit must be at least 1")
@@ -248,7 +252,7 @@ def create_app(
     bound = EntityBound(max_entities_in_flight)
     reads = feature_routes(FeatureReads(Plans(live, services), cache, metrics, clock_us, log, access, bound), metrics)
     app.router.routes[:0] = reads  # first
-    app.include_router(definitions_router(live, access))
+    app.include_router(definitions_router(live, access, stores))
     if services is not None:
         app.include_router(services_router(live, services, access))
     if quality is not None:

@@ -28,12 +28,30 @@ from serving.online.responses import (
     json_object,
     problems,
 )
-from sinks.names import OFFLINE_TABLE, ONLINE_TABLE
+from sinks.names import OFFLINE_TABLE, ONLINE_TABLE, StoreNames
 
 MAX_BODY_BYTES = 256 * 1024
 
 
-def definition_json(d: FeatureDefinition, active_version: int | None = None) -> dict[str, Any]:
+def lineage_json(d: FeatureDefinition, stores: StoreNames | None = None) -> dict[str, str]:
+    """A definition's lineage: its source topic and event subject, its transform, and the tables it is stored in;
+    with ``stores`` the latter also as ``<keyspace>.<table>`` and ``<namespace>.<table>``."""
+    lineage = {
+        "source_topic": d.source.topic,
+        "event_subject": d.source.subject,
+        "transform": d.transform_ref,
+        "online_table": ONLINE_TABLE,
+        "offline_table": OFFLINE_TABLE,
+    }
+    if stores is not None:
+        lineage["online_table_qualified"] = f"{stores.cassandra_keyspace}.{ONLINE_TABLE}"
+        lineage["offline_table_qualified"] = f"{stores.iceberg_namespace}.{OFFLINE_TABLE}"
+    return lineage
+
+
+def definition_json(
+    d: FeatureDefinition, active_version: int | None = None, stores: StoreNames | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = d.model_dump(mode="json")
     body.update(
         value_schema=d.value_schema,
@@ -41,13 +59,7 @@ def definition_json(d: FeatureDefinition, active_version: int | None = None) -> 
         transform_hash=d.transform_hash,
         identity_hash=d.identity_hash,
         key_fields=list(d.source.key_fields),  # the event fields keying the entity, in key order (docs/design.md §5.8)
-        lineage={
-            "source_topic": d.source.topic,
-            "event_subject": d.source.subject,
-            "transform": d.transform_ref,
-            "online_table": ONLINE_TABLE,
-            "offline_table": OFFLINE_TABLE,
-        },
+        lineage=lineage_json(d, stores),
     )
     if active_version is not None:
         body["active_version"] = active_version
@@ -142,7 +154,7 @@ def _request_schema() -> dict[str, Any]:
     return schema
 
 
-def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
+def definitions_router(live: LiveCatalog, access: Access, stores: StoreNames | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1/feature-definitions", tags=["definitions"])
 
     @router.get("", responses=problems({400: f"{BAD_PARAMETER} (`entity`, `owner`, `tag`, `q`: each at most once)"}))
@@ -158,7 +170,7 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
             query_once(request, parameter)
         catalog = live.current()
         found = [d for d in catalog.active() if _matches(d, entity, owner, tag, q)]
-        return JSONResponse([definition_json(d, d.version) for d in sorted(found, key=lambda d: d.key)])
+        return JSONResponse([definition_json(d, d.version, stores) for d in sorted(found, key=lambda d: d.key)])
 
     @router.post(
         "",
@@ -214,7 +226,7 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
         target = f"{definition.entity}/{definition.name}@{result.definition.version}"
         access.write_audited(caller, "register_definition", target, status, client_of(request.scope), result.action)
         return JSONResponse(
-            {"result": result.action, "definition": definition_json(result.definition, result.active_version)},
+            {"result": result.action, "definition": definition_json(result.definition, result.active_version, stores)},
             status_code=status,
         )
 
@@ -228,7 +240,7 @@ def definitions_router(live: LiveCatalog, access: Access) -> APIRouter:
         version_once(request)
         catalog = live.current()
         d = catalog.get(entity, name, version)
-        body = definition_json(d, catalog.get(entity, d.name).version)
+        body = definition_json(d, catalog.get(entity, d.name).version, stores)
         body["versions"] = [v.version for v in catalog.versions(entity, d.name)]
         return JSONResponse(body)
 

@@ -278,6 +278,9 @@ def test_a_write_by_a_non_owner_leaves_only_its_audit_record(stack: Stack) -> No
         done = http.post("/v1/feature-definitions", json=body, headers=_as(stack, "fraud-bot"))
         assert done.status_code == 201, done.text
         assert AccessStore(stack.settings.definitions_db).audit(principal="fraud-bot")[0]["outcome"] == 201
+        lineage = done.json()["definition"]["lineage"]  # the API names its own keyspace and namespace (design §9)
+        assert lineage["online_table_qualified"] == f"{stack.settings.cassandra_keyspace}.online_vectors"
+        assert lineage["offline_table_qualified"] == f"{stack.settings.iceberg_namespace}.offline_feature_values"
 
 
 def test_a_revoked_token_is_refused(stack: Stack) -> None:

@@ -15,6 +15,7 @@ from registry.definition_store import DefinitionStore
 from registry.live import LiveCatalog
 from serving.online.app import create_app
 from sinks.cassandra.reader import StoredValue
+from sinks.names import StoreNames
 
 MIN = 60_000
 T = 1_700_000_100_000  # 2023-11-14T22:15:00Z, a 5-minute window end
@@ -268,6 +269,20 @@ def test_store_unavailable_is_503_quickly(live: LiveCatalog, which: str) -> None
     assert elapsed < 1.0
 
 
+def test_lineage_names_the_tables_with_their_keyspace_and_namespace(live: LiveCatalog) -> None:
+    """Two deployments on one cluster hold tables of the same names: the lineage tells them apart (design §9)."""
+    app = create_app(live, MemorySource(), clock_us=lambda: NOW * 1000, stores=StoreNames("fraud_ks", "fraud_ns"))
+    client = TestClient(app, raise_server_exceptions=False)
+    listed = client.get("/v1/feature-definitions").json()
+    one = client.get("/v1/feature-definitions/user/txn_count_1h").json()
+    assert len(listed) == 2
+    for lineage in [item["lineage"] for item in listed] + [one["lineage"]]:
+        assert lineage["online_table"] == "online_vectors"
+        assert lineage["offline_table"] == "offline_feature_values"
+        assert lineage["online_table_qualified"] == "fraud_ks.online_vectors"
+        assert lineage["offline_table_qualified"] == "fraud_ns.offline_feature_values"
+
+
 def test_feature_definitions_list(live: LiveCatalog, shipped_catalog: FeatureCatalog) -> None:
     response = client_for(live, MemorySource()).get("/v1/feature-definitions")
     assert response.status_code == 200
@@ -285,6 +300,7 @@ def test_feature_definitions_list(live: LiveCatalog, shipped_catalog: FeatureCat
         assert lineage["transform"] == d.transform_ref
         assert lineage["online_table"] == "online_vectors"
         assert lineage["offline_table"] == "offline_feature_values"
+        assert "online_table_qualified" not in lineage  # an app not told its keyspace names the tables alone
         assert item["window"] == {
             "kind": "sliding",
             "size": "1h",
