@@ -155,6 +155,39 @@ _UNAVAILABLE = (502, 503, 504)
 those: a gateway in front of it could not reach it)."""
 
 
+MAX_URL_CHARS = 65_536  # a whole URL, base and query included; one longer is refused unsent
+
+
+def _base_url(base_url: object) -> str:
+    """``base_url`` if it is an absolute http(s) URL with a host (and a port from 1 to 65535 if given), else a
+    ``ValueError``: ``''``, ``host:8000`` (no scheme), ``http//x`` or ``http://a b`` were taken as URLs, and every
+    call then failed as if the API were down."""
+    problem = None
+    if isinstance(base_url, httpx.URL):
+        base_url = str(base_url)
+    try:
+        if not isinstance(base_url, str):
+            raise TypeError(f"a {type(base_url).__name__}, not a str")
+        url = httpx.URL(base_url)
+        port = url.port
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        problem = str(exc)
+    else:
+        if any(c.isspace() or not c.isprintable() for c in base_url):
+            problem = "it holds white space or a control character"
+        elif url.scheme not in ("http", "https"):
+            problem = "give its scheme, http:// or https://"
+        elif not url.host or "%" in url.host:
+            problem = "it names no host" if not url.host else "its host is not a host name"
+        elif port is not None and not 0 < port < 65536:
+            problem = f"its port {port} is not from 1 to 65535"
+        elif url.query or url.fragment:
+            problem = "a base URL takes no query or fragment"
+    if problem is not None:
+        raise ValueError(f"base_url must be a URL such as http://host:8000, not {str(base_url)[:200]!r}: {problem}")
+    return base_url
+
+
 class FeatureClient:
     def __init__(
         self,
@@ -192,11 +225,7 @@ class FeatureClient:
                     f"timeout_s must be a number of seconds above 0 and below {_MAX_TIMEOUT_S:,}, not {timeout_s!r}"
                 )
             timeout_s = seconds
-            try:
-                httpx.URL(base_url)
-            except (httpx.InvalidURL, TypeError) as exc:  # else every call would fail on it
-                raise ValueError(f"base_url must be a URL, not {str(base_url)[:200]!r}: {exc}") from None
-            client = bound_by_deadline(httpx.Client(base_url=base_url, timeout=timeout_s))
+            client = bound_by_deadline(httpx.Client(base_url=_base_url(base_url), timeout=timeout_s))
             self._owned = True
         else:
             self._owned = False
@@ -449,11 +478,14 @@ class FeatureClient:
         bounded = deadline(self._timeout_s) if self._timeout_s is not None else nullcontext()
         try:
             with bounded:
-                response = self._http.request(method, path, **kwargs)
-        except httpx.InvalidURL as exc:  # not an HTTPError: a URL httpx will not build (past 65,536 characters)
+                request = self._http.build_request(method, path, **kwargs)
+                if len(str(request.url)) > MAX_URL_CHARS:  # httpx bounds each part only, not the whole URL
+                    raise httpx.InvalidURL(f"a URL of {len(str(request.url)):,} characters")
+                response = self._http.send(request)
+        except httpx.InvalidURL as exc:  # not an HTTPError: a URL httpx will not build, or one past MAX_URL_CHARS
             raise RequestError(
                 ErrorCode.BAD_REQUEST,
-                f"the request cannot be sent: {exc} (httpx builds URLs of at most 65,536 characters: read a long "
+                f"the request cannot be sent: {exc} (URLs of at most {MAX_URL_CHARS:,} characters: read a long "
                 "list of names with get_features_batch or get_vectors, which send it in the body)",
             ) from None
         except httpx.TransportError as exc:

@@ -19,7 +19,7 @@ from registry.core.errors import (
     StoreUnavailableError,
     UnknownFeatureError,
 )
-from serving.online.client import FeatureClient
+from serving.online.client import MAX_URL_CHARS, FeatureClient
 
 
 @contextmanager
@@ -107,9 +107,54 @@ def test_the_same_long_names_are_read_in_a_batch_body() -> None:
 _COLUMNS = ("values", "feature_timestamps", "age_seconds", "statuses")
 
 
-def test_a_base_url_that_is_not_a_url_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="base_url"):
-        FeatureClient("http://[::1")
+@pytest.mark.parametrize("extra", [0, 1, 43])
+def test_a_url_past_65536_characters_is_refused_unsent_and_one_at_the_limit_is_sent(extra: int) -> None:
+    """README: a URL past its 65,536 characters is ``bad_request`` with nothing sent. httpx bounds the query alone,
+    so URLs of 65,537 to 65,579 characters here (base, path and query) were sent."""
+    url_chars = MAX_URL_CHARS + extra
+    with _client(lambda _: httpx.Response(200, json=_VECTOR)) as (fs, sent):
+        prefix = len("http://api/v1/features/user/u1?names=")
+        if extra == 0:
+            fs.get_features("user", "u1", ["n" * (url_chars - prefix)])
+            assert len(str(sent[0].url)) == MAX_URL_CHARS
+        else:
+            with pytest.raises(RequestError, match="the request cannot be sent") as caught:
+                fs.get_features("user", "u1", ["n" * (url_chars - prefix)])
+            assert caught.value.code == "bad_request"
+            assert sent == []
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://[::1",
+        "",
+        "127.0.0.1:8000",
+        "http//x",
+        "not a url",
+        "http://a b",
+        " http://h",
+        "ftp://h",
+        "http://",
+        "http://h:99999",
+        "http://h:0",
+        "http://h/?q=1",
+        "http://h/#top",
+    ],
+)
+def test_a_base_url_that_is_not_a_url_is_a_value_error(base_url: str) -> None:
+    """README: a ``base_url`` that is not a URL is a ``ValueError``, before anything is sent; all but the first were
+    taken, and every call then failed as if the API were unreachable."""
+    with pytest.raises(ValueError, match="base_url must be a URL"):
+        FeatureClient(base_url)
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://127.0.0.1:8000", "https://features.example/api", "HTTP://H", "http://[::1]:8000"]
+)
+def test_http_and_https_urls_with_a_host_are_base_urls(base_url: str) -> None:
+    with FeatureClient(base_url) as fs:
+        assert str(fs._http.base_url).rstrip("/").lower() == base_url.rstrip("/").lower()
 
 
 def test_a_name_holding_a_comma_is_unknown_without_asking() -> None:
