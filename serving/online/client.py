@@ -183,7 +183,7 @@ def _base_url(base_url: object) -> str:
             problem = f"its port {port} is not from 1 to 65535"
         elif url.query or url.fragment:
             problem = "a base URL takes no query or fragment"
-    if problem is not None:
+    if problem is not None or not isinstance(base_url, str):
         raise ValueError(f"base_url must be a URL such as http://host:8000, not {str(base_url)[:200]!r}: {problem}")
     return base_url
 
