@@ -8,16 +8,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from registry.core.hosts import is_host_name
 from registry.core.shown import error_line, shown
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
-# The spellings of registry.core.settings (WHOLE, DECIMAL, _HOST; not imported: that module loads pydantic):
-# ASCII digits with an optional sign, a plain decimal number, one host name or IPv4 address.
+# The spellings of registry.core.settings (WHOLE, DECIMAL; not imported: that module loads pydantic):
+# ASCII digits with an optional sign, a plain decimal number.
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
-# Control characters are no part of a host name either.
-_HOST = re.compile(r"[^\s/?#@\[\]:,\x00-\x1f\x7f-\x9f]+")
 # A JVM heap as -Xmx takes it: a whole number above 0 (leading zeros allowed, as the JVM reads it) with an
 # optional unit (k, m, g or t, either case).
 _HEAP = re.compile(r"0*[1-9][0-9]*[kKmMgGtT]?")
@@ -55,25 +54,10 @@ def _seconds(name: str, default: float) -> float:
     return seconds
 
 
-def _is_host(raw: str) -> bool:
-    """``registry.core.settings.check_host``'s test: the grammar, and a URL reads the text back as its host
-    (characters that NFKC-normalise into a delimiter, ``a／b``, do not)."""
-    from urllib.parse import urlsplit
-
-    try:
-        raw.encode("idna")  # how sockets spell a host name: bytes that are not UTF-8 (lone surrogates) cannot be
-    except UnicodeError:
-        return False
-    try:
-        return _HOST.fullmatch(raw) is not None and urlsplit(f"http://{raw}").hostname == raw.lower()
-    except ValueError:
-        return False
-
-
 def _host(name: str) -> str:
     """Where every service of the stack listens (and the clients look for them by default)."""
     raw = os.environ.get(name, "127.0.0.1")
-    if not _is_host(raw):
+    if not is_host_name(raw):  # registry.core.settings.check_host's grammar: every command reads FS_HOST so
         raise SystemExit(error_line(f"{name}={raw!r} is not one host name or IPv4 address"))
     return raw
 
@@ -114,7 +98,7 @@ def _seeds(name: str) -> str:
     for seed in raw.split(","):
         host, colon, port = seed.rpartition(":")
         number = _port_number(port) if colon and _WHOLE.fullmatch(port) else None
-        if number is None or not _is_host(host):
+        if number is None or not is_host_name(host):
             raise SystemExit(error_line(f"{name}={raw[:200]!r} is not host:port nodes separated by commas"))
         nodes.append(f"{host}:{number}")  # as Cassandra reads it: no sign, no leading zeros (`+7000` it refuses)
     return ",".join(nodes)

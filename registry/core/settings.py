@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict
 
 from registry.core.errors import SettingsError
+from registry.core.hosts import is_host_name
 from registry.core.shown import error_line, shown
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -65,27 +66,8 @@ def _port(name: str, raw: str) -> int:
     return port
 
 
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-
-
-def _is_host_name(raw: str) -> bool:
-    """An IPv4 address, or a host name as RFC 1123 spells one: dot-separated labels of 1-63 ASCII letters, digits
-    and inner hyphens, 253 characters at most, not all of its labels numbers (``1.2.3``, ``999.999.999.999``)."""
-    try:
-        ipaddress.IPv4Address(raw)
-        return True
-    except ValueError:
-        pass
-    labels = raw.split(".")
-    return (
-        len(raw) <= 253
-        and all(_LABEL.fullmatch(label) is not None for label in labels)
-        and not all(label.isdigit() for label in labels)
-    )
-
-
 def check_host(name: str, raw: str) -> str:
-    if not _is_host_name(raw):  # ASCII labels only: nothing NFKC could turn into a URL delimiter, no white space
+    if not is_host_name(raw):  # ASCII labels only: nothing NFKC could turn into a URL delimiter, no white space
         raise SettingsError(f"{name} must be one host name or IPv4 address, not {raw!r}")
     return raw
 
@@ -100,7 +82,7 @@ def _servers(name: str, raw: str) -> str:
             found is None
             or not 1 <= int(found.group(3)) <= 65_535
             or (found.group(1) is not None and not _ipv6(found.group(1)))  # "[1:2]" is no IPv6 address
-            or (found.group(2) is not None and not _is_host_name(found.group(2)))
+            or (found.group(2) is not None and not is_host_name(found.group(2)))
         ):
             raise SettingsError(f"{name} must be host:port servers separated by commas, not {raw!r}")
     return raw
@@ -115,7 +97,7 @@ def _text(name: str, raw: str) -> str:
 def _hosts(name: str, raw: str) -> tuple[str, ...]:
     """Host names, IPv4 or IPv6 addresses separated by commas (spaces around each allowed; no ports)."""
     hosts = tuple(h.strip() for h in raw.split(","))
-    if not all(_is_host_name(h) or _ipv6(h) for h in hosts):
+    if not all(is_host_name(h) or _ipv6(h) for h in hosts):
         raise SettingsError(f"{name} must be host names separated by commas, not {raw!r}")
     return hosts
 

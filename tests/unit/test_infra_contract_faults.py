@@ -19,6 +19,7 @@ from infra import process, stack
 from infra.errors import InfraError
 from infra.process import PidFile, alive
 from infra.settings import REPO_DIR, StackSettings
+from registry.core.errors import SettingsError
 
 
 @pytest.fixture
@@ -240,6 +241,31 @@ def test_stack_settings_refuse_what_would_end_in_a_traceback_or_a_port_clash(
     with pytest.raises(SystemExit) as refused:
         StackSettings.from_env()
     assert str(refused.value).startswith(said)
+
+
+@pytest.mark.parametrize("raw", ["127.1", "123", "1.2.3", "2130706433", "-a", "a-", "a_b", "256.1.1.1", "a\u00e9b"])
+def test_infra_refuses_every_fs_host_the_other_commands_refuse(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    """One grammar (README: an IPv4 address, or dot-separated labels ... not all of them numbers): ``make status``
+    took ``FS_HOST=127.1``, which the job, the producer, the API and the registry then refused."""
+    from infra.settings import StackSettings
+    from registry.core.settings import Settings
+
+    monkeypatch.setenv("FS_HOST", raw)
+    with pytest.raises(SystemExit) as refused:
+        StackSettings.from_env()
+    assert str(refused.value) == f"error: FS_HOST={raw!r} is not one host name or IPv4 address"
+    with pytest.raises(SettingsError, match="FS_HOST must be one host name or IPv4 address"):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("raw", ["127.0.0.1", "localhost", "stack.internal", "a-b.c1", "10.0.0.255"])
+def test_infra_and_the_commands_take_the_same_hosts(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    from infra.settings import StackSettings
+    from registry.core.settings import Settings
+
+    monkeypatch.setenv("FS_HOST", raw)
+    assert StackSettings.from_env().host == raw
+    Settings.from_env()
 
 
 def test_seed_ports_are_written_as_cassandra_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
