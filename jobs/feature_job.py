@@ -41,7 +41,7 @@ from jobs.sql import (
     source_select,
     window_groups,
 )
-from registry.core.arguments import Once, host, instant, location, refs, whole
+from registry.core.arguments import Once, group_id, host, instant, location, refs, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, Source
 from registry.core.errors import FeatureStoreError, SettingsError
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.feature_job", description=__doc__)
     parser.add_argument("--bounded", action="store_true", help="process the topics' current contents, then stop")
     parser.add_argument("--parallelism", type=whole(1), default=1)
-    parser.add_argument("--group-id", default="featurestore-job")
+    parser.add_argument("--group-id", type=group_id, default="featurestore-job")
     parser.add_argument("--checkpoint-dir", type=Path, help="where checkpoints are kept (retained on cancel)")
     parser.add_argument("--checkpoint-interval-ms", type=whole(1), help="default: 10000 unbounded, off bounded")
     parser.add_argument("--restore-from", help="a retained checkpoint (…/chk-N) to resume from")

@@ -113,6 +113,18 @@ def text(raw: str) -> str:
     return raw
 
 
+def group_id(raw: str) -> str:
+    """A Kafka consumer group id: UTF-8 text, not empty nor white space only, without control characters. An empty
+    one aborted the process inside librdkafka (an assertion, SIGABRT, no error line)."""
+    text(raw)
+    if not raw.strip() or not raw.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"must be a consumer group's name: not empty nor white space only, no control characters; not "
+            f"{shown(raw, quoted=True)}"
+        )
+    return raw
+
+
 def feature_names(raw: str) -> str:
     """``--features``: feature names (``name`` or ``name@vN``) separated by commas, none of them empty (``a,,b``, a
     trailing comma and an empty value were looked up as a feature named ""); that they exist is the catalog's to say."""

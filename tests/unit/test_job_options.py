@@ -35,6 +35,10 @@ def _refused(main: object, argv: list[str], capsys: pytest.CaptureFixture[str]) 
         (["--events", "x.parquet", "--until", "2026-12-05T14:00:00.0000009Z"], "a fraction of a microsecond"),
         (["--events", "x.parquet", "--since", "2000", "--until", "2000"], "--since must be before --until"),
         (["--since", "2000"], "--since and --until need --events"),
+        # an empty group id aborted the job inside librdkafka (SIGABRT, exit 134, no error line)
+        (["--group-id", ""], "argument --group-id: must be a consumer group's name"),
+        (["--group-id", "  "], "argument --group-id: must be a consumer group's name"),
+        (["--group-id", "a\nb"], "argument --group-id: must be a consumer group's name"),
     ],
 )
 def test_the_job_refuses_a_malformed_option_in_one_line(
@@ -78,3 +82,10 @@ def test_the_archive_retention_is_a_duration_with_nothing_around_it(
     raw: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert "argument --retention" in _refused(archive.main, ["--topic", "t", "--retention", raw], capsys)
+
+
+@pytest.mark.parametrize("raw", ["", " ", "a\x00b"])
+def test_follow_refuses_a_group_id_prefix_no_job_could_take(raw: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs import follow
+
+    assert "argument --group-id: must be a consumer group's name" in _refused(follow.main, ["--group-id", raw], capsys)
