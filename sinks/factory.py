@@ -133,7 +133,7 @@ def connect_iceberg(settings: Settings) -> Catalog:
         if database.is_dir():
             raise SettingsError(f"FS_ICEBERG_CATALOG_URI {uri!r} names a folder, not a database file")
     warehouse = urlparse(settings.iceberg_warehouse)
-    if warehouse.scheme == "file":
+    if warehouse.scheme in ("file", ""):  # a file:// URI, or a plain path (which pyiceberg reads as a local one)
         _make_folder("FS_ICEBERG_WAREHOUSE", settings.iceberg_warehouse, Path(warehouse.path))
     for attempt in range(_CATALOG_INIT_ATTEMPTS):
         try:

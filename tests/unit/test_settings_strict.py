@@ -150,6 +150,18 @@ def test_a_warehouse_that_cannot_be_created_names_the_warehouse(tmp_path: Path) 
     assert "a file is in its place" in message
 
 
+def test_a_warehouse_given_as_a_plain_path_is_checked_too(tmp_path: Path) -> None:
+    """``FS_ICEBERG_WAREHOUSE=/path/under/a/file`` (no ``file://``, which pyiceberg reads as a local path) passed the
+    check and ended the job's first table creation in a NotADirectoryError traceback."""
+    (tmp_path / "file").write_text("x")
+    message = _refused(_iceberg(tmp_path, warehouse=str(tmp_path / "file" / "wh")), "FS_ICEBERG_WAREHOUSE")
+    assert "cannot create the folder" in message
+    message = _refused(_iceberg(tmp_path, warehouse=str(tmp_path / "file")), "FS_ICEBERG_WAREHOUSE")
+    assert "a file is in its place" in message
+    connect_iceberg(_iceberg(tmp_path, warehouse=str(tmp_path / "plain")))
+    assert (tmp_path / "plain").is_dir()
+
+
 def test_a_catalog_that_is_a_folder_or_not_a_database_names_the_catalog_uri(tmp_path: Path) -> None:
     assert "names a folder" in _refused(_iceberg(tmp_path, uri=f"sqlite:///{tmp_path}"), "FS_ICEBERG_CATALOG_URI")
     (tmp_path / "text.db").write_text("not a database " * 100)
