@@ -326,7 +326,11 @@ def join_label_batches(
     schema = output_schema(labels_schema, definitions)
     stored = stored_of(definitions)
     join = PointInTimeJoin(table, stored, entity_type, point, rows_per_read=ROWS_PER_READ)
+    batches = iter(batches)
     for batch in batches:
+        if nulls := batch.column(timestamp_column).null_count:  # counted to the end: the count names them all
+            nulls += sum(rest.column(timestamp_column).null_count for rest in batches)
+            raise DefinitionError(f"label column {timestamp_column!r} has {nulls} null timestamps")
         times = _label_micros(batch.column(timestamp_column), timestamp_column)
         columns = join.join(_entities(batch, entity_column), times)
         yield pa.RecordBatch.from_arrays(

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A table property: its first snapshot's time (epoch ms), recorded by the first expiry that removes it
+# (``sinks.iceberg.maintenance.expire_snapshots``), so that a time before it still reads nothing.
+FIRST_SNAPSHOT_MS = "featurestore.first-snapshot-ms"
 # The first and last microseconds a datetime (and so a filter's bound) can spell: a bound beyond them is none.
 FIRST_US = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 LAST_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
@@ -71,6 +74,9 @@ def read_point(table: Table, as_of: int | datetime | None) -> ReadPoint:
     # or in a gap an expiry left after an older snapshot kept (a training set's pin), which is not the one.
     later = [s for s in table.metadata.snapshots if s.timestamp_ms > until_us // 1000]
     after = min(later, key=lambda s: s.timestamp_ms) if later else None
+    first_ms = _first_snapshot_ms(table)
+    if snapshot is None and first_ms is not None and until_us // 1000 < first_ms:
+        return ReadPoint(None, until_us)  # before the table's first snapshot, expired since: nothing, as before it was
     if (
         after is not None
         and after.parent_snapshot_id is not None
@@ -82,6 +88,12 @@ def read_point(table: Table, as_of: int | datetime | None) -> ReadPoint:
             "set's snapshot to keep it, or read as of a later time)"
         )
     return ReadPoint(snapshot.snapshot_id if snapshot is not None else None, until_us)
+
+
+def _first_snapshot_ms(table: Table) -> int | None:
+    """The table's first snapshot's time as the first expiry recorded it (``sinks.iceberg.maintenance``), if it did."""
+    raw = table.properties.get(FIRST_SNAPSHOT_MS)
+    return int(raw) if raw is not None and raw.isascii() and raw.isdigit() else None
 
 
 def _oldest_kept(table: Table) -> str:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from registry.core.errors import StoreUnavailableError
+from sinks.iceberg.as_of import FIRST_SNAPSHOT_MS
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
@@ -142,11 +143,21 @@ class FilesLeft(StoreUnavailableError):
         self.expired = expired
 
 
+def _first_snapshot_ms(table: Table) -> int | None:
+    """The time of the table's first snapshot to record before an expiry removes it (``sinks.iceberg.as_of``: a
+    time before it read nothing, not "expired"): None when it is recorded already, or when the history was expired
+    before it was recorded (no kept snapshot without a parent), where the time is not known any more."""
+    if FIRST_SNAPSHOT_MS in table.properties:
+        return None
+    roots = [s.timestamp_ms for s in table.metadata.snapshots if s.parent_snapshot_id is None]
+    return min(roots) if roots else None
+
+
 def expire_snapshots(table: Table, keep: Iterable[int] = ()) -> tuple[Table, Expired]:
     """Remove every snapshot but the current one and ``keep`` (ids no longer in the table are ignored),
     then delete the files only they reached. Retried when a writer commits in between."""
     from pyiceberg.exceptions import CommitFailedException
-    from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotsUpdate
+    from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotsUpdate, SetPropertiesUpdate
 
     _register_remove_snapshots()
     for _ in range(_COMMIT_RETRIES):
@@ -158,12 +169,14 @@ def expire_snapshots(table: Table, keep: Iterable[int] = ()) -> tuple[Table, Exp
         removed = [s for s in every if s not in kept]
         if not removed:
             return table, Expired((), 0, tuple(sorted(kept)))
+        first_ms = _first_snapshot_ms(table)
+        record = () if first_ms is None else (SetPropertiesUpdate(updates={FIRST_SNAPSHOT_MS: str(first_ms)}),)
         try:
             before = _reachable(table, every)
             table.catalog.commit_table(
                 table,
                 (AssertRefSnapshotId.model_validate({"ref": "main", "snapshot-id": current.snapshot_id}),),
-                (RemoveSnapshotsUpdate.model_validate({"snapshot-ids": removed}),),
+                (RemoveSnapshotsUpdate.model_validate({"snapshot-ids": removed}), *record),
             )
         except CommitFailedException:
             table = table.refresh()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError
 from registry.definition_store import DefinitionStore
-from serving.offline.historical import get_historical_features
+from serving.offline.feature_resolution import resolve_features
+from serving.offline.historical import get_historical_features, join_label_batches
+from sinks.iceberg.as_of import FIRST_SNAPSHOT_MS, read_point
 from sinks.iceberg.maintenance import expire_snapshots
 from tests.unit.test_training_sets import INGEST0, MIN, T0, Row, append, iceberg_table, labels_table, stored_definitions
 
@@ -67,6 +69,76 @@ def test_as_of_a_time_whose_snapshot_was_expired_behind_a_kept_one_is_an_error_n
     assert _count_5m(table, catalog, labels, as_of=s1) == [1]  # by its id, the kept snapshot
     assert _count_5m(table, catalog, labels, as_of=datetime.now(UTC)) == [3]  # s3 covers now
     assert _count_5m(table, catalog, labels, as_of=s3) == [3]
+
+
+def test_a_time_before_the_first_snapshot_reads_nothing_after_that_snapshot_was_expired_too(
+    tmp_path: Path, catalog: FeatureCatalog
+) -> None:
+    """README: a time before the table's first snapshot reads nothing, one before year 1 too. Once retention had
+    expired the first snapshot, such a time was refused as "history ... was expired": the first expiry now records
+    the first snapshot's time (``featurestore.first-snapshot-ms``)."""
+    table = iceberg_table(tmp_path)
+    count = catalog.get("user", "count_5m")
+    before_any = datetime.now(UTC)
+    time.sleep(0.01)
+    s1 = append(table, [Row(count, "e0", 1, T0 + 5 * MIN, INGEST0)])
+    first_ms = table.refresh().snapshot_by_id(s1).timestamp_ms
+    time.sleep(0.01)
+    append(table, [Row(count, "e0", 2, T0 + 10 * MIN, INGEST0)])
+    table, expired = expire_snapshots(table.refresh())
+    assert expired.snapshot_ids == (s1,)
+    assert table.properties[FIRST_SNAPSHOT_MS] == str(first_ms)
+    labels = labels_table([("e0", T0 + 15 * MIN)])
+    year_1 = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))  # before year 1 in UTC
+    for at in (
+        before_any,
+        datetime(1970, 1, 1, tzinfo=UTC),
+        year_1,
+        datetime.fromtimestamp((first_ms - 1) / 1000, UTC),
+    ):
+        assert _count_5m(table, catalog, labels, as_of=at) == [None], at
+    with pytest.raises(DatasetError, match="was expired"):  # s1's own time: s1 was current then, and is gone
+        _count_5m(table, catalog, labels, as_of=datetime.fromtimestamp(first_ms / 1000, UTC))
+    # A later expiry keeps the first time recorded, not its own oldest snapshot's.
+    time.sleep(0.01)
+    append(table, [Row(count, "e0", 3, T0 + 15 * MIN, INGEST0)])
+    table, _ = expire_snapshots(table.refresh())
+    assert table.properties[FIRST_SNAPSHOT_MS] == str(first_ms)
+    # A table whose first snapshot was expired before any expiry recorded it: not known, refused as before.
+    with table.transaction() as tx:
+        tx.remove_properties(FIRST_SNAPSHOT_MS)
+    table = table.refresh()
+    with pytest.raises(DatasetError, match="was expired"):
+        _count_5m(table, catalog, labels, as_of=before_any)
+    table, _ = expire_snapshots(table)
+    assert FIRST_SNAPSHOT_MS not in table.properties
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 100])
+def test_the_null_label_times_are_all_counted_whatever_the_batches(
+    tmp_path: Path, catalog: FeatureCatalog, batch_rows: int
+) -> None:
+    """README: a null label timestamp is a DefinitionError naming the column and how many are null. Streamed in
+    batches (the CLIs' --chunk-rows), the count was that of the first batch holding one: 1 of 3 for batches of 1."""
+    table = iceberg_table(tmp_path)
+    labels = pa.table(
+        {
+            "who": ["e0"] * 6,
+            "event_timestamp": pa.array([T0, None, T0, None, None, T0], pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    streamed = join_label_batches(
+        table,
+        resolve_features(catalog, "user", ["count_5m"]),
+        labels.schema,
+        labels.to_batches(max_chunksize=batch_rows),
+        entity_type="user",
+        entity_column="who",
+        timestamp_column="event_timestamp",
+        point=read_point(table, None),
+    )
+    with pytest.raises(DefinitionError, match=r"^label column 'event_timestamp' has 3 null timestamps$"):
+        list(streamed)
 
 
 def test_an_expired_snapshot_id_names_the_oldest_snapshot_kept(tmp_path: Path, catalog: FeatureCatalog) -> None:
