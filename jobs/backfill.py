@@ -31,7 +31,7 @@ from pathlib import Path
 from jobs.batch_input import check_since, window_range
 from jobs.feature_job import resolve_ref, version_refs
 from registry.access import Access, guard_catalog
-from registry.core.arguments import Once, instant, location
+from registry.core.arguments import ArgumentParser, Once, instant, location
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
 from registry.core.shown import error_line, shown
@@ -225,7 +225,7 @@ def _promoter(settings: Settings, refs: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.backfill", description=__doc__)
+    parser = ArgumentParser(prog="python -m jobs.backfill", description=__doc__)
     parser.add_argument("versions", nargs="+", type=version_refs, help="entity.name@version of each version to compute")
     parser.add_argument("--promote", action="store_true", help="promote each version once it is ready")
     parser.add_argument(

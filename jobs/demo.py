@@ -8,7 +8,6 @@ Services stay up afterwards; ``make down`` stops them.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import subprocess
@@ -28,6 +27,7 @@ from infra.settings import REPO_DIR, StackSettings
 from jobs.events import synthetic_transactions
 from jobs.produce import ensure_topics, make_producer
 from jobs.registry_client import require_registry
+from registry.core.arguments import ArgumentParser
 from registry.core.catalog import load_folder, load_request_folder
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
@@ -109,7 +109,7 @@ def _expected(events: list[dict[str, Any]], user: str, window_end_ms: int) -> tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(
+    ArgumentParser(
         prog="python -m jobs.demo",
         description="The end-to-end demo (make demo): starts the local stack, RESETS the demo's topic "
         "(card_transactions), online tables and offline table, produces events, runs the job, prints a served "

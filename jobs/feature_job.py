@@ -41,7 +41,7 @@ from jobs.sql import (
     source_select,
     window_groups,
 )
-from registry.core.arguments import Once, group_id, host, instant, location, refs, whole
+from registry.core.arguments import ArgumentParser, Once, group_id, host, instant, location, refs, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, Source
 from registry.core.errors import FeatureStoreError, SettingsError
@@ -316,7 +316,7 @@ def version_refs(raw: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.feature_job", description=__doc__)
+    parser = ArgumentParser(prog="python -m jobs.feature_job", description=__doc__)
     parser.add_argument("--bounded", action="store_true", help="process the topics' current contents, then stop")
     parser.add_argument("--parallelism", type=whole(1), default=1)
     parser.add_argument("--group-id", type=group_id, default="featurestore-job")

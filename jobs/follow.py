@@ -25,7 +25,6 @@ again at the next change. SIGTERM or SIGINT stops every job
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import TextIO
 
 from jobs.backfill import absolute, job_error
-from registry.core.arguments import folder, group_id, host, number, whole
+from registry.core.arguments import ArgumentParser, folder, group_id, host, number, whole
 from registry.core.durable import read_text_file, replace_durably
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.refs import parse_ref
@@ -424,7 +423,7 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.follow", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m jobs.follow", description=__doc__.split("\n\n")[0])
     parser.add_argument("--state-dir", type=folder, default=Path(".state/follow"), help="the plan, logs, checkpoints")
     parser.add_argument(
         "--group-id", type=group_id, default="featurestore-follow", help="prefix of the jobs' consumer groups"

@@ -22,7 +22,7 @@ from jobs.registry_client import (
     registry_client,
     require_registry,
 )
-from registry.core.arguments import whole
+from registry.core.arguments import ArgumentParser, whole
 from registry.core.definitions import topic_name
 from registry.core.errors import FeatureStoreError, SchemaError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
@@ -173,7 +173,7 @@ def _topic(value: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     from jobs.events import synthetic_transactions
 
-    parser = argparse.ArgumentParser(prog="python -m jobs.produce", description=__doc__)
+    parser = ArgumentParser(prog="python -m jobs.produce", description=__doc__)
     # Bounded: the events and users are built in memory first, and a span must not reach before 1970.
     parser.add_argument("--events", type=whole(0, 10_000_000), default=5000, help="how many (0 to 10,000,000)")
     parser.add_argument(

@@ -41,7 +41,7 @@ from typing import Any
 
 from registry.access_store import TOKEN_PREFIX, AccessStore, Caller, check_team, secret_sha256, token_id
 from registry.audit import AuditLog, AuditRecord
-from registry.core.arguments import whole
+from registry.core.arguments import ArgumentParser, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import MAX_VERSION, FeatureDefinition
 from registry.core.errors import DefinitionError, ForbiddenError, StoreUnavailableError, UnauthenticatedError
@@ -324,9 +324,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(argv: list[str] | None) -> int:
     settings = settings_for_command()
-    parser = argparse.ArgumentParser(
-        prog="python -m registry.access", description="API tokens, grants and the audit log"
-    )
+    parser = ArgumentParser(prog="python -m registry.access", description="API tokens, grants and the audit log")
     parser.add_argument("--db", type=Path, default=settings.definitions_db, help="the registry's SQLite file")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-token", help="issue a token (printed once; only its hash is stored)")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from registry.core.arguments import number, text, whole
+from registry.core.arguments import ArgumentParser, number, text, whole
 from registry.core.catalog import FeatureCatalog, load_folder_at, load_request_folder_at
 from registry.core.definitions import MAX_VERSION
 from registry.core.durable import fsync_folder
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(argv: list[str] | None) -> int:
     settings = settings_for_command()
-    parser = argparse.ArgumentParser(prog="python -m registry.cli", description=__doc__)
+    parser = ArgumentParser(prog="python -m registry.cli", description=__doc__)
     parser.add_argument("--db", type=Path, default=settings.definitions_db, help="definition store (SQLite)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("plan", "apply"):

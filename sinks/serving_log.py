@@ -15,7 +15,6 @@ offset), and the count is printed when the sink ends (``--once``, or Ctrl-C).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from registry.core.arguments import ArgumentParser
 from registry.core.definitions import topic_name
 from registry.core.errors import SettingsError, StoreUnavailableError
 from registry.erasures import ErasedEntities
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.factory import connect_iceberg
     from sinks.topics import ensure_topics
 
-    parser = argparse.ArgumentParser(prog="python -m sinks.serving_log", description=__doc__)
+    parser = ArgumentParser(prog="python -m sinks.serving_log", description=__doc__)
     parser.add_argument("--topic", default=TOPIC, help=f"the topic the feature API logs to (default {TOPIC})")
     parser.add_argument("--once", action="store_true", help="stop when caught up (for a schedule or a test)")
     args = parser.parse_args(argv)

@@ -172,3 +172,16 @@ class Once(argparse.Action):
             parser.error(f"argument {option}: given more than once: give it once")
         setattr(namespace, f"_given_{self.dest}", True)
         setattr(namespace, self.dest, values)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser where an option storing one value may be given once (``Once``): a second value is a usage
+    error naming it (exit 2), never silently the one kept. ``erasure --key user_id=u1 --key merchant_id=7`` erased
+    every entity whose ``merchant_id`` was 7; ``--as-of`` or ``--features`` given twice read the last. Flags and
+    options that collect (``action="append"``) are as argparse has them. Its sub-commands' parsers are of this class
+    too, and so are its groups' options (they share its registry of actions)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, Once)
+        self.register("action", "store", Once)

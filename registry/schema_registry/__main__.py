@@ -13,7 +13,6 @@ The global compatibility level defaults to BACKWARD, as in Confluent Schema Regi
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import os
 import socket
@@ -23,7 +22,7 @@ from pathlib import Path
 import uvicorn
 
 from registry.access import Access
-from registry.core.arguments import whole
+from registry.core.arguments import ArgumentParser, whole
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import port_for_command, settings_for_command
 from registry.core.shown import error_line
@@ -58,7 +57,7 @@ def main() -> None:
     settings = settings_for_command()
     port = port_for_command("FS_REGISTRY_PORT", 8081)  # --port's default (0 there binds a free port)
     state = Path(os.environ.get("FS_STATE_DIR", Path(__file__).resolve().parents[2] / ".state"))
-    parser = argparse.ArgumentParser(prog="python -m registry.schema_registry")
+    parser = ArgumentParser(prog="python -m registry.schema_registry")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=whole(0, 65_535), default=port)
     parser.add_argument("--db", type=Path, default=state / "registry" / "schemas.db")

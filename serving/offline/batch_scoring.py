@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from registry.access import guard_catalog
 from registry.core import entity_keys
-from registry.core.arguments import feature_names, whole
+from registry.core.arguments import ArgumentParser, feature_names, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DatasetError, DefinitionError
 from registry.core.refs import parse_ref
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.factory import connect_iceberg
     from sinks.iceberg.writer import load_table
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m serving.offline.batch_scoring",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

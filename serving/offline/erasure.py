@@ -58,7 +58,6 @@ apply: archived records are keyed by the topic's key (erase that entity, e.g. ``
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sqlite3
@@ -70,6 +69,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from registry.core.arguments import ArgumentParser
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import StoreUnavailableError
 from registry.erasures import ErasureStore
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.serving_log import TABLE as LOG_TABLE
     from sinks.serving_log import topic_from_env
 
-    parser = argparse.ArgumentParser(prog="python -m serving.offline.erasure", description=__doc__)
+    parser = ArgumentParser(prog="python -m serving.offline.erasure", description=__doc__)
     parser.add_argument("--entity-type", required=True, help="the entity type (e.g. user, or a composite-keyed one)")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--entity-id", help="the entity (a composite key's encoded id, e.g. 'u1|m7')")

@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 
 from registry.access import guard_catalog
 from registry.core import entity_keys
-from registry.core.arguments import feature_names, whole
+from registry.core.arguments import ArgumentParser, feature_names, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.factory import connect_iceberg
     from sinks.iceberg.writer import load_table
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m serving.offline.historical",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -46,7 +46,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from registry.core.arguments import number, whole
+from registry.core.arguments import ArgumentParser, number, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.durations import parse_duration, to_millis
 from registry.core.errors import DatasetError, UnknownFeatureError
@@ -264,7 +264,7 @@ def _main(argv: list[str] | None) -> int:
     from sinks.iceberg.writer import load_table
     from sinks.serving_log import ensure_log_table
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m serving.offline.parity",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

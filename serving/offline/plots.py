@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from registry.core.arguments import ArgumentParser
 from registry.core.shown import error_line, shown
 from registry.quality import TABLES, QualityStore
 from registry.sqlite_store import tables_of
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.core.settings import settings_for_command
     from serving.offline.report_command import print_report, since_ms
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m serving.offline.plots",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from registry.core.arguments import duration, whole
+from registry.core.arguments import ArgumentParser, duration, whole
 from registry.core.definitions import MAX_VERSION
 from registry.core.durations import to_millis
 from registry.core.errors import DefinitionError
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.factory import connect_iceberg
     from sinks.iceberg.writer import load_table
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m serving.offline.promotion",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

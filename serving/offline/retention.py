@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from registry.core.arguments import ArgumentParser
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.iceberg.maintenance import unreadable_table_errors
     from sinks.iceberg.writer import load_table
 
-    parser = argparse.ArgumentParser(prog="python -m serving.offline.retention", description=__doc__)
+    parser = ArgumentParser(prog="python -m serving.offline.retention", description=__doc__)
     parser.add_argument("--dry-run", action="store_true", help="count and name, change nothing")
     parser.add_argument(
         "--pin-days", type=_pin_days, default=DEFAULT_PIN_DAYS, help="how long a manifest pins its snapshot"

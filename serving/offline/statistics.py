@@ -50,6 +50,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from registry.core.arguments import ArgumentParser
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError, FeatureStoreError, UnknownFeatureError
@@ -491,7 +492,7 @@ def _main(argv: list[str] | None) -> int:
     from sinks.iceberg.writer import load_table
     from sinks.serving_log import ensure_log_table
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m serving.offline.statistics",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from registry.access import guard_catalog
-from registry.core.arguments import text, whole
+from registry.core.arguments import ArgumentParser, text, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.training_sets import TrainingSetStore
     from sinks.factory import connect_iceberg
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m serving.offline.training",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -56,7 +56,6 @@ uvloop and httptools are used when installed.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import gc
 import importlib.util
@@ -67,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from registry.access import Access
-from registry.core.arguments import whole
+from registry.core.arguments import ArgumentParser, whole
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
 from registry.core.shown import error_line
@@ -186,7 +185,7 @@ def main() -> int:
     except FeatureStoreError as exc:
         print(error_line(exc), file=sys.stderr)
         return 1
-    parser = argparse.ArgumentParser(prog="python -m serving.online")
+    parser = ArgumentParser(prog="python -m serving.online")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=whole(1, 65_535), default=port)
     parser.add_argument("--workers", type=whole(1, 64), default=workers)

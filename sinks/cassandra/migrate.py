@@ -16,7 +16,6 @@ could not be copied.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -25,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from registry.core.arguments import ArgumentParser
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.value_types import VALUE_TYPES, ValueType
 from sinks.cassandra import layout
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     from registry.definition_store import DefinitionStore
 
     settings = settings_for_command()
-    parser = argparse.ArgumentParser(prog="python -m sinks.cassandra.migrate", description=__doc__)
+    parser = ArgumentParser(prog="python -m sinks.cassandra.migrate", description=__doc__)
     parser.add_argument(
         "--definitions-db",
         default=str(settings.definitions_db),
