@@ -397,6 +397,9 @@ def _check_build_paths(labels: Path, out: Path, manifest: Path, copy_labels_to: 
     if manifest.is_dir() or not manifest.parent.is_dir():
         raise DatasetError(f"--manifest {manifest}: not a file in an existing directory")
     if copy_labels_to is not None:
+        for option, path in (("--out", out), ("--manifest", manifest), ("--labels", labels)):
+            if _same_file(copy_labels_to, path):  # its folder made there: the output moved, the manifest not
+                raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)} is the {option} file: give a folder")
         if copy_labels_to.exists() and not copy_labels_to.is_dir():
             raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)}: exists and is not a directory")
         nearest = next(p for p in (copy_labels_to, *copy_labels_to.parents) if p.exists())  # what mkdir builds on

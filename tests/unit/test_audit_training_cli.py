@@ -152,6 +152,24 @@ def test_a_label_copy_folder_under_a_file_is_refused_before_the_join(tmp_path: P
     _check_build_paths(labels, out, manifest, tmp_path / "new" / "kept")  # made by the build: fine
 
 
+@pytest.mark.parametrize("target", ["out", "manifest", "labels"])
+def test_a_label_copy_folder_at_an_output_or_the_labels_is_refused_before_anything_is_written(
+    built: tuple[Path, str], capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    """``--copy-labels-to <out>.manifest.json``: its folder was made there, the output moved into place, then the
+    manifest's move failed with ``[Errno 21] Is a directory``: a training set without its manifest, and a folder."""
+    folder, _ = built
+    out = folder / f"copy_{target}.parquet"
+    paths = {"out": out, "manifest": out.with_name(out.name + ".manifest.json"), "labels": folder / "labels.parquet"}
+    join = ["--entity-type", "user", "--entity-column", "user_id", "--features", "count_5m"]
+    argv = ["build", "--labels", str(folder / "labels.parquet"), "--out", str(out), *join]
+    assert training.main([*argv, "--copy-labels-to", str(paths[target])]) == 1
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == [f"error: --copy-labels-to {paths[target]} is the --{target} file: give a folder"], said
+    assert not out.exists() and not paths["manifest"].exists()
+    assert paths["labels"].is_file()
+
+
 def test_show_by_id_refuses_a_model_version_it_would_ignore(capsys: pytest.CaptureFixture[str]) -> None:
     from serving.offline import training
 
