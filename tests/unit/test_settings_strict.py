@@ -97,7 +97,8 @@ def test_a_schema_registry_that_cannot_start_says_why_in_one_line(tmp_path: Path
             ),
         ]
         for argv, message in cases:
-            done = _command(["-m", "registry.schema_registry", "--db", str(tmp_path / "s.db"), *argv], tmp_path)
+            db = [] if "--db" in argv else ["--db", str(tmp_path / "s.db")]  # --db once: a second is a usage error
+            done = _command(["-m", "registry.schema_registry", *db, *argv], tmp_path)
             assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
             assert done.stderr.count("\n") == 1 and done.stderr.startswith(message), done.stderr
 
