@@ -85,13 +85,42 @@ def until_operator(window: Window) -> str:
     return "<" if window.kind == "session" else "<="
 
 
-def in_range(events: pa.Table, timestamp_field: str, window_range_ms: tuple[int, int]) -> pa.Table:
-    """The events with ``since <= time < until``."""
+def in_range(
+    events: pa.Table, timestamp_field: str, window_range_ms: tuple[int, int], event_id_field: str | None = None
+) -> pa.Table:
+    """The events with ``since <= time < until``; with ``event_id_field``, resends are dropped first, over every
+    event given (``first_arrivals``): a resend inside the range whose original lies before ``since`` was counted,
+    so a window wholly inside the range held an event the whole run ignores."""
     import pyarrow.compute as pc
 
+    if event_id_field is not None:
+        events = first_arrivals(events, timestamp_field, event_id_field)
     ts = events.column(timestamp_field)
     since, until = window_range_ms
     return events.filter(pc.and_(pc.greater_equal(ts, since), pc.less(ts, until)))
+
+
+def first_arrivals(events: pa.Table, timestamp_field: str, event_id_field: str) -> pa.Table:
+    """``events`` without resends: of the events sharing an event id, the first in time order (ties: the table's
+    order), as the batch job's dedup keeps; events without an id are all kept. The table's order is kept."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    n = events.num_rows
+    if n == 0:
+        return events
+    at = pa.array(np.arange(n, dtype=np.int64))
+    order = pc.sort_indices(  # time order, stable
+        pa.table({"t": events.column(timestamp_field), "i": at}), sort_keys=[("t", "ascending"), ("i", "ascending")]
+    )
+    ranked = pa.table({"id": events.column(event_id_field).take(order), "i": order})
+    firsts = (
+        ranked.filter(pc.is_valid(ranked.column("id"))).group_by("id", use_threads=False).aggregate([("i", "first")])
+    )
+    keep = np.zeros(n, dtype=bool)
+    keep[firsts.column("i_first").to_numpy()] = True
+    keep[pc.is_null(events.column(event_id_field)).to_numpy(zero_copy_only=False)] = True
+    return events.filter(pa.array(keep))
 
 
 def read_events_input(
@@ -134,9 +163,18 @@ def read_events_input(
         print(f"[events] {events.rejected.num_rows:,} rejected ({counts}), written to {path}", file=sys.stderr)
     if window_range_ms is None:
         return events.valid
-    chosen = in_range(events.valid, source.timestamp_field, window_range_ms)
+    # From the archive only the events from --since on are read: a resend whose original lies before it counts there.
+    chosen = in_range(events.valid, source.timestamp_field, window_range_ms, source.event_id_field)
     print(f"[events] {chosen.num_rows:,} events in [{window_range_ms[0]}, {window_range_ms[1]}) ms", file=sys.stderr)
     return chosen
 
 
-__all__ = ["LAST_MS", "epoch_ms_arg", "in_range", "one_source", "read_events_input", "window_range"]
+__all__ = [
+    "LAST_MS",
+    "epoch_ms_arg",
+    "first_arrivals",
+    "in_range",
+    "one_source",
+    "read_events_input",
+    "window_range",
+]

@@ -316,6 +316,32 @@ def test_a_time_range_keeps_events_from_since_up_to_but_not_including_until() ->
     assert window_range("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z") == (-62_135_596_800_000, LAST_MS)
 
 
+def test_a_resend_whose_original_lies_before_since_is_not_counted_in_the_range() -> None:
+    """design §5.7: the range writes only whole windows, so no window at an edge is partial. A resend at or after
+    ``since`` of an event before it counted there (the whole run ignores it: the first in time order counts)."""
+    from jobs.batch_input import first_arrivals, in_range
+
+    events = _events(
+        7,
+        transaction_id=pa.array(["a1", "a1", "a2", None, None, "a3", "a3"]),
+        event_time=pa.array([1000, 1500, 1600, 1700, 1700, 1800, 1800], pa.int64()),
+        amount=pa.array([1.0, 100.0, 2.0, 3.0, 4.0, 5.0, 50.0]),
+    )
+    chosen = in_range(events, "event_time", (1500, 2000), "transaction_id")
+    # a1's resend dropped; both events without an id kept; a3 at one time twice: the table's first
+    assert chosen.column("amount").to_pylist() == [2.0, 3.0, 4.0, 5.0]
+    assert in_range(events, "event_time", (1500, 2000)).num_rows == 6  # no id field: every event in range
+    backwards = events.take(pa.array([6, 5, 4, 3, 2, 1, 0]))  # a later original listed first: time order decides
+    assert first_arrivals(backwards, "event_time", "transaction_id").column("amount").to_pylist() == [
+        50.0,
+        4.0,
+        3.0,
+        2.0,
+        1.0,
+    ]
+    assert first_arrivals(events.slice(0, 0), "event_time", "transaction_id").num_rows == 0
+
+
 @pytest.mark.parametrize(
     ("since", "until", "message"),
     [
