@@ -32,6 +32,11 @@ kept in the registry's database (``registry.quality``: the counts and ratios, no
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load is the command's one line too, not a traceback
+    from registry.core.interrupt import exit_on_ctrl_c
+
+    exit_on_ctrl_c()
+
 import argparse
 import math
 import sys

@@ -63,8 +63,13 @@ def sleep(seconds: float) -> None:
 def interruptible(run: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
     """``run(argv)`` (statistics, parity), a Ctrl-C ending it with one line, ``interrupted (Ctrl-C)``, and exit status
     130: ``--every`` repeats until stopped, and stopping it so was a KeyboardInterrupt traceback."""
+    from registry.core.interrupt import INTERRUPTED, exit_on_ctrl_c, raise_on_ctrl_c
+
+    raise_on_ctrl_c()
     try:
         return run(argv)
     except KeyboardInterrupt:
-        print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        print(INTERRUPTED, file=sys.stderr, flush=True)
         return 130
+    finally:
+        exit_on_ctrl_c()  # the report is out: a Ctrl-C while the interpreter shuts down is the same one line

@@ -1,0 +1,83 @@
+"""README: Ctrl-C stops parity or statistics with one line, ``interrupted (Ctrl-C)``, exit 130. That held only while
+``main`` ran: during the half second of imports before it, a KeyboardInterrupt traceback; after its report, while
+the interpreter shut down, the process died of the signal with nothing said."""
+
+from __future__ import annotations
+
+import ast
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from registry.core.interrupt import INTERRUPTED
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _interrupted_after_ready(script: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_a_ctrl_c_before_main_is_the_one_line_and_130() -> None:
+    done = _interrupted_after_ready(
+        "from registry.core.interrupt import exit_on_ctrl_c\n"
+        "exit_on_ctrl_c()\n"
+        "print('ready', flush=True)\n"
+        "import time\n"
+        "time.sleep(30)  # as the imports of a command's modules\n"
+    )
+    assert (done.returncode, done.stderr) == (130, f"{INTERRUPTED}\n")
+
+
+def test_a_ctrl_c_after_the_report_is_the_one_line_and_130() -> None:
+    done = _interrupted_after_ready(
+        "import sys\n"
+        "from serving.offline.report_command import interruptible\n"
+        "def run(argv):\n"
+        "    print('report', file=sys.stderr, flush=True)\n"
+        "    return 0\n"
+        "assert interruptible(run, None) == 0\n"
+        "print('ready', flush=True)\n"
+        "import time\n"
+        "time.sleep(30)  # as the interpreter's shutdown\n"
+    )
+    assert (done.returncode, done.stderr) == (130, f"report\n{INTERRUPTED}\n")
+
+
+def test_inside_main_a_ctrl_c_is_still_a_keyboard_interrupt_for_its_clean_up() -> None:
+    done = _interrupted_after_ready(
+        "import sys, time\n"
+        "from serving.offline.report_command import interruptible\n"
+        "def run(argv):\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(30)\n"
+        "    finally:\n"
+        "        print('cleaned up', flush=True)\n"
+        "    return 0\n"
+        "sys.exit(interruptible(run, None))\n"
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (130, "cleaned up\n", f"{INTERRUPTED}\n")
+
+
+@pytest.mark.parametrize("module", ["parity", "statistics"])
+def test_the_commands_take_ctrl_c_over_before_their_first_import(module: str) -> None:
+    """The guard must come before any import that takes time: only ``from __future__`` may precede it."""
+    tree = ast.parse((REPO / "serving" / "offline" / f"{module}.py").read_text())
+    body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    assert isinstance(body[0], ast.ImportFrom) and body[0].module == "__future__"
+    guard = body[1]
+    assert isinstance(guard, ast.If) and ast.unparse(guard.test) == "__name__ == '__main__'"
+    assert "exit_on_ctrl_c()" in ast.unparse(guard)
