@@ -31,7 +31,7 @@ from pathlib import Path
 from jobs.batch_input import check_since, window_range
 from jobs.feature_job import resolve_ref, version_refs
 from registry.access import Access, guard_catalog
-from registry.core.arguments import ArgumentParser, Once, instant, location
+from registry.core.arguments import ArgumentParser, instant, location
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.settings import Settings, settings_for_command
 from registry.core.shown import error_line, shown
@@ -230,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--promote", action="store_true", help="promote each version once it is ready")
     parser.add_argument(
         "--events",
-        action=Once,
         metavar="LOCATION",
         type=location,
         help="read the events from a table instead of the topic: a Parquet file or directory, "

@@ -41,7 +41,7 @@ from jobs.sql import (
     source_select,
     window_groups,
 )
-from registry.core.arguments import ArgumentParser, Once, group_id, host, instant, location, refs, whole
+from registry.core.arguments import ArgumentParser, group_id, host, instant, location, refs, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition, Source
 from registry.core.errors import FeatureStoreError, SettingsError
@@ -342,7 +342,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--versions",
-        action=Once,
         type=version_refs,
         help="compute these versions (entity.name@v, comma-separated) instead of the active ones: a backfill",
     )
@@ -355,7 +354,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--events",
-        action=Once,
         metavar="LOCATION",
         type=location,
         help="read the source's events from a table instead of its topic (implies --bounded): a Parquet file or "
