@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@$(PY) -m pip install --progress-bar off -c constraints.txt -e '.[dev]' >> $(VENV)/install.log 2>&1 \
-		|| { tail -40 $(VENV)/install.log; echo "[setup] pip install failed; full log: $(VENV)/install.log" >&2; exit 1; }
+		|| { tail -40 $(VENV)/install.log; echo "[setup] pip install failed; full log: $(VENV)/install.log" >&2; \
+		     df -h . >&2; exit 1; }
 	@touch $(STAMP)
 	@echo "[setup] done"
 

@@ -3,7 +3,9 @@
 The alert rules (``infra/prometheus/alerts.yml``) are tested by the real rule evaluator
 (``promtool test rules``). There is no release download here (only the Go module proxy), so the
 binary is built once with the machine's ``go`` into ``<cache>/promtool/<version>/promtool``
-(about 5 minutes and 2 GB of module cache the first time).
+(about 5 minutes the first time). Go's module and build caches (about 3.5 GB) go to the build's temporary
+folder and are removed with it, since only the binary is kept; a ``GOMODCACHE`` or ``GOCACHE`` set in the
+environment is used instead, and kept.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ def ensure_promtool(cache_dir: Path, *, timeout_s: float = 1200) -> Path:
         raise InfraError(f"FS_CACHE_DIR={cache_dir}: cannot keep promtool there ({exc.strerror or exc})") from None
     with tempfile.TemporaryDirectory(prefix="promtool-build-") as tmp:
         (Path(tmp) / "go.mod").write_text("module promtoolbuild\n\ngo 1.26\n")
-        env = {**os.environ, "GOFLAGS": "-mod=mod"}
+        # -modcacherw: Go makes its module cache read-only, which the temporary folder's removal could not delete.
+        env = {
+            "GOMODCACHE": str(Path(tmp) / "gomodcache"),
+            "GOCACHE": str(Path(tmp) / "gocache"),
+            **os.environ,
+            "GOFLAGS": "-mod=mod -modcacherw",
+        }
         built = Path(tmp) / "promtool"
         for step in (
             [go, "get", f"{MODULE}/cmd/promtool@{VERSION}"],

@@ -22,6 +22,7 @@ from infra.artifacts import verify_manifest
 from jobs.batching import batch_jar
 from jobs.decoder import decoder_jar
 from jobs.reporter import FACTORY as PROMETHEUS_REPORTER
+from jobs.scratch import use_run_scratch
 from registry.core.durations import to_millis
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
@@ -126,6 +127,8 @@ def create_environment(
     # the mini-cluster is ours to configure.
     local = "PYFLINK_GATEWAY_PORT" not in os.environ
     metrics_port = metrics_port if local else None
+    if local:  # the mini-cluster's scratch files in a folder of this run's, not left in /tmp if it is killed
+        use_run_scratch()
     if metrics_port:
         _put_prometheus_reporter_on_classpath(settings)
     if python_mode not in ("process", "thread"):
