@@ -21,6 +21,8 @@ from registry.core.definitions import (
     NAME_PATTERN,
     FeatureDefinition,
     check_entity_keys,
+    check_event_schema,
+    check_lateness,
     check_streams,
     validate_registered,
 )
@@ -238,7 +240,8 @@ class FeatureCatalog:
     """Definitions indexed by (entity, name, version), with the active version of each feature.
 
     ``active`` maps (entity, name) to the version that serves; a feature it leaves out is served
-    at its highest version. Former names (``aliases``) resolve to the feature that carries them.
+    at its highest version. Former names (``aliases``) resolve to the feature that carries them, in whichever
+    of its versions (a name resolves to the active version).
     """
 
     def __init__(
@@ -269,6 +272,16 @@ class FeatureCatalog:
                         f"alias {d.entity}.{alias} of {d.name} collides with another feature or alias"
                     )
                 self._aliases[(d.entity, alias)] = d
+        # A former name given by an inactive version names the feature too (registration reserves it in every
+        # version: ``alias_clashes``); one that a store registered before that check shares with another feature
+        # or alias stays unresolvable, as it always was, and the store still loads.
+        held: dict[tuple[str, str], set[str]] = {}
+        for d in self._by_key.values():
+            for alias in d.aliases:
+                held.setdefault((d.entity, alias), set()).add(d.name)
+        for (entity, alias), features in held.items():
+            if (entity, alias) not in self._active and (entity, alias) not in self._aliases and len(features) == 1:
+                self._aliases[(entity, alias)] = self._active[(entity, next(iter(features)))]
         check_streams(self._active.values())  # the active versions run together in the live job
         self._composite_keys = check_entity_keys(self._by_key.values())
         self._entity_types = frozenset(entity for entity, _ in self._active)
@@ -312,6 +325,21 @@ class FeatureCatalog:
         requests = {r.key: r for held in self._requests.values() for r in held}
         requests.update((r.key, r) for r in request_features)
         return FeatureCatalog(by_key.values(), active, requests.values())
+
+    def activation_refusal(self, entity: str, name: str, version: int) -> str | None:
+        """Why activating ``version`` of the feature would be refused (``DefinitionStore.activate``'s checks on
+        the catalog it would leave: a stream read two ways, a name taken twice, an event schema the job cannot
+        decode, its sources' features disagreeing on ``allowed_lateness``), or None; nothing is written."""
+        active = {key: d.version for key, d in self._active.items()}
+        active[(entity, name)] = version
+        try:
+            after = FeatureCatalog(self._by_key.values(), active, (r for held in self._requests.values() for r in held))
+            moved = after.get(entity, name, version)
+            check_event_schema(moved)
+            check_lateness(after.active(), {moved.source})
+        except DefinitionError as exc:
+            return str(exc)
+        return None
 
     def guarded(self, check: Callable[[Sequence[FeatureDefinition]], None]) -> FeatureCatalog:
         """This catalog for one caller: ``check_read`` runs ``check`` (which raises to refuse a read)."""

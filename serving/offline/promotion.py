@@ -9,7 +9,9 @@ version's by at most ``max_lag`` (default: one window step of the candidate, the
 session windows), compared at the precision the table stores (microseconds: exactly
 ``max_lag`` is ready, 1 µs more is not) and named in exact milliseconds; trailing by more is refused, and so is a
 candidate with no offline rows while the active version has some (the writer commits offline before
-online, so online has those windows too). Then it moves the pointer with one atomic UPDATE
+online, so online has those windows too), and so is a version the activation itself would refuse (its stream's
+active features disagreeing on ``allowed_lateness`` or reading the topic two ways: ``--check`` says so, where it
+said "ready" and the promotion then failed). Then it moves the pointer with one atomic UPDATE
 (``DefinitionStore.activate``). Serving processes pick the move up at their next catalog refresh
 (``LiveCatalog``); a request resolves all its names against one catalog snapshot, so it reports one
 version per feature, old or new, never a value of one under the number of the other. A refused or
@@ -101,6 +103,9 @@ def readiness(
     active_reach = data_reach(table, point, entity, [active]).get((active.name, active.version))
     lag_us = (to_millis(max_lag) if max_lag is not None else (step_ms(candidate) or 0)) * 1000
     problems = []
+    refusal = catalog.activation_refusal(entity, name, version)  # the activation's own refusal: --check says it too
+    if refusal is not None:
+        problems.append(f"v{version} cannot be activated: {refusal}")
     if active_reach is not None and reach is None:
         problems.append(f"v{version} has no offline rows: has its backfill run?")
     elif active_reach is not None and reach is not None:

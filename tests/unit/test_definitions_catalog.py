@@ -125,6 +125,32 @@ def test_alias_resolves_to_the_renamed_feature(make_definition: MakeDef) -> None
     assert renamed.transform_hash == make_definition(name="card_txn_count_1h").transform_hash
 
 
+@pytest.mark.parametrize("active", [1, 2])
+def test_a_former_name_of_any_version_resolves_whichever_version_is_active(
+    make_definition: MakeDef, active: int
+) -> None:
+    """Registration reserves a version's aliases whether it is active or not (design §4); the name resolved only
+    while the version declaring it was active: `bb` (declared by v2) was unknown while v1 served, and `aa`
+    after v2 was activated, though no other feature could take either name."""
+    v1 = make_definition(name="cnt", version=1, aliases=["aa"], description="v1")
+    v2 = make_definition(name="cnt", version=2, aliases=["bb"], description="v2")
+    catalog = FeatureCatalog([v1, v2], active={("user", "cnt"): active})
+    for former in ("aa", "bb"):
+        assert catalog.get("user", former).version == active
+        assert [d.version for d in catalog.resolve("user", [former])] == [active]
+        assert catalog.get("user", former, 1) is v1 and catalog.get("user", former, 2) is v2
+
+
+def test_an_inactive_alias_a_store_shares_between_features_stays_unresolved(make_definition: MakeDef) -> None:
+    """A store written before registration checked every version may hold one former name in two features'
+    inactive versions: it still loads, and the name resolves to neither."""
+    a1, a2 = make_definition(name="a", version=1, aliases=["old"]), make_definition(name="a", version=2)
+    b1, b2 = make_definition(name="b", version=1, aliases=["old"]), make_definition(name="b", version=2)
+    catalog = FeatureCatalog([a1, a2, b1, b2])
+    with pytest.raises(UnknownFeatureError):
+        catalog.get("user", "old")
+
+
 @pytest.mark.parametrize(
     "aliases",
     [["b"], ["c"]],

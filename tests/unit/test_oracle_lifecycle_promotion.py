@@ -85,3 +85,26 @@ def test_a_candidate_without_rows_is_refused(
     assert "v2 has no offline rows" in capsys.readouterr().out
     assert promotion.main(["user", "txn_count_1h", "2"]) == 1
     assert store.catalog().get("user", "txn_count_1h").version == 1
+
+
+def test_check_names_what_the_activation_itself_would_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A caught-up v3 whose allowed_lateness differs from its stream's other active feature: ``--check`` said
+    "ready" (exit 0) and the promotion then failed on the activation's own check. Now --check says not ready, and
+    why; the promotion is refused with the same reason, and --force still cannot activate it."""
+    store = _setup(tmp_path, monkeypatch, T_US, T_US)
+    v1 = store.catalog().get("user", "txn_count_1h")
+    late = v1.window.model_copy(update={"allowed_lateness": timedelta(minutes=1)})
+    store.register(v1.model_copy(update={"version": 3, "window": late}))
+    _append(iceberg_table(tmp_path / "t", "feature_store"), [("txn_count_1h", 3, "u1", T_US)])
+    assert promotion.main(["user", "txn_count_1h", "2", "--check"]) == 0  # v2 changes the TTL only: ready
+    capsys.readouterr()
+    assert promotion.main(["user", "txn_count_1h", "3", "--check"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("not ready: user.txn_count_1h: v3 reaches ")
+    assert "v3 cannot be activated: " in out and "allowed_lateness" in out
+    for forced in ([], ["--force"]):
+        assert promotion.main(["user", "txn_count_1h", "3", *forced]) == 1
+        assert "allowed_lateness" in capsys.readouterr().err
+        assert store.catalog().get("user", "txn_count_1h").version == 1

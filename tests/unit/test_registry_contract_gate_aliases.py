@@ -28,3 +28,38 @@ def test_a_pin_by_either_name_is_judged_on_the_features_own_log_and_scores(pinne
     assert "served stale in 50 of 100" in problems[0]
     assert "mismatched offline" in problems[1]
     assert "drifted from training set ts1" in problems[2]
+
+
+@pytest.mark.parametrize(
+    ("pins", "refused"),
+    [
+        (
+            [("f", 1), ("old_f", 1)],
+            ["user.old_f@v1: user.f pinned 2 times (also as user.f@v1); a model reads one version"],
+        ),
+        (
+            [("old_f", 2), ("f", 1)],
+            ["user.f@v1: user.f pinned 2 times (also as user.old_f@v2); a model reads one version"],
+        ),
+        (
+            [("old_f", 1), ("older_f", 2)],
+            ["user.older_f@v2: user.f pinned 2 times (also as user.old_f@v1); a model reads one version"],
+        ),
+    ],
+    ids=["name and former name", "former name first, two versions", "two former names"],
+)
+def test_a_feature_pinned_by_two_of_its_names_is_refused(pins: list[tuple[str, int]], refused: list[str]) -> None:
+    """Design §9: a feature pinned twice, at one version or two, is refused. The file check compares the names as
+    written, so a model pinning a feature by its name and a former name passed, reading two versions of it."""
+    catalog = FeatureCatalog(
+        [
+            build_definition(name="f", version=1, aliases=["old_f"]),
+            build_definition(name="f", version=2, aliases=["older_f"]),
+        ],
+        {("user", "f"): 1},
+    )
+    model = ModelManifest.model_validate(
+        {"model": "m", "features": [{"entity": "user", "name": n, "version": v} for n, v in pins]}
+    )
+    problems = check_model(model, catalog, None)
+    assert [p for p in problems if "pinned 2 times" in p] == refused
