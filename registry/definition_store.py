@@ -203,7 +203,7 @@ class DefinitionStore(SqliteStore):
         """
         with self._tx() as conn:
             if owned_by is not None:
-                _check_owner(conn, definition, owned_by)
+                _check_owner(conn, definition, owned_by, rewritten=definition.version if version_given else None)
             _check_key_fields(self._catalog(conn), [definition], ())
             registered = self._register(conn, definition, version_given=version_given, activate=activate)
             self._check_streams(conn, {(definition.entity, definition.source.topic)})
@@ -457,15 +457,15 @@ class DefinitionStore(SqliteStore):
         return [{"seq": s, "at": at, "version": v, "action": a} for s, at, v, a in rows]
 
 
-def _check_owner(conn: sqlite3.Connection, d: FeatureDefinition, team: str) -> None:
+def _check_owner(conn: sqlite3.Connection, d: FeatureDefinition, team: str, *, rewritten: int | None) -> None:
+    """ForbiddenError unless ``team`` owns the feature's latest version and, if ``rewritten`` is registered (a
+    metadata update of that version), that version too: owning the latest let a team rewrite an older version
+    that another team owns, its owner and sensitivity included, and so read values restricted from it."""
     rows = _versions(conn, "feature_versions", d.entity, d.name)
-    if not rows:
-        return
-    latest = json.loads(rows[-1][1])
-    if latest.get("owner") != team:
-        raise ForbiddenError(
-            f"team {team} may not write {d.entity}/{d.name}@{d.version}: it is owned by team {latest.get('owner')}"
-        )
+    owners = {json.loads(spec).get("owner") for v, spec, _ in rows if v in (rows[-1][0], rewritten)} if rows else set()
+    if owners - {team}:
+        others = ", ".join(sorted(str(o) for o in owners - {team}))
+        raise ForbiddenError(f"team {team} may not write {d.entity}/{d.name}@{d.version}: it is owned by team {others}")
 
 
 def _check_activator(conn: sqlite3.Connection, entity: str, name: str, version: int, team: str) -> None:

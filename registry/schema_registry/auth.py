@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -133,7 +133,11 @@ class RegistryAuth:
         target = "config:global" if subject is None else f"subject:{subject}"
         client = scope.get("client")
         where = str(client[0]) if client else ""
-        refusal = self._refusal(caller, action, subject)
+
+        def has_versions() -> bool:  # Starlette sets scope["app"] before its middleware runs
+            return subject is not None and _has_versions(scope["app"].state.schema_store, subject)
+
+        refusal = self._refusal(caller, action, subject, has_versions)
         if refusal is not None:
             self.access.write_audited(caller, action, target, 403, where, refusal)
             await _answer(send, 403, 40301, f"User {caller.principal} is denied operation Write on {refusal}")
@@ -162,25 +166,27 @@ class RegistryAuth:
             if store is not None and subject is not None and action == "register_schema":
                 if claimed and status != 200:  # nothing registered by this request: the claim goes too, unless a
                     # request of the same team registered a version meanwhile (this one's 409 may be that version's)
-                    schemas = scope["app"].state.schema_store
-                    store.release("subject", subject, caller.team, unused=lambda: not _has_versions(schemas, subject))
+                    store.release("subject", subject, caller.team, unused=lambda: not has_versions())
                 elif not claimed and status == 200:  # a claim another request of the team gave back: taken again
                     store.claim_new("subject", subject, caller.team)
             self.access.write_audited(caller, action, target, status, where)
         for message in held:
             await send(message)
 
-    def _refusal(self, caller: Caller, action: str, subject: str | None) -> str | None:
-        """Why ``caller`` may not do ``action`` (Confluent's "... on <resource>" wording), or None."""
+    def _refusal(
+        self, caller: Caller, action: str, subject: str | None, has_versions: Callable[[], bool] = lambda: False
+    ) -> str | None:
+        """Why ``caller`` may not do ``action`` (Confluent's "... on <resource>" wording), or None. ``has_versions``: whether
+        the subject holds versions already (soft-deleted ones included): one nobody owns (registered with auth
+        off) is an admin's to write, a new version included, not the first team's to claim by posting to it."""
         if caller.admin:
             return None
         if subject is None:
             return "Cluster: global compatibility config (needs an admin token)"
         owner = self.access.store.owner("subject", subject) if self.access.store is not None else None
         if owner is None:
-            return (
-                None if action == "register_schema" else f"Subject: {subject} (no team owns it: needs an admin token)"
-            )
+            new_subject = action == "register_schema" and not has_versions()
+            return None if new_subject else f"Subject: {subject} (no team owns it: needs an admin token)"
         if owner != caller.team:
             return f"Subject: {subject} (owned by team {owner}; caller's team is {caller.team})"
         return None

@@ -435,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FIELD=VALUE",
         help="every entity of a composite-keyed type whose key field FIELD is VALUE (e.g. user_id=u1)",
     )
-    parser.add_argument("--requested-by", default="cli", help="who asked (kept with the erasure record)")
+    parser.add_argument(
+        "--requested-by",
+        default="cli",
+        help="who asked (kept with the erasure record; with FS_AUTH=on the token's principal is kept instead)",
+    )
     args = parser.parse_args(argv)
     if args.key is not None and "=" not in args.key:
         parser.error("--key takes FIELD=VALUE")

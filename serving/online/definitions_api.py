@@ -211,7 +211,9 @@ def definitions_router(live: LiveCatalog, access: Access, stores: StoreNames | N
         except ValidationError as exc:
             raise ApiError(ErrorCode.INVALID_DEFINITION, validation_message(exc)) from exc
         target = f"{definition.entity}/{definition.name}@{definition.version}"
-        owners = [definition.owner, *_owners(live, access, definition.entity, definition.name)]
+        # a metadata update of a registered version needs that version's owner too (the store checks it again)
+        rewritten = definition.version if version_given else None
+        owners = [definition.owner, *_owners(live, access, definition.entity, definition.name, rewritten)]
         caller = authorize_write(access, request.scope, "register_definition", target, owners)
         with audited(access, caller, "register_definition", target, client_of(request.scope)):  # a 409 too
             result = live.store.register(

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.access import Access
 from registry.core.definitions import MAX_VERSION
+from registry.core.errors import ForbiddenError
 from registry.feature_services import Action, FeatureService, LiveFeatureServices
 from registry.gate import PinnedFeature
 from registry.live import LiveCatalog
@@ -117,6 +118,10 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
         store = access.store if access.enabled else None
         owner = store.owner("feature_service", service.name) if store is not None else None
         caller = authorize_write(access, request.scope, "register_feature_service", target, (owner,))
+        if store is not None and owner is None and not caller.admin and services.store.has_versions(service.name):
+            # registered while auth was off: an admin's to write, not the first team's to claim (as a schema subject)
+            access.write_audited(caller, "register_feature_service", target, 403, client_of(request.scope))
+            raise ForbiddenError(f"{caller.who} may not write {target}: no team owns it: needs an admin token")
         claimed = False
         if store is not None and owner is None:
             # Claimed before the write, atomically: of two teams registering a new service at once, one owns it and

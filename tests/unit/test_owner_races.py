@@ -185,3 +185,55 @@ def test_an_activation_whose_owner_check_went_stale_is_refused_through_the_api(
     answer = TestClient(app).post(f"/v1/feature-definitions/{v1.entity}/{v1.name}/activate?version=2", headers=headers)
     assert answer.status_code == 403, answer.text
     assert definitions.catalog().get(v1.entity, v1.name).version == 1
+
+
+def test_the_owner_of_the_latest_version_may_not_rewrite_an_older_version_of_another_team(tmp_path: Path) -> None:
+    """Design §9: a metadata update of a registered version needs that version's owner too. An admin moved the
+    feature on to team-b at v2; team-b then re-posted v1's body with its own owner and `public`, got 200
+    `metadata_updated`, and so took v1 (restricted, team-a's) and made its values readable to every team."""
+    app, definitions, tokens, _ = _app(tmp_path)
+    v1 = definition_dict(owner="team-a", sensitivity="restricted")
+    definitions.register(FeatureDefinition.model_validate(v1))
+    definitions.register(FeatureDefinition.model_validate(dict(v1, version=2, owner="team-b", ttl="2h")))
+    taken = dict(v1, owner="team-b", sensitivity="public")
+    headers = {"Authorization": "Bearer " + tokens.issue("bob", "team-b")}
+
+    answer = TestClient(app).post("/v1/feature-definitions", json=taken, headers=headers)
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["error"] == "forbidden" and "owned by team team-a" in answer.json()["message"]
+    with pytest.raises(ForbiddenError, match=r"may not write user/.*@1: it is owned by team team-a$"):
+        definitions.register(FeatureDefinition.model_validate(taken), owned_by="team-b")
+    held = definitions.catalog().get(v1["entity"], v1["name"], 1)
+    assert (held.owner, held.sensitivity) == ("team-a", "restricted")
+    # its own version's metadata, and a version number left to the store, stay team-b's to write
+    mine = dict(v1, version=2, owner="team-b", ttl="2h", description="b's")
+    assert TestClient(app).post("/v1/feature-definitions", json=mine, headers=headers).json()["result"] == (
+        "metadata_updated"
+    )
+    unnumbered = {k: v for k, v in mine.items() if k != "version"} | {"description": "b's again"}
+    assert TestClient(app).post("/v1/feature-definitions", json=unnumbered, headers=headers).status_code == 200
+
+
+def test_a_feature_service_registered_with_auth_off_is_an_admins_to_write(tmp_path: Path) -> None:
+    """Design §9: a service holding versions but no owner (registered while auth was off) is written by an admin
+    token only. The first team to post a version claimed it, as it did a schema subject registered so."""
+    from registry.feature_services import FeatureService
+
+    app, definitions, tokens, access = _app(tmp_path)
+    feature = definitions.register(FeatureDefinition.model_validate(definition_dict(owner="team-a"))).definition
+    pin = {"entity": feature.entity, "name": feature.name, "version": 1}
+    FeatureServiceStore(tmp_path / "definitions.db").register(
+        FeatureService.model_validate({"name": "svc", "version": 1, "features": [pin]})
+    )
+    body = {"name": "svc", "description": "v2", "features": [pin]}
+    team = {"Authorization": "Bearer " + tokens.issue("ann", "team-a")}
+    refused = TestClient(app).post("/v1/feature-services", json=body, headers=team)
+    assert refused.status_code == 403, refused.text
+    assert (
+        refused.json()["error"] == "forbidden" and "no team owns it: needs an admin token" in refused.json()["message"]
+    )
+    assert access.store is not None and access.store.owner("feature_service", "svc") is None
+    admin = {"Authorization": "Bearer " + tokens.issue("root", "platform", admin=True)}
+    assert TestClient(app).post("/v1/feature-services", json=body, headers=admin).status_code == 201
+    fresh = TestClient(app).post("/v1/feature-services", json={"name": "new_svc", "features": [pin]}, headers=team)
+    assert fresh.status_code == 201 and access.store.owner("feature_service", "new_svc") == "team-a"

@@ -117,6 +117,29 @@ def test_a_subject_belongs_to_the_team_that_registered_it_first(access_store: Ac
     assert risk.get_versions("txn-value") == [1, 2]
 
 
+@pytest.mark.parametrize("deleted", [False, True], ids=["live versions", "soft-deleted versions only"])
+def test_a_subject_registered_before_auth_is_an_admins_to_write_not_the_first_posters(
+    tmp_path: Path, access_store: AccessStore, deleted: bool
+) -> None:
+    """Design §9: writing a subject nobody owns needs an admin token, a new version included. A subject registered
+    with auth off (by a producer, say) was claimed by the first team posting a version to it, even the same schema,
+    which could then delete it."""
+    held = SchemaStore(tmp_path / "schemas.db")  # the served registry's own file, written as with auth off
+    held.register("old-value", SCHEMA)
+    if deleted:
+        held.delete_subject("old-value")
+    fraud = _basic(access_store.issue("fraud-bot", "fraud-team"))
+    for schema in (SCHEMA, SCHEMA_2):
+        status, code, message = _refused(lambda s=schema: fraud.register_schema("old-value", Schema(s, "AVRO")))
+        assert (status, code) == (403, 40301)
+        assert message.endswith("Write on Subject: old-value (no team owns it: needs an admin token)")
+    assert access_store.owner("subject", "old-value") is None
+    admin = _basic(access_store.issue("platform", "platform-team", admin=True))
+    assert admin.register_schema("old-value", Schema(SCHEMA_2, "AVRO")) > 0
+    assert fraud.register_schema("brand-new-value", Schema(SCHEMA, "AVRO")) > 0  # a new subject is still claimed
+    assert access_store.owner("subject", "brand-new-value") == "fraud-team"
+
+
 def test_the_global_compatibility_needs_an_admin_token(access_store: AccessStore) -> None:
     risk = _basic(access_store.issue("risk-bot", "risk-team"))
     admin = _basic(access_store.issue("platform", "platform-team", admin=True))
@@ -235,7 +258,7 @@ def test_of_two_teams_registering_a_new_subject_at_once_one_owns_it(
 
     from registry.schema_registry.auth import RegistryAuth
 
-    monkeypatch.setattr(RegistryAuth, "_refusal", lambda self, caller, action, subject: None)  # both looked first
+    monkeypatch.setattr(RegistryAuth, "_refusal", lambda self, *args: None)  # both looked first
     access_store.claim("subject", "race-value", "risk-team")  # the other team's claim landed in between
     status, seen = asyncio.run(
         _post_register(asgi, access_store.issue("fraud-bot", "fraud-team"), "race-value", SCHEMA)
@@ -272,12 +295,20 @@ def test_a_failed_registration_keeps_the_claim_when_its_team_registered_a_versio
 
 
 def test_a_successful_registration_takes_back_a_claim_given_back_meanwhile(
-    asgi: Any, access_store: AccessStore
+    asgi: Any, access_store: AccessStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Another request of the team, failing, gave the claim back while this one was writing its version: this one's
+    success takes it back (a subject with versions and no owner would be an admin's alone)."""
     import asyncio
 
     risk = access_store.issue("risk-bot", "risk-team")
     assert asyncio.run(_post_register(asgi, risk, "back-value", SCHEMA))[0] == 200
-    access_store.release("subject", "back-value", "risk-team", unused=lambda: True)  # a lost claim, as before
-    assert asyncio.run(_post_register(asgi, risk, "back-value", SCHEMA))[0] == 200  # the same schema again
+    real = SchemaStore.register
+
+    def the_claim_given_back_meanwhile(self: SchemaStore, *args: Any, **kw: Any) -> Any:
+        access_store.release("subject", "back-value", "risk-team", unused=lambda: True)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(SchemaStore, "register", the_claim_given_back_meanwhile)
+    assert asyncio.run(_post_register(asgi, risk, "back-value", SCHEMA_2))[0] == 200
     assert access_store.owner("subject", "back-value") == "risk-team"
