@@ -38,6 +38,7 @@ if __name__ == "__main__":  # Ctrl-C while the modules below load is the command
     exit_on_ctrl_c()
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -135,6 +136,21 @@ class ParityReport:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
 
 
+def _logged_value(text: str | None) -> Any:
+    """A logged ``value_json`` as a value. The loader keeps valid JSON only; a row written to the table otherwise
+    may hold ``NaN`` or ``1e400`` (read as Python's JSON reads them: NaN, infinity) or text that is no JSON at all
+    (compared as the text, a mismatch), not a traceback that stops the whole report."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+
 def _same(online: Any, offline: Any) -> bool:
     if isinstance(online, float) and isinstance(offline, float) and math.isnan(online) and math.isnan(offline):
         return True
@@ -191,7 +207,7 @@ def parity_report(
             entities, LabelTimes(times_us, times_us)
         )
         report = FeatureParity(entity_type, name, version, checked=mine.num_rows)
-        served = [orjson.loads(v) if v is not None else None for v in mine.column("value_json").to_pylist()]
+        served = [_logged_value(v) for v in mine.column("value_json").to_pylist()]
         stored = values.to_pylist()
         ids = entities.to_pylist()
         shown = {"mismatch": 0, "missing_offline": 0}

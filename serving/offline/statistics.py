@@ -236,7 +236,8 @@ def served_values(text: pa.Array, value_type: str, status: pa.Array | None = Non
     if value_type == "boolean":
         flag = pc.is_in(text, pa.array(["true", "false"]))
         return pc.if_else(flag, pc.equal(text, "true"), pa.scalar(None, pa.bool_()))
-    return text
+    # a string: JSON text of a string (the loader keeps only valid JSON), not a number, boolean, array or object
+    return pc.if_else(pc.starts_with(text, '"'), text, pa.scalar(None, pa.string()))
 
 
 def _served(log: Table, since_us: int, until_us: int) -> Iterator[tuple[tuple[str, str, int], pa.Table]]:

@@ -39,3 +39,33 @@ def test_a_non_finite_double_logged_as_null_matches_it_offline(tmp_path: Path, s
     # A null served where the table holds 1.0 still differs; a NaN served (logged null) where it holds null is the
     # same null either way.
     assert [(e["entity_id"], e["online"], e["offline"]) for e in parity.examples] == [("one", None, 1.0)]
+
+
+def test_a_log_row_that_is_not_json_is_compared_not_a_traceback(
+    tmp_path: Path, shipped_catalog: FeatureCatalog
+) -> None:
+    """The loader keeps valid JSON only; a row written to the log table otherwise, with `NaN` or `1e400`, stopped
+    parity (and the gate's guardrails) with orjson's traceback. Read as Python's JSON reads them (NaN, infinity)
+    they compare as any value; text that is no JSON at all is compared as the text, a mismatch."""
+    import pyarrow as pa
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    offline = ensure_table(catalog, "ns")
+    total = shipped_catalog.get("user", "txn_amount_sum_1h")
+    writer = OfflineWriter(offline)
+    for entity, value in {"nan": float("nan"), "inf": float("inf"), "text": 1.0}.items():
+        writer.add(FeatureRow.of(total, entity, value, END - 60 * MIN, END))
+    writer.flush()
+    log = ensure_log_table(catalog, "ns")
+    batch = Batch.empty()
+    for offset, entity in enumerate(("nan", "inf", "text")):
+        batch.add(_record(entity, ["txn_amount_sum_1h"], [1], [1.0], [END], ["present"]), "t", 0, offset)
+    rows = batch.to_arrow()
+    at = rows.schema.get_field_index("value_json")
+    log.append(rows.set_column(at, rows.schema.field(at), pa.array(["NaN", "1e400", "no json"], pa.string())))
+    report = parity_report(
+        log, catalog.load_table("ns.offline_feature_values"), shipped_catalog, SERVED * 1000, SERVED * 1000 + 1
+    )
+    (parity,) = report.features
+    assert (parity.checked, parity.mismatched, parity.missing_offline) == (3, 1, 0)
+    assert [(e["entity_id"], e["online"], e["offline"]) for e in parity.examples] == [("text", "no json", 1.0)]

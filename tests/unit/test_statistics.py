@@ -229,6 +229,26 @@ def test_a_value_logged_expired_or_missing_counts_as_a_null_and_other_types_stay
     assert [s["feature"] for s in only] == ["txn_amount_sum_1h"]
 
 
+@pytest.mark.parametrize(
+    ("value_type", "logged", "expected"),
+    [
+        ("string", ['"ok"', '""', "5", "true", '{"a":1}', '["m"]', "null", None], ['"ok"', '""', *[None] * 6]),
+        ("long", ["5", "5.5", '"5"', "true", "[1]", "null"], [5.0, 5.5, None, None, None, None]),
+        ("boolean", ["true", "false", "1", '"true"', "null"], [True, False, None, None, None]),
+    ],
+)
+def test_a_logged_value_not_of_the_features_type_is_a_null(
+    value_type: str, logged: list[str | None], expected: list[Any]
+) -> None:
+    """Design §9: a logged value not of the feature's type counts as a null. A string feature's served 5, true, an
+    object or an array counted as values (nulls 0 of 5 where 4 were not strings)."""
+    import pyarrow as pa
+
+    from serving.offline.statistics import served_values
+
+    assert served_values(pa.array(logged, pa.string()), value_type).to_pylist() == expected
+
+
 def test_served_drift_and_the_stored_report(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
     from datetime import UTC, datetime, timedelta
 
