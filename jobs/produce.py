@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.serialization import MessageField, SerializationContext
+from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
 from jobs.registry_client import (
     AvroSerializer,
@@ -52,7 +52,7 @@ class EventProducer:
     def _serialized(self, event: dict[str, Any], ctx: SerializationContext) -> bytes | None:
         """The event in Confluent's wire format; StoreUnavailableError naming the registry when it does not
         answer (or answers a 5xx) while the schema is registered or looked up, SchemaError naming the subject when it
-        refuses it."""
+        refuses it, or naming the topic when its answer cannot be read (not JSON, no schema id)."""
         import httpx
 
         try:
@@ -65,6 +65,13 @@ class EventProducer:
             if isinstance(exc.http_status_code, int) and exc.http_status_code >= 500:  # its store or a proxy failed
                 raise StoreUnavailableError(f"schema registry unavailable: {exc}") from exc
             raise SchemaError(f"the schema registry refused the event schema for {ctx.topic}-value: {exc}") from exc
+        # A 2xx answer that is not a registry's (not JSON, no id, another shape), which the client library's parsing
+        # fails on with whichever of these; the call is the registry's answers and this event, nothing else.
+        except (SerializationError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SchemaError(
+                f"an event for {ctx.topic} could not be serialized (is the schema registry's answer a schema "
+                f"registry's?): {type(exc).__name__}: {exc}"
+            ) from exc
 
     def send(self, topic: str, events: Iterable[dict[str, Any]]) -> int:
         ctx = SerializationContext(topic, MessageField.VALUE)

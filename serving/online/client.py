@@ -158,6 +158,18 @@ those: a gateway in front of it could not reach it)."""
 MAX_URL_CHARS = 65_536  # a whole URL, base and query included; one longer is refused unsent
 
 
+def _port_text_ok(base_url: str) -> bool:
+    """Whether the URL's port, if it has a ``:`` for one, is ASCII digits: httpx took ``h:``, ``h:+80`` and ports in
+    other scripts' digits (``h:٣٤٢٠٧``)."""
+    authority = base_url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    if authority.startswith("["):  # an IPv6 address: the port follows its closing bracket
+        tail = authority.partition("]")[2]
+    else:
+        _, colon, port = authority.partition(":")
+        tail = colon + port
+    return not tail or (tail.startswith(":") and tail[1:].isascii() and tail[1:].isdigit())
+
+
 def _base_url(base_url: object) -> str:
     """``base_url`` if it is an absolute http(s) URL with a host (and a port from 1 to 65535 if given), else a
     ``ValueError``: ``''``, ``host:8000`` (no scheme), ``http//x`` or ``http://a b`` were taken as URLs, and every
@@ -181,7 +193,9 @@ def _base_url(base_url: object) -> str:
             problem = "it names no host" if not url.host else "its host is not a host name"
         elif port is not None and not 0 < port < 65536:
             problem = f"its port {port} is not from 1 to 65535"
-        elif url.query or url.fragment:
+        elif not _port_text_ok(base_url):
+            problem = "its port is not ASCII digits (nor empty)"
+        elif url.query or url.fragment or "?" in base_url or "#" in base_url:  # a bare `?` lost the path
             problem = "a base URL takes no query or fragment"
     if problem is not None or not isinstance(base_url, str):
         raise ValueError(f"base_url must be a URL such as http://host:8000, not {str(base_url)[:200]!r}: {problem}")
@@ -342,6 +356,8 @@ class FeatureClient:
     def _request_headers(self, model: tuple[str, str] | None, request_id: str | None) -> dict[str, bytes]:
         headers = dict(self._headers)
         if model is not None:
+            if not isinstance(model, tuple | list) or len(model) != 2:  # a str was read as its first two characters
+                raise TypeError(f"model must be a (name, version) pair, not {model!r:.200}")
             headers["x-model-name"] = _header("model name", model[0])
             headers["x-model-version"] = _header("model version", model[1])
         if request_id is not None:

@@ -330,3 +330,43 @@ def test_an_event_over_the_producers_size_limit_is_one_named_error_after_the_eve
         StoreUnavailableError, match=r"^Kafka: 1 events undelivered .*; sending stopped after 1 events$"
     ):
         producer.send("t", [small, big])
+
+
+@pytest.mark.parametrize(
+    ("body", "media_type"),
+    [(b"<html>ok</html>", "text/html"), (b'{"idx": "x"}', "application/json")],
+    ids=["not JSON", "no schema id"],
+)
+def test_a_registration_answer_that_is_not_a_registrys_is_one_named_error(body: bytes, media_type: str) -> None:
+    """A 2xx answer to the schema's registration that cannot be read (HTML from a proxy, JSON without an id) escaped
+    as confluent-kafka's JSONDecodeError or SerializationError traceback; it is a SchemaError naming the topic."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from jobs.registry_client import SchemaRegistryClient
+    from tests.http_server import serving
+
+    async def register(request: Any) -> Response:
+        return Response(body, media_type=media_type)
+
+    async def nothing(request: Any) -> Response:  # any lookup: Confluent's "not found"
+        return Response(b'{"error_code": 40401, "message": "Subject not found."}', 404, media_type="application/json")
+
+    app = Starlette(
+        routes=[
+            Route("/subjects/{subject}/versions", register, methods=["POST"]),
+            Route("/{path:path}", nothing, methods=["GET", "POST"]),
+        ]
+    )
+    with serving(app) as url:
+        producer = produce.EventProducer(
+            _Recorder(),  # type: ignore[arg-type]
+            SchemaRegistryClient({"url": url}),
+            "card_transaction",
+            key_field="user_id",
+            time_field="event_time",
+        )
+        sent = synthetic_transactions(3, users=2, events=1, start_ms=1_700_000_000_000, span_ms=60_000)
+        with pytest.raises(SchemaError, match=r"^an event for my_topic could not be serialized \(is the schema regis"):
+            producer.send("my_topic", sent)

@@ -140,6 +140,11 @@ def test_a_url_past_65536_characters_is_refused_unsent_and_one_at_the_limit_is_s
         "http://h:0",
         "http://h/?q=1",
         "http://h/#top",
+        "http://127.0.0.1:8000?",  # a bare `?` was taken, and every request then went to `/`, the path lost
+        "http://h/base#",
+        "http://h:",
+        "http://h:+80",
+        "http://h:\u0663\u0664\u0662\u0660\u0667",  # Arabic-Indic digits
     ],
 )
 def test_a_base_url_that_is_not_a_url_is_a_value_error(base_url: str) -> None:
@@ -150,7 +155,8 @@ def test_a_base_url_that_is_not_a_url_is_a_value_error(base_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "base_url", ["http://127.0.0.1:8000", "https://features.example/api", "HTTP://H", "http://[::1]:8000"]
+    "base_url",
+    ["http://127.0.0.1:8000", "https://features.example/api", "HTTP://H", "http://[::1]:8000"],
 )
 def test_http_and_https_urls_with_a_host_are_base_urls(base_url: str) -> None:
     with FeatureClient(base_url) as fs:
@@ -179,6 +185,9 @@ def test_a_name_holding_a_comma_is_unknown_without_asking() -> None:
         lambda fs: fs.get_features("user", {"user_id": 5.5}, ["f"]),
         lambda fs: fs.get_features("user", "u1", ["f"], request_id=5),
         lambda fs: fs.get_features("user", "u1", ["f"], model=("m", 1)),
+        lambda fs: fs.get_features("user", "u1", ["f"], model="fraud"),  # was sent as model f, version r
+        lambda fs: fs.get_features("user", "u1", ["f"], model=("m", "1", "x")),  # the third was dropped
+        lambda fs: fs.get_features_batch("user", ["u1"], ["f"], model="fraud"),
         lambda fs: fs.get_features_batch("user", "abc", ["f"]),
         lambda fs: fs.get_features_batch("user", ["u1"], "f"),
     ],
