@@ -275,19 +275,21 @@ class FeatureClient:
         (the response then carries ``entity_key`` too). ``model`` (name, version) and ``request_id`` are sent
         as headers for the serving log (``request_id``: 1-128 visible ASCII characters, else ``ValueError``).
         """
-        params: dict[str, str] = {}
+        params: list[tuple[str, str]] = []  # pairs: a key member named like another parameter is sent beside it
         listed = _names_of(names)
         if listed is not None:
             # A GET sends names comma-separated: one holding "," would be read as several. No registered name holds
             # one (names are [a-z][a-z0-9_]*), so it is unknown, as a batch read of it answers.
             if commas := [n for n in listed if "," in n]:
                 raise UnknownFeatureError(_text("entity_type", entity_type), commas)
-            params["names"] = ",".join(listed)
+            params.append(("names", ",".join(listed)))
         if feature_service is not None:
-            params["feature_service"] = feature_service
+            params.append(("feature_service", feature_service))
         if isinstance(entity_id, Mapping):
             path = f"/v1/features/{_segment(_text('entity_type', entity_type))}"
-            params.update({_text("a key field", k): _key_value(k, v) for k, v in entity_id.items()})
+            # A member named `names` replaced the names asked for, and the API served other features; sent beside
+            # them, it is a parameter given twice, which the API refuses (400).
+            params.extend((_text("a key field", k), _key_value(k, v)) for k, v in entity_id.items())
         elif not _text(
             "entity_id (or a mapping of key fields)", entity_id
         ):  # its path, `/v1/features/user/`, is another route's (the API redirects to it)

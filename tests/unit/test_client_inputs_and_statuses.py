@@ -222,3 +222,17 @@ def test_an_integer_key_field_is_sent_in_decimal() -> None:
     with _client(lambda _: httpx.Response(200, json=_VECTOR)) as (fs, sent):
         fs.get_features("user_merchant", {"user_id": "u1", "merchant_id": 7}, ["f"])
     assert sent[0].url.params["merchant_id"] == "7"
+
+
+def test_a_key_member_named_like_a_parameter_is_sent_beside_it_not_over_it() -> None:
+    """README: a query parameter given more than once is a 400, never one of its values picked. A composite key's
+    mapping holding `names` replaced the names asked for, and the API served the other feature with a 200; sent
+    beside them, the API sees `names` twice and refuses."""
+    with _client(lambda _: httpx.Response(200, json=_VECTOR)) as (fs, sent):
+        fs.get_features("user_merchant", {"user_id": "u1", "merchant_id": "m7", "names": "pair_sum"}, ["pair_cnt"])
+    assert sorted(sent[0].url.params.multi_items()) == [
+        ("merchant_id", "m7"),
+        ("names", "pair_cnt"),
+        ("names", "pair_sum"),
+        ("user_id", "u1"),
+    ]
