@@ -27,8 +27,19 @@ def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequen
     return found
 
 
+def _check_well_formed(features: Sequence[str]) -> None:
+    """DefinitionError naming every reference that is not ``name`` or ``name@vN`` (design §3.2: a space or a trailing
+    newline makes one malformed), shown quoted, where such a reference was called an unknown feature and its
+    trailing space went unseen; the entity type is the command's, never part of the reference."""
+    malformed = [f for f in features if parse_ref(f) is None]
+    if malformed:
+        shown = ", ".join(repr(f) for f in malformed)
+        raise DefinitionError(f"malformed feature reference(s): {shown}: give name or name@vN (the entity type apart)")
+
+
 def _resolve_stored(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[FeatureDefinition]:
     """``resolve_features`` without the read check."""
+    _check_well_formed(features)
     found: list[FeatureDefinition] = []
     unknown: list[str] = []
     for feature in features:
@@ -70,6 +81,7 @@ def check_columns(catalog: FeatureCatalog, columns: Sequence[Column]) -> None:
 
 def resolve_unchecked(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[Column]:
     """``resolve_columns`` without the read check."""
+    _check_well_formed(features)
     found: dict[int, Column] = {}
     stored: list[tuple[int, str]] = []
     unknown: list[str] = []

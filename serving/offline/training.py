@@ -470,7 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser("build", help="join labels into a training set; write it, its manifest, and record it")
     add_join_arguments(build)
     build.add_argument("--manifest", type=Path, help="where to write the manifest (default: <out>.manifest.json)")
-    build.add_argument("--copy-labels-to", type=Path, help="keep a copy of the labels here for later rebuilds")
+    build.add_argument(
+        "--copy-labels-to",
+        type=Path,
+        help="a folder (made if missing) to keep a copy of the labels in, <id>.labels.parquet, for later rebuilds",
+    )
     again = sub.add_parser("rebuild", help="rebuild a recorded training set and check it is byte-identical")
     which = again.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", type=text, help="a recorded training set")

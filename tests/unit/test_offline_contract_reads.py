@@ -298,3 +298,15 @@ def test_a_label_before_year_one_gets_its_row_of_nulls(tmp_path: Path, catalog: 
     labels = labels_table([("e0", before_year_one), ("e0", T0)])
     assert _count_5m(table, catalog, labels) == [None, 3]
     assert _count_5m(table, catalog, labels_table([("e0", before_year_one)])) == [None]
+
+
+@pytest.mark.parametrize("given", ["count_5m ", "user.count_5m", "count_5m\n", "count_5m@v0"])
+def test_a_malformed_reference_is_named_malformed_and_quoted(catalog: FeatureCatalog, given: str) -> None:
+    """Design §3.2: a space or a trailing newline makes a reference malformed. It was reported as an unknown feature,
+    its trailing space unseen in the message (`unknown feature(s) for entity type 'user': count_5m `)."""
+    from serving.offline.feature_resolution import resolve_columns
+
+    for resolve in (resolve_features, resolve_columns):
+        with pytest.raises(DefinitionError, match=r"^malformed feature reference\(s\): ") as caught:
+            resolve(catalog, "user", ["count_5m", given])
+        assert repr(given) in str(caught.value)
