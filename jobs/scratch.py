@@ -21,6 +21,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from infra.process import alive
+
 JVM_ARGS = "JVM_ARGS"  # the extra JVM options PyFlink's gateway launcher passes to the local JVM
 _given: Path | None = None  # this process's folder, once given
 
@@ -30,23 +32,13 @@ def scratch_root() -> Path:
     return Path(tempfile.gettempdir()) / f"featurestore-flink-{os.getuid()}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep(root: Path) -> list[Path]:
     """Remove the scratch folders in ``root`` whose process (the number before the first ``-``) has ended;
     folders of running processes, and names not of that form, are left. Returns the folders removed."""
     removed = []
     for folder in sorted(root.iterdir()) if root.is_dir() else ():
         pid = folder.name.partition("-")[0]
-        if not folder.is_dir() or not pid.isdecimal() or _alive(int(pid)):
+        if not folder.is_dir() or not pid.isdecimal() or alive(int(pid)):  # a zombie counts as ended
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
