@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DefinitionError, UnknownFeatureError
-from registry.core.refs import parse_ref
+from registry.core.refs import Ref, parse_ref
 from serving.offline.request_columns import Column, RequestColumn
 
 
@@ -22,31 +22,32 @@ def resolve_features(catalog: FeatureCatalog, entity_type: str, features: Sequen
     UnknownFeatureError lists every unknown name; a feature asked for twice is a DefinitionError; then
     the catalog's read check (ForbiddenError naming every feature the caller has no grant for).
     """
-    found = _resolve_stored(catalog, entity_type, features)
+    found = _resolve_stored(catalog, entity_type, _parsed(features))
     catalog.check_read(found)
     return found
 
 
-def _check_well_formed(features: Sequence[str]) -> None:
-    """DefinitionError naming every reference that is not ``name`` or ``name@vN`` (design §3.2: a space or a trailing
-    newline makes one malformed), shown quoted, where such a reference was called an unknown feature and its
-    trailing space went unseen; the entity type is the command's, never part of the reference."""
-    malformed = [f for f in features if parse_ref(f) is None]
+def _parsed(features: Sequence[str]) -> list[tuple[str, Ref]]:
+    """Each reference with what it spells; a DefinitionError names every reference that is not ``name`` or
+    ``name@vN`` (design §3.2: a space or a trailing newline makes one malformed), shown quoted, where such a
+    reference was called an unknown feature and its trailing space went unseen; the entity type is the command's,
+    never part of the reference."""
+    parsed = [(f, parse_ref(f)) for f in features]
+    malformed = [f for f, ref in parsed if ref is None]
     if malformed:
         shown = ", ".join(repr(f) for f in malformed)
         raise DefinitionError(f"malformed feature reference(s): {shown}: give name or name@vN (the entity type apart)")
+    return [(f, ref) for f, ref in parsed if ref is not None]
 
 
-def _resolve_stored(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[FeatureDefinition]:
-    """``resolve_features`` without the read check."""
-    _check_well_formed(features)
+def _resolve_stored(
+    catalog: FeatureCatalog, entity_type: str, features: Sequence[tuple[str, Ref]]
+) -> list[FeatureDefinition]:
+    """``resolve_features`` without the read check, for references already parsed."""
     found: list[FeatureDefinition] = []
     unknown: list[str] = []
-    for feature in features:
-        ref = parse_ref(feature)
+    for feature, ref in features:
         try:
-            if ref is None:
-                raise UnknownFeatureError(entity_type, [feature])
             if ref.version is not None:
                 found.append(catalog.get(entity_type, ref.name, ref.version))
             else:
@@ -81,14 +82,12 @@ def check_columns(catalog: FeatureCatalog, columns: Sequence[Column]) -> None:
 
 def resolve_unchecked(catalog: FeatureCatalog, entity_type: str, features: Sequence[str]) -> list[Column]:
     """``resolve_columns`` without the read check."""
-    _check_well_formed(features)
     found: dict[int, Column] = {}
-    stored: list[tuple[int, str]] = []
+    stored: list[tuple[int, tuple[str, Ref]]] = []
     unknown: list[str] = []
-    for i, feature in enumerate(features):
-        ref = parse_ref(feature)
-        if ref is None or catalog.request_feature(entity_type, ref.name) is None:
-            stored.append((i, feature))
+    for i, (feature, ref) in enumerate(_parsed(features)):
+        if catalog.request_feature(entity_type, ref.name) is None:
+            stored.append((i, (feature, ref)))
             continue
         request = catalog.request_feature(entity_type, ref.name, ref.version)
         if request is None:
