@@ -16,6 +16,7 @@ import pyarrow as pa
 from registry.core.definitions import FeatureDefinition, Source, Window
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
+from registry.core.shown import shown
 
 
 def one_source(definitions: list[FeatureDefinition]) -> Source:
@@ -148,7 +149,7 @@ def read_events_input(
         if location == ARCHIVE
         else read_events(location, source, lambda: connect_iceberg(settings), now_ms=now_ms)
     )
-    print(f"[events] {location}: {events.valid.num_rows:,} events", file=sys.stderr, flush=True)
+    print(f"[events] {shown(location)}: {events.valid.num_rows:,} events", file=sys.stderr, flush=True)
     if events.rejected.num_rows:
         path = rejected_path or settings.definitions_db.parent / f"batch-rejected-{int(time.time())}.parquet"
         try:
@@ -156,11 +157,11 @@ def read_events_input(
             pq.write_table(events.rejected, path)
         except OSError as exc:  # a folder, a path under a file, no permission: nothing is run without them
             raise FeatureStoreError(
-                f"--rejected {path}: cannot write the {events.rejected.num_rows:,} rejected record(s): "
+                f"--rejected {shown(path)}: cannot write the {events.rejected.num_rows:,} rejected record(s): "
                 f"{exc.strerror or exc}"
             ) from None
         counts = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(events.reasons().items()))
-        print(f"[events] {events.rejected.num_rows:,} rejected ({counts}), written to {path}", file=sys.stderr)
+        print(f"[events] {events.rejected.num_rows:,} rejected ({counts}), written to {shown(path)}", file=sys.stderr)
     if window_range_ms is None:
         return events.valid
     # From the archive only the events from --since on are read: a resend whose original lies before it counts there.

@@ -162,7 +162,7 @@ def _listed(names: list[str], shown: int = 5) -> str:
 def _check_present(named: str, have: list[str], columns: list[str]) -> None:
     missing = [c for c in columns if c not in have]
     if missing:
-        raise EventsTableError(f"{named} has no column for event field(s) {', '.join(missing)}")
+        raise EventsTableError(f"{named}: no column for event field(s) {', '.join(missing)}")
 
 
 def _epoch_ms(column: pa.ChunkedArray, name: str) -> pa.Array:

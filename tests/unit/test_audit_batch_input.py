@@ -91,7 +91,7 @@ def test_a_file_of_a_directory_without_a_field_s_column_stops_the_run(tmp_path: 
     with pytest.raises(EventsTableError) as caught:
         read_events(folder, SOURCE, lambda: None, now_ms=NOW_MS)
     assert str(caught.value) == (
-        f"events table {folder!r}, file '{missing_in}.parquet' has no column for event field(s) currency"
+        f"events table {folder!r}, file '{missing_in}.parquet': no column for event field(s) currency"
     )
 
 
@@ -134,7 +134,7 @@ def test_a_backfill_reads_the_table_at_a_path_relative_to_where_it_is_run(
     assert backfill.main(["user.txn_count_1h@2", "--events", "events.parquet"]) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(
-        f"error: backfill job failed (exit 1): events table {str(tmp_path / 'events.parquet')!r} has no column "
+        f"error: backfill job failed (exit 1): events table {str(tmp_path / 'events.parquet')!r}: no column "
         "for event field(s) currency; active versions untouched"
     ), last
 

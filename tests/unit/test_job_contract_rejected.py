@@ -101,3 +101,29 @@ def test_the_job_refuses_a_missing_definition_store_and_creates_none(closed_port
         f"error: FS_DEFINITIONS_DB={tmp_path / 'none.db'}: no definition store there"
     ), done.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_paths_holding_a_line_feed_are_named_quoted_in_one_line(closed_port: int, tmp_path: Path) -> None:
+    """design §6: a path someone gave is named through ``shown`` (quoted as ``repr`` writes it when a character is
+    not printable). Before, ``[events] <path>: N events``, ``... written to <path>`` and ``--rejected <path>: cannot
+    write ...`` printed it raw: a line feed in it split one line in two (found by an audit)."""
+    env = _env(tmp_path, closed_port)
+    assert _run(["registry.cli", "apply"], env).returncode == 0
+    now = time.time_ns() // 1_000_000
+    events = tmp_path / "all\nbad.parquet"
+    table = {name: pa.array([value], pa.string()) for name, value in {"transaction_id": "t", "user_id": "u"}.items()}
+    table |= {"merchant_id": pa.array(["m"]), "currency": pa.array(["EUR"]), "amount": pa.array([float("nan")])}
+    table["event_time"] = pa.array([now - 7_200_000], pa.int64())
+    pq.write_table(pa.table(table), events)
+    rejected = tmp_path / "r\nnl.parquet"
+    done = _run(["jobs.feature_job", "--events", str(events), "--rejected", str(rejected)], env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert f"[events] {str(events)!r}: 0 events" in lines, done.stderr
+    assert f"[events] 1 rejected (non_finite: 1), written to {str(rejected)!r}" in lines, done.stderr
+    assert pq.read_table(rejected).num_rows == 1
+    under = events / "a\nb.parquet"  # under a file: cannot be written
+    done = _run(["jobs.feature_job", "--events", str(events), "--rejected", str(under)], env)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: --rejected {str(under)!r}: cannot write the 1 rejected record(s): "), done.stderr
