@@ -17,6 +17,7 @@ from infra.errors import InfraError
 from infra.process import PidFile, alive, failure_cause, log_size, port_in_use, spawn, stopped, terminate
 from infra.services import ORDER, SERVICES, Service
 from infra.settings import REPO_DIR, StackSettings
+from registry.core.shown import shown
 
 _JVM_COMPONENT = {"kafka": "kafka", "cassandra": "cassandra"}
 
@@ -55,13 +56,13 @@ def _check_state_dir(settings: StackSettings, *, create: bool) -> None:
         if create:
             folder.mkdir(parents=True, exist_ok=True)
         elif folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(f"{folder} is not a folder")
+            raise NotADirectoryError(f"{shown(folder)} is not a folder")
         else:  # a path below a file can never be created: as up says, not "stopped" everywhere
             existing = next(p for p in (folder, *folder.parents) if p.exists())
             if not existing.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, f"{existing} is not a folder")
+                raise NotADirectoryError(errno.ENOTDIR, f"{shown(existing)} is not a folder")
     except OSError as exc:
-        raise InfraError(f"FS_STATE_DIR={folder} is not a folder we can use: {exc.strerror or exc}") from None
+        raise InfraError(f"FS_STATE_DIR={shown(folder)} is not a folder we can use: {exc.strerror or exc}") from None
 
 
 def _make_service_dir(settings: StackSettings, name: str) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from registry.core.errors import SettingsError, StoreUnavailableError
 from registry.core.settings import Settings
+from registry.core.shown import shown
 
 if TYPE_CHECKING:
     from cassandra.cluster import Cluster, Session
@@ -111,7 +112,7 @@ def _make_folder(name: str, value: str, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = "a file is in its place" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
-        raise SettingsError(f"{name} {value!r}: cannot create the folder {folder}: {reason}") from None
+        raise SettingsError(f"{name} {value!r}: cannot create the folder {shown(folder)}: {reason}") from None
 
 
 def connect_iceberg(settings: Settings) -> Catalog:

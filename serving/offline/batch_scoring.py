@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FeatureStoreError, OSError) as exc:
         print(error_line(exc), file=sys.stderr)
         return 1
-    print(f"wrote {rows} feature vectors as of {as_of.isoformat()} to {args.out}", file=sys.stderr)
+    print(f"wrote {rows} feature vectors as of {as_of.isoformat()} to {shown(args.out)}", file=sys.stderr)
     return 0
 
 

@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # OSError: an --out that cannot be written
         print(error_line(exc), file=sys.stderr)
         return 1
-    print(f"wrote {rows} rows to {args.out} (snapshot {point.snapshot_id})", file=sys.stderr)
+    print(f"wrote {rows} rows to {shown(args.out)} (snapshot {point.snapshot_id})", file=sys.stderr)
     return 0
 
 

@@ -389,11 +389,11 @@ def _check_build_paths(labels: Path, out: Path, manifest: Path, copy_labels_to: 
     """Refuse, before anything is read or written, a build whose outputs would overwrite its labels or each
     other, or whose manifest or label copy cannot be written (DatasetError naming the option)."""
     if _same_file(labels, out):
-        raise DatasetError(f"--out {out} is the labels file: writing it would replace the labels")
+        raise DatasetError(f"--out {shown(out)} is the labels file: writing it would replace the labels")
     if out.is_dir() or not out.parent.is_dir():  # found before the join runs, not when the result is moved there
-        raise DatasetError(f"--out {out}: not a file in an existing directory")
+        raise DatasetError(f"--out {shown(out)}: not a file in an existing directory")
     if _same_file(manifest, out) or _same_file(manifest, labels):
-        raise DatasetError(f"--manifest {manifest} is the labels or the output file")
+        raise DatasetError(f"--manifest {shown(manifest)} is the labels or the output file")
     if manifest.is_dir() or not manifest.parent.is_dir():
         raise DatasetError(f"--manifest {manifest}: not a file in an existing directory")
     if copy_labels_to is not None:
@@ -558,11 +558,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"training set {manifest.id}: {manifest.row_count} rows, snapshot {manifest.snapshot_id}, "
-                f"manifest {manifest_path}"
+                f"manifest {shown(manifest_path)}"
             )
             return 0
         if args.out.is_dir() or not args.out.parent.is_dir():  # before the join, not when the result is moved there
-            raise DatasetError(f"--out {args.out}: not a file in an existing directory")
+            raise DatasetError(f"--out {shown(args.out)}: not a file in an existing directory")
         if args.id is not None:
             stored = store.get(args.id)
             manifest, labels_path = stored.manifest, args.labels or stored.labels_uri
@@ -572,11 +572,13 @@ def main(argv: list[str] | None = None) -> int:
         if labels_path is None:
             raise DatasetError(f"no labels path recorded for training set {manifest.id}: pass --labels")
         if args.labels is None and not Path(labels_path).is_file():
-            raise DatasetError(f"labels {labels_path} recorded for training set {manifest.id} not found: pass --labels")
+            raise DatasetError(
+                f"labels {shown(labels_path)} recorded for training set {manifest.id} not found: pass --labels"
+            )
         if _same_file(Path(labels_path), args.out):
             raise DatasetError(f"--out {shown(args.out)} is the labels file: writing it would replace the labels")
         rebuild_parquet(table, catalog, manifest, Path(labels_path), args.out, chunk_rows=args.chunk_rows)
-        print(f"training set {manifest.id} rebuilt to {args.out}: identical ({manifest.content_sha256})")
+        print(f"training set {manifest.id} rebuilt to {shown(args.out)}: identical ({manifest.content_sha256})")
         return 0
     except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # ArrowInvalid: labels that are not Parquet
         print(error_line(exc), file=sys.stderr)
