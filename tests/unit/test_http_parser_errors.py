@@ -74,3 +74,29 @@ def test_a_length_the_parser_holds_past_the_limit_is_the_apps_413(port: int) -> 
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413"), head
     assert json.loads(body)["error"] == "body_too_large"
+
+
+def _scraped(port: int) -> dict[str, float]:
+    _, _, body = _answer(port, b"GET /metrics HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+    samples = {}
+    for line in body.decode().splitlines():
+        if line.startswith(("fs_requests_total{", "fs_errors_total{", "fs_request_seconds_count{")):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_a_request_the_parser_refuses_is_counted_as_a_refusal(port: int) -> None:
+    """design §7: ``fs_errors_total{class}`` counts every refusal by its code, and ``fs_requests_total`` every
+    request; a request the parser refused was answered 400 ``bad_request`` outside the app and counted by neither
+    (found by an audit)."""
+    before = _scraped(port)
+    for request in (b"FOO /health HTTP/1.1\r\nHost: api\r\n\r\n", b"GET /health HTTP/9.9x\r\nHost: api\r\n\r\n"):
+        assert _answer(port, request)[0].startswith(b"HTTP/1.1 400")
+    after = _scraped(port)
+    for name in (
+        'fs_errors_total{class="bad_request"}',
+        'fs_requests_total{route="unmatched",status="400"}',
+        'fs_request_seconds_count{route="unmatched"}',
+    ):
+        assert after.get(name, 0.0) - before.get(name, 0.0) == 2.0, (name, before, after)
