@@ -271,7 +271,9 @@ def root(request: Request) -> JSONResponse:
 
 
 def _deleted_only(request: Request) -> bool:
-    return _flag(request, "deletedOnly") or _flag(request, "deleted_only")
+    """Confluent reads ``deletedOnly`` only: the ``deleted_only`` confluent-kafka's Python client sends is ignored
+    there (its live subjects or versions answered), and so it is here."""
+    return _flag(request, "deletedOnly")
 
 
 # Confluent's default subjectPrefix (QualifiedSubject.CONTEXT_WILDCARD): the subjects of every context.

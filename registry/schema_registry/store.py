@@ -94,6 +94,10 @@ __all__ = [
     "normalize",
 ]
 
+# A schema id some version holds, soft-deleted or not: Confluent's registry forgets an id whose versions are all
+# deleted permanently (InMemoryCache.schemaTombstoned), and its reads by id answer 40403 then.
+_HELD = "EXISTS (SELECT 1 FROM subject_versions WHERE schema_id = ?)"
+
 
 def _parse_level(level: object) -> CompatibilityLevel:
     try:
@@ -338,14 +342,17 @@ class SchemaStore:
         """The normalised text of schema ``schema_id``.
 
         Raises:
-            SchemaNotFoundError: no such id.
+            SchemaNotFoundError: no such id, or every version that held it deleted permanently (as Confluent's
+                registry forgets an id then); registering the same schema again brings it back under that id.
         """
         return self.stored(schema_id).schema
 
     def stored(self, schema_id: int) -> StoredSchema:
         """Schema ``schema_id`` with the references it was registered with (see :meth:`by_id`)."""
         with self._read() as conn:
-            row = conn.execute("SELECT normalized, refs FROM schemas WHERE id = ?", (schema_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT normalized, refs FROM schemas WHERE id = ? AND {_HELD}", (schema_id, schema_id)
+            ).fetchone()
         if row is None:
             raise SchemaNotFoundError(schema_id)
         return StoredSchema(str(row[0]), refs_from_json(row[1]))
@@ -477,7 +484,10 @@ class SchemaStore:
         """
         hidden = "" if deleted else "AND deleted = 0"
         with self._read() as conn:
-            if conn.execute("SELECT 1 FROM schemas WHERE id = ?", (schema_id,)).fetchone() is None:
+            if (
+                conn.execute(f"SELECT 1 FROM schemas WHERE id = ? AND {_HELD}", (schema_id, schema_id)).fetchone()
+                is None
+            ):
                 raise SchemaNotFoundError(schema_id)
             rows = conn.execute(
                 f"SELECT subject, version FROM subject_versions WHERE schema_id = ? {hidden} ORDER BY subject, version",

@@ -253,7 +253,12 @@ def test_soft_then_hard_delete_of_a_version(client: TestClient) -> None:
     assert error(client.delete(f"{versions}/3?permanent=true")) == (404, 40402)
     assert error(client.delete(f"{versions}/9")) == (404, 40402)
     assert error(client.delete("/subjects/nope/versions/1")) == (404, 40401)
-    assert client.get("/schemas/ids/2").status_code == 200
+    # no version holds id 2 any more: Confluent forgets it (InMemoryCache.schemaTombstoned), its reads are 40403
+    assert error(client.get("/schemas/ids/2")) == (404, 40403)
+    assert error(client.get("/schemas/ids/2/schema")) == (404, 40403)
+    assert error(client.get("/schemas/ids/2/versions?deleted=true")) == (404, 40403)
+    assert error(client.get("/schemas/ids/2/subjects?deleted=true")) == (404, 40403)
+    assert client.get("/schemas/ids/1").status_code == 200  # version 1 holds it
 
 
 def test_soft_then_hard_delete_of_a_subject(client: TestClient) -> None:
@@ -267,7 +272,8 @@ def test_soft_then_hard_delete_of_a_subject(client: TestClient) -> None:
     assert error(client.delete(f"/subjects/{SUBJECT}")) == (404, 40404)
     assert client.get("/subjects").json() == ["other"]
     assert client.get("/subjects?deleted=true").json() == [SUBJECT, "other"]
-    assert client.get("/subjects?deleted_only=true").json() == [SUBJECT]
+    assert client.get("/subjects?deletedOnly=true").json() == [SUBJECT]
+    assert client.get("/subjects?deleted_only=true").json() == ["other"]  # Confluent reads deletedOnly only
     assert error(client.get(f"/subjects/{SUBJECT}/versions")) == (404, 40401)
     assert client.get(f"/subjects/{SUBJECT}/versions?deleted=true").json() == [1, 2]
     assert error(client.post(f"/subjects/{SUBJECT}", json=body(CARD))) == (404, 40401)
@@ -279,9 +285,11 @@ def test_soft_then_hard_delete_of_a_subject(client: TestClient) -> None:
     assert error(client.get(f"/config/{SUBJECT}")) == (404, 40408)
     assert client.get("/subjects?deleted=true").json() == ["other"]
     assert error(client.delete(f"/subjects/{SUBJECT}?permanent=true")) == (404, 40401)
-    assert client.get("/schemas/ids/2").status_code == 200
-    # the subject starts again from version 1; the schema keeps its id
+    assert error(client.get("/schemas/ids/2")) == (404, 40403)  # no version holds it
+    assert client.get("/schemas/ids/1").status_code == 200  # "other" still holds it
+    # the subject starts again from version 1; the schema keeps its id, readable again
     assert client.post(f"/subjects/{SUBJECT}/versions", json=body(CARD_V2)).json() == {"id": 2}
+    assert client.get("/schemas/ids/2").json() == {"schema": normalize(CARD_V2)}
     assert client.get(f"/subjects/{SUBJECT}/versions").json() == [1]
 
 
