@@ -307,6 +307,15 @@ def get_version_schema(request: Request, subject: str, version: str) -> Response
     return Response(found.schema, media_type=CONTENT_TYPE)
 
 
+def get_latest_with_metadata(request: Request, subject: str) -> JSONResponse:
+    """Confluent's ``GET /subjects/{s}/metadata?key=..&value=..``, the latest version whose metadata holds the pairs
+    (serializers with ``use.latest.with.metadata`` ask it). This registry keeps no metadata (a schema sent with some is
+    refused, 422), and Confluent matches no version without metadata, even for no pair: 40403 when the subject has a
+    version (a soft-deleted one counted with ``?deleted=true``), else 40401, as Confluent answers then."""
+    _store(request).versions(subject, deleted=_flag(request, "deleted"))
+    raise SchemaNotFoundError()
+
+
 def get_referenced_by(request: Request, subject: str, version: str) -> JSONResponse:
     return _reply(_page(request, _store(request).referenced_by(subject, version, deleted=_flag(request, "deleted"))))
 
@@ -508,6 +517,7 @@ _ROUTES: list[tuple[str, str, _Handler]] = [
     ("GET", "/subjects/{subject}/versions/{version}/schema", get_version_schema),
     ("GET", "/subjects/{subject}/versions/{version}/referencedby", get_referenced_by),
     ("POST", "/subjects/{subject}", lookup),
+    ("GET", "/subjects/{subject}/metadata", get_latest_with_metadata),
     ("DELETE", "/subjects/{subject}", delete_subject),
     ("GET", "/contexts", list_contexts),
     ("GET", "/schemas", list_schemas),

@@ -103,3 +103,27 @@ def test_confluent_client_admin_calls(registry_url: str) -> None:
     with pytest.raises(SchemaRegistryError) as forgotten:
         fresh.get_schema(2)
     assert (forgotten.value.http_status_code, forgotten.value.error_code) == (404, 40403)
+
+
+def test_latest_with_metadata_finds_no_version_as_confluent_answers_for_versions_without_metadata(
+    registry_url: str,
+) -> None:
+    """``get_latest_with_metadata`` (serializers with ``use.latest.with.metadata``) asks ``GET /subjects/{s}/metadata``:
+    it was our 404 without a Confluent error code (no such route). No version here has metadata, and Confluent matches
+    none then: 40403 for a subject with a version, 40401 for one without (found by an audit)."""
+    client = SchemaRegistryClient({"url": registry_url})
+    client.register_schema(SUBJECT, Schema(CARD, "AVRO"))
+
+    def code(subject: str, **metadata: str) -> tuple[int, int]:
+        with pytest.raises(SchemaRegistryError) as refused:
+            client.get_latest_with_metadata(subject, metadata)
+        return refused.value.http_status_code, refused.value.error_code
+
+    assert code(SUBJECT, owner="risk") == (404, 40403)
+    assert code(SUBJECT) == (404, 40403)
+    assert code("nope", owner="risk") == (404, 40401)
+    client.delete_subject(SUBJECT)
+    assert code(SUBJECT, owner="risk") == (404, 40401)
+    with pytest.raises(SchemaRegistryError) as deleted:
+        client.get_latest_with_metadata(SUBJECT, {"owner": "risk"}, deleted=True)
+    assert (deleted.value.http_status_code, deleted.value.error_code) == (404, 40403)
