@@ -375,12 +375,19 @@ def list_schemas(request: Request) -> JSONResponse:
     return _reply([_version_body(f) for f in _page(request, found)])
 
 
+def _resolved(request: Request) -> bool:
+    """``?format=resolved`` (any case), as Confluent's ``AvroSchema.formattedString`` reads it; ``default``, an empty
+    or an unknown format is the stored text (Confluent logs an unknown one and answers the same)."""
+    return (_param(request, "format") or "").lower() == "resolved"
+
+
 def get_schema(request: Request, schema_id: str) -> JSONResponse:
-    return _reply(_schema_body(_store(request).stored(_schema_id(schema_id))))
+    return _reply(_schema_body(_store(request).stored(_schema_id(schema_id), resolved=_resolved(request))))
 
 
 def get_raw_schema(request: Request, schema_id: str) -> Response:
-    return Response(_store(request).by_id(_schema_id(schema_id)), media_type=CONTENT_TYPE)
+    found = _store(request).stored(_schema_id(schema_id), resolved=_resolved(request))
+    return Response(found.schema, media_type=CONTENT_TYPE)
 
 
 # `?subject=` on the two routes below is accepted and, as in Confluent, does not filter: Confluent's

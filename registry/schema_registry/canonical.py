@@ -194,6 +194,17 @@ def canonical_text(schema: Any, references: Sequence[Any] = ()) -> str:
     return dumps(writer.write(schema, None))
 
 
+def resolved_text(schema: Any, references: Sequence[Any] = ()) -> str:
+    """Confluent's ``?format=resolved`` of an Avro schema (``AvroSchema.formattedString("resolved")``: Avro Java's
+    ``Schema.toString()`` of the schema parsed after its references): as :func:`canonical_text`, but a named type a
+    referenced schema declares is written in full where it is first met, then by name, as any other."""
+    writer = _Writer()
+    writer.collect(schema, None)
+    for reference in references:
+        writer.collect(reference, None)
+    return dumps(writer.write(schema, None))
+
+
 def type_text(node: Any, space: str) -> str:
     """``node``, a type met inside namespace ``space`` (``""``: none) of a schema being parsed, as Avro Java's
     ``Schema.toString()`` writes that type alone, which its parser's messages quote (``Invalid default for field a:

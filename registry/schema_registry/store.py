@@ -28,6 +28,7 @@ Confluent's default.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -38,6 +39,7 @@ from registry.core.errors import StoreUnavailableError
 from registry.schema_registry import avro_compat, avro_parse
 from registry.schema_registry.avro_compat import CompatibilityLevel
 from registry.schema_registry.avro_parse import WithReferences
+from registry.schema_registry.canonical import resolved_text
 from registry.schema_registry.errors import (
     AlreadySoftDeletedError,
     ConfigNotFoundError,
@@ -347,15 +349,20 @@ class SchemaStore:
         """
         return self.stored(schema_id).schema
 
-    def stored(self, schema_id: int) -> StoredSchema:
-        """Schema ``schema_id`` with the references it was registered with (see :meth:`by_id`)."""
+    def stored(self, schema_id: int, *, resolved: bool = False) -> StoredSchema:
+        """Schema ``schema_id`` with the references it was registered with (see :meth:`by_id`); ``resolved``: its
+        text with the named types its references declare written in full (Confluent's ``?format=resolved``)."""
         with self._read() as conn:
             row = conn.execute(
                 f"SELECT normalized, refs FROM schemas WHERE id = ? AND {_HELD}", (schema_id, schema_id)
             ).fetchone()
-        if row is None:
-            raise SchemaNotFoundError(schema_id)
-        return StoredSchema(str(row[0]), refs_from_json(row[1]))
+            if row is None:
+                raise SchemaNotFoundError(schema_id)
+            text, references = str(row[0]), refs_from_json(row[1])
+            if resolved and references:
+                _, dependencies = resolve(conn, references)
+                text = resolved_text(json.loads(text), [json.loads(d) for d in dependencies])
+        return StoredSchema(text, references)
 
     def subjects(self, *, deleted: bool = False, deleted_only: bool = False, prefix: str = "") -> list[str]:
         """Subjects with a live version; ``deleted`` adds soft-deleted ones, ``deleted_only`` lists only those;

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from registry.core.settings import Settings
-from registry.schema_registry.canonical import canonical_text
+from registry.schema_registry.canonical import canonical_text, resolved_text
 from registry.schema_registry.store import SchemaStore, normalize
 
 EXAMPLES = [
@@ -248,3 +248,66 @@ def test_every_text_is_what_avros_java_library_writes(tmp_path: Path) -> None:
         assert normalize(text) == java, text
         compared += 1
     assert compared >= 250  # the generator makes valid schemas: nearly every one is compared
+
+
+_JAVA_RESOLVED = """
+import org.apache.flink.avro.shaded.org.apache.avro.Schema;
+import java.nio.file.*;
+public class Resolved {
+  public static void main(String[] a) throws Exception {
+    for (String line : Files.readAllLines(Paths.get(a[0]))) {
+      Schema.Parser parser = new Schema.Parser().setValidateDefaults(false);
+      Schema last = null;
+      for (String part : line.split("\\t")) last = parser.parse(part);
+      System.out.println(last.toString());
+    }
+  }
+}
+"""
+
+# (referenced schemas, each after the ones it uses, then the schema): named types reached through references by
+# short and full names, from inside and outside their namespace, used twice, nested in arrays, maps and unions
+_RESOLVED_CASES = [
+    [
+        '{"type":"enum","name":"Currency","namespace":"fs.common","symbols":["EUR","USD"]}',
+        '{"type":"record","name":"Money","namespace":"fs.common","fields":[{"name":"amount","type":"double"},'
+        '{"name":"currency","type":"Currency"}]}',
+        '{"type":"record","name":"Payment","namespace":"fs.pay","fields":[{"name":"price","type":"fs.common.Money"},'
+        '{"name":"refund","type":["null","fs.common.Money"]},{"name":"seen","type":{"type":"array","items":'
+        '"fs.common.Currency"}}]}',
+    ],
+    [
+        '{"type":"fixed","name":"Hash","size":16}',
+        '{"type":"record","name":"Doc","namespace":"d","fields":[{"name":"h","type":{"type":"map","values":"Hash"}},'
+        '{"name":"again","type":"Hash"}]}',
+    ],
+    [
+        '{"type":"record","name":"Money","namespace":"fs.common","fields":[{"name":"amount","type":"double"}]}',
+        '{"type":"record","name":"Order","namespace":"fs.common","fields":[{"name":"m","type":"Money"},'
+        '{"name":"inner","type":{"type":"record","name":"Line","fields":[{"name":"m2","type":"fs.common.Money"}]}}]}',
+    ],
+]
+
+
+def test_the_resolved_text_is_what_avros_java_library_writes_after_the_references(tmp_path: Path) -> None:
+    """``?format=resolved`` (Confluent's ``AvroSchema.formattedString("resolved")``) is Avro Java's ``toString()`` of
+    the schema parsed after its references: their named types written in full where first met."""
+    jars = sorted(Settings.from_env().flink_jars_dir.glob("flink-sql-avro-*.jar"))
+    slf4j = sorted(Path.home().joinpath(".cache", "featurestore").rglob("slf4j-api-*.jar"))
+    assert jars and slf4j, "flink-sql-avro and slf4j-api are fetched by `make fetch` (python -m infra fetch)"
+    classpath = f"{jars[-1]}:{slf4j[-1]}:{tmp_path}"
+    (tmp_path / "Resolved.java").write_text(_JAVA_RESOLVED)
+    subprocess.run(["javac", "-cp", classpath, "-d", str(tmp_path), str(tmp_path / "Resolved.java")], check=True)
+    (tmp_path / "cases.txt").write_text("\n".join("\t".join(c) for c in _RESOLVED_CASES) + "\n", encoding="utf-8")
+    done = subprocess.run(
+        ["java", "-Dfile.encoding=UTF-8", "-cp", classpath, "Resolved", str(tmp_path / "cases.txt")],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    answers = done.stdout.decode("utf-8").splitlines()
+    assert len(answers) == len(_RESOLVED_CASES)
+    for case, java in zip(_RESOLVED_CASES, answers, strict=True):
+        *references, schema = (json.loads(text) for text in case)
+        assert resolved_text(schema, references) == java, case
+        assert canonical_text(schema, references) != java  # the stored text names them instead

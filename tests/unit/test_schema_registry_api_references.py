@@ -188,3 +188,24 @@ def test_a_store_from_before_references_is_migrated(tmp_path: Path) -> None:
     assert client.post("/subjects/money-value/versions", json=body(MONEY)).json() == {"id": 7}
     ref = {**MONEY_REF, "version": 1}
     assert client.post("/subjects/p-value/versions", json=body(PAYMENT, references=[ref])).json() == {"id": 8}
+
+
+def test_format_resolved_writes_the_referenced_types_in_full(client: TestClient) -> None:
+    """Confluent's ``GET /schemas/ids/{id}?format=resolved`` (and ``/schema``): the schema with its references' named
+    types written in full where first met, the references still listed; ``default``, empty or an unknown format: the
+    stored text (it was the stored text always; found by running confluent-kafka's suites against the registry)."""
+    assert client.post("/subjects/money-value/versions", json=body(MONEY)).json() == {"id": 1}
+    registered = client.post("/subjects/payments-value/versions", json={"schema": PAYMENT, "references": [MONEY_REF]})
+    schema_id = registered.json()["id"]
+    stored = normalize(PAYMENT, [MONEY])
+    inlined = json.loads(stored)
+    inlined["fields"][1]["type"] = json.loads(normalize(MONEY))
+    resolved = json.dumps(inlined, separators=(",", ":"))
+    for fmt in ("resolved", "RESOLVED"):
+        answer = client.get(f"/schemas/ids/{schema_id}?format={fmt}").json()
+        assert answer == {"schema": resolved, "references": [MONEY_REF]}
+        assert client.get(f"/schemas/ids/{schema_id}/schema?format={fmt}").text == resolved
+    for fmt in ("", "default", "serialized"):
+        assert client.get(f"/schemas/ids/{schema_id}?format={fmt}").json()["schema"] == stored
+        assert client.get(f"/schemas/ids/{schema_id}/schema?format={fmt}").text == stored
+    assert client.get("/schemas/ids/1?format=resolved").json() == {"schema": normalize(MONEY)}  # no references
