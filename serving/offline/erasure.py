@@ -470,18 +470,20 @@ def main(argv: list[str] | None = None) -> int:
             check_entity(catalog, args.entity_type, args.entity_id)
         if not access.enabled:  # kept with the erasure record (with auth on, the caller's principal is)
             check_requester(args.requested_by)
-        iceberg = connect_iceberg(settings)
-        log_table: Any = None
-        identifier = f"{settings.iceberg_namespace}.{LOG_TABLE}"
-        if iceberg.table_exists(identifier):
-            log_table = iceberg.load_table(identifier)
-        archives = {}
-        for topic in sorted({d.source.topic for d in catalog if d.entity == args.entity_type}):
-            name = f"{settings.iceberg_namespace}.{archive_table_name(topic)}"
-            if iceberg.table_exists(name):
-                archives[topic] = iceberg.load_table(name)
+        # the keyspace first: a mistyped one is refused before the Iceberg catalog (a SQL catalog's file) is opened,
+        # which would create it and its warehouse folder
         cluster, session = connect_existing_keyspace(settings, nothing_done="nothing erased, nothing created")
         try:
+            iceberg = connect_iceberg(settings)
+            log_table: Any = None
+            identifier = f"{settings.iceberg_namespace}.{LOG_TABLE}"
+            if iceberg.table_exists(identifier):
+                log_table = iceberg.load_table(identifier)
+            archives = {}
+            for topic in sorted({d.source.topic for d in catalog if d.entity == args.entity_type}):
+                name = f"{settings.iceberg_namespace}.{archive_table_name(topic)}"
+                if iceberg.table_exists(name):
+                    archives[topic] = iceberg.load_table(name)
             common: dict[str, Any] = {
                 "session": session,
                 "keyspace": settings.cassandra_keyspace,

@@ -83,7 +83,14 @@ def test_an_erasure_in_a_keyspace_that_does_not_exist_fails_naming_it_and_create
     """A mistyped ``FS_CASSANDRA_KEYSPACE`` must not pass as an online store with nothing in it: the erasure would
     report success while the real keyspace keeps the entity's values. One error line naming the keyspace, exit 1,
     no keyspace created, no erasure recorded."""
-    settings = isolated(it_settings, "erase_nosuch", Path(tmp_path_factory.mktemp("erase_nosuch")))
+    folder = Path(tmp_path_factory.mktemp("erase_nosuch"))
+    fresh = folder / "fresh"  # an Iceberg catalog not opened yet: the refusal comes before it is (audit, 2026-12-07)
+    settings = isolated(it_settings, "erase_nosuch", folder).model_copy(
+        update={
+            "iceberg_catalog_uri": f"sqlite:///{fresh}/catalog.db",
+            "iceberg_warehouse": (fresh / "warehouse").as_uri(),
+        }
+    )
     apply(DefinitionStore(settings.definitions_db), load_folder())
     ks = settings.cassandra_keyspace
     done = run_module(settings, "serving.offline.erasure", "--entity-type", "user", "--entity-id", "eve", timeout_s=120)
@@ -94,3 +101,4 @@ def test_an_erasure_in_a_keyspace_that_does_not_exist_fails_naming_it_and_create
     assert "nothing erased, nothing created" in done.stderr and done.stderr.count("\n") == 1
     assert not created
     assert ErasureStore(settings.definitions_db).get("user", "eve") is None
+    assert not fresh.exists()  # "nothing created": no catalog file, no warehouse folder
