@@ -222,6 +222,7 @@ def test_every_get_route_of_the_schema_registry_answers_head_as_get_without_a_bo
     statuses = {target: _head_is_get(schema_registry, target) for target in targets}
     assert statuses.pop("/config/s") == 404  # no subject-level config: 40408, for HEAD too
     assert statuses.pop("/mode/s") == 404  # 40409
+    assert statuses.pop("/subjects/s/metadata") == 404  # no version holds metadata: 40403
     assert set(statuses.values()) == {200}, statuses
 
 
