@@ -43,7 +43,8 @@ async def read_body(scope: Scope, receive: Receive, *, max_bytes: int) -> bytes:
     (``app.state.body_timeout_ms``). 413 ``body_too_large`` at once when its ``Content-Length`` says more than
     ``max_bytes``, or as soon as more than that has arrived, so nothing past the limit is held in memory; 408
     ``body_timeout`` when the body has not arrived whole in time, so a slow or stalled sender holds neither the
-    request nor its in-flight slot longer than that."""
+    request nor its in-flight slot longer than that; 400 ``bad_request`` (answered to no one, counted) when the client
+    closes the connection before its body arrived whole: a request cut short is never carried out."""
     if (declared := _declared_length(scope)) is not None and declared > max_bytes:
         raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body is larger than {max_bytes} bytes")
     timeout_ms = scope["app"].state.body_timeout_ms
@@ -53,6 +54,11 @@ async def read_body(scope: Scope, receive: Receive, *, max_bytes: int) -> bytes:
         async with asyncio.timeout(timeout_ms / 1000):
             while True:
                 message = await receive()
+                if message["type"] == "http.disconnect":  # the client went before its body was whole: nothing done
+                    raise ApiError(
+                        ErrorCode.BAD_REQUEST,
+                        f"request body incomplete: the client closed the connection after {size} bytes",
+                    )
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > max_bytes:

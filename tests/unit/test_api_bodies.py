@@ -194,3 +194,69 @@ def test_an_integer_of_any_length_is_json_and_its_member_is_refused_with_its_own
     escaped = f'{{"entity_ids": ["u\\u0031", {number}], "names": ["txn_count_1h"]}}'  # an escape: read again
     answer = httpx.post(f"{api}/v1/features/user/batch", content=escaped.encode(), timeout=5)
     assert (answer.status_code, answer.json()["error"]) == (400, "bad_entity_id")
+
+
+def test_a_client_that_closes_before_its_body_is_whole_is_refused() -> None:
+    messages = [{"type": "http.request", "body": b'{"a": 1', "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(read_body(_scope([(b"content-length", b"100")]), receive, max_bytes=LIMIT))
+    assert refused.value.code is ErrorCode.BAD_REQUEST
+    assert str(refused.value) == "request body incomplete: the client closed the connection after 7 bytes"
+
+
+_ABORTED = {
+    "entity": "user",
+    "name": "aborted_upload",
+    "version": 1,
+    "value_type": "long",
+    "owner": "risk-team",
+    "description": "d",
+    "ttl": "2h",
+    "freshness_slo": "10m",
+    "source": {
+        "topic": "card_transactions",
+        "event_schema": "card_transaction",
+        "subject": "card_transactions-value",
+        "entity_key": "user_id",
+        "timestamp_field": "event_time",
+        "event_id_field": "transaction_id",
+    },
+    "window": {"kind": "sliding", "size": "1h", "slide": "5m"},
+    "aggregation": {"function": "count"},
+}
+
+
+def _bad_requests(api: str) -> float:
+    for line in httpx.get(f"{api}/metrics", timeout=5).text.splitlines():
+        if line.startswith('fs_errors_total{class="bad_request"}'):
+            return float(line.rpartition(" ")[2])
+    return 0.0
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_an_upload_the_client_aborts_is_not_carried_out(api: str, framing: str) -> None:
+    """Before, a POST whose client closed the connection before its body was whole was carried out on the bytes
+    that came: a whole definition followed by a missing 1,000 declared bytes, or a chunked body without its last
+    chunk, registered the definition (found by a fuzzer)."""
+    body = json.dumps(_ABORTED).encode()
+    if framing == "length":
+        head = f"Content-Length: {len(body) + 1000}\r\n"
+        sent = body
+    else:
+        head = "Transfer-Encoding: chunked\r\n"
+        sent = f"{len(body):x}\r\n".encode() + body + b"\r\n"  # no closing 0-length chunk
+    before = _bad_requests(api)
+    host, port = api.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(f"POST /v1/feature-definitions HTTP/1.1\r\nHost: api\r\n{head}\r\n".encode() + sent)
+        time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while _bad_requests(api) < before + 1:  # the request was refused when its client went
+        assert time.monotonic() < deadline, "the aborted upload was never refused"
+        time.sleep(0.01)
+    assert httpx.get(f"{api}/v1/feature-definitions/user/aborted_upload", timeout=5).status_code == 404
+    assert httpx.post(f"{api}/v1/feature-definitions", content=body, timeout=5).status_code == 201  # the body is good
