@@ -193,7 +193,8 @@ class _Resolver:
         if isinstance(writer, _Record) and isinstance(reader, _Record):
             return self._record(writer, reader, path)
         if isinstance(writer, _Enum) and isinstance(reader, _Enum):
-            missing = [s for s in writer.symbols if s not in reader.symbols]
+            known = set(reader.symbols)  # a set: a tuple's membership test made long enums quadratic
+            missing = [s for s in writer.symbols if s not in known]
             if missing and reader.default is None:
                 return [
                     f"{_where(path)}: writer enum symbol(s) {', '.join(missing)} not in reader enum "

@@ -385,9 +385,11 @@ class _Parser:
         for symbol in symbols:
             self._check_name(symbol)
         symbols = [s if isinstance(s, str) else None for s in symbols]  # Java's textValue(), without name checks
-        if len(set(symbols)) != len(symbols):
-            duplicate = next(s for i, s in enumerate(symbols) if s in symbols[:i])
-            raise InvalidSchemaError(f"Duplicate enum symbol: {_java_string(duplicate)}")
+        seen: set[str | None] = set()
+        for symbol in symbols:  # the first symbol met again (one pass: a long list was quadratic)
+            if symbol in seen:
+                raise InvalidSchemaError(f"Duplicate enum symbol: {_java_string(symbol)}")
+            seen.add(symbol)
         default = node.get("default")
         default = default if isinstance(default, str) else None  # Avro Java reads a string default only
         if default is not None and default not in symbols:

@@ -102,6 +102,7 @@ def resolve(
         InvalidSchemaError: a reference to a subject version that does not exist.
     """
     taken: set[str] = set()
+    read: set[tuple[str, int]] = set()  # subject versions already brought in under another name
     texts: list[str] = []
 
     def visit(refs: Sequence[SchemaReference], depth: int) -> tuple[SchemaReference, ...]:
@@ -118,6 +119,9 @@ def resolve(
             resolved.append(SchemaReference(ref.name, ref.subject, number))
             if ref.name not in taken:
                 taken.add(ref.name)  # before its own references: a cycle back to this name stops
+                if (ref.subject, number) in read:  # its text once: 200 names of one version parsed it 200 times
+                    continue
+                read.add((ref.subject, number))
                 visit(own_refs, depth + 1)
                 texts.append(text)
         return tuple(resolved)
