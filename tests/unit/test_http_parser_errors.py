@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -100,3 +101,50 @@ def test_a_request_the_parser_refuses_is_counted_as_a_refusal(port: int) -> None
         'fs_request_seconds_count{route="unmatched"}',
     ):
         assert after.get(name, 0.0) - before.get(name, 0.0) == 2.0, (name, before, after)
+
+
+_BATCH = b'{"entity_ids":["u1"],"names":["txn_count_1h"]}'
+_UPGRADE = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+
+
+def _answers(port: int, parts: list[bytes], count: int) -> list[tuple[bytes, bytes]]:
+    """(status line, body) of the first ``count`` answers on one connection that sent ``parts`` 50 ms apart."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        for i, part in enumerate(parts):
+            if i:
+                time.sleep(0.05)
+            conn.sendall(part)
+        data, answers = b"", []
+        while len(answers) < count:
+            chunk = conn.recv(65536)
+            assert chunk, (data, answers)
+            data += chunk
+            while b"\r\n\r\n" in data:
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = next(
+                    int(v) for k, _, v in (h.partition(b": ") for h in head.split(b"\r\n")) if k == b"content-length"
+                )
+                if len(rest) < length:
+                    break
+                answers.append((head.split(b"\r\n")[0], rest[:length]))
+                data = rest[length:]
+    return answers
+
+
+@pytest.mark.parametrize("framing", ["one_packet", "body_later", "chunked"])
+def test_a_request_asking_to_upgrade_is_served_as_http_1_1_with_its_body(port: int, framing: str) -> None:
+    """RFC 9110 §7.8: a server may ignore ``Upgrade``. ``curl --http2`` sends ``Upgrade: h2c`` over plain HTTP: the
+    parser took the request as ending at its head, and a valid batch was answered 400 ``bad_json`` on an empty body
+    (found by a fuzzer). Served whole, and the connection goes on with the next request."""
+    head = b"POST /v1/features/user/batch HTTP/1.1\r\nHost: api\r\n" + _UPGRADE + b"Content-Type: application/json\r\n"
+    if framing == "chunked":
+        body = f"{len(_BATCH):x}\r\n".encode() + _BATCH + b"\r\n0\r\n\r\n"
+        parts = [head + b"Transfer-Encoding: chunked\r\n\r\n" + body]
+    else:
+        parts = [head + f"Content-Length: {len(_BATCH)}\r\n\r\n".encode(), _BATCH]
+        if framing == "one_packet":
+            parts = [b"".join(parts)]
+    parts[-1] += b"GET /v1/features/user/u1?names=txn_count_1h HTTP/1.1\r\nHost: api\r\n" + _UPGRADE + b"\r\n"
+    (batch_status, batch), (get_status, got) = _answers(port, parts, 2)
+    assert batch_status.startswith(b"HTTP/1.1 200") and json.loads(batch)["results"][0]["values"] == [4], batch
+    assert get_status.startswith(b"HTTP/1.1 200") and json.loads(got)["features"]["txn_count_1h"]["value"] == 4, got
