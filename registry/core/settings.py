@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -53,6 +54,18 @@ _SERVER = re.compile(
 _KEYSPACE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 # An Iceberg namespace: levels separated by dots, each not empty and without white space.
 _NAMESPACE = re.compile(r"[^\s.]+(\.[^\s.]+)*")
+
+
+def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer setting in ``[low, high]`` (both included); SettingsError naming it otherwise."""
+    raw = env.get(name, str(default))
+    if WHOLE.fullmatch(raw) is None:
+        raise SettingsError(f"{name} must be an integer, not {raw!r}")
+    value = whole_number(raw)
+    if value is None or not low <= value <= high:
+        given = raw if len(raw) <= 24 else f"{raw[:12]}...({len(raw)} characters)"
+        raise SettingsError(f"{name} must be from {low} to {high}, not {given if value is None else value}")
+    return value
 
 
 def _port(name: str, raw: str) -> int:

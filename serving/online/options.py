@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from registry.core.errors import SettingsError
-from registry.core.settings import DECIMAL, WHOLE, whole_number
+from registry.core.settings import DECIMAL, int_setting
 from serving.online.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_MS
 from serving.online.overload import DEFAULT_MAX_ENTITIES_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT
 from serving.online.responses import DEFAULT_BODY_TIMEOUT_MS
@@ -27,22 +27,12 @@ from sinks.cassandra.native_reader import (
 from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S
 from sinks.serving_log import topic_from_env
 
+__all__ = ["ApiOptions", "fraction_setting", "int_setting"]
+
 GC_GEN0_THRESHOLD = 20_000
 MAX_BUDGET_MS = 60_000
 DRIVERS = ("native", "python")
 # A name Kafka accepts for a topic (anything else would drop every sampled record at the first produce).
-
-
-def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """An integer setting in ``[low, high]`` (both included); SettingsError naming it otherwise."""
-    raw = env.get(name, str(default))
-    if WHOLE.fullmatch(raw) is None:
-        raise SettingsError(f"{name} must be an integer, not {raw!r}")
-    value = whole_number(raw)
-    if value is None or not low <= value <= high:
-        shown = raw if len(raw) <= 24 else f"{raw[:12]}...({len(raw)} characters)"
-        raise SettingsError(f"{name} must be from {low} to {high}, not {shown if value is None else value}")
-    return value
 
 
 def fraction_setting(env: Mapping[str, str], name: str, default: float) -> float:
