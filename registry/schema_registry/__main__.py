@@ -8,7 +8,8 @@ so a test or a supervisor can start it without guessing a port that something el
 The global compatibility level defaults to BACKWARD, as in Confluent Schema Registry, until a
 ``PUT /config`` stores another. ``FS_AUTH=on`` makes every route need a token of ``registry.access``
 (kept in the feature registry's database, ``--access-db``, default ``FS_DEFINITIONS_DB``); see
-``registry.schema_registry.auth``.
+``registry.schema_registry.auth``. A request body arrives whole within ``FS_BODY_TIMEOUT_MS`` (default 1000, from 1 to
+60,000, as the feature API's) of the route's first read of it, or is refused 408 (error code 40801).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import uvicorn
 from registry.access import Access
 from registry.core.arguments import ArgumentParser, whole
 from registry.core.errors import FeatureStoreError
-from registry.core.settings import port_for_command, settings_for_command
+from registry.core.settings import int_setting, port_for_command, settings_for_command
 from registry.core.shown import error_line
-from registry.schema_registry.api import create_schema_registry_app
+from registry.schema_registry.api import DEFAULT_BODY_TIMEOUT_MS, create_schema_registry_app
 from registry.schema_registry.avro_compat import CompatibilityLevel
 from registry.schema_registry.store import SchemaStore
 
@@ -56,6 +57,10 @@ def _bound(host: str, port: int) -> socket.socket:
 def main() -> None:
     settings = settings_for_command()
     port = port_for_command("FS_REGISTRY_PORT", 8081)  # --port's default (0 there binds a free port)
+    try:
+        body_timeout_ms = int_setting(os.environ, "FS_BODY_TIMEOUT_MS", DEFAULT_BODY_TIMEOUT_MS, 1, 60_000)
+    except FeatureStoreError as exc:
+        raise SystemExit(error_line(exc)) from None
     state = Path(os.environ.get("FS_STATE_DIR", Path(__file__).resolve().parents[2] / ".state"))
     parser = ArgumentParser(prog="python -m registry.schema_registry")
     parser.add_argument("--host", default="127.0.0.1")
@@ -81,7 +86,7 @@ def main() -> None:
         ) from None
     access = Access.of(settings, args.access_db)
     atexit.register(access.close)
-    app = create_schema_registry_app(store, access)
+    app = create_schema_registry_app(store, access, body_timeout_ms=body_timeout_ms)
     port = sock.getsockname()[1]
     print(f"listening on http://{args.host}:{port}", flush=True)
     # h11 with a 1 MiB limit on the request head: a long subject in the path reaches the app and gets a

@@ -13,6 +13,7 @@ ignored), and a field it defines that this registry does not implement is accept
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from registry.access import Access
 from registry.core import bounded_json
@@ -53,6 +55,7 @@ CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 auth_log = logging.getLogger("featurestore.auth")
 bug_log = logging.getLogger("featurestore.schema_registry")
 MAX_BODY_BYTES = 1 << 20
+DEFAULT_BODY_TIMEOUT_MS = 1_000  # FS_BODY_TIMEOUT_MS, as the feature API's: a body arrives whole within it, or 408
 
 # Fields of Confluent's RegisterSchemaRequest. The first set is implemented; the second is accepted
 # only when null or empty (they carry data-contract metadata, rules, import-mode ids and tags).
@@ -178,16 +181,26 @@ def _schema_id(text: str) -> int:
 
 
 async def _json_body(request: Request) -> Any:
-    """The request body as JSON, refused past :data:`MAX_BODY_BYTES` without reading it all."""
+    """The request body as JSON, refused past :data:`MAX_BODY_BYTES` without reading it all; 408 when it has not
+    arrived whole within the app's body timeout (a stalled upload held its connection and handler for good), 400
+    when the client closed the connection before it was whole (answered to no one: the request is not carried out,
+    and not logged as the registry's bug)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise RegistryError(RegistryErrorKind.BODY_TOO_LARGE, limit=MAX_BODY_BYTES)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise RegistryError(RegistryErrorKind.BODY_TOO_LARGE, limit=MAX_BODY_BYTES)
-        chunks.append(chunk)
+    timeout_ms = request.app.state.body_timeout_ms
+    try:
+        async with asyncio.timeout(timeout_ms / 1000):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise RegistryError(RegistryErrorKind.BODY_TOO_LARGE, limit=MAX_BODY_BYTES)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RegistryError(RegistryErrorKind.BODY_TIMEOUT, ms=timeout_ms, size=size) from None
+    except ClientDisconnect:
+        raise RegistryError(RegistryErrorKind.BODY_INCOMPLETE, size=size) from None
     try:
         return bounded_json.loads(b"".join(chunks))
     except bounded_json.NestingError as exc:
@@ -555,14 +568,18 @@ _ERROR_HANDLERS: list[tuple[type[Exception], Callable[[Request, Exception], Awai
 ]
 
 
-def create_schema_registry_app(store: SchemaStore, access: Access | None = None) -> FastAPI:
-    """The registry's ASGI app over ``store``; nothing is shared between apps.
+def create_schema_registry_app(
+    store: SchemaStore, access: Access | None = None, *, body_timeout_ms: int = DEFAULT_BODY_TIMEOUT_MS
+) -> FastAPI:
+    """The registry's ASGI app over ``store``; nothing is shared between apps. A request body arrives whole within
+    ``body_timeout_ms`` of the route's first read of it, or is refused 408.
 
     ``access`` enabled: every route needs a token and writes the owning team's role
     (``registry.schema_registry.auth``); None or disabled: every route is open, logged once per route.
     """
     app = FastAPI(title="feature-store schema registry", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.schema_store = store
+    app.state.body_timeout_ms = body_timeout_ms
     for method, path, handler in _ROUTES:
         app.router.add_api_route(
             path, handler, methods=[method], response_class=JSONResponse, route_class_override=SubjectRoute

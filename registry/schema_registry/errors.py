@@ -94,6 +94,8 @@ class RegistryErrorKind(Enum):
     INVALID_SUBJECT = (422, 42208, "The specified subject '{subject}' is not a valid.")
     # -- this registry ----------------------------------------------------------------------------
     BODY_TOO_LARGE = (413, 41301, "request body larger than {limit} bytes")
+    BODY_TIMEOUT = (408, 40801, "request body not received whole within {ms} ms ({size} bytes came)")
+    BODY_INCOMPLETE = (400, 40001, "request body incomplete: the client closed the connection after {size} bytes")
     BODY_NOT_JSON = (422, 42201, "request body is not JSON")
     BODY_TOO_DEEP = (422, 42201, "request body is {detail}")
     BODY_NOT_TEXT = (422, 42201, "request body holds {detail}")
