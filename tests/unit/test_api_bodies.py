@@ -197,7 +197,10 @@ def test_an_integer_of_any_length_is_json_and_its_member_is_refused_with_its_own
 
 
 def test_a_client_that_closes_before_its_body_is_whole_is_refused() -> None:
-    messages = [{"type": "http.request", "body": b'{"a": 1', "more_body": True}, {"type": "http.disconnect"}]
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"a": 1', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0)

@@ -114,7 +114,8 @@ def _answers(port: int, parts: list[bytes], count: int) -> list[tuple[bytes, byt
             if i:
                 time.sleep(0.05)
             conn.sendall(part)
-        data, answers = b"", []
+        data = b""
+        answers: list[tuple[bytes, bytes]] = []
         while len(answers) < count:
             chunk = conn.recv(65536)
             assert chunk, (data, answers)

@@ -225,5 +225,5 @@ def test_a_version_referenced_under_several_names_is_read_once(client: TestClien
     assert registered.status_code == 200, registered.text
     assert client.get("/subjects/payments-value/versions/1").json()["references"] == refs
     with sqlite3.connect(db) as conn:
-        resolved, texts = resolve(conn, [SchemaReference(r["name"], "money-value", 1) for r in refs])
+        resolved, texts = resolve(conn, [SchemaReference(str(r["name"]), "money-value", 1) for r in refs])
     assert [r.name for r in resolved] == ["fs.common.Money", "a", "b"] and texts == [normalize(MONEY)]
