@@ -33,7 +33,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DatasetError, DefinitionError
 from registry.core.refs import parse_ref
 from registry.core.shown import error_line, shown
-from serving.offline.command_io import write_parquet
+from serving.offline.command_io import check_out_path, write_parquet
 from serving.offline.feature_resolution import resolve_features
 from serving.offline.historical import DEFAULT_CHUNK_ROWS, join_label_batches, output_schema
 from sinks.iceberg.as_of import epoch_us, read_point
@@ -167,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
-        if args.out.is_dir() or not args.out.parent.is_dir():
-            raise DatasetError(f"--out {shown(args.out)}: not a file in an existing directory")
+        check_out_path(args.out)
         as_of = parse_as_of(None, args.as_of)
         assert isinstance(as_of, datetime)
         read_as_of = parse_as_of(args.snapshot_id, args.read_as_of, option="--read-as-of")

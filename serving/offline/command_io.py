@@ -24,6 +24,23 @@ OUTPUT_ROW_GROUP_ROWS = 131_072
 same bytes (a rebuild with another ``chunk_rows`` is byte-identical)."""
 
 
+def check_out_path(out: Path, option: str = "--out") -> None:
+    """An output path a command may write, checked before anything is read: a regular file or none yet, in a folder
+    that exists, named in text the file system and Arrow take (UTF-8). DatasetError naming ``option`` otherwise. A
+    device, FIFO or socket is refused: the write's rename would replace it (run as root, ``--out /dev/null`` turned
+    the system's null device into a Parquet file)."""
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DatasetError(f"{option} {shown(out)}: not a UTF-8 path") from None
+    if out.is_dir() or not out.parent.is_dir():
+        raise DatasetError(f"{option} {shown(out)}: not a file in an existing directory")
+    if out.exists() and not out.is_file():
+        raise DatasetError(
+            f"{option} {shown(out)}: not a regular file (a device, FIFO or socket): it would be replaced"
+        )
+
+
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path) -> int:
     """Write batches to ``out`` atomically (a partial file never appears under that name), in row groups of
     ``OUTPUT_ROW_GROUP_ROWS`` (the last one shorter); rows written.

@@ -51,7 +51,7 @@ from registry.core.shown import error_line, shown
 from registry.core.timeline import Rule
 from registry.core.value_types import arrow_type
 from serving.offline.asof_join import LabelKeys, join_feature
-from serving.offline.command_io import open_labels, parse_as_of, write_parquet
+from serving.offline.command_io import check_out_path, open_labels, parse_as_of, write_parquet
 from serving.offline.feature_resolution import check_columns, resolve_columns, resolve_unchecked
 from serving.offline.request_columns import Column, assemble, check_request_fields, stored_of
 from sinks.iceberg.as_of import ReadPoint, read_point
@@ -479,8 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.labels.resolve() == args.out.resolve():
             raise DatasetError(f"--out {shown(args.out)} is the labels file: writing it would replace the labels")
-        if args.out.is_dir() or not args.out.parent.is_dir():
-            raise DatasetError(f"--out {shown(args.out)}: not a file in an existing directory")
+        check_out_path(args.out)
         label_schema, label_batches = open_labels(args.labels, args.chunk_rows)  # bad input before any service
         registry = DefinitionStore.existing(  # before the catalog: a missing registry is named, nothing created
             settings.definitions_db, name=f"FS_DEFINITIONS_DB={shown(settings.definitions_db)}"

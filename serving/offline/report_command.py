@@ -29,12 +29,18 @@ def since_ms(raw: str) -> int:
 
 def check_metrics_file(parser: argparse.ArgumentParser, path: Path) -> None:
     """``--metrics-file`` (statistics, parity) before anything is read: a usage error (exit 2) for a folder,
-    a file in a folder that does not exist, or a path the system refuses (a name too long)."""
+    a file in a folder that does not exist, an existing file that is not a regular one (a device, a FIFO: the write's
+    rename would replace it), a path that is not UTF-8, or a path the system refuses (a name too long)."""
     try:
         if path.is_dir():
             parser.error(f"argument --metrics-file: {shown(path)} is a directory")
         if not path.parent.is_dir():
             parser.error(f"argument --metrics-file: folder {shown(path.parent)} does not exist")
+        if path.exists() and not path.is_file():  # the write's rename would replace a device or a FIFO
+            parser.error(f"argument --metrics-file: {shown(path)} is not a regular file (a device, FIFO or socket)")
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        parser.error(f"argument --metrics-file: {shown(path)} is not a UTF-8 path")
     except OSError as exc:
         parser.error(f"argument --metrics-file: {exc}")
 

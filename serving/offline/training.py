@@ -46,7 +46,7 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.core.shown import error_line, shown
 from registry.training_sets import Manifest, ManifestFeature
-from serving.offline.command_io import open_labels, parse_as_of, write_parquet
+from serving.offline.command_io import check_out_path, open_labels, parse_as_of, write_parquet
 from serving.offline.content_hash import ContentHasher, content_sha256
 from serving.offline.feature_resolution import resolve_columns
 from serving.offline.historical import (
@@ -390,13 +390,15 @@ def _check_build_paths(labels: Path, out: Path, manifest: Path, copy_labels_to: 
     other, or whose manifest or label copy cannot be written (DatasetError naming the option)."""
     if _same_file(labels, out):
         raise DatasetError(f"--out {shown(out)} is the labels file: writing it would replace the labels")
-    if out.is_dir() or not out.parent.is_dir():  # found before the join runs, not when the result is moved there
-        raise DatasetError(f"--out {shown(out)}: not a file in an existing directory")
+    check_out_path(out)  # found before the join runs, not when the result is moved there
     if _same_file(manifest, out) or _same_file(manifest, labels):
         raise DatasetError(f"--manifest {shown(manifest)} is the labels or the output file")
-    if manifest.is_dir() or not manifest.parent.is_dir():
-        raise DatasetError(f"--manifest {manifest}: not a file in an existing directory")
+    check_out_path(manifest, "--manifest")
     if copy_labels_to is not None:
+        try:
+            str(copy_labels_to).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)}: not a UTF-8 path") from None
         for option, path in (("--out", out), ("--manifest", manifest), ("--labels", labels)):
             if _same_file(copy_labels_to, path):  # its folder made there: the output moved, the manifest not
                 raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)} is the {option} file: give a folder")
@@ -518,10 +520,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from sinks.iceberg.writer import load_table
 
+        # the paths before the offline table: a refused one creates no catalog file and opens no table
+        manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
+        if args.command == "build":
+            _check_build_paths(args.labels, args.out, manifest_path, args.copy_labels_to)
+        else:
+            check_out_path(args.out)  # before the join, not when the result is moved there
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         if args.command == "build":
-            manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
-            _check_build_paths(args.labels, args.out, manifest_path, args.copy_labels_to)
             # Built aside and moved into place last: a step that fails leaves `--out` and the manifest as they were.
             staging = args.out.with_name(f".{args.out.name}.{os.getpid()}.building")
             manifest_staging = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.building")
@@ -561,8 +567,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"manifest {shown(manifest_path)}"
             )
             return 0
-        if args.out.is_dir() or not args.out.parent.is_dir():  # before the join, not when the result is moved there
-            raise DatasetError(f"--out {shown(args.out)}: not a file in an existing directory")
         if args.id is not None:
             stored = store.get(args.id)
             manifest, labels_path = stored.manifest, args.labels or stored.labels_uri

@@ -4,11 +4,15 @@ traceback (``1000000d`` reached back before year 1 and ended in ``OverflowError`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from registry.core.catalog import FeatureCatalog
 from serving.offline import parity, plots, statistics
 
 
@@ -109,3 +113,74 @@ def test_snapshot_id_is_ascii_digits_as_every_whole_number_option(
         main(["--labels", "l.parquet", "--out", "o.parquet", "--features", "f", "--snapshot-id", raw])
     assert caught.value.code == 2
     assert "argument --snapshot-id: must be a whole number from 0 to 9223372036854775807" in capsys.readouterr().err
+
+
+def _fifo(tmp_path: Path) -> Path:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    return fifo
+
+
+@pytest.mark.parametrize("module", ["batch_scoring", "historical", "training"])
+def test_an_out_that_is_not_a_regular_file_is_refused_and_left_as_it_is(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    module: str,
+    shipped_catalog: FeatureCatalog,
+) -> None:
+    """The write's rename replaced whatever ``--out`` named: run as root, ``--out /dev/null`` turned the system's null
+    device into a Parquet file, exit 0 (found by a fuzzer). A FIFO stands for any device here."""
+    import stat
+
+    from serving.offline import batch_scoring, historical, training
+    from tests.unit.test_request_features import store_with
+
+    store_with(tmp_path / "d.db", shipped_catalog)  # training reads the registry first
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "d.db"))
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", f"sqlite:///{tmp_path}/none/cat.db")  # never reached
+    target = _fifo(tmp_path)
+    labels = tmp_path / "labels.parquet"
+    pq.write_table(pa.table({"user_id": ["u"], "event_time": [0]}), labels)
+    common = ["--entity-type", "user", "--features", "txn_count_1h", "--out", str(target)]
+    with_labels = ["--labels", str(labels), "--entity-column", "user_id", *common]
+    run = {
+        "batch_scoring": lambda: batch_scoring.main([*common, "--as-of", "0"]),
+        "historical": lambda: historical.main(with_labels),
+        "training": lambda: training.main(["build", *with_labels]),
+    }[module]
+    assert run() == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --out {target}: not a regular file (a device, FIFO or socket): it would be replaced"
+    )
+    assert stat.S_ISFIFO(target.stat().st_mode)
+
+
+def test_an_out_that_is_not_utf8_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Arrow takes a path as UTF-8: a name holding a byte that is not (``\\xff``) was a UnicodeEncodeError traceback."""
+    from serving.offline import batch_scoring
+
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "none" / "d.db"))
+    target = tmp_path / os.fsdecode(b"\xff.parquet")
+    argv = ["--entity-type", "user", "--features", "txn_count_1h", "--as-of", "0", "--out", str(target)]
+    assert batch_scoring.main(argv) == 1
+    assert capsys.readouterr().err.strip() == f"error: --out {str(target)!r}: not a UTF-8 path"
+
+
+@pytest.mark.parametrize("module", ["parity", "statistics"])
+def test_a_metrics_file_that_is_not_a_regular_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], module: str
+) -> None:
+    import stat
+
+    target = _fifo(tmp_path)
+    main = {"parity": parity.main, "statistics": statistics.main}[module]
+    with pytest.raises(SystemExit) as caught:
+        main(["--since", "1h", "--metrics-file", str(target)])
+    assert caught.value.code == 2
+    assert f"argument --metrics-file: {target} is not a regular file (a device, FIFO or socket)" in (
+        capsys.readouterr().err
+    )
+    assert stat.S_ISFIFO(target.stat().st_mode)
