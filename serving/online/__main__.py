@@ -60,6 +60,7 @@ import atexit
 import gc
 import importlib.util
 import os
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +70,7 @@ from registry.access import Access
 from registry.core.arguments import ArgumentParser, whole
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import Settings
-from registry.core.shown import error_line
+from registry.core.shown import error_line, shown
 from registry.definition_store import DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog, Refresher
@@ -177,6 +178,22 @@ def _server_options() -> dict[str, Any]:
     }
 
 
+def _check_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let go, before any client is built: a port in use, or a host that is no address
+    of this machine or no host name at all, is one error line naming it, exit 1 (uvicorn's own failure is a log line
+    and exit status 3, after the stores were connected)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            probe.bind(address)
+    except (OSError, UnicodeError, TypeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise FeatureStoreError(f"cannot serve on {shown(host, quoted=True)}:{port}: {reason}") from None
+
+
 def main() -> int:
     try:  # every setting, before a worker is started or a store connected
         port = int_setting(os.environ, "FS_API_PORT", 8000, 1, 65_535)
@@ -190,6 +207,11 @@ def main() -> int:
     parser.add_argument("--port", type=whole(1, 65_535), default=port)
     parser.add_argument("--workers", type=whole(1, 64), default=workers)
     args = parser.parse_args()
+    try:
+        _check_listen(args.host, args.port)
+    except FeatureStoreError as exc:
+        print(error_line(exc), file=sys.stderr)
+        return 1
     if args.workers > 1:
         try:  # the schema once here, so the workers starting together do not race to create it
             cluster, _ = connect_cassandra(Settings.from_env())

@@ -102,3 +102,28 @@ def test_the_api_process_stops_at_once_naming_a_bad_setting(env: dict[str, str],
     )
     assert done.returncode == 1, done.stderr
     assert named in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("host", ["in_use", "256.1.1.1", "::1::"])
+def test_the_api_process_that_cannot_listen_stops_at_once_in_one_line(host: str) -> None:
+    """A port in use or a host that is no address was uvicorn's log line and exit status 3, after the stores were
+    connected (found by a CLI fuzzer); now one error line, exit 1, before anything is connected (Cassandra is a closed
+    port here)."""
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        shown = "127.0.0.1" if host == "in_use" else host
+        done = subprocess.run(
+            [sys.executable, "-m", "serving.online", "--host", shown, "--port", str(port)],
+            env={**os.environ, "FS_CASSANDRA_HOSTS": "127.0.0.1", "FS_CASSANDRA_PORT": "1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"error: cannot serve on '{shown}':{port}: "), done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
