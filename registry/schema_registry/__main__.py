@@ -26,7 +26,7 @@ from registry.access import Access
 from registry.core.arguments import ArgumentParser, whole
 from registry.core.errors import FeatureStoreError
 from registry.core.settings import int_setting, port_for_command, settings_for_command
-from registry.core.shown import error_line
+from registry.core.shown import error_line, shown
 from registry.schema_registry.api import DEFAULT_BODY_TIMEOUT_MS, create_schema_registry_app
 from registry.schema_registry.avro_compat import CompatibilityLevel
 from registry.schema_registry.store import SchemaStore
@@ -80,11 +80,17 @@ def main() -> None:
     try:  # what cannot start is one line naming it (exit 1), before any route is logged, never a traceback
         sock = _bound(args.host, args.port)
         store = SchemaStore(args.db, default_compatibility=args.compatibility)
-    except (OSError, UnicodeError, sqlite3.Error, FeatureStoreError) as exc:
+    except (OSError, UnicodeError, TypeError, sqlite3.Error, FeatureStoreError) as exc:  # TypeError: a host not text
         raise SystemExit(
             error_line(f"cannot start the schema registry on {args.host!r}:{args.port}: {_one_line(exc)}")
         ) from None
-    access = Access.of(settings, args.access_db)
+    try:  # FS_AUTH=on: an --access-db that is no database (a folder, another file) is named, not a traceback
+        access = Access.of(settings, args.access_db)
+    except (OSError, sqlite3.Error, FeatureStoreError) as exc:
+        sock.close()
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        where = f"{args.host!r}:{args.port}: --access-db {shown(args.access_db)}"
+        raise SystemExit(error_line(f"cannot start the schema registry on {where}: {text}")) from None
     atexit.register(access.close)
     app = create_schema_registry_app(store, access, body_timeout_ms=body_timeout_ms)
     port = sock.getsockname()[1]

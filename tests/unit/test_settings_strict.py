@@ -103,6 +103,18 @@ def test_a_schema_registry_that_cannot_start_says_why_in_one_line(tmp_path: Path
             assert done.stderr.count("\n") == 1 and done.stderr.startswith(message), done.stderr
 
 
+@pytest.mark.parametrize("access_db", ["text", "folder"])
+def test_a_schema_registry_whose_access_db_is_no_database_says_so_in_one_line(tmp_path: Path, access_db: str) -> None:
+    """FS_AUTH=on: an --access-db that is a folder or not SQLite was a sqlite3 traceback (found by a CLI fuzzer)."""
+    (tmp_path / "text").write_text("not a database")
+    target = tmp_path / access_db if access_db == "text" else tmp_path
+    argv = ["-m", "registry.schema_registry", "--port", "0", "--db", str(tmp_path / "s.db"), "--access-db", str(target)]
+    done = _command(argv, tmp_path, FS_AUTH="on")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    prefix = f"error: cannot start the schema registry on '127.0.0.1':0: --access-db {target}: "
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(prefix), done.stderr
+
+
 def test_port_for_command_reads_a_port_or_ends_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
     from registry.core.settings import port_for_command
 
