@@ -177,8 +177,8 @@ def _latest_schema(registry_url: str, subject: str, token: str | None = None) ->
             f"schema registry {registry_url}: HTTP {exc.code} for {subject}"
             + ("" if exc.code != 404 else ' (not the registry\'s "no such subject": a wrong URL or another server?)')
         ) from exc
-    except OSError as exc:
-        raise DefinitionError(f"schema registry {registry_url} unreachable: {exc}") from exc
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a host the resolver cannot encode (a..b, 300 characters)
+        raise DefinitionError(f"schema registry {shown(registry_url)} unreachable: {exc}") from exc
     except http.client.HTTPException as exc:  # not HTTP on that port, or an answer cut short
         raise DefinitionError(
             f"schema registry {registry_url}: no whole HTTP answer for {subject} "

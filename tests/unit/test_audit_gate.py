@@ -140,3 +140,15 @@ def test_gate_only_the_registrys_own_404_means_no_schema(
         err = capsys.readouterr().err
         assert code == 1 and err.startswith(f"error: schema registry http://127.0.0.1:{other}: HTTP 404 for "), err
         assert "not the registry's" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("url", ["http://a..b", f"http://{'x' * 300}", "http://\udcff"])
+def test_gate_a_registry_host_the_resolver_cannot_encode_is_a_named_failure(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    """An empty or overlong label (the idna codec) or a byte that is not text passed the URL check and was a
+    UnicodeError traceback (found by a CLI fuzzer)."""
+    code = cli.main(["--db", db, "gate", str(tmp_path / "m.toml"), "--schema-registry", url])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: schema registry ") and " unreachable: " in err, err
+    assert err.count("\n") == 1
