@@ -9,7 +9,7 @@ import sys
 from infra import artifacts, stack
 from infra.errors import InfraError
 from infra.settings import StackSettings
-from registry.core.shown import error_line
+from registry.core.shown import error_line, flushed
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -60,4 +60,4 @@ if __name__ == "__main__":
     # SIGTERM (`timeout`, a cancelled CI job) ends the command as Ctrl-C does, through `up`'s clean-up: it ended at
     # once and left what `up` had started running. Set here, not in main: a caller's own handler is left alone.
     signal.signal(signal.SIGTERM, _terminated)
-    sys.exit(main())
+    sys.exit(flushed(main, None))  # a reader that stopped reading (`status | head -1`): one error line

@@ -173,4 +173,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from registry.core.shown import flushed
+
+    sys.exit(flushed(main, None))  # a reader that stopped reading (`| head -1`): one error line, not a traceback

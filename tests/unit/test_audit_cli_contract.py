@@ -175,3 +175,30 @@ def test_registry_access_listing_into_a_closed_pipe_is_one_error_line(
     assert access.main(["--db", db, "create-token", "--principal", "risk-team"]) == 0
     assert access.main(["--db", db, "grant", "--owner", "risk-team", "--to", "team-b"]) == 0
     _one_error_line(*_into_closed_pipe(monkeypatch, access.main, ["--db", db, *command]))
+
+
+def test_infra_status_whose_stdout_reader_is_gone_ends_with_one_error_line(tmp_path: Path) -> None:
+    """``python -m infra status | true`` ended in a BrokenPipeError traceback (found by a CLI fuzzer; so did
+    ``sinks.cassandra.migrate``, whose entry point is wrapped the same way); as every other command, one ``error:``
+    line, exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "FS_STATE_DIR": str(tmp_path / "state")}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "infra", "status"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+    assert "Broken pipe" in done.stderr, done.stderr
