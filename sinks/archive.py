@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from registry.core.arguments import ArgumentParser, number, whole
+from registry.core.arguments import ArgumentParser, kafka_topic, number, whole
 from registry.core.errors import DecodeError, FeatureStoreError, StoreUnavailableError
 from registry.core.shown import error_line
 from schemas.wire import unframe
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.factory import connect_iceberg
 
     parser = ArgumentParser(prog="python -m sinks.archive", description=__doc__)
-    parser.add_argument("--topic", required=True, help="the event topic to archive")
+    parser.add_argument("--topic", type=kafka_topic, required=True, help="the event topic to archive")
     parser.add_argument("--once", action="store_true", help="stop when the offsets Kafka had at the start are archived")
     parser.add_argument("--batch-rows", type=whole(1), default=50_000, help="records per append, at most")
     parser.add_argument(

@@ -27,7 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from registry.core.arguments import ArgumentParser
+from registry.core.arguments import ArgumentParser, kafka_topic
 from registry.core.definitions import topic_name
 from registry.core.errors import SettingsError, StoreUnavailableError
 from registry.erasures import ErasedEntities
@@ -399,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.topics import ensure_topics
 
     parser = ArgumentParser(prog="python -m sinks.serving_log", description=__doc__)
-    parser.add_argument("--topic", default=TOPIC, help=f"the topic the feature API logs to (default {TOPIC})")
+    parser.add_argument(
+        "--topic", type=kafka_topic, default=TOPIC, help=f"the topic the feature API logs to (default {TOPIC})"
+    )
     parser.add_argument("--once", action="store_true", help="stop when caught up (for a schedule or a test)")
     args = parser.parse_args(argv)
     settings = settings_for_command()

@@ -103,6 +103,18 @@ def host(raw: str) -> str:
         ) from None
 
 
+def kafka_topic(raw: str) -> str:
+    """A Kafka topic name (``registry.core.definitions.topic_name``: 1-249 of A-Z a-z 0-9 . _ -, not ``.`` or ``..``):
+    anything else reached the Kafka client, whose refusal was a traceback for a byte that is not text or a name past
+    its length."""
+    from registry.core.definitions import topic_name
+
+    try:
+        return topic_name(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def text(raw: str) -> str:
     """A name or id given as an argument: Unicode text. Bytes that are not UTF-8 reach Python as lone surrogates,
     which no store can hold (SQLite refused them with a traceback)."""

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from registry.core.arguments import ArgumentParser
+from registry.core.arguments import ArgumentParser, text
 from registry.core.shown import error_line, shown
 from registry.quality import TABLES, QualityStore
 from registry.sqlite_store import tables_of
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--since", default="7d", help="how far back from now (a positive duration; default 7d)")
     parser.add_argument("--out", type=Path, required=True, help="the folder the PNG files are written to")
-    parser.add_argument("--entity-type", help="only this entity type's features")
+    parser.add_argument("--entity-type", type=text, help="only this entity type's features")
     parser.add_argument("--feature", action="append", default=[], help="only this feature (repeatable)")
     args = parser.parse_args(argv)
     try:

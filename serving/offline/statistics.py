@@ -55,7 +55,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from registry.core.arguments import ArgumentParser
+from registry.core.arguments import ArgumentParser, text
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, DefinitionError, FeatureStoreError, UnknownFeatureError
@@ -510,9 +510,11 @@ def _main(argv: list[str] | None) -> int:
         help="window ends (and serving times) from this long ago until now (a positive duration)",
     )
     parser.add_argument(
-        "--entity-type", default="user", help="the entity type whose features are measured (default user)"
+        "--entity-type", type=text, default="user", help="the entity type whose features are measured (default user)"
     )
-    parser.add_argument("--training-set", help="a training set id: drift of its features against its snapshot")
+    parser.add_argument(
+        "--training-set", type=text, help="a training set id: drift of its features against its snapshot"
+    )
     parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
     parser.add_argument("--no-store", action="store_true", help="print only; do not keep the results")
     parser.add_argument(
