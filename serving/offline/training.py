@@ -551,17 +551,19 @@ def main(argv: list[str] | None = None) -> int:
                     if not (labels_uri.exists() and labels_uri.samefile(args.labels)):  # built from its kept copy
                         shutil.copyfile(args.labels, labels_uri)
                 manifest_staging.write_text(manifest.to_json())
+                # Recorded before anything is moved into place: a registry that refuses it (locked, gone) leaves
+                # `--out` and the manifest as they were, not a set on disk the registry does not know.
+                store.record(
+                    manifest,
+                    labels_uri=str(labels_uri.resolve()),
+                    output_uri=str(args.out.resolve()),
+                    labels_kept=args.copy_labels_to is not None,
+                )
                 staging.replace(args.out)
                 manifest_staging.replace(manifest_path)
             finally:
                 staging.unlink(missing_ok=True)
                 manifest_staging.unlink(missing_ok=True)
-            store.record(
-                manifest,
-                labels_uri=str(labels_uri.resolve()),
-                output_uri=str(args.out.resolve()),
-                labels_kept=args.copy_labels_to is not None,
-            )
             print(
                 f"training set {manifest.id}: {manifest.row_count} rows, snapshot {manifest.snapshot_id}, "
                 f"manifest {shown(manifest_path)}"

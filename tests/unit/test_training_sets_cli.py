@@ -191,6 +191,33 @@ def test_a_build_that_cannot_finish_leaves_the_files_it_would_replace_as_they_we
     assert out.read_bytes() == recorded
 
 
+def test_a_build_the_registry_refuses_to_record_leaves_out_and_its_manifest_as_they_were(
+    built: tuple[Any, list[Row], list[tuple[str, int]]],
+    catalog: FeatureCatalog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The set was moved into place and then recorded: a registry locked at that moment left a new `--out` and
+    manifest the registry did not know (found by a CLI fuzzer). Recorded first, nothing is moved when it refuses."""
+    from registry.core.errors import StoreUnavailableError
+    from registry.training_sets import TrainingSetStore
+    from serving.offline import training
+
+    labels_path = _cli_environment(built, catalog, tmp_path, monkeypatch)
+    out = tmp_path / "train.parquet"
+    out.write_bytes(b"before")
+
+    def locked(*args: Any, **kwargs: Any) -> bool:
+        raise StoreUnavailableError("registry store unavailable: database is locked")
+
+    monkeypatch.setattr(TrainingSetStore, "record", locked)
+    assert training.main([*_build(labels_path), "--out", str(out)]) == 1
+    assert capsys.readouterr().err == "error: registry store unavailable: database is locked\n"
+    assert out.read_bytes() == b"before" and not (tmp_path / "train.parquet.manifest.json").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".building")] == []
+
+
 def test_a_build_into_a_folder_or_a_missing_folder_is_refused_before_the_join(
     built: tuple[Any, list[Row], list[tuple[str, int]]],
     catalog: FeatureCatalog,
