@@ -75,7 +75,8 @@ class JsonErrorsHttpToolsProtocol(HttpToolsProtocol):
         return bool(self.parser.should_upgrade()) and not self._should_upgrade()
 
     def on_headers_complete(self) -> None:
-        if self._ignored_upgrade():
+        # CONNECT is an upgrade to llhttp whatever its headers: left to uvicorn (a replay would be one again, for ever)
+        if self._ignored_upgrade() and self.parser.get_method() != b"CONNECT":
             self._replaying = True  # no cycle for it: the replayed head starts the request
             self._request_line = (self.parser.get_method(), self.parser.get_http_version().encode("ascii"))
             return

@@ -46,8 +46,18 @@ def _answer(port: int, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
         b"GET /v1/features/user/\xc3\xa9 HTTP/1.1\r\nHost: api\r\n\r\n",  # raw non-ASCII in the target
         b"GET /health HTTP/9.9x\r\nHost: api\r\n\r\n",
         b"POST /v1/features/user/batch HTTP/1.1\r\nHost: api\r\nContent-Length: 18446744073709551616\r\n\r\n",
+        # an upgrade to llhttp whatever its headers: never parsed again (that recursed without end)
+        b"CONNECT api:443 HTTP/1.1\r\nHost: api:443\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
     ],
-    ids=["method", "negative-length", "length-not-digits", "raw-utf8-target", "version", "length-past-2^64-1"],
+    ids=[
+        "method",
+        "negative-length",
+        "length-not-digits",
+        "raw-utf8-target",
+        "version",
+        "length-past-2^64-1",
+        "connect",
+    ],
 )
 def test_a_request_the_parser_refuses_is_a_json_400(port: int, request_bytes: bytes) -> None:
     status_line, headers, body = _answer(port, request_bytes)
