@@ -221,25 +221,31 @@ class _Schemas:
         return node
 
 
-def test_every_text_is_what_avros_java_library_writes(tmp_path: Path) -> None:
+def _avro_java(tmp_path: Path, name: str, source: str, lines: list[str]) -> list[str]:
+    """The lines class ``name`` (``source``, run against Avro's Java library as flink-sql-avro shades it) prints
+    for a file of ``lines``."""
     jars = sorted(Settings.from_env().flink_jars_dir.glob("flink-sql-avro-*.jar"))
     slf4j = sorted(Path.home().joinpath(".cache", "featurestore").rglob("slf4j-api-*.jar"))
     assert jars and slf4j, "flink-sql-avro and slf4j-api are fetched by `make fetch` (python -m infra fetch)"
     classpath = f"{jars[-1]}:{slf4j[-1]}:{tmp_path}"
-    (tmp_path / "Canon.java").write_text(_JAVA)
-    subprocess.run(["javac", "-cp", classpath, "-d", str(tmp_path), str(tmp_path / "Canon.java")], check=True)
-    texts = []
-    for seed in range(300):
-        schemas = _Schemas(seed)
-        texts.append(json.dumps(schemas.schema(None, 0), ensure_ascii=False))
-    (tmp_path / "cases.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    (tmp_path / f"{name}.java").write_text(source)
+    subprocess.run(["javac", "-cp", classpath, "-d", str(tmp_path), str(tmp_path / f"{name}.java")], check=True)
+    (tmp_path / "cases.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     done = subprocess.run(
-        ["java", "-Dfile.encoding=UTF-8", "-cp", classpath, "Canon", str(tmp_path / "cases.txt")],
+        ["java", "-Dfile.encoding=UTF-8", "-cp", classpath, name, str(tmp_path / "cases.txt")],
         capture_output=True,
         check=True,
         timeout=120,
     )
-    answers = done.stdout.decode("utf-8").splitlines()
+    return done.stdout.decode("utf-8").splitlines()
+
+
+def test_every_text_is_what_avros_java_library_writes(tmp_path: Path) -> None:
+    texts = []
+    for seed in range(300):
+        schemas = _Schemas(seed)
+        texts.append(json.dumps(schemas.schema(None, 0), ensure_ascii=False))
+    answers = _avro_java(tmp_path, "Canon", _JAVA, texts)
     assert len(answers) == len(texts)
     compared = 0
     for text, java in zip(texts, answers, strict=True):
@@ -292,20 +298,7 @@ _RESOLVED_CASES = [
 def test_the_resolved_text_is_what_avros_java_library_writes_after_the_references(tmp_path: Path) -> None:
     """``?format=resolved`` (Confluent's ``AvroSchema.formattedString("resolved")``) is Avro Java's ``toString()`` of
     the schema parsed after its references: their named types written in full where first met."""
-    jars = sorted(Settings.from_env().flink_jars_dir.glob("flink-sql-avro-*.jar"))
-    slf4j = sorted(Path.home().joinpath(".cache", "featurestore").rglob("slf4j-api-*.jar"))
-    assert jars and slf4j, "flink-sql-avro and slf4j-api are fetched by `make fetch` (python -m infra fetch)"
-    classpath = f"{jars[-1]}:{slf4j[-1]}:{tmp_path}"
-    (tmp_path / "Resolved.java").write_text(_JAVA_RESOLVED)
-    subprocess.run(["javac", "-cp", classpath, "-d", str(tmp_path), str(tmp_path / "Resolved.java")], check=True)
-    (tmp_path / "cases.txt").write_text("\n".join("\t".join(c) for c in _RESOLVED_CASES) + "\n", encoding="utf-8")
-    done = subprocess.run(
-        ["java", "-Dfile.encoding=UTF-8", "-cp", classpath, "Resolved", str(tmp_path / "cases.txt")],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
-    answers = done.stdout.decode("utf-8").splitlines()
+    answers = _avro_java(tmp_path, "Resolved", _JAVA_RESOLVED, ["\t".join(c) for c in _RESOLVED_CASES])
     assert len(answers) == len(_RESOLVED_CASES)
     for case, java in zip(_RESOLVED_CASES, answers, strict=True):
         *references, schema = (json.loads(text) for text in case)
