@@ -54,11 +54,10 @@ import pyarrow.compute as pc
 
 from registry.core.arguments import ArgumentParser, number, whole
 from registry.core.catalog import FeatureCatalog
-from registry.core.durations import parse_duration, to_millis
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.gate import ServedHealth
 from serving.offline.historical import LabelTimes, PointInTimeJoin
-from serving.offline.report_command import check_metrics_file, interruptible, print_report, since_ms, sleep
+from serving.offline.report_command import check_metrics_file, every_s, interruptible, print_report, since_ms, sleep
 from sinks.iceberg.as_of import iso_us, read_point
 from sinks.iceberg.reader import micros
 from sinks.serving_log import read_logged
@@ -291,9 +290,12 @@ def _main(argv: list[str] | None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--since", default="1h", help="how far back from now: a positive duration such as 15m, 1h, 2d (default 1h)"
+        "--since",
+        type=since_ms,
+        default="1h",
+        help="how far back from now: a positive duration such as 15m, 1h, 2d (default 1h)",
     )
-    parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
+    parser.add_argument("--every", type=every_s, help="repeat at this interval (a positive duration) until stopped")
     parser.add_argument(
         "--fail-above", type=number(0.0, 1.0), help="exit 3 if a mismatch or missing ratio is above this (0 to 1)"
     )
@@ -310,19 +312,8 @@ def _main(argv: list[str] | None) -> int:
     if args.metrics_file is not None:  # checked before the report is computed, not after it was printed
         check_metrics_file(parser, args.metrics_file)
     settings = settings_for_command()
-    try:
-        span_ms = since_ms(args.since)
-    except argparse.ArgumentTypeError as exc:
-        print(error_line(f"--since: {exc}"), file=sys.stderr)
-        return 2
-    try:
-        every_s = to_millis(parse_duration(args.every)) / 1000 if args.every is not None else None
-    except ValueError as exc:
-        print(error_line(f"--every: {exc}"), file=sys.stderr)
-        return 2
-    if every_s is not None and every_s <= 0:
-        print(error_line(f"--every must be a positive duration, not {shown(args.every, quoted=True)}"), file=sys.stderr)
-        return 2
+    span_ms: int = args.since
+    every: float | None = args.every  # s
     while True:
         try:
             # the registry, then the offline table, first: a run that cannot compare creates nothing (no catalog
@@ -352,9 +343,9 @@ def _main(argv: list[str] | None) -> int:
                 return 1
         if args.fail_above is not None and report.worst() > args.fail_above:
             return 3
-        if every_s is None:
+        if every is None:
             return 0
-        sleep(every_s)
+        sleep(every)
 
 
 if __name__ == "__main__":

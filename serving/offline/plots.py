@@ -142,11 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"argument --out: {shown(args.out)} is not a folder")
     except OSError as exc:  # a name the system refuses (too long): a usage error, not a traceback
         parser.error(f"argument --out: {exc}")
-    try:
+    try:  # checked here, not as the option's type: the error below quotes the text as written
         span = timedelta(milliseconds=since_ms(args.since))
     except argparse.ArgumentTypeError as exc:
-        print(error_line(f"--since: {exc}"), file=sys.stderr)
-        return 2
+        parser.error(f"argument --since: {exc}")
     until = datetime.now(UTC)
     db = settings_for_command().definitions_db
     try:

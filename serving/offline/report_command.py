@@ -27,6 +27,20 @@ def since_ms(raw: str) -> int:
     return to_millis(span)
 
 
+def every_s(raw: str) -> float:
+    """An argparse type for ``--every`` (statistics, parity), in seconds: a positive duration; anything else
+    (``0s``, text that is no duration, one past Python's longest) is a usage error."""
+    from registry.core.durations import parse_duration, to_millis
+
+    try:
+        span = parse_duration(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if span <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"must be a positive duration, not {raw!r}")
+    return to_millis(span) / 1000
+
+
 def check_metrics_file(parser: argparse.ArgumentParser, path: Path) -> None:
     """``--metrics-file`` (statistics, parity) before anything is read: a usage error (exit 2) for a folder,
     a file in a folder that does not exist, an existing file that is not a regular one (a device, a FIFO: the write's

@@ -62,7 +62,7 @@ from registry.core.errors import DatasetError, DefinitionError, FeatureStoreErro
 from registry.core.shown import error_line, shown
 from registry.core.value_types import VALUE_COLUMNS
 from registry.quality import SOURCES, QualityStore
-from serving.offline.report_command import check_metrics_file, interruptible, print_report, since_ms, sleep
+from serving.offline.report_command import check_metrics_file, every_s, interruptible, print_report, since_ms, sleep
 from sinks.iceberg.as_of import ReadPoint, iso_us, read_point
 from sinks.iceberg.reader import _filter, micros, scan_at
 
@@ -490,7 +490,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     from registry.core.arguments import number
-    from registry.core.durations import parse_duration, to_millis
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from registry.training_sets import TrainingSetStore
@@ -515,7 +514,7 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument(
         "--training-set", type=text, help="a training set id: drift of its features against its snapshot"
     )
-    parser.add_argument("--every", help="repeat at this interval (a duration) until stopped")
+    parser.add_argument("--every", type=every_s, help="repeat at this interval (a positive duration) until stopped")
     parser.add_argument("--no-store", action="store_true", help="print only; do not keep the results")
     parser.add_argument(
         "--fail-above",
@@ -534,12 +533,7 @@ def _main(argv: list[str] | None) -> int:
     if args.metrics_file is not None:
         check_metrics_file(parser, args.metrics_file)
     since: int = args.since  # ms
-    try:
-        every_s = to_millis(parse_duration(args.every)) / 1000 if args.every is not None else None
-    except ValueError as exc:
-        parser.error(f"argument --every: {exc}")
-    if every_s is not None and every_s <= 0:
-        parser.error(f"argument --every: must be a positive duration, not {args.every!r}")
+    every: float | None = args.every  # s
     settings = settings_for_command()
     while True:
         try:
@@ -570,9 +564,9 @@ def _main(argv: list[str] | None) -> int:
         worst = max((d["psi"] for d in result.get("drift", []) if d["psi"] is not None), default=None)
         if args.fail_above is not None and worst is not None and worst > args.fail_above:
             return 3
-        if every_s is None:
+        if every is None:
             return 0
-        sleep(every_s)
+        sleep(every)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,11 @@ def test_since_is_a_positive_duration_back_to_1970_at_most(
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err)
-    assert err[-1].endswith(f"--since: must be a positive duration reaching back no further than 1970, not {since!r}")
+    assert err[-1].endswith(
+        f"argument --since: must be a positive duration reaching back no further than 1970, not {since!r}"
+    )
+    assert err[0].startswith("usage: python -m serving.offline.")  # a usage error alike in all three (parity and plots
+    # printed one `error:` line without the usage)
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe", b"garbage", b"{}"], ids=["not-utf8", "not-json", "not-a-manifest"])

@@ -151,8 +151,10 @@ def test_cli_prints_the_report_and_fails_above_the_ratio(
     capsys.readouterr()
     assert parity.main(["--since", "30s"]) == 0  # served before the span: nothing compared
     assert orjson.loads(capsys.readouterr().out)["features"] == []
-    assert parity.main(["--since", "an hour"]) == 2
-    assert "duration 'an hour'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error
+        parity.main(["--since", "an hour"])
+    assert refused.value.code == 2
+    assert "argument --since: duration 'an hour'" in capsys.readouterr().err
 
 
 def test_the_report_as_prometheus_gauges(
@@ -186,7 +188,8 @@ def test_the_report_as_prometheus_gauges(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--every", "0s"], "error: --every must be a positive duration, not '0s'"),
+        (["--every", "0s"], "argument --every: must be a positive duration, not '0s'"),
+        (["--every", "soon"], "argument --every: duration 'soon' is not"),
         (["--fail-above", "-1"], "argument --fail-above: must be a number from 0 to 1"),
         (["--fail-above", "nan"], "argument --fail-above: must be a number from 0 to 1"),
         (["--metrics-file", "{tmp}/no/such/p.prom"], "argument --metrics-file: folder {tmp}/no/such does not exist"),
@@ -205,3 +208,4 @@ def test_cli_refuses_options_that_make_no_sense_before_any_report(
     assert code == 2
     captured = capsys.readouterr()
     assert message.format(tmp=tmp_path) in captured.err and captured.out == ""
+    assert captured.err.startswith("usage: python -m serving.offline.parity")  # argparse's usage error, as statistics'
