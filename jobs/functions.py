@@ -11,11 +11,13 @@ from pyflink.common import Row
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimeDomain
 from pyflink.datastream.state import ListStateDescriptor
+from pyflink.metrics import MetricGroup
 
 from jobs.batching import NO_REACH
 from jobs.sql import decode_last
 from registry.core.definitions import FeatureDefinition
 from registry.core.durations import to_millis
+from registry.core.refs import Ref
 from registry.core.settings import Settings
 from registry.core.timeline import step_ms
 from sinks.records import WindowResults
@@ -69,7 +71,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
 
     Metrics: ``watermark_ms`` (this operator's event-time watermark; watermark lag is the wall clock
     minus it), ``rows_written``, ``flushes`` and ``offline_rows_checked`` (rows whose identity was checked against
-    the table before their append: only rows it may hold already, ``sinks.iceberg.reach``), and per ``feature`` label ``online_window_end_ms`` (the
+    the table before their append: only rows it may hold already, ``sinks.iceberg.reach``), and per feature version
+    (labels ``entity_type``, ``feature``, ``version``) ``online_window_end_ms`` (the
     newest window end written online: the freshness lag is the wall clock minus it) and
     ``freshness_lag_ms`` (at the latest online write, its wall-clock time minus that window end).
     Times are exported as epoch milliseconds, not as lags, because PyFlink reports Python metrics only
@@ -157,15 +160,27 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._open_windows_dropped = metrics.counter("open_windows_dropped")
         self._flushes = metrics.counter("flushes")
         self._rows_checked = metrics.counter("offline_rows_checked")  # rows that needed the identity check's scan
-        self._online_end_ms = {d.name: 0 for d in self._features}
-        self._freshness_lag_ms = {d.name: 0 for d in self._features}
+        self._feature_gauges(metrics)
+
+    def _feature_gauges(self, metrics: MetricGroup) -> None:
+        """Per feature version, labelled ``entity_type``, ``feature`` (its name) and ``version``, as the feature API's
+        and parity's metrics are: a version computed beside the one before it (its own job, §3.8) or a feature of
+        another entity type under the same name has its own series, so the freshest of them never hides the others'
+        staleness. (Flink's reporter puts each group's key in the metric's name, its value in a label.)"""
+        refs = [str(Ref(d.entity, d.name, d.version)) for d in self._features]
+        self._online_end_ms = dict.fromkeys(refs, 0)
+        self._freshness_lag_ms = dict.fromkeys(refs, 0)
         # each feature's own freshness_slo, so the alert rules judge a feature by its definition
-        self._freshness_slo_ms = {d.name: to_millis(d.freshness_slo) for d in self._features}
-        for name in self._online_end_ms:
-            group = metrics.add_group("feature", name)
-            group.gauge("online_window_end_ms", lambda n=name: self._online_end_ms[n])
-            group.gauge("freshness_lag_ms", lambda n=name: self._freshness_lag_ms[n])
-            group.gauge("freshness_slo_ms", lambda n=name: self._freshness_slo_ms[n])
+        self._freshness_slo_ms = {r: to_millis(d.freshness_slo) for r, d in zip(refs, self._features, strict=True)}
+        for ref, d in zip(refs, self._features, strict=True):
+            group = (
+                metrics.add_group("entity_type", d.entity)
+                .add_group("feature", d.name)
+                .add_group("version", str(d.version))
+            )
+            group.gauge("online_window_end_ms", lambda r=ref: self._online_end_ms[r])
+            group.gauge("freshness_lag_ms", lambda r=ref: self._freshness_lag_ms[r])
+            group.gauge("freshness_slo_ms", lambda r=ref: self._freshness_slo_ms[r])
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         """One batch of a bucket's window results (``jobs.batching.batch_type``): columns, new values only."""

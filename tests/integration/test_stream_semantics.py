@@ -193,10 +193,10 @@ def _scrape_until(port: int, ready: Callable[[Metrics], bool], deadline: float) 
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 name = sample.name.removeprefix("flink_taskmanager_job_task_operator_")
-                name = name.removeprefix("topic_").removeprefix("reason_").removeprefix("feature_")
+                name = name.removeprefix("topic_").removeprefix("reason_").removeprefix("entity_type_feature_version_")
                 # One series per operator and subtask: the decoder and the lateness gate (parallelism > 1) both count
                 # dead letters under the same topic and reason.
-                kept = ("topic", "reason", "feature", "subtask_index", "operator_name")
+                kept = ("topic", "reason", "entity_type", "feature", "version", "subtask_index", "operator_name")
                 labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k in kept))
                 found[(name, labels)] = sample.value
         if (found and ready(found)) or time.monotonic() > deadline:
@@ -279,10 +279,11 @@ def test_metrics_count_what_the_job_saw(run: Run) -> None:
         assert _value(metrics, "events_dead_lettered", topic=topic, reason=reason) == count, reason
     assert _value(metrics, "events_dead_lettered", topic=topic) == sum(reasons.values())
     last_end = max(end for _, end in expected)
-    for feature in ("txn_count_1h", "txn_amount_sum_1h"):
-        assert _gauge(metrics, "online_window_end_ms", feature=feature) == last_end
-        assert _gauge(metrics, "freshness_lag_ms", feature=feature) >= time.time_ns() // 1_000_000 - last_end - 600_000
-        assert _gauge(metrics, "freshness_slo_ms", feature=feature) == 600_000  # the alert's threshold: its SLO
+    for feature in ("txn_count_1h", "txn_amount_sum_1h"):  # one series per feature version, labelled as the API's
+        version = {"entity_type": "user", "feature": feature, "version": "1"}
+        assert _gauge(metrics, "online_window_end_ms", **version) == last_end
+        assert _gauge(metrics, "freshness_lag_ms", **version) >= time.time_ns() // 1_000_000 - last_end - 600_000
+        assert _gauge(metrics, "freshness_slo_ms", **version) == 600_000  # the alert's threshold: its SLO
 
 
 def test_the_writer_sees_the_watermark(run: Run) -> None:

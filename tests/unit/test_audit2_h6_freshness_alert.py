@@ -22,7 +22,7 @@ from infra.promtool import ensure_promtool
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "infra" / "prometheus" / "alerts.yml"
-PREFIX = "flink_taskmanager_job_task_operator_feature_"
+PREFIX = "flink_taskmanager_job_task_operator_entity_type_feature_version_"
 MINUTES = 421
 
 
@@ -34,10 +34,22 @@ def _test_file() -> str:
     hourly = [(m // 60) * 3_600_000 if m >= 60 else 0 for m in range(MINUTES)]  # written at each hour
     fast = [m * 60_000 - 7 * 60_000 for m in range(MINUTES)]  # always 7 minutes behind the clock
     series = [
-        (f'{PREFIX}online_window_end_ms{{feature="hourly", subtask_index="0"}}', _values(hourly)),
-        (f'{PREFIX}online_window_end_ms{{feature="fast", subtask_index="0"}}', _values(fast)),
-        (f'{PREFIX}freshness_slo_ms{{feature="hourly", subtask_index="0"}}', f"5400000+0x{MINUTES - 1}"),
-        (f'{PREFIX}freshness_slo_ms{{feature="fast", subtask_index="0"}}', f"300000+0x{MINUTES - 1}"),
+        (
+            f'{PREFIX}online_window_end_ms{{entity_type="user", feature="hourly", version="1", subtask_index="0"}}',
+            _values(hourly),
+        ),
+        (
+            f'{PREFIX}online_window_end_ms{{entity_type="user", feature="fast", version="1", subtask_index="0"}}',
+            _values(fast),
+        ),
+        (
+            f'{PREFIX}freshness_slo_ms{{entity_type="user", feature="hourly", version="1", subtask_index="0"}}',
+            f"5400000+0x{MINUTES - 1}",
+        ),
+        (
+            f'{PREFIX}freshness_slo_ms{{entity_type="user", feature="fast", version="1", subtask_index="0"}}',
+            f"300000+0x{MINUTES - 1}",
+        ),
     ]
     lines = [
         "rule_files:",
@@ -54,9 +66,9 @@ def _test_file() -> str:
         "      - expr: feature:freshness_slo_breach:bool",
         "        eval_time: 400m",  # hourly's newest window is 40 min old (its SLO 90m); fast's 7 min (SLO 5m)
         "        exp_samples:",
-        "          - labels: 'feature:freshness_slo_breach:bool{feature=\"fast\"}'",
+        '          - labels: \'feature:freshness_slo_breach:bool{entity_type="user", feature="fast", version="1"}\'',
         "            value: 1",
-        "          - labels: 'feature:freshness_slo_breach:bool{feature=\"hourly\"}'",
+        '          - labels: \'feature:freshness_slo_breach:bool{entity_type="user", feature="hourly", version="1"}\'',
         "            value: 0",
     ]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""The stream writer's per-feature gauges (``jobs.functions.WriteWindowResults``, docs/design.md §7): one series per
+feature *version*, labelled ``entity_type``, ``feature`` and ``version`` (as the API's and parity's metrics), so two versions of a feature or two entity types' features of one
+name never share (and the freshest never hides the others' staleness in the freshness alert's ``max by (feature)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from jobs.functions import WriteWindowResults
+from registry.core.catalog import FeatureCatalog
+from registry.core.settings import Settings
+
+
+class _Group:
+    """Flink's metric group as the writer uses it: key-value groups and gauges (name -> value function)."""
+
+    def __init__(self, path: tuple[tuple[str, str], ...] = ()) -> None:
+        self.path = path
+        self.gauges: dict[tuple[tuple[tuple[str, str], ...], str], Callable[[], int]] = {}
+
+    def add_group(self, key: str, value: str) -> _Group:
+        child = _Group((*self.path, (key, value)))
+        child.gauges = self.gauges  # one registry, as Flink's reporter has
+        return child
+
+    def gauge(self, name: str, value: Callable[[], int]) -> None:
+        key = (self.path, name)
+        assert key not in self.gauges, f"two gauges registered as {key}: one would hide the other"
+        self.gauges[key] = value
+
+
+def test_each_feature_version_has_its_own_series_labelled_with_entity_type_name_and_version(tmp_path: Path) -> None:
+    shipped = FeatureCatalog.from_folder().get("user", "txn_count_1h")
+    v2 = shipped.model_copy(update={"version": 2, "freshness_slo": shipped.freshness_slo * 2})
+    merchant = shipped.model_copy(update={"entity": "merchant"})
+    writer = WriteWindowResults(Settings(definitions_db=tmp_path / "d.db"), (shipped, v2, merchant))
+    group = _Group()
+    writer._feature_gauges(group)  # what open() registers on the operator's metric group
+    # the groups' keys in this order make the metric's name (Flink's reporter): ..._operator_entity_type_feature_version_*
+    assert {tuple(k for k, _ in path) for path, _ in group.gauges} == {("entity_type", "feature", "version")}
+    labels = {tuple(v for _, v in path) for path, _ in group.gauges}
+    assert labels == {("user", "txn_count_1h", "1"), ("user", "txn_count_1h", "2"), ("merchant", "txn_count_1h", "1")}
+    assert len(group.gauges) == 3 * 3  # window end, lag and SLO per version
+    slo = {
+        tuple(v for _, v in path): value() for (path, name), value in group.gauges.items() if name == "freshness_slo_ms"
+    }
+    assert slo[("user", "txn_count_1h", "1")] == 600_000
+    assert slo[("user", "txn_count_1h", "2")] == 1_200_000  # each version judged by its own definition
