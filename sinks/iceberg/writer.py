@@ -493,12 +493,16 @@ class OfflineWriter:
         """Append what is buffered as one snapshot (only rows whose identity the table does not hold yet).
 
         Raises StoreUnavailableError when the catalog or the table's storage cannot be used, during the identity
-        check as during the append (an I/O error, the catalog's database refusing), or after ``_APPEND_ATTEMPTS``
+        check as during the append (an I/O error, the catalog's database refusing or not one, the table gone from the
+        catalog), or after ``_APPEND_ATTEMPTS``
         commit conflicts in a row, each retry after a random wait (``commit_backoff_s``); what is buffered then stays
         buffered."""
-        from pyiceberg.exceptions import CommitFailedException
-        from sqlalchemy.exc import OperationalError
+        from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+        from sqlalchemy.exc import DatabaseError
 
+        # The catalog's database refusing (``OperationalError``) or not one (a file that is not SQLite: its parent
+        # ``DatabaseError``), the table gone from the catalog, storage failing: the store cannot be used.
+        unusable = (OSError, DatabaseError, NoSuchTableError)
         if not self._buffer and not self._results:
             return
         ingested_ms = self._clock_ms()
@@ -506,7 +510,7 @@ class OfflineWriter:
         parts += [self.results_arrow(r, ingested_ms) for r in self._results]
         try:
             fresh = self._fresh(pa.concat_tables(parts) if len(parts) > 1 else parts[0])
-        except (OSError, OperationalError) as exc:
+        except unusable as exc:
             raise StoreUnavailableError(f"Iceberg table unreadable for the identity check: {_one_line(exc)}") from exc
         if not fresh.num_rows:
             self._buffer.clear()
@@ -529,7 +533,7 @@ class OfflineWriter:
             except CommitFailedException as exc:
                 if attempt == _APPEND_ATTEMPTS - 1:
                     raise StoreUnavailableError(f"Iceberg commit lost {_APPEND_ATTEMPTS} races in a row") from exc
-            except (OSError, OperationalError) as exc:
+            except unusable as exc:
                 raise StoreUnavailableError(f"Iceberg append failed: {_one_line(exc)}") from exc
         self.written += batch.num_rows
         self._buffer.clear()

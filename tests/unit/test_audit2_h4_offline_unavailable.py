@@ -48,7 +48,28 @@ def _catalog_as_a_folder(root: Path) -> None:
     (root / "catalog.db").mkdir()
 
 
-@pytest.mark.parametrize("breaks", [_delete_data_files, _warehouse_as_a_file, _catalog_as_a_folder])
+def _catalog_not_a_database(root: Path) -> None:
+    (root / "catalog.db").write_bytes(b"not a database" * 100)  # sqlalchemy's DatabaseError, not OperationalError
+
+
+def _table_dropped_from_the_catalog(root: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(root / "catalog.db") as db:  # pyiceberg's NoSuchTableError at the look before the check
+        db.execute("DELETE FROM iceberg_tables")
+    db.close()
+
+
+@pytest.mark.parametrize(
+    "breaks",
+    [
+        _delete_data_files,
+        _warehouse_as_a_file,
+        _catalog_as_a_folder,
+        _catalog_not_a_database,
+        _table_dropped_from_the_catalog,
+    ],
+)
 def test_a_flush_against_broken_storage_raises_store_unavailable(
     tmp_path: Path, breaks: Callable[[Path], None]
 ) -> None:
