@@ -13,7 +13,7 @@ online, so online has those windows too), and so is a version the activation its
 active features disagreeing on ``allowed_lateness`` or reading the topic two ways: ``--check`` says so, where it
 said "ready" and the promotion then failed). Then it moves the pointer with one atomic UPDATE
 (``DefinitionStore.activate``). Serving processes pick the move up at their next catalog refresh
-(``LiveCatalog``); a request resolves all its names against one catalog snapshot, so it reports one
+(``LiveCatalog``); ``force`` overrides the lag alone, never a missing version's rows or an activation refusal; a request resolves all its names against one catalog snapshot, so it reports one
 version per feature, old or new, never a value of one under the number of the other. A refused or
 failed promotion (unknown version, a backfill that stopped short) leaves the active version as it was.
 
@@ -58,6 +58,7 @@ class Readiness:
     problems: tuple[str, ...]
     reach_us: int | None = None  # the same two, exactly as stored (µs)
     active_reach_us: int | None = None
+    lag_only: bool = False  # the one problem is the lag (what ``--force`` overrides), none other
 
     @property
     def ready(self) -> bool:
@@ -103,6 +104,7 @@ def readiness(
     active_reach = data_reach(table, point, entity, [active]).get((active.name, active.version))
     lag_us = (to_millis(max_lag) if max_lag is not None else (step_ms(candidate) or 0)) * 1000
     problems = []
+    trailing = False
     refusal = catalog.activation_refusal(entity, name, version)  # the activation's own refusal: --check says it too
     if refusal is not None:
         problems.append(f"v{version} cannot be activated: {refusal}")
@@ -115,12 +117,23 @@ def readiness(
         # (subtracting the length refused a caught-up version with a longer window, and let a shorter one trail).
         trails_us = active_reach - reach
         if trails_us > lag_us:
+            trailing = True
             problems.append(
                 f"v{version} trails v{active.version} by {_as_ms(trails_us)} (allowed {_as_ms(lag_us)}): "
                 "the backfill has not caught up"
             )
+    lag_only = len(problems) == 1 and trailing
     return Readiness(
-        entity, name, version, active.version, _ms(reach), _ms(active_reach), tuple(problems), reach, active_reach
+        entity,
+        name,
+        version,
+        active.version,
+        _ms(reach),
+        _ms(active_reach),
+        tuple(problems),
+        reach,
+        active_reach,
+        lag_only,
     )
 
 
@@ -135,10 +148,12 @@ def promote(
     force: bool = False,
     owned_by: str | None = None,
 ) -> Readiness:
-    """Make ``version`` the serving version if it is ready (or ``force``); PromotionRefusedError if not.
+    """Make ``version`` the serving version if it is ready, or if only its lag stands in the way and ``force``;
+    PromotionRefusedError if not (``force`` overrides no other problem: a version with no offline rows would serve
+    ``missing`` everywhere, and one the activation refuses cannot serve).
     ``owned_by``: a team that must own the version and the latest (``DefinitionStore.activate``; ForbiddenError)."""
     ready = readiness(store, table, entity, name, version, max_lag=max_lag)
-    if not ready.ready and not force:
+    if not ready.ready and not (force and ready.lag_only):
         raise PromotionRefusedError(f"not promoted: {ready.describe()}")
     store.activate(entity, ready.name, version, owned_by=owned_by)
     return ready
@@ -163,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-lag", type=duration, help="how far the candidate may trail the active version, e.g. 10m (0s: not at all)"
     )
-    parser.add_argument("--force", action="store_true", help="promote even if not caught up")
+    parser.add_argument(
+        "--force", action="store_true", help="promote even if not caught up (when the lag is the only problem)"
+    )
     parser.add_argument("--check", action="store_true", help="only report readiness")
     args = parser.parse_args(argv)
     settings = settings_for_command()
@@ -181,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         ready = promote(store, table, args.entity, args.name, args.version, max_lag=max_lag, force=args.force)
     except (FeatureStoreError, ValueError) as exc:
         print(error_line(exc), file=sys.stderr)
+        return 1
+    except (
+        OSError
+    ) as exc:  # a file of the table gone or unreadable (its metadata, a data file): one line, as training's
+        print(error_line(f"the offline table {settings.iceberg_namespace}: {exc}"), file=sys.stderr)
         return 1
     return 0 if print_report(f"promoted: {ready.describe()}") else 1
 

@@ -85,6 +85,30 @@ def test_a_candidate_without_rows_is_refused(
     assert "v2 has no offline rows" in capsys.readouterr().out
     assert promotion.main(["user", "txn_count_1h", "2"]) == 1
     assert store.catalog().get("user", "txn_count_1h").version == 1
+    capsys.readouterr()
+    # --force overrides the lag alone ("when only the lag stands in the way"): a version with no rows would serve
+    # `missing` for every entity
+    assert promotion.main(["user", "txn_count_1h", "2", "--force"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: not promoted: ") and "v2 has no offline rows" in err
+    assert store.catalog().get("user", "txn_count_1h").version == 1
+
+
+@pytest.mark.parametrize("broken", ["a data file", "the table's metadata"])
+@pytest.mark.parametrize("check", [[], ["--check"]], ids=["promote", "check"])
+def test_a_table_whose_files_are_gone_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], broken: str, check: list[str]
+) -> None:
+    """A file of the offline table missing ended in a FileNotFoundError traceback (exit 1); training's commands
+    answer one `error:` line for the same table."""
+    store = _setup(tmp_path, monkeypatch, T_US, T_US)
+    pattern = "*.parquet" if broken == "a data file" else "*.metadata.json"
+    for path in (tmp_path / "t" / "wh").rglob(pattern):
+        path.unlink()
+    assert promotion.main(["user", "txn_count_1h", "2", *check]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: the offline table fs: "), err
+    assert store.catalog().get("user", "txn_count_1h").version == 1
 
 
 def test_check_names_what_the_activation_itself_would_refuse(
