@@ -185,7 +185,10 @@ def test_plots_command_says_when_nothing_is_stored(
     monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "empty.db"))
     assert main(["--since", "1d", "--out", str(tmp_path / "out")]) == 1
     assert "nothing stored in the last 1d" in capsys.readouterr().err
-    assert main(["--since", "soon", "--out", str(tmp_path / "out")]) == 2
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error, usage lines and exit 2
+        main(["--since", "soon", "--out", str(tmp_path / "out")])
+    assert refused.value.code == 2
+    assert "argument --since: duration 'soon'" in capsys.readouterr().err
 
 
 def test_without_a_version_every_version_in_the_answer_needs_the_grant(tmp_path: Path) -> None:
