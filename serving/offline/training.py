@@ -214,7 +214,16 @@ def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest, *, requests:
 
 
 def manifest_point(table: Table, manifest: Manifest) -> ReadPoint:
-    """What the manifest's training set read: its snapshot, and only rows ingested by its ``ingested_until``."""
+    """What the manifest's training set read: its snapshot, and only rows ingested by its ``ingested_until``.
+
+    DatasetError when ``table`` is not the offline table the manifest names (another ``FS_ICEBERG_NAMESPACE``):
+    its snapshot ids are another table's, so the read would say "expired" or read some other data."""
+    identifier = ".".join(table.name())
+    if manifest.offline_table != identifier:
+        raise DatasetError(
+            f"training set {manifest.id} was read from the offline table {shown(manifest.offline_table)}, "
+            f"not {shown(identifier)}: set FS_ICEBERG_NAMESPACE to its namespace"
+        )
     until = manifest.ingested_until
     until_us = epoch_us(datetime.fromisoformat(until)) if until is not None else None
     return point_from(manifest.snapshot_id, until_us, table)
@@ -526,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
             _check_build_paths(args.labels, args.out, manifest_path, args.copy_labels_to)
         else:
             check_out_path(args.out)  # before the join, not when the result is moved there
+            if args.manifest is not None and _same_file(args.manifest, args.out):
+                raise DatasetError(f"--out {shown(args.out)} is the manifest: writing it would replace the manifest")
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         if args.command == "build":
             # Built aside and moved into place last: a step that fails leaves `--out` and the manifest as they were.

@@ -176,3 +176,42 @@ def test_show_by_id_refuses_a_model_version_it_would_ignore(capsys: pytest.Captu
     with pytest.raises(SystemExit) as exited:
         training.main(["show", "--id", "abc", "--model-version", "7"])
     assert exited.value.code == 2 and "--model-version goes with --model" in capsys.readouterr().err
+
+
+def test_rebuild_refuses_an_out_that_is_its_manifest(
+    built: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rebuild --manifest M --out M`` replaced the manifest with the Parquet result, exit 0 (build refuses a
+    ``--manifest`` that is its output; rebuild an ``--out`` that is the labels): refused before anything is read."""
+    folder, _ = built
+    manifest = folder / "train.parquet.manifest.json"
+    kept = manifest.read_bytes()
+    capsys.readouterr()
+    assert training.main(["rebuild", "--manifest", str(manifest), "--out", str(manifest)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --out {manifest} is the manifest: writing it would replace the manifest"], err
+    assert manifest.read_bytes() == kept
+
+
+def test_rebuild_against_another_offline_table_names_the_table_the_manifest_read(
+    built: tuple[Path, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With FS_ICEBERG_NAMESPACE pointing at another deployment's table, the rebuild said the manifest's snapshot
+    was gone ("expired?"): the snapshot ids are another table's. It names the table the set was read from."""
+    folder, training_set = built
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from sinks.iceberg.writer import ensure_table
+
+    sql = SqlCatalog("feature_store", uri=f"sqlite:///{folder}/cat.db", warehouse=(folder / "wh").as_uri())
+    ensure_table(sql, "other")  # another deployment's (empty) offline table, in the same catalog
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "other")
+    capsys.readouterr()
+    out = folder / "again.parquet"
+    assert training.main(["rebuild", "--id", training_set, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"error: training set {training_set} was read from the offline table fs."
+    ), err
+    assert err[0].endswith(": set FS_ICEBERG_NAMESPACE to its namespace"), err
+    assert not out.exists()
