@@ -387,6 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--since and --until need --events (a run over a topic has no end)")
     if args.rejected is not None and args.events is None:
         parser.error("--rejected needs --events (a run over a topic dead-letters to <topic>.dlq)")
+    if args.restore_from is not None and (args.bounded or args.events is not None):
+        # design §5.4: a bounded source restored from a checkpoint never ends (its finished splits are not in the
+        # checkpoint, and the restored enumerator never signals "no more splits"): refused, not a run that hangs
+        parser.error(
+            f"--restore-from resumes an unbounded run, not {'--bounded' if args.bounded else '--events'}: "
+            "a bounded source restored from a checkpoint never ends"
+        )
     settings = settings_for_command()
     if args.python_mode not in (None, "process", "thread"):  # argparse checks choices on given options only
         raise SettingsError(f"FS_PYTHON_MODE must be process or thread, not {args.python_mode!r}")

@@ -39,6 +39,15 @@ def _refused(main: object, argv: list[str], capsys: pytest.CaptureFixture[str]) 
         (["--group-id", ""], "argument --group-id: must be a consumer group's name"),
         (["--group-id", "  "], "argument --group-id: must be a consumer group's name"),
         (["--group-id", "a\nb"], "argument --group-id: must be a consumer group's name"),
+        # design §5.4: a bounded source restored from a checkpoint never ends (a run that hung, not an error)
+        (
+            ["--bounded", "--restore-from", "/c/chk-1"],
+            "--restore-from resumes an unbounded run, not --bounded: a bounded source restored from a checkpoint",
+        ),
+        (
+            ["--events", "x.parquet", "--restore-from", "/c/chk-1"],
+            "--restore-from resumes an unbounded run, not --events",
+        ),
     ],
 )
 def test_the_job_refuses_a_malformed_option_in_one_line(
