@@ -16,6 +16,11 @@ every few seconds.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load is the command's one line too, not a traceback
+    from registry.core.interrupt import exit_on_ctrl_c
+
+    exit_on_ctrl_c()
+
 import argparse
 import os
 import signal
@@ -296,4 +301,6 @@ def _main(args: argparse.Namespace, settings: Settings) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from registry.core.interrupt import run_command
+
+    sys.exit(run_command(main, None))

@@ -9,6 +9,11 @@ topic, through the same windows and writer: a batch run. ``flink run -m <jobmana
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load is the command's one line too, not a traceback
+    from registry.core.interrupt import exit_on_ctrl_c
+
+    exit_on_ctrl_c()
+
 import argparse
 import os
 import sys
@@ -467,14 +472,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _main() -> int:
+def _main(argv: list[str] | None = None) -> int:
     """``main`` with this project's errors (bad definitions, an unreadable table of events) as one line."""
     try:
-        return main()
+        return main(argv)
     except FeatureStoreError as exc:
         print(error_line(exc), file=sys.stderr)
         return 1
 
 
 if __name__ == "__main__":
-    sys.exit(_main())
+    from registry.core.interrupt import run_command
+
+    sys.exit(run_command(_main, None))

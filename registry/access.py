@@ -239,6 +239,19 @@ class Access:
 _DETAIL_CHARS = 1000  # an audited failure's detail: its error line, cut to this length
 
 
+INTERRUPTED_STATUS = 499
+"""The outcome an offline command's run is audited with when it was stopped half way (Ctrl-C, SIGTERM) once its
+caller was known: nginx's "client closed request", as the run may have changed some stores already."""
+
+
+def interruption_line(command: str, exc: KeyboardInterrupt | SystemExit) -> str:
+    """An audit record's detail for a run stopped by ``exc``: ``erasure interrupted (Ctrl-C)``, or ``... terminated
+    (exit 143)`` (a SIGTERM, ``registry.core.interrupt.run_command``)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"{command} interrupted (Ctrl-C)"
+    return f"{command} terminated (exit {exc.code})"
+
+
 def failure_status(exc: BaseException) -> int:
     """The outcome a write that failed once its caller was known is audited with, as the feature API would
     answer it: 403 refused, 422 an argument the registry refuses (a field outside a composite key, an empty

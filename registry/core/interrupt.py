@@ -1,4 +1,5 @@
-"""Ctrl-C as a command's one line (``interrupted (Ctrl-C)``, exit 130) from its first moment to its last.
+"""Ctrl-C as a command's one line (``interrupted (Ctrl-C)``, exit 130) from its first moment to its last, and
+SIGTERM as an unwinding exit (143) that runs the command's clean-up.
 
 A command's ``try``/``except KeyboardInterrupt`` covers only its ``main``: a Ctrl-C while its modules were still
 being imported (half a second for the offline tools) was a traceback, and one after its report, while the
@@ -13,7 +14,11 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
+from typing import TypeVar
+
+_A = TypeVar("_A")
 
 INTERRUPTED = "interrupted (Ctrl-C)"
 
@@ -35,3 +40,25 @@ def exit_on_ctrl_c() -> None:
 def raise_on_ctrl_c() -> None:
     """Python's own handling back: a Ctrl-C raises ``KeyboardInterrupt`` where the program is."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _exit_143(signum: int, frame: FrameType | None) -> None:
+    sys.exit(128 + signum)  # SystemExit where the main thread is: ``finally`` blocks and ``atexit`` run on the way out
+
+
+def run_command(main: Callable[[_A], int], argv: _A) -> int:
+    """``main(argv)`` as a command's whole run (its ``__main__``): a Ctrl-C ends it with the one line and 130, after
+    its clean-up ran (``KeyboardInterrupt`` where it was), and a SIGTERM (``timeout``, a stopped CI job, ``kill``)
+    with exit status 143, unwinding the same way (``SystemExit``), so a temporary output is removed, an audit record
+    of the interrupted run written, where a default SIGTERM ended the process on the spot. After ``main``, while the
+    interpreter shuts down, a Ctrl-C is the one line and 130 at once."""
+    raise_on_ctrl_c()
+    previous = signal.signal(signal.SIGTERM, _exit_143)
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        exit_on_ctrl_c()

@@ -58,6 +58,11 @@ apply: archived records are keyed by the topic's key (erase that entity, e.g. ``
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load is the command's one line too, not a traceback
+    from registry.core.interrupt import exit_on_ctrl_c
+
+    exit_on_ctrl_c()
+
 import json
 import os
 import sqlite3
@@ -413,7 +418,7 @@ def erase_by_key(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.access import Access, failure_status
+    from registry.access import INTERRUPTED_STATUS, Access, failure_status, interruption_line
     from registry.access_store import Caller
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
@@ -515,6 +520,10 @@ def main(argv: list[str] | None = None) -> int:
         if access is not None:
             access.command_audited(caller, "erase", target, 500, failure_line("erasure", settings, exc))
         raise
+    except (KeyboardInterrupt, SystemExit) as exc:  # stopped half way (Ctrl-C, SIGTERM): audited, then it ends
+        if access is not None:
+            access.command_audited(caller, "erase", target, INTERRUPTED_STATUS, interruption_line("erasure", exc))
+        raise
     note = access.command_audited(caller, "erase", target, 200)
     from serving.offline.report_command import print_report
 
@@ -535,4 +544,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from registry.core.interrupt import run_command
+
+    sys.exit(run_command(main, None))

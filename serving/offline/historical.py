@@ -26,6 +26,11 @@ matches nothing. The label frame keeps its columns as they are.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load is the command's one line too, not a traceback
+    from registry.core.interrupt import exit_on_ctrl_c
+
+    exit_on_ctrl_c()
+
 import argparse
 import os
 import sys
@@ -515,4 +520,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from registry.core.interrupt import run_command
+
+    sys.exit(run_command(main, None))

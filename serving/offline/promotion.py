@@ -24,6 +24,11 @@ promoted, 1 refused or an error (one ``error:`` line), 2 a usage error; ``--chec
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load is the command's one line too, not a traceback
+    from registry.core.interrupt import exit_on_ctrl_c
+
+    exit_on_ctrl_c()
+
 import argparse
 import sys
 from dataclasses import dataclass
@@ -208,4 +213,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from registry.core.interrupt import run_command
+
+    sys.exit(run_command(main, None))

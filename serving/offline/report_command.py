@@ -81,15 +81,9 @@ def sleep(seconds: float) -> None:
 
 
 def interruptible(run: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
-    """``run(argv)`` (statistics, parity), a Ctrl-C ending it with one line, ``interrupted (Ctrl-C)``, and exit status
-    130: ``--every`` repeats until stopped, and stopping it so was a KeyboardInterrupt traceback."""
-    from registry.core.interrupt import INTERRUPTED, exit_on_ctrl_c, raise_on_ctrl_c
+    """``run(argv)`` (statistics, parity) under ``registry.core.interrupt.run_command``: a Ctrl-C ends it with one
+    line, ``interrupted (Ctrl-C)``, and exit status 130 (``--every`` repeats until stopped, and stopping it so was a
+    KeyboardInterrupt traceback); a SIGTERM with 143 after its clean-up."""
+    from registry.core.interrupt import run_command
 
-    raise_on_ctrl_c()
-    try:
-        return run(argv)
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr, flush=True)
-        return 130
-    finally:
-        exit_on_ctrl_c()  # the report is out: a Ctrl-C while the interpreter shuts down is the same one line
+    return run_command(run, argv)

@@ -25,6 +25,11 @@ changing anything. Online retention stays each feature's TTL (Cassandra expires 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules below load is the command's one line too, not a traceback
+    from registry.core.interrupt import exit_on_ctrl_c
+
+    exit_on_ctrl_c()
+
 import argparse
 import json
 import math
@@ -275,7 +280,7 @@ def _pin_days(raw: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.access import Access, failure_status
+    from registry.access import INTERRUPTED_STATUS, Access, failure_status, interruption_line
     from registry.access_store import Caller
     from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
@@ -348,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         if access is not None:
             access.command_audited(caller, action, target, 500, failure_line("retention", settings, exc))
         raise
+    except (KeyboardInterrupt, SystemExit) as exc:  # stopped half way (Ctrl-C, SIGTERM): audited, then it ends
+        if access is not None:
+            access.command_audited(caller, action, target, INTERRUPTED_STATUS, interruption_line("retention", exc))
+        raise
     note = access.command_audited(caller, action, target, 200)
     from serving.offline.report_command import print_report
 
@@ -393,4 +402,6 @@ def failure_line(command: str, settings: Settings, exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from registry.core.interrupt import run_command
+
+    sys.exit(run_command(main, None))

@@ -72,10 +72,66 @@ def test_inside_main_a_ctrl_c_is_still_a_keyboard_interrupt_for_its_clean_up() -
     assert (done.returncode, done.stdout, done.stderr) == (130, "cleaned up\n", f"{INTERRUPTED}\n")
 
 
-@pytest.mark.parametrize("module", ["parity", "statistics"])
-def test_the_commands_take_ctrl_c_over_before_their_first_import(module: str) -> None:
+COMMANDS = [
+    "serving/offline/parity.py",
+    "serving/offline/statistics.py",
+    "serving/offline/historical.py",
+    "serving/offline/training.py",
+    "serving/offline/batch_scoring.py",
+    "serving/offline/retention.py",
+    "serving/offline/erasure.py",
+    "serving/offline/promotion.py",
+    "serving/offline/plots.py",
+    "jobs/produce.py",
+    "jobs/backfill.py",
+    "jobs/feature_job.py",
+]
+
+
+def test_a_sigterm_unwinds_through_the_clean_up_and_exits_143() -> None:
+    """A SIGTERM (``timeout``, a stopped CI job) ended an export on the spot: its hidden temporary file stayed beside
+    ``--out``, and erasure and retention left no audit record. Under ``run_command`` it unwinds as SystemExit(143)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from registry.core.interrupt import run_command\n"
+            "def run(argv):\n"
+            "    try:\n"
+            "        print('ready', flush=True)\n"
+            "        time.sleep(30)\n"
+            "    finally:\n"
+            "        print('cleaned up', flush=True)\n"
+            "    return 0\n"
+            "sys.exit(run_command(run, None))\n",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out, err) == (143, "cleaned up\n", "")
+
+
+@pytest.mark.parametrize("path", COMMANDS)
+def test_the_commands_run_under_run_command(path: str) -> None:
+    """Each command's ``__main__`` runs its ``main`` under ``registry.core.interrupt.run_command`` (Ctrl-C: one line
+    and 130; SIGTERM: its clean-up, then 143)."""
+    tree = ast.parse((REPO / path).read_text())
+    last = tree.body[-1]
+    assert isinstance(last, ast.If) and ast.unparse(last.test) == "__name__ == '__main__'"
+    assert "sys.exit(run_command(" in ast.unparse(last) or "interruptible" in (REPO / path).read_text()
+
+
+@pytest.mark.parametrize("path", COMMANDS)
+def test_the_commands_take_ctrl_c_over_before_their_first_import(path: str) -> None:
     """The guard must come before any import that takes time: only ``from __future__`` may precede it."""
-    tree = ast.parse((REPO / "serving" / "offline" / f"{module}.py").read_text())
+    tree = ast.parse((REPO / path).read_text())
     body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
     assert isinstance(body[0], ast.ImportFrom) and body[0].module == "__future__"
     guard = body[1]

@@ -193,3 +193,32 @@ def test_a_run_stopped_by_a_bug_is_audited_before_its_traceback(
     with pytest.raises(RuntimeError, match="a bug"):
         main(args)
     assert _audited(admin) == [(action, target, 500, "a bug with a second line")]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(143)], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("command", ["retention", "erasure"])
+def test_a_run_stopped_half_way_is_audited_as_interrupted(
+    admin: AccessStore, monkeypatch: pytest.MonkeyPatch, command: str, stop: BaseException
+) -> None:
+    """A run stopped by Ctrl-C or SIGTERM (``registry.core.interrupt.run_command``: SystemExit(143)) once its caller
+    was known left no record, though it may have changed stores already (an erasure's record is its step 1)."""
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        raise stop
+
+    if command == "retention":
+        monkeypatch.setattr(retention, "apply_retention", stopped)
+        main, args, action, target = retention.main, [], "retention", "table:fs"
+    else:
+        monkeypatch.setattr("sinks.factory.connect_cassandra", stopped)
+        main, args, action, target = (
+            erasure.main,
+            ["--entity-type", "user", "--entity-id", "u1"],
+            "erase",
+            "entity:user/u1",
+        )
+    with pytest.raises(type(stop)):
+        main(args)
+    name = "retention" if command == "retention" else "erasure"
+    how = "interrupted (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else "terminated (exit 143)"
+    assert _audited(admin) == [(action, target, 499, f"{name} {how}")]
