@@ -116,9 +116,14 @@ def require_stack(settings: Any, *, cassandra: bool = True, kafka: bool = False,
 def run_main(main: Callable[[], int]) -> int:
     """``main()``, a Ctrl-C ending it with one line and exit status 130 (its cleanup has run by then), and a
     service failing under it (a Cassandra node that accepts connections and never answers passes the start's
-    check) with one ``error:`` line and exit status 1, not a traceback."""
+    check) with one ``error:`` line and exit status 1, not a traceback. A SIGTERM unwinds through the same cleanup
+    (``SystemExit(143)``): a bench's child process is stopped and its temporary folder removed, where the default
+    handler left both behind."""
+    import signal
+
     from registry.core.errors import StoreUnavailableError
 
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         return main()
     except KeyboardInterrupt:
