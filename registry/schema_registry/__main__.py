@@ -15,7 +15,9 @@ The global compatibility level defaults to BACKWARD, as in Confluent Schema Regi
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import signal
 import socket
 import sqlite3
 from pathlib import Path
@@ -100,7 +102,12 @@ def main() -> None:
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="off", http="h11", h11_max_incomplete_event_size=1 << 20)
     )
-    server.run(sockets=[sock])
+    # A stop is a normal stop, as the feature API's: uvicorn shuts down on Ctrl-C or SIGTERM, then raises the signal
+    # again (``server.run``, unlike ``uvicorn.run``, does not catch the KeyboardInterrupt: a traceback; SIGTERM's
+    # default handler ended the process before ``atexit``). Exit 0 either way, the audit store closed.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ levels deep, a 100,000-character subject, and control characters in definition t
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -184,3 +185,23 @@ def test_malformed_parameters_and_unknown_routes_answer_in_the_apis_own_shape(
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
     wrong = definitions.delete("/v1/feature-definitions")
     assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_schema_registry_stops_cleanly_on_ctrl_c_and_sigterm(tmp_path: Path, stop: signal.Signals) -> None:
+    """Ctrl-C ended the registry with a KeyboardInterrupt traceback (``server.run`` does not catch it, unlike
+    ``uvicorn.run``), SIGTERM by the signal itself, before ``atexit``: a stop is a normal stop, exit 0, as the API's."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "registry.schema_registry", "--port", "0", "--db", str(tmp_path / "schemas.db")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("listening on http://"), line
+    assert _raw_get(int(line.rsplit(":", 1)[1]), "/subjects")[0] == 200  # serving
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in err, err
