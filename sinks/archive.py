@@ -549,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for_command()
     from sinks.topics import require_reachable
 
+    archiver: Archiver | None = None
     try:
         require_reachable(settings.kafka_bootstrap)
         consumer = Consumer(consumer_config(settings.kafka_bootstrap))
@@ -584,7 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     except FeatureStoreError as exc:
         print(error_line(exc), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a normal stop, as the serving log's: what it archived is said
+        if archiver is not None:
+            print(f"interrupted: archived {archiver.rows:,} records of {args.topic}", file=sys.stderr)
         return 0
     print(f"archived {archiver.rows:,} records of {args.topic} to {'.'.join(table.name())}", file=sys.stderr)
     return 0
