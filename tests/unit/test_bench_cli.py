@@ -304,25 +304,7 @@ def test_a_service_failing_under_a_bench_is_one_error_line(capsys: pytest.Captur
 def test_a_sigterm_unwinds_through_the_bench_cleanup_and_exits_143() -> None:
     """``bench/pit_join.py`` stopped by SIGTERM left its child process running and its temporary folder behind: the
     default handler ended the bench without its cleanup. ``run_main`` unwinds it (SystemExit(143)) as Ctrl-C does."""
-    import subprocess
-    import sys
+    from tests.unit.test_ctrl_c_whole_run import signalled_after_ready, cleaning_up
 
-    script = (
-        "import sys, time\n"
-        "from bench.cli import run_main\n"
-        "def main():\n"
-        "    try:\n"
-        "        print('ready', flush=True)\n"
-        "        time.sleep(30)\n"
-        "    finally:\n"
-        "        print('cleaned up', flush=True)\n"
-        "    return 0\n"
-        "sys.exit(run_main(main))\n"
-    )
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=repo, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "ready\n"
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert (proc.returncode, out) == (143, "cleaned up\n")
+    done = signalled_after_ready(cleaning_up("run_main", "bench.cli"), signal.SIGTERM)
+    assert (done.returncode, done.stdout) == (143, "cleaned up\n")

@@ -18,20 +18,37 @@ from registry.core.interrupt import INTERRUPTED
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _interrupted_after_ready(script: str) -> subprocess.CompletedProcess[str]:
+def signalled_after_ready(script: str, stop: signal.Signals = signal.SIGINT) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
     time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     out, err = proc.communicate(timeout=30)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+def cleaning_up(runner: str, module: str) -> str:
+    """A script whose main prints ``ready``, sleeps, and prints ``cleaned up`` in its ``finally``, run by ``runner``
+    (``module``'s): what a signal must unwind through."""
+    return (
+        "import sys, time\n"
+        f"from {module} import {runner}\n"
+        "def run(*argv):\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(30)\n"
+        "    finally:\n"
+        "        print('cleaned up', flush=True)\n"
+        "    return 0\n"
+        f"sys.exit({runner}(run{', None' if runner != 'run_main' else ''}))\n"
+    )
+
+
 def test_a_ctrl_c_before_main_is_the_one_line_and_130() -> None:
-    done = _interrupted_after_ready(
+    done = signalled_after_ready(
         "from registry.core.interrupt import exit_on_ctrl_c\n"
         "exit_on_ctrl_c()\n"
         "print('ready', flush=True)\n"
@@ -42,7 +59,7 @@ def test_a_ctrl_c_before_main_is_the_one_line_and_130() -> None:
 
 
 def test_a_ctrl_c_after_the_report_is_the_one_line_and_130() -> None:
-    done = _interrupted_after_ready(
+    done = signalled_after_ready(
         "import sys\n"
         "from serving.offline.report_command import interruptible\n"
         "def run(argv):\n"
@@ -57,18 +74,7 @@ def test_a_ctrl_c_after_the_report_is_the_one_line_and_130() -> None:
 
 
 def test_inside_main_a_ctrl_c_is_still_a_keyboard_interrupt_for_its_clean_up() -> None:
-    done = _interrupted_after_ready(
-        "import sys, time\n"
-        "from serving.offline.report_command import interruptible\n"
-        "def run(argv):\n"
-        "    try:\n"
-        "        print('ready', flush=True)\n"
-        "        time.sleep(30)\n"
-        "    finally:\n"
-        "        print('cleaned up', flush=True)\n"
-        "    return 0\n"
-        "sys.exit(interruptible(run, None))\n"
-    )
+    done = signalled_after_ready(cleaning_up("interruptible", "serving.offline.report_command"))
     assert (done.returncode, done.stdout, done.stderr) == (130, "cleaned up\n", f"{INTERRUPTED}\n")
 
 
@@ -91,31 +97,8 @@ COMMANDS = [
 def test_a_sigterm_unwinds_through_the_clean_up_and_exits_143() -> None:
     """A SIGTERM (``timeout``, a stopped CI job) ended an export on the spot: its hidden temporary file stayed beside
     ``--out``, and erasure and retention left no audit record. Under ``run_command`` it unwinds as SystemExit(143)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time\n"
-            "from registry.core.interrupt import run_command\n"
-            "def run(argv):\n"
-            "    try:\n"
-            "        print('ready', flush=True)\n"
-            "        time.sleep(30)\n"
-            "    finally:\n"
-            "        print('cleaned up', flush=True)\n"
-            "    return 0\n"
-            "sys.exit(run_command(run, None))\n",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "ready\n"
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
-    assert (proc.returncode, out, err) == (143, "cleaned up\n", "")
+    done = signalled_after_ready(cleaning_up("run_command", "registry.core.interrupt"), signal.SIGTERM)
+    assert (done.returncode, done.stdout, done.stderr) == (143, "cleaned up\n", "")
 
 
 @pytest.mark.parametrize("path", COMMANDS)
