@@ -12,6 +12,7 @@ record that cannot be written is named in the command's one ``error:`` line, nev
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,18 @@ def test_a_registry_database_that_is_not_sqlite_is_one_error_line(
     )
 
 
+def _failing_midway(
+    command: str, monkeypatch: pytest.MonkeyPatch, failure: Callable[..., Any]
+) -> tuple[Callable[[list[str]], int], list[str], str, str]:
+    """``command`` (retention or erasure) made to call ``failure`` once its caller is known: its main, arguments,
+    audited action and target."""
+    if command == "retention":
+        monkeypatch.setattr(retention, "apply_retention", failure)
+        return retention.main, [], "retention", "table:fs"
+    monkeypatch.setattr("sinks.factory.connect_cassandra", failure)
+    return erasure.main, ["--entity-type", "user", "--entity-id", "u1"], "erase", "entity:user/u1"
+
+
 @pytest.mark.parametrize("command", ["retention", "erasure"])
 def test_a_run_stopped_by_a_bug_is_audited_before_its_traceback(
     admin: AccessStore, monkeypatch: pytest.MonkeyPatch, command: str
@@ -179,17 +192,7 @@ def test_a_run_stopped_by_a_bug_is_audited_before_its_traceback(
     def bug(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug\nwith a second line")
 
-    if command == "retention":
-        monkeypatch.setattr(retention, "apply_retention", bug)
-        main, args, action, target = retention.main, [], "retention", "table:fs"
-    else:
-        monkeypatch.setattr("sinks.factory.connect_cassandra", bug)
-        main, args, action, target = (
-            erasure.main,
-            ["--entity-type", "user", "--entity-id", "u1"],
-            "erase",
-            "entity:user/u1",
-        )
+    main, args, action, target = _failing_midway(command, monkeypatch, bug)
     with pytest.raises(RuntimeError, match="a bug"):
         main(args)
     assert _audited(admin) == [(action, target, 500, "a bug with a second line")]
@@ -206,17 +209,7 @@ def test_a_run_stopped_half_way_is_audited_as_interrupted(
     def stopped(*args: Any, **kwargs: Any) -> Any:
         raise stop
 
-    if command == "retention":
-        monkeypatch.setattr(retention, "apply_retention", stopped)
-        main, args, action, target = retention.main, [], "retention", "table:fs"
-    else:
-        monkeypatch.setattr("sinks.factory.connect_cassandra", stopped)
-        main, args, action, target = (
-            erasure.main,
-            ["--entity-type", "user", "--entity-id", "u1"],
-            "erase",
-            "entity:user/u1",
-        )
+    main, args, action, target = _failing_midway(command, monkeypatch, stopped)
     with pytest.raises(type(stop)):
         main(args)
     name = "retention" if command == "retention" else "erasure"
