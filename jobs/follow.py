@@ -25,19 +25,23 @@ again at the next change. SIGTERM or SIGINT stops every job
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any, TextIO
 
 from jobs.backfill import absolute, job_error
 from registry.core.arguments import ArgumentParser, folder, group_id, host, number, whole
@@ -83,10 +87,20 @@ def _planned_ref(text: str) -> bool:
 
 def load_plan(state_dir: Path) -> list[PlannedJob]:
     """The jobs a follower ran from ``state_dir`` (none for a new one); FeatureStoreError for a plan it cannot read."""
+    return _read_plan(state_dir)[0]
+
+
+def load_failed(state_dir: Path) -> list[str]:
+    """The versions whose job had ended when the plan was last written (``save_plan``'s ``failed``): a follower
+    restarted on ``state_dir`` retries them in a job of their own, apart from versions activated meanwhile."""
+    return _read_plan(state_dir)[1]
+
+
+def _read_plan(state_dir: Path) -> tuple[list[PlannedJob], list[str]]:
     path = state_dir / PLAN_FILE
     try:
         if not path.exists():
-            return []
+            return [], []
         text = read_text_file(path)  # a FIFO in its place is refused, not waited on
     except OSError as exc:  # a folder in its place, no permission, a name longer than the system takes
         raise FeatureStoreError(f"{shown(path)}: cannot read it ({exc.strerror or exc})") from None
@@ -109,7 +123,7 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
                 raise ValueError(f"job {j.name!r} at place {i + 1}: the first job, and only it, is base, per stream")
             if j.name != f"add-{job_index(j.name)}" and j.name != "base":  # add-01 beside add-1: one metrics port
                 raise ValueError(f"job {j.name!r}: add-<n> with n written without leading zeros")
-            if not isinstance(j.group_id, str) or not j.group_id:
+            if not isinstance(j.group_id, str) or not _group_name(j.group_id):
                 raise ValueError(f"job {j.name!r}: group_id must be a consumer group's name")
             if not j.versions or not all(_planned_ref(v) for v in j.versions):
                 raise ValueError(f"job {j.name!r}: versions must be entity.name@version, at least one")
@@ -117,16 +131,47 @@ def load_plan(state_dir: Path) -> list[PlannedJob]:
         versions = [v for j in jobs for v in j.versions]
         if len(set(names)) < len(names) or len(set(versions)) < len(versions):
             raise ValueError("a job named twice, or a version computed by two jobs")
-        return jobs
+        failed = raw.get("failed", [])  # absent in a plan written before it was kept
+        if not isinstance(failed, list) or not all(isinstance(v, str) and _planned_ref(v) for v in failed):
+            raise ValueError("failed must be a list of entity.name@version")
+        if set(failed) & set(versions):
+            raise ValueError("a version both computed by a job and failed")
+        return jobs, failed
     except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
         raise FeatureStoreError(
             f"{shown(path)} is not a follower's plan ({exc}): start on an empty --state-dir"
         ) from None
 
 
-def save_plan(state_dir: Path, jobs: list[PlannedJob]) -> None:
+def _group_name(raw: str) -> bool:
+    """Whether ``raw`` is a consumer group's name as ``--group-id`` takes one (``registry.core.arguments.group_id``)."""
+    try:
+        group_id(raw)
+    except argparse.ArgumentTypeError:
+        return False
+    return True
+
+
+def open_regular(path: Path, mode: str) -> IO[Any]:
+    """``path`` opened (``w`` or ``ab``, created if need be) only if it is a regular file: a FIFO in its place
+    held ``open`` for good, waiting for a reader, and a signal could not end the wait (Python retries the call).
+    Opened without blocking, then checked; OSError (``ENXIO`` for a FIFO with no reader) otherwise."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | (os.O_APPEND if mode == "ab" else os.O_TRUNC)
+    fd = os.open(path, flags, 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def save_plan(state_dir: Path, jobs: list[PlannedJob], failed: Iterable[str] = ()) -> None:
+    """The plan, and ``failed``: versions whose job ended, kept across a restart (``load_failed``)."""
     path = state_dir / PLAN_FILE
-    text = json.dumps({"jobs": [asdict(j) for j in jobs]}, indent=2) + "\n"
+    text = json.dumps({"jobs": [asdict(j) for j in jobs], "failed": sorted(set(failed))}, indent=2) + "\n"
     try:
         replace_durably(path, text.encode())  # whole or not at all: a crash leaves the plan before or after
     except OSError as exc:  # the state directory removed, the disk full: the follower ends with its error line
@@ -181,19 +226,24 @@ class Follower:
         self.jobs = load_plan(state_dir)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._log_start: dict[str, int] = {}  # where each job's run begins in its (appended) log
-        self._failed: dict[str, int] = {}  # version -> the store's change sequence when its job ended
+        # version -> the store's change sequence when its job ended (-1: retried apart at the next look); those of a run
+        # before a restart too: kept apart from versions activated meanwhile, never started in one job with them
+        self._failed: dict[str, int] = dict.fromkeys(load_failed(state_dir), -1)
         self.stop_requested = False  # set by a signal handler: a plain flag (an Event's lock is not reentrant)
         self._lock_fd: int | None = None
 
     def _say(self, text: str) -> None:
         print(f"[follow] {printed_line(text)}", file=self._out, flush=True)
 
+    def _save(self) -> None:
+        save_plan(self._state_dir, self.jobs, self._failed)
+
     def _ready(self, job: PlannedJob) -> None:
         """``job``'s checkpoint folder made and its log opened for appending, as ``_launch`` does, without starting
         it; FeatureStoreError naming the job and the path when either cannot be (a folder in the log's place)."""
         try:
             (self._state_dir / job.name / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (self._state_dir / f"{job.name}.log").open("ab").close()
+            open_regular(self._state_dir / f"{job.name}.log", "ab").close()
         except OSError as exc:
             raise FeatureStoreError(f"cannot start job {job.name}: {exc}") from None
 
@@ -224,7 +274,7 @@ class Follower:
             *(["--restore-from", str(restore)] if restore is not None else []),
         ]
         log_path = self._state_dir / f"{job.name}.log"
-        with log_path.open("ab") as log:
+        with open_regular(log_path, "ab") as log:
             self._log_start[job.name] = log.tell()
             env = {**os.environ, **absolute(self._settings).to_env()}
             self.procs[job.name] = subprocess.Popen(
@@ -259,6 +309,7 @@ class Follower:
         if len(self.jobs) >= self._max_jobs:  # each job is a Flink JVM: registry writers must not fork without end
             if retried:  # the others had no job yet: tried again with the versions activated next, not with these
                 self._failed.update(dict.fromkeys(versions, -1))
+                self._save()
             self._say(
                 f"error: {len(self.jobs)} jobs run already (--max-jobs {self._max_jobs}): no job for "
                 f"{','.join(versions)}; they wait for the next change (restart with a larger --max-jobs, or start "
@@ -274,15 +325,15 @@ class Follower:
         if not first:  # serving judges them by their own progress from now on, before the job has written any
             self._hold_progress(versions)
         self.jobs.append(job)
-        save_plan(self._state_dir, self.jobs)
+        self._save()
         try:
             self._launch(job)
         except (OSError, subprocess.SubprocessError) as exc:  # fork refused (memory), a log it cannot open
             if first:
                 raise FeatureStoreError(f"cannot start job {name}: {exc}") from None
             self.jobs.remove(job)
-            save_plan(self._state_dir, self.jobs)
             self._failed.update(dict.fromkeys(versions, -1))
+            self._save()
             self._say(
                 f"error: cannot start job {name} ({exc}); its versions wait for the next change of the definitions: "
                 f"{','.join(versions)}"
@@ -329,8 +380,8 @@ class Follower:
             self.jobs.remove(job)
             _signal_group(proc, signal.SIGKILL)  # what its process left in its group (a JVM, workers) goes with it
             del self.procs[name]
-            save_plan(self._state_dir, self.jobs)
             self._failed.update(dict.fromkeys(job.versions, -1 if seq is None else seq))
+            self._save()
             self._say(
                 f"error: {said}; its versions wait for the next change of the definitions: {','.join(job.versions)}"
             )
@@ -349,7 +400,7 @@ class Follower:
         """Until stopped (0) or the first job ends (1)."""
         try:
             self._state_dir.mkdir(parents=True, exist_ok=True)
-            lock = (self._state_dir / "follow.lock").open("w")
+            lock = open_regular(self._state_dir / "follow.lock", "w")
         except OSError as exc:  # a file in its place, no permission: one line, not a traceback
             raise FeatureStoreError(
                 f"--state-dir {shown(self._state_dir)}: cannot use it ({exc.strerror or exc})"
@@ -452,9 +503,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
+        try:
+            state_dir = args.state_dir.resolve()
+        except (
+            RuntimeError,
+            OSError,
+        ) as exc:  # a symlink loop (RuntimeError on Python 3.11): one line, not a traceback
+            raise FeatureStoreError(f"--state-dir {shown(args.state_dir)}: cannot use it ({exc})") from None
         follower = Follower(
             settings,
-            args.state_dir.resolve(),
+            state_dir,
             group_id=args.group_id,
             parallelism=args.parallelism,
             metrics_port=args.metrics_port,

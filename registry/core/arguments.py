@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,11 @@ def number(low: float, high: float) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(
                 f"must be a number {_span(low, high)}, not {shown(raw, quoted=True)}"
             ) from None
-        if not (math.isfinite(value) and low <= value <= high):
+        # The bounds compared with the number as written, not as rounded to a float: 3600.0000000000001 is past 3,600
+        # though its float is 3600.0.
+        exact = Decimal(raw)
+        within = Decimal(repr(low)) <= exact and (math.isinf(high) or exact <= Decimal(repr(high)))
+        if not (math.isfinite(value) and within):
             raise argparse.ArgumentTypeError(f"must be a number {_span(low, high)}, not {shown(raw, quoted=True)}")
         return value
 

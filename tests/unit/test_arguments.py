@@ -103,3 +103,30 @@ def test_commands_refuse_out_of_range_counts(
         main(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("raw", "taken"),
+    [
+        ("0.01", True),
+        ("3600", True),
+        ("36e2", True),
+        ("0.009999999999999999999", False),  # its float is 0.01: the bound is compared with the number as written
+        ("3600.0000000000001", False),  # its float is 3600.0
+        ("0.0099", False),
+        ("3600.0001", False),
+    ],
+)
+def test_a_number_is_held_to_its_bounds_as_written_not_as_rounded(raw: str, taken: bool) -> None:
+    """``jobs.follow --poll-interval-s`` (0.01 to 3,600): values just past a bound were taken, their floats rounding
+    onto it."""
+    import argparse
+
+    from registry.core.arguments import number
+
+    parse = number(0.01, 3600)
+    if taken:
+        assert parse(raw) == float(raw)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match=r"must be a number from 0\.01 to 3600"):
+            parse(raw)

@@ -274,3 +274,111 @@ def test_a_version_refused_at_max_jobs_is_not_grouped_with_versions_whose_job_en
     stepping.join(timeout=60)
     assert any("user.c@1" in v for v in _FakeJob.launched), _FakeJob.launched
     assert not any("user.c@1" in v and "user.x@1" in v for v in _FakeJob.launched), _FakeJob.launched
+
+
+@pytest.mark.parametrize("group", ["   ", "a\nb", "a\x00b", "\ud800"], ids=["blank", "newline", "nul", "surrogate"])
+def test_a_plan_whose_group_id_is_no_group_name_is_refused(tmp_path: Path, group: str) -> None:
+    """Design §3.8: "a consumer group that is not a name" is one `error:` line, nothing started. Only an empty one
+    was refused: a blank one started the job, which failed on its own --group-id check; NUL and a lone surrogate
+    (legal JSON) raised inside Popen, a traceback after `base` had started."""
+    import json
+
+    plan = {"jobs": [{"name": "base", "versions": ["user.a@1"], "progress": "stream", "group_id": group}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(FeatureStoreError, match="group_id must be a consumer group's name"):
+        load_plan(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["follow.lock", "base.log"])
+def test_a_fifo_at_the_lock_or_a_jobs_log_is_refused_not_waited_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_definition: Any, where: str
+) -> None:
+    """A FIFO at `follow.lock` or at a planned job's log held the follower in `open` for good, waiting for a
+    reader, and SIGTERM could not end it (Python retries the call): one `error:` line now."""
+    from jobs.follow import PlannedJob
+    from registry.definition_store import DefinitionStore
+    from tests.unit.test_version_progress import _FakeJob, _follower
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="a"))
+    follower = _follower(tmp_path, monkeypatch, store)
+    follower.jobs = [PlannedJob("base", ("user.a@1",), "stream", "g-base")]
+    follower._state_dir.mkdir(parents=True)
+    os.mkfifo(follower._state_dir / where)
+    said: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            follower.run(0.05)
+        except FeatureStoreError as exc:
+            said.append(exc)
+
+    running = threading.Thread(target=run, daemon=True)
+    running.start()
+    running.join(timeout=20)
+    if running.is_alive():  # let the blocked open end
+        os.open(follower._state_dir / where, os.O_RDONLY | os.O_NONBLOCK)
+        follower.stop_requested = True
+        pytest.fail(f"the follower waited on a FIFO at {where}")
+    assert len(said) == 1 and str(said[0]).startswith(
+        "--state-dir " if where == "follow.lock" else "cannot start job base: "
+    ), said
+    assert _FakeJob.launched == []
+
+
+def test_versions_whose_job_ended_stay_apart_from_new_ones_across_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_definition: Any
+) -> None:
+    """Design §3.8: a version whose job ended gets a job of its own, apart from versions activated meanwhile. The
+    follower kept which versions had failed in memory only: restarted, it started them in one job with a version
+    activated while it was down, which then failed with them at every change. The plan keeps them now."""
+    import time
+
+    from jobs.follow import load_failed
+    from registry.definition_store import DefinitionStore
+    from tests.unit.test_version_progress import _FakeJob, _follower
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="a"))
+    first = _follower(tmp_path, monkeypatch, store)
+
+    def bad_then_stop(follower: Any) -> None:
+        deadline = time.monotonic() + 60
+        while "user.a@1" not in _FakeJob.launched and time.monotonic() < deadline:
+            time.sleep(0.01)
+        store.register(make_definition(name="bad"))
+        while "ended" not in follower._out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        follower.stop_requested = True
+
+    registering = threading.Thread(target=bad_then_stop, args=(first,))
+    registering.start()
+    assert first.run(0.05) == 0
+    registering.join(timeout=60)
+    assert load_failed(tmp_path / "state") == ["user.bad@1"]
+    store.register(make_definition(name="good"))  # activated while the follower is down
+    again = _follower(tmp_path, monkeypatch, store)
+    again.jobs = first.jobs
+    again._failed = dict.fromkeys(load_failed(tmp_path / "state"), -1)  # what Follower.__init__ loads
+    stopping = threading.Timer(3, lambda: setattr(again, "stop_requested", True))
+    stopping.start()
+    try:
+        assert again.run(0.05) == 0
+    finally:
+        stopping.cancel()
+    assert "user.good@1" in _FakeJob.launched  # its own job
+    assert all("bad" not in versions or versions == "user.bad@1" for versions in _FakeJob.launched), _FakeJob.launched
+
+
+def test_a_state_dir_in_a_symlink_loop_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RuntimeError traceback (``Path.resolve`` on Python 3.11)."""
+    from jobs.follow import main
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "d.db"))
+    assert main(["--state-dir", str(tmp_path / "a"), "--metrics-port", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --state-dir {tmp_path / 'a'}: cannot use it"), err
