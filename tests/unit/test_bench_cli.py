@@ -304,7 +304,7 @@ def test_a_service_failing_under_a_bench_is_one_error_line(capsys: pytest.Captur
 def test_a_sigterm_unwinds_through_the_bench_cleanup_and_exits_143() -> None:
     """``bench/pit_join.py`` stopped by SIGTERM left its child process running and its temporary folder behind: the
     default handler ended the bench without its cleanup. ``run_main`` unwinds it (SystemExit(143)) as Ctrl-C does."""
-    from tests.unit.test_ctrl_c_whole_run import signalled_after_ready, cleaning_up
+    from tests.unit.test_ctrl_c_whole_run import cleaning_up, signalled_after_ready
 
     done = signalled_after_ready(cleaning_up("run_main", "bench.cli"), signal.SIGTERM)
     assert (done.returncode, done.stdout) == (143, "cleaned up\n")
