@@ -450,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_port=args.metrics_port,
         bind_host=args.bind_host,
         python_mode=args.python_mode or ("process" if bounded else "thread"),
+        bounded=bounded,
     )
     per_version = (args.progress or ("stream" if args.versions is None else "version")) == "version"
     prepare_stores(settings, releasing=() if per_version else definitions)

@@ -105,8 +105,14 @@ def create_environment(
     metrics_port: int | None = None,
     bind_host: str = "127.0.0.1",
     python_mode: str = "thread",
+    bounded: bool = False,
 ) -> StreamExecutionEnvironment:
     """The job's execution environment: a local mini-cluster, or under ``flink run`` the cluster's.
+
+    ``bounded``: a run that ends (``--bounded``, ``--events``) never restarts, checkpointed or not: a failure ends it
+    with its one line (``jobs.failures``). Flink restarts a checkpointed job without end by default (fixed delay),
+    and ``RESTART_STRATEGY`` never gives up either: a bounded run given ``--checkpoint-interval-ms`` whose registry
+    or store went down ran on silently for as long as the outage lasted.
 
     ``python_mode``: where the job's Python function (the writer) runs. ``thread`` runs it
     in the JVM through PemJa: no Python worker processes, no Beam gRPC servers (in process mode the JVM
@@ -163,6 +169,9 @@ def create_environment(
         config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     if checkpoint_interval_ms is not None:
         config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")
+    if bounded:
+        config.set_string("restart-strategy.type", "none")
+    elif checkpoint_interval_ms is not None:
         # A store that fails a flush fails the task; the job restarts from its last checkpoint. Retry every
         # 0.5 s, backing off to at most 2 s (Flink's default backs off to a minute), and never give up:
         # the job is running again within about 2 s of a store's return, whatever the outage's length.

@@ -100,9 +100,9 @@ def _dead_letter_count(settings: Settings, topic: str) -> int:
     return int(high - low)
 
 
-def _run_job(settings: Settings) -> subprocess.CompletedProcess[str]:
+def _run_job(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "jobs.feature_job", "--bounded", "--metrics-port", "0"],
+        [sys.executable, "-m", "jobs.feature_job", "--bounded", "--metrics-port", "0", *args],
         cwd=REPO,
         env=settings_env(settings),
         capture_output=True,
@@ -111,11 +111,17 @@ def _run_job(settings: Settings) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_registry_that_dies_during_a_bounded_run_is_named_in_one_line(settings: Settings) -> None:
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["plain", "checkpointed"])
+def test_a_registry_that_dies_during_a_bounded_run_is_named_in_one_line(
+    settings: Settings, checkpointed: bool, tmp_path: Path
+) -> None:
+    """Checkpointed (``--checkpoint-interval-ms``), the bounded run took the live job's restart strategy and ran on
+    without a word for as long as the registry was down."""
     topic = f"jc_regdies_{settings.cassandra_keyspace}"
     registry = _RegistryThatDies()
+    extra = ["--checkpoint-interval-ms", "1000", "--checkpoint-dir", str(tmp_path / "ckpt")] if checkpointed else []
     try:
-        failed = _run_job(settings.model_copy(update={"schema_registry_url": registry.url}))
+        failed = _run_job(settings.model_copy(update={"schema_registry_url": registry.url}), *extra)
     finally:
         registry.close()
     assert failed.returncode == 1, failed.stderr[-3000:]

@@ -46,7 +46,7 @@ class _ContextEnvironment:
         self.values["parallelism.default"] = str(parallelism)
 
 
-def _submitted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_mode: str) -> Any:
+def _submitted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_mode: str, **options: Any) -> Any:
     """``create_environment`` as ``flink run`` runs it: the context environment it returns."""
     lib = tmp_path / "flink" / "lib"
     lib.mkdir(parents=True)
@@ -58,7 +58,7 @@ def _submitted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_mode: str
     monkeypatch.setattr(flink_environment, "StreamExecutionEnvironment", _ContextEnvironment)
     monkeypatch.setattr(flink_environment, "decoder_jar", lambda s: lib / "decode.jar")
     monkeypatch.setattr(flink_environment, "batch_jar", lambda s: lib / "batch.jar")
-    return flink_environment.create_environment(settings, python_mode=python_mode, metrics_port=9249)
+    return flink_environment.create_environment(settings, python_mode=python_mode, metrics_port=9249, **options)
 
 
 def test_flink_run_keeps_the_clis_jars_and_adds_the_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,3 +91,15 @@ def test_flink_run_in_thread_mode_gives_the_task_managers_interpreter_the_packag
     paths = env.values["python.pythonpath"].split(os.pathsep)
     assert str(Path(jobs.__file__).resolve().parent.parent) in paths
     assert set(site.getsitepackages()) <= set(paths)
+
+
+@pytest.mark.parametrize("bounded", [True, False])
+def test_a_bounded_run_never_restarts_even_when_checkpointed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bounded: bool
+) -> None:
+    """Design §6: a bounded run does not restart; a failure ends it with one line. Given --checkpoint-interval-ms,
+    it took the live job's restart strategy (never give up): with the schema registry down it ran on silently for as
+    long as the outage lasted (146 s, then killed). A live job keeps restarting within about 2 s."""
+    env = _submitted(tmp_path, monkeypatch, "process", checkpoint_interval_ms=1000, bounded=bounded)
+    assert env.values["execution.checkpointing.interval"] == "1000 ms"
+    assert env.values["restart-strategy.type"] == ("none" if bounded else "exponential-delay")
