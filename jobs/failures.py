@@ -38,6 +38,16 @@ def _java_causes(exc: Py4JJavaError) -> list[tuple[str, str]]:
     return causes
 
 
+def registry_unavailable(url: str, reason: str) -> StoreUnavailableError:
+    """A schema registry that stopped answering during a run, as the run's one line (design §6): whether the JVM
+    decoder's lookup failed (``job_failure``) or the Python one of a run over the archive (``jobs.history``)."""
+    reason = " ".join(reason.split())  # one line, whatever it quotes
+    return StoreUnavailableError(
+        f"schema registry at {url} unavailable during the run: {reason}; the job stopped, no record was "
+        "dead-lettered for it, and a rerun once it answers completes what was written"
+    )
+
+
 def job_failure(exc: Py4JJavaError, settings: Settings) -> FeatureStoreError:
     """A run that failed inside Flink (a bounded run does not restart) as one named error.
 
@@ -49,12 +59,7 @@ def job_failure(exc: Py4JJavaError, settings: Settings) -> FeatureStoreError:
     causes = _java_causes(exc)
     for _, message in causes:
         if message.startswith(REGISTRY_UNREACHABLE):
-            reason = " ".join(message.removeprefix(REGISTRY_UNREACHABLE).split())  # one line, whatever it quotes
-            return StoreUnavailableError(
-                f"schema registry at {settings.schema_registry_url} unavailable during the run: "
-                f"{reason}; the job stopped, no record was dead-lettered for it, "
-                "and a rerun once it answers completes what was written"
-            )
+            return registry_unavailable(settings.schema_registry_url, message.removeprefix(REGISTRY_UNREACHABLE))
     for _, message in causes:  # a Python function of the job failed: the last line of its traceback
         found = _PYTHON_ERROR.findall(message) if "Traceback (most recent call last)" in message else []
         if found:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -47,13 +48,30 @@ REJECTED_SCHEMA = pa.schema(
 )
 
 
-def _decoder(settings: Settings, source: Source, now_ms: int) -> EventDecoder:
+def run_lookup(settings: Settings) -> Callable[[int], str | None]:
+    """The registry's schema lookup for a run over the archive: a registry that stops answering is named as a
+    Flink-decoded run names it (``jobs.failures.registry_unavailable``, design §6), not as its client says it."""
+    from jobs.failures import registry_unavailable
     from jobs.registry_client import schema_lookup
+    from registry.core.errors import StoreUnavailableError
+
+    registry = schema_lookup(settings.schema_registry_url, settings.token)
+
+    def lookup(schema_id: int) -> str | None:
+        try:
+            return registry(schema_id)
+        except StoreUnavailableError as exc:
+            detail = str(exc).removeprefix("schema registry unreachable: ").removeprefix("schema registry: ")
+            raise registry_unavailable(settings.schema_registry_url, detail) from exc
+
+    return lookup
+
+
+def _decoder(settings: Settings, source: Source, now_ms: int) -> EventDecoder:
     from udfs.decode import EventDecoder
 
-    lookup = schema_lookup(settings.schema_registry_url, settings.token)
     return EventDecoder(
-        lookup,
+        run_lookup(settings),
         load_schema(source.event_schema),
         timestamp_field=source.timestamp_field,
         key_fields=source.key_fields,

@@ -398,3 +398,19 @@ def test_a_topic_the_broker_does_not_create_in_time_is_named_not_a_traceback(mon
     ):
         topics.ensure_topics("k:9092", ["t1"], timeout_s=0.2)
     assert time.monotonic() - started < 5
+
+
+def test_a_run_over_the_archive_names_a_registry_gone_as_a_flink_decoded_run_does(trickling_port: int) -> None:
+    """Design §6: a registry that stops answering during a run is `error: schema registry at <url> unavailable during
+    the run: ...`. A run over the archive (``--events archive``: decoded in Python, ``jobs.history``) said its
+    client's words instead (`schema registry unreachable: timed out`), without the URL."""
+    from jobs.history import run_lookup
+    from registry.core.settings import Settings
+
+    url = f"http://127.0.0.1:{trickling_port}"
+    with pytest.raises(StoreUnavailableError) as raised:
+        run_lookup(Settings(schema_registry_url=url))(1)
+    said = str(raised.value)
+    assert said.startswith(f"schema registry at {url} unavailable during the run: "), said
+    assert "schema registry unreachable" not in said and "\n" not in said
+    assert said.endswith("a rerun once it answers completes what was written")
