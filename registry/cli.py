@@ -31,6 +31,7 @@ from registry.core.settings import Settings, http_url, settings_for_command
 from registry.core.shown import error_line, flushed, shown
 from registry.definition_store import DefinitionStore, Registered
 from registry.plan import Change, RequestChange, apply_all, plan_all
+from registry.sqlite_store import tables_of
 
 if TYPE_CHECKING:
     from registry.gate import Guardrails
@@ -99,7 +100,16 @@ def _open_store(db: Path, command: str, default: Path, *, create: bool = True) -
         return DefinitionStore.existing(db, name=where)
     if not db.exists() and db != default and not db.parent.is_dir():
         raise DefinitionError(f"{where}: folder {db.parent} does not exist")
-    return DefinitionStore(db) if create or db.exists() else None
+    if create:
+        return DefinitionStore(db)
+    # ``apply``: a file that holds no store yet (an empty file, a registry database of tokens only, another program's
+    # database) is opened only once the folder was applied whole to a fresh store (``_apply``): opening it first
+    # added the store's tables (and switched it to WAL), and a refused folder then left an empty store there.
+    try:
+        tables = tables_of(db)
+    except sqlite3.DatabaseError:  # not SQLite: opening it names it, as before
+        return DefinitionStore(db)
+    return DefinitionStore(db) if tables is not None and "feature_versions" in tables else None
 
 
 def _apply_folder(
@@ -120,7 +130,8 @@ def _apply(
     """``apply`` of ``folder``: all of it or nothing, a store included. Where there is no store yet (``store`` is
     None), the folder is applied to a new one in a temporary folder, which is then put at ``db`` whole: a folder
     refused leaves no file (nor folder) there. Another ``apply`` that made ``db`` meanwhile keeps its store, and
-    the folder is applied to that one."""
+    the folder is applied to that one; so is a file at ``db`` that held no store (an empty file, another program's
+    database), once the folder was applied whole to the fresh one: refused, it is left as it was."""
     if store is not None:
         return _apply_folder(store, folder)
     with tempfile.TemporaryDirectory() as tmp:

@@ -74,6 +74,47 @@ def test_a_refused_first_apply_creates_no_store(
     assert "no definition store there" in capsys.readouterr().err
 
 
+def _foreign(path: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:  # another program's database (or the registry's file holding tokens only)
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        db.execute("INSERT INTO notes (text) VALUES ('kept')")
+    db.close()
+
+
+@pytest.mark.parametrize("existing", ["empty", "foreign"])
+def test_a_refused_apply_onto_a_file_holding_no_store_leaves_it_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], existing: str
+) -> None:
+    """The file was opened as a store before the folder was read: its tables added, WAL switched on, and a refused
+    folder then left an empty store there (`list`, which refused the file, then succeeded). Applied whole to a fresh
+    store first, the folder refused leaves the file byte for byte; accepted, it is applied to the file."""
+    db = tmp_path / "definitions.db"
+    if existing == "empty":
+        db.write_bytes(b"")
+    else:
+        _foreign(db)
+    before = db.read_bytes()
+    folder = _folder(tmp_path, _REFUSED["defined twice"])
+    assert cli.main(["--db", str(db), "apply", str(folder)]) == 1
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["definitions.db", "defs"]  # no journal, no WAL
+    assert cli.main(["--db", str(db), "list"]) == 1
+    capsys.readouterr()
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "a.toml").write_text(_HEAD + _COUNT.format(description="a"))
+    assert cli.main(["--db", str(db), "apply", str(good)]) == 0
+    assert "created          user.txn_count_1h v1 (active v1)" in capsys.readouterr().out
+    if existing == "foreign":
+        import sqlite3
+
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT text FROM notes").fetchall() == [("kept",)]  # the file's own data stays
+        conn.close()
+
+
 def test_a_first_apply_of_a_valid_folder_still_creates_the_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
