@@ -123,7 +123,10 @@ def _put_version(
             ident = d.identity_hash
         if ident != d.identity_hash:
             raise DefinitionConflictError(changed)
-        action = "unchanged" if held == spec else "metadata_updated"
+        # The same definition, compared as ``plan`` compares it: a spec stored before a field existed (no
+        # ``event_id_field``, ``sensitivity`` key) reads as the same model, and is unchanged, not rewritten.
+        same = held == spec or type(d).model_validate_json(held) == d
+        action = "unchanged" if same else "metadata_updated"
         if action == "metadata_updated":
             conn.execute(
                 f"UPDATE {table} SET spec = ? WHERE entity = ? AND name = ? AND version = ?",

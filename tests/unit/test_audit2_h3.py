@@ -220,3 +220,33 @@ def test_a_first_apply_makes_the_store_as_readable_as_a_file_made_in_place(tmp_p
     finally:
         os.umask(umask)
     assert db.stat().st_mode & 0o777 == 0o644
+
+
+def test_apply_leaves_a_spec_stored_before_a_field_existed_unchanged_as_plan_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`plan` compared the models and said `no changes`; `apply` compared the stored JSON text, which lacks keys a
+    field added later dumps (`event_id_field`, `sensitivity`), and recorded a `metadata_updated` change, moving the
+    change sequence every process reloads on."""
+    import json
+    import sqlite3
+
+    db = tmp_path / "definitions.db"
+    folder = _folder(tmp_path, {"a.toml": _HEAD + _COUNT.format(description="a")})
+    assert cli.main(["--db", str(db), "apply", str(folder)]) == 0
+    with sqlite3.connect(db) as conn:
+        (spec,) = conn.execute("SELECT spec FROM feature_versions").fetchone()
+        legacy = json.loads(spec)
+        legacy["source"].pop("event_id_field")
+        legacy.pop("sensitivity")
+        conn.execute("UPDATE feature_versions SET spec = ?", (json.dumps(legacy),))
+        changes = conn.execute("SELECT count(*) FROM changes").fetchone()
+    conn.close()
+    capsys.readouterr()
+    assert cli.main(["--db", str(db), "plan", str(folder)]) == 0
+    assert capsys.readouterr().out == "no changes\n"
+    assert cli.main(["--db", str(db), "apply", str(folder)]) == 0
+    assert "unchanged        user.txn_count_1h v1 (active v1)" in capsys.readouterr().out
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM changes").fetchone() == changes
+    conn.close()
