@@ -125,9 +125,15 @@ def _put_version(
             raise DefinitionConflictError(changed)
         # The same definition, compared as ``plan`` compares it: a spec stored before a field existed (no
         # ``event_id_field``, ``sensitivity`` key) reads as the same model, and is unchanged, not rewritten.
-        same = held == spec or (
-            stored_definition(held) if isinstance(d, FeatureDefinition) else RequestFeature.model_validate_json(held)
-        ) == d
+        same = (
+            held == spec
+            or (
+                stored_definition(held)
+                if isinstance(d, FeatureDefinition)
+                else RequestFeature.model_validate_json(held)
+            )
+            == d
+        )
         action = "unchanged" if same else "metadata_updated"
         if action == "metadata_updated":
             conn.execute(
