@@ -38,13 +38,15 @@ Held = Callable[[FeatureDefinition], bool]
 
 def _merge(defaults: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str, Any]:
     """A feature's table over ``[defaults]``: tables merge key by key (a feature's ``window = { size = "2h" }``
-    keeps the default's kind and slide), except a ``window`` of another ``kind``, which replaces the default's
-    whole (a session window takes none of a sliding default's size and slide)."""
+    keeps the default's kind and slide), except a ``window`` of another ``kind`` than the default's, which replaces
+    the default's whole (a session window takes none of a sliding default's size and slide); a default that names
+    no kind merges key by key whatever kind the feature names."""
     merged = dict(defaults)
     for key, value in feature.items():
         default = merged.get(key)
         if isinstance(value, Mapping) and isinstance(default, Mapping):
-            other_kind = key == "window" and "kind" in value and value["kind"] != default.get("kind")
+            # A default without a kind is of no other kind: a feature naming one keeps its size and slide.
+            other_kind = key == "window" and "kind" in default and "kind" in value and value["kind"] != default["kind"]
             merged[key] = dict(value) if other_kind else {**default, **value}
         else:
             merged[key] = value

@@ -211,6 +211,23 @@ def test_a_window_of_another_kind_replaces_the_default_window_and_one_of_the_sam
     assert shown(w) == {"kind": "sliding", "size": "2h", "slide": "5m"}
 
 
+def test_a_default_window_without_a_kind_merges_with_the_kind_a_feature_names(tmp_path: Path) -> None:
+    """Design §4: a feature's tables merge key by key over `[defaults]`, except a window of *another* kind. A default
+    that names no kind was taken as another kind than any the feature named: its size and slide were dropped, and
+    the feature refused (`a sliding window takes size`)."""
+    path = _write(
+        tmp_path,
+        _DEFAULTS.replace('kind = "sliding"\n', "")
+        + '\n[[feature]]\nname = "f"\nversion = 1\nwindow = { kind = "sliding" }\naggregation = { function = "count" }\n',
+    )
+    (f,) = parse_file(path)
+    assert f.window.model_dump(mode="json", exclude_none=True, exclude={"allowed_lateness"}) == {
+        "kind": "sliding",
+        "size": "1h",
+        "slide": "5m",
+    }
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
