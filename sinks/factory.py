@@ -126,6 +126,8 @@ def connect_iceberg(settings: Settings) -> Catalog:
     from pyiceberg.catalog.sql import SqlCatalog
     from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
+    import sinks.iceberg  # noqa: F401  # its import fixes pyiceberg's parallel planning (sinks.iceberg.planning_race)
+
     uri = settings.iceberg_catalog_uri
     sqlite = uri.startswith("sqlite:///")
     if sqlite:
