@@ -1,23 +1,12 @@
 """Reproducible training sets: the point-in-time join plus a manifest it can be rebuilt from.
 
-``build_training_set`` returns the table and its manifest (``registry.training_sets.Manifest``):
-the pinned feature versions with their transform and identity hashes, the Iceberg snapshot read,
-the ingestion cut-off, the labels' and the result's content hashes (``serving.offline.content_hash``).
-``rebuild`` joins the same labels against the same snapshot with the same feature versions (the
-ones the manifest names, not whichever are active now) and checks that the result hashes the same,
-so it is byte-identical; anything that differs (labels, a definition, an expired snapshot, the
-content) is a ``DatasetError`` naming it.
-
-CLI (streams Parquet chunk by chunk, so label files larger than memory work)::
-
-    python -m serving.offline.training build --labels labels.parquet --out train.parquet --entity-type user \\
-        --entity-column user_id --features txn_count_1h,txn_amount_sum_1h@v1 [--as-of 2024-05-01T00:00:00Z]
-    python -m serving.offline.training rebuild --id <training set id> --out again.parquet
-    python -m serving.offline.training link-model --id <training set id> --model fraud --model-version 7
-    python -m serving.offline.training show --id <training set id>      (or --model fraud [--model-version 7])
-
-``build`` writes the manifest next to the output (``<out>.manifest.json``) and records it, with the
-labels' path, in the definitions database, where ``link-model`` ties model versions to it.
+``build_training_set`` returns the table and its manifest (``registry.training_sets.Manifest``): the pinned feature
+versions with their transform and identity hashes, the Iceberg snapshot read, the ingestion cut-off, the labels' and
+the result's content hashes (``serving.offline.content_hash``). ``rebuild`` joins the same labels against the same
+snapshot with the same feature versions (the manifest's, not the active ones) and checks that the result hashes the
+same, so it is byte-identical; anything that differs is a ``DatasetError`` naming it. The CLI (``build``,
+``rebuild``, ``link-model``, ``show``; README "Training sets") streams Parquet chunk by chunk, writes the manifest
+next to the output (``<out>.manifest.json``) and records it in the definitions database.
 """
 
 from __future__ import annotations
@@ -219,10 +208,8 @@ def pinned_definitions(catalog: FeatureCatalog, manifest: Manifest, *, requests:
 
 
 def manifest_point(table: Table, manifest: Manifest) -> ReadPoint:
-    """What the manifest's training set read: its snapshot, and only rows ingested by its ``ingested_until``.
-
-    DatasetError when ``table`` is not the offline table the manifest names (another ``FS_ICEBERG_NAMESPACE``):
-    its snapshot ids are another table's, so the read would say "expired" or read some other data."""
+    """What the manifest's training set read: its snapshot, and only rows ingested by its ``ingested_until``;
+    DatasetError when ``table`` is not the table the manifest names (its snapshot ids are another table's)."""
     identifier = ".".join(table.name())
     if manifest.offline_table != identifier:
         raise DatasetError(

@@ -493,15 +493,12 @@ class OfflineWriter:
         """Append what is buffered as one snapshot (only rows whose identity the table does not hold yet).
 
         Raises StoreUnavailableError when the catalog or the table's storage cannot be used, during the identity
-        check as during the append (an I/O error, the catalog's database refusing or not one, the table gone from the
-        catalog), or after ``_APPEND_ATTEMPTS``
-        commit conflicts in a row, each retry after a random wait (``commit_backoff_s``); what is buffered then stays
-        buffered."""
+        check as during the append (an I/O error; the catalog's database refusing, ``OperationalError``, or not one,
+        its parent ``DatabaseError``; the table gone from the catalog), or after ``_APPEND_ATTEMPTS`` commit conflicts
+        in a row, each retry after a random wait (``commit_backoff_s``); what is buffered then stays buffered."""
         from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
         from sqlalchemy.exc import DatabaseError
 
-        # The catalog's database refusing (``OperationalError``) or not one (a file that is not SQLite: its parent
-        # ``DatabaseError``), the table gone from the catalog, storage failing: the store cannot be used.
         unusable = (OSError, DatabaseError, NoSuchTableError)
         if not self._buffer and not self._results:
             return
