@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +22,36 @@ def test_a_plan_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
         load_plan(tmp_path)
 
 
-def test_a_plan_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
-    """The follower hung reading a FIFO at the plan's path for as long as nothing wrote to it."""
-    os.mkfifo(tmp_path / "plan.json")
+def _raised_within(
+    call: Callable[[], object], timeout_s: float, unblock: Callable[[], None], waited: str
+) -> list[BaseException]:
+    """Run ``call`` on a thread; the store errors it raised, or ``unblock`` it and fail if it still waits."""
     said: list[BaseException] = []
 
-    def load() -> None:
+    def target() -> None:
         try:
-            load_plan(tmp_path)
+            call()
         except FeatureStoreError as exc:
             said.append(exc)
 
-    reading = threading.Thread(target=load, daemon=True)
-    reading.start()
-    reading.join(timeout=10)
-    if reading.is_alive():  # let the blocked read end
+    running = threading.Thread(target=target, daemon=True)
+    running.start()
+    running.join(timeout=timeout_s)
+    if running.is_alive():  # let the blocked call end
+        unblock()
+        pytest.fail(waited)
+    return said
+
+
+def test_a_plan_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """The follower hung reading a FIFO at the plan's path for as long as nothing wrote to it."""
+    os.mkfifo(tmp_path / "plan.json")
+
+    def unblock() -> None:
         with (tmp_path / "plan.json").open("w"):
             pass
-        pytest.fail("load_plan waited on a FIFO")
+
+    said = _raised_within(lambda: load_plan(tmp_path), 10, unblock, "load_plan waited on a FIFO")
     assert len(said) == 1 and "cannot read it (not a regular file" in str(said[0])
 
 
@@ -238,7 +251,6 @@ def test_a_version_refused_at_max_jobs_is_not_grouped_with_versions_whose_job_en
     ended go in a job of their own, so one that cannot start never takes the others down. A version refused at
     --max-jobs was marked as one whose job ended: once slots were free it was started with them (`c,x,y`)."""
     import time
-    from collections.abc import Callable
 
     from registry.definition_store import DefinitionStore
     from tests.unit.test_version_progress import _FakeJob, _follower
@@ -305,21 +317,12 @@ def test_a_fifo_at_the_lock_or_a_jobs_log_is_refused_not_waited_on(
     follower.jobs = [PlannedJob("base", ("user.a@1",), "stream", "g-base")]
     follower._state_dir.mkdir(parents=True)
     os.mkfifo(follower._state_dir / where)
-    said: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            follower.run(0.05)
-        except FeatureStoreError as exc:
-            said.append(exc)
-
-    running = threading.Thread(target=run, daemon=True)
-    running.start()
-    running.join(timeout=20)
-    if running.is_alive():  # let the blocked open end
+    def unblock() -> None:
         os.open(follower._state_dir / where, os.O_RDONLY | os.O_NONBLOCK)
         follower.stop_requested = True
-        pytest.fail(f"the follower waited on a FIFO at {where}")
+
+    said = _raised_within(lambda: follower.run(0.05), 20, unblock, f"the follower waited on a FIFO at {where}")
     assert len(said) == 1 and str(said[0]).startswith(
         "--state-dir " if where == "follow.lock" else "cannot start job base: "
     ), said
