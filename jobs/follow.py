@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import fcntl
 import json
 import os
 import signal
 import sqlite3
-import stat
 import subprocess
 import sys
 import time
@@ -41,11 +39,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import TextIO
 
 from jobs.backfill import absolute, job_error
 from registry.core.arguments import ArgumentParser, folder, group_id, host, number, whole
-from registry.core.durable import read_text_file, replace_durably
+from registry.core.durable import open_regular, read_text_file, replace_durably
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.refs import parse_ref
 from registry.core.settings import Settings, settings_for_command
@@ -150,22 +148,6 @@ def _group_name(raw: str) -> bool:
     except argparse.ArgumentTypeError:
         return False
     return True
-
-
-def open_regular(path: Path, mode: str) -> IO[Any]:
-    """``path`` opened (``w`` or ``ab``, created if need be) only if it is a regular file: a FIFO in its place
-    held ``open`` for good, waiting for a reader, and a signal could not end the wait (Python retries the call).
-    Opened without blocking, then checked; OSError (``ENXIO`` for a FIFO with no reader) otherwise."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | (os.O_APPEND if mode == "ab" else os.O_TRUNC)
-    fd = os.open(path, flags, 0o666)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, mode)
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def save_plan(state_dir: Path, jobs: list[PlannedJob], failed: Iterable[str] = ()) -> None:
