@@ -119,11 +119,10 @@ def run_main(main: Callable[[], int]) -> int:
     check) with one ``error:`` line and exit status 1, not a traceback. A SIGTERM unwinds through the same cleanup
     (``SystemExit(143)``): a bench's child process is stopped and its temporary folder removed, where the default
     handler left both behind."""
-    import signal
-
     from registry.core.errors import StoreUnavailableError
+    from registry.core.interrupt import unwind_on_sigterm
 
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    unwind_on_sigterm()
     try:
         return main()
     except KeyboardInterrupt:

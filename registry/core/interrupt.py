@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 _A = TypeVar("_A")
 
@@ -46,6 +46,12 @@ def _exit_143(signum: int, frame: FrameType | None) -> None:
     sys.exit(128 + signum)  # SystemExit where the main thread is: ``finally`` blocks and ``atexit`` run on the way out
 
 
+def unwind_on_sigterm() -> Any:
+    """From now on a SIGTERM raises ``SystemExit(143)`` where the main thread is, so clean-up runs on the way out
+    (the default handler ended the process on the spot); the handler it replaced."""
+    return signal.signal(signal.SIGTERM, _exit_143)
+
+
 def run_command(main: Callable[[_A], int], argv: _A) -> int:
     """``main(argv)`` as a command's whole run (its ``__main__``): a Ctrl-C ends it with the one line and 130, after
     its clean-up ran (``KeyboardInterrupt`` where it was), and a SIGTERM (``timeout``, a stopped CI job, ``kill``)
@@ -53,7 +59,7 @@ def run_command(main: Callable[[_A], int], argv: _A) -> int:
     of the interrupted run written, where a default SIGTERM ended the process on the spot. After ``main``, while the
     interpreter shuts down, a Ctrl-C is the one line and 130 at once."""
     raise_on_ctrl_c()
-    previous = signal.signal(signal.SIGTERM, _exit_143)
+    previous = unwind_on_sigterm()
     try:
         return main(argv)
     except KeyboardInterrupt:
