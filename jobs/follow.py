@@ -161,11 +161,13 @@ def save_plan(state_dir: Path, jobs: list[PlannedJob], failed: Iterable[str] = (
 
 
 def job_index(name: str) -> int | None:
-    """A job's number from its name: 0 for ``base``, ``n`` for ``add-<n>``, None for any other name."""
+    """A job's number from its name: 0 for ``base``, ``n`` >= 1 for ``add-<n>``, None for any other name
+    (``add-0`` included: its metrics port would be base's)."""
     if name == "base":
         return 0
     digits = name.removeprefix("add-")
-    return int(digits) if name.startswith("add-") and digits.isascii() and digits.isdigit() else None
+    number = int(digits) if name.startswith("add-") and digits.isascii() and digits.isdigit() else 0
+    return number or None
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:

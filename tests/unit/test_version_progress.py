@@ -426,6 +426,10 @@ def test_the_first_job_ending_is_seen_within_the_poll_not_after_it(
             {"name": "base", "versions": ["user.a@1"], "progress": "stream", "group_id": "g"},
             {"name": "add-01", "versions": ["user.b@1"], "progress": "version", "group_id": "h"},
         ],
+        [  # add-0: its metrics port was base's
+            {"name": "base", "versions": ["user.a@1"], "progress": "stream", "group_id": "g"},
+            {"name": "add-0", "versions": ["user.b@1"], "progress": "version", "group_id": "h"},
+        ],
         [
             {"name": "base", "versions": ["user.a@1"], "progress": "stream", "group_id": "g"},
             {"name": "add-1", "versions": ["user.a@1"], "progress": "version", "group_id": "h"},
