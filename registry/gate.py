@@ -274,7 +274,7 @@ def check_model(
     version its name reads computing the same thing), and its function must run as registered here."""
     today = today or datetime.now(UTC).date()  # a date of the definitions is a UTC date
     problems: list[str] = []
-    pinned_as: dict[tuple[str, str], str] = {}  # a feature's own name -> the first pin of it
+    pinned_as: dict[tuple[str, str], list[str]] = {}  # a feature's own name -> its pins so far
     for pin in model.features:
         label = f"{pin.entity}.{pin.name}@v{pin.version}"
         request = catalog.request_feature(pin.entity, pin.name) is not None
@@ -292,11 +292,13 @@ def check_model(
             problems.append(f"{label}: not registered")
             continue
         # The file refuses a name pinned twice; a former name (alias) is the same feature under another name.
-        first = pinned_as.setdefault((pin.entity, pinned.name), label)
-        if first != label:
+        earlier = pinned_as.setdefault((pin.entity, pinned.name), [])
+        if earlier:
             problems.append(
-                f"{label}: {pin.entity}.{pinned.name} pinned 2 times (also as {first}); a model reads one version"
+                f"{label}: {pin.entity}.{pinned.name} pinned {len(earlier) + 1} times (also as {', '.join(earlier)});"
+                " a model reads one version"
             )
+        earlier.append(label)
         if pin.value_type is not None and pin.value_type != pinned.value_type:
             problems.append(f"{label}: trained on {pin.value_type}, registered as {pinned.value_type}")
         if pin.identity_hash is not None and not (
