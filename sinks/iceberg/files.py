@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import bisect
 import copy
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +36,23 @@ _LATEST_US = (date(9999, 1, 1) - date(1970, 1, 1)).days * 86_400_000_000
 
 _FIELD_ID = b"PARQUET:field_id"
 GROUP_ROWS = 262_144  # rows per group of consecutive files read by one thread
+
+
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def group_pool() -> ThreadPoolExecutor:
+    """The threads groups of files are read on, as many as pyiceberg's pool has (its ``max-workers``). Not that
+    pool: a file with delete files is read by pyiceberg, which reads the delete files on its own pool and waits for
+    them, so groups read on that pool held all its workers waiting for work queued behind themselves (a hang as
+    soon as groups of such files were at least as many as its workers)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            from pyiceberg.utils.concurrent import ExecutorFactory
+
+            _POOL.append(ThreadPoolExecutor(ExecutorFactory.max_workers(), thread_name_prefix="offline-read"))
+        return _POOL[0]
 
 
 def file_groups(tasks: Sequence[Any], rows: int) -> list[list[Any]]:
@@ -164,10 +183,8 @@ class FileReader:
 
     def map(self, consume: Callable[[Iterator[pa.RecordBatch]], T], rows: int = GROUP_ROWS) -> list[T]:
         """``consume`` of each group of consecutive files' batches, groups read in parallel, in file order."""
-        from pyiceberg.utils.concurrent import ExecutorFactory
-
         groups = file_groups(self.tasks, rows)
-        return list(ExecutorFactory.get_or_create().map(lambda g: consume(self.batches(g)), groups))
+        return list(group_pool().map(lambda g: consume(self.batches(g)), groups))
 
 
 class PlannedFiles:

@@ -30,7 +30,7 @@ import pyarrow.dataset as ds
 from registry.core.definitions import FeatureDefinition
 from registry.core.value_types import VALUE_COLUMNS, arrow_type
 from sinks.iceberg.as_of import FIRST_US, LAST_US, ReadPoint, iso_us
-from sinks.iceberg.files import GROUP_ROWS, FileReader, PlannedFiles, file_groups
+from sinks.iceberg.files import GROUP_ROWS, FileReader, PlannedFiles, file_groups, group_pool
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
@@ -92,7 +92,6 @@ def _scan(
     """
     from pyiceberg.io import PYARROW_USE_LARGE_TYPES_ON_READ
     from pyiceberg.io.pyarrow import ArrowScan
-    from pyiceberg.utils.concurrent import ExecutorFactory
 
     if point.snapshot_id is None:
         return []
@@ -132,7 +131,7 @@ def _scan(
         return out
 
     groups = file_groups(tasks, GROUP_ROWS)
-    return [part for parts in ExecutorFactory.get_or_create().map(read, groups) for part in parts]
+    return [part for parts in group_pool().map(read, groups) for part in parts]  # not pyiceberg's pool
 
 
 _PER_US = {"s": (1_000_000, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000)}  # unit -> (multiply, divide)
