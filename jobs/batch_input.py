@@ -8,7 +8,7 @@ reasons, and the chosen window range of event time (``since <= time < until``).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -87,23 +87,28 @@ def until_operator(window: Window) -> str:
 
 
 def in_range(
-    events: pa.Table, timestamp_field: str, window_range_ms: tuple[int, int], event_id_field: str | None = None
+    events: pa.Table,
+    timestamp_field: str,
+    window_range_ms: tuple[int, int],
+    event_id_field: str | None = None,
+    key_fields: Sequence[str] = (),
 ) -> pa.Table:
     """The events with ``since <= time < until``; with ``event_id_field``, resends are dropped first, over every
-    event given (``first_arrivals``): a resend inside the range whose original lies before ``since`` was counted,
-    so a window wholly inside the range held an event the whole run ignores."""
+    event given (``first_arrivals`` per entity of ``key_fields``): a resend inside the range whose original lies
+    before ``since`` was counted, so a window wholly inside the range held an event the whole run ignores."""
     import pyarrow.compute as pc
 
     if event_id_field is not None:
-        events = first_arrivals(events, timestamp_field, event_id_field)
+        events = first_arrivals(events, timestamp_field, event_id_field, key_fields)
     ts = events.column(timestamp_field)
     since, until = window_range_ms
     return events.filter(pc.and_(pc.greater_equal(ts, since), pc.less(ts, until)))
 
 
-def first_arrivals(events: pa.Table, timestamp_field: str, event_id_field: str) -> pa.Table:
-    """``events`` without resends: of the events sharing an event id, the first in time order (ties: the table's
-    order), as the batch job's dedup keeps; events without an id are all kept. The table's order is kept."""
+def first_arrivals(events: pa.Table, timestamp_field: str, event_id_field: str, key_fields: Sequence[str]) -> pa.Table:
+    """``events`` without resends: of the events sharing an event id and entity (every field of ``key_fields``), the
+    first in time order (ties: the table's order), as the batch job's dedup keeps (``jobs.sql.dedup_sql``); an id
+    reused by another entity is that entity's event; events without an id are all kept. The table's order is kept."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -114,9 +119,12 @@ def first_arrivals(events: pa.Table, timestamp_field: str, event_id_field: str) 
     order = pc.sort_indices(  # time order, stable
         pa.table({"t": events.column(timestamp_field), "i": at}), sort_keys=[("t", "ascending"), ("i", "ascending")]
     )
-    ranked = pa.table({"id": events.column(event_id_field).take(order), "i": order})
+    keys = {f"k{j}": events.column(f).take(order) for j, f in enumerate(key_fields)}
+    ranked = pa.table({**keys, "id": events.column(event_id_field).take(order), "i": order})
     firsts = (
-        ranked.filter(pc.is_valid(ranked.column("id"))).group_by("id", use_threads=False).aggregate([("i", "first")])
+        ranked.filter(pc.is_valid(ranked.column("id")))
+        .group_by([*keys, "id"], use_threads=False)
+        .aggregate([("i", "first")])
     )
     keep = np.zeros(n, dtype=bool)
     keep[firsts.column("i_first").to_numpy()] = True
@@ -165,7 +173,7 @@ def read_events_input(
     if window_range_ms is None:
         return events.valid
     # From the archive only the events from --since on are read: a resend whose original lies before it counts there.
-    chosen = in_range(events.valid, source.timestamp_field, window_range_ms, source.event_id_field)
+    chosen = in_range(events.valid, source.timestamp_field, window_range_ms, source.event_id_field, source.key_fields)
     print(f"[events] {chosen.num_rows:,} events in [{window_range_ms[0]}, {window_range_ms[1]}) ms", file=sys.stderr)
     return chosen
 

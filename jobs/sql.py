@@ -150,21 +150,27 @@ def source_select(table: str, lateness: timedelta) -> str:
 
 
 def dedup_sql(view: str, source: Source, columns: list[str]) -> str:
-    """Keep the first arrival of each event id (a resend counts once), and every event without one (an optional id
-    field); append-only, rowtime kept."""
+    """Keep the first arrival of each event id per entity (a resend counts once), and every event without one (an
+    optional id field); append-only, rowtime kept.
+
+    Per entity (every field of the source's entity key, then the id): copies of one id under two entities reached
+    this operator through two subtasks of the keyed steps before it, so which came first was a race and a replay of
+    one topic could count the other copy (another value for the same feature version). An id reused by another
+    entity is that entity's event; a resend of one entity's event arrives by one path, in its partition's order."""
     assert source.event_id_field is not None
     cols = ", ".join(ident(c) for c in columns)
-    event_id = ident(source.event_id_field)
+    event_id = ", ".join(ident(f) for f in (*source.key_fields, source.event_id_field))
     if not _nullable(source, source.event_id_field):
         return (
             f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {event_id} "
             f"ORDER BY proctime ASC) AS __rn FROM {ident(view)}) WHERE __rn = 1"
         )
     # An event without its (optional) id is no resend of another: one partition of nulls dropped all but the first.
+    id_field = ident(source.event_id_field)
     return (
         f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {event_id} "
-        f"ORDER BY proctime ASC) AS __rn FROM {ident(view)} WHERE {event_id} IS NOT NULL) WHERE __rn = 1\n"
-        f"UNION ALL SELECT {cols}, rowtime FROM {ident(view)} WHERE {event_id} IS NULL"
+        f"ORDER BY proctime ASC) AS __rn FROM {ident(view)} WHERE {id_field} IS NOT NULL) WHERE __rn = 1\n"
+        f"UNION ALL SELECT {cols}, rowtime FROM {ident(view)} WHERE {id_field} IS NULL"
     )
 
 

@@ -193,7 +193,7 @@ class Source(_Frozen):
     )
     timestamp_field: FieldName = Field(description="event field holding event time (timestamp-millis)")
     event_id_field: FieldName | None = Field(
-        default=None, description="event field identifying an event; resends with the same id count once"
+        default=None, description="event field identifying an event; resends with the same id and entity key count once"
     )
     max_out_of_orderness: Duration = timedelta(seconds=5)
     idle_timeout: Duration = Field(

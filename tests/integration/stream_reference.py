@@ -4,7 +4,7 @@ It replays records in partition order exactly as the job defines lateness: the w
 record is the highest Kafka timestamp seen so far minus the out-of-orderness bound, where a timestamp
 too far in the future does not count; a record is too late when its timestamp is at or below the
 watermark before it minus the allowed lateness, and late when it is at or below that watermark. Too-late and bad records are dead-lettered; the
-rest are deduplicated by event id (first arrival wins) and aggregated per sliding window. A record's key is its
+rest are deduplicated by event id per entity key (first arrival wins) and aggregated per sliding window. A record's key is its
 event's entity key (``user_id``): one longer than the stores hold is ``bad_key`` (``reason``), whatever the record
 was built as, unless a rule the decoder applies before that one refuses it first.
 """
@@ -61,7 +61,7 @@ class Reference:
 def simulate(records: list[Record], *, out_of_orderness_ms: int, lateness_ms: int) -> Reference:
     ref = Reference()
     highest: int | None = None
-    seen_ids: set[str] = set()
+    seen_ids: set[tuple[str, str]] = set()  # (entity key, event id): an id counts once per entity
     for r in records:
         watermark = None if highest is None else highest - out_of_orderness_ms
         if r.bad != "future_timestamp":  # a clock far ahead must not move everyone's watermark
@@ -76,7 +76,7 @@ def simulate(records: list[Record], *, out_of_orderness_ms: int, lateness_ms: in
         assert r.event_id is not None, "a record that is not an event must say its reason"
         if watermark is not None and r.timestamp_ms <= watermark:
             ref.late += 1
-        if r.event_id not in seen_ids:
-            seen_ids.add(r.event_id)
+        if (r.key, r.event_id) not in seen_ids:
+            seen_ids.add((r.key, r.event_id))
             ref.accepted.append(r)
     return ref

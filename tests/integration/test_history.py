@@ -85,10 +85,10 @@ def _windows(
     events: list[dict[str, Any]], size_min: int, since: int = 0, until: int = 2**62
 ) -> dict[tuple[str, int], int]:
     """Brute force: (user, window end ms) -> count, windows of size_min sliding by 5 min, each event id
-    once, events in [since, until), windows inside [since, until]."""
-    seen: dict[str, dict[str, Any]] = {}
+    once per user, events in [since, until), windows inside [since, until]."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
     for e in events:
-        seen.setdefault(e["transaction_id"], e)
+        seen.setdefault((e["user_id"], e["transaction_id"]), e)  # an id counts once per entity
     kept = [e for e in seen.values() if since <= int(e["event_time"]) < until]
     out: dict[tuple[str, int], int] = {}
     for end in range(BASE, BASE + 6 * HOUR, 5 * MIN):

@@ -326,20 +326,44 @@ def test_a_resend_whose_original_lies_before_since_is_not_counted_in_the_range()
         transaction_id=pa.array(["a1", "a1", "a2", None, None, "a3", "a3"]),
         event_time=pa.array([1000, 1500, 1600, 1700, 1700, 1800, 1800], pa.int64()),
         amount=pa.array([1.0, 100.0, 2.0, 3.0, 4.0, 5.0, 50.0]),
+        user_id=pa.array(["u1"] * 7),
     )
-    chosen = in_range(events, "event_time", (1500, 2000), "transaction_id")
+    chosen = in_range(events, "event_time", (1500, 2000), "transaction_id", ("user_id",))
     # a1's resend dropped; both events without an id kept; a3 at one time twice: the table's first
     assert chosen.column("amount").to_pylist() == [2.0, 3.0, 4.0, 5.0]
     assert in_range(events, "event_time", (1500, 2000)).num_rows == 6  # no id field: every event in range
     backwards = events.take(pa.array([6, 5, 4, 3, 2, 1, 0]))  # a later original listed first: time order decides
-    assert first_arrivals(backwards, "event_time", "transaction_id").column("amount").to_pylist() == [
+    assert first_arrivals(backwards, "event_time", "transaction_id", ("user_id",)).column("amount").to_pylist() == [
         50.0,
         4.0,
         3.0,
         2.0,
         1.0,
     ]
-    assert first_arrivals(events.slice(0, 0), "event_time", "transaction_id").num_rows == 0
+    assert first_arrivals(events.slice(0, 0), "event_time", "transaction_id", ("user_id",)).num_rows == 0
+
+
+def test_an_event_id_is_a_resend_only_within_its_entity() -> None:
+    """design §5.3: an id counts once per entity. Copies of one id under two entities were deduplicated by the id
+    alone: the stream job kept whichever reached it first (a race between subtasks), so one topic replayed gave
+    another value; the batch path kept the earlier one. Both now count each entity's copy, whatever the order."""
+    from jobs.batch_input import first_arrivals
+
+    events = _events(
+        5,
+        transaction_id=pa.array(["t", "t", "t", "t", "s"]),
+        user_id=pa.array(["u1", "u2", "u1", "u2", "u1"]),
+        merchant_id=pa.array(["m1", "m1", "m1", "m2", "m1"]),
+        event_time=pa.array([1000, 1100, 1200, 1300, 1400], pa.int64()),
+        amount=pa.array([1.0, 2.0, 3.0, 4.0, 5.0]),
+    )
+    assert first_arrivals(events, "event_time", "transaction_id", ("user_id",)).column("amount").to_pylist() == [
+        1.0,
+        2.0,
+        5.0,
+    ]
+    composite = first_arrivals(events, "event_time", "transaction_id", ("user_id", "merchant_id"))
+    assert composite.column("amount").to_pylist() == [1.0, 2.0, 4.0, 5.0]  # a composite key: every field
 
 
 @pytest.mark.parametrize(

@@ -291,6 +291,43 @@ def test_events_without_an_optional_event_id_are_not_resends_of_each_other(
     assert rows(env, f"SELECT entity_id, revision FROM ({aggregate_sql(group, 'dd')})") == [("u1", 4)]
 
 
+@pytest.mark.parametrize("optional_id", [False, True], ids=["required id", "optional id"])
+def test_an_event_id_is_deduplicated_per_entity(
+    make_definition: MakeDef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, optional_id: bool
+) -> None:
+    """design §5.3: the first arrival of an id per entity counts. ``PARTITION BY id`` alone dropped one of two
+    entities' copies of an id, whichever reached the operator second: at parallelism 2 they came through two
+    subtasks, so a replay of the same topic could count the other one (a training/serving value that changed)."""
+    import jobs.sql
+    from schemas import load_schema
+
+    if optional_id:
+        schema = load_schema("card_transaction")
+        schema["fields"] = [
+            {**f, "type": ["null", "string"]} if f["name"] == "transaction_id" else f for f in schema["fields"]
+        ]
+        monkeypatch.setattr(jobs.sql, "load_schema", lambda name: schema)
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    env.get_config().set("parallelism.default", "1")
+    env.get_config().set("table.local-time-zone", "UTC")
+    definition = make_definition(
+        name="n", window=WINDOWS[1][0], aggregation={"function": "count"}, **{"source.event_id_field": "transaction_id"}
+    )
+    t0 = 1_700_000_000_000
+    events = [("t", "u1", t0), ("t", "u2", t0 + 1), ("t", "u1", t0 + 2), ("s", "u1", t0 + 3), ("t", "u2", t0 + 4)]
+    (tmp_path / "e.csv").write_text("".join(f"{i},{u},{t}\n" for i, u, t in events))
+    env.execute_sql(
+        "CREATE TEMPORARY TABLE ev (transaction_id STRING, user_id STRING, t BIGINT, "
+        "rowtime AS TO_TIMESTAMP_LTZ(t, 3), proctime AS PROCTIME(), WATERMARK FOR rowtime AS rowtime) "
+        f"WITH ('connector' = 'filesystem', 'path' = '{tmp_path / 'e.csv'}', 'format' = 'csv')"
+    )
+    query = jobs.sql.dedup_sql("ev", definition.source, ["transaction_id", "user_id", "t"])
+    got = sorted(rows(env, f"SELECT transaction_id, user_id, t FROM ({query})"), key=lambda r: r[2])
+    assert got == [("t", "u1", t0), ("t", "u2", t0 + 1), ("s", "u1", t0 + 3)]
+
+
 def test_the_sql_interval_limit_is_the_registration_limit() -> None:
     """Registration refuses durations of ``SQL_DURATION_LIMIT`` or more because the job's intervals cannot hold
     them: one limit, so an accepted definition never fails at the job's start."""
