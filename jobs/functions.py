@@ -136,7 +136,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._offline = OfflineWriter(
             table, reach=TableReach(table, {(d.name, d.version) for d in self._features}, attempt)
         )
-        self._stores = DualWriter(self._offline, self._online, erased.blocks)
+        # A replay keeps values past their offline retention out of the table (retention removed them once).
+        self._stores = DualWriter(self._offline, self._online, erased.blocks, lambda: time.time_ns() // 1000)
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._pending_count = 0  # since the last flush in this process (0 after a restore: flushes later)
         # Timers, like the pending rows, belong to a key (a bucket of entities): a process may hold several

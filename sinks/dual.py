@@ -7,17 +7,25 @@ repaired by the replay (the offline writer skips rows it already holds; online w
 by write time). If the offline flush fails, the online one is not attempted.
 
 An erased entity's results that reach back before its erasure (a replay of its old events) are
-dropped here, before either store (``registry.erasures``); ``dropped_erased`` counts them.
+dropped here, before either store (``registry.erasures``); ``dropped_erased`` counts them. Given a clock
+(``retention_clock_us``, as the job gives one), a value whose window ended before ``now - offline_retention`` of its
+feature version is kept out of the offline table (a replay wrote back rows retention had removed, and they stayed
+until its next run); ``dropped_retained`` counts them. The online store judges its own TTL.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from registry.core.durations import to_millis
 from sinks.records import FeatureRow, WindowResults
+
+if TYPE_CHECKING:
+    from registry.core.definitions import FeatureDefinition
 
 Erased = Callable[[str, str, int], bool]
 """``(entity type, entity id, window start ms)`` -> whether the result predates the entity's erasure."""
@@ -35,17 +43,28 @@ class Writer(Protocol):
 
 
 class DualWriter:
-    def __init__(self, offline: Writer, online: Writer, erased: Erased | None = None) -> None:
+    def __init__(
+        self,
+        offline: Writer,
+        online: Writer,
+        erased: Erased | None = None,
+        retention_clock_us: Callable[[], int] | None = None,
+    ) -> None:
         self.offline = offline
         self.online = online
         self._erased = erased
+        self._clock_us = retention_clock_us
         self.dropped_erased = 0
+        self.dropped_retained = 0
 
     def add(self, row: FeatureRow) -> None:
         if self._erased is not None and self._erased(row.entity_type, row.entity_id, row.window_start_ms):
             self.dropped_erased += 1
             return
-        self.offline.add(row)
+        if self._clock_us is not None and row.window_end_ms * 1000 < _cutoff_us(row.defined_by, self._clock_us()):
+            self.dropped_retained += 1
+        else:
+            self.offline.add(row)
         self.online.add(row)
 
     def add_results(self, results: WindowResults) -> None:
@@ -65,9 +84,40 @@ class DualWriter:
                 self.dropped_erased += int(blocked.sum()) * len(results.features)
                 results = results.take(~blocked)
         if len(results):
-            self.offline.add_results(results)
+            for retained in self._retained(results):
+                self.offline.add_results(retained)
             self.online.add_results(results)
+
+    def _retained(self, results: WindowResults) -> list[WindowResults]:
+        """``results`` without the values past their feature version's offline retention: the features of one
+        retention together, each with the results whose window ended at or after ``now - offline_retention``."""
+        if self._clock_us is None:
+            return [results]
+        now_us = self._clock_us()
+        by_cutoff: dict[int, list[int]] = {}
+        for i, d in enumerate(results.features):
+            by_cutoff.setdefault(_cutoff_us(d, now_us), []).append(i)
+        out = []
+        for cutoff_us, at in by_cutoff.items():
+            keep = results.ends_ms * 1000 >= cutoff_us
+            if len(at) < len(results.features):
+                results_of = dataclasses.replace(
+                    results, features=tuple(results.features[i] for i in at), values=[results.values[i] for i in at]
+                )
+            else:
+                results_of = results
+            kept = results_of if keep.all() else results_of.take(keep)
+            self.dropped_retained += (len(results) - len(kept)) * len(at)
+            if len(kept):
+                out.append(kept)
+        return out
 
     def flush(self) -> None:
         self.offline.flush()
         self.online.flush()
+
+
+def _cutoff_us(definition: FeatureDefinition, now_us: int) -> int:
+    """The earliest window end the offline table keeps of ``definition`` at ``now_us``, in epoch µs: retention
+    deletes a row whose window ended before it and keeps one exactly at it (``serving.offline.retention``)."""
+    return now_us - to_millis(definition.offline_retention) * 1000
