@@ -10,7 +10,9 @@ An erased entity's results that reach back before its erasure (a replay of its o
 dropped here, before either store (``registry.erasures``); ``dropped_erased`` counts them. Given a clock
 (``retention_clock_us``, as the job gives one), a value whose window ended before ``now - offline_retention`` of its
 feature version is kept out of the offline table (a replay wrote back rows retention had removed, and they stayed
-until its next run); ``dropped_retained`` counts them. The online store judges its own TTL.
+until its next run); ``dropped_retained`` counts them. The online store judges its own TTL: of a version whose
+``offline_retention`` is shorter than its ``ttl``, a value between the two is served online and held offline by
+neither the writer nor retention, the one exception to online never being ahead of offline.
 """
 
 from __future__ import annotations
