@@ -70,8 +70,10 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
     stream's windows and never holds the stream's online progress back.
 
     Metrics: ``watermark_ms`` (this operator's event-time watermark; watermark lag is the wall clock
-    minus it), ``rows_written``, ``flushes`` and ``offline_rows_checked`` (rows whose identity was checked against
-    the table before their append: only rows it may hold already, ``sinks.iceberg.reach``), and per feature version
+    minus it), ``rows_written`` (values given to the stores, an erased entity's left out), ``flushes``,
+    ``offline_rows_checked`` (rows whose identity was checked against the table before their append: only rows it may
+    hold already, ``sinks.iceberg.reach``) and ``offline_rows_past_retention`` (values kept out of the offline table,
+    their window ended before ``now - offline_retention``; written online within their TTL), and per feature version
     (labels ``entity_type``, ``feature``, ``version``) ``online_window_end_ms`` (the
     newest window end written online: the freshness lag is the wall clock minus it) and
     ``freshness_lag_ms`` (at the latest online write, its wall-clock time minus that window end).
@@ -161,6 +163,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._open_windows_dropped = metrics.counter("open_windows_dropped")
         self._flushes = metrics.counter("flushes")
         self._rows_checked = metrics.counter("offline_rows_checked")  # rows that needed the identity check's scan
+        self._past_retention = metrics.counter("offline_rows_past_retention")  # kept out of the offline table
         self._feature_gauges(metrics)
 
     def _feature_gauges(self, metrics: MetricGroup) -> None:
@@ -304,10 +307,13 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
                 np.array(revisions, dtype=np.int64),
                 columns,
             )
+            erased, retained = self._stores.dropped_erased, self._stores.dropped_retained
             self._stores.add_results(results)
+            erased, retained = self._stores.dropped_erased - erased, self._stores.dropped_retained - retained
             checked = self._offline.checked
             self._stores.flush()  # offline, then online (sinks.dual)
             self._rows_checked.inc(self._offline.checked - checked)
+            self._past_retention.inc(retained)
             self._pending.clear()
             newest_end = int(ends_ms.max())
             written_ms = time.time_ns() // 1_000_000
@@ -315,7 +321,7 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
                 if newest_end > self._online_end_ms[name]:
                     self._online_end_ms[name] = newest_end
                     self._freshness_lag_ms[name] = written_ms - newest_end
-            self._rows_written.inc(len(pending) * len(self._features))
+            self._rows_written.inc(len(pending) * len(self._features) - erased)  # an erased entity's: in neither
             self._flushes.inc()
         self._unwritten.discard(key)
         self._pending_count = 0
