@@ -260,7 +260,11 @@ class Follower:
         log_path = self._state_dir / f"{job.name}.log"
         with open_regular(log_path, "ab") as log:
             self._log_start[job.name] = log.tell()
-            env = {**os.environ, **absolute(self._settings).to_env()}
+            # The job's own Flink log (its restarts and their causes): pyflink's default folder is one file for
+            # every local job of the machine, emptied whenever any of them starts.
+            flink_log = (self._state_dir / job.name / "flink-log").resolve()
+            flink_log.mkdir(exist_ok=True)
+            env = {**os.environ, **absolute(self._settings).to_env(), "FLINK_LOG_DIR": str(flink_log)}
             self.procs[job.name] = subprocess.Popen(
                 cmd,
                 cwd=_REPO,

@@ -9,6 +9,7 @@ vectors the API assembles against the rule applied feature by feature with each 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -514,3 +515,32 @@ def test_a_planned_job_that_cannot_start_is_one_error_and_starts_none(
     with pytest.raises(FeatureStoreError, match=f"^cannot start job {unusable}: .*Is a directory"):
         follower.run(0.05)
     assert _FakeJob.launched == [] and follower._out.getvalue() == ""
+
+
+def test_each_job_logs_flink_into_a_folder_of_its_own(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, make_definition: Any
+) -> None:
+    """A job's restarts and their causes are only in its Flink log, which pyflink keeps in one file for every local
+    job of the machine and empties whenever one starts: the follower's second job emptied the first's."""
+    from jobs.follow import PlannedJob
+    from registry.definition_store import DefinitionStore
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="a"))
+    follower = _follower(tmp_path, monkeypatch, store)
+    given: list[str] = []
+    fake = _FakeJob
+
+    def recording(cmd: list[str], **kwargs: Any) -> _FakeJob:
+        given.append(kwargs["env"]["FLINK_LOG_DIR"])
+        return fake(cmd, **kwargs)
+
+    monkeypatch.setattr("jobs.follow.subprocess.Popen", recording)
+    for job in (
+        PlannedJob("base", ("user.a@1",), "stream", "g-base"),
+        PlannedJob("add-1", ("user.b@1",), "version", "g1"),
+    ):
+        follower._launch(job)
+    state = (tmp_path / "state").resolve()
+    assert given == [str(state / "base" / "flink-log"), str(state / "add-1" / "flink-log")]
+    assert all(Path(folder).is_dir() for folder in given)
