@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -101,6 +101,21 @@ def isolated(settings: Settings, name: str, folder: Path) -> Settings:
             "definitions_db": folder / "definitions.db",
         }
     )
+
+
+def shipped_features_on(settings: Settings, topic: str, edit: Callable[[str], str] = lambda toml: toml) -> None:
+    """The shipped user features reading ``topic``, kept a day (``ttl``: events of hours ago are still served) and
+    changed by ``edit``, applied to ``settings``' definitions; ``topic`` and its dead-letter topic made (2 partitions)."""
+    from jobs.produce import ensure_topics
+    from registry.core.catalog import load_folder
+    from registry.definition_store import DefinitionStore
+    from registry.plan import apply
+
+    toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
+    toml = edit(toml.replace('topic = "card_transactions"', f'topic = "{topic}"').replace('ttl = "2h"', 'ttl = "1d"'))
+    (settings.definitions_dir / "user_transactions.toml").write_text(toml)
+    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
+    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -20,19 +20,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.produce import ensure_topics, make_producer
-from registry.core.catalog import load_folder
+from jobs.produce import make_producer
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
 from registry.erasures import ErasureStore
-from registry.plan import apply
 from registry.training_sets import TrainingSetStore
 from serving.offline.training import build_training_set
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
 from sinks.serving_log import ARROW_SCHEMA, ensure_log_table
-from tests.conftest import REPO, isolated, run_feature_job, run_module
+from tests.conftest import isolated, run_feature_job, run_module, shipped_features_on
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +55,7 @@ def _erase(settings: Settings, entity_id: str) -> dict[str, Any]:
 def stack(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     settings = isolated(it_settings, "erase", tmp_path_factory.mktemp("erase"))
     topic = f"it_{run_id}_erase_txns"
-    toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
-    toml = toml.replace('topic = "card_transactions"', f'topic = "{topic}"').replace('ttl = "2h"', 'ttl = "1d"')
-    (settings.definitions_dir / "user_transactions.toml").write_text(toml)
-    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
-    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
+    shipped_features_on(settings, topic)
     producer = make_producer(settings)
     producer.send(
         topic,

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pyarrow.compute as pc
 import pytest
 
-from jobs.produce import ensure_topics, make_producer
-from registry.core.catalog import load_folder
+from jobs.produce import make_producer
 from registry.core.settings import Settings
 from registry.definition_store import DefinitionStore
-from registry.plan import apply
 from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
-from tests.conftest import REPO, isolated, run_feature_job
+from tests.conftest import isolated, run_feature_job, shipped_features_on
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +31,14 @@ RETENTION_MS = 2 * HOUR
 def stack(it_settings: Settings, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     settings = isolated(it_settings, "retain", tmp_path_factory.mktemp("retain"))
     topic = f"it_{run_id}_retain_txns"
-    toml = (REPO / "registry" / "features" / "user_transactions.toml").read_text()
-    toml = toml.replace('topic = "card_transactions"', f'topic = "{topic}"').replace('ttl = "2h"', 'ttl = "1d"')
-    toml = toml.replace('name = "txn_count_1h"\n', 'name = "txn_count_1h"\noffline_retention = "2h"\n')
-    assert 'offline_retention = "2h"' in toml
-    (settings.definitions_dir / "user_transactions.toml").write_text(toml)
-    apply(DefinitionStore(settings.definitions_db), load_folder(settings.definitions_dir))
-    ensure_topics(settings.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
+    shipped_features_on(
+        settings,
+        topic,
+        lambda toml: toml.replace('name = "txn_count_1h"\n', 'name = "txn_count_1h"\noffline_retention = "2h"\n'),
+    )
+    assert DefinitionStore(settings.definitions_db).catalog().get(
+        "user", "txn_count_1h"
+    ).offline_retention == timedelta(hours=2)
     producer = make_producer(settings)
     producer.send(
         topic,

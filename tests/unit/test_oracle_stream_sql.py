@@ -250,20 +250,18 @@ def test_an_interval_flink_cannot_hold_is_refused_by_name() -> None:
         interval(timedelta(days=1000))
 
 
-def test_events_without_an_optional_event_id_are_not_resends_of_each_other(
-    make_definition: MakeDef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """design §5.3: "the first arrival of each id counts and resends are ignored"; nothing is dropped silently.
-    An event id field the reader schema makes optional passes the decoder as null, and ``ROW_NUMBER() OVER
-    (PARTITION BY id)`` put every null-id event in one partition: all but the first were dropped, silently."""
+def _dedup_setting(make_definition: MakeDef, monkeypatch: pytest.MonkeyPatch, *, optional_id: bool) -> tuple[Any, Any]:
+    """A streaming table environment at parallelism 1 in UTC, and a count keyed by ``user_id`` whose source has
+    ``transaction_id`` as its event id (optional in the reader schema when ``optional_id``)."""
     import jobs.sql
     from schemas import load_schema
 
-    schema = load_schema("card_transaction")
-    schema["fields"] = [
-        {**f, "type": ["null", "string"]} if f["name"] == "transaction_id" else f for f in schema["fields"]
-    ]
-    monkeypatch.setattr(jobs.sql, "load_schema", lambda name: schema)
+    if optional_id:
+        schema = load_schema("card_transaction")
+        schema["fields"] = [
+            {**f, "type": ["null", "string"]} if f["name"] == "transaction_id" else f for f in schema["fields"]
+        ]
+        monkeypatch.setattr(jobs.sql, "load_schema", lambda name: schema)
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
@@ -272,6 +270,18 @@ def test_events_without_an_optional_event_id_are_not_resends_of_each_other(
     definition = make_definition(
         name="n", window=WINDOWS[1][0], aggregation={"function": "count"}, **{"source.event_id_field": "transaction_id"}
     )
+    return env, definition
+
+
+def test_events_without_an_optional_event_id_are_not_resends_of_each_other(
+    make_definition: MakeDef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """design §5.3: "the first arrival of each id counts and resends are ignored"; nothing is dropped silently.
+    An event id field the reader schema makes optional passes the decoder as null, and ``ROW_NUMBER() OVER
+    (PARTITION BY id)`` put every null-id event in one partition: all but the first were dropped, silently."""
+    import jobs.sql
+
+    env, definition = _dedup_setting(make_definition, monkeypatch, optional_id=True)
     source = definition.source
     t0 = 1_700_000_000_000
     events = [("t1", t0), ("t1", t0 + 1), ("NULL", t0 + 2), ("NULL", t0 + 3), ("t2", t0 + 4)]
@@ -299,22 +309,8 @@ def test_an_event_id_is_deduplicated_per_entity(
     entities' copies of an id, whichever reached the operator second: at parallelism 2 they came through two
     subtasks, so a replay of the same topic could count the other one (a training/serving value that changed)."""
     import jobs.sql
-    from schemas import load_schema
 
-    if optional_id:
-        schema = load_schema("card_transaction")
-        schema["fields"] = [
-            {**f, "type": ["null", "string"]} if f["name"] == "transaction_id" else f for f in schema["fields"]
-        ]
-        monkeypatch.setattr(jobs.sql, "load_schema", lambda name: schema)
-    from pyflink.table import EnvironmentSettings, TableEnvironment
-
-    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    env.get_config().set("parallelism.default", "1")
-    env.get_config().set("table.local-time-zone", "UTC")
-    definition = make_definition(
-        name="n", window=WINDOWS[1][0], aggregation={"function": "count"}, **{"source.event_id_field": "transaction_id"}
-    )
+    env, definition = _dedup_setting(make_definition, monkeypatch, optional_id=optional_id)
     t0 = 1_700_000_000_000
     events = [("t", "u1", t0), ("t", "u2", t0 + 1), ("t", "u1", t0 + 2), ("s", "u1", t0 + 3), ("t", "u2", t0 + 4)]
     (tmp_path / "e.csv").write_text("".join(f"{i},{u},{t}\n" for i, u, t in events))
