@@ -159,16 +159,16 @@ def dedup_sql(view: str, source: Source, columns: list[str]) -> str:
     entity is that entity's event; a resend of one entity's event arrives by one path, in its partition's order."""
     assert source.event_id_field is not None
     cols = ", ".join(ident(c) for c in columns)
-    event_id = ", ".join(ident(f) for f in (*source.key_fields, source.event_id_field))
+    partition = ", ".join(ident(f) for f in (*source.key_fields, source.event_id_field))
     if not _nullable(source, source.event_id_field):
         return (
-            f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {event_id} "
+            f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {partition} "
             f"ORDER BY proctime ASC) AS __rn FROM {ident(view)}) WHERE __rn = 1"
         )
     # An event without its (optional) id is no resend of another: one partition of nulls dropped all but the first.
     id_field = ident(source.event_id_field)
     return (
-        f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {event_id} "
+        f"SELECT {cols}, rowtime FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {partition} "
         f"ORDER BY proctime ASC) AS __rn FROM {ident(view)} WHERE {id_field} IS NOT NULL) WHERE __rn = 1\n"
         f"UNION ALL SELECT {cols}, rowtime FROM {ident(view)} WHERE {id_field} IS NULL"
     )

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from registry.core.durations import to_millis
+from registry.core.timeline import retention_cutoff_us
 from sinks.records import FeatureRow, WindowResults
-
-if TYPE_CHECKING:
-    from registry.core.definitions import FeatureDefinition
 
 Erased = Callable[[str, str, int], bool]
 """``(entity type, entity id, window start ms)`` -> whether the result predates the entity's erasure."""
@@ -63,7 +60,9 @@ class DualWriter:
         if self._erased is not None and self._erased(row.entity_type, row.entity_id, row.window_start_ms):
             self.dropped_erased += 1
             return
-        if self._clock_us is not None and row.window_end_ms * 1000 < _cutoff_us(row.defined_by, self._clock_us()):
+        if self._clock_us is not None and row.window_end_ms * 1000 < retention_cutoff_us(
+            row.defined_by, self._clock_us()
+        ):
             self.dropped_retained += 1
         else:
             self.offline.add(row)
@@ -98,7 +97,7 @@ class DualWriter:
         now_us = self._clock_us()
         by_cutoff: dict[int, list[int]] = {}
         for i, d in enumerate(results.features):
-            by_cutoff.setdefault(_cutoff_us(d, now_us), []).append(i)
+            by_cutoff.setdefault(retention_cutoff_us(d, now_us), []).append(i)
         out = []
         for cutoff_us, at in by_cutoff.items():
             keep = results.ends_ms * 1000 >= cutoff_us
@@ -117,9 +116,3 @@ class DualWriter:
     def flush(self) -> None:
         self.offline.flush()
         self.online.flush()
-
-
-def _cutoff_us(definition: FeatureDefinition, now_us: int) -> int:
-    """The earliest window end the offline table keeps of ``definition`` at ``now_us``, in epoch µs: retention
-    deletes a row whose window ended before it and keeps one exactly at it (``serving.offline.retention``)."""
-    return now_us - to_millis(definition.offline_retention) * 1000

@@ -179,3 +179,10 @@ def resolve(
     """The value a reader at ``now_us`` sees, given the latest stored row (or None); times in epoch µs."""
     value, feature_ts, status = judge(Rule.of(definition).cut(closed_through_us, now_us), stored_end_us, stored_value)
     return Resolved(value, feature_ts, status)
+
+
+def retention_cutoff_us(definition: FeatureDefinition, now_us: int) -> int:
+    """The earliest window end the offline table keeps of ``definition`` at ``now_us``, in epoch µs: a row whose
+    window ended before it is past ``offline_retention`` (retention deletes it, the job does not write it), one
+    exactly at it is kept."""
+    return now_us - to_millis(definition.offline_retention) * 1000

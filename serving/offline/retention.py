@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING
 from registry.core.arguments import ArgumentParser
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
-from registry.core.durations import to_millis
 from registry.core.errors import StoreUnavailableError
+from registry.core.timeline import retention_cutoff_us
 from registry.training_sets import TrainingSetStore
 from sinks.iceberg.as_of import iso_us
 from sinks.iceberg.maintenance import expire_snapshots, one_line, remove_orphan_files
@@ -102,7 +102,7 @@ _EARLIEST_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z, the earliest tim
 def _past(d: FeatureDefinition, now_us: int) -> BooleanExpression:
     from pyiceberg.expressions import AlwaysFalse, And, EqualTo, LessThan
 
-    cutoff_us = now_us - to_millis(d.offline_retention) * 1000
+    cutoff_us = retention_cutoff_us(d, now_us)
     if cutoff_us <= _EARLIEST_US:  # a retention reaching back before year 1: no stored row can be past it
         return AlwaysFalse()
     return And(
