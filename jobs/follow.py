@@ -215,9 +215,16 @@ class Follower:
         self._failed: dict[str, int] = dict.fromkeys(load_failed(state_dir), -1)
         self.stop_requested = False  # set by a signal handler: a plain flag (an Event's lock is not reentrant)
         self._lock_fd: int | None = None
+        self._said_error: str | None = None  # the poll loop's last error line, not said again while it repeats
 
     def _say(self, text: str) -> None:
         print(f"[follow] {printed_line(text)}", file=self._out, flush=True)
+
+    def _say_error(self, text: str) -> None:
+        """``text`` said unless it is the poll loop's last error line: an outage says it once, not every poll."""
+        if text != self._said_error:
+            self._say(text)
+        self._said_error = text
 
     def _save(self) -> None:
         save_plan(self._state_dir, self.jobs, self._failed)
@@ -422,7 +429,7 @@ class Follower:
                     now = self._store.change_seq()
                     missing = missing_versions(self._store, self.jobs) if now != seq else []
                 except (FeatureStoreError, sqlite3.Error) as exc:  # the registry's file unreadable: tried again
-                    self._say(f"error: cannot read the definition store: {exc}")
+                    self._say_error(f"error: cannot read the definition store: {exc}")
                     self._pause(poll_s)
                     continue
                 if now != seq:
@@ -440,7 +447,9 @@ class Follower:
                         seq = now
                     except StoreUnavailableError as exc:  # Cassandra down: the running jobs go on; tried again
                         self._failed.update(dict.fromkeys(retried - self._failed.keys(), -1))  # still apart then
-                        self._say(f"error: cannot start a job for {','.join(missing)} yet: {exc}")
+                        self._say_error(f"error: cannot start a job for {','.join(missing)} yet: {exc}")
+                if seq == now:  # caught up: an error line that comes again is said again
+                    self._said_error = None
                 self._pause(poll_s)
             return 0
         finally:

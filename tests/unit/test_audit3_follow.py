@@ -244,6 +244,59 @@ def test_a_version_whose_job_ended_stays_apart_when_cassandra_refuses_a_hold(
     assert all(versions in ("user.a@1", "user.bad@1", "user.good@1") for versions in _FakeJob.launched)
 
 
+def test_an_outage_is_said_once_not_at_every_poll_and_again_after_it_cleared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_definition: Any
+) -> None:
+    """Design §3.8: while Cassandra refuses the hold the follower says `cannot start a job for <versions> yet` and
+    tries again at its next poll. It said that line at every poll (about once a second for a whole outage); now once
+    an outage, and again for an outage after the versions started."""
+    import time
+
+    from jobs import follow
+    from registry.core.errors import StoreUnavailableError
+    from registry.definition_store import DefinitionStore
+    from tests.unit.test_version_progress import _FakeJob, _follower
+
+    store = DefinitionStore(tmp_path / "d.db")
+    store.register(make_definition(name="a"))
+    follower = _follower(tmp_path, monkeypatch, store)
+    down = threading.Event()
+    refused = [0]
+
+    def hold(self: Any, versions: list[str]) -> None:
+        if down.is_set():
+            refused[0] += 1
+            raise StoreUnavailableError("Cassandra at 127.0.0.1:9042 unavailable")
+
+    monkeypatch.setattr(follow.Follower, "_hold_progress", hold)
+
+    def wait_for(done: Any) -> None:
+        deadline = time.monotonic() + 60
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def outages() -> None:
+        wait_for(lambda: _FakeJob.launched)
+        for name in ("b", "c"):  # two outages, each over many polls, each cleared by a started job
+            down.set()
+            store.register(make_definition(name=name))
+            wait_for(lambda at=refused[0] + 10: refused[0] >= at)
+            down.clear()
+            wait_for(lambda name=name: any(name in versions for versions in _FakeJob.launched))
+        follower.stop_requested = True
+
+    registering = threading.Thread(target=outages)
+    registering.start()
+    assert follower.run(0.01) == 0
+    registering.join(timeout=60)
+    said = [line for line in follower._out.getvalue().splitlines() if "cannot start a job for" in line]
+    assert refused[0] >= 20
+    assert said == [
+        "[follow] error: cannot start a job for user.b@1 yet: Cassandra at 127.0.0.1:9042 unavailable",
+        "[follow] error: cannot start a job for user.c@1 yet: Cassandra at 127.0.0.1:9042 unavailable",
+    ]
+
+
 def test_a_version_refused_at_max_jobs_is_not_grouped_with_versions_whose_job_ended(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_definition: Any
 ) -> None:

@@ -358,7 +358,7 @@ def _follower(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, store: Any) -> Any
     follower._bind_host, follower._out = "127.0.0.1", io.StringIO()
     follower._store, follower.jobs, follower.procs = store, [], {}
     follower._log_start, follower._failed, follower.stop_requested, follower._lock_fd = {}, {}, False, None
-    follower._max_jobs = follow.DEFAULT_MAX_JOBS
+    follower._max_jobs, follower._said_error = follow.DEFAULT_MAX_JOBS, None
     return follower
 
 
