@@ -192,18 +192,18 @@ class FeaturePieces:
 
 
 class _VersionFilter:
-    """Which rows of a batch belong to the requested feature versions (one version per name)."""
+    """Which rows of a batch belong to the requested feature versions (several versions of one name too)."""
 
     def __init__(self, definitions: Sequence[FeatureDefinition]) -> None:
-        self._names = pa.array([d.name for d in definitions], pa.string())
-        self._versions = np.array([d.version for d in definitions], dtype=np.int64)
+        index = {name: i for i, name in enumerate(dict.fromkeys(d.name for d in definitions))}
+        self._names = pa.array(list(index), pa.string())
+        self._keys = np.array([index[d.name] << 32 | d.version for d in definitions], dtype=np.int64)
 
-    def mask(self, rows: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
-        """(index of the feature per row, 0 if none; whether the row is of a requested feature version)."""
+    def mask(self, rows: pa.Table | pa.RecordBatch) -> np.ndarray:
+        """Per row, whether it is of a requested feature version."""
         index = lookup(rows.column("feature_name"), self._names)
-        version = rows.column("feature_version").to_numpy()
-        safe = np.maximum(index, 0)
-        return safe, (index >= 0) & (self._versions[safe] == version)
+        version = rows.column("feature_version").to_numpy().astype(np.int64)
+        return (index >= 0) & np.isin(index << 32 | version, self._keys)
 
 
 def lookup(column: pa.Array | pa.ChunkedArray, values: pa.Array) -> np.ndarray:
@@ -359,7 +359,13 @@ def read_rows(
     at_read = set(schema_at(table, point.snapshot_id).column_names)
     value_columns = sorted({VALUE_COLUMNS[d.value_type] for d in definitions} & at_read)
     column_of = [VALUE_COLUMNS[d.value_type] for d in definitions]
-    names = pa.array([d.name for d in definitions], pa.string())
+    # A name may be asked at several versions (a request feature's input beside another version of it): rows are
+    # matched to their name, then to each requested version of it.
+    by_name: dict[str, list[int]] = {}
+    for i, d in enumerate(definitions):
+        by_name.setdefault(d.name, []).append(i)
+    names = pa.array(list(by_name), pa.string())
+    of_name = list(by_name.values())
     versions = np.array([d.version for d in definitions], dtype=np.int64)
     wanted_ids = entities.cast(pa.string())
     of_type_array = pa.array([entity_type], pa.string())
@@ -376,7 +382,7 @@ def read_rows(
             if not batch.num_rows:
                 continue
             feature = lookup(batch.column("feature_name"), names)
-            if len(_runs(feature)) >= 4 * len(bands):  # not sorted by feature (a foreign file): sort the batch
+            if len(_runs(feature)) >= 4 * len(of_name):  # not sorted by feature (a foreign file): sort the batch
                 order = np.argsort(feature, kind="stable")
                 batch, feature = batch.take(pa.array(order)), feature[order]
             of_type = _matches(batch.column("entity_type"), of_type_array)  # None: every row is of the type
@@ -388,26 +394,21 @@ def read_rows(
             # Files are sorted by feature: a batch is a few runs of one feature each, each tested against
             # its feature's own version and band with scalar comparisons on views, no per-row gathers.
             for a, b in _runs(feature):
-                i = int(feature[a])
-                if i < 0:
+                if feature[a] < 0:
                     continue
                 end = end_us[a:b]
-                keep = (version[a:b] == versions[i]) & (end >= lo_us[i]) & (end <= hi_us[i]) & (code[a:b] >= 0)
+                found = code[a:b] >= 0
                 if until_us is not None:
-                    keep &= ingested_us[a:b] <= until_us
+                    found &= ingested_us[a:b] <= until_us
                 if of_type is not None:
-                    keep &= of_type[a:b]
-                column = column_of[i]  # a value column the snapshot's schema lacks: its rows hold no value
-                values = batch.column(column) if column in at_read else pa.nulls(batch.num_rows, targets[i])
-                if keep.all():
-                    at: slice | np.ndarray = slice(a, b)
-                    values = values.slice(a, b - a)
-                elif keep.any():
-                    at = a + np.flatnonzero(keep)
-                    values = values.take(at)
-                else:
-                    continue
-                out[i].append(FeatureRows(code[at], end_us[at], ingested_us[at], revision[at], values))
+                    found &= of_type[a:b]
+                for i in of_name[feature[a]]:
+                    keep = found & (version[a:b] == versions[i]) & (end >= lo_us[i]) & (end <= hi_us[i])
+                    column = column_of[i]  # a value column the snapshot's schema lacks: its rows hold no value
+                    values = batch.column(column) if column in at_read else pa.nulls(batch.num_rows, targets[i])
+                    if kept := _kept(values, a, b, keep):
+                        at, values = kept
+                        out[i].append(FeatureRows(code[at], end_us[at], ingested_us[at], revision[at], values))
         return out
 
     columns = (
@@ -436,12 +437,25 @@ def read_rows(
         dictionary_columns=("entity_type", "entity_id", "feature_name"),
         column_keys=(
             "feature_name",
-            {c: [n for n, of in zip(names.to_pylist(), column_of, strict=True) if of == c] for c in value_columns},
+            {
+                c: list(dict.fromkeys(d.name for d in definitions if VALUE_COLUMNS[d.value_type] == c))
+                for c in value_columns
+            },
         ),
         tasks=None if files is None else _band_tasks(files, bands),
     )
     parts = reader.map(consume)  # in file order
     return [FeaturePieces([piece for part in parts for piece in part[i]], targets[i]) for i in range(len(bands))]
+
+
+def _kept(values: pa.Array, a: int, b: int, keep: np.ndarray) -> tuple[slice | np.ndarray, pa.Array] | None:
+    """Where the kept rows of ``[a, b)`` are (``keep`` per row of it) and their ``values``; None when none is."""
+    if keep.all():
+        return slice(a, b), values.slice(a, b - a)
+    if keep.any():
+        at = a + np.flatnonzero(keep)
+        return at, values.take(at)
+    return None
 
 
 def scan_at(table: Table, point: ReadPoint, row_filter: BooleanExpression, fields: Sequence[str]) -> pa.Table:
@@ -537,7 +551,7 @@ def distinct_entities(
     wanted = _VersionFilter(definitions)
 
     def ids(rows: pa.Table) -> pa.Table | None:
-        unique = pc.unique(rows.column("entity_id").filter(pa.array(wanted.mask(rows)[1])).cast(pa.string()))
+        unique = pc.unique(rows.column("entity_id").filter(pa.array(wanted.mask(rows))).cast(pa.string()))
         return pa.table({"entity_id": unique})
 
     expression = _filter(entity_type, definitions, point, None, until_us)

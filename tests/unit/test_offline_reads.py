@@ -21,7 +21,7 @@ from registry.core.definitions import FeatureDefinition
 from sinks.iceberg import files as offline_files
 from sinks.iceberg import layout as offline_layout
 from sinks.iceberg.as_of import ReadPoint
-from sinks.iceberg.reader import Band, _runs, lookup, read_rows
+from sinks.iceberg.reader import Band, _runs, distinct_entities, lookup, read_rows
 from sinks.iceberg.writer import append_rows, ensure_table, sorted_rows
 
 DAY_US = 86_400_000_000
@@ -150,6 +150,43 @@ def test_direct_and_pyiceberg_reads_equal_a_brute_force_filter(
 
     monkeypatch.setattr(offline_files.FileReader, "_direct", lambda self, task: None)
     assert _read(table, bands, entities, until) == expected  # pyiceberg's reader: the same rows
+
+
+def test_a_name_asked_at_two_versions_reads_each_version_with_its_own_band(table: Any, make_definition: Any) -> None:
+    """A request feature's input beside another version of it (a feature service pinning both) asks one name at
+    two versions. Rows were matched to the first version of their name only: the second version read no row, so
+    its column of a training set was null throughout, and its entities were missing from ``distinct_entities``."""
+    first, second, third = _definitions(make_definition)
+    f_long_9 = make_definition(name="f_long", version=9, value_type="long")
+    f_string_9 = make_definition(
+        name="f_string", version=9, value_type="string", aggregation={"function": "last", "field": "merchant_id"}
+    )
+    definitions = [first, second, f_long_9, third, f_string_9]
+    bands = [
+        Band(first, T0_US, T0_US + 4 * DAY_US),
+        Band(second, T0_US, T0_US + 4 * DAY_US),
+        Band(f_long_9, T0_US + DAY_US, T0_US + 3 * DAY_US),  # a band of its own beside v1's
+        Band(third, T0_US, T0_US + 4 * DAY_US),
+        Band(f_string_9, T0_US, T0_US + 4 * DAY_US),
+    ]
+    entities = [f"u{i}" for i in range(40)]
+    expected = [_brute_force(table, d, b, entities, None) for d, b in zip(definitions, bands, strict=True)]
+    assert all(expected), "the scenario must keep rows of every version"
+    assert _read(table, bands, entities, None) == expected
+
+    point = ReadPoint(table.current_snapshot().snapshot_id, None)
+    until_us = T0_US + 10 * DAY_US
+    unwritten = make_definition(name="f_long", version=5, value_type="long")  # no row: v9's entities alone
+    for asked in ([f_long_9], [first, f_long_9], [f_long_9, first], [unwritten, f_long_9]):
+        keys = {(d.name, d.version) for d in asked}
+        brute = sorted(
+            {
+                r["entity_id"]
+                for r in table.scan().to_arrow().to_pylist()
+                if r["entity_type"] == "user" and (r["feature_name"], r["feature_version"]) in keys
+            }
+        )
+        assert distinct_entities(table, point, "user", asked, until_us).to_pylist() == brute
 
 
 def _written_without(tmp_path: Path, column: str, seed: int, n: int) -> tuple[SqlCatalog, Any, pa.Table]:
