@@ -53,3 +53,8 @@ def too_big(columns: Mapping[str, pa.Array]) -> list[int]:
 
 def amount_as_long(columns: Mapping[str, pa.Array]) -> pa.Array:
     return columns["amount"]
+
+
+def max_plus_amount(columns: Mapping[str, pa.Array]) -> pa.Array:
+    """``amount_max + amount`` (null if either is null)."""
+    return pc.add(columns["amount_max"], columns["amount"])

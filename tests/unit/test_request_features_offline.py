@@ -116,6 +116,44 @@ def test_the_join_computes_request_features_from_the_reference_values(
         ).equals(result)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 3, 5])  # seeds whose labels meet v1 values with an amount
+def test_a_request_feature_joins_its_input_version_beside_another_version_of_it(
+    seed: int, tmp_path: Path, make_definition: Callable[..., FeatureDefinition]
+) -> None:
+    """Design §9, request-time features: offline, an input is the value the join gives at the label time. A request
+    feature on ``amount_max@v1`` joined beside ``amount_max@v2`` (a feature service pinning both) was null for every
+    row: the read matched each name to one version."""
+    stored = stored_definitions(make_definition)
+    request = RequestFeature.model_validate(
+        {
+            "name": "max_v1_plus_amount",
+            "entity": "user",
+            "version": 1,
+            "owner": "risk-team",
+            "value_type": "double",
+            "function": "tests.request_fns:max_plus_amount",
+            "inputs": ["amount_max@v1"],
+            "request_fields": [{"name": "amount", "value_type": "double"}],
+        }
+    ).with_function_hash()
+    catalog = FeatureCatalog(stored, request_features=[request])
+    batches, labels = scenario(seed, catalog)
+    table = iceberg_table(tmp_path)
+    write(table, batches)
+    rows = [r for b in batches for r in b]
+    given = with_request_columns(labels_table(labels), seed)
+    result = get_historical_features(
+        table, catalog, given, ["max_v1_plus_amount", "amount_max@v2"], entity_type="user", entity_column="who"
+    )
+    version_of = {v: FeatureCatalog([d for d in stored if d.key != ("user", "amount_max", 3 - v)]) for v in (1, 2)}
+    v1, v2 = (reference(rows, version_of[v], ["amount_max"], labels)["amount_max"] for v in (1, 2))
+    assert result.column("amount_max").to_pylist() == v2
+    amounts = given.column("amount").to_pylist()
+    expected = [None if m is None or a is None else m + a for m, a in zip(v1, amounts, strict=True)]
+    assert result.column("max_v1_plus_amount").to_pylist() == expected
+    assert any(v is not None for v in expected), "the scenario must give v1 values"
+
+
 def test_the_join_refuses_what_it_cannot_compute(tmp_path: Path, offline_catalog: FeatureCatalog) -> None:
     table = iceberg_table(tmp_path)
     labels = labels_table([("e0", 1_700_000_000_000)])
