@@ -88,7 +88,8 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
                 {
                     400: "`bad_json`: the body is not JSON",
                     403: "`forbidden` (auth on): the service belongs to another team (its first registrant)",
-                    404: "`unknown_feature`: a pinned feature version is not registered (all named)",
+                    404: "`unknown_feature`: a pinned feature version is not registered (`entity_type`: the first entity type, in "
+                    "pin order, with an unknown pin; `names`: all of that type's unknown pins)",
                     409: "`version_conflict`: the version is registered with other features",
                     408: "`body_timeout`: the body did not arrive whole within `FS_BODY_TIMEOUT_MS`",
                     413: "`body_too_large`",
