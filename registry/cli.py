@@ -24,7 +24,7 @@ from registry.core.catalog import FeatureCatalog, load_folder_at, load_request_f
 from registry.core.definitions import MAX_VERSION
 from registry.core.durable import fsync_folder
 from registry.core.durations import EPOCH, parse_duration, to_millis
-from registry.core.errors import DefinitionError, FeatureStoreError
+from registry.core.errors import DefinitionError, FeatureStoreError, StoreUnavailableError
 from registry.core.refs import parse_ref
 from registry.core.request_features import RequestFeature
 from registry.core.settings import Settings, http_url, settings_for_command
@@ -293,6 +293,8 @@ def _guardrails(settings: Settings, catalog: FeatureCatalog, args: argparse.Name
     """The serving log's health of the last ``--since``: this entry point composes the offline side."""
     import time
 
+    import pyarrow as pa
+
     from registry.gate import Guardrails
     from registry.quality import QualityStore
     from serving.offline.parity import parity_report
@@ -307,7 +309,10 @@ def _guardrails(settings: Settings, catalog: FeatureCatalog, args: argparse.Name
     offline = load_table(iceberg, settings.iceberg_namespace)
     log = ensure_log_table(iceberg, settings.iceberg_namespace)
     now_us = time.time_ns() // 1000
-    report = parity_report(log, offline, catalog, now_us - span_ms * 1000, now_us + 1)
+    try:
+        report = parity_report(log, offline, catalog, now_us - span_ms * 1000, now_us + 1)
+    except (OSError, pa.ArrowException) as exc:  # a table's file gone or unreadable: one error line, not a traceback
+        raise StoreUnavailableError(str(exc)) from exc
     drift = QualityStore(Path(args.db)).worst_drift(datetime.now(UTC) - timedelta(milliseconds=span_ms))
     return Guardrails(report.health(), args.since, args.max_stale_share, args.max_parity_ratio, drift, args.max_psi)
 

@@ -330,7 +330,7 @@ def _main(argv: list[str] | None) -> int:
                     datetime.fromisoformat(iso_us(t)) for t in (now_us - span_ms * 1000, now_us, now_us)
                 )
                 QualityStore(settings.definitions_db).put_parity(report.quality_rows(), since, until, now)
-        except FeatureStoreError as exc:
+        except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # OSError: a table's file gone or unreadable
             print(error_line(exc), file=sys.stderr)
             return 1
         if not print_report(report.to_json().decode()):

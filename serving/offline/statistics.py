@@ -550,7 +550,7 @@ def _main(argv: list[str] | None) -> int:
             result = report(table, log, catalog, manifest, args.entity_type, now_us - since * 1000, now_us)
             if not args.no_store:
                 store(QualityStore(settings.definitions_db), result, datetime.fromisoformat(iso_us(now_us)))
-        except FeatureStoreError as exc:
+        except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # OSError: a table's file gone or unreadable
             print(error_line(exc), file=sys.stderr)
             return 1
         if not print_report(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()):
