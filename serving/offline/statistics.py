@@ -442,8 +442,8 @@ def report(
     since_us: int,
     until_us: int,
 ) -> dict[str, Any]:
-    """Hourly statistics of the offline table (the entity type's active features, or the training
-    set's) and of the serving log, and with a training set, both drifts against its snapshot."""
+    """Hourly statistics of the offline table and of the serving log, of the same features (every version of the
+    entity type's, or the training set's), and with a training set, both drifts against its snapshot."""
     from serving.offline.training import manifest_point, pinned_definitions
 
     point = read_point(table, None)
@@ -464,7 +464,7 @@ def report(
         if entity_type not in catalog.entity_types():  # a misspelt type is an error, not an empty report
             known = ", ".join(sorted(catalog.entity_types())) or "none"
             raise DefinitionError(f"entity type {entity_type!r} has no registered features (registered: {known})")
-        definitions = [d for d in catalog.active() if d.entity == entity_type]
+        definitions = [d for d in catalog if d.entity == entity_type]  # every version, as the served hours
     out["hourly"] = [
         *hourly(table, point, entity_type, definitions, since_us, until_us),
         # The same features as the offline hours: the training set's, or every version of the entity type's.

@@ -61,6 +61,22 @@ def test_hourly_counts_rates_moments_and_quantiles(tmp_path: Path, make_definiti
     assert hourly(table, read_point(table, None), "user", [count], T0 * 1000, (T0 + H) * 1000)[-1]["count"] == 10
 
 
+def test_the_report_measures_every_version_offline_as_in_the_serving_log(tmp_path: Path, make_definition: Any) -> None:
+    """Design §9, statistics: both sources measure the same features, every version of the entity type's. Offline
+    took the active versions only, so a pinned or backfilled version's served hours had no offline hours beside."""
+    from serving.offline.statistics import report
+    from sinks.serving_log import ensure_log_table
+
+    v1, v2 = make_definition(name="n", version=1), make_definition(name="n", version=2)
+    catalog = FeatureCatalog([v1, v2], active={("user", "n"): 1})  # v2 registered, not active
+    table = _table(tmp_path)
+    _write(table, [(v1, "u0", 3, T0 + 60_000), (v2, "u0", 4, T0 + 60_000), (v2, "u1", 6, T0 + 120_000)])
+    log = ensure_log_table(SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri()), "ns")
+    out = report(table, log, catalog, None, "user", T0 * 1000, (T0 + H) * 1000)
+    offline = {(s["version"], s["count"], s["mean"]) for s in out["hourly"] if s["source"] == "offline"}
+    assert offline == {(1, 1, 3.0), (2, 2, 5.0)}
+
+
 def test_psi_is_zero_for_the_same_distribution_and_grows_with_a_shift() -> None:
     rng = np.random.default_rng(1)
     reference = rng.normal(0, 1, 20_000)
