@@ -167,25 +167,29 @@ def _events_view(t_env: StreamTableEnvironment, events: DataStream, source: Sour
     return view
 
 
-def prepare_stores(settings: Settings, releasing: Sequence[FeatureDefinition] = ()) -> None:
+def prepare_stores(
+    settings: Settings, computing: Sequence[FeatureDefinition] = (), registered: Sequence[FeatureDefinition] = ()
+) -> frozenset[tuple[str, str, int]]:
     """Create the online schema and the offline table once, here in the client, before any writer starts.
 
     The writers (one per subtask, each in its own Python worker) then only load them, so no two
     processes race to create a namespace, table or keyspace, however many the job runs.
 
-    ``releasing``: versions this job computes with their streams (progress per stream): their own progress keys
-    (left by a job that computed them alone) are deleted, so serving judges them by their stream's progress.
+    ``computing``: versions this job computes with their streams (progress per stream); ``registered``: every
+    registered version. Returns the keys of those of ``computing`` with a progress key of their own, which the job
+    writes beside its stream's; the other versions of their streams get one (``carry_version_progress``).
     """
-    from sinks.cassandra.writer import release_version_progress
+    from sinks.cassandra.writer import carry_version_progress
     from sinks.factory import connect_cassandra, connect_iceberg
     from sinks.iceberg.writer import ensure_table
 
-    cluster, session = connect_cassandra(settings)
+    cluster, session = connect_cassandra(settings)  # the online schema made here
     try:
-        release_version_progress(session, settings.cassandra_keyspace, releasing)
+        carried = carry_version_progress(session, settings.cassandra_keyspace, computing, registered)
     finally:
         cluster.shutdown()
     ensure_table(connect_iceberg(settings), settings.iceberg_namespace)
+    return carried
 
 
 def build(
@@ -198,11 +202,13 @@ def build(
     events: pa.Table | None = None,
     window_range_ms: tuple[int, int] | None = None,
     progress_per_version: bool = False,
+    carried: frozenset[tuple[str, str, int]] = frozenset(),
 ) -> None:
     """Add the whole pipeline for the given definitions to env (the stores must exist: ``prepare_stores``).
 
     ``progress_per_version``: the writers record each version's progress under its own key
-    (``sinks.cassandra.layout.version_stream``), not the stream's (design §5.5).
+    (``sinks.cassandra.layout.version_stream``), not the stream's (design §5.5); ``carried``: versions whose own
+    key they write beside the stream's (``prepare_stores``).
 
     ``events``: the events of the definitions' one source, from a table (``jobs.events_table``), read
     instead of its topic (a batch run: bounded, no dead-letter output; the caller keeps the rejected).
@@ -256,7 +262,7 @@ def build(
             t_env.to_changelog_stream(result), value_types(group.features), buckets, max_parallelism
         )
         writer = WriteWindowResults(
-            settings, group.features, bucket_of=bucket_of, progress_per_version=progress_per_version
+            settings, group.features, bucket_of=bucket_of, progress_per_version=progress_per_version, carried=carried
         )
         batched.process(writer).set_max_parallelism(max_parallelism).name(f"write:{group.entity}[{names}]")
 
@@ -453,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         bounded=bounded,
     )
     per_version = (args.progress or ("stream" if args.versions is None else "version")) == "version"
-    prepare_stores(settings, releasing=() if per_version else definitions)
+    carried = prepare_stores(settings, () if per_version else definitions, list(catalog))
     build(
         env,
         settings,
@@ -463,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         events=events,
         window_range_ms=window_range_ms,
         progress_per_version=per_version,
+        carried=carried,
     )
     try:
         env.execute("feature-store: window features")

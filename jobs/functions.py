@@ -91,11 +91,13 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         batch_interval_s: float = 5.0,
         bucket_of: Mapping[int, int] | None = None,
         progress_per_version: bool = False,
+        carried: frozenset[tuple[str, str, int]] = frozenset(),
     ) -> None:
         """``bucket_of``: each key's bucket number (``jobs.batching.bucket_keys``), its progress row's writer id;
         a key missing from it is its own id. ``progress_per_version``: progress rows under each feature version's
         own key (``sinks.cassandra.layout.version_stream``), for a job computing versions beside another job on
-        the same stream, instead of the stream's key."""
+        the same stream, instead of the stream's key; ``carried``: the versions whose own key gets the rows beside
+        the stream's (they have one: ``jobs.feature_job.prepare_stores``)."""
         from sinks.cassandra.layout import version_stream
 
         self._settings = settings
@@ -103,11 +105,13 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         self._bucket_of = dict(bucket_of or {})
         stream = features[0].stream
         # Each progress key with the longest TTL of what it judges (its last-known row's lifetime).
-        self._progress_keys: tuple[tuple[str, int], ...] = (
-            tuple((version_stream(stream, d.entity, d.name, d.version), to_millis(d.ttl)) for d in features)
-            if progress_per_version
-            else ((stream, max(to_millis(d.ttl) for d in features)),)
+        own = tuple(
+            (version_stream(stream, d.entity, d.name, d.version), to_millis(d.ttl))
+            for d in features
+            if progress_per_version or d.key in carried
         )
+        shared = () if progress_per_version else ((stream, max(to_millis(d.ttl) for d in features)),)
+        self._progress_keys: tuple[tuple[str, int], ...] = (*shared, *own)
         step = step_ms(features[0])  # the time rule's window grid (one per stream)
         self._progress_step_ms = step if step is not None else _SESSION_PROGRESS_STEP_MS
         self._live_within_ms = live_within_ms

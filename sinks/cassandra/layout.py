@@ -417,12 +417,6 @@ def hold_progress_cql(keyspace: str) -> str:
     )
 
 
-def release_progress_cql(keyspace: str) -> str:
-    """Delete one progress key's rows (binds the write time in µs, then the key): a job that computes a version
-    with its stream releases the version's own key (``version_stream``) when it starts."""
-    return f"DELETE FROM {keyspace}.{PROGRESS_TABLE} USING TIMESTAMP ? WHERE stream = ?"
-
-
 def select_progress_cql(keyspace: str) -> str:
     return f"SELECT stream, writer, closed_through FROM {keyspace}.{PROGRESS_TABLE}"
 

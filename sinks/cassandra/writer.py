@@ -256,16 +256,42 @@ class _Request:
         )
 
 
-def release_version_progress(session: Session, keyspace: str, definitions: Iterable[FeatureDefinition]) -> None:
-    """Delete the own progress keys (``layout.version_stream``) of ``definitions``, at the current time: a job about
-    to compute them with their streams takes over their progress (design §5.5)."""
-    statement = session.prepare(online_layout.release_progress_cql(keyspace))
-    at_us = time.time_ns() // 1000
+def carry_version_progress(
+    session: Session,
+    keyspace: str,
+    computing: Iterable[FeatureDefinition],
+    registered: Iterable[FeatureDefinition],
+) -> frozenset[tuple[str, str, int]]:
+    """Before a job computing ``computing`` with their streams (progress per stream) starts: the keys of those of them
+    that have a progress key of their own (``layout.version_stream``: a backfill's, a job of their own's), which the
+    job then writes too; and every other version of ``registered`` on their streams without such a key (one this job
+    does not compute: an older version a feature service pins) given one now at its stream's progress, kept as long as
+    Cassandra keeps a row (writer ``0``, at the current time, as ``hold_version_progress``).
+
+    Serving judges a version with a key of its own by it, any other by its stream's (design §3.8). A stream's progress
+    says what the jobs that moved it had written; this job, replaying in a new consumer group, has not written that
+    far yet, and of a version no job computes nobody writes anything: judged by the stream's progress, their absent
+    windows were served as empty (0 for a count, ``present``) until the replay passed them, or for good.
+    """
+    computing = list(computing)
+    if not computing:  # a job computing versions alone: nothing of its streams' to carry
+        return frozenset()
+    streams = {d.stream for d in computing}
+    mine = {d.key for d in computing}
+    now_ms = time.time_ns() // 1_000_000
     try:
-        for d in definitions:
-            session.execute(statement, (at_us, online_layout.version_stream(d.stream, d.entity, d.name, d.version)))
+        rows = session.execute(online_layout.select_progress_ms_cql(keyspace))
+        progress = online_layout.stream_progress((r[0], r[1], int(r[2])) for r in rows)
+        idle = [d for d in registered if d.stream in streams and d.key not in mine and d.key not in progress.own]
+        if idle:
+            statement = session.prepare(online_layout.hold_progress_cql(keyspace))
+            for d in idle:
+                key = online_layout.version_stream(d.stream, d.entity, d.name, d.version)
+                at = (key, _ts(progress.get(d.stream, 0)), _ts(now_ms), now_ms * 1000, online_layout.ttl_cap_s(now_ms))
+                session.execute(statement, at)
     except Exception as exc:
-        raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
+        raise StoreUnavailableError(f"Cassandra failed: {exc}") from exc
+    return frozenset(d.key for d in computing if d.key in progress.own)
 
 
 def hold_version_progress(session: Session, keyspace: str, definitions: Iterable[FeatureDefinition]) -> None:

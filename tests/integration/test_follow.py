@@ -323,10 +323,9 @@ def test_a_held_version_keeps_its_own_progress_until_its_job_passes_the_moment_i
 ) -> None:
     """``hold_version_progress`` (the follower, before it starts a job for versions alone) gives each version its
     own key at the epoch; the job's rows (written at their window ends) take over only past the moment of the
-    hold. ``release_version_progress`` (a job computing the version with its stream) deletes the key: rows of
-    windows before the release stay deleted, later ones count again."""
+    hold."""
     from sinks.cassandra.layout import version_stream
-    from sinks.cassandra.writer import OnlineWriter, hold_version_progress, release_version_progress
+    from sinks.cassandra.writer import OnlineWriter, hold_version_progress
 
     settings = isolated(it_settings, "followhold", tmp_path)
     (settings.definitions_dir / "features.toml").write_text(HEAD.format(topic="it_follow_hold"))
@@ -350,15 +349,56 @@ def test_a_held_version_keeps_its_own_progress_until_its_job_passes_the_moment_i
         later = time.time_ns() // 1_000_000  # progress is never ahead of the clock (at most ``now``)
         writer.record_progress(key, later, "0", 3_600_000)  # past the hold: the job's row decides
         assert progress()[key] == later
-        time.sleep(0.05)
-        release_version_progress(session, settings.cassandra_keyspace, [definition])
-        assert key not in progress()
-        writer.record_progress(key, later, "0", 3_600_000)  # a window before the release: stays deleted
-        assert key not in progress()
-        time.sleep(0.05)
-        after = time.time_ns() // 1_000_000
-        writer.record_progress(key, after, "0", 3_600_000)
-        assert progress()[key] == after
+    finally:
+        cluster.shutdown()
+
+
+def test_a_job_with_its_stream_carries_own_keys_and_gives_idle_versions_one(
+    it_settings: Settings, tmp_path: Path
+) -> None:
+    """Design §3.8: a job computing versions with their streams (``carry_version_progress`` at its start) keeps the
+    own key of a version that has one (a backfill's), and returns it so that the job writes it beside the stream's;
+    it used to delete it, and serving then judged the version by its stream's progress, which the previous job had
+    moved past what this one had replayed: a promoted version served 0 (`present`) for every entity until the
+    replay passed the backfill's end (audit: 23 s; hours for a week's replay). A version of the stream the job does
+    not compute (the older version a feature service pins) gets a key of its own at the stream's progress: judged by
+    the stream's, it was served 0 from the job's next window on, until its TTL."""
+    from sinks.cassandra.layout import version_stream
+    from sinks.cassandra.writer import OnlineWriter, carry_version_progress
+
+    settings = isolated(it_settings, "followcarry", tmp_path)
+    count_v2 = '\n[[feature]]\nname = "txn_count_10s"\nversion = 2\nttl = "2h"\naggregation = { function = "count" }\n'
+    text = HEAD.format(topic="it_follow_carry") + ADDED + count_v2
+    (settings.definitions_dir / "features.toml").write_text(text)
+    definitions = {(d.name, d.version): d for d in load_folder(settings.definitions_dir)}
+    count_1, count_2, total = definitions[COUNT, 1], definitions[COUNT, 2], definitions[SUM, 1]
+    assert count_1.stream == count_2.stream == total.stream
+    stream = count_1.stream
+    own = {d.key: version_stream(stream, *d.key) for d in (count_1, count_2, total)}
+    cluster, session = connect_cassandra(settings)
+    try:
+        writer = OnlineWriter(session, settings.cassandra_keyspace, writer_id=None)
+
+        def progress() -> dict[str, int]:
+            return dict(OnlineReader(session, settings.cassandra_keyspace, progress_ttl_s=0).progress())
+
+        now = time.time_ns() // 1_000_000
+        writer.record_progress(stream, now - 10_000, "0", 3_600_000)  # the previous job (count v1, sum v1)
+        writer.record_progress(own[count_2.key], now - 60_000, "0", 3_600_000)  # a backfill of count v2
+        carried = carry_version_progress(
+            session, settings.cassandra_keyspace, [count_2, total], [count_1, count_2, total]
+        )
+        assert carried == {count_2.key}  # its own key kept, for the job to write
+        seen = progress()
+        assert seen[own[count_2.key]] == now - 60_000
+        assert seen[own[count_1.key]] == now - 10_000  # count v1, computed by nobody now: at the stream's progress
+        assert own[total.key] not in seen  # computed with its stream, without a key of its own: judged by it
+        writer.record_progress(stream, now, "1", 3_600_000)  # the new job moves the stream on
+        writer.record_progress(stream, now, "0", 3_600_000)
+        seen = progress()
+        assert (seen[stream], seen[own[count_1.key]], seen[own[count_2.key]]) == (now, now - 10_000, now - 60_000)
+        carry_version_progress(session, settings.cassandra_keyspace, [count_2, total], [count_1, count_2, total])
+        assert progress()[own[count_1.key]] == now - 10_000  # a key of its own already: left as it is
     finally:
         cluster.shutdown()
 

@@ -47,3 +47,34 @@ def test_each_feature_version_has_its_own_series_labelled_with_entity_type_name_
     }
     assert slo[("user", "txn_count_1h", "1")] == 600_000
     assert slo[("user", "txn_count_1h", "2")] == 1_200_000  # each version judged by its own definition
+
+
+def test_progress_goes_under_the_stream_and_the_own_keys_of_carried_versions(tmp_path: Path) -> None:
+    """Design §3.8: a job computing versions with their stream writes the stream's progress and, for a version that
+    had a key of its own when it started (``carried``: a backfill's), that key too, so serving keeps judging the
+    version by what was written of it; a job computing versions alone writes their own keys only."""
+    from sinks.cassandra.layout import version_stream
+
+    count = FeatureCatalog.from_folder().get("user", "txn_count_1h")
+    total = FeatureCatalog.from_folder().get("user", "txn_amount_sum_1h")
+    assert count.stream == total.stream
+    settings = Settings(definitions_db=tmp_path / "d.db")
+    recorded: list[tuple[str, int, str]] = []
+
+    class Online:
+        def record_progress(self, stream: str, closed_ms: int, writer_id: str, longest_ttl_ms: int) -> None:
+            recorded.append((stream, closed_ms, writer_id))
+
+    def keys(**options: object) -> set[str]:
+        writer = WriteWindowResults(settings, (count, total), bucket_of={7: 3}, **options)  # type: ignore[arg-type]
+        writer._online = Online()  # type: ignore[assignment]
+        writer._reach, writer._progress_step = {7: 2**62}, {}  # as open() leaves them: reach past the watermark
+        recorded.clear()
+        writer._record_progress(7, 1_700_000_000_000)
+        assert {(closed, writer_id) for _, closed, writer_id in recorded} == {(1_700_000_000_001, "3")}
+        return {stream for stream, _, _ in recorded}
+
+    own = {d.key: version_stream(d.stream, *d.key) for d in (count, total)}
+    assert keys() == {count.stream}
+    assert keys(carried=frozenset({count.key})) == {count.stream, own[count.key]}
+    assert keys(progress_per_version=True) == {own[count.key], own[total.key]}
