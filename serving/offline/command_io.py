@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -112,15 +113,49 @@ def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.Rec
     except (pa.ArrowInvalid, OSError, UnicodeError) as exc:  # UnicodeError: a name that is not UTF-8 (to Arrow)
         raise refused(exc) from None
 
+    size = min(chunk_rows, MAX_BATCH_ROWS)
+    columns = map(labels.schema.column, range(len(labels.schema)))
+    int96 = [c.path for c in columns if c.physical_type == "INT96" and c.path in labels.schema_arrow.names]
+
     def batches() -> Iterator[pa.RecordBatch]:
-        read = labels.iter_batches(batch_size=min(chunk_rows, MAX_BATCH_ROWS))
+        read = labels.iter_batches(batch_size=size)
+        # INT96 (Spark's and Hive's legacy timestamp) is read as nanoseconds, which wrap past 1677..2262 without a
+        # word; read again in microseconds (right past 1970 and on whole days, wrong before 1970 within a day),
+        # every value is exact only where the two reads agree.
+        again = None
+        if int96:
+            try:
+                again = pq.ParquetFile(path, coerce_int96_timestamp_unit="us").iter_batches(size, columns=int96)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise refused(exc) from None
+        row = 0
         while True:
             try:
                 batch = next(read)
+                check = next(again) if again is not None else None
             except StopIteration:
                 return
             except (pa.ArrowInvalid, OSError) as exc:
                 raise refused(exc) from None
+            if check is not None:
+                _check_int96(path, batch, check, row)
+            row += batch.num_rows
             yield batch
 
     return labels.schema_arrow, batches()
+
+
+def _check_int96(path: Path, batch: pa.RecordBatch, again: pa.RecordBatch, row: int) -> None:
+    """DatasetError naming the first value of an INT96 column whose nanosecond read (``batch``) and microsecond read
+    (``again``) disagree: a time Arrow cannot read exactly."""
+    for name in again.schema.names:
+        ns = batch.column(name).cast(pa.int64()).fill_null(0).to_numpy()
+        us = again.column(name).cast(pa.int64()).fill_null(0).to_numpy()
+        wrong = np.flatnonzero(ns // 1000 != us)
+        if len(wrong):
+            raise DatasetError(
+                f"--labels {shown(path)}: column {name!r} is an INT96 timestamp (Spark's and Hive's legacy type) whose "
+                f"row {row + int(wrong[0])} Arrow cannot read exactly (a time outside 1677-09-21..2262-04-11, or before "
+                "1970 within a day): write it as a timestamp in microseconds (Spark: "
+                "spark.sql.parquet.outputTimestampType=TIMESTAMP_MICROS)"
+            )
