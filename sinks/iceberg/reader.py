@@ -143,7 +143,8 @@ def micros(ts: pa.Array | pa.ChunkedArray, *, ceil: bool = False) -> np.ndarray:
     multiply, divide = _PER_US[ts.type.unit]
     if divide == 1:
         return raw * multiply
-    return -(-raw // divide) if ceil else raw // divide
+    floor = raw // divide
+    return floor + (raw % divide != 0) if ceil else floor  # not -(-raw // divide): -raw wraps at the int64 minimum
 
 
 @dataclass(frozen=True, slots=True)

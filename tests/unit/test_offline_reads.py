@@ -21,7 +21,7 @@ from registry.core.definitions import FeatureDefinition
 from sinks.iceberg import files as offline_files
 from sinks.iceberg import layout as offline_layout
 from sinks.iceberg.as_of import ReadPoint
-from sinks.iceberg.reader import Band, _runs, distinct_entities, lookup, read_rows
+from sinks.iceberg.reader import Band, _runs, distinct_entities, lookup, micros, read_rows
 from sinks.iceberg.writer import append_rows, ensure_table, sorted_rows
 
 DAY_US = 86_400_000_000
@@ -187,6 +187,22 @@ def test_a_name_asked_at_two_versions_reads_each_version_with_its_own_band(table
             }
         )
         assert distinct_entities(table, point, "user", asked, until_us).to_pylist() == brute
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_micros_floor_and_ceil_equal_integer_arithmetic_to_the_int64_ends(unit: str) -> None:
+    """A nanosecond label at the int64 minimum was ceiled to +9223372036854776 µs (year 2262: ``-(-raw // 1000)``
+    wraps), so a row within a 20-year TTL of it read as expired (audit)."""
+    edges = [-(2**63), -(2**63) + 1, -1001, -1000, -999, -1, 0, 1, 999, 1000, 1001, 2**63 - 1]
+    rng = random.Random(7)
+    raw = [*edges, *(rng.randrange(-(2**63), 2**63) for _ in range(200))]
+    per_us = {"s": 10**6, "ms": 1000, "us": 1, "ns": 1}[unit]
+    if per_us > 1:  # s and ms: the values whose µs fit in an int64, as the join's labels are clipped
+        raw = [r for r in raw if -(2**63) <= r * per_us < 2**63]
+    column = pa.array(raw, pa.timestamp(unit))
+    divide = 1000 if unit == "ns" else 1
+    assert micros(column).tolist() == [r * per_us // divide for r in raw]
+    assert micros(column, ceil=True).tolist() == [-(-r * per_us // divide) for r in raw]
 
 
 def _written_without(tmp_path: Path, column: str, seed: int, n: int) -> tuple[SqlCatalog, Any, pa.Table]:
