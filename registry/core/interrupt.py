@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar
@@ -48,8 +49,34 @@ def _exit_143(signum: int, frame: FrameType | None) -> None:
 
 def unwind_on_sigterm() -> Any:
     """From now on a SIGTERM raises ``SystemExit(143)`` where the main thread is, so clean-up runs on the way out
-    (the default handler ended the process on the spot); the handler it replaced."""
+    (the default handler ended the process on the spot); the handler it replaced.
+
+    Raised inside a finalizer or a weakref callback (py4j's, which run at any moment in a stream job), the exit is
+    "ignored" by Python and the process went on: a job outlived its follower. Such a SIGTERM is sent again once the
+    finalizer is over (``_again_if_swallowed``)."""
+    global _next_hook
+    if sys.unraisablehook is not _again_if_swallowed:
+        _next_hook = sys.unraisablehook
+        sys.unraisablehook = _again_if_swallowed
     return signal.signal(signal.SIGTERM, _exit_143)
+
+
+_next_hook: Callable[[Any], object] = sys.unraisablehook
+
+
+def _again_if_swallowed(unraisable: Any) -> None:
+    """``sys.unraisablehook``: a SIGTERM's ``SystemExit`` that Python could not raise is sent again 50 ms later, from a
+    thread of its own, while SIGTERM still unwinds; anything else as before."""
+    exc = unraisable.exc_value
+    if (
+        isinstance(exc, SystemExit)
+        and exc.code == 128 + signal.SIGTERM
+        and signal.getsignal(signal.SIGTERM) is _exit_143
+    ):
+        again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+        again.daemon = True
+        again.start()
+    _next_hook(unraisable)
 
 
 def run_command(main: Callable[[_A], int], argv: _A) -> int:

@@ -101,6 +101,33 @@ def test_a_sigterm_unwinds_through_the_clean_up_and_exits_143() -> None:
     assert (done.returncode, done.stdout, done.stderr) == (143, "cleaned up\n", "")
 
 
+def test_a_sigterm_landing_in_a_weakref_callback_still_unwinds_and_exits_143() -> None:
+    """A SIGTERM whose ``SystemExit`` is raised inside a finalizer or weakref callback (py4j's run at any moment in a
+    stream job) is "ignored" by Python: the process went on, and a follower's job outlived the follower it was to end
+    with (its one SIGTERM, ``PR_SET_PDEATHSIG``, lost). It is sent again once the callback is over."""
+    script = (
+        "import os, signal, sys, time, weakref\n"
+        "from registry.core.interrupt import run_command\n"
+        "class Held: pass\n"
+        "def callback(_):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # the signal arrives while the callback runs\n"
+        "    time.sleep(0.2)\n"
+        "def run(*argv):\n"
+        "    try:\n"
+        "        held = Held(); ref = weakref.ref(held, callback); del held\n"
+        "        time.sleep(20)  # before: slept on, and ended 0\n"
+        "    finally:\n"
+        "        print('cleaned up', flush=True)\n"
+        "    return 0\n"
+        "sys.exit(run_command(run, None))\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (143, "cleaned up\n"), done.stderr
+    assert "SystemExit: 143" in done.stderr  # Python's own word of the swallowed exit
+    assert time.monotonic() - started < 10
+
+
 @pytest.mark.parametrize("path", COMMANDS)
 def test_the_commands_run_under_run_command(path: str) -> None:
     """Each command's ``__main__`` runs its ``main`` under ``registry.core.interrupt.run_command`` (Ctrl-C: one line
