@@ -13,7 +13,7 @@ version number, which nothing serves). The jobs, their versions and consumer gro
 ``<state-dir>/plan.json``: a follower started again starts the same jobs, each restored from its latest retained
 checkpoint (``<state-dir>/<job>/checkpoints``), and then adds what is missing. To compute everything in one job
 again, stop the follower and start it on an empty state directory: the new first job computes every active
-version with its stream (it releases their own progress keys), replaying the topics (design §3.8).
+version with its stream (and writes the own progress keys its versions have), replaying the topics (design §3.8).
 
 The first job ending ends the follower: the others are stopped, and it exits 1 naming the job, its last error line
 and its log (``<state-dir>/<job>.log``). An added job that ends is dropped from the plan and reported; the others go

@@ -408,12 +408,12 @@ def stream_progress(rows: Iterable[tuple[str, str, int]]) -> Progress:
     return Progress(last | live)
 
 
-def hold_progress_cql(keyspace: str) -> str:
-    """Writer ``0``'s row of one progress key (``version_stream``); binds the key, closed_through, updated_at, the
-    write time and the TTL in seconds."""
+def own_progress_cql(keyspace: str) -> str:
+    """One row of a progress key (``version_stream``) written before its job: binds the key, the writer, closed_through,
+    updated_at, the write time and the TTL in seconds."""
     return (
         f"INSERT INTO {keyspace}.{PROGRESS_TABLE} (stream, writer, closed_through, updated_at) "
-        "VALUES (?, '0', ?, ?) USING TIMESTAMP ? AND TTL ?"
+        "VALUES (?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
     )
 
 

@@ -265,8 +265,9 @@ def carry_version_progress(
     """Before a job computing ``computing`` with their streams (progress per stream) starts: the keys of those of them
     that have a progress key of their own (``layout.version_stream``: a backfill's, a job of their own's), which the
     job then writes too; and every other version of ``registered`` on their streams without such a key (one this job
-    does not compute: an older version a feature service pins) given one now at its stream's progress, kept as long as
-    Cassandra keeps a row (writer ``0``, at the current time, as ``hold_version_progress``).
+    does not compute: an older version a feature service pins) given one now at its stream's progress, as the key's
+    last-known row (``layout.LAST_KNOWN_WRITER``, written at that progress, kept as long as Cassandra keeps a row):
+    the first row a job or backfill of that version writes under the key decides instead.
 
     Serving judges a version with a key of its own by it, any other by its stream's (design §3.8). A stream's progress
     says what the jobs that moved it had written; this job, replaying in a new consumer group, has not written that
@@ -282,15 +283,12 @@ def carry_version_progress(
     try:
         rows = session.execute(online_layout.select_progress_ms_cql(keyspace))
         progress = online_layout.stream_progress((r[0], r[1], int(r[2])) for r in rows)
-        idle = [d for d in registered if d.stream in streams and d.key not in mine and d.key not in progress.own]
-        if idle:
-            statement = session.prepare(online_layout.hold_progress_cql(keyspace))
-            for d in idle:
-                key = online_layout.version_stream(d.stream, d.entity, d.name, d.version)
-                at = (key, _ts(progress.get(d.stream, 0)), _ts(now_ms), now_ms * 1000, online_layout.ttl_cap_s(now_ms))
-                session.execute(statement, at)
     except Exception as exc:
-        raise StoreUnavailableError(f"Cassandra failed: {exc}") from exc
+        raise StoreUnavailableError(f"Cassandra read failed: {exc}") from exc
+    idle = [d for d in registered if d.stream in streams and d.key not in mine and d.key not in progress.own]
+    kept_s = online_layout.ttl_cap_s(now_ms)
+    last = online_layout.LAST_KNOWN_WRITER
+    _write_own_keys(session, keyspace, [(d, last, progress.get(d.stream, 0), kept_s) for d in idle], at_closed=True)
     return frozenset(d.key for d in computing if d.key in progress.own)
 
 
@@ -302,11 +300,24 @@ def hold_version_progress(session: Session, keyspace: str, definitions: Iterable
     as the empty windows their stream's progress would imply. Kept a day past one window step (``hold_ttl_s``).
     """
     now_ms = time.time_ns() // 1_000_000
+    _write_own_keys(session, keyspace, [(d, "0", 0, hold_ttl_s(d, now_ms)) for d in definitions], at_closed=False)
+
+
+def _write_own_keys(
+    session: Session, keyspace: str, rows: Iterable[tuple[FeatureDefinition, str, int, int]], *, at_closed: bool
+) -> None:
+    """Rows of versions' own progress keys, ``(version, writer, closed_through ms, TTL s)`` each, written at their
+    closed_through (``at_closed``: as a job's rows are, so that any later one decides) or at the current time."""
+    rows = list(rows)
+    if not rows:
+        return
+    now_ms = time.time_ns() // 1_000_000
     try:
-        statement = session.prepare(online_layout.hold_progress_cql(keyspace))  # a node lost here: unavailable too
-        for d in definitions:
+        statement = session.prepare(online_layout.own_progress_cql(keyspace))  # a node lost here: unavailable too
+        for d, writer, closed_ms, ttl_s in rows:
             key = online_layout.version_stream(d.stream, d.entity, d.name, d.version)
-            session.execute(statement, (key, _ts(0), _ts(now_ms), now_ms * 1000, hold_ttl_s(d, now_ms)))
+            written_us = (closed_ms if at_closed else now_ms) * 1000
+            session.execute(statement, (key, writer, _ts(closed_ms), _ts(now_ms), written_us, ttl_s))
     except Exception as exc:
         raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
 
