@@ -62,21 +62,29 @@ def unwind_on_sigterm() -> Any:
 
 
 _next_hook: Callable[[Any], object] = sys.unraisablehook
+_swallowed: list[bool] = []  # a SIGTERM's exit Python swallowed: ``run_command`` exits 143 whatever ``main`` returns
 
 
 def _again_if_swallowed(unraisable: Any) -> None:
     """``sys.unraisablehook``: a SIGTERM's ``SystemExit`` that Python could not raise is sent again 50 ms later, from a
-    thread of its own, while SIGTERM still unwinds; anything else as before."""
+    thread of its own, while SIGTERM still unwinds (and not printed: the exit is on its way); anything else as before."""
     exc = unraisable.exc_value
     if (
         isinstance(exc, SystemExit)
         and exc.code == 128 + signal.SIGTERM
         and signal.getsignal(signal.SIGTERM) is _exit_143
     ):
-        again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+        _swallowed.append(True)
+        again = threading.Timer(0.05, _send_again)
         again.daemon = True
         again.start()
+        return
     _next_hook(unraisable)
+
+
+def _send_again() -> None:
+    if signal.getsignal(signal.SIGTERM) is _exit_143:  # not once ``run_command`` has returned (143)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_command(main: Callable[[_A], int], argv: _A) -> int:
@@ -88,7 +96,8 @@ def run_command(main: Callable[[_A], int], argv: _A) -> int:
     raise_on_ctrl_c()
     previous = unwind_on_sigterm()
     try:
-        return main(argv)
+        code = main(argv)
+        return 128 + signal.SIGTERM if _swallowed else code  # ended within 50 ms of a swallowed SIGTERM: still 143
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr, flush=True)
         return 130
