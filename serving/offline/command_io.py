@@ -114,8 +114,7 @@ def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.Rec
         raise refused(exc) from None
 
     size = min(chunk_rows, MAX_BATCH_ROWS)
-    columns = map(labels.schema.column, range(len(labels.schema)))
-    int96 = [c.path for c in columns if c.physical_type == "INT96" and c.path in labels.schema_arrow.names]
+    int96 = any(labels.schema.column(i).physical_type == "INT96" for i in range(len(labels.schema)))
 
     def batches() -> Iterator[pa.RecordBatch]:
         read = labels.iter_batches(batch_size=size)
@@ -125,7 +124,7 @@ def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.Rec
         again = None
         if int96:
             try:
-                again = pq.ParquetFile(path, coerce_int96_timestamp_unit="us").iter_batches(size, columns=int96)
+                again = pq.ParquetFile(path, coerce_int96_timestamp_unit="us").iter_batches(size)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise refused(exc) from None
         row = 0
@@ -146,16 +145,20 @@ def open_labels(path: Path, chunk_rows: int) -> tuple[pa.Schema, Iterator[pa.Rec
 
 
 def _check_int96(path: Path, batch: pa.RecordBatch, again: pa.RecordBatch, row: int) -> None:
-    """DatasetError naming the first value of an INT96 column whose nanosecond read (``batch``) and microsecond read
-    (``again``) disagree: a time Arrow cannot read exactly."""
-    for name in again.schema.names:
-        ns = batch.column(name).cast(pa.int64()).fill_null(0).to_numpy()
-        us = again.column(name).cast(pa.int64()).fill_null(0).to_numpy()
+    """DatasetError naming the first value of an INT96 column (a top-level one: read as nanoseconds in ``batch``, as
+    microseconds in ``again``, column by column in order, names may repeat) whose two reads disagree."""
+    for i, field in enumerate(batch.schema):
+        other = again.schema.field(i).type
+        int96 = pa.types.is_timestamp(field.type) and pa.types.is_timestamp(other)
+        if not int96 or (field.type.unit, other.unit) != ("ns", "us"):
+            continue  # not INT96 (coerced to microseconds in the second read only): read once, exactly
+        ns = batch.column(i).cast(pa.int64()).fill_null(0).to_numpy()
+        us = again.column(i).cast(pa.int64()).fill_null(0).to_numpy()
         wrong = np.flatnonzero(ns // 1000 != us)
         if len(wrong):
             raise DatasetError(
-                f"--labels {shown(path)}: column {name!r} is an INT96 timestamp (Spark's and Hive's legacy type) whose "
-                f"row {row + int(wrong[0])} Arrow cannot read exactly (a time outside 1677-09-21..2262-04-11, or before "
-                "1970 within a day): write it as a timestamp in microseconds (Spark: "
-                "spark.sql.parquet.outputTimestampType=TIMESTAMP_MICROS)"
+                f"--labels {shown(path)}: column {field.name!r} is an INT96 timestamp (Spark's and Hive's legacy type) "
+                f"whose row {row + int(wrong[0])} Arrow's reads cannot tell from a time 584 years away (a time outside "
+                "1677-09-21..2262-04-11, or before 1970 and not at midnight): write it as a timestamp in microseconds "
+                "(Spark: spark.sql.parquet.outputTimestampType=TIMESTAMP_MICROS)"
             )

@@ -54,5 +54,21 @@ def test_an_int96_time_arrow_cannot_read_exactly_is_refused_naming_its_row(
 ) -> None:
     path = _int96(tmp_path / "l.parquet", [datetime(2024, 1, 1, tzinfo=UTC), None, wrong])
     for chunk_rows in (1, 100):
-        with pytest.raises(DatasetError, match=rf"column 'ts' is an INT96 timestamp .* whose row {at} Arrow cannot"):
+        with pytest.raises(DatasetError, match=rf"column 'ts' is an INT96 timestamp .* whose row {at} Arrow's reads"):
             _read(path, chunk_rows)
+
+
+def test_int96_columns_are_checked_by_position_when_names_repeat(tmp_path: Path) -> None:
+    """A pass-through column name given twice: the check paired columns by name, and Arrow refused the repeated one
+    (``KeyError``: a traceback, not an error line)."""
+    ok, far = datetime(2024, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC)
+    for second, refused in ((ok, False), (far, True)):
+        columns = [pa.array([ok], pa.timestamp("us", "UTC")), pa.array([second], pa.timestamp("us", "UTC"))]
+        path = tmp_path / f"{refused}.parquet"
+        pq.write_table(pa.table(columns, names=["ts", "ts"]), path, use_deprecated_int96_timestamps=True)
+        _, batches = open_labels(path, 10)
+        if refused:
+            with pytest.raises(DatasetError, match=r"column 'ts' is an INT96 timestamp .* whose row 0"):
+                list(batches)
+        else:
+            assert [b.num_rows for b in batches] == [1]
