@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "--progress",
         choices=("stream", "version"),
         help="where the online progress rows go: `stream`, the streams' own (the job computes their active versions "
-        "together; at start it deletes its versions' own rows) or `version`, each version's own (it computes them "
+        "together; also under the own key of each version that has one at start) or `version`, each version's own (it computes them "
         "beside another job: a backfill, a job jobs.follow adds). Default: version with --versions, else stream",
     )
     parser.add_argument(
