@@ -90,6 +90,7 @@ value_type = "double"
 description = "Amount of the transactions in the last 10 seconds."
 aggregation = { function = "sum", field = "amount" }
 """
+COUNT_V2 = '\n[[feature]]\nname = "txn_count_10s"\nversion = 2\nttl = "2h"\naggregation = { function = "count" }\n'
 
 
 class Events:
@@ -318,6 +319,11 @@ def test_a_feature_added_under_a_running_job_is_computed_beside_it(follow_setup:
     assert {name for name, *_ in seen} == {COUNT, SUM}
 
 
+def _progress(session: Any, settings: Settings) -> dict[str, int]:
+    """Each progress key's closed-through point as serving reads it, uncached."""
+    return dict(OnlineReader(session, settings.cassandra_keyspace, progress_ttl_s=0).progress())
+
+
 def test_a_held_version_keeps_its_own_progress_until_its_job_passes_the_moment_it_was_held(
     it_settings: Settings, tmp_path: Path
 ) -> None:
@@ -335,20 +341,17 @@ def test_a_held_version_keeps_its_own_progress_until_its_job_passes_the_moment_i
     try:
         writer = OnlineWriter(session, settings.cassandra_keyspace, writer_id=None)
 
-        def progress() -> dict[str, int]:
-            return dict(OnlineReader(session, settings.cassandra_keyspace, progress_ttl_s=0).progress())
-
         now = time.time_ns() // 1_000_000
         writer.record_progress(key, now - 60_000, "0", 3_600_000)  # a job of its own had written up to a minute ago
-        assert progress()[key] == now - 60_000
+        assert _progress(session, settings)[key] == now - 60_000
         hold_version_progress(session, settings.cassandra_keyspace, [definition])
-        assert progress()[key] == 0
+        assert _progress(session, settings)[key] == 0
         writer.record_progress(key, now - 1_000, "0", 3_600_000)  # a window before the hold: the hold stands
-        assert progress()[key] == 0
+        assert _progress(session, settings)[key] == 0
         time.sleep(0.05)
         later = time.time_ns() // 1_000_000  # progress is never ahead of the clock (at most ``now``)
         writer.record_progress(key, later, "0", 3_600_000)  # past the hold: the job's row decides
-        assert progress()[key] == later
+        assert _progress(session, settings)[key] == later
     finally:
         cluster.shutdown()
 
@@ -367,8 +370,7 @@ def test_a_job_with_its_stream_carries_own_keys_and_gives_idle_versions_one(
     from sinks.cassandra.writer import OnlineWriter, carry_version_progress
 
     settings = isolated(it_settings, "followcarry", tmp_path)
-    count_v2 = '\n[[feature]]\nname = "txn_count_10s"\nversion = 2\nttl = "2h"\naggregation = { function = "count" }\n'
-    text = HEAD.format(topic="it_follow_carry") + ADDED + count_v2
+    text = HEAD.format(topic="it_follow_carry") + ADDED + COUNT_V2
     (settings.definitions_dir / "features.toml").write_text(text)
     definitions = {(d.name, d.version): d for d in load_folder(settings.definitions_dir)}
     count_1, count_2, total = definitions[COUNT, 1], definitions[COUNT, 2], definitions[SUM, 1]
@@ -379,9 +381,6 @@ def test_a_job_with_its_stream_carries_own_keys_and_gives_idle_versions_one(
     try:
         writer = OnlineWriter(session, settings.cassandra_keyspace, writer_id=None)
 
-        def progress() -> dict[str, int]:
-            return dict(OnlineReader(session, settings.cassandra_keyspace, progress_ttl_s=0).progress())
-
         now = time.time_ns() // 1_000_000
         writer.record_progress(stream, now - 10_000, "0", 3_600_000)  # the previous job (count v1, sum v1)
         writer.record_progress(own[count_2.key], now - 60_000, "0", 3_600_000)  # a backfill of count v2
@@ -389,16 +388,16 @@ def test_a_job_with_its_stream_carries_own_keys_and_gives_idle_versions_one(
             session, settings.cassandra_keyspace, [count_2, total], [count_1, count_2, total]
         )
         assert carried == {count_2.key}  # its own key kept, for the job to write
-        seen = progress()
+        seen = _progress(session, settings)
         assert seen[own[count_2.key]] == now - 60_000
         assert seen[own[count_1.key]] == now - 10_000  # count v1, computed by nobody now: at the stream's progress
         assert own[total.key] not in seen  # computed with its stream, without a key of its own: judged by it
         writer.record_progress(stream, now, "1", 3_600_000)  # the new job moves the stream on
         writer.record_progress(stream, now, "0", 3_600_000)
-        seen = progress()
+        seen = _progress(session, settings)
         assert (seen[stream], seen[own[count_1.key]], seen[own[count_2.key]]) == (now, now - 10_000, now - 60_000)
         carry_version_progress(session, settings.cassandra_keyspace, [count_2, total], [count_1, count_2, total])
-        assert progress()[own[count_1.key]] == now - 10_000  # a key of its own already: left as it is
+        assert _progress(session, settings)[own[count_1.key]] == now - 10_000  # a key of its own already: left as it is
     finally:
         cluster.shutdown()
 

@@ -31,11 +31,10 @@ from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
 from tests.conftest import isolated
-from tests.integration.test_follow import ADDED, COUNT, HEAD, SUM
+from tests.integration.test_follow import ADDED, COUNT, COUNT_V2, HEAD, SUM
 
 pytestmark = pytest.mark.integration
 
-COUNT_V2 = '\n[[feature]]\nname = "txn_count_10s"\nversion = 2\nttl = "2h"\naggregation = { function = "count" }\n'
 COUNT_V3 = COUNT_V2.replace("version = 2", "version = 3").replace('"2h"', '"3h"')
 STEP_MS = 2_000  # the features' slide
 
