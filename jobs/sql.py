@@ -8,7 +8,7 @@ slower on this hardware (see docs/design.md).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -179,7 +179,9 @@ _LAST_PAD = 20
 _DOUBLE_MAX = "1.7976931348623157E308"  # the largest finite double
 
 
-def _aggregate(d: FeatureDefinition) -> str:
+def _aggregate(d: FeatureDefinition, alias: str | None = None) -> str:
+    """``d``'s aggregate as a SELECT column named ``alias`` (default: the feature's name)."""
+    alias = d.name if alias is None else alias
     target = ident(d.aggregation.field) if d.aggregation.field is not None else ""
     sql_type = SPECS[d.value_type].flink_sql
     agg = d.aggregation.function
@@ -188,7 +190,7 @@ def _aggregate(d: FeatureDefinition) -> str:
         ts = ident(d.source.timestamp_field)
         return (
             f"MAX(CONCAT(LPAD(CAST({ts} AS STRING), {_LAST_PAD}, '0'), '{LAST_SEPARATOR}', CAST({target} AS STRING)))"
-            f" AS {ident(d.name)}"
+            f" AS {ident(alias)}"
         )
     expr = {
         "count": "COUNT(*)",
@@ -202,7 +204,7 @@ def _aggregate(d: FeatureDefinition) -> str:
         # Finite inputs can add up past the largest double: an infinity, which JSON cannot spell (serving would
         # send null where training reads inf). Such a value is null in both stores.
         expr = f"CASE WHEN ABS({expr}) <= {_DOUBLE_MAX} THEN {expr} END"
-    return f"CAST({expr} AS {sql_type}) AS {ident(d.name)}"
+    return f"CAST({expr} AS {sql_type}) AS {ident(alias)}"
 
 
 def decode_last(text: str | None, value_type: ValueType) -> Value | None:
@@ -251,7 +253,12 @@ def aggregate_sql(group: WindowGroup, view: str, time_column: str = "rowtime") -
     fields = group.source.key_fields
     may_be_null = [f for f in fields if len(fields) > 1 or _nullable(group.source, f)]
     window, start, end = _group_window(group, time_column)
-    aggregates = ",\n  ".join(_aggregate(d) for d in group.features)
+    # A column per feature, read by position: named by the feature, by name and version where a backfill computes
+    # two versions of one name in the group (two columns of one name: Flink's "Column ... is ambiguous").
+    names = Counter(d.name for d in group.features)
+    aggregates = ",\n  ".join(
+        _aggregate(d, d.name if names[d.name] == 1 else f"{d.name}@v{d.version}") for d in group.features
+    )
     return (
         f"SELECT {entity_keys.encode_sql(fields, ident)} AS entity_id, {start} AS window_start, {end} AS window_end,\n"
         f"  COUNT(*) AS revision,\n  {aggregates}\n"

@@ -221,6 +221,33 @@ def test_an_event_without_its_optional_single_key_is_in_no_window(
     assert got == [("u1", 2)]
 
 
+def test_two_versions_of_one_name_in_a_window_group_are_two_columns(make_definition: MakeDef, tmp_path: Path) -> None:
+    """``jobs.backfill user.n@2 user.n@3`` (two candidate versions of one name, on one window: one group) made two
+    columns of one name, which Flink refuses ("Column 'n' is ambiguous", a Java trace as the backfill's error)."""
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    env.get_config().set("parallelism.default", "1")
+    env.get_config().set("table.local-time-zone", "UTC")
+    window = WINDOWS[1][0]
+    versions = [
+        make_definition(name="n", version=v, ttl=ttl, window=window, aggregation={"function": "count"})
+        for v, ttl in ((2, "1h"), (3, "2h"))
+    ]
+    other = make_definition(name="m", window=window, aggregation={"function": "count"})
+    (group,) = window_groups([*versions, other])
+    assert [(d.name, d.version) for d in group.features] == [("m", 1), ("n", 2), ("n", 3)]
+    (tmp_path / "e.csv").write_text("u1,1700000000000\nu1,1700000000001\nu2,1700000000002\n")
+    env.execute_sql(
+        "CREATE TEMPORARY TABLE ev (user_id STRING, t BIGINT, rowtime AS TO_TIMESTAMP_LTZ(t, 3), "
+        f"WATERMARK FOR rowtime AS rowtime) WITH ('connector' = 'filesystem', 'path' = '{tmp_path / 'e.csv'}', "
+        "'format' = 'csv')"
+    )
+    query = aggregate_sql(group, "ev")
+    got = rows(env, f"SELECT * FROM ({query})")
+    assert sorted((row[0], *row[4:]) for row in got) == [("u1", 2, 2, 2), ("u2", 1, 1, 1)]
+
+
 _UNIT_MS = {"DAY": 86_400_000, "HOUR": 3_600_000, "MINUTE": 60_000, "SECOND": 1_000}
 
 
