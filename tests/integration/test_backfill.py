@@ -166,20 +166,18 @@ def test_a_backfill_reads_history_the_topic_never_held_from_a_table_of_events(
     setup: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The topic's events and older ones (before BASE) in a Parquet file: the new version's windows
-    cover both, as the brute force over all of them gives."""
+    cover both, as the brute force over all of them gives; and so do a second candidate version's of the same name
+    and window, backfilled in the same run (two columns of one name in the job's SQL were refused before)."""
     settings = setup
     for key, value in settings_env(settings).items():
         monkeypatch.setenv(key, value)
     store = DefinitionStore(settings.definitions_db)
     v1 = store.catalog().get("user", "txn_count_1h", 1)
-    store.register(
-        v1.model_copy(
-            update={
-                "version": 3,
-                "window": Window(kind="sliding", size=timedelta(minutes=15), slide=timedelta(minutes=5)),
-            }
-        )
+    v3 = v1.model_copy(
+        update={"version": 3, "window": Window(kind="sliding", size=timedelta(minutes=15), slide=timedelta(minutes=5))}
     )
+    store.register(v3)
+    store.register(v3.model_copy(update={"version": 4, "ttl": v3.ttl * 2}))
     history = [("alice", -50, 3.0), ("bob", -48, 4.0), ("bob", -20, 1.0), *EVENTS]
     pq.write_table(
         pa.Table.from_pylist(
@@ -197,15 +195,21 @@ def test_a_backfill_reads_history_the_topic_never_held_from_a_table_of_events(
         ),
         tmp_path / "history.parquet",
     )
-    backfill.run(settings, ["user.txn_count_1h@3"], events=str(tmp_path / "history.parquet"), progress_every_s=1)
+    versions = ["user.txn_count_1h@3", "user.txn_count_1h@4"]
+    # A range around every event: the job's range filter selects the group's columns (where one name twice failed).
+    since, until = str(BASE - 2 * HOUR), str(BASE + 2 * HOUR)
+    backfill.run(
+        settings, versions, events=str(tmp_path / "history.parquet"), since=since, until=until, progress_every_s=1
+    )
     rows = connect_iceberg(settings).load_table(f"{settings.iceberg_namespace}.{TABLE}").scan().to_arrow().to_pylist()
-    got = {
-        (r["entity_id"], int(r["event_time"].timestamp() * 1000)): r["value_long"]
-        for r in rows
-        if r["feature_name"] == "txn_count_1h" and r["feature_version"] == 3
-    }
-    assert got == _windows(15, history)
-    assert min(end for _, end in got) == BASE - 45 * MIN  # [-60 min, -45 min): the first window of alice's oldest event
+    for version in (3, 4):
+        got = {
+            (r["entity_id"], int(r["event_time"].timestamp() * 1000)): r["value_long"]
+            for r in rows
+            if r["feature_name"] == "txn_count_1h" and r["feature_version"] == version
+        }
+        assert got == _windows(15, history), version
+        assert min(end for _, end in got) == BASE - 45 * MIN  # [-60 min, -45 min): alice's oldest event's first window
 
 
 def test_a_failed_backfill_leaves_the_active_version(setup: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
