@@ -460,20 +460,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     per_version = (args.progress or ("stream" if args.versions is None else "version")) == "version"
     carried = prepare_stores(settings, () if per_version else definitions, list(catalog))
-    build(
-        env,
-        settings,
-        definitions,
-        bounded=bounded,
-        group_id=args.group_id,
-        events=events,
-        window_range_ms=window_range_ms,
-        progress_per_version=per_version,
-        carried=carried,
-    )
     try:
+        build(
+            env,
+            settings,
+            definitions,
+            bounded=bounded,
+            group_id=args.group_id,
+            events=events,
+            window_range_ms=window_range_ms,
+            progress_per_version=per_version,
+            carried=carried,
+        )
         env.execute("feature-store: window features")
-    except Py4JJavaError as exc:  # the run failed inside Flink: its cause in one line, not the JVM's trace
+    except Py4JJavaError as exc:  # planned or run, it failed inside Flink: its cause in one line, not the JVM's trace
         from jobs.failures import job_failure
 
         raise job_failure(exc, settings) from None
