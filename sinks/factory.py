@@ -119,7 +119,8 @@ def connect_iceberg(settings: Settings) -> Catalog:
     """The SQL catalog holding the offline tables (SQLite by default, PostgreSQL in production).
 
     A catalog URI or warehouse that cannot be used (a folder that cannot be created, a SQLite path that is
-    a folder or not a database) is a SettingsError naming FS_ICEBERG_CATALOG_URI or FS_ICEBERG_WAREHOUSE.
+    a folder or not a database, a database whose catalog tables are another program's) is a SettingsError naming
+    FS_ICEBERG_CATALOG_URI or FS_ICEBERG_WAREHOUSE.
     """
     from urllib.parse import urlparse
 
@@ -140,7 +141,9 @@ def connect_iceberg(settings: Settings) -> Catalog:
         _make_folder("FS_ICEBERG_WAREHOUSE", settings.iceberg_warehouse, Path(warehouse.path))
     for attempt in range(_CATALOG_INIT_ATTEMPTS):
         try:
-            return SqlCatalog("feature_store", uri=uri, warehouse=settings.iceberg_warehouse)
+            catalog = SqlCatalog("feature_store", uri=uri, warehouse=settings.iceberg_warehouse)
+            catalog.list_namespaces()  # tables of that name that are not a catalog's: refused here, not at first use
+            return catalog
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # not a URL, unknown dialect, no driver
             raise SettingsError(
                 f"FS_ICEBERG_CATALOG_URI {uri!r} is not a database SQLAlchemy can open: {_one_line(exc)}"
@@ -152,6 +155,10 @@ def connect_iceberg(settings: Settings) -> Catalog:
                 time.sleep(0.05 * (attempt + 1))
                 continue
             reason = _one_line(exc.orig if exc.orig is not None else exc)
+            if "no such column" in reason:  # pyiceberg made the tables it lacked; the ones there are another's
+                raise SettingsError(
+                    f"FS_ICEBERG_CATALOG_URI {uri!r} holds tables that are not an Iceberg SQL catalog's: {reason}"
+                ) from None
             if sqlite and any(unusable in reason for unusable in _SQLITE_UNUSABLE):
                 raise SettingsError(
                     f"FS_ICEBERG_CATALOG_URI {uri!r} is not a SQLite database this process can open and write: {reason}"

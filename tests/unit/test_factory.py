@@ -172,3 +172,19 @@ def test_migrate_with_cassandra_down_ends_with_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1, (done.returncode, done.stderr)
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("error: Cassandra at 127.0.0.1:1 unavailable") and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("table", ["iceberg_tables", "iceberg_namespace_properties"])
+def test_a_database_whose_catalog_tables_are_another_programs_is_a_settings_error(tmp_path: Path, table: str) -> None:
+    """A SQLite file holding a table of a catalog's name with other columns: the job and the backfill ended with
+    a 60-130 line SQLAlchemy traceback at their first query (audit), where §6 promises one line."""
+    import sqlite3
+
+    from registry.core.errors import SettingsError
+
+    database = tmp_path / "other.db"
+    with sqlite3.connect(database) as db:
+        db.execute(f"CREATE TABLE {table} (x INTEGER)")
+    settings = Settings(iceberg_catalog_uri=f"sqlite:///{database}", iceberg_warehouse=(tmp_path / "w").as_uri())
+    with pytest.raises(SettingsError, match=r"FS_ICEBERG_CATALOG_URI .* holds tables that are not an Iceberg SQL"):
+        connect_iceberg(settings)
