@@ -284,7 +284,9 @@ def carry_version_progress(
         rows = session.execute(online_layout.select_progress_ms_cql(keyspace))
         progress = online_layout.stream_progress((r[0], r[1], int(r[2])) for r in rows)
     except Exception as exc:
-        raise StoreUnavailableError(f"Cassandra read failed: {exc}") from exc
+        raise StoreUnavailableError(
+            f"Cassandra read of {keyspace}.{online_layout.PROGRESS_TABLE} failed: {exc}"
+        ) from exc
     idle = [d for d in registered if d.stream in streams and d.key not in mine and d.key not in progress.own]
     kept_s = online_layout.ttl_cap_s(now_ms)
     last = online_layout.LAST_KNOWN_WRITER
@@ -319,7 +321,9 @@ def _write_own_keys(
             written_us = (closed_ms if at_closed else now_ms) * 1000
             session.execute(statement, (key, writer, _ts(closed_ms), _ts(now_ms), written_us, ttl_s))
     except Exception as exc:
-        raise StoreUnavailableError(f"Cassandra write failed: {exc}") from exc
+        raise StoreUnavailableError(
+            f"Cassandra write to {keyspace}.{online_layout.PROGRESS_TABLE} failed: {exc}"
+        ) from exc
 
 
 def hold_ttl_s(definition: FeatureDefinition, now_ms: int) -> int:
