@@ -95,6 +95,7 @@ def run_command(main: Callable[[_A], int], argv: _A) -> int:
     interpreter shuts down, a Ctrl-C is the one line and 130 at once."""
     raise_on_ctrl_c()
     previous = unwind_on_sigterm()
+    _swallowed.clear()
     try:
         code = main(argv)
         return 128 + signal.SIGTERM if _swallowed else code  # ended within 50 ms of a swallowed SIGTERM: still 143
