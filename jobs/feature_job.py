@@ -34,7 +34,7 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from jobs.batch_input import check_since, one_source, read_events_input, until_operator, window_range
 from jobs.batching import batched_by_bucket, bucket_keys, value_types, writer_max_parallelism
 from jobs.decoder import decode
-from jobs.flink_environment import create_environment, table_environment
+from jobs.flink_environment import checkpoint_options_problem, create_environment, table_environment
 from jobs.functions import WriteWindowResults
 from jobs.sql import (
     aggregate_sql,
@@ -405,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
             f"--restore-from resumes an unbounded run, not {'--bounded' if args.bounded else '--events'}: "
             "a bounded source restored from a checkpoint never ends"
         )
+    problem = checkpoint_options_problem(args.checkpoint_dir, args.restore_from)
+    if problem is not None:  # before the stores are prepared and the mini-cluster starts (Flink names no option)
+        parser.error(problem)
     settings = settings_for_command()
     if args.python_mode not in (None, "process", "thread"):  # argparse checks choices on given options only
         raise SettingsError(f"FS_PYTHON_MODE must be process or thread, not {args.python_mode!r}")

@@ -13,6 +13,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
@@ -93,6 +94,32 @@ RESTART_STRATEGY = {
     "restart-strategy.exponential-delay.backoff-multiplier": "2.0",
     "restart-strategy.exponential-delay.attempts-before-reset-backoff": "2147483647",
 }
+
+
+def checkpoint_options_problem(checkpoint_dir: Path | None, restore_from: str | None) -> str | None:
+    """What is wrong with ``--checkpoint-dir`` or ``--restore-from`` on this machine's file system, or None.
+
+    Flink finds out only once the job runs, after the stores were prepared and the mini-cluster started, and names
+    neither option ("the job failed: FileAlreadyExistsException: <path>"). A folder is checked as far as it exists
+    (a missing one is made by Flink); a checkpoint on another file system (``s3://``, ``hdfs://``) is left to Flink.
+    A checkpoint to restore is a retained ``…/chk-<n>`` folder holding ``_metadata``, or that ``_metadata`` file.
+    """
+    if checkpoint_dir is not None:
+        existing = next((p for p in (checkpoint_dir, *checkpoint_dir.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            return f"--checkpoint-dir {checkpoint_dir}: {existing} is not a folder"
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            return f"--checkpoint-dir {checkpoint_dir}: {existing} cannot be written"
+    if restore_from is not None:
+        url = urlsplit(restore_from)
+        if url.scheme in ("", "file"):  # a local path, not s3://, hdfs://, ...
+            path = Path(url.path if url.scheme else restore_from)
+            if not (path / "_metadata").is_file() and not (path.name == "_metadata" and path.is_file()):
+                return (
+                    f"--restore-from {restore_from}: no checkpoint there "
+                    "(a retained <checkpoint dir>/<job id>/chk-<n> folder holding _metadata, or that _metadata file)"
+                )
+    return None
 
 
 def create_environment(

@@ -3,9 +3,12 @@ a malformed one exits 2 with one line naming it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jobs import backfill, feature_job
+from registry.core.errors import FeatureStoreError
 from sinks import archive
 
 
@@ -54,6 +57,37 @@ def test_the_job_refuses_a_malformed_option_in_one_line(
     argv: list[str], names: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert names in _refused(feature_job.main, argv, capsys)
+
+
+def test_the_job_refuses_a_checkpoint_it_could_not_write_or_restore_before_it_connects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flink found these out once the job ran (stores prepared, mini-cluster started) and named neither option:
+    "the job failed: FileAlreadyExistsException: <path>" or "... Cannot find checkpoint or savepoint"."""
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "absent.db"))  # reached only if the options pass
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    checkpoint = tmp_path / "checkpoints" / "0f" / "chk-3"
+    checkpoint.mkdir(parents=True)
+    refused = [
+        (["--checkpoint-dir", str(a_file)], f"--checkpoint-dir {a_file}: {a_file} is not a folder"),
+        (["--checkpoint-dir", str(a_file / "sub")], f"--checkpoint-dir {a_file}/sub: {a_file} is not a folder"),
+        (["--restore-from", str(checkpoint)], f"--restore-from {checkpoint}: no checkpoint there"),  # no _metadata
+        (["--restore-from", f"file://{tmp_path}/nowhere/chk-1"], "no checkpoint there"),
+        (["--restore-from", str(checkpoint.parent)], "no checkpoint there (a retained <checkpoint dir>/<job id>/chk"),
+    ]
+    for argv, names in refused:
+        assert names in _refused(feature_job.main, argv, capsys)
+    (checkpoint / "_metadata").write_bytes(b"\x00")
+    # past the options: the next thing checked is the registry (a missing one is refused with its variable's name)
+    for argv in (
+        ["--checkpoint-dir", str(tmp_path / "new" / "folder"), "--restore-from", str(checkpoint)],
+        ["--restore-from", f"file://{checkpoint}"],
+        ["--restore-from", str(checkpoint / "_metadata")],
+        ["--restore-from", "s3://bucket/checkpoints/0f/chk-3"],  # another file system: Flink's to judge
+    ):
+        with pytest.raises(FeatureStoreError, match="FS_DEFINITIONS_DB"):
+            feature_job.main(argv)
 
 
 @pytest.mark.parametrize(
