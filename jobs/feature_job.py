@@ -168,24 +168,31 @@ def _events_view(t_env: StreamTableEnvironment, events: DataStream, source: Sour
 
 
 def prepare_stores(
-    settings: Settings, computing: Sequence[FeatureDefinition] = (), registered: Sequence[FeatureDefinition] = ()
+    settings: Settings,
+    computing: Sequence[FeatureDefinition] = (),
+    registered: Sequence[FeatureDefinition] = (),
+    *,
+    per_version: bool = False,
+    writers: Sequence[str] = ("0",),
 ) -> frozenset[tuple[str, str, int]]:
     """Create the online schema and the offline table once, here in the client, before any writer starts.
 
     The writers (one per subtask, each in its own Python worker) then only load them, so no two
     processes race to create a namespace, table or keyspace, however many the job runs.
 
-    ``computing``: versions this job computes with their streams (progress per stream); ``registered``: every
-    registered version. Returns the keys of those of ``computing`` with a progress key of their own, which the job
-    writes beside its stream's; the other versions of their streams get one (``carry_version_progress``).
+    ``computing``: the versions this job computes, with progress per version (``per_version``) or per stream;
+    ``registered``: every registered version; ``writers``: the ids its writers record progress under (its bucket
+    numbers). Returns the keys of those of ``computing`` with a progress key of their own, which a job with progress
+    per stream writes beside its stream's (``sinks.cassandra.job_progress.start_job_progress``).
     """
-    from sinks.cassandra.writer import carry_version_progress
+    from sinks.cassandra.job_progress import start_job_progress
     from sinks.factory import connect_cassandra, connect_iceberg
     from sinks.iceberg.writer import ensure_table
 
     cluster, session = connect_cassandra(settings)  # the online schema made here
     try:
-        carried = carry_version_progress(session, settings.cassandra_keyspace, computing, registered)
+        keyspace = settings.cassandra_keyspace
+        carried = start_job_progress(session, keyspace, computing, registered, per_version=per_version, writers=writers)
     finally:
         cluster.shutdown()
     ensure_table(connect_iceberg(settings), settings.iceberg_namespace)
@@ -462,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         bounded=bounded,
     )
     per_version = (args.progress or ("stream" if args.versions is None else "version")) == "version"
-    carried = prepare_stores(settings, () if per_version else definitions, list(catalog))
+    writers = [str(bucket) for bucket in range(env.get_parallelism())]  # as ``build`` numbers its buckets
+    carried = prepare_stores(settings, definitions, list(catalog), per_version=per_version, writers=writers)
     try:
         build(
             env,

@@ -336,7 +336,7 @@ class Follower:
 
     def _hold_progress(self, versions: list[str]) -> None:
         from jobs.feature_job import resolve_refs
-        from sinks.cassandra.writer import hold_version_progress
+        from sinks.cassandra.job_progress import hold_version_progress
         from sinks.factory import connect_cassandra
 
         definitions = resolve_refs(self._store.catalog(), ",".join(versions))

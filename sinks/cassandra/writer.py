@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -254,84 +254,6 @@ class _Request:
             and self.bytes + cost <= REQUEST_BYTES
             and (entity == self.last or self.entities < PARTITIONS_PER_REQUEST)
         )
-
-
-def carry_version_progress(
-    session: Session,
-    keyspace: str,
-    computing: Iterable[FeatureDefinition],
-    registered: Iterable[FeatureDefinition],
-) -> frozenset[tuple[str, str, int]]:
-    """Before a job computing ``computing`` with their streams (progress per stream) starts: the keys of those of them
-    that have a progress key of their own (``layout.version_stream``: a backfill's, a job of their own's), which the
-    job then writes too; and every other version of ``registered`` on their streams without such a key (one this job
-    does not compute: an older version a feature service pins) given one now at its stream's progress, as the key's
-    last-known row (``layout.LAST_KNOWN_WRITER``, written at that progress, kept as long as Cassandra keeps a row):
-    the first row a job or backfill of that version writes under the key decides instead.
-
-    Serving judges a version with a key of its own by it, any other by its stream's (design §3.8). A stream's progress
-    says what the jobs that moved it had written; this job, replaying in a new consumer group, has not written that
-    far yet, and of a version no job computes nobody writes anything: judged by the stream's progress, their absent
-    windows were served as empty (0 for a count, ``present``) until the replay passed them, or for good.
-    """
-    computing = list(computing)
-    if not computing:  # a job computing versions alone: nothing of its streams' to carry
-        return frozenset()
-    streams = {d.stream for d in computing}
-    mine = {d.key for d in computing}
-    now_ms = time.time_ns() // 1_000_000
-    try:
-        rows = session.execute(online_layout.select_progress_ms_cql(keyspace))
-        progress = online_layout.stream_progress((r[0], r[1], int(r[2])) for r in rows)
-    except Exception as exc:
-        raise StoreUnavailableError(
-            f"Cassandra read of {keyspace}.{online_layout.PROGRESS_TABLE} failed: {exc}"
-        ) from exc
-    idle = [d for d in registered if d.stream in streams and d.key not in mine and d.key not in progress.own]
-    kept_s = online_layout.ttl_cap_s(now_ms)
-    last = online_layout.LAST_KNOWN_WRITER
-    _write_own_keys(session, keyspace, [(d, last, progress.get(d.stream, 0), kept_s) for d in idle], at_closed=True)
-    return frozenset(d.key for d in computing if d.key in progress.own)
-
-
-def hold_version_progress(session: Session, keyspace: str, definitions: Iterable[FeatureDefinition]) -> None:
-    """Give each of ``definitions`` a progress key of its own (``layout.version_stream``) at the epoch, written at the
-    current time (writer ``0``, which every job has): a job about to compute them alone has written none of their
-    windows yet. Its own rows (written at their window ends) take over once they pass this moment, within a
-    window step of it once the job has caught up; until then serving reads their stored values as they are, never
-    as the empty windows their stream's progress would imply. Kept a day past one window step (``hold_ttl_s``).
-    """
-    now_ms = time.time_ns() // 1_000_000
-    _write_own_keys(session, keyspace, [(d, "0", 0, hold_ttl_s(d, now_ms)) for d in definitions], at_closed=False)
-
-
-def _write_own_keys(
-    session: Session, keyspace: str, rows: Iterable[tuple[FeatureDefinition, str, int, int]], *, at_closed: bool
-) -> None:
-    """Rows of versions' own progress keys, ``(version, writer, closed_through ms, TTL s)`` each, written at their
-    closed_through (``at_closed``: as a job's rows are, so that any later one decides) or at the current time."""
-    rows = list(rows)
-    if not rows:
-        return
-    now_ms = time.time_ns() // 1_000_000
-    try:
-        statement = session.prepare(online_layout.own_progress_cql(keyspace))  # a node lost here: unavailable too
-        for d, writer, closed_ms, ttl_s in rows:
-            key = online_layout.version_stream(d.stream, d.entity, d.name, d.version)
-            written_us = (closed_ms if at_closed else now_ms) * 1000
-            session.execute(statement, (key, writer, _ts(closed_ms), _ts(now_ms), written_us, ttl_s))
-    except Exception as exc:
-        raise StoreUnavailableError(
-            f"Cassandra write to {keyspace}.{online_layout.PROGRESS_TABLE} failed: {exc}"
-        ) from exc
-
-
-def hold_ttl_s(definition: FeatureDefinition, now_ms: int) -> int:
-    """How long a held key written at ``now_ms`` lives: a day (``layout.PROGRESS_TTL_S``) past one window step of
-    ``definition`` (a session window: a day), at most the longest TTL Cassandra takes then (``layout.ttl_cap_s``). Expired while its job has not yet passed it, it would
-    still hide the job's earlier rows, and the version would lose its own key."""
-    step = step_ms(definition) or 0
-    return min(online_layout.PROGRESS_TTL_S + -(-step // 1000), online_layout.ttl_cap_s(now_ms))
 
 
 class OnlineWriter:

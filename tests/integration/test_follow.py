@@ -91,6 +91,7 @@ description = "Amount of the transactions in the last 10 seconds."
 aggregation = { function = "sum", field = "amount" }
 """
 COUNT_V2 = '\n[[feature]]\nname = "txn_count_10s"\nversion = 2\nttl = "2h"\naggregation = { function = "count" }\n'
+ONE_WRITER: dict[str, Any] = {"per_version": False, "writers": ("0",)}  # a job at parallelism 1, progress per stream
 
 
 class Events:
@@ -330,8 +331,9 @@ def test_a_held_version_keeps_its_own_progress_until_its_job_passes_the_moment_i
     """``hold_version_progress`` (the follower, before it starts a job for versions alone) gives each version its
     own key at the epoch; the job's rows (written at their window ends) take over only past the moment of the
     hold."""
+    from sinks.cassandra.job_progress import hold_version_progress
     from sinks.cassandra.layout import version_stream
-    from sinks.cassandra.writer import OnlineWriter, hold_version_progress
+    from sinks.cassandra.writer import OnlineWriter
 
     settings = isolated(it_settings, "followhold", tmp_path)
     (settings.definitions_dir / "features.toml").write_text(HEAD.format(topic="it_follow_hold"))
@@ -359,15 +361,16 @@ def test_a_held_version_keeps_its_own_progress_until_its_job_passes_the_moment_i
 def test_a_job_with_its_stream_carries_own_keys_and_gives_idle_versions_one(
     it_settings: Settings, tmp_path: Path
 ) -> None:
-    """Design §3.8: a job computing versions with their streams (``carry_version_progress`` at its start) keeps the
+    """Design §3.8: a job computing versions with their streams (``start_job_progress`` at its start) keeps the
     own key of a version that has one (a backfill's), and returns it so that the job writes it beside the stream's;
     it used to delete it, and serving then judged the version by its stream's progress, which the previous job had
     moved past what this one had replayed: a promoted version served 0 (`present`) for every entity until the
     replay passed the backfill's end (audit: 23 s; hours for a week's replay). A version of the stream the job does
     not compute (the older version a feature service pins) gets a key of its own at the stream's progress: judged by
     the stream's, it was served 0 from the job's next window on, until its TTL."""
+    from sinks.cassandra.job_progress import start_job_progress
     from sinks.cassandra.layout import version_stream
-    from sinks.cassandra.writer import OnlineWriter, carry_version_progress
+    from sinks.cassandra.writer import OnlineWriter
 
     settings = isolated(it_settings, "followcarry", tmp_path)
     text = HEAD.format(topic="it_follow_carry") + ADDED + COUNT_V2
@@ -384,8 +387,8 @@ def test_a_job_with_its_stream_carries_own_keys_and_gives_idle_versions_one(
         now = time.time_ns() // 1_000_000
         writer.record_progress(stream, now - 10_000, "0", 3_600_000)  # the previous job (count v1, sum v1)
         writer.record_progress(own[count_2.key], now - 60_000, "0", 3_600_000)  # a backfill of count v2
-        carried = carry_version_progress(
-            session, settings.cassandra_keyspace, [count_2, total], [count_1, count_2, total]
+        carried = start_job_progress(
+            session, settings.cassandra_keyspace, [count_2, total], [count_1, count_2, total], **ONE_WRITER
         )
         assert carried == {count_2.key}  # its own key kept, for the job to write
         seen = _progress(session, settings)
@@ -396,7 +399,9 @@ def test_a_job_with_its_stream_carries_own_keys_and_gives_idle_versions_one(
         writer.record_progress(stream, now, "0", 3_600_000)
         seen = _progress(session, settings)
         assert (seen[stream], seen[own[count_1.key]], seen[own[count_2.key]]) == (now, now - 10_000, now - 60_000)
-        carry_version_progress(session, settings.cassandra_keyspace, [count_2, total], [count_1, count_2, total])
+        start_job_progress(
+            session, settings.cassandra_keyspace, [count_2, total], [count_1, count_2, total], **ONE_WRITER
+        )
         assert _progress(session, settings)[own[count_1.key]] == now - 10_000  # a key of its own already: left as it is
     finally:
         cluster.shutdown()

@@ -13,8 +13,9 @@ import pytest
 from registry.core.definitions import FeatureDefinition
 from registry.core.settings import Settings
 from sinks.cassandra import layout
+from sinks.cassandra.job_progress import hold_version_progress
 from sinks.cassandra.reader import OnlineReader
-from sinks.cassandra.writer import OnlineWriter, hold_version_progress
+from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
 from tests.conftest import isolated

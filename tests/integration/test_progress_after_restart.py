@@ -11,6 +11,7 @@ start (``prepare_stores``), and the API."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,4 +96,75 @@ def test_a_restarted_job_serves_no_false_zero_of_the_promoted_or_the_pinned_vers
         assert (third["value"], third["version"]) == (9, 3), third
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
+        cluster.shutdown()
+
+
+def test_a_job_with_more_writers_than_the_one_before_never_moves_a_key_back(
+    it_settings: Settings, tmp_path: Path
+) -> None:
+    """Design §3.8, §4: a key's progress only moves forward. Readers take the minimum over a key's writers' rows and a
+    row's write time only stops its own writer going back: a job with a writer the jobs before it did not have (a
+    batch run at parallelism 2 beside a live job at 1, the follower's fold at a higher parallelism) wrote that
+    writer's first row at its replay's point, and the key went back by the replay (audit: an hour): a quiet entity
+    was served its last window's count (3, ``present``) instead of the empty window after it (0), for a day if no
+    later job had that writer. Its start now gives its new writers rows at the key's point."""
+    from sinks.cassandra.layout import LAST_KNOWN_WRITER, PROGRESS_TABLE, own_progress_cql
+    from tests.integration.test_follow import _progress
+
+    settings = isolated(it_settings, "morewriters", tmp_path)
+    (settings.definitions_dir / "features.toml").write_text(HEAD.format(topic="it_more_writers") + ADDED + COUNT_V2)
+    store = DefinitionStore(settings.definitions_db)
+    apply(store, load_folder(settings.definitions_dir))
+    catalog = store.catalog()
+    count_1, count_2, total = catalog.get("user", COUNT, 1), catalog.get("user", COUNT, 2), catalog.get("user", SUM, 1)
+    stream, ks = count_1.stream, settings.cassandra_keyspace
+    own_2, own_sum = version_stream(stream, *count_2.key), version_stream(stream, *total.key)
+    live = time.time_ns() // 1_000_000 // STEP_MS * STEP_MS - 2 * STEP_MS  # where the live job (one writer) is
+    replay = live - 3_600_000  # where a new job's writers start
+    cluster, session = connect_cassandra(settings)
+    try:
+        writer = OnlineWriter(session, ks, writer_id=None)
+        writer.add(FeatureRow.of(count_1, "quiet", 3, live - 3 * STEP_MS - 10_000, live - 3 * STEP_MS))
+        writer.flush()
+        writer.record_progress(stream, live, "0", 3_600_000)
+        writer.record_progress(own_2, live - STEP_MS, "0", 7_200_000)  # a backfill of v2: carried by the job
+        # a batch run of the active versions at parallelism 2 (progress per stream) starts, then writes its replay
+        assert prepare_stores(settings, [count_1, total], list(catalog), writers=("0", "1")) == frozenset()
+        for bucket in ("0", "1"):
+            writer.record_progress(stream, replay, bucket, 3_600_000)
+        assert _progress(session, settings)[stream] == live  # went back to `replay` before
+        reader = OnlineReader(session, ks, timeout_s=5.0, progress_ttl_s=0)
+        client = TestClient(create_app(LiveCatalog(store), reader))
+        quiet = client.get("/v1/features/user/quiet", params={"features": COUNT})
+        assert quiet.status_code == 200, quiet.text
+        served = quiet.json()["features"][COUNT]
+        assert (served["value"], served["status"]) == (0, "present"), served  # 3, `present` before
+        for bucket in ("0", "1"):  # the new writers' rows decide once they pass the key's point
+            writer.record_progress(stream, live + STEP_MS, bucket, 3_600_000)
+        assert _progress(session, settings)[stream] == live + STEP_MS
+        # one computing v2 (promoted) at parallelism 2: v2's own key, carried, holds too
+        assert prepare_stores(settings, [count_2, total], list(catalog), writers=("0", "1")) == {count_2.key}
+        writer.record_progress(own_2, replay, "1", 3_600_000)
+        assert _progress(session, settings)[own_2] == live - STEP_MS
+
+        # A job of versions alone (progress per version) at parallelism 3 over a version whose key a job wrote.
+        writer.record_progress(own_sum, live, "0", 3_600_000)
+        prepare_stores(settings, [total], list(catalog), per_version=True, writers=("0", "1", "2"))
+        writer.record_progress(own_sum, replay, "2", 3_600_000)
+        assert _progress(session, settings)[own_sum] == live
+        # Writers' rows expired (a day without progress): the stream's last-known row is its point, and it holds too.
+        session.execute(f"TRUNCATE {ks}.{PROGRESS_TABLE}", timeout=60)
+        insert = session.prepare(own_progress_cql(ks))
+        at = datetime.fromtimestamp(live / 1000, tz=UTC)
+        session.execute(insert, (stream, LAST_KNOWN_WRITER, at, at, live * 1000, 86_400))
+        # ... and a version's key given at a job's start (its last-known row alone) is left for its first writer.
+        session.execute(insert, (own_2, LAST_KNOWN_WRITER, at, at, live * 1000, 86_400))
+        prepare_stores(settings, [count_1, total], list(catalog), writers=("0",))
+        prepare_stores(settings, [count_2], list(catalog), per_version=True, writers=("0", "1"))
+        writer.record_progress(stream, replay, "0", 3_600_000)
+        writer.record_progress(own_2, replay, "0", 3_600_000)
+        seen = _progress(session, settings)
+        assert (seen[stream], seen[own_2]) == (live, replay)
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
         cluster.shutdown()

@@ -239,8 +239,8 @@ def test_a_follower_without_a_definition_store_says_so_and_starts_nothing(
 
 
 def test_a_held_key_outlives_one_window_step_by_a_day(make_definition: Any) -> None:
+    from sinks.cassandra.job_progress import hold_ttl_s
     from sinks.cassandra.layout import PROGRESS_TTL_S
-    from sinks.cassandra.writer import hold_ttl_s
 
     NOW_MS = 1_796_534_455_000  # 2026-12-06
     five_minutes = make_definition(window={"kind": "sliding", "size": "1h", "slide": "5m"})
