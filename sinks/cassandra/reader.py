@@ -261,6 +261,9 @@ class OnlineReader:
         self._batch_timeout_s = batch_timeout_s
         self._select = session.prepare(select_vector_cql(keyspace))
         self._progress_stmt = session.prepare(online_layout.select_progress_cql(keyspace))
+        # One page, however many rows: the async read's callback gets the first page only (the driver's 5,000 rows),
+        # and an own key past it was lost: its version judged by its stream's progress (a `present` 0).
+        self._progress_stmt.fetch_size = None
         self._progress_ttl_s = progress_ttl_s
         self._clock = clock
         self._progress: dict[str, int] = {}

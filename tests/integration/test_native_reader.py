@@ -221,3 +221,39 @@ def test_progress_outlives_its_writers_rows_and_only_moves_forward(stored: tuple
     assert progress() == (end - 5 * MIN, end - 5 * MIN)  # a writer's row again: it decides
     session.execute(f"DELETE FROM {keyspace}.{layout.PROGRESS_TABLE} WHERE stream = %s AND writer = '2'", (stream,))
     assert progress() == (end + 5 * MIN, end + 5 * MIN)
+
+
+def test_both_readers_read_every_progress_row_past_a_page(stored: tuple[Settings, Any]) -> None:
+    """The progress table holds a row per writer and key, and a given own key per retired version forever (§3.8):
+    the Python driver's async read got its first page only (5,000 rows), so the keys past it were lost and their
+    versions judged by their streams' progress (audit: a `present` 0 where the native reader served 7, `stale`)."""
+    from datetime import UTC, datetime
+
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    from sinks.cassandra import layout
+
+    settings, session = stored
+    keyspace = settings.cassandra_keyspace
+    end = time.time_ns() // 1_000_000 // MIN * MIN
+    at = datetime.fromtimestamp(end / 1000, UTC)
+    keys = [f"audit/paging/{i:05d}" for i in range(5_100)]
+    put = session.prepare(layout.own_progress_cql(keyspace))
+    execute_concurrent_with_args(session, put, [(key, "0", at, at, end * 1000, 600) for key in keys], concurrency=64)
+    try:
+        python = OnlineReader(session, keyspace, timeout_s=10.0)
+        native = NativeOnlineReader(settings.cassandra_hosts, settings.cassandra_port, keyspace, timeout_s=10.0)
+
+        async def both() -> tuple[dict[str, int], dict[str, int]]:
+            try:
+                return await python.progress_async(), await native.progress_async()
+            finally:
+                await native.close()
+
+        read, native_read = asyncio.run(both())
+        assert {key: read.get(key) for key in keys} == dict.fromkeys(keys, end)  # 4,998 of them before
+        assert read == native_read
+        assert {key: end for key in keys}.items() <= OnlineReader(session, keyspace, timeout_s=10.0).progress().items()
+    finally:
+        stmt = f"DELETE FROM {keyspace}.{layout.PROGRESS_TABLE} WHERE stream = ?"
+        execute_concurrent_with_args(session, session.prepare(stmt), [(key,) for key in keys], concurrency=64)
