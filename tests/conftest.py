@@ -172,3 +172,9 @@ def string_feature(name: str) -> FeatureDefinition:
             "aggregation": count.aggregation.model_copy(update={"function": "last", "field": "merchant_id"}),
         }
     )
+
+
+class PreparedCql(str):
+    """A fake session's prepared statement: its text, with the attributes a reader sets on one (``fetch_size``)."""
+
+    fetch_size: int | None = 5_000

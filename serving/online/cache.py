@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from registry.core.errors import StoreUnavailableError
 from serving.online.vectors import AsyncVectorSource
+from sinks.cassandra.budget import reads_from
 from sinks.cassandra.reader import Stored
 
 DEFAULT_TTL_MS = 1000
@@ -167,13 +168,14 @@ class VectorCache:
     ) -> list[Snapshot | StoreUnavailableError]:
         inflight = self._inflight_batch if partial else self._inflight
         try:
-            progress = await self._source.progress_async()  # first: progress never runs ahead of the rows
-            each = getattr(self._source, "read_each_async", None) if partial else None
-            vectors: list[Stored | StoreUnavailableError] = list(
-                await each(entity_type, ids)
-                if each is not None
-                else await self._source.read_many_async(entity_type, ids)
-            )
+            with reads_from(asyncio.get_running_loop().time()):  # one budget from the first read to the last
+                progress = await self._source.progress_async()  # first: progress never runs ahead of the rows
+                each = getattr(self._source, "read_each_async", None) if partial else None
+                vectors: list[Stored | StoreUnavailableError] = list(
+                    await each(entity_type, ids)
+                    if each is not None
+                    else await self._source.read_many_async(entity_type, ids)
+                )
         except BaseException as exc:
             for key, fut in zip(keys, futures, strict=True):
                 if inflight.get(key) is fut:

@@ -35,7 +35,8 @@ from typing import Any
 
 from registry.core.errors import StoreUnavailableError
 from sinks.cassandra import layout as online_layout
-from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, Stored, _vector
+from sinks.cassandra.budget import MIN_TIMEOUT_S, left_s, reads_from
+from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, Stored, _none_within, _vector
 
 DEFAULT_PARTITIONS_PER_READ = 25  # entities of a batch per query (one ``IN`` on the partition key); 1: a query each
 # ScyllaDB refuses more partition keys per query by default (max_partition_key_restrictions_per_query).
@@ -305,9 +306,13 @@ class NativeOnlineReader:
 
     async def read_many_async(self, entity_type: str, entity_ids: Sequence[str]) -> list[Stored]:
         """Every entity's vector, ``partitions_per_read`` entities per query, all queries in flight at once;
-        the first failure fails the whole call."""
-        await self._ready()
-        timeout = self._timeout_s
+        the first failure fails the whole call. Within what is left of the request budget (``budget.left_s``)."""
+        await self._ready(max(left_s(self._timeout_s), 0.0))
+        timeout = left_s(self._timeout_s)
+        if timeout <= 0:
+            raise StoreUnavailableError(
+                f"online store (Cassandra) read failed: no answer within {self._timeout_s * 1000:.0f} ms"
+            )
         chunks = self._chunks(entity_ids)
         reads = [self._read(entity_type, ids, timeout) for ids in chunks]
         try:
@@ -316,7 +321,7 @@ class NativeOnlineReader:
         except TimeoutError as exc:
             self._failed()
             raise StoreUnavailableError(
-                f"online store (Cassandra) read failed: no answer within {timeout * 1000:.0f} ms"
+                f"online store (Cassandra) read failed: no answer within {self._timeout_s * 1000:.0f} ms"
             ) from exc
         except Exception as exc:
             raise self._failure(exc) from exc
@@ -329,12 +334,15 @@ class NativeOnlineReader:
         """A batch read, as ``OnlineReader.read_each_async`` but ``partitions_per_read`` entities per query:
         every query in flight at once within the batch budget, the entities of a query that failed or
         missed it each get its StoreUnavailableError (the other queries' entities are served); a store that
-        answered none of them within the request budget fails them all then; a bug fails the whole call."""
-        await self._ready()
+        answered none of them within the request budget fails them all then; a bug fails the whole call. Both
+        budgets run from the request's first read (``budget.left_s``)."""
+        await self._ready(max(min(left_s(self._timeout_s), left_s(self._batch_timeout_s)), 0.0))
         n = len(entity_ids)
         if not n:
             return []
-        budget = self._batch_timeout_s
+        if left_s(self._timeout_s) <= 0:  # the progress read took the whole request budget: none is sent
+            return [_none_within(n, self._timeout_s)] * n
+        budget = max(left_s(self._batch_timeout_s), MIN_TIMEOUT_S)
         results: list[Stored | StoreUnavailableError | None] = [None] * n
         answered = 0
 
@@ -355,16 +363,14 @@ class NativeOnlineReader:
         k = self._partitions
         tasks = [asyncio.ensure_future(group(g * k, ids)) for g, ids in enumerate(self._chunks(entity_ids))]
         everything = asyncio.gather(*tasks)
-        first = min(self._timeout_s, budget)
+        first = max(min(left_s(self._timeout_s), budget), 0.0)
         try:
             try:
                 await asyncio.wait_for(asyncio.shield(everything), first)
             except TimeoutError:
                 if not answered:  # a store that answered none of them within the request budget: hung or down
                     self._failed()
-                    hung = StoreUnavailableError(
-                        f"online store (Cassandra) read failed: none of {n} entities answered within {self._timeout_s * 1000:.0f} ms"
-                    )
+                    hung = _none_within(n, self._timeout_s)
                     return [hung if r is None else r for r in results]
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(everything), budget - first)
@@ -373,7 +379,9 @@ class NativeOnlineReader:
                 task.cancel()
             everything.cancel()
             everything.add_done_callback(_retrieve)
-        late = StoreUnavailableError(f"online store (Cassandra) read failed: no answer within {budget * 1000:.0f} ms")
+        late = StoreUnavailableError(
+            f"online store (Cassandra) read failed: no answer within {self._batch_timeout_s * 1000:.0f} ms"
+        )
         return [late if r is None else r for r in results]
 
     async def progress_async(self) -> dict[str, int]:
@@ -388,11 +396,12 @@ class NativeOnlineReader:
 
     async def _refresh_progress(self, now: float) -> dict[str, int]:
         try:
-            await self._ready()
+            # one budget for the session and the read (each had its own: a 503 at twice the budget)
+            with reads_from(asyncio.get_running_loop().time()):
+                await self._ready()
+                left = max(left_s(self._timeout_s), MIN_TIMEOUT_S)
             try:
-                result = await asyncio.wait_for(
-                    self._session.execute(self._bound(self._progress_stmt, [], self._timeout_s)), self._timeout_s
-                )
+                result = await asyncio.wait_for(self._session.execute(self._bound(self._progress_stmt, [], left)), left)
             except TimeoutError as exc:
                 self._failed()
                 raise StoreUnavailableError(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from registry.core.errors import StoreUnavailableError
 from registry.core.timeline import tie_key
 from sinks.cassandra import layout as online_layout
+from sinks.cassandra.budget import MIN_TIMEOUT_S, left_s
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
@@ -217,6 +218,13 @@ def scan_vectors(session: Session, keyspace: str) -> Iterator[tuple[str, str, St
         yield entity_type, entity_id, _vector([(cells,)])
 
 
+def _none_within(n: int, budget_s: float) -> StoreUnavailableError:
+    """A batch's failure when the store answered none of its ``n`` entities within the request budget."""
+    return StoreUnavailableError(
+        f"online store (Cassandra) read failed: none of {n} entities answered within {budget_s * 1000:.0f} ms"
+    )
+
+
 def _unavailable(exc: BaseException) -> StoreUnavailableError:
     return StoreUnavailableError(f"online store (Cassandra) read failed: {type(exc).__name__}: {exc}")
 
@@ -307,8 +315,14 @@ class OnlineReader:
     # --- asyncio ----------------------------------------------------------------------------------
 
     async def read_many_async(self, entity_type: str, entity_ids: Sequence[str]) -> list[Stored]:
-        """One concurrent single-partition read per entity; the first failure fails the whole call."""
-        rows = await self._gather([(self._select, (entity_type, eid)) for eid in entity_ids])
+        """One concurrent single-partition read per entity; the first failure fails the whole call. Within what is
+        left of the request budget (``budget.left_s``)."""
+        timeout_s = left_s(self._timeout_s)
+        if timeout_s <= 0:
+            raise StoreUnavailableError(
+                f"online store (Cassandra) read failed: no answer within {self._timeout_s * 1000:.0f} ms"
+            )
+        rows = await self._gather([(self._select, (entity_type, eid)) for eid in entity_ids], timeout_s)
         return [_vector(r) for r in rows]
 
     async def read_each_async(
@@ -318,10 +332,14 @@ class OnlineReader:
         arrives; an entity whose read failed or did not answer in time gets its own StoreUnavailableError
         (the others are served). A store that has answered none of them within the request budget is taken
         for hung or down: every entity fails then (a 503 at the request budget, as for a single read), rather
-        than at the batch budget. A bug (not a store error) still fails the whole call."""
+        than at the batch budget. A bug (not a store error) still fails the whole call. Both budgets run from the
+        request's first read (``budget.left_s``)."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[Stored | StoreUnavailableError]] = loop.create_future()
         n = len(entity_ids)
+        if n and left_s(self._timeout_s) <= 0:  # the progress read took the whole request budget: none is sent
+            return [_none_within(n, self._timeout_s)] * n
+        batch_s = max(left_s(self._batch_timeout_s), MIN_TIMEOUT_S)
+        done: asyncio.Future[list[Stored | StoreUnavailableError]] = loop.create_future()
         results: list[Stored | StoreUnavailableError | None] = [None] * n
         answered = itertools.count(1)
         late = StoreUnavailableError(
@@ -336,9 +354,7 @@ class OnlineReader:
 
         def none_yet() -> None:  # at the request budget
             if not any(r is not None and not isinstance(r, StoreUnavailableError) for r in results):
-                hung = StoreUnavailableError(
-                    f"online store (Cassandra) read failed: none of {n} entities answered within {self._timeout_s * 1000:.0f} ms"
-                )
+                hung = _none_within(n, self._timeout_s)
                 for i, r in enumerate(results):
                     if r is None:
                         results[i] = hung
@@ -375,11 +391,11 @@ class OnlineReader:
             if next(answered) == n:
                 loop.call_soon_threadsafe(finish)
 
-        guard = loop.call_later(self._batch_timeout_s, finish)  # whatever has not answered by then is unavailable
-        first = loop.call_later(min(self._timeout_s, self._batch_timeout_s), none_yet)
+        guard = loop.call_later(batch_s, finish)  # whatever has not answered by then is unavailable
+        first = loop.call_later(min(left_s(self._timeout_s), batch_s), none_yet)
         for i, eid in enumerate(entity_ids):
             try:
-                future = self._session.execute_async(self._select, (entity_type, eid), timeout=self._batch_timeout_s)
+                future = self._session.execute_async(self._select, (entity_type, eid), timeout=batch_s)
             except Exception as exc:  # NoHostAvailable and the like are raised before any I/O
                 settle(i, exc)
                 if next(answered) == n:
@@ -406,9 +422,13 @@ class OnlineReader:
         finally:
             self._progress_refresh = None
 
-    def _gather(self, queries: list[tuple[Any, tuple[Any, ...]]]) -> asyncio.Future[list[Any]]:
-        """Start every query now; the future resolves on the loop once all have answered (one wake-up)."""
+    def _gather(
+        self, queries: list[tuple[Any, tuple[Any, ...]]], timeout_s: float | None = None
+    ) -> asyncio.Future[list[Any]]:
+        """Start every query now; the future resolves on the loop once all have answered (one wake-up), or fails at
+        ``timeout_s`` (default: the request budget)."""
         loop = asyncio.get_running_loop()
+        timeout_s = self._timeout_s if timeout_s is None else timeout_s
         done: asyncio.Future[list[Any]] = loop.create_future()
         n = len(queries)
         results: list[Any] = [None] * n
@@ -434,7 +454,7 @@ class OnlineReader:
         # The driver's own timer fails each query at the budget; this guard, due at the same instant, answers
         # even if it did not (a callback lost with a connection): the 503 leaves at the budget plus loop latency.
         guard = loop.call_later(
-            self._timeout_s,
+            timeout_s,
             finish,
             StoreUnavailableError(
                 f"online store (Cassandra) read failed: no answer within {self._timeout_s * 1000:.0f} ms"
@@ -442,7 +462,7 @@ class OnlineReader:
         )
         for i, (stmt, params) in enumerate(queries):
             try:
-                future = self._session.execute_async(stmt, params, timeout=self._timeout_s)
+                future = self._session.execute_async(stmt, params, timeout=timeout_s)
             except Exception as exc:  # NoHostAvailable and the like are raised before any I/O; a bug too
                 finish(_failure(exc, self._store_errors))
                 break

@@ -23,6 +23,7 @@ from serving.online.app import create_app
 from serving.online.client import FeatureClient
 from sinks.cassandra.layout import cell_key, encode_cell
 from sinks.cassandra.reader import OnlineReader, Stored
+from tests.conftest import PreparedCql
 
 END_MS = 1_700_000_000_000
 
@@ -50,7 +51,7 @@ class _Session:
         self.timeouts: list[float] = []
 
     def prepare(self, cql: str) -> str:
-        return cql
+        return PreparedCql(cql)
 
     def execute_async(self, statement: Any, params: Any = None, timeout: float | None = None) -> _Future:
         assert timeout is not None
@@ -335,3 +336,46 @@ def test_api_settings_are_integers_within_their_bounds() -> None:
             int_setting({"FS_X": bad}, "FS_X", 25, 1, 100)
     with pytest.raises(ValueError, match="from 1 to 100"):
         _native(_NativeSession(), 101)
+
+
+def test_reads_after_the_progress_have_what_it_left_of_the_budget() -> None:
+    """README: a request's budget runs from its start. The progress read, then the vectors' read, each had a whole
+    budget (audit: 200s, and 503s, at twice the budget behind a store answering each read in 92 ms). Inside
+    ``reads_from`` a read gets what is left, in both readers, and none is sent once nothing is."""
+    from sinks.cassandra.budget import reads_from
+
+    python = _Session({"a": ROWS})
+    reader = OnlineReader(python, "ks", timeout_s=0.3, batch_timeout_s=1.0)  # type: ignore[arg-type]
+    native_session = _NativeSession()
+    native = _native(native_session, 1, timeout_s=0.3, batch_timeout_s=1.0)
+
+    async def run() -> list[Any]:
+        _opened(native)
+        now = asyncio.get_running_loop().time()
+        out: list[Any] = []
+        with reads_from(now - 0.2):  # the progress took 0.2 s of 0.3
+            out.append(await reader.read_many_async("user", ["a"]))
+            out.append(await reader.read_each_async("user", ["a"]))
+            out.append(await native.read_many_async("user", ["a"]))
+            out.append(await native.read_each_async("user", ["a"]))
+        with reads_from(now - 0.31):  # it took all of it
+            for read in (reader.read_many_async, native.read_many_async):
+                with pytest.raises(StoreUnavailableError, match="no answer within 300 ms"):
+                    await read("user", ["a"])
+            out.append(await reader.read_each_async("user", ["a"]))
+            out.append(await native.read_each_async("user", ["a"]))
+        out.append(await reader.read_many_async("user", ["a"]))  # outside: the whole budget
+        return out
+
+    many, each, native_many, native_each, spent, native_spent, whole = asyncio.run(run())
+    assert many == [{("txn_count_1h", 1): (7, END_MS)}] and each == many and whole == many
+    assert native_many == [{("txn_count_1h", 1): (97, END_MS)}] and native_each == native_many
+    # the Python driver's timeouts: the request's 0.1 s left, the batch's 0.8 s left, then the whole 0.3 s
+    short, batch, *rest = python.timeouts
+    assert 0.0 < short <= 0.1 and 0.6 < batch <= 0.8 and rest[-1] == 0.3
+    assert all(0.0 < q.timeout <= 0.8 for q in native_session.queries)
+    assert native_session.queries[0].timeout <= 0.1  # read_many: the request budget's rest
+    # nothing left of the request budget: a batch's entities fail at once (none answered within it), none is read
+    for failed in (*spent, *native_spent):
+        assert isinstance(failed, StoreUnavailableError) and "none of 1 entities answered within 300 ms" in str(failed)
+    assert len(native_session.queries) == 2 and len(python.timeouts) == 3

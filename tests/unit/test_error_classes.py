@@ -18,6 +18,7 @@ from registry.live import LiveCatalog
 from registry.plan import apply
 from serving.online.app import create_app
 from sinks.cassandra.reader import OnlineReader
+from tests.conftest import PreparedCql
 
 
 class _Future:
@@ -35,7 +36,7 @@ class _Session:
         self.raise_now, self.fail_later = raise_now, fail_later
 
     def prepare(self, cql: str) -> str:
-        return cql
+        return PreparedCql(cql)
 
     def execute(self, statement: Any, params: Any = None, timeout: float | None = None) -> Any:
         raise self.raise_now or self.fail_later or AssertionError("nothing to raise")

@@ -14,6 +14,7 @@ from registry.live import LiveCatalog
 from serving.online.app import create_app
 from serving.online.cache import VectorCache
 from sinks.cassandra.reader import OnlineReader
+from tests.conftest import PreparedCql
 from tests.unit.test_serving_reads import MIN, NOW, STREAM, Clock, Source, T, app_for, db, iso, live, rows
 
 __all__ = ["db", "live"]  # the fixtures, used by name
@@ -123,7 +124,7 @@ class _SilentFuture:
 
 class _SilentSession:
     def prepare(self, query: str) -> str:
-        return query
+        return PreparedCql(query)
 
     def execute_async(self, *_: Any, **__: Any) -> _SilentFuture:
         return _SilentFuture()
