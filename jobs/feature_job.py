@@ -55,6 +55,7 @@ from registry.core.settings import Settings, settings_for_command
 from registry.core.shown import error_line, shown
 from registry.definition_store import DefinitionStore
 from schemas import field_type, load_schema
+from sinks.cassandra.job_progress import NO_START, JobStart
 
 _AVRO_TO_FLINK = {
     "string": Types.STRING(),
@@ -174,7 +175,8 @@ def prepare_stores(
     *,
     per_version: bool = False,
     writers: Sequence[str] = ("0",),
-) -> frozenset[tuple[str, str, int]]:
+    bounded: bool = False,
+) -> JobStart:
     """Create the online schema and the offline table once, here in the client, before any writer starts.
 
     The writers (one per subtask, each in its own Python worker) then only load them, so no two
@@ -182,8 +184,8 @@ def prepare_stores(
 
     ``computing``: the versions this job computes, with progress per version (``per_version``) or per stream;
     ``registered``: every registered version; ``writers``: the ids its writers record progress under (its bucket
-    numbers). Returns the keys of those of ``computing`` with a progress key of their own, which a job with progress
-    per stream writes beside its stream's (``sinks.cassandra.job_progress.start_job_progress``).
+    numbers); ``bounded``: a run that ends. Returns what its writers need of the progress rows found
+    (``sinks.cassandra.job_progress.start_job_progress``).
     """
     from sinks.cassandra.job_progress import start_job_progress
     from sinks.factory import connect_cassandra, connect_iceberg
@@ -192,11 +194,13 @@ def prepare_stores(
     cluster, session = connect_cassandra(settings)  # the online schema made here
     try:
         keyspace = settings.cassandra_keyspace
-        carried = start_job_progress(session, keyspace, computing, registered, per_version=per_version, writers=writers)
+        start = start_job_progress(
+            session, keyspace, computing, registered, per_version=per_version, writers=writers, bounded=bounded
+        )
     finally:
         cluster.shutdown()
     ensure_table(connect_iceberg(settings), settings.iceberg_namespace)
-    return carried
+    return start
 
 
 def build(
@@ -209,13 +213,13 @@ def build(
     events: pa.Table | None = None,
     window_range_ms: tuple[int, int] | None = None,
     progress_per_version: bool = False,
-    carried: frozenset[tuple[str, str, int]] = frozenset(),
+    progress_start: JobStart = NO_START,
 ) -> None:
     """Add the whole pipeline for the given definitions to env (the stores must exist: ``prepare_stores``).
 
     ``progress_per_version``: the writers record each version's progress under its own key
-    (``sinks.cassandra.layout.version_stream``), not the stream's (design §5.5); ``carried``: versions whose own
-    key they write beside the stream's (``prepare_stores``).
+    (``sinks.cassandra.layout.version_stream``), not the stream's (design §5.5); ``progress_start``: what the
+    progress rows at the job's start ask of them (``prepare_stores``).
 
     ``events``: the events of the definitions' one source, from a table (``jobs.events_table``), read
     instead of its topic (a batch run: bounded, no dead-letter output; the caller keeps the rejected).
@@ -269,7 +273,11 @@ def build(
             t_env.to_changelog_stream(result), value_types(group.features), buckets, max_parallelism
         )
         writer = WriteWindowResults(
-            settings, group.features, bucket_of=bucket_of, progress_per_version=progress_per_version, carried=carried
+            settings,
+            group.features,
+            bucket_of=bucket_of,
+            progress_per_version=progress_per_version,
+            start=progress_start,
         )
         batched.process(writer).set_max_parallelism(max_parallelism).name(f"write:{group.entity}[{names}]")
 
@@ -470,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     per_version = (args.progress or ("stream" if args.versions is None else "version")) == "version"
     writers = [str(bucket) for bucket in range(env.get_parallelism())]  # as ``build`` numbers its buckets
-    carried = prepare_stores(settings, definitions, list(catalog), per_version=per_version, writers=writers)
+    start = prepare_stores(
+        settings, definitions, list(catalog), per_version=per_version, writers=writers, bounded=bounded
+    )
     try:
         build(
             env,
@@ -481,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             events=events,
             window_range_ms=window_range_ms,
             progress_per_version=per_version,
-            carried=carried,
+            progress_start=start,
         )
         env.execute("feature-store: window features")
     except Py4JJavaError as exc:  # planned or run, it failed inside Flink: its cause in one line, not the JVM's trace

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
@@ -101,25 +102,56 @@ def checkpoint_options_problem(checkpoint_dir: Path | None, restore_from: str | 
 
     Flink finds out only once the job runs, after the stores were prepared and the mini-cluster started, and names
     neither option ("the job failed: FileAlreadyExistsException: <path>"). A folder is checked as far as it exists
-    (a missing one is made by Flink); a checkpoint on another file system (``s3://``, ``hdfs://``) is left to Flink.
-    A checkpoint to restore is a retained ``…/chk-<n>`` folder holding ``_metadata``, or that ``_metadata`` file.
+    (a missing one is made by Flink); a checkpoint on another file system (``s3://``, ``hdfs://``) is left to Flink,
+    and so is every path of a job submitted to a cluster (``flink run``: its paths are the cluster's). A checkpoint to
+    restore is a retained ``…/chk-<n>`` folder holding ``_metadata``, or that ``_metadata`` file; a ``file:`` URI's
+    path is taken as Flink takes it (not unescaped; ``#`` and ``?`` are part of it).
     """
+    if "PYFLINK_GATEWAY_PORT" in os.environ:
+        return None
+    checks: list[tuple[str, object, Callable[[], str | None]]] = []
     if checkpoint_dir is not None:
-        existing = next((p for p in (checkpoint_dir, *checkpoint_dir.parents) if p.exists()), None)
-        if existing is not None and not existing.is_dir():
-            return f"--checkpoint-dir {checkpoint_dir}: {existing} is not a folder"
-        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-            return f"--checkpoint-dir {checkpoint_dir}: {existing} cannot be written"
+        checks.append(("--checkpoint-dir", checkpoint_dir, partial(_folder_problem, checkpoint_dir)))
     if restore_from is not None:
-        url = urlsplit(restore_from)
-        if url.scheme in ("", "file"):  # a local path, not s3://, hdfs://, ...
-            path = Path(url.path if url.scheme else restore_from)
-            if not (path / "_metadata").is_file() and not (path.name == "_metadata" and path.is_file()):
-                return (
-                    f"--restore-from {restore_from}: no checkpoint there "
-                    "(a retained <checkpoint dir>/<job id>/chk-<n> folder holding _metadata, or that _metadata file)"
-                )
+        checks.append(("--restore-from", restore_from, partial(_checkpoint_problem, restore_from)))
+    for option, value, check in checks:
+        try:
+            found = check()
+        except OSError as exc:  # a folder on the way that cannot be searched (EACCES), a name too long
+            found = f"cannot be read ({exc.strerror or exc})"
+        if found is not None:
+            return f"{option} {value}: {found}"
     return None
+
+
+def _folder_problem(folder: Path) -> str | None:
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"{existing} is not a folder"
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} cannot be written"
+    return None
+
+
+def _checkpoint_problem(location: str) -> str | None:
+    path = _local_path(location)
+    if path is None or (path / "_metadata").is_file() or (path.name == "_metadata" and path.is_file()):
+        return None
+    return "no checkpoint there (a retained <checkpoint dir>/<job id>/chk-<n> folder holding _metadata, or that _metadata file)"
+
+
+def _local_path(location: str) -> Path | None:
+    """The local file a checkpoint location names (a path, or a ``file:`` URI as Flink reads one), None for one on
+    another file system."""
+    scheme, colon, rest = location.partition(":")
+    if not colon or "/" in scheme:  # no scheme: a path (relative or absolute)
+        return Path(location)
+    if scheme.lower() != "file":
+        return None
+    if rest.startswith("//"):  # file://<authority>/<path>
+        slash = rest.find("/", 2)
+        rest = "/" if slash < 0 else rest[slash:]
+    return Path(rest)
 
 
 def create_environment(
@@ -192,7 +224,8 @@ def create_environment(
     for key in _BIND_KEYS if local else ():  # the mini-cluster's listeners (REST, RPC, blob, data) on one host
         config.set_string(key, bind_host)
     if checkpoint_dir is not None:
-        config.set_string("execution.checkpointing.dir", checkpoint_dir.resolve().as_uri())
+        # a path, not ``as_uri()``: Flink does not unescape a URI's path (a folder with a space was ``sp%20ace``)
+        config.set_string("execution.checkpointing.dir", str(checkpoint_dir.resolve()))
         config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     if checkpoint_interval_ms is not None:
         config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")

@@ -20,6 +20,7 @@ from registry.core.durations import to_millis
 from registry.core.refs import Ref
 from registry.core.settings import Settings
 from registry.core.timeline import step_ms
+from sinks.cassandra.job_progress import NO_START, JobStart
 from sinks.records import WindowResults
 
 _END_OF_TIME = 2**63 - 2  # fires only when a bounded input ends (its final watermark is Long.MAX_VALUE)
@@ -91,13 +92,14 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         batch_interval_s: float = 5.0,
         bucket_of: Mapping[int, int] | None = None,
         progress_per_version: bool = False,
-        carried: frozenset[tuple[str, str, int]] = frozenset(),
+        start: JobStart = NO_START,
     ) -> None:
         """``bucket_of``: each key's bucket number (``jobs.batching.bucket_keys``), its progress row's writer id;
         a key missing from it is its own id. ``progress_per_version``: progress rows under each feature version's
         own key (``sinks.cassandra.layout.version_stream``), for a job computing versions beside another job on
-        the same stream, instead of the stream's key; ``carried``: the versions whose own key gets the rows beside
-        the stream's (they have one: ``jobs.feature_job.prepare_stores``)."""
+        the same stream, instead of the stream's key; ``start``: what the progress rows at the job's start ask
+        (``jobs.feature_job.prepare_stores``): the versions whose own key gets the rows beside the stream's (they have
+        one), and the ``(key, writer)`` rows not recorded (a bounded run's writers new to a key)."""
         from sinks.cassandra.layout import version_stream
 
         self._settings = settings
@@ -108,10 +110,11 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
         own = tuple(
             (version_stream(stream, d.entity, d.name, d.version), to_millis(d.ttl))
             for d in features
-            if progress_per_version or d.key in carried
+            if progress_per_version or d.key in start.carried
         )
         shared = () if progress_per_version else ((stream, max(to_millis(d.ttl) for d in features)),)
         self._progress_keys: tuple[tuple[str, int], ...] = (*shared, *own)
+        self._silent = start.silent
         step = step_ms(features[0])  # the time rule's window grid (one per stream)
         self._progress_step_ms = step if step is not None else _SESSION_PROGRESS_STEP_MS
         self._live_within_ms = live_within_ms
@@ -290,7 +293,8 @@ class WriteWindowResults(KeyedProcessFunction):  # type: ignore[misc]
             return
         writer_id = str(self._bucket_of.get(key, key))
         for stream, longest_ttl_ms in self._progress_keys:
-            self._online.record_progress(stream, closed_ms, writer_id, longest_ttl_ms)
+            if (stream, writer_id) not in self._silent:
+                self._online.record_progress(stream, closed_ms, writer_id, longest_ttl_ms)
         self._progress_step[key] = step
 
     def _flush(self, key: int) -> None:

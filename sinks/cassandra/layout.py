@@ -426,6 +426,13 @@ def select_progress_ms_cql(keyspace: str) -> str:
     return f"SELECT stream, writer, toUnixTimestamp(closed_through) FROM {keyspace}.{PROGRESS_TABLE}"
 
 
+def select_progress_ttl_cql(keyspace: str) -> str:
+    """``select_progress_ms_cql`` with each row's remaining TTL in seconds (null: none)."""
+    return (
+        f"SELECT stream, writer, toUnixTimestamp(closed_through), TTL(closed_through) FROM {keyspace}.{PROGRESS_TABLE}"
+    )
+
+
 def newest_write_cql(keyspace: str) -> str:
     """The newest write time (µs) among an entity's cells (Cassandra 5's ``maxwritetime`` of the map), for an
     erasure's tombstone to lie at or above every cell it must delete."""

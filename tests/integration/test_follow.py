@@ -387,10 +387,10 @@ def test_a_job_with_its_stream_carries_own_keys_and_gives_idle_versions_one(
         now = time.time_ns() // 1_000_000
         writer.record_progress(stream, now - 10_000, "0", 3_600_000)  # the previous job (count v1, sum v1)
         writer.record_progress(own[count_2.key], now - 60_000, "0", 3_600_000)  # a backfill of count v2
-        carried = start_job_progress(
+        start = start_job_progress(
             session, settings.cassandra_keyspace, [count_2, total], [count_1, count_2, total], **ONE_WRITER
         )
-        assert carried == {count_2.key}  # its own key kept, for the job to write
+        assert start.carried == {count_2.key}  # its own key kept, for the job to write
         seen = _progress(session, settings)
         assert seen[own[count_2.key]] == now - 60_000
         assert seen[own[count_1.key]] == now - 10_000  # count v1, computed by nobody now: at the stream's progress

@@ -63,7 +63,7 @@ def test_a_restarted_job_serves_no_false_zero_of_the_promoted_or_the_pinned_vers
         writer.record_progress(version_stream(stream, *count_2.key), end_b, "0", 7_200_000)  # the backfill
         # v2 promoted; the job restarted in a new group computes v2 and the sum: its start, then its first progress
         # (the replay's windows are older: the stream's rows, written at their window ends, do not move back).
-        assert prepare_stores(settings, [count_2, total], list(catalog)) == {count_2.key}
+        assert prepare_stores(settings, [count_2, total], list(catalog)).carried == {count_2.key}
         writer.record_progress(stream, end_1 + 2 * STEP_MS, "0", 3_600_000)  # live windows after a quick replay
         # Then a backfill of v3 up to a window before that start: its rows decide, not the moment of the start.
         end_3 = end_1 - 3 * STEP_MS
@@ -129,7 +129,7 @@ def test_a_job_with_more_writers_than_the_one_before_never_moves_a_key_back(
         writer.record_progress(stream, live, "0", 3_600_000)
         writer.record_progress(own_2, live - STEP_MS, "0", 7_200_000)  # a backfill of v2: carried by the job
         # a batch run of the active versions at parallelism 2 (progress per stream) starts, then writes its replay
-        assert prepare_stores(settings, [count_1, total], list(catalog), writers=("0", "1")) == frozenset()
+        assert prepare_stores(settings, [count_1, total], list(catalog), writers=("0", "1")).carried == frozenset()
         for bucket in ("0", "1"):
             writer.record_progress(stream, replay, bucket, 3_600_000)
         assert _progress(session, settings)[stream] == live  # went back to `replay` before
@@ -143,7 +143,7 @@ def test_a_job_with_more_writers_than_the_one_before_never_moves_a_key_back(
             writer.record_progress(stream, live + STEP_MS, bucket, 3_600_000)
         assert _progress(session, settings)[stream] == live + STEP_MS
         # one computing v2 (promoted) at parallelism 2: v2's own key, carried, holds too
-        assert prepare_stores(settings, [count_2, total], list(catalog), writers=("0", "1")) == {count_2.key}
+        assert prepare_stores(settings, [count_2, total], list(catalog), writers=("0", "1")).carried == {count_2.key}
         writer.record_progress(own_2, replay, "1", 3_600_000)
         assert _progress(session, settings)[own_2] == live - STEP_MS
 
@@ -159,12 +159,35 @@ def test_a_job_with_more_writers_than_the_one_before_never_moves_a_key_back(
         session.execute(insert, (stream, LAST_KNOWN_WRITER, at, at, live * 1000, 86_400))
         # ... and a version's key given at a job's start (its last-known row alone) is left for its first writer.
         session.execute(insert, (own_2, LAST_KNOWN_WRITER, at, at, live * 1000, 86_400))
+        ended = prepare_stores(settings, [count_1, total], list(catalog), writers=("0", "1"), bounded=True)
+        assert ended.silent == frozenset() and set(_rows(session, ks, stream)) == {LAST_KNOWN_WRITER}  # as before
         prepare_stores(settings, [count_1, total], list(catalog), writers=("0",))
         prepare_stores(settings, [count_2], list(catalog), per_version=True, writers=("0", "1"))
         writer.record_progress(stream, replay, "0", 3_600_000)
         writer.record_progress(own_2, replay, "0", 3_600_000)
         seen = _progress(session, settings)
         assert (seen[stream], seen[own_2]) == (live, replay)
+
+        # A stopped job's writer holds the minimum, its row expiring in 2 minutes: a seed lives no longer than the
+        # row its point comes from (a day, it held the key a day past that writer's end).
+        behind = datetime.fromtimestamp(replay / 1000, tz=UTC)
+        session.execute(insert, (stream, "1", behind, behind, replay * 1000, 120))
+        prepare_stores(settings, [count_1, total], list(catalog), writers=("0", "1", "2"))
+        closed, ttl_s = _rows(session, ks, stream)["2"]
+        assert closed == replay and ttl_s is not None and 0 < ttl_s <= 120
+        # A run that ends seeds nothing: its writers new to a key with writers' rows record none (the key is the
+        # live job's; a seed, or the run's own rows, held it a day after the run, as no live job has those writers).
+        ended = prepare_stores(settings, [count_1, total], list(catalog), writers=("0", "1", "2", "3"), bounded=True)
+        assert ended.silent == {(stream, "3")} and "3" not in _rows(session, ks, stream)
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
         cluster.shutdown()
+
+
+def _rows(session: Any, keyspace: str, key: str) -> dict[str, tuple[int, int | None]]:
+    """A progress key's rows: writer -> (closed_through ms, remaining TTL s)."""
+    from sinks.cassandra.layout import select_progress_ttl_cql
+
+    return {
+        row[1]: (int(row[2]), row[3]) for row in session.execute(select_progress_ttl_cql(keyspace)) if row[0] == key
+    }

@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
@@ -27,7 +29,7 @@ from serving.online.app import create_app
 from sinks.cassandra import layout as online_layout
 from sinks.cassandra.reader import OnlineReader
 from sinks.factory import connect_cassandra
-from tests.conftest import REPO, isolated
+from tests.conftest import REPO, isolated, run_feature_job
 from tests.integration.stream_io import BASE, MIN, job_output, kill_job, payload, start_job
 from tests.integration.stream_reference import Record
 
@@ -100,3 +102,31 @@ def test_a_writer_with_quiet_entities_keeps_up_with_the_stream(
     }
     # bob: the window closed at 130m held none of his events (his last, at 3m, left his windows at 60m)
     assert got == {"alice": (1, _iso(reach)), "bob": (0, _iso(reach))}
+
+    # A batch run beside it (here after it) at parallelism 3, over alice's first events: her bucket is now 2, a writer
+    # the stream's key did not have. Its row (at her last window then, 65m) moved the key back from 130m and held it
+    # there a day, as no live job has a writer 2 (design §3.8, "New writers"): a run that ends records none for it.
+    assert zlib.crc32(b"alice") % 3 == 2
+    early = [e for e in EVENTS if e[0] == "alice" and e[1] < 60]
+    events = pa.table(
+        {
+            "transaction_id": [f"b{i}" for i in range(len(early))],
+            "user_id": [user for user, _ in early],
+            "merchant_id": ["m"] * len(early),
+            "amount": [1.0] * len(early),
+            "currency": ["EUR"] * len(early),
+            "event_time": pa.array([BASE + minute * MIN for _, minute in early], pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    folder = tmp_path_factory.mktemp("batch")
+    pq.write_table(events, folder / "early.parquet")
+    run_feature_job(
+        settings,
+        "--events",
+        str(folder / "early.parquet"),
+        "--rejected",
+        str(folder / "rejected.parquet"),
+        "--parallelism",
+        "3",
+    )
+    assert _progress(settings)[stream] == {"0": reach, "1": reach, "*": reach}  # "2": BASE+65m, the key's minimum

@@ -85,6 +85,7 @@ def test_the_job_refuses_a_checkpoint_it_could_not_write_or_restore_before_it_co
         ["--restore-from", f"file://{checkpoint}"],
         ["--restore-from", str(checkpoint / "_metadata")],
         ["--restore-from", "s3://bucket/checkpoints/0f/chk-3"],  # another file system: Flink's to judge
+        ["--restore-from", f"file://localhost{checkpoint}"],  # a host: the path after it
     ):
         with pytest.raises(FeatureStoreError, match="FS_DEFINITIONS_DB"):
             feature_job.main(argv)
@@ -132,3 +133,31 @@ def test_follow_refuses_a_group_id_prefix_no_job_could_take(raw: str, capsys: py
     from jobs import follow
 
     assert "argument --group-id: must be a consumer group's name" in _refused(follow.main, ["--group-id", raw], capsys)
+
+
+def test_checkpoint_locations_are_read_as_flink_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``file:`` URI's path is not unescaped and keeps ``#`` and ``?`` (``urlsplit`` cut them off: a checkpoint Flink
+    restores was refused); a folder that cannot be searched is one line naming the option, not a PermissionError;
+    under ``flink run`` the paths are the cluster's, not checked here."""
+    from jobs.flink_environment import checkpoint_options_problem
+
+    odd = tmp_path / "a#b?c%20d" / "chk-1"
+    odd.mkdir(parents=True)
+    (odd / "_metadata").write_bytes(b"\x00")
+    assert checkpoint_options_problem(None, f"file://{odd}") is None
+    assert checkpoint_options_problem(None, f"file:{odd}") is None
+    assert checkpoint_options_problem(None, str(odd)) is None
+    assert checkpoint_options_problem(None, f"file://{tmp_path}/a%23b/chk-1") is not None  # not unescaped
+
+    def refused(*_: object, **__: object) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "exists", refused)
+    monkeypatch.setattr(Path, "is_file", refused)
+    assert (
+        checkpoint_options_problem(tmp_path / "x", None)
+        == f"--checkpoint-dir {tmp_path}/x: cannot be read (Permission denied)"
+    )
+    assert checkpoint_options_problem(None, str(odd)) == f"--restore-from {odd}: cannot be read (Permission denied)"
+    monkeypatch.setenv("PYFLINK_GATEWAY_PORT", "25333")  # submitted by `flink run`
+    assert checkpoint_options_problem(tmp_path / "x", "/nowhere/chk-1") is None
