@@ -144,6 +144,7 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
     )
     if isinstance(reader, NativeOnlineReader):  # its session, in the serving loop before the first request
         app.router.on_startup.append(reader.connect)
+        app.router.on_shutdown.append(reader.close)  # and closed there: a session being opened is waited for
     # The registry's checks and rebuilds in a thread beside the event loop: a request never rebuilds the catalog
     # (half a second at 10,000 definitions) on its way (registry.live).
     refresher = Refresher([live, services, *access.followers])

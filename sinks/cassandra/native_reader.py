@@ -420,9 +420,17 @@ class NativeOnlineReader:
             self._progress_refresh = None
 
     async def close(self) -> None:
+        """Stop looking for a fresh session and close the session (the API's shutdown, in its serving loop). A session
+        still being opened is waited for (its connect timeout at most), not left to be cancelled with the loop's last
+        tasks: freeing a session the driver is still connecting blocks the thread until the connection ends, and a
+        SIGTERM while the store was frozen left the API hung for minutes."""
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
+        opening = self._opening
+        if opening is not None and not opening.done() and opening.get_loop() is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):  # opened or not: what matters is that it ended
+                await asyncio.wait_for(asyncio.shield(opening), self._connect_timeout_s + 1.0)
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()

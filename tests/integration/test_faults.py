@@ -235,6 +235,31 @@ def test_cassandra_stopped_or_killed_gives_fast_503s_and_reads_recover_within_2_
     print(f"recoveries so far (s): {RECOVERIES}")
 
 
+def test_the_api_stopped_by_sigterm_while_cassandra_hangs_ends_without_a_hang(
+    local_stack: StackSettings, fault_settings: Settings, seeded: tuple[dict[str, Any], float]
+) -> None:
+    """README: the API stopped by SIGTERM ends as after Ctrl-C, exit 0. With Cassandra frozen, reads failing for a
+    second start a fresh session in the background; a SIGTERM then cancelled it with the loop's last tasks, and
+    freeing a session the C++ driver is still connecting blocked the process (audit: alive 20 s after SIGTERM, and
+    10 s after the store came back; minutes in another run). Its shutdown now waits for it (the connect timeout)."""
+    server = _Api(fault_settings)
+    server.start()
+    assert server.process is not None
+    pid = _service_pid(local_stack, "cassandra")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        _fast_503s(server, n=12)  # 1.2 s and more of failing reads: a fresh session is being opened
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            code = server.process.wait(timeout=15)  # the store still frozen: its connect timeout (5 s) ends the attempt
+        except subprocess.TimeoutExpired:
+            code = None
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        server.stop()
+    assert code == 0, "the API did not end within 15 s of SIGTERM" if code is None else f"exit {code}"
+
+
 # --- the schema registry --------------------------------------------------------------------------------
 
 
