@@ -134,6 +134,8 @@ def _folder_problem(folder: Path) -> str | None:
 
 
 def _checkpoint_problem(location: str) -> str | None:
+    if location[:5].lower() == "file:" and not location[5:].startswith("/"):
+        return "a file: URI's path is absolute (file:///<path>)"  # Flink: "Relative path in absolute URI"
     path = _local_path(location)
     if path is None or (path / "_metadata").is_file() or (path.name == "_metadata" and path.is_file()):
         return None
@@ -224,8 +226,9 @@ def create_environment(
     for key in _BIND_KEYS if local else ():  # the mini-cluster's listeners (REST, RPC, blob, data) on one host
         config.set_string(key, bind_host)
     if checkpoint_dir is not None:
-        # a path, not ``as_uri()``: Flink does not unescape a URI's path (a folder with a space was ``sp%20ace``)
-        config.set_string("execution.checkpointing.dir", str(checkpoint_dir.resolve()))
+        # ``file://`` and the path as it is: Flink does not unescape a URI's path (``as_uri()`` made a folder with a
+        # space ``sp%20ace``), and refuses a checkpoint folder without a scheme
+        config.set_string("execution.checkpointing.dir", f"file://{checkpoint_dir.resolve()}")
         config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     if checkpoint_interval_ms is not None:
         config.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms} ms")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +37,7 @@ from typing import Any
 from registry.core.errors import StoreUnavailableError
 from sinks.cassandra import layout as online_layout
 from sinks.cassandra.budget import MIN_TIMEOUT_S, left_s, reads_from
-from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, Stored, _none_within, _vector
+from sinks.cassandra.reader import DEFAULT_BATCH_BUDGET_S, DEFAULT_BUDGET_S, Stored, _late, _none_within, _vector
 
 DEFAULT_PARTITIONS_PER_READ = 25  # entities of a batch per query (one ``IN`` on the partition key); 1: a query each
 # ScyllaDB refuses more partition keys per query by default (max_partition_key_restrictions_per_query).
@@ -137,6 +138,8 @@ class NativeOnlineReader:
         self._select_many: Any = None
         self._progress_stmt: Any = None
         self._opening: asyncio.Future[None] | None = None
+        self._generation = 0  # moved on by ``close``: an attempt to open a session started before it ends closed
+        self._closing: set[asyncio.Future[None]] = set()  # sessions being closed in the background
         self._progress: dict[str, int] = {}
         self._progress_at = float("-inf")
         self._progress_refresh: asyncio.Future[dict[str, int]] | None = None
@@ -154,7 +157,9 @@ class NativeOnlineReader:
         except StoreUnavailableError as exc:
             print(f"warning: {exc}", file=sys.stderr)
 
-    async def _ready(self, wait_s: float | None = None) -> None:
+    async def _ready(self, wait_s: float | None = None, budget_s: float | None = None) -> None:
+        """The session, opened if need be; a request waits for it ``wait_s`` at most (default: its budget), and a
+        failure names ``budget_s`` (the budget that wait is what is left of; default ``wait_s``)."""
         if self._session is not None:
             if self._loop is asyncio.get_running_loop():
                 self._reopen_if_failing()
@@ -172,7 +177,8 @@ class NativeOnlineReader:
             await asyncio.wait_for(asyncio.shield(opening), wait_s)
         except TimeoutError as exc:
             raise StoreUnavailableError(
-                f"online store (Cassandra) read failed: no session within {wait_s * 1000:.0f} ms (connecting)"
+                f"online store (Cassandra) read failed: no session within {(budget_s or wait_s) * 1000:.0f} ms "
+                "(connecting)"
             ) from exc
         finally:
             if opening.done():
@@ -245,30 +251,46 @@ class NativeOnlineReader:
                 constant_delay_ms=self._speculative[0], max_speculative_executions=self._speculative[1]
             ),
         )
+        generation = self._generation
         try:
             # Never cancelled: freeing a session the driver is still connecting blocks the thread (the
             # loop's) until the connection ends; the driver's own connect timeout ends the attempt.
             session = await cluster.create_session(keyspace=self._keyspace)
-            select = await session.create_prepared(online_layout.select_vector_cql(self._keyspace))
-            select_many = (
-                await session.create_prepared(online_layout.select_vectors_cql(self._keyspace, self._partitions))
-                if self._partitions > 1
-                else None
-            )
-            progress = await session.create_prepared(online_layout.select_progress_ms_cql(self._keyspace))
+            try:
+                select = await session.create_prepared(online_layout.select_vector_cql(self._keyspace))
+                select_many = (
+                    await session.create_prepared(online_layout.select_vectors_cql(self._keyspace, self._partitions))
+                    if self._partitions > 1
+                    else None
+                )
+                progress = await session.create_prepared(online_layout.select_progress_ms_cql(self._keyspace))
+            except BaseException:
+                self._close_later(session)
+                raise
         except self._store_errors as exc:
             hosts = ",".join(self._hosts)
             raise StoreUnavailableError(f"Cassandra at {hosts}:{self._port} unavailable: {exc!r}") from exc
+        if generation != self._generation:  # the reader was closed while this attempt ran: its session goes too
+            self._close_later(session)
+            raise StoreUnavailableError("online store (Cassandra) read failed: the reader was closed")
         old = self._session if self._loop is asyncio.get_running_loop() else None
         self._select, self._select_many, self._progress_stmt = select, select_many, progress
         self._session = session
         self._loop = asyncio.get_running_loop()
         self._failing_since = None
         if old is not None:  # replaced after failing reads: closed in the background
-            asyncio.ensure_future(old.close()).add_done_callback(_retrieve)
+            self._close_later(old)
+
+    def _close_later(self, session: Any) -> None:
+        """Close ``session`` in the background; ``close`` waits for what is still closing."""
+        task = asyncio.ensure_future(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(_retrieve)
 
     def _bound(self, statement: Any, params: list[Any], timeout_s: float) -> Any:
-        bound = statement.bind(timeout=timeout_s)
+        # acsylla truncates to whole milliseconds, and the C++ driver takes 0 ms for no timeout at all
+        bound = statement.bind(timeout=max(math.ceil(timeout_s * 1000), 1) / 1000)
         if self._speculative is not None:  # the driver repeats idempotent statements only
             bound.set_is_idempotent(True)
         if params:
@@ -307,12 +329,10 @@ class NativeOnlineReader:
     async def read_many_async(self, entity_type: str, entity_ids: Sequence[str]) -> list[Stored]:
         """Every entity's vector, ``partitions_per_read`` entities per query, all queries in flight at once;
         the first failure fails the whole call. Within what is left of the request budget (``budget.left_s``)."""
-        await self._ready(max(left_s(self._timeout_s), 0.0))
+        await self._ready(max(left_s(self._timeout_s), 0.0), self._timeout_s)
         timeout = left_s(self._timeout_s)
         if timeout <= 0:
-            raise StoreUnavailableError(
-                f"online store (Cassandra) read failed: no answer within {self._timeout_s * 1000:.0f} ms"
-            )
+            raise _late(self._timeout_s)
         chunks = self._chunks(entity_ids)
         reads = [self._read(entity_type, ids, timeout) for ids in chunks]
         try:
@@ -334,14 +354,15 @@ class NativeOnlineReader:
         """A batch read, as ``OnlineReader.read_each_async`` but ``partitions_per_read`` entities per query:
         every query in flight at once within the batch budget, the entities of a query that failed or
         missed it each get its StoreUnavailableError (the other queries' entities are served); a store that
-        answered none of them within the request budget fails them all then; a bug fails the whole call. Both
-        budgets run from the request's first read (``budget.left_s``)."""
-        await self._ready(max(min(left_s(self._timeout_s), left_s(self._batch_timeout_s)), 0.0))
+        answered none of them within the request budget fails them all then; a bug fails the whole call. The batch
+        budget runs from the lookup's first read (``budget.left_s``), the request budget for a first answer from when
+        these reads are sent, as in ``OnlineReader.read_each_async``."""
+        await self._ready(max(left_s(self._batch_timeout_s), 0.0), self._batch_timeout_s)
         n = len(entity_ids)
         if not n:
             return []
-        if left_s(self._timeout_s) <= 0:  # the progress read took the whole request budget: none is sent
-            return [_none_within(n, self._timeout_s)] * n
+        if left_s(self._batch_timeout_s) <= 0:  # the progress read took the whole batch budget: none is sent
+            return [_late(self._batch_timeout_s)] * n
         budget = max(left_s(self._batch_timeout_s), MIN_TIMEOUT_S)
         results: list[Stored | StoreUnavailableError | None] = [None] * n
         answered = 0
@@ -363,7 +384,7 @@ class NativeOnlineReader:
         k = self._partitions
         tasks = [asyncio.ensure_future(group(g * k, ids)) for g, ids in enumerate(self._chunks(entity_ids))]
         everything = asyncio.gather(*tasks)
-        first = max(min(left_s(self._timeout_s), budget), 0.0)
+        first = min(self._timeout_s, budget)
         try:
             try:
                 await asyncio.wait_for(asyncio.shield(everything), first)
@@ -379,9 +400,7 @@ class NativeOnlineReader:
                 task.cancel()
             everything.cancel()
             everything.add_done_callback(_retrieve)
-        late = StoreUnavailableError(
-            f"online store (Cassandra) read failed: no answer within {self._batch_timeout_s * 1000:.0f} ms"
-        )
+        late = _late(self._batch_timeout_s)
         return [late if r is None else r for r in results]
 
     async def progress_async(self) -> dict[str, int]:
@@ -423,14 +442,20 @@ class NativeOnlineReader:
         """Stop looking for a fresh session and close the session (the API's shutdown, in its serving loop). A session
         still being opened is waited for (its connect timeout at most), not left to be cancelled with the loop's last
         tasks: freeing a session the driver is still connecting blocks the thread until the connection ends, and a
-        SIGTERM while the store was frozen left the API hung for minutes."""
+        SIGTERM while the store was frozen left the API hung for minutes. An attempt that ends after this closes
+        its own session; sessions replaced earlier and still closing are waited for too."""
+        self._generation += 1
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
         opening = self._opening
         if opening is not None and not opening.done() and opening.get_loop() is asyncio.get_running_loop():
+            # the session, then its prepared statements: each may take the connect timeout
+            statements = 3 if self._partitions > 1 else 2
             with contextlib.suppress(Exception):  # opened or not: what matters is that it ended
-                await asyncio.wait_for(asyncio.shield(opening), self._connect_timeout_s + 1.0)
+                await asyncio.wait_for(asyncio.shield(opening), self._connect_timeout_s * (1 + statements) + 1.0)
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=self._connect_timeout_s)

@@ -218,6 +218,11 @@ def scan_vectors(session: Session, keyspace: str) -> Iterator[tuple[str, str, St
         yield entity_type, entity_id, _vector([(cells,)])
 
 
+def _late(budget_s: float) -> StoreUnavailableError:
+    """A read's failure when it did not answer within ``budget_s``."""
+    return StoreUnavailableError(f"online store (Cassandra) read failed: no answer within {budget_s * 1000:.0f} ms")
+
+
 def _none_within(n: int, budget_s: float) -> StoreUnavailableError:
     """A batch's failure when the store answered none of its ``n`` entities within the request budget."""
     return StoreUnavailableError(
@@ -332,19 +337,18 @@ class OnlineReader:
         arrives; an entity whose read failed or did not answer in time gets its own StoreUnavailableError
         (the others are served). A store that has answered none of them within the request budget is taken
         for hung or down: every entity fails then (a 503 at the request budget, as for a single read), rather
-        than at the batch budget. A bug (not a store error) still fails the whole call. Both budgets run from the
-        request's first read (``budget.left_s``)."""
+        than at the batch budget. A bug (not a store error) still fails the whole call. The batch budget runs from
+        the lookup's first read (``budget.left_s``: the progress read, when it made one), the request budget for a
+        first answer from when these reads are sent (the store answered the progress read: it is not hung)."""
         loop = asyncio.get_running_loop()
         n = len(entity_ids)
-        if n and left_s(self._timeout_s) <= 0:  # the progress read took the whole request budget: none is sent
-            return [_none_within(n, self._timeout_s)] * n
+        if n and left_s(self._batch_timeout_s) <= 0:  # the progress read took the whole batch budget: none is sent
+            return [_late(self._batch_timeout_s)] * n
         batch_s = max(left_s(self._batch_timeout_s), MIN_TIMEOUT_S)
         done: asyncio.Future[list[Stored | StoreUnavailableError]] = loop.create_future()
         results: list[Stored | StoreUnavailableError | None] = [None] * n
         answered = itertools.count(1)
-        late = StoreUnavailableError(
-            f"online store (Cassandra) read failed: no answer within {self._batch_timeout_s * 1000:.0f} ms"
-        )
+        late = _late(self._batch_timeout_s)
 
         def finish() -> None:
             guard.cancel()
@@ -392,7 +396,7 @@ class OnlineReader:
                 loop.call_soon_threadsafe(finish)
 
         guard = loop.call_later(batch_s, finish)  # whatever has not answered by then is unavailable
-        first = loop.call_later(min(left_s(self._timeout_s), batch_s), none_yet)
+        first = loop.call_later(min(self._timeout_s, batch_s), none_yet)
         for i, eid in enumerate(entity_ids):
             try:
                 future = self._session.execute_async(self._select, (entity_type, eid), timeout=batch_s)

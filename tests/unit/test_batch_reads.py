@@ -341,7 +341,9 @@ def test_api_settings_are_integers_within_their_bounds() -> None:
 def test_reads_after_the_progress_have_what_it_left_of_the_budget() -> None:
     """README: a request's budget runs from its start. The progress read, then the vectors' read, each had a whole
     budget (audit: 200s, and 503s, at twice the budget behind a store answering each read in 92 ms). Inside
-    ``reads_from`` a read gets what is left, in both readers, and none is sent once nothing is."""
+    ``reads_from`` a read gets what is left of its budget, in both readers, and none is sent once nothing is; a
+    batch's entities still have the request budget for a first answer from when they are sent (the store answered
+    the progress read: a batch whose progress read took most of the request budget failed whole at 100 ms)."""
     from sinks.cassandra.budget import reads_from
 
     python = _Session({"a": ROWS})
@@ -358,24 +360,38 @@ def test_reads_after_the_progress_have_what_it_left_of_the_budget() -> None:
             out.append(await reader.read_each_async("user", ["a"]))
             out.append(await native.read_many_async("user", ["a"]))
             out.append(await native.read_each_async("user", ["a"]))
-        with reads_from(now - 0.31):  # it took all of it
+        with reads_from(now - 0.31):  # all of the request budget: a single read fails unsent, a batch goes on
             for read in (reader.read_many_async, native.read_many_async):
                 with pytest.raises(StoreUnavailableError, match="no answer within 300 ms"):
                     await read("user", ["a"])
             out.append(await reader.read_each_async("user", ["a"]))
             out.append(await native.read_each_async("user", ["a"]))
+        with reads_from(now - 1.01):  # all of the batch budget too
+            out.append(await reader.read_each_async("user", ["a"]))
+            out.append(await native.read_each_async("user", ["a"]))
         out.append(await reader.read_many_async("user", ["a"]))  # outside: the whole budget
         return out
 
-    many, each, native_many, native_each, spent, native_spent, whole = asyncio.run(run())
-    assert many == [{("txn_count_1h", 1): (7, END_MS)}] and each == many and whole == many
-    assert native_many == [{("txn_count_1h", 1): (97, END_MS)}] and native_each == native_many
-    # the Python driver's timeouts: the request's 0.1 s left, the batch's 0.8 s left, then the whole 0.3 s
-    short, batch, *rest = python.timeouts
-    assert 0.0 < short <= 0.1 and 0.6 < batch <= 0.8 and rest[-1] == 0.3
-    assert all(0.0 < q.timeout <= 0.8 for q in native_session.queries)
-    assert native_session.queries[0].timeout <= 0.1  # read_many: the request budget's rest
-    # nothing left of the request budget: a batch's entities fail at once (none answered within it), none is read
-    for failed in (*spent, *native_spent):
-        assert isinstance(failed, StoreUnavailableError) and "none of 1 entities answered within 300 ms" in str(failed)
-    assert len(native_session.queries) == 2 and len(python.timeouts) == 3
+    many, each, native_many, native_each, late, native_late, spent, native_spent, whole = asyncio.run(run())
+    served = [{("txn_count_1h", 1): (7, END_MS)}]
+    assert many == each == late == whole == served
+    assert native_many == native_each == native_late == [{("txn_count_1h", 1): (97, END_MS)}]
+    # the Python driver's timeouts: the request's 0.1 s left, the batch's 0.8 s, then 0.69 s, then the whole 0.3 s
+    short, batch, batch_later, whole_s = python.timeouts
+    assert 0.0 < short <= 0.1 and 0.6 < batch <= 0.8 and 0.49 < batch_later <= 0.69 and whole_s == 0.3
+    assert all(q.timeout <= limit for q, limit in zip(native_session.queries, (0.1, 0.8, 0.69), strict=True))
+    assert all(q.timeout >= 0.001 for q in native_session.queries)
+    for failed in (*spent, *native_spent):  # nothing left of either: late, none sent
+        assert isinstance(failed, StoreUnavailableError) and "no answer within 1000 ms" in str(failed)
+
+
+def test_the_native_driver_is_never_given_a_timeout_it_reads_as_none() -> None:
+    """acsylla truncates a timeout to whole milliseconds and the C++ driver takes 0 ms for no timeout: what is left of
+    a budget, 0.4 ms, reached it as no timeout at all (a read of a hung store then held its connection for good)."""
+    reader = _native(_NativeSession(), 1)
+    assert [reader._bound(_Statement("one"), [], t).timeout for t in (0.0004, 0.001, 0.0011, 0.1)] == [
+        0.001,
+        0.001,
+        0.002,
+        0.1,
+    ]

@@ -148,6 +148,9 @@ def test_checkpoint_locations_are_read_as_flink_reads_them(tmp_path: Path, monke
     assert checkpoint_options_problem(None, f"file:{odd}") is None
     assert checkpoint_options_problem(None, str(odd)) is None
     assert checkpoint_options_problem(None, f"file://{tmp_path}/a%23b/chk-1") is not None  # not unescaped
+    assert checkpoint_options_problem(None, "file:rel/chk-1") == (
+        "--restore-from file:rel/chk-1: a file: URI's path is absolute (file:///<path>)"
+    )
 
     def refused(*_: object, **__: object) -> bool:
         raise PermissionError(13, "Permission denied")
