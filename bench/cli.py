@@ -21,6 +21,15 @@ from registry.core.settings import DECIMAL
 CONNECT_TIMEOUT_S = 3.0
 
 
+class BenchError(RuntimeError):
+    """A bench run that cannot go on (its job failed or was too slow, its producer stopped): ``run_main`` prints
+    ``detail`` (a log's tail) and then the message as one ``error:`` line, exit status 1, not a traceback."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
 def positive(raw: str) -> float:
     """A number above 0 (seconds, rates): ASCII decimal, not NaN, not infinite."""
     try:
@@ -30,6 +39,36 @@ def positive(raw: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a number above 0, not {raw!r}")
     return value
+
+
+def positive_up_to(high: float) -> Callable[[str], float]:
+    """A number above 0 and at most ``high``."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = positive(raw)
+        except argparse.ArgumentTypeError:
+            value = math.nan
+        if not value <= high:
+            raise argparse.ArgumentTypeError(f"must be a number above 0 and at most {high:g}, not {raw!r}")
+        return value
+
+    return parse
+
+
+def at_least(low: float) -> Callable[[str], float]:
+    """A number of ``low`` or more (finite)."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = positive(raw)
+        except argparse.ArgumentTypeError:
+            value = math.nan
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be a number of {low:g} or more, not {raw!r}")
+        return value
+
+    return parse
 
 
 def whole_list(low: int, *, empty: bool = False) -> Callable[[str], list[int]]:
@@ -118,7 +157,8 @@ def run_main(main: Callable[[], int]) -> int:
     service failing under it (a Cassandra node that accepts connections and never answers passes the start's
     check) with one ``error:`` line and exit status 1, not a traceback. A SIGTERM unwinds through the same cleanup
     (``SystemExit(143)``): a bench's child process is stopped and its temporary folder removed, where the default
-    handler left both behind."""
+    handler left both behind. A ``BenchError`` (a failed or too slow job) is its detail, then one ``error:`` line,
+    exit status 1."""
     from registry.core.errors import StoreUnavailableError
     from registry.core.interrupt import unwind_on_sigterm
 
@@ -130,4 +170,9 @@ def run_main(main: Callable[[], int]) -> int:
         return 130
     except StoreUnavailableError as exc:
         print(f"error: the bench needs the running stack (make up): {exc}", file=sys.stderr, flush=True)
+        return 1
+    except BenchError as exc:
+        if exc.detail:
+            print(exc.detail, file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -188,7 +188,7 @@ def _rows(
     drawn = np.sort(rng.integers(0, slots - per + 1, (entities, per)), axis=1) + np.arange(per)
     ids = np.repeat(np.arange(first, first + entities), per)
     ends = T0 + (drawn.ravel() + 1) * step
-    some = rng.integers(0, n, n // 10)
+    some = rng.integers(0, n, max(n // 10, 1))  # a tenth of the rows (at least one) the labels are drawn near
     sample.append((ids[some], ends[some]))
     if d.value_type == "long":
         values: dict[str, pa.Array] = {"value_long": pa.array(rng.integers(0, 10_000, n))}
@@ -520,8 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         "--scale",
         type=whole(1),
         nargs="+",
-        default=[1],
-        help="1 = 100K label rows, 1M rows per feature x 10 features (10M values); 10 = ten times both",
+        help="1 = 100K label rows, 1M rows per feature x 10 features (10M values); 10 = ten times both (default 1; "
+        "not with --labels and --rows)",
     )
     parser.add_argument("--labels", type=whole(1), help="one case of this many label rows (with --rows), not --scale")
     parser.add_argument("--rows", type=whole(1), help="rows per feature of that case: under 100, or a multiple of 100")
@@ -531,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.labels is None) != (args.rows is None):
         parser.error("--labels and --rows go together")
+    if args.labels is not None and args.scale is not None:
+        parser.error("--scale or --labels with --rows: one case size, not both")
+    args.scale = args.scale or [1]
     if args.rows is not None and args.rows >= 100 and args.rows % 100:
         parser.error(f"--rows must be under 100 or a multiple of 100 (100 rows per entity), not {args.rows}")
     if args.run is not None:

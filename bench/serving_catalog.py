@@ -70,6 +70,8 @@ def catalog_runs(
     args: argparse.Namespace,
     rng: random.Random,
     cassandra: int | None,
+    *,
+    log_topic: str,
 ) -> list[str]:
     """(c): the same 10-feature read at one fixed rate against catalogs of each size; p50/p99 against the smallest.
 
@@ -79,7 +81,9 @@ def catalog_runs(
     every ``catalog_churn`` seconds while it is measured (issue #19: flat from 10 to 10,000 definitions; a reload
     that blocked the server would show here). Drift over the minutes of (c) (Cassandra's
     compactions, other processes) then falls on every size alike instead of on whichever ran last, and each size's
-    p50/p99 is over its rounds' requests pooled. Returns the rows with wrong answers (features not present)."""
+    p50/p99 is over its rounds' requests pooled. The sizes run and print smallest first, each compared with the
+    smallest. Returns the rows with wrong answers (features not present)."""
+    sizes = sorted(sizes)
     for size in sizes:
         if size < CATALOG_READ:
             raise SystemExit(f"--catalog-sizes: at least {CATALOG_READ} definitions (the features read)")
@@ -97,7 +101,9 @@ def catalog_runs(
             sized = settings.model_copy(update={"definitions_db": db})
             port = free_port()
             pids.append(
-                servers.enter_context(server(sized, port=port, workers=args.workers, cache_ttl_ms=0, profile=None))
+                servers.enter_context(
+                    server(sized, port=port, workers=args.workers, cache_ttl_ms=0, profile=None, log_topic=log_topic)
+                )
             )
             ports.append(port)
         runs: list[list[dict[str, Any]]] = [[] for _ in arms]

@@ -32,8 +32,10 @@ carries a bearer token (10 of the 100 features are confidential, granted to the 
 each request also checks a grant and writes audit records); ``--auth both`` runs the uncached set
 with auth off, then on. ``--request-feature on`` adds one request-time feature to every request (its
 function divides the request's ``amount`` by a stored feature; ``both``: the uncached set without,
-then with it), so the difference of the rows is its cost. It prints one table, drops its
-keyspace and stops the server.
+then with it), so the difference of the rows is its cost. ``--only off``/``on`` runs only the (a)/(b) sets with
+the cache off (with the overload row) or on, ``--only catalog`` only (c). The API logs ``--log-sample`` of the
+requests to a serving-log topic of the bench's own (``bench_<id>_serving_log``), never to the user's. It prints
+one table, drops its keyspace, deletes its topic and stops the server.
 
 Every answer of (a) and (c), and every tenth of (b), is checked to hold exactly the features asked as
 ``present`` (an unseeded id, a wrong keyspace or an expired TTL answer 200 with every feature ``missing``);
@@ -64,18 +66,71 @@ from bench.serving_catalog import CATALOG_READ
 from bench.serving_requests import CHECK_EVERY, expected_present, load, requests_for
 from bench.serving_seed import N_FEATURES, drop_keyspace, seed
 from bench.serving_server import (
-    SETTLE_MAX_S,
-    SETTLED_CORES,
     cache_hit_rate,
     cassandra_pid,
     cpu_seconds,
     free_port,
     server,
     settle,
+    settle_text,
 )
 from bench.serving_table import HEADER, LEGEND, print_row, rounds_summary, verdict
 from bench.stalls import StallProbe
 from registry.core.arguments import number, whole
+
+Run = tuple[int, bool, bool]  # one server's (a)/(b) runs: cache TTL ms (0: off), auth, the request-time feature
+
+
+def run_sets(args: argparse.Namespace) -> list[Run]:
+    """The servers of the (a)/(b) runs, in order, as ``--auth``, ``--request-feature`` and ``--only`` ask: the cache
+    off then on; ``both`` of one of the first two: the cache off, without then with it. ``--only off``/``on`` keeps
+    the sets with the cache off/on, ``--only catalog`` none."""
+    auth, asks = args.auth == "on", args.request_feature == "on"
+    if args.auth == "both":
+        sets = [(0, False, asks), (0, True, asks)]
+    elif args.request_feature == "both":
+        sets = [(0, auth, False), (0, auth, True)]
+    else:
+        sets = [(0, auth, asks), (args.cache_ttl_ms, auth, asks)]
+    if args.only == "catalog":
+        return []
+    if args.only is not None:
+        return [s for s in sets if (s[0] > 0) == (args.only == "on")]
+    return sets
+
+
+def option_problem(args: argparse.Namespace) -> str | None:
+    """Options that fit one by one but not together (each would be ignored or run nothing): one line, or None."""
+    if args.auth == "both" and args.request_feature == "both":
+        return "--auth both and --request-feature both: one at a time (each runs the uncached set twice)"
+    for name, value in (("--auth", args.auth), ("--request-feature", args.request_feature)):
+        if value == "both" and args.only == "on":
+            return f"{name} both runs with the cache off only: not with --only on"
+        if value != "off" and args.only == "catalog":
+            return f"{name} {value}: the (c) runs of --only catalog run without it"
+    if args.only == "catalog" and not args.catalog_sizes:
+        return "--only catalog with --catalog-sizes '': nothing to run"
+    if args.profile_scenario is not None and not args.profile:
+        return "--profile-scenario goes with --profile"
+    if args.profile_scenario == "overload" and args.only in ("on", "catalog"):
+        return f"--profile-scenario overload needs the cache-off (b) runs' saturated rate: not with --only {args.only}"
+    if args.profile_scenario == "overload" and args.overload == 0:
+        return "--profile-scenario overload offers (b) at --overload times its saturated rate: not with --overload 0"
+    return None
+
+
+def drop_topic(bootstrap: str, topic: str) -> None:
+    """Delete the bench's serving-log topic; a failure is one line, not an error (the run's own error follows)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept until its answer: destroyed, it fails the futures
+    try:
+        for future in admin.delete_topics([topic], operation_timeout=30).values():
+            future.result(timeout=30)
+    except Exception as exc:
+        print(f"could not delete topic {topic}: {exc}", file=sys.stderr, flush=True)
+    else:
+        print(f"deleted topic {topic}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         choices=["off", "on", "catalog"],
-        help="only the runs with the cache off or on, or only the (c) runs of the catalog sizes",
+        help="only the (a)/(b) runs with the cache off (and the overload run), or only those with it on, or only "
+        "the (c) runs of the catalog sizes",
     )
     parser.add_argument(
         "--log-sample",
@@ -132,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile-scenario",
         choices=["a", "b", "overload"],
-        default="a",
-        help="what --profile runs: (a) or (b) saturated (default a), or (b) at --overload times its saturated rate",
+        help="what --profile runs: (a) or (b) saturated (default a), or (b) at --overload times its saturated rate "
+        "(needs the cache-off (b) runs: not with --only on or catalog, nor --overload 0)",
     )
     parser.add_argument(
         "--catalog-sizes",
@@ -168,19 +224,25 @@ def main(argv: list[str] | None = None) -> int:
         help="add a request-time feature to every request; both: the uncached runs without, then with it",
     )
     args = parser.parse_args(argv)
+    problem = option_problem(args)
+    if problem is not None:
+        parser.error(problem)
+    args.profile_scenario = args.profile_scenario or "a"
     os.environ["FS_SERVING_LOG_SAMPLE"] = str(args.log_sample)
 
     from registry.core.settings import settings_for_command
-    from serving.online.serving_log import DEFAULT_TOPIC
     from sinks.topics import ensure_topics
 
     base = settings_for_command()
     require_stack(base, cassandra=True, kafka=args.log_sample > 0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the cleanup below runs
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    run_id = uuid.uuid4().hex[:8]
+    log_topic = f"bench_{run_id}_serving_log"  # the bench's own: the user's serving log is never written
     settings = base.model_copy(
-        update={"cassandra_keyspace": f"bench_{uuid.uuid4().hex[:8]}", "definitions_db": tmp / "definitions.db"}
+        update={"cassandra_keyspace": f"bench_{run_id}", "definitions_db": tmp / "definitions.db"}
     )
+    topic_made = False
     rng = random.Random(7)
     print(
         f"keyspace {settings.cassandra_keyspace}; seeding {args.entities} entities x {N_FEATURES} features "
@@ -198,14 +260,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         cassandra = cassandra_pid()
         waited, busy = settle(cassandra)
-        print(
-            f"Cassandra settled after the seeding in {waited:.0f}s (it used {busy:.2f} cores over the last second; "
-            f"the runs start below {SETTLED_CORES} or after {SETTLE_MAX_S:.0f}s)",
-            flush=True,
-        )
+        print(settle_text(cassandra, waited, busy), flush=True)
         if args.log_sample > 0:
-            ensure_topics(settings.kafka_bootstrap, [DEFAULT_TOPIC])  # so that the logged records reach Kafka
-        print(f"serving log: {args.log_sample:.0%} of requests to the topic {DEFAULT_TOPIC}")
+            topic_made = True  # deleted at the end, also if its making failed midway
+            ensure_topics(settings.kafka_bootstrap, [log_topic])  # so that the logged records reach Kafka
+            print(
+                f"serving log: {args.log_sample * 100:g} % of requests to the bench's topic {log_topic} (deleted at the end)"
+            )
+        else:
+            print("serving log: off (--log-sample 0)")
         print(
             f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes share the 2 cores)"
         )
@@ -224,33 +287,29 @@ def main(argv: list[str] | None = None) -> int:
             access = AccessStore(settings.definitions_db)
             token = access.issue("bench-scorer", "bench")
             access.grant("bench-fraud", "bench")
-        with_request = args.request_feature == "on"
-        sets = [(0, False, with_request), (args.cache_ttl_ms, False, with_request)]
-        if args.auth == "on":
-            sets = [(0, True, with_request), (args.cache_ttl_ms, True, with_request)]
-        elif args.auth == "both":
-            sets = [(0, False, with_request), (0, True, with_request)]
-        if args.request_feature == "both":
-            sets = [(0, args.auth == "on", False), (0, args.auth == "on", True)]
         saturated_b = 0.0
         invalid: list[str] = []  # the runs with wrong answers
-        for cache_ttl, auth, asks_request in sets:
-            if args.only in ("catalog", "on" if cache_ttl == 0 else "off"):
-                continue
+        for cache_ttl, auth, asks_request in run_sets(args):
             port = free_port()
             with server(
-                settings, port=port, workers=args.workers, cache_ttl_ms=cache_ttl, profile=None, auth=auth
+                settings,
+                port=port,
+                workers=args.workers,
+                cache_ttl_ms=cache_ttl,
+                profile=None,
+                log_topic=log_topic,
+                auth=auth,
             ) as pid:
                 if args.prime > 0:
                     primed = load(
                         port,
-                        requests_for("a", port, ids, names, rng, 0.0, token if auth else None, with_request),
+                        requests_for("a", port, ids, names, rng, 0.0, token if auth else None, asks_request),
                         mode="saturate",
                         rate=0.0,
                         connections=8,
                         duration_s=args.prime,
                         warmup_s=0.0,
-                        expect_present=expected_present("a", len(names), with_request),
+                        expect_present=expected_present("a", len(names), asks_request),
                     )
                     print(
                         f"primed: (a) at saturation for {args.prime:g} s, {primed['ok_rate']:,.0f} successes/s, "
@@ -318,19 +377,21 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
         sizes = args.catalog_sizes
-        if sizes:
+        if sizes and args.only in (None, "catalog"):
             from bench.serving_catalog import catalog_runs
 
-            invalid += catalog_runs(settings, tmp, ids, names, sizes, args, rng, cassandra)
+            invalid += catalog_runs(settings, tmp, ids, names, sizes, args, rng, cassandra, log_topic=log_topic)
         print(
             f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; server us, cassandra: CPU "
             "microseconds per answered request; gen us: the load generator's"
         )
-        if args.profile:
+        if args.profile and args.profile_scenario == "overload" and not saturated_b:
+            print("\nno profile: (b) at saturation had no successes, so there is no rate to overload", flush=True)
+        elif args.profile:
             out = tmp / "profile.txt"
             port = free_port()
-            overloaded = args.profile_scenario == "overload" and saturated_b > 0
-            with server(settings, port=port, workers=1, cache_ttl_ms=0, profile=out):
+            overloaded = args.profile_scenario == "overload"
+            with server(settings, port=port, workers=1, cache_ttl_ms=0, profile=out, log_topic=log_topic):
                 if overloaded:
                     from bench.serving_overload import overload_run
 
@@ -361,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if topic_made:
+            drop_topic(settings.kafka_bootstrap, log_topic)
         try:
             drop_keyspace(settings)
         except Exception as exc:  # the error that ended the run, if any, follows; this one is said in one line

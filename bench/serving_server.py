@@ -26,7 +26,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(settings: Any, cache_ttl_ms: int, auth: bool = False) -> dict[str, str]:
+def _env(settings: Any, cache_ttl_ms: int, log_topic: str, auth: bool = False) -> dict[str, str]:
+    """The server's environment: the bench's settings, its cache TTL and auth, and its own serving-log topic
+    (``log_topic``), whatever ``FS_SERVING_LOG_TOPIC`` the bench was started with."""
     env = dict(os.environ)
     env["FS_AUTH"] = "on" if auth else "off"
     env.update(
@@ -36,6 +38,7 @@ def _env(settings: Any, cache_ttl_ms: int, auth: bool = False) -> dict[str, str]
             "FS_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
             "FS_DEFINITIONS_DB": str(settings.definitions_db),
             "FS_CACHE_TTL_MS": str(cache_ttl_ms),
+            "FS_SERVING_LOG_TOPIC": log_topic,
             "PYTHONPATH": str(REPO),
         }
     )
@@ -75,6 +78,19 @@ def settle(pid: int | None) -> tuple[float, float]:
     return time.monotonic() - started, busy
 
 
+def settle_text(pid: int | None, waited: float, busy: float) -> str:
+    """What ``settle`` found, in one line: how long Cassandra took to settle, or that its CPU could not be read."""
+    if pid is None:
+        return (
+            "Cassandra's CPU use could not be measured (its pid file not found or not readable): the runs start "
+            "without waiting for the seeding's flushes and compactions to settle; its CPU per request is not shown"
+        )
+    return (
+        f"Cassandra settled after the seeding in {waited:.0f}s (it used {busy:.2f} cores over the last second; "
+        f"the runs start below {SETTLED_CORES} or after {SETTLE_MAX_S:.0f}s)"
+    )
+
+
 def cassandra_pid() -> int | None:
     """The local stack's Cassandra (its PID file), to report its CPU time per request; None if not found."""
     from infra.settings import StackSettings
@@ -88,7 +104,14 @@ def cassandra_pid() -> int | None:
 
 @contextmanager
 def server(
-    settings: Any, *, port: int, workers: int, cache_ttl_ms: int, profile: Path | None, auth: bool = False
+    settings: Any,
+    *,
+    port: int,
+    workers: int,
+    cache_ttl_ms: int,
+    profile: Path | None,
+    log_topic: str,
+    auth: bool = False,
 ) -> Iterator[int]:
     cmd = [sys.executable, "-m", "serving.online", "--port", str(port), "--workers", str(workers)]
     if profile is not None:
@@ -96,7 +119,7 @@ def server(
     proc = subprocess.Popen(
         cmd,
         cwd=REPO,
-        env=_env(settings, cache_ttl_ms, auth),
+        env=_env(settings, cache_ttl_ms, log_topic, auth),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # auth off logs one warning per route; a failed start is seen at /health
     )

@@ -16,9 +16,11 @@ demo's data is never touched; keyspaces and topics are dropped at the end, even 
    (as backfills do: no checkpoints). The bench polls the online store's ``stream_progress`` row
    (the writer updates it after each flush, after the Iceberg commit, so a new value means both
    stores hold that flush). Events/s sustained = events processed between the first and the last
-   flush seen while the job was still reading its input / the time between them: JVM start, job
-   deployment, Python worker start and the first 5 s batch are excluded and printed separately,
-   and so is the end-of-input burst (a bounded run's final watermark closes every window left at
+   flush seen while the job was still reading its input / the time between them: the start-up (the
+   client's imports and store preparation, JVM start, job deployment, Python worker start, the first
+   5 s batch) is excluded, and only two marks of it are printed: launch -> stores prepared (the
+   job's client creates the Iceberg table before it submits the job, ``prepare_stores``) and
+   launch -> first flush seen. Also excluded is the end-of-input burst (a bounded run's final watermark closes every window left at
    once: those flushes are left out). Events processed at a flush are counted as those with an
    event time up to its window end + the out-of-orderness bound (what the watermark had to pass).
    With fewer than ``MIN_REGULAR_FLUSHES`` such flushes, or less than ``MIN_SPAN_S`` between
@@ -76,7 +78,16 @@ from typing import Any
 
 import numpy as np
 
-from bench.cli import duration_text, key_value, positive, require_stack, run_main, whole_list
+from bench.cli import (
+    BenchError,
+    at_least,
+    duration_text,
+    key_value,
+    positive_up_to,
+    require_stack,
+    run_main,
+    whole_list,
+)
 from bench.stream_check import (
     Feature,
     check_dead_letters,
@@ -135,7 +146,7 @@ MIN_SPAN_S = 10.0  # spanning at least this many seconds: not the end-of-input b
 @dataclass
 class ThroughputRun:
     launched_s: float
-    opened_s: float | None = None
+    prepared_s: float | None = None  # when the bench first saw the Iceberg table, made by the job's client
     flushes: list[Flush] = field(default_factory=list)
     exited_s: float | None = None
     returncode: int | None = None
@@ -193,7 +204,7 @@ def run_throughput(args: argparse.Namespace, base: Settings, run_id: str, tmp: P
     sent = time.monotonic()
     in_topic = topic_size(settings.kafka_bootstrap, topic)
     if in_topic != len(events):
-        raise RuntimeError(f"topic {topic} holds {in_topic} records, {len(events)} were sent")
+        raise BenchError(f"topic {topic} holds {in_topic} records, {len(events)} were sent")
     print(
         f"backlog: {len(events):,} events, {args.users:,} users, event time {args.hours:g} h "
         f"({len(events) / (args.hours * 12):,.0f} events per 5 min), {args.partitions} partitions; "
@@ -246,10 +257,10 @@ def measure_job(
         while True:
             now = time.monotonic()
             if now > deadline:
-                raise RuntimeError(f"the job did not finish within {args.timeout:.0f}s:\n{log_tail(log)}")
+                raise job_failure(f"the job did not finish within {args.timeout:g}s (--timeout)", log)
             done = proc.poll() is not None
-            if run.opened_s is None and offline_table_exists(settings):
-                run.opened_s = now
+            if run.prepared_s is None and offline_table_exists(settings):
+                run.prepared_s = now
             got = poller.read()
             if got is not None and got != last:
                 run.flushes.append(Flush(now, got[0], got[1], cpu_sample(proc.pid)))
@@ -259,9 +270,9 @@ def measure_job(
                 break
             time.sleep(args.poll_ms / 1000)
     if run.returncode != 0:
-        raise RuntimeError(f"the job exited with {run.returncode}:\n{log_tail(log)}")
+        raise job_failure(f"the job exited with {run.returncode}", log)
     if not run.flushes:
-        raise RuntimeError(f"saw no flush; the job wrote nothing:\n{log_tail(log)}")
+        raise job_failure("saw no flush; the job wrote nothing", log)
     return run
 
 
@@ -331,6 +342,20 @@ def run_batch(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path, 
         poller.close()
 
 
+def prepared_text(run: ThroughputRun) -> str:
+    """When the job's client had prepared its stores (``jobs.feature_job.prepare_stores`` makes the Iceberg table
+    before submitting the job), from launch: the client's imports and store preparation, not its operators'
+    start."""
+    if run.prepared_s is None:
+        return "launch -> stores prepared (the job's client): not seen (no Iceberg table while polled)"
+    return f"launch -> stores prepared (the job's client) {run.prepared_s - run.launched_s:.1f}s"
+
+
+def job_failure(what: str, log: Path) -> BenchError:
+    """A failed or too slow job: the message as one line, the tail of its log as the detail."""
+    return BenchError(f"{what} (its log: {log})", detail=f"the job's log ends:\n{log_tail(log)}")
+
+
 def report_throughput(
     settings: Settings,
     poller: ProgressPoller,
@@ -355,9 +380,7 @@ def report_throughput(
     regular = regular_flushes(run.flushes, last_event_ms=int(events.times[-1]), ooo_ms=ooo_ms)
     assert run.exited_s is not None
     print(
-        f"job: launch -> Python operators running (the writer makes its Iceberg table on its first bundle) "
-        f"{(run.opened_s or first.seen_s) - run.launched_s:.1f}s; -> first flush seen "
-        f"{first.seen_s - run.launched_s:.1f}s ({done_by(first):,} events done by then); last flush seen at "
+        f"job: {prepared_text(run)}; -> first flush seen {first.seen_s - run.launched_s:.1f}s ({done_by(first):,} events done by then); last flush seen at "
         f"{last.seen_s - run.launched_s:.1f}s; process exit at {run.exited_s - run.launched_s:.1f}s; "
         f"{len(run.flushes)} flushes seen, {len(regular)} of them while the input was read",
         flush=True,
@@ -421,6 +444,25 @@ def report_throughput(
 # ---- phase 2: latency (bench/stream_latency.py) --------------------------------------------------------------
 
 
+MAX_HOURS = 160.0  # the backlog's event time inside the 7 d TTL of run_throughput's features
+MIN_TIMEOUT_S = 10.0
+
+
+def window_problem(size: str, slide: str) -> str | None:
+    """Why ``--live-size`` and ``--live-slide`` make no sliding window a definition may have (one line), or None."""
+    from pydantic import ValidationError
+
+    from registry.core.catalog import validation_problems
+    from registry.core.definitions import Window
+
+    try:
+        Window.model_validate({"kind": "sliding", "size": size, "slide": slide})
+    except ValidationError as exc:
+        reasons = "; ".join(msg for _, msg in validation_problems(exc))
+        return f"argument --live-size/--live-slide: {size} windows sliding by {slide}: {reasons}"
+    return None
+
+
 class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     pass
 
@@ -435,7 +477,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--events", type=whole(1), default=1_000_000, help="backlog size of the throughput phase")
     parser.add_argument("--users", type=whole(1), default=10_000, help="users of the backlog")
-    parser.add_argument("--hours", type=positive, default=3.0, help="event time the backlog spans")
+    parser.add_argument(
+        "--hours",
+        type=positive_up_to(MAX_HOURS),
+        default=3.0,
+        help=f"event time the backlog spans (at most {MAX_HOURS:g}: inside the 7 d TTL the bench gives the features, "
+        "so that every window of it is written online)",
+    )
     parser.add_argument("--partitions", type=whole(1), default=3, help="of the bench's topics")
     parser.add_argument("--parallelism", type=whole(1), default=1, help="of the job, both phases")
     parser.add_argument(
@@ -475,9 +523,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--poll-ms", type=whole(1), default=25, help="how often stream_progress is read")
     parser.add_argument("--seed", type=whole(0), default=7, help="of the generated events")
-    parser.add_argument("--timeout", type=positive, default=900, help="bound on each job run, seconds")
+    parser.add_argument(
+        "--timeout",
+        type=at_least(MIN_TIMEOUT_S),
+        default=900,
+        help=f"bound on each job run, seconds (at least {MIN_TIMEOUT_S:g}: a job takes longer to start)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (job logs)")
     args = parser.parse_args(argv)
+    problem = window_problem(args.live_size, args.live_slide)
+    if problem is not None:
+        parser.error(problem)
 
     base = settings_for_command()
     require_stack(base, cassandra=True, kafka=True, registry=True)

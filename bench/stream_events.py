@@ -214,8 +214,12 @@ def topic_size(bootstrap: str, topic: str, timeout_s: float = 30) -> int:
         consumer.close()
 
 
+STOP_CHECK_S = 0.2  # how often the live producer looks for its stop file, whatever its rate
+
+
 def live(spec: dict[str, Any]) -> dict[str, Any]:
-    """Send ``rate`` events/s with event time = now for ``seconds``; stop early if ``stop_file`` appears."""
+    """Send ``rate`` events/s with event time = now for ``seconds``; stop early if ``stop_file`` appears (looked
+    for every ``STOP_CHECK_S`` seconds)."""
     from pathlib import Path
 
     rate, seconds, users = float(spec["rate"]), float(spec["seconds"]), int(spec["users"])
@@ -232,10 +236,15 @@ def live(spec: dict[str, Any]) -> dict[str, Any]:
     sent, behind_max, full = 0, 0, 0
     start = time.monotonic()
     end = start + seconds
+    stop_checked = start - STOP_CHECK_S  # the stop file is looked for at once, then every STOP_CHECK_S
     while True:
         now = time.monotonic()
-        if now >= end or (sent % 5000 < 200 and stop_file.exists()):
+        if now >= end:
             break
+        if now - stop_checked >= STOP_CHECK_S:
+            stop_checked = now
+            if stop_file.exists():
+                break
         due = int((now - start) * rate)
         behind_max = max(behind_max, due - sent)
         if due <= sent:

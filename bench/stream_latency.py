@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import subprocess
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.cli import BenchError
+from bench.loadgen import percentile as nearest_rank
 from bench.stream_events import wire_header
 from bench.stream_support import (
     REPO,
@@ -43,9 +44,15 @@ class Close:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest rank."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+    """The nearest-rank ``q``-th percentile (``q`` in 0-100) of ``values`` (``bench.loadgen.percentile``)."""
+    return nearest_rank(sorted(values), q / 100)[0]
+
+
+def quantile_text(name: str, values: list[float], q: float) -> str:
+    """``p99 0.512s``, or ``p99=max 0.512s`` when there are too few values to tell that quantile from the largest
+    (fewer than 100 for p99: the serving bench's rule, ``bench.loadgen.percentile``). ``values`` in ms."""
+    value, is_max = nearest_rank(sorted(values), q / 100)
+    return f"{name}{'=max' if is_max else ''} {value / 1000:.3f}s"
 
 
 @dataclass
@@ -130,7 +137,14 @@ def run_latency(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path
             # themselves start on their first bundle, so the warm-up covers their start.
             while not any((tmp / "checkpoints").glob("*/chk-*/_metadata")):
                 if job.poll() is not None or time.monotonic() - launched > args.timeout:
-                    raise RuntimeError(f"the live job did not start:\n{log_tail(log)}")
+                    why = (
+                        f"exited with {job.returncode} before its first checkpoint"
+                        if job.poll() is not None
+                        else f"made no checkpoint within {args.timeout:g}s (--timeout)"
+                    )
+                    raise BenchError(
+                        f"the live job {why} (its log: {log})", detail=f"the job's log ends:\n{log_tail(log)}"
+                    )
                 time.sleep(0.2)
             print(f"job running (first checkpoint) {time.monotonic() - launched:.1f}s after launch", flush=True)
             last: int | None = None
@@ -163,9 +177,12 @@ def run_latency(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path
                         segment.complete = False
                         break
                     if job.poll() is not None:
-                        raise RuntimeError(f"the live job exited with {job.returncode}:\n{log_tail(log)}")
+                        raise BenchError(
+                            f"the live job exited with {job.returncode} (its log: {log})",
+                            detail=f"the job's log ends:\n{log_tail(log)}",
+                        )
                     if producer.poll() is not None:
-                        raise RuntimeError(f"the live producer stopped early: {producer.communicate()}")
+                        raise BenchError(f"the live producer stopped early: {producer.communicate()}")
                     got = poller.read()
                     seen = now_ms()
                     if got is not None and got[0] != last:
@@ -188,6 +205,13 @@ def run_latency(args: argparse.Namespace, base: Settings, run_id: str, tmp: Path
                 os.killpg(producer.pid, signal.SIGKILL)
             producer.wait(timeout=30)
         poller.close()
+
+
+def latency_stats(values: list[float]) -> str:
+    """p50, p90, p99 and max of latencies in ms, a quantile that is the largest value for want of samples labeled
+    so (with the default 50 closes the p99 is the maximum)."""
+    quantiles = "  ".join(quantile_text(name, values, q) for name, q in (("p50", 50), ("p90", 90), ("p99", 99)))
+    return f"{quantiles}  max {max(values) / 1000:.3f}s (n={len(values)})"
 
 
 def report_latency(segment: Segment, ooo_ms: int, slide_ms: int) -> None:
@@ -229,11 +253,7 @@ def report_latency(segment: Segment, ooo_ms: int, slide_ms: int) -> None:
     if not segment.complete:
         print(f"  only {len(closes)} window closes seen in the time allowed: the job is behind this load")
 
-    def stats(values: list[float]) -> str:
-        return (
-            f"p50 {percentile(values, 50) / 1000:.3f}s  p90 {percentile(values, 90) / 1000:.3f}s  "
-            f"p99 {percentile(values, 99) / 1000:.3f}s  max {max(values) / 1000:.3f}s"
-        )
+    stats = latency_stats
 
     print(f"  writer's progress recorded (stream_progress.updated_at) from window close: {stats(flush_start)}")
     print(

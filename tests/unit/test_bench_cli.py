@@ -98,6 +98,10 @@ BAD_OPTIONS = [
     ("pit_join", ["--labels", "0", "--rows", "100"], "--labels"),
     ("pit_join", ["--labels", "10"], "--labels"),  # without --rows
     ("pit_join", ["--labels", "10", "--rows", "150"], "--rows"),  # 100 rows per entity
+    ("pit_join", ["--labels", "10", "--rows", "100", "--scale", "10"], "--scale"),  # one case size: --scale was dropped
+    ("stream", ["--only", "latency", "--live-size", "1m", "--live-slide", "7s"], "--live-slide"),  # not a multiple
+    ("stream", ["--only", "throughput", "--events", "10", "--hours", "1e9"], "--hours"),  # past any TTL, year 1
+    ("stream", ["--timeout", "0.5"], "--timeout"),  # no job starts that soon
 ]
 
 

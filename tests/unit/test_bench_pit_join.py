@@ -171,3 +171,11 @@ def test_the_bench_fails_and_shows_examples_when_the_check_finds_a_difference(
     err = capsys.readouterr().err
     assert "differs from the reference in 2 of 100 values checked (10 label rows)" in err
     assert "join 4, reference 5" in err
+
+
+@pytest.mark.parametrize("rows", [1, 9])
+def test_a_case_of_fewer_than_ten_rows_per_feature_runs(rows: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """--rows under 100 is documented valid: under 10 the pool the labels are drawn near was empty (ValueError)."""
+    assert pit_join.main(["--labels", "3", "--rows", str(rows)]) == 0
+    fields = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert fields[:2] == ["3", str(rows)]
