@@ -56,21 +56,6 @@ def positive_up_to(high: float) -> Callable[[str], float]:
     return parse
 
 
-def at_least(low: float) -> Callable[[str], float]:
-    """A number of ``low`` or more (finite)."""
-
-    def parse(raw: str) -> float:
-        try:
-            value = positive(raw)
-        except argparse.ArgumentTypeError:
-            value = math.nan
-        if not value >= low:
-            raise argparse.ArgumentTypeError(f"must be a number of {low:g} or more, not {raw!r}")
-        return value
-
-    return parse
-
-
 def whole_list(low: int, *, empty: bool = False) -> Callable[[str], list[int]]:
     """Comma-separated whole numbers of ``low`` or more; ``empty``: '' is the empty list (it skips a part)."""
     one = whole(low)

@@ -63,6 +63,7 @@ load average is printed at the start of each phase.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -80,7 +81,6 @@ import numpy as np
 
 from bench.cli import (
     BenchError,
-    at_least,
     duration_text,
     key_value,
     positive_up_to,
@@ -127,7 +127,7 @@ from bench.stream_support import (
     register_definitions,
     runtime_env,
 )
-from registry.core.arguments import whole
+from registry.core.arguments import number, whole
 from registry.core.settings import Settings, settings_for_command
 
 
@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=whole(0), default=7, help="of the generated events")
     parser.add_argument(
         "--timeout",
-        type=at_least(MIN_TIMEOUT_S),
+        type=number(MIN_TIMEOUT_S, math.inf),
         default=900,
         help=f"bound on each job run, seconds (at least {MIN_TIMEOUT_S:g}: a job takes longer to start)",
     )

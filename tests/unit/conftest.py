@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import signal
 import socket
 import sqlite3
 import threading
@@ -202,3 +203,22 @@ def not_a_store(path: Path, kind: str) -> Path:
     else:
         raise ValueError(kind)
     return path
+
+
+@pytest.fixture
+def services_at_closed_port(monkeypatch: pytest.MonkeyPatch, closed_port: int, tmp_path: Path) -> None:
+    """Every service a bench or command reaches at a closed port, the registry's database under ``tmp_path``: a test
+    that gets past the options by mistake never reaches the shared stack."""
+    monkeypatch.setenv("FS_CASSANDRA_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("FS_CASSANDRA_PORT", str(closed_port))
+    monkeypatch.setenv("FS_KAFKA_BOOTSTRAP", f"127.0.0.1:{closed_port}")
+    monkeypatch.setenv("FS_SCHEMA_REGISTRY_URL", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "defs.db"))
+
+
+@pytest.fixture
+def sigterm_kept() -> Iterator[None]:
+    """The benches set a SIGTERM handler (so their cleanup runs): pytest's own is put back."""
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,21 +26,10 @@ BENCHES: dict[str, ModuleType] = {
 
 
 @pytest.fixture(autouse=True)
-def sigterm_kept() -> Iterator[None]:
-    """The benches set a SIGTERM handler (so their cleanup runs): pytest's own is put back."""
-    handler = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, handler)
-
-
-@pytest.fixture(autouse=True)
-def stack_down(monkeypatch: pytest.MonkeyPatch, closed_port: int, tmp_path: Path) -> Path:
+def stack_down(
+    services_at_closed_port: None, sigterm_kept: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Every service at a closed port, and temporary folders made under ``tmp_path/tmp``."""
-    monkeypatch.setenv("FS_CASSANDRA_HOSTS", "127.0.0.1")
-    monkeypatch.setenv("FS_CASSANDRA_PORT", str(closed_port))
-    monkeypatch.setenv("FS_KAFKA_BOOTSTRAP", f"127.0.0.1:{closed_port}")
-    monkeypatch.setenv("FS_SCHEMA_REGISTRY_URL", f"http://127.0.0.1:{closed_port}")
-    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "defs.db"))
     folder = tmp_path / "tmp"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))

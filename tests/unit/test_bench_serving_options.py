@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,22 +16,7 @@ import pytest
 
 from bench import serving_catalog, serving_load, serving_overload, serving_server
 
-
-@pytest.fixture(autouse=True)
-def sigterm_kept() -> Iterator[None]:
-    handler = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, handler)
-
-
-@pytest.fixture(autouse=True)
-def stack_down(monkeypatch: pytest.MonkeyPatch, closed_port: int, tmp_path: Path) -> None:
-    """Every service at a closed port: a test that got past the options by mistake never reaches the shared stack."""
-    monkeypatch.setenv("FS_CASSANDRA_HOSTS", "127.0.0.1")
-    monkeypatch.setenv("FS_CASSANDRA_PORT", str(closed_port))
-    monkeypatch.setenv("FS_KAFKA_BOOTSTRAP", f"127.0.0.1:{closed_port}")
-    monkeypatch.setenv("FS_SCHEMA_REGISTRY_URL", f"http://127.0.0.1:{closed_port}")
-    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "defs.db"))
+pytestmark = pytest.mark.usefixtures("services_at_closed_port", "sigterm_kept")
 
 
 def _args(*argv: str) -> argparse.Namespace:

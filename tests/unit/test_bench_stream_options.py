@@ -16,15 +16,7 @@ import pytest
 
 from bench import cli, stream, stream_events, stream_latency
 
-
-@pytest.fixture(autouse=True)
-def stack_down(monkeypatch: pytest.MonkeyPatch, closed_port: int, tmp_path: Path) -> None:
-    """Every service at a closed port: a test that got past the options by mistake never reaches the shared stack."""
-    monkeypatch.setenv("FS_CASSANDRA_HOSTS", "127.0.0.1")
-    monkeypatch.setenv("FS_CASSANDRA_PORT", str(closed_port))
-    monkeypatch.setenv("FS_KAFKA_BOOTSTRAP", f"127.0.0.1:{closed_port}")
-    monkeypatch.setenv("FS_SCHEMA_REGISTRY_URL", f"http://127.0.0.1:{closed_port}")
-    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "defs.db"))
+pytestmark = pytest.mark.usefixtures("services_at_closed_port", "sigterm_kept")
 
 
 @pytest.mark.parametrize(("size", "slide"), [("1m", "7s"), ("1m", "2m"), ("1h", "1s")])
