@@ -44,6 +44,18 @@ class PidFile:
         pid = int(pid_text)
         return pid if pid > 0 and _start_ticks(pid) == ticks else None
 
+    def orphaned_group(self) -> int | None:
+        """The recorded PID's process group when that process is gone and members of its group are left (the workers
+        of a feature API killed with SIGKILL): ours, as Linux reuses no PID while a process group of that ID exists."""
+        try:
+            pid_text, _ = self.path.read_text().split()
+        except (OSError, ValueError):
+            return None
+        if not pid_text.isascii() or not pid_text.isdigit() or int(pid_text) <= 0:
+            return None
+        pid = int(pid_text)
+        return pid if not alive(pid) and group_alive(pid) else None
+
     def write(self, pid: int) -> None:
         ticks = _start_ticks(pid)
         self.path.write_text(f"{pid} {ticks}\n")
@@ -111,6 +123,26 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def group_alive(pgid: int) -> bool:
+    """True if a process group of this ID has a member that is not a zombie (an orphan that died is a zombie until its
+    new parent reaps it, and the init of some machines, a VM's or a container's, never does: ``killpg(pgid, 0)``
+    then answered for a group that was gone)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
 def stopped(pid: int) -> bool:
     """True if the process is stopped by a signal (SIGSTOP, SIGTSTP) or a tracer: it answers nothing until SIGCONT."""
     try:
@@ -145,10 +177,10 @@ def terminate(pid: int, *, grace_s: float) -> bool:
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            if not alive(pid):
+            if not alive(pid) and not group_alive(pid):  # its group too: workers may outlive their parent
                 return True
             time.sleep(0.1)
-    return not alive(pid)
+    return not alive(pid) and not group_alive(pid)
 
 
 # A log line's level: first (Cassandra, Python's logging) or after a timestamp (Kafka).

@@ -142,6 +142,12 @@ def _select(names: Iterable[str] | None) -> list[str]:
 
 def _check_ports(settings: StackSettings, svc: Service) -> None:
     busy = [p for p in svc.ports(settings) if port_in_use(settings.host, p)]
+    orphans = _pidfile(settings, svc.name).orphaned_group() if busy else None
+    if orphans is not None:
+        raise InfraError(
+            f"{svc.name}: port(s) {', '.join(map(str, busy))} held by what is left of its pid {orphans}'s process "
+            f"group (pid {orphans} is gone): `make down` stops it"
+        )
     if busy:
         raise InfraError(
             f"{svc.name}: port(s) {', '.join(map(str, busy))} on {settings.host} already in use by another "
@@ -276,9 +282,14 @@ def _down(settings: StackSettings, selected: list[str]) -> None:
         pidfile = _pidfile(settings, name)
         pid = pidfile.read()
         if pid is None or not alive(pid):
-            pidfile.clear()
-            continue
-        _say(f"[down] {name}: stopping pid {pid}")
+            orphans = pidfile.orphaned_group()
+            if orphans is None:
+                pidfile.clear()
+                continue
+            pid = orphans
+            _say(f"[down] {name}: stopping what is left of pid {pid}'s process group (pid {pid} is gone)")
+        else:
+            _say(f"[down] {name}: stopping pid {pid}")
         if not terminate(pid, grace_s=SERVICES[name].stop_grace_s):
             survivors.append(f"{name}: pid {pid} still running after SIGKILL; its PID file is kept")
             continue
@@ -297,6 +308,8 @@ def status(settings: StackSettings) -> dict[str, str]:
         elif pid is not None and alive(pid):
             health = "healthy" if SERVICES[name].healthy(settings) else "starting or unhealthy"
             report[name] = f"running (pid {pid}), {health}"
+        elif (orphans := _pidfile(settings, name).orphaned_group()) is not None:
+            report[name] = f"pid {orphans} is gone, processes of its group still run (workers): `down` stops them"
         else:
             busy = [p for p in SERVICES[name].ports(settings) if port_in_use(settings.host, p)]
             report[name] = f"not started by us; port {busy[0]} busy (another process)" if busy else "stopped"

@@ -89,13 +89,18 @@ class SqliteStore:
     PRAGMAS: tuple[str, ...] = ()
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
-        conn = connect(path, self.PRAGMAS)
-        try:
-            conn.executescript(self.DDL)
-        finally:
-            conn.close()
+        try:  # a folder on the way that is a file, or cannot be made or written: one named line, not a traceback
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = connect(path, self.PRAGMAS)
+            try:
+                conn.executescript(self.DDL)
+            finally:
+                conn.close()
+        except (OSError, sqlite3.OperationalError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            where = f": {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+            raise RegistryStoreUnavailable(f"registry store {path} unavailable: {why}{where}") from None
 
     @property
     def path(self) -> Path:

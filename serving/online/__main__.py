@@ -56,9 +56,11 @@ uvloop and httptools are used when installed.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import gc
 import importlib.util
+import inspect
 import os
 import signal
 import socket
@@ -151,6 +153,11 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
     refresher.start()
     atexit.register(refresher.close)
     app.state.refresher = refresher
+    # Also at the server's shutdown, after the last request: a worker of several (``--workers``) dies of the SIGTERM
+    # uvicorn raises again after its shutdown, before ``atexit`` (a single process ignores it: ``main``); it lost
+    # the last second's audit records and the serving log's queued ones. Each close may run twice.
+    closes = [access.close, refresher.close, *([log_sink.close] if log_sink is not None else [])]
+    app.router.on_shutdown.extend(closes)
     if not len(live.current()):
         print(
             f"warning: no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`",
@@ -162,11 +169,24 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
     return app, cluster
 
 
+async def _shut_down(app: FastAPI) -> None:
+    """What the server runs at its shutdown (``on_shutdown``: the clients' closes), for an app that never served."""
+    for close in app.router.on_shutdown:
+        if inspect.isawaitable(done := close()):
+            await done
+
+
 def worker_app() -> FastAPI:
-    """uvicorn's factory for ``--workers`` > 1: each worker process builds its own clients."""
-    app, _ = build(
-        Settings.from_env(), dict(os.environ), create_schema=False
-    )  # the driver shuts its clusters down at exit
+    """uvicorn's factory for ``--workers`` > 1: each worker process builds its own clients. One that cannot (a store
+    gone since the parent's check) exits with uvicorn's start-up failure status, which stops the server: any other
+    exit had uvicorn start the worker again, forever."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    try:
+        app, _ = build(Settings.from_env(), dict(os.environ), create_schema=False)  # clusters shut down at exit
+    except FeatureStoreError as exc:
+        print(error_line(exc), file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
     return app
 
 
@@ -215,12 +235,18 @@ def main() -> int:
         print(error_line(exc), file=sys.stderr)
         return 1
     if args.workers > 1:
-        try:  # the schema once here, so the workers starting together do not race to create it
-            cluster, _ = connect_cassandra(Settings.from_env())
-            cluster.shutdown()
+        # Built once here as each worker builds it, then let go: a setting or store that fails is one error line,
+        # exit 1, before any worker starts (a worker failing at its start was started again forever), and the schema
+        # is created once, so the workers starting together do not race to create it.
+        try:
+            app, cluster = build(Settings.from_env(), dict(os.environ))
         except FeatureStoreError as exc:
             print(error_line(exc), file=sys.stderr)
             return 1
+        try:
+            asyncio.run(_shut_down(app))  # its clients' closes (each worker has its own)
+        finally:
+            cluster.shutdown()
         uvicorn.run(
             "serving.online.__main__:worker_app",
             factory=True,

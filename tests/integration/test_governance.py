@@ -284,14 +284,18 @@ def test_a_write_by_a_non_owner_leaves_only_its_audit_record(stack: Stack) -> No
         assert lineage["offline_table_qualified"] == f"{stack.settings.iceberg_namespace}.offline_feature_values"
 
 
-def test_a_sigterm_writes_the_buffered_read_records_before_the_api_ends(stack: Stack) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sigterm_writes_the_buffered_read_records_before_the_api_ends(stack: Stack, workers: int) -> None:
     """The API writes read records at least once a second; the records of the last second are written at exit. On
     SIGTERM (``make down``, a supervisor) uvicorn raised the signal again after its shutdown and the default handler
-    ended the process before that: 6-8 of 20 reads were recorded. Now it ends as after Ctrl-C: exit 0, all of them."""
-    token = _access(stack.settings, "create-token", "--principal", "term-bot", "--team", "fraud-team").strip()
+    ended the process before that: 6-8 of 20 reads were recorded. Now it ends as after Ctrl-C: exit 0, all of them;
+    with two worker processes too (each died of the repeated signal: 1 to 6 of 6 reads recorded in an audit)."""
+    principal = f"term-bot-{workers}"
+    token = _access(stack.settings, "create-token", "--principal", principal, "--team", "fraud-team").strip()
     port = _free_port()
     env = {**os.environ, **stack.settings.to_env(), "FS_SERVING_LOG_SAMPLE": "0", "FS_API_PORT": str(port)}
     env["FS_REQUEST_BUDGET_MS"] = "5000"
+    env["FS_API_WORKERS"] = str(workers)
     process = subprocess.Popen([sys.executable, "-m", "serving.online"], cwd=REPO, env=env, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -315,7 +319,7 @@ def test_a_sigterm_writes_the_buffered_read_records_before_the_api_ends(stack: S
             process.kill()
             process.wait(timeout=30)
     assert process.returncode == 0, err
-    records = AccessStore(stack.settings.definitions_db).audit(target="user/txn_amount_max_1h@1", principal="term-bot")
+    records = AccessStore(stack.settings.definitions_db).audit(target="user/txn_amount_max_1h@1", principal=principal)
     assert sum(r["count"] for r in records) == reads and {r["outcome"] for r in records} == {200}
 
 

@@ -3,8 +3,10 @@ each end out, and a clear error naming the variable for anything else, before an
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +129,33 @@ def test_the_api_process_that_cannot_listen_stops_at_once_in_one_line(host: str)
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"error: cannot serve on '{shown}':{port}: "), done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_registry_the_api_cannot_make_is_one_line_with_one_worker_or_several(workers: str, tmp_path: Path) -> None:
+    """A definitions database under a plain file was a FileExistsError traceback with one worker, and with two the
+    workers failed at their start and were started again forever (audit: 21 restarts in 60 s); the parent now builds
+    the app once before any worker starts."""
+    import os
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.online", "--port", str(port)],
+        env={
+            **os.environ,
+            "FS_CASSANDRA_HOSTS": "127.0.0.1",
+            "FS_CASSANDRA_PORT": "1",
+            "FS_DEFINITIONS_DB": str(a_file / "defs.db"),
+            "FS_API_WORKERS": workers,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"error: registry store {a_file}/defs.db unavailable: "), done.stderr
+    assert "Traceback" not in done.stderr

@@ -4,9 +4,11 @@ their ports and their state directory are never touched."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -338,3 +340,44 @@ def test_a_promtool_build_past_its_time_is_one_named_error(tmp_path: Path, monke
     with pytest.raises(InfraError, match=r"^building promtool did not finish within 0\.5s at `get github.com/"):
         ensure_promtool(tmp_path / "cache", timeout_s=0.5)
     assert time.monotonic() - started < 10
+
+
+def test_down_stops_the_workers_a_killed_leader_left_behind(tmp_path: Path) -> None:
+    """A feature API with workers killed with SIGKILL left its workers serving, in its process group: ``status`` said
+    "not started by us; port busy", ``down`` stopped nothing and ``up`` then failed on the port (audit). The group of a
+    recorded PID that is gone is ours (no PID is reused while a group of that ID has members): stopped by ``down``."""
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path)
+    script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"  # a worker, then wait
+    leader = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        (tmp_path / "api").mkdir()
+        PidFile(tmp_path / "api" / "pid").write(leader.pid)
+        deadline = time.monotonic() + 10
+        while not any(_members(leader.pid, alive_only=True) - {leader.pid}):
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.05)
+        leader.kill()
+        leader.wait()
+        assert process.group_alive(leader.pid) and PidFile(tmp_path / "api" / "pid").read() is None
+        assert "processes of its group still run" in stack.status(settings)["api"]
+        stack.down(settings, ["api"])
+        assert not process.group_alive(leader.pid)  # its worker stopped (a zombie its new parent may never reap)
+        assert not (tmp_path / "api" / "pid").exists()
+        assert "its group" not in stack.status(settings)["api"]  # stopped (or the port another process's)
+    finally:
+        for pid in _members(leader.pid, alive_only=False):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _members(pgid: int, *, alive_only: bool) -> set[int]:
+    """The PIDs of a process group's members (zombies left out with ``alive_only``)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[2] == str(pgid) and not (alive_only and fields[0] == "Z"):
+            found.add(int(stat.parent.name))
+    return found

@@ -51,8 +51,9 @@ def test_each_feature_version_has_its_own_series_labelled_with_entity_type_name_
 
 def test_progress_goes_under_the_stream_and_the_own_keys_of_carried_versions(tmp_path: Path) -> None:
     """Design §3.8: a job computing versions with their stream writes the stream's progress and, for a version that
-    had a key of its own when it started (``carried``: a backfill's), that key too, so serving keeps judging the
+    had a key of its own when it started (``JobStart.carried``: a backfill's), that key too, so serving keeps judging the
     version by what was written of it; a job computing versions alone writes their own keys only."""
+    from sinks.cassandra.job_progress import JobStart
     from sinks.cassandra.layout import version_stream
 
     count = FeatureCatalog.from_folder().get("user", "txn_count_1h")
@@ -76,5 +77,9 @@ def test_progress_goes_under_the_stream_and_the_own_keys_of_carried_versions(tmp
 
     own = {d.key: version_stream(d.stream, *d.key) for d in (count, total)}
     assert keys() == {count.stream}
-    assert keys(carried=frozenset({count.key})) == {count.stream, own[count.key]}
+    assert keys(start=JobStart(frozenset({count.key}), frozenset())) == {count.stream, own[count.key]}
     assert keys(progress_per_version=True) == {own[count.key], own[total.key]}
+    # a run that ends records nothing under a key for a writer the key did not have at its start (design §3.8)
+    silent = JobStart(frozenset({count.key}), frozenset({(count.stream, "3")}))
+    assert keys(start=silent) == {own[count.key]}
+    assert keys(start=JobStart(frozenset(), frozenset({(count.stream, "0")}))) == {count.stream}  # another writer
