@@ -60,4 +60,5 @@ if __name__ == "__main__":
     # SIGTERM (`timeout`, a cancelled CI job) ends the command as Ctrl-C does, through `up`'s clean-up: it ended at
     # once and left what `up` had started running. Set here, not in main: a caller's own handler is left alone.
     signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)  # a closed terminal: as SIGTERM (it left the JVMs `up` started running)
     sys.exit(flushed(main, None))  # a reader that stopped reading (`status | head -1`): one error line

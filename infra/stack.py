@@ -6,8 +6,10 @@ import contextlib
 import errno
 import fcntl
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -260,9 +262,28 @@ def _up(settings: StackSettings, selected: list[str]) -> list[str]:
         _down(settings, _select(started))
         raise InfraError(f"cannot start the stack: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
     except BaseException:  # Ctrl-C while starting: what this call started is stopped too
-        _down(settings, _select(started))
+        with signals_held():
+            _down(settings, _select(started))
         raise
     return started
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP ignored in this block (on the main thread): a second Ctrl-C, or a CI cancel's
+    SIGINT then SIGTERM, interrupted the stopping of what ``up`` had started and left the rest running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
 
 
 def down(settings: StackSettings, names: Iterable[str] | None = None) -> None:
