@@ -45,8 +45,9 @@ class PidFile:
         return pid if pid > 0 and _start_ticks(pid) == ticks else None
 
     def orphaned_group(self) -> int | None:
-        """The recorded PID's process group when that process is gone and members of its group are left (the workers
-        of a feature API killed with SIGKILL): ours, as Linux reuses no PID while a process group of that ID exists."""
+        """The recorded PID's process group when that process is gone and members of its group are left that
+        ``spawn`` started for this PID file's folder (the workers of a feature API killed with SIGKILL: they carry
+        its ``SPAWNED_FOR`` mark); a group of that number that is not ours (the PID reused) is never named."""
         try:
             pid_text, _ = self.path.read_text().split()
         except (OSError, ValueError):
@@ -54,7 +55,10 @@ class PidFile:
         if not pid_text.isascii() or not pid_text.isdigit() or int(pid_text) <= 0:
             return None
         pid = int(pid_text)
-        return pid if not alive(pid) and group_alive(pid) else None
+        if alive(pid):
+            return None
+        mark = f"{SPAWNED_FOR}={self.path.parent}".encode()
+        return pid if any(mark in _environ(member) for member in group_members(pid)) else None
 
     def write(self, pid: int) -> None:
         ticks = _start_ticks(pid)
@@ -95,6 +99,7 @@ def port_in_use(host: str, port: int) -> bool:
 def spawn(cmd: list[str], *, log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
     """Start cmd detached in its own session with output appended to log_path; return its PID."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    marked = {**(os.environ if env is None else env), SPAWNED_FOR: str(cwd)}  # ``PidFile.orphaned_group``
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             cmd,
@@ -102,7 +107,7 @@ def spawn(cmd: list[str], *, log_path: Path, cwd: Path, env: dict[str, str] | No
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
-            env=env,
+            env=marked,
             start_new_session=True,
         )
     return proc.pid
@@ -123,24 +128,42 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def group_alive(pgid: int) -> bool:
-    """True if a process group of this ID has a member that is not a zombie (an orphan that died is a zombie until its
-    new parent reaps it, and the init of some machines, a VM's or a container's, never does: ``killpg(pgid, 0)``
-    then answered for a group that was gone)."""
+SPAWNED_FOR = "FS_INFRA_SPAWNED_FOR"
+"""Set by ``spawn`` in a service's environment (its folder), inherited by what it starts: how ``down`` knows the
+members a gone service left in its process group are ours."""
+
+
+def group_members(pgid: int) -> list[int]:
+    """The PIDs of the process group's members that are not zombies (an orphan that died is a zombie until its new
+    parent reaps it, and the init of some machines, a VM's or a container's, never does: ``killpg(pgid, 0)`` then
+    answered for a group that was gone)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
-        return False
+        return []
     except PermissionError:
         pass
+    members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue  # gone meanwhile
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
+            members.append(int(stat.parent.name))
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    """True if the process group has a member that is not a zombie."""
+    return bool(group_members(pgid))
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or another user's
+        return b""
 
 
 def stopped(pid: int) -> bool:

@@ -25,7 +25,10 @@ _JVM_COMPONENT = {"kafka": "kafka", "cassandra": "cassandra"}
 
 
 def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A progress line on stderr; one that cannot be written (a terminal closed: SIGHUP, then EIO) is dropped, so the
+    stopping it announces still happens."""
+    with contextlib.suppress(OSError):
+        print(msg, file=sys.stderr, flush=True)
 
 
 def _pidfile(settings: StackSettings, name: str) -> PidFile:
@@ -256,10 +259,12 @@ def _up(settings: StackSettings, selected: list[str]) -> list[str]:
                     started.append(name)
             _wait_healthy(settings, list(pids), pids, marks)
     except InfraError:
-        _down(settings, _select(started))
+        with signals_held():
+            _down(settings, _select(started))
         raise
     except OSError as exc:  # a service folder that is a file, a log that cannot be opened: one line, nothing left
-        _down(settings, _select(started))
+        with signals_held():
+            _down(settings, _select(started))
         raise InfraError(f"cannot start the stack: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
     except BaseException:  # Ctrl-C while starting: what this call started is stopped too
         with signals_held():

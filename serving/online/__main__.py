@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import gc
 import importlib.util
 import inspect
@@ -65,19 +66,23 @@ import os
 import signal
 import socket
 import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from registry.access import Access
 from registry.core.arguments import ArgumentParser, whole
-from registry.core.errors import FeatureStoreError
+from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.settings import Settings
 from registry.core.shown import error_line, shown
 from registry.definition_store import DefinitionStore
 from registry.feature_services import FeatureServiceStore, LiveFeatureServices
 from registry.live import LiveCatalog, Refresher
 from registry.quality import QualityStore
+from registry.sqlite_store import RegistryStoreUnavailable
 from serving.online.app import create_app
 from serving.online.http_protocol import JsonErrorsHttpToolsProtocol
 from serving.online.options import ApiOptions, int_setting
@@ -156,8 +161,10 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
     # Also at the server's shutdown, after the last request: a worker of several (``--workers``) dies of the SIGTERM
     # uvicorn raises again after its shutdown, before ``atexit`` (a single process ignores it: ``main``); it lost
     # the last second's audit records and the serving log's queued ones. Each close may run twice.
+    # First (a reader's close may wait seconds for a session being opened, and a supervisor's grace is short), each
+    # on its own (the server's shutdown stops at the first that raises).
     closes = [access.close, refresher.close, *([log_sink.close] if log_sink is not None else [])]
-    app.router.on_shutdown.extend(closes)
+    app.router.on_shutdown[:0] = [_quietly(close) for close in closes]
     if not len(live.current()):
         print(
             f"warning: no feature definitions in {settings.definitions_db}; run `python -m registry.cli apply`",
@@ -169,6 +176,18 @@ def build(settings: Settings, env: dict[str, str], *, create_schema: bool = True
     return app, cluster
 
 
+def _quietly(close: Callable[[], None]) -> Callable[[], None]:
+    """``close``, a failure of which is one warning line: the closes after it still run."""
+
+    def run() -> None:
+        try:
+            close()
+        except Exception as exc:
+            print(f"warning: at shutdown: {error_line(exc).removeprefix('error: ')}", file=sys.stderr)
+
+    return run
+
+
 async def _shut_down(app: FastAPI) -> None:
     """What the server runs at its shutdown (``on_shutdown``: the clients' closes), for an app that never served."""
     for close in app.router.on_shutdown:
@@ -176,16 +195,25 @@ async def _shut_down(app: FastAPI) -> None:
             await done
 
 
+START_FAILED = "FS_API_START_FAILED"
+"""Where a worker marks that it could not start (a file the parent names; ``main`` then exits 1, not 0)."""
+
+
 def worker_app() -> FastAPI:
-    """uvicorn's factory for ``--workers`` > 1: each worker process builds its own clients. One that cannot (a store
-    gone since the parent's check) exits with uvicorn's start-up failure status, which stops the server: any other
-    exit had uvicorn start the worker again, forever."""
+    """uvicorn's factory for ``--workers`` > 1: each worker process builds its own clients. One that cannot for a
+    reason a restart does not mend (a setting, the registry's database) marks it (``START_FAILED``) and exits with
+    uvicorn's start-up failure status, which stops the server (any other exit had uvicorn start it again, forever);
+    one whose online store is unavailable (an outage) exits 1, and uvicorn starts it again."""
     from uvicorn.config import STARTUP_FAILURE
 
     try:
         app, _ = build(Settings.from_env(), dict(os.environ), create_schema=False)  # clusters shut down at exit
     except FeatureStoreError as exc:
         print(error_line(exc), file=sys.stderr)
+        if isinstance(exc, StoreUnavailableError) and not isinstance(exc, RegistryStoreUnavailable):
+            sys.exit(1)
+        with contextlib.suppress(OSError, KeyError):
+            Path(os.environ[START_FAILED]).touch()
         sys.exit(STARTUP_FAILURE)
     return app
 
@@ -247,14 +275,20 @@ def main() -> int:
             asyncio.run(_shut_down(app))  # its clients' closes (each worker has its own)
         finally:
             cluster.shutdown()
-        uvicorn.run(
-            "serving.online.__main__:worker_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            **_server_options(),
-        )
+        del app
+        with tempfile.TemporaryDirectory(prefix="fs-api-") as scratch:
+            failed = Path(scratch) / "start-failed"
+            os.environ[START_FAILED] = str(failed)  # the workers' environment (uvicorn spawns them)
+            uvicorn.run(
+                "serving.online.__main__:worker_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                **_server_options(),
+            )
+            if failed.exists():  # uvicorn stopped for a worker that could not start: its line is above
+                return 1
         return 0
     try:
         app, cluster = build(Settings.from_env(), dict(os.environ))

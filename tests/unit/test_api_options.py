@@ -159,3 +159,33 @@ def test_a_registry_the_api_cannot_make_is_one_line_with_one_worker_or_several(w
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"error: registry store {a_file}/defs.db unavailable: "), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_server_unless_its_store_is_only_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several workers, a worker failing at its start was started again forever (any exit but uvicorn's start-up
+    failure); and when that stopped the server, the API exited 0. A setting or the registry: the start-up failure
+    status and a mark the parent turns into exit 1. The online store unavailable (an outage): exit 1, started again."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    from registry.core.errors import SettingsError, StoreUnavailableError
+    from registry.sqlite_store import RegistryStoreUnavailable
+    from serving.online import __main__ as api
+
+    mark = tmp_path / "start-failed"
+    monkeypatch.setenv(api.START_FAILED, str(mark))
+    for error, status, marked in (
+        (SettingsError("FS_X must be ..."), STARTUP_FAILURE, True),
+        (RegistryStoreUnavailable("registry store /x unavailable: ..."), STARTUP_FAILURE, True),
+        (StoreUnavailableError("Cassandra at 127.0.0.1:9042 unavailable"), 1, False),
+    ):
+        mark.unlink(missing_ok=True)
+
+        def build(*_: object, error: Exception = error, **__: object) -> None:
+            raise error
+
+        monkeypatch.setattr(api, "build", build)
+        with pytest.raises(SystemExit) as ended:
+            api.worker_app()
+        assert (ended.value.code, mark.exists()) == (status, marked), error

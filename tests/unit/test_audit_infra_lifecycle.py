@@ -348,24 +348,38 @@ def test_down_stops_the_workers_a_killed_leader_left_behind(tmp_path: Path) -> N
     recorded PID that is gone is ours (no PID is reused while a group of that ID has members): stopped by ``down``."""
     settings = dataclasses.replace(StackSettings.from_env(), state_dir=tmp_path)
     script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"  # a worker, then wait
-    leader = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    folder = tmp_path / "api"
+    folder.mkdir()
+    leader = process.spawn([sys.executable, "-c", script], log_path=folder / "log", cwd=folder)
+    # not ours though of the same shape: a group whose leader is gone, started by something else
+    stranger = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     try:
-        (tmp_path / "api").mkdir()
-        PidFile(tmp_path / "api" / "pid").write(leader.pid)
+        PidFile(folder / "pid").write(leader)
+        (tmp_path / "registry").mkdir()
+        PidFile(tmp_path / "registry" / "pid").write(stranger.pid)  # as a stale PID file naming a reused PID
         deadline = time.monotonic() + 10
-        while not any(_members(leader.pid, alive_only=True) - {leader.pid}):
-            assert time.monotonic() < deadline, "the worker did not start"
+        while not all(_members(p, alive_only=True) - {p} for p in (leader, stranger.pid)):
+            assert time.monotonic() < deadline, "the workers did not start"
             time.sleep(0.05)
-        leader.kill()
-        leader.wait()
-        assert process.group_alive(leader.pid) and PidFile(tmp_path / "api" / "pid").read() is None
+        os.kill(leader, signal.SIGKILL)
+        stranger.kill()
+        stranger.wait()
+        deadline = time.monotonic() + 10
+        while process.alive(leader):
+            assert time.monotonic() < deadline, "the leader did not die"
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(leader, os.WNOHANG)
+            time.sleep(0.05)
+        assert process.group_alive(leader) and not process.alive(leader)  # a zombie, perhaps never reaped
         assert "processes of its group still run" in stack.status(settings)["api"]
-        stack.down(settings, ["api"])
-        assert not process.group_alive(leader.pid)  # its worker stopped (a zombie its new parent may never reap)
-        assert not (tmp_path / "api" / "pid").exists()
+        assert PidFile(tmp_path / "registry" / "pid").orphaned_group() is None  # no mark of ours: never named
+        stack.down(settings, ["api", "registry"])
+        assert not process.group_alive(leader)  # its worker stopped (a zombie its new parent may never reap)
+        assert process.group_alive(stranger.pid)  # the stranger's left running
+        assert not (folder / "pid").exists()
         assert "its group" not in stack.status(settings)["api"]  # stopped (or the port another process's)
     finally:
-        for pid in _members(leader.pid, alive_only=False):
+        for pid in (*_members(leader, alive_only=False), *_members(stranger.pid, alive_only=False)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
