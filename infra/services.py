@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import string
 import subprocess
@@ -176,9 +177,17 @@ def _http_ok(url: str) -> bool:
 
 
 def _python_env(s: StackSettings) -> dict[str, str]:
+    """The environment of a Python service: it runs in its own folder, so the state folder and the definitions,
+    catalog, warehouse and jar paths are made absolute from this process's (a relative ``FS_STATE_DIR`` or
+    ``FS_DEFINITIONS_DB`` named another file in each service)."""
+    from registry.core.errors import FeatureStoreError
+    from registry.core.settings import Settings, absolute
+
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_DIR), env.get("PYTHONPATH")]))
-    env.setdefault("FS_STATE_DIR", str(s.state_dir))
+    env["FS_STATE_DIR"] = str(s.state_dir)
+    with contextlib.suppress(FeatureStoreError):  # a setting the service cannot take: it says which, in its log
+        env.update(absolute(Settings.from_env()).to_env())
     return env
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry.core.hosts import is_host_name
+from registry.core.places import DEFAULT_STATE
 from registry.core.shown import error_line, shown
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -128,7 +129,7 @@ class StackSettings:
         settings = cls(
             # absolute, as the state folder: the JVMs run in their service folder, the classpath names it
             cache_dir=_state_dir("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"),
-            state_dir=_state_dir("FS_STATE_DIR", REPO_DIR / ".state"),
+            state_dir=_state_dir("FS_STATE_DIR", DEFAULT_STATE),
             host=_host("FS_HOST"),
             kafka_port=_port("FS_KAFKA_PORT", 9092),
             kafka_controller_port=_port("FS_KAFKA_CONTROLLER_PORT", 9093),

@@ -38,7 +38,7 @@ from jobs.feature_job import resolve_ref, version_refs
 from registry.access import Access, guard_catalog
 from registry.core.arguments import ArgumentParser, instant, location
 from registry.core.errors import DefinitionError, FeatureStoreError
-from registry.core.settings import Settings, settings_for_command
+from registry.core.settings import Settings, absolute, settings_for_command
 from registry.core.shown import error_line, shown
 from registry.definition_store import DefinitionStore
 
@@ -105,26 +105,6 @@ def job_error(log: Path, start: int = 0) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     said = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
     return said[-1] if said else (lines[-1] if lines else "it wrote nothing")
-
-
-def absolute(settings: Settings) -> Settings:
-    """``settings`` with every relative path made absolute from this process's directory: the job runs in the
-    repository, and must find the caller's definitions, catalog, warehouse and jars, not others of the same name."""
-    uri = settings.iceberg_catalog_uri
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # sqlite:///x.db is relative
-        uri = f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
-    warehouse = settings.iceberg_warehouse
-    if "://" not in warehouse and not warehouse.startswith("file:"):  # a bare path
-        warehouse = Path(warehouse).resolve().as_uri()
-    return settings.model_copy(
-        update={
-            "iceberg_catalog_uri": uri,
-            "iceberg_warehouse": warehouse,
-            "definitions_db": settings.definitions_db.resolve(),
-            "definitions_dir": settings.definitions_dir.resolve(),
-            "flink_jars_dir": settings.flink_jars_dir.resolve(),
-        }
-    )
 
 
 def run(

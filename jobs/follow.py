@@ -41,12 +41,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from jobs.backfill import absolute, job_error
+from jobs.backfill import job_error
 from registry.core.arguments import ArgumentParser, folder, group_id, host, number, whole
 from registry.core.durable import open_regular, read_text_file, replace_durably
 from registry.core.errors import FeatureStoreError, StoreUnavailableError
 from registry.core.refs import parse_ref
-from registry.core.settings import Settings, settings_for_command
+from registry.core.settings import Settings, absolute, settings_for_command, state_folder
 from registry.core.shown import error_line, printed_line, shown
 from registry.definition_store import DefinitionStore
 
@@ -470,9 +470,22 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
+def _check_no_plan_left_behind(default: Path) -> None:
+    """FeatureStoreError if the default folder has no plan but ``.state/follow`` here (the default before it
+    followed ``FS_STATE_DIR``) has one: a follower started on the new one would begin again, replaying every topic."""
+    with contextlib.suppress(OSError, RuntimeError):
+        before = Path(".state/follow").resolve()
+        if before != default.resolve() and (before / "plan.json").is_file() and not (default / "plan.json").exists():
+            raise FeatureStoreError(
+                f"a follower's plan is in {shown(before)} (the default before it was <FS_STATE_DIR>/follow), not in "
+                f"{shown(default)}: give --state-dir {shown(before)}, or move that folder there (or --state-dir "
+                f"{shown(default)} to start anew)"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m jobs.follow", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--state-dir", type=folder, default=Path(".state/follow"), help="the plan, logs, checkpoints")
+    parser.add_argument("--state-dir", type=folder, help="the plan, logs, checkpoints (default: <FS_STATE_DIR>/follow)")
     parser.add_argument(
         "--group-id", type=group_id, default="featurestore-follow", help="prefix of the jobs' consumer groups"
     )
@@ -500,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_for_command()
     try:
+        if args.state_dir is None:
+            args.state_dir = state_folder() / "follow"  # where the stack's other data is, whatever the folder run in
+            _check_no_plan_left_behind(args.state_dir)
         try:
             state_dir = args.state_dir.resolve()
         except (

@@ -13,9 +13,8 @@ from pydantic import BaseModel, ConfigDict
 
 from registry.core.errors import SettingsError
 from registry.core.hosts import is_host_name
+from registry.core.places import DEFAULT_STATE
 from registry.core.shown import error_line, shown
-
-_REPO = Path(__file__).resolve().parents[2]
 
 
 def _switch(name: str, raw: str) -> bool:
@@ -52,8 +51,20 @@ _SERVER = re.compile(
 # digits or underscores, 48 characters at most (Cassandra's limit). Unquoted CQL names fold to lowercase, so
 # an uppercase one would name another keyspace in the drivers' metadata than in the statements.
 _KEYSPACE = re.compile(r"[a-z][a-z0-9_]{0,47}")
+# CQL's reserved words (Cassandra 5.0's org/apache/cassandra/cql3/reserved_keywords.txt), lowercase: the store's CQL
+# names the keyspace unquoted, and "CREATE KEYSPACE IF NOT EXISTS table" is a syntax error.
+_CQL_RESERVED_WORDS = (
+    "add allow alter and apply asc authorize batch begin by columnfamily create delete desc describe drop "
+    "entries execute from full grant if in index infinity insert into is keyspace limit materialized "
+    "modify nan norecursive not null of on or order primary rename revoke schema select set table to "
+    "token truncate unlogged update use using view where with"
+)
+CQL_RESERVED = frozenset(_CQL_RESERVED_WORDS.split())
 # An Iceberg namespace: levels separated by dots, each not empty and without white space.
-_NAMESPACE = re.compile(r"[^\s.]+(\.[^\s.]+)*")
+# Nor "#" or "?" (the warehouse's file locations are URLs: the rest was read as a fragment or a query, and every table
+# of the namespace written to one file), nor control characters; a level is a folder name ("<level>.db"): 250 bytes.
+_NAMESPACE = re.compile(r"[^\s.#?\x00-\x1f\x7f\ud800-\udfff]+(\.[^\s.#?\x00-\x1f\x7f\ud800-\udfff]+)*")  # not UTF-8
+_NAMESPACE_LEVEL_BYTES = 250
 
 
 def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -163,19 +174,30 @@ def _state_dir(raw: str | Path) -> Path:
         raise SettingsError(f"FS_STATE_DIR={shown(folder)} is not a folder we can use: {exc}") from None
 
 
+def state_folder() -> Path:
+    """``FS_STATE_DIR`` made absolute (default: the repository's ``.state``): the data of the local stack and of
+    the commands that keep some (``jobs.follow``'s plan and checkpoints); SettingsError for one that is unusable."""
+    return _state_dir(os.environ.get("FS_STATE_DIR", DEFAULT_STATE))
+
+
 def _keyspace(name: str, raw: str) -> str:
     if _KEYSPACE.fullmatch(raw) is None:
         raise SettingsError(
             f"{name} must be a lowercase letter then lowercase letters, digits or underscores"
             f" (48 characters at most), not {raw!r}"
         )
+    if raw in CQL_RESERVED:
+        raise SettingsError(
+            f"{name} must be a name other than CQL's reserved words (the store names it unquoted), not {raw!r}"
+        )
     return raw
 
 
 def _namespace(name: str, raw: str) -> str:
-    if _NAMESPACE.fullmatch(raw) is None:
+    if _NAMESPACE.fullmatch(raw) is None or any(len(p.encode()) > _NAMESPACE_LEVEL_BYTES for p in raw.split(".")):
         raise SettingsError(
-            f"{name} must be namespace levels separated by dots, none empty or with spaces, not {raw!r}"
+            f"{name} must be namespace levels separated by dots, none empty or with spaces, '#', '?' or control"
+            f" characters, each at most {_NAMESPACE_LEVEL_BYTES} bytes of UTF-8, not {raw[:300]!r}"
         )
     return raw
 
@@ -190,11 +212,11 @@ class Settings(BaseModel):
     cassandra_hosts: tuple[str, ...] = ("127.0.0.1",)
     cassandra_port: int = 9042
     cassandra_keyspace: str = "feature_store"
-    iceberg_catalog_uri: str = f"sqlite:///{_REPO / '.state' / 'iceberg' / 'catalog.db'}"
-    iceberg_warehouse: str = (_REPO / ".state" / "iceberg" / "warehouse").as_uri()
+    iceberg_catalog_uri: str = f"sqlite:///{DEFAULT_STATE / 'iceberg' / 'catalog.db'}"
+    iceberg_warehouse: str = (DEFAULT_STATE / "iceberg" / "warehouse").as_uri()
     iceberg_namespace: str = "feature_store"
     definitions_dir: Path = Path(__file__).resolve().parents[1] / "features"
-    definitions_db: Path = _REPO / ".state" / "registry" / "definitions.db"
+    definitions_db: Path = DEFAULT_STATE / "registry" / "definitions.db"
     flink_jars_dir: Path = Path.home() / ".cache" / "featurestore" / "flink" / "lib"
     auth: bool = False  # FS_AUTH=on: services check tokens, grants and ownership (registry.access)
     token: str | None = None  # FS_TOKEN: this process's API token (registry.access), for services run with FS_AUTH=on
@@ -208,7 +230,7 @@ class Settings(BaseModel):
         host = check_host("FS_HOST", env.get("FS_HOST", "127.0.0.1"))
         kafka_port = _port("FS_KAFKA_PORT", env.get("FS_KAFKA_PORT", "9092"))
         registry_port = _port("FS_REGISTRY_PORT", env.get("FS_REGISTRY_PORT", "8081"))
-        state = _state_dir(env.get("FS_STATE_DIR", _REPO / ".state"))
+        state = state_folder()
         cache = _folder("FS_CACHE_DIR", env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"))
         # A variable that is set is checked, even when empty: only an unset one takes the default.
         return cls(
@@ -276,3 +298,24 @@ def settings_for_command() -> Settings:
         return Settings.from_env()
     except SettingsError as exc:
         raise SystemExit(error_line(exc)) from None
+
+
+def absolute(settings: Settings) -> Settings:
+    """``settings`` with every relative path made absolute from this process's directory: for a child run in
+    another folder (the stream job, a service ``infra`` starts in its own folder), which must find the caller's
+    definitions, catalog, warehouse and jars, not others of the same name."""
+    uri = settings.iceberg_catalog_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # sqlite:///x.db is relative
+        uri = f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
+    warehouse = settings.iceberg_warehouse
+    if "://" not in warehouse and not warehouse.startswith("file:"):  # a bare path
+        warehouse = Path(warehouse).resolve().as_uri()
+    return settings.model_copy(
+        update={
+            "iceberg_catalog_uri": uri,
+            "iceberg_warehouse": warehouse,
+            "definitions_db": settings.definitions_db.resolve(),
+            "definitions_dir": settings.definitions_dir.resolve(),
+            "flink_jars_dir": settings.flink_jars_dir.resolve(),
+        }
+    )

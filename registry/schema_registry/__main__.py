@@ -27,7 +27,7 @@ import uvicorn
 from registry.access import Access
 from registry.core.arguments import ArgumentParser, whole
 from registry.core.errors import FeatureStoreError
-from registry.core.settings import int_setting, port_for_command, settings_for_command
+from registry.core.settings import int_setting, port_for_command, settings_for_command, state_folder
 from registry.core.shown import error_line, shown
 from registry.schema_registry.api import DEFAULT_BODY_TIMEOUT_MS, create_schema_registry_app
 from registry.schema_registry.avro_compat import CompatibilityLevel
@@ -63,7 +63,7 @@ def main() -> None:
         body_timeout_ms = int_setting(os.environ, "FS_BODY_TIMEOUT_MS", DEFAULT_BODY_TIMEOUT_MS, 1, 60_000)
     except FeatureStoreError as exc:
         raise SystemExit(error_line(exc)) from None
-    state = Path(os.environ.get("FS_STATE_DIR", Path(__file__).resolve().parents[2] / ".state"))
+    state = state_folder()
     parser = ArgumentParser(prog="python -m registry.schema_registry")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=whole(0, 65_535), default=port)

@@ -74,16 +74,12 @@ def code_version() -> dict[str, str]:
     for package in ("featurestore", "pyiceberg"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[package] = importlib.metadata.version(package)
-    try:
-        commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=40"],
-            cwd=_REPO,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        if commit.returncode == 0:
-            versions["git_commit"] = commit.stdout.strip()
+    git = functools.partial(subprocess.run, cwd=_REPO, capture_output=True, text=True, timeout=5)
+    try:  # only where git tracks this very file: installed in site-packages, git would describe a repository around it
+        if git(["git", "ls-files", "--error-unmatch", "serving/offline/training.py"]).returncode == 0:
+            commit = git(["git", "describe", "--always", "--dirty", "--abbrev=40"])
+            if commit.returncode == 0:
+                versions["git_commit"] = commit.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
     return versions

@@ -438,3 +438,44 @@ def test_a_state_dir_in_a_symlink_loop_is_one_error_line(
     assert main(["--state-dir", str(tmp_path / "a"), "--metrics-port", "0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --state-dir {tmp_path / 'a'}: cannot use it"), err
+
+
+def test_the_state_dir_defaults_to_the_stacks_state_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was ``.state/follow`` under the folder it ran in: FS_STATE_DIR (the compose image's volume) was not
+    followed, and a follower started from another folder began a new plan beside the old one's checkpoints."""
+    from jobs.follow import main
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "follow").symlink_to(tmp_path / "state" / "follow")  # unusable: said, with its path
+    monkeypatch.setenv("FS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "d.db"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--metrics-port", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --state-dir {tmp_path / 'state' / 'follow'}: cannot use it"), (
+        err
+    )
+
+
+def test_a_plan_left_in_the_old_default_folder_is_named_not_started_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the default followed FS_STATE_DIR it was ``.state/follow`` under the folder run in: a follower
+    restarted after the change would find no plan in the new default and start every job again from scratch."""
+    from jobs.follow import main
+
+    (tmp_path / ".state" / "follow").mkdir(parents=True)
+    (tmp_path / ".state" / "follow" / "plan.json").write_text("{}")
+    monkeypatch.setenv("FS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(tmp_path / "d.db"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--metrics-port", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: a follower's plan is in {tmp_path / '.state' / 'follow'} (the default before it was "
+        f"<FS_STATE_DIR>/follow), not in {tmp_path / 'state' / 'follow'}: give --state-dir "
+        f"{tmp_path / '.state' / 'follow'}, or move that folder there (or --state-dir {tmp_path / 'state' / 'follow'} "
+        "to start anew)"
+    ]

@@ -194,3 +194,43 @@ def test_fetch_of_an_unknown_component_is_one_error_line_exit_1(
     assert cli.main(["fetch", "kafka", "zookeeper"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: unknown component(s): zookeeper") and err.count("\n") == 1
+
+
+def test_python_services_get_every_path_setting_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service runs in its own folder: a relative FS_STATE_DIR reached the API and the schema registry as given,
+    so each read its own ``<service folder>/relstate/...`` and the API served no definitions after ``make up``."""
+    from infra.services import _python_env
+    from registry.core.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("FS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FS_STATE_DIR", "relstate")
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", "wh")
+    env = _python_env(StackSettings.from_env())
+    assert env["FS_STATE_DIR"] == str(tmp_path / "relstate")
+    assert env["FS_DEFINITIONS_DB"] == str(tmp_path / "relstate" / "registry" / "definitions.db")
+    assert env["FS_ICEBERG_CATALOG_URI"] == f"sqlite:///{tmp_path / 'relstate' / 'iceberg' / 'catalog.db'}"
+    assert env["FS_ICEBERG_WAREHOUSE"] == (tmp_path / "wh").as_uri()
+    (tmp_path / "relstate").mkdir(exist_ok=True)
+    monkeypatch.chdir(tmp_path / "relstate")  # where a service runs: what it reads is the caller's, all the same
+    monkeypatch.setattr(os, "environ", env)
+    seen = Settings.from_env()
+    assert seen.definitions_db == tmp_path / "relstate" / "registry" / "definitions.db"
+    assert seen.iceberg_warehouse == (tmp_path / "wh").as_uri()
+
+
+def test_an_installed_package_keeps_its_data_outside_site_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without FS_STATE_DIR an installed package kept the registry, catalog, warehouse, Kafka and Cassandra data in
+    ``site-packages/.state``, which a new virtualenv deletes; a checkout keeps its own ``.state``."""
+    from registry.core import places
+
+    assert Path(places.__file__).resolve().parents[2] / ".state" == places.DEFAULT_STATE  # this checkout
+    monkeypatch.setattr(places, "_REPO", tmp_path / "site-packages")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert places._default_state() == tmp_path / "xdg" / "featurestore"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert places._default_state() == tmp_path / "home" / ".local" / "state" / "featurestore"

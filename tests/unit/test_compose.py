@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from infra.settings import StackSettings
-
-yaml = pytest.importorskip("yaml")
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("kafka", "cassandra", "registry", "definitions", "api", "flink-jobmanager", "flink-taskmanager", "job")
@@ -146,6 +145,17 @@ def test_versions_match_infra_pins(compose: dict[str, Any]) -> None:
     assert flink and f"FROM flink:{flink.group(1)}-" in dockerfile
 
 
+def test_image_copies_the_files_the_package_metadata_names() -> None:
+    """``pip install .`` in the image reads the readme and the license files pyproject.toml names: a missing one
+    is a wheel without its license (setuptools warns now, and will refuse)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    final_stage = (REPO / "infra" / "docker" / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
+    copied = {name for line in re.findall(r"^COPY (.*) \./$", final_stage, re.M) for name in line.split()}
+    assert {project["readme"], *project["license-files"]} <= copied, copied
+
+
 def test_image_copies_every_package() -> None:
     packages = re.search(r"^include\s*=\s*\[(.*?)\]", (REPO / "pyproject.toml").read_text(), re.M | re.S)
     assert packages
@@ -209,3 +219,29 @@ def test_image_jars_stage_can_run_infra_fetch(tmp_path: Path) -> None:
         [sys.executable, "-S", "-E", "-m", "infra", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_the_jar_stage_copies_what_infra_imports(tmp_path: Path) -> None:
+    """The image's jar stage runs ``python -m infra fetch flink`` with only ``infra/`` and the ``registry`` files it
+    copies, and no dependency installed: infra's modules import there with the standard library alone."""
+    import shutil
+    import subprocess
+    import sys
+
+    dockerfile = (REPO / "infra" / "docker" / "Dockerfile").read_text()
+    stage = dockerfile.split(" AS jars\n", 1)[1].split("\nFROM ", 1)[0]
+    shutil.copytree(REPO / "infra", tmp_path / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    for line in re.findall(r"^COPY (registry/.*)$", stage, re.M):
+        *sources, destination = line.split()
+        (tmp_path / destination).mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            shutil.copy(REPO / source, tmp_path / destination)
+    modules = sorted(f"infra.{p.stem}" for p in (REPO / "infra").glob("*.py") if p.stem != "__init__")
+    imported = subprocess.run(
+        [sys.executable, "-E", "-s", "-S", "-c", f"import {', '.join(modules)}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert imported.returncode == 0, imported.stderr

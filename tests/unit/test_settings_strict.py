@@ -360,12 +360,20 @@ def test_stack_numbers_in_plain_spellings(monkeypatch: pytest.MonkeyPatch) -> No
         ("FS_CASSANDRA_KEYSPACE", "fs; DROP KEYSPACE x"),
         ("FS_CASSANDRA_KEYSPACE", "a" * 49),
         ("FS_CASSANDRA_KEYSPACE", "fs\n"),
+        ("FS_CASSANDRA_KEYSPACE", "table"),  # a reserved word: CREATE KEYSPACE's syntax error, as a traceback
+        ("FS_CASSANDRA_KEYSPACE", "keyspace"),
         ("FS_ICEBERG_NAMESPACE", ""),
         ("FS_ICEBERG_NAMESPACE", " "),
         ("FS_ICEBERG_NAMESPACE", "a..b"),
         ("FS_ICEBERG_NAMESPACE", ".a"),
         ("FS_ICEBERG_NAMESPACE", "a."),
         ("FS_ICEBERG_NAMESPACE", "a b"),
+        ("FS_ICEBERG_NAMESPACE", "a#b"),  # the warehouse's URL lost "#b": every table's metadata in one file "a"
+        ("FS_ICEBERG_NAMESPACE", "a?b"),
+        ("FS_ICEBERG_NAMESPACE", "a\x01b"),
+        ("FS_ICEBERG_NAMESPACE", "a\udcffb"),  # a byte that is not UTF-8, as Python reads it: was a traceback
+        ("FS_ICEBERG_NAMESPACE", "fs." + "x" * 251),  # "<level>.db" past a file name's 255 bytes: OSError
+        ("FS_ICEBERG_NAMESPACE", "é" * 126),
         ("FS_DEFINITIONS_DIR", ""),
         ("FS_STATE_DIR", ""),
         ("FS_CACHE_DIR", " "),
@@ -381,12 +389,29 @@ def test_a_name_or_folder_setting_is_checked_by_its_own_name(
     assert str(caught.value).startswith(f"{name} must be "), str(caught.value)
 
 
+def test_the_reserved_words_refused_are_cassandras_own() -> None:
+    """The list held is the one the Cassandra the stack runs reads (from its jar, fetched by ``make fetch``)."""
+    import zipfile
+
+    from infra.settings import StackSettings
+    from registry.core.settings import CQL_RESERVED
+
+    jars = sorted((StackSettings.from_env().cache_dir / "cassandra" / "lib").glob("cassandra-all-*.jar"))
+    if not jars:
+        pytest.skip("Cassandra's jar is not fetched (make fetch)")
+    with zipfile.ZipFile(jars[-1]) as jar:
+        words = jar.read("org/apache/cassandra/cql3/reserved_keywords.txt").decode().split()
+    assert {w.lower() for w in words} == CQL_RESERVED
+
+
 def test_keyspace_and_namespace_at_their_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FS_CASSANDRA_KEYSPACE", "a" + "b_9" * 15 + "cd")  # 48 characters: the most there is
     monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "team.fs_2")
     settings = Settings.from_env()
     assert len(settings.cassandra_keyspace) == 48
     assert settings.iceberg_namespace == "team.fs_2"
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "x" * 250 + ".é" * 1 + "y" * 248)  # levels of 250 bytes: the most
+    assert Settings.from_env().iceberg_namespace.startswith("x" * 250 + ".é")
 
 
 def test_a_command_with_an_empty_keyspace_ends_with_one_line_naming_it(tmp_path: Path) -> None:

@@ -176,3 +176,43 @@ def test_content_hash_ignores_layout_and_bytes_under_nulls() -> None:
     assert streamed.hexdigest() == content_sha256(pa.concat_tables([a] * 30000).combine_chunks())
     assert content_sha256(a) != content_sha256(a.slice(1))
     assert content_sha256(a) != content_sha256(a.set_column(0, "x", pa.array([1, None, 3, None, 6])))
+
+
+def test_an_installed_package_records_no_other_repositorys_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed in a virtualenv inside a user's repository, ``git describe`` from site-packages named the user's
+    commit as the code's. The code vendored (tracked) in a larger repository records that repository's commit."""
+    import subprocess
+
+    from serving.offline import training
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", "user.name=u", "-c", "user.email=u@e", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout.strip()
+
+    site = tmp_path / "venv" / "site-packages"
+    (site / "serving" / "offline").mkdir(parents=True)
+    (site / "serving" / "offline" / "training.py").write_text("")  # installed, not tracked
+    vendored = tmp_path / "vendor" / "featurestore"
+    (vendored / "serving" / "offline").mkdir(parents=True)
+    (vendored / "serving" / "offline" / "training.py").write_text("")
+    git("init", "-q")
+    git("add", "vendor")
+    git("commit", "-q", "-m", "x")
+    head = git("rev-parse", "HEAD")
+    found = {}
+    for name, folder in (("site", site), ("vendored", vendored)):
+        monkeypatch.setattr(training, "_REPO", folder)
+        training.code_version.cache_clear()
+        try:
+            found[name] = training.code_version().get("git_commit")
+        finally:
+            training.code_version.cache_clear()
+    assert found["site"] is None
+    assert found["vendored"] is not None and found["vendored"].startswith(head)
