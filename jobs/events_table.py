@@ -116,7 +116,10 @@ def _read_parts(location: str, columns: list[str], catalog: Callable[[], Any]) -
         # Each file as it is stored: a dataset would take the first file's schema for all and cast the others to
         # it (a timestamp in microseconds read as epoch ms, booleans as the strings "true"), or fill a missing
         # column with nulls. An empty schema: finding the files reads none of them, so each error names its file.
-        for fragment in ds.dataset(path, format="parquet", schema=pa.schema([])).get_fragments():
+        # INT96 (Spark's and Hive's legacy timestamp) read in milliseconds, the events' unit: in nanoseconds, Arrow's
+        # default, a time outside 1677-2262 wrapped to another one 584 years away and was counted there.
+        parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(coerce_int96_timestamp_unit="ms"))
+        for fragment in ds.dataset(path, format=parquet, schema=pa.schema([])).get_fragments():
             if path.is_dir():
                 named = f"events table {location!r}, file {str(Path(fragment.path).relative_to(path))!r}"
             try:

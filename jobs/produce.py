@@ -28,7 +28,7 @@ from jobs.registry_client import (
     require_registry,
 )
 from registry.core.arguments import ArgumentParser, whole
-from registry.core.definitions import topic_name
+from registry.core.definitions import source_topic
 from registry.core.errors import FeatureStoreError, SchemaError, StoreUnavailableError
 from registry.core.settings import Settings, settings_for_command
 from registry.core.shown import error_line
@@ -171,15 +171,9 @@ def make_producer(settings: Settings) -> EventProducer:
 def _topic(value: str) -> str:
     """A Kafka topic name short enough for its dead-letter topic (``<topic>.dlq``) to be one too, for argparse."""
     try:
-        topic_name(value)
+        return source_topic(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-    if len(value) > 245:
-        raise argparse.ArgumentTypeError(
-            f"topic {value[:300]!r} is longer than 245 characters: its dead-letter topic <topic>.dlq would pass "
-            "Kafka's 249"
-        )
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

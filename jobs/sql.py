@@ -187,9 +187,12 @@ def _aggregate(d: FeatureDefinition, alias: str | None = None) -> str:
     agg = d.aggregation.function
     if agg == "last":
         # The value of the latest event by event time: the max of "<zero-padded event ms>|<value>".
+        # A double feature's value is written as a double: an Avro float printed as itself ("0.1") would be read
+        # back as another double than the float's own (0.10000000149011612, what min, max and sum give).
         ts = ident(d.source.timestamp_field)
+        value = f"CAST({target} AS DOUBLE)" if sql_type == "DOUBLE" else target
         return (
-            f"MAX(CONCAT(LPAD(CAST({ts} AS STRING), {_LAST_PAD}, '0'), '{LAST_SEPARATOR}', CAST({target} AS STRING)))"
+            f"MAX(CONCAT(LPAD(CAST({ts} AS STRING), {_LAST_PAD}, '0'), '{LAST_SEPARATOR}', CAST({value} AS STRING)))"
             f" AS {ident(alias)}"
         )
     expr = {
@@ -240,6 +243,9 @@ def _nullable(source: Source, field: str) -> bool:
     return isinstance(kind, list) and "null" in kind
 
 
+_KEY_COLUMNS = frozenset({"entity_id", "window_start", "window_end", "revision"})  # aggregate_sql's first columns
+
+
 def aggregate_sql(group: WindowGroup, view: str, time_column: str = "rowtime") -> str:
     """One row per (entity, window) and per update of it: entity_id, window_start, window_end,
     ``revision`` (events in the window: grows with every late update), then one column per feature.
@@ -254,10 +260,12 @@ def aggregate_sql(group: WindowGroup, view: str, time_column: str = "rowtime") -
     may_be_null = [f for f in fields if len(fields) > 1 or _nullable(group.source, f)]
     window, start, end = _group_window(group, time_column)
     # A column per feature, read by position: named by the feature, by name and version where a backfill computes
-    # two versions of one name in the group (two columns of one name: Flink's "Column ... is ambiguous").
+    # two versions of one name in the group or the name is one of the columns before them (two columns of one name:
+    # Flink's "Column ... is ambiguous", in a ranged run's filter on window_start and window_end).
     names = Counter(d.name for d in group.features)
     aggregates = ",\n  ".join(
-        _aggregate(d, d.name if names[d.name] == 1 else f"{d.name}@v{d.version}") for d in group.features
+        _aggregate(d, d.name if names[d.name] == 1 and d.name not in _KEY_COLUMNS else f"{d.name}@v{d.version}")
+        for d in group.features
     )
     return (
         f"SELECT {entity_keys.encode_sql(fields, ident)} AS entity_id, {start} AS window_start, {end} AS window_end,\n"

@@ -360,7 +360,8 @@ def _command(argv: list[str] | None) -> int:
     about.add_argument("--target", help="any target, e.g. subject:card_transactions-value")
     audit.add_argument("--caller", help="a principal")
     audit.add_argument(
-        "--since", help="ISO 8601 time (Z or an offset; none: UTC), inclusive, e.g. 2026-11-30T10:00:00Z"
+        "--since",
+        help="ISO 8601 time (Z or an offset; none: UTC) or epoch milliseconds, inclusive, e.g. 2026-11-30T10:00:00Z",
     )
     audit.add_argument("--limit", type=whole(1), default=1000)
     args = parser.parse_args(argv)

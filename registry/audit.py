@@ -44,10 +44,20 @@ class AuditStore(Protocol):
 
 
 def stored_instant(text: str) -> str:
-    """An ISO 8601 time as the audit log stores its times (UTC, microseconds: sortable as text); a time without
-    a zone is UTC. ValueError naming it if it is not a time."""
+    """An ISO 8601 time, or epoch milliseconds (digits, as every other command's times), as the audit log stores
+    its times (UTC, microseconds: sortable as text); a time without a zone is UTC. ValueError naming it if it is
+    not a time, or has a fraction of a microsecond or an offset's fraction of a second (Python's reader drops them:
+    another instant)."""
+    from registry.core.durations import extended_date, finer_than_microseconds, offset_finer_than_seconds, parse_instant
+
+    if text.isascii() and text.isdigit():
+        return parse_instant(text).astimezone(UTC).isoformat(timespec="microseconds")
+    if finer_than_microseconds(text) or offset_finer_than_seconds(text):
+        raise ValueError(f"{text!r}: a time to the microsecond at most, with an offset to the second at most")
     try:
-        at = datetime.fromisoformat(text.strip())
+        if not extended_date(text):  # basic form: 1796032800000Z read as the year 1796
+            raise ValueError
+        at = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-30T10:00:00Z)") from None
     try:

@@ -106,7 +106,10 @@ class ModelManifest(BaseModel):
 def load_model(path: Path) -> ModelManifest:
     where = shown(path)  # one line, whatever the file's name
     try:
-        return ModelManifest.model_validate(tomllib.loads(read_text_file(path)))  # a FIFO blocked the read for good
+        text = read_text_file(path)  # a FIFO blocked the read for good
+        if text.startswith("\ufeff"):  # invisible in an editor: TOML's "Invalid statement (at line 1, column 1)"
+            raise ValueError("starts with a UTF-8 byte order mark (BOM): save it without one")
+        return ModelManifest.model_validate(tomllib.loads(text))
     except UnicodeDecodeError as exc:
         raise DefinitionError(f"{where}: not a valid model file: not UTF-8 text (byte {exc.start})") from exc
     except ValidationError as exc:

@@ -18,7 +18,6 @@ longer than the topic's retention) is a named failure, ``ArchiveError``, not a s
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from registry.core.arguments import ArgumentParser, kafka_topic, number, whole
+from registry.core.arguments import ArgumentParser, kafka_topic, number, positive_duration, whole
 from registry.core.errors import DecodeError, FeatureStoreError, StoreUnavailableError
 from registry.core.shown import error_line
 from schemas.wire import unframe
@@ -67,9 +66,10 @@ class ArchiveError(FeatureStoreError):
 
 
 def table_name(topic: str) -> str:
-    """The archive table of a topic: the topic made identifier-safe plus a hash of it (``a.b`` and
-    ``a_b`` never share one)."""
-    return f"events_archive_{re.sub(r'[^A-Za-z0-9_]', '_', topic)}_{hashlib.sha256(topic.encode()).hexdigest()[:8]}"
+    """The archive table of a topic: its first 231 characters made identifier-safe (a folder name within 255 bytes),
+    plus a hash of the whole topic (``a.b`` and ``a_b``, or two topics alike in 231 characters, never share one)."""
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", topic)[:231]
+    return f"events_archive_{safe}_{hashlib.sha256(topic.encode()).hexdigest()[:8]}"
 
 
 def ensure_table(catalog: Catalog, namespace: str, topic: str) -> Table:
@@ -506,15 +506,6 @@ class Archiver:
             self._metrics.committed(self._topic, rows.num_rows, offsets)
 
 
-def _duration(text: str) -> timedelta:
-    from registry.core.durations import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def main(argv: list[str] | None = None) -> int:
     from confluent_kafka import Consumer
 
@@ -539,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--retention",
-        type=_duration,
+        type=positive_duration,
         help="delete archived records whose Kafka timestamp is older than this (e.g. 400d; default: keep them)",
     )
     parser.add_argument(

@@ -79,6 +79,14 @@ def duration(raw: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def positive_duration(raw: str) -> timedelta:
+    """``duration`` above 0 (``0s`` is a usage error: a retention of 0, for one, deletes everything held)."""
+    span = duration(raw)
+    if span <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"must be above 0, not {raw!r}")
+    return span
+
+
 def instant(raw: str) -> str:
     """A point in time (``registry.core.durations.instant_ms``: epoch milliseconds in ASCII digits, or ISO-8601
     with a zone, in whole milliseconds); the text itself, checked."""

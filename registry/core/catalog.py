@@ -39,15 +39,17 @@ Held = Callable[[FeatureDefinition], bool]
 def _merge(defaults: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str, Any]:
     """A feature's table over ``[defaults]``: tables merge key by key (a feature's ``window = { size = "2h" }``
     keeps the default's kind and slide), except a ``window`` of another ``kind`` than the default's, which replaces
-    the default's whole (a session window takes none of a sliding default's size and slide); a default that names
-    no kind merges key by key whatever kind the feature names."""
+    the default's whole (a session window takes none of a sliding default's size and slide), and an ``aggregation``
+    ``count`` without a ``field``, which takes no default ``field`` (TOML has no null to clear it; ``count`` takes
+    none); a default that names no kind merges key by key whatever kind the feature names."""
     merged = dict(defaults)
     for key, value in feature.items():
         default = merged.get(key)
         if isinstance(value, Mapping) and isinstance(default, Mapping):
             # A default without a kind is of no other kind: a feature naming one keeps its size and slide.
             other_kind = key == "window" and "kind" in default and "kind" in value and value["kind"] != default["kind"]
-            merged[key] = dict(value) if other_kind else {**default, **value}
+            counted = key == "aggregation" and value.get("function") == "count" and "field" not in value
+            merged[key] = dict(value) if other_kind or counted else {**default, **value}
         else:
             merged[key] = value
     return merged
@@ -105,6 +107,8 @@ def _read(path: Path) -> tuple[dict[str, Any], str]:
     """A definitions file's TOML document and its text."""
     try:
         text = read_text_file(path)  # a FIFO named *.toml blocked the read for good
+        if text.startswith("\ufeff"):  # invisible in an editor: TOML's "Invalid statement (at line 1, column 1)"
+            raise DefinitionError(f"{shown(path)}: starts with a UTF-8 byte order mark (BOM): save it without one")
         doc = tomllib.loads(text)
     except UnicodeDecodeError as exc:
         raise DefinitionError(f"{shown(path)}: cannot read definitions: not UTF-8 text (byte {exc.start})") from exc
@@ -183,7 +187,8 @@ def _files(folder: Path) -> list[Path]:
     try:
         if not folder.is_dir():
             raise DefinitionError(f"{where}: not a folder of definition files (*.toml)")
-        return sorted(folder.glob("*.toml"))
+        # Not hidden ones (".x.toml", an editor's lock ".#x.toml" or backup), which glob matches and a shell does not.
+        return sorted(p for p in folder.glob("*.toml") if not p.name.startswith("."))
     except OSError as exc:  # e.g. a name too long
         raise DefinitionError(f"{where}: cannot list definition files: {exc.strerror or exc}") from None
 

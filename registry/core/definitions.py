@@ -24,10 +24,11 @@ from pydantic import (
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
+    field_validator,
     model_validator,
 )
 
-from registry.core.durations import Duration, format_duration
+from registry.core.durations import Duration, calendar_date, format_duration
 from registry.core.entity_keys import MAX_KEY_FIELDS
 from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.value_types import SPECS, ValueType
@@ -47,6 +48,18 @@ def topic_name(value: str) -> str:
     """``value`` if it is a Kafka topic name, else ValueError naming it."""
     if not _TOPIC.fullmatch(value) or value in (".", ".."):
         raise ValueError(f"topic {value[:300]!r} is not a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)")
+    return value
+
+
+def source_topic(value: str) -> str:
+    """``topic_name``, and short enough (245 characters at most) for the job's dead-letter topic ``<topic>.dlq`` to be
+    a Kafka topic name too: a longer one registered, then the job could never start."""
+    topic_name(value)
+    if len(value) > 245:
+        raise ValueError(
+            f"topic {value[:300]!r} is longer than 245 characters: its dead-letter topic <topic>.dlq would pass "
+            "Kafka's 249"
+        )
     return value
 
 
@@ -158,6 +171,9 @@ def _at_most(high: int, what: str) -> WrapValidator:
 
 
 Version = Annotated[int, Field(strict=True, ge=1, le=MAX_VERSION)]  # no bool, "7" or 7.0
+
+
+CalendarDate = Annotated[date, BeforeValidator(calendar_date)]  # a TOML date or YYYY-MM-DD, nothing else
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 Prose = Annotated[str, AfterValidator(_prose)]
 TopicName = Annotated[str, AfterValidator(topic_name)]
@@ -184,7 +200,7 @@ class _Frozen(BaseModel):
 class Source(_Frozen):
     """Where a feature's events come from and how their time and entity key are read."""
 
-    topic: TopicName = Field(description="Kafka topic: 1-249 of A-Z a-z 0-9 . _ -")
+    topic: TopicName = Field(description="Kafka topic: 1-245 of A-Z a-z 0-9 . _ - (room for its `.dlq`)")
     event_schema: str = Field(pattern=NAME_PATTERN, description="reader schema: schemas/<event_schema>.avsc")
     subject: SubjectName = Field(description="schema-registry subject of the event schema")
     entity_key: Annotated[FieldName | tuple[FieldName, ...], BeforeValidator(_entity_key)] = Field(
@@ -199,6 +215,12 @@ class Source(_Frozen):
     idle_timeout: Duration = Field(
         default=timedelta(seconds=30), description="a partition silent this long stops holding the watermark back"
     )
+
+    @field_validator("topic")
+    @classmethod
+    def _dead_letter_room(cls, topic: str, info: ValidationInfo) -> str:
+        # a bound added after versions were registered: theirs still load
+        return topic if info.context == STORED else source_topic(topic)
 
     @model_validator(mode="after")
     def _key(self) -> Source:
@@ -320,7 +342,7 @@ class FeatureDefinition(_Frozen):
     offline_retention: Duration = timedelta(days=3 * 365)
     sensitivity: Literal["public", "internal", "confidential", "restricted"] = "internal"
     status: Literal["active", "deprecated"] = "active"
-    deprecated_after: date | None = None
+    deprecated_after: CalendarDate | None = None
     aliases: tuple[str, ...] = Field(default=(), description="former names that still resolve (renames)")
 
     @model_validator(mode="after")
@@ -518,6 +540,12 @@ def event_schema_problems(d: FeatureDefinition) -> list[str]:
     for where, field in named:
         if field not in fields:
             problems.append(f"{where}: {d.source.event_schema!r} has no field {field!r}")
+    # Ids are the key's text: Flink spells a double 7.0 "7.0" and a boolean "TRUE", labels' columns "7" and "true".
+    problems.extend(
+        f"source.entity_key: field {f!r} is {fields[f]}; a key field is a string, int or long"
+        for f in d.source.key_fields
+        if fields.get(f, "string") not in ("string", "int", "long")
+    )
     if d.source.timestamp_field in fields and fields[d.source.timestamp_field] != "long":
         problems.append(
             f"source.timestamp_field: {d.source.timestamp_field!r} is {fields[d.source.timestamp_field]}, not epoch "

@@ -43,7 +43,8 @@ def read_text_file(path: Path) -> str:
     if not stat.S_ISREG(mode):
         kind = "a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
         raise OSError(kind)  # the caller names the file
-    return path.read_text(encoding="utf-8")
+    with path.open(encoding="utf-8", newline="") as f:  # as stored: a bare carriage return is not made a newline
+        return f.read()
 
 
 def open_regular(path: Path, mode: str) -> IO[Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
@@ -98,6 +98,15 @@ def offset_finer_than_seconds(text: str) -> bool:
     return match is not None and match.group(1).strip("0") != ""
 
 
+_EXTENDED_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?![0-9])")
+
+
+def extended_date(text: str) -> bool:
+    """Whether the time ``text`` begins with its date as ``YYYY-MM-DD``. Python also reads ISO's basic form, so
+    epoch milliseconds with anything after them (``1796032800000Z``, ``1796032800000.5``) were the year 1796."""
+    return _EXTENDED_DATE.match(text) is not None
+
+
 def parse_instant(text: str) -> datetime:
     """A point in time as a command line gives it: epoch milliseconds (digits), or ISO-8601 with a zone
     (``Z`` or an offset); an aware datetime. ValueError naming the input otherwise (the caller adds the flag)."""
@@ -110,9 +119,13 @@ def parse_instant(text: str) -> datetime:
         except OverflowError:
             raise ValueError(f"{text!r} epoch milliseconds is past the year 9999") from None
     try:
+        if not extended_date(text):
+            raise ValueError
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{text!r} is neither an ISO-8601 time nor epoch milliseconds") from None
+        raise ValueError(
+            f"{text!r} is neither an ISO-8601 time nor epoch milliseconds (e.g. 2024-05-01T00:00:00Z, 1714521600000)"
+        ) from None
     if finer_than_microseconds(text):
         raise ValueError(f"{text!r}: a fraction of a microsecond is not a time this reads (give whole milliseconds)")
     if offset_finer_than_seconds(text):
@@ -129,3 +142,17 @@ def instant_ms(text: str) -> int:
     if rest:
         raise ValueError(f"{text!r}: give a whole millisecond (event times are epoch milliseconds)")
     return int(ms)
+
+
+def calendar_date(value: object) -> object:
+    """A date as TOML writes one, or its ``YYYY-MM-DD`` text (JSON): not a number (pydantic took 0 as 1970-01-01)
+    nor a date-time (whose day depends on its offset), nor the other forms ``date.fromisoformat`` reads."""
+    if type(value) is date:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    shown = value.isoformat() if isinstance(value, date) else repr(value)  # a TOML date-time as TOML writes it
+    raise ValueError(f"must be a date, YYYY-MM-DD, not {shown}")

@@ -63,10 +63,9 @@ def decode(entity_id: str, arity: int) -> tuple[str, ...]:
 def encode_arrays(columns: Sequence[pa.Array | pa.ChunkedArray]) -> pa.Array | pa.ChunkedArray:
     """``encode`` over aligned columns (any types castable to string): one ``entity_id`` per row, null where
     any component is null."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    strings = [c.cast(pa.string()) for c in columns]
+    strings = [_key_text(c) for c in columns]
     if len(strings) == 1:
         return strings[0]
     escaped = [
@@ -74,6 +73,37 @@ def encode_arrays(columns: Sequence[pa.Array | pa.ChunkedArray]) -> pa.Array | p
         for s in strings
     ]
     return pc.binary_join_element_wise(*escaped, SEPARATOR, null_handling="emit_null")
+
+
+def _key_text(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A key column as the job spells its values (Flink's ``CAST(... AS STRING)`` of a string, int or long field).
+    A floating-point or decimal column's whole values are the integers they are: Arrow writes 12345678901.0 as
+    ``1.2345678901e+10``, -0.0 as ``-0`` and a decimal 7.00 as ``7.00``, none of them a stored id (pandas makes an
+    integer id column with a missing value float64); a NaN or an infinity is null; other values keep Arrow's text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if pa.types.is_decimal(kind) and kind.scale < 0:  # 7E+2 (no floor in Arrow): a whole number, written out
+        kind = pa.decimal128(38, 0) if pa.types.is_decimal128(kind) else pa.decimal256(76, 0)
+    elif pa.types.is_floating(kind):
+        kind = pa.float64()  # half floats have no floor in Arrow; every one is a double
+    elif not pa.types.is_decimal(kind):
+        return column.cast(pa.string())
+    values = column.cast(kind)
+    if pa.types.is_floating(kind):  # a NaN or an infinity is no id: null, as a missing value (pandas' NaN is one)
+        values = pc.if_else(pc.is_finite(values), values, pa.scalar(None, kind))
+        floor = pc.floor(values)
+        within = pc.and_(pc.greater_equal(values, -(2.0**63)), pc.less(values, 2.0**63))
+        whole = pc.and_(pc.equal(floor, values), within)
+        integers = pc.cast(pc.if_else(whole, values, pa.scalar(0, kind)), pa.int64(), safe=False)
+    else:  # whole, and within int64: the integer read back is the same number
+        floor = pc.floor(values)
+        wide = pa.decimal128(38, 0) if pa.types.is_decimal128(kind) else pa.decimal256(76, 0)
+        units = pc.cast(floor, wide)
+        integers = pc.cast(units, pa.int64(), safe=False)
+        whole = pc.and_(pc.equal(floor, values), pc.equal(pc.cast(integers, wide), units))
+    return pc.if_else(whole, integers.cast(pa.string()), values.cast(pa.string()))
 
 
 def decode_arrays(entity_ids: pa.Array, arity: int) -> list[pa.Array]:

@@ -59,11 +59,15 @@ def _full(short: str, space: str | None) -> str:
     return f"{space}.{short}" if space else short
 
 
+# Avro's ``Schema.Type`` names: ``Name.shouldWriteFull`` writes the full name of a type named like one of them.
+_TYPE_NAMES = PRIMITIVES | {"record", "enum", "array", "map", "union", "fixed"}
+
+
 def _qualified(full: str, space: str | None) -> str:
-    """Avro's ``Name.getQualified(space)``: the short name within its own namespace (unless it is a primitive's
-    name, as ``a.int``), else the full name."""
+    """Avro's ``Name.getQualified(space)``: the short name within its own namespace (unless it is a type's name,
+    as ``a.int`` or ``x.record``), else the full name."""
     short, own = _split(full, None)
-    return short if (own is None or own == space) and short not in PRIMITIVES else full
+    return short if (own is None or own == space) and short not in _TYPE_NAMES else full
 
 
 def _named_types(node: Any, space: str | None) -> Iterator[tuple[str, dict[str, Any], str | None]]:
@@ -103,7 +107,7 @@ class _Writer:
     def reference(self, name: str, space: str | None) -> str:
         """A named type met again: resolved as Avro's ``Names.get`` does (the enclosing namespace first)."""
         if "." not in name and space is not None and _full(name, space) in self.declared:
-            return name
+            return _qualified(_full(name, space), space)  # "record" in namespace x is written "x.record", as in full
         if name not in self.declared:
             # not written yet (used before its definition, or defined inside a type written later): written in
             # full here, as Avro writes a type where it first meets it, and by name at its definition

@@ -68,7 +68,9 @@ DROP TABLE schemas;
 ALTER TABLE schemas_with_refs RENAME TO schemas
 """
 
-CANONICAL_TEXTS = 1  # PRAGMA user_version from which every stored text is Avro's own (``canonical``)
+# PRAGMA user_version from which every stored text is Avro's own (``canonical``); 2: a type named like one of Avro's
+# types (``record``, ``map``, ...) written by its full name, as Avro's Java library writes it.
+CANONICAL_TEXTS = 2
 
 VersionRow = tuple[int, str, int, tuple[SchemaReference, ...], bool]
 """(version, schema text, id, references, soft-deleted) of one subject version."""

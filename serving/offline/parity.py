@@ -157,7 +157,17 @@ def _same(online: Any, offline: Any) -> bool:
         return True  # JSON spells no NaN or infinity: the log holds such a served double as null
     if isinstance(online, bool) or isinstance(offline, bool):
         return online is offline
+    if isinstance(online, float) and isinstance(offline, float):  # -0.0 is not 0.0: exact, the sign included
+        return online == offline and math.copysign(1.0, online) == math.copysign(1.0, offline)
     return bool(online == offline)
+
+
+def _example_value(value: Any) -> Any:
+    """A value as an example shows it: a NaN or an infinity as the text JSON has no number for (``"NaN"``,
+    ``"Infinity"``, ``"-Infinity"``), not as null, which reads as no value at all."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    return value
 
 
 def parity_report(
@@ -226,8 +236,8 @@ def parity_report(
                         "kind": kind,
                         "entity_id": ids[i],
                         "feature_timestamp": iso_us(int(times_us[i])),
-                        "online": online,
-                        "offline": held,
+                        "online": _example_value(online),
+                        "offline": _example_value(held),
                     }
                 )
         report.mismatch_ratio = report.mismatched / report.checked

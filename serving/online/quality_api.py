@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from registry.access import Access
 from registry.core.definitions import FeatureDefinition
-from registry.core.durations import finer_than_microseconds, offset_finer_than_seconds
+from registry.core.durations import extended_date, finer_than_microseconds, offset_finer_than_seconds
 from registry.core.errors import ForbiddenError
 from registry.live import LiveCatalog
 from registry.quality import QualityStore, iso
@@ -39,6 +39,8 @@ def _instant(name: str, text: str | None, default: datetime) -> datetime:
     if text is None:
         return default
     try:
+        if not extended_date(text):  # Python reads ISO's basic form too: 1796032800000Z was the year 1796
+            raise ValueError(text)
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name}: not an ISO-8601 instant: {text!r}") from exc

@@ -50,3 +50,21 @@ def test_an_int_event_time_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     """§4: `timestamp_field` (a long)."""
     problems = _problems(tmp_path, monkeypatch, {"name": "ts", "type": "int"}, timestamp_field="ts")
     assert problems == ["source.timestamp_field: 'ts' is int, not epoch milliseconds (long)"]
+
+
+@pytest.mark.parametrize("avro_type", ["float", "double", "boolean", ["null", "double"]])
+def test_a_key_field_that_is_not_a_string_or_an_integer_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, avro_type: Any
+) -> None:
+    """Flink spells a double key 7.0 "7.0" and a boolean "TRUE"; a label column of 7.0 is "7", of true "true": the
+    training join matched none of such a feature's rows, and the API answered only the job's spelling."""
+    problems = _problems(tmp_path, monkeypatch, {"name": "k", "type": avro_type}, entity_key="k")
+    assert len(problems) == 1 and problems[0].startswith("source.entity_key: field 'k' is "), problems
+    assert problems[0].endswith("; a key field is a string, int or long")
+
+
+@pytest.mark.parametrize("avro_type", ["int", "long", "string", ["null", "long"]])
+def test_string_and_integer_key_fields_are_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, avro_type: Any
+) -> None:
+    assert _problems(tmp_path, monkeypatch, {"name": "k", "type": avro_type}, entity_key="k") == []

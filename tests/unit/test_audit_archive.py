@@ -189,3 +189,16 @@ def test_a_gap_while_a_batch_waits_keeps_the_batch_and_names_only_what_is_lost(
     with pytest.raises(archive.ArchiveError, match=r"^'t' partition 0: offsets 2\.\.9 are neither archived"):
         archiver.run()
     assert kept == [(2, {0: 2})]
+
+
+def test_an_archive_table_name_fits_a_file_name_for_every_kafka_topic() -> None:
+    """A topic of 232 characters or more gave a table name past 255 bytes: the archiver's first append failed with
+    ``OSError: File name too long`` (a traceback). Names of shorter topics are what they were."""
+    import hashlib
+
+    assert archive.table_name("card_transactions") == (
+        f"events_archive_card_transactions_{hashlib.sha256(b'card_transactions').hexdigest()[:8]}"
+    )
+    assert len(archive.table_name("t" * 231)) == 255
+    longest, other = "t" * 249, "t" * 248 + "u"
+    assert len(archive.table_name(longest)) == 255 and archive.table_name(longest) != archive.table_name(other)

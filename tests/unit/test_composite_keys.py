@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
@@ -437,3 +438,26 @@ def test_the_documented_bounds(
     for length, status in ((256, 200), (257, 400)):
         r = client.get("/v1/features/user_merchant", params={"user_id": "u" * length, "merchant_id": "m"})
         assert r.status_code == status, length
+
+
+def test_floating_point_and_decimal_label_columns_give_the_integers_they_hold() -> None:
+    """The job spells a long key 12345678901 as Flink's CAST gives it; Arrow's cast of the same id in a float64
+    column (pandas' integer column with a missing value) gave ``1.2345678901e+10``, -0.0 gave ``-0`` and a decimal
+    7.00 ``7.00``: the join matched none of their rows and said nothing."""
+    from decimal import Decimal
+
+    floats = pa.array([12345678901.0, -0.0, 7.5, None, float("nan"), float("inf"), 3.0])
+    assert entity_keys.encode_arrays([floats]).to_pylist() == ["12345678901", "0", "7.5", None, None, None, "3"]
+    decimals = pa.array([Decimal("7.00"), Decimal("7.50"), Decimal("-3.00"), None], pa.decimal128(5, 2))
+    assert entity_keys.encode_arrays([decimals]).to_pylist() == ["7", "7.50", "-3", None]
+    huge = pa.array([Decimal(2**63), Decimal(2**63 - 1)], pa.decimal128(38, 0))
+    assert entity_keys.encode_arrays([huge]).to_pylist() == [str(2**63), str(2**63 - 1)]
+    pair = [pa.chunked_array([[12345678901.0], [123.0]]), pa.array([7.0, 7.0], pa.float32())]
+    assert entity_keys.encode_arrays(pair).to_pylist() == ["12345678901|7", "123|7"]
+    assert entity_keys.encode_arrays([pa.array([12345678901, 123])]).to_pylist() == ["12345678901", "123"]
+    # types Arrow cannot floor, and int64's own ends
+    halves = pa.array(np.array([7.0, 7.5], np.float16))
+    assert entity_keys.encode_arrays([halves]).to_pylist() == ["7", "7.5"]
+    assert entity_keys.encode_arrays([pa.array([Decimal("7E+2")], pa.decimal128(5, -2))]).to_pylist() == ["700"]
+    ends = pa.array([-(2.0**63), 2.0**63])
+    assert entity_keys.encode_arrays([ends]).to_pylist() == [str(-(2**63)), "9.223372036854776e+18"]

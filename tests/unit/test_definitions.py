@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,21 @@ def test_valid_shapes(overrides: dict[str, Any], make_definition: MakeDef) -> No
         ({"name": "a" * 64}, "name\n  String should match pattern"),
         ({"entity": "User"}, "entity\n  String should match pattern"),
         ({"status": "deprecated"}, "Value error, a deprecated feature needs `deprecated_after`"),
+        # pydantic took a number as epoch seconds (0: 1970-01-01) and a date-time as its own day, whatever its offset
+        (
+            {"status": "deprecated", "deprecated_after": 0},
+            "deprecated_after\n  Value error, must be a date, YYYY-MM-DD",
+        ),
+        (
+            {"status": "deprecated", "deprecated_after": "2026-01-01T00:00:00+05:00"},
+            "deprecated_after\n  Value error, must be a date, YYYY-MM-DD, not '2026-01-01T00:00:00+05:00'",
+        ),
+        (
+            {"status": "deprecated", "deprecated_after": datetime(2026, 1, 1, tzinfo=UTC)},
+            "deprecated_after\n  Value error, must be a date, YYYY-MM-DD",
+        ),
+        ({"status": "deprecated", "deprecated_after": "20260101"}, "deprecated_after\n  Value error, must be a date"),
+        ({"status": "deprecated", "deprecated_after": "2026-02-30"}, "deprecated_after\n  Value error, must be a date"),
         ({"ttl": "0s"}, "`ttl` and `freshness_slo` must be positive"),
         ({"freshness_slo": "0ms"}, "`ttl` and `freshness_slo` must be positive"),
         ({"offline_retention": "0s"}, "`offline_retention` must be positive"),
@@ -302,6 +317,8 @@ def test_transform_hash_ignores_metadata(overrides: dict[str, Any], make_definit
     [
         ({"source.topic": "tnl\n"}, "topic 'tnl\\n' is not a Kafka topic name"),
         ({"source.topic": "t" * 249 + "\n"}, "is not a Kafka topic name"),
+        # Kafka takes 249, but the job's dead-letter topic <topic>.dlq would not be one: the job could never start
+        ({"source.topic": "t" * 246}, "is longer than 245 characters: its dead-letter topic <topic>.dlq"),
         ({"source.subject": "s\n"}, "subject 's\\n' must be"),
         ({"source.entity_key": "user_id\n"}, "'user_id\\n' is not an event field name"),
         ({"source.entity_key": ["user_id", "merchant_id\n"]}, "'merchant_id\\n' is not an event field name"),
@@ -351,3 +368,20 @@ def test_descriptions_keep_newlines_and_tabs_only(make_definition: MakeDef) -> N
 def test_version_is_a_strict_integer(version: object, make_definition_dict: Callable[..., dict[str, Any]]) -> None:
     with pytest.raises(ValidationError, match="version\n  Input should be a valid integer"):
         FeatureDefinition.model_validate(make_definition_dict(version=version))
+
+
+def test_a_source_topic_of_245_characters_is_taken(make_definition_dict: Callable[..., dict[str, Any]]) -> None:
+    assert (
+        FeatureDefinition.model_validate(make_definition_dict(**{"source.topic": "t" * 245})).source.topic == "t" * 245
+    )
+
+
+def test_a_stored_version_with_a_longer_topic_still_loads(make_definition_dict: Callable[..., dict[str, Any]]) -> None:
+    """The 245-character bound came after versions were registered: a stored one of 249 must not make the whole
+    catalog unreadable (every command loads it), as other bounds added later do not."""
+    import json
+
+    from registry.definition_store import stored_definition
+
+    spec = json.dumps(make_definition_dict(**{"source.topic": "t" * 249}), default=str)
+    assert stored_definition(spec).source.topic == "t" * 249

@@ -191,3 +191,18 @@ def test_an_offset_with_a_fraction_of_a_second_is_refused_by_the_command_lines(t
     else:
         offset = parse_instant(text).utcoffset()
         assert offset is not None and offset.total_seconds() == offset_s
+
+
+@pytest.mark.parametrize(
+    "text", ["1796032800000Z", "1796032800000.5", "1796032800000,5", "20240501T000000Z", "2024-5-01T00:00Z"]
+)
+def test_a_time_is_epoch_milliseconds_or_an_iso_time_with_its_date_written_out(text: str) -> None:
+    """Python reads ISO's basic form too: epoch milliseconds with a zone or a fraction after them were taken as the
+    year 1796 (``17960328``...), a time 230 years from the one meant, by every command's --since, --until, --as-of."""
+    from registry.audit import stored_instant
+    from registry.core.durations import parse_instant
+
+    with pytest.raises(ValueError, match="neither an ISO-8601 time nor epoch milliseconds"):
+        parse_instant(text)
+    with pytest.raises(ValueError, match="not an ISO 8601 time"):
+        stored_instant(text)

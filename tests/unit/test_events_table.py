@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -422,3 +423,43 @@ def test_archive_rows_keep_each_record_as_it_came() -> None:
         (0, 1, None, None),
     ]
     assert [int(r["kafka_timestamp"].timestamp() * 1000) for r in got] == [1234, 5, 0]
+
+
+def _int96_events(tmp_path: Path, day: date) -> Path:
+    """A one-event file whose event_time is INT96 (Spark's legacy type) at ``day`` 00:00:00.123456789: written at a
+    day Arrow holds in nanoseconds, then its Julian day patched (Arrow cannot write a time outside 1677-2262)."""
+    import struct
+
+    written = date(2024, 5, 1)
+    ns = (written - date(1970, 1, 1)).days * 86_400 * 10**9 + 123_456_789
+    pq.write_table(
+        _events(1, event_time=pa.array([ns], pa.timestamp("ns"))),
+        tmp_path / "w.parquet",
+        use_deprecated_int96_timestamps=True,
+        use_dictionary=False,
+        compression="NONE",
+    )
+    raw = bytearray((tmp_path / "w.parquet").read_bytes())
+    stored = struct.pack("<q", 123_456_789) + struct.pack("<i", 2_460_432)  # nanoseconds of the day, Julian day
+    assert raw.count(stored) >= 1
+    patched = bytes(raw).replace(stored, stored[:8] + struct.pack("<i", 2_460_432 + (day - written).days))
+    (tmp_path / "e.parquet").write_bytes(patched)
+    return tmp_path / "e.parquet"
+
+
+@pytest.mark.parametrize(
+    ("day", "valid_ms", "reason"),
+    [
+        (date(2024, 5, 1), 1_714_521_600_123, None),  # floored to the millisecond
+        (date(2600, 5, 1), None, "future_timestamp"),  # was a valid event at 2015-10-11 (wrapped 584 years)
+        (date(1400, 1, 1), None, "bad_timestamp"),  # was a valid event at 1984-07-21
+    ],
+)
+def test_an_int96_event_time_is_read_as_its_own_time(
+    tmp_path: Path, day: date, valid_ms: int | None, reason: str | None
+) -> None:
+    events = read_events(str(_int96_events(tmp_path, day)), SOURCE, _no_catalog, now_ms=NOW_MS)
+    assert events.valid.column("event_time").to_pylist() == ([] if valid_ms is None else [valid_ms])
+    assert (events.rejected.column("reason").to_pylist() if events.rejected.num_rows else []) == (
+        [] if reason is None else [reason]
+    )

@@ -306,3 +306,15 @@ def test_cli_gate_on_a_model_file_that_is_not_utf8_is_one_error_line(
     with pytest.raises(Exception, match="not UTF-8 text") as raised:
         load_model(model)
     assert type(raised.value).__name__ == "DefinitionError"
+
+
+def test_cli_gate_on_a_model_file_with_a_byte_order_mark_says_so(
+    store: DefinitionStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TOML's answer was "Invalid statement (at line 1, column 1)", about a character no editor shows."""
+    model = tmp_path / "m.toml"
+    model.write_bytes('\ufeffmodel = "fraud"\nfeatures = []\n'.encode())
+    assert cli.main(["--db", str(tmp_path / "d.db"), "gate", str(model), "--no-schema-check"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {model}: not a valid model file: starts with a UTF-8 byte order mark (BOM): save it without one\n"
+    )

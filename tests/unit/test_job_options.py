@@ -128,6 +128,14 @@ def test_the_archive_retention_is_a_duration_with_nothing_around_it(
     assert "argument --retention" in _refused(archive.main, ["--topic", "t", "--retention", raw], capsys)
 
 
+@pytest.mark.parametrize("raw", ["0s", "0ms", "0d"])
+def test_the_archive_retention_is_above_zero(raw: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """0 was taken, and the archiver's first round deleted every record it held (backfills' history)."""
+    assert "argument --retention: must be above 0" in _refused(
+        archive.main, ["--topic", "t", "--retention", raw], capsys
+    )
+
+
 @pytest.mark.parametrize("raw", ["", " ", "a\x00b"])
 def test_follow_refuses_a_group_id_prefix_no_job_could_take(raw: str, capsys: pytest.CaptureFixture[str]) -> None:
     from jobs import follow

@@ -69,3 +69,38 @@ def test_a_log_row_that_is_not_json_is_compared_not_a_traceback(
     (parity,) = report.features
     assert (parity.checked, parity.mismatched, parity.missing_offline) == (3, 1, 0)
     assert [(e["entity_id"], e["online"], e["offline"]) for e in parity.examples] == [("text", "no json", 1.0)]
+
+
+def test_minus_zero_is_not_zero_and_examples_name_non_finite_values(
+    tmp_path: Path, shipped_catalog: FeatureCatalog
+) -> None:
+    """ "Exact comparison": 0.0 served where the table holds -0.0 was a match. And an example of a mismatch
+    against an infinity or a NaN showed it as null (orjson writes them so), which reads as no offline value."""
+    import orjson
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
+    offline = ensure_table(catalog, "ns")
+    total = shipped_catalog.get("user", "txn_amount_sum_1h")
+    writer = OfflineWriter(offline)
+    stored = {"minus": -0.0, "plus": 0.0, "same": -0.0, "inf": float("inf"), "nan": float("nan")}
+    for entity, value in stored.items():
+        writer.add(FeatureRow.of(total, entity, value, END - 60 * MIN, END))
+    writer.flush()
+    log = ensure_log_table(catalog, "ns")
+    batch = Batch.empty()
+    served = {"minus": 0.0, "plus": -0.0, "same": -0.0, "inf": 5.0, "nan": 5.0}
+    for offset, (entity, value) in enumerate(served.items()):
+        batch.add(_record(entity, ["txn_amount_sum_1h"], [1], [value], [END], ["present"]), "t", 0, offset)
+    log.append(batch.to_arrow())
+    report = parity_report(
+        log, catalog.load_table("ns.offline_feature_values"), shipped_catalog, SERVED * 1000, SERVED * 1000 + 1
+    )
+    (parity,) = report.features
+    assert (parity.checked, parity.mismatched, parity.missing_offline) == (5, 4, 0)
+    examples = orjson.loads(report.to_json())["features"][0]["examples"]
+    assert sorted((e["entity_id"], e["online"], e["offline"]) for e in examples) == [
+        ("inf", 5.0, "Infinity"),
+        ("minus", 0.0, -0.0),
+        ("nan", 5.0, "NaN"),
+        ("plus", -0.0, 0.0),
+    ]

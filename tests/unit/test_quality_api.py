@@ -106,6 +106,8 @@ def test_the_default_span_is_the_24_hours_before_now(client: TestClient) -> None
         ("/v1/quality/user/no_such_feature", 404, "no_such_feature"),
         ("/v1/quality/merchant/txn_count_1h", 404, "merchant"),
         ("/v1/quality/user/txn_count_1h?since=yesterday", 400, "since: not an ISO-8601 instant"),
+        # ISO's basic form, as Python reads it: epoch milliseconds and a zone were the year 1796
+        ("/v1/quality/user/txn_count_1h?since=1796032800000Z", 400, "since: not an ISO-8601 instant"),
         ("/v1/quality/user/txn_count_1h?since=2026-11-30T10:00:00", 400, "since: give a UTC offset"),
         ("/v1/quality/user/txn_count_1h?since=2026-11-30T10:00:00Z&until=2026-11-30T10:00:00Z", 400, "before until"),
         ("/v1/quality/user/txn_count_1h?version=x", 400, "version"),

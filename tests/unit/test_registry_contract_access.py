@@ -30,6 +30,39 @@ def test_audit_since_outside_years_1_to_9999_in_utc_is_one_error_line(
     assert err == f"error: ISO 8601 time {since!r} is outside years 1-9999 once in UTC\n"
 
 
+def _audit_since(db: Path, since: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], str]:
+    AccessStore(db).record([AuditRecord("q", "t", "read_features", "user/x@1", 200, at="2026-11-30T10:00:00.000000Z")])
+    code = access.main(["--db", str(db), "audit", "--since", since])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line)["principal"] for line in out.splitlines()], err
+
+
+@pytest.mark.parametrize(
+    "since", ["2026-11-30T10:00:00.0000009Z", "2026-11-30T10:00:00-00:00:00.5", " 2026-11-30T10:00:00Z"]
+)
+def test_audit_since_is_refused_where_python_would_read_another_instant(
+    db: Path, capsys: pytest.CaptureFixture[str], since: str
+) -> None:
+    """Sub-microsecond digits and an offset's fraction were dropped (the record at 10:00:00 was shown for a time
+    after it), and white space around a time was taken; every other command refuses them."""
+    code, shown_for, err = _audit_since(db, since, capsys)
+    assert (code, shown_for) == (1, []) and err.startswith("error: ") and len(err.splitlines()) == 1, err
+
+
+def test_audit_since_in_digits_is_epoch_milliseconds_as_for_every_other_command(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``20261130`` was midnight of 2026-11-30 here and 1970-01-01T05:37:41.130Z in every other command."""
+    for since, shown in (
+        ("1796032800001", False),  # 2026-11-30T10:00:00.001Z: after the record
+        ("1796032800000", True),  # at it: inclusive
+        ("2026-11-30T10:00:00.000000000Z", True),  # zero digits past the microsecond
+        ("20261130", True),
+    ):
+        code, shown_for, _ = _audit_since(db, since, capsys)
+        assert (code, "q" in shown_for) == (0, shown), since
+
+
 def test_create_token_with_an_empty_team_is_refused(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--team ""` issued a token acting for the principal's team (the empty value read as "not given")."""
     assert access.main(["--db", str(db), "create-token", "--principal", "svc", "--team", ""]) == 1

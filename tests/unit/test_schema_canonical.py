@@ -49,6 +49,14 @@ EXAMPLES = [
         '{"type":"fixed","name":"F","size":16,"logicalType":"decimal","precision":4,"scale":2}',
         '{"type":"fixed","name":"F","size":16,"logicalType":"decimal","precision":4,"scale":2}',
     ),
+    (  # a type named like one of Avro's types is written by its full name in its own namespace too (Java's Name)
+        '{"type":"record","name":"R","namespace":"x","fields":[{"name":"f","type":{"type":"record","name":"record",'
+        '"fields":[]}},{"name":"g","type":"x.record"},{"name":"h","type":{"type":"fixed","name":"map","size":1}},'
+        '{"name":"i","type":"x.map"}]}',
+        '{"type":"record","name":"R","namespace":"x","fields":[{"name":"f","type":{"type":"record","name":"record",'
+        '"fields":[]}},{"name":"g","type":"x.record"},{"name":"h","type":{"type":"fixed","name":"map","size":1}},'
+        '{"name":"i","type":"x.map"}]}',
+    ),
 ]
 
 
@@ -68,6 +76,34 @@ def test_equivalent_spellings_are_one_schema_with_one_id(tmp_path: Path) -> None
         '{"type":"record","name":"R","namespace":"a.b","fields":[{"name":"x","type":"string"}]}'
     )
     assert store.register("c", '{"type":"string"}').id == store.register("d", '"string"').id
+    # a type named like one of Avro's, referred to by its short name or its full one: one text (Java's), one id
+    named = '{"type":"record","name":"R","namespace":"x","fields":[{"name":"f","type":{"type":"fixed","name":"map","size":1}},'
+    short, full = (
+        store.register(s, named + f'{{"name":"g","type":"{t}"}}]}}') for s, t in (("e", "map"), ("f", "x.map"))
+    )
+    assert short.id == full.id
+    assert store.by_id(short.id).endswith('{"name":"g","type":"x.map"}]}')
+
+
+def test_a_store_of_texts_written_before_type_names_were_qualified_is_rewritten(tmp_path: Path) -> None:
+    """A text stored with a type named ``record`` referred to by its short name (the registry wrote it so): the
+    same schema registered again after the change found no text of its own and took a new id."""
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    schema = (
+        '{"type":"record","name":"R","namespace":"x","fields":[{"name":"f","type":{"type":"record","name":"record",'
+        '"fields":[]}},{"name":"g","type":"x.record"}]}'
+    )
+    registered = SchemaStore(path).register("s", schema)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE schemas SET normalized = ? WHERE id = ?", (schema.replace('"x.record"', '"record"'), registered.id)
+        )
+        conn.execute("PRAGMA user_version = 1")
+    reopened = SchemaStore(path)
+    assert reopened.by_id(registered.id) == schema
+    assert reopened.register("s", schema).id == registered.id
 
 
 def test_a_referenced_type_is_written_by_name(tmp_path: Path) -> None:
