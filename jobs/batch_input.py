@@ -8,6 +8,7 @@ reasons, and the chosen window range of event time (``since <= time < until``).
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -159,7 +160,9 @@ def read_events_input(
     )
     print(f"[events] {shown(location)}: {events.valid.num_rows:,} events", file=sys.stderr, flush=True)
     if events.rejected.num_rows:
-        path = rejected_path or settings.definitions_db.parent / f"batch-rejected-{int(time.time())}.parquet"
+        # and a random part: two runs in one second wrote one file, the first run's records lost
+        name = f"batch-rejected-{int(time.time())}-{uuid.uuid4().hex[:8]}.parquet"
+        path = rejected_path or settings.definitions_db.parent / name
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(events.rejected, path)

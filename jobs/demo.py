@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -77,12 +78,14 @@ def _reset(settings: Settings) -> None:
         connect_iceberg(settings).drop_table(f"{settings.iceberg_namespace}.{TABLE}")
 
 
-def _run_job(state_dir: Path) -> None:
+def _run_job(state_dir: Path, settings: Settings) -> None:
     cmd = [sys.executable, "-m", "jobs.feature_job", "--bounded"]
+    # run in the repository: the settings as this process read them (relative paths were the caller's folder's)
+    env = {**os.environ, **settings.to_env(), "FS_STATE_DIR": str(state_dir)}
     log_path = state_dir / "demo-job.log"  # FS_STATE_DIR, with the stack's data and logs
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
         started = time.monotonic()
         while proc.poll() is None:
             time.sleep(1)
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"      sent {len(events)} events to {TOPIC} (Confluent Avro, key = user_id)", file=sys.stderr)
 
         _step(4, "running the Flink window job (1 h window sliding every 5 min) into Cassandra and Iceberg")
-        _run_job(stack_settings.state_dir)
+        _run_job(stack_settings.state_dir, settings)
 
         _step(5, "serving a feature vector from the online store over HTTP")
         stack.up(stack_settings, ["api"])

@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rejected",
         type=Path,
         help="with --events: where the records the decoder would dead-letter are written, with their reason "
-        "(Parquet; default: batch-rejected-<time>.parquet beside the definitions database)",
+        "(Parquet; default: batch-rejected-<time>-<random>.parquet beside the definitions database)",
     )
     args = parser.parse_args(argv)
     try:

@@ -16,9 +16,9 @@ from datetime import timedelta
 from registry.core import entity_keys
 from registry.core.definitions import SQL_DURATION_LIMIT, FeatureDefinition, Source, Window, check_streams
 from registry.core.durations import to_millis
-from registry.core.errors import DefinitionError
+from registry.core.errors import DefinitionError, FeatureStoreError
 from registry.core.value_types import SPECS, Value, ValueType, from_text
-from schemas import load_schema
+from schemas import field_type, load_schema
 from udfs.decode import MAX_FUTURE_MS
 
 
@@ -187,10 +187,15 @@ def _aggregate(d: FeatureDefinition, alias: str | None = None) -> str:
     agg = d.aggregation.function
     if agg == "last":
         # The value of the latest event by event time: the max of "<zero-padded event ms>|<value>".
-        # A double feature's value is written as a double: an Avro float printed as itself ("0.1") would be read
-        # back as another double than the float's own (0.10000000149011612, what min, max and sum give).
+        # An Avro float is written as a double: printed as itself ("0.1") it was read back as another double than the
+        # float's own (0.10000000149011612, what min, max and sum give). Other fields as themselves: events of one
+        # time are then ordered by the same text whatever the feature's type ("10000000" > "10", not "10.0" > "1.0E7").
         ts = ident(d.source.timestamp_field)
-        value = f"CAST({target} AS DOUBLE)" if sql_type == "DOUBLE" else target
+        value = (
+            f"CAST({target} AS DOUBLE)"
+            if sql_type == "DOUBLE" and _field_kind(d.source, d.aggregation.field) == "float"
+            else target
+        )
         return (
             f"MAX(CONCAT(LPAD(CAST({ts} AS STRING), {_LAST_PAD}, '0'), '{LAST_SEPARATOR}', CAST({value} AS STRING)))"
             f" AS {ident(alias)}"
@@ -203,6 +208,9 @@ def _aggregate(d: FeatureDefinition, alias: str | None = None) -> str:
         "max": f"MAX({target})",
         "count_distinct": f"COUNT(DISTINCT {target})",
     }[agg]
+    if agg == "count_distinct" and _field_kind(d.source, d.aggregation.field) in ("float", "double"):
+        # -0.0 and 0.0 are one number (Flink's DISTINCT tells them apart by their bits)
+        expr = f"COUNT(DISTINCT CASE WHEN {target} = 0 THEN CAST(0 AS DOUBLE) ELSE CAST({target} AS DOUBLE) END)"
     if sql_type == "DOUBLE" and agg in ("sum", "mean"):
         # Finite inputs can add up past the largest double: an infinity, which JSON cannot spell (serving would
         # send null where training reads inf). Such a value is null in both stores.
@@ -230,6 +238,15 @@ def _group_window(group: WindowGroup, time_column: str) -> tuple[str, str, str]:
     assert w.gap is not None
     args = f"{time_column}, {interval(w.gap)}"
     return f"SESSION({args})", f"SESSION_START({args})", f"SESSION_END({args})"
+
+
+def _field_kind(source: Source, field: str | None) -> str | None:
+    """The Avro type of ``field`` in the source's reader schema (an optional field's own), None if unknown."""
+    try:
+        fields = {f["name"]: f for f in load_schema(source.event_schema)["fields"]}
+        return field_type(fields[field]) if field is not None and field in fields else None
+    except (OSError, ValueError, KeyError, TypeError, FeatureStoreError):
+        return None  # no usable reader schema: the job refuses the definition before it gets here
 
 
 def _nullable(source: Source, field: str) -> bool:

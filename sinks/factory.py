@@ -137,8 +137,10 @@ def connect_iceberg(settings: Settings) -> Catalog:
         if database.is_dir():
             raise SettingsError(f"FS_ICEBERG_CATALOG_URI {uri!r} names a folder, not a database file")
     warehouse = urlparse(settings.iceberg_warehouse)
-    if warehouse.scheme in ("file", ""):  # a file:// URI, or a plain path (which pyiceberg reads as a local one)
+    if warehouse.scheme == "file":  # its path as written: pyiceberg does not unescape it
         _make_folder("FS_ICEBERG_WAREHOUSE", settings.iceberg_warehouse, Path(warehouse.path))
+    elif not warehouse.scheme:  # a plain path, "#" and "?" in it included (pyiceberg reads it as a local one)
+        _make_folder("FS_ICEBERG_WAREHOUSE", settings.iceberg_warehouse, Path(settings.iceberg_warehouse))
     for attempt in range(_CATALOG_INIT_ATTEMPTS):
         try:
             catalog = SqlCatalog("feature_store", uri=uri, warehouse=settings.iceberg_warehouse)

@@ -213,7 +213,7 @@ class Settings(BaseModel):
     cassandra_port: int = 9042
     cassandra_keyspace: str = "feature_store"
     iceberg_catalog_uri: str = f"sqlite:///{DEFAULT_STATE / 'iceberg' / 'catalog.db'}"
-    iceberg_warehouse: str = (DEFAULT_STATE / "iceberg" / "warehouse").as_uri()
+    iceberg_warehouse: str = str(DEFAULT_STATE / "iceberg" / "warehouse")
     iceberg_namespace: str = "feature_store"
     definitions_dir: Path = Path(__file__).resolve().parents[1] / "features"
     definitions_db: Path = DEFAULT_STATE / "registry" / "definitions.db"
@@ -223,7 +223,9 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read FS_* variables, falling back to the local stack's defaults."""
+        """Read FS_* variables, falling back to the local stack's defaults; relative paths made absolute from this
+        process's folder (``absolute``): a table created under a relative warehouse recorded relative locations in
+        the catalog, which every process started elsewhere (a backfill's job, a service) read as other files."""
         env = os.environ
         # FS_HOST: where the local stack (python -m infra) runs its services, and so where the clients
         # look for them unless FS_KAFKA_BOOTSTRAP, FS_SCHEMA_REGISTRY_URL or FS_CASSANDRA_HOSTS say otherwise.
@@ -233,7 +235,7 @@ class Settings(BaseModel):
         state = state_folder()
         cache = _folder("FS_CACHE_DIR", env.get("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"))
         # A variable that is set is checked, even when empty: only an unset one takes the default.
-        return cls(
+        settings = cls(
             kafka_bootstrap=_servers("FS_KAFKA_BOOTSTRAP", env["FS_KAFKA_BOOTSTRAP"])
             if "FS_KAFKA_BOOTSTRAP" in env
             else f"{host}:{kafka_port}",
@@ -248,7 +250,7 @@ class Settings(BaseModel):
                 env.get("FS_ICEBERG_CATALOG_URI", f"sqlite:///{state / 'iceberg' / 'catalog.db'}"),
             ),
             iceberg_warehouse=_text(
-                "FS_ICEBERG_WAREHOUSE", env.get("FS_ICEBERG_WAREHOUSE", (state / "iceberg" / "warehouse").as_uri())
+                "FS_ICEBERG_WAREHOUSE", env.get("FS_ICEBERG_WAREHOUSE", str(state / "iceberg" / "warehouse"))
             ),
             iceberg_namespace=_namespace("FS_ICEBERG_NAMESPACE", env.get("FS_ICEBERG_NAMESPACE", "feature_store")),
             definitions_dir=_folder(
@@ -261,6 +263,10 @@ class Settings(BaseModel):
             auth=_switch("FS_AUTH", env.get("FS_AUTH", "off")),
             token=env.get("FS_TOKEN") or None,
         )
+        try:
+            return absolute(settings)
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+            raise SettingsError(f"a path setting cannot be made absolute: {exc}") from None
 
     def to_env(self) -> dict[str, str]:
         """The FS_* variables that make ``from_env`` in a child process (the stream job) return these settings."""
@@ -305,17 +311,25 @@ def absolute(settings: Settings) -> Settings:
     another folder (the stream job, a service ``infra`` starts in its own folder), which must find the caller's
     definitions, catalog, warehouse and jars, not others of the same name."""
     uri = settings.iceberg_catalog_uri
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # sqlite:///x.db is relative
-        uri = f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
+    database = uri.removeprefix("sqlite:///")
+    # sqlite:///x.db is relative (not an in-memory database, nor SQLite's own "file:" URI form)
+    if uri.startswith("sqlite:///") and not database.startswith(("/", ":memory:", "file:")) and database:
+        uri = f"sqlite:///{_absolute(database)}"
     warehouse = settings.iceberg_warehouse
     if "://" not in warehouse and not warehouse.startswith("file:"):  # a bare path
-        warehouse = Path(warehouse).resolve().as_uri()
+        # a plain path, not ``as_uri()``: pyiceberg does not unescape a file URI, so "a b" became a folder "a%20b"
+        warehouse = str(_absolute(warehouse))
     return settings.model_copy(
         update={
             "iceberg_catalog_uri": uri,
             "iceberg_warehouse": warehouse,
-            "definitions_db": settings.definitions_db.resolve(),
-            "definitions_dir": settings.definitions_dir.resolve(),
-            "flink_jars_dir": settings.flink_jars_dir.resolve(),
+            "definitions_db": _absolute(settings.definitions_db),
+            "definitions_dir": _absolute(settings.definitions_dir),
+            "flink_jars_dir": _absolute(settings.flink_jars_dir),
         }
     )
+
+
+def _absolute(path: str | Path) -> Path:
+    """``path`` from this process's folder, symbolic links kept (a store notices a link pointed elsewhere)."""
+    return Path(os.path.abspath(path))

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from registry.core.errors import StoreUnavailableError
 from sinks.iceberg.as_of import FIRST_SNAPSHOT_MS
@@ -276,9 +277,13 @@ def remove_orphan_files(table: Table, *, older_than_s: float = 86_400.0) -> int:
 
 
 def _filesystem(uri: str) -> tuple[Any, str]:
-    """The filesystem holding ``uri`` and the path in it (pyarrow's)."""
+    """The filesystem holding ``uri`` and the path in it. A ``file:`` URI's path is taken as it is written, as
+    pyiceberg writes and reads it (it does not unescape): pyarrow's ``from_uri`` unescaped a folder "a%20b" (an
+    ``as_uri()`` warehouse) to "a b", listed nothing there and deleted no orphan; it refuses a space."""
     import pyarrow.fs as pafs
 
+    if uri.startswith("file:"):
+        return pafs.LocalFileSystem(), urlsplit(uri).path
     filesystem, root = pafs.FileSystem.from_uri(uri)
     return filesystem, str(root)
 
@@ -305,6 +310,4 @@ def _outcome(table: Table, before: int | None) -> str:
 
 
 def _path_of(uri: str) -> str:
-    import pyarrow.fs as pafs
-
-    return str(pafs.FileSystem.from_uri(uri)[1])
+    return _filesystem(uri)[1]

@@ -211,3 +211,23 @@ def test_a_directory_whose_parquet_files_are_all_marked_says_so(tmp_path: Path) 
         f"events table {folder!r}: no Parquet file in the directory (not read: '_b.parquet'; a file or folder whose "
         "name starts with '_' or '.' is a marker or hidden, as Spark and Hive write them)"
     )
+
+
+def test_two_runs_in_one_second_keep_each_their_rejected_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shipped_catalog: Any
+) -> None:
+    """The default file was named by the second alone: a second run in the same second overwrote the first's."""
+    import time
+
+    from jobs.batch_input import read_events_input
+
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.25)
+    settings = Settings(definitions_db=tmp_path / "defs" / "d.db")
+    definitions = [shipped_catalog.get("user", "txn_count_1h")]
+    for tag in ("first", "second"):
+        events = _events(1, transaction_id=pa.array([tag]), event_time=pa.array([None], pa.int64()))  # rejected
+        pq.write_table(events, tmp_path / f"{tag}.parquet")
+        read_events_input(settings, str(tmp_path / f"{tag}.parquet"), definitions, None)
+    written = sorted((tmp_path / "defs").glob("batch-rejected-1800000000-*.parquet"))
+    kept = sorted(pq.read_table(p).column("transaction_id")[0].as_py() for p in written)
+    assert kept == ["first", "second"]

@@ -199,3 +199,26 @@ def test_a_topic_whose_configs_do_not_come_in_time_is_unknown_not_a_failed_erasu
     [left] = kafka_horizon("127.0.0.1:1", ["events"], datetime(2026, 11, 30, tzinfo=UTC))
     assert left["where"] == "Kafka topic events" and left["until"] == "unknown", left
     assert "configs" in left["why"] and "10 s" in left["why"], left
+
+
+@pytest.mark.parametrize("spelled", ["path", "as_uri"])
+def test_orphans_are_found_in_a_warehouse_whose_folder_holds_a_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelled: str
+) -> None:
+    """pyiceberg writes a file URI's path as it is (an ``as_uri()`` warehouse of "s p" made a folder "s%20p"), and
+    pyarrow's ``from_uri`` unescaped it: orphan removal listed a folder holding nothing and deleted nothing, silently
+    (erasure relies on it for the files it could not delete). A warehouse given as a plain path is read the same."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from sinks.iceberg.writer import ensure_table
+
+    folder = tmp_path / "s p"
+    warehouse = str(folder) if spelled == "path" else folder.as_uri()
+    table = ensure_table(SqlCatalog("unit", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=warehouse), "fs")
+    table.append(pa.Table.from_pylist([], schema=table.schema().as_arrow()))
+    written = next(p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("s"))  # where pyiceberg wrote
+    orphan = next(written.rglob("metadata")) / "orphan.parquet"
+    orphan.write_bytes(b"orphan")
+    os.utime(orphan, ns=(10**9, 10**9))
+    assert maintenance.remove_orphan_files(table.refresh(), older_than_s=86_400) == 1
+    assert not orphan.exists()

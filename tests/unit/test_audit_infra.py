@@ -211,13 +211,13 @@ def test_python_services_get_every_path_setting_absolute(tmp_path: Path, monkeyp
     assert env["FS_STATE_DIR"] == str(tmp_path / "relstate")
     assert env["FS_DEFINITIONS_DB"] == str(tmp_path / "relstate" / "registry" / "definitions.db")
     assert env["FS_ICEBERG_CATALOG_URI"] == f"sqlite:///{tmp_path / 'relstate' / 'iceberg' / 'catalog.db'}"
-    assert env["FS_ICEBERG_WAREHOUSE"] == (tmp_path / "wh").as_uri()
+    assert env["FS_ICEBERG_WAREHOUSE"] == str(tmp_path / "wh")
     (tmp_path / "relstate").mkdir(exist_ok=True)
     monkeypatch.chdir(tmp_path / "relstate")  # where a service runs: what it reads is the caller's, all the same
     monkeypatch.setattr(os, "environ", env)
     seen = Settings.from_env()
     assert seen.definitions_db == tmp_path / "relstate" / "registry" / "definitions.db"
-    assert seen.iceberg_warehouse == (tmp_path / "wh").as_uri()
+    assert seen.iceberg_warehouse == str(tmp_path / "wh")
 
 
 def test_an_installed_package_keeps_its_data_outside_site_packages(

@@ -46,7 +46,7 @@ def test_settings_survive_the_trip_through_a_child_process_environment(monkeypat
         cassandra_hosts=("a", "b"),
         cassandra_port=3,
         cassandra_keyspace="ks",
-        iceberg_catalog_uri="sqlite:///x.db",
+        iceberg_catalog_uri="sqlite:////x.db",
         iceberg_warehouse="file:///w",
         iceberg_namespace="ns",
         definitions_dir=Path("/d"),
@@ -188,3 +188,36 @@ def test_a_database_whose_catalog_tables_are_another_programs_is_a_settings_erro
     settings = Settings(iceberg_catalog_uri=f"sqlite:///{database}", iceberg_warehouse=(tmp_path / "w").as_uri())
     with pytest.raises(SettingsError, match=r"FS_ICEBERG_CATALOG_URI .* holds tables that are not an Iceberg SQL"):
         connect_iceberg(settings)
+
+
+def test_relative_paths_are_made_absolute_where_they_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table created under a relative warehouse recorded relative locations in the catalog: a process started in
+    another folder (a backfill's job, a service, a rebuild) then opened other files. A warehouse path is kept a plain
+    path: as a file URI (``as_uri()``) a folder "a b" became "a%20b" to pyiceberg, which does not unescape it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FS_STATE_DIR", str(tmp_path / "s p"))
+    monkeypatch.setenv("FS_ICEBERG_WAREHOUSE", "w h")
+    monkeypatch.setenv("FS_ICEBERG_CATALOG_URI", "sqlite:///c.db")
+    monkeypatch.setenv("FS_DEFINITIONS_DB", "d.db")
+    settings = Settings.from_env()
+    assert settings.iceberg_warehouse == str(tmp_path / "w h")
+    assert settings.iceberg_catalog_uri == f"sqlite:///{tmp_path / 'c.db'}"
+    assert settings.definitions_db == tmp_path / "d.db"
+    monkeypatch.delenv("FS_ICEBERG_WAREHOUSE")
+    assert Settings.from_env().iceberg_warehouse == str(tmp_path / "s p" / "iceberg" / "warehouse")
+
+
+def test_an_in_memory_catalog_and_a_warehouse_with_a_hash_are_taken_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made absolute, ``sqlite:///:memory:`` became a file ``<folder>/:memory:``; a plain warehouse path holding
+    ``#`` was cut there (read as a URL) and a folder made at the cut."""
+    from registry.core.settings import absolute
+
+    monkeypatch.chdir(tmp_path)
+    memory = Settings(iceberg_catalog_uri="sqlite:///:memory:")
+    assert absolute(memory).iceberg_catalog_uri == "sqlite:///:memory:"
+    warehouse = tmp_path / "a b#c" / "wh"
+    settings = Settings(iceberg_catalog_uri=f"sqlite:///{tmp_path / 'c.db'}", iceberg_warehouse=str(warehouse))
+    connect_iceberg(settings).create_namespace("ns")
+    assert warehouse.is_dir() and not (tmp_path / "a b").exists()

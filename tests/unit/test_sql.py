@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,8 +140,7 @@ def test_merchant_group_keys_by_its_entity_key(make_definition: MakeDef) -> None
             "last",
             "amount",
             "double",
-            "MAX(CONCAT(LPAD(CAST(`event_time` AS STRING), 20, '0'), '|', CAST(CAST(`amount` AS DOUBLE) AS STRING)))"
-            " AS `f`",
+            "MAX(CONCAT(LPAD(CAST(`event_time` AS STRING), 20, '0'), '|', CAST(`amount` AS STRING))) AS `f`",
         ),
         ("count_distinct", "merchant_id", "long", "CAST(COUNT(DISTINCT `merchant_id`) AS BIGINT) AS `f`"),
     ],
@@ -212,18 +213,29 @@ def test_a_double_sum_past_the_largest_double_is_null_not_an_infinity(make_defin
     assert got == {"big": (None, None), "small": (2.0, 4.0), "low": (None, None)}  # columns in name order
 
 
-def test_last_of_a_float_field_is_the_floats_own_double_as_max_gives(make_definition: MakeDef) -> None:
-    """An Avro float is a Flink FLOAT: ``last`` printed it as itself ("0.1") and read that back as the double 0.1,
-    while min, max and sum widen the float (0.10000000149011612): one event, two values. Run by Flink."""
+def _float_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader schema ``floats`` with ``amount`` an Avro float and ``n`` a long, beside the shipped one."""
+    import json
+
+    import schemas
+
+    fields = [
+        {"name": "user_id", "type": "string"},
+        {"name": "event_time", "type": "long"},
+        {"name": "amount", "type": "float"},
+        {"name": "n", "type": "long"},
+    ]
+    (tmp_path / "floats.avsc").write_text(json.dumps({"type": "record", "name": "F", "fields": fields}))
+    monkeypatch.setattr(schemas, "SCHEMA_DIR", tmp_path)
+
+
+def _run_by_flink(group_sql: str, names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+    """The feature columns ``names`` of an aggregate query, run by Flink over ``rows`` of (k, event_time, amount,
+    n) grouped by ``k``: per key, the columns in the query's (name) order."""
     from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
 
-    last, top = (
-        make_definition(name=name, aggregation={"function": function, "field": "amount"}, value_type="double")
-        for name, function in (("latest", "last"), ("top", "max"))
-    )
-    (group,) = window_groups([last, top])
-    columns = [line.strip().rstrip(",") for line in aggregate_sql(group, "v").splitlines() if " AS `" in line]
-    columns = [c for c in columns if c.endswith(("`latest`", "`top`"))]
+    columns = [line.strip().rstrip(",") for line in group_sql.splitlines() if " AS `" in line]
+    columns = [c for c in columns if c.endswith(tuple(f"`{n}`" for n in names))]
     t_env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
     t_env.get_config().set("parallelism.default", "1")
     schema = DataTypes.ROW(
@@ -231,16 +243,49 @@ def test_last_of_a_float_field_is_the_floats_own_double_as_max_gives(make_defini
             DataTypes.FIELD("k", DataTypes.STRING()),
             DataTypes.FIELD("event_time", DataTypes.BIGINT()),
             DataTypes.FIELD("amount", DataTypes.FLOAT()),
+            DataTypes.FIELD("n", DataTypes.BIGINT()),
         ]
     )
-    rows = [("a", 1_700_000_000_000, 0.1), ("b", 1_700_000_000_000, 1 / 3), ("c", 1_700_000_000_000, -0.0)]
     t_env.create_temporary_view("v", t_env.from_elements(rows, schema))
     with t_env.sql_query(f"SELECT k, {', '.join(columns)} FROM v GROUP BY k").execute().collect() as results:
-        got = {r[0]: (decode_last(r[1], "double"), r[2]) for r in results}  # columns in name order: latest, top
-    assert set(got) == {"a", "b", "c"}
-    for k, (latest, top_value) in got.items():
-        assert repr(latest) == repr(top_value), k
-    assert got["a"][0] == 0.10000000149011612
+        return {r[0]: tuple(r[1:]) for r in results}
+
+
+def test_the_last_and_distinct_values_of_a_field_are_the_ones_max_and_python_see(
+    make_definition: MakeDef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Avro float is a Flink FLOAT: ``last`` printed it as itself ("0.1") and read that back as the double 0.1,
+    while min, max and sum widen the float (0.10000000149011612): one event, two values. ``count_distinct`` counted
+    -0.0 and 0.0 as two. Of two events at one time, ``last`` of a long field as a double took "10.0" over "1.0E7"
+    (the long feature took 10000000): two features, two last events. Run by Flink."""
+    _float_schema(tmp_path, monkeypatch)
+
+    def feature(name: str, function: str, field: str) -> FeatureDefinition:
+        source = {"source.event_schema": "floats"}
+        value_type = {"count_distinct": "long", "last_text": "string"}.get(function, "double")
+        function = function.removesuffix("_text")
+        return make_definition(
+            name=name, aggregation={"function": function, "field": field}, value_type=value_type, **source
+        )
+
+    group_features = [
+        feature("a_last", "last", "amount"),
+        feature("b_top", "max", "amount"),
+        feature("c_distinct", "count_distinct", "amount"),
+        feature("d_last_n", "last", "n"),
+        feature("e_text", "last_text", "amount"),  # a string feature keeps the float's own text
+    ]
+    (group,) = window_groups(group_features)
+    at = 1_700_000_000_000
+    rows = [("a", at, 0.1, 10), ("b", at, 1 / 3, 10), ("z", at, -0.0, 10), ("z", at + 1, 0.0, 10)]
+    rows += [("t", at, 1.0, 10), ("t", at, 1.0, 10_000_000)]
+    got = _run_by_flink(aggregate_sql(group, "v"), ("a_last", "b_top", "c_distinct", "d_last_n", "e_text"), rows)
+    for k in ("a", "b"):
+        assert repr(decode_last(got[k][0], "double")) == repr(got[k][1]), k
+    assert decode_last(got["a"][0], "double") == 0.10000000149011612
+    assert got["z"][2] == 1  # -0.0 and 0.0: one value
+    assert decode_last(got["t"][3], "double") == 10_000_000.0  # as `last` of the same field as a long gives
+    assert decode_last(got["a"][4], "string") == "0.1"
 
 
 @pytest.mark.parametrize("name", ["entity_id", "window_start", "window_end", "revision"])
