@@ -4,36 +4,48 @@ as a mismatch on every value."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from pyiceberg.catalog.sql import SqlCatalog
 
 from registry.core.catalog import FeatureCatalog
-from serving.offline.parity import parity_report
+from serving.offline.parity import ParityReport, parity_report
 from sinks.iceberg.writer import OfflineWriter, ensure_table
 from sinks.records import FeatureRow
 from sinks.serving_log import Batch, ensure_log_table
 from tests.unit.test_parity import END, MIN, SERVED, _record
 
 
-def test_a_non_finite_double_logged_as_null_matches_it_offline(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+def _report(
+    tmp_path: Path,
+    shipped_catalog: FeatureCatalog,
+    stored: Mapping[str, float | None],
+    served: Mapping[str, float | None],
+) -> ParityReport:
+    """Parity of ``txn_amount_sum_1h`` with ``stored`` (entity -> value) in the offline table and ``served`` in the
+    log, each at one window."""
     catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
     offline = ensure_table(catalog, "ns")
     total = shipped_catalog.get("user", "txn_amount_sum_1h")
     writer = OfflineWriter(offline)
-    stored = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "one": 1.0, "none": None}
     for entity, value in stored.items():
         writer.add(FeatureRow.of(total, entity, value, END - 60 * MIN, END))
     writer.flush()
     log = ensure_log_table(catalog, "ns")
     batch = Batch.empty()
-    served = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "one": None, "none": float("nan")}
     for offset, (entity, value) in enumerate(served.items()):
         batch.add(_record(entity, ["txn_amount_sum_1h"], [1], [value], [END], ["present"]), "t", 0, offset)
     log.append(batch.to_arrow())
-    report = parity_report(
+    return parity_report(
         log, catalog.load_table("ns.offline_feature_values"), shipped_catalog, SERVED * 1000, SERVED * 1000 + 1
     )
+
+
+def test_a_non_finite_double_logged_as_null_matches_it_offline(tmp_path: Path, shipped_catalog: FeatureCatalog) -> None:
+    stored = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "one": 1.0, "none": None}
+    served = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "one": None, "none": float("nan")}
+    report = _report(tmp_path, shipped_catalog, stored, served)
     (parity,) = report.features
     assert (parity.checked, parity.mismatched, parity.missing_offline) == (5, 1, 0)
     # A null served where the table holds 1.0 still differs; a NaN served (logged null) where it holds null is the
@@ -78,23 +90,9 @@ def test_minus_zero_is_not_zero_and_examples_name_non_finite_values(
     against an infinity or a NaN showed it as null (orjson writes them so), which reads as no offline value."""
     import orjson
 
-    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/c.db", warehouse=(tmp_path / "w").as_uri())
-    offline = ensure_table(catalog, "ns")
-    total = shipped_catalog.get("user", "txn_amount_sum_1h")
-    writer = OfflineWriter(offline)
     stored = {"minus": -0.0, "plus": 0.0, "same": -0.0, "inf": float("inf"), "nan": float("nan")}
-    for entity, value in stored.items():
-        writer.add(FeatureRow.of(total, entity, value, END - 60 * MIN, END))
-    writer.flush()
-    log = ensure_log_table(catalog, "ns")
-    batch = Batch.empty()
     served = {"minus": 0.0, "plus": -0.0, "same": -0.0, "inf": 5.0, "nan": 5.0}
-    for offset, (entity, value) in enumerate(served.items()):
-        batch.add(_record(entity, ["txn_amount_sum_1h"], [1], [value], [END], ["present"]), "t", 0, offset)
-    log.append(batch.to_arrow())
-    report = parity_report(
-        log, catalog.load_table("ns.offline_feature_values"), shipped_catalog, SERVED * 1000, SERVED * 1000 + 1
-    )
+    report = _report(tmp_path, shipped_catalog, stored, served)
     (parity,) = report.features
     assert (parity.checked, parity.mismatched, parity.missing_offline) == (5, 4, 0)
     examples = orjson.loads(report.to_json())["features"][0]["examples"]
