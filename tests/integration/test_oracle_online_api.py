@@ -148,8 +148,23 @@ def http(api: _Api) -> Iterator[httpx.Client]:
         yield client
 
 
-def _error(response: httpx.Response) -> tuple[int, str]:
-    return response.status_code, response.json()["error"]
+def _error(response: httpx.Response) -> tuple[int, object]:
+    """The status and the body's error code (None for a body without one, so an assertion shows the body)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.status_code, None
+    return response.status_code, body.get("error") if isinstance(body, dict) else None
+
+
+def _process_state(pid: int) -> str:
+    """The process's state and command line as /proc gives them (T: stopped), for a failure's message."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:200].decode(errors="replace")
+    except OSError as exc:
+        return f"pid {pid}: {exc}"
+    return f"pid {pid} state {state}: {command}"
 
 
 def _raw(api: _Api, request: bytes) -> bytes:
@@ -335,7 +350,7 @@ def test_a_paused_store_is_a_503_on_every_read_route_and_reads_recover(
             response = read()
             # the budget is 100 ms; a loaded CI machine adds scheduling, but never a client's timeout (30 s)
             assert time.monotonic() - started < 10.0, name
-            assert _error(response) == (503, "store_unavailable"), (name, response.text)
+            assert _error(response) == (503, "store_unavailable"), (name, response.text, _process_state(pid))
     finally:
         os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + 60
