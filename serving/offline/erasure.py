@@ -181,7 +181,12 @@ def erase_online(session: Session, keyspace: str, entity_type: str, entity_id: s
     rows) the entity holds when it is later: a cell's write time is its window end plus its revision (the
     window's event count, ``sinks.cassandra.writer.write_timestamp_us``), so a window that ended less than its
     revision's microseconds before ``erased_at`` was written above ``erased_at`` µs + 999 and a tombstone there
-    left it served until its TTL."""
+    left it served until its TTL.
+
+    An entity whose partition key Cassandra could not hold (``online_layout.partition_key_fits``: an id of about
+    64 KB) has no cell: 0, and no statement is sent (Cassandra would refuse it; the driver raised a ``struct.error``)."""
+    if not online_layout.partition_key_fits(entity_type, entity_id):
+        return 0
     key = (entity_type, entity_id)
     select = session.prepare(online_layout.select_vector_cql(keyspace))
     held = online_layout.count_values(session.execute(select, key, timeout=30))

@@ -439,6 +439,18 @@ def newest_write_cql(keyspace: str) -> str:
     return f"SELECT maxwritetime(cells) FROM {keyspace}.{TABLE} WHERE entity_type = ? AND entity_id = ?"
 
 
+PARTITION_KEY_BYTES = 65_535
+"""The longest partition key Cassandra holds, in bytes (its protocol's unsigned 16-bit length). The key of an
+entity's partition is composite: each part, ``entity_type`` then ``entity_id``, costs its UTF-8 bytes plus 3
+(a 2-byte length and an end byte), so with the type ``user`` an id of 65,525 bytes is the longest that fits."""
+
+
+def partition_key_fits(entity_type: str, entity_id: str) -> bool:
+    """Whether an entity's partition key is within ``PARTITION_KEY_BYTES``: no partition holds an entity beyond it
+    (Cassandra refuses such a key in any statement; the driver cannot even route one part over 65,535 bytes)."""
+    return len(entity_type.encode()) + 3 + len(entity_id.encode()) + 3 <= PARTITION_KEY_BYTES
+
+
 def erase_entity_cql(keyspace: str) -> str:
     """Delete an entity's partition at a write time (``USING TIMESTAMP``): cells written later with an
     older write time (a replay of old windows) stay deleted."""

@@ -77,6 +77,27 @@ def test_a_window_written_above_erased_at_by_its_revision_is_erased_and_stays_er
     assert len(reader.read("user", "frank")) == 1
 
 
+def test_ids_at_and_past_the_partition_keys_limit_are_erased_without_an_error(online: tuple[Settings, Any]) -> None:
+    """Cassandra holds a partition key of at most 65,535 bytes, each part counted with 3 bytes more: with ``user``,
+    an id of 65,525 bytes is the longest. One at it is stored and erased; one a byte past, or past what the driver
+    can route (65,536), has no partition and erases as nothing (Cassandra refused it, the driver raised
+    ``struct.error``: the erasure stopped with a traceback after being recorded, audit 2026-12-07)."""
+    settings, session = online
+    keyspace = settings.cassandra_keyspace
+    count = DefinitionStore(settings.definitions_db).catalog().get("user", "txn_count_1h")
+    erased_at_ms = time.time_ns() // 1_000_000 // MIN * MIN
+    longest = "é" + "x" * 65_523  # 65,525 bytes, 65,524 characters: counted in bytes
+    writer = OnlineWriter(session, keyspace)
+    writer.add(FeatureRow.of(count, longest, 3, erased_at_ms - 61 * MIN, erased_at_ms - MIN))
+    writer.flush()
+    reader = OnlineReader(session, keyspace, timeout_s=10)
+    assert len(reader.read("user", longest)) == 1
+    assert erase_online(session, keyspace, "user", longest, erased_at_ms) == 1
+    assert reader.read("user", longest) == {}
+    for past in (longest + "x", "x" * 65_536, "x" * 70_000):
+        assert erase_online(session, keyspace, "user", past, erased_at_ms) == 0
+
+
 def test_an_erasure_in_a_keyspace_that_does_not_exist_fails_naming_it_and_creates_nothing(
     it_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
