@@ -32,6 +32,7 @@ from sinks.factory import connect_cassandra, connect_iceberg
 from sinks.iceberg.layout import TABLE
 from tests.conftest import isolated
 from tests.integration.stream_io import kill_job, register_card_features, start_job
+from tests.processes import pause
 
 pytestmark = [pytest.mark.integration, pytest.mark.disruptive]  # the faulted run pauses Cassandra, kills Kafka
 
@@ -219,7 +220,7 @@ def faulted(
         assert proc.poll() is None, (proc.stdout.read() if proc.stdout else "")[-4000:]
         cassandra = PidFile(local_stack.service_dir("cassandra") / "pid").read()
         assert cassandra is not None
-        os.kill(cassandra, signal.SIGSTOP)
+        pause(cassandra)
         try:
             time.sleep(5)
         finally:
@@ -231,7 +232,7 @@ def faulted(
             time.sleep(0.05)
         time.sleep(2)
         stack.up(local_stack, ["kafka"])
-        os.killpg(proc.pid, signal.SIGSTOP)  # the job itself hangs: client, mini-cluster and Python workers
+        pause(proc.pid, group=True)  # the job itself hangs: client, mini-cluster and Python workers
         try:
             time.sleep(3)
         finally:

@@ -40,6 +40,7 @@ from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
 from tests.conftest import REPO, isolated, settings_env
+from tests.processes import pause
 
 pytestmark = [pytest.mark.integration, pytest.mark.disruptive, pytest.mark.usefixtures("frozen_heap")]
 
@@ -195,7 +196,7 @@ def test_the_api_process_stopped_or_killed_fails_fast_in_the_client_and_recovers
     client = FeatureClient(api.url, timeout_s=1.0)
     assert {k: v["value"] for k, v in client.get_features("user", "f1")["features"].items()} == expected
     assert api.process is not None
-    os.killpg(api.process.pid, signal.SIGSTOP)  # hangs: accepts nothing, answers nothing
+    pause(api.process.pid, group=True)  # hangs: accepts nothing, answers nothing
     try:
         started = time.perf_counter()
         with pytest.raises(StoreUnavailableError):
@@ -221,7 +222,7 @@ def test_cassandra_stopped_or_killed_gives_fast_503s_and_reads_recover_within_2_
     expected, written_at = seeded
     assert _served(api, expected)()
     pid = _service_pid(local_stack, "cassandra")
-    os.kill(pid, signal.SIGSTOP)
+    pause(pid)
     try:
         _fast_503s(api)
     finally:
@@ -246,7 +247,7 @@ def test_the_api_stopped_by_sigterm_while_cassandra_hangs_ends_without_a_hang(
     server.start()
     assert server.process is not None
     pid = _service_pid(local_stack, "cassandra")
-    os.kill(pid, signal.SIGSTOP)
+    pause(pid)
     try:
         _fast_503s(server, n=12)  # 1.2 s and more of failing reads: a fresh session is being opened
         os.killpg(server.process.pid, signal.SIGTERM)
@@ -293,7 +294,7 @@ def test_the_schema_registry_stopped_or_killed_fails_fast_and_keeps_its_ids(loca
     hung_limit_s = 3 * CLIENT_CONFIG["timeout"] + 2 * CLIENT_CONFIG["retries.max.wait.ms"] / 1000 + 0.5
     assert found()  # healthy: the check can pass, so its failures below are the fault's
     pid = _service_pid(local_stack, "registry")
-    os.kill(pid, signal.SIGSTOP)
+    pause(pid)
     try:
         fails_within(hung_limit_s)()
     finally:
@@ -348,7 +349,7 @@ def test_kafka_stopped_or_killed_loses_and_duplicates_nothing(
     try:
         time.sleep(1)
         pid = _service_pid(local_stack, "kafka")
-        os.kill(pid, signal.SIGSTOP)  # a broker that hangs: the producer queues and retries
+        pause(pid)  # a broker that hangs: the producer queues and retries
         try:
             time.sleep(3)
         finally:

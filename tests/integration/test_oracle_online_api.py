@@ -44,6 +44,7 @@ from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
 from tests.conftest import REPO, isolated, settings_env
+from tests.processes import pause
 from tests.unit.test_request_features import request_feature
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("frozen_heap")]
@@ -343,7 +344,7 @@ def test_a_paused_store_is_a_503_on_every_read_route_and_reads_recover(
     before = {name: read().json() for name, read in reads.items()}
     pid = PidFile(local_stack.service_dir("cassandra") / "pid").read()
     assert pid is not None and alive(pid)
-    os.kill(pid, signal.SIGSTOP)
+    pause(pid)
     try:
         for name, read in reads.items():
             started = time.monotonic()

@@ -35,6 +35,7 @@ from sinks.cassandra.native_reader import NativeOnlineReader
 from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
+from tests.processes import pause
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +131,7 @@ def test_a_stalled_replica_is_read_around_only_with_speculation(pair: list[Stack
             assert await speculative.read_many_async("user", ids) == before
             stalled = _pid(second)
             assert stalled is not None
-            os.kill(stalled, signal.SIGSTOP)
+            pause(stalled)
             try:
 
                 async def one(source: NativeOnlineReader, eid: str) -> tuple[Any, float]:
