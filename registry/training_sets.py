@@ -179,13 +179,19 @@ class TrainingSetStore(SqliteStore):
     ) -> bool:
         """Keep a manifest (idempotent: the id is its content). True if it was new.
 
-        Paths already recorded are kept; missing ones are filled in. ``labels_kept``: ``labels_uri`` is a copy kept
-        for rebuilds (``build --copy-labels-to``), which replaces the labels path recorded by an earlier build of
+        Paths already recorded are kept; missing ones are filled in. Another training set recorded at
+        ``output_uri`` loses its ``output_uri`` (null): the build replaced its file. ``labels_kept``:
+        ``labels_uri`` is a copy kept for rebuilds (``build --copy-labels-to``), which replaces the labels path recorded by an earlier build of
         the same training set (whose labels file may go away). The same training set built again (the same id)
         keeps the manifest of its latest build (``created_at``), so that its snapshot pin counts from then
         (``serving.offline.retention``), as the manifest file written beside that build says.
         """
         with self._tx() as conn:
+            if output_uri is not None:  # that file holds this set now, no longer any other set built there before
+                conn.execute(
+                    "UPDATE training_sets SET output_uri = NULL WHERE output_uri = ? AND id != ?",
+                    (output_uri, manifest.id),
+                )
             row = conn.execute(
                 "SELECT labels_uri, output_uri, manifest FROM training_sets WHERE id = ?", (manifest.id,)
             ).fetchone()

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             chunk_rows=args.chunk_rows,
         )
         rows = write_parquet(batches, schema, args.out)
-    except (FeatureStoreError, OSError) as exc:
+    except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # ArrowInvalid: a damaged offline data file
         print(error_line(exc), file=sys.stderr)
         return 1
     print(f"wrote {rows} feature vectors as of {as_of.isoformat()} to {shown(args.out)}", file=sys.stderr)

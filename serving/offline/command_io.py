@@ -8,6 +8,7 @@ row groups of a fixed size (the same rows make the same bytes, whatever the chun
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,16 +26,36 @@ OUTPUT_ROW_GROUP_ROWS = 131_072
 same bytes (a rebuild with another ``chunk_rows`` is byte-identical)."""
 
 
+def aside(path: Path, kind: str = "tmp") -> Path:
+    """A hidden file beside ``path`` to write before moving it into place (``.featurestore-<pid>-<8 hex>.<kind>``):
+    a name of fixed length, so any name the file system takes for ``path`` can be written (a name built on
+    ``path``'s own, ``.<name>.<pid>.tmp``, was too long for the file system from about 240 bytes of ``--out``),
+    and unique, so two writes in one process never share it."""
+    return path.with_name(f".featurestore-{os.getpid()}-{secrets.token_hex(4)}.{kind}")
+
+
 def check_out_path(out: Path, option: str = "--out") -> None:
     """An output path a command may write, checked before anything is read: a regular file or none yet, in a folder
-    that exists, named in text the file system and Arrow take (UTF-8). DatasetError naming ``option`` otherwise. A
+    that exists, named in text the file system and Arrow take (UTF-8), a name no longer than the file system takes
+    (``PC_NAME_MAX``, 255 bytes as a rule). DatasetError naming ``option`` otherwise. A
     device, FIFO or socket is refused: the write's rename would replace it (run as root, ``--out /dev/null`` turned
     the system's null device into a Parquet file)."""
     try:
         str(out).encode("utf-8")
     except UnicodeEncodeError:
         raise DatasetError(f"{option} {shown(out)}: not a UTF-8 path") from None
-    if out.is_dir() or not out.parent.is_dir():
+    if not out.parent.is_dir():
+        raise DatasetError(f"{option} {shown(out)}: not a file in an existing directory")
+    try:
+        limit = os.pathconf(out.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):  # no limit known: the write says
+        limit = -1
+    if 0 < limit < len(os.fsencode(out.name)):
+        raise DatasetError(
+            f"{option} {shown(out)}: a file name of {len(os.fsencode(out.name))} bytes, longer than the {limit} "
+            "its file system takes"
+        )
+    if out.is_dir():
         raise DatasetError(f"{option} {shown(out)}: not a file in an existing directory")
     if out.exists() and not out.is_file():
         raise DatasetError(
@@ -49,7 +70,7 @@ def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Pat
     Each row group is written from one contiguous array per column: Arrow's writer checks whether to close a data
     page (and to give up a dictionary) at the end of every chunk it is handed, so chunks that followed the batches
     made other pages, other bytes, for the same rows."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = aside(out)
     rows = 0
     pending: list[pa.RecordBatch] = []
     held = 0

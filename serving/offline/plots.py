@@ -25,7 +25,6 @@ if __name__ == "__main__":  # Ctrl-C while the modules below load is the command
     exit_on_ctrl_c()
 
 import argparse
-import os
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from registry.core.arguments import ArgumentParser, text
 from registry.core.shown import error_line, shown
 from registry.quality import TABLES, QualityStore
 from registry.sqlite_store import tables_of
+from serving.offline.command_io import aside
 
 DRIFT_THRESHOLD = 0.25
 PARITY_THRESHOLD = 0.001
@@ -96,7 +96,7 @@ def render(stored: dict[str, list[dict[str, Any]]], title: str, path: Path) -> P
     axes[-1].xaxis.set_major_locator(locator)
     axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=UTC))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # never a half-drawn PNG under its name
+    tmp = aside(path)  # never a half-drawn PNG under its name
     try:
         figure.savefig(tmp, dpi=80, format="png")
         tmp.replace(path)
@@ -173,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if paths and not print_report("\n".join(str(path) for path in paths)):
         return 1  # its reader stopped reading (`| head -1`): one error line, not a traceback
+    drawn = [path.name.split(".") for path in paths]  # {entity_type}.{feature}.v{version}.png: names hold no '.'
+    asked = [f"--feature {name}" for name in dict.fromkeys(args.feature) if name not in {d[1] for d in drawn}]
+    if args.entity_type is not None and not paths:
+        asked.insert(0, f"--entity-type {args.entity_type}")
+    if asked:  # a misspelt name, or one without results in the span: said, not passed over
+        print(error_line(f"no stored results in the last {args.since} for {', '.join(asked)}"), file=sys.stderr)
+        return 1
     if not paths:
         print(
             error_line(f"nothing stored in the last {args.since}: run serving.offline.statistics and parity first"),

@@ -21,7 +21,6 @@ import contextlib
 import functools
 import importlib.metadata
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.core.shown import error_line, shown
 from registry.training_sets import Manifest, ManifestFeature
-from serving.offline.command_io import check_out_path, open_labels, parse_as_of, write_parquet
+from serving.offline.command_io import aside, check_out_path, open_labels, parse_as_of, write_parquet
 from serving.offline.content_hash import ContentHasher, content_sha256
 from serving.offline.feature_resolution import resolve_columns
 from serving.offline.historical import (
@@ -382,15 +381,18 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _check_build_paths(labels: Path, out: Path, manifest: Path, copy_labels_to: Path | None) -> None:
+def _check_build_paths(
+    labels: Path, out: Path, manifest: Path, copy_labels_to: Path | None, manifest_option: str = "--manifest"
+) -> None:
     """Refuse, before anything is read or written, a build whose outputs would overwrite its labels or each
-    other, or whose manifest or label copy cannot be written (DatasetError naming the option)."""
+    other, or whose manifest or label copy cannot be written (DatasetError naming the option; ``manifest_option``
+    names the manifest's)."""
     if _same_file(labels, out):
         raise DatasetError(f"--out {shown(out)} is the labels file: writing it would replace the labels")
     check_out_path(out)  # found before the join runs, not when the result is moved there
     if _same_file(manifest, out) or _same_file(manifest, labels):
         raise DatasetError(f"--manifest {shown(manifest)} is the labels or the output file")
-    check_out_path(manifest, "--manifest")
+    check_out_path(manifest, manifest_option)
     if copy_labels_to is not None:
         try:
             str(copy_labels_to).encode("utf-8")
@@ -520,7 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         # the paths before the offline table: a refused one creates no catalog file and opens no table
         manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
         if args.command == "build":
-            _check_build_paths(args.labels, args.out, manifest_path, args.copy_labels_to)
+            beside = "the manifest (--manifest; by default --out's name + .manifest.json)"
+            _check_build_paths(
+                args.labels, args.out, manifest_path, args.copy_labels_to, "--manifest" if args.manifest else beside
+            )
         else:
             check_out_path(args.out)  # before the join, not when the result is moved there
             if args.manifest is not None and _same_file(args.manifest, args.out):
@@ -528,8 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         if args.command == "build":
             # Built aside and moved into place last: a step that fails leaves `--out` and the manifest as they were.
-            staging = args.out.with_name(f".{args.out.name}.{os.getpid()}.building")
-            manifest_staging = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.building")
+            staging, manifest_staging = aside(args.out, "building"), aside(manifest_path, "building")
             try:
                 manifest = build_parquet(
                     table,

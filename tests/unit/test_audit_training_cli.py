@@ -215,3 +215,81 @@ def test_rebuild_against_another_offline_table_names_the_table_the_manifest_read
     ), err
     assert err[0].endswith(": set FS_ICEBERG_NAMESPACE to its namespace"), err
     assert not out.exists()
+
+
+def test_out_names_up_to_the_file_systems_limit_are_written_and_longer_ones_refused_first(
+    built: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ``--out`` the file system takes failed once written: the hidden names the commands write aside were
+    built on it (``.<out>.<pid>.building`` then ``.<that>.<pid>.tmp``: 'File name too long' naming a file never
+    asked for) from about 224 bytes for a training build and 240 for historical features (audit, 2026-12-07).
+    They are of a fixed length now: a name of 255 bytes is written; one longer is refused before anything is
+    read, as is a build whose manifest (``<out>.manifest.json``) would be (a build of 242 bytes wrote the set and
+    recorded it, then failed to put its manifest in place)."""
+    from serving.offline import batch_scoring, historical
+
+    folder, _ = built
+    labels = str(folder / "labels.parquet")
+    join = ["--entity-type", "user", "--entity-column", "user_id", "--features", "count_5m"]
+    as_of = ["--as-of", str(T0 + 6 * MIN), "--entity-type", "user", "--features", "count_5m"]
+    commands = {
+        "build": (241, lambda out: training.main(["build", "--labels", labels, "--out", out, *join])),
+        "historical": (255, lambda out: historical.main(["--labels", labels, "--out", out, *join])),
+        "scoring": (255, lambda out: batch_scoring.main([*as_of, "--out", out])),
+    }
+    for name, (longest, command) in commands.items():
+        out = folder / (name[0] * (longest - len(".parquet")) + ".parquet")
+        assert command(str(out)) == 0, name
+        assert pq.read_table(out).column("count_5m").to_pylist() == [3], name
+        if name == "build":
+            assert len(out.with_name(out.name + ".manifest.json").name.encode()) == 255
+        longer = out.with_name("x" + out.name)
+        capsys.readouterr()
+        assert command(str(longer)) == 1, name
+        err = capsys.readouterr().err
+        what = "the manifest (--manifest" if name == "build" else f"--out {longer}"
+        assert err.startswith(f"error: {what}") and "longer than the 255 its file system takes" in err, err
+        assert err.count("\n") == 1 and longer.name not in {p.name for p in folder.iterdir()}, err
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    assert len(TrainingSetStore(folder / "d.db").ids()) == 1  # the refused build recorded nothing
+
+
+def test_a_set_built_into_another_sets_out_takes_its_recorded_path(built: tuple[Path, str]) -> None:
+    """Building a second training set into the ``--out`` of a first replaced the file, while the registry still
+    named that file as the first set's output: a model linked to the first pointed at the second's rows (audit,
+    2026-12-07). The earlier set's path is cleared; it is rebuilt from its manifest by id."""
+    folder, first = built
+    store = TrainingSetStore(folder / "d.db")
+    out = folder / "train.parquet"
+    assert store.get(first).output_uri == str(out.resolve())
+    other = pa.table({"user_id": ["u1", "u2"], "event_timestamp": pa.array([T0 + 6 * MIN] * 2, pa.timestamp("ms"))})
+    pq.write_table(other, folder / "other.parquet")
+    join = ["--entity-type", "user", "--entity-column", "user_id", "--features", "count_5m"]
+    assert training.main(["build", "--labels", str(folder / "other.parquet"), "--out", str(out), *join]) == 0
+    [second] = [i for i in store.ids() if i != first]
+    assert store.get(second).output_uri == str(out.resolve())
+    assert store.get(first).output_uri is None
+    assert training.main(["build", "--labels", str(folder / "labels.parquet"), "--out", str(out), *join]) == 0
+    assert store.get(first).output_uri == str(out.resolve())  # built there again: its path again
+    assert store.get(second).output_uri is None
+    again = folder / "first_again.parquet"
+    assert training.main(["rebuild", "--id", first, "--out", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_batch_scoring_over_a_damaged_data_file_is_one_error_line(
+    built: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data file of the offline table cut short (not Parquet any more) is one ``error:`` line in historical
+    features and training builds; batch scoring printed a traceback (audit, 2026-12-07)."""
+    from serving.offline import batch_scoring
+
+    folder, _ = built
+    [data] = [p for p in (folder / "wh").rglob("*.parquet") if "/data/" in str(p)]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    capsys.readouterr()
+    argv = ["--as-of", str(T0 + 6 * MIN), "--entity-type", "user", "--features", "count_5m"]
+    assert batch_scoring.main([*argv, "--out", str(folder / "scored.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (folder / "scored.parquet").exists()

@@ -58,3 +58,25 @@ def test_a_failed_drawing_leaves_no_partial_png(
     assert err.startswith("error: ") and "No space left on device" in err and err.count("\n") == 1, err
     assert (out / PNG).read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == [PNG]
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--feature", "txn_count_1h", "--feature", "txn_cnt_typo"], "--feature txn_cnt_typo"),
+        (["--feature", "user.txn_count_1h"], "--feature user.txn_count_1h"),
+        (["--entity-type", "usr"], "--entity-type usr"),
+        (["--entity-type", "usr", "--feature", "txn_count_1h"], "--entity-type usr, --feature txn_count_1h"),
+    ],
+)
+def test_a_feature_or_entity_type_without_results_is_named(
+    stored: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], named: str
+) -> None:
+    """A misspelt ``--feature`` passed without a word (exit 0, the other's PNG written), and a misspelt
+    ``--entity-type`` said to run statistics and parity first, whose results are stored (audit, 2026-12-07)."""
+    out = tmp_path / "plots"
+    assert plots.main(["--since", "1h", "--out", str(out), *options]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: no stored results in the last 1h for {named}\n", err
+    drawn = "txn_count_1h" in options and "usr" not in options
+    assert (sorted(p.name for p in out.iterdir()) if out.exists() else []) == ([PNG] if drawn else [])
