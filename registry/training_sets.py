@@ -181,8 +181,8 @@ class TrainingSetStore(SqliteStore):
 
         Paths already recorded are kept; missing ones are filled in. Another training set recorded at
         ``output_uri`` loses its ``output_uri`` (null): the build replaced its file. ``labels_kept``:
-        ``labels_uri`` is a copy kept for rebuilds (``build --copy-labels-to``), which replaces the labels path recorded by an earlier build of
-        the same training set (whose labels file may go away). The same training set built again (the same id)
+        ``labels_uri`` is a copy kept for rebuilds (``build --copy-labels-to``), which replaces the labels path
+        recorded by an earlier build of the same training set (whose labels file may go away). The same training set built again (the same id)
         keeps the manifest of its latest build (``created_at``), so that its snapshot pin counts from then
         (``serving.offline.retention``), as the manifest file written beside that build says.
         """

@@ -128,6 +128,11 @@ def render_all(
     return written
 
 
+def _any_stored(quality: QualityStore, since: datetime, until: datetime) -> bool:
+    """Whether any feature version has results in ``[since, until)``."""
+    return any(any(quality.feature(*version, since, until).values()) for version in quality.features(None))
+
+
 def main(argv: list[str] | None = None) -> int:
     from registry.core.settings import settings_for_command
     from serving.offline.report_command import print_report, since_ms
@@ -173,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if paths and not print_report("\n".join(str(path) for path in paths)):
         return 1  # its reader stopped reading (`| head -1`): one error line, not a traceback
-    drawn = [path.name.split(".") for path in paths]  # {entity_type}.{feature}.v{version}.png: names hold no '.'
-    asked = [f"--feature {name}" for name in dict.fromkeys(args.feature) if name not in {d[1] for d in drawn}]
+    drawn = {path.name.split(".")[1] for path in paths}  # {entity_type}.{feature}.v{version}.png: names hold no '.'
+    asked = [f"--feature {name}" for name in dict.fromkeys(args.feature) if name not in drawn]
     if args.entity_type is not None and not paths:
         asked.insert(0, f"--entity-type {args.entity_type}")
-    if asked:  # a misspelt name, or one without results in the span: said, not passed over
+    if asked and (
+        paths or (stored and _any_stored(QualityStore(db), until - span, until))
+    ):  # misspelt, or none in span
         print(error_line(f"no stored results in the last {args.since} for {', '.join(asked)}"), file=sys.stderr)
         return 1
     if not paths:

@@ -80,3 +80,25 @@ def test_a_feature_or_entity_type_without_results_is_named(
     assert err == f"error: no stored results in the last 1h for {named}\n", err
     drawn = "txn_count_1h" in options and "usr" not in options
     assert (sorted(p.name for p in out.iterdir()) if out.exists() else []) == ([PNG] if drawn else [])
+
+
+def test_with_nothing_stored_in_the_span_the_options_are_not_blamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No feature with results in the span: the advice to run statistics and parity, whatever was asked for, and
+    a registry without quality tables is left without them."""
+    db = tmp_path / "definitions.db"
+    monkeypatch.setenv("FS_DEFINITIONS_DB", str(db))
+    QualityStore(db).put_parity(
+        [
+            {"entity_type": "user", "feature": "txn_count_1h", "version": 1, "checked": 3, "mismatched": 0}
+            | {"missing_offline": 0, "mismatch_ratio": 0.0, "missing_ratio": 0.0, "served": 3, "stale": 0}
+        ],
+        datetime.now(UTC) - timedelta(days=3, minutes=30),
+        datetime.now(UTC) - timedelta(days=3),
+        datetime.now(UTC) - timedelta(days=3),
+    )
+    for options in ([], ["--feature", "txn_count_1h"], ["--entity-type", "usr"]):
+        assert plots.main(["--since", "1h", "--out", str(tmp_path / "plots"), *options]) == 1
+        err = capsys.readouterr().err
+        assert err == "error: nothing stored in the last 1h: run serving.offline.statistics and parity first\n", err
