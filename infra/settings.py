@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry.core.hosts import is_host_name
-from registry.core.places import DEFAULT_STATE
+from registry.core.places import DEFAULT_STATE, left_behind
 from registry.core.shown import error_line, shown
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -80,6 +80,13 @@ def _state_dir(name: str, default: Path) -> Path:
         raise SystemExit(error_line(f"{name}={shown(folder)} is not a folder we can use: {exc}")) from None
 
 
+def _stack_state() -> Path:
+    """FS_STATE_DIR made absolute, or the default when no earlier install's data is left behind (``places``)."""
+    if "FS_STATE_DIR" not in os.environ and (reason := left_behind()) is not None:
+        raise SystemExit(error_line(reason))
+    return _state_dir("FS_STATE_DIR", DEFAULT_STATE)
+
+
 def _heap(name: str, default: str) -> str:
     raw = os.environ.get(name, default)
     if _HEAP.fullmatch(raw) is None:
@@ -129,7 +136,7 @@ class StackSettings:
         settings = cls(
             # absolute, as the state folder: the JVMs run in their service folder, the classpath names it
             cache_dir=_state_dir("FS_CACHE_DIR", Path.home() / ".cache" / "featurestore"),
-            state_dir=_state_dir("FS_STATE_DIR", DEFAULT_STATE),
+            state_dir=_stack_state(),
             host=_host("FS_HOST"),
             kafka_port=_port("FS_KAFKA_PORT", 9092),
             kafka_controller_port=_port("FS_KAFKA_CONTROLLER_PORT", 9093),

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from registry.core.errors import SettingsError
 from registry.core.hosts import is_host_name
-from registry.core.places import DEFAULT_STATE
+from registry.core.places import DEFAULT_STATE, left_behind
 from registry.core.shown import error_line, shown
 
 
@@ -177,6 +177,8 @@ def _state_dir(raw: str | Path) -> Path:
 def state_folder() -> Path:
     """``FS_STATE_DIR`` made absolute (default: the repository's ``.state``): the data of the local stack and of
     the commands that keep some (``jobs.follow``'s plan and checkpoints); SettingsError for one that is unusable."""
+    if "FS_STATE_DIR" not in os.environ and (reason := left_behind()) is not None:
+        raise SettingsError(reason)
     return _state_dir(os.environ.get("FS_STATE_DIR", DEFAULT_STATE))
 
 

@@ -234,3 +234,42 @@ def test_an_installed_package_keeps_its_data_outside_site_packages(
     monkeypatch.delenv("XDG_STATE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert places._default_state() == tmp_path / "home" / ".local" / "state" / "featurestore"
+
+
+def test_an_upgraded_install_does_not_pass_over_the_data_left_at_the_earlier_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An installed package kept its data in ``site-packages/.state`` until 2026-12-07; upgraded in the same
+    virtualenv, every command took the new default (empty) as a fresh install: the registry CLI said to apply the
+    definitions again, and the schema registry gave id 1, which the topics' records carry, to another schema
+    (audit, 2026-12-07). Without FS_STATE_DIR, and while the new default does not exist, that is one error naming
+    both folders; FS_STATE_DIR set, or the new default made, and the commands run as before."""
+    from infra.settings import StackSettings
+    from registry.core import places
+    from registry.core.errors import SettingsError
+    from registry.core.settings import settings_for_command, state_folder
+
+    earlier, default = tmp_path / "site-packages" / ".state", tmp_path / "xdg" / "featurestore"
+    monkeypatch.setattr(places, "EARLIER_STATE", earlier)
+    monkeypatch.setattr(places, "DEFAULT_STATE", default)
+    monkeypatch.delenv("FS_STATE_DIR", raising=False)
+    earlier.mkdir(parents=True)
+    assert places.left_behind() is None  # an empty folder holds nothing to pass over
+    (earlier / "registry").mkdir()
+    with pytest.raises(SettingsError) as refused:
+        state_folder()
+    assert str(default) in str(refused.value) and str(earlier) in str(refused.value)
+    with pytest.raises(SystemExit) as exited:
+        settings_for_command()
+    assert str(exited.value.code).startswith("error: FS_STATE_DIR is not set and the default state folder")
+    with pytest.raises(SystemExit) as exited:
+        StackSettings.from_env()
+    assert str(exited.value.code).startswith("error: FS_STATE_DIR is not set and the default state folder")
+    monkeypatch.setenv("FS_STATE_DIR", str(earlier))
+    assert state_folder() == earlier and StackSettings.from_env().state_dir == earlier
+    monkeypatch.delenv("FS_STATE_DIR")
+    default.mkdir(parents=True)  # moved, or made on purpose: the default is used
+    assert places.left_behind() is None
+    monkeypatch.setattr(places, "EARLIER_STATE", default)  # a checkout: the two are one folder
+    default.rmdir()
+    assert places.left_behind() is None
