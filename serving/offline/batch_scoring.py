@@ -35,12 +35,12 @@ from registry.access import guard_catalog
 from registry.core import entity_keys
 from registry.core.arguments import ArgumentParser, feature_names, whole
 from registry.core.catalog import FeatureCatalog
-from registry.core.errors import DatasetError, DefinitionError
+from registry.core.errors import DefinitionError
 from registry.core.refs import parse_ref
 from registry.core.shown import error_line, shown
 from serving.offline.command_io import check_out_path, write_parquet
 from serving.offline.feature_resolution import resolve_features
-from serving.offline.historical import DEFAULT_CHUNK_ROWS, join_label_batches, output_schema
+from serving.offline.historical import DEFAULT_CHUNK_ROWS, check_chunk_rows, join_label_batches, output_schema
 from sinks.iceberg.as_of import epoch_us, read_point
 from sinks.iceberg.reader import distinct_entities
 
@@ -66,8 +66,7 @@ def feature_vector_batches(
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The export as (schema, batches of at most ``chunk_rows`` entities): memory bounded by the chunk
     plus the list of distinct entity ids."""
-    if chunk_rows < 1:
-        raise DatasetError(f"chunk_rows must be positive, not {chunk_rows}")
+    check_chunk_rows(chunk_rows)
     if not features:
         raise DefinitionError("give at least one feature to export")
     asked = [parse_ref(f) for f in features]

@@ -2,12 +2,13 @@
 
 A name is a feature's active version (aliases too) or ``name@vN``; a request-time feature's function is
 loaded and checked against its registered source, and reading it needs the grants its stored inputs need.
-Every unknown name is named at once, and a feature asked for twice is refused.
+Every unknown name is named at once, and a feature asked for twice is refused, as are no feature, names given as
+one string (read as its characters, they were named as unknown features) and names that are not strings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
@@ -32,6 +33,16 @@ def _parsed(features: Sequence[str]) -> list[tuple[str, Ref]]:
     ``name@vN`` (design §3.2: a space or a trailing newline makes one malformed), shown quoted, where such a
     reference was called an unknown feature and its trailing space went unseen; the entity type is the command's,
     never part of the reference."""
+    if isinstance(features, str | bytes) or not isinstance(features, Iterable):
+        raise DefinitionError(
+            f"features must be a list of feature names, not {type(features).__name__} {str(features)[:200]!r}"
+            + (" (one string would be read as its characters)" if isinstance(features, str | bytes) else "")
+        )
+    features = list(features)
+    if not features:
+        raise DefinitionError("give at least one feature")
+    if others := [f for f in features if not isinstance(f, str)]:
+        raise DefinitionError(f"feature names must be strings, not {', '.join(repr(f) for f in others[:5])}")
     parsed = [(f, parse_ref(f)) for f in features]
     malformed = [f for f, ref in parsed if ref is None]
     if malformed:
@@ -85,7 +96,8 @@ def resolve_unchecked(catalog: FeatureCatalog, entity_type: str, features: Seque
     found: dict[int, Column] = {}
     stored: list[tuple[int, tuple[str, Ref]]] = []
     unknown: list[str] = []
-    for i, (feature, ref) in enumerate(_parsed(features)):
+    parsed = _parsed(features)
+    for i, (feature, ref) in enumerate(parsed):
         if catalog.request_feature(entity_type, ref.name) is None:
             stored.append((i, (feature, ref)))
             continue
@@ -101,7 +113,7 @@ def resolve_unchecked(catalog: FeatureCatalog, entity_type: str, features: Seque
     if unknown:
         raise UnknownFeatureError(entity_type, unknown)
     found.update((i, d) for (i, _), d in zip(stored, definitions, strict=True))
-    columns = [found[i] for i in range(len(features))]
+    columns = [found[i] for i in range(len(parsed))]
     names = [c.name for c in columns]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

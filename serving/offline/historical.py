@@ -32,6 +32,7 @@ if __name__ == "__main__":  # Ctrl-C while the modules below load is the command
     exit_on_ctrl_c()
 
 import argparse
+import numbers
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -67,6 +68,27 @@ if TYPE_CHECKING:
 
 DEFAULT_CHUNK_ROWS = 250_000
 ROWS_PER_READ = 16_000_000  # offline rows read at once (~50 bytes each in memory); more are read in feature groups
+
+
+def check_chunk_rows(chunk_rows: object) -> None:
+    """DatasetError for a ``chunk_rows`` that is not a whole number of at least 1 (``True`` was taken as 1: a
+    join 150 times slower, without a word; a float or None raised deep inside)."""
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, numbers.Integral) or chunk_rows < 1:
+        raise DatasetError(f"chunk_rows must be positive (a whole number of at least 1), not {chunk_rows!r}")
+
+
+def check_labels(labels: object) -> None:
+    """DatasetError for labels that are not a pyarrow Table (a pandas or polars DataFrame failed deep inside with an
+    AttributeError): converted by the caller, the join's output is a Table of the same columns."""
+    if isinstance(labels, pa.Table):
+        return
+    kind = f"{type(labels).__module__}.{type(labels).__qualname__}"
+    hint = ""
+    if kind.startswith("pandas."):
+        hint = ": convert it with pyarrow.Table.from_pandas(labels, preserve_index=False)"
+    elif kind.startswith("polars."):
+        hint = ": convert it with labels.to_arrow()"
+    raise DatasetError(f"labels must be a pyarrow.Table, not {kind}{hint}")
 
 
 def entity_columns(entity_column: str) -> list[str]:
@@ -288,8 +310,8 @@ def join_labels(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> pa.Table:
     """The in-memory join: labels sorted by time, joined ``chunk_rows`` at a time, put back in input order."""
-    if chunk_rows < 1:
-        raise DatasetError(f"chunk_rows must be positive, not {chunk_rows}")
+    check_chunk_rows(chunk_rows)
+    check_labels(labels)
     _check_schema(labels.schema, definitions, entity_column, timestamp_column)
     times = _label_micros(labels.column(timestamp_column), timestamp_column)
     schema = output_schema(labels.schema, definitions)
@@ -311,6 +333,29 @@ def join_labels(
     return pa.Table.from_arrays([*labels.columns, *assemble(definitions, stored, columns, labels)], schema=schema)
 
 
+def _conformed(batch: Any, schema: pa.Schema, number: int) -> pa.RecordBatch:
+    """The batch with the columns of ``schema``, in its order: a DefinitionError naming the difference for a batch
+    that lacks one, has another or one of another type. The output's label columns are named by ``schema``'s
+    order: a batch whose columns came in another order was labelled by position (ids under the notes' name)."""
+    if not isinstance(batch, pa.RecordBatch):
+        raise DefinitionError(f"label batch {number} is a {type(batch).__name__}, not a pyarrow.RecordBatch")
+    if batch.schema.names != schema.names:
+        missing = [n for n in schema.names if n not in batch.schema.names]
+        extra = [n for n in batch.schema.names if n not in schema.names]
+        if missing or extra or len(set(batch.schema.names)) != len(batch.schema.names):
+            raise DefinitionError(
+                f"label batch {number} has the columns {batch.schema.names}, not labels_schema's {schema.names}"
+                f" (missing {missing}, not in it {extra})"
+            )
+        batch = batch.select(schema.names)
+    for field, given in zip(schema, batch.schema, strict=True):
+        if given.type != field.type:
+            raise DefinitionError(
+                f"label batch {number}: column {field.name!r} is {given.type}, not labels_schema's {field.type}"
+            )
+    return batch
+
+
 def join_label_batches(
     table: Table,
     definitions: Sequence[Column],
@@ -326,13 +371,16 @@ def join_label_batches(
 
     Each batch is one chunk (its size bounds memory); the result equals ``join_labels``'s. A batch
     reads the rows of its own time range (plus the TTLs): label files sorted by time read the least.
+    Each batch holds ``labels_schema``'s columns, of its types, in its order or another (put in its order);
+    anything else is a DefinitionError naming the batch and the column. A Table is read as its batches.
     """
     _check_schema(labels_schema, definitions, entity_column, timestamp_column)
     schema = output_schema(labels_schema, definitions)
     stored = stored_of(definitions)
     join = PointInTimeJoin(table, stored, entity_type, point, rows_per_read=ROWS_PER_READ)
-    batches = iter(batches)
-    for batch in batches:
+    batches = iter(batches.to_batches() if isinstance(batches, pa.Table) else batches)
+    for number, given in enumerate(batches, 1):
+        batch = _conformed(given, labels_schema, number)
         if nulls := batch.column(timestamp_column).null_count:  # counted to the end: the count names them all
             nulls += sum(rest.column(timestamp_column).null_count for rest in batches)
             raise DefinitionError(f"label column {timestamp_column!r} has {nulls} null timestamps")
@@ -410,6 +458,8 @@ def get_historical_vectors(
     two parts is a ``DefinitionError`` (one column per name)."""
     if not parts:
         raise DatasetError("give at least one entity type's features")
+    check_labels(labels)
+    check_chunk_rows(chunk_rows)
     if snapshot_id is not None and as_of is not None:
         raise DatasetError("give either snapshot_id or as_of, not both")
     columns = [resolve_unchecked(catalog, p.entity_type, p.features) for p in parts]

@@ -45,6 +45,8 @@ from serving.offline.feature_resolution import resolve_columns
 from serving.offline.historical import (
     DEFAULT_CHUNK_ROWS,
     add_join_arguments,
+    check_chunk_rows,
+    check_labels,
     join_label_batches,
     join_labels,
     output_schema,
@@ -142,6 +144,8 @@ def build_training_set(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> TrainingSet:
     """``get_historical_features``'s table, plus the manifest that rebuilds it."""
+    check_labels(labels)
+    check_chunk_rows(chunk_rows)
     definitions = resolve_columns(catalog, entity_type, features)
     point = read_point(table, as_of)
     result = join_labels(
@@ -241,6 +245,8 @@ def rebuild(
     table: Table, catalog: FeatureCatalog, manifest: Manifest, labels: pa.Table, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> TrainingSet:
     """The training set of ``manifest`` again, byte-identical, or a DatasetError saying what differs."""
+    check_labels(labels)
+    check_chunk_rows(chunk_rows)
     _check_labels(manifest, content_sha256(labels))
     result = join_labels(
         table,
@@ -273,8 +279,7 @@ def _stream(
     verify: Manifest | None = None,
 ) -> tuple[str, int, str, int]:
     """Join a Parquet label file into ``out``; (labels hash, label rows, output hash, output rows)."""
-    if chunk_rows < 1:
-        raise DatasetError(f"chunk_rows must be positive, not {chunk_rows}")
+    check_chunk_rows(chunk_rows)
     # As historical features reads them: a FIFO, a folder or a file that is not Parquet is refused at once, naming
     # --labels (a FIFO held the command for good).
     label_schema, label_batches = open_labels(labels_path, chunk_rows)

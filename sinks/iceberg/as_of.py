@@ -8,6 +8,7 @@ manifest). Times are epoch microseconds (``epoch_us``, ``iso_us``), bounded by w
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -54,8 +55,12 @@ def read_point(table: Table, as_of: int | datetime | None) -> ReadPoint:
     if as_of is None:
         current = table.current_snapshot()
         return ReadPoint(current.snapshot_id if current is not None else None)
+    if isinstance(as_of, numbers.Integral) and not isinstance(as_of, bool | int):
+        as_of = int(as_of)  # numpy's integers, as a DataFrame gives a snapshot id
     if isinstance(as_of, bool) or not isinstance(as_of, int | datetime):
-        raise DatasetError(f"as_of must be a snapshot id (int) or a timezone-aware datetime, not {as_of!r}")
+        raise DatasetError(
+            f"snapshot_id / as_of must be a snapshot id (int) or a timezone-aware datetime, not {as_of!r}"
+        )
     if isinstance(as_of, int):
         if table.snapshot_by_id(as_of) is None:
             raise DatasetError(
