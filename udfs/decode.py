@@ -88,6 +88,7 @@ class EventDecoder:
         self._required = required_fields(reader_schema, timestamp_field)
         self._float_fields = float_fields(reader_schema)
         self._key_fields = tuple(key_fields)
+        self._field_names = [f["name"] for f in reader_schema["fields"]]  # the reader's order, as the JVM decoder's
 
     def _writer(self, schema_id: int) -> tuple[Schema, bool, bool]:
         writer = self._writers.get(schema_id)
@@ -154,7 +155,8 @@ class EventDecoder:
             value = record.get(name)
             if isinstance(value, str) and len(value) > MAX_KEY_CHARS:
                 raise DecodeError("bad_key", key_too_long(name, len(value)))
-        for name, value in record.items():
+        for name in self._field_names:  # not the record's order (the writer's, defaults last): the JVM names the
+            value = record.get(name)  # reader's first non-finite field, and a record with two named the other
             if isinstance(value, float) and not math.isfinite(value):
                 raise DecodeError("non_finite", f"field {name!r} is {value}")
         ts = record[self._timestamp_field]

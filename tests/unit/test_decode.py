@@ -364,3 +364,23 @@ def test_an_int_or_long_promoted_to_a_reader_float_is_a_32_bit_float(
     dec = EventDecoder({9: json.dumps(writer)}.get, reader, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
     value = dec.decode(frame(9, body({**EVENT, "amount": written}, writer)))["amount"]
     assert value == (read if read is not None else struct.unpack("<f", struct.pack("<f", written))[0])
+
+
+def test_of_several_non_finite_fields_the_readers_first_is_named_as_the_jvm_names_it() -> None:
+    """fastavro's record holds the writer's order, reader defaults last: with ``score`` written before ``amount``,
+    both not finite, the detail named ``score`` where the stream's JVM decoder, in the reader's order, names
+    ``amount``; and a default ``NaN`` of a field the reader has first was named after the writer's ``amount``
+    (audit, 2026-12-07)."""
+    score = {"name": "score", "type": "double", "default": "NaN"}
+    reader = {**READER, "fields": [*READER["fields"], score]}
+    writer = {**reader, "fields": [score, *READER["fields"]]}
+    lookup = CountingLookup({**SCHEMAS, 9: json.dumps(writer)})
+    dec = EventDecoder(lookup, reader, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+    with pytest.raises(DecodeError) as exc:
+        dec.decode(frame(9, body({**EVENT, "amount": float("nan"), "score": float("inf")}, writer)))
+    assert (exc.value.reason, exc.value.detail) == ("non_finite", "field 'amount' is nan")
+    first = {**READER, "fields": [score, *READER["fields"]]}  # V1 writers lack score: its default, read first
+    dec = EventDecoder(CountingLookup(SCHEMAS), first, timestamp_field="event_time", clock_ms=lambda: NOW_MS)
+    with pytest.raises(DecodeError) as exc:
+        dec.decode(frame(V1, body({**EVENT, "amount": float("inf")})))
+    assert (exc.value.reason, exc.value.detail) == ("non_finite", "field 'score' is nan")

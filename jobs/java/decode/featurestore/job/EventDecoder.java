@@ -281,6 +281,42 @@ public final class EventDecoder implements Serializable {
     }
 
     /**
+     * The reader schema to resolve {@code writer} with: where a writer record (the writer itself, or a union's record
+     * branch) resolves to the reader by {@link #namesMatch} under another full name, a copy of the reader naming it
+     * among its aliases. Avro's Java resolver applies the reader's field aliases only to a writer record of the
+     * reader's full name or of one of its aliases ({@code Schema.applyAliases}): a writer in another namespace, or
+     * in none, had its aliased fields read as missing (a required one dead-lettered, one with a default given the
+     * default, an optional key null) where fastavro, and so backfills, read their values.
+     */
+    private Schema readerNaming(Schema writer) {
+        List<Schema> records = new ArrayList<>();
+        if (writer.getType() == Schema.Type.RECORD) {
+            records.add(writer);
+        } else if (writer.getType() == Schema.Type.UNION) {
+            for (Schema branch : writer.getTypes()) {
+                if (branch.getType() == Schema.Type.RECORD) {
+                    records.add(branch);
+                }
+            }
+        }
+        Schema named = readerSchema;
+        for (Schema record : records) {
+            if (!namesMatch(record, readerSchema) || record.getFullName().equals(readerSchema.getFullName())) {
+                continue;
+            }
+            if (named == readerSchema) {
+                named = new Schema.Parser().parse(readerSchemaText); // a copy: the reader stays as it is for others
+            }
+            try {
+                named.addAlias(record.getName(), record.getNamespace() == null ? "" : record.getNamespace());
+            } catch (RuntimeException exc) {
+                // a writer name Avro's Name refuses (the writer is parsed unvalidated): resolved as before
+            }
+        }
+        return named;
+    }
+
+    /**
      * The resolving reader of a writer schema id: fetched from the registry once, then cached; null (cached too)
      * when the writer's record name does not resolve to the reader's ({@link #mismatched}).
      */
@@ -300,7 +336,7 @@ public final class EventDecoder implements Serializable {
         } catch (RuntimeException exc) {
             throw new Rejected("bad_writer_schema", "schema id " + schemaId + ": " + exc.getMessage());
         }
-        GenericDatumReader<GenericRecord> reader = new GenericDatumReader<>(writer, readerSchema);
+        GenericDatumReader<GenericRecord> reader = new GenericDatumReader<>(writer, readerNaming(writer));
         if (writer.getType() == Schema.Type.RECORD && !namesMatch(writer, readerSchema)) {
             reader = null; // Avro's Java resolver ignores record names; the specification (and fastavro) do not
             mismatched.put(schemaId, writer.getName());
