@@ -88,6 +88,8 @@ def check_labels(labels: object) -> None:
         hint = ": convert it with pyarrow.Table.from_pandas(labels, preserve_index=False)"
     elif kind.startswith("polars."):
         hint = ": convert it with labels.to_arrow()"
+    elif isinstance(labels, pa.RecordBatch):
+        hint = ": make it one with pyarrow.Table.from_batches([labels]), or stream batches with join_label_batches"
     raise DatasetError(f"labels must be a pyarrow.Table, not {kind}{hint}")
 
 

@@ -102,6 +102,8 @@ def test_labels_that_are_no_arrow_table_are_refused_with_the_conversion_to_use(
             call(frame)
         with pytest.raises(DatasetError, match=r"labels must be a pyarrow\.Table, not builtins\.NoneType"):
             call(None)
+        with pytest.raises(DatasetError, match=r"RecordBatch: make it one with pyarrow\.Table\.from_batches"):
+            call(labels_table(LABELS).to_batches()[0])
     converted = pa.Table.from_pandas(frame, preserve_index=False)  # as the message says: the join answers
     assert _historical(table, catalog, converted).column("count_5m").to_pylist() == [3]
 
