@@ -285,6 +285,31 @@ def primitive(schema: Any) -> Any:
     return schema
 
 
+def _not_utf8(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Per row, whether a string column's value is not UTF-8 (a null is not): Parquet readers do not check it, and
+    such a value failed far downstream (``to_pandas``) where the decoders dead-letter the record. Values are read
+    one by one only in a chunk Arrow finds invalid."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = []
+    for chunk in chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowInvalid:
+            raw = chunk.view(pa.large_binary() if pa.types.is_large_string(chunk.type) else pa.binary())
+            parts.append(pa.array([v is not None and not _is_utf8(v) for v in raw.to_pylist()], pa.bool_()))
+        else:
+            parts.append(pa.repeat(pa.scalar(False), len(chunk)))
+    return pa.concat_arrays(parts) if parts else pa.array([], pa.bool_())
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def check_events(
     events: pa.Table,
     reader_schema: dict[str, Any],
@@ -301,7 +326,9 @@ def check_events(
     the stream would dead-letter it with: a required field null, or a required ``*_id`` or entity-key string empty
     (``missing_field``); a string value of a ``key_fields`` field longer than ``MAX_KEY_CHARS`` characters
     (``bad_key``); a float field NaN or infinite (``non_finite``); the timestamp beyond
-    ``now_ms + max_future_ms`` (``future_timestamp``) or before 1970 (``bad_timestamp``).
+    ``now_ms + max_future_ms`` (``future_timestamp``) or before 1970 (``bad_timestamp``). Before them all, as the
+    decoders read the body first, a string that is not UTF-8 (``undecodable``), which a Parquet reader lets
+    through. Details are the decoders' texts, a row at a time.
 
     Returns ``(valid, rejected)``: ``rejected`` is the failing rows with two more columns, ``reason``
     and ``detail``, as a dead letter has.
@@ -317,6 +344,11 @@ def check_events(
         reason = pc.if_else(first, pa.scalar(why), reason)
         detail = pc.if_else(first, pa.scalar(what) if isinstance(what, str) else what, detail)
 
+    fields = [f["name"] for f in reader_schema["fields"] if f["name"] in events.column_names]  # the reader's order
+    for name in fields:  # first, as the decoders read a string that is not UTF-8: the body does not decode
+        column = events.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            flag(_not_utf8(column), "undecodable", f"field {name!r} is not UTF-8")
     for name in required_fields(reader_schema, timestamp_field):
         column = events.column(name)
         failed = pc.is_null(column)
@@ -334,18 +366,20 @@ def check_events(
             f"key field {name!r} is ", chars.cast(pa.string()), f" characters (at most {MAX_KEY_CHARS})", ""
         )
         flag(too_long, "bad_key", what)
-    for name in events.column_names:
+    for name in fields:  # the reader's order: of two fields not finite, the first is named, as by the decoders
         column = events.column(name)
         if pa.types.is_floating(column.type):
             not_finite = pc.fill_null(pc.invert(pc.is_finite(column)), False)  # a null (optional field) is not
-            flag(not_finite, "non_finite", f"field {name!r} is not finite")
+            shown = pc.if_else(pc.is_nan(column), "nan", pc.if_else(pc.greater(column, 0), "inf", "-inf"))
+            flag(not_finite, "non_finite", pc.binary_join_element_wise(f"field {name!r} is ", shown, ""))
     ts = events.column(timestamp_field)
+    at = pc.binary_join_element_wise(f"{timestamp_field}=", ts.cast(pa.string()), "")  # the decoders' text
     flag(
         pc.greater(ts, now_ms + max_future_ms),
         "future_timestamp",
-        f"{timestamp_field} is beyond now + {max_future_ms} ms",
+        pc.binary_join_element_wise(at, f" is beyond now + {max_future_ms} ms", ""),
     )
-    flag(pc.less(ts, 0), "bad_timestamp", f"{timestamp_field} is before 1970")
+    flag(pc.less(ts, 0), "bad_timestamp", pc.binary_join_element_wise(at, " is before 1970", ""))
     bad = pc.is_valid(reason)
     rejected = (
         events.filter(bad).append_column("reason", reason.filter(bad)).append_column("detail", detail.filter(bad))

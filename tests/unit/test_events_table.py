@@ -117,6 +117,47 @@ def test_batch_rules_give_every_record_the_reason_the_decoder_gives_it(keys: tup
         "key field 'user_id' is 300 characters (at most 256)",
         "key field 'merchant_id' is 257 characters (at most 256)",
     } <= set(bad_keys.values())
+    # Every detail is the decoder's, a row at a time: the table path said 'is not finite' for 'is nan', and left
+    # the time out of the timestamps' (audit, 2026-12-07).
+    assert details == {i: a[1] for i, a in enumerate(answers) if a is not None}
+    assert {
+        "field 'amount' is nan",
+        "field 'amount' is -inf",
+        f"event_time={NOW_MS + MAX_FUTURE_MS + 1} is beyond now + {MAX_FUTURE_MS} ms",
+        "event_time=-1 is before 1970",
+    } <= set(details.values())
+
+
+def test_a_string_that_is_not_utf8_is_undecodable_as_the_decoders_read_it(tmp_path: Path) -> None:
+    """A Parquet reader does not check UTF-8: a table of events passed a user id or currency of other bytes, and the
+    job then stopped with a traceback in ``to_pandas`` (no rejected row), where the decoders dead-letter such a
+    record ``undecodable`` before every other rule (audit, 2026-12-07)."""
+    bad = pa.array([b"u\xff", b"u1", b"u2", b"\xed\xa0\x80", None], pa.binary()).view(pa.string())
+    table = pa.table(
+        {
+            "transaction_id": ["t0", "t1", "t2", "t3", "t4"],
+            "user_id": bad,
+            "merchant_id": ["m"] * 5,
+            "amount": [1.0, 2.0, float("nan"), 3.0, 4.0],
+            "currency": pa.array([b"EUR", b"E\xffR", b"EUR", b"EUR", b"EUR"], pa.binary()).view(pa.string()),
+            "event_time": pa.array([NOW_MS - 1000] * 5, pa.int64()),
+        }
+    )
+    events = read_events(_parquet(tmp_path, table), SOURCE, lambda: None, now_ms=NOW_MS)
+    rejected = events.rejected.sort_by("transaction_id")
+    assert rejected.column("transaction_id").to_pylist() == ["t0", "t1", "t2", "t3", "t4"]
+    assert rejected.column("reason").to_pylist() == [
+        "undecodable",
+        "undecodable",
+        "non_finite",
+        "undecodable",
+        "missing_field",
+    ]
+    assert rejected.column("detail").to_pylist()[:2] == [
+        "field 'user_id' is not UTF-8",
+        "field 'currency' is not UTF-8",
+    ]
+    assert events.valid.num_rows == 0
 
 
 def test_check_events_holds_key_values_to_256_characters() -> None:
