@@ -3,8 +3,10 @@
 The registry refuses a schema that would strand a consumer or a producer *before* it reaches a topic,
 so the rules here follow the "Schema Resolution" section of the Avro specification rather than any
 one library: primitives with the spec's promotions, records matched field by field (by name or by a
-reader field's aliases), enums, arrays, maps, fixed, unions, and named types matched by unqualified
-name or by a reader alias. Logical types are ignored, as the spec's resolution rules do.
+reader field's aliases; a reader field that so matches several writer fields is refused, as Avro Java refuses it),
+enums, arrays, maps, fixed, unions, and named types matched by unqualified name or by a reader alias. Logical
+types are ignored, as Avro Java's checker (and so Confluent's registry) ignores them: the specification's rule
+that decimals match only with the same scale and precision is not checked (a deviation kept with Confluent).
 
 Everything here is pure: schemas come in as JSON text or parsed JSON (a ``str`` is JSON text, or
 else a bare type name such as ``int``), answers go out as lists of
@@ -213,10 +215,17 @@ class _Resolver:
         out: list[str] = []
         for reader_field in reader.fields:
             field_path = _join(path, reader_field.name)
-            match = next(
-                (by_name[n] for n in (reader_field.name, *reader_field.aliases) if n in by_name),
-                None,
-            )
+            # Its name, then each alias (once), as Avro Java's ``lookupWriterField``: more than one writer field so
+            # matched reads none (both decoders fail every record: "matches multiple fields in writer record").
+            names = [reader_field.name, *dict.fromkeys(reader_field.aliases)]
+            matches = [by_name[n] for n in names if n in by_name]
+            if len(matches) > 1:
+                out.append(
+                    f"field `{field_path}`: matches several writer fields by its name and aliases "
+                    f"({', '.join(f'`{m.name}`' for m in matches)}): no reader can tell which to read"
+                )
+                continue
+            match = matches[0] if matches else None
             if match is None:
                 if not reader_field.has_default:
                     out.append(f"field `{field_path}`: not in the writer schema and has no default")

@@ -475,3 +475,20 @@ def test_a_type_reached_by_many_paths_is_compared_once(
         assert len(problems) < 100
     small = incompatibilities(_nested(3, reader_leaf), _nested(3, writer_leaf))
     assert (not small) is compatible
+
+
+def test_a_reader_field_matching_several_writer_fields_is_refused_as_avro_java_refuses_it() -> None:
+    """A field renamed ``amt`` -> ``amount`` with the alias ``amt``, then a writer holding both: Avro Java's checker
+    throws "matches multiple fields in writer record schema" (Confluent refuses, 409) and both decoders fail every
+    record, but the first match was taken and the pair passed (audit, 2026-12-07). One match each way still reads."""
+    reader = record(f("amount", "double", aliases=["amt"]), f("event_time", "long"))
+    both = record(f("amount", "double"), f("amt", "string"), f("event_time", "long"))
+    assert incompatibilities(reader, both) == [
+        "field `amount`: matches several writer fields by its name and aliases (`amount`, `amt`): no reader can "
+        "tell which to read"
+    ]
+    assert check("FORWARD", both, [reader]) and check("BACKWARD", reader, [both])
+    assert can_read(reader, record(f("amt", "double"), f("event_time", "long")))  # by the alias
+    assert can_read(reader, record(f("amount", "double"), f("event_time", "long")))  # by the name
+    two_aliases = record(f("amount", "double", aliases=["amt", "value"]), f("event_time", "long"))
+    assert not can_read(two_aliases, record(f("amt", "double"), f("value", "double"), f("event_time", "long")))
