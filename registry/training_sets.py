@@ -188,10 +188,7 @@ class TrainingSetStore(SqliteStore):
         """
         with self._tx() as conn:
             if output_uri is not None:  # that file holds this set now, no longer any other set built there before
-                conn.execute(
-                    "UPDATE training_sets SET output_uri = NULL WHERE output_uri = ? AND id != ?",
-                    (output_uri, manifest.id),
-                )
+                self._release(conn, output_uri, manifest.id)
             row = conn.execute(
                 "SELECT labels_uri, output_uri, manifest FROM training_sets WHERE id = ?", (manifest.id,)
             ).fetchone()
@@ -212,6 +209,18 @@ class TrainingSetStore(SqliteStore):
                 (labels_uri, output_uri, manifest.id),
             )
             return False
+
+    def written(self, output_uri: str, training_set_id: str) -> None:
+        """``training_set_id`` was written to ``output_uri`` (a rebuild): another set recorded there loses its
+        ``output_uri``, as for a build (``record``)."""
+        with self._tx() as conn:
+            self._release(conn, output_uri, training_set_id)
+
+    @staticmethod
+    def _release(conn: sqlite3.Connection, output_uri: str, training_set_id: str) -> None:
+        conn.execute(
+            "UPDATE training_sets SET output_uri = NULL WHERE output_uri = ? AND id != ?", (output_uri, training_set_id)
+        )
 
     def get(self, training_set_id: str) -> StoredTrainingSet:
         with self._read() as conn:

@@ -48,10 +48,13 @@ def pause(pid: int, *, group: bool = False, timeout_s: float = 30.0) -> None:
     ``kill`` returns when the signal is queued; each thread stops when it next handles it, which on a loaded
     machine took up to 30 ms (measured): a request sent at once was answered by a thread still running (a
     fault test's 'the store hangs' read got a 200)."""
-    (os.killpg if group else os.kill)(pid, signal.SIGSTOP)
+    send = os.killpg if group else os.kill
+    send(pid, signal.SIGSTOP)
     deadline = time.monotonic() + timeout_s
     while not all(_states(p) <= _STOPPED for p in (_group(pid) if group else [pid])):
-        assert time.monotonic() < deadline, f"pid {pid}: not stopped within {timeout_s} s of SIGSTOP"
+        if time.monotonic() >= deadline:  # resumed: the caller's SIGCONT is in a ``finally`` this never reaches
+            send(pid, signal.SIGCONT)
+            raise AssertionError(f"pid {pid}: not stopped within {timeout_s} s of SIGSTOP")
         time.sleep(0.001)
 
 

@@ -84,10 +84,13 @@ def check_labels(labels: object) -> None:
         return
     kind = f"{type(labels).__module__}.{type(labels).__qualname__}"
     hint = ""
-    if kind.startswith("pandas."):
+    name = type(labels).__name__
+    if kind.startswith("pandas.") and name == "DataFrame":
         hint = ": convert it with pyarrow.Table.from_pandas(labels, preserve_index=False)"
-    elif kind.startswith("polars."):
+    elif kind.startswith("polars.") and name == "DataFrame":
         hint = ": convert it with labels.to_arrow()"
+    elif kind.startswith("polars.") and name == "LazyFrame":
+        hint = ": convert it with labels.collect().to_arrow()"
     elif isinstance(labels, pa.RecordBatch):
         hint = ": make it one with pyarrow.Table.from_batches([labels]), or stream batches with join_label_batches"
     raise DatasetError(f"labels must be a pyarrow.Table, not {kind}{hint}")

@@ -52,7 +52,7 @@ from serving.offline.historical import (
     output_schema,
 )
 from serving.offline.request_columns import Column, RequestColumn
-from sinks.iceberg.as_of import ReadPoint, epoch_us, iso_us, point_from, read_point
+from sinks.iceberg.as_of import ReadPoint, epoch_us, iso_us, plain_as_of, point_from, read_point
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -146,6 +146,7 @@ def build_training_set(
     """``get_historical_features``'s table, plus the manifest that rebuilds it."""
     check_labels(labels)
     check_chunk_rows(chunk_rows)
+    as_of = plain_as_of(as_of)  # a numpy snapshot id: the manifest's snapshot:<id>, as an int's
     definitions = resolve_columns(catalog, entity_type, features)
     point = read_point(table, as_of)
     result = join_labels(
@@ -327,6 +328,7 @@ def build_parquet(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Manifest:
     """``build_training_set`` from a Parquet file to a Parquet file, in bounded memory."""
+    as_of = plain_as_of(as_of)
     definitions = resolve_columns(catalog, entity_type, features)
     point = read_point(table, as_of)
     labels_sha256, labels_rows, content, rows = _stream(
@@ -380,6 +382,12 @@ def rebuild_parquet(
 
 
 # --- CLI ---------------------------------------------------------------------------------------------
+
+
+def _written_path(out: Path) -> Path:
+    """Where a file moved to ``out`` lies, absolute: its folder resolved, not its name (a symbolic link at ``out`` is
+    replaced by the file, not followed: the file it pointed to keeps its set)."""
+    return out.parent.resolve() / out.name
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -564,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
                 store.record(
                     manifest,
                     labels_uri=str(labels_uri.resolve()),
-                    output_uri=str(args.out.resolve()),
+                    output_uri=str(_written_path(args.out)),
                     labels_kept=args.copy_labels_to is not None,
                 )
                 staging.replace(args.out)
@@ -592,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         if _same_file(Path(labels_path), args.out):
             raise DatasetError(f"--out {shown(args.out)} is the labels file: writing it would replace the labels")
         rebuild_parquet(table, catalog, manifest, Path(labels_path), args.out, chunk_rows=args.chunk_rows)
+        store.written(str(_written_path(args.out)), manifest.id)  # a set recorded there before: its file is gone
         print(f"training set {manifest.id} rebuilt to {shown(args.out)}: identical ({manifest.content_sha256})")
         return 0
     except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # ArrowInvalid: labels that are not Parquet

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from registry.core.errors import DatasetError
 
@@ -48,6 +48,13 @@ class ReadPoint:
     ingested_until_us: int | None = None  # only rows with ingested_at <= this (epoch µs)
 
 
+def plain_as_of(as_of: Any) -> Any:
+    """``as_of`` with a numpy integer (a snapshot id taken from a DataFrame) as the ``int`` it holds; else as given."""
+    if isinstance(as_of, numbers.Integral) and not isinstance(as_of, bool | int):
+        return int(as_of)
+    return as_of
+
+
 def read_point(table: Table, as_of: int | datetime | None) -> ReadPoint:
     """Resolve ``as_of``: None = the table's current snapshot, an int = that snapshot id, a
     timezone-aware datetime = the snapshot current at that time plus rows ingested by then (before the
@@ -55,8 +62,7 @@ def read_point(table: Table, as_of: int | datetime | None) -> ReadPoint:
     if as_of is None:
         current = table.current_snapshot()
         return ReadPoint(current.snapshot_id if current is not None else None)
-    if isinstance(as_of, numbers.Integral) and not isinstance(as_of, bool | int):
-        as_of = int(as_of)  # numpy's integers, as a DataFrame gives a snapshot id
+    as_of = plain_as_of(as_of)
     if isinstance(as_of, bool) or not isinstance(as_of, int | datetime):
         raise DatasetError(
             f"snapshot_id / as_of must be a snapshot id (int) or a timezone-aware datetime, not {as_of!r}"

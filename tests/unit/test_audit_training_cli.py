@@ -293,3 +293,25 @@ def test_batch_scoring_over_a_damaged_data_file_is_one_error_line(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (folder / "scored.parquet").exists()
+
+
+def test_a_link_given_as_out_is_replaced_and_a_rebuild_over_a_set_clears_its_path(built: tuple[Path, str]) -> None:
+    """The review's two cases: a build to a symbolic link replaces the link (the file it named keeps its set), so
+    the set is recorded at the link's path and the other set keeps its own; a rebuild of one set into another's
+    recorded output replaces that file, and that set's path is cleared as a build's is."""
+    folder, first = built
+    store = TrainingSetStore(folder / "d.db")
+    link = folder / "link.parquet"
+    link.symlink_to(folder / "train.parquet")
+    other = pa.table({"user_id": ["u1", "u2"], "event_timestamp": pa.array([T0 + 6 * MIN] * 2, pa.timestamp("ms"))})
+    pq.write_table(other, folder / "other.parquet")
+    join = ["--entity-type", "user", "--entity-column", "user_id", "--features", "count_5m"]
+    assert training.main(["build", "--labels", str(folder / "other.parquet"), "--out", str(link), *join]) == 0
+    [second] = [i for i in store.ids() if i != first]
+    assert not link.is_symlink() and pq.read_table(link).num_rows == 2
+    assert store.get(second).output_uri == str(folder.resolve() / "link.parquet")
+    assert store.get(first).output_uri == str((folder / "train.parquet").resolve())  # its file is still there
+    assert pq.read_table(folder / "train.parquet").num_rows == 1
+    assert training.main(["rebuild", "--id", first, "--out", str(link)]) == 0  # over the second set's file
+    assert store.get(second).output_uri is None
+    assert store.get(first).output_uri == str((folder / "train.parquet").resolve())  # a rebuild records no path

@@ -170,3 +170,16 @@ def test_a_numpy_integer_snapshot_id_reads_that_snapshot(table: Any, catalog: Fe
     expected = _historical(table, catalog, snapshot_id=snapshot)
     assert _historical(table, catalog, snapshot_id=np.int64(snapshot)) == expected
     assert _historical(table, catalog, as_of=np.int64(snapshot)) == expected
+
+
+def test_a_numpy_integer_snapshot_id_builds_the_training_set_of_that_snapshot(
+    table: Any, catalog: FeatureCatalog
+) -> None:
+    """The join read it, then the manifest refused it after the join ('as_of must be a timezone-aware datetime')."""
+    snapshot = table.current_snapshot().snapshot_id
+    join: dict[str, Any] = {"entity_type": "user", "entity_column": "who"}
+    plain = build_training_set(table, catalog, labels_table(LABELS), ["count_5m"], as_of=snapshot, **join)
+    numpy_id: Any = np.int64(snapshot)
+    numpy = build_training_set(table, catalog, labels_table(LABELS), ["count_5m"], as_of=numpy_id, **join)
+    assert numpy.manifest.as_of == plain.manifest.as_of == f"snapshot:{snapshot}"
+    assert numpy.manifest.id == plain.manifest.id and numpy.table == plain.table

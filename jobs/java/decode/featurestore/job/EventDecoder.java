@@ -282,8 +282,8 @@ public final class EventDecoder implements Serializable {
 
     /**
      * The reader schema to resolve {@code writer} with: where a writer record (the writer itself, or a union's record
-     * branch) resolves to the reader by {@link #namesMatch} under another full name, a copy of the reader naming it
-     * among its aliases. Avro's Java resolver applies the reader's field aliases only to a writer record of the
+     * branch, the only one that resolves) resolves to the reader by {@link #namesMatch} under another full name, a
+     * copy of the reader naming it among its aliases. Avro's Java resolver applies the reader's field aliases only to a writer record of the
      * reader's full name or of one of its aliases ({@code Schema.applyAliases}): a writer in another namespace, or
      * in none, had its aliased fields read as missing (a required one dead-lettered, one with a default given the
      * default, an optional key null) where fastavro, and so backfills, read their values.
@@ -299,19 +299,18 @@ public final class EventDecoder implements Serializable {
                 }
             }
         }
-        Schema named = readerSchema;
-        for (Schema record : records) {
-            if (!namesMatch(record, readerSchema) || record.getFullName().equals(readerSchema.getFullName())) {
-                continue;
-            }
-            if (named == readerSchema) {
-                named = new Schema.Parser().parse(readerSchemaText); // a copy: the reader stays as it is for others
-            }
-            try {
-                named.addAlias(record.getName(), record.getNamespace() == null ? "" : record.getNamespace());
-            } catch (RuntimeException exc) {
-                // a writer name Avro's Name refuses (the writer is parsed unvalidated): resolved as before
-            }
+        records.removeIf(record -> !namesMatch(record, readerSchema));
+        // One record at most: two branches of a union renamed to the reader's name would be a union Avro refuses
+        // ("Duplicate in union"), every body of it undecodable; such a writer is resolved as before.
+        if (records.size() != 1 || records.get(0).getFullName().equals(readerSchema.getFullName())) {
+            return readerSchema;
+        }
+        Schema record = records.get(0);
+        Schema named = new Schema.Parser().parse(readerSchemaText); // a copy: the reader stays as it is for others
+        try {
+            named.addAlias(record.getName(), record.getNamespace() == null ? "" : record.getNamespace());
+        } catch (RuntimeException exc) {
+            return readerSchema; // a writer name Avro's Name refuses (the writer is parsed unvalidated): as before
         }
         return named;
     }
