@@ -1,7 +1,8 @@
 """What the offline commands (historical features, training sets, batch scoring) share around a join's data.
 
 The ``--as-of`` time read from the command line, the labels Parquet file read a chunk at a time (a file
-that is missing, not Parquet or cut short refused in one line), and the output written atomically in
+that is missing, not Parquet or cut short refused in one line), the output paths checked before anything is
+read (a training build's outputs against its labels and each other too), and the output written atomically in
 row groups of a fixed size (the same rows make the same bytes, whatever the chunks they were joined in).
 """
 
@@ -61,6 +62,43 @@ def check_out_path(out: Path, option: str = "--out") -> None:
         raise DatasetError(
             f"{option} {shown(out)}: not a regular file (a device, FIFO or socket): it would be replaced"
         )
+
+
+def written_path(out: Path) -> Path:
+    """Where a file moved to ``out`` lies, absolute: its folder resolved, not its name (a symbolic link at ``out`` is
+    replaced by the file, not followed: the file it pointed to keeps its set)."""
+    return out.parent.resolve() / out.name
+
+
+def same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def check_build_paths(
+    labels: Path, out: Path, manifest: Path, copy_labels_to: Path | None, manifest_option: str = "--manifest"
+) -> None:
+    """Refuse, before anything is read or written, a build whose outputs would overwrite its labels or each
+    other, or whose manifest or label copy cannot be written (DatasetError naming the option; ``manifest_option``
+    names the manifest's)."""
+    if same_file(labels, out):
+        raise DatasetError(f"--out {shown(out)} is the labels file: writing it would replace the labels")
+    check_out_path(out)  # found before the join runs, not when the result is moved there
+    if same_file(manifest, out) or same_file(manifest, labels):
+        raise DatasetError(f"--manifest {shown(manifest)} is the labels or the output file")
+    check_out_path(manifest, manifest_option)
+    if copy_labels_to is not None:
+        try:
+            str(copy_labels_to).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)}: not a UTF-8 path") from None
+        for option, path in (("--out", out), ("--manifest", manifest), ("--labels", labels)):
+            if same_file(copy_labels_to, path):  # its folder made there: the output moved, the manifest not
+                raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)} is the {option} file: give a folder")
+        if copy_labels_to.exists() and not copy_labels_to.is_dir():
+            raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)}: exists and is not a directory")
+        nearest = next(p for p in (copy_labels_to, *copy_labels_to.parents) if p.exists())  # what mkdir builds on
+        if not nearest.is_dir():
+            raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)}: {shown(nearest)} is not a directory")
 
 
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path) -> int:

@@ -39,7 +39,16 @@ from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.core.shown import error_line, shown
 from registry.training_sets import Manifest, ManifestFeature
-from serving.offline.command_io import aside, check_out_path, open_labels, parse_as_of, write_parquet
+from serving.offline.command_io import (
+    aside,
+    check_build_paths,
+    check_out_path,
+    open_labels,
+    parse_as_of,
+    same_file,
+    write_parquet,
+    written_path,
+)
 from serving.offline.content_hash import ContentHasher, content_sha256
 from serving.offline.feature_resolution import resolve_columns
 from serving.offline.historical import (
@@ -384,43 +393,6 @@ def rebuild_parquet(
 # --- CLI ---------------------------------------------------------------------------------------------
 
 
-def _written_path(out: Path) -> Path:
-    """Where a file moved to ``out`` lies, absolute: its folder resolved, not its name (a symbolic link at ``out`` is
-    replaced by the file, not followed: the file it pointed to keeps its set)."""
-    return out.parent.resolve() / out.name
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve()
-
-
-def _check_build_paths(
-    labels: Path, out: Path, manifest: Path, copy_labels_to: Path | None, manifest_option: str = "--manifest"
-) -> None:
-    """Refuse, before anything is read or written, a build whose outputs would overwrite its labels or each
-    other, or whose manifest or label copy cannot be written (DatasetError naming the option; ``manifest_option``
-    names the manifest's)."""
-    if _same_file(labels, out):
-        raise DatasetError(f"--out {shown(out)} is the labels file: writing it would replace the labels")
-    check_out_path(out)  # found before the join runs, not when the result is moved there
-    if _same_file(manifest, out) or _same_file(manifest, labels):
-        raise DatasetError(f"--manifest {shown(manifest)} is the labels or the output file")
-    check_out_path(manifest, manifest_option)
-    if copy_labels_to is not None:
-        try:
-            str(copy_labels_to).encode("utf-8")
-        except UnicodeEncodeError:
-            raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)}: not a UTF-8 path") from None
-        for option, path in (("--out", out), ("--manifest", manifest), ("--labels", labels)):
-            if _same_file(copy_labels_to, path):  # its folder made there: the output moved, the manifest not
-                raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)} is the {option} file: give a folder")
-        if copy_labels_to.exists() and not copy_labels_to.is_dir():
-            raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)}: exists and is not a directory")
-        nearest = next(p for p in (copy_labels_to, *copy_labels_to.parents) if p.exists())  # what mkdir builds on
-        if not nearest.is_dir():
-            raise DatasetError(f"--copy-labels-to {shown(copy_labels_to)}: {shown(nearest)} is not a directory")
-
-
 def _recorded_labels(store: TrainingSetStore, training_set_id: str) -> str | None:
     """The labels path recorded for a training set at build time; None when it is not recorded (a manifest file
     from another registry) or recorded without one."""
@@ -536,12 +508,12 @@ def main(argv: list[str] | None = None) -> int:
         manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
         if args.command == "build":
             beside = "the manifest (--manifest; by default --out's name + .manifest.json)"
-            _check_build_paths(
+            check_build_paths(
                 args.labels, args.out, manifest_path, args.copy_labels_to, "--manifest" if args.manifest else beside
             )
         else:
             check_out_path(args.out)  # before the join, not when the result is moved there
-            if args.manifest is not None and _same_file(args.manifest, args.out):
+            if args.manifest is not None and same_file(args.manifest, args.out):
                 raise DatasetError(f"--out {shown(args.out)} is the manifest: writing it would replace the manifest")
         table = load_table(connect_iceberg(settings), settings.iceberg_namespace)
         if args.command == "build":
@@ -572,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
                 store.record(
                     manifest,
                     labels_uri=str(labels_uri.resolve()),
-                    output_uri=str(_written_path(args.out)),
+                    output_uri=str(written_path(args.out)),
                     labels_kept=args.copy_labels_to is not None,
                 )
                 staging.replace(args.out)
@@ -597,10 +569,10 @@ def main(argv: list[str] | None = None) -> int:
             raise DatasetError(
                 f"labels {shown(labels_path)} recorded for training set {manifest.id} not found: pass --labels"
             )
-        if _same_file(Path(labels_path), args.out):
+        if same_file(Path(labels_path), args.out):
             raise DatasetError(f"--out {shown(args.out)} is the labels file: writing it would replace the labels")
         rebuild_parquet(table, catalog, manifest, Path(labels_path), args.out, chunk_rows=args.chunk_rows)
-        store.written(str(_written_path(args.out)), manifest.id)  # a set recorded there before: its file is gone
+        store.written(str(written_path(args.out)), manifest.id)  # a set recorded there before: its file is gone
         print(f"training set {manifest.id} rebuilt to {shown(args.out)}: identical ({manifest.content_sha256})")
         return 0
     except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # ArrowInvalid: labels that are not Parquet

@@ -143,13 +143,13 @@ def test_a_build_from_its_kept_labels_copy_keeps_it_there(
 
 def test_a_label_copy_folder_under_a_file_is_refused_before_the_join(tmp_path: Path) -> None:
     """``--copy-labels-to a_file/kept``: the folder cannot be made, which was found only after the whole join."""
-    from serving.offline.training import _check_build_paths
+    from serving.offline.command_io import check_build_paths
 
     (tmp_path / "a_file").write_text("x")
     labels, out, manifest = tmp_path / "l.parquet", tmp_path / "o.parquet", tmp_path / "m.json"
     with pytest.raises(DatasetError, match=r"--copy-labels-to .*a_file is not a directory"):
-        _check_build_paths(labels, out, manifest, tmp_path / "a_file" / "kept" / "deeper")
-    _check_build_paths(labels, out, manifest, tmp_path / "new" / "kept")  # made by the build: fine
+        check_build_paths(labels, out, manifest, tmp_path / "a_file" / "kept" / "deeper")
+    check_build_paths(labels, out, manifest, tmp_path / "new" / "kept")  # made by the build: fine
 
 
 @pytest.mark.parametrize("target", ["out", "manifest", "labels"])
