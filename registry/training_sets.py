@@ -211,10 +211,22 @@ class TrainingSetStore(SqliteStore):
             return False
 
     def written(self, output_uri: str, training_set_id: str) -> None:
-        """``training_set_id`` was written to ``output_uri`` (a rebuild): another set recorded there loses its
-        ``output_uri``, as for a build (``record``)."""
+        """``training_set_id`` is written to ``output_uri`` (a rebuild): another set recorded there loses its
+        ``output_uri``, and the set takes it where it has none, as for a build (``record``). Nothing is written
+        when nothing changes (a registry that cannot be written serves such a rebuild)."""
+        with self._read() as conn:
+            changes = conn.execute(
+                "SELECT 1 FROM training_sets WHERE (output_uri = ? AND id != ?) OR (id = ? AND output_uri IS NULL)",
+                (output_uri, training_set_id, training_set_id),
+            ).fetchone()
+        if changes is None:
+            return
         with self._tx() as conn:
             self._release(conn, output_uri, training_set_id)
+            conn.execute(
+                "UPDATE training_sets SET output_uri = COALESCE(output_uri, ?) WHERE id = ?",
+                (output_uri, training_set_id),
+            )
 
     @staticmethod
     def _release(conn: sqlite3.Connection, output_uri: str, training_set_id: str) -> None:

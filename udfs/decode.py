@@ -352,7 +352,9 @@ def check_events(
     for name in required_fields(reader_schema, timestamp_field):
         column = events.column(name)
         failed = pc.is_null(column)
-        if (name.endswith("_id") or name in key_fields) and pa.types.is_string(column.type):
+        if (name.endswith("_id") or name in key_fields) and (
+            pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        ):
             failed = pc.or_(failed, pc.equal(pc.utf8_length(column), 0))
         flag(failed, "missing_field", f"required field {name!r} is missing or empty")
     for name in key_fields:

@@ -3,7 +3,8 @@
 The registry refuses a schema that would strand a consumer or a producer *before* it reaches a topic,
 so the rules here follow the "Schema Resolution" section of the Avro specification rather than any
 one library: primitives with the spec's promotions, records matched field by field (by name or by a
-reader field's aliases; a reader field that so matches several writer fields is refused, as Avro Java refuses it),
+reader field's aliases; a reader field that so matches writer fields more than once is refused, as Avro Java's
+checker refuses it, in a reader union when met before a branch that reads),
 enums, arrays, maps, fixed, unions, and named types matched by unqualified name or by a reader alias. Logical
 types are ignored, as Avro Java's checker (and so Confluent's registry) ignores them: the specification's rule
 that decimals match only with the same scale and precision is not checked (a deviation kept with Confluent).
@@ -134,8 +135,9 @@ class _Resolver:
         if isinstance(writer, _Union):
             return self._from_union(writer, reader, path)
         if isinstance(reader, _Union):
-            if any(not self.problems(writer, branch, path) for branch in reader.branches):
-                return []
+            reading = self._first_reading(writer, reader, path)
+            if reading is not None:
+                return reading
             return [
                 f"{_where(path)}: writer type {_describe(writer)} cannot be read as any branch of reader {_describe(reader)}"
             ]
@@ -156,12 +158,28 @@ class _Resolver:
             return [message for branch in writer.branches for message in self.problems(branch, reader, path)]
         out = []
         for branch in writer.branches:
-            if all(self.problems(branch, candidate, path) for candidate in reader.branches):
+            reading = self._first_reading(branch, reader, path)
+            if reading:
+                out.extend(reading)
+            elif reading is None:
                 out.append(
                     f"{_where(path)}: writer union branch {_describe(branch)} cannot be read by any branch "
                     f"of reader {_describe(reader)}"
                 )
         return out
+
+    def _first_reading(self, writer: _Node, reader: _Union, path: str) -> list[str] | None:
+        """The reader union's branches tried in order, as Avro Java's checker tries them: ``[]`` at the first that
+        reads ``writer``; a field matching several writer fields met before it, that problem (Java's checker throws
+        there, whatever later branches say); None when no branch reads it."""
+        for branch in reader.branches:
+            found = self.problems(writer, branch, path)
+            if not found:
+                return []
+            several = [message for message in found if _SEVERAL in message]
+            if several:
+                return several
+        return None
 
     def _named(self, writer: _Named, reader: _Named, path: str) -> list[str]:
         if not _names_match(writer, reader):
@@ -215,15 +233,14 @@ class _Resolver:
         out: list[str] = []
         for reader_field in reader.fields:
             field_path = _join(path, reader_field.name)
-            # Its name, then each alias (once), as Avro Java's ``lookupWriterField``: more than one writer field so
-            # matched reads none (both decoders fail every record: "matches multiple fields in writer record").
+            # Its name, then each alias (once), as Avro Java's ``lookupWriterField``, which throws on more than one
+            # match (an alias equal to the name counts twice): Confluent refuses the pair, and with two writer
+            # fields matched neither decoder reads a record (Java: a duplicate field; fastavro: a KeyError).
             names = [reader_field.name, *dict.fromkeys(reader_field.aliases)]
             matches = [by_name[n] for n in names if n in by_name]
             if len(matches) > 1:
-                out.append(
-                    f"field `{field_path}`: matches several writer fields by its name and aliases "
-                    f"({', '.join(f'`{m.name}`' for m in matches)}): no reader can tell which to read"
-                )
+                shown = ", ".join(dict.fromkeys(f"`{m.name}`" for m in matches))
+                out.append(f"field `{field_path}`: {_SEVERAL} ({shown}) more than once by its name and aliases")
                 continue
             match = matches[0] if matches else None
             if match is None:
@@ -232,6 +249,9 @@ class _Resolver:
                 continue
             out.extend(self.problems(match.type, reader_field.type, field_path))
         return out  # writer fields the reader does not know are skipped, as the spec says
+
+
+_SEVERAL = "matches writer fields"
 
 
 def incompatibilities(reader: object, writer: object) -> list[str]:

@@ -571,8 +571,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         if same_file(Path(labels_path), args.out):
             raise DatasetError(f"--out {shown(args.out)} is the labels file: writing it would replace the labels")
-        rebuild_parquet(table, catalog, manifest, Path(labels_path), args.out, chunk_rows=args.chunk_rows)
-        store.written(str(written_path(args.out)), manifest.id)  # a set recorded there before: its file is gone
+        # Written aside, recorded, then moved into place, as a build: a registry that refuses the record (locked)
+        # leaves --out as it was, not a file that another set is still recorded at.
+        staging = aside(args.out, "building")
+        try:
+            rebuild_parquet(table, catalog, manifest, Path(labels_path), staging, chunk_rows=args.chunk_rows)
+            store.written(str(written_path(args.out)), manifest.id)
+            staging.replace(args.out)
+        finally:
+            staging.unlink(missing_ok=True)
         print(f"training set {manifest.id} rebuilt to {shown(args.out)}: identical ({manifest.content_sha256})")
         return 0
     except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # ArrowInvalid: labels that are not Parquet

@@ -315,3 +315,36 @@ def test_a_link_given_as_out_is_replaced_and_a_rebuild_over_a_set_clears_its_pat
     assert training.main(["rebuild", "--id", first, "--out", str(link)]) == 0  # over the second set's file
     assert store.get(second).output_uri is None
     assert store.get(first).output_uri == str((folder / "train.parquet").resolve())  # a rebuild records no path
+
+
+def test_a_rebuild_records_before_it_replaces_out_and_takes_a_path_it_lost(
+    built: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The second review's cases: a rebuild replaced ``--out`` and then failed to record it (a locked registry),
+    leaving another set recorded at a file holding this one; and a set whose path a later build took, rebuilt
+    there, stayed without a path."""
+    from registry.sqlite_store import RegistryStoreUnavailable
+
+    folder, first = built
+    store = TrainingSetStore(folder / "d.db")
+    out = folder / "train.parquet"
+    other = pa.table({"user_id": ["u1", "u2"], "event_timestamp": pa.array([T0 + 6 * MIN] * 2, pa.timestamp("ms"))})
+    pq.write_table(other, folder / "other.parquet")
+    join = ["--entity-type", "user", "--entity-column", "user_id", "--features", "count_5m"]
+    assert training.main(["build", "--labels", str(folder / "other.parquet"), "--out", str(out), *join]) == 0
+    [second] = [i for i in store.ids() if i != first]
+    held = out.read_bytes()
+
+    def locked(self: TrainingSetStore, output_uri: str, training_set_id: str) -> None:
+        raise RegistryStoreUnavailable("registry store d.db unavailable: database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainingSetStore, "written", locked)
+        capsys.readouterr()
+        assert training.main(["rebuild", "--id", first, "--out", str(out)]) == 1
+    assert capsys.readouterr().err.startswith("error: registry store d.db unavailable")
+    assert out.read_bytes() == held and store.get(second).output_uri == str(out.resolve())
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    assert store.get(first).output_uri is None
+    assert training.main(["rebuild", "--id", first, "--out", str(out)]) == 0
+    assert store.get(first).output_uri == str(out.resolve()) and store.get(second).output_uri is None

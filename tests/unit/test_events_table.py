@@ -504,3 +504,22 @@ def test_an_int96_event_time_is_read_as_its_own_time(
     assert (events.rejected.column("reason").to_pylist() if events.rejected.num_rows else []) == (
         [] if reason is None else [reason]
     )
+
+
+def test_an_empty_id_in_a_large_string_column_is_missing_as_in_a_string_column() -> None:
+    """``check_events`` called with ``large_string`` columns (``read_events`` casts to ``string`` first) let an
+    empty ``*_id`` through where the decoders refuse it (the second review)."""
+    schema = load_schema("card_transaction")
+    rows: dict[str, list[Any]] = {
+        "transaction_id": ["t0", "t1"],
+        "user_id": ["", "u1"],
+        "merchant_id": ["m", "m"],
+        "amount": [1.0, 2.0],
+        "currency": ["EUR", "EUR"],
+        "event_time": [NOW_MS - 1000] * 2,
+    }
+    for kind in (pa.string(), pa.large_string()):
+        table = pa.table({k: pa.array(v, kind) if isinstance(v[0], str) else v for k, v in rows.items()})
+        valid, rejected = check_events(table, schema, timestamp_field="event_time", now_ms=NOW_MS)
+        assert valid.column("transaction_id").to_pylist() == ["t1"], kind
+        assert rejected.column("reason").to_pylist() == ["missing_field"], kind
