@@ -65,14 +65,11 @@ from registry.schema_registry.schemas import (
     version_spec,
 )
 from registry.schema_registry.store_tables import (
-    CANONICAL_TEXTS,
-    DDL,
-    MIGRATE_REFS,
     VersionRow,
     drop_soft_deleted_copies,
+    migrate,
     referenced_by,
     resolve,
-    rewrite_texts,
     schemas_of,
     subject_level,
     versions_of,
@@ -117,16 +114,7 @@ class SchemaStore:
         self._default = _parse_level(default_compatibility)
         self._opened = False  # once the file is made, a file gone under the process is not made again
         with self._transaction() as conn:
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(schemas)")}
-            if columns and "refs" not in columns:
-                for statement in MIGRATE_REFS.split(";"):
-                    conn.execute(statement)
-            for statement in DDL.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            if conn.execute("PRAGMA user_version").fetchone()[0] < CANONICAL_TEXTS:
-                rewrite_texts(conn)
-                conn.execute(f"PRAGMA user_version = {CANONICAL_TEXTS}")
+            migrate(conn)
         self._opened = True
 
     # -- connections --------------------------------------------------------------------------------
@@ -198,7 +186,7 @@ class SchemaStore:
             live = schemas_of(conn, subject, deleted=False)
             self._check_or_raise(conn, subject, level, WithReferences(normalized, tuple(dependencies)), live)
             row = conn.execute(
-                "SELECT id FROM schemas WHERE normalized = ? AND refs = ?", (normalized, refs_text)
+                "SELECT id FROM schemas WHERE normalized = ? AND refs = ? ORDER BY id LIMIT 1", (normalized, refs_text)
             ).fetchone()
             if row:
                 schema_id = row[0]

@@ -24,9 +24,9 @@ CREATE TABLE IF NOT EXISTS schemas (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     normalized TEXT NOT NULL,
     schema_type TEXT NOT NULL DEFAULT 'AVRO',
-    refs TEXT NOT NULL DEFAULT '[]',
-    UNIQUE (normalized, refs)
+    refs TEXT NOT NULL DEFAULT '[]'
 );
+CREATE INDEX IF NOT EXISTS schemas_by_text ON schemas (normalized, refs);
 CREATE TABLE IF NOT EXISTS schema_references (
     schema_id INTEGER NOT NULL REFERENCES schemas(id),
     name TEXT NOT NULL,
@@ -53,43 +53,60 @@ CREATE TABLE IF NOT EXISTS subject_config (
 );
 """
 
-# A store written before references existed has `normalized` unique on its own: the table is rebuilt
-# with (normalized, refs) unique, keeping every id.
-MIGRATE_REFS = """
-CREATE TABLE schemas_with_refs (
+# A store written before references existed has `normalized` unique on its own, and one written before
+# 2026-12-07 (normalized, refs): the table is rebuilt without, keeping every id. A schema registers under one id
+# (the register looks its text up first, in the write transaction); only two ids of a store written before texts
+# were Avro's own (two spellings of one schema registered apart) hold the same text, once both are rewritten.
+MIGRATE_UNIQUE = """
+CREATE TABLE schemas_shared (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     normalized TEXT NOT NULL,
     schema_type TEXT NOT NULL DEFAULT 'AVRO',
-    refs TEXT NOT NULL DEFAULT '[]',
-    UNIQUE (normalized, refs)
+    refs TEXT NOT NULL DEFAULT '[]'
 );
-INSERT INTO schemas_with_refs (id, normalized, schema_type) SELECT id, normalized, schema_type FROM schemas;
+INSERT INTO schemas_shared (id, normalized, schema_type, refs) SELECT id, normalized, schema_type, {refs} FROM schemas;
 DROP TABLE schemas;
-ALTER TABLE schemas_with_refs RENAME TO schemas
+ALTER TABLE schemas_shared RENAME TO schemas
 """
 
 # PRAGMA user_version from which every stored text is Avro's own (``canonical``); 2: a type named like one of Avro's
-# types (``record``, ``map``, ...) written by its full name, as Avro's Java library writes it.
-CANONICAL_TEXTS = 2
+# types (``record``, ``map``, ...) written by its full name, as Avro's Java library writes it; 3: a text that was
+# already another id's rewritten too (it was left as it was: its subject found its own schema no more).
+CANONICAL_TEXTS = 3
 
 VersionRow = tuple[int, str, int, tuple[SchemaReference, ...], bool]
 """(version, schema text, id, references, soft-deleted) of one subject version."""
 
 
+def migrate(conn: sqlite3.Connection) -> None:
+    """A store written by an older version brought to the tables of ``DDL`` (every id and text kept), then its
+    texts rewritten to Avro's own (``rewrite_texts``) once; a new store made."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(schemas)")}
+    unique = any(row[2] for row in conn.execute("PRAGMA index_list(schemas)"))  # (seq, name, unique, ...)
+    if columns and ("refs" not in columns or unique):
+        refs = "refs" if "refs" in columns else "'[]'"
+        for statement in MIGRATE_UNIQUE.format(refs=refs).split(";"):
+            conn.execute(statement)
+    for statement in DDL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    if conn.execute("PRAGMA user_version").fetchone()[0] < CANONICAL_TEXTS:
+        rewrite_texts(conn)
+        conn.execute(f"PRAGMA user_version = {CANONICAL_TEXTS}")
+
+
 def rewrite_texts(conn: sqlite3.Connection) -> None:
     """A store written before schema texts were Avro's own (``canonical``: they were JSON with sorted keys):
-    each text rewritten, keeping its id. Where the new text is already another id's (two spellings of one
-    schema registered apart), the later id keeps its old text: both ids stay readable."""
+    each text rewritten, keeping its id, also where the new text is already another id's (two spellings of one
+    schema registered apart): both ids stay readable, and each subject finds its own version by the schema's
+    text (the later id kept its old text before, and its subject answered 40403 for its own schema)."""
     for schema_id, text, refs_text in conn.execute("SELECT id, normalized, refs FROM schemas ORDER BY id").fetchall():
         try:
             _, dependencies = resolve(conn, refs_from_json(refs_text))
             new = canonical_text(json.loads(text), [json.loads(d) for d in dependencies])
         except (InvalidSchemaError, ValueError, KeyError, TypeError):
             continue  # not readable as a schema any more: left as it is
-        if (
-            new != text
-            and not conn.execute("SELECT 1 FROM schemas WHERE normalized = ? AND refs = ?", (new, refs_text)).fetchone()
-        ):
+        if new != text:
             conn.execute("UPDATE schemas SET normalized = ? WHERE id = ?", (new, schema_id))
 
 

@@ -340,3 +340,40 @@ def test_the_resolved_text_is_what_avros_java_library_writes_after_the_reference
         *references, schema = (json.loads(text) for text in case)
         assert resolved_text(schema, references) == java, case
         assert canonical_text(schema, references) != java  # the stored text names them instead
+
+
+@pytest.mark.parametrize("version", [0, 2])
+def test_a_subject_of_a_second_spelling_finds_its_schema_after_the_rewrite(tmp_path: Path, version: int) -> None:
+    """Two spellings of one schema registered apart before texts were Avro's (two ids, the table's texts unique):
+    the rewrite left the later id its old text, and its subject no longer found its own schema (40403 on lookup, a
+    new version under the other id on register; audit, 2026-12-07), also in a store rewritten before (version 2).
+    Both texts are Avro's now, each subject finds its own version and id, a new subject the first id."""
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    schema = '{"type":"record","name":"E","namespace":"ev","fields":[{"name":"a","type":"string"}]}'
+    spelled = json.loads(schema) | {"fields": [{"name": "a", "type": {"type": "string"}}]}
+    with sqlite3.connect(path) as conn:  # the tables as a store of 2026-12-06 made them
+        conn.executescript(
+            "CREATE TABLE schemas (id INTEGER PRIMARY KEY AUTOINCREMENT, normalized TEXT NOT NULL,"
+            " schema_type TEXT NOT NULL DEFAULT 'AVRO', refs TEXT NOT NULL DEFAULT '[]', UNIQUE (normalized, refs));"
+            "CREATE TABLE subject_versions (subject TEXT NOT NULL, version INTEGER NOT NULL,"
+            " schema_id INTEGER NOT NULL REFERENCES schemas(id), deleted INTEGER NOT NULL DEFAULT 0,"
+            " PRIMARY KEY (subject, version));"
+        )
+        for i, (subject, text) in enumerate(((("team-a-value", json.loads(schema))), ("team-b-value", spelled)), 1):
+            old = json.dumps(text, sort_keys=True, separators=(",", ":"))
+            conn.execute(
+                "INSERT INTO schemas (id, normalized) VALUES (?, ?)", (i, old if version == 0 or i == 2 else schema)
+            )
+            conn.execute("INSERT INTO subject_versions (subject, version, schema_id) VALUES (?, 1, ?)", (subject, i))
+        conn.execute(f"PRAGMA user_version = {version}")
+    store = SchemaStore(path)
+    for subject, schema_id in (("team-a-value", 1), ("team-b-value", 2)):
+        found = store.lookup(subject, json.dumps(spelled))
+        assert (found.version, found.id) == (1, schema_id), subject
+        again = store.register(subject, schema)
+        assert (again.version, again.id) == (1, schema_id), subject
+        assert store.by_id(schema_id) == schema
+    assert store.register("team-c-value", schema).id == 1
+    assert SchemaStore(path).register("team-b-value", json.dumps(spelled)).id == 2  # opened again: as it was
