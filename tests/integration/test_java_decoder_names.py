@@ -20,15 +20,45 @@ from udfs.decode import EventDecoder
 pytestmark = pytest.mark.integration
 
 
-def test_a_reader_alias_resolves_by_unqualified_name_alike(it_settings: Settings, run_id: str) -> None:
-    """A writer record resolves to a reader alias by unqualified name, namespaces ignored, as record names do:
-    fastavro compared a qualified alias with the writer's full name only, the JVM decoder the unqualified ones."""
+def _answers(
+    settings: Settings, run_id: str, tag: str, reader: dict[str, Any], writers: dict[str, Any], event: dict[str, Any]
+) -> dict[str, tuple[Any, Any]]:
+    """Per writer schema (registered under its own subject), ``event`` written with it and decoded with ``reader`` by
+    the Python decoder and the JVM one: each answer the values in ``READER``'s field order, or the (reason, detail)
+    of the refusal."""
     from pyflink.util.java_utils import add_jars_to_context_class_loader
 
     from jobs.decoder import decoder_jar, event_decoder
 
-    avro = sorted(it_settings.flink_jars_dir.glob("flink-sql-avro-*.jar"))
-    add_jars_to_context_class_loader([decoder_jar(it_settings).as_uri(), avro[0].as_uri()])
+    avro = sorted(settings.flink_jars_dir.glob("flink-sql-avro-*.jar"))
+    add_jars_to_context_class_loader([decoder_jar(settings).as_uri(), avro[0].as_uri()])
+    client = registry_client(settings.schema_registry_url, settings.token)
+    subjects = {name: f"javadecoder-{tag}-{run_id}-{name}" for name in writers}
+    ids = {name: client.register_schema(subjects[name], Schema(json.dumps(w), "AVRO")) for name, w in writers.items()}
+    python = EventDecoder(
+        schema_lookup(settings.schema_registry_url, settings.token), reader, timestamp_field="event_time"
+    )
+    java = event_decoder(settings, reader, "event_time")
+    answers = {}
+    for name, writer in writers.items():
+        payload = frame(ids[name], _body(event, writer))
+        try:
+            py: Any = [python.decode_record(payload, EVENT_MS)[f["name"]] for f in READER["fields"]]
+        except DecodeError as exc:
+            py = (exc.reason, exc.detail)
+        try:
+            jv: Any = list(java.decode(payload, EVENT_MS))
+        except Exception as exc:  # py4j's Py4JJavaError, carrying the Java exception
+            jv = (str(exc.java_exception.reason()), str(exc.java_exception.detail()))  # type: ignore[attr-defined]
+        answers[name] = (py, jv)
+    for subject in subjects.values():
+        client.delete_subject(subject, permanent=False)
+    return answers
+
+
+def test_a_reader_alias_resolves_by_unqualified_name_alike(it_settings: Settings, run_id: str) -> None:
+    """A writer record resolves to a reader alias by unqualified name, namespaces ignored, as record names do:
+    fastavro compared a qualified alias with the writer's full name only, the JVM decoder the unqualified ones."""
     reader = {**READER, "aliases": ["old.ns.Txn"]}
     no_namespace = {k: v for k, v in READER.items() if k != "namespace"}
     writers = {
@@ -38,31 +68,10 @@ def test_a_reader_alias_resolves_by_unqualified_name_alike(it_settings: Settings
         "no_namespace": {**no_namespace, "name": "Txn"},
         "other_name": {**READER, "name": "Other", "namespace": "old.ns"},
     }
-    client = registry_client(it_settings.schema_registry_url, it_settings.token)
-    ids = {
-        name: client.register_schema(f"javadecoder-alias-{run_id}-{name}", Schema(json.dumps(w), "AVRO"))
-        for name, w in writers.items()
-    }
-    python = EventDecoder(
-        schema_lookup(it_settings.schema_registry_url, it_settings.token), reader, timestamp_field="event_time"
-    )
-    java = event_decoder(it_settings, reader, "event_time")
-    answers = {}
-    for name, writer in writers.items():
-        payload = frame(ids[name], _body(EVENT, writer))
-        try:
-            py = python.decode_record(payload, EVENT_MS)["user_id"]
-        except DecodeError as exc:
-            py = exc.reason
-        try:
-            jv = list(java.decode(payload, EVENT_MS))[1]
-        except Exception as exc:  # py4j's Py4JJavaError, carrying the Java exception
-            jv = str(exc.java_exception.reason())  # type: ignore[attr-defined]
-        answers[name] = (py, jv)
+    answers = _answers(it_settings, run_id, "alias", reader, writers, EVENT)
+    reasons = {name: tuple(a[1] if isinstance(a, list) else a[0] for a in pair) for name, pair in answers.items()}
     ok = (EVENT["user_id"], EVENT["user_id"])
-    assert answers == {**dict.fromkeys(writers, ok), "other_name": ("undecodable", "undecodable")}, answers
-    for name in writers:
-        client.delete_subject(f"javadecoder-alias-{run_id}-{name}", permanent=False)
+    assert reasons == {**dict.fromkeys(writers, ok), "other_name": ("undecodable", "undecodable")}, answers
 
 
 def test_reader_field_aliases_apply_to_a_writer_of_another_namespace_alike(it_settings: Settings, run_id: str) -> None:
@@ -72,12 +81,6 @@ def test_reader_field_aliases_apply_to_a_writer_of_another_namespace_alike(it_se
     and the merchant null, while fastavro (backfills) read the values (audit, 2026-12-07). Both read them now, for a
     writer record of the reader's full name, another namespace, none, the name of a reader alias, and a union's
     record branch."""
-    from pyflink.util.java_utils import add_jars_to_context_class_loader
-
-    from jobs.decoder import decoder_jar, event_decoder
-
-    avro = sorted(it_settings.flink_jars_dir.glob("flink-sql-avro-*.jar"))
-    add_jars_to_context_class_loader([decoder_jar(it_settings).as_uri(), avro[0].as_uri()])
     renamed = {
         "user_id": {"name": "user_id", "type": "string", "aliases": ["uid"]},
         "amount": {"name": "amount", "type": "double", "aliases": ["amt"], "default": 0.0},
@@ -98,29 +101,6 @@ def test_reader_field_aliases_apply_to_a_writer_of_another_namespace_alike(it_se
         # undecodable: the review's case); a body of the reader's own branch reads as before.
         "two_branches": [record, {**record, "namespace": "x.y"}],
     }
-    client = registry_client(it_settings.schema_registry_url, it_settings.token)
-    ids = {
-        name: client.register_schema(f"javadecoder-fieldalias-{run_id}-{name}", Schema(json.dumps(w), "AVRO"))
-        for name, w in writers.items()
-    }
-    python = EventDecoder(
-        schema_lookup(it_settings.schema_registry_url, it_settings.token), reader, timestamp_field="event_time"
-    )
-    java = event_decoder(it_settings, reader, "event_time")
-    event = {old.get(k, k): v for k, v in EVENT.items()}
+    answers = _answers(it_settings, run_id, "fieldalias", reader, writers, {old.get(k, k): v for k, v in EVENT.items()})
     expected = [EVENT[f["name"]] for f in READER["fields"]]
-    answers = {}
-    for name, writer in writers.items():
-        payload = frame(ids[name], _body(event, writer))
-        try:
-            py: Any = [python.decode_record(payload, EVENT_MS)[f["name"]] for f in READER["fields"]]
-        except DecodeError as exc:
-            py = (exc.reason, exc.detail)
-        try:
-            jv: Any = list(java.decode(payload, EVENT_MS))
-        except Exception as exc:  # py4j's Py4JJavaError, carrying the Java exception
-            jv = (str(exc.java_exception.reason()), str(exc.java_exception.detail()))  # type: ignore[attr-defined]
-        answers[name] = (py, jv)
     assert answers == dict.fromkeys(writers, (expected, expected)), answers
-    for name in writers:
-        client.delete_subject(f"javadecoder-fieldalias-{run_id}-{name}", permanent=False)
