@@ -21,7 +21,7 @@ from typing import Any
 _STOPPED = frozenset("TtZX")  # stopped, traced, or gone: runs no more code
 
 
-def _states(pid: int) -> set[str]:
+def thread_states(pid: int) -> set[str]:
     """The states of the process's threads (``/proc/<pid>/task/*/stat``); none once it is gone."""
     states = set()
     with contextlib.suppress(OSError):
@@ -51,7 +51,7 @@ def pause(pid: int, *, group: bool = False, timeout_s: float = 30.0) -> None:
     send = os.killpg if group else os.kill
     send(pid, signal.SIGSTOP)
     deadline = time.monotonic() + timeout_s
-    while not all(_states(p) <= _STOPPED for p in (_group(pid) if group else [pid])):
+    while not all(thread_states(p) <= _STOPPED for p in (_group(pid) if group else [pid])):
         if time.monotonic() >= deadline:  # resumed: the caller's SIGCONT is in a ``finally`` this never reaches
             send(pid, signal.SIGCONT)
             raise AssertionError(f"pid {pid}: not stopped within {timeout_s} s of SIGSTOP")

@@ -44,7 +44,7 @@ from sinks.cassandra.writer import OnlineWriter
 from sinks.factory import connect_cassandra
 from sinks.records import FeatureRow
 from tests.conftest import REPO, isolated, settings_env
-from tests.processes import pause
+from tests.processes import pause, thread_states
 from tests.unit.test_request_features import request_feature
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("frozen_heap")]
@@ -159,13 +159,13 @@ def _error(response: httpx.Response) -> tuple[int, object]:
 
 
 def _process_state(pid: int) -> str:
-    """The process's state and command line as /proc gives them (T: stopped), for a failure's message."""
+    """The states of the process's threads and its command line as /proc gives them (T: stopped), for a failure's
+    message."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:200].decode(errors="replace")
     except OSError as exc:
         return f"pid {pid}: {exc}"
-    return f"pid {pid} state {state}: {command}"
+    return f"pid {pid} threads {sorted(thread_states(pid))}: {command}"
 
 
 def _raw(api: _Api, request: bytes) -> bytes:

@@ -9,17 +9,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests import processes
+from tests.processes import thread_states  # bound here: the patch below replaces pause's, not this one
 
 _BUSY = "import threading, time\nfor _ in range(3): threading.Thread(target=lambda: [0 for _ in iter(int, 1)], daemon=True).start()\ntime.sleep(60)"
-
-
-def _state(pid: int) -> set[str]:
-    return {(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in Path(f"/proc/{pid}/task").iterdir()}
 
 
 @pytest.fixture
@@ -36,14 +32,14 @@ def busy() -> Iterator[subprocess.Popen[bytes]]:
 @pytest.mark.parametrize("group", [False, True])
 def test_every_thread_has_stopped_when_pause_returns(busy: subprocess.Popen[bytes], group: bool) -> None:
     processes.pause(busy.pid, group=group)
-    assert _state(busy.pid) == {"T"}
+    assert thread_states(busy.pid) == {"T"}
     (os.killpg if group else os.kill)(busy.pid, signal.SIGCONT)
 
 
 def test_a_process_that_does_not_stop_in_time_is_resumed(
     busy: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(processes, "_states", lambda pid: {"R"})  # never seen stopped
+    monkeypatch.setattr(processes, "thread_states", lambda pid: {"R"})  # never seen stopped
     with pytest.raises(AssertionError, match=f"pid {busy.pid}: not stopped within 0.05 s of SIGSTOP"):
         processes.pause(busy.pid, timeout_s=0.05)
-    assert "T" not in _state(busy.pid)
+    assert "T" not in thread_states(busy.pid)
