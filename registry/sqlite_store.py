@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from registry.core.errors import StoreUnavailableError
@@ -132,11 +132,17 @@ class SqliteStore:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:  # "database is locked": another writer held it past the timeout
                 raise RegistryStoreUnavailable(f"registry store {self._path} unavailable: {exc}") from exc
-            yield conn
-            conn.execute("COMMIT")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except RegistryStoreUnavailable:
+                raise
+            except sqlite3.OperationalError as exc:  # "database or disk is full", "disk I/O error", a read-only file
+                raise RegistryStoreUnavailable(f"registry store {self._path} unavailable: {exc}") from exc
         except BaseException:
             if conn.in_transaction:  # not when BEGIN itself failed ("database is locked"): that error is the one raised
-                conn.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # a disk that failed the write may fail this too; nothing was committed
+                    conn.execute("ROLLBACK")
             raise
         finally:
             conn.close()
