@@ -24,9 +24,51 @@ CONF_DIR = REPO_DIR / "infra" / "conf"
 FORMAT_TIMEOUT_S = 120.0  # Kafka's storage format, a JVM run of a few seconds
 
 
-def _render(template: Path, target: Path, values: dict[str, str]) -> None:
+def _render(template: Path, target: Path, values: dict[str, str], quote: Callable[[str], str]) -> None:
+    """The template with each value written by ``quote`` in the target's own syntax: a state folder's path may
+    hold any character a file name can (spaces, ``#``, ``: ``, non-ASCII)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(string.Template(template.read_text()).substitute(values))
+    for name, value in values.items():
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a path of bytes that are not UTF-8 (Python keeps them as lone surrogates)
+            raise InfraError(
+                f"{target.name}: {name} {value!r} is not UTF-8: choose a folder with a UTF-8 name"
+            ) from None
+    quoted = {name: quote(value) for name, value in values.items()}
+    target.write_text(string.Template(template.read_text()).substitute(quoted), encoding="utf-8")
+
+
+def properties_text(value: str) -> str:
+    """``value`` as a Java properties file reads it back: Kafka loads ``server.properties`` as ISO-8859-1, so every
+    character outside printable ASCII is a ``\\uXXXX`` escape (UTF-16, as Java's own ``Properties.store``), and a
+    backslash is doubled. Written as UTF-8, ``é`` in a state folder named another folder (``Ã©``), where Kafka kept
+    its data, and a restart found no storage and formatted it again under a new cluster id, which Kafka refused."""
+    out = []
+    for char in value:
+        if char == "\\":
+            out.append("\\\\")
+        elif " " <= char <= "~":
+            out.append(char)
+        else:
+            units = char.encode("utf-16-be")
+            out.extend(f"\\u{int.from_bytes(units[i : i + 2], 'big'):04x}" for i in range(0, len(units), 2))
+    return "".join(out)
+
+
+def yaml_text(value: str) -> str:
+    """``value`` escaped for the inside of a double-quoted YAML scalar (a backslash before ``"`` and ``\\``, ``\\u`` escapes for control characters). Pasted bare,
+    a state folder holding `` #`` ended every Cassandra directory there (a comment), and Cassandra refused to
+    start ("commitlog_directory must not be the same as any data_file_directories")."""
+    out = []
+    for char in value:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        else:  # a control character: YAML allows none bare in a scalar
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -49,6 +91,11 @@ def _kafka_prepare(s: StackSettings) -> list[str]:
     home = s.service_dir("kafka")
     data = home / "data"
     props = home / "server.properties"
+    if "," in str(data):  # log.dirs is a list of folders separated by commas: one path would be read as two
+        raise InfraError(
+            f"kafka: its data folder {str(data)!r} holds a comma, which Kafka reads as two folders: set "
+            "FS_STATE_DIR to a folder without one"
+        )
     _render(
         CONF_DIR / "kafka" / "server.properties",
         props,
@@ -59,6 +106,7 @@ def _kafka_prepare(s: StackSettings) -> list[str]:
             "FS_KAFKA_CONTROLLER_PORT": str(s.kafka_controller_port),
             "FS_KAFKA_DATA_DIR": str(data),
         },
+        properties_text,
     )
     cp = artifacts.classpath(s, "kafka")
     base = [
@@ -125,6 +173,7 @@ def _cassandra_prepare(s: StackSettings) -> list[str]:
             "FS_CASSANDRA_DATA_DIR": str(home),
             "FS_CASSANDRA_SEEDS": s.cassandra_seeds or f"{s.host}:{s.cassandra_storage_port}",
         },
+        yaml_text,
     )
     (home / "logs").mkdir(parents=True, exist_ok=True)  # the GC log's folder must exist before the JVM starts
     # One option per line; "--add-opens X" is two JVM arguments, so join with "=".

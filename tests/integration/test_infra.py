@@ -129,3 +129,15 @@ def test_kafka_formats_storage_with_a_cluster_id_that_starts_with_a_dash(
     services._kafka_prepare(settings)
     meta = (tmp_path / "kafka" / "data" / "meta.properties").read_text()
     assert "cluster.id=-" in meta, meta
+
+
+def test_kafka_keeps_its_storage_in_a_state_folder_named_with_non_ascii_and_a_hash(tmp_path: Path) -> None:
+    """Kafka reads server.properties as ISO-8859-1: written as UTF-8, 'é' named another folder ('Ã©'), where the
+    storage was formatted; the next start found none in the state folder and formatted again."""
+    from infra import services
+
+    state = tmp_path / "st é #1"
+    settings = dataclasses.replace(StackSettings.from_env(), state_dir=state)
+    services._kafka_prepare(settings)
+    assert (state / "kafka" / "data" / "meta.properties").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["st é #1"]
