@@ -125,6 +125,7 @@ def connect_iceberg(settings: Settings) -> Catalog:
     from urllib.parse import urlparse
 
     from pyiceberg.catalog.sql import SqlCatalog
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
     import sinks.iceberg  # noqa: F401  # its import fixes pyiceberg's parallel planning (sinks.iceberg.planning_race)
@@ -132,7 +133,7 @@ def connect_iceberg(settings: Settings) -> Catalog:
     uri = settings.iceberg_catalog_uri
     sqlite = uri.startswith("sqlite:///")
     if sqlite:
-        database = Path(uri.removeprefix("sqlite:///"))
+        database = Path(make_url(uri).database or "")  # the path as SQLAlchemy opens it: %xx decoded, ?... not in it
         _make_folder("FS_ICEBERG_CATALOG_URI", uri, database.parent)
         if database.is_dir():
             raise SettingsError(f"FS_ICEBERG_CATALOG_URI {uri!r} names a folder, not a database file")

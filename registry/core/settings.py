@@ -204,6 +204,17 @@ def _namespace(name: str, raw: str) -> str:
     return raw
 
 
+def sqlite_uri(path: Path) -> str:
+    """The SQLAlchemy URI of the SQLite file at ``path``: SQLAlchemy ends the path at ``?`` (the query) and decodes
+    ``%xx`` in it, so those two are escaped; bare, a state folder named ``st?x`` put its catalog in ``st`` beside it,
+    one that two state folders ``st?x`` and ``st?y`` shared."""
+    return "sqlite:///" + _uri_path(str(path))
+
+
+def _uri_path(path: str) -> str:
+    return path.replace("%", "%25").replace("?", "%3F")
+
+
 class Settings(BaseModel):
     """Where the services are. Built once by an entry point (``from_env``) and passed in."""
 
@@ -214,7 +225,7 @@ class Settings(BaseModel):
     cassandra_hosts: tuple[str, ...] = ("127.0.0.1",)
     cassandra_port: int = 9042
     cassandra_keyspace: str = "feature_store"
-    iceberg_catalog_uri: str = f"sqlite:///{DEFAULT_STATE / 'iceberg' / 'catalog.db'}"
+    iceberg_catalog_uri: str = sqlite_uri(DEFAULT_STATE / "iceberg" / "catalog.db")
     iceberg_warehouse: str = str(DEFAULT_STATE / "iceberg" / "warehouse")
     iceberg_namespace: str = "feature_store"
     definitions_dir: Path = Path(__file__).resolve().parents[1] / "features"
@@ -249,7 +260,7 @@ class Settings(BaseModel):
             cassandra_keyspace=_keyspace("FS_CASSANDRA_KEYSPACE", env.get("FS_CASSANDRA_KEYSPACE", "feature_store")),
             iceberg_catalog_uri=_text(
                 "FS_ICEBERG_CATALOG_URI",
-                env.get("FS_ICEBERG_CATALOG_URI", f"sqlite:///{state / 'iceberg' / 'catalog.db'}"),
+                env.get("FS_ICEBERG_CATALOG_URI", sqlite_uri(state / "iceberg" / "catalog.db")),
             ),
             iceberg_warehouse=_text(
                 "FS_ICEBERG_WAREHOUSE", env.get("FS_ICEBERG_WAREHOUSE", str(state / "iceberg" / "warehouse"))
@@ -316,7 +327,8 @@ def absolute(settings: Settings) -> Settings:
     database = uri.removeprefix("sqlite:///")
     # sqlite:///x.db is relative (not an in-memory database, nor SQLite's own "file:" URI form)
     if uri.startswith("sqlite:///") and not database.startswith(("/", ":memory:", "file:")) and database:
-        uri = f"sqlite:///{_absolute(database)}"
+        # as written (escaped already) from this process's folder, whose own path is escaped here
+        uri = "sqlite:///" + os.path.normpath(os.path.join(_uri_path(os.getcwd()), database))
     warehouse = settings.iceberg_warehouse
     if "://" not in warehouse and not warehouse.startswith("file:"):  # a bare path
         # a plain path, not ``as_uri()``: pyiceberg does not unescape a file URI, so "a b" became a folder "a%20b"
