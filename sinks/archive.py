@@ -488,7 +488,9 @@ class Archiver:
         was read from; otherwise (another archiver, or maintenance, committed) drop the batch and
         reload the table: the next round starts from the offsets committed there."""
         from pyiceberg.exceptions import CommitFailedException
+        from sqlalchemy.exc import OperationalError
 
+        from sinks.iceberg.maintenance import one_line
         from sinks.iceberg.writer import append_table
 
         committed = next_offsets(self._table)
@@ -501,6 +503,11 @@ class Archiver:
             self.conflicts += 1
             self._table = self._table.refresh()
             return
+        except (OSError, OperationalError) as exc:  # a full or failing disk, a catalog it cannot write: the batch is
+            # not archived and its offsets not committed (the next run reads them again), as the serving log's landing
+            raise StoreUnavailableError(
+                f"Iceberg append to {'.'.join(self._table.name())} failed: {one_line(exc)}"
+            ) from exc
         self.rows += rows.num_rows
         if self._metrics is not None:
             self._metrics.committed(self._topic, rows.num_rows, offsets)
