@@ -14,6 +14,8 @@ or the system, which may span lines, or a value not named through ``shown``), it
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -58,7 +60,12 @@ def reader_gone(exc: BrokenPipeError, message: str | None = None) -> None:
 def flushed(command: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
     """``command(argv)``'s exit code, its output flushed before it returns: a reader that stopped reading
     (``list | head -1``) is one ``error:`` line, exit 1 (``reader_gone``), where the interpreter's last flush could
-    only make it a BrokenPipeError traceback."""
+    only make it a BrokenPipeError traceback. On a stdout that is not UTF-8 (``PYTHONIOENCODING=ascii``) a character
+    it cannot encode is written as a backslash escape, as Python writes stderr: it ended the command in a traceback
+    after its work was done (a training set built and recorded, then ``UnicodeEncodeError`` and exit 1)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    if codecs.lookup(encoding).name != "utf-8" and isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         code = command(argv)
         sys.stdout.flush()

@@ -38,7 +38,7 @@ from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DefinitionError
 from registry.core.refs import parse_ref
 from registry.core.shown import error_line, shown
-from serving.offline.command_io import check_out_path, write_parquet
+from serving.offline.command_io import check_out_path, command_failures, write_parquet
 from serving.offline.feature_resolution import resolve_features
 from serving.offline.historical import DEFAULT_CHUNK_ROWS, check_chunk_rows, join_label_batches, output_schema
 from sinks.iceberg.as_of import epoch_us, read_point
@@ -146,7 +146,6 @@ def _definitions(db: Path) -> DefinitionStore:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from serving.offline.command_io import parse_as_of
     from sinks.factory import connect_iceberg
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             chunk_rows=args.chunk_rows,
         )
         rows = write_parquet(batches, schema, args.out)
-    except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # ArrowInvalid: a damaged offline data file
+    except command_failures() as exc:  # ArrowInvalid: a damaged offline data file
         print(error_line(exc), file=sys.stderr)
         return 1
     print(f"wrote {rows} feature vectors as of {as_of.isoformat()} to {shown(args.out)}", file=sys.stderr)

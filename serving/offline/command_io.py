@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from registry.core.errors import DatasetError
+from registry.core.errors import DatasetError, FeatureStoreError
 from registry.core.shown import shown
+from sinks.iceberg.maintenance import unreadable_table_errors
 
 OUTPUT_ROW_GROUP_ROWS = 131_072
 """Rows per row group of a written training set, whatever the chunks it was joined in: the same rows make the
@@ -114,7 +116,7 @@ def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Pat
     held = 0
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
-            for batch in batches:
+            for batch in _inputs(batches):
                 pending.append(batch)
                 held += batch.num_rows
                 rows += batch.num_rows
@@ -130,9 +132,41 @@ def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Pat
                     pa.Table.from_batches(pending, schema).combine_chunks(), row_group_size=OUTPUT_ROW_GROUP_ROWS
                 )
         tmp.replace(out)
+    except _InputError as failed:  # reading what is written (the table, the labels): its own error, as raised
+        raise failed.error from None
+    except OSError as exc:  # the disk full, the folder read-only: the file the caller named, not the hidden one
+        reason = exc.strerror or str(exc)
+        raise DatasetError(f"cannot write the output file in {shown(out.parent)}: {reason}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return rows
+
+
+def copy_into_place(source: Path, target: Path, option: str) -> None:
+    """Copy ``source`` to ``target`` aside, then move it into place, so a copy cut short (the disk full) never
+    appears under the name (a manifest records it); a failure is a DatasetError naming ``option``'s folder."""
+    staging = aside(target, "copying")
+    try:
+        shutil.copyfile(source, staging)
+        staging.replace(target)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DatasetError(f"{option} {shown(target.parent)}: cannot copy {shown(source)} there: {reason}") from None
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+class _InputError(Exception):
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+
+def _inputs(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``batches``, an OSError of theirs (a data file of the table gone) set apart from the write's own."""
+    try:
+        yield from batches
+    except OSError as exc:
+        raise _InputError(exc) from None
 
 
 def parse_as_of(snapshot_id: int | None, as_of: str | None, *, option: str = "--as-of") -> int | datetime | None:
@@ -221,3 +255,10 @@ def _check_int96(path: Path, batch: pa.RecordBatch, again: pa.RecordBatch, row: 
                 "1677-09-21..2262-04-11, or before 1970 and not at midnight): write it as a timestamp in microseconds "
                 "(Spark: spark.sql.parquet.outputTimestampType=TIMESTAMP_MICROS)"
             )
+
+
+def command_failures() -> tuple[type[BaseException], ...]:
+    """What an offline command answers with one ``error:`` line: the project's errors, Arrow's (labels that are not
+    Parquet, a damaged data file) and a table whose files are gone or cut short (``unreadable_table_errors``: an
+    ``--out`` that cannot be written is an OSError too)."""
+    return (FeatureStoreError, pa.ArrowException, *unreadable_table_errors())

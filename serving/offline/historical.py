@@ -57,7 +57,7 @@ from registry.core.shown import error_line, shown
 from registry.core.timeline import Rule
 from registry.core.value_types import arrow_type
 from serving.offline.asof_join import LabelKeys, join_feature
-from serving.offline.command_io import check_out_path, open_labels, parse_as_of, write_parquet
+from serving.offline.command_io import check_out_path, command_failures, open_labels, parse_as_of, write_parquet
 from serving.offline.feature_resolution import check_columns, resolve_columns, resolve_unchecked
 from serving.offline.request_columns import Column, assemble, check_request_fields, stored_of
 from sinks.iceberg.as_of import ReadPoint, read_point
@@ -522,7 +522,6 @@ def add_join_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from sinks.factory import connect_iceberg
@@ -567,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
             point=point,
         )
         rows = write_parquet(batches, schema, args.out)
-    except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # OSError: an --out that cannot be written
+    except command_failures() as exc:  # OSError: an --out that cannot be written
         print(error_line(exc), file=sys.stderr)
         return 1
     print(f"wrote {rows} rows to {shown(args.out)} (snapshot {point.snapshot_id})", file=sys.stderr)

@@ -56,6 +56,7 @@ from registry.core.arguments import ArgumentParser, number, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.errors import DatasetError, UnknownFeatureError
 from registry.gate import ServedHealth
+from serving.offline.command_io import command_failures
 from serving.offline.historical import LabelTimes, PointInTimeJoin
 from serving.offline.report_command import check_metrics_file, every_s, interruptible, print_report, since_ms, sleep
 from sinks.iceberg.as_of import iso_us, read_point
@@ -285,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from registry.core.errors import FeatureStoreError
     from registry.core.settings import settings_for_command
     from registry.core.shown import error_line, shown
     from registry.definition_store import DefinitionStore
@@ -340,7 +340,7 @@ def _main(argv: list[str] | None) -> int:
                     datetime.fromisoformat(iso_us(t)) for t in (now_us - span_ms * 1000, now_us, now_us)
                 )
                 QualityStore(settings.definitions_db).put_parity(report.quality_rows(), since, until, now)
-        except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # OSError: a table's file gone or unreadable
+        except command_failures() as exc:  # OSError: a table's file gone or unreadable
             print(error_line(exc), file=sys.stderr)
             return 1
         if not print_report(report.to_json().decode()):

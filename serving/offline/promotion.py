@@ -42,6 +42,7 @@ from registry.core.errors import DefinitionError
 from registry.core.timeline import step_ms
 from registry.definition_store import DefinitionStore
 from sinks.iceberg.as_of import iso_us, read_point
+from sinks.iceberg.maintenance import unreadable_table_errors
 from sinks.iceberg.reader import data_reach
 
 if TYPE_CHECKING:
@@ -204,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FeatureStoreError, ValueError) as exc:
         print(error_line(exc), file=sys.stderr)
         return 1
-    except (
-        OSError
-    ) as exc:  # a file of the table gone or unreadable (its metadata, a data file): one line, as training's
+    except unreadable_table_errors() as exc:  # a file of the table gone or cut short: one line, as training's
         print(error_line(f"the offline table {settings.iceberg_namespace}: {exc}"), file=sys.stderr)
         return 1
     return 0 if print_report(f"promoted: {ready.describe()}") else 1

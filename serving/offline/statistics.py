@@ -58,10 +58,11 @@ import pyarrow.compute as pc
 from registry.core.arguments import ArgumentParser, text
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
-from registry.core.errors import DatasetError, DefinitionError, FeatureStoreError, UnknownFeatureError
+from registry.core.errors import DatasetError, DefinitionError, UnknownFeatureError
 from registry.core.shown import error_line, shown
 from registry.core.value_types import VALUE_COLUMNS
 from registry.quality import SOURCES, QualityStore
+from serving.offline.command_io import command_failures
 from serving.offline.report_command import check_metrics_file, every_s, interruptible, print_report, since_ms, sleep
 from sinks.iceberg.as_of import ReadPoint, iso_us, read_point
 from sinks.iceberg.reader import _filter, micros, scan_at
@@ -550,7 +551,7 @@ def _main(argv: list[str] | None) -> int:
             result = report(table, log, catalog, manifest, args.entity_type, now_us - since * 1000, now_us)
             if not args.no_store:
                 store(QualityStore(settings.definitions_db), result, datetime.fromisoformat(iso_us(now_us)))
-        except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # OSError: a table's file gone or unreadable
+        except command_failures() as exc:  # OSError: a table's file gone or unreadable
             print(error_line(exc), file=sys.stderr)
             return 1
         if not print_report(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()):

@@ -21,7 +21,6 @@ import contextlib
 import functools
 import importlib.metadata
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -37,12 +36,14 @@ from registry.core.arguments import ArgumentParser, text, whole
 from registry.core.catalog import FeatureCatalog
 from registry.core.definitions import FeatureDefinition
 from registry.core.errors import DatasetError, UnknownFeatureError
-from registry.core.shown import error_line, shown
+from registry.core.shown import error_line, flushed, shown
 from registry.training_sets import Manifest, ManifestFeature
 from serving.offline.command_io import (
     aside,
     check_build_paths,
     check_out_path,
+    command_failures,
+    copy_into_place,
     open_labels,
     parse_as_of,
     same_file,
@@ -441,7 +442,11 @@ def _show(stored: object) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.core.errors import FeatureStoreError
+    """The command; its output flushed, in escapes where stdout cannot encode it (``flushed``)."""
+    return flushed(_command, argv)
+
+
+def _command(argv: list[str] | None) -> int:
     from registry.core.settings import settings_for_command
     from registry.definition_store import DefinitionStore
     from registry.training_sets import TrainingSetStore
@@ -537,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.copy_labels_to.mkdir(parents=True, exist_ok=True)
                     labels_uri = args.copy_labels_to / f"{manifest.id}.labels.parquet"
                     if not (labels_uri.exists() and labels_uri.samefile(args.labels)):  # built from its kept copy
-                        shutil.copyfile(args.labels, labels_uri)
+                        copy_into_place(args.labels, labels_uri, "--copy-labels-to")
                 manifest_staging.write_text(manifest.to_json())
                 # Recorded before anything is moved into place: a registry that refuses it (locked, gone) leaves
                 # `--out` and the manifest as they were, not a set on disk the registry does not know.
@@ -582,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
             staging.unlink(missing_ok=True)
         print(f"training set {manifest.id} rebuilt to {shown(args.out)}: identical ({manifest.content_sha256})")
         return 0
-    except (FeatureStoreError, OSError, pa.ArrowException) as exc:  # ArrowInvalid: labels that are not Parquet
+    except command_failures() as exc:  # ArrowInvalid: labels that are not Parquet
         print(error_line(exc), file=sys.stderr)
         return 1
 

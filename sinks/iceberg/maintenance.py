@@ -137,11 +137,12 @@ class Expired:
 
 def unreadable_table_errors() -> tuple[type[BaseException], ...]:
     """What reading a table whose files are missing or cut short raises (an OSError; EOFError from a truncated
-    manifest list; pyiceberg's ValidationError from a truncated metadata file): a command's one-line failure
-    naming the cause, not a bug's traceback."""
+    manifest list; pydantic's ValidationError from a truncated metadata file, pyiceberg's from metadata it refuses):
+    a command's one-line failure naming the cause, not a bug's traceback."""
+    from pydantic import ValidationError as Unparsed
     from pyiceberg.exceptions import ValidationError
 
-    return (OSError, EOFError, ValidationError)
+    return (OSError, EOFError, ValidationError, Unparsed)
 
 
 class FilesLeft(StoreUnavailableError):
