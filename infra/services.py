@@ -57,9 +57,10 @@ def properties_text(value: str) -> str:
 
 
 def yaml_text(value: str) -> str:
-    """``value`` escaped for the inside of a double-quoted YAML scalar (a backslash before ``"`` and ``\\``, ``\\u`` escapes for control characters). Pasted bare,
-    a state folder holding `` #`` ended every Cassandra directory there (a comment), and Cassandra refused to
-    start ("commitlog_directory must not be the same as any data_file_directories")."""
+    """``value`` for the inside of a double-quoted YAML scalar: a backslash before ``"`` and ``\\``, control
+    characters as ``\\u`` escapes. Pasted bare, a state folder holding `` #`` ended every Cassandra directory there
+    (a comment), and Cassandra refused to start ("commitlog_directory must not be the same as any
+    data_file_directories")."""
     out = []
     for char in value:
         if char in '"\\':
