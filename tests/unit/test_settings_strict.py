@@ -373,7 +373,7 @@ def test_stack_numbers_in_plain_spellings(monkeypatch: pytest.MonkeyPatch) -> No
         ("FS_ICEBERG_NAMESPACE", "a\x01b"),
         ("FS_ICEBERG_NAMESPACE", "a\udcffb"),  # a byte that is not UTF-8, as Python reads it: was a traceback
         ("FS_ICEBERG_NAMESPACE", "fs." + "x" * 251),  # "<level>.db" past a file name's 255 bytes: OSError
-        ("FS_ICEBERG_NAMESPACE", "é" * 126),
+        ("FS_ICEBERG_NAMESPACE", "é" * 126 + "x"),  # 253 bytes: one past the most
         ("FS_DEFINITIONS_DIR", ""),
         ("FS_STATE_DIR", ""),
         ("FS_CACHE_DIR", " "),
@@ -410,8 +410,31 @@ def test_keyspace_and_namespace_at_their_limits(monkeypatch: pytest.MonkeyPatch)
     settings = Settings.from_env()
     assert len(settings.cassandra_keyspace) == 48
     assert settings.iceberg_namespace == "team.fs_2"
-    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", "x" * 250 + ".é" * 1 + "y" * 248)  # levels of 250 bytes: the most
-    assert Settings.from_env().iceberg_namespace.startswith("x" * 250 + ".é")
+    # one folder "<namespace>.db" in the warehouse: 252 bytes in all, dots included, are the most (255 less ".db")
+    at_most = "x" * 125 + ".é" + "y" * 124
+    assert len(at_most.encode()) == 252
+    monkeypatch.setenv("FS_ICEBERG_NAMESPACE", at_most)
+    assert Settings.from_env().iceberg_namespace == at_most
+    for past in (at_most + "z", "x" * 126 + "." + "y" * 126, "x" * 250 + ".é" + "y" * 248):
+        monkeypatch.setenv("FS_ICEBERG_NAMESPACE", past)
+        with pytest.raises(SettingsError, match="at most 252 bytes of UTF-8 in all"):
+            Settings.from_env()
+
+
+def test_a_table_is_made_in_a_namespace_of_the_longest_length(tmp_path: Path) -> None:
+    """Two levels of 126 bytes each were accepted (each under the 250 a level was allowed), and the first table's
+    creation failed with errno 36: pyiceberg makes one folder of the whole namespace."""
+    from sinks.factory import connect_iceberg
+    from sinks.iceberg.writer import ensure_table
+
+    at_most = "x" * 125 + "." + "y" * 126
+    settings = Settings(
+        iceberg_catalog_uri=f"sqlite:///{tmp_path}/c.db",
+        iceberg_warehouse=str(tmp_path / "wh"),
+        iceberg_namespace=at_most,
+    )
+    ensure_table(connect_iceberg(settings), at_most)
+    assert [p.name for p in (tmp_path / "wh").iterdir()] == [at_most + ".db"]
 
 
 def test_a_command_with_an_empty_keyspace_ends_with_one_line_naming_it(tmp_path: Path) -> None:
