@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from registry.core.errors import SettingsError
 from registry.core.settings import DECIMAL, int_setting
@@ -40,10 +41,9 @@ def fraction_setting(env: Mapping[str, str], name: str, default: float) -> float
     raw = env.get(name, str(default))
     if DECIMAL.fullmatch(raw) is None:  # nan and inf too
         raise SettingsError(f"{name} must be a number from 0 to 1, not {raw!r}")
-    value = float(raw)
-    if not 0.0 <= value <= 1.0:
+    if not 0 <= Decimal(raw) <= 1:  # as written: 1.00000000000000000001 is past 1, though its float is 1.0
         raise SettingsError(f"{name} must be from 0 to 1, not {raw!r}")
-    return value
+    return float(raw)
 
 
 @dataclass(frozen=True, slots=True)
