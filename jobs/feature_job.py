@@ -336,7 +336,7 @@ def version_refs(raw: str) -> str:
         parsed = parse_ref(part, with_entity=True)
         if parsed is None or parsed.version is None:
             raise argparse.ArgumentTypeError(
-                f"must be entity.name@version references separated by commas, not {raw!r} ({part!r})"
+                f"must be entity.name@version references separated by commas, not {shown(part, quoted=True)}"
             )
     return raw
 

@@ -299,7 +299,7 @@ def _feature_target(raw: str) -> str:
     anything else would match no record and print nothing, so it is a usage error (exit 2)."""
     if not _FEATURE_TARGET.fullmatch(raw) or ("@" in raw and int(raw.split("@")[1]) > MAX_VERSION):
         raise argparse.ArgumentTypeError(
-            f"must be entity/name or entity/name@version, like user/txn_count_1h@2, not {raw!r}"
+            f"must be entity/name or entity/name@version, like user/txn_count_1h@2, not {shown(raw, quoted=True)}"
         )
     return raw
 

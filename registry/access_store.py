@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from registry.audit import AuditRecord, now_iso, stored_instant
+from registry.core.shown import shown
 from registry.sqlite_store import SqliteStore
 
 OwnedKind = Literal["feature_service", "subject"]
@@ -94,7 +95,7 @@ def check_team(value: str, what: str) -> None:
     character, Unicode category Cc; spaces of any script and slashes included): every owner a definition may name
     is a team a token can act for and a grant can name. ValueError naming ``what`` otherwise."""
     if not value or len(value) > 256 or _NOT_A_NAME.search(value):
-        raise ValueError(f"{what} must be 1-256 printable characters, not {value!r}")
+        raise ValueError(f"{what} must be 1-256 printable characters, not {shown(value, quoted=True)}")
 
 
 class AccessStore(SqliteStore):

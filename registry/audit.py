@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from registry.core.shown import shown
+
 log = logging.getLogger("featurestore.access")
 
 
@@ -59,7 +61,7 @@ def stored_instant(text: str) -> str:
             raise ValueError
         at = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-30T10:00:00Z)") from None
+        raise ValueError(f"not an ISO 8601 time: {shown(text, quoted=True)} (e.g. 2026-11-30T10:00:00Z)") from None
     try:
         utc = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00

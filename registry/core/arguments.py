@@ -13,9 +13,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from registry.core.shown import shown
+from registry.core.shown import printed_line, shown
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
@@ -210,3 +210,8 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.register("action", None, Once)
         self.register("action", "store", Once)
+
+    def error(self, message: str) -> NoReturn:
+        """A usage error (exit 2) on one line of at most 4,000 characters (``printed_line``), as a command's last
+        line is: argparse wrote a message naming a long value in full."""
+        super().error(printed_line(message))

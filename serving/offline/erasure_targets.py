@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from registry.core import entity_keys
 from registry.core.catalog import FeatureCatalog
+from registry.core.shown import shown
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -77,7 +78,8 @@ def _known_type(catalog: FeatureCatalog, entity_type: str) -> None:
     if entity_type not in catalog.entity_types():
         known = ", ".join(sorted(catalog.entity_types())) or "none"
         raise ValueError(
-            f"no feature is defined for entity type {entity_type!r}, so no store holds any of it (entity types: {known})"
+            f"no feature is defined for entity type {shown(entity_type, quoted=True)}, so no store holds any of it"
+            f" (entity types: {known})"
         )
 
 
