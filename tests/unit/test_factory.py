@@ -135,16 +135,23 @@ _PORT = ("FS_CASSANDRA_PORT", "cql", "error: FS_CASSANDRA_PORT must be a port nu
     ],
 )
 def test_a_command_with_a_malformed_setting_ends_with_one_line_naming_it(
-    command: list[str], setting: tuple[str, str, str]
+    command: list[str], setting: tuple[str, str, str], tmp_path: Path
 ) -> None:
     import os
     import subprocess
     import sys
 
+    from registry.core.catalog import load_folder
+    from registry.definition_store import DefinitionStore
+    from registry.plan import apply
+
+    # a registry of its own: the commands that read one name a missing one first (the checkout's .state holds one
+    # only once `make up` or the demo has run, and this test ran before them on a fresh clone)
+    apply(DefinitionStore(tmp_path / "definitions.db"), load_folder())
     name, value, message = setting
     done = subprocess.run(
         [sys.executable, *command],
-        env={**os.environ, name: value},
+        env={**os.environ, "FS_DEFINITIONS_DB": str(tmp_path / "definitions.db"), name: value},
         capture_output=True,
         text=True,
         timeout=120,
