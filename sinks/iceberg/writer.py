@@ -167,7 +167,21 @@ def create_or_load(catalog: Catalog, namespace: str, name: str, schema: Schema, 
     is the outcome, so whoever finds the object there afterwards goes on. An existing table is loaded without
     trying to create it: pyiceberg writes a new table's metadata file before the catalog refuses the name, so every
     call on an existing table left one more file no snapshot or catalog entry points to.
+
+    Storage or a catalog that cannot be used (the warehouse's disk full or read-only, the catalog's database
+    refusing) is StoreUnavailableError naming the table: a command's one ``error:`` line, not a traceback.
     """
+    from sqlalchemy.exc import DatabaseError
+
+    from sinks.iceberg.maintenance import one_line
+
+    try:
+        return _create_or_load(catalog, namespace, name, schema, spec)
+    except (OSError, DatabaseError) as exc:
+        raise StoreUnavailableError(f"cannot create or load the table {namespace}.{name}: {one_line(exc)}") from exc
+
+
+def _create_or_load(catalog: Catalog, namespace: str, name: str, schema: Schema, spec: PartitionSpec) -> Table:
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
 
     try:
