@@ -191,7 +191,8 @@ def _cassandra_prepare(s: StackSettings) -> list[str]:
         f"-Dcassandra.config={yaml.resolve().as_uri()}",
         f"-Dcassandra.storagedir={home}",
         f"-Dcassandra.logdir={home / 'logs'}",
-        f"-Xlog:gc*,safepoint:file={home / 'logs' / 'gc.log'}:time,uptime,level,tags:filecount=4,filesize=10m",
+        # the file quoted: -Xlog splits on ":", and a state folder's path may hold one
+        f'-Xlog:gc*,safepoint:file="{home / "logs" / "gc.log"}":time,uptime,level,tags:filecount=4,filesize=10m',
         f"-Dlogback.configurationFile={CONF_DIR / 'cassandra' / 'logback.xml'}",
         "-cp",
         artifacts.classpath(s, "cassandra"),

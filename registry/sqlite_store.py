@@ -18,6 +18,11 @@ from registry.core.errors import StoreUnavailableError
 _WAL_ATTEMPTS = 50
 
 
+_STORAGE_FAILURES = frozenset({5, 6, 8, 10, 13, 14})
+"""SQLite's primary result codes for a store that cannot take a write now: BUSY, LOCKED, READONLY, IOERR ("disk I/O
+error", what a full disk under a WAL store gives), FULL ("database or disk is full"), CANTOPEN."""
+
+
 class RegistryStoreUnavailable(StoreUnavailableError, sqlite3.OperationalError):
     """The registry's SQLite file cannot be used: gone, unopenable, or locked by another writer past the busy
     timeout. A StoreUnavailableError (the API's 503 ``store_unavailable``, a command's one ``error:`` line), and
@@ -137,7 +142,9 @@ class SqliteStore:
                 conn.execute("COMMIT")
             except RegistryStoreUnavailable:
                 raise
-            except sqlite3.OperationalError as exc:  # "database or disk is full", "disk I/O error", a read-only file
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _STORAGE_FAILURES:
+                    raise  # SQLITE_ERROR (no such table, a statement's mistake): a bug's error, not the store's
                 raise RegistryStoreUnavailable(f"registry store {self._path} unavailable: {exc}") from exc
         except BaseException:
             if conn.in_transaction:  # not when BEGIN itself failed ("database is locked"): that error is the one raised

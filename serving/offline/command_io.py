@@ -13,6 +13,7 @@ import secrets
 import shutil
 import stat
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,10 +136,9 @@ def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Pat
     except _InputError as failed:  # reading what is written (the table, the labels): its own error, as raised
         raise failed.error from None
     except OSError as exc:  # the disk full, the folder read-only: the file the caller named, not the hidden one
-        reason = exc.strerror or str(exc)
-        raise DatasetError(f"cannot write the output file in {shown(out.parent)}: {reason}") from None
+        raise DatasetError(f"cannot write the output file in {shown(out.parent)}: {reason(exc)}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
     return rows
 
 
@@ -150,10 +150,24 @@ def copy_into_place(source: Path, target: Path, option: str) -> None:
         shutil.copyfile(source, staging)
         staging.replace(target)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise DatasetError(f"{option} {shown(target.parent)}: cannot copy {shown(source)} there: {reason}") from None
+        raise DatasetError(
+            f"{option} {shown(target.parent)}: cannot copy {shown(source)} there: {reason(exc)}"
+        ) from None
     finally:
-        staging.unlink(missing_ok=True)
+        discard(staging)
+
+
+def discard(path: Path) -> None:
+    """Remove a file written aside, if it is there: on a read-only file system even a file that is not there cannot
+    be unlinked (EROFS), and that error replaced the one that said why the write failed."""
+    with suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def reason(exc: OSError) -> str:
+    """Why the system refused (``No space left on device``): Arrow's OSError holds its whole message, hidden file
+    name included, where the system's holds the reason alone."""
+    return os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
 
 
 class _InputError(Exception):

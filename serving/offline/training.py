@@ -44,6 +44,7 @@ from serving.offline.command_io import (
     check_out_path,
     command_failures,
     copy_into_place,
+    discard,
     open_labels,
     parse_as_of,
     same_file,
@@ -555,8 +556,8 @@ def _command(argv: list[str] | None) -> int:
                 staging.replace(args.out)
                 manifest_staging.replace(manifest_path)
             finally:
-                staging.unlink(missing_ok=True)
-                manifest_staging.unlink(missing_ok=True)
+                discard(staging)
+                discard(manifest_staging)
             print(
                 f"training set {manifest.id}: {manifest.row_count} rows, snapshot {manifest.snapshot_id}, "
                 f"manifest {shown(manifest_path)}"
@@ -584,7 +585,7 @@ def _command(argv: list[str] | None) -> int:
             store.written(str(written_path(args.out)), manifest.id)
             staging.replace(args.out)
         finally:
-            staging.unlink(missing_ok=True)
+            discard(staging)
         print(f"training set {manifest.id} rebuilt to {shown(args.out)}: identical ({manifest.content_sha256})")
         return 0
     except command_failures() as exc:  # ArrowInvalid: labels that are not Parquet

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from registry.core.errors import SettingsError
 from registry.core.settings import DECIMAL, int_setting
@@ -41,7 +41,11 @@ def fraction_setting(env: Mapping[str, str], name: str, default: float) -> float
     raw = env.get(name, str(default))
     if DECIMAL.fullmatch(raw) is None:  # nan and inf too
         raise SettingsError(f"{name} must be a number from 0 to 1, not {raw!r}")
-    if not 0 <= Decimal(raw) <= 1:  # as written: 1.00000000000000000001 is past 1, though its float is 1.0
+    try:  # as written: 1.00000000000000000001 is past 1, though its float is 1.0
+        within = 0 <= Decimal(raw) <= 1
+    except InvalidOperation:  # an exponent past what Decimal holds (1e-999999999999999999999): its float, 0.0 or inf
+        within = 0.0 <= float(raw) <= 1.0
+    if not within:
         raise SettingsError(f"{name} must be from 0 to 1, not {raw!r}")
     return float(raw)
 

@@ -70,14 +70,25 @@ def test_the_reader_refuses_a_speculative_delay_at_or_past_its_budget() -> None:
         NativeOnlineReader(["h"], 9042, "ks", speculative_delay_ms=2, speculative_executions=5)
 
 
-@pytest.mark.parametrize("value", ["0", "1", "0.5", "1.000000000000000000000", "-0", "0.00000000000000000001"])
+@pytest.mark.parametrize(
+    "value",
+    # the last two: exponents past Decimal's, taken as their floats (0.0)
+    [
+        *("0", "1", "0.5", "1.000000000000000000000", "-0", "0.00000000000000000001"),
+        *("1e-9" + "9" * 20, "0e9" + "9" * 20),
+    ],
+)
 def test_the_serving_log_sample_is_a_number_from_0_to_1(value: str) -> None:
     assert ApiOptions.from_env({"FS_SERVING_LOG_SAMPLE": value}).serving_log_sample == float(value)
 
 
 # 1.00000000000000000001 and -0.00000000000000000001 as written: past the ends, though their floats are 1.0 and -0.0
 @pytest.mark.parametrize(
-    "value", ["-0.01", "1.01", "nan", "inf", "", "some", "1.00000000000000000001", "-0.000000000000000000000000001"]
+    "value",
+    [
+        *("-0.01", "1.01", "nan", "inf", "", "some", "1.00000000000000000001"),
+        *("-0.0000000000000000000001", "1e9" + "9" * 20),
+    ],
 )
 def test_any_other_sample_is_refused(value: str) -> None:
     with pytest.raises(FeatureStoreError, match="FS_SERVING_LOG_SAMPLE"):

@@ -64,24 +64,41 @@ def _stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "wh" / "fs.db" / "offline_feature_values"
 
 
-def _cut(path: Path) -> None:
+def _cut(path: Path, keep: float) -> None:
+    """``path`` cut to ``keep`` of its bytes (a whole number: that many bytes)."""
+    size = path.stat().st_size
     with path.open("r+b") as file:
-        file.truncate(100)
+        file.truncate(int(keep) if keep >= 1 else int(size * keep))
 
 
-@pytest.mark.parametrize("damaged", ["manifest_list", "metadata"])
+# Where an Avro file is cut decides what pyiceberg's decoder meets first: EOFError (at 100 bytes),
+# UnicodeDecodeError (a tenth, a half), ValueError "Expected sync bytes" (one byte short): each one line.
+CUTS = [("manifest_list", 100), ("manifest_list", 0.1), ("manifest_list", 0.5), ("manifest_list", -1)]
+CUTS += [("manifest", 0.1), ("manifest", 0.5), ("manifest", -1), ("metadata", 100)]
+
+
+@pytest.mark.parametrize(("damaged", "keep"), CUTS)
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_a_table_file_cut_short_is_one_error_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str, damaged: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    damaged: str,
+    keep: float,
 ) -> None:
     folder = _stored(tmp_path, monkeypatch)
-    if damaged == "manifest_list":
-        (victim,) = (folder / "metadata").glob("snap-*.avro")
-    else:
-        victim = max((folder / "metadata").glob("*.metadata.json"))
-    _cut(victim)
+    victims = {
+        "manifest_list": (folder / "metadata").glob("snap-*.avro"),
+        "manifest": (p for p in (folder / "metadata").glob("*.avro") if not p.name.startswith("snap-")),
+        "metadata": [max((folder / "metadata").glob("*.metadata.json"))],
+    }
+    (victim,) = victims[damaged]
+    _cut(victim, victim.stat().st_size - 1 if keep == -1 else keep)
     main, argv = COMMANDS[command]
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert "does not exist" not in err, err  # the table is there: its file is what is named
+    if damaged != "metadata":
+        assert "cannot be read (cut short or damaged)" in err and victim.name in err, err

@@ -79,3 +79,23 @@ def test_training_build_names_the_output_folder_when_the_disk_is_full(
     err = capsys.readouterr().err
     assert err == f"error: cannot write the output file in {tmp_path}: No space left on device\n", err
     assert not (tmp_path / "t.parquet").exists()  # nothing under --out
+
+
+def test_a_read_only_output_folder_is_named_with_the_systems_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a read-only file system the clean-up's unlink of the hidden file (not there) fails too (EROFS): that error
+    replaced the one naming the folder, and Arrow's message named the hidden file."""
+
+    def read_only(self: object, where: object, *args: object, **kwargs: object) -> None:
+        raise OSError(30, f"Failed to open local file '{where}'. Detail: [errno 30] Read-only file system")
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        raise OSError(30, "Read-only file system", str(self))
+
+    monkeypatch.setattr(pq.ParquetWriter, "__init__", read_only)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    batches = [pa.record_batch([pa.array([1])], schema=SCHEMA)]
+    with pytest.raises(DatasetError) as caught:
+        command_io.write_parquet(batches, SCHEMA, tmp_path / "out.parquet")
+    assert str(caught.value) == f"cannot write the output file in {tmp_path}: Read-only file system"

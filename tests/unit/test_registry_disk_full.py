@@ -49,3 +49,12 @@ def test_the_api_answers_a_full_disk_with_a_503_not_a_500(tmp_path: Path) -> Non
     assert answer.status_code == 503, answer.text
     assert answer.json()["error"] == "store_unavailable"
     assert "database or disk is full" in answer.json()["message"]
+
+
+def test_a_statements_own_mistake_is_not_the_store_unavailable(tmp_path: Path) -> None:
+    """SQLITE_ERROR (a table that is not there, a malformed statement) is a bug's error, raised as SQLite's: a 503
+    would tell a client to retry what can never succeed."""
+    store = DefinitionStore(tmp_path / "definitions.db")
+    with pytest.raises(sqlite3.OperationalError, match="no such table") as caught, store._tx() as conn:
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+    assert not isinstance(caught.value, StoreUnavailableError)

@@ -6,6 +6,7 @@ again and refused its own new cluster id), and one holding `` #`` cut every Cass
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 
 from infra import services
 from infra.errors import InfraError
+from infra.java import find_java17
 from infra.services import properties_text, yaml_text
 from infra.settings import StackSettings
 
@@ -58,6 +60,20 @@ def test_the_rendered_cassandra_yaml_names_the_state_folder(tmp_path: Path) -> N
     for key in ("commitlog", "saved_caches", "hints", "cdc_raw"):
         assert config[f"{key}_directory"] == f"{home}/{key}"
     assert config["storage_port"] == settings.cassandra_storage_port  # numbers stay numbers
+
+
+def test_the_jvm_takes_cassandras_gc_log_option_in_a_folder_with_a_colon(tmp_path: Path) -> None:
+    """-Xlog splits its option on ":": the GC log's path in a state folder holding one ended Cassandra's JVM at once
+    ("Invalid -Xlog option")."""
+    state = tmp_path / "st é: x"
+    (xlog,) = (
+        a
+        for a in services._cassandra_prepare(dataclasses.replace(StackSettings.from_env(), state_dir=state))
+        if a.startswith("-Xlog:")
+    )
+    done = subprocess.run([str(find_java17()), xlog, "-version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (state / "cassandra" / "logs" / "gc.log").is_file()  # the path itself, not one with the quotes in it
 
 
 def test_a_kafka_data_folder_with_a_comma_or_not_utf8_is_refused(tmp_path: Path) -> None:
