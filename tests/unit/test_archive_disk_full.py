@@ -6,8 +6,6 @@ traceback."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
@@ -16,17 +14,7 @@ import sinks.iceberg.writer as writer
 from registry.core.errors import StoreUnavailableError
 from sinks import archive
 from sinks.archive_offsets import next_offsets
-
-
-def _message(offset: int) -> Any:
-    return SimpleNamespace(
-        partition=lambda: 0,
-        offset=lambda: offset,
-        error=lambda: None,
-        timestamp=lambda: (1, 1_800_000_000_000),
-        value=lambda: b"v",
-        key=lambda: b"k",
-    )
+from tests.unit.test_audit_archive import _message
 
 
 def test_an_append_the_disk_refuses_is_the_store_unavailable_and_commits_nothing(
@@ -41,8 +29,8 @@ def test_an_append_the_disk_refuses_is_the_store_unavailable_and_commits_nothing
 
     monkeypatch.setattr(writer, "append_table", full)
     with pytest.raises(StoreUnavailableError, match=r"Iceberg append to ns\.\S+ failed: .*No space left on device"):
-        archiver._append([_message(0), _message(1)], {0: 2})
+        archiver._append([_message(0, 0), _message(0, 1)], {0: 2})
     assert archiver.rows == 0 and next_offsets(table.refresh()) == {}
     monkeypatch.undo()
-    archiver._append([_message(0), _message(1)], {0: 2})  # room again: the same batch is archived
+    archiver._append([_message(0, 0), _message(0, 1)], {0: 2})  # room again: the same batch is archived
     assert archiver.rows == 2 and next_offsets(table.refresh()) == {0: 2}
