@@ -79,7 +79,7 @@ def ensure_table(catalog: Catalog, namespace: str, topic: str) -> Table:
     from pyiceberg.transforms import DayTransform
     from pyiceberg.types import BinaryType, IcebergType, IntegerType, LongType, NestedField, TimestamptzType
 
-    from sinks.iceberg.writer import create_or_load
+    from sinks.iceberg.tables import create_or_load
 
     types: dict[pa.DataType, IcebergType] = {
         _TS: TimestamptzType(),

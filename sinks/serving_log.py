@@ -120,7 +120,7 @@ def ensure_log_table(catalog: Catalog, namespace: str) -> Table:
     from pyiceberg.transforms import DayTransform
     from pyiceberg.types import IcebergType, IntegerType, LongType, NestedField, StringType, TimestamptzType
 
-    from sinks.iceberg.writer import create_or_load
+    from sinks.iceberg.tables import create_or_load
 
     types: dict[pa.DataType, IcebergType] = {
         _TS: TimestamptzType(),

@@ -25,17 +25,15 @@ import pyarrow.compute as pc
 from registry.core.errors import StoreUnavailableError
 from registry.core.value_types import VALUE_COLUMNS
 from sinks.iceberg import layout as offline_layout
+from sinks.iceberg.tables import COMMIT_RETRIES, WHOLE_BOUNDS, create_or_load
 from sinks.records import FeatureRow, WindowResults
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
-    from pyiceberg.partitioning import PartitionSpec
-    from pyiceberg.schema import Schema
     from pyiceberg.table import Table
 
     from sinks.iceberg.reach import TableReach
 
-_COMMIT_RETRIES = 5
 _APPEND_ATTEMPTS = 10
 """Commit attempts of one flush: writers of one job commit to one table, and each retry looks again and checks the
 identities it must (a scan), so under load the others may commit again meanwhile; 5 back-to-back attempts were lost in a row at
@@ -67,9 +65,6 @@ def ensure_table(catalog: Catalog, namespace: str) -> Table:
     return _add_missing_columns(catalog, identifier, table)
 
 
-_METRICS_COLUMN = "write.metadata.metrics.column."
-WHOLE_BOUNDS = frozenset({"entity_type", "entity_id", "feature_name"})
-"""The string columns read by value (filters on them prune files and row groups by their statistics)."""
 STATISTICS_BYTES = 4096
 """Arrow's Parquet writer (pyarrow 16, its ``max_statistics_size``) drops a row group's min or max statistic longer
 than this many bytes, each on its own, and its reader then reports the one kept as both, with an empty other: a row
@@ -124,87 +119,6 @@ def append_table(
                     append.append_data_file(data_file)
 
 
-def string_metrics(schema: Schema) -> dict[str, str]:
-    """The statistics mode of every string column of ``schema``, as table properties: ``full`` (whole min and max)
-    for the columns read by value (``entity_type``, ``entity_id``, ``feature_name``: names and ids of bounded
-    length), ``counts`` (no bounds) for the rest. Never pyiceberg's default ``truncate(16)``: 0.8.1 raises the
-    16th character of a longer string by one code point for the upper bound, and U+D7FF becomes U+D800, a lone
-    surrogate with no UTF-8, so the append fails (apache/iceberg-python#3880): one such id or string value would
-    fail every flush of the job that holds it, on every replay."""
-    from pyiceberg.types import StringType
-
-    return {
-        f"{_METRICS_COLUMN}{field.name}": "full" if field.name in WHOLE_BOUNDS else "counts"
-        for field in schema.fields
-        if isinstance(field.field_type, StringType)
-    }
-
-
-def _with_properties(table: Table, wanted: Mapping[str, str]) -> Table:
-    """``table`` with ``wanted`` among its properties, set once (a table made before they existed takes them when
-    first opened); another process setting them at the same moment is retried against the table it wrote."""
-    from pyiceberg.exceptions import CommitFailedException
-
-    for _ in range(_COMMIT_RETRIES):
-        missing = {k: v for k, v in wanted.items() if table.properties.get(k) != v}
-        if not missing:
-            return table
-        try:
-            with table.transaction() as tx:
-                tx.set_properties(missing)
-        except CommitFailedException:
-            pass
-        table = table.refresh()
-    return table
-
-
-def create_or_load(catalog: Catalog, namespace: str, name: str, schema: Schema, spec: PartitionSpec) -> Table:
-    """The table ``namespace.name``, created (with its namespace) if it does not exist.
-
-    Safe to call from any number of processes at once: each step is "create, and if that fails, check
-    whether it exists now". A SQL catalog checks, then inserts, so the loser of a race between two
-    processes gets the database's unique-key error (not ``NamespaceAlreadyExistsError``); what counts
-    is the outcome, so whoever finds the object there afterwards goes on. An existing table is loaded without
-    trying to create it: pyiceberg writes a new table's metadata file before the catalog refuses the name, so every
-    call on an existing table left one more file no snapshot or catalog entry points to.
-
-    Storage or a catalog that cannot be used (the warehouse's disk full or read-only, the catalog's database
-    refusing) is StoreUnavailableError naming the table: a command's one ``error:`` line, not a traceback.
-    """
-    from sqlalchemy.exc import DatabaseError
-
-    from sinks.iceberg.maintenance import one_line
-
-    try:
-        return _create_or_load(catalog, namespace, name, schema, spec)
-    except (OSError, DatabaseError) as exc:
-        raise StoreUnavailableError(f"cannot create or load the table {namespace}.{name}: {one_line(exc)}") from exc
-
-
-def _create_or_load(catalog: Catalog, namespace: str, name: str, schema: Schema, spec: PartitionSpec) -> Table:
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
-
-    try:
-        catalog.create_namespace(namespace)
-    except NamespaceAlreadyExistsError:
-        pass
-    except Exception:
-        if not _namespace_exists(catalog, namespace):
-            raise
-    identifier = f"{namespace}.{name}"
-    properties = string_metrics(schema)
-    if catalog.table_exists(identifier):  # the usual case: a create that fails has already written a metadata file
-        return _with_properties(catalog.load_table(identifier), properties)
-    try:
-        return catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=properties)
-    except TableAlreadyExistsError:
-        pass
-    except Exception:
-        if not catalog.table_exists(identifier):
-            raise
-    return _with_properties(catalog.load_table(identifier), properties)
-
-
 def load_table(catalog: Catalog, namespace: str) -> Table:
     """The offline table, which must exist (``ensure_table`` made it); StoreUnavailableError if not."""
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
@@ -218,21 +132,11 @@ def load_table(catalog: Catalog, namespace: str) -> Table:
         ) from exc
 
 
-def _namespace_exists(catalog: Catalog, namespace: str) -> bool:
-    from pyiceberg.exceptions import NoSuchNamespaceError
-
-    try:
-        catalog.load_namespace_properties(namespace)
-    except NoSuchNamespaceError:
-        return False
-    return True
-
-
 def _add_missing_columns(catalog: Catalog, identifier: str, table: Table) -> Table:
     """A table made by an older version of this layout gains the new optional columns (race-safe)."""
     from pyiceberg.exceptions import CommitFailedException
 
-    for _ in range(_COMMIT_RETRIES):
+    for _ in range(COMMIT_RETRIES):
         names = table.schema().column_names
         missing = [f for f in offline_layout.SCHEMA.fields if f.name not in names]
         if not missing:
@@ -244,7 +148,7 @@ def _add_missing_columns(catalog: Catalog, identifier: str, table: Table) -> Tab
         except (CommitFailedException, ValueError):
             pass  # another process changed the schema first (ValueError: a column it just added): look again
         table = catalog.load_table(identifier)
-    raise StoreUnavailableError(f"could not bring {identifier}'s schema up to date: {_COMMIT_RETRIES} races lost")
+    raise StoreUnavailableError(f"could not bring {identifier}'s schema up to date: {COMMIT_RETRIES} races lost")
 
 
 _DAY_US = 86_400_000_000

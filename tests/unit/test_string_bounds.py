@@ -12,7 +12,8 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.expressions import EqualTo
 
-from sinks.iceberg.writer import append_rows, ensure_table, string_metrics
+from sinks.iceberg.tables import string_metrics
+from sinks.iceberg.writer import append_rows, ensure_table
 from sinks.serving_log import ARROW_SCHEMA as LOG_SCHEMA
 from sinks.serving_log import ensure_log_table
 from tests.unit.test_offline_append import _rows
