@@ -421,22 +421,6 @@ def test_keyspace_and_namespace_at_their_limits(monkeypatch: pytest.MonkeyPatch)
             Settings.from_env()
 
 
-def test_a_table_is_made_in_a_namespace_of_the_longest_length(tmp_path: Path) -> None:
-    """Two levels of 126 bytes each were accepted (each under the 250 a level was allowed), and the first table's
-    creation failed with errno 36: pyiceberg makes one folder of the whole namespace."""
-    from sinks.factory import connect_iceberg
-    from sinks.iceberg.writer import ensure_table
-
-    at_most = "x" * 125 + "." + "y" * 126
-    settings = Settings(
-        iceberg_catalog_uri=f"sqlite:///{tmp_path}/c.db",
-        iceberg_warehouse=str(tmp_path / "wh"),
-        iceberg_namespace=at_most,
-    )
-    ensure_table(connect_iceberg(settings), at_most)
-    assert [p.name for p in (tmp_path / "wh").iterdir()] == [at_most + ".db"]
-
-
 def test_a_command_with_an_empty_keyspace_ends_with_one_line_naming_it(tmp_path: Path) -> None:
     done = _command(["-m", "registry.cli", "validate"], tmp_path, FS_CASSANDRA_KEYSPACE="")
     assert _one_error_line(done, "error: FS_CASSANDRA_KEYSPACE ") == (
