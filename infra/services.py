@@ -163,6 +163,11 @@ def _kafka_healthy(s: StackSettings) -> bool:
 def _cassandra_prepare(s: StackSettings) -> list[str]:
     java = find_java17()
     home = s.service_dir("cassandra")
+    if '"' in str(home):  # the GC log's -Xlog option quotes its path, and the JVM has no escape for a quote in it
+        raise InfraError(
+            f"cassandra: its folder {str(home)!r} holds a double quote, which the JVM's -Xlog option cannot take: "
+            "set FS_STATE_DIR to a folder without one"
+        )
     yaml = home / "cassandra.yaml"
     _render(
         CONF_DIR / "cassandra" / "cassandra.yaml",

@@ -6,6 +6,7 @@ answer here: a port nothing listens on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 
@@ -30,10 +31,8 @@ def test_attempts_to_open_a_session_during_an_outage_hold_no_more_descriptors() 
 
     async def attempts(count: int) -> None:
         for _ in range(count):
-            try:
+            with contextlib.suppress(StoreUnavailableError):
                 await reader._open()
-            except StoreUnavailableError:
-                pass
 
     async def outage() -> tuple[int, int]:
         await attempts(2)  # the cluster made, and whatever the driver holds for good

@@ -102,3 +102,19 @@ def test_a_table_file_cut_short_is_one_error_line(
     assert "does not exist" not in err, err  # the table is there: its file is what is named
     if damaged != "metadata":
         assert "cannot be read (cut short or damaged)" in err and victim.name in err, err
+
+
+def test_a_manifest_list_with_a_damaged_schema_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A changed byte in the schema the manifest list carries: pyiceberg's ``TypeError: Unknown type: boolxan``
+    reached the command as a traceback."""
+    folder = _stored(tmp_path, monkeypatch)
+    (victim,) = (folder / "metadata").glob("snap-*.avro")
+    data = victim.read_bytes()
+    assert b'"boolean"' in data
+    victim.write_bytes(data.replace(b'"boolean"', b'"boolxan"', 1))
+    main, argv = COMMANDS["training_build"]
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be read (cut short or damaged): TypeError" in err, err

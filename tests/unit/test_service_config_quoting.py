@@ -76,9 +76,11 @@ def test_the_jvm_takes_cassandras_gc_log_option_in_a_folder_with_a_colon(tmp_pat
     assert (state / "cassandra" / "logs" / "gc.log").is_file()  # the path itself, not one with the quotes in it
 
 
-def test_a_kafka_data_folder_with_a_comma_or_not_utf8_is_refused(tmp_path: Path) -> None:
+def test_a_folder_with_a_comma_a_quote_or_not_utf8_is_refused(tmp_path: Path) -> None:
     settings = StackSettings.from_env()
     with pytest.raises(InfraError, match="holds a comma, which Kafka reads as two folders"):
         services._kafka_prepare(dataclasses.replace(settings, state_dir=tmp_path / "a,b"))
+    with pytest.raises(InfraError, match="holds a double quote, which the JVM's -Xlog option cannot take"):
+        services._cassandra_prepare(dataclasses.replace(settings, state_dir=tmp_path / 'a"b'))
     with pytest.raises(InfraError, match="is not UTF-8"):
         services._cassandra_prepare(dataclasses.replace(settings, state_dir=tmp_path / "a\udcffb"))
