@@ -36,7 +36,7 @@ from registry.core.arguments import ArgumentParser, text
 from registry.core.shown import error_line, shown
 from registry.quality import TABLES, QualityStore
 from registry.sqlite_store import tables_of
-from serving.offline.command_io import aside
+from serving.offline.command_io import aside, discard
 
 DRIFT_THRESHOLD = 0.25
 PARITY_THRESHOLD = 0.001
@@ -101,7 +101,7 @@ def render(stored: dict[str, list[dict[str, Any]]], title: str, path: Path) -> P
         figure.savefig(tmp, dpi=80, format="png")
         tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
     return path
 
 

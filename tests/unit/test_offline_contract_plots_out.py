@@ -60,6 +60,26 @@ def test_a_failed_drawing_leaves_no_partial_png(
     assert sorted(p.name for p in out.iterdir()) == [PNG]
 
 
+def test_a_read_only_disk_keeps_the_reason_the_drawing_failed(
+    stored: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a read-only file system the clean-up's unlink of the hidden file fails too (EROFS): the error printed is
+    still the one that said why the drawing failed."""
+    from matplotlib.figure import Figure
+
+    def refused(self: Figure, path: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    def read_only(self: Path, missing_ok: bool = False) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(Figure, "savefig", refused)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    assert plots.main(["--since", "1h", "--out", str(tmp_path / "plots")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "No space left on device" in err and "Read-only" not in err, err
+
+
 @pytest.mark.parametrize(
     ("options", "named"),
     [
