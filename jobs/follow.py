@@ -171,9 +171,17 @@ def job_index(name: str) -> int | None:
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest completed checkpoint under ``checkpoints`` (``<job id>/chk-N`` with its ``_metadata``)."""
-    done = list(checkpoints.glob("*/chk-*/_metadata"))
-    return max(done, key=lambda p: p.stat().st_mtime_ns).parent if done else None
+    """The newest completed checkpoint under ``checkpoints`` (``<job id>/chk-N`` with its ``_metadata``): the highest
+    N. A job restored from ``chk-N`` numbers its checkpoints from N + 1, so the numbers grow across every run of a
+    job; the files' times do not order them (a clock set back made a previous run's checkpoint look newer, and a
+    restart went back to it). Equal numbers (none restored from the other) are told apart by time."""
+
+    def number(metadata: Path) -> int:
+        digits = metadata.parent.name.removeprefix("chk-")
+        return int(digits) if digits.isascii() and digits.isdigit() else -1
+
+    done = [p for p in checkpoints.glob("*/chk-*/_metadata") if number(p) >= 0]
+    return max(done, key=lambda p: (number(p), p.stat().st_mtime_ns)).parent if done else None
 
 
 def missing_versions(store: DefinitionStore, jobs: list[PlannedJob]) -> list[str]:
