@@ -99,28 +99,39 @@ def invalidated(pins: Pins, expired: Iterable[int]) -> list[str]:
 _EARLIEST_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z, the earliest time a timestamp column writes
 
 
-def _past(d: FeatureDefinition, now_us: int) -> BooleanExpression:
-    from pyiceberg.expressions import AlwaysFalse, And, EqualTo, LessThan
-
-    cutoff_us = retention_cutoff_us(d, now_us)
-    if cutoff_us <= _EARLIEST_US:  # a retention reaching back before year 1: no stored row can be past it
-        return AlwaysFalse()
-    return And(
-        EqualTo("entity_type", d.entity),
-        EqualTo("feature_name", d.name),
-        EqualTo("feature_version", d.version),
-        LessThan("event_time", iso_us(cutoff_us)),
-    )
-
-
 def past_retention(definitions: Sequence[FeatureDefinition], now_us: int) -> BooleanExpression:
-    """Rows of ``definitions`` whose window ended before ``now - offline_retention`` of their version."""
-    from pyiceberg.expressions import AlwaysFalse, Or
+    """Rows of ``definitions`` whose window ended before ``now - offline_retention`` of their version.
 
-    terms = [_past(d, now_us) for d in definitions]
-    if not terms:
-        return AlwaysFalse()
-    return terms[0] if len(terms) == 1 else Or(*terms)
+    One term per entity type, version and cutoff (its feature names as one ``In``), the terms joined as a balanced
+    tree: pyiceberg nests ``Or(a, b, c, ...)`` one level per term and walks it recursively, and one term per version
+    ended in a RecursionError at about 500 registered versions."""
+    from pyiceberg.expressions import AlwaysFalse, And, EqualTo, In, LessThan
+
+    names: dict[tuple[str, int, int], set[str]] = {}
+    for d in definitions:
+        cutoff_us = retention_cutoff_us(d, now_us)
+        if cutoff_us > _EARLIEST_US:  # a retention reaching back before year 1: no stored row can be past it
+            names.setdefault((d.entity, d.version, cutoff_us), set()).add(d.name)
+    terms: list[BooleanExpression] = [
+        And(
+            EqualTo("entity_type", entity),
+            In("feature_name", sorted(group)),
+            EqualTo("feature_version", version),
+            LessThan("event_time", iso_us(cutoff_us)),
+        )
+        for (entity, version, cutoff_us), group in sorted(names.items())
+    ]
+    return _any_of(terms) if terms else AlwaysFalse()
+
+
+def _any_of(terms: Sequence[BooleanExpression]) -> BooleanExpression:
+    """``terms`` joined by ``Or`` two halves at a time: a tree as deep as the logarithm of their number."""
+    from pyiceberg.expressions import Or
+
+    if len(terms) == 1:
+        return terms[0]
+    half = len(terms) // 2
+    return Or(_any_of(terms[:half]), _any_of(terms[half:]))
 
 
 def count_rows(table: Table, where: BooleanExpression, snapshot_id: int | None = None) -> Counter[str]:
