@@ -11,6 +11,7 @@ own table, written in one ``BEGIN IMMEDIATE`` transaction like definitions.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,23 +148,22 @@ class FeatureServiceStore(SqliteStore):
         """Register one version; idempotent for identical content, a conflict for different content."""
         s = service
         with self._tx() as conn:
-            rows = conn.execute(
-                "SELECT version, spec FROM feature_services WHERE name = ? ORDER BY version", (s.name,)
-            ).fetchall()
-            held = {v: FeatureService.model_validate_json(spec, context=STORED) for v, spec in rows}
-            contents = {v: h.content() for v, h in held.items()}
-            latest = rows[-1][0] if rows else 0
+            (latest,) = conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM feature_services WHERE name = ?", (s.name,)
+            ).fetchone()
             if not version_given:
-                same = bool(latest) and contents[latest] == s.content()
+                at_latest = self._stored(conn, s.name, latest) if latest else None
+                same = at_latest is not None and at_latest.content() == s.content()
                 if not same and latest >= MAX_VERSION:  # no next number a version may have: nothing is written
                     raise DefinitionConflictError(
                         f"feature service {s.name} is at version {latest}, the highest a version may have "
                         f"({MAX_VERSION}): register the change under another name"
                     )
                 s = s.model_copy(update={"version": latest if same else latest + 1})
-            if s.version in contents:
-                if contents[s.version] != s.content():
-                    what = "other features" if held[s.version].features != s.features else "another description"
+            held = self._stored(conn, s.name, s.version)
+            if held is not None:
+                if held.content() != s.content():
+                    what = "other features" if held.features != s.features else "another description"
                     raise DefinitionConflictError(
                         f"feature service {s.ref} is registered with {what}; versions are immutable: "
                         f"register the change as {s.name}@{latest + 1}"
@@ -177,7 +177,16 @@ class FeatureServiceStore(SqliteStore):
                 "INSERT INTO feature_services VALUES (?, ?, ?, ?)",
                 (s.name, s.version, s.model_dump_json(), datetime.now(UTC).isoformat()),
             )
-        return RegisteredService("created" if not rows else "new_version", s)
+        return RegisteredService("created" if not latest else "new_version", s)
+
+    @staticmethod
+    def _stored(conn: sqlite3.Connection, name: str, version: int) -> FeatureService | None:
+        """Version ``version`` of ``name``, if registered: only the versions a registration compares are read (it
+        parsed every earlier version, and each new version of a service took longer than the last)."""
+        row = conn.execute(
+            "SELECT spec FROM feature_services WHERE name = ? AND version = ?", (name, version)
+        ).fetchone()
+        return None if row is None else FeatureService.model_validate_json(row[0], context=STORED)
 
     def has_versions(self, name: str) -> bool:
         """Whether any version of the service ``name`` is registered."""
