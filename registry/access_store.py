@@ -12,6 +12,8 @@ import hashlib
 import re
 import secrets
 import sqlite3
+import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,6 +33,10 @@ def token_id(text: str) -> str:
 
 _SQLITE_MAX_INT = 2**63 - 1
 
+# A write under way (``begin_write``) older than this is taken to be one whose process died before it ended: it no
+# longer keeps a failed write's claim (a registration's longest wait, the store's 30 s lock timeout, is far below).
+WRITE_HELD_S = 600.0
+
 # Unicode category Cc, which a definition's owner may not hold, and lone surrogates (bytes of an argument that were
 # not UTF-8), which no store can hold
 _NOT_A_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -49,6 +55,10 @@ CREATE TABLE IF NOT EXISTS access_owners (
     kind TEXT NOT NULL, name TEXT NOT NULL, team TEXT NOT NULL, claimed_at TEXT NOT NULL,
     PRIMARY KEY (kind, name)
 );
+CREATE TABLE IF NOT EXISTS access_writes (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, team TEXT NOT NULL, since_s REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS access_writes_by_name ON access_writes (kind, name);
 CREATE TABLE IF NOT EXISTS access_seq (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
 INSERT OR IGNORE INTO access_seq VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -188,10 +198,45 @@ class AccessStore(SqliteStore):
         """Undo ``claim_new``'s claim when the write it was for did not happen, if ``unused()`` (asked inside this
         store's write transaction) says nothing holds a version under the name: a write of the same team that
         began before the claim and committed meanwhile (the reason this one failed, with a 409) keeps its owner.
-        Releasing whatever happened left such a subject or service ownerless, for another team to take."""
+        Releasing whatever happened left such a subject or service ownerless, for another team to take. A write
+        begun with ``begin_write`` and not yet ended keeps the claim too (``end_write``)."""
         with self._tx() as conn:
-            if unused():
-                conn.execute("DELETE FROM access_owners WHERE kind = ? AND name = ? AND team = ?", (kind, name, team))
+            self._release(conn, kind, name, team, unused)
+
+    def _release(
+        self, conn: sqlite3.Connection, kind: OwnedKind, name: str, team: str, unused: Callable[[], bool]
+    ) -> None:
+        stale_s = time.time() - WRITE_HELD_S
+        conn.execute("DELETE FROM access_writes WHERE kind = ? AND name = ? AND since_s < ?", (kind, name, stale_s))
+        writing = conn.execute("SELECT 1 FROM access_writes WHERE kind = ? AND name = ? LIMIT 1", (kind, name))
+        if writing.fetchone() is None and unused():
+            conn.execute("DELETE FROM access_owners WHERE kind = ? AND name = ? AND team = ?", (kind, name, team))
+
+    def begin_write(self, kind: OwnedKind, name: str, team: str) -> tuple[str, bool, str]:
+        """``claim_new`` (the owner, whether this call claimed it) and, in the same transaction, a record that a write
+        of ``kind:name`` is under way (its id, for ``end_write``). While it is, no claim of the name is given back: a
+        request of the team whose claim let a second one through, and which then failed, gave the claim back before
+        the second wrote, and another team claimed the name and owned the second's version."""
+        write_id = uuid.uuid4().hex
+        with self._tx() as conn:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO access_owners VALUES (?, ?, ?, ?)", (kind, name, team, now_iso())
+            ).rowcount
+            (owner,) = conn.execute(
+                "SELECT team FROM access_owners WHERE kind = ? AND name = ?", (kind, name)
+            ).fetchone()
+            conn.execute("INSERT INTO access_writes VALUES (?, ?, ?, ?, ?)", (write_id, kind, name, team, time.time()))
+        return str(owner), inserted == 1, write_id
+
+    def end_write(
+        self, write_id: str, kind: OwnedKind, name: str, team: str, *, release: bool, unused: Callable[[], bool]
+    ) -> None:
+        """The write ``begin_write`` began is over; with ``release`` (it claimed the name and wrote nothing) its claim
+        is given back as ``release`` gives it, once no other write of the name is under way."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM access_writes WHERE id = ?", (write_id,))
+            if release:
+                self._release(conn, kind, name, team, unused)
 
     # -- snapshot ------------------------------------------------------------------------------------
     def change_seq(self) -> int:

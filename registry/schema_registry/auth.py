@@ -143,10 +143,14 @@ class RegistryAuth:
             await _answer(send, 403, 40301, f"User {caller.principal} is denied operation Write on {refusal}")
             return
         store = self.access.store
-        claimed = False  # a new subject is claimed for the caller's team before the write, atomically
+        # A new subject is claimed for the caller's team before the write, atomically, and the write is recorded as
+        # under way until it ends: no failed request of the team gives the claim back meanwhile (another team then
+        # claimed the subject and owned this write's version).
+        claimed, write_id = False, None
         if action == "register_schema" and subject is not None and store is not None:
-            owner, claimed = store.claim_new("subject", subject, caller.team)
+            owner, claimed, write_id = store.begin_write("subject", subject, caller.team)
             if owner != caller.team and not caller.admin:  # another team claimed it since ``_refusal`` looked
+                store.end_write(write_id, "subject", subject, caller.team, release=False, unused=lambda: False)
                 why = f"Subject: {subject} (owned by team {owner}; caller's team is {caller.team})"
                 self.access.write_audited(caller, action, target, 403, where, why)
                 await _answer(send, 403, 40301, f"User {caller.principal} is denied operation Write on {why}")
@@ -163,12 +167,13 @@ class RegistryAuth:
         try:
             await self.app(scope, receive, holding)
         finally:
-            if store is not None and subject is not None and action == "register_schema":
-                if claimed and status != 200:  # nothing registered by this request: the claim goes too, unless a
-                    # request of the same team registered a version meanwhile (this one's 409 may be that version's)
-                    store.release("subject", subject, caller.team, unused=lambda: not has_versions())
-                elif not claimed and status == 200:  # a claim another request of the team gave back: taken again
-                    store.claim_new("subject", subject, caller.team)
+            if store is not None and subject is not None and write_id is not None:
+                # nothing registered by this request: the claim goes too, unless a request of the same team
+                # registered a version meanwhile (this one's 409 may be that version's) or is writing one
+                release = claimed and status != 200
+                store.end_write(
+                    write_id, "subject", subject, caller.team, release=release, unused=lambda: not has_versions()
+                )
             self.access.write_audited(caller, action, target, status, where)
         for message in held:
             await send(message)

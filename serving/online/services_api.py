@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from registry.access import Access
+from registry.access_store import Caller
 from registry.core.definitions import MAX_VERSION
 from registry.core.errors import ForbiddenError
-from registry.feature_services import Action, FeatureService, LiveFeatureServices
+from registry.feature_services import Action, FeatureService, LiveFeatureServices, RegisteredService
 from registry.gate import PinnedFeature
 from registry.live import LiveCatalog
 from serving.online.auth import authorize_write, client_of
@@ -108,6 +109,17 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
         # off the event loop: the store's write waits for SQLite's write lock (definitions_api's register)
         return await run_in_threadpool(_register, request, body)
 
+    def _write(
+        request: Request, caller: Caller, target: str, service: FeatureService, version_given: bool
+    ) -> RegisteredService:
+        # The registry's refusals once the target is known are recorded too: the catalog's cross-checks, a 409
+        with audited(access, caller, "register_feature_service", target, client_of(request.scope)):
+            live.invalidate()  # pins checked against the store as it is now, not as of the last reload
+            mismatches = service.check(live.current())  # UnknownFeatureError (404) for a pin not registered
+            if mismatches:
+                raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, "; ".join(mismatches))
+            return services.store.register(service, version_given=version_given)
+
     def _register(request: Request, body: dict[str, Any]) -> JSONResponse:
         version_given = "version" in body
         body.setdefault("version", 1)
@@ -123,32 +135,27 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
             # registered while auth was off: an admin's to write, not the first team's to claim (as a schema subject)
             access.write_audited(caller, "register_feature_service", target, 403, client_of(request.scope))
             raise ForbiddenError(f"{caller.who} may not write {target}: no team owns it: needs an admin token")
-        claimed = False
-        if store is not None and owner is None:
-            # Claimed before the write, atomically: of two teams registering a new service at once, one owns it and
-            # the other is refused here, never writing a version of a service another team then owns.
-            owner, claimed = store.claim_new("feature_service", service.name, caller.team)
-            authorize_write(access, request.scope, "register_feature_service", target, (owner,))
-        # The registry's refusals once the target is known are recorded too: the catalog's cross-checks, a 409
-        try:
-            with audited(access, caller, "register_feature_service", target, client_of(request.scope)):
-                live.invalidate()  # pins checked against the store as it is now, not as of the last reload
-                mismatches = service.check(live.current())  # UnknownFeatureError (404) for a pin not registered
-                if mismatches:
-                    raise ApiError(ErrorCode.INVALID_FEATURE_SERVICE, "; ".join(mismatches))
-                result = services.store.register(service, version_given=version_given)
-        except BaseException:
-            if claimed and store is not None:  # nothing registered by this request: nor its claim, unless a write
-                # of the same team registered a version meanwhile (then this one's 409 is that version's)
-                store.release(
+        if store is None:
+            result = _write(request, caller, target, service, version_given)
+        else:
+            # A new service is claimed before the write, atomically: of two teams registering it at once, one owns
+            # it and the other is refused here. The write is recorded as under way until it ends, so no failed
+            # request of the team gives the claim back meanwhile (another team then owned this write's version).
+            owner, claimed, write_id = store.begin_write("feature_service", service.name, caller.team)
+            written = False
+            try:
+                authorize_write(access, request.scope, "register_feature_service", target, (owner,))
+                result = _write(request, caller, target, service, version_given)
+                written = True
+            finally:  # nothing registered by this request: nor its claim, unless a version is there by now
+                store.end_write(
+                    write_id,
                     "feature_service",
                     service.name,
                     caller.team,
+                    release=claimed and not written,
                     unused=lambda: not services.store.has_versions(service.name),
                 )
-            raise
-        if store is not None and not claimed:  # a claim another request of the team gave back meanwhile: taken again
-            store.claim_new("feature_service", service.name, caller.team)
         services.invalidate()
         status = 200 if result.action == "unchanged" else 201
         access.write_audited(

@@ -129,7 +129,7 @@ def test_a_failed_registration_keeps_the_claim_when_its_team_registered_a_versio
     assert taken.status_code == 403, taken.text
 
 
-def test_a_successful_write_takes_back_a_claim_another_request_of_its_team_gave_back(tmp_path: Path) -> None:
+def test_a_claim_given_back_before_a_write_begins_is_taken_anew(tmp_path: Path) -> None:
     app, definitions, tokens, access = _app(tmp_path)
     feature = definitions.register(FeatureDefinition.model_validate(definition_dict(owner="team-a"))).definition
     assert access.store is not None
@@ -147,6 +147,40 @@ def test_a_successful_write_takes_back_a_claim_another_request_of_its_team_gave_
     headers = {"Authorization": "Bearer " + tokens.issue("ann", "team-a")}
     assert TestClient(app).post("/v1/feature-services", json=body, headers=headers).status_code == 201
     assert read_owner("feature_service", "svc") == "team-a"
+
+
+def test_a_request_that_claimed_and_failed_keeps_the_claim_while_its_teams_other_write_is_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Team A's first request claims a new service and fails (a pin of a version not registered: 404) while its
+    second, let in because A owned the name, is still writing. The first gave the claim back, team B claimed the
+    name, and A's version landed in B's service (both answered 201). The claim now stays while a write is under
+    way: B is refused, A owns its version."""
+    app, definitions, tokens, access = _app(tmp_path)
+    feature = definitions.register(FeatureDefinition.model_validate(definition_dict(owner="team-a"))).definition
+    assert access.store is not None
+    store = access.store
+    _, claimed, first = store.begin_write("feature_service", "svc", "team-a")
+    assert claimed
+    pin = {"entity": feature.entity, "name": feature.name, "version": 1}
+    b = {"Authorization": "Bearer " + tokens.issue("bob", "team-b")}
+    real = FeatureServiceStore.register
+    other_team: list[int] = []
+
+    def the_first_fails_and_the_other_team_posts(self: Any, service: Any, **kwargs: Any) -> Any:
+        store.end_write(first, "feature_service", "svc", "team-a", release=True, unused=lambda: True)
+        monkeypatch.setattr(FeatureServiceStore, "register", real)
+        answer = TestClient(app).post("/v1/feature-services", json={"name": "svc", "features": [pin]}, headers=b)
+        other_team.append(answer.status_code)
+        return real(self, service, **kwargs)
+
+    monkeypatch.setattr(FeatureServiceStore, "register", the_first_fails_and_the_other_team_posts)
+    a = {"Authorization": "Bearer " + tokens.issue("ann", "team-a")}
+    answer = TestClient(app).post("/v1/feature-services", json={"name": "svc", "features": [pin]}, headers=a)
+    assert answer.status_code == 201, answer.text
+    assert other_team == [403]
+    assert store.owner("feature_service", "svc") == "team-a"
+    assert [s.version for s in FeatureServiceStore(tmp_path / "definitions.db").all()] == [1]
 
 
 def test_an_activation_after_an_admin_moved_the_feature_is_refused_inside_the_write(tmp_path: Path) -> None:

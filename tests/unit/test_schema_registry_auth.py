@@ -294,11 +294,11 @@ def test_a_failed_registration_keeps_the_claim_when_its_team_registered_a_versio
     assert asyncio.run(_post_register(asgi, fraud, "race2-value", other))[0] == 403
 
 
-def test_a_successful_registration_takes_back_a_claim_given_back_meanwhile(
+def test_a_claim_is_not_given_back_while_a_write_of_the_subject_is_under_way(
     asgi: Any, access_store: AccessStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another request of the team, failing, gave the claim back while this one was writing its version: this one's
-    success takes it back (a subject with versions and no owner would be an admin's alone)."""
+    """Another request of the team, failing, gives the claim back while this one is writing its version: the claim
+    stays (a subject with versions and no owner would be an admin's alone)."""
     import asyncio
 
     risk = access_store.issue("risk-bot", "risk-team")
@@ -312,3 +312,55 @@ def test_a_successful_registration_takes_back_a_claim_given_back_meanwhile(
     monkeypatch.setattr(SchemaStore, "register", the_claim_given_back_meanwhile)
     assert asyncio.run(_post_register(asgi, risk, "back-value", SCHEMA_2))[0] == 200
     assert access_store.owner("subject", "back-value") == "risk-team"
+
+
+def test_a_request_that_claimed_and_failed_keeps_the_claim_while_its_teams_other_write_is_under_way(
+    asgi: Any, access_store: AccessStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Team A's first request claims a new subject and fails (a 408: its body came too slowly); its second, let in
+    because A owned the subject, is still writing. The first gave the claim back, team B claimed the subject, and
+    A's second request then wrote its version into B's subject: both teams were answered 200, A was locked out of
+    the subject it wrote. The claim now stays while a write of the subject is under way: B is refused."""
+    import asyncio
+
+    risk, fraud = access_store.issue("risk-bot", "risk-team"), access_store.issue("fraud-bot", "fraud-team")
+    first_owner, first_claimed, first = access_store.begin_write("subject", "slow-value", "risk-team")
+    assert (first_owner, first_claimed) == ("risk-team", True)
+    real = SchemaStore.register
+    seen: list[tuple[int, list[str]]] = []
+
+    def the_first_fails_and_the_other_team_posts(self: SchemaStore, *args: Any, **kw: Any) -> Any:
+        access_store.end_write(first, "subject", "slow-value", "risk-team", release=True, unused=lambda: True)
+        monkeypatch.setattr(SchemaStore, "register", real)
+        seen.append(asyncio.run(_post_register(asgi, fraud, "slow-value", SCHEMA)))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(SchemaStore, "register", the_first_fails_and_the_other_team_posts)
+    assert asyncio.run(_post_register(asgi, risk, "slow-value", SCHEMA))[0] == 200
+    assert seen and seen[0][0] == 403
+    assert access_store.owner("subject", "slow-value") == "risk-team"
+    assert asyncio.run(_post_register(asgi, risk, "slow-value", SCHEMA_2))[0] == 200  # A writes on
+
+
+def test_a_failed_claim_is_given_back_once_no_write_of_the_subject_is_under_way(
+    asgi: Any, access_store: AccessStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim stays only while another write is under way (or was begun within ``WRITE_HELD_S``: one whose
+    process died never ends its record); then a failed first registration leaves the subject for any team."""
+    import time
+
+    from registry.access_store import WRITE_HELD_S
+
+    _, _, first = access_store.begin_write("subject", "gone-value", "risk-team")
+    _, _, second = access_store.begin_write("subject", "gone-value", "risk-team")
+    access_store.end_write(first, "subject", "gone-value", "risk-team", release=True, unused=lambda: True)
+    assert access_store.owner("subject", "gone-value") == "risk-team"  # the second is under way
+    access_store.end_write(second, "subject", "gone-value", "risk-team", release=False, unused=lambda: True)
+    _, _, third = access_store.begin_write("subject", "gone-value", "risk-team")
+    _, _, dead = access_store.begin_write("subject", "gone-value", "risk-team")
+    later_s = time.time() + WRITE_HELD_S + 1
+    monkeypatch.setattr(time, "time", lambda: later_s)
+    access_store.end_write(third, "subject", "gone-value", "risk-team", release=True, unused=lambda: True)
+    monkeypatch.undo()
+    assert access_store.owner("subject", "gone-value") is None  # ``dead``'s record is too old to keep it
+    assert dead
