@@ -479,19 +479,19 @@ def test_a_restored_subtask_follows_each_partitions_progress_or_the_lowest(decod
     )
     mine = restored(written, 0, 2)
     assert mine.combined() == 50  # the partitions' combined watermark at the checkpoint
-    mine.observe(1, 130 + ooo, now)  # partition 1 moves past partition 0's stored progress
+    mine.observe(1, 130 + ooo, now, now)  # partition 1 moves past partition 0's stored progress
     assert mine.combined() == 100
-    mine.observe(0, 60 + ooo, now)  # partition 0 replays an older record: its stored progress stands
+    mine.observe(0, 60 + ooo, now, now)  # partition 0 replays an older record: its stored progress stands
     assert mine.combined() == 100
-    mine.observe(0, 150 + ooo, now + 1)
+    mine.observe(0, 150 + ooo, now + 1, now + 1)
     assert mine.combined() == 130
-    mine.observe(4, 90 + ooo, now + 2)  # a partition without an entry counts from its first record...
+    mine.observe(4, 90 + ooo, now + 2, now + 2)  # a partition without an entry counts from its first record...
     assert mine.combined() == 130  # ... but the watermark never goes back
-    mine.observe(4, 200 + ooo, now + 3)
-    mine.observe(1, 300 + ooo, now + 3)
+    mine.observe(4, 200 + ooo, now + 3, now + 3)
+    mine.observe(1, 300 + ooo, now + 3, now + 3)
     assert mine.combined() == 150
-    mine.observe(5, 20 + ooo, now + 4)  # the idle one has a record again: it holds further progress back
-    mine.observe(0, 400 + ooo, now + 4)
+    mine.observe(5, 20 + ooo, now + 4, now + 4)  # the idle one has a record again: it holds further progress back
+    mine.observe(0, 400 + ooo, now + 4, now + 4)
     assert mine.combined() == 150
     assert sorted(tuple(e) for e in mine.entries(0, 2, 95, now + idle_ms + 3)) == [
         (0, 2, subtask, 95),
@@ -508,7 +508,7 @@ def test_a_restored_subtask_follows_each_partitions_progress_or_the_lowest(decod
     assert [tuple(e) for e in quiet.entries(0, 1, 100, now + idle_ms)] == [(0, 1, 0, 100, 1), (0, 1, -1, 100)]
     rescaled = restored(written, 0, 3)
     assert rescaled.combined() == 50  # the lowest subtask watermark, fixed whatever the replay does
-    rescaled.observe(0, 900, now)
+    rescaled.observe(0, 900, now, now)
     assert rescaled.combined() == 50
     assert sorted(tuple(e) for e in rescaled.entries(0, 3, 60, now)) == [(0, 3, subtask, 60), (0, 3, 0, 900 - ooo, 0)]
     assert restored(entries((0, 2, 5_000), (1, 2, 7_000)), 1, 2).combined() == 7_000  # an older job's entries
@@ -519,10 +519,38 @@ def test_a_restored_subtask_follows_each_partitions_progress_or_the_lowest(decod
     nothing = restored(entries(), 0, 1)
     assert nothing.combined() == none and not nothing.restoredAny()
     fresh = progress_class(ooo, future, idle_ms, now)  # not restored: no floor, but the progress for a checkpoint
-    fresh.observe(3, 200, now)
-    fresh.observe(3, now + future + 1, now)  # further ahead than the future limit: the epoch, i.e. nothing
-    fresh.observe(3, 150, now)
+    fresh.observe(3, 200, now, now)
+    fresh.observe(3, now + future + 1, now, now)  # further ahead than the future limit: the epoch, i.e. nothing
+    fresh.observe(3, 150, now, now)
     assert fresh.combined() == none
     assert [tuple(e) for e in fresh.entries(1, 2, none, now)] == [(1, 2, 3, 200 - ooo, 0), (1, 2, subtask, none)]
     assert fresh.candidate(now + future, now) == now + future - ooo  # exactly at the limit: still counts
     assert fresh.candidate(now + future + 1, now) == -ooo
+
+
+def test_a_partitions_idleness_is_judged_by_a_clock_a_step_of_the_systems_time_does_not_move(
+    decoders: Decoders,
+) -> None:
+    """Design §5.3: across a restore the decision is a run's that never stopped. Flink's source judges a partition
+    idle by a monotonic clock; the checkpoint's entries judged it by the wall clock, so the system's time stepped
+    60 s forward (NTP) 2 s after a partition's last record stored it as idle, and a restore left it out: the
+    other partition's progress became the watermark and its replayed records were dead-lettered as too late."""
+    from pyflink.java_gateway import get_gateway
+
+    progress_class = get_gateway().jvm.featurestore.job.PartitionProgress
+    subtask, ooo, idle_ms = -1, 10, 30_000
+    opened = progress_class.monotonicMs()
+    wall = 1_800_000_000_000
+    stepped = progress_class(ooo, 1_000, idle_ms, opened)
+    stepped.observe(0, 100_000 + ooo, wall, opened)
+    stepped.observe(1, 10_000 + ooo, wall, opened)
+    stepped.observe(0, 190_000 + ooo, wall + 62_000, opened + 2_000)  # the wall clock stepped 60 s meanwhile
+    assert sorted(tuple(e) for e in stepped.entries(0, 1, 9_000, opened + 2_000)) == [
+        (0, 1, subtask, 9_000),
+        (0, 1, 0, 190_000, 0),
+        (0, 1, 1, 10_000, 0),  # 2 s without a record: not idle, whatever the wall clock says
+    ]
+    assert [tuple(e) for e in stepped.entries(0, 1, 9_000, opened + idle_ms)][:2] == [
+        (0, 1, 0, 190_000, 0),
+        (0, 1, 1, 10_000, 1),  # an idle timeout without a record: idle
+    ]

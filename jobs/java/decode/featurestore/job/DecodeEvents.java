@@ -94,7 +94,7 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
     }
 
     PartitionProgress newProgress() {
-        return new PartitionProgress(outOfOrdernessMs, maxFutureMs, idleTimeoutMs, System.currentTimeMillis());
+        return new PartitionProgress(outOfOrdernessMs, maxFutureMs, idleTimeoutMs, PartitionProgress.monotonicMs());
     }
 
     void progress(PartitionProgress restored) {
@@ -116,6 +116,7 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
         eventsIn.inc();
         Long recordMs = ctx.timestamp();
         long nowMs = System.currentTimeMillis(); // as the record is read, for its part in the partition's progress
+        long readMs = PartitionProgress.monotonicMs(); // and by a clock a step of the system's time does not move
         // The restored progress (NONE in a run that was not restored): the SQL's rules against it, on top of its own.
         long restored = progress == null ? PartitionProgress.NONE : progress.combined();
         boolean since = restored != PartitionProgress.NONE && recordMs != null;
@@ -141,7 +142,7 @@ public class DecodeEvents extends ProcessFunction<Row, Row> {
         } finally {
             Object partition = value.getArity() > 4 ? value.getField(4) : null;
             if (progress != null && recordMs != null && partition instanceof Integer) {
-                progress.observe((Integer) partition, recordMs, nowMs);
+                progress.observe((Integer) partition, recordMs, nowMs, readMs);
             }
         }
     }

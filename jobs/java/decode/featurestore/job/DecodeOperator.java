@@ -105,6 +105,6 @@ public class DecodeOperator extends ProcessOperator<Row, Row> {
         super.snapshotState(context);
         int index = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
         int parallelism = getRuntimeContext().getTaskInfo().getNumberOfParallelSubtasks();
-        state.update(progress.entries(index, parallelism, stored, System.currentTimeMillis()));
+        state.update(progress.entries(index, parallelism, stored, PartitionProgress.monotonicMs()));
     }
 }

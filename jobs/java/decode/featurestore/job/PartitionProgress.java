@@ -37,9 +37,9 @@ public final class PartitionProgress {
     private final long outOfOrdernessMs;
     private final long maxFutureMs;
     private final long idleTimeoutMs;
-    private final long openedMs; // when this subtask started (or was restored), by the operator's clock
+    private final long openedMs; // when this subtask started (or was restored), by {@link #monotonicMs}
     private long[] seen = new long[0]; // per partition: the highest candidate since start (NONE: no record)
-    private long[] lastMs = new long[0]; // per partition: when its last record was read (0: none since start)
+    private long[] lastMs = new long[0]; // per partition: when its last record was read, by {@link #monotonicMs}
     private long[] restored = new long[0]; // per partition: the stored progress (NONE: not this subtask's)
     private boolean[] idleAtRestore = new boolean[0]; // per partition: idle at the checkpoint restored from
     private boolean following; // restored per partition: combined() follows the replay
@@ -59,8 +59,20 @@ public final class PartitionProgress {
         return time - outOfOrdernessMs;
     }
 
-    /** A record of {@code partition} at {@code recordMs} was read at {@code nowMs} (its own lateness decided). */
-    public void observe(int partition, long recordMs, long nowMs) {
+    /**
+     * Milliseconds of a clock that only moves forward (its origin arbitrary), for how long a partition has had no
+     * record: Flink's source judges idleness by such a clock, and by the wall clock a step of the system's time
+     * (NTP) made a partition the source still waited for idle in a checkpoint, or an idle one not.
+     */
+    public static long monotonicMs() {
+        return System.nanoTime() / 1_000_000L;
+    }
+
+    /**
+     * A record of {@code partition} at {@code recordMs} was read at {@code nowMs} by the wall clock (for the
+     * far-future rule) and at {@code readMs} by {@link #monotonicMs} (for idleness); its own lateness decided.
+     */
+    public void observe(int partition, long recordMs, long nowMs, long readMs) {
         if (partition < 0) {
             return;
         }
@@ -73,7 +85,7 @@ public final class PartitionProgress {
         if (value > seen[partition]) {
             seen[partition] = value;
         }
-        lastMs[partition] = nowMs;
+        lastMs[partition] = readMs;
     }
 
     /** Whether a restore gave this subtask any progress ({@link #combined} is then not NONE). */
@@ -109,7 +121,7 @@ public final class PartitionProgress {
     }
 
     /**
-     * This subtask's entries for a checkpoint taken at {@code nowMs}: one per partition it read or was restored
+     * This subtask's entries for a checkpoint taken at {@code nowMs} ({@link #monotonicMs}): one per partition it read or was restored
      * with (idle: no record for the idle timeout, or none since it started and that long ago, or idle at the
      * restore and nothing since), and its own with {@code forwarded}, the highest watermark it has sent
      * downstream (NONE if none; never the end of input).
