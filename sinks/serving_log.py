@@ -15,6 +15,7 @@ offset), and the count is printed when the sink ends (``--once``, or Ctrl-C).
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -27,7 +28,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from registry.core.arguments import ArgumentParser, kafka_topic
+from registry.core.arguments import ArgumentParser, kafka_topic, number
 from registry.core.definitions import topic_name
 from registry.core.errors import SettingsError, StoreUnavailableError
 from registry.erasures import ErasedEntities
@@ -234,6 +235,9 @@ def consumer_config(bootstrap: str, group: str = GROUP) -> dict[str, Any]:
     }
 
 
+_MAINTAIN_EVERY_S = 600.0
+
+
 class ServingLogSink:
     """Consume, append, commit; ``run(once=True)`` stops when every assigned partition is read to its end."""
 
@@ -245,12 +249,16 @@ class ServingLogSink:
         batch_rows: int = 50_000,
         max_wait_s: float = 5.0,
         erased: ErasedEntities | None = None,
+        expire_after_s: float = 3600.0,
     ) -> None:
         """``erased``: records of an erased entity served at or before its serving cutoff (``registry.erasures``:
         the later of the erasure and the instant its online data was gone) are dropped, counted in
-        ``dropped_erased``."""
+        ``dropped_erased``. Every ten minutes (``_maintain``) the table's snapshots older than ``expire_after_s``
+        are expired and its metadata files out of its metadata log deleted (0: neither)."""
         self._consumer = consumer
         self._table = table
+        self._expire_after_s = expire_after_s
+        self._maintained_at = -_MAINTAIN_EVERY_S  # the first round runs at once
         self._erased = erased
         self.dropped_erased = 0
         self._batch_rows = batch_rows
@@ -304,6 +312,7 @@ class ServingLogSink:
                 self.rows += rows.num_rows
             if len(batch) or batch.bad:
                 self._commit()
+            self._maintain()
             if batch.first_bad is not None:  # said as it happens, not only in --once's summary
                 topic, partition, offset = batch.first_bad
                 print(
@@ -316,6 +325,20 @@ class ServingLogSink:
                 return self.rows
             if once and time.monotonic() - started > timeout_s:
                 raise StoreUnavailableError(f"serving log not caught up within {timeout_s:.0f} s")
+
+    def _maintain(self) -> None:
+        """Every ten minutes: expire the snapshots older than ``expire_after_s`` (never the current one; readers read
+        the current snapshot, and the offsets are Kafka's, not the table's), then delete the metadata files out of
+        the metadata log. Without it every append (one each ``max_wait_s`` under traffic) kept its snapshot for
+        good: each commit rewrote a metadata file holding all of them (~11 MiB after a day), none ever deleted."""
+        if time.monotonic() - self._maintained_at < _MAINTAIN_EVERY_S:
+            return
+        from sinks.iceberg.maintenance import expire_older_than, remove_old_metadata
+
+        self._maintained_at = time.monotonic()
+        if self._expire_after_s:
+            self._table = expire_older_than(self._table, self._expire_after_s)
+            remove_old_metadata(self._table)
 
     def _commit(self) -> None:
         """Commit the offsets of every record returned so far. None stored (a rebalance took the batch's partitions:
@@ -403,6 +426,13 @@ def main(argv: list[str] | None = None) -> int:
         "--topic", type=kafka_topic, default=TOPIC, help=f"the topic the feature API logs to (default {TOPIC})"
     )
     parser.add_argument("--once", action="store_true", help="stop when caught up (for a schedule or a test)")
+    parser.add_argument(
+        "--expire-after-s",
+        type=number(0.0, math.inf),
+        default=3600.0,
+        help="expire the table's snapshots older than this, every ten minutes, and delete its metadata files out of "
+        "the metadata log (0: neither; default 3600)",
+    )
     args = parser.parse_args(argv)
     settings = settings_for_command()
     sink: ServingLogSink | None = None
@@ -412,7 +442,12 @@ def main(argv: list[str] | None = None) -> int:
         consumer = Consumer(consumer_config(settings.kafka_bootstrap))
         consumer.subscribe([args.topic])
         try:
-            sink = ServingLogSink(consumer, table, erased=ErasedEntities.at(settings.definitions_db))
+            sink = ServingLogSink(
+                consumer,
+                table,
+                erased=ErasedEntities.at(settings.definitions_db),
+                expire_after_s=args.expire_after_s,
+            )
             rows = sink.run(once=args.once)
         finally:
             consumer.close()

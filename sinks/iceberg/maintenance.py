@@ -9,7 +9,8 @@ deleted rows are gone for time travel too:
   deletes every manifest list, manifest and data file that only the removed snapshots reached. A
   reader can then time-travel only to the snapshots kept.
 - ``remove_orphan_files``: deletes files under the table's location that no snapshot reaches and
-  that are older than a cutoff (left by failed or abandoned commits).
+  that are older than a cutoff (left by failed or abandoned commits, and metadata files out of the log).
+- ``remove_old_metadata``: deletes only the metadata JSON files out of the table's metadata log.
 
 A failure other than a lost commit race (a catalog refusing the commit, a file missing or that cannot be
 deleted) is one ``StoreUnavailableError`` saying what was left: a refused delete or expiry changed
@@ -239,26 +240,69 @@ def expire_snapshots(table: Table, keep: Iterable[int] = ()) -> tuple[Table, Exp
     raise StoreUnavailableError(f"could not expire snapshots of {_name(table)}: {_EXPIRY_RETRIES} commit races lost")
 
 
+def expire_older_than(table: Table, older_than_s: float, keep: Iterable[int] = ()) -> Table:
+    """``expire_snapshots`` of the snapshots made more than ``older_than_s`` ago (a snapshot exactly that old is
+    kept), never the current one nor ``keep``: the periodic expiry of the tables a process appends to for days."""
+    now_ms = time.time_ns() // 1_000_000
+    cutoff_ms = now_ms - int(min(older_than_s, now_ms / 1000) * 1000)  # 1e306 s: keeps every snapshot
+    recent = [s.snapshot_id for s in table.metadata.snapshots if s.timestamp_ms >= cutoff_ms]
+    return expire_snapshots(table, keep=[*recent, *keep])[0]
+
+
 def remove_orphan_files(table: Table, *, older_than_s: float = 86_400.0) -> int:
-    """Delete data and manifest files under the table's location that no snapshot reaches and that were
-    last modified more than ``older_than_s`` ago (a younger one may belong to a commit in progress).
-    Metadata JSON files are left alone (the catalog keeps their history). Returns the files deleted."""
+    """Delete files under the table's location that no snapshot reaches and that were last modified more than
+    ``older_than_s`` ago (a younger one may belong to a commit in progress): data files, manifests and manifest lists,
+    and metadata JSON files that are neither the table's current one nor in its metadata log (its last 100; the
+    others nothing reads, and a writer that commits every few seconds leaves thousands a day). Returns the files
+    deleted."""
+    reachable = {_path_of(p) for p in _reachable(table, [s.snapshot_id for s in table.metadata.snapshots])}
+    return _delete_unkept(table, table.location(), reachable | _metadata_kept(table), older_than_s, "orphan")
+
+
+# A metadata JSON file out of the table's metadata log younger than this is kept by ``remove_old_metadata``: one
+# written by a commit still in progress is not yet the current one (it becomes it within seconds).
+METADATA_GRACE_S = 600.0
+
+
+def remove_old_metadata(table: Table, *, older_than_s: float = METADATA_GRACE_S) -> int:
+    """Delete the table's metadata JSON files (``<location>/metadata/*.metadata.json``) that are neither its current
+    one nor in its metadata log and were last modified more than ``older_than_s`` ago: what Iceberg's
+    ``write.metadata.delete-after-commit.enabled`` does, which pyiceberg 0.8.1 does not. For the processes that
+    commit every few seconds for days (the events archiver, the serving log's landing), whose every commit writes a
+    whole metadata file. Reads no manifest. Returns the files deleted."""
+    return _delete_unkept(
+        table,
+        f"{table.location().rstrip('/')}/metadata",
+        _metadata_kept(table),
+        older_than_s,
+        "old metadata",
+        only=".metadata.json",
+    )
+
+
+def _metadata_kept(table: Table) -> set[str]:
+    """The table's current metadata file and those of its metadata log, as paths."""
+    return {_path_of(table.metadata_location), *(_path_of(e.metadata_file) for e in table.metadata.metadata_log)}
+
+
+def _delete_unkept(table: Table, folder: str, kept: set[str], older_than_s: float, what: str, *, only: str = "") -> int:
+    """Delete the files under ``folder`` whose names end in ``only``, not in ``kept``, and last modified more than
+    ``older_than_s`` ago (a file exactly that old is kept, as a younger one); each one tried whatever the others do.
+    StoreUnavailableError when the folder cannot be listed or a file cannot be deleted (after trying every one)."""
     import pyarrow.fs as pafs
 
-    filesystem, root = _filesystem(table.location())
-    reachable = {_path_of(p) for p in _reachable(table, [s.snapshot_id for s in table.metadata.snapshots])}
+    filesystem, root = _filesystem(folder)
     cutoff = time.time() - older_than_s
     deleted = 0
     try:
         infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     except OSError as exc:
-        raise StoreUnavailableError(f"cannot list {table.location()}: {exc}") from exc
+        raise StoreUnavailableError(f"cannot list {folder}: {exc}") from exc
     failed: list[tuple[str, OSError]] = []
     for info in infos:
-        if info.type != pafs.FileType.File or info.path.endswith(".metadata.json"):
+        if info.type != pafs.FileType.File or not info.path.endswith(only) or info.path in kept:
             continue
-        # Strictly older than the cutoff: a file exactly ``older_than_s`` old is kept, as a younger one.
-        if info.path in reachable or info.mtime is None or info.mtime.timestamp() >= cutoff:
+        if info.mtime is None or info.mtime.timestamp() >= cutoff:
             continue
         try:
             filesystem.delete_file(info.path)
@@ -271,7 +315,7 @@ def remove_orphan_files(table: Table, *, older_than_s: float = 86_400.0) -> int:
     if failed:
         path, first = failed[0]
         raise StoreUnavailableError(
-            f"deleted {deleted} orphan files of {_name(table)}, but {len(failed)} could not be deleted "
+            f"deleted {deleted} {what} files of {_name(table)}, but {len(failed)} could not be deleted "
             f"(first {path}: {one_line(first)}): a rerun deletes them"
         )
     return deleted

@@ -161,7 +161,7 @@ def test_the_sink_lands_the_records_around_a_malformed_one_and_commits_past_it()
     bad = orjson.dumps({**GOOD, "feature_timestamps": ["not a time", None]})
     consumer.pending.insert(1, _Message(0, 3, bad))
     consumer.pending.insert(4, _Message(0, 4, orjson.dumps(GOOD)))
-    sink = ServingLogSink(consumer, table)  # type: ignore[arg-type]
+    sink = ServingLogSink(consumer, table, expire_after_s=0)  # type: ignore[arg-type]
     rows = sink.run(once=True, timeout_s=30)
     assert sink.bad == 1
     assert rows == 3 * 100 + 2  # _Consumer's records have 100 names; GOOD has 2

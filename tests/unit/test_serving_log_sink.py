@@ -91,7 +91,7 @@ class _Table:
 
 def test_every_consumed_record_lands_once_before_its_offset_is_committed() -> None:
     consumer, table = _Consumer({0: 1_700, 1: 900}), _Table()
-    sink = ServingLogSink(consumer, table, batch_rows=50_000)  # type: ignore[arg-type]
+    sink = ServingLogSink(consumer, table, batch_rows=50_000, expire_after_s=0)  # type: ignore[arg-type]
     assert sink.run(once=True, timeout_s=30) == 2_600 * len(NAMES)
     landed = pa.concat_tables(table.appended)
     keys = set(zip(landed["kafka_partition"].to_pylist(), landed["kafka_offset"].to_pylist(), strict=True))
@@ -102,7 +102,7 @@ def test_every_consumed_record_lands_once_before_its_offset_is_committed() -> No
 
 def test_a_batch_is_cut_at_batch_rows_between_consume_results() -> None:
     consumer, table = _Consumer({0: 2_500}), _Table()
-    sink = ServingLogSink(consumer, table, batch_rows=150)  # type: ignore[arg-type]
+    sink = ServingLogSink(consumer, table, batch_rows=150, expire_after_s=0)  # type: ignore[arg-type]
     sink.run(once=True, timeout_s=30)
     sizes: list[Any] = [t.num_rows // len(NAMES) for t in table.appended]
     assert sizes == [1_000, 1_000, 500]  # each append whole consume results (1,000 records at most per call)
@@ -113,7 +113,7 @@ def test_malformed_records_are_said_as_they_are_skipped(capsys: Any) -> None:
     without a word. Each batch that skips some now names how many and the first one's place."""
     consumer, table = _Consumer({0: 3}), _Table()
     consumer.pending[1] = _Message(0, 1, b"not json")
-    sink = ServingLogSink(consumer, table, batch_rows=50_000)  # type: ignore[arg-type]
+    sink = ServingLogSink(consumer, table, batch_rows=50_000, expire_after_s=0)  # type: ignore[arg-type]
     assert sink.run(once=True, timeout_s=30) == 2 * len(NAMES)
     assert sink.bad == 1 and consumer.committed == {0: 3}
     err = capsys.readouterr().err
