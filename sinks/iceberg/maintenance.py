@@ -255,12 +255,13 @@ def remove_orphan_files(table: Table, *, older_than_s: float = 86_400.0) -> int:
     and metadata JSON files that are neither the table's current one nor in its metadata log (its last 100; the
     others nothing reads, and a writer that commits every few seconds leaves thousands a day). Returns the files
     deleted."""
+    _refreshed(table)
     reachable = {_path_of(p) for p in _reachable(table, [s.snapshot_id for s in table.metadata.snapshots])}
-    return _delete_unkept(table, table.location(), reachable | _metadata_kept(table), older_than_s, "orphan")
+    return _delete_unkept(table, table.location(), reachable, older_than_s, "orphan")
 
 
-# A metadata JSON file out of the table's metadata log younger than this is kept by ``remove_old_metadata``: one
-# written by a commit still in progress is not yet the current one (it becomes it within seconds).
+# A metadata JSON file out of the table's metadata log younger than this is never deleted, whatever the cutoff
+# asked: one written by a commit still in progress is not yet the current one (it becomes it within seconds).
 METADATA_GRACE_S = 600.0
 
 
@@ -270,29 +271,36 @@ def remove_old_metadata(table: Table, *, older_than_s: float = METADATA_GRACE_S)
     ``write.metadata.delete-after-commit.enabled`` does, which pyiceberg 0.8.1 does not. For the processes that
     commit every few seconds for days (the events archiver, the serving log's landing), whose every commit writes a
     whole metadata file. Reads no manifest. Returns the files deleted."""
-    return _delete_unkept(
-        table,
-        f"{table.location().rstrip('/')}/metadata",
-        _metadata_kept(table),
-        older_than_s,
-        "old metadata",
-        only=".metadata.json",
-    )
+    _refreshed(table)
+    folder = f"{table.location().rstrip('/')}/metadata"
+    return _delete_unkept(table, folder, set(), older_than_s, "old metadata", only=_METADATA)
 
 
-def _metadata_kept(table: Table) -> set[str]:
-    """The table's current metadata file and those of its metadata log, as paths."""
-    return {_path_of(table.metadata_location), *(_path_of(e.metadata_file) for e in table.metadata.metadata_log)}
+_METADATA = ".metadata.json"
+
+
+def _refreshed(table: Table) -> None:
+    """``table`` loaded again from its catalog (in place): what is kept is decided from the catalog's current metadata,
+    not from the caller's copy, which another process's commit (an erasure's, another landing's) made stale: its
+    current file looked out of the log, and an idle landing deleted it, leaving the table unloadable."""
+    try:
+        table.refresh()
+    except Exception as exc:  # the catalog's database refusing, the table dropped
+        raise StoreUnavailableError(f"cannot load {_name(table)} again from its catalog: {one_line(exc)}") from exc
 
 
 def _delete_unkept(table: Table, folder: str, kept: set[str], older_than_s: float, what: str, *, only: str = "") -> int:
     """Delete the files under ``folder`` whose names end in ``only``, not in ``kept``, and last modified more than
     ``older_than_s`` ago (a file exactly that old is kept, as a younger one); each one tried whatever the others do.
+    A metadata JSON file is kept when it is ``table``'s current one or in its metadata log (``table`` just loaded
+    again: ``_refreshed``), or younger than ``METADATA_GRACE_S`` whatever ``older_than_s`` says.
     StoreUnavailableError when the folder cannot be listed or a file cannot be deleted (after trying every one)."""
     import pyarrow.fs as pafs
 
     filesystem, root = _filesystem(folder)
-    cutoff = time.time() - older_than_s
+    now_s = time.time()
+    cutoff, metadata_cutoff = now_s - older_than_s, now_s - max(older_than_s, METADATA_GRACE_S)
+    kept = kept | {_path_of(table.metadata_location), *(_path_of(e.metadata_file) for e in table.metadata.metadata_log)}
     deleted = 0
     try:
         infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
@@ -302,7 +310,8 @@ def _delete_unkept(table: Table, folder: str, kept: set[str], older_than_s: floa
     for info in infos:
         if info.type != pafs.FileType.File or not info.path.endswith(only) or info.path in kept:
             continue
-        if info.mtime is None or info.mtime.timestamp() >= cutoff:
+        limit = metadata_cutoff if info.path.endswith(_METADATA) else cutoff
+        if info.mtime is None or info.mtime.timestamp() >= limit:
             continue
         try:
             filesystem.delete_file(info.path)

@@ -95,3 +95,29 @@ def test_the_serving_logs_landing_expires_its_old_snapshots_and_metadata_files(
     after.append(pa.table({"n": pa.array([5], pa.int64())}))
     sink._maintain()  # within ten minutes of the last round: nothing
     assert len(table.refresh().metadata.snapshots) == before + 1
+
+
+def test_a_stale_copy_of_the_table_never_deletes_the_catalogs_current_metadata(tmp_path: Path) -> None:
+    """An idle landing holds the table as it last appended; an erasure (another process) commits since. Its round
+    decided what to keep from its own copy, deleted the catalog's current file and left the table unloadable."""
+    stale = _table(tmp_path, appends=5)
+    other = stale.catalog.load_table("fs.t")
+    other.append(pa.table({"n": pa.array([5], pa.int64())}))
+    other.append(pa.table({"n": pa.array([6], pa.int64())}))
+    current = other.metadata_location
+    _age(_metadata_files(tmp_path), METADATA_GRACE_S + 60)  # the landing was idle for longer than the grace
+    remove_old_metadata(stale)
+    assert stale.metadata_location == current  # loaded again before deciding
+    fresh = stale.catalog.load_table("fs.t")
+    assert sorted(fresh.scan().to_arrow()["n"].to_pylist()) == list(range(7))
+    assert _metadata_files(tmp_path) == _kept(fresh)
+
+
+def test_a_cutoff_below_the_grace_keeps_young_metadata_files(tmp_path: Path) -> None:
+    """``--orphans-older-than 0s`` deletes young data files no snapshot reaches (documented: only when nothing
+    writes), never a metadata file younger than ``METADATA_GRACE_S``: a commit in progress writes its file first."""
+    table = _table(tmp_path, appends=3)
+    young = tmp_path / "wh" / "fs.db" / "t" / "metadata" / "00099-in-progress.metadata.json"
+    young.write_text("{}")
+    remove_orphan_files(table, older_than_s=0)
+    assert young.exists()
