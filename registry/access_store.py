@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS access_owners (
     PRIMARY KEY (kind, name)
 );
 CREATE TABLE IF NOT EXISTS access_writes (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, team TEXT NOT NULL, since_s REAL NOT NULL
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, team TEXT NOT NULL, since_s REAL NOT NULL,
+    claim_team TEXT
 );
 CREATE INDEX IF NOT EXISTS access_writes_by_name ON access_writes (kind, name);
 CREATE TABLE IF NOT EXISTS access_seq (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
@@ -206,10 +207,14 @@ class AccessStore(SqliteStore):
     def _release(
         self, conn: sqlite3.Connection, kind: OwnedKind, name: str, team: str, unused: Callable[[], bool]
     ) -> None:
+        """Give ``team``'s claim back if ``unused()``; while other writes of the name are under way it is theirs to give
+        back instead: the last of them to end without writing gives it back (``end_write``)."""
         stale_s = time.time() - WRITE_HELD_S
         conn.execute("DELETE FROM access_writes WHERE kind = ? AND name = ? AND since_s < ?", (kind, name, stale_s))
         writing = conn.execute("SELECT 1 FROM access_writes WHERE kind = ? AND name = ? LIMIT 1", (kind, name))
-        if writing.fetchone() is None and unused():
+        if writing.fetchone() is not None:
+            conn.execute("UPDATE access_writes SET claim_team = ? WHERE kind = ? AND name = ?", (team, kind, name))
+        elif unused():
             conn.execute("DELETE FROM access_owners WHERE kind = ? AND name = ? AND team = ?", (kind, name, team))
 
     def begin_write(self, kind: OwnedKind, name: str, team: str) -> tuple[str, bool, str]:
@@ -225,18 +230,22 @@ class AccessStore(SqliteStore):
             (owner,) = conn.execute(
                 "SELECT team FROM access_owners WHERE kind = ? AND name = ?", (kind, name)
             ).fetchone()
-            conn.execute("INSERT INTO access_writes VALUES (?, ?, ?, ?, ?)", (write_id, kind, name, team, time.time()))
+            conn.execute(
+                "INSERT INTO access_writes VALUES (?, ?, ?, ?, ?, ?)",
+                (write_id, kind, name, team, time.time(), team if inserted == 1 else None),
+            )
         return str(owner), inserted == 1, write_id
 
-    def end_write(
-        self, write_id: str, kind: OwnedKind, name: str, team: str, *, release: bool, unused: Callable[[], bool]
-    ) -> None:
-        """The write ``begin_write`` began is over; with ``release`` (it claimed the name and wrote nothing) its claim
-        is given back as ``release`` gives it, once no other write of the name is under way."""
+    def end_write(self, write_id: str, kind: OwnedKind, name: str, *, wrote: bool, unused: Callable[[], bool]) -> None:
+        """The write ``begin_write`` began is over. One that wrote nothing and holds a claim (its own, or one handed to
+        it by a write that failed before it) gives it back as ``release`` does: at once if no other write of the name
+        is under way and ``unused()``, else it hands it on, so the last write to fail gives it back (two failing
+        writes of one team left the name owned by a team that never registered it)."""
         with self._tx() as conn:
+            row = conn.execute("SELECT claim_team FROM access_writes WHERE id = ?", (write_id,)).fetchone()
             conn.execute("DELETE FROM access_writes WHERE id = ?", (write_id,))
-            if release:
-                self._release(conn, kind, name, team, unused)
+            if not wrote and row is not None and row[0] is not None:
+                self._release(conn, kind, name, str(row[0]), unused)
 
     # -- snapshot ------------------------------------------------------------------------------------
     def change_seq(self) -> int:

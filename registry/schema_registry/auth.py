@@ -146,11 +146,11 @@ class RegistryAuth:
         # A new subject is claimed for the caller's team before the write, atomically, and the write is recorded as
         # under way until it ends: no failed request of the team gives the claim back meanwhile (another team then
         # claimed the subject and owned this write's version).
-        claimed, write_id = False, None
+        write_id = None
         if action == "register_schema" and subject is not None and store is not None:
-            owner, claimed, write_id = store.begin_write("subject", subject, caller.team)
+            owner, _, write_id = store.begin_write("subject", subject, caller.team)
             if owner != caller.team and not caller.admin:  # another team claimed it since ``_refusal`` looked
-                store.end_write(write_id, "subject", subject, caller.team, release=False, unused=lambda: False)
+                store.end_write(write_id, "subject", subject, wrote=False, unused=lambda: False)
                 why = f"Subject: {subject} (owned by team {owner}; caller's team is {caller.team})"
                 self.access.write_audited(caller, action, target, 403, where, why)
                 await _answer(send, 403, 40301, f"User {caller.principal} is denied operation Write on {why}")
@@ -168,12 +168,9 @@ class RegistryAuth:
             await self.app(scope, receive, holding)
         finally:
             if store is not None and subject is not None and write_id is not None:
-                # nothing registered by this request: the claim goes too, unless a request of the same team
+                # nothing registered by this request: its claim goes too, unless a request of the same team
                 # registered a version meanwhile (this one's 409 may be that version's) or is writing one
-                release = claimed and status != 200
-                store.end_write(
-                    write_id, "subject", subject, caller.team, release=release, unused=lambda: not has_versions()
-                )
+                store.end_write(write_id, "subject", subject, wrote=status == 200, unused=lambda: not has_versions())
             self.access.write_audited(caller, action, target, status, where)
         for message in held:
             await send(message)

@@ -141,7 +141,7 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
             # A new service is claimed before the write, atomically: of two teams registering it at once, one owns
             # it and the other is refused here. The write is recorded as under way until it ends, so no failed
             # request of the team gives the claim back meanwhile (another team then owned this write's version).
-            owner, claimed, write_id = store.begin_write("feature_service", service.name, caller.team)
+            owner, _, write_id = store.begin_write("feature_service", service.name, caller.team)
             written = False
             try:
                 authorize_write(access, request.scope, "register_feature_service", target, (owner,))
@@ -152,8 +152,7 @@ def services_router(live: LiveCatalog, services: LiveFeatureServices, access: Ac
                     write_id,
                     "feature_service",
                     service.name,
-                    caller.team,
-                    release=claimed and not written,
+                    wrote=written,
                     unused=lambda: not services.store.has_versions(service.name),
                 )
         services.invalidate()

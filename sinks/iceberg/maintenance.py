@@ -167,9 +167,12 @@ def _first_snapshot_ms(table: Table) -> int | None:
     return min(roots) if roots else None
 
 
-def expire_snapshots(table: Table, keep: Iterable[int] = ()) -> tuple[Table, Expired]:
-    """Remove every snapshot but the current one and ``keep`` (ids no longer in the table are ignored),
-    then delete the files only they reached. Retried when a writer commits in between."""
+def expire_snapshots(table: Table, keep: Iterable[int] = (), *, since_ms: int | None = None) -> tuple[Table, Expired]:
+    """Remove every snapshot but the current one, ``keep`` (ids no longer in the table are ignored) and, with
+    ``since_ms``, those made at or after it (epoch ms; chosen again on every attempt, from the table as it is then:
+    a writer's snapshots made since the caller read the table are young too), then delete the files only they
+    reached. Retried when a writer commits in between."""
+    keep = list(keep)
     from pyiceberg.exceptions import CommitFailedException
     from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotsUpdate, SetPropertiesUpdate
 
@@ -181,6 +184,8 @@ def expire_snapshots(table: Table, keep: Iterable[int] = ()) -> tuple[Table, Exp
         if current is None:
             return table, Expired((), 0)
         kept = {current.snapshot_id, *(k for k in keep if table.snapshot_by_id(k) is not None)}
+        if since_ms is not None:
+            kept.update(s.snapshot_id for s in table.metadata.snapshots if s.timestamp_ms >= since_ms)
         every = [s.snapshot_id for s in table.metadata.snapshots]
         removed = [s for s in every if s not in kept]
         if not removed:
@@ -245,8 +250,7 @@ def expire_older_than(table: Table, older_than_s: float, keep: Iterable[int] = (
     kept), never the current one nor ``keep``: the periodic expiry of the tables a process appends to for days."""
     now_ms = time.time_ns() // 1_000_000
     cutoff_ms = now_ms - int(min(older_than_s, now_ms / 1000) * 1000)  # 1e306 s: keeps every snapshot
-    recent = [s.snapshot_id for s in table.metadata.snapshots if s.timestamp_ms >= cutoff_ms]
-    return expire_snapshots(table, keep=[*recent, *keep])[0]
+    return expire_snapshots(table, keep, since_ms=cutoff_ms)[0]
 
 
 def remove_orphan_files(table: Table, *, older_than_s: float = 86_400.0) -> int:

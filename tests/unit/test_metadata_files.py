@@ -121,3 +121,20 @@ def test_a_cutoff_below_the_grace_keeps_young_metadata_files(tmp_path: Path) -> 
     young.write_text("{}")
     remove_orphan_files(table, older_than_s=0)
     assert young.exists()
+
+
+def test_a_stale_copys_expiry_keeps_the_young_snapshots_another_writer_made(tmp_path: Path) -> None:
+    """The young snapshots to keep (``expire_older_than``'s) were chosen once, from the caller's copy: when another
+    writer had committed since, the retry (after the lost race) expired that writer's snapshots, however young."""
+    from sinks.iceberg.maintenance import expire_snapshots
+
+    table = _table(tmp_path, appends=2)
+    time.sleep(0.05)
+    since_ms = time.time_ns() // 1_000_000  # the cutoff: the two appends above are older
+    landing = table.catalog.load_table("fs.t")  # the landing's copy, before another writer's three appends
+    other = table.catalog.load_table("fs.t")
+    for n in range(3):
+        other.append(pa.table({"n": pa.array([10 + n], pa.int64())}))
+    young = {s.snapshot_id for s in other.refresh().metadata.snapshots[-3:]}
+    after, _ = expire_snapshots(landing, since_ms=since_ms)
+    assert {s.snapshot_id for s in after.metadata.snapshots} == young  # the two older ones went, no other

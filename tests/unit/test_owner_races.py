@@ -168,7 +168,7 @@ def test_a_request_that_claimed_and_failed_keeps_the_claim_while_its_teams_other
     other_team: list[int] = []
 
     def the_first_fails_and_the_other_team_posts(self: Any, service: Any, **kwargs: Any) -> Any:
-        store.end_write(first, "feature_service", "svc", "team-a", release=True, unused=lambda: True)
+        store.end_write(first, "feature_service", "svc", wrote=False, unused=lambda: True)
         monkeypatch.setattr(FeatureServiceStore, "register", real)
         answer = TestClient(app).post("/v1/feature-services", json={"name": "svc", "features": [pin]}, headers=b)
         other_team.append(answer.status_code)

@@ -330,7 +330,7 @@ def test_a_request_that_claimed_and_failed_keeps_the_claim_while_its_teams_other
     seen: list[tuple[int, list[str]]] = []
 
     def the_first_fails_and_the_other_team_posts(self: SchemaStore, *args: Any, **kw: Any) -> Any:
-        access_store.end_write(first, "subject", "slow-value", "risk-team", release=True, unused=lambda: True)
+        access_store.end_write(first, "subject", "slow-value", wrote=False, unused=lambda: True)
         monkeypatch.setattr(SchemaStore, "register", real)
         seen.append(asyncio.run(_post_register(asgi, fraud, "slow-value", SCHEMA)))
         return real(self, *args, **kw)
@@ -342,25 +342,34 @@ def test_a_request_that_claimed_and_failed_keeps_the_claim_while_its_teams_other
     assert asyncio.run(_post_register(asgi, risk, "slow-value", SCHEMA_2))[0] == 200  # A writes on
 
 
-def test_a_failed_claim_is_given_back_once_no_write_of_the_subject_is_under_way(
+def test_a_failed_claim_is_given_back_by_the_last_write_of_the_subject_to_fail(
     asgi: Any, access_store: AccessStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The claim stays only while another write is under way (or was begun within ``WRITE_HELD_S``: one whose
-    process died never ends its record); then a failed first registration leaves the subject for any team."""
+    """The claim stays while another write is under way (begun within ``WRITE_HELD_S``: one whose process died
+    never ends its record) and goes with the last one to fail: two failed writes of one team left the name owned
+    by a team that never registered it."""
     import time
 
     from registry.access_store import WRITE_HELD_S
 
-    _, _, first = access_store.begin_write("subject", "gone-value", "risk-team")
-    _, _, second = access_store.begin_write("subject", "gone-value", "risk-team")
-    access_store.end_write(first, "subject", "gone-value", "risk-team", release=True, unused=lambda: True)
-    assert access_store.owner("subject", "gone-value") == "risk-team"  # the second is under way
-    access_store.end_write(second, "subject", "gone-value", "risk-team", release=False, unused=lambda: True)
+    owner = lambda: access_store.owner("subject", "gone-value")  # noqa: E731
+    _, claimed, first = access_store.begin_write("subject", "gone-value", "risk-team")
+    _, second_claimed, second = access_store.begin_write("subject", "gone-value", "risk-team")
+    assert (claimed, second_claimed) == (True, False)
+    access_store.end_write(first, "subject", "gone-value", wrote=False, unused=lambda: True)
+    assert owner() == "risk-team"  # the second is under way
+    access_store.end_write(second, "subject", "gone-value", wrote=False, unused=lambda: True)
+    assert owner() is None  # the second failed too: nobody registered it
     _, _, third = access_store.begin_write("subject", "gone-value", "risk-team")
-    _, _, dead = access_store.begin_write("subject", "gone-value", "risk-team")
+    _, _, fourth = access_store.begin_write("subject", "gone-value", "risk-team")
+    access_store.end_write(third, "subject", "gone-value", wrote=False, unused=lambda: True)
+    access_store.end_write(fourth, "subject", "gone-value", wrote=True, unused=lambda: False)
+    assert owner() == "risk-team"  # the second wrote its version
+    _, _, fifth = access_store.begin_write("subject", "other-value", "risk-team")
+    _, _, dead = access_store.begin_write("subject", "other-value", "risk-team")
     later_s = time.time() + WRITE_HELD_S + 1
     monkeypatch.setattr(time, "time", lambda: later_s)
-    access_store.end_write(third, "subject", "gone-value", "risk-team", release=True, unused=lambda: True)
+    access_store.end_write(fifth, "subject", "other-value", wrote=False, unused=lambda: True)
     monkeypatch.undo()
-    assert access_store.owner("subject", "gone-value") is None  # ``dead``'s record is too old to keep it
+    assert access_store.owner("subject", "other-value") is None  # ``dead``'s record is too old to keep it
     assert dead
