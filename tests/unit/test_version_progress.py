@@ -181,13 +181,14 @@ def test_the_latest_completed_checkpoint_is_restored(tmp_path: Any) -> None:
     import os
 
     assert latest_checkpoint(tmp_path) is None
-    for i, (job, n) in enumerate([("j1", 3), ("j2", 1), ("j2", 2)]):
+    # j2 restored from j1's chk-3, so it numbers its checkpoints from 4 (Flink's checkpoint coordinator)
+    for i, (job, n) in enumerate([("j1", 3), ("j2", 4), ("j2", 5)]):
         chk = tmp_path / job / f"chk-{n}"
         chk.mkdir(parents=True)
         (chk / "_metadata").write_bytes(b"x")
         os.utime(chk / "_metadata", ns=(10**18 + i, 10**18 + i))
     (tmp_path / "j2" / "chk-9").mkdir()  # in progress: no _metadata yet
-    assert latest_checkpoint(tmp_path) == tmp_path / "j2" / "chk-2"
+    assert latest_checkpoint(tmp_path) == tmp_path / "j2" / "chk-5"
 
 
 @pytest.mark.parametrize("bad", ["0", "0.009", "-1", "nan", "inf", "1_0", " 1", "3600.5"])
