@@ -475,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         bind_host=args.bind_host,
         python_mode=args.python_mode or ("process" if bounded else "thread"),
         bounded=bounded,
+        sources=len({d.source.topic for d in definitions}),
     )
     per_version = (args.progress or ("stream" if args.versions is None else "version")) == "version"
     writers = [str(bucket) for bucket in range(env.get_parallelism())]  # as ``build`` numbers its buckets
