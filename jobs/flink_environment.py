@@ -160,7 +160,10 @@ def network_memory_mib(sources: int, parallelism: int) -> int:
     """The local mini-cluster's network memory for a job reading ``sources`` topics at ``parallelism``: Flink's local
     default (64 MiB) up to 32 of them, then 32 MiB more than one MiB per topic and subtask (a job of 100 topics
     started within the default, one of 200 did not)."""
-    return max(64, 32 + sources * parallelism)
+    return max(_LOCAL_NETWORK_MIB, 32 + sources * parallelism)
+
+
+_LOCAL_NETWORK_MIB = 64  # Flink's network memory for a local mini-cluster when none is configured
 
 
 def create_environment(
@@ -236,10 +239,10 @@ def create_environment(
         paths = [str(Path(__file__).resolve().parent.parent), *site.getsitepackages()]
         config.set_string("python.pythonpath", os.pathsep.join(paths))
     config.set_string("table.local-time-zone", "UTC")
-    if local:
-        network = f"{network_memory_mib(sources, parallelism)}m"
-        config.set_string("taskmanager.memory.network.min", network)
-        config.set_string("taskmanager.memory.network.max", network)
+    network_mib = network_memory_mib(sources, parallelism)
+    if local and network_mib > _LOCAL_NETWORK_MIB:  # else Flink's own default, as it was
+        config.set_string("taskmanager.memory.network.min", f"{network_mib}m")
+        config.set_string("taskmanager.memory.network.max", f"{network_mib}m")
     for key in _BIND_KEYS if local else ():  # the mini-cluster's listeners (REST, RPC, blob, data) on one host
         config.set_string(key, bind_host)
     if checkpoint_dir is not None:
