@@ -202,20 +202,31 @@ class AccessStore(SqliteStore):
         Releasing whatever happened left such a subject or service ownerless, for another team to take. A write
         begun with ``begin_write`` and not yet ended keeps the claim too (``end_write``)."""
         with self._tx() as conn:
-            self._release(conn, kind, name, team, unused)
+            self._release(conn, kind, name, {team}, unused)
 
     def _release(
-        self, conn: sqlite3.Connection, kind: OwnedKind, name: str, team: str, unused: Callable[[], bool]
+        self, conn: sqlite3.Connection, kind: OwnedKind, name: str, teams: set[str], unused: Callable[[], bool]
     ) -> None:
-        """Give ``team``'s claim back if ``unused()``; while other writes of the name are under way it is theirs to give
-        back instead: the last of them to end without writing gives it back (``end_write``)."""
+        """Give the claims of ``teams`` back if ``unused()``, and those a write whose process died (under way for
+        more than ``WRITE_HELD_S``) was handed; while other writes of the name are under way they are theirs to give
+        back instead: the last of them to end without writing gives them back (``end_write``)."""
         stale_s = time.time() - WRITE_HELD_S
+        stale = conn.execute(
+            "SELECT claim_team FROM access_writes WHERE kind = ? AND name = ? AND since_s < ? AND claim_team IS NOT NULL",
+            (kind, name, stale_s),
+        ).fetchall()
         conn.execute("DELETE FROM access_writes WHERE kind = ? AND name = ? AND since_s < ?", (kind, name, stale_s))
+        teams = teams | {str(team) for (team,) in stale}
+        if not teams:
+            return
         writing = conn.execute("SELECT 1 FROM access_writes WHERE kind = ? AND name = ? LIMIT 1", (kind, name))
-        if writing.fetchone() is not None:
-            conn.execute("UPDATE access_writes SET claim_team = ? WHERE kind = ? AND name = ?", (team, kind, name))
+        if writing.fetchone() is not None:  # one owner per name: the teams are one team
+            conn.execute(
+                "UPDATE access_writes SET claim_team = ? WHERE kind = ? AND name = ?", (min(teams), kind, name)
+            )
         elif unused():
-            conn.execute("DELETE FROM access_owners WHERE kind = ? AND name = ? AND team = ?", (kind, name, team))
+            for team in teams:
+                conn.execute("DELETE FROM access_owners WHERE kind = ? AND name = ? AND team = ?", (kind, name, team))
 
     def begin_write(self, kind: OwnedKind, name: str, team: str) -> tuple[str, bool, str]:
         """``claim_new`` (the owner, whether this call claimed it) and, in the same transaction, a record that a write
@@ -244,8 +255,8 @@ class AccessStore(SqliteStore):
         with self._tx() as conn:
             row = conn.execute("SELECT claim_team FROM access_writes WHERE id = ?", (write_id,)).fetchone()
             conn.execute("DELETE FROM access_writes WHERE id = ?", (write_id,))
-            if not wrote and row is not None and row[0] is not None:
-                self._release(conn, kind, name, str(row[0]), unused)
+            held = {str(row[0])} if not wrote and row is not None and row[0] is not None else set()
+            self._release(conn, kind, name, held, unused)  # with the claims of writes whose process died
 
     # -- snapshot ------------------------------------------------------------------------------------
     def change_seq(self) -> int:

@@ -150,7 +150,7 @@ class RegistryAuth:
         if action == "register_schema" and subject is not None and store is not None:
             owner, _, write_id = store.begin_write("subject", subject, caller.team)
             if owner != caller.team and not caller.admin:  # another team claimed it since ``_refusal`` looked
-                store.end_write(write_id, "subject", subject, wrote=False, unused=lambda: False)
+                store.end_write(write_id, "subject", subject, wrote=False, unused=lambda: not has_versions())
                 why = f"Subject: {subject} (owned by team {owner}; caller's team is {caller.team})"
                 self.access.write_audited(caller, action, target, 403, where, why)
                 await _answer(send, 403, 40301, f"User {caller.principal} is denied operation Write on {why}")

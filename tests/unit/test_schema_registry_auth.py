@@ -373,3 +373,48 @@ def test_a_failed_claim_is_given_back_by_the_last_write_of_the_subject_to_fail(
     monkeypatch.undo()
     assert access_store.owner("subject", "other-value") is None  # ``dead``'s record is too old to keep it
     assert dead
+
+
+def test_a_refused_write_handed_a_claim_gives_it_back(
+    asgi: Any, access_store: AccessStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Team B's request, refused (team A claimed the new subject since B looked), is handed A's claim when A's
+    request fails while B's is under way: as the last write to end without writing it gives the claim back, or the
+    subject stayed A's, which registered nothing, and every other team was refused for good."""
+    import asyncio
+
+    from registry.schema_registry.auth import RegistryAuth
+
+    monkeypatch.setattr(RegistryAuth, "_refusal", lambda self, *args: None)  # B looked before A claimed
+    _, claimed, first = access_store.begin_write("subject", "handed-value", "risk-team")
+    assert claimed
+    real_end = AccessStore.end_write
+
+    def a_fails_while_b_is_refused(self: AccessStore, write_id: str, *args: Any, **kw: Any) -> None:
+        if write_id != first:
+            real_end(self, first, "subject", "handed-value", wrote=False, unused=lambda: True)
+        real_end(self, write_id, *args, **kw)
+
+    monkeypatch.setattr(AccessStore, "end_write", a_fails_while_b_is_refused)
+    fraud = access_store.issue("fraud-bot", "fraud-team")
+    assert asyncio.run(_post_register(asgi, fraud, "handed-value", SCHEMA))[0] == 403
+    assert access_store.owner("subject", "handed-value") is None
+
+
+def test_a_claim_handed_to_a_write_whose_process_died_is_given_back(
+    access_store: AccessStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from registry.access_store import WRITE_HELD_S
+
+    _, _, first = access_store.begin_write("subject", "orphan-value", "risk-team")
+    _, _, dead = access_store.begin_write("subject", "orphan-value", "risk-team")
+    access_store.end_write(first, "subject", "orphan-value", wrote=False, unused=lambda: True)  # handed to ``dead``
+    assert access_store.owner("subject", "orphan-value") == "risk-team"
+    later_s = time.time() + WRITE_HELD_S + 1
+    monkeypatch.setattr(time, "time", lambda: later_s)
+    _, claimed, again = access_store.begin_write("subject", "orphan-value", "risk-team")
+    assert not claimed
+    access_store.end_write(again, "subject", "orphan-value", wrote=False, unused=lambda: True)
+    assert access_store.owner("subject", "orphan-value") is None and dead
