@@ -259,7 +259,7 @@ def remove_orphan_files(table: Table, *, older_than_s: float = 86_400.0) -> int:
     and metadata JSON files that are neither the table's current one nor in its metadata log (its last 100; the
     others nothing reads, and a writer that commits every few seconds leaves thousands a day). Returns the files
     deleted."""
-    _refreshed(table)
+    table = _fresh(table)
     reachable = {_path_of(p) for p in _reachable(table, [s.snapshot_id for s in table.metadata.snapshots])}
     return _delete_unkept(table, table.location(), reachable, older_than_s, "orphan")
 
@@ -275,7 +275,7 @@ def remove_old_metadata(table: Table, *, older_than_s: float = METADATA_GRACE_S)
     ``write.metadata.delete-after-commit.enabled`` does, which pyiceberg 0.8.1 does not. For the processes that
     commit every few seconds for days (the events archiver, the serving log's landing), whose every commit writes a
     whole metadata file. Reads no manifest. Returns the files deleted."""
-    _refreshed(table)
+    table = _fresh(table)
     folder = f"{table.location().rstrip('/')}/metadata"
     return _delete_unkept(table, folder, set(), older_than_s, "old metadata", only=_METADATA)
 
@@ -283,12 +283,13 @@ def remove_old_metadata(table: Table, *, older_than_s: float = METADATA_GRACE_S)
 _METADATA = ".metadata.json"
 
 
-def _refreshed(table: Table) -> None:
-    """``table`` loaded again from its catalog (in place): what is kept is decided from the catalog's current metadata,
+def _fresh(table: Table) -> Table:
+    """``table`` loaded again from its catalog, as a new object (the caller's copy is left as it is: an archiver's
+    stale copy must still lose its next commit's race): what is kept is decided from the catalog's current metadata,
     not from the caller's copy, which another process's commit (an erasure's, another landing's) made stale: its
     current file looked out of the log, and an idle landing deleted it, leaving the table unloadable."""
     try:
-        table.refresh()
+        return table.catalog.load_table(table.name())
     except Exception as exc:  # the catalog's database refusing, the table dropped
         raise StoreUnavailableError(f"cannot load {_name(table)} again from its catalog: {one_line(exc)}") from exc
 
@@ -297,7 +298,7 @@ def _delete_unkept(table: Table, folder: str, kept: set[str], older_than_s: floa
     """Delete the files under ``folder`` whose names end in ``only``, not in ``kept``, and last modified more than
     ``older_than_s`` ago (a file exactly that old is kept, as a younger one); each one tried whatever the others do.
     A metadata JSON file is kept when it is ``table``'s current one or in its metadata log (``table`` just loaded
-    again: ``_refreshed``), or younger than ``METADATA_GRACE_S`` whatever ``older_than_s`` says.
+    again: ``_fresh``), or younger than ``METADATA_GRACE_S`` whatever ``older_than_s`` says.
     StoreUnavailableError when the folder cannot be listed or a file cannot be deleted (after trying every one)."""
     import pyarrow.fs as pafs
 
